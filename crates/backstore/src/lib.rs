@@ -1,0 +1,1 @@
+//! Block stores behind store-api's BlockStore: memory, plain file, glfs

@@ -1,0 +1,1 @@
+//! Safe gfapi API over gfapi-sys: volumes, files, sync and async I/O

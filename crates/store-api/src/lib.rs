@@ -1,0 +1,331 @@
+//! The one seam between SCSI emulation and storage.
+//!
+//! The SCSI layer turns a CDB into an [`IoRequest`]; a [`BlockStore`] carries it out and
+//! reports an [`IoResult`] through the request's [`Completion`]. Every store (memory, plain
+//! file, gfapi — real or fake) implements the same contract:
+//!
+//! * `submit` never blocks on I/O. It either finishes at once (memory) or hands the request
+//!   to its own engine (a thread pool, gfapi's async calls) and returns.
+//! * The completion is called exactly once, on any thread.
+//! * Buffers are owned by the request until it completes, so a command that is aborted while
+//!   the store still works on it cannot free memory the store is writing into.
+//!
+//! This crate does no I/O and knows nothing of SCSI or iSCSI.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Size and addressing of a store, in logical blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Logical block size in bytes (512 or 4096 in practice).
+    pub block_size: u32,
+    /// Number of logical blocks; the last addressable LBA is `num_blocks - 1`.
+    pub num_blocks: u64,
+}
+
+impl Geometry {
+    /// Size of the store in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.num_blocks * u64::from(self.block_size)
+    }
+}
+
+/// Optional operations a store supports natively.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `IoRequest::Discard` deallocates (punches holes).
+    pub discard: bool,
+    /// `IoRequest::WriteZeroes` is cheaper than writing a zero buffer.
+    pub write_zeroes: bool,
+    /// Discarded ranges read back as zeroes.
+    pub discard_zeroes: bool,
+}
+
+/// One storage operation, with byte offsets and owned buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoRequest {
+    /// Read `len` bytes at `offset`; replies [`IoReply::Data`] with exactly `len` bytes.
+    Read { offset: u64, len: u32 },
+    /// Write `data` at `offset`. With `fua` the data is durable when the request completes.
+    Write { offset: u64, data: Bytes, fua: bool },
+    /// Make every completed write durable (fdatasync).
+    Flush,
+    /// Deallocate `len` bytes at `offset`.
+    Discard { offset: u64, len: u64 },
+    /// Make `len` bytes at `offset` read back as zeroes.
+    WriteZeroes { offset: u64, len: u64 },
+}
+
+impl IoRequest {
+    /// The kind of operation, for errors and statistics.
+    pub fn op(&self) -> Op {
+        match self {
+            IoRequest::Read { .. } => Op::Read,
+            IoRequest::Write { .. } => Op::Write,
+            IoRequest::Flush => Op::Flush,
+            IoRequest::Discard { .. } => Op::Discard,
+            IoRequest::WriteZeroes { .. } => Op::WriteZeroes,
+        }
+    }
+
+    /// The byte range the request touches, if any: `(offset, len)`.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            IoRequest::Read { offset, len } => Some((*offset, u64::from(*len))),
+            IoRequest::Write { offset, data, .. } => Some((*offset, data.len() as u64)),
+            IoRequest::Flush => None,
+            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
+                Some((*offset, *len))
+            }
+        }
+    }
+}
+
+/// Operation kinds, as named in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Open,
+    Read,
+    Write,
+    Flush,
+    Discard,
+    WriteZeroes,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Open => "open",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Flush => "flush",
+            Op::Discard => "discard",
+            Op::WriteZeroes => "write-zeroes",
+        })
+    }
+}
+
+/// What a successful request returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoReply {
+    /// The bytes of a read, exactly as many as asked for.
+    Data(Bytes),
+    /// Any other request finished.
+    Done,
+}
+
+/// The outcome of one request.
+pub type IoResult = Result<IoReply, StoreError>;
+
+/// Why a request failed, in terms the SCSI layer maps to sense data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The medium failed (EIO and anything unclassified).
+    Io,
+    /// No space left to allocate (ENOSPC, EDQUOT).
+    NoSpace,
+    /// The range lies outside the store.
+    OutOfRange,
+    /// The store lost its connection (ENOTCONN and friends); it may come back.
+    NotConnected,
+    /// The operation took too long (ETIMEDOUT) or was abandoned.
+    TimedOut,
+    /// The store cannot do this operation (EOPNOTSUPP, ENOSYS).
+    Unsupported,
+    /// The store is read-only (EROFS, EACCES, EPERM).
+    ReadOnly,
+    /// Fewer bytes moved than asked for, with no error reported.
+    ShortTransfer,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Io => "I/O error",
+            ErrorKind::NoSpace => "no space left",
+            ErrorKind::OutOfRange => "range out of bounds",
+            ErrorKind::NotConnected => "not connected",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::Unsupported => "not supported",
+            ErrorKind::ReadOnly => "read-only",
+            ErrorKind::ShortTransfer => "short transfer",
+        })
+    }
+}
+
+/// A failed request: what failed, why, and the errno behind it when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct StoreError {
+    pub op: Op,
+    pub kind: ErrorKind,
+    pub errno: Option<i32>,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {}", self.op, self.kind)?;
+        if let Some(errno) = self.errno {
+            write!(f, " ({})", std::io::Error::from_raw_os_error(errno))?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreError {
+    pub fn new(op: Op, kind: ErrorKind) -> Self {
+        StoreError { op, kind, errno: None }
+    }
+
+    /// Classifies an errno as returned by POSIX calls and gfapi.
+    pub fn from_errno(op: Op, errno: i32) -> Self {
+        let kind = match errno {
+            libc::ENOSPC | libc::EDQUOT => ErrorKind::NoSpace,
+            libc::ENOTCONN | libc::ECONNREFUSED | libc::ECONNRESET | libc::ESHUTDOWN
+            | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPIPE => ErrorKind::NotConnected,
+            libc::ETIMEDOUT => ErrorKind::TimedOut,
+            libc::EOPNOTSUPP | libc::ENOSYS => ErrorKind::Unsupported,
+            libc::EROFS | libc::EACCES | libc::EPERM => ErrorKind::ReadOnly,
+            libc::EINVAL | libc::EFBIG | libc::ENXIO => ErrorKind::OutOfRange,
+            _ => ErrorKind::Io,
+        };
+        StoreError { op, kind, errno: Some(errno) }
+    }
+
+    /// Classifies a `std::io::Error`.
+    pub fn from_io(op: Op, err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(errno) => Self::from_errno(op, errno),
+            None if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Self::new(op, ErrorKind::ShortTransfer)
+            }
+            None => Self::new(op, ErrorKind::Io),
+        }
+    }
+}
+
+/// Called exactly once with the outcome of a request, on whatever thread finished it.
+pub struct Completion(Box<dyn FnOnce(IoResult) + Send + 'static>);
+
+impl Completion {
+    pub fn new(f: impl FnOnce(IoResult) + Send + 'static) -> Self {
+        Completion(Box::new(f))
+    }
+
+    pub fn complete(self, result: IoResult) {
+        (self.0)(result)
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Completion")
+    }
+}
+
+/// A block device the SCSI layer can export. See the crate docs for the contract.
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait BlockStore: Send + Sync {
+    /// Size and block size; fixed for the life of the store.
+    fn geometry(&self) -> Geometry;
+    /// What the store supports beyond read, write and flush.
+    fn capabilities(&self) -> Capabilities;
+    /// Starts `req`; `done` is called exactly once when it finishes.
+    fn submit(&self, req: IoRequest, done: Completion);
+    /// A short human description for logs ("glfs vol1@host:disk1", "file /tmp/x").
+    fn describe(&self) -> String;
+}
+
+/// Submits `req` and waits for its completion. Works on any async runtime.
+pub async fn execute(store: &dyn BlockStore, req: IoRequest) -> IoResult {
+    let op = req.op();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.submit(
+        req,
+        Completion::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    // A store that drops the completion without calling it broke the contract; report it as
+    // a failed request rather than hanging the command.
+    rx.await
+        .unwrap_or_else(|_| Err(StoreError::new(op, ErrorKind::Io)))
+}
+
+/// Checks that a request lies inside the store; the SCSI layer checks LBAs first, so this is
+/// a store's last line of defence.
+pub fn check_range(geometry: Geometry, req: &IoRequest) -> Result<(), StoreError> {
+    if let Some((offset, len)) = req.range() {
+        let end = offset.checked_add(len);
+        if end.map_or(true, |end| end > geometry.size_bytes()) {
+            return Err(StoreError::new(req.op(), ErrorKind::OutOfRange));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_classification_follows_posix_meaning() {
+        let cases = [
+            (libc::EIO, ErrorKind::Io),
+            (libc::ENOSPC, ErrorKind::NoSpace),
+            (libc::EDQUOT, ErrorKind::NoSpace),
+            (libc::ENOTCONN, ErrorKind::NotConnected),
+            (libc::ETIMEDOUT, ErrorKind::TimedOut),
+            (libc::EOPNOTSUPP, ErrorKind::Unsupported),
+            (libc::EROFS, ErrorKind::ReadOnly),
+            (libc::EINVAL, ErrorKind::OutOfRange),
+        ];
+        for (errno, kind) in cases {
+            let err = StoreError::from_errno(Op::Write, errno);
+            assert_eq!(err.kind, kind, "errno {errno}");
+            assert_eq!(err.errno, Some(errno));
+        }
+    }
+
+    #[test]
+    fn error_message_names_operation_kind_and_errno() {
+        let err = StoreError::from_errno(Op::Flush, libc::EIO);
+        let text = err.to_string();
+        assert!(text.starts_with("flush failed: I/O error ("), "{text}");
+    }
+
+    #[test]
+    fn range_check_rejects_past_end_and_overflow() {
+        let g = Geometry { block_size: 512, num_blocks: 8 };
+        assert!(check_range(g, &IoRequest::Read { offset: 3584, len: 512 }).is_ok());
+        assert_eq!(
+            check_range(g, &IoRequest::Read { offset: 3584, len: 1024 }).unwrap_err().kind,
+            ErrorKind::OutOfRange
+        );
+        assert!(check_range(g, &IoRequest::Discard { offset: u64::MAX, len: 2 }).is_err());
+        assert!(check_range(g, &IoRequest::Flush).is_ok());
+    }
+
+    struct Dropper;
+    impl BlockStore for Dropper {
+        fn geometry(&self) -> Geometry {
+            Geometry { block_size: 512, num_blocks: 1 }
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        fn submit(&self, _req: IoRequest, done: Completion) {
+            drop(done);
+        }
+        fn describe(&self) -> String {
+            "dropper".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_completion_is_an_error_not_a_hang() {
+        let err = execute(&Dropper, IoRequest::Flush).await.unwrap_err();
+        assert_eq!(err, StoreError::new(Op::Flush, ErrorKind::Io));
+    }
+}

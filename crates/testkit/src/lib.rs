@@ -1,0 +1,1 @@
+//! Test helpers shared across crates: fake volumes, fault rules, a running target
