@@ -120,8 +120,22 @@ pub enum Event {
     },
     /// A command ready to execute.
     Command(ScsiCommand),
+    /// A task management request (RFC 7143 11.5). Answer with
+    /// [`Connection::complete_task_management`].
+    TaskManagement(TaskManagementRequest),
     /// The initiator logged out; close the socket once transmit is drained.
     LoggedOut,
+}
+
+/// A task management function request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskManagementRequest {
+    pub itt: u32,
+    /// Function code (1 = ABORT TASK, 2 = ABORT TASK SET, 5 = LOGICAL UNIT RESET, ...).
+    pub function: u8,
+    pub lun: u64,
+    /// The task to act on, for ABORT TASK.
+    pub referenced_itt: u32,
 }
 
 /// A protocol violation that ends the connection (ERL 0). The reason is for the log.
@@ -169,6 +183,21 @@ impl Connection {
     /// Answers the command with initiator task tag `itt`.
     pub fn complete_command(&mut self, itt: u32, response: CommandResponse) {
         let _ = (itt, response);
+        todo!()
+    }
+
+    /// Answers a task management request with a response code (RFC 7143 11.6.1:
+    /// 0 = function complete, 1 = task does not exist, 2 = LUN does not exist,
+    /// 5 = function not supported, ...).
+    pub fn complete_task_management(&mut self, itt: u32, response: u8) {
+        let _ = (itt, response);
+        todo!()
+    }
+
+    /// Forgets a command the layer above aborted: no response will be sent for it, and a
+    /// later `complete_command` for `itt` is ignored.
+    pub fn abort_command(&mut self, itt: u32) {
+        let _ = itt;
         todo!()
     }
 
