@@ -1,0 +1,1 @@
+//! Fake gfapi volumes and fault rules.

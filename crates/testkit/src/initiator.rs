@@ -1,0 +1,1 @@
+//! A synchronous iSCSI initiator over libiscsi.
