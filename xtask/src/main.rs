@@ -1,6 +1,9 @@
 //! Project tasks. Run as `cargo xtask <task>`; see `cargo xtask --help`.
 
+mod demo;
 mod fake;
+mod offline;
+mod target;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +19,19 @@ struct Cli {
 enum Task {
     /// Build the fake libgfapi.so.0 (versioned drop-in) and print its path.
     BuildFake,
+    /// Build, run the workspace tests, and drive the real target on the fake gfapi with
+    /// libiscsi (no cluster, no root, no Docker).
+    TestOffline,
+    /// Run the target on an embedded default: a glfs LUN on a fake gfapi volume in
+    /// ./demo-volumes, in the foreground.
+    Demo {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:3260")]
+        portal: String,
+        /// Size of the demo LUN.
+        #[arg(long, default_value = "1G")]
+        size: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +42,8 @@ fn main() -> anyhow::Result<()> {
             let path = fake::build()?;
             println!("{}", path.display());
         }
+        Task::TestOffline => offline::run()?,
+        Task::Demo { portal, size } => demo::run(&portal, &size)?,
     }
     Ok(())
 }

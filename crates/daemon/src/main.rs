@@ -1,1 +1,57 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use daemon::cli::Args;
+use daemon::{serve, Server, Targets};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line naming the problem: the error and its causes.
+            eprintln!("glfs-iscsi: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let spec = args.target_spec()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.portal)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.portal))?;
+        let portal = listener.local_addr()?;
+        let targets = Arc::new(Targets::open(&[spec], portal, iscsi::Limits::default())?);
+        eprintln!(
+            "glfs-iscsi: serving {} LUN {} on {portal}\n  connect: iscsi-ls iscsi://{portal}  |  \
+             iscsiadm -m discovery -t st -p {portal}  |  iscsi://{portal}/{}/{}",
+            args.target, args.lun, args.target, args.lun
+        );
+        serve(&Server::default(), listener, targets, shutdown_signal()).await;
+        eprintln!("glfs-iscsi: stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

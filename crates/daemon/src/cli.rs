@@ -1,0 +1,154 @@
+//! Command line: one target with one LUN, tgt-style (`--bstype`, `--backing-store`,
+//! `--bsopts`).
+
+use crate::targets::{LunSpec, TargetSpec};
+use anyhow::{bail, Result};
+use backstore::StoreOptions;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Export a file on a GlusterFS volume (or a plain file, or memory) as an iSCSI disk.
+#[derive(Debug, Parser)]
+#[command(name = "glfs-iscsi", version)]
+pub struct Args {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:3260")]
+    pub portal: SocketAddr,
+    /// The target's iSCSI name (iqn., eui. or naa. form).
+    #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:disk0")]
+    pub target: String,
+    /// The LUN number the disk appears as.
+    #[arg(long, default_value_t = 0)]
+    pub lun: u16,
+    /// Backing store type: glfs, file or memory.
+    #[arg(long, default_value = "glfs")]
+    pub bstype: String,
+    /// glfs: volume@host[,host...]:path; file: a path; memory: empty.
+    #[arg(long, default_value = "")]
+    pub backing_store: String,
+    /// Backing store options, `key=value` separated by `;` (glfs: logfile=...;loglevel=N).
+    #[arg(long, default_value = "")]
+    pub bsopts: String,
+    /// Create a missing backing file with this size (memory: the store's size), e.g. 1G.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// Logical block size in bytes.
+    #[arg(long, default_value_t = 512)]
+    pub block_size: u32,
+    /// Export the LUN read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Load libgfapi from this path instead of the system's libgfapi.so.0.
+    #[arg(long, env = "GFAPI_LIBRARY")]
+    pub gfapi_library: Option<PathBuf>,
+    /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
+    #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Args {
+    /// The single target the command line describes, after checking its names.
+    pub fn target_spec(&self) -> Result<TargetSpec> {
+        check_iscsi_name(&self.target)?;
+        if !matches!(self.block_size, 512 | 1024 | 2048 | 4096) {
+            bail!("--block-size {} is not one of 512, 1024, 2048, 4096", self.block_size);
+        }
+        Ok(TargetSpec {
+            name: self.target.clone(),
+            luns: vec![LunSpec {
+                lun: self.lun,
+                read_only: self.read_only,
+                store: StoreOptions {
+                    bstype: self.bstype.clone(),
+                    backing_store: self.backing_store.clone(),
+                    bsopts: self.bsopts.clone(),
+                    create_size: self.size,
+                    block_size: Some(self.block_size),
+                    gfapi_library: self.gfapi_library.clone(),
+                },
+            }],
+        })
+    }
+}
+
+/// Checks an iSCSI name's form (RFC 7143 section 4.2.7).
+pub fn check_iscsi_name(name: &str) -> Result<()> {
+    let ok = if let Some(rest) = name.strip_prefix("iqn.") {
+        // iqn.yyyy-mm.reversed.domain[:anything]
+        let date = rest.get(..7).unwrap_or("");
+        date.len() == 7
+            && date[..4].bytes().all(|b| b.is_ascii_digit())
+            && date.as_bytes()[4] == b'-'
+            && date[5..].bytes().all(|b| b.is_ascii_digit())
+            && rest.len() > 8
+            && rest.as_bytes()[7] == b'.'
+    } else if let Some(hex) = name.strip_prefix("eui.") {
+        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else if let Some(hex) = name.strip_prefix("naa.") {
+        matches!(hex.len(), 16 | 32) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else {
+        false
+    };
+    let allowed = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    if !ok || !allowed || name.len() > 223 {
+        bail!(
+            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
+             a-z, 0-9, '-', '.', ':'"
+        );
+    }
+    Ok(())
+}
+
+/// Parses a size such as `4096`, `64M`, `1G`, `2T` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected a number with an optional K/M/G/T"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("invalid size {text:?}: unknown unit {unit:?}")),
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {text:?}: must be above zero and below 16 EiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999T").is_err());
+    }
+
+    #[test]
+    fn iscsi_names_are_checked() {
+        assert!(check_iscsi_name("iqn.2026-11.io.example:disk1").is_ok());
+        assert!(check_iscsi_name("eui.02004567A425678D").is_ok());
+        assert!(check_iscsi_name("naa.52004567BA64678D").is_ok());
+        for bad in ["disk1", "iqn.26-11.io.x", "iqn.2026-11", "eui.123", "iqn.2026-11.io.x y"] {
+            let err = check_iscsi_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid target name"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The iSCSI target daemon: the thin async layer that drives the sans-IO cores.
+//!
+//! Data path: a TCP connection's bytes go into [`iscsi::Connection`]; each complete SCSI
+//! command goes to the target's [`scsi::ScsiTarget`]; storage requests go to the LUN's
+//! [`store_api::BlockStore`], whose completion (on whatever thread the store uses) is sent
+//! back to the connection's task over a channel. Responses are encoded by the iSCSI core
+//! into one buffer and written with a single socket write per batch.
+
+pub mod cli;
+pub mod connection;
+pub mod server;
+pub mod targets;
+
+pub use server::{serve, Server};
+pub use targets::{LunSpec, TargetSpec, Targets};

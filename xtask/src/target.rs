@@ -1,0 +1,245 @@
+//! Runs the real target binary on a fake gfapi volume and drives it with libiscsi's tools.
+
+use crate::util::{self, Skipped};
+use anyhow::{bail, ensure, Context, Result};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TARGET_IQN: &str = "iqn.2026-11.io.glfs-iscsi:offline";
+const VOLUME: &str = "offline";
+const LUN_FILE: &str = "lun0.img";
+const LUN_SIZE: u64 = 64 << 20;
+
+/// `glfs-iscsi` serving one glfs LUN on a fake volume in a temporary root.
+pub struct FakeVolumeTarget {
+    child: Option<Child>,
+    portal: SocketAddr,
+    root: PathBuf,
+    log: PathBuf,
+}
+
+impl FakeVolumeTarget {
+    pub fn start(binary: &Path, fake_lib: &Path) -> Result<Self> {
+        let root = util::target_dir().join("offline-fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join(VOLUME))?;
+        let portal: SocketAddr = format!("127.0.0.1:{}", util::free_port()?).parse()?;
+        let log = root.join("glfs-iscsi.log");
+        let child = Command::new(binary)
+            .arg("--portal")
+            .arg(portal.to_string())
+            .args(["--target", TARGET_IQN, "--bstype", "glfs"])
+            .arg("--backing-store")
+            .arg(format!("{VOLUME}@127.0.0.2:{LUN_FILE}"))
+            .arg("--bsopts")
+            .arg(format!("logfile={};loglevel=7", root.join("gfapi.log").display()))
+            .arg("--size")
+            .arg(LUN_SIZE.to_string())
+            .arg("--gfapi-library")
+            .arg(fake_lib)
+            .env("GFAPI_FAKE_ROOT", &root)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut target = FakeVolumeTarget { child: Some(child), portal, root, log };
+        target.wait_ready()?;
+        Ok(target)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
+                bail!("glfs-iscsi exited early ({status}): {}", self.log_text());
+            }
+            if TcpStream::connect_timeout(&self.portal, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("glfs-iscsi did not listen on {} within 20 s: {}", self.portal, self.log_text())
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub fn portal(&self) -> SocketAddr {
+        self.portal
+    }
+
+    pub fn url(&self) -> String {
+        format!("iscsi://{}/{TARGET_IQN}/0", self.portal)
+    }
+
+    pub fn size(&self) -> u64 {
+        LUN_SIZE
+    }
+
+    /// The fake volume's file behind the LUN.
+    pub fn lun_file(&self) -> PathBuf {
+        self.root.join(VOLUME).join(LUN_FILE)
+    }
+
+    /// Stops the target with SIGTERM and checks it exits cleanly.
+    pub fn stop(mut self) -> Result<()> {
+        let mut child = self.child.take().unwrap();
+        send_sigterm(child.id());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                ensure!(status.success(), "glfs-iscsi exited with {status}: {}", self.log_text());
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("glfs-iscsi did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FakeVolumeTarget {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM with kill(1), keeping xtask free of unsafe code.
+fn send_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+/// Checks that what the iscsi-test-cu write suites wrote reached the fake volume's file:
+/// it has the LUN's size and is no longer all zeroes.
+pub fn check_bytes_landed(target: &FakeVolumeTarget) -> Result<()> {
+    let path = target.lun_file();
+    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        data.len() as u64 == target.size(),
+        "{} has {} bytes, expected {}",
+        path.display(),
+        data.len(),
+        target.size()
+    );
+    ensure!(data.iter().any(|b| *b != 0), "{} is still all zeroes", path.display());
+    Ok(())
+}
+
+fn tool(name: &str) -> Result<Command> {
+    match util::which(name) {
+        Some(path) => Ok(Command::new(path)),
+        None => Err(Skipped(format!("{name} not installed (Debian package libiscsi-bin)")).into()),
+    }
+}
+
+/// `iscsi-ls` lists our target at our portal.
+pub fn check_discovery(target: &FakeVolumeTarget) -> Result<()> {
+    let out = util::output(tool("iscsi-ls")?.arg(format!("iscsi://{}", target.portal())))?;
+    ensure!(
+        out.contains(TARGET_IQN) && out.contains(&target.portal().to_string()),
+        "iscsi-ls did not list {TARGET_IQN} at {}: {out}",
+        target.portal()
+    );
+    Ok(())
+}
+
+/// `iscsi-inq` returns a standard INQUIRY naming a direct-access device.
+pub fn check_inquiry(url: &str) -> Result<()> {
+    let out = util::output(tool("iscsi-inq")?.arg(url))?;
+    ensure!(
+        out.contains("DIRECT_ACCESS") || out.contains("Direct Access") || out.contains("0x00"),
+        "iscsi-inq does not report a direct-access device: {out}"
+    );
+    ensure!(out.contains("GFISCSI"), "iscsi-inq does not show our vendor id: {out}");
+    Ok(())
+}
+
+/// `iscsi-readcapacity16` reports the LUN's size.
+pub fn check_readcapacity16(url: &str, size: u64) -> Result<()> {
+    let out = util::output(tool("iscsi-readcapacity16")?.arg(url))?;
+    let blocks = size / 512;
+    ensure!(
+        out.contains(&format!("{}", blocks - 1)) || out.contains(&size.to_string()),
+        "iscsi-readcapacity16 does not report {blocks} blocks of 512 bytes: {out}"
+    );
+    Ok(())
+}
+
+/// Totals of one iscsi-test-cu run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestCuResult {
+    pub ran: u32,
+    pub passed: u32,
+    pub failed: u32,
+}
+
+/// Runs one iscsi-test-cu suite and fails unless every test ran passed.
+pub fn run_test_cu(url: &str, suite: &str) -> Result<TestCuResult> {
+    let out = tool("iscsi-test-cu")?
+        .args(["--dataloss", "--test", suite, "--normal"])
+        .arg(url)
+        .output()
+        .context("cannot start iscsi-test-cu")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    let result = parse_test_cu(&text)
+        .with_context(|| format!("no CUnit summary in iscsi-test-cu output: {text}"))?;
+    ensure!(
+        result.failed == 0 && result.ran > 0,
+        "{suite}: {} of {} tests failed:\n{}",
+        result.failed,
+        result.ran,
+        failures(&text)
+    );
+    Ok(result)
+}
+
+/// Reads the `tests` row of CUnit's run summary.
+pub fn parse_test_cu(text: &str) -> Option<TestCuResult> {
+    let line = text.lines().find(|l| l.trim_start().starts_with("tests"))?;
+    let nums: Vec<u32> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    // tests <total> <ran> <passed> <failed> <inactive>
+    match nums.as_slice() {
+        [_total, ran, passed, failed, ..] => {
+            Some(TestCuResult { ran: *ran, passed: *passed, failed: *failed })
+        }
+        _ => None,
+    }
+}
+
+fn failures(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.contains("FAILED") || l.contains("failed") || l.contains("Test:"))
+        .take(60)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cunit_summary_is_parsed() {
+        let text = "Run Summary:    Type  Total    Ran Passed Failed Inactive\n\
+                    \x20             suites      1      1    n/a      0        0\n\
+                    \x20              tests      7      6      5      1        0\n\
+                    \x20            asserts     20     20     19      1      n/a\n";
+        assert_eq!(parse_test_cu(text), Some(TestCuResult { ran: 6, passed: 5, failed: 1 }));
+        assert_eq!(parse_test_cu("nothing here"), None);
+    }
+}
