@@ -2,6 +2,8 @@
 
 mod demo;
 mod fake;
+mod gluster;
+mod live;
 mod offline;
 mod target;
 mod util;
@@ -22,6 +24,9 @@ enum Task {
     /// Build, run the workspace tests, and drive the real target on the fake gfapi with
     /// libiscsi (no cluster, no root, no Docker).
     TestOffline,
+    /// The offline checks again on a live Gluster volume (a native glusterd with one brick
+    /// on 127.0.0.2; needs root), plus the fake-versus-real differential tests.
+    TestGluster,
     /// Run the target on an embedded default: a glfs LUN on a fake gfapi volume in
     /// ./demo-volumes, in the foreground.
     Demo {
@@ -43,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", path.display());
         }
         Task::TestOffline => offline::run()?,
+        Task::TestGluster => live::run()?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
     }
     Ok(())

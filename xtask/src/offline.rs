@@ -33,7 +33,7 @@ pub fn run() -> Result<()> {
     checks.record("workspace tests (nextest)", util::run_workspace_tests(&fake_lib));
 
     let binary = util::build_target_binary()?;
-    let fixture = target::FakeVolumeTarget::start(&binary, &fake_lib)?;
+    let fixture = target::TargetProcess::on_fake_volume(&binary, &fake_lib)?;
     let url = fixture.url();
     checks.record("iscsi-ls discovery", target::check_discovery(&fixture));
     checks.record("iscsi-inq", target::check_inquiry(&url));

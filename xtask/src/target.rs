@@ -13,40 +13,79 @@ const VOLUME: &str = "offline";
 const LUN_FILE: &str = "lun0.img";
 const LUN_SIZE: u64 = 64 << 20;
 
-/// `glfs-iscsi` serving one glfs LUN on a fake volume in a temporary root.
-pub struct FakeVolumeTarget {
+/// A running `glfs-iscsi` serving one glfs LUN, killed on drop.
+pub struct TargetProcess {
     child: Option<Child>,
     portal: SocketAddr,
-    root: PathBuf,
+    lun_file: PathBuf,
+    size: u64,
     log: PathBuf,
 }
 
-impl FakeVolumeTarget {
-    pub fn start(binary: &Path, fake_lib: &Path) -> Result<Self> {
+/// Where the LUN of a [`TargetProcess`] lives.
+pub struct GlfsLun {
+    /// `volume@host`.
+    pub volume_spec: String,
+    /// The file inside the volume.
+    pub path: String,
+    /// Where the LUN's bytes can be read back on this machine (fake file or brick file).
+    pub local_file: PathBuf,
+    /// libgfapi to load: the fake, or None for the system's.
+    pub library: Option<PathBuf>,
+    /// Extra environment (GFAPI_FAKE_ROOT for the fake).
+    pub env: Vec<(String, PathBuf)>,
+    /// Directory for logs.
+    pub log_dir: PathBuf,
+}
+
+impl TargetProcess {
+    /// Starts the target on a fresh fake volume under the target directory.
+    pub fn on_fake_volume(binary: &Path, fake_lib: &Path) -> Result<Self> {
         let root = util::target_dir().join("offline-fixture");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join(VOLUME))?;
+        Self::start(
+            binary,
+            GlfsLun {
+                volume_spec: format!("{VOLUME}@127.0.0.2"),
+                path: LUN_FILE.into(),
+                local_file: root.join(VOLUME).join(LUN_FILE),
+                library: Some(fake_lib.to_path_buf()),
+                env: vec![("GFAPI_FAKE_ROOT".into(), root.clone())],
+                log_dir: root,
+            },
+        )
+    }
+
+    pub fn start(binary: &Path, lun: GlfsLun) -> Result<Self> {
         let portal: SocketAddr = format!("127.0.0.1:{}", util::free_port()?).parse()?;
-        let log = root.join("glfs-iscsi.log");
-        let child = Command::new(binary)
-            .arg("--portal")
+        std::fs::create_dir_all(&lun.log_dir)?;
+        let log = lun.log_dir.join("glfs-iscsi.log");
+        let mut cmd = Command::new(binary);
+        cmd.arg("--portal")
             .arg(portal.to_string())
             .args(["--target", TARGET_IQN, "--bstype", "glfs"])
             .arg("--backing-store")
-            .arg(format!("{VOLUME}@127.0.0.2:{LUN_FILE}"))
+            .arg(format!("{}:{}", lun.volume_spec, lun.path))
             .arg("--bsopts")
-            .arg(format!("logfile={};loglevel=7", root.join("gfapi.log").display()))
+            .arg(format!("logfile={};loglevel=7", lun.log_dir.join("gfapi.log").display()))
             .arg("--size")
             .arg(LUN_SIZE.to_string())
-            .arg("--gfapi-library")
-            .arg(fake_lib)
-            .env("GFAPI_FAKE_ROOT", &root)
+            .envs(lun.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut target = FakeVolumeTarget { child: Some(child), portal, root, log };
+            .stderr(std::fs::File::options().append(true).open(&log)?);
+        if let Some(library) = &lun.library {
+            cmd.arg("--gfapi-library").arg(library);
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut target = TargetProcess {
+            child: Some(child),
+            portal,
+            lun_file: lun.local_file,
+            size: LUN_SIZE,
+            log,
+        };
         target.wait_ready()?;
         Ok(target)
     }
@@ -82,12 +121,12 @@ impl FakeVolumeTarget {
     }
 
     pub fn size(&self) -> u64 {
-        LUN_SIZE
+        self.size
     }
 
-    /// The fake volume's file behind the LUN.
-    pub fn lun_file(&self) -> PathBuf {
-        self.root.join(VOLUME).join(LUN_FILE)
+    /// The file behind the LUN, as seen on this machine.
+    pub fn lun_file(&self) -> &Path {
+        &self.lun_file
     }
 
     /// Stops the target with SIGTERM and checks it exits cleanly.
@@ -109,7 +148,7 @@ impl FakeVolumeTarget {
     }
 }
 
-impl Drop for FakeVolumeTarget {
+impl Drop for TargetProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -123,9 +162,9 @@ fn send_sigterm(pid: u32) {
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
 
-/// Checks that what the iscsi-test-cu write suites wrote reached the fake volume's file:
+/// Checks that what the iscsi-test-cu write suites wrote reached the LUN's file:
 /// it has the LUN's size and is no longer all zeroes.
-pub fn check_bytes_landed(target: &FakeVolumeTarget) -> Result<()> {
+pub fn check_bytes_landed(target: &TargetProcess) -> Result<()> {
     let path = target.lun_file();
     let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(
@@ -147,7 +186,7 @@ fn tool(name: &str) -> Result<Command> {
 }
 
 /// `iscsi-ls` lists our target at our portal.
-pub fn check_discovery(target: &FakeVolumeTarget) -> Result<()> {
+pub fn check_discovery(target: &TargetProcess) -> Result<()> {
     let out = util::output(tool("iscsi-ls")?.arg(format!("iscsi://{}", target.portal())))?;
     ensure!(
         out.contains(TARGET_IQN) && out.contains(&target.portal().to_string()),

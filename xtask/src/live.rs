@@ -1,0 +1,54 @@
+//! `cargo xtask test-gluster`: the same checks as test-offline, on a live Gluster volume
+//! through the real libgfapi, plus the tests that compare the fake with the real thing.
+//!
+//! Tests that need a live volume are `#[ignore]`d with a reason and named `live_*`; this task
+//! runs exactly those, with `GLUSTER_TEST_VOLUME=volume@host` and `GFAPI_FAKE_LIB` set.
+
+use crate::offline::FOUNDATION_SUITES;
+use crate::target::{self, GlfsLun, TargetProcess};
+use crate::util::{self, Checks};
+use crate::{fake, gluster};
+use anyhow::Result;
+
+pub fn run() -> Result<()> {
+    let mut checks = Checks::default();
+    let volume = gluster::native_volume("glfsiscsi")?;
+    eprintln!("live volume: {} (brick {})", volume.spec(), volume.brick.display());
+    let fake_lib = fake::build()?;
+
+    let mut tests = util::cargo();
+    tests
+        .args(["nextest", "run", "--workspace", "--no-tests=warn", "--run-ignored", "only"])
+        .args(["-E", "test(/live_/)"])
+        .env("GLUSTER_TEST_VOLUME", volume.spec())
+        .env("GFAPI_FAKE_LIB", &fake_lib);
+    checks.record("live tests: stores and fake-vs-real differential", util::run(&mut tests));
+
+    let binary = util::build_target_binary()?;
+    let lun_name = "lun0.img";
+    let _ = std::fs::remove_file(volume.brick.join(lun_name));
+    let target = TargetProcess::start(
+        &binary,
+        GlfsLun {
+            volume_spec: volume.spec(),
+            path: lun_name.into(),
+            local_file: volume.brick.join(lun_name),
+            library: None,
+            env: vec![],
+            log_dir: util::target_dir().join("live-fixture"),
+        },
+    )?;
+    let url = target.url();
+    checks.record("iscsi-ls discovery", target::check_discovery(&target));
+    checks.record("iscsi-inq", target::check_inquiry(&url));
+    checks.record("iscsi-readcapacity16", target::check_readcapacity16(&url, target.size()));
+    for suite in FOUNDATION_SUITES {
+        checks.record(
+            &format!("iscsi-test-cu {suite}"),
+            target::run_test_cu(&url, suite).map(|_| ()),
+        );
+    }
+    checks.record("written bytes landed on the brick", target::check_bytes_landed(&target));
+    checks.record("target stops cleanly on SIGTERM", target.stop());
+    checks.finish("gluster")
+}
