@@ -25,9 +25,17 @@ pub fn run(portal: &str, size: &str) -> Result<()> {
     );
     let status = Command::new(&binary)
         .args(["--portal", portal, "--target", DEMO_IQN, "--bstype", "glfs"])
-        .args(["--backing-store", "demo@127.0.0.2:disk0.img", "--size", size])
+        .args([
+            "--backing-store",
+            "demo@127.0.0.2:disk0.img",
+            "--size",
+            size,
+        ])
         .arg("--bsopts")
-        .arg(format!("logfile={};loglevel=5", root.join("gfapi.log").display()))
+        .arg(format!(
+            "logfile={};loglevel=5",
+            root.join("gfapi.log").display()
+        ))
         .arg("--gfapi-library")
         .arg(&fake_lib)
         .env("GFAPI_FAKE_ROOT", &root)

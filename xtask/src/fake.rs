@@ -7,3 +7,15 @@ use std::path::PathBuf;
 pub fn build() -> Result<PathBuf> {
     anyhow::bail!("not yet implemented")
 }
+
+/// Runs tgtd with `--bstype glfs` on the fake library and reads/writes through it.
+pub fn check_tgt(fake_dir: &std::path::Path) -> Result<()> {
+    let _ = fake_dir;
+    anyhow::bail!("not yet implemented")
+}
+
+/// Runs fio's gfapi and gfapi_async engines on the fake library.
+pub fn check_fio(fake_dir: &std::path::Path) -> Result<()> {
+    let _ = fake_dir;
+    anyhow::bail!("not yet implemented")
+}

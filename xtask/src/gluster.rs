@@ -42,12 +42,30 @@ fn ensure_installed() -> Result<()> {
         return Err(Skipped("glusterfs-server is not installed and we are not root".into()).into());
     }
     eprintln!("installing glusterfs-server with apt");
-    util::run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends", "glusterfs-server"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    util::run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "glusterfs-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
     .or_else(|_| {
         util::run(Command::new("apt-get").args(["update", "-qq"]))?;
-        util::run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends", "glusterfs-server"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+        util::run(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "glusterfs-server",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
     })
 }
 
@@ -56,7 +74,12 @@ fn ensure_glusterd() -> Result<()> {
     if gluster(&["volume", "list"]).is_ok() {
         return Ok(());
     }
-    util::run(Command::new("glusterd").args(["-p", "/run/glusterd.pid", "--log-level", "WARNING"]))?;
+    util::run(Command::new("glusterd").args([
+        "-p",
+        "/run/glusterd.pid",
+        "--log-level",
+        "WARNING",
+    ]))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if gluster(&["volume", "list"]).is_ok() {
@@ -80,7 +103,13 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
     if info.is_err() {
         std::fs::create_dir_all(&brick)
             .with_context(|| format!("cannot create brick {}", brick.display()))?;
-        gluster(&["volume", "create", name, &format!("{host}:{}", brick.display()), "force"])?;
+        gluster(&[
+            "volume",
+            "create",
+            name,
+            &format!("{host}:{}", brick.display()),
+            "force",
+        ])?;
         // Short timeouts so fault tests do not wait 42 s for a dead brick.
         gluster(&["volume", "set", name, "network.ping-timeout", "5"])?;
     }
@@ -88,5 +117,9 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
     if !info.contains("Status: Started") {
         gluster(&["volume", "start", name, "force"])?;
     }
-    Ok(LiveVolume { name: name.to_string(), host, brick })
+    Ok(LiveVolume {
+        name: name.to_string(),
+        host,
+        brick,
+    })
 }

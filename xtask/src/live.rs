@@ -5,7 +5,7 @@
 //! runs exactly those, with `GLUSTER_TEST_VOLUME=volume@host` and `GFAPI_FAKE_LIB` set.
 
 use crate::offline::FOUNDATION_SUITES;
-use crate::target::{self, GlfsLun, TargetProcess};
+use crate::target::{self, LunSetup, TargetProcess};
 use crate::util::{self, Checks};
 use crate::{fake, gluster};
 use anyhow::Result;
@@ -13,26 +13,40 @@ use anyhow::Result;
 pub fn run() -> Result<()> {
     let mut checks = Checks::default();
     let volume = gluster::native_volume("glfsiscsi")?;
-    eprintln!("live volume: {} (brick {})", volume.spec(), volume.brick.display());
+    eprintln!(
+        "live volume: {} (brick {})",
+        volume.spec(),
+        volume.brick.display()
+    );
     let fake_lib = fake::build()?;
 
     let mut tests = util::cargo();
     tests
-        .args(["nextest", "run", "--workspace", "--no-tests=warn", "--run-ignored", "only"])
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-tests=warn",
+            "--run-ignored",
+            "only",
+        ])
         .args(["-E", "test(/live_/)"])
         .env("GLUSTER_TEST_VOLUME", volume.spec())
         .env("GFAPI_FAKE_LIB", &fake_lib);
-    checks.record("live tests: stores and fake-vs-real differential", util::run(&mut tests));
+    checks.record(
+        "live tests: stores and fake-vs-real differential",
+        util::run(&mut tests),
+    );
 
     let binary = util::build_target_binary()?;
     let lun_name = "lun0.img";
     let _ = std::fs::remove_file(volume.brick.join(lun_name));
     let target = TargetProcess::start(
         &binary,
-        GlfsLun {
-            volume_spec: volume.spec(),
-            path: lun_name.into(),
-            local_file: volume.brick.join(lun_name),
+        LunSetup {
+            bstype: "glfs".into(),
+            backing_store: format!("{}:{lun_name}", volume.spec()),
+            local_file: Some(volume.brick.join(lun_name)),
             library: None,
             env: vec![],
             log_dir: util::target_dir().join("live-fixture"),
@@ -41,14 +55,20 @@ pub fn run() -> Result<()> {
     let url = target.url();
     checks.record("iscsi-ls discovery", target::check_discovery(&target));
     checks.record("iscsi-inq", target::check_inquiry(&url));
-    checks.record("iscsi-readcapacity16", target::check_readcapacity16(&url, target.size()));
+    checks.record(
+        "iscsi-readcapacity16",
+        target::check_readcapacity16(&url, target.size()),
+    );
     for suite in FOUNDATION_SUITES {
         checks.record(
             &format!("iscsi-test-cu {suite}"),
             target::run_test_cu(&url, suite).map(|_| ()),
         );
     }
-    checks.record("written bytes landed on the brick", target::check_bytes_landed(&target));
+    checks.record(
+        "written bytes landed on the brick",
+        target::check_bytes_landed(&target),
+    );
     checks.record("target stops cleanly on SIGTERM", target.stop());
     checks.finish("gluster")
 }

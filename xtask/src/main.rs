@@ -1,5 +1,6 @@
 //! Project tasks. Run as `cargo xtask <task>`; see `cargo xtask --help`.
 
+mod conformance;
 mod demo;
 mod fake;
 mod gluster;
@@ -27,6 +28,19 @@ enum Task {
     /// The offline checks again on a live Gluster volume (a native glusterd with one brick
     /// on 127.0.0.2; needs root), plus the fake-versus-real differential tests.
     TestGluster,
+    /// Run every iscsi-test-cu SCSI.* and iSCSI.* suite against the target on each backend
+    /// and compare with testdata/conformance/<backend>.txt (results may only improve).
+    Conformance {
+        /// Backends to run: memory, file, glfs-fake.
+        #[arg(long = "backend", default_values = ["memory", "file", "glfs-fake"])]
+        backends: Vec<String>,
+        /// Only suites whose name starts with this (e.g. SCSI.Read10).
+        #[arg(long)]
+        suite: Option<String>,
+        /// Record the current results as the new snapshot.
+        #[arg(long)]
+        bless: bool,
+    },
     /// Run the target on an embedded default: a glfs LUN on a fake gfapi volume in
     /// ./demo-volumes, in the foreground.
     Demo {
@@ -49,6 +63,11 @@ fn main() -> anyhow::Result<()> {
         }
         Task::TestOffline => offline::run()?,
         Task::TestGluster => live::run()?,
+        Task::Conformance {
+            backends,
+            suite,
+            bless,
+        } => conformance::run(&backends, suite.as_deref(), bless)?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
     }
     Ok(())

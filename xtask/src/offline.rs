@@ -30,26 +30,38 @@ pub fn run() -> Result<()> {
     let fake_lib = fake::build()?;
     checks.record("build the fake libgfapi.so.0", Ok(()));
 
-    checks.record("workspace tests (nextest)", util::run_workspace_tests(&fake_lib));
+    checks.record(
+        "workspace tests (nextest)",
+        util::run_workspace_tests(&fake_lib),
+    );
 
     let binary = util::build_target_binary()?;
     let fixture = target::TargetProcess::on_fake_volume(&binary, &fake_lib)?;
     let url = fixture.url();
     checks.record("iscsi-ls discovery", target::check_discovery(&fixture));
     checks.record("iscsi-inq", target::check_inquiry(&url));
-    checks.record("iscsi-readcapacity16", target::check_readcapacity16(&url, fixture.size()));
+    checks.record(
+        "iscsi-readcapacity16",
+        target::check_readcapacity16(&url, fixture.size()),
+    );
     for suite in FOUNDATION_SUITES {
         checks.record(
             &format!("iscsi-test-cu {suite}"),
             target::run_test_cu(&url, suite).map(|_| ()),
         );
     }
-    checks.record("written bytes landed in the fake volume's file", target::check_bytes_landed(&fixture));
+    checks.record(
+        "written bytes landed in the fake volume's file",
+        target::check_bytes_landed(&fixture),
+    );
     checks.record("target stops cleanly on SIGTERM", fixture.stop());
 
     let fake_dir = fake_lib.parent().expect("library has a directory");
     checks.record_optional("tgtd --bstype glfs on the fake", fake::check_tgt(fake_dir));
-    checks.record_optional("fio gfapi/gfapi_async on the fake", fake::check_fio(fake_dir));
+    checks.record_optional(
+        "fio gfapi/gfapi_async on the fake",
+        fake::check_fio(fake_dir),
+    );
 
     checks.finish("offline")
 }

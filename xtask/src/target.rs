@@ -17,19 +17,19 @@ const LUN_SIZE: u64 = 64 << 20;
 pub struct TargetProcess {
     child: Option<Child>,
     portal: SocketAddr,
-    lun_file: PathBuf,
+    lun_file: Option<PathBuf>,
     size: u64,
     log: PathBuf,
 }
 
-/// Where the LUN of a [`TargetProcess`] lives.
-pub struct GlfsLun {
-    /// `volume@host`.
-    pub volume_spec: String,
-    /// The file inside the volume.
-    pub path: String,
-    /// Where the LUN's bytes can be read back on this machine (fake file or brick file).
-    pub local_file: PathBuf,
+/// What the LUN of a [`TargetProcess`] is stored on.
+pub struct LunSetup {
+    /// `glfs`, `file` or `memory`.
+    pub bstype: String,
+    /// `volume@host:path` for glfs, a path for file, empty for memory.
+    pub backing_store: String,
+    /// Where the LUN's bytes can be read back on this machine (fake file, brick file).
+    pub local_file: Option<PathBuf>,
     /// libgfapi to load: the fake, or None for the system's.
     pub library: Option<PathBuf>,
     /// Extra environment (GFAPI_FAKE_ROOT for the fake).
@@ -46,10 +46,10 @@ impl TargetProcess {
         std::fs::create_dir_all(root.join(VOLUME))?;
         Self::start(
             binary,
-            GlfsLun {
-                volume_spec: format!("{VOLUME}@127.0.0.2"),
-                path: LUN_FILE.into(),
-                local_file: root.join(VOLUME).join(LUN_FILE),
+            LunSetup {
+                bstype: "glfs".into(),
+                backing_store: format!("{VOLUME}@127.0.0.2:{LUN_FILE}"),
+                local_file: Some(root.join(VOLUME).join(LUN_FILE)),
                 library: Some(fake_lib.to_path_buf()),
                 env: vec![("GFAPI_FAKE_ROOT".into(), root.clone())],
                 log_dir: root,
@@ -57,28 +57,33 @@ impl TargetProcess {
         )
     }
 
-    pub fn start(binary: &Path, lun: GlfsLun) -> Result<Self> {
+    pub fn start(binary: &Path, lun: LunSetup) -> Result<Self> {
         let portal: SocketAddr = format!("127.0.0.1:{}", util::free_port()?).parse()?;
         std::fs::create_dir_all(&lun.log_dir)?;
         let log = lun.log_dir.join("glfs-iscsi.log");
         let mut cmd = Command::new(binary);
         cmd.arg("--portal")
             .arg(portal.to_string())
-            .args(["--target", TARGET_IQN, "--bstype", "glfs"])
-            .arg("--backing-store")
-            .arg(format!("{}:{}", lun.volume_spec, lun.path))
-            .arg("--bsopts")
-            .arg(format!("logfile={};loglevel=7", lun.log_dir.join("gfapi.log").display()))
+            .args(["--target", TARGET_IQN, "--bstype", &lun.bstype])
+            .args(["--backing-store", &lun.backing_store])
             .arg("--size")
             .arg(LUN_SIZE.to_string())
             .envs(lun.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?);
+        if lun.bstype == "glfs" {
+            cmd.arg("--bsopts").arg(format!(
+                "logfile={};loglevel=7",
+                lun.log_dir.join("gfapi.log").display()
+            ));
+        }
         if let Some(library) = &lun.library {
             cmd.arg("--gfapi-library").arg(library);
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
         let mut target = TargetProcess {
             child: Some(child),
             portal,
@@ -101,7 +106,11 @@ impl TargetProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("glfs-iscsi did not listen on {} within 20 s: {}", self.portal, self.log_text())
+        bail!(
+            "glfs-iscsi did not listen on {} within 20 s: {}",
+            self.portal,
+            self.log_text()
+        )
     }
 
     fn log_text(&self) -> String {
@@ -110,6 +119,11 @@ impl TargetProcess {
             let _ = f.read_to_string(&mut text);
         }
         text
+    }
+
+    /// True while the target process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     pub fn portal(&self) -> SocketAddr {
@@ -124,9 +138,9 @@ impl TargetProcess {
         self.size
     }
 
-    /// The file behind the LUN, as seen on this machine.
-    pub fn lun_file(&self) -> &Path {
-        &self.lun_file
+    /// The file behind the LUN, as seen on this machine, if there is one.
+    pub fn lun_file(&self) -> Option<&Path> {
+        self.lun_file.as_deref()
     }
 
     /// Stops the target with SIGTERM and checks it exits cleanly.
@@ -136,7 +150,11 @@ impl TargetProcess {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait()? {
-                ensure!(status.success(), "glfs-iscsi exited with {status}: {}", self.log_text());
+                ensure!(
+                    status.success(),
+                    "glfs-iscsi exited with {status}: {}",
+                    self.log_text()
+                );
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -159,13 +177,16 @@ impl Drop for TargetProcess {
 
 /// Sends SIGTERM with kill(1), keeping xtask free of unsafe code.
 fn send_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Checks that what the iscsi-test-cu write suites wrote reached the LUN's file:
 /// it has the LUN's size and is no longer all zeroes.
 pub fn check_bytes_landed(target: &TargetProcess) -> Result<()> {
-    let path = target.lun_file();
+    let path = target.lun_file().context("this LUN has no file to check")?;
     let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(
         data.len() as u64 == target.size(),
@@ -174,14 +195,21 @@ pub fn check_bytes_landed(target: &TargetProcess) -> Result<()> {
         data.len(),
         target.size()
     );
-    ensure!(data.iter().any(|b| *b != 0), "{} is still all zeroes", path.display());
+    ensure!(
+        data.iter().any(|b| *b != 0),
+        "{} is still all zeroes",
+        path.display()
+    );
     Ok(())
 }
 
 fn tool(name: &str) -> Result<Command> {
     match util::which(name) {
         Some(path) => Ok(Command::new(path)),
-        None => Err(Skipped(format!("{name} not installed (Debian package libiscsi-bin)")).into()),
+        None => Err(Skipped(format!(
+            "{name} not installed (Debian package libiscsi-bin)"
+        ))
+        .into()),
     }
 }
 
@@ -203,7 +231,10 @@ pub fn check_inquiry(url: &str) -> Result<()> {
         out.contains("DIRECT_ACCESS") || out.contains("Direct Access") || out.contains("0x00"),
         "iscsi-inq does not report a direct-access device: {out}"
     );
-    ensure!(out.contains("GFISCSI"), "iscsi-inq does not show our vendor id: {out}");
+    ensure!(
+        out.contains("GFISCSI"),
+        "iscsi-inq does not show our vendor id: {out}"
+    );
     Ok(())
 }
 
@@ -233,8 +264,8 @@ pub fn run_test_cu(url: &str, suite: &str) -> Result<TestCuResult> {
         .arg(url)
         .output()
         .context("cannot start iscsi-test-cu")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let result = parse_test_cu(&text)
         .with_context(|| format!("no CUnit summary in iscsi-test-cu output: {text}"))?;
     ensure!(
@@ -250,12 +281,17 @@ pub fn run_test_cu(url: &str, suite: &str) -> Result<TestCuResult> {
 /// Reads the `tests` row of CUnit's run summary.
 pub fn parse_test_cu(text: &str) -> Option<TestCuResult> {
     let line = text.lines().find(|l| l.trim_start().starts_with("tests"))?;
-    let nums: Vec<u32> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let nums: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     // tests <total> <ran> <passed> <failed> <inactive>
     match nums.as_slice() {
-        [_total, ran, passed, failed, ..] => {
-            Some(TestCuResult { ran: *ran, passed: *passed, failed: *failed })
-        }
+        [_total, ran, passed, failed, ..] => Some(TestCuResult {
+            ran: *ran,
+            passed: *passed,
+            failed: *failed,
+        }),
         _ => None,
     }
 }
@@ -278,7 +314,14 @@ mod tests {
                     \x20             suites      1      1    n/a      0        0\n\
                     \x20              tests      7      6      5      1        0\n\
                     \x20            asserts     20     20     19      1      n/a\n";
-        assert_eq!(parse_test_cu(text), Some(TestCuResult { ran: 6, passed: 5, failed: 1 }));
+        assert_eq!(
+            parse_test_cu(text),
+            Some(TestCuResult {
+                ran: 6,
+                passed: 5,
+                failed: 1
+            })
+        );
         assert_eq!(parse_test_cu("nothing here"), None);
     }
 }

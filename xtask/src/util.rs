@@ -109,7 +109,11 @@ impl Checks {
             eprintln!("failed: {name}: {why}");
         }
         let summary = if self.skipped.is_empty() {
-            format!("{label}: {} passed, {} failed", self.passed.len(), self.failed.len())
+            format!(
+                "{label}: {} passed, {} failed",
+                self.passed.len(),
+                self.failed.len()
+            )
         } else {
             format!(
                 "{label}: {} passed, {} failed, {} skipped",
@@ -153,7 +157,11 @@ pub fn run_workspace_tests(fake_lib: &Path) -> Result<()> {
 pub fn build_target_binary() -> Result<PathBuf> {
     run(cargo().args(["build", "--package", "daemon", "--bin", "glfs-iscsi"]))?;
     let path = target_dir().join("debug").join("glfs-iscsi");
-    anyhow::ensure!(path.exists(), "built glfs-iscsi but {} is missing", path.display());
+    anyhow::ensure!(
+        path.exists(),
+        "built glfs-iscsi but {} is missing",
+        path.display()
+    );
     Ok(path)
 }
 
@@ -166,13 +174,17 @@ pub fn free_port() -> Result<u16> {
 /// Looks a program up on PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
     })
 }
 
 /// Runs `cmd` and returns its stdout, failing with its stderr when it fails.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot start {}", display(cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", display(cmd)))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!(

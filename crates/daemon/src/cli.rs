@@ -52,7 +52,10 @@ impl Args {
     pub fn target_spec(&self) -> Result<TargetSpec> {
         check_iscsi_name(&self.target)?;
         if !matches!(self.block_size, 512 | 1024 | 2048 | 4096) {
-            bail!("--block-size {} is not one of 512, 1024, 2048, 4096", self.block_size);
+            bail!(
+                "--block-size {} is not one of 512, 1024, 2048, 4096",
+                self.block_size
+            );
         }
         Ok(TargetSpec {
             name: self.target.clone(),
@@ -90,7 +93,9 @@ pub fn check_iscsi_name(name: &str) -> Result<()> {
     } else {
         false
     };
-    let allowed = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    let allowed = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
     if !ok || !allowed || name.len() > 223 {
         bail!(
             "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
@@ -108,10 +113,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         Some(i) => text.split_at(i),
         None => (text, ""),
     };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected a number with an optional K/M/G/T"))?;
-    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let number: u64 = digits.parse().map_err(|_| {
+        format!("invalid size {text:?}: expected a number with an optional K/M/G/T")
+    })?;
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,
@@ -146,7 +155,13 @@ mod tests {
         assert!(check_iscsi_name("iqn.2026-11.io.example:disk1").is_ok());
         assert!(check_iscsi_name("eui.02004567A425678D").is_ok());
         assert!(check_iscsi_name("naa.52004567BA64678D").is_ok());
-        for bad in ["disk1", "iqn.26-11.io.x", "iqn.2026-11", "eui.123", "iqn.2026-11.io.x y"] {
+        for bad in [
+            "disk1",
+            "iqn.26-11.io.x",
+            "iqn.2026-11",
+            "eui.123",
+            "iqn.2026-11.io.x y",
+        ] {
             let err = check_iscsi_name(bad).unwrap_err().to_string();
             assert!(err.contains("invalid target name"), "{bad}: {err}");
         }

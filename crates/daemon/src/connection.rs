@@ -42,7 +42,11 @@ pub async fn serve_connection(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
-    let mut session = Session { target: None, nexus: 0, in_flight: InFlight::new() };
+    let mut session = Session {
+        target: None,
+        nexus: 0,
+        in_flight: InFlight::new(),
+    };
 
     loop {
         tokio::select! {
@@ -108,7 +112,12 @@ impl Session {
         event: Event,
     ) {
         match event {
-            Event::LoggedIn { initiator, target, session_type, .. } => {
+            Event::LoggedIn {
+                initiator,
+                target,
+                session_type,
+                ..
+            } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
@@ -153,7 +162,9 @@ impl Session {
         done_tx: &mpsc::UnboundedSender<IoDone>,
         done: IoDone,
     ) {
-        let Some(target) = self.target.clone() else { return };
+        let Some(target) = self.target.clone() else {
+            return;
+        };
         if !self.in_flight.contains_key(&done.itt) {
             // Aborted while the store held it; the store has now let go of the buffers.
             return;
@@ -176,7 +187,11 @@ impl Session {
                 self.in_flight.remove(&itt);
                 conn.complete_command(itt, to_iscsi(response));
             }
-            Start::Io { lun, request, pending } => {
+            Start::Io {
+                lun,
+                request,
+                pending,
+            } => {
                 let Some(store) = target.store(lun) else {
                     // The SCSI layer only asks for I/O on LUNs it knows, which all have stores.
                     tracing::error!(lun, "storage request for a LUN without a store");
@@ -192,7 +207,11 @@ impl Session {
                     Completion::new(move |result| {
                         // The receiver is gone only if the connection ended; then nobody
                         // waits for this answer.
-                        let _ = tx.send(IoDone { itt, pending, result });
+                        let _ = tx.send(IoDone {
+                            itt,
+                            pending,
+                            result,
+                        });
                     }),
                 );
             }
@@ -200,7 +219,11 @@ impl Session {
     }
 
     /// Carries out a task management function and returns its iSCSI response code.
-    fn task_management(&mut self, conn: &mut iscsi::Connection, tmf: &iscsi::TaskManagementRequest) -> u8 {
+    fn task_management(
+        &mut self,
+        conn: &mut iscsi::Connection,
+        tmf: &iscsi::TaskManagementRequest,
+    ) -> u8 {
         const FUNCTION_COMPLETE: u8 = 0;
         const TASK_DOES_NOT_EXIST: u8 = 1;
         const NOT_SUPPORTED: u8 = 5;
@@ -217,8 +240,12 @@ impl Session {
             // ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task on the LUN.
             2 | 3 | 5 => {
                 let lun = tmf.lun;
-                let doomed: Vec<u32> =
-                    self.in_flight.iter().filter(|(_, l)| **l == lun).map(|(itt, _)| *itt).collect();
+                let doomed: Vec<u32> = self
+                    .in_flight
+                    .iter()
+                    .filter(|(_, l)| **l == lun)
+                    .map(|(itt, _)| *itt)
+                    .collect();
                 for itt in doomed {
                     self.in_flight.remove(&itt);
                     conn.abort_command(itt);

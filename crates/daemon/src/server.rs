@@ -21,7 +21,10 @@ pub struct Server {
 
 impl Default for Server {
     fn default() -> Self {
-        Server { max_connections: 256, drain_timeout: Duration::from_secs(10) }
+        Server {
+            max_connections: 256,
+            drain_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -75,7 +78,10 @@ pub async fn serve(
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("connections still open after {:?}; closing them", server.drain_timeout);
+            tracing::warn!(
+                "connections still open after {:?}; closing them",
+                server.drain_timeout
+            );
             connections.shutdown().await;
         }
     }

@@ -58,7 +58,10 @@ impl Targets {
             let mut stores = HashMap::new();
             for lun in &spec.luns {
                 let store = open_store(&lun.store).with_context(|| {
-                    format!("target {} LUN {}: cannot open backing store", spec.name, lun.lun)
+                    format!(
+                        "target {} LUN {}: cannot open backing store",
+                        spec.name, lun.lun
+                    )
                 })?;
                 let config = lu_config(&spec.name, lun, store.as_ref());
                 tracing::info!(target = %spec.name, lun = lun.lun, store = %store.describe(),
@@ -74,10 +77,18 @@ impl Targets {
             });
             targets.insert(
                 spec.name.clone(),
-                Arc::new(Target { name: spec.name.clone(), scsi, stores }),
+                Arc::new(Target {
+                    name: spec.name.clone(),
+                    scsi,
+                    stores,
+                }),
             );
         }
-        let iscsi = Arc::new(iscsi::Config { targets: infos, limits, portal_group_tag: 1 });
+        let iscsi = Arc::new(iscsi::Config {
+            targets: infos,
+            limits,
+            portal_group_tag: 1,
+        });
         Ok(Targets { iscsi, targets })
     }
 

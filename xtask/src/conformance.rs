@@ -1,0 +1,329 @@
+//! `cargo xtask conformance`: libiscsi's iscsi-test-cu, every SCSI.* and iSCSI.* suite, against
+//! the real target on each backend. Results are kept in `testdata/conformance/<backend>.txt`
+//! (one `test result` line each) and may only improve: a test that passed there and does not
+//! pass now fails the task. `--bless` records the current results.
+//!
+//! Each suite runs in its own iscsi-test-cu process under a time limit, so a hang is recorded
+//! as `hung` for the tests that had not finished, and the task goes on. A target that died is
+//! restarted and the death recorded.
+
+use crate::fake;
+use crate::target::{LunSetup, TargetProcess};
+use crate::util::{self, Skipped};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The backends conformance runs over.
+pub const BACKENDS: &[&str] = &["memory", "file", "glfs-fake"];
+
+/// Per-suite time limit.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Hung,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Hung => "hung",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        match word {
+            "passed" => Some(Outcome::Passed),
+            "failed" => Some(Outcome::Failed),
+            "hung" => Some(Outcome::Hung),
+            _ => None,
+        }
+    }
+}
+
+/// Test name (`SCSI.Read10.Simple`) to outcome.
+pub type Results = BTreeMap<String, Outcome>;
+
+pub fn run(backends: &[String], suite_filter: Option<&str>, bless: bool) -> Result<()> {
+    let tool = util::which("iscsi-test-cu").ok_or_else(|| {
+        Skipped("iscsi-test-cu not installed (Debian package libiscsi-bin)".into())
+    })?;
+    let suites = list_suites(&tool)?;
+    let suites: Vec<&String> = suites
+        .iter()
+        .filter(|s| suite_filter.map_or(true, |f| s.starts_with(f)))
+        .collect();
+    let fake_lib = fake::build()?;
+    let binary = util::build_target_binary()?;
+    let mut regressions = Vec::new();
+    for backend in backends {
+        let results = run_backend(&tool, &binary, &fake_lib, backend, &suites)?;
+        let snapshot = snapshot_path(backend);
+        let old = read_results(&snapshot).unwrap_or_default();
+        let (lost, gained) = compare(&old, &results, suite_filter);
+        let passed = results.values().filter(|o| **o == Outcome::Passed).count();
+        eprintln!(
+            "{backend}: {passed} of {} tests passed; {} newly passing, {} regressed",
+            results.len(),
+            gained.len(),
+            lost.len()
+        );
+        for name in &lost {
+            eprintln!(
+                "  regression: {name} passed in {} and does not now",
+                snapshot.display()
+            );
+        }
+        if bless {
+            let mut merged = old.clone();
+            merged.extend(results.clone());
+            write_results(&snapshot, &merged)?;
+            eprintln!("  recorded {}", snapshot.display());
+        } else if !gained.is_empty() {
+            eprintln!(
+                "  {} tests pass that the snapshot does not record: run with --bless",
+                gained.len()
+            );
+        }
+        regressions.extend(lost.into_iter().map(|n| format!("{backend}: {n}")));
+    }
+    if !regressions.is_empty() && !bless {
+        bail!(
+            "{} conformance regression(s):\n{}",
+            regressions.len(),
+            regressions.join("\n")
+        );
+    }
+    Ok(())
+}
+
+fn run_backend(
+    tool: &Path,
+    binary: &Path,
+    fake_lib: &Path,
+    backend: &str,
+    suites: &[&String],
+) -> Result<Results> {
+    let start = || -> Result<TargetProcess> {
+        match backend {
+            "glfs-fake" => TargetProcess::on_fake_volume(binary, fake_lib),
+            "memory" | "file" => {
+                let dir = util::target_dir().join(format!("conformance-{backend}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let file = dir.join("lun0.img");
+                TargetProcess::start(
+                    binary,
+                    LunSetup {
+                        bstype: backend.into(),
+                        backing_store: if backend == "file" {
+                            file.display().to_string()
+                        } else {
+                            String::new()
+                        },
+                        local_file: (backend == "file").then_some(file),
+                        library: None,
+                        env: vec![],
+                        log_dir: dir,
+                    },
+                )
+            }
+            other => bail!("unknown backend {other:?} (expected one of {BACKENDS:?})"),
+        }
+    };
+    let mut target = start()?;
+    let mut results = Results::new();
+    for (i, suite) in suites.iter().enumerate() {
+        let out = run_suite(tool, &target.url(), suite)?;
+        let suite_results = parse_results(suite, &out.text, out.timed_out);
+        let passed = suite_results
+            .values()
+            .filter(|o| **o == Outcome::Passed)
+            .count();
+        eprintln!(
+            "[{}/{}] {backend} {suite}: {passed}/{} passed{}",
+            i + 1,
+            suites.len(),
+            suite_results.len(),
+            if out.timed_out { " (timed out)" } else { "" }
+        );
+        results.extend(suite_results);
+        if !target.is_running() {
+            eprintln!("  the target died during {suite}; restarting it");
+            results.insert(format!("{suite}.<target survived>"), Outcome::Failed);
+            target = start()?;
+        }
+    }
+    target
+        .stop()
+        .context("stopping the target after the conformance run")?;
+    Ok(results)
+}
+
+struct SuiteOutput {
+    text: String,
+    timed_out: bool,
+}
+
+fn run_suite(tool: &Path, url: &str, suite: &str) -> Result<SuiteOutput> {
+    let out = Command::new("timeout")
+        .arg(SUITE_TIMEOUT.as_secs().to_string())
+        .arg(tool)
+        .args(["--dataloss", "--test", suite, url])
+        .output()
+        .context("cannot run iscsi-test-cu under timeout(1)")?;
+    Ok(SuiteOutput {
+        text: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+        timed_out: out.status.code() == Some(124),
+    })
+}
+
+fn list_suites(tool: &Path) -> Result<Vec<String>> {
+    let out = util::output(Command::new(tool).arg("--list"))?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.split('.').count() == 2)
+        .filter(|l| l.starts_with("SCSI.") || l.starts_with("iSCSI."))
+        // Needs a second path to the same LU; run by the multipath task, not here.
+        .filter(|l| *l != "SCSI.MultipathIO")
+        .map(String::from)
+        .collect())
+}
+
+/// Reads CUnit's verbose output: `Suite: Name` then `  Test: Name ...passed|FAILED`.
+pub fn parse_results(family_suite: &str, text: &str, timed_out: bool) -> Results {
+    let family = family_suite.split('.').next().unwrap_or("");
+    let mut results = Results::new();
+    let mut suite = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("Suite: ") {
+            suite = name.trim().to_string();
+        } else if let Some(rest) = line.strip_prefix("Test: ") {
+            let (name, verdict) = match rest.split_once(" ...") {
+                Some((name, verdict)) => (name.trim(), verdict.trim()),
+                None => (rest.trim(), ""),
+            };
+            let outcome = if verdict.starts_with("passed") {
+                Outcome::Passed
+            } else if verdict.starts_with("FAILED") || verdict.contains("FAILED") {
+                Outcome::Failed
+            } else if timed_out {
+                Outcome::Hung
+            } else {
+                // Verdict printed on a later line (after the test's own output).
+                Outcome::Failed
+            };
+            results.insert(format!("{family}.{suite}.{name}"), outcome);
+        } else if line.starts_with("...passed") || line.starts_with("...FAILED") {
+            // CUnit prints the verdict after any output the test wrote.
+            if let Some((_, last)) = results.iter_mut().next_back() {
+                *last = if line.starts_with("...passed") {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed
+                };
+            }
+        }
+    }
+    if timed_out && results.is_empty() {
+        results.insert(format!("{family_suite}.<suite>"), Outcome::Hung);
+    }
+    results
+}
+
+/// Tests that passed in `old` and do not in `new` (within the filter), and the reverse.
+fn compare(old: &Results, new: &Results, filter: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let lost = old
+        .iter()
+        .filter(|(name, o)| **o == Outcome::Passed && filter.map_or(true, |f| name.starts_with(f)))
+        .filter(|(name, _)| new.get(*name) != Some(&Outcome::Passed))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let gained = new
+        .iter()
+        .filter(|(name, o)| **o == Outcome::Passed && old.get(*name) != Some(&Outcome::Passed))
+        .map(|(name, _)| name.clone())
+        .collect();
+    (lost, gained)
+}
+
+pub fn snapshot_path(backend: &str) -> PathBuf {
+    util::project_root()
+        .join("testdata")
+        .join("conformance")
+        .join(format!("{backend}.txt"))
+}
+
+pub fn read_results(path: &Path) -> Option<Results> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (name, outcome) = l.rsplit_once(' ')?;
+                Some((name.to_string(), Outcome::parse(outcome)?))
+            })
+            .collect(),
+    )
+}
+
+fn write_results(path: &Path, results: &Results) -> Result<()> {
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    let mut text = String::from(
+        "# iscsi-test-cu results for this backend; written by `cargo xtask conformance --bless`.\n\
+         # A test recorded as passed must keep passing.\n",
+    );
+    for (name, outcome) in results {
+        text.push_str(&format!("{name} {}\n", outcome.as_str()));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "Suite: Read10\n  Test: Simple ...passed\n  Test: BeyondEol ...FAILED\n    1. test_read10_beyond_eol.c:61  - status\n  Test: ZeroBlocks ...\n[SKIPPED] something\n...passed\n  Test: ReadProtect ...";
+
+    #[test]
+    fn verbose_cunit_output_gives_one_outcome_per_test() {
+        let results = parse_results("SCSI.Read10", SAMPLE, true);
+        let expected: Results = [
+            ("SCSI.Read10.Simple", Outcome::Passed),
+            ("SCSI.Read10.BeyondEol", Outcome::Failed),
+            ("SCSI.Read10.ZeroBlocks", Outcome::Passed),
+            ("SCSI.Read10.ReadProtect", Outcome::Hung),
+        ]
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+        assert_eq!(results, expected);
+    }
+
+    #[test]
+    fn only_lost_passes_are_regressions() {
+        let old: Results = [("a.b.c", Outcome::Passed), ("a.b.d", Outcome::Failed)]
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
+        let new: Results = [("a.b.c", Outcome::Hung), ("a.b.d", Outcome::Passed)]
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
+        assert_eq!(
+            compare(&old, &new, None),
+            (vec!["a.b.c".to_string()], vec!["a.b.d".to_string()])
+        );
+        assert_eq!(compare(&old, &new, Some("x")).0, Vec::<String>::new());
+    }
+}
