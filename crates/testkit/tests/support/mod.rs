@@ -1,0 +1,3 @@
+//! Shared helpers for testkit's integration tests.
+
+pub mod tgtd;
