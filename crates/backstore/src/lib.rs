@@ -1,9 +1,40 @@
 //! Block stores behind [`store_api::BlockStore`]: `memory`, `file` (plain files) and `glfs`
 //! (libgfapi, real or the fake), chosen by one factory, [`open_store`].
+//!
+//! | bstype            | backing store                         | bsopts                                    |
+//! |-------------------|---------------------------------------|-------------------------------------------|
+//! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
+//! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N` |
+//!
+//! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
+//!   size (binary suffixes K, M, G, T).
+//! * `file`, `glfs`: a missing file is created with `create_size` bytes when that is given,
+//!   else opening fails. An existing file keeps its size. A size that is not a multiple of
+//!   the block size is rounded down to whole blocks, with a warning (a LUN must never reach
+//!   past the end of its file: field failures #2 and #16).
+//! * `glfs`: IPv6 hosts go in brackets (`vol@[fe80::1],host2:disk`). libgfapi is loaded from
+//!   [`StoreOptions::gfapi_library`], else from the path in the environment variable
+//!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Mounts are shared:
+//!   LUNs on the same volume and servers use one `glfs_t`.
 
+mod file;
+mod glfs;
+mod memory;
+pub mod spec;
+
+pub use file::FileStore;
+pub use glfs::GlfsStore;
+pub use memory::MemoryStore;
+
+use spec::{parse_size, split_options, GlfsOptions, GlfsSpec};
 use std::path::PathBuf;
 use std::sync::Arc;
-use store_api::BlockStore;
+use store_api::{BlockStore, Geometry};
+
+/// Environment variable naming the libgfapi to load when [`StoreOptions::gfapi_library`] is
+/// not set.
+pub const GFAPI_LIBRARY_ENV: &str = "GFAPI_LIBRARY";
 
 /// How to open a store, as given on the command line (tgt's `--bstype`, `--backing-store`,
 /// `--bsopts`) plus our own sizing options.
@@ -40,6 +71,235 @@ pub enum OpenError {
 
 /// Opens the store described by `opts`.
 pub fn open_store(opts: &StoreOptions) -> Result<Arc<dyn BlockStore>, OpenError> {
-    let _ = opts;
-    todo!()
+    let block_size = block_size(opts)?;
+    match opts.bstype.as_str() {
+        "memory" => open_memory(opts, block_size),
+        "file" | "rdwr" => open_file(opts, block_size),
+        "glfs" => open_glfs(opts, block_size),
+        other => Err(OpenError::UnknownType(other.to_string())),
+    }
+}
+
+fn block_size(opts: &StoreOptions) -> Result<u32, OpenError> {
+    let bs = opts.block_size.unwrap_or(512);
+    if !(512..=65536).contains(&bs) || !bs.is_power_of_two() {
+        return Err(OpenError::BadOptions {
+            opts: format!("block_size={bs}"),
+            reason: "block size must be a power of two from 512 to 65536".into(),
+        });
+    }
+    Ok(bs)
+}
+
+/// Whole blocks in `size` bytes; warns when a partial block is dropped.
+fn geometry(what: &str, size: u64, block_size: u32) -> Result<Geometry, OpenError> {
+    let num_blocks = size / u64::from(block_size);
+    if num_blocks == 0 {
+        return Err(OpenError::Open {
+            what: what.to_string(),
+            reason: format!("size {size} is smaller than one {block_size}-byte block"),
+        });
+    }
+    if num_blocks * u64::from(block_size) != size {
+        tracing::warn!(
+            "{what}: size {size} is not a multiple of the block size {block_size}; using {} bytes",
+            num_blocks * u64::from(block_size)
+        );
+    }
+    Ok(Geometry {
+        block_size,
+        num_blocks,
+    })
+}
+
+fn no_options(opts: &StoreOptions) -> Result<(), OpenError> {
+    if let Some((key, _)) = split_options(&opts.bsopts)?.first() {
+        return Err(OpenError::BadOptions {
+            opts: opts.bsopts.clone(),
+            reason: format!("unknown key {key:?} ({} takes no options)", opts.bstype),
+        });
+    }
+    Ok(())
+}
+
+fn open_memory(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
+    no_options(opts)?;
+    let size = match opts.create_size {
+        Some(size) => size,
+        None if opts.backing_store.trim().is_empty() => {
+            return Err(OpenError::BadSpec {
+                spec: opts.backing_store.clone(),
+                reason: "memory store needs a size: give a create size or a backing store like 64M"
+                    .into(),
+            })
+        }
+        None => parse_size(&opts.backing_store).ok_or_else(|| OpenError::BadSpec {
+            spec: opts.backing_store.clone(),
+            reason: "not a size (expected bytes or a number with K, M, G or T)".into(),
+        })?,
+    };
+    let geometry = geometry("memory store", size, block_size)?;
+    Ok(Arc::new(MemoryStore::new(geometry)))
+}
+
+fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
+    let mut threads = file::DEFAULT_THREADS;
+    for (key, value) in split_options(&opts.bsopts)? {
+        match key {
+            "threads" => {
+                threads = match value.parse::<usize>() {
+                    Ok(n @ 1..=256) => n,
+                    _ => {
+                        return Err(OpenError::BadOptions {
+                            opts: opts.bsopts.clone(),
+                            reason: format!("threads {value:?} is not a number from 1 to 256"),
+                        })
+                    }
+                }
+            }
+            other => {
+                return Err(OpenError::BadOptions {
+                    opts: opts.bsopts.clone(),
+                    reason: format!("unknown key {other:?} (expected threads)"),
+                })
+            }
+        }
+    }
+    let path = &opts.backing_store;
+    if path.is_empty() {
+        return Err(OpenError::BadSpec {
+            spec: path.clone(),
+            reason: "empty file path".into(),
+        });
+    }
+    let open_err = |e: std::io::Error| OpenError::Open {
+        what: format!("file {path}"),
+        reason: e.to_string(),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match opts.create_size {
+            Some(size) => {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(open_err)?;
+                f.set_len(size).map_err(open_err)?;
+                f
+            }
+            None => {
+                return Err(OpenError::Open {
+                    what: format!("file {path}"),
+                    reason: format!("{e} (give a create size to create it)"),
+                })
+            }
+        },
+        Err(e) => return Err(open_err(e)),
+    };
+    // Block devices report length 0 in their metadata; seeking to the end works for both.
+    let size = {
+        use std::io::Seek;
+        (&file).seek(std::io::SeekFrom::End(0)).map_err(open_err)?
+    };
+    let geometry = geometry(&format!("file {path}"), size, block_size)?;
+    let store = FileStore::new(file, path.clone(), geometry, threads).map_err(open_err)?;
+    Ok(Arc::new(store))
+}
+
+/// Mounts (or reuses) the volume on a helper thread and waits at most the configured
+/// timeout; `Err(None)` is a timeout. A hung mount attempt keeps its thread; later opens of
+/// the same volume wait for it (and time out) rather than start another mount.
+fn mount_with_timeout(
+    lib: &Arc<gfapi::Gfapi>,
+    volume: &str,
+    servers: &[gfapi::Server],
+    logfile: Option<&std::path::Path>,
+    gopts: &GlfsOptions,
+) -> Result<Arc<gfapi::Volume>, Option<gfapi::Error>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (lib, volume, servers) = (lib.clone(), volume.to_string(), servers.to_vec());
+    let logfile = logfile.map(std::path::Path::to_path_buf);
+    let loglevel = gopts.loglevel;
+    std::thread::Builder::new()
+        .name("glfs-mount".into())
+        .spawn(move || {
+            let r = gfapi::Volume::shared(&lib, &volume, &servers, logfile.as_deref(), loglevel);
+            // If the opener gave up, dropping the volume here unmounts it again.
+            let _ = tx.send(r);
+        })
+        .map_err(|e| {
+            Some(gfapi::Error::Call {
+                call: "glfs_init",
+                errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
+            })
+        })?;
+    match rx.recv_timeout(std::time::Duration::from_secs(gopts.timeout_secs)) {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
+    let spec = GlfsSpec::parse(&opts.backing_store)?;
+    let gopts = GlfsOptions::parse(&opts.bsopts)?;
+    let library = opts.gfapi_library.clone().or_else(|| {
+        std::env::var_os(GFAPI_LIBRARY_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let lib =
+        gfapi::Gfapi::load(library.as_deref()).map_err(|e| OpenError::Library(e.to_string()))?;
+    let servers: Vec<gfapi::Server> = spec
+        .hosts
+        .iter()
+        .map(|h| gfapi::Server {
+            transport: gopts.transport.clone(),
+            host: h.clone(),
+            port: gopts.port,
+        })
+        .collect();
+    let what = format!("glfs {}", opts.backing_store);
+    let open_err = |e: gfapi::Error| OpenError::Open {
+        what: what.clone(),
+        reason: e.to_string(),
+    };
+    let logfile = gopts.logfile.as_deref().map(std::path::Path::new);
+    let vol =
+        mount_with_timeout(&lib, &spec.volume, &servers, logfile, &gopts).map_err(|e| match e {
+            Some(e) => open_err(e),
+            None => OpenError::Open {
+                what: what.clone(),
+                reason: format!(
+                    "volume mount (glfs_init) did not finish within {} s",
+                    gopts.timeout_secs
+                ),
+            },
+        })?;
+    let file = match gfapi::File::open(&vol, &spec.path, libc::O_RDWR) {
+        Ok(f) => f,
+        Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
+            Some(size) => {
+                let f = gfapi::File::create(&vol, &spec.path, libc::O_RDWR | libc::O_EXCL, 0o600)
+                    .map_err(open_err)?;
+                f.truncate(size).map_err(open_err)?;
+                f
+            }
+            None => {
+                return Err(OpenError::Open {
+                    what: what.clone(),
+                    reason: format!("{e} (give a create size to create it)"),
+                })
+            }
+        },
+        Err(e) => return Err(open_err(e)),
+    };
+    let size = file.size().map_err(open_err)?;
+    let geometry = geometry(&what, size, block_size)?;
+    Ok(Arc::new(GlfsStore::new(file, geometry, what)))
 }

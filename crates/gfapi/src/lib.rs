@@ -1,1 +1,947 @@
-//! Safe gfapi API over gfapi-sys: volumes, files, sync and async I/O
+//! Safe gfapi API over gfapi-sys: volumes, files, sync and async I/O.
+//!
+//! * [`Gfapi::load`] loads libgfapi once per path (process-wide cache; gfapi keeps global
+//!   state, so a process loads a given library once).
+//! * [`Volume::connect`] makes one virtual mount (`glfs_new`, `glfs_set_volfile_server` per
+//!   server, `glfs_set_logging`, `glfs_init`); `glfs_fini` runs when the last reference
+//!   drops. `glfs_fini` can take seconds on real Gluster and repeated new/fini leaks, so
+//!   [`Volume::shared`] hands out one mount per (library, volume, servers).
+//! * [`File`] does synchronous and asynchronous I/O. An async call's context (buffer,
+//!   callback, a reference to the file) is boxed and owned by gfapi until the callback
+//!   fires, so nothing gfapi writes into can be freed early and the file (and volume) stay
+//!   open while requests are in flight.
+//! * Transfers are split into chunks of at most [`MAX_CHUNK`] bytes (gfapi silently wrote
+//!   nothing for writes of 1 GiB and more, glusterfs#1518) and short transfers continue
+//!   until done or until gfapi reports no progress.
+
+use bytes::Bytes;
+use gfapi_sys as sys;
+use libc::{c_int, c_void, ssize_t};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+pub use gfapi_sys::LoadError;
+
+/// Largest single transfer handed to gfapi; bigger ones are split.
+pub const MAX_CHUNK: usize = 256 << 20;
+
+/// A failed gfapi call: which call and the errno it left.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Loading the library failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A call returned failure with `errno`.
+    #[error("{call} failed: {}", std::io::Error::from_raw_os_error(*.errno))]
+    Call { call: &'static str, errno: i32 },
+    /// An argument cannot be passed to C (interior NUL byte).
+    #[error("invalid argument for {call}: {reason}")]
+    InvalidArgument { call: &'static str, reason: String },
+    /// gfapi made no progress before the transfer was complete.
+    #[error("{call} moved {done} of {wanted} bytes")]
+    Short {
+        call: &'static str,
+        done: usize,
+        wanted: usize,
+    },
+}
+
+impl Error {
+    /// The errno behind the error, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Call { errno, .. } => Some(*errno),
+            Error::InvalidArgument { .. } => Some(libc::EINVAL),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of an async call, given to its callback.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IoError {
+    /// gfapi reported failure with this errno.
+    #[error("{}", std::io::Error::from_raw_os_error(*.0))]
+    Errno(i32),
+    /// gfapi reported success but moved fewer bytes than asked, and then none.
+    #[error("short transfer: {done} of {wanted} bytes")]
+    Short { done: usize, wanted: usize },
+}
+
+fn last_errno() -> i32 {
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(0) | None => libc::EIO,
+        Some(e) => e,
+    }
+}
+
+fn clear_errno() {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = 0 };
+}
+
+fn cstring(call: &'static str, s: &str) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::InvalidArgument {
+        call,
+        reason: format!("{s:?} contains a NUL byte"),
+    })
+}
+
+/// A loaded libgfapi.
+pub struct Gfapi {
+    sys: sys::Library,
+}
+
+impl fmt::Debug for Gfapi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gfapi")
+            .field("library", &self.sys.name())
+            .finish()
+    }
+}
+
+impl Gfapi {
+    /// Loads libgfapi from `path` (default: `libgfapi.so.0` through the loader). Each path is
+    /// loaded once per process; later calls return the same library.
+    pub fn load(path: Option<&Path>) -> Result<Arc<Gfapi>, Error> {
+        static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<Gfapi>>>> = OnceLock::new();
+        let key = path.map_or_else(|| PathBuf::from(sys::DEFAULT_LIBRARY), Path::to_path_buf);
+        let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap();
+        if let Some(lib) = loaded.get(&key) {
+            return Ok(lib.clone());
+        }
+        let lib = Arc::new(Gfapi {
+            sys: sys::Library::load(Some(&key))?,
+        });
+        loaded.insert(key, lib.clone());
+        Ok(lib)
+    }
+
+    /// Where the library was loaded from.
+    pub fn name(&self) -> &str {
+        self.sys.name()
+    }
+}
+
+/// One volfile server of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Server {
+    /// `tcp`, `rdma` or `unix`.
+    pub transport: String,
+    /// Host name or address (IPv6 without brackets), or socket path for `unix`.
+    pub host: String,
+    /// Port; 0 means gfapi's default (24007).
+    pub port: u16,
+}
+
+impl Server {
+    /// A TCP server on the default port.
+    pub fn tcp(host: impl Into<String>) -> Server {
+        Server {
+            transport: "tcp".into(),
+            host: host.into(),
+            port: 0,
+        }
+    }
+}
+
+/// A connected volume (`glfs_t`). `glfs_fini` runs on drop.
+pub struct Volume {
+    lib: Arc<Gfapi>,
+    fs: *mut sys::glfs_t,
+    name: String,
+    servers: Vec<Server>,
+}
+
+// SAFETY: a glfs_t is designed for use from many threads at once; gfapi locks internally.
+unsafe impl Send for Volume {}
+// SAFETY: as above.
+unsafe impl Sync for Volume {}
+
+impl fmt::Debug for Volume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Volume")
+            .field("name", &self.name)
+            .field("servers", &self.servers)
+            .finish()
+    }
+}
+
+type RegistryKey = (String, String, Vec<Server>);
+
+impl Volume {
+    /// Connects a new mount of `volname`: `glfs_new`, `glfs_set_volfile_server` for each
+    /// server, `glfs_set_logging(logfile, loglevel)` (no logfile: gfapi's default), `glfs_init`.
+    pub fn connect(
+        lib: &Arc<Gfapi>,
+        volname: &str,
+        servers: &[Server],
+        logfile: Option<&Path>,
+        loglevel: i32,
+    ) -> Result<Volume, Error> {
+        let s = &lib.sys;
+        let cvol = cstring("glfs_new", volname)?;
+        clear_errno();
+        // SAFETY: cvol is a valid C string.
+        let fs = unsafe { (s.glfs_new)(cvol.as_ptr()) };
+        if fs.is_null() {
+            return Err(Error::Call {
+                call: "glfs_new",
+                errno: last_errno(),
+            });
+        }
+        // From here the Volume owns fs; dropping it calls glfs_fini, also after a failed init
+        // (gfapi's documented cleanup).
+        let vol = Volume {
+            lib: lib.clone(),
+            fs,
+            name: volname.to_string(),
+            servers: servers.to_vec(),
+        };
+        for server in servers {
+            let transport = cstring("glfs_set_volfile_server", &server.transport)?;
+            let host = cstring("glfs_set_volfile_server", &server.host)?;
+            clear_errno();
+            // SAFETY: fs is live, strings are valid.
+            let rc = unsafe {
+                (s.glfs_set_volfile_server)(
+                    fs,
+                    transport.as_ptr(),
+                    host.as_ptr(),
+                    c_int::from(server.port),
+                )
+            };
+            if rc != 0 {
+                return Err(Error::Call {
+                    call: "glfs_set_volfile_server",
+                    errno: last_errno(),
+                });
+            }
+        }
+        let logfile = logfile
+            .map(|p| cstring("glfs_set_logging", &p.to_string_lossy()))
+            .transpose()?;
+        clear_errno();
+        // SAFETY: fs is live; a NULL logfile selects gfapi's default.
+        let rc = unsafe {
+            (s.glfs_set_logging)(
+                fs,
+                logfile.as_ref().map_or(std::ptr::null(), |l| l.as_ptr()),
+                loglevel,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_set_logging",
+                errno: last_errno(),
+            });
+        }
+        clear_errno();
+        // SAFETY: fs is live and configured.
+        let rc = unsafe { (s.glfs_init)(fs) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_init",
+                errno: last_errno(),
+            });
+        }
+        Ok(vol)
+    }
+
+    /// Like [`Volume::connect`], but returns the mount already open for the same library,
+    /// volume and servers if there is one. Logging settings of the first caller win.
+    pub fn shared(
+        lib: &Arc<Gfapi>,
+        volname: &str,
+        servers: &[Server],
+        logfile: Option<&Path>,
+        loglevel: i32,
+    ) -> Result<Arc<Volume>, Error> {
+        type Slot = Arc<Mutex<Weak<Volume>>>;
+        static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Slot>>> = OnceLock::new();
+        let key = (
+            lib.name().to_string(),
+            volname.to_string(),
+            servers.to_vec(),
+        );
+        // The registry lock is held only to find the volume's slot; the slot's own lock is
+        // held across connect, so two openers of one volume do not both mount it, while a
+        // slow (or hung) glfs_init of one volume does not hold up the others.
+        let slot: Slot = {
+            let mut reg = REGISTRY.get_or_init(Default::default).lock().unwrap();
+            reg.retain(|k, v| {
+                k == &key
+                    || Arc::strong_count(v) > 1
+                    || v.try_lock().map_or(true, |w| w.strong_count() > 0)
+            });
+            reg.entry(key).or_default().clone()
+        };
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(vol) = slot.upgrade() {
+            return Ok(vol);
+        }
+        let vol = Arc::new(Volume::connect(lib, volname, servers, logfile, loglevel)?);
+        *slot = Arc::downgrade(&vol);
+        Ok(vol)
+    }
+
+    /// The volume name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The volfile servers.
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+
+    /// `glfs_lstat`: the size of `path` in bytes, or the errno (ENOENT when missing).
+    pub fn lstat_size(&self, path: &str) -> Result<u64, Error> {
+        let cpath = cstring("glfs_lstat", path)?;
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: fs is live, cpath valid, st writable.
+        let rc = unsafe { (self.lib.sys.glfs_lstat)(self.fs, cpath.as_ptr(), &mut st) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_lstat",
+                errno: last_errno(),
+            });
+        }
+        Ok(st.st_size as u64)
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        // Every File holds an Arc<Volume> and every async context an Arc<File>, so nothing is
+        // in flight on this mount any more.
+        // SAFETY: fs is live and dropped exactly once.
+        let rc = unsafe { (self.lib.sys.glfs_fini)(self.fs) };
+        if rc != 0 {
+            tracing::warn!(volume = %self.name, "glfs_fini failed: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// An open file on a volume (`glfs_fd_t`); `glfs_close` runs on drop.
+pub struct File {
+    vol: Arc<Volume>,
+    fd: *mut sys::glfs_fd_t,
+    path: String,
+    max_chunk: AtomicUsize,
+}
+
+// SAFETY: a glfs_fd_t may be used from several threads; gfapi serialises internally.
+unsafe impl Send for File {}
+// SAFETY: as above.
+unsafe impl Sync for File {}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("File")
+            .field("volume", &self.vol.name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl File {
+    fn wrap(vol: &Arc<Volume>, fd: *mut sys::glfs_fd_t, path: &str) -> File {
+        File {
+            vol: vol.clone(),
+            fd,
+            path: path.to_string(),
+            max_chunk: AtomicUsize::new(MAX_CHUNK),
+        }
+    }
+
+    /// `glfs_open(path, flags)`.
+    pub fn open(vol: &Arc<Volume>, path: &str, flags: i32) -> Result<Arc<File>, Error> {
+        let cpath = cstring("glfs_open", path)?;
+        clear_errno();
+        // SAFETY: fs live, cpath valid.
+        let fd = unsafe { (vol.lib.sys.glfs_open)(vol.fs, cpath.as_ptr(), flags) };
+        if fd.is_null() {
+            return Err(Error::Call {
+                call: "glfs_open",
+                errno: last_errno(),
+            });
+        }
+        Ok(Arc::new(File::wrap(vol, fd, path)))
+    }
+
+    /// `glfs_creat(path, flags, mode)`.
+    pub fn create(
+        vol: &Arc<Volume>,
+        path: &str,
+        flags: i32,
+        mode: u32,
+    ) -> Result<Arc<File>, Error> {
+        let cpath = cstring("glfs_creat", path)?;
+        clear_errno();
+        // SAFETY: fs live, cpath valid.
+        let fd = unsafe {
+            (vol.lib.sys.glfs_creat)(vol.fs, cpath.as_ptr(), flags, mode as libc::mode_t)
+        };
+        if fd.is_null() {
+            return Err(Error::Call {
+                call: "glfs_creat",
+                errno: last_errno(),
+            });
+        }
+        Ok(Arc::new(File::wrap(vol, fd, path)))
+    }
+
+    /// Lowers the largest transfer handed to gfapi in one call (clamped to
+    /// `1..=MAX_CHUNK`); for tests and for volumes with smaller limits.
+    pub fn set_max_chunk(&self, bytes: usize) {
+        self.max_chunk
+            .store(bytes.clamp(1, MAX_CHUNK), Ordering::Relaxed);
+    }
+
+    /// The largest transfer handed to gfapi in one call.
+    pub fn max_chunk(&self) -> usize {
+        self.max_chunk.load(Ordering::Relaxed)
+    }
+
+    /// The volume the file is on.
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    /// The path the file was opened with.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn sys(&self) -> &sys::Library {
+        &self.vol.lib.sys
+    }
+
+    /// `glfs_fstat`: the file size in bytes.
+    pub fn size(&self) -> Result<u64, Error> {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: fd live, st writable.
+        let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_fstat",
+                errno: last_errno(),
+            });
+        }
+        Ok(st.st_size as u64)
+    }
+
+    /// `glfs_ftruncate(len)`.
+    pub fn truncate(&self, len: u64) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live; NULL pre/post stats are allowed.
+        let rc = unsafe {
+            (self.sys().glfs_ftruncate)(
+                self.fd,
+                len as libc::off_t,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_ftruncate",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset` (chunked; short reads continue; end of
+    /// file before that is [`Error::Short`]).
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(self.max_chunk());
+            clear_errno();
+            // SAFETY: fd live; the slice is valid for n writable bytes.
+            let rc = unsafe {
+                (self.sys().glfs_pread)(
+                    self.fd,
+                    buf[done..].as_mut_ptr().cast(),
+                    n,
+                    (offset + done as u64) as libc::off_t,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            match rc {
+                rc if rc < 0 => {
+                    return Err(Error::Call {
+                        call: "glfs_pread",
+                        errno: last_errno(),
+                    })
+                }
+                0 => {
+                    return Err(Error::Short {
+                        call: "glfs_pread",
+                        done,
+                        wanted: buf.len(),
+                    })
+                }
+                rc => done += (rc as usize).min(n),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset` (chunked; short writes continue).
+    pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(self.max_chunk());
+            clear_errno();
+            // SAFETY: fd live; the slice is valid for n readable bytes.
+            let rc = unsafe {
+                (self.sys().glfs_pwrite)(
+                    self.fd,
+                    buf[done..].as_ptr().cast(),
+                    n,
+                    (offset + done as u64) as libc::off_t,
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            match rc {
+                rc if rc < 0 => {
+                    return Err(Error::Call {
+                        call: "glfs_pwrite",
+                        errno: last_errno(),
+                    })
+                }
+                0 => {
+                    return Err(Error::Short {
+                        call: "glfs_pwrite",
+                        done,
+                        wanted: buf.len(),
+                    })
+                }
+                rc => done += (rc as usize).min(n),
+            }
+        }
+        Ok(())
+    }
+
+    /// `glfs_fdatasync`.
+    pub fn fdatasync(&self) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live; NULL stats allowed.
+        let rc = unsafe {
+            (self.sys().glfs_fdatasync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_fdatasync",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `glfs_fsync`.
+    pub fn fsync(&self) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live; NULL stats allowed.
+        let rc =
+            unsafe { (self.sys().glfs_fsync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_fsync",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `glfs_discard(offset, len)`.
+    pub fn discard(&self, offset: u64, len: u64) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live.
+        let rc = unsafe {
+            (self.sys().glfs_discard)(self.fd, offset as libc::off_t, len as libc::size_t)
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_discard",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `glfs_zerofill(offset, len)`.
+    pub fn zerofill(&self, offset: u64, len: u64) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live.
+        let rc = unsafe {
+            (self.sys().glfs_zerofill)(self.fd, offset as libc::off_t, len as libc::off_t)
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_zerofill",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` asynchronously; `cb` gets exactly `len` bytes or an
+    /// error. The buffer is filled in place and handed over as `Bytes` without a copy.
+    ///
+    /// `cb` runs on gfapi's callback thread, or on the calling thread if gfapi refuses the
+    /// request at once.
+    pub fn pread_async(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        cb: impl FnOnce(Result<Bytes, IoError>) + Send + 'static,
+    ) {
+        let ctx = Box::new(Ctx {
+            file: self.clone(),
+            offset,
+            op: AsyncOp::Read {
+                buf: Vec::with_capacity(len),
+                want: len,
+                cb: Box::new(cb),
+            },
+        });
+        submit(ctx);
+    }
+
+    /// Writes `data` at `offset` asynchronously (chunked, short writes continue). The
+    /// `Bytes` stays owned by the request until `cb` runs.
+    pub fn pwrite_async(
+        self: &Arc<Self>,
+        offset: u64,
+        data: Bytes,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
+        let ctx = Box::new(Ctx {
+            file: self.clone(),
+            offset,
+            op: AsyncOp::Write {
+                data,
+                done: 0,
+                cb: Box::new(cb),
+            },
+        });
+        submit(ctx);
+    }
+
+    /// `glfs_fdatasync_async`.
+    pub fn fdatasync_async(
+        self: &Arc<Self>,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
+        submit(Box::new(Ctx {
+            file: self.clone(),
+            offset: 0,
+            op: AsyncOp::Simple {
+                kind: Simple::Fdatasync,
+                len: 0,
+                cb: Box::new(cb),
+            },
+        }));
+    }
+
+    /// `glfs_fsync_async`.
+    pub fn fsync_async(self: &Arc<Self>, cb: impl FnOnce(Result<(), IoError>) + Send + 'static) {
+        submit(Box::new(Ctx {
+            file: self.clone(),
+            offset: 0,
+            op: AsyncOp::Simple {
+                kind: Simple::Fsync,
+                len: 0,
+                cb: Box::new(cb),
+            },
+        }));
+    }
+
+    /// `glfs_discard_async(offset, len)`.
+    pub fn discard_async(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
+        submit(Box::new(Ctx {
+            file: self.clone(),
+            offset,
+            op: AsyncOp::Simple {
+                kind: Simple::Discard,
+                len,
+                cb: Box::new(cb),
+            },
+        }));
+    }
+
+    /// `glfs_zerofill_async(offset, len)`.
+    pub fn zerofill_async(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
+        submit(Box::new(Ctx {
+            file: self.clone(),
+            offset,
+            op: AsyncOp::Simple {
+                kind: Simple::Zerofill,
+                len,
+                cb: Box::new(cb),
+            },
+        }));
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // Every async context holds an Arc<File>, so no request is in flight on fd.
+        // SAFETY: fd live and closed exactly once.
+        let rc = unsafe { (self.sys().glfs_close)(self.fd) };
+        if rc != 0 {
+            tracing::warn!(path = %self.path, "glfs_close failed: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+type DoneCb = Box<dyn FnOnce(Result<(), IoError>) + Send>;
+type ReadCb = Box<dyn FnOnce(Result<Bytes, IoError>) + Send>;
+
+#[derive(Clone, Copy)]
+enum Simple {
+    Fdatasync,
+    Fsync,
+    Discard,
+    Zerofill,
+}
+
+enum AsyncOp {
+    /// `buf.len()` bytes are read so far, into its spare capacity.
+    Read {
+        buf: Vec<u8>,
+        want: usize,
+        cb: ReadCb,
+    },
+    /// `done` bytes of `data` are written so far.
+    Write {
+        data: Bytes,
+        done: usize,
+        cb: DoneCb,
+    },
+    Simple {
+        kind: Simple,
+        len: u64,
+        cb: DoneCb,
+    },
+}
+
+/// What gfapi owns while a request is in flight (passed as the callback's `data`).
+struct Ctx {
+    file: Arc<File>,
+    offset: u64,
+    op: AsyncOp,
+}
+
+impl Ctx {
+    // Boxed because that is how gfapi hands the context back.
+    #[allow(clippy::boxed_local)]
+    fn finish(self: Box<Self>, result: Result<(), IoError>) {
+        let Ctx { op, file, .. } = *self;
+        match op {
+            AsyncOp::Read { buf, cb, .. } => cb(result.map(|()| Bytes::from(buf))),
+            AsyncOp::Write { cb, .. } | AsyncOp::Simple { cb, .. } => cb(result),
+        }
+        release(file);
+    }
+}
+
+/// Drops a request's file reference. If it is the last one, `glfs_close` (and perhaps
+/// `glfs_fini`) must not run on gfapi's own callback thread, where real gfapi would wait
+/// for itself, so the final drop moves to a short-lived thread of its own.
+fn release(file: Arc<File>) {
+    if let Some(file) = Arc::into_inner(file) {
+        let spawned = std::thread::Builder::new()
+            .name("gfapi-release".into())
+            .spawn(move || drop(file));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to close a gfapi file: {e}");
+        }
+    }
+}
+
+/// Issues the next gfapi call for `ctx` (or completes it if nothing is left).
+fn submit(mut ctx: Box<Ctx>) {
+    let sys = &ctx.file.vol.lib.sys as *const sys::Library;
+    // SAFETY: a loaded library is never unloaded (Gfapi::load keeps each in a process-wide
+    // map), so the reference stays valid after ctx goes to gfapi below.
+    let sys = unsafe { &*sys };
+    let fd = ctx.file.fd;
+    let cbk: sys::glfs_io_cbk = Some(io_callback);
+    let rc;
+    match &mut ctx.op {
+        AsyncOp::Read { buf, want, .. } => {
+            let done = buf.len();
+            if done >= *want {
+                return ctx.finish(Ok(()));
+            }
+            let n = (*want - done).min(ctx.file.max_chunk());
+            let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<c_void>();
+            let off = (ctx.offset + done as u64) as libc::off_t;
+            let data = Box::into_raw(ctx);
+            clear_errno();
+            // SAFETY: fd live; ptr points at >= n bytes of spare capacity owned by *data, which
+            // is freed only by the callback (or below if the submit fails).
+            rc = unsafe { (sys.glfs_pread_async)(fd, ptr, n, off, 0, cbk, data.cast()) };
+            if rc != 0 {
+                // SAFETY: gfapi did not take the request; we own data again.
+                let ctx = unsafe { Box::from_raw(data) };
+                ctx.finish(Err(IoError::Errno(last_errno())));
+            }
+        }
+        AsyncOp::Write {
+            data: bytes, done, ..
+        } => {
+            let done = *done;
+            if done >= bytes.len() {
+                return ctx.finish(Ok(()));
+            }
+            let n = (bytes.len() - done).min(ctx.file.max_chunk());
+            let ptr = bytes[done..].as_ptr().cast::<c_void>();
+            let off = (ctx.offset + done as u64) as libc::off_t;
+            let data = Box::into_raw(ctx);
+            clear_errno();
+            // SAFETY: as for reads; the Bytes is owned by *data until the callback. n fits in
+            // an int because MAX_CHUNK < 2^31.
+            rc = unsafe { (sys.glfs_pwrite_async)(fd, ptr, n as c_int, off, 0, cbk, data.cast()) };
+            if rc != 0 {
+                // SAFETY: gfapi did not take the request; we own data again.
+                let ctx = unsafe { Box::from_raw(data) };
+                ctx.finish(Err(IoError::Errno(last_errno())));
+            }
+        }
+        AsyncOp::Simple { kind, len, .. } => {
+            let (kind, len) = (*kind, *len);
+            let off = ctx.offset as libc::off_t;
+            let data = Box::into_raw(ctx).cast::<c_void>();
+            clear_errno();
+            // SAFETY: fd live; data owned by gfapi until the callback.
+            rc = unsafe {
+                match kind {
+                    Simple::Fdatasync => (sys.glfs_fdatasync_async)(fd, cbk, data),
+                    Simple::Fsync => (sys.glfs_fsync_async)(fd, cbk, data),
+                    Simple::Discard => {
+                        (sys.glfs_discard_async)(fd, off, len as libc::size_t, cbk, data)
+                    }
+                    Simple::Zerofill => {
+                        (sys.glfs_zerofill_async)(fd, off, len as libc::off_t, cbk, data)
+                    }
+                }
+            };
+            if rc != 0 {
+                // SAFETY: gfapi did not take the request; we own data again.
+                let ctx = unsafe { Box::from_raw(data.cast::<Ctx>()) };
+                ctx.finish(Err(IoError::Errno(last_errno())));
+            }
+        }
+    }
+}
+
+/// The one callback given to gfapi; `data` is a `Box<Ctx>` from [`submit`].
+unsafe extern "C" fn io_callback(
+    _fd: *mut sys::glfs_fd_t,
+    ret: ssize_t,
+    _prestat: *mut sys::glfs_stat,
+    _poststat: *mut sys::glfs_stat,
+    data: *mut c_void,
+) {
+    // errno belongs to this thread and is only meaningful right now.
+    let errno = last_errno();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: data is the Box<Ctx> leaked in submit, returned to us exactly once.
+        let mut ctx = unsafe { Box::from_raw(data.cast::<Ctx>()) };
+        if ret < 0 {
+            return ctx.finish(Err(IoError::Errno(errno)));
+        }
+        let ret = ret as usize;
+        match &mut ctx.op {
+            AsyncOp::Read { buf, want, .. } => {
+                let room = (*want - buf.len()).min(ctx.file.max_chunk());
+                if ret == 0 {
+                    let (done, wanted) = (buf.len(), *want);
+                    return ctx.finish(Err(IoError::Short { done, wanted }));
+                }
+                // SAFETY: gfapi wrote `ret` (<= room) bytes into the spare capacity.
+                unsafe { buf.set_len(buf.len() + ret.min(room)) };
+            }
+            AsyncOp::Write { data, done, .. } => {
+                if ret == 0 {
+                    let (done, wanted) = (*done, data.len());
+                    return ctx.finish(Err(IoError::Short { done, wanted }));
+                }
+                *done += ret.min(data.len() - *done);
+            }
+            AsyncOp::Simple { .. } => return ctx.finish(Ok(())),
+        }
+        submit(ctx);
+    }));
+    if outcome.is_err() {
+        // Unwinding into C is undefined; a panicking completion is a bug we cannot recover.
+        eprintln!("gfapi: panic in an I/O completion callback; aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_library_is_a_load_error_naming_the_path() {
+        let err = Gfapi::load(Some(Path::new("/nonexistent/dir/libgfapi.so.0"))).unwrap_err();
+        assert!(
+            matches!(err, Error::Load(LoadError::Open { .. })),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot load /nonexistent/dir/libgfapi.so.0: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn call_errors_name_the_call_and_errno() {
+        let err = Error::Call {
+            call: "glfs_init",
+            errno: libc::ENOTCONN,
+        };
+        assert_eq!(
+            err.to_string(),
+            "glfs_init failed: Transport endpoint is not connected (os error 107)"
+        );
+        assert_eq!(err.errno(), Some(libc::ENOTCONN));
+    }
+
+    #[test]
+    fn max_chunk_stays_below_the_1gib_bug_and_int_range() {
+        const { assert!(MAX_CHUNK < (1 << 30)) };
+        const { assert!(MAX_CHUNK <= c_int::MAX as usize) };
+        assert_eq!(MAX_CHUNK % 4096, 0);
+    }
+}

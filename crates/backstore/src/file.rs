@@ -1,0 +1,224 @@
+//! `file`: a plain file or block device, served by a small fixed pool of worker threads
+//! doing `pread`/`pwrite`/`fdatasync`/`fallocate`.
+
+use bytes::Bytes;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use store_api::{
+    check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest,
+    IoResult, Op, StoreError,
+};
+
+/// Default number of worker threads.
+pub const DEFAULT_THREADS: usize = 4;
+
+type Job = (IoRequest, Completion);
+
+struct Inner {
+    file: File,
+    geometry: Geometry,
+}
+
+/// A store on a local file; requests queue to `threads` workers (never a thread per request).
+pub struct FileStore {
+    inner: Arc<Inner>,
+    tx: Sender<Job>,
+    path: String,
+}
+
+impl FileStore {
+    /// Serves `file` (already opened read-write) with `threads` workers.
+    pub fn new(
+        file: File,
+        path: String,
+        geometry: Geometry,
+        threads: usize,
+    ) -> std::io::Result<FileStore> {
+        let inner = Arc::new(Inner { file, geometry });
+        let (tx, rx) = channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let inner = inner.clone();
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("file-io-{i}"))
+                .spawn(move || worker(&inner, &rx))?;
+        }
+        Ok(FileStore { inner, tx, path })
+    }
+}
+
+fn worker(inner: &Inner, rx: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never during I/O.
+        let job = rx.lock().unwrap().recv();
+        let Ok((req, done)) = job else { return };
+        let result = inner.execute(req);
+        done.complete(result);
+    }
+}
+
+fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+impl Inner {
+    fn execute(&self, req: IoRequest) -> IoResult {
+        let op = req.op();
+        let err = |e: std::io::Error| StoreError::from_io(op, &e);
+        match req {
+            IoRequest::Read { offset, len } => self.read(offset, len as usize).map(IoReply::Data),
+            IoRequest::Write { offset, data, fua } => {
+                self.file.write_all_at(&data, offset).map_err(err)?;
+                if fua {
+                    self.file.sync_data().map_err(err)?;
+                }
+                Ok(IoReply::Done)
+            }
+            IoRequest::Flush => self.file.sync_data().map(|()| IoReply::Done).map_err(err),
+            IoRequest::Discard { offset, len } => {
+                // Punch a hole; where the file system cannot, write zeroes so that discarded
+                // blocks still read back as zeroes (the capability we announce).
+                match self.fallocate(
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset,
+                    len,
+                ) {
+                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
+                    r => r.map_err(err)?,
+                }
+                Ok(IoReply::Done)
+            }
+            IoRequest::WriteZeroes { offset, len } => {
+                let r = match self.fallocate(
+                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset,
+                    len,
+                ) {
+                    Err(e) if is_unsupported(&e) => self.fallocate(
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        offset,
+                        len,
+                    ),
+                    r => r,
+                };
+                match r {
+                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
+                    r => r.map_err(err)?,
+                }
+                Ok(IoReply::Done)
+            }
+        }
+    }
+
+    /// Reads exactly `len` bytes into a fresh buffer (no zero-fill, no copy into `Bytes`).
+    fn read(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
+        let mut buf = Vec::<u8>::with_capacity(len);
+        while buf.len() < len {
+            let spare = buf.spare_capacity_mut();
+            let pos = offset + (len - spare.len()) as u64;
+            let n = retry_eintr(|| {
+                // SAFETY: spare points at spare.len() writable bytes of buf's allocation.
+                let rc = unsafe {
+                    libc::pread(
+                        self.file.as_raw_fd(),
+                        spare.as_mut_ptr().cast(),
+                        spare.len(),
+                        pos as libc::off_t,
+                    )
+                };
+                if rc < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(rc as usize)
+                }
+            })
+            .map_err(|e| StoreError::from_io(Op::Read, &e))?;
+            if n == 0 {
+                // The file shrank under us.
+                return Err(StoreError::new(Op::Read, ErrorKind::ShortTransfer));
+            }
+            // SAFETY: pread initialised n more bytes.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> std::io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        retry_eintr(|| {
+            // SAFETY: plain syscall on an fd we own.
+            let rc = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    mode,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        let zeroes = vec![0u8; (len as usize).min(1 << 20)];
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(zeroes.len() as u64) as usize;
+            self.file.write_all_at(&zeroes[..n], offset + pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
+fn is_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+    )
+}
+
+impl BlockStore for FileStore {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            discard: true,
+            write_zeroes: true,
+            discard_zeroes: true,
+        }
+    }
+
+    fn submit(&self, req: IoRequest, done: Completion) {
+        if let Err(e) = check_range(self.inner.geometry, &req) {
+            return done.complete(Err(e));
+        }
+        let op = req.op();
+        let sent = self.tx.send((req, done));
+        if let Err(std::sync::mpsc::SendError((_, done))) = sent {
+            // All workers are gone (they only exit when the sender drops; defensive).
+            done.complete(Err(StoreError::new(op, ErrorKind::Io)));
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path)
+    }
+}

@@ -1,0 +1,95 @@
+//! `memory`: a RAM disk, zero-filled at start, completing every request inline.
+
+use bytes::Bytes;
+use std::sync::RwLock;
+use store_api::{check_range, BlockStore, Capabilities, Completion, Geometry, IoReply, IoRequest};
+
+/// Bytes per lock shard; requests lock only the shards they touch, one at a time.
+const SHARD: usize = 1 << 20;
+
+/// A store in memory, split into 1 MiB shards each behind its own lock.
+pub struct MemoryStore {
+    geometry: Geometry,
+    shards: Vec<RwLock<Box<[u8]>>>,
+}
+
+impl MemoryStore {
+    /// A zeroed store of `geometry.size_bytes()` bytes.
+    pub fn new(geometry: Geometry) -> MemoryStore {
+        let size = geometry.size_bytes() as usize;
+        let shards = (0..size.div_ceil(SHARD))
+            .map(|i| RwLock::new(vec![0u8; SHARD.min(size - i * SHARD)].into_boxed_slice()))
+            .collect();
+        MemoryStore { geometry, shards }
+    }
+
+    /// Calls `f(shard, range inside the shard, range inside the request)` for each piece.
+    fn for_each_piece(
+        &self,
+        offset: u64,
+        len: usize,
+        mut f: impl FnMut(usize, std::ops::Range<usize>, std::ops::Range<usize>),
+    ) {
+        let mut pos = offset as usize;
+        let end = pos + len;
+        while pos < end {
+            let shard = pos / SHARD;
+            let start = pos % SHARD;
+            let n = (SHARD - start).min(end - pos);
+            let req = pos - offset as usize;
+            f(shard, start..start + n, req..req + n);
+            pos += n;
+        }
+    }
+
+    fn zero(&self, offset: u64, len: u64) {
+        self.for_each_piece(offset, len as usize, |s, r, _| {
+            self.shards[s].write().unwrap()[r].fill(0)
+        });
+    }
+}
+
+impl BlockStore for MemoryStore {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            discard: true,
+            write_zeroes: true,
+            discard_zeroes: true,
+        }
+    }
+
+    fn submit(&self, req: IoRequest, done: Completion) {
+        if let Err(e) = check_range(self.geometry, &req) {
+            return done.complete(Err(e));
+        }
+        let reply = match req {
+            IoRequest::Read { offset, len } => {
+                let mut out = Vec::with_capacity(len as usize);
+                self.for_each_piece(offset, len as usize, |s, r, _| {
+                    out.extend_from_slice(&self.shards[s].read().unwrap()[r]);
+                });
+                IoReply::Data(Bytes::from(out))
+            }
+            IoRequest::Write { offset, data, .. } => {
+                self.for_each_piece(offset, data.len(), |s, r, q| {
+                    self.shards[s].write().unwrap()[r].copy_from_slice(&data[q]);
+                });
+                IoReply::Done
+            }
+            IoRequest::Flush => IoReply::Done,
+            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
+                self.zero(offset, len);
+                IoReply::Done
+            }
+        };
+        done.complete(Ok(reply));
+    }
+
+    fn describe(&self) -> String {
+        format!("memory {} bytes", self.geometry.size_bytes())
+    }
+}

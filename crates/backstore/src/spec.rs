@@ -1,0 +1,235 @@
+//! Parsing of backing-store strings and `--bsopts`.
+
+use crate::OpenError;
+
+/// A parsed glfs backing store: `volume@host[,host...]:path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlfsSpec {
+    /// Volume name.
+    pub volume: String,
+    /// Volfile server hosts, in order (IPv6 addresses without their brackets).
+    pub hosts: Vec<String>,
+    /// Path of the file inside the volume.
+    pub path: String,
+}
+
+fn bad_spec(spec: &str, reason: impl Into<String>) -> OpenError {
+    OpenError::BadSpec {
+        spec: spec.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn bad_opts(opts: &str, reason: impl Into<String>) -> OpenError {
+    OpenError::BadOptions {
+        opts: opts.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl GlfsSpec {
+    /// Parses `volume@host[,host...]:path`. Hosts are separated by `,`; an IPv6 address is
+    /// written in brackets (`vol@[fe80::1]:disk`). Everything after the `:` that ends the
+    /// host list is the path, which may itself contain `:`.
+    pub fn parse(spec: &str) -> Result<GlfsSpec, OpenError> {
+        let Some((volume, rest)) = spec.split_once('@') else {
+            return Err(bad_spec(
+                spec,
+                "missing '@' between volume and host (expected volume@host:path)",
+            ));
+        };
+        if volume.is_empty() {
+            return Err(bad_spec(spec, "empty volume name before '@'"));
+        }
+        if let Some(c) = volume
+            .chars()
+            .find(|c| matches!(c, '/' | ':' | ',' | '[' | ']') || c.is_whitespace())
+        {
+            return Err(bad_spec(
+                spec,
+                format!("volume name {volume:?} contains {c:?}"),
+            ));
+        }
+        let mut hosts = Vec::new();
+        let mut rest = rest;
+        loop {
+            let (host, after) = if let Some(inner) = rest.strip_prefix('[') {
+                let Some(end) = inner.find(']') else {
+                    return Err(bad_spec(spec, "unterminated '[' in host"));
+                };
+                let host = &inner[..end];
+                if host.is_empty() {
+                    return Err(bad_spec(spec, "empty host name in '[]'"));
+                }
+                if !host.contains(':') {
+                    return Err(bad_spec(
+                        spec,
+                        format!("{host:?} in brackets is not an IPv6 address"),
+                    ));
+                }
+                let after = &inner[end + 1..];
+                if !(after.starts_with(',') || after.starts_with(':') || after.is_empty()) {
+                    return Err(bad_spec(
+                        spec,
+                        format!("unexpected text after ']' in host [{host}]"),
+                    ));
+                }
+                (host, after)
+            } else {
+                let end = rest.find([',', ':']).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if host.is_empty() {
+                return Err(bad_spec(spec, "empty host name"));
+            }
+            if let Some(c) = host
+                .chars()
+                .find(|c| c.is_whitespace() || matches!(c, '/' | '@' | '[' | ']'))
+            {
+                return Err(bad_spec(spec, format!("host name {host:?} contains {c:?}")));
+            }
+            hosts.push(host.to_string());
+            if let Some(next) = after.strip_prefix(',') {
+                rest = next;
+                continue;
+            }
+            let Some(path) = after.strip_prefix(':') else {
+                return Err(bad_spec(
+                    spec,
+                    "missing ':' before the file path (expected volume@host:path)",
+                ));
+            };
+            if path.is_empty() || path.chars().all(|c| c == '/') {
+                return Err(bad_spec(spec, "empty file path after ':'"));
+            }
+            return Ok(GlfsSpec {
+                volume: volume.to_string(),
+                hosts,
+                path: path.to_string(),
+            });
+        }
+    }
+}
+
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlfsOptions {
+    /// gfapi log file (default: gfapi's own default location).
+    pub logfile: Option<String>,
+    /// gfapi log level 0..=9 (0 none, 5 warning, 7 info, 9 trace); default 5 (warning).
+    pub loglevel: i32,
+    /// Volfile server transport: `tcp` (default) or `rdma`.
+    pub transport: String,
+    /// Volfile server port; 0 (default) means 24007.
+    pub port: u16,
+    /// Seconds to wait for the volume mount (`glfs_init`) before giving up; default 60.
+    /// glfs_init has been seen to hang forever (glusterfs#956).
+    pub timeout_secs: u64,
+}
+
+impl Default for GlfsOptions {
+    fn default() -> Self {
+        GlfsOptions {
+            logfile: None,
+            loglevel: 5,
+            transport: "tcp".into(),
+            port: 0,
+            timeout_secs: 60,
+        }
+    }
+}
+
+/// Splits `key=value;key=value` (empty items ignored) into pairs.
+pub(crate) fn split_options(opts: &str) -> Result<Vec<(&str, &str)>, OpenError> {
+    let mut out = Vec::new();
+    for item in opts.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(bad_opts(opts, format!("{item:?} is not key=value")));
+        };
+        out.push((key.trim(), value.trim()));
+    }
+    Ok(out)
+}
+
+impl GlfsOptions {
+    /// Parses glfs `--bsopts`; unknown keys and bad values are errors.
+    pub fn parse(opts: &str) -> Result<GlfsOptions, OpenError> {
+        let mut o = GlfsOptions::default();
+        for (key, value) in split_options(opts)? {
+            match key {
+                "logfile" => {
+                    if value.is_empty() {
+                        return Err(bad_opts(opts, "empty logfile"));
+                    }
+                    o.logfile = Some(value.to_string());
+                }
+                "loglevel" => {
+                    o.loglevel = match value.parse::<i32>() {
+                        Ok(n @ 0..=9) => n,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("loglevel {value:?} is not a number from 0 to 9"),
+                            ))
+                        }
+                    }
+                }
+                "transport" => {
+                    if !matches!(value, "tcp" | "rdma") {
+                        return Err(bad_opts(
+                            opts,
+                            format!("transport {value:?} is not tcp or rdma"),
+                        ));
+                    }
+                    o.transport = value.to_string();
+                }
+                "port" => {
+                    o.port = value.parse().map_err(|_| {
+                        bad_opts(
+                            opts,
+                            format!("port {value:?} is not a number from 0 to 65535"),
+                        )
+                    })?;
+                }
+                "timeout" => {
+                    o.timeout_secs = match value.parse::<u64>() {
+                        Ok(n @ 1..=86400) => n,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("timeout {value:?} is not a number of seconds from 1 to 86400"),
+                            ))
+                        }
+                    }
+                }
+                other => {
+                    return Err(bad_opts(
+                        opts,
+                        format!(
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port or timeout)"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Parses a size: a number of bytes with an optional binary suffix `K`, `M`, `G` or `T`
+/// (also `KiB`, `MB`...; all powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(digits);
+    let num: u64 = num.parse().ok()?;
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    num.checked_mul(1u64 << shift)
+}

@@ -1,0 +1,264 @@
+//! Parsing of backing-store strings and options, and the errors `open_store` gives.
+
+use backstore::spec::{parse_size, GlfsOptions, GlfsSpec};
+use backstore::{open_store, OpenError, StoreOptions};
+use rstest::rstest;
+
+#[rstest]
+#[case::tgt_seed("vol1@gprfs010:disk1", "vol1", &["gprfs010"], "disk1")]
+#[case::several_hosts("vol1@h1,h2,h3:disk1", "vol1", &["h1", "h2", "h3"], "disk1")]
+#[case::absolute_path("v@h:/dir/disk.img", "v", &["h"], "/dir/disk.img")]
+#[case::colon_in_path("v@h:dir/a:b", "v", &["h"], "dir/a:b")]
+#[case::ipv4("v@192.0.2.7:d", "v", &["192.0.2.7"], "d")]
+#[case::ipv6("v@[2001:db8::1]:d", "v", &["2001:db8::1"], "d")]
+#[case::ipv6_and_name("v@[fe80::1],gl2.example:d", "v", &["fe80::1", "gl2.example"], "d")]
+fn good_glfs_specs(
+    #[case] spec: &str,
+    #[case] volume: &str,
+    #[case] hosts: &[&str],
+    #[case] path: &str,
+) {
+    let parsed = GlfsSpec::parse(spec).unwrap();
+    assert_eq!(
+        parsed,
+        GlfsSpec {
+            volume: volume.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path: path.into()
+        }
+    );
+}
+
+#[rstest]
+#[case::no_at(
+    "vol1gprfs010:disk1",
+    "missing '@' between volume and host (expected volume@host:path)"
+)]
+#[case::empty_volume("@h:d", "empty volume name before '@'")]
+#[case::slash_in_volume("a/b@h:d", "volume name \"a/b\" contains '/'")]
+#[case::no_colon("v@h", "missing ':' before the file path (expected volume@host:path)")]
+#[case::empty_host("v@:d", "empty host name")]
+#[case::empty_host_in_list("v@h1,,h2:d", "empty host name")]
+#[case::trailing_comma("v@h1,:d", "empty host name")]
+#[case::empty_path("v@h:", "empty file path after ':'")]
+#[case::root_path("v@h:/", "empty file path after ':'")]
+#[case::unterminated_bracket("v@[::1:d", "unterminated '[' in host")]
+#[case::empty_brackets("v@[]:d", "empty host name in '[]'")]
+#[case::not_ipv6("v@[host]:d", "\"host\" in brackets is not an IPv6 address")]
+#[case::junk_after_bracket("v@[::1]x:d", "unexpected text after ']' in host [::1]")]
+#[case::space_in_host("v@my host:d", "host name \"my host\" contains ' '")]
+fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
+    let err = GlfsSpec::parse(spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid backing store {spec:?}: {reason}")
+    );
+}
+
+#[test]
+fn glfs_options_parse_all_keys() {
+    let o = GlfsOptions::parse(
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;",
+    )
+    .unwrap();
+    assert_eq!(
+        o,
+        GlfsOptions {
+            logfile: Some("/var/log/g.log".into()),
+            loglevel: 7,
+            transport: "rdma".into(),
+            port: 24008,
+            timeout_secs: 5,
+        }
+    );
+    assert_eq!(GlfsOptions::parse("").unwrap(), GlfsOptions::default());
+    assert_eq!(GlfsOptions::default().loglevel, 5);
+}
+
+#[rstest]
+#[case::unknown_key(
+    "logfile=x;colour=blue",
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port or timeout)"
+)]
+#[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
+#[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
+#[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
+#[case::transport("transport=udp", "transport \"udp\" is not tcp or rdma")]
+#[case::unix_transport("transport=unix", "transport \"unix\" is not tcp or rdma")]
+#[case::port("port=70000", "port \"70000\" is not a number from 0 to 65535")]
+#[case::empty_logfile("logfile=", "empty logfile")]
+#[case::zero_timeout(
+    "timeout=0",
+    "timeout \"0\" is not a number of seconds from 1 to 86400"
+)]
+fn bad_glfs_options(#[case] opts: &str, #[case] reason: &str) {
+    let err = GlfsOptions::parse(opts).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid backing store options {opts:?}: {reason}")
+    );
+}
+
+#[rstest]
+#[case("4096", Some(4096))]
+#[case("64M", Some(64 << 20))]
+#[case("64MiB", Some(64 << 20))]
+#[case("1g", Some(1 << 30))]
+#[case("2T", Some(2 << 40))]
+#[case("", None)]
+#[case("M", None)]
+#[case("12X", None)]
+#[case("-1", None)]
+#[case("99999999999999999999T", None)]
+fn sizes(#[case] text: &str, #[case] expect: Option<u64>) {
+    assert_eq!(parse_size(text), expect);
+}
+
+fn opts(bstype: &str, backing: &str, bsopts: &str) -> StoreOptions {
+    StoreOptions {
+        bstype: bstype.into(),
+        backing_store: backing.into(),
+        bsopts: bsopts.into(),
+        ..Default::default()
+    }
+}
+
+fn open_err(o: &StoreOptions) -> String {
+    match open_store(o) {
+        Ok(s) => panic!("opened {}", s.describe()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn memory_size_comes_from_create_size_or_the_backing_store() {
+    let s = open_store(&opts("memory", "64M", "")).unwrap();
+    assert_eq!(s.geometry().size_bytes(), 64 << 20);
+    let s = open_store(&StoreOptions {
+        create_size: Some(1 << 20),
+        block_size: Some(4096),
+        ..opts("memory", "", "")
+    })
+    .unwrap();
+    assert_eq!(
+        (s.geometry().block_size, s.geometry().num_blocks),
+        (4096, 256)
+    );
+    // A partial block is dropped.
+    let s = open_store(&StoreOptions {
+        create_size: Some(1000),
+        ..opts("memory", "", "")
+    })
+    .unwrap();
+    assert_eq!(s.geometry().num_blocks, 1);
+}
+
+#[rstest]
+#[case::unknown_type(
+    opts("nbd", "x", ""),
+    "unknown backing store type \"nbd\" (expected memory, file or glfs)"
+)]
+#[case::memory_without_size(
+    opts("memory", "", ""),
+    "invalid backing store \"\": memory store needs a size: give a create size or a backing store like 64M"
+)]
+#[case::memory_bad_size(
+    opts("memory", "lots", ""),
+    "invalid backing store \"lots\": not a size (expected bytes or a number with K, M, G or T)"
+)]
+#[case::memory_too_small(
+    opts("memory", "100", ""),
+    "cannot open memory store: size 100 is smaller than one 512-byte block"
+)]
+#[case::memory_options(
+    opts("memory", "1M", "threads=2"),
+    "invalid backing store options \"threads=2\": unknown key \"threads\" (memory takes no options)"
+)]
+#[case::file_empty_path(opts("file", "", ""), "invalid backing store \"\": empty file path")]
+#[case::file_missing(
+    opts("rdwr", "/nonexistent/dir/disk.img", ""),
+    "cannot open file /nonexistent/dir/disk.img: No such file or directory (os error 2) (give a create size to create it)"
+)]
+#[case::file_bad_threads(
+    opts("file", "/x", "threads=0"),
+    "invalid backing store options \"threads=0\": threads \"0\" is not a number from 1 to 256"
+)]
+#[case::file_unknown_option(
+    opts("file", "/x", "logfile=a"),
+    "invalid backing store options \"logfile=a\": unknown key \"logfile\" (expected threads)"
+)]
+#[case::glfs_bad_spec(
+    opts("glfs", "vol1:disk", ""),
+    "invalid backing store \"vol1:disk\": missing '@' between volume and host (expected volume@host:path)"
+)]
+#[case::glfs_bad_option(
+    opts("glfs", "v@h:d", "loglevel=3;foo=1"),
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port or timeout)"
+)]
+#[case::bad_block_size(
+    StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },
+    "invalid backing store options \"block_size=1000\": block size must be a power of two from 512 to 65536"
+)]
+fn open_errors_name_the_problem(#[case] o: StoreOptions, #[case] expect: &str) {
+    assert_eq!(open_err(&o), expect);
+}
+
+#[test]
+fn unloadable_libgfapi_names_the_path_and_the_loader_message() {
+    let o = StoreOptions {
+        gfapi_library: Some("/nonexistent/lib/libgfapi.so.0".into()),
+        ..opts("glfs", "vol1@gprfs010:disk1", "")
+    };
+    let err = open_store(&o).err().expect("no library, no store");
+    assert!(matches!(err, OpenError::Library(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot load libgfapi: cannot load /nonexistent/lib/libgfapi.so.0: "),
+        "{text}"
+    );
+    assert!(text.contains("No such file or directory"), "{text}");
+}
+
+#[test]
+fn a_library_without_gfapi_symbols_is_rejected_naming_the_symbol() {
+    let o = StoreOptions {
+        gfapi_library: Some("libc.so.6".into()),
+        ..opts("glfs", "vol1@h:disk1", "")
+    };
+    let text = open_store(&o)
+        .err()
+        .expect("libc is no libgfapi")
+        .to_string();
+    assert!(
+        text.starts_with("cannot load libgfapi: libc.so.6 has no symbol glfs_new: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn file_store_rounds_a_partial_block_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.img");
+    std::fs::write(&path, vec![7u8; 4096 + 100]).unwrap();
+    let s = open_store(&StoreOptions {
+        block_size: Some(4096),
+        ..opts("file", path.to_str().unwrap(), "")
+    })
+    .unwrap();
+    assert_eq!(s.geometry().num_blocks, 1);
+    assert_eq!(s.describe(), format!("file {}", path.display()));
+}
+
+#[test]
+fn file_store_keeps_the_size_of_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::write(&path, vec![0u8; 8192]).unwrap();
+    let s = open_store(&StoreOptions {
+        create_size: Some(1 << 20),
+        ..opts("file", path.to_str().unwrap(), "")
+    })
+    .unwrap();
+    assert_eq!(s.geometry().size_bytes(), 8192);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+}

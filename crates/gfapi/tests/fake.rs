@@ -1,0 +1,242 @@
+//! The safe API against the fake libgfapi (`cargo xtask build-fake`; path from
+//! `GFAPI_FAKE_LIB`, else `<target dir>/gfapi-fake/libgfapi.so.0`).
+
+use bytes::Bytes;
+use gfapi::{Error, File, Gfapi, IoError, Server, Volume};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+const VOLUME: &str = "gv0";
+
+fn fake_library() -> PathBuf {
+    let lib = match std::env::var_os("GFAPI_FAKE_LIB") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+            .join("gfapi-fake/libgfapi.so.0"),
+    };
+    assert!(
+        lib.exists(),
+        "fake libgfapi not found at {}: run `cargo xtask build-fake` (or set GFAPI_FAKE_LIB)",
+        lib.display()
+    );
+    lib
+}
+
+/// `GFAPI_FAKE_ROOT`, set once before any mount; `<root>/gv0` is the volume.
+fn root() -> &'static PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("gfapi-test-root")
+            .tempdir()
+            .unwrap()
+            .keep();
+        std::fs::create_dir_all(dir.join(VOLUME)).unwrap();
+        std::env::set_var("GFAPI_FAKE_ROOT", &dir);
+        dir
+    })
+}
+
+fn lib() -> Arc<Gfapi> {
+    root();
+    Gfapi::load(Some(&fake_library())).unwrap()
+}
+
+fn volume() -> Arc<Volume> {
+    Volume::shared(&lib(), VOLUME, &[Server::tcp("localhost")], None, 4).unwrap()
+}
+
+fn new_file(name: &str, size: u64) -> Arc<File> {
+    let f = File::create(&volume(), name, libc::O_RDWR | libc::O_EXCL, 0o600).unwrap();
+    f.truncate(size).unwrap();
+    f
+}
+
+fn wait<T: Send + 'static>(start: impl FnOnce(mpsc::Sender<T>)) -> T {
+    let (tx, rx) = mpsc::channel();
+    start(tx);
+    let v = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("callback never ran");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1)).is_err(),
+        "callback ran twice"
+    );
+    v
+}
+
+#[test]
+fn loading_twice_gives_the_same_library() {
+    let a = lib();
+    let b = lib();
+    assert!(Arc::ptr_eq(&a, &b));
+    assert_eq!(a.name(), fake_library().display().to_string());
+}
+
+#[test]
+fn shared_volumes_are_one_mount_per_volume_and_servers() {
+    let a = volume();
+    let b = volume();
+    assert!(Arc::ptr_eq(&a, &b));
+    let other = Volume::shared(&lib(), VOLUME, &[Server::tcp("otherhost")], None, 4).unwrap();
+    assert!(!Arc::ptr_eq(&a, &other));
+    assert_eq!(other.servers(), &[Server::tcp("otherhost")]);
+}
+
+#[test]
+fn glfs_init_failure_is_an_errno_error() {
+    let err = Volume::connect(
+        &lib(),
+        "no-such-volume",
+        &[Server::tcp("localhost")],
+        None,
+        4,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Call {
+            call: "glfs_init",
+            errno: libc::ENOENT
+        }
+    );
+}
+
+#[test]
+fn open_missing_file_is_enoent_and_create_sizes_it() {
+    let vol = volume();
+    let err = File::open(&vol, "missing.img", libc::O_RDWR).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Call {
+            call: "glfs_open",
+            errno: libc::ENOENT
+        }
+    );
+    let f = new_file("sized.img", 1 << 20);
+    assert_eq!(f.size().unwrap(), 1 << 20);
+    assert_eq!(vol.lstat_size("sized.img").unwrap(), 1 << 20);
+    assert_eq!(
+        std::fs::metadata(root().join(VOLUME).join("sized.img"))
+            .unwrap()
+            .len(),
+        1 << 20
+    );
+}
+
+#[test]
+fn nul_in_a_path_is_rejected_before_gfapi() {
+    let err = File::open(&volume(), "a\0b", libc::O_RDWR).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                call: "glfs_open",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn sync_io_round_trips_and_lands_in_the_volume() {
+    let f = new_file("sync.img", 1 << 20);
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    f.set_max_chunk(4096); // forces the chunking loop
+    f.pwrite(&data, 5000).unwrap();
+    f.fdatasync().unwrap();
+    f.fsync().unwrap();
+    let mut back = vec![0u8; 10_000];
+    f.pread(&mut back, 5000).unwrap();
+    assert_eq!(back, data);
+    let disk = std::fs::read(root().join(VOLUME).join("sync.img")).unwrap();
+    assert_eq!(&disk[5000..15_000], &data[..]);
+    // Zerofill and discard read back as zeroes.
+    f.zerofill(5000, 1000).unwrap();
+    f.discard(8192, 4096).unwrap();
+    f.pread(&mut back, 5000).unwrap();
+    assert!(back[..1000].iter().all(|&b| b == 0));
+    assert_eq!(&back[1000..3192], &data[1000..3192]);
+    assert!(back[3192..7288].iter().all(|&b| b == 0));
+    // Reading past the end is a short transfer, not a silent partial buffer.
+    let mut tail = vec![0u8; 100];
+    assert_eq!(
+        f.pread(&mut tail, (1 << 20) - 50).unwrap_err(),
+        Error::Short {
+            call: "glfs_pread",
+            done: 50,
+            wanted: 100
+        }
+    );
+}
+
+#[test]
+fn async_io_round_trips_in_chunks_off_the_calling_thread() {
+    let f = new_file("async.img", 1 << 20);
+    f.set_max_chunk(3000);
+    let data = Bytes::from((0..20_000u32).map(|i| (i % 241) as u8).collect::<Vec<u8>>());
+    let me = std::thread::current().id();
+    let (r, on) = wait(|tx| {
+        f.pwrite_async(100, data.clone(), move |r| {
+            tx.send((r, std::thread::current().id())).unwrap()
+        })
+    });
+    assert_eq!(r, Ok(()));
+    assert_ne!(on, me, "completion ran on the submitting thread");
+    let r = wait(|tx| f.fdatasync_async(move |r| tx.send(r).unwrap()));
+    assert_eq!(r, Ok(()));
+    let r = wait(|tx| f.fsync_async(move |r| tx.send(r).unwrap()));
+    assert_eq!(r, Ok(()));
+    let got = wait(|tx| f.pread_async(100, 20_000, move |r| tx.send(r).unwrap())).unwrap();
+    assert_eq!(got, data);
+    let r = wait(|tx| f.zerofill_async(100, 500, move |r| tx.send(r).unwrap()));
+    assert_eq!(r, Ok(()));
+    let r = wait(|tx| f.discard_async(4096, 4096, move |r| tx.send(r).unwrap()));
+    assert_eq!(r, Ok(()));
+    let got = wait(|tx| f.pread_async(100, 20_000, move |r| tx.send(r).unwrap())).unwrap();
+    assert!(got[..500].iter().all(|&b| b == 0));
+    assert_eq!(&got[500..3996], &data[500..3996]);
+    assert!(got[3996..8092].iter().all(|&b| b == 0));
+    assert_eq!(&got[8092..], &data[8092..]);
+    let r = wait(|tx| f.pread_async((1 << 20) - 10, 20, move |r| tx.send(r).unwrap()));
+    assert_eq!(
+        r,
+        Err(IoError::Short {
+            done: 10,
+            wanted: 20
+        })
+    );
+}
+
+#[test]
+fn a_file_dropped_with_requests_in_flight_stays_open_until_they_finish() {
+    let f = new_file("inflight.img", 1 << 20);
+    let done = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    for i in 0..64u64 {
+        let (done, tx) = (done.clone(), tx.clone());
+        f.pwrite_async(i * 4096, Bytes::from(vec![i as u8; 4096]), move |r| {
+            done.fetch_add(1, Ordering::SeqCst);
+            tx.send(r).unwrap();
+        });
+    }
+    drop(f); // the requests hold the file
+    drop(tx);
+    let results: Vec<_> = rx.iter().collect();
+    assert_eq!(results.len(), 64);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(done.load(Ordering::SeqCst), 64);
+    let disk = std::fs::read(root().join(VOLUME).join("inflight.img")).unwrap();
+    for i in 0..64usize {
+        assert!(
+            disk[i * 4096..(i + 1) * 4096].iter().all(|&b| b == i as u8),
+            "block {i}"
+        );
+    }
+}
