@@ -8,9 +8,33 @@
 //! Architecture invariant: this crate does no I/O, spawns nothing, reads no clock and knows
 //! nothing of iSCSI. Only transport-level failures are Rust errors; every SCSI failure is a
 //! [`Response`] with CHECK CONDITION and sense data.
+//!
+//! Residuals: [`Response::transfer_len`] is the number of bytes the command moves as the CDB
+//! defines it (for READ/WRITE the transfer length times the block size, for commands with an
+//! ALLOCATION LENGTH the bytes actually returned, at most that length). The transport compares
+//! it with the initiator's expected length to set overflow/underflow residuals, and sends at
+//! most the expected length of `data_in`. A WRITE whose data-out is shorter than the CDB asks
+//! for writes the whole blocks it received and nothing else and still completes with GOOD
+//! (libiscsi's write residual tests expect exactly that); extra data-out bytes are ignored.
+
+#![warn(missing_docs)]
+
+pub mod cdb;
+mod sbc;
+pub mod sense;
+mod spc;
 
 use bytes::Bytes;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
+
+use crate::cdb::Cdb;
+use crate::sense::Sense;
+
+pub use crate::sbc::{
+    MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
+};
 
 /// Identifies an I_T nexus (initiator port + target port), for per-nexus state such as
 /// UNIT ATTENTION conditions and reservations.
@@ -20,13 +44,21 @@ pub type NexusId = u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Status {
+    /// GOOD.
     Good = 0x00,
+    /// CHECK CONDITION: sense data describes the error.
     CheckCondition = 0x02,
+    /// CONDITION MET.
     ConditionMet = 0x04,
+    /// BUSY.
     Busy = 0x08,
+    /// RESERVATION CONFLICT.
     ReservationConflict = 0x18,
+    /// TASK SET FULL.
     TaskSetFull = 0x28,
+    /// ACA ACTIVE.
     AcaActive = 0x30,
+    /// TASK ABORTED.
     TaskAborted = 0x40,
 }
 
@@ -43,16 +75,20 @@ pub struct LuConfig {
     pub serial: String,
     /// NAA IEEE Registered Extended designator body (16 bytes, VPD 0x83).
     pub naa_id: [u8; 16],
+    /// Block size and capacity reported by READ CAPACITY.
     pub geometry: Geometry,
+    /// What the store can do; `discard` turns on logical block provisioning (UNMAP, LBPME).
     pub capabilities: Capabilities,
     /// Whether the write cache is reported enabled (MODE SENSE caching page, WCE bit).
     pub write_cache: bool,
+    /// Reject every command that would change the medium with DATA PROTECT.
     pub read_only: bool,
 }
 
 /// One SCSI command as the transport delivers it.
 #[derive(Debug, Clone)]
 pub struct Command {
+    /// The I_T nexus the command arrived on.
     pub nexus: NexusId,
     /// The 64-bit LUN as it appears on the wire (SAM-5 format).
     pub lun: u64,
@@ -67,13 +103,44 @@ pub struct Command {
 /// The final answer to a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The SCSI status.
     pub status: Status,
     /// Data-in bytes as the CDB asked for them (the transport trims to the expected length).
     pub data_in: Bytes,
     /// Fixed-format sense data (SPC-4 4.5.3) when `status` is CHECK CONDITION.
     pub sense: Option<Bytes>,
-    /// Bytes the CDB asked to move in either direction, for residual computation.
+    /// Bytes the CDB asked to move in either direction, for residual computation (see the
+    /// crate docs). 0 for CHECK CONDITION.
     pub transfer_len: u32,
+}
+
+impl Response {
+    /// GOOD with `data_in`; `transfer_len` as described on the field.
+    pub fn good(data_in: Bytes, transfer_len: u32) -> Self {
+        Response {
+            status: Status::Good,
+            data_in,
+            sense: None,
+            transfer_len,
+        }
+    }
+
+    /// GOOD carrying parameter data, trimmed to the CDB's allocation length.
+    pub(crate) fn data(mut data: Vec<u8>, alloc: u32) -> Self {
+        data.truncate(alloc as usize);
+        let len = data.len() as u32;
+        Response::good(Bytes::from(data), len)
+    }
+
+    /// CHECK CONDITION with fixed-format `sense`.
+    pub fn check_condition(sense: Sense) -> Self {
+        Response {
+            status: Status::CheckCondition,
+            data_in: Bytes::new(),
+            sense: Some(Bytes::copy_from_slice(&sense.to_fixed())),
+            transfer_len: 0,
+        }
+    }
 }
 
 /// What [`ScsiTarget::start`] or [`Pending::finish`] asks the caller to do next.
@@ -81,44 +148,161 @@ pub struct Response {
 pub enum Start {
     /// The command is finished.
     Done(Response),
-    /// Run `request` on LUN `lun`'s store, then call `pending.finish(result)`.
-    Io { lun: u64, request: IoRequest, pending: Pending },
+    /// Run `request` on LUN `lun`'s store, then call `pending.finish(result)`. `lun` is the
+    /// plain LUN number given to [`ScsiTarget::add_lun`] (not the wire encoding).
+    Io {
+        /// The LUN whose store runs the request.
+        lun: u64,
+        /// The storage request.
+        request: IoRequest,
+        /// The command, to be continued with the request's result.
+        pending: Pending,
+    },
 }
 
 /// A command waiting for a storage request.
 #[derive(Debug)]
 pub struct Pending {
-    _private: (),
+    lun: u16,
+    state: sbc::State,
 }
 
 impl Pending {
     /// Continues the command with the outcome of its storage request.
     pub fn finish(self, result: IoResult) -> Start {
-        let _ = result;
-        todo!()
+        sbc::finish(self.lun, self.state, result)
     }
 }
 
 /// The logical units behind one SCSI target port, and the dispatch over them.
 #[derive(Debug, Default)]
 pub struct ScsiTarget {
-    _private: (),
+    /// Indexed by LUN number.
+    luns: Vec<Option<Lu>>,
+}
+
+/// One logical unit: its configuration and the little state commands share.
+#[derive(Debug, Clone)]
+struct Lu {
+    config: LuConfig,
+    /// Held by the COMPARE AND WRITE in progress, if any (see [`sbc::CawGuard`]).
+    caw_busy: Arc<AtomicBool>,
+}
+
+/// The highest LUN number this target addresses (flat space addressing, 14 bits).
+pub const MAX_LUN: u16 = 16383;
+
+/// Decodes a SAM-5 8-byte LUN (as a big-endian `u64`) into a LUN number: peripheral device
+/// addressing with bus 0 for 0..=255, flat space addressing (01b) for up to 16383. Anything
+/// else (other address methods, second-level LUNs) is `None`.
+pub fn decode_lun(wire: u64) -> Option<u16> {
+    let b = wire.to_be_bytes();
+    if b[2..].iter().any(|&x| x != 0) {
+        return None;
+    }
+    match b[0] >> 6 {
+        0b00 if b[0] == 0 => Some(u16::from(b[1])),
+        0b01 => Some(u16::from_be_bytes([b[0] & 0x3F, b[1]])),
+        _ => None,
+    }
+}
+
+/// Encodes a LUN number as REPORT LUNS lists it: peripheral device addressing for 0..=255,
+/// flat space addressing for 256..=16383.
+pub fn encode_lun(lun: u16) -> u64 {
+    let first = if lun < 256 {
+        [0, lun as u8]
+    } else {
+        (0x4000 | (lun & 0x3FFF)).to_be_bytes()
+    };
+    u64::from_be_bytes([first[0], first[1], 0, 0, 0, 0, 0, 0])
 }
 
 impl ScsiTarget {
+    /// A target with no logical units.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds (or replaces) the logical unit at `lun` (a plain LUN number, 0..=16383).
+    ///
+    /// # Panics
+    /// If `lun` is above [`MAX_LUN`].
     pub fn add_lun(&mut self, lun: u16, config: LuConfig) {
-        let _ = (lun, config);
-        todo!()
+        assert!(lun <= MAX_LUN, "LUN {lun} is beyond the 14-bit flat space");
+        let idx = usize::from(lun);
+        if self.luns.len() <= idx {
+            self.luns.resize(idx + 1, None);
+        }
+        self.luns[idx] = Some(Lu {
+            config,
+            caw_busy: Arc::default(),
+        });
+    }
+
+    /// Removes the logical unit at `lun`, returning its configuration.
+    pub fn remove_lun(&mut self, lun: u16) -> Option<LuConfig> {
+        self.luns
+            .get_mut(usize::from(lun))
+            .and_then(Option::take)
+            .map(|lu| lu.config)
+    }
+
+    /// The configuration of the logical unit at `lun`, if there is one.
+    pub fn lun(&self, lun: u16) -> Option<&LuConfig> {
+        self.luns
+            .get(usize::from(lun))
+            .and_then(Option::as_ref)
+            .map(|lu| &lu.config)
+    }
+
+    /// The LUN numbers present, ascending.
+    pub fn luns(&self) -> impl Iterator<Item = u16> + '_ {
+        self.luns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i as u16)
     }
 
     /// Starts one command.
     pub fn start(&self, cmd: Command) -> Start {
-        let _ = cmd;
-        todo!()
+        let lun = decode_lun(cmd.lun);
+        let lu_state = lun
+            .and_then(|n| self.luns.get(usize::from(n)))
+            .and_then(Option::as_ref);
+        let lu = lu_state.map(|l| &l.config);
+        let parsed = match Cdb::parse(&cmd.cdb) {
+            Ok(parsed) => parsed,
+            // SPC-4 4.6.4: an absent LU answers LOGICAL UNIT NOT SUPPORTED to everything but
+            // INQUIRY, REPORT LUNS and REQUEST SENSE, even to commands it would not know.
+            Err(_) if lu.is_none() && !spc::works_without_lu(cmd.cdb.first().copied()) => {
+                return Start::Done(Response::check_condition(Sense::LU_NOT_SUPPORTED));
+            }
+            Err(sense) => return Start::Done(Response::check_condition(sense)),
+        };
+        let (Some(lun), Some(lu)) = (lun, lu) else {
+            return Start::Done(spc::absent_lun(self, &parsed));
+        };
+        match parsed {
+            Cdb::Read(rw) => sbc::read(lun, lu, rw),
+            Cdb::Write(rw) => sbc::write(lun, lu, rw, cmd.data_out),
+            Cdb::WriteAndVerify(rw) => sbc::write_and_verify(lun, lu, rw, cmd.data_out),
+            Cdb::Verify(rw) => sbc::verify(lun, lu, rw, cmd.data_out),
+            Cdb::SyncCache { lba, blocks, .. } => sbc::sync_cache(lun, lu, lba, blocks),
+            Cdb::PreFetch { lba, blocks, .. } => sbc::pre_fetch(lu, lba, blocks),
+            Cdb::WriteSame(ws) => sbc::write_same(lun, lu, ws, cmd.data_out),
+            Cdb::CompareAndWrite(rw) => {
+                let busy = &lu_state.expect("present with its config").caw_busy;
+                sbc::compare_and_write(lun, lu, busy, rw, cmd.data_out)
+            }
+            Cdb::Unmap { anchor, param_len } => {
+                sbc::unmap(lun, lu, anchor, param_len, cmd.data_out)
+            }
+            Cdb::ReadCapacity10 { .. } => Start::Done(sbc::read_capacity10(lu)),
+            Cdb::ReadCapacity16 { alloc } => Start::Done(sbc::read_capacity16(lu, alloc)),
+            Cdb::GetLbaStatus { lba, alloc } => Start::Done(sbc::get_lba_status(lu, lba, alloc)),
+            other => Start::Done(spc::execute(self, lu, &other)),
+        }
     }
 }

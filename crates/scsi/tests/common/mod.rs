@@ -1,0 +1,241 @@
+//! Test-only driver: an in-memory store behind the Start/Pending protocol, and CDB builders
+//! written from the T10 layouts (not from the crate's decoder).
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use scsi::{Command, LuConfig, Response, ScsiTarget, Start, Status};
+use store_api::{Capabilities, ErrorKind, Geometry, IoReply, IoRequest, IoResult, StoreError};
+
+pub const BS: u32 = 512;
+pub const BLOCKS: u64 = 2048;
+
+/// An LU config with the given capabilities.
+pub fn config(caps: Capabilities) -> LuConfig {
+    LuConfig {
+        vendor: "GLUSTER".into(),
+        product: "gluster-iscsi".into(),
+        revision: "0.1".into(),
+        serial: "SN0001".into(),
+        naa_id: [
+            0x60, 0x01, 0x40, 0x5f, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11, 0x22,
+            0x33, 0x44,
+        ],
+        geometry: Geometry {
+            block_size: BS,
+            num_blocks: BLOCKS,
+        },
+        capabilities: caps,
+        write_cache: true,
+        read_only: false,
+    }
+}
+
+/// An in-memory block store that records every request.
+pub struct Mem {
+    pub data: Vec<u8>,
+    pub log: Vec<IoRequest>,
+    /// Fail requests of this kind of operation with this error kind.
+    pub fail: Option<(store_api::Op, ErrorKind)>,
+}
+
+impl Mem {
+    pub fn new(size: usize) -> Self {
+        Mem {
+            data: vec![0; size],
+            log: Vec::new(),
+            fail: None,
+        }
+    }
+
+    pub fn exec(&mut self, req: IoRequest) -> IoResult {
+        self.log.push(req.clone());
+        if let Some((op, kind)) = self.fail {
+            if op == req.op() {
+                return Err(StoreError::new(op, kind));
+            }
+        }
+        match req {
+            IoRequest::Read { offset, len } => {
+                let o = offset as usize;
+                Ok(IoReply::Data(Bytes::copy_from_slice(
+                    &self.data[o..o + len as usize],
+                )))
+            }
+            IoRequest::Write { offset, data, .. } => {
+                let o = offset as usize;
+                self.data[o..o + data.len()].copy_from_slice(&data);
+                Ok(IoReply::Done)
+            }
+            IoRequest::Flush => Ok(IoReply::Done),
+            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
+                let o = offset as usize;
+                self.data[o..o + len as usize].fill(0);
+                Ok(IoReply::Done)
+            }
+        }
+    }
+}
+
+/// A target with LUN 0 and a memory store sized to its geometry.
+pub struct Rig {
+    pub target: ScsiTarget,
+    pub mem: Mem,
+}
+
+impl Rig {
+    pub fn new(caps: Capabilities) -> Self {
+        Self::with(config(caps))
+    }
+
+    pub fn with(cfg: LuConfig) -> Self {
+        let size = cfg.geometry.size_bytes() as usize;
+        let mut target = ScsiTarget::new();
+        target.add_lun(0, cfg);
+        Rig {
+            target,
+            mem: Mem::new(size),
+        }
+    }
+
+    /// Runs a command on LUN 0 through to its response.
+    pub fn run(&mut self, cdb: &[u8], data_out: &[u8]) -> Response {
+        self.run_lun(0, cdb, data_out)
+    }
+
+    /// Runs a command on a wire LUN through to its response.
+    pub fn run_lun(&mut self, wire_lun: u64, cdb: &[u8], data_out: &[u8]) -> Response {
+        let cmd = Command {
+            nexus: 1,
+            lun: wire_lun,
+            cdb: Bytes::copy_from_slice(cdb),
+            data_out: Bytes::copy_from_slice(data_out),
+            expected_len: data_out.len() as u32,
+        };
+        let mut step = self.target.start(cmd);
+        let mut steps = 0;
+        loop {
+            match step {
+                Start::Done(r) => return r,
+                Start::Io {
+                    lun,
+                    request,
+                    pending,
+                } => {
+                    assert_eq!(lun, 0, "requests go to the plain LUN number");
+                    steps += 1;
+                    assert!(steps < 10_000, "runaway command");
+                    step = pending.finish(self.mem.exec(request));
+                }
+            }
+        }
+    }
+}
+
+/// Status, sense key, ASC, ASCQ of a response (sense fields 0 when GOOD).
+pub fn outcome(r: &Response) -> (Status, u8, u8, u8) {
+    match &r.sense {
+        Some(s) => (r.status, s[2] & 0x0F, s[12], s[13]),
+        None => (r.status, 0, 0, 0),
+    }
+}
+
+pub const GOOD: (Status, u8, u8, u8) = (Status::Good, 0, 0, 0);
+pub const LBA_OOB: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x21, 0x00);
+pub const INVALID_FIELD: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x24, 0x00);
+pub const INVALID_OPCODE: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x20, 0x00);
+pub const LU_NOT_SUPPORTED: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x25, 0x00);
+pub const WRITE_PROTECTED: (Status, u8, u8, u8) = (Status::CheckCondition, 0x07, 0x27, 0x00);
+pub const MISCOMPARE: (Status, u8, u8, u8) = (Status::CheckCondition, 0x0E, 0x1D, 0x00);
+
+/// READ/WRITE/VERIFY(10) layout (SBC-3 table 39): op, flags, LBA[2..6], group, len[7..9].
+pub fn cdb10(op: u8, flags: u8, lba: u32, blocks: u16) -> [u8; 10] {
+    let l = lba.to_be_bytes();
+    let n = blocks.to_be_bytes();
+    [op, flags, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
+}
+
+/// (12) layout: op, flags, LBA[2..6], len[6..10], group, control.
+pub fn cdb12(op: u8, flags: u8, lba: u32, blocks: u32) -> [u8; 12] {
+    let l = lba.to_be_bytes();
+    let n = blocks.to_be_bytes();
+    [
+        op, flags, l[0], l[1], l[2], l[3], n[0], n[1], n[2], n[3], 0, 0,
+    ]
+}
+
+/// (16) layout: op, flags, LBA[2..10], len[10..14], group, control.
+pub fn cdb16(op: u8, flags: u8, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[1] = flags;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+/// INQUIRY (SPC-4 table 142).
+pub fn inquiry(evpd: bool, page: u8, alloc: u16) -> [u8; 6] {
+    let a = alloc.to_be_bytes();
+    [0x12, u8::from(evpd), page, a[0], a[1], 0]
+}
+
+/// MODE SENSE(6) (SPC-4 table 98).
+pub fn mode_sense6(dbd: bool, pc: u8, page: u8, subpage: u8, alloc: u8) -> [u8; 6] {
+    [
+        0x1A,
+        if dbd { 0x08 } else { 0 },
+        (pc << 6) | page,
+        subpage,
+        alloc,
+        0,
+    ]
+}
+
+/// READ CAPACITY(16) (SBC-3 table 66).
+pub fn read_capacity16(alloc: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x9E;
+    c[1] = 0x10;
+    c[10..14].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 table 248).
+pub fn rsoc(rctd: bool, options: u8, opcode: u8, sa: u16, alloc: u32) -> [u8; 12] {
+    let s = sa.to_be_bytes();
+    let a = alloc.to_be_bytes();
+    [
+        0xA3,
+        0x0C,
+        (u8::from(rctd) << 7) | options,
+        opcode,
+        s[0],
+        s[1],
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        0,
+        0,
+    ]
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.chunks(16)
+        .map(|row| {
+            row.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn discard_caps() -> Capabilities {
+    Capabilities {
+        discard: true,
+        write_zeroes: true,
+        discard_zeroes: true,
+    }
+}
