@@ -1,0 +1,1605 @@
+//! The exported C ABI: the subset of `glusterfs/api/glfs.h` (gfapi >= 6 signatures) that
+//! tgt's bs_glfs, fio's gfapi engines, tcmu-runner's glfs handler and our own gfapi
+//! crate use. Symbol versions are applied by the version script in `xtask/src/fake.rs`.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+use crate::fs::{self, cpath, fds, lock, mounts, Admit, FdInner, FdKind, Glfs, Res};
+use crate::pool;
+use libc::{c_char, c_int, c_long, c_void, dirent, iovec, mode_t, off_t, size_t, ssize_t};
+use std::ffi::CStr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// Opaque `glfs_t`.
+#[repr(C)]
+pub struct glfs_t {
+    _private: [u8; 0],
+}
+
+/// Opaque `glfs_fd_t`.
+#[repr(C)]
+pub struct glfs_fd_t {
+    _private: [u8; 0],
+}
+
+/// `struct glfs_stat` (statx-like) from glfs.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct glfs_stat {
+    /// GLFS_STAT_* bits of the fields that were filled.
+    pub glfs_st_mask: u64,
+    /// Attribute flags.
+    pub glfs_st_attributes: u64,
+    /// Supported attribute flags.
+    pub glfs_st_attributes_mask: u64,
+    /// Last access.
+    pub glfs_st_atime: Timespec,
+    /// Creation.
+    pub glfs_st_btime: Timespec,
+    /// Last attribute change.
+    pub glfs_st_ctime: Timespec,
+    /// Last modification.
+    pub glfs_st_mtime: Timespec,
+    /// Inode number.
+    pub glfs_st_ino: u64,
+    /// Size in bytes.
+    pub glfs_st_size: i64,
+    /// 512-byte blocks allocated.
+    pub glfs_st_blocks: i64,
+    /// Device major (special files).
+    pub glfs_st_rdev_major: u32,
+    /// Device minor (special files).
+    pub glfs_st_rdev_minor: u32,
+    /// Containing device major.
+    pub glfs_st_dev_major: u32,
+    /// Containing device minor.
+    pub glfs_st_dev_minor: u32,
+    /// Preferred I/O size.
+    pub glfs_st_blksize: i64,
+    /// Hard links.
+    pub glfs_st_nlink: u64,
+    /// Owner.
+    pub glfs_st_uid: u32,
+    /// Group.
+    pub glfs_st_gid: u32,
+    /// Mode (type and permissions).
+    pub glfs_st_mode: u32,
+}
+
+/// `struct timespec` as laid out on 64-bit Linux.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timespec {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds.
+    pub tv_nsec: i64,
+}
+
+/// GLFS_STAT_BASIC_STATS: the fields a `struct stat` carries.
+pub const GLFS_STAT_BASIC_STATS: u64 = 0x7ff;
+
+/// `glfs_io_cbk` (gfapi >= 6): completion callback of the `*_async` calls.
+pub type glfs_io_cbk = Option<
+    unsafe extern "C" fn(
+        fd: *mut glfs_fd_t,
+        ret: ssize_t,
+        prestat: *mut glfs_stat,
+        poststat: *mut glfs_stat,
+        data: *mut c_void,
+    ),
+>;
+
+impl glfs_stat {
+    fn from_stat(st: &libc::stat) -> glfs_stat {
+        let ts = |s: i64, ns: i64| Timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        };
+        glfs_stat {
+            glfs_st_mask: GLFS_STAT_BASIC_STATS,
+            glfs_st_attributes: 0,
+            glfs_st_attributes_mask: 0,
+            glfs_st_atime: ts(st.st_atime, st.st_atime_nsec),
+            glfs_st_btime: Timespec::default(),
+            glfs_st_ctime: ts(st.st_ctime, st.st_ctime_nsec),
+            glfs_st_mtime: ts(st.st_mtime, st.st_mtime_nsec),
+            glfs_st_ino: st.st_ino,
+            glfs_st_size: st.st_size,
+            glfs_st_blocks: st.st_blocks,
+            glfs_st_rdev_major: libc::major(st.st_rdev),
+            glfs_st_rdev_minor: libc::minor(st.st_rdev),
+            glfs_st_dev_major: libc::major(st.st_dev),
+            glfs_st_dev_minor: libc::minor(st.st_dev),
+            glfs_st_blksize: st.st_blksize,
+            glfs_st_nlink: st.st_nlink,
+            glfs_st_uid: st.st_uid,
+            glfs_st_gid: st.st_gid,
+            glfs_st_mode: st.st_mode,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Runs `f`, turning a panic into EIO and `err` (a panic must not unwind into C).
+fn guard<T>(err: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            set_errno(libc::EIO);
+            err
+        }
+    }
+}
+
+fn int_ret(r: Res<c_int>) -> c_int {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+fn ptr_ret<T>(r: Res<usize>) -> *mut T {
+    match r {
+        Ok(v) => v as *mut T,
+        Err(e) => {
+            set_errno(e);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+fn mount_of(fs: *mut glfs_t) -> Res<Arc<Glfs>> {
+    if fs.is_null() {
+        return Err(libc::EINVAL);
+    }
+    mounts().get(fs as usize).ok_or(libc::EINVAL)
+}
+
+fn fd_of(fd: *mut glfs_fd_t) -> Res<Arc<FdInner>> {
+    if fd.is_null() {
+        return Err(libc::EBADF);
+    }
+    fds().get(fd as usize).ok_or(libc::EBADF)
+}
+
+unsafe fn str_arg<'a>(p: *const c_char) -> Res<&'a str> {
+    if p.is_null() {
+        return Err(libc::EINVAL);
+    }
+    CStr::from_ptr(p).to_str().map_err(|_| libc::EINVAL)
+}
+
+fn cvt(r: isize) -> Res<isize> {
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn fstat_raw(raw: c_int) -> Res<glfs_stat> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: raw is an open descriptor owned by an FdInner.
+    cvt(unsafe { libc::fstat(raw, &mut st) } as isize)?;
+    Ok(glfs_stat::from_stat(&st))
+}
+
+unsafe fn put_stat(dst: *mut glfs_stat, src: Option<glfs_stat>) {
+    if !dst.is_null() {
+        if let Some(s) = src {
+            *dst = s;
+        }
+    }
+}
+
+/// Result of an fd operation: return value plus the pre/post stat gfapi reports.
+#[derive(Debug, Clone, Copy)]
+pub struct IoOut {
+    /// The return value of the synchronous variant.
+    pub ret: ssize_t,
+    /// Pre-operation attributes (writes, syncs, truncates, discards).
+    pub pre: Option<glfs_stat>,
+    /// Post-operation attributes.
+    pub post: Option<glfs_stat>,
+}
+
+fn with_stats(fd: &FdInner, f: impl FnOnce() -> Res<ssize_t>) -> Res<IoOut> {
+    let pre = fstat_raw(fd.raw())?;
+    let ret = f()?;
+    let post = fstat_raw(fd.raw())?;
+    Ok(IoOut {
+        ret,
+        pre: Some(pre),
+        post: Some(post),
+    })
+}
+
+fn require_file(fd: &FdInner) -> Res<()> {
+    match fd.kind {
+        FdKind::File(_) => Ok(()),
+        FdKind::Dir(_) => Err(libc::EISDIR),
+    }
+}
+
+fn current_pos(fd: &FdInner) -> Option<u64> {
+    // SAFETY: lseek on our own descriptor.
+    let p = unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_CUR) };
+    u64::try_from(p).ok()
+}
+
+/// Copies `iov` truncated to at most `max` bytes in total.
+unsafe fn clamp_iov(iov: *const iovec, cnt: c_int, max: usize) -> Res<(Vec<iovec>, usize)> {
+    if cnt < 0 || (iov.is_null() && cnt > 0) {
+        return Err(libc::EINVAL);
+    }
+    let src = if cnt == 0 {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(iov, cnt as usize)
+    };
+    let mut out = Vec::with_capacity(src.len());
+    let mut total = 0usize;
+    let mut left = max;
+    for v in src {
+        total = total.saturating_add(v.iov_len);
+        let n = v.iov_len.min(left);
+        left -= n;
+        out.push(iovec {
+            iov_base: v.iov_base,
+            iov_len: n,
+        });
+    }
+    Ok((out, total))
+}
+
+// ---------------------------------------------------------------------------------------
+// core fd operations (shared by sync and async entry points)
+
+/// Read at `off` (or at the file position when None) into `buf`.
+pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>) -> Res<IoOut> {
+    require_file(fd)?;
+    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
+    let admit = fd.admit("read", fault_off, count as u64)?;
+    let n = admit.clamp(count);
+    let mut done = 0usize;
+    while done < n {
+        let r = match off {
+            Some(o) => libc::pread(
+                fd.raw(),
+                buf.add(done) as *mut c_void,
+                n - done,
+                o + done as i64,
+            ),
+            None => libc::read(fd.raw(), buf.add(done) as *mut c_void, n - done),
+        };
+        let r = cvt(r)?;
+        if r == 0 {
+            break;
+        }
+        done += r as usize;
+    }
+    let post = fstat_raw(fd.raw())?;
+    Ok(IoOut {
+        ret: done as ssize_t,
+        pre: None,
+        post: Some(post),
+    })
+}
+
+/// Write `buf` at `off` (or at the file position when None).
+pub unsafe fn op_write(fd: &FdInner, buf: *const u8, count: usize, off: Option<i64>) -> Res<IoOut> {
+    require_file(fd)?;
+    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
+    let admit = fd.admit("write", fault_off, count as u64)?;
+    let n = admit.clamp(count);
+    with_stats(fd, || {
+        let mut done = 0usize;
+        while done < n {
+            let r = match off {
+                Some(o) => libc::pwrite(
+                    fd.raw(),
+                    buf.add(done) as *const c_void,
+                    n - done,
+                    o + done as i64,
+                ),
+                None => libc::write(fd.raw(), buf.add(done) as *const c_void, n - done),
+            };
+            done += cvt(r)? as usize;
+        }
+        Ok(done as ssize_t)
+    })
+}
+
+/// Vectored read at `off` (or at the file position).
+pub unsafe fn op_readv(
+    fd: &FdInner,
+    iov: *const iovec,
+    cnt: c_int,
+    off: Option<i64>,
+) -> Res<IoOut> {
+    require_file(fd)?;
+    let (_, total) = clamp_iov(iov, cnt, usize::MAX)?;
+    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
+    let admit = fd.admit("read", fault_off, total as u64)?;
+    let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
+    let r = match off {
+        Some(o) => libc::preadv(fd.raw(), v.as_ptr(), v.len() as c_int, o),
+        None => libc::readv(fd.raw(), v.as_ptr(), v.len() as c_int),
+    };
+    let r = cvt(r)?;
+    let post = fstat_raw(fd.raw())?;
+    Ok(IoOut {
+        ret: r,
+        pre: None,
+        post: Some(post),
+    })
+}
+
+/// Vectored write at `off` (or at the file position).
+pub unsafe fn op_writev(
+    fd: &FdInner,
+    iov: *const iovec,
+    cnt: c_int,
+    off: Option<i64>,
+) -> Res<IoOut> {
+    require_file(fd)?;
+    let (_, total) = clamp_iov(iov, cnt, usize::MAX)?;
+    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
+    let admit = fd.admit("write", fault_off, total as u64)?;
+    let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
+    with_stats(fd, || {
+        let r = match off {
+            Some(o) => libc::pwritev(fd.raw(), v.as_ptr(), v.len() as c_int, o),
+            None => libc::writev(fd.raw(), v.as_ptr(), v.len() as c_int),
+        };
+        cvt(r)
+    })
+}
+
+/// fsync (data_only = false) or fdatasync.
+pub fn op_sync(fd: &FdInner, data_only: bool) -> Res<IoOut> {
+    let _ = fd.admit(if data_only { "fdatasync" } else { "fsync" }, None, 0)?;
+    with_stats(fd, || {
+        // SAFETY: syncing our own descriptor.
+        let r = unsafe {
+            if data_only {
+                libc::fdatasync(fd.raw())
+            } else {
+                libc::fsync(fd.raw())
+            }
+        };
+        cvt(r as isize)
+    })
+}
+
+/// ftruncate.
+pub fn op_ftruncate(fd: &FdInner, len: off_t) -> Res<IoOut> {
+    require_file(fd)?;
+    if len < 0 {
+        return Err(libc::EINVAL);
+    }
+    let _ = fd.admit("ftruncate", Some(len as u64), 0)?;
+    // SAFETY: truncating our own descriptor.
+    with_stats(fd, || {
+        cvt(unsafe { libc::ftruncate(fd.raw(), len) } as isize)
+    })
+}
+
+/// fallocate with `mode` under the fault name `op`.
+pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t) -> Res<IoOut> {
+    require_file(fd)?;
+    if off < 0 || len <= 0 {
+        return Err(libc::EINVAL);
+    }
+    let _ = fd.admit(op, Some(off as u64), len as u64)?;
+    with_stats(fd, || {
+        // SAFETY: fallocate on our own descriptor.
+        let r = unsafe { libc::fallocate(fd.raw(), mode, off, len) };
+        if r == 0 {
+            return Ok(0);
+        }
+        let e = last_errno();
+        if op == "zerofill" && e == libc::EOPNOTSUPP {
+            return zero_by_writing(fd, off, len);
+        }
+        Err(e)
+    })
+}
+
+fn zero_by_writing(fd: &FdInner, off: off_t, len: off_t) -> Res<ssize_t> {
+    let zeros = vec![0u8; 64 * 1024];
+    let mut done: i64 = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as i64) as usize;
+        // SAFETY: writing from a live buffer to our own descriptor.
+        let r = unsafe { libc::pwrite(fd.raw(), zeros.as_ptr() as *const c_void, n, off + done) };
+        done += cvt(r)? as i64;
+    }
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// async plumbing
+
+struct SendPtr(usize);
+
+fn submit_async(
+    fdp: *mut glfs_fd_t,
+    cb: glfs_io_cbk,
+    data: *mut c_void,
+    op: impl FnOnce(&FdInner) -> Res<IoOut> + Send + 'static,
+) -> Res<c_int> {
+    let fd = fd_of(fdp)?;
+    let Some(cb) = cb else {
+        return Err(libc::EINVAL);
+    };
+    fd.glfs.begin_async().map_err(|_| libc::EBADF)?;
+    let fdp = SendPtr(fdp as usize);
+    let data = SendPtr(data as usize);
+    pool::submit(Box::new(move || {
+        let fdp = fdp;
+        let data = data;
+        let out = guard(Err(libc::EIO), || op(&fd));
+        let (ret, err, mut pre, mut post) = match out {
+            Ok(o) => (o.ret, 0, o.pre, o.post),
+            Err(e) => (-1, e, None, None),
+        };
+        let prep = pre
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |p| p as *mut glfs_stat);
+        let postp = post
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |p| p as *mut glfs_stat);
+        set_errno(err);
+        // SAFETY: the caller's callback with the caller's own pointers, as gfapi does.
+        let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+            cb(
+                fdp.0 as *mut glfs_fd_t,
+                ret,
+                prep,
+                postp,
+                data.0 as *mut c_void,
+            )
+        }));
+        fd.glfs.end_async();
+    }));
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// marker and test hooks (node GFAPI_FAKE_1.0)
+
+static VERSION: &[u8] = concat!("gfapi-fake ", env!("CARGO_PKG_VERSION"), "\0").as_bytes();
+
+/// Marker proving the fake (not the real libgfapi) was loaded.
+#[no_mangle]
+pub extern "C" fn gfapi_fake_version() -> *const c_char {
+    VERSION.as_ptr() as *const c_char
+}
+
+/// Points `fs` at a root directory other than `$GFAPI_FAKE_ROOT` (call before glfs_init).
+#[no_mangle]
+pub unsafe extern "C" fn gfapi_fake_set_root(fs: *mut glfs_t, root: *const c_char) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            let r = str_arg(root)?;
+            m.set_root(std::path::Path::new(r));
+            Ok(0)
+        })())
+    })
+}
+
+/// Number of async operations in flight on `fs` (-1 if `fs` is unknown).
+#[no_mangle]
+pub unsafe extern "C" fn gfapi_fake_inflight(fs: *mut glfs_t) -> c_int {
+    match mount_of(fs) {
+        Ok(m) => m.inflight() as c_int,
+        Err(_) => -1,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// mount management (GFAPI_3.4.0 unless noted)
+
+/// glfs_new
+#[no_mangle]
+pub unsafe extern "C" fn glfs_new(volname: *const c_char) -> *mut glfs_t {
+    guard(std::ptr::null_mut(), || {
+        ptr_ret((|| {
+            let v = str_arg(volname)?;
+            Ok(mounts().insert(Arc::new(Glfs::new(v))))
+        })())
+    })
+}
+
+/// glfs_set_volfile
+#[no_mangle]
+pub unsafe extern "C" fn glfs_set_volfile(fs: *mut glfs_t, volfile: *const c_char) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            mount_of(fs)?;
+            str_arg(volfile)?;
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_set_volfile_server
+#[no_mangle]
+pub unsafe extern "C" fn glfs_set_volfile_server(
+    fs: *mut glfs_t,
+    transport: *const c_char,
+    host: *const c_char,
+    port: c_int,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            let t = if transport.is_null() {
+                "tcp"
+            } else {
+                str_arg(transport)?
+            };
+            let h = str_arg(host)?;
+            m.add_server(t, h, port);
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_unset_volfile_server (GFAPI_3.5.1)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_unset_volfile_server(
+    fs: *mut glfs_t,
+    transport: *const c_char,
+    host: *const c_char,
+    port: c_int,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            let t = if transport.is_null() {
+                "tcp"
+            } else {
+                str_arg(transport)?
+            };
+            m.remove_server(t, str_arg(host)?, port)?;
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_set_logging
+#[no_mangle]
+pub unsafe extern "C" fn glfs_set_logging(
+    fs: *mut glfs_t,
+    logfile: *const c_char,
+    loglevel: c_int,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            let f = if logfile.is_null() {
+                None
+            } else {
+                Some(str_arg(logfile)?)
+            };
+            m.set_logging(f, loglevel)?;
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_set_xlator_option
+#[no_mangle]
+pub unsafe extern "C" fn glfs_set_xlator_option(
+    fs: *mut glfs_t,
+    xlator: *const c_char,
+    key: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            m.set_xlator_option(str_arg(xlator)?, str_arg(key)?, str_arg(value)?);
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_init
+#[no_mangle]
+pub unsafe extern "C" fn glfs_init(fs: *mut glfs_t) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            mount_of(fs)?.init()?;
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_fini: waits for in-flight async operations, then frees `fs`.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fini(fs: *mut glfs_t) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            if fs.is_null() {
+                return Err(libc::EINVAL);
+            }
+            let m = mounts().remove(fs as usize).ok_or(libc::EINVAL)?;
+            if pool::on_worker_thread() {
+                // Called from a completion callback: waiting here would deadlock on our
+                // own in-flight count; refuse new work and let in-flight ops drain.
+                m.mark_closing();
+                return Ok(0);
+            }
+            m.fini();
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_get_volumeid (GFAPI_3.5.0): writes the 16-byte volume UUID.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_get_volumeid(
+    fs: *mut glfs_t,
+    volid: *mut c_char,
+    size: size_t,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let m = mount_of(fs)?;
+            if !m.is_mounted() {
+                return Err(libc::EINVAL);
+            }
+            let id = m.volume_id();
+            if volid.is_null() {
+                return Ok(id.len() as c_int);
+            }
+            if size < id.len() {
+                return Err(libc::ERANGE);
+            }
+            std::ptr::copy_nonoverlapping(id.as_ptr(), volid as *mut u8, id.len());
+            Ok(id.len() as c_int)
+        })())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// open / close
+
+const PASS_FLAGS: c_int = libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_TRUNC
+    | libc::O_EXCL
+    | libc::O_CREAT
+    | libc::O_SYNC
+    | libc::O_DSYNC
+    | libc::O_NOFOLLOW
+    | libc::O_LARGEFILE;
+
+fn open_impl(fsp: *mut glfs_t, path: &str, flags: c_int, mode: Option<mode_t>) -> Res<usize> {
+    let m = mount_of(fsp)?;
+    let op = if mode.is_some() { "creat" } else { "open" };
+    let (host, rel, _) = m.admit_path(op, path)?;
+    let mut flags = flags & PASS_FLAGS;
+    match mode {
+        Some(_) => flags |= libc::O_CREAT,
+        // glfs_open does not create
+        None => flags &= !(libc::O_CREAT | libc::O_EXCL),
+    }
+    let mut oo = std::fs::OpenOptions::new();
+    let acc = flags & libc::O_ACCMODE;
+    oo.read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(flags & !libc::O_ACCMODE);
+    if let Some(md) = mode {
+        oo.mode(md);
+        // OpenOptions needs write or append for create; go through libc when read-only.
+    }
+    let file = if acc == libc::O_RDONLY && flags & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+        let c = cpath(&host)?;
+        // SAFETY: plain open(2) with a valid C path.
+        let raw = unsafe {
+            libc::open(
+                c.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                mode.unwrap_or(0o644) as libc::c_uint,
+            )
+        };
+        if raw < 0 {
+            return Err(last_errno());
+        }
+        use std::os::fd::FromRawFd;
+        // SAFETY: raw is a fresh descriptor we own.
+        unsafe { std::fs::File::from_raw_fd(raw) }
+    } else {
+        oo.open(&host)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
+    };
+    let md = file
+        .metadata()
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    if md.is_dir() {
+        return Err(libc::EISDIR);
+    }
+    if !md.is_file() {
+        return Err(libc::EINVAL);
+    }
+    let inner = FdInner {
+        glfs: m,
+        path: rel,
+        kind: FdKind::File(file),
+        fs_handle: fsp as usize,
+    };
+    Ok(fds().insert(Arc::new(inner)))
+}
+
+/// glfs_open: O_CREAT is ignored (use glfs_creat); directories give EISDIR.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_open(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    flags: c_int,
+) -> *mut glfs_fd_t {
+    guard(std::ptr::null_mut(), || {
+        ptr_ret((|| open_impl(fs, str_arg(path)?, flags, None))())
+    })
+}
+
+/// glfs_creat: creates (O_EXCL honoured) and opens.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_creat(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    flags: c_int,
+    mode: mode_t,
+) -> *mut glfs_fd_t {
+    guard(std::ptr::null_mut(), || {
+        ptr_ret((|| open_impl(fs, str_arg(path)?, flags, Some(mode)))())
+    })
+}
+
+/// glfs_close: EBADF on an unknown or already closed fd. The host file is closed once
+/// in-flight async operations on it are done.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_close(fd: *mut glfs_fd_t) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            if fd.is_null() {
+                return Err(libc::EBADF);
+            }
+            let inner = fds().remove(fd as usize).ok_or(libc::EBADF)?;
+            match inner.admit("close", None, 0) {
+                Ok(_) | Err(libc::EBADF) => Ok(0),
+                Err(e) => Err(e),
+            }
+        })())
+    })
+}
+
+/// glfs_from_glfd
+#[no_mangle]
+pub unsafe extern "C" fn glfs_from_glfd(fd: *mut glfs_fd_t) -> *mut glfs_t {
+    guard(std::ptr::null_mut(), || {
+        ptr_ret((|| {
+            let f = fd_of(fd)?;
+            Ok(f.fs_handle)
+        })())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// synchronous I/O
+
+/// glfs_read (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_read(
+    fd: *mut glfs_fd_t,
+    buf: *mut c_void,
+    count: size_t,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            Ok(op_read(&*fd_of(fd)?, buf as *mut u8, count, None)?.ret)
+        })())
+    })
+}
+
+/// glfs_write (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_write(
+    fd: *mut glfs_fd_t,
+    buf: *const c_void,
+    count: size_t,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            Ok(op_write(&*fd_of(fd)?, buf as *const u8, count, None)?.ret)
+        })())
+    })
+}
+
+/// glfs_readv (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_readv(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    iovcnt: c_int,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| Ok(op_readv(&*fd_of(fd)?, iov, iovcnt, None)?.ret))())
+    })
+}
+
+/// glfs_writev (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_writev(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    iovcnt: c_int,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| Ok(op_writev(&*fd_of(fd)?, iov, iovcnt, None)?.ret))())
+    })
+}
+
+/// glfs_preadv (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_preadv(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: off_t,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            if offset < 0 {
+                return Err(libc::EINVAL);
+            }
+            Ok(op_readv(&*fd_of(fd)?, iov, iovcnt, Some(offset))?.ret)
+        })())
+    })
+}
+
+/// glfs_pwritev (GFAPI_3.4.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pwritev(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    iovcnt: c_int,
+    offset: off_t,
+    _flags: c_int,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            if offset < 0 {
+                return Err(libc::EINVAL);
+            }
+            Ok(op_writev(&*fd_of(fd)?, iov, iovcnt, Some(offset))?.ret)
+        })())
+    })
+}
+
+/// glfs_pread (GFAPI_6.0): fills `poststat` when non-NULL.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pread(
+    fd: *mut glfs_fd_t,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+    _flags: c_int,
+    poststat: *mut glfs_stat,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            if offset < 0 {
+                return Err(libc::EINVAL);
+            }
+            let o = op_read(&*fd_of(fd)?, buf as *mut u8, count, Some(offset))?;
+            put_stat(poststat, o.post);
+            Ok(o.ret)
+        })())
+    })
+}
+
+/// glfs_pwrite (GFAPI_6.0): fills `prestat`/`poststat` when non-NULL.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pwrite(
+    fd: *mut glfs_fd_t,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+    _flags: c_int,
+    prestat: *mut glfs_stat,
+    poststat: *mut glfs_stat,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            if offset < 0 {
+                return Err(libc::EINVAL);
+            }
+            let o = op_write(&*fd_of(fd)?, buf as *const u8, count, Some(offset))?;
+            put_stat(prestat, o.pre);
+            put_stat(poststat, o.post);
+            Ok(o.ret)
+        })())
+    })
+}
+
+/// glfs_lseek (GFAPI_3.4.0), including SEEK_DATA and SEEK_HOLE.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_lseek(fd: *mut glfs_fd_t, offset: off_t, whence: c_int) -> off_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            let f = fd_of(fd)?;
+            require_file(&f)?;
+            let _ = f.admit("lseek", u64::try_from(offset).ok(), 0)?;
+            cvt(libc::lseek(f.raw(), offset, whence) as isize)
+        })()) as off_t
+    })
+}
+
+fn sync_io(
+    fd: *mut glfs_fd_t,
+    pre: *mut glfs_stat,
+    post: *mut glfs_stat,
+    f: impl FnOnce(&FdInner) -> Res<IoOut>,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let o = f(&*fd_of(fd)?)?;
+            // SAFETY: caller-provided out-pointers, NULL allowed.
+            unsafe {
+                put_stat(pre, o.pre);
+                put_stat(post, o.post);
+            }
+            Ok(o.ret as c_int)
+        })())
+    })
+}
+
+/// glfs_fsync (GFAPI_6.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fsync(
+    fd: *mut glfs_fd_t,
+    prestat: *mut glfs_stat,
+    poststat: *mut glfs_stat,
+) -> c_int {
+    sync_io(fd, prestat, poststat, |f| op_sync(f, false))
+}
+
+/// glfs_fdatasync (GFAPI_6.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fdatasync(
+    fd: *mut glfs_fd_t,
+    prestat: *mut glfs_stat,
+    poststat: *mut glfs_stat,
+) -> c_int {
+    sync_io(fd, prestat, poststat, |f| op_sync(f, true))
+}
+
+/// glfs_ftruncate (GFAPI_6.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_ftruncate(
+    fd: *mut glfs_fd_t,
+    length: off_t,
+    prestat: *mut glfs_stat,
+    poststat: *mut glfs_stat,
+) -> c_int {
+    sync_io(fd, prestat, poststat, |f| op_ftruncate(f, length))
+}
+
+/// glfs_discard (GFAPI_3.5.0): punches a hole, keeping the size.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_discard(fd: *mut glfs_fd_t, offset: off_t, len: size_t) -> c_int {
+    let len = off_t::try_from(len).unwrap_or(off_t::MAX);
+    sync_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), |f| {
+        op_fallocate(f, "discard", PUNCH, offset, len)
+    })
+}
+
+/// glfs_zerofill (GFAPI_3.5.0): FALLOC_FL_ZERO_RANGE, or writes zeros where unsupported.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_zerofill(fd: *mut glfs_fd_t, offset: off_t, len: off_t) -> c_int {
+    sync_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), |f| {
+        op_fallocate(f, "zerofill", libc::FALLOC_FL_ZERO_RANGE, offset, len)
+    })
+}
+
+/// glfs_fallocate (GFAPI_3.5.0)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fallocate(
+    fd: *mut glfs_fd_t,
+    keep_size: c_int,
+    offset: off_t,
+    len: size_t,
+) -> c_int {
+    let len = off_t::try_from(len).unwrap_or(off_t::MAX);
+    let mode = if keep_size != 0 {
+        libc::FALLOC_FL_KEEP_SIZE
+    } else {
+        0
+    };
+    sync_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), |f| {
+        op_fallocate(f, "fallocate", mode, offset, len)
+    })
+}
+
+const PUNCH: c_int = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+
+// ---------------------------------------------------------------------------------------
+// asynchronous I/O (GFAPI_6.0): the op and the callback run on a pool thread
+
+/// glfs_pread_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pread_async(
+    fd: *mut glfs_fd_t,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let buf = SendPtr(buf as usize);
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            let buf = buf;
+            if offset < 0 {
+                return Err(libc::EINVAL);
+            }
+            // SAFETY: the caller keeps buf valid until the callback (gfapi contract).
+            unsafe { op_read(f, buf.0 as *mut u8, count, Some(offset)) }
+        }))
+    })
+}
+
+/// glfs_pwrite_async (note: `count` is an int in gfapi)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pwrite_async(
+    fd: *mut glfs_fd_t,
+    buf: *const c_void,
+    count: c_int,
+    offset: off_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let buf = SendPtr(buf as usize);
+    guard(-1, || {
+        int_ret((|| {
+            let count = usize::try_from(count).map_err(|_| libc::EINVAL)?;
+            submit_async(fd, fn_, data, move |f| {
+                let buf = buf;
+                if offset < 0 {
+                    return Err(libc::EINVAL);
+                }
+                // SAFETY: the caller keeps buf valid until the callback.
+                unsafe { op_write(f, buf.0 as *const u8, count, Some(offset)) }
+            })
+        })())
+    })
+}
+
+/// glfs_read_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_read_async(
+    fd: *mut glfs_fd_t,
+    buf: *mut c_void,
+    count: size_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let buf = SendPtr(buf as usize);
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            let buf = buf;
+            // SAFETY: the caller keeps buf valid until the callback.
+            unsafe { op_read(f, buf.0 as *mut u8, count, None) }
+        }))
+    })
+}
+
+/// glfs_write_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_write_async(
+    fd: *mut glfs_fd_t,
+    buf: *const c_void,
+    count: size_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let buf = SendPtr(buf as usize);
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            let buf = buf;
+            // SAFETY: the caller keeps buf valid until the callback.
+            unsafe { op_write(f, buf.0 as *const u8, count, None) }
+        }))
+    })
+}
+
+unsafe fn iov_async(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    count: c_int,
+    offset: Option<off_t>,
+    write: bool,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            // gfapi copies the iovec array itself; the buffers stay the caller's.
+            let (v, _) = clamp_iov(iov, count, usize::MAX)?;
+            let v: Vec<(usize, usize)> =
+                v.iter().map(|x| (x.iov_base as usize, x.iov_len)).collect();
+            if matches!(offset, Some(o) if o < 0) {
+                return Err(libc::EINVAL);
+            }
+            submit_async(fd, fn_, data, move |f| {
+                let v: Vec<iovec> = v
+                    .iter()
+                    .map(|&(b, l)| iovec {
+                        iov_base: b as *mut c_void,
+                        iov_len: l,
+                    })
+                    .collect();
+                // SAFETY: the caller keeps the buffers valid until the callback.
+                unsafe {
+                    if write {
+                        op_writev(f, v.as_ptr(), v.len() as c_int, offset)
+                    } else {
+                        op_readv(f, v.as_ptr(), v.len() as c_int, offset)
+                    }
+                }
+            })
+        })())
+    })
+}
+
+/// glfs_readv_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_readv_async(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    count: c_int,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    iov_async(fd, iov, count, None, false, fn_, data)
+}
+
+/// glfs_writev_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_writev_async(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    count: c_int,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    iov_async(fd, iov, count, None, true, fn_, data)
+}
+
+/// glfs_preadv_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_preadv_async(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    count: c_int,
+    offset: off_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    iov_async(fd, iov, count, Some(offset), false, fn_, data)
+}
+
+/// glfs_pwritev_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_pwritev_async(
+    fd: *mut glfs_fd_t,
+    iov: *const iovec,
+    count: c_int,
+    offset: off_t,
+    _flags: c_int,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    iov_async(fd, iov, count, Some(offset), true, fn_, data)
+}
+
+/// glfs_fsync_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fsync_async(
+    fd: *mut glfs_fd_t,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, |f| op_sync(f, false)))
+    })
+}
+
+/// glfs_fdatasync_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fdatasync_async(
+    fd: *mut glfs_fd_t,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, |f| op_sync(f, true)))
+    })
+}
+
+/// glfs_ftruncate_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_ftruncate_async(
+    fd: *mut glfs_fd_t,
+    length: off_t,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            op_ftruncate(f, length)
+        }))
+    })
+}
+
+/// glfs_discard_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_discard_async(
+    fd: *mut glfs_fd_t,
+    offset: off_t,
+    len: size_t,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let len = off_t::try_from(len).unwrap_or(off_t::MAX);
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            op_fallocate(f, "discard", PUNCH, offset, len)
+        }))
+    })
+}
+
+/// glfs_zerofill_async
+#[no_mangle]
+pub unsafe extern "C" fn glfs_zerofill_async(
+    fd: *mut glfs_fd_t,
+    offset: off_t,
+    len: off_t,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    guard(-1, || {
+        int_ret(submit_async(fd, fn_, data, move |f| {
+            op_fallocate(f, "zerofill", libc::FALLOC_FL_ZERO_RANGE, offset, len)
+        }))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// path operations
+
+fn path_op<T>(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    op: &str,
+    f: impl FnOnce(&std::ffi::CString, &Admit) -> Res<T>,
+) -> Res<T> {
+    let m = mount_of(fs)?;
+    // SAFETY: C string argument from the caller.
+    let p = unsafe { str_arg(path)? };
+    let (host, _, admit) = m.admit_path(op, p)?;
+    f(&cpath(&host)?, &admit)
+}
+
+unsafe fn stat_like(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    buf: *mut libc::stat,
+    op: &str,
+    follow: bool,
+) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, op, |c, _| {
+            if buf.is_null() {
+                return Err(libc::EINVAL);
+            }
+            let r = if follow {
+                libc::stat(c.as_ptr(), buf)
+            } else {
+                libc::lstat(c.as_ptr(), buf)
+            };
+            cvt(r as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_stat
+#[no_mangle]
+pub unsafe extern "C" fn glfs_stat(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    stat_like(fs, path, buf, "stat", true)
+}
+
+/// glfs_lstat
+#[no_mangle]
+pub unsafe extern "C" fn glfs_lstat(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    buf: *mut libc::stat,
+) -> c_int {
+    stat_like(fs, path, buf, "lstat", false)
+}
+
+/// glfs_fstat
+#[no_mangle]
+pub unsafe extern "C" fn glfs_fstat(fd: *mut glfs_fd_t, buf: *mut libc::stat) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            let f = fd_of(fd)?;
+            if buf.is_null() {
+                return Err(libc::EINVAL);
+            }
+            let _ = f.admit("fstat", None, 0)?;
+            cvt(libc::fstat(f.raw(), buf) as isize).map(|_| 0)
+        })())
+    })
+}
+
+/// glfs_access
+#[no_mangle]
+pub unsafe extern "C" fn glfs_access(fs: *mut glfs_t, path: *const c_char, mode: c_int) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "access", |c, _| {
+            cvt(libc::access(c.as_ptr(), mode) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_mkdir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_mkdir(fs: *mut glfs_t, path: *const c_char, mode: mode_t) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "mkdir", |c, _| {
+            cvt(libc::mkdir(c.as_ptr(), mode) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_unlink
+#[no_mangle]
+pub unsafe extern "C" fn glfs_unlink(fs: *mut glfs_t, path: *const c_char) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "unlink", |c, _| {
+            cvt(libc::unlink(c.as_ptr()) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_rmdir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_rmdir(fs: *mut glfs_t, path: *const c_char) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "rmdir", |c, _| {
+            cvt(libc::rmdir(c.as_ptr()) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_rename
+#[no_mangle]
+pub unsafe extern "C" fn glfs_rename(
+    fs: *mut glfs_t,
+    oldpath: *const c_char,
+    newpath: *const c_char,
+) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, oldpath, "rename", |old, _| {
+            let m = mount_of(fs)?;
+            let (newhost, _, _) = m.admit_path("rename", str_arg(newpath)?)?;
+            let new = cpath(&newhost)?;
+            cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_truncate (GFAPI_3.7.15)
+#[no_mangle]
+pub unsafe extern "C" fn glfs_truncate(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    length: off_t,
+) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "truncate", |c, _| {
+            cvt(libc::truncate(c.as_ptr(), length) as isize).map(|_| 0)
+        }))
+    })
+}
+
+/// glfs_statvfs
+#[no_mangle]
+pub unsafe extern "C" fn glfs_statvfs(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    buf: *mut libc::statvfs,
+) -> c_int {
+    guard(-1, || {
+        int_ret(path_op(fs, path, "statvfs", |c, _| {
+            if buf.is_null() {
+                return Err(libc::EINVAL);
+            }
+            cvt(libc::statvfs(c.as_ptr(), buf) as isize).map(|_| 0)
+        }))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// directories
+
+/// glfs_opendir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_opendir(fs: *mut glfs_t, path: *const c_char) -> *mut glfs_fd_t {
+    guard(std::ptr::null_mut(), || {
+        ptr_ret((|| {
+            let m = mount_of(fs)?;
+            let p = str_arg(path)?;
+            let (host, rel, _) = m.admit_path("opendir", p)?;
+            let c = cpath(&host)?;
+            let d = libc::opendir(c.as_ptr());
+            if d.is_null() {
+                return Err(last_errno());
+            }
+            let inner = FdInner {
+                glfs: m,
+                path: rel,
+                kind: FdKind::Dir(fs::DirStream {
+                    dir: std::sync::Mutex::new(d),
+                }),
+                fs_handle: fs as usize,
+            };
+            Ok(fds().insert(Arc::new(inner)))
+        })())
+    })
+}
+
+unsafe fn next_entry(fd: *mut glfs_fd_t, out: Option<*mut dirent>) -> Res<*mut dirent> {
+    let f = fd_of(fd)?;
+    let FdKind::Dir(d) = &f.kind else {
+        return Err(libc::ENOTDIR);
+    };
+    let _ = f.admit("readdir", None, 0)?;
+    let dir = lock(&d.dir);
+    set_errno(0);
+    let e = libc::readdir(*dir);
+    if e.is_null() {
+        let err = last_errno();
+        return if err != 0 { Err(err) } else { Ok(e) };
+    }
+    if let Some(o) = out {
+        if o.is_null() {
+            return Err(libc::EINVAL);
+        }
+        std::ptr::copy_nonoverlapping(e, o, 1);
+        return Ok(o);
+    }
+    Ok(e)
+}
+
+/// glfs_readdir (GFAPI_3.5.0): NULL at the end (errno untouched) or on error.
+#[no_mangle]
+pub unsafe extern "C" fn glfs_readdir(fd: *mut glfs_fd_t) -> *mut dirent {
+    guard(std::ptr::null_mut(), || match next_entry(fd, None) {
+        Ok(e) => e,
+        Err(e) => {
+            set_errno(e);
+            std::ptr::null_mut()
+        }
+    })
+}
+
+/// glfs_readdir_r
+#[no_mangle]
+pub unsafe extern "C" fn glfs_readdir_r(
+    fd: *mut glfs_fd_t,
+    entry: *mut dirent,
+    result: *mut *mut dirent,
+) -> c_int {
+    guard(-1, || {
+        int_ret((|| {
+            if result.is_null() {
+                return Err(libc::EINVAL);
+            }
+            let e = next_entry(fd, Some(entry))?;
+            *result = e;
+            Ok(0)
+        })())
+    })
+}
+
+/// glfs_telldir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_telldir(fd: *mut glfs_fd_t) -> c_long {
+    guard(-1, || match fd_of(fd) {
+        Ok(f) => match &f.kind {
+            FdKind::Dir(d) => libc::telldir(*lock(&d.dir)),
+            FdKind::File(_) => {
+                set_errno(libc::ENOTDIR);
+                -1
+            }
+        },
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    })
+}
+
+/// glfs_seekdir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_seekdir(fd: *mut glfs_fd_t, offset: c_long) {
+    guard((), || {
+        if let Ok(f) = fd_of(fd) {
+            if let FdKind::Dir(d) = &f.kind {
+                libc::seekdir(*lock(&d.dir), offset);
+            }
+        }
+    })
+}
+
+/// glfs_closedir
+#[no_mangle]
+pub unsafe extern "C" fn glfs_closedir(fd: *mut glfs_fd_t) -> c_int {
+    glfs_close(fd)
+}

@@ -1,0 +1,620 @@
+//! The file-backed "virtual mount" (`glfs_t`) and open files (`glfs_fd_t`).
+
+use crate::faults::{self, Decision, FaultSource, OpCtx};
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+/// Result with an errno as error.
+pub type Res<T> = Result<T, i32>;
+
+/// Environment variable naming the root directory that holds one directory per volume.
+pub const ENV_ROOT: &str = "GFAPI_FAKE_ROOT";
+/// Environment variable naming the fault rules file (default `$GFAPI_FAKE_ROOT/.faults.toml`).
+pub const ENV_FAULTS: &str = "GFAPI_FAKE_FAULTS";
+/// Name of the default rules file inside the root.
+pub const FAULTS_FILE: &str = ".faults.toml";
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where glfs_set_logging sends messages.
+#[derive(Debug)]
+enum LogTarget {
+    None,
+    Stderr,
+    File(std::fs::File),
+}
+
+/// gluster log levels (GF_LOG_*).
+pub mod level {
+    /// GF_LOG_ERROR
+    pub const ERROR: i32 = 4;
+    /// GF_LOG_WARNING
+    pub const WARNING: i32 = 5;
+    /// GF_LOG_INFO
+    pub const INFO: i32 = 7;
+}
+
+#[derive(Debug)]
+struct Logger {
+    target: LogTarget,
+    level: i32,
+}
+
+#[derive(Debug, Default)]
+struct MountState {
+    /// The volume directory once glfs_init succeeded.
+    vol_dir: Option<PathBuf>,
+    faults: Option<Arc<FaultSource>>,
+    /// Some(generation) while disconnected by a fault rule.
+    disconnected: Option<u64>,
+    /// glfs_fini started: no new async submissions; queued ones still run.
+    closing: bool,
+    finalized: bool,
+}
+
+/// One `glfs_t`: a volume name, its (ignored) servers, a logger and, after init, the
+/// volume directory.
+#[derive(Debug)]
+pub struct Glfs {
+    volname: String,
+    servers: Mutex<Vec<(String, String, i32)>>,
+    xlator_options: Mutex<Vec<(String, String, String)>>,
+    log: Mutex<Logger>,
+    root_override: Mutex<Option<PathBuf>>,
+    state: Mutex<MountState>,
+    inflight: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// What an operation may do after passing the connection and fault checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admit {
+    /// Transfer at most this many bytes.
+    pub short: Option<u64>,
+}
+
+impl Admit {
+    /// Clamps a transfer length by the short-I/O effect.
+    pub fn clamp(&self, len: usize) -> usize {
+        match self.short {
+            Some(s) => len.min(usize::try_from(s).unwrap_or(usize::MAX)),
+            None => len,
+        }
+    }
+}
+
+impl Glfs {
+    /// A new, uninitialised instance for `volname`.
+    pub fn new(volname: &str) -> Glfs {
+        Glfs {
+            volname: volname.to_string(),
+            servers: Mutex::new(Vec::new()),
+            xlator_options: Mutex::new(Vec::new()),
+            log: Mutex::new(Logger {
+                target: LogTarget::None,
+                level: level::INFO,
+            }),
+            root_override: Mutex::new(None),
+            state: Mutex::new(MountState::default()),
+            inflight: Mutex::new(0),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// The volume name.
+    pub fn volname(&self) -> &str {
+        &self.volname
+    }
+
+    /// Records a volfile server (the fake never connects anywhere).
+    pub fn add_server(&self, transport: &str, host: &str, port: i32) {
+        lock(&self.servers).push((transport.to_string(), host.to_string(), port));
+    }
+
+    /// Removes a volfile server; ENOENT... real gfapi returns -1 when it is unknown.
+    pub fn remove_server(&self, transport: &str, host: &str, port: i32) -> Res<()> {
+        let mut s = lock(&self.servers);
+        let before = s.len();
+        s.retain(|(t, h, p)| !(t == transport && h == host && (*p == port || port == 0)));
+        if s.len() == before {
+            return Err(libc::EINVAL);
+        }
+        Ok(())
+    }
+
+    /// The volfile servers recorded so far.
+    pub fn servers(&self) -> Vec<(String, String, i32)> {
+        lock(&self.servers).clone()
+    }
+
+    /// Records an xlator option (no effect on the fake).
+    pub fn set_xlator_option(&self, xlator: &str, key: &str, value: &str) {
+        lock(&self.xlator_options).push((xlator.into(), key.into(), value.into()));
+    }
+
+    /// Uses `root` instead of `$GFAPI_FAKE_ROOT` (for tests running in one process).
+    pub fn set_root(&self, root: &Path) {
+        *lock(&self.root_override) = Some(root.to_path_buf());
+    }
+
+    /// glfs_set_logging: `None` or "" keeps logging off, "-" and "/dev/stderr" log to stderr.
+    pub fn set_logging(&self, file: Option<&str>, lvl: i32) -> Res<()> {
+        let target = match file {
+            None | Some("") => LogTarget::None,
+            Some("-") | Some("/dev/stderr") => LogTarget::Stderr,
+            Some(path) => LogTarget::File(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?,
+            ),
+        };
+        *lock(&self.log) = Logger { target, level: lvl };
+        self.log(level::INFO, &format!("logging set up at level {lvl}"));
+        Ok(())
+    }
+
+    /// Writes a log line if `lvl` is enabled.
+    pub fn log(&self, lvl: i32, msg: &str) {
+        let mut l = lock(&self.log);
+        if lvl > l.level {
+            return;
+        }
+        let tag = match lvl {
+            ..=level::ERROR => 'E',
+            level::WARNING => 'W',
+            _ => 'I',
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let line = format!(
+            "[{}.{:06}] {tag} [gfapi-fake] {}: {msg}\n",
+            now.as_secs(),
+            now.subsec_micros(),
+            self.volname
+        );
+        let _ = match &mut l.target {
+            LogTarget::None => Ok(()),
+            LogTarget::Stderr => std::io::stderr().write_all(line.as_bytes()),
+            LogTarget::File(f) => f.write_all(line.as_bytes()),
+        };
+    }
+
+    /// glfs_init: finds the volume directory; ENOTCONN without a root, ENOENT without
+    /// the volume. Calling it again on a live instance reconnects it.
+    pub fn init(&self) -> Res<()> {
+        let root = match lock(&self.root_override).clone() {
+            Some(r) => Some(r),
+            None => std::env::var_os(ENV_ROOT)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        };
+        let Some(root) = root.filter(|r| r.is_dir()) else {
+            self.log(
+                level::ERROR,
+                &format!("failed to connect: {ENV_ROOT} is unset or not a directory"),
+            );
+            return Err(libc::ENOTCONN);
+        };
+        let faults_path = match std::env::var_os(ENV_FAULTS).filter(|v| !v.is_empty()) {
+            Some(p) if lock(&self.root_override).is_none() => PathBuf::from(p),
+            _ => root.join(FAULTS_FILE),
+        };
+        let src = faults::source_for(&faults_path);
+        let d = self.decide(
+            &src,
+            &OpCtx {
+                op: "init",
+                volume: &self.volname,
+                path: "",
+                offset: None,
+                len: 0,
+            },
+        );
+        if d.0.disconnect {
+            return Err(libc::ENOTCONN);
+        }
+        if let Some(e) = d.0.errno {
+            return Err(e);
+        }
+        if self.volname.is_empty() || self.volname.starts_with('.') || self.volname.contains('/') {
+            return Err(libc::EINVAL);
+        }
+        let vol_dir = root.join(&self.volname);
+        if !vol_dir.is_dir() {
+            self.log(
+                level::ERROR,
+                &format!("volume {} not found under {}", self.volname, root.display()),
+            );
+            return Err(libc::ENOENT);
+        }
+        let mut st = lock(&self.state);
+        if st.finalized {
+            return Err(libc::EINVAL);
+        }
+        st.vol_dir = Some(vol_dir.clone());
+        st.faults = Some(src);
+        st.disconnected = None;
+        drop(st);
+        self.log(
+            level::INFO,
+            &format!("volume mounted from {}", vol_dir.display()),
+        );
+        Ok(())
+    }
+
+    /// Evaluates fault rules, applying delay/hang, and logs what fired.
+    fn decide(&self, src: &FaultSource, ctx: &OpCtx<'_>) -> (Decision, u64) {
+        let (d, generation) = src.decide(ctx);
+        if !d.is_none() {
+            self.log(
+                level::WARNING,
+                &format!(
+                    "fault injected on {} {} (offset {:?}, len {}): {:?}",
+                    ctx.op, ctx.path, ctx.offset, ctx.len, d
+                ),
+            );
+            src.apply_wait(&d, generation);
+        }
+        (d, generation)
+    }
+
+    /// Connection and fault gate every operation passes. Returns the volume directory.
+    pub fn admit(
+        &self,
+        op: &str,
+        path: &str,
+        offset: Option<u64>,
+        len: u64,
+    ) -> Res<(PathBuf, Admit)> {
+        let (vol_dir, src) = {
+            let mut st = lock(&self.state);
+            if st.finalized {
+                return Err(libc::EINVAL);
+            }
+            let Some(vol_dir) = st.vol_dir.clone() else {
+                // gfapi: no active subvolume before glfs_init
+                return Err(libc::EIO);
+            };
+            let src = st.faults.clone().expect("faults set with vol_dir");
+            if let Some(g) = st.disconnected {
+                if src.refresh() == g {
+                    return Err(libc::ENOTCONN);
+                }
+                st.disconnected = None;
+                drop(st);
+                self.log(level::INFO, "reconnected (rules file changed)");
+            }
+            (vol_dir, src)
+        };
+        let (d, generation) = self.decide(
+            &src,
+            &OpCtx {
+                op,
+                volume: &self.volname,
+                path,
+                offset,
+                len,
+            },
+        );
+        if d.disconnect {
+            let mut st = lock(&self.state);
+            // A change of the rules file while we hung counts as reconnect already.
+            if src.refresh() == generation {
+                st.disconnected = Some(generation);
+            }
+            return Err(libc::ENOTCONN);
+        }
+        if let Some(e) = d.errno {
+            return Err(e);
+        }
+        Ok((vol_dir, Admit { short: d.short }))
+    }
+
+    /// Resolves a volume path to (host path, normalised volume path).
+    /// `..` may not climb above the volume root (EINVAL).
+    pub fn resolve(vol_dir: &Path, path: &str) -> Res<(PathBuf, String)> {
+        if path.is_empty() {
+            return Err(libc::ENOENT);
+        }
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for c in Path::new(path).components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir => {
+                    if parts.pop().is_none() {
+                        return Err(libc::EINVAL);
+                    }
+                }
+                Component::Normal(n) => parts.push(n),
+                Component::Prefix(_) => return Err(libc::EINVAL),
+            }
+        }
+        let mut host = vol_dir.to_path_buf();
+        let mut rel = String::new();
+        for p in &parts {
+            host.push(p);
+            rel.push('/');
+            rel.push_str(&p.to_string_lossy());
+        }
+        if rel.is_empty() {
+            rel.push('/');
+        }
+        Ok((host, rel))
+    }
+
+    /// Admits a path operation and resolves its path.
+    pub fn admit_path(&self, op: &str, path: &str) -> Res<(PathBuf, String, Admit)> {
+        // Resolve first so that fault globs see the normalised path.
+        let (_, rel) = Self::resolve(Path::new("/"), path)?;
+        let (vol_dir, admit) = self.admit(op, &rel, None, 0)?;
+        let (host, rel) = Self::resolve(&vol_dir, path)?;
+        Ok((host, rel, admit))
+    }
+
+    /// Counts an async operation as in flight.
+    pub fn begin_async(&self) -> Res<()> {
+        let st = lock(&self.state);
+        if st.closing || st.finalized {
+            return Err(libc::EINVAL);
+        }
+        *lock(&self.inflight) += 1;
+        Ok(())
+    }
+
+    /// Ends an async operation.
+    pub fn end_async(&self) {
+        let mut n = lock(&self.inflight);
+        *n -= 1;
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Number of async operations in flight.
+    pub fn inflight(&self) -> usize {
+        *lock(&self.inflight)
+    }
+
+    /// Refuses new async submissions; queued and running ones still complete.
+    pub fn mark_closing(&self) {
+        lock(&self.state).closing = true;
+    }
+
+    /// glfs_fini: refuses new async submissions, lets the in-flight ones complete
+    /// (callbacks included), then refuses everything.
+    pub fn fini(&self) {
+        self.mark_closing();
+        let mut n = lock(&self.inflight);
+        while *n > 0 {
+            n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(n);
+        lock(&self.state).finalized = true;
+        self.log(level::INFO, "fini");
+    }
+
+    /// A stable 16-byte volume id derived from the volume name.
+    pub fn volume_id(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let mut h1: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
+        for b in self.volname.bytes() {
+            h1 = (h1 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+            h2 = (h2 ^ b as u64)
+                .wrapping_mul(0x100_0000_01b3)
+                .rotate_left(17);
+        }
+        out[..8].copy_from_slice(&h1.to_be_bytes());
+        out[8..].copy_from_slice(&h2.to_be_bytes());
+        out[6] = (out[6] & 0x0f) | 0x40; // version 4 layout
+        out[8] = (out[8] & 0x3f) | 0x80;
+        out
+    }
+
+    /// Whether glfs_init succeeded (and fini was not called).
+    pub fn is_mounted(&self) -> bool {
+        let st = lock(&self.state);
+        st.vol_dir.is_some() && !st.finalized
+    }
+}
+
+/// What an open `glfs_fd_t` refers to.
+#[derive(Debug)]
+pub enum FdKind {
+    /// A regular file (or anything opened with glfs_open/glfs_creat).
+    File(std::fs::File),
+    /// A directory stream from glfs_opendir.
+    Dir(DirStream),
+}
+
+/// A libc `DIR*` owned by a directory fd.
+#[derive(Debug)]
+pub struct DirStream {
+    /// The stream; used under the fd's lock.
+    pub dir: Mutex<*mut libc::DIR>,
+}
+
+// SAFETY: the DIR* is only used while holding its mutex.
+unsafe impl Send for DirStream {}
+// SAFETY: as above.
+unsafe impl Sync for DirStream {}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        let d = *lock(&self.dir);
+        if !d.is_null() {
+            // SAFETY: we own the stream.
+            unsafe { libc::closedir(d) };
+        }
+    }
+}
+
+/// One open file of a mount.
+#[derive(Debug)]
+pub struct FdInner {
+    /// The owning mount.
+    pub glfs: Arc<Glfs>,
+    /// Volume path, with a leading `/`.
+    pub path: String,
+    /// The host file or directory.
+    pub kind: FdKind,
+    /// The glfs_t handle this fd was opened from (for glfs_from_glfd).
+    pub fs_handle: usize,
+}
+
+impl FdInner {
+    /// The raw host descriptor.
+    pub fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match &self.kind {
+            FdKind::File(f) => f.as_raw_fd(),
+            // SAFETY: the DIR* is valid while the stream lives.
+            FdKind::Dir(d) => unsafe { libc::dirfd(*lock(&d.dir)) },
+        }
+    }
+
+    /// Admits an fd operation; fails with EBADF after glfs_fini.
+    pub fn admit(&self, op: &str, offset: Option<u64>, len: u64) -> Res<Admit> {
+        match self.glfs.admit(op, &self.path, offset, len) {
+            Ok((_, a)) => Ok(a),
+            Err(libc::EINVAL) if !self.glfs.is_mounted() => Err(libc::EBADF),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opaque handle registry: the C side only ever sees addresses of small boxes that we
+/// never dereference, so stale or bogus pointers are detected (EBADF/EINVAL) rather
+/// than followed. Closed handles are kept in quarantine for a while so that a double
+/// close does not hit a newer handle that reused the address.
+pub struct Registry<T> {
+    live: Mutex<HashMap<usize, Arc<T>>>,
+    quarantine: Mutex<VecDeque<Box<u64>>>,
+}
+
+const QUARANTINE: usize = 4096;
+
+impl<T> Registry<T> {
+    fn new() -> Self {
+        Registry {
+            live: Mutex::new(HashMap::new()),
+            quarantine: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Registers `value` and returns its handle address.
+    pub fn insert(&self, value: Arc<T>) -> usize {
+        let token = Box::new(0x6766_6170_6966_616bu64);
+        let addr = Box::into_raw(token) as usize;
+        lock(&self.live).insert(addr, value);
+        addr
+    }
+
+    /// Looks up a handle.
+    pub fn get(&self, addr: usize) -> Option<Arc<T>> {
+        lock(&self.live).get(&addr).cloned()
+    }
+
+    /// Unregisters a handle, returning its value.
+    pub fn remove(&self, addr: usize) -> Option<Arc<T>> {
+        let v = lock(&self.live).remove(&addr)?;
+        // SAFETY: addr came from Box::into_raw in insert and was live until now.
+        let token = unsafe { Box::from_raw(addr as *mut u64) };
+        let mut q = lock(&self.quarantine);
+        q.push_back(token);
+        if q.len() > QUARANTINE {
+            q.pop_front();
+        }
+        Some(v)
+    }
+
+    /// Number of live handles.
+    pub fn len(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Whether no handle is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// All live `glfs_t` handles.
+pub fn mounts() -> &'static Registry<Glfs> {
+    static R: OnceLock<Registry<Glfs>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+/// All live `glfs_fd_t` handles.
+pub fn fds() -> &'static Registry<FdInner> {
+    static R: OnceLock<Registry<FdInner>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
+/// A path as a C string for libc calls.
+pub fn cpath(p: &Path) -> Res<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("/a/b", "/a/b")]
+    #[case("a/b", "/a/b")]
+    #[case("/", "/")]
+    #[case("/a/./b/../c", "/a/c")]
+    #[case("//a//b/", "/a/b")]
+    fn resolve_normalises(#[case] input: &str, #[case] rel: &str) {
+        let (host, r) = Glfs::resolve(Path::new("/vol"), input).unwrap();
+        assert_eq!(r, rel);
+        assert_eq!(host, Path::new("/vol").join(rel.trim_start_matches('/')));
+    }
+
+    #[rstest]
+    #[case("..")]
+    #[case("/../etc/passwd")]
+    #[case("a/../../x")]
+    fn resolve_rejects_escapes(#[case] input: &str) {
+        assert_eq!(Glfs::resolve(Path::new("/vol"), input), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn resolve_rejects_empty() {
+        assert_eq!(Glfs::resolve(Path::new("/vol"), ""), Err(libc::ENOENT));
+    }
+
+    #[test]
+    fn volume_id_is_stable_and_distinct() {
+        let a = Glfs::new("vol").volume_id();
+        assert_eq!(a, Glfs::new("vol").volume_id());
+        assert_ne!(a, Glfs::new("vol2").volume_id());
+        assert_eq!(a[6] >> 4, 4);
+    }
+
+    #[test]
+    fn registry_detects_stale_handles() {
+        let r: Registry<u32> = Registry::new();
+        let h = r.insert(Arc::new(7));
+        assert_eq!(r.get(h).as_deref(), Some(&7));
+        assert!(r.remove(h).is_some());
+        assert!(r.get(h).is_none());
+        assert!(r.remove(h).is_none());
+        let h2 = r.insert(Arc::new(8));
+        assert_ne!(
+            h, h2,
+            "quarantine keeps addresses from being reused at once"
+        );
+    }
+}

@@ -1,0 +1,723 @@
+//! Unit tests calling the exported `extern "C"` functions directly (through the rlib).
+//! Each test uses its own root via `gfapi_fake_set_root`, so tests run in parallel.
+
+use crate::ffi::*;
+use libc::{c_int, c_void, ssize_t};
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    fs: *mut glfs_t,
+}
+
+impl Env {
+    /// A root with volume `vol`, mounted.
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("vol")).unwrap();
+        let fs = mount(dir.path(), "vol").expect("mount");
+        Env { dir, fs }
+    }
+
+    fn host(&self, p: &str) -> PathBuf {
+        self.dir.path().join("vol").join(p.trim_start_matches('/'))
+    }
+
+    fn rules(&self, text: &str) {
+        let tmp = self.dir.path().join(".faults.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.dir.path().join(".faults.toml")).unwrap();
+    }
+
+    fn clear_rules(&self) {
+        let _ = std::fs::remove_file(self.dir.path().join(".faults.toml"));
+    }
+
+    fn creat(&self, p: &str) -> *mut glfs_fd_t {
+        let fd = unsafe { glfs_creat(self.fs, c(p).as_ptr(), libc::O_RDWR, 0o644) };
+        assert!(!fd.is_null(), "creat {p}: errno {}", errno());
+        fd
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        unsafe { glfs_fini(self.fs) };
+    }
+}
+
+fn mount(root: &Path, vol: &str) -> Result<*mut glfs_t, i32> {
+    unsafe {
+        let fs = glfs_new(c(vol).as_ptr());
+        assert!(!fs.is_null());
+        assert_eq!(
+            gfapi_fake_set_root(fs, c(root.to_str().unwrap()).as_ptr()),
+            0
+        );
+        assert_eq!(
+            glfs_set_volfile_server(fs, c("tcp").as_ptr(), c("127.0.0.2").as_ptr(), 24007),
+            0
+        );
+        if glfs_init(fs) != 0 {
+            let e = errno();
+            glfs_fini(fs);
+            return Err(e);
+        }
+        Ok(fs)
+    }
+}
+
+unsafe fn pwrite(fd: *mut glfs_fd_t, data: &[u8], off: i64) -> ssize_t {
+    glfs_pwrite(
+        fd,
+        data.as_ptr() as *const c_void,
+        data.len(),
+        off,
+        0,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+}
+
+unsafe fn pread(fd: *mut glfs_fd_t, len: usize, off: i64) -> Result<Vec<u8>, i32> {
+    let mut buf = vec![0u8; len];
+    let r = glfs_pread(
+        fd,
+        buf.as_mut_ptr() as *mut c_void,
+        len,
+        off,
+        0,
+        std::ptr::null_mut(),
+    );
+    if r < 0 {
+        return Err(errno());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+#[test]
+fn init_without_root_is_enotconn_and_without_volume_is_enoent() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        mount(&dir.path().join("missing"), "vol").err(),
+        Some(libc::ENOTCONN)
+    );
+    assert_eq!(mount(dir.path(), "vol").err(), Some(libc::ENOENT));
+    std::fs::create_dir(dir.path().join("vol")).unwrap();
+    let fs = mount(dir.path(), "vol").unwrap();
+    assert_eq!(unsafe { glfs_fini(fs) }, 0);
+}
+
+#[test]
+fn ops_before_init_fail_and_null_handles_are_rejected() {
+    unsafe {
+        let fs = glfs_new(c("vol").as_ptr());
+        assert!(glfs_open(fs, c("/x").as_ptr(), libc::O_RDONLY).is_null());
+        assert_eq!(errno(), libc::EIO);
+        assert_eq!(glfs_fini(fs), 0);
+        assert_eq!(glfs_fini(fs), -1, "double fini is detected");
+        assert_eq!(errno(), libc::EINVAL);
+        assert!(glfs_new(std::ptr::null()).is_null());
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(glfs_init(std::ptr::null_mut()), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(glfs_close(std::ptr::null_mut()), -1);
+        assert_eq!(errno(), libc::EBADF);
+    }
+}
+
+#[test]
+fn pwrite_pread_round_trip_with_stats() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/lun.img");
+        let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut pre = glfs_stat::default();
+        let mut post = glfs_stat::default();
+        let n = glfs_pwrite(
+            fd,
+            data.as_ptr() as *const c_void,
+            data.len(),
+            4096,
+            0,
+            &mut pre,
+            &mut post,
+        );
+        assert_eq!(n, 8192);
+        assert_eq!(pre.glfs_st_size, 0);
+        assert_eq!(post.glfs_st_size, 4096 + 8192);
+        assert_eq!(post.glfs_st_mask, 0x7ff);
+        assert_eq!(post.glfs_st_mode & libc::S_IFMT, libc::S_IFREG);
+        assert_eq!(pread(fd, 8192, 4096).unwrap(), data);
+        // A hole reads back as zeros; reads stop at EOF.
+        assert_eq!(pread(fd, 4096, 0).unwrap(), vec![0u8; 4096]);
+        assert_eq!(pread(fd, 100, 4096 + 8192 - 10).unwrap().len(), 10);
+        let host = std::fs::read(env.host("/lun.img")).unwrap();
+        assert_eq!(&host[4096..], &data[..]);
+        assert_eq!(glfs_close(fd), 0);
+    }
+}
+
+#[test]
+fn read_write_lseek_use_the_file_position() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(glfs_write(fd, b"hello".as_ptr() as *const c_void, 5, 0), 5);
+        assert_eq!(glfs_write(fd, b" world".as_ptr() as *const c_void, 6, 0), 6);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_SET), 0);
+        let mut buf = [0u8; 11];
+        assert_eq!(glfs_read(fd, buf.as_mut_ptr() as *mut c_void, 11, 0), 11);
+        assert_eq!(&buf, b"hello world");
+        assert_eq!(glfs_read(fd, buf.as_mut_ptr() as *mut c_void, 11, 0), 0);
+        assert_eq!(glfs_lseek(fd, -5, libc::SEEK_END), 6);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn open_errors_match_posix_and_gluster() {
+    let env = Env::new();
+    unsafe {
+        assert!(glfs_open(env.fs, c("/nope").as_ptr(), libc::O_RDWR).is_null());
+        assert_eq!(errno(), libc::ENOENT);
+        // glfs_open never creates, even with O_CREAT.
+        assert!(glfs_open(env.fs, c("/nope").as_ptr(), libc::O_RDWR | libc::O_CREAT).is_null());
+        assert_eq!(errno(), libc::ENOENT);
+        let fd = env.creat("/a");
+        glfs_close(fd);
+        assert!(glfs_creat(env.fs, c("/a").as_ptr(), libc::O_RDWR | libc::O_EXCL, 0o644).is_null());
+        assert_eq!(errno(), libc::EEXIST);
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), -1);
+        assert_eq!(errno(), libc::EEXIST);
+        assert!(glfs_open(env.fs, c("/d").as_ptr(), libc::O_RDONLY).is_null());
+        assert_eq!(errno(), libc::EISDIR);
+        assert!(glfs_open(env.fs, c("/../escape").as_ptr(), libc::O_RDONLY).is_null());
+        assert_eq!(errno(), libc::EINVAL);
+        assert!(glfs_open(env.fs, c("/a/x").as_ptr(), libc::O_RDONLY).is_null());
+        assert_eq!(errno(), libc::ENOTDIR);
+        assert_eq!(glfs_unlink(env.fs, c("/nope").as_ptr()), -1);
+        assert_eq!(errno(), libc::ENOENT);
+        // Read-only fd: writes fail with EBADF.
+        let ro = glfs_open(env.fs, c("/a").as_ptr(), libc::O_RDONLY);
+        assert!(!ro.is_null());
+        assert_eq!(pwrite(ro, b"x", 0), -1);
+        assert_eq!(errno(), libc::EBADF);
+        glfs_close(ro);
+    }
+}
+
+#[test]
+fn o_trunc_truncates_and_ftruncate_reports_pre_post() {
+    let env = Env::new();
+    std::fs::write(env.host("/t"), vec![1u8; 1000]).unwrap();
+    unsafe {
+        let fd = glfs_open(env.fs, c("/t").as_ptr(), libc::O_RDWR | libc::O_TRUNC);
+        assert!(!fd.is_null());
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_fstat(fd, &mut st), 0);
+        assert_eq!(st.st_size, 0);
+        let mut pre = glfs_stat::default();
+        let mut post = glfs_stat::default();
+        assert_eq!(glfs_ftruncate(fd, 1 << 20, &mut pre, &mut post), 0);
+        assert_eq!((pre.glfs_st_size, post.glfs_st_size), (0, 1 << 20));
+        assert_eq!(glfs_ftruncate(fd, -1, &mut pre, &mut post), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn double_close_and_stale_fd_are_ebadf() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(glfs_close(fd), 0);
+        assert_eq!(glfs_close(fd), -1);
+        assert_eq!(errno(), libc::EBADF);
+        assert_eq!(pwrite(fd, b"x", 0), -1);
+        assert_eq!(errno(), libc::EBADF);
+        let bogus = 0x1234usize as *mut glfs_fd_t;
+        assert_eq!(
+            glfs_fsync(bogus, std::ptr::null_mut(), std::ptr::null_mut()),
+            -1
+        );
+        assert_eq!(errno(), libc::EBADF);
+    }
+}
+
+#[test]
+fn sparse_files_seek_data_hole_discard_and_zerofill() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/sparse");
+        let mb = 1i64 << 20;
+        assert_eq!(
+            glfs_ftruncate(fd, 4 * mb, std::ptr::null_mut(), std::ptr::null_mut()),
+            0
+        );
+        assert_eq!(pwrite(fd, &vec![0xabu8; mb as usize], 2 * mb), mb as isize);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_DATA), 2 * mb);
+        assert_eq!(glfs_lseek(fd, 2 * mb, libc::SEEK_HOLE), 3 * mb);
+        assert_eq!(glfs_lseek(fd, 5 * mb, libc::SEEK_DATA), -1);
+        assert_eq!(errno(), libc::ENXIO);
+
+        let mut st: libc::stat = std::mem::zeroed();
+        glfs_fstat(fd, &mut st);
+        let blocks_before = st.st_blocks;
+        assert_eq!(glfs_discard(fd, 2 * mb, (mb / 2) as usize), 0);
+        glfs_fstat(fd, &mut st);
+        assert_eq!(st.st_size, 4 * mb, "discard keeps the size");
+        assert!(st.st_blocks < blocks_before, "discard deallocates");
+        assert_eq!(pread(fd, 16, 2 * mb).unwrap(), vec![0u8; 16]);
+        assert_eq!(pread(fd, 16, 2 * mb + mb / 2).unwrap(), vec![0xabu8; 16]);
+
+        assert_eq!(glfs_zerofill(fd, 2 * mb + mb / 2, 4096), 0);
+        assert_eq!(pread(fd, 4096, 2 * mb + mb / 2).unwrap(), vec![0u8; 4096]);
+        assert_eq!(
+            pread(fd, 16, 2 * mb + mb / 2 + 4096).unwrap(),
+            vec![0xabu8; 16]
+        );
+        assert_eq!(glfs_discard(fd, -1, 10), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn stat_lstat_directories_and_readdir() {
+    let env = Env::new();
+    unsafe {
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
+        glfs_close(env.creat("/d/one"));
+        glfs_close(env.creat("/d/two"));
+        std::os::unix::fs::symlink("one", env.host("/d/link")).unwrap();
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_lstat(env.fs, c("/d").as_ptr(), &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        assert_eq!(glfs_lstat(env.fs, c("/d/link").as_ptr(), &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        assert_eq!(glfs_stat(env.fs, c("/d/link").as_ptr(), &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+        assert_eq!(glfs_stat(env.fs, c("/").as_ptr(), &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        assert_eq!(glfs_lstat(env.fs, c("/d/none").as_ptr(), &mut st), -1);
+        assert_eq!(errno(), libc::ENOENT);
+
+        let dfd = glfs_opendir(env.fs, c("/d").as_ptr());
+        assert!(!dfd.is_null());
+        let mut names = Vec::new();
+        loop {
+            let e = glfs_readdir(dfd);
+            if e.is_null() {
+                break;
+            }
+            names.push(
+                CStr::from_ptr((*e).d_name.as_ptr())
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        names.sort();
+        assert_eq!(names, [".", "..", "link", "one", "two"]);
+        assert_eq!(glfs_closedir(dfd), 0);
+        assert!(glfs_opendir(env.fs, c("/d/one").as_ptr()).is_null());
+        assert_eq!(errno(), libc::ENOTDIR);
+        assert_eq!(glfs_rmdir(env.fs, c("/d").as_ptr()), -1);
+        assert_eq!(errno(), libc::ENOTEMPTY);
+    }
+}
+
+#[test]
+fn logging_goes_to_the_given_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gfapi.log");
+    unsafe {
+        let fs = glfs_new(c("nosuchvol").as_ptr());
+        gfapi_fake_set_root(fs, c(dir.path().to_str().unwrap()).as_ptr());
+        assert_eq!(
+            glfs_set_logging(fs, c(log.to_str().unwrap()).as_ptr(), 7),
+            0
+        );
+        assert_eq!(glfs_init(fs), -1);
+        glfs_fini(fs);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("volume nosuchvol not found"), "{text}");
+}
+
+#[test]
+fn volume_id_is_16_bytes() {
+    let env = Env::new();
+    unsafe {
+        let mut id = [0 as libc::c_char; 16];
+        assert_eq!(glfs_get_volumeid(env.fs, std::ptr::null_mut(), 0), 16);
+        assert_eq!(glfs_get_volumeid(env.fs, id.as_mut_ptr(), 16), 16);
+        assert!(id.iter().any(|&b| b != 0));
+        assert_eq!(glfs_get_volumeid(env.fs, id.as_mut_ptr(), 8), -1);
+        assert_eq!(errno(), libc::ERANGE);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// async
+
+/// A per-operation callback cookie owning a Sender clone; `on_done` takes it back.
+fn token(tx: &mpsc::Sender<Completion>) -> *mut c_void {
+    Box::into_raw(Box::new(tx.clone())) as *mut c_void
+}
+
+struct Completion {
+    ret: ssize_t,
+    errno: i32,
+    pre: Option<glfs_stat>,
+    post: Option<glfs_stat>,
+    thread: std::thread::ThreadId,
+}
+
+unsafe extern "C" fn on_done(
+    _fd: *mut glfs_fd_t,
+    ret: ssize_t,
+    pre: *mut glfs_stat,
+    post: *mut glfs_stat,
+    data: *mut c_void,
+) {
+    // Each submission owns a Sender clone (see `token`), so the channel outlives the send.
+    let tx = Box::from_raw(data as *mut mpsc::Sender<Completion>);
+    let _ = tx.send(Completion {
+        ret,
+        errno: errno(),
+        pre: pre.as_ref().copied(),
+        post: post.as_ref().copied(),
+        thread: std::thread::current().id(),
+    });
+}
+
+#[test]
+fn async_ops_complete_on_another_thread_with_stats() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/a");
+        let buf = vec![0x5au8; 4096];
+        assert_eq!(
+            glfs_pwrite_async(
+                fd,
+                buf.as_ptr() as *const c_void,
+                4096,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let w = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(w.ret, 4096);
+        assert_ne!(w.thread, std::thread::current().id());
+        assert_eq!(w.pre.unwrap().glfs_st_size, 0);
+        assert_eq!(w.post.unwrap().glfs_st_size, 4096);
+
+        let mut rbuf = vec![0u8; 4096];
+        assert_eq!(
+            glfs_pread_async(
+                fd,
+                rbuf.as_mut_ptr() as *mut c_void,
+                4096,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(r.ret, 4096);
+        assert!(r.pre.is_none(), "reads report no prestat");
+        assert_eq!(r.post.unwrap().glfs_st_size, 4096);
+        assert_eq!(rbuf, buf);
+
+        assert_eq!(glfs_fdatasync_async(fd, Some(on_done), token(&tx)), 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 0);
+
+        // Errors: ret -1 with errno set on the callback thread, no stats.
+        assert_eq!(
+            glfs_pread_async(
+                fd,
+                rbuf.as_mut_ptr() as *mut c_void,
+                10,
+                -1,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let e = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((e.ret, e.errno), (-1, libc::EINVAL));
+        assert!(e.pre.is_none() && e.post.is_none());
+
+        // Bad fd fails synchronously.
+        glfs_close(fd);
+        assert_eq!(glfs_fsync_async(fd, Some(on_done), token(&tx)), -1);
+        assert_eq!(errno(), libc::EBADF);
+    }
+}
+
+#[test]
+fn fini_waits_for_in_flight_async_ops() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'write'\ndelay_ms = 200\n");
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fs = mount(env.dir.path(), "vol").unwrap();
+        let fd = glfs_creat(fs, c("/slow").as_ptr(), libc::O_RDWR, 0o644);
+        let buf = vec![1u8; 512];
+        let start = Instant::now();
+        assert_eq!(
+            glfs_pwrite_async(
+                fd,
+                buf.as_ptr() as *const c_void,
+                512,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        assert_eq!(gfapi_fake_inflight(fs), 1);
+        assert_eq!(glfs_fini(fs), 0);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        // The completion was delivered before fini returned.
+        assert_eq!(rx.try_recv().unwrap().ret, 512);
+        glfs_close(fd);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// faults
+
+#[test]
+fn fault_errno_on_nth_write_by_path() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'write'\npath = '*.img'\nnth = 2\nerrno = 'ENOSPC'\n");
+    unsafe {
+        let img = env.creat("/lun.img");
+        let other = env.creat("/other");
+        assert_eq!(pwrite(other, b"x", 0), 1);
+        assert_eq!(pwrite(img, b"a", 0), 1);
+        assert_eq!(pwrite(img, b"b", 1), -1);
+        assert_eq!(errno(), libc::ENOSPC);
+        assert_eq!(pwrite(img, b"c", 2), 1);
+        glfs_close(img);
+        glfs_close(other);
+    }
+}
+
+#[test]
+fn fault_offset_range_and_latency() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'read'\noffset = [8192, 12288]\ndelay_ms = 400\n");
+    unsafe {
+        let fd = env.creat("/f");
+        glfs_ftruncate(fd, 65536, std::ptr::null_mut(), std::ptr::null_mut());
+        let t = Instant::now();
+        pread(fd, 4096, 0).unwrap();
+        assert!(t.elapsed() < Duration::from_millis(300), "outside the range: no delay");
+        let t = Instant::now();
+        pread(fd, 4096, 8192).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(400));
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn fault_short_io() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = ['read', 'write']\nshort = 100\n");
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, &[7u8; 1000], 0), 100);
+        assert_eq!(std::fs::metadata(env.host("/f")).unwrap().len(), 100);
+        assert_eq!(pread(fd, 1000, 0).unwrap().len(), 100);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn fault_hang_until_rules_change() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        env.rules("[[rule]]\nop = 'fsync'\nhang = true\n");
+        let fdu = fd as usize;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = glfs_fsync(
+                fdu as *mut glfs_fd_t,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            tx.send(r).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "still hung"
+        );
+        env.clear_rules();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn fault_disconnect_until_rules_change_or_reinit() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        env.rules("[[rule]]\nop = 'write'\ndisconnect = true\ncount = 1\n");
+        assert_eq!(pwrite(fd, b"x", 0), -1);
+        assert_eq!(errno(), libc::ENOTCONN);
+        // Every op now fails, not just writes.
+        assert!(pread(fd, 1, 0) == Err(libc::ENOTCONN));
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_lstat(env.fs, c("/f").as_ptr(), &mut st), -1);
+        assert_eq!(errno(), libc::ENOTCONN);
+        // A new glfs_init reconnects.
+        assert_eq!(glfs_init(env.fs), 0);
+        assert_eq!(pwrite(fd, b"y", 0), 1);
+        // Disconnect again (new rules file), then reconnect by changing the rules.
+        env.rules("reconnect = 1\n[[rule]]\nop = 'read'\ndisconnect = true\n");
+        assert!(pread(fd, 1, 0) == Err(libc::ENOTCONN));
+        assert_eq!(pwrite(fd, b"z", 0), -1);
+        env.rules("reconnect = 2\n");
+        assert_eq!(pwrite(fd, b"z", 0), 1);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn fault_on_init_and_async_errno() {
+    let env = Env::new();
+    env.rules(
+        "[[rule]]\nop = 'init'\nerrno = 'ETIMEDOUT'\n[[rule]]\nop = 'fdatasync'\nerrno = 'EIO'\n",
+    );
+    assert_eq!(mount(env.dir.path(), "vol").err(), Some(libc::ETIMEDOUT));
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(glfs_fdatasync_async(fd, Some(on_done), token(&tx)), 0);
+        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((d.ret, d.errno), (-1, libc::EIO));
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn invalid_rules_file_injects_nothing() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'wrote'\nerrno = 'EIO'\n");
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, b"ok", 0), 2);
+        glfs_close(fd);
+    }
+}
+
+unsafe extern "C" fn fini_in_callback(
+    _fd: *mut glfs_fd_t,
+    _ret: ssize_t,
+    _pre: *mut glfs_stat,
+    _post: *mut glfs_stat,
+    data: *mut c_void,
+) {
+    let (fs, tx) = *Box::from_raw(data as *mut (usize, mpsc::Sender<c_int>));
+    let _ = tx.send(glfs_fini(fs as *mut glfs_t));
+}
+
+#[test]
+fn fini_from_a_callback_does_not_deadlock() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<c_int>();
+    unsafe {
+        let fs = mount(env.dir.path(), "vol").unwrap();
+        let fd = glfs_creat(fs, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        let cookie = Box::into_raw(Box::new((fs as usize, tx))) as *mut c_void;
+        assert_eq!(glfs_fsync_async(fd, Some(fini_in_callback), cookie), 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        // The instance is gone: new submissions on its fds are refused.
+        assert_eq!(
+            glfs_fsync_async(fd, Some(on_done), std::ptr::null_mut()),
+            -1
+        );
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn vectored_io_sync_and_async() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/v");
+        let a = [1u8; 100];
+        let b = [2u8; 28];
+        let iov = [
+            libc::iovec {
+                iov_base: a.as_ptr() as *mut c_void,
+                iov_len: a.len(),
+            },
+            libc::iovec {
+                iov_base: b.as_ptr() as *mut c_void,
+                iov_len: b.len(),
+            },
+        ];
+        assert_eq!(glfs_pwritev(fd, iov.as_ptr(), 2, 512, 0), 128);
+        let mut x = [0u8; 64];
+        let mut y = [0u8; 64];
+        let riov = [
+            libc::iovec {
+                iov_base: x.as_mut_ptr() as *mut c_void,
+                iov_len: 64,
+            },
+            libc::iovec {
+                iov_base: y.as_mut_ptr() as *mut c_void,
+                iov_len: 64,
+            },
+        ];
+        // The iovec array may go away after submission (gfapi copies it).
+        let riov_copy = riov.to_vec();
+        assert_eq!(
+            glfs_preadv_async(fd, riov_copy.as_ptr(), 2, 512, 0, Some(on_done), token(&tx)),
+            0
+        );
+        drop(riov_copy);
+        let d = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(d.ret, 128);
+        assert_eq!(x, [1u8; 64]);
+        assert_eq!(&y[..36], &[1u8; 36]);
+        assert_eq!(&y[36..], &[2u8; 28]);
+        assert_eq!(
+            glfs_pwritev_async(fd, iov.as_ptr(), 2, 0, 0, Some(on_done), token(&tx)),
+            0
+        );
+        let w = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((w.ret, w.pre.unwrap().glfs_st_size), (128, 640));
+        assert_eq!(glfs_readv(fd, riov.as_ptr(), 1, 0), 64);
+        glfs_close(fd);
+    }
+}
