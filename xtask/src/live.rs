@@ -7,12 +7,29 @@
 use crate::offline::FOUNDATION_SUITES;
 use crate::target::{self, LunSetup, TargetProcess};
 use crate::util::{self, Checks};
-use crate::{fake, gluster};
-use anyhow::Result;
+use crate::{docker, fake, gluster};
+use anyhow::{bail, Result};
 
-pub fn run() -> Result<()> {
+const VOLUME: &str = "glfsiscsi";
+
+fn live_volume(fixture: &str) -> Result<gluster::LiveVolume> {
+    match fixture {
+        "docker" => docker::cluster_up(3, VOLUME),
+        "native" => gluster::native_volume(VOLUME),
+        "auto" => match docker::cluster_up(3, VOLUME) {
+            Ok(volume) => Ok(volume),
+            Err(err) => {
+                eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
+                gluster::native_volume(VOLUME)
+            }
+        },
+        other => bail!("unknown fixture {other:?} (expected docker, native or auto)"),
+    }
+}
+
+pub fn run(fixture: &str) -> Result<()> {
     let mut checks = Checks::default();
-    let volume = gluster::native_volume("glfsiscsi")?;
+    let volume = live_volume(fixture)?;
     eprintln!(
         "live volume: {} (brick {})",
         volume.spec(),
@@ -39,8 +56,10 @@ pub fn run() -> Result<()> {
     );
 
     let binary = util::build_target_binary()?;
-    let lun_name = "lun0.img";
-    let _ = std::fs::remove_file(volume.brick.join(lun_name));
+    // A new file each run: removing one behind Gluster's back on a replica brick would heal
+    // it back.
+    let lun_name = format!("lun-{}.img", std::process::id());
+    let lun_name = lun_name.as_str();
     let target = TargetProcess::start(
         &binary,
         LunSetup {

@@ -2,6 +2,7 @@
 
 mod conformance;
 mod demo;
+mod docker;
 mod fake;
 mod gluster;
 mod live;
@@ -27,7 +28,14 @@ enum Task {
     TestOffline,
     /// The offline checks again on a live Gluster volume (a native glusterd with one brick
     /// on 127.0.0.2; needs root), plus the fake-versus-real differential tests.
-    TestGluster,
+    TestGluster {
+        /// Where the volume comes from: docker (3-node replica in containers), native (one
+        /// brick on this machine's glusterd) or auto (docker, else native).
+        #[arg(long, default_value = "auto")]
+        fixture: String,
+    },
+    /// Bring up the 3-node Gluster fixture in Docker and print its timings (then tear down).
+    FixtureSmoke,
     /// Run every iscsi-test-cu SCSI.* and iSCSI.* suite against the target on each backend
     /// and compare with testdata/conformance/<backend>.txt (results may only improve).
     Conformance {
@@ -62,7 +70,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", path.display());
         }
         Task::TestOffline => offline::run()?,
-        Task::TestGluster => live::run()?,
+        Task::TestGluster { fixture } => live::run(&fixture)?,
+        Task::FixtureSmoke => {
+            for (step, took) in docker::smoke(3)? {
+                println!("{step}: {took:.1?}");
+            }
+        }
         Task::Conformance {
             backends,
             suite,
