@@ -9,15 +9,20 @@
 //! Call order after any input or completion: `poll_event` until `None`, then `poll_transmit`.
 //!
 //! Architecture invariant: no sockets, no async runtime, no clock, no threads.
+//!
+//! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
+//! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
+//! machine), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
+#![warn(missing_docs)]
 
-use bytes::{Bytes, BytesMut};
-use std::sync::Arc;
+use bytes::Bytes;
 
 /// One target as offered in discovery and accepted at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetInfo {
     /// The iSCSI qualified name, e.g. `iqn.2026-11.com.example:disk1`.
     pub name: String,
+    /// `TargetAlias` declared at login, if any.
     pub alias: Option<String>,
     /// `TargetAddress` values for SendTargets: `host:port,tpgt`.
     pub addresses: Vec<String>,
@@ -28,10 +33,15 @@ pub struct TargetInfo {
 pub struct Limits {
     /// MaxRecvDataSegmentLength we declare (what we accept per PDU).
     pub max_recv_data_segment_length: u32,
+    /// MaxBurstLength we accept (numerical minimum with the initiator's offer).
     pub max_burst_length: u32,
+    /// FirstBurstLength we accept (numerical minimum, never above MaxBurstLength).
     pub first_burst_length: u32,
+    /// MaxOutstandingR2T we accept (numerical minimum).
     pub max_outstanding_r2t: u32,
+    /// ImmediateData (boolean AND with the initiator's offer).
     pub immediate_data: bool,
+    /// InitialR2T (boolean OR with the initiator's offer).
     pub initial_r2t: bool,
     /// Largest CmdSN window we open (MaxCmdSN - ExpCmdSN + 1).
     pub command_window: u32,
@@ -54,7 +64,9 @@ impl Default for Limits {
 /// Configuration shared by every connection of a portal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Targets offered by SendTargets and accepted as TargetName at login.
     pub targets: Vec<TargetInfo>,
+    /// Operational limits offered at login.
     pub limits: Limits,
     /// Target portal group tag returned at login.
     pub portal_group_tag: u16,
@@ -63,17 +75,24 @@ pub struct Config {
 /// Whether a session is for discovery or for I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionType {
+    /// SessionType=Discovery: only Text (SendTargets) and Logout.
     Discovery,
+    /// SessionType=Normal (the default): SCSI I/O to one target.
     Normal,
 }
 
 /// SAM task attribute from the SCSI Command PDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskAttr {
+    /// 0: untagged.
     Untagged,
+    /// 1: simple.
     Simple,
+    /// 2: ordered.
     Ordered,
+    /// 3: head of queue.
     HeadOfQueue,
+    /// 4: ACA.
     Aca,
 }
 
@@ -82,12 +101,17 @@ pub enum TaskAttr {
 pub struct ScsiCommand {
     /// Initiator task tag; echoed in [`Connection::complete_command`].
     pub itt: u32,
+    /// The 8-byte LUN field, big-endian as received (SAM encoding; LUN 0 is 0).
     pub lun: u64,
+    /// The CDB: the 16 bytes of the header (zero padded) plus any extended CDB AHS.
     pub cdb: Bytes,
+    /// Task attribute.
     pub attr: TaskAttr,
     /// Expected data transfer length from the command PDU.
     pub expected_len: u32,
+    /// R bit: data-in expected.
     pub read: bool,
+    /// W bit: data-out carried in `data_out`.
     pub write: bool,
     /// All data-out bytes, in buffer-offset order (at most `expected_len`).
     pub data_out: Bytes,
@@ -111,11 +135,15 @@ pub struct CommandResponse {
 pub enum Event {
     /// Login reached full feature phase.
     LoggedIn {
+        /// InitiatorName.
         initiator: String,
         /// Empty for discovery sessions.
         target: String,
+        /// Discovery or normal.
         session_type: SessionType,
+        /// Initiator session ID from the login request.
         isid: [u8; 6],
+        /// Target session identifying handle assigned at login.
         tsih: u16,
     },
     /// A command ready to execute.
@@ -130,9 +158,11 @@ pub enum Event {
 /// A task management function request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskManagementRequest {
+    /// Tag of the request; echoed in [`Connection::complete_task_management`].
     pub itt: u32,
     /// Function code (1 = ABORT TASK, 2 = ABORT TASK SET, 5 = LOGICAL UNIT RESET, ...).
     pub function: u8,
+    /// LUN field of the request.
     pub lun: u64,
     /// The task to act on, for ABORT TASK.
     pub referenced_itt: u32,
@@ -141,69 +171,35 @@ pub struct TaskManagementRequest {
 /// A protocol violation that ends the connection (ERL 0). The reason is for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
+    /// A PDU or its text/AHS could not be parsed.
     #[error("malformed PDU: {0}")]
     Malformed(String),
+    /// An opcode an initiator may not send.
     #[error("unsupported opcode {0:#04x}")]
     UnknownOpcode(u8),
+    /// A data segment longer than our MaxRecvDataSegmentLength (8192 during login).
     #[error("data segment of {len} bytes exceeds the negotiated {max}")]
-    DataSegmentTooLong { len: u32, max: u32 },
+    DataSegmentTooLong {
+        /// DataSegmentLength in the header.
+        len: u32,
+        /// Our limit.
+        max: u32,
+    },
+    /// A well-formed PDU that breaks the protocol (wrong phase, bad offsets, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
 }
 
-/// One iSCSI connection (and, with MaxConnections=1, its session).
-#[derive(Debug)]
-pub struct Connection {
-    _config: Arc<Config>,
-}
+pub mod connection;
+pub mod login;
+pub mod negotiation;
+pub mod pdu;
+pub mod seq;
+pub mod text;
 
-impl Connection {
-    pub fn new(config: Arc<Config>) -> Self {
-        Connection { _config: config }
-    }
+pub use connection::Connection;
+pub use negotiation::Params;
+pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
 
-    /// Parses every complete PDU at the front of `input`, consuming its bytes. Incomplete
-    /// trailing bytes are left for the next call.
-    pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<(), ProtocolError> {
-        let _ = input;
-        todo!()
-    }
-
-    /// The next event for the layer above.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
-    }
-
-    /// Appends every PDU ready to send to `out`.
-    pub fn poll_transmit(&mut self, out: &mut BytesMut) {
-        let _ = out;
-        todo!()
-    }
-
-    /// Answers the command with initiator task tag `itt`.
-    pub fn complete_command(&mut self, itt: u32, response: CommandResponse) {
-        let _ = (itt, response);
-        todo!()
-    }
-
-    /// Answers a task management request with a response code (RFC 7143 11.6.1:
-    /// 0 = function complete, 1 = task does not exist, 2 = LUN does not exist,
-    /// 5 = function not supported, ...).
-    pub fn complete_task_management(&mut self, itt: u32, response: u8) {
-        let _ = (itt, response);
-        todo!()
-    }
-
-    /// Forgets a command the layer above aborted: no response will be sent for it, and a
-    /// later `complete_command` for `itt` is ignored.
-    pub fn abort_command(&mut self, itt: u32) {
-        let _ = itt;
-        todo!()
-    }
-
-    /// True once the connection has nothing more to do (logged out, or login failed) and
-    /// the socket may be closed after transmitting what `poll_transmit` gave.
-    pub fn is_finished(&self) -> bool {
-        todo!()
-    }
-}
+#[cfg(test)]
+mod tests;

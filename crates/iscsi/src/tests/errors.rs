@@ -1,0 +1,375 @@
+//! Bad input: every case ends in `Err(ProtocolError)` (or a defined answer), never a panic.
+
+use super::initiator::*;
+use crate::pdu::{self, FrameLimits};
+use crate::{Limits, ProtocolError};
+use bytes::BytesMut;
+
+fn logged_in() -> Initiator {
+    let mut i = Initiator::new(config());
+    i.login_normal();
+    i.take_events();
+    i
+}
+
+#[test]
+fn unknown_opcode() {
+    let mut i = logged_in();
+    let mut b = [0u8; 48];
+    b[0] = 0x1c;
+    assert_eq!(
+        i.try_send(&pdu(b, &[])).unwrap_err(),
+        ProtocolError::UnknownOpcode(0x1c)
+    );
+    // A target opcode from an initiator is just as unknown.
+    b[0] = 0x21;
+    assert_eq!(
+        i.try_send(&pdu(b, &[])).unwrap_err(),
+        ProtocolError::UnknownOpcode(0x21)
+    );
+}
+
+#[test]
+fn data_segment_longer_than_our_limit() {
+    let mut i = logged_in();
+    let mut b = [0u8; 48];
+    b[0] = 0x40; // NOP-Out
+    b[5..8].copy_from_slice(&[0x04, 0x00, 0x01]); // 262145 > 262144
+                                                  // Refused from the header alone, before the data is buffered.
+    let err = i.try_send(&b).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::DataSegmentTooLong {
+            len: 262_145,
+            max: 262_144
+        }
+    );
+}
+
+#[test]
+fn login_data_segment_limit_before_negotiation() {
+    let mut i = Initiator::new(config_with(Limits {
+        max_recv_data_segment_length: 4096,
+        ..Limits::default()
+    }));
+    let mut b = [0u8; 48];
+    b[0] = 0x43;
+    b[5..8].copy_from_slice(&[0x00, 0x20, 0x01]); // 8193
+    let err = i.try_send(&b).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::DataSegmentTooLong {
+            len: 8193,
+            max: 8192
+        }
+    );
+}
+
+#[test]
+fn bad_ahs_length() {
+    let mut i = logged_in();
+    let mut p = scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]);
+    p[4] = 1; // 4 bytes of AHS claiming 200
+    p.splice(48..48, [0x00, 200, 0x01, 0x00]);
+    let err = i.try_send(&p).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::Malformed(ref m) if m.contains("AHS")),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_ahs_type() {
+    let mut i = logged_in();
+    let mut p = scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]);
+    p[4] = 1;
+    p.splice(48..48, [0x00, 0x01, 0x09, 0x00]);
+    assert!(matches!(i.try_send(&p), Err(ProtocolError::Malformed(_))));
+}
+
+#[test]
+fn commands_before_login() {
+    for p in [
+        scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]),
+        nop_out(true, 1, 1, &[]),
+        text_req(
+            true,
+            false,
+            1,
+            0xffff_ffff,
+            1,
+            &kv(&[("SendTargets", "All")]),
+        ),
+        logout_req(0, 1, 1),
+    ] {
+        let mut i = Initiator::new(config());
+        let err = i.try_send(&p).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::Protocol(ref m) if m.contains("before login")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn login_in_full_feature_phase() {
+    let mut i = logged_in();
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    assert!(matches!(
+        i.try_send(&login_req(true, 0, 1, 1, 1, &keys)),
+        Err(ProtocolError::Protocol(_))
+    ));
+}
+
+#[test]
+fn scsi_command_in_discovery_session() {
+    let mut i = Initiator::new(config());
+    i.login_discovery();
+    let err = i
+        .try_send(&scsi_cmd(
+            false,
+            true,
+            true,
+            false,
+            1,
+            512,
+            1,
+            &[0x28; 10],
+            &[],
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("discovery"), "{err}");
+}
+
+#[test]
+fn malformed_text_keys() {
+    let mut i = Initiator::new(config());
+    i.login_discovery();
+    let err = i
+        .try_send(&text_req(true, false, 1, 0xffff_ffff, 1, b"SendTargets\0"))
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Malformed(_)));
+    let mut i = Initiator::new(config());
+    i.login_discovery();
+    let err = i
+        .try_send(&text_req(true, false, 1, 0xffff_ffff, 1, b"\xff\xfe=1\0"))
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Malformed(_)));
+}
+
+#[test]
+fn text_continuation_with_unknown_ttt() {
+    let mut i = Initiator::new(config());
+    i.login_discovery();
+    assert!(i
+        .try_send(&text_req(true, false, 1, 0x1234, 1, &[]))
+        .is_err());
+}
+
+#[rstest::rstest]
+#[case::immediate_data_beyond_edtl(scsi_cmd(false, true, false, true, 1, 100, 1, &[0x2a; 10], &[0; 200]))]
+#[case::immediate_data_without_w(scsi_cmd(false, true, true, false, 1, 100, 1, &[0x28; 10], &[0; 100]))]
+#[case::reserved_itt(scsi_cmd(false, true, false, false, 0xffff_ffff, 0, 1, &[0; 6], &[]))]
+fn bad_scsi_commands(#[case] p: Vec<u8>) {
+    let mut i = logged_in();
+    assert!(matches!(i.try_send(&p), Err(ProtocolError::Protocol(_))));
+}
+
+#[test]
+fn duplicate_itt() {
+    let mut i = logged_in();
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        1,
+        512,
+        1,
+        &[0x28; 10],
+        &[],
+    ));
+    assert!(i
+        .try_send(&scsi_cmd(
+            false,
+            true,
+            true,
+            false,
+            1,
+            512,
+            2,
+            &[0x28; 10],
+            &[]
+        ))
+        .is_err());
+}
+
+#[test]
+fn immediate_data_beyond_first_burst() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET),
+        ("FirstBurstLength", "4096"),
+    ]);
+    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let err = i
+        .try_send(&scsi_cmd(
+            false,
+            true,
+            false,
+            true,
+            1,
+            8192,
+            1,
+            &[0x2a; 10],
+            &[0; 8192],
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("FirstBurstLength"), "{err}");
+}
+
+#[test]
+fn unsolicited_data_when_initial_r2t_yes() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    i.send(&login_req(true, 1, 3, 1, 1, &keys)); // InitialR2T stays at its default Yes
+    assert!(i
+        .try_send(&scsi_cmd(
+            false,
+            false,
+            false,
+            true,
+            1,
+            8192,
+            1,
+            &[0x2a; 10],
+            &[]
+        ))
+        .is_err());
+}
+
+#[rstest::rstest]
+#[case::wrong_offset(512, 1024, 0xffff_ffff)]
+#[case::past_edtl(0, 8192, 0xffff_ffff)]
+#[case::beyond_first_burst_by_r2t_tag(0, 1024, 0x777)]
+fn bad_data_out(#[case] offset: u32, #[case] len: usize, #[case] ttt: u32) {
+    let mut i = logged_in();
+    // 4096-byte write, unsolicited data follows (F=0), no immediate data.
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        1,
+        4096,
+        1,
+        &[0x2a; 10],
+        &[],
+    ));
+    let err = i
+        .try_send(&data_out(false, 1, ttt, 0, offset, &vec![0; len]))
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Protocol(_)), "{err}");
+}
+
+#[test]
+fn data_out_past_r2t_range() {
+    let mut i = logged_in();
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        1,
+        4096,
+        1,
+        &[0x2a; 10],
+        &[],
+    ));
+    let ttt = r[0].ttt();
+    assert!(
+        i.try_send(&data_out(true, 1, ttt, 0, 2048, &[0; 2048]))
+            .is_err(),
+        "skips offset 0"
+    );
+}
+
+#[test]
+fn decoder_never_panics_on_garbage() {
+    // A small deterministic fuzz over the exported decoder.
+    let limits = FrameLimits {
+        max_data_segment: 8192,
+        digests: Default::default(),
+    };
+    let mut state = 0x1234_5678u32;
+    for round in 0..2000 {
+        let mut v = Vec::new();
+        let n = 40 + round % 120;
+        for _ in 0..n {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            v.push(state as u8);
+        }
+        v[0] &= 0x47; // mostly valid opcodes
+        v[4] &= 0x03;
+        v[5] = 0;
+        let mut buf = BytesMut::from(&v[..]);
+        while let Ok(Some(p)) = pdu::decode(&mut buf, &limits) {
+            let _ = pdu::parse_ahs(p.ahs.clone());
+            let _ = crate::text::parse(&p.data);
+        }
+        // And through a logged-in connection.
+        let mut i = logged_in();
+        let _ = i.try_send(&v);
+    }
+}
+
+#[rstest::rstest]
+#[case::repeated_zero(0, 0)]
+#[case::skipped(0, 2)]
+#[case::starts_at_one(1, 2)]
+fn data_out_data_sn_must_count_up(#[case] first: u32, #[case] second: u32) {
+    let mut i = logged_in();
+    // Unsolicited burst of two PDUs.
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        1,
+        1024,
+        1,
+        &[0x2a; 10],
+        &[],
+    ));
+    let r = i.try_send(&data_out(false, 1, 0xffff_ffff, first, 0, &[0; 512]));
+    let r = r.and_then(|_| i.try_send(&data_out(true, 1, 0xffff_ffff, second, 512, &[0; 512])));
+    assert!(
+        matches!(r, Err(ProtocolError::Protocol(ref m)) if m.contains("DataSN")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn solicited_data_sn_restarts_per_r2t() {
+    let mut i = logged_in();
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        1,
+        1024,
+        1,
+        &[0x2a; 10],
+        &[],
+    ));
+    let ttt = r[0].ttt();
+    i.send(&data_out(false, 1, ttt, 0, 0, &[0; 512]));
+    let err = i
+        .try_send(&data_out(true, 1, ttt, 0, 512, &[0; 512]))
+        .unwrap_err();
+    assert!(err.to_string().contains("DataSN"), "{err}");
+}

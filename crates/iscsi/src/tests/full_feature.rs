@@ -1,0 +1,683 @@
+//! Full feature phase: reads, writes (immediate, unsolicited, R2T), NOP, task management,
+//! logout, CmdSN ordering.
+
+use super::initiator::*;
+use crate::{CommandResponse, Event, Limits, ScsiCommand, TaskAttr, TaskManagementRequest};
+use bytes::Bytes;
+
+const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+const WRITE10: [u8; 10] = [0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn commands(events: Vec<Event>) -> Vec<ScsiCommand> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            Event::Command(c) => c,
+            other => panic!("unexpected event {other:?}"),
+        })
+        .collect()
+}
+
+fn good(data: Vec<u8>, transfer_len: u32) -> CommandResponse {
+    CommandResponse {
+        status: 0,
+        data_in: Bytes::from(data),
+        sense: None,
+        transfer_len,
+    }
+}
+
+fn logged_in(limits: Limits) -> Initiator {
+    let mut i = Initiator::new(config_with(limits));
+    i.login_normal();
+    i.take_events();
+    i
+}
+
+#[test]
+fn write_4k_with_immediate_data() {
+    let mut i = logged_in(Limits::default());
+    let data = pattern(4096);
+    let r = i.send(&scsi_cmd(
+        false, true, false, true, 0x1, 4096, 1, &WRITE10, &data,
+    ));
+    assert!(r.is_empty(), "no R2T needed");
+    let cmds = commands(i.take_events());
+    assert_eq!(
+        cmds,
+        vec![ScsiCommand {
+            itt: 1,
+            lun: 0,
+            cdb: Bytes::copy_from_slice(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0]),
+            attr: TaskAttr::Simple,
+            expected_len: 4096,
+            read: false,
+            write: true,
+            data_out: Bytes::from(data),
+        }]
+    );
+    i.conn.complete_command(1, good(vec![], 4096));
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x21);
+    assert_eq!(r[0].flags(), 0x80);
+    assert_eq!(r[0].bhs[3], 0);
+}
+
+#[test]
+fn write_with_unsolicited_data_then_r2ts() {
+    // FirstBurstLength 262144 from libiscsi's offer; MaxBurstLength 262144.
+    let mut i = logged_in(Limits {
+        max_outstanding_r2t: 2,
+        ..Limits::default()
+    });
+    let p = i.conn.params().unwrap().clone();
+    assert_eq!(p.max_outstanding_r2t, 1, "libiscsi offers 1");
+    let total = 262_144 + 2 * 262_144 + 1000; // first burst + two full bursts + tail
+    let data = pattern(total);
+    // Immediate 8192, then unsolicited Data-Out up to FirstBurstLength.
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        0x42,
+        total as u32,
+        1,
+        &WRITE10,
+        &data[..8192],
+    ));
+    assert!(r.is_empty());
+    let mut off = 8192;
+    let mut sn = 0;
+    let mut pending: Vec<Rx> = Vec::new();
+    while off < 262_144 {
+        let end = (off + 65_536).min(262_144);
+        let fin = end == 262_144;
+        let r = i.send(&data_out(
+            fin,
+            0x42,
+            0xffff_ffff,
+            sn,
+            off as u32,
+            &data[off..end],
+        ));
+        sn += 1;
+        if !fin {
+            assert!(r.is_empty());
+        } else {
+            assert_eq!(r.len(), 1, "first R2T after the unsolicited burst");
+            assert_eq!(r[0].opcode(), 0x31);
+            pending = r;
+        }
+        off = end;
+    }
+    assert!(
+        i.take_events().is_empty(),
+        "no command before all data is in"
+    );
+    // Answer R2Ts one at a time (MaxOutstandingR2T=1).
+    let mut r2tsn = 0;
+    while let Some(r2t) = pending.pop() {
+        assert_eq!(r2t.u32(36), r2tsn, "R2TSN");
+        r2tsn += 1;
+        let offset = r2t.u32(40) as usize;
+        let len = r2t.u32(44) as usize;
+        assert!(len <= 262_144);
+        assert_eq!(offset, off, "R2Ts in offset order");
+        let mut pos = offset;
+        let mut dsn = 0;
+        while pos < offset + len {
+            let end = (pos + 262_144).min(offset + len);
+            let r = i.send(&data_out(
+                end == offset + len,
+                0x42,
+                r2t.ttt(),
+                dsn,
+                pos as u32,
+                &data[pos..end],
+            ));
+            dsn += 1;
+            pos = end;
+            for p in r {
+                assert_eq!(p.opcode(), 0x31);
+                pending.push(p);
+            }
+        }
+        off = offset + len;
+    }
+    assert_eq!(r2tsn, 3);
+    let cmds = commands(i.take_events());
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0].data_out.len(), total);
+    assert!(cmds[0].data_out == data[..], "reassembled in offset order");
+    i.conn.complete_command(0x42, good(vec![], total as u32));
+    let r = i.drain();
+    assert_eq!(r[0].opcode(), 0x21);
+    assert_eq!(r[0].u32(36), 3, "ExpDataSN counts the R2Ts");
+}
+
+#[test]
+fn write_solicited_with_several_outstanding_r2ts() {
+    let limits = Limits {
+        max_burst_length: 8192,
+        first_burst_length: 4096,
+        max_outstanding_r2t: 4,
+        initial_r2t: true,
+        ..Limits::default()
+    };
+    let mut i = Initiator::new(config_with(limits));
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.extend(libiscsi_operational_keys());
+    for (k, v) in keys.iter_mut() {
+        if *k == "MaxOutstandingR2T" {
+            *v = "8".into();
+        }
+    }
+    i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
+    i.take_events();
+    let p = i.conn.params().unwrap();
+    assert_eq!((p.max_burst_length, p.first_burst_length), (8192, 4096));
+    assert!(p.initial_r2t);
+    assert_eq!(p.max_outstanding_r2t, 4);
+    let total = 8192 * 5 + 100;
+    let data = pattern(total);
+    // InitialR2T=Yes: only immediate data may come unsolicited.
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        7,
+        total as u32,
+        1,
+        &WRITE10,
+        &data[..1024],
+    ));
+    assert_eq!(r.len(), 4, "MaxOutstandingR2T R2Ts at once");
+    let offs: Vec<(u32, u32, u32)> = r
+        .iter()
+        .map(|p| (p.u32(36), p.u32(40), p.u32(44)))
+        .collect();
+    assert_eq!(
+        offs,
+        vec![
+            (0, 1024, 8192),
+            (1, 9216, 8192),
+            (2, 17408, 8192),
+            (3, 25600, 8192)
+        ]
+    );
+    // Answer the second R2T first, then the first: buffer offsets, not arrival order, decide.
+    let mut queue: Vec<Rx> = r;
+    queue.swap(0, 1);
+    let mut rounds = 0;
+    while let Some(r2t) = queue.first().cloned() {
+        queue.remove(0);
+        let (off, len) = (r2t.u32(40) as usize, r2t.u32(44) as usize);
+        let mid = off + len / 2;
+        assert!(i
+            .send(&data_out(
+                false,
+                7,
+                r2t.ttt(),
+                0,
+                off as u32,
+                &data[off..mid]
+            ))
+            .is_empty());
+        let more = i.send(&data_out(
+            true,
+            7,
+            r2t.ttt(),
+            1,
+            mid as u32,
+            &data[mid..off + len],
+        ));
+        queue.extend(more);
+        rounds += 1;
+    }
+    assert_eq!(rounds, 5, "4 full bursts and a 7268-byte tail");
+    let cmds = commands(i.take_events());
+    assert_eq!(cmds.len(), 1);
+    assert!(cmds[0].data_out == data[..]);
+}
+
+#[test]
+fn read_split_by_initiator_mrdsl_with_status_in_last_data_in() {
+    let mut i = Initiator::new(config());
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.extend(libiscsi_operational_keys());
+    for (k, v) in keys.iter_mut() {
+        match *k {
+            "MaxRecvDataSegmentLength" => *v = "8192".into(),
+            "MaxBurstLength" => *v = "16384".into(),
+            "FirstBurstLength" => *v = "16384".into(),
+            _ => {}
+        }
+    }
+    i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
+    i.take_events();
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        9,
+        32768,
+        1,
+        &READ10,
+        &[],
+    ));
+    let cmds = commands(i.take_events());
+    assert!(cmds[0].read && !cmds[0].write && cmds[0].data_out.is_empty());
+    let data = pattern(30000);
+    i.conn.complete_command(9, good(data.clone(), 30000));
+    let r = i.drain();
+    assert_eq!(r.len(), 4);
+    let mut got = Vec::new();
+    for (n, p) in r.iter().enumerate() {
+        assert_eq!(p.opcode(), 0x25);
+        assert_eq!(p.u32(36), n as u32, "DataSN");
+        assert_eq!(p.u32(40) as usize, got.len(), "buffer offset");
+        got.extend_from_slice(&p.data);
+    }
+    assert_eq!(got, data);
+    let lens: Vec<usize> = r.iter().map(|p| p.data.len()).collect();
+    assert_eq!(lens, vec![8192, 8192, 8192, 5424]);
+    // F at the MaxBurstLength boundary (16384) and on the last; S + U on the last only.
+    let flags: Vec<u8> = r.iter().map(|p| p.flags()).collect();
+    assert_eq!(flags, vec![0x00, 0x80, 0x00, 0x83]);
+    assert_eq!(r[3].u32(44), 32768 - 30000, "residual");
+    assert_eq!(r[3].stat_sn(), 1, "one login response used StatSN 0");
+    assert_eq!(r[0].stat_sn(), 0, "StatSN reserved without S");
+}
+
+#[test]
+fn read_with_check_condition_sends_data_then_separate_response() {
+    let mut i = logged_in(Limits::default());
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        3,
+        4096,
+        1,
+        &READ10,
+        &[],
+    ));
+    i.take_events();
+    let sense = vec![
+        0x70, 0, 0x03, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x11, 0, 0, 0, 0, 0,
+    ];
+    i.conn.complete_command(
+        3,
+        CommandResponse {
+            status: 2,
+            data_in: Bytes::from(vec![1u8; 4096]),
+            sense: Some(Bytes::from(sense.clone())),
+            transfer_len: 4096,
+        },
+    );
+    let r = i.drain();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].opcode(), 0x25);
+    assert_eq!(r[0].flags(), 0x80, "F without S");
+    assert_eq!(r[1].opcode(), 0x21);
+    assert_eq!(r[1].bhs[3], 2);
+    assert_eq!(r[1].u32(36), 1, "ExpDataSN");
+    assert_eq!(&r[1].data[..2], &[0, 18]);
+    assert_eq!(&r[1].data[2..], &sense[..]);
+}
+
+#[rstest::rstest]
+#[case::exact(4096, 4096, 0x80, 0)]
+#[case::underflow(4096, 1024, 0x82, 3072)]
+#[case::overflow(4096, 8192, 0x84, 4096)]
+fn write_residuals(
+    #[case] edtl: u32,
+    #[case] transfer: u32,
+    #[case] flags: u8,
+    #[case] count: u32,
+) {
+    let mut i = logged_in(Limits::default());
+    let data = pattern(edtl as usize);
+    i.send(&scsi_cmd(
+        false, true, false, true, 5, edtl, 1, &WRITE10, &data,
+    ));
+    i.take_events();
+    i.conn.complete_command(5, good(vec![], transfer));
+    let r = i.drain();
+    assert_eq!(r[0].flags(), flags);
+    assert_eq!(r[0].u32(44), count);
+}
+
+#[test]
+fn read_data_trimmed_to_expected_length_with_overflow() {
+    let mut i = logged_in(Limits::default());
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        6,
+        100,
+        1,
+        &[0x12, 0, 0, 0, 100, 0],
+        &[],
+    ));
+    i.take_events();
+    i.conn.complete_command(6, good(pattern(200), 200));
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].data.len(), 100);
+    assert_eq!(r[0].flags(), 0x85, "F, O, S");
+    assert_eq!(r[0].u32(44), 100);
+}
+
+#[test]
+fn nop_out_ping_and_unanswered_nop() {
+    let mut i = logged_in(Limits::default());
+    let r = i.send(&nop_out(true, 0x99, 1, b"hello"));
+    assert_eq!(r.len(), 1);
+    assert_eq!(&r[0].data[..], b"hello");
+    assert_eq!(r[0].itt(), 0x99);
+    let r = i.send(&nop_out(true, 0xffff_ffff, 1, &[]));
+    assert!(r.is_empty());
+}
+
+#[test]
+fn logout_ends_the_connection() {
+    let mut i = logged_in(Limits::default());
+    assert!(!i.conn.is_finished());
+    let r = i.send(&logout_req(0, 0x33, 1));
+    assert_eq!(r[0].opcode(), 0x26);
+    assert_eq!(r[0].bhs[2], 0);
+    assert_eq!(i.take_events(), vec![Event::LoggedOut]);
+    assert!(i.conn.is_finished());
+}
+
+#[test]
+fn logout_for_recovery_is_refused() {
+    let mut i = logged_in(Limits::default());
+    let r = i.send(&logout_req(2, 0x33, 1));
+    assert_eq!(r[0].bhs[2], 2, "connection recovery not supported");
+    assert!(!i.conn.is_finished());
+}
+
+#[test]
+fn task_management_and_abort() {
+    let mut i = logged_in(Limits::default());
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        0x10,
+        512,
+        1,
+        &READ10,
+        &[],
+    ));
+    i.take_events();
+    // ABORT TASK for 0x10, immediate.
+    let r = i.send(&tmf_req(1, 0x11, 0x10, 2));
+    assert!(r.is_empty());
+    assert_eq!(
+        i.take_events(),
+        vec![Event::TaskManagement(TaskManagementRequest {
+            itt: 0x11,
+            function: 1,
+            lun: 0,
+            referenced_itt: 0x10,
+        })]
+    );
+    i.conn.abort_command(0x10);
+    i.conn.complete_task_management(0x11, 0);
+    // A late completion of the aborted task produces nothing.
+    i.conn.complete_command(0x10, good(vec![0; 512], 512));
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x22);
+    assert_eq!(r[0].bhs[2], 0);
+    assert_eq!(r[0].itt(), 0x11);
+    // A second completion for the same TMF is ignored.
+    i.conn.complete_task_management(0x11, 0);
+    assert!(i.drain().is_empty());
+}
+
+#[test]
+fn abort_of_a_task_still_receiving_data_is_answered_here() {
+    let mut i = logged_in(Limits::default());
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        0x20,
+        4096,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    assert_eq!(r[0].opcode(), 0x31);
+    let ttt = r[0].ttt();
+    // The layer above never saw the task, so the connection answers "function complete".
+    let t = i.send(&tmf_req(1, 0x21, 0x20, 2));
+    assert!(i.take_events().is_empty());
+    assert_eq!((t[0].opcode(), t[0].bhs[2], t[0].itt()), (0x22, 0, 0x21));
+    // Data for the dropped task is ignored; no command is delivered.
+    let r = i.send(&data_out(true, 0x20, ttt, 0, 0, &[0; 4096]));
+    assert!(r.is_empty());
+    assert!(i.take_events().is_empty());
+}
+
+#[rstest::rstest]
+// Completed long ago: RefCmdSN below ExpCmdSN.
+#[case::completed(1, 5, 1)]
+// Never arrived but inside the window and before the TMF: counts as aborted.
+#[case::lost_in_window(3, 5, 0)]
+fn abort_of_an_unknown_task(
+    #[case] ref_cmd_sn: u32,
+    #[case] tmf_cmd_sn: u32,
+    #[case] response: u8,
+) {
+    let mut i = logged_in(Limits::default());
+    // CmdSN 1 and 2: two commands that complete.
+    for (itt, sn) in [(1, 1), (2, 2)] {
+        i.send(&scsi_cmd(
+            false,
+            true,
+            false,
+            false,
+            itt,
+            0,
+            sn,
+            &[0; 6],
+            &[],
+        ));
+        i.conn.complete_command(itt, good(vec![], 0));
+    }
+    i.drain();
+    let mut p = tmf_req(1, 0x30, 0x99, tmf_cmd_sn);
+    p[32..36].copy_from_slice(&ref_cmd_sn.to_be_bytes()); // RefCmdSN
+    let r = i.send(&p);
+    assert!(i
+        .take_events()
+        .iter()
+        .all(|e| matches!(e, Event::Command(_))));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].bhs[2], response);
+}
+
+#[rstest::rstest]
+#[case::lun_reset(5)]
+#[case::abort_task_set(2)]
+#[case::target_warm_reset(6)]
+fn task_set_functions_go_to_the_layer_above(#[case] function: u8) {
+    let mut i = logged_in(Limits::default());
+    // A write collecting data is dropped by the connection itself.
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        0x20,
+        4096,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    let ttt = r[0].ttt();
+    i.send(&tmf_req(function, 0x21, 0, 2));
+    assert_eq!(
+        i.take_events(),
+        vec![Event::TaskManagement(TaskManagementRequest {
+            itt: 0x21,
+            function,
+            lun: 0,
+            referenced_itt: 0,
+        })]
+    );
+    assert!(i
+        .send(&data_out(true, 0x20, ttt, 0, 0, &[0; 4096]))
+        .is_empty());
+    assert!(i.take_events().is_empty());
+    i.conn.complete_task_management(0x21, 0);
+    assert_eq!(i.drain()[0].opcode(), 0x22);
+}
+
+#[test]
+fn task_reassign_and_unknown_functions_answered_here() {
+    let mut i = logged_in(Limits::default());
+    assert_eq!(
+        i.send(&tmf_req(8, 1, 0, 1))[0].bhs[2],
+        4,
+        "allegiance reassignment not supported"
+    );
+    assert_eq!(
+        i.send(&tmf_req(0x33, 2, 0, 1))[0].bhs[2],
+        255,
+        "function rejected"
+    );
+    assert!(i.take_events().is_empty());
+}
+
+#[test]
+fn immediate_commands_do_not_advance_cmd_sn() {
+    let mut i = logged_in(Limits::default());
+    i.send(&scsi_cmd(true, true, false, false, 1, 0, 1, &[0; 6], &[]));
+    i.conn.complete_command(1, good(vec![], 0));
+    let r = i.drain();
+    assert_eq!(r[0].exp_cmd_sn(), 1);
+    i.send(&scsi_cmd(false, true, false, false, 2, 0, 1, &[0; 6], &[]));
+    i.conn.complete_command(2, good(vec![], 0));
+    let r = i.drain();
+    assert_eq!(r[0].exp_cmd_sn(), 2);
+}
+
+#[test]
+fn commands_delivered_in_cmd_sn_order_and_out_of_window_dropped() {
+    let mut i = logged_in(Limits {
+        command_window: 4,
+        ..Limits::default()
+    });
+    // CmdSN 3 and 2 arrive before 1.
+    i.send(&scsi_cmd(false, true, false, false, 3, 0, 3, &[0; 6], &[]));
+    i.send(&scsi_cmd(false, true, false, false, 2, 0, 2, &[0; 6], &[]));
+    assert!(i.take_events().is_empty());
+    // Beyond MaxCmdSN (1 + 4 - 1 = 4): dropped. Below ExpCmdSN later: dropped.
+    i.send(&scsi_cmd(false, true, false, false, 9, 0, 5, &[0; 6], &[]));
+    i.send(&scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]));
+    let itts: Vec<u32> = commands(i.take_events()).iter().map(|c| c.itt).collect();
+    assert_eq!(itts, vec![1, 2, 3]);
+    i.send(&scsi_cmd(false, true, false, false, 10, 0, 2, &[0; 6], &[]));
+    assert!(i.take_events().is_empty());
+    // With three outstanding, the window shrinks but MaxCmdSN never goes back.
+    i.conn.complete_command(1, good(vec![], 0));
+    let r = i.drain();
+    assert_eq!(r[0].exp_cmd_sn(), 4);
+    assert_eq!(r[0].max_cmd_sn(), 5, "4 + 4 - 2 outstanding - 1");
+}
+
+#[test]
+fn bidirectional_command_fails_with_check_condition() {
+    let mut i = logged_in(Limits::default());
+    let r = i.send(&scsi_cmd(false, true, true, true, 4, 512, 1, &[0; 16], &[]));
+    assert!(i.take_events().is_empty());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x21);
+    assert_eq!(r[0].bhs[3], 0x02);
+    assert_eq!(r[0].data[2 + 2] & 0x0f, 0x05, "ILLEGAL REQUEST");
+}
+
+#[test]
+fn extended_cdb_ahs() {
+    let mut i = logged_in(Limits::default());
+    let mut p = scsi_cmd(false, true, false, false, 4, 0, 1, &[0x7f; 16], &[]);
+    // AHSLength 5 (= 20-byte CDB - 15), type 1, reserved, 4 more CDB bytes: 8 bytes.
+    p[4] = 2;
+    let ahs = [0x00, 0x05, 0x01, 0x00, 0xa1, 0xa2, 0xa3, 0xa4];
+    p.splice(48..48, ahs);
+    i.send(&p);
+    let cmds = commands(i.take_events());
+    assert_eq!(cmds[0].cdb.len(), 20);
+    assert_eq!(&cmds[0].cdb[16..], &[0xa1, 0xa2, 0xa3, 0xa4]);
+}
+
+#[test]
+fn input_split_at_every_byte_boundary() {
+    let mut i = logged_in(Limits::default());
+    let data = pattern(1000);
+    let bytes = scsi_cmd(false, true, false, true, 1, 1000, 1, &WRITE10, &data);
+    let mut buf = bytes::BytesMut::new();
+    for b in &bytes {
+        buf.extend_from_slice(&[*b]);
+        i.conn.handle_input(&mut buf).unwrap();
+    }
+    assert!(buf.is_empty());
+    let mut cmds = Vec::new();
+    while let Some(Event::Command(c)) = i.conn.poll_event() {
+        cmds.push(c);
+    }
+    assert_eq!(cmds.len(), 1);
+    assert!(cmds[0].data_out == data[..]);
+}
+
+#[test]
+fn f_clear_but_first_burst_used_by_immediate_data_goes_to_r2t() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET),
+        ("InitialR2T", "No"),
+        ("FirstBurstLength", "4096"),
+    ]);
+    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    i.take_events();
+    let data = pattern(6000);
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        1,
+        6000,
+        1,
+        &WRITE10,
+        &data[..4096],
+    ));
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].opcode(), r[0].u32(40), r[0].u32(44)),
+        (0x31, 4096, 1904)
+    );
+    i.send(&data_out(true, 1, r[0].ttt(), 0, 4096, &data[4096..]));
+    let cmds = commands(i.take_events());
+    assert!(cmds[0].data_out == data[..]);
+}

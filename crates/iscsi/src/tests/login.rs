@@ -1,0 +1,344 @@
+//! Login phase: normal and discovery sessions, stage transitions, rejects.
+
+use super::initiator::*;
+use crate::pdu::hex_dump;
+use crate::{Event, Limits, SessionType};
+use bytes::BytesMut;
+
+fn text_dump(r: &Rx) -> String {
+    r.text().iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+#[test]
+fn libiscsi_normal_login_negotiation() {
+    let mut i = Initiator::new(config());
+    let (sec, op) = i.login_normal();
+    assert_eq!(sec.flags(), 0x81, "T=1 CSG=0 NSG=1");
+    insta::assert_snapshot!(
+        "libiscsi_login",
+        format!(
+            "security stage:\n{}operational stage:\n{}",
+            text_dump(&sec),
+            text_dump(&op)
+        )
+    );
+    let p = i.conn.params().expect("full feature").clone();
+    assert_eq!(p.initiator_max_recv_data_segment_length, 262_144);
+    assert_eq!(p.max_burst_length, 262_144);
+    assert_eq!(p.first_burst_length, 262_144);
+    assert!(!p.initial_r2t);
+    assert!(p.immediate_data);
+    assert_eq!(p.default_time2retain, 0);
+    assert_eq!(
+        i.take_events(),
+        vec![Event::LoggedIn {
+            initiator: INITIATOR.into(),
+            target: TARGET.into(),
+            session_type: SessionType::Normal,
+            isid: ISID,
+            tsih: 0x1234,
+        }]
+    );
+}
+
+#[test]
+fn login_pdus_snapshot() {
+    let mut i = Initiator::new(config());
+    let (sec, op) = i.login_normal();
+    let mut all = Vec::new();
+    for r in [sec, op] {
+        all.extend_from_slice(&r.bhs);
+        all.extend_from_slice(&r.data);
+        while all.len() & 3 != 0 {
+            all.push(0);
+        }
+    }
+    insta::assert_snapshot!("login_pdus_hex", hex_dump(&all));
+}
+
+#[test]
+fn straight_from_security_to_full_feature_with_operational_keys() {
+    let mut i = Initiator::new(config());
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.extend(libiscsi_operational_keys());
+    let r = i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].flags(), 0x83, "T=1 CSG=0 NSG=3");
+    assert_eq!(r[0].status_class(), 0);
+    assert_eq!(
+        &r[0].bhs[14..16],
+        &[0x12, 0x34],
+        "TSIH in the final response"
+    );
+    let t = r[0].text();
+    assert!(t.contains(&("MaxRecvDataSegmentLength".into(), "262144".into())));
+    assert!(t.contains(&("TargetPortalGroupTag".into(), "1".into())));
+    assert!(t.contains(&("ImmediateData".into(), "Yes".into())));
+    assert!(matches!(i.take_events()[..], [Event::LoggedIn { .. }]));
+}
+
+#[test]
+fn operational_stage_first_and_target_alias() {
+    // An initiator that skips the security stage altogether.
+    let mut i = Initiator::new(config());
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET2),
+        ("MaxRecvDataSegmentLength", "8192"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
+    assert_eq!(
+        r[0].text(),
+        vec![
+            ("TargetAlias".to_string(), "second".to_string()),
+            ("TargetPortalGroupTag".into(), "1".into()),
+            ("MaxRecvDataSegmentLength".into(), "262144".into()),
+        ]
+    );
+    let p = i.conn.params().unwrap();
+    // Keys not offered keep the RFC defaults.
+    assert!(p.initial_r2t);
+    assert_eq!(p.first_burst_length, 65_536);
+    assert_eq!(p.initiator_max_recv_data_segment_length, 8192);
+}
+
+#[test]
+fn security_stage_without_transit_then_transit() {
+    let mut i = Initiator::new(config());
+    let keys = kv_owned(&libiscsi_security_keys(TARGET));
+    let r = i.send(&login_req(false, 0, 0, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x00, "stays in security stage");
+    assert_eq!(r[0].stat_sn(), 0);
+    let r = i.send(&login_req(true, 0, 1, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x81);
+    assert_eq!(r[0].stat_sn(), 1);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x87);
+    assert_eq!(r[0].status_class(), 0);
+}
+
+#[test]
+fn login_text_split_with_continue_bit() {
+    let mut i = Initiator::new(config());
+    let keys = kv_owned(&libiscsi_security_keys(TARGET));
+    let (a, b) = keys.split_at(10);
+    // C=1 on the first part: the target acknowledges with an empty response.
+    let mut first = login_req(false, 0, 1, 1, 1, a);
+    first[1] |= 0x40;
+    let r = i.send(&first);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].data.is_empty());
+    assert_eq!(r[0].status_class(), 0);
+    let r = i.send(&login_req(true, 0, 1, 1, 1, b));
+    assert_eq!(r[0].flags(), 0x81);
+    assert!(r[0].text().contains(&("AuthMethod".into(), "None".into())));
+}
+
+#[test]
+fn discovery_send_targets_all() {
+    let mut i = Initiator::new(config());
+    let r = i.login_discovery();
+    assert_eq!(r.flags(), 0x83);
+    assert!(matches!(
+        &i.take_events()[..],
+        [Event::LoggedIn { session_type: SessionType::Discovery, target, .. }] if target.is_empty()
+    ));
+    let r = i.send(&text_req(
+        true,
+        false,
+        0x77,
+        0xffff_ffff,
+        1,
+        &kv(&[("SendTargets", "All")]),
+    ));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x24);
+    assert_eq!(r[0].flags(), 0x80);
+    assert_eq!(r[0].ttt(), 0xffff_ffff);
+    insta::assert_snapshot!("send_targets_all", text_dump(&r[0]));
+    let mut bytes = r[0].bhs.to_vec();
+    bytes.extend_from_slice(&r[0].data);
+    insta::assert_snapshot!("send_targets_all_hex", hex_dump(&bytes));
+
+    let r = i.send(&text_req(
+        true,
+        false,
+        0x78,
+        0xffff_ffff,
+        2,
+        &kv(&[("SendTargets", TARGET2)]),
+    ));
+    assert_eq!(
+        r[0].text(),
+        vec![
+            ("TargetName".to_string(), TARGET2.to_string()),
+            ("TargetAddress".into(), "192.0.2.10:3260,1".into()),
+            ("TargetAddress".into(), "[2001:db8::10]:3260,1".into()),
+        ]
+    );
+    let r = i.send(&logout_req(0, 0x79, 3));
+    assert_eq!(r[0].opcode(), 0x26);
+    assert!(i.conn.is_finished());
+}
+
+#[test]
+fn discovery_irrelevant_keys() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("SessionType", "Discovery"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
+        ("X-com.example.Foo", "1"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(
+        r[0].text(),
+        vec![
+            ("ImmediateData".to_string(), "Irrelevant".to_string()),
+            ("MaxBurstLength".into(), "Irrelevant".into()),
+            ("X-com.example.Foo".into(), "NotUnderstood".into()),
+            ("MaxRecvDataSegmentLength".into(), "262144".into()),
+        ]
+    );
+}
+
+#[test]
+fn send_targets_response_continues_over_small_mrdsl() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("SessionType", "Discovery"),
+        ("MaxRecvDataSegmentLength", "512"),
+    ]);
+    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    // Make the answer longer than 512 bytes with many targets.
+    let mut cfg = (*config()).clone();
+    cfg.targets.clear();
+    for n in 0..20 {
+        cfg.targets.push(crate::TargetInfo {
+            name: format!("iqn.2026-11.com.example:volume-number-{n:02}"),
+            alias: None,
+            addresses: vec!["192.0.2.10:3260,1".into()],
+        });
+    }
+    let mut i = Initiator::new(std::sync::Arc::new(cfg));
+    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let mut cmd_sn = 1;
+    let mut r = i.send(&text_req(
+        true,
+        false,
+        9,
+        0xffff_ffff,
+        cmd_sn,
+        &kv(&[("SendTargets", "All")]),
+    ));
+    let mut all = Vec::new();
+    let mut pdus = 0;
+    loop {
+        assert_eq!(r.len(), 1);
+        let p = &r[0];
+        assert!(p.data.len() <= 512);
+        all.extend_from_slice(&p.data);
+        pdus += 1;
+        if p.flags() & 0x40 == 0 {
+            assert_eq!(p.flags(), 0x80, "last: F=1 C=0");
+            assert_eq!(p.ttt(), 0xffff_ffff);
+            break;
+        }
+        assert_eq!(p.flags(), 0x40, "C=1 F=0");
+        assert_ne!(p.ttt(), 0xffff_ffff);
+        cmd_sn += 1;
+        r = i.send(&text_req(true, false, 9, p.ttt(), cmd_sn, &[]));
+    }
+    assert!(pdus >= 3);
+    let t = parse_text(&all);
+    assert_eq!(t.len(), 40);
+    assert_eq!(t[38].1, "iqn.2026-11.com.example:volume-number-19");
+}
+
+#[test]
+fn send_targets_in_normal_session_reports_own_target() {
+    let mut i = Initiator::new(config());
+    i.login_normal();
+    let r = i.send(&text_req(
+        true,
+        false,
+        5,
+        0xffff_ffff,
+        1,
+        &kv(&[("SendTargets", "All")]),
+    ));
+    assert_eq!(
+        r[0].text(),
+        vec![
+            ("TargetName".to_string(), TARGET.to_string()),
+            ("TargetAddress".into(), "192.0.2.10:3260,1".into()),
+        ]
+    );
+}
+
+#[rstest::rstest]
+#[case::unknown_target(&[("InitiatorName", INITIATOR), ("TargetName", "iqn.x:none")], 0x0203)]
+#[case::missing_target(&[("InitiatorName", INITIATOR)], 0x0207)]
+#[case::missing_initiator(&[("TargetName", TARGET)], 0x0207)]
+#[case::bad_session_type(&[("InitiatorName", INITIATOR), ("SessionType", "Weird")], 0x0209)]
+#[case::no_auth_method(&[("InitiatorName", INITIATOR), ("TargetName", TARGET), ("AuthMethod", "CHAP")], 0x0201)]
+#[case::key_twice(&[("InitiatorName", INITIATOR), ("TargetName", TARGET), ("MaxBurstLength", "512"), ("MaxBurstLength", "512")], 0x0200)]
+fn login_rejects(#[case] keys: &[(&str, &str)], #[case] status: u16) {
+    let mut i = Initiator::new(config());
+    let r = i.send(&login_req(true, 0, 1, 1, 1, &kv(keys)));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x23);
+    assert_eq!(r[0].status_class(), status);
+    assert!(i.conn.is_finished());
+    assert!(i.take_events().is_empty());
+    // Anything after the reject is ignored.
+    let mut more = BytesMut::from(&login_req(true, 0, 1, 1, 1, &kv(keys))[..]);
+    i.conn.handle_input(&mut more).unwrap();
+    assert!(i.drain().is_empty());
+}
+
+#[rstest::rstest]
+#[case::illegal_transition(0, 2, 0x0200)]
+#[case::backwards(1, 0, 0x0200)]
+fn login_bad_stage_transitions(#[case] csg: u8, #[case] nsg: u8, #[case] status: u16) {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    let r = i.send(&login_req(true, csg, nsg, 1, 1, &keys));
+    assert_eq!(r[0].status_class(), status);
+}
+
+#[test]
+fn login_unsupported_version_and_tsih() {
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    let mut i = Initiator::new(config());
+    let mut req = login_req(true, 0, 1, 1, 1, &keys);
+    req[2] = 2;
+    req[3] = 1; // Version-min 1
+    assert_eq!(i.send(&req)[0].status_class(), 0x0205);
+
+    let mut i = Initiator::new(config());
+    let mut req = login_req(true, 0, 1, 1, 1, &keys);
+    req[14] = 0x00;
+    req[15] = 0x05; // an existing session's TSIH
+    assert_eq!(i.send(&req)[0].status_class(), 0x020a);
+}
+
+#[test]
+fn login_limits_offered_from_config() {
+    let limits = Limits {
+        max_recv_data_segment_length: 65_536,
+        max_burst_length: 131_072,
+        first_burst_length: 16_384,
+        max_outstanding_r2t: 4,
+        immediate_data: false,
+        initial_r2t: true,
+        command_window: 32,
+    };
+    let mut i = Initiator::new(config_with(limits));
+    let (_, op) = i.login_normal();
+    insta::assert_snapshot!("login_custom_limits", text_dump(&op));
+    assert_eq!(op.max_cmd_sn(), 32, "ExpCmdSN 1 + window 32 - 1");
+}

@@ -1,0 +1,9 @@
+//! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
+//! initiator.
+
+mod errors;
+mod full_feature;
+mod initiator;
+mod kat;
+mod login;
+mod negotiation;
