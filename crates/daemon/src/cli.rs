@@ -39,6 +39,10 @@ pub struct Args {
     /// Export the LUN read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// Seconds a command may wait on its backing store before it is answered with ABORTED
+    /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
+    #[arg(long, default_value_t = 25)]
+    pub command_timeout: u64,
     /// Load libgfapi from this path instead of the system's libgfapi.so.0.
     #[arg(long, env = "GFAPI_LIBRARY")]
     pub gfapi_library: Option<PathBuf>,
@@ -72,6 +76,14 @@ impl Args {
                 },
             }],
         })
+    }
+
+    /// Server limits from the command line.
+    pub fn server(&self) -> crate::Server {
+        let mut server = crate::Server::default();
+        server.connection.command_timeout = (self.command_timeout > 0)
+            .then(|| std::time::Duration::from_secs(self.command_timeout));
+        server
     }
 }
 

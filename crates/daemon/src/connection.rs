@@ -8,14 +8,16 @@ use crate::targets::{Target, Targets};
 use bytes::BytesMut;
 use iscsi::{CommandResponse, Event, ScsiCommand, SessionType};
 use scsi::{Command, NexusId, Pending, Response, Start};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use store_api::{Completion, IoResult};
+use std::time::Duration;
+use store_api::{Completion, ErrorKind, IoResult, Op, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Numbers I_T nexuses (one per session for now).
 static NEXUS_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -27,14 +29,41 @@ struct IoDone {
     result: IoResult,
 }
 
-/// Commands handed to the SCSI layer and not yet answered, by initiator task tag.
-type InFlight = HashMap<u32, u64>;
+/// A command handed to the SCSI layer and not yet answered.
+struct InFlightCommand {
+    /// Wire LUN, for task management by LUN.
+    lun: u64,
+    /// Distinguishes this command from a later one that reuses its task tag.
+    seq: u64,
+    /// The storage operation it waits on, if any (for the time-out answer).
+    op: Option<Op>,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A command whose storage request has not finished by then is answered with CHECK
+    /// CONDITION, ABORTED COMMAND / LOGICAL UNIT COMMUNICATION TIME-OUT; the store keeps
+    /// the request's buffers until it finishes. `None`: no limit.
+    pub command_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        // Below the 30 s a Linux initiator waits before it aborts the command itself, so the
+        // initiator gets a retryable answer rather than an abort and a session recovery.
+        ConnectionLimits {
+            command_timeout: Some(Duration::from_secs(25)),
+        }
+    }
+}
 
 /// Serves one connection until logout, error or EOF.
 pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     targets: Arc<Targets>,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (mut reader, mut writer) = stream.into_split();
@@ -45,11 +74,19 @@ pub async fn serve_connection(
     let mut session = Session {
         target: None,
         nexus: 0,
-        in_flight: InFlight::new(),
+        in_flight: HashMap::new(),
+        next_seq: 0,
+        deadlines: VecDeque::new(),
+        limits,
     };
 
     loop {
+        let next_deadline = session.deadlines.front().map(|(at, _, _)| *at);
         tokio::select! {
+            _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
+                if next_deadline.is_some() => {
+                session.expire(&mut conn, Instant::now());
+            }
             read = reader.read_buf(&mut input) => {
                 match read {
                     Ok(0) => {
@@ -99,7 +136,11 @@ pub async fn serve_connection(
 struct Session {
     target: Option<Arc<Target>>,
     nexus: NexusId,
-    in_flight: InFlight,
+    in_flight: HashMap<u32, InFlightCommand>,
+    next_seq: u64,
+    /// Time limits of commands in start order (all share one limit, so this is sorted).
+    deadlines: VecDeque<(Instant, u32, u64)>,
+    limits: ConnectionLimits,
 }
 
 impl Session {
@@ -145,7 +186,16 @@ impl Session {
             return;
         };
         let itt = cmd.itt;
-        self.in_flight.insert(itt, cmd.lun);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.insert(
+            itt,
+            InFlightCommand {
+                lun: cmd.lun,
+                seq,
+                op: None,
+            },
+        );
         let start = target.scsi.start(Command {
             nexus: self.nexus,
             lun: cmd.lun,
@@ -192,6 +242,15 @@ impl Session {
                 request,
                 pending,
             } => {
+                if let Some(cmd) = self.in_flight.get_mut(&itt) {
+                    if cmd.op.is_none() {
+                        if let Some(limit) = self.limits.command_timeout {
+                            self.deadlines
+                                .push_back((Instant::now() + limit, itt, cmd.seq));
+                        }
+                    }
+                    cmd.op = Some(request.op());
+                }
                 let Some(store) = target.store(lun) else {
                     // The SCSI layer only asks for I/O on LUNs it knows, which all have stores.
                     tracing::error!(lun, "storage request for a LUN without a store");
@@ -243,7 +302,7 @@ impl Session {
                 let doomed: Vec<u32> = self
                     .in_flight
                     .iter()
-                    .filter(|(_, l)| **l == lun)
+                    .filter(|(_, cmd)| cmd.lun == lun)
                     .map(|(itt, _)| *itt)
                     .collect();
                 for itt in doomed {
@@ -260,6 +319,28 @@ impl Session {
                 FUNCTION_COMPLETE
             }
             _ => NOT_SUPPORTED,
+        }
+    }
+}
+
+impl Session {
+    /// Answers every command whose storage request outlived the time limit.
+    fn expire(&mut self, conn: &mut iscsi::Connection, now: Instant) {
+        while let Some(&(at, itt, seq)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let expired = self.in_flight.get(&itt).map_or(false, |cmd| cmd.seq == seq);
+            if !expired {
+                continue; // finished in time, or its tag now belongs to a newer command
+            }
+            let cmd = self.in_flight.remove(&itt).expect("checked above");
+            let op = cmd.op.unwrap_or(Op::Read);
+            tracing::warn!(itt, lun = cmd.lun, %op, limit = ?self.limits.command_timeout,
+                "storage request exceeded the command time limit; answering ABORTED COMMAND");
+            let sense = scsi::sense::from_store_error(&StoreError::new(op, ErrorKind::TimedOut));
+            conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
         }
     }
 }

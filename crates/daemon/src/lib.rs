@@ -11,5 +11,6 @@ pub mod connection;
 pub mod server;
 pub mod targets;
 
+pub use connection::ConnectionLimits;
 pub use server::{serve, Server};
 pub use targets::{LunSpec, TargetSpec, Targets};

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use daemon::cli::Args;
-use daemon::{serve, Server, Targets};
+use daemon::{serve, Targets};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ fn run(args: Args) -> anyhow::Result<()> {
              iscsiadm -m discovery -t st -p {portal}  |  iscsi://{portal}/{}/{}",
             args.target, args.lun, args.target, args.lun
         );
-        serve(&Server::default(), listener, targets, shutdown_signal()).await;
+        serve(&args.server(), listener, targets, shutdown_signal()).await;
         eprintln!("glfs-iscsi: stopped");
         Ok(())
     })

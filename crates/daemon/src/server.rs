@@ -1,7 +1,7 @@
 //! The accept loop: one task per connection, a cap on connections, and a shutdown signal
 //! passed in by the caller.
 
-use crate::connection::serve_connection;
+use crate::connection::{serve_connection, ConnectionLimits};
 use crate::targets::Targets;
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub struct Server {
     pub max_connections: usize,
     /// How long shutdown waits for open connections to finish their commands.
     pub drain_timeout: Duration,
+    /// Limits every connection gets.
+    pub connection: ConnectionLimits,
 }
 
 impl Default for Server {
@@ -24,6 +26,7 @@ impl Default for Server {
         Server {
             max_connections: 256,
             drain_timeout: Duration::from_secs(10),
+            connection: ConnectionLimits::default(),
         }
     }
 }
@@ -53,8 +56,9 @@ pub async fn serve(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let targets = targets.clone();
+                let limits = server.connection;
                 connections.spawn(async move {
-                    if let Err(err) = serve_connection(stream, peer, targets).await {
+                    if let Err(err) = serve_connection(stream, peer, targets, limits).await {
                         tracing::debug!(%peer, %err, "connection ended with an I/O error");
                     }
                     drop(permit);

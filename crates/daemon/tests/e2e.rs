@@ -3,85 +3,14 @@
 //! These tests start the binary as a child process; the glfs ones load the fake
 //! libgfapi.so.0 (built by `cargo xtask build-fake`; `cargo xtask test-offline` does that).
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+use support::*;
 use testkit::initiator::Initiator;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_glfs-iscsi");
-const IQN: &str = "iqn.2026-11.io.glfs-iscsi:e2e";
-const BLOCK: u32 = 512;
-
-/// A running target, killed on drop.
-struct Running {
-    child: Child,
-    portal: SocketAddr,
-}
-
-impl Running {
-    fn start(args: &[&str], env: &[(&str, &Path)]) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let portal: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = Command::new(BINARY)
-            .args(["--portal", &portal.to_string(), "--target", IQN])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start glfs-iscsi");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                panic!("glfs-iscsi exited early ({status}): {err}");
-            }
-            if TcpStream::connect_timeout(&portal, Duration::from_millis(100)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "glfs-iscsi did not listen within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Running { child, portal }
-    }
-
-    fn portal(&self) -> String {
-        self.portal.to_string()
-    }
-
-    fn connect(&self) -> Initiator {
-        Initiator::connect(&self.portal(), IQN, 0).expect("login to the target")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn fake_library() -> PathBuf {
-    testkit::fake::fake_library_path()
-}
-
-/// Runs the binary to completion (for start-up errors).
-fn run_to_exit(args: &[&str]) -> Output {
-    Command::new(BINARY)
-        .args(["--portal", "127.0.0.1:0", "--target", IQN])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run glfs-iscsi")
-}
-
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
 
 #[test]
 fn glfs_lun_on_fake_volume_stores_what_the_initiator_writes() {
@@ -90,10 +19,14 @@ fn glfs_lun_on_fake_volume_stores_what_the_initiator_writes() {
     let lib = fake_library();
     let target = Running::start(
         &[
-            "--bstype", "glfs",
-            "--backing-store", "vol@127.0.0.2:disks/lun0.img",
-            "--size", "8M",
-            "--gfapi-library", lib.to_str().unwrap(),
+            "--bstype",
+            "glfs",
+            "--backing-store",
+            "vol@127.0.0.2:disks/lun0.img",
+            "--size",
+            "8M",
+            "--gfapi-library",
+            lib.to_str().unwrap(),
         ],
         &[("GFAPI_FAKE_ROOT", root.path())],
     );
@@ -111,8 +44,16 @@ fn glfs_lun_on_fake_volume_stores_what_the_initiator_writes() {
         } else {
             init.write10(lba, &data, BLOCK).unwrap();
         }
-        assert_eq!(init.read10(lba, count as u32, BLOCK).unwrap(), data, "read back LBA {lba}");
-        assert_eq!(init.read16(lba, count as u32, BLOCK).unwrap(), data, "READ(16) LBA {lba}");
+        assert_eq!(
+            init.read10(lba, count as u32, BLOCK).unwrap(),
+            data,
+            "read back LBA {lba}"
+        );
+        assert_eq!(
+            init.read16(lba, count as u32, BLOCK).unwrap(),
+            data,
+            "READ(16) LBA {lba}"
+        );
     }
     init.synchronize_cache().unwrap();
     init.logout().unwrap();
@@ -122,9 +63,18 @@ fn glfs_lun_on_fake_volume_stores_what_the_initiator_writes() {
     for (lba, count, seed) in cases {
         let start = lba as usize * BLOCK as usize;
         let end = start + count * BLOCK as usize;
-        assert_eq!(&file[start..end], &pattern(seed, count * BLOCK as usize)[..], "file at LBA {lba}");
+        assert_eq!(
+            &file[start..end],
+            &pattern(seed, count * BLOCK as usize)[..],
+            "file at LBA {lba}"
+        );
     }
-    assert!(file[BLOCK as usize..100 * BLOCK as usize].iter().all(|b| *b == 0), "untouched blocks stay zero");
+    assert!(
+        file[BLOCK as usize..100 * BLOCK as usize]
+            .iter()
+            .all(|b| *b == 0),
+        "untouched blocks stay zero"
+    );
 }
 
 #[test]
@@ -134,7 +84,10 @@ fn discovery_lists_the_target_at_its_portal() {
     assert_eq!(found.len(), 1, "{found:?}");
     let (name, addresses) = &found[0];
     assert_eq!(name, IQN);
-    assert!(addresses.iter().any(|a| a.starts_with(&target.portal())), "{found:?}");
+    assert!(
+        addresses.iter().any(|a| a.starts_with(&target.portal())),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -151,7 +104,10 @@ fn malformed_pdu_closes_only_its_own_connection() {
     bad.write_all(&bhs).unwrap();
     let mut buf = [0u8; 64];
     let n = bad.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "the target must close a connection that sent an unknown opcode");
+    assert_eq!(
+        n, 0,
+        "the target must close a connection that sent an unknown opcode"
+    );
 
     // The other session goes on.
     good.write10(0, &pattern(9, 512), BLOCK).unwrap();
@@ -165,27 +121,45 @@ fn bad_backing_store_is_a_one_line_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected, got: {err}");
-    assert!(lines[0].contains("no-at-sign"), "the error names the bad input: {err}");
+    assert!(
+        lines[0].contains("no-at-sign"),
+        "the error names the bad input: {err}"
+    );
 }
 
 #[test]
 fn unloadable_libgfapi_is_a_one_line_error() {
     let out = run_to_exit(&[
-        "--bstype", "glfs",
-        "--backing-store", "vol@127.0.0.2:lun",
-        "--gfapi-library", "/nonexistent/libgfapi.so.0",
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun",
+        "--gfapi-library",
+        "/nonexistent/libgfapi.so.0",
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected, got: {err}");
-    assert!(lines[0].contains("/nonexistent/libgfapi.so.0"), "names the library: {err}");
+    assert!(
+        lines[0].contains("/nonexistent/libgfapi.so.0"),
+        "names the library: {err}"
+    );
 }
 
 #[test]
 fn bad_target_name_is_rejected_before_anything_starts() {
     let out = Command::new(BINARY)
-        .args(["--portal", "127.0.0.1:0", "--target", "disk1", "--bstype", "memory", "--size", "1M"])
+        .args([
+            "--portal",
+            "127.0.0.1:0",
+            "--target",
+            "disk1",
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

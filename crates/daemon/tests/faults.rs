@@ -1,0 +1,255 @@
+//! Store failures seen by a real initiator: the fake gfapi's fault rules make the glfs store
+//! fail on purpose, and libiscsi reads the sense data the target answers with.
+//!
+//! Expected sense bytes come from SPC-4's tables (sense keys in table 52, ASC/ASCQ in
+//! annex D), written out here rather than taken from the scsi crate.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+use testkit::fake::{FakeRoot, FaultRule};
+use testkit::initiator::ScsiError;
+
+const VOLUME: &str = "vol";
+
+/// A glfs LUN on a fresh fake volume.
+fn glfs_target(root: &FakeRoot, extra: &[&str]) -> Running {
+    root.create_volume(VOLUME);
+    let lib = fake_library();
+    let mut args = vec![
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+        "--size",
+        "4M",
+        "--gfapi-library",
+        lib.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
+}
+
+fn scsi_error(err: testkit::initiator::Error) -> ScsiError {
+    err.scsi()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected a SCSI error, got {err:?}"))
+}
+
+/// (sense key, ASC, ASCQ) of a failed command.
+fn sense_of(err: testkit::initiator::Error) -> (u8, u8, u8) {
+    let e = scsi_error(err);
+    assert_eq!(e.status, 0x02, "CHECK CONDITION expected: {e:?}");
+    (e.sense_key, e.asc, e.ascq)
+}
+
+const MEDIUM_ERROR: u8 = 0x03;
+const DATA_PROTECT: u8 = 0x07;
+const ABORTED_COMMAND: u8 = 0x0b;
+const NOT_READY: u8 = 0x02;
+
+#[test]
+fn eio_on_write_is_medium_error_write_error() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let mut init = target.connect();
+    root.set_rules(&[FaultRule::on(&["write"]).errno("EIO")]);
+    let err = init.write10(0, &pattern(1, 512), BLOCK).unwrap_err();
+    // MEDIUM ERROR, WRITE ERROR (0Ch/00h)
+    assert_eq!(sense_of(err), (MEDIUM_ERROR, 0x0c, 0x00));
+    root.clear();
+    init.write10(0, &pattern(1, 512), BLOCK).unwrap();
+}
+
+#[test]
+fn eio_on_read_is_medium_error_unrecovered_read_error() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let mut init = target.connect();
+    root.set_rules(&[FaultRule::on(&["read"]).errno("EIO")]);
+    let err = init.read10(0, 1, BLOCK).unwrap_err();
+    // MEDIUM ERROR, UNRECOVERED READ ERROR (11h/00h)
+    assert_eq!(sense_of(err), (MEDIUM_ERROR, 0x11, 0x00));
+}
+
+#[test]
+fn enospc_is_data_protect_space_allocation_failed() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let mut init = target.connect();
+    root.set_rules(&[FaultRule::on(&["write"]).errno("ENOSPC")]);
+    let err = init.write16(8, &pattern(2, 4096), BLOCK).unwrap_err();
+    // DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT (27h/07h)
+    assert_eq!(sense_of(err), (DATA_PROTECT, 0x27, 0x07));
+}
+
+#[test]
+fn lost_connection_is_not_ready_becoming_ready() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let mut init = target.connect();
+    root.set_rules(&[FaultRule::on(&["read"]).errno("ENOTCONN")]);
+    let err = init.read16(0, 1, BLOCK).unwrap_err();
+    // NOT READY, LOGICAL UNIT IS IN PROCESS OF BECOMING READY (04h/01h): retried by initiators
+    assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));
+}
+
+#[test]
+fn hung_store_hits_the_command_time_limit_and_the_target_recovers() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "2"]);
+    let mut init = target.connect();
+    init.write10(4, &pattern(3, 512), BLOCK).unwrap();
+    root.set_rules(&[FaultRule::on(&["write"]).hang()]);
+    let started = Instant::now();
+    let err = init.write10(4, &pattern(4, 512), BLOCK).unwrap_err();
+    let waited = started.elapsed();
+    // ABORTED COMMAND, LOGICAL UNIT COMMUNICATION TIME-OUT (08h/01h)
+    assert_eq!(sense_of(err), (ABORTED_COMMAND, 0x08, 0x01));
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "answered before the limit: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "the limit did not hold: {waited:?}"
+    );
+
+    // Releasing the hang lets the abandoned write finish inside the store; the session and
+    // the LUN go on working.
+    root.clear();
+    init.write10(5, &pattern(5, 512), BLOCK).unwrap();
+    assert_eq!(init.read10(5, 1, BLOCK).unwrap(), pattern(5, 512));
+}
+
+// ---- A minimal hand-written initiator, for what libiscsi's synchronous API cannot do:
+// ---- send ABORT TASK while a command is outstanding. Byte layouts from RFC 7143 section 11.
+
+fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn send_pdu(stream: &mut TcpStream, bhs: [u8; 48], data: &[u8]) {
+    let mut bhs = bhs;
+    let len = data.len() as u32;
+    bhs[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
+    let mut pdu = bhs.to_vec();
+    pdu.extend_from_slice(data);
+    pdu.resize(48 + pad4(data.len()), 0);
+    stream.write_all(&pdu).unwrap();
+}
+
+fn recv_pdu(stream: &mut TcpStream) -> ([u8; 48], Vec<u8>) {
+    let mut bhs = [0u8; 48];
+    stream.read_exact(&mut bhs).unwrap();
+    assert_eq!(bhs[4], 0, "no AHS expected");
+    let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
+    let mut data = vec![0u8; pad4(len)];
+    stream.read_exact(&mut data).unwrap();
+    data.truncate(len);
+    (bhs, data)
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+/// Logs in straight into the operational stage and on to full feature phase; returns the
+/// next ExpStatSN.
+fn raw_login(stream: &mut TcpStream) -> u32 {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x43; // immediate + Login Request
+    bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
+    bhs[8..14].copy_from_slice(&[0x80, 0x12, 0x34, 0x56, 0x00, 0x01]); // ISID, random type
+    bhs[16..20].copy_from_slice(&0x100u32.to_be_bytes()); // ITT
+    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
+    let keys = format!(
+        "InitiatorName=iqn.2026-11.test:raw\0TargetName={IQN}\0SessionType=Normal\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxRecvDataSegmentLength=65536\0\
+         HeaderDigest=None\0DataDigest=None\0"
+    );
+    send_pdu(stream, bhs, keys.as_bytes());
+    let (resp, data) = recv_pdu(stream);
+    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response expected");
+    assert_eq!(
+        (resp[36], resp[37]),
+        (0, 0),
+        "login status: {}",
+        String::from_utf8_lossy(&data)
+    );
+    assert_eq!(resp[1] & 0x83, 0x83, "transit to full feature phase");
+    be32(&resp[24..]) + 1
+}
+
+#[test]
+fn abort_task_is_answered_while_the_store_still_holds_the_command() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "0"]);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream);
+    root.set_rules(&[FaultRule::on(&["write"]).hang()]);
+
+    // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
+    let mut cmd = [0u8; 48];
+    cmd[0] = 0x01;
+    cmd[1] = 0xa1; // F, W, SIMPLE
+    cmd[16..20].copy_from_slice(&1u32.to_be_bytes());
+    cmd[20..24].copy_from_slice(&512u32.to_be_bytes());
+    cmd[24..28].copy_from_slice(&1u32.to_be_bytes());
+    cmd[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    cmd[32..42].copy_from_slice(&[0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0]);
+    send_pdu(&mut stream, cmd, &pattern(6, 512));
+    std::thread::sleep(Duration::from_millis(300)); // let it reach the hung store
+
+    // ABORT TASK for ITT 1: immediate, ITT 2, RefCmdSN 1.
+    let mut tmf = [0u8; 48];
+    tmf[0] = 0x42;
+    tmf[1] = 0x81; // F + function 1 (ABORT TASK)
+    tmf[16..20].copy_from_slice(&2u32.to_be_bytes());
+    tmf[20..24].copy_from_slice(&1u32.to_be_bytes()); // referenced task tag
+    tmf[24..28].copy_from_slice(&2u32.to_be_bytes());
+    tmf[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    tmf[32..36].copy_from_slice(&1u32.to_be_bytes());
+    let started = Instant::now();
+    send_pdu(&mut stream, tmf, &[]);
+    let (resp, _) = recv_pdu(&mut stream);
+    assert_eq!(
+        resp[0] & 0x3f,
+        0x22,
+        "Task Management Function Response expected"
+    );
+    assert_eq!(be32(&resp[16..]), 2, "answers the TMF's ITT");
+    assert_eq!(resp[2], 0, "Function complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered while the store hangs"
+    );
+
+    // Release the store: the aborted write completes inside it and gets no response; a
+    // NOP-Out ping is the next thing answered.
+    root.clear();
+    let mut nop = [0u8; 48];
+    nop[0] = 0x40; // immediate NOP-Out
+    nop[1] = 0x80;
+    nop[8..16].copy_from_slice(&[0; 8]);
+    nop[16..20].copy_from_slice(&3u32.to_be_bytes());
+    nop[20..24].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+    nop[24..28].copy_from_slice(&2u32.to_be_bytes());
+    nop[28..32].copy_from_slice(&(exp_stat_sn + 1).to_be_bytes());
+    std::thread::sleep(Duration::from_millis(300));
+    send_pdu(&mut stream, nop, b"ping");
+    let (resp, data) = recv_pdu(&mut stream);
+    assert_eq!(
+        resp[0] & 0x3f,
+        0x20,
+        "NOP-In expected, not a response to the aborted task"
+    );
+    assert_eq!(be32(&resp[16..]), 3);
+    assert_eq!(data, b"ping");
+}
