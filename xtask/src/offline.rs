@@ -4,12 +4,14 @@
 //! 2. runs the workspace tests with nextest (the glfs cases load the fake);
 //! 3. starts the real target binary with a glfs LUN on the fake and drives it with
 //!    libiscsi's tools: discovery, inquiry, read capacity and the iscsi-test-cu suites;
-//! 4. proves the fake is a drop-in for tgt's bs_glfs and fio's gfapi engines.
+//! 4. runs every iscsi-test-cu suite on each backend and fails on any regression against
+//!    the results recorded in testdata/conformance/;
+//! 5. proves the fake is a drop-in for tgt's bs_glfs and fio's gfapi engines.
 //!
 //! Ends with one `offline: N passed, N failed` line.
 
 use crate::util::{self, Checks};
-use crate::{fake, target};
+use crate::{conformance, fake, target};
 use anyhow::Result;
 
 /// The iscsi-test-cu suites the foundation must pass with no failure.
@@ -55,6 +57,12 @@ pub fn run() -> Result<()> {
         target::check_bytes_landed(&fixture),
     );
     checks.record("target stops cleanly on SIGTERM", fixture.stop());
+
+    let backends: Vec<String> = conformance::BACKENDS.iter().map(|b| b.to_string()).collect();
+    checks.record(
+        "conformance: no test that passed in testdata/conformance/ regressed",
+        conformance::run(&backends, None, false),
+    );
 
     let fake_dir = fake_lib.parent().expect("library has a directory");
     checks.record_optional("tgtd --bstype glfs on the fake", fake::check_tgt(fake_dir));
