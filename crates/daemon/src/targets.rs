@@ -48,14 +48,9 @@ impl Targets {
     /// Opens every LUN's store and builds the targets. Fails on the first store that cannot
     /// be opened, naming the target and LUN.
     pub fn open(specs: &[TargetSpec], portal: SocketAddr, limits: iscsi::Limits) -> Result<Self> {
-        let mut targets = HashMap::new();
-        let mut infos = Vec::new();
+        let mut opened = Vec::new();
         for spec in specs {
-            if targets.contains_key(&spec.name) {
-                bail!("target {} is configured twice", spec.name);
-            }
-            let mut scsi = ScsiTarget::new();
-            let mut stores = HashMap::new();
+            let mut luns = Vec::new();
             for lun in &spec.luns {
                 let store = open_store(&lun.store).with_context(|| {
                     format!(
@@ -63,33 +58,55 @@ impl Targets {
                         spec.name, lun.lun
                     )
                 })?;
-                let config = lu_config(&spec.name, lun, store.as_ref());
-                tracing::info!(target = %spec.name, lun = lun.lun, store = %store.describe(),
+                luns.push((lun.clone(), store));
+            }
+            opened.push((spec.name.clone(), luns));
+        }
+        Self::with_stores(opened, portal, limits)
+    }
+
+    /// Builds the targets over stores that are already open (tests use this to put a mock
+    /// or an in-memory store behind a LUN).
+    pub fn with_stores(
+        targets: Vec<(String, Vec<(LunSpec, Arc<dyn BlockStore>)>)>,
+        portal: SocketAddr,
+        limits: iscsi::Limits,
+    ) -> Result<Self> {
+        let mut by_name = HashMap::new();
+        let mut infos = Vec::new();
+        for (name, luns) in targets {
+            if by_name.contains_key(&name) {
+                bail!("target {name} is configured twice");
+            }
+            let mut scsi = ScsiTarget::new();
+            let mut stores = HashMap::new();
+            for (lun, store) in luns {
+                if stores.contains_key(&u64::from(lun.lun)) {
+                    bail!("target {name} has LUN {} twice", lun.lun);
+                }
+                let config = lu_config(&name, &lun, store.as_ref());
+                tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
                 stores.insert(u64::from(lun.lun), store);
             }
             infos.push(iscsi::TargetInfo {
-                name: spec.name.clone(),
+                name: name.clone(),
                 alias: None,
                 addresses: vec![format!("{portal},1")],
             });
-            targets.insert(
-                spec.name.clone(),
-                Arc::new(Target {
-                    name: spec.name.clone(),
-                    scsi,
-                    stores,
-                }),
-            );
+            by_name.insert(name.clone(), Arc::new(Target { name, scsi, stores }));
         }
         let iscsi = Arc::new(iscsi::Config {
             targets: infos,
             limits,
             portal_group_tag: 1,
         });
-        Ok(Targets { iscsi, targets })
+        Ok(Targets {
+            iscsi,
+            targets: by_name,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
