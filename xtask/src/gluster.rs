@@ -42,30 +42,17 @@ fn ensure_installed() -> Result<()> {
         return Err(Skipped("glusterfs-server is not installed and we are not root".into()).into());
     }
     eprintln!("installing glusterfs-server with apt");
-    util::run(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "glusterfs-server",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .or_else(|_| {
-        util::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    let install = || {
         util::run(
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-qq",
-                    "--no-install-recommends",
-                    "glusterfs-server",
-                ])
+                .args(["install", "-y", "-qq", "--no-install-recommends", "glusterfs-server"])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
+    };
+    // A fresh machine may have no package lists yet.
+    install().or_else(|_| {
+        util::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        install()
     })
 }
 
