@@ -1,9 +1,40 @@
 //! `glfs`: a file on a Gluster volume through libgfapi's async calls (real or the fake).
 //! Completions run on gfapi's callback thread.
+//!
+//! # Lost connections (field failure #11)
+//!
+//! A request that fails with a connection-class errno (ENOTCONN, ECONNRESET, ...: whatever
+//! [`StoreError::from_errno`] calls [`ErrorKind::NotConnected`]) is reported as
+//! `NotConnected` (the SCSI layer turns that into NOT READY, which initiators retry) and
+//! starts one background reconnect of the volume:
+//!
+//! * Stores on one volume (same library, volume and servers) share a [`Mount`]: one
+//!   `glfs_t` for all of them. A reconnect replaces that `glfs_t` for every store on it, so
+//!   one lost connection gives one reconnect loop, not one per store or per request.
+//! * The loop runs on a thread of its own (`glfs-reconnect`): a fresh `glfs_t`
+//!   (`glfs_new`, the servers, logging, `glfs_init` on a helper thread, given up after the
+//!   mount timeout), then every store's file is opened again. Attempts back off from
+//!   100 ms, doubling to 5 s, and each one is logged. A `glfs_init` that hangs is
+//!   abandoned after the timeout and left to finish on its helper thread; at most two such
+//!   attempts run at once.
+//! * While a store has no file, its requests fail at once with `NotConnected`; nothing is
+//!   queued. When the new file is ready it is swapped in under a lock held only to clone
+//!   an `Arc` on the I/O path.
+//! * Requests already in flight on the old handle finish normally; their buffers and the
+//!   old file stay owned by the request until its callback. The old `glfs_t` is dropped
+//!   (`glfs_close`, `glfs_fini`, which can take seconds) on a thread of its own, never on
+//!   gfapi's callback thread.
+//! * [`GlfsStore::connection_state`], [`GlfsStore::generation`] and
+//!   [`GlfsStore::reconnect_attempts`] show where a store stands.
 
 use bytes::Bytes;
-use gfapi::{File, IoError};
-use std::sync::Arc;
+use gfapi::{File, Gfapi, IoError, Server, Volume};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
 use store_api::{
     check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest, Op,
     StoreError,
@@ -12,21 +43,525 @@ use store_api::{
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
 static ZEROES: [u8; 4 << 20] = [0; 4 << 20];
 
-/// A store on a gfapi file. Holds the file, which holds the (shared) volume.
-pub struct GlfsStore {
+/// First wait between reconnect attempts.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest wait between reconnect attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most abandoned (hung) `glfs_init` attempts of one mount alive at once.
+const MAX_HUNG_ATTEMPTS: usize = 2;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops `what` on a short-lived thread of its own: `glfs_close`/`glfs_fini` can take
+/// seconds and must not run on gfapi's callback thread or an I/O submitter.
+fn retire<T: Send + 'static>(what: T) {
+    let spawned = std::thread::Builder::new()
+        .name("glfs-retire".into())
+        .spawn(move || drop(what));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a thread to close a gfapi mount: {e}");
+    }
+}
+
+/// Drops a reference, retiring the value on its own thread if this was the last one.
+fn let_go<T: Send + Sync + 'static>(a: Arc<T>) {
+    if let Some(inner) = Arc::into_inner(a) {
+        retire(inner);
+    }
+}
+
+fn is_connection_errno(errno: i32) -> bool {
+    StoreError::from_errno(Op::Open, errno).kind == ErrorKind::NotConnected
+}
+
+/// Whether a store currently has a usable connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Requests go to gfapi.
+    Connected,
+    /// The connection was lost; requests fail with `NotConnected` until a background
+    /// reconnect succeeds.
+    Reconnecting,
+}
+
+/// Everything needed to make (or remake) a mount of a volume.
+#[derive(Debug, Clone)]
+pub(crate) struct MountParams {
+    pub lib: Arc<Gfapi>,
+    pub volume: String,
+    pub servers: Vec<Server>,
+    pub logfile: Option<PathBuf>,
+    pub loglevel: i32,
+    /// How long one `glfs_init` may take before the attempt is given up.
+    pub timeout: Duration,
+}
+
+/// Connects on a helper thread and waits at most `params.timeout`; `Err(None)` is a
+/// timeout. `shared` uses gfapi's mount registry (first mount); otherwise a fresh `glfs_t`
+/// is made (reconnect: the registry would hand back the broken one). An abandoned attempt
+/// keeps its thread, counted in `hung` until it finishes; its mount, if it ever succeeds,
+/// is dropped again on that thread.
+fn connect_with_timeout(
+    params: &MountParams,
+    shared: bool,
+    hung: &Arc<AtomicUsize>,
+) -> Result<Arc<Volume>, Option<gfapi::Error>> {
+    let (tx, rx) = mpsc::channel();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let p = params.clone();
+    let (helper_tx, helper_hung) = (tx.clone(), hung.clone());
+    std::thread::Builder::new()
+        .name("glfs-mount".into())
+        .spawn(move || {
+            let logfile = p.logfile.as_deref();
+            let r = if shared {
+                Volume::shared(&p.lib, &p.volume, &p.servers, logfile, p.loglevel)
+            } else {
+                Volume::connect(&p.lib, &p.volume, &p.servers, logfile, p.loglevel).map(Arc::new)
+            };
+            match lock(&helper_tx).take() {
+                Some(tx) => {
+                    let _ = tx.send(r);
+                }
+                None => {
+                    // The caller gave up; dropping the volume here unmounts it again.
+                    drop(r);
+                    helper_hung.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .map_err(|e| {
+            Some(gfapi::Error::Call {
+                call: "glfs_init",
+                errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
+            })
+        })?;
+    match rx.recv_timeout(params.timeout) {
+        Ok(r) => r.map_err(Some),
+        Err(_) => {
+            // Decide under the sender's lock whether the helper already answered.
+            let mut tx = lock(&tx);
+            if tx.take().is_none() {
+                drop(tx);
+                if let Ok(r) = rx.try_recv() {
+                    return r.map_err(Some);
+                }
+                return Err(None);
+            }
+            hung.fetch_add(1, Ordering::SeqCst);
+            Err(None)
+        }
+    }
+}
+
+/// A mount of one volume shared by every store on it, and its reconnect state.
+pub(crate) struct Mount {
+    params: MountParams,
+    state: Mutex<MountState>,
+    changed: Condvar,
+    /// Abandoned `glfs_init` attempts still running.
+    hung: Arc<AtomicUsize>,
+}
+
+struct MountState {
+    /// The live volume; `None` while the connection is lost and not yet replaced.
+    vol: Option<Arc<Volume>>,
+    /// 0 for the first mount, one more for each volume a reconnect put in its place.
+    generation: u64,
+    /// A reconnect loop is running.
+    reconnecting: bool,
+    /// The volume the running loop published was lost again; the loop must start over.
+    broken: bool,
+    /// `glfs_init` attempts made by reconnect loops.
+    attempts: u64,
+    /// Openers waiting in [`Mount::volume`] (a loop keeps going for them even when no
+    /// store is left on the mount).
+    waiters: usize,
+    /// The stores on this mount.
+    links: Vec<Weak<Link>>,
+}
+
+/// The open file of a store, and the mount generation it was opened on.
+#[derive(Clone)]
+struct Handle {
     file: Arc<File>,
+    generation: u64,
+}
+
+/// One store's place on a mount.
+struct Link {
+    mount: Arc<Mount>,
+    path: String,
+    /// `None` while disconnected. The lock is held only to clone or replace the handle.
+    current: RwLock<Option<Handle>>,
+}
+
+impl Link {
+    fn handle(&self) -> Option<Handle> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set(&self, h: Option<Handle>) -> Option<Handle> {
+        std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            h,
+        )
+    }
+}
+
+type RegistryKey = (String, String, Vec<Server>);
+type Slot = Arc<Mutex<Weak<Mount>>>;
+
+/// The mount of `params`' volume: the one already shared by other stores, else a new one
+/// (connected with the timeout; `Err(None)` is a timeout).
+pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Error>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Slot>>> = OnceLock::new();
+    let key = (
+        params.lib.name().to_string(),
+        params.volume.clone(),
+        params.servers.clone(),
+    );
+    // The registry lock only finds the slot; the slot's lock is held across the first
+    // mount so two openers of one volume do not both mount it.
+    let slot: Slot = {
+        let mut reg = lock(REGISTRY.get_or_init(Default::default));
+        reg.retain(|k, v| {
+            k == &key
+                || Arc::strong_count(v) > 1
+                || v.try_lock().map_or(true, |w| w.strong_count() > 0)
+        });
+        reg.entry(key).or_default().clone()
+    };
+    let mut slot = lock(&slot);
+    if let Some(m) = slot.upgrade() {
+        return Ok(m);
+    }
+    let hung = Arc::new(AtomicUsize::new(0));
+    let vol = connect_with_timeout(&params, true, &hung)?;
+    let m = Arc::new(Mount::new(params, vol, hung));
+    *slot = Arc::downgrade(&m);
+    Ok(m)
+}
+
+impl Mount {
+    fn new(params: MountParams, vol: Arc<Volume>, hung: Arc<AtomicUsize>) -> Mount {
+        Mount {
+            params,
+            state: Mutex::new(MountState {
+                vol: Some(vol),
+                generation: 0,
+                reconnecting: false,
+                broken: false,
+                attempts: 0,
+                waiters: 0,
+                links: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            hung,
+        }
+    }
+
+    /// The live volume and its generation, waiting up to the mount timeout while a
+    /// reconnect runs; `None` on timeout.
+    pub(crate) fn volume(self: &Arc<Self>) -> Option<(Arc<Volume>, u64)> {
+        let deadline = Instant::now() + self.params.timeout;
+        let mut st = lock(&self.state);
+        st.waiters += 1;
+        let found = loop {
+            if let Some(v) = &st.vol {
+                break Some((v.clone(), st.generation));
+            }
+            if !st.reconnecting {
+                self.start_reconnect(&mut st);
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break None;
+            };
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        st.waiters -= 1;
+        found
+    }
+
+    fn start_reconnect(self: &Arc<Self>, st: &mut MountState) {
+        st.reconnecting = true;
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("glfs-reconnect".into())
+            .spawn(move || me.reconnect_loop());
+        if let Err(e) = spawned {
+            tracing::error!(volume = %self.params.volume, "cannot start the reconnect thread: {e}");
+            st.reconnecting = false;
+        }
+    }
+
+    /// Reports that a request on the volume of `generation` found the connection lost.
+    /// The first report of a generation detaches every store from it and starts (or
+    /// restarts) the reconnect; later ones, and reports about replaced volumes, do nothing.
+    pub(crate) fn lost(self: &Arc<Self>, generation: u64) {
+        let mut st = lock(&self.state);
+        if generation != st.generation || st.vol.is_none() {
+            return;
+        }
+        tracing::warn!(
+            volume = %self.params.volume,
+            generation,
+            "gfapi connection lost; reconnecting in the background"
+        );
+        let mut old: Vec<Handle> = Vec::new();
+        let mut links = Vec::new();
+        for l in st.links.iter().filter_map(Weak::upgrade) {
+            if l.handle().is_some_and(|h| h.generation == generation) {
+                old.extend(l.set(None));
+            }
+            links.push(l);
+        }
+        let vol = st.vol.take();
+        if st.reconnecting {
+            st.broken = true;
+        } else {
+            self.start_reconnect(&mut st);
+        }
+        drop(st);
+        // Off this thread (possibly gfapi's callback thread) the last references may
+        // close files and finish the old mount.
+        for l in links {
+            let_go(l);
+        }
+        retire((old, vol));
+    }
+
+    fn attempts(&self) -> u64 {
+        lock(&self.state).attempts
+    }
+
+    fn reconnect_loop(self: Arc<Self>) {
+        let volume = self.params.volume.clone();
+        let mut delay = BACKOFF_START;
+        let mut backoff = |what: &dyn std::fmt::Display| {
+            tracing::warn!(volume = %volume, "reconnect: {what}; next try in {delay:?}");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(BACKOFF_MAX);
+        };
+        // The new volume, once connected (published or not).
+        let mut vol: Option<Arc<Volume>> = None;
+        loop {
+            let pending: Vec<Arc<Link>> = {
+                let mut st = lock(&self.state);
+                if st.broken {
+                    st.broken = false;
+                    if let Some(v) = vol.take() {
+                        retire(v);
+                    }
+                }
+                st.links.retain(|l| l.strong_count() > 0);
+                let pending: Vec<Arc<Link>> = st
+                    .links
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|l| l.handle().is_none())
+                    .collect();
+                let unwanted = st.links.is_empty() && st.waiters == 0;
+                if pending.is_empty() && (st.vol.is_some() || unwanted) {
+                    st.reconnecting = false;
+                    self.changed.notify_all();
+                    if st.vol.is_some() {
+                        tracing::info!(
+                            volume = %self.params.volume,
+                            generation = st.generation,
+                            "reconnected"
+                        );
+                    }
+                    return;
+                }
+                pending
+            };
+            let v = match &vol {
+                Some(v) => v.clone(),
+                None => {
+                    if self.hung.load(Ordering::SeqCst) >= MAX_HUNG_ATTEMPTS {
+                        backoff(&"earlier glfs_init attempts still hang");
+                        continue;
+                    }
+                    let attempt = {
+                        let mut st = lock(&self.state);
+                        st.attempts += 1;
+                        st.attempts
+                    };
+                    tracing::info!(
+                        volume = %self.params.volume,
+                        attempt,
+                        "reconnect: mounting the volume again"
+                    );
+                    match connect_with_timeout(&self.params, false, &self.hung) {
+                        Ok(v) => {
+                            vol = Some(v.clone());
+                            v
+                        }
+                        Err(Some(e)) => {
+                            backoff(&e);
+                            continue;
+                        }
+                        Err(None) => {
+                            backoff(&format_args!(
+                                "glfs_init did not finish within {:?}",
+                                self.params.timeout
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut opened = Vec::new();
+            let mut failure = None;
+            for link in &pending {
+                match File::open(&v, &link.path, libc::O_RDWR) {
+                    Ok(f) => opened.push((link.clone(), f)),
+                    Err(e) => {
+                        let conn = e.errno().is_some_and(is_connection_errno);
+                        failure = Some(format!("reopening {}: {e}", link.path));
+                        if conn {
+                            // The new volume is no good either: start over.
+                            if let Some(v) = vol.take() {
+                                retire(v);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(pending);
+            {
+                let mut st = lock(&self.state);
+                if st.broken || vol.is_none() {
+                    drop(st);
+                    retire(opened);
+                    if let Some(f) = failure {
+                        backoff(&f);
+                    }
+                    continue;
+                }
+                if st.vol.is_none() {
+                    st.generation += 1;
+                    st.vol = vol.clone();
+                }
+                let generation = st.generation;
+                for (link, file) in opened {
+                    link.set(Some(Handle { file, generation }));
+                    let_go(link);
+                }
+                self.changed.notify_all();
+            }
+            if let Some(f) = failure {
+                backoff(&f);
+            }
+        }
+    }
+}
+
+/// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
+pub struct GlfsStore {
+    link: Arc<Link>,
     geometry: Geometry,
     description: String,
 }
 
 impl GlfsStore {
     /// Serves `file` with `geometry`; `description` is what [`BlockStore::describe`] says.
+    ///
+    /// The store gets a mount of its own around `file`'s volume (not shared with stores
+    /// opened through [`crate::open_store`]); a reconnect uses the volume's library and
+    /// servers, gfapi's default logging at level 5 and a 60 s mount timeout.
     pub fn new(file: Arc<File>, geometry: Geometry, description: String) -> GlfsStore {
+        let vol = file.volume().clone();
+        let params = MountParams {
+            lib: vol.library().clone(),
+            volume: vol.name().to_string(),
+            servers: vol.servers().to_vec(),
+            logfile: None,
+            loglevel: 5,
+            timeout: Duration::from_secs(60),
+        };
+        let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));
+        GlfsStore::attach(&mount, file, 0, geometry, description)
+    }
+
+    /// Serves `file`, opened on generation `generation` of `mount`.
+    pub(crate) fn attach(
+        mount: &Arc<Mount>,
+        file: Arc<File>,
+        generation: u64,
+        geometry: Geometry,
+        description: String,
+    ) -> GlfsStore {
+        let link = Arc::new(Link {
+            mount: mount.clone(),
+            path: file.path().to_string(),
+            current: RwLock::new(None),
+        });
+        let mut st = lock(&mount.state);
+        st.links.push(Arc::downgrade(&link));
+        if st.vol.is_some() && st.generation == generation {
+            link.set(Some(Handle { file, generation }));
+        } else {
+            // The mount was replaced while the file was being opened: the reconnect
+            // opens it again on the new volume.
+            retire(file);
+            if !st.reconnecting {
+                mount.start_reconnect(&mut st);
+            }
+        }
+        drop(st);
         GlfsStore {
-            file,
+            link,
             geometry,
             description,
         }
+    }
+
+    /// Whether requests currently reach gfapi.
+    pub fn connection_state(&self) -> ConnectionState {
+        match self.link.handle() {
+            Some(_) => ConnectionState::Connected,
+            None => ConnectionState::Reconnecting,
+        }
+    }
+
+    /// The mount generation: 0 for the first mount, one more for each successful
+    /// reconnect of the volume (shared by all stores on it).
+    pub fn generation(&self) -> u64 {
+        lock(&self.link.mount.state).generation
+    }
+
+    /// How many times a reconnect has tried to mount the volume again (all stores on the
+    /// volume together).
+    pub fn reconnect_attempts(&self) -> u64 {
+        self.link.mount.attempts()
+    }
+
+    /// Wraps `done` so that a connection-class failure reports the lost connection (and
+    /// so starts the reconnect) before the caller sees it.
+    fn watch(&self, generation: u64, done: Completion) -> Completion {
+        let link = Arc::downgrade(&self.link);
+        Completion::new(move |r: store_api::IoResult| {
+            if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
+                if let Some(link) = link.upgrade() {
+                    link.mount.lost(generation);
+                    // Never close files or finish mounts on gfapi's callback thread.
+                    let_go(link);
+                }
+            }
+            done.complete(r)
+        })
     }
 }
 
@@ -89,16 +624,19 @@ impl BlockStore for GlfsStore {
         if let Err(e) = check_range(self.geometry, &req) {
             return done.complete(Err(e));
         }
+        let Some(Handle { file, generation }) = self.link.handle() else {
+            // Reconnecting: fail fast, queue nothing.
+            return done.complete(Err(StoreError::from_errno(req.op(), libc::ENOTCONN)));
+        };
+        let done = self.watch(generation, done);
         match req {
-            IoRequest::Read { offset, len } => {
-                self.file.pread_async(offset, len as usize, move |r| {
-                    done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
-                })
-            }
+            IoRequest::Read { offset, len } => file.pread_async(offset, len as usize, move |r| {
+                done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
+            }),
             IoRequest::Write { offset, data, fua } => {
-                let file = self.file.clone();
-                self.file.pwrite_async(offset, data, move |r| match r {
-                    Ok(()) if fua => file.fdatasync_async(move |r| {
+                let f = file.clone();
+                file.pwrite_async(offset, data, move |r| match r {
+                    Ok(()) if fua => f.fdatasync_async(move |r| {
                         done.complete(
                             r.map(|()| IoReply::Done)
                                 .map_err(|e| store_error(Op::Write, e)),
@@ -110,7 +648,7 @@ impl BlockStore for GlfsStore {
                     ),
                 })
             }
-            IoRequest::Flush => self.file.fdatasync_async(move |r| {
+            IoRequest::Flush => file.fdatasync_async(move |r| {
                 done.complete(
                     r.map(|()| IoReply::Done)
                         .map_err(|e| store_error(Op::Flush, e)),
@@ -120,15 +658,15 @@ impl BlockStore for GlfsStore {
                 if len == 0 {
                     return done.complete(Ok(IoReply::Done));
                 }
-                let cb = zero_fallback(self.file.clone(), Op::Discard, offset, len, done);
-                self.file.discard_async(offset, len, cb)
+                let cb = zero_fallback(file.clone(), Op::Discard, offset, len, done);
+                file.discard_async(offset, len, cb)
             }
             IoRequest::WriteZeroes { offset, len } => {
                 if len == 0 {
                     return done.complete(Ok(IoReply::Done));
                 }
-                let cb = zero_fallback(self.file.clone(), Op::WriteZeroes, offset, len, done);
-                self.file.zerofill_async(offset, len, cb)
+                let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
+                file.zerofill_async(offset, len, cb)
             }
         }
     }

@@ -16,7 +16,9 @@
 //! * `glfs`: IPv6 hosts go in brackets (`vol@[fe80::1],host2:disk`). libgfapi is loaded from
 //!   [`StoreOptions::gfapi_library`], else from the path in the environment variable
 //!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Mounts are shared:
-//!   LUNs on the same volume and servers use one `glfs_t`.
+//!   LUNs on the same volume and servers use one `glfs_t`. A lost connection fails requests
+//!   with `NotConnected` while one background loop mounts the volume again for all its
+//!   LUNs and reopens their files (see [`GlfsStore`] and [`open_glfs_store`]).
 
 mod file;
 mod glfs;
@@ -24,7 +26,7 @@ mod memory;
 pub mod spec;
 
 pub use file::FileStore;
-pub use glfs::GlfsStore;
+pub use glfs::{ConnectionState, GlfsStore};
 pub use memory::MemoryStore;
 
 use spec::{parse_size, split_options, GlfsOptions, GlfsSpec};
@@ -75,7 +77,7 @@ pub fn open_store(opts: &StoreOptions) -> Result<Arc<dyn BlockStore>, OpenError>
     match opts.bstype.as_str() {
         "memory" => open_memory(opts, block_size),
         "file" | "rdwr" => open_file(opts, block_size),
-        "glfs" => open_glfs(opts, block_size),
+        "glfs" => Ok(open_glfs(opts, block_size)?),
         other => Err(OpenError::UnknownType(other.to_string())),
     }
 }
@@ -212,40 +214,13 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
     Ok(Arc::new(store))
 }
 
-/// Mounts (or reuses) the volume on a helper thread and waits at most the configured
-/// timeout; `Err(None)` is a timeout. A hung mount attempt keeps its thread; later opens of
-/// the same volume wait for it (and time out) rather than start another mount.
-fn mount_with_timeout(
-    lib: &Arc<gfapi::Gfapi>,
-    volume: &str,
-    servers: &[gfapi::Server],
-    logfile: Option<&std::path::Path>,
-    gopts: &GlfsOptions,
-) -> Result<Arc<gfapi::Volume>, Option<gfapi::Error>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (lib, volume, servers) = (lib.clone(), volume.to_string(), servers.to_vec());
-    let logfile = logfile.map(std::path::Path::to_path_buf);
-    let loglevel = gopts.loglevel;
-    std::thread::Builder::new()
-        .name("glfs-mount".into())
-        .spawn(move || {
-            let r = gfapi::Volume::shared(&lib, &volume, &servers, logfile.as_deref(), loglevel);
-            // If the opener gave up, dropping the volume here unmounts it again.
-            let _ = tx.send(r);
-        })
-        .map_err(|e| {
-            Some(gfapi::Error::Call {
-                call: "glfs_init",
-                errno: e.raw_os_error().unwrap_or(libc::EAGAIN),
-            })
-        })?;
-    match rx.recv_timeout(std::time::Duration::from_secs(gopts.timeout_secs)) {
-        Ok(r) => r.map_err(Some),
-        Err(_) => Err(None),
-    }
+/// Opens a `glfs` store like [`open_store`] (whatever `opts.bstype` says), returning the
+/// concrete [`GlfsStore`] so its connection state can be watched.
+pub fn open_glfs_store(opts: &StoreOptions) -> Result<Arc<GlfsStore>, OpenError> {
+    open_glfs(opts, block_size(opts)?)
 }
 
-fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
+fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, OpenError> {
     let spec = GlfsSpec::parse(&opts.backing_store)?;
     let gopts = GlfsOptions::parse(&opts.bsopts)?;
     let library = opts.gfapi_library.clone().or_else(|| {
@@ -269,25 +244,44 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
         what: what.clone(),
         reason: e.to_string(),
     };
-    let logfile = gopts.logfile.as_deref().map(std::path::Path::new);
-    let vol =
-        mount_with_timeout(&lib, &spec.volume, &servers, logfile, &gopts).map_err(|e| match e {
-            Some(e) => open_err(e),
-            None => OpenError::Open {
-                what: what.clone(),
-                reason: format!(
-                    "volume mount (glfs_init) did not finish within {} s",
-                    gopts.timeout_secs
-                ),
-            },
-        })?;
+    let timed_out = || OpenError::Open {
+        what: what.clone(),
+        reason: format!(
+            "volume mount (glfs_init) did not finish within {} s",
+            gopts.timeout_secs
+        ),
+    };
+    let mount = glfs::mount(glfs::MountParams {
+        lib,
+        volume: spec.volume.clone(),
+        servers,
+        logfile: gopts.logfile.as_ref().map(PathBuf::from),
+        loglevel: gopts.loglevel,
+        timeout: std::time::Duration::from_secs(gopts.timeout_secs),
+    })
+    .map_err(|e| match e {
+        Some(e) => open_err(e),
+        None => timed_out(),
+    })?;
+    // Waits (up to the timeout) if the shared mount is being reconnected.
+    let (vol, generation) = mount.volume().ok_or_else(timed_out)?;
+    // A file operation that finds the connection lost starts the mount's reconnect.
+    let fail = |e: gfapi::Error| {
+        if e.errno().is_some_and(|n| {
+            store_api::StoreError::from_errno(store_api::Op::Open, n).kind
+                == store_api::ErrorKind::NotConnected
+        }) {
+            mount.lost(generation);
+        }
+        open_err(e)
+    };
     let file = match gfapi::File::open(&vol, &spec.path, libc::O_RDWR) {
         Ok(f) => f,
         Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
             Some(size) => {
                 let f = gfapi::File::create(&vol, &spec.path, libc::O_RDWR | libc::O_EXCL, 0o600)
-                    .map_err(open_err)?;
-                f.truncate(size).map_err(open_err)?;
+                    .map_err(fail)?;
+                f.truncate(size).map_err(fail)?;
                 f
             }
             None => {
@@ -297,9 +291,12 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
                 })
             }
         },
-        Err(e) => return Err(open_err(e)),
+        Err(e) => return Err(fail(e)),
     };
-    let size = file.size().map_err(open_err)?;
+    let size = file.size().map_err(fail)?;
+    drop(vol);
     let geometry = geometry(&what, size, block_size)?;
-    Ok(Arc::new(GlfsStore::new(file, geometry, what)))
+    Ok(Arc::new(GlfsStore::attach(
+        &mount, file, generation, geometry, what,
+    )))
 }

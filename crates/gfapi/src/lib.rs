@@ -294,6 +294,12 @@ impl Volume {
         &self.name
     }
 
+    /// The library this mount was made with (to make another mount of the same volume,
+    /// e.g. to reconnect).
+    pub fn library(&self) -> &Arc<Gfapi> {
+        &self.lib
+    }
+
     /// The volfile servers.
     pub fn servers(&self) -> &[Server] {
         &self.servers

@@ -1,0 +1,415 @@
+//! The glfs store survives a lost connection (field failure #11): requests fail with
+//! `NotConnected` (not EIO) while one background loop mounts the volume again, and I/O
+//! resumes by itself. Runs on the fake libgfapi (`cargo xtask build-fake`) with its
+//! `disconnect` and `hang` fault rules.
+//!
+//! The fake counts `glfs_init` calls for us: with `loglevel=7` every mount logs
+//! "volume mounted from", and every init a fault rule hits logs "fault injected on init".
+
+use backstore::{open_glfs_store, ConnectionState, GlfsStore, StoreOptions};
+use bytes::Bytes;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use store_api::{BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult, Op};
+use testkit::fake::{fake_library_path, FakeRoot, FaultRule};
+
+const SIZE: u64 = 4 << 20;
+/// Upper bound for a request that fails fast. A request that waited for the reconnect
+/// would take the whole outage (seconds); the margin is for a loaded 2-core machine.
+const FAST: Duration = Duration::from_millis(250);
+
+/// One fake root per test, named by `GFAPI_FAKE_ROOT` (process-wide), so tests in one
+/// process (`cargo test`) take turns.
+struct Env {
+    root: FakeRoot,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Env {
+    fn new() -> Env {
+        static TURN: Mutex<()> = Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let root = FakeRoot::new();
+        std::env::set_var(testkit::fake::ENV_ROOT, root.path());
+        Env { root, _turn: turn }
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        self.root.path().join("gfapi.log")
+    }
+
+    /// Opens `vol@localhost:file` (created with `SIZE` bytes), logging to the root's log.
+    fn open(&self, vol: &str, file: &str, extra_opts: &str) -> Arc<GlfsStore> {
+        self.root.create_volume(vol);
+        open_glfs_store(&StoreOptions {
+            bstype: "glfs".into(),
+            backing_store: format!("{vol}@localhost:{file}"),
+            bsopts: format!(
+                "logfile={};loglevel=7;{extra_opts}",
+                self.log_path().display()
+            ),
+            create_size: Some(SIZE),
+            gfapi_library: Some(fake_library_path()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn log_count(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
+    }
+
+    /// Successful mounts so far.
+    fn mounts(&self) -> usize {
+        self.log_count("volume mounted from")
+    }
+
+    /// glfs_init calls a fault rule intercepted (disconnected or hung).
+    fn faulted_inits(&self) -> usize {
+        self.log_count("fault injected on init")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Release hangs so no helper thread stays blocked in the fake.
+        self.root.clear();
+    }
+}
+
+/// Submits and waits at most 10 s; also returns how long the completion took.
+fn run_timed(store: &dyn BlockStore, req: IoRequest) -> (IoResult, Duration) {
+    let (tx, rx) = mpsc::channel();
+    let started = Instant::now();
+    store.submit(req, Completion::new(move |r| tx.send(r).unwrap()));
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("completion not called within 10 s");
+    (r, started.elapsed())
+}
+
+fn run(store: &dyn BlockStore, req: IoRequest) -> IoResult {
+    run_timed(store, req).0
+}
+
+fn write_req(offset: u64, data: &[u8]) -> IoRequest {
+    IoRequest::Write {
+        offset,
+        data: Bytes::copy_from_slice(data),
+        fua: false,
+    }
+}
+
+fn write(store: &dyn BlockStore, offset: u64, data: &[u8]) {
+    assert_eq!(run(store, write_req(offset, data)), Ok(IoReply::Done));
+}
+
+fn read(store: &dyn BlockStore, offset: u64, len: u32) -> Vec<u8> {
+    match run(store, IoRequest::Read { offset, len }) {
+        Ok(IoReply::Data(d)) => d.to_vec(),
+        other => panic!("read {offset}+{len}: {other:?}"),
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+/// Asserts `r` is the lost-connection error for `op`: NotConnected with ENOTCONN.
+#[track_caller]
+fn assert_not_connected(r: IoResult, op: Op) {
+    let e = r.expect_err("request on a lost connection succeeded");
+    assert_eq!(
+        (e.op, e.kind, e.errno),
+        (op, ErrorKind::NotConnected, Some(libc::ENOTCONN))
+    );
+}
+
+/// Polls until `f` holds, at most `limit`.
+#[track_caller]
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every operation but `init` on `vol` drops the connection.
+fn disconnect_io(vol: &str) -> FaultRule {
+    FaultRule::on(&[
+        "read",
+        "write",
+        "fdatasync",
+        "fsync",
+        "open",
+        "fstat",
+        "discard",
+        "zerofill",
+    ])
+    .volume(vol)
+    .disconnect()
+}
+
+#[test]
+fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
+    let env = Env::new();
+    let s = env.open("r1", "lun.img", "");
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
+    assert_eq!(s.generation(), 0);
+    let before = pattern(8192, 1);
+    write(&*s, 0, &before);
+    write(&*s, 1 << 20, &before);
+
+    // Every operation on the volume, glfs_init included, now finds the server gone.
+    env.root
+        .set_rules(&[FaultRule::any().volume("r1").disconnect()]);
+    assert_not_connected(run(&*s, write_req(16384, &[7; 512])), Op::Write);
+    // The failure already switched the store to reconnecting: the next request does not
+    // reach gfapi and fails the same way.
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
+    assert_not_connected(
+        run(
+            &*s,
+            IoRequest::Read {
+                offset: 0,
+                len: 512,
+            },
+        ),
+        Op::Read,
+    );
+    assert_not_connected(run(&*s, IoRequest::Flush), Op::Flush);
+    wait_for(Duration::from_secs(5), "a failed reconnect attempt", || {
+        env.faulted_inits() >= 2
+    });
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
+    assert_eq!(env.mounts(), 1, "only the first mount succeeded so far");
+
+    // The server is back: the store reconnects without being asked.
+    env.root.clear();
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
+    assert_eq!(s.generation(), 1);
+    assert_eq!(env.mounts(), 2, "one new glfs_t");
+    assert!(s.reconnect_attempts() >= 2, "{}", s.reconnect_attempts());
+
+    assert_eq!(read(&*s, 0, 8192), before);
+    assert_eq!(read(&*s, 1 << 20, 8192), before);
+    let after = pattern(4096, 2);
+    write(&*s, 16384, &after);
+    assert_eq!(read(&*s, 16384, 4096), after);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+    let host = std::fs::read(env.root.file_path("r1", "lun.img")).unwrap();
+    assert_eq!(&host[..8192], &before[..]);
+    assert_eq!(&host[16384..20480], &after[..]);
+}
+
+#[test]
+fn while_down_requests_fail_fast_and_one_loop_reconnects() {
+    let env = Env::new();
+    let s = env.open("r2", "lun.img", "");
+    write(&*s, 0, &pattern(4096, 3));
+    env.root
+        .set_rules(&[FaultRule::any().volume("r2").disconnect()]);
+    assert_not_connected(
+        run(
+            &*s,
+            IoRequest::Read {
+                offset: 0,
+                len: 4096,
+            },
+        ),
+        Op::Read,
+    );
+
+    // Four submitters keep the store busy for 1.5 s.
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let (mut n, mut slowest) = (0u32, Duration::ZERO);
+                while started.elapsed() < Duration::from_millis(1500) {
+                    let (r, took) = run_timed(&*s, write_req(4096 * w, &[w as u8; 4096]));
+                    assert_not_connected(r, Op::Write);
+                    slowest = slowest.max(took);
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                (n, slowest)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        let (n, slowest) = w.join().unwrap();
+        assert!(slowest < FAST, "a request took {slowest:?}");
+        total += n;
+    }
+    assert!(total > 100, "only {total} requests in 1.5 s");
+
+    // One loop with backoff (100, 200, 400, 800 ms ...): a handful of glfs_init calls in
+    // 1.5 s, not one per failed request.
+    let inits = env.faulted_inits();
+    let attempts = s.reconnect_attempts() as usize;
+    assert!(
+        (2..=6).contains(&inits),
+        "{inits} glfs_init calls for {total} requests"
+    );
+    assert!(
+        attempts == inits || attempts == inits + 1,
+        "{attempts} attempts counted, {inits} glfs_init calls seen"
+    );
+    assert_eq!(env.mounts(), 1);
+
+    env.root.clear();
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
+    assert_eq!((s.generation(), env.mounts()), (1, 2));
+    assert_eq!(read(&*s, 0, 4096), pattern(4096, 3));
+}
+
+#[test]
+fn hung_glfs_init_does_not_block_submitters() {
+    let env = Env::new();
+    // A 1 s mount timeout, so the loop gives up on hung attempts during the test.
+    let s = env.open("r3", "lun.img", "timeout=1");
+    write(&*s, 0, &pattern(4096, 4));
+    env.root.set_rules(&[
+        disconnect_io("r3"),
+        FaultRule::on(&["init"]).volume("r3").hang(),
+    ]);
+    assert_not_connected(
+        run(
+            &*s,
+            IoRequest::Read {
+                offset: 0,
+                len: 4096,
+            },
+        ),
+        Op::Read,
+    );
+    wait_for(Duration::from_secs(5), "glfs_init hanging", || {
+        env.faulted_inits() >= 1
+    });
+
+    // For 2.5 s (two timeouts) the reconnect sits in hung glfs_init calls; submitting
+    // stays instant.
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let (r, took) = run_timed(&*s, write_req(0, &[9; 512]));
+        assert_not_connected(r, Op::Write);
+        assert!(took < FAST, "a request took {took:?}");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(n > 50, "only {n} requests");
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
+    // Abandoned attempts are bounded (at most two hang at once).
+    let hung = env.faulted_inits();
+    assert!((1..=2).contains(&hung), "{hung} glfs_init calls hang");
+
+    // Releasing the hang lets the loop finish.
+    env.root.clear();
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
+    assert_eq!(s.generation(), 1);
+    assert_eq!(read(&*s, 0, 4096), pattern(4096, 4));
+    write(&*s, 0, &pattern(4096, 5));
+    assert_eq!(read(&*s, 0, 4096), pattern(4096, 5));
+}
+
+#[test]
+fn stores_on_one_volume_share_one_reconnect() {
+    let env = Env::new();
+    let a = env.open("r4", "a.img", "");
+    let b = env.open("r4", "b.img", "");
+    assert_eq!(env.mounts(), 1, "LUNs on one volume share its glfs_t");
+    write(&*a, 0, &pattern(4096, 6));
+    write(&*b, 0, &pattern(4096, 7));
+
+    env.root
+        .set_rules(&[FaultRule::any().volume("r4").disconnect()]);
+    assert_not_connected(run(&*a, write_req(4096, &[1; 512])), Op::Write);
+    // b shares the lost glfs_t: it is reconnecting too, without having hit the error.
+    assert_eq!(b.connection_state(), ConnectionState::Reconnecting);
+    let (r, took) = run_timed(
+        &*b,
+        IoRequest::Read {
+            offset: 0,
+            len: 512,
+        },
+    );
+    assert_not_connected(r, Op::Read);
+    assert!(took < FAST, "{took:?}");
+    wait_for(Duration::from_secs(5), "a failed reconnect attempt", || {
+        env.faulted_inits() >= 1
+    });
+
+    env.root.clear();
+    wait_for(Duration::from_secs(15), "both reconnect", || {
+        a.connection_state() == ConnectionState::Connected
+            && b.connection_state() == ConnectionState::Connected
+    });
+    // One new glfs_t for both, made by one loop.
+    assert_eq!((a.generation(), b.generation()), (1, 1));
+    assert_eq!(env.mounts(), 2);
+    assert_eq!(a.reconnect_attempts(), b.reconnect_attempts());
+    assert_eq!(read(&*a, 0, 4096), pattern(4096, 6));
+    assert_eq!(read(&*b, 0, 4096), pattern(4096, 7));
+
+    // A third LUN opened now joins the new mount rather than making another.
+    let c = env.open("r4", "c.img", "");
+    assert_eq!((c.generation(), env.mounts()), (1, 2));
+    write(&*c, 0, &pattern(512, 8));
+    assert_eq!(read(&*c, 0, 512), pattern(512, 8));
+}
+
+#[test]
+fn requests_in_flight_on_the_lost_handle_complete_normally() {
+    let env = Env::new();
+    let s = env.open("r5", "lun.img", "");
+    // Writes take 500 ms; the first read drops the connection.
+    env.root.set_rules(&[
+        FaultRule::on(&["write"]).volume("r5").delay_ms(500),
+        FaultRule::on(&["read"]).volume("r5").count(1).disconnect(),
+    ]);
+    let data = pattern(8192, 9);
+    let (tx, rx) = mpsc::channel();
+    s.submit(
+        write_req(65536, &data),
+        Completion::new(move |r| tx.send(r).unwrap()),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_not_connected(
+        run(
+            &*s,
+            IoRequest::Read {
+                offset: 0,
+                len: 512,
+            },
+        ),
+        Op::Read,
+    );
+    // The write was admitted before the connection dropped: it finishes on the old
+    // glfs_t, whose buffers and fd stay alive until then.
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("in-flight write never completed");
+    assert_eq!(r, Ok(IoReply::Done));
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
+    assert_eq!(s.generation(), 1);
+    assert_eq!(read(&*s, 65536, 8192), data);
+}
