@@ -74,6 +74,9 @@ struct Collecting {
     /// Immediate data kept as a slice when it is all the command carries.
     imm: Bytes,
     received: u32,
+    /// A Data-Out arrived with an unexpected DataSN: its payload was discarded and the task
+    /// ends with CHECK CONDITION once all its data has arrived (RFC 7143 7.8, 7.9).
+    data_sn_error: bool,
 }
 
 #[derive(Debug)]
@@ -161,6 +164,12 @@ fn proto(msg: impl Into<String>) -> ProtocolError {
 /// Fixed-format sense: ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4 4.5.3).
 const SENSE_INVALID_FIELD_IN_CDB: [u8; 18] = [
     0x70, 0, 0x05, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x24, 0x00, 0, 0, 0, 0,
+];
+
+/// Fixed-format sense for the iSCSI condition "protocol service CRC error" (RFC 7143
+/// 11.4.7.2): ABORTED COMMAND, ASC/ASCQ 47h/05h CRC ERROR DETECTED.
+const SENSE_PROTOCOL_SERVICE_CRC_ERROR: [u8; 18] = [
+    0x70, 0, 0x0b, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0,
 ];
 
 impl Connection {
@@ -545,6 +554,7 @@ impl Connection {
                 buf: BytesMut::new(),
                 imm: pdu.data.clone(),
                 received: imm_len,
+                data_sn_error: false,
             });
             s.tasks.insert(itt, task);
             if !unsolicited_follows {
@@ -675,13 +685,16 @@ impl Connection {
                     c.unsolicited_next
                 )));
             }
-            if data_sn != c.unsolicited_data_sn {
-                return Err(proto(format!(
-                    "unsolicited Data-Out DataSN {data_sn}, expected {}",
-                    c.unsolicited_data_sn
-                )));
+            if data_sn != c.unsolicited_data_sn && !c.data_sn_error {
+                tracing::warn!(
+                    itt,
+                    data_sn,
+                    expected = c.unsolicited_data_sn,
+                    "unsolicited Data-Out with an unexpected DataSN; task will fail"
+                );
+                c.data_sn_error = true;
             }
-            c.unsolicited_data_sn += 1;
+            c.unsolicited_data_sn = c.unsolicited_data_sn.wrapping_add(1);
             c.unsolicited_next = end;
             if fin {
                 c.unsolicited_limit = None;
@@ -701,18 +714,44 @@ impl Connection {
                     r.offset, r.len, r.received
                 )));
             }
-            if data_sn != r.data_sn {
-                return Err(proto(format!(
-                    "Data-Out DataSN {data_sn} for R2T {ttt:#x}, expected {}",
-                    r.data_sn
-                )));
+            if data_sn != r.data_sn && !c.data_sn_error {
+                tracing::warn!(
+                    itt,
+                    data_sn,
+                    expected = r.data_sn,
+                    ttt,
+                    "Data-Out with an unexpected DataSN; task will fail"
+                );
+                c.data_sn_error = true;
             }
-            r.data_sn += 1;
+            r.data_sn = r.data_sn.wrapping_add(1);
             r.received += len;
             if r.received == r.len {
                 c.r2ts.remove(idx);
                 r2t_done = true;
             }
+        }
+        if c.data_sn_error {
+            // The payload of a PDU out of DataSN order is discarded, and so is everything
+            // after it: the task fails once the initiator has sent all it announced.
+            c.buf = BytesMut::new();
+            c.imm = Bytes::new();
+            c.received += len;
+            if c.received == edtl {
+                task.collecting = None;
+                self.complete_command(
+                    itt,
+                    CommandResponse {
+                        status: 0x02,
+                        data_in: Bytes::new(),
+                        sense: Some(Bytes::from_static(&SENSE_PROTOCOL_SERVICE_CRC_ERROR)),
+                        transfer_len: 0,
+                    },
+                );
+            } else if r2t_done {
+                self.issue_r2ts(itt);
+            }
+            return Ok(());
         }
         // Reassemble in offset order.
         if c.buf.is_empty() && c.imm_len > 0 {

@@ -364,6 +364,50 @@ fn unknown_opcodes_are_invalid_command_operation_code() {
     }
 }
 
+/// Optional commands this target leaves out (many obsolete in SPC-4 / SBC-3): each must be
+/// refused as an unknown operation code and be absent from REPORT SUPPORTED OPERATION CODES,
+/// so that initiators (and libiscsi's SCSI.Reserve6, .Sanitize, .OrWrite, .WriteAtomic16,
+/// .ExtendedCopy, .ReceiveCopyResults, .ReadDefectData*, .Prin*/.Prout* suites) see them
+/// consistently as not supported.
+#[rstest]
+#[case::reserve6(&[0x16, 0, 0, 0, 0, 0])]
+#[case::release6(&[0x17, 0, 0, 0, 0, 0])]
+#[case::prevent_allow_medium_removal(&[0x1E, 0, 0, 0, 0x01, 0])]
+#[case::read_defect_data10(&[0x37, 0, 0x18, 0, 0, 0, 0, 0, 8, 0])]
+#[case::read_defect_data12(&[0xB7, 0x18, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0])]
+#[case::sanitize_overwrite(&[0x48, 0x01, 0, 0, 0, 0, 0, 0, 8, 0])]
+#[case::persistent_reserve_in_read_keys(&[0x5E, 0x00, 0, 0, 0, 0, 0, 0x02, 0, 0])]
+#[case::persistent_reserve_out_register(&[0x5F, 0x00, 0, 0, 0, 0x00, 0, 0, 24, 0])]
+#[case::extended_copy(&[0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])]
+#[case::receive_copy_results_op_params(&[0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0])]
+#[case::orwrite16(&[0x8B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0])]
+#[case::write_atomic16(&[0x9C, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0])]
+fn left_out_commands_are_consistently_not_supported(#[case] cdb: &[u8]) {
+    let mut rig = Rig::new(discard_caps());
+    let data = vec![0u8; 2 * BS as usize];
+    let r = rig.run(cdb, &data);
+    // SPC-4 4.5.3 fixed format: current error, ILLEGAL REQUEST, additional length 0Ah,
+    // ASC/ASCQ 20h/00h INVALID COMMAND OPERATION CODE.
+    assert_eq!(
+        r.sense.as_deref().unwrap(),
+        &[0x70, 0, 0x05, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x20, 0x00, 0, 0, 0, 0],
+        "{cdb:02x?}"
+    );
+    assert_eq!(r.status, Status::CheckCondition);
+    assert!(rig.mem.log.is_empty(), "nothing reached the store");
+    assert!(
+        all_commands(&mut rig, false)
+            .iter()
+            .all(|d| d.opcode != cdb[0]),
+        "not listed by REPORT SUPPORTED OPERATION CODES"
+    );
+    // One-command form (REPORTING OPTIONS 001b): SUPPORT 001b, not supported (SPC-4
+    // table 258), no CDB usage data.
+    let r = rig.run(&rsoc(false, 1, cdb[0], 0, 64), &[]);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(&r.data_in[..], &[0, 0x01, 0, 0]);
+}
+
 #[test]
 fn start_stop_unit_is_accepted() {
     assert_eq!(outcome(&rig().run(&[0x1B, 0, 0, 0, 0x01, 0], &[]),), GOOD);

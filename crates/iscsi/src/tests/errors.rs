@@ -326,11 +326,37 @@ fn decoder_never_panics_on_garbage() {
     }
 }
 
+/// The SCSI Response RFC 7143 7.8 option (b) asks for when a Data-Out arrives out of DataSN
+/// order (an implied digest error, 7.9): CHECK CONDITION with the iSCSI condition "protocol
+/// service CRC error" (11.4.7.2: ABORTED COMMAND, ASC/ASCQ 47h/05h), sent once all the data
+/// announced has arrived, and no command handed to the SCSI layer.
+fn assert_crc_error_response(i: &mut Initiator, r: &[Rx], itt: u32) {
+    assert_eq!(r.len(), 1, "{r:?}");
+    let rsp = &r[0];
+    assert_eq!(rsp.opcode(), 0x21, "SCSI Response");
+    assert_eq!(rsp.itt(), itt);
+    assert_eq!(rsp.bhs[2], 0x00, "Response: command completed at target");
+    assert_eq!(rsp.bhs[3], 0x02, "Status: CHECK CONDITION");
+    // Data segment: SenseLength (2 bytes), then fixed-format sense (SPC-4 4.5.3).
+    let d = &rsp.data;
+    assert_eq!(u16::from_be_bytes([d[0], d[1]]), 18);
+    assert_eq!(d[2], 0x70, "fixed format, current");
+    assert_eq!(d[2 + 2] & 0x0F, 0x0B, "ABORTED COMMAND");
+    assert_eq!((d[2 + 12], d[2 + 13]), (0x47, 0x05), "CRC ERROR DETECTED");
+    assert!(
+        !i.take_events()
+            .iter()
+            .any(|e| matches!(e, crate::Event::Command(_))),
+        "the write must not reach the SCSI layer"
+    );
+}
+
 #[rstest::rstest]
 #[case::repeated_zero(0, 0)]
 #[case::skipped(0, 2)]
 #[case::starts_at_one(1, 2)]
-fn data_out_data_sn_must_count_up(#[case] first: u32, #[case] second: u32) {
+#[case::reversed(1, 0)]
+fn unsolicited_data_sn_out_of_order_fails_the_task(#[case] first: u32, #[case] second: u32) {
     let mut i = logged_in();
     // Unsolicited burst of two PDUs.
     i.send(&scsi_cmd(
@@ -344,12 +370,49 @@ fn data_out_data_sn_must_count_up(#[case] first: u32, #[case] second: u32) {
         &[0x2a; 10],
         &[],
     ));
-    let r = i.try_send(&data_out(false, 1, 0xffff_ffff, first, 0, &[0; 512]));
-    let r = r.and_then(|_| i.try_send(&data_out(true, 1, 0xffff_ffff, second, 512, &[0; 512])));
+    let r = i.send(&data_out(false, 1, 0xffff_ffff, first, 0, &[0; 512]));
+    assert!(r.is_empty(), "no answer before all data arrived: {r:?}");
+    let r = i.send(&data_out(true, 1, 0xffff_ffff, second, 512, &[0; 512]));
+    assert_crc_error_response(&mut i, &r, 1);
+    // The connection goes on: the next command works as usual.
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        2,
+        512,
+        2,
+        &[0x2a; 10],
+        &[],
+    ));
+    let r = i.send(&data_out(true, 2, 0xffff_ffff, 0, 0, &[7; 512]));
+    assert!(r.is_empty(), "{r:?}");
+    let ev = i.take_events();
     assert!(
-        matches!(r, Err(ProtocolError::Protocol(ref m)) if m.contains("DataSN")),
-        "{r:?}"
+        matches!(&ev[..], [crate::Event::Command(c)] if c.itt == 2 && c.data_out[..] == [7; 512]),
+        "{ev:?}"
     );
+}
+
+#[rstest::rstest]
+#[case::twenty_seven(27)]
+#[case::minus_one(0xffff_ffff)]
+fn single_unsolicited_data_out_with_wrong_data_sn(#[case] data_sn: u32) {
+    let mut i = logged_in();
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        1,
+        512,
+        1,
+        &[0x2a; 10],
+        &[],
+    ));
+    let r = i.send(&data_out(true, 1, 0xffff_ffff, data_sn, 0, &[0; 512]));
+    assert_crc_error_response(&mut i, &r, 1);
 }
 
 #[test]
@@ -368,8 +431,66 @@ fn solicited_data_sn_restarts_per_r2t() {
     ));
     let ttt = r[0].ttt();
     i.send(&data_out(false, 1, ttt, 0, 0, &[0; 512]));
-    let err = i
-        .try_send(&data_out(true, 1, ttt, 0, 512, &[0; 512]))
-        .unwrap_err();
-    assert!(err.to_string().contains("DataSN"), "{err}");
+    let r = i.send(&data_out(true, 1, ttt, 0, 512, &[0; 512]));
+    assert_crc_error_response(&mut i, &r, 1);
+}
+
+#[test]
+fn data_sn_error_in_one_burst_waits_for_all_r2ts_before_failing() {
+    let limits = Limits {
+        max_burst_length: 8192,
+        first_burst_length: 4096,
+        max_outstanding_r2t: 1,
+        initial_r2t: true,
+        ..Limits::default()
+    };
+    let mut i = Initiator::new(config_with(limits));
+    i.login_normal();
+    i.take_events();
+    let total = 3 * 8192u32;
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        9,
+        total,
+        1,
+        &[0x2a, 0, 0, 0, 0, 0, 0, 0, 48, 0],
+        &[],
+    ));
+    assert_eq!(r.len(), 1, "one R2T at a time");
+    let mut r2t = r[0].clone();
+    for burst in 0..3u32 {
+        assert_eq!(r2t.opcode(), 0x31, "R2T");
+        let (off, len) = (r2t.u32(40), r2t.u32(44));
+        assert_eq!((off, len), (burst * 8192, 8192));
+        // Two PDUs per burst; the first burst numbers its second PDU 5 instead of 1.
+        let second_sn = if burst == 0 { 5 } else { 1 };
+        let half = len / 2;
+        let mid = i.send(&data_out(
+            false,
+            9,
+            r2t.ttt(),
+            0,
+            off,
+            &vec![1; half as usize],
+        ));
+        assert!(mid.is_empty(), "{mid:?}");
+        let r = i.send(&data_out(
+            true,
+            9,
+            r2t.ttt(),
+            second_sn,
+            off + half,
+            &vec![1; half as usize],
+        ));
+        if burst < 2 {
+            // The failed burst does not stop the transfer: the next R2T follows.
+            assert_eq!(r.len(), 1, "{r:?}");
+            r2t = r[0].clone();
+        } else {
+            assert_crc_error_response(&mut i, &r, 9);
+        }
+    }
 }
