@@ -22,17 +22,23 @@ pub const BACKENDS: &[&str] = &["memory", "file", "glfs-fake"];
 /// Per-suite time limit.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What one test did, worst first: a lower outcome than the recorded one is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
-    Passed,
-    Failed,
+    /// The suite ran out of time before the test gave a verdict.
     Hung,
+    Failed,
+    /// CUnit said passed, but the test skipped itself (printed `[SKIPPED]`) because the target
+    /// reported the feature as not supported.
+    Skipped,
+    Passed,
 }
 
 impl Outcome {
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Passed => "passed",
+            Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
             Outcome::Hung => "hung",
         }
@@ -41,6 +47,7 @@ impl Outcome {
     fn parse(word: &str) -> Option<Self> {
         match word {
             "passed" => Some(Outcome::Passed),
+            "skipped" => Some(Outcome::Skipped),
             "failed" => Some(Outcome::Failed),
             "hung" => Some(Outcome::Hung),
             _ => None,
@@ -68,10 +75,14 @@ pub fn run(backends: &[String], suite_filter: Option<&str>, bless: bool) -> Resu
         let snapshot = snapshot_path(backend);
         let old = read_results(&snapshot).unwrap_or_default();
         let (lost, gained) = compare(&old, &results, suite_filter);
-        let passed = results.values().filter(|o| **o == Outcome::Passed).count();
+        let count = |o: Outcome| results.values().filter(|r| **r == o).count();
         eprintln!(
-            "{backend}: {passed} of {} tests passed; {} newly passing, {} regressed",
-            results.len(),
+            "{backend}: {} passed, {} skipped (feature reported unsupported), {} failed, {} hung; \
+             {} better than recorded, {} worse",
+            count(Outcome::Passed),
+            count(Outcome::Skipped),
+            count(Outcome::Failed),
+            count(Outcome::Hung),
             gained.len(),
             lost.len()
         );
@@ -199,41 +210,71 @@ fn list_suites(tool: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Reads CUnit's verbose output: `Suite: Name` then `  Test: Name ...passed|FAILED`.
+/// Reads CUnit's verbose output: `Suite: Name`, then `  Test: Name ...` followed by the
+/// verdict (`passed` or `FAILED`), either on the same line or, when the test printed
+/// something, at the start of a later line. A passed test that printed `[SKIPPED]` is
+/// [`Outcome::Skipped`]; a test with no verdict when the suite timed out is `Hung`.
 pub fn parse_results(family_suite: &str, text: &str, timed_out: bool) -> Results {
+    fn verdict(text: &str) -> Option<bool> {
+        let text = text.trim_start().trim_start_matches("...");
+        if text.starts_with("passed") {
+            Some(true)
+        } else if text.starts_with("FAILED") {
+            Some(false)
+        } else {
+            None
+        }
+    }
     let family = family_suite.split('.').next().unwrap_or("");
     let mut results = Results::new();
     let mut suite = String::new();
+    // The test still waiting for its verdict, and whether it skipped itself so far.
+    let mut pending: Option<(String, bool)> = None;
+    let unfinished = if timed_out {
+        Outcome::Hung
+    } else {
+        Outcome::Failed
+    };
+    let settle = |results: &mut Results, name: String, skipped: bool, passed: bool| {
+        let outcome = match (passed, skipped) {
+            (true, true) => Outcome::Skipped,
+            (true, false) => Outcome::Passed,
+            (false, _) => Outcome::Failed,
+        };
+        results.insert(name, outcome);
+    };
     for line in text.lines() {
-        let line = line.trim();
-        if let Some(name) = line.strip_prefix("Suite: ") {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix("Suite: ") {
+            if let Some((name, _)) = pending.take() {
+                results.insert(name, unfinished);
+            }
             suite = name.trim().to_string();
-        } else if let Some(rest) = line.strip_prefix("Test: ") {
-            let (name, verdict) = match rest.split_once(" ...") {
-                Some((name, verdict)) => (name.trim(), verdict.trim()),
-                None => (rest.trim(), ""),
-            };
-            let outcome = if verdict.starts_with("passed") {
-                Outcome::Passed
-            } else if verdict.starts_with("FAILED") || verdict.contains("FAILED") {
-                Outcome::Failed
-            } else if timed_out {
-                Outcome::Hung
-            } else {
-                // Verdict printed on a later line (after the test's own output).
-                Outcome::Failed
-            };
-            results.insert(format!("{family}.{suite}.{name}"), outcome);
-        } else if line.starts_with("...passed") || line.starts_with("...FAILED") {
-            // CUnit prints the verdict after any output the test wrote.
-            if let Some((_, last)) = results.iter_mut().next_back() {
-                *last = if line.starts_with("...passed") {
-                    Outcome::Passed
-                } else {
-                    Outcome::Failed
-                };
+        } else if let Some(rest) = trimmed.strip_prefix("Test: ") {
+            if let Some((name, _)) = pending.take() {
+                results.insert(name, unfinished);
+            }
+            let (name, after) = rest.split_once(" ...").unwrap_or((rest, ""));
+            let key = format!("{family}.{}.{}", suite, name.trim());
+            let skipped = after.contains("[SKIPPED]");
+            match verdict(after) {
+                Some(passed) => settle(&mut results, key, skipped, passed),
+                None => pending = Some((key, skipped)),
+            }
+        } else if let Some((name, skipped)) = pending.as_mut() {
+            // Text after a verdict on the same line belongs to what runs next.
+            match verdict(trimmed) {
+                Some(passed) => {
+                    let (name, skipped) = (std::mem::take(name), *skipped);
+                    pending = None;
+                    settle(&mut results, name, skipped, passed);
+                }
+                None => *skipped |= trimmed.contains("[SKIPPED]"),
             }
         }
+    }
+    if let Some((name, _)) = pending {
+        results.insert(name, unfinished);
     }
     if timed_out && results.is_empty() {
         results.insert(format!("{family_suite}.<suite>"), Outcome::Hung);
@@ -241,17 +282,18 @@ pub fn parse_results(family_suite: &str, text: &str, timed_out: bool) -> Results
     results
 }
 
-/// Tests that passed in `old` and do not in `new` (within the filter), and the reverse.
+/// Tests that did worse than recorded in `old` (within the filter), and tests that did
+/// better.
 fn compare(old: &Results, new: &Results, filter: Option<&str>) -> (Vec<String>, Vec<String>) {
     let lost = old
         .iter()
-        .filter(|(name, o)| **o == Outcome::Passed && filter.map_or(true, |f| name.starts_with(f)))
-        .filter(|(name, _)| new.get(*name) != Some(&Outcome::Passed))
+        .filter(|(name, _)| filter.map_or(true, |f| name.starts_with(f)))
+        .filter(|(name, was)| new.get(*name).map_or(true, |now| now < was))
         .map(|(name, _)| name.clone())
         .collect();
     let gained = new
         .iter()
-        .filter(|(name, o)| **o == Outcome::Passed && old.get(*name) != Some(&Outcome::Passed))
+        .filter(|(name, now)| old.get(*name).map_or(true, |was| *now > was))
         .map(|(name, _)| name.clone())
         .collect();
     (lost, gained)
@@ -293,16 +335,19 @@ fn write_results(path: &Path, results: &Results) -> Result<()> {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "Suite: Read10\n  Test: Simple ...passed\n  Test: BeyondEol ...FAILED\n    1. test_read10_beyond_eol.c:61  - status\n  Test: ZeroBlocks ...\n[SKIPPED] something\n...passed\n  Test: ReadProtect ...";
+    /// Output shapes seen from iscsi-test-cu 1.19: inline verdict, verdict after the test's
+    /// own output, a skip, a failure with CUnit's assertion list, and a hang.
+    const SAMPLE: &str = "Suite: Reserve6\n  Test: Simple ...    [SKIPPED] RESERVE6 is not implemented on target\n    [SKIPPED] RESERVE6 is not implemented.\npassed\n  Test: WriteProtect ...passed\n  Test: Unmap ...    [FAILED] WRITE16 command failed\nFAILED\n    1. test_writesame16_unmap.c:175  - CU_ASSERT_EQUAL(_r,0)\n  Test: Late ...    some output\npassed    [SKIPPED] PERSISTENT RESERVE IN is not implemented.\n  Test: Stuck ...    waiting";
 
     #[test]
     fn verbose_cunit_output_gives_one_outcome_per_test() {
-        let results = parse_results("SCSI.Read10", SAMPLE, true);
+        let results = parse_results("SCSI.Reserve6", SAMPLE, true);
         let expected: Results = [
-            ("SCSI.Read10.Simple", Outcome::Passed),
-            ("SCSI.Read10.BeyondEol", Outcome::Failed),
-            ("SCSI.Read10.ZeroBlocks", Outcome::Passed),
-            ("SCSI.Read10.ReadProtect", Outcome::Hung),
+            ("SCSI.Reserve6.Simple", Outcome::Skipped),
+            ("SCSI.Reserve6.WriteProtect", Outcome::Passed),
+            ("SCSI.Reserve6.Unmap", Outcome::Failed),
+            ("SCSI.Reserve6.Late", Outcome::Passed),
+            ("SCSI.Reserve6.Stuck", Outcome::Hung),
         ]
         .into_iter()
         .map(|(n, o)| (n.to_string(), o))
@@ -312,14 +357,22 @@ mod tests {
 
     #[test]
     fn only_lost_passes_are_regressions() {
-        let old: Results = [("a.b.c", Outcome::Passed), ("a.b.d", Outcome::Failed)]
-            .into_iter()
-            .map(|(n, o)| (n.to_string(), o))
-            .collect();
-        let new: Results = [("a.b.c", Outcome::Hung), ("a.b.d", Outcome::Passed)]
-            .into_iter()
-            .map(|(n, o)| (n.to_string(), o))
-            .collect();
+        let old: Results = [
+            ("a.b.c", Outcome::Passed),
+            ("a.b.d", Outcome::Failed),
+            ("a.b.e", Outcome::Skipped),
+        ]
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
+        let new: Results = [
+            ("a.b.c", Outcome::Hung),
+            ("a.b.d", Outcome::Passed),
+            ("a.b.e", Outcome::Skipped),
+        ]
+        .into_iter()
+        .map(|(n, o)| (n.to_string(), o))
+        .collect();
         assert_eq!(
             compare(&old, &new, None),
             (vec!["a.b.c".to_string()], vec!["a.b.d".to_string()])
