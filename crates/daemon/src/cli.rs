@@ -46,12 +46,48 @@ pub struct Args {
     /// Load libgfapi from this path instead of the system's libgfapi.so.0.
     #[arg(long, env = "GFAPI_LIBRARY")]
     pub gfapi_library: Option<PathBuf>,
+    /// Read targets and LUNs (and optionally portal and limits) from this TOML file instead
+    /// of the single-LUN options above. See the config module docs for the format.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
     #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info")]
     pub log: String,
 }
 
+/// What to serve, from the command line or the config file.
+pub struct Plan {
+    pub portal: SocketAddr,
+    pub targets: Vec<TargetSpec>,
+    pub server: crate::Server,
+}
+
 impl Args {
+    /// Everything to serve: the config file when given, else the single-LUN options.
+    pub fn plan(&self) -> Result<Plan> {
+        let mut server = self.server();
+        let Some(path) = &self.config else {
+            return Ok(Plan {
+                portal: self.portal,
+                targets: vec![self.target_spec()?],
+                server,
+            });
+        };
+        if !self.backing_store.is_empty() {
+            bail!("--config and --backing-store both given: put the LUN in the config file");
+        }
+        let config = crate::config::ConfigFile::load(path)?;
+        if let Some(secs) = config.command_timeout {
+            server.connection.command_timeout =
+                (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        }
+        Ok(Plan {
+            portal: config.portal.unwrap_or(self.portal),
+            targets: config.target_specs(self.gfapi_library.as_ref())?,
+            server,
+        })
+    }
+
     /// The single target the command line describes, after checking its names.
     pub fn target_spec(&self) -> Result<TargetSpec> {
         check_iscsi_name(&self.target)?;

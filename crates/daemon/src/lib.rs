@@ -7,6 +7,7 @@
 //! into one buffer and written with a single socket write per batch.
 
 pub mod cli;
+pub mod config;
 pub mod connection;
 pub mod server;
 pub mod targets;

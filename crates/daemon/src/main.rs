@@ -25,23 +25,34 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let spec = args.target_spec()?;
+    let plan = args.plan()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.portal)
+        let listener = tokio::net::TcpListener::bind(plan.portal)
             .await
-            .with_context(|| format!("cannot listen on {}", args.portal))?;
+            .with_context(|| format!("cannot listen on {}", plan.portal))?;
         let portal = listener.local_addr()?;
-        let targets = Arc::new(Targets::open(&[spec], portal, iscsi::Limits::default())?);
+        let targets = Arc::new(Targets::open(
+            &plan.targets,
+            portal,
+            iscsi::Limits::default(),
+        )?);
+        for target in &plan.targets {
+            for lun in &target.luns {
+                eprintln!(
+                    "glfs-iscsi: serving {} LUN {} on {portal}: iscsi://{portal}/{}/{}",
+                    target.name, lun.lun, target.name, lun.lun
+                );
+            }
+        }
         eprintln!(
-            "glfs-iscsi: serving {} LUN {} on {portal}\n  connect: iscsi-ls iscsi://{portal}  |  \
-             iscsiadm -m discovery -t st -p {portal}  |  iscsi://{portal}/{}/{}",
-            args.target, args.lun, args.target, args.lun
+            "glfs-iscsi: connect with  iscsi-ls iscsi://{portal}  or  \
+             iscsiadm -m discovery -t st -p {portal}"
         );
-        serve(&args.server(), listener, targets, shutdown_signal()).await;
+        serve(&plan.server, listener, targets, shutdown_signal()).await;
         eprintln!("glfs-iscsi: stopped");
         Ok(())
     })

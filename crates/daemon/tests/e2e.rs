@@ -165,3 +165,48 @@ fn bad_target_name_is_rejected_before_anything_starts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid target name \"disk1\""));
 }
+
+#[test]
+fn a_config_file_serves_several_targets_and_luns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glfs-iscsi.toml");
+    let file_lun = dir.path().join("b.img");
+    std::fs::write(
+        &config,
+        format!(
+            "[[target]]\nname = \"{IQN}\"\n\
+             [[target.lun]]\nlun = 0\nbstype = \"memory\"\nsize = \"1M\"\n\
+             [[target.lun]]\nlun = 3\nbstype = \"memory\"\nsize = \"2M\"\nblock_size = 4096\n\
+             [[target]]\nname = \"iqn.2026-11.io.glfs-iscsi:second\"\n\
+             [[target.lun]]\nlun = 0\nbstype = \"file\"\nbacking_store = \"{}\"\nsize = \"1M\"\n",
+            file_lun.display()
+        ),
+    )
+    .unwrap();
+    let target = Running::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut found: Vec<String> = Initiator::discover(&target.portal())
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            IQN.to_string(),
+            "iqn.2026-11.io.glfs-iscsi:second".to_string()
+        ]
+    );
+
+    let mut first = target.connect();
+    assert_eq!(first.report_luns().unwrap(), vec![0, 3]);
+    let mut lun3 = Initiator::connect(&target.portal(), IQN, 3).unwrap();
+    assert_eq!(lun3.read_capacity16().unwrap(), (512, 4096));
+
+    let mut second =
+        Initiator::connect(&target.portal(), "iqn.2026-11.io.glfs-iscsi:second", 0).unwrap();
+    second.write10(1, &pattern(7, 512), BLOCK).unwrap();
+    second.synchronize_cache().unwrap();
+    let bytes = std::fs::read(&file_lun).unwrap();
+    assert_eq!(&bytes[512..1024], &pattern(7, 512)[..]);
+}
