@@ -1,5 +1,6 @@
 //! Project tasks. Run as `cargo xtask <task>`; see `cargo xtask --help`.
 
+mod bench;
 mod conformance;
 mod demo;
 mod docker;
@@ -8,6 +9,7 @@ mod gluster;
 mod live;
 mod offline;
 mod target;
+mod tidy;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +61,8 @@ enum Task {
         #[arg(long, default_value = "1G")]
         size: String,
     },
+    /// Performance goals side by side: fio gfapi ceiling, tgt and our target.
+    Bench(bench::BenchOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             bless,
         } => conformance::run(&backends, suite.as_deref(), bless)?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
+        Task::Bench(opts) => bench::run(opts)?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! back to the connection's task over a channel. Responses are encoded by the iSCSI core
 //! into one buffer and written with a single socket write per batch.
 
+#![forbid(unsafe_code)]
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -13,6 +13,7 @@
 //! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
 //! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
 //! machine), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use bytes::Bytes;

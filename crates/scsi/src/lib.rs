@@ -17,6 +17,7 @@
 //! for writes the whole blocks it received and nothing else and still completes with GOOD
 //! (libiscsi's write residual tests expect exactly that); extra data-out bytes are ignored.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cdb;

@@ -12,6 +12,7 @@
 //!
 //! This crate does no I/O and knows nothing of SCSI or iSCSI.
 
+#![forbid(unsafe_code)]
 use bytes::Bytes;
 use std::fmt;
 
@@ -175,22 +176,35 @@ impl fmt::Display for StoreError {
 
 impl StoreError {
     pub fn new(op: Op, kind: ErrorKind) -> Self {
-        StoreError { op, kind, errno: None }
+        StoreError {
+            op,
+            kind,
+            errno: None,
+        }
     }
 
     /// Classifies an errno as returned by POSIX calls and gfapi.
     pub fn from_errno(op: Op, errno: i32) -> Self {
         let kind = match errno {
             libc::ENOSPC | libc::EDQUOT => ErrorKind::NoSpace,
-            libc::ENOTCONN | libc::ECONNREFUSED | libc::ECONNRESET | libc::ESHUTDOWN
-            | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPIPE => ErrorKind::NotConnected,
+            libc::ENOTCONN
+            | libc::ECONNREFUSED
+            | libc::ECONNRESET
+            | libc::ESHUTDOWN
+            | libc::EHOSTUNREACH
+            | libc::ENETUNREACH
+            | libc::EPIPE => ErrorKind::NotConnected,
             libc::ETIMEDOUT => ErrorKind::TimedOut,
             libc::EOPNOTSUPP | libc::ENOSYS => ErrorKind::Unsupported,
             libc::EROFS | libc::EACCES | libc::EPERM => ErrorKind::ReadOnly,
             libc::EINVAL | libc::EFBIG | libc::ENXIO => ErrorKind::OutOfRange,
             _ => ErrorKind::Io,
         };
-        StoreError { op, kind, errno: Some(errno) }
+        StoreError {
+            op,
+            kind,
+            errno: Some(errno),
+        }
     }
 
     /// Classifies a `std::io::Error`.
@@ -297,20 +311,48 @@ mod tests {
 
     #[test]
     fn range_check_rejects_past_end_and_overflow() {
-        let g = Geometry { block_size: 512, num_blocks: 8 };
-        assert!(check_range(g, &IoRequest::Read { offset: 3584, len: 512 }).is_ok());
+        let g = Geometry {
+            block_size: 512,
+            num_blocks: 8,
+        };
+        assert!(check_range(
+            g,
+            &IoRequest::Read {
+                offset: 3584,
+                len: 512
+            }
+        )
+        .is_ok());
         assert_eq!(
-            check_range(g, &IoRequest::Read { offset: 3584, len: 1024 }).unwrap_err().kind,
+            check_range(
+                g,
+                &IoRequest::Read {
+                    offset: 3584,
+                    len: 1024
+                }
+            )
+            .unwrap_err()
+            .kind,
             ErrorKind::OutOfRange
         );
-        assert!(check_range(g, &IoRequest::Discard { offset: u64::MAX, len: 2 }).is_err());
+        assert!(check_range(
+            g,
+            &IoRequest::Discard {
+                offset: u64::MAX,
+                len: 2
+            }
+        )
+        .is_err());
         assert!(check_range(g, &IoRequest::Flush).is_ok());
     }
 
     struct Dropper;
     impl BlockStore for Dropper {
         fn geometry(&self) -> Geometry {
-            Geometry { block_size: 512, num_blocks: 1 }
+            Geometry {
+                block_size: 512,
+                num_blocks: 1,
+            }
         }
         fn capabilities(&self) -> Capabilities {
             Capabilities::default()

@@ -1,0 +1,95 @@
+//! Architecture invariants from ARCHITECTURE.md, checked as tests (`cargo test -p xtask`).
+//! Unsafe code is kept out of the protocol cores by `#![forbid(unsafe_code)]` in their
+//! lib.rs; these tests check what the compiler cannot.
+
+#[cfg(test)]
+mod tests {
+    use crate::util::project_root;
+    use std::path::Path;
+
+    fn sources(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Lines of non-test code (everything before a `#[cfg(test)]` module, outside tests/).
+    fn production_code(text: &str) -> &str {
+        text.split("#[cfg(test)]").next().unwrap_or(text)
+    }
+
+    #[test]
+    fn protocol_cores_do_no_io_and_know_no_runtime() {
+        for krate in ["iscsi", "scsi"] {
+            let root = project_root().join("crates").join(krate);
+            let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+            let deps = manifest.split("[dev-dependencies]").next().unwrap();
+            for banned in ["tokio", "libc", "libloading", "mio", "async-std"] {
+                assert!(
+                    !deps.lines().any(|l| l.trim_start().starts_with(banned)),
+                    "crates/{krate} must not depend on {banned}"
+                );
+            }
+            for (path, text) in sources(&root.join("src")) {
+                if path.contains("/tests/") || path.ends_with("tests.rs") {
+                    continue;
+                }
+                for banned in [
+                    "std::net",
+                    "std::fs",
+                    "std::thread",
+                    "std::time::Instant",
+                    "SystemTime",
+                ] {
+                    assert!(
+                        !production_code(&text).contains(banned),
+                        "{path} uses {banned}: the sans-IO cores do no I/O and read no clock"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scsi_knows_nothing_of_iscsi_and_store_api_nothing_of_either() {
+        let scsi = std::fs::read_to_string(project_root().join("crates/scsi/Cargo.toml")).unwrap();
+        assert!(!scsi.lines().any(|l| l.trim_start().starts_with("iscsi")));
+        let store =
+            std::fs::read_to_string(project_root().join("crates/store-api/Cargo.toml")).unwrap();
+        for banned in ["scsi", "iscsi"] {
+            assert!(!store.lines().any(|l| l.trim_start().starts_with(banned)));
+        }
+    }
+
+    #[test]
+    fn nothing_links_libgfapi_at_build_time() {
+        for entry in std::fs::read_dir(project_root().join("crates")).unwrap() {
+            let dir = entry.unwrap().path();
+            let build = dir.join("build.rs");
+            if let Ok(text) = std::fs::read_to_string(&build) {
+                assert!(
+                    !text.contains("rustc-link-lib=gfapi")
+                        && !text.contains("rustc-link-lib=dylib=gfapi"),
+                    "{} links libgfapi at build time; load it at run time instead",
+                    build.display()
+                );
+            }
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+            assert!(
+                !manifest.contains("links = \"gfapi\""),
+                "{} links gfapi",
+                dir.display()
+            );
+        }
+    }
+}
