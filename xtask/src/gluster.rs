@@ -45,7 +45,13 @@ fn ensure_installed() -> Result<()> {
     let install = || {
         util::run(
             Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "glusterfs-server"])
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "glusterfs-server",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
     };

@@ -58,7 +58,10 @@ pub fn run() -> Result<()> {
     );
     checks.record("target stops cleanly on SIGTERM", fixture.stop());
 
-    let backends: Vec<String> = conformance::BACKENDS.iter().map(|b| b.to_string()).collect();
+    let backends: Vec<String> = conformance::BACKENDS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
     checks.record(
         "conformance: no test that passed in testdata/conformance/ regressed",
         conformance::run(&backends, None, false),
