@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
+#include <poll.h>
 
 static const size_t layout[] = {
 	/* struct scsi_task */
@@ -102,7 +103,66 @@ static const size_t layout[] = {
 	/* the constant the cdb array is sized with */
 	SCSI_CDB_MAX_SIZE,
 	MAX_STRING_SIZE,
+	/* asynchronous API: the callback pointer and the poll() bits libiscsi uses */
+	sizeof(iscsi_command_cb),
+	POLLIN,
+	POLLOUT,
+	POLLERR,
+	POLLHUP,
 };
+
+/*
+ * The asynchronous functions, written out again here exactly as src/lib.rs
+ * declares them (Rust u64/u32 = uint64_t/uint32_t, c_int = int, c_uchar =
+ * unsigned char). The build fails when the installed header disagrees.
+ */
+#define SAME_TYPE(fn, type) \
+	_Static_assert(__builtin_types_compatible_p(__typeof__(&fn), type), \
+		       #fn " differs from its declaration in src/lib.rs")
+
+typedef void (*rs_command_cb)(struct iscsi_context *, int, void *, void *);
+_Static_assert(__builtin_types_compatible_p(iscsi_command_cb, rs_command_cb),
+	       "iscsi_command_cb differs from its declaration in src/lib.rs");
+
+SAME_TYPE(iscsi_get_fd, int (*)(struct iscsi_context *));
+SAME_TYPE(iscsi_which_events, int (*)(struct iscsi_context *));
+SAME_TYPE(iscsi_service, int (*)(struct iscsi_context *, int));
+SAME_TYPE(iscsi_queue_length, int (*)(struct iscsi_context *));
+SAME_TYPE(iscsi_out_queue_length, int (*)(struct iscsi_context *));
+SAME_TYPE(iscsi_scsi_cancel_task,
+	  int (*)(struct iscsi_context *, struct scsi_task *));
+SAME_TYPE(iscsi_scsi_cancel_all_tasks, void (*)(struct iscsi_context *));
+SAME_TYPE(iscsi_scsi_command_async,
+	  int (*)(struct iscsi_context *, int, struct scsi_task *,
+		  rs_command_cb, struct iscsi_data *, void *));
+SAME_TYPE(iscsi_read10_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint32_t, uint32_t,
+				int, int, int, int, int, int, rs_command_cb,
+				void *));
+SAME_TYPE(iscsi_write10_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint32_t,
+				unsigned char *, uint32_t, int, int, int, int,
+				int, int, rs_command_cb, void *));
+SAME_TYPE(iscsi_read16_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint64_t, uint32_t,
+				int, int, int, int, int, int, rs_command_cb,
+				void *));
+SAME_TYPE(iscsi_read16_iov_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint64_t, uint32_t,
+				int, int, int, int, int, int, rs_command_cb,
+				void *, struct scsi_iovec *, int));
+SAME_TYPE(iscsi_write16_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint64_t,
+				unsigned char *, uint32_t, int, int, int, int,
+				int, int, rs_command_cb, void *));
+SAME_TYPE(iscsi_write16_iov_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, uint64_t,
+				unsigned char *, uint32_t, int, int, int, int,
+				int, int, rs_command_cb, void *,
+				struct scsi_iovec *, int));
+SAME_TYPE(iscsi_testunitready_task,
+	  struct scsi_task *(*)(struct iscsi_context *, int, rs_command_cb,
+				void *));
 
 /* Number of entries in the layout table. */
 size_t libiscsi_sys_layout_len(void)

@@ -1,7 +1,10 @@
 //! FFI to libiscsi (the initiator library) for driving the target from Rust tests.
 //!
-//! Hand-written declarations for the synchronous subset of the libiscsi 1.19 API
-//! (Debian 12 `libiscsi-dev`, headers `iscsi/iscsi.h` and `iscsi/scsi-lowlevel.h`).
+//! Hand-written declarations for a subset of the libiscsi 1.19 API (Debian 12
+//! `libiscsi-dev`, headers `iscsi/iscsi.h` and `iscsi/scsi-lowlevel.h`): the
+//! synchronous calls, and the asynchronous ones a `poll()` loop needs
+//! ([`iscsi_get_fd`], [`iscsi_which_events`], [`iscsi_service`], the
+//! `iscsi_*_task` calls and their [`iscsi_command_cb`] callback).
 //! Only the structs whose fields Rust code reads are defined; everything else is
 //! opaque. The `#[repr(C)]` structs are checked against the C compiler's view of the
 //! real headers by a probe compiled in `build.rs` (see the `layout_tests` module).
@@ -15,7 +18,13 @@
 //! * on CHECK CONDITION `task.datain` holds the raw iSCSI sense data segment
 //!   (2-byte big-endian SenseLength, then the sense bytes) and `task.sense` the
 //!   parsed key and ASC/ASCQ (`ascq` = ASC << 8 | ASCQ);
-//! * [`iscsi_get_error`] describes the last failure on a context.
+//! * [`iscsi_get_error`] describes the last failure on a context;
+//! * the asynchronous `iscsi_*_task` calls return the task (or NULL when nothing
+//!   was queued) and later hand it to the callback exactly once, from inside
+//!   [`iscsi_service`]; the callback frees it. Data-out buffers and caller iovecs
+//!   are referenced, not copied, so they must outlive the callback. The library
+//!   uses `task.ptr` itself for asynchronous tasks: keep per-command state behind
+//!   `private_data` instead.
 
 #![allow(non_camel_case_types)]
 #![warn(missing_docs)]
@@ -351,6 +360,41 @@ pub struct scsi_readcapacity16 {
 }
 
 // ---------------------------------------------------------------------------
+// callbacks and event-loop constants
+// ---------------------------------------------------------------------------
+
+/// `iscsi_command_cb`: completion callback of every `*_async` / `*_task` call.
+///
+/// For SCSI commands (`iscsi_*_task`) `command_data` is the `scsi_task` the call
+/// returned, passed with every status, the pseudo statuses
+/// [`SCSI_STATUS_CANCELLED`], [`SCSI_STATUS_ERROR`] and [`SCSI_STATUS_TIMEOUT`]
+/// included; the callback owns the task from then on and must free it with
+/// [`scsi_free_scsi_task`]. `private_data` is the pointer given to the call.
+/// The callback runs inside [`iscsi_service`] (or inside a cancel call) on the
+/// caller's thread.
+pub type iscsi_command_cb = Option<
+    unsafe extern "C" fn(
+        iscsi: *mut iscsi_context,
+        status: c_int,
+        command_data: *mut c_void,
+        private_data: *mut c_void,
+    ),
+>;
+
+/// Another name for [`iscsi_command_cb`] (the callback type of SCSI task calls).
+pub type scsi_command_cb = iscsi_command_cb;
+
+/// Event bit [`iscsi_which_events`] returns and [`iscsi_service`] takes: readable
+/// (the same value as `POLLIN`, which libiscsi uses directly).
+pub const ISCSI_POLLIN: c_int = libc::POLLIN as c_int;
+/// Event bit: writable (`POLLOUT`).
+pub const ISCSI_POLLOUT: c_int = libc::POLLOUT as c_int;
+/// Event bit: error (`POLLERR`), passed on to [`iscsi_service`] from `poll()`.
+pub const ISCSI_POLLERR: c_int = libc::POLLERR as c_int;
+/// Event bit: hang-up (`POLLHUP`), passed on to [`iscsi_service`] from `poll()`.
+pub const ISCSI_POLLHUP: c_int = libc::POLLHUP as c_int;
+
+// ---------------------------------------------------------------------------
 // functions
 // ---------------------------------------------------------------------------
 
@@ -541,6 +585,157 @@ extern "C" {
         alloc_len: c_uchar,
     ) -> *mut scsi_task;
 
+    // --- event loop (asynchronous use) ----------------------------------------
+    /// The socket the context uses (for `poll()`); -1 when not connected.
+    pub fn iscsi_get_fd(iscsi: *mut iscsi_context) -> c_int;
+    /// The `poll()` events to wait for on [`iscsi_get_fd`] (`POLLIN`, plus `POLLOUT`
+    /// while PDUs wait to be written). 0 means "nothing to poll now" (e.g. while a
+    /// reconnect is pending): wait at least 100 ms and ask again.
+    pub fn iscsi_which_events(iscsi: *mut iscsi_context) -> c_int;
+    /// Processes the `revents` `poll()` reported: reads and writes PDUs and runs the
+    /// completion callbacks. Call it with 0 about once a second to run timeouts.
+    /// 0 on success, a negative value when the connection failed.
+    pub fn iscsi_service(iscsi: *mut iscsi_context, revents: c_int) -> c_int;
+    /// Number of PDUs queued or sent and waiting for their response, plus one while
+    /// the context is not connected.
+    pub fn iscsi_queue_length(iscsi: *mut iscsi_context) -> c_int;
+    /// Number of PDUs queued and not yet written to the socket.
+    pub fn iscsi_out_queue_length(iscsi: *mut iscsi_context) -> c_int;
+    /// Cancels one task locally: its callback runs at once with
+    /// [`SCSI_STATUS_CANCELLED`] (the target is not told). 0 if it was found.
+    /// libiscsi 1.19 does not take back the CmdSN of a command not yet sent, so
+    /// the target may never run commands queued after it on this session (it
+    /// waits for the missing CmdSN): cancel when tearing down.
+    pub fn iscsi_scsi_cancel_task(iscsi: *mut iscsi_context, task: *mut scsi_task) -> c_int;
+    /// Cancels every task locally; each callback runs with [`SCSI_STATUS_CANCELLED`].
+    /// Like [`iscsi_scsi_cancel_task`] it leaves CmdSN gaps: a teardown step.
+    pub fn iscsi_scsi_cancel_all_tasks(iscsi: *mut iscsi_context);
+
+    // --- SCSI commands (asynchronous) -----------------------------------------
+    /// Queues `task` (built with [`scsi_create_task`]); `d` is the data-out buffer
+    /// (may be NULL; referenced, not copied, until the callback). 0 when queued, in
+    /// which case `cb` will be called exactly once; -1 otherwise.
+    pub fn iscsi_scsi_command_async(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        task: *mut scsi_task,
+        cb: iscsi_command_cb,
+        d: *mut iscsi_data,
+        private_data: *mut c_void,
+    ) -> c_int;
+    /// Queues READ(10) of `datalen` bytes; the data arrives in `task.datain`. Returns
+    /// the task (owned by the callback from then on) or NULL when it could not be
+    /// queued (then `cb` is never called).
+    pub fn iscsi_read10_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u32,
+        datalen: u32,
+        blocksize: c_int,
+        rdprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
+    /// Queues WRITE(10) of `datalen` bytes from `data`, which must stay valid until
+    /// the callback. NULL when it could not be queued.
+    pub fn iscsi_write10_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u32,
+        data: *mut c_uchar,
+        datalen: u32,
+        blocksize: c_int,
+        wrprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
+    /// Queues READ(16) of `datalen` bytes; the data arrives in `task.datain`. NULL
+    /// when it could not be queued.
+    pub fn iscsi_read16_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u64,
+        datalen: u32,
+        blocksize: c_int,
+        rdprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
+    /// Queues READ(16) that lands its data directly in the caller's `iov` (which,
+    /// like the buffers it points to, must stay valid until the callback);
+    /// `task.datain` stays empty. NULL when it could not be queued.
+    pub fn iscsi_read16_iov_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u64,
+        datalen: u32,
+        blocksize: c_int,
+        rdprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+        iov: *mut scsi_iovec,
+        niov: c_int,
+    ) -> *mut scsi_task;
+    /// Queues WRITE(16) of `datalen` bytes from `data`, which must stay valid until
+    /// the callback. NULL when it could not be queued.
+    pub fn iscsi_write16_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u64,
+        data: *mut c_uchar,
+        datalen: u32,
+        blocksize: c_int,
+        wrprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
+    /// Queues WRITE(16) sending its data from the caller's `iov` (`data` is then
+    /// NULL). NULL when it could not be queued.
+    pub fn iscsi_write16_iov_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: u64,
+        data: *mut c_uchar,
+        datalen: u32,
+        blocksize: c_int,
+        wrprotect: c_int,
+        dpo: c_int,
+        fua: c_int,
+        fua_nv: c_int,
+        group_number: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+        iov: *mut scsi_iovec,
+        niov: c_int,
+    ) -> *mut scsi_task;
+    /// Queues TEST UNIT READY. NULL when it could not be queued.
+    pub fn iscsi_testunitready_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
+
     // --- tasks -------------------------------------------------------------
     /// Allocates a task carrying a caller-built CDB (`cdb_size` <= 16).
     pub fn scsi_create_task(
@@ -728,6 +923,11 @@ mod layout_tests {
             ("sizeof(enum iscsi_transport_type)", size_of::<c_int>()),
             ("SCSI_CDB_MAX_SIZE", SCSI_CDB_MAX_SIZE),
             ("MAX_STRING_SIZE", MAX_STRING_SIZE),
+            ("sizeof(iscsi_command_cb)", size_of::<iscsi_command_cb>()),
+            ("POLLIN", ISCSI_POLLIN as usize),
+            ("POLLOUT", ISCSI_POLLOUT as usize),
+            ("POLLERR", ISCSI_POLLERR as usize),
+            ("POLLHUP", ISCSI_POLLHUP as usize),
         ]
     }
 
@@ -753,6 +953,18 @@ mod layout_tests {
             "layout mismatches:\n{}",
             mismatches.join("\n")
         );
+    }
+
+    /// Independent of the probe: Linux's poll bits (asm-generic/poll.h) and a
+    /// nullable function pointer the size of a pointer.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn event_bits_and_callback_size_match_linux() {
+        assert_eq!(ISCSI_POLLIN, 0x001);
+        assert_eq!(ISCSI_POLLOUT, 0x004);
+        assert_eq!(ISCSI_POLLERR, 0x008);
+        assert_eq!(ISCSI_POLLHUP, 0x010);
+        assert_eq!(size_of::<iscsi_command_cb>(), size_of::<*const c_void>());
     }
 
     /// Independent of the probe: the x86_64/aarch64 SysV layout worked out by hand
@@ -829,6 +1041,59 @@ mod ffi_tests {
         let err = cstr(unsafe { iscsi_get_error(ctx) });
         assert!(!err.is_empty());
         unsafe { iscsi_destroy_context(ctx) };
+    }
+
+    /// A context that never connected has no socket and nothing queued, and
+    /// refuses commands without running their callback.
+    #[test]
+    fn event_loop_calls_on_an_unconnected_context() {
+        let name = CString::new("iqn.2026-01.test:init").unwrap();
+        let ctx = unsafe { iscsi_create_context(name.as_ptr()) };
+        assert!(!ctx.is_null());
+        unsafe {
+            assert_eq!(iscsi_get_fd(ctx), -1);
+            // libiscsi counts the missing connection as one pending item.
+            assert_eq!(iscsi_queue_length(ctx), 1);
+            assert_eq!(iscsi_out_queue_length(ctx), 0);
+            // A new context is a discovery session: SCSI commands are refused up
+            // front (NULL), and the callback must never run.
+            let read = |ctx| {
+                iscsi_read16_task(
+                    ctx,
+                    0,
+                    0,
+                    512,
+                    512,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    Some(must_not_run),
+                    std::ptr::null_mut(),
+                )
+            };
+            assert!(read(ctx).is_null());
+            let err = cstr(iscsi_get_error(ctx));
+            assert!(err.contains("discovery session"), "{err}");
+            // A normal session that is not logged in refuses them too.
+            assert_eq!(iscsi_set_session_type(ctx, ISCSI_SESSION_NORMAL), 0);
+            assert!(read(ctx).is_null());
+            let err = cstr(iscsi_get_error(ctx));
+            assert!(err.contains("not logged in"), "{err}");
+            assert_eq!(iscsi_queue_length(ctx), 1);
+            assert_eq!(iscsi_out_queue_length(ctx), 0);
+            iscsi_destroy_context(ctx);
+        }
+    }
+
+    unsafe extern "C" fn must_not_run(
+        _: *mut iscsi_context,
+        _: c_int,
+        _: *mut c_void,
+        _: *mut c_void,
+    ) {
+        panic!("callback of a command that was never queued ran");
     }
 
     /// Fixed format sense (SPC-4 4.5.3): response code 0x70, sense key in byte 2,
