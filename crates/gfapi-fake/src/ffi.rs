@@ -168,6 +168,16 @@ fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
     }
 }
 
+/// Body of an entry point returning `int`: -1 with errno on error or panic.
+fn int_call(f: impl FnOnce() -> Res<c_int>) -> c_int {
+    guard(-1, || int_ret(f()))
+}
+
+/// Body of an entry point returning a pointer: NULL with errno on error or panic.
+fn ptr_call<T>(f: impl FnOnce() -> Res<usize>) -> *mut T {
+    guard(std::ptr::null_mut(), || ptr_ret(f()))
+}
+
 fn ptr_ret<T>(r: Res<usize>) -> *mut T {
     match r {
         Ok(v) => v as *mut T,
@@ -197,6 +207,14 @@ unsafe fn str_arg<'a>(p: *const c_char) -> Res<&'a str> {
         return Err(libc::EINVAL);
     }
     CStr::from_ptr(p).to_str().map_err(|_| libc::EINVAL)
+}
+
+/// A C string argument that may be NULL.
+unsafe fn opt_str_arg<'a>(p: *const c_char) -> Res<Option<&'a str>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    str_arg(p).map(Some)
 }
 
 fn cvt(r: isize) -> Res<isize> {
@@ -252,10 +270,66 @@ fn require_file(fd: &FdInner) -> Res<()> {
     }
 }
 
-fn current_pos(fd: &FdInner) -> Option<u64> {
-    // SAFETY: lseek on our own descriptor.
-    let p = unsafe { libc::lseek(fd.raw(), 0, libc::SEEK_CUR) };
-    u64::try_from(p).ok()
+/// Whether I/O of `len` bytes at `off` breaks the alignment an `O_DIRECT` fd needs.
+fn misaligned(fd: &FdInner, off: i64, len: usize) -> bool {
+    let align = fs::DIRECT_ALIGN as i64;
+    fd.direct && (off.rem_euclid(align) != 0 || len as i64 % align != 0)
+}
+
+/// Runs `f` at `off`, or, when `off` is None, at the fd's offset, which then advances
+/// by what `f` returns (as gfapi's glfs_read/glfs_write do).
+fn at_offset(fd: &FdInner, off: Option<i64>, f: impl FnOnce(i64) -> Res<IoOut>) -> Res<IoOut> {
+    match off {
+        Some(o) => f(o),
+        None => {
+            let mut pos = lock(&fd.pos);
+            let out = f(*pos)?;
+            if out.ret > 0 {
+                *pos = pos.wrapping_add(out.ret as i64);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The brick's side of a write of `len` bytes at `off`: an `O_DIRECT` fd needs offset
+/// and length aligned to [`fs::DIRECT_ALIGN`] (EINVAL otherwise, nothing written), then
+/// `write` does the transfer and returns the byte count. A failure is what write-behind
+/// reports later (see [`FdInner::defer_write_error`]): the write then returns `len`, as
+/// if done, with unchanged stats.
+fn brick_write(
+    fd: &FdInner,
+    off: i64,
+    len: usize,
+    write: impl FnOnce() -> Res<usize>,
+) -> Res<IoOut> {
+    let pre = fstat_raw(fd.raw())?;
+    let done = if misaligned(fd, off, len) {
+        Err(libc::EINVAL)
+    } else {
+        write()
+    };
+    let ret = match done {
+        Ok(n) => n,
+        Err(e) if fd.defer_write_error(e) => {
+            fd.glfs.log(
+                fs::level::WARNING,
+                &format!(
+                    "write of {len} bytes at {off} on {} failed ({e}): reported at the next \
+                     fsync/fdatasync",
+                    fd.path
+                ),
+            );
+            len
+        }
+        Err(e) => return Err(e),
+    };
+    let post = fstat_raw(fd.raw())?;
+    Ok(IoOut {
+        ret: ret as ssize_t,
+        pre: Some(pre),
+        post: Some(post),
+    })
 }
 
 /// Copies `iov` truncated to at most `max` bytes in total.
@@ -286,62 +360,62 @@ unsafe fn clamp_iov(iov: *const iovec, cnt: c_int, max: usize) -> Res<(Vec<iovec
 // ---------------------------------------------------------------------------------------
 // core fd operations (shared by sync and async entry points)
 
-/// Read at `off` (or at the file position when None) into `buf`.
+/// Read at `off` (or at the fd's offset when None) into `buf`. The brick refuses a
+/// read of 0 bytes, and an unaligned one on an `O_DIRECT` fd (EINVAL).
 pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>) -> Res<IoOut> {
     require_file(fd)?;
-    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
-    let admit = fd.admit("read", fault_off, count as u64)?;
-    let n = admit.clamp(count);
-    let mut done = 0usize;
-    while done < n {
-        let r = match off {
-            Some(o) => libc::pread(
+    at_offset(fd, off, |o| {
+        let admit = fd.admit("read", u64::try_from(o).ok(), count as u64)?;
+        if count == 0 || misaligned(fd, o, count) {
+            return Err(libc::EINVAL);
+        }
+        let n = admit.clamp(count);
+        let mut done = 0usize;
+        while done < n {
+            let r = libc::pread(
                 fd.raw(),
                 buf.add(done) as *mut c_void,
                 n - done,
-                o + done as i64,
-            ),
-            None => libc::read(fd.raw(), buf.add(done) as *mut c_void, n - done),
-        };
-        let r = cvt(r)?;
-        if r == 0 {
-            break;
+                o.saturating_add(done as i64),
+            );
+            let r = cvt(r)?;
+            if r == 0 {
+                break;
+            }
+            done += r as usize;
         }
-        done += r as usize;
-    }
-    let post = fstat_raw(fd.raw())?;
-    Ok(IoOut {
-        ret: done as ssize_t,
-        pre: None,
-        post: Some(post),
+        let post = fstat_raw(fd.raw())?;
+        Ok(IoOut {
+            ret: done as ssize_t,
+            pre: None,
+            post: Some(post),
+        })
     })
 }
 
-/// Write `buf` at `off` (or at the file position when None).
+/// Write `buf` at `off` (or at the fd's offset when None); see [`brick_write`].
 pub unsafe fn op_write(fd: &FdInner, buf: *const u8, count: usize, off: Option<i64>) -> Res<IoOut> {
     require_file(fd)?;
-    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
-    let admit = fd.admit("write", fault_off, count as u64)?;
-    let n = admit.clamp(count);
-    with_stats(fd, || {
-        let mut done = 0usize;
-        while done < n {
-            let r = match off {
-                Some(o) => libc::pwrite(
+    at_offset(fd, off, |o| {
+        let admit = fd.admit("write", u64::try_from(o).ok(), count as u64)?;
+        let n = admit.clamp(count);
+        brick_write(fd, o, n, || {
+            let mut done = 0usize;
+            while done < n {
+                let r = libc::pwrite(
                     fd.raw(),
                     buf.add(done) as *const c_void,
                     n - done,
-                    o + done as i64,
-                ),
-                None => libc::write(fd.raw(), buf.add(done) as *const c_void, n - done),
-            };
-            done += cvt(r)? as usize;
-        }
-        Ok(done as ssize_t)
+                    o.saturating_add(done as i64),
+                );
+                done += cvt(r)? as usize;
+            }
+            Ok(done)
+        })
     })
 }
 
-/// Vectored read at `off` (or at the file position).
+/// Vectored read at `off` (or at the fd's offset); EINVAL as for [`op_read`].
 pub unsafe fn op_readv(
     fd: &FdInner,
     iov: *const iovec,
@@ -350,23 +424,23 @@ pub unsafe fn op_readv(
 ) -> Res<IoOut> {
     require_file(fd)?;
     let (_, total) = clamp_iov(iov, cnt, usize::MAX)?;
-    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
-    let admit = fd.admit("read", fault_off, total as u64)?;
-    let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
-    let r = match off {
-        Some(o) => libc::preadv(fd.raw(), v.as_ptr(), v.len() as c_int, o),
-        None => libc::readv(fd.raw(), v.as_ptr(), v.len() as c_int),
-    };
-    let r = cvt(r)?;
-    let post = fstat_raw(fd.raw())?;
-    Ok(IoOut {
-        ret: r,
-        pre: None,
-        post: Some(post),
+    at_offset(fd, off, |o| {
+        let admit = fd.admit("read", u64::try_from(o).ok(), total as u64)?;
+        if total == 0 || misaligned(fd, o, total) {
+            return Err(libc::EINVAL);
+        }
+        let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
+        let r = cvt(libc::preadv(fd.raw(), v.as_ptr(), v.len() as c_int, o))?;
+        let post = fstat_raw(fd.raw())?;
+        Ok(IoOut {
+            ret: r,
+            pre: None,
+            post: Some(post),
+        })
     })
 }
 
-/// Vectored write at `off` (or at the file position).
+/// Vectored write at `off` (or at the fd's offset); see [`brick_write`].
 pub unsafe fn op_writev(
     fd: &FdInner,
     iov: *const iovec,
@@ -375,21 +449,24 @@ pub unsafe fn op_writev(
 ) -> Res<IoOut> {
     require_file(fd)?;
     let (_, total) = clamp_iov(iov, cnt, usize::MAX)?;
-    let fault_off = off.map(|o| o as u64).or_else(|| current_pos(fd));
-    let admit = fd.admit("write", fault_off, total as u64)?;
-    let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
-    with_stats(fd, || {
-        let r = match off {
-            Some(o) => libc::pwritev(fd.raw(), v.as_ptr(), v.len() as c_int, o),
-            None => libc::writev(fd.raw(), v.as_ptr(), v.len() as c_int),
-        };
-        cvt(r)
+    at_offset(fd, off, |o| {
+        let admit = fd.admit("write", u64::try_from(o).ok(), total as u64)?;
+        let n = admit.clamp(total);
+        let (v, _) = clamp_iov(iov, cnt, n)?;
+        brick_write(fd, o, n, || {
+            let r = libc::pwritev(fd.raw(), v.as_ptr(), v.len() as c_int, o);
+            cvt(r).map(|r| r as usize)
+        })
     })
 }
 
-/// fsync (data_only = false) or fdatasync.
+/// fsync (data_only = false) or fdatasync. Reports (once) a write error that
+/// write-behind kept back (see [`FdInner::defer_write_error`]).
 pub fn op_sync(fd: &FdInner, data_only: bool) -> Res<IoOut> {
     let _ = fd.admit(if data_only { "fdatasync" } else { "fsync" }, None, 0)?;
+    if let Some(e) = fd.take_write_error() {
+        return Err(e);
+    }
     with_stats(fd, || {
         // SAFETY: syncing our own descriptor.
         let r = unsafe {
@@ -511,13 +588,11 @@ pub extern "C" fn gfapi_fake_version() -> *const c_char {
 /// Points `fs` at a root directory other than `$GFAPI_FAKE_ROOT` (call before glfs_init).
 #[no_mangle]
 pub unsafe extern "C" fn gfapi_fake_set_root(fs: *mut glfs_t, root: *const c_char) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            let r = str_arg(root)?;
-            m.set_root(std::path::Path::new(r));
-            Ok(0)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        let r = str_arg(root)?;
+        m.set_root(std::path::Path::new(r));
+        Ok(0)
     })
 }
 
@@ -536,23 +611,19 @@ pub unsafe extern "C" fn gfapi_fake_inflight(fs: *mut glfs_t) -> c_int {
 /// glfs_new
 #[no_mangle]
 pub unsafe extern "C" fn glfs_new(volname: *const c_char) -> *mut glfs_t {
-    guard(std::ptr::null_mut(), || {
-        ptr_ret((|| {
-            let v = str_arg(volname)?;
-            Ok(mounts().insert(Arc::new(Glfs::new(v))))
-        })())
+    ptr_call(|| {
+        let v = str_arg(volname)?;
+        Ok(mounts().insert(Arc::new(Glfs::new(v))))
     })
 }
 
 /// glfs_set_volfile
 #[no_mangle]
 pub unsafe extern "C" fn glfs_set_volfile(fs: *mut glfs_t, volfile: *const c_char) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            mount_of(fs)?;
-            str_arg(volfile)?;
-            Ok(0)
-        })())
+    int_call(|| {
+        mount_of(fs)?;
+        str_arg(volfile)?;
+        Ok(0)
     })
 }
 
@@ -564,18 +635,12 @@ pub unsafe extern "C" fn glfs_set_volfile_server(
     host: *const c_char,
     port: c_int,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            let t = if transport.is_null() {
-                "tcp"
-            } else {
-                str_arg(transport)?
-            };
-            let h = str_arg(host)?;
-            m.add_server(t, h, port);
-            Ok(0)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        let t = opt_str_arg(transport)?.unwrap_or("tcp");
+        let h = str_arg(host)?;
+        m.add_server(t, h, port);
+        Ok(0)
     })
 }
 
@@ -587,17 +652,11 @@ pub unsafe extern "C" fn glfs_unset_volfile_server(
     host: *const c_char,
     port: c_int,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            let t = if transport.is_null() {
-                "tcp"
-            } else {
-                str_arg(transport)?
-            };
-            m.remove_server(t, str_arg(host)?, port)?;
-            Ok(0)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        let t = opt_str_arg(transport)?.unwrap_or("tcp");
+        m.remove_server(t, str_arg(host)?, port)?;
+        Ok(0)
     })
 }
 
@@ -608,17 +667,10 @@ pub unsafe extern "C" fn glfs_set_logging(
     logfile: *const c_char,
     loglevel: c_int,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            let f = if logfile.is_null() {
-                None
-            } else {
-                Some(str_arg(logfile)?)
-            };
-            m.set_logging(f, loglevel)?;
-            Ok(0)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        m.set_logging(opt_str_arg(logfile)?, loglevel)?;
+        Ok(0)
     })
 }
 
@@ -630,44 +682,38 @@ pub unsafe extern "C" fn glfs_set_xlator_option(
     key: *const c_char,
     value: *const c_char,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            m.set_xlator_option(str_arg(xlator)?, str_arg(key)?, str_arg(value)?);
-            Ok(0)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        m.set_xlator_option(str_arg(xlator)?, str_arg(key)?, str_arg(value)?);
+        Ok(0)
     })
 }
 
 /// glfs_init
 #[no_mangle]
 pub unsafe extern "C" fn glfs_init(fs: *mut glfs_t) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            mount_of(fs)?.init()?;
-            Ok(0)
-        })())
+    int_call(|| {
+        mount_of(fs)?.init()?;
+        Ok(0)
     })
 }
 
 /// glfs_fini: waits for in-flight async operations, then frees `fs`.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_fini(fs: *mut glfs_t) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            if fs.is_null() {
-                return Err(libc::EINVAL);
-            }
-            let m = mounts().remove(fs as usize).ok_or(libc::EINVAL)?;
-            if pool::on_worker_thread() {
-                // Called from a completion callback: waiting here would deadlock on our
-                // own in-flight count; refuse new work and let in-flight ops drain.
-                m.mark_closing();
-                return Ok(0);
-            }
-            m.fini();
-            Ok(0)
-        })())
+    int_call(|| {
+        if fs.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let m = mounts().remove(fs as usize).ok_or(libc::EINVAL)?;
+        if pool::on_worker_thread() {
+            // Called from a completion callback: waiting here would deadlock on our
+            // own in-flight count; refuse new work and let in-flight ops drain.
+            m.mark_closing();
+            return Ok(0);
+        }
+        m.fini();
+        Ok(0)
     })
 }
 
@@ -678,22 +724,20 @@ pub unsafe extern "C" fn glfs_get_volumeid(
     volid: *mut c_char,
     size: size_t,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let m = mount_of(fs)?;
-            if !m.is_mounted() {
-                return Err(libc::EINVAL);
-            }
-            let id = m.volume_id();
-            if volid.is_null() {
-                return Ok(id.len() as c_int);
-            }
-            if size < id.len() {
-                return Err(libc::ERANGE);
-            }
-            std::ptr::copy_nonoverlapping(id.as_ptr(), volid as *mut u8, id.len());
-            Ok(id.len() as c_int)
-        })())
+    int_call(|| {
+        let m = mount_of(fs)?;
+        if !m.is_mounted() {
+            return Err(libc::EINVAL);
+        }
+        let id = m.volume_id();
+        if volid.is_null() {
+            return Ok(id.len() as c_int);
+        }
+        if size < id.len() {
+            return Err(libc::ERANGE);
+        }
+        std::ptr::copy_nonoverlapping(id.as_ptr(), volid as *mut u8, id.len());
+        Ok(id.len() as c_int)
     })
 }
 
@@ -714,6 +758,7 @@ fn open_impl(fsp: *mut glfs_t, path: &str, flags: c_int, mode: Option<mode_t>) -
     let m = mount_of(fsp)?;
     let op = if mode.is_some() { "creat" } else { "open" };
     let (host, rel, _) = m.admit_path(op, path)?;
+    let flags_in = flags;
     let mut flags = flags & PASS_FLAGS;
     match mode {
         Some(_) => flags |= libc::O_CREAT,
@@ -752,31 +797,27 @@ fn open_impl(fsp: *mut glfs_t, path: &str, flags: c_int, mode: Option<mode_t>) -
     let md = file
         .metadata()
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-    if md.is_dir() {
+    // The brick opens a directory O_RDONLY as open(2) does (O_WRONLY/O_RDWR fail EISDIR
+    // in the host open already); glfs_creat of a directory is EISDIR.
+    if md.is_dir() && (mode.is_some() || acc != libc::O_RDONLY) {
         return Err(libc::EISDIR);
     }
-    if !md.is_file() {
+    if !md.is_file() && !md.is_dir() {
         return Err(libc::EINVAL);
     }
-    let inner = FdInner {
-        glfs: m,
-        path: rel,
-        kind: FdKind::File(file),
-        fs_handle: fsp as usize,
-    };
+    let inner = FdInner::new(m, rel, FdKind::File(file), fsp as usize, flags_in);
     Ok(fds().insert(Arc::new(inner)))
 }
 
-/// glfs_open: O_CREAT is ignored (use glfs_creat); directories give EISDIR.
+/// glfs_open: O_CREAT is ignored (use glfs_creat); a directory opens O_RDONLY only (EISDIR
+/// for O_WRONLY/O_RDWR), as open(2) on the brick.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_open(
     fs: *mut glfs_t,
     path: *const c_char,
     flags: c_int,
 ) -> *mut glfs_fd_t {
-    guard(std::ptr::null_mut(), || {
-        ptr_ret((|| open_impl(fs, str_arg(path)?, flags, None))())
-    })
+    ptr_call(|| open_impl(fs, str_arg(path)?, flags, None))
 }
 
 /// glfs_creat: creates (O_EXCL honoured) and opens.
@@ -787,42 +828,80 @@ pub unsafe extern "C" fn glfs_creat(
     flags: c_int,
     mode: mode_t,
 ) -> *mut glfs_fd_t {
-    guard(std::ptr::null_mut(), || {
-        ptr_ret((|| open_impl(fs, str_arg(path)?, flags, Some(mode)))())
-    })
+    ptr_call(|| open_impl(fs, str_arg(path)?, flags, Some(mode)))
 }
 
 /// glfs_close: EBADF on an unknown or already closed fd. The host file is closed once
 /// in-flight async operations on it are done.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_close(fd: *mut glfs_fd_t) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            if fd.is_null() {
-                return Err(libc::EBADF);
-            }
-            let inner = fds().remove(fd as usize).ok_or(libc::EBADF)?;
-            match inner.admit("close", None, 0) {
-                Ok(_) | Err(libc::EBADF) => Ok(0),
-                Err(e) => Err(e),
-            }
-        })())
+    int_call(|| {
+        if fd.is_null() {
+            return Err(libc::EBADF);
+        }
+        let inner = fds().remove(fd as usize).ok_or(libc::EBADF)?;
+        match inner.admit("close", None, 0) {
+            Ok(_) | Err(libc::EBADF) => Ok(0),
+            Err(e) => Err(e),
+        }
     })
 }
 
 /// glfs_from_glfd
 #[no_mangle]
 pub unsafe extern "C" fn glfs_from_glfd(fd: *mut glfs_fd_t) -> *mut glfs_t {
-    guard(std::ptr::null_mut(), || {
-        ptr_ret((|| {
-            let f = fd_of(fd)?;
-            Ok(f.fs_handle)
-        })())
+    ptr_call(|| {
+        let f = fd_of(fd)?;
+        Ok(f.fs_handle)
     })
 }
 
 // ---------------------------------------------------------------------------------------
 // synchronous I/O
+
+/// Body of a synchronous fd entry point: runs `op` on the fd, fills the caller's
+/// `pre`/`post` stats (NULL allowed) and returns the byte count, or -1 with errno.
+fn fd_io(
+    fd: *mut glfs_fd_t,
+    pre: *mut glfs_stat,
+    post: *mut glfs_stat,
+    op: impl FnOnce(&FdInner) -> Res<IoOut>,
+) -> ssize_t {
+    guard(-1, || {
+        ssize_ret((|| {
+            let o = op(&*fd_of(fd)?)?;
+            // SAFETY: caller-provided out-pointers, NULL allowed.
+            unsafe {
+                put_stat(pre, o.pre);
+                put_stat(post, o.post);
+            }
+            Ok(o.ret)
+        })())
+    })
+}
+
+/// [`fd_io`] without stats.
+fn fd_count(fd: *mut glfs_fd_t, op: impl FnOnce(&FdInner) -> Res<IoOut>) -> ssize_t {
+    fd_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), op)
+}
+
+/// [`fd_io`] for entry points returning `int`.
+fn sync_io(
+    fd: *mut glfs_fd_t,
+    pre: *mut glfs_stat,
+    post: *mut glfs_stat,
+    op: impl FnOnce(&FdInner) -> Res<IoOut>,
+) -> c_int {
+    fd_io(fd, pre, post, op) as c_int
+}
+
+/// Reads take no negative offset (EINVAL before anything else is checked).
+fn read_offset(offset: off_t) -> Res<Option<i64>> {
+    if offset < 0 {
+        return Err(libc::EINVAL);
+    }
+    Ok(Some(offset))
+}
 
 /// glfs_read (GFAPI_3.4.0)
 #[no_mangle]
@@ -832,11 +911,7 @@ pub unsafe extern "C" fn glfs_read(
     count: size_t,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            Ok(op_read(&*fd_of(fd)?, buf as *mut u8, count, None)?.ret)
-        })())
-    })
+    fd_count(fd, |f| op_read(f, buf.cast(), count, None))
 }
 
 /// glfs_write (GFAPI_3.4.0)
@@ -847,11 +922,7 @@ pub unsafe extern "C" fn glfs_write(
     count: size_t,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            Ok(op_write(&*fd_of(fd)?, buf as *const u8, count, None)?.ret)
-        })())
-    })
+    fd_count(fd, |f| op_write(f, buf.cast(), count, None))
 }
 
 /// glfs_readv (GFAPI_3.4.0)
@@ -862,9 +933,7 @@ pub unsafe extern "C" fn glfs_readv(
     iovcnt: c_int,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| Ok(op_readv(&*fd_of(fd)?, iov, iovcnt, None)?.ret))())
-    })
+    fd_count(fd, |f| op_readv(f, iov, iovcnt, None))
 }
 
 /// glfs_writev (GFAPI_3.4.0)
@@ -875,9 +944,7 @@ pub unsafe extern "C" fn glfs_writev(
     iovcnt: c_int,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| Ok(op_writev(&*fd_of(fd)?, iov, iovcnt, None)?.ret))())
-    })
+    fd_count(fd, |f| op_writev(f, iov, iovcnt, None))
 }
 
 /// glfs_preadv (GFAPI_3.4.0)
@@ -889,17 +956,11 @@ pub unsafe extern "C" fn glfs_preadv(
     offset: off_t,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            if offset < 0 {
-                return Err(libc::EINVAL);
-            }
-            Ok(op_readv(&*fd_of(fd)?, iov, iovcnt, Some(offset))?.ret)
-        })())
-    })
+    fd_count(fd, |f| op_readv(f, iov, iovcnt, read_offset(offset)?))
 }
 
-/// glfs_pwritev (GFAPI_3.4.0)
+/// glfs_pwritev (GFAPI_3.4.0). A negative offset is the brick's to refuse (reported
+/// late, as every failed write).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_pwritev(
     fd: *mut glfs_fd_t,
@@ -908,14 +969,7 @@ pub unsafe extern "C" fn glfs_pwritev(
     offset: off_t,
     _flags: c_int,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            if offset < 0 {
-                return Err(libc::EINVAL);
-            }
-            Ok(op_writev(&*fd_of(fd)?, iov, iovcnt, Some(offset))?.ret)
-        })())
-    })
+    fd_count(fd, |f| op_writev(f, iov, iovcnt, Some(offset)))
 }
 
 /// glfs_pread (GFAPI_6.0): fills `poststat` when non-NULL.
@@ -928,15 +982,8 @@ pub unsafe extern "C" fn glfs_pread(
     _flags: c_int,
     poststat: *mut glfs_stat,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            if offset < 0 {
-                return Err(libc::EINVAL);
-            }
-            let o = op_read(&*fd_of(fd)?, buf as *mut u8, count, Some(offset))?;
-            put_stat(poststat, o.post);
-            Ok(o.ret)
-        })())
+    fd_io(fd, std::ptr::null_mut(), poststat, |f| {
+        op_read(f, buf.cast(), count, read_offset(offset)?)
     })
 }
 
@@ -951,48 +998,37 @@ pub unsafe extern "C" fn glfs_pwrite(
     prestat: *mut glfs_stat,
     poststat: *mut glfs_stat,
 ) -> ssize_t {
-    guard(-1, || {
-        ssize_ret((|| {
-            if offset < 0 {
-                return Err(libc::EINVAL);
-            }
-            let o = op_write(&*fd_of(fd)?, buf as *const u8, count, Some(offset))?;
-            put_stat(prestat, o.pre);
-            put_stat(poststat, o.post);
-            Ok(o.ret)
-        })())
+    fd_io(fd, prestat, poststat, |f| {
+        op_write(f, buf.cast(), count, Some(offset))
     })
 }
 
-/// glfs_lseek (GFAPI_3.4.0), including SEEK_DATA and SEEK_HOLE.
+/// glfs_lseek (GFAPI_3.4.0), including SEEK_DATA and SEEK_HOLE. As in gfapi, the
+/// offset lives in the fd and is not checked: a negative result is stored and returned
+/// (so -1 comes back with errno untouched).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_lseek(fd: *mut glfs_fd_t, offset: off_t, whence: c_int) -> off_t {
+    // The fault check's stat(2) may change errno; gfapi's SEEK_SET/CUR/END do not.
+    let saved = *libc::__errno_location();
     guard(-1, || {
         ssize_ret((|| {
             let f = fd_of(fd)?;
             require_file(&f)?;
             let _ = f.admit("lseek", u64::try_from(offset).ok(), 0)?;
-            cvt(libc::lseek(f.raw(), offset, whence) as isize)
+            let mut pos = lock(&f.pos);
+            let new = match whence {
+                libc::SEEK_SET => offset,
+                libc::SEEK_CUR => pos.wrapping_add(offset),
+                libc::SEEK_END => fstat_raw(f.raw())?.glfs_st_size.wrapping_add(offset),
+                libc::SEEK_DATA | libc::SEEK_HOLE => {
+                    cvt(libc::lseek(f.raw(), offset, whence) as isize)? as i64
+                }
+                _ => return Err(libc::EINVAL),
+            };
+            *pos = new;
+            set_errno(saved);
+            Ok(new as isize)
         })()) as off_t
-    })
-}
-
-fn sync_io(
-    fd: *mut glfs_fd_t,
-    pre: *mut glfs_stat,
-    post: *mut glfs_stat,
-    f: impl FnOnce(&FdInner) -> Res<IoOut>,
-) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let o = f(&*fd_of(fd)?)?;
-            // SAFETY: caller-provided out-pointers, NULL allowed.
-            unsafe {
-                put_stat(pre, o.pre);
-                put_stat(post, o.post);
-            }
-            Ok(o.ret as c_int)
-        })())
     })
 }
 
@@ -1068,6 +1104,41 @@ const PUNCH: c_int = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
 // ---------------------------------------------------------------------------------------
 // asynchronous I/O (GFAPI_6.0): the op and the callback run on a pool thread
 
+/// Submits a read (`write` false) or write of `count` bytes at `buf`, at `offset` or
+/// at the fd's offset. A negative read offset fails through the callback.
+fn buf_async(
+    fd: *mut glfs_fd_t,
+    buf: usize,
+    count: usize,
+    offset: Option<off_t>,
+    write: bool,
+    fn_: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int {
+    let buf = SendPtr(buf);
+    int_call(|| {
+        submit_async(fd, fn_, data, move |f| {
+            let buf = buf;
+            // SAFETY: the caller keeps buf valid until the callback (gfapi contract).
+            unsafe {
+                if write {
+                    op_write(f, buf.0 as *const u8, count, offset)
+                } else {
+                    op_read(
+                        f,
+                        buf.0 as *mut u8,
+                        count,
+                        match offset {
+                            Some(o) => read_offset(o)?,
+                            None => None,
+                        },
+                    )
+                }
+            }
+        })
+    })
+}
+
 /// glfs_pread_async
 #[no_mangle]
 pub unsafe extern "C" fn glfs_pread_async(
@@ -1079,20 +1150,10 @@ pub unsafe extern "C" fn glfs_pread_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    let buf = SendPtr(buf as usize);
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
-            let buf = buf;
-            if offset < 0 {
-                return Err(libc::EINVAL);
-            }
-            // SAFETY: the caller keeps buf valid until the callback (gfapi contract).
-            unsafe { op_read(f, buf.0 as *mut u8, count, Some(offset)) }
-        }))
-    })
+    buf_async(fd, buf as usize, count, Some(offset), false, fn_, data)
 }
 
-/// glfs_pwrite_async (note: `count` is an int in gfapi)
+/// glfs_pwrite_async (note: `count` is an int in gfapi; negative is EINVAL)
 #[no_mangle]
 pub unsafe extern "C" fn glfs_pwrite_async(
     fd: *mut glfs_fd_t,
@@ -1103,20 +1164,10 @@ pub unsafe extern "C" fn glfs_pwrite_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    let buf = SendPtr(buf as usize);
-    guard(-1, || {
-        int_ret((|| {
-            let count = usize::try_from(count).map_err(|_| libc::EINVAL)?;
-            submit_async(fd, fn_, data, move |f| {
-                let buf = buf;
-                if offset < 0 {
-                    return Err(libc::EINVAL);
-                }
-                // SAFETY: the caller keeps buf valid until the callback.
-                unsafe { op_write(f, buf.0 as *const u8, count, Some(offset)) }
-            })
-        })())
-    })
+    match usize::try_from(count) {
+        Ok(count) => buf_async(fd, buf as usize, count, Some(offset), true, fn_, data),
+        Err(_) => int_call(|| Err(libc::EINVAL)),
+    }
 }
 
 /// glfs_read_async
@@ -1129,14 +1180,7 @@ pub unsafe extern "C" fn glfs_read_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    let buf = SendPtr(buf as usize);
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
-            let buf = buf;
-            // SAFETY: the caller keeps buf valid until the callback.
-            unsafe { op_read(f, buf.0 as *mut u8, count, None) }
-        }))
-    })
+    buf_async(fd, buf as usize, count, None, false, fn_, data)
 }
 
 /// glfs_write_async
@@ -1149,14 +1193,7 @@ pub unsafe extern "C" fn glfs_write_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    let buf = SendPtr(buf as usize);
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
-            let buf = buf;
-            // SAFETY: the caller keeps buf valid until the callback.
-            unsafe { op_write(f, buf.0 as *const u8, count, None) }
-        }))
-    })
+    buf_async(fd, buf as usize, count, None, true, fn_, data)
 }
 
 unsafe fn iov_async(
@@ -1168,33 +1205,30 @@ unsafe fn iov_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            // gfapi copies the iovec array itself; the buffers stay the caller's.
-            let (v, _) = clamp_iov(iov, count, usize::MAX)?;
-            let v: Vec<(usize, usize)> =
-                v.iter().map(|x| (x.iov_base as usize, x.iov_len)).collect();
-            if matches!(offset, Some(o) if o < 0) {
-                return Err(libc::EINVAL);
-            }
-            submit_async(fd, fn_, data, move |f| {
-                let v: Vec<iovec> = v
-                    .iter()
-                    .map(|&(b, l)| iovec {
-                        iov_base: b as *mut c_void,
-                        iov_len: l,
-                    })
-                    .collect();
-                // SAFETY: the caller keeps the buffers valid until the callback.
-                unsafe {
-                    if write {
-                        op_writev(f, v.as_ptr(), v.len() as c_int, offset)
-                    } else {
-                        op_readv(f, v.as_ptr(), v.len() as c_int, offset)
-                    }
+    int_call(|| {
+        // gfapi copies the iovec array itself; the buffers stay the caller's.
+        let (v, _) = clamp_iov(iov, count, usize::MAX)?;
+        let v: Vec<(usize, usize)> = v.iter().map(|x| (x.iov_base as usize, x.iov_len)).collect();
+        if !write && matches!(offset, Some(o) if o < 0) {
+            return Err(libc::EINVAL);
+        }
+        submit_async(fd, fn_, data, move |f| {
+            let v: Vec<iovec> = v
+                .iter()
+                .map(|&(b, l)| iovec {
+                    iov_base: b as *mut c_void,
+                    iov_len: l,
+                })
+                .collect();
+            // SAFETY: the caller keeps the buffers valid until the callback.
+            unsafe {
+                if write {
+                    op_writev(f, v.as_ptr(), v.len() as c_int, offset)
+                } else {
+                    op_readv(f, v.as_ptr(), v.len() as c_int, offset)
                 }
-            })
-        })())
+            }
+        })
     })
 }
 
@@ -1259,9 +1293,7 @@ pub unsafe extern "C" fn glfs_fsync_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, |f| op_sync(f, false)))
-    })
+    int_call(|| submit_async(fd, fn_, data, |f| op_sync(f, false)))
 }
 
 /// glfs_fdatasync_async
@@ -1271,9 +1303,7 @@ pub unsafe extern "C" fn glfs_fdatasync_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, |f| op_sync(f, true)))
-    })
+    int_call(|| submit_async(fd, fn_, data, |f| op_sync(f, true)))
 }
 
 /// glfs_ftruncate_async
@@ -1284,11 +1314,7 @@ pub unsafe extern "C" fn glfs_ftruncate_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
-            op_ftruncate(f, length)
-        }))
-    })
+    int_call(|| submit_async(fd, fn_, data, move |f| op_ftruncate(f, length)))
 }
 
 /// glfs_discard_async
@@ -1301,10 +1327,10 @@ pub unsafe extern "C" fn glfs_discard_async(
     data: *mut c_void,
 ) -> c_int {
     let len = off_t::try_from(len).unwrap_or(off_t::MAX);
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
+    int_call(|| {
+        submit_async(fd, fn_, data, move |f| {
             op_fallocate(f, "discard", PUNCH, offset, len)
-        }))
+        })
     })
 }
 
@@ -1317,10 +1343,10 @@ pub unsafe extern "C" fn glfs_zerofill_async(
     fn_: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(submit_async(fd, fn_, data, move |f| {
+    int_call(|| {
+        submit_async(fd, fn_, data, move |f| {
             op_fallocate(f, "zerofill", libc::FALLOC_FL_ZERO_RANGE, offset, len)
-        }))
+        })
     })
 }
 
@@ -1340,6 +1366,16 @@ fn path_op<T>(
     f(&cpath(&host)?, &admit)
 }
 
+/// A path entry point whose host call returns 0, or -1 with errno.
+fn path_call(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    op: &str,
+    call: impl FnOnce(&std::ffi::CString) -> c_int,
+) -> c_int {
+    int_call(|| path_op(fs, path, op, |c, _| cvt(call(c) as isize).map(|_| 0)))
+}
+
 unsafe fn stat_like(
     fs: *mut glfs_t,
     path: *const c_char,
@@ -1347,18 +1383,15 @@ unsafe fn stat_like(
     op: &str,
     follow: bool,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, op, |c, _| {
-            if buf.is_null() {
-                return Err(libc::EINVAL);
-            }
-            let r = if follow {
-                libc::stat(c.as_ptr(), buf)
-            } else {
-                libc::lstat(c.as_ptr(), buf)
-            };
-            cvt(r as isize).map(|_| 0)
-        }))
+    path_call(fs, path, op, |c| {
+        if buf.is_null() {
+            set_errno(libc::EINVAL);
+            -1
+        } else if follow {
+            libc::stat(c.as_ptr(), buf)
+        } else {
+            libc::lstat(c.as_ptr(), buf)
+        }
     })
 }
 
@@ -1385,56 +1418,38 @@ pub unsafe extern "C" fn glfs_lstat(
 /// glfs_fstat
 #[no_mangle]
 pub unsafe extern "C" fn glfs_fstat(fd: *mut glfs_fd_t, buf: *mut libc::stat) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            let f = fd_of(fd)?;
-            if buf.is_null() {
-                return Err(libc::EINVAL);
-            }
-            let _ = f.admit("fstat", None, 0)?;
-            cvt(libc::fstat(f.raw(), buf) as isize).map(|_| 0)
-        })())
+    int_call(|| {
+        let f = fd_of(fd)?;
+        if buf.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let _ = f.admit("fstat", None, 0)?;
+        cvt(libc::fstat(f.raw(), buf) as isize).map(|_| 0)
     })
 }
 
 /// glfs_access
 #[no_mangle]
 pub unsafe extern "C" fn glfs_access(fs: *mut glfs_t, path: *const c_char, mode: c_int) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "access", |c, _| {
-            cvt(libc::access(c.as_ptr(), mode) as isize).map(|_| 0)
-        }))
-    })
+    path_call(fs, path, "access", |c| libc::access(c.as_ptr(), mode))
 }
 
 /// glfs_mkdir
 #[no_mangle]
 pub unsafe extern "C" fn glfs_mkdir(fs: *mut glfs_t, path: *const c_char, mode: mode_t) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "mkdir", |c, _| {
-            cvt(libc::mkdir(c.as_ptr(), mode) as isize).map(|_| 0)
-        }))
-    })
+    path_call(fs, path, "mkdir", |c| libc::mkdir(c.as_ptr(), mode))
 }
 
 /// glfs_unlink
 #[no_mangle]
 pub unsafe extern "C" fn glfs_unlink(fs: *mut glfs_t, path: *const c_char) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "unlink", |c, _| {
-            cvt(libc::unlink(c.as_ptr()) as isize).map(|_| 0)
-        }))
-    })
+    path_call(fs, path, "unlink", |c| libc::unlink(c.as_ptr()))
 }
 
 /// glfs_rmdir
 #[no_mangle]
 pub unsafe extern "C" fn glfs_rmdir(fs: *mut glfs_t, path: *const c_char) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "rmdir", |c, _| {
-            cvt(libc::rmdir(c.as_ptr()) as isize).map(|_| 0)
-        }))
-    })
+    path_call(fs, path, "rmdir", |c| libc::rmdir(c.as_ptr()))
 }
 
 /// glfs_rename
@@ -1444,13 +1459,13 @@ pub unsafe extern "C" fn glfs_rename(
     oldpath: *const c_char,
     newpath: *const c_char,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, oldpath, "rename", |old, _| {
+    int_call(|| {
+        path_op(fs, oldpath, "rename", |old, _| {
             let m = mount_of(fs)?;
             let (newhost, _, _) = m.admit_path("rename", str_arg(newpath)?)?;
             let new = cpath(&newhost)?;
             cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize).map(|_| 0)
-        }))
+        })
     })
 }
 
@@ -1461,11 +1476,7 @@ pub unsafe extern "C" fn glfs_truncate(
     path: *const c_char,
     length: off_t,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "truncate", |c, _| {
-            cvt(libc::truncate(c.as_ptr(), length) as isize).map(|_| 0)
-        }))
-    })
+    path_call(fs, path, "truncate", |c| libc::truncate(c.as_ptr(), length))
 }
 
 /// glfs_statvfs
@@ -1475,13 +1486,13 @@ pub unsafe extern "C" fn glfs_statvfs(
     path: *const c_char,
     buf: *mut libc::statvfs,
 ) -> c_int {
-    guard(-1, || {
-        int_ret(path_op(fs, path, "statvfs", |c, _| {
+    int_call(|| {
+        path_op(fs, path, "statvfs", |c, _| {
             if buf.is_null() {
                 return Err(libc::EINVAL);
             }
             cvt(libc::statvfs(c.as_ptr(), buf) as isize).map(|_| 0)
-        }))
+        })
     })
 }
 
@@ -1491,26 +1502,20 @@ pub unsafe extern "C" fn glfs_statvfs(
 /// glfs_opendir
 #[no_mangle]
 pub unsafe extern "C" fn glfs_opendir(fs: *mut glfs_t, path: *const c_char) -> *mut glfs_fd_t {
-    guard(std::ptr::null_mut(), || {
-        ptr_ret((|| {
-            let m = mount_of(fs)?;
-            let p = str_arg(path)?;
-            let (host, rel, _) = m.admit_path("opendir", p)?;
-            let c = cpath(&host)?;
-            let d = libc::opendir(c.as_ptr());
-            if d.is_null() {
-                return Err(last_errno());
-            }
-            let inner = FdInner {
-                glfs: m,
-                path: rel,
-                kind: FdKind::Dir(fs::DirStream {
-                    dir: std::sync::Mutex::new(d),
-                }),
-                fs_handle: fs as usize,
-            };
-            Ok(fds().insert(Arc::new(inner)))
-        })())
+    ptr_call(|| {
+        let m = mount_of(fs)?;
+        let p = str_arg(path)?;
+        let (host, rel, _) = m.admit_path("opendir", p)?;
+        let c = cpath(&host)?;
+        let d = libc::opendir(c.as_ptr());
+        if d.is_null() {
+            return Err(last_errno());
+        }
+        let dir = FdKind::Dir(fs::DirStream {
+            dir: std::sync::Mutex::new(d),
+        });
+        let inner = FdInner::new(m, rel, dir, fs as usize, libc::O_RDONLY);
+        Ok(fds().insert(Arc::new(inner)))
     })
 }
 
@@ -1556,15 +1561,13 @@ pub unsafe extern "C" fn glfs_readdir_r(
     entry: *mut dirent,
     result: *mut *mut dirent,
 ) -> c_int {
-    guard(-1, || {
-        int_ret((|| {
-            if result.is_null() {
-                return Err(libc::EINVAL);
-            }
-            let e = next_entry(fd, Some(entry))?;
-            *result = e;
-            Ok(0)
-        })())
+    int_call(|| {
+        if result.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let e = next_entry(fd, Some(entry))?;
+        *result = e;
+        Ok(0)
     })
 }
 

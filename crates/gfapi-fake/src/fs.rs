@@ -320,19 +320,20 @@ impl Glfs {
     }
 
     /// Resolves a volume path to (host path, normalised volume path).
-    /// `..` may not climb above the volume root (EINVAL).
+    ///
+    /// As gfapi does: the empty path is EINVAL, and `..` is resolved lexically, at the
+    /// volume root staying at the root (as `/..` is `/` in POSIX), so no path leaves the
+    /// volume directory.
     pub fn resolve(vol_dir: &Path, path: &str) -> Res<(PathBuf, String)> {
         if path.is_empty() {
-            return Err(libc::ENOENT);
+            return Err(libc::EINVAL);
         }
         let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
         for c in Path::new(path).components() {
             match c {
                 Component::RootDir | Component::CurDir => {}
                 Component::ParentDir => {
-                    if parts.pop().is_none() {
-                        return Err(libc::EINVAL);
-                    }
+                    parts.pop();
                 }
                 Component::Normal(n) => parts.push(n),
                 Component::Prefix(_) => return Err(libc::EINVAL),
@@ -469,9 +470,54 @@ pub struct FdInner {
     pub kind: FdKind,
     /// The glfs_t handle this fd was opened from (for glfs_from_glfd).
     pub fs_handle: usize,
+    /// Opened with `O_DIRECT`: writes must be aligned (see [`DIRECT_ALIGN`]).
+    pub direct: bool,
+    /// Opened with `O_SYNC`/`O_DSYNC`: writes are not acknowledged early (no
+    /// write-behind), so their errors are reported by the write itself.
+    pub sync_writes: bool,
+    /// The fd's offset for glfs_read/glfs_write/glfs_lseek. gfapi keeps it in the fd
+    /// (not in a kernel file), unchecked: `glfs_lseek(fd, -1, SEEK_SET)` stores -1.
+    pub pos: Mutex<i64>,
+    /// A write error not yet reported (see [`FdInner::defer_write_error`]).
+    pending_error: Mutex<Option<i32>>,
 }
 
+/// Alignment of offset and length that an `O_DIRECT` write needs on the brick.
+pub const DIRECT_ALIGN: u64 = 512;
+
 impl FdInner {
+    /// A new open file. `flags` are the open flags (`O_DIRECT`, `O_SYNC`, `O_DSYNC`
+    /// matter here).
+    pub fn new(glfs: Arc<Glfs>, path: String, kind: FdKind, fs_handle: usize, flags: i32) -> Self {
+        FdInner {
+            glfs,
+            path,
+            kind,
+            fs_handle,
+            direct: flags & libc::O_DIRECT != 0,
+            sync_writes: flags & (libc::O_SYNC | libc::O_DSYNC) != 0,
+            pos: Mutex::new(0),
+            pending_error: Mutex::new(None),
+        }
+    }
+
+    /// Gluster's write-behind acknowledges a write before the brick has done it and
+    /// reports the brick's failure later, once, on the next fsync/fdatasync of the fd.
+    /// Returns whether `errno` was kept for then (false on an `O_SYNC`/`O_DSYNC` fd,
+    /// whose writes are not acknowledged early). The first error is the one reported.
+    pub fn defer_write_error(&self, errno: i32) -> bool {
+        if self.sync_writes {
+            return false;
+        }
+        lock(&self.pending_error).get_or_insert(errno);
+        true
+    }
+
+    /// Takes the write error kept by [`FdInner::defer_write_error`], if any.
+    pub fn take_write_error(&self) -> Option<i32> {
+        lock(&self.pending_error).take()
+    }
+
     /// The raw host descriptor.
     pub fn raw(&self) -> i32 {
         use std::os::fd::AsRawFd;
@@ -583,16 +629,21 @@ mod tests {
     }
 
     #[rstest]
-    #[case("..")]
-    #[case("/../etc/passwd")]
-    #[case("a/../../x")]
-    fn resolve_rejects_escapes(#[case] input: &str) {
-        assert_eq!(Glfs::resolve(Path::new("/vol"), input), Err(libc::EINVAL));
+    #[case("..", "/")]
+    #[case("/..", "/")]
+    #[case("/../etc/passwd", "/etc/passwd")]
+    #[case("a/../../x", "/x")]
+    #[case("../../a/./../../b", "/b")]
+    fn resolve_clamps_dotdot_at_the_volume_root(#[case] input: &str, #[case] rel: &str) {
+        let (host, r) = Glfs::resolve(Path::new("/vol"), input).unwrap();
+        assert_eq!(r, rel);
+        assert!(host.starts_with("/vol"), "{host:?} left the volume");
+        assert_eq!(host, Path::new("/vol").join(rel.trim_start_matches('/')));
     }
 
     #[test]
-    fn resolve_rejects_empty() {
-        assert_eq!(Glfs::resolve(Path::new("/vol"), ""), Err(libc::ENOENT));
+    fn resolve_rejects_the_empty_path_with_einval() {
+        assert_eq!(Glfs::resolve(Path::new("/vol"), ""), Err(libc::EINVAL));
     }
 
     #[test]

@@ -203,20 +203,239 @@ fn open_errors_match_posix_and_gluster() {
         assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
         assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), -1);
         assert_eq!(errno(), libc::EEXIST);
-        assert!(glfs_open(env.fs, c("/d").as_ptr(), libc::O_RDONLY).is_null());
-        assert_eq!(errno(), libc::EISDIR);
-        assert!(glfs_open(env.fs, c("/../escape").as_ptr(), libc::O_RDONLY).is_null());
-        assert_eq!(errno(), libc::EINVAL);
         assert!(glfs_open(env.fs, c("/a/x").as_ptr(), libc::O_RDONLY).is_null());
         assert_eq!(errno(), libc::ENOTDIR);
         assert_eq!(glfs_unlink(env.fs, c("/nope").as_ptr()), -1);
         assert_eq!(errno(), libc::ENOENT);
-        // Read-only fd: writes fail with EBADF.
+        // Read-only fd: the write is acknowledged (write-behind), its EBADF comes with
+        // the next fdatasync, once.
         let ro = glfs_open(env.fs, c("/a").as_ptr(), libc::O_RDONLY);
         assert!(!ro.is_null());
-        assert_eq!(pwrite(ro, b"x", 0), -1);
+        assert_eq!(pwrite(ro, b"x", 0), 1);
+        assert_eq!(
+            glfs_fdatasync(ro, std::ptr::null_mut(), std::ptr::null_mut()),
+            -1
+        );
         assert_eq!(errno(), libc::EBADF);
+        assert_eq!(
+            glfs_fdatasync(ro, std::ptr::null_mut(), std::ptr::null_mut()),
+            0
+        );
         glfs_close(ro);
+    }
+}
+
+#[test]
+fn directories_open_read_only_like_open2() {
+    let env = Env::new();
+    unsafe {
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
+        // Gluster's brick opens a directory O_RDONLY (open(2) does); writing modes and
+        // glfs_creat give EISDIR.
+        let fd = glfs_open(env.fs, c("/d").as_ptr(), libc::O_RDONLY);
+        assert!(!fd.is_null(), "errno {}", errno());
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_fstat(fd, &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        assert_eq!(pread(fd, 16, 0), Err(libc::EISDIR));
+        assert_eq!(glfs_close(fd), 0);
+        for flags in [libc::O_RDWR, libc::O_WRONLY] {
+            assert!(glfs_open(env.fs, c("/d").as_ptr(), flags).is_null());
+            assert_eq!(errno(), libc::EISDIR, "flags {flags:#o}");
+        }
+        assert!(glfs_creat(env.fs, c("/d").as_ptr(), libc::O_RDWR, 0o644).is_null());
+        assert_eq!(errno(), libc::EISDIR);
+    }
+}
+
+#[test]
+fn zero_byte_reads_are_einval() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, b"data", 0), 4);
+        let mut b = [0u8; 4];
+        let p = b.as_mut_ptr() as *mut c_void;
+        assert_eq!(pread(fd, 0, 0), Err(libc::EINVAL));
+        assert_eq!(glfs_read(fd, p, 0, 0), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        let iov = [libc::iovec {
+            iov_base: p,
+            iov_len: 0,
+        }];
+        assert_eq!(glfs_preadv(fd, iov.as_ptr(), 1, 0, 0), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        // A read at EOF is not empty: it returns 0.
+        assert_eq!(pread(fd, 4, 4), Ok(vec![]));
+        // A zero-byte write is fine.
+        assert_eq!(pwrite(fd, b"", 0), 0);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn lseek_keeps_any_offset_in_the_fd() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, b"0123456789", 0), 10);
+        *libc::__errno_location() = 12345;
+        // gfapi stores and returns the offset unchecked: -1 with errno untouched.
+        assert_eq!(glfs_lseek(fd, -1, libc::SEEK_SET), -1);
+        assert_eq!(errno(), 12345);
+        assert_eq!(glfs_lseek(fd, 10, libc::SEEK_CUR), 9);
+        let mut b = [0u8; 4];
+        assert_eq!(glfs_read(fd, b.as_mut_ptr() as *mut c_void, 4, 0), 1);
+        assert_eq!(b[0], b'9');
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 10);
+        // Reading at a negative offset is the brick's EINVAL.
+        assert_eq!(glfs_lseek(fd, -4, libc::SEEK_SET), -4);
+        assert_eq!(glfs_read(fd, b.as_mut_ptr() as *mut c_void, 4, 0), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(glfs_lseek(fd, 0, 99), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn dotdot_stops_at_the_volume_root_and_empty_paths_are_einval() {
+    let env = Env::new();
+    // A file beside the volume directory, which no volume path may reach.
+    std::fs::write(env.dir.path().join("outside"), b"secret").unwrap();
+    std::fs::write(env.host("/inside"), b"12345").unwrap();
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        for p in ["/../inside", "../../inside", "/a/../../inside"] {
+            assert_eq!(glfs_lstat(env.fs, c(p).as_ptr(), &mut st), 0, "{p}");
+            assert_eq!(st.st_size, 5, "{p}");
+        }
+        assert_eq!(glfs_lstat(env.fs, c("/..").as_ptr(), &mut st), 0);
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        for p in ["/../outside", "../../outside", "/../vol/../outside"] {
+            assert_eq!(glfs_lstat(env.fs, c(p).as_ptr(), &mut st), -1, "{p}");
+            assert_eq!(errno(), libc::ENOENT, "{p}");
+        }
+        assert_eq!(glfs_lstat(env.fs, c("").as_ptr(), &mut st), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(glfs_unlink(env.fs, c("").as_ptr()), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(glfs_mkdir(env.fs, c("").as_ptr(), 0o755), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert!(glfs_open(env.fs, c("").as_ptr(), libc::O_RDONLY).is_null());
+        assert_eq!(errno(), libc::EINVAL);
+    }
+}
+
+unsafe fn sync(fd: *mut glfs_fd_t) -> Result<(), i32> {
+    if glfs_fdatasync(fd, std::ptr::null_mut(), std::ptr::null_mut()) == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+unsafe fn size(fd: *mut glfs_fd_t) -> i64 {
+    let mut st: libc::stat = std::mem::zeroed();
+    assert_eq!(glfs_fstat(fd, &mut st), 0);
+    st.st_size
+}
+
+#[test]
+fn unaligned_o_direct_writes_fail_at_the_next_sync_and_write_nothing() {
+    let env = Env::new();
+    let buf = [7u8; 1024];
+    unsafe {
+        let fd = glfs_creat(
+            env.fs,
+            c("/d").as_ptr(),
+            libc::O_RDWR | libc::O_DIRECT,
+            0o644,
+        );
+        assert!(!fd.is_null());
+        // Unaligned offset: acknowledged in full, nothing written, EINVAL at the next
+        // fdatasync only.
+        assert_eq!(pwrite(fd, &buf[..100], 1), 100);
+        assert_eq!(size(fd), 0);
+        assert_eq!(sync(fd), Err(libc::EINVAL));
+        assert_eq!(sync(fd), Ok(()));
+        // Aligned offset and length from an odd address: written.
+        assert_eq!(pwrite(fd, &buf[1..513], 512), 512);
+        assert_eq!(sync(fd), Ok(()));
+        assert_eq!(size(fd), 1024);
+        // Unaligned offset, aligned length; aligned offset, unaligned length (fsync).
+        assert_eq!(pwrite(fd, &buf[..512], 100), 512);
+        assert_eq!(sync(fd), Err(libc::EINVAL));
+        assert_eq!(pwrite(fd, &buf[..100], 0), 100);
+        assert_eq!(
+            glfs_fsync(fd, std::ptr::null_mut(), std::ptr::null_mut()),
+            -1
+        );
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(
+            pread(fd, 1024, 0).unwrap(),
+            [&[0u8; 512][..], &[7; 512]].concat()
+        );
+        // Unaligned reads fail at once (reads are not acknowledged early).
+        assert_eq!(pread(fd, 100, 1), Err(libc::EINVAL));
+        assert_eq!(pread(fd, 100, 0), Err(libc::EINVAL));
+        assert_eq!(pread(fd, 512, 1), Err(libc::EINVAL));
+        // Two failures before a sync: one error, reported once.
+        assert_eq!(pwrite(fd, &buf[..1], 0), 1);
+        assert_eq!(pwrite(fd, &buf[..3], 5), 3);
+        assert_eq!(sync(fd), Err(libc::EINVAL));
+        assert_eq!(sync(fd), Ok(()));
+        // The same through the async calls.
+        let (tx, rx) = mpsc::channel::<Completion>();
+        let p = buf.as_ptr() as *const c_void;
+        assert_eq!(
+            glfs_pwrite_async(fd, p, 10, 3, 0, Some(on_done), token(&tx)),
+            0
+        );
+        let w = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(w.ret, 10);
+        assert_eq!(glfs_fdatasync_async(fd, Some(on_done), token(&tx)), 0);
+        let s = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((s.ret, s.errno), (-1, libc::EINVAL));
+        assert_eq!(size(fd), 1024);
+        glfs_close(fd);
+
+        // O_DSYNC: no write-behind, the write itself fails.
+        let fd = glfs_open(
+            env.fs,
+            c("/d").as_ptr(),
+            libc::O_RDWR | libc::O_DIRECT | libc::O_DSYNC,
+        );
+        assert!(!fd.is_null());
+        assert_eq!(pwrite(fd, &buf[..100], 1), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(pwrite(fd, &buf[..512], 0), 512);
+        assert_eq!(sync(fd), Ok(()));
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn failed_writes_are_reported_by_the_next_sync() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        // A write at a negative offset reaches the brick, which refuses it.
+        assert_eq!(pwrite(fd, b"x", -1), 1);
+        assert_eq!(size(fd), 0);
+        assert_eq!(
+            glfs_fsync(fd, std::ptr::null_mut(), std::ptr::null_mut()),
+            -1
+        );
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(sync(fd), Ok(()));
+        // Injected write faults fail the write itself (they model the client's view).
+        env.rules("[[rule]]\nop = \"write\"\nerrno = \"ENOSPC\"\n");
+        assert_eq!(pwrite(fd, b"x", 0), -1);
+        assert_eq!(errno(), libc::ENOSPC);
+        env.clear_rules();
+        assert_eq!(sync(fd), Ok(()));
+        glfs_close(fd);
     }
 }
 
@@ -537,7 +756,10 @@ fn fault_offset_range_and_latency() {
         glfs_ftruncate(fd, 65536, std::ptr::null_mut(), std::ptr::null_mut());
         let t = Instant::now();
         pread(fd, 4096, 0).unwrap();
-        assert!(t.elapsed() < Duration::from_millis(300), "outside the range: no delay");
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "outside the range: no delay"
+        );
         let t = Instant::now();
         pread(fd, 4096, 8192).unwrap();
         assert!(t.elapsed() >= Duration::from_millis(400));

@@ -18,9 +18,10 @@
 //! Normalisations, where Gluster legitimately differs from a plain file system:
 //!
 //! * Write-behind: Gluster's client acknowledges a write before the brick sees it and
-//!   reports the brick's failure on the next call on that fd. Steps that provoke a failing
-//!   write record the first failure of "write, then fdatasync/fsync" (the fake fails the
-//!   write itself; both come out as the same errno).
+//!   reports the brick's failure once, on the next fsync/fdatasync of that fd (the fake
+//!   models this too, for writes on fds without O_SYNC/O_DSYNC). Steps that provoke a
+//!   failing write record the first failure of "write, then fdatasync/fsync", so that
+//!   they hold also where write-behind is off.
 //! * md-cache: a mount may answer `lstat` from its cache for a second after another mount
 //!   changed the file, so lookups after the raw mount's unlink go through that mount.
 //! * `lstat /` compares only the file type: the volume root's permissions are the fake's
@@ -65,65 +66,10 @@ struct KnownFakeBug {
 
 /// Known differences (see [`KnownFakeBug`]).
 const KNOWN_FAKE_BUGS: &[KnownFakeBug] = &[
-    KnownFakeBug {
-        // gfapi's glfs_open passes the open to the brick, where open(2) of a directory
-        // O_RDONLY succeeds (O_RDWR/O_WRONLY give EISDIR there, and the fake agrees on
-        // those). docs/fake-gfapi.md documents EISDIR for both.
-        name: "FAKE_OPEN_DIR_RDONLY_IS_EISDIR: glfs_open(dir, O_RDONLY) fails in the fake, \
-               succeeds on Gluster",
-        step: "open dir O_RDONLY",
-        fake: "EISDIR",
-        real: "ok ()",
-    },
-    KnownFakeBug {
-        // gfapi's glfs_lseek(SEEK_SET) stores the offset unchecked and returns it, so a
-        // negative offset comes back as -1 with errno untouched (the test clears errno).
-        name: "FAKE_LSEEK_SET_NEGATIVE_SETS_EINVAL: glfs_lseek(fd, -1, SEEK_SET) is -1/EINVAL \
-               in the fake, -1 with errno unchanged on Gluster",
-        step: "raw lseek SEEK_SET -1",
-        fake: "EINVAL (rc -1)",
-        real: "errno 0 (rc -1)",
-    },
-    KnownFakeBug {
-        name: "FAKE_PREAD_ZERO_COUNT_SUCCEEDS: glfs_pread(count 0) returns 0 in the fake, \
-               -1/EINVAL on Gluster",
-        step: "raw pread 0 @0",
-        fake: "ok 0",
-        real: "EINVAL (rc -1)",
-    },
-    KnownFakeBug {
-        // gfapi resolves ".." at the volume root to the root itself, as POSIX does for "/";
-        // docs/fake-gfapi.md documents EINVAL for ".." above the volume root.
-        name: "FAKE_DOTDOT_ABOVE_ROOT_IS_EINVAL: \"/../x\" is EINVAL in the fake, \"/x\" on \
-               Gluster",
-        step: "raw lstat /../dir/s.img",
-        fake: "EINVAL (rc -1)",
-        real: "ok size 1048576",
-    },
-    KnownFakeBug {
-        // Documented limit of the fake ("O_DIRECT alignment rules are not emulated"): the
-        // brick opens the file O_DIRECT and refuses an unaligned write with EINVAL, which
-        // write-behind reports at the next call on the fd (fdatasync here).
-        name: "FAKE_IGNORES_O_DIRECT_ALIGNMENT: an unaligned write on an O_DIRECT fd \
-               succeeds in the fake, fails with EINVAL on Gluster",
-        step: "pwrite 100 @1 on O_DIRECT fd, then fdatasync (first failure)",
-        fake: "ok ()",
-        real: "EINVAL",
-    },
-    KnownFakeBug {
-        name: "FAKE_IGNORES_O_DIRECT_ALIGNMENT (consequence): the refused write left the \
-               file empty on Gluster",
-        step: "fstat O_DIRECT fd",
-        fake: "ok 101",
-        real: "ok 0",
-    },
-    KnownFakeBug {
-        name: "FAKE_EMPTY_PATH_IS_ENOENT: glfs_lstat(\"\") is ENOENT in the fake, EINVAL on \
-               Gluster",
-        step: "raw lstat empty path",
-        fake: "ENOENT (rc -1)",
-        real: "EINVAL (rc -1)",
-    },
+    // None known. The fake was fixed for: glfs_open(dir, O_RDONLY) succeeding, zero-byte
+    // reads being EINVAL, glfs_lseek keeping any offset unchecked, ".." at the root being
+    // the root, the empty path being EINVAL, and O_DIRECT misalignment failing the next
+    // sync with nothing written.
 ];
 
 /// One step's outcome, as text that is equal on both sides when the behaviour is.
@@ -516,7 +462,7 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
         outcome(&File::open(vol, &p("ocreat.img"), rw | libc::O_CREAT).map(|_| ())),
     );
     t.rec("raw lstat after open O_CREAT", raw.lstat(&p("ocreat.img")));
-    // O_DIRECT: unaligned I/O on an O_DIRECT fd (the fake documents that it drops O_DIRECT).
+    // O_DIRECT: unaligned I/O on an O_DIRECT fd.
     let d = File::create(
         vol,
         &p("direct.img"),
@@ -535,6 +481,40 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
             outcome(&d.pwrite(&[7; 100], 1).and_then(|()| d.fdatasync())),
         );
         t.rec("fstat O_DIRECT fd", outcome(&d.size()));
+        // The deferred error is reported once: the next sync succeeds.
+        t.rec("fdatasync O_DIRECT fd again", outcome(&d.fdatasync()));
+        // Alignment is of offset and length (512 bytes), not of the caller's buffer:
+        // gfapi copies the data into its own (page-aligned) buffers.
+        let buf = [9u8; 1024];
+        t.rec(
+            "pwrite 512 @512 from an odd address on O_DIRECT fd, then fdatasync",
+            outcome(&d.pwrite(&buf[1..513], 512).and_then(|()| d.fdatasync())),
+        );
+        t.rec("fstat O_DIRECT fd after aligned write", outcome(&d.size()));
+        t.rec(
+            "pwrite 512 @100 on O_DIRECT fd, then fdatasync (first failure)",
+            outcome(&d.pwrite(&buf[..512], 100).and_then(|()| d.fdatasync())),
+        );
+        t.rec(
+            "pwrite 100 @0 on O_DIRECT fd, then fsync (first failure)",
+            outcome(&d.pwrite(&buf[..100], 0).and_then(|()| d.fsync())),
+        );
+        t.rec(
+            "pread 100 @1 on O_DIRECT fd",
+            outcome(&read_back(d, 1, 100).map(|_| ())),
+        );
+        t.rec(
+            "pread 100 @0 on O_DIRECT fd",
+            outcome(&read_back(d, 0, 100).map(|_| ())),
+        );
+        t.rec(
+            "pread 512 @1 on O_DIRECT fd",
+            outcome(&read_back(d, 1, 512).map(|_| ())),
+        );
+        t.rec(
+            "read back O_DIRECT file",
+            outcome(&read_back(d, 0, 1024).map(|b| b == [&[0u8; 512][..], &buf[..512]].concat())),
+        );
     }
     drop(d);
 
@@ -744,8 +724,8 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
     if let Ok(ro) = &ro {
         // Normalisation (write-behind): real Gluster's write-behind translator acknowledges
         // a write before the brick sees it, and reports the brick's failure (here EBADF for
-        // a write on an O_RDONLY fd) on the next call on that fd instead. The fake fails the
-        // write itself. Both are recorded as the first failure of "write, then fdatasync".
+        // a write on an O_RDONLY fd) on the next sync of that fd instead. Recorded as the
+        // first failure of "write, then fdatasync".
         t.rec(
             "pwrite on O_RDONLY fd, then fdatasync (first failure)",
             outcome(&ro.pwrite(b"x", 0).and_then(|()| ro.fdatasync())),
@@ -885,8 +865,8 @@ fn raw_steps(t: &mut Recorder, raw: &Raw, dir: &str) {
         raw.pwrite(fd, &pattern(64 << 10, 4), 256 << 10),
     );
     t.rec("raw pwrite 0 bytes @0", raw.pwrite(fd, &[], 0));
-    // Normalisation (write-behind, as above): real Gluster acknowledged the write at -1
-    // (returned 1) and failed the following fsync with EINVAL; the fake fails the write.
+    // Write-behind, as above: real Gluster acknowledges the write at -1 (returns 1) and
+    // fails the following fsync with EINVAL.
     let bad = raw.pwrite(fd, b"x", -1);
     let bad = if bad.starts_with("ok") {
         raw.fsync(fd)
@@ -921,6 +901,11 @@ fn raw_steps(t: &mut Recorder, raw: &Raw, dir: &str) {
     t.rec("raw lseek SEEK_SET 123", raw.lseek(fd, 123, libc::SEEK_SET));
     t.rec("raw lseek SEEK_CUR 7", raw.lseek(fd, 7, libc::SEEK_CUR));
     t.rec("raw lseek SEEK_SET -1", raw.lseek(fd, -1, libc::SEEK_SET));
+    // gfapi keeps the offset it was given: SEEK_CUR goes on from -1.
+    t.rec(
+        "raw lseek SEEK_CUR 10 after SEEK_SET -1",
+        raw.lseek(fd, 10, libc::SEEK_CUR),
+    );
     t.rec("raw lseek whence 99", raw.lseek(fd, 0, 99));
     t.rec("raw pread 100 @1 MiB (EOF)", raw.pread(fd, 100, 1 << 20));
     t.rec(
@@ -973,6 +958,20 @@ fn raw_steps(t: &mut Recorder, raw: &Raw, dir: &str) {
         raw.lstat(&p("s.img/")),
     );
     t.rec("raw lstat empty path", raw.lstat(""));
+    t.rec("raw unlink empty path", raw.unlink(""));
+    t.rec("raw mkdir empty path", raw.mkdir("", 0o755));
+    t.rec(
+        "raw lstat ../../dir/s.img (relative, above the root)",
+        raw.lstat(&format!("../../{dir}/s.img")),
+    );
+    t.rec(
+        "raw lstat /.. (root)",
+        raw.lstat_mode("/..")
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     t.rec(
         "raw lstat /",
         raw.lstat_mode("/")

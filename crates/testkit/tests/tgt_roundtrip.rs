@@ -3,13 +3,11 @@
 //!
 //! Skips (with a message) only when tgtd/tgtadm are not installed.
 
-mod support;
-
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use support::tgtd::{tgt_binaries, Tgtd};
 use testkit::initiator::{ConnectOptions, Error, Initiator, ResidualKind};
+use testkit::tgtd::{tgt_binaries, Tgtd};
 
 const IQN: &str = "iqn.2026-01.dev.testkit:tgt-roundtrip";
 const LUN_BYTES: u64 = 4 * 1024 * 1024;

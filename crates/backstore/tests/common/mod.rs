@@ -1,0 +1,387 @@
+//! The block-store checks shared by `tests/suite.rs` (memory, file, glfs on the fake
+//! libgfapi) and `tests/live.rs` (glfs on a live Gluster volume): one suite, written once
+//! over the public API, run on every backend.
+//!
+//! A check takes an [`Open`] that makes a fresh store of [`SIZE`] bytes for a name; the
+//! [`Fixture`] it returns tells, where the backend has one, how to read back the bytes
+//! that reached the storage under the store.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use store_api::{BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult};
+
+/// Size of every store the checks open.
+pub const SIZE: u64 = 8 << 20;
+
+/// How long a completion may take (a live volume is slower than a local file).
+const COMPLETION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A store under test.
+pub struct Fixture {
+    /// The store.
+    pub store: Arc<dyn BlockStore>,
+    /// Reads back the whole file holding the store's bytes, behind the store (a local
+    /// file, or the volume file through another mount); None for memory.
+    pub backing: Option<Box<dyn Fn() -> Vec<u8>>>,
+    /// Text that `describe()` must contain (the file the store is on).
+    pub describes: Option<String>,
+    /// Whatever must live as long as the store (a temporary directory, a remover of the
+    /// volume file); dropped after it.
+    pub keep: Option<Box<dyn std::any::Any>>,
+}
+
+impl Fixture {
+    /// A fixture without backing read-back or description check.
+    pub fn new(store: Arc<dyn BlockStore>) -> Fixture {
+        Fixture {
+            store,
+            backing: None,
+            describes: None,
+            keep: None,
+        }
+    }
+
+    /// The bytes behind the store. Panics for a backend without backing file.
+    pub fn backing_bytes(&self) -> Vec<u8> {
+        (self
+            .backing
+            .as_ref()
+            .expect("this backend has no backing file"))()
+    }
+}
+
+/// Opens a fresh store of [`SIZE`] bytes; the name tells the check it is for.
+pub type Open<'a> = &'a dyn Fn(&str) -> Fixture;
+
+/// A shared check.
+pub type Check = fn(Open<'_>);
+
+/// Every shared check, by name: what `tests/live.rs` runs in turn. `tests/suite.rs`
+/// has one test per check and backend.
+pub const CHECKS: &[(&str, Check)] = &[
+    (
+        "geometry_follows_the_create_size",
+        geometry_follows_the_create_size,
+    ),
+    ("read_after_write", read_after_write),
+    ("unaligned_and_large_io", unaligned_and_large_io),
+    (
+        "flush_and_fua_writes_complete",
+        flush_and_fua_writes_complete,
+    ),
+    ("discard_reads_back_zeroes", discard_reads_back_zeroes),
+    (
+        "write_zeroes_zeroes_exactly_the_range",
+        write_zeroes_zeroes_exactly_the_range,
+    ),
+    (
+        "out_of_range_requests_are_rejected",
+        out_of_range_requests_are_rejected,
+    ),
+    (
+        "concurrent_submits_complete_exactly_once",
+        concurrent_submits_complete_exactly_once,
+    ),
+    (
+        "bytes_land_in_the_backing_file",
+        bytes_land_in_the_backing_file,
+    ),
+];
+
+// ---- helpers ----
+
+/// Submits and waits, checking the completion runs exactly once.
+pub fn run(store: &dyn BlockStore, req: IoRequest) -> IoResult {
+    let (tx, rx) = mpsc::channel();
+    store.submit(req, Completion::new(move |r| tx.send(r).unwrap()));
+    let result = rx
+        .recv_timeout(COMPLETION_TIMEOUT)
+        .unwrap_or_else(|_| panic!("completion not called within {COMPLETION_TIMEOUT:?}"));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1)).is_err(),
+        "completion called twice"
+    );
+    result
+}
+
+/// Reads `len` bytes at `offset`, which must succeed.
+pub fn read(store: &dyn BlockStore, offset: u64, len: u32) -> Vec<u8> {
+    match run(store, IoRequest::Read { offset, len }) {
+        Ok(IoReply::Data(d)) => {
+            assert_eq!(d.len(), len as usize, "read returned the wrong length");
+            d.to_vec()
+        }
+        other => panic!("read {offset}+{len} failed: {other:?}"),
+    }
+}
+
+/// Writes `data` at `offset`, which must succeed.
+pub fn write(store: &dyn BlockStore, offset: u64, data: &[u8]) {
+    let r = run(
+        store,
+        IoRequest::Write {
+            offset,
+            data: Bytes::copy_from_slice(data),
+            fua: false,
+        },
+    );
+    assert_eq!(r, Ok(IoReply::Done), "write {offset}+{}", data.len());
+}
+
+/// A pattern that differs at every byte position and between seeds.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+/// The message of a glfs store that cannot open `spec` because the file is missing
+/// and no create size was given.
+pub fn missing_file_message(spec: &str) -> String {
+    format!(
+        "cannot open glfs {spec}: glfs_open failed: No such file or directory (os error 2) \
+         (give a create size to create it)"
+    )
+}
+
+// ---- the checks ----
+
+/// The geometry is 512-byte blocks of the create size; `describe` names the file.
+pub fn geometry_follows_the_create_size(open: Open<'_>) {
+    let f = open("geometry");
+    let g = f.store.geometry();
+    assert_eq!((g.block_size, g.num_blocks), (512, SIZE / 512));
+    if let Some(name) = &f.describes {
+        let d = f.store.describe();
+        assert!(d.contains(name.as_str()), "{d:?} does not name {name:?}");
+    }
+}
+
+/// Reads see earlier writes, and nothing else changed.
+pub fn read_after_write(open: Open<'_>) {
+    let f = open("raw");
+    let s = &*f.store;
+    assert_eq!(
+        read(s, 8192, 4096),
+        vec![0; 4096],
+        "fresh store reads zeroes"
+    );
+    let data = pattern(4096, 1);
+    write(s, 8192, &data);
+    assert_eq!(read(s, 8192, 4096), data);
+    assert_eq!(read(s, 4096, 4096), vec![0; 4096], "neighbour untouched");
+    // Overwrite half of it.
+    let second = pattern(2048, 2);
+    write(s, 9216, &second);
+    let mut expect = data.clone();
+    expect[1024..3072].copy_from_slice(&second);
+    assert_eq!(read(s, 8192, 4096), expect);
+}
+
+/// Byte-granular and multi-MiB I/O at odd offsets, up to the last byte.
+pub fn unaligned_and_large_io(open: Open<'_>) {
+    let f = open("unaligned");
+    let s = &*f.store;
+    let small = pattern(1000, 3);
+    write(s, 777, &small);
+    let got = read(s, 0, 3000);
+    assert_eq!(&got[777..1777], &small[..]);
+    assert!(got[..777].iter().chain(&got[1777..]).all(|&b| b == 0));
+    // 3 MiB + 5 bytes crossing several 1 MiB boundaries, at an odd offset.
+    let big = pattern((3 << 20) + 5, 4);
+    write(s, 12345, &big);
+    assert_eq!(read(s, 12345, big.len() as u32), big);
+    // Last byte of the store.
+    write(s, SIZE - 1, &[0xAB]);
+    assert_eq!(read(s, SIZE - 512, 512)[511], 0xAB);
+}
+
+/// FUA writes and flushes complete and keep the data.
+pub fn flush_and_fua_writes_complete(open: Open<'_>) {
+    let f = open("flush");
+    let s = &*f.store;
+    let data = pattern(8192, 5);
+    let r = run(
+        s,
+        IoRequest::Write {
+            offset: 0,
+            data: Bytes::from(data.clone()),
+            fua: true,
+        },
+    );
+    assert_eq!(r, Ok(IoReply::Done));
+    assert_eq!(run(s, IoRequest::Flush), Ok(IoReply::Done));
+    assert_eq!(read(s, 0, 8192), data);
+}
+
+/// Discard is announced, changes only its range, and zeroes it where announced.
+pub fn discard_reads_back_zeroes(open: Open<'_>) {
+    let f = open("discard");
+    let s = &*f.store;
+    let caps = s.capabilities();
+    assert!(caps.discard, "every backend here announces discard");
+    let data = pattern(65536, 6);
+    write(s, 65536, &data);
+    assert_eq!(
+        run(
+            s,
+            IoRequest::Discard {
+                offset: 65536 + 16384,
+                len: 16384
+            }
+        ),
+        Ok(IoReply::Done)
+    );
+    let got = read(s, 65536, 65536);
+    assert_eq!(&got[..16384], &data[..16384]);
+    if caps.discard_zeroes {
+        assert!(
+            got[16384..32768].iter().all(|&b| b == 0),
+            "discarded range is not zero"
+        );
+    }
+    assert_eq!(&got[32768..], &data[32768..]);
+}
+
+/// Write-zeroes of an unaligned range zeroes exactly that range.
+pub fn write_zeroes_zeroes_exactly_the_range(open: Open<'_>) {
+    let f = open("zeroes");
+    let s = &*f.store;
+    let data = pattern(65536, 7);
+    write(s, 0, &data);
+    // Unaligned range: a zero-range implementation must not round outwards.
+    assert_eq!(
+        run(
+            s,
+            IoRequest::WriteZeroes {
+                offset: 1000,
+                len: 30000
+            }
+        ),
+        Ok(IoReply::Done)
+    );
+    let got = read(s, 0, 65536);
+    assert_eq!(&got[..1000], &data[..1000]);
+    assert!(got[1000..31000].iter().all(|&b| b == 0));
+    assert_eq!(&got[31000..], &data[31000..]);
+}
+
+/// Requests reaching past the end fail OutOfRange and change nothing.
+pub fn out_of_range_requests_are_rejected(open: Open<'_>) {
+    let f = open("range");
+    let s = &*f.store;
+    let reqs = [
+        IoRequest::Read {
+            offset: SIZE,
+            len: 512,
+        },
+        IoRequest::Read {
+            offset: SIZE - 512,
+            len: 1024,
+        },
+        IoRequest::Write {
+            offset: SIZE - 1,
+            data: Bytes::from_static(&[1, 2]),
+            fua: false,
+        },
+        IoRequest::Discard {
+            offset: SIZE,
+            len: 1,
+        },
+        IoRequest::WriteZeroes {
+            offset: u64::MAX,
+            len: 2,
+        },
+    ];
+    for req in reqs {
+        let op = req.op();
+        let err = run(s, req).unwrap_err();
+        assert_eq!((err.op, err.kind), (op, ErrorKind::OutOfRange));
+    }
+    // Nothing was written by the rejected write.
+    assert_eq!(read(s, SIZE - 512, 512), vec![0; 512]);
+    if f.backing.is_some() {
+        assert_eq!(
+            f.backing_bytes().len() as u64,
+            SIZE,
+            "a rejected write must not grow the file"
+        );
+    }
+}
+
+/// Many writers at once: every completion runs once and every block holds its data.
+pub fn concurrent_submits_complete_exactly_once(open: Open<'_>) {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 64;
+    let f = open("concurrent");
+    let store = f.store.clone();
+    let calls: Arc<Vec<AtomicUsize>> = Arc::new(
+        (0..THREADS * PER_THREAD)
+            .map(|_| AtomicUsize::new(0))
+            .collect(),
+    );
+    let (tx, rx) = mpsc::channel::<(usize, IoResult)>();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (store, calls, tx) = (store.clone(), calls.clone(), tx.clone());
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let id = t * PER_THREAD + i;
+                    let (calls, tx) = (calls.clone(), tx.clone());
+                    let data = Bytes::from(pattern(4096, id as u8));
+                    store.submit(
+                        IoRequest::Write {
+                            offset: id as u64 * 4096,
+                            data,
+                            fua: false,
+                        },
+                        Completion::new(move |r| {
+                            calls[id].fetch_add(1, Ordering::SeqCst);
+                            tx.send((id, r)).unwrap();
+                        }),
+                    );
+                }
+            });
+        }
+    });
+    drop(tx);
+    for _ in 0..THREADS * PER_THREAD {
+        let (id, r) = rx
+            .recv_timeout(COMPLETION_TIMEOUT)
+            .expect("a completion never came");
+        assert_eq!(r, Ok(IoReply::Done), "request {id}");
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "extra completion"
+    );
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+    // Every 4 KiB block holds its own writer's pattern.
+    let all = read(&*store, 0, (THREADS * PER_THREAD * 4096) as u32);
+    for (id, chunk) in all.chunks(4096).enumerate() {
+        assert_eq!(chunk, &pattern(4096, id as u8)[..], "block {id}");
+    }
+}
+
+/// After a flush, the written bytes are in the file behind the store (read another way
+/// than through the store), and the file has the store's size. Skipped for a backend
+/// without backing file.
+pub fn bytes_land_in_the_backing_file(open: Open<'_>) {
+    let f = open("landed");
+    if f.backing.is_none() {
+        return;
+    }
+    let s = &*f.store;
+    let data = pattern(5000, 8);
+    write(s, 3 << 20, &data);
+    assert_eq!(run(s, IoRequest::Flush), Ok(IoReply::Done));
+    let on_disk = f.backing_bytes();
+    assert_eq!(on_disk.len() as u64, SIZE);
+    assert_eq!(&on_disk[3 << 20..(3 << 20) + 5000], &data[..]);
+    assert!(on_disk[..3 << 20].iter().all(|&b| b == 0));
+}

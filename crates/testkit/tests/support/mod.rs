@@ -1,3 +1,0 @@
-//! Shared helpers for testkit's integration tests.
-
-pub mod tgtd;
