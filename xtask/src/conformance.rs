@@ -263,10 +263,10 @@ pub fn parse_results(family_suite: &str, text: &str, timed_out: bool) -> Results
             }
             let (name, after) = rest.split_once(" ...").unwrap_or((rest, ""));
             let key = format!("{family}.{}.{}", suite, name.trim());
-            let skipped = after.contains("[SKIPPED]");
+            // An inline verdict comes first; text after it belongs to what runs next.
             match verdict(after) {
-                Some(passed) => settle(&mut results, key, skipped, passed),
-                None => pending = Some((key, skipped)),
+                Some(passed) => settle(&mut results, key, false, passed),
+                None => pending = Some((key, after.contains("[SKIPPED]"))),
             }
         } else if let Some((name, skipped)) = pending.as_mut() {
             // Text after a verdict on the same line belongs to what runs next.
@@ -347,7 +347,7 @@ mod tests {
 
     /// Output shapes seen from iscsi-test-cu 1.19: inline verdict, verdict after the test's
     /// own output, a skip, a failure with CUnit's assertion list, and a hang.
-    const SAMPLE: &str = "Suite: Reserve6\n  Test: Simple ...    [SKIPPED] RESERVE6 is not implemented on target\n    [SKIPPED] RESERVE6 is not implemented.\npassed\n  Test: WriteProtect ...passed\n  Test: Unmap ...    [FAILED] WRITE16 command failed\nFAILED\n    1. test_writesame16_unmap.c:175  - CU_ASSERT_EQUAL(_r,0)\n  Test: Late ...    some output\npassed    [SKIPPED] PERSISTENT RESERVE IN is not implemented.\n  Test: Stuck ...    waiting";
+    const SAMPLE: &str = "Suite: Reserve6\n  Test: Simple ...    [SKIPPED] RESERVE6 is not implemented on target\n    [SKIPPED] RESERVE6 is not implemented.\npassed\n  Test: WriteProtect ...passed    [SKIPPED] PERSISTENT RESERVE IN is not implemented.\n  Test: Unmap ...    [FAILED] WRITE16 command failed\nFAILED\n    1. test_writesame16_unmap.c:175  - CU_ASSERT_EQUAL(_r,0)\n  Test: Late ...    some output\npassed    [SKIPPED] PERSISTENT RESERVE IN is not implemented.\n  Test: Stuck ...    waiting";
 
     #[test]
     fn verbose_cunit_output_gives_one_outcome_per_test() {

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use testkit::tgtd::Tgtd;
 
 /// gfapi's version nodes, oldest first; each inherits from the previous one.
 pub const NODES: &[&str] = &[
@@ -348,47 +349,12 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Picks a free TCP port on 127.0.0.1.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// A tgtd child, killed (by its own pid) on drop.
-struct Tgtd(std::process::Child);
-
-impl Drop for Tgtd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tgtadm(control_port: u16, args: &[&str]) -> Result<String> {
-    let o = Command::new(need_path("tgtadm")?)
-        .arg("-C")
-        .arg(control_port.to_string())
-        .args(["--lld", "iscsi"])
-        .args(args)
-        .output()
-        .context("running tgtadm")?;
-    let text = output_text(&o);
-    if !o.status.success() {
-        bail!("tgtadm {} failed: {text}", args.join(" "));
-    }
-    Ok(text)
-}
-
-fn need_path(bin: &str) -> Result<PathBuf> {
-    which(bin).ok_or_else(|| anyhow::anyhow!("{bin} not installed"))
-}
-
 /// Drop-in proof with tgt: tgtd loads bs_glfs.so, which binds our libgfapi.so.0; a LUN
 /// backed by `vol@127.0.0.2:lun.img` is written and read through iSCSI with libiscsi's
 /// tools, and the bytes must appear in the fake file.
 pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
     let fake_lib_dir = &std::path::absolute(fake_lib_dir)?;
-    let tgtd = need("tgtd")?;
+    need("tgtd")?;
     need("tgtadm")?;
     let bs = PathBuf::from("/usr/lib/tgt/backing-store/bs_glfs.so");
     if !bs.exists() {
@@ -402,71 +368,21 @@ pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
     std::fs::write(&lun, vec![0u8; 8 << 20])?;
     let before = std::fs::read(&lun)?;
 
-    let port = free_port()?;
-    // tgtd's management socket is keyed by the control port (-C); pick an unlikely one.
-    let control_port = 20000 + (std::process::id() % 20000) as u16;
-    let log = root.0.join("tgtd.log");
-    let child = Command::new(&tgtd)
-        .arg("-f")
-        .arg("-C")
-        .arg(control_port.to_string())
-        .arg("--iscsi")
-        .arg(format!("portal=127.0.0.1:{port}"))
-        .env("LD_LIBRARY_PATH", fake_lib_dir)
-        .env("GFAPI_FAKE_ROOT", &root.0)
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(root.0.join("tgtd.err"))?)
-        .spawn()
-        .context("starting tgtd")?;
-    let _guard = Tgtd(child);
-
-    // Wait for the management socket.
-    let mut ready = false;
-    for _ in 0..100 {
-        if tgtadm(control_port, &["--mode", "target", "--op", "show"]).is_ok() {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    if !ready {
-        let err = std::fs::read_to_string(root.0.join("tgtd.err")).unwrap_or_default();
-        bail!("tgtd did not come up:\n{err}");
-    }
-    let iqn = "iqn.2024-01.org.example:gfapi-fake";
-    tgtadm(
-        control_port,
-        &["--mode", "target", "--op", "new", "--tid", "1", "-T", iqn],
-    )?;
-    tgtadm(
-        control_port,
-        &[
-            "--mode",
-            "logicalunit",
-            "--op",
-            "new",
-            "--tid",
-            "1",
-            "--lun",
-            "1",
-            "--bstype",
+    // A private tgtd (own port and management socket, killed on drop) whose bs_glfs.so
+    // binds the fake.
+    let tgtd = Tgtd::start_with_env([
+        ("LD_LIBRARY_PATH", fake_lib_dir.as_os_str()),
+        ("GFAPI_FAKE_ROOT", root.0.as_os_str()),
+    ])
+    .map_err(anyhow::Error::msg)
+    .context("starting tgtd")?;
+    let url = tgtd
+        .add_lun(
+            "iqn.2024-01.org.example:gfapi-fake",
             "glfs",
-            "--backing-store",
             "vol@127.0.0.2:lun.img",
-        ],
-    )
-    .map_err(|e| {
-        let err = std::fs::read_to_string(root.0.join("tgtd.err")).unwrap_or_default();
-        e.context(format!("tgtd stderr:\n{err}"))
-    })?;
-    tgtadm(
-        control_port,
-        &[
-            "--mode", "target", "--op", "bind", "--tid", "1", "-I", "ALL",
-        ],
-    )?;
-
-    let url = format!("iscsi://127.0.0.1:{port}/{iqn}/1");
+        )
+        .map_err(anyhow::Error::msg)?;
     // One test per run (iscsi-test-cu honours only the last --test); writes need --dataloss.
     for test in ["SCSI.Write10.Simple", "SCSI.Read10.Simple"] {
         let o = Command::new(&test_cu)

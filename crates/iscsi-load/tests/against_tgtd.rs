@@ -2,14 +2,12 @@
 //! report sane numbers, land writes where the LBA range says, and end promptly
 //! with errors when the target dies.
 
-mod support;
-
 use iscsi_load::{run, Rw, Session, Workload};
 use rstest::rstest;
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::tgtd::Tgtd;
+use testkit::tgtd::Tgtd;
 
 const INITIATOR: &str = "iqn.2026-11.io.glfs-iscsi:load-test";
 

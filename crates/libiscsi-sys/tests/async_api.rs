@@ -2,14 +2,12 @@
 //! `iscsi_*_task` calls complete through `poll()` + `iscsi_service`, hand their
 //! task to the callback, move the right bytes, and can be cancelled locally.
 
-#[path = "../../iscsi-load/tests/support/tgtd.rs"]
-mod tgtd;
-
 use libc::{c_int, c_void};
 use libiscsi_sys::*;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::time::{Duration, Instant};
+use testkit::tgtd;
 
 /// What one callback saw.
 #[derive(Debug, Clone, PartialEq)]
