@@ -161,15 +161,14 @@ fn run_backend(
     for (i, suite) in suites.iter().enumerate() {
         let out = run_suite(tool, &target.url(), suite)?;
         let suite_results = parse_results(suite, &out.text, out.timed_out);
-        let passed = suite_results
-            .values()
-            .filter(|o| **o == Outcome::Passed)
-            .count();
+        let count = |o: Outcome| suite_results.values().filter(|r| **r == o).count();
         eprintln!(
-            "[{}/{}] {backend} {suite}: {passed}/{} passed{}",
+            "[{}/{}] {backend} {suite}: {} passed, {} skipped, {} failed{}",
             i + 1,
             suites.len(),
-            suite_results.len(),
+            count(Outcome::Passed),
+            count(Outcome::Skipped),
+            count(Outcome::Failed) + count(Outcome::Hung),
             if out.timed_out { " (timed out)" } else { "" }
         );
         results.extend(suite_results);
