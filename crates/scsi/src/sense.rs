@@ -301,6 +301,29 @@ mod tests {
             ("saving not supported", Sense::SAVING_NOT_SUPPORTED),
             ("invalid field byte 2", Sense::invalid_field_in_cdb(2, None)),
         ];
+        // What each must be, from SPC-4's fixed format (table 50) and the ASC/ASCQ table
+        // (annex D): key in byte 2, additional length 0x0A in byte 7, ASC/ASCQ in 12-13,
+        // sense-key specific bytes 15-17 (SKSV 0x80, C/D 0x40) for the field pointer.
+        let expected: [[u8; 18]; 5] = [
+            [
+                0x70, 0, 0x05, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x20, 0x00, 0, 0, 0, 0,
+            ],
+            [
+                0x70, 0, 0x05, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x25, 0x00, 0, 0, 0, 0,
+            ],
+            [
+                0x70, 0, 0x07, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x27, 0x00, 0, 0, 0, 0,
+            ],
+            [
+                0x70, 0, 0x05, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x39, 0x00, 0, 0, 0, 0,
+            ],
+            [
+                0x70, 0, 0x05, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x24, 0x00, 0, 0xC0, 0x00, 0x02,
+            ],
+        ];
+        for ((name, sense), want) in cases.iter().zip(expected) {
+            assert_eq!(sense.to_fixed(), want, "{name}");
+        }
         let text: String = cases
             .iter()
             .map(|(name, s)| format!("{name}: {}\n", hex(&s.to_fixed())))
