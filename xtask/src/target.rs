@@ -228,11 +228,12 @@ pub fn check_discovery(target: &TargetProcess) -> Result<()> {
 pub fn check_inquiry(url: &str) -> Result<()> {
     let out = util::output(tool("iscsi-inq")?.arg(url))?;
     ensure!(
-        out.contains("DIRECT_ACCESS") || out.contains("Direct Access") || out.contains("0x00"),
+        out.lines()
+            .any(|l| l.trim() == "Peripheral Device Type:DIRECT_ACCESS"),
         "iscsi-inq does not report a direct-access device: {out}"
     );
     ensure!(
-        out.contains("GFISCSI"),
+        out.lines().any(|l| l.trim() == "Vendor:GFISCSI"),
         "iscsi-inq does not show our vendor id: {out}"
     );
     Ok(())
@@ -242,8 +243,11 @@ pub fn check_inquiry(url: &str) -> Result<()> {
 pub fn check_readcapacity16(url: &str, size: u64) -> Result<()> {
     let out = util::output(tool("iscsi-readcapacity16")?.arg(url))?;
     let blocks = size / 512;
+    let has = |line: String| out.lines().any(|l| l.trim() == line);
     ensure!(
-        out.contains(&format!("{}", blocks - 1)) || out.contains(&size.to_string()),
+        has(format!("RETURNED LOGICAL BLOCK ADDRESS:{}", blocks - 1))
+            && has("LOGICAL BLOCK LENGTH IN BYTES:512".to_string())
+            && has(format!("Total size:{size}")),
         "iscsi-readcapacity16 does not report {blocks} blocks of 512 bytes: {out}"
     );
     Ok(())

@@ -290,10 +290,6 @@ impl Cdb {
         if cdb.len() < len {
             return Err(Sense::invalid_field_in_cdb(0, None));
         }
-        // CONTROL byte: NACA (bit 2) is not supported; LINK (bit 0) is obsolete.
-        if cdb[len - 1] & 0x04 != 0 {
-            return Err(Sense::invalid_field_in_cdb(len as u16 - 1, Some(2)));
-        }
         let parsed = match op {
             TEST_UNIT_READY => Cdb::TestUnitReady,
             REQUEST_SENSE => {
@@ -473,6 +469,12 @@ impl Cdb {
             },
             _ => return Err(Sense::INVALID_OPCODE),
         };
+        // CONTROL byte: NACA (bit 2) is not supported; LINK (bit 0) is obsolete. Checked once
+        // the operation code is known to be supported: an unsupported one is reported as such
+        // whatever its CONTROL byte says.
+        if cdb[len - 1] & 0x04 != 0 {
+            return Err(Sense::invalid_field_in_cdb(len as u16 - 1, Some(2)));
+        }
         Ok(parsed)
     }
 }
@@ -566,6 +568,7 @@ mod tests {
     #[case::inquiry_page_without_evpd(&[0x12, 0, 0x80, 0, 0xFF, 0], 0x24, Some((2, 0xCF)))]
     #[case::inquiry_cmddt(&[0x12, 0x02, 0, 0, 0xFF, 0], 0x24, Some((1, 0xC9)))]
     #[case::naca(&[0x00, 0, 0, 0, 0, 0x04], 0x24, Some((5, 0xCA)))]
+    #[case::unsupported_opcode_with_naca(&[0x15, 0, 0, 0, 0, 0x04], 0x20, None)]
     #[case::rc10_lba_without_pmi(&[0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0], 0x24, Some((2, 0xC0)))]
     #[case::read10_reserved_bit2(&[0x28, 0x04, 0, 0, 0, 0, 0, 0, 1, 0], 0x24, Some((1, 0xCA)))]
     #[case::sai_unknown_sa(&[0x9E, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x24, Some((1, 0xCC)))]
