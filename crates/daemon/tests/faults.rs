@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
@@ -125,65 +124,6 @@ fn hung_store_hits_the_command_time_limit_and_the_target_recovers() {
     assert_eq!(init.read10(5, 1, BLOCK).unwrap(), pattern(5, 512));
 }
 
-// ---- A minimal hand-written initiator, for what libiscsi's synchronous API cannot do:
-// ---- send ABORT TASK while a command is outstanding. Byte layouts from RFC 7143 section 11.
-
-fn pad4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn send_pdu(stream: &mut TcpStream, bhs: [u8; 48], data: &[u8]) {
-    let mut bhs = bhs;
-    let len = data.len() as u32;
-    bhs[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
-    let mut pdu = bhs.to_vec();
-    pdu.extend_from_slice(data);
-    pdu.resize(48 + pad4(data.len()), 0);
-    stream.write_all(&pdu).unwrap();
-}
-
-fn recv_pdu(stream: &mut TcpStream) -> ([u8; 48], Vec<u8>) {
-    let mut bhs = [0u8; 48];
-    stream.read_exact(&mut bhs).unwrap();
-    assert_eq!(bhs[4], 0, "no AHS expected");
-    let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
-    let mut data = vec![0u8; pad4(len)];
-    stream.read_exact(&mut data).unwrap();
-    data.truncate(len);
-    (bhs, data)
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().unwrap())
-}
-
-/// Logs in straight into the operational stage and on to full feature phase; returns the
-/// next ExpStatSN.
-fn raw_login(stream: &mut TcpStream) -> u32 {
-    let mut bhs = [0u8; 48];
-    bhs[0] = 0x43; // immediate + Login Request
-    bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
-    bhs[8..14].copy_from_slice(&[0x80, 0x12, 0x34, 0x56, 0x00, 0x01]); // ISID, random type
-    bhs[16..20].copy_from_slice(&0x100u32.to_be_bytes()); // ITT
-    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
-    let keys = format!(
-        "InitiatorName=iqn.2026-11.test:raw\0TargetName={IQN}\0SessionType=Normal\0\
-         ImmediateData=Yes\0InitialR2T=No\0MaxRecvDataSegmentLength=65536\0\
-         HeaderDigest=None\0DataDigest=None\0"
-    );
-    send_pdu(stream, bhs, keys.as_bytes());
-    let (resp, data) = recv_pdu(stream);
-    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response expected");
-    assert_eq!(
-        (resp[36], resp[37]),
-        (0, 0),
-        "login status: {}",
-        String::from_utf8_lossy(&data)
-    );
-    assert_eq!(resp[1] & 0x83, 0x83, "transit to full feature phase");
-    be32(&resp[24..]) + 1
-}
-
 #[test]
 fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     let root = FakeRoot::new();
@@ -192,7 +132,7 @@ fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let exp_stat_sn = raw_login(&mut stream);
+    let exp_stat_sn = raw_login(&mut stream, IQN);
     root.set_rules(&[FaultRule::on(&["write"]).hang()]);
 
     // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
