@@ -193,3 +193,57 @@ fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     assert_eq!(be32(&resp[16..]), 3);
     assert_eq!(data, b"ping");
 }
+
+#[test]
+fn clear_aca_touches_no_task_and_clear_task_set_aborts_the_luns_tasks() {
+    // RFC 7143 11.5.1 function codes: 3 = CLEAR ACA, 4 = CLEAR TASK SET.
+    const CLEAR_ACA: u8 = 3;
+    const CLEAR_TASK_SET: u8 = 4;
+    // RFC 7143 11.6.1 responses.
+    const FUNCTION_COMPLETE: u8 = 0;
+    const FUNCTION_NOT_SUPPORTED: u8 = 5;
+
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "0"]);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    root.set_rules(&[FaultRule::on(&["write"]).hang()]);
+
+    // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
+    let write10 = [0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0];
+    let cmd = scsi_command(&write10, 1, 1, exp_stat_sn, 512, true);
+    send_pdu(&mut stream, cmd, &pattern(6, 512));
+    std::thread::sleep(Duration::from_millis(300)); // let it reach the hung store
+
+    let mut tmf = |function: u8, itt: u32, exp_stat_sn: u32| {
+        send_pdu(
+            &mut stream,
+            tmf_request(function, 0, itt, 0xffff_ffff, 2, exp_stat_sn, 0),
+            &[],
+        );
+        let (resp, _) = recv_pdu(&mut stream);
+        assert_eq!(resp[0] & 0x3f, 0x22, "TMF response expected");
+        assert_eq!(be32(&resp[16..]), itt);
+        resp[2]
+    };
+    // We never establish ACA, so CLEAR ACA clears nothing and leaves the write alone.
+    assert_eq!(tmf(CLEAR_ACA, 2, exp_stat_sn), FUNCTION_NOT_SUPPORTED);
+    // CLEAR TASK SET aborts every task on LUN 0, the hung write too.
+    assert_eq!(tmf(CLEAR_TASK_SET, 3, exp_stat_sn + 1), FUNCTION_COMPLETE);
+
+    // Release the store: the aborted write gets no response; the ping is answered next.
+    root.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    send_pdu(&mut stream, nop_out(4, 2, exp_stat_sn + 2), b"ping");
+    let (resp, data) = recv_pdu(&mut stream);
+    assert_eq!(
+        resp[0] & 0x3f,
+        0x20,
+        "NOP-In expected, not a response to the cleared write"
+    );
+    assert_eq!(be32(&resp[16..]), 4);
+    assert_eq!(data, b"ping");
+}
