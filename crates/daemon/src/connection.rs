@@ -25,6 +25,9 @@ static NEXUS_COUNTER: AtomicU64 = AtomicU64::new(1);
 /// A storage request finished.
 struct IoDone {
     itt: u32,
+    /// The command's sequence number: a completion that arrives after its command was
+    /// answered (time limit) or aborted must not finish a newer command reusing `itt`.
+    seq: u64,
     pending: Pending,
     result: IoResult,
 }
@@ -33,7 +36,8 @@ struct IoDone {
 struct InFlightCommand {
     /// Wire LUN, for task management by LUN.
     lun: u64,
-    /// Distinguishes this command from a later one that reuses its task tag.
+    /// Distinguishes this command from a later one that reuses its task tag: unique on
+    /// the connection, carried by its storage completions.
     seq: u64,
     /// The storage operation it waits on, if any (for the time-out answer).
     op: Option<Op>,
@@ -203,7 +207,7 @@ impl Session {
             data_out: cmd.data_out,
             expected_len: cmd.expected_len,
         });
-        self.advance(conn, done_tx, &target, itt, start);
+        self.advance(conn, done_tx, &target, itt, seq, start);
     }
 
     fn io_done(
@@ -215,12 +219,13 @@ impl Session {
         let Some(target) = self.target.clone() else {
             return;
         };
-        if !self.in_flight.contains_key(&done.itt) {
-            // Aborted while the store held it; the store has now let go of the buffers.
+        if self.in_flight.get(&done.itt).map(|cmd| cmd.seq) != Some(done.seq) {
+            // Aborted or timed out while the store held it (its tag may belong to a newer
+            // command by now); the store has now let go of the buffers.
             return;
         }
         let next = done.pending.finish(done.result);
-        self.advance(conn, done_tx, &target, done.itt, next);
+        self.advance(conn, done_tx, &target, done.itt, done.seq, next);
     }
 
     /// Runs a command forward until it waits on a store or is done.
@@ -230,6 +235,7 @@ impl Session {
         done_tx: &mpsc::UnboundedSender<IoDone>,
         target: &Target,
         itt: u32,
+        seq: u64,
         start: Start,
     ) {
         match start {
@@ -258,7 +264,7 @@ impl Session {
                         request.op(),
                         store_api::ErrorKind::Io,
                     )));
-                    return self.advance(conn, done_tx, target, itt, next);
+                    return self.advance(conn, done_tx, target, itt, seq, next);
                 };
                 let tx = done_tx.clone();
                 store.submit(
@@ -268,6 +274,7 @@ impl Session {
                         // waits for this answer.
                         let _ = tx.send(IoDone {
                             itt,
+                            seq,
                             pending,
                             result,
                         });
