@@ -80,12 +80,12 @@ pub async fn serve_connection(
         nexus: 0,
         in_flight: HashMap::new(),
         next_seq: 0,
-        deadlines: VecDeque::new(),
+        deadlines: Deadlines::default(),
         limits,
     };
 
     loop {
-        let next_deadline = session.deadlines.front().map(|(at, _, _)| *at);
+        let next_deadline = session.deadlines.next();
         tokio::select! {
             _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                 if next_deadline.is_some() => {
@@ -142,8 +142,8 @@ struct Session {
     nexus: NexusId,
     in_flight: HashMap<u32, InFlightCommand>,
     next_seq: u64,
-    /// Time limits of commands in start order (all share one limit, so this is sorted).
-    deadlines: VecDeque<(Instant, u32, u64)>,
+    /// Time limits of the commands waiting on a store.
+    deadlines: Deadlines,
     limits: ConnectionLimits,
 }
 
@@ -240,7 +240,7 @@ impl Session {
     ) {
         match start {
             Start::Done(response) => {
-                self.in_flight.remove(&itt);
+                self.forget(itt);
                 conn.complete_command(itt, to_iscsi(response));
             }
             Start::Io {
@@ -251,8 +251,7 @@ impl Session {
                 if let Some(cmd) = self.in_flight.get_mut(&itt) {
                     if cmd.op.is_none() {
                         if let Some(limit) = self.limits.command_timeout {
-                            self.deadlines
-                                .push_back((Instant::now() + limit, itt, cmd.seq));
+                            self.deadlines.push(Instant::now() + limit, itt, cmd.seq);
                         }
                     }
                     cmd.op = Some(request.op());
@@ -292,7 +291,7 @@ impl Session {
     ) -> u8 {
         match TmfAction::of(tmf.function) {
             TmfAction::AbortTask => {
-                if self.in_flight.remove(&tmf.referenced_itt).is_some() {
+                if self.forget(tmf.referenced_itt).is_some() {
                     conn.abort_command(tmf.referenced_itt);
                     tmf_response::FUNCTION_COMPLETE
                 } else {
@@ -308,13 +307,14 @@ impl Session {
                     .map(|(itt, _)| *itt)
                     .collect();
                 for itt in doomed {
-                    self.in_flight.remove(&itt);
+                    self.forget(itt);
                     conn.abort_command(itt);
                 }
                 tmf_response::FUNCTION_COMPLETE
             }
             TmfAction::AbortAll => {
-                for (itt, _) in self.in_flight.drain() {
+                for (itt, cmd) in self.in_flight.drain() {
+                    self.deadlines.finish(cmd.seq);
                     conn.abort_command(itt);
                 }
                 tmf_response::FUNCTION_COMPLETE
@@ -369,16 +369,19 @@ impl TmfAction {
 }
 
 impl Session {
+    /// Takes a command out of flight (answered or aborted), with its time limit.
+    fn forget(&mut self, itt: u32) -> Option<InFlightCommand> {
+        let cmd = self.in_flight.remove(&itt)?;
+        self.deadlines.finish(cmd.seq);
+        Some(cmd)
+    }
+
     /// Answers every command whose storage request outlived the time limit.
     fn expire(&mut self, conn: &mut iscsi::Connection, now: Instant) {
-        while let Some(&(at, itt, seq)) = self.deadlines.front() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            let expired = self.in_flight.get(&itt).map_or(false, |cmd| cmd.seq == seq);
-            if !expired {
-                continue; // finished in time, or its tag now belongs to a newer command
+        while let Some((itt, seq)) = self.deadlines.pop_expired(now) {
+            if self.in_flight.get(&itt).map(|cmd| cmd.seq) != Some(seq) {
+                // Cannot happen: finished commands leave the deadlines with in_flight.
+                continue;
             }
             let cmd = self.in_flight.remove(&itt).expect("checked above");
             let op = cmd.op.unwrap_or(Op::Read);
@@ -387,6 +390,76 @@ impl Session {
             let sense = scsi::sense::from_store_error(&StoreError::new(op, ErrorKind::TimedOut));
             conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
         }
+    }
+}
+
+/// Time limits of the commands waiting on a store, earliest first.
+///
+/// Every command gets the same limit when it starts waiting, so appending keeps the queue
+/// sorted. A finished command leaves `live` at once; its queue entry goes at once when it
+/// is at the front, else lazily: whenever dead entries outnumber the live ones (plus some
+/// slack) the queue is compacted. So the queue never holds more than `2 * outstanding +
+/// COMPACT_SLACK` entries, whatever the command rate, at amortised O(1) per command.
+#[derive(Default)]
+struct Deadlines {
+    /// (deadline, command sequence number); the front entry is always live.
+    queue: VecDeque<(Instant, u64)>,
+    /// Commands with a pending time limit: sequence number to task tag.
+    live: HashMap<u64, u32>,
+}
+
+/// Dead entries tolerated beyond the live count before a compaction.
+const COMPACT_SLACK: usize = 64;
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, itt: u32, seq: u64) {
+        debug_assert!(self.queue.back().is_none_or(|(last, _)| *last <= at));
+        if self.live.insert(seq, itt).is_none() {
+            self.queue.push_back((at, seq));
+        }
+    }
+
+    /// The command `seq` no longer needs its time limit (answered or aborted).
+    fn finish(&mut self, seq: u64) {
+        if self.live.remove(&seq).is_none() {
+            return;
+        }
+        self.drop_dead_front();
+        if self.queue.len() > 2 * self.live.len() + COMPACT_SLACK {
+            let live = &self.live;
+            self.queue.retain(|(_, seq)| live.contains_key(seq));
+        }
+    }
+
+    /// The earliest pending deadline.
+    fn next(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+
+    /// Takes the earliest command whose deadline is at or before `now`: (task tag, seq).
+    fn pop_expired(&mut self, now: Instant) -> Option<(u32, u64)> {
+        let &(at, seq) = self.queue.front()?;
+        if at > now {
+            return None;
+        }
+        self.queue.pop_front();
+        let itt = self.live.remove(&seq).expect("the front entry is live");
+        self.drop_dead_front();
+        Some((itt, seq))
+    }
+
+    fn drop_dead_front(&mut self) {
+        while let Some((_, seq)) = self.queue.front() {
+            if self.live.contains_key(seq) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.queue.len()
     }
 }
 
@@ -402,6 +475,65 @@ fn to_iscsi(response: Response) -> CommandResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_queue_stays_bounded_by_outstanding_commands() {
+        let mut q = Deadlines::default();
+        let start = Instant::now();
+        let limit = Duration::from_secs(25);
+        // One slow command stays outstanding at the front while 100 000 others come and go
+        // (at 100k IOPS and a 25 s limit the old queue held every one of them).
+        q.push(start + limit, 0, 0);
+        let mut outstanding: VecDeque<u64> = VecDeque::new();
+        for seq in 1..=100_000u64 {
+            q.push(start + limit, seq as u32, seq);
+            outstanding.push_back(seq);
+            // Up to 8 in flight besides the slow one; they finish in varying order.
+            if outstanding.len() > 8 {
+                let i = (seq as usize * 7) % outstanding.len();
+                let done = outstanding.remove(i).unwrap();
+                q.finish(done);
+            }
+            assert!(
+                q.len() <= 2 * (outstanding.len() + 1) + COMPACT_SLACK,
+                "{} entries for {} outstanding commands",
+                q.len(),
+                outstanding.len() + 1
+            );
+        }
+        while let Some(seq) = outstanding.pop_front() {
+            q.finish(seq);
+        }
+        assert!(
+            q.len() <= 2 + COMPACT_SLACK,
+            "{} entries for 1 command",
+            q.len()
+        );
+        assert_eq!(q.pop_expired(start), None, "not due yet");
+        assert_eq!(q.pop_expired(start + limit), Some((0, 0)));
+        assert_eq!(q.pop_expired(start + limit), None, "the others finished");
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.next(), None);
+    }
+
+    #[test]
+    fn deadline_queue_expires_live_commands_in_order_and_skips_finished_ones() {
+        let mut q = Deadlines::default();
+        let t0 = Instant::now();
+        for seq in 0..5u64 {
+            q.push(t0 + Duration::from_millis(seq * 10), 100 + seq as u32, seq);
+        }
+        q.finish(0);
+        q.finish(2);
+        assert_eq!(q.next(), Some(t0 + Duration::from_millis(10)));
+        let now = t0 + Duration::from_millis(30);
+        assert_eq!(q.pop_expired(now), Some((101, 1)));
+        assert_eq!(q.pop_expired(now), Some((103, 3)));
+        assert_eq!(q.pop_expired(now), None);
+        assert_eq!(q.next(), Some(t0 + Duration::from_millis(40)));
+        q.finish(3); // already expired: no effect
+        assert_eq!(q.len(), 1);
+    }
 
     #[test]
     fn task_management_function_codes_follow_rfc_7143_table() {
