@@ -70,8 +70,12 @@ pub async fn serve_connection(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let config = match stream.local_addr() {
+        Ok(local) => targets.iscsi_config_for(local),
+        Err(_) => targets.iscsi.clone(),
+    };
     let (mut reader, mut writer) = stream.into_split();
-    let mut conn = iscsi::Connection::new(targets.iscsi.clone());
+    let mut conn = iscsi::Connection::new(config);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);

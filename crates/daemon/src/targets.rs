@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
 use scsi::{LuConfig, ScsiTarget};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use store_api::BlockStore;
 
@@ -42,7 +42,10 @@ impl Target {
 
 /// Every target of one portal, and the iSCSI configuration derived from them.
 pub struct Targets {
+    /// The iSCSI configuration; its SendTargets addresses name the portal, which is a
+    /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]).
     pub iscsi: Arc<iscsi::Config>,
+    portal: SocketAddr,
     targets: HashMap<String, Arc<Target>>,
 }
 
@@ -96,23 +99,53 @@ impl Targets {
             infos.push(iscsi::TargetInfo {
                 name: name.clone(),
                 alias: None,
-                addresses: vec![format!("{portal},1")],
+                addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
             });
             by_name.insert(name.clone(), Arc::new(Target { name, scsi, stores }));
         }
         let iscsi = Arc::new(iscsi::Config {
             targets: infos,
             limits,
-            portal_group_tag: 1,
+            portal_group_tag: PORTAL_GROUP_TAG,
         });
         Ok(Targets {
             iscsi,
+            portal,
             targets: by_name,
         })
     }
 
+    /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
+    /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
+    /// so its addresses become `local`, the address the initiator reached us on.
+    pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
+        if !self.portal.ip().is_unspecified() {
+            return self.iscsi.clone();
+        }
+        let mut config = (*self.iscsi).clone();
+        let address = target_address(local, config.portal_group_tag);
+        for target in &mut config.targets {
+            target.addresses = vec![address.clone()];
+        }
+        Arc::new(config)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
         self.targets.get(name).cloned()
+    }
+}
+
+/// Our one portal group.
+const PORTAL_GROUP_TAG: u16 = 1;
+
+/// A SendTargets TargetAddress value (RFC 7143 13.8, 6.3): `ip:port,tpgt`, an IPv6 address
+/// in brackets. An IPv4-mapped IPv6 address (a v4 client on a dual-stack socket) is written
+/// as IPv4; an IPv6 zone index means nothing to the initiator and is left out.
+fn target_address(addr: SocketAddr, tpgt: u16) -> String {
+    let port = addr.port();
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => format!("{ip}:{port},{tpgt}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{port},{tpgt}"),
     }
 }
 
@@ -187,6 +220,45 @@ impl Fnv1a64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_addresses_follow_rfc_7143_syntax() {
+        let cases = [
+            ("127.0.0.1:3260", "127.0.0.1:3260,1"),
+            ("[::1]:3260", "[::1]:3260,1"),
+            ("[fe80::1%2]:860", "[fe80::1]:860,1"),
+            ("[::ffff:192.0.2.7]:3260", "192.0.2.7:3260,1"),
+        ];
+        for (addr, expected) in cases {
+            assert_eq!(target_address(addr.parse().unwrap(), 1), expected, "{addr}");
+        }
+    }
+
+    fn addresses(config: &iscsi::Config) -> Vec<String> {
+        config.targets[0].addresses.clone()
+    }
+
+    #[test]
+    fn a_wildcard_portal_advertises_the_connections_local_address() {
+        let no_luns = || vec![("iqn.2026-11.io.glfs-iscsi:t".to_string(), vec![])];
+        for wildcard in ["0.0.0.0:3260", "[::]:3260"] {
+            let targets =
+                Targets::with_stores(no_luns(), wildcard.parse().unwrap(), Default::default())
+                    .unwrap();
+            let v4 = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+            assert_eq!(addresses(&v4), ["192.0.2.7:3260,1"], "{wildcard}");
+            let v6 = targets.iscsi_config_for("[2001:db8::5]:3260".parse().unwrap());
+            assert_eq!(addresses(&v6), ["[2001:db8::5]:3260,1"], "{wildcard}");
+        }
+        let specific = Targets::with_stores(
+            no_luns(),
+            "192.0.2.9:3260".parse().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let config = specific.iscsi_config_for("192.0.2.9:3260".parse().unwrap());
+        assert_eq!(addresses(&config), ["192.0.2.9:3260,1"]);
+    }
 
     #[test]
     fn fnv1a64_known_answers() {

@@ -91,6 +91,21 @@ fn discovery_lists_the_target_at_its_portal() {
 }
 
 #[test]
+fn discovery_on_a_wildcard_portal_advertises_the_address_connected_to() {
+    let target = Running::start_on("0.0.0.0", &["--bstype", "memory", "--size", "1M"], &[]);
+    assert_eq!(target.portal.ip().to_string(), "127.0.0.1");
+    let found = Initiator::discover(&target.portal()).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (name, addresses) = &found[0];
+    assert_eq!(name, IQN);
+    assert_eq!(
+        addresses,
+        &vec![format!("127.0.0.1:{},1", target.portal.port())],
+        "not the wildcard 0.0.0.0"
+    );
+}
+
+#[test]
 fn malformed_pdu_closes_only_its_own_connection() {
     let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
     let mut good = target.connect();
