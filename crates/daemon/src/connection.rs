@@ -25,6 +25,9 @@ static NEXUS_COUNTER: AtomicU64 = AtomicU64::new(1);
 /// A storage request finished.
 struct IoDone {
     itt: u32,
+    /// The command's sequence number: a completion that arrives after its command was
+    /// answered (time limit) or aborted must not finish a newer command reusing `itt`.
+    seq: u64,
     pending: Pending,
     result: IoResult,
 }
@@ -33,7 +36,8 @@ struct IoDone {
 struct InFlightCommand {
     /// Wire LUN, for task management by LUN.
     lun: u64,
-    /// Distinguishes this command from a later one that reuses its task tag.
+    /// Distinguishes this command from a later one that reuses its task tag: unique on
+    /// the connection, carried by its storage completions.
     seq: u64,
     /// The storage operation it waits on, if any (for the time-out answer).
     op: Option<Op>,
@@ -66,8 +70,12 @@ pub async fn serve_connection(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let config = match stream.local_addr() {
+        Ok(local) => targets.iscsi_config_for(local),
+        Err(_) => targets.iscsi.clone(),
+    };
     let (mut reader, mut writer) = stream.into_split();
-    let mut conn = iscsi::Connection::new(targets.iscsi.clone());
+    let mut conn = iscsi::Connection::new(config);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
@@ -76,12 +84,12 @@ pub async fn serve_connection(
         nexus: 0,
         in_flight: HashMap::new(),
         next_seq: 0,
-        deadlines: VecDeque::new(),
+        deadlines: Deadlines::default(),
         limits,
     };
 
     loop {
-        let next_deadline = session.deadlines.front().map(|(at, _, _)| *at);
+        let next_deadline = session.deadlines.next();
         tokio::select! {
             _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                 if next_deadline.is_some() => {
@@ -138,8 +146,8 @@ struct Session {
     nexus: NexusId,
     in_flight: HashMap<u32, InFlightCommand>,
     next_seq: u64,
-    /// Time limits of commands in start order (all share one limit, so this is sorted).
-    deadlines: VecDeque<(Instant, u32, u64)>,
+    /// Time limits of the commands waiting on a store.
+    deadlines: Deadlines,
     limits: ConnectionLimits,
 }
 
@@ -203,7 +211,7 @@ impl Session {
             data_out: cmd.data_out,
             expected_len: cmd.expected_len,
         });
-        self.advance(conn, done_tx, &target, itt, start);
+        self.advance(conn, done_tx, &target, itt, seq, start);
     }
 
     fn io_done(
@@ -215,12 +223,13 @@ impl Session {
         let Some(target) = self.target.clone() else {
             return;
         };
-        if !self.in_flight.contains_key(&done.itt) {
-            // Aborted while the store held it; the store has now let go of the buffers.
+        if self.in_flight.get(&done.itt).map(|cmd| cmd.seq) != Some(done.seq) {
+            // Aborted or timed out while the store held it (its tag may belong to a newer
+            // command by now); the store has now let go of the buffers.
             return;
         }
         let next = done.pending.finish(done.result);
-        self.advance(conn, done_tx, &target, done.itt, next);
+        self.advance(conn, done_tx, &target, done.itt, done.seq, next);
     }
 
     /// Runs a command forward until it waits on a store or is done.
@@ -230,11 +239,12 @@ impl Session {
         done_tx: &mpsc::UnboundedSender<IoDone>,
         target: &Target,
         itt: u32,
+        seq: u64,
         start: Start,
     ) {
         match start {
             Start::Done(response) => {
-                self.in_flight.remove(&itt);
+                self.forget(itt);
                 conn.complete_command(itt, to_iscsi(response));
             }
             Start::Io {
@@ -245,8 +255,7 @@ impl Session {
                 if let Some(cmd) = self.in_flight.get_mut(&itt) {
                     if cmd.op.is_none() {
                         if let Some(limit) = self.limits.command_timeout {
-                            self.deadlines
-                                .push_back((Instant::now() + limit, itt, cmd.seq));
+                            self.deadlines.push(Instant::now() + limit, itt, cmd.seq);
                         }
                     }
                     cmd.op = Some(request.op());
@@ -258,7 +267,7 @@ impl Session {
                         request.op(),
                         store_api::ErrorKind::Io,
                     )));
-                    return self.advance(conn, done_tx, target, itt, next);
+                    return self.advance(conn, done_tx, target, itt, seq, next);
                 };
                 let tx = done_tx.clone();
                 store.submit(
@@ -268,6 +277,7 @@ impl Session {
                         // waits for this answer.
                         let _ = tx.send(IoDone {
                             itt,
+                            seq,
                             pending,
                             result,
                         });
@@ -283,21 +293,16 @@ impl Session {
         conn: &mut iscsi::Connection,
         tmf: &iscsi::TaskManagementRequest,
     ) -> u8 {
-        const FUNCTION_COMPLETE: u8 = 0;
-        const TASK_DOES_NOT_EXIST: u8 = 1;
-        const NOT_SUPPORTED: u8 = 5;
-        match tmf.function {
-            // ABORT TASK
-            1 => {
-                if self.in_flight.remove(&tmf.referenced_itt).is_some() {
+        match TmfAction::of(tmf.function) {
+            TmfAction::AbortTask => {
+                if self.forget(tmf.referenced_itt).is_some() {
                     conn.abort_command(tmf.referenced_itt);
-                    FUNCTION_COMPLETE
+                    tmf_response::FUNCTION_COMPLETE
                 } else {
-                    TASK_DOES_NOT_EXIST
+                    tmf_response::TASK_DOES_NOT_EXIST
                 }
             }
-            // ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task on the LUN.
-            2 | 3 | 5 => {
+            TmfAction::AbortLun => {
                 let lun = tmf.lun;
                 let doomed: Vec<u32> = self
                     .in_flight
@@ -306,34 +311,81 @@ impl Session {
                     .map(|(itt, _)| *itt)
                     .collect();
                 for itt in doomed {
-                    self.in_flight.remove(&itt);
+                    self.forget(itt);
                     conn.abort_command(itt);
                 }
-                FUNCTION_COMPLETE
+                tmf_response::FUNCTION_COMPLETE
             }
-            // TARGET WARM RESET, TARGET COLD RESET: everything on this session.
-            6 | 7 => {
-                for (itt, _) in self.in_flight.drain() {
+            TmfAction::AbortAll => {
+                for (itt, cmd) in self.in_flight.drain() {
+                    self.deadlines.finish(cmd.seq);
                     conn.abort_command(itt);
                 }
-                FUNCTION_COMPLETE
+                tmf_response::FUNCTION_COMPLETE
             }
-            _ => NOT_SUPPORTED,
+            TmfAction::Answer(response) => response,
+        }
+    }
+}
+
+/// Task management function responses (RFC 7143 11.6.1).
+mod tmf_response {
+    pub const FUNCTION_COMPLETE: u8 = 0;
+    pub const TASK_DOES_NOT_EXIST: u8 = 1;
+    pub const REASSIGNMENT_NOT_SUPPORTED: u8 = 4;
+    pub const NOT_SUPPORTED: u8 = 5;
+    pub const REJECTED: u8 = 255;
+}
+
+/// What the daemon does for a task management function code (RFC 7143 11.5.1), in step
+/// with the iSCSI layer, which already dropped the tasks still collecting data for codes 2
+/// and 4 to 7 and answers 8 itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TmfAction {
+    /// ABORT TASK: the referenced task.
+    AbortTask,
+    /// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task of the session on the
+    /// LUN (one session per I_T nexus, and no other nexus's tasks are visible here).
+    AbortLun,
+    /// TARGET WARM RESET, TARGET COLD RESET: every task of the session.
+    AbortAll,
+    /// Nothing to do; answer with this response.
+    Answer(u8),
+}
+
+impl TmfAction {
+    fn of(function: u8) -> TmfAction {
+        match function {
+            1 => TmfAction::AbortTask,
+            2 | 4 | 5 => TmfAction::AbortLun,
+            6 | 7 => TmfAction::AbortAll,
+            // CLEAR ACA: we report NormACA=0 and never establish an ACA condition, so
+            // nothing is cleared and no task is touched. RFC 7143 11.6.1 lets a target answer
+            // a function it does not implement with "Task management function not
+            // supported"; that tells the initiator plainly that ACA is absent (as Linux LIO
+            // does), where "function complete" would claim a clear that never happened.
+            3 => TmfAction::Answer(tmf_response::NOT_SUPPORTED),
+            // TASK REASSIGN needs ERL 2 (the iSCSI layer answers it before it gets here).
+            8 => TmfAction::Answer(tmf_response::REASSIGNMENT_NOT_SUPPORTED),
+            _ => TmfAction::Answer(tmf_response::REJECTED),
         }
     }
 }
 
 impl Session {
+    /// Takes a command out of flight (answered or aborted), with its time limit.
+    fn forget(&mut self, itt: u32) -> Option<InFlightCommand> {
+        let cmd = self.in_flight.remove(&itt)?;
+        self.deadlines.finish(cmd.seq);
+        Some(cmd)
+    }
+
     /// Answers every command whose storage request outlived the time limit.
     fn expire(&mut self, conn: &mut iscsi::Connection, now: Instant) {
-        while let Some(&(at, itt, seq)) = self.deadlines.front() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            let expired = self.in_flight.get(&itt).map_or(false, |cmd| cmd.seq == seq);
-            if !expired {
-                continue; // finished in time, or its tag now belongs to a newer command
+        while let Some((itt, seq)) = self.deadlines.pop_expired(now) {
+            if self.in_flight.get(&itt).map(|cmd| cmd.seq) != Some(seq) {
+                // Cannot happen: finished commands leave the deadlines with in_flight.
+                continue;
             }
             let cmd = self.in_flight.remove(&itt).expect("checked above");
             let op = cmd.op.unwrap_or(Op::Read);
@@ -345,11 +397,164 @@ impl Session {
     }
 }
 
+/// Time limits of the commands waiting on a store, earliest first.
+///
+/// Every command gets the same limit when it starts waiting, so appending keeps the queue
+/// sorted. A finished command leaves `live` at once; its queue entry goes at once when it
+/// is at the front, else lazily: whenever dead entries outnumber the live ones (plus some
+/// slack) the queue is compacted. So the queue never holds more than `2 * outstanding +
+/// COMPACT_SLACK` entries, whatever the command rate, at amortised O(1) per command.
+#[derive(Default)]
+struct Deadlines {
+    /// (deadline, command sequence number); the front entry is always live.
+    queue: VecDeque<(Instant, u64)>,
+    /// Commands with a pending time limit: sequence number to task tag.
+    live: HashMap<u64, u32>,
+}
+
+/// Dead entries tolerated beyond the live count before a compaction.
+const COMPACT_SLACK: usize = 64;
+
+impl Deadlines {
+    fn push(&mut self, at: Instant, itt: u32, seq: u64) {
+        debug_assert!(self.queue.back().is_none_or(|(last, _)| *last <= at));
+        if self.live.insert(seq, itt).is_none() {
+            self.queue.push_back((at, seq));
+        }
+    }
+
+    /// The command `seq` no longer needs its time limit (answered or aborted).
+    fn finish(&mut self, seq: u64) {
+        if self.live.remove(&seq).is_none() {
+            return;
+        }
+        self.drop_dead_front();
+        if self.queue.len() > 2 * self.live.len() + COMPACT_SLACK {
+            let live = &self.live;
+            self.queue.retain(|(_, seq)| live.contains_key(seq));
+        }
+    }
+
+    /// The earliest pending deadline.
+    fn next(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+
+    /// Takes the earliest command whose deadline is at or before `now`: (task tag, seq).
+    fn pop_expired(&mut self, now: Instant) -> Option<(u32, u64)> {
+        let &(at, seq) = self.queue.front()?;
+        if at > now {
+            return None;
+        }
+        self.queue.pop_front();
+        let itt = self.live.remove(&seq).expect("the front entry is live");
+        self.drop_dead_front();
+        Some((itt, seq))
+    }
+
+    fn drop_dead_front(&mut self) {
+        while let Some((_, seq)) = self.queue.front() {
+            if self.live.contains_key(seq) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
 fn to_iscsi(response: Response) -> CommandResponse {
     CommandResponse {
         status: response.status as u8,
         data_in: response.data_in,
         sense: response.sense,
         transfer_len: response.transfer_len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_queue_stays_bounded_by_outstanding_commands() {
+        let mut q = Deadlines::default();
+        let start = Instant::now();
+        let limit = Duration::from_secs(25);
+        // One slow command stays outstanding at the front while 100 000 others come and go
+        // (at 100k IOPS and a 25 s limit the old queue held every one of them).
+        q.push(start + limit, 0, 0);
+        let mut outstanding: VecDeque<u64> = VecDeque::new();
+        for seq in 1..=100_000u64 {
+            q.push(start + limit, seq as u32, seq);
+            outstanding.push_back(seq);
+            // Up to 8 in flight besides the slow one; they finish in varying order.
+            if outstanding.len() > 8 {
+                let i = (seq as usize * 7) % outstanding.len();
+                let done = outstanding.remove(i).unwrap();
+                q.finish(done);
+            }
+            assert!(
+                q.len() <= 2 * (outstanding.len() + 1) + COMPACT_SLACK,
+                "{} entries for {} outstanding commands",
+                q.len(),
+                outstanding.len() + 1
+            );
+        }
+        while let Some(seq) = outstanding.pop_front() {
+            q.finish(seq);
+        }
+        assert!(
+            q.len() <= 2 + COMPACT_SLACK,
+            "{} entries for 1 command",
+            q.len()
+        );
+        assert_eq!(q.pop_expired(start), None, "not due yet");
+        assert_eq!(q.pop_expired(start + limit), Some((0, 0)));
+        assert_eq!(q.pop_expired(start + limit), None, "the others finished");
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.next(), None);
+    }
+
+    #[test]
+    fn deadline_queue_expires_live_commands_in_order_and_skips_finished_ones() {
+        let mut q = Deadlines::default();
+        let t0 = Instant::now();
+        for seq in 0..5u64 {
+            q.push(t0 + Duration::from_millis(seq * 10), 100 + seq as u32, seq);
+        }
+        q.finish(0);
+        q.finish(2);
+        assert_eq!(q.next(), Some(t0 + Duration::from_millis(10)));
+        let now = t0 + Duration::from_millis(30);
+        assert_eq!(q.pop_expired(now), Some((101, 1)));
+        assert_eq!(q.pop_expired(now), Some((103, 3)));
+        assert_eq!(q.pop_expired(now), None);
+        assert_eq!(q.next(), Some(t0 + Duration::from_millis(40)));
+        q.finish(3); // already expired: no effect
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn task_management_function_codes_follow_rfc_7143_table() {
+        // RFC 7143 11.5.1, Function field, written out from the RFC.
+        let expected = [
+            (1, TmfAction::AbortTask),   // ABORT TASK
+            (2, TmfAction::AbortLun),    // ABORT TASK SET
+            (3, TmfAction::Answer(5)),   // CLEAR ACA: "function not supported" (no NACA)
+            (4, TmfAction::AbortLun),    // CLEAR TASK SET
+            (5, TmfAction::AbortLun),    // LOGICAL UNIT RESET
+            (6, TmfAction::AbortAll),    // TARGET WARM RESET
+            (7, TmfAction::AbortAll),    // TARGET COLD RESET
+            (8, TmfAction::Answer(4)),   // TASK REASSIGN: "allegiance reassignment not supported"
+            (9, TmfAction::Answer(255)), // not defined: "function rejected"
+        ];
+        for (function, action) in expected {
+            assert_eq!(TmfAction::of(function), action, "function {function}");
+        }
     }
 }

@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use daemon::cli::Args;
 use daemon::{serve, Targets};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs redirected to files or journald stay plain.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

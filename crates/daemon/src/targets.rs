@@ -4,8 +4,7 @@ use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
 use scsi::{LuConfig, ScsiTarget};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use store_api::BlockStore;
 
@@ -24,6 +23,9 @@ pub struct TargetSpec {
     pub luns: Vec<LunSpec>,
 }
 
+/// A target name and its LUNs over stores that are already open.
+pub type OpenTarget = (String, Vec<(LunSpec, Arc<dyn BlockStore>)>);
+
 /// A target ready to serve: the SCSI emulation and a store per LUN.
 pub struct Target {
     pub name: String,
@@ -40,7 +42,10 @@ impl Target {
 
 /// Every target of one portal, and the iSCSI configuration derived from them.
 pub struct Targets {
+    /// The iSCSI configuration; its SendTargets addresses name the portal, which is a
+    /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]).
     pub iscsi: Arc<iscsi::Config>,
+    portal: SocketAddr,
     targets: HashMap<String, Arc<Target>>,
 }
 
@@ -68,7 +73,7 @@ impl Targets {
     /// Builds the targets over stores that are already open (tests use this to put a mock
     /// or an in-memory store behind a LUN).
     pub fn with_stores(
-        targets: Vec<(String, Vec<(LunSpec, Arc<dyn BlockStore>)>)>,
+        targets: Vec<OpenTarget>,
         portal: SocketAddr,
         limits: iscsi::Limits,
     ) -> Result<Self> {
@@ -94,19 +99,35 @@ impl Targets {
             infos.push(iscsi::TargetInfo {
                 name: name.clone(),
                 alias: None,
-                addresses: vec![format!("{portal},1")],
+                addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
             });
             by_name.insert(name.clone(), Arc::new(Target { name, scsi, stores }));
         }
         let iscsi = Arc::new(iscsi::Config {
             targets: infos,
             limits,
-            portal_group_tag: 1,
+            portal_group_tag: PORTAL_GROUP_TAG,
         });
         Ok(Targets {
             iscsi,
+            portal,
             targets: by_name,
         })
+    }
+
+    /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
+    /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
+    /// so its addresses become `local`, the address the initiator reached us on.
+    pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
+        if !self.portal.ip().is_unspecified() {
+            return self.iscsi.clone();
+        }
+        let mut config = (*self.iscsi).clone();
+        let address = target_address(local, config.portal_group_tag);
+        for target in &mut config.targets {
+            target.addresses = vec![address.clone()];
+        }
+        Arc::new(config)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
@@ -114,20 +135,23 @@ impl Targets {
     }
 }
 
-/// Identity of a LUN, stable across restarts: derived from the target name and LUN number.
+/// Our one portal group.
+const PORTAL_GROUP_TAG: u16 = 1;
+
+/// A SendTargets TargetAddress value (RFC 7143 13.8, 6.3): `ip:port,tpgt`, an IPv6 address
+/// in brackets. An IPv4-mapped IPv6 address (a v4 client on a dual-stack socket) is written
+/// as IPv4; an IPv6 zone index means nothing to the initiator and is left out.
+fn target_address(addr: SocketAddr, tpgt: u16) -> String {
+    let port = addr.port();
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => format!("{ip}:{port},{tpgt}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{port},{tpgt}"),
+    }
+}
+
+/// Identity of a LUN, stable across restarts and rebuilds: see [`lu_identity`].
 fn lu_config(target: &str, lun: &LunSpec, store: &dyn BlockStore) -> LuConfig {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    target.hash(&mut hasher);
-    lun.lun.hash(&mut hasher);
-    let h1 = hasher.finish();
-    lun.store.backing_store.hash(&mut hasher);
-    let h2 = hasher.finish();
-    // NAA 6 (IEEE Registered Extended): NAA nibble, 24-bit OUI (locally administered
-    // placeholder), then 100 bits of vendor-specific identifier.
-    let mut naa_id = [0u8; 16];
-    naa_id[..8].copy_from_slice(&h1.to_be_bytes());
-    naa_id[8..].copy_from_slice(&h2.to_be_bytes());
-    naa_id[0] = 0x60 | (naa_id[0] & 0x0f);
+    let (serial, naa_id) = lu_identity(target, lun.lun, &lun.store.backing_store);
     let product = match lun.store.bstype.as_str() {
         "glfs" => "GLFS DISK",
         "memory" => "MEMORY DISK",
@@ -137,11 +161,136 @@ fn lu_config(target: &str, lun: &LunSpec, store: &dyn BlockStore) -> LuConfig {
         vendor: "GFISCSI".into(),
         product: product.into(),
         revision: "0001".into(),
-        serial: format!("{:016x}", h1),
+        serial,
         naa_id,
         geometry: store.geometry(),
         capabilities: store.capabilities(),
         write_cache: true,
         read_only: lun.read_only,
+    }
+}
+
+/// Unit serial number and NAA designator of a LUN.
+///
+/// Multipath and `/dev/disk/by-id` key on these, so they must not change when the daemon is
+/// rebuilt: they come from FNV-1a 64 (a fixed, published function), not from std's
+/// `DefaultHasher`, whose algorithm may change between Rust releases.
+///
+/// * `h1` = FNV-1a 64 over the target name's bytes, a 0 byte, and the LUN as 2 big-endian
+///   bytes; the serial number is `h1` as 16 lower-case hex digits.
+/// * `h2` continues the same FNV state over a 0 byte and the backing store spec's bytes.
+/// * The NAA designator is `h1` then `h2`, big-endian, with the top nibble set to 6 (NAA
+///   IEEE Registered Extended; the 24-bit OUI is a locally chosen placeholder).
+fn lu_identity(target: &str, lun: u16, backing_store: &str) -> (String, [u8; 16]) {
+    let mut fnv = Fnv1a64::new();
+    fnv.write(target.as_bytes());
+    fnv.write(&[0]);
+    fnv.write(&lun.to_be_bytes());
+    let h1 = fnv.value();
+    fnv.write(&[0]);
+    fnv.write(backing_store.as_bytes());
+    let h2 = fnv.value();
+    let mut naa_id = [0u8; 16];
+    naa_id[..8].copy_from_slice(&h1.to_be_bytes());
+    naa_id[8..].copy_from_slice(&h2.to_be_bytes());
+    naa_id[0] = 0x60 | (naa_id[0] & 0x0f);
+    (format!("{h1:016x}"), naa_id)
+}
+
+/// FNV-1a, 64-bit (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
+struct Fnv1a64(u64);
+
+impl Fnv1a64 {
+    fn new() -> Self {
+        Fnv1a64(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_addresses_follow_rfc_7143_syntax() {
+        let cases = [
+            ("127.0.0.1:3260", "127.0.0.1:3260,1"),
+            ("[::1]:3260", "[::1]:3260,1"),
+            ("[fe80::1%2]:860", "[fe80::1]:860,1"),
+            ("[::ffff:192.0.2.7]:3260", "192.0.2.7:3260,1"),
+        ];
+        for (addr, expected) in cases {
+            assert_eq!(target_address(addr.parse().unwrap(), 1), expected, "{addr}");
+        }
+    }
+
+    fn addresses(config: &iscsi::Config) -> Vec<String> {
+        config.targets[0].addresses.clone()
+    }
+
+    #[test]
+    fn a_wildcard_portal_advertises_the_connections_local_address() {
+        let no_luns = || vec![("iqn.2026-11.io.glfs-iscsi:t".to_string(), vec![])];
+        for wildcard in ["0.0.0.0:3260", "[::]:3260"] {
+            let targets =
+                Targets::with_stores(no_luns(), wildcard.parse().unwrap(), Default::default())
+                    .unwrap();
+            let v4 = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+            assert_eq!(addresses(&v4), ["192.0.2.7:3260,1"], "{wildcard}");
+            let v6 = targets.iscsi_config_for("[2001:db8::5]:3260".parse().unwrap());
+            assert_eq!(addresses(&v6), ["[2001:db8::5]:3260,1"], "{wildcard}");
+        }
+        let specific = Targets::with_stores(
+            no_luns(),
+            "192.0.2.9:3260".parse().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let config = specific.iscsi_config_for("192.0.2.9:3260".parse().unwrap());
+        assert_eq!(addresses(&config), ["192.0.2.9:3260,1"]);
+    }
+
+    #[test]
+    fn fnv1a64_known_answers() {
+        // Test vectors of the FNV reference (draft-eastlake-fnv): "", "a", "foobar".
+        for (input, expected) in [
+            ("", 0xcbf2_9ce4_8422_2325u64),
+            ("a", 0xaf63_dc4c_8601_ec8c),
+            ("foobar", 0x8594_4171_f739_67e8),
+        ] {
+            let mut h = Fnv1a64::new();
+            h.write(input.as_bytes());
+            assert_eq!(h.value(), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn lun_identity_is_pinned() {
+        // Changing these changes every exported disk's identity (multipath WWIDs,
+        // /dev/disk/by-id): do not, unless that is the point.
+        let (serial, naa) = lu_identity("iqn.2026-11.io.glfs-iscsi:disk1", 0, "vol@host:lun0.img");
+        assert_eq!(serial, "0c7ae9a975775998");
+        assert_eq!(
+            naa,
+            [
+                0x6c, 0x7a, 0xe9, 0xa9, 0x75, 0x77, 0x59, 0x98, 0x19, 0x83, 0xdf, 0xe1, 0x09, 0x3b,
+                0x06, 0x55
+            ]
+        );
+        let (serial, _) = lu_identity("iqn.2026-11.io.glfs-iscsi:disk1", 1, "vol@host:lun0.img");
+        assert_ne!(
+            serial, "0c7ae9a975775998",
+            "the LUN number is part of the identity"
+        );
     }
 }

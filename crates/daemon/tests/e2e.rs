@@ -91,27 +91,114 @@ fn discovery_lists_the_target_at_its_portal() {
 }
 
 #[test]
-fn malformed_pdu_closes_only_its_own_connection() {
+fn discovery_on_a_wildcard_portal_advertises_the_address_connected_to() {
+    let target = Running::start_on("0.0.0.0", &["--bstype", "memory", "--size", "1M"], &[]);
+    assert_eq!(target.portal.ip().to_string(), "127.0.0.1");
+    let found = Initiator::discover(&target.portal()).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (name, addresses) = &found[0];
+    assert_eq!(name, IQN);
+    assert_eq!(
+        addresses,
+        &vec![format!("127.0.0.1:{},1", target.portal.port())],
+        "not the wildcard 0.0.0.0"
+    );
+}
+
+/// Reads until the target closes `stream`: EOF or a reset, not a time-out.
+fn assert_closed_by_target(stream: &mut TcpStream, what: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            // A Reject or the rest of a response may come first; keep reading.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the target must close a connection that sent {what}: {e}"),
+        }
+    }
+}
+
+/// Runs `misbehave` on a fresh raw connection while a libiscsi session logged in before
+/// it is open; checks that the target closes the raw connection, logs why (every one of
+/// `reason` in the line, which also names the connection's address), and that the other
+/// session goes on working.
+fn bad_connection_is_closed_alone(
+    what: &str,
+    reason: &[&str],
+    misbehave: impl FnOnce(&mut TcpStream),
+) {
     let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
     let mut good = target.connect();
     good.test_unit_ready().unwrap();
 
-    // A 48-byte BHS with an opcode no initiator may send (0x3f).
     let mut bad = TcpStream::connect(target.portal).unwrap();
-    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut bhs = [0u8; 48];
-    bhs[0] = 0x3f;
-    bad.write_all(&bhs).unwrap();
-    let mut buf = [0u8; 64];
-    let n = bad.read(&mut buf).unwrap_or(0);
-    assert_eq!(
-        n, 0,
-        "the target must close a connection that sent an unknown opcode"
-    );
+    let peer = format!("peer={}", bad.local_addr().unwrap());
+    misbehave(&mut bad);
+    assert_closed_by_target(&mut bad, what);
+
+    let mut needles = vec!["closing connection", peer.as_str()];
+    needles.extend_from_slice(reason);
+    let line = target.wait_for_log_line(&needles);
+    assert!(line.contains("WARN"), "logged as a warning: {line}");
 
     // The other session goes on.
     good.write10(0, &pattern(9, 512), BLOCK).unwrap();
     assert_eq!(good.read10(0, 1, BLOCK).unwrap(), pattern(9, 512));
+}
+
+#[test]
+fn malformed_pdu_closes_only_its_own_connection() {
+    bad_connection_is_closed_alone("an unknown opcode", &["unsupported opcode 0x3f"], |bad| {
+        // A 48-byte BHS with an opcode no initiator may send (0x3f).
+        let mut bhs = [0u8; 48];
+        bhs[0] = 0x3f;
+        bad.write_all(&bhs).unwrap();
+    });
+}
+
+#[test]
+fn data_segment_over_the_negotiated_limit_closes_only_its_own_connection() {
+    // What the target declares at login (RFC 7143 13.12).
+    let limit = iscsi::Limits::default().max_recv_data_segment_length;
+    let len = limit + 512;
+    bad_connection_is_closed_alone(
+        "a data segment over MaxRecvDataSegmentLength",
+        &[&format!("data segment of {len} bytes"), &limit.to_string()],
+        |bad| {
+            let exp_stat_sn = raw_login(bad, IQN);
+            // WRITE(10) of len bytes, all of them as immediate data in one segment.
+            let blocks = (len / BLOCK) as u16;
+            let [hi, lo] = blocks.to_be_bytes();
+            let cdb = [0x2a, 0, 0, 0, 0, 0, 0, hi, lo, 0];
+            let mut pdu = scsi_command(&cdb, 1, 1, exp_stat_sn, len, true);
+            pdu[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
+            bad.write_all(&pdu).unwrap();
+            // Some of the data; the target may close before it has read it all.
+            let _ = bad.write_all(&vec![0x5a; 64 * 1024]);
+        },
+    );
+}
+
+#[test]
+fn ahs_length_past_the_ahs_closes_only_its_own_connection() {
+    bad_connection_is_closed_alone(
+        "an AHS whose length runs past TotalAHSLength",
+        &["AHS length 100"],
+        |bad| {
+            let exp_stat_sn = raw_login(bad, IQN);
+            // TEST UNIT READY with TotalAHSLength = 1 word, holding an extended-CDB AHS
+            // (RFC 7143 11.2.1.2) whose AHSLength claims 100 bytes.
+            let mut pdu = scsi_command(&[0; 6], 1, 1, exp_stat_sn, 0, false).to_vec();
+            pdu[1] = 0x80; // Final, no data either way
+            pdu[4] = 1;
+            pdu.extend_from_slice(&[0x00, 100, 0x01, 0x00]);
+            bad.write_all(&pdu).unwrap();
+        },
+    );
 }
 
 #[test]

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
@@ -125,65 +124,6 @@ fn hung_store_hits_the_command_time_limit_and_the_target_recovers() {
     assert_eq!(init.read10(5, 1, BLOCK).unwrap(), pattern(5, 512));
 }
 
-// ---- A minimal hand-written initiator, for what libiscsi's synchronous API cannot do:
-// ---- send ABORT TASK while a command is outstanding. Byte layouts from RFC 7143 section 11.
-
-fn pad4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn send_pdu(stream: &mut TcpStream, bhs: [u8; 48], data: &[u8]) {
-    let mut bhs = bhs;
-    let len = data.len() as u32;
-    bhs[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
-    let mut pdu = bhs.to_vec();
-    pdu.extend_from_slice(data);
-    pdu.resize(48 + pad4(data.len()), 0);
-    stream.write_all(&pdu).unwrap();
-}
-
-fn recv_pdu(stream: &mut TcpStream) -> ([u8; 48], Vec<u8>) {
-    let mut bhs = [0u8; 48];
-    stream.read_exact(&mut bhs).unwrap();
-    assert_eq!(bhs[4], 0, "no AHS expected");
-    let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
-    let mut data = vec![0u8; pad4(len)];
-    stream.read_exact(&mut data).unwrap();
-    data.truncate(len);
-    (bhs, data)
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().unwrap())
-}
-
-/// Logs in straight into the operational stage and on to full feature phase; returns the
-/// next ExpStatSN.
-fn raw_login(stream: &mut TcpStream) -> u32 {
-    let mut bhs = [0u8; 48];
-    bhs[0] = 0x43; // immediate + Login Request
-    bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
-    bhs[8..14].copy_from_slice(&[0x80, 0x12, 0x34, 0x56, 0x00, 0x01]); // ISID, random type
-    bhs[16..20].copy_from_slice(&0x100u32.to_be_bytes()); // ITT
-    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
-    let keys = format!(
-        "InitiatorName=iqn.2026-11.test:raw\0TargetName={IQN}\0SessionType=Normal\0\
-         ImmediateData=Yes\0InitialR2T=No\0MaxRecvDataSegmentLength=65536\0\
-         HeaderDigest=None\0DataDigest=None\0"
-    );
-    send_pdu(stream, bhs, keys.as_bytes());
-    let (resp, data) = recv_pdu(stream);
-    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response expected");
-    assert_eq!(
-        (resp[36], resp[37]),
-        (0, 0),
-        "login status: {}",
-        String::from_utf8_lossy(&data)
-    );
-    assert_eq!(resp[1] & 0x83, 0x83, "transit to full feature phase");
-    be32(&resp[24..]) + 1
-}
-
 #[test]
 fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     let root = FakeRoot::new();
@@ -192,7 +132,7 @@ fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let exp_stat_sn = raw_login(&mut stream);
+    let exp_stat_sn = raw_login(&mut stream, IQN);
     root.set_rules(&[FaultRule::on(&["write"]).hang()]);
 
     // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
@@ -251,5 +191,59 @@ fn abort_task_is_answered_while_the_store_still_holds_the_command() {
         "NOP-In expected, not a response to the aborted task"
     );
     assert_eq!(be32(&resp[16..]), 3);
+    assert_eq!(data, b"ping");
+}
+
+#[test]
+fn clear_aca_touches_no_task_and_clear_task_set_aborts_the_luns_tasks() {
+    // RFC 7143 11.5.1 function codes: 3 = CLEAR ACA, 4 = CLEAR TASK SET.
+    const CLEAR_ACA: u8 = 3;
+    const CLEAR_TASK_SET: u8 = 4;
+    // RFC 7143 11.6.1 responses.
+    const FUNCTION_COMPLETE: u8 = 0;
+    const FUNCTION_NOT_SUPPORTED: u8 = 5;
+
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "0"]);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    root.set_rules(&[FaultRule::on(&["write"]).hang()]);
+
+    // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
+    let write10 = [0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0];
+    let cmd = scsi_command(&write10, 1, 1, exp_stat_sn, 512, true);
+    send_pdu(&mut stream, cmd, &pattern(6, 512));
+    std::thread::sleep(Duration::from_millis(300)); // let it reach the hung store
+
+    let mut tmf = |function: u8, itt: u32, exp_stat_sn: u32| {
+        send_pdu(
+            &mut stream,
+            tmf_request(function, 0, itt, 0xffff_ffff, 2, exp_stat_sn, 0),
+            &[],
+        );
+        let (resp, _) = recv_pdu(&mut stream);
+        assert_eq!(resp[0] & 0x3f, 0x22, "TMF response expected");
+        assert_eq!(be32(&resp[16..]), itt);
+        resp[2]
+    };
+    // We never establish ACA, so CLEAR ACA clears nothing and leaves the write alone.
+    assert_eq!(tmf(CLEAR_ACA, 2, exp_stat_sn), FUNCTION_NOT_SUPPORTED);
+    // CLEAR TASK SET aborts every task on LUN 0, the hung write too.
+    assert_eq!(tmf(CLEAR_TASK_SET, 3, exp_stat_sn + 1), FUNCTION_COMPLETE);
+
+    // Release the store: the aborted write gets no response; the ping is answered next.
+    root.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    send_pdu(&mut stream, nop_out(4, 2, exp_stat_sn + 2), b"ping");
+    let (resp, data) = recv_pdu(&mut stream);
+    assert_eq!(
+        resp[0] & 0x3f,
+        0x20,
+        "NOP-In expected, not a response to the cleared write"
+    );
+    assert_eq!(be32(&resp[16..]), 4);
     assert_eq!(data, b"ping");
 }

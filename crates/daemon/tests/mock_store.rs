@@ -1,12 +1,15 @@
 //! Store behaviour the fake gfapi cannot produce — a store breaking its contract — through a
 //! `mockall` mock behind a LUN of an in-process target, driven by libiscsi.
 
+mod support;
+
 use bytes::Bytes;
 use daemon::{serve, ConnectionLimits, LunSpec, Server, Targets};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, Capabilities, Geometry, IoReply, IoRequest, MockBlockStore};
+use support::{be32, raw_login, recv_pdu, scsi_command, send_pdu};
 use testkit::initiator::Initiator;
 
 const IQN: &str = "iqn.2026-11.io.glfs-iscsi:mock";
@@ -156,4 +159,71 @@ fn completions_from_foreign_threads_in_any_order_reach_the_right_commands() {
         init.synchronize_cache().unwrap();
         assert_eq!(init.read10(lba, 1, 512).unwrap(), vec![lba as u8; 512]);
     }
+}
+
+#[test]
+fn a_late_completion_does_not_answer_a_newer_command_with_the_same_task_tag() {
+    // Reads are held until the test completes them; each read's data is its LBA.
+    type Held = Arc<Mutex<Vec<(u64, store_api::Completion)>>>;
+    let held: Held = Arc::default();
+    let store = {
+        let held = held.clone();
+        mock_store(move |req, done| match req {
+            IoRequest::Read { offset, .. } => held.lock().unwrap().push((offset, done)),
+            _ => done.complete(Ok(IoReply::Done)),
+        })
+    };
+    let take = |lba: u64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut held = held.lock().unwrap();
+            if let Some(i) = held.iter().position(|(offset, _)| *offset == lba * 512) {
+                return held.remove(i).1;
+            }
+            drop(held);
+            assert!(
+                Instant::now() < deadline,
+                "no read of LBA {lba} reached the store"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let target = InProcess::serve(store, Some(Duration::from_secs(1)));
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    const ITT: u32 = 7;
+
+    // READ(10) of LBA 1 hangs in the store and is answered at the time limit.
+    let read_lba1 = [0x28, 0, 0, 0, 0, 1, 0, 0, 1, 0];
+    send_pdu(
+        &mut stream,
+        scsi_command(&read_lba1, ITT, 1, exp_stat_sn, 512, false),
+        &[],
+    );
+    let old = take(1);
+    let (resp, _) = recv_pdu(&mut stream);
+    assert_eq!(resp[0] & 0x3f, 0x21, "SCSI Response expected");
+    assert_eq!(be32(&resp[16..]), ITT);
+    assert_eq!(resp[3], 0x02, "CHECK CONDITION at the time limit");
+
+    // The initiator reuses the task tag for READ(10) of LBA 2, which the store holds too.
+    let read_lba2 = [0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0];
+    send_pdu(
+        &mut stream,
+        scsi_command(&read_lba2, ITT, 2, exp_stat_sn + 1, 512, false),
+        &[],
+    );
+    let new = take(2);
+
+    // The old read finishes late: its data must not answer the new command.
+    old.complete(Ok(IoReply::Data(Bytes::from(vec![1u8; 512]))));
+    std::thread::sleep(Duration::from_millis(200));
+    new.complete(Ok(IoReply::Data(Bytes::from(vec![2u8; 512]))));
+    let (resp, data) = recv_pdu(&mut stream);
+    assert_eq!(resp[0] & 0x3f, 0x25, "SCSI Data-In expected");
+    assert_eq!(be32(&resp[16..]), ITT);
+    assert_eq!(data, vec![2u8; 512], "the new command's own data");
 }

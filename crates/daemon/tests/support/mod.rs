@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,42 +13,54 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_glfs-iscsi");
 pub const IQN: &str = "iqn.2026-11.io.glfs-iscsi:e2e";
 pub const BLOCK: u32 = 512;
 
-/// A running target, killed on drop.
+/// A running target, killed on drop. Its stderr (the log) goes to a file, read by
+/// [`Running::log`]: `$E2E_TARGET_LOG` if set, else a temporary file.
 pub struct Running {
     child: Child,
     pub portal: SocketAddr,
+    log_path: PathBuf,
+    _log_dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
     pub fn start(args: &[&str], env: &[(&str, &Path)]) -> Running {
+        Running::start_on("127.0.0.1", args, env)
+    }
+
+    /// Starts the target listening on `host` (e.g. `0.0.0.0`) at a free port; `portal` is
+    /// where tests connect: `host` itself, or 127.0.0.1 for a wildcard.
+    pub fn start_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let portal: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listen: SocketAddr = format!("{host}:{port}").parse().unwrap();
+        let portal = if listen.ip().is_unspecified() {
+            format!("127.0.0.1:{port}").parse().unwrap()
+        } else {
+            listen
+        };
+        let (log_path, log_dir) = match std::env::var_os("E2E_TARGET_LOG") {
+            Some(path) => (PathBuf::from(path), None),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                (dir.path().join("glfs-iscsi.log"), Some(dir))
+            }
+        };
         let mut child = Command::new(BINARY)
-            .args(["--portal", &portal.to_string(), "--target", IQN])
+            .args(["--portal", &listen.to_string(), "--target", IQN])
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(match std::env::var_os("E2E_TARGET_LOG") {
-                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-                None => Stdio::piped(),
-            })
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
             .spawn()
             .expect("start glfs-iscsi");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let err = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("glfs-iscsi exited early ({status}): {err}");
             }
             if TcpStream::connect_timeout(&portal, Duration::from_millis(100)).is_ok() {
@@ -60,7 +72,36 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Running { child, portal }
+        Running {
+            child,
+            portal,
+            log_path,
+            _log_dir: log_dir,
+        }
+    }
+
+    /// Everything the target has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap()
+    }
+
+    /// Waits up to 10 s for a log line containing every one of `needles`; returns it.
+    pub fn wait_for_log_line(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(line) = log
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+            {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needles:?} in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn portal(&self) -> String {
@@ -97,4 +138,121 @@ pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
+}
+
+// ---- A minimal hand-written initiator, for what libiscsi's synchronous API cannot do
+// ---- (outstanding commands, chosen task tags, malformed PDUs). Byte layouts from
+// ---- RFC 7143 section 11.
+
+pub fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Sends a PDU: `bhs` with its DataSegmentLength set from `data`, then the padded data.
+pub fn send_pdu(stream: &mut TcpStream, bhs: [u8; 48], data: &[u8]) {
+    let mut bhs = bhs;
+    let len = data.len() as u32;
+    bhs[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
+    let mut pdu = bhs.to_vec();
+    pdu.extend_from_slice(data);
+    pdu.resize(48 + pad4(data.len()), 0);
+    stream.write_all(&pdu).unwrap();
+}
+
+pub fn recv_pdu(stream: &mut TcpStream) -> ([u8; 48], Vec<u8>) {
+    let mut bhs = [0u8; 48];
+    stream.read_exact(&mut bhs).unwrap();
+    assert_eq!(bhs[4], 0, "no AHS expected");
+    let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
+    let mut data = vec![0u8; pad4(len)];
+    stream.read_exact(&mut data).unwrap();
+    data.truncate(len);
+    (bhs, data)
+}
+
+pub fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+/// Logs in to `iqn` straight into the operational stage and on to full feature phase;
+/// returns the next ExpStatSN.
+pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x43; // immediate + Login Request
+    bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
+    bhs[8..14].copy_from_slice(&[0x80, 0x12, 0x34, 0x56, 0x00, 0x01]); // ISID, random type
+    bhs[16..20].copy_from_slice(&0x100u32.to_be_bytes()); // ITT
+    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
+    let keys = format!(
+        "InitiatorName=iqn.2026-11.test:raw\0TargetName={iqn}\0SessionType=Normal\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxRecvDataSegmentLength=65536\0\
+         HeaderDigest=None\0DataDigest=None\0"
+    );
+    send_pdu(stream, bhs, keys.as_bytes());
+    let (resp, data) = recv_pdu(stream);
+    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response expected");
+    assert_eq!(
+        (resp[36], resp[37]),
+        (0, 0),
+        "login status: {}",
+        String::from_utf8_lossy(&data)
+    );
+    assert_eq!(resp[1] & 0x83, 0x83, "transit to full feature phase");
+    be32(&resp[24..]) + 1
+}
+
+/// A SCSI Command PDU header: `cdb` (up to 16 bytes), task tag, CmdSN, ExpStatSN, expected
+/// transfer length, and the read (R) or write (W) flag. Final, SIMPLE task attribute.
+pub fn scsi_command(
+    cdb: &[u8],
+    itt: u32,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    len: u32,
+    write: bool,
+) -> [u8; 48] {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x01;
+    bhs[1] = 0x81 | if write { 0x20 } else { 0x40 };
+    bhs[16..20].copy_from_slice(&itt.to_be_bytes());
+    bhs[20..24].copy_from_slice(&len.to_be_bytes());
+    bhs[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+    bhs[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    bhs[32..32 + cdb.len()].copy_from_slice(cdb);
+    bhs
+}
+
+/// An immediate Task Management Function Request header (RFC 7143 11.5).
+pub fn tmf_request(
+    function: u8,
+    lun: u16,
+    itt: u32,
+    referenced_itt: u32,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    ref_cmd_sn: u32,
+) -> [u8; 48] {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x42;
+    bhs[1] = 0x80 | function;
+    // Single-level LUN, peripheral addressing (SAM-5 4.7.3): byte 1 is the LUN.
+    bhs[8..10].copy_from_slice(&lun.to_be_bytes());
+    bhs[16..20].copy_from_slice(&itt.to_be_bytes());
+    bhs[20..24].copy_from_slice(&referenced_itt.to_be_bytes());
+    bhs[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+    bhs[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    bhs[32..36].copy_from_slice(&ref_cmd_sn.to_be_bytes());
+    bhs
+}
+
+/// An immediate NOP-Out ping with `itt` and `cmd_sn`.
+pub fn nop_out(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> [u8; 48] {
+    let mut nop = [0u8; 48];
+    nop[0] = 0x40;
+    nop[1] = 0x80;
+    nop[16..20].copy_from_slice(&itt.to_be_bytes());
+    nop[20..24].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+    nop[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+    nop[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    nop
 }
