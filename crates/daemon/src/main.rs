@@ -37,16 +37,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(plan.portal)
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
-        let portal = listener.local_addr()?;
+        let listening = listener.local_addr()?;
         let targets = Arc::new(Targets::open(
             &plan.targets,
-            portal,
+            listening,
             iscsi::Limits::default(),
         )?);
+        // The connect hints name an address an initiator on this host can use: a wildcard
+        // portal is reached through loopback.
+        let portal = hint_address(listening);
         for target in &plan.targets {
             for lun in &target.luns {
                 eprintln!(
-                    "glfs-iscsi: serving {} LUN {} on {portal}: iscsi://{portal}/{}/{}",
+                    "glfs-iscsi: serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
                     target.name, lun.lun, target.name, lun.lun
                 );
             }
@@ -61,11 +64,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// `addr`, with a wildcard IP (0.0.0.0 or ::) replaced by loopback of the same family.
+fn hint_address(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint_address;
+
+    #[test]
+    fn connect_hints_name_a_reachable_address() {
+        let hint = |a: &str| hint_address(a.parse().unwrap()).to_string();
+        assert_eq!(hint("0.0.0.0:3260"), "127.0.0.1:3260");
+        assert_eq!(hint("[::]:3260"), "[::1]:3260");
+        assert_eq!(hint("192.0.2.7:3261"), "192.0.2.7:3261");
     }
 }
