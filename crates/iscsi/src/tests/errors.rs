@@ -210,9 +210,13 @@ fn immediate_data_beyond_first_burst() {
     let keys = kv(&[
         ("InitiatorName", INITIATOR),
         ("TargetName", TARGET),
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
         ("FirstBurstLength", "4096"),
     ]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     let err = i
         .try_send(&scsi_cmd(
             false,
@@ -232,8 +236,16 @@ fn immediate_data_beyond_first_burst() {
 #[test]
 fn unsolicited_data_when_initial_r2t_yes() {
     let mut i = Initiator::new(config());
-    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys)); // InitialR2T stays at its default Yes
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET),
+        ("InitialR2T", "Yes"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
+        ("FirstBurstLength", "65536"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     assert!(i
         .try_send(&scsi_cmd(
             false,

@@ -656,9 +656,12 @@ fn f_clear_but_first_burst_used_by_immediate_data_goes_to_r2t() {
         ("InitiatorName", INITIATOR),
         ("TargetName", TARGET),
         ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
         ("FirstBurstLength", "4096"),
     ]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     i.take_events();
     let data = pattern(6000);
     let r = i.send(&scsi_cmd(
