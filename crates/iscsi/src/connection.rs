@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-/// Largest data segment accepted during login (RFC 7143 13.12: 8192 until negotiated).
-const LOGIN_MAX_DATA: u32 = 8192;
+/// Largest data segment accepted during login (RFC 7143 13.12: the default 8192 applies
+/// until the login completes; our declared MaxRecvDataSegmentLength only takes effect in
+/// full feature phase).
+pub const LOGIN_MAX_DATA: u32 = 8192;
 
 /// Reject reasons (RFC 7143 11.17.1).
 mod reject {
@@ -209,8 +211,7 @@ impl Connection {
                 digests: s.info.params.digests,
             },
             _ => FrameLimits {
-                max_data_segment: LOGIN_MAX_DATA
-                    .max(self.config.limits.max_recv_data_segment_length),
+                max_data_segment: LOGIN_MAX_DATA,
                 digests: Default::default(),
             },
         }

@@ -178,7 +178,9 @@ pub enum ProtocolError {
     /// An opcode an initiator may not send.
     #[error("unsupported opcode {0:#04x}")]
     UnknownOpcode(u8),
-    /// A data segment longer than our MaxRecvDataSegmentLength (8192 during login).
+    /// A data segment longer than our MaxRecvDataSegmentLength (8192 during login, see
+    /// [`connection::LOGIN_MAX_DATA`]; login text split with the C bit is bounded by
+    /// [`login::MAX_LOGIN_TEXT`]).
     #[error("data segment of {len} bytes exceeds the negotiated {max}")]
     DataSegmentTooLong {
         /// DataSegmentLength in the header.

@@ -16,6 +16,10 @@ pub const STAGE_OPERATIONAL: u8 = 1;
 /// Full feature phase.
 pub const STAGE_FULL_FEATURE: u8 = 3;
 
+/// Most text one login request may carry across Login PDUs with the C bit (the same bound
+/// as a Text request in full feature phase).
+pub const MAX_LOGIN_TEXT: usize = 64 * 1024;
+
 /// Login response status (class, detail) pairs (RFC 7143 11.13.5).
 pub mod status {
     /// Success.
@@ -208,6 +212,13 @@ impl Login {
                 req,
                 status::INITIATOR_ERROR,
                 format!("CSG {csg} but login is in stage {}", self.stage),
+            );
+        }
+        if self.pending.len() + pdu.data.len() > MAX_LOGIN_TEXT {
+            return self.fail(
+                req,
+                status::INITIATOR_ERROR,
+                format!("login text exceeds {MAX_LOGIN_TEXT} bytes"),
             );
         }
         self.pending.extend_from_slice(&pdu.data);

@@ -66,6 +66,43 @@ fn login_data_segment_limit_before_negotiation() {
 }
 
 #[test]
+fn login_data_segment_limit_with_default_config() {
+    // RFC 7143 13.12: MaxRecvDataSegmentLength is 8192 until the login completes, whatever
+    // larger value the target will declare (262144 by default).
+    let mut i = Initiator::new(config());
+    assert_eq!(i.conn.frame_limits().max_data_segment, 8192);
+    let mut b = [0u8; 48];
+    b[0] = 0x43;
+    b[5..8].copy_from_slice(&[0x00, 0x20, 0x01]); // 8193
+    let err = i.try_send(&b).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::DataSegmentTooLong {
+            len: 8193,
+            max: 8192
+        }
+    );
+}
+
+#[test]
+fn login_text_split_over_too_many_pdus_fails_the_login() {
+    let mut i = Initiator::new(config());
+    // 9 partial (C=1) requests of 8 KiB: more than the 64 KiB of text a login may carry.
+    let chunk = vec![b'a'; 8192];
+    let mut last = Vec::new();
+    for _ in 0..9 {
+        let mut req = login_req(false, 0, 1, 1, 1, &chunk);
+        req[1] |= 0x40;
+        last = i.send(&req);
+        if i.conn.is_finished() {
+            break;
+        }
+    }
+    assert!(i.conn.is_finished());
+    assert_eq!(last[0].status_class() >> 8, 2, "initiator error class");
+}
+
+#[test]
 fn bad_ahs_length() {
     let mut i = logged_in();
     let mut p = scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]);
