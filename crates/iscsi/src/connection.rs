@@ -271,7 +271,17 @@ impl Connection {
     fn ordered(&mut self, pdu: Pdu) -> Result<(), ProtocolError> {
         let sn = pdu.bhs.u32_at(off::CMDSN);
         let s = self.session();
-        if sn == s.exp_cmd_sn {
+        if !seq::in_window(sn, s.exp_cmd_sn, s.max_cmd_sn) {
+            // Includes CmdSN == ExpCmdSN while the window is closed (MaxCmdSN ==
+            // ExpCmdSN - 1): the initiator may not send it yet (RFC 7143 4.2.2.1).
+            tracing::warn!(
+                sn,
+                exp = s.exp_cmd_sn,
+                max = s.max_cmd_sn,
+                "CmdSN outside the command window; dropped"
+            );
+            Ok(())
+        } else if sn == s.exp_cmd_sn {
             s.exp_cmd_sn = s.exp_cmd_sn.wrapping_add(1);
             self.dispatch(pdu)?;
             loop {
@@ -289,18 +299,10 @@ impl Connection {
                 }
             }
             Ok(())
-        } else if seq::in_window(sn, s.exp_cmd_sn, s.max_cmd_sn) {
+        } else {
             if s.stash.insert(sn, pdu).is_some() {
                 tracing::warn!(sn, "duplicate CmdSN ahead of window; keeping the last");
             }
-            Ok(())
-        } else {
-            tracing::warn!(
-                sn,
-                exp = s.exp_cmd_sn,
-                max = s.max_cmd_sn,
-                "CmdSN outside the command window; dropped"
-            );
             Ok(())
         }
     }

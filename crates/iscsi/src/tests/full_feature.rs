@@ -684,3 +684,62 @@ fn f_clear_but_first_burst_used_by_immediate_data_goes_to_r2t() {
     let cmds = commands(i.take_events());
     assert!(cmds[0].data_out == data[..]);
 }
+
+#[test]
+fn command_at_exp_cmd_sn_is_dropped_while_the_window_is_closed() {
+    // RFC 7143 4.2.2.1: a non-immediate command outside [ExpCmdSN, MaxCmdSN] is dropped,
+    // including CmdSN == ExpCmdSN when MaxCmdSN == ExpCmdSN - 1 (closed window).
+    let mut i = Initiator::new(config_with(Limits {
+        command_window: 1,
+        ..Limits::default()
+    }));
+    let (_, op) = i.login_normal();
+    assert_eq!((op.exp_cmd_sn(), op.max_cmd_sn()), (1, 1), "window of one");
+    i.take_events();
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        1,
+        4096,
+        1,
+        &READ10,
+        &[],
+    ));
+    assert_eq!(commands(i.take_events()).len(), 1);
+    // ExpCmdSN is now 2 and the advertised MaxCmdSN still 1: the window is closed.
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        2,
+        4096,
+        2,
+        &READ10,
+        &[],
+    ));
+    assert!(r.is_empty());
+    assert!(
+        i.take_events().is_empty(),
+        "CmdSN 2 is outside the closed window"
+    );
+    // Completing command 1 reopens the window: ExpCmdSN 2, MaxCmdSN 2.
+    i.conn.complete_command(1, good(vec![0; 4096], 4096));
+    let r = i.drain();
+    let last = r.last().unwrap();
+    assert_eq!((last.exp_cmd_sn(), last.max_cmd_sn()), (2, 2));
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        2,
+        4096,
+        2,
+        &READ10,
+        &[],
+    ));
+    assert_eq!(commands(i.take_events())[0].itt, 2);
+}
