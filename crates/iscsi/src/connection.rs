@@ -174,6 +174,27 @@ const SENSE_PROTOCOL_SERVICE_CRC_ERROR: [u8; 18] = [
     0x70, 0, 0x0b, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0,
 ];
 
+/// Parses and checks the AHS area of a PDU (RFC 7143 11.2.1.2): each AHSLength must fit in
+/// TotalAHSLength, and the only types are 1 (extended CDB) and 2 (bidirectional read
+/// expected length). Returns the extended CDB bytes and whether a bidirectional AHS is there.
+fn command_ahs(area: &Bytes) -> Result<(Option<Bytes>, bool), ProtocolError> {
+    let mut cdb_ext = None;
+    let mut bidi = false;
+    for ahs in parse_ahs(area.clone())? {
+        match ahs.ahs_type {
+            1 => {
+                if ahs.specific.len() < 2 {
+                    return Err(ProtocolError::Malformed("empty extended CDB AHS".into()));
+                }
+                cdb_ext = Some(ahs.specific.slice(1..));
+            }
+            2 => bidi = true,
+            t => return Err(ProtocolError::Malformed(format!("unknown AHS type {t}"))),
+        }
+    }
+    Ok((cdb_ext, bidi))
+}
+
 impl Connection {
     /// A connection in the login phase; a successful normal login gets a process-unique TSIH.
     pub fn new(config: Arc<Config>) -> Self {
@@ -237,6 +258,9 @@ impl Connection {
     fn handle_pdu(&mut self, pdu: Pdu) -> Result<(), ProtocolError> {
         let op = InitiatorOpcode::from_u8(pdu.bhs.opcode())
             .ok_or(ProtocolError::UnknownOpcode(pdu.bhs.opcode()))?;
+        // TotalAHSLength and the AHS chain are checked on every PDU as it arrives, whether it
+        // is then handled, held for its CmdSN turn, ignored or dropped.
+        command_ahs(&pdu.ahs)?;
         if matches!(self.phase, Phase::Login(_)) {
             if op != InitiatorOpcode::Login {
                 return Err(proto(format!("{op:?} PDU before login completed")));
@@ -447,22 +471,7 @@ impl Connection {
         if s.tasks.contains_key(&itt) || itt == RESERVED_TAG {
             return Err(proto(format!("SCSI command reuses task tag {itt:#x}")));
         }
-        let mut cdb_ext: Option<Bytes> = None;
-        let mut bidi = false;
-        for ahs in parse_ahs(pdu.ahs.clone())? {
-            match ahs.ahs_type {
-                1 => {
-                    if ahs.specific.len() < 2 {
-                        return Err(ProtocolError::Malformed("empty extended CDB AHS".into()));
-                    }
-                    cdb_ext = Some(ahs.specific.slice(1..));
-                }
-                2 => bidi = true,
-                t => {
-                    return Err(ProtocolError::Malformed(format!("unknown AHS type {t}")));
-                }
-            }
-        }
+        let (cdb_ext, bidi) = command_ahs(&pdu.ahs)?;
         let cdb = match cdb_ext {
             None => pdu.raw_bhs.slice(32..48),
             Some(ext) => {

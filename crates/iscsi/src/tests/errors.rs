@@ -124,6 +124,49 @@ fn unknown_ahs_type() {
     assert!(matches!(i.try_send(&p), Err(ProtocolError::Malformed(_))));
 }
 
+/// Puts one 4-byte AHS claiming AHSLength 200 (RFC 7143 11.2.1.2) in front of the data.
+fn with_bad_ahs(mut p: Vec<u8>) -> Vec<u8> {
+    p[4] = 1; // TotalAHSLength: one word
+    p.splice(48..48, [0x00, 200, 0x01, 0x00]);
+    p
+}
+
+#[rstest::rstest]
+#[case::command_outside_the_window(scsi_cmd(false, true, false, false, 1, 0, 1000, &[0; 6], &[]))]
+#[case::command_ahead_of_exp_cmd_sn(scsi_cmd(false, true, false, false, 1, 0, 3, &[0; 6], &[]))]
+#[case::immediate_nop(nop_out(true, 1, 1, &[]))]
+#[case::data_out_for_unknown_task(data_out(true, 9, 0xffff_ffff, 0, 0, &[0; 16]))]
+#[case::task_management(tmf_req(1, 5, 9, 1))]
+#[case::text(text_req(true, false, 1, 0xffff_ffff, 1, &[]))]
+#[case::logout(logout_req(0, 1, 1))]
+fn malformed_ahs_is_refused_on_every_pdu(#[case] p: Vec<u8>) {
+    let mut i = logged_in();
+    let err = i.try_send(&with_bad_ahs(p)).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::Malformed(ref m) if m.contains("AHS")),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_ahs_is_refused_during_login() {
+    let mut i = Initiator::new(config());
+    let keys = kv_owned(&libiscsi_security_keys(TARGET));
+    let err = i
+        .try_send(&with_bad_ahs(login_req(true, 0, 1, 1, 1, &keys)))
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Malformed(_)), "{err}");
+}
+
+#[test]
+fn unknown_ahs_type_on_a_command_outside_the_window() {
+    let mut i = logged_in();
+    let mut p = scsi_cmd(false, true, false, false, 1, 0, 1000, &[0; 6], &[]);
+    p[4] = 1;
+    p.splice(48..48, [0x00, 0x01, 0x09, 0x00]);
+    assert!(matches!(i.try_send(&p), Err(ProtocolError::Malformed(_))));
+}
+
 #[test]
 fn commands_before_login() {
     for p in [
