@@ -662,11 +662,28 @@ impl Connection {
             return Err(proto("Data-Out in a discovery session"));
         }
         let Some(task) = s.tasks.get_mut(&itt) else {
-            if s.stash
+            if let Some(cmd) = s
+                .stash
                 .values()
-                .any(|p| p.bhs.itt() == itt && p.bhs.opcode() == 0x01)
+                .find(|p| p.bhs.itt() == itt && p.bhs.opcode() == 0x01)
             {
-                s.early_data.entry(itt).or_default().push(pdu);
+                // Unsolicited data for a command still waiting its CmdSN turn. Immediate plus
+                // unsolicited data may not exceed FirstBurstLength (RFC 7143 13.14), so more
+                // than that is a protocol error rather than something to buffer; so is a
+                // flood of PDUs (counted as if each carried at least 512 bytes).
+                let fbl = s.info.params.first_burst_length as usize;
+                let imm = cmd.data.len();
+                let early = s.early_data.entry(itt).or_default();
+                let bytes =
+                    imm + early.iter().map(|p| p.data.len()).sum::<usize>() + pdu.data.len();
+                if bytes > fbl || early.len() > fbl / 512 {
+                    return Err(proto(format!(
+                        "unsolicited data for held task {itt:#x} exceeds FirstBurstLength {fbl} \
+                         ({bytes} bytes in {} PDUs)",
+                        early.len() + 1
+                    )));
+                }
+                early.push(pdu);
             } else {
                 tracing::debug!(itt, "Data-Out for an unknown or aborted task; ignored");
             }

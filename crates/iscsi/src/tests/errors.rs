@@ -586,3 +586,61 @@ fn data_sn_error_in_one_burst_waits_for_all_r2ts_before_failing() {
         }
     }
 }
+
+#[test]
+fn early_data_for_a_held_command_is_bounded_by_first_burst_length() {
+    // libiscsi's offer: InitialR2T=No, FirstBurstLength=262144. A write held back because
+    // its CmdSN (2) is ahead of ExpCmdSN (1) may be followed by at most FirstBurstLength
+    // bytes of unsolicited data (RFC 7143 13.14); more is a protocol error, not a buffer.
+    let mut i = logged_in();
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        2,
+        1 << 20,
+        2,
+        &[0x2a; 10],
+        &[0; 4096],
+    ));
+    assert!(r.is_empty());
+    i.send(&data_out(
+        false,
+        2,
+        0xffff_ffff,
+        0,
+        4096,
+        &vec![0; 262_144 - 4096],
+    ));
+    let err = i
+        .try_send(&data_out(false, 2, 0xffff_ffff, 1, 262_144, &[0; 512]))
+        .unwrap_err();
+    assert!(err.to_string().contains("FirstBurstLength"), "{err}");
+}
+
+#[test]
+fn early_empty_data_outs_for_a_held_command_are_bounded() {
+    let mut i = logged_in();
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        2,
+        1 << 20,
+        2,
+        &[0x2a; 10],
+        &[],
+    ));
+    let mut failed = false;
+    for n in 0..10_000 {
+        if i.try_send(&data_out(false, 2, 0xffff_ffff, n, 0, &[]))
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "empty Data-Outs may not pile up without limit");
+}
