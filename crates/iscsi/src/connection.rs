@@ -23,6 +23,8 @@ pub const LOGIN_MAX_DATA: u32 = 8192;
 mod reject {
     /// Command not supported.
     pub const COMMAND_NOT_SUPPORTED: u8 = 0x05;
+    /// Immediate Command Reject - too many immediate commands (may be resent).
+    pub const TOO_MANY_IMMEDIATE_COMMANDS: u8 = 0x06;
 }
 
 static NEXT_TSIH: AtomicU16 = AtomicU16::new(1);
@@ -464,12 +466,19 @@ impl Connection {
         let write = flags & 0x20 != 0;
         let edtl = bhs.u32_at(off::EDTL);
         let windowed = !bhs.immediate();
+        let max_immediate = self.config.limits.max_immediate_tasks as usize;
         let s = self.session();
         if s.info.session_type == SessionType::Discovery {
             return Err(proto("SCSI command in a discovery session"));
         }
         if s.tasks.contains_key(&itt) || itt == RESERVED_TAG {
             return Err(proto(format!("SCSI command reuses task tag {itt:#x}")));
+        }
+        if !windowed && s.tasks.values().filter(|t| !t.windowed).count() >= max_immediate {
+            // Immediate commands are outside the CmdSN window, so this is their only bound.
+            tracing::warn!(itt, "too many immediate commands outstanding; rejected");
+            self.send_reject(reject::TOO_MANY_IMMEDIATE_COMMANDS, &bhs);
+            return Ok(());
         }
         let (cdb_ext, bidi) = command_ahs(&pdu.ahs)?;
         let cdb = match cdb_ext {

@@ -44,8 +44,15 @@ pub struct Limits {
     pub immediate_data: bool,
     /// InitialR2T (boolean OR with the initiator's offer).
     pub initial_r2t: bool,
-    /// Largest CmdSN window we open (MaxCmdSN - ExpCmdSN + 1).
+    /// Largest CmdSN window we open (MaxCmdSN - ExpCmdSN + 1). It bounds the non-immediate
+    /// tasks outstanding on a connection.
     pub command_window: u32,
+    /// Most immediate (I bit) SCSI commands outstanding on a connection; they are outside the
+    /// CmdSN window. One more is answered with a Reject PDU, reason 0x06 "Immediate Command
+    /// Reject - too many immediate commands" (RFC 7143 11.17.1), which the initiator may
+    /// resend later. A connection thus holds at most `command_window + max_immediate_tasks`
+    /// tasks.
+    pub max_immediate_tasks: u32,
 }
 
 impl Default for Limits {
@@ -58,6 +65,7 @@ impl Default for Limits {
             immediate_data: true,
             initial_r2t: false,
             command_window: 128,
+            max_immediate_tasks: 16,
         }
     }
 }

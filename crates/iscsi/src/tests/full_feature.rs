@@ -743,3 +743,43 @@ fn command_at_exp_cmd_sn_is_dropped_while_the_window_is_closed() {
     ));
     assert_eq!(commands(i.take_events())[0].itt, 2);
 }
+
+#[test]
+fn too_many_immediate_commands_are_rejected() {
+    // Immediate commands do not use the CmdSN window; past max_immediate_tasks outstanding
+    // ones the target answers Reject, reason 0x06 "Immediate Command Reject - too many
+    // immediate commands" (RFC 7143 11.17.1), carrying the rejected header.
+    let mut i = logged_in(Limits {
+        max_immediate_tasks: 2,
+        ..Limits::default()
+    });
+    for itt in 1..=2 {
+        let r = i.send(&scsi_cmd(
+            true,
+            true,
+            true,
+            false,
+            itt,
+            512,
+            1,
+            &READ10,
+            &[],
+        ));
+        assert!(r.is_empty());
+    }
+    assert_eq!(commands(i.take_events()).len(), 2);
+    let third = scsi_cmd(true, true, true, false, 3, 512, 1, &READ10, &[]);
+    let r = i.send(&third);
+    assert!(i.take_events().is_empty());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x3f, "Reject");
+    assert_eq!(r[0].flags(), 0x80);
+    assert_eq!(r[0].bhs[2], 0x06, "too many immediate commands");
+    assert_eq!(r[0].itt(), 0xffff_ffff);
+    assert_eq!(&r[0].data[..], &third[..48]);
+    // Once one completes, an immediate command is accepted again.
+    i.conn.complete_command(1, good(vec![0; 512], 512));
+    i.drain();
+    i.send(&third);
+    assert_eq!(commands(i.take_events())[0].itt, 3);
+}

@@ -450,6 +450,7 @@ fn login_limits_offered_from_config() {
         immediate_data: false,
         initial_r2t: true,
         command_window: 32,
+        ..Limits::default()
     };
     let mut i = Initiator::new(config_with(limits));
     let (_, op) = i.login_normal();
