@@ -95,6 +95,9 @@ struct Task {
     windowed: bool,
     r2tsn: u32,
     collecting: Option<Collecting>,
+    /// The write announced more than `Limits::max_command_data_out`: it went up without its
+    /// data, and Data-Out PDUs for it are dropped.
+    discard_data: bool,
 }
 
 /// Full feature phase state of the (single-connection) session.
@@ -467,6 +470,7 @@ impl Connection {
         let edtl = bhs.u32_at(off::EDTL);
         let windowed = !bhs.immediate();
         let max_immediate = self.config.limits.max_immediate_tasks as usize;
+        let max_data = self.config.limits.max_command_data_out;
         let s = self.session();
         if s.info.session_type == SessionType::Discovery {
             return Err(proto("SCSI command in a discovery session"));
@@ -535,6 +539,7 @@ impl Connection {
                     windowed,
                     r2tsn: 0,
                     collecting: None,
+                    discard_data: false,
                 },
             );
             self.complete_command(
@@ -558,7 +563,22 @@ impl Connection {
             windowed,
             r2tsn: 0,
             collecting: None,
+            discard_data: false,
         };
+        if write && edtl > max_data {
+            // Too large to collect: nothing is solicited or buffered (not even the immediate
+            // data), and the layer above fails the command at once.
+            tracing::warn!(
+                itt,
+                edtl,
+                max_data,
+                "write larger than the per-command limit"
+            );
+            task.discard_data = true;
+            s.tasks.insert(itt, task);
+            self.deliver(itt, Bytes::new());
+            return Ok(());
+        }
         if write && imm_len < edtl {
             let unsolicited_limit = if unsolicited_follows {
                 Some(edtl.min(params.first_burst_length))
@@ -604,6 +624,7 @@ impl Connection {
             read: task.read,
             write: task.write,
             data_out,
+            data_out_discarded: task.discard_data,
         };
         self.events.push_back(Event::Command(cmd));
     }
@@ -698,6 +719,10 @@ impl Connection {
             }
             return Ok(());
         };
+        if task.discard_data {
+            tracing::debug!(itt, "Data-Out for a write over the data limit; discarded");
+            return Ok(());
+        }
         let edtl = task.edtl;
         let Some(c) = task.collecting.as_mut() else {
             return Err(proto(format!(

@@ -53,6 +53,13 @@ pub struct Limits {
     /// resend later. A connection thus holds at most `command_window + max_immediate_tasks`
     /// tasks.
     pub max_immediate_tasks: u32,
+    /// Most data-out one command may carry. A write whose ExpectedDataTransferLength is
+    /// larger is handed up at once with [`ScsiCommand::data_out_discarded`] set: none of its
+    /// data is solicited or buffered, and immediate or unsolicited data sent for it is
+    /// discarded. The default, 8 MiB, is the SCSI layer's largest transfer
+    /// (`scsi::MAX_TRANSFER_BYTES` in `crates/scsi/src/sbc.rs`), above which it answers
+    /// CHECK CONDITION anyway; keep the two in step.
+    pub max_command_data_out: u32,
 }
 
 impl Default for Limits {
@@ -66,6 +73,7 @@ impl Default for Limits {
             initial_r2t: false,
             command_window: 128,
             max_immediate_tasks: 16,
+            max_command_data_out: 8 << 20,
         }
     }
 }
@@ -124,6 +132,10 @@ pub struct ScsiCommand {
     pub write: bool,
     /// All data-out bytes, in buffer-offset order (at most `expected_len`).
     pub data_out: Bytes,
+    /// True when `expected_len` exceeded [`Limits::max_command_data_out`]: the data-out was
+    /// not collected and `data_out` is empty. The command must then fail (CHECK CONDITION),
+    /// never run as a write of no data.
+    pub data_out_discarded: bool,
 }
 
 /// Outcome of a SCSI command, to be sent as Data-In and/or SCSI Response PDUs.

@@ -58,6 +58,7 @@ fn write_4k_with_immediate_data() {
             read: false,
             write: true,
             data_out: Bytes::from(data),
+            data_out_discarded: false,
         }]
     );
     i.conn.complete_command(1, good(vec![], 4096));
@@ -782,4 +783,91 @@ fn too_many_immediate_commands_are_rejected() {
     i.drain();
     i.send(&third);
     assert_eq!(commands(i.take_events())[0].itt, 3);
+}
+
+#[test]
+fn default_per_command_data_limit_is_the_scsi_maximum_transfer() {
+    // crates/scsi refuses transfers above 8 MiB (sbc::MAX_TRANSFER_BYTES).
+    assert_eq!(Limits::default().max_command_data_out, 8 * 1024 * 1024);
+}
+
+#[test]
+fn write_above_the_data_limit_is_delivered_at_once_without_its_data() {
+    let mut i = logged_in(Limits {
+        max_command_data_out: 65_536,
+        ..Limits::default()
+    });
+    // libiscsi's offer: InitialR2T=No, FirstBurstLength=262144. F=0: unsolicited data follows.
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        7,
+        131_072,
+        1,
+        &WRITE10,
+        &pattern(4096),
+    ));
+    assert!(r.is_empty(), "no R2T: nothing is solicited");
+    let cmds = commands(i.take_events());
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0].itt, 7);
+    assert_eq!(cmds[0].expected_len, 131_072);
+    assert!(cmds[0].write);
+    assert!(cmds[0].data_out.is_empty(), "nothing buffered");
+    assert!(cmds[0].data_out_discarded);
+    // Unsolicited data still arriving for it is dropped silently.
+    let r = i.send(&data_out(false, 7, 0xffff_ffff, 0, 4096, &pattern(8192)));
+    assert!(r.is_empty());
+    assert!(i.take_events().is_empty());
+    i.conn.complete_command(
+        7,
+        CommandResponse {
+            status: 0x02,
+            data_in: Bytes::new(),
+            sense: Some(Bytes::from_static(&[
+                0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
+            ])),
+            transfer_len: 0,
+        },
+    );
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].opcode(), r[0].bhs[3]),
+        (0x21, 0x02),
+        "CHECK CONDITION"
+    );
+    // ... and after the response too, without closing the connection.
+    let r = i.send(&data_out(true, 7, 0xffff_ffff, 2, 12_288, &pattern(8192)));
+    assert!(r.is_empty());
+    // The connection goes on.
+    i.send(&scsi_cmd(false, true, true, false, 8, 512, 2, &READ10, &[]));
+    assert_eq!(commands(i.take_events())[0].itt, 8);
+}
+
+#[test]
+fn write_at_the_data_limit_is_collected() {
+    let mut i = logged_in(Limits {
+        max_command_data_out: 65_536,
+        ..Limits::default()
+    });
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        7,
+        65_536,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].opcode(), r[0].u32(44)),
+        (0x31, 65_536),
+        "R2T for all of it"
+    );
 }
