@@ -457,3 +457,67 @@ fn login_limits_offered_from_config() {
     insta::assert_snapshot!("login_custom_limits", text_dump(&op));
     assert_eq!(op.max_cmd_sn(), 32, "ExpCmdSN 1 + window 32 - 1");
 }
+
+#[test]
+fn open_iscsi_style_offer_transits_at_once_without_proposals() {
+    // open-iscsi offers every operational key in one request of the operational stage;
+    // the target answers each and transits at once (T=1, CSG=1, NSG=3), proposing nothing.
+    let mut i = Initiator::new(config());
+    let sec = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("InitiatorAlias", "client"),
+        ("TargetName", TARGET),
+        ("SessionType", "Normal"),
+        ("AuthMethod", "None"),
+    ]);
+    assert_eq!(i.send(&login_req(true, 0, 1, 0, 1, &sec))[0].flags(), 0x81);
+    let op = kv(&[
+        ("HeaderDigest", "None"),
+        ("DataDigest", "None"),
+        ("MaxConnections", "1"),
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxRecvDataSegmentLength", "262144"),
+        ("MaxBurstLength", "16776192"),
+        ("FirstBurstLength", "262144"),
+        ("DefaultTime2Wait", "2"),
+        ("DefaultTime2Retain", "0"),
+        ("MaxOutstandingR2T", "1"),
+        ("DataPDUInOrder", "Yes"),
+        ("DataSequenceInOrder", "Yes"),
+        ("ErrorRecoveryLevel", "0"),
+        ("IFMarker", "No"),
+        ("OFMarker", "No"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 0, 1, &op));
+    assert_eq!(r[0].flags(), 0x87);
+    let keys: Vec<String> = r[0].text().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "HeaderDigest",
+            "DataDigest",
+            "MaxConnections",
+            "InitialR2T",
+            "ImmediateData",
+            "MaxBurstLength",
+            "FirstBurstLength",
+            "DefaultTime2Wait",
+            "DefaultTime2Retain",
+            "MaxOutstandingR2T",
+            "DataPDUInOrder",
+            "DataSequenceInOrder",
+            "ErrorRecoveryLevel",
+            "IFMarker",
+            "OFMarker",
+        ],
+        "MaxRecvDataSegmentLength was declared with the security-stage transit"
+    );
+    let p = i.conn.params().unwrap();
+    assert!(!p.initial_r2t && p.immediate_data);
+    // min(16776192, our 1048576) and min(262144, our 262144).
+    assert_eq!(
+        (p.max_burst_length, p.first_burst_length),
+        (1_048_576, 262_144)
+    );
+}
