@@ -194,6 +194,22 @@ impl Session {
             return;
         };
         let itt = cmd.itt;
+        if cmd.data_out_discarded {
+            // A write over the iSCSI per-command data limit arrives without its data: fail
+            // it as the SCSI layer fails a transfer above its maximum, never run it as a
+            // write of nothing.
+            tracing::warn!(
+                itt,
+                expected_len = cmd.expected_len,
+                "write over the data limit"
+            );
+            let sense = scsi::sense::Sense::new(
+                scsi::sense::SenseKey::IllegalRequest,
+                scsi::sense::Asc::INVALID_FIELD_IN_CDB,
+            );
+            conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.insert(

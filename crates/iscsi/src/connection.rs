@@ -14,13 +14,17 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-/// Largest data segment accepted during login (RFC 7143 13.12: 8192 until negotiated).
-const LOGIN_MAX_DATA: u32 = 8192;
+/// Largest data segment accepted during login (RFC 7143 13.12: the default 8192 applies
+/// until the login completes; our declared MaxRecvDataSegmentLength only takes effect in
+/// full feature phase).
+pub const LOGIN_MAX_DATA: u32 = 8192;
 
 /// Reject reasons (RFC 7143 11.17.1).
 mod reject {
     /// Command not supported.
     pub const COMMAND_NOT_SUPPORTED: u8 = 0x05;
+    /// Immediate Command Reject - too many immediate commands (may be resent).
+    pub const TOO_MANY_IMMEDIATE_COMMANDS: u8 = 0x06;
 }
 
 static NEXT_TSIH: AtomicU16 = AtomicU16::new(1);
@@ -91,6 +95,9 @@ struct Task {
     windowed: bool,
     r2tsn: u32,
     collecting: Option<Collecting>,
+    /// The write announced more than `Limits::max_command_data_out`: it went up without its
+    /// data, and Data-Out PDUs for it are dropped.
+    discard_data: bool,
 }
 
 /// Full feature phase state of the (single-connection) session.
@@ -172,6 +179,27 @@ const SENSE_PROTOCOL_SERVICE_CRC_ERROR: [u8; 18] = [
     0x70, 0, 0x0b, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0,
 ];
 
+/// Parses and checks the AHS area of a PDU (RFC 7143 11.2.1.2): each AHSLength must fit in
+/// TotalAHSLength, and the only types are 1 (extended CDB) and 2 (bidirectional read
+/// expected length). Returns the extended CDB bytes and whether a bidirectional AHS is there.
+fn command_ahs(area: &Bytes) -> Result<(Option<Bytes>, bool), ProtocolError> {
+    let mut cdb_ext = None;
+    let mut bidi = false;
+    for ahs in parse_ahs(area.clone())? {
+        match ahs.ahs_type {
+            1 => {
+                if ahs.specific.len() < 2 {
+                    return Err(ProtocolError::Malformed("empty extended CDB AHS".into()));
+                }
+                cdb_ext = Some(ahs.specific.slice(1..));
+            }
+            2 => bidi = true,
+            t => return Err(ProtocolError::Malformed(format!("unknown AHS type {t}"))),
+        }
+    }
+    Ok((cdb_ext, bidi))
+}
+
 impl Connection {
     /// A connection in the login phase; a successful normal login gets a process-unique TSIH.
     pub fn new(config: Arc<Config>) -> Self {
@@ -209,8 +237,7 @@ impl Connection {
                 digests: s.info.params.digests,
             },
             _ => FrameLimits {
-                max_data_segment: LOGIN_MAX_DATA
-                    .max(self.config.limits.max_recv_data_segment_length),
+                max_data_segment: LOGIN_MAX_DATA,
                 digests: Default::default(),
             },
         }
@@ -236,6 +263,9 @@ impl Connection {
     fn handle_pdu(&mut self, pdu: Pdu) -> Result<(), ProtocolError> {
         let op = InitiatorOpcode::from_u8(pdu.bhs.opcode())
             .ok_or(ProtocolError::UnknownOpcode(pdu.bhs.opcode()))?;
+        // TotalAHSLength and the AHS chain are checked on every PDU as it arrives, whether it
+        // is then handled, held for its CmdSN turn, ignored or dropped.
+        command_ahs(&pdu.ahs)?;
         if matches!(self.phase, Phase::Login(_)) {
             if op != InitiatorOpcode::Login {
                 return Err(proto(format!("{op:?} PDU before login completed")));
@@ -270,7 +300,17 @@ impl Connection {
     fn ordered(&mut self, pdu: Pdu) -> Result<(), ProtocolError> {
         let sn = pdu.bhs.u32_at(off::CMDSN);
         let s = self.session();
-        if sn == s.exp_cmd_sn {
+        if !seq::in_window(sn, s.exp_cmd_sn, s.max_cmd_sn) {
+            // Includes CmdSN == ExpCmdSN while the window is closed (MaxCmdSN ==
+            // ExpCmdSN - 1): the initiator may not send it yet (RFC 7143 4.2.2.1).
+            tracing::warn!(
+                sn,
+                exp = s.exp_cmd_sn,
+                max = s.max_cmd_sn,
+                "CmdSN outside the command window; dropped"
+            );
+            Ok(())
+        } else if sn == s.exp_cmd_sn {
             s.exp_cmd_sn = s.exp_cmd_sn.wrapping_add(1);
             self.dispatch(pdu)?;
             loop {
@@ -288,18 +328,10 @@ impl Connection {
                 }
             }
             Ok(())
-        } else if seq::in_window(sn, s.exp_cmd_sn, s.max_cmd_sn) {
+        } else {
             if s.stash.insert(sn, pdu).is_some() {
                 tracing::warn!(sn, "duplicate CmdSN ahead of window; keeping the last");
             }
-            Ok(())
-        } else {
-            tracing::warn!(
-                sn,
-                exp = s.exp_cmd_sn,
-                max = s.max_cmd_sn,
-                "CmdSN outside the command window; dropped"
-            );
             Ok(())
         }
     }
@@ -437,6 +469,8 @@ impl Connection {
         let write = flags & 0x20 != 0;
         let edtl = bhs.u32_at(off::EDTL);
         let windowed = !bhs.immediate();
+        let max_immediate = self.config.limits.max_immediate_tasks as usize;
+        let max_data = self.config.limits.max_command_data_out;
         let s = self.session();
         if s.info.session_type == SessionType::Discovery {
             return Err(proto("SCSI command in a discovery session"));
@@ -444,22 +478,13 @@ impl Connection {
         if s.tasks.contains_key(&itt) || itt == RESERVED_TAG {
             return Err(proto(format!("SCSI command reuses task tag {itt:#x}")));
         }
-        let mut cdb_ext: Option<Bytes> = None;
-        let mut bidi = false;
-        for ahs in parse_ahs(pdu.ahs.clone())? {
-            match ahs.ahs_type {
-                1 => {
-                    if ahs.specific.len() < 2 {
-                        return Err(ProtocolError::Malformed("empty extended CDB AHS".into()));
-                    }
-                    cdb_ext = Some(ahs.specific.slice(1..));
-                }
-                2 => bidi = true,
-                t => {
-                    return Err(ProtocolError::Malformed(format!("unknown AHS type {t}")));
-                }
-            }
+        if !windowed && s.tasks.values().filter(|t| !t.windowed).count() >= max_immediate {
+            // Immediate commands are outside the CmdSN window, so this is their only bound.
+            tracing::warn!(itt, "too many immediate commands outstanding; rejected");
+            self.send_reject(reject::TOO_MANY_IMMEDIATE_COMMANDS, &bhs);
+            return Ok(());
         }
+        let (cdb_ext, bidi) = command_ahs(&pdu.ahs)?;
         let cdb = match cdb_ext {
             None => pdu.raw_bhs.slice(32..48),
             Some(ext) => {
@@ -514,6 +539,7 @@ impl Connection {
                     windowed,
                     r2tsn: 0,
                     collecting: None,
+                    discard_data: false,
                 },
             );
             self.complete_command(
@@ -537,7 +563,22 @@ impl Connection {
             windowed,
             r2tsn: 0,
             collecting: None,
+            discard_data: false,
         };
+        if write && edtl > max_data {
+            // Too large to collect: nothing is solicited or buffered (not even the immediate
+            // data), and the layer above fails the command at once.
+            tracing::warn!(
+                itt,
+                edtl,
+                max_data,
+                "write larger than the per-command limit"
+            );
+            task.discard_data = true;
+            s.tasks.insert(itt, task);
+            self.deliver(itt, Bytes::new());
+            return Ok(());
+        }
         if write && imm_len < edtl {
             let unsolicited_limit = if unsolicited_follows {
                 Some(edtl.min(params.first_burst_length))
@@ -583,6 +624,7 @@ impl Connection {
             read: task.read,
             write: task.write,
             data_out,
+            data_out_discarded: task.discard_data,
         };
         self.events.push_back(Event::Command(cmd));
     }
@@ -650,16 +692,37 @@ impl Connection {
             return Err(proto("Data-Out in a discovery session"));
         }
         let Some(task) = s.tasks.get_mut(&itt) else {
-            if s.stash
+            if let Some(cmd) = s
+                .stash
                 .values()
-                .any(|p| p.bhs.itt() == itt && p.bhs.opcode() == 0x01)
+                .find(|p| p.bhs.itt() == itt && p.bhs.opcode() == 0x01)
             {
-                s.early_data.entry(itt).or_default().push(pdu);
+                // Unsolicited data for a command still waiting its CmdSN turn. Immediate plus
+                // unsolicited data may not exceed FirstBurstLength (RFC 7143 13.14), so more
+                // than that is a protocol error rather than something to buffer; so is a
+                // flood of PDUs (counted as if each carried at least 512 bytes).
+                let fbl = s.info.params.first_burst_length as usize;
+                let imm = cmd.data.len();
+                let early = s.early_data.entry(itt).or_default();
+                let bytes =
+                    imm + early.iter().map(|p| p.data.len()).sum::<usize>() + pdu.data.len();
+                if bytes > fbl || early.len() > fbl / 512 {
+                    return Err(proto(format!(
+                        "unsolicited data for held task {itt:#x} exceeds FirstBurstLength {fbl} \
+                         ({bytes} bytes in {} PDUs)",
+                        early.len() + 1
+                    )));
+                }
+                early.push(pdu);
             } else {
                 tracing::debug!(itt, "Data-Out for an unknown or aborted task; ignored");
             }
             return Ok(());
         };
+        if task.discard_data {
+            tracing::debug!(itt, "Data-Out for a write over the data limit; discarded");
+            return Ok(());
+        }
         let edtl = task.edtl;
         let Some(c) = task.collecting.as_mut() else {
             return Err(proto(format!(

@@ -44,8 +44,22 @@ pub struct Limits {
     pub immediate_data: bool,
     /// InitialR2T (boolean OR with the initiator's offer).
     pub initial_r2t: bool,
-    /// Largest CmdSN window we open (MaxCmdSN - ExpCmdSN + 1).
+    /// Largest CmdSN window we open (MaxCmdSN - ExpCmdSN + 1). It bounds the non-immediate
+    /// tasks outstanding on a connection.
     pub command_window: u32,
+    /// Most immediate (I bit) SCSI commands outstanding on a connection; they are outside the
+    /// CmdSN window. One more is answered with a Reject PDU, reason 0x06 "Immediate Command
+    /// Reject - too many immediate commands" (RFC 7143 11.17.1), which the initiator may
+    /// resend later. A connection thus holds at most `command_window + max_immediate_tasks`
+    /// tasks.
+    pub max_immediate_tasks: u32,
+    /// Most data-out one command may carry. A write whose ExpectedDataTransferLength is
+    /// larger is handed up at once with [`ScsiCommand::data_out_discarded`] set: none of its
+    /// data is solicited or buffered, and immediate or unsolicited data sent for it is
+    /// discarded. The default, 8 MiB, is the SCSI layer's largest transfer
+    /// (`scsi::MAX_TRANSFER_BYTES` in `crates/scsi/src/sbc.rs`), above which it answers
+    /// CHECK CONDITION anyway; keep the two in step.
+    pub max_command_data_out: u32,
 }
 
 impl Default for Limits {
@@ -58,6 +72,8 @@ impl Default for Limits {
             immediate_data: true,
             initial_r2t: false,
             command_window: 128,
+            max_immediate_tasks: 16,
+            max_command_data_out: 8 << 20,
         }
     }
 }
@@ -116,6 +132,10 @@ pub struct ScsiCommand {
     pub write: bool,
     /// All data-out bytes, in buffer-offset order (at most `expected_len`).
     pub data_out: Bytes,
+    /// True when `expected_len` exceeded [`Limits::max_command_data_out`]: the data-out was
+    /// not collected and `data_out` is empty. The command must then fail (CHECK CONDITION),
+    /// never run as a write of no data.
+    pub data_out_discarded: bool,
 }
 
 /// Outcome of a SCSI command, to be sent as Data-In and/or SCSI Response PDUs.
@@ -178,7 +198,9 @@ pub enum ProtocolError {
     /// An opcode an initiator may not send.
     #[error("unsupported opcode {0:#04x}")]
     UnknownOpcode(u8),
-    /// A data segment longer than our MaxRecvDataSegmentLength (8192 during login).
+    /// A data segment longer than our MaxRecvDataSegmentLength (8192 during login, see
+    /// [`connection::LOGIN_MAX_DATA`]; login text split with the C bit is bounded by
+    /// [`login::MAX_LOGIN_TEXT`]).
     #[error("data segment of {len} bytes exceeds the negotiated {max}")]
     DataSegmentTooLong {
         /// DataSegmentLength in the header.

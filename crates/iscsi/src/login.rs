@@ -16,6 +16,10 @@ pub const STAGE_OPERATIONAL: u8 = 1;
 /// Full feature phase.
 pub const STAGE_FULL_FEATURE: u8 = 3;
 
+/// Most text one login request may carry across Login PDUs with the C bit (the same bound
+/// as a Text request in full feature phase).
+pub const MAX_LOGIN_TEXT: usize = 64 * 1024;
+
 /// Login response status (class, detail) pairs (RFC 7143 11.13.5).
 pub mod status {
     /// Success.
@@ -210,6 +214,13 @@ impl Login {
                 format!("CSG {csg} but login is in stage {}", self.stage),
             );
         }
+        if self.pending.len() + pdu.data.len() > MAX_LOGIN_TEXT {
+            return self.fail(
+                req,
+                status::INITIATOR_ERROR,
+                format!("login text exceeds {MAX_LOGIN_TEXT} bytes"),
+            );
+        }
         self.pending.extend_from_slice(&pdu.data);
         if cont {
             // Acknowledge a partial text with an empty response (RFC 7143 6.3).
@@ -221,6 +232,9 @@ impl Login {
             Err(e) => return self.fail(req, status::INITIATOR_ERROR, e.to_string()),
         };
         let mut answer = Vec::new();
+        // FirstBurstLength is answered after the loop, with the value in force once a
+        // MaxBurstLength later in the same request is known.
+        let mut first_burst_at: Option<usize> = None;
         for (k, v) in &keys {
             match k.as_str() {
                 "InitiatorName" => self.initiator = Some(v.clone()),
@@ -255,6 +269,11 @@ impl Login {
                     }
                 }
                 _ => match self.neg.offer(k, v, self.session_type) {
+                    KeyOutcome::Respond(r)
+                        if k == "FirstBurstLength" && r.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        first_burst_at = Some(answer.len());
+                    }
                     KeyOutcome::Respond(r) => text::push(&mut answer, k, &r),
                     KeyOutcome::NoResponse => {}
                     KeyOutcome::Duplicate => {
@@ -266,6 +285,16 @@ impl Login {
                     }
                 },
             }
+        }
+        self.neg.settle();
+        if let Some(at) = first_burst_at {
+            let mut fbl = Vec::new();
+            text::push(
+                &mut fbl,
+                "FirstBurstLength",
+                &self.neg.params.first_burst_length.to_string(),
+            );
+            answer.splice(at..at, fbl);
         }
         // The first request must name the initiator and, for normal sessions, the target.
         if !self.declared_first {
@@ -321,6 +350,18 @@ impl Login {
                     .to_string(),
             );
             self.declared_mrdsl = true;
+        }
+        // In the operational stage the target proposes the keys it wants that the initiator
+        // did not offer, and stays in the stage (T=0) until they are answered (RFC 7143 6.3).
+        let mut transit = transit;
+        if csg == STAGE_OPERATIONAL {
+            for (k, v) in self.neg.propose(self.session_type) {
+                text::push(&mut answer, k, &v);
+            }
+            if self.neg.awaiting_answers() {
+                transit = false;
+                next = self.stage;
+            }
         }
         let rsp = self.response(req, transit, csg, nsg, status::SUCCESS);
         self.stage = next;

@@ -88,7 +88,21 @@ pub struct Negotiator {
     pub params: Params,
     limits: Limits,
     seen: HashSet<String>,
+    /// Keys we proposed ourselves whose answer has not come yet.
+    proposed: Vec<&'static str>,
+    /// FirstBurstLength agreed before MaxBurstLength is final (see [`Negotiator::settle`]).
+    first_burst_offer: Option<u32>,
 }
+
+/// Keys the target proposes itself in the operational stage of a normal session when the
+/// initiator did not offer them, so that the session runs with immediate data, unsolicited
+/// data and bursts of our size instead of the RFC defaults (InitialR2T=Yes, 256 KiB / 64 KiB).
+pub const PROPOSED_KEYS: [&str; 4] = [
+    "InitialR2T",
+    "ImmediateData",
+    "MaxBurstLength",
+    "FirstBurstLength",
+];
 
 /// Parses an RFC 7143 numerical value (decimal, or hex with `0x`).
 pub fn parse_number(v: &str) -> Option<u64> {
@@ -141,11 +155,94 @@ impl Negotiator {
             params: Params::defaults(limits),
             limits: limits.clone(),
             seen: HashSet::new(),
+            proposed: Vec::new(),
+            first_burst_offer: None,
         }
+    }
+
+    /// Our own offers for the [`PROPOSED_KEYS`] the initiator has not negotiated yet
+    /// (normal sessions only). Each is then awaited as an answer: see
+    /// [`Negotiator::awaiting_answers`].
+    pub fn propose(&mut self, session_type: SessionType) -> Vec<(&'static str, String)> {
+        if session_type != SessionType::Normal {
+            return Vec::new();
+        }
+        let l = &self.limits;
+        let mbl = clamp_mrdsl(l.max_burst_length);
+        let mut out = Vec::new();
+        for key in PROPOSED_KEYS {
+            if self.seen.contains(key) {
+                continue;
+            }
+            let value = match key {
+                "InitialR2T" => yes_no(l.initial_r2t),
+                "ImmediateData" => yes_no(l.immediate_data),
+                "MaxBurstLength" => mbl.to_string(),
+                _ => clamp_mrdsl(l.first_burst_length).min(mbl).to_string(),
+            };
+            self.seen.insert(key.to_string());
+            self.proposed.push(key);
+            out.push((key, value));
+        }
+        out
+    }
+
+    /// True while a key we proposed has not been answered: the target may not leave the
+    /// stage (RFC 7143 6.2: a negotiation is complete only when both sides have answered).
+    pub fn awaiting_answers(&self) -> bool {
+        !self.proposed.is_empty()
+    }
+
+    /// Applies the initiator's answer to one of our proposals.
+    fn answer(&mut self, key: &str, value: &str) -> KeyOutcome {
+        self.proposed.retain(|k| *k != key);
+        let l = &self.limits;
+        let p = &mut self.params;
+        // NotUnderstood / Reject / Irrelevant or a malformed answer: the RFC default stays.
+        match key {
+            "InitialR2T" => {
+                if let Some(b) = parse_bool(value) {
+                    p.initial_r2t = b || l.initial_r2t;
+                }
+            }
+            "ImmediateData" => {
+                if let Some(b) = parse_bool(value) {
+                    p.immediate_data = b && l.immediate_data;
+                }
+            }
+            "MaxBurstLength" => {
+                if let Some(n) = parse_number(value).filter(|n| (512..=16_777_215).contains(n)) {
+                    p.max_burst_length = (n as u32).min(clamp_mrdsl(l.max_burst_length));
+                }
+            }
+            "FirstBurstLength" => {
+                if let Some(n) = parse_number(value).filter(|n| (512..=16_777_215).contains(n)) {
+                    self.first_burst_offer =
+                        Some((n as u32).min(clamp_mrdsl(l.first_burst_length)));
+                }
+            }
+            _ => {}
+        }
+        self.settle();
+        KeyOutcome::NoResponse
+    }
+
+    /// Makes FirstBurstLength final once every key of a request is processed: the agreed
+    /// value, never above the negotiated MaxBurstLength (RFC 7143 13.14), whatever order the
+    /// two keys came in. The login answers FirstBurstLength with this value.
+    pub fn settle(&mut self) {
+        let p = &mut self.params;
+        p.first_burst_length = match self.first_burst_offer {
+            Some(f) => f.min(p.max_burst_length),
+            None => p.first_burst_length.min(p.max_burst_length),
+        };
     }
 
     /// Answers one operational key offered by the initiator.
     pub fn offer(&mut self, key: &str, value: &str, session_type: SessionType) -> KeyOutcome {
+        if self.proposed.contains(&key) {
+            return self.answer(key, value);
+        }
         if is_answer_value(value) {
             return KeyOutcome::NoResponse;
         }
@@ -239,7 +336,10 @@ impl Negotiator {
                 p.max_burst_length = r;
                 p.first_burst_length = p.first_burst_length.min(r);
             }
-            "FirstBurstLength" => p.first_burst_length = r.min(p.max_burst_length),
+            "FirstBurstLength" => {
+                self.first_burst_offer = Some(r);
+                p.first_burst_length = r.min(p.max_burst_length);
+            }
             "MaxOutstandingR2T" => p.max_outstanding_r2t = r,
             "DefaultTime2Wait" => p.default_time2wait = r,
             "DefaultTime2Retain" => p.default_time2retain = r,

@@ -66,6 +66,43 @@ fn login_data_segment_limit_before_negotiation() {
 }
 
 #[test]
+fn login_data_segment_limit_with_default_config() {
+    // RFC 7143 13.12: MaxRecvDataSegmentLength is 8192 until the login completes, whatever
+    // larger value the target will declare (262144 by default).
+    let mut i = Initiator::new(config());
+    assert_eq!(i.conn.frame_limits().max_data_segment, 8192);
+    let mut b = [0u8; 48];
+    b[0] = 0x43;
+    b[5..8].copy_from_slice(&[0x00, 0x20, 0x01]); // 8193
+    let err = i.try_send(&b).unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::DataSegmentTooLong {
+            len: 8193,
+            max: 8192
+        }
+    );
+}
+
+#[test]
+fn login_text_split_over_too_many_pdus_fails_the_login() {
+    let mut i = Initiator::new(config());
+    // 9 partial (C=1) requests of 8 KiB: more than the 64 KiB of text a login may carry.
+    let chunk = vec![b'a'; 8192];
+    let mut last = Vec::new();
+    for _ in 0..9 {
+        let mut req = login_req(false, 0, 1, 1, 1, &chunk);
+        req[1] |= 0x40;
+        last = i.send(&req);
+        if i.conn.is_finished() {
+            break;
+        }
+    }
+    assert!(i.conn.is_finished());
+    assert_eq!(last[0].status_class() >> 8, 2, "initiator error class");
+}
+
+#[test]
 fn bad_ahs_length() {
     let mut i = logged_in();
     let mut p = scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]);
@@ -82,6 +119,49 @@ fn bad_ahs_length() {
 fn unknown_ahs_type() {
     let mut i = logged_in();
     let mut p = scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]);
+    p[4] = 1;
+    p.splice(48..48, [0x00, 0x01, 0x09, 0x00]);
+    assert!(matches!(i.try_send(&p), Err(ProtocolError::Malformed(_))));
+}
+
+/// Puts one 4-byte AHS claiming AHSLength 200 (RFC 7143 11.2.1.2) in front of the data.
+fn with_bad_ahs(mut p: Vec<u8>) -> Vec<u8> {
+    p[4] = 1; // TotalAHSLength: one word
+    p.splice(48..48, [0x00, 200, 0x01, 0x00]);
+    p
+}
+
+#[rstest::rstest]
+#[case::command_outside_the_window(scsi_cmd(false, true, false, false, 1, 0, 1000, &[0; 6], &[]))]
+#[case::command_ahead_of_exp_cmd_sn(scsi_cmd(false, true, false, false, 1, 0, 3, &[0; 6], &[]))]
+#[case::immediate_nop(nop_out(true, 1, 1, &[]))]
+#[case::data_out_for_unknown_task(data_out(true, 9, 0xffff_ffff, 0, 0, &[0; 16]))]
+#[case::task_management(tmf_req(1, 5, 9, 1))]
+#[case::text(text_req(true, false, 1, 0xffff_ffff, 1, &[]))]
+#[case::logout(logout_req(0, 1, 1))]
+fn malformed_ahs_is_refused_on_every_pdu(#[case] p: Vec<u8>) {
+    let mut i = logged_in();
+    let err = i.try_send(&with_bad_ahs(p)).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::Malformed(ref m) if m.contains("AHS")),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_ahs_is_refused_during_login() {
+    let mut i = Initiator::new(config());
+    let keys = kv_owned(&libiscsi_security_keys(TARGET));
+    let err = i
+        .try_send(&with_bad_ahs(login_req(true, 0, 1, 1, 1, &keys)))
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::Malformed(_)), "{err}");
+}
+
+#[test]
+fn unknown_ahs_type_on_a_command_outside_the_window() {
+    let mut i = logged_in();
+    let mut p = scsi_cmd(false, true, false, false, 1, 0, 1000, &[0; 6], &[]);
     p[4] = 1;
     p.splice(48..48, [0x00, 0x01, 0x09, 0x00]);
     assert!(matches!(i.try_send(&p), Err(ProtocolError::Malformed(_))));
@@ -210,9 +290,13 @@ fn immediate_data_beyond_first_burst() {
     let keys = kv(&[
         ("InitiatorName", INITIATOR),
         ("TargetName", TARGET),
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
         ("FirstBurstLength", "4096"),
     ]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     let err = i
         .try_send(&scsi_cmd(
             false,
@@ -232,8 +316,16 @@ fn immediate_data_beyond_first_burst() {
 #[test]
 fn unsolicited_data_when_initial_r2t_yes() {
     let mut i = Initiator::new(config());
-    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys)); // InitialR2T stays at its default Yes
+    let keys = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("TargetName", TARGET),
+        ("InitialR2T", "Yes"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
+        ("FirstBurstLength", "65536"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     assert!(i
         .try_send(&scsi_cmd(
             false,
@@ -493,4 +585,62 @@ fn data_sn_error_in_one_burst_waits_for_all_r2ts_before_failing() {
             assert_crc_error_response(&mut i, &r, 9);
         }
     }
+}
+
+#[test]
+fn early_data_for_a_held_command_is_bounded_by_first_burst_length() {
+    // libiscsi's offer: InitialR2T=No, FirstBurstLength=262144. A write held back because
+    // its CmdSN (2) is ahead of ExpCmdSN (1) may be followed by at most FirstBurstLength
+    // bytes of unsolicited data (RFC 7143 13.14); more is a protocol error, not a buffer.
+    let mut i = logged_in();
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        2,
+        1 << 20,
+        2,
+        &[0x2a; 10],
+        &[0; 4096],
+    ));
+    assert!(r.is_empty());
+    i.send(&data_out(
+        false,
+        2,
+        0xffff_ffff,
+        0,
+        4096,
+        &vec![0; 262_144 - 4096],
+    ));
+    let err = i
+        .try_send(&data_out(false, 2, 0xffff_ffff, 1, 262_144, &[0; 512]))
+        .unwrap_err();
+    assert!(err.to_string().contains("FirstBurstLength"), "{err}");
+}
+
+#[test]
+fn early_empty_data_outs_for_a_held_command_are_bounded() {
+    let mut i = logged_in();
+    i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        2,
+        1 << 20,
+        2,
+        &[0x2a; 10],
+        &[],
+    ));
+    let mut failed = false;
+    for n in 0..10_000 {
+        if i.try_send(&data_out(false, 2, 0xffff_ffff, n, 0, &[]))
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "empty Data-Outs may not pile up without limit");
 }

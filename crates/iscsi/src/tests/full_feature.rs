@@ -58,6 +58,7 @@ fn write_4k_with_immediate_data() {
             read: false,
             write: true,
             data_out: Bytes::from(data),
+            data_out_discarded: false,
         }]
     );
     i.conn.complete_command(1, good(vec![], 4096));
@@ -656,9 +657,12 @@ fn f_clear_but_first_burst_used_by_immediate_data_goes_to_r2t() {
         ("InitiatorName", INITIATOR),
         ("TargetName", TARGET),
         ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
         ("FirstBurstLength", "4096"),
     ]);
-    i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
     i.take_events();
     let data = pattern(6000);
     let r = i.send(&scsi_cmd(
@@ -680,4 +684,190 @@ fn f_clear_but_first_burst_used_by_immediate_data_goes_to_r2t() {
     i.send(&data_out(true, 1, r[0].ttt(), 0, 4096, &data[4096..]));
     let cmds = commands(i.take_events());
     assert!(cmds[0].data_out == data[..]);
+}
+
+#[test]
+fn command_at_exp_cmd_sn_is_dropped_while_the_window_is_closed() {
+    // RFC 7143 4.2.2.1: a non-immediate command outside [ExpCmdSN, MaxCmdSN] is dropped,
+    // including CmdSN == ExpCmdSN when MaxCmdSN == ExpCmdSN - 1 (closed window).
+    let mut i = Initiator::new(config_with(Limits {
+        command_window: 1,
+        ..Limits::default()
+    }));
+    let (_, op) = i.login_normal();
+    assert_eq!((op.exp_cmd_sn(), op.max_cmd_sn()), (1, 1), "window of one");
+    i.take_events();
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        1,
+        4096,
+        1,
+        &READ10,
+        &[],
+    ));
+    assert_eq!(commands(i.take_events()).len(), 1);
+    // ExpCmdSN is now 2 and the advertised MaxCmdSN still 1: the window is closed.
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        2,
+        4096,
+        2,
+        &READ10,
+        &[],
+    ));
+    assert!(r.is_empty());
+    assert!(
+        i.take_events().is_empty(),
+        "CmdSN 2 is outside the closed window"
+    );
+    // Completing command 1 reopens the window: ExpCmdSN 2, MaxCmdSN 2.
+    i.conn.complete_command(1, good(vec![0; 4096], 4096));
+    let r = i.drain();
+    let last = r.last().unwrap();
+    assert_eq!((last.exp_cmd_sn(), last.max_cmd_sn()), (2, 2));
+    i.send(&scsi_cmd(
+        false,
+        true,
+        true,
+        false,
+        2,
+        4096,
+        2,
+        &READ10,
+        &[],
+    ));
+    assert_eq!(commands(i.take_events())[0].itt, 2);
+}
+
+#[test]
+fn too_many_immediate_commands_are_rejected() {
+    // Immediate commands do not use the CmdSN window; past max_immediate_tasks outstanding
+    // ones the target answers Reject, reason 0x06 "Immediate Command Reject - too many
+    // immediate commands" (RFC 7143 11.17.1), carrying the rejected header.
+    let mut i = logged_in(Limits {
+        max_immediate_tasks: 2,
+        ..Limits::default()
+    });
+    for itt in 1..=2 {
+        let r = i.send(&scsi_cmd(
+            true,
+            true,
+            true,
+            false,
+            itt,
+            512,
+            1,
+            &READ10,
+            &[],
+        ));
+        assert!(r.is_empty());
+    }
+    assert_eq!(commands(i.take_events()).len(), 2);
+    let third = scsi_cmd(true, true, true, false, 3, 512, 1, &READ10, &[]);
+    let r = i.send(&third);
+    assert!(i.take_events().is_empty());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x3f, "Reject");
+    assert_eq!(r[0].flags(), 0x80);
+    assert_eq!(r[0].bhs[2], 0x06, "too many immediate commands");
+    assert_eq!(r[0].itt(), 0xffff_ffff);
+    assert_eq!(&r[0].data[..], &third[..48]);
+    // Once one completes, an immediate command is accepted again.
+    i.conn.complete_command(1, good(vec![0; 512], 512));
+    i.drain();
+    i.send(&third);
+    assert_eq!(commands(i.take_events())[0].itt, 3);
+}
+
+#[test]
+fn default_per_command_data_limit_is_the_scsi_maximum_transfer() {
+    // crates/scsi refuses transfers above 8 MiB (sbc::MAX_TRANSFER_BYTES).
+    assert_eq!(Limits::default().max_command_data_out, 8 * 1024 * 1024);
+}
+
+#[test]
+fn write_above_the_data_limit_is_delivered_at_once_without_its_data() {
+    let mut i = logged_in(Limits {
+        max_command_data_out: 65_536,
+        ..Limits::default()
+    });
+    // libiscsi's offer: InitialR2T=No, FirstBurstLength=262144. F=0: unsolicited data follows.
+    let r = i.send(&scsi_cmd(
+        false,
+        false,
+        false,
+        true,
+        7,
+        131_072,
+        1,
+        &WRITE10,
+        &pattern(4096),
+    ));
+    assert!(r.is_empty(), "no R2T: nothing is solicited");
+    let cmds = commands(i.take_events());
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0].itt, 7);
+    assert_eq!(cmds[0].expected_len, 131_072);
+    assert!(cmds[0].write);
+    assert!(cmds[0].data_out.is_empty(), "nothing buffered");
+    assert!(cmds[0].data_out_discarded);
+    // Unsolicited data still arriving for it is dropped silently.
+    let r = i.send(&data_out(false, 7, 0xffff_ffff, 0, 4096, &pattern(8192)));
+    assert!(r.is_empty());
+    assert!(i.take_events().is_empty());
+    i.conn.complete_command(
+        7,
+        CommandResponse {
+            status: 0x02,
+            data_in: Bytes::new(),
+            sense: Some(Bytes::from_static(&[
+                0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
+            ])),
+            transfer_len: 0,
+        },
+    );
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].opcode(), r[0].bhs[3]),
+        (0x21, 0x02),
+        "CHECK CONDITION"
+    );
+    // ... and after the response too, without closing the connection.
+    let r = i.send(&data_out(true, 7, 0xffff_ffff, 2, 12_288, &pattern(8192)));
+    assert!(r.is_empty());
+    // The connection goes on.
+    i.send(&scsi_cmd(false, true, true, false, 8, 512, 2, &READ10, &[]));
+    assert_eq!(commands(i.take_events())[0].itt, 8);
+}
+
+#[test]
+fn write_at_the_data_limit_is_collected() {
+    let mut i = logged_in(Limits {
+        max_command_data_out: 65_536,
+        ..Limits::default()
+    });
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        7,
+        65_536,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].opcode(), r[0].u32(44)),
+        (0x31, 65_536),
+        "R2T for all of it"
+    );
 }

@@ -79,7 +79,7 @@ fn straight_from_security_to_full_feature_with_operational_keys() {
 
 #[test]
 fn operational_stage_first_and_target_alias() {
-    // An initiator that skips the security stage altogether.
+    // An initiator that skips the security stage altogether and offers no burst keys.
     let mut i = Initiator::new(config());
     let keys = kv(&[
         ("InitiatorName", INITIATOR),
@@ -87,20 +87,125 @@ fn operational_stage_first_and_target_alias() {
         ("MaxRecvDataSegmentLength", "8192"),
     ]);
     let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
-    assert_eq!(r[0].flags(), 0x87);
+    // RFC 7143 6.2 / 6.3: the target proposes the keys it wants, and may not transit
+    // (T=0, CSG=1, NSG=0) before the initiator has answered them.
+    assert_eq!(r[0].flags(), 0x04);
+    assert_eq!(r[0].status_class(), 0);
     assert_eq!(
         r[0].text(),
         vec![
             ("TargetAlias".to_string(), "second".to_string()),
             ("TargetPortalGroupTag".into(), "1".into()),
             ("MaxRecvDataSegmentLength".into(), "262144".into()),
+            ("InitialR2T".into(), "No".into()),
+            ("ImmediateData".into(), "Yes".into()),
+            ("MaxBurstLength".into(), "1048576".into()),
+            ("FirstBurstLength".into(), "262144".into()),
         ]
     );
+    assert!(i.conn.params().is_none(), "still logging in");
+    // The initiator answers (InitialR2T: OR, ImmediateData: AND, lengths: minimum).
+    let answers = kv(&[
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "524288"),
+        ("FirstBurstLength", "131072"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &answers));
+    assert_eq!(r[0].flags(), 0x87, "T=1 CSG=1 NSG=3 once answered");
+    assert_eq!(r[0].text(), vec![], "answers are not answered again");
     let p = i.conn.params().unwrap();
-    // Keys not offered keep the RFC defaults.
-    assert!(p.initial_r2t);
-    assert_eq!(p.first_burst_length, 65_536);
+    assert!(!p.initial_r2t);
+    assert!(p.immediate_data);
+    assert_eq!(p.max_burst_length, 524_288);
+    assert_eq!(p.first_burst_length, 131_072);
     assert_eq!(p.initiator_max_recv_data_segment_length, 8192);
+}
+
+#[test]
+fn target_proposals_follow_the_rfc_result_functions() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags() & 0x80, 0, "no transit with proposals open");
+    // An initiator that wants InitialR2T=Yes and ImmediateData=No and smaller bursts.
+    let answers = kv(&[
+        ("InitialR2T", "Yes"),
+        ("ImmediateData", "No"),
+        ("MaxBurstLength", "16384"),
+        ("FirstBurstLength", "8192"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &answers));
+    assert_eq!(r[0].flags(), 0x87);
+    let p = i.conn.params().unwrap();
+    assert!(p.initial_r2t, "Yes OR No = Yes");
+    assert!(!p.immediate_data, "No AND Yes = No");
+    assert_eq!(p.max_burst_length, 16_384);
+    assert_eq!(p.first_burst_length, 8192);
+}
+
+#[test]
+fn target_waits_for_answers_before_transit() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x04);
+    // Only two of the four proposals answered: still no transit.
+    let r = i.send(&login_req(
+        true,
+        1,
+        3,
+        1,
+        1,
+        &kv(&[("InitialR2T", "No"), ("ImmediateData", "Yes")]),
+    ));
+    assert_eq!(r[0].flags(), 0x04);
+    assert!(r[0].text().is_empty());
+    let r = i.send(&login_req(
+        true,
+        1,
+        3,
+        1,
+        1,
+        &kv(&[("MaxBurstLength", "262144"), ("FirstBurstLength", "65536")]),
+    ));
+    assert_eq!(r[0].flags(), 0x87);
+    let p = i.conn.params().unwrap();
+    assert!(!p.initial_r2t);
+    assert!(p.immediate_data);
+    assert_eq!(
+        (p.max_burst_length, p.first_burst_length),
+        (262_144, 65_536)
+    );
+}
+
+#[test]
+fn first_burst_answer_follows_a_later_smaller_max_burst() {
+    // FirstBurstLength offered before a smaller MaxBurstLength: the answered
+    // FirstBurstLength must be the value in force, at most MaxBurstLength (RFC 7143 13.14).
+    let mut i = Initiator::new(config());
+    let sec = kv_owned(&libiscsi_security_keys(TARGET));
+    i.send(&login_req(true, 0, 1, 1, 1, &sec));
+    let keys = kv(&[
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("FirstBurstLength", "262144"),
+        ("MaxBurstLength", "65536"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x87);
+    let t = r[0].text();
+    assert!(
+        t.contains(&("MaxBurstLength".into(), "65536".into())),
+        "{t:?}"
+    );
+    assert!(
+        t.contains(&("FirstBurstLength".into(), "65536".into())),
+        "{t:?}"
+    );
+    let p = i.conn.params().unwrap();
+    assert_eq!(p.max_burst_length, 65_536);
+    assert_eq!(p.first_burst_length, 65_536);
 }
 
 #[test]
@@ -114,6 +219,15 @@ fn security_stage_without_transit_then_transit() {
     assert_eq!(r[0].flags(), 0x81);
     assert_eq!(r[0].stat_sn(), 1);
     let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x04, "target proposals open: no transit");
+    assert_eq!(r[0].stat_sn(), 2);
+    let answers = kv(&[
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "1048576"),
+        ("FirstBurstLength", "262144"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &answers));
     assert_eq!(r[0].flags(), 0x87);
     assert_eq!(r[0].status_class(), 0);
 }
@@ -336,9 +450,74 @@ fn login_limits_offered_from_config() {
         immediate_data: false,
         initial_r2t: true,
         command_window: 32,
+        ..Limits::default()
     };
     let mut i = Initiator::new(config_with(limits));
     let (_, op) = i.login_normal();
     insta::assert_snapshot!("login_custom_limits", text_dump(&op));
     assert_eq!(op.max_cmd_sn(), 32, "ExpCmdSN 1 + window 32 - 1");
+}
+
+#[test]
+fn open_iscsi_style_offer_transits_at_once_without_proposals() {
+    // open-iscsi offers every operational key in one request of the operational stage;
+    // the target answers each and transits at once (T=1, CSG=1, NSG=3), proposing nothing.
+    let mut i = Initiator::new(config());
+    let sec = kv(&[
+        ("InitiatorName", INITIATOR),
+        ("InitiatorAlias", "client"),
+        ("TargetName", TARGET),
+        ("SessionType", "Normal"),
+        ("AuthMethod", "None"),
+    ]);
+    assert_eq!(i.send(&login_req(true, 0, 1, 0, 1, &sec))[0].flags(), 0x81);
+    let op = kv(&[
+        ("HeaderDigest", "None"),
+        ("DataDigest", "None"),
+        ("MaxConnections", "1"),
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxRecvDataSegmentLength", "262144"),
+        ("MaxBurstLength", "16776192"),
+        ("FirstBurstLength", "262144"),
+        ("DefaultTime2Wait", "2"),
+        ("DefaultTime2Retain", "0"),
+        ("MaxOutstandingR2T", "1"),
+        ("DataPDUInOrder", "Yes"),
+        ("DataSequenceInOrder", "Yes"),
+        ("ErrorRecoveryLevel", "0"),
+        ("IFMarker", "No"),
+        ("OFMarker", "No"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 0, 1, &op));
+    assert_eq!(r[0].flags(), 0x87);
+    let keys: Vec<String> = r[0].text().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "HeaderDigest",
+            "DataDigest",
+            "MaxConnections",
+            "InitialR2T",
+            "ImmediateData",
+            "MaxBurstLength",
+            "FirstBurstLength",
+            "DefaultTime2Wait",
+            "DefaultTime2Retain",
+            "MaxOutstandingR2T",
+            "DataPDUInOrder",
+            "DataSequenceInOrder",
+            "ErrorRecoveryLevel",
+            "IFMarker",
+            "OFMarker",
+        ],
+        "MaxRecvDataSegmentLength was declared with the security-stage transit"
+    );
+    let p = i.conn.params().unwrap();
+    assert!(!p.initial_r2t && p.immediate_data);
+    // min(16776192, our 1048576) and min(262144, our 262144).
+    assert_eq!(
+        (p.max_burst_length, p.first_burst_length),
+        (1_048_576, 262_144)
+    );
 }
