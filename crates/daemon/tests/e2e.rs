@@ -297,3 +297,56 @@ fn a_config_file_serves_several_targets_and_luns() {
     let bytes = std::fs::read(&file_lun).unwrap();
     assert_eq!(&bytes[512..1024], &pattern(7, 512)[..]);
 }
+
+#[test]
+fn a_write_over_the_data_limit_is_refused_without_taking_its_data() {
+    // The per-command data-out limit is 8 MiB (the SCSI layer's maximum transfer); a WRITE(16)
+    // of 16 MiB must get CHECK CONDITION at once, with no R2T, while the immediate and
+    // unsolicited data the initiator already sent is dropped and the connection stays up.
+    let target = Running::start(&["--bstype", "memory", "--size", "64M"], &[]);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+
+    let len: u32 = 16 << 20;
+    let blocks = len / BLOCK;
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x8a; // WRITE(16), SBC-3 5.34
+    cdb[10..14].copy_from_slice(&blocks.to_be_bytes());
+    let pdu = scsi_command(&cdb, 7, 1, exp_stat_sn, len, true);
+    send_pdu(&mut stream, pdu, &pattern(3, 4096)); // immediate data
+                                                   // Unsolicited Data-Out (RFC 7143 11.7): F, LUN 0, ITT 7, TTT 0xffffffff, DataSN 0,
+                                                   // buffer offset 4096.
+    let mut data_out = [0u8; 48];
+    data_out[0] = 0x05;
+    data_out[1] = 0x80;
+    data_out[16..20].copy_from_slice(&7u32.to_be_bytes());
+    data_out[20..24].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+    data_out[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    data_out[40..44].copy_from_slice(&4096u32.to_be_bytes());
+    send_pdu(&mut stream, data_out, &pattern(4, 4096));
+
+    let (resp, sense) = recv_pdu(&mut stream);
+    assert_eq!(resp[0] & 0x3f, 0x21, "SCSI Response, not an R2T (0x31)");
+    assert_eq!(be32(&resp[16..]), 7, "for the oversized write");
+    assert_eq!(resp[3], 0x02, "CHECK CONDITION");
+    // Sense data segment: 2-byte length, then fixed-format sense (SPC-4 table 50):
+    // ILLEGAL REQUEST (5h), INVALID FIELD IN CDB (24h/00h).
+    assert!(sense.len() >= 2 + 14, "sense data present: {sense:02x?}");
+    assert_eq!(sense[2] & 0x7f, 0x70);
+    assert_eq!(sense[2 + 2] & 0x0f, 0x05);
+    assert_eq!((sense[2 + 12], sense[2 + 13]), (0x24, 0x00));
+
+    // The connection goes on: a ping is answered (NOP-In, 0x20) with its own task tag.
+    let exp_stat_sn = be32(&resp[24..]) + 1;
+    send_pdu(&mut stream, nop_out(8, 2, exp_stat_sn), &[]);
+    let (nop_in, _) = recv_pdu(&mut stream);
+    assert_eq!(nop_in[0] & 0x3f, 0x20);
+    assert_eq!(be32(&nop_in[16..]), 8);
+
+    // Nothing of the refused write reached the medium.
+    let mut check = target.connect();
+    assert_eq!(check.read10(0, 16, BLOCK).unwrap(), vec![0u8; 16 * 512]);
+}

@@ -185,7 +185,8 @@ pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
     bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
     let keys = format!(
         "InitiatorName=iqn.2026-11.test:raw\0TargetName={iqn}\0SessionType=Normal\0\
-         ImmediateData=Yes\0InitialR2T=No\0MaxRecvDataSegmentLength=65536\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
+         MaxRecvDataSegmentLength=65536\0\
          HeaderDigest=None\0DataDigest=None\0"
     );
     send_pdu(stream, bhs, keys.as_bytes());
