@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use testkit::tgtd::Tgtd;
+use testkit::tgtd::{StartError, Tgtd};
 
 /// gfapi's version nodes, oldest first; each inherits from the previous one.
 pub const NODES: &[&str] = &[
@@ -349,19 +349,25 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The nextest test (crates/testkit/tests/tgt_roundtrip.rs) that writes distinct
+/// patterns through tgtd's glfs store on the fake and compares them over iSCSI and in the
+/// fake volume's file.
+pub const TGT_GLFS_DATA_TEST: &str =
+    "glfs_lun_on_the_fake_reads_back_and_stores_the_written_patterns";
+
 /// Drop-in proof with tgt: tgtd loads bs_glfs.so, which binds our libgfapi.so.0; a LUN
 /// backed by `vol@127.0.0.2:lun.img` is written and read through iSCSI with libiscsi's
-/// tools, and the bytes must appear in the fake file.
+/// iscsi-test-cu, and its file must change; then [`TGT_GLFS_DATA_TEST`] checks the data
+/// itself (patterns at the first, a middle and the last block, over iSCSI and in the
+/// file). [`util::Skipped`] when tgtd cannot run here (not installed, not root, refused
+/// for lack of privileges) or a tool is missing.
 pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
     let fake_lib_dir = &std::path::absolute(fake_lib_dir)?;
-    need("tgtd")?;
-    need("tgtadm")?;
-    let bs = PathBuf::from("/usr/lib/tgt/backing-store/bs_glfs.so");
-    if !bs.exists() {
-        return Err(util::Skipped(format!("{} not installed", bs.display())).into());
+    if let Some(why) = testkit::tgtd::glfs_unavailable_reason() {
+        return Err(util::Skipped(why).into());
     }
     let test_cu = need("iscsi-test-cu")?;
-    check_linkage(fake_lib_dir, &bs)?;
+    check_linkage(fake_lib_dir, Path::new(testkit::tgtd::BS_GLFS))?;
 
     let root = TempRoot::new("tgt")?;
     let lun = root.0.join("vol").join("lun.img");
@@ -370,12 +376,14 @@ pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
 
     // A private tgtd (own port and management socket, killed on drop) whose bs_glfs.so
     // binds the fake.
-    let tgtd = Tgtd::start_with_env([
+    let tgtd = match Tgtd::start_with_env([
         ("LD_LIBRARY_PATH", fake_lib_dir.as_os_str()),
         ("GFAPI_FAKE_ROOT", root.0.as_os_str()),
-    ])
-    .map_err(anyhow::Error::msg)
-    .context("starting tgtd")?;
+    ]) {
+        Ok(t) => t,
+        Err(StartError::Unavailable(why)) => return Err(util::Skipped(why).into()),
+        Err(e) => return Err(anyhow::Error::new(e).context("starting tgtd")),
+    };
     let url = tgtd
         .add_lun(
             "iqn.2024-01.org.example:gfapi-fake",
@@ -402,7 +410,49 @@ pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
             lun.display()
         );
     }
+    drop(tgtd);
+    run_tgt_glfs_data_test(&fake_lib_dir.join("libgfapi.so.0"))
+}
+
+/// Runs [`TGT_GLFS_DATA_TEST`] on `fake_lib`, requiring tgtd (no skip: the caller has
+/// checked that it can run).
+fn run_tgt_glfs_data_test(fake_lib: &Path) -> Result<()> {
+    let mut cmd = util::cargo();
+    if util::has_nextest() {
+        // --workspace: the features of the workspace test run, so nothing is rebuilt.
+        cmd.args(["nextest", "run", "--workspace", "--no-tests=fail", "-E"])
+            .arg(format!(
+                "binary_id(testkit::tgt_roundtrip) & test(={TGT_GLFS_DATA_TEST})"
+            ));
+    } else {
+        cmd.args(["test", "-p", "testkit", "--test", "tgt_roundtrip", "--"])
+            .args(["--exact", TGT_GLFS_DATA_TEST]);
+    }
+    cmd.env(testkit::fake::ENV_LIB, fake_lib)
+        .env(testkit::tgtd::ENV_REQUIRE, "1");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", util::display(&cmd)))?;
+    let text = output_text(&out);
+    if !out.status.success()
+        || !(text.contains("1 passed") || text.contains("1 test run: 1 passed"))
+    {
+        bail!("{} failed ({}):\n{text}", util::display(&cmd), out.status);
+    }
     Ok(())
+}
+
+/// Runs a drop-in check from a unit test: passes when it passes, returns after a
+/// `[skip]` line when what it needs is missing (outside CI), panics otherwise.
+#[cfg(test)]
+fn drop_in_test(name: &str, outcome: Result<()>) {
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.downcast_ref::<util::Skipped>().is_some() && !util::in_ci() => {
+            eprintln!("[skip] {name}: {e}");
+        }
+        Err(e) => panic!("{name}: {e:#}"),
+    }
 }
 
 #[cfg(test)]
@@ -422,12 +472,12 @@ mod tests {
     #[test]
     #[ignore = "needs `cargo xtask build-fake` and fio"]
     fn fio_drop_in() {
-        check_fio(&out_dir()).unwrap();
+        drop_in_test("fio_drop_in", check_fio(&out_dir()));
     }
 
     #[test]
     #[ignore = "needs `cargo xtask build-fake`, tgt, tgt-glusterfs and libiscsi-bin"]
     fn tgt_drop_in() {
-        check_tgt(&out_dir()).unwrap();
+        drop_in_test("tgt_drop_in", check_tgt(&out_dir()));
     }
 }

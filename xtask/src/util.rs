@@ -62,7 +62,7 @@ impl std::error::Error for Skipped {}
 
 /// True when running under CI (`CI=true`).
 pub fn in_ci() -> bool {
-    std::env::var("CI").map_or(false, |v| !v.is_empty() && v != "false" && v != "0")
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// Tallies named checks and prints a closing line.
@@ -99,6 +99,12 @@ impl Checks {
         }
     }
 
+    /// Records a check that did not run because `why` (printed as `[skip] name: why`).
+    pub fn skip(&mut self, name: &str, why: &str) {
+        eprintln!("[skip] {name}: {why}");
+        self.skipped.push((name.to_string(), why.to_string()));
+    }
+
     /// Prints the summary and fails if any check failed.
     pub fn finish(self, label: &str) -> Result<()> {
         eprintln!();
@@ -130,20 +136,40 @@ impl Checks {
     }
 }
 
-/// Runs the workspace's tests with nextest (cargo test when nextest is missing), with the
-/// fake library's path in `GFAPI_FAKE_LIB`.
-pub fn run_workspace_tests(fake_lib: &Path) -> Result<()> {
-    let nextest = cargo()
+/// Whether `cargo nextest` is installed.
+pub fn has_nextest() -> bool {
+    cargo()
         .args(["nextest", "--version"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .map_or(false, |s| s.success());
+        .is_ok_and(|s| s.success())
+}
+
+/// The workspace tests matching the nextest filter expression `filter`, one
+/// `<binary id> <test name>` a line (builds the test binaries, as `run` would).
+pub fn list_workspace_tests(filter: &str) -> Result<Vec<String>> {
+    let out = output(cargo().args(["nextest", "list", "--workspace", "-E", filter]))?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Runs the workspace's tests with nextest (cargo test when nextest is missing), with the
+/// fake library's path in `GFAPI_FAKE_LIB`; `exclude` is a nextest filter expression of
+/// tests not to run (ignored by the cargo test fallback).
+pub fn run_workspace_tests(fake_lib: &Path, exclude: Option<&str>) -> Result<()> {
     let mut cmd = cargo();
-    if nextest {
+    if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-tests=warn"]);
         if in_ci() {
             cmd.args(["--profile", "ci"]);
+        }
+        if let Some(filter) = exclude {
+            cmd.arg("-E").arg(format!("not ({filter})"));
         }
     } else {
         eprintln!("cargo-nextest is not installed; running cargo test instead");

@@ -1,6 +1,9 @@
 //! The asynchronous API against Debian's tgtd: commands queued with the
 //! `iscsi_*_task` calls complete through `poll()` + `iscsi_service`, hand their
 //! task to the callback, move the right bytes, and can be cancelled locally.
+//!
+//! Skips (with a `[skip]` line) when tgtd cannot run here (tgt not installed, or not
+//! root); under CI (`CI=true`) that fails instead.
 
 use libc::{c_int, c_void};
 use libiscsi_sys::*;
@@ -84,7 +87,9 @@ fn async_tasks_round_trip_and_cancel() {
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let tgtd = tgtd::Tgtd::start().expect("start tgtd");
+    let Some(tgtd) = tgtd::Tgtd::start_or_skip("async_tasks_round_trip_and_cancel") else {
+        return;
+    };
     let iqn = "iqn.2026-11.io.glfs-iscsi:async";
     tgtd.add_lun(iqn, "rdwr", file.to_str().unwrap()).unwrap();
 

@@ -9,9 +9,17 @@
 //! [`Tgtd`] kills the daemon (SIGKILL: tgtd ignores SIGTERM while it has targets) and
 //! removes its socket files.
 //!
+//! tgtd cannot run everywhere: it must be installed, and it needs root (it creates its
+//! lock file and socket under `/var/run/tgtd`). [`unavailable_reason`] says up front
+//! whether it can run here; [`Tgtd::start`] reports [`StartError::Unavailable`] when it
+//! cannot (also when tgtd itself refuses for lack of privileges). Tests use
+//! [`Tgtd::start_or_skip`]: it skips (with a `[skip]` line on stderr) when tgtd is
+//! unavailable, except under CI (`CI=true`) or with `TESTKIT_REQUIRE_TGTD=1`, where an
+//! unavailable tgtd fails the test.
+//!
 //! ```no_run
 //! use testkit::tgtd::Tgtd;
-//! let tgtd = Tgtd::start().expect("start tgtd");
+//! let Some(tgtd) = Tgtd::start_or_skip("my_test") else { return };
 //! let url = tgtd.add_lun("iqn.2026-01.dev.example:null", "null", "/dev/null").unwrap();
 //! // ... run an initiator against `url` (iscsi://127.0.0.1:<port>/<iqn>/1) ...
 //! ```
@@ -46,6 +54,86 @@ pub fn tgt_binaries() -> Option<(PathBuf, PathBuf)> {
     Some((find_binary("tgtd")?, find_binary("tgtadm")?))
 }
 
+/// tgt's glusterfs backing store (Debian package `tgt-glusterfs`).
+pub const BS_GLFS: &str = "/usr/lib/tgt/backing-store/bs_glfs.so";
+
+/// Set to `1` to make an unavailable tgtd fail tests instead of skipping them (as under
+/// CI); used when the caller has already checked that tgtd can run.
+pub const ENV_REQUIRE: &str = "TESTKIT_REQUIRE_TGTD";
+
+/// Why tgtd cannot start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// tgtd cannot run on this machine as this user: not installed, not root, or it
+    /// refused to start for lack of privileges. Tests skip on this (outside CI).
+    Unavailable(String),
+    /// tgtd should run here but did not come up: a real failure.
+    Failed(String),
+}
+
+impl StartError {
+    /// True for [`StartError::Unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StartError::Unavailable(_))
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Unavailable(why) => write!(f, "tgtd unavailable: {why}"),
+            StartError::Failed(why) => write!(f, "tgtd failed to start: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// `None` when tgtd can run here (tgt installed and running as root); otherwise why not.
+pub fn unavailable_reason() -> Option<String> {
+    if find_binary("tgtd").is_none() || find_binary("tgtadm").is_none() {
+        return Some("tgtd/tgtadm not installed (Debian package tgt)".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Some(format!(
+            "not root (euid {euid}): tgtd needs root for its lock file and socket under \
+             /var/run/tgtd"
+        ));
+    }
+    None
+}
+
+/// `None` when tgtd can run with tgt's glusterfs store (`--bstype glfs`); otherwise why
+/// not.
+pub fn glfs_unavailable_reason() -> Option<String> {
+    unavailable_reason().or_else(|| {
+        (!Path::new(BS_GLFS).exists())
+            .then(|| format!("{BS_GLFS} not installed (Debian package tgt-glusterfs)"))
+    })
+}
+
+/// True when an unavailable tgtd must fail tests: under CI (`CI` set, not `false`/`0`)
+/// or with `TESTKIT_REQUIRE_TGTD` set likewise.
+pub fn required() -> bool {
+    let set =
+        |var: &str| std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    set("CI") || set(ENV_REQUIRE)
+}
+
+/// Reports that `test` cannot run because `why`: a `[skip]` line on stderr, or a panic
+/// when tgtd is [`required`].
+pub fn skip(test: &str, why: &str) {
+    if required() {
+        panic!(
+            "{test}: {why}; under CI (or {ENV_REQUIRE}=1) tgtd must be available \
+             (ci/install-deps.sh installs tgt and CI runs as root)"
+        );
+    }
+    eprintln!("[skip] {test}: {why}");
+}
+
 /// A running private tgtd.
 pub struct Tgtd {
     child: Child,
@@ -62,40 +150,77 @@ pub struct Tgtd {
 
 impl Tgtd {
     /// Starts tgtd on a free loopback port and waits until both its portal and its
-    /// management socket answer. `Err` says why (also when tgt is not installed).
-    pub fn start() -> Result<Tgtd, String> {
+    /// management socket answer. `Err` says why: [`StartError::Unavailable`] when tgtd
+    /// cannot run here at all (see [`unavailable_reason`]).
+    pub fn start() -> Result<Tgtd, StartError> {
         Self::start_with_env(std::iter::empty::<(OsString, OsString)>())
+    }
+
+    /// For tests: [`Tgtd::start`], or `None` after reporting a skip (see [`skip`]) when
+    /// tgtd is unavailable. Panics when tgtd fails to start although it should run, and
+    /// when it is unavailable but [`required`].
+    pub fn start_or_skip(test: &str) -> Option<Tgtd> {
+        Self::start_with_env_or_skip(test, std::iter::empty::<(OsString, OsString)>())
+    }
+
+    /// [`Tgtd::start_or_skip`] with extra environment variables for the daemon.
+    pub fn start_with_env_or_skip<K, V>(
+        test: &str,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Option<Tgtd>
+    where
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        match Self::start_with_env(env) {
+            Ok(t) => Some(t),
+            Err(StartError::Unavailable(why)) => {
+                skip(test, &why);
+                None
+            }
+            Err(e @ StartError::Failed(_)) => panic!("{test}: {e}"),
+        }
     }
 
     /// As [`Tgtd::start`], with extra environment variables for the daemon (e.g.
     /// `LD_LIBRARY_PATH` and `GFAPI_FAKE_ROOT`, so that `bs_glfs.so` binds the fake
     /// libgfapi).
-    pub fn start_with_env<K, V>(env: impl IntoIterator<Item = (K, V)>) -> Result<Tgtd, String>
+    pub fn start_with_env<K, V>(env: impl IntoIterator<Item = (K, V)>) -> Result<Tgtd, StartError>
     where
         K: Into<OsString>,
         V: Into<OsString>,
     {
         let env: Vec<(OsString, OsString)> =
             env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        let tgtd = find_binary("tgtd").ok_or("tgtd not installed (Debian package tgt)")?;
-        let tgtadm = find_binary("tgtadm").ok_or("tgtadm not installed (Debian package tgt)")?;
-        let mut last = String::new();
+        if let Some(why) = unavailable_reason() {
+            return Err(StartError::Unavailable(why));
+        }
+        let unavailable = |what: &str| StartError::Unavailable(format!("{what} not installed"));
+        let tgtd = find_binary("tgtd").ok_or_else(|| unavailable("tgtd"))?;
+        let tgtadm = find_binary("tgtadm").ok_or_else(|| unavailable("tgtadm"))?;
+        let mut last = StartError::Failed("no start attempt".into());
         for _ in 0..START_ATTEMPTS {
             match Self::try_start(&tgtd, &tgtadm, &env) {
                 Ok(t) => return Ok(t),
+                Err(e @ StartError::Unavailable(_)) => return Err(e),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    fn try_start(tgtd: &Path, tgtadm: &Path, env: &[(OsString, OsString)]) -> Result<Tgtd, String> {
-        let port = free_port()?;
+    fn try_start(
+        tgtd: &Path,
+        tgtadm: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<Tgtd, StartError> {
+        let failed = |e: String| StartError::Failed(e);
+        let port = free_port().map_err(failed)?;
         let control = control_number(port);
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
         let log = dir.path().join("tgtd.log");
-        let out = File::create(&log).map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let out = File::create(&log).map_err(|e| failed(e.to_string()))?;
+        let err = out.try_clone().map_err(|e| failed(e.to_string()))?;
         let child = Command::new(tgtd)
             .arg("-f")
             .arg("--iscsi")
@@ -107,7 +232,14 @@ impl Tgtd {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", tgtd.display()))?;
+            .map_err(|e| {
+                let msg = format!("spawn {}: {e}", tgtd.display());
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    StartError::Unavailable(msg)
+                } else {
+                    StartError::Failed(msg)
+                }
+            })?;
         let mut t = Tgtd {
             child,
             tgtadm: tgtadm.to_path_buf(),
@@ -120,10 +252,13 @@ impl Tgtd {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = t.child.try_wait() {
-                return Err(format!(
-                    "tgtd exited early ({status}); log:\n{}",
-                    t.log_text()
-                ));
+                let log = t.log_text();
+                let msg = format!("tgtd exited early ({status}); log:\n{log}");
+                return Err(if lacks_privileges(&log) {
+                    StartError::Unavailable(msg)
+                } else {
+                    StartError::Failed(msg)
+                });
             }
             let mgmt_ok = t.tgtadm(&["--mode", "target", "--op", "show"]).is_ok();
             if mgmt_ok && TcpStream::connect(("127.0.0.1", port)).is_ok() && t.is_running() {
@@ -131,10 +266,10 @@ impl Tgtd {
                 return Ok(t);
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(StartError::Failed(format!(
                     "tgtd did not come up in {START_TIMEOUT:?}; log:\n{}",
                     t.log_text()
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -283,6 +418,14 @@ impl Drop for Tgtd {
     }
 }
 
+/// Whether tgtd's log says it stopped for lack of privileges (rather than, say, another
+/// daemon holding its management socket number: "another tgtd is using ...").
+fn lacks_privileges(log: &str) -> bool {
+    log.contains("failed to open lock file")
+        || log.contains("Permission denied")
+        || log.contains("Operation not permitted")
+}
+
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind a free port: {e}"))?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
@@ -321,6 +464,36 @@ mod tests {
     }
 
     #[test]
+    fn privilege_failures_are_told_apart_from_a_busy_socket_number() {
+        assert!(lacks_privileges(
+            "(null): ipc_init(781) failed to open lock file for management IPC"
+        ));
+        assert!(!lacks_privileges(
+            "ipc_init: another tgtd is using /var/run/tgtd/socket.7.lock"
+        ));
+        let e = StartError::Unavailable("not root".into());
+        assert!(e.is_unavailable());
+        assert_eq!(e.to_string(), "tgtd unavailable: not root");
+        assert!(!StartError::Failed("x".into()).is_unavailable());
+    }
+
+    #[test]
+    fn unavailable_reason_agrees_with_installation_and_euid() {
+        let installed = tgt_binaries().is_some();
+        let root = unsafe { libc::geteuid() } == 0;
+        assert_eq!(unavailable_reason().is_none(), installed && root);
+        if let Some(why) = unavailable_reason() {
+            assert!(
+                why.contains("not installed") || why.contains("not root"),
+                "{why}"
+            );
+            // start reports the same condition, and as unavailable, not as a failure.
+            let err = Tgtd::start().err().expect("tgtd cannot start here");
+            assert!(err.is_unavailable(), "{err}");
+        }
+    }
+
+    #[test]
     fn find_binary_looks_in_path_and_sbin() {
         assert_eq!(find_binary("sh").map(|p| p.is_file()), Some(true));
         assert_eq!(find_binary("no-such-binary-testkit"), None);
@@ -328,11 +501,12 @@ mod tests {
 
     #[test]
     fn started_tgtd_gets_the_environment_and_its_socket_goes_on_drop() {
-        if tgt_binaries().is_none() {
-            eprintln!("SKIPPED: tgtd/tgtadm not installed (apt-get install tgt)");
+        let Some(mut t) = Tgtd::start_with_env_or_skip(
+            "tgtd::tests::started_tgtd_gets_the_environment_and_its_socket_goes_on_drop",
+            [("TESTKIT_TGTD_MARKER", "yes")],
+        ) else {
             return;
-        }
-        let mut t = Tgtd::start_with_env([("TESTKIT_TGTD_MARKER", "yes")]).expect("start tgtd");
+        };
         assert!(t.is_running());
         let environ = std::fs::read(format!("/proc/{}/environ", t.pid())).unwrap();
         assert!(

@@ -1,13 +1,14 @@
 //! Drives `testkit::initiator` (and so the libiscsi-sys bindings) against Debian's
 //! tgtd, a known-good iSCSI target, until our own target can stand in.
 //!
-//! Skips (with a message) only when tgtd/tgtadm are not installed.
+//! Skips (with a `[skip]` line) when tgtd cannot run here: tgt not installed, or not
+//! root. Under CI (`CI=true`) that is a failure instead (see `testkit::tgtd`).
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use testkit::initiator::{ConnectOptions, Error, Initiator, ResidualKind};
-use testkit::tgtd::{tgt_binaries, Tgtd};
+use testkit::tgtd::Tgtd;
 
 const IQN: &str = "iqn.2026-01.dev.testkit:tgt-roundtrip";
 const LUN_BYTES: u64 = 4 * 1024 * 1024;
@@ -35,11 +36,7 @@ impl Fixture {
 }
 
 fn fixture(test: &str) -> Option<Fixture> {
-    if tgt_binaries().is_none() {
-        eprintln!("SKIPPED {test}: tgtd/tgtadm not installed (apt-get install tgt)");
-        return None;
-    }
-    let tgtd = Tgtd::start().expect("start tgtd");
+    let tgtd = Tgtd::start_or_skip(test)?;
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("lun1.img");
     std::fs::File::create(&backing)
@@ -377,4 +374,99 @@ fn target_death_mid_session_fails_fast_and_poisons_the_session() {
     // Logging out and dropping a broken session must not hang or crash.
     ini.logout().unwrap();
     drop(ini);
+}
+
+/// tgt's glusterfs store (`--bstype glfs`, `bs_glfs.so`) on the fake libgfapi: distinct
+/// patterns written at the first, a middle and the last block come back over iSCSI (also
+/// in a new session) and sit at the same offsets of the fake volume's backing file, and
+/// the blocks between them stay zero. This is the data half of the tgt drop-in proof
+/// (`cargo xtask test-offline` runs it again from its tgt check).
+#[test]
+fn glfs_lun_on_the_fake_reads_back_and_stores_the_written_patterns() {
+    const TEST: &str = "glfs_lun_on_the_fake_reads_back_and_stores_the_written_patterns";
+    const GLFS_IQN: &str = "iqn.2026-01.dev.testkit:tgt-glfs";
+    const GLFS_BYTES: u64 = 8 * 1024 * 1024;
+    if let Some(why) = testkit::tgtd::glfs_unavailable_reason() {
+        testkit::tgtd::skip(TEST, &why);
+        return;
+    }
+    let root = testkit::fake::FakeRoot::new();
+    let file = root.create_file("vol", "lun.img", GLFS_BYTES);
+    // LD_LIBRARY_PATH = the fake's directory, GFAPI_FAKE_ROOT = root: bs_glfs.so binds
+    // the fake (the real libgfapi is not needed).
+    let Some(tgtd) = Tgtd::start_with_env_or_skip(TEST, root.env()) else {
+        return;
+    };
+    tgtd.add_target(1, GLFS_IQN).unwrap();
+    tgtd.add_lun_to(1, 1, "glfs", "vol@127.0.0.2:lun.img")
+        .unwrap_or_else(|e| panic!("glfs LUN on the fake: {e}"));
+
+    let connect = || {
+        Initiator::connect(&tgtd.portal(), GLFS_IQN, 1)
+            .unwrap_or_else(|e| panic!("{e}\ntgtd log:\n{}", tgtd.log_text()))
+    };
+    let mut ini = connect();
+    let (blocks, bs) = ini.read_capacity16().unwrap();
+    assert_eq!(
+        (blocks, bs),
+        (GLFS_BYTES / 512, 512),
+        "capacity of the glfs LUN"
+    );
+
+    // (LBA, blocks, seed): the first block, 4 blocks in the middle, the last block.
+    let writes: [(u64, u32, u8); 3] = [(0, 1, 0x11), (blocks / 2, 4, 0x5a), (blocks - 1, 1, 0xc3)];
+    let patterns: Vec<Vec<u8>> = writes
+        .iter()
+        .map(|&(_, n, seed)| pattern(seed, (n * BS) as usize))
+        .collect();
+    // Distinct patterns, so that data landing at the wrong LBA cannot pass.
+    assert!(patterns[0][..512] != patterns[1][..512] && patterns[1][..512] != patterns[2][..512]);
+    for (&(lba, n, _), data) in writes.iter().zip(&patterns) {
+        if lba > u64::from(u32::MAX) || n > 1 {
+            ini.write16(lba, data, BS).unwrap();
+        } else {
+            ini.write10(lba, data, BS).unwrap();
+        }
+        assert_eq!(
+            ini.read10(lba, n, BS).unwrap(),
+            *data,
+            "read back LBA {lba}"
+        );
+    }
+    ini.synchronize_cache().unwrap();
+    ini.logout().unwrap();
+
+    // A new session reads the same bytes (they came from the store, not a cache of the
+    // session).
+    let mut ini = connect();
+    for (&(lba, n, _), data) in writes.iter().zip(&patterns) {
+        assert_eq!(
+            ini.read16(lba, n, BS).unwrap(),
+            *data,
+            "new session, LBA {lba}"
+        );
+    }
+    ini.logout().unwrap();
+
+    // The fake volume's backing file holds each pattern at LBA * 512, and nothing else.
+    let stored = std::fs::read(&file).unwrap();
+    assert_eq!(stored.len() as u64, GLFS_BYTES);
+    let mut expected = vec![0u8; GLFS_BYTES as usize];
+    for (&(lba, _, _), data) in writes.iter().zip(&patterns) {
+        let at = (lba * 512) as usize;
+        assert_eq!(
+            &stored[at..at + data.len()],
+            &data[..],
+            "backing file at LBA {lba}"
+        );
+        expected[at..at + data.len()].copy_from_slice(data);
+    }
+    if stored != expected {
+        let first = stored
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap();
+        panic!("backing file differs outside the written blocks, first at byte {first}");
+    }
 }
