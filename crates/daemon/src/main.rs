@@ -96,3 +96,17 @@ mod tests {
         assert_eq!(hint("192.0.2.7:3261"), "192.0.2.7:3261");
     }
 }
+
+#[cfg(test)]
+mod limits_in_step {
+    #[test]
+    fn the_iscsi_data_limit_is_the_scsi_maximum_transfer() {
+        // The iSCSI layer refuses to collect data past its limit and the SCSI layer refuses
+        // transfers past its maximum; a gap between them would either buffer data the SCSI
+        // layer throws away, or refuse writes the SCSI layer reports in its Block Limits.
+        assert_eq!(
+            iscsi::Limits::default().max_command_data_out,
+            scsi::MAX_TRANSFER_BYTES
+        );
+    }
+}
