@@ -531,6 +531,12 @@ fn zero_by_writing(fd: &FdInner, off: off_t, len: off_t) -> Res<ssize_t> {
 
 struct SendPtr(usize);
 
+thread_local! {
+    /// The mount (`Arc::as_ptr` of its [`Glfs`]) whose async operation and callback this
+    /// pool thread is running, 0 when none.
+    static RUNNING_MOUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn submit_async(
     fdp: *mut glfs_fd_t,
     cb: glfs_io_cbk,
@@ -547,6 +553,7 @@ fn submit_async(
     pool::submit(Box::new(move || {
         let fdp = fdp;
         let data = data;
+        let outer = RUNNING_MOUNT.with(|r| r.replace(Arc::as_ptr(&fd.glfs) as usize));
         let out = guard(Err(libc::EIO), || op(&fd));
         let (ret, err, mut pre, mut post) = match out {
             Ok(o) => (o.ret, 0, o.pre, o.post),
@@ -569,6 +576,7 @@ fn submit_async(
                 data.0 as *mut c_void,
             )
         }));
+        RUNNING_MOUNT.with(|r| r.set(outer));
         fd.glfs.end_async();
     }));
     Ok(0)
@@ -706,13 +714,11 @@ pub unsafe extern "C" fn glfs_fini(fs: *mut glfs_t) -> c_int {
             return Err(libc::EINVAL);
         }
         let m = mounts().remove(fs as usize).ok_or(libc::EINVAL)?;
-        if pool::on_worker_thread() {
-            // Called from a completion callback: waiting here would deadlock on our
-            // own in-flight count; refuse new work and let in-flight ops drain.
-            m.mark_closing();
-            return Ok(0);
-        }
-        m.fini();
+        // From a completion callback of this same mount, the callback's own operation
+        // is in flight until it returns: wait for all the others only. A callback of
+        // another mount waits for everything of `m`, as any other caller.
+        let own = RUNNING_MOUNT.with(|r| r.get()) == Arc::as_ptr(&m) as usize;
+        m.fini(usize::from(own));
         Ok(0)
     })
 }

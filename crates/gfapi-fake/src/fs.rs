@@ -375,7 +375,7 @@ impl Glfs {
     pub fn end_async(&self) {
         let mut n = lock(&self.inflight);
         *n -= 1;
-        if *n == 0 {
+        if *n <= 1 {
             self.idle.notify_all();
         }
     }
@@ -391,11 +391,12 @@ impl Glfs {
     }
 
     /// glfs_fini: refuses new async submissions, lets the in-flight ones complete
-    /// (callbacks included), then refuses everything.
-    pub fn fini(&self) {
+    /// (callbacks included) until at most `keep` remain (1 when called from a callback
+    /// of this mount: that callback's own operation), then refuses everything.
+    pub fn fini(&self, keep: usize) {
         self.mark_closing();
         let mut n = lock(&self.inflight);
-        while *n > 0 {
+        while *n > keep {
             n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         drop(n);

@@ -71,8 +71,3 @@ pub fn submit(job: Job) {
     drop(st);
     p.ready.notify_one();
 }
-
-/// Whether the current thread is a pool worker.
-pub fn on_worker_thread() -> bool {
-    std::thread::current().name() == Some("gfapi-fake-io")
-}

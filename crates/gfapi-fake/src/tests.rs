@@ -943,3 +943,78 @@ fn vectored_io_sync_and_async() {
         glfs_close(fd);
     }
 }
+
+#[test]
+fn fini_of_another_mount_from_a_callback_waits_for_its_in_flight_ops() {
+    let a = Env::new();
+    let b = Env::new();
+    b.rules("[[rule]]\nop = 'write'\ndelay_ms = 300\n");
+    let (tx, rx) = mpsc::channel::<Completion>();
+    let (ftx, frx) = mpsc::channel::<c_int>();
+    unsafe {
+        let fb = b.creat("/slow");
+        let buf = vec![3u8; 512];
+        assert_eq!(
+            glfs_pwrite_async(
+                fb,
+                buf.as_ptr() as *const c_void,
+                512,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let fa = a.creat("/f");
+        let cookie = Box::into_raw(Box::new((b.fs as usize, ftx))) as *mut c_void;
+        assert_eq!(glfs_fsync_async(fa, Some(fini_in_callback), cookie), 0);
+        assert_eq!(frx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        // fini(b) returned only after b's write and its callback were done.
+        let w = rx
+            .try_recv()
+            .expect("b's callback ran before glfs_fini(b) returned");
+        assert_eq!(w.ret, 512);
+        assert_eq!(pread(fb, 1, 0), Err(libc::EBADF));
+        glfs_close(fa);
+        glfs_close(fb);
+    }
+}
+
+#[test]
+fn fini_from_its_own_callback_waits_for_the_others_and_finalizes() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'write'\npath = '/slow'\ndelay_ms = 300\n");
+    let (tx, rx) = mpsc::channel::<Completion>();
+    let (ftx, frx) = mpsc::channel::<c_int>();
+    unsafe {
+        let slow = env.creat("/slow");
+        let f = env.creat("/f");
+        let buf = vec![3u8; 512];
+        assert_eq!(
+            glfs_pwrite_async(
+                slow,
+                buf.as_ptr() as *const c_void,
+                512,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let cookie = Box::into_raw(Box::new((env.fs as usize, ftx))) as *mut c_void;
+        assert_eq!(glfs_fsync_async(f, Some(fini_in_callback), cookie), 0);
+        assert_eq!(frx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        let w = rx
+            .try_recv()
+            .expect("the other op completed before glfs_fini returned");
+        assert_eq!(w.ret, 512);
+        // The instance is finalized: its fds are EBADF.
+        assert_eq!(pread(f, 1, 0), Err(libc::EBADF));
+        assert_eq!(pwrite(slow, b"x", 0), -1);
+        assert_eq!(errno(), libc::EBADF);
+        glfs_close(f);
+        glfs_close(slow);
+    }
+}
