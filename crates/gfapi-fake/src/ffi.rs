@@ -1542,7 +1542,12 @@ unsafe fn next_entry(fd: *mut glfs_fd_t, out: Option<*mut dirent>) -> Res<*mut d
         if o.is_null() {
             return Err(libc::EINVAL);
         }
-        std::ptr::copy_nonoverlapping(e, o, 1);
+        // readdir's record is only as long as its name (d_reclen), not sizeof(dirent):
+        // copy the header and the name with its NUL, nothing past it.
+        let name_off = std::mem::offset_of!(dirent, d_name);
+        let name_len = libc::strlen((*e).d_name.as_ptr());
+        let len = (name_off + name_len + 1).min(std::mem::size_of::<dirent>());
+        std::ptr::copy_nonoverlapping(e as *const u8, o as *mut u8, len);
         return Ok(o);
     }
     Ok(e)

@@ -1018,3 +1018,41 @@ fn fini_from_its_own_callback_waits_for_the_others_and_finalizes() {
         glfs_close(slow);
     }
 }
+
+#[test]
+fn readdir_r_copies_only_the_record_not_a_whole_dirent() {
+    let env = Env::new();
+    unsafe {
+        glfs_close(env.creat("/a"));
+        let d = glfs_opendir(env.fs, c("/").as_ptr());
+        assert!(!d.is_null());
+        let mut names = Vec::new();
+        loop {
+            let mut entry: libc::dirent = std::mem::zeroed();
+            std::ptr::write_bytes(
+                &mut entry as *mut libc::dirent as *mut u8,
+                0xaa,
+                std::mem::size_of::<libc::dirent>(),
+            );
+            let mut res: *mut libc::dirent = std::ptr::null_mut();
+            assert_eq!(glfs_readdir_r(d, &mut entry, &mut res), 0);
+            if res.is_null() {
+                break;
+            }
+            assert_eq!(res, &mut entry as *mut libc::dirent);
+            let name = CStr::from_ptr(entry.d_name.as_ptr()).to_bytes().to_vec();
+            // Past the name's NUL the caller's buffer is untouched: nothing beyond the
+            // record readdir returned was read.
+            let tail = &entry.d_name[name.len() + 1..];
+            assert!(
+                tail.iter().all(|&b| b as u8 == 0xaa),
+                "bytes after {:?} were overwritten",
+                String::from_utf8_lossy(&name)
+            );
+            names.push(String::from_utf8(name).unwrap());
+        }
+        names.sort();
+        assert_eq!(names, [".", "..", "a"]);
+        glfs_closedir(d);
+    }
+}
