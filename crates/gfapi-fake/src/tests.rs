@@ -1056,3 +1056,35 @@ fn readdir_r_copies_only_the_record_not_a_whole_dirent() {
         glfs_closedir(d);
     }
 }
+
+#[test]
+fn stale_fds_stay_ebadf_across_many_open_close_cycles() {
+    let env = Env::new();
+    unsafe {
+        let mut stale = std::collections::HashSet::new();
+        for _ in 0..5000 {
+            let fd = env.creat("/cycle");
+            assert_eq!(glfs_close(fd), 0);
+            stale.insert(fd as usize);
+        }
+        assert_eq!(stale.len(), 5000, "every open got a handle of its own");
+        let live: Vec<*mut glfs_fd_t> = (0..64).map(|_| env.creat("/live")).collect();
+        for &fd in &live {
+            assert!(
+                !stale.contains(&(fd as usize)),
+                "a closed handle was reused"
+            );
+            assert_eq!(pwrite(fd, b"ok", 0), 2);
+        }
+        for &s in &stale {
+            let s = s as *mut glfs_fd_t;
+            assert_eq!(glfs_close(s), -1, "double close");
+            assert_eq!(errno(), libc::EBADF);
+            assert_eq!(pread(s, 1, 0), Err(libc::EBADF), "use after close");
+        }
+        for &fd in &live {
+            assert_eq!(pread(fd, 2, 0).unwrap(), b"ok", "live fds untouched");
+            assert_eq!(glfs_close(fd), 0);
+        }
+    }
+}
