@@ -276,16 +276,19 @@ fn misaligned(fd: &FdInner, off: i64, len: usize) -> bool {
     fd.direct && (off.rem_euclid(align) != 0 || len as i64 % align != 0)
 }
 
-/// Runs `f` at `off`, or, when `off` is None, at the fd's offset, which then advances
-/// by what `f` returns (as gfapi's glfs_read/glfs_write do).
+/// Runs `f` at `off`, or, when `off` is None, at the fd's offset; the offset is then
+/// set to where `f` started plus what it returned (as gfapi's glfs_read/glfs_write do).
+/// The offset's lock is not held while `f` runs (fault delays and hangs, I/O), so a
+/// hung read never blocks glfs_lseek or other I/O on the fd; concurrent glfs_read/
+/// glfs_write on one fd race for the offset, as in gfapi.
 fn at_offset(fd: &FdInner, off: Option<i64>, f: impl FnOnce(i64) -> Res<IoOut>) -> Res<IoOut> {
     match off {
         Some(o) => f(o),
         None => {
-            let mut pos = lock(&fd.pos);
-            let out = f(*pos)?;
+            let start = *lock(&fd.pos);
+            let out = f(start)?;
             if out.ret > 0 {
-                *pos = pos.wrapping_add(out.ret as i64);
+                *lock(&fd.pos) = start.wrapping_add(out.ret as i64);
             }
             Ok(out)
         }

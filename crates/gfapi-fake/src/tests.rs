@@ -1088,3 +1088,39 @@ fn stale_fds_stay_ebadf_across_many_open_close_cycles() {
         }
     }
 }
+
+#[test]
+fn a_hung_read_does_not_block_lseek_on_the_same_fd() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, &[9u8; 64], 0), 64);
+        env.rules("[[rule]]\nop = 'read'\nhang = true\n");
+        let fdu = fd as usize;
+        let (rtx, rrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            let r = glfs_read(fdu as *mut glfs_fd_t, buf.as_mut_ptr().cast(), 16, 0);
+            rtx.send(r).unwrap();
+        });
+        assert!(
+            rrx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "read hangs"
+        );
+        let (ltx, lrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            ltx.send(glfs_lseek(fdu as *mut glfs_fd_t, 10, libc::SEEK_SET))
+                .unwrap();
+        });
+        assert_eq!(
+            lrx.recv_timeout(Duration::from_secs(2)),
+            Ok(10),
+            "lseek returns while the read hangs"
+        );
+        env.clear_rules();
+        assert_eq!(rrx.recv_timeout(Duration::from_secs(5)).unwrap(), 16);
+        // As gfapi: the read sets the offset to where it started plus what it read.
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 16);
+        glfs_close(fd);
+    }
+}
