@@ -551,9 +551,10 @@ fn submit_async(
         return Err(libc::EINVAL);
     };
     fd.glfs.begin_async().map_err(|_| libc::EBADF)?;
+    let glfs = fd.glfs.clone();
     let fdp = SendPtr(fdp as usize);
     let data = SendPtr(data as usize);
-    pool::submit(Box::new(move || {
+    let submitted = pool::current().submit(Box::new(move || {
         let fdp = fdp;
         let data = data;
         let outer = RUNNING_MOUNT.with(|r| r.replace(Arc::as_ptr(&fd.glfs) as usize));
@@ -582,6 +583,11 @@ fn submit_async(
         RUNNING_MOUNT.with(|r| r.set(outer));
         fd.glfs.end_async();
     }));
+    if let Err(e) = submitted {
+        // Not queued (no pool thread could be started): not in flight either.
+        glfs.end_async();
+        return Err(e);
+    }
     Ok(0)
 }
 

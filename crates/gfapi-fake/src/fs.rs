@@ -262,6 +262,8 @@ impl Glfs {
                     ctx.op, ctx.path, ctx.offset, ctx.len, d
                 ),
             );
+            // A pool thread waiting here does not count against the pool's bound.
+            let _blocked = (d.hang || !d.delay.is_zero()).then(crate::pool::blocked);
             src.apply_wait(&d, generation);
         }
         (d, generation)

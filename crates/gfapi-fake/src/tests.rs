@@ -1124,3 +1124,89 @@ fn a_hung_read_does_not_block_lseek_on_the_same_fd() {
         glfs_close(fd);
     }
 }
+
+#[test]
+fn async_submission_fails_with_eagain_when_no_pool_thread_can_start() {
+    fn no_threads(_: &'static crate::pool::Pool) -> std::io::Result<()> {
+        Err(std::io::Error::other("no threads"))
+    }
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fs = mount(env.dir.path(), "vol").unwrap();
+        let fd = glfs_creat(fs, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        let p: &'static crate::pool::Pool =
+            Box::leak(Box::new(crate::pool::Pool::new(4, no_threads)));
+        crate::pool::use_on_this_thread(Some(p));
+        let r = glfs_fsync_async(fd, Some(on_done), token(&tx));
+        let e = errno();
+        crate::pool::use_on_this_thread(None);
+        assert_eq!((r, e), (-1, libc::EAGAIN));
+        assert_eq!(gfapi_fake_inflight(fs), 0, "in-flight count restored");
+        assert!(
+            rx.try_recv().is_err(),
+            "no callback for a refused submission"
+        );
+        let fsu = fs as usize;
+        let (ftx, frx) = mpsc::channel();
+        std::thread::spawn(move || ftx.send(glfs_fini(fsu as *mut glfs_t)).unwrap());
+        assert_eq!(
+            frx.recv_timeout(Duration::from_secs(5)),
+            Ok(0),
+            "fini returns"
+        );
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn more_hung_async_ops_than_pool_threads_do_not_stall_others() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let hung = env.creat("/hung");
+        let other = env.creat("/other");
+        env.rules("[[rule]]\nop = 'read'\npath = '/hung'\nhang = true\n");
+        let n = crate::pool::MAX_WORKERS + 6;
+        let mut bufs = vec![[0u8; 8]; n];
+        for b in bufs.iter_mut() {
+            assert_eq!(
+                glfs_pread_async(
+                    hung,
+                    b.as_mut_ptr().cast(),
+                    8,
+                    0,
+                    0,
+                    Some(on_done),
+                    token(&tx)
+                ),
+                0
+            );
+        }
+        let buf = [1u8; 8];
+        assert_eq!(
+            glfs_pwrite_async(
+                other,
+                buf.as_ptr().cast(),
+                8,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let w = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a write completes while every hung read holds a thread");
+        assert_eq!(w.ret, 8);
+        assert_eq!(gfapi_fake_inflight(env.fs), n as c_int);
+        env.clear_rules();
+        for _ in 0..n {
+            let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(r.ret, 0, "reads of an empty file return 0 once released");
+        }
+        glfs_close(hung);
+        glfs_close(other);
+    }
+}
