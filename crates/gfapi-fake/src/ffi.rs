@@ -1224,10 +1224,12 @@ unsafe fn iov_async(
         // gfapi copies the iovec array itself; the buffers stay the caller's.
         let (v, _) = clamp_iov(iov, count, usize::MAX)?;
         let v: Vec<(usize, usize)> = v.iter().map(|x| (x.iov_base as usize, x.iov_len)).collect();
-        if !write && matches!(offset, Some(o) if o < 0) {
-            return Err(libc::EINVAL);
-        }
         submit_async(fd, fn_, data, move |f| {
+            // As for glfs_pread_async: a negative read offset fails through the callback.
+            let offset = match offset {
+                Some(o) if !write => read_offset(o)?,
+                o => o,
+            };
             let v: Vec<iovec> = v
                 .iter()
                 .map(|&(b, l)| iovec {
