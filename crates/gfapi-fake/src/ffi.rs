@@ -1481,9 +1481,28 @@ pub unsafe extern "C" fn glfs_rename(
             let m = mount_of(fs)?;
             let (newhost, _, _) = m.admit_path("rename", str_arg(newpath)?)?;
             let new = cpath(&newhost)?;
-            cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize).map(|_| 0)
+            match cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize) {
+                // rename(2) says ENOTDIR for a directory onto a non-directory; Gluster
+                // (10.3) says EISDIR.
+                Err(libc::ENOTDIR) if is_dir(old) && exists_not_dir(&new) => Err(libc::EISDIR),
+                r => r.map(|_| 0),
+            }
         })
     })
+}
+
+fn lstat_mode(p: &std::ffi::CStr) -> Option<libc::mode_t> {
+    // SAFETY: zeroed stat is a valid out-buffer; p is a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::lstat(p.as_ptr(), &mut st) } == 0).then_some(st.st_mode & libc::S_IFMT)
+}
+
+fn is_dir(p: &std::ffi::CStr) -> bool {
+    lstat_mode(p) == Some(libc::S_IFDIR)
+}
+
+fn exists_not_dir(p: &std::ffi::CStr) -> bool {
+    matches!(lstat_mode(p), Some(m) if m != libc::S_IFDIR)
 }
 
 /// glfs_truncate (GFAPI_3.7.15)

@@ -1270,3 +1270,29 @@ fn negative_offsets_on_vectored_async_io_are_reported_through_the_callback() {
         glfs_close(fd);
     }
 }
+
+#[test]
+fn rename_errors_match_gluster() {
+    let env = Env::new();
+    unsafe {
+        glfs_close(env.creat("/f"));
+        glfs_close(env.creat("/g"));
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
+        assert_eq!(glfs_mkdir(env.fs, c("/e").as_ptr(), 0o755), 0);
+        let rename = |a: &str, b: &str| {
+            if glfs_rename(env.fs, c(a).as_ptr(), c(b).as_ptr()) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            }
+        };
+        // A directory onto a file: EISDIR on Gluster 10.3 (rename(2) says ENOTDIR).
+        assert_eq!(rename("/d", "/f"), Err(libc::EISDIR));
+        assert_eq!(rename("/f", "/d"), Err(libc::EISDIR));
+        assert_eq!(rename("/missing", "/z"), Err(libc::ENOENT));
+        assert_eq!(rename("/f", "/g"), Ok(()), "onto an existing file");
+        assert!(!env.host("/f").exists());
+        assert_eq!(rename("/d", "/e"), Ok(()), "onto an empty directory");
+        assert!(env.host("/e").is_dir() && !env.host("/d").exists());
+    }
+}
