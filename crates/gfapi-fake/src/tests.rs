@@ -1296,3 +1296,35 @@ fn rename_errors_match_gluster() {
         assert!(env.host("/e").is_dir() && !env.host("/d").exists());
     }
 }
+
+#[test]
+fn init_refuses_volume_names_leaving_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    std::fs::create_dir_all(dir.path().join(".hidden")).unwrap();
+    for name in ["", ".", "..", ".hidden", "a/b", "/a", "../x"] {
+        assert_eq!(
+            mount(dir.path(), name).err(),
+            Some(libc::EINVAL),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn offset_rules_never_match_operations_without_an_offset() {
+    let env = Env::new();
+    env.rules("[[rule]]\noffset = [0, 1000000]\nerrno = 'EIO'\n");
+    unsafe {
+        let fd = glfs_creat(env.fs, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        assert!(!fd.is_null(), "creat has no offset");
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_stat(env.fs, c("/f").as_ptr(), &mut st), 0);
+        assert_eq!(glfs_fstat(fd, &mut st), 0);
+        assert_eq!(sync(fd), Ok(()));
+        assert_eq!(pwrite(fd, b"x", 0), -1, "a write in the range");
+        assert_eq!(errno(), libc::EIO);
+        assert_eq!(pwrite(fd, b"x", 2_000_000), 1, "a write outside the range");
+        assert_eq!(glfs_close(fd), 0);
+    }
+}
