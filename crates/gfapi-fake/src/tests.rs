@@ -1328,3 +1328,173 @@ fn offset_rules_never_match_operations_without_an_offset() {
         assert_eq!(glfs_close(fd), 0);
     }
 }
+
+/// Which of `n` pwrites on a fresh fd fail (with the errno they fail with).
+unsafe fn write_failures(env: &Env, path: &str, n: usize) -> Vec<Option<i32>> {
+    let fd = env.creat(path);
+    let out = (0..n)
+        .map(|i| match pwrite(fd, b"x", i as i64) {
+            1 => None,
+            _ => Some(errno()),
+        })
+        .collect();
+    glfs_close(fd);
+    out
+}
+
+#[test]
+fn probability_is_deterministic_per_seed() {
+    let env = Env::new();
+    let rules = |seed: u64, reconnect: u64| {
+        format!(
+            "seed = {seed}\nreconnect = {reconnect}\n[[rule]]\nop = 'write'\n\
+             probability = 0.3\nerrno = 'EIO'\n"
+        )
+    };
+    unsafe {
+        env.rules(&rules(7, 1));
+        let a = write_failures(&env, "/p", 400);
+        // Rewritten with the same seed: counters restart, the same calls fail.
+        env.rules(&rules(7, 2));
+        let b = write_failures(&env, "/p", 400);
+        env.rules(&rules(8, 3));
+        let other = write_failures(&env, "/p", 400);
+        let count = |v: &[Option<i32>]| v.iter().filter(|e| e.is_some()).count();
+        assert!(a.iter().flatten().all(|&e| e == libc::EIO));
+        assert_eq!(a, b, "same seed, same sequence of failures");
+        assert_eq!(count(&a), count(&b));
+        assert!(
+            (80..=160).contains(&count(&a)),
+            "about 30% of 400 fail: {}",
+            count(&a)
+        );
+        assert_ne!(a, other, "another seed, another sequence");
+        assert!((80..=160).contains(&count(&other)), "{}", count(&other));
+    }
+}
+
+#[test]
+fn short_applies_to_async_vectored_and_offset_io() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/s");
+        assert_eq!(pwrite(fd, &[7u8; 1000], 0), 1000);
+        env.rules("[[rule]]\nop = ['read', 'write']\nshort = 100\n");
+        let data = [5u8; 1000];
+        assert_eq!(
+            glfs_pwrite_async(
+                fd,
+                data.as_ptr().cast(),
+                1000,
+                2000,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        assert_eq!(std::fs::metadata(env.host("/s")).unwrap().len(), 2100);
+        let mut buf = [0u8; 1000];
+        assert_eq!(
+            glfs_pread_async(
+                fd,
+                buf.as_mut_ptr().cast(),
+                1000,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        assert_eq!(&buf[..100], &[7u8; 100]);
+        assert_eq!(&buf[100..], &[0u8; 900][..], "nothing past the short count");
+
+        // Vectored, sync and async: the count is cut across the vectors.
+        let (x, y) = ([1u8; 60], [2u8; 60]);
+        let wiov = [
+            libc::iovec {
+                iov_base: x.as_ptr() as *mut c_void,
+                iov_len: 60,
+            },
+            libc::iovec {
+                iov_base: y.as_ptr() as *mut c_void,
+                iov_len: 60,
+            },
+        ];
+        assert_eq!(glfs_pwritev(fd, wiov.as_ptr(), 2, 4000, 0), 100);
+        assert_eq!(
+            glfs_pwritev_async(fd, wiov.as_ptr(), 2, 5000, 0, Some(on_done), token(&tx)),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        let (mut p, mut q) = ([0u8; 60], [0u8; 60]);
+        let riov = [
+            libc::iovec {
+                iov_base: p.as_mut_ptr().cast(),
+                iov_len: 60,
+            },
+            libc::iovec {
+                iov_base: q.as_mut_ptr().cast(),
+                iov_len: 60,
+            },
+        ];
+        assert_eq!(glfs_preadv(fd, riov.as_ptr(), 2, 4000, 0), 100);
+        assert_eq!((p, &q[..40]), ([1u8; 60], &[2u8; 40][..]));
+        assert_eq!(
+            glfs_preadv_async(fd, riov.as_ptr(), 2, 5000, 0, Some(on_done), token(&tx)),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        env.clear_rules();
+        assert_eq!(
+            pread(fd, 200, 4000).unwrap()[100..],
+            [0u8; 100][..],
+            "pwritev wrote 100"
+        );
+        assert_eq!(
+            pread(fd, 200, 5000).unwrap().len(),
+            100,
+            "async pwritev wrote 100"
+        );
+
+        // glfs_read/glfs_write: the offset advances by the short count.
+        env.rules("reconnect = 1\n[[rule]]\nop = ['read', 'write']\nshort = 100\n");
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_SET), 0);
+        assert_eq!(glfs_write(fd, data.as_ptr().cast(), 1000, 0), 100);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 100);
+        assert_eq!(glfs_read(fd, buf.as_mut_ptr().cast(), 1000, 0), 100);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 200);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn volume_after_and_count_filters() {
+    let env = Env::new();
+    std::fs::create_dir(env.dir.path().join("other")).unwrap();
+    let other = mount(env.dir.path(), "other").unwrap();
+    env.rules("[[rule]]\nop = 'write'\nvolume = 'other'\nafter = 2\ncount = 2\nerrno = 'EROFS'\n");
+    unsafe {
+        let mine = env.creat("/f");
+        let theirs = glfs_creat(other, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        assert!(!theirs.is_null());
+        let mut got = Vec::new();
+        for i in 0..6 {
+            // Writes on "vol" never match, so they neither fail nor count.
+            assert_eq!(pwrite(mine, b"x", i), 1);
+            got.push(match pwrite(theirs, b"x", i) {
+                1 => None,
+                _ => Some(errno()),
+            });
+        }
+        let e = Some(libc::EROFS);
+        assert_eq!(got, [None, None, e, e, None, None]);
+        glfs_close(mine);
+        glfs_close(theirs);
+        glfs_fini(other);
+    }
+}
