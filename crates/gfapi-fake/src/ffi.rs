@@ -276,16 +276,19 @@ fn misaligned(fd: &FdInner, off: i64, len: usize) -> bool {
     fd.direct && (off.rem_euclid(align) != 0 || len as i64 % align != 0)
 }
 
-/// Runs `f` at `off`, or, when `off` is None, at the fd's offset, which then advances
-/// by what `f` returns (as gfapi's glfs_read/glfs_write do).
+/// Runs `f` at `off`, or, when `off` is None, at the fd's offset; the offset is then
+/// set to where `f` started plus what it returned (as gfapi's glfs_read/glfs_write do).
+/// The offset's lock is not held while `f` runs (fault delays and hangs, I/O), so a
+/// hung read never blocks glfs_lseek or other I/O on the fd; concurrent glfs_read/
+/// glfs_write on one fd race for the offset, as in gfapi.
 fn at_offset(fd: &FdInner, off: Option<i64>, f: impl FnOnce(i64) -> Res<IoOut>) -> Res<IoOut> {
     match off {
         Some(o) => f(o),
         None => {
-            let mut pos = lock(&fd.pos);
-            let out = f(*pos)?;
+            let start = *lock(&fd.pos);
+            let out = f(start)?;
             if out.ret > 0 {
-                *pos = pos.wrapping_add(out.ret as i64);
+                *lock(&fd.pos) = start.wrapping_add(out.ret as i64);
             }
             Ok(out)
         }
@@ -531,6 +534,12 @@ fn zero_by_writing(fd: &FdInner, off: off_t, len: off_t) -> Res<ssize_t> {
 
 struct SendPtr(usize);
 
+thread_local! {
+    /// The mount (`Arc::as_ptr` of its [`Glfs`]) whose async operation and callback this
+    /// pool thread is running, 0 when none.
+    static RUNNING_MOUNT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn submit_async(
     fdp: *mut glfs_fd_t,
     cb: glfs_io_cbk,
@@ -542,11 +551,13 @@ fn submit_async(
         return Err(libc::EINVAL);
     };
     fd.glfs.begin_async().map_err(|_| libc::EBADF)?;
+    let glfs = fd.glfs.clone();
     let fdp = SendPtr(fdp as usize);
     let data = SendPtr(data as usize);
-    pool::submit(Box::new(move || {
+    let submitted = pool::current().submit(Box::new(move || {
         let fdp = fdp;
         let data = data;
+        let outer = RUNNING_MOUNT.with(|r| r.replace(Arc::as_ptr(&fd.glfs) as usize));
         let out = guard(Err(libc::EIO), || op(&fd));
         let (ret, err, mut pre, mut post) = match out {
             Ok(o) => (o.ret, 0, o.pre, o.post),
@@ -569,8 +580,14 @@ fn submit_async(
                 data.0 as *mut c_void,
             )
         }));
+        RUNNING_MOUNT.with(|r| r.set(outer));
         fd.glfs.end_async();
     }));
+    if let Err(e) = submitted {
+        // Not queued (no pool thread could be started): not in flight either.
+        glfs.end_async();
+        return Err(e);
+    }
     Ok(0)
 }
 
@@ -706,13 +723,11 @@ pub unsafe extern "C" fn glfs_fini(fs: *mut glfs_t) -> c_int {
             return Err(libc::EINVAL);
         }
         let m = mounts().remove(fs as usize).ok_or(libc::EINVAL)?;
-        if pool::on_worker_thread() {
-            // Called from a completion callback: waiting here would deadlock on our
-            // own in-flight count; refuse new work and let in-flight ops drain.
-            m.mark_closing();
-            return Ok(0);
-        }
-        m.fini();
+        // From a completion callback of this same mount, the callback's own operation
+        // is in flight until it returns: wait for all the others only. A callback of
+        // another mount waits for everything of `m`, as any other caller.
+        let own = RUNNING_MOUNT.with(|r| r.get()) == Arc::as_ptr(&m) as usize;
+        m.fini(usize::from(own));
         Ok(0)
     })
 }
@@ -1209,10 +1224,12 @@ unsafe fn iov_async(
         // gfapi copies the iovec array itself; the buffers stay the caller's.
         let (v, _) = clamp_iov(iov, count, usize::MAX)?;
         let v: Vec<(usize, usize)> = v.iter().map(|x| (x.iov_base as usize, x.iov_len)).collect();
-        if !write && matches!(offset, Some(o) if o < 0) {
-            return Err(libc::EINVAL);
-        }
         submit_async(fd, fn_, data, move |f| {
+            // As for glfs_pread_async: a negative read offset fails through the callback.
+            let offset = match offset {
+                Some(o) if !write => read_offset(o)?,
+                o => o,
+            };
             let v: Vec<iovec> = v
                 .iter()
                 .map(|&(b, l)| iovec {
@@ -1464,9 +1481,28 @@ pub unsafe extern "C" fn glfs_rename(
             let m = mount_of(fs)?;
             let (newhost, _, _) = m.admit_path("rename", str_arg(newpath)?)?;
             let new = cpath(&newhost)?;
-            cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize).map(|_| 0)
+            match cvt(libc::rename(old.as_ptr(), new.as_ptr()) as isize) {
+                // rename(2) says ENOTDIR for a directory onto a non-directory; Gluster
+                // (10.3) says EISDIR.
+                Err(libc::ENOTDIR) if is_dir(old) && exists_not_dir(&new) => Err(libc::EISDIR),
+                r => r.map(|_| 0),
+            }
         })
     })
+}
+
+fn lstat_mode(p: &std::ffi::CStr) -> Option<libc::mode_t> {
+    // SAFETY: zeroed stat is a valid out-buffer; p is a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::lstat(p.as_ptr(), &mut st) } == 0).then_some(st.st_mode & libc::S_IFMT)
+}
+
+fn is_dir(p: &std::ffi::CStr) -> bool {
+    lstat_mode(p) == Some(libc::S_IFDIR)
+}
+
+fn exists_not_dir(p: &std::ffi::CStr) -> bool {
+    matches!(lstat_mode(p), Some(m) if m != libc::S_IFDIR)
 }
 
 /// glfs_truncate (GFAPI_3.7.15)
@@ -1536,7 +1572,12 @@ unsafe fn next_entry(fd: *mut glfs_fd_t, out: Option<*mut dirent>) -> Res<*mut d
         if o.is_null() {
             return Err(libc::EINVAL);
         }
-        std::ptr::copy_nonoverlapping(e, o, 1);
+        // readdir's record is only as long as its name (d_reclen), not sizeof(dirent):
+        // copy the header and the name with its NUL, nothing past it.
+        let name_off = std::mem::offset_of!(dirent, d_name);
+        let name_len = libc::strlen((*e).d_name.as_ptr());
+        let len = (name_off + name_len + 1).min(std::mem::size_of::<dirent>());
+        std::ptr::copy_nonoverlapping(e as *const u8, o as *mut u8, len);
         return Ok(o);
     }
     Ok(e)

@@ -1,7 +1,7 @@
 //! The file-backed "virtual mount" (`glfs_t`) and open files (`glfs_fd_t`).
 
 use crate::faults::{self, Decision, FaultSource, OpCtx};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -262,6 +262,8 @@ impl Glfs {
                     ctx.op, ctx.path, ctx.offset, ctx.len, d
                 ),
             );
+            // A pool thread waiting here does not count against the pool's bound.
+            let _blocked = (d.hang || !d.delay.is_zero()).then(crate::pool::blocked);
             src.apply_wait(&d, generation);
         }
         (d, generation)
@@ -375,7 +377,7 @@ impl Glfs {
     pub fn end_async(&self) {
         let mut n = lock(&self.inflight);
         *n -= 1;
-        if *n == 0 {
+        if *n <= 1 {
             self.idle.notify_all();
         }
     }
@@ -391,11 +393,12 @@ impl Glfs {
     }
 
     /// glfs_fini: refuses new async submissions, lets the in-flight ones complete
-    /// (callbacks included), then refuses everything.
-    pub fn fini(&self) {
+    /// (callbacks included) until at most `keep` remain (1 when called from a callback
+    /// of this mount: that callback's own operation), then refuses everything.
+    pub fn fini(&self, keep: usize) {
         self.mark_closing();
         let mut n = lock(&self.inflight);
-        while *n > 0 {
+        while *n > keep {
             n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         drop(n);
@@ -538,29 +541,31 @@ impl FdInner {
     }
 }
 
-/// Opaque handle registry: the C side only ever sees addresses of small boxes that we
-/// never dereference, so stale or bogus pointers are detected (EBADF/EINVAL) rather
-/// than followed. Closed handles are kept in quarantine for a while so that a double
-/// close does not hit a newer handle that reused the address.
+/// Opaque handle registry: the C side only ever sees handle values that are never
+/// dereferenced and never reused (a process-wide counter, shared by all registries, in
+/// 16-byte steps above [`HANDLE_BASE`]), so a stale, double-closed or bogus pointer is
+/// detected (EBADF/EINVAL) rather than followed, and never hits a newer handle.
 pub struct Registry<T> {
     live: Mutex<HashMap<usize, Arc<T>>>,
-    quarantine: Mutex<VecDeque<Box<u64>>>,
 }
 
-const QUARANTINE: usize = 4096;
+/// Where handle values start; no allocation lives there in practice, but none is ever
+/// looked at either.
+pub const HANDLE_BASE: usize = 0x6766_0000_0000;
+
+static NEXT_HANDLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl<T> Registry<T> {
     fn new() -> Self {
         Registry {
             live: Mutex::new(HashMap::new()),
-            quarantine: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Registers `value` and returns its handle address.
+    /// Registers `value` and returns its handle value (never returned before).
     pub fn insert(&self, value: Arc<T>) -> usize {
-        let token = Box::new(0x6766_6170_6966_616bu64);
-        let addr = Box::into_raw(token) as usize;
+        let id = NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addr = HANDLE_BASE + id * 16;
         lock(&self.live).insert(addr, value);
         addr
     }
@@ -572,15 +577,7 @@ impl<T> Registry<T> {
 
     /// Unregisters a handle, returning its value.
     pub fn remove(&self, addr: usize) -> Option<Arc<T>> {
-        let v = lock(&self.live).remove(&addr)?;
-        // SAFETY: addr came from Box::into_raw in insert and was live until now.
-        let token = unsafe { Box::from_raw(addr as *mut u64) };
-        let mut q = lock(&self.quarantine);
-        q.push_back(token);
-        if q.len() > QUARANTINE {
-            q.pop_front();
-        }
-        Some(v)
+        lock(&self.live).remove(&addr)
     }
 
     /// Number of live handles.
@@ -662,10 +659,17 @@ mod tests {
         assert!(r.remove(h).is_some());
         assert!(r.get(h).is_none());
         assert!(r.remove(h).is_none());
-        let h2 = r.insert(Arc::new(8));
-        assert_ne!(
-            h, h2,
-            "quarantine keeps addresses from being reused at once"
+        let mut seen = std::collections::HashSet::from([h]);
+        for i in 0..10_000 {
+            let h2 = r.insert(Arc::new(i));
+            assert!(seen.insert(h2), "handle value {h2:#x} reused");
+            assert!(r.remove(h2).is_some());
+        }
+        assert!(r.get(h).is_none());
+        let other: Registry<u8> = Registry::new();
+        assert!(
+            !seen.contains(&other.insert(Arc::new(0))),
+            "registries share the counter"
         );
     }
 }

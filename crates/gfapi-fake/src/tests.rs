@@ -943,3 +943,558 @@ fn vectored_io_sync_and_async() {
         glfs_close(fd);
     }
 }
+
+#[test]
+fn fini_of_another_mount_from_a_callback_waits_for_its_in_flight_ops() {
+    let a = Env::new();
+    let b = Env::new();
+    b.rules("[[rule]]\nop = 'write'\ndelay_ms = 300\n");
+    let (tx, rx) = mpsc::channel::<Completion>();
+    let (ftx, frx) = mpsc::channel::<c_int>();
+    unsafe {
+        let fb = b.creat("/slow");
+        let buf = vec![3u8; 512];
+        assert_eq!(
+            glfs_pwrite_async(
+                fb,
+                buf.as_ptr() as *const c_void,
+                512,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let fa = a.creat("/f");
+        let cookie = Box::into_raw(Box::new((b.fs as usize, ftx))) as *mut c_void;
+        assert_eq!(glfs_fsync_async(fa, Some(fini_in_callback), cookie), 0);
+        assert_eq!(frx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        // fini(b) returned only after b's write and its callback were done.
+        let w = rx
+            .try_recv()
+            .expect("b's callback ran before glfs_fini(b) returned");
+        assert_eq!(w.ret, 512);
+        assert_eq!(pread(fb, 1, 0), Err(libc::EBADF));
+        glfs_close(fa);
+        glfs_close(fb);
+    }
+}
+
+#[test]
+fn fini_from_its_own_callback_waits_for_the_others_and_finalizes() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = 'write'\npath = '/slow'\ndelay_ms = 300\n");
+    let (tx, rx) = mpsc::channel::<Completion>();
+    let (ftx, frx) = mpsc::channel::<c_int>();
+    unsafe {
+        let slow = env.creat("/slow");
+        let f = env.creat("/f");
+        let buf = vec![3u8; 512];
+        assert_eq!(
+            glfs_pwrite_async(
+                slow,
+                buf.as_ptr() as *const c_void,
+                512,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let cookie = Box::into_raw(Box::new((env.fs as usize, ftx))) as *mut c_void;
+        assert_eq!(glfs_fsync_async(f, Some(fini_in_callback), cookie), 0);
+        assert_eq!(frx.recv_timeout(Duration::from_secs(5)).unwrap(), 0);
+        let w = rx
+            .try_recv()
+            .expect("the other op completed before glfs_fini returned");
+        assert_eq!(w.ret, 512);
+        // The instance is finalized: its fds are EBADF.
+        assert_eq!(pread(f, 1, 0), Err(libc::EBADF));
+        assert_eq!(pwrite(slow, b"x", 0), -1);
+        assert_eq!(errno(), libc::EBADF);
+        glfs_close(f);
+        glfs_close(slow);
+    }
+}
+
+#[test]
+fn readdir_r_copies_only_the_record_not_a_whole_dirent() {
+    let env = Env::new();
+    unsafe {
+        glfs_close(env.creat("/a"));
+        let d = glfs_opendir(env.fs, c("/").as_ptr());
+        assert!(!d.is_null());
+        let mut names = Vec::new();
+        loop {
+            let mut entry: libc::dirent = std::mem::zeroed();
+            std::ptr::write_bytes(
+                &mut entry as *mut libc::dirent as *mut u8,
+                0xaa,
+                std::mem::size_of::<libc::dirent>(),
+            );
+            let mut res: *mut libc::dirent = std::ptr::null_mut();
+            assert_eq!(glfs_readdir_r(d, &mut entry, &mut res), 0);
+            if res.is_null() {
+                break;
+            }
+            assert_eq!(res, &mut entry as *mut libc::dirent);
+            let name = CStr::from_ptr(entry.d_name.as_ptr()).to_bytes().to_vec();
+            // Past the name's NUL the caller's buffer is untouched: nothing beyond the
+            // record readdir returned was read.
+            let tail = &entry.d_name[name.len() + 1..];
+            assert!(
+                tail.iter().all(|&b| b as u8 == 0xaa),
+                "bytes after {:?} were overwritten",
+                String::from_utf8_lossy(&name)
+            );
+            names.push(String::from_utf8(name).unwrap());
+        }
+        names.sort();
+        assert_eq!(names, [".", "..", "a"]);
+        glfs_closedir(d);
+    }
+}
+
+#[test]
+fn stale_fds_stay_ebadf_across_many_open_close_cycles() {
+    let env = Env::new();
+    unsafe {
+        let mut stale = std::collections::HashSet::new();
+        for _ in 0..5000 {
+            let fd = env.creat("/cycle");
+            assert_eq!(glfs_close(fd), 0);
+            stale.insert(fd as usize);
+        }
+        assert_eq!(stale.len(), 5000, "every open got a handle of its own");
+        let live: Vec<*mut glfs_fd_t> = (0..64).map(|_| env.creat("/live")).collect();
+        for &fd in &live {
+            assert!(
+                !stale.contains(&(fd as usize)),
+                "a closed handle was reused"
+            );
+            assert_eq!(pwrite(fd, b"ok", 0), 2);
+        }
+        for &s in &stale {
+            let s = s as *mut glfs_fd_t;
+            assert_eq!(glfs_close(s), -1, "double close");
+            assert_eq!(errno(), libc::EBADF);
+            assert_eq!(pread(s, 1, 0), Err(libc::EBADF), "use after close");
+        }
+        for &fd in &live {
+            assert_eq!(pread(fd, 2, 0).unwrap(), b"ok", "live fds untouched");
+            assert_eq!(glfs_close(fd), 0);
+        }
+    }
+}
+
+#[test]
+fn a_hung_read_does_not_block_lseek_on_the_same_fd() {
+    let env = Env::new();
+    unsafe {
+        let fd = env.creat("/f");
+        assert_eq!(pwrite(fd, &[9u8; 64], 0), 64);
+        env.rules("[[rule]]\nop = 'read'\nhang = true\n");
+        let fdu = fd as usize;
+        let (rtx, rrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            let r = glfs_read(fdu as *mut glfs_fd_t, buf.as_mut_ptr().cast(), 16, 0);
+            rtx.send(r).unwrap();
+        });
+        assert!(
+            rrx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "read hangs"
+        );
+        let (ltx, lrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            ltx.send(glfs_lseek(fdu as *mut glfs_fd_t, 10, libc::SEEK_SET))
+                .unwrap();
+        });
+        assert_eq!(
+            lrx.recv_timeout(Duration::from_secs(2)),
+            Ok(10),
+            "lseek returns while the read hangs"
+        );
+        env.clear_rules();
+        assert_eq!(rrx.recv_timeout(Duration::from_secs(5)).unwrap(), 16);
+        // As gfapi: the read sets the offset to where it started plus what it read.
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 16);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn async_submission_fails_with_eagain_when_no_pool_thread_can_start() {
+    fn no_threads(_: &'static crate::pool::Pool) -> std::io::Result<()> {
+        Err(std::io::Error::other("no threads"))
+    }
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fs = mount(env.dir.path(), "vol").unwrap();
+        let fd = glfs_creat(fs, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        let p: &'static crate::pool::Pool =
+            Box::leak(Box::new(crate::pool::Pool::new(4, no_threads)));
+        crate::pool::use_on_this_thread(Some(p));
+        let r = glfs_fsync_async(fd, Some(on_done), token(&tx));
+        let e = errno();
+        crate::pool::use_on_this_thread(None);
+        assert_eq!((r, e), (-1, libc::EAGAIN));
+        assert_eq!(gfapi_fake_inflight(fs), 0, "in-flight count restored");
+        assert!(
+            rx.try_recv().is_err(),
+            "no callback for a refused submission"
+        );
+        let fsu = fs as usize;
+        let (ftx, frx) = mpsc::channel();
+        std::thread::spawn(move || ftx.send(glfs_fini(fsu as *mut glfs_t)).unwrap());
+        assert_eq!(
+            frx.recv_timeout(Duration::from_secs(5)),
+            Ok(0),
+            "fini returns"
+        );
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn more_hung_async_ops_than_pool_threads_do_not_stall_others() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let hung = env.creat("/hung");
+        let other = env.creat("/other");
+        env.rules("[[rule]]\nop = 'read'\npath = '/hung'\nhang = true\n");
+        // Releases the hangs also when an assertion fails (else fini would wait forever).
+        struct Release<'a>(&'a Env);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.clear_rules();
+            }
+        }
+        let release = Release(&env);
+        let n = crate::pool::MAX_WORKERS + 6;
+        let mut bufs = vec![[0u8; 8]; n];
+        for b in bufs.iter_mut() {
+            assert_eq!(
+                glfs_pread_async(
+                    hung,
+                    b.as_mut_ptr().cast(),
+                    8,
+                    0,
+                    0,
+                    Some(on_done),
+                    token(&tx)
+                ),
+                0
+            );
+        }
+        let buf = [1u8; 8];
+        assert_eq!(
+            glfs_pwrite_async(
+                other,
+                buf.as_ptr().cast(),
+                8,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let w = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a write completes while every hung read holds a thread");
+        assert_eq!(w.ret, 8);
+        // The write's count drops just after its callback returned.
+        let t = Instant::now();
+        while gfapi_fake_inflight(env.fs) != n as c_int && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            gfapi_fake_inflight(env.fs),
+            n as c_int,
+            "the reads still hang"
+        );
+        drop(release);
+        for _ in 0..n {
+            let r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(r.ret, 0, "reads of an empty file return 0 once released");
+        }
+        glfs_close(hung);
+        glfs_close(other);
+    }
+}
+
+#[test]
+fn negative_offsets_on_vectored_async_io_are_reported_through_the_callback() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/v");
+        let mut a = [0u8; 16];
+        let iov = [libc::iovec {
+            iov_base: a.as_mut_ptr().cast(),
+            iov_len: a.len(),
+        }];
+        // Read: EINVAL in the callback, like glfs_pread_async.
+        assert_eq!(
+            glfs_preadv_async(fd, iov.as_ptr(), 1, -1, 0, Some(on_done), token(&tx)),
+            0
+        );
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((r.ret, r.errno), (-1, libc::EINVAL));
+        assert_eq!(
+            glfs_pread_async(
+                fd,
+                a.as_mut_ptr().cast(),
+                16,
+                -1,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        let p = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((p.ret, p.errno), (r.ret, r.errno), "same as pread_async");
+        // Write: accepted like glfs_pwrite_async; the brick's EINVAL comes at the next sync.
+        assert_eq!(
+            glfs_pwritev_async(fd, iov.as_ptr(), 1, -1, 0, Some(on_done), token(&tx)),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 16);
+        assert_eq!(sync(fd), Err(libc::EINVAL));
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn rename_errors_match_gluster() {
+    let env = Env::new();
+    unsafe {
+        glfs_close(env.creat("/f"));
+        glfs_close(env.creat("/g"));
+        assert_eq!(glfs_mkdir(env.fs, c("/d").as_ptr(), 0o755), 0);
+        assert_eq!(glfs_mkdir(env.fs, c("/e").as_ptr(), 0o755), 0);
+        let rename = |a: &str, b: &str| {
+            if glfs_rename(env.fs, c(a).as_ptr(), c(b).as_ptr()) == 0 {
+                Ok(())
+            } else {
+                Err(errno())
+            }
+        };
+        // A directory onto a file: EISDIR on Gluster 10.3 (rename(2) says ENOTDIR).
+        assert_eq!(rename("/d", "/f"), Err(libc::EISDIR));
+        assert_eq!(rename("/f", "/d"), Err(libc::EISDIR));
+        assert_eq!(rename("/missing", "/z"), Err(libc::ENOENT));
+        assert_eq!(rename("/f", "/g"), Ok(()), "onto an existing file");
+        assert!(!env.host("/f").exists());
+        assert_eq!(rename("/d", "/e"), Ok(()), "onto an empty directory");
+        assert!(env.host("/e").is_dir() && !env.host("/d").exists());
+    }
+}
+
+#[test]
+fn init_refuses_volume_names_leaving_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    std::fs::create_dir_all(dir.path().join(".hidden")).unwrap();
+    for name in ["", ".", "..", ".hidden", "a/b", "/a", "../x"] {
+        assert_eq!(
+            mount(dir.path(), name).err(),
+            Some(libc::EINVAL),
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
+fn offset_rules_never_match_operations_without_an_offset() {
+    let env = Env::new();
+    env.rules("[[rule]]\noffset = [0, 1000000]\nerrno = 'EIO'\n");
+    unsafe {
+        let fd = glfs_creat(env.fs, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        assert!(!fd.is_null(), "creat has no offset");
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_stat(env.fs, c("/f").as_ptr(), &mut st), 0);
+        assert_eq!(glfs_fstat(fd, &mut st), 0);
+        assert_eq!(sync(fd), Ok(()));
+        assert_eq!(pwrite(fd, b"x", 0), -1, "a write in the range");
+        assert_eq!(errno(), libc::EIO);
+        assert_eq!(pwrite(fd, b"x", 2_000_000), 1, "a write outside the range");
+        assert_eq!(glfs_close(fd), 0);
+    }
+}
+
+/// Which of `n` pwrites on a fresh fd fail (with the errno they fail with).
+unsafe fn write_failures(env: &Env, path: &str, n: usize) -> Vec<Option<i32>> {
+    let fd = env.creat(path);
+    let out = (0..n)
+        .map(|i| match pwrite(fd, b"x", i as i64) {
+            1 => None,
+            _ => Some(errno()),
+        })
+        .collect();
+    glfs_close(fd);
+    out
+}
+
+#[test]
+fn probability_is_deterministic_per_seed() {
+    let env = Env::new();
+    let rules = |seed: u64, reconnect: u64| {
+        format!(
+            "seed = {seed}\nreconnect = {reconnect}\n[[rule]]\nop = 'write'\n\
+             probability = 0.3\nerrno = 'EIO'\n"
+        )
+    };
+    unsafe {
+        env.rules(&rules(7, 1));
+        let a = write_failures(&env, "/p", 400);
+        // Rewritten with the same seed: counters restart, the same calls fail.
+        env.rules(&rules(7, 2));
+        let b = write_failures(&env, "/p", 400);
+        env.rules(&rules(8, 3));
+        let other = write_failures(&env, "/p", 400);
+        let count = |v: &[Option<i32>]| v.iter().filter(|e| e.is_some()).count();
+        assert!(a.iter().flatten().all(|&e| e == libc::EIO));
+        assert_eq!(a, b, "same seed, same sequence of failures");
+        assert_eq!(count(&a), count(&b));
+        assert!(
+            (80..=160).contains(&count(&a)),
+            "about 30% of 400 fail: {}",
+            count(&a)
+        );
+        assert_ne!(a, other, "another seed, another sequence");
+        assert!((80..=160).contains(&count(&other)), "{}", count(&other));
+    }
+}
+
+#[test]
+fn short_applies_to_async_vectored_and_offset_io() {
+    let env = Env::new();
+    let (tx, rx) = mpsc::channel::<Completion>();
+    unsafe {
+        let fd = env.creat("/s");
+        assert_eq!(pwrite(fd, &[7u8; 1000], 0), 1000);
+        env.rules("[[rule]]\nop = ['read', 'write']\nshort = 100\n");
+        let data = [5u8; 1000];
+        assert_eq!(
+            glfs_pwrite_async(
+                fd,
+                data.as_ptr().cast(),
+                1000,
+                2000,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        assert_eq!(std::fs::metadata(env.host("/s")).unwrap().len(), 2100);
+        let mut buf = [0u8; 1000];
+        assert_eq!(
+            glfs_pread_async(
+                fd,
+                buf.as_mut_ptr().cast(),
+                1000,
+                0,
+                0,
+                Some(on_done),
+                token(&tx)
+            ),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        assert_eq!(&buf[..100], &[7u8; 100]);
+        assert_eq!(&buf[100..], &[0u8; 900][..], "nothing past the short count");
+
+        // Vectored, sync and async: the count is cut across the vectors.
+        let (x, y) = ([1u8; 60], [2u8; 60]);
+        let wiov = [
+            libc::iovec {
+                iov_base: x.as_ptr() as *mut c_void,
+                iov_len: 60,
+            },
+            libc::iovec {
+                iov_base: y.as_ptr() as *mut c_void,
+                iov_len: 60,
+            },
+        ];
+        assert_eq!(glfs_pwritev(fd, wiov.as_ptr(), 2, 4000, 0), 100);
+        assert_eq!(
+            glfs_pwritev_async(fd, wiov.as_ptr(), 2, 5000, 0, Some(on_done), token(&tx)),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        let (mut p, mut q) = ([0u8; 60], [0u8; 60]);
+        let riov = [
+            libc::iovec {
+                iov_base: p.as_mut_ptr().cast(),
+                iov_len: 60,
+            },
+            libc::iovec {
+                iov_base: q.as_mut_ptr().cast(),
+                iov_len: 60,
+            },
+        ];
+        assert_eq!(glfs_preadv(fd, riov.as_ptr(), 2, 4000, 0), 100);
+        assert_eq!((p, &q[..40]), ([1u8; 60], &[2u8; 40][..]));
+        assert_eq!(
+            glfs_preadv_async(fd, riov.as_ptr(), 2, 5000, 0, Some(on_done), token(&tx)),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().ret, 100);
+        env.clear_rules();
+        assert_eq!(
+            pread(fd, 200, 4000).unwrap()[100..],
+            [0u8; 100][..],
+            "pwritev wrote 100"
+        );
+        assert_eq!(
+            pread(fd, 200, 5000).unwrap().len(),
+            100,
+            "async pwritev wrote 100"
+        );
+
+        // glfs_read/glfs_write: the offset advances by the short count.
+        env.rules("reconnect = 1\n[[rule]]\nop = ['read', 'write']\nshort = 100\n");
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_SET), 0);
+        assert_eq!(glfs_write(fd, data.as_ptr().cast(), 1000, 0), 100);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 100);
+        assert_eq!(glfs_read(fd, buf.as_mut_ptr().cast(), 1000, 0), 100);
+        assert_eq!(glfs_lseek(fd, 0, libc::SEEK_CUR), 200);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn volume_after_and_count_filters() {
+    let env = Env::new();
+    std::fs::create_dir(env.dir.path().join("other")).unwrap();
+    let other = mount(env.dir.path(), "other").unwrap();
+    env.rules("[[rule]]\nop = 'write'\nvolume = 'other'\nafter = 2\ncount = 2\nerrno = 'EROFS'\n");
+    unsafe {
+        let mine = env.creat("/f");
+        let theirs = glfs_creat(other, c("/f").as_ptr(), libc::O_RDWR, 0o644);
+        assert!(!theirs.is_null());
+        let mut got = Vec::new();
+        for i in 0..6 {
+            // Writes on "vol" never match, so they neither fail nor count.
+            assert_eq!(pwrite(mine, b"x", i), 1);
+            got.push(match pwrite(theirs, b"x", i) {
+                1 => None,
+                _ => Some(errno()),
+            });
+        }
+        let e = Some(libc::EROFS);
+        assert_eq!(got, [None, None, e, e, None, None]);
+        glfs_close(mine);
+        glfs_close(theirs);
+        glfs_fini(other);
+    }
+}

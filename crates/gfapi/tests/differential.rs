@@ -804,6 +804,7 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
 
     // --- raw mount: exact return values, lseek, namespace ---
     raw_steps(t, raw, dir);
+    more_raw_steps(t, raw, &p("x"));
 
     // --- lstat, unlink ---
     t.rec(
@@ -982,12 +983,211 @@ fn raw_steps(t: &mut Recorder, raw: &Raw, dir: &str) {
     );
 }
 
+/// access, stat, path truncate, fallocate, directory listing, rename, reads on a
+/// directory fd, sync vectored I/O and the offset-based glfs_read/glfs_write, all in the
+/// directory `x` (created and removed here).
+fn more_raw_steps(t: &mut Recorder, raw: &Raw, x: &str) {
+    let p = |name: &str| format!("{x}/{name}");
+    t.rec("raw mkdir x", raw.mkdir(x, 0o755));
+    let Ok(fd) = raw.creat(&p("f"), libc::O_RDWR | libc::O_EXCL, 0o644) else {
+        t.rec("raw creat x/f", "failed");
+        return;
+    };
+    t.rec("raw pwrite 100 @0 x/f", raw.pwrite(fd, &pattern(100, 9), 0));
+    t.rec("raw close x/f", raw.close(fd));
+
+    // access
+    t.rec(
+        "raw access R_OK|W_OK file",
+        raw.access(&p("f"), libc::R_OK | libc::W_OK),
+    );
+    t.rec("raw access F_OK file", raw.access(&p("f"), libc::F_OK));
+    t.rec(
+        "raw access R_OK|W_OK dir",
+        raw.access(x, libc::R_OK | libc::W_OK),
+    );
+    t.rec(
+        "raw access R_OK|W_OK missing",
+        raw.access(&p("missing"), libc::R_OK | libc::W_OK),
+    );
+    t.rec(
+        "raw access F_OK missing",
+        raw.access(&p("missing"), libc::F_OK),
+    );
+
+    // stat
+    t.rec("raw stat file", raw.stat(&p("f")));
+    t.rec(
+        "raw stat dir type",
+        raw.stat(x).split(' ').take(2).collect::<Vec<_>>().join(" "),
+    );
+    t.rec("raw stat missing", raw.stat(&p("missing")));
+    t.rec("raw stat file/ (trailing slash)", raw.stat(&p("f/")));
+
+    // path truncate
+    t.rec("raw truncate x/f 50", raw.truncate(&p("f"), 50));
+    t.rec("raw stat after truncate 50", raw.stat(&p("f")));
+    t.rec("raw truncate x/f 8192 (grow)", raw.truncate(&p("f"), 8192));
+    t.rec("raw stat after truncate 8192", raw.stat(&p("f")));
+    t.rec("raw truncate x/f -1", raw.truncate(&p("f"), -1));
+    t.rec("raw truncate missing", raw.truncate(&p("missing"), 0));
+    t.rec("raw truncate a dir", raw.truncate(x, 0));
+
+    // fallocate
+    match raw.open(&p("f"), libc::O_RDWR) {
+        Ok(fd) => {
+            t.rec("raw fallocate 0..16 KiB", raw.fallocate(fd, 0, 0, 16 << 10));
+            t.rec("raw fstat after fallocate", raw.fstat(fd));
+            t.rec(
+                "raw fallocate keep_size 32 KiB..36 KiB",
+                raw.fallocate(fd, 1, 32 << 10, 4 << 10),
+            );
+            t.rec("raw fstat after fallocate keep_size", raw.fstat(fd));
+            t.rec("raw fallocate len 0", raw.fallocate(fd, 0, 0, 0));
+            t.rec("raw fallocate offset -1", raw.fallocate(fd, 0, -1, 4096));
+            t.rec("raw close after fallocate", raw.close(fd));
+        }
+        Err(e) => t.rec("raw open x/f for fallocate", e),
+    }
+    match raw.open(&p("f"), libc::O_RDONLY) {
+        Ok(fd) => {
+            t.rec(
+                "raw fallocate on an O_RDONLY fd",
+                raw.fallocate(fd, 0, 0, 4096),
+            );
+            raw.close(fd);
+        }
+        Err(e) => t.rec("raw open x/f O_RDONLY", e),
+    }
+
+    // sync vectored I/O and glfs_read/glfs_write
+    match raw.open(&p("f"), libc::O_RDWR) {
+        Ok(fd) => {
+            let a = pattern(300, 1);
+            let b = pattern(212, 2);
+            t.rec(
+                "raw pwritev 300+212 @1000",
+                raw.pwritev(fd, &[&a, &b], 1000),
+            );
+            let want: Vec<u8> = a.iter().chain(&b).copied().collect();
+            t.rec(
+                "raw preadv 100+412 @1000",
+                raw.preadv(fd, &[100, 412], 1000, &want),
+            );
+            t.rec(
+                "raw preadv 64+64 @(16 KiB - 100) (EOF)",
+                raw.preadv(fd, &[64, 64], (16 << 10) - 100, &[0; 100]),
+            );
+            t.rec(
+                "raw preadv 64 @16 KiB (past EOF)",
+                raw.preadv(fd, &[64], 16 << 10, &[]),
+            );
+            t.rec("raw preadv 64 @-1", raw.preadv(fd, &[64], -1, &[]));
+            t.rec("raw preadv no vectors", raw.preadv(fd, &[], 0, &[]));
+            t.rec("raw lseek SEEK_SET 0", raw.lseek(fd, 0, libc::SEEK_SET));
+            t.rec("raw write 10", raw.write(fd, &pattern(10, 3)));
+            t.rec("raw write 20", raw.write(fd, &pattern(20, 4)));
+            t.rec(
+                "raw lseek SEEK_CUR 0 after writes",
+                raw.lseek(fd, 0, libc::SEEK_CUR),
+            );
+            t.rec("raw lseek SEEK_SET 5", raw.lseek(fd, 5, libc::SEEK_SET));
+            let mut want = pattern(10, 3)[5..].to_vec();
+            want.extend_from_slice(&pattern(20, 4)[..5]);
+            t.rec("raw read 10 @5", raw.read(fd, 10, &want));
+            t.rec(
+                "raw lseek SEEK_CUR 0 after read",
+                raw.lseek(fd, 0, libc::SEEK_CUR),
+            );
+            t.rec("raw lseek SEEK_END 0", raw.lseek(fd, 0, libc::SEEK_END));
+            t.rec("raw read 10 at EOF", raw.read(fd, 10, &[]));
+            t.rec("raw read 0", raw.read(fd, 0, &[]));
+            t.rec("raw lseek SEEK_SET -5 then read", {
+                raw.lseek(fd, -5, libc::SEEK_SET);
+                raw.read(fd, 10, &[])
+            });
+            t.rec("raw close after read/write", raw.close(fd));
+        }
+        Err(e) => t.rec("raw open x/f for read/write", e),
+    }
+
+    // a directory fd
+    match raw.open(x, libc::O_RDONLY) {
+        Ok(fd) => {
+            t.rec("raw read on a dir fd", raw.read(fd, 10, &[]));
+            t.rec("raw pread on a dir fd", raw.pread(fd, 10, 0));
+            t.rec("raw preadv on a dir fd", raw.preadv(fd, &[10], 0, &[]));
+            t.rec("raw close dir fd", raw.close(fd));
+        }
+        Err(e) => t.rec("raw open x O_RDONLY", e),
+    }
+
+    // directory listing
+    match raw.creat(&p("h"), libc::O_RDWR | libc::O_EXCL, 0o644) {
+        Ok(fd) => {
+            raw.pwrite(fd, b"h", 0);
+            raw.close(fd);
+        }
+        Err(e) => t.rec("raw creat x/h", e),
+    }
+    t.rec("raw mkdir x/d", raw.mkdir(&p("d"), 0o755));
+    t.rec("raw readdir x (names)", raw.list(x));
+    t.rec("raw readdir_r x (names)", raw.list_r(x));
+    t.rec("raw readdir x/d (empty dir)", raw.list(&p("d")));
+    t.rec("raw opendir missing", raw.list(&p("missing")));
+    t.rec("raw opendir a file", raw.list(&p("f")));
+
+    // rename
+    t.rec("raw rename f -> g", raw.rename(&p("f"), &p("g")));
+    t.rec("raw stat f after rename", raw.stat(&p("f")));
+    t.rec("raw stat g after rename", raw.stat(&p("g")));
+    t.rec(
+        "raw rename g -> h (onto an existing file)",
+        raw.rename(&p("g"), &p("h")),
+    );
+    t.rec("raw stat h after rename onto it", raw.stat(&p("h")));
+    t.rec("raw stat g after rename onto h", raw.stat(&p("g")));
+    t.rec(
+        "raw rename missing -> z",
+        raw.rename(&p("missing"), &p("z")),
+    );
+    // Not compared: rename into a missing directory crashed the real libgfapi 10.3
+    // (SIGSEGV in the test process).
+    t.rec(
+        "raw rename h -> d (file onto a dir)",
+        raw.rename(&p("h"), &p("d")),
+    );
+    t.rec(
+        "raw rename d -> h (dir onto a file)",
+        raw.rename(&p("d"), &p("h")),
+    );
+    t.rec("raw readdir x after renames", raw.list(x));
+
+    t.rec("raw unlink x/h", raw.unlink(&p("h")));
+    t.rec("raw rmdir x/d", raw.rmdir(&p("d")));
+    t.rec("raw rmdir x", raw.rmdir(x));
+}
+
 // ---------------------------------------------------------------------------------------
 // A second mount through the raw C ABI, for calls the safe crate does not expose.
 
 type MkdirFn = unsafe extern "C" fn(*mut glfs_t, *const c_char, mode_t) -> c_int;
 type PathFn = unsafe extern "C" fn(*mut glfs_t, *const c_char) -> c_int;
 type LseekFn = unsafe extern "C" fn(*mut glfs_fd_t, off_t, c_int) -> off_t;
+
+type AccessFn = unsafe extern "C" fn(*mut glfs_t, *const c_char, c_int) -> c_int;
+type StatFn = unsafe extern "C" fn(*mut glfs_t, *const c_char, *mut libc::stat) -> c_int;
+type TruncateFn = unsafe extern "C" fn(*mut glfs_t, *const c_char, off_t) -> c_int;
+type FallocateFn = unsafe extern "C" fn(*mut glfs_fd_t, c_int, off_t, libc::size_t) -> c_int;
+type OpendirFn = unsafe extern "C" fn(*mut glfs_t, *const c_char) -> *mut glfs_fd_t;
+type ReaddirFn = unsafe extern "C" fn(*mut glfs_fd_t) -> *mut libc::dirent;
+type ReaddirRFn =
+    unsafe extern "C" fn(*mut glfs_fd_t, *mut libc::dirent, *mut *mut libc::dirent) -> c_int;
+type FdFn = unsafe extern "C" fn(*mut glfs_fd_t) -> c_int;
+type RenameFn = unsafe extern "C" fn(*mut glfs_t, *const c_char, *const c_char) -> c_int;
+type VecFn = unsafe extern "C" fn(*mut glfs_fd_t, *const libc::iovec, c_int, off_t, c_int) -> isize;
+type ReadFn = unsafe extern "C" fn(*mut glfs_fd_t, *mut libc::c_void, usize, c_int) -> isize;
+type WriteFn = unsafe extern "C" fn(*mut glfs_fd_t, *const libc::c_void, usize, c_int) -> isize;
 
 struct Raw {
     sys: gfapi_sys::Library,
@@ -996,6 +1196,19 @@ struct Raw {
     rmdir: PathFn,
     unlink: PathFn,
     lseek: LseekFn,
+    access: AccessFn,
+    stat: StatFn,
+    truncate: TruncateFn,
+    fallocate: FallocateFn,
+    opendir: OpendirFn,
+    readdir: ReaddirFn,
+    readdir_r: ReaddirRFn,
+    closedir: FdFn,
+    rename: RenameFn,
+    preadv: VecFn,
+    pwritev: VecFn,
+    read: ReadFn,
+    write: WriteFn,
 }
 
 fn last_errno() -> i32 {
@@ -1026,7 +1239,7 @@ impl Raw {
         .unwrap();
         // SAFETY: the library is loaded (RTLD_NOLOAD only finds it), and each symbol is cast
         // to the prototype glfs.h declares for it.
-        let (mkdir, rmdir, unlink, lseek) = unsafe {
+        let (mkdir, rmdir, unlink, lseek, h) = unsafe {
             let h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
             assert!(!h.is_null(), "libgfapi is not loaded");
             let sym = |s: &std::ffi::CStr| {
@@ -1039,6 +1252,41 @@ impl Raw {
                 std::mem::transmute::<*mut libc::c_void, PathFn>(sym(c"glfs_rmdir")),
                 std::mem::transmute::<*mut libc::c_void, PathFn>(sym(c"glfs_unlink")),
                 std::mem::transmute::<*mut libc::c_void, LseekFn>(sym(c"glfs_lseek")),
+                h,
+            )
+        };
+        let sym = |s: &std::ffi::CStr| {
+            // SAFETY: h is the loaded library's handle; dlsym makes no call.
+            let p = unsafe { libc::dlsym(h, s.as_ptr()) };
+            assert!(!p.is_null(), "no symbol {s:?}");
+            p
+        };
+        // SAFETY (each transmute): the symbol has the prototype glfs.h declares for it.
+        let (access, stat, truncate, fallocate) = unsafe {
+            (
+                std::mem::transmute::<*mut libc::c_void, AccessFn>(sym(c"glfs_access")),
+                std::mem::transmute::<*mut libc::c_void, StatFn>(sym(c"glfs_stat")),
+                std::mem::transmute::<*mut libc::c_void, TruncateFn>(sym(c"glfs_truncate")),
+                std::mem::transmute::<*mut libc::c_void, FallocateFn>(sym(c"glfs_fallocate")),
+            )
+        };
+        // SAFETY: as above.
+        let (opendir, readdir, readdir_r, closedir, rename) = unsafe {
+            (
+                std::mem::transmute::<*mut libc::c_void, OpendirFn>(sym(c"glfs_opendir")),
+                std::mem::transmute::<*mut libc::c_void, ReaddirFn>(sym(c"glfs_readdir")),
+                std::mem::transmute::<*mut libc::c_void, ReaddirRFn>(sym(c"glfs_readdir_r")),
+                std::mem::transmute::<*mut libc::c_void, FdFn>(sym(c"glfs_closedir")),
+                std::mem::transmute::<*mut libc::c_void, RenameFn>(sym(c"glfs_rename")),
+            )
+        };
+        // SAFETY: as above.
+        let (preadv, pwritev, read, write) = unsafe {
+            (
+                std::mem::transmute::<*mut libc::c_void, VecFn>(sym(c"glfs_preadv")),
+                std::mem::transmute::<*mut libc::c_void, VecFn>(sym(c"glfs_pwritev")),
+                std::mem::transmute::<*mut libc::c_void, ReadFn>(sym(c"glfs_read")),
+                std::mem::transmute::<*mut libc::c_void, WriteFn>(sym(c"glfs_write")),
             )
         };
         let cvol = CString::new(volume).unwrap();
@@ -1067,7 +1315,203 @@ impl Raw {
             rmdir,
             unlink,
             lseek,
+            access,
+            stat,
+            truncate,
+            fallocate,
+            opendir,
+            readdir,
+            readdir_r,
+            closedir,
+            rename,
+            preadv,
+            pwritev,
+            read,
+            write,
         }
+    }
+
+    fn access(&self, path: &str, mode: c_int) -> String {
+        let c = CString::new(path).unwrap();
+        clear_errno();
+        // SAFETY: fs is mounted, c is a valid C string.
+        rc_outcome(unsafe { (self.access)(self.fs, c.as_ptr(), mode) }.into())
+    }
+
+    /// `glfs_stat`: file type and size.
+    fn stat(&self, path: &str) -> String {
+        let c = CString::new(path).unwrap();
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: as for access; st is writable.
+        let rc = unsafe { (self.stat)(self.fs, c.as_ptr(), &mut st) };
+        if rc < 0 {
+            return rc_outcome(rc.into());
+        }
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => format!("ok file size {}", st.st_size),
+            libc::S_IFDIR => "ok dir".into(),
+            _ => "ok other".into(),
+        }
+    }
+
+    fn truncate(&self, path: &str, len: off_t) -> String {
+        let c = CString::new(path).unwrap();
+        clear_errno();
+        // SAFETY: as for access.
+        rc_outcome(unsafe { (self.truncate)(self.fs, c.as_ptr(), len) }.into())
+    }
+
+    fn open(&self, path: &str, flags: c_int) -> Result<*mut glfs_fd_t, String> {
+        let c = CString::new(path).unwrap();
+        clear_errno();
+        // SAFETY: as for access.
+        let fd = unsafe { (self.sys.glfs_open)(self.fs, c.as_ptr(), flags) };
+        if fd.is_null() {
+            Err(errno_name(last_errno()))
+        } else {
+            Ok(fd)
+        }
+    }
+
+    fn fallocate(&self, fd: *mut glfs_fd_t, keep_size: c_int, off: off_t, len: usize) -> String {
+        clear_errno();
+        // SAFETY: fd is open on this mount.
+        rc_outcome(unsafe { (self.fallocate)(fd, keep_size, off, len) }.into())
+    }
+
+    /// `glfs_fstat`: the size.
+    fn fstat(&self, fd: *mut glfs_fd_t) -> String {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: fd is open; st is writable.
+        let rc = unsafe { (self.sys.glfs_fstat)(fd, &mut st) };
+        if rc < 0 {
+            return rc_outcome(rc.into());
+        }
+        format!("ok size {}", st.st_size)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> String {
+        let a = CString::new(from).unwrap();
+        let b = CString::new(to).unwrap();
+        clear_errno();
+        // SAFETY: as for access.
+        rc_outcome(unsafe { (self.rename)(self.fs, a.as_ptr(), b.as_ptr()) }.into())
+    }
+
+    /// Lists a directory with glfs_readdir (`readdir_r` false) or glfs_readdir_r: the
+    /// sorted names, or how opendir/readdir failed.
+    fn list_with(&self, path: &str, reentrant: bool) -> String {
+        let c = CString::new(path).unwrap();
+        clear_errno();
+        // SAFETY: as for access.
+        let d = unsafe { (self.opendir)(self.fs, c.as_ptr()) };
+        if d.is_null() {
+            return format!("opendir {}", errno_name(last_errno()));
+        }
+        let mut names = Vec::new();
+        let result = loop {
+            clear_errno();
+            // SAFETY: d is an open directory fd; entry is writable.
+            let e = unsafe {
+                if reentrant {
+                    let mut entry: libc::dirent = std::mem::zeroed();
+                    let mut res: *mut libc::dirent = std::ptr::null_mut();
+                    if (self.readdir_r)(d, &mut entry, &mut res) != 0 {
+                        break format!("readdir_r {}", errno_name(last_errno()));
+                    }
+                    if res.is_null() {
+                        break "ok".to_string();
+                    }
+                    std::ffi::CStr::from_ptr(entry.d_name.as_ptr()).to_owned()
+                } else {
+                    let e = (self.readdir)(d);
+                    if e.is_null() {
+                        let err = last_errno();
+                        break if err == 0 {
+                            "ok".to_string()
+                        } else {
+                            format!("readdir {}", errno_name(err))
+                        };
+                    }
+                    std::ffi::CStr::from_ptr((*e).d_name.as_ptr()).to_owned()
+                }
+            };
+            names.push(e.to_string_lossy().into_owned());
+        };
+        // SAFETY: d is open and closed once, here.
+        unsafe { (self.closedir)(d) };
+        names.sort();
+        format!("{result} [{}]", names.join(", "))
+    }
+
+    fn list(&self, path: &str) -> String {
+        self.list_with(path, false)
+    }
+
+    fn list_r(&self, path: &str) -> String {
+        self.list_with(path, true)
+    }
+
+    fn pwritev(&self, fd: *mut glfs_fd_t, bufs: &[&[u8]], offset: off_t) -> String {
+        let iov: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        clear_errno();
+        // SAFETY: fd is open; every iovec points at a live buffer.
+        rc_outcome(
+            unsafe { (self.pwritev)(fd, iov.as_ptr(), iov.len() as c_int, offset, 0) } as i64,
+        )
+    }
+
+    /// `glfs_preadv` into vectors of `lens`: the count, and the data against `want`
+    /// (the first `count` bytes of it).
+    fn preadv(&self, fd: *mut glfs_fd_t, lens: &[usize], offset: off_t, want: &[u8]) -> String {
+        let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&l| vec![0u8; l]).collect();
+        let iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        clear_errno();
+        // SAFETY: fd is open; every iovec points at a live, writable buffer.
+        let rc = unsafe { (self.preadv)(fd, iov.as_ptr(), iov.len() as c_int, offset, 0) };
+        if rc < 0 {
+            return rc_outcome(rc as i64);
+        }
+        let got: Vec<u8> = bufs.concat().into_iter().take(rc as usize).collect();
+        let want = &want[..want.len().min(rc as usize)];
+        format!("ok {rc}, data {}", check_data(&got, want))
+    }
+
+    fn write(&self, fd: *mut glfs_fd_t, buf: &[u8]) -> String {
+        clear_errno();
+        // SAFETY: fd is open; buf is valid for buf.len() bytes.
+        rc_outcome(unsafe { (self.write)(fd, buf.as_ptr().cast(), buf.len(), 0) } as i64)
+    }
+
+    /// `glfs_read` of `len` bytes at the fd's offset: the count, and the data against
+    /// `want` (its first `count` bytes).
+    fn read(&self, fd: *mut glfs_fd_t, len: usize, want: &[u8]) -> String {
+        let mut buf = vec![0u8; len];
+        clear_errno();
+        // SAFETY: fd is open; buf is valid for len writable bytes.
+        let rc = unsafe { (self.read)(fd, buf.as_mut_ptr().cast(), len, 0) };
+        if rc < 0 {
+            return rc_outcome(rc as i64);
+        }
+        buf.truncate(rc as usize);
+        let want = &want[..want.len().min(rc as usize)];
+        format!("ok {rc}, data {}", check_data(&buf, want))
     }
 
     fn lstat(&self, path: &str) -> String {

@@ -126,9 +126,9 @@ pub struct FaultRule {
     /// Fire with this probability (seeded by the file's `seed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probability: Option<f64>,
-    /// Fail with this errno name (`"EIO"`).
+    /// Fail with this errno: a name (`"EIO"`) or a number (`5`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errno: Option<String>,
+    pub errno: Option<Errno>,
     /// Added latency in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
@@ -142,6 +142,41 @@ pub struct FaultRule {
     /// file changes or glfs_init is called again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disconnect: Option<bool>,
+}
+
+/// The `errno` of a [`FaultRule`]: written to the rules file as a name (`errno = "EIO"`)
+/// or a number (`errno = 5`), both of which the fake accepts.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Errno {
+    /// An errno name such as `"EIO"`.
+    Name(String),
+    /// An errno number such as `5`.
+    Number(i32),
+}
+
+impl From<&str> for Errno {
+    fn from(name: &str) -> Self {
+        Errno::Name(name.to_string())
+    }
+}
+
+impl From<String> for Errno {
+    fn from(name: String) -> Self {
+        Errno::Name(name)
+    }
+}
+
+impl From<&String> for Errno {
+    fn from(name: &String) -> Self {
+        Errno::Name(name.clone())
+    }
+}
+
+impl From<i32> for Errno {
+    fn from(n: i32) -> Self {
+        Errno::Number(n)
+    }
 }
 
 impl FaultRule {
@@ -200,9 +235,9 @@ impl FaultRule {
         self
     }
 
-    /// Fails with an errno name such as `"EIO"`.
-    pub fn errno(mut self, name: &str) -> Self {
-        self.errno = Some(name.into());
+    /// Fails with an errno: a name such as `"EIO"` or a number such as `libc::EIO`.
+    pub fn errno(mut self, errno: impl Into<Errno>) -> Self {
+        self.errno = Some(errno.into());
         self
     }
 
@@ -394,6 +429,23 @@ mod tests {
              [[rule]]\noffset = [0, 4096]\ndelay_ms = 50\nhang = true\n\n\
              [[rule]]\nop = [\"read\", \"fsync\"]\nshort = 512\ndisconnect = true\n"
         );
+    }
+
+    #[test]
+    fn errno_takes_names_and_numbers() {
+        let text = render_rules(
+            0,
+            0,
+            &[
+                FaultRule::on(&["write"]).errno("ENOSPC"),
+                FaultRule::on(&["read"]).errno(libc::EIO),
+                FaultRule::on(&["fsync"]).errno(String::from("EROFS")),
+            ],
+        );
+        assert!(text.contains("errno = \"ENOSPC\"\n"), "{text}");
+        assert!(text.contains("errno = 5\n"), "{text}");
+        assert!(text.contains("errno = \"EROFS\"\n"), "{text}");
+        assert_eq!(gfapi_fake::validate_rules(&text), Ok(3));
     }
 
     #[test]
