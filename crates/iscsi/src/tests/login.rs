@@ -45,6 +45,30 @@ fn libiscsi_normal_login_negotiation() {
 fn login_pdus_snapshot() {
     let mut i = Initiator::new(config());
     let (sec, op) = i.login_normal();
+    // Login Response BHS, RFC 7143 11.13, field by field. Both answer ITT 1 and echo the
+    // ISID; the window is ExpCmdSN 1 ..= MaxCmdSN 128 (the command window of 128).
+    let bhs = |flags: u8, data_len: u32, tsih: u16, stat_sn: u32| {
+        let mut b = [0u8; 48];
+        b[0] = 0x23; // Login Response
+        b[1] = flags; // T, CSG, NSG
+        b[2] = 0x00; // Version-max
+        b[3] = 0x00; // Version-active
+        b[4] = 0x00; // TotalAHSLength
+        b[5..8].copy_from_slice(&data_len.to_be_bytes()[1..]);
+        b[8..14].copy_from_slice(&ISID);
+        b[14..16].copy_from_slice(&tsih.to_be_bytes());
+        b[16..20].copy_from_slice(&1u32.to_be_bytes()); // Initiator Task Tag
+        b[24..28].copy_from_slice(&stat_sn.to_be_bytes());
+        b[28..32].copy_from_slice(&1u32.to_be_bytes()); // ExpCmdSN
+        b[32..36].copy_from_slice(&128u32.to_be_bytes()); // MaxCmdSN
+        b[36] = 0x00; // Status-Class: success
+        b[37] = 0x00; // Status-Detail
+        b
+    };
+    // Security stage answered with T=1 CSG=0 NSG=1, TSIH still 0 (the session exists only
+    // once full feature phase is reached); operational with T=1 CSG=1 NSG=3 and the TSIH.
+    assert_eq!(sec.bhs, bhs(0x81, sec.data.len() as u32, 0, 0));
+    assert_eq!(op.bhs, bhs(0x87, op.data.len() as u32, 0x1234, 1));
     let mut all = Vec::new();
     for r in [sec, op] {
         all.extend_from_slice(&r.bhs);
