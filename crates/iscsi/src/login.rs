@@ -20,6 +20,10 @@ pub const STAGE_FULL_FEATURE: u8 = 3;
 /// as a Text request in full feature phase).
 pub const MAX_LOGIN_TEXT: usize = 64 * 1024;
 
+/// Login requests the target answers while its own proposals stay unanswered before it
+/// gives up on the login (initiator error).
+pub const MAX_UNANSWERED_ROUNDS: u8 = 4;
+
 /// Login response status (class, detail) pairs (RFC 7143 11.13.5).
 pub mod status {
     /// Success.
@@ -97,6 +101,9 @@ pub struct Login {
     pending: Vec<u8>,
     declared_first: bool,
     declared_mrdsl: bool,
+    /// Responses sent in a row that held the initiator in the operational stage because our
+    /// proposals were unanswered.
+    unanswered_rounds: u8,
     tsih: u16,
     cmd_sn: u32,
 }
@@ -125,6 +132,7 @@ impl Login {
             pending: Vec::new(),
             declared_first: false,
             declared_mrdsl: false,
+            unanswered_rounds: 0,
             tsih,
             cmd_sn: 0,
         }
@@ -359,6 +367,16 @@ impl Login {
                 text::push(&mut answer, k, &v);
             }
             if self.neg.awaiting_answers() {
+                // An initiator that keeps ignoring our proposals would keep the login
+                // going forever; a few rounds are plenty for one that answers them.
+                self.unanswered_rounds += 1;
+                if self.unanswered_rounds > MAX_UNANSWERED_ROUNDS {
+                    return self.fail(
+                        req,
+                        status::INITIATOR_ERROR,
+                        "the initiator did not answer the target's proposals".to_string(),
+                    );
+                }
                 transit = false;
                 next = self.stage;
             }

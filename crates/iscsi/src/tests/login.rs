@@ -169,6 +169,24 @@ fn target_proposals_follow_the_rfc_result_functions() {
 }
 
 #[test]
+fn an_initiator_that_never_answers_the_proposals_is_refused() {
+    let mut i = Initiator::new(config());
+    let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &keys));
+    assert_eq!(r[0].flags(), 0x04, "T=0 CSG=1: held for the proposals");
+    // Three more requests that answer nothing are still held...
+    for _ in 0..3 {
+        let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+        assert_eq!((r[0].flags(), r[0].status_class()), (0x04, 0x0000));
+    }
+    // ...the next is refused: Status-Class 2 (initiator error), detail 0 (RFC 7143 11.13.5).
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+    assert_eq!(r[0].opcode(), 0x23);
+    assert_eq!(r[0].status_class(), 0x0200);
+    assert!(i.conn.is_finished());
+}
+
+#[test]
 fn target_waits_for_answers_before_transit() {
     let mut i = Initiator::new(config());
     let keys = kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]);
