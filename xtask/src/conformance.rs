@@ -72,7 +72,7 @@ pub fn run(backends: &[String], suite_filter: Option<&str>, bless: bool) -> Resu
     let suites = list_suites(&tool)?;
     let suites: Vec<&String> = suites
         .iter()
-        .filter(|s| suite_filter.map_or(true, |f| s.starts_with(f)))
+        .filter(|s| suite_filter.is_none_or(|f| s.starts_with(f)))
         .collect();
     let fake_lib = fake::build()?;
     let binary = util::build_target_binary()?;
@@ -293,13 +293,13 @@ pub fn parse_results(family_suite: &str, text: &str, timed_out: bool) -> Results
 fn compare(old: &Results, new: &Results, filter: Option<&str>) -> (Vec<String>, Vec<String>) {
     let lost = old
         .iter()
-        .filter(|(name, _)| filter.map_or(true, |f| name.starts_with(f)))
-        .filter(|(name, was)| new.get(*name).map_or(true, |now| now < was))
+        .filter(|(name, _)| filter.is_none_or(|f| name.starts_with(f)))
+        .filter(|(name, was)| new.get(*name).is_none_or(|now| now < was))
         .map(|(name, _)| name.clone())
         .collect();
     let gained = new
         .iter()
-        .filter(|(name, now)| old.get(*name).map_or(true, |was| *now > was))
+        .filter(|(name, now)| old.get(*name).is_none_or(|was| *now > was))
         .map(|(name, _)| name.clone())
         .collect();
     (lost, gained)

@@ -26,7 +26,7 @@ impl LiveVolume {
 }
 
 fn is_root() -> bool {
-    util::output(Command::new("id").arg("-u")).map_or(false, |uid| uid.trim() == "0")
+    util::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
 fn gluster(args: &[&str]) -> Result<String> {

@@ -187,7 +187,7 @@ fn send_sigterm(pid: u32) {
 /// it has the LUN's size and is no longer all zeroes.
 pub fn check_bytes_landed(target: &TargetProcess) -> Result<()> {
     let path = target.lun_file().context("this LUN has no file to check")?;
-    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(
         data.len() as u64 == target.size(),
         "{} has {} bytes, expected {}",

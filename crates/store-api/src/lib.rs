@@ -272,7 +272,7 @@ pub async fn execute(store: &dyn BlockStore, req: IoRequest) -> IoResult {
 pub fn check_range(geometry: Geometry, req: &IoRequest) -> Result<(), StoreError> {
     if let Some((offset, len)) = req.range() {
         let end = offset.checked_add(len);
-        if end.map_or(true, |end| end > geometry.size_bytes()) {
+        if end.is_none_or(|end| end > geometry.size_bytes()) {
             return Err(StoreError::new(req.op(), ErrorKind::OutOfRange));
         }
     }
