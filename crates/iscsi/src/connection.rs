@@ -98,6 +98,9 @@ struct Task {
     /// The write announced more than `Limits::max_command_data_out`: it went up without its
     /// data, and Data-Out PDUs for it are dropped.
     discard_data: bool,
+    /// Bytes of `Limits::max_solicited_data` this write holds: everything it solicits by
+    /// R2T, reserved when its first R2T is due and given back when the task is forgotten.
+    reserved: u32,
 }
 
 /// Full feature phase state of the (single-connection) session.
@@ -121,6 +124,53 @@ struct Session {
     text_partial: Vec<u8>,
     /// TTT handed out to acknowledge a partial (C bit) text request.
     text_partial_ttt: Option<u32>,
+    /// Sum of `Task::reserved` over the tasks.
+    solicited: u64,
+    /// Writes whose R2Ts wait for room in `Limits::max_solicited_data`, in arrival order.
+    waiting: VecDeque<u32>,
+}
+
+impl Session {
+    /// Removes a task and gives back what it held: its place in the command window, its
+    /// solicited-data reservation, its place in the queue of waiting writes.
+    fn forget_task(&mut self, itt: u32) -> Option<Task> {
+        let task = self.tasks.remove(&itt)?;
+        if task.windowed {
+            self.outstanding = self.outstanding.saturating_sub(1);
+        }
+        self.solicited -= u64::from(task.reserved);
+        self.waiting.retain(|&w| w != itt);
+        Some(task)
+    }
+
+    /// Reserves the rest of a write's solicited data in the budget when it fits, or when no
+    /// other write holds any of it; otherwise the write (re)joins the queue of waiting
+    /// writes. A write may only pass writes that waited before it once they are admitted.
+    fn admit(&mut self, itt: u32, budget: u32) -> bool {
+        let Some(task) = self.tasks.get_mut(&itt) else {
+            return false;
+        };
+        let Some(c) = task.collecting.as_ref() else {
+            return false;
+        };
+        let need = task.edtl.saturating_sub(c.next_r2t_offset);
+        if task.reserved == 0 && need > 0 {
+            let first = self.waiting.front().is_none_or(|&w| w == itt);
+            let fits = self.solicited == 0 || self.solicited + u64::from(need) <= u64::from(budget);
+            if !(first && fits) {
+                if !self.waiting.contains(&itt) {
+                    self.waiting.push_back(itt);
+                }
+                return false;
+            }
+            task.reserved = need;
+            self.solicited += u64::from(need);
+        }
+        if self.waiting.front() == Some(&itt) {
+            self.waiting.pop_front();
+        }
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -453,6 +503,8 @@ impl Connection {
                     text_cont: None,
                     text_partial: Vec::new(),
                     text_partial_ttt: None,
+                    solicited: 0,
+                    waiting: VecDeque::new(),
                 }));
             }
         }
@@ -540,6 +592,7 @@ impl Connection {
                     r2tsn: 0,
                     collecting: None,
                     discard_data: false,
+                    reserved: 0,
                 },
             );
             self.complete_command(
@@ -564,6 +617,7 @@ impl Connection {
             r2tsn: 0,
             collecting: None,
             discard_data: false,
+            reserved: 0,
         };
         if write && edtl > max_data {
             // Too large to collect: nothing is solicited or buffered (not even the immediate
@@ -629,11 +683,17 @@ impl Connection {
         self.events.push_back(Event::Command(cmd));
     }
 
-    /// Sends R2Ts for the rest of a write while fewer than MaxOutstandingR2T are open.
+    /// Sends R2Ts for the rest of a write while fewer than MaxOutstandingR2T are open, once
+    /// the write has its reservation in the solicited-data budget.
     fn issue_r2ts(&mut self, itt: u32) {
+        let budget = self.config.limits.max_solicited_data;
         let mut r2ts = Vec::new();
         {
             let s = self.session();
+            if !s.admit(itt, budget) {
+                tracing::debug!(itt, "write waits for room in the solicited-data budget");
+                return;
+            }
             let max_out = s.info.params.max_outstanding_r2t.max(1) as usize;
             let burst = s.info.params.max_burst_length.max(512);
             let mut next_ttt = s.next_ttt;
@@ -841,7 +901,25 @@ impl Connection {
         Ok(())
     }
 
-    /// Answers the command with initiator task tag `itt`.
+    /// Issues the R2Ts of the waiting writes that fit in the solicited-data budget now, in
+    /// the order they arrived.
+    fn solicit_waiting(&mut self) {
+        let budget = self.config.limits.max_solicited_data;
+        while let Some(&itt) = self.session().waiting.front() {
+            let s = self.session();
+            if s.tasks.get(&itt).is_none_or(|t| t.collecting.is_none()) {
+                s.waiting.pop_front();
+                continue;
+            }
+            if !s.admit(itt, budget) {
+                break;
+            }
+            self.issue_r2ts(itt);
+        }
+    }
+
+    /// Answers the command with initiator task tag `itt`. The solicited data it held goes
+    /// to waiting writes, whose R2Ts are then among the PDUs `poll_transmit` gives.
     pub fn complete_command(&mut self, itt: u32, response: CommandResponse) {
         let Phase::FullFeature(s) = &mut self.phase else {
             return;
@@ -854,10 +932,13 @@ impl Connection {
             tracing::warn!(itt, "completion for a task still receiving data; ignored");
             return;
         }
-        let task = s.tasks.remove(&itt).expect("present");
-        if task.windowed {
-            s.outstanding = s.outstanding.saturating_sub(1);
-        }
+        let task = s.forget_task(itt).expect("present");
+        self.respond(itt, &task, response);
+        self.solicit_waiting();
+    }
+
+    fn respond(&mut self, itt: u32, task: &Task, response: CommandResponse) {
+        let s = self.session();
         let tx_max = s
             .info
             .params
@@ -1078,6 +1159,8 @@ impl Connection {
             let s = self.session();
             s.tasks.clear();
             s.pending_tmf.clear();
+            s.waiting.clear();
+            s.solicited = 0;
             self.events.push_back(Event::LoggedOut);
             self.closing = true;
         }
@@ -1100,11 +1183,9 @@ impl Connection {
                     if task.collecting.is_none() {
                         // Delivered: the layer above aborts it (abort_command) and answers.
                     } else {
-                        let task = s.tasks.remove(&referenced_itt).expect("present");
-                        if task.windowed {
-                            s.outstanding = s.outstanding.saturating_sub(1);
-                        }
+                        s.forget_task(referenced_itt);
                         self.send_tmf_response(itt, 0);
+                        self.solicit_waiting();
                         return Ok(());
                     }
                 } else if s
@@ -1143,12 +1224,9 @@ impl Connection {
                     .map(|(k, _)| *k)
                     .collect();
                 for t in doomed {
-                    if let Some(task) = s.tasks.remove(&t) {
-                        if task.windowed {
-                            s.outstanding = s.outstanding.saturating_sub(1);
-                        }
-                    }
+                    s.forget_task(t);
                 }
+                self.solicit_waiting();
             }
             3 => {}
             8 => {
@@ -1162,7 +1240,7 @@ impl Connection {
                 return Ok(());
             }
         }
-        s.pending_tmf.insert(itt);
+        self.session().pending_tmf.insert(itt);
         self.events
             .push_back(Event::TaskManagement(TaskManagementRequest {
                 itt,
@@ -1212,15 +1290,14 @@ impl Connection {
     }
 
     /// Forgets a command the layer above aborted: no response will be sent for it, and a
-    /// later `complete_command` for `itt` is ignored.
+    /// later `complete_command` for `itt` is ignored. The solicited data it held goes to
+    /// waiting writes, whose R2Ts are then among the PDUs `poll_transmit` gives.
     pub fn abort_command(&mut self, itt: u32) {
         let Phase::FullFeature(s) = &mut self.phase else {
             return;
         };
-        if let Some(task) = s.tasks.remove(&itt) {
-            if task.windowed {
-                s.outstanding = s.outstanding.saturating_sub(1);
-            }
+        if s.forget_task(itt).is_some() {
+            self.solicit_waiting();
         }
     }
 

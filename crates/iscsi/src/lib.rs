@@ -60,6 +60,22 @@ pub struct Limits {
     /// (`scsi::MAX_TRANSFER_BYTES` in `crates/scsi/src/sbc.rs`), above which it answers
     /// CHECK CONDITION anyway; keep the two in step.
     pub max_command_data_out: u32,
+    /// Most R2T-solicited write data one connection may have asked for at a time. A write
+    /// reserves every byte it will solicit when its first R2T is due, and gives the
+    /// reservation back when the layer above completes or aborts it (the data is buffered
+    /// until then). A write that does not fit waits, without R2Ts, behind the writes that
+    /// waited before it (first come, first served); the R2Ts go out as soon as completions
+    /// or aborts make room. A write larger than the whole budget still proceeds when no other
+    /// write holds any of it, so no command can stall for good. Reserving a write's whole
+    /// solicited length at once (rather than R2T by R2T) means two half-admitted writes can
+    /// never wait on each other.
+    ///
+    /// Immediate and unsolicited data are outside this budget; each command's is bounded by
+    /// FirstBurstLength. The default, 32 MiB, keeps four maximum-size writes
+    /// (`max_command_data_out`) or 32 bursts of the default MaxBurstLength in flight, which
+    /// keeps a connection streaming, instead of the ~1.1 GiB a full command window of 8 MiB
+    /// writes could otherwise make one connection buffer.
+    pub max_solicited_data: u32,
 }
 
 impl Default for Limits {
@@ -74,6 +90,7 @@ impl Default for Limits {
             command_window: 128,
             max_immediate_tasks: 16,
             max_command_data_out: 8 << 20,
+            max_solicited_data: 32 << 20,
         }
     }
 }

@@ -3,7 +3,10 @@
 //! Stages: security negotiation (CSG 0), login operational negotiation (CSG 1) and full
 //! feature phase (NSG 3). Authentication supports `AuthMethod=None`; [`AuthMethod`] is the
 //! seam for CHAP. The initiator may start in either stage, skip the operational stage, and
-//! offer operational keys during the security stage.
+//! offer operational keys during the security stage. When it asks to go from the security
+//! stage straight to full feature phase while the target still has keys to propose (see
+//! [`crate::negotiation::PROPOSED_KEYS`]), the target selects the operational stage as the
+//! next stage instead (RFC 7143 6.3) and makes its proposals there.
 
 use crate::negotiation::{KeyOutcome, Negotiator, Params};
 use crate::pdu::{off, Bhs, Pdu, TargetOpcode};
@@ -345,6 +348,17 @@ impl Login {
                 );
             }
             next = nsg;
+            if csg == STAGE_SECURITY
+                && nsg == STAGE_FULL_FEATURE
+                && self.neg.has_proposals(self.session_type)
+            {
+                // The security stage is done but the initiator skips the operational stage
+                // while keys we want to propose are open. The target selects the next stage,
+                // never above the initiator's (RFC 7143 6.3), and a T=1 response may not
+                // carry keys that need an answer: go to the operational stage, and propose
+                // there.
+                next = STAGE_OPERATIONAL;
+            }
         }
         // Declare our receive limit once the operational stage is reached or skipped.
         if !self.declared_mrdsl && (csg == STAGE_OPERATIONAL || next != STAGE_SECURITY) {
@@ -381,7 +395,7 @@ impl Login {
                 next = self.stage;
             }
         }
-        let rsp = self.response(req, transit, csg, nsg, status::SUCCESS);
+        let rsp = self.response(req, transit, csg, next, status::SUCCESS);
         self.stage = next;
         if next == STAGE_FULL_FEATURE {
             let outcome = LoginOutcome {

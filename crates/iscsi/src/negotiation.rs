@@ -187,6 +187,12 @@ impl Negotiator {
         out
     }
 
+    /// True when [`Negotiator::propose`] would offer something: a normal session in which
+    /// the initiator has not negotiated all of the [`PROPOSED_KEYS`].
+    pub fn has_proposals(&self, session_type: SessionType) -> bool {
+        session_type == SessionType::Normal && PROPOSED_KEYS.iter().any(|k| !self.seen.contains(*k))
+    }
+
     /// True while a key we proposed has not been answered: the target may not leave the
     /// stage (RFC 7143 6.2: a negotiation is complete only when both sides have answered).
     pub fn awaiting_answers(&self) -> bool {

@@ -563,3 +563,113 @@ fn open_iscsi_style_offer_transits_at_once_without_proposals() {
         (1_048_576, 262_144)
     );
 }
+
+/// Keys the target proposes itself in the operational stage (see `negotiation::propose`).
+fn proposals(r: &Rx) -> Vec<(String, String)> {
+    r.text()
+        .into_iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "InitialR2T" | "ImmediateData" | "MaxBurstLength" | "FirstBurstLength"
+            )
+        })
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn security_to_full_feature_without_operational_keys_goes_through_the_operational_stage() {
+    // RFC 7143 6.3: on a stage transition "the next stage is selected by the target through
+    // the NSG code", which "MUST NOT exceed the value stated by the initiator"; and a Login
+    // Response with T=1 MUST NOT carry keys that need another Login Request. So the target
+    // answers T=1 CSG=0 NSG=1 (flags 0x81) with no proposals and no TSIH, and proposes its
+    // keys in the operational stage.
+    let mut i = Initiator::new(config_with(Limits {
+        max_burst_length: 524_288,
+        first_burst_length: 131_072,
+        initial_r2t: false,
+        immediate_data: true,
+        ..Limits::default()
+    }));
+    let sec = kv_owned(&libiscsi_security_keys(TARGET));
+    let r = i.send(&login_req(true, 0, 3, 1, 1, &sec));
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status_class(), 0);
+    assert_eq!(r[0].flags(), 0x81, "T=1 CSG=0 NSG=1");
+    assert_eq!(
+        &r[0].bhs[14..16],
+        &[0, 0],
+        "TSIH only in the final response"
+    );
+    assert_eq!(
+        proposals(&r[0]),
+        vec![],
+        "nothing to answer in a T=1 response"
+    );
+    assert!(i.take_events().is_empty(), "not logged in yet");
+    // The initiator follows into the operational stage and asks for full feature phase.
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x04, "T=0 CSG=1: proposals open");
+    assert_eq!(
+        proposals(&r[0]),
+        pairs(&[
+            ("InitialR2T", "No"),
+            ("ImmediateData", "Yes"),
+            ("MaxBurstLength", "524288"),
+            ("FirstBurstLength", "131072"),
+        ])
+    );
+    let answers = kv(&[
+        ("InitialR2T", "No"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "524288"),
+        ("FirstBurstLength", "131072"),
+    ]);
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &answers));
+    assert_eq!(r[0].flags(), 0x87, "T=1 CSG=1 NSG=3");
+    assert_eq!(
+        &r[0].bhs[14..16],
+        &[0x12, 0x34],
+        "TSIH in the final response"
+    );
+    assert!(matches!(i.take_events()[..], [Event::LoggedIn { .. }]));
+    let p = i.conn.params().unwrap();
+    assert!(!p.initial_r2t);
+    assert!(p.immediate_data);
+    assert_eq!(
+        (p.max_burst_length, p.first_burst_length),
+        (524_288, 131_072)
+    );
+}
+
+#[test]
+fn security_to_full_feature_proposes_only_the_keys_not_offered() {
+    let mut i = Initiator::new(config());
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.push(("InitialR2T", "Yes".into()));
+    keys.push(("MaxBurstLength", "65536".into()));
+    // After a security-stage round without transit, the transit request carries no keys.
+    let r = i.send(&login_req(false, 0, 0, 1, 1, &kv_owned(&keys)));
+    assert_eq!(r[0].flags(), 0x00);
+    let r = i.send(&login_req(true, 0, 3, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x81, "T=1 CSG=0 NSG=1");
+    let r = i.send(&login_req(true, 1, 3, 1, 1, &[]));
+    assert_eq!(r[0].flags(), 0x04);
+    let keys: Vec<String> = proposals(&r[0]).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["ImmediateData", "FirstBurstLength"]);
+}
+
+#[test]
+fn discovery_goes_straight_from_security_to_full_feature() {
+    // The burst and R2T keys are irrelevant to discovery (RFC 7143 section 13): nothing to
+    // propose, so the target takes the initiator's NSG=3.
+    let mut i = Initiator::new(config());
+    let r = i.login_discovery();
+    assert_eq!(r.flags(), 0x83, "T=1 CSG=0 NSG=3");
+}

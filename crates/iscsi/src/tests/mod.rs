@@ -7,3 +7,4 @@ mod initiator;
 mod kat;
 mod login;
 mod negotiation;
+mod write_budget;
