@@ -94,6 +94,8 @@ pub(crate) struct MountParams {
     pub servers: Vec<Server>,
     pub logfile: Option<PathBuf>,
     pub loglevel: i32,
+    /// Client translator options set before every mount.
+    pub xlator_options: Vec<gfapi::XlatorOption>,
     /// How long one `glfs_init` may take before the attempt is given up.
     pub timeout: Duration,
 }
@@ -117,9 +119,24 @@ fn connect_with_timeout(
         .spawn(move || {
             let logfile = p.logfile.as_deref();
             let r = if shared {
-                Volume::shared(&p.lib, &p.volume, &p.servers, logfile, p.loglevel)
+                Volume::shared_with(
+                    &p.lib,
+                    &p.volume,
+                    &p.servers,
+                    logfile,
+                    p.loglevel,
+                    &p.xlator_options,
+                )
             } else {
-                Volume::connect(&p.lib, &p.volume, &p.servers, logfile, p.loglevel).map(Arc::new)
+                Volume::connect_with(
+                    &p.lib,
+                    &p.volume,
+                    &p.servers,
+                    logfile,
+                    p.loglevel,
+                    &p.xlator_options,
+                )
+                .map(Arc::new)
             };
             match lock(&helper_tx).take() {
                 Some(tx) => {
@@ -489,6 +506,7 @@ impl GlfsStore {
             servers: vol.servers().to_vec(),
             logfile: None,
             loglevel: 5,
+            xlator_options: Vec::new(),
             timeout: Duration::from_secs(60),
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));

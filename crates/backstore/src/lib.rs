@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -257,6 +257,15 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         servers,
         logfile: gopts.logfile.as_ref().map(PathBuf::from),
         loglevel: gopts.loglevel,
+        xlator_options: if gopts.client_io_threads {
+            Vec::new()
+        } else {
+            vec![gfapi::XlatorOption {
+                xlator: "*-io-threads".into(),
+                key: "pass-through".into(),
+                value: "true".into(),
+            }]
+        },
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),
     })
     .map_err(|e| match e {

@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -125,6 +125,12 @@ pub struct GlfsOptions {
     /// Seconds to wait for the volume mount (`glfs_init`) before giving up; default 60.
     /// glfs_init has been seen to hang forever (glusterfs#956).
     pub timeout_secs: u64,
+    /// Keep the io-threads translator of the client graph queueing requests to its own
+    /// threads (`client-io-threads=on`). Default off: it is set to pass-through, because the
+    /// store already keeps many requests in flight with gfapi's async calls, and the hand-off
+    /// to an io-threads worker costs a thread wake-up per request (volumes with one brick
+    /// get the translator by default; replicated ones do not).
+    pub client_io_threads: bool,
 }
 
 impl Default for GlfsOptions {
@@ -135,6 +141,7 @@ impl Default for GlfsOptions {
             transport: "tcp".into(),
             port: 0,
             timeout_secs: 60,
+            client_io_threads: false,
         }
     }
 }
@@ -202,11 +209,23 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "client-io-threads" => {
+                    o.client_io_threads = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("client-io-threads {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port or timeout)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
                         ),
                     ))
                 }

@@ -58,7 +58,7 @@ fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
 #[test]
 fn glfs_options_parse_all_keys() {
     let o = GlfsOptions::parse(
-        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;",
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on",
     )
     .unwrap();
     assert_eq!(
@@ -69,17 +69,20 @@ fn glfs_options_parse_all_keys() {
             transport: "rdma".into(),
             port: 24008,
             timeout_secs: 5,
+            client_io_threads: true,
         }
     );
     assert_eq!(GlfsOptions::parse("").unwrap(), GlfsOptions::default());
     assert_eq!(GlfsOptions::default().loglevel, 5);
+    assert!(!GlfsOptions::default().client_io_threads);
 }
 
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port or timeout)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
 )]
+#[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
 #[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
 #[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
@@ -193,7 +196,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port or timeout)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

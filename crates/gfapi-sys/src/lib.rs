@@ -82,6 +82,13 @@ pub type glfs_set_volfile_server_fn = unsafe extern "C" fn(
 /// `int glfs_set_logging(glfs_t *, const char *logfile, int loglevel)`
 pub type glfs_set_logging_fn =
     unsafe extern "C" fn(fs: *mut glfs_t, logfile: *const c_char, loglevel: c_int) -> c_int;
+/// `int glfs_set_xlator_option(glfs_t *, const char *xlator, const char *key, const char *value)`
+pub type glfs_set_xlator_option_fn = unsafe extern "C" fn(
+    fs: *mut glfs_t,
+    xlator: *const c_char,
+    key: *const c_char,
+    value: *const c_char,
+) -> c_int;
 /// `int glfs_init(glfs_t *)`
 pub type glfs_init_fn = unsafe extern "C" fn(fs: *mut glfs_t) -> c_int;
 /// `int glfs_fini(glfs_t *)`
@@ -217,6 +224,7 @@ pub struct Library {
     pub glfs_new: glfs_new_fn,
     pub glfs_set_volfile_server: glfs_set_volfile_server_fn,
     pub glfs_set_logging: glfs_set_logging_fn,
+    pub glfs_set_xlator_option: glfs_set_xlator_option_fn,
     pub glfs_init: glfs_init_fn,
     pub glfs_fini: glfs_fini_fn,
     pub glfs_open: glfs_open_fn,
@@ -276,6 +284,7 @@ impl Library {
                 glfs_new: r.get("glfs_new", None)?,
                 glfs_set_volfile_server: r.get("glfs_set_volfile_server", None)?,
                 glfs_set_logging: r.get("glfs_set_logging", None)?,
+                glfs_set_xlator_option: r.get("glfs_set_xlator_option", None)?,
                 glfs_init: r.get("glfs_init", None)?,
                 glfs_fini: r.get("glfs_fini", None)?,
                 glfs_open: r.get("glfs_open", None)?,

@@ -171,6 +171,15 @@ impl fmt::Debug for Volume {
     }
 }
 
+/// A client translator option (`glfs_set_xlator_option`): `xlator` may be a pattern such as
+/// `*-io-threads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlatorOption {
+    pub xlator: String,
+    pub key: String,
+    pub value: String,
+}
+
 type RegistryKey = (String, String, Vec<Server>);
 
 impl Volume {
@@ -182,6 +191,19 @@ impl Volume {
         servers: &[Server],
         logfile: Option<&Path>,
         loglevel: i32,
+    ) -> Result<Volume, Error> {
+        Volume::connect_with(lib, volname, servers, logfile, loglevel, &[])
+    }
+
+    /// [`Volume::connect`], with `glfs_set_xlator_option` for each of `xlator_options`
+    /// before `glfs_init`.
+    pub fn connect_with(
+        lib: &Arc<Gfapi>,
+        volname: &str,
+        servers: &[Server],
+        logfile: Option<&Path>,
+        loglevel: i32,
+        xlator_options: &[XlatorOption],
     ) -> Result<Volume, Error> {
         let s = &lib.sys;
         let cvol = cstring("glfs_new", volname)?;
@@ -240,6 +262,25 @@ impl Volume {
                 errno: last_errno(),
             });
         }
+        for option in xlator_options {
+            let call = "glfs_set_xlator_option";
+            let (xlator, key, value) = (
+                cstring(call, &option.xlator)?,
+                cstring(call, &option.key)?,
+                cstring(call, &option.value)?,
+            );
+            clear_errno();
+            // SAFETY: fs is live, strings are valid.
+            let rc = unsafe {
+                (s.glfs_set_xlator_option)(fs, xlator.as_ptr(), key.as_ptr(), value.as_ptr())
+            };
+            if rc != 0 {
+                return Err(Error::Call {
+                    call,
+                    errno: last_errno(),
+                });
+            }
+        }
         clear_errno();
         // SAFETY: fs is live and configured.
         let rc = unsafe { (s.glfs_init)(fs) };
@@ -260,6 +301,19 @@ impl Volume {
         servers: &[Server],
         logfile: Option<&Path>,
         loglevel: i32,
+    ) -> Result<Arc<Volume>, Error> {
+        Volume::shared_with(lib, volname, servers, logfile, loglevel, &[])
+    }
+
+    /// [`Volume::shared`] with translator options as in [`Volume::connect_with`]; like the
+    /// logging settings, the first caller's options win.
+    pub fn shared_with(
+        lib: &Arc<Gfapi>,
+        volname: &str,
+        servers: &[Server],
+        logfile: Option<&Path>,
+        loglevel: i32,
+        xlator_options: &[XlatorOption],
     ) -> Result<Arc<Volume>, Error> {
         type Slot = Arc<Mutex<Weak<Volume>>>;
         static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Slot>>> = OnceLock::new();
@@ -284,7 +338,14 @@ impl Volume {
         if let Some(vol) = slot.upgrade() {
             return Ok(vol);
         }
-        let vol = Arc::new(Volume::connect(lib, volname, servers, logfile, loglevel)?);
+        let vol = Arc::new(Volume::connect_with(
+            lib,
+            volname,
+            servers,
+            logfile,
+            loglevel,
+            xlator_options,
+        )?);
         *slot = Arc::downgrade(&vol);
         Ok(vol)
     }
