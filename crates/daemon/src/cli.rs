@@ -43,6 +43,11 @@ pub struct Args {
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
     #[arg(long, default_value_t = 25)]
     pub command_timeout: u64,
+    /// Threads serving connections, each a single-threaded event loop that keeps its
+    /// connections for their life (default: one per CPU; 0: one shared multi-threaded
+    /// runtime).
+    #[arg(long, default_value_t = crate::server::default_io_threads())]
+    pub io_threads: usize,
     /// Load libgfapi from this path instead of the system's libgfapi.so.0.
     #[arg(long, env = "GFAPI_LIBRARY")]
     pub gfapi_library: Option<PathBuf>,
@@ -119,6 +124,7 @@ impl Args {
         let mut server = crate::Server::default();
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
+        server.io_threads = self.io_threads;
         server
     }
 }

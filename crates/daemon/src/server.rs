@@ -1,12 +1,17 @@
 //! The accept loop: one task per connection, a cap on connections, and a shutdown signal
 //! passed in by the caller.
+//!
+//! Connections run on a pool of I/O threads, each a single-threaded tokio runtime: a
+//! connection stays on one thread for its life, so the wake-ups of its task (socket
+//! readiness, store completions) never bounce between worker threads.
 
 use crate::connection::{serve_connection, ConnectionLimits};
 use crate::targets::Targets;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -19,6 +24,15 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// Limits every connection gets.
     pub connection: ConnectionLimits,
+    /// Threads serving connections, each running its own event loop; a new connection
+    /// goes to the thread with the fewest. 0: connections run on the runtime that calls
+    /// [`serve`].
+    pub io_threads: usize,
+}
+
+/// The default number of I/O threads: one per CPU.
+pub fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for Server {
@@ -27,6 +41,7 @@ impl Default for Server {
             max_connections: 256,
             drain_timeout: Duration::from_secs(10),
             connection: ConnectionLimits::default(),
+            io_threads: default_io_threads(),
         }
     }
 }
@@ -39,6 +54,13 @@ pub async fn serve(
     targets: Arc<Targets>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let pool = match IoThreads::start(server.io_threads) {
+        Ok(pool) => pool,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the I/O threads; serving on the caller's runtime");
+            IoThreads::start(0).expect("no threads to start")
+        }
+    };
     let permits = Arc::new(Semaphore::new(server.max_connections));
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(10);
@@ -57,12 +79,38 @@ pub async fn serve(
                 backoff = Duration::from_millis(10);
                 let targets = targets.clone();
                 let limits = server.connection;
-                connections.spawn(async move {
-                    if let Err(err) = serve_connection(stream, peer, targets, limits).await {
-                        tracing::debug!(%peer, %err, "connection ended with an I/O error");
+                let Some((handle, load)) = pool.pick() else {
+                    connections.spawn(async move {
+                        if let Err(err) = serve_connection(stream, peer, targets, limits).await {
+                            tracing::debug!(%peer, %err, "connection ended with an I/O error");
+                        }
+                        drop(permit);
+                    });
+                    while connections.try_join_next().is_some() {}
+                    continue;
+                };
+                // Move the socket to the I/O thread's reactor.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::warn!(%peer, %err, "cannot hand the connection over");
+                        continue;
                     }
-                    drop(permit);
-                });
+                };
+                connections.spawn_on(
+                    async move {
+                        let _load = LoadGuard(load);
+                        let served = match TcpStream::from_std(stream) {
+                            Ok(stream) => serve_connection(stream, peer, targets, limits).await,
+                            Err(err) => Err(err),
+                        };
+                        if let Err(err) = served {
+                            tracing::debug!(%peer, %err, "connection ended with an I/O error");
+                        }
+                        drop(permit);
+                    },
+                    &handle,
+                );
             }
             Err(err) => {
                 // Out of file descriptors and the like: wait and retry rather than exit.
@@ -87,6 +135,81 @@ pub async fn serve(
                 server.drain_timeout
             );
             connections.shutdown().await;
+        }
+    }
+}
+
+/// The threads connections run on.
+struct IoThreads {
+    threads: Vec<IoThread>,
+}
+
+struct IoThread {
+    handle: tokio::runtime::Handle,
+    /// Connections on this thread.
+    load: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Counts a connection on its thread while it lives.
+struct LoadGuard(Arc<AtomicUsize>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl IoThreads {
+    fn start(count: usize) -> std::io::Result<IoThreads> {
+        let mut threads = Vec::with_capacity(count);
+        for i in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("io-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            threads.push(IoThread {
+                handle,
+                load: Arc::new(AtomicUsize::new(0)),
+                stop: Some(stop),
+                thread: Some(thread),
+            });
+        }
+        Ok(IoThreads { threads })
+    }
+
+    /// The least loaded thread, with its load counted up for a new connection; `None`
+    /// without threads.
+    fn pick(&self) -> Option<(tokio::runtime::Handle, Arc<AtomicUsize>)> {
+        let thread = self
+            .threads
+            .iter()
+            .min_by_key(|t| t.load.load(Ordering::Relaxed))?;
+        thread.load.fetch_add(1, Ordering::Relaxed);
+        Some((thread.handle.clone(), thread.load.clone()))
+    }
+}
+
+impl Drop for IoThreads {
+    fn drop(&mut self) {
+        for t in &mut self.threads {
+            if let Some(stop) = t.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for t in &mut self.threads {
+            if let Some(thread) = t.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
