@@ -89,6 +89,7 @@ pub async fn serve(
                     while connections.try_join_next().is_some() {}
                     continue;
                 };
+                let load = LoadGuard(load);
                 // Move the socket to the I/O thread's reactor.
                 let stream = match stream.into_std() {
                     Ok(stream) => stream,
@@ -99,7 +100,7 @@ pub async fn serve(
                 };
                 connections.spawn_on(
                     async move {
-                        let _load = LoadGuard(load);
+                        let _load = load;
                         let served = match TcpStream::from_std(stream) {
                             Ok(stream) => serve_connection(stream, peer, targets, limits).await,
                             Err(err) => Err(err),
