@@ -107,6 +107,29 @@ fn parse_verify(cdb: &[u8]) -> Result<Rw, Sense> {
     })
 }
 
+/// What WRITE and WRITE AND VERIFY share: the extent, then `check` (the command's own
+/// field check), write protection, and the whole blocks of data-out: `(offset, data, transfer
+/// length)`, or `Err` with the answer when there is nothing to write.
+fn write_data(
+    ctx: Ctx<'_>,
+    rw: &Rw,
+    check: Result<(), Sense>,
+) -> Result<(u64, Bytes, u32), Response> {
+    let lu = ctx.config();
+    let Some((offset, len)) = rw_extent(lu, rw).map_err(Response::check_condition)? else {
+        return Err(Response::good(Bytes::new(), 0));
+    };
+    check.map_err(Response::check_condition)?;
+    if lu.read_only {
+        return Err(Response::check_condition(Sense::WRITE_PROTECTED));
+    }
+    let data = whole_blocks(ctx.data_out, len, lu.geometry.block_size);
+    if data.is_empty() {
+        return Err(Response::good(Bytes::new(), len));
+    }
+    Ok((offset, data, len))
+}
+
 /// READ(6/10/12/16).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Read(pub Rw);
@@ -140,25 +163,15 @@ impl ScsiCommand for Write {
 
     #[inline]
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let lu = ctx.config();
-        let rw = self.0;
-        let Some((offset, len)) = tri!(rw_extent(lu, &rw)) else {
-            return done(Response::good(Bytes::new(), 0));
+        let fua = self.0.fua;
+        let lun = ctx.lun;
+        let (offset, data, len) = match write_data(ctx, &self.0, Ok(())) {
+            Ok(w) => w,
+            Err(answer) => return done(answer),
         };
-        if lu.read_only {
-            return fail(Sense::WRITE_PROTECTED);
-        }
-        let data = whole_blocks(ctx.data_out, len, lu.geometry.block_size);
-        if data.is_empty() {
-            return done(Response::good(Bytes::new(), len));
-        }
         io(
-            ctx.lun,
-            IoRequest::Write {
-                offset,
-                data,
-                fua: rw.fua,
-            },
+            lun,
+            IoRequest::Write { offset, data, fua },
             State::Final { transfer_len: len },
         )
     }
@@ -174,28 +187,23 @@ impl ScsiCommand for WriteAndVerify {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let lu = ctx.config();
-        let rw = self.0;
-        let Some((offset, len)) = tri!(rw_extent(lu, &rw)) else {
-            return done(Response::good(Bytes::new(), 0));
+        let bytchk = if self.0.bytchk > 1 {
+            Err(Sense::invalid_field_in_cdb(1, Some(2)))
+        } else {
+            Ok(())
         };
-        if rw.bytchk > 1 {
-            return fail(Sense::invalid_field_in_cdb(1, Some(2)));
-        }
-        if lu.read_only {
-            return fail(Sense::WRITE_PROTECTED);
-        }
-        let data = whole_blocks(ctx.data_out, len, lu.geometry.block_size);
-        if data.is_empty() {
-            return done(Response::good(Bytes::new(), len));
-        }
+        let lun = ctx.lun;
+        let (offset, data, len) = match write_data(ctx, &self.0, bytchk) {
+            Ok(w) => w,
+            Err(answer) => return done(answer),
+        };
         let request = IoRequest::Write {
             offset,
             data: data.clone(),
             fua: false,
         };
         io(
-            ctx.lun,
+            lun,
             request,
             State::WriteThenVerify {
                 offset,
