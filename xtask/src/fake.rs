@@ -619,8 +619,10 @@ mod tests {
     #[test]
     fn version_script_chains_nodes_and_places_symbols() {
         let s = version_script();
-        assert!(s.starts_with("GFAPI_PRIVATE_3.4.0 {\n  local:\n    *;\n};\n"));
-        assert!(s.contains("GFAPI_3.4.2 {\n} GFAPI_3.4.0;\n"));
+        assert!(s.starts_with("GFAPI_PRIVATE_3.4.0 {\n  global:\n    glfs_active_subvol;\n"));
+        assert_eq!(s.matches("  local:\n    *;\n};\n").count(), 1);
+        assert!(s.contains("GFAPI_3.4.2 {\n  global:\n    glfs_h_close;\n"));
+        assert!(s.contains("    glfs_setfsuid;\n} GFAPI_3.4.0;\n"));
         assert!(s.contains("GFAPI_6.0 {\n  global:\n    glfs_pread;\n"));
         assert!(s.contains("} GFAPI_PRIVATE_6.0;\n"));
         assert!(s.ends_with("GFAPI_FAKE_1.0 {\n  global:\n    gfapi_fake_version;\n    gfapi_fake_set_root;\n    gfapi_fake_inflight;\n};\n"));
