@@ -67,12 +67,20 @@ fn ensure_glusterd() -> Result<()> {
     if gluster(&["volume", "list"]).is_ok() {
         return Ok(());
     }
-    util::run(Command::new("glusterd").args([
-        "-p",
-        "/run/glusterd.pid",
-        "--log-level",
-        "WARNING",
-    ]))?;
+    let mut cmd = Command::new("glusterd");
+    cmd.args(["-p", "/run/glusterd.pid", "--log-level", "WARNING"]);
+    // The daemon outlives this run: it must not inherit our descriptors, above all the
+    // one `flock /work/notes/gluster.lock` holds its lock on (glusterd would hold the
+    // lock for as long as it lives, and every later test-gluster would wait forever).
+    // SAFETY: close_range is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::close_range(3, u32::MAX, 0);
+            Ok(())
+        });
+    }
+    util::run(&mut cmd)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if gluster(&["volume", "list"]).is_ok() {
