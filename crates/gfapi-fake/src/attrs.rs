@@ -446,7 +446,21 @@ pub(crate) fn resolve_in_volume(vol_dir: &Path, path: &str) -> Res<String> {
     Ok(format!("/{}", done.join("/")))
 }
 
-/// glfs_realpath (GFAPI_3.7.17): the canonical volume path; into `resolved_path` (at
+/// `rel` with every directory resolved and the last component kept (it must exist).
+pub(crate) fn resolve_parent_in_volume(vol_dir: &Path, rel: &str) -> Res<String> {
+    let (dir, last) = rel.rsplit_once('/').unwrap_or(("", rel));
+    if last.is_empty() || last == "." || last == ".." {
+        return resolve_in_volume(vol_dir, rel);
+    }
+    let dir = resolve_in_volume(vol_dir, if dir.is_empty() { "/" } else { dir })?;
+    let out = format!("{}/{last}", dir.trim_end_matches('/'));
+    std::fs::symlink_metadata(vol_dir.join(out.trim_start_matches('/')))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    Ok(out)
+}
+
+/// glfs_realpath (GFAPI_3.7.17): the canonical volume path (a final symlink is not
+/// resolved, as on Gluster 10.3); into `resolved_path` (at
 /// least PATH_MAX bytes) or, when NULL, a buffer to release with glfs_free.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_realpath(
@@ -459,7 +473,9 @@ pub unsafe extern "C" fn glfs_realpath(
         let p = str_arg(path)?;
         let (_, rel, _) = m.admit_path("realpath", p)?;
         let vol = m.vol_dir().ok_or(libc::EIO)?;
-        let real = resolve_in_volume(&vol, &rel)?;
+        // Gluster 10.3 resolves the directories but not a final symlink (realpath(3)
+        // would): the fake does as Gluster does.
+        let real = resolve_parent_in_volume(&vol, &rel)?;
         if real.len() >= libc::PATH_MAX as usize {
             return Err(libc::ENAMETOOLONG);
         }
@@ -477,8 +493,8 @@ pub unsafe extern "C" fn glfs_realpath(
 // ---------------------------------------------------------------------------------------
 // dup and the working directory
 
-/// glfs_dup: a new fd on the same open file, starting at the same offset and moving on
-/// independently (as gfapi copies the offset).
+/// glfs_dup: a new fd on the same open file with its own offset, starting at 0 (as on
+/// Gluster 10.3).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_dup(fd: *mut glfs_fd_t) -> *mut glfs_fd_t {
     ptr_call(|| {
@@ -497,7 +513,7 @@ pub unsafe extern "C" fn glfs_dup(fd: *mut glfs_fd_t) -> *mut glfs_fd_t {
             f.fs_handle,
             f.flags,
         );
-        *crate::fs::lock(&inner.pos) = *crate::fs::lock(&f.pos);
+        // Gluster 10.3's dup starts at offset 0 (it does not copy the offset).
         Ok(fds().insert(Arc::new(inner)))
     })
 }

@@ -125,20 +125,12 @@ pub unsafe extern "C" fn glfs_xreaddirplus_r(
         };
         entry_stat(glfd, e, &mut x.stat)?;
         x.flags |= XREADDIRP_STAT & want;
-        if want & XREADDIRP_HANDLE != 0 {
+        let name = CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy();
+        // Gluster 10.3 gives "." and ".." a stat but no object.
+        if want & XREADDIRP_HANDLE != 0 && name != "." && name != ".." {
             let f = fd_of(glfd)?;
             let vol = f.glfs.vol_dir().ok_or(libc::EBADF)?;
-            let name = CStr::from_ptr((*e).d_name.as_ptr()).to_string_lossy();
-            let rel = match name.as_ref() {
-                "." => f.path.clone(),
-                ".." => f
-                    .path
-                    .rsplit_once('/')
-                    .map(|(d, _)| d.to_string())
-                    .unwrap_or_default(),
-                n => format!("{}/{n}", f.path.trim_end_matches('/')),
-            };
-            let rel = if rel.is_empty() { "/".to_string() } else { rel };
+            let rel = format!("{}/{name}", f.path.trim_end_matches('/'));
             let g = crate::gfid::of_path(&vol, &vol.join(rel.trim_start_matches('/')))?;
             crate::gfid::remember(&vol, &g, &rel);
             x.object = new_object(f.fs_handle, f.glfs.clone(), g);

@@ -129,11 +129,7 @@ pub unsafe extern "C" fn glfs_h_lookupat(
         let rel = if follow != 0 {
             crate::attrs::resolve_in_volume(&vol, &rel)?
         } else {
-            // every component but the last is followed
-            let (dir, last) = rel.rsplit_once('/').unwrap_or(("", &rel));
-            let dir =
-                crate::attrs::resolve_in_volume(&vol, if dir.is_empty() { "/" } else { dir })?;
-            format!("{}/{last}", dir.trim_end_matches('/'))
+            crate::attrs::resolve_parent_in_volume(&vol, &rel)?
         };
         let host = vol.join(rel.trim_start_matches('/'));
         fill_stat(&host, false, stat)?;

@@ -333,7 +333,8 @@ fn make_upcall(
 }
 
 /// glfs_h_poll_upcall (GFAPI_3.7.16): the next change another client made to an inode
-/// this client holds, in `*up_arg` (release with glfs_free), or NULL; 0 either way.
+/// this client holds, in `*up_arg` (release with glfs_free); with none pending, `*up_arg`
+/// is left alone and errno is ENOENT (as on Gluster 10.3); 0 either way.
 /// The first call starts listening.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_h_poll_upcall(fs: *mut glfs_t, up_arg: *mut *mut Upcall) -> c_int {
@@ -348,10 +349,11 @@ pub unsafe extern "C" fn glfs_h_poll_upcall(fs: *mut glfs_t, up_arg: *mut *mut U
         let next = lock(clients())
             .get_mut(&(fs as usize))
             .and_then(|c| c.queue.pop_front());
-        *up_arg = match next {
-            Some(e) => make_upcall(fs as usize, &m, e),
-            None => std::ptr::null_mut(),
-        };
+        match next {
+            Some(e) => *up_arg = make_upcall(fs as usize, &m, e),
+            // Gluster 10.3 leaves *up_arg as it was and sets errno ENOENT
+            None => set_errno(libc::ENOENT),
+        }
         Ok(0)
     })
 }

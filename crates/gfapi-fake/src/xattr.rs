@@ -1,14 +1,14 @@
 //! Extended attributes (get/set/list/remove in the path, `l` and `f` forms): stored as
 //! the backing file's own host xattrs, so every process on the fake root sees what any
-//! one set (`user.*` for anyone, `trusted.*` for root, as on a brick). Gluster's virtual
-//! keys that consumers read are answered as Gluster answers them:
+//! one set (`user.*` for anyone, `trusted.*` for root, as on a brick). Gluster's own
+//! keys are answered as Gluster 10.3 answers a gfapi client (read off a live volume):
 //!
-//! * `glusterfs.gfid.string`: the GFID as 36 characters;
-//! * `glusterfs.gfid`, `trusted.gfid`: the 16 GFID bytes;
-//! * `glusterfs.pathinfo`, `trusted.glusterfs.pathinfo`:
-//!   `(<POSIX(<brick>):<host>:<brick file>>)`.
-//!
-//! Setting or removing one of them fails with EPERM.
+//! * `glusterfs.pathinfo`, `trusted.glusterfs.pathinfo` on a path:
+//!   `<POSIX(<brick>):<host>:<brick file>>`; on an fd EOPNOTSUPP / ENODATA; set: EACCES;
+//! * `trusted.glusterfs.node-uuid` on a path: a UUID string with its NUL, and listed
+//!   first by listxattr; on an fd ENODATA; set: accepted and ignored;
+//! * `glusterfs.gfid.string`, `glusterfs.gfid`: EOPNOTSUPP; `trusted.gfid`: ENODATA
+//!   (set: accepted and ignored). Handles give a file's GFID (`glfs_h_extract_handle`).
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -91,55 +91,55 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The value of a virtual key, if `name` is one.
+/// A stable per-host "node UUID" (Gluster's glusterd UUID of the brick's node).
+fn node_uuid() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut g: gfid::Gfid = [0; 16];
+    for (i, b) in hostname().bytes().chain(*b"gfapi-fake-node").enumerate() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        g[i % 16] ^= (h >> 24) as u8;
+    }
+    gfid::to_string(&g)
+}
+
+/// What Gluster 10.3 answers for its own keys (read off a live one-brick volume), if
+/// `name` is one: `Some(Ok(value))`, `Some(Err(errno))`.
 fn virtual_value(o: &Obj, name: &str) -> Option<Res<Vec<u8>>> {
-    let gfid_of = || -> Res<gfid::Gfid> {
-        match &o.at {
-            At::Fd(fd) => {
-                // SAFETY: zeroed statx is a valid out-buffer.
-                let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-                let empty = CString::default();
-                // SAFETY: AT_EMPTY_PATH statx of our own descriptor.
-                let r = unsafe {
-                    libc::statx(
-                        *fd,
-                        empty.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                        libc::STATX_BASIC_STATS | libc::STATX_BTIME,
-                        &mut stx,
-                    )
-                };
-                if r < 0 {
-                    return Err(errno());
-                }
-                Ok(gfid::from_statx(&gfid::statx(&o.vol)?, &stx))
-            }
-            At::Path(..) => gfid::of_path(&o.vol, &o.host),
-        }
-    };
+    let by_fd = matches!(o.at, At::Fd(_));
     match name {
-        "glusterfs.gfid.string" => Some(gfid_of().map(|g| gfid::to_string(&g).into_bytes())),
-        "glusterfs.gfid" | "trusted.gfid" => Some(gfid_of().map(|g| g.to_vec())),
+        "glusterfs.gfid.string" | "glusterfs.gfid" => Some(Err(libc::EOPNOTSUPP)),
+        "trusted.gfid" => Some(Err(libc::ENODATA)),
+        "glusterfs.pathinfo" if by_fd => Some(Err(libc::EOPNOTSUPP)),
+        "trusted.glusterfs.pathinfo" | "trusted.glusterfs.node-uuid" if by_fd => {
+            Some(Err(libc::ENODATA))
+        }
         "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Ok(format!(
-            "(<POSIX({}):{}:{}>)",
+            "<POSIX({}):{}:{}>",
             o.vol.display(),
             hostname(),
             o.host.display()
         )
         .into_bytes())),
+        "trusted.glusterfs.node-uuid" => {
+            let mut v = node_uuid().into_bytes();
+            v.push(0);
+            Some(Ok(v))
+        }
         _ => None,
     }
 }
 
-fn is_virtual(name: &str) -> bool {
-    matches!(
-        name,
-        "glusterfs.gfid.string"
-            | "glusterfs.gfid"
-            | "trusted.gfid"
-            | "glusterfs.pathinfo"
-            | "trusted.glusterfs.pathinfo"
-    )
+/// What Gluster 10.3 answers when one of its own keys is set or removed: an errno, or
+/// `Some(Ok)` for the keys it accepts and ignores.
+fn virtual_set(name: &str) -> Option<Res<c_int>> {
+    match name {
+        "glusterfs.gfid.string" | "glusterfs.gfid" => Some(Err(libc::EOPNOTSUPP)),
+        "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Err(libc::EACCES)),
+        "trusted.gfid" | "trusted.glusterfs.node-uuid" | "trusted.glusterfs.volume-id" => {
+            Some(Ok(0))
+        }
+        _ => None,
+    }
 }
 
 /// Copies `v` out as getxattr(2) does: size 0 asks for the length, too small is ERANGE.
@@ -193,8 +193,8 @@ unsafe fn set(
     if n.is_empty() {
         return Err(libc::EINVAL);
     }
-    if is_virtual(n) {
-        return Err(libc::EPERM);
+    if let Some(r) = virtual_set(n) {
+        return r;
     }
     if value.is_null() && size > 0 {
         return Err(libc::EFAULT);
@@ -213,10 +213,22 @@ unsafe fn set(
 }
 
 unsafe fn list(o: Obj, value: *mut c_void, size: size_t) -> Res<ssize_t> {
+    // Gluster lists its node-uuid key first on a path (not on an fd).
+    let extra: &[u8] = match o.at {
+        At::Path(..) => b"trusted.glusterfs.node-uuid\0",
+        At::Fd(_) => b"",
+    };
+    if size > 0 && size < extra.len() {
+        return Err(libc::ERANGE);
+    }
     let (value, size) = if size == 0 {
         (std::ptr::null_mut(), 0)
     } else {
-        (value, size)
+        std::ptr::copy_nonoverlapping(extra.as_ptr(), value as *mut u8, extra.len());
+        (
+            (value as *mut u8).add(extra.len()) as *mut c_void,
+            size - extra.len(),
+        )
     };
     let r = match &o.at {
         At::Path(p, true) => libc::listxattr(p.as_ptr(), value as *mut c_char, size),
@@ -226,13 +238,13 @@ unsafe fn list(o: Obj, value: *mut c_void, size: size_t) -> Res<ssize_t> {
     if r < 0 {
         return Err(errno());
     }
-    Ok(r)
+    Ok(r + extra.len() as ssize_t)
 }
 
 unsafe fn remove(o: Obj, name: *const c_char) -> Res<c_int> {
     let n = str_arg(name)?;
-    if is_virtual(n) {
-        return Err(libc::EPERM);
+    if let Some(r) = virtual_set(n) {
+        return r;
     }
     let cn = CString::new(n).map_err(|_| libc::EINVAL)?;
     let r = match &o.at {

@@ -170,7 +170,14 @@ static void xattrs(glfs_t *fs) {
     R(F, "removexattr", glfs_removexattr(fs, p("x"), "user.k"));
     R(F, "removexattr again", glfs_removexattr(fs, p("x"), "user.k"));
     R(F, "fremovexattr", glfs_fremovexattr(fd, "user.f"));
-    R(F, "gfid.string length", glfs_getxattr(fs, p("x"), "glusterfs.gfid.string", buf, sizeof buf));
+    R(F, "gfid.string", glfs_getxattr(fs, p("x"), "glusterfs.gfid.string", buf, sizeof buf));
+    memset(buf, 0, sizeof buf);
+    long pl = glfs_getxattr(fs, p("x"), "trusted.glusterfs.pathinfo", buf, sizeof buf);
+    printf("%s pathinfo form: %d\n", F, pl > 0 && strncmp(buf, "<POSIX(", 7) == 0);
+    R(F, "node-uuid", glfs_getxattr(fs, p("x"), "trusted.glusterfs.node-uuid", buf, sizeof buf));
+    R(F, "fgetxattr pathinfo", glfs_fgetxattr(fd, "glusterfs.pathinfo", buf, sizeof buf));
+    R(F, "fgetxattr trusted.gfid", glfs_fgetxattr(fd, "trusted.gfid", buf, sizeof buf));
+    R(F, "setxattr pathinfo", glfs_setxattr(fs, p("x"), "glusterfs.pathinfo", "x", 1, 0));
     glfs_close(fd);
 }
 
