@@ -171,7 +171,16 @@ impl Session {
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
                 }
-                tracing::info!(%peer, %initiator, %target, ?session_type, "login");
+                let digests = conn.params().map(|p| p.digests).unwrap_or_default();
+                tracing::info!(
+                    %peer,
+                    %initiator,
+                    %target,
+                    ?session_type,
+                    header_digest = digests.header,
+                    data_digest = digests.data,
+                    "login"
+                );
             }
             Event::Command(cmd) => self.start_command(conn, done_tx, cmd),
             Event::TaskManagement(tmf) => {

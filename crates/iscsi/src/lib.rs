@@ -228,6 +228,15 @@ pub enum ProtocolError {
         /// Our limit.
         max: u32,
     },
+    /// A header digest that does not match the header (RFC 7143 7.8: the connection ends,
+    /// since nothing in the header, not even its length, can be trusted).
+    #[error("header digest {received:#010x} does not match the header's CRC32C {computed:#010x}")]
+    HeaderDigest {
+        /// The digest received, as a little-endian number.
+        received: u32,
+        /// The digest of the header received.
+        computed: u32,
+    },
     /// A well-formed PDU that breaks the protocol (wrong phase, bad offsets, ...).
     #[error("protocol error: {0}")]
     Protocol(String),

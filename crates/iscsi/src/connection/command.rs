@@ -147,15 +147,24 @@ impl Connection {
             } else {
                 None
             };
-            task.collecting = Some(Collecting::new(pdu.data.clone(), unsolicited_limit));
+            task.collecting = Some(Collecting::new(
+                pdu.data.clone(),
+                unsolicited_limit,
+                pdu.data_digest_error,
+            ));
             s.tasks.insert(itt, task);
             if !unsolicited_follows {
                 self.issue_r2ts(itt);
             }
             return Ok(());
         }
-        let data_out = if write { pdu.data } else { Bytes::new() };
         s.tasks.insert(itt, task);
+        if pdu.data_digest_error {
+            // All of the write's data came as immediate data, and it failed its digest.
+            self.fail_with_crc_error(itt);
+            return Ok(());
+        }
+        let data_out = if write { pdu.data } else { Bytes::new() };
         self.deliver(itt, data_out);
         Ok(())
     }

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Fixed-format sense for the iSCSI condition "protocol service CRC error" (RFC 7143
 /// 11.4.7.2): ABORTED COMMAND, ASC/ASCQ 47h/05h CRC ERROR DETECTED.
-pub(super) const SENSE_PROTOCOL_SERVICE_CRC_ERROR: [u8; 18] = [
+const SENSE_PROTOCOL_SERVICE_CRC_ERROR: [u8; 18] = [
     0x70, 0, 0x0b, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0,
 ];
 
@@ -41,16 +41,19 @@ pub(super) struct Collecting {
     /// Immediate data kept as a slice when it is all the command carries.
     imm: Bytes,
     received: u32,
-    /// A Data-Out arrived with an unexpected DataSN: its payload was discarded and the task
-    /// ends with CHECK CONDITION once all its data has arrived (RFC 7143 7.8, 7.9).
-    data_sn_error: bool,
+    /// Data arrived with an unexpected DataSN or a bad data digest: its payload and all
+    /// after it are discarded, and the task ends with CHECK CONDITION once all its data
+    /// has arrived (RFC 7143 7.8, 7.9; ERL 0).
+    failed: bool,
 }
 
 impl Collecting {
     /// A write that carried `imm` as immediate data; `unsolicited_limit` is the end of its
-    /// unsolicited burst when unsolicited Data-Out follows.
-    pub(super) fn new(imm: Bytes, unsolicited_limit: Option<u32>) -> Self {
+    /// unsolicited burst when unsolicited Data-Out follows. When the immediate data failed
+    /// its digest (`imm_corrupt`), it counts as received and the task is failed.
+    pub(super) fn new(imm: Bytes, unsolicited_limit: Option<u32>, imm_corrupt: bool) -> Self {
         let imm_len = imm.len() as u32;
+        let imm = if imm_corrupt { Bytes::new() } else { imm };
         Collecting {
             imm_len,
             unsolicited_limit,
@@ -61,7 +64,7 @@ impl Collecting {
             buf: BytesMut::new(),
             imm,
             received: imm_len,
-            data_sn_error: false,
+            failed: imm_corrupt,
         }
     }
 }
@@ -219,14 +222,14 @@ impl Connection {
                     c.unsolicited_next
                 )));
             }
-            if data_sn != c.unsolicited_data_sn && !c.data_sn_error {
+            if data_sn != c.unsolicited_data_sn && !c.failed {
                 tracing::warn!(
                     itt,
                     data_sn,
                     expected = c.unsolicited_data_sn,
                     "unsolicited Data-Out with an unexpected DataSN; task will fail"
                 );
-                c.data_sn_error = true;
+                c.failed = true;
             }
             c.unsolicited_data_sn = c.unsolicited_data_sn.wrapping_add(1);
             c.unsolicited_next = end;
@@ -248,7 +251,7 @@ impl Connection {
                     r.offset, r.len, r.received
                 )));
             }
-            if data_sn != r.data_sn && !c.data_sn_error {
+            if data_sn != r.data_sn && !c.failed {
                 tracing::warn!(
                     itt,
                     data_sn,
@@ -256,7 +259,7 @@ impl Connection {
                     ttt,
                     "Data-Out with an unexpected DataSN; task will fail"
                 );
-                c.data_sn_error = true;
+                c.failed = true;
             }
             r.data_sn = r.data_sn.wrapping_add(1);
             r.received += len;
@@ -265,23 +268,24 @@ impl Connection {
                 r2t_done = true;
             }
         }
-        if c.data_sn_error {
-            // The payload of a PDU out of DataSN order is discarded, and so is everything
-            // after it: the task fails once the initiator has sent all it announced.
+        if pdu.data_digest_error && !c.failed {
+            tracing::warn!(
+                itt,
+                offset,
+                "Data-Out with a bad data digest; task will fail"
+            );
+            c.failed = true;
+        }
+        if c.failed {
+            // The payload of a PDU out of DataSN order or with a bad digest is discarded,
+            // and so is everything after it: the task fails once the initiator has sent all
+            // it announced.
             c.buf = BytesMut::new();
             c.imm = Bytes::new();
             c.received += len;
             if c.received == edtl {
                 task.collecting = None;
-                self.complete_command(
-                    itt,
-                    CommandResponse {
-                        status: 0x02,
-                        data_in: Bytes::new(),
-                        sense: Some(Bytes::from_static(&SENSE_PROTOCOL_SERVICE_CRC_ERROR)),
-                        transfer_len: 0,
-                    },
-                );
+                self.fail_with_crc_error(itt);
             } else if r2t_done {
                 self.issue_r2ts(itt);
             }
@@ -310,6 +314,20 @@ impl Connection {
             self.issue_r2ts(itt);
         }
         Ok(())
+    }
+
+    /// Ends a task whose data was lost to a digest or sequence error with CHECK CONDITION,
+    /// "protocol service CRC error" (RFC 7143 11.4.7.2).
+    pub(super) fn fail_with_crc_error(&mut self, itt: u32) {
+        self.complete_command(
+            itt,
+            CommandResponse {
+                status: 0x02,
+                data_in: Bytes::new(),
+                sense: Some(Bytes::from_static(&SENSE_PROTOCOL_SERVICE_CRC_ERROR)),
+                transfer_len: 0,
+            },
+        );
     }
 
     /// Issues the R2Ts of the waiting writes that fit in the solicited-data budget now, in

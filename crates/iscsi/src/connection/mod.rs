@@ -18,7 +18,7 @@ pub use task_mgmt::{TaskFunction, TaskManagementRequest, TaskScope, TmfResponse}
 use crate::header::RejectHeader;
 use crate::login::Login;
 use crate::negotiation::Params;
-use crate::pdu::{self, off, parse_ahs, Bhs, FrameLimits, InitiatorOpcode, Pdu};
+use crate::pdu::{self, off, parse_ahs, Bhs, Digests, FrameLimits, InitiatorOpcode, Pdu};
 use crate::{seq, Config, Event, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use session::Session;
@@ -33,6 +33,8 @@ pub const LOGIN_MAX_DATA: u32 = 8192;
 
 /// Reject reasons (RFC 7143 11.17.1).
 mod reject {
+    /// Data (payload) digest error.
+    pub const DATA_DIGEST_ERROR: u8 = 0x02;
     /// Command not supported.
     pub const COMMAND_NOT_SUPPORTED: u8 = 0x05;
     /// Immediate Command Reject - too many immediate commands (may be resent).
@@ -50,11 +52,13 @@ fn alloc_tsih() -> u16 {
     }
 }
 
-/// A PDU waiting for `poll_transmit`.
+/// A PDU waiting for `poll_transmit`, with the digests in force when it was queued (the
+/// final login response goes without them; every PDU after it with them).
 #[derive(Debug)]
 struct OutPdu {
     bhs: Bhs,
     data: Bytes,
+    digests: Digests,
 }
 
 #[derive(Debug)]
@@ -180,6 +184,17 @@ impl Connection {
             }
             return self.handle_login(pdu);
         }
+        if pdu.data_digest_error {
+            // RFC 7143 7.8 (ERL 0): the PDU is rejected and its data discarded. A command or
+            // Data-Out still counts, so that its task fails with CHECK CONDITION once all its
+            // data is in; any other PDU is dropped, keeping its place in CmdSN order.
+            tracing::warn!(?op, itt = pdu.bhs.itt(), "data digest error; PDU rejected");
+            self.send_reject(reject::DATA_DIGEST_ERROR, &pdu.bhs);
+            let kept = matches!(op, InitiatorOpcode::ScsiCommand | InitiatorOpcode::DataOut);
+            if !kept && pdu.bhs.immediate() {
+                return Ok(());
+            }
+        }
         match op {
             InitiatorOpcode::Login => Err(proto("Login request in full feature phase")),
             InitiatorOpcode::DataOut => self.handle_data_out(pdu),
@@ -245,6 +260,10 @@ impl Connection {
     }
 
     fn dispatch(&mut self, pdu: Pdu) -> Result<(), ProtocolError> {
+        if pdu.data_digest_error && !is_command(&pdu) {
+            // Rejected on arrival; its CmdSN is used up.
+            return Ok(());
+        }
         match InitiatorOpcode::from_u8(pdu.bhs.opcode()) {
             Some(InitiatorOpcode::ScsiCommand) => {
                 if self.session().aborted_early.remove(&pdu.bhs.itt()) {
@@ -299,7 +318,11 @@ impl Connection {
     }
 
     fn push(&mut self, bhs: Bhs, data: Bytes) {
-        self.out.push_back(OutPdu { bhs, data });
+        let digests = match &self.phase {
+            Phase::FullFeature(s) => s.info.params.digests,
+            _ => Digests::default(),
+        };
+        self.out.push_back(OutPdu { bhs, data, digests });
     }
 
     fn send_reject(&mut self, reason: u8, rejected: &Bhs) {
@@ -316,7 +339,7 @@ impl Connection {
     /// Appends every PDU ready to send to `out`.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) {
         while let Some(p) = self.out.pop_front() {
-            pdu::encode(out, &p.bhs, &p.data);
+            pdu::encode_with(out, &p.bhs, &p.data, p.digests);
         }
         if self.closing && !matches!(self.phase, Phase::Finished) {
             self.phase = Phase::Finished;
