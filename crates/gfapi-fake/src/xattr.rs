@@ -434,6 +434,15 @@ pub unsafe extern "C" fn glfs_fremovexattr(fd: *mut glfs_fd_t, name: *const c_ch
     })
 }
 
+/// The object of a handle call: the host file itself, a final symlink not followed.
+fn host_obj(vol: &Path, host: &Path) -> Res<Obj> {
+    Ok(Obj {
+        at: At::Path(cpath(host)?, false),
+        vol: vol.to_path_buf(),
+        host: host.to_path_buf(),
+    })
+}
+
 /// Shared by the handle API: xattrs of a host object.
 pub(crate) unsafe fn h_get(
     vol: &Path,
@@ -442,11 +451,7 @@ pub(crate) unsafe fn h_get(
     value: *mut c_void,
     size: size_t,
 ) -> Res<ssize_t> {
-    let o = Obj {
-        at: At::Path(cpath(host)?, false),
-        vol: vol.to_path_buf(),
-        host: host.to_path_buf(),
-    };
+    let o = host_obj(vol, host)?;
     get(o, name, value, size)
 }
 
@@ -459,20 +464,12 @@ pub(crate) unsafe fn h_set(
     size: size_t,
     flags: c_int,
 ) -> Res<c_int> {
-    let o = Obj {
-        at: At::Path(cpath(host)?, false),
-        vol: vol.to_path_buf(),
-        host: host.to_path_buf(),
-    };
+    let o = host_obj(vol, host)?;
     set(o, name, value, size, flags)
 }
 
 /// Shared by the handle API.
 pub(crate) unsafe fn h_remove(vol: &Path, host: &Path, name: *const c_char) -> Res<c_int> {
-    let o = Obj {
-        at: At::Path(cpath(host)?, false),
-        vol: vol.to_path_buf(),
-        host: host.to_path_buf(),
-    };
+    let o = host_obj(vol, host)?;
     remove(o, name)
 }
