@@ -21,6 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod cdb;
+pub mod nexus;
+mod reservations;
 mod sbc;
 pub mod sense;
 mod spc;
@@ -31,6 +33,10 @@ use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
 use crate::cdb::Cdb;
+use crate::nexus::Nexuses;
+pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
+pub use crate::reservations::PrType;
+use crate::reservations::Reservations;
 use crate::sense::Sense;
 
 pub use crate::sbc::{
@@ -180,6 +186,8 @@ impl Pending {
 pub struct ScsiTarget {
     /// Indexed by LUN number.
     luns: Vec<Option<Lu>>,
+    /// Per-I_T-nexus state: initiator ports and unit attention queues.
+    nexuses: Nexuses,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -188,6 +196,8 @@ struct Lu {
     config: LuConfig,
     /// Held by the COMPARE AND WRITE in progress, if any (see [`sbc::CawGuard`]).
     caw_busy: Arc<AtomicBool>,
+    /// Persistent and RESERVE(6/10) reservations.
+    reservations: Arc<Reservations>,
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -238,6 +248,7 @@ impl ScsiTarget {
         self.luns[idx] = Some(Lu {
             config,
             caw_busy: Arc::default(),
+            reservations: Arc::default(),
         });
     }
 
@@ -266,6 +277,52 @@ impl ScsiTarget {
             .map(|(i, _)| i as u16)
     }
 
+    /// A session logged in on `nexus` from `port`: every logical unit queues POWER ON,
+    /// RESET, OR BUS DEVICE RESET OCCURRED for it (reported by its first command there).
+    pub fn open_nexus(&self, nexus: NexusId, port: InitiatorPort) {
+        let luns: Vec<u16> = self.luns().collect();
+        self.nexuses.open(nexus, port, &luns);
+    }
+
+    /// The session on `nexus` ended: its unit attentions are dropped. (Registrations and
+    /// reservations belong to the initiator port and outlive the nexus.)
+    pub fn close_nexus(&self, nexus: NexusId) {
+        self.nexuses.close(nexus);
+        for lu in self.luns.iter().flatten() {
+            lu.reservations.nexus_lost(nexus);
+        }
+    }
+
+    /// Queues the unit attention `ua` on logical unit `lun` for the nexuses in `scope`:
+    /// e.g. CAPACITY DATA HAS CHANGED for [`UaScope::All`] after a resize, MODE PARAMETERS
+    /// CHANGED for [`UaScope::AllBut`] the nexus whose MODE SELECT changed them.
+    pub fn raise_unit_attention(&self, lun: u16, ua: UnitAttention, scope: UaScope) {
+        self.nexuses.raise(lun, ua, scope);
+    }
+
+    /// A LOGICAL UNIT RESET was carried out on `lun` (the transport has aborted the tasks):
+    /// every nexus gets BUS DEVICE RESET FUNCTION OCCURRED there (SAM-5 7.8; the nexus that
+    /// asked for it too).
+    pub fn logical_unit_reset(&self, lun: u16) {
+        if let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) {
+            lu.reservations.reset();
+            self.nexuses
+                .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
+        }
+    }
+
+    /// A TARGET WARM/COLD RESET was carried out: every nexus gets POWER ON, RESET, OR BUS
+    /// DEVICE RESET OCCURRED on every logical unit (SAM-5 7.10).
+    pub fn target_reset(&self) {
+        for lun in self.luns() {
+            if let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) {
+                lu.reservations.reset();
+            }
+            self.nexuses
+                .raise(lun, UnitAttention::PowerOnReset, UaScope::All);
+        }
+    }
+
     /// Starts one command.
     pub fn start(&self, cmd: Command) -> Start {
         let lun = decode_lun(cmd.lun);
@@ -273,6 +330,22 @@ impl ScsiTarget {
             .and_then(|n| self.luns.get(usize::from(n)))
             .and_then(Option::as_ref);
         let lu = lu_state.map(|l| &l.config);
+        if let (Some(lun), Some(_)) = (lun, lu) {
+            // SAM-5 5.14: a pending unit attention fails the next command, whatever it is,
+            // before its CDB is looked at; INQUIRY, REPORT LUNS and REQUEST SENSE are exempt.
+            if let Some(sense) = self.nexuses.check(cmd.nexus, lun, cmd.cdb.first().copied()) {
+                return Start::Done(Response::check_condition(sense));
+            }
+            let reservations = &lu_state.expect("present with its config").reservations;
+            if reservations.conflict(cmd.nexus, &self.nexuses, &cmd.cdb) {
+                return Start::Done(reservations::conflict_response());
+            }
+            if cmd.cdb.first().is_some_and(|op| reservations::handles(*op)) {
+                let (response, _changed) =
+                    reservations.execute(cmd.nexus, &self.nexuses, lun, &cmd.cdb, &cmd.data_out);
+                return Start::Done(response);
+            }
+        }
         let parsed = match Cdb::parse(&cmd.cdb) {
             Ok(parsed) => parsed,
             // SPC-4 4.6.4: an absent LU answers LOGICAL UNIT NOT SUPPORTED to everything but
@@ -286,6 +359,14 @@ impl ScsiTarget {
             return Start::Done(spc::absent_lun(self, &parsed));
         };
         match parsed {
+            Cdb::RequestSense { desc, alloc } => {
+                let ua = self.nexuses.take(cmd.nexus, lun);
+                Start::Done(spc::request_sense(
+                    desc,
+                    alloc,
+                    ua.map(UnitAttention::sense),
+                ))
+            }
             Cdb::Read(rw) => sbc::read(lun, lu, rw),
             Cdb::Write(rw) => sbc::write(lun, lu, rw, cmd.data_out),
             Cdb::WriteAndVerify(rw) => sbc::write_and_verify(lun, lu, rw, cmd.data_out),

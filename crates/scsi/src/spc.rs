@@ -94,8 +94,9 @@ pub(crate) fn absent_lun(target: &ScsiTarget, cdb: &Cdb) -> Response {
 }
 
 /// REQUEST SENSE (SPC-4 6.39). Sense is reported with the failing command (autosense), so
-/// there is no pending sense: NO SENSE, or the `pending` condition for an absent LUN.
-fn request_sense(desc: bool, alloc: u8, pending: Option<Sense>) -> Response {
+/// the only pending sense is a unit attention or, for an absent LUN, LOGICAL UNIT NOT
+/// SUPPORTED: `pending`, or NO SENSE.
+pub(crate) fn request_sense(desc: bool, alloc: u8, pending: Option<Sense>) -> Response {
     let sense = pending.unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL));
     let data = if desc {
         // Descriptor format (SPC-4 4.5.2), response code 72h, no descriptors.
@@ -454,7 +455,59 @@ const COMMANDS: &[CommandInfo] = &[
         &[0xAE, 0x16, F, F, F, F, F, F, F, F, 0, 0],
     ),
     cmd(op::VERIFY_12, &[0xAF, 0x16, F, F, F, F, F, F, F, F, 0, 0]),
+    // Reservations (crate::reservations): RESERVE/RELEASE(6/10) without third-party or
+    // extents, PERSISTENT RESERVE IN/OUT by service action.
+    cmd(0x16, &[0x16, 0, 0, 0, 0, 0]),
+    cmd(0x17, &[0x17, 0, 0, 0, 0, 0]),
+    cmd(0x56, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    cmd(0x57, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    pr_in(0x00),
+    pr_in(0x01),
+    pr_in(0x02),
+    pr_in(0x03),
+    pr_out(0x00),
+    pr_out(0x01),
+    pr_out(0x02),
+    pr_out(0x03),
+    pr_out(0x04),
+    pr_out(0x05),
+    pr_out(0x06),
+    pr_out(0x07),
 ];
+
+/// PERSISTENT RESERVE IN with service action `sa` (SPC-4 6.15.1).
+const fn pr_in(sa: u8) -> CommandInfo {
+    CommandInfo {
+        opcode: 0x5E,
+        sa: Some(sa as u16),
+        usage: match sa {
+            0 => &[0x5E, 0x00, 0, 0, 0, 0, 0, F, F, 0],
+            1 => &[0x5E, 0x01, 0, 0, 0, 0, 0, F, F, 0],
+            2 => &[0x5E, 0x02, 0, 0, 0, 0, 0, F, F, 0],
+            _ => &[0x5E, 0x03, 0, 0, 0, 0, 0, F, F, 0],
+        },
+        needs_discard: false,
+    }
+}
+
+/// PERSISTENT RESERVE OUT with service action `sa` (SPC-4 6.16.1).
+const fn pr_out(sa: u8) -> CommandInfo {
+    CommandInfo {
+        opcode: 0x5F,
+        sa: Some(sa as u16),
+        usage: match sa {
+            0 => &[0x5F, 0x00, F, 0, 0, F, F, F, F, 0],
+            1 => &[0x5F, 0x01, F, 0, 0, F, F, F, F, 0],
+            2 => &[0x5F, 0x02, F, 0, 0, F, F, F, F, 0],
+            3 => &[0x5F, 0x03, F, 0, 0, F, F, F, F, 0],
+            4 => &[0x5F, 0x04, F, 0, 0, F, F, F, F, 0],
+            5 => &[0x5F, 0x05, F, 0, 0, F, F, F, F, 0],
+            6 => &[0x5F, 0x06, F, 0, 0, F, F, F, F, 0],
+            _ => &[0x5F, 0x07, F, 0, 0, F, F, F, F, 0],
+        },
+        needs_discard: false,
+    }
+}
 
 /// The command timeouts descriptor (SPC-4 6.35.4): no timeouts reported.
 const TIMEOUTS_DESCRIPTOR: [u8; 12] = [0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
