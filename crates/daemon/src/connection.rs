@@ -151,6 +151,15 @@ struct Session {
     limits: ConnectionLimits,
 }
 
+impl Drop for Session {
+    /// However the connection ends, its nexus's unit attentions go with it.
+    fn drop(&mut self) {
+        if let Some(target) = &self.target {
+            target.scsi.close_nexus(self.nexus);
+        }
+    }
+}
+
 impl Session {
     fn handle_event(
         &mut self,
@@ -165,11 +174,19 @@ impl Session {
                 initiator,
                 target,
                 session_type,
+                isid,
                 ..
             } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
+                    if let Some(t) = &self.target {
+                        let port = scsi::InitiatorPort {
+                            name: initiator.clone(),
+                            isid,
+                        };
+                        t.scsi.open_nexus(self.nexus, port);
+                    }
                 }
                 tracing::info!(%peer, %initiator, %target, ?session_type, "login");
             }
@@ -320,6 +337,12 @@ impl Session {
             }
             TmfAction::AbortLun => {
                 let lun = tmf.lun;
+                if tmf.function == LOGICAL_UNIT_RESET {
+                    // Every nexus, this one included, learns of the reset (SAM-5 7.8).
+                    if let (Some(target), Some(n)) = (&self.target, scsi::decode_lun(lun)) {
+                        target.scsi.logical_unit_reset(n);
+                    }
+                }
                 let doomed: Vec<u32> = self
                     .in_flight
                     .iter()
@@ -337,12 +360,18 @@ impl Session {
                     self.deadlines.finish(cmd.seq);
                     conn.abort_command(itt);
                 }
+                if let Some(target) = &self.target {
+                    target.scsi.target_reset();
+                }
                 tmf_response::FUNCTION_COMPLETE
             }
             TmfAction::Answer(response) => response,
         }
     }
 }
+
+/// The LOGICAL UNIT RESET task management function code (RFC 7143 11.5.1).
+const LOGICAL_UNIT_RESET: u8 = 5;
 
 /// Task management function responses (RFC 7143 11.6.1).
 mod tmf_response {
