@@ -578,3 +578,21 @@ fn reserve6_conflicts_with_persistent_reservations() {
     lu.rig.run_on(A, 0, &TUR, &[]);
     assert_eq!(lu.read(A), RC);
 }
+
+#[test]
+fn registrations_are_bounded() {
+    let mut lu = Lu::new();
+    // 256 initiator ports register (SPEC_I_PT-free, one nexus each); the 257th is refused
+    // with ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (SPC-4 annex D: 55h/04h).
+    for n in 100..356u64 {
+        lu.rig.target.open_nexus(n, port(n));
+        lu.rig.run_on(n, 0, &TUR, &[]);
+        lu.ok(n, REGISTER, 0, 0, n);
+    }
+    lu.rig.target.open_nexus(999, port(999));
+    lu.rig.run_on(999, 0, &TUR, &[]);
+    let r = lu.prout(999, REGISTER, 0, 0, 7);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x55, 0x04));
+    // An existing registrant may still change its key.
+    lu.ok(100, REGISTER, 0, 100, 5);
+}

@@ -3,8 +3,15 @@
 
 use super::wire::{PrOut, PrType, ServiceAction};
 use crate::nexus::InitiatorPort;
-use crate::sense::Sense;
+use crate::sense::{Asc, Sense, SenseKey};
 use crate::UnitAttention;
+
+/// At most this many registrations per logical unit; more is ILLEGAL REQUEST, INSUFFICIENT
+/// REGISTRATION RESOURCES (55h/04h), so an initiator cannot grow the state without bound.
+pub(crate) const MAX_REGISTRATIONS: usize = 256;
+
+const INSUFFICIENT_REGISTRATION_RESOURCES: Sense =
+    Sense::new(SenseKey::IllegalRequest, Asc(0x55, 0x04));
 
 /// One registered I_T nexus (initiator port; the target port is the only one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +158,9 @@ impl PrState {
                             if !ports.contains(other) {
                                 ports.push(other.clone());
                             }
+                        }
+                        if self.registrations.len() + ports.len() > MAX_REGISTRATIONS {
+                            return Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES);
                         }
                         for p in ports {
                             self.registrations.push(Registration {
@@ -319,6 +329,10 @@ impl PrState {
             return Outcome::Sense(Sense::invalid_field_in_parameter_list(8));
         }
         let kind = r.kind;
+        let known = self.registrations.iter().any(|r| r.port == *dest);
+        if !known && self.registrations.len() >= MAX_REGISTRATIONS {
+            return Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES);
+        }
         match self.registrations.iter_mut().find(|r| r.port == *dest) {
             Some(reg) => reg.key = req.sa_key,
             None => self.registrations.push(Registration {
