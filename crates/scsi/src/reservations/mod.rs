@@ -13,9 +13,12 @@
 //! This target has one target port per target, so ALL_TG_PT is accepted and reported but
 //! changes nothing, and the RELATIVE TARGET PORT IDENTIFIER is always 1.
 
+mod commands;
 mod state;
 mod wire;
 
+pub(crate) use commands::COMMANDS;
+#[allow(unused_imports)] // restored by APTPL (next step)
 pub(crate) use state::PrState;
 pub use wire::PrType;
 
