@@ -1,10 +1,12 @@
 //! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
 //! initiator.
 
+mod digests;
 mod errors;
 mod full_feature;
 mod initiator;
 mod kat;
+mod keepalive;
 mod login;
 mod negotiation;
 mod write_budget;
