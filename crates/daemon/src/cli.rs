@@ -53,6 +53,10 @@ pub struct Args {
     /// Seconds a login may take, from connect to full feature phase; 0: no limit.
     #[arg(long, default_value_t = 15)]
     pub login_timeout: u64,
+    /// Seconds shutdown (SIGTERM) gives sessions to log out after asking them to, before
+    /// their connections are closed.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
@@ -135,6 +139,7 @@ impl Args {
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
+        server.drain_timeout = std::time::Duration::from_secs(self.shutdown_grace);
         let secs = std::time::Duration::from_secs;
         server.connection.timers = iscsi::Timers {
             nop_in_interval: (self.nop_in_interval > 0).then(|| secs(self.nop_in_interval)),

@@ -146,3 +146,169 @@ fn an_initiator_that_answers_pings_stays_connected() {
     }
     assert!(exp_stat_sn > 1);
 }
+
+/// Sends a one-step login (operational stage to full feature phase) as `initiator` with
+/// `isid` and `tsih`; returns the response's Status-Class and Status-Detail.
+fn login_as(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+) -> (u8, u8) {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x43; // immediate Login Request
+    bhs[1] = 0x87; // T=1, CSG=1, NSG=3
+    bhs[8..14].copy_from_slice(&isid);
+    bhs[14..16].copy_from_slice(&tsih.to_be_bytes());
+    bhs[16..20].copy_from_slice(&1u32.to_be_bytes()); // ITT
+    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
+    let keys = format!(
+        "InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
+         HeaderDigest=None\0DataDigest=None\0"
+    );
+    send_pdu(stream, bhs, keys.as_bytes());
+    let (resp, _) = recv_pdu(stream);
+    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response");
+    if resp[36] == 0 {
+        assert_eq!(resp[1] & 0x83, 0x83, "in full feature phase");
+    }
+    (resp[36], resp[37])
+}
+
+fn connect(target: &Running) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(target.portal).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// True when a NOP-Out with a task tag is still answered on `stream`.
+fn still_served(stream: &mut std::net::TcpStream) -> bool {
+    send_pdu(stream, nop_out(0x55, 1, 1), &[]);
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_pdu(stream))) {
+            Ok((bhs, _)) if be32(&bhs[16..]) == 0x55 => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_second_login_with_the_same_isid_reinstates_the_session() {
+    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let isid = [0x80, 0xaa, 0xbb, 0xcc, 0x00, 0x01];
+    let (me, other) = ("iqn.2026-11.test:host-a", "iqn.2026-11.test:host-b");
+    let mut old = connect(&target);
+    assert_eq!(login_as(&mut old, me, isid, 0), (0, 0));
+    // Same ISID from another initiator, and another ISID from this one: other sessions.
+    let mut neighbour = connect(&target);
+    assert_eq!(login_as(&mut neighbour, other, isid, 0), (0, 0));
+    let mut sibling = connect(&target);
+    assert_eq!(
+        login_as(&mut sibling, me, [0x80, 0xaa, 0xbb, 0xcc, 0x00, 0x02], 0),
+        (0, 0)
+    );
+    // A write is left waiting for its data on the old session.
+    let write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    send_pdu(
+        &mut old,
+        scsi_command(&write10, 0x10, 1, 1, 4096, true),
+        &[],
+    );
+    let (r2t, _) = recv_pdu(&mut old);
+    assert_eq!(r2t[0] & 0x3f, 0x31, "R2T");
+    // The same initiator and ISID with TSIH 0: the new session replaces the old one.
+    let mut new = connect(&target);
+    assert_eq!(login_as(&mut new, me, isid, 0), (0, 0));
+    assert!(closed_by_target(&mut old, Duration::from_secs(60)));
+    target.wait_for_log_line(&["session reinstated"]);
+    assert!(still_served(&mut new));
+    assert!(still_served(&mut neighbour));
+    assert!(still_served(&mut sibling));
+}
+
+#[test]
+fn a_login_naming_a_session_that_does_not_exist_is_refused() {
+    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let mut stream = connect(&target);
+    // RFC 7143 11.13.5: Status-Class 2, Status-Detail 0x0a "Session does not exist".
+    assert_eq!(
+        login_as(
+            &mut stream,
+            "iqn.2026-11.test:host-a",
+            [0x80, 0, 0, 0, 0, 9],
+            0x7777
+        ),
+        (0x02, 0x0a)
+    );
+}
+
+/// A Logout Request (close the session) with `itt`.
+fn logout_request(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> [u8; 48] {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x46; // immediate Logout Request
+    bhs[1] = 0x80; // reason 0: close the session
+    bhs[16..20].copy_from_slice(&itt.to_be_bytes());
+    bhs[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+    bhs[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    bhs
+}
+
+#[test]
+fn sigterm_asks_sessions_to_log_out_and_a_prompt_logout_ends_it_early() {
+    // A grace time far beyond the patience below: the target can only exit in time if
+    // it stops waiting once every session has logged out.
+    let mut target = Running::start(
+        &[
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+            "--shutdown-grace",
+            "3600",
+        ],
+        &[],
+    );
+    let mut stream = connect(&target);
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    target.terminate();
+    // RFC 7143 11.9: Asynchronous Message, AsyncEvent 1 (logout requested), Parameter3
+    // the seconds left to log out.
+    let (bhs, _) = recv_pdu(&mut stream);
+    assert_eq!((bhs[0] & 0x3f, bhs[36]), (0x32, 1));
+    assert_eq!(u16::from_be_bytes([bhs[42], bhs[43]]), 3600);
+    send_pdu(&mut stream, logout_request(0x66, 1, exp_stat_sn + 1), &[]);
+    let (resp, _) = recv_pdu(&mut stream);
+    assert_eq!(
+        (resp[0] & 0x3f, resp[2]),
+        (0x26, 0),
+        "logout response: closed"
+    );
+    let status = target.wait_exit(Duration::from_secs(120));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[test]
+fn sigterm_closes_sessions_that_ignore_the_request_after_the_grace_time() {
+    let mut target = Running::start(
+        &[
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+            "--shutdown-grace",
+            "1",
+        ],
+        &[],
+    );
+    let mut stream = connect(&target);
+    raw_login(&mut stream, IQN);
+    target.terminate();
+    let (bhs, _) = recv_pdu(&mut stream);
+    assert_eq!((bhs[0] & 0x3f, bhs[36]), (0x32, 1));
+    // No logout: the connection is closed once the grace time is over, and the target exits.
+    assert!(closed_by_target(&mut stream, Duration::from_secs(120)));
+    let status = target.wait_exit(Duration::from_secs(120));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -8,5 +8,6 @@ mod initiator;
 mod kat;
 mod keepalive;
 mod login;
+mod logout_request;
 mod negotiation;
 mod write_budget;
