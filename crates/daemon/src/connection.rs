@@ -53,6 +53,8 @@ pub struct ConnectionLimits {
     pub command_timeout: Option<Duration>,
     /// Login time limit and NOP-In keepalive, kept by the iSCSI connection.
     pub timers: iscsi::Timers,
+    /// Bounds a login is admitted against.
+    pub bounds: crate::sessions::Bounds,
 }
 
 impl Default for ConnectionLimits {
@@ -62,6 +64,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             command_timeout: Some(Duration::from_secs(25)),
             timers: iscsi::Timers::default(),
+            bounds: crate::sessions::Bounds::default(),
         }
     }
 }
@@ -79,8 +82,10 @@ pub async fn serve_connection(
         Err(_) => targets.iscsi.clone(),
     };
     let (mut reader, mut writer) = stream.into_split();
+    let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
     let mut conn = iscsi::Connection::new(config);
     conn.set_timers(limits.timers);
+    conn.set_admission(Arc::new(admission));
     // Arms the login time limit.
     conn.handle_timeout(Instant::now().into_std())
         .expect("no limit has passed at the start");

@@ -4,8 +4,164 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+/// Bounds on what logins may take; a login over one is refused with a login reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Normal sessions per target.
+    pub max_sessions_per_target: usize,
+    /// Connections (sessions, with MaxConnections=1) per InitiatorName, discovery included.
+    pub max_connections_per_initiator: usize,
+    /// Unsolicited and immediate data all sessions together may hold: each normal session
+    /// reserves the most it can hold, its FirstBurstLength for every command it may have
+    /// outstanding (the CmdSN window plus the immediate commands).
+    pub unsolicited_data_budget: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_sessions_per_target: 256,
+            max_connections_per_initiator: 64,
+            // 64 sessions of the default 256 KiB FirstBurstLength over 144 commands.
+            unsolicited_data_budget: 64 * 144 * (256 << 10),
+        }
+    }
+}
+
+/// Login status codes (RFC 7143 11.13.5).
+const TOO_MANY_CONNECTIONS: u16 = 0x0206;
+const OUT_OF_RESOURCES: u16 = 0x0302;
+
+/// What the admitted sessions hold against the [`Bounds`].
+#[derive(Default)]
+struct Usage {
+    per_target: HashMap<String, usize>,
+    per_initiator: HashMap<String, usize>,
+    data: u64,
+}
+
+/// One admitted session's share of the [`Bounds`]; given back on drop.
+pub struct Slot {
+    sessions: Arc<crate::Targets>,
+    target: Option<String>,
+    initiator: String,
+    data: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut u = self.sessions.sessions.usage.lock().expect("usage lock");
+        if let Some(t) = &self.target {
+            if let Some(n) = u.per_target.get_mut(t) {
+                *n -= 1;
+            }
+        }
+        if let Some(n) = u.per_initiator.get_mut(&self.initiator) {
+            *n -= 1;
+        }
+        u.data -= self.data;
+    }
+}
+
+/// Admits a connection's login against the portal's [`Bounds`] (see
+/// [`iscsi::Admission`]); holds the admitted session's [`Slot`] while the connection lives.
+pub struct Admit {
+    pub targets: Arc<crate::Targets>,
+    pub bounds: Bounds,
+    /// Commands a session may have outstanding: the CmdSN window plus immediate commands.
+    pub commands: u64,
+    slot: Mutex<Option<SlotHandle>>,
+}
+
+/// Holds a [`Slot`] until dropped.
+struct SlotHandle(#[allow(dead_code)] Slot);
+
+impl std::fmt::Debug for Admit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admit")
+            .field("bounds", &self.bounds)
+            .field("commands", &self.commands)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admit {
+    /// An admission for one connection of `targets`.
+    pub fn new(targets: Arc<crate::Targets>, bounds: Bounds, limits: &iscsi::Limits) -> Self {
+        Admit {
+            targets,
+            bounds,
+            commands: u64::from(limits.command_window) + u64::from(limits.max_immediate_tasks),
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl iscsi::Admission for Admit {
+    fn admit(&self, login: &iscsi::login::LoginOutcome) -> Result<(), (u16, String)> {
+        let normal = login.session_type == iscsi::SessionType::Normal;
+        let data = if normal {
+            u64::from(login.params.first_burst_length) * self.commands
+        } else {
+            0
+        };
+        let b = &self.bounds;
+        let sessions = &self.targets.sessions;
+        // A login that reinstates a live session replaces it: the old one's share is
+        // about to be given back, so it does not count (and the data check is skipped).
+        let reinstating = sessions
+            .by_key
+            .lock()
+            .expect("sessions lock")
+            .contains_key(&(login.initiator.clone(), login.isid));
+        let mut u = sessions.usage.lock().expect("usage lock");
+        let replaced = usize::from(reinstating);
+        let on_target = u.per_target.get(&login.target).copied().unwrap_or(0);
+        let on_target = on_target.saturating_sub(if normal { replaced } else { 0 });
+        let of_initiator = u.per_initiator.get(&login.initiator).copied().unwrap_or(0);
+        let of_initiator = of_initiator.saturating_sub(replaced);
+        if normal && on_target >= b.max_sessions_per_target {
+            return Err((
+                OUT_OF_RESOURCES,
+                format!("target {} has its {on_target} sessions", login.target),
+            ));
+        }
+        if of_initiator >= b.max_connections_per_initiator {
+            return Err((
+                TOO_MANY_CONNECTIONS,
+                format!(
+                    "initiator {} has its {of_initiator} connections",
+                    login.initiator
+                ),
+            ));
+        }
+        if !reinstating && u.data + data > b.unsolicited_data_budget {
+            return Err((
+                OUT_OF_RESOURCES,
+                format!(
+                    "unsolicited data budget: {} of {} bytes held, this session needs {data}",
+                    u.data, b.unsolicited_data_budget
+                ),
+            ));
+        }
+        if normal {
+            *u.per_target.entry(login.target.clone()).or_default() += 1;
+        }
+        *u.per_initiator.entry(login.initiator.clone()).or_default() += 1;
+        u.data += data;
+        drop(u);
+        *self.slot.lock().expect("slot lock") = Some(SlotHandle(Slot {
+            sessions: self.targets.clone(),
+            target: normal.then(|| login.target.clone()),
+            initiator: login.initiator.clone(),
+            data,
+        }));
+        Ok(())
+    }
+}
 
 /// What the registry tells a connection task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +188,8 @@ pub struct Sessions {
     /// Set by [`Sessions::request_logout_all`]: sessions that log in later are asked at once.
     logout_within: Mutex<Option<u16>>,
     shutting_down: AtomicBool,
+    /// What admitted sessions hold against the bounds.
+    usage: Mutex<Usage>,
 }
 
 /// A connection's place in [`Sessions`]; leaves it on drop.

@@ -312,3 +312,91 @@ fn sigterm_closes_sessions_that_ignore_the_request_after_the_grace_time() {
     let status = target.wait_exit(Duration::from_secs(120));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn logins_over_the_session_bounds_are_refused_at_login() {
+    let target = Running::start(
+        &[
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+            "--max-sessions-per-target",
+            "2",
+            "--max-connections-per-initiator",
+            "1",
+        ],
+        &[],
+    );
+    let isid = |n: u8| [0x80, 0, 0, 0, 0, n];
+    let mut a = connect(&target);
+    assert_eq!(login_as(&mut a, "iqn.2026-11.test:a", isid(1), 0), (0, 0));
+    // A second connection of the same initiator: RFC 7143 11.13.5 "too many connections".
+    let mut a2 = connect(&target);
+    assert_eq!(
+        login_as(&mut a2, "iqn.2026-11.test:a", isid(2), 0),
+        (0x02, 0x06)
+    );
+    // A reinstatement is not a second connection.
+    let mut a3 = connect(&target);
+    assert_eq!(login_as(&mut a3, "iqn.2026-11.test:a", isid(1), 0), (0, 0));
+    assert!(closed_by_target(&mut a, Duration::from_secs(60)));
+    let mut b = connect(&target);
+    assert_eq!(login_as(&mut b, "iqn.2026-11.test:b", isid(1), 0), (0, 0));
+    // A third session on the target: "out of resources".
+    let mut c = connect(&target);
+    assert_eq!(
+        login_as(&mut c, "iqn.2026-11.test:c", isid(1), 0),
+        (0x03, 0x02)
+    );
+    assert!(closed_by_target(&mut c, Duration::from_secs(60)));
+    // A session that ends gives its place back.
+    send_pdu(&mut b, logout_request(9, 1, 2), &[]);
+    assert!(closed_by_target(&mut b, Duration::from_secs(60)));
+    let mut c = connect(&target);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // The old connection's task may take a moment to end and give its place back.
+        match login_as(&mut c, "iqn.2026-11.test:c", isid(1), 0) {
+            (0, 0) => break,
+            refused => {
+                assert_eq!(refused, (0x03, 0x02));
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                c = connect(&target);
+            }
+        }
+    }
+    assert!(still_served(&mut a3));
+}
+
+#[test]
+fn a_login_over_the_unsolicited_data_budget_is_refused() {
+    // Each session here reserves FirstBurstLength 65536 x (128 + 16) commands = 9 MiB.
+    let target = Running::start(
+        &[
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+            "--unsolicited-data-budget",
+            "10M",
+        ],
+        &[],
+    );
+    let mut a = connect(&target);
+    assert_eq!(
+        login_as(&mut a, "iqn.2026-11.test:a", [0x80, 0, 0, 0, 0, 1], 0),
+        (0, 0)
+    );
+    let mut b = connect(&target);
+    assert_eq!(
+        login_as(&mut b, "iqn.2026-11.test:b", [0x80, 0, 0, 0, 0, 1], 0),
+        (0x03, 0x02)
+    );
+    target.wait_for_log_line(&["login refused", "unsolicited data budget"]);
+    assert!(still_served(&mut a));
+}

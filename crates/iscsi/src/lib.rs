@@ -257,7 +257,7 @@ pub mod seq;
 pub mod text;
 
 pub use connection::{
-    Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
+    Admission, Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
 };
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
