@@ -8,11 +8,18 @@ use std::time::Duration;
 use support::*;
 use testkit::initiator::{ConnectOptions, HeaderDigest, Initiator};
 
+/// The target on a memory LUN of `size`, with `extra` options.
+fn memory_target(size: &str, extra: &[&str]) -> Running {
+    let mut args = vec!["--bstype", "memory", "--size", size];
+    args.extend_from_slice(extra);
+    Running::start(&args, &[])
+}
+
 /// A full write and read-back run with HeaderDigest=CRC32C (libiscsi's
 /// `?header_digest=crc32c`; libiscsi offers no DataDigest).
 #[test]
 fn header_digest_crc32c_carries_a_read_write_run() {
-    let target = Running::start(&["--bstype", "memory", "--size", "4M"], &[]);
+    let target = memory_target("4M", &[]);
     let opts = ConnectOptions {
         header_digest: HeaderDigest::Crc32c,
         ..ConnectOptions::default()
@@ -35,7 +42,7 @@ fn header_digest_crc32c_carries_a_read_write_run() {
 /// libiscsi's default offer (None first) keeps digests off.
 #[test]
 fn digests_stay_off_unless_offered_first() {
-    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let target = memory_target("1M", &[]);
     let opts = ConnectOptions {
         header_digest: HeaderDigest::NoneCrc32c,
         ..ConnectOptions::default()
@@ -68,10 +75,7 @@ fn closed_by_target(stream: &mut std::net::TcpStream, patience: Duration) -> boo
 
 #[test]
 fn a_login_that_never_comes_is_cut_off() {
-    let target = Running::start(
-        &["--bstype", "memory", "--size", "1M", "--login-timeout", "1"],
-        &[],
-    );
+    let target = memory_target("1M", &["--login-timeout", "1"]);
     let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
     assert!(closed_by_target(&mut stream, Duration::from_secs(60)));
     target.wait_for_log_line(&["closing connection", "login not complete"]);
@@ -79,19 +83,7 @@ fn a_login_that_never_comes_is_cut_off() {
 
 #[test]
 fn an_idle_initiator_is_pinged_and_dropped_when_silent() {
-    let target = Running::start(
-        &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
-            "--nop-in-interval",
-            "1",
-            "--nop-in-timeout",
-            "1",
-        ],
-        &[],
-    );
+    let target = memory_target("1M", &["--nop-in-interval", "1", "--nop-in-timeout", "1"]);
     let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -108,19 +100,7 @@ fn an_idle_initiator_is_pinged_and_dropped_when_silent() {
 
 #[test]
 fn an_initiator_that_answers_pings_stays_connected() {
-    let target = Running::start(
-        &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
-            "--nop-in-interval",
-            "1",
-            "--nop-in-timeout",
-            "30",
-        ],
-        &[],
-    );
+    let target = memory_target("1M", &["--nop-in-interval", "1", "--nop-in-timeout", "30"]);
     let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -196,7 +176,7 @@ fn still_served(stream: &mut std::net::TcpStream) -> bool {
 
 #[test]
 fn a_second_login_with_the_same_isid_reinstates_the_session() {
-    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let target = memory_target("1M", &[]);
     let isid = [0x80, 0xaa, 0xbb, 0xcc, 0x00, 0x01];
     let (me, other) = ("iqn.2026-11.test:host-a", "iqn.2026-11.test:host-b");
     let mut old = connect(&target);
@@ -230,7 +210,7 @@ fn a_second_login_with_the_same_isid_reinstates_the_session() {
 
 #[test]
 fn a_login_naming_a_session_that_does_not_exist_is_refused() {
-    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let target = memory_target("1M", &[]);
     let mut stream = connect(&target);
     // RFC 7143 11.13.5: Status-Class 2, Status-Detail 0x0a "Session does not exist".
     assert_eq!(
@@ -259,17 +239,7 @@ fn logout_request(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> [u8; 48] {
 fn sigterm_asks_sessions_to_log_out_and_a_prompt_logout_ends_it_early() {
     // A grace time far beyond the patience below: the target can only exit in time if
     // it stops waiting once every session has logged out.
-    let mut target = Running::start(
-        &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
-            "--shutdown-grace",
-            "3600",
-        ],
-        &[],
-    );
+    let mut target = memory_target("1M", &["--shutdown-grace", "3600"]);
     let mut stream = connect(&target);
     let exp_stat_sn = raw_login(&mut stream, IQN);
     target.terminate();
@@ -291,17 +261,7 @@ fn sigterm_asks_sessions_to_log_out_and_a_prompt_logout_ends_it_early() {
 
 #[test]
 fn sigterm_closes_sessions_that_ignore_the_request_after_the_grace_time() {
-    let mut target = Running::start(
-        &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
-            "--shutdown-grace",
-            "1",
-        ],
-        &[],
-    );
+    let mut target = memory_target("1M", &["--shutdown-grace", "1"]);
     let mut stream = connect(&target);
     raw_login(&mut stream, IQN);
     target.terminate();
@@ -315,18 +275,14 @@ fn sigterm_closes_sessions_that_ignore_the_request_after_the_grace_time() {
 
 #[test]
 fn logins_over_the_session_bounds_are_refused_at_login() {
-    let target = Running::start(
+    let target = memory_target(
+        "1M",
         &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
             "--max-sessions-per-target",
             "2",
             "--max-connections-per-initiator",
             "1",
         ],
-        &[],
     );
     let isid = |n: u8| [0x80, 0, 0, 0, 0, n];
     let mut a = connect(&target);
@@ -376,17 +332,7 @@ fn logins_over_the_session_bounds_are_refused_at_login() {
 #[test]
 fn a_login_over_the_unsolicited_data_budget_is_refused() {
     // Each session here reserves FirstBurstLength 65536 x (128 + 16) commands = 9 MiB.
-    let target = Running::start(
-        &[
-            "--bstype",
-            "memory",
-            "--size",
-            "1M",
-            "--unsolicited-data-budget",
-            "10M",
-        ],
-        &[],
-    );
+    let target = memory_target("1M", &["--unsolicited-data-budget", "10M"]);
     let mut a = connect(&target);
     assert_eq!(
         login_as(&mut a, "iqn.2026-11.test:a", [0x80, 0, 0, 0, 0, 1], 0),
