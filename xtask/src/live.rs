@@ -12,24 +12,65 @@ use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
 
-fn live_volume(fixture: &str) -> Result<gluster::LiveVolume> {
+/// Where the live volume runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixture {
+    /// The 3-node replica in Docker containers.
+    Docker,
+    /// One brick on this machine's glusterd.
+    Native,
+}
+
+fn live_volume(fixture: &str) -> Result<(gluster::LiveVolume, Fixture)> {
+    let docker = || docker::cluster_up(3, VOLUME).map(|v| (v, Fixture::Docker));
+    let native = || gluster::native_volume(VOLUME).map(|v| (v, Fixture::Native));
     match fixture {
-        "docker" => docker::cluster_up(3, VOLUME),
-        "native" => gluster::native_volume(VOLUME),
-        "auto" => match docker::cluster_up(3, VOLUME) {
-            Ok(volume) => Ok(volume),
-            Err(err) => {
-                eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
-                gluster::native_volume(VOLUME)
-            }
-        },
+        "docker" => docker(),
+        "native" => native(),
+        "auto" => docker().or_else(|err| {
+            eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
+            // A half-made Docker cluster is not left behind.
+            let _ = docker::cluster_down();
+            native()
+        }),
         other => bail!("unknown fixture {other:?} (expected docker, native or auto)"),
     }
 }
 
-pub fn run(fixture: &str) -> Result<()> {
+/// Removes the Docker fixture when dropped (also on an early error), unless it is kept on
+/// purpose with `--keep-fixture`.
+struct Teardown {
+    fixture: Fixture,
+    keep: bool,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.fixture != Fixture::Docker {
+            return;
+        }
+        if self.keep {
+            eprintln!(
+                "docker fixture kept running (--keep-fixture); remove it with `cargo xtask fixture-down`"
+            );
+            return;
+        }
+        match docker::cluster_down() {
+            Ok(()) => eprintln!("docker fixture removed (containers, brick volumes, network)"),
+            Err(err) => eprintln!(
+                "could not remove the docker fixture ({err:#}); try `cargo xtask fixture-down`"
+            ),
+        }
+    }
+}
+
+pub fn run(fixture: &str, keep_fixture: bool) -> Result<()> {
     let mut checks = Checks::default();
-    let volume = live_volume(fixture)?;
+    let (volume, kind) = live_volume(fixture)?;
+    let _teardown = Teardown {
+        fixture: kind,
+        keep: keep_fixture,
+    };
     eprintln!(
         "live volume: {} (brick {})",
         volume.spec(),

@@ -35,7 +35,15 @@ enum Task {
         /// brick on this machine's glusterd) or auto (docker, else native).
         #[arg(long, default_value = "auto")]
         fixture: String,
+        /// Leave the Docker fixture's containers running at the end (for reuse by the next
+        /// run, which finds and reuses them); by default they are removed. Remove kept ones
+        /// with `cargo xtask fixture-down`.
+        #[arg(long)]
+        keep_fixture: bool,
     },
+    /// Remove the Docker Gluster fixture: its containers, their brick volumes and its network
+    /// (the engine keeps running).
+    FixtureDown,
     /// Bring up the 3-node Gluster fixture in Docker and print its timings (then tear down).
     FixtureSmoke,
     /// Run every iscsi-test-cu SCSI.* and iSCSI.* suite against the target on each backend
@@ -74,7 +82,11 @@ fn main() -> anyhow::Result<()> {
             println!("{}", path.display());
         }
         Task::TestOffline => offline::run()?,
-        Task::TestGluster { fixture } => live::run(&fixture)?,
+        Task::TestGluster {
+            fixture,
+            keep_fixture,
+        } => live::run(&fixture, keep_fixture)?,
+        Task::FixtureDown => docker::cluster_down()?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
                 println!("{step}: {took:.1?}");
