@@ -53,6 +53,12 @@ impl Session {
     /// Parses `url`, logs in as `initiator` (no header digest) and reads the LUN's
     /// capacity.
     pub fn connect(url: &str, initiator: &str) -> Result<Session> {
+        Session::connect_with_timeout(url, initiator, COMMAND_TIMEOUT_SECS)
+    }
+
+    /// [`Session::connect`] with libiscsi's time limit for every PDU set to
+    /// `timeout_secs` (initiators in the field use 30 s).
+    pub fn connect_with_timeout(url: &str, initiator: &str, timeout_secs: i32) -> Result<Session> {
         let name = CString::new(initiator).context("initiator name contains NUL")?;
         // SAFETY: plain constructor; checked for NULL.
         let ctx = unsafe { sys::iscsi_create_context(name.as_ptr()) };
@@ -79,7 +85,7 @@ impl Session {
             sys::iscsi_set_noautoreconnect(ctx, 1);
             // Bounds login, logout and every command (libiscsi checks it while
             // servicing the context): a hung target cannot hang the run.
-            sys::iscsi_set_timeout(ctx, COMMAND_TIMEOUT_SECS);
+            sys::iscsi_set_timeout(ctx, timeout_secs);
             if sys::iscsi_full_connect_sync(ctx, portal.as_ptr(), parsed.lun) != 0 {
                 bail!(
                     "login to {} at {} failed: {}",

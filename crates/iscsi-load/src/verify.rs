@@ -1,0 +1,435 @@
+//! Data verification for the load: every block written carries its LBA and a generation,
+//! and every block read back is checked against what the run knows it wrote.
+//!
+//! # Block format
+//!
+//! Each logical block of the LUN (512 bytes or more) written by a verified run holds
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 0..8 | the magic `GLFSVRFY` |
+//! | 8..16 | the block's own LBA (little endian) |
+//! | 16..24 | the generation: a number unique to each write command of the run (from 1) |
+//! | 24..32 | the run id (distinguishes runs and writers) |
+//! | 32.. | filler: a xorshift stream seeded by (LBA, generation, run id) |
+//!
+//! so a block that landed at the wrong place, an older version of a block (stale), a block
+//! of another run or writer (foreign) and a torn or garbled block are all told apart from
+//! the right one, whatever status the command that read it returned.
+//!
+//! # What is expected
+//!
+//! Commands never overlap: a command-sized slot with a command in flight is not chosen
+//! again until it completes ([`Verifier::pick`]), so each slot's content is known:
+//!
+//! * never written by this run: anything is accepted (counted as an unverified read);
+//! * after a write acknowledged with GOOD: exactly that generation;
+//! * after a write that failed or whose answer was lost: the generation before it or the
+//!   failed one (block by block, since a failed write may be partly done).
+//!
+//! A read answered GOOD whose blocks do not match is a *wrong block* failure.
+
+use crate::workload::{Picker, Range};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// The first eight bytes of every verified block.
+pub const MAGIC: [u8; 8] = *b"GLFSVRFY";
+/// Bytes of header before the filler.
+pub const HEADER: usize = 32;
+/// Descriptions of wrong blocks kept (the count is always exact).
+const KEPT: usize = 8;
+
+/// Fills `block` (one logical block) with the stamp of `lba`, `generation` and `run_id`.
+pub fn stamp_block(block: &mut [u8], lba: u64, generation: u64, run_id: u64) {
+    assert!(block.len() >= HEADER, "a block holds at least the header");
+    block[0..8].copy_from_slice(&MAGIC);
+    block[8..16].copy_from_slice(&lba.to_le_bytes());
+    block[16..24].copy_from_slice(&generation.to_le_bytes());
+    block[24..32].copy_from_slice(&run_id.to_le_bytes());
+    let mut x = filler_seed(lba, generation, run_id);
+    for chunk in block[HEADER..].chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+fn filler_seed(lba: u64, generation: u64, run_id: u64) -> u64 {
+    let s = lba
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(generation.wrapping_mul(0xbf58_476d_1ce4_e5b9))
+        ^ run_id.rotate_left(17);
+    s | 1
+}
+
+/// What a block read back holds, judged against the generations it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockCheck {
+    /// One of the expected generations, intact.
+    Good,
+    /// Not a verified block at all (zeroes, or bytes no run wrote).
+    Foreign,
+    /// A verified block of another LBA (misdirected write or read).
+    WrongLba(u64),
+    /// A verified block of another run or writer.
+    OtherRun(u64),
+    /// An intact block of this run, but a generation not expected here (stale or lost).
+    Stale(u64),
+    /// The header is right but the rest is not (torn or corrupted).
+    Corrupt,
+}
+
+/// Checks one block read at `lba` against `expected` generations of run `run_id`.
+pub fn check_block(block: &[u8], lba: u64, run_id: u64, expected: &[u64]) -> BlockCheck {
+    if block.len() < HEADER || block[0..8] != MAGIC {
+        return BlockCheck::Foreign;
+    }
+    let word = |i: usize| u64::from_le_bytes(block[i..i + 8].try_into().expect("8 bytes"));
+    let (at, generation, run) = (word(8), word(16), word(24));
+    if run != run_id {
+        return BlockCheck::OtherRun(run);
+    }
+    if at != lba {
+        return BlockCheck::WrongLba(at);
+    }
+    let mut want = vec![0u8; block.len()];
+    stamp_block(&mut want, lba, generation, run_id);
+    if want != block {
+        return BlockCheck::Corrupt;
+    }
+    if expected.contains(&generation) {
+        BlockCheck::Good
+    } else {
+        BlockCheck::Stale(generation)
+    }
+}
+
+/// What one slot is known to hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Known {
+    /// Not written by this run.
+    #[default]
+    Unwritten,
+    /// Any of these generations (one after a GOOD write; more after failed writes), block
+    /// by block.
+    OneOf(Vec<u64>),
+}
+
+/// Counts of a verified run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    /// Reads answered GOOD whose data was checked.
+    pub reads_checked: u64,
+    /// Reads of slots this run had not written (their data could not be judged).
+    pub reads_unverified: u64,
+    /// Logical blocks checked.
+    pub blocks_checked: u64,
+    /// Blocks that did not hold what was expected (any status GOOD read).
+    pub wrong_blocks: u64,
+    /// Writes acknowledged with GOOD.
+    pub writes_acked: u64,
+    /// Writes that failed or were never answered (their slots accept old or new data).
+    pub writes_failed: u64,
+    /// The first few wrong blocks, described.
+    pub messages: Vec<String>,
+}
+
+/// The verifier of one run over one [`Range`].
+#[derive(Debug)]
+pub struct Verifier {
+    run_id: u64,
+    lun_block_size: usize,
+    range: Range,
+    next_generation: u64,
+    known: HashMap<u64, Known>,
+    busy: HashMap<u64, u64>,
+    report: VerifyReport,
+    fua: bool,
+}
+
+impl Verifier {
+    /// A verifier for commands over `range` of a LUN with `lun_block_size`-byte blocks.
+    pub fn new(run_id: u64, lun_block_size: u32, range: Range) -> Verifier {
+        Verifier {
+            run_id,
+            lun_block_size: lun_block_size as usize,
+            range,
+            next_generation: 1,
+            known: HashMap::new(),
+            busy: HashMap::new(),
+            report: VerifyReport::default(),
+            fua: false,
+        }
+    }
+
+    /// A verifier for `workload` on `session`'s LUN.
+    pub fn for_session(
+        run_id: u64,
+        session: &crate::Session,
+        workload: &crate::Workload,
+    ) -> Result<Verifier, String> {
+        let range = Range::resolve(workload, session.block_size(), session.num_blocks())?;
+        Ok(Verifier::new(run_id, session.block_size(), range))
+    }
+
+    /// Sends every write with FUA (so an acknowledged write is durable), or not.
+    pub fn with_fua(mut self, fua: bool) -> Verifier {
+        self.fua = fua;
+        self
+    }
+
+    /// Whether writes go with FUA.
+    pub fn fua(&self) -> bool {
+        self.fua
+    }
+
+    /// The run id stamped into every block.
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    fn slot_of(&self, lba: u64) -> u64 {
+        (lba - self.range.first_lba) / self.range.blocks_per_io
+    }
+
+    /// The next command from `picker` whose slot has no command in flight: `(lba, write)`.
+    /// `None` when none was found in many tries (the range is too small for the queue
+    /// depth); the caller then waits for completions.
+    pub fn pick(&mut self, picker: &mut Picker) -> Option<(u64, bool)> {
+        for _ in 0..1024 {
+            let (lba, write) = picker.next_io();
+            if !self.busy.contains_key(&self.slot_of(lba)) {
+                return Some((lba, write));
+            }
+        }
+        None
+    }
+
+    /// Stamps `buf` (one command's data at `lba`) with a new generation and marks the slot
+    /// busy; returns the generation.
+    pub fn begin_write(&mut self, lba: u64, buf: &mut [u8]) -> u64 {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        for (i, block) in buf.chunks_mut(self.lun_block_size).enumerate() {
+            stamp_block(block, lba + i as u64, generation, self.run_id);
+        }
+        self.busy.insert(self.slot_of(lba), generation);
+        generation
+    }
+
+    /// Marks the slot of a read at `lba` busy.
+    pub fn begin_read(&mut self, lba: u64) {
+        self.busy.insert(self.slot_of(lba), 0);
+    }
+
+    /// A command at `lba` could not be queued after all: the slot is free again (a write's
+    /// generation is then treated as failed, since its bytes may never reach the target).
+    pub fn abandon(&mut self, lba: u64, write: bool) {
+        if write {
+            self.end_write(lba, false);
+        } else {
+            self.busy.remove(&self.slot_of(lba));
+        }
+    }
+
+    /// Records the answer to the write at `lba`.
+    pub fn end_write(&mut self, lba: u64, good: bool) {
+        let slot = self.slot_of(lba);
+        let Some(generation) = self.busy.remove(&slot) else {
+            return;
+        };
+        let known = self.known.entry(slot).or_default();
+        if good {
+            self.report.writes_acked += 1;
+            *known = Known::OneOf(vec![generation]);
+        } else {
+            self.report.writes_failed += 1;
+            match known {
+                Known::OneOf(gens) => gens.push(generation),
+                // Before it nothing of ours was there: a partly done write leaves some
+                // blocks foreign, which no check can judge; keep the slot unjudged.
+                Known::Unwritten => {}
+            }
+        }
+    }
+
+    /// Checks the data of a read at `lba` answered with `good` status.
+    pub fn end_read(&mut self, lba: u64, good: bool, data: &[u8]) {
+        let slot = self.slot_of(lba);
+        self.busy.remove(&slot);
+        if !good {
+            return;
+        }
+        let expected = match self.known.get(&slot) {
+            Some(Known::OneOf(gens)) => gens.clone(),
+            _ => {
+                self.report.reads_unverified += 1;
+                return;
+            }
+        };
+        self.report.reads_checked += 1;
+        for (i, block) in data.chunks(self.lun_block_size).enumerate() {
+            let at = lba + i as u64;
+            self.report.blocks_checked += 1;
+            let verdict = check_block(block, at, self.run_id, &expected);
+            if verdict != BlockCheck::Good {
+                self.report.wrong_blocks += 1;
+                if self.report.messages.len() < KEPT {
+                    let mut m = format!("lba {at}: {verdict:?}, expected generation");
+                    for g in &expected {
+                        let _ = write!(m, " {g}");
+                    }
+                    self.report.messages.push(m);
+                }
+            }
+        }
+    }
+
+    /// What every slot written by this run must hold: `(first lba, generations)`, in LBA
+    /// order. A checker reading the LUN's file by other means (after a crash) compares
+    /// each of the slot's blocks with [`check_block`].
+    pub fn expectations(&self) -> Vec<(u64, Vec<u64>)> {
+        let mut out: Vec<(u64, Vec<u64>)> = self
+            .known
+            .iter()
+            .filter_map(|(slot, k)| match k {
+                Known::OneOf(g) => Some((
+                    self.range.first_lba + slot * self.range.blocks_per_io,
+                    g.clone(),
+                )),
+                Known::Unwritten => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The counts so far.
+    pub fn report(&self) -> &VerifyReport {
+        &self.report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{Rw, Workload};
+
+    fn range() -> Range {
+        Range {
+            first_lba: 100,
+            blocks_per_io: 8,
+            slots: 16,
+        }
+    }
+
+    #[test]
+    fn a_stamped_block_checks_good_and_every_fault_is_told_apart() {
+        let mut b = vec![0u8; 512];
+        stamp_block(&mut b, 42, 7, 0xabc);
+        assert_eq!(&b[0..8], b"GLFSVRFY");
+        assert_eq!(&b[8..16], &42u64.to_le_bytes());
+        assert_eq!(&b[16..24], &7u64.to_le_bytes());
+        assert_eq!(&b[24..32], &0xabcu64.to_le_bytes());
+        assert_eq!(check_block(&b, 42, 0xabc, &[7]), BlockCheck::Good);
+        assert_eq!(check_block(&b, 42, 0xabc, &[6, 7]), BlockCheck::Good);
+        assert_eq!(check_block(&b, 42, 0xabc, &[8]), BlockCheck::Stale(7));
+        assert_eq!(check_block(&b, 43, 0xabc, &[7]), BlockCheck::WrongLba(42));
+        assert_eq!(
+            check_block(&b, 42, 0xdef, &[7]),
+            BlockCheck::OtherRun(0xabc)
+        );
+        assert_eq!(
+            check_block(&[0u8; 512], 42, 0xabc, &[7]),
+            BlockCheck::Foreign
+        );
+        let mut torn = b.clone();
+        torn[300] ^= 1;
+        assert_eq!(check_block(&torn, 42, 0xabc, &[7]), BlockCheck::Corrupt);
+    }
+
+    #[test]
+    fn filler_differs_by_lba_generation_and_run() {
+        let stamp = |lba, g, run| {
+            let mut b = vec![0u8; 4096];
+            stamp_block(&mut b, lba, g, run);
+            b[HEADER..].to_vec()
+        };
+        let base = stamp(1, 1, 1);
+        assert_ne!(base, stamp(2, 1, 1));
+        assert_ne!(base, stamp(1, 2, 1));
+        assert_ne!(base, stamp(1, 1, 2));
+        assert!(base.iter().any(|&x| x != 0));
+    }
+
+    #[test]
+    fn reads_are_judged_by_the_last_acknowledged_write() {
+        let mut v = Verifier::new(9, 512, range());
+        let mut buf = vec![0u8; 4096];
+        // Unwritten slot: unverified.
+        v.begin_read(100);
+        v.end_read(100, true, &buf);
+        assert_eq!(v.report().reads_unverified, 1);
+
+        let g1 = v.begin_write(108, &mut buf);
+        let first = buf.clone();
+        v.end_write(108, true);
+        v.begin_read(108);
+        v.end_read(108, true, &first);
+        assert_eq!((v.report().reads_checked, v.report().wrong_blocks), (1, 0));
+
+        // A second acknowledged write makes the first generation stale.
+        let g2 = v.begin_write(108, &mut buf);
+        assert_eq!((g1, g2), (1, 2));
+        v.end_write(108, true);
+        v.begin_read(108);
+        v.end_read(108, true, &first);
+        assert_eq!(v.report().wrong_blocks, 8, "all eight blocks are stale");
+        assert!(v.report().messages[0].contains("Stale(1)"));
+
+        // A failed write: either version is fine afterwards, block by block.
+        let second = buf.clone();
+        v.begin_write(108, &mut buf);
+        v.end_write(108, false);
+        let mut mixed = second.clone();
+        mixed[..512].copy_from_slice(&buf[..512]);
+        v.begin_read(108);
+        v.end_read(108, true, &mixed);
+        assert_eq!(v.report().wrong_blocks, 8);
+        assert_eq!(v.report().writes_failed, 1);
+        // A failed read's data is not judged.
+        v.begin_read(108);
+        v.end_read(108, false, &[0u8; 4096]);
+        assert_eq!(v.report().wrong_blocks, 8);
+        assert_eq!(v.expectations(), vec![(108, vec![2, 3])]);
+    }
+
+    #[test]
+    fn busy_slots_are_not_picked() {
+        let w = Workload {
+            rw: Rw::RandWrite,
+            block_size: 4096,
+            ..Workload::default()
+        };
+        let r = Range {
+            first_lba: 0,
+            blocks_per_io: 8,
+            slots: 4,
+        };
+        let mut p = Picker::new(&w, r);
+        let mut v = Verifier::new(1, 512, r);
+        let mut buf = vec![0u8; 4096];
+        let mut taken = Vec::new();
+        for _ in 0..4 {
+            let (lba, _) = v.pick(&mut p).expect("a free slot");
+            assert!(!taken.contains(&lba));
+            v.begin_write(lba, &mut buf);
+            taken.push(lba);
+        }
+        assert_eq!(v.pick(&mut p), None, "every slot is busy");
+        v.end_write(taken[2], true);
+        assert_eq!(v.pick(&mut p).map(|x| x.0), Some(taken[2]));
+    }
+}
