@@ -60,7 +60,7 @@ struct Args {
     #[arg(long)]
     fua: bool,
     /// With --verify: write what each written slot must hold to this file, one JSON line
-    /// per slot {"lba":..,"generations":[..]}, plus a first line {"run_id":..,"block_size":..,"blocks_per_io":..}.
+    /// per slot {"lba":..,"generations":[..],"or_earlier":..}, plus a first line {"run_id":..,"block_size":..,"blocks_per_io":..}.
     #[arg(long)]
     expect_out: Option<std::path::PathBuf>,
 }
@@ -130,10 +130,8 @@ fn main_inner(args: Args) -> Result<bool> {
             })
             .to_string();
             text.push('\n');
-            for (lba, generations) in v.expectations() {
-                text.push_str(
-                    &serde_json::json!({ "lba": lba, "generations": generations }).to_string(),
-                );
+            for e in v.expectations() {
+                text.push_str(&serde_json::to_string(&e)?);
                 text.push('\n');
             }
             std::fs::write(path, text)

@@ -115,6 +115,22 @@ enum Known {
     /// Any of these generations (one after a GOOD write; more after failed writes), block
     /// by block.
     OneOf(Vec<u64>),
+    /// Whatever was there before the run, or any of these generations (writes that
+    /// failed before any write to the slot was acknowledged).
+    EarlierOr(Vec<u64>),
+}
+
+/// What one written slot must hold, for a checker that reads the LUN's file by other
+/// means (after a crash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expectation {
+    /// The slot's first LBA.
+    pub lba: u64,
+    /// Each block holds one of these generations of the run...
+    pub generations: Vec<u64>,
+    /// ...or, when set, whatever it held before the run.
+    #[serde(default)]
+    pub or_earlier: bool,
 }
 
 /// Counts of a verified run.
@@ -247,10 +263,10 @@ impl Verifier {
         } else {
             self.report.writes_failed += 1;
             match known {
-                Known::OneOf(gens) => gens.push(generation),
-                // Before it nothing of ours was there: a partly done write leaves some
-                // blocks foreign, which no check can judge; keep the slot unjudged.
-                Known::Unwritten => {}
+                Known::OneOf(gens) | Known::EarlierOr(gens) => gens.push(generation),
+                // Before it nothing of this run was there: a partly done write leaves
+                // some blocks as they were, which this run cannot judge.
+                Known::Unwritten => *known = Known::EarlierOr(vec![generation]),
             }
         }
     }
@@ -287,22 +303,27 @@ impl Verifier {
         }
     }
 
-    /// What every slot written by this run must hold: `(first lba, generations)`, in LBA
-    /// order. A checker reading the LUN's file by other means (after a crash) compares
-    /// each of the slot's blocks with [`check_block`].
-    pub fn expectations(&self) -> Vec<(u64, Vec<u64>)> {
-        let mut out: Vec<(u64, Vec<u64>)> = self
+    /// What every slot this run wrote to must hold, in LBA order. A checker reading the
+    /// LUN's file by other means (after a crash) compares each of the slot's blocks with
+    /// [`check_block`].
+    pub fn expectations(&self) -> Vec<Expectation> {
+        let mut out: Vec<Expectation> = self
             .known
             .iter()
-            .filter_map(|(slot, k)| match k {
-                Known::OneOf(g) => Some((
-                    self.range.first_lba + slot * self.range.blocks_per_io,
-                    g.clone(),
-                )),
-                Known::Unwritten => None,
+            .filter_map(|(slot, k)| {
+                let (generations, or_earlier) = match k {
+                    Known::OneOf(g) => (g.clone(), false),
+                    Known::EarlierOr(g) => (g.clone(), true),
+                    Known::Unwritten => return None,
+                };
+                Some(Expectation {
+                    lba: self.range.first_lba + slot * self.range.blocks_per_io,
+                    generations,
+                    or_earlier,
+                })
             })
             .collect();
-        out.sort();
+        out.sort_by_key(|e| e.lba);
         out
     }
 
@@ -403,7 +424,28 @@ mod tests {
         v.begin_read(108);
         v.end_read(108, false, &[0u8; 4096]);
         assert_eq!(v.report().wrong_blocks, 8);
-        assert_eq!(v.expectations(), vec![(108, vec![2, 3])]);
+        // A write that failed on a slot the run had not written leaves it unjudged by
+        // reads, and expected to hold the old bytes or the new ones.
+        v.begin_write(100, &mut buf);
+        v.end_write(100, false);
+        v.begin_read(100);
+        v.end_read(100, true, &[0u8; 4096]);
+        assert_eq!(v.report().reads_unverified, 2);
+        assert_eq!(
+            v.expectations(),
+            vec![
+                Expectation {
+                    lba: 100,
+                    generations: vec![4],
+                    or_earlier: true
+                },
+                Expectation {
+                    lba: 108,
+                    generations: vec![2, 3],
+                    or_earlier: false
+                }
+            ]
+        );
     }
 
     #[test]

@@ -54,19 +54,21 @@ fn verified_load_lands_stamped_blocks_and_catches_changed_bytes() {
     let data = std::fs::read(&file).unwrap();
     let expected = v.expectations();
     assert!(expected.len() > 100, "{} slots written", expected.len());
-    for (lba, gens) in &expected {
+    for e in &expected {
+        assert!(!e.or_earlier, "no write failed: {e:?}");
         for b in 0..8 {
-            let at = lba + b;
+            let at = e.lba + b;
             let block = &data[(at * 512) as usize..][..512];
-            assert_eq!(check_block(block, at, 0x7e57, gens), BlockCheck::Good);
+            assert_eq!(
+                check_block(block, at, 0x7e57, &e.generations),
+                BlockCheck::Good
+            );
         }
     }
 
     // Change one byte of a written block and swap two others behind tgt's back: the next
     // reads answer GOOD, and the verifier counts them as wrong.
-    let (victim, _) = expected[0];
-    let (a, _) = expected[1];
-    let (b, _) = expected[2];
+    let (victim, a, b) = (expected[0].lba, expected[1].lba, expected[2].lba);
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
