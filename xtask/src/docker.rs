@@ -909,6 +909,12 @@ pub fn node_stop(i: usize) -> Result<()> {
     docker(&["stop", "--time", "5", &node_name(i)]).map(drop)
 }
 
+/// Kills node `i` at once (`docker kill`, SIGKILL to everything in it): its bricks vanish
+/// mid-request, as when a server loses power.
+pub fn node_kill(i: usize) -> Result<()> {
+    docker(&["kill", &node_name(i)]).map(drop)
+}
+
 /// Starts node `i` again and waits until its glusterd answers (its bricks come back by
 /// themselves; see [`wait_bricks_online`]).
 pub fn node_start(i: usize) -> Result<()> {

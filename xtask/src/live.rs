@@ -7,7 +7,7 @@
 use crate::offline::FOUNDATION_SUITES;
 use crate::target::{self, LunSetup, TargetProcess};
 use crate::util::{self, Checks};
-use crate::{docker, fake, gluster};
+use crate::{docker, fake, gluster, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
@@ -64,7 +64,7 @@ impl Drop for Teardown {
     }
 }
 
-pub fn run(fixture: &str, keep_fixture: bool) -> Result<()> {
+pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[String]) -> Result<()> {
     let mut checks = Checks::default();
     let (volume, kind) = live_volume(fixture)?;
     let _teardown = Teardown {
@@ -76,6 +76,11 @@ pub fn run(fixture: &str, keep_fixture: bool) -> Result<()> {
         volume.spec(),
         volume.brick.display()
     );
+    if scenarios_only {
+        let binary = util::build_target_binary()?;
+        scenarios(&volume, kind, &binary, &mut checks, only);
+        return checks.finish("gluster");
+    }
     let fake_lib = fake::build()?;
 
     let mut tests = util::cargo();
@@ -130,5 +135,44 @@ pub fn run(fixture: &str, keep_fixture: bool) -> Result<()> {
         target::check_bytes_landed(&target),
     );
     checks.record("target stops cleanly on SIGTERM", target.stop());
+
+    scenarios(&volume, kind, &binary, &mut checks, only);
     checks.finish("gluster")
+}
+
+/// The reliability scenarios, their table printed and kept in
+/// `<target>/reliability/latest.md`.
+fn scenarios(
+    volume: &gluster::LiveVolume,
+    kind: Fixture,
+    binary: &std::path::Path,
+    checks: &mut Checks,
+    only: &[String],
+) {
+    match reliability::build_load() {
+        Ok(load) => {
+            let env = reliability::Env {
+                volume,
+                fixture: kind,
+                binary: binary.to_path_buf(),
+                load,
+            };
+            let rows = reliability::run_all(&env, checks, only);
+            let table = format!(
+                "{}\n\n{}",
+                reliability::header(),
+                reliability::render(&rows)
+            );
+            eprintln!("\nreliability scenarios ({kind:?} fixture):\n{table}");
+            let path = util::target_dir().join("reliability").join("latest.md");
+            let written = std::fs::create_dir_all(util::target_dir().join("reliability"))
+                .and_then(|()| std::fs::write(&path, &table));
+            if let Err(e) = written {
+                eprintln!("cannot write {}: {e}", path.display());
+            } else {
+                eprintln!("table written to {}", path.display());
+            }
+        }
+        Err(e) => checks.record("build iscsi-load for the reliability scenarios", Err(e)),
+    }
 }

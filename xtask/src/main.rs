@@ -8,6 +8,7 @@ mod fake;
 mod gluster;
 mod live;
 mod offline;
+mod reliability;
 mod target;
 mod tidy;
 mod util;
@@ -40,6 +41,13 @@ enum Task {
         /// with `cargo xtask fixture-down`.
         #[arg(long)]
         keep_fixture: bool,
+        /// Run only the reliability scenarios (fault injection under verified load), not
+        /// the live tests and iscsi-test-cu suites before them.
+        #[arg(long)]
+        scenarios_only: bool,
+        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash.
+        #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
+        scenarios: Vec<String>,
     },
     /// Remove the Docker Gluster fixture: its containers, their brick volumes and its network
     /// (the engine keeps running).
@@ -85,7 +93,9 @@ fn main() -> anyhow::Result<()> {
         Task::TestGluster {
             fixture,
             keep_fixture,
-        } => live::run(&fixture, keep_fixture)?,
+            scenarios_only,
+            scenarios,
+        } => live::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
         Task::FixtureDown => docker::cluster_down()?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
