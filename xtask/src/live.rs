@@ -176,3 +176,14 @@ fn scenarios(
         Err(e) => checks.record("build iscsi-load for the reliability scenarios", Err(e)),
     }
 }
+
+/// `cargo xtask soak`: the long verified load on a live volume (the Docker fixture is
+/// removed at the end).
+pub fn soak(opts: &crate::soak::SoakOptions) -> Result<()> {
+    let (volume, kind) = live_volume(&opts.fixture)?;
+    let _teardown = Teardown {
+        fixture: kind,
+        keep: false,
+    };
+    crate::soak::run(opts, &volume)
+}

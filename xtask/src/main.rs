@@ -9,6 +9,7 @@ mod gluster;
 mod live;
 mod offline;
 mod reliability;
+mod soak;
 mod target;
 mod tidy;
 mod util;
@@ -49,6 +50,9 @@ enum Task {
         #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
         scenarios: Vec<String>,
     },
+    /// Many verified sessions (default 64 at QD32) on a live glfs LUN for N minutes: 0
+    /// errors, the target's memory curve, no thread or descriptor growth (not in CI).
+    Soak(soak::SoakOptions),
     /// Remove the Docker Gluster fixture: its containers, their brick volumes and its network
     /// (the engine keeps running).
     FixtureDown,
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             scenarios,
         } => live::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
         Task::FixtureDown => docker::cluster_down()?,
+        Task::Soak(opts) => live::soak(&opts)?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
                 println!("{step}: {took:.1?}");
