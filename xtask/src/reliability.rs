@@ -99,7 +99,7 @@ pub fn build_load() -> Result<PathBuf> {
 }
 
 /// The scenarios, by the names `--scenario` takes.
-pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash"];
+pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
 
 /// Runs the scenarios named in `only` (all when empty), records each as a check and
 /// returns the table rows.
@@ -110,7 +110,7 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
         let name = format!("reliability: {}", row.scenario);
         if let Some(why) = row.verdict.strip_prefix("skipped: ") {
             checks.skip(&name, why);
-        } else if row.verdict == "pass" {
+        } else if row.verdict.starts_with("pass") {
             checks.record(&name, Ok(()));
         } else {
             checks.record(&name, Err(anyhow::anyhow!("{}", row.verdict)));
@@ -127,17 +127,26 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     if wanted("crash") {
         record(crash_consistency(env), checks);
     }
+    if wanted("control-plane") {
+        record(control_plane(env), checks);
+    }
     rows
 }
 
 /// A target serving a new file on the live volume.
 fn start_target(env: &Env, scenario: &str) -> Result<TargetProcess> {
+    start_target_on(env, scenario, &env.volume.spec())
+}
+
+/// A target serving a new file on the live volume, reached through `spec`
+/// (`volume@host[,host...]`).
+fn start_target_on(env: &Env, scenario: &str, spec: &str) -> Result<TargetProcess> {
     let lun = format!("{scenario}-{}.img", std::process::id());
     TargetProcess::start(
         &env.binary,
         LunSetup {
             bstype: "glfs".into(),
-            backing_store: format!("{}:{lun}", env.volume.spec()),
+            backing_store: format!("{spec}:{lun}"),
             local_file: None,
             library: None,
             env: vec![],
@@ -310,12 +319,16 @@ fn wait_reconnected(log_dir: &Path, before: usize, limit: Duration) -> Option<Du
 
 /// The process id of the brick of `volume` on this machine's glusterd.
 fn native_brick_pid(volume: &str) -> Result<u32> {
-    let out =
-        util::output(Command::new("gluster").args(["--mode=script", "volume", "status", volume]))?;
-    out.lines()
-        .filter(|l| l.starts_with("Brick "))
-        .find_map(|l| l.split_whitespace().last()?.parse::<u32>().ok())
-        .with_context(|| format!("no brick pid in `gluster volume status {volume}`: {out}"))
+    let xml = util::output(Command::new("gluster").args([
+        "--mode=script",
+        "volume",
+        "status",
+        volume,
+        "--xml",
+    ]))?;
+    docker::brick_pids(&xml).first().copied().with_context(|| {
+        format!("no running brick in `gluster volume status {volume} --xml`: {xml}")
+    })
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {
@@ -584,6 +597,170 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
     row.recover = Some(slowest_restart);
     row.verdict = if problems.is_empty() && wrong == 0 {
         "pass".into()
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
+
+/// Longest a SIGTERMed target may take to exit: the daemon's 10 s drain grace for open
+/// connections, plus slack for a loaded machine.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Gluster's control plane misbehaving: the first volfile server down at LUN open
+/// (`vol@h1,h2:file`), `glfs_init` hanging (cut off by the `timeout` bsopt), and the
+/// volume gone when the target shuts down (a slow `glfs_fini` must not hold it).
+fn control_plane(env: &Env) -> Row {
+    let faults = match env.fixture {
+        Fixture::Docker => "node 0 stopped while the LUN opens via `vol@node0,node1`; all nodes paused while a LUN opens with timeout=5; all nodes paused at SIGTERM",
+        Fixture::Native => "first volfile server a dead address (127.0.0.3) in `vol@127.0.0.3,127.0.0.2`; glusterd SIGSTOPped while a LUN opens with timeout=5; the brick SIGSTOPped at SIGTERM",
+    };
+    let mut row = Row::new(
+        "control plane",
+        "verified randrw 50/50, 4k, QD8, 10 s through the second server",
+        faults,
+    );
+    match control_plane_inner(env, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+/// Runs `f` with every node (docker) or `what` (native: "glusterd" or "brick") frozen,
+/// thawing it again whatever `f` returns.
+fn frozen<T>(env: &Env, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let pid = match env.fixture {
+        Fixture::Docker => {
+            for i in 0..3 {
+                docker::node_pause(i)?;
+            }
+            None
+        }
+        Fixture::Native => {
+            let pid = if what == "glusterd" {
+                std::fs::read_to_string("/run/glusterd.pid")
+                    .context("reading /run/glusterd.pid")?
+                    .trim()
+                    .parse::<u32>()
+                    .context("/run/glusterd.pid")?
+            } else {
+                native_brick_pid(&env.volume.name)?
+            };
+            signal(pid, "STOP")?;
+            Some(pid)
+        }
+    };
+    let r = f();
+    let thawed = match pid {
+        Some(pid) => signal(pid, "CONT"),
+        None => (0..3).try_for_each(docker::node_unpause),
+    };
+    let r = r?;
+    thawed?;
+    Ok(r)
+}
+
+fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
+    let mut problems = Vec::new();
+    // 1. The first volfile server is down: the LUN opens through the second.
+    let (spec, restore_node0) = match env.fixture {
+        Fixture::Docker => {
+            docker::node_stop(0)?;
+            (
+                format!(
+                    "{}@{},{}",
+                    env.volume.name,
+                    docker::node_ip(0),
+                    docker::node_ip(1)
+                ),
+                true,
+            )
+        }
+        Fixture::Native => (
+            format!("{}@127.0.0.3,{}", env.volume.name, env.volume.host),
+            false,
+        ),
+    };
+    let opened = Instant::now();
+    let served = start_target_on(env, "control-plane", &spec).and_then(|target| {
+        let took = opened.elapsed();
+        let load = start_load(env, &target.url(), "control-plane", 10)?;
+        let result = load.finish(Duration::from_secs(70))?;
+        target.stop()?;
+        Ok((took, result))
+    });
+    if restore_node0 {
+        docker::node_start(0)?;
+        docker::wait_bricks_online(3, &env.volume.name, Duration::from_secs(60))?;
+    }
+    let (took, result) = served.context("LUN through the second volfile server")?;
+    row.recover = Some(took);
+    judge(row, &result);
+    if row.verdict != "pass" {
+        problems.push(format!("through the second server: {}", row.verdict));
+    }
+    let mut notes = Vec::new();
+
+    // 2. glfs_init hangs: the open is cut off by the timeout, with a message saying so.
+    let port = util::free_port()?.to_string();
+    let (status, waited, stderr) = frozen(env, "glusterd", || {
+        let started = Instant::now();
+        let out = Command::new(&env.binary)
+            .args(["--portal", &format!("127.0.0.1:{port}")])
+            .args([
+                "--target",
+                "iqn.2026-11.io.glfs-iscsi:hang",
+                "--bstype",
+                "glfs",
+            ])
+            .arg("--backing-store")
+            .arg(format!("{}:hang.img", env.volume.spec()))
+            .args(["--bsopts", "timeout=5", "--size", "64M"])
+            .stdin(Stdio::null())
+            .output()
+            .context("starting glfs-iscsi")?;
+        Ok((
+            out.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    })?;
+    if status.success() || !stderr.contains("did not finish within 5 s") {
+        problems.push(format!(
+            "hanging glfs_init: exit {status} after {waited:.1?}, said: {}",
+            tail_lines(&stderr, 3)
+        ));
+    } else if waited > Duration::from_secs(20) {
+        problems.push(format!("hanging glfs_init cut off only after {waited:.1?}"));
+    } else {
+        notes.push(format!(
+            "hung open refused after {:.1} s",
+            waited.as_secs_f64()
+        ));
+    }
+
+    // 3. The volume hangs when the target is told to stop: shutdown keeps its grace.
+    let target = start_target(env, "control-plane")?;
+    let load = start_load(env, &target.url(), "control-plane-stop", 3)?;
+    load.finish(Duration::from_secs(60))?;
+    let stopped = frozen(env, "brick", || {
+        let started = Instant::now();
+        let r = target.stop();
+        Ok((r, started.elapsed()))
+    })?;
+    match stopped {
+        (Ok(()), took) if took <= SHUTDOWN_LIMIT => {
+            notes.push(format!("stopped in {:.1} s", took.as_secs_f64()))
+        }
+        (r, took) => problems.push(format!(
+            "shutdown with the volume hanging took {took:.1?} (limit {SHUTDOWN_LIMIT:?}): {r:?}"
+        )),
+    }
+    if env.fixture == Fixture::Docker {
+        docker::wait_bricks_online(3, &env.volume.name, Duration::from_secs(60))?;
+    }
+    row.verdict = if problems.is_empty() {
+        format!("pass ({})", notes.join(", "))
     } else {
         format!("FAIL: {}", problems.join("; "))
     };
