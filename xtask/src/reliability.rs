@@ -476,8 +476,10 @@ pub fn header() -> String {
     )
 }
 
-/// Kills of the target per crash-consistency run.
+/// Kills of the target per crash-consistency run and write mode.
 const CRASH_KILLS: u64 = 20;
+/// Plain writes between two SYNCHRONIZE CACHE commands in the crash scenario's second mode.
+const SYNC_EVERY: u32 = 16;
 
 /// The target SIGKILLed at random moments during FUA writes, restarted on the same file
 /// without any repair each time; after every kill another gfapi client reads the file back
@@ -485,9 +487,10 @@ const CRASH_KILLS: u64 = 20;
 fn crash_consistency(env: &Env) -> Row {
     let mut row = Row::new(
         "crash consistency",
-        "verified randrw 30/70 with FUA writes, 4k, QD8, killed 0.5-2.5 s in (initiator errors: commands cut off by the kills)",
+        &format!("verified randrw 30/70, 4k, QD8, cycles alternating FUA writes and plain writes with SYNCHRONIZE CACHE every {SYNC_EVERY}, killed 0.5-2.5 s in (initiator errors: commands cut off by the kills)"),
         &format!(
-            "target SIGKILLed {CRASH_KILLS} times, restarted on the same file without repair; file read back through gfapi by another client after each kill"
+            "target SIGKILLed {} times ({CRASH_KILLS} per write mode), restarted on the same file without repair; file read back through gfapi by another client after each kill",
+            2 * CRASH_KILLS
         ),
     );
     match crash_inner(env, &mut row) {
@@ -513,7 +516,12 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
     let mut expectations: Vec<PathBuf> = Vec::new();
     let (mut cut, mut wrong, mut slowest_restart) = (0u64, 0u64, Duration::ZERO);
     let mut problems = Vec::new();
-    for cycle in 0..CRASH_KILLS {
+    for cycle in 0..2 * CRASH_KILLS {
+        let durability: Vec<String> = if cycle % 2 == 0 {
+            vec!["--fua".into()]
+        } else {
+            vec!["--sync-every".into(), SYNC_EVERY.to_string()]
+        };
         let restarted = Instant::now();
         // The same file every time: the restart opens what the killed target left.
         let target = start_target(env, scenario)?;
@@ -526,16 +534,19 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
             60,
             30,
             &[
-                "--fua".into(),
-                "--run-id".into(),
-                (base + cycle).to_string(),
-                // A different slot sequence each cycle; later cycles overwrite some slots
-                // of earlier ones, so stale blocks would show.
-                "--seed".into(),
-                (base + cycle).to_string(),
-                "--expect-out".into(),
-                expect.display().to_string(),
-            ],
+                durability.clone(),
+                vec![
+                    "--run-id".into(),
+                    (base + cycle).to_string(),
+                    // A different slot sequence each cycle; later cycles overwrite some slots
+                    // of earlier ones, so stale blocks would show.
+                    "--seed".into(),
+                    (base + cycle).to_string(),
+                    "--expect-out".into(),
+                    expect.display().to_string(),
+                ],
+            ]
+            .concat(),
         )?;
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -583,7 +594,8 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
         }
         wrong += w;
         eprintln!(
-            "crash cycle {cycle}: {} writes acknowledged, {} commands cut, read back {} slots: {w} wrong",
+            "crash cycle {cycle} ({}): {} writes acknowledged, {} commands cut, read back {} slots: {w} wrong",
+            durability.join(" "),
             result.writes_acked,
             result.errors,
             report.get("slots_checked").and_then(Value::as_u64).unwrap_or(0)

@@ -40,6 +40,8 @@ struct Cookie {
 struct Slot {
     busy: bool,
     write: bool,
+    /// A SYNCHRONIZE CACHE (verified runs only).
+    sync: bool,
     lba: u64,
     started: Instant,
 }
@@ -83,11 +85,15 @@ unsafe extern "C" fn on_complete(
 
 /// Describes a failed command for the error log.
 fn describe(d: &Done, slot: &Slot) -> String {
-    let what = format!(
-        "{} lba {}",
-        if slot.write { "WRITE(16)" } else { "READ(16)" },
-        slot.lba
-    );
+    let what = if slot.sync {
+        "SYNCHRONIZE CACHE(10)".to_string()
+    } else {
+        format!(
+            "{} lba {}",
+            if slot.write { "WRITE(16)" } else { "READ(16)" },
+            slot.lba
+        )
+    };
     match d.status {
         sys::SCSI_STATUS_GOOD => format!(
             "{what}: GOOD but residual {} ({})",
@@ -216,6 +222,7 @@ pub fn run_verified(
         Slot {
             busy: false,
             write: false,
+            sync: false,
             lba: 0,
             started: t0,
         };
@@ -228,6 +235,24 @@ pub fn run_verified(
                   picker: &mut Picker,
                   verifier: &mut Option<&mut Verifier>|
      -> bool {
+        if let Some(v) = verifier.as_deref_mut().filter(|v| v.sync_due()) {
+            let cookie = &cookies[slot] as *const Cookie as *mut c_void;
+            // SAFETY: ctx is logged in; the cookie lives until the end of `run`.
+            let task = unsafe {
+                sys::iscsi_synchronizecache10_task(ctx, lun, 0, 0, 0, 0, Some(on_complete), cookie)
+            };
+            if !task.is_null() {
+                v.begin_sync();
+            }
+            slots[slot] = Slot {
+                busy: !task.is_null(),
+                write: false,
+                sync: true,
+                lba: 0,
+                started: Instant::now(),
+            };
+            return !task.is_null();
+        }
         let (lba, write) = match verifier.as_deref_mut() {
             Some(v) => match v.pick(picker) {
                 Some(next) => next,
@@ -287,6 +312,7 @@ pub fn run_verified(
         slots[slot] = Slot {
             busy: !task.is_null(),
             write,
+            sync: false,
             lba,
             started: Instant::now(),
         };
@@ -399,7 +425,9 @@ pub fn run_verified(
             let ok = d.status == sys::SCSI_STATUS_GOOD
                 && (d.residual_status == sys::SCSI_RESIDUAL_NO_RESIDUAL || d.residual == 0);
             if let Some(v) = verifier.as_deref_mut() {
-                if slot.write {
+                if slot.sync {
+                    v.end_sync(ok);
+                } else if slot.write {
                     v.end_write(slot.lba, ok);
                 } else {
                     // SAFETY: the command completed; libiscsi is done with the buffer.
@@ -411,7 +439,9 @@ pub fn run_verified(
                 tally
                     .hist
                     .record(now.saturating_duration_since(slot.started));
-                if slot.write {
+                if slot.sync {
+                    // Neither a read nor a write; its latency and errors count.
+                } else if slot.write {
                     tally.writes += 1;
                 } else {
                     tally.reads += 1;
@@ -447,7 +477,11 @@ pub fn run_verified(
     if let Some(v) = verifier {
         // Writes never answered may or may not have landed.
         for s in slots.iter().filter(|s| s.busy) {
-            v.abandon(s.lba, s.write);
+            if s.sync {
+                v.end_sync(false);
+            } else {
+                v.abandon(s.lba, s.write);
+            }
         }
     }
     let mut messages = std::mem::take(&mut tally.messages);

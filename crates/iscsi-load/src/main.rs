@@ -56,6 +56,9 @@ struct Args {
     /// Seconds after which a command without an answer is given up (counted as an error).
     #[arg(long, default_value_t = iscsi_load::COMMAND_TIMEOUT_SECS)]
     timeout: i32,
+    /// With --verify: a SYNCHRONIZE CACHE(10) after every N acknowledged writes.
+    #[arg(long)]
+    sync_every: Option<u32>,
     /// Send every write with FUA.
     #[arg(long)]
     fua: bool,
@@ -102,10 +105,14 @@ fn main_inner(args: Args) -> Result<bool> {
         Some(
             Verifier::for_session(run_id, &session, &workload)
                 .map_err(anyhow::Error::msg)?
-                .with_fua(args.fua),
+                .with_fua(args.fua)
+                .with_sync_every(args.sync_every),
         )
     } else {
-        anyhow::ensure!(!args.fua, "--fua needs --verify");
+        anyhow::ensure!(
+            !args.fua && args.sync_every.is_none(),
+            "--fua and --sync-every need --verify"
+        );
         None
     };
     let outcome = run_verified(&session, &workload, verifier.as_mut())?;

@@ -28,6 +28,15 @@
 //!   failed one (block by block, since a failed write may be partly done).
 //!
 //! A read answered GOOD whose blocks do not match is a *wrong block* failure.
+//!
+//! # What must survive a crash
+//!
+//! When the run tracks durability (writes with FUA, or plain writes with a SYNCHRONIZE
+//! CACHE after every few: [`Verifier::with_fua`], [`Verifier::with_sync_every`]), each slot
+//! also keeps its *durable* generation: one acknowledged with FUA, or acknowledged before a
+//! SYNCHRONIZE CACHE that was sent after it and answered GOOD. After a crash a slot may hold
+//! its durable generation or any written after it (acknowledged or not), never an older
+//! one: [`Verifier::expectations`].
 
 use crate::workload::{Picker, Range};
 use std::collections::HashMap;
@@ -148,6 +157,8 @@ pub struct VerifyReport {
     pub writes_acked: u64,
     /// Writes that failed or were never answered (their slots accept old or new data).
     pub writes_failed: u64,
+    /// SYNCHRONIZE CACHE commands answered GOOD.
+    pub syncs_acked: u64,
     /// The first few wrong blocks, described.
     pub messages: Vec<String>,
 }
@@ -163,6 +174,23 @@ pub struct Verifier {
     busy: HashMap<u64, u64>,
     report: VerifyReport,
     fua: bool,
+    /// Send a SYNCHRONIZE CACHE after this many acknowledged writes.
+    sync_every: Option<u32>,
+    /// What each slot may hold after a crash (only when durability is tracked).
+    crash: HashMap<u64, Crash>,
+    /// Plain writes acknowledged since the last SYNCHRONIZE CACHE was sent: `(slot, gen)`.
+    unsynced: Vec<(u64, u64)>,
+    /// Those covered by the SYNCHRONIZE CACHE in flight, if one is.
+    syncing: Option<Vec<(u64, u64)>>,
+}
+
+/// What a slot may hold after a crash.
+#[derive(Debug, Clone, Default)]
+struct Crash {
+    /// The generation known durable; `None`: what was there before the run.
+    durable: Option<u64>,
+    /// Generations written after it, not known durable (acknowledged or not).
+    later: Vec<u64>,
 }
 
 impl Verifier {
@@ -177,6 +205,57 @@ impl Verifier {
             busy: HashMap::new(),
             report: VerifyReport::default(),
             fua: false,
+            sync_every: None,
+            crash: HashMap::new(),
+            unsynced: Vec::new(),
+            syncing: None,
+        }
+    }
+
+    /// Sends a SYNCHRONIZE CACHE after every `n` acknowledged writes (`None`: never).
+    pub fn with_sync_every(mut self, n: Option<u32>) -> Verifier {
+        self.sync_every = n.filter(|&n| n > 0);
+        self
+    }
+
+    /// Whether what must survive a crash is tracked.
+    fn tracks_durability(&self) -> bool {
+        self.fua || self.sync_every.is_some()
+    }
+
+    /// Whether the next command should be a SYNCHRONIZE CACHE: enough plain writes were
+    /// acknowledged since the last one, and none is in flight.
+    pub fn sync_due(&self) -> bool {
+        self.syncing.is_none()
+            && self
+                .sync_every
+                .is_some_and(|n| self.unsynced.len() >= n as usize)
+    }
+
+    /// A SYNCHRONIZE CACHE was sent: it covers every write acknowledged so far.
+    pub fn begin_sync(&mut self) {
+        self.syncing = Some(std::mem::take(&mut self.unsynced));
+    }
+
+    /// The answer to the SYNCHRONIZE CACHE in flight.
+    pub fn end_sync(&mut self, good: bool) {
+        let Some(covered) = self.syncing.take() else {
+            return;
+        };
+        if !good {
+            self.unsynced.extend(covered);
+            return;
+        }
+        self.report.syncs_acked += 1;
+        for (slot, generation) in covered {
+            if let Some(c) = self.crash.get_mut(&slot) {
+                // Still the newest-but-unsure or one of them: everything up to it is
+                // superseded (writes to a slot never overlap, so they land in order).
+                if c.later.contains(&generation) {
+                    c.durable = Some(generation);
+                    c.later.retain(|&g| g > generation);
+                }
+            }
         }
     }
 
@@ -191,6 +270,8 @@ impl Verifier {
     }
 
     /// Sends every write with FUA (so an acknowledged write is durable), or not.
+    /// With FUA or [`Verifier::with_sync_every`] the verifier tracks what must survive a
+    /// crash.
     pub fn with_fua(mut self, fua: bool) -> Verifier {
         self.fua = fua;
         self
@@ -256,6 +337,18 @@ impl Verifier {
         let Some(generation) = self.busy.remove(&slot) else {
             return;
         };
+        if self.tracks_durability() {
+            let c = self.crash.entry(slot).or_default();
+            if good && self.fua {
+                c.durable = Some(generation);
+                c.later.clear();
+            } else {
+                c.later.push(generation);
+                if good {
+                    self.unsynced.push((slot, generation));
+                }
+            }
+        }
         let known = self.known.entry(slot).or_default();
         if good {
             self.report.writes_acked += 1;
@@ -303,10 +396,23 @@ impl Verifier {
         }
     }
 
-    /// What every slot this run wrote to must hold, in LBA order. A checker reading the
-    /// LUN's file by other means (after a crash) compares each of the slot's blocks with
-    /// [`check_block`].
+    /// What every slot this run wrote to must hold, in LBA order: after a crash when the
+    /// run tracks durability, else as reads see it. A checker reading the LUN's file by
+    /// other means compares each of the slot's blocks with [`check_block`].
     pub fn expectations(&self) -> Vec<Expectation> {
+        if self.tracks_durability() {
+            let mut out: Vec<Expectation> = self
+                .crash
+                .iter()
+                .map(|(slot, c)| Expectation {
+                    lba: self.range.first_lba + slot * self.range.blocks_per_io,
+                    generations: c.durable.iter().chain(&c.later).copied().collect(),
+                    or_earlier: c.durable.is_none(),
+                })
+                .collect();
+            out.sort_by_key(|e| e.lba);
+            return out;
+        }
         let mut out: Vec<Expectation> = self
             .known
             .iter()
@@ -473,5 +579,99 @@ mod tests {
         assert_eq!(v.pick(&mut p), None, "every slot is busy");
         v.end_write(taken[2], true);
         assert_eq!(v.pick(&mut p).map(|x| x.0), Some(taken[2]));
+    }
+
+    #[test]
+    fn only_synchronized_or_fua_writes_must_survive_a_crash() {
+        let r = Range {
+            first_lba: 0,
+            blocks_per_io: 8,
+            slots: 64,
+        };
+        let mut v = Verifier::new(3, 512, r).with_sync_every(Some(2));
+        let mut buf = vec![0u8; 4096];
+        let g1 = v.begin_write(0, &mut buf);
+        v.end_write(0, true);
+        assert!(!v.sync_due());
+        let g2 = v.begin_write(8, &mut buf);
+        v.end_write(8, true);
+        assert!(v.sync_due());
+        // Nothing synchronized yet: old bytes or the new ones.
+        assert_eq!(
+            v.expectations()[0],
+            Expectation {
+                lba: 0,
+                generations: vec![g1],
+                or_earlier: true
+            }
+        );
+        v.begin_sync();
+        // A write acknowledged while the sync is in flight is not covered by it.
+        let g3 = v.begin_write(0, &mut buf);
+        v.end_write(0, true);
+        v.end_sync(true);
+        assert_eq!(v.report().syncs_acked, 1);
+        let e = v.expectations();
+        assert_eq!(
+            e[0],
+            Expectation {
+                lba: 0,
+                generations: vec![g1, g3],
+                or_earlier: false
+            }
+        );
+        assert_eq!(
+            e[1],
+            Expectation {
+                lba: 8,
+                generations: vec![g2],
+                or_earlier: false
+            }
+        );
+        // A failed sync covers nothing; the next good one does.
+        let g4 = v.begin_write(8, &mut buf);
+        v.end_write(8, true);
+        v.begin_sync();
+        v.end_sync(false);
+        assert!(v.sync_due());
+        v.begin_sync();
+        v.end_sync(true);
+        let e = v.expectations();
+        assert_eq!(e[0].generations, vec![g3]);
+        assert_eq!(e[1].generations, vec![g4]);
+        // Reads still expect the newest acknowledged generation only.
+        v.begin_read(0);
+        v.end_read(0, true, &{
+            let mut b = vec![0u8; 4096];
+            for (i, block) in b.chunks_mut(512).enumerate() {
+                stamp_block(block, i as u64, g1, 3);
+            }
+            b
+        });
+        assert_eq!(v.report().wrong_blocks, 8, "g1 is stale for reads");
+    }
+
+    #[test]
+    fn with_fua_every_acknowledged_write_is_durable() {
+        let r = Range {
+            first_lba: 0,
+            blocks_per_io: 8,
+            slots: 64,
+        };
+        let mut v = Verifier::new(3, 512, r).with_fua(true);
+        let mut buf = vec![0u8; 4096];
+        let g1 = v.begin_write(0, &mut buf);
+        v.end_write(0, true);
+        let g2 = v.begin_write(0, &mut buf);
+        v.end_write(0, false);
+        assert!(!v.sync_due());
+        assert_eq!(
+            v.expectations(),
+            vec![Expectation {
+                lba: 0,
+                generations: vec![g1, g2],
+                or_earlier: false
+            }]
+        );
     }
 }
