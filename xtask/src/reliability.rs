@@ -616,8 +616,16 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
             report.get("slots_checked").and_then(Value::as_u64).unwrap_or(0)
         );
     }
-    // Served again after the last kill, still without repair.
+    // Served again after the last kill, still without repair: a short verified load.
     let target = start_target(env, scenario)?;
+    let load = start_load(env, &target.url(), "crash-after", 3)?;
+    let after = load.finish(Duration::from_secs(60))?;
+    if after.errors > 0 || after.wrong_blocks > 0 || after.writes_acked == 0 {
+        problems.push(format!(
+            "after the last kill: {} errors, {} wrong blocks, {} writes acknowledged",
+            after.errors, after.wrong_blocks, after.writes_acked
+        ));
+    }
     target.stop()?;
     row.initiator_errors = Some(cut);
     row.wrong_blocks = Some(wrong);
