@@ -42,6 +42,9 @@ struct Args {
     /// Seed of the offset sequence.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Offer HeaderDigest=CRC32C only (a CRC32C over every PDU header).
+    #[arg(long)]
+    header_digest: bool,
     /// The initiator's iSCSI name.
     #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:iscsi-load")]
     initiator: String,
@@ -99,7 +102,8 @@ fn main_inner(args: Args) -> Result<bool> {
         seed: args.seed,
         ..Workload::default()
     };
-    let session = Session::connect_with_timeout(&args.url, &args.initiator, args.timeout)?;
+    let session =
+        Session::connect_with(&args.url, &args.initiator, args.header_digest, args.timeout)?;
     let mut verifier = if args.verify {
         let run_id = args.run_id.unwrap_or_else(default_run_id);
         Some(
