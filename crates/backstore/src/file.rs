@@ -84,6 +84,7 @@ impl Inner {
                 Ok(IoReply::Done)
             }
             IoRequest::Flush => self.file.sync_data().map(|()| IoReply::Done).map_err(err),
+            IoRequest::Allocation { offset, len } => self.allocation(offset, len).map_err(err),
             IoRequest::Discard { offset, len } => {
                 // Punch a hole; where the file system cannot, write zeroes so that discarded
                 // blocks still read back as zeroes (the capability we announce).
@@ -150,6 +151,45 @@ impl Inner {
             unsafe { buf.set_len(buf.len() + n) };
         }
         Ok(Bytes::from(buf))
+    }
+
+    /// `lseek(offset, whence)` for SEEK_DATA/SEEK_HOLE; `Ok(None)` for ENXIO (no data, or
+    /// no hole, at or after `offset`).
+    fn seek(&self, offset: u64, whence: libc::c_int) -> std::io::Result<Option<u64>> {
+        // SAFETY: plain syscall on an fd we own; lseek on a shared fd only moves the file
+        // position, which this store never uses (every read and write is positional).
+        let rc = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
+        if rc >= 0 {
+            return Ok(Some(rc as u64));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
+    /// The first extent from `offset` (at most `len` bytes) that is all data or all hole.
+    fn allocation(&self, offset: u64, len: u64) -> std::io::Result<IoReply> {
+        if len == 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let end = offset + len;
+        // The next hole at or after offset (the end of the file counts as one; ENXIO: at or
+        // beyond the end, all hole).
+        let hole = self.seek(offset, libc::SEEK_HOLE)?.unwrap_or(offset);
+        if hole > offset {
+            return Ok(IoReply::Allocation {
+                mapped: true,
+                len: hole.min(end) - offset,
+            });
+        }
+        let data = self.seek(offset, libc::SEEK_DATA)?.unwrap_or(end);
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: data.clamp(offset + 1, end) - offset,
+        })
     }
 
     fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> std::io::Result<()> {

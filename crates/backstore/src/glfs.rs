@@ -736,6 +736,12 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
             file.zerofill_async(offset, len, cb)
         }
+        // gfapi has no asynchronous SEEK_DATA/SEEK_HOLE and submit must not block:
+        // not answered yet (GET LBA STATUS then reports the blocks mapped).
+        IoRequest::Allocation { .. } => done.complete(Err(store_api::StoreError::new(
+            Op::Allocation,
+            store_api::ErrorKind::Unsupported,
+        ))),
     }
 }
 

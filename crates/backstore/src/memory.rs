@@ -1,6 +1,9 @@
-//! `memory`: a RAM disk, zero-filled at start, completing every request inline.
+//! `memory`: a RAM disk, zero-filled at start, completing every request inline. It keeps a
+//! map of which blocks are allocated (written since start and not discarded since), so that
+//! it answers allocation queries like a sparse file would.
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use store_api::{check_range, BlockStore, Capabilities, Completion, Geometry, IoReply, IoRequest};
 
@@ -11,6 +14,8 @@ const SHARD: usize = 1 << 20;
 pub struct MemoryStore {
     geometry: Geometry,
     shards: Vec<RwLock<Box<[u8]>>>,
+    /// One bit per block: allocated.
+    mapped: Vec<AtomicU64>,
 }
 
 impl MemoryStore {
@@ -20,7 +25,56 @@ impl MemoryStore {
         let shards = (0..size.div_ceil(SHARD))
             .map(|i| RwLock::new(vec![0u8; SHARD.min(size - i * SHARD)].into_boxed_slice()))
             .collect();
-        MemoryStore { geometry, shards }
+        let mapped = (0..geometry.num_blocks.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        MemoryStore {
+            geometry,
+            shards,
+            mapped,
+        }
+    }
+
+    /// Marks the blocks `first..end` allocated or not.
+    fn set_mapped(&self, first: u64, end: u64, on: bool) {
+        for b in first..end {
+            let (word, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+            if on {
+                self.mapped[word].fetch_or(bit, Ordering::Relaxed);
+            } else {
+                self.mapped[word].fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn is_mapped(&self, block: u64) -> bool {
+        self.mapped[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64)) != 0
+    }
+
+    /// Every block touched by `offset..offset + len`, and the blocks wholly inside it.
+    fn blocks(&self, offset: u64, len: u64) -> ((u64, u64), (u64, u64)) {
+        let bs = u64::from(self.geometry.block_size.max(1));
+        let end = offset + len;
+        (
+            (offset / bs, end.div_ceil(bs)),
+            (offset.div_ceil(bs), end / bs),
+        )
+    }
+
+    /// The first extent from `offset`, at most `len` bytes, that is all allocated or all not.
+    fn allocation(&self, offset: u64, len: u64) -> IoReply {
+        let bs = u64::from(self.geometry.block_size.max(1));
+        let end = offset + len;
+        let first = offset / bs;
+        let mapped = self.is_mapped(first);
+        let mut b = first + 1;
+        while b * bs < end && self.is_mapped(b) == mapped {
+            b += 1;
+        }
+        IoReply::Allocation {
+            mapped,
+            len: (b * bs).min(end) - offset,
+        }
     }
 
     /// Calls `f(shard, range inside the shard, range inside the request)` for each piece.
@@ -78,12 +132,31 @@ impl BlockStore for MemoryStore {
                 self.for_each_piece(offset, data.len(), |s, r, q| {
                     self.shards[s].write().unwrap()[r].copy_from_slice(&data[q]);
                 });
+                let ((first, end), _) = self.blocks(offset, data.len() as u64);
+                self.set_mapped(first, end, true);
                 IoReply::Done
             }
             IoRequest::Flush => IoReply::Done,
-            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
+            IoRequest::WriteZeroes { offset, len } => {
                 self.zero(offset, len);
+                let ((first, end), _) = self.blocks(offset, len);
+                self.set_mapped(first, end, true);
                 IoReply::Done
+            }
+            IoRequest::Discard { offset, len } => {
+                self.zero(offset, len);
+                let (_, (first, end)) = self.blocks(offset, len);
+                self.set_mapped(first, end, false);
+                IoReply::Done
+            }
+            IoRequest::Allocation { offset, len } => {
+                if len == 0 {
+                    return done.complete(Err(store_api::StoreError::new(
+                        store_api::Op::Allocation,
+                        store_api::ErrorKind::OutOfRange,
+                    )));
+                }
+                self.allocation(offset, len)
             }
         };
         done.complete(Ok(reply));

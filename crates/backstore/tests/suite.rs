@@ -167,6 +167,7 @@ shared_checks! {
     unaligned_and_large_io: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
+    allocation_follows_writes_and_discards: [Memory, File, Glfs];
     write_zeroes_zeroes_exactly_the_range: [Memory, File, Glfs];
     out_of_range_requests_are_rejected: [Memory, File, Glfs];
     concurrent_submits_complete_exactly_once: [Memory, File, Glfs];

@@ -215,7 +215,7 @@ impl Sense {
 ///   feature (WRITE SAME, UNMAP) that needed the operation.
 /// * anything newer: HARDWARE ERROR, INTERNAL TARGET FAILURE.
 pub fn from_store_error(err: &StoreError) -> Sense {
-    let reading = matches!(err.op, Op::Read | Op::Open);
+    let reading = matches!(err.op, Op::Read | Op::Open | Op::Allocation);
     match err.kind {
         ErrorKind::Io | ErrorKind::ShortTransfer if reading => {
             Sense::new(SenseKey::MediumError, Asc::UNRECOVERED_READ_ERROR)

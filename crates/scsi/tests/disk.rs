@@ -215,3 +215,71 @@ fn write_same_length_limit() {
     );
     assert!(rig.mem.data[..16 << 20].iter().all(|&b| b == 1));
 }
+
+/// GET LBA STATUS (SBC-3 table 36): SERVICE ACTION IN(16) 9Eh/12h, STARTING LBA, ALLOCATION
+/// LENGTH.
+fn get_lba_status(lba: u64, alloc: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x9E;
+    c[1] = 0x12;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&alloc.to_be_bytes());
+    c
+}
+
+/// One LBA status descriptor (SBC-3 table 39): LBA, NUMBER OF LOGICAL BLOCKS, PROVISIONING
+/// STATUS (0 mapped, 1 deallocated).
+fn descriptor(lba: u64, blocks: u32, status: u8) -> Vec<u8> {
+    let mut d = lba.to_be_bytes().to_vec();
+    d.extend(blocks.to_be_bytes());
+    d.extend([status, 0, 0, 0]);
+    d
+}
+
+/// Parameter data (SBC-3 table 38): PARAMETER DATA LENGTH (bytes after itself), reserved,
+/// descriptors.
+fn lba_status(descriptors: &[Vec<u8>]) -> Vec<u8> {
+    let mut d = ((4 + 16 * descriptors.len()) as u32).to_be_bytes().to_vec();
+    d.extend([0; 4]);
+    for x in descriptors {
+        d.extend(x);
+    }
+    d
+}
+
+#[rstest]
+#[case::no_holes(vec![], 0, 4096, vec![descriptor(0, 2048, 0)])]
+#[case::holes_split_runs(vec![(512, 2048), (8192, 1 << 20)], 0, 4096, vec![
+    descriptor(0, 1, 0), descriptor(1, 3, 1), descriptor(4, 12, 0),
+    descriptor(16, 2032, 1),
+])]
+#[case::from_inside_a_hole(vec![(512, 2048)], 2, 4096, vec![descriptor(2, 2, 1), descriptor(4, 2044, 0)])]
+#[case::partial_block_hole_is_mapped(vec![(100, 300), (1024, 1536)], 0, 4096, vec![
+    descriptor(0, 2, 0), descriptor(2, 1, 1), descriptor(3, 2045, 0),
+])]
+#[case::allocation_length_limits_descriptors(vec![(512, 2048)], 0, 40, vec![descriptor(0, 1, 0), descriptor(1, 3, 1)])]
+fn get_lba_status_from_allocation(
+    #[case] holes: Vec<(u64, u64)>,
+    #[case] lba: u64,
+    #[case] alloc: u32,
+    #[case] want: Vec<Vec<u8>>,
+) {
+    let mut rig = rig();
+    rig.mem.holes = holes;
+    let r = rig.run(&get_lba_status(lba, alloc), &[]);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(&r.data_in[..], &lba_status(&want)[..]);
+}
+
+#[test]
+fn get_lba_status_without_allocation_support_reports_mapped() {
+    let mut rig = rig();
+    rig.mem.fail = Some((store_api::Op::Allocation, store_api::ErrorKind::Unsupported));
+    let r = rig.run(&get_lba_status(7, 4096), &[]);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(&r.data_in[..], &lba_status(&[descriptor(7, 2041, 0)])[..]);
+    // Another store error is the command's.
+    rig.mem.fail = Some((store_api::Op::Allocation, store_api::ErrorKind::Io));
+    let r = rig.run(&get_lba_status(7, 4096), &[]);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x03, 0x11, 0x00));
+}

@@ -41,9 +41,9 @@ fn range(req: &IoRequest) -> Option<(u64, u64)> {
     match req {
         IoRequest::Read { offset, len } => Some((*offset, u64::from(*len))),
         IoRequest::Write { offset, data, .. } => Some((*offset, data.len() as u64)),
-        IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
-            Some((*offset, *len))
-        }
+        IoRequest::Discard { offset, len }
+        | IoRequest::WriteZeroes { offset, len }
+        | IoRequest::Allocation { offset, len } => Some((*offset, *len)),
         IoRequest::Flush => None,
     }
 }

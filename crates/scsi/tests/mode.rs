@@ -225,3 +225,45 @@ fn d_sense_reports_sense_in_descriptor_format() {
     let r = rig.run(&cdb10(0x28, 0, 4096, 1), &[]);
     assert_eq!(r.sense.unwrap()[0], 0x70);
 }
+
+/// A change made through one nexus is a UNIT ATTENTION, MODE PARAMETERS CHANGED (2Ah/01h,
+/// SPC-4 annex D) for every other nexus, once; a MODE SELECT that changes nothing raises none.
+#[test]
+fn a_change_is_a_unit_attention_for_the_other_nexuses() {
+    let port = |name: &str| scsi::InitiatorPort {
+        name: name.into(),
+        isid: [0x40, 0, 0, 0, 0, 1],
+    };
+    let mut rig = rig();
+    rig.target.open_nexus(1, port("iqn.2026-01.test:a"));
+    rig.target.open_nexus(2, port("iqn.2026-01.test:b"));
+    let tur = [0u8; 6];
+    // Clear the POWER ON conditions of the login.
+    rig.run_on(1, 0, &tur, &[]);
+    rig.run_on(2, 0, &tur, &[]);
+    let same = list6(&[control(false, false)]);
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &mode_select6(false, 16), &same)),
+        GOOD
+    );
+    assert_eq!(
+        outcome(&rig.run_on(2, 0, &tur, &[])),
+        GOOD,
+        "nothing changed"
+    );
+    let swp = list6(&[control(false, true)]);
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &mode_select6(false, 16), &swp)),
+        GOOD
+    );
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &tur, &[])),
+        GOOD,
+        "not for the changer"
+    );
+    assert_eq!(
+        outcome(&rig.run_on(2, 0, &tur, &[])),
+        (Status::CheckCondition, 0x06, 0x2A, 0x01)
+    );
+    assert_eq!(outcome(&rig.run_on(2, 0, &tur, &[])), GOOD, "reported once");
+}

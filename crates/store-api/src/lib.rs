@@ -56,6 +56,10 @@ pub enum IoRequest {
     Discard { offset: u64, len: u64 },
     /// Make `len` bytes at `offset` read back as zeroes.
     WriteZeroes { offset: u64, len: u64 },
+    /// Whether the bytes from `offset` are allocated: replies [`IoReply::Allocation`] with
+    /// the first extent starting at `offset`, at most `len` bytes long (SEEK_DATA/SEEK_HOLE).
+    /// A store that cannot tell replies `Unsupported`.
+    Allocation { offset: u64, len: u64 },
 }
 
 impl IoRequest {
@@ -67,6 +71,7 @@ impl IoRequest {
             IoRequest::Flush => Op::Flush,
             IoRequest::Discard { .. } => Op::Discard,
             IoRequest::WriteZeroes { .. } => Op::WriteZeroes,
+            IoRequest::Allocation { .. } => Op::Allocation,
         }
     }
 
@@ -76,9 +81,9 @@ impl IoRequest {
             IoRequest::Read { offset, len } => Some((*offset, u64::from(*len))),
             IoRequest::Write { offset, data, .. } => Some((*offset, data.len() as u64)),
             IoRequest::Flush => None,
-            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
-                Some((*offset, *len))
-            }
+            IoRequest::Discard { offset, len }
+            | IoRequest::WriteZeroes { offset, len }
+            | IoRequest::Allocation { offset, len } => Some((*offset, *len)),
         }
     }
 }
@@ -92,6 +97,7 @@ pub enum Op {
     Flush,
     Discard,
     WriteZeroes,
+    Allocation,
 }
 
 impl fmt::Display for Op {
@@ -103,6 +109,7 @@ impl fmt::Display for Op {
             Op::Flush => "flush",
             Op::Discard => "discard",
             Op::WriteZeroes => "write-zeroes",
+            Op::Allocation => "allocation",
         })
     }
 }
@@ -114,6 +121,10 @@ pub enum IoReply {
     Data(Bytes),
     /// Any other request finished.
     Done,
+    /// The answer to [`IoRequest::Allocation`]: the `len` bytes from the offset asked about
+    /// (at least one byte, at most the length asked) are all allocated (`mapped`) or all
+    /// deallocated.
+    Allocation { mapped: bool, len: u64 },
 }
 
 /// The outcome of one request.

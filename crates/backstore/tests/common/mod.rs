@@ -13,7 +13,7 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use store_api::{BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult};
+use store_api::{BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult, Op, StoreError};
 
 /// Size of every store the checks open.
 pub const SIZE: u64 = 8 << 20;
@@ -75,6 +75,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         flush_and_fua_writes_complete,
     ),
     ("discard_reads_back_zeroes", discard_reads_back_zeroes),
+    (
+        "allocation_follows_writes_and_discards",
+        allocation_follows_writes_and_discards,
+    ),
     (
         "write_zeroes_zeroes_exactly_the_range",
         write_zeroes_zeroes_exactly_the_range,
@@ -246,6 +250,73 @@ pub fn discard_reads_back_zeroes(open: Open<'_>) {
         );
     }
     assert_eq!(&got[32768..], &data[32768..]);
+}
+
+/// Allocation queries (SEEK_DATA/SEEK_HOLE): every answer is a non-empty extent inside what
+/// was asked; written bytes are mapped; a discarded, aligned 1 MiB reads as a hole on stores
+/// that punch holes (memory, files on this machine). A store that cannot tell answers
+/// Unsupported, and then always.
+pub fn allocation_follows_writes_and_discards(open: Open<'_>) {
+    let f = open("allocation");
+    let s = &*f.store;
+    const MIB: u64 = 1 << 20;
+    write(s, 0, &pattern(3 * MIB as usize, 8));
+    let ask = |offset: u64, len: u64| run(s, IoRequest::Allocation { offset, len });
+    let first = ask(0, 3 * MIB);
+    if first == Err(StoreError::new(Op::Allocation, ErrorKind::Unsupported)) {
+        assert_eq!(ask(MIB, MIB), first, "Unsupported is for good");
+        return;
+    }
+    assert_eq!(
+        first,
+        Ok(IoReply::Allocation {
+            mapped: true,
+            len: 3 * MIB
+        })
+    );
+    assert_eq!(
+        run(
+            s,
+            IoRequest::Discard {
+                offset: MIB,
+                len: MIB
+            }
+        ),
+        Ok(IoReply::Done)
+    );
+    assert_eq!(
+        ask(0, 3 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: true,
+            len: MIB
+        })
+    );
+    assert_eq!(
+        ask(MIB, 2 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: MIB
+        })
+    );
+    assert_eq!(
+        ask(MIB + 4096, 4096),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: 4096
+        })
+    );
+    assert_eq!(
+        ask(2 * MIB, MIB),
+        Ok(IoReply::Allocation {
+            mapped: true,
+            len: MIB
+        })
+    );
+    assert_eq!(
+        ask(0, 0).map_err(|e| e.op),
+        Err(Op::Allocation),
+        "an empty query is refused"
+    );
 }
 
 /// Write-zeroes of an unaligned range zeroes exactly that range.

@@ -76,6 +76,8 @@ pub(crate) enum State {
         fua: bool,
         transfer_len: u32,
     },
+    /// GET LBA STATUS: asking the store extent by extent (see `provisioning::LbaStatus`).
+    LbaStatus(super::provisioning::LbaStatus),
     /// ORWRITE: OR `mask` into the blocks read, then write them.
     OrWrite { offset: u64, mask: Bytes, fua: bool },
     /// UNMAP: discard `ranges[next..]` (byte offset, length) one after another.
@@ -301,6 +303,9 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                 let zero = vec![0u8; *block_size as usize];
                 return start_pattern(lun, &zero, *offset, *len, *transfer_len);
             }
+            if let State::LbaStatus(status) = state {
+                return status.failed(&e);
+            }
             return fail(sense::from_store_error(&e));
         }
     };
@@ -346,6 +351,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                 state,
             )
         }
+        State::LbaStatus(status) => status.next(lun, reply),
         State::OrWrite { offset, mask, fua } => {
             let IoReply::Data(read) = reply else {
                 return fail(Sense::new(

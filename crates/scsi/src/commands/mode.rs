@@ -4,6 +4,7 @@
 use super::exec::{done, fail};
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, opcode as op, reserved};
+use crate::nexus::{UaScope, UnitAttention};
 use crate::sense::Sense;
 use crate::{Lu, LuConfig, Response, Start};
 use bytes::Bytes;
@@ -111,12 +112,22 @@ impl ScsiCommand for ModeSelect {
             Err(sense) => return fail(sense),
         };
         let m = &ctx.lu.mode;
+        let mut changed = false;
         for change in changes.iter().flatten() {
-            match *change {
-                Change::Wce(on) => m.wce.store(on, Ordering::Relaxed),
-                Change::Swp(on) => m.swp.store(on, Ordering::Relaxed),
-                Change::DSense(on) => m.d_sense.store(on, Ordering::Relaxed),
-            }
+            let (flag, on) = match *change {
+                Change::Wce(on) => (&m.wce, on),
+                Change::Swp(on) => (&m.swp, on),
+                Change::DSense(on) => (&m.d_sense, on),
+            };
+            changed |= flag.swap(on, Ordering::Relaxed) != on;
+        }
+        if changed {
+            // SPC-4 7.5.2: the other I_T nexuses learn of it with MODE PARAMETERS CHANGED.
+            ctx.target.nexuses.raise(
+                ctx.lun,
+                UnitAttention::ModeParametersChanged,
+                UaScope::AllBut(ctx.nexus),
+            );
         }
         done(Response::good(Bytes::new(), u32::from(self.param_len)))
     }

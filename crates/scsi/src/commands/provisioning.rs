@@ -6,10 +6,10 @@ use super::exec::{
 };
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, be64, lba_len, opcode as op, reserved, service_action as sa};
-use crate::sense::Sense;
+use crate::sense::{Asc, Sense, SenseKey};
 use crate::{LuConfig, Response, Start};
 use bytes::Bytes;
-use store_api::IoRequest;
+use store_api::{IoReply, IoRequest};
 
 const F: u8 = 0xFF;
 
@@ -264,23 +264,136 @@ impl ScsiCommand for GetLbaStatus {
         })
     }
 
-    /// Parameter data (SBC-3 5.6.2): one descriptor from `lba` to the end of the medium (at
-    /// most 2^32 - 1 blocks), provisioning status "mapped". The store interface has no way to
-    /// ask which ranges are holes, so deallocated blocks are reported mapped too; without
-    /// discard support that is exact.
+    /// Parameter data (SBC-3 5.6.2): descriptors from `lba` on, each a run of blocks that
+    /// are all mapped or all deallocated, as the store's allocation says (SEEK_DATA and
+    /// SEEK_HOLE on files and Gluster, the block map in memory), as many as the allocation
+    /// length holds (at most [`MAX_LBA_STATUS_DESCRIPTORS`]). A block only partly in a hole
+    /// is mapped. A store that cannot tell gets one descriptor "mapped" to the end of the
+    /// medium.
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let GetLbaStatus { lba, alloc } = self;
         let g = ctx.config().geometry;
         if lba >= g.num_blocks {
             return fail(Sense::LBA_OUT_OF_RANGE);
         }
-        let blocks = u32::try_from(g.num_blocks - lba).unwrap_or(u32::MAX);
-        let mut d = vec![0u8; 8 + 16];
-        d[0..4].copy_from_slice(&20u32.to_be_bytes()); // PARAMETER DATA LENGTH
-        d[8..16].copy_from_slice(&lba.to_be_bytes());
-        d[16..20].copy_from_slice(&blocks.to_be_bytes());
-        d[20] = 0x00; // PROVISIONING STATUS: mapped
-        done(Response::data(d, alloc))
+        let max = (alloc.saturating_sub(8) / 16).clamp(1, MAX_LBA_STATUS_DESCRIPTORS);
+        LbaStatus {
+            next: lba,
+            num_blocks: g.num_blocks,
+            block_size: g.block_size,
+            data: vec![0u8; 8],
+            max_descriptors: max as usize,
+            requests: 0,
+            alloc,
+        }
+        .ask(ctx.lun)
+    }
+}
+
+/// At most this many descriptors in one GET LBA STATUS answer.
+pub(crate) const MAX_LBA_STATUS_DESCRIPTORS: u32 = 64;
+/// At most this many store queries for one GET LBA STATUS (a file fragmented below the block
+/// size answers with many small extents that merge into one descriptor).
+const MAX_LBA_STATUS_REQUESTS: u32 = 256;
+
+/// A GET LBA STATUS in progress.
+#[derive(Debug)]
+pub(crate) struct LbaStatus {
+    /// The first block not described yet.
+    next: u64,
+    num_blocks: u64,
+    block_size: u32,
+    /// Header and the descriptors so far.
+    data: Vec<u8>,
+    max_descriptors: usize,
+    requests: u32,
+    alloc: u32,
+}
+
+impl LbaStatus {
+    fn ask(mut self, lun: u16) -> Start {
+        self.requests += 1;
+        let bs = u64::from(self.block_size);
+        let request = IoRequest::Allocation {
+            offset: self.next * bs,
+            len: (self.num_blocks - self.next) * bs,
+        };
+        io(lun, request, State::LbaStatus(self))
+    }
+
+    fn descriptors(&self) -> usize {
+        (self.data.len() - 8) / 16
+    }
+
+    /// Adds `blocks` blocks from `self.next` with `mapped`; false when a new descriptor
+    /// would be one too many.
+    fn push(&mut self, mapped: bool, mut blocks: u64) -> bool {
+        let status = if mapped { 0 } else { 1 };
+        while blocks > 0 {
+            let n = self.descriptors();
+            if n > 0 {
+                let last = &mut self.data[8 + 16 * (n - 1)..8 + 16 * n];
+                let count = u32::from_be_bytes(last[8..12].try_into().expect("4 bytes"));
+                if last[12] == status && count < u32::MAX {
+                    let add = blocks.min(u64::from(u32::MAX - count));
+                    last[8..12].copy_from_slice(&(count + add as u32).to_be_bytes());
+                    self.next += add;
+                    blocks -= add;
+                    continue;
+                }
+            }
+            if n == self.max_descriptors {
+                return false;
+            }
+            let mut d = [0u8; 16];
+            d[0..8].copy_from_slice(&self.next.to_be_bytes());
+            d[12] = status; // PROVISIONING STATUS: 0 mapped, 1 deallocated
+            self.data.extend_from_slice(&d);
+        }
+        true
+    }
+
+    fn answer(mut self) -> Start {
+        let len = (self.data.len() - 4) as u32;
+        self.data[0..4].copy_from_slice(&len.to_be_bytes()); // PARAMETER DATA LENGTH
+        done(Response::data(self.data, self.alloc))
+    }
+
+    /// Continues with the store's answer about `self.next`.
+    pub(crate) fn next(mut self, lun: u16, reply: IoReply) -> Start {
+        let IoReply::Allocation { mapped, len } = reply else {
+            return fail(Sense::new(
+                SenseKey::MediumError,
+                Asc::UNRECOVERED_READ_ERROR,
+            ));
+        };
+        let bs = u64::from(self.block_size);
+        let end = (self.next * bs + len.max(1)).min(self.num_blocks * bs);
+        let (mapped, blocks) = if mapped {
+            (true, end.div_ceil(bs) - self.next)
+        } else if end / bs > self.next {
+            (false, end / bs - self.next)
+        } else {
+            (true, 1)
+        };
+        if !self.push(mapped, blocks)
+            || self.next >= self.num_blocks
+            || self.requests >= MAX_LBA_STATUS_REQUESTS
+        {
+            return self.answer();
+        }
+        self.ask(lun)
+    }
+
+    /// The store failed: one that cannot tell (or stopped telling) reports the rest mapped;
+    /// other errors are the command's.
+    pub(crate) fn failed(mut self, e: &store_api::StoreError) -> Start {
+        if e.kind != store_api::ErrorKind::Unsupported {
+            return fail(crate::sense::from_store_error(e));
+        }
+        let rest = self.num_blocks - self.next;
+        self.push(true, rest);
+        self.answer()
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Mem {
     pub log: Vec<IoRequest>,
     /// Fail requests of this kind of operation with this error kind.
     pub fail: Option<(store_api::Op, ErrorKind)>,
+    /// Byte ranges `(start, end)` that allocation queries report as deallocated.
+    pub holes: Vec<(u64, u64)>,
 }
 
 impl Mem {
@@ -44,6 +46,7 @@ impl Mem {
             data: vec![0; size],
             log: Vec::new(),
             fail: None,
+            holes: Vec::new(),
         }
     }
 
@@ -71,6 +74,27 @@ impl Mem {
                 let o = offset as usize;
                 self.data[o..o + len as usize].fill(0);
                 Ok(IoReply::Done)
+            }
+            // Allocation as a sparse file with holes exactly where `holes` says.
+            IoRequest::Allocation { offset, len } => {
+                let end = offset + len;
+                let hole_here = self.holes.iter().find(|&&(s, e)| s <= offset && offset < e);
+                let (mapped, stop) = match hole_here {
+                    Some(&(_, e)) => (false, e),
+                    None => (
+                        true,
+                        self.holes
+                            .iter()
+                            .map(|h| h.0)
+                            .filter(|&s| s > offset)
+                            .min()
+                            .unwrap_or(end),
+                    ),
+                };
+                Ok(IoReply::Allocation {
+                    mapped,
+                    len: stop.min(end) - offset,
+                })
             }
         }
     }
