@@ -346,3 +346,136 @@ fn a_login_over_the_unsolicited_data_budget_is_refused() {
     target.wait_for_log_line(&["login refused", "unsolicited data budget"]);
     assert!(still_served(&mut a));
 }
+
+/// CRC32C as it travels (RFC 7143 13.1: least significant byte first).
+fn crc(bytes: &[u8]) -> [u8; 4] {
+    crc32c::crc32c(bytes).to_le_bytes()
+}
+
+/// Sends a PDU with a header digest and, when it has data, a data digest (`good_data`
+/// false sends a wrong one).
+fn send_digested(
+    stream: &mut std::net::TcpStream,
+    mut bhs: [u8; 48],
+    data: &[u8],
+    good_data: bool,
+) {
+    use std::io::Write;
+    bhs[5..8].copy_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+    let mut pdu = bhs.to_vec();
+    pdu.extend_from_slice(&crc(&bhs));
+    let mut padded = data.to_vec();
+    padded.resize(pad4(data.len()), 0);
+    pdu.extend_from_slice(&padded);
+    if !data.is_empty() {
+        let mut digest = crc(&padded);
+        if !good_data {
+            digest[0] ^= 0xff;
+        }
+        pdu.extend_from_slice(&digest);
+    }
+    stream.write_all(&pdu).unwrap();
+}
+
+/// Reads a PDU with digests, checking both.
+fn recv_digested(stream: &mut std::net::TcpStream) -> ([u8; 48], Vec<u8>) {
+    let mut bhs = [0u8; 48];
+    stream.read_exact(&mut bhs).unwrap();
+    let mut digest = [0u8; 4];
+    stream.read_exact(&mut digest).unwrap();
+    assert_eq!(digest, crc(&bhs), "header digest");
+    let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
+    let mut data = vec![0u8; pad4(len)];
+    stream.read_exact(&mut data).unwrap();
+    if len > 0 {
+        stream.read_exact(&mut digest).unwrap();
+        assert_eq!(digest, crc(&data), "data digest");
+    }
+    data.truncate(len);
+    (bhs, data)
+}
+
+/// Logs in with both digests (the login itself goes without them).
+fn digest_login(stream: &mut std::net::TcpStream, initiator: &str) {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x43;
+    bhs[1] = 0x87;
+    bhs[8..14].copy_from_slice(&[0x80, 0, 0, 0, 0, 7]);
+    bhs[16..20].copy_from_slice(&1u32.to_be_bytes());
+    bhs[24..28].copy_from_slice(&1u32.to_be_bytes());
+    let keys = format!(
+        "InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
+         HeaderDigest=CRC32C\0DataDigest=CRC32C\0"
+    );
+    send_pdu(stream, bhs, keys.as_bytes());
+    let (resp, data) = recv_pdu(stream);
+    assert_eq!((resp[36], resp[37], resp[1] & 0x83), (0, 0, 0x83));
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("HeaderDigest=CRC32C") && text.contains("DataDigest=CRC32C"));
+}
+
+#[test]
+fn a_bad_data_digest_fails_only_its_command_and_a_bad_header_digest_only_its_connection() {
+    let target = memory_target("1M", &[]);
+    let write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let mut a = connect(&target);
+    digest_login(&mut a, "iqn.2026-11.test:a");
+    let mut b = connect(&target);
+    digest_login(&mut b, "iqn.2026-11.test:b");
+    // TEST UNIT READY takes the unit attention a new nexus starts with.
+    send_digested(
+        &mut a,
+        scsi_command(&[0; 6], 0x20, 1, 1, 0, false),
+        &[],
+        true,
+    );
+    let (tur, _) = recv_digested(&mut a);
+    assert_eq!((tur[0] & 0x3f, be32(&tur[16..])), (0x21, 0x20));
+    // A one-block write whose immediate data fails its digest: Reject reason 0x02 with the
+    // rejected header, then CHECK CONDITION for the command (RFC 7143 7.8, 11.17).
+    send_digested(
+        &mut a,
+        scsi_command(&write10, 0x21, 2, 2, 512, true),
+        &[0x5a; 512],
+        false,
+    );
+    let (reject, rejected) = recv_digested(&mut a);
+    assert_eq!((reject[0] & 0x3f, reject[2]), (0x3f, 0x02));
+    assert_eq!(be32(&rejected[16..]), 0x21, "the rejected header");
+    let (resp, sense) = recv_digested(&mut a);
+    assert_eq!(
+        (resp[0] & 0x3f, resp[3], be32(&resp[16..])),
+        (0x21, 0x02, 0x21)
+    );
+    assert_eq!(
+        (sense[2 + 2] & 0x0f, sense[2 + 12], sense[2 + 13]),
+        (0x0b, 0x47, 0x05)
+    );
+    // The same write with a good digest goes through on the same connection.
+    send_digested(
+        &mut a,
+        scsi_command(&write10, 0x22, 3, 3, 512, true),
+        &[0x5a; 512],
+        true,
+    );
+    let (resp, _) = recv_digested(&mut a);
+    assert_eq!(
+        (resp[0] & 0x3f, resp[3], be32(&resp[16..])),
+        (0x21, 0x00, 0x22)
+    );
+    // A header digest that does not match closes that connection only.
+    let mut nop = nop_out(0x31, 4, 4);
+    nop[5..8].fill(0);
+    let mut wire = nop.to_vec();
+    let mut bad = crc(&nop);
+    bad[1] ^= 0x01;
+    wire.extend_from_slice(&bad);
+    std::io::Write::write_all(&mut a, &wire).unwrap();
+    assert!(closed_by_target(&mut a, Duration::from_secs(60)));
+    target.wait_for_log_line(&["closing connection", "header digest"]);
+    // The other session goes on.
+    send_digested(&mut b, nop_out(0x41, 1, 1), &[], true);
+    let (nop_in, _) = recv_digested(&mut b);
+    assert_eq!((nop_in[0] & 0x3f, be32(&nop_in[16..])), (0x20, 0x41));
+}
