@@ -1,8 +1,12 @@
 //! `memory`: a RAM disk, zero-filled at start, completing every request inline.
 
 use bytes::Bytes;
-use std::sync::RwLock;
-use store_api::{check_range, BlockStore, Capabilities, Completion, Geometry, IoReply, IoRequest};
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use store_api::{
+    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
+    IoReply, IoRequest, Op, StoreError,
+};
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
 const SHARD: usize = 1 << 20;
@@ -11,6 +15,8 @@ const SHARD: usize = 1 << 20;
 pub struct MemoryStore {
     geometry: Geometry,
     shards: Vec<RwLock<Box<[u8]>>>,
+    /// Metadata objects, gone with the store like its data.
+    metadata: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -20,7 +26,11 @@ impl MemoryStore {
         let shards = (0..size.div_ceil(SHARD))
             .map(|i| RwLock::new(vec![0u8; SHARD.min(size - i * SHARD)].into_boxed_slice()))
             .collect();
-        MemoryStore { geometry, shards }
+        MemoryStore {
+            geometry,
+            shards,
+            metadata: Mutex::default(),
+        }
     }
 
     /// Calls `f(shard, range inside the shard, range inside the request)` for each piece.
@@ -91,5 +101,23 @@ impl BlockStore for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory {} bytes", self.geometry.size_bytes())
+    }
+
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !valid_metadata_name(name) {
+            return Err(StoreError::new(Op::Read, ErrorKind::OutOfRange));
+        }
+        Ok(self.metadata.lock().unwrap().get(name).cloned())
+    }
+
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        if !valid_metadata_name(name) {
+            return Err(StoreError::new(Op::Write, ErrorKind::OutOfRange));
+        }
+        self.metadata
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), data.to_vec());
+        Ok(())
     }
 }
