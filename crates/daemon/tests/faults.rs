@@ -12,26 +12,6 @@ use support::*;
 use testkit::fake::{FakeRoot, FaultRule};
 use testkit::initiator::ScsiError;
 
-const VOLUME: &str = "vol";
-
-/// A glfs LUN on a fresh fake volume.
-fn glfs_target(root: &FakeRoot, extra: &[&str]) -> Running {
-    root.create_volume(VOLUME);
-    let lib = fake_library();
-    let mut args = vec![
-        "--bstype",
-        "glfs",
-        "--backing-store",
-        "vol@127.0.0.2:lun.img",
-        "--size",
-        "4M",
-        "--gfapi-library",
-        lib.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
-}
-
 fn scsi_error(err: testkit::initiator::Error) -> ScsiError {
     err.scsi()
         .cloned()
