@@ -67,11 +67,15 @@ fn ensure_glusterd() -> Result<()> {
     if gluster(&["volume", "list"]).is_ok() {
         return Ok(());
     }
-    util::run(Command::new("glusterd").args([
-        "-p",
-        "/run/glusterd.pid",
-        "--log-level",
-        "WARNING",
+    // glusterd stays running after this task, so it must not keep descriptors this process
+    // inherited: `flock /work/notes/gluster.lock cargo xtask test-gluster` hands down the
+    // lock's descriptor, and a glusterd holding it keeps the lock taken for good. The shell
+    // closes descriptors 3 to 9 (where flock(1) and shells put such locks) before it
+    // becomes glusterd.
+    util::run(Command::new("sh").args([
+        "-c",
+        "for fd in 3 4 5 6 7 8 9; do eval \"exec $fd>&-\"; done; \
+         exec glusterd -p /run/glusterd.pid --log-level WARNING",
     ]))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
