@@ -1,6 +1,7 @@
 //! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
 //! initiator.
 
+mod admission;
 mod digests;
 mod errors;
 mod full_feature;
@@ -8,5 +9,6 @@ mod initiator;
 mod kat;
 mod keepalive;
 mod login;
+mod logout_request;
 mod negotiation;
 mod write_budget;
