@@ -8,8 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use store_api::{
-    check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest,
-    IoResult, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
+    IoReply, IoRequest, IoResult, Op, StoreError,
 };
 
 /// Default number of worker threads.
@@ -261,4 +261,39 @@ impl BlockStore for FileStore {
     fn describe(&self) -> String {
         format!("file {}", self.path)
     }
+
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = metadata_path(&self.path, name, Op::Read)?;
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::from_io(Op::Read, &e)),
+        }
+    }
+
+    /// `<file>.<name>.tmp` written and fsynced, renamed over `<file>.<name>`, then the
+    /// directory fsynced so the rename itself survives a crash.
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let path = metadata_path(&self.path, name, Op::Write)?;
+        let tmp = format!("{path}.tmp");
+        let err = |e: std::io::Error| StoreError::from_io(Op::Write, &e);
+        let file = File::create(&tmp).map_err(err)?;
+        retry_eintr(|| file.write_all_at(data, 0)).map_err(err)?;
+        retry_eintr(|| file.sync_all()).map_err(err)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        let dir = std::path::Path::new(&path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    }
+}
+
+/// Where metadata object `name` of the store at `path` lives: `<path>.<name>`.
+fn metadata_path(path: &str, name: &str, op: Op) -> Result<String, StoreError> {
+    if !valid_metadata_name(name) {
+        return Err(StoreError::new(op, ErrorKind::OutOfRange));
+    }
+    Ok(format!("{path}.{name}"))
 }

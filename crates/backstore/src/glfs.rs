@@ -901,4 +901,58 @@ impl BlockStore for GlfsStore {
     fn describe(&self) -> String {
         self.description.clone()
     }
+
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (vol, path) = self.metadata_path(name, Op::Read)?;
+        let err = |e: gfapi::Error| gfapi_error(Op::Read, &e);
+        let file = match File::open(&vol, &path, libc::O_RDONLY) {
+            Ok(file) => file,
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let size = file.size().map_err(err)?;
+        if size > MAX_METADATA {
+            return Err(StoreError::new(Op::Read, ErrorKind::OutOfRange));
+        }
+        let mut data = vec![0u8; size as usize];
+        file.pread(&mut data, 0).map_err(err)?;
+        Ok(Some(data))
+    }
+
+    /// `<file>.<name>.tmp` created on the volume, written and fsynced, then renamed over
+    /// `<file>.<name>`: on Gluster, so every gateway on the volume reads the same object.
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let (vol, path) = self.metadata_path(name, Op::Write)?;
+        let err = |e: gfapi::Error| gfapi_error(Op::Write, &e);
+        let tmp = format!("{path}.tmp");
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+        let file = File::create(&vol, &tmp, flags, 0o600).map_err(err)?;
+        file.pwrite(data, 0).map_err(err)?;
+        file.fsync().map_err(err)?;
+        drop(file);
+        vol.rename(&tmp, &path).map_err(err)
+    }
+}
+
+/// The largest metadata object read back (a corrupt size must not allocate gigabytes).
+const MAX_METADATA: u64 = 1 << 20;
+
+fn gfapi_error(op: Op, e: &gfapi::Error) -> StoreError {
+    match e.errno() {
+        Some(errno) => StoreError::from_errno(op, errno),
+        None => StoreError::new(op, ErrorKind::Io),
+    }
+}
+
+impl GlfsStore {
+    /// The volume and the path of metadata object `name`: `<file>.<name>`.
+    fn metadata_path(&self, name: &str, op: Op) -> Result<(Arc<Volume>, String), StoreError> {
+        if !store_api::valid_metadata_name(name) {
+            return Err(StoreError::new(op, ErrorKind::OutOfRange));
+        }
+        let Some(Handle { file, .. }) = self.link.handle() else {
+            return Err(StoreError::from_errno(op, libc::ENOTCONN));
+        };
+        Ok((file.volume().clone(), format!("{}.{name}", self.link.path)))
+    }
 }

@@ -3,9 +3,13 @@
 //! it answers allocation queries like a sparse file would.
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
-use store_api::{check_range, BlockStore, Capabilities, Completion, Geometry, IoReply, IoRequest};
+use std::sync::{Mutex, RwLock};
+use store_api::{
+    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
+    IoReply, IoRequest, Op, StoreError,
+};
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
 const SHARD: usize = 1 << 20;
@@ -16,6 +20,8 @@ pub struct MemoryStore {
     shards: Vec<RwLock<Box<[u8]>>>,
     /// One bit per block: allocated.
     mapped: Vec<AtomicU64>,
+    /// Metadata objects, gone with the store like its data.
+    metadata: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -32,6 +38,7 @@ impl MemoryStore {
             geometry,
             shards,
             mapped,
+            metadata: Mutex::default(),
         }
     }
 
@@ -151,10 +158,8 @@ impl BlockStore for MemoryStore {
             }
             IoRequest::Allocation { offset, len } => {
                 if len == 0 {
-                    return done.complete(Err(store_api::StoreError::new(
-                        store_api::Op::Allocation,
-                        store_api::ErrorKind::OutOfRange,
-                    )));
+                    return done
+                        .complete(Err(StoreError::new(Op::Allocation, ErrorKind::OutOfRange)));
                 }
                 self.allocation(offset, len)
             }
@@ -164,5 +169,23 @@ impl BlockStore for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory {} bytes", self.geometry.size_bytes())
+    }
+
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !valid_metadata_name(name) {
+            return Err(StoreError::new(Op::Read, ErrorKind::OutOfRange));
+        }
+        Ok(self.metadata.lock().unwrap().get(name).cloned())
+    }
+
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        if !valid_metadata_name(name) {
+            return Err(StoreError::new(Op::Write, ErrorKind::OutOfRange));
+        }
+        self.metadata
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), data.to_vec());
+        Ok(())
     }
 }

@@ -344,6 +344,9 @@ impl Session {
                 self.forget(itt);
                 conn.complete_command(itt, to_iscsi(response));
             }
+            Start::SaveReservations { lun, pending } => {
+                self.save_reservations(done_tx, itt, seq, lun, pending);
+            }
             Start::Io {
                 lun,
                 request,
@@ -382,6 +385,48 @@ impl Session {
                 );
             }
         }
+    }
+
+    /// Saves LUN `lun`'s reservations (APTPL) on a blocking thread, then continues the
+    /// command with the outcome, as a store completion would.
+    fn save_reservations(
+        &self,
+        done_tx: &mpsc::UnboundedSender<IoDone>,
+        itt: u32,
+        seq: u64,
+        lun: u64,
+        pending: Pending,
+    ) {
+        let Some(target) = self.target.clone() else {
+            return;
+        };
+        let tx = done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match target.store(lun) {
+                Some(store) => {
+                    let _one_at_a_time = target
+                        .reservation_saves
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let state = target
+                        .scsi
+                        .reservation_metadata(lun as u16)
+                        .unwrap_or_default();
+                    store.write_metadata(scsi::RESERVATIONS_METADATA, &state)
+                }
+                None => Err(StoreError::new(Op::Write, ErrorKind::Io)),
+            };
+            if let Err(err) = &result {
+                tracing::error!(target = %target.name, lun, %err,
+                    "cannot save persistent reservations (APTPL)");
+            }
+            let _ = tx.send(IoDone {
+                itt,
+                seq,
+                pending,
+                result: result.map(|()| store_api::IoReply::Done),
+            });
+        });
     }
 
     /// Carries out a task management function and returns its iSCSI response code.

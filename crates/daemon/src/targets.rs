@@ -32,6 +32,9 @@ pub struct Target {
     pub scsi: ScsiTarget,
     /// Stores by plain LUN number.
     pub stores: HashMap<u64, Arc<dyn BlockStore>>,
+    /// Held while a LUN's reservations are saved (APTPL), so saves never overlap and the
+    /// last one written holds the latest state.
+    pub reservation_saves: std::sync::Mutex<()>,
 }
 
 impl Target {
@@ -96,6 +99,7 @@ impl Targets {
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
+                restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
                 stores.insert(u64::from(lun.lun), store);
             }
             infos.push(iscsi::TargetInfo {
@@ -103,7 +107,15 @@ impl Targets {
                 alias: None,
                 addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
             });
-            by_name.insert(name.clone(), Arc::new(Target { name, scsi, stores }));
+            by_name.insert(
+                name.clone(),
+                Arc::new(Target {
+                    name,
+                    scsi,
+                    stores,
+                    reservation_saves: Default::default(),
+                }),
+            );
         }
         let iscsi = Arc::new(iscsi::Config {
             targets: infos,
@@ -135,6 +147,31 @@ impl Targets {
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
         self.targets.get(name).cloned()
+    }
+}
+
+/// Restores the persistent reservations a LUN's store keeps (APTPL). A store that keeps no
+/// metadata has none; one that cannot be read, or holds something else, stops the LUN
+/// from opening: serving it without its reservations would drop the fencing.
+fn restore_reservations(
+    scsi: &ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+) -> Result<()> {
+    match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+        Ok(Some(saved)) => {
+            scsi.restore_reservations(lun, &saved).with_context(|| {
+                format!("target {target} LUN {lun}: saved persistent reservations")
+            })?;
+            tracing::info!(target = %target, lun, "persistent reservations restored (APTPL)");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => Ok(()),
+        Err(e) => Err(e).with_context(|| {
+            format!("target {target} LUN {lun}: cannot read saved persistent reservations")
+        }),
     }
 }
 

@@ -12,26 +12,6 @@ use support::*;
 use testkit::fake::{FakeRoot, FaultRule};
 use testkit::initiator::ScsiError;
 
-const VOLUME: &str = "vol";
-
-/// A glfs LUN on a fresh fake volume.
-fn glfs_target(root: &FakeRoot, extra: &[&str]) -> Running {
-    root.create_volume(VOLUME);
-    let lib = fake_library();
-    let mut args = vec![
-        "--bstype",
-        "glfs",
-        "--backing-store",
-        "vol@127.0.0.2:lun.img",
-        "--size",
-        "4M",
-        "--gfapi-library",
-        lib.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
-}
-
 fn scsi_error(err: testkit::initiator::Error) -> ScsiError {
     err.scsi()
         .cloned()
@@ -105,7 +85,7 @@ fn an_outage_shorter_than_the_hold_time_is_only_latency() {
     let mut init = target.connect();
     init.write10(8, &pattern(6, 512), BLOCK).unwrap();
     // The volume drops every connection (mounts included) for about 2 s.
-    root.set_rules(&[FaultRule::any().volume(VOLUME).disconnect()]);
+    root.set_rules(&[FaultRule::any().volume("vol").disconnect()]);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_secs(2));
@@ -124,7 +104,7 @@ fn an_outage_longer_than_the_hold_time_is_not_ready_then_recovers() {
     let target = glfs_target(&root, &["--bsopts", "hold=1"]);
     let mut init = target.connect();
     init.write10(8, &pattern(8, 512), BLOCK).unwrap();
-    root.set_rules(&[FaultRule::any().volume(VOLUME).disconnect()]);
+    root.set_rules(&[FaultRule::any().volume("vol").disconnect()]);
     // Held for 1 s, then the retryable answer, well inside the command time limit.
     let err = init.write10(9, &pattern(9, 512), BLOCK).unwrap_err();
     assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));

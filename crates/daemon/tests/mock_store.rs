@@ -88,6 +88,7 @@ fn mock_store(
         .expect_capabilities()
         .return_const(Capabilities::default());
     store.expect_describe().return_const("mock".to_string());
+    store.expect_read_metadata().returning(|_| Ok(None));
     store.expect_submit().returning(submit);
     Arc::new(store)
 }

@@ -103,6 +103,9 @@ pub type glfs_creat_fn = unsafe extern "C" fn(
     flags: c_int,
     mode: mode_t,
 ) -> *mut glfs_fd_t;
+/// `int glfs_rename(glfs_t *, const char *oldpath, const char *newpath)`
+pub type glfs_rename_fn =
+    unsafe extern "C" fn(fs: *mut glfs_t, oldpath: *const c_char, newpath: *const c_char) -> c_int;
 /// `int glfs_close(glfs_fd_t *)`
 pub type glfs_close_fn = unsafe extern "C" fn(fd: *mut glfs_fd_t) -> c_int;
 /// `int glfs_lstat(glfs_t *, const char *path, struct stat *buf)`
@@ -229,6 +232,7 @@ pub struct Library {
     pub glfs_fini: glfs_fini_fn,
     pub glfs_open: glfs_open_fn,
     pub glfs_creat: glfs_creat_fn,
+    pub glfs_rename: glfs_rename_fn,
     pub glfs_close: glfs_close_fn,
     pub glfs_lstat: glfs_lstat_fn,
     pub glfs_fstat: glfs_fstat_fn,
@@ -289,6 +293,7 @@ impl Library {
                 glfs_fini: r.get("glfs_fini", None)?,
                 glfs_open: r.get("glfs_open", None)?,
                 glfs_creat: r.get("glfs_creat", None)?,
+                glfs_rename: r.get("glfs_rename", None)?,
                 glfs_close: r.get("glfs_close", None)?,
                 glfs_lstat: r.get("glfs_lstat", None)?,
                 glfs_fstat: r.get("glfs_fstat", None)?,

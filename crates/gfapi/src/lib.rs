@@ -382,6 +382,22 @@ impl Volume {
         }
         Ok(st.st_size as u64)
     }
+
+    /// `glfs_rename(from, to)`: replaces `to` atomically when it exists.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        let cfrom = cstring("glfs_rename", from)?;
+        let cto = cstring("glfs_rename", to)?;
+        clear_errno();
+        // SAFETY: fs is live, both paths valid NUL-terminated strings.
+        let rc = unsafe { (self.lib.sys.glfs_rename)(self.fs, cfrom.as_ptr(), cto.as_ptr()) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_rename",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Volume {

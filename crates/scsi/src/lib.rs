@@ -163,7 +163,29 @@ pub enum Start {
         /// The command, to be continued with the request's result.
         pending: Pending,
     },
+    /// A PERSISTENT RESERVE OUT changed reservations that persist through power loss
+    /// (APTPL): take [`ScsiTarget::reservation_metadata`] for `lun` and write it with LUN
+    /// `lun`'s store as metadata object [`RESERVATIONS_METADATA`], off the I/O path and one
+    /// save at a time per LUN (so the last save holds the latest state), then call
+    /// `pending.finish` with `Ok(IoReply::Done)` or the store's error.
+    SaveReservations {
+        /// The LUN whose reservations changed (plain LUN number).
+        lun: u64,
+        /// The command, answered GOOD once the state is saved.
+        pending: Pending,
+    },
 }
+
+/// The name of the store metadata object that keeps a logical unit's persistent
+/// reservations when the initiator asked for APTPL (see
+/// `store_api::BlockStore::write_metadata`).
+pub const RESERVATIONS_METADATA: &str = "pr";
+
+/// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
+/// writes, or for a LUN that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not saved reservation state of this target (glfs-iscsi-pr 1)")]
+pub struct BadMetadata;
 
 /// A command waiting for a storage request.
 #[derive(Debug)]
@@ -179,6 +201,17 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The continuation of a command whose last step is saving reservations.
+    pub(crate) fn after_save(lun: u16) -> Pending {
+        Pending {
+            lun,
+            state: exec::State::Final { transfer_len: 0 },
+            descriptor_sense: false,
+            flush_before_good: false,
+            range: None,
+        }
+    }
+
     /// Continues the command with the outcome of its storage request.
     pub fn finish(self, result: IoResult) -> Start {
         let mut next = exec::finish(self.lun, self.state, result);
@@ -215,6 +248,10 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
                 request,
                 pending,
             }
+        }
+        Start::SaveReservations { lun, mut pending } => {
+            pending.descriptor_sense = true;
+            Start::SaveReservations { lun, pending }
         }
     }
 }
@@ -381,6 +418,27 @@ impl ScsiTarget {
             self.nexuses
                 .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
         }
+    }
+
+    /// The saved form of logical unit `lun`'s persistent reservations: the registrations and
+    /// reservation while APTPL is set, an empty state otherwise (so a restart restores
+    /// nothing). `None` for an absent LUN.
+    pub fn reservation_metadata(&self, lun: u16) -> Option<Vec<u8>> {
+        let lu = self.luns.get(usize::from(lun))?.as_ref()?;
+        Some(lu.reservations.saved_state())
+    }
+
+    /// Restores logical unit `lun`'s persistent reservations from `saved` (what
+    /// [`ScsiTarget::reservation_metadata`] gave before a restart), as the LUN opens.
+    pub fn restore_reservations(&self, lun: u16, saved: &[u8]) -> Result<(), BadMetadata> {
+        let lu = self
+            .luns
+            .get(usize::from(lun))
+            .and_then(Option::as_ref)
+            .ok_or(BadMetadata)?;
+        let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
+        lu.reservations.restore(state);
+        Ok(())
     }
 
     /// A TARGET WARM/COLD RESET was carried out: every nexus gets POWER ON, RESET, OR BUS

@@ -137,6 +137,9 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                     }
                     step = pending.finish(rig.mem.exec(request));
                 }
+                Start::SaveReservations { pending, .. } => {
+                    step = pending.finish(Ok(store_api::IoReply::Done));
+                }
             }
         };
         if ios > 0 {

@@ -38,6 +38,7 @@ fn step(s: Start) -> Result<(IoRequest, Pending), scsi::Response> {
             request, pending, ..
         } => Ok((request, pending)),
         Start::Done(r) => Err(r),
+        other => panic!("no reservations are saved here: {other:?}"),
     }
 }
 
@@ -53,6 +54,7 @@ fn run_to_end(mem: &mut Mem, mut s: Start) -> scsi::Response {
             Start::Io {
                 request, pending, ..
             } => s = pending.finish(mem.exec(request)),
+            other => panic!("no reservations are saved here: {other:?}"),
         }
     }
 }

@@ -579,6 +579,68 @@ fn reserve6_conflicts_with_persistent_reservations() {
     assert_eq!(lu.read(A), RC);
 }
 
+// ---- APTPL: the state kept through power loss (SPC-4 5.13.4) ----
+
+/// REGISTER with APTPL (parameter list byte 20 bit 0).
+const APTPL: u8 = 0x01;
+
+#[test]
+fn aptpl_saves_every_change_and_a_restart_restores_it() {
+    let mut lu = Lu::new();
+    assert_eq!(lu.rig.mem.saved_reservations, None, "nothing to save yet");
+    let p = params(0, KEY_A, APTPL);
+    let r = lu.rig.run_on(A, 0, &prout_cdb(REGISTER, 0, 24), &p);
+    assert_eq!(outcome(&r), GOOD);
+    assert!(lu.rig.mem.saved_reservations.is_some(), "saved before GOOD");
+    // PTPL_A is now set in REPORT CAPABILITIES.
+    assert_eq!(lu.prin(A, 2)[3] & 0x01, 0x01);
+    // The APTPL bit of the latest REGISTER decides (SPC-4 5.13.4): B asks for it too.
+    let p = params(0, KEY_B, APTPL);
+    let r = lu.rig.run_on(B, 0, &prout_cdb(REGISTER, 0, 24), &p);
+    assert_eq!(outcome(&r), GOOD);
+    lu.ok(A, RESERVE, WE_RO, KEY_A, 0);
+    lu.ok(A, PREEMPT, WE_RO, KEY_A, KEY_B);
+    let saved = lu.rig.mem.saved_reservations.clone().unwrap();
+
+    // A new target (a restart): new nexuses, the same initiator ports.
+    let mut again = Lu::new();
+    again.rig.target.restore_reservations(0, &saved).unwrap();
+    let mut want = vec![0, 0, 0, 3, 0, 0, 0, 16];
+    want.extend_from_slice(&KEY_A.to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 0, WE_RO, 0, 0]);
+    assert_eq!(again.prin(C, 1), want, "generation, key and type restored");
+    assert_eq!(again.write(B), RC, "B stays preempted");
+    assert_eq!(again.write(A), GOOD, "A keeps its reservation");
+    assert!(again
+        .rig
+        .target
+        .restore_reservations(0, b"garbage")
+        .is_err());
+    assert!(again.rig.target.restore_reservations(7, &saved).is_err());
+}
+
+#[test]
+fn clearing_aptpl_saves_an_empty_state() {
+    let mut lu = Lu::new();
+    let p = params(0, KEY_A, APTPL);
+    lu.rig.run_on(A, 0, &prout_cdb(REGISTER, 0, 24), &p);
+    lu.ok(A, RESERVE, EA, KEY_A, 0);
+    // Registering again without APTPL turns it off: what is saved restores nothing.
+    lu.ok(A, REGISTER, 0, KEY_A, KEY_A);
+    let saved = lu.rig.mem.saved_reservations.clone().unwrap();
+    let mut again = Lu::new();
+    again.rig.target.restore_reservations(0, &saved).unwrap();
+    assert_eq!(again.prin(C, 0), [0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(again.write(C), GOOD);
+}
+
+#[test]
+fn without_aptpl_nothing_is_saved() {
+    let mut lu = Lu::reserved(EA);
+    lu.ok(B, PREEMPT, EA, KEY_B, KEY_A);
+    assert_eq!(lu.rig.mem.saved_reservations, None);
+}
+
 #[test]
 fn registrations_are_bounded() {
     let mut lu = Lu::new();

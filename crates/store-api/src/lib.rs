@@ -260,6 +260,31 @@ pub trait BlockStore: Send + Sync {
     fn submit(&self, req: IoRequest, done: Completion);
     /// A short human description for logs ("glfs vol1@host:disk1", "file /tmp/x").
     fn describe(&self) -> String;
+
+    /// Reads the metadata object `name` kept beside the store's data (see
+    /// [`BlockStore::write_metadata`]); `Ok(None)` when there is none. Blocking.
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Err(StoreError::new(Op::Read, ErrorKind::Unsupported))
+    }
+
+    /// Replaces the small metadata object `name` (a lower-case word such as `pr`) kept
+    /// beside the store's data, on the same storage: for a file `<file>.<name>`, so on a
+    /// Gluster volume another gateway reads the same object. Atomic (a reader sees the old
+    /// or the new contents, never a mix) and durable when it returns. Blocking: call it off
+    /// the I/O path.
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, data);
+        Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
+    }
+}
+
+/// Whether `name` is a valid metadata object name: 1 to 16 of `a-z`, `0-9`, `-`.
+pub fn valid_metadata_name(name: &str) -> bool {
+    (1..=16).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 /// Submits `req` and waits for its completion. Works on any async runtime.
@@ -373,6 +398,22 @@ mod tests {
         }
         fn describe(&self) -> String {
             "dropper".into()
+        }
+    }
+
+    #[test]
+    fn metadata_is_unsupported_unless_a_store_says_otherwise() {
+        assert_eq!(
+            Dropper.read_metadata("pr").unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
+        assert_eq!(
+            Dropper.write_metadata("pr", b"x").unwrap_err().kind,
+            ErrorKind::Unsupported
+        );
+        assert!(valid_metadata_name("pr"));
+        for bad in ["", "../x", "PR", "a.b", "0123456789abcdefg"] {
+            assert!(!valid_metadata_name(bad), "{bad:?}");
         }
     }
 

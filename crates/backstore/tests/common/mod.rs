@@ -65,6 +65,10 @@ pub type Check = fn(Open<'_>);
 /// has one test per check and backend.
 pub const CHECKS: &[(&str, Check)] = &[
     (
+        "metadata_is_replaced_whole_and_read_back",
+        metadata_is_replaced_whole_and_read_back,
+    ),
+    (
         "geometry_follows_the_create_size",
         geometry_follows_the_create_size,
     ),
@@ -455,4 +459,31 @@ pub fn bytes_land_in_the_backing_file(open: Open<'_>) {
     assert_eq!(on_disk.len() as u64, SIZE);
     assert_eq!(&on_disk[3 << 20..(3 << 20) + 5000], &data[..]);
     assert!(on_disk[..3 << 20].iter().all(|&b| b == 0));
+}
+
+/// A metadata object (what APTPL reservations are kept in) reads back as last written,
+/// replaced whole; a missing one is `None`; names outside `a-z0-9-` are refused; the
+/// block data is untouched by it.
+pub fn metadata_is_replaced_whole_and_read_back(open: Open<'_>) {
+    let f = open("metadata");
+    let s = &*f.store;
+    write(s, 0, &pattern(4096, 3));
+    assert_eq!(s.read_metadata("pr"), Ok(None));
+    let long = pattern(3000, 9);
+    s.write_metadata("pr", &long).unwrap();
+    assert_eq!(s.read_metadata("pr"), Ok(Some(long)));
+    s.write_metadata("pr", b"short").unwrap();
+    assert_eq!(
+        s.read_metadata("pr").unwrap().as_deref(),
+        Some(&b"short"[..])
+    );
+    assert_eq!(s.read_metadata("other"), Ok(None));
+    for bad in ["", "../pr", "PR", "a/b"] {
+        assert_eq!(
+            s.write_metadata(bad, b"x").unwrap_err().kind,
+            store_api::ErrorKind::OutOfRange,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(read(s, 0, 4096), pattern(4096, 3));
 }

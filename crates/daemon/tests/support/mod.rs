@@ -147,6 +147,25 @@ pub fn fake_library() -> PathBuf {
     testkit::fake::fake_library_path()
 }
 
+/// The target with one 4 MiB glfs LUN, `lun.img` on fake volume `vol` under `root` (the
+/// volume is created if missing), and `extra` arguments.
+pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
+    root.create_volume("vol");
+    let lib = fake_library();
+    let mut args = vec![
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+        "--size",
+        "4M",
+        "--gfapi-library",
+        lib.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
+}
+
 /// Runs the binary to completion (for start-up errors).
 pub fn run_to_exit(args: &[&str]) -> Output {
     Command::new(BINARY)

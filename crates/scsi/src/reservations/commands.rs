@@ -4,7 +4,7 @@
 
 use crate::commands::{CommandDef, Ctx, ScsiCommand};
 use crate::sense::Sense;
-use crate::Start;
+use crate::{Pending, Start};
 
 use super::op;
 
@@ -53,13 +53,20 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let (response, _changed) = ctx.lu.reservations.execute(
+        let (response, changed) = ctx.lu.reservations.execute(
             ctx.nexus,
             &ctx.target.nexuses,
             ctx.lun,
             &self.0,
             &ctx.data_out,
         );
-        Start::Done(response)
+        if changed.is_some_and(|c| c.persist) {
+            Start::SaveReservations {
+                lun: u64::from(ctx.lun),
+                pending: Pending::after_save(ctx.lun),
+            }
+        } else {
+            Start::Done(response)
+        }
     }
 }

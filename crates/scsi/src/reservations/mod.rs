@@ -18,7 +18,6 @@ mod state;
 mod wire;
 
 pub(crate) use commands::COMMANDS;
-#[allow(unused_imports)] // restored by APTPL (next step)
 pub(crate) use state::PrState;
 pub use wire::PrType;
 
@@ -77,7 +76,6 @@ impl Locked {
 
 /// What a PERSISTENT RESERVE OUT that changed the state asks of the caller.
 #[derive(Debug)]
-#[allow(dead_code)] // read once APTPL saves the state (next step)
 pub(crate) struct Changed {
     /// The state is to be kept across power loss (APTPL) or its saved copy removed: the
     /// caller saves [`Reservations::saved_state`] before answering GOOD.
@@ -139,7 +137,6 @@ impl Reservations {
     }
 
     /// Restores saved persistent reservation state (APTPL), as the LU opens.
-    #[allow(dead_code)] // APTPL (next step)
     pub(crate) fn restore(&self, pr: PrState) {
         let mut locked = self.lock();
         locked.pr = pr;
@@ -148,7 +145,6 @@ impl Reservations {
 
     /// The bytes to keep on the volume for this LU: the state when APTPL is set, an empty
     /// state (nothing to restore) when it is not.
-    #[allow(dead_code)] // APTPL (next step)
     pub(crate) fn saved_state(&self) -> Vec<u8> {
         let locked = self.lock();
         if locked.pr.aptpl {

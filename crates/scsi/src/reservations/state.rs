@@ -356,7 +356,6 @@ impl PrState {
     /// The saved form: a versioned, line-oriented text, so an operator can read it on the
     /// volume. `glfs-iscsi-pr 1`, then `generation N`, `aptpl 0|1`, one `register KEY
     /// ALL_TG_PT NAME ISID` per registration in order, and `reserve TYPE NAME ISID`.
-    #[allow(dead_code)] // APTPL (next step)
     pub(crate) fn encode(&self) -> Vec<u8> {
         let hex = |isid: &[u8; 6]| isid.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let mut s = String::from("glfs-iscsi-pr 1\n");
@@ -386,7 +385,6 @@ impl PrState {
     }
 
     /// Reads the saved form back; `None` when it is not one.
-    #[allow(dead_code)] // APTPL (next step)
     pub(crate) fn decode(bytes: &[u8]) -> Option<PrState> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.lines();

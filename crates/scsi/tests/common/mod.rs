@@ -33,6 +33,8 @@ pub fn config(caps: Capabilities) -> LuConfig {
 /// An in-memory block store that records every request.
 pub struct Mem {
     pub data: Vec<u8>,
+    /// The last reservation state saved for APTPL (`Start::SaveReservations`).
+    pub saved_reservations: Option<Vec<u8>>,
     pub log: Vec<IoRequest>,
     /// Fail requests of this kind of operation with this error kind.
     pub fail: Option<(store_api::Op, ErrorKind)>,
@@ -44,6 +46,7 @@ impl Mem {
     pub fn new(size: usize) -> Self {
         Mem {
             data: vec![0; size],
+            saved_reservations: None,
             log: Vec::new(),
             fail: None,
             holes: Vec::new(),
@@ -154,6 +157,10 @@ impl Rig {
                     steps += 1;
                     assert!(steps < 10_000, "runaway command");
                     step = pending.finish(self.mem.exec(request));
+                }
+                Start::SaveReservations { lun, pending } => {
+                    self.mem.saved_reservations = self.target.reservation_metadata(lun as u16);
+                    step = pending.finish(Ok(IoReply::Done));
                 }
             }
         }
