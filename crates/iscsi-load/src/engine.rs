@@ -147,6 +147,9 @@ pub struct Outcome {
     /// Up to five descriptions of failed commands or of the failure that ended
     /// the run early.
     pub error_messages: Vec<String>,
+    /// The latencies of the measured window (merged over sessions by
+    /// [`crate::run_sessions`]).
+    pub latency: Histogram,
 }
 
 /// Runs `workload` on `session` and reports what it measured. Fails before
@@ -422,5 +425,6 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
     Ok(Outcome {
         report,
         error_messages: messages,
+        latency: tally.hist,
     })
 }

@@ -22,10 +22,12 @@
 
 mod engine;
 mod session;
+mod sessions;
 mod stats;
 mod workload;
 
 pub use engine::{run, Outcome};
 pub use session::{Session, Url, COMMAND_TIMEOUT_SECS};
-pub use stats::{Histogram, Report};
+pub use sessions::{combine, run_sessions};
+pub use stats::{Histogram, Report, PERCENTILES};
 pub use workload::{parse_bytes, Picker, Range, Rw, Workload};

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use iscsi_load::{parse_bytes, run, Rw, Session, Workload};
+use iscsi_load::{parse_bytes, run, run_sessions, Rw, Session, Workload};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ struct Args {
     /// The LUN: iscsi://host[:port]/target-iqn/lun.
     #[arg(long)]
     url: String,
-    /// Access pattern: randread, randwrite or randrw.
+    /// Access pattern: randread, randwrite, randrw, read or write (sequential).
     #[arg(long, default_value = "randread")]
     rw: Rw,
     /// Bytes per command (a multiple of the LUN's block size), e.g. 4k.
@@ -42,9 +42,14 @@ struct Args {
     /// Seed of the offset sequence.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The initiator's iSCSI name.
+    /// The initiator's iSCSI name (with `-s<N>` appended per session when there are
+    /// several).
     #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:iscsi-load")]
     initiator: String,
+    /// Sessions run side by side, each on its own thread with --qd commands in
+    /// flight; the result sums them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    sessions: u32,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration> {
@@ -78,9 +83,12 @@ fn main_inner(args: Args) -> Result<bool> {
         seed: args.seed,
         ..Workload::default()
     };
-    let session = Session::connect(&args.url, &args.initiator)?;
-    let outcome = run(&session, &workload)?;
-    drop(session);
+    let outcome = if args.sessions == 1 {
+        let session = Session::connect(&args.url, &args.initiator)?;
+        run(&session, &workload)?
+    } else {
+        run_sessions(&args.url, &args.initiator, args.sessions, &workload)?
+    };
     for msg in &outcome.error_messages {
         eprintln!("iscsi-load: error: {msg}");
     }
