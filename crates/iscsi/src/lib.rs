@@ -236,10 +236,12 @@ pub mod negotiation;
 pub mod pdu;
 pub mod seq;
 pub mod text;
+pub mod transmit;
 
 pub use connection::Connection;
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
+pub use transmit::{PduSink, Transmit};
 
 #[cfg(test)]
 mod tests;
