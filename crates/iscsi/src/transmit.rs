@@ -7,7 +7,7 @@
 //! already is (for Data-In: the store's read buffer, sliced, never copied), so the
 //! driver writes it straight from there with `writev`.
 
-use crate::pdu::{self, Bhs, BHS_LEN};
+use crate::pdu::{self, Bhs, Digests};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -18,19 +18,21 @@ pub const INLINE_MAX: usize = 1024;
 
 /// Where `poll_transmit` puts PDUs.
 pub trait PduSink {
-    /// Appends one PDU: `bhs` (its DataSegmentLength is set here), `data`, padding.
-    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes);
+    /// Appends one PDU: `bhs` (its DataSegmentLength is set here), `data`, padding,
+    /// and the digests in force.
+    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes, digests: Digests);
 }
 
 impl PduSink for BytesMut {
-    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes) {
-        pdu::encode(self, bhs, data);
+    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes, digests: Digests) {
+        pdu::encode_with(self, bhs, data, digests);
     }
 }
 
 /// PDUs waiting for the socket: chunks in order, the last of them still growing in
 /// `buf`. What it copies is bounded by headers and short segments:
-/// [`Transmit::copied`] never exceeds `pdus * (BHS_LEN + INLINE_MAX + 3)`.
+/// what [`Transmit::counters`] reports as copied never exceeds `pdus * (48 + 4 +
+/// INLINE_MAX + 3 + 4)` (header, header digest, short segment, padding, data digest).
 #[derive(Debug, Default)]
 pub struct Transmit {
     /// Headers and short segments not yet closed into a chunk.
@@ -46,26 +48,40 @@ pub struct Transmit {
 }
 
 impl PduSink for Transmit {
-    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes) {
-        let pad = pdu::pad4(data.len()) - data.len();
+    fn put_pdu(&mut self, bhs: &Bhs, data: &Bytes, digests: Digests) {
+        let before = self.buf.len();
+        let total;
         if data.len() < INLINE_MAX {
-            pdu::encode(&mut self.buf, bhs, data);
-            self.copied += BHS_LEN + data.len() + pad;
+            pdu::encode_with(&mut self.buf, bhs, data, digests);
+            total = self.buf.len() - before;
+            self.copied += total;
         } else {
+            // The same bytes as encode_with, the data segment left where it is.
             let mut bhs = *bhs;
             bhs.set_data_segment_len(data.len() as u32);
+            let pad = &[0u8; 3][..pdu::pad4(data.len()) - data.len()];
             self.buf.put_slice(&bhs.0);
+            if digests.header {
+                self.buf.put_slice(&pdu::crc32c(&[&bhs.0]));
+            }
+            let head = self.buf.len() - before;
             self.close_buf();
             self.chunks.push_back(data.clone());
-            self.buf.put_bytes(0, pad);
-            self.copied += BHS_LEN + pad;
+            self.buf.put_slice(pad);
+            if digests.data {
+                self.buf.put_slice(&pdu::crc32c(&[data, pad]));
+            }
+            let tail = self.buf.len();
+            self.copied += head + tail;
+            total = head + data.len() + tail;
         }
-        self.len += BHS_LEN + data.len() + pad;
+        self.len += total;
         self.pdus += 1;
     }
 }
 
 impl Transmit {
+    /// An empty transmit; its header buffer grows on first use.
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,6 +102,7 @@ impl Transmit {
         (self.copied, self.pdus)
     }
 
+    /// Starts counting copies and PDUs afresh.
     pub fn reset_counters(&mut self) {
         self.copied = 0;
         self.pdus = 0;
@@ -97,9 +114,17 @@ impl Transmit {
     }
 
     /// Gives back a header buffer grown beyond `keep` bytes once everything is
-    /// written, so a burst does not stay resident for the connection's life.
+    /// written, so a burst does not stay resident for the connection's life. (A split
+    /// `BytesMut` still points into its whole allocation: `reserve` takes all of it back
+    /// when we are its only owner, and then its true size shows in `capacity`.)
     pub fn shrink_to(&mut self, keep: usize) {
-        if self.is_empty() && self.buf.capacity() > keep {
+        if !self.is_empty() {
+            return;
+        }
+        self.chunks.clear();
+        self.buf.clear();
+        self.buf.reserve(keep);
+        if self.buf.capacity() > keep {
             self.buf = BytesMut::with_capacity(keep);
         }
     }
@@ -186,8 +211,8 @@ mod tests {
             data_in(100),
         ];
         for (b, d) in &pdus {
-            copy.put_pdu(b, d);
-            tx.put_pdu(b, d);
+            copy.put_pdu(b, d, Digests::default());
+            tx.put_pdu(b, d, Digests::default());
         }
         assert_eq!(tx.len(), copy.len());
         // Long segments are the caller's buffers themselves.
@@ -202,12 +227,39 @@ mod tests {
     }
 
     #[test]
+    fn digests_are_the_same_bytes_as_the_copying_sink() {
+        for digests in [
+            Digests {
+                header: true,
+                data: false,
+            },
+            Digests {
+                header: false,
+                data: true,
+            },
+            Digests {
+                header: true,
+                data: true,
+            },
+        ] {
+            let mut copy = BytesMut::new();
+            let mut tx = Transmit::new();
+            for (b, d) in [data_in(4097), data_in(0), data_in(9), data_in(8192)] {
+                copy.put_pdu(&b, &d, digests);
+                tx.put_pdu(&b, &d, digests);
+            }
+            assert_eq!(tx.len(), copy.len(), "{digests:?}");
+            assert_eq!(tx.take_all(), copy, "{digests:?}");
+        }
+    }
+
+    #[test]
     fn partial_writes_resume_where_the_socket_stopped() {
         let mut copy = BytesMut::new();
         let mut tx = Transmit::new();
         for (b, d) in [data_in(5000), data_in(7), data_in(2048)] {
-            copy.put_pdu(&b, &d);
-            tx.put_pdu(&b, &d);
+            copy.put_pdu(&b, &d, Digests::default());
+            tx.put_pdu(&b, &d, Digests::default());
         }
         let mut written = Vec::new();
         // A socket that takes 777 bytes per call, across chunk boundaries.
@@ -231,7 +283,7 @@ mod tests {
         let mut tx = Transmit::new();
         for _ in 0..1000 {
             let (b, d) = data_in(500);
-            tx.put_pdu(&b, &d);
+            tx.put_pdu(&b, &d, Digests::default());
         }
         assert!(tx.capacity() >= 500 * 1000);
         tx.shrink_to(4096); // still waiting: kept

@@ -8,4 +8,5 @@ mod initiator;
 mod kat;
 mod login;
 mod negotiation;
+mod transmit;
 mod write_budget;
