@@ -6,6 +6,7 @@
 mod command;
 mod data_in;
 mod data_out;
+mod keepalive;
 mod login_phase;
 mod logout;
 mod nop;
@@ -13,6 +14,7 @@ mod session;
 mod task_mgmt;
 mod text;
 
+pub use keepalive::Timers;
 pub use task_mgmt::{TaskFunction, TaskManagementRequest, TaskScope, TmfResponse};
 
 use crate::header::RejectHeader;
@@ -80,6 +82,8 @@ pub struct Connection {
     out: VecDeque<OutPdu>,
     /// Set when the connection must close after transmitting (logout, login failure).
     closing: bool,
+    /// Timers, told the time by the driver.
+    clock: keepalive::Clock,
 }
 
 fn proto(msg: impl Into<String>) -> ProtocolError {
@@ -129,6 +133,7 @@ impl Connection {
             events: VecDeque::new(),
             out: VecDeque::new(),
             closing: false,
+            clock: keepalive::Clock::default(),
         }
     }
 
@@ -163,6 +168,9 @@ impl Connection {
                 // Nothing more is accepted; drop what the peer still sends.
                 input.clear();
                 return Ok(());
+            }
+            if !input.is_empty() {
+                self.clock.heard = true;
             }
             let limits = self.frame_limits();
             let Some(pdu) = pdu::decode(input, &limits)? else {

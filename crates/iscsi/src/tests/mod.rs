@@ -6,6 +6,7 @@ mod errors;
 mod full_feature;
 mod initiator;
 mod kat;
+mod keepalive;
 mod login;
 mod negotiation;
 mod transmit;
