@@ -30,7 +30,7 @@ pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 
 use crate::{fake, gluster, util};
 use anyhow::{bail, Context, Result};
-use report::{Load, Report, SessionsResult, WorkloadResult};
+use report::{DigestResult, Load, Report, SessionsResult, WorkloadResult};
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -87,6 +87,10 @@ pub struct BenchOptions {
     /// Leave out the many-sessions runs.
     #[arg(long)]
     pub no_sessions: bool,
+    /// Leave out the digest cost (ours memory, 4k random reads with and without
+    /// HeaderDigest).
+    #[arg(long)]
+    pub no_digests: bool,
     /// Runs per measurement; the table shows the one with the median IOPS.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
@@ -207,8 +211,10 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let volume = Volume::prepare(opts.volume, &out_dir, bins.fake_lib.as_deref())?;
     let glfs_sides: Vec<Side> = Side::GLFS.into_iter().filter(|s| want(*s)).collect();
     let memory_sides: Vec<Side> = Side::MEMORY.into_iter().filter(|s| want(*s)).collect();
+    let digests_wanted = want(Side::OursMemory) && !opts.no_digests;
     let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
-        + opts.sessions.len() * 2) as u64;
+        + opts.sessions.len() * 2
+        + if digests_wanted { 2 } else { 0 }) as u64;
     let progress = Progress::new(total);
     progress.line(&format!(
         "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads, {} measurements",
@@ -299,7 +305,10 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
             .sort_by_key(|(s, _)| Side::GLFS.iter().chain(&Side::MEMORY).position(|x| x == s));
     }
 
-    // (c) many sessions: aggregate IOPS and peak memory, a fresh daemon per count.
+    // (c) what HeaderDigest costs, on one daemon.
+    let digests = digests_wanted.then(|| bench.digests());
+
+    // (d) many sessions: aggregate IOPS and peak memory, a fresh daemon per count.
     let mut sessions = Vec::new();
     for &n in &opts.sessions {
         let run = |side: Side| bench.sessions(side, n);
@@ -345,6 +354,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         goals: report::Goals::default(),
         workloads: results,
         sessions,
+        digests,
         notes,
     };
     write_outputs(&report, &out_dir, opts.docs)?;
@@ -877,7 +887,7 @@ impl Bench<'_> {
             .map(|spec| {
                 self.measure(&format!("{} {}", side.name(), spec.label()), || {
                     let mut d = daemon.borrow_mut();
-                    let r = self.load(&d, spec, side, 1);
+                    let r = self.load(&d, spec, side, 1, false);
                     if !d.is_running() {
                         bail!("the daemon died: {}", tail(&d.log));
                     }
@@ -902,12 +912,43 @@ impl Bench<'_> {
         self.measure(&format!("{} {sessions} sessions", side.name()), || {
             let d = self.start_daemon(side, None)?;
             let mut d = d.borrow_mut();
-            let r = self.load(&d, &spec, side, sessions);
+            let r = self.load(&d, &spec, side, sessions, false);
             if !d.is_running() {
                 bail!("the daemon died: {}", tail(&d.log));
             }
             r
         })
+    }
+
+    /// Ours memory, 4k random reads QD32, without then with HeaderDigest, one daemon.
+    fn digests(&self) -> DigestResult {
+        let spec = WORKLOADS[0];
+        let daemon = self.start_daemon(Side::OursMemory, None);
+        let run = |digest: bool| {
+            let label = if digest {
+                "HeaderDigest on"
+            } else {
+                "digests off"
+            };
+            self.measure(&format!("ours memory {} {label}", spec.label()), || {
+                let d = daemon.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let d = d.borrow_mut();
+                let r = self.load(&d, &spec, Side::OursMemory, 1, digest);
+                drop(d);
+                let mut d = daemon
+                    .as_ref()
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?
+                    .borrow_mut();
+                if !d.is_running() {
+                    bail!("the daemon died: {}", tail(&d.log));
+                }
+                r
+            })
+        };
+        DigestResult {
+            without: run(false),
+            with: run(true),
+        }
     }
 
     fn start_daemon(
@@ -966,10 +1007,22 @@ impl Bench<'_> {
 
     /// iscsi-load on the daemon's LUN, with the daemon's CPU over the measured
     /// window and its peak memory.
-    fn load(&self, daemon: &Daemon, spec: &Spec, side: Side, sessions: u32) -> Result<Numbers> {
-        let log = self
-            .out_dir
-            .join(format!("load-{side:?}-{}-s{sessions}.log", spec.id).to_lowercase());
+    fn load(
+        &self,
+        daemon: &Daemon,
+        spec: &Spec,
+        side: Side,
+        sessions: u32,
+        header_digest: bool,
+    ) -> Result<Numbers> {
+        let log = self.out_dir.join(
+            format!(
+                "load-{side:?}-{}-s{sessions}-d{}.log",
+                spec.id,
+                u8::from(header_digest)
+            )
+            .to_lowercase(),
+        );
         let mut cmd = tied(&self.bins.load);
         cmd.args(["--url", &daemon.url, "--rw", spec.rw])
             .arg(format!("--bs={}", spec.bs))
@@ -983,6 +1036,9 @@ impl Bench<'_> {
             .arg(format!("--lba-count={}", self.size / 512));
         if let Some(r) = spec.read_pct {
             cmd.arg(format!("--rwmixread={r}"));
+        }
+        if header_digest {
+            cmd.arg("--header-digest");
         }
         // The window iscsi-load measures, give or take its login: sample inside it.
         let window = (

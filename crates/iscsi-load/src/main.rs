@@ -50,6 +50,9 @@ struct Args {
     /// flight; the result sums them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     sessions: u32,
+    /// Offer HeaderDigest=CRC32C only (the target must accept it).
+    #[arg(long)]
+    header_digest: bool,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration> {
@@ -84,10 +87,16 @@ fn main_inner(args: Args) -> Result<bool> {
         ..Workload::default()
     };
     let outcome = if args.sessions == 1 {
-        let session = Session::connect(&args.url, &args.initiator)?;
+        let session = Session::connect_with_digest(&args.url, &args.initiator, args.header_digest)?;
         run(&session, &workload)?
     } else {
-        run_sessions(&args.url, &args.initiator, args.sessions, &workload)?
+        run_sessions(
+            &args.url,
+            &args.initiator,
+            args.sessions,
+            &workload,
+            args.header_digest,
+        )?
     };
     for msg in &outcome.error_messages {
         eprintln!("iscsi-load: error: {msg}");

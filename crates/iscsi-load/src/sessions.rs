@@ -28,6 +28,7 @@ pub fn run_sessions(
     initiator: &str,
     sessions: u32,
     workload: &Workload,
+    header_digest: bool,
 ) -> Result<Outcome> {
     anyhow::ensure!(sessions >= 1, "at least one session");
     let start = Arc::new(Barrier::new(sessions as usize));
@@ -45,7 +46,7 @@ pub fn run_sessions(
             std::thread::Builder::new()
                 .name(format!("session-{i}"))
                 .spawn(move || {
-                    let session = Session::connect(&url, &name);
+                    let session = Session::connect_with_digest(&url, &name, header_digest);
                     // Every thread reaches the barrier, logged in or not.
                     start.wait();
                     let session = session.with_context(|| format!("session {i} ({name})"))?;

@@ -269,3 +269,25 @@ fn sessions_run_side_by_side_and_sum() {
     assert!(lat.windows(2).all(|w| w[0] <= w[1]), "{lat:?}");
     assert!(num(&v, "lat_us_p99") <= num(&v, "lat_us_p999"));
 }
+
+/// `--header-digest` logs in with HeaderDigest=CRC32C (tgt accepts it) and runs as usual.
+#[test]
+fn header_digest_runs() {
+    let Some(tgtd) = Tgtd::start_or_skip("header_digest_runs") else {
+        return;
+    };
+    let url = null_lun(&tgtd);
+    let (code, json, stderr) = load(&[
+        "--url",
+        &url,
+        "--header-digest",
+        "--qd",
+        "4",
+        "--seconds",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "iscsi-load failed: {stderr}");
+    let v = json.unwrap_or_else(|| panic!("no JSON line; stderr: {stderr}"));
+    assert_eq!(num(&v, "errors"), 0.0);
+    assert!(num(&v, "ios") > 0.0, "{v}");
+}
