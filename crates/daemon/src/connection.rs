@@ -6,7 +6,9 @@
 
 use crate::buffers::{write_transmit, SocketBuffers};
 use crate::targets::{Target, Targets};
-use iscsi::{CommandResponse, Event, ScsiCommand, SessionType, TaskScope, TmfResponse};
+use iscsi::{
+    CommandResponse, Event, ScsiCommand, SessionType, TaskFunction, TaskScope, TmfResponse,
+};
 use scsi::{Command, NexusId, Pending, Response, Start};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -165,6 +167,15 @@ struct Session {
     limits: ConnectionLimits,
 }
 
+impl Drop for Session {
+    /// However the connection ends, its nexus's unit attentions go with it.
+    fn drop(&mut self) {
+        if let Some(target) = &self.target {
+            target.scsi.close_nexus(self.nexus);
+        }
+    }
+}
+
 impl Session {
     fn handle_event(
         &mut self,
@@ -179,11 +190,19 @@ impl Session {
                 initiator,
                 target,
                 session_type,
+                isid,
                 ..
             } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
+                    if let Some(t) = &self.target {
+                        let port = scsi::InitiatorPort {
+                            name: initiator.clone(),
+                            isid,
+                        };
+                        t.scsi.open_nexus(self.nexus, port);
+                    }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
                 tracing::info!(
@@ -345,6 +364,12 @@ impl Session {
             }
             TaskScope::Lun => {
                 let lun = tmf.lun;
+                if tmf.function == TaskFunction::LogicalUnitReset {
+                    // Every nexus, this one included, learns of the reset (SAM-5 7.8).
+                    if let (Some(target), Some(n)) = (&self.target, scsi::decode_lun(lun)) {
+                        target.scsi.logical_unit_reset(n);
+                    }
+                }
                 let doomed: Vec<u32> = self
                     .in_flight
                     .iter()
@@ -361,6 +386,9 @@ impl Session {
                 for (itt, cmd) in self.in_flight.drain() {
                     self.deadlines.finish(cmd.seq);
                     conn.abort_command(itt);
+                }
+                if let Some(target) = &self.target {
+                    target.scsi.target_reset();
                 }
                 TmfResponse::FunctionComplete
             }
