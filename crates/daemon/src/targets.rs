@@ -47,6 +47,8 @@ pub struct Targets {
     pub iscsi: Arc<iscsi::Config>,
     portal: SocketAddr,
     targets: HashMap<String, Arc<Target>>,
+    /// The sessions logged in through this portal.
+    pub sessions: crate::sessions::Sessions,
 }
 
 impl Targets {
@@ -112,6 +114,7 @@ impl Targets {
             iscsi,
             portal,
             targets: by_name,
+            sessions: Default::default(),
         })
     }
 

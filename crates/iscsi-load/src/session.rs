@@ -53,12 +53,22 @@ impl Session {
     /// Parses `url`, logs in as `initiator` (no header digest) and reads the LUN's
     /// capacity.
     pub fn connect(url: &str, initiator: &str) -> Result<Session> {
-        Session::connect_with_digest(url, initiator, false)
+        Self::connect_with_digest(url, initiator, false)
     }
 
-    /// Like [`Session::connect`], offering only HeaderDigest=CRC32C when
-    /// `header_digest` (libiscsi offers no DataDigest).
+    /// [`Session::connect`], offering only HeaderDigest=CRC32C when `header_digest`.
     pub fn connect_with_digest(url: &str, initiator: &str, header_digest: bool) -> Result<Session> {
+        Self::connect_with(url, initiator, header_digest, COMMAND_TIMEOUT_SECS)
+    }
+
+    /// [`Session::connect_with_digest`] with libiscsi's time limit for every PDU set to
+    /// `timeout_secs` (initiators in the field use 30 s).
+    pub fn connect_with(
+        url: &str,
+        initiator: &str,
+        header_digest: bool,
+        timeout_secs: i32,
+    ) -> Result<Session> {
         let name = CString::new(initiator).context("initiator name contains NUL")?;
         // SAFETY: plain constructor; checked for NULL.
         let ctx = unsafe { sys::iscsi_create_context(name.as_ptr()) };
@@ -80,19 +90,17 @@ impl Session {
         unsafe {
             sys::iscsi_set_targetname(ctx, target.as_ptr());
             sys::iscsi_set_session_type(ctx, sys::ISCSI_SESSION_NORMAL);
-            sys::iscsi_set_header_digest(
-                ctx,
-                if header_digest {
-                    sys::ISCSI_HEADER_DIGEST_CRC32C
-                } else {
-                    sys::ISCSI_HEADER_DIGEST_NONE
-                },
-            );
+            let digest = if header_digest {
+                sys::ISCSI_HEADER_DIGEST_CRC32C
+            } else {
+                sys::ISCSI_HEADER_DIGEST_NONE
+            };
+            sys::iscsi_set_header_digest(ctx, digest);
             // A lost connection must end the run, not stall it in reconnects.
             sys::iscsi_set_noautoreconnect(ctx, 1);
             // Bounds login, logout and every command (libiscsi checks it while
             // servicing the context): a hung target cannot hang the run.
-            sys::iscsi_set_timeout(ctx, COMMAND_TIMEOUT_SECS);
+            sys::iscsi_set_timeout(ctx, timeout_secs);
             if sys::iscsi_full_connect_sync(ctx, portal.as_ptr(), parsed.lun) != 0 {
                 bail!(
                     "login to {} at {} failed: {}",

@@ -1,6 +1,7 @@
 //! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
 //! initiator.
 
+mod admission;
 mod digests;
 mod errors;
 mod full_feature;
@@ -8,6 +9,7 @@ mod initiator;
 mod kat;
 mod keepalive;
 mod login;
+mod logout_request;
 mod negotiation;
 mod transmit;
 mod write_budget;
