@@ -11,4 +11,5 @@ mod keepalive;
 mod login;
 mod logout_request;
 mod negotiation;
+mod transmit;
 mod write_budget;
