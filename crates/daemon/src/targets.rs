@@ -107,6 +107,7 @@ impl Targets {
             targets: infos,
             limits,
             portal_group_tag: PORTAL_GROUP_TAG,
+            access: Default::default(),
         });
         Ok(Targets {
             iscsi,

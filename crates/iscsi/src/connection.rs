@@ -192,6 +192,8 @@ pub struct Connection {
     out: VecDeque<OutPdu>,
     /// Set when the connection must close after transmitting (logout, login failure).
     closing: bool,
+    /// The initiator's address, when the driver told it ([`Connection::set_peer_address`]).
+    peer: Option<core::net::IpAddr>,
 }
 
 fn residual(expected: u32, transfer: u32) -> (u8, u32) {
@@ -267,6 +269,17 @@ impl Connection {
             events: VecDeque::new(),
             out: VecDeque::new(),
             closing: false,
+            peer: None,
+        }
+    }
+
+    /// Tells the connection where the initiator connects from, before any input: ACL
+    /// entries with address ranges match against it (without it, only entries without
+    /// ranges match).
+    pub fn set_peer_address(&mut self, addr: core::net::IpAddr) {
+        self.peer = Some(addr);
+        if let Phase::Login(login) = &mut self.phase {
+            login.set_peer(addr);
         }
     }
 
@@ -1116,7 +1129,11 @@ impl Connection {
             match k.as_str() {
                 "SendTargets" => {
                     let discovery = s.info.session_type == SessionType::Discovery;
-                    for t in &self.config.targets {
+                    let access = &self.config.access;
+                    let allowed = |t: &str| {
+                        access.check(t, &s.info.initiator, self.peer) != crate::auth::Access::Denied
+                    };
+                    for t in self.config.targets.iter().filter(|t| allowed(&t.name)) {
                         let wanted = match v.as_str() {
                             "All" if discovery => true,
                             "All" | "" => t.name == s.info.target,

@@ -12,11 +12,12 @@
 //!
 //! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
 //! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
-//! machine), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
+//! machine), [`auth`] (ACLs, CHAP credentials and the CHAP exchange), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// One target as offered in discovery and accepted at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +105,8 @@ pub struct Config {
     pub limits: Limits,
     /// Target portal group tag returned at login.
     pub portal_group_tag: u16,
+    /// Who may log in to what, and with which CHAP credentials.
+    pub access: Arc<auth::AccessPolicy>,
 }
 
 /// Whether a session is for discovery or for I/O.
@@ -230,6 +233,7 @@ pub enum ProtocolError {
     Protocol(String),
 }
 
+pub mod auth;
 pub mod connection;
 pub mod login;
 pub mod negotiation;

@@ -1,6 +1,7 @@
 //! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
 //! initiator.
 
+mod chap_login;
 mod errors;
 mod full_feature;
 mod initiator;
