@@ -76,6 +76,7 @@ pub async fn serve_connection(
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut conn = iscsi::Connection::new(config);
+    conn.set_peer_address(peer.ip().to_canonical());
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);

@@ -7,6 +7,7 @@
 //! into one buffer and written with a single socket write per batch.
 
 #![forbid(unsafe_code)]
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connection;

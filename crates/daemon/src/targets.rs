@@ -16,11 +16,16 @@ pub struct LunSpec {
     pub read_only: bool,
 }
 
-/// One target (IQN) and its LUNs.
+/// One target (IQN), its LUNs and who may log in to it.
 #[derive(Debug, Clone)]
 pub struct TargetSpec {
     pub name: String,
     pub luns: Vec<LunSpec>,
+    /// ACL entries and CHAP credentials.
+    pub access: iscsi::auth::TargetAccess,
+    /// Serve the target to any initiator even on a non-loopback portal when it has
+    /// neither ACL nor CHAP.
+    pub allow_any_initiator: bool,
 }
 
 /// A target name and its LUNs over stores that are already open.
@@ -129,6 +134,14 @@ impl Targets {
             target.addresses = vec![address.clone()];
         }
         Arc::new(config)
+    }
+
+    /// Puts the targets under `policy` (ACLs and CHAP), for the connections accepted from
+    /// now on.
+    pub fn set_access(&mut self, policy: iscsi::auth::AccessPolicy) {
+        let mut config = (*self.iscsi).clone();
+        config.access = Arc::new(policy);
+        self.iscsi = Arc::new(config);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
