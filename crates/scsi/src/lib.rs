@@ -21,19 +21,18 @@
 #![warn(missing_docs)]
 
 pub mod cdb;
-mod sbc;
+mod commands;
 pub mod sense;
-mod spc;
 
 use bytes::Bytes;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
-use crate::cdb::Cdb;
+use crate::commands::exec;
 use crate::sense::Sense;
 
-pub use crate::sbc::{
+pub use crate::commands::exec::{
     MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
 };
 
@@ -165,13 +164,13 @@ pub enum Start {
 #[derive(Debug)]
 pub struct Pending {
     lun: u16,
-    state: sbc::State,
+    state: exec::State,
 }
 
 impl Pending {
     /// Continues the command with the outcome of its storage request.
     pub fn finish(self, result: IoResult) -> Start {
-        sbc::finish(self.lun, self.state, result)
+        exec::finish(self.lun, self.state, result)
     }
 }
 
@@ -186,7 +185,7 @@ pub struct ScsiTarget {
 #[derive(Debug, Clone)]
 struct Lu {
     config: LuConfig,
-    /// Held by the COMPARE AND WRITE in progress, if any (see [`sbc::CawGuard`]).
+    /// Held by the COMPARE AND WRITE in progress, if any (see `commands::CawGuard`).
     caw_busy: Arc<AtomicBool>,
 }
 
@@ -266,44 +265,14 @@ impl ScsiTarget {
             .map(|(i, _)| i as u16)
     }
 
-    /// Starts one command.
+    /// Starts one command (dispatched through the command table, `commands`).
     pub fn start(&self, cmd: Command) -> Start {
-        let lun = decode_lun(cmd.lun);
-        let lu_state = lun
-            .and_then(|n| self.luns.get(usize::from(n)))
-            .and_then(Option::as_ref);
-        let lu = lu_state.map(|l| &l.config);
-        let parsed = match Cdb::parse(&cmd.cdb) {
-            Ok(parsed) => parsed,
-            // SPC-4 4.6.4: an absent LU answers LOGICAL UNIT NOT SUPPORTED to everything but
-            // INQUIRY, REPORT LUNS and REQUEST SENSE, even to commands it would not know.
-            Err(_) if lu.is_none() && !spc::works_without_lu(cmd.cdb.first().copied()) => {
-                return Start::Done(Response::check_condition(Sense::LU_NOT_SUPPORTED));
-            }
-            Err(sense) => return Start::Done(Response::check_condition(sense)),
-        };
-        let (Some(lun), Some(lu)) = (lun, lu) else {
-            return Start::Done(spc::absent_lun(self, &parsed));
-        };
-        match parsed {
-            Cdb::Read(rw) => sbc::read(lun, lu, rw),
-            Cdb::Write(rw) => sbc::write(lun, lu, rw, cmd.data_out),
-            Cdb::WriteAndVerify(rw) => sbc::write_and_verify(lun, lu, rw, cmd.data_out),
-            Cdb::Verify(rw) => sbc::verify(lun, lu, rw, cmd.data_out),
-            Cdb::SyncCache { lba, blocks, .. } => sbc::sync_cache(lun, lu, lba, blocks),
-            Cdb::PreFetch { lba, blocks, .. } => sbc::pre_fetch(lu, lba, blocks),
-            Cdb::WriteSame(ws) => sbc::write_same(lun, lu, ws, cmd.data_out),
-            Cdb::CompareAndWrite(rw) => {
-                let busy = &lu_state.expect("present with its config").caw_busy;
-                sbc::compare_and_write(lun, lu, busy, rw, cmd.data_out)
-            }
-            Cdb::Unmap { anchor, param_len } => {
-                sbc::unmap(lun, lu, anchor, param_len, cmd.data_out)
-            }
-            Cdb::ReadCapacity10 { .. } => Start::Done(sbc::read_capacity10(lu)),
-            Cdb::ReadCapacity16 { alloc } => Start::Done(sbc::read_capacity16(lu, alloc)),
-            Cdb::GetLbaStatus { lba, alloc } => Start::Done(sbc::get_lba_status(lu, lba, alloc)),
-            other => Start::Done(spc::execute(self, lu, &other)),
-        }
+        let lu = decode_lun(cmd.lun).and_then(|n| {
+            self.luns
+                .get(usize::from(n))
+                .and_then(Option::as_ref)
+                .map(|lu| (n, lu))
+        });
+        commands::dispatch(self, lu, cmd.nexus, &cmd.cdb, cmd.data_out)
     }
 }
