@@ -165,12 +165,48 @@ pub enum Start {
 pub struct Pending {
     lun: u16,
     state: exec::State,
+    /// Sense in descriptor format (D_SENSE was set when the command started).
+    descriptor_sense: bool,
+    /// Flush the store before reporting GOOD (a medium change with the write cache off).
+    flush_before_good: bool,
 }
 
 impl Pending {
     /// Continues the command with the outcome of its storage request.
     pub fn finish(self, result: IoResult) -> Start {
-        exec::finish(self.lun, self.state, result)
+        let mut next = exec::finish(self.lun, self.state, result);
+        if self.flush_before_good {
+            next = exec::flush_before_good(self.lun, next);
+        }
+        with_sense_format(next, self.descriptor_sense)
+    }
+}
+
+/// Puts the sense data of a finished command in descriptor format when `descriptor` (the
+/// control mode page's D_SENSE), and carries the choice on to a command still waiting.
+fn with_sense_format(start: Start, descriptor: bool) -> Start {
+    if !descriptor {
+        return start;
+    }
+    match start {
+        Start::Done(mut r) => {
+            if let Some(fixed) = r.sense.take() {
+                r.sense = Some(Bytes::from(sense::fixed_to_descriptor(&fixed)));
+            }
+            Start::Done(r)
+        }
+        Start::Io {
+            lun,
+            request,
+            mut pending,
+        } => {
+            pending.descriptor_sense = true;
+            Start::Io {
+                lun,
+                request,
+                pending,
+            }
+        }
     }
 }
 
@@ -187,6 +223,8 @@ struct Lu {
     config: LuConfig,
     /// Held by the COMPARE AND WRITE in progress, if any (see `commands::CawGuard`).
     caw_busy: Arc<AtomicBool>,
+    /// The mode parameters MODE SELECT changes (WCE, SWP, D_SENSE).
+    mode: Arc<commands::ModeState>,
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -235,6 +273,7 @@ impl ScsiTarget {
             self.luns.resize(idx + 1, None);
         }
         self.luns[idx] = Some(Lu {
+            mode: Arc::new(commands::ModeState::new(&config)),
             config,
             caw_busy: Arc::default(),
         });
@@ -273,6 +312,8 @@ impl ScsiTarget {
                 .and_then(Option::as_ref)
                 .map(|lu| (n, lu))
         });
-        commands::dispatch(self, lu, cmd.nexus, &cmd.cdb, cmd.data_out)
+        let descriptor = lu.is_some_and(|(_, lu)| lu.mode.descriptor_sense());
+        let start = commands::dispatch(self, lu, cmd.nexus, &cmd.cdb, cmd.data_out);
+        with_sense_format(start, descriptor)
     }
 }

@@ -79,7 +79,7 @@ impl ScsiCommand for CompareAndWrite {
         let Some((offset, len)) = extent else {
             return done(Response::good(Bytes::new(), 0));
         };
-        if lu.read_only {
+        if ctx.write_protected() {
             return fail(Sense::WRITE_PROTECTED);
         }
         let Some(guard) = CawGuard::try_take(&ctx.lu.caw_busy) else {
@@ -97,7 +97,7 @@ impl ScsiCommand for CompareAndWrite {
             offset,
             verify,
             write,
-            fua: rw.fua,
+            fua: ctx.fua(rw.fua),
             transfer_len: 2 * len,
         };
         io(ctx.lun, IoRequest::Read { offset, len }, state)

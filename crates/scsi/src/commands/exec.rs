@@ -91,7 +91,48 @@ pub(crate) fn io(lun: u16, request: IoRequest, state: State) -> Start {
     Start::Io {
         lun: u64::from(lun),
         request,
-        pending: Pending { lun, state },
+        pending: Pending {
+            lun,
+            state,
+            descriptor_sense: false,
+            flush_before_good: false,
+        },
+    }
+}
+
+/// Makes a command that changes the medium without FUA (WRITE SAME, UNMAP) durable before
+/// its status: a command still waiting for storage is marked, so that the GOOD it ends with
+/// becomes a flush first (see [`flush_before_good`]).
+pub(crate) fn durable(start: Start) -> Start {
+    match start {
+        Start::Io {
+            lun,
+            request,
+            mut pending,
+        } => {
+            pending.flush_before_good = true;
+            Start::Io {
+                lun,
+                request,
+                pending,
+            }
+        }
+        done => done,
+    }
+}
+
+/// For a command marked [`durable`]: GOOD becomes a flush of the store, then GOOD with the
+/// same transfer length; a step still waiting stays marked.
+pub(crate) fn flush_before_good(lun: u16, start: Start) -> Start {
+    match start {
+        Start::Done(r) if r.status == crate::Status::Good => io(
+            lun,
+            IoRequest::Flush,
+            State::Final {
+                transfer_len: r.transfer_len,
+            },
+        ),
+        other => durable(other),
     }
 }
 

@@ -35,6 +35,7 @@ mod supported;
 mod unit;
 
 pub(crate) use caw::CawGuard;
+pub(crate) use mode::ModeState;
 
 /// Every family's commands. A new family is one more line here.
 const FAMILIES: &[&[CommandDef]] = &[
@@ -68,6 +69,18 @@ impl<'a> Ctx<'a> {
     /// The logical unit's configuration.
     pub fn config(&self) -> &'a LuConfig {
         &self.lu.config
+    }
+
+    /// Whether commands that change the medium are refused with DATA PROTECT: the LU is
+    /// configured read-only, or the control mode page's SWP is set.
+    pub fn write_protected(&self) -> bool {
+        self.lu.config.read_only || self.lu.mode.software_write_protect()
+    }
+
+    /// The FUA a write goes to the store with: the CDB's, or always when the caching mode
+    /// page's WCE is clear (every write durable before its status).
+    pub fn fua(&self, cdb_fua: bool) -> bool {
+        cdb_fua || !self.lu.mode.write_cache()
     }
 }
 

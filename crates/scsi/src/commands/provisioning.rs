@@ -1,7 +1,7 @@
 //! Logical block provisioning (SBC-3 4.7): WRITE SAME(10/16), UNMAP, GET LBA STATUS.
 
 use super::exec::{
-    check_protect, check_range, done, fail, io, next_unmap, start_pattern, tri, State,
+    check_protect, check_range, done, durable, fail, io, next_unmap, start_pattern, tri, State,
     INVALID_FIELD, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS,
 };
 use super::{CommandDef, Ctx, ScsiCommand};
@@ -66,6 +66,18 @@ impl ScsiCommand for WriteSame {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        let write_cache = ctx.lu.mode.write_cache();
+        let start = self.run(ctx);
+        if write_cache {
+            start
+        } else {
+            durable(start)
+        }
+    }
+}
+
+impl WriteSame {
+    fn run(self, ctx: Ctx<'_>) -> Start {
         let ws = self;
         let lu = ctx.config();
         tri!(check_protect(ws.protect));
@@ -81,7 +93,7 @@ impl ScsiCommand for WriteSame {
         if ws.blocks > MAX_WRITE_SAME_BLOCKS {
             return fail(INVALID_FIELD);
         }
-        if lu.read_only {
+        if ctx.write_protected() {
             return fail(Sense::WRITE_PROTECTED);
         }
         let bs = lu.geometry.block_size;
@@ -138,6 +150,18 @@ impl ScsiCommand for Unmap {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        let write_cache = ctx.lu.mode.write_cache();
+        let start = self.run(ctx);
+        if write_cache {
+            start
+        } else {
+            durable(start)
+        }
+    }
+}
+
+impl Unmap {
+    fn run(self, ctx: Ctx<'_>) -> Start {
         let Unmap { anchor, param_len } = self;
         let lu = ctx.config();
         if !lu.capabilities.discard {
@@ -146,7 +170,7 @@ impl ScsiCommand for Unmap {
         if anchor {
             return fail(Sense::invalid_field_in_cdb(1, Some(0)));
         }
-        if lu.read_only {
+        if ctx.write_protected() {
             return fail(Sense::WRITE_PROTECTED);
         }
         if param_len == 0 {

@@ -120,7 +120,7 @@ fn write_data(
         return Err(Response::good(Bytes::new(), 0));
     };
     check.map_err(Response::check_condition)?;
-    if lu.read_only {
+    if ctx.write_protected() {
         return Err(Response::check_condition(Sense::WRITE_PROTECTED));
     }
     let data = whole_blocks(ctx.data_out, len, lu.geometry.block_size);
@@ -163,7 +163,7 @@ impl ScsiCommand for Write {
 
     #[inline]
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let fua = self.0.fua;
+        let fua = ctx.fua(self.0.fua);
         let lun = ctx.lun;
         let (offset, data, len) = match write_data(ctx, &self.0, Ok(())) {
             Ok(w) => w,
@@ -193,6 +193,7 @@ impl ScsiCommand for WriteAndVerify {
             Ok(())
         };
         let lun = ctx.lun;
+        let fua = ctx.fua(false);
         let (offset, data, len) = match write_data(ctx, &self.0, bytchk) {
             Ok(w) => w,
             Err(answer) => return done(answer),
@@ -200,7 +201,7 @@ impl ScsiCommand for WriteAndVerify {
         let request = IoRequest::Write {
             offset,
             data: data.clone(),
-            fua: false,
+            fua,
         };
         io(
             lun,
