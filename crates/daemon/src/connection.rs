@@ -72,7 +72,7 @@ pub async fn serve_connection(
     stream.set_nodelay(true)?;
     let config = match stream.local_addr() {
         Ok(local) => targets.iscsi_config_for(local),
-        Err(_) => targets.iscsi.clone(),
+        Err(_) => targets.iscsi_config(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut conn = iscsi::Connection::new(config);

@@ -12,13 +12,24 @@ const SECRET: &str = "alice-secret-0001";
 const MUTUAL_USER: &str = "disk1";
 const MUTUAL_SECRET: &str = "target-secret-0002";
 
-/// RFC 1994 4.1 with MD5 (CHAP_A=5): MD5(Identifier || secret || Challenge).
-fn md5_response(id: u8, secret: &str, challenge: &[u8]) -> Vec<u8> {
-    use md5::Digest;
+/// RFC 1994 4.1: H(Identifier || secret || Challenge), H as CHAP_A names it (RFC 7143
+/// 12.1.3 and its IANA registry: 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256).
+fn chap_response(algorithm: u8, id: u8, secret: &str, challenge: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
     let mut input = vec![id];
     input.extend_from_slice(secret.as_bytes());
     input.extend_from_slice(challenge);
-    md5::Md5::digest(&input).to_vec()
+    match algorithm {
+        5 => md5::Md5::digest(&input).to_vec(),
+        6 => sha1::Sha1::digest(&input).to_vec(),
+        7 => sha2::Sha256::digest(&input).to_vec(),
+        8 => sha3::Sha3_256::digest(&input).to_vec(),
+        _ => unreachable!(),
+    }
+}
+
+fn md5_response(id: u8, secret: &str, challenge: &[u8]) -> Vec<u8> {
+    chap_response(5, id, secret, challenge)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -93,6 +104,13 @@ fn offer_chap(i: &mut Initiator, algorithms: &str) -> (u8, Vec<u8>) {
     (id, challenge)
 }
 
+/// The last leg, T=1 towards the operational stage, with these CHAP keys.
+fn respond(i: &mut Initiator, pairs: &[(&str, &str)]) -> Rx {
+    let r = i.send(&login_req(true, 0, 1, 1, 1, &kv(pairs)));
+    assert_eq!(r.len(), 1, "one Login response, never a dropped connection");
+    r[0].clone()
+}
+
 fn finish_operational(i: &mut Initiator) {
     let op = kv_owned(&libiscsi_operational_keys());
     let r = i.send(&login_req(true, 1, 3, 1, 1, &op));
@@ -100,24 +118,17 @@ fn finish_operational(i: &mut Initiator) {
     assert_eq!(r[0].flags(), 0x87);
 }
 
-#[test]
-fn one_way_chap_login_as_libiscsi_does_it() {
+#[rstest::rstest]
+fn one_way_chap_login_as_libiscsi_does_it(#[values(5, 6, 7, 8)] algorithm: u8) {
     let mut i = Initiator::new(config_with_access(chap_policy(false)));
-    let (id, challenge) = offer_chap(&mut i, "5");
+    let (id, challenge) = offer_chap(&mut i, &algorithm.to_string());
     assert!(challenge.len() >= 16);
-    let response = md5_response(id, SECRET, &challenge);
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[("CHAP_N", USER), ("CHAP_R", &hex(&response))]),
-    ));
-    assert_eq!(r[0].status_class(), 0, "{:?}", r[0].text());
-    assert_eq!(r[0].flags(), 0x81, "T=1 CSG=0 NSG=1 once authenticated");
+    let response = chap_response(algorithm, id, SECRET, &challenge);
+    let r = respond(&mut i, &[("CHAP_N", USER), ("CHAP_R", &hex(&response))]);
+    assert_eq!(r.status_class(), 0, "{:?}", r.text());
+    assert_eq!(r.flags(), 0x81, "T=1 CSG=0 NSG=1 once authenticated");
     assert_eq!(
-        value(&r[0], "CHAP_R"),
+        value(&r, "CHAP_R"),
         None,
         "one-way: the target proves nothing"
     );
@@ -131,24 +142,20 @@ fn mutual_chap_login_returns_the_targets_proof_with_the_transit() {
     let (id, challenge) = offer_chap(&mut i, "5");
     let response = md5_response(id, SECRET, &challenge);
     let ours: Vec<u8> = (1..=32).collect();
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[
+    let r = respond(
+        &mut i,
+        &[
             ("CHAP_N", USER),
             ("CHAP_R", &hex(&response)),
             ("CHAP_I", "9"),
             ("CHAP_C", &hex(&ours)),
-        ]),
-    ));
-    assert_eq!(r[0].status_class(), 0, "{:?}", r[0].text());
-    assert_eq!(r[0].flags(), 0x81);
-    assert_eq!(value(&r[0], "CHAP_N").as_deref(), Some(MUTUAL_USER));
+        ],
+    );
+    assert_eq!(r.status_class(), 0, "{:?}", r.text());
+    assert_eq!(r.flags(), 0x81);
+    assert_eq!(value(&r, "CHAP_N").as_deref(), Some(MUTUAL_USER));
     assert_eq!(
-        unhex(&value(&r[0], "CHAP_R").unwrap()),
+        unhex(&value(&r, "CHAP_R").unwrap()),
         md5_response(9, MUTUAL_SECRET, &ours)
     );
     finish_operational(&mut i);
@@ -159,17 +166,9 @@ fn a_wrong_secret_is_answered_with_authentication_failure() {
     let mut i = Initiator::new(config_with_access(chap_policy(false)));
     let (id, challenge) = offer_chap(&mut i, "5");
     let response = md5_response(id, "a-wrong-secret-1", &challenge);
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[("CHAP_N", USER), ("CHAP_R", &hex(&response))]),
-    ));
-    assert_eq!(r.len(), 1, "a Login response, not a dropped connection");
-    assert_eq!(r[0].opcode(), 0x23);
-    assert_eq!(r[0].status_class(), 0x0201);
+    let r = respond(&mut i, &[("CHAP_N", USER), ("CHAP_R", &hex(&response))]);
+    assert_eq!(r.opcode(), 0x23);
+    assert_eq!(r.status_class(), 0x0201);
     assert!(i.conn.is_finished());
     assert!(i.take_events().is_empty());
 }
@@ -179,22 +178,18 @@ fn a_reflected_challenge_fails_the_login() {
     let mut i = Initiator::new(config_with_access(chap_policy(true)));
     let (id, challenge) = offer_chap(&mut i, "5");
     let response = md5_response(id, SECRET, &challenge);
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[
+    let r = respond(
+        &mut i,
+        &[
             ("CHAP_N", USER),
             ("CHAP_R", &hex(&response)),
             ("CHAP_I", &id.to_string()),
             ("CHAP_C", &hex(&challenge)),
-        ]),
-    ));
-    assert_eq!(r[0].status_class(), 0x0201);
+        ],
+    );
+    assert_eq!(r.status_class(), 0x0201);
     assert_eq!(
-        value(&r[0], "CHAP_R"),
+        value(&r, "CHAP_R"),
         None,
         "nothing computed for a reflected challenge"
     );
