@@ -1455,14 +1455,20 @@ mod tests {
     #[test]
     fn cpu_ticks_of_this_process_grow() {
         let t0 = cpu_ticks(std::process::id()).expect("/proc/self/stat");
+        // Spin until the count moves: on a loaded machine 60 ms of wall time may not be
+        // one tick of CPU time, so the bound is generous and only stops a count that never
+        // moves.
         let start = Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(1);
+        let mut t1 = t0;
+        while t1 <= t0 && start.elapsed() < Duration::from_secs(30) {
+            for _ in 0..1_000_000 {
+                x = x.wrapping_mul(31).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+            t1 = cpu_ticks(std::process::id()).unwrap();
         }
-        std::hint::black_box(x);
-        let t1 = cpu_ticks(std::process::id()).unwrap();
-        assert!(t1 > t0, "{t0} -> {t1} after 60 ms of spinning");
+        assert!(t1 > t0, "{t0} -> {t1} after {:?} of spinning", start.elapsed());
         assert!(clock_ticks_per_second() >= 1.0);
     }
 
