@@ -1468,7 +1468,11 @@ mod tests {
             std::hint::black_box(x);
             t1 = cpu_ticks(std::process::id()).unwrap();
         }
-        assert!(t1 > t0, "{t0} -> {t1} after {:?} of spinning", start.elapsed());
+        assert!(
+            t1 > t0,
+            "{t0} -> {t1} after {:?} of spinning",
+            start.elapsed()
+        );
         assert!(clock_ticks_per_second() >= 1.0);
     }
 

@@ -6,7 +6,7 @@
 
 use crate::targets::{Target, Targets};
 use bytes::BytesMut;
-use iscsi::{CommandResponse, Event, ScsiCommand, SessionType};
+use iscsi::{CommandResponse, Event, ScsiCommand, SessionType, TaskScope, TmfResponse};
 use scsi::{Command, NexusId, Pending, Response, Start};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -172,7 +172,16 @@ impl Session {
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
                 }
-                tracing::info!(%peer, %initiator, %target, ?session_type, "login");
+                let digests = conn.params().map(|p| p.digests).unwrap_or_default();
+                tracing::info!(
+                    %peer,
+                    %initiator,
+                    %target,
+                    ?session_type,
+                    header_digest = digests.header,
+                    data_digest = digests.data,
+                    "login"
+                );
             }
             Event::Command(cmd) => self.start_command(conn, done_tx, cmd),
             Event::TaskManagement(tmf) => {
@@ -309,17 +318,19 @@ impl Session {
         &mut self,
         conn: &mut iscsi::Connection,
         tmf: &iscsi::TaskManagementRequest,
-    ) -> u8 {
-        match TmfAction::of(tmf.function) {
-            TmfAction::AbortTask => {
-                if self.forget(tmf.referenced_itt).is_some() {
-                    conn.abort_command(tmf.referenced_itt);
-                    tmf_response::FUNCTION_COMPLETE
+    ) -> TmfResponse {
+        // The iSCSI layer already dropped the tasks still collecting data in the scope;
+        // one session per I_T nexus, so no other nexus's tasks are visible here.
+        match tmf.function.scope() {
+            TaskScope::Task(referenced_itt) => {
+                if self.forget(referenced_itt).is_some() {
+                    conn.abort_command(referenced_itt);
+                    TmfResponse::FunctionComplete
                 } else {
-                    tmf_response::TASK_DOES_NOT_EXIST
+                    TmfResponse::TaskDoesNotExist
                 }
             }
-            TmfAction::AbortLun => {
+            TaskScope::Lun => {
                 let lun = tmf.lun;
                 let doomed: Vec<u32> = self
                     .in_flight
@@ -331,60 +342,21 @@ impl Session {
                     self.forget(itt);
                     conn.abort_command(itt);
                 }
-                tmf_response::FUNCTION_COMPLETE
+                TmfResponse::FunctionComplete
             }
-            TmfAction::AbortAll => {
+            TaskScope::Session => {
                 for (itt, cmd) in self.in_flight.drain() {
                     self.deadlines.finish(cmd.seq);
                     conn.abort_command(itt);
                 }
-                tmf_response::FUNCTION_COMPLETE
+                TmfResponse::FunctionComplete
             }
-            TmfAction::Answer(response) => response,
-        }
-    }
-}
-
-/// Task management function responses (RFC 7143 11.6.1).
-mod tmf_response {
-    pub const FUNCTION_COMPLETE: u8 = 0;
-    pub const TASK_DOES_NOT_EXIST: u8 = 1;
-    pub const REASSIGNMENT_NOT_SUPPORTED: u8 = 4;
-    pub const NOT_SUPPORTED: u8 = 5;
-    pub const REJECTED: u8 = 255;
-}
-
-/// What the daemon does for a task management function code (RFC 7143 11.5.1), in step
-/// with the iSCSI layer, which already dropped the tasks still collecting data for codes 2
-/// and 4 to 7 and answers 8 itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TmfAction {
-    /// ABORT TASK: the referenced task.
-    AbortTask,
-    /// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task of the session on the
-    /// LUN (one session per I_T nexus, and no other nexus's tasks are visible here).
-    AbortLun,
-    /// TARGET WARM RESET, TARGET COLD RESET: every task of the session.
-    AbortAll,
-    /// Nothing to do; answer with this response.
-    Answer(u8),
-}
-
-impl TmfAction {
-    fn of(function: u8) -> TmfAction {
-        match function {
-            1 => TmfAction::AbortTask,
-            2 | 4 | 5 => TmfAction::AbortLun,
-            6 | 7 => TmfAction::AbortAll,
-            // CLEAR ACA: we report NormACA=0 and never establish an ACA condition, so
-            // nothing is cleared and no task is touched. RFC 7143 11.6.1 lets a target answer
-            // a function it does not implement with "Task management function not
-            // supported"; that tells the initiator plainly that ACA is absent (as Linux LIO
-            // does), where "function complete" would claim a clear that never happened.
-            3 => TmfAction::Answer(tmf_response::NOT_SUPPORTED),
-            // TASK REASSIGN needs ERL 2 (the iSCSI layer answers it before it gets here).
-            8 => TmfAction::Answer(tmf_response::REASSIGNMENT_NOT_SUPPORTED),
-            _ => TmfAction::Answer(tmf_response::REJECTED),
+            // CLEAR ACA, the one function that ends no task: we report NormACA=0 and never
+            // establish an ACA condition, so nothing is cleared. RFC 7143 11.6.1 lets a
+            // target answer a function it does not implement with "Task management function
+            // not supported"; that tells the initiator plainly that ACA is absent (as Linux
+            // LIO does), where "function complete" would claim a clear that never happened.
+            TaskScope::None => TmfResponse::NotSupported,
         }
     }
 }
@@ -554,24 +526,5 @@ mod tests {
         assert_eq!(q.next(), Some(t0 + Duration::from_millis(40)));
         q.finish(3); // already expired: no effect
         assert_eq!(q.len(), 1);
-    }
-
-    #[test]
-    fn task_management_function_codes_follow_rfc_7143_table() {
-        // RFC 7143 11.5.1, Function field, written out from the RFC.
-        let expected = [
-            (1, TmfAction::AbortTask),   // ABORT TASK
-            (2, TmfAction::AbortLun),    // ABORT TASK SET
-            (3, TmfAction::Answer(5)),   // CLEAR ACA: "function not supported" (no NACA)
-            (4, TmfAction::AbortLun),    // CLEAR TASK SET
-            (5, TmfAction::AbortLun),    // LOGICAL UNIT RESET
-            (6, TmfAction::AbortAll),    // TARGET WARM RESET
-            (7, TmfAction::AbortAll),    // TARGET COLD RESET
-            (8, TmfAction::Answer(4)),   // TASK REASSIGN: "allegiance reassignment not supported"
-            (9, TmfAction::Answer(255)), // not defined: "function rejected"
-        ];
-        for (function, action) in expected {
-            assert_eq!(TmfAction::of(function), action, "function {function}");
-        }
     }
 }

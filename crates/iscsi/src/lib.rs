@@ -12,7 +12,9 @@
 //!
 //! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
 //! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
-//! machine), [`auth`] (ACLs, CHAP credentials and the CHAP exchange), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
+//! machine), [`auth`] (ACLs, CHAP credentials and the CHAP exchange), [`seq`] (serial
+//! number arithmetic), [`header`] (typed basic header segments), [`connection`] (the
+//! connection: one submodule per PDU kind).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -133,6 +135,21 @@ pub enum TaskAttr {
     Aca,
 }
 
+impl TaskAttr {
+    /// The ATTR field (bits 0..2 of byte 1 of a SCSI Command); reserved values count as
+    /// simple.
+    pub fn from_bits(bits: u8) -> Self {
+        match bits & 7 {
+            0 => TaskAttr::Untagged,
+            1 => TaskAttr::Simple,
+            2 => TaskAttr::Ordered,
+            3 => TaskAttr::HeadOfQueue,
+            4 => TaskAttr::Aca,
+            _ => TaskAttr::Simple,
+        }
+    }
+}
+
 /// A SCSI command whose data-out is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScsiCommand {
@@ -196,19 +213,6 @@ pub enum Event {
     LoggedOut,
 }
 
-/// A task management function request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskManagementRequest {
-    /// Tag of the request; echoed in [`Connection::complete_task_management`].
-    pub itt: u32,
-    /// Function code (1 = ABORT TASK, 2 = ABORT TASK SET, 5 = LOGICAL UNIT RESET, ...).
-    pub function: u8,
-    /// LUN field of the request.
-    pub lun: u64,
-    /// The task to act on, for ABORT TASK.
-    pub referenced_itt: u32,
-}
-
 /// A protocol violation that ends the connection (ERL 0). The reason is for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -228,6 +232,15 @@ pub enum ProtocolError {
         /// Our limit.
         max: u32,
     },
+    /// A header digest that does not match the header (RFC 7143 7.8: the connection ends,
+    /// since nothing in the header, not even its length, can be trusted).
+    #[error("header digest {received:#010x} does not match the header's CRC32C {computed:#010x}")]
+    HeaderDigest {
+        /// The digest received, as a little-endian number.
+        received: u32,
+        /// The digest of the header received.
+        computed: u32,
+    },
     /// A well-formed PDU that breaks the protocol (wrong phase, bad offsets, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -235,13 +248,14 @@ pub enum ProtocolError {
 
 pub mod auth;
 pub mod connection;
+pub mod header;
 pub mod login;
 pub mod negotiation;
 pub mod pdu;
 pub mod seq;
 pub mod text;
 
-pub use connection::Connection;
+pub use connection::{Connection, TaskFunction, TaskManagementRequest, TaskScope, TmfResponse};
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
 

@@ -2,7 +2,10 @@
 //! logout, CmdSN ordering.
 
 use super::initiator::*;
-use crate::{CommandResponse, Event, Limits, ScsiCommand, TaskAttr, TaskManagementRequest};
+use crate::{
+    CommandResponse, Event, Limits, ScsiCommand, TaskAttr, TaskFunction, TaskManagementRequest,
+    TmfResponse,
+};
 use bytes::Bytes;
 
 const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
@@ -433,13 +436,15 @@ fn task_management_and_abort() {
         i.take_events(),
         vec![Event::TaskManagement(TaskManagementRequest {
             itt: 0x11,
-            function: 1,
+            function: TaskFunction::AbortTask {
+                referenced_itt: 0x10
+            },
             lun: 0,
-            referenced_itt: 0x10,
         })]
     );
     i.conn.abort_command(0x10);
-    i.conn.complete_task_management(0x11, 0);
+    i.conn
+        .complete_task_management(0x11, TmfResponse::FunctionComplete);
     // A late completion of the aborted task produces nothing.
     i.conn.complete_command(0x10, good(vec![0; 512], 512));
     let r = i.drain();
@@ -448,7 +453,8 @@ fn task_management_and_abort() {
     assert_eq!(r[0].bhs[2], 0);
     assert_eq!(r[0].itt(), 0x11);
     // A second completion for the same TMF is ignored.
-    i.conn.complete_task_management(0x11, 0);
+    i.conn
+        .complete_task_management(0x11, TmfResponse::FunctionComplete);
     assert!(i.drain().is_empty());
 }
 
@@ -517,10 +523,10 @@ fn abort_of_an_unknown_task(
 }
 
 #[rstest::rstest]
-#[case::lun_reset(5)]
-#[case::abort_task_set(2)]
-#[case::target_warm_reset(6)]
-fn task_set_functions_go_to_the_layer_above(#[case] function: u8) {
+#[case::lun_reset(5, TaskFunction::LogicalUnitReset)]
+#[case::abort_task_set(2, TaskFunction::AbortTaskSet)]
+#[case::target_warm_reset(6, TaskFunction::TargetWarmReset)]
+fn task_set_functions_go_to_the_layer_above(#[case] code: u8, #[case] function: TaskFunction) {
     let mut i = logged_in(Limits::default());
     // A write collecting data is dropped by the connection itself.
     let r = i.send(&scsi_cmd(
@@ -535,21 +541,21 @@ fn task_set_functions_go_to_the_layer_above(#[case] function: u8) {
         &[],
     ));
     let ttt = r[0].ttt();
-    i.send(&tmf_req(function, 0x21, 0, 2));
+    i.send(&tmf_req(code, 0x21, 0, 2));
     assert_eq!(
         i.take_events(),
         vec![Event::TaskManagement(TaskManagementRequest {
             itt: 0x21,
             function,
             lun: 0,
-            referenced_itt: 0,
         })]
     );
     assert!(i
         .send(&data_out(true, 0x20, ttt, 0, 0, &[0; 4096]))
         .is_empty());
     assert!(i.take_events().is_empty());
-    i.conn.complete_task_management(0x21, 0);
+    i.conn
+        .complete_task_management(0x21, TmfResponse::FunctionComplete);
     assert_eq!(i.drain()[0].opcode(), 0x22);
 }
 

@@ -2,6 +2,7 @@
 //! initiator.
 
 mod chap_login;
+mod digests;
 mod errors;
 mod full_feature;
 mod initiator;

@@ -36,9 +36,12 @@ fn respond(s: &str) -> KeyOutcome {
 #[case("DefaultTime2Wait", "0", "2")]
 #[case("DefaultTime2Wait", "10", "10")]
 // List: first supported offered value.
-#[case("HeaderDigest", "CRC32C,None", "None")]
+#[case("HeaderDigest", "CRC32C,None", "CRC32C")]
+#[case("HeaderDigest", "None,CRC32C", "None")]
 #[case("DataDigest", "None", "None")]
-#[case("HeaderDigest", "CRC32C", "Reject")]
+#[case("DataDigest", "CRC32C", "CRC32C")]
+#[case("HeaderDigest", "X-vendor,CRC32C", "CRC32C")]
+#[case("HeaderDigest", "MD5", "Reject")]
 // Out of range or malformed values.
 #[case("MaxBurstLength", "511", "Reject")]
 #[case("MaxBurstLength", "16777216", "Reject")]

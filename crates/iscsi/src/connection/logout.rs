@@ -1,0 +1,51 @@
+//! Logout (RFC 7143 11.14 and 11.15). One connection per session, ERL 0: closing the
+//! connection closes the session, and no state is kept for connection recovery.
+
+use super::Connection;
+use crate::header::{LogoutRequestHeader, LogoutResponseHeader};
+use crate::pdu::Pdu;
+use crate::Event;
+use bytes::Bytes;
+
+/// Logout reason codes (RFC 7143 11.14.1).
+mod reason {
+    pub const CLOSE_SESSION: u8 = 0;
+    pub const CLOSE_CONNECTION: u8 = 1;
+}
+
+/// Logout response codes (RFC 7143 11.15.1).
+mod response {
+    pub const CLOSED: u8 = 0;
+    pub const CID_NOT_FOUND: u8 = 1;
+    pub const RECOVERY_NOT_SUPPORTED: u8 = 2;
+}
+
+impl Connection {
+    pub(super) fn handle_logout(&mut self, pdu: Pdu) {
+        let req = LogoutRequestHeader::parse(&pdu.bhs);
+        let our_cid = self.session().info.cid;
+        let code = match req.reason {
+            reason::CLOSE_SESSION => response::CLOSED,
+            reason::CLOSE_CONNECTION if req.cid == our_cid => response::CLOSED,
+            reason::CLOSE_CONNECTION => response::CID_NOT_FOUND,
+            _ => response::RECOVERY_NOT_SUPPORTED,
+        };
+        let mut b = LogoutResponseHeader {
+            response: code,
+            itt: req.itt,
+        }
+        .bhs();
+        self.stamp(&mut b, true);
+        // Time2Wait / Time2Retain stay 0: no reconnection state is kept.
+        self.push(b, Bytes::new());
+        if code == response::CLOSED {
+            let s = self.session();
+            s.tasks.clear();
+            s.pending_tmf.clear();
+            s.waiting.clear();
+            s.solicited = 0;
+            self.events.push_back(Event::LoggedOut);
+            self.closing = true;
+        }
+    }
+}
