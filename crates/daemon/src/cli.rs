@@ -43,6 +43,16 @@ pub struct Args {
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
     #[arg(long, default_value_t = 25)]
     pub command_timeout: u64,
+    /// Seconds of silence after which the target pings a connection with a NOP-In; 0 never
+    /// pings.
+    #[arg(long, default_value_t = 5)]
+    pub nop_in_interval: u64,
+    /// Seconds an initiator has to answer a NOP-In ping before its connection is closed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub nop_in_timeout: u64,
+    /// Seconds a login may take, from connect to full feature phase; 0: no limit.
+    #[arg(long, default_value_t = 15)]
+    pub login_timeout: u64,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
@@ -243,6 +253,12 @@ impl Args {
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
+        let secs = std::time::Duration::from_secs;
+        server.connection.timers = iscsi::Timers {
+            nop_in_interval: (self.nop_in_interval > 0).then(|| secs(self.nop_in_interval)),
+            nop_in_timeout: secs(self.nop_in_timeout),
+            login_timeout: (self.login_timeout > 0).then(|| secs(self.login_timeout)),
+        };
         server
     }
 }

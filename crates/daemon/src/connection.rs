@@ -50,6 +50,8 @@ pub struct ConnectionLimits {
     /// CONDITION, ABORTED COMMAND / LOGICAL UNIT COMMUNICATION TIME-OUT; the store keeps
     /// the request's buffers until it finishes. `None`: no limit.
     pub command_timeout: Option<Duration>,
+    /// Login time limit and NOP-In keepalive, kept by the iSCSI connection.
+    pub timers: iscsi::Timers,
 }
 
 impl Default for ConnectionLimits {
@@ -58,6 +60,7 @@ impl Default for ConnectionLimits {
         // initiator gets a retryable answer rather than an abort and a session recovery.
         ConnectionLimits {
             command_timeout: Some(Duration::from_secs(25)),
+            timers: iscsi::Timers::default(),
         }
     }
 }
@@ -77,6 +80,10 @@ pub async fn serve_connection(
     let (mut reader, mut writer) = stream.into_split();
     let mut conn = iscsi::Connection::new(config);
     conn.set_peer_address(peer.ip().to_canonical());
+    conn.set_timers(limits.timers);
+    // Arms the login time limit.
+    conn.handle_timeout(Instant::now().into_std())
+        .expect("no limit has passed at the start");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
@@ -91,7 +98,15 @@ pub async fn serve_connection(
 
     loop {
         let next_deadline = session.deadlines.next();
+        let conn_deadline = conn.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            _ = tokio::time::sleep_until(conn_deadline.unwrap_or_else(Instant::now)),
+                if conn_deadline.is_some() => {
+                if let Err(err) = conn.handle_timeout(Instant::now().into_std()) {
+                    tracing::warn!(%peer, %err, "closing connection");
+                    break;
+                }
+            }
             _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                 if next_deadline.is_some() => {
                 session.expire(&mut conn, Instant::now());

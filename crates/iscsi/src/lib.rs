@@ -241,6 +241,10 @@ pub enum ProtocolError {
         /// The digest of the header received.
         computed: u32,
     },
+    /// The login or the answer to a NOP-In ping took longer than its time limit
+    /// ([`Timers`]).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// A well-formed PDU that breaks the protocol (wrong phase, bad offsets, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -255,7 +259,9 @@ pub mod pdu;
 pub mod seq;
 pub mod text;
 
-pub use connection::{Connection, TaskFunction, TaskManagementRequest, TaskScope, TmfResponse};
+pub use connection::{
+    Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
+};
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
 

@@ -25,7 +25,6 @@ mod commands;
 pub mod sense;
 
 use bytes::Bytes;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
@@ -169,6 +168,8 @@ pub struct Pending {
     descriptor_sense: bool,
     /// Flush the store before reporting GOOD (a medium change with the write cache off).
     flush_before_good: bool,
+    /// The command's range in the LU's interlock, held until it ends.
+    range: Option<commands::RangeGuard>,
 }
 
 impl Pending {
@@ -178,6 +179,8 @@ impl Pending {
         if self.flush_before_good {
             next = exec::flush_before_good(self.lun, next);
         }
+        // Dropped here (released) unless the command goes on.
+        let next = exec::hold(next, self.range);
         with_sense_format(next, self.descriptor_sense)
     }
 }
@@ -221,8 +224,10 @@ pub struct ScsiTarget {
 #[derive(Debug, Clone)]
 struct Lu {
     config: LuConfig,
-    /// Held by the COMPARE AND WRITE in progress, if any (see `commands::CawGuard`).
-    caw_busy: Arc<AtomicBool>,
+    /// The byte ranges commands in flight are changing (see `commands::interlock`).
+    interlock: Arc<commands::Interlock>,
+    /// Stopped by START STOP UNIT: medium access is NOT READY until started again.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     /// The mode parameters MODE SELECT changes (WCE, SWP, D_SENSE).
     mode: Arc<commands::ModeState>,
 }
@@ -275,7 +280,8 @@ impl ScsiTarget {
         self.luns[idx] = Some(Lu {
             mode: Arc::new(commands::ModeState::new(&config)),
             config,
-            caw_busy: Arc::default(),
+            interlock: Arc::default(),
+            stopped: Arc::default(),
         });
     }
 

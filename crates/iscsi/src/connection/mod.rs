@@ -6,6 +6,7 @@
 mod command;
 mod data_in;
 mod data_out;
+mod keepalive;
 mod login_phase;
 mod logout;
 mod nop;
@@ -13,6 +14,7 @@ mod session;
 mod task_mgmt;
 mod text;
 
+pub use keepalive::Timers;
 pub use task_mgmt::{TaskFunction, TaskManagementRequest, TaskScope, TmfResponse};
 
 use crate::header::RejectHeader;
@@ -82,6 +84,8 @@ pub struct Connection {
     closing: bool,
     /// The initiator's address, when the driver told it ([`Connection::set_peer_address`]).
     peer: Option<core::net::IpAddr>,
+    /// Timers, told the time by the driver.
+    clock: keepalive::Clock,
 }
 
 fn proto(msg: impl Into<String>) -> ProtocolError {
@@ -132,6 +136,7 @@ impl Connection {
             out: VecDeque::new(),
             closing: false,
             peer: None,
+            clock: keepalive::Clock::default(),
         }
     }
 
@@ -176,6 +181,9 @@ impl Connection {
                 // Nothing more is accepted; drop what the peer still sends.
                 input.clear();
                 return Ok(());
+            }
+            if !input.is_empty() {
+                self.clock.heard = true;
             }
             let limits = self.frame_limits();
             let Some(pdu) = pdu::decode(input, &limits)? else {

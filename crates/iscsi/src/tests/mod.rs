@@ -7,6 +7,7 @@ mod errors;
 mod full_feature;
 mod initiator;
 mod kat;
+mod keepalive;
 mod login;
 mod negotiation;
 mod write_budget;
