@@ -4,9 +4,12 @@
 //! One tokio task per connection; no task or thread per command. Store completions arrive
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
+use crate::sessions::Control;
 use crate::targets::{Target, Targets};
 use bytes::BytesMut;
-use iscsi::{CommandResponse, Event, ScsiCommand, SessionType, TaskScope, TmfResponse};
+use iscsi::{
+    CommandResponse, Event, ScsiCommand, SessionType, TaskFunction, TaskScope, TmfResponse,
+};
 use scsi::{Command, NexusId, Pending, Response, Start};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -52,6 +55,8 @@ pub struct ConnectionLimits {
     pub command_timeout: Option<Duration>,
     /// Login time limit and NOP-In keepalive, kept by the iSCSI connection.
     pub timers: iscsi::Timers,
+    /// Bounds a login is admitted against.
+    pub bounds: crate::sessions::Bounds,
 }
 
 impl Default for ConnectionLimits {
@@ -61,6 +66,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             command_timeout: Some(Duration::from_secs(25)),
             timers: iscsi::Timers::default(),
+            bounds: crate::sessions::Bounds::default(),
         }
     }
 }
@@ -78,13 +84,18 @@ pub async fn serve_connection(
         Err(_) => targets.iscsi_config(),
     };
     let (mut reader, mut writer) = stream.into_split();
+    let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
     let mut conn = iscsi::Connection::new(config);
     conn.set_peer_address(peer.ip().to_canonical());
     conn.set_timers(limits.timers);
+    conn.set_admission(Arc::new(admission));
     // Arms the login time limit.
     conn.handle_timeout(Instant::now().into_std())
         .expect("no limit has passed at the start");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
+    // Messages from the portal's session registry (reinstatement).
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
+    let mut _registration = None;
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
     let mut session = Session {
@@ -129,6 +140,21 @@ pub async fn serve_connection(
                     }
                 }
             }
+            Some(control) = control_rx.recv() => match control {
+                Control::Reinstated => {
+                    // RFC 7143 6.3.5: the new login ends this session and its tasks; their
+                    // store requests finish in the background.
+                    tracing::info!(%peer, aborted = session.in_flight.len(),
+                        "session reinstated by a new login; closing the old connection");
+                    session.abort_all(&mut conn);
+                    break;
+                }
+                Control::LogoutRequested(secs) => {
+                    if conn.request_logout(secs) {
+                        tracing::info!(%peer, "shutting down: asked the initiator to log out");
+                    }
+                }
+            },
             Some(done) = done_rx.recv() => {
                 session.io_done(&mut conn, &done_tx, done);
                 // Take every completion that is already there, so their responses go out
@@ -139,6 +165,20 @@ pub async fn serve_connection(
             }
         }
         while let Some(event) = conn.poll_event() {
+            if let Event::LoggedIn {
+                initiator, isid, ..
+            } = &event
+            {
+                let (registration, reinstated) =
+                    targets
+                        .sessions
+                        .register(initiator, *isid, control_tx.clone());
+                if reinstated {
+                    tracing::info!(%peer, %initiator, isid = ?isid,
+                        "login reinstates an existing session");
+                }
+                _registration = Some(registration);
+            }
             session.handle_event(&mut conn, &done_tx, &targets, peer, event);
         }
         conn.poll_transmit(&mut output);
@@ -167,6 +207,15 @@ struct Session {
     limits: ConnectionLimits,
 }
 
+impl Drop for Session {
+    /// However the connection ends, its nexus's unit attentions go with it.
+    fn drop(&mut self) {
+        if let Some(target) = &self.target {
+            target.scsi.close_nexus(self.nexus);
+        }
+    }
+}
+
 impl Session {
     fn handle_event(
         &mut self,
@@ -181,11 +230,19 @@ impl Session {
                 initiator,
                 target,
                 session_type,
+                isid,
                 ..
             } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
+                    if let Some(t) = &self.target {
+                        let port = scsi::InitiatorPort {
+                            name: initiator.clone(),
+                            isid,
+                        };
+                        t.scsi.open_nexus(self.nexus, port);
+                    }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
                 tracing::info!(
@@ -347,6 +404,12 @@ impl Session {
             }
             TaskScope::Lun => {
                 let lun = tmf.lun;
+                if tmf.function == TaskFunction::LogicalUnitReset {
+                    // Every nexus, this one included, learns of the reset (SAM-5 7.8).
+                    if let (Some(target), Some(n)) = (&self.target, scsi::decode_lun(lun)) {
+                        target.scsi.logical_unit_reset(n);
+                    }
+                }
                 let doomed: Vec<u32> = self
                     .in_flight
                     .iter()
@@ -360,9 +423,9 @@ impl Session {
                 TmfResponse::FunctionComplete
             }
             TaskScope::Session => {
-                for (itt, cmd) in self.in_flight.drain() {
-                    self.deadlines.finish(cmd.seq);
-                    conn.abort_command(itt);
+                self.abort_all(conn);
+                if let Some(target) = &self.target {
+                    target.scsi.target_reset();
                 }
                 TmfResponse::FunctionComplete
             }
@@ -377,6 +440,14 @@ impl Session {
 }
 
 impl Session {
+    /// Aborts every command in flight; their stores keep the buffers until they finish.
+    fn abort_all(&mut self, conn: &mut iscsi::Connection) {
+        for (itt, cmd) in self.in_flight.drain() {
+            self.deadlines.finish(cmd.seq);
+            conn.abort_command(itt);
+        }
+    }
+
     /// Takes a command out of flight (answered or aborted), with its time limit.
     fn forget(&mut self, itt: u32) -> Option<InFlightCommand> {
         let cmd = self.in_flight.remove(&itt)?;

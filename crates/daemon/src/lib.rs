@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod server;
+pub mod sessions;
 pub mod targets;
 
 pub use connection::ConnectionLimits;

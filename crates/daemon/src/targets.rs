@@ -56,6 +56,8 @@ pub struct Targets {
     /// The access policy new connections get; replaceable while serving
     /// ([`Targets::replace_access`]).
     access: RwLock<Arc<AccessPolicy>>,
+    /// The sessions logged in through this portal.
+    pub sessions: crate::sessions::Sessions,
 }
 
 impl Targets {
@@ -123,6 +125,7 @@ impl Targets {
             iscsi,
             portal,
             targets: by_name,
+            sessions: Default::default(),
         })
     }
 

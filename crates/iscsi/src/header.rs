@@ -421,3 +421,30 @@ impl RejectHeader {
         b
     }
 }
+
+/// Asynchronous Message (RFC 7143 11.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncMessageHeader {
+    /// AsyncEvent (1: the target requests a logout).
+    pub event: u8,
+    /// Parameter1.
+    pub parameter1: u16,
+    /// Parameter2.
+    pub parameter2: u16,
+    /// Parameter3 (for event 1: seconds the initiator has to log out).
+    pub parameter3: u16,
+}
+
+impl AsyncMessageHeader {
+    /// The header (StatSN, Exp/MaxCmdSN still to fill).
+    pub fn bhs(&self) -> Bhs {
+        let mut b = Bhs::target(TargetOpcode::AsyncMessage);
+        b.set_flags(FINAL);
+        b.set_itt(RESERVED_TAG);
+        b.0[36] = self.event;
+        b.set_u16(38, self.parameter1);
+        b.set_u16(40, self.parameter2);
+        b.set_u16(42, self.parameter3);
+        b
+    }
+}

@@ -41,7 +41,9 @@ pub struct Limits {
     pub max_burst_length: u32,
     /// FirstBurstLength we accept (numerical minimum, never above MaxBurstLength).
     pub first_burst_length: u32,
-    /// MaxOutstandingR2T we accept (numerical minimum).
+    /// MaxOutstandingR2T we accept (numerical minimum). The default, 4, lets an initiator
+    /// that asks for more than one have four R2Ts of a write open at once; the write's whole
+    /// solicited length is reserved in `max_solicited_data` either way.
     pub max_outstanding_r2t: u32,
     /// ImmediateData (boolean AND with the initiator's offer).
     pub immediate_data: bool,
@@ -87,7 +89,7 @@ impl Default for Limits {
             max_recv_data_segment_length: 262_144,
             max_burst_length: 1_048_576,
             first_burst_length: 262_144,
-            max_outstanding_r2t: 1,
+            max_outstanding_r2t: 4,
             immediate_data: true,
             initial_r2t: false,
             command_window: 128,
@@ -260,7 +262,7 @@ pub mod seq;
 pub mod text;
 
 pub use connection::{
-    Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
+    Admission, Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
 };
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};

@@ -31,6 +31,15 @@ impl Connection {
                 self.closing = true;
             }
             LoginStep::Complete(mut b, data, outcome) => {
+                if let Some(Err((status, why))) = self.admission.as_ref().map(|a| a.admit(&outcome))
+                {
+                    tracing::info!(reason = %why, status, "login refused");
+                    super::admission::refuse(&mut b, status);
+                    self.stamp(&mut b, true);
+                    self.push(b, bytes::Bytes::new());
+                    self.closing = true;
+                    return Ok(());
+                }
                 self.stamp(&mut b, true);
                 self.push(b, data.into());
                 let window = self.config.limits.command_window.max(1);

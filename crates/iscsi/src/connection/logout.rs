@@ -2,7 +2,7 @@
 //! connection closes the session, and no state is kept for connection recovery.
 
 use super::Connection;
-use crate::header::{LogoutRequestHeader, LogoutResponseHeader};
+use crate::header::{AsyncMessageHeader, LogoutRequestHeader, LogoutResponseHeader};
 use crate::pdu::Pdu;
 use crate::Event;
 use bytes::Bytes;
@@ -20,7 +20,29 @@ mod response {
     pub const RECOVERY_NOT_SUPPORTED: u8 = 2;
 }
 
+/// AsyncEvent 1: the target requests a logout (RFC 7143 11.9.1).
+const ASYNC_LOGOUT_REQUEST: u8 = 1;
+
 impl Connection {
+    /// Asks the initiator to log out within `within_secs` seconds with an Asynchronous
+    /// Message (for an orderly shutdown). Returns false, sending nothing, when the
+    /// connection is not in full feature phase or is already closing.
+    pub fn request_logout(&mut self, within_secs: u16) -> bool {
+        if !matches!(self.phase, super::Phase::FullFeature(_)) || self.closing {
+            return false;
+        }
+        let mut b = AsyncMessageHeader {
+            event: ASYNC_LOGOUT_REQUEST,
+            parameter1: 0,
+            parameter2: 0,
+            parameter3: within_secs,
+        }
+        .bhs();
+        self.stamp(&mut b, true);
+        self.push(b, Bytes::new());
+        true
+    }
+
     pub(super) fn handle_logout(&mut self, pdu: Pdu) {
         let req = LogoutRequestHeader::parse(&pdu.bhs);
         let our_cid = self.session().info.cid;

@@ -3,6 +3,7 @@
 //! This module holds the connection itself (framing, CmdSN ordering, dispatch, sequence
 //! numbers on the way out); each PDU kind is handled in a module of its own.
 
+mod admission;
 mod command;
 mod data_in;
 mod data_out;
@@ -14,6 +15,7 @@ mod session;
 mod task_mgmt;
 mod text;
 
+pub use admission::Admission;
 pub use keepalive::Timers;
 pub use task_mgmt::{TaskFunction, TaskManagementRequest, TaskScope, TmfResponse};
 
@@ -86,6 +88,8 @@ pub struct Connection {
     peer: Option<core::net::IpAddr>,
     /// Timers, told the time by the driver.
     clock: keepalive::Clock,
+    /// Asked before a login enters full feature phase.
+    admission: Option<std::sync::Arc<dyn Admission>>,
 }
 
 fn proto(msg: impl Into<String>) -> ProtocolError {
@@ -137,6 +141,7 @@ impl Connection {
             closing: false,
             peer: None,
             clock: keepalive::Clock::default(),
+            admission: None,
         }
     }
 

@@ -166,6 +166,64 @@ fn write_with_unsolicited_data_then_r2ts() {
 }
 
 #[test]
+fn an_initiator_asking_for_several_outstanding_r2ts_gets_them_by_default() {
+    let mut i = Initiator::new(config());
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.extend(libiscsi_operational_keys());
+    for (k, v) in keys.iter_mut() {
+        match *k {
+            "MaxOutstandingR2T" => *v = "16".into(),
+            "MaxBurstLength" => *v = "65536".into(),
+            "FirstBurstLength" => *v = "65536".into(),
+            "InitialR2T" => *v = "Yes".into(),
+            _ => {}
+        }
+    }
+    let r = i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
+    assert!(r[0]
+        .text()
+        .contains(&("MaxOutstandingR2T".to_string(), "4".to_string())));
+    i.take_events();
+    // A 1 MiB write: four R2Ts of MaxBurstLength at once, the next as each completes.
+    let total: u32 = 1 << 20;
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        7,
+        total,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    let offsets: Vec<(u32, u32)> = r.iter().map(|p| (p.u32(40), p.u32(44))).collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 65536), (65536, 65536), (131072, 65536), (196608, 65536)]
+    );
+    let data = pattern(total as usize);
+    let mut open: Vec<(u32, u32)> = r.iter().map(|p| (p.ttt(), p.u32(40))).collect();
+    let mut sent = 0;
+    while let Some((ttt, off)) = (!open.is_empty()).then(|| open.remove(0)) {
+        let chunk = &data[off as usize..off as usize + 65536];
+        let more = i.send(&data_out(true, 7, ttt, 0, off, chunk));
+        sent += 1;
+        open.extend(
+            more.iter()
+                .filter(|p| p.opcode() == 0x31)
+                .map(|p| (p.ttt(), p.u32(40))),
+        );
+        assert!(open.len() <= 4);
+    }
+    assert_eq!(sent, 16);
+    match &i.take_events()[..] {
+        [Event::Command(c)] => assert_eq!(&c.data_out[..], &data[..]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn write_solicited_with_several_outstanding_r2ts() {
     let limits = Limits {
         max_burst_length: 8192,

@@ -1,6 +1,7 @@
 //! In-crate tests: known-answer PDUs, snapshots, and full sessions driven by an in-memory
 //! initiator.
 
+mod admission;
 mod chap_login;
 mod digests;
 mod errors;
@@ -9,5 +10,6 @@ mod initiator;
 mod kat;
 mod keepalive;
 mod login;
+mod logout_request;
 mod negotiation;
 mod write_budget;

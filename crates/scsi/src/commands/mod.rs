@@ -50,6 +50,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     caw::COMMANDS,
     cache::COMMANDS,
     provisioning::COMMANDS,
+    crate::reservations::COMMANDS,
 ];
 
 /// What a command's handler gets: the target, the logical unit and the command's data.
@@ -61,7 +62,6 @@ pub(crate) struct Ctx<'a> {
     /// The logical unit the command addresses.
     pub lu: &'a Lu,
     /// The I_T nexus the command came on.
-    #[allow(dead_code)]
     pub nexus: NexusId,
     /// Data-out bytes received with the command.
     pub data_out: Bytes,

@@ -162,8 +162,14 @@ impl ScsiCommand for RequestSense {
         })
     }
 
-    fn execute(self, _ctx: Ctx<'_>) -> Start {
-        done(request_sense(self.desc, self.alloc, None))
+    /// A pending unit attention is the sense reported, and is cleared (SPC-4 6.39).
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let ua = ctx.target.nexuses.take(ctx.nexus, ctx.lun);
+        done(request_sense(
+            self.desc,
+            self.alloc,
+            ua.map(crate::UnitAttention::sense),
+        ))
     }
 
     fn absent(self, _target: &ScsiTarget) -> Response {
@@ -172,7 +178,8 @@ impl ScsiCommand for RequestSense {
 }
 
 /// REQUEST SENSE (SPC-4 6.39). Sense is reported with the failing command (autosense), so
-/// there is no pending sense: NO SENSE, or the `pending` condition for an absent LUN.
+/// the only pending sense is a unit attention or, for an absent LUN, LOGICAL UNIT NOT
+/// SUPPORTED: `pending`, or NO SENSE.
 fn request_sense(desc: bool, alloc: u8, pending: Option<Sense>) -> Response {
     let sense = pending.unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL));
     let data = if desc {
