@@ -659,23 +659,38 @@ pub fn connected_peers(text: &str) -> usize {
 
 /// The bricks (`host:path`) that `gluster volume status <vol> --xml` reports online.
 pub fn online_bricks(xml: &str) -> Vec<String> {
-    let field = |node: &str, tag: &str| -> Option<String> {
-        let open = format!("<{tag}>");
-        let start = node.find(&open)? + open.len();
-        let end = node[start..].find(&format!("</{tag}>"))? + start;
-        Some(node[start..end].trim().to_string())
-    };
-    xml.split("<node>")
-        .skip(1)
+    brick_nodes(xml)
         .filter_map(|node| {
-            let node = node.split("</node>").next().unwrap_or(node);
-            let host = field(node, "hostname")?;
-            let path = field(node, "path")?;
-            // Daemons (self-heal) are listed as nodes too; bricks have absolute paths.
-            (path.starts_with('/') && field(node, "status")? == "1")
-                .then(|| format!("{host}:{path}"))
+            let host = xml_field(node, "hostname")?;
+            let path = xml_field(node, "path")?;
+            (xml_field(node, "status")? == "1").then(|| format!("{host}:{path}"))
         })
         .collect()
+}
+
+/// The process ids of the running bricks in `gluster volume status <vol> --xml`.
+pub fn brick_pids(xml: &str) -> Vec<u32> {
+    brick_nodes(xml)
+        .filter(|node| xml_field(node, "status").as_deref() == Some("1"))
+        .filter_map(|node| xml_field(node, "pid")?.parse().ok())
+        .collect()
+}
+
+/// The `<node>` elements of a volume status that are bricks: daemons (self-heal) are
+/// listed as nodes too, and bricks have absolute paths.
+fn brick_nodes(xml: &str) -> impl Iterator<Item = &str> {
+    xml.split("<node>").skip(1).filter_map(|node| {
+        let node = node.split("</node>").next().unwrap_or(node);
+        xml_field(node, "path")?.starts_with('/').then_some(node)
+    })
+}
+
+/// The text of the first `<tag>` in `node`.
+fn xml_field(node: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = node.find(&open)? + open.len();
+    let end = node[start..].find(&format!("</{tag}>"))? + start;
+    Some(node[start..end].trim().to_string())
 }
 
 fn fixture_containers() -> Result<Vec<String>> {
@@ -907,6 +922,12 @@ pub fn cluster_down() -> Result<()> {
 /// Stops node `i` (`docker stop`, 5 s grace): its bricks go away with a closed connection.
 pub fn node_stop(i: usize) -> Result<()> {
     docker(&["stop", "--time", "5", &node_name(i)]).map(drop)
+}
+
+/// Kills node `i` at once (`docker kill`, SIGKILL to everything in it): its bricks vanish
+/// mid-request, as when a server loses power.
+pub fn node_kill(i: usize) -> Result<()> {
+    docker(&["kill", &node_name(i)]).map(drop)
 }
 
 /// Starts node `i` again and waits until its glusterd answers (its bricks come back by
@@ -1174,6 +1195,20 @@ mod tests {
             <peerid>x</peerid><status>1</status></node>\
             </volume></volumes></volStatus></cliOutput>";
         assert_eq!(online_bricks(xml), ["172.30.77.10:/bricks/v"]);
+    }
+
+    #[test]
+    fn brick_pids_from_status_xml() {
+        // The shape gluster 10.3 prints (`gluster volume status v --xml`), shortened.
+        let xml = "<volume><volName>v</volName><nodeCount>3</nodeCount>\
+            <node><hostname>127.0.0.2</hostname><path>/srv/glfs-iscsi-bricks/v</path>\
+            <peerid>p</peerid><status>1</status><port>54320</port>\
+            <ports><tcp>54320</tcp><rdma>N/A</rdma></ports><pid>4242</pid></node>\
+            <node><hostname>127.0.0.3</hostname><path>/srv/b</path><peerid>q</peerid>\
+            <status>0</status><port>N/A</port><pid>-1</pid></node>\
+            <node><hostname>Self-heal Daemon</hostname><path>localhost</path>\
+            <peerid>p</peerid><status>1</status><port>N/A</port><pid>78</pid></node></volume>";
+        assert_eq!(brick_pids(xml), [4242]);
     }
 
     #[test]

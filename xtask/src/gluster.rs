@@ -62,12 +62,28 @@ fn ensure_installed() -> Result<()> {
     })
 }
 
+/// A command that runs `argv` with only stdin, stdout and stderr open. A daemon started
+/// by a task must not inherit the task's other descriptors: run under
+/// `flock /work/notes/gluster.lock cargo xtask ...`, glusterd (and the bricks it forks)
+/// kept flock's descriptor and with it the lock, for as long as it ran.
+pub fn without_inherited_fds(argv: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(
+            r#"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; exec "$@""#,
+        )
+        .arg("sh")
+        .args(argv);
+    cmd
+}
+
 /// Starts glusterd when it is not running and waits until its CLI answers.
 fn ensure_glusterd() -> Result<()> {
     if gluster(&["volume", "list"]).is_ok() {
         return Ok(());
     }
-    util::run(Command::new("glusterd").args([
+    util::run(&mut without_inherited_fds(&[
+        "glusterd",
         "-p",
         "/run/glusterd.pid",
         "--log-level",
@@ -115,4 +131,57 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
         host,
         brick,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_daemon_started_by_a_task_inherits_no_descriptor_but_the_standard_three() {
+        // A descriptor without close-on-exec, as flock(1) hands its lock to its command.
+        let dir = std::env::temp_dir().join(format!("xtask-fds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 7<"$0"; "$@""#)
+            .arg(dir.display().to_string())
+            .args(["ls", "/proc/self/fd"])
+            .output()
+            .unwrap();
+        let plain: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert!(
+            plain.contains(&"7".to_string()),
+            "the probe itself inherits: {plain:?}"
+        );
+
+        let cmd = without_inherited_fds(&["ls", "/proc/self/fd"]);
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 7<"$0"; shift; exec "$@""#)
+            .arg(dir.display().to_string())
+            .arg("--")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut text = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        child.wait().unwrap();
+        let fds: Vec<&str> = text.split_whitespace().collect();
+        // ls itself opens one descriptor to read the directory.
+        assert!(!fds.contains(&"7"), "inherited: {fds:?}");
+        assert!(fds.len() <= 4, "{fds:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

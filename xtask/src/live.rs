@@ -7,34 +7,80 @@
 use crate::offline::FOUNDATION_SUITES;
 use crate::target::{self, LunSetup, TargetProcess};
 use crate::util::{self, Checks};
-use crate::{docker, fake, gluster};
+use crate::{docker, fake, gluster, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
 
-fn live_volume(fixture: &str) -> Result<gluster::LiveVolume> {
+/// Where the live volume runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixture {
+    /// The 3-node replica in Docker containers.
+    Docker,
+    /// One brick on this machine's glusterd.
+    Native,
+}
+
+fn live_volume(fixture: &str) -> Result<(gluster::LiveVolume, Fixture)> {
+    let docker = || docker::cluster_up(3, VOLUME).map(|v| (v, Fixture::Docker));
+    let native = || gluster::native_volume(VOLUME).map(|v| (v, Fixture::Native));
     match fixture {
-        "docker" => docker::cluster_up(3, VOLUME),
-        "native" => gluster::native_volume(VOLUME),
-        "auto" => match docker::cluster_up(3, VOLUME) {
-            Ok(volume) => Ok(volume),
-            Err(err) => {
-                eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
-                gluster::native_volume(VOLUME)
-            }
-        },
+        "docker" => docker(),
+        "native" => native(),
+        "auto" => docker().or_else(|err| {
+            eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
+            // A half-made Docker cluster is not left behind.
+            let _ = docker::cluster_down();
+            native()
+        }),
         other => bail!("unknown fixture {other:?} (expected docker, native or auto)"),
     }
 }
 
-pub fn run(fixture: &str) -> Result<()> {
+/// Removes the Docker fixture when dropped (also on an early error), unless it is kept on
+/// purpose with `--keep-fixture`.
+struct Teardown {
+    fixture: Fixture,
+    keep: bool,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.fixture != Fixture::Docker {
+            return;
+        }
+        if self.keep {
+            eprintln!(
+                "docker fixture kept running (--keep-fixture); remove it with `cargo xtask fixture-down`"
+            );
+            return;
+        }
+        match docker::cluster_down() {
+            Ok(()) => eprintln!("docker fixture removed (containers, brick volumes, network)"),
+            Err(err) => eprintln!(
+                "could not remove the docker fixture ({err:#}); try `cargo xtask fixture-down`"
+            ),
+        }
+    }
+}
+
+pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[String]) -> Result<()> {
     let mut checks = Checks::default();
-    let volume = live_volume(fixture)?;
+    let (volume, kind) = live_volume(fixture)?;
+    let _teardown = Teardown {
+        fixture: kind,
+        keep: keep_fixture,
+    };
     eprintln!(
         "live volume: {} (brick {})",
         volume.spec(),
         volume.brick.display()
     );
+    if scenarios_only {
+        let binary = util::build_target_binary()?;
+        scenarios(&volume, kind, &binary, &mut checks, only);
+        return checks.finish("gluster");
+    }
     let fake_lib = fake::build()?;
 
     let mut tests = util::cargo();
@@ -89,5 +135,55 @@ pub fn run(fixture: &str) -> Result<()> {
         target::check_bytes_landed(&target),
     );
     checks.record("target stops cleanly on SIGTERM", target.stop());
+
+    scenarios(&volume, kind, &binary, &mut checks, only);
     checks.finish("gluster")
+}
+
+/// The reliability scenarios, their table printed and kept in
+/// `<target>/reliability/latest.md`.
+fn scenarios(
+    volume: &gluster::LiveVolume,
+    kind: Fixture,
+    binary: &std::path::Path,
+    checks: &mut Checks,
+    only: &[String],
+) {
+    match reliability::build_load() {
+        Ok(load) => {
+            let env = reliability::Env {
+                volume,
+                fixture: kind,
+                binary: binary.to_path_buf(),
+                load,
+            };
+            let rows = reliability::run_all(&env, checks, only);
+            let table = format!(
+                "{}\n\n{}",
+                reliability::header(),
+                reliability::render(&rows)
+            );
+            eprintln!("\nreliability scenarios ({kind:?} fixture):\n{table}");
+            let path = util::target_dir().join("reliability").join("latest.md");
+            let written = std::fs::create_dir_all(util::target_dir().join("reliability"))
+                .and_then(|()| std::fs::write(&path, &table));
+            if let Err(e) = written {
+                eprintln!("cannot write {}: {e}", path.display());
+            } else {
+                eprintln!("table written to {}", path.display());
+            }
+        }
+        Err(e) => checks.record("build iscsi-load for the reliability scenarios", Err(e)),
+    }
+}
+
+/// `cargo xtask soak`: the long verified load on a live volume (the Docker fixture is
+/// removed at the end).
+pub fn soak(opts: &crate::soak::SoakOptions) -> Result<()> {
+    let (volume, kind) = live_volume(&opts.fixture)?;
+    let _teardown = Teardown {
+        fixture: kind,
+        keep: false,
+    };
+    crate::soak::run(opts, &volume)
 }

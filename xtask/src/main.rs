@@ -9,6 +9,8 @@ mod fake;
 mod gluster;
 mod live;
 mod offline;
+mod reliability;
+mod soak;
 mod target;
 mod tidy;
 mod util;
@@ -36,7 +38,25 @@ enum Task {
         /// brick on this machine's glusterd) or auto (docker, else native).
         #[arg(long, default_value = "auto")]
         fixture: String,
+        /// Leave the Docker fixture's containers running at the end (for reuse by the next
+        /// run, which finds and reuses them); by default they are removed. Remove kept ones
+        /// with `cargo xtask fixture-down`.
+        #[arg(long)]
+        keep_fixture: bool,
+        /// Run only the reliability scenarios (fault injection under verified load), not
+        /// the live tests and iscsi-test-cu suites before them.
+        #[arg(long)]
+        scenarios_only: bool,
+        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash.
+        #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
+        scenarios: Vec<String>,
     },
+    /// Many verified sessions (default 64 at QD32) on a live glfs LUN for N minutes: 0
+    /// errors, the target's memory curve, no thread or descriptor growth (not in CI).
+    Soak(soak::SoakOptions),
+    /// Remove the Docker Gluster fixture: its containers, their brick volumes and its network
+    /// (the engine keeps running).
+    FixtureDown,
     /// Bring up the 3-node Gluster fixture in Docker and print its timings (then tear down).
     FixtureSmoke,
     /// Run every iscsi-test-cu SCSI.* and iSCSI.* suite against the target on each backend
@@ -75,7 +95,14 @@ fn main() -> anyhow::Result<()> {
             println!("{}", path.display());
         }
         Task::TestOffline => offline::run()?,
-        Task::TestGluster { fixture } => live::run(&fixture)?,
+        Task::TestGluster {
+            fixture,
+            keep_fixture,
+            scenarios_only,
+            scenarios,
+        } => live::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
+        Task::FixtureDown => docker::cluster_down()?,
+        Task::Soak(opts) => live::soak(&opts)?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
                 println!("{step}: {took:.1?}");

@@ -33,7 +33,8 @@ pub const FOUNDATION_SUITES: &[&str] = &[
 /// The nextest filter of the workspace tests that start tgtd (the same expression puts
 /// them in the `external-daemons` group in .config/nextest.toml).
 pub const TGTD_TESTS: &str = "binary_id(testkit::tgt_roundtrip) | \
-     binary_id(iscsi-load::against_tgtd) | binary_id(libiscsi-sys::async_api) | \
+     binary_id(iscsi-load::against_tgtd) | binary_id(iscsi-load::verify_tgtd) | \
+     binary_id(libiscsi-sys::async_api) | \
      (binary_id(testkit) & \
      test(=tgtd::tests::started_tgtd_gets_the_environment_and_its_socket_goes_on_drop)) | \
      (package(xtask) & test(/_drop_in$/))";

@@ -137,6 +137,11 @@ impl TargetProcess {
         self.portal
     }
 
+    /// The target's process id (for its /proc entries), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn url(&self) -> String {
         format!("iscsi://{}/{TARGET_IQN}/0", self.portal)
     }

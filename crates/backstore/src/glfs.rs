@@ -17,9 +17,18 @@
 //!   100 ms, doubling to 5 s, and each one is logged. A `glfs_init` that hangs is
 //!   abandoned after the timeout and left to finish on its helper thread; at most two such
 //!   attempts run at once.
-//! * While a store has no file, its requests fail at once with `NotConnected`; nothing is
-//!   queued. When the new file is ready it is swapped in under a lock held only to clone
-//!   an `Arc` on the I/O path.
+//! * While a store has no file, its requests are *held* (bsopt `hold=SECS`, default 15 s,
+//!   below the 30 s after which initiators give up on a command): they wait in a bounded
+//!   queue ([`MAX_HELD`] requests, [`MAX_HELD_BYTES`] of write data) and go to the new file
+//!   as soon as the reconnect publishes it, so an outage shorter than the hold costs
+//!   latency, not errors. A request that fails with a connection-class errno on the lost
+//!   handle is held the same way (its buffer is still owned by the request). A request
+//!   still held when its hold (counted from its first submission) runs out, or that finds
+//!   the queue full, fails with `NotConnected`, which initiators retry; with `hold=0`
+//!   every request fails at once, as before. While requests are held the reconnect loop
+//!   backs off at most [`HOLD_BACKOFF_MAX`], so recovery follows the outage closely.
+//!   When the new file is ready it is swapped in under a lock held only to clone an `Arc`
+//!   on the I/O path.
 //! * Requests already in flight on the old handle finish normally; their buffers and the
 //!   old file stay owned by the request until its callback. The old `glfs_t` is dropped
 //!   (`glfs_close`, `glfs_fini`, which can take seconds) on a thread of its own, never on
@@ -29,7 +38,7 @@
 
 use bytes::Bytes;
 use gfapi::{File, Gfapi, IoError, Server, Volume};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -49,6 +58,12 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most abandoned (hung) `glfs_init` attempts of one mount alive at once.
 const MAX_HUNG_ATTEMPTS: usize = 2;
+/// Longest wait between reconnect attempts while requests are held.
+pub const HOLD_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Most requests one store holds during an outage (64 sessions at queue depth 32 fit).
+pub const MAX_HELD: usize = 4096;
+/// Most write data one store holds during an outage.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -180,6 +195,8 @@ pub(crate) struct Mount {
     changed: Condvar,
     /// Abandoned `glfs_init` attempts still running.
     hung: Arc<AtomicUsize>,
+    /// Requests held by the stores on this mount (the reconnect loop hurries while any is).
+    held: AtomicUsize,
 }
 
 struct MountState {
@@ -213,9 +230,161 @@ struct Link {
     path: String,
     /// `None` while disconnected. The lock is held only to clone or replace the handle.
     current: RwLock<Option<Handle>>,
+    /// How long a request may wait for a reconnect (zero: not at all).
+    hold: Duration,
+    /// Requests waiting for a reconnect. Lock order: `held`, then `current`.
+    held: Mutex<Held>,
+    /// Wakes the expiry thread when the queue changes.
+    held_changed: Condvar,
+}
+
+/// A request waiting for the store's file to come back.
+struct HeldRequest {
+    req: IoRequest,
+    done: Completion,
+    /// When it stops waiting and fails with `NotConnected`.
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct Held {
+    queue: VecDeque<HeldRequest>,
+    /// Write data in `queue`.
+    bytes: usize,
+    /// An expiry thread is watching `queue`.
+    watched: bool,
+}
+
+fn request_bytes(req: &IoRequest) -> usize {
+    match req {
+        IoRequest::Write { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
+fn not_connected(req: &IoRequest) -> StoreError {
+    StoreError::from_errno(req.op(), libc::ENOTCONN)
 }
 
 impl Link {
+    fn new(mount: &Arc<Mount>, path: String, hold: Duration) -> Link {
+        Link {
+            mount: mount.clone(),
+            path,
+            current: RwLock::new(None),
+            hold,
+            held: Mutex::new(Held::default()),
+            held_changed: Condvar::new(),
+        }
+    }
+
+    /// Makes `h` the store's file and sends every held request to it.
+    fn publish(self: &Arc<Self>, h: Handle) {
+        let waiting = {
+            let mut held = lock(&self.held);
+            self.set(Some(h.clone()));
+            held.bytes = 0;
+            let waiting = std::mem::take(&mut held.queue);
+            self.mount.held.fetch_sub(waiting.len(), Ordering::SeqCst);
+            self.held_changed.notify_all();
+            waiting
+        };
+        if !waiting.is_empty() {
+            tracing::info!(
+                path = %self.path,
+                requests = waiting.len(),
+                "reconnected: resuming held requests"
+            );
+        }
+        for w in waiting {
+            start_io(self, h.clone(), w.req, w.done, w.deadline);
+        }
+    }
+
+    /// Holds `req` until the file is back or `deadline`; sends it at once when the file is
+    /// already back, fails it when the hold is over or the queue is full.
+    fn hold(self: &Arc<Self>, req: IoRequest, done: Completion, deadline: Instant) {
+        let mut held = lock(&self.held);
+        if let Some(h) = self.handle() {
+            drop(held);
+            return start_io(self, h, req, done, deadline);
+        }
+        let bytes = request_bytes(&req);
+        if Instant::now() >= deadline
+            || held.queue.len() >= MAX_HELD
+            || held.bytes + bytes > MAX_HELD_BYTES
+        {
+            drop(held);
+            return done.complete(Err(not_connected(&req)));
+        }
+        held.queue.push_back(HeldRequest {
+            req,
+            done,
+            deadline,
+        });
+        held.bytes += bytes;
+        self.mount.held.fetch_add(1, Ordering::SeqCst);
+        if held.watched {
+            self.held_changed.notify_all();
+            return;
+        }
+        held.watched = true;
+        drop(held);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("glfs-hold".into())
+            .spawn(move || me.expire_loop());
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the thread that ends held requests: {e}");
+            // Without it nothing would end them on time: fail them now.
+            let mut held = lock(&self.held);
+            held.watched = false;
+            let failed = self.take_expired(&mut held, None);
+            drop(held);
+            finish_expired(failed);
+        }
+    }
+
+    /// Removes the held requests whose deadline is before `now` (all of them for `None`).
+    fn take_expired(&self, held: &mut Held, now: Option<Instant>) -> Vec<HeldRequest> {
+        let (expired, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut held.queue)
+            .into_iter()
+            .partition(|w| now.is_none_or(|now| w.deadline <= now));
+        held.queue = kept;
+        held.bytes = held.queue.iter().map(|w| request_bytes(&w.req)).sum();
+        self.mount.held.fetch_sub(expired.len(), Ordering::SeqCst);
+        expired.into()
+    }
+
+    /// Fails held requests as their holds run out; ends when none is left.
+    fn expire_loop(self: Arc<Self>) {
+        let mut held = lock(&self.held);
+        loop {
+            let failed = self.take_expired(&mut held, Some(Instant::now()));
+            if !failed.is_empty() {
+                drop(held);
+                tracing::warn!(
+                    path = %self.path,
+                    requests = failed.len(),
+                    "still not reconnected after the hold time: failing held requests"
+                );
+                finish_expired(failed);
+                held = lock(&self.held);
+                continue;
+            }
+            let Some(next) = held.queue.iter().map(|w| w.deadline).min() else {
+                held.watched = false;
+                return;
+            };
+            let wait = next.saturating_duration_since(Instant::now());
+            held = self
+                .held_changed
+                .wait_timeout(held, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     fn handle(&self) -> Option<Handle> {
         self.current
             .read()
@@ -280,6 +449,7 @@ impl Mount {
             }),
             changed: Condvar::new(),
             hung,
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -364,7 +534,11 @@ impl Mount {
     fn reconnect_loop(self: Arc<Self>) {
         let volume = self.params.volume.clone();
         let mut delay = BACKOFF_START;
+        let me = self.clone();
         let mut backoff = |what: &dyn std::fmt::Display| {
+            if me.held.load(Ordering::SeqCst) > 0 {
+                delay = delay.min(HOLD_BACKOFF_MAX);
+            }
             tracing::warn!(volume = %volume, "reconnect: {what}; next try in {delay:?}");
             std::thread::sleep(delay);
             delay = (delay * 2).min(BACKOFF_MAX);
@@ -473,7 +647,7 @@ impl Mount {
                 }
                 let generation = st.generation;
                 for (link, file) in opened {
-                    link.set(Some(Handle { file, generation }));
+                    link.publish(Handle { file, generation });
                     let_go(link);
                 }
                 self.changed.notify_all();
@@ -481,6 +655,86 @@ impl Mount {
             if let Some(f) = failure {
                 backoff(&f);
             }
+        }
+    }
+}
+
+fn finish_expired(failed: Vec<HeldRequest>) {
+    for w in failed {
+        let e = not_connected(&w.req);
+        w.done.complete(Err(e));
+    }
+}
+
+/// Sends `req` to `h`'s file. A connection-class failure reports the lost connection (and
+/// so starts the reconnect) and, while `deadline` is ahead, holds the request again instead
+/// of failing it.
+fn start_io(link: &Arc<Link>, h: Handle, req: IoRequest, done: Completion, deadline: Instant) {
+    let Handle { file, generation } = h;
+    let weak = Arc::downgrade(link);
+    // A second owner of the request's buffer (a reference count, not a copy) so that it
+    // can be sent again after a reconnect; only kept when holding is on.
+    let retry = (!link.hold.is_zero()).then(|| req.clone());
+    let done = Completion::new(move |r: store_api::IoResult| {
+        if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
+            if let Some(link) = weak.upgrade() {
+                link.mount.lost(generation);
+                match retry {
+                    Some(req) if Instant::now() < deadline => {
+                        link.hold(req, done, deadline);
+                    }
+                    _ => done.complete(r),
+                }
+                // Never close files or finish mounts on gfapi's callback thread.
+                let_go(link);
+                return;
+            }
+        }
+        done.complete(r)
+    });
+    submit_to(file, req, done);
+}
+
+/// Sends `req` to `file`; `done` gets the result.
+fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
+    match req {
+        IoRequest::Read { offset, len } => file.pread_async(offset, len as usize, move |r| {
+            done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
+        }),
+        IoRequest::Write { offset, data, fua } => {
+            let f = file.clone();
+            file.pwrite_async(offset, data, move |r| match r {
+                Ok(()) if fua => f.fdatasync_async(move |r| {
+                    done.complete(
+                        r.map(|()| IoReply::Done)
+                            .map_err(|e| store_error(Op::Write, e)),
+                    )
+                }),
+                r => done.complete(
+                    r.map(|()| IoReply::Done)
+                        .map_err(|e| store_error(Op::Write, e)),
+                ),
+            })
+        }
+        IoRequest::Flush => file.fdatasync_async(move |r| {
+            done.complete(
+                r.map(|()| IoReply::Done)
+                    .map_err(|e| store_error(Op::Flush, e)),
+            )
+        }),
+        IoRequest::Discard { offset, len } => {
+            if len == 0 {
+                return done.complete(Ok(IoReply::Done));
+            }
+            let cb = zero_fallback(file.clone(), Op::Discard, offset, len, done);
+            file.discard_async(offset, len, cb)
+        }
+        IoRequest::WriteZeroes { offset, len } => {
+            if len == 0 {
+                return done.complete(Ok(IoReply::Done));
+            }
+            let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
+            file.zerofill_async(offset, len, cb)
         }
     }
 }
@@ -510,26 +764,25 @@ impl GlfsStore {
             timeout: Duration::from_secs(60),
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));
-        GlfsStore::attach(&mount, file, 0, geometry, description)
+        let hold = Duration::from_secs(crate::spec::DEFAULT_HOLD_SECS);
+        GlfsStore::attach(&mount, file, 0, geometry, description, hold)
     }
 
-    /// Serves `file`, opened on generation `generation` of `mount`.
+    /// Serves `file`, opened on generation `generation` of `mount`; requests wait up to
+    /// `hold` for a reconnect.
     pub(crate) fn attach(
         mount: &Arc<Mount>,
         file: Arc<File>,
         generation: u64,
         geometry: Geometry,
         description: String,
+        hold: Duration,
     ) -> GlfsStore {
-        let link = Arc::new(Link {
-            mount: mount.clone(),
-            path: file.path().to_string(),
-            current: RwLock::new(None),
-        });
+        let link = Arc::new(Link::new(mount, file.path().to_string(), hold));
         let mut st = lock(&mount.state);
         st.links.push(Arc::downgrade(&link));
         if st.vol.is_some() && st.generation == generation {
-            link.set(Some(Handle { file, generation }));
+            link.publish(Handle { file, generation });
         } else {
             // The mount was replaced while the file was being opened: the reconnect
             // opens it again on the new volume.
@@ -566,20 +819,9 @@ impl GlfsStore {
         self.link.mount.attempts()
     }
 
-    /// Wraps `done` so that a connection-class failure reports the lost connection (and
-    /// so starts the reconnect) before the caller sees it.
-    fn watch(&self, generation: u64, done: Completion) -> Completion {
-        let link = Arc::downgrade(&self.link);
-        Completion::new(move |r: store_api::IoResult| {
-            if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
-                if let Some(link) = link.upgrade() {
-                    link.mount.lost(generation);
-                    // Never close files or finish mounts on gfapi's callback thread.
-                    let_go(link);
-                }
-            }
-            done.complete(r)
-        })
+    /// Requests waiting for a reconnect right now.
+    pub fn held_requests(&self) -> usize {
+        lock(&self.link.held).queue.len()
     }
 }
 
@@ -642,50 +884,11 @@ impl BlockStore for GlfsStore {
         if let Err(e) = check_range(self.geometry, &req) {
             return done.complete(Err(e));
         }
-        let Some(Handle { file, generation }) = self.link.handle() else {
-            // Reconnecting: fail fast, queue nothing.
-            return done.complete(Err(StoreError::from_errno(req.op(), libc::ENOTCONN)));
-        };
-        let done = self.watch(generation, done);
-        match req {
-            IoRequest::Read { offset, len } => file.pread_async(offset, len as usize, move |r| {
-                done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
-            }),
-            IoRequest::Write { offset, data, fua } => {
-                let f = file.clone();
-                file.pwrite_async(offset, data, move |r| match r {
-                    Ok(()) if fua => f.fdatasync_async(move |r| {
-                        done.complete(
-                            r.map(|()| IoReply::Done)
-                                .map_err(|e| store_error(Op::Write, e)),
-                        )
-                    }),
-                    r => done.complete(
-                        r.map(|()| IoReply::Done)
-                            .map_err(|e| store_error(Op::Write, e)),
-                    ),
-                })
-            }
-            IoRequest::Flush => file.fdatasync_async(move |r| {
-                done.complete(
-                    r.map(|()| IoReply::Done)
-                        .map_err(|e| store_error(Op::Flush, e)),
-                )
-            }),
-            IoRequest::Discard { offset, len } => {
-                if len == 0 {
-                    return done.complete(Ok(IoReply::Done));
-                }
-                let cb = zero_fallback(file.clone(), Op::Discard, offset, len, done);
-                file.discard_async(offset, len, cb)
-            }
-            IoRequest::WriteZeroes { offset, len } => {
-                if len == 0 {
-                    return done.complete(Ok(IoReply::Done));
-                }
-                let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
-                file.zerofill_async(offset, len, cb)
-            }
+        let deadline = Instant::now() + self.link.hold;
+        match self.link.handle() {
+            Some(h) => start_io(&self.link, h, req, done, deadline),
+            // Reconnecting: wait for it (or, with no hold time, fail at once).
+            None => self.link.hold(req, done, deadline),
         }
     }
 

@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -16,9 +16,10 @@
 //! * `glfs`: IPv6 hosts go in brackets (`vol@[fe80::1],host2:disk`). libgfapi is loaded from
 //!   [`StoreOptions::gfapi_library`], else from the path in the environment variable
 //!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Mounts are shared:
-//!   LUNs on the same volume and servers use one `glfs_t`. A lost connection fails requests
-//!   with `NotConnected` while one background loop mounts the volume again for all its
-//!   LUNs and reopens their files (see [`GlfsStore`] and [`open_glfs_store`]).
+//!   LUNs on the same volume and servers use one `glfs_t`. A lost connection holds requests
+//!   (up to `hold=S` seconds, default 15; then they fail with `NotConnected`) while one
+//!   background loop mounts the volume again for all its LUNs and reopens their files (see
+//!   [`GlfsStore`] and [`open_glfs_store`]).
 
 mod file;
 mod glfs;
@@ -26,7 +27,7 @@ mod memory;
 pub mod spec;
 
 pub use file::FileStore;
-pub use glfs::{ConnectionState, GlfsStore};
+pub use glfs::{ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES};
 pub use memory::MemoryStore;
 
 use spec::{parse_size, split_options, GlfsOptions, GlfsSpec};
@@ -306,6 +307,11 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
     drop(vol);
     let geometry = geometry(&what, size, block_size)?;
     Ok(Arc::new(GlfsStore::attach(
-        &mount, file, generation, geometry, what,
+        &mount,
+        file,
+        generation,
+        geometry,
+        what,
+        std::time::Duration::from_secs(gopts.hold_secs),
     )))
 }

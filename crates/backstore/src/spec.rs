@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -131,7 +131,15 @@ pub struct GlfsOptions {
     /// to an io-threads worker costs a thread wake-up per request (volumes with one brick
     /// get the translator by default; replicated ones do not).
     pub client_io_threads: bool,
+    /// Seconds a request waits for the store to reconnect when the volume's connection is
+    /// lost (`hold=SECS`, 0 = fail at once with `NotConnected`); default
+    /// [`DEFAULT_HOLD_SECS`], below the 30 s after which initiators give up on a command,
+    /// so a short outage costs latency, not errors.
+    pub hold_secs: u64,
 }
+
+/// Default of [`GlfsOptions::hold_secs`].
+pub const DEFAULT_HOLD_SECS: u64 = 15;
 
 impl Default for GlfsOptions {
     fn default() -> Self {
@@ -142,6 +150,7 @@ impl Default for GlfsOptions {
             port: 0,
             timeout_secs: 60,
             client_io_threads: false,
+            hold_secs: DEFAULT_HOLD_SECS,
         }
     }
 }
@@ -221,11 +230,22 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "hold" => {
+                    o.hold_secs = match value.parse::<u64>() {
+                        Ok(n @ 0..=3600) => n,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("hold {value:?} is not a number of seconds from 0 to 3600"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
                         ),
                     ))
                 }

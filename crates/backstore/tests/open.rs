@@ -70,8 +70,11 @@ fn glfs_options_parse_all_keys() {
             port: 24008,
             timeout_secs: 5,
             client_io_threads: true,
+            hold_secs: 15,
         }
     );
+    assert_eq!(GlfsOptions::parse("hold=0").unwrap().hold_secs, 0);
+    assert_eq!(GlfsOptions::parse("hold=20").unwrap().hold_secs, 20);
     assert_eq!(GlfsOptions::parse("").unwrap(), GlfsOptions::default());
     assert_eq!(GlfsOptions::default().loglevel, 5);
     assert!(!GlfsOptions::default().client_io_threads);
@@ -80,9 +83,11 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
+#[case::hold_not_a_number("hold=soon", "hold \"soon\" is not a number of seconds from 0 to 3600")]
+#[case::hold_too_long("hold=3601", "hold \"3601\" is not a number of seconds from 0 to 3600")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
 #[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
 #[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
@@ -196,7 +201,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout or client-io-threads)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -3,6 +3,9 @@
 //! resumes by itself. Runs on the fake libgfapi (`cargo xtask build-fake`) with its
 //! `disconnect` and `hang` fault rules.
 //!
+//! The tests of fail-fast behaviour open their stores with `hold=0`; the `held_*` tests
+//! check the default, where requests wait (bounded) for the reconnect.
+//!
 //! The fake counts `glfs_init` calls for us: with `loglevel=7` every mount logs
 //! "volume mounted from", and every init a fault rule hits logs "fault injected on init".
 
@@ -160,7 +163,7 @@ fn disconnect_io(vol: &str) -> FaultRule {
 #[test]
 fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
     let env = Env::new();
-    let s = env.open("r1", "lun.img", "");
+    let s = env.open("r1", "lun.img", "hold=0");
     assert_eq!(s.connection_state(), ConnectionState::Connected);
     assert_eq!(s.generation(), 0);
     let before = pattern(8192, 1);
@@ -214,7 +217,7 @@ fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
 #[test]
 fn while_down_requests_fail_fast_and_one_loop_reconnects() {
     let env = Env::new();
-    let s = env.open("r2", "lun.img", "");
+    let s = env.open("r2", "lun.img", "hold=0");
     write(&*s, 0, &pattern(4096, 3));
     env.root
         .set_rules(&[FaultRule::any().volume("r2").disconnect()]);
@@ -281,7 +284,7 @@ fn while_down_requests_fail_fast_and_one_loop_reconnects() {
 fn hung_glfs_init_does_not_block_submitters() {
     let env = Env::new();
     // A 1 s mount timeout, so the loop gives up on hung attempts during the test.
-    let s = env.open("r3", "lun.img", "timeout=1");
+    let s = env.open("r3", "lun.img", "timeout=1;hold=0");
     write(&*s, 0, &pattern(4096, 4));
     env.root.set_rules(&[
         disconnect_io("r3"),
@@ -332,8 +335,8 @@ fn hung_glfs_init_does_not_block_submitters() {
 #[test]
 fn stores_on_one_volume_share_one_reconnect() {
     let env = Env::new();
-    let a = env.open("r4", "a.img", "");
-    let b = env.open("r4", "b.img", "");
+    let a = env.open("r4", "a.img", "hold=0");
+    let b = env.open("r4", "b.img", "hold=0");
     assert_eq!(env.mounts(), 1, "LUNs on one volume share its glfs_t");
     write(&*a, 0, &pattern(4096, 6));
     write(&*b, 0, &pattern(4096, 7));
@@ -369,7 +372,7 @@ fn stores_on_one_volume_share_one_reconnect() {
     assert_eq!(read(&*b, 0, 4096), pattern(4096, 7));
 
     // A third LUN opened now joins the new mount rather than making another.
-    let c = env.open("r4", "c.img", "");
+    let c = env.open("r4", "c.img", "hold=0");
     assert_eq!((c.generation(), env.mounts()), (1, 2));
     write(&*c, 0, &pattern(512, 8));
     assert_eq!(read(&*c, 0, 512), pattern(512, 8));
@@ -378,7 +381,7 @@ fn stores_on_one_volume_share_one_reconnect() {
 #[test]
 fn requests_in_flight_on_the_lost_handle_complete_normally() {
     let env = Env::new();
-    let s = env.open("r5", "lun.img", "");
+    let s = env.open("r5", "lun.img", "hold=0");
     // Writes take 500 ms; the first read drops the connection.
     env.root.set_rules(&[
         FaultRule::on(&["write"]).volume("r5").delay_ms(500),
@@ -412,4 +415,150 @@ fn requests_in_flight_on_the_lost_handle_complete_normally() {
     });
     assert_eq!(s.generation(), 1);
     assert_eq!(read(&*s, 65536, 8192), data);
+}
+
+/// Submits without waiting; the receiver gets the result.
+fn submit(store: &dyn BlockStore, req: IoRequest) -> mpsc::Receiver<IoResult> {
+    let (tx, rx) = mpsc::channel();
+    store.submit(req, Completion::new(move |r| tx.send(r).unwrap()));
+    rx
+}
+
+#[track_caller]
+fn wait_result(rx: &mpsc::Receiver<IoResult>) -> IoResult {
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("completion not called within 30 s")
+}
+
+#[test]
+fn held_requests_survive_a_short_outage_without_errors() {
+    let env = Env::new();
+    let s = env.open("h1", "lun.img", "hold=30");
+    let before = pattern(8192, 11);
+    write(&*s, 0, &before);
+
+    // The volume goes away: the first request finds the connection lost on its way.
+    env.root
+        .set_rules(&[FaultRule::any().volume("h1").disconnect()]);
+    let lost_on_the_wire = submit(&*s, write_req(8192, &pattern(4096, 12)));
+    wait_for(
+        Duration::from_secs(10),
+        "the store noticing the outage",
+        || s.connection_state() == ConnectionState::Reconnecting,
+    );
+    // Requests submitted during the outage wait instead of failing.
+    let mut pending = vec![(lost_on_the_wire, None)];
+    for i in 0..16u64 {
+        let data = pattern(4096, 20 + i as u8);
+        pending.push((
+            submit(&*s, write_req(65536 + i * 4096, &data)),
+            Some((65536 + i * 4096, data)),
+        ));
+    }
+    let flush = submit(&*s, IoRequest::Flush);
+    let read = submit(
+        &*s,
+        IoRequest::Read {
+            offset: 0,
+            len: 8192,
+        },
+    );
+    wait_for(Duration::from_secs(10), "failed reconnect attempts", || {
+        env.faulted_inits() >= 2
+    });
+    assert!(s.held_requests() >= 18, "{} held", s.held_requests());
+    for (rx, _) in &pending {
+        assert!(
+            rx.try_recv().is_err(),
+            "a request finished during the outage"
+        );
+    }
+
+    // The volume is back: every held request completes, without an error.
+    env.root.clear();
+    for (rx, _) in &pending {
+        assert_eq!(wait_result(rx), Ok(IoReply::Done));
+    }
+    assert_eq!(wait_result(&flush), Ok(IoReply::Done));
+    assert_eq!(wait_result(&read), Ok(IoReply::Data(before.clone().into())));
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
+    assert_eq!(s.held_requests(), 0);
+    assert_eq!(read_back(&*s, 8192, 4096), pattern(4096, 12));
+    for (_, written) in pending {
+        if let Some((offset, data)) = written {
+            assert_eq!(read_back(&*s, offset, 4096), data);
+        }
+    }
+}
+
+fn read_back(store: &dyn BlockStore, offset: u64, len: u32) -> Vec<u8> {
+    read(store, offset, len)
+}
+
+#[test]
+fn held_requests_fail_retryably_when_the_outage_outlasts_the_hold_then_recover() {
+    let env = Env::new();
+    let s = env.open("h2", "lun.img", "hold=1");
+    write(&*s, 0, &pattern(4096, 13));
+    env.root
+        .set_rules(&[FaultRule::any().volume("h2").disconnect()]);
+    // Each request waits its hold out, then gets the retryable lost-connection error.
+    let rxs: Vec<_> = (0..8)
+        .map(|i| submit(&*s, write_req(4096 * i, &[i as u8; 4096])))
+        .collect();
+    for rx in &rxs {
+        assert_not_connected(wait_result(rx), Op::Write);
+    }
+    assert_eq!(s.held_requests(), 0);
+    assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
+    // The store keeps trying by itself and serves again once the volume is back.
+    env.root.clear();
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
+    assert_eq!(read(&*s, 0, 4096), pattern(4096, 13));
+    write(&*s, 4096, &pattern(4096, 14));
+    assert_eq!(read(&*s, 4096, 4096), pattern(4096, 14));
+}
+
+#[test]
+fn the_hold_queue_is_bounded() {
+    let env = Env::new();
+    let s = env.open("h3", "lun.img", "hold=60");
+    env.root
+        .set_rules(&[FaultRule::any().volume("h3").disconnect()]);
+    // The first request finds the connection lost and is held.
+    let first = submit(
+        &*s,
+        IoRequest::Read {
+            offset: 0,
+            len: 512,
+        },
+    );
+    wait_for(Duration::from_secs(10), "the first request held", || {
+        s.held_requests() == 1
+    });
+    let over = 5;
+    let rxs: Vec<_> = (0..backstore::MAX_HELD - 1 + over)
+        .map(|_| {
+            submit(
+                &*s,
+                IoRequest::Read {
+                    offset: 0,
+                    len: 512,
+                },
+            )
+        })
+        .collect();
+    // Those beyond the bound were refused at once, with the retryable error.
+    let refused: Vec<_> = rxs.iter().filter_map(|rx| rx.try_recv().ok()).collect();
+    assert_eq!(refused.len(), over);
+    for r in refused {
+        assert_not_connected(r, Op::Read);
+    }
+    assert_eq!(s.held_requests(), backstore::MAX_HELD);
+    env.root.clear();
+    for rx in std::iter::once(&first).chain(&rxs[..backstore::MAX_HELD - 1]) {
+        assert!(matches!(wait_result(rx), Ok(IoReply::Data(d)) if d.len() == 512));
+    }
 }

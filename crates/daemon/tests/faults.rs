@@ -88,12 +88,61 @@ fn enospc_is_data_protect_space_allocation_failed() {
 #[test]
 fn lost_connection_is_not_ready_becoming_ready() {
     let root = FakeRoot::new();
-    let target = glfs_target(&root, &[]);
+    // No hold time: a lost connection is answered at once.
+    let target = glfs_target(&root, &["--bsopts", "hold=0"]);
     let mut init = target.connect();
     root.set_rules(&[FaultRule::on(&["read"]).errno("ENOTCONN")]);
     let err = init.read16(0, 1, BLOCK).unwrap_err();
     // NOT READY, LOGICAL UNIT IS IN PROCESS OF BECOMING READY (04h/01h): retried by initiators
     assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));
+}
+
+#[test]
+fn an_outage_shorter_than_the_hold_time_is_only_latency() {
+    let root = FakeRoot::new();
+    // The default hold time (15 s) covers the outage below.
+    let target = glfs_target(&root, &[]);
+    let mut init = target.connect();
+    init.write10(8, &pattern(6, 512), BLOCK).unwrap();
+    // The volume drops every connection (mounts included) for about 2 s.
+    root.set_rules(&[FaultRule::any().volume(VOLUME).disconnect()]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            root.clear();
+        });
+        // Commands issued during the outage wait and then succeed: no CHECK CONDITION.
+        init.write10(9, &pattern(7, 512), BLOCK).unwrap();
+        assert_eq!(init.read10(8, 1, BLOCK).unwrap(), pattern(6, 512));
+    });
+    assert_eq!(init.read10(9, 1, BLOCK).unwrap(), pattern(7, 512));
+}
+
+#[test]
+fn an_outage_longer_than_the_hold_time_is_not_ready_then_recovers() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--bsopts", "hold=1"]);
+    let mut init = target.connect();
+    init.write10(8, &pattern(8, 512), BLOCK).unwrap();
+    root.set_rules(&[FaultRule::any().volume(VOLUME).disconnect()]);
+    // Held for 1 s, then the retryable answer, well inside the command time limit.
+    let err = init.write10(9, &pattern(9, 512), BLOCK).unwrap_err();
+    assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));
+    root.clear();
+    // Back by itself: the next commands are served (a retry may still meet the hold).
+    let mut tries = 0;
+    loop {
+        match init.write10(9, &pattern(9, 512), BLOCK) {
+            Ok(()) => break,
+            Err(err) => {
+                assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));
+                tries += 1;
+                assert!(tries < 30, "never recovered");
+            }
+        }
+    }
+    assert_eq!(init.read10(8, 1, BLOCK).unwrap(), pattern(8, 512));
+    assert_eq!(init.read10(9, 1, BLOCK).unwrap(), pattern(9, 512));
 }
 
 #[test]

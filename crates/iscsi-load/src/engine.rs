@@ -3,6 +3,7 @@
 
 use crate::session::{last_error, Session};
 use crate::stats::{Histogram, Report};
+use crate::verify::Verifier;
 use crate::workload::{Picker, Range, Workload};
 use anyhow::{bail, Result};
 use libc::{c_int, c_void};
@@ -39,6 +40,8 @@ struct Cookie {
 struct Slot {
     busy: bool,
     write: bool,
+    /// A SYNCHRONIZE CACHE (verified runs only).
+    sync: bool,
     lba: u64,
     started: Instant,
 }
@@ -82,11 +85,15 @@ unsafe extern "C" fn on_complete(
 
 /// Describes a failed command for the error log.
 fn describe(d: &Done, slot: &Slot) -> String {
-    let what = format!(
-        "{} lba {}",
-        if slot.write { "WRITE(16)" } else { "READ(16)" },
-        slot.lba
-    );
+    let what = if slot.sync {
+        "SYNCHRONIZE CACHE(10)".to_string()
+    } else {
+        format!(
+            "{} lba {}",
+            if slot.write { "WRITE(16)" } else { "READ(16)" },
+            slot.lba
+        )
+    };
     match d.status {
         sys::SCSI_STATUS_GOOD => format!(
             "{what}: GOOD but residual {} ({})",
@@ -153,10 +160,28 @@ pub struct Outcome {
 /// issuing anything when the workload does not fit the LUN; a connection lost
 /// midway ends the run with the commands it lost counted as errors.
 pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
+    run_verified(session, workload, None)
+}
+
+/// [`run`] with data verification: `verifier` (made for this session's range, see
+/// [`Verifier::for_session`]) stamps every write and checks every read answered GOOD;
+/// its report then holds the wrong blocks. Commands never overlap while verifying.
+pub fn run_verified(
+    session: &Session,
+    workload: &Workload,
+    mut verifier: Option<&mut Verifier>,
+) -> Result<Outcome> {
     let range = Range::resolve(workload, session.block_size(), session.num_blocks())
         .map_err(anyhow::Error::msg)?;
     if workload.queue_depth == 0 {
         bail!("queue depth must be at least 1");
+    }
+    if verifier.is_some() && range.slots < 4 * u64::from(workload.queue_depth) {
+        bail!(
+            "verification needs at least four command slots per queued command: {} slots for queue depth {}",
+            range.slots,
+            workload.queue_depth
+        );
     }
     let qd = workload.queue_depth as usize;
     let bs = workload.block_size as usize;
@@ -197,14 +222,54 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
         Slot {
             busy: false,
             write: false,
+            sync: false,
             lba: 0,
             started: t0,
         };
         qd
     ];
 
-    let submit = |slot: usize, slots: &mut [Slot], picker: &mut Picker| -> bool {
-        let (lba, write) = picker.next_io();
+    let fua = verifier.as_deref().is_some_and(Verifier::fua);
+    let submit = |slot: usize,
+                  slots: &mut [Slot],
+                  picker: &mut Picker,
+                  verifier: &mut Option<&mut Verifier>|
+     -> bool {
+        if let Some(v) = verifier.as_deref_mut().filter(|v| v.sync_due()) {
+            let cookie = &cookies[slot] as *const Cookie as *mut c_void;
+            // SAFETY: ctx is logged in; the cookie lives until the end of `run`.
+            let task = unsafe {
+                sys::iscsi_synchronizecache10_task(ctx, lun, 0, 0, 0, 0, Some(on_complete), cookie)
+            };
+            if !task.is_null() {
+                v.begin_sync();
+            }
+            slots[slot] = Slot {
+                busy: !task.is_null(),
+                write: false,
+                sync: true,
+                lba: 0,
+                started: Instant::now(),
+            };
+            return !task.is_null();
+        }
+        let (lba, write) = match verifier.as_deref_mut() {
+            Some(v) => match v.pick(picker) {
+                Some(next) => next,
+                None => return false,
+            },
+            None => picker.next_io(),
+        };
+        if let Some(v) = verifier.as_deref_mut() {
+            if write {
+                // SAFETY: the slot has no command in flight, so libiscsi does not touch
+                // its buffer now.
+                let buf = unsafe { std::slice::from_raw_parts_mut(buf_ptrs[slot], bs) };
+                v.begin_write(lba, buf);
+            } else {
+                v.begin_read(lba);
+            }
+        }
         let cookie = &cookies[slot] as *const Cookie as *mut c_void;
         // SAFETY: ctx is logged in; buffer, iovec and cookie live until the end of
         // `run`, which drains or cancels every command before returning.
@@ -219,7 +284,7 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
                     lun_bs,
                     0,
                     0,
-                    0,
+                    c_int::from(fua),
                     0,
                     0,
                     Some(on_complete),
@@ -247,9 +312,15 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
         slots[slot] = Slot {
             busy: !task.is_null(),
             write,
+            sync: false,
             lba,
             started: Instant::now(),
         };
+        if task.is_null() {
+            if let Some(v) = verifier.as_deref_mut() {
+                v.abandon(lba, write);
+            }
+        }
         !task.is_null()
     };
 
@@ -266,7 +337,7 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
     let mut batch: Vec<Done> = Vec::with_capacity(qd);
 
     for slot in 0..qd {
-        if submit(slot, &mut slots, &mut picker) {
+        if submit(slot, &mut slots, &mut picker, &mut verifier) {
             in_flight += 1;
         } else {
             tally.error(format!("cannot queue a command: {}", last_error(ctx)));
@@ -353,11 +424,24 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
             last_completion = now;
             let ok = d.status == sys::SCSI_STATUS_GOOD
                 && (d.residual_status == sys::SCSI_RESIDUAL_NO_RESIDUAL || d.residual == 0);
+            if let Some(v) = verifier.as_deref_mut() {
+                if slot.sync {
+                    v.end_sync(ok);
+                } else if slot.write {
+                    v.end_write(slot.lba, ok);
+                } else {
+                    // SAFETY: the command completed; libiscsi is done with the buffer.
+                    let data = unsafe { std::slice::from_raw_parts(buf_ptrs[d.slot], bs) };
+                    v.end_read(slot.lba, ok, data);
+                }
+            }
             if measuring {
                 tally
                     .hist
                     .record(now.saturating_duration_since(slot.started));
-                if slot.write {
+                if slot.sync {
+                    // Neither a read nor a write; its latency and errors count.
+                } else if slot.write {
                     tally.writes += 1;
                 } else {
                     tally.reads += 1;
@@ -367,7 +451,7 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
                 }
             }
             if now < stop_at && fatal.is_none() {
-                if submit(d.slot, &mut slots, &mut picker) {
+                if submit(d.slot, &mut slots, &mut picker, &mut verifier) {
                     in_flight += 1;
                 } else {
                     tally.error(format!("cannot queue a command: {}", last_error(ctx)));
@@ -390,6 +474,16 @@ pub fn run(session: &Session, workload: &Workload) -> Result<Outcome> {
     } else {
         Duration::ZERO
     };
+    if let Some(v) = verifier {
+        // Writes never answered may or may not have landed.
+        for s in slots.iter().filter(|s| s.busy) {
+            if s.sync {
+                v.end_sync(false);
+            } else {
+                v.abandon(s.lba, s.write);
+            }
+        }
+    }
     let mut messages = std::mem::take(&mut tally.messages);
     if let Some(f) = fatal {
         // The failure itself, and any command it swallowed without a callback.

@@ -7,6 +7,11 @@
 //! and residual is checked; the result is one JSON line:
 //! `{"iops":..,"mib_per_s":..,"lat_us_p50":..,"lat_us_p99":..,"errors":..,...}`.
 //!
+//! With `--verify` ([`run_verified`], [`verify`]) every block written carries its LBA and
+//! a generation and every read answered GOOD is checked against what the run wrote:
+//! stale, misplaced, foreign or torn bytes count as wrong blocks (a second JSON line
+//! `{"verify": {...}}`; exit status 1 on any).
+//!
 //! Debian's fio has no libiscsi engine, so this is how `cargo xtask bench` loads
 //! both tgtd and our target the same way.
 //!
@@ -23,9 +28,11 @@
 mod engine;
 mod session;
 mod stats;
+pub mod verify;
 mod workload;
 
-pub use engine::{run, Outcome};
+pub use engine::{run, run_verified, Outcome};
 pub use session::{Session, Url, COMMAND_TIMEOUT_SECS};
 pub use stats::{Histogram, Report};
+pub use verify::{Verifier, VerifyReport};
 pub use workload::{parse_bytes, Picker, Range, Rw, Workload};

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use iscsi_load::{parse_bytes, run, Rw, Session, Workload};
+use iscsi_load::{parse_bytes, run_verified, Rw, Session, Verifier, Workload};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +48,27 @@ struct Args {
     /// The initiator's iSCSI name.
     #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:iscsi-load")]
     initiator: String,
+    /// Verify data: every block written carries its LBA and a generation, every read
+    /// answered GOOD is checked; prints a second JSON line {"verify": {...}} and exits 1
+    /// on any wrong block.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: the run id stamped into blocks (default: from the clock and pid).
+    #[arg(long)]
+    run_id: Option<u64>,
+    /// Seconds after which a command without an answer is given up (counted as an error).
+    #[arg(long, default_value_t = iscsi_load::COMMAND_TIMEOUT_SECS)]
+    timeout: i32,
+    /// With --verify: a SYNCHRONIZE CACHE(10) after every N acknowledged writes.
+    #[arg(long)]
+    sync_every: Option<u32>,
+    /// Send every write with FUA.
+    #[arg(long)]
+    fua: bool,
+    /// With --verify: write what each written slot must hold to this file, one JSON line
+    /// per slot {"lba":..,"generations":[..],"or_earlier":..}, plus a first line {"run_id":..,"block_size":..,"blocks_per_io":..}.
+    #[arg(long)]
+    expect_out: Option<std::path::PathBuf>,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration> {
@@ -81,12 +102,60 @@ fn main_inner(args: Args) -> Result<bool> {
         seed: args.seed,
         ..Workload::default()
     };
-    let session = Session::connect_with_digest(&args.url, &args.initiator, args.header_digest)?;
-    let outcome = run(&session, &workload)?;
+    let session =
+        Session::connect_with(&args.url, &args.initiator, args.header_digest, args.timeout)?;
+    let mut verifier = if args.verify {
+        let run_id = args.run_id.unwrap_or_else(default_run_id);
+        Some(
+            Verifier::for_session(run_id, &session, &workload)
+                .map_err(anyhow::Error::msg)?
+                .with_fua(args.fua)
+                .with_sync_every(args.sync_every),
+        )
+    } else {
+        anyhow::ensure!(
+            !args.fua && args.sync_every.is_none(),
+            "--fua and --sync-every need --verify"
+        );
+        None
+    };
+    let outcome = run_verified(&session, &workload, verifier.as_mut())?;
+    let block_size = session.block_size();
     drop(session);
     for msg in &outcome.error_messages {
         eprintln!("iscsi-load: error: {msg}");
     }
     println!("{}", outcome.report.to_json());
-    Ok(outcome.report.errors == 0)
+    let mut good = outcome.report.errors == 0;
+    if let Some(v) = &verifier {
+        for msg in &v.report().messages {
+            eprintln!("iscsi-load: wrong block: {msg}");
+        }
+        println!("{}", serde_json::json!({ "verify": v.report() }));
+        good &= v.report().wrong_blocks == 0;
+        if let Some(path) = &args.expect_out {
+            let mut text = serde_json::json!({
+                "run_id": v.run_id(),
+                "block_size": block_size,
+                "blocks_per_io": workload.block_size / block_size,
+            })
+            .to_string();
+            text.push('\n');
+            for e in v.expectations() {
+                text.push_str(&serde_json::to_string(&e)?);
+                text.push('\n');
+            }
+            std::fs::write(path, text)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(good)
+}
+
+/// A run id unlikely to repeat: the clock's nanoseconds mixed with the process id.
+fn default_run_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
 }

@@ -58,6 +58,17 @@ impl Session {
 
     /// [`Session::connect`], offering only HeaderDigest=CRC32C when `header_digest`.
     pub fn connect_with_digest(url: &str, initiator: &str, header_digest: bool) -> Result<Session> {
+        Self::connect_with(url, initiator, header_digest, COMMAND_TIMEOUT_SECS)
+    }
+
+    /// [`Session::connect_with_digest`] with libiscsi's time limit for every PDU set to
+    /// `timeout_secs` (initiators in the field use 30 s).
+    pub fn connect_with(
+        url: &str,
+        initiator: &str,
+        header_digest: bool,
+        timeout_secs: i32,
+    ) -> Result<Session> {
         let name = CString::new(initiator).context("initiator name contains NUL")?;
         // SAFETY: plain constructor; checked for NULL.
         let ctx = unsafe { sys::iscsi_create_context(name.as_ptr()) };
@@ -89,7 +100,7 @@ impl Session {
             sys::iscsi_set_noautoreconnect(ctx, 1);
             // Bounds login, logout and every command (libiscsi checks it while
             // servicing the context): a hung target cannot hang the run.
-            sys::iscsi_set_timeout(ctx, COMMAND_TIMEOUT_SECS);
+            sys::iscsi_set_timeout(ctx, timeout_secs);
             if sys::iscsi_full_connect_sync(ctx, portal.as_ptr(), parsed.lun) != 0 {
                 bail!(
                     "login to {} at {} failed: {}",

@@ -692,6 +692,17 @@ extern "C" {
         iov: *mut scsi_iovec,
         niov: c_int,
     ) -> *mut scsi_task;
+    /// Queues SYNCHRONIZE CACHE(10). NULL when it could not be queued.
+    pub fn iscsi_synchronizecache10_task(
+        iscsi: *mut iscsi_context,
+        lun: c_int,
+        lba: c_int,
+        num_blocks: c_int,
+        syncnv: c_int,
+        immed: c_int,
+        cb: iscsi_command_cb,
+        private_data: *mut c_void,
+    ) -> *mut scsi_task;
     /// Queues WRITE(16) of `datalen` bytes from `data`, which must stay valid until
     /// the callback. NULL when it could not be queued.
     pub fn iscsi_write16_task(

@@ -1,0 +1,831 @@
+//! Reliability scenarios of `cargo xtask test-gluster`: faults injected into the live volume
+//! under a verified load (`iscsi-load --verify`: every block carries its LBA and a
+//! generation, every read is checked), each ending in one row of a table: scenario, load,
+//! faults injected, initiator errors, wrong blocks, time to recover.
+//!
+//! Faults only touch what the task created: the fixture's containers (`docker kill`,
+//! `start`, `pause`, `unpause`) or, on the native fixture, the brick process of our own
+//! volume (SIGSTOP/SIGCONT). Scenarios that need three bricks are skipped by name on the
+//! native one-brick volume.
+
+use crate::docker;
+use crate::gluster::LiveVolume;
+use crate::live::Fixture;
+use crate::target::{LunSetup, TargetProcess};
+use crate::util::{self, Checks};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long every brick is away in the short-outage scenario: longer than the volume's
+/// `network.ping-timeout` (5 s, so the client does notice) and shorter than the store's
+/// default hold time (15 s).
+const SHORT_OUTAGE: Duration = Duration::from_secs(8);
+/// The initiator's command time limit in the scenarios, as Linux and ESXi initiators use.
+const INITIATOR_TIMEOUT_SECS: u32 = 30;
+
+/// One line of the reliability table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    pub load: String,
+    pub faults: String,
+    pub initiator_errors: Option<u64>,
+    pub wrong_blocks: Option<u64>,
+    pub recover: Option<Duration>,
+    /// `pass`, `FAIL: why` or `skipped: why`.
+    pub verdict: String,
+}
+
+impl Row {
+    fn new(scenario: &str, load: &str, faults: &str) -> Row {
+        Row {
+            scenario: scenario.into(),
+            load: load.into(),
+            faults: faults.into(),
+            initiator_errors: None,
+            wrong_blocks: None,
+            recover: None,
+            verdict: String::new(),
+        }
+    }
+}
+
+/// The table as Markdown.
+pub fn render(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | load | faults injected | initiator errors | wrong blocks | time to recover | result |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let num = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.load,
+            r.faults,
+            num(r.initiator_errors),
+            num(r.wrong_blocks),
+            r.recover
+                .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+            r.verdict
+        );
+    }
+    out
+}
+
+/// Where the scenarios run.
+pub struct Env<'a> {
+    pub volume: &'a LiveVolume,
+    pub fixture: Fixture,
+    pub binary: PathBuf,
+    pub load: PathBuf,
+}
+
+/// Builds the load generator and returns its path.
+pub fn build_load() -> Result<PathBuf> {
+    util::run(util::cargo().args(["build", "--package", "iscsi-load", "--bins"]))?;
+    let path = util::target_dir().join("debug").join("iscsi-load");
+    ensure!(
+        path.exists(),
+        "built iscsi-load but {} is missing",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// The scenarios, by the names `--scenario` takes.
+pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+
+/// Those run when none is named. `control-plane` runs only when named: opening a LUN through
+/// the second volfile server while the first is stopped failed in its last Docker run (the
+/// initiator's login timed out while the target was still opening the LUN).
+const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash"];
+
+/// Runs the scenarios named in `only` (the default ones when empty), records each as a
+/// check and returns the table rows.
+pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
+    let wanted = |name: &str| {
+        if only.is_empty() {
+            DEFAULT_SCENARIOS.contains(&name)
+        } else {
+            only.iter().any(|o| o == name)
+        }
+    };
+    let mut rows = Vec::new();
+    let mut record = |row: Row, checks: &mut Checks| {
+        let name = format!("reliability: {}", row.scenario);
+        if let Some(why) = row.verdict.strip_prefix("skipped: ") {
+            checks.skip(&name, why);
+        } else if row.verdict.starts_with("pass") {
+            checks.record(&name, Ok(()));
+        } else {
+            checks.record(&name, Err(anyhow::anyhow!("{}", row.verdict)));
+        }
+        eprintln!("{}", render(std::slice::from_ref(&row)));
+        rows.push(row);
+    };
+    if wanted("short-outage") {
+        record(short_outage(env), checks);
+    }
+    if wanted("brick-loss") {
+        record(brick_loss(env), checks);
+    }
+    if wanted("crash") {
+        record(crash_consistency(env), checks);
+    }
+    if wanted("control-plane") {
+        record(control_plane(env), checks);
+    }
+    rows
+}
+
+/// A target serving a new file on the live volume.
+fn start_target(env: &Env, scenario: &str) -> Result<TargetProcess> {
+    start_target_on(env, scenario, &env.volume.spec())
+}
+
+/// A target serving a new file on the live volume, reached through `spec`
+/// (`volume@host[,host...]`).
+fn start_target_on(env: &Env, scenario: &str, spec: &str) -> Result<TargetProcess> {
+    let lun = format!("{scenario}-{}.img", std::process::id());
+    TargetProcess::start(
+        &env.binary,
+        LunSetup {
+            bstype: "glfs".into(),
+            backing_store: format!("{spec}:{lun}"),
+            local_file: None,
+            library: None,
+            env: vec![],
+            log_dir: util::target_dir().join("reliability").join(scenario),
+        },
+    )
+}
+
+/// A running `iscsi-load --verify`.
+struct Load {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+/// What a verified load reported.
+#[derive(Debug, Default)]
+struct LoadResult {
+    ios: u64,
+    errors: u64,
+    reads_checked: u64,
+    writes_acked: u64,
+    wrong_blocks: u64,
+    stderr: String,
+}
+
+fn start_load(env: &Env, url: &str, name: &str, seconds: u64) -> Result<Load> {
+    start_load_with(env, url, name, seconds, 50, &[])
+}
+
+fn start_load_with(
+    env: &Env,
+    url: &str,
+    name: &str,
+    seconds: u64,
+    read_percent: u8,
+    extra: &[String],
+) -> Result<Load> {
+    let dir = util::target_dir().join("reliability").join(name);
+    std::fs::create_dir_all(&dir)?;
+    let stdout = dir.join("load.out");
+    let stderr = dir.join("load.err");
+    let child = Command::new(&env.load)
+        .args(["--url", url, "--verify", "--rw", "randrw", "--rwmixread"])
+        .arg(read_percent.to_string())
+        .args(["--bs", "4k", "--qd", "8", "--lba-count", "32768"])
+        .arg("--seconds")
+        .arg(seconds.to_string())
+        .arg("--timeout")
+        .arg(INITIATOR_TIMEOUT_SECS.to_string())
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout)?)
+        .stderr(std::fs::File::create(&stderr)?)
+        .spawn()
+        .with_context(|| format!("cannot start {}", env.load.display()))?;
+    Ok(Load {
+        child,
+        stdout,
+        stderr,
+    })
+}
+
+/// The load description for the table.
+fn load_label(seconds: u64) -> String {
+    format!("verified randrw 50/50, 4k, QD8, {seconds} s")
+}
+
+impl Load {
+    /// Waits for the load to end (at most `limit`) and reads its report.
+    fn finish(mut self, limit: Duration) -> Result<LoadResult> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("iscsi-load did not end within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let mut r = LoadResult {
+            stderr: stderr.trim().to_string(),
+            ..LoadResult::default()
+        };
+        let lines: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let report = lines
+            .iter()
+            .find(|v| v.get("ios").is_some())
+            .with_context(|| format!("iscsi-load printed no report: {}", r.stderr))?;
+        let verify = lines
+            .iter()
+            .find_map(|v| v.get("verify"))
+            .with_context(|| format!("iscsi-load printed no verification: {}", r.stderr))?;
+        let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        r.ios = n(report, "ios");
+        r.errors = n(report, "errors");
+        r.reads_checked = n(verify, "reads_checked");
+        r.writes_acked = n(verify, "writes_acked");
+        r.wrong_blocks = n(verify, "wrong_blocks");
+        Ok(r)
+    }
+}
+
+/// Fills in the row from the load's result and judges it: no initiator error, no wrong
+/// block, and the load did verify reads.
+fn judge(row: &mut Row, r: &LoadResult) {
+    row.initiator_errors = Some(r.errors);
+    row.wrong_blocks = Some(r.wrong_blocks);
+    let mut problems = Vec::new();
+    if r.errors > 0 {
+        problems.push(format!("{} initiator errors", r.errors));
+    }
+    if r.wrong_blocks > 0 {
+        problems.push(format!("{} wrong blocks", r.wrong_blocks));
+    }
+    if r.reads_checked == 0 || r.writes_acked == 0 {
+        problems.push(format!(
+            "nothing verified ({} reads checked, {} writes acknowledged)",
+            r.reads_checked, r.writes_acked
+        ));
+    }
+    if !problems.is_empty() && !r.stderr.is_empty() {
+        problems.push(format!("iscsi-load said: {}", tail_lines(&r.stderr, 5)));
+    }
+    if problems.is_empty() {
+        row.verdict = "pass".into();
+    } else {
+        row.verdict = format!("FAIL: {}", problems.join("; "));
+    }
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn fail(mut row: Row, err: anyhow::Error) -> Row {
+    row.verdict = format!("FAIL: {err:#}");
+    row
+}
+
+/// Counts `needle` in the target's log.
+fn log_count(log_dir: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log_dir.join("glfs-iscsi.log"))
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+/// Waits (at most `limit`) until the target's log shows one more reconnect than
+/// `before`; the time it took, or `None`.
+fn wait_reconnected(log_dir: &Path, before: usize, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if log_count(log_dir, "reconnected") > before {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The process id of the brick of `volume` on this machine's glusterd.
+fn native_brick_pid(volume: &str) -> Result<u32> {
+    let xml = util::output(Command::new("gluster").args([
+        "--mode=script",
+        "volume",
+        "status",
+        volume,
+        "--xml",
+    ]))?;
+    docker::brick_pids(&xml).first().copied().with_context(|| {
+        format!("no running brick in `gluster volume status {volume} --xml`: {xml}")
+    })
+}
+
+fn signal(pid: u32, sig: &str) -> Result<()> {
+    util::run(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string()),
+    )
+}
+
+/// Every brick unreachable for [`SHORT_OUTAGE`] (below the hold time) under verified load:
+/// the initiator must see no error at all, only latency.
+fn short_outage(env: &Env) -> Row {
+    let seconds = 30;
+    let faults = match env.fixture {
+        Fixture::Docker => format!(
+            "all 3 nodes `docker pause`d for {} s",
+            SHORT_OUTAGE.as_secs()
+        ),
+        Fixture::Native => format!(
+            "the brick process SIGSTOPped for {} s",
+            SHORT_OUTAGE.as_secs()
+        ),
+    };
+    let mut row = Row::new("short outage", &load_label(seconds), &faults);
+    match short_outage_inner(env, seconds, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+fn short_outage_inner(env: &Env, seconds: u64, row: &mut Row) -> Result<()> {
+    let target = start_target(env, "short-outage")?;
+    let log_dir = util::target_dir().join("reliability").join("short-outage");
+    let load = start_load(env, &target.url(), "short-outage", seconds)?;
+    std::thread::sleep(Duration::from_secs(5));
+    let before = log_count(&log_dir, "reconnected");
+    let brick = match env.fixture {
+        Fixture::Docker => {
+            for i in 0..3 {
+                docker::node_pause(i)?;
+            }
+            None
+        }
+        Fixture::Native => {
+            let pid = native_brick_pid(&env.volume.name)?;
+            signal(pid, "STOP")?;
+            Some(pid)
+        }
+    };
+    std::thread::sleep(SHORT_OUTAGE);
+    let resumed = match (env.fixture, brick) {
+        (Fixture::Native, Some(pid)) => signal(pid, "CONT"),
+        _ => (0..3).try_for_each(docker::node_unpause),
+    };
+    resumed?;
+    row.recover = wait_reconnected(&log_dir, before, Duration::from_secs(20));
+    let result = load.finish(Duration::from_secs(seconds + 60))?;
+    judge(row, &result);
+    if row.recover.is_none() && row.verdict == "pass" {
+        // gfapi kept its connections through the outage: commands only waited.
+        row.verdict = "pass (no reconnect was needed: I/O stalled for the outage)".into();
+    }
+    target.stop()?;
+    Ok(())
+}
+
+/// One brick of three killed under verified load, restarted, healed: no initiator error, no
+/// wrong block, and the three bricks hold the same file afterwards.
+fn brick_loss(env: &Env) -> Row {
+    let seconds = 40;
+    let mut row = Row::new(
+        "brick loss",
+        &load_label(seconds),
+        "node 2 `docker kill`ed, `docker start`ed 12 s later, healed",
+    );
+    if env.fixture != Fixture::Docker {
+        row.verdict = "skipped: needs three bricks (Docker fixture)".into();
+        return row;
+    }
+    match brick_loss_inner(env, seconds, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+fn brick_loss_inner(env: &Env, seconds: u64, row: &mut Row) -> Result<()> {
+    let target = start_target(env, "brick-loss")?;
+    let lun = format!("brick-loss-{}.img", std::process::id());
+    let load = start_load(env, &target.url(), "brick-loss", seconds)?;
+    std::thread::sleep(Duration::from_secs(5));
+    docker::node_kill(2)?;
+    std::thread::sleep(Duration::from_secs(12));
+    let restarted = Instant::now();
+    docker::node_start(2)?;
+    docker::wait_bricks_online(3, &env.volume.name, Duration::from_secs(60))?;
+    // Recovered: the brick is back and healed, measured while the load goes on.
+    let volume = env.volume.name.clone();
+    let healing = std::thread::spawn(move || {
+        docker::wait_healed(&volume, Duration::from_secs(120)).map(|()| restarted.elapsed())
+    });
+    let result = load.finish(Duration::from_secs(seconds + 60))?;
+    judge(row, &result);
+    target.stop()?;
+    let healed = healing.join().expect("heal watcher panicked");
+    // Idle now: whatever the writes left to heal must heal too.
+    docker::wait_healed(&env.volume.name, Duration::from_secs(180))?;
+    row.recover = Some(healed.unwrap_or_else(|_| restarted.elapsed()));
+    let copies = (0..3)
+        .map(|i| docker::read_brick_file(i, &env.volume.name, &lun))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, copy) in copies.iter().enumerate().skip(1) {
+        if copy != &copies[0] {
+            let first = copy
+                .iter()
+                .zip(&copies[0])
+                .position(|(a, b)| a != b)
+                .unwrap_or(copy.len().min(copies[0].len()));
+            row.verdict = format!(
+                "FAIL: after heal node {i}'s copy differs from node 0's (sizes {} and {}, first difference at byte {first})",
+                copy.len(),
+                copies[0].len()
+            );
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A header for the table: when and where it was measured.
+pub fn header() -> String {
+    let date =
+        util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
+    let host = util::output(Command::new("uname").args(["-srm"])).unwrap_or_default();
+    let cpus = util::output(&mut Command::new("nproc")).unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(String::new(), |kib| format!(", {} GiB", kib >> 20));
+    format!(
+        "Measured {} on {} ({} CPUs{mem}).",
+        date.trim(),
+        host.trim(),
+        cpus.trim()
+    )
+}
+
+/// Kills of the target per crash-consistency run and write mode.
+const CRASH_KILLS: u64 = 20;
+/// Plain writes between two SYNCHRONIZE CACHE commands in the crash scenario's second mode.
+const SYNC_EVERY: u32 = 16;
+
+/// The target SIGKILLed at random moments during FUA writes, restarted on the same file
+/// without any repair each time; after every kill another gfapi client reads the file back
+/// and every acknowledged (durable) write must be there.
+fn crash_consistency(env: &Env) -> Row {
+    let mut row = Row::new(
+        "crash consistency",
+        &format!("verified randrw 30/70, 4k, QD8, cycles alternating FUA writes and plain writes with SYNCHRONIZE CACHE every {SYNC_EVERY}, killed 0.5-2.5 s in (initiator errors: commands cut off by the kills)"),
+        &format!(
+            "target SIGKILLed {} times ({CRASH_KILLS} per write mode), restarted on the same file without repair; file read back through gfapi by another client after each kill",
+            2 * CRASH_KILLS
+        ),
+    );
+    match crash_inner(env, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
+    let scenario = "crash";
+    let lun = format!("{scenario}-{}.img", std::process::id());
+    let dir = util::target_dir().join("reliability").join(scenario);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let checker = env.load.with_file_name("iscsi-load-check");
+    // A run id base and kill moments that differ from run to run (printed to replay).
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("crash consistency: seed {seed:#x}");
+    let base = seed & !0xffff;
+    let mut expectations: Vec<PathBuf> = Vec::new();
+    let (mut cut, mut wrong, mut slowest_restart) = (0u64, 0u64, Duration::ZERO);
+    let mut problems = Vec::new();
+    // Cycles whose kill cut a running load; a kill that came before the load had started
+    // (a slow login on a busy machine) does not count, and its cycle is repeated.
+    let mut cycle = 0;
+    let mut attempts = 0;
+    while cycle < 2 * CRASH_KILLS {
+        attempts += 1;
+        ensure!(
+            attempts <= 3 * CRASH_KILLS,
+            "only {cycle} of {} kills cut a running load",
+            2 * CRASH_KILLS
+        );
+        let durability: Vec<String> = if cycle % 2 == 0 {
+            vec!["--fua".into()]
+        } else {
+            vec!["--sync-every".into(), SYNC_EVERY.to_string()]
+        };
+        let restarted = Instant::now();
+        // The same file every time: the restart opens what the killed target left.
+        let target = start_target(env, scenario)?;
+        slowest_restart = slowest_restart.max(restarted.elapsed());
+        let expect = dir.join(format!("cycle-{cycle:02}.jsonl"));
+        let load = start_load_with(
+            env,
+            &target.url(),
+            scenario,
+            60,
+            30,
+            &[
+                durability.clone(),
+                vec![
+                    "--run-id".into(),
+                    (base + cycle).to_string(),
+                    // A different slot sequence each cycle; later cycles overwrite some slots
+                    // of earlier ones, so stale blocks would show.
+                    "--seed".into(),
+                    (base + cycle).to_string(),
+                    "--expect-out".into(),
+                    expect.display().to_string(),
+                ],
+            ]
+            .concat(),
+        )?;
+        // Kill only once the session is in (a slow login on a busy machine would
+        // otherwise be what the kill cuts).
+        let logged_in = Instant::now();
+        while log_count(&dir, "login peer=") == 0 {
+            ensure!(
+                logged_in.elapsed() < Duration::from_secs(30),
+                "cycle {cycle}: no login within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(500 + seed % 2000));
+        drop(target); // SIGKILL
+        let result = match load.finish(Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(e) if format!("{e:#}").contains("printed no report") => {
+                eprintln!("crash cycle {cycle}: killed before the load had started ({e:#}); again");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        cut += result.errors;
+        wrong += result.wrong_blocks;
+        if result.writes_acked == 0 {
+            // Nothing to check yet: the kill came too early on a busy machine.
+            eprintln!("crash cycle {cycle}: no write acknowledged before the kill; again");
+            continue;
+        }
+        ensure!(
+            expect.exists(),
+            "cycle {cycle}: iscsi-load wrote no expectations: {}",
+            tail_lines(&result.stderr, 5)
+        );
+        expectations.push(expect);
+        let mut cmd = Command::new(&checker);
+        cmd.args(["--volume", &env.volume.name, "--host", &env.volume.host])
+            .args(["--path", &lun]);
+        for e in &expectations {
+            cmd.arg("--expect").arg(e);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot start {}", checker.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let report: Value = stdout
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .with_context(|| format!("cycle {cycle}: the check printed no report: {stderr}"))?;
+        let w = report
+            .get("wrong_blocks")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if w > 0 {
+            problems.push(format!(
+                "cycle {cycle}: {w} wrong blocks read back: {}",
+                tail_lines(&stderr, 3)
+            ));
+        }
+        wrong += w;
+        eprintln!(
+            "crash cycle {cycle} ({}): {} writes acknowledged, {} commands cut, read back {} slots: {w} wrong",
+            durability.join(" "),
+            result.writes_acked,
+            result.errors,
+            report.get("slots_checked").and_then(Value::as_u64).unwrap_or(0)
+        );
+        cycle += 1;
+    }
+    // Served again after the last kill, still without repair: a short verified load.
+    let target = start_target(env, scenario)?;
+    let load = start_load(env, &target.url(), "crash-after", 3)?;
+    let after = load.finish(Duration::from_secs(60))?;
+    if after.errors > 0 || after.wrong_blocks > 0 || after.writes_acked == 0 {
+        problems.push(format!(
+            "after the last kill: {} errors, {} wrong blocks, {} writes acknowledged",
+            after.errors, after.wrong_blocks, after.writes_acked
+        ));
+    }
+    target.stop()?;
+    row.initiator_errors = Some(cut);
+    row.wrong_blocks = Some(wrong);
+    row.recover = Some(slowest_restart);
+    row.verdict = if problems.is_empty() && wrong == 0 {
+        "pass".into()
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
+
+/// Longest a SIGTERMed target may take to exit: the daemon's 10 s drain grace for open
+/// connections, plus slack for a loaded machine.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+/// Gluster's control plane misbehaving: the first volfile server down at LUN open
+/// (`vol@h1,h2:file`), `glfs_init` hanging (cut off by the `timeout` bsopt), and the
+/// volume gone when the target shuts down (a slow `glfs_fini` must not hold it).
+fn control_plane(env: &Env) -> Row {
+    let faults = match env.fixture {
+        Fixture::Docker => "node 0 stopped while the LUN opens via `vol@node0,node1`; all nodes paused while a LUN opens with timeout=5; all nodes paused at SIGTERM",
+        Fixture::Native => "first volfile server a dead address (127.0.0.3) in `vol@127.0.0.3,127.0.0.2`; glusterd SIGSTOPped while a LUN opens with timeout=5; the brick SIGSTOPped at SIGTERM",
+    };
+    let mut row = Row::new(
+        "control plane",
+        "verified randrw 50/50, 4k, QD8, 10 s through the second server",
+        faults,
+    );
+    match control_plane_inner(env, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+/// Runs `f` with every node (docker) or `what` (native: "glusterd" or "brick") frozen,
+/// thawing it again whatever `f` returns.
+fn frozen<T>(env: &Env, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let pid = match env.fixture {
+        Fixture::Docker => {
+            for i in 0..3 {
+                docker::node_pause(i)?;
+            }
+            None
+        }
+        Fixture::Native => {
+            let pid = if what == "glusterd" {
+                std::fs::read_to_string("/run/glusterd.pid")
+                    .context("reading /run/glusterd.pid")?
+                    .trim()
+                    .parse::<u32>()
+                    .context("/run/glusterd.pid")?
+            } else {
+                native_brick_pid(&env.volume.name)?
+            };
+            signal(pid, "STOP")?;
+            Some(pid)
+        }
+    };
+    let r = f();
+    let thawed = match pid {
+        Some(pid) => signal(pid, "CONT"),
+        None => (0..3).try_for_each(docker::node_unpause),
+    };
+    let r = r?;
+    thawed?;
+    Ok(r)
+}
+
+fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
+    let mut problems = Vec::new();
+    // 1. The first volfile server is down: the LUN opens through the second.
+    let (spec, restore_node0) = match env.fixture {
+        Fixture::Docker => {
+            docker::node_stop(0)?;
+            (
+                format!(
+                    "{}@{},{}",
+                    env.volume.name,
+                    docker::node_ip(0),
+                    docker::node_ip(1)
+                ),
+                true,
+            )
+        }
+        Fixture::Native => (
+            format!("{}@127.0.0.3,{}", env.volume.name, env.volume.host),
+            false,
+        ),
+    };
+    let opened = Instant::now();
+    let served = start_target_on(env, "control-plane", &spec).and_then(|target| {
+        let took = opened.elapsed();
+        let load = start_load(env, &target.url(), "control-plane", 10)?;
+        let result = load.finish(Duration::from_secs(70))?;
+        target.stop()?;
+        Ok((took, result))
+    });
+    if restore_node0 {
+        docker::node_start(0)?;
+        docker::wait_bricks_online(3, &env.volume.name, Duration::from_secs(60))?;
+    }
+    let (took, result) = served.context("LUN through the second volfile server")?;
+    row.recover = Some(took);
+    judge(row, &result);
+    if row.verdict != "pass" {
+        problems.push(format!("through the second server: {}", row.verdict));
+    }
+    let mut notes = Vec::new();
+
+    // 2. glfs_init hangs: the open is cut off by the timeout, with a message saying so.
+    let port = util::free_port()?.to_string();
+    let (status, waited, stderr) = frozen(env, "glusterd", || {
+        let started = Instant::now();
+        let out = Command::new(&env.binary)
+            .args(["--portal", &format!("127.0.0.1:{port}")])
+            .args([
+                "--target",
+                "iqn.2026-11.io.glfs-iscsi:hang",
+                "--bstype",
+                "glfs",
+            ])
+            .arg("--backing-store")
+            .arg(format!("{}:hang.img", env.volume.spec()))
+            .args(["--bsopts", "timeout=5", "--size", "64M"])
+            .stdin(Stdio::null())
+            .output()
+            .context("starting glfs-iscsi")?;
+        Ok((
+            out.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    })?;
+    if status.success() || !stderr.contains("did not finish within 5 s") {
+        problems.push(format!(
+            "hanging glfs_init: exit {status} after {waited:.1?}, said: {}",
+            tail_lines(&stderr, 3)
+        ));
+    } else if waited > Duration::from_secs(20) {
+        problems.push(format!("hanging glfs_init cut off only after {waited:.1?}"));
+    } else {
+        notes.push(format!(
+            "hung open refused after {:.1} s",
+            waited.as_secs_f64()
+        ));
+    }
+
+    // 3. The volume hangs when the target is told to stop: shutdown keeps its grace.
+    let target = start_target(env, "control-plane")?;
+    let load = start_load(env, &target.url(), "control-plane-stop", 3)?;
+    load.finish(Duration::from_secs(60))?;
+    let stopped = frozen(env, "brick", || {
+        let started = Instant::now();
+        let r = target.stop();
+        Ok((r, started.elapsed()))
+    })?;
+    match stopped {
+        (Ok(()), took) if took <= SHUTDOWN_LIMIT => {
+            notes.push(format!("stopped in {:.1} s", took.as_secs_f64()))
+        }
+        (r, took) => problems.push(format!(
+            "shutdown with the volume hanging took {took:.1?} (limit {SHUTDOWN_LIMIT:?}): {r:?}"
+        )),
+    }
+    if env.fixture == Fixture::Docker {
+        docker::wait_bricks_online(3, &env.volume.name, Duration::from_secs(60))?;
+    }
+    row.verdict = if problems.is_empty() {
+        format!("pass ({})", notes.join(", "))
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
