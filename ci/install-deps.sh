@@ -9,6 +9,7 @@ packages=(
   libiscsi-bin        # iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-test-cu
   tgt tgt-glusterfs   # drop-in proof: tgtd's bs_glfs.so on the fake libgfapi
   fio                 # drop-in proof: fio's gfapi and gfapi_async engines on the fake
+  libglusterfs-dev    # glfs.h: the C program test of the fake builds against Debian's header
 )
 
 missing=()

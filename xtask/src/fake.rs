@@ -113,6 +113,162 @@ pub const SYMBOLS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The rest of gfapi 10.3's functions (attributes, xattrs, directories, locks, handles,
+/// upcalls, leases and the private entry points), each under the node the real
+/// library exports it at (testdata/gfapi/libgfapi-10.3.symbols). The pre-6.0 variants
+/// under older nodes come from `.symver` in `crates/gfapi-fake/src/compat.rs`.
+pub const MORE_SYMBOLS: &[(&str, &[&str])] = &[
+    (
+        "GFAPI_PRIVATE_3.4.0",
+        &[
+            "glfs_active_subvol",
+            "glfs_init_done",
+            "glfs_loc_touchup",
+            "glfs_resolve_at",
+            "glfs_subvol_done",
+        ],
+    ),
+    (
+        "GFAPI_3.4.0",
+        &[
+            "glfs_chdir",
+            "glfs_chmod",
+            "glfs_chown",
+            "glfs_dup",
+            "glfs_fchdir",
+            "glfs_fchmod",
+            "glfs_fchown",
+            "glfs_fgetxattr",
+            "glfs_flistxattr",
+            "glfs_fremovexattr",
+            "glfs_fsetxattr",
+            "glfs_futimens",
+            "glfs_getcwd",
+            "glfs_getxattr",
+            "glfs_lchown",
+            "glfs_lgetxattr",
+            "glfs_link",
+            "glfs_listxattr",
+            "glfs_llistxattr",
+            "glfs_lremovexattr",
+            "glfs_lsetxattr",
+            "glfs_lutimens",
+            "glfs_mknod",
+            "glfs_posix_lock",
+            "glfs_readdirplus_r",
+            "glfs_readlink",
+            "glfs_removexattr",
+            "glfs_setxattr",
+            "glfs_symlink",
+            "glfs_utimens",
+        ],
+    ),
+    (
+        "GFAPI_3.4.2",
+        &[
+            "glfs_h_close",
+            "glfs_h_creat",
+            "glfs_h_create_from_handle",
+            "glfs_h_extract_handle",
+            "glfs_h_getattrs",
+            "glfs_h_link",
+            "glfs_h_mkdir",
+            "glfs_h_mknod",
+            "glfs_h_open",
+            "glfs_h_opendir",
+            "glfs_h_readlink",
+            "glfs_h_rename",
+            "glfs_h_setattrs",
+            "glfs_h_stat",
+            "glfs_h_symlink",
+            "glfs_h_truncate",
+            "glfs_h_unlink",
+            "glfs_setfsgid",
+            "glfs_setfsgroups",
+            "glfs_setfsuid",
+        ],
+    ),
+    ("GFAPI_3.5.0", &["glfs_h_setxattrs", "glfs_readdirplus"]),
+    ("GFAPI_3.5.1", &["glfs_h_getxattrs", "glfs_h_removexattrs"]),
+    ("GFAPI_3.6.0", &["glfs_get_volfile", "glfs_h_access"]),
+    (
+        "GFAPI_3.7.0",
+        &[
+            "glfs_h_acl_get",
+            "glfs_h_acl_set",
+            "glfs_h_anonymous_read",
+            "glfs_h_anonymous_write",
+            "glfs_h_statfs",
+        ],
+    ),
+    (
+        "GFAPI_PRIVATE_3.7.0",
+        &[
+            "glfs_free_from_ctx",
+            "glfs_new_from_ctx",
+            "glfs_process_upcall_event",
+            "glfs_resolve",
+        ],
+    ),
+    ("GFAPI_3.7.4", &["glfs_h_lookupat"]),
+    (
+        "GFAPI_3.7.16",
+        &[
+            "glfs_free",
+            "glfs_h_poll_upcall",
+            "glfs_upcall_get_event",
+            "glfs_upcall_get_fs",
+            "glfs_upcall_get_reason",
+            "glfs_upcall_inode_get_expire",
+            "glfs_upcall_inode_get_flags",
+            "glfs_upcall_inode_get_object",
+            "glfs_upcall_inode_get_oldpobject",
+            "glfs_upcall_inode_get_oldpstat",
+            "glfs_upcall_inode_get_pobject",
+            "glfs_upcall_inode_get_pstat",
+            "glfs_upcall_inode_get_stat",
+        ],
+    ),
+    ("GFAPI_3.7.17", &["glfs_realpath"]),
+    ("GFAPI_3.10.0", &["glfs_sysrq"]),
+    ("GFAPI_3.10.7", &["glfs_fd_set_lkowner"]),
+    (
+        "GFAPI_3.11.0",
+        &[
+            "glfs_object_copy",
+            "glfs_xreaddirplus_get_object",
+            "glfs_xreaddirplus_get_stat",
+            "glfs_xreaddirplus_r",
+        ],
+    ),
+    ("GFAPI_PRIVATE_3.12.0", &["glfs_ipc"]),
+    (
+        "GFAPI_3.13.0",
+        &["glfs_upcall_register", "glfs_upcall_unregister"],
+    ),
+    (
+        "GFAPI_4.0.0",
+        &[
+            "glfs_file_lock",
+            "glfs_h_lease",
+            "glfs_lease",
+            "glfs_setfsleaseid",
+        ],
+    ),
+    (
+        "GFAPI_4.1.6",
+        &[
+            "glfs_upcall_lease_get_lease_type",
+            "glfs_upcall_lease_get_object",
+        ],
+    ),
+    ("GFAPI_PRIVATE_6.0", &["glfs_iatt_from_statx", "glfs_statx"]),
+    ("GFAPI_6.0", &["glfs_fsetattr", "glfs_setattr"]),
+    ("GFAPI_PRIVATE_6.1", &["glfs_setfspid"]),
+    ("GFAPI_6.6", &["glfs_h_creat_open"]),
+    ("GFAPI_7.0", &["glfs_set_statedump_path"]),
+];
+
 /// Our own node for the marker and test hooks (not part of gfapi).
 pub const FAKE_NODE: (&str, &[&str]) = (
     "GFAPI_FAKE_1.0",
@@ -129,15 +285,16 @@ pub fn version_script() -> String {
     let mut s = String::new();
     let mut prev: Option<&str> = None;
     for node in NODES {
-        let syms = SYMBOLS
+        let syms: Vec<&str> = SYMBOLS
             .iter()
-            .find(|(n, _)| n == node)
-            .map(|(_, s)| *s)
-            .unwrap_or(&[]);
+            .chain(MORE_SYMBOLS)
+            .filter(|(n, _)| n == node)
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
         let _ = writeln!(s, "{node} {{");
         if !syms.is_empty() {
             s.push_str("  global:\n");
-            for sym in syms {
+            for sym in &syms {
                 let _ = writeln!(s, "    {sym};");
             }
         }
@@ -462,8 +619,10 @@ mod tests {
     #[test]
     fn version_script_chains_nodes_and_places_symbols() {
         let s = version_script();
-        assert!(s.starts_with("GFAPI_PRIVATE_3.4.0 {\n  local:\n    *;\n};\n"));
-        assert!(s.contains("GFAPI_3.4.2 {\n} GFAPI_3.4.0;\n"));
+        assert!(s.starts_with("GFAPI_PRIVATE_3.4.0 {\n  global:\n    glfs_active_subvol;\n"));
+        assert_eq!(s.matches("  local:\n    *;\n};\n").count(), 1);
+        assert!(s.contains("GFAPI_3.4.2 {\n  global:\n    glfs_h_close;\n"));
+        assert!(s.contains("    glfs_setfsuid;\n} GFAPI_3.4.0;\n"));
         assert!(s.contains("GFAPI_6.0 {\n  global:\n    glfs_pread;\n"));
         assert!(s.contains("} GFAPI_PRIVATE_6.0;\n"));
         assert!(s.ends_with("GFAPI_FAKE_1.0 {\n  global:\n    gfapi_fake_version;\n    gfapi_fake_set_root;\n    gfapi_fake_inflight;\n};\n"));

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 /// Operation names known to the rules file.
 pub const OP_NAMES: &[&str] = &[
     "init",
+    "fini",
     "open",
     "creat",
     "close",
@@ -55,6 +56,30 @@ pub const OP_NAMES: &[&str] = &[
     "opendir",
     "readdir",
     "statvfs",
+    // attributes and names (attrs.rs)
+    "chmod",
+    "chown",
+    "utimens",
+    "setattr",
+    "link",
+    "symlink",
+    "readlink",
+    "realpath",
+    "mknod",
+    "dup",
+    "chdir",
+    "getcwd",
+    // extended attributes (xattr.rs; the handle API's too)
+    "getxattr",
+    "setxattr",
+    "listxattr",
+    "removexattr",
+    // handles (handles.rs): glfs_h_lookupat, glfs_h_create_from_handle
+    "lookup",
+    // locks.rs, upcall.rs
+    "lock",
+    "lease",
+    "upcall",
 ];
 
 /// One operation as seen by the fault engine.

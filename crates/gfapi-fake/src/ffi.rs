@@ -94,7 +94,7 @@ pub type glfs_io_cbk = Option<
 >;
 
 impl glfs_stat {
-    fn from_stat(st: &libc::stat) -> glfs_stat {
+    pub(crate) fn from_stat(st: &libc::stat) -> glfs_stat {
         let ts = |s: i64, ns: i64| Timespec {
             tv_sec: s,
             tv_nsec: ns,
@@ -126,19 +126,19 @@ impl glfs_stat {
 // ---------------------------------------------------------------------------------------
 // helpers
 
-fn set_errno(e: i32) {
+pub(crate) fn set_errno(e: i32) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }
 
-fn last_errno() -> i32 {
+pub(crate) fn last_errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
 }
 
 /// Runs `f`, turning a panic into EIO and `err` (a panic must not unwind into C).
-fn guard<T>(err: T, f: impl FnOnce() -> T) -> T {
+pub(crate) fn guard<T>(err: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(_) => {
@@ -148,7 +148,7 @@ fn guard<T>(err: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
-fn int_ret(r: Res<c_int>) -> c_int {
+pub(crate) fn int_ret(r: Res<c_int>) -> c_int {
     match r {
         Ok(v) => v,
         Err(e) => {
@@ -158,7 +158,7 @@ fn int_ret(r: Res<c_int>) -> c_int {
     }
 }
 
-fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
+pub(crate) fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
     match r {
         Ok(v) => v,
         Err(e) => {
@@ -169,16 +169,16 @@ fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
 }
 
 /// Body of an entry point returning `int`: -1 with errno on error or panic.
-fn int_call(f: impl FnOnce() -> Res<c_int>) -> c_int {
+pub(crate) fn int_call(f: impl FnOnce() -> Res<c_int>) -> c_int {
     guard(-1, || int_ret(f()))
 }
 
 /// Body of an entry point returning a pointer: NULL with errno on error or panic.
-fn ptr_call<T>(f: impl FnOnce() -> Res<usize>) -> *mut T {
+pub(crate) fn ptr_call<T>(f: impl FnOnce() -> Res<usize>) -> *mut T {
     guard(std::ptr::null_mut(), || ptr_ret(f()))
 }
 
-fn ptr_ret<T>(r: Res<usize>) -> *mut T {
+pub(crate) fn ptr_ret<T>(r: Res<usize>) -> *mut T {
     match r {
         Ok(v) => v as *mut T,
         Err(e) => {
@@ -188,21 +188,21 @@ fn ptr_ret<T>(r: Res<usize>) -> *mut T {
     }
 }
 
-fn mount_of(fs: *mut glfs_t) -> Res<Arc<Glfs>> {
+pub(crate) fn mount_of(fs: *mut glfs_t) -> Res<Arc<Glfs>> {
     if fs.is_null() {
         return Err(libc::EINVAL);
     }
     mounts().get(fs as usize).ok_or(libc::EINVAL)
 }
 
-fn fd_of(fd: *mut glfs_fd_t) -> Res<Arc<FdInner>> {
+pub(crate) fn fd_of(fd: *mut glfs_fd_t) -> Res<Arc<FdInner>> {
     if fd.is_null() {
         return Err(libc::EBADF);
     }
     fds().get(fd as usize).ok_or(libc::EBADF)
 }
 
-unsafe fn str_arg<'a>(p: *const c_char) -> Res<&'a str> {
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char) -> Res<&'a str> {
     if p.is_null() {
         return Err(libc::EINVAL);
     }
@@ -210,14 +210,14 @@ unsafe fn str_arg<'a>(p: *const c_char) -> Res<&'a str> {
 }
 
 /// A C string argument that may be NULL.
-unsafe fn opt_str_arg<'a>(p: *const c_char) -> Res<Option<&'a str>> {
+pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char) -> Res<Option<&'a str>> {
     if p.is_null() {
         return Ok(None);
     }
     str_arg(p).map(Some)
 }
 
-fn cvt(r: isize) -> Res<isize> {
+pub(crate) fn cvt(r: isize) -> Res<isize> {
     if r < 0 {
         Err(last_errno())
     } else {
@@ -225,7 +225,7 @@ fn cvt(r: isize) -> Res<isize> {
     }
 }
 
-fn fstat_raw(raw: c_int) -> Res<glfs_stat> {
+pub(crate) fn fstat_raw(raw: c_int) -> Res<glfs_stat> {
     // SAFETY: zeroed stat is a valid out-buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: raw is an open descriptor owned by an FdInner.
@@ -233,7 +233,7 @@ fn fstat_raw(raw: c_int) -> Res<glfs_stat> {
     Ok(glfs_stat::from_stat(&st))
 }
 
-unsafe fn put_stat(dst: *mut glfs_stat, src: Option<glfs_stat>) {
+pub(crate) unsafe fn put_stat(dst: *mut glfs_stat, src: Option<glfs_stat>) {
     if !dst.is_null() {
         if let Some(s) = src {
             *dst = s;
@@ -306,6 +306,7 @@ fn brick_write(
     len: usize,
     write: impl FnOnce() -> Res<usize>,
 ) -> Res<IoOut> {
+    crate::locks::check_mandatory(fd, off, len, true)?;
     let pre = fstat_raw(fd.raw())?;
     let done = if misaligned(fd, off, len) {
         Err(libc::EINVAL)
@@ -327,6 +328,7 @@ fn brick_write(
         }
         Err(e) => return Err(e),
     };
+    crate::upcall::changed_fd(fd, crate::upcall::UP_WRITE);
     let post = fstat_raw(fd.raw())?;
     Ok(IoOut {
         ret: ret as ssize_t,
@@ -372,6 +374,7 @@ pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>
         if count == 0 || misaligned(fd, o, count) {
             return Err(libc::EINVAL);
         }
+        crate::locks::check_mandatory(fd, o, count, false)?;
         let n = admit.clamp(count);
         let mut done = 0usize;
         while done < n {
@@ -432,6 +435,7 @@ pub unsafe fn op_readv(
         if total == 0 || misaligned(fd, o, total) {
             return Err(libc::EINVAL);
         }
+        crate::locks::check_mandatory(fd, o, total, false)?;
         let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
         let r = cvt(libc::preadv(fd.raw(), v.as_ptr(), v.len() as c_int, o))?;
         let post = fstat_raw(fd.raw())?;
@@ -491,9 +495,11 @@ pub fn op_ftruncate(fd: &FdInner, len: off_t) -> Res<IoOut> {
     }
     let _ = fd.admit("ftruncate", Some(len as u64), 0)?;
     // SAFETY: truncating our own descriptor.
-    with_stats(fd, || {
+    let out = with_stats(fd, || {
         cvt(unsafe { libc::ftruncate(fd.raw(), len) } as isize)
-    })
+    })?;
+    crate::upcall::changed_fd(fd, crate::upcall::UP_WRITE);
+    Ok(out)
 }
 
 /// fallocate with `mode` under the fault name `op`.
@@ -503,7 +509,8 @@ pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t)
         return Err(libc::EINVAL);
     }
     let _ = fd.admit(op, Some(off as u64), len as u64)?;
-    with_stats(fd, || {
+    crate::locks::check_mandatory(fd, off, len as usize, true)?;
+    let out = with_stats(fd, || {
         // SAFETY: fallocate on our own descriptor.
         let r = unsafe { libc::fallocate(fd.raw(), mode, off, len) };
         if r == 0 {
@@ -514,7 +521,9 @@ pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t)
             return zero_by_writing(fd, off, len);
         }
         Err(e)
-    })
+    })?;
+    crate::upcall::changed_fd(fd, crate::upcall::UP_WRITE);
+    Ok(out)
 }
 
 fn zero_by_writing(fd: &FdInner, off: off_t, len: off_t) -> Res<ssize_t> {
@@ -638,8 +647,8 @@ pub unsafe extern "C" fn glfs_new(volname: *const c_char) -> *mut glfs_t {
 #[no_mangle]
 pub unsafe extern "C" fn glfs_set_volfile(fs: *mut glfs_t, volfile: *const c_char) -> c_int {
     int_call(|| {
-        mount_of(fs)?;
-        str_arg(volfile)?;
+        let m = mount_of(fs)?;
+        m.set_volfile(str_arg(volfile)?.into());
         Ok(0)
     })
 }
@@ -727,7 +736,7 @@ pub unsafe extern "C" fn glfs_fini(fs: *mut glfs_t) -> c_int {
         // is in flight until it returns: wait for all the others only. A callback of
         // another mount waits for everything of `m`, as any other caller.
         let own = RUNNING_MOUNT.with(|r| r.get()) == Arc::as_ptr(&m) as usize;
-        m.fini(usize::from(own));
+        m.fini(usize::from(own))?;
         Ok(0)
     })
 }
@@ -769,7 +778,12 @@ const PASS_FLAGS: c_int = libc::O_ACCMODE
     | libc::O_NOFOLLOW
     | libc::O_LARGEFILE;
 
-fn open_impl(fsp: *mut glfs_t, path: &str, flags: c_int, mode: Option<mode_t>) -> Res<usize> {
+pub(crate) fn open_impl(
+    fsp: *mut glfs_t,
+    path: &str,
+    flags: c_int,
+    mode: Option<mode_t>,
+) -> Res<usize> {
     let m = mount_of(fsp)?;
     let op = if mode.is_some() { "creat" } else { "open" };
     let (host, rel, _) = m.admit_path(op, path)?;
@@ -821,6 +835,10 @@ fn open_impl(fsp: *mut glfs_t, path: &str, flags: c_int, mode: Option<mode_t>) -
         return Err(libc::EINVAL);
     }
     let inner = FdInner::new(m, rel, FdKind::File(file), fsp as usize, flags_in);
+    crate::upcall::hold_fd(&inner);
+    if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+        crate::upcall::opened_for_write(&inner);
+    }
     Ok(fds().insert(Arc::new(inner)))
 }
 
@@ -876,7 +894,7 @@ pub unsafe extern "C" fn glfs_from_glfd(fd: *mut glfs_fd_t) -> *mut glfs_t {
 
 /// Body of a synchronous fd entry point: runs `op` on the fd, fills the caller's
 /// `pre`/`post` stats (NULL allowed) and returns the byte count, or -1 with errno.
-fn fd_io(
+pub(crate) fn fd_io(
     fd: *mut glfs_fd_t,
     pre: *mut glfs_stat,
     post: *mut glfs_stat,
@@ -896,7 +914,7 @@ fn fd_io(
 }
 
 /// [`fd_io`] without stats.
-fn fd_count(fd: *mut glfs_fd_t, op: impl FnOnce(&FdInner) -> Res<IoOut>) -> ssize_t {
+pub(crate) fn fd_count(fd: *mut glfs_fd_t, op: impl FnOnce(&FdInner) -> Res<IoOut>) -> ssize_t {
     fd_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), op)
 }
 
@@ -1370,7 +1388,7 @@ pub unsafe extern "C" fn glfs_zerofill_async(
 // ---------------------------------------------------------------------------------------
 // path operations
 
-fn path_op<T>(
+pub(crate) fn path_op<T>(
     fs: *mut glfs_t,
     path: *const c_char,
     op: &str,
@@ -1384,7 +1402,7 @@ fn path_op<T>(
 }
 
 /// A path entry point whose host call returns 0, or -1 with errno.
-fn path_call(
+pub(crate) fn path_call(
     fs: *mut glfs_t,
     path: *const c_char,
     op: &str,
@@ -1491,7 +1509,7 @@ pub unsafe extern "C" fn glfs_rename(
     })
 }
 
-fn lstat_mode(p: &std::ffi::CStr) -> Option<libc::mode_t> {
+pub(crate) fn lstat_mode(p: &std::ffi::CStr) -> Option<libc::mode_t> {
     // SAFETY: zeroed stat is a valid out-buffer; p is a valid C string.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     (unsafe { libc::lstat(p.as_ptr(), &mut st) } == 0).then_some(st.st_mode & libc::S_IFMT)
@@ -1555,7 +1573,7 @@ pub unsafe extern "C" fn glfs_opendir(fs: *mut glfs_t, path: *const c_char) -> *
     })
 }
 
-unsafe fn next_entry(fd: *mut glfs_fd_t, out: Option<*mut dirent>) -> Res<*mut dirent> {
+pub(crate) unsafe fn next_entry(fd: *mut glfs_fd_t, out: Option<*mut dirent>) -> Res<*mut dirent> {
     let f = fd_of(fd)?;
     let FdKind::Dir(d) = &f.kind else {
         return Err(libc::ENOTDIR);

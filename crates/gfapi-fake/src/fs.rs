@@ -70,6 +70,12 @@ pub struct Glfs {
     state: Mutex<MountState>,
     inflight: Mutex<usize>,
     idle: Condvar,
+    /// Working directory of relative paths (glfs_chdir), a normalised volume path.
+    cwd: Mutex<String>,
+    /// The volfile given to glfs_set_volfile.
+    volfile: Mutex<Option<PathBuf>>,
+    /// Where glfs_sysrq('s') writes statedumps.
+    statedump_path: Mutex<Option<String>>,
 }
 
 /// What an operation may do after passing the connection and fault checks.
@@ -104,6 +110,9 @@ impl Glfs {
             state: Mutex::new(MountState::default()),
             inflight: Mutex::new(0),
             idle: Condvar::new(),
+            cwd: Mutex::new("/".to_string()),
+            volfile: Mutex::new(None),
+            statedump_path: Mutex::new(None),
         }
     }
 
@@ -356,11 +365,60 @@ impl Glfs {
 
     /// Admits a path operation and resolves its path.
     pub fn admit_path(&self, op: &str, path: &str) -> Res<(PathBuf, String, Admit)> {
+        let path = self.absolute(path);
         // Resolve first so that fault globs see the normalised path.
-        let (_, rel) = Self::resolve(Path::new("/"), path)?;
+        let (_, rel) = Self::resolve(Path::new("/"), &path)?;
         let (vol_dir, admit) = self.admit(op, &rel, None, 0)?;
-        let (host, rel) = Self::resolve(&vol_dir, path)?;
+        let (host, rel) = Self::resolve(&vol_dir, &path)?;
         Ok((host, rel, admit))
+    }
+
+    /// `path` made absolute against the working directory (glfs_chdir); the empty path
+    /// stays empty (EINVAL later).
+    pub fn absolute(&self, path: &str) -> String {
+        if path.is_empty() || path.starts_with('/') {
+            return path.to_string();
+        }
+        format!("{}/{path}", lock(&self.cwd).trim_end_matches('/'))
+    }
+
+    /// The working directory (a normalised volume path).
+    pub fn cwd(&self) -> String {
+        lock(&self.cwd).clone()
+    }
+
+    /// Sets the working directory (a normalised volume path).
+    pub fn set_cwd(&self, rel: String) {
+        *lock(&self.cwd) = rel;
+    }
+
+    /// Records the volfile of glfs_set_volfile.
+    pub fn set_volfile(&self, p: PathBuf) {
+        *lock(&self.volfile) = Some(p);
+    }
+
+    /// The volfile of glfs_set_volfile, if any.
+    pub fn volfile(&self) -> Option<PathBuf> {
+        lock(&self.volfile).clone()
+    }
+
+    /// Records the statedump directory.
+    pub fn set_statedump_path(&self, p: String) {
+        *lock(&self.statedump_path) = Some(p);
+    }
+
+    /// The statedump directory, if set.
+    pub fn statedump_path(&self) -> Option<String> {
+        lock(&self.statedump_path).clone()
+    }
+
+    /// The volume directory once mounted.
+    pub fn vol_dir(&self) -> Option<PathBuf> {
+        let st = lock(&self.state);
+        if st.finalized {
+            return None;
+        }
+        st.vol_dir.clone()
     }
 
     /// Counts an async operation as in flight.
@@ -395,15 +453,35 @@ impl Glfs {
     /// glfs_fini: refuses new async submissions, lets the in-flight ones complete
     /// (callbacks included) until at most `keep` remain (1 when called from a callback
     /// of this mount: that callback's own operation), then refuses everything.
-    pub fn fini(&self, keep: usize) {
+    pub fn fini(&self, keep: usize) -> Res<()> {
         self.mark_closing();
         let mut n = lock(&self.inflight);
         while *n > keep {
             n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         drop(n);
+        // Fault rules on "fini" (Gluster's fini is known to take ~11 s): delay/hang
+        // hold the caller here, an errno is returned after the instance is freed.
+        let src = lock(&self.state).faults.clone();
+        let err = src.and_then(|src| {
+            let (d, _) = self.decide(
+                &src,
+                &OpCtx {
+                    op: "fini",
+                    volume: &self.volname,
+                    path: "",
+                    offset: None,
+                    len: 0,
+                },
+            );
+            d.errno
+        });
         lock(&self.state).finalized = true;
         self.log(level::INFO, "fini");
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// A stable 16-byte volume id derived from the volume name.
@@ -483,6 +561,12 @@ pub struct FdInner {
     pub pos: Mutex<i64>,
     /// A write error not yet reported (see [`FdInner::defer_write_error`]).
     pending_error: Mutex<Option<i32>>,
+    /// The open flags.
+    pub flags: i32,
+    /// The lock owner set with glfs_fd_set_lkowner (empty: the fd itself).
+    pub lk_owner: Mutex<Vec<u8>>,
+    /// The shadow file of this fd's mandatory locks (see `locks`).
+    pub shadow: Mutex<Option<std::fs::File>>,
 }
 
 /// Alignment of offset and length that an `O_DIRECT` write needs on the brick.
@@ -501,6 +585,9 @@ impl FdInner {
             sync_writes: flags & (libc::O_SYNC | libc::O_DSYNC) != 0,
             pos: Mutex::new(0),
             pending_error: Mutex::new(None),
+            flags,
+            lk_owner: Mutex::new(Vec::new()),
+            shadow: Mutex::new(None),
         }
     }
 
@@ -549,6 +636,12 @@ pub struct Registry<T> {
     live: Mutex<HashMap<usize, Arc<T>>>,
 }
 
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Where handle values start; no allocation lives there in practice, but none is ever
 /// looked at either.
 pub const HANDLE_BASE: usize = 0x6766_0000_0000;
@@ -556,7 +649,8 @@ pub const HANDLE_BASE: usize = 0x6766_0000_0000;
 static NEXT_HANDLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 impl<T> Registry<T> {
-    fn new() -> Self {
+    /// An empty registry.
+    pub fn new() -> Self {
         Registry {
             live: Mutex::new(HashMap::new()),
         }
@@ -578,6 +672,14 @@ impl<T> Registry<T> {
     /// Unregisters a handle, returning its value.
     pub fn remove(&self, addr: usize) -> Option<Arc<T>> {
         lock(&self.live).remove(&addr)
+    }
+
+    /// The live handles and their values.
+    pub fn snapshot(&self) -> Vec<(usize, Arc<T>)> {
+        lock(&self.live)
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
     }
 
     /// Number of live handles.

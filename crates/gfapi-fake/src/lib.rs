@@ -9,13 +9,24 @@
 //!
 //! The rlib exposes the same `extern "C"` functions (module [`ffi`]) for unit tests.
 
+pub mod attrs;
+pub mod compat;
+pub mod dirplus;
 pub mod faults;
 pub mod ffi;
 pub mod fs;
+pub mod gfid;
+pub mod handles;
+pub mod locks;
+pub mod misc;
 mod pool;
+pub mod upcall;
+pub mod xattr;
 
 pub use faults::{errno_from_name, validate as validate_rules};
 pub use fs::{ENV_FAULTS, ENV_ROOT, FAULTS_FILE};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_families;

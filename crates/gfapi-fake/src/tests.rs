@@ -8,43 +8,43 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn errno() -> i32 {
+pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap()
 }
 
-fn c(s: &str) -> CString {
+pub(crate) fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    fs: *mut glfs_t,
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) fs: *mut glfs_t,
 }
 
 impl Env {
     /// A root with volume `vol`, mounted.
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("vol")).unwrap();
         let fs = mount(dir.path(), "vol").expect("mount");
         Env { dir, fs }
     }
 
-    fn host(&self, p: &str) -> PathBuf {
+    pub(crate) fn host(&self, p: &str) -> PathBuf {
         self.dir.path().join("vol").join(p.trim_start_matches('/'))
     }
 
-    fn rules(&self, text: &str) {
+    pub(crate) fn rules(&self, text: &str) {
         let tmp = self.dir.path().join(".faults.tmp");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(tmp, self.dir.path().join(".faults.toml")).unwrap();
     }
 
-    fn clear_rules(&self) {
+    pub(crate) fn clear_rules(&self) {
         let _ = std::fs::remove_file(self.dir.path().join(".faults.toml"));
     }
 
-    fn creat(&self, p: &str) -> *mut glfs_fd_t {
+    pub(crate) fn creat(&self, p: &str) -> *mut glfs_fd_t {
         let fd = unsafe { glfs_creat(self.fs, c(p).as_ptr(), libc::O_RDWR, 0o644) };
         assert!(!fd.is_null(), "creat {p}: errno {}", errno());
         fd
@@ -57,7 +57,7 @@ impl Drop for Env {
     }
 }
 
-fn mount(root: &Path, vol: &str) -> Result<*mut glfs_t, i32> {
+pub(crate) fn mount(root: &Path, vol: &str) -> Result<*mut glfs_t, i32> {
     unsafe {
         let fs = glfs_new(c(vol).as_ptr());
         assert!(!fs.is_null());

@@ -240,10 +240,10 @@ fn exports_gfapi_versions_consumers_bind() {
         }
     }
     assert!(missing.is_empty(), "missing: {missing:?}");
-    // A gfapi-6 function is not offered under an older node (the old ABI differs).
-    assert!(
-        unsafe { libc::dlvsym(h, c("glfs_pread").as_ptr(), c("GFAPI_3.4.0").as_ptr()) }.is_null()
-    );
+    // Under the older node is the older function (its own ABI), not the gfapi-6 one.
+    let old = unsafe { libc::dlvsym(h, c("glfs_pread").as_ptr(), c("GFAPI_3.4.0").as_ptr()) };
+    let new = unsafe { libc::dlvsym(h, c("glfs_pread").as_ptr(), c("GFAPI_6.0").as_ptr()) };
+    assert!(!old.is_null() && old != new);
     // Rust internals stay hidden.
     assert!(unsafe { libc::dlsym(h, c("rust_begin_unwind").as_ptr()) }.is_null());
     let ver: unsafe extern "C" fn() -> *const c_char =
@@ -567,4 +567,76 @@ fn exported_symbol_table() {
         .collect();
     rows.sort();
     insta::assert_snapshot!(rows.join("\n"));
+}
+
+type OldCbk = unsafe extern "C" fn(Fd, ssize_t, *mut c_void);
+
+unsafe extern "C" fn old_done(_fd: Fd, ret: ssize_t, data: *mut c_void) {
+    let tx = Box::from_raw(data as *mut mpsc::Sender<(ssize_t, i32)>);
+    let _ = tx.send((ret, errno()));
+}
+
+#[test]
+fn pre_6_0_variants_keep_their_old_prototypes_at_their_old_versions() {
+    let m = Mount::new();
+    let h = api().handle;
+    let fd = m.creat("/old.img");
+    unsafe {
+        let pwrite34: unsafe extern "C" fn(Fd, *const c_void, size_t, off_t, c_int) -> ssize_t =
+            vsym(h, "glfs_pwrite", "GFAPI_3.4.0");
+        let pread34: unsafe extern "C" fn(Fd, *mut c_void, size_t, off_t, c_int) -> ssize_t =
+            vsym(h, "glfs_pread", "GFAPI_3.4.0");
+        let fsync34: unsafe extern "C" fn(Fd) -> c_int = vsym(h, "glfs_fsync", "GFAPI_3.4.0");
+        let ftruncate34: unsafe extern "C" fn(Fd, off_t) -> c_int =
+            vsym(h, "glfs_ftruncate", "GFAPI_3.4.0");
+        let pread_async34: unsafe extern "C" fn(
+            Fd,
+            *mut c_void,
+            size_t,
+            off_t,
+            c_int,
+            OldCbk,
+            *mut c_void,
+        ) -> c_int = vsym(h, "glfs_pread_async", "GFAPI_3.4.0");
+        let fsync_async34: unsafe extern "C" fn(Fd, OldCbk, *mut c_void) -> c_int =
+            vsym(h, "glfs_fsync_async", "GFAPI_3.4.0");
+        let discard_async35: unsafe extern "C" fn(Fd, off_t, size_t, OldCbk, *mut c_void) -> c_int =
+            vsym(h, "glfs_discard_async", "GFAPI_3.5.0");
+
+        assert_eq!(
+            pwrite34(fd, b"old api".as_ptr() as *const c_void, 7, 100, 0),
+            7
+        );
+        assert_eq!(fsync34(fd), 0);
+        let mut buf = [0u8; 7];
+        assert_eq!(pread34(fd, buf.as_mut_ptr() as *mut c_void, 7, 100, 0), 7);
+        assert_eq!(&buf, b"old api");
+
+        let (tx, rx) = mpsc::channel::<(ssize_t, i32)>();
+        let mut abuf = [0u8; 3];
+        let d = Box::into_raw(Box::new(tx.clone())) as *mut c_void;
+        assert_eq!(
+            pread_async34(fd, abuf.as_mut_ptr() as *mut c_void, 3, 104, 0, old_done, d),
+            0
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap().0, 3);
+        assert_eq!(&abuf, b"api");
+        let d = Box::into_raw(Box::new(tx.clone())) as *mut c_void;
+        assert_eq!(fsync_async34(fd, old_done, d), 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap().0, 0);
+        let d = Box::into_raw(Box::new(tx.clone())) as *mut c_void;
+        assert_eq!(discard_async35(fd, 0, 4096, old_done, d), 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)).unwrap().0, 0);
+        assert_eq!(std::fs::read(m.host("/old.img")).unwrap(), vec![0u8; 107]);
+
+        // A submission refused synchronously never calls the callback (nor leaks it).
+        let d = Box::into_raw(Box::new(tx)) as *mut c_void;
+        assert_eq!(fsync_async34(0x7 as Fd, old_done, d), -1);
+        assert_eq!(errno(), libc::EBADF);
+        drop(Box::from_raw(d as *mut mpsc::Sender<(ssize_t, i32)>));
+
+        assert_eq!(ftruncate34(fd, 10), 0);
+        assert_eq!(std::fs::metadata(m.host("/old.img")).unwrap().len(), 10);
+        (api().close)(fd);
+    }
 }

@@ -30,3 +30,38 @@ pub fn library_path() -> PathBuf {
             )
         })
 }
+
+const HEADER: &str = "/usr/include/glusterfs/api/glfs.h";
+
+/// Builds `tests/c/<name>.c` against Debian's glfs.h, linked with `-lgfapi` from the
+/// fake's directory; None (after a `[skip]` line) when glfs.h is missing outside CI.
+#[allow(dead_code)] // not every test binary builds C
+pub fn build_c(name: &str) -> Option<PathBuf> {
+    if !Path::new(HEADER).exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{HEADER} is missing: ci/install-deps.sh installs libglusterfs-dev"
+        );
+        eprintln!("[skip] {name}.c: {HEADER} missing (apt-get install libglusterfs-dev)");
+        return None;
+    }
+    let lib = library_path();
+    let dir = lib.parent().unwrap().to_path_buf();
+    let out = dir.join(format!("{name}-{}", std::process::id()));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let o = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-Wall", "-Werror", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg(format!("-L{}", dir.display()))
+        .arg("-lgfapi")
+        .output()
+        .expect("cc runs");
+    assert!(
+        o.status.success(),
+        "building {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(out)
+}

@@ -1,0 +1,105 @@
+//! Several processes on one fake root, as several gateways on one volume: locks are
+//! seen by the others and go when their holder dies; a change by one client is reported
+//! to another that listens for upcalls; a lease is recalled when another process wants
+//! the file. The clients are `tests/c/peer.c` (built against glfs.h, see `common`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+struct Root {
+    dir: tempfile::TempDir,
+    peer: PathBuf,
+}
+
+impl Root {
+    fn new() -> Option<Root> {
+        // built once per test process (the tests run in parallel)
+        static PEER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+        let peer = PEER.get_or_init(|| common::build_c("peer")).clone()?;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("vol")).unwrap();
+        std::fs::write(dir.path().join("vol/f"), b"original").unwrap();
+        Some(Root { dir, peer })
+    }
+
+    fn cmd(&self, role: &str) -> Command {
+        let mut c = Command::new(&self.peer);
+        c.args([role, "vol", "/f"])
+            .env("LD_LIBRARY_PATH", common::library_path().parent().unwrap())
+            .env("GFAPI_FAKE_ROOT", self.dir.path())
+            .stdout(Stdio::piped());
+        c
+    }
+
+    /// Starts a peer and waits for its first line.
+    fn start(&self, role: &str, first: &str) -> (Child, BufReader<ChildStdout>) {
+        let mut child = self.cmd(role).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        assert_eq!(next_line(&mut out), first, "{role} did not start");
+        (child, out)
+    }
+
+    /// Runs `peer write` and returns its line.
+    fn write(&self) -> String {
+        let o = self.cmd("write").output().unwrap();
+        assert!(o.status.success(), "peer write: {o:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn data(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("vol/f")).unwrap()
+    }
+}
+
+fn next_line(r: &mut BufReader<ChildStdout>) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s.trim().to_string()
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_mandatory_lock_refuses_another_process_write_until_its_holder_dies() {
+    let Some(root) = Root::new() else { return };
+    let (holder, _out) = root.start("hold-mandatory", "locked");
+    assert_eq!(root.write(), "write: -1 EAGAIN");
+    assert_eq!(root.data(), b"original");
+    kill(holder);
+    assert_eq!(root.write(), "write: 4");
+    assert_eq!(root.data(), b"peerinal");
+}
+
+#[test]
+fn a_registered_client_is_told_of_another_process_write() {
+    let Some(root) = Root::new() else { return };
+    let (mut waiter, mut out) = root.start("wait-upcall", "ready");
+    assert_eq!(root.write(), "write: 4");
+    // GLFS_UPCALL_INODE_INVALIDATE (1) with GFAPI_UP_SIZE
+    assert_eq!(next_line(&mut out), "upcall 1 size");
+    assert!(waiter.wait().unwrap().success());
+}
+
+#[test]
+fn a_polling_client_is_told_of_another_process_write() {
+    let Some(root) = Root::new() else { return };
+    let (mut waiter, mut out) = root.start("poll-upcall", "ready");
+    assert_eq!(root.write(), "write: 4");
+    assert_eq!(next_line(&mut out), "upcall 1 size");
+    assert!(waiter.wait().unwrap().success());
+}
+
+#[test]
+fn a_lease_is_recalled_when_another_process_opens_the_file_for_writing() {
+    let Some(root) = Root::new() else { return };
+    let (mut holder, mut out) = root.start("hold-lease", "leased");
+    assert_eq!(root.write(), "write: 4");
+    assert_eq!(next_line(&mut out), "recalled");
+    assert!(holder.wait().unwrap().success());
+}
