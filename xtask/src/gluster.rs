@@ -29,7 +29,7 @@ fn is_root() -> bool {
     util::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
-fn gluster(args: &[&str]) -> Result<String> {
+pub fn gluster(args: &[&str]) -> Result<String> {
     util::output(Command::new("gluster").arg("--mode=script").args(args))
 }
 

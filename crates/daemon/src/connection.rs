@@ -4,9 +4,9 @@
 //! One tokio task per connection; no task or thread per command. Store completions arrive
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
+use crate::buffers::{write_transmit, SocketBuffers};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
-use bytes::BytesMut;
 use iscsi::{
     CommandResponse, Event, ScsiCommand, SessionType, TaskFunction, TaskScope, TmfResponse,
 };
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use store_api::{Completion, ErrorKind, IoResult, Op, StoreError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -96,8 +96,7 @@ pub async fn serve_connection(
     // Messages from the portal's session registry (reinstatement).
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
     let mut _registration = None;
-    let mut input = BytesMut::with_capacity(64 * 1024);
-    let mut output = BytesMut::with_capacity(64 * 1024);
+    let mut buffers = SocketBuffers::default();
     let mut session = Session {
         target: None,
         nexus: 0,
@@ -122,14 +121,14 @@ pub async fn serve_connection(
                 if next_deadline.is_some() => {
                 session.expire(&mut conn, Instant::now());
             }
-            read = reader.read_buf(&mut input) => {
+            read = reader.read_buf(&mut buffers.input) => {
                 match read {
                     Ok(0) => {
                         tracing::debug!(%peer, "connection closed by initiator");
                         break;
                     }
                     Ok(_) => {
-                        if let Err(err) = conn.handle_input(&mut input) {
+                        if let Err(err) = conn.handle_input(&mut buffers.input) {
                             tracing::warn!(%peer, %err, "closing connection: protocol error");
                             break;
                         }
@@ -181,10 +180,10 @@ pub async fn serve_connection(
             }
             session.handle_event(&mut conn, &done_tx, &targets, peer, event);
         }
-        conn.poll_transmit(&mut output);
-        if !output.is_empty() {
-            writer.write_all(&output).await?;
-            output.clear();
+        conn.poll_transmit(&mut buffers.output);
+        if !buffers.output.is_empty() {
+            write_transmit(&mut writer, &mut buffers.output).await?;
+            buffers.settle();
         }
         if conn.is_finished() {
             break;

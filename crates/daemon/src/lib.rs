@@ -4,10 +4,12 @@
 //! command goes to the target's [`scsi::ScsiTarget`]; storage requests go to the LUN's
 //! [`store_api::BlockStore`], whose completion (on whatever thread the store uses) is sent
 //! back to the connection's task over a channel. Responses are encoded by the iSCSI core
-//! into one buffer and written with a single socket write per batch.
+//! into one [`iscsi::Transmit`] per batch (headers copied, Data-In sent from the store's
+//! read buffers) and written with one vectored socket write per batch ([`buffers`]).
 
 #![forbid(unsafe_code)]
 pub mod auth;
+pub mod buffers;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -154,6 +154,9 @@ pub struct Outcome {
     /// Up to five descriptions of failed commands or of the failure that ended
     /// the run early.
     pub error_messages: Vec<String>,
+    /// The latencies of the measured window (merged over sessions by
+    /// [`crate::run_sessions`]).
+    pub latency: Histogram,
 }
 
 /// Runs `workload` on `session` and reports what it measured. Fails before
@@ -516,5 +519,6 @@ pub fn run_verified(
     Ok(Outcome {
         report,
         error_messages: messages,
+        latency: tally.hist,
     })
 }

@@ -27,12 +27,14 @@
 
 mod engine;
 mod session;
+mod sessions;
 mod stats;
 pub mod verify;
 mod workload;
 
 pub use engine::{run, run_verified, Outcome};
 pub use session::{Session, Url, COMMAND_TIMEOUT_SECS};
-pub use stats::{Histogram, Report};
+pub use sessions::{combine, run_sessions};
+pub use stats::{Histogram, Report, PERCENTILES};
 pub use verify::{Verifier, VerifyReport};
 pub use workload::{parse_bytes, Picker, Range, Rw, Workload};

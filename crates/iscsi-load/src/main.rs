@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use iscsi_load::{parse_bytes, run_verified, Rw, Session, Verifier, Workload};
+use iscsi_load::{parse_bytes, run_sessions, run_verified, Rw, Session, Verifier, Workload};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ struct Args {
     /// The LUN: iscsi://host[:port]/target-iqn/lun.
     #[arg(long)]
     url: String,
-    /// Access pattern: randread, randwrite or randrw.
+    /// Access pattern: randread, randwrite, randrw, read or write (sequential).
     #[arg(long, default_value = "randread")]
     rw: Rw,
     /// Bytes per command (a multiple of the LUN's block size), e.g. 4k.
@@ -69,6 +69,10 @@ struct Args {
     /// per slot {"lba":..,"generations":[..],"or_earlier":..}, plus a first line {"run_id":..,"block_size":..,"blocks_per_io":..}.
     #[arg(long)]
     expect_out: Option<std::path::PathBuf>,
+    /// Sessions run side by side, each on its own thread with --qd commands in
+    /// flight, each initiator name with `-s<N>` appended; the result sums them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    sessions: u32,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration> {
@@ -102,6 +106,24 @@ fn main_inner(args: Args) -> Result<bool> {
         seed: args.seed,
         ..Workload::default()
     };
+    if args.sessions > 1 {
+        anyhow::ensure!(
+            !args.verify && !args.fua && args.sync_every.is_none(),
+            "--sessions above 1 does not go with --verify, --fua or --sync-every"
+        );
+        let outcome = run_sessions(
+            &args.url,
+            &args.initiator,
+            args.sessions,
+            &workload,
+            args.header_digest,
+        )?;
+        for msg in &outcome.error_messages {
+            eprintln!("iscsi-load: error: {msg}");
+        }
+        println!("{}", outcome.report.to_json());
+        return Ok(outcome.report.errors == 0);
+    }
     let session =
         Session::connect_with(&args.url, &args.initiator, args.header_digest, args.timeout)?;
     let mut verifier = if args.verify {

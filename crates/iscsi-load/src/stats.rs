@@ -69,6 +69,14 @@ impl Histogram {
         self.total == 0
     }
 
+    /// Adds everything `other` recorded (the histogram of several sessions).
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+    }
+
     /// Forgets everything recorded.
     pub fn clear(&mut self) {
         self.counts.iter_mut().for_each(|c| *c = 0);
@@ -94,6 +102,13 @@ impl Histogram {
     }
 }
 
+/// The percentiles [`Report::lat_percentiles_us`] lists: fio's default list, so that
+/// both sides of a comparison give the same points.
+pub const PERCENTILES: [f64; 17] = [
+    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95,
+    99.99,
+];
+
 /// What a run measured, printed as one JSON line.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Report {
@@ -105,6 +120,8 @@ pub struct Report {
     pub lat_us_p50: f64,
     /// 99th percentile command latency in microseconds.
     pub lat_us_p99: f64,
+    /// 99.9th percentile command latency in microseconds.
+    pub lat_us_p999: f64,
     /// Commands that did not end with GOOD status and full data (or could not be
     /// queued, or were still in flight when the run gave up on them).
     pub errors: u64,
@@ -125,6 +142,10 @@ pub struct Report {
     /// CPU time this process used during the measured window, in percent of one
     /// core (near 100 means the load generator itself may be the limit).
     pub cpu_pct: f64,
+    /// Sessions the load ran on (the counts are their sums).
+    pub sessions: u32,
+    /// `[percentile, microseconds]` at each of [`PERCENTILES`].
+    pub lat_percentiles_us: Vec<[f64; 2]>,
 }
 
 impl Report {
@@ -149,6 +170,7 @@ impl Report {
             mib_per_s: round2(iops * f64::from(bs) / (1024.0 * 1024.0)),
             lat_us_p50: round2(hist.quantile_ns(0.50) as f64 / 1000.0),
             lat_us_p99: round2(hist.quantile_ns(0.99) as f64 / 1000.0),
+            lat_us_p999: round2(hist.quantile_ns(0.999) as f64 / 1000.0),
             errors,
             ios,
             reads,
@@ -158,6 +180,11 @@ impl Report {
             bs,
             qd,
             cpu_pct: 0.0,
+            sessions: 1,
+            lat_percentiles_us: PERCENTILES
+                .iter()
+                .map(|&p| [p, round2(hist.quantile_ns(p / 100.0) as f64 / 1000.0)])
+                .collect(),
         }
     }
 
@@ -240,6 +267,40 @@ mod tests {
         h.clear();
         assert!(h.is_empty());
         assert_eq!(h.quantile_ns(0.5), 0);
+    }
+
+    #[test]
+    fn merged_histograms_count_both() {
+        let mut a = Histogram::default();
+        let mut b = Histogram::default();
+        for _ in 0..900 {
+            a.record(Duration::from_nanos(10));
+        }
+        for _ in 0..100 {
+            b.record(Duration::from_nanos(60));
+        }
+        a.merge(&b);
+        assert_eq!(a.len(), 1000);
+        // 900 of 1000 at 10 ns: p90 is still fast, p90.1 and above slow.
+        assert_eq!(a.quantile_ns(0.90), 10);
+        assert_eq!(a.quantile_ns(0.901), 60);
+        assert_eq!(a.quantile_ns(0.999), 60);
+    }
+
+    #[test]
+    fn p999_is_the_thousandth_worst_of_a_million() {
+        // One slow value in 2000: p99.9 is fast, p99.99 slow.
+        let mut h = Histogram::default();
+        for i in 0..100_000u64 {
+            h.record(Duration::from_nanos(if i % 2000 == 1999 { 50 } else { 20 }));
+        }
+        assert_eq!(h.quantile_ns(0.999), 20);
+        assert_eq!(h.quantile_ns(0.9999), 50);
+        let r = Report::new(Rw::Read, 4096, 1, 100_000, 0, 0, Duration::from_secs(1), &h);
+        assert_eq!(r.lat_us_p999, 0.02);
+        assert_eq!(r.lat_percentiles_us.len(), PERCENTILES.len());
+        assert_eq!(r.lat_percentiles_us[14], [99.9, 0.02]);
+        assert_eq!(r.lat_percentiles_us[16], [99.99, 0.05]);
     }
 
     #[test]

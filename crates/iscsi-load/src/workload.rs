@@ -15,6 +15,18 @@ pub enum Rw {
     RandWrite,
     /// Random reads and writes mixed by [`Workload::read_percent`].
     RandRw,
+    /// Sequential reads: each command starts where the previous one ended,
+    /// wrapping at the end of the range.
+    Read,
+    /// Sequential writes, like [`Rw::Read`].
+    Write,
+}
+
+impl Rw {
+    /// True for the sequential patterns.
+    pub fn is_sequential(self) -> bool {
+        matches!(self, Rw::Read | Rw::Write)
+    }
 }
 
 impl FromStr for Rw {
@@ -25,8 +37,10 @@ impl FromStr for Rw {
             "randread" => Ok(Rw::RandRead),
             "randwrite" => Ok(Rw::RandWrite),
             "randrw" => Ok(Rw::RandRw),
+            "read" => Ok(Rw::Read),
+            "write" => Ok(Rw::Write),
             other => Err(format!(
-                "unknown rw {other:?}: expected randread, randwrite or randrw"
+                "unknown rw {other:?}: expected randread, randwrite, randrw, read or write"
             )),
         }
     }
@@ -38,6 +52,8 @@ impl fmt::Display for Rw {
             Rw::RandRead => "randread",
             Rw::RandWrite => "randwrite",
             Rw::RandRw => "randrw",
+            Rw::Read => "read",
+            Rw::Write => "write",
         })
     }
 }
@@ -170,6 +186,8 @@ impl Range {
 #[derive(Debug, Clone)]
 pub struct Picker {
     state: u64,
+    /// Next slot of a sequential pattern.
+    cursor: u64,
     range: Range,
     rw: Rw,
     read_percent: u64,
@@ -180,6 +198,7 @@ impl Picker {
     pub fn new(workload: &Workload, range: Range) -> Picker {
         Picker {
             state: workload.seed,
+            cursor: 0,
             range,
             rw: workload.rw,
             read_percent: u64::from(workload.read_percent.min(100)),
@@ -201,11 +220,17 @@ impl Picker {
 
     /// The next command: `(lba, is_write)`.
     pub fn next_io(&mut self) -> (u64, bool) {
-        let slot = self.below(self.range.slots);
+        let slot = if self.rw.is_sequential() {
+            let slot = self.cursor;
+            self.cursor = (self.cursor + 1) % self.range.slots;
+            slot
+        } else {
+            self.below(self.range.slots)
+        };
         let lba = self.range.first_lba + slot * self.range.blocks_per_io;
         let write = match self.rw {
-            Rw::RandRead => false,
-            Rw::RandWrite => true,
+            Rw::RandRead | Rw::Read => false,
+            Rw::RandWrite | Rw::Write => true,
             Rw::RandRw => self.below(100) >= self.read_percent,
         };
         (lba, write)
@@ -244,6 +269,8 @@ mod tests {
     #[case("randread", Rw::RandRead)]
     #[case("randwrite", Rw::RandWrite)]
     #[case("randrw", Rw::RandRw)]
+    #[case("read", Rw::Read)]
+    #[case("write", Rw::Write)]
     fn rw_names_round_trip(#[case] name: &str, #[case] rw: Rw) {
         assert_eq!(name.parse::<Rw>(), Ok(rw));
         assert_eq!(rw.to_string(), name);
@@ -251,7 +278,23 @@ mod tests {
 
     #[test]
     fn unknown_rw_is_refused() {
-        assert!("read".parse::<Rw>().unwrap_err().contains("randread"));
+        assert!("seqread".parse::<Rw>().unwrap_err().contains("randread"));
+    }
+
+    #[rstest]
+    #[case(Rw::Read, false)]
+    #[case(Rw::Write, true)]
+    fn sequential_patterns_walk_the_range_and_wrap(#[case] rw: Rw, #[case] writes: bool) {
+        // 64 KiB commands over 3 slots of 128 blocks starting at LBA 1024.
+        let w = Workload {
+            rw,
+            ..workload(65536, 1024, Some(3 * 128))
+        };
+        let mut p = Picker::new(&w, Range::resolve(&w, 512, 1 << 20).unwrap());
+        let ios: Vec<_> = (0..7).map(|_| p.next_io()).collect();
+        let lbas: Vec<u64> = ios.iter().map(|io| io.0).collect();
+        assert_eq!(lbas, [1024, 1152, 1280, 1024, 1152, 1280, 1024]);
+        assert!(ios.iter().all(|io| io.1 == writes));
     }
 
     fn workload(bs: u32, start: u64, count: Option<u64>) -> Workload {

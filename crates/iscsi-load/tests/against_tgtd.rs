@@ -231,3 +231,63 @@ fn an_unknown_target_fails_the_login() {
         "{stderr}"
     );
 }
+
+/// Several sessions side by side, sequential reads: every session logs in as its own
+/// initiator, the counts are their sums, and the percentiles come in order.
+#[test]
+fn sessions_run_side_by_side_and_sum() {
+    let Some(tgtd) = Tgtd::start_or_skip("sessions_run_side_by_side_and_sum") else {
+        return;
+    };
+    let url = null_lun(&tgtd);
+    let (code, json, stderr) = load(&[
+        "--url",
+        &url,
+        "--rw",
+        "read",
+        "--bs",
+        "64k",
+        "--qd",
+        "4",
+        "--sessions",
+        "3",
+        "--seconds",
+        "1",
+        "--lba-count",
+        "65536",
+    ]);
+    assert_eq!(code, 0, "iscsi-load failed: {stderr}");
+    let v = json.unwrap_or_else(|| panic!("no JSON line; stderr: {stderr}"));
+    assert_eq!(v["rw"], "read");
+    assert_eq!(num(&v, "sessions"), 3.0);
+    assert_eq!(num(&v, "errors"), 0.0);
+    assert_eq!(num(&v, "writes"), 0.0);
+    assert!(num(&v, "ios") > 100.0, "{v}");
+    let points = v["lat_percentiles_us"].as_array().expect("percentiles");
+    assert_eq!(points.len(), 17);
+    let lat: Vec<f64> = points.iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert!(lat.windows(2).all(|w| w[0] <= w[1]), "{lat:?}");
+    assert!(num(&v, "lat_us_p99") <= num(&v, "lat_us_p999"));
+}
+
+/// `--header-digest` logs in with HeaderDigest=CRC32C (tgt accepts it) and runs as usual.
+#[test]
+fn header_digest_runs() {
+    let Some(tgtd) = Tgtd::start_or_skip("header_digest_runs") else {
+        return;
+    };
+    let url = null_lun(&tgtd);
+    let (code, json, stderr) = load(&[
+        "--url",
+        &url,
+        "--header-digest",
+        "--qd",
+        "4",
+        "--seconds",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "iscsi-load failed: {stderr}");
+    let v = json.unwrap_or_else(|| panic!("no JSON line; stderr: {stderr}"));
+    assert_eq!(num(&v, "errors"), 0.0);
+    assert!(num(&v, "ios") > 0.0, "{v}");
+}

@@ -260,12 +260,14 @@ pub mod negotiation;
 pub mod pdu;
 pub mod seq;
 pub mod text;
+pub mod transmit;
 
 pub use connection::{
     Admission, Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
 };
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
+pub use transmit::{PduSink, Transmit};
 
 #[cfg(test)]
 mod tests;

@@ -363,9 +363,9 @@ impl Connection {
     }
 
     /// Appends every PDU ready to send to `out`.
-    pub fn poll_transmit(&mut self, out: &mut BytesMut) {
+    pub fn poll_transmit(&mut self, out: &mut impl crate::PduSink) {
         while let Some(p) = self.out.pop_front() {
-            pdu::encode_with(out, &p.bhs, &p.data, p.digests);
+            out.put_pdu(&p.bhs, &p.data, p.digests);
         }
         if self.closing && !matches!(self.phase, Phase::Finished) {
             self.phase = Phase::Finished;

@@ -266,8 +266,11 @@ impl Initiator {
         while let Some(e) = self.conn.poll_event() {
             self.events.push(e);
         }
-        let mut out = BytesMut::new();
-        self.conn.poll_transmit(&mut out);
+        // Through the vectored sink the daemon uses, so every test here also checks
+        // that it gives the same bytes as encoding into one buffer.
+        let mut tx = crate::Transmit::new();
+        self.conn.poll_transmit(&mut tx);
+        let out = tx.take_all();
         parse_target_pdus_with(&out, self.digests)
     }
 

@@ -12,4 +12,5 @@ mod keepalive;
 mod login;
 mod logout_request;
 mod negotiation;
+mod transmit;
 mod write_budget;

@@ -1,0 +1,175 @@
+//! The socket buffers of one connection and the one vectored write per batch.
+//!
+//! Per connection the daemon keeps an input buffer (bytes read, PDUs not yet complete)
+//! and a [`Transmit`] (PDUs ready to send: headers and short segments copied, Data-In
+//! segments sent from the store's own read buffers). After every batch is written both
+//! go back to at most [`SocketBuffers::KEEP`] bytes, so a burst (a 1 MiB write's PDUs, a
+//! thousand responses) does not stay resident for the life of the connection. With the
+//! commands' own data, which `iscsi::Limits` bounds (CmdSN window, maximum transfer,
+//! solicited-data budget), that is what one session holds.
+
+use bytes::BytesMut;
+use iscsi::Transmit;
+use std::io::IoSlice;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Chunks handed to one `writev` (a QD32 batch of reads is 64 + 1 chunks).
+const MAX_IOV: usize = 128;
+
+/// Input and output buffers of one connection.
+#[derive(Debug)]
+pub struct SocketBuffers {
+    /// Bytes read and not yet taken by `iscsi::Connection::handle_input`.
+    pub input: BytesMut,
+    /// PDUs waiting for the socket.
+    pub output: Transmit,
+}
+
+impl Default for SocketBuffers {
+    fn default() -> Self {
+        SocketBuffers {
+            input: BytesMut::with_capacity(Self::INPUT_KEEP),
+            output: Transmit::new(),
+        }
+    }
+}
+
+impl SocketBuffers {
+    /// What the input buffer keeps between batches (also how much one read asks for).
+    pub const INPUT_KEEP: usize = 64 * 1024;
+    /// What the output header buffer keeps between batches.
+    pub const OUTPUT_KEEP: usize = 16 * 1024;
+    /// The most an idle connection keeps in socket buffers.
+    pub const KEEP: usize = Self::INPUT_KEEP + Self::OUTPUT_KEEP;
+
+    /// After a batch is written: gives back what a burst grew beyond the keep sizes.
+    /// A partial PDU in the input stays where it is.
+    pub fn settle(&mut self) {
+        self.output.shrink_to(Self::OUTPUT_KEEP);
+        if self.input.is_empty() {
+            // Takes the whole allocation back when nothing else holds a part of it, so
+            // its true size shows (see `Transmit::shrink_to`).
+            self.input.reserve(Self::INPUT_KEEP);
+            if self.input.capacity() > Self::INPUT_KEEP {
+                self.input = BytesMut::with_capacity(Self::INPUT_KEEP);
+            }
+        }
+    }
+
+    /// Bytes the two buffers hold allocated (their capacity).
+    pub fn capacity(&self) -> usize {
+        self.input.capacity() + self.output.capacity()
+    }
+}
+
+/// Writes everything `tx` holds with vectored writes, resuming after short writes.
+pub async fn write_transmit<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    tx: &mut Transmit,
+) -> std::io::Result<()> {
+    while !tx.is_empty() {
+        let written = {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = tx.io_slices(&mut iov);
+            writer.write_vectored(&iov[..n]).await?
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        tx.advance(written);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, Bytes};
+    use iscsi::pdu::TargetOpcode;
+    use iscsi::{Bhs, Digests, PduSink};
+
+    fn pdu(tx: &mut Transmit, len: usize, fill: u8) -> Bytes {
+        let data = Bytes::from(vec![fill; len]);
+        tx.put_pdu(
+            &Bhs::target(TargetOpcode::DataIn),
+            &data,
+            Digests::default(),
+        );
+        data
+    }
+
+    /// The accounting behind the per-session bound: whatever a burst made the buffers
+    /// grow to, a settled connection holds at most `KEEP` bytes of them.
+    #[test]
+    fn a_settled_connection_keeps_at_most_keep_bytes_of_socket_buffers() {
+        let mut b = SocketBuffers::default();
+        assert!(b.capacity() <= SocketBuffers::KEEP);
+        // A burst: 4 MiB of input (sixteen 256 KiB Data-Out PDUs) taken by the iSCSI
+        // layer, and a thousand short responses plus big Data-In waiting to go out.
+        b.input.reserve(4 << 20);
+        b.input.put_bytes(7, 4 << 20);
+        let taken = b.input.split().freeze();
+        for n in 0..1000 {
+            pdu(&mut b.output, 96, n as u8);
+        }
+        pdu(&mut b.output, 1 << 20, 1);
+        assert!(
+            b.output.len() > (1 << 20) + 1000 * 48,
+            "the burst is waiting"
+        );
+        assert_eq!(taken.len(), 4 << 20);
+        // Not written yet: nothing is given back.
+        b.settle();
+        assert!(!b.output.is_empty());
+        let all = b.output.len();
+        b.output.advance(all);
+        b.settle();
+        assert!(
+            b.capacity() <= SocketBuffers::KEEP,
+            "{} bytes kept after the burst",
+            b.capacity()
+        );
+        // Once the iSCSI layer lets go of the input it took, the input buffer still
+        // holds no more than its keep size.
+        drop(taken);
+        b.settle();
+        assert!(b.capacity() <= SocketBuffers::KEEP);
+    }
+
+    #[test]
+    fn a_partial_pdu_in_the_input_stays() {
+        let mut b = SocketBuffers::default();
+        b.input.put_bytes(1, 200_000);
+        let _ = b.input.split_to(199_990);
+        b.settle();
+        assert_eq!(&b.input[..], &[1u8; 10][..]);
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_send_every_byte_in_order_through_short_writes() {
+        let mut tx = Transmit::new();
+        let mut want = BytesMut::new();
+        for (n, len) in [5000usize, 10, 70_000, 0, 4096, 300]
+            .into_iter()
+            .enumerate()
+        {
+            let data = Bytes::from(vec![n as u8 + 1; len]);
+            let bhs = Bhs::target(TargetOpcode::DataIn);
+            tx.put_pdu(&bhs, &data, Digests::default());
+            want.put_pdu(&bhs, &data, Digests::default());
+        }
+        // A pipe smaller than the batch: writes come back short and resume.
+        let (mut a, mut b) = tokio::io::duplex(1500);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        write_transmit(&mut a, &mut tx).await.unwrap();
+        drop(a);
+        assert!(tx.is_empty());
+        assert_eq!(reader.await.unwrap(), want.to_vec());
+    }
+}

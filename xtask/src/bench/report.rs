@@ -1,0 +1,912 @@
+//! What a benchmark run produced and how it is shown: the numbers of one
+//! measurement, the pure arithmetic on them (ratios, CPU per command, load), and the
+//! Markdown and JSON renderings. No I/O here, so all of it is unit-tested.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Ours over the gfapi ceiling, on every glfs workload.
+pub const GOAL_OVER_CEILING: f64 = 0.9;
+/// Ours (memory store) over tgt (null store).
+pub const GOAL_OVER_TGT_NULL: f64 = 1.5;
+
+/// One workload: fio's names for the pattern, bytes per command, queue depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Spec {
+    /// Short name for `--workload` and file names.
+    pub id: &'static str,
+    /// fio's and iscsi-load's `--rw`.
+    pub rw: &'static str,
+    /// Bytes per command.
+    pub bs: u64,
+    /// Commands in flight.
+    pub qd: u32,
+    /// randrw: share of reads in percent.
+    pub read_pct: Option<u8>,
+}
+
+/// Every workload the bench knows, in table order.
+pub const WORKLOADS: [Spec; 7] = [
+    spec("randread-4k", "randread", 4096, 32, None),
+    spec("randwrite-4k", "randwrite", 4096, 32, None),
+    spec("read-64k", "read", 65536, 16, None),
+    spec("write-64k", "write", 65536, 16, None),
+    spec("read-1m", "read", 1 << 20, 4, None),
+    spec("write-1m", "write", 1 << 20, 4, None),
+    spec("mix-4k", "randrw", 4096, 32, Some(70)),
+];
+
+const fn spec(id: &'static str, rw: &'static str, bs: u64, qd: u32, read_pct: Option<u8>) -> Spec {
+    Spec {
+        id,
+        rw,
+        bs,
+        qd,
+        read_pct,
+    }
+}
+
+impl Spec {
+    /// `4k randread QD32`, `1M read QD4`, `4k randrw 70/30 QD32`.
+    pub fn label(&self) -> String {
+        let size = if self.bs >= 1 << 20 && self.bs & ((1 << 20) - 1) == 0 {
+            format!("{}M", self.bs >> 20)
+        } else {
+            format!("{}k", self.bs >> 10)
+        };
+        let mix = self
+            .read_pct
+            .map_or(String::new(), |r| format!(" {r}/{}", 100 - r));
+        format!("{size} {}{mix} QD{}", self.rw, self.qd)
+    }
+}
+
+/// The sides of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// fio's gfapi_async engine on the file (the ceiling).
+    #[value(name = "fio")]
+    Ceiling,
+    /// tgtd with bs_glfs on the file.
+    #[value(name = "tgt")]
+    TgtGlfs,
+    /// tgtd with its rdwr store on the file through a FUSE mount of the volume.
+    #[value(name = "tgt-fuse")]
+    TgtFuse,
+    /// glfs-iscsi with its glfs store on the file.
+    #[value(name = "ours")]
+    OursGlfs,
+    /// tgtd with its null store.
+    #[value(name = "tgt-null")]
+    TgtNull,
+    /// glfs-iscsi with its memory store.
+    #[value(name = "ours-memory")]
+    OursMemory,
+}
+
+impl Side {
+    /// The glfs sides, in column order.
+    pub const GLFS: [Side; 4] = [Side::Ceiling, Side::TgtGlfs, Side::TgtFuse, Side::OursGlfs];
+    /// The protocol-only sides, in column order.
+    pub const MEMORY: [Side; 2] = [Side::TgtNull, Side::OursMemory];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Ceiling => "fio gfapi_async (ceiling)",
+            Side::TgtGlfs => "tgt bs_glfs",
+            Side::TgtFuse => "tgt rdwr on FUSE",
+            Side::OursGlfs => "ours glfs",
+            Side::TgtNull => "tgt null",
+            Side::OursMemory => "ours memory",
+        }
+    }
+}
+
+/// IOPS, bandwidth, latency and CPU of one measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Numbers {
+    pub iops: f64,
+    pub mib_per_s: f64,
+    pub lat_us_p50: f64,
+    pub lat_us_p99: f64,
+    pub lat_us_p999: f64,
+    pub errors: u64,
+    /// CPU of the load generator (fio or iscsi-load), % of one core.
+    pub load_cpu_pct: Option<f64>,
+    /// CPU of the target daemon over the measured window, % of one core.
+    pub target_cpu_pct: Option<f64>,
+    /// Target CPU time per completed command, microseconds.
+    pub target_cpu_us_per_cmd: Option<f64>,
+    /// Peak resident memory of the target (VmHWM), KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// `[percentile, microseconds]`, ascending.
+    pub percentiles: Vec<[f64; 2]>,
+}
+
+impl Numbers {
+    /// Commands one fully busy target core would complete at this CPU cost.
+    pub fn cmds_per_core_second(&self) -> Option<f64> {
+        self.target_cpu_us_per_cmd
+            .filter(|us| *us > 0.0)
+            .map(|us| 1e6 / us)
+    }
+}
+
+/// What one measurement gave, or why it gave nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measured {
+    Ok(Numbers),
+    Failed(String),
+    /// Could not run here, for the reason given (e.g. no FUSE).
+    Skipped(String),
+    /// Not asked for.
+    NotRun,
+}
+
+impl Measured {
+    pub fn numbers(&self) -> Option<&Numbers> {
+        match self {
+            Measured::Ok(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn iops(&self) -> Option<f64> {
+        self.numbers().map(|n| n.iops)
+    }
+
+    fn cell(&self) -> String {
+        match self {
+            Measured::Ok(n) if n.errors > 0 => format!("{} ({} err)", iops(n.iops), n.errors),
+            Measured::Ok(n) => iops(n.iops),
+            Measured::Failed(_) => "failed".into(),
+            Measured::Skipped(_) => "skipped".into(),
+            Measured::NotRun => "-".into(),
+        }
+    }
+}
+
+/// `15.4k`, `950`, `1.23M`.
+pub fn iops(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else if x >= 1e3 {
+        format!("{:.2}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn ratio(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+fn met(m: Option<bool>) -> &'static str {
+    match m {
+        Some(true) => "yes",
+        Some(false) => "**NO**",
+        None => "-",
+    }
+}
+
+/// Target CPU microseconds per command: `ticks` clock ticks of CPU (at `clk_tck`
+/// per second) over a window of `window_s` seconds in which commands completed at
+/// `iops`. None when nothing ran.
+pub fn cpu_us_per_command(ticks: u64, clk_tck: f64, window_s: f64, iops: f64) -> Option<f64> {
+    let commands = iops * window_s;
+    (commands >= 1.0 && clk_tck > 0.0).then(|| ticks as f64 / clk_tck * 1e6 / commands)
+}
+
+/// The CPU counters of the machine from the `cpu` line of /proc/stat: (busy, total)
+/// jiffies, busy being everything but idle and iowait.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    Some((total - idle, total))
+}
+
+/// A value in KiB from /proc/<pid>/status, e.g. `VmHWM`.
+pub fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/<pid>/stat line, counted after
+/// the `(comm)` field, which may itself hold spaces and parentheses.
+pub fn parse_pid_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The value of `option` in `gluster volume get VOL OPTION` output.
+pub fn parse_volume_get(text: &str, option: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next()? == option).then(|| it.next().map(str::to_string))?
+    })
+}
+
+/// How busy the machine was while the bench ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Load {
+    /// /proc/loadavg's 1-minute value at the start and at the end.
+    pub loadavg_start: f64,
+    pub loadavg_end: f64,
+    /// Every CPU's busy share over the whole run (all processes, the bench's own
+    /// included), in percent of all cores.
+    pub busy_pct: Option<f64>,
+    /// Cores.
+    pub cores: usize,
+}
+
+impl Load {
+    /// busy% from two /proc/stat samples.
+    pub fn busy_between(a: (u64, u64), b: (u64, u64)) -> Option<f64> {
+        let total = b.1.checked_sub(a.1)?;
+        let busy = b.0.checked_sub(a.0)?;
+        (total > 0).then(|| busy as f64 / total as f64 * 100.0)
+    }
+}
+
+/// One workload's measurements on every side.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadResult {
+    pub spec: Spec,
+    pub label: String,
+    /// In the order of `Side::GLFS` then `Side::MEMORY`.
+    pub sides: Vec<(Side, Measured)>,
+}
+
+impl WorkloadResult {
+    pub fn get(&self, side: Side) -> &Measured {
+        self.sides
+            .iter()
+            .find(|(s, _)| *s == side)
+            .map_or(&Measured::NotRun, |(_, m)| m)
+    }
+
+    pub fn over(&self, a: Side, b: Side) -> Option<f64> {
+        Some(self.get(a).iops()? / self.get(b).iops()?)
+    }
+
+    /// Ours (glfs) over the ceiling, and whether that meets the goal.
+    pub fn glfs_goal(&self) -> (Option<f64>, Option<bool>) {
+        let r = self.over(Side::OursGlfs, Side::Ceiling);
+        (r, r.map(|r| r >= GOAL_OVER_CEILING))
+    }
+
+    /// Ours (memory) over tgt null, and whether that meets the goal.
+    pub fn memory_goal(&self) -> (Option<f64>, Option<bool>) {
+        let r = self.over(Side::OursMemory, Side::TgtNull);
+        (r, r.map(|r| r >= GOAL_OVER_TGT_NULL))
+    }
+}
+
+/// One sessions count: tgt null against ours memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionsResult {
+    pub sessions: u32,
+    pub qd: u32,
+    pub tgt: Measured,
+    pub ours: Measured,
+}
+
+impl SessionsResult {
+    fn peak(m: &Measured) -> Option<u64> {
+        m.numbers()?.peak_rss_kib
+    }
+
+    /// Ours peaks no higher than tgt.
+    pub fn memory_goal(&self) -> Option<bool> {
+        Some(Self::peak(&self.ours)? <= Self::peak(&self.tgt)?)
+    }
+}
+
+/// What digests cost: ours memory, 4k random reads QD32, without and with
+/// HeaderDigest=CRC32C, on the same daemon one after the other.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestResult {
+    pub without: Measured,
+    pub with: Measured,
+}
+
+/// With digests over without, at least this (the issue's "at most 10% cost").
+pub const GOAL_DIGEST_RATIO: f64 = 0.9;
+
+impl DigestResult {
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.with.iops()? / self.without.iops()?)
+    }
+
+    pub fn goal(&self) -> Option<bool> {
+        self.ratio().map(|r| r >= GOAL_DIGEST_RATIO)
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: String,
+    pub versions: Vec<(String, String)>,
+    pub volume: String,
+    pub ceiling_graph: String,
+    pub seconds: u32,
+    pub ramp_seconds: u32,
+    pub file_mib: u64,
+    pub load: Load,
+    pub goals: Goals,
+    pub workloads: Vec<WorkloadResult>,
+    pub sessions: Vec<SessionsResult>,
+    /// The cost of digests, when measured.
+    pub digests: Option<DigestResult>,
+    /// Sides skipped for the whole run, with the reason.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Goals {
+    pub ours_over_ceiling: f64,
+    pub ours_memory_over_tgt_null: f64,
+}
+
+impl Default for Goals {
+    fn default() -> Self {
+        Goals {
+            ours_over_ceiling: GOAL_OVER_CEILING,
+            ours_memory_over_tgt_null: GOAL_OVER_TGT_NULL,
+        }
+    }
+}
+
+/// A Markdown table from a header and rows (first column left-aligned, the others
+/// right-aligned).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let rule: Vec<&str> = (0..header.len())
+        .map(|i| if i == 0 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "|{}|", rule.join("|"));
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+impl Report {
+    /// ours/ceiling per glfs workload, ours/tgt-null per workload, and the
+    /// sessions' memory: goals not met.
+    pub fn unmet_goals(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.workloads {
+            if let (Some(r), Some(false)) = w.glfs_goal() {
+                out.push(format!("{}: ours/ceiling {r:.2}", w.label));
+            }
+            if let (Some(r), Some(false)) = w.memory_goal() {
+                out.push(format!("{}: ours memory/tgt null {r:.2}", w.label));
+            }
+        }
+        if let Some(d) = &self.digests {
+            if let (Some(r), Some(false)) = (d.ratio(), d.goal()) {
+                out.push(format!("HeaderDigest: {r:.2} of the IOPS without"));
+            }
+        }
+        for s in &self.sessions {
+            if s.memory_goal() == Some(false) {
+                out.push(format!("{} sessions: peak memory above tgt's", s.sessions));
+            }
+        }
+        out
+    }
+
+    /// Every measurement that failed or saw I/O errors.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |what: String, m: &Measured| match m {
+            Measured::Failed(why) => out.push(format!("{what}: {why}")),
+            Measured::Ok(n) if n.errors > 0 => out.push(format!("{what}: {} I/O errors", n.errors)),
+            _ => {}
+        };
+        for w in &self.workloads {
+            for (side, m) in &w.sides {
+                check(format!("{} {}", w.label, side.name()), m);
+            }
+        }
+        if let Some(d) = &self.digests {
+            check("digests off".into(), &d.without);
+            check("HeaderDigest on".into(), &d.with);
+        }
+        for s in &self.sessions {
+            check(format!("{} sessions tgt null", s.sessions), &s.tgt);
+            check(format!("{} sessions ours memory", s.sessions), &s.ours);
+        }
+        out
+    }
+
+    /// The IOPS tables (glfs, then null/memory), as printed and as in the docs.
+    pub fn iops_tables(&self) -> String {
+        let mut s = String::new();
+        let rows: Vec<Vec<String>> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                let (r, ok) = w.glfs_goal();
+                let mut row = vec![w.label.clone()];
+                row.extend(Side::GLFS.iter().map(|&side| w.get(side).cell()));
+                row.push(ratio(r));
+                row.push(ratio(w.over(Side::OursGlfs, Side::TgtGlfs)));
+                row.push(met(ok).into());
+                row
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "glfs workload (IOPS)",
+                "ceiling: fio gfapi_async",
+                "tgt bs_glfs",
+                "tgt rdwr on FUSE",
+                "ours",
+                "ours/ceiling",
+                "ours/tgt",
+                ">= 0.9x?",
+            ],
+            &rows,
+        ));
+        s.push('\n');
+        let rows: Vec<Vec<String>> = self
+            .workloads
+            .iter()
+            .map(|w| {
+                let (r, ok) = w.memory_goal();
+                vec![
+                    w.label.clone(),
+                    w.get(Side::TgtNull).cell(),
+                    w.get(Side::OursMemory).cell(),
+                    ratio(r),
+                    met(ok).into(),
+                ]
+            })
+            .collect();
+        s.push_str(&table(
+            &[
+                "protocol only (IOPS)",
+                "tgt null",
+                "ours memory",
+                "ours/tgt",
+                ">= 1.5x?",
+            ],
+            &rows,
+        ));
+        s
+    }
+
+    /// Latency percentiles and target CPU per side.
+    pub fn detail_table(&self) -> String {
+        let mut rows = Vec::new();
+        for w in &self.workloads {
+            for (side, m) in &w.sides {
+                let Some(n) = m.numbers() else { continue };
+                rows.push(vec![
+                    w.label.clone(),
+                    side.name().into(),
+                    format!("{:.0}", n.lat_us_p50),
+                    format!("{:.0}", n.lat_us_p99),
+                    format!("{:.0}", n.lat_us_p999),
+                    opt(n.target_cpu_pct, 0),
+                    opt(n.target_cpu_us_per_cmd, 2),
+                    n.cmds_per_core_second().map_or("-".into(), iops),
+                    opt(n.load_cpu_pct, 0),
+                ]);
+            }
+        }
+        table(
+            &[
+                "workload",
+                "side",
+                "p50 us",
+                "p99 us",
+                "p99.9 us",
+                "target CPU %",
+                "target CPU us/cmd",
+                "cmds per target core-s",
+                "load gen CPU %",
+            ],
+            &rows,
+        )
+    }
+
+    /// Sessions: aggregate IOPS and peak memory.
+    pub fn sessions_table(&self) -> String {
+        let mib = |m: &Measured| {
+            m.numbers()
+                .and_then(|n| n.peak_rss_kib)
+                .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+        };
+        let rows: Vec<Vec<String>> = self
+            .sessions
+            .iter()
+            .map(|s| {
+                vec![
+                    format!("{} x QD{}", s.sessions, s.qd),
+                    s.tgt.cell(),
+                    s.ours.cell(),
+                    mib(&s.tgt),
+                    mib(&s.ours),
+                    met(s.memory_goal()).into(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "sessions (4k randread)",
+                "tgt null IOPS",
+                "ours memory IOPS",
+                "tgt peak RSS MiB",
+                "ours peak RSS MiB",
+                "ours <= tgt?",
+            ],
+            &rows,
+        )
+    }
+
+    /// The digest cost, one row.
+    pub fn digest_table(&self) -> String {
+        let Some(d) = &self.digests else {
+            return String::new();
+        };
+        table(
+            &[
+                "ours memory, 4k randread QD32",
+                "no digests IOPS",
+                "HeaderDigest=CRC32C IOPS",
+                "with/without",
+                ">= 0.9x?",
+            ],
+            &[vec![
+                "libiscsi offers HeaderDigest only".into(),
+                d.without.cell(),
+                d.with.cell(),
+                ratio(d.ratio()),
+                met(d.goal()).into(),
+            ]],
+        )
+    }
+
+    /// Why sides failed or were skipped, one line each.
+    fn reasons(&self) -> Vec<String> {
+        let mut out = self.notes.clone();
+        for w in &self.workloads {
+            for (side, m) in &w.sides {
+                match m {
+                    Measured::Failed(why) => {
+                        out.push(format!("{} {}: failed: {why}", w.label, side.name()))
+                    }
+                    Measured::Skipped(why) if !self.notes.iter().any(|n| n.contains(why)) => {
+                        out.push(format!("{} {}: skipped: {why}", w.label, side.name()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// docs/benchmarks.md: the tables, charts, and the conditions of the run.
+    pub fn markdown(&self, chart_dir: &str) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# Benchmarks\n");
+        let _ = writeln!(
+            s,
+            "Written by `cargo xtask bench --docs` (source: `xtask/src/bench.rs`); every number \
+             below comes from one run, all sides measured one after the other on the same machine \
+             and the same file, so the **ratios** are the result, the absolute numbers only \
+             describe this machine on this day.\n"
+        );
+        let _ = writeln!(s, "- date: {}", self.date);
+        let _ = writeln!(s, "- machine: {}", self.machine);
+        let _ = writeln!(
+            s,
+            "- load: 1-minute load average {:.2} at the start, {:.2} at the end, on {} cores; \
+             all CPUs {} busy over the run (every process, the bench included)",
+            self.load.loadavg_start,
+            self.load.loadavg_end,
+            self.load.cores,
+            self.load
+                .busy_pct
+                .map_or("?".into(), |b| format!("{b:.0}%"))
+        );
+        let versions: Vec<String> = self
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(s, "- versions: {}", versions.join(", "));
+        let _ = writeln!(
+            s,
+            "- volume: {}; a {} MiB file; {} s per measurement after a {} s ramp",
+            self.volume, self.file_mib, self.seconds, self.ramp_seconds
+        );
+        let _ = writeln!(s, "- ceiling: {}\n", self.ceiling_graph);
+        let _ = writeln!(s, "## IOPS\n\n{}", self.iops_tables());
+        let _ = writeln!(
+            s,
+            "![IOPS side by side]({chart_dir}/iops.png)\n\n\
+             ## Latency and target CPU\n\n\
+             Latency is per command as the load generator sees it (fio: `lat_ns`; iscsi-load: \
+             submit to completion). Target CPU is the daemon's utime+stime from \
+             `/proc/<pid>/stat` over the measured window, divided by the commands completed in \
+             it; \"cmds per target core-s\" is its inverse.\n\n{}",
+            self.detail_table()
+        );
+        let _ = writeln!(
+            s,
+            "![Latency percentiles]({chart_dir}/latency.png)\n\n\
+             ## Many sessions\n\n\
+             A fresh daemon per row; peak RSS is the daemon's `VmHWM` at the end of the run.\n\n{}",
+            self.sessions_table()
+        );
+        if self.digests.is_some() {
+            let _ = writeln!(
+                s,
+                "## Digests\n\nThe same daemon, one run after the other.\n\n{}",
+                self.digest_table()
+            );
+        }
+        let reasons = self.reasons();
+        if !reasons.is_empty() {
+            let _ = writeln!(s, "## Skipped or failed\n");
+            for r in reasons {
+                let _ = writeln!(s, "- {}", r.replace('\n', " "));
+            }
+            s.push('\n');
+        }
+        let unmet = self.unmet_goals();
+        let _ = writeln!(s, "## Goals\n");
+        if unmet.is_empty() {
+            let _ = writeln!(s, "Every goal measured in this run is met.");
+        } else {
+            for u in unmet {
+                let _ = writeln!(s, "- not met: {u}");
+            }
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn ok(iops: f64) -> Measured {
+        Measured::Ok(Numbers {
+            iops,
+            mib_per_s: iops / 256.0,
+            lat_us_p50: 100.0,
+            lat_us_p99: 200.0,
+            lat_us_p999: 400.0,
+            target_cpu_us_per_cmd: Some(8.0),
+            ..Numbers::default()
+        })
+    }
+
+    fn report() -> Report {
+        let w = |spec: Spec, sides: Vec<(Side, Measured)>| WorkloadResult {
+            spec,
+            label: spec.label(),
+            sides,
+        };
+        Report {
+            date: "2026-12-03 07:40 UTC".into(),
+            machine: "test".into(),
+            versions: vec![("fio".into(), "3.33".into())],
+            volume: "live".into(),
+            ceiling_graph: "client-io-threads off".into(),
+            seconds: 10,
+            ramp_seconds: 1,
+            file_mib: 256,
+            load: Load::default(),
+            goals: Goals::default(),
+            workloads: vec![
+                w(
+                    WORKLOADS[0],
+                    vec![
+                        (Side::Ceiling, ok(15400.0)),
+                        (Side::TgtGlfs, ok(7900.0)),
+                        (Side::TgtFuse, Measured::Skipped("no FUSE here".into())),
+                        (Side::OursGlfs, ok(13600.0)),
+                        (Side::TgtNull, ok(50000.0)),
+                        (Side::OursMemory, ok(110000.0)),
+                    ],
+                ),
+                w(
+                    WORKLOADS[2],
+                    vec![
+                        (Side::Ceiling, ok(11400.0)),
+                        (Side::OursGlfs, Measured::Failed("daemon died".into())),
+                        (Side::TgtNull, ok(20000.0)),
+                        (Side::OursMemory, ok(25000.0)),
+                    ],
+                ),
+            ],
+            sessions: vec![SessionsResult {
+                sessions: 64,
+                qd: 32,
+                tgt: Measured::Ok(Numbers {
+                    peak_rss_kib: Some(18_300),
+                    ..Numbers::default()
+                }),
+                ours: Measured::Ok(Numbers {
+                    peak_rss_kib: Some(22_300),
+                    ..Numbers::default()
+                }),
+            }],
+            digests: Some(DigestResult {
+                without: ok(100_000.0),
+                with: ok(85_000.0),
+            }),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn labels_name_size_pattern_mix_and_depth() {
+        let labels: Vec<String> = WORKLOADS.iter().map(Spec::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "4k randread QD32",
+                "4k randwrite QD32",
+                "64k read QD16",
+                "64k write QD16",
+                "1M read QD4",
+                "1M write QD4",
+                "4k randrw 70/30 QD32",
+            ]
+        );
+    }
+
+    #[test]
+    fn cpu_per_command_divides_cpu_time_by_commands() {
+        // 250 ticks at 100/s = 2.5 s of CPU over 10 s at 25k IOPS: 250k commands,
+        // 10 us each, 100k per core-second.
+        let us = cpu_us_per_command(250, 100.0, 10.0, 25_000.0).unwrap();
+        assert!((us - 10.0).abs() < 1e-9);
+        let n = Numbers {
+            target_cpu_us_per_cmd: Some(us),
+            ..Numbers::default()
+        };
+        assert!((n.cmds_per_core_second().unwrap() - 100_000.0).abs() < 1e-6);
+        assert_eq!(cpu_us_per_command(5, 100.0, 0.0, 1000.0), None);
+        assert_eq!(cpu_us_per_command(5, 100.0, 1.0, 0.0), None);
+    }
+
+    #[test]
+    fn proc_parsers() {
+        let stat = "cpu  100 5 50 800 45 0 10 0 0 0\ncpu0 1 2 3 4 5 6 7 8\n";
+        // busy = user+nice+system+irq+softirq+steal = 165, total = 1010.
+        assert_eq!(parse_proc_stat(stat), Some((165, 1010)));
+        assert_eq!(Load::busy_between((165, 1010), (265, 1210)), Some(50.0));
+        assert_eq!(Load::busy_between((1, 5), (1, 5)), None);
+        let status = "Name:\ttgtd\nVmPeak:\t  30000 kB\nVmHWM:\t   18300 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(parse_status_kib(status, "VmHWM"), Some(18300));
+        assert_eq!(parse_status_kib(status, "VmSwap"), None);
+        // comm with a space and a parenthesis; utime 7, stime 3.
+        let pid_stat = "42 (glfs (iscsi) x) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0";
+        assert_eq!(parse_pid_stat_ticks(pid_stat), Some(10));
+        let get = "Option                                  Value\n\
+                   ------                                  -----\n\
+                   performance.client-io-threads           on\n";
+        assert_eq!(
+            parse_volume_get(get, "performance.client-io-threads").as_deref(),
+            Some("on")
+        );
+        assert_eq!(parse_volume_get(get, "performance.io-cache"), None);
+    }
+
+    #[test]
+    fn iops_are_shown_short() {
+        assert_eq!(iops(950.4), "950");
+        assert_eq!(iops(7_912.0), "7.91k");
+        assert_eq!(iops(15_400.0), "15.4k");
+        assert_eq!(iops(1_234_000.0), "1.23M");
+    }
+
+    #[test]
+    fn tables_compare_with_the_right_columns() {
+        let r = report();
+        let t = r.iops_tables();
+        // 13.6k / 15.4k = 0.88: not met; 13.6k / 7.9k = 1.72.
+        assert!(
+            t.contains(
+                "| 4k randread QD32 | 15.4k | 7.90k | skipped | 13.6k | 0.88x | 1.72x | **NO** |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 64k read QD16 | 11.4k | - | - | failed | - | - | - |"),
+            "{t}"
+        );
+        // 110k / 50k = 2.2 and 25k / 20k = 1.25.
+        assert!(
+            t.contains("| 4k randread QD32 | 50.0k | 110.0k | 2.20x | yes |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 64k read QD16 | 20.0k | 25.0k | 1.25x | **NO** |"),
+            "{t}"
+        );
+        let d = r.detail_table();
+        assert!(
+            d.contains(
+                "| 4k randread QD32 | ours glfs | 100 | 200 | 400 | - | 8.00 | 125.0k | - |"
+            ),
+            "{d}"
+        );
+        let s = r.sessions_table();
+        assert!(
+            s.contains("| 64 x QD32 | 0 | 0 | 17.9 | 21.8 | **NO** |"),
+            "{s}"
+        );
+        assert_eq!(
+            r.unmet_goals(),
+            [
+                "4k randread QD32: ours/ceiling 0.88",
+                "64k read QD16: ours memory/tgt null 1.25",
+                "HeaderDigest: 0.85 of the IOPS without",
+                "64 sessions: peak memory above tgt's"
+            ]
+        );
+        assert_eq!(r.failures(), ["64k read QD16 ours glfs: daemon died"]);
+        let md = r.markdown("bench");
+        assert!(md.contains("![IOPS side by side](bench/iops.png)"), "{md}");
+        assert!(
+            md.contains("tgt rdwr on FUSE: skipped: no FUSE here"),
+            "{md}"
+        );
+        assert!(md.contains("- not met: 64 sessions"), "{md}");
+        assert!(
+            md.contains("| libiscsi offers HeaderDigest only | 100.0k | 85.0k | 0.85x | **NO** |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn json_holds_every_side_and_reason() {
+        let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        let w0 = &v["workloads"][0];
+        assert_eq!(w0["spec"]["bs"], 4096);
+        assert_eq!(w0["sides"][0][0], "ceiling");
+        assert_eq!(w0["sides"][0][1]["ok"]["iops"], 15400.0);
+        assert_eq!(w0["sides"][2][1]["skipped"], "no FUSE here");
+        assert_eq!(v["workloads"][1]["sides"][1][1]["failed"], "daemon died");
+        assert_eq!(v["sessions"][0]["ours"]["ok"]["peak_rss_kib"], 22300);
+        assert_eq!(v["goals"]["ours_over_ceiling"], 0.9);
+    }
+}
