@@ -1,5 +1,6 @@
 //! Project tasks. Run as `cargo xtask <task>`; see `cargo xtask --help`.
 
+mod access;
 mod bench;
 mod conformance;
 mod demo;

@@ -6,6 +6,8 @@
 //!    out with a `[skip]` line naming them, except under CI where that is a failure;
 //! 3. starts the real target binary with a glfs LUN on the fake and drives it with
 //!    libiscsi's tools: discovery, inquiry, read capacity and the iscsi-test-cu suites;
+//!    then a target with CHAP and an ACL: right and wrong secrets, mutual CHAP, an
+//!    initiator outside the ACL, filtered discovery, no secret in the log;
 //! 4. runs every iscsi-test-cu suite on each backend and fails on any regression against
 //!    the results recorded in testdata/conformance/;
 //! 5. proves the fake is a drop-in for tgt's bs_glfs and fio's gfapi engines.
@@ -13,7 +15,7 @@
 //! Ends with one `offline: N passed, N failed` line.
 
 use crate::util::{self, Checks};
-use crate::{conformance, fake, target};
+use crate::{access, conformance, fake, target};
 use anyhow::Result;
 
 /// The iscsi-test-cu suites the foundation must pass with no failure.
@@ -85,6 +87,7 @@ pub fn run() -> Result<()> {
         target::check_bytes_landed(&fixture),
     );
     checks.record("target stops cleanly on SIGTERM", fixture.stop());
+    access::run(&mut checks, &binary);
 
     let backends: Vec<String> = conformance::BACKENDS
         .iter()

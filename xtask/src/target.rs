@@ -58,6 +58,11 @@ impl TargetProcess {
     }
 
     pub fn start(binary: &Path, lun: LunSetup) -> Result<Self> {
+        Self::start_with(binary, lun, &[])
+    }
+
+    /// [`TargetProcess::start`] with more command-line arguments.
+    pub fn start_with(binary: &Path, lun: LunSetup, args: &[String]) -> Result<Self> {
         let portal: SocketAddr = format!("127.0.0.1:{}", util::free_port()?).parse()?;
         std::fs::create_dir_all(&lun.log_dir)?;
         let log = lun.log_dir.join("glfs-iscsi.log");
@@ -68,6 +73,7 @@ impl TargetProcess {
             .args(["--backing-store", &lun.backing_store])
             .arg("--size")
             .arg(LUN_SIZE.to_string())
+            .args(args)
             .envs(lun.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
@@ -113,7 +119,8 @@ impl TargetProcess {
         )
     }
 
-    fn log_text(&self) -> String {
+    /// Everything the target logged so far.
+    pub fn log_text(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
@@ -208,7 +215,7 @@ pub fn check_bytes_landed(target: &TargetProcess) -> Result<()> {
     Ok(())
 }
 
-fn tool(name: &str) -> Result<Command> {
+pub fn tool(name: &str) -> Result<Command> {
     match util::which(name) {
         Some(path) => Ok(Command::new(path)),
         None => Err(Skipped(format!(

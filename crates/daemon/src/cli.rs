@@ -2,7 +2,7 @@
 //! `--bsopts`).
 
 use crate::targets::{LunSpec, TargetSpec};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use backstore::StoreOptions;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -84,6 +84,57 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
     #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info")]
     pub log: String,
+    /// Admit only initiators matching SPEC: an initiator name, a network (192.0.2.0/24,
+    /// 2001:db8::/48, or one address), or NAME@NETWORK. Repeat for more entries.
+    #[arg(long = "acl", value_name = "SPEC")]
+    pub acl: Vec<String>,
+    /// CHAP user initiators must log in as; the secret comes from --chap-secret-file or
+    /// the environment variable GLFS_ISCSI_CHAP_SECRET (at least 12 bytes).
+    #[arg(long, value_name = "USER")]
+    pub chap_user: Option<String>,
+    /// File holding the CHAP secret of --chap-user (one trailing newline ignored).
+    #[arg(long, value_name = "PATH")]
+    pub chap_secret_file: Option<PathBuf>,
+    /// Mutual CHAP: the user the target answers as; the secret comes from
+    /// --mutual-chap-secret-file or GLFS_ISCSI_MUTUAL_CHAP_SECRET.
+    #[arg(long, value_name = "USER", requires = "chap_user")]
+    pub mutual_chap_user: Option<String>,
+    /// File holding the secret of --mutual-chap-user.
+    #[arg(long, value_name = "PATH")]
+    pub mutual_chap_secret_file: Option<PathBuf>,
+    /// CHAP user discovery sessions must log in as; the secret comes from
+    /// --discovery-chap-secret-file or GLFS_ISCSI_DISCOVERY_CHAP_SECRET.
+    #[arg(long, value_name = "USER")]
+    pub discovery_chap_user: Option<String>,
+    /// File holding the secret of --discovery-chap-user.
+    #[arg(long, value_name = "PATH")]
+    pub discovery_chap_secret_file: Option<PathBuf>,
+    /// Serve targets that have neither ACL nor CHAP to any initiator on a non-loopback
+    /// portal (otherwise the program refuses to start).
+    #[arg(long)]
+    pub allow_any_initiator: bool,
+}
+
+/// Environment variables the command line's CHAP secrets may come from.
+pub const CHAP_SECRET_ENV: &str = "GLFS_ISCSI_CHAP_SECRET";
+/// See [`CHAP_SECRET_ENV`].
+pub const MUTUAL_CHAP_SECRET_ENV: &str = "GLFS_ISCSI_MUTUAL_CHAP_SECRET";
+/// See [`CHAP_SECRET_ENV`].
+pub const DISCOVERY_CHAP_SECRET_ENV: &str = "GLFS_ISCSI_DISCOVERY_CHAP_SECRET";
+
+/// A command-line CHAP user's credential: its secret from `file`, else from `env`.
+fn cli_credential(
+    option: &str,
+    user: &str,
+    file: Option<&PathBuf>,
+    env: &str,
+) -> Result<iscsi::auth::Credential> {
+    use crate::auth::SecretSource;
+    let source = match file {
+        Some(path) => SecretSource::File(path.clone()),
+        None => SecretSource::Env(env.to_string()),
+    };
+    crate::auth::credential(option, user, Some(source))
 }
 
 /// What to serve, from the command line or the config file.
@@ -91,30 +142,70 @@ pub struct Plan {
     pub portal: SocketAddr,
     pub targets: Vec<TargetSpec>,
     pub server: crate::Server,
+    /// ACLs and CHAP credentials of every target, and discovery's.
+    pub access: iscsi::auth::AccessPolicy,
 }
 
 impl Args {
     /// Everything to serve: the config file when given, else the single-LUN options.
     pub fn plan(&self) -> Result<Plan> {
         let mut server = self.server();
+        let discovery = match &self.discovery_chap_user {
+            Some(user) => Some(iscsi::auth::ChapCredentials {
+                initiator: cli_credential(
+                    "--discovery-chap-user",
+                    user,
+                    self.discovery_chap_secret_file.as_ref(),
+                    DISCOVERY_CHAP_SECRET_ENV,
+                )?,
+                target: None,
+            }),
+            None => None,
+        };
         let Some(path) = &self.config else {
+            let targets = vec![self.target_spec()?];
+            crate::auth::check_open_targets(&targets, self.portal)?;
             return Ok(Plan {
                 portal: self.portal,
-                targets: vec![self.target_spec()?],
+                access: crate::auth::policy(&targets, discovery)?,
+                targets,
                 server,
             });
         };
         if !self.backing_store.is_empty() {
             bail!("--config and --backing-store both given: put the LUN in the config file");
         }
+        if !self.acl.is_empty() || self.chap_user.is_some() {
+            bail!("--config with --acl or --chap-user: put them in the config file");
+        }
         let config = crate::config::ConfigFile::load(path)?;
         if let Some(secs) = config.command_timeout {
             server.connection.command_timeout =
                 (secs > 0).then(|| std::time::Duration::from_secs(secs));
         }
+        let portal = config.portal.unwrap_or(self.portal);
+        let mut targets = config
+            .target_specs(self.gfapi_library.as_ref())
+            .with_context(|| format!("config file {}", path.display()))?;
+        for t in &mut targets {
+            t.allow_any_initiator |= self.allow_any_initiator;
+        }
+        crate::auth::check_open_targets(&targets, portal)?;
+        let discovery = match (&config.discovery_chap, discovery) {
+            (Some(_), Some(_)) => {
+                bail!("discovery CHAP both in the config file and on the command line")
+            }
+            (Some(entry), None) => Some(
+                entry
+                    .credentials("[discovery_chap]")
+                    .with_context(|| format!("config file {}", path.display()))?,
+            ),
+            (None, cli) => cli,
+        };
         Ok(Plan {
-            portal: config.portal.unwrap_or(self.portal),
-            targets: config.target_specs(self.gfapi_library.as_ref())?,
+            portal,
+            access: crate::auth::policy(&targets, discovery)?,
+            targets,
             server,
         })
     }
@@ -128,8 +219,35 @@ impl Args {
                 self.block_size
             );
         }
+        let acl = self
+            .acl
+            .iter()
+            .map(|spec| crate::auth::parse_acl_spec(spec).with_context(|| format!("--acl {spec}")))
+            .collect::<Result<Vec<_>>>()?;
+        let chap = match &self.chap_user {
+            Some(user) => Some(iscsi::auth::ChapCredentials {
+                initiator: cli_credential(
+                    "--chap-user",
+                    user,
+                    self.chap_secret_file.as_ref(),
+                    CHAP_SECRET_ENV,
+                )?,
+                target: match &self.mutual_chap_user {
+                    Some(user) => Some(cli_credential(
+                        "--mutual-chap-user",
+                        user,
+                        self.mutual_chap_secret_file.as_ref(),
+                        MUTUAL_CHAP_SECRET_ENV,
+                    )?),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         Ok(TargetSpec {
             name: self.target.clone(),
+            access: iscsi::auth::TargetAccess { acl, chap },
+            allow_any_initiator: self.allow_any_initiator,
             luns: vec![LunSpec {
                 lun: self.lun,
                 read_only: self.read_only,
@@ -168,8 +286,30 @@ impl Args {
     }
 }
 
+/// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.
+pub fn check_initiator_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid initiator name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>"
+        );
+    }
+    Ok(())
+}
+
 /// Checks an iSCSI name's form (RFC 7143 section 4.2.7).
 pub fn check_iscsi_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
+             a-z, 0-9, '-', '.', ':'"
+        );
+    }
+    Ok(())
+}
+
+fn iscsi_name_ok(name: &str) -> bool {
     let ok = if let Some(rest) = name.strip_prefix("iqn.") {
         // iqn.yyyy-mm.reversed.domain[:anything]
         let date = rest.get(..7).unwrap_or("");
@@ -189,14 +329,7 @@ pub fn check_iscsi_name(name: &str) -> Result<()> {
     let allowed = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
-    if !ok || !allowed || name.len() > 223 {
-        bail!(
-            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
-             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
-             a-z, 0-9, '-', '.', ':'"
-        );
-    }
-    Ok(())
+    ok && allowed && name.len() <= 223
 }
 
 /// Parses a size such as `4096`, `64M`, `1G`, `2T` (binary multiples).

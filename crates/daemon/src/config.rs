@@ -16,6 +16,9 @@
 //! block_size = 512
 //! read_only = false
 //! ```
+//!
+//! Access control (`allow_any_initiator`, `[discovery_chap]`, `[target.chap]`,
+//! `[[target.acl]]`) is described in [`crate::auth`].
 
 use crate::cli::{check_iscsi_name, parse_size};
 use crate::targets::{LunSpec, TargetSpec};
@@ -32,6 +35,11 @@ pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
     pub command_timeout: Option<u64>,
     pub gfapi_library: Option<PathBuf>,
+    /// Serve targets without ACL or CHAP on a non-loopback portal.
+    #[serde(default)]
+    pub allow_any_initiator: bool,
+    /// CHAP for discovery sessions.
+    pub discovery_chap: Option<crate::auth::ChapEntry>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetEntry>,
 }
@@ -42,6 +50,14 @@ pub struct TargetEntry {
     pub name: String,
     #[serde(default, rename = "lun")]
     pub luns: Vec<LunEntry>,
+    /// CHAP every initiator of the target must pass.
+    pub chap: Option<crate::auth::ChapEntry>,
+    /// Initiators admitted (none: all).
+    #[serde(default)]
+    pub acl: Vec<crate::auth::AclToml>,
+    /// Serve this target to any initiator on a non-loopback portal without ACL or CHAP.
+    #[serde(default)]
+    pub allow_any_initiator: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,9 +145,22 @@ impl ConfigFile {
                     },
                 });
             }
+            let chap = target
+                .chap
+                .as_ref()
+                .map(|c| c.credentials(&format!("target {} [target.chap]", target.name)))
+                .transpose()?;
+            let acl = target
+                .acl
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.entry(&format!("target {} ACL entry {}", target.name, i + 1)))
+                .collect::<Result<Vec<_>>>()?;
             specs.push(TargetSpec {
                 name: target.name.clone(),
                 luns: lun_specs,
+                access: iscsi::auth::TargetAccess { acl, chap },
+                allow_any_initiator: target.allow_any_initiator || self.allow_any_initiator,
             });
         }
         Ok(specs)

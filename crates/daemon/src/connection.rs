@@ -81,11 +81,12 @@ pub async fn serve_connection(
     stream.set_nodelay(true)?;
     let config = match stream.local_addr() {
         Ok(local) => targets.iscsi_config_for(local),
-        Err(_) => targets.iscsi.clone(),
+        Err(_) => targets.iscsi_config(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
     let mut conn = iscsi::Connection::new(config);
+    conn.set_peer_address(peer.ip().to_canonical());
     conn.set_timers(limits.timers);
     conn.set_admission(Arc::new(admission));
     // Arms the login time limit.

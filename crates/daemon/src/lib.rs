@@ -8,6 +8,7 @@
 //! read buffers) and written with one vectored socket write per batch ([`buffers`]).
 
 #![forbid(unsafe_code)]
+pub mod auth;
 pub mod buffers;
 pub mod cli;
 pub mod config;

@@ -45,11 +45,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
         let listening = listener.local_addr()?;
-        let targets = Arc::new(Targets::open(
-            &plan.targets,
-            listening,
-            iscsi::Limits::default(),
-        )?);
+        let targets = Targets::open(&plan.targets, listening, iscsi::Limits::default())?;
+        targets
+            .replace_access(plan.access)
+            .context("access control")?;
+        let targets = Arc::new(targets);
         // The connect hints name an address an initiator on this host can use: a wildcard
         // portal is reached through loopback.
         let portal = hint_address(listening);

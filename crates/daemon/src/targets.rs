@@ -2,10 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
+use iscsi::auth::{AccessPolicy, PolicyError};
 use scsi::{LuConfig, ScsiTarget};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use store_api::BlockStore;
 
 /// One LUN to export.
@@ -16,11 +17,16 @@ pub struct LunSpec {
     pub read_only: bool,
 }
 
-/// One target (IQN) and its LUNs.
+/// One target (IQN), its LUNs and who may log in to it.
 #[derive(Debug, Clone)]
 pub struct TargetSpec {
     pub name: String,
     pub luns: Vec<LunSpec>,
+    /// ACL entries and CHAP credentials.
+    pub access: iscsi::auth::TargetAccess,
+    /// Serve the target to any initiator even on a non-loopback portal when it has
+    /// neither ACL nor CHAP.
+    pub allow_any_initiator: bool,
 }
 
 /// A target name and its LUNs over stores that are already open.
@@ -50,6 +56,9 @@ pub struct Targets {
     pub iscsi: Arc<iscsi::Config>,
     portal: SocketAddr,
     targets: HashMap<String, Arc<Target>>,
+    /// The access policy new connections get; replaceable while serving
+    /// ([`Targets::replace_access`]).
+    access: RwLock<Arc<AccessPolicy>>,
     /// The sessions logged in through this portal.
     pub sessions: crate::sessions::Sessions,
 }
@@ -121,8 +130,10 @@ impl Targets {
             targets: infos,
             limits,
             portal_group_tag: PORTAL_GROUP_TAG,
+            access: Default::default(),
         });
         Ok(Targets {
+            access: RwLock::new(iscsi.access.clone()),
             iscsi,
             portal,
             targets: by_name,
@@ -130,19 +141,47 @@ impl Targets {
         })
     }
 
+    /// The iSCSI configuration with the current access policy, addresses as configured.
+    pub fn iscsi_config(&self) -> Arc<iscsi::Config> {
+        let access = self.access();
+        if Arc::ptr_eq(&access, &self.iscsi.access) {
+            return self.iscsi.clone();
+        }
+        let mut config = (*self.iscsi).clone();
+        config.access = access;
+        Arc::new(config)
+    }
+
     /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
     /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
     /// so its addresses become `local`, the address the initiator reached us on.
     pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
         if !self.portal.ip().is_unspecified() {
-            return self.iscsi.clone();
+            return self.iscsi_config();
         }
         let mut config = (*self.iscsi).clone();
+        config.access = self.access();
         let address = target_address(local, config.portal_group_tag);
         for target in &mut config.targets {
             target.addresses = vec![address.clone()];
         }
         Arc::new(config)
+    }
+
+    /// The access policy (ACLs and CHAP credentials) logins are checked against.
+    pub fn access(&self) -> Arc<AccessPolicy> {
+        self.access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts the targets under `policy` for the logins from now on (sessions already logged
+    /// in keep running). Refused, keeping the old policy, if `policy` breaks a rule.
+    pub fn replace_access(&self, policy: AccessPolicy) -> Result<(), PolicyError> {
+        policy.validate()?;
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
@@ -298,6 +337,50 @@ mod tests {
         .unwrap();
         let config = specific.iscsi_config_for("192.0.2.9:3260".parse().unwrap());
         assert_eq!(addresses(&config), ["192.0.2.9:3260,1"]);
+    }
+
+    #[test]
+    fn a_replaced_access_policy_applies_to_the_next_connections() {
+        use iscsi::auth::{Access, AclEntry, TargetAccess};
+        let name = "iqn.2026-11.io.glfs-iscsi:t";
+        let initiator = "iqn.2026-11.io.example:host";
+        for portal in ["127.0.0.1:3260", "0.0.0.0:3260"] {
+            let targets = Targets::with_stores(
+                vec![(name.into(), vec![])],
+                portal.parse().unwrap(),
+                Default::default(),
+            )
+            .unwrap();
+            let local = "127.0.0.1:3260".parse().unwrap();
+            let before = targets.iscsi_config_for(local);
+            assert_eq!(
+                before.access.check(name, initiator, None),
+                Access::Granted(None)
+            );
+            let mut policy = AccessPolicy::new();
+            let acl = vec![AclEntry {
+                initiator: Some("iqn.2026-11.io.example:other".into()),
+                ..Default::default()
+            }];
+            policy
+                .set_target(name, TargetAccess { acl, chap: None })
+                .unwrap();
+            targets.replace_access(policy).unwrap();
+            let after = targets.iscsi_config_for(local);
+            assert_eq!(
+                after.access.check(name, initiator, None),
+                Access::Denied,
+                "{portal}"
+            );
+            assert_eq!(
+                targets.iscsi_config().access.check(name, initiator, None),
+                Access::Denied
+            );
+            assert_eq!(
+                before.access.check(name, initiator, None),
+                Access::Granted(None)
+            );
+        }
     }
 
     #[test]

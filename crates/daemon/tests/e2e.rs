@@ -92,7 +92,18 @@ fn discovery_lists_the_target_at_its_portal() {
 
 #[test]
 fn discovery_on_a_wildcard_portal_advertises_the_address_connected_to() {
-    let target = Running::start_on("0.0.0.0", &["--bstype", "memory", "--size", "1M"], &[]);
+    // Not loopback: an open target needs the explicit opt-in.
+    let target = Running::start_on(
+        "0.0.0.0",
+        &[
+            "--allow-any-initiator",
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+        ],
+        &[],
+    );
     assert_eq!(target.portal.ip().to_string(), "127.0.0.1");
     let found = Initiator::discover(&target.portal()).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");

@@ -12,12 +12,14 @@
 //!
 //! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
 //! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
-//! machine), [`seq`] (serial number arithmetic), [`header`] (typed basic header segments),
-//! [`connection`] (the connection: one submodule per PDU kind).
+//! machine), [`auth`] (ACLs, CHAP credentials and the CHAP exchange), [`seq`] (serial
+//! number arithmetic), [`header`] (typed basic header segments), [`connection`] (the
+//! connection: one submodule per PDU kind).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// One target as offered in discovery and accepted at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +109,8 @@ pub struct Config {
     pub limits: Limits,
     /// Target portal group tag returned at login.
     pub portal_group_tag: u16,
+    /// Who may log in to what, and with which CHAP credentials.
+    pub access: Arc<auth::AccessPolicy>,
 }
 
 /// Whether a session is for discovery or for I/O.
@@ -248,6 +252,7 @@ pub enum ProtocolError {
     Protocol(String),
 }
 
+pub mod auth;
 pub mod connection;
 pub mod header;
 pub mod login;

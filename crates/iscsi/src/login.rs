@@ -1,16 +1,21 @@
 //! Login phase state machine (RFC 7143 sections 6.3 and 11.12/11.13).
 //!
 //! Stages: security negotiation (CSG 0), login operational negotiation (CSG 1) and full
-//! feature phase (NSG 3). Authentication supports `AuthMethod=None`; [`AuthMethod`] is the
-//! seam for CHAP. The initiator may start in either stage, skip the operational stage, and
+//! feature phase (NSG 3). On the first request the target asks [`crate::auth::AccessPolicy`]
+//! whether the initiator may log in (else Authorization failure, 0x0202) and whether it must
+//! pass CHAP; if so the login stays in the security stage until the [`ChapExchange`] is done,
+//! and every authentication failure is answered with status 0x0201. The initiator may start in either stage, skip the operational stage, and
 //! offer operational keys during the security stage. When it asks to go from the security
 //! stage straight to full feature phase while the target still has keys to propose (see
 //! [`crate::negotiation::PROPOSED_KEYS`]), the target selects the operational stage as the
 //! next stage instead (RFC 7143 6.3) and makes its proposals there.
 
+use crate::auth::chap::RANDOM_LEN;
+use crate::auth::{Access, ChapCredentials, ChapExchange};
 use crate::negotiation::{KeyOutcome, Negotiator, Params};
 use crate::pdu::{off, Bhs, Pdu, TargetOpcode};
 use crate::{text, Config, SessionType};
+use core::net::IpAddr;
 
 /// Login stage numbers as carried in CSG/NSG.
 pub const STAGE_SECURITY: u8 = 0;
@@ -35,6 +40,8 @@ pub mod status {
     pub const INITIATOR_ERROR: u16 = 0x0200;
     /// Authentication failure.
     pub const AUTH_FAILURE: u16 = 0x0201;
+    /// Authorization failure: the initiator may not log in to this target.
+    pub const AUTHORIZATION_FAILURE: u16 = 0x0202;
     /// Target not found.
     pub const NOT_FOUND: u16 = 0x0203;
     /// Unsupported version.
@@ -47,6 +54,8 @@ pub mod status {
     pub const SESSION_DOES_NOT_EXIST: u16 = 0x020a;
     /// Invalid request during login.
     pub const INVALID_DURING_LOGIN: u16 = 0x020b;
+    /// Target error (miscellaneous).
+    pub const TARGET_ERROR: u16 = 0x0300;
 }
 
 /// Authentication methods the target can run in the security stage.
@@ -54,6 +63,23 @@ pub mod status {
 pub enum AuthMethod {
     /// No authentication.
     None,
+    /// CHAP (RFC 7143 12.1.3).
+    Chap,
+}
+
+/// Where authentication stands.
+#[derive(Debug)]
+enum Auth {
+    /// Before the first complete request.
+    Undecided,
+    /// No authentication needed.
+    Open,
+    /// CHAP needed; AuthMethod not negotiated yet.
+    ChapRequired(ChapCredentials),
+    /// AuthMethod=CHAP chosen; the exchange runs.
+    Chap(Box<ChapExchange>),
+    /// CHAP passed.
+    Authenticated,
 }
 
 /// Result of one login request.
@@ -99,6 +125,9 @@ pub struct Login {
     target: Option<String>,
     session_type: SessionType,
     auth: Option<AuthMethod>,
+    access: Auth,
+    /// The initiator's address, for ACL entries with networks.
+    peer: Option<IpAddr>,
     neg: Negotiator,
     /// Partial text of a request with the C bit set.
     pending: Vec<u8>,
@@ -131,6 +160,8 @@ impl Login {
             target: None,
             session_type: SessionType::Normal,
             auth: None,
+            access: Auth::Undecided,
+            peer: None,
             neg: Negotiator::new(&config.limits),
             pending: Vec::new(),
             declared_first: false,
@@ -139,6 +170,17 @@ impl Login {
             tsih,
             cmd_sn: 0,
         }
+    }
+
+    /// Sets the initiator's address (before the first request), for ACL entries that list
+    /// networks; without it only entries without networks match.
+    pub fn set_peer(&mut self, addr: IpAddr) {
+        self.peer = Some(addr);
+    }
+
+    /// The authentication method negotiated, if any.
+    pub fn auth_method(&self) -> Option<AuthMethod> {
+        self.auth
     }
 
     /// True once the first login request was seen.
@@ -174,6 +216,48 @@ impl Login {
             Vec::new(),
             why.into(),
         )
+    }
+
+    /// On the first complete request: asks the access policy whether the initiator may log
+    /// in, and whether it must pass CHAP.
+    fn authorize(&mut self, config: &Config, req: &Bhs) -> Result<(), LoginStep> {
+        if !matches!(self.access, Auth::Undecided) {
+            return Ok(());
+        }
+        let initiator = self.initiator.clone().unwrap_or_default();
+        let decision = match self.session_type {
+            SessionType::Normal => {
+                let target = self.target.clone().unwrap_or_default();
+                match config.access.check(&target, &initiator, self.peer) {
+                    Access::Denied => {
+                        let from = self.peer.map(|a| format!(" from {a}")).unwrap_or_default();
+                        return Err(self.fail(
+                            req,
+                            status::AUTHORIZATION_FAILURE,
+                            format!(
+                                "initiator {initiator}{from} is not allowed to log in to {target}"
+                            ),
+                        ));
+                    }
+                    Access::Granted(chap) => chap,
+                }
+            }
+            SessionType::Discovery => match config.access.check_discovery(&initiator, self.peer) {
+                Access::Denied => {
+                    return Err(self.fail(
+                        req,
+                        status::AUTHORIZATION_FAILURE,
+                        format!("initiator {initiator} may not open a discovery session"),
+                    ))
+                }
+                Access::Granted(chap) => chap,
+            },
+        };
+        self.access = match decision {
+            Some(chap) => Auth::ChapRequired(chap),
+            None => Auth::Open,
+        };
+        Ok(())
     }
 
     /// Handles one Login Request PDU. StatSN/ExpCmdSN/MaxCmdSN are filled by the caller.
@@ -246,6 +330,9 @@ impl Login {
         // FirstBurstLength is answered after the loop, with the value in force once a
         // MaxBurstLength later in the same request is known.
         let mut first_burst_at: Option<usize> = None;
+        // AuthMethod's offer and where its answer goes; the CHAP keys of this request.
+        let mut auth_offer: Option<(String, usize)> = None;
+        let mut chap_keys: Vec<(String, String)> = Vec::new();
         for (k, v) in &keys {
             match k.as_str() {
                 "InitiatorName" => self.initiator = Some(v.clone()),
@@ -267,17 +354,26 @@ impl Login {
                 "AuthMethod" => {
                     if csg != STAGE_SECURITY {
                         text::push(&mut answer, k, "Irrelevant");
-                    } else if v.split(',').any(|m| m == "None") {
-                        // CHAP would be chosen here when configured for the target.
-                        self.auth = Some(AuthMethod::None);
-                        text::push(&mut answer, k, "None");
-                    } else {
+                    } else if auth_offer.is_some() || self.auth.is_some() {
                         return self.fail(
                             req,
-                            status::AUTH_FAILURE,
-                            format!("no supported AuthMethod in {v:?}"),
+                            status::INITIATOR_ERROR,
+                            "AuthMethod negotiated twice",
+                        );
+                    } else {
+                        // Answered once the access decision is known.
+                        auth_offer = Some((v.clone(), answer.len()));
+                    }
+                }
+                _ if k.starts_with("CHAP_") => {
+                    if csg != STAGE_SECURITY {
+                        return self.fail(
+                            req,
+                            status::INITIATOR_ERROR,
+                            format!("{k} outside the security stage"),
                         );
                     }
+                    chap_keys.push((k.clone(), v.clone()));
                 }
                 _ => match self.neg.offer(k, v, self.session_type) {
                     KeyOutcome::Respond(r)
@@ -298,6 +394,8 @@ impl Login {
             }
         }
         self.neg.settle();
+        // Answers that go back where their keys were, latest position first.
+        let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         if let Some(at) = first_burst_at {
             let mut fbl = Vec::new();
             text::push(
@@ -305,7 +403,7 @@ impl Login {
                 "FirstBurstLength",
                 &self.neg.params.first_burst_length.to_string(),
             );
-            answer.splice(at..at, fbl);
+            inserts.push((at, fbl));
         }
         // The first request must name the initiator and, for normal sessions, the target.
         if !self.declared_first {
@@ -332,6 +430,115 @@ impl Login {
                 );
             }
             self.declared_first = true;
+        }
+        if let Err(step) = self.authorize(config, req) {
+            return step;
+        }
+        // The security stage: AuthMethod, then the CHAP exchange.
+        let mut chap_progress = false;
+        if let Some((offer, at)) = &auth_offer {
+            let offers = |method: &str| offer.split(',').any(|m| m == method);
+            let chosen = match std::mem::replace(&mut self.access, Auth::Undecided) {
+                Auth::ChapRequired(chap) if offers("CHAP") => {
+                    let mut random = [0u8; RANDOM_LEN];
+                    if let Err(e) = getrandom::fill(&mut random) {
+                        return self.fail(
+                            req,
+                            status::TARGET_ERROR,
+                            format!("no random bytes for a CHAP challenge: {e}"),
+                        );
+                    }
+                    self.access = Auth::Chap(Box::new(ChapExchange::new(chap, random)));
+                    AuthMethod::Chap
+                }
+                Auth::ChapRequired(_) => {
+                    return self.fail(
+                        req,
+                        status::AUTH_FAILURE,
+                        format!("CHAP is required but the initiator offers AuthMethod={offer}"),
+                    );
+                }
+                Auth::Open if offers("None") => {
+                    self.access = Auth::Open;
+                    AuthMethod::None
+                }
+                _ => {
+                    return self.fail(
+                        req,
+                        status::AUTH_FAILURE,
+                        format!("no supported AuthMethod in {offer:?}"),
+                    );
+                }
+            };
+            self.auth = Some(chosen);
+            let mut a = Vec::new();
+            let value = match chosen {
+                AuthMethod::None => "None",
+                AuthMethod::Chap => "CHAP",
+            };
+            text::push(&mut a, "AuthMethod", value);
+            inserts.push((*at, a));
+            chap_progress = chosen == AuthMethod::Chap;
+        }
+        if !chap_keys.is_empty() {
+            let Auth::Chap(exchange) = &mut self.access else {
+                return self.fail(
+                    req,
+                    status::INITIATOR_ERROR,
+                    "CHAP keys without AuthMethod=CHAP",
+                );
+            };
+            match exchange.receive(&chap_keys) {
+                Ok(keys) => {
+                    for (k, v) in keys {
+                        text::push(&mut answer, &k, &v);
+                    }
+                    chap_progress = true;
+                    if exchange.is_done() {
+                        tracing::info!(
+                            initiator = self.initiator.as_deref().unwrap_or(""),
+                            user = exchange.user(),
+                            algorithm = ?exchange.algorithm(),
+                            "CHAP authentication passed"
+                        );
+                        self.access = Auth::Authenticated;
+                    }
+                }
+                Err(e) => {
+                    let initiator = self.initiator.clone().unwrap_or_default();
+                    return self.fail(
+                        req,
+                        status::AUTH_FAILURE,
+                        format!("CHAP authentication of {initiator} failed: {e}"),
+                    );
+                }
+            }
+        }
+        inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        for (at, bytes) in inserts {
+            answer.splice(at..at, bytes);
+        }
+        let mut transit = transit;
+        if matches!(self.access, Auth::ChapRequired(_) | Auth::Chap(_)) {
+            // Authentication is owed: the initiator may not leave the security stage.
+            if csg != STAGE_SECURITY {
+                return self.fail(
+                    req,
+                    status::AUTH_FAILURE,
+                    "authentication is required but the login skipped the security stage",
+                );
+            }
+            if transit {
+                if !chap_progress {
+                    return self.fail(
+                        req,
+                        status::AUTH_FAILURE,
+                        "the initiator tried to leave the security stage before authenticating",
+                    );
+                }
+                // Hold it in the stage (T=0) while the exchange goes on (RFC 7143 6.3).
+                transit = false;
+            }
         }
         let mut next = self.stage;
         if transit {
@@ -375,7 +582,6 @@ impl Login {
         }
         // In the operational stage the target proposes the keys it wants that the initiator
         // did not offer, and stays in the stage (T=0) until they are answered (RFC 7143 6.3).
-        let mut transit = transit;
         if csg == STAGE_OPERATIONAL {
             for (k, v) in self.neg.propose(self.session_type) {
                 text::push(&mut answer, k, &v);

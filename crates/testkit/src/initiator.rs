@@ -544,6 +544,15 @@ impl Initiator {
             ffi::iscsi_login_sync(p)
         })?;
         let list = unsafe { ffi::iscsi_discovery_sync(p) };
+        if list.is_null() && no_error_text(unsafe { ffi::iscsi_get_error(p) }) {
+            // libiscsi returns NULL, without an error, for a SendTargets answer that lists
+            // no target (e.g. an initiator no ACL admits).
+            if unsafe { ffi::iscsi_logout_sync(p) } != 0 {
+                let mut ctx = ctx;
+                ctx.poison();
+            }
+            return Ok(Vec::new());
+        }
         if list.is_null() {
             let mut ctx = ctx;
             ctx.poison();
@@ -1016,6 +1025,12 @@ fn short_data(op: &str, want: usize, got: usize) -> Error {
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte")))
+}
+
+/// True for a NULL or empty libiscsi error string.
+fn no_error_text(p: *const c_char) -> bool {
+    // SAFETY: libiscsi's error text is NULL or a NUL-terminated string in the context.
+    p.is_null() || unsafe { CStr::from_ptr(p) }.to_bytes().is_empty()
 }
 
 fn lossy(p: *const c_char) -> String {

@@ -84,6 +84,8 @@ pub struct Connection {
     out: VecDeque<OutPdu>,
     /// Set when the connection must close after transmitting (logout, login failure).
     closing: bool,
+    /// The initiator's address, when the driver told it ([`Connection::set_peer_address`]).
+    peer: Option<core::net::IpAddr>,
     /// Timers, told the time by the driver.
     clock: keepalive::Clock,
     /// Asked before a login enters full feature phase.
@@ -137,8 +139,19 @@ impl Connection {
             events: VecDeque::new(),
             out: VecDeque::new(),
             closing: false,
+            peer: None,
             clock: keepalive::Clock::default(),
             admission: None,
+        }
+    }
+
+    /// Tells the connection where the initiator connects from, before any input: ACL
+    /// entries with address ranges match against it (without it, only entries without
+    /// ranges match).
+    pub fn set_peer_address(&mut self, addr: core::net::IpAddr) {
+        self.peer = Some(addr);
+        if let Phase::Login(login) = &mut self.phase {
+            login.set_peer(addr);
         }
     }
 

@@ -109,7 +109,12 @@ impl Connection {
             match k.as_str() {
                 "SendTargets" => {
                     let discovery = s.info.session_type == SessionType::Discovery;
-                    for t in &self.config.targets {
+                    // Only the targets the access policy admits this initiator to.
+                    let access = &self.config.access;
+                    let allowed = |t: &str| {
+                        access.check(t, &s.info.initiator, self.peer) != crate::auth::Access::Denied
+                    };
+                    for t in self.config.targets.iter().filter(|t| allowed(&t.name)) {
                         let wanted = match v.as_str() {
                             "All" if discovery => true,
                             "All" | "" => t.name == s.info.target,

@@ -25,11 +25,19 @@ pub fn config_with(limits: Limits) -> Arc<Config> {
         ],
         limits,
         portal_group_tag: 1,
+        access: Default::default(),
     })
 }
 
 pub fn config() -> Arc<Config> {
     config_with(Limits::default())
+}
+
+/// The default targets under an access policy.
+pub fn config_with_access(access: crate::auth::AccessPolicy) -> Arc<Config> {
+    let mut config = (*config()).clone();
+    config.access = Arc::new(access);
+    Arc::new(config)
 }
 
 /// A target PDU as parsed by the test initiator.

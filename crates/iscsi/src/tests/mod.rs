@@ -2,6 +2,7 @@
 //! initiator.
 
 mod admission;
+mod chap_login;
 mod digests;
 mod errors;
 mod full_feature;
