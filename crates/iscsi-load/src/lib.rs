@@ -28,4 +28,4 @@ mod workload;
 pub use engine::{run, Outcome};
 pub use session::{Session, Url, COMMAND_TIMEOUT_SECS};
 pub use stats::{Histogram, Report};
-pub use workload::{parse_bytes, Picker, Range, Rw, Workload};
+pub use workload::{Picker, Range, Rw, Workload};
