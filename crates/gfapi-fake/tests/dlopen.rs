@@ -4,9 +4,12 @@
 //!
 //! Types are written here from `glusterfs/api/glfs.h`, independently of the crate.
 
+mod common;
+use common::library_path;
+
 use libc::{c_char, c_int, c_void, off_t, size_t, ssize_t};
 use std::ffi::{CStr, CString};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -75,35 +78,6 @@ struct Api {
 unsafe impl Send for Api {}
 // SAFETY: as above.
 unsafe impl Sync for Api {}
-
-/// `$GFAPI_FAKE_LIB`, else `<target dir>/gfapi-fake/libgfapi.so.0`.
-fn library_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("GFAPI_FAKE_LIB") {
-        return PathBuf::from(p);
-    }
-    let rel = Path::new("gfapi-fake/libgfapi.so.0");
-    let mut tried = Vec::new();
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        tried.push(PathBuf::from(t).join(rel));
-    }
-    let exe = std::env::current_exe().unwrap();
-    tried.extend(exe.ancestors().skip(1).take(4).map(|d| d.join(rel)));
-    tried.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target")
-            .join(rel),
-    );
-    tried
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "the fake libgfapi.so.0 is not built: run `cargo xtask build-fake` (same \
-             CARGO_TARGET_DIR) or set GFAPI_FAKE_LIB; looked in {tried:?}"
-            )
-        })
-}
 
 unsafe fn vsym<T: Copy>(handle: *mut c_void, name: &str, version: &str) -> T {
     let n = CString::new(name).unwrap();

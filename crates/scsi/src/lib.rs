@@ -21,19 +21,18 @@
 #![warn(missing_docs)]
 
 pub mod cdb;
-mod sbc;
+mod commands;
 pub mod sense;
-mod spc;
 
 use bytes::Bytes;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
-use crate::cdb::Cdb;
+use crate::commands::exec;
 use crate::sense::Sense;
 
-pub use crate::sbc::{
+pub use crate::commands::exec::{
     MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
 };
 
@@ -165,13 +164,49 @@ pub enum Start {
 #[derive(Debug)]
 pub struct Pending {
     lun: u16,
-    state: sbc::State,
+    state: exec::State,
+    /// Sense in descriptor format (D_SENSE was set when the command started).
+    descriptor_sense: bool,
+    /// Flush the store before reporting GOOD (a medium change with the write cache off).
+    flush_before_good: bool,
 }
 
 impl Pending {
     /// Continues the command with the outcome of its storage request.
     pub fn finish(self, result: IoResult) -> Start {
-        sbc::finish(self.lun, self.state, result)
+        let mut next = exec::finish(self.lun, self.state, result);
+        if self.flush_before_good {
+            next = exec::flush_before_good(self.lun, next);
+        }
+        with_sense_format(next, self.descriptor_sense)
+    }
+}
+
+/// Puts the sense data of a finished command in descriptor format when `descriptor` (the
+/// control mode page's D_SENSE), and carries the choice on to a command still waiting.
+fn with_sense_format(start: Start, descriptor: bool) -> Start {
+    if !descriptor {
+        return start;
+    }
+    match start {
+        Start::Done(mut r) => {
+            if let Some(fixed) = r.sense.take() {
+                r.sense = Some(Bytes::from(sense::fixed_to_descriptor(&fixed)));
+            }
+            Start::Done(r)
+        }
+        Start::Io {
+            lun,
+            request,
+            mut pending,
+        } => {
+            pending.descriptor_sense = true;
+            Start::Io {
+                lun,
+                request,
+                pending,
+            }
+        }
     }
 }
 
@@ -186,8 +221,10 @@ pub struct ScsiTarget {
 #[derive(Debug, Clone)]
 struct Lu {
     config: LuConfig,
-    /// Held by the COMPARE AND WRITE in progress, if any (see [`sbc::CawGuard`]).
+    /// Held by the COMPARE AND WRITE in progress, if any (see `commands::CawGuard`).
     caw_busy: Arc<AtomicBool>,
+    /// The mode parameters MODE SELECT changes (WCE, SWP, D_SENSE).
+    mode: Arc<commands::ModeState>,
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -236,6 +273,7 @@ impl ScsiTarget {
             self.luns.resize(idx + 1, None);
         }
         self.luns[idx] = Some(Lu {
+            mode: Arc::new(commands::ModeState::new(&config)),
             config,
             caw_busy: Arc::default(),
         });
@@ -266,44 +304,16 @@ impl ScsiTarget {
             .map(|(i, _)| i as u16)
     }
 
-    /// Starts one command.
+    /// Starts one command (dispatched through the command table, `commands`).
     pub fn start(&self, cmd: Command) -> Start {
-        let lun = decode_lun(cmd.lun);
-        let lu_state = lun
-            .and_then(|n| self.luns.get(usize::from(n)))
-            .and_then(Option::as_ref);
-        let lu = lu_state.map(|l| &l.config);
-        let parsed = match Cdb::parse(&cmd.cdb) {
-            Ok(parsed) => parsed,
-            // SPC-4 4.6.4: an absent LU answers LOGICAL UNIT NOT SUPPORTED to everything but
-            // INQUIRY, REPORT LUNS and REQUEST SENSE, even to commands it would not know.
-            Err(_) if lu.is_none() && !spc::works_without_lu(cmd.cdb.first().copied()) => {
-                return Start::Done(Response::check_condition(Sense::LU_NOT_SUPPORTED));
-            }
-            Err(sense) => return Start::Done(Response::check_condition(sense)),
-        };
-        let (Some(lun), Some(lu)) = (lun, lu) else {
-            return Start::Done(spc::absent_lun(self, &parsed));
-        };
-        match parsed {
-            Cdb::Read(rw) => sbc::read(lun, lu, rw),
-            Cdb::Write(rw) => sbc::write(lun, lu, rw, cmd.data_out),
-            Cdb::WriteAndVerify(rw) => sbc::write_and_verify(lun, lu, rw, cmd.data_out),
-            Cdb::Verify(rw) => sbc::verify(lun, lu, rw, cmd.data_out),
-            Cdb::SyncCache { lba, blocks, .. } => sbc::sync_cache(lun, lu, lba, blocks),
-            Cdb::PreFetch { lba, blocks, .. } => sbc::pre_fetch(lu, lba, blocks),
-            Cdb::WriteSame(ws) => sbc::write_same(lun, lu, ws, cmd.data_out),
-            Cdb::CompareAndWrite(rw) => {
-                let busy = &lu_state.expect("present with its config").caw_busy;
-                sbc::compare_and_write(lun, lu, busy, rw, cmd.data_out)
-            }
-            Cdb::Unmap { anchor, param_len } => {
-                sbc::unmap(lun, lu, anchor, param_len, cmd.data_out)
-            }
-            Cdb::ReadCapacity10 { .. } => Start::Done(sbc::read_capacity10(lu)),
-            Cdb::ReadCapacity16 { alloc } => Start::Done(sbc::read_capacity16(lu, alloc)),
-            Cdb::GetLbaStatus { lba, alloc } => Start::Done(sbc::get_lba_status(lu, lba, alloc)),
-            other => Start::Done(spc::execute(self, lu, &other)),
-        }
+        let lu = decode_lun(cmd.lun).and_then(|n| {
+            self.luns
+                .get(usize::from(n))
+                .and_then(Option::as_ref)
+                .map(|lu| (n, lu))
+        });
+        let descriptor = lu.is_some_and(|(_, lu)| lu.mode.descriptor_sense());
+        let start = commands::dispatch(self, lu, cmd.nexus, &cmd.cdb, cmd.data_out);
+        with_sense_format(start, descriptor)
     }
 }

@@ -231,6 +231,38 @@ pub fn from_store_error(err: &StoreError) -> Sense {
     }
 }
 
+/// The same sense data in descriptor format (SPC-4 4.5.2), for a logical unit whose control
+/// mode page has D_SENSE set: response code 72h, key and ASC/ASCQ in bytes 1..4, then an
+/// information descriptor (type 00h, SPC-4 4.5.2.2) when the fixed data's VALID bit is set and
+/// a sense-key specific descriptor (type 02h, 4.5.2.3) when its SKSV bit is set. `fixed` is
+/// fixed-format data as [`Sense::to_fixed`] builds it; anything shorter is returned unchanged.
+pub fn fixed_to_descriptor(fixed: &[u8]) -> Vec<u8> {
+    if fixed.len() < FIXED_SENSE_LEN || fixed[0] & 0x7E != 0x70 {
+        return fixed.to_vec();
+    }
+    let mut d = vec![
+        0x72 | (fixed[0] & 0x01),
+        fixed[2] & 0x0F,
+        fixed[12],
+        fixed[13],
+        0,
+        0,
+        0,
+        0,
+    ];
+    if fixed[0] & 0x80 != 0 {
+        d.extend_from_slice(&[0x00, 0x0A, 0x80, 0, 0, 0, 0, 0]);
+        d.extend_from_slice(&fixed[3..7]);
+    }
+    if fixed[15] & 0x80 != 0 {
+        d.extend_from_slice(&[0x02, 0x06, 0, 0]);
+        d.extend_from_slice(&fixed[15..18]);
+        d.push(0);
+    }
+    d[7] = (d.len() - 8) as u8;
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +298,22 @@ mod tests {
         // Parameter list, byte 0x0108, no bit: SKSV only.
         let b = Sense::invalid_field_in_parameter_list(0x108).to_fixed();
         assert_eq!(&b[12..18], &[0x26, 0x00, 0, 0x80, 0x01, 0x08]);
+    }
+
+    #[rstest]
+    // SPC-4 table 26 (descriptor format header), 30 (information descriptor), 31 (sense-key
+    // specific descriptor), 52 (field pointer).
+    #[case::plain(Sense::LBA_OUT_OF_RANGE, &[0x72, 0x05, 0x21, 0x00, 0, 0, 0, 0])]
+    #[case::information(Sense::MISCOMPARE.with_information(0x0102_0304), &[
+        0x72, 0x0E, 0x1D, 0x00, 0, 0, 0, 12,
+        0x00, 0x0A, 0x80, 0, 0, 0, 0, 0, 1, 2, 3, 4,
+    ])]
+    #[case::field_pointer(Sense::invalid_field_in_cdb(1, Some(5)), &[
+        0x72, 0x05, 0x24, 0x00, 0, 0, 0, 8,
+        0x02, 0x06, 0, 0, 0xCD, 0x00, 0x01, 0,
+    ])]
+    fn descriptor_format(#[case] sense: Sense, #[case] want: &[u8]) {
+        assert_eq!(fixed_to_descriptor(&sense.to_fixed()), want);
     }
 
     #[rstest]

@@ -203,9 +203,12 @@ fn mode_sense_variants() {
     let mut want = vec![3 + 20, 0x00, 0x90, 0x00, 0x08, 0x12];
     want.resize(4 + 20, 0);
     assert_eq!(&r.data_in[..], &want[..]);
-    // Changeable values: nothing changeable.
+    // Changeable values: D_SENSE (byte 2 bit 2) and SWP (byte 4 bit 3), SPC-4 table 457.
     let r = rig.run(&mode_sense6(true, 1, 0x0A, 0, 255), &[]);
-    assert_eq!(&r.data_in[4..], &[0x0A, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        &r.data_in[4..],
+        &[0x0A, 0x0A, 0x04, 0, 0x08, 0, 0, 0, 0, 0, 0, 0]
+    );
     // Saved values.
     let r = rig.run(&mode_sense6(false, 3, 0x3F, 0, 255), &[]);
     assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x39, 0x00));
@@ -351,7 +354,7 @@ fn request_sense_reports_no_sense() {
 fn unknown_opcodes_are_invalid_command_operation_code() {
     let mut rig = rig();
     for cdb in [
-        &[0x15u8, 0, 0, 0, 0, 0][..],
+        &[0x02u8, 0, 0, 0, 0, 0][..],
         &[0x5E, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         &[0xFF; 16],
     ] {

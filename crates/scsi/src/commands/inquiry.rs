@@ -1,0 +1,229 @@
+//! INQUIRY (SPC-4 6.6): standard data and the VPD pages (SPC-4 7.8, SBC-3 6.5).
+
+use super::exec::{
+    done, MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS,
+    MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS,
+};
+use super::{CommandDef, Ctx, ScsiCommand};
+use crate::cdb::{be16, opcode as op, reserved};
+use crate::sense::Sense;
+use crate::{LuConfig, Response, ScsiTarget, Start};
+
+const F: u8 = 0xFF;
+
+pub(super) const COMMANDS: &[CommandDef] = &[CommandDef::new::<Inquiry>(
+    op::INQUIRY,
+    &[0x12, 0x01, F, F, F, 0],
+)];
+
+/// Peripheral device type: direct access block device.
+const PDT_DISK: u8 = 0x00;
+/// Peripheral qualifier 011b, device type 1Fh: no logical unit here.
+const PQ_ABSENT: u8 = 0x7F;
+
+/// Version descriptors claimed in standard INQUIRY data (SPC-4 table 148): SAM-5, SPC-4 and
+/// SBC-3, each "no version claimed".
+const VERSION_DESCRIPTORS: [u16; 3] = [0x00A0, 0x0460, 0x04C0];
+
+/// INQUIRY.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Inquiry {
+    /// EVPD bit: return the VPD page `page`.
+    pub evpd: bool,
+    /// PAGE CODE.
+    pub page: u8,
+    /// ALLOCATION LENGTH.
+    pub alloc: u16,
+}
+
+impl ScsiCommand for Inquiry {
+    const WITHOUT_LU: bool = true;
+
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        // Bit 1 was CMDDT (obsolete); SPC-4 makes it reserved.
+        reserved(cdb, 1, 0xFE)?;
+        let evpd = cdb[1] & 0x01 != 0;
+        if !evpd && cdb[2] != 0 {
+            return Err(Sense::invalid_field_in_cdb(2, Some(7)));
+        }
+        Ok(Inquiry {
+            evpd,
+            page: cdb[2],
+            alloc: be16(cdb, 3),
+        })
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let lu = ctx.config();
+        let alloc = u32::from(self.alloc);
+        done(if !self.evpd {
+            Response::data(standard_inquiry(Some(lu)), alloc)
+        } else {
+            match vpd_page(lu, self.page) {
+                Some(data) => Response::data(data, alloc),
+                None => Response::check_condition(Sense::invalid_field_in_cdb(2, None)),
+            }
+        })
+    }
+
+    /// SPC-4 4.6.4 / 6.6.2: standard data with peripheral qualifier 011b; of the VPD pages
+    /// only the list of supported pages, which is empty.
+    fn absent(self, _target: &ScsiTarget) -> Response {
+        let alloc = u32::from(self.alloc);
+        match (self.evpd, self.page) {
+            (false, _) => Response::data(standard_inquiry(None), alloc),
+            (true, 0x00) => Response::data(vec![PQ_ABSENT, 0x00, 0x00, 0x01, 0x00], alloc),
+            (true, _) => Response::check_condition(Sense::invalid_field_in_cdb(2, None)),
+        }
+    }
+}
+
+/// Copies `s` into a fixed-width ASCII field, space padded; characters outside 20h..7Eh
+/// become spaces (SPC-4 4.4.1).
+fn ascii_field(out: &mut Vec<u8>, s: &str, width: usize) {
+    let start = out.len();
+    out.extend(
+        s.bytes()
+            .take(width)
+            .map(|c| if (0x20..=0x7E).contains(&c) { c } else { b' ' }),
+    );
+    out.resize(start + width, b' ');
+}
+
+/// Standard INQUIRY data (SPC-4 table 140), 96 bytes. `None` builds the data for an absent
+/// LUN (peripheral qualifier 011b).
+pub(crate) fn standard_inquiry(lu: Option<&LuConfig>) -> Vec<u8> {
+    let mut d = Vec::with_capacity(96);
+    d.push(if lu.is_some() { PDT_DISK } else { PQ_ABSENT });
+    d.push(0x00); // RMB=0, LU_CONG=0
+    d.push(0x06); // VERSION: SPC-4
+    d.push(0x12); // HISUP=1, RESPONSE DATA FORMAT=2
+    d.push(91); // ADDITIONAL LENGTH: 96 - 5
+    d.push(0x00); // SCCS ACC TPGS 3PC PROTECT
+    d.push(0x00); // ENCSERV VS MULTIP
+    d.push(0x02); // CMDQUE
+    let (vendor, product, revision) =
+        lu.map_or(("", "", ""), |c| (&*c.vendor, &*c.product, &*c.revision));
+    ascii_field(&mut d, vendor, 8);
+    ascii_field(&mut d, product, 16);
+    ascii_field(&mut d, revision, 4);
+    d.resize(58, 0); // vendor specific, CLOCKING/QAS/IUS, reserved
+    for v in VERSION_DESCRIPTORS {
+        d.extend_from_slice(&v.to_be_bytes());
+    }
+    d.resize(96, 0);
+    d
+}
+
+/// The VPD pages this logical unit supports, ascending.
+fn supported_vpd_pages(lu: &LuConfig) -> &'static [u8] {
+    if lu.capabilities.discard {
+        &[0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+    } else {
+        &[0x00, 0x80, 0x83, 0xB0, 0xB1]
+    }
+}
+
+/// A VPD page with its 4-byte header (2-byte PAGE LENGTH), or `None` when not supported.
+pub(crate) fn vpd_page(lu: &LuConfig, page: u8) -> Option<Vec<u8>> {
+    if !supported_vpd_pages(lu).contains(&page) {
+        return None;
+    }
+    let mut d = vec![PDT_DISK, page, 0, 0];
+    match page {
+        0x00 => d.extend_from_slice(supported_vpd_pages(lu)),
+        0x80 => ascii_field(&mut d, &lu.serial, lu.serial.len()),
+        0x83 => device_identification(lu, &mut d),
+        0xB0 => block_limits(lu, &mut d),
+        0xB1 => {
+            // Block Device Characteristics (SBC-3 6.5.2): rotation rate and form factor
+            // not reported.
+            d.resize(64, 0);
+        }
+        0xB2 => {
+            // Logical Block Provisioning (SBC-3 6.5.4).
+            d.push(0); // THRESHOLD EXPONENT
+            let lbprz = if lu.capabilities.discard_zeroes {
+                0x04
+            } else {
+                0
+            };
+            d.push(0x80 | 0x40 | 0x20 | lbprz); // LBPU LBPWS LBPWS10 LBPRZ
+            d.push(0x02); // PROVISIONING TYPE: thin provisioned
+            d.push(0);
+        }
+        _ => unreachable!("page list and builders disagree"),
+    }
+    let len = (d.len() - 4) as u16;
+    d[2..4].copy_from_slice(&len.to_be_bytes());
+    Some(d)
+}
+
+/// Device Identification designators (SPC-4 7.8.6): NAA (binary, LU association) and
+/// T10 vendor ID (ASCII: vendor identification + serial number).
+fn device_identification(lu: &LuConfig, d: &mut Vec<u8>) {
+    d.extend_from_slice(&[0x01, 0x03, 0x00, 16]);
+    d.extend_from_slice(&lu.naa_id);
+    // The designator length is one byte: keep vendor (8) + serial within 255.
+    let serial_len = lu.serial.len().min(255 - 8);
+    d.extend_from_slice(&[0x02, 0x01, 0x00, (8 + serial_len) as u8]);
+    ascii_field(d, &lu.vendor, 8);
+    ascii_field(d, &lu.serial, serial_len);
+}
+
+/// Block Limits (SBC-3 6.5.3), page length 3Ch.
+fn block_limits(lu: &LuConfig, d: &mut Vec<u8>) {
+    let bs = lu.geometry.block_size.max(1);
+    let max_blocks = MAX_TRANSFER_BYTES / bs;
+    d.push(0x01); // WSNZ: WRITE SAME with 0 blocks is rejected
+    d.push(MAX_COMPARE_AND_WRITE_BLOCKS); // MAXIMUM COMPARE AND WRITE LENGTH
+    d.extend_from_slice(&0u16.to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
+    d.extend_from_slice(&max_blocks.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
+    d.extend_from_slice(&0u32.to_be_bytes()); // OPTIMAL TRANSFER LENGTH
+    d.extend_from_slice(&0u32.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
+    let (unmap_lbas, unmap_descs, granularity) = if lu.capabilities.discard {
+        (MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS, (4096 / bs).max(1))
+    } else {
+        (0, 0, 0)
+    };
+    d.extend_from_slice(&unmap_lbas.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
+    d.extend_from_slice(&unmap_descs.to_be_bytes()); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+    d.extend_from_slice(&granularity.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+    d.extend_from_slice(&0u32.to_be_bytes()); // UGAVALID=0, UNMAP GRANULARITY ALIGNMENT
+    d.extend_from_slice(&u64::from(MAX_WRITE_SAME_BLOCKS).to_be_bytes());
+    d.resize(64, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields() {
+        // SPC-4 table 142: EVPD byte 1 bit 0, PAGE CODE byte 2, ALLOCATION LENGTH 3..5.
+        assert_eq!(
+            Inquiry::parse(&[0x12, 0, 0, 0x01, 0x04, 0]),
+            Ok(Inquiry {
+                evpd: false,
+                page: 0,
+                alloc: 260
+            })
+        );
+        assert_eq!(
+            Inquiry::parse(&[0x12, 1, 0x83, 0, 0xFF, 0]),
+            Ok(Inquiry {
+                evpd: true,
+                page: 0x83,
+                alloc: 255
+            })
+        );
+        assert_eq!(
+            Inquiry::parse(&[0x12, 0, 0x80, 0, 0xFF, 0]),
+            Err(Sense::invalid_field_in_cdb(2, Some(7)))
+        );
+        assert_eq!(
+            Inquiry::parse(&[0x12, 0x02, 0, 0, 0xFF, 0]),
+            Err(Sense::invalid_field_in_cdb(1, Some(1)))
+        );
+    }
+}

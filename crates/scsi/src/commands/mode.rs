@@ -1,0 +1,420 @@
+//! Mode parameters (SPC-4 6.11, 6.12, 7.5): MODE SENSE(6/10) with the caching and control
+//! pages.
+
+use super::exec::{done, fail};
+use super::{CommandDef, Ctx, ScsiCommand};
+use crate::cdb::{be16, be32, opcode as op, reserved};
+use crate::sense::Sense;
+use crate::{Lu, LuConfig, Response, Start};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const F: u8 = 0xFF;
+
+pub(super) const COMMANDS: &[CommandDef] = &[
+    CommandDef::new::<ModeSelect>(op::MODE_SELECT_6, &[0x15, 0x10, 0, 0, F, 0]),
+    CommandDef::new::<ModeSelect>(op::MODE_SELECT_10, &[0x55, 0x10, 0, 0, 0, 0, 0, F, F, 0]),
+    CommandDef::new::<ModeSense>(op::MODE_SENSE_6, &[0x1A, 0x08, F, F, F, 0]),
+    CommandDef::new::<ModeSense>(op::MODE_SENSE_10, &[0x5A, 0x18, F, F, 0, 0, 0, F, F, 0]),
+];
+
+/// MODE SENSE(6) (`long == false`) or (10).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ModeSense {
+    /// MODE SENSE(10).
+    pub long: bool,
+    /// DBD: no block descriptors.
+    pub dbd: bool,
+    /// LLBAA: long LBA block descriptor accepted (10 only).
+    pub llbaa: bool,
+    /// PC: page control (current, changeable, default, saved).
+    pub pc: u8,
+    /// PAGE CODE.
+    pub page: u8,
+    /// SUBPAGE CODE.
+    pub subpage: u8,
+    /// ALLOCATION LENGTH.
+    pub alloc: u16,
+}
+
+impl ScsiCommand for ModeSense {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        let long = cdb[0] == op::MODE_SENSE_10;
+        reserved(cdb, 1, if long { 0xE7 } else { 0xF7 })?;
+        Ok(ModeSense {
+            long,
+            dbd: cdb[1] & 0x08 != 0,
+            llbaa: long && cdb[1] & 0x10 != 0,
+            pc: cdb[2] >> 6,
+            page: cdb[2] & 0x3F,
+            subpage: cdb[3],
+            alloc: if long {
+                be16(cdb, 7)
+            } else {
+                u16::from(cdb[4])
+            },
+        })
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let m = &self;
+        done(
+            match mode_sense(ctx.lu, m.long, m.dbd, m.llbaa, m.pc, m.page, m.subpage) {
+                Ok(data) => Response::data(data, m.alloc.into()),
+                Err(sense) => Response::check_condition(sense),
+            },
+        )
+    }
+}
+
+/// MODE SELECT(6) (`long == false`) or (10) (SPC-4 6.9, 6.10).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ModeSelect {
+    /// MODE SELECT(10).
+    pub long: bool,
+    /// PARAMETER LIST LENGTH.
+    pub param_len: u16,
+}
+
+impl ScsiCommand for ModeSelect {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        // Byte 1: reserved(7:5) PF(4) reserved(3:1) SP(0). Pages are in the format SPC-4
+        // defines (PF 1); nothing can be saved (SP 0).
+        reserved(cdb, 1, 0xEE)?;
+        if cdb[1] & 0x10 == 0 {
+            return Err(Sense::invalid_field_in_cdb(1, Some(4)));
+        }
+        if cdb[1] & 0x01 != 0 {
+            return Err(Sense::invalid_field_in_cdb(1, Some(0)));
+        }
+        let long = cdb[0] == op::MODE_SELECT_10;
+        Ok(ModeSelect {
+            long,
+            param_len: if long {
+                be16(cdb, 7)
+            } else {
+                u16::from(cdb[4])
+            },
+        })
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let len = usize::from(self.param_len);
+        if len == 0 {
+            return done(Response::good(Bytes::new(), 0));
+        }
+        if ctx.data_out.len() < len {
+            return fail(Sense::PARAMETER_LIST_LENGTH);
+        }
+        let changes = match parse_parameter_list(ctx.lu, self.long, &ctx.data_out[..len]) {
+            Ok(changes) => changes,
+            Err(sense) => return fail(sense),
+        };
+        let m = &ctx.lu.mode;
+        for change in changes.iter().flatten() {
+            match *change {
+                Change::Wce(on) => m.wce.store(on, Ordering::Relaxed),
+                Change::Swp(on) => m.swp.store(on, Ordering::Relaxed),
+                Change::DSense(on) => m.d_sense.store(on, Ordering::Relaxed),
+            }
+        }
+        done(Response::good(Bytes::new(), u32::from(self.param_len)))
+    }
+}
+
+/// One changeable parameter set by a MODE SELECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Wce(bool),
+    Swp(bool),
+    DSense(bool),
+}
+
+/// Checks a MODE SELECT parameter list (SPC-4 7.5.5: header, block descriptors, pages)
+/// completely before anything changes, and returns what it sets. A list cut short is
+/// PARAMETER LIST LENGTH ERROR; a bad header, block descriptor, unknown page, wrong page
+/// length or a change to a parameter that is not changeable is INVALID FIELD IN PARAMETER
+/// LIST pointing at the byte.
+fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<[Option<Change>; 3], Sense> {
+    let bad = |at: usize| Sense::invalid_field_in_parameter_list(at as u16);
+    let header = if long { 8 } else { 4 };
+    if d.len() < header {
+        return Err(Sense::PARAMETER_LIST_LENGTH);
+    }
+    // MODE DATA LENGTH is reserved in MODE SELECT; MEDIUM TYPE is 0 for SBC; the WP and
+    // DPOFUA bits of the DEVICE-SPECIFIC PARAMETER are ignored (SBC-3 6.4.1).
+    let (medium_at, bdl_at) = if long { (2, 6) } else { (1, 3) };
+    if d[medium_at] != 0 {
+        return Err(bad(medium_at));
+    }
+    let longlba = long && d[4] & 0x01 != 0;
+    let bdl = if long {
+        usize::from(be16(d, 6))
+    } else {
+        usize::from(d[3])
+    };
+    let descriptor_len = if longlba { 16 } else { 8 };
+    if bdl != 0 && bdl != descriptor_len {
+        return Err(bad(bdl_at));
+    }
+    if d.len() < header + bdl {
+        return Err(Sense::PARAMETER_LIST_LENGTH);
+    }
+    if bdl != 0 {
+        // One block descriptor (SBC-3 6.4.2): NUMBER OF LOGICAL BLOCKS 0 (no change) or the
+        // capacity, and the logical block size; nothing can be reformatted.
+        let g = lu.config.geometry;
+        let b = &d[header..header + bdl];
+        let (blocks, size, size_at) = if longlba {
+            (
+                u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
+                be32(b, 12),
+                12,
+            )
+        } else {
+            (u64::from(be32(b, 0)), be32(b, 4) & 0x00FF_FFFF, 5)
+        };
+        let capacity = if longlba {
+            g.num_blocks
+        } else {
+            g.num_blocks.min(u64::from(u32::MAX))
+        };
+        if blocks != 0 && blocks != capacity {
+            return Err(bad(header));
+        }
+        if size != g.block_size {
+            return Err(bad(header + size_at));
+        }
+    }
+    let mut changes = [None; 3];
+    let mut at = header + bdl;
+    while at < d.len() {
+        if d.len() < at + 2 {
+            return Err(Sense::PARAMETER_LIST_LENGTH);
+        }
+        // PS is reserved in MODE SELECT; no page here has subpages (SPF).
+        if d[at] & 0xC0 != 0 {
+            return Err(bad(at));
+        }
+        let which = match d[at] & 0x3F {
+            0x08 => CACHING,
+            0x0A => CONTROL,
+            _ => return Err(bad(at)),
+        };
+        if d[at + 1] != which.1 {
+            return Err(bad(at + 1));
+        }
+        let end = at + 2 + usize::from(which.1);
+        if d.len() < end {
+            return Err(Sense::PARAMETER_LIST_LENGTH);
+        }
+        let new = &d[at..end];
+        let current = mode_page(lu, which, PC_CURRENT);
+        let changeable = mode_page(lu, which, PC_CHANGEABLE);
+        for i in 2..new.len() {
+            if (new[i] ^ current[i]) & !changeable[i] != 0 {
+                return Err(bad(at + i));
+            }
+        }
+        let bit = |(byte, mask): (usize, u8)| new[byte] & mask != 0;
+        if which == CACHING {
+            changes[0] = Some(Change::Wce(bit(WCE)));
+        } else {
+            changes[1] = Some(Change::Swp(bit(SWP)));
+            changes[2] = Some(Change::DSense(bit(D_SENSE)));
+        }
+        at = end;
+    }
+    Ok(changes)
+}
+
+/// MODE SENSE page control values (SPC-4 table 96).
+const PC_CURRENT: u8 = 0;
+const PC_CHANGEABLE: u8 = 1;
+const PC_DEFAULT: u8 = 2;
+
+/// The mode parameters a MODE SELECT can change, shared by every nexus of the logical unit.
+/// Nothing is saved: a restart brings back the defaults.
+#[derive(Debug)]
+pub(crate) struct ModeState {
+    /// Caching page WCE: writes may complete before they are durable.
+    wce: AtomicBool,
+    /// Control page SWP: the medium is write protected.
+    swp: AtomicBool,
+    /// Control page D_SENSE: sense data in descriptor format.
+    d_sense: AtomicBool,
+}
+
+impl ModeState {
+    /// The default values: WCE from the configuration, SWP and D_SENSE off.
+    pub fn new(config: &LuConfig) -> Self {
+        ModeState {
+            wce: AtomicBool::new(config.write_cache),
+            swp: AtomicBool::new(false),
+            d_sense: AtomicBool::new(false),
+        }
+    }
+
+    /// WCE: when clear, every write is durable before its status (as with FUA).
+    pub fn write_cache(&self) -> bool {
+        self.wce.load(Ordering::Relaxed)
+    }
+
+    /// SWP: software write protect.
+    pub fn software_write_protect(&self) -> bool {
+        self.swp.load(Ordering::Relaxed)
+    }
+
+    /// D_SENSE: sense data in descriptor format.
+    pub fn descriptor_sense(&self) -> bool {
+        self.d_sense.load(Ordering::Relaxed)
+    }
+}
+
+/// Caching mode page code (SBC-3 6.4.5) and its PAGE LENGTH.
+const CACHING: (u8, u8) = (0x08, 0x12);
+/// Control mode page code (SPC-4 7.5.8) and its PAGE LENGTH.
+const CONTROL: (u8, u8) = (0x0A, 0x0A);
+/// Caching page byte 2: WCE.
+const WCE: (usize, u8) = (2, 0x04);
+/// Control page byte 2: D_SENSE; byte 3: QUEUE ALGORITHM MODIFIER 1 (unrestricted
+/// reordering); byte 4: SWP.
+const D_SENSE: (usize, u8) = (2, 0x04);
+const QAM_UNRESTRICTED: (usize, u8) = (3, 0x10);
+const SWP: (usize, u8) = (4, 0x08);
+
+/// One mode page as MODE SENSE returns it for page control `pc`: the caching page (20 bytes)
+/// or the control page (12 bytes; TST 0, fixed QUEUE ALGORITHM MODIFIER 1).
+fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 2 + usize::from(len)];
+    p[0] = code;
+    p[1] = len;
+    let mut set = |(byte, bit): (usize, u8), on: bool| {
+        if on {
+            p[byte] |= bit;
+        }
+    };
+    let m = &lu.mode;
+    match (code, pc) {
+        (0x08, PC_CURRENT) => set(WCE, m.write_cache()),
+        (0x08, PC_DEFAULT) => set(WCE, lu.config.write_cache),
+        (0x08, _) => set(WCE, true),
+        (_, PC_CURRENT) => {
+            set(D_SENSE, m.descriptor_sense());
+            set(QAM_UNRESTRICTED, true);
+            set(SWP, m.software_write_protect());
+        }
+        (_, PC_DEFAULT) => set(QAM_UNRESTRICTED, true),
+        (_, _) => {
+            set(D_SENSE, true);
+            set(SWP, true);
+        }
+    }
+    p
+}
+
+/// MODE SENSE(6)/(10) parameter data (SPC-4 7.5.4/7.5.5).
+fn mode_sense(
+    lu: &Lu,
+    long: bool,
+    dbd: bool,
+    llbaa: bool,
+    pc: u8,
+    page: u8,
+    subpage: u8,
+) -> Result<Vec<u8>, Sense> {
+    if pc == 3 {
+        return Err(Sense::SAVING_NOT_SUPPORTED);
+    }
+    debug_assert!(pc == PC_CURRENT || pc == PC_CHANGEABLE || pc == PC_DEFAULT);
+    let mut pages = Vec::new();
+    match (page, subpage) {
+        (0x08, 0x00) => pages.extend(mode_page(lu, CACHING, pc)),
+        (0x0A, 0x00) => pages.extend(mode_page(lu, CONTROL, pc)),
+        (0x3F, 0x00 | 0xFF) => {
+            pages.extend(mode_page(lu, CACHING, pc));
+            pages.extend(mode_page(lu, CONTROL, pc));
+        }
+        (0x08 | 0x0A | 0x3F, _) => return Err(Sense::invalid_field_in_cdb(3, None)),
+        _ => return Err(Sense::invalid_field_in_cdb(2, Some(5))),
+    }
+    let g = lu.config.geometry;
+    let block_descriptor: Vec<u8> = match (dbd, long && llbaa) {
+        (true, _) => Vec::new(),
+        (false, false) => {
+            // Short LBA mode parameter block descriptor (SBC-3 6.4.2.2).
+            let blocks = u32::try_from(g.num_blocks).unwrap_or(u32::MAX);
+            let mut b = blocks.to_be_bytes().to_vec();
+            b.push(0);
+            b.extend_from_slice(&g.block_size.to_be_bytes()[1..]);
+            b
+        }
+        (false, true) => {
+            // Long LBA mode parameter block descriptor (SBC-3 6.4.2.3).
+            let mut b = g.num_blocks.to_be_bytes().to_vec();
+            b.extend_from_slice(&[0; 4]);
+            b.extend_from_slice(&g.block_size.to_be_bytes());
+            b
+        }
+    };
+    // DEVICE-SPECIFIC PARAMETER (SBC-3 6.4.1): WP (configured read-only, or SWP), DPOFUA.
+    let wp = lu.config.read_only || lu.mode.software_write_protect();
+    let dsp = if wp { 0x80 } else { 0 } | 0x10;
+    let mut d = Vec::with_capacity(8 + block_descriptor.len() + pages.len());
+    if long {
+        let total = 8 + block_descriptor.len() + pages.len();
+        d.extend_from_slice(&((total - 2) as u16).to_be_bytes());
+        d.push(0); // MEDIUM TYPE
+        d.push(dsp);
+        d.push(if block_descriptor.len() == 16 {
+            0x01
+        } else {
+            0
+        }); // LONGLBA
+        d.push(0);
+        d.extend_from_slice(&(block_descriptor.len() as u16).to_be_bytes());
+    } else {
+        let total = 4 + block_descriptor.len() + pages.len();
+        d.push((total - 1).min(255) as u8);
+        d.push(0);
+        d.push(dsp);
+        d.push(block_descriptor.len() as u8);
+    }
+    d.extend_from_slice(&block_descriptor);
+    d.extend_from_slice(&pages);
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields() {
+        // SPC-4 table 98 (MODE SENSE(6)) and 100 (MODE SENSE(10)).
+        assert_eq!(
+            ModeSense::parse(&[0x1A, 0x08, 0x3F, 0, 0xFF, 0]),
+            Ok(ModeSense {
+                long: false,
+                dbd: true,
+                llbaa: false,
+                pc: 0,
+                page: 0x3F,
+                subpage: 0,
+                alloc: 255
+            })
+        );
+        assert_eq!(
+            ModeSense::parse(&[0x5A, 0x10, 0x88, 0, 0, 0, 0, 0x01, 0x00, 0]),
+            Ok(ModeSense {
+                long: true,
+                dbd: false,
+                llbaa: true,
+                pc: 2,
+                page: 8,
+                subpage: 0,
+                alloc: 256
+            })
+        );
+    }
+}

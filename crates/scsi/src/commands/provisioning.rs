@@ -1,0 +1,290 @@
+//! Logical block provisioning (SBC-3 4.7): WRITE SAME(10/16), UNMAP, GET LBA STATUS.
+
+use super::exec::{
+    check_protect, check_range, done, durable, fail, io, next_unmap, start_pattern, tri, State,
+    INVALID_FIELD, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS,
+};
+use super::{CommandDef, Ctx, ScsiCommand};
+use crate::cdb::{be16, be32, be64, lba_len, opcode as op, reserved, service_action as sa};
+use crate::sense::Sense;
+use crate::{LuConfig, Response, Start};
+use bytes::Bytes;
+use store_api::IoRequest;
+
+const F: u8 = 0xFF;
+
+fn has_discard(lu: &LuConfig) -> bool {
+    lu.capabilities.discard
+}
+
+pub(super) const COMMANDS: &[CommandDef] = &[
+    CommandDef::new::<WriteSame>(op::WRITE_SAME_10, &[0x41, 0x08, F, F, F, F, 0, F, F, 0]),
+    CommandDef::new::<Unmap>(op::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0, F, F, 0]).offered_if(has_discard),
+    CommandDef::new::<WriteSame>(
+        op::WRITE_SAME_16,
+        &[0x93, 0x09, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
+    ),
+    CommandDef::new::<GetLbaStatus>(
+        op::SERVICE_ACTION_IN_16,
+        &[0x9E, 0x12, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0],
+    )
+    .sa(sa::GET_LBA_STATUS),
+];
+
+/// WRITE SAME(10/16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriteSame {
+    /// LOGICAL BLOCK ADDRESS.
+    pub lba: u64,
+    /// NUMBER OF LOGICAL BLOCKS.
+    pub blocks: u32,
+    /// WRPROTECT.
+    pub protect: u8,
+    /// ANCHOR bit.
+    pub anchor: bool,
+    /// UNMAP bit: the blocks may be deallocated.
+    pub unmap: bool,
+    /// No data-out buffer: the block is all zeroes (WRITE SAME(16) only).
+    pub ndob: bool,
+}
+
+impl ScsiCommand for WriteSame {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        let op = cdb[0];
+        // Byte 1: WRPROTECT(7:5) ANCHOR(4) UNMAP(3) reserved/PBDATA(2) LBDATA(1) NDOB(0, 16
+        // only). PBDATA/LBDATA are not supported.
+        reserved(cdb, 1, if op == op::WRITE_SAME_10 { 0x07 } else { 0x06 })?;
+        let (lba, blocks) = lba_len(op, cdb);
+        Ok(WriteSame {
+            lba,
+            blocks,
+            protect: cdb[1] >> 5,
+            anchor: cdb[1] & 0x10 != 0,
+            unmap: cdb[1] & 0x08 != 0,
+            ndob: op == op::WRITE_SAME_16 && cdb[1] & 0x01 != 0,
+        })
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let write_cache = ctx.lu.mode.write_cache();
+        let start = self.run(ctx);
+        if write_cache {
+            start
+        } else {
+            durable(start)
+        }
+    }
+}
+
+impl WriteSame {
+    fn run(self, ctx: Ctx<'_>) -> Start {
+        let ws = self;
+        let lu = ctx.config();
+        tri!(check_protect(ws.protect));
+        if ws.anchor {
+            // ANC_SUP is 0 in the Logical Block Provisioning page.
+            return fail(Sense::invalid_field_in_cdb(1, Some(4)));
+        }
+        if ws.blocks == 0 {
+            // WSNZ is 1 in the Block Limits page.
+            return fail(INVALID_FIELD);
+        }
+        tri!(check_range(lu.geometry, ws.lba, u64::from(ws.blocks)));
+        if ws.blocks > MAX_WRITE_SAME_BLOCKS {
+            return fail(INVALID_FIELD);
+        }
+        if ctx.write_protected() {
+            return fail(Sense::WRITE_PROTECTED);
+        }
+        let bs = lu.geometry.block_size;
+        let pattern = if ws.ndob {
+            None
+        } else if ctx.data_out.len() != bs as usize {
+            return fail(Sense::PARAMETER_LIST_LENGTH);
+        } else {
+            Some(ctx.data_out)
+        };
+        let xfer = if ws.ndob { 0 } else { bs };
+        let zero = !pattern.as_ref().is_some_and(|p| p.iter().any(|&b| b != 0));
+        let offset = ws.lba * u64::from(bs);
+        let len = u64::from(ws.blocks) * u64::from(bs);
+        let caps = lu.capabilities;
+        let lun = ctx.lun;
+        if zero && ws.unmap && caps.discard && caps.discard_zeroes {
+            return io(
+                lun,
+                IoRequest::Discard { offset, len },
+                State::Final { transfer_len: xfer },
+            );
+        }
+        if zero && caps.write_zeroes {
+            let state = State::Zeroes {
+                offset,
+                len,
+                block_size: bs,
+                transfer_len: xfer,
+            };
+            return io(lun, IoRequest::WriteZeroes { offset, len }, state);
+        }
+        let block = pattern.unwrap_or_else(|| Bytes::from(vec![0u8; bs as usize]));
+        start_pattern(lun, &block, offset, len, xfer)
+    }
+}
+
+/// UNMAP (SBC-3 5.28) with its parameter list (SBC-3 table 77).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Unmap {
+    /// ANCHOR bit.
+    pub anchor: bool,
+    /// PARAMETER LIST LENGTH.
+    pub param_len: u16,
+}
+
+impl ScsiCommand for Unmap {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        reserved(cdb, 1, 0xFE)?;
+        Ok(Unmap {
+            anchor: cdb[1] & 0x01 != 0,
+            param_len: be16(cdb, 7),
+        })
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let write_cache = ctx.lu.mode.write_cache();
+        let start = self.run(ctx);
+        if write_cache {
+            start
+        } else {
+            durable(start)
+        }
+    }
+}
+
+impl Unmap {
+    fn run(self, ctx: Ctx<'_>) -> Start {
+        let Unmap { anchor, param_len } = self;
+        let lu = ctx.config();
+        if !lu.capabilities.discard {
+            return fail(Sense::INVALID_OPCODE);
+        }
+        if anchor {
+            return fail(Sense::invalid_field_in_cdb(1, Some(0)));
+        }
+        if ctx.write_protected() {
+            return fail(Sense::WRITE_PROTECTED);
+        }
+        if param_len == 0 {
+            return done(Response::good(Bytes::new(), 0));
+        }
+        let data = &ctx.data_out;
+        let data = data.slice(..data.len().min(usize::from(param_len)));
+        if data.len() < 8 {
+            return fail(Sense::PARAMETER_LIST_LENGTH);
+        }
+        let bddl = usize::from(be16(&data, 2));
+        let count = bddl.min(data.len() - 8) / 16;
+        if count > MAX_UNMAP_DESCRIPTORS as usize {
+            return fail(Sense::invalid_field_in_parameter_list(2));
+        }
+        let g = lu.geometry;
+        let bs = u64::from(g.block_size);
+        let mut ranges = Vec::with_capacity(count);
+        for i in 0..count {
+            let d = &data[8 + 16 * i..8 + 16 * (i + 1)];
+            let lba = be64(d, 0);
+            let blocks = be32(d, 8);
+            tri!(check_range(g, lba, u64::from(blocks)));
+            if blocks > MAX_UNMAP_BLOCKS {
+                return fail(Sense::invalid_field_in_parameter_list(
+                    (8 + 16 * i + 8) as u16,
+                ));
+            }
+            if blocks > 0 {
+                ranges.push((lba * bs, u64::from(blocks) * bs));
+            }
+        }
+        if ranges.is_empty() {
+            return done(Response::good(Bytes::new(), u32::from(param_len)));
+        }
+        next_unmap(ctx.lun, ranges, 0, u32::from(param_len))
+    }
+}
+
+/// GET LBA STATUS (SBC-3 5.6).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GetLbaStatus {
+    /// STARTING LOGICAL BLOCK ADDRESS.
+    pub lba: u64,
+    /// ALLOCATION LENGTH.
+    pub alloc: u32,
+}
+
+impl ScsiCommand for GetLbaStatus {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        Ok(GetLbaStatus {
+            lba: be64(cdb, 2),
+            alloc: be32(cdb, 10),
+        })
+    }
+
+    /// Parameter data (SBC-3 5.6.2): one descriptor from `lba` to the end of the medium (at
+    /// most 2^32 - 1 blocks), provisioning status "mapped". The store interface has no way to
+    /// ask which ranges are holes, so deallocated blocks are reported mapped too; without
+    /// discard support that is exact.
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let GetLbaStatus { lba, alloc } = self;
+        let g = ctx.config().geometry;
+        if lba >= g.num_blocks {
+            return fail(Sense::LBA_OUT_OF_RANGE);
+        }
+        let blocks = u32::try_from(g.num_blocks - lba).unwrap_or(u32::MAX);
+        let mut d = vec![0u8; 8 + 16];
+        d[0..4].copy_from_slice(&20u32.to_be_bytes()); // PARAMETER DATA LENGTH
+        d[8..16].copy_from_slice(&lba.to_be_bytes());
+        d[16..20].copy_from_slice(&blocks.to_be_bytes());
+        d[20] = 0x00; // PROVISIONING STATUS: mapped
+        done(Response::data(d, alloc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_same16_flags() {
+        // SBC-3 table 123: ANCHOR bit 4, UNMAP bit 3, NDOB bit 0 of byte 1.
+        let cdb = [0x93, 0x19, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0];
+        assert_eq!(
+            WriteSame::parse(&cdb),
+            Ok(WriteSame {
+                lba: 4,
+                blocks: 2,
+                protect: 0,
+                anchor: true,
+                unmap: true,
+                ndob: true
+            })
+        );
+    }
+
+    #[test]
+    fn unmap_and_get_lba_status_fields() {
+        // SBC-3 table 76: PARAMETER LIST LENGTH bytes 7..9.
+        assert_eq!(
+            Unmap::parse(&[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0]),
+            Ok(Unmap {
+                anchor: false,
+                param_len: 24
+            })
+        );
+        // SBC-3 table 37: STARTING LBA 2..10, ALLOCATION LENGTH 10..14.
+        assert_eq!(
+            GetLbaStatus::parse(&[0x9E, 0x12, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 24, 0, 0]),
+            Ok(GetLbaStatus {
+                lba: 0x102,
+                alloc: 24
+            })
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! MODE SELECT and what its parameters do: expected bytes written out from SPC-4 7.5 (mode
+//! parameter header, table 451/452; control page, table 457) and SBC-3 6.4 (caching page,
+//! table 188; block descriptor, table 180), plus snapshots of the pages.
+
+mod common;
+
+use common::*;
+use rstest::rstest;
+use scsi::Status;
+use store_api::{Capabilities, IoRequest};
+
+fn rig() -> Rig {
+    Rig::new(Capabilities::default())
+}
+
+/// MODE SELECT(6) (SPC-4 table 93): PF=1, SP as given, PARAMETER LIST LENGTH.
+fn mode_select6(sp: bool, len: u8) -> [u8; 6] {
+    [0x15, 0x10 | u8::from(sp), 0, 0, len, 0]
+}
+
+/// MODE SELECT(10) (SPC-4 table 94).
+fn mode_select10(len: u16) -> [u8; 10] {
+    let l = len.to_be_bytes();
+    [0x55, 0x10, 0, 0, 0, 0, 0, l[0], l[1], 0]
+}
+
+/// The control page as MODE SENSE returns it by default: QUEUE ALGORITHM MODIFIER 1.
+fn control(d_sense: bool, swp: bool) -> Vec<u8> {
+    vec![
+        0x0A,
+        0x0A,
+        if d_sense { 0x04 } else { 0 },
+        0x10,
+        if swp { 0x08 } else { 0 },
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+/// The caching page with WCE.
+fn caching(wce: bool) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x08;
+    p[1] = 0x12;
+    p[2] = if wce { 0x04 } else { 0 };
+    p
+}
+
+/// A MODE SELECT(6) parameter list: 4-byte header without block descriptors, then `pages`.
+fn list6(pages: &[Vec<u8>]) -> Vec<u8> {
+    let mut d = vec![0, 0, 0, 0];
+    for p in pages {
+        d.extend(p);
+    }
+    d
+}
+
+fn select6(rig: &mut Rig, data: &[u8]) -> (Status, u8, u8, u8) {
+    outcome(&rig.run(&mode_select6(false, data.len() as u8), data))
+}
+
+#[test]
+fn select_changes_what_sense_reports_as_current_only() {
+    let mut rig = rig();
+    assert_eq!(
+        select6(&mut rig, &list6(&[caching(false), control(true, true)])),
+        GOOD
+    );
+    let current = rig.run(&mode_sense6(true, 0, 0x3F, 0, 255), &[]).data_in;
+    // Header: MODE DATA LENGTH 3 + 32, MEDIUM TYPE 0, WP (SWP) | DPOFUA, no descriptors.
+    let mut want = vec![3 + 32, 0x00, 0x90, 0x00];
+    want.extend(caching(false));
+    want.extend(control(true, true));
+    assert_eq!(&current[..], &want[..]);
+    let default = rig.run(&mode_sense6(true, 2, 0x3F, 0, 255), &[]).data_in;
+    let mut want = vec![3 + 32, 0x00, 0x90, 0x00];
+    want.extend(caching(true));
+    want.extend(control(false, false));
+    assert_eq!(&default[..], &want[..]);
+    let changeable = rig.run(&mode_sense6(true, 1, 0x3F, 0, 255), &[]).data_in;
+    let mut want = vec![3 + 32, 0x00, 0x90, 0x00];
+    want.extend(caching(true));
+    want.extend([0x0A, 0x0A, 0x04, 0, 0x08, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&changeable[..], &want[..]);
+    insta::assert_snapshot!(format!(
+        "current:    {}\ndefault:    {}\nchangeable: {}\n",
+        hex(&current),
+        hex(&default),
+        hex(&changeable)
+    ));
+}
+
+#[test]
+fn mode_select10_with_a_block_descriptor() {
+    let mut rig = rig();
+    // Header (SPC-4 table 452): BLOCK DESCRIPTOR LENGTH 8; short descriptor (SBC-3 table
+    // 180): NUMBER OF LOGICAL BLOCKS 0 (unchanged), LOGICAL BLOCK LENGTH 512.
+    let mut d = vec![0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x02, 0x00];
+    d.extend(caching(false));
+    let r = rig.run(&mode_select10(d.len() as u16), &d);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(r.transfer_len as usize, d.len());
+    let cur = rig.run(&mode_sense6(true, 0, 0x08, 0, 255), &[]).data_in;
+    assert_eq!(cur[4 + 2], 0, "WCE cleared");
+}
+
+/// Bad parameter lists and CDBs: nothing changes, and the sense says what and where
+/// (sense bytes 15..18: SKSV, C/D, field pointer; SPC-4 table 54).
+#[rstest]
+#[case::sp_set(mode_select6(true, 16).to_vec(), list6(&[control(false, true)]), (0x24, [0xC8, 0, 1]))]
+#[case::pf_clear(vec![0x15, 0, 0, 0, 16, 0], list6(&[control(false, true)]), (0x24, [0xCC, 0, 1]))]
+#[case::header_cut(mode_select6(false, 3).to_vec(), vec![0, 0, 0], (0x1A, [0, 0, 0]))]
+#[case::page_cut(mode_select6(false, 10).to_vec(), list6(&[control(false, true)])[..10].to_vec(), (0x1A, [0, 0, 0]))]
+#[case::data_shorter_than_length(mode_select6(false, 40).to_vec(), list6(&[control(false, true)]), (0x1A, [0, 0, 0]))]
+#[case::medium_type(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[1] = 1; d }, (0x26, [0x80, 0, 1]))]
+#[case::descriptor_length(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[3] = 4; d }, (0x26, [0x80, 0, 3]))]
+#[case::descriptor_block_size(mode_select6(false, 12).to_vec(), vec![0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x10, 0x00], (0x26, [0x80, 0, 9]))]
+#[case::descriptor_capacity(mode_select6(false, 12).to_vec(), vec![0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0x02, 0x00], (0x26, [0x80, 0, 4]))]
+#[case::unknown_page(mode_select6(false, 6).to_vec(), vec![0, 0, 0, 0, 0x19, 0], (0x26, [0x80, 0, 4]))]
+#[case::ps_set(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[4] |= 0x80; d }, (0x26, [0x80, 0, 4]))]
+#[case::wrong_page_length(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[5] = 0x0B; d }, (0x26, [0x80, 0, 5]))]
+#[case::not_changeable_qam(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[7] = 0x00; d }, (0x26, [0x80, 0, 7]))]
+#[case::not_changeable_caching_rcd(mode_select6(false, 24).to_vec(), { let mut d = list6(&[caching(false)]); d[6] |= 0x01; d }, (0x26, [0x80, 0, 6]))]
+#[case::second_page_bad_after_good_first(mode_select6(false, 36).to_vec(), { let mut d = list6(&[control(false, true), caching(true)]); d[17] = 0x11; d }, (0x26, [0x80, 0, 17]))]
+fn bad_mode_select(
+    #[case] cdb: Vec<u8>,
+    #[case] data: Vec<u8>,
+    #[case] (asc, field): (u8, [u8; 3]),
+) {
+    let mut rig = rig();
+    let r = rig.run(&cdb, &data);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, asc, 0x00));
+    assert_eq!(&r.sense.as_ref().unwrap()[15..18], &field);
+    // Nothing changed: SWP still clear, writes still allowed.
+    let cur = rig.run(&mode_sense6(true, 0, 0x0A, 0, 255), &[]).data_in;
+    assert_eq!(&cur[4..], &control(false, false)[..]);
+    assert_eq!(outcome(&rig.run(&cdb10(0x2A, 0, 0, 1), &[0; 512])), GOOD);
+}
+
+#[test]
+fn empty_parameter_list_changes_nothing() {
+    let mut rig = rig();
+    assert_eq!(outcome(&rig.run(&mode_select6(false, 0), &[])), GOOD);
+    assert_eq!(outcome(&rig.run(&mode_select10(0), &[])), GOOD);
+}
+
+#[test]
+fn swp_write_protects_the_medium_until_cleared() {
+    let mut rig = rig();
+    assert_eq!(select6(&mut rig, &list6(&[control(false, true)])), GOOD);
+    assert_eq!(outcome(&rig.run(&cdb10(0x28, 0, 0, 1), &[])), GOOD);
+    for (cdb, data) in [
+        (cdb10(0x2A, 0, 0, 1).to_vec(), vec![1u8; 512]),
+        (cdb10(0x41, 0, 0, 1).to_vec(), vec![1u8; 512]),
+        (cdb10(0x2E, 0, 0, 1).to_vec(), vec![1u8; 512]),
+    ] {
+        assert_eq!(
+            outcome(&rig.run(&cdb, &data)),
+            WRITE_PROTECTED,
+            "{cdb:02x?}"
+        );
+    }
+    assert!(
+        rig.mem.data[..512].iter().all(|&b| b == 0),
+        "nothing written"
+    );
+    assert_eq!(select6(&mut rig, &list6(&[control(false, false)])), GOOD);
+    assert_eq!(outcome(&rig.run(&cdb10(0x2A, 0, 0, 1), &[1; 512])), GOOD);
+}
+
+#[test]
+fn wce_off_makes_every_write_durable_before_status() {
+    let mut rig = rig();
+    assert_eq!(select6(&mut rig, &list6(&[caching(false)])), GOOD);
+    rig.mem.log.clear();
+    assert_eq!(outcome(&rig.run(&cdb10(0x2A, 0, 0, 1), &[1; 512])), GOOD);
+    assert!(matches!(
+        rig.mem.log[..],
+        [IoRequest::Write { fua: true, .. }]
+    ));
+    rig.mem.log.clear();
+    // WRITE SAME(10) of a pattern: the pattern writes, then a flush before GOOD.
+    let r = rig.run(&cdb10(0x41, 0, 0, 4), &[7; 512]);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(r.transfer_len, 512);
+    assert!(matches!(
+        rig.mem.log[..],
+        [IoRequest::Write { .. }, IoRequest::Flush]
+    ));
+    // With the cache back on, no FUA unless asked.
+    assert_eq!(select6(&mut rig, &list6(&[caching(true)])), GOOD);
+    rig.mem.log.clear();
+    assert_eq!(outcome(&rig.run(&cdb10(0x2A, 0, 0, 1), &[1; 512])), GOOD);
+    assert!(matches!(
+        rig.mem.log[..],
+        [IoRequest::Write { fua: false, .. }]
+    ));
+}
+
+#[test]
+fn d_sense_reports_sense_in_descriptor_format() {
+    let mut rig = rig();
+    assert_eq!(select6(&mut rig, &list6(&[control(true, false)])), GOOD);
+    // Answered at once: LBA OUT OF RANGE, descriptor format (SPC-4 table 26), no descriptors.
+    let r = rig.run(&cdb10(0x28, 0, 4096, 1), &[]);
+    assert_eq!(r.status, Status::CheckCondition);
+    assert_eq!(&r.sense.unwrap()[..], &[0x72, 0x05, 0x21, 0x00, 0, 0, 0, 0]);
+    // After storage: a read error.
+    rig.mem.fail = Some((store_api::Op::Read, store_api::ErrorKind::Io));
+    let r = rig.run(&cdb10(0x28, 0, 0, 1), &[]);
+    assert_eq!(&r.sense.unwrap()[..], &[0x72, 0x03, 0x11, 0x00, 0, 0, 0, 0]);
+    rig.mem.fail = None;
+    // A field pointer: sense-key specific descriptor (SPC-4 table 31).
+    let r = rig.run(&[0x28, 0x04, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+    assert_eq!(
+        &r.sense.unwrap()[..],
+        &[0x72, 0x05, 0x24, 0x00, 0, 0, 0, 8, 0x02, 0x06, 0, 0, 0xCA, 0x00, 0x01, 0]
+    );
+    assert_eq!(select6(&mut rig, &list6(&[control(false, false)])), GOOD);
+    let r = rig.run(&cdb10(0x28, 0, 4096, 1), &[]);
+    assert_eq!(r.sense.unwrap()[0], 0x70);
+}
