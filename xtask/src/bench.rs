@@ -189,8 +189,8 @@ impl Row {
 
 /// Runs the benchmark.
 pub fn run(opts: BenchOptions) -> Result<()> {
-    let bs = parse_size(&opts.bs)?;
-    let size = parse_size(&opts.size)?;
+    let bs = units::parse_size(&opts.bs)?;
+    let size = units::parse_size(&opts.size)?;
     anyhow::ensure!(bs >= 512 && bs % 512 == 0, "--bs must be a multiple of 512");
     anyhow::ensure!(size >= bs * 64, "--size must hold at least 64 I/Os");
     anyhow::ensure!(
@@ -1026,11 +1026,6 @@ fn need(bin: &str) -> Result<PathBuf> {
         .ok_or_else(|| util::Skipped(format!("{bin} is not installed")).into())
 }
 
-/// A size in the workspace's one grammar ([`units::parse_size`]).
-fn parse_size(text: &str) -> Result<u64> {
-    Ok(units::parse_size(text)?)
-}
-
 fn ratio(r: Option<f64>) -> String {
     r.map_or("-".into(), |r| format!("{r:.2}x"))
 }
@@ -1520,9 +1515,9 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("4k").unwrap(), 4096);
-        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
-        assert!(parse_size("1q").is_err());
-        assert!(parse_size("0").is_err());
+        assert_eq!(units::parse_size("4k").unwrap(), 4096);
+        assert_eq!(units::parse_size("256M").unwrap(), 256 << 20);
+        assert!(units::parse_size("1q").is_err());
+        assert!(units::parse_size("0").is_err());
     }
 }
