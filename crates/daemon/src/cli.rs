@@ -1,11 +1,12 @@
 //! Command line: one target with one LUN, tgt-style (`--bstype`, `--backing-store`,
 //! `--bsopts`).
 
-use crate::config::{check_block_size, check_command_timeout, check_iscsi_name, check_lun};
-use crate::targets::{LunSpec, TargetSpec};
+use crate::config::{
+    check_block_size, check_command_timeout, check_iscsi_name, check_lun, ConfigFile, LunEntry,
+    TargetEntry,
+};
 use anyhow::{bail, Context, Result};
-use backstore::StoreOptions;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -59,12 +60,27 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
     #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
+    /// Listen for `glfs-iscsi admin` on this Unix socket (created owner-only).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Administer a running glfs-iscsi: `admin <noun> <verb>` (targets, LUNs, portals,
+    /// sessions; apply and export).
+    Admin(crate::admin::AdminArgs),
 }
 
 /// What to serve, from the command line or the config file.
 pub struct Plan {
     pub portal: SocketAddr,
-    pub targets: Vec<TargetSpec>,
+    /// The targets and LUNs, handed to [`crate::State`].
+    pub config: ConfigFile,
+    /// The file `config` came from (changes are written back to it).
+    pub config_path: Option<PathBuf>,
     pub server: crate::Server,
 }
 
@@ -75,43 +91,49 @@ impl Args {
         let Some(path) = &self.config else {
             return Ok(Plan {
                 portal: self.portal,
-                targets: vec![self.target_spec()?],
+                config: self.single_lun_config()?,
+                config_path: None,
                 server,
             });
         };
         if !self.backing_store.is_empty() {
             bail!("--config and --backing-store both given: put the LUN in the config file");
         }
-        let config = crate::config::ConfigFile::load(path)?;
+        let config = ConfigFile::load(path)?;
+        // Check every target and LUN before anything starts.
+        config.target_specs(self.gfapi_library.as_ref())?;
         if let Some(secs) = config.command_timeout {
             server.connection.command_timeout =
                 (secs > 0).then(|| std::time::Duration::from_secs(secs));
         }
         Ok(Plan {
             portal: config.portal.unwrap_or(self.portal),
-            targets: config.target_specs(self.gfapi_library.as_ref())?,
+            config,
+            config_path: Some(path.clone()),
             server,
         })
     }
 
     /// The single target the command line describes, after checking its names.
-    pub fn target_spec(&self) -> Result<TargetSpec> {
+    pub fn single_lun_config(&self) -> Result<ConfigFile> {
         check_iscsi_name(&self.target).context("--target")?;
-        Ok(TargetSpec {
-            name: self.target.clone(),
-            luns: vec![LunSpec {
-                lun: self.lun,
-                read_only: self.read_only,
-                store: StoreOptions {
+        let config = ConfigFile {
+            gfapi_library: self.gfapi_library.clone(),
+            targets: vec![TargetEntry {
+                name: self.target.clone(),
+                luns: vec![LunEntry {
+                    lun: self.lun,
                     bstype: self.bstype.clone(),
                     backing_store: self.backing_store.clone(),
                     bsopts: self.bsopts.clone(),
-                    create_size: self.size,
+                    size: self.size.map(units::format_size),
                     block_size: Some(self.block_size),
-                    gfapi_library: self.gfapi_library.clone(),
-                },
+                    read_only: self.read_only,
+                }],
             }],
-        })
+            ..Default::default()
+        };
+        Ok(config)
     }
 
     /// Server limits from the command line.
@@ -125,7 +147,7 @@ impl Args {
 }
 
 /// `--lun`: a LUN number in flat space addressing's range.
-fn parse_lun(text: &str) -> Result<u16, String> {
+pub(crate) fn parse_lun(text: &str) -> Result<u16, String> {
     let lun: u16 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a LUN number (0..={})", scsi::MAX_LUN))?;
@@ -134,7 +156,7 @@ fn parse_lun(text: &str) -> Result<u16, String> {
 }
 
 /// `--block-size`: 512, 1024, 2048 or 4096.
-fn parse_block_size(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_block_size(text: &str) -> Result<u32, String> {
     let size: u32 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of bytes"))?;

@@ -72,7 +72,7 @@ pub async fn serve_connection(
     stream.set_nodelay(true)?;
     let config = match stream.local_addr() {
         Ok(local) => targets.iscsi_config_for(local),
-        Err(_) => targets.iscsi.clone(),
+        Err(_) => targets.iscsi(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut conn = iscsi::Connection::new(config);
@@ -86,11 +86,17 @@ pub async fn serve_connection(
         next_seq: 0,
         deadlines: Deadlines::default(),
         limits,
+        registration: None,
     };
 
     loop {
         let next_deadline = session.deadlines.next();
+        let registered = session.registration.as_ref().map(|r| r.entry.clone());
         tokio::select! {
+            _ = ended_by_admin(registered.as_deref()) => {
+                tracing::info!(%peer, "session ended by the administrator");
+                break;
+            }
             _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                 if next_deadline.is_some() => {
                 session.expire(&mut conn, Instant::now());
@@ -125,6 +131,9 @@ pub async fn serve_connection(
         while let Some(event) = conn.poll_event() {
             session.handle_event(&mut conn, &done_tx, &targets, peer, event);
         }
+        if let Some(registration) = &session.registration {
+            registration.entry.set_in_flight(session.in_flight.len());
+        }
         conn.poll_transmit(&mut output);
         if !output.is_empty() {
             writer.write_all(&output).await?;
@@ -149,6 +158,16 @@ struct Session {
     /// Time limits of the commands waiting on a store.
     deadlines: Deadlines,
     limits: ConnectionLimits,
+    /// The session's entry in the list `admin session list` shows.
+    registration: Option<crate::sessions::Registration>,
+}
+
+/// Completes when the administrator ends the session; never without a registration.
+async fn ended_by_admin(entry: Option<&crate::sessions::SessionEntry>) {
+    match entry {
+        Some(entry) => entry.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
@@ -156,7 +175,7 @@ impl Session {
         &mut self,
         conn: &mut iscsi::Connection,
         done_tx: &mpsc::UnboundedSender<IoDone>,
-        targets: &Targets,
+        targets: &Arc<Targets>,
         peer: SocketAddr,
         event: Event,
     ) {
@@ -165,15 +184,27 @@ impl Session {
                 initiator,
                 target,
                 session_type,
-                ..
+                isid,
+                tsih,
             } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
+                    self.registration = Some(crate::sessions::Sessions::register(
+                        targets, &initiator, &target, peer, isid, tsih,
+                    ));
                 }
                 tracing::info!(%peer, %initiator, %target, ?session_type, "login");
             }
-            Event::Command(cmd) => self.start_command(conn, done_tx, cmd),
+            Event::Command(cmd) => {
+                if self.target.as_ref().is_some_and(|t| t.is_stale()) {
+                    // The administrator changed the target: continue on its new version
+                    // (none if it was removed; the removal ends the session).
+                    let name = self.target.as_ref().map(|t| t.name.clone());
+                    self.target = name.and_then(|name| targets.get(&name));
+                }
+                self.start_command(conn, done_tx, cmd)
+            }
             Event::TaskManagement(tmf) => {
                 let response = self.task_management(conn, &tmf);
                 conn.complete_task_management(tmf.itt, response);

@@ -7,12 +7,17 @@
 //! into one buffer and written with a single socket write per batch.
 
 #![forbid(unsafe_code)]
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod server;
+pub mod sessions;
+pub mod state;
 pub mod targets;
 
 pub use connection::ConnectionLimits;
 pub use server::{serve, Server};
+pub use state::State;
 pub use targets::{LunSpec, TargetSpec, Targets};

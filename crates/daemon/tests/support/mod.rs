@@ -108,6 +108,16 @@ impl Running {
         self.portal.to_string()
     }
 
+    /// Sends the daemon a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     pub fn connect(&self) -> Initiator {
         Initiator::connect(&self.portal(), IQN, 0).expect("login to the target")
     }
