@@ -45,6 +45,32 @@ pub struct Args {
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
     #[arg(long, default_value_t = 25, value_parser = parse_command_timeout)]
     pub command_timeout: u64,
+    /// Seconds of silence after which the target pings a connection with a NOP-In; 0 never
+    /// pings.
+    #[arg(long, default_value_t = 5)]
+    pub nop_in_interval: u64,
+    /// Seconds an initiator has to answer a NOP-In ping before its connection is closed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub nop_in_timeout: u64,
+    /// Seconds a login may take, from connect to full feature phase; 0: no limit.
+    #[arg(long, default_value_t = 15)]
+    pub login_timeout: u64,
+    /// Seconds shutdown (SIGTERM) gives sessions to log out after asking them to, before
+    /// their connections are closed.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
+    /// Normal sessions one target accepts; a login over it is refused (out of resources).
+    #[arg(long, default_value_t = 256)]
+    pub max_sessions_per_target: usize,
+    /// Connections one initiator (InitiatorName) may have; a login over it is refused (too
+    /// many connections).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_initiator: usize,
+    /// Unsolicited and immediate data all sessions together may hold, e.g. 2G: each session
+    /// reserves FirstBurstLength for each command it may have outstanding at login, and a
+    /// login that does not fit is refused (out of resources).
+    #[arg(long, value_parser = units::parse_size)]
+    pub unsolicited_data_budget: Option<u64>,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
@@ -142,6 +168,19 @@ impl Args {
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
+        server.drain_timeout = std::time::Duration::from_secs(self.shutdown_grace);
+        let bounds = &mut server.connection.bounds;
+        bounds.max_sessions_per_target = self.max_sessions_per_target;
+        bounds.max_connections_per_initiator = self.max_connections_per_initiator;
+        if let Some(budget) = self.unsolicited_data_budget {
+            bounds.unsolicited_data_budget = budget;
+        }
+        let secs = std::time::Duration::from_secs;
+        server.connection.timers = iscsi::Timers {
+            nop_in_interval: (self.nop_in_interval > 0).then(|| secs(self.nop_in_interval)),
+            nop_in_timeout: secs(self.nop_in_timeout),
+            login_timeout: (self.login_timeout > 0).then(|| secs(self.login_timeout)),
+        };
         server
     }
 }

@@ -4,9 +4,12 @@
 //! One tokio task per connection; no task or thread per command. Store completions arrive
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
+use crate::sessions::Control;
 use crate::targets::{Target, Targets};
 use bytes::BytesMut;
-use iscsi::{CommandResponse, Event, ScsiCommand, SessionType};
+use iscsi::{
+    CommandResponse, Event, ScsiCommand, SessionType, TaskFunction, TaskScope, TmfResponse,
+};
 use scsi::{Command, NexusId, Pending, Response, Start};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -50,6 +53,10 @@ pub struct ConnectionLimits {
     /// CONDITION, ABORTED COMMAND / LOGICAL UNIT COMMUNICATION TIME-OUT; the store keeps
     /// the request's buffers until it finishes. `None`: no limit.
     pub command_timeout: Option<Duration>,
+    /// Login time limit and NOP-In keepalive, kept by the iSCSI connection.
+    pub timers: iscsi::Timers,
+    /// Bounds a login is admitted against.
+    pub bounds: crate::sessions::Bounds,
 }
 
 impl Default for ConnectionLimits {
@@ -58,6 +65,8 @@ impl Default for ConnectionLimits {
         // initiator gets a retryable answer rather than an abort and a session recovery.
         ConnectionLimits {
             command_timeout: Some(Duration::from_secs(25)),
+            timers: iscsi::Timers::default(),
+            bounds: crate::sessions::Bounds::default(),
         }
     }
 }
@@ -75,8 +84,17 @@ pub async fn serve_connection(
         Err(_) => targets.iscsi(),
     };
     let (mut reader, mut writer) = stream.into_split();
+    let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
     let mut conn = iscsi::Connection::new(config);
+    conn.set_timers(limits.timers);
+    conn.set_admission(Arc::new(admission));
+    // Arms the login time limit.
+    conn.handle_timeout(Instant::now().into_std())
+        .expect("no limit has passed at the start");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
+    // Messages from the portal's session registry (reinstatement).
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
+    let mut _registration = None;
     let mut input = BytesMut::with_capacity(64 * 1024);
     let mut output = BytesMut::with_capacity(64 * 1024);
     let mut session = Session {
@@ -91,11 +109,19 @@ pub async fn serve_connection(
 
     loop {
         let next_deadline = session.deadlines.next();
+        let conn_deadline = conn.poll_timeout().map(Instant::from_std);
         let registered = session.registration.as_ref().map(|r| r.entry.clone());
         tokio::select! {
             _ = ended_by_admin(registered.as_deref()) => {
                 tracing::info!(%peer, "session ended by the administrator");
                 break;
+            }
+            _ = tokio::time::sleep_until(conn_deadline.unwrap_or_else(Instant::now)),
+                if conn_deadline.is_some() => {
+                if let Err(err) = conn.handle_timeout(Instant::now().into_std()) {
+                    tracing::warn!(%peer, %err, "closing connection");
+                    break;
+                }
             }
             _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                 if next_deadline.is_some() => {
@@ -119,6 +145,21 @@ pub async fn serve_connection(
                     }
                 }
             }
+            Some(control) = control_rx.recv() => match control {
+                Control::Reinstated => {
+                    // RFC 7143 6.3.5: the new login ends this session and its tasks; their
+                    // store requests finish in the background.
+                    tracing::info!(%peer, aborted = session.in_flight.len(),
+                        "session reinstated by a new login; closing the old connection");
+                    session.abort_all(&mut conn);
+                    break;
+                }
+                Control::LogoutRequested(secs) => {
+                    if conn.request_logout(secs) {
+                        tracing::info!(%peer, "shutting down: asked the initiator to log out");
+                    }
+                }
+            },
             Some(done) = done_rx.recv() => {
                 session.io_done(&mut conn, &done_tx, done);
                 // Take every completion that is already there, so their responses go out
@@ -129,6 +170,20 @@ pub async fn serve_connection(
             }
         }
         while let Some(event) = conn.poll_event() {
+            if let Event::LoggedIn {
+                initiator, isid, ..
+            } = &event
+            {
+                let (registration, reinstated) =
+                    targets
+                        .sessions
+                        .register(initiator, *isid, control_tx.clone());
+                if reinstated {
+                    tracing::info!(%peer, %initiator, isid = ?isid,
+                        "login reinstates an existing session");
+                }
+                _registration = Some(registration);
+            }
             session.handle_event(&mut conn, &done_tx, &targets, peer, event);
         }
         if let Some(registration) = &session.registration {
@@ -159,14 +214,23 @@ struct Session {
     deadlines: Deadlines,
     limits: ConnectionLimits,
     /// The session's entry in the list `admin session list` shows.
-    registration: Option<crate::sessions::Registration>,
+    registration: Option<crate::registry::Registration>,
 }
 
 /// Completes when the administrator ends the session; never without a registration.
-async fn ended_by_admin(entry: Option<&crate::sessions::SessionEntry>) {
+async fn ended_by_admin(entry: Option<&crate::registry::SessionEntry>) {
     match entry {
         Some(entry) => entry.ended().await,
         None => std::future::pending().await,
+    }
+}
+
+impl Drop for Session {
+    /// However the connection ends, its nexus's unit attentions go with it.
+    fn drop(&mut self) {
+        if let Some(target) = &self.target {
+            target.scsi.close_nexus(self.nexus);
+        }
     }
 }
 
@@ -190,18 +254,42 @@ impl Session {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
-                    self.registration = Some(crate::sessions::Sessions::register(
+                    self.registration = Some(crate::registry::Registry::register(
                         targets, &initiator, &target, peer, isid, tsih,
                     ));
+                    if let Some(t) = &self.target {
+                        let port = scsi::InitiatorPort {
+                            name: initiator.clone(),
+                            isid,
+                        };
+                        t.scsi.open_nexus(self.nexus, port);
+                    }
                 }
-                tracing::info!(%peer, %initiator, %target, ?session_type, "login");
+                let digests = conn.params().map(|p| p.digests).unwrap_or_default();
+                tracing::info!(
+                    %peer,
+                    %initiator,
+                    %target,
+                    ?session_type,
+                    header_digest = digests.header,
+                    data_digest = digests.data,
+                    "login"
+                );
             }
             Event::Command(cmd) => {
                 if self.target.as_ref().is_some_and(|t| t.is_stale()) {
                     // The administrator changed the target: continue on its new version
                     // (none if it was removed; the removal ends the session).
-                    let name = self.target.as_ref().map(|t| t.name.clone());
-                    self.target = name.and_then(|name| targets.get(&name));
+                    let old = self.target.take().expect("checked above");
+                    old.scsi.close_nexus(self.nexus);
+                    self.target = targets.get(&old.name);
+                    if let (Some(new), Some(r)) = (&self.target, &self.registration) {
+                        let port = scsi::InitiatorPort {
+                            name: r.entry.initiator.clone(),
+                            isid: r.entry.isid,
+                        };
+                        new.scsi.open_nexus(self.nexus, port);
+                    }
                 }
                 self.start_command(conn, done_tx, cmd)
             }
@@ -339,18 +427,26 @@ impl Session {
         &mut self,
         conn: &mut iscsi::Connection,
         tmf: &iscsi::TaskManagementRequest,
-    ) -> u8 {
-        match TmfAction::of(tmf.function) {
-            TmfAction::AbortTask => {
-                if self.forget(tmf.referenced_itt).is_some() {
-                    conn.abort_command(tmf.referenced_itt);
-                    tmf_response::FUNCTION_COMPLETE
+    ) -> TmfResponse {
+        // The iSCSI layer already dropped the tasks still collecting data in the scope;
+        // one session per I_T nexus, so no other nexus's tasks are visible here.
+        match tmf.function.scope() {
+            TaskScope::Task(referenced_itt) => {
+                if self.forget(referenced_itt).is_some() {
+                    conn.abort_command(referenced_itt);
+                    TmfResponse::FunctionComplete
                 } else {
-                    tmf_response::TASK_DOES_NOT_EXIST
+                    TmfResponse::TaskDoesNotExist
                 }
             }
-            TmfAction::AbortLun => {
+            TaskScope::Lun => {
                 let lun = tmf.lun;
+                if tmf.function == TaskFunction::LogicalUnitReset {
+                    // Every nexus, this one included, learns of the reset (SAM-5 7.8).
+                    if let (Some(target), Some(n)) = (&self.target, scsi::decode_lun(lun)) {
+                        target.scsi.logical_unit_reset(n);
+                    }
+                }
                 let doomed: Vec<u32> = self
                     .in_flight
                     .iter()
@@ -361,65 +457,34 @@ impl Session {
                     self.forget(itt);
                     conn.abort_command(itt);
                 }
-                tmf_response::FUNCTION_COMPLETE
+                TmfResponse::FunctionComplete
             }
-            TmfAction::AbortAll => {
-                for (itt, cmd) in self.in_flight.drain() {
-                    self.deadlines.finish(cmd.seq);
-                    conn.abort_command(itt);
+            TaskScope::Session => {
+                self.abort_all(conn);
+                if let Some(target) = &self.target {
+                    target.scsi.target_reset();
                 }
-                tmf_response::FUNCTION_COMPLETE
+                TmfResponse::FunctionComplete
             }
-            TmfAction::Answer(response) => response,
-        }
-    }
-}
-
-/// Task management function responses (RFC 7143 11.6.1).
-mod tmf_response {
-    pub const FUNCTION_COMPLETE: u8 = 0;
-    pub const TASK_DOES_NOT_EXIST: u8 = 1;
-    pub const REASSIGNMENT_NOT_SUPPORTED: u8 = 4;
-    pub const NOT_SUPPORTED: u8 = 5;
-    pub const REJECTED: u8 = 255;
-}
-
-/// What the daemon does for a task management function code (RFC 7143 11.5.1), in step
-/// with the iSCSI layer, which already dropped the tasks still collecting data for codes 2
-/// and 4 to 7 and answers 8 itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TmfAction {
-    /// ABORT TASK: the referenced task.
-    AbortTask,
-    /// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task of the session on the
-    /// LUN (one session per I_T nexus, and no other nexus's tasks are visible here).
-    AbortLun,
-    /// TARGET WARM RESET, TARGET COLD RESET: every task of the session.
-    AbortAll,
-    /// Nothing to do; answer with this response.
-    Answer(u8),
-}
-
-impl TmfAction {
-    fn of(function: u8) -> TmfAction {
-        match function {
-            1 => TmfAction::AbortTask,
-            2 | 4 | 5 => TmfAction::AbortLun,
-            6 | 7 => TmfAction::AbortAll,
-            // CLEAR ACA: we report NormACA=0 and never establish an ACA condition, so
-            // nothing is cleared and no task is touched. RFC 7143 11.6.1 lets a target answer
-            // a function it does not implement with "Task management function not
-            // supported"; that tells the initiator plainly that ACA is absent (as Linux LIO
-            // does), where "function complete" would claim a clear that never happened.
-            3 => TmfAction::Answer(tmf_response::NOT_SUPPORTED),
-            // TASK REASSIGN needs ERL 2 (the iSCSI layer answers it before it gets here).
-            8 => TmfAction::Answer(tmf_response::REASSIGNMENT_NOT_SUPPORTED),
-            _ => TmfAction::Answer(tmf_response::REJECTED),
+            // CLEAR ACA, the one function that ends no task: we report NormACA=0 and never
+            // establish an ACA condition, so nothing is cleared. RFC 7143 11.6.1 lets a
+            // target answer a function it does not implement with "Task management function
+            // not supported"; that tells the initiator plainly that ACA is absent (as Linux
+            // LIO does), where "function complete" would claim a clear that never happened.
+            TaskScope::None => TmfResponse::NotSupported,
         }
     }
 }
 
 impl Session {
+    /// Aborts every command in flight; their stores keep the buffers until they finish.
+    fn abort_all(&mut self, conn: &mut iscsi::Connection) {
+        for (itt, cmd) in self.in_flight.drain() {
+            self.deadlines.finish(cmd.seq);
+            conn.abort_command(itt);
+        }
+    }
+
     /// Takes a command out of flight (answered or aborted), with its time limit.
     fn forget(&mut self, itt: u32) -> Option<InFlightCommand> {
         let cmd = self.in_flight.remove(&itt)?;
@@ -584,24 +649,5 @@ mod tests {
         assert_eq!(q.next(), Some(t0 + Duration::from_millis(40)));
         q.finish(3); // already expired: no effect
         assert_eq!(q.len(), 1);
-    }
-
-    #[test]
-    fn task_management_function_codes_follow_rfc_7143_table() {
-        // RFC 7143 11.5.1, Function field, written out from the RFC.
-        let expected = [
-            (1, TmfAction::AbortTask),   // ABORT TASK
-            (2, TmfAction::AbortLun),    // ABORT TASK SET
-            (3, TmfAction::Answer(5)),   // CLEAR ACA: "function not supported" (no NACA)
-            (4, TmfAction::AbortLun),    // CLEAR TASK SET
-            (5, TmfAction::AbortLun),    // LOGICAL UNIT RESET
-            (6, TmfAction::AbortAll),    // TARGET WARM RESET
-            (7, TmfAction::AbortAll),    // TARGET COLD RESET
-            (8, TmfAction::Answer(4)),   // TASK REASSIGN: "allegiance reassignment not supported"
-            (9, TmfAction::Answer(255)), // not defined: "function rejected"
-        ];
-        for (function, action) in expected {
-            assert_eq!(TmfAction::of(function), action, "function {function}");
-        }
     }
 }

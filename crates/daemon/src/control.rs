@@ -3,7 +3,7 @@
 //! reply per line. Every change goes through [`State`], the one owner of the running state.
 
 use crate::config::{check_iscsi_name, check_lun, ConfigFile, LunEntry, TargetEntry};
-use crate::sessions::{SessionView, Sessions};
+use crate::registry::{Registry, SessionView};
 use crate::state::{ApplyOptions, Change, State};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -304,7 +304,7 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             Reply::table(table, serde_json::to_value(&views)?)
         }
         Request::SessionEnd { id } => {
-            if !state.targets().sessions.end(id) {
+            if !state.targets().registry.end(id) {
                 bail!("session {id}: no such session");
             }
             Reply::table(
@@ -346,7 +346,7 @@ fn join(luns: &[u16]) -> String {
 fn session_views(state: &State) -> Vec<SessionView> {
     state
         .targets()
-        .sessions
+        .registry
         .list()
         .iter()
         .map(|entry| {
@@ -355,14 +355,14 @@ fn session_views(state: &State) -> Vec<SessionView> {
                 .get(&entry.target)
                 .map(|t| t.luns())
                 .unwrap_or_default();
-            Sessions::view(entry, luns)
+            Registry::view(entry, luns)
         })
         .collect()
 }
 
 fn target_table(state: &State, only: Option<&str>) -> Result<Reply> {
     let config = state.config();
-    let sessions = state.targets().sessions.list();
+    let sessions = state.targets().registry.list();
     let mut table = vec![["target", "luns", "sessions"].map(String::from).to_vec()];
     let mut data = Vec::new();
     for t in &config.targets {

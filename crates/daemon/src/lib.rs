@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod registry;
 pub mod server;
 pub mod sessions;
 pub mod state;

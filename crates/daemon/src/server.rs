@@ -20,7 +20,8 @@ use tokio::task::JoinSet;
 pub struct Server {
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// How long shutdown waits for open connections to finish their commands.
+    /// How long shutdown waits for open connections to log out (each session is asked to
+    /// with an Asynchronous Message) before closing them.
     pub drain_timeout: Duration,
     /// Limits every connection gets.
     pub connection: ConnectionLimits,
@@ -124,6 +125,10 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    // Orderly shutdown: every session is asked to log out within the grace time; the wait
+    // below ends as soon as they all have.
+    let grace = u16::try_from(server.drain_timeout.as_secs()).unwrap_or(u16::MAX);
+    targets.sessions.request_logout_all(grace);
     if !connections.is_empty() {
         tracing::info!(count = connections.len(), "waiting for open connections");
         let drained = tokio::time::timeout(server.drain_timeout, async {

@@ -1,151 +1,314 @@
-//! The sessions logged in now, for `admin session list` and `admin session end`.
-//!
-//! A connection registers at login and leaves when it ends (a lock at those two moments,
-//! never per command); the commands it has in flight are an atomic it updates once per
-//! batch of events.
+//! The portal's sessions, shared by every connection task: finds the session a new login
+//! reinstates (RFC 7143 6.3.5: same InitiatorName and ISID, TSIH 0) and tells its
+//! connection task to end.
 
-use serde::Serialize;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 
-/// Every session logged in.
+/// Bounds on what logins may take; a login over one is refused with a login reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Normal sessions per target.
+    pub max_sessions_per_target: usize,
+    /// Connections (sessions, with MaxConnections=1) per InitiatorName, discovery included.
+    pub max_connections_per_initiator: usize,
+    /// Unsolicited and immediate data all sessions together may hold: each normal session
+    /// reserves the most it can hold, its FirstBurstLength for every command it may have
+    /// outstanding (the CmdSN window plus the immediate commands).
+    pub unsolicited_data_budget: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_sessions_per_target: 256,
+            max_connections_per_initiator: 64,
+            // 64 sessions of the default 256 KiB FirstBurstLength over 144 commands.
+            unsolicited_data_budget: 64 * 144 * (256 << 10),
+        }
+    }
+}
+
+/// Login status codes (RFC 7143 11.13.5).
+const TOO_MANY_CONNECTIONS: u16 = 0x0206;
+const OUT_OF_RESOURCES: u16 = 0x0302;
+
+/// What the admitted sessions hold against the [`Bounds`].
+#[derive(Default)]
+struct Usage {
+    per_target: HashMap<String, usize>,
+    per_initiator: HashMap<String, usize>,
+    data: u64,
+}
+
+/// One admitted session's share of the [`Bounds`]; given back on drop.
+pub struct Slot {
+    sessions: Arc<crate::Targets>,
+    target: Option<String>,
+    initiator: String,
+    data: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut u = self.sessions.sessions.usage.lock().expect("usage lock");
+        if let Some(t) = &self.target {
+            if let Some(n) = u.per_target.get_mut(t) {
+                *n -= 1;
+            }
+        }
+        if let Some(n) = u.per_initiator.get_mut(&self.initiator) {
+            *n -= 1;
+        }
+        u.data -= self.data;
+    }
+}
+
+/// Admits a connection's login against the portal's [`Bounds`] (see
+/// [`iscsi::Admission`]); holds the admitted session's [`Slot`] while the connection lives.
+pub struct Admit {
+    pub targets: Arc<crate::Targets>,
+    pub bounds: Bounds,
+    /// Commands a session may have outstanding: the CmdSN window plus immediate commands.
+    pub commands: u64,
+    slot: Mutex<Option<SlotHandle>>,
+}
+
+/// Holds a [`Slot`] until dropped.
+struct SlotHandle(#[allow(dead_code)] Slot);
+
+impl std::fmt::Debug for Admit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admit")
+            .field("bounds", &self.bounds)
+            .field("commands", &self.commands)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admit {
+    /// An admission for one connection of `targets`.
+    pub fn new(targets: Arc<crate::Targets>, bounds: Bounds, limits: &iscsi::Limits) -> Self {
+        Admit {
+            targets,
+            bounds,
+            commands: u64::from(limits.command_window) + u64::from(limits.max_immediate_tasks),
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl iscsi::Admission for Admit {
+    fn admit(&self, login: &iscsi::login::LoginOutcome) -> Result<(), (u16, String)> {
+        let normal = login.session_type == iscsi::SessionType::Normal;
+        let data = if normal {
+            u64::from(login.params.first_burst_length) * self.commands
+        } else {
+            0
+        };
+        let b = &self.bounds;
+        let sessions = &self.targets.sessions;
+        // A login that reinstates a live session replaces it: the old one's share is
+        // about to be given back, so it does not count (and the data check is skipped).
+        let reinstating = sessions
+            .by_key
+            .lock()
+            .expect("sessions lock")
+            .contains_key(&(login.initiator.clone(), login.isid));
+        let mut u = sessions.usage.lock().expect("usage lock");
+        let replaced = usize::from(reinstating);
+        let on_target = u.per_target.get(&login.target).copied().unwrap_or(0);
+        let on_target = on_target.saturating_sub(if normal { replaced } else { 0 });
+        let of_initiator = u.per_initiator.get(&login.initiator).copied().unwrap_or(0);
+        let of_initiator = of_initiator.saturating_sub(replaced);
+        if normal && on_target >= b.max_sessions_per_target {
+            return Err((
+                OUT_OF_RESOURCES,
+                format!("target {} has its {on_target} sessions", login.target),
+            ));
+        }
+        if of_initiator >= b.max_connections_per_initiator {
+            return Err((
+                TOO_MANY_CONNECTIONS,
+                format!(
+                    "initiator {} has its {of_initiator} connections",
+                    login.initiator
+                ),
+            ));
+        }
+        if !reinstating && u.data + data > b.unsolicited_data_budget {
+            return Err((
+                OUT_OF_RESOURCES,
+                format!(
+                    "unsolicited data budget: {} of {} bytes held, this session needs {data}",
+                    u.data, b.unsolicited_data_budget
+                ),
+            ));
+        }
+        if normal {
+            *u.per_target.entry(login.target.clone()).or_default() += 1;
+        }
+        *u.per_initiator.entry(login.initiator.clone()).or_default() += 1;
+        u.data += data;
+        drop(u);
+        *self.slot.lock().expect("slot lock") = Some(SlotHandle(Slot {
+            sessions: self.targets.clone(),
+            target: normal.then(|| login.target.clone()),
+            initiator: login.initiator.clone(),
+            data,
+        }));
+        Ok(())
+    }
+}
+
+/// What the registry tells a connection task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// A new login reinstated this session: abort its tasks and close the connection.
+    Reinstated,
+    /// The target is shutting down: ask the initiator to log out within this many seconds.
+    LogoutRequested(u16),
+}
+
+/// The session identity a reinstatement matches: InitiatorName and ISID.
+type Key = (String, [u8; 6]);
+
+struct Entry {
+    id: u64,
+    tx: mpsc::UnboundedSender<Control>,
+}
+
+/// Sessions in full feature phase, by initiator and ISID.
 #[derive(Default)]
 pub struct Sessions {
     next_id: AtomicU64,
-    by_id: Mutex<BTreeMap<u64, Arc<SessionEntry>>>,
+    by_key: Mutex<HashMap<Key, Entry>>,
+    /// Set by [`Sessions::request_logout_all`]: sessions that log in later are asked at once.
+    logout_within: Mutex<Option<u16>>,
+    shutting_down: AtomicBool,
+    /// What admitted sessions hold against the bounds.
+    usage: Mutex<Usage>,
 }
 
-/// What is known of one session.
-pub struct SessionEntry {
-    pub id: u64,
-    pub initiator: String,
-    /// Empty for a discovery session.
-    pub target: String,
-    pub peer: SocketAddr,
-    pub isid: [u8; 6],
-    pub tsih: u16,
-    in_flight: AtomicUsize,
-    end: Notify,
-}
-
-impl SessionEntry {
-    /// Records the commands the session has in flight now.
-    pub fn set_in_flight(&self, count: usize) {
-        self.in_flight.store(count, Ordering::Relaxed);
-    }
-
-    /// Completes when the session has been told to end.
-    pub async fn ended(&self) {
-        self.end.notified().await
-    }
-}
-
-/// A session as `admin session list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SessionView {
-    pub id: u64,
-    pub initiator: String,
-    pub target: String,
-    pub peer: String,
-    pub isid: String,
-    pub tsih: u16,
-    pub luns: Vec<u16>,
-    pub in_flight: usize,
-}
-
-/// Holds a session's registration; dropping it unregisters the session.
-pub struct Registration {
-    sessions: Arc<crate::Targets>,
-    pub entry: Arc<SessionEntry>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.sessions.sessions.remove(self.entry.id);
-    }
+/// A connection's place in [`Sessions`]; leaves it on drop.
+pub struct Registration<'a> {
+    sessions: &'a Sessions,
+    key: Key,
+    id: u64,
 }
 
 impl Sessions {
-    /// Registers a session of `targets`; it is listed until the registration drops.
+    /// Registers the session a login established. A session already there with the same
+    /// initiator and ISID is told it has been reinstated (its task then ends it); returns
+    /// whether there was one.
     pub fn register(
-        targets: &Arc<crate::Targets>,
+        &self,
         initiator: &str,
-        target: &str,
-        peer: SocketAddr,
         isid: [u8; 6],
-        tsih: u16,
-    ) -> Registration {
-        let this = &targets.sessions;
-        let id = this.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let entry = Arc::new(SessionEntry {
-            id,
-            initiator: initiator.to_string(),
-            target: target.to_string(),
-            peer,
-            isid,
-            tsih,
-            in_flight: AtomicUsize::new(0),
-            end: Notify::new(),
-        });
-        this.by_id
-            .lock()
-            .expect("sessions lock")
-            .insert(id, entry.clone());
-        Registration {
-            sessions: targets.clone(),
-            entry,
+        tx: mpsc::UnboundedSender<Control>,
+    ) -> (Registration<'_>, bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = (initiator.to_string(), isid);
+        if self.shutting_down.load(Ordering::Acquire) {
+            if let Some(secs) = *self.logout_within.lock().expect("sessions lock") {
+                let _ = tx.send(Control::LogoutRequested(secs));
+            }
         }
-    }
-
-    fn remove(&self, id: u64) {
-        self.by_id.lock().expect("sessions lock").remove(&id);
-    }
-
-    /// The sessions now, by id.
-    pub fn list(&self) -> Vec<Arc<SessionEntry>> {
-        self.by_id
+        let old = self
+            .by_key
             .lock()
             .expect("sessions lock")
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// The sessions on `target`.
-    pub fn on_target(&self, target: &str) -> Vec<Arc<SessionEntry>> {
-        self.list()
-            .into_iter()
-            .filter(|s| s.target == target)
-            .collect()
-    }
-
-    /// Tells session `id` to end (its connection closes); false if there is none.
-    pub fn end(&self, id: u64) -> bool {
-        let entry = self.by_id.lock().expect("sessions lock").get(&id).cloned();
-        match entry {
-            Some(entry) => {
-                // notify_one keeps the wake-up if the connection is not waiting right now.
-                entry.end.notify_one();
+            .insert(key.clone(), Entry { id, tx });
+        let reinstated = match old {
+            Some(old) => {
+                // The old task may have ended already; then there is nothing to tell.
+                let _ = old.tx.send(Control::Reinstated);
                 true
             }
             None => false,
+        };
+        (
+            Registration {
+                sessions: self,
+                key,
+                id,
+            },
+            reinstated,
+        )
+    }
+
+    /// Asks every session, and every session that logs in from now on, to log out within
+    /// `secs` seconds (orderly shutdown).
+    pub fn request_logout_all(&self, secs: u16) {
+        *self.logout_within.lock().expect("sessions lock") = Some(secs);
+        self.shutting_down.store(true, Ordering::Release);
+        for entry in self.by_key.lock().expect("sessions lock").values() {
+            let _ = entry.tx.send(Control::LogoutRequested(secs));
         }
     }
 
-    /// The view of one session; `luns` are its target's LUNs.
-    pub fn view(entry: &SessionEntry, luns: Vec<u16>) -> SessionView {
-        SessionView {
-            id: entry.id,
-            initiator: entry.initiator.clone(),
-            target: entry.target.clone(),
-            peer: entry.peer.to_string(),
-            isid: entry.isid.iter().map(|b| format!("{b:02x}")).collect(),
-            tsih: entry.tsih,
-            luns,
-            in_flight: entry.in_flight.load(Ordering::Relaxed),
+    /// Sessions registered now.
+    pub fn len(&self) -> usize {
+        self.by_key.lock().expect("sessions lock").len()
+    }
+
+    /// True without sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut map = self.sessions.by_key.lock().expect("sessions lock");
+        // Only this registration's own entry: a reinstating session has replaced it.
+        if map.get(&self.key).is_some_and(|e| e.id == self.id) {
+            map.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISID: [u8; 6] = [0x80, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn a_login_with_the_same_initiator_and_isid_reinstates() {
+        let sessions = Sessions::default();
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (first, reinstated) = sessions.register("iqn.a", ISID, tx1);
+        assert!(!reinstated);
+        // Another ISID or another initiator is another session.
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let (_other_isid, reinstated) = sessions.register("iqn.a", [0x80, 0, 0, 0, 0, 2], tx2);
+        assert!(!reinstated);
+        let (tx3, _rx3) = mpsc::unbounded_channel();
+        let (_other_name, reinstated) = sessions.register("iqn.b", ISID, tx3);
+        assert!(!reinstated);
+        assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+        // The same pair: the first session is told.
+        let (tx4, _rx4) = mpsc::unbounded_channel();
+        let (_second, reinstated) = sessions.register("iqn.a", ISID, tx4);
+        assert!(reinstated);
+        assert_eq!(rx1.try_recv(), Ok(Control::Reinstated));
+        // The old session's end leaves the new one registered.
+        drop(first);
+        assert_eq!(sessions.len(), 3);
+    }
+
+    #[test]
+    fn shutdown_asks_every_session_and_every_later_one() {
+        let sessions = Sessions::default();
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let _a = sessions.register("iqn.a", ISID, tx1);
+        sessions.request_logout_all(7);
+        assert_eq!(rx1.try_recv(), Ok(Control::LogoutRequested(7)));
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let _b = sessions.register("iqn.b", ISID, tx2);
+        assert_eq!(rx2.try_recv(), Ok(Control::LogoutRequested(7)));
     }
 }

@@ -202,7 +202,7 @@ impl State {
                     Some(("lun", object)) => object.rsplit_once('/').map_or(object, |(t, _)| t),
                     _ => continue,
                 };
-                let sessions = self.targets.sessions.on_target(name).len();
+                let sessions = self.targets.registry.on_target(name).len();
                 if sessions > 0 {
                     bail!(
                         "{}: in use by {sessions} session(s); add --force to remove it \
@@ -251,8 +251,8 @@ impl State {
         // Swap: from here on nothing fails.
         for name in &remove {
             self.targets.replace(name, None);
-            for session in self.targets.sessions.on_target(name) {
-                self.targets.sessions.end(session.id);
+            for session in self.targets.registry.on_target(name) {
+                self.targets.registry.end(session.id);
             }
         }
         for target in built {

@@ -92,8 +92,10 @@ pub struct Targets {
     portal: SocketAddr,
     /// Looked up at login and when a session's target has gone stale, never per command.
     targets: RwLock<HashMap<String, Arc<Target>>>,
-    /// The sessions logged in now.
+    /// The sessions logged in through this portal.
     pub sessions: crate::sessions::Sessions,
+    /// The sessions as `admin session list` shows them.
+    pub registry: crate::registry::Registry,
 }
 
 impl Targets {
@@ -139,6 +141,7 @@ impl Targets {
             portal,
             targets: RwLock::new(by_name),
             sessions: Default::default(),
+            registry: Default::default(),
         })
     }
 

@@ -44,7 +44,10 @@ impl InProcess {
         )
         .unwrap();
         let server = Server {
-            connection: ConnectionLimits { command_timeout },
+            connection: ConnectionLimits {
+                command_timeout,
+                ..ConnectionLimits::default()
+            },
             drain_timeout: Duration::from_secs(1),
             ..Server::default()
         };

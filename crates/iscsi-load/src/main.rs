@@ -42,6 +42,9 @@ struct Args {
     /// Seed of the offset sequence.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Offer HeaderDigest=CRC32C only (a CRC32C over every PDU header).
+    #[arg(long)]
+    header_digest: bool,
     /// The initiator's iSCSI name.
     #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:iscsi-load")]
     initiator: String,
@@ -78,7 +81,7 @@ fn main_inner(args: Args) -> Result<bool> {
         seed: args.seed,
         ..Workload::default()
     };
-    let session = Session::connect(&args.url, &args.initiator)?;
+    let session = Session::connect_with_digest(&args.url, &args.initiator, args.header_digest)?;
     let outcome = run(&session, &workload)?;
     drop(session);
     for msg in &outcome.error_messages {

@@ -53,6 +53,11 @@ impl Session {
     /// Parses `url`, logs in as `initiator` (no header digest) and reads the LUN's
     /// capacity.
     pub fn connect(url: &str, initiator: &str) -> Result<Session> {
+        Self::connect_with_digest(url, initiator, false)
+    }
+
+    /// [`Session::connect`], offering only HeaderDigest=CRC32C when `header_digest`.
+    pub fn connect_with_digest(url: &str, initiator: &str, header_digest: bool) -> Result<Session> {
         let name = CString::new(initiator).context("initiator name contains NUL")?;
         // SAFETY: plain constructor; checked for NULL.
         let ctx = unsafe { sys::iscsi_create_context(name.as_ptr()) };
@@ -74,7 +79,12 @@ impl Session {
         unsafe {
             sys::iscsi_set_targetname(ctx, target.as_ptr());
             sys::iscsi_set_session_type(ctx, sys::ISCSI_SESSION_NORMAL);
-            sys::iscsi_set_header_digest(ctx, sys::ISCSI_HEADER_DIGEST_NONE);
+            let digest = if header_digest {
+                sys::ISCSI_HEADER_DIGEST_CRC32C
+            } else {
+                sys::ISCSI_HEADER_DIGEST_NONE
+            };
+            sys::iscsi_set_header_digest(ctx, digest);
             // A lost connection must end the run, not stall it in reconnects.
             sys::iscsi_set_noautoreconnect(ctx, 1);
             // Bounds login, logout and every command (libiscsi checks it while

@@ -107,13 +107,11 @@ fn short_runs_on_tgt_null_report_sane_numbers(
     assert!(cpu > 0.0 && cpu < 120.0, "cpu_pct {cpu}");
     let (p50, p99) = (num(&v, "lat_us_p50"), num(&v, "lat_us_p99"));
     assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} p99 {p99}");
-    // Little's law at QD 8: mean latency ~ 8 / iops; the median is within a wide
-    // factor of it.
+    // Little's law at QD 8: mean latency ~ 8 / iops. The median of a non-negative
+    // quantity is at most twice its mean (Markov), whatever the load; it may be far below
+    // the mean when the machine stalls some I/Os, so there is no lower bound.
     let mean_us = 8.0 / iops * 1e6;
-    assert!(
-        p50 < mean_us * 4.0 && p50 > mean_us / 4.0,
-        "p50 {p50} vs mean {mean_us}"
-    );
+    assert!(p50 < mean_us * 4.0, "p50 {p50} vs mean {mean_us}");
 }
 
 /// Writes through the library API to the second half of a file LUN: the first

@@ -12,7 +12,8 @@
 //!
 //! Modules: [`pdu`] (framing, exported for fuzzing: [`pdu::check`], [`pdu::decode`]),
 //! [`text`] (key=value), [`negotiation`] (operational keys), [`login`] (login state
-//! machine), [`seq`] (serial number arithmetic), [`connection`] (full feature phase).
+//! machine), [`seq`] (serial number arithmetic), [`header`] (typed basic header segments),
+//! [`connection`] (the connection: one submodule per PDU kind).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -38,7 +39,9 @@ pub struct Limits {
     pub max_burst_length: u32,
     /// FirstBurstLength we accept (numerical minimum, never above MaxBurstLength).
     pub first_burst_length: u32,
-    /// MaxOutstandingR2T we accept (numerical minimum).
+    /// MaxOutstandingR2T we accept (numerical minimum). The default, 4, lets an initiator
+    /// that asks for more than one have four R2Ts of a write open at once; the write's whole
+    /// solicited length is reserved in `max_solicited_data` either way.
     pub max_outstanding_r2t: u32,
     /// ImmediateData (boolean AND with the initiator's offer).
     pub immediate_data: bool,
@@ -84,7 +87,7 @@ impl Default for Limits {
             max_recv_data_segment_length: 262_144,
             max_burst_length: 1_048_576,
             first_burst_length: 262_144,
-            max_outstanding_r2t: 1,
+            max_outstanding_r2t: 4,
             immediate_data: true,
             initial_r2t: false,
             command_window: 128,
@@ -128,6 +131,21 @@ pub enum TaskAttr {
     HeadOfQueue,
     /// 4: ACA.
     Aca,
+}
+
+impl TaskAttr {
+    /// The ATTR field (bits 0..2 of byte 1 of a SCSI Command); reserved values count as
+    /// simple.
+    pub fn from_bits(bits: u8) -> Self {
+        match bits & 7 {
+            0 => TaskAttr::Untagged,
+            1 => TaskAttr::Simple,
+            2 => TaskAttr::Ordered,
+            3 => TaskAttr::HeadOfQueue,
+            4 => TaskAttr::Aca,
+            _ => TaskAttr::Simple,
+        }
+    }
 }
 
 /// A SCSI command whose data-out is complete.
@@ -193,19 +211,6 @@ pub enum Event {
     LoggedOut,
 }
 
-/// A task management function request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskManagementRequest {
-    /// Tag of the request; echoed in [`Connection::complete_task_management`].
-    pub itt: u32,
-    /// Function code (1 = ABORT TASK, 2 = ABORT TASK SET, 5 = LOGICAL UNIT RESET, ...).
-    pub function: u8,
-    /// LUN field of the request.
-    pub lun: u64,
-    /// The task to act on, for ABORT TASK.
-    pub referenced_itt: u32,
-}
-
 /// A protocol violation that ends the connection (ERL 0). The reason is for the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -225,19 +230,35 @@ pub enum ProtocolError {
         /// Our limit.
         max: u32,
     },
+    /// A header digest that does not match the header (RFC 7143 7.8: the connection ends,
+    /// since nothing in the header, not even its length, can be trusted).
+    #[error("header digest {received:#010x} does not match the header's CRC32C {computed:#010x}")]
+    HeaderDigest {
+        /// The digest received, as a little-endian number.
+        received: u32,
+        /// The digest of the header received.
+        computed: u32,
+    },
+    /// The login or the answer to a NOP-In ping took longer than its time limit
+    /// ([`Timers`]).
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// A well-formed PDU that breaks the protocol (wrong phase, bad offsets, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
 }
 
 pub mod connection;
+pub mod header;
 pub mod login;
 pub mod negotiation;
 pub mod pdu;
 pub mod seq;
 pub mod text;
 
-pub use connection::Connection;
+pub use connection::{
+    Admission, Connection, TaskFunction, TaskManagementRequest, TaskScope, Timers, TmfResponse,
+};
 pub use negotiation::Params;
 pub use pdu::{check, decode, Bhs, Digests, FrameLimits, Pdu};
 

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 /// Operational parameters in force once login completes (RFC defaults until negotiated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    /// Digests in use (always none for now; CRC32C is a later extension).
+    /// Digests in use in full feature phase (CRC32C or none, each negotiated).
     pub digests: Digests,
     /// MaxRecvDataSegmentLength the initiator declared: the largest data segment we may send.
     pub initiator_max_recv_data_segment_length: u32,
@@ -263,13 +263,17 @@ impl Negotiator {
         let l = &self.limits;
         match key {
             "HeaderDigest" | "DataDigest" => {
-                // List negotiation: pick the first offered value we support. Only None so
-                // far; CRC32C goes here (and into `p.digests`) when implemented.
-                if value.split(',').any(|v| v == "None") {
-                    KeyOutcome::Respond("None".into())
+                // List negotiation: the first offered value we support (RFC 7143 6.2.1).
+                let Some(pick) = value.split(',').find(|v| matches!(*v, "None" | "CRC32C")) else {
+                    return reject();
+                };
+                let crc = pick == "CRC32C";
+                if key == "HeaderDigest" {
+                    p.digests.header = crc;
                 } else {
-                    reject()
+                    p.digests.data = crc;
                 }
+                KeyOutcome::Respond(pick.into())
             }
             "MaxRecvDataSegmentLength" => match parse_number(value) {
                 Some(n) if (512..=16_777_215).contains(&n) => {

@@ -79,8 +79,8 @@ pub enum TargetOpcode {
     Reject = 0x3f,
 }
 
-/// Header and data digests in use on a connection (both `false` until CRC32C is
-/// implemented; the framing already accounts for their 4 bytes).
+/// Header and data digests in use on a connection (RFC 7143 13.1): CRC32C when negotiated,
+/// in full feature phase only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Digests {
     /// CRC32C after the header segments.
@@ -96,6 +96,22 @@ pub struct FrameLimits {
     pub max_data_segment: u32,
     /// Digests expected on the wire.
     pub digests: Digests,
+}
+
+/// The CRC32C digest of `parts` (one segment, possibly given in pieces) as it travels on the
+/// wire (RFC 7143 13.1 and its appendix examples: the complemented CRC register, least
+/// significant byte first). Computed by the `crc32c` crate, which uses the CPU's CRC32
+/// instruction where there is one.
+pub fn crc32c(parts: &[&[u8]]) -> [u8; 4] {
+    parts
+        .iter()
+        .fold(0, |crc, p| crc32c::crc32c_append(crc, p))
+        .to_le_bytes()
+}
+
+/// Zero bytes that pad a data segment of `len` bytes to a multiple of four.
+fn padding(len: usize) -> &'static [u8] {
+    &[0u8; 3][..pad4(len) - len]
 }
 
 /// Rounds up to a multiple of four.
@@ -237,6 +253,9 @@ pub struct Pdu {
     pub ahs: Bytes,
     /// Data segment without padding or digest.
     pub data: Bytes,
+    /// A data digest was negotiated and the one received does not match the data segment:
+    /// the data must not be used (RFC 7143 7.8: the PDU is rejected with reason 0x02).
+    pub data_digest_error: bool,
 }
 
 /// Looks at the front of `buf`: `Ok(None)` when more bytes are needed, `Ok(Some(n))` with the
@@ -286,17 +305,30 @@ pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Pdu>, P
     let ahs = frame.slice(BHS_LEN..BHS_LEN + ahs_len);
     let mut pos = BHS_LEN + ahs_len;
     if limits.digests.header {
-        // CRC32C verification goes here once header digests are negotiable.
+        let received: [u8; 4] = frame[pos..pos + 4].try_into().expect("4 bytes");
+        let computed = crc32c(&[&frame[..pos]]);
+        if received != computed {
+            return Err(ProtocolError::HeaderDigest {
+                received: u32::from_le_bytes(received),
+                computed: u32::from_le_bytes(computed),
+            });
+        }
         pos += 4;
     }
     let dsl = bhs.data_segment_len() as usize;
     let data = frame.slice(pos..pos + dsl);
+    let mut data_digest_error = false;
+    if limits.digests.data && dsl > 0 {
+        let end = pos + pad4(dsl);
+        data_digest_error = frame[end..end + 4] != crc32c(&[&frame[pos..end]]);
+    }
     let raw_bhs = frame.slice(..BHS_LEN);
     Ok(Some(Pdu {
         bhs,
         raw_bhs,
         ahs,
         data,
+        data_digest_error,
     }))
 }
 
@@ -337,13 +369,25 @@ pub fn parse_ahs(mut ahs: Bytes) -> Result<Vec<Ahs>, ProtocolError> {
 
 /// Appends a PDU (header, data, zero padding) to `out`, filling in DataSegmentLength.
 pub fn encode(out: &mut BytesMut, bhs: &Bhs, data: &[u8]) {
+    encode_with(out, bhs, data, Digests::default());
+}
+
+/// Like [`encode`], with the CRC32C digests in `digests` after the header and after the
+/// padded data segment (a data digest only when there is data).
+pub fn encode_with(out: &mut BytesMut, bhs: &Bhs, data: &[u8], digests: Digests) {
     let mut bhs = *bhs;
     bhs.set_data_segment_len(data.len() as u32);
-    out.reserve(BHS_LEN + pad4(data.len()));
+    let pad = padding(data.len());
+    out.reserve(BHS_LEN + 8 + data.len() + pad.len());
     out.put_slice(&bhs.0);
+    if digests.header {
+        out.put_slice(&crc32c(&[&bhs.0]));
+    }
     out.put_slice(data);
-    let pad = pad4(data.len()) - data.len();
-    out.put_bytes(0, pad);
+    out.put_slice(pad);
+    if digests.data && !data.is_empty() {
+        out.put_slice(&crc32c(&[data, pad]));
+    }
 }
 
 /// Formats bytes as a hex dump, 16 per line with offsets (used by snapshot tests and logs).

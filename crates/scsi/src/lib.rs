@@ -22,14 +22,19 @@
 
 pub mod cdb;
 mod commands;
+pub mod nexus;
+mod reservations;
 pub mod sense;
 
 use bytes::Bytes;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
 use crate::commands::exec;
+use crate::nexus::Nexuses;
+pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
+pub use crate::reservations::PrType;
+use crate::reservations::Reservations;
 use crate::sense::Sense;
 
 pub use crate::commands::exec::{
@@ -169,6 +174,8 @@ pub struct Pending {
     descriptor_sense: bool,
     /// Flush the store before reporting GOOD (a medium change with the write cache off).
     flush_before_good: bool,
+    /// The command's range in the LU's interlock, held until it ends.
+    range: Option<commands::RangeGuard>,
 }
 
 impl Pending {
@@ -178,6 +185,8 @@ impl Pending {
         if self.flush_before_good {
             next = exec::flush_before_good(self.lun, next);
         }
+        // Dropped here (released) unless the command goes on.
+        let next = exec::hold(next, self.range);
         with_sense_format(next, self.descriptor_sense)
     }
 }
@@ -215,16 +224,22 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
 pub struct ScsiTarget {
     /// Indexed by LUN number.
     luns: Vec<Option<Lu>>,
+    /// Per-I_T-nexus state: initiator ports and unit attention queues.
+    nexuses: Nexuses,
 }
 
 /// One logical unit: its configuration and the little state commands share.
 #[derive(Debug, Clone)]
 struct Lu {
     config: LuConfig,
-    /// Held by the COMPARE AND WRITE in progress, if any (see `commands::CawGuard`).
-    caw_busy: Arc<AtomicBool>,
+    /// The byte ranges commands in flight are changing (see `commands::interlock`).
+    interlock: Arc<commands::Interlock>,
+    /// Stopped by START STOP UNIT: medium access is NOT READY until started again.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     /// The mode parameters MODE SELECT changes (WCE, SWP, D_SENSE).
     mode: Arc<commands::ModeState>,
+    /// Persistent and RESERVE(6/10) reservations.
+    reservations: Arc<Reservations>,
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -275,7 +290,9 @@ impl ScsiTarget {
         self.luns[idx] = Some(Lu {
             mode: Arc::new(commands::ModeState::new(&config)),
             config,
-            caw_busy: Arc::default(),
+            interlock: Arc::default(),
+            stopped: Arc::default(),
+            reservations: Arc::default(),
         });
     }
 
@@ -305,6 +322,10 @@ impl ScsiTarget {
     }
 
     /// Starts one command (dispatched through the command table, `commands`).
+    ///
+    /// Before the table sees the command: a pending UNIT ATTENTION for the nexus (SAM-5
+    /// 5.14: whatever the command, its CDB unchecked; INQUIRY, REPORT LUNS and REQUEST SENSE
+    /// are exempt), then a RESERVATION CONFLICT.
     pub fn start(&self, cmd: Command) -> Start {
         let lu = decode_lun(cmd.lun).and_then(|n| {
             self.luns
@@ -313,7 +334,64 @@ impl ScsiTarget {
                 .map(|lu| (n, lu))
         });
         let descriptor = lu.is_some_and(|(_, lu)| lu.mode.descriptor_sense());
+        if let Some((lun, lu)) = lu {
+            let op = cmd.cdb.first().copied();
+            if let Some(sense) = self.nexuses.check(cmd.nexus, lun, op) {
+                let start = Start::Done(Response::check_condition(sense));
+                return with_sense_format(start, descriptor);
+            }
+            if lu.reservations.conflict(cmd.nexus, &self.nexuses, &cmd.cdb) {
+                return Start::Done(reservations::conflict_response());
+            }
+        }
         let start = commands::dispatch(self, lu, cmd.nexus, &cmd.cdb, cmd.data_out);
         with_sense_format(start, descriptor)
+    }
+
+    /// A session logged in on `nexus` from `port`: every logical unit queues POWER ON,
+    /// RESET, OR BUS DEVICE RESET OCCURRED for it (reported by its first command there).
+    pub fn open_nexus(&self, nexus: NexusId, port: InitiatorPort) {
+        let luns: Vec<u16> = self.luns().collect();
+        self.nexuses.open(nexus, port, &luns);
+    }
+
+    /// The session on `nexus` ended: its unit attentions are dropped and a RESERVE(6/10) it
+    /// held is released. (Registrations and persistent reservations belong to the initiator
+    /// port and outlive the nexus.)
+    pub fn close_nexus(&self, nexus: NexusId) {
+        self.nexuses.close(nexus);
+        for lu in self.luns.iter().flatten() {
+            lu.reservations.nexus_lost(nexus);
+        }
+    }
+
+    /// Queues the unit attention `ua` on logical unit `lun` for the nexuses in `scope`:
+    /// e.g. CAPACITY DATA HAS CHANGED for [`UaScope::All`] after a resize, MODE PARAMETERS
+    /// CHANGED for [`UaScope::AllBut`] the nexus whose MODE SELECT changed them.
+    pub fn raise_unit_attention(&self, lun: u16, ua: UnitAttention, scope: UaScope) {
+        self.nexuses.raise(lun, ua, scope);
+    }
+
+    /// A LOGICAL UNIT RESET was carried out on `lun` (the transport has aborted the tasks):
+    /// every nexus gets BUS DEVICE RESET FUNCTION OCCURRED there (SAM-5 7.8; the nexus that
+    /// asked for it too), and a RESERVE(6/10) reservation ends.
+    pub fn logical_unit_reset(&self, lun: u16) {
+        if let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) {
+            lu.reservations.reset();
+            self.nexuses
+                .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
+        }
+    }
+
+    /// A TARGET WARM/COLD RESET was carried out: every nexus gets POWER ON, RESET, OR BUS
+    /// DEVICE RESET OCCURRED on every logical unit (SAM-5 7.10).
+    pub fn target_reset(&self) {
+        for (lun, lu) in self.luns.iter().enumerate() {
+            if let Some(lu) = lu {
+                lu.reservations.reset();
+                self.nexuses
+                    .raise(lun as u16, UnitAttention::PowerOnReset, UaScope::All);
+            }
+        }
     }
 }

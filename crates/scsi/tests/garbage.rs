@@ -156,6 +156,11 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                 assert_eq!(response.transfer_len, 0, "{cdb:02x?}");
                 assert!(response.data_in.is_empty(), "{cdb:02x?}");
             }
+            Status::ReservationConflict => {
+                // A random PERSISTENT RESERVE OUT with a key that does not match.
+                assert!(response.sense.is_none(), "{cdb:02x?}");
+                assert!(response.data_in.is_empty(), "{cdb:02x?}");
+            }
             other => panic!("unexpected status {other:?} for {cdb:02x?}"),
         }
     }

@@ -580,7 +580,7 @@ fn compare_and_write_passes_fua_and_checks_fields() {
 }
 
 #[test]
-fn compare_and_write_is_serialised_per_lu() {
+fn compare_and_write_holds_its_blocks() {
     let mut target = ScsiTarget::new();
     target.add_lun(0, config(Capabilities::default()));
     target.add_lun(1, config(Capabilities::default()));
@@ -588,11 +588,16 @@ fn compare_and_write_is_serialised_per_lu() {
     let Start::Io { pending: first, .. } = target.start(cmd(0, &caw(0, 0, 1), &data)) else {
         panic!()
     };
-    // A second one on the same LU while the first holds it: BUSY.
-    let Start::Done(r) = target.start(cmd(0, &caw(0, 9, 1), &data)) else {
+    // A second one on the same blocks while the first holds them: BUSY.
+    let Start::Done(r) = target.start(cmd(0, &caw(0, 0, 1), &data)) else {
         panic!()
     };
     assert_eq!((r.status, r.sense), (Status::Busy, None));
+    // On other blocks it goes ahead.
+    assert!(matches!(
+        target.start(cmd(0, &caw(0, 9, 1), &data)),
+        Start::Io { .. }
+    ));
     // Another LU is independent.
     assert!(matches!(
         target.start(cmd(encode_lun(1), &caw(0, 0, 1), &data)),

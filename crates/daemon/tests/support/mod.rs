@@ -118,6 +118,29 @@ impl Running {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Sends the target SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `patience` for the target to exit; its exit status if it did.
+    pub fn wait_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn connect(&self) -> Initiator {
         Initiator::connect(&self.portal(), IQN, 0).expect("login to the target")
     }
@@ -184,9 +207,32 @@ pub fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes(b[..4].try_into().unwrap())
 }
 
-/// Logs in to `iqn` straight into the operational stage and on to full feature phase;
-/// returns the next ExpStatSN.
+/// Logs in to `iqn` straight into the operational stage and on to full feature phase, then
+/// consumes the new nexus's unit attention (POWER ON) with immediate TEST UNIT READYs on
+/// LUN 0, as initiators do, so that CmdSN 1 is still the next; returns the next ExpStatSN.
 pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
+    let mut exp_stat_sn = raw_login_only(stream, iqn);
+    for attempt in 0..4u32 {
+        let mut tur = scsi_command(&[0; 6], 0x7fff_0000 + attempt, 1, exp_stat_sn, 0, false);
+        tur[0] = 0x41; // immediate: CmdSN does not advance
+        tur[1] = 0x81; // F, SIMPLE, no data
+        send_pdu(stream, tur, &[]);
+        let (resp, _) = recv_pdu(stream);
+        assert_eq!(
+            resp[0] & 0x3f,
+            0x21,
+            "SCSI Response to TEST UNIT READY expected"
+        );
+        exp_stat_sn = be32(&resp[24..]) + 1;
+        if resp[3] == 0 {
+            return exp_stat_sn;
+        }
+    }
+    panic!("TEST UNIT READY still fails after four tries");
+}
+
+/// [`raw_login`] without touching the LUN afterwards.
+pub fn raw_login_only(stream: &mut TcpStream, iqn: &str) -> u32 {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate + Login Request
     bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)

@@ -2,7 +2,10 @@
 //! logout, CmdSN ordering.
 
 use super::initiator::*;
-use crate::{CommandResponse, Event, Limits, ScsiCommand, TaskAttr, TaskManagementRequest};
+use crate::{
+    CommandResponse, Event, Limits, ScsiCommand, TaskAttr, TaskFunction, TaskManagementRequest,
+    TmfResponse,
+};
 use bytes::Bytes;
 
 const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
@@ -160,6 +163,64 @@ fn write_with_unsolicited_data_then_r2ts() {
     let r = i.drain();
     assert_eq!(r[0].opcode(), 0x21);
     assert_eq!(r[0].u32(36), 3, "ExpDataSN counts the R2Ts");
+}
+
+#[test]
+fn an_initiator_asking_for_several_outstanding_r2ts_gets_them_by_default() {
+    let mut i = Initiator::new(config());
+    let mut keys = libiscsi_security_keys(TARGET);
+    keys.extend(libiscsi_operational_keys());
+    for (k, v) in keys.iter_mut() {
+        match *k {
+            "MaxOutstandingR2T" => *v = "16".into(),
+            "MaxBurstLength" => *v = "65536".into(),
+            "FirstBurstLength" => *v = "65536".into(),
+            "InitialR2T" => *v = "Yes".into(),
+            _ => {}
+        }
+    }
+    let r = i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
+    assert!(r[0]
+        .text()
+        .contains(&("MaxOutstandingR2T".to_string(), "4".to_string())));
+    i.take_events();
+    // A 1 MiB write: four R2Ts of MaxBurstLength at once, the next as each completes.
+    let total: u32 = 1 << 20;
+    let r = i.send(&scsi_cmd(
+        false,
+        true,
+        false,
+        true,
+        7,
+        total,
+        1,
+        &WRITE10,
+        &[],
+    ));
+    let offsets: Vec<(u32, u32)> = r.iter().map(|p| (p.u32(40), p.u32(44))).collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 65536), (65536, 65536), (131072, 65536), (196608, 65536)]
+    );
+    let data = pattern(total as usize);
+    let mut open: Vec<(u32, u32)> = r.iter().map(|p| (p.ttt(), p.u32(40))).collect();
+    let mut sent = 0;
+    while let Some((ttt, off)) = (!open.is_empty()).then(|| open.remove(0)) {
+        let chunk = &data[off as usize..off as usize + 65536];
+        let more = i.send(&data_out(true, 7, ttt, 0, off, chunk));
+        sent += 1;
+        open.extend(
+            more.iter()
+                .filter(|p| p.opcode() == 0x31)
+                .map(|p| (p.ttt(), p.u32(40))),
+        );
+        assert!(open.len() <= 4);
+    }
+    assert_eq!(sent, 16);
+    match &i.take_events()[..] {
+        [Event::Command(c)] => assert_eq!(&c.data_out[..], &data[..]),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -433,13 +494,15 @@ fn task_management_and_abort() {
         i.take_events(),
         vec![Event::TaskManagement(TaskManagementRequest {
             itt: 0x11,
-            function: 1,
+            function: TaskFunction::AbortTask {
+                referenced_itt: 0x10
+            },
             lun: 0,
-            referenced_itt: 0x10,
         })]
     );
     i.conn.abort_command(0x10);
-    i.conn.complete_task_management(0x11, 0);
+    i.conn
+        .complete_task_management(0x11, TmfResponse::FunctionComplete);
     // A late completion of the aborted task produces nothing.
     i.conn.complete_command(0x10, good(vec![0; 512], 512));
     let r = i.drain();
@@ -448,7 +511,8 @@ fn task_management_and_abort() {
     assert_eq!(r[0].bhs[2], 0);
     assert_eq!(r[0].itt(), 0x11);
     // A second completion for the same TMF is ignored.
-    i.conn.complete_task_management(0x11, 0);
+    i.conn
+        .complete_task_management(0x11, TmfResponse::FunctionComplete);
     assert!(i.drain().is_empty());
 }
 
@@ -517,10 +581,10 @@ fn abort_of_an_unknown_task(
 }
 
 #[rstest::rstest]
-#[case::lun_reset(5)]
-#[case::abort_task_set(2)]
-#[case::target_warm_reset(6)]
-fn task_set_functions_go_to_the_layer_above(#[case] function: u8) {
+#[case::lun_reset(5, TaskFunction::LogicalUnitReset)]
+#[case::abort_task_set(2, TaskFunction::AbortTaskSet)]
+#[case::target_warm_reset(6, TaskFunction::TargetWarmReset)]
+fn task_set_functions_go_to_the_layer_above(#[case] code: u8, #[case] function: TaskFunction) {
     let mut i = logged_in(Limits::default());
     // A write collecting data is dropped by the connection itself.
     let r = i.send(&scsi_cmd(
@@ -535,21 +599,21 @@ fn task_set_functions_go_to_the_layer_above(#[case] function: u8) {
         &[],
     ));
     let ttt = r[0].ttt();
-    i.send(&tmf_req(function, 0x21, 0, 2));
+    i.send(&tmf_req(code, 0x21, 0, 2));
     assert_eq!(
         i.take_events(),
         vec![Event::TaskManagement(TaskManagementRequest {
             itt: 0x21,
             function,
             lun: 0,
-            referenced_itt: 0,
         })]
     );
     assert!(i
         .send(&data_out(true, 0x20, ttt, 0, 0, &[0; 4096]))
         .is_empty());
     assert!(i.take_events().is_empty());
-    i.conn.complete_task_management(0x21, 0);
+    i.conn
+        .complete_task_management(0x21, TmfResponse::FunctionComplete);
     assert_eq!(i.drain()[0].opcode(), 0x22);
 }
 

@@ -204,11 +204,33 @@ pub fn tmf_req(function: u8, itt: u32, rtt: u32, cmd_sn: u32) -> Vec<u8> {
     pdu(b, &[])
 }
 
+/// CRC32C as RFC 7143 13.1 puts it on the wire (complemented register, least significant
+/// byte first); `tests::digests` checks it against the RFC's examples.
+pub fn wire_crc(bytes: &[u8]) -> [u8; 4] {
+    crc32c::crc32c(bytes).to_le_bytes()
+}
+
+/// Inserts a header digest after the 48-byte header and a data digest after the padded
+/// data (when there is data) of a PDU built without them.
+pub fn with_digests(pdu: &[u8], header: bool, data: bool) -> Vec<u8> {
+    let mut v = pdu[..48].to_vec();
+    if header {
+        v.extend_from_slice(&wire_crc(&pdu[..48]));
+    }
+    v.extend_from_slice(&pdu[48..]);
+    if data && pdu.len() > 48 {
+        v.extend_from_slice(&wire_crc(&pdu[48..]));
+    }
+    v
+}
+
 /// Drives a connection like a socket would.
 pub struct Initiator {
     pub conn: Connection,
     pub events: Vec<Event>,
     pub cmd_sn: u32,
+    /// (HeaderDigest, DataDigest) expected on target PDUs, once the login has ended.
+    pub digests: (bool, bool),
 }
 
 impl Initiator {
@@ -217,6 +239,7 @@ impl Initiator {
             conn: Connection::with_tsih(config, 0x1234),
             events: Vec::new(),
             cmd_sn: 1,
+            digests: (false, false),
         }
     }
 
@@ -237,7 +260,7 @@ impl Initiator {
         }
         let mut out = BytesMut::new();
         self.conn.poll_transmit(&mut out);
-        parse_target_pdus(&out)
+        parse_target_pdus_with(&out, self.digests)
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -315,8 +338,8 @@ pub fn kv_owned(pairs: &[(&str, String)]) -> Vec<u8> {
     kv(&v)
 }
 
-/// Splits a target byte stream into PDUs (no digests).
-pub fn parse_target_pdus(mut b: &[u8]) -> Vec<Rx> {
+/// Splits a target byte stream into PDUs, checking (header, data) digests where expected.
+pub fn parse_target_pdus_with(mut b: &[u8], (hd, dd): (bool, bool)) -> Vec<Rx> {
     let mut v = Vec::new();
     while !b.is_empty() {
         assert!(b.len() >= 48, "truncated target PDU");
@@ -325,13 +348,30 @@ pub fn parse_target_pdus(mut b: &[u8]) -> Vec<Rx> {
         assert_eq!(bhs[4], 0, "targets send no AHS");
         let dsl = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
         let padded = dsl.div_ceil(4) * 4;
-        assert!(b.len() >= 48 + padded);
-        assert!(b[48 + dsl..48 + padded].iter().all(|&x| x == 0), "padding");
+        let mut pos = 48;
+        if hd {
+            assert_eq!(b[48..52], wire_crc(&bhs), "header digest");
+            pos += 4;
+        }
+        assert!(b.len() >= pos + padded);
+        assert!(
+            b[pos + dsl..pos + padded].iter().all(|&x| x == 0),
+            "padding"
+        );
         v.push(Rx {
             bhs,
-            data: Bytes::copy_from_slice(&b[48..48 + dsl]),
+            data: Bytes::copy_from_slice(&b[pos..pos + dsl]),
         });
-        b = &b[48 + padded..];
+        pos += padded;
+        if dd && dsl > 0 {
+            assert_eq!(
+                b[pos..pos + 4],
+                wire_crc(&b[pos - padded..pos]),
+                "data digest"
+            );
+            pos += 4;
+        }
+        b = &b[pos..];
     }
     v
 }

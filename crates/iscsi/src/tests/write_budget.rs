@@ -150,10 +150,12 @@ fn aborting_a_delivered_write_frees_its_budget() {
     assert!(i.send(&tmf_req(1, 0x70, 0xa, sn)).is_empty());
     assert!(matches!(
         i.take_events()[..],
-        [Event::TaskManagement(ref t)] if t.referenced_itt == 0xa
+        [Event::TaskManagement(ref t)]
+            if t.function == crate::TaskFunction::AbortTask { referenced_itt: 0xa }
     ));
     i.conn.abort_command(0xa);
-    i.conn.complete_task_management(0x70, 0);
+    i.conn
+        .complete_task_management(0x70, crate::TmfResponse::FunctionComplete);
     let r = i.drain();
     assert_eq!(r2ts(&r), vec![(0xb, 0, 0, 128 * KIB)]);
     assert!(r.iter().any(|p| p.opcode() == OP_TMF_RESPONSE));
@@ -168,7 +170,8 @@ fn abort_task_set_drops_a_waiting_write_and_frees_the_budget_of_a_collecting_one
     let sn = i.cmd_sn;
     assert!(r2ts(&i.send(&tmf_req(2, 0x70, 0xffff_ffff, sn))).is_empty());
     i.take_events();
-    i.conn.complete_task_management(0x70, 0);
+    i.conn
+        .complete_task_management(0x70, crate::TmfResponse::FunctionComplete);
     assert!(r2ts(&i.drain()).is_empty());
     // The budget is whole again: a new write that needs all of it is solicited at once.
     let r = write(&mut i, 0xc, 192 * KIB);

@@ -52,6 +52,8 @@ fn parse_range(cdb: &[u8]) -> Range {
 pub(crate) struct SyncCache(pub Range);
 
 impl ScsiCommand for SyncCache {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         Ok(SyncCache(parse_range(cdb)))
     }
@@ -73,6 +75,8 @@ impl ScsiCommand for SyncCache {
 pub(crate) struct PreFetch(pub Range);
 
 impl ScsiCommand for PreFetch {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         Ok(PreFetch(parse_range(cdb)))
     }

@@ -2,7 +2,7 @@
 //! continuation of commands that wait for storage ([`State`] and [`finish`]).
 
 use super::rw::Rw;
-use crate::commands::CawGuard;
+use crate::commands::interlock::RangeGuard;
 use crate::sense::{self, Asc, Sense, SenseKey};
 use crate::{LuConfig, Pending, Response, Start};
 use bytes::{Bytes, BytesMut};
@@ -17,8 +17,16 @@ pub const MAX_UNMAP_BLOCKS: u32 = 1 << 20;
 pub const MAX_UNMAP_DESCRIPTORS: u32 = 64;
 /// MAXIMUM COMPARE AND WRITE LENGTH, in blocks.
 pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 255;
-/// MAXIMUM WRITE SAME LENGTH, in blocks.
-pub const MAX_WRITE_SAME_BLOCKS: u32 = 1 << 20;
+/// MAXIMUM WRITE SAME LENGTH in bytes (Block Limits reports it over the block size): twice
+/// the maximum transfer, so that one WRITE SAME, which may write its pattern through us
+/// chunk by chunk, stays a bounded piece of work inside the command time limit like a WRITE.
+/// Hosts split larger zeroing themselves (Linux sizes WRITE ZEROES from it).
+pub const MAX_WRITE_SAME_BYTES: u32 = 2 * MAX_TRANSFER_BYTES;
+
+/// MAXIMUM WRITE SAME LENGTH in blocks for a block size.
+pub(crate) fn max_write_same_blocks(block_size: u32) -> u32 {
+    MAX_WRITE_SAME_BYTES / block_size.max(1)
+}
 /// Size of the pattern buffer WRITE SAME writes through, per request.
 pub(crate) const PATTERN_CHUNK_BYTES: u64 = 1 << 20;
 
@@ -62,15 +70,14 @@ pub(crate) enum State {
     },
     /// COMPARE AND WRITE: compare the bytes read with `verify`, then write `write`.
     CompareAndWrite {
-        guard: CawGuard,
         offset: u64,
         verify: Bytes,
         write: Bytes,
         fua: bool,
         transfer_len: u32,
     },
-    /// The write of a COMPARE AND WRITE: GOOD on success, then the guard is released.
-    CompareAndWriteDone { _guard: CawGuard, transfer_len: u32 },
+    /// ORWRITE: OR `mask` into the blocks read, then write them.
+    OrWrite { offset: u64, mask: Bytes, fua: bool },
     /// UNMAP: discard `ranges[next..]` (byte offset, length) one after another.
     Unmap {
         ranges: Vec<(u64, u64)>,
@@ -96,7 +103,38 @@ pub(crate) fn io(lun: u16, request: IoRequest, state: State) -> Start {
             state,
             descriptor_sense: false,
             flush_before_good: false,
+            range: None,
         },
+    }
+}
+
+/// BUSY: the blocks are held by a command in flight that conflicts (see `interlock`).
+pub(crate) fn busy() -> Start {
+    done(Response {
+        status: crate::Status::Busy,
+        data_in: Bytes::new(),
+        sense: None,
+        transfer_len: 0,
+    })
+}
+
+/// Keeps `guard` (the command's range in the interlock) until the command ends: a command
+/// waiting for storage carries it on; one already done lets it go.
+pub(crate) fn hold(start: Start, guard: Option<RangeGuard>) -> Start {
+    match start {
+        Start::Io {
+            lun,
+            request,
+            mut pending,
+        } => {
+            pending.range = guard;
+            Start::Io {
+                lun,
+                request,
+                pending,
+            }
+        }
+        done => done,
     }
 }
 
@@ -275,11 +313,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             )),
         },
         State::Final { transfer_len } => done(Response::good(Bytes::new(), transfer_len)),
-        State::CompareAndWriteDone { transfer_len, .. } => {
-            done(Response::good(Bytes::new(), transfer_len))
-        }
         State::CompareAndWrite {
-            guard,
             offset,
             verify,
             write,
@@ -301,10 +335,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             if let Some(at) = read.iter().zip(verify.iter()).position(|(a, b)| a != b) {
                 return fail(Sense::MISCOMPARE.with_information(at as u32));
             }
-            let state = State::CompareAndWriteDone {
-                _guard: guard,
-                transfer_len,
-            };
+            let state = State::Final { transfer_len };
             io(
                 lun,
                 IoRequest::Write {
@@ -313,6 +344,27 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                     fua,
                 },
                 state,
+            )
+        }
+        State::OrWrite { offset, mask, fua } => {
+            let IoReply::Data(read) = reply else {
+                return fail(Sense::new(
+                    SenseKey::MediumError,
+                    Asc::UNRECOVERED_READ_ERROR,
+                ));
+            };
+            if read.len() != mask.len() {
+                return fail(Sense::new(
+                    SenseKey::MediumError,
+                    Asc::UNRECOVERED_READ_ERROR,
+                ));
+            }
+            let data: Bytes = read.iter().zip(mask.iter()).map(|(a, b)| a | b).collect();
+            let transfer_len = mask.len() as u32;
+            io(
+                lun,
+                IoRequest::Write { offset, data, fua },
+                State::Final { transfer_len },
             )
         }
         State::Zeroes { transfer_len, .. } => done(Response::good(Bytes::new(), transfer_len)),

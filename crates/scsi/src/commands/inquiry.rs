@@ -1,8 +1,8 @@
 //! INQUIRY (SPC-4 6.6): standard data and the VPD pages (SPC-4 7.8, SBC-3 6.5).
 
 use super::exec::{
-    done, MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES, MAX_UNMAP_BLOCKS,
-    MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS,
+    done, max_write_same_blocks, MAX_COMPARE_AND_WRITE_BLOCKS, MAX_TRANSFER_BYTES,
+    MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
 };
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, opcode as op, reserved};
@@ -190,7 +190,7 @@ fn block_limits(lu: &LuConfig, d: &mut Vec<u8>) {
     d.extend_from_slice(&unmap_descs.to_be_bytes()); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
     d.extend_from_slice(&granularity.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
     d.extend_from_slice(&0u32.to_be_bytes()); // UGAVALID=0, UNMAP GRANULARITY ALIGNMENT
-    d.extend_from_slice(&u64::from(MAX_WRITE_SAME_BLOCKS).to_be_bytes());
+    d.extend_from_slice(&u64::from(max_write_same_blocks(bs)).to_be_bytes());
     d.resize(64, 0);
 }
 

@@ -18,9 +18,10 @@
 //!    not supported);
 //! 5. [`ScsiCommand::execute`] (or [`ScsiCommand::absent`] without a logical unit).
 
-use crate::sense::Sense;
+use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Lu, LuConfig, NexusId, Response, ScsiTarget, Start};
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 mod cache;
@@ -28,13 +29,14 @@ mod capacity;
 mod caw;
 pub(crate) mod exec;
 mod inquiry;
+mod interlock;
 mod mode;
 mod provisioning;
 mod rw;
 mod supported;
 mod unit;
 
-pub(crate) use caw::CawGuard;
+pub(crate) use interlock::{Interlock, RangeGuard};
 pub(crate) use mode::ModeState;
 
 /// Every family's commands. A new family is one more line here.
@@ -48,6 +50,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     caw::COMMANDS,
     cache::COMMANDS,
     provisioning::COMMANDS,
+    crate::reservations::COMMANDS,
 ];
 
 /// What a command's handler gets: the target, the logical unit and the command's data.
@@ -59,7 +62,6 @@ pub(crate) struct Ctx<'a> {
     /// The logical unit the command addresses.
     pub lu: &'a Lu,
     /// The I_T nexus the command came on.
-    #[allow(dead_code)]
     pub nexus: NexusId,
     /// Data-out bytes received with the command.
     pub data_out: Bytes,
@@ -77,6 +79,12 @@ impl<'a> Ctx<'a> {
         self.lu.config.read_only || self.lu.mode.software_write_protect()
     }
 
+    /// Holds `offset..offset + len` for a command that changes it (`exclusive` for a
+    /// read-modify-write), or `None` when a conflicting command holds it (answer BUSY).
+    pub fn lock(&self, offset: u64, len: u64, exclusive: bool) -> Option<RangeGuard> {
+        self.lu.interlock.try_lock(offset, len, exclusive)
+    }
+
     /// The FUA a write goes to the store with: the CDB's, or always when the caching mode
     /// page's WCE is clear (every write durable before its status).
     pub fn fua(&self, cdb_fua: bool) -> bool {
@@ -89,6 +97,10 @@ pub(crate) trait ScsiCommand: Sized {
     /// Answered on a LUN without a logical unit (SPC-4 4.6.4: INQUIRY, REPORT LUNS, REQUEST
     /// SENSE), through [`ScsiCommand::absent`].
     const WITHOUT_LU: bool = false;
+
+    /// Needs the medium: refused with NOT READY, INITIALIZING COMMAND REQUIRED while a START
+    /// STOP UNIT has the logical unit stopped (SBC-3 4.20).
+    const MEDIUM_ACCESS: bool = false;
 
     /// Decodes and checks the CDB, whose length is already known to be right.
     fn parse(cdb: &[u8]) -> Result<Self, Sense>;
@@ -177,6 +189,12 @@ fn run<C: ScsiCommand>(call: Call<'_>) -> Start {
         )));
     }
     match call.lu {
+        Some((_, lu)) if C::MEDIUM_ACCESS && lu.stopped.load(Ordering::Relaxed) => {
+            Start::Done(Response::check_condition(Sense::new(
+                SenseKey::NotReady,
+                Asc::LU_NOT_READY_INIT_REQUIRED,
+            )))
+        }
         Some((lun, lu)) => command.execute(Ctx {
             target: call.target,
             lun,
@@ -277,7 +295,6 @@ pub(crate) fn dispatch(
 mod tests {
     use super::*;
     use crate::cdb::group_len;
-    use crate::sense::{Asc, SenseKey};
     use crate::{Command, Status};
     use rstest::rstest;
     use store_api::{Capabilities, Geometry};

@@ -1,8 +1,8 @@
 //! Logical block provisioning (SBC-3 4.7): WRITE SAME(10/16), UNMAP, GET LBA STATUS.
 
 use super::exec::{
-    check_protect, check_range, done, durable, fail, io, next_unmap, start_pattern, tri, State,
-    INVALID_FIELD, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS, MAX_WRITE_SAME_BLOCKS,
+    busy, check_protect, check_range, done, durable, fail, hold, io, max_write_same_blocks,
+    next_unmap, start_pattern, tri, State, INVALID_FIELD, MAX_UNMAP_BLOCKS, MAX_UNMAP_DESCRIPTORS,
 };
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, be64, lba_len, opcode as op, reserved, service_action as sa};
@@ -49,6 +49,8 @@ pub(crate) struct WriteSame {
 }
 
 impl ScsiCommand for WriteSame {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         let op = cdb[0];
         // Byte 1: WRPROTECT(7:5) ANCHOR(4) UNMAP(3) reserved/PBDATA(2) LBDATA(1) NDOB(0, 16
@@ -79,6 +81,7 @@ impl ScsiCommand for WriteSame {
 impl WriteSame {
     fn run(self, ctx: Ctx<'_>) -> Start {
         let ws = self;
+        let lu_lock = &ctx.lu.interlock;
         let lu = ctx.config();
         tri!(check_protect(ws.protect));
         if ws.anchor {
@@ -90,7 +93,7 @@ impl WriteSame {
             return fail(INVALID_FIELD);
         }
         tri!(check_range(lu.geometry, ws.lba, u64::from(ws.blocks)));
-        if ws.blocks > MAX_WRITE_SAME_BLOCKS {
+        if ws.blocks > max_write_same_blocks(lu.geometry.block_size) {
             return fail(INVALID_FIELD);
         }
         if ctx.write_protected() {
@@ -105,11 +108,32 @@ impl WriteSame {
             Some(ctx.data_out)
         };
         let xfer = if ws.ndob { 0 } else { bs };
-        let zero = !pattern.as_ref().is_some_and(|p| p.iter().any(|&b| b != 0));
         let offset = ws.lba * u64::from(bs);
         let len = u64::from(ws.blocks) * u64::from(bs);
         let caps = lu.capabilities;
         let lun = ctx.lun;
+        let Some(guard) = lu_lock.try_lock(offset, len, false) else {
+            return busy();
+        };
+        hold(
+            Self::start(lun, ws, caps, pattern, offset, len, bs, xfer),
+            Some(guard),
+        )
+    }
+
+    /// The first store request of a WRITE SAME whose checks passed.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        lun: u16,
+        ws: WriteSame,
+        caps: store_api::Capabilities,
+        pattern: Option<Bytes>,
+        offset: u64,
+        len: u64,
+        bs: u32,
+        xfer: u32,
+    ) -> Start {
+        let zero = !pattern.as_ref().is_some_and(|p| p.iter().any(|&b| b != 0));
         if zero && ws.unmap && caps.discard && caps.discard_zeroes {
             return io(
                 lun,
@@ -141,6 +165,8 @@ pub(crate) struct Unmap {
 }
 
 impl ScsiCommand for Unmap {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         reserved(cdb, 1, 0xFE)?;
         Ok(Unmap {
@@ -206,7 +232,16 @@ impl Unmap {
         if ranges.is_empty() {
             return done(Response::good(Bytes::new(), u32::from(param_len)));
         }
-        next_unmap(ctx.lun, ranges, 0, u32::from(param_len))
+        // Held as one span from the lowest to the highest block unmapped.
+        let start = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+        let end = ranges.iter().map(|r| r.0 + r.1).max().unwrap_or(0);
+        let Some(guard) = ctx.lock(start, end - start, false) else {
+            return busy();
+        };
+        hold(
+            next_unmap(ctx.lun, ranges, 0, u32::from(param_len)),
+            Some(guard),
+        )
     }
 }
 
@@ -220,6 +255,8 @@ pub(crate) struct GetLbaStatus {
 }
 
 impl ScsiCommand for GetLbaStatus {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         Ok(GetLbaStatus {
             lba: be64(cdb, 2),

@@ -1,7 +1,7 @@
 //! Block reads and writes (SBC-3): READ(6/10/12/16), WRITE(6/10/12/16), WRITE AND
 //! VERIFY(10/12/16), VERIFY(10/12/16).
 
-use super::exec::{done, fail, io, rw_extent, tri, whole_blocks, State};
+use super::exec::{busy, done, fail, hold, io, rw_extent, tri, whole_blocks, State};
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be32, lba_len, opcode as op, reserved};
 use crate::sense::Sense;
@@ -135,6 +135,8 @@ fn write_data(
 pub(crate) struct Read(pub Rw);
 
 impl ScsiCommand for Read {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         parse_rw(cdb).map(Read)
     }
@@ -157,6 +159,8 @@ impl ScsiCommand for Read {
 pub(crate) struct Write(pub Rw);
 
 impl ScsiCommand for Write {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         parse_rw(cdb).map(Write)
     }
@@ -164,15 +168,21 @@ impl ScsiCommand for Write {
     #[inline]
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let fua = ctx.fua(self.0.fua);
-        let lun = ctx.lun;
+        let (lun, lu) = (ctx.lun, ctx.lu);
         let (offset, data, len) = match write_data(ctx, &self.0, Ok(())) {
             Ok(w) => w,
             Err(answer) => return done(answer),
         };
-        io(
-            lun,
-            IoRequest::Write { offset, data, fua },
-            State::Final { transfer_len: len },
+        let Some(guard) = lu.interlock.try_lock(offset, data.len() as u64, false) else {
+            return busy();
+        };
+        hold(
+            io(
+                lun,
+                IoRequest::Write { offset, data, fua },
+                State::Final { transfer_len: len },
+            ),
+            Some(guard),
         )
     }
 }
@@ -182,6 +192,8 @@ impl ScsiCommand for Write {
 pub(crate) struct WriteAndVerify(pub Rw);
 
 impl ScsiCommand for WriteAndVerify {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         parse_verify(cdb).map(WriteAndVerify)
     }
@@ -192,26 +204,26 @@ impl ScsiCommand for WriteAndVerify {
         } else {
             Ok(())
         };
-        let lun = ctx.lun;
+        let (lun, lu) = (ctx.lun, ctx.lu);
         let fua = ctx.fua(false);
         let (offset, data, len) = match write_data(ctx, &self.0, bytchk) {
             Ok(w) => w,
             Err(answer) => return done(answer),
+        };
+        let Some(guard) = lu.interlock.try_lock(offset, data.len() as u64, false) else {
+            return busy();
         };
         let request = IoRequest::Write {
             offset,
             data: data.clone(),
             fua,
         };
-        io(
-            lun,
-            request,
-            State::WriteThenVerify {
-                offset,
-                data,
-                transfer_len: len,
-            },
-        )
+        let state = State::WriteThenVerify {
+            offset,
+            data,
+            transfer_len: len,
+        };
+        hold(io(lun, request, state), Some(guard))
     }
 }
 
@@ -221,6 +233,8 @@ impl ScsiCommand for WriteAndVerify {
 pub(crate) struct Verify(pub Rw);
 
 impl ScsiCommand for Verify {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         parse_verify(cdb).map(Verify)
     }

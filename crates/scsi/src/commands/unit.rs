@@ -1,27 +1,35 @@
 //! The logical unit's state and the target's LUN inventory (SPC-4, SBC-3): TEST UNIT READY,
-//! REQUEST SENSE, START STOP UNIT, REPORT LUNS.
+//! REQUEST SENSE, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, REPORT LUNS.
 
-use super::exec::done;
+use super::exec::{done, io, State};
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be32, opcode as op, reserved};
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::{encode_lun, Response, ScsiTarget, Start};
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use store_api::IoRequest;
 
 const F: u8 = 0xFF;
 
 pub(super) const COMMANDS: &[CommandDef] = &[
     CommandDef::new::<TestUnitReady>(op::TEST_UNIT_READY, &[0x00, 0, 0, 0, 0, 0]),
     CommandDef::new::<RequestSense>(op::REQUEST_SENSE, &[0x03, 0x01, 0, 0, F, 0]),
-    CommandDef::new::<StartStopUnit>(op::START_STOP_UNIT, &[0x1B, 0x01, 0, 0, 0x03, 0]),
+    CommandDef::new::<StartStopUnit>(op::START_STOP_UNIT, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
+    CommandDef::new::<PreventAllowMediumRemoval>(
+        op::PREVENT_ALLOW_MEDIUM_REMOVAL,
+        &[0x1E, 0, 0, 0, 0x03, 0],
+    ),
     CommandDef::new::<ReportLuns>(op::REPORT_LUNS, &[0xA0, 0, F, 0, 0, 0, F, F, F, F, 0, 0]),
 ];
 
-/// TEST UNIT READY (SPC-4 6.47): the unit is always ready.
+/// TEST UNIT READY (SPC-4 6.47): ready unless a START STOP UNIT stopped the unit.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TestUnitReady;
 
 impl ScsiCommand for TestUnitReady {
+    const MEDIUM_ACCESS: bool = true;
+
     fn parse(_cdb: &[u8]) -> Result<Self, Sense> {
         Ok(TestUnitReady)
     }
@@ -31,24 +39,102 @@ impl ScsiCommand for TestUnitReady {
     }
 }
 
-/// START STOP UNIT (SBC-3 5.25): accepted, the unit stays ready.
+/// POWER CONDITION values of START STOP UNIT (SBC-3 table 111).
+const PC_START_VALID: u8 = 0x0;
+const PC_ACTIVE: u8 = 0x1;
+const PC_IDLE: u8 = 0x2;
+const PC_STANDBY: u8 = 0x3;
+const PC_LU_CONTROL: u8 = 0x7;
+
+/// START STOP UNIT (SBC-3 5.25). With POWER CONDITION 0, START 0 stops the unit (after a
+/// flush of the store unless NO_FLUSH) and START 1 starts it; LOEJ is refused, the medium is
+/// not removable. ACTIVE, IDLE and STANDBY make the unit ready (there is nothing to spin
+/// down), LU_CONTROL is accepted; the FORCE_*_0 values need the Power Condition mode page,
+/// which this target does not have, and the rest are reserved. IMMED is accepted; the status
+/// comes when the work is done either way.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct StartStopUnit {
     /// IMMED bit.
     pub immed: bool,
-    /// START bit.
-    pub start: bool,
+    /// POWER CONDITION MODIFIER.
+    pub modifier: u8,
+    /// POWER CONDITION.
+    pub power_condition: u8,
+    /// NO_FLUSH bit.
+    pub no_flush: bool,
     /// LOEJ bit.
     pub loej: bool,
+    /// START bit.
+    pub start: bool,
 }
 
 impl ScsiCommand for StartStopUnit {
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
-        Ok(StartStopUnit {
+        // SBC-3 table 110: byte 1 IMMED(0); byte 3 POWER CONDITION MODIFIER(3:0); byte 4
+        // POWER CONDITION(7:4) reserved(3) NO_FLUSH(2) LOEJ(1) START(0).
+        reserved(cdb, 1, 0xFE)?;
+        reserved(cdb, 2, 0xFF)?;
+        reserved(cdb, 3, 0xF0)?;
+        reserved(cdb, 4, 0x08)?;
+        let c = StartStopUnit {
             immed: cdb[1] & 0x01 != 0,
-            start: cdb[4] & 0x01 != 0,
+            modifier: cdb[3] & 0x0F,
+            power_condition: cdb[4] >> 4,
+            no_flush: cdb[4] & 0x04 != 0,
             loej: cdb[4] & 0x02 != 0,
-        })
+            start: cdb[4] & 0x01 != 0,
+        };
+        let modifier_ok = match c.power_condition {
+            PC_START_VALID | PC_ACTIVE | PC_LU_CONTROL => c.modifier == 0,
+            PC_IDLE => c.modifier <= 2,
+            PC_STANDBY => c.modifier <= 1,
+            _ => return Err(Sense::invalid_field_in_cdb(4, Some(7))),
+        };
+        if !modifier_ok {
+            return Err(Sense::invalid_field_in_cdb(3, Some(3)));
+        }
+        if c.power_condition == PC_START_VALID && c.loej {
+            return Err(Sense::invalid_field_in_cdb(4, Some(1)));
+        }
+        Ok(c)
+    }
+
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let stopped = &ctx.lu.stopped;
+        match (self.power_condition, self.start) {
+            (PC_START_VALID, false) => {
+                stopped.store(true, Ordering::Relaxed);
+                if self.no_flush {
+                    done(Response::good(Bytes::new(), 0))
+                } else {
+                    io(ctx.lun, IoRequest::Flush, State::Final { transfer_len: 0 })
+                }
+            }
+            (PC_LU_CONTROL, _) => done(Response::good(Bytes::new(), 0)),
+            _ => {
+                stopped.store(false, Ordering::Relaxed);
+                done(Response::good(Bytes::new(), 0))
+            }
+        }
+    }
+}
+
+/// PREVENT ALLOW MEDIUM REMOVAL (SBC-3 5.11): the medium is not removable, so there is
+/// nothing to lock; PREVENT 00b and 01b are accepted, the obsolete 10b and 11b refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PreventAllowMediumRemoval {
+    /// PREVENT.
+    pub prevent: u8,
+}
+
+impl ScsiCommand for PreventAllowMediumRemoval {
+    fn parse(cdb: &[u8]) -> Result<Self, Sense> {
+        reserved(cdb, 4, 0xFC)?;
+        let prevent = cdb[4] & 0x03;
+        if prevent > 1 {
+            return Err(Sense::invalid_field_in_cdb(4, Some(1)));
+        }
+        Ok(PreventAllowMediumRemoval { prevent })
     }
 
     fn execute(self, _ctx: Ctx<'_>) -> Start {
@@ -76,8 +162,14 @@ impl ScsiCommand for RequestSense {
         })
     }
 
-    fn execute(self, _ctx: Ctx<'_>) -> Start {
-        done(request_sense(self.desc, self.alloc, None))
+    /// A pending unit attention is the sense reported, and is cleared (SPC-4 6.39).
+    fn execute(self, ctx: Ctx<'_>) -> Start {
+        let ua = ctx.target.nexuses.take(ctx.nexus, ctx.lun);
+        done(request_sense(
+            self.desc,
+            self.alloc,
+            ua.map(crate::UnitAttention::sense),
+        ))
     }
 
     fn absent(self, _target: &ScsiTarget) -> Response {
@@ -86,7 +178,8 @@ impl ScsiCommand for RequestSense {
 }
 
 /// REQUEST SENSE (SPC-4 6.39). Sense is reported with the failing command (autosense), so
-/// there is no pending sense: NO SENSE, or the `pending` condition for an absent LUN.
+/// the only pending sense is a unit attention or, for an absent LUN, LOGICAL UNIT NOT
+/// SUPPORTED: `pending`, or NO SENSE.
 fn request_sense(desc: bool, alloc: u8, pending: Option<Sense>) -> Response {
     let sense = pending.unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL));
     let data = if desc {

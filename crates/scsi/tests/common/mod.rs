@@ -104,8 +104,13 @@ impl Rig {
 
     /// Runs a command on a wire LUN through to its response.
     pub fn run_lun(&mut self, wire_lun: u64, cdb: &[u8], data_out: &[u8]) -> Response {
+        self.run_on(1, wire_lun, cdb, data_out)
+    }
+
+    /// Runs a command from I_T nexus `nexus` on a wire LUN through to its response.
+    pub fn run_on(&mut self, nexus: u64, wire_lun: u64, cdb: &[u8], data_out: &[u8]) -> Response {
         let cmd = Command {
-            nexus: 1,
+            nexus,
             lun: wire_lun,
             cdb: Bytes::copy_from_slice(cdb),
             data_out: Bytes::copy_from_slice(data_out),

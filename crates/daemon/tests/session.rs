@@ -1,0 +1,348 @@
+//! The session layer through the real binary and libiscsi: digests, and (as they come)
+//! keepalive, reinstatement and shutdown.
+
+mod support;
+
+use std::io::Read;
+use std::time::Duration;
+use support::*;
+use testkit::initiator::{ConnectOptions, HeaderDigest, Initiator};
+
+/// The target on a memory LUN of `size`, with `extra` options.
+fn memory_target(size: &str, extra: &[&str]) -> Running {
+    let mut args = vec!["--bstype", "memory", "--size", size];
+    args.extend_from_slice(extra);
+    Running::start(&args, &[])
+}
+
+/// A full write and read-back run with HeaderDigest=CRC32C (libiscsi's
+/// `?header_digest=crc32c`; libiscsi offers no DataDigest).
+#[test]
+fn header_digest_crc32c_carries_a_read_write_run() {
+    let target = memory_target("4M", &[]);
+    let opts = ConnectOptions {
+        header_digest: HeaderDigest::Crc32c,
+        ..ConnectOptions::default()
+    };
+    let mut init = Initiator::connect_with(&target.portal(), IQN, 0, &opts).unwrap();
+    target.wait_for_log_line(&["login", "header_digest=true"]);
+    // One block, then 1 MiB: several R2Ts and Data-In PDUs, each with a header digest.
+    for (lba, blocks, seed) in [(0u64, 1usize, 7u8), (64, 2048, 9)] {
+        let data = pattern(seed, blocks * BLOCK as usize);
+        init.write16(lba, &data, BLOCK).unwrap();
+        assert_eq!(
+            init.read16(lba, blocks as u32, BLOCK).unwrap(),
+            data,
+            "LBA {lba}"
+        );
+    }
+    init.logout().unwrap();
+}
+
+/// libiscsi's default offer (None first) keeps digests off.
+#[test]
+fn digests_stay_off_unless_offered_first() {
+    let target = memory_target("1M", &[]);
+    let opts = ConnectOptions {
+        header_digest: HeaderDigest::NoneCrc32c,
+        ..ConnectOptions::default()
+    };
+    let mut init = Initiator::connect_with(&target.portal(), IQN, 0, &opts).unwrap();
+    target.wait_for_log_line(&["login", "header_digest=false"]);
+    init.test_unit_ready().unwrap();
+    init.logout().unwrap();
+}
+
+/// Reads until the target closes the connection; true when it did (EOF or reset) within
+/// `patience`, which is generous: the test is about the close, not its timing.
+fn closed_by_target(stream: &mut std::net::TcpStream, patience: Duration) -> bool {
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn a_login_that_never_comes_is_cut_off() {
+    let target = memory_target("1M", &["--login-timeout", "1"]);
+    let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
+    assert!(closed_by_target(&mut stream, Duration::from_secs(60)));
+    target.wait_for_log_line(&["closing connection", "login not complete"]);
+}
+
+#[test]
+fn an_idle_initiator_is_pinged_and_dropped_when_silent() {
+    let target = memory_target("1M", &["--nop-in-interval", "1", "--nop-in-timeout", "1"]);
+    let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    raw_login(&mut stream, IQN);
+    // RFC 7143 11.19: a NOP-In asking for an answer (ITT reserved, TTT not).
+    let (bhs, _) = recv_pdu(&mut stream);
+    assert_eq!((bhs[0] & 0x3f, be32(&bhs[16..])), (0x20, 0xffff_ffff));
+    assert_ne!(be32(&bhs[20..]), 0xffff_ffff);
+    // No answer: the target closes the connection.
+    assert!(closed_by_target(&mut stream, Duration::from_secs(60)));
+    target.wait_for_log_line(&["closing connection", "no answer to NOP-In"]);
+}
+
+#[test]
+fn an_initiator_that_answers_pings_stays_connected() {
+    let target = memory_target("1M", &["--nop-in-interval", "1", "--nop-in-timeout", "30"]);
+    let mut stream = std::net::TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut exp_stat_sn = raw_login(&mut stream, IQN);
+    for _ in 0..2 {
+        let (bhs, _) = recv_pdu(&mut stream);
+        assert_eq!(bhs[0] & 0x3f, 0x20);
+        // The answer: NOP-Out, ITT reserved, the ping's TTT (RFC 7143 11.18).
+        let mut answer = nop_out(0xffff_ffff, 1, exp_stat_sn);
+        answer[20..24].copy_from_slice(&bhs[20..24]);
+        send_pdu(&mut stream, answer, &[]);
+    }
+    // Still served: a NOP-Out with a task tag is answered.
+    send_pdu(&mut stream, nop_out(7, 1, exp_stat_sn), &[]);
+    loop {
+        let (bhs, _) = recv_pdu(&mut stream);
+        if be32(&bhs[16..]) == 7 {
+            assert_eq!(bhs[0] & 0x3f, 0x20);
+            exp_stat_sn = be32(&bhs[24..]) + 1;
+            break;
+        }
+    }
+    assert!(exp_stat_sn > 1);
+}
+
+/// Sends a one-step login (operational stage to full feature phase) as `initiator` with
+/// `isid` and `tsih`; returns the response's Status-Class and Status-Detail.
+fn login_as(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+) -> (u8, u8) {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x43; // immediate Login Request
+    bhs[1] = 0x87; // T=1, CSG=1, NSG=3
+    bhs[8..14].copy_from_slice(&isid);
+    bhs[14..16].copy_from_slice(&tsih.to_be_bytes());
+    bhs[16..20].copy_from_slice(&1u32.to_be_bytes()); // ITT
+    bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
+    let keys = format!(
+        "InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0\
+         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
+         HeaderDigest=None\0DataDigest=None\0"
+    );
+    send_pdu(stream, bhs, keys.as_bytes());
+    let (resp, _) = recv_pdu(stream);
+    assert_eq!(resp[0] & 0x3f, 0x23, "Login Response");
+    if resp[36] == 0 {
+        assert_eq!(resp[1] & 0x83, 0x83, "in full feature phase");
+    }
+    (resp[36], resp[37])
+}
+
+fn connect(target: &Running) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(target.portal).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// True when a NOP-Out with a task tag is still answered on `stream`.
+fn still_served(stream: &mut std::net::TcpStream) -> bool {
+    send_pdu(stream, nop_out(0x55, 1, 1), &[]);
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| recv_pdu(stream))) {
+            Ok((bhs, _)) if be32(&bhs[16..]) == 0x55 => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_second_login_with_the_same_isid_reinstates_the_session() {
+    let target = memory_target("1M", &[]);
+    let isid = [0x80, 0xaa, 0xbb, 0xcc, 0x00, 0x01];
+    let (me, other) = ("iqn.2026-11.test:host-a", "iqn.2026-11.test:host-b");
+    let mut old = connect(&target);
+    assert_eq!(login_as(&mut old, me, isid, 0), (0, 0));
+    // Same ISID from another initiator, and another ISID from this one: other sessions.
+    let mut neighbour = connect(&target);
+    assert_eq!(login_as(&mut neighbour, other, isid, 0), (0, 0));
+    let mut sibling = connect(&target);
+    assert_eq!(
+        login_as(&mut sibling, me, [0x80, 0xaa, 0xbb, 0xcc, 0x00, 0x02], 0),
+        (0, 0)
+    );
+    // A write is left waiting for its data on the old session.
+    let write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    send_pdu(
+        &mut old,
+        scsi_command(&write10, 0x10, 1, 1, 4096, true),
+        &[],
+    );
+    let (r2t, _) = recv_pdu(&mut old);
+    assert_eq!(r2t[0] & 0x3f, 0x31, "R2T");
+    // The same initiator and ISID with TSIH 0: the new session replaces the old one.
+    let mut new = connect(&target);
+    assert_eq!(login_as(&mut new, me, isid, 0), (0, 0));
+    assert!(closed_by_target(&mut old, Duration::from_secs(60)));
+    target.wait_for_log_line(&["session reinstated"]);
+    assert!(still_served(&mut new));
+    assert!(still_served(&mut neighbour));
+    assert!(still_served(&mut sibling));
+}
+
+#[test]
+fn a_login_naming_a_session_that_does_not_exist_is_refused() {
+    let target = memory_target("1M", &[]);
+    let mut stream = connect(&target);
+    // RFC 7143 11.13.5: Status-Class 2, Status-Detail 0x0a "Session does not exist".
+    assert_eq!(
+        login_as(
+            &mut stream,
+            "iqn.2026-11.test:host-a",
+            [0x80, 0, 0, 0, 0, 9],
+            0x7777
+        ),
+        (0x02, 0x0a)
+    );
+}
+
+/// A Logout Request (close the session) with `itt`.
+fn logout_request(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> [u8; 48] {
+    let mut bhs = [0u8; 48];
+    bhs[0] = 0x46; // immediate Logout Request
+    bhs[1] = 0x80; // reason 0: close the session
+    bhs[16..20].copy_from_slice(&itt.to_be_bytes());
+    bhs[24..28].copy_from_slice(&cmd_sn.to_be_bytes());
+    bhs[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
+    bhs
+}
+
+#[test]
+fn sigterm_asks_sessions_to_log_out_and_a_prompt_logout_ends_it_early() {
+    // A grace time far beyond the patience below: the target can only exit in time if
+    // it stops waiting once every session has logged out.
+    let mut target = memory_target("1M", &["--shutdown-grace", "3600"]);
+    let mut stream = connect(&target);
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    target.terminate();
+    // RFC 7143 11.9: Asynchronous Message, AsyncEvent 1 (logout requested), Parameter3
+    // the seconds left to log out.
+    let (bhs, _) = recv_pdu(&mut stream);
+    assert_eq!((bhs[0] & 0x3f, bhs[36]), (0x32, 1));
+    assert_eq!(u16::from_be_bytes([bhs[42], bhs[43]]), 3600);
+    send_pdu(&mut stream, logout_request(0x66, 1, exp_stat_sn + 1), &[]);
+    let (resp, _) = recv_pdu(&mut stream);
+    assert_eq!(
+        (resp[0] & 0x3f, resp[2]),
+        (0x26, 0),
+        "logout response: closed"
+    );
+    let status = target.wait_exit(Duration::from_secs(120));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[test]
+fn sigterm_closes_sessions_that_ignore_the_request_after_the_grace_time() {
+    let mut target = memory_target("1M", &["--shutdown-grace", "1"]);
+    let mut stream = connect(&target);
+    raw_login(&mut stream, IQN);
+    target.terminate();
+    let (bhs, _) = recv_pdu(&mut stream);
+    assert_eq!((bhs[0] & 0x3f, bhs[36]), (0x32, 1));
+    // No logout: the connection is closed once the grace time is over, and the target exits.
+    assert!(closed_by_target(&mut stream, Duration::from_secs(120)));
+    let status = target.wait_exit(Duration::from_secs(120));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[test]
+fn logins_over_the_session_bounds_are_refused_at_login() {
+    let target = memory_target(
+        "1M",
+        &[
+            "--max-sessions-per-target",
+            "2",
+            "--max-connections-per-initiator",
+            "1",
+        ],
+    );
+    let isid = |n: u8| [0x80, 0, 0, 0, 0, n];
+    let mut a = connect(&target);
+    assert_eq!(login_as(&mut a, "iqn.2026-11.test:a", isid(1), 0), (0, 0));
+    // A second connection of the same initiator: RFC 7143 11.13.5 "too many connections".
+    let mut a2 = connect(&target);
+    assert_eq!(
+        login_as(&mut a2, "iqn.2026-11.test:a", isid(2), 0),
+        (0x02, 0x06)
+    );
+    // A reinstatement is not a second connection.
+    let mut a3 = connect(&target);
+    assert_eq!(login_as(&mut a3, "iqn.2026-11.test:a", isid(1), 0), (0, 0));
+    assert!(closed_by_target(&mut a, Duration::from_secs(60)));
+    let mut b = connect(&target);
+    assert_eq!(login_as(&mut b, "iqn.2026-11.test:b", isid(1), 0), (0, 0));
+    // A third session on the target: "out of resources".
+    let mut c = connect(&target);
+    assert_eq!(
+        login_as(&mut c, "iqn.2026-11.test:c", isid(1), 0),
+        (0x03, 0x02)
+    );
+    assert!(closed_by_target(&mut c, Duration::from_secs(60)));
+    // A session that ends gives its place back.
+    send_pdu(&mut b, logout_request(9, 1, 2), &[]);
+    assert!(closed_by_target(&mut b, Duration::from_secs(60)));
+    let mut c = connect(&target);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // The old connection's task may take a moment to end and give its place back.
+        match login_as(&mut c, "iqn.2026-11.test:c", isid(1), 0) {
+            (0, 0) => break,
+            refused => {
+                assert_eq!(refused, (0x03, 0x02));
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                c = connect(&target);
+            }
+        }
+    }
+    assert!(still_served(&mut a3));
+}
+
+#[test]
+fn a_login_over_the_unsolicited_data_budget_is_refused() {
+    // Each session here reserves FirstBurstLength 65536 x (128 + 16) commands = 9 MiB.
+    let target = memory_target("1M", &["--unsolicited-data-budget", "10M"]);
+    let mut a = connect(&target);
+    assert_eq!(
+        login_as(&mut a, "iqn.2026-11.test:a", [0x80, 0, 0, 0, 0, 1], 0),
+        (0, 0)
+    );
+    let mut b = connect(&target);
+    assert_eq!(
+        login_as(&mut b, "iqn.2026-11.test:b", [0x80, 0, 0, 0, 0, 1], 0),
+        (0x03, 0x02)
+    );
+    target.wait_for_log_line(&["login refused", "unsolicited data budget"]);
+    assert!(still_served(&mut a));
+}

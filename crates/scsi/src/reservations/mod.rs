@@ -1,0 +1,308 @@
+//! Reservations: SPC-4 persistent reservations (PERSISTENT RESERVE IN/OUT, 5.13 and 6.15/6.16)
+//! and the older RESERVE/RELEASE(6/10) of SPC-2, one state per logical unit.
+//!
+//! Registrations and persistent reservations belong to initiator ports ([`InitiatorPort`]), so
+//! they outlive the nexus that made them; a RESERVE(6/10) reservation belongs to its nexus
+//! and ends with it, with a LOGICAL UNIT RESET and with a target reset.
+//!
+//! Every command is checked against the state before it runs ([`Reservations::conflict`]):
+//! the access rules of SPC-4 table 62 / SBC-3 table 13, reduced to three classes of command
+//! (allowed always, reads, everything else). While nothing is registered or reserved the
+//! check is one atomic load.
+//!
+//! This target has one target port per target, so ALL_TG_PT is accepted and reported but
+//! changes nothing, and the RELATIVE TARGET PORT IDENTIFIER is always 1.
+
+mod commands;
+mod state;
+mod wire;
+
+pub(crate) use commands::COMMANDS;
+#[allow(unused_imports)] // restored by APTPL (next step)
+pub(crate) use state::PrState;
+pub use wire::PrType;
+
+use crate::cdb::opcode;
+use crate::nexus::Nexuses;
+use crate::sense::{Asc, Sense, SenseKey};
+use crate::{NexusId, Response, Status, UaScope};
+use bytes::Bytes;
+use state::Outcome;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Operation codes of the commands this module runs.
+pub(crate) mod op {
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+}
+
+/// Whether this module runs the command with this operation code.
+pub(crate) fn handles(op: u8) -> bool {
+    matches!(
+        op,
+        op::RESERVE_6
+            | op::RELEASE_6
+            | op::RESERVE_10
+            | op::RELEASE_10
+            | op::PERSISTENT_RESERVE_IN
+            | op::PERSISTENT_RESERVE_OUT
+    )
+}
+
+/// The reservation state of one logical unit.
+#[derive(Debug, Default)]
+pub(crate) struct Reservations {
+    state: Mutex<Locked>,
+    /// Anything registered or reserved (persistent or not): the state must be consulted.
+    active: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Locked {
+    pr: PrState,
+    /// The holder of a RESERVE(6/10) reservation.
+    legacy: Option<NexusId>,
+}
+
+impl Locked {
+    fn is_active(&self) -> bool {
+        self.legacy.is_some() || self.pr.is_active()
+    }
+}
+
+/// What a PERSISTENT RESERVE OUT that changed the state asks of the caller.
+#[derive(Debug)]
+#[allow(dead_code)] // read once APTPL saves the state (next step)
+pub(crate) struct Changed {
+    /// The state is to be kept across power loss (APTPL) or its saved copy removed: the
+    /// caller saves [`Reservations::saved_state`] before answering GOOD.
+    pub(crate) persist: bool,
+}
+
+/// Access classes of SPC-4 table 62 / SBC-3 table 13.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Allowed whatever is reserved (INQUIRY, TEST UNIT READY, READ CAPACITY, ...).
+    Always,
+    /// Reads the medium or its description: allowed under Write Exclusive types.
+    Read,
+    /// Writes, and everything the tables mark as conflicting for both.
+    Other,
+}
+
+fn access(cdb: &[u8]) -> Access {
+    use opcode::*;
+    let Some(&op) = cdb.first() else {
+        return Access::Other;
+    };
+    let sa = cdb.get(1).map_or(0, |b| b & 0x1F);
+    match op {
+        TEST_UNIT_READY | REQUEST_SENSE | INQUIRY | READ_CAPACITY_10 | REPORT_LUNS
+        | MAINTENANCE_IN | op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
+        | 0x4D /* LOG SENSE */ => Access::Always,
+        SERVICE_ACTION_IN_16 if u16::from(sa) == crate::cdb::service_action::READ_CAPACITY_16 => {
+            Access::Always
+        }
+        READ_6 | READ_10 | READ_12 | READ_16 | VERIFY_10 | VERIFY_12 | VERIFY_16
+        | PRE_FETCH_10 | PRE_FETCH_16 | MODE_SENSE_6 | MODE_SENSE_10 | SERVICE_ACTION_IN_16
+        | 0x37 /* READ DEFECT DATA(10) */ | 0xB7 /* READ DEFECT DATA(12) */
+        | 0x84 /* RECEIVE COPY RESULTS */ | 0x3C /* READ BUFFER */ => Access::Read,
+        _ => Access::Other,
+    }
+}
+
+/// RESERVATION CONFLICT status (no sense data).
+pub(crate) fn conflict_response() -> Response {
+    Response {
+        status: Status::ReservationConflict,
+        data_in: Bytes::new(),
+        sense: None,
+        transfer_len: 0,
+    }
+}
+
+/// ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION (26h/04h).
+const INVALID_RELEASE: Sense = Sense::new(SenseKey::IllegalRequest, Asc(0x26, 0x04));
+
+impl Reservations {
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update_active(&self, locked: &Locked) {
+        self.active.store(locked.is_active(), Ordering::Release);
+    }
+
+    /// Restores saved persistent reservation state (APTPL), as the LU opens.
+    #[allow(dead_code)] // APTPL (next step)
+    pub(crate) fn restore(&self, pr: PrState) {
+        let mut locked = self.lock();
+        locked.pr = pr;
+        self.update_active(&locked);
+    }
+
+    /// The bytes to keep on the volume for this LU: the state when APTPL is set, an empty
+    /// state (nothing to restore) when it is not.
+    #[allow(dead_code)] // APTPL (next step)
+    pub(crate) fn saved_state(&self) -> Vec<u8> {
+        let locked = self.lock();
+        if locked.pr.aptpl {
+            locked.pr.encode()
+        } else {
+            PrState::default().encode()
+        }
+    }
+
+    /// RESERVATION CONFLICT when the state forbids this command from this nexus. PERSISTENT
+    /// RESERVE IN/OUT and RESERVE/RELEASE are judged by their own rules when they run.
+    pub(crate) fn conflict(&self, nexus: NexusId, nexuses: &Nexuses, cdb: &[u8]) -> bool {
+        if !self.active.load(Ordering::Acquire) {
+            return false;
+        }
+        let op = cdb.first().copied().unwrap_or(0);
+        if handles(op) {
+            return false;
+        }
+        let class = access(cdb);
+        let locked = self.lock();
+        if let Some(holder) = locked.legacy {
+            // SPC-2 5.5.1: only INQUIRY, REPORT LUNS, REQUEST SENSE (and RELEASE) pass.
+            return holder != nexus
+                && !matches!(
+                    op,
+                    opcode::INQUIRY | opcode::REPORT_LUNS | opcode::REQUEST_SENSE
+                );
+        }
+        if class == Access::Always {
+            return false;
+        }
+        let port = nexuses.port(nexus);
+        !locked.pr.allows(&port, class == Access::Read)
+    }
+
+    /// Runs RESERVE/RELEASE(6/10) or PERSISTENT RESERVE IN/OUT on LUN `lun`, with what a
+    /// successful PERSISTENT RESERVE OUT changed, for the caller to persist.
+    pub(crate) fn execute(
+        &self,
+        nexus: NexusId,
+        nexuses: &Nexuses,
+        lun: u16,
+        cdb: &[u8],
+        data_out: &[u8],
+    ) -> (Response, Option<Changed>) {
+        let op = cdb[0];
+        let len = if op < 0x20 { 6 } else { 10 };
+        if cdb.len() < len {
+            return (
+                Response::check_condition(Sense::invalid_field_in_cdb(0, None)),
+                None,
+            );
+        }
+        if cdb[len - 1] & 0x04 != 0 {
+            return (
+                Response::check_condition(Sense::invalid_field_in_cdb(len as u16 - 1, Some(2))),
+                None,
+            );
+        }
+        let mut locked = self.lock();
+        let result = match op {
+            op::RESERVE_6 | op::RESERVE_10 => (legacy_reserve(&mut locked, nexus, cdb), None),
+            op::RELEASE_6 | op::RELEASE_10 => (legacy_release(&mut locked, nexus, cdb), None),
+            _ if locked.legacy.is_some_and(|holder| holder != nexus) => {
+                // SPC-3 5.6.3: persistent reservation commands from other nexuses conflict
+                // with a RESERVE(6/10).
+                (conflict_response(), None)
+            }
+            op::PERSISTENT_RESERVE_IN => (wire::pr_in(&locked.pr, cdb), None),
+            _ => {
+                let port = nexuses.port(nexus);
+                match wire::PrOut::parse(cdb, data_out) {
+                    Err(sense) => (Response::check_condition(sense), None),
+                    Ok(request) => {
+                        let was_aptpl = locked.pr.aptpl;
+                        match locked.pr.apply(&port, &request) {
+                            Outcome::Conflict => (conflict_response(), None),
+                            Outcome::Sense(sense) => (Response::check_condition(sense), None),
+                            Outcome::InvalidRelease => {
+                                (Response::check_condition(INVALID_RELEASE), None)
+                            }
+                            Outcome::Done { changed, notices } => {
+                                for (to, ua) in notices {
+                                    for n in nexuses.nexuses_of(&to) {
+                                        if n != nexus {
+                                            nexuses.raise(lun, ua, UaScope::Only(n));
+                                        }
+                                    }
+                                }
+                                let persist = changed && (was_aptpl || locked.pr.aptpl);
+                                (
+                                    Response::good(Bytes::new(), 0),
+                                    changed.then_some(Changed { persist }),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.update_active(&locked);
+        result
+    }
+
+    /// The nexus is gone: its RESERVE(6/10) reservation ends (SPC-2 5.5.1, I_T nexus loss).
+    pub(crate) fn nexus_lost(&self, nexus: NexusId) {
+        let mut locked = self.lock();
+        if locked.legacy == Some(nexus) {
+            locked.legacy = None;
+            self.update_active(&locked);
+        }
+    }
+
+    /// LOGICAL UNIT RESET or target reset: a RESERVE(6/10) reservation ends; persistent
+    /// reservations are untouched (SPC-4 5.13.1).
+    pub(crate) fn reset(&self) {
+        let mut locked = self.lock();
+        locked.legacy = None;
+        self.update_active(&locked);
+    }
+}
+
+/// RESERVE(6) (SPC-2 7.21) / RESERVE(10) (7.22): third-party and extent reservations are
+/// not supported.
+fn legacy_reserve(locked: &mut Locked, nexus: NexusId, cdb: &[u8]) -> Response {
+    let bad = if cdb[0] == op::RESERVE_6 { 0x1F } else { 0x13 };
+    if cdb[1] & bad != 0 {
+        return Response::check_condition(Sense::invalid_field_in_cdb(1, None));
+    }
+    if locked.pr.is_active() {
+        return conflict_response();
+    }
+    match locked.legacy {
+        Some(holder) if holder != nexus => conflict_response(),
+        _ => {
+            locked.legacy = Some(nexus);
+            Response::good(Bytes::new(), 0)
+        }
+    }
+}
+
+/// RELEASE(6) (SPC-2 7.17) / RELEASE(10) (7.18): a release from a nexus that holds nothing
+/// is GOOD and changes nothing.
+fn legacy_release(locked: &mut Locked, nexus: NexusId, cdb: &[u8]) -> Response {
+    let bad = if cdb[0] == op::RELEASE_6 { 0x1F } else { 0x13 };
+    if cdb[1] & bad != 0 {
+        return Response::check_condition(Sense::invalid_field_in_cdb(1, None));
+    }
+    if locked.pr.is_active() {
+        return conflict_response();
+    }
+    if locked.legacy == Some(nexus) {
+        locked.legacy = None;
+    }
+    Response::good(Bytes::new(), 0)
+}

@@ -1,0 +1,149 @@
+//! Unit attentions per I_T nexus (SAM-5 5.14, SPC-4 6.39), driven through `ScsiTarget::start`.
+//! Expected sense bytes come from SPC-4's fixed format (table 50) and its ASC table (annex D).
+
+mod common;
+
+use common::*;
+use rstest::rstest;
+use scsi::{InitiatorPort, Status, UaScope, UnitAttention};
+use store_api::Capabilities;
+
+const TUR: [u8; 6] = [0x00, 0, 0, 0, 0, 0];
+const REPORT_LUNS: [u8; 12] = [0xA0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0];
+/// REQUEST SENSE (SPC-4 table 193), fixed format, allocation length 18.
+const REQUEST_SENSE: [u8; 6] = [0x03, 0, 0, 0, 18, 0];
+
+const A: u64 = 11;
+const B: u64 = 22;
+
+/// Fixed-format sense for UNIT ATTENTION with this ASC/ASCQ.
+fn ua_bytes(asc: u8, ascq: u8) -> [u8; 18] {
+    [
+        0x70, 0, 0x06, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0,
+    ]
+}
+
+fn port(name: &str) -> InitiatorPort {
+    InitiatorPort {
+        name: name.into(),
+        isid: [0x40, 0, 0, 0, 0, 1],
+    }
+}
+
+/// A rig with nexuses A and B logged in, and their POWER ON conditions still queued.
+fn two_nexuses() -> Rig {
+    let rig = Rig::new(Capabilities::default());
+    rig.target.open_nexus(A, port("iqn.2026-01.test:a"));
+    rig.target.open_nexus(B, port("iqn.2026-01.test:b"));
+    rig
+}
+
+fn check_ua(r: &scsi::Response, asc: u8, ascq: u8) {
+    assert_eq!(r.status, Status::CheckCondition);
+    assert_eq!(r.sense.as_deref(), Some(&ua_bytes(asc, ascq)[..]));
+}
+
+#[test]
+fn first_command_after_login_reports_power_on_once() {
+    let mut rig = two_nexuses();
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x29, 0x00);
+    assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
+    // B's condition is its own.
+    check_ua(&rig.run_on(B, 0, &TUR, &[]), 0x29, 0x00);
+}
+
+#[rstest]
+#[case::inquiry(&inquiry(false, 0, 96))]
+#[case::report_luns(&REPORT_LUNS)]
+fn exempt_commands_run_and_leave_the_condition(#[case] cdb: &[u8]) {
+    let mut rig = two_nexuses();
+    assert_eq!(outcome(&rig.run_on(A, 0, cdb, &[])), GOOD);
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x29, 0x00);
+}
+
+#[test]
+fn request_sense_returns_and_clears_the_condition() {
+    let mut rig = two_nexuses();
+    let r = rig.run_on(A, 0, &REQUEST_SENSE, &[]);
+    assert_eq!(r.status, Status::Good);
+    assert_eq!(&r.data_in[..], &ua_bytes(0x29, 0x00)[..]);
+    assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
+    // Descriptor format (SPC-4 4.5.2): response code 72h, key, ASC, ASCQ.
+    rig.target.logical_unit_reset(0);
+    let r = rig.run_on(A, 0, &[0x03, 0x01, 0, 0, 8, 0], &[]);
+    assert_eq!(&r.data_in[..], &[0x72, 0x06, 0x29, 0x03, 0, 0, 0, 0]);
+    // Nothing pending: NO SENSE.
+    let r = rig.run_on(A, 0, &REQUEST_SENSE, &[]);
+    assert_eq!(r.data_in[2] & 0x0F, 0);
+    assert_eq!(r.data_in[12], 0);
+}
+
+#[test]
+fn a_pending_condition_comes_before_a_bad_cdb() {
+    let mut rig = two_nexuses();
+    // An unsupported operation code still reports the unit attention first.
+    check_ua(&rig.run_on(A, 0, &[0xC0, 0, 0, 0, 0, 0], &[]), 0x29, 0x00);
+    assert_eq!(
+        outcome(&rig.run_on(A, 0, &[0xC0, 0, 0, 0, 0, 0], &[])),
+        INVALID_OPCODE
+    );
+}
+
+#[test]
+fn logical_unit_reset_reaches_every_nexus() {
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    rig.target.logical_unit_reset(0);
+    for n in [A, B] {
+        check_ua(&rig.run_on(n, 0, &TUR, &[]), 0x29, 0x03);
+        assert_eq!(outcome(&rig.run_on(n, 0, &TUR, &[])), GOOD);
+    }
+}
+
+#[test]
+fn target_reset_reaches_every_nexus_with_power_on() {
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    rig.target.target_reset();
+    for n in [A, B] {
+        check_ua(&rig.run_on(n, 0, &TUR, &[]), 0x29, 0x00);
+    }
+}
+
+#[test]
+fn raised_conditions_follow_their_scope_in_order() {
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    rig.target
+        .raise_unit_attention(0, UnitAttention::CapacityDataChanged, UaScope::All);
+    rig.target
+        .raise_unit_attention(0, UnitAttention::ModeParametersChanged, UaScope::AllBut(A));
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x2A, 0x09);
+    assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
+    check_ua(&rig.run_on(B, 0, &TUR, &[]), 0x2A, 0x09);
+    check_ua(&rig.run_on(B, 0, &TUR, &[]), 0x2A, 0x01);
+    assert_eq!(outcome(&rig.run_on(B, 0, &TUR, &[])), GOOD);
+}
+
+#[test]
+fn a_closed_nexus_forgets_and_an_unopened_one_sees_nothing() {
+    let mut rig = two_nexuses();
+    rig.target.close_nexus(A);
+    assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
+    assert_eq!(outcome(&rig.run_on(99, 0, &TUR, &[])), GOOD);
+}
+
+#[test]
+fn an_absent_lun_reports_no_unit_attention() {
+    let mut rig = two_nexuses();
+    assert_eq!(
+        outcome(&rig.run_on(A, 0x0005_0000_0000_0000, &TUR, &[])),
+        LU_NOT_SUPPORTED
+    );
+}

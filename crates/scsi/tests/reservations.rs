@@ -1,0 +1,598 @@
+//! Persistent reservations (SPC-4 5.13, 6.15, 6.16) and RESERVE/RELEASE(6/10) (SPC-2 5.5),
+//! through `ScsiTarget::start` with three I_T nexuses. CDBs, parameter lists and expected
+//! bytes are written out here from the SPC-4 tables, not taken from the crate.
+
+mod common;
+
+use common::*;
+use rstest::rstest;
+use scsi::{InitiatorPort, Status};
+use store_api::Capabilities;
+
+/// Host A (the reservation holder in most tables), host B (another registrant), host C
+/// (never registered).
+const A: u64 = 1;
+const B: u64 = 2;
+const C: u64 = 3;
+const KEY_A: u64 = 0xAAAA_0000_0000_0001;
+const KEY_B: u64 = 0xBBBB_0000_0000_0002;
+
+const RC: (Status, u8, u8, u8) = (Status::ReservationConflict, 0, 0, 0);
+const PARAM_LEN_ERROR: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x1A, 0x00);
+const INVALID_PARAM: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x26, 0x00);
+const INVALID_RELEASE: (Status, u8, u8, u8) = (Status::CheckCondition, 0x05, 0x26, 0x04);
+const UA_REGISTRATIONS_PREEMPTED: (Status, u8, u8, u8) = (Status::CheckCondition, 0x06, 0x2A, 0x05);
+const UA_RESERVATIONS_PREEMPTED: (Status, u8, u8, u8) = (Status::CheckCondition, 0x06, 0x2A, 0x03);
+const UA_RESERVATIONS_RELEASED: (Status, u8, u8, u8) = (Status::CheckCondition, 0x06, 0x2A, 0x04);
+
+// PERSISTENT RESERVE OUT service actions (SPC-4 table 170).
+const REGISTER: u8 = 0x00;
+const RESERVE: u8 = 0x01;
+const RELEASE: u8 = 0x02;
+const CLEAR: u8 = 0x03;
+const PREEMPT: u8 = 0x04;
+const PREEMPT_AND_ABORT: u8 = 0x05;
+const REGISTER_AND_IGNORE: u8 = 0x06;
+const REGISTER_AND_MOVE: u8 = 0x07;
+
+// Persistent reservation types (SPC-4 table 175).
+const WE: u8 = 1;
+const EA: u8 = 3;
+const WE_RO: u8 = 5;
+const EA_RO: u8 = 6;
+const WE_AR: u8 = 7;
+const EA_AR: u8 = 8;
+
+const TUR: [u8; 6] = [0; 6];
+
+fn port(n: u64) -> InitiatorPort {
+    InitiatorPort {
+        name: format!("iqn.2026-01.test:host{n}"),
+        isid: [0x80, 0, 0, 0, 0, n as u8],
+    }
+}
+
+/// PERSISTENT RESERVE OUT CDB (SPC-4 table 169): SA, SCOPE|TYPE, PARAMETER LIST LENGTH in
+/// bytes 5..9.
+fn prout_cdb(sa: u8, kind: u8, len: u32) -> [u8; 10] {
+    let l = len.to_be_bytes();
+    [0x5F, sa, kind, 0, 0, l[0], l[1], l[2], l[3], 0]
+}
+
+/// The basic parameter list (SPC-4 table 171): RESERVATION KEY, SERVICE ACTION RESERVATION
+/// KEY, obsolete, flags byte 20 (SPEC_I_PT 08h, ALL_TG_PT 04h, APTPL 01h).
+fn params(key: u64, sa_key: u64, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p[20] = flags;
+    p
+}
+
+/// PERSISTENT RESERVE IN CDB (SPC-4 table 162).
+fn prin_cdb(sa: u8, alloc: u16) -> [u8; 10] {
+    let a = alloc.to_be_bytes();
+    [0x5E, sa, 0, 0, 0, 0, 0, a[0], a[1], 0]
+}
+
+struct Lu {
+    rig: Rig,
+}
+
+impl Lu {
+    /// A, B and C logged in, their POWER ON conditions consumed.
+    fn new() -> Self {
+        let mut rig = Rig::new(Capabilities::default());
+        for n in [A, B, C] {
+            rig.target.open_nexus(n, port(n));
+            rig.run_on(n, 0, &TUR, &[]);
+        }
+        Lu { rig }
+    }
+
+    fn prout(&mut self, n: u64, sa: u8, kind: u8, key: u64, sa_key: u64) -> scsi::Response {
+        let p = params(key, sa_key, 0);
+        self.rig
+            .run_on(n, 0, &prout_cdb(sa, kind, p.len() as u32), &p)
+    }
+
+    fn ok(&mut self, n: u64, sa: u8, kind: u8, key: u64, sa_key: u64) {
+        let r = self.prout(n, sa, kind, key, sa_key);
+        assert_eq!(outcome(&r), GOOD, "PR OUT {sa} from {n}");
+    }
+
+    fn prin(&mut self, n: u64, sa: u8) -> Vec<u8> {
+        let r = self.rig.run_on(n, 0, &prin_cdb(sa, 1024), &[]);
+        assert_eq!(outcome(&r), GOOD);
+        r.data_in.to_vec()
+    }
+
+    fn read(&mut self, n: u64) -> (Status, u8, u8, u8) {
+        outcome(&self.rig.run_on(n, 0, &cdb10(0x28, 0, 0, 1), &[]))
+    }
+
+    fn write(&mut self, n: u64) -> (Status, u8, u8, u8) {
+        outcome(&self.rig.run_on(n, 0, &cdb10(0x2A, 0, 0, 1), &[0x5A; 512]))
+    }
+
+    /// A holds a reservation of `kind`; B is registered too.
+    fn reserved(kind: u8) -> Self {
+        let mut lu = Lu::new();
+        lu.ok(A, REGISTER, 0, 0, KEY_A);
+        lu.ok(B, REGISTER, 0, 0, KEY_B);
+        lu.ok(A, RESERVE, kind, KEY_A, 0);
+        lu
+    }
+}
+
+/// SPC-4 table 62 / SBC-3 table 13 for READ and WRITE: (type, holder read/write,
+/// registrant read/write, unregistered read/write), G = GOOD, C = RESERVATION CONFLICT.
+#[rstest]
+#[case::write_exclusive(WE, "GG", "GC", "GC")]
+#[case::exclusive_access(EA, "GG", "CC", "CC")]
+#[case::write_exclusive_registrants_only(WE_RO, "GG", "GG", "GC")]
+#[case::exclusive_access_registrants_only(EA_RO, "GG", "GG", "CC")]
+#[case::write_exclusive_all_registrants(WE_AR, "GG", "GG", "GC")]
+#[case::exclusive_access_all_registrants(EA_AR, "GG", "GG", "CC")]
+fn access_under_each_reservation_type(
+    #[case] kind: u8,
+    #[case] holder: &str,
+    #[case] registrant: &str,
+    #[case] unregistered: &str,
+) {
+    let mut lu = Lu::reserved(kind);
+    let want = |c: u8| if c == b'G' { GOOD } else { RC };
+    for (n, row) in [(A, holder), (B, registrant), (C, unregistered)] {
+        let row = row.as_bytes();
+        assert_eq!(lu.read(n), want(row[0]), "type {kind} read from {n}");
+        assert_eq!(lu.write(n), want(row[1]), "type {kind} write from {n}");
+        // Always allowed (SPC-4 table 62): INQUIRY, TEST UNIT READY, READ CAPACITY(10),
+        // REPORT LUNS, PERSISTENT RESERVE IN.
+        for cdb in [
+            &inquiry(false, 0, 96)[..],
+            &TUR[..],
+            &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0][..],
+            &prin_cdb(0, 64)[..],
+        ] {
+            assert_eq!(outcome(&lu.rig.run_on(n, 0, cdb, &[])), GOOD, "{cdb:02x?}");
+        }
+    }
+}
+
+/// PERSISTENT RESERVE OUT outcomes (SPC-4 5.13.5 to 5.13.11, 6.16): with A registered
+/// (KEY_A) and holding Write Exclusive, B registered (KEY_B), C not registered.
+#[rstest]
+#[case::register_unregistered_with_nonzero_key(C, REGISTER, 0, 7, 9, RC)]
+#[case::register_with_wrong_key(B, REGISTER, 0, 7, 9, RC)]
+#[case::register_and_ignore_needs_no_key(B, REGISTER_AND_IGNORE, 0, 7, 9, GOOD)]
+#[case::register_unregistered_with_zero_is_a_no_op(C, REGISTER, 0, 0, 0, GOOD)]
+#[case::reserve_from_unregistered(C, RESERVE, WE, 0, 0, RC)]
+#[case::reserve_with_wrong_key(B, RESERVE, WE, KEY_A, 0, RC)]
+#[case::reserve_held_by_another(B, RESERVE, WE, KEY_B, 0, RC)]
+#[case::reserve_again_same_type(A, RESERVE, WE, KEY_A, 0, GOOD)]
+#[case::reserve_again_other_type(A, RESERVE, EA, KEY_A, 0, RC)]
+#[case::reserve_bad_type(A, RESERVE, 2, KEY_A, 0, INVALID_FIELD)]
+#[case::reserve_bad_scope(A, RESERVE, 0x10 | WE, KEY_A, 0, INVALID_FIELD)]
+#[case::release_by_non_holder_is_a_no_op(B, RELEASE, WE, KEY_B, 0, GOOD)]
+#[case::release_with_wrong_type(A, RELEASE, EA, KEY_A, 0, INVALID_RELEASE)]
+#[case::release_from_unregistered(C, RELEASE, WE, 0, 0, RC)]
+#[case::clear_with_wrong_key(B, CLEAR, 0, KEY_A, 0, RC)]
+#[case::preempt_unknown_key(B, PREEMPT, WE, KEY_B, 0x1234, RC)]
+#[case::preempt_zero_key_without_all_registrants(B, PREEMPT, WE, KEY_B, 0, INVALID_PARAM)]
+#[case::preempt_from_unregistered(C, PREEMPT, WE, 0, KEY_A, RC)]
+#[case::register_and_move_by_non_holder(B, REGISTER_AND_MOVE, 0, KEY_B, 5, RC)]
+fn prout_outcomes(
+    #[case] n: u64,
+    #[case] sa: u8,
+    #[case] kind: u8,
+    #[case] key: u64,
+    #[case] sa_key: u64,
+    #[case] want: (Status, u8, u8, u8),
+) {
+    let mut lu = Lu::reserved(WE);
+    let r = if sa == REGISTER_AND_MOVE {
+        let p = move_params(key, sa_key, 0, &port(C));
+        lu.rig
+            .run_on(n, 0, &prout_cdb(sa, kind, p.len() as u32), &p)
+    } else {
+        lu.prout(n, sa, kind, key, sa_key)
+    };
+    assert_eq!(outcome(&r), want);
+}
+
+#[rstest]
+#[case::short(23)]
+#[case::long(25)]
+#[case::zero(0)]
+fn parameter_list_length_must_be_24(#[case] len: u32) {
+    let mut lu = Lu::new();
+    let r = lu
+        .rig
+        .run_on(A, 0, &prout_cdb(REGISTER, 0, len), &vec![0; len as usize]);
+    assert_eq!(outcome(&r), PARAM_LEN_ERROR);
+}
+
+#[test]
+fn truncated_data_out_is_a_length_error_and_nothing_changes() {
+    let mut lu = Lu::new();
+    let p = params(0, KEY_A, 0);
+    let r = lu.rig.run_on(A, 0, &prout_cdb(REGISTER, 0, 24), &p[..20]);
+    assert_eq!(outcome(&r), PARAM_LEN_ERROR);
+    assert_eq!(lu.prin(A, 0), [0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn unknown_service_actions_are_invalid_fields() {
+    let mut lu = Lu::new();
+    let p = params(0, 0, 0);
+    let r = lu.rig.run_on(A, 0, &prout_cdb(0x08, 0, 24), &p);
+    assert_eq!(outcome(&r), INVALID_FIELD);
+    let r = lu.rig.run_on(A, 0, &prin_cdb(0x04, 64), &[]);
+    assert_eq!(outcome(&r), INVALID_FIELD);
+    // Field pointer: CDB byte 1, bit 4 (SKSV | C/D | BPV | 4 = 0xCC).
+    assert_eq!(&r.sense.unwrap()[15..18], &[0xCC, 0, 1]);
+}
+
+#[test]
+fn every_truncation_of_every_prout_is_answered_without_panic() {
+    let mut lu = Lu::reserved(WE_RO);
+    let full = move_params(KEY_A, 9, 0, &port(C));
+    for sa in 0..=0x1F {
+        for len in [0, 8, 23, 24, 25, 28, 40, full.len() as u32, 1000] {
+            for have in [0, 12, 24, full.len()] {
+                let r = lu
+                    .rig
+                    .run_on(C, 0, &prout_cdb(sa, WE, len), &full[..have.min(full.len())]);
+                assert!(
+                    r.status != Status::CheckCondition || r.sense.is_some(),
+                    "sense with every CHECK CONDITION"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn read_keys_and_read_reservation_known_answers() {
+    let mut lu = Lu::new();
+    // No registrations: PRGENERATION 0, ADDITIONAL LENGTH 0 (SPC-4 table 164).
+    assert_eq!(lu.prin(A, 0), [0, 0, 0, 0, 0, 0, 0, 0]);
+    lu.ok(A, REGISTER, 0, 0, KEY_A);
+    lu.ok(B, REGISTER_AND_IGNORE, 0, 0, KEY_B);
+    let mut want = vec![0, 0, 0, 2, 0, 0, 0, 16];
+    want.extend_from_slice(&KEY_A.to_be_bytes());
+    want.extend_from_slice(&KEY_B.to_be_bytes());
+    assert_eq!(lu.prin(C, 0), want);
+    // No reservation (SPC-4 table 166): ADDITIONAL LENGTH 0.
+    assert_eq!(lu.prin(C, 1), [0, 0, 0, 2, 0, 0, 0, 0]);
+    lu.ok(A, RESERVE, WE_RO, KEY_A, 0);
+    // RESERVE does not change PRGENERATION; table 167: key, obsolete, reserved, SCOPE|TYPE.
+    let mut want = vec![0, 0, 0, 2, 0, 0, 0, 16];
+    want.extend_from_slice(&KEY_A.to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 0, 0x05, 0, 0]);
+    assert_eq!(lu.prin(C, 1), want);
+    // All Registrants reports key 0.
+    lu.ok(A, RELEASE, WE_RO, KEY_A, 0);
+    assert_eq!(lu.read(B), UA_RESERVATIONS_RELEASED);
+    lu.ok(B, RESERVE, EA_AR, KEY_B, 0);
+    let mut want = vec![0, 0, 0, 2, 0, 0, 0, 16];
+    want.extend_from_slice(&[0; 8]);
+    want.extend_from_slice(&[0, 0, 0, 0, 0, 0x08, 0, 0]);
+    assert_eq!(lu.prin(C, 1), want);
+    // Allocation length cuts the data.
+    let r = lu.rig.run_on(C, 0, &prin_cdb(0, 12), &[]);
+    assert_eq!(r.data_in.len(), 12);
+}
+
+#[test]
+fn report_capabilities_known_answer() {
+    let mut lu = Lu::new();
+    // SPC-4 table 168: LENGTH 8; SIP_C ATP_C PTPL_C; TMV, ALLOW COMMANDS 001b, PTPL_A 0;
+    // type mask WR_EX_AR EX_AC_RO WR_EX_RO EX_AC WR_EX | EX_AC_AR.
+    assert_eq!(lu.prin(A, 2), [0, 8, 0x0D, 0x90, 0xEA, 0x01, 0, 0]);
+}
+
+#[test]
+fn read_full_status_known_answer() {
+    let mut lu = Lu::new();
+    let p = params(0, KEY_A, 0x04); // ALL_TG_PT
+    let r = lu.rig.run_on(A, 0, &prout_cdb(REGISTER, 0, 24), &p);
+    assert_eq!(outcome(&r), GOOD);
+    lu.ok(A, RESERVE, EA, KEY_A, 0);
+    let d = lu.prin(B, 3);
+    // "iqn.2026-01.test:host1,i,0x800000000001" is 39 bytes, + NUL = 40: a multiple of 4.
+    let name = b"iqn.2026-01.test:host1,i,0x800000000001\0";
+    let mut want = vec![0, 0, 0, 1]; // PRGENERATION
+    want.extend_from_slice(&(24u32 + 4 + 40).to_be_bytes()); // ADDITIONAL LENGTH
+    want.extend_from_slice(&KEY_A.to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0]);
+    want.push(0x03); // ALL_TG_PT, R_HOLDER
+    want.push(0x03); // SCOPE 0, TYPE Exclusive Access
+    want.extend_from_slice(&[0, 0, 0, 0]);
+    want.extend_from_slice(&[0, 1]); // RELATIVE TARGET PORT IDENTIFIER
+    want.extend_from_slice(&44u32.to_be_bytes()); // ADDITIONAL DESCRIPTOR LENGTH
+                                                  // iSCSI TransportID (SPC-4 table 391): FORMAT CODE 01b, PROTOCOL IDENTIFIER 5.
+    want.extend_from_slice(&[0x45, 0, 0, 40]);
+    want.extend_from_slice(name);
+    assert_eq!(d, want);
+}
+
+#[test]
+fn generation_counts_registration_changes_only() {
+    let mut lu = Lu::new();
+    let gen = |lu: &mut Lu| u32::from_be_bytes(lu.prin(C, 0)[0..4].try_into().unwrap());
+    lu.ok(A, REGISTER, 0, 0, KEY_A);
+    assert_eq!(gen(&mut lu), 1);
+    lu.ok(A, RESERVE, WE, KEY_A, 0);
+    lu.ok(A, RELEASE, WE, KEY_A, 0);
+    assert_eq!(gen(&mut lu), 1);
+    lu.ok(A, REGISTER, 0, KEY_A, 5);
+    assert_eq!(gen(&mut lu), 2);
+    lu.ok(A, CLEAR, 0, 5, 0);
+    assert_eq!(gen(&mut lu), 3);
+}
+
+#[rstest]
+#[case::preempt(PREEMPT)]
+#[case::preempt_and_abort(PREEMPT_AND_ABORT)]
+fn preempting_the_holder_takes_its_reservation_and_registration(#[case] sa: u8) {
+    let mut lu = Lu::reserved(EA);
+    assert_eq!(lu.write(B), RC);
+    lu.ok(B, sa, WE_RO, KEY_B, KEY_A);
+    // A was told, once; its registration is gone, so under Write Exclusive - Registrants
+    // Only it may read but not write.
+    assert_eq!(lu.read(A), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(lu.read(A), GOOD);
+    assert_eq!(lu.write(A), RC);
+    assert_eq!(lu.write(B), GOOD);
+    let mut want = vec![0, 0, 0, 3, 0, 0, 0, 16];
+    want.extend_from_slice(&KEY_B.to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 0, WE_RO, 0, 0]);
+    assert_eq!(lu.prin(C, 1), want);
+    let mut keys = vec![0, 0, 0, 3, 0, 0, 0, 8];
+    keys.extend_from_slice(&KEY_B.to_be_bytes());
+    assert_eq!(lu.prin(C, 0), keys);
+}
+
+#[test]
+fn preempt_without_reservation_removes_registrations() {
+    let mut lu = Lu::new();
+    lu.ok(A, REGISTER, 0, 0, KEY_A);
+    lu.ok(B, REGISTER, 0, 0, KEY_B);
+    lu.ok(A, PREEMPT, WE, KEY_A, KEY_B);
+    assert_eq!(lu.read(B), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(
+        lu.prin(C, 1),
+        [0, 0, 0, 3, 0, 0, 0, 0],
+        "no reservation made"
+    );
+}
+
+#[test]
+fn preempt_all_registrants_with_key_zero_removes_everyone_else() {
+    let mut lu = Lu::reserved(WE_AR);
+    lu.ok(B, PREEMPT, EA, KEY_B, 0);
+    assert_eq!(lu.read(A), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(lu.read(A), RC);
+    assert_eq!(lu.read(B), GOOD);
+}
+
+#[test]
+fn clear_removes_everything_and_tells_the_others() {
+    let mut lu = Lu::reserved(EA);
+    lu.ok(B, CLEAR, 0, KEY_B, 0);
+    assert_eq!(lu.read(A), UA_RESERVATIONS_PREEMPTED);
+    assert_eq!(lu.read(B), GOOD, "the clearing nexus is not told");
+    assert_eq!(lu.read(C), GOOD, "unregistered nexuses are not told");
+    assert_eq!(lu.write(C), GOOD);
+    assert_eq!(lu.prin(C, 0), [0, 0, 0, 3, 0, 0, 0, 0]);
+}
+
+#[rstest]
+#[case::registrants_only(WE_RO, true)]
+#[case::all_registrants(EA_AR, true)]
+#[case::write_exclusive(WE, false)]
+fn releasing_tells_other_registrants_for_registrant_types(#[case] kind: u8, #[case] told: bool) {
+    let mut lu = Lu::reserved(kind);
+    lu.ok(A, RELEASE, kind, KEY_A, 0);
+    let want = if told { UA_RESERVATIONS_RELEASED } else { GOOD };
+    assert_eq!(lu.read(B), want);
+    assert_eq!(lu.read(A), GOOD);
+}
+
+#[test]
+fn unregistering_the_holder_releases_its_reservation() {
+    let mut lu = Lu::reserved(WE_RO);
+    lu.ok(A, REGISTER, 0, KEY_A, 0);
+    assert_eq!(lu.read(B), UA_RESERVATIONS_RELEASED);
+    assert_eq!(lu.write(C), GOOD);
+    // An All Registrants reservation stays while a registrant is left.
+    let mut lu = Lu::reserved(WE_AR);
+    lu.ok(A, REGISTER, 0, KEY_A, 0);
+    assert_eq!(lu.write(C), RC);
+    lu.ok(B, REGISTER, 0, KEY_B, 0);
+    assert_eq!(lu.write(C), GOOD);
+}
+
+/// REGISTER AND MOVE parameter list (SPC-4 table 172) with an iSCSI TransportID of format
+/// 01b for `to`.
+fn move_params(key: u64, sa_key: u64, flags: u8, to: &InitiatorPort) -> Vec<u8> {
+    let mut name = format!(
+        "{},i,0x{}",
+        to.name,
+        to.isid
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+    .into_bytes();
+    name.push(0);
+    name.resize(name.len().next_multiple_of(4), 0);
+    let mut t = vec![0x45, 0];
+    t.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    t.extend_from_slice(&name);
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p[17] = flags;
+    p[18..20].copy_from_slice(&1u16.to_be_bytes());
+    p[20..24].copy_from_slice(&(t.len() as u32).to_be_bytes());
+    p.extend_from_slice(&t);
+    p
+}
+
+#[test]
+fn register_and_move_hands_the_reservation_over() {
+    let mut lu = Lu::reserved(EA);
+    let p = move_params(KEY_A, 0xC, 0x02, &port(C)); // UNREG
+    let r = lu
+        .rig
+        .run_on(A, 0, &prout_cdb(REGISTER_AND_MOVE, EA, p.len() as u32), &p);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(lu.write(C), GOOD);
+    assert_eq!(lu.write(A), RC);
+    let mut keys = vec![0, 0, 0, 3, 0, 0, 0, 16];
+    keys.extend_from_slice(&KEY_B.to_be_bytes());
+    keys.extend_from_slice(&0xCu64.to_be_bytes());
+    assert_eq!(lu.prin(B, 0), keys);
+    // To itself, or with a bad TransportID: invalid field in the parameter list.
+    let p = move_params(0xC, 0xD, 0, &port(C));
+    let r = lu
+        .rig
+        .run_on(C, 0, &prout_cdb(REGISTER_AND_MOVE, EA, p.len() as u32), &p);
+    assert_eq!(outcome(&r), INVALID_PARAM);
+    let mut p = move_params(0xC, 0xD, 0, &port(A));
+    p[24] = 0x05; // format 00b
+    let r = lu
+        .rig
+        .run_on(C, 0, &prout_cdb(REGISTER_AND_MOVE, EA, p.len() as u32), &p);
+    assert_eq!(outcome(&r), INVALID_PARAM);
+}
+
+#[test]
+fn spec_i_pt_registers_the_named_ports_too() {
+    let mut lu = Lu::new();
+    let t = &move_params(0, 0, 0, &port(B))[24..];
+    let mut p = params(0, KEY_A, 0x08);
+    p.extend_from_slice(&(t.len() as u32).to_be_bytes());
+    p.extend_from_slice(t);
+    let r = lu
+        .rig
+        .run_on(A, 0, &prout_cdb(REGISTER, 0, p.len() as u32), &p);
+    assert_eq!(outcome(&r), GOOD);
+    let mut keys = vec![0, 0, 0, 1, 0, 0, 0, 16];
+    keys.extend_from_slice(&KEY_A.to_be_bytes());
+    keys.extend_from_slice(&KEY_A.to_be_bytes());
+    assert_eq!(lu.prin(C, 0), keys);
+    // B may now reserve with the key A gave it.
+    lu.ok(B, RESERVE, WE, KEY_A, 0);
+    // SPEC_I_PT with REGISTER AND IGNORE EXISTING KEY is refused.
+    let mut p = params(0, 7, 0x08);
+    p.extend_from_slice(&0u32.to_be_bytes());
+    let r = lu
+        .rig
+        .run_on(C, 0, &prout_cdb(REGISTER_AND_IGNORE, 0, 28), &p);
+    assert_eq!(outcome(&r), INVALID_PARAM);
+}
+
+#[test]
+fn registrations_belong_to_the_initiator_port_not_the_session() {
+    let mut lu = Lu::reserved(WE);
+    lu.rig.target.close_nexus(A);
+    // A logs in again on a new nexus, from the same initiator port.
+    lu.rig.target.open_nexus(9, port(A));
+    lu.rig.run_on(9, 0, &TUR, &[]);
+    assert_eq!(lu.write(9), GOOD);
+    assert_eq!(lu.write(B), RC);
+}
+
+// RESERVE(6) / RELEASE(6) (SPC-2 tables 82, 77) and the 10-byte forms.
+const RESERVE6: [u8; 6] = [0x16, 0, 0, 0, 0, 0];
+const RELEASE6: [u8; 6] = [0x17, 0, 0, 0, 0, 0];
+const RESERVE10: [u8; 10] = [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const RELEASE10: [u8; 10] = [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+#[rstest]
+#[case::six(&RESERVE6, &RELEASE6)]
+#[case::ten(&RESERVE10, &RELEASE10)]
+fn reserve_release(#[case] reserve: &[u8], #[case] release: &[u8]) {
+    let mut lu = Lu::new();
+    let run = |lu: &mut Lu, n: u64, cdb: &[u8]| outcome(&lu.rig.run_on(n, 0, cdb, &[]));
+    assert_eq!(run(&mut lu, A, reserve), GOOD);
+    assert_eq!(
+        run(&mut lu, A, reserve),
+        GOOD,
+        "the holder may reserve again"
+    );
+    assert_eq!(run(&mut lu, B, reserve), RC);
+    assert_eq!(
+        run(&mut lu, B, release),
+        GOOD,
+        "a release by another is a no-op"
+    );
+    assert_eq!(lu.read(B), RC);
+    assert_eq!(run(&mut lu, B, &TUR), RC);
+    assert_eq!(run(&mut lu, B, &inquiry(false, 0, 96)), GOOD);
+    assert_eq!(run(&mut lu, B, &prin_cdb(0, 64)), RC, "PR IN conflicts too");
+    assert_eq!(
+        lu.prout(B, REGISTER, 0, 0, KEY_B).status,
+        Status::ReservationConflict
+    );
+    assert_eq!(lu.read(A), GOOD);
+    assert_eq!(run(&mut lu, A, release), GOOD);
+    assert_eq!(lu.read(B), GOOD);
+    // Third-party reservation is not supported.
+    let mut third = reserve.to_vec();
+    third[1] = 0x10;
+    assert_eq!(run(&mut lu, A, &third), INVALID_FIELD);
+}
+
+#[rstest]
+#[case::nexus_loss(0)]
+#[case::lun_reset(1)]
+#[case::target_reset(2)]
+fn reserve6_ends_with_its_nexus_and_with_resets(#[case] how: u8) {
+    let mut lu = Lu::new();
+    assert_eq!(outcome(&lu.rig.run_on(A, 0, &RESERVE6, &[])), GOOD);
+    assert_eq!(lu.write(B), RC);
+    match how {
+        0 => lu.rig.target.close_nexus(A),
+        1 => lu.rig.target.logical_unit_reset(0),
+        _ => lu.rig.target.target_reset(),
+    }
+    lu.rig.run_on(B, 0, &TUR, &[]); // the reset's unit attention, if any
+    assert_eq!(lu.write(B), GOOD);
+}
+
+#[test]
+fn reserve6_conflicts_with_persistent_reservations() {
+    let mut lu = Lu::new();
+    lu.ok(B, REGISTER, 0, 0, KEY_B);
+    assert_eq!(outcome(&lu.rig.run_on(A, 0, &RESERVE6, &[])), RC);
+    assert_eq!(outcome(&lu.rig.run_on(B, 0, &RESERVE6, &[])), RC);
+    assert_eq!(outcome(&lu.rig.run_on(A, 0, &RELEASE6, &[])), RC);
+    // Persistent reservations survive a LUN reset (SPC-4 5.13.1).
+    lu.ok(B, RESERVE, EA, KEY_B, 0);
+    lu.rig.target.logical_unit_reset(0);
+    lu.rig.run_on(A, 0, &TUR, &[]);
+    assert_eq!(lu.read(A), RC);
+}
+
+#[test]
+fn registrations_are_bounded() {
+    let mut lu = Lu::new();
+    // 256 initiator ports register (SPEC_I_PT-free, one nexus each); the 257th is refused
+    // with ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (SPC-4 annex D: 55h/04h).
+    for n in 100..356u64 {
+        lu.rig.target.open_nexus(n, port(n));
+        lu.rig.run_on(n, 0, &TUR, &[]);
+        lu.ok(n, REGISTER, 0, 0, n);
+    }
+    lu.rig.target.open_nexus(999, port(999));
+    lu.rig.run_on(999, 0, &TUR, &[]);
+    let r = lu.prout(999, REGISTER, 0, 0, 7);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x55, 0x04));
+    // An existing registrant may still change its key.
+    lu.ok(100, REGISTER, 0, 100, 5);
+}
