@@ -1475,23 +1475,9 @@ fn need(bin: &str) -> Result<PathBuf> {
         .ok_or_else(|| util::Skipped(format!("{bin} is not installed")).into())
 }
 
-/// Parses `4096`, `4k`, `256M`, `1G`.
+/// A size in the workspace's one grammar ([`units::parse_size`]).
 fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split]
-        .parse()
-        .with_context(|| format!("bad size {text:?}"))?;
-    let shift = match t[split..].to_ascii_lowercase().as_str() {
-        "" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        other => bail!("bad size {text:?}: unknown unit {other:?}"),
-    };
-    n.checked_mul(1 << shift)
-        .filter(|v| *v > 0)
-        .with_context(|| format!("bad size {text:?}"))
+    Ok(units::parse_size(text)?)
 }
 
 #[cfg(test)]

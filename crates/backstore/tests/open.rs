@@ -1,6 +1,6 @@
 //! Parsing of backing-store strings and options, and the errors `open_store` gives.
 
-use backstore::spec::{parse_size, GlfsOptions, GlfsSpec};
+use backstore::spec::{GlfsOptions, GlfsSpec};
 use backstore::{open_store, OpenError, StoreOptions};
 use rstest::rstest;
 
@@ -105,21 +105,6 @@ fn bad_glfs_options(#[case] opts: &str, #[case] reason: &str) {
         err.to_string(),
         format!("invalid backing store options {opts:?}: {reason}")
     );
-}
-
-#[rstest]
-#[case("4096", Some(4096))]
-#[case("64M", Some(64 << 20))]
-#[case("64MiB", Some(64 << 20))]
-#[case("1g", Some(1 << 30))]
-#[case("2T", Some(2 << 40))]
-#[case("", None)]
-#[case("M", None)]
-#[case("12X", None)]
-#[case("-1", None)]
-#[case("99999999999999999999T", None)]
-fn sizes(#[case] text: &str, #[case] expect: Option<u64>) {
-    assert_eq!(parse_size(text), expect);
 }
 
 fn opts(bstype: &str, backing: &str, bsopts: &str) -> StoreOptions {

@@ -31,7 +31,7 @@
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use iscsi::auth::{AccessPolicy, AclEntry, ChapCredentials, Credential, Secret};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,14 @@ pub struct ConfigSecret(pub Secret);
 impl std::fmt::Debug for ConfigSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Written back as the string it was read from: only the config file (owner-only) holds it;
+/// nothing else may serialize it.
+impl Serialize for ConfigSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(self.0.expose()))
     }
 }
 
@@ -62,7 +70,7 @@ impl<'de> Deserialize<'de> for ConfigSecret {
 }
 
 /// `[target.chap]`, `[target.acl.chap]` or `[discovery_chap]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChapEntry {
     pub user: String,
@@ -76,7 +84,7 @@ pub struct ChapEntry {
 }
 
 /// `[[target.acl]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclToml {
     pub initiator: Option<String>,
@@ -194,7 +202,7 @@ pub fn parse_network(text: &str) -> Result<IpNet> {
 impl AclToml {
     pub fn entry(&self, what: &str) -> Result<AclEntry> {
         if let Some(name) = &self.initiator {
-            crate::cli::check_initiator_name(name).with_context(|| what.to_string())?;
+            crate::config::check_initiator_name(name).with_context(|| what.to_string())?;
         }
         let networks = self
             .networks
@@ -223,7 +231,7 @@ pub fn parse_acl_spec(spec: &str) -> Result<AclEntry> {
         None => (Some(spec), None),
     };
     if let Some(name) = name {
-        crate::cli::check_initiator_name(name)?;
+        crate::config::check_initiator_name(name)?;
     }
     Ok(AclEntry {
         initiator: name.map(str::to_string),

@@ -1,6 +1,7 @@
 //! Command line: one target with one LUN, tgt-style (`--bstype`, `--backing-store`,
 //! `--bsopts`).
 
+use crate::config::{check_block_size, check_command_timeout, check_iscsi_name, check_lun};
 use crate::targets::{LunSpec, TargetSpec};
 use anyhow::{bail, Context, Result};
 use backstore::StoreOptions;
@@ -19,7 +20,7 @@ pub struct Args {
     #[arg(long, default_value = "iqn.2026-11.io.glfs-iscsi:disk0")]
     pub target: String,
     /// The LUN number the disk appears as.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_lun)]
     pub lun: u16,
     /// Backing store type: glfs, file or memory.
     #[arg(long, default_value = "glfs")]
@@ -31,17 +32,17 @@ pub struct Args {
     #[arg(long, default_value = "")]
     pub bsopts: String,
     /// Create a missing backing file with this size (memory: the store's size), e.g. 1G.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = units::parse_size)]
     pub size: Option<u64>,
     /// Logical block size in bytes.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = parse_block_size)]
     pub block_size: u32,
     /// Export the LUN read-only.
     #[arg(long)]
     pub read_only: bool,
     /// Seconds a command may wait on its backing store before it is answered with ABORTED
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, value_parser = parse_command_timeout)]
     pub command_timeout: u64,
     /// Seconds of silence after which the target pings a connection with a NOP-In; 0 never
     /// pings.
@@ -67,12 +68,12 @@ pub struct Args {
     /// Unsolicited and immediate data all sessions together may hold, e.g. 2G: each session
     /// reserves FirstBurstLength for each command it may have outstanding at login, and a
     /// login that does not fit is refused (out of resources).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = units::parse_size)]
     pub unsolicited_data_budget: Option<u64>,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
-    #[arg(long, default_value_t = crate::server::default_io_threads())]
+    #[arg(long, default_value_t = crate::server::default_io_threads(), value_parser = parse_io_threads)]
     pub io_threads: usize,
     /// Load libgfapi from this path instead of the system's libgfapi.so.0.
     #[arg(long, env = "GFAPI_LIBRARY")]
@@ -82,7 +83,7 @@ pub struct Args {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
-    #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info")]
+    #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
     /// Admit only initiators matching SPEC: an initiator name, a network (192.0.2.0/24,
     /// 2001:db8::/48, or one address), or NAME@NETWORK. Repeat for more entries.
@@ -212,13 +213,7 @@ impl Args {
 
     /// The single target the command line describes, after checking its names.
     pub fn target_spec(&self) -> Result<TargetSpec> {
-        check_iscsi_name(&self.target)?;
-        if !matches!(self.block_size, 512 | 1024 | 2048 | 4096) {
-            bail!(
-                "--block-size {} is not one of 512, 1024, 2048, 4096",
-                self.block_size
-            );
-        }
+        check_iscsi_name(&self.target).context("--target")?;
         let acl = self
             .acl
             .iter()
@@ -286,78 +281,51 @@ impl Args {
     }
 }
 
-/// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.
-pub fn check_initiator_name(name: &str) -> Result<()> {
-    if !iscsi_name_ok(name) {
-        bail!(
-            "invalid initiator name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
-             eui.<16 hex digits> or naa.<16 or 32 hex digits>"
-        );
+/// `--lun`: a LUN number in flat space addressing's range.
+fn parse_lun(text: &str) -> Result<u16, String> {
+    let lun: u16 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a LUN number (0..={})", scsi::MAX_LUN))?;
+    check_lun(lun).map_err(|e| e.to_string())?;
+    Ok(lun)
+}
+
+/// `--block-size`: 512, 1024, 2048 or 4096.
+fn parse_block_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    check_block_size(size).map_err(|e| e.to_string())?;
+    Ok(size)
+}
+
+/// `--command-timeout`: seconds, 0 for no limit, at most a day.
+fn parse_command_timeout(text: &str) -> Result<u64, String> {
+    let secs: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    check_command_timeout(secs).map_err(|e| e.to_string())?;
+    Ok(secs)
+}
+
+/// The most `--io-threads` we start.
+pub const MAX_IO_THREADS: usize = 1024;
+
+/// `--io-threads`: 0 (the shared runtime) up to [`MAX_IO_THREADS`].
+fn parse_io_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= MAX_IO_THREADS => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of threads from 0 to {MAX_IO_THREADS}"
+        )),
     }
-    Ok(())
 }
 
-/// Checks an iSCSI name's form (RFC 7143 section 4.2.7).
-pub fn check_iscsi_name(name: &str) -> Result<()> {
-    if !iscsi_name_ok(name) {
-        bail!(
-            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
-             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
-             a-z, 0-9, '-', '.', ':'"
-        );
-    }
-    Ok(())
-}
-
-fn iscsi_name_ok(name: &str) -> bool {
-    let ok = if let Some(rest) = name.strip_prefix("iqn.") {
-        // iqn.yyyy-mm.reversed.domain[:anything]
-        let date = rest.get(..7).unwrap_or("");
-        date.len() == 7
-            && date[..4].bytes().all(|b| b.is_ascii_digit())
-            && date.as_bytes()[4] == b'-'
-            && date[5..].bytes().all(|b| b.is_ascii_digit())
-            && rest.len() > 8
-            && rest.as_bytes()[7] == b'.'
-    } else if let Some(hex) = name.strip_prefix("eui.") {
-        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    } else if let Some(hex) = name.strip_prefix("naa.") {
-        matches!(hex.len(), 16 | 32) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    } else {
-        false
-    };
-    let allowed = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
-    ok && allowed && name.len() <= 223
-}
-
-/// Parses a size such as `4096`, `64M`, `1G`, `2T` (binary multiples).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, ""),
-    };
-    let number: u64 = digits.parse().map_err(|_| {
-        format!("invalid size {text:?}: expected a number with an optional K/M/G/T")
-    })?;
-    let shift = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(format!("invalid size {text:?}: unknown unit {unit:?}")),
-    };
-    number
-        .checked_mul(1u64 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid size {text:?}: must be above zero and below 16 EiB"))
+/// `--log`: tracing's env-filter syntax, checked here rather than silently replaced.
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("invalid log filter {text:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -365,31 +333,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999T").is_err());
-    }
-
-    #[test]
-    fn iscsi_names_are_checked() {
-        assert!(check_iscsi_name("iqn.2026-11.io.example:disk1").is_ok());
-        assert!(check_iscsi_name("eui.02004567A425678D").is_ok());
-        assert!(check_iscsi_name("naa.52004567BA64678D").is_ok());
-        for bad in [
-            "disk1",
-            "iqn.26-11.io.x",
-            "iqn.2026-11",
-            "eui.123",
-            "iqn.2026-11.io.x y",
-        ] {
-            let err = check_iscsi_name(bad).unwrap_err().to_string();
-            assert!(err.contains("invalid target name"), "{bad}: {err}");
+    fn every_value_is_checked_with_one_line_naming_it() {
+        let cases: [(&[&str], &str); 8] = [
+            (&["--lun", "20000"], "--lun"),
+            (&["--lun", "x"], "--lun"),
+            (&["--block-size", "1000"], "--block-size"),
+            (&["--size", "12Q"], "--size"),
+            (&["--size", "0"], "--size"),
+            (
+                &["--command-timeout", "18446744073709551615"],
+                "--command-timeout",
+            ),
+            (&["--io-threads", "100000"], "--io-threads"),
+            (&["--log", "daemon=[bad"], "--log"),
+        ];
+        for (args, name) in cases {
+            let argv = std::iter::once("glfs-iscsi").chain(args.iter().copied());
+            let err = Args::try_parse_from(argv).unwrap_err().to_string();
+            let first = err.lines().next().unwrap();
+            assert!(first.contains(name), "{args:?}: {err}");
+            assert!(first.contains(args[1]), "{args:?} names the value: {err}");
         }
+        let ok = Args::try_parse_from(["glfs-iscsi", "--lun", "16383", "--size", "1G"]).unwrap();
+        assert_eq!((ok.lun, ok.size), (16383, Some(1 << 30)));
     }
 }

@@ -20,16 +20,16 @@
 //! Access control (`allow_any_initiator`, `[discovery_chap]`, `[target.chap]`,
 //! `[[target.acl]]`) is described in [`crate::auth`].
 
-use crate::cli::{check_iscsi_name, parse_size};
 use crate::targets::{LunSpec, TargetSpec};
 use anyhow::{bail, Context, Result};
 use backstore::StoreOptions;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use units::parse_size;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
@@ -44,7 +44,7 @@ pub struct ConfigFile {
     pub targets: Vec<TargetEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetEntry {
     pub name: String,
@@ -60,7 +60,7 @@ pub struct TargetEntry {
     pub allow_any_initiator: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LunEntry {
     pub lun: u16,
@@ -85,13 +85,14 @@ impl ConfigFile {
     pub fn parse(text: &str) -> Result<Self> {
         let config: ConfigFile = toml::from_str(text).map_err(|e| {
             // toml's Display spans several lines with a snippet; keep it to one line.
-            let line = e
-                .span()
-                .map_or(0, |span| text[..span.start].lines().count().max(1));
+            let line = e.span().map_or(1, |span| line_of(text, span.start));
             anyhow::anyhow!("line {line}: {}", e.message().trim())
         })?;
         if config.targets.is_empty() {
             bail!("no [[target]] defined");
+        }
+        if let Some(secs) = config.command_timeout {
+            check_command_timeout(secs).context("command_timeout")?;
         }
         Ok(config)
     }
@@ -111,6 +112,7 @@ impl ConfigFile {
             let mut luns = HashSet::new();
             let mut lun_specs = Vec::new();
             for lun in &target.luns {
+                check_lun(lun.lun).with_context(|| format!("target {}", target.name))?;
                 if !luns.insert(lun.lun) {
                     bail!("target {} defines LUN {} twice", target.name, lun.lun);
                 }
@@ -121,13 +123,9 @@ impl ConfigFile {
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("target {} LUN {}: {e}", target.name, lun.lun))?;
                 if let Some(bs) = lun.block_size {
-                    if !matches!(bs, 512 | 1024 | 2048 | 4096) {
-                        bail!(
-                            "target {} LUN {}: block_size {bs} is not one of 512, 1024, 2048, 4096",
-                            target.name,
-                            lun.lun
-                        );
-                    }
+                    check_block_size(bs).map_err(|e| {
+                        anyhow::anyhow!("target {} LUN {}: block_size: {e}", target.name, lun.lun)
+                    })?;
                 }
                 lun_specs.push(LunSpec {
                     lun: lun.lun,
@@ -165,6 +163,90 @@ impl ConfigFile {
         }
         Ok(specs)
     }
+}
+
+/// The line (from 1) that byte `offset` of `text` is on.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.
+pub fn check_initiator_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid initiator name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>"
+        );
+    }
+    Ok(())
+}
+
+/// Checks an iSCSI name's form (RFC 7143 section 4.2.7).
+pub fn check_iscsi_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
+             a-z, 0-9, '-', '.', ':'"
+        );
+    }
+    Ok(())
+}
+
+fn iscsi_name_ok(name: &str) -> bool {
+    let ok = if let Some(rest) = name.strip_prefix("iqn.") {
+        // iqn.yyyy-mm.reversed.domain[:anything]
+        let date = rest.get(..7).unwrap_or("");
+        date.len() == 7
+            && date[..4].bytes().all(|b| b.is_ascii_digit())
+            && date.as_bytes()[4] == b'-'
+            && date[5..].bytes().all(|b| b.is_ascii_digit())
+            && rest.len() > 8
+            && rest.as_bytes()[7] == b'.'
+    } else if let Some(hex) = name.strip_prefix("eui.") {
+        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else if let Some(hex) = name.strip_prefix("naa.") {
+        matches!(hex.len(), 16 | 32) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else {
+        false
+    };
+    let allowed = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    ok && allowed && name.len() <= 223
+}
+
+/// Checks a LUN number: flat space addressing reaches 0 to 16383 (SAM-5 4.7.7).
+pub fn check_lun(lun: u16) -> Result<()> {
+    if lun > scsi::MAX_LUN {
+        bail!("LUN {lun} is out of range 0..={}", scsi::MAX_LUN);
+    }
+    Ok(())
+}
+
+/// Checks a logical block size.
+pub fn check_block_size(block_size: u32) -> Result<()> {
+    if !matches!(block_size, 512 | 1024 | 2048 | 4096) {
+        bail!("block size {block_size} is not one of 512, 1024, 2048, 4096");
+    }
+    Ok(())
+}
+
+/// The longest command time limit, in seconds: a day (a deadline further out could
+/// overflow the clock, and no initiator waits that long).
+pub const MAX_COMMAND_TIMEOUT: u64 = 86_400;
+
+/// Checks a command time limit in seconds (0: none).
+pub fn check_command_timeout(secs: u64) -> Result<()> {
+    if secs > MAX_COMMAND_TIMEOUT {
+        bail!("{secs} seconds is out of range 0..={MAX_COMMAND_TIMEOUT} (0: no limit)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -229,6 +311,19 @@ backing_store = "/srv/b.img"
                 "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\nsize = \"12Q\"\n",
                 "unknown unit",
             ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 20000\nbstype = \"memory\"\n",
+                "target iqn.2026-11.x.y: LUN 20000 is out of range 0..=16383",
+            ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 70000\nbstype = \"memory\"\n",
+                "line 4: invalid value",
+            ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 1\nbstype = \"memory\"\nblock_size = 100\n",
+                "LUN 1: block_size: block size 100 is not one of",
+            ),
+            ("command_timeout = 99999999\n[[target]]\nname = \"iqn.2026-11.x.y\"\n", "command_timeout: 99999999 seconds is out of range"),
         ];
         for (text, expected) in cases {
             let err = ConfigFile::parse(text)
@@ -236,6 +331,45 @@ backing_store = "/srv/b.img"
                 .unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains(expected), "{text:?}: {msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
         }
+    }
+
+    #[test]
+    fn a_mistake_is_reported_on_its_own_line() {
+        // Seven lines; the unknown key is on line 7, the first of a table's keys, where a
+        // count of the lines *before* the key used to say 6.
+        let text = "portal = \"127.0.0.1:3260\"\n\n[[target]]\nname = \"iqn.2026-11.x.y\"\n\n[[target.lun]]\nlnu = 0\n";
+        assert_eq!(text.lines().nth(6), Some("lnu = 0"));
+        let msg = ConfigFile::parse(text).unwrap_err().to_string();
+        assert!(msg.starts_with("line 7: unknown field `lnu`"), "{msg}");
+        // A mistake on the first line, and one at the very end of the text.
+        let msg = ConfigFile::parse("prtal = 1\n").unwrap_err().to_string();
+        assert!(msg.starts_with("line 1:"), "{msg}");
+        assert_eq!(line_of("a\nb\n", 4), 3);
+        assert_eq!(line_of("a\nb", 99), 2);
+    }
+
+    #[test]
+    fn names_luns_and_block_sizes_are_checked() {
+        assert!(check_iscsi_name("iqn.2026-11.io.example:disk1").is_ok());
+        assert!(check_iscsi_name("eui.02004567A425678D").is_ok());
+        assert!(check_iscsi_name("naa.52004567BA64678D").is_ok());
+        for bad in [
+            "disk1",
+            "iqn.26-11.io.x",
+            "iqn.2026-11",
+            "eui.123",
+            "iqn.2026-11.io.x y",
+        ] {
+            let err = check_iscsi_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid target name"), "{bad}: {err}");
+        }
+        assert!(check_lun(16383).is_ok());
+        assert!(check_lun(16384).is_err());
+        assert!(check_block_size(4096).is_ok());
+        assert!(check_block_size(4097).is_err());
+        assert!(check_command_timeout(0).is_ok());
+        assert!(check_command_timeout(86_401).is_err());
     }
 }

@@ -103,6 +103,7 @@ impl Targets {
                 if stores.contains_key(&u64::from(lun.lun)) {
                     bail!("target {name} has LUN {} twice", lun.lun);
                 }
+                crate::config::check_lun(lun.lun).with_context(|| format!("target {name}"))?;
                 let config = lu_config(&name, &lun, store.as_ref());
                 tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
