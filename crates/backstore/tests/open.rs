@@ -157,7 +157,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::memory_bad_size(
     opts("memory", "lots", ""),
-    "invalid backing store \"lots\": not a size (expected bytes or a number with K, M, G or T)"
+    "invalid backing store \"lots\": invalid size \"lots\": expected a number with an optional unit K, M, G, T or P"
 )]
 #[case::memory_too_small(
     opts("memory", "100", ""),
