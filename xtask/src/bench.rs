@@ -184,7 +184,7 @@ fn loadavg() -> f64 {
 
 /// Runs the benchmark.
 pub fn run(mut opts: BenchOptions) -> Result<()> {
-    let size = parse_size(&opts.size)?;
+    let size = units::parse_size(&opts.size)?;
     anyhow::ensure!(opts.seconds > 0, "--seconds must be above 0");
     anyhow::ensure!(size >= 64 << 20, "--size must be at least 64M");
     if opts.workloads.is_empty() {
@@ -1475,11 +1475,6 @@ fn need(bin: &str) -> Result<PathBuf> {
         .ok_or_else(|| util::Skipped(format!("{bin} is not installed")).into())
 }
 
-/// A size in the workspace's one grammar ([`units::parse_size`]).
-fn parse_size(text: &str) -> Result<u64> {
-    Ok(units::parse_size(text)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1625,9 +1620,9 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("4k").unwrap(), 4096);
-        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
-        assert!(parse_size("1q").is_err());
-        assert!(parse_size("0").is_err());
+        assert_eq!(units::parse_size("4k").unwrap(), 4096);
+        assert_eq!(units::parse_size("256M").unwrap(), 256 << 20);
+        assert!(units::parse_size("1q").is_err());
+        assert!(units::parse_size("0").is_err());
     }
 }
