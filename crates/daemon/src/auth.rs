@@ -88,7 +88,7 @@ pub struct ChapEntry {
 #[serde(deny_unknown_fields)]
 pub struct AclToml {
     pub initiator: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     pub chap: Option<ChapEntry>,
 }
@@ -220,6 +220,52 @@ impl AclToml {
             networks,
             chap,
         })
+    }
+}
+
+impl AclToml {
+    /// `--acl SPEC` as the config file writes it.
+    pub fn from_spec(spec: &str) -> Result<AclToml> {
+        let entry = parse_acl_spec(spec)?;
+        Ok(AclToml {
+            initiator: entry.initiator,
+            networks: entry.networks.iter().map(ToString::to_string).collect(),
+            chap: None,
+        })
+    }
+}
+
+/// Access settings given on the command line, which hold beside the config file's and are
+/// never written to it: `--allow-any-initiator` and discovery CHAP.
+#[derive(Debug, Clone, Default)]
+pub struct CliAccess {
+    pub allow_any_initiator: bool,
+    pub discovery_chap: Option<ChapCredentials>,
+}
+
+impl CliAccess {
+    /// The access policy of `config` (whose targets are `specs`) served on `portal`, with
+    /// the command line's settings; refused when a target would be open on a non-loopback
+    /// portal without leave, or discovery CHAP is given twice.
+    pub fn policy(
+        &self,
+        config: &crate::config::ConfigFile,
+        specs: &[crate::targets::TargetSpec],
+        portal: std::net::SocketAddr,
+    ) -> Result<AccessPolicy> {
+        let mut specs = specs.to_vec();
+        for t in &mut specs {
+            t.allow_any_initiator |= self.allow_any_initiator;
+        }
+        check_open_targets(&specs, portal)?;
+        let discovery = match (&config.discovery_chap, &self.discovery_chap) {
+            (Some(_), Some(_)) => {
+                bail!("discovery CHAP both in the config file and on the command line")
+            }
+            (Some(entry), None) => Some(entry.credentials("[discovery_chap]")?),
+            (None, cli) => cli.clone(),
+        };
+        policy(&specs, discovery)
     }
 }
 

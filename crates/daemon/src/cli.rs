@@ -1,11 +1,12 @@
 //! Command line: one target with one LUN, tgt-style (`--bstype`, `--backing-store`,
 //! `--bsopts`).
 
-use crate::config::{check_block_size, check_command_timeout, check_iscsi_name, check_lun};
-use crate::targets::{LunSpec, TargetSpec};
+use crate::config::{
+    check_block_size, check_command_timeout, check_iscsi_name, check_lun, ConfigFile, LunEntry,
+    TargetEntry,
+};
 use anyhow::{bail, Context, Result};
-use backstore::StoreOptions;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -114,6 +115,18 @@ pub struct Args {
     /// portal (otherwise the program refuses to start).
     #[arg(long)]
     pub allow_any_initiator: bool,
+    /// Listen for `glfs-iscsi admin` on this Unix socket (created owner-only).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Administer a running glfs-iscsi: `admin <noun> <verb>` (targets, LUNs, portals,
+    /// sessions; apply and export).
+    Admin(crate::admin::AdminArgs),
 }
 
 /// Environment variables the command line's CHAP secrets may come from.
@@ -141,17 +154,21 @@ fn cli_credential(
 /// What to serve, from the command line or the config file.
 pub struct Plan {
     pub portal: SocketAddr,
-    pub targets: Vec<TargetSpec>,
+    /// The targets and LUNs, handed to [`crate::State`].
+    pub config: ConfigFile,
+    /// The file `config` came from (changes are written back to it).
+    pub config_path: Option<PathBuf>,
     pub server: crate::Server,
-    /// ACLs and CHAP credentials of every target, and discovery's.
-    pub access: iscsi::auth::AccessPolicy,
+    /// Access settings of the command line that hold beside the config file's (and are
+    /// never written to it).
+    pub access: crate::auth::CliAccess,
 }
 
 impl Args {
     /// Everything to serve: the config file when given, else the single-LUN options.
     pub fn plan(&self) -> Result<Plan> {
         let mut server = self.server();
-        let discovery = match &self.discovery_chap_user {
+        let discovery_chap = match &self.discovery_chap_user {
             Some(user) => Some(iscsi::auth::ChapCredentials {
                 initiator: cli_credential(
                     "--discovery-chap-user",
@@ -163,14 +180,21 @@ impl Args {
             }),
             None => None,
         };
+        let access = crate::auth::CliAccess {
+            allow_any_initiator: self.allow_any_initiator,
+            discovery_chap,
+        };
         let Some(path) = &self.config else {
-            let targets = vec![self.target_spec()?];
-            crate::auth::check_open_targets(&targets, self.portal)?;
+            let config = self.single_lun_config()?;
+            // Check access control now, so a bad command line fails before anything starts.
+            let specs = config.target_specs(self.gfapi_library.as_ref())?;
+            access.policy(&config, &specs, self.portal)?;
             return Ok(Plan {
                 portal: self.portal,
-                access: crate::auth::policy(&targets, discovery)?,
-                targets,
+                config,
+                config_path: None,
                 server,
+                access,
             });
         };
         if !self.backing_store.is_empty() {
@@ -179,83 +203,85 @@ impl Args {
         if !self.acl.is_empty() || self.chap_user.is_some() {
             bail!("--config with --acl or --chap-user: put them in the config file");
         }
-        let config = crate::config::ConfigFile::load(path)?;
+        let config = ConfigFile::load(path)?;
         if let Some(secs) = config.command_timeout {
             server.connection.command_timeout =
                 (secs > 0).then(|| std::time::Duration::from_secs(secs));
         }
         let portal = config.portal.unwrap_or(self.portal);
-        let mut targets = config
+        // Check every target, LUN and access rule before anything starts.
+        let specs = config
             .target_specs(self.gfapi_library.as_ref())
             .with_context(|| format!("config file {}", path.display()))?;
-        for t in &mut targets {
-            t.allow_any_initiator |= self.allow_any_initiator;
-        }
-        crate::auth::check_open_targets(&targets, portal)?;
-        let discovery = match (&config.discovery_chap, discovery) {
-            (Some(_), Some(_)) => {
-                bail!("discovery CHAP both in the config file and on the command line")
-            }
-            (Some(entry), None) => Some(
-                entry
-                    .credentials("[discovery_chap]")
-                    .with_context(|| format!("config file {}", path.display()))?,
-            ),
-            (None, cli) => cli,
-        };
+        access
+            .policy(&config, &specs, portal)
+            .with_context(|| format!("config file {}", path.display()))?;
         Ok(Plan {
             portal,
-            access: crate::auth::policy(&targets, discovery)?,
-            targets,
+            config,
+            config_path: Some(path.clone()),
             server,
+            access,
         })
     }
 
     /// The single target the command line describes, after checking its names.
-    pub fn target_spec(&self) -> Result<TargetSpec> {
+    pub fn single_lun_config(&self) -> Result<ConfigFile> {
         check_iscsi_name(&self.target).context("--target")?;
         let acl = self
             .acl
             .iter()
-            .map(|spec| crate::auth::parse_acl_spec(spec).with_context(|| format!("--acl {spec}")))
+            .map(|spec| {
+                crate::auth::AclToml::from_spec(spec).with_context(|| format!("--acl {spec}"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let chap = match &self.chap_user {
-            Some(user) => Some(iscsi::auth::ChapCredentials {
-                initiator: cli_credential(
-                    "--chap-user",
-                    user,
-                    self.chap_secret_file.as_ref(),
-                    CHAP_SECRET_ENV,
-                )?,
-                target: match &self.mutual_chap_user {
-                    Some(user) => Some(cli_credential(
-                        "--mutual-chap-user",
-                        user,
-                        self.mutual_chap_secret_file.as_ref(),
-                        MUTUAL_CHAP_SECRET_ENV,
-                    )?),
-                    None => None,
-                },
-            }),
+            Some(user) => {
+                let (secret_env, secret_file) = match &self.chap_secret_file {
+                    Some(file) => (None, Some(file.clone())),
+                    None => (Some(CHAP_SECRET_ENV.to_string()), None),
+                };
+                let (mutual_secret_env, mutual_secret_file) =
+                    match (&self.mutual_chap_user, &self.mutual_chap_secret_file) {
+                        (None, _) => (None, None),
+                        (Some(_), Some(file)) => (None, Some(file.clone())),
+                        (Some(_), None) => (Some(MUTUAL_CHAP_SECRET_ENV.to_string()), None),
+                    };
+                let entry = crate::auth::ChapEntry {
+                    user: user.clone(),
+                    secret_env,
+                    secret_file,
+                    mutual_user: self.mutual_chap_user.clone(),
+                    mutual_secret_env,
+                    mutual_secret_file,
+                    ..Default::default()
+                };
+                // Read and check the secrets now, naming the option.
+                entry.credentials("--chap-user")?;
+                Some(entry)
+            }
             None => None,
         };
-        Ok(TargetSpec {
-            name: self.target.clone(),
-            access: iscsi::auth::TargetAccess { acl, chap },
-            allow_any_initiator: self.allow_any_initiator,
-            luns: vec![LunSpec {
-                lun: self.lun,
-                read_only: self.read_only,
-                store: StoreOptions {
+        let config = ConfigFile {
+            gfapi_library: self.gfapi_library.clone(),
+            targets: vec![TargetEntry {
+                name: self.target.clone(),
+                luns: vec![LunEntry {
+                    lun: self.lun,
                     bstype: self.bstype.clone(),
                     backing_store: self.backing_store.clone(),
                     bsopts: self.bsopts.clone(),
-                    create_size: self.size,
+                    size: self.size.map(units::format_size),
                     block_size: Some(self.block_size),
-                    gfapi_library: self.gfapi_library.clone(),
-                },
+                    read_only: self.read_only,
+                }],
+                chap,
+                acl,
+                allow_any_initiator: false,
             }],
-        })
+            ..Default::default()
+        };
+        Ok(config)
     }
 
     /// Server limits from the command line.
@@ -282,7 +308,7 @@ impl Args {
 }
 
 /// `--lun`: a LUN number in flat space addressing's range.
-fn parse_lun(text: &str) -> Result<u16, String> {
+pub(crate) fn parse_lun(text: &str) -> Result<u16, String> {
     let lun: u16 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a LUN number (0..={})", scsi::MAX_LUN))?;
@@ -291,7 +317,7 @@ fn parse_lun(text: &str) -> Result<u16, String> {
 }
 
 /// `--block-size`: 512, 1024, 2048 or 4096.
-fn parse_block_size(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_block_size(text: &str) -> Result<u32, String> {
     let size: u32 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of bytes"))?;

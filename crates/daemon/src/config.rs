@@ -36,7 +36,7 @@ pub struct ConfigFile {
     pub command_timeout: Option<u64>,
     pub gfapi_library: Option<PathBuf>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
     /// CHAP for discovery sessions.
     pub discovery_chap: Option<crate::auth::ChapEntry>,
@@ -53,10 +53,10 @@ pub struct TargetEntry {
     /// CHAP every initiator of the target must pass.
     pub chap: Option<crate::auth::ChapEntry>,
     /// Initiators admitted (none: all).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<crate::auth::AclToml>,
     /// Serve this target to any initiator on a non-loopback portal without ACL or CHAP.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
 }
 
@@ -65,13 +65,13 @@ pub struct TargetEntry {
 pub struct LunEntry {
     pub lun: u16,
     pub bstype: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub backing_store: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bsopts: String,
     pub size: Option<String>,
     pub block_size: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
 }
 
@@ -82,15 +82,17 @@ impl ConfigFile {
         Self::parse(&text).with_context(|| format!("config file {}", path.display()))
     }
 
+    /// The file's text for this configuration; [`ConfigFile::parse`] reads it back.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).context("cannot write the configuration as TOML")
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         let config: ConfigFile = toml::from_str(text).map_err(|e| {
             // toml's Display spans several lines with a snippet; keep it to one line.
             let line = e.span().map_or(1, |span| line_of(text, span.start));
             anyhow::anyhow!("line {line}: {}", e.message().trim())
         })?;
-        if config.targets.is_empty() {
-            bail!("no [[target]] defined");
-        }
         if let Some(secs) = config.command_timeout {
             check_command_timeout(secs).context("command_timeout")?;
         }
@@ -105,9 +107,6 @@ impl ConfigFile {
             check_iscsi_name(&target.name)?;
             if !names.insert(target.name.as_str()) {
                 bail!("target {} is defined twice", target.name);
-            }
-            if target.luns.is_empty() {
-                bail!("target {} has no [[target.lun]]", target.name);
             }
             let mut luns = HashSet::new();
             let mut lun_specs = Vec::new();
@@ -299,8 +298,6 @@ backing_store = "/srv/b.img"
     #[test]
     fn mistakes_are_named() {
         let cases = [
-            ("", "no [[target]] defined"),
-            ("[[target]]\nname = \"iqn.2026-11.x.y\"\n", "has no [[target.lun]]"),
             ("[[target]]\nname = \"disk\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\n", "invalid target name"),
             ("prtal = 1\n", "unknown field `prtal`"),
             (
@@ -333,6 +330,16 @@ backing_store = "/srv/b.img"
             assert!(msg.contains(expected), "{text:?}: {msg}");
             assert!(!msg.contains('\n'), "one line: {msg}");
         }
+    }
+
+    #[test]
+    fn a_config_without_targets_or_luns_is_served_empty_and_writes_back_the_same() {
+        let config = ConfigFile::parse("").unwrap();
+        assert!(config.target_specs(None).unwrap().is_empty());
+        let config = ConfigFile::parse("[[target]]\nname = \"iqn.2026-11.x.y\"\n").unwrap();
+        assert!(config.target_specs(None).unwrap()[0].luns.is_empty());
+        let full = ConfigFile::parse(GOOD).unwrap();
+        assert_eq!(ConfigFile::parse(&full.to_toml().unwrap()).unwrap(), full);
     }
 
     #[test]
