@@ -76,6 +76,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // The control socket comes first: a path in use fails before anything listens,
+        // and whoever sees the portal accept connections also finds the socket there.
+        let control = match &args.control_socket {
+            Some(path) => Some((daemon::control::bind(path)?, path.clone())),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(plan.portal)
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
@@ -93,11 +99,6 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
             .with_cli_access(plan.access.clone()),
         );
-        // The control socket comes first, so that a path in use fails before any store opens.
-        let control = match &args.control_socket {
-            Some(path) => Some((daemon::control::bind(path)?, path.clone())),
-            None => None,
-        };
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         state.start(plan.config.clone())?;
         // The connect hints name an address an initiator on this host can use: a wildcard
