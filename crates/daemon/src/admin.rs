@@ -1,5 +1,6 @@
 //! `glfs-iscsi admin <noun> <verb>`: the control socket's client, in the same binary.
 
+use crate::auth::{AclToml, ChapEntry, ConfigSecret};
 use crate::config::LunEntry;
 use crate::control::{LunChanges, Reply, Request};
 use crate::state::ApplyOptions;
@@ -36,6 +37,19 @@ pub enum Noun {
     Lun {
         #[command(subcommand)]
         verb: LunVerb,
+    },
+    /// ACL entries of a target: the initiators it admits (none: all). Changes apply to
+    /// the next logins; sessions logged in keep running.
+    Acl {
+        #[command(subcommand)]
+        verb: AclVerb,
+    },
+    /// CHAP credentials of a target, or of discovery (target `discovery`). Secrets are
+    /// never shown, and never taken from the command line: from a file, an environment
+    /// variable or standard input.
+    Chap {
+        #[command(subcommand)]
+        verb: ChapVerb,
     },
     /// The portal the daemon listens on.
     Portal {
@@ -134,6 +148,206 @@ pub enum LunVerb {
     },
 }
 
+/// What an ACL entry matches, and its own CHAP credentials.
+#[derive(Debug, Clone, Args)]
+pub struct AclEntryArgs {
+    /// The initiator's iSCSI name (none: any initiator from the networks).
+    #[arg(long)]
+    pub initiator: Option<String>,
+    /// A network the initiator must connect from (192.0.2.0/24, 2001:db8::/48, one
+    /// address); repeat for more.
+    #[arg(long = "network")]
+    pub networks: Vec<String>,
+    /// CHAP user of this entry (wins over the target's).
+    #[arg(long)]
+    pub chap_user: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// Where a secret comes from: never the command line itself.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecretArgs {
+    /// A file holding the secret; the daemon reads it (now and at each restart).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable of this command holding the secret; it is stored in the
+    /// config file (owner-only).
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// Read the secret from the first line of standard input; stored like --secret-env.
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclVerb {
+    /// Add an entry.
+    Add {
+        target: String,
+        #[command(flatten)]
+        entry: AclEntryArgs,
+    },
+    /// Remove entry INDEX, or every entry naming --initiator.
+    Remove {
+        target: String,
+        index: Option<usize>,
+        #[arg(long, conflicts_with = "index")]
+        initiator: Option<String>,
+    },
+    /// Replace entry INDEX with the one these options describe.
+    Modify {
+        target: String,
+        index: usize,
+        #[command(flatten)]
+        entry: AclEntryArgs,
+    },
+    List {
+        /// Only this target's entries.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    Show {
+        target: String,
+        index: usize,
+    },
+}
+
+/// CHAP credentials as `chap add` and `chap modify` take them.
+#[derive(Debug, Clone, Args)]
+pub struct ChapArgs {
+    /// The user initiators log in as.
+    #[arg(long)]
+    pub user: String,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Mutual CHAP: the user the target answers as.
+    #[arg(long)]
+    pub mutual_user: Option<String>,
+    /// File holding the mutual secret (the daemon reads it).
+    #[arg(long, value_name = "PATH", requires = "mutual_user")]
+    pub mutual_secret_file: Option<PathBuf>,
+    /// Environment variable of this command holding the mutual secret.
+    #[arg(long, value_name = "VAR", requires = "mutual_user")]
+    pub mutual_secret_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChapVerb {
+    /// Set credentials where none are.
+    Add {
+        /// A target's name, or `discovery`.
+        target: String,
+        #[command(flatten)]
+        chap: ChapArgs,
+    },
+    /// Replace the credentials set.
+    Modify {
+        target: String,
+        #[command(flatten)]
+        chap: ChapArgs,
+    },
+    Remove {
+        target: String,
+    },
+    List,
+    Show {
+        target: String,
+    },
+}
+
+/// Where a secret comes from, as the config file writes it: `(inline, file)`.
+fn secret_from(
+    what: &str,
+    file: Option<&PathBuf>,
+    env: Option<&str>,
+    stdin: bool,
+) -> Result<(Option<ConfigSecret>, Option<PathBuf>)> {
+    let given = usize::from(file.is_some()) + usize::from(env.is_some()) + usize::from(stdin);
+    anyhow::ensure!(
+        given == 1,
+        "{what}: give the secret with exactly one of --secret-file, --secret-env and --secret-stdin"
+    );
+    if let Some(path) = file {
+        // The daemon reads it from its own working directory: make the path absolute.
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("{what}: cannot read {}", path.display()))?;
+        return Ok((None, Some(path)));
+    }
+    let text = match env {
+        Some(var) => std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("{what}: environment variable {var} is not set"))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .with_context(|| format!("{what}: cannot read standard input"))?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    Ok((Some(ConfigSecret(iscsi::auth::Secret::new(text))), None))
+}
+
+impl AclEntryArgs {
+    fn entry(&self) -> Result<AclToml> {
+        let s = &self.secret;
+        let given = s.secret_file.is_some() || s.secret_env.is_some() || s.secret_stdin;
+        let chap = match &self.chap_user {
+            Some(user) => {
+                let (secret, secret_file) = secret_from(
+                    "--chap-user",
+                    s.secret_file.as_ref(),
+                    s.secret_env.as_deref(),
+                    s.secret_stdin,
+                )?;
+                Some(ChapEntry {
+                    user: user.clone(),
+                    secret,
+                    secret_file,
+                    ..Default::default()
+                })
+            }
+            None if given => anyhow::bail!("a secret without --chap-user"),
+            None => None,
+        };
+        Ok(AclToml {
+            initiator: self.initiator.clone(),
+            networks: self.networks.clone(),
+            chap,
+        })
+    }
+}
+
+impl ChapArgs {
+    fn entry(&self) -> Result<ChapEntry> {
+        let s = &self.secret;
+        let (secret, secret_file) = secret_from(
+            "--user",
+            s.secret_file.as_ref(),
+            s.secret_env.as_deref(),
+            s.secret_stdin,
+        )?;
+        let (mutual_secret, mutual_secret_file) = match &self.mutual_user {
+            Some(_) => secret_from(
+                "--mutual-user",
+                self.mutual_secret_file.as_ref(),
+                self.mutual_secret_env.as_deref(),
+                false,
+            )?,
+            None => (None, None),
+        };
+        Ok(ChapEntry {
+            user: self.user.clone(),
+            secret,
+            secret_file,
+            mutual_user: self.mutual_user.clone(),
+            mutual_secret,
+            mutual_secret_file,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PortalVerb {
     List,
@@ -211,6 +425,54 @@ impl AdminArgs {
                 LunVerb::Show { target, lun } => Request::LunShow {
                     target: target.clone(),
                     lun: *lun,
+                },
+            },
+            Noun::Acl { verb } => match verb {
+                AclVerb::Add { target, entry } => Request::AclAdd {
+                    target: target.clone(),
+                    entry: entry.entry()?,
+                },
+                AclVerb::Remove {
+                    target,
+                    index,
+                    initiator,
+                } => Request::AclRemove {
+                    target: target.clone(),
+                    index: *index,
+                    initiator: initiator.clone(),
+                },
+                AclVerb::Modify {
+                    target,
+                    index,
+                    entry,
+                } => Request::AclModify {
+                    target: target.clone(),
+                    index: *index,
+                    entry: entry.entry()?,
+                },
+                AclVerb::List { target } => Request::AclList {
+                    target: target.clone(),
+                },
+                AclVerb::Show { target, index } => Request::AclShow {
+                    target: target.clone(),
+                    index: *index,
+                },
+            },
+            Noun::Chap { verb } => match verb {
+                ChapVerb::Add { target, chap } => Request::ChapAdd {
+                    target: target.clone(),
+                    entry: chap.entry()?,
+                },
+                ChapVerb::Modify { target, chap } => Request::ChapModify {
+                    target: target.clone(),
+                    entry: chap.entry()?,
+                },
+                ChapVerb::Remove { target } => Request::ChapRemove {
+                    target: target.clone(),
+                },
+                ChapVerb::List => Request::ChapList,
+                ChapVerb::Show { target } => Request::ChapShow {
+                    target: target.clone(),
                 },
             },
             Noun::Portal {

@@ -93,6 +93,54 @@ pub struct AclToml {
     pub chap: Option<ChapEntry>,
 }
 
+/// What `admin export` prints for a secret written in the config file. Shorter than any
+/// secret may be (12 bytes), so never a real one: a file applied with it keeps the secret
+/// that is set there now.
+pub const REDACTED: &str = "(redacted)";
+
+fn redact(secret: &Option<ConfigSecret>) -> Option<ConfigSecret> {
+    secret.as_ref().map(|_| ConfigSecret(Secret::new(REDACTED)))
+}
+
+fn is_redacted(secret: &Option<ConfigSecret>) -> bool {
+    secret
+        .as_ref()
+        .is_some_and(|s| s.0.expose() == REDACTED.as_bytes())
+}
+
+impl ChapEntry {
+    /// This entry with its written secrets replaced by [`REDACTED`].
+    pub fn redacted(&self) -> ChapEntry {
+        ChapEntry {
+            secret: redact(&self.secret),
+            mutual_secret: redact(&self.mutual_secret),
+            ..self.clone()
+        }
+    }
+
+    /// Puts back the secrets [`ChapEntry::redacted`] hid, from `current` (the entry at the
+    /// same place in the running configuration); `what` names the entry in errors.
+    pub fn unredact(&mut self, current: Option<&ChapEntry>, what: &str) -> Result<()> {
+        if is_redacted(&self.secret) {
+            match current.and_then(|c| c.secret.clone()) {
+                Some(secret) if !is_redacted(&Some(secret.clone())) => self.secret = Some(secret),
+                _ => bail!("{what}: secret is {REDACTED} and no secret is set there to keep"),
+            }
+        }
+        if is_redacted(&self.mutual_secret) {
+            match current.and_then(|c| c.mutual_secret.clone()) {
+                Some(secret) if !is_redacted(&Some(secret.clone())) => {
+                    self.mutual_secret = Some(secret)
+                }
+                _ => {
+                    bail!("{what}: mutual_secret is {REDACTED} and no secret is set there to keep")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where one secret comes from.
 #[derive(Debug, Clone)]
 pub enum SecretSource {

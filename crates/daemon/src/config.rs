@@ -87,6 +87,58 @@ impl ConfigFile {
         toml::to_string(self).context("cannot write the configuration as TOML")
     }
 
+    /// This configuration with every secret written in it replaced by
+    /// [`crate::auth::REDACTED`]: what `admin export` prints.
+    pub fn redacted(&self) -> ConfigFile {
+        let mut config = self.clone();
+        config.discovery_chap = config.discovery_chap.map(|c| c.redacted());
+        for t in &mut config.targets {
+            t.chap = t.chap.as_ref().map(|c| c.redacted());
+            for e in &mut t.acl {
+                e.chap = e.chap.as_ref().map(|c| c.redacted());
+            }
+        }
+        config
+    }
+
+    /// Whether a secret is written in the configuration itself (rather than named by a
+    /// file or an environment variable).
+    pub fn has_inline_secrets(&self) -> bool {
+        let inline = |c: &crate::auth::ChapEntry| c.secret.is_some() || c.mutual_secret.is_some();
+        self.discovery_chap.as_ref().is_some_and(inline)
+            || self.targets.iter().any(|t| {
+                t.chap.as_ref().is_some_and(inline)
+                    || t.acl.iter().filter_map(|e| e.chap.as_ref()).any(inline)
+            })
+    }
+
+    /// Puts back the secrets [`ConfigFile::redacted`] hid, from `current`: the secret of
+    /// the same CHAP entry (discovery, a target's, or the ACL entry of the same target
+    /// with the same initiator and networks).
+    pub fn unredact(&mut self, current: &ConfigFile) -> Result<()> {
+        if let Some(chap) = &mut self.discovery_chap {
+            chap.unredact(current.discovery_chap.as_ref(), "[discovery_chap]")?;
+        }
+        for t in &mut self.targets {
+            let old = current.targets.iter().find(|o| o.name == t.name);
+            if let Some(chap) = &mut t.chap {
+                let what = format!("target {} [target.chap]", t.name);
+                chap.unredact(old.and_then(|o| o.chap.as_ref()), &what)?;
+            }
+            for (i, e) in t.acl.iter_mut().enumerate() {
+                let Some(chap) = &mut e.chap else { continue };
+                let same = old.and_then(|o| {
+                    o.acl
+                        .iter()
+                        .find(|a| a.initiator == e.initiator && a.networks == e.networks)
+                });
+                let what = format!("target {} ACL entry {}", t.name, i + 1);
+                chap.unredact(same.and_then(|a| a.chap.as_ref()), &what)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         let config: ConfigFile = toml::from_str(text).map_err(|e| {
             // toml's Display spans several lines with a snippet; keep it to one line.

@@ -2,6 +2,7 @@
 //! running daemon to list and change what it serves. One JSON request per line, one JSON
 //! reply per line. Every change goes through [`State`], the one owner of the running state.
 
+use crate::auth::{AclToml, ChapEntry};
 use crate::config::{check_iscsi_name, check_lun, ConfigFile, LunEntry, TargetEntry};
 use crate::registry::{Registry, SessionView};
 use crate::state::{ApplyOptions, Change, State};
@@ -48,6 +49,49 @@ pub enum Request {
         target: String,
         lun: u16,
         changes: LunChanges,
+    },
+    /// ACL entries of one target or all.
+    AclList {
+        target: Option<String>,
+    },
+    /// ACL entry `index` (from 1) of `target`.
+    AclShow {
+        target: String,
+        index: usize,
+    },
+    AclAdd {
+        target: String,
+        entry: AclToml,
+    },
+    /// Removes entry `index` (from 1), or every entry naming `initiator`.
+    AclRemove {
+        target: String,
+        index: Option<usize>,
+        initiator: Option<String>,
+    },
+    /// Replaces entry `index` (from 1).
+    AclModify {
+        target: String,
+        index: usize,
+        entry: AclToml,
+    },
+    /// CHAP credentials of every target and discovery.
+    ChapList,
+    /// One target's CHAP credentials (`discovery`: discovery's).
+    ChapShow {
+        target: String,
+    },
+    /// Sets credentials where none are; `ChapModify` replaces existing ones.
+    ChapAdd {
+        target: String,
+        entry: ChapEntry,
+    },
+    ChapModify {
+        target: String,
+        entry: ChapEntry,
+    },
+    ChapRemove {
+        target: String,
     },
     PortalList,
     SessionList,
@@ -268,6 +312,63 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
             Ok(())
         })?),
+        Request::AclList { target } => acl_table(state, target.as_deref(), None)?,
+        Request::AclShow { target, index } => acl_table(state, Some(&target), Some(index))?,
+        Request::AclAdd { target, entry } => {
+            entry.entry(&format!("target {target} ACL entry"))?;
+            Reply::changes(state.edit(forced(false), |config| {
+                let t = find_target(config, &target)?;
+                if t.acl.contains(&entry) {
+                    bail!("target {target}: the same ACL entry exists already");
+                }
+                t.acl.push(entry.clone());
+                Ok(())
+            })?)
+        }
+        Request::AclRemove {
+            target,
+            index,
+            initiator,
+        } => Reply::changes(state.edit(forced(false), |config| {
+            let t = find_target(config, &target)?;
+            match (index, &initiator) {
+                (Some(i), None) => {
+                    acl_index(t, i)?;
+                    t.acl.remove(i - 1);
+                }
+                (None, Some(name)) => {
+                    let before = t.acl.len();
+                    t.acl.retain(|e| {
+                        !e.initiator
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    });
+                    if t.acl.len() == before {
+                        bail!("target {target}: no ACL entry names initiator {name}");
+                    }
+                }
+                _ => bail!("target {target}: name the ACL entry by its index or its initiator"),
+            }
+            Ok(())
+        })?),
+        Request::AclModify {
+            target,
+            index,
+            entry,
+        } => {
+            entry.entry(&format!("target {target} ACL entry {index}"))?;
+            Reply::changes(state.edit(forced(false), |config| {
+                let t = find_target(config, &target)?;
+                acl_index(t, index)?;
+                t.acl[index - 1] = entry.clone();
+                Ok(())
+            })?)
+        }
+        Request::ChapList => chap_table(state, None)?,
+        Request::ChapShow { target } => chap_table(state, Some(&target))?,
+        Request::ChapAdd { target, entry } => set_chap(state, &target, Some(entry), false)?,
+        Request::ChapModify { target, entry } => set_chap(state, &target, Some(entry), true)?,
+        Request::ChapRemove { target } => set_chap(state, &target, None, true)?,
         Request::PortalList => {
             let portal = state.targets().portal().to_string();
             Reply::table(
@@ -317,13 +418,192 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             Reply::changes(state.apply(wanted, options)?)
         }
         Request::Export => {
-            let text = state.config().to_toml()?;
+            // Secrets written in the config file stay there: export shows them redacted.
+            let text = state.config().redacted().to_toml()?;
             Reply {
                 text: text.clone(),
                 ..Reply::table(Vec::new(), json!({ "config": text }))
             }
         }
     })
+}
+
+/// Checks that ACL entry `index` (from 1) exists.
+fn acl_index(t: &TargetEntry, index: usize) -> Result<()> {
+    if index == 0 || index > t.acl.len() {
+        bail!(
+            "target {}: no ACL entry {index} (it has {})",
+            t.name,
+            t.acl.len()
+        );
+    }
+    Ok(())
+}
+
+/// The name CHAP verbs give discovery's credentials instead of a target's.
+pub const DISCOVERY: &str = "discovery";
+
+/// Adds (`replace` false: none may be set), replaces or (`entry` None) removes the CHAP
+/// credentials of `target` or of discovery.
+fn set_chap(state: &State, target: &str, entry: Option<ChapEntry>, replace: bool) -> Result<Reply> {
+    let what = if target == DISCOVERY {
+        "[discovery_chap]".to_string()
+    } else {
+        format!("target {target} [target.chap]")
+    };
+    if let Some(entry) = &entry {
+        // Read and check the secret before the change, naming the entry.
+        entry.credentials(&what)?;
+    }
+    let changes = state.edit(forced_none(), |config| {
+        let slot = if target == DISCOVERY {
+            &mut config.discovery_chap
+        } else {
+            &mut find_target(config, target)?.chap
+        };
+        match (&slot, &entry, replace) {
+            (Some(_), Some(_), false) => {
+                bail!("{what}: CHAP credentials are set already (use chap modify)")
+            }
+            (None, _, true) => bail!("{what}: no CHAP credentials are set"),
+            _ => {}
+        }
+        *slot = entry.clone();
+        Ok(())
+    })?;
+    Ok(Reply::changes(changes))
+}
+
+fn forced_none() -> ApplyOptions {
+    ApplyOptions::default()
+}
+
+/// Where a secret comes from, as `chap list` shows it: never the secret itself.
+fn secret_source(inline: bool, env: &Option<String>, file: &Option<std::path::PathBuf>) -> String {
+    match (inline, env, file) {
+        (true, _, _) => "set".into(),
+        (_, Some(var), _) => format!("env {var}"),
+        (_, _, Some(path)) => format!("file {}", path.display()),
+        _ => "-".into(),
+    }
+}
+
+fn chap_row(name: &str, c: &ChapEntry) -> (Vec<String>, Value) {
+    let secret = secret_source(c.secret.is_some(), &c.secret_env, &c.secret_file);
+    let mutual = c.mutual_user.as_ref().map(|_| {
+        secret_source(
+            c.mutual_secret.is_some(),
+            &c.mutual_secret_env,
+            &c.mutual_secret_file,
+        )
+    });
+    let row = vec![
+        name.to_string(),
+        c.user.clone(),
+        secret.clone(),
+        c.mutual_user.clone().unwrap_or_else(|| "-".into()),
+        mutual.clone().unwrap_or_else(|| "-".into()),
+    ];
+    let data = json!({
+        "target": name,
+        "user": c.user,
+        "secret": secret,
+        "mutual_user": c.mutual_user,
+        "mutual_secret": mutual,
+    });
+    (row, data)
+}
+
+fn chap_table(state: &State, only: Option<&str>) -> Result<Reply> {
+    let config = state.config();
+    let mut table = vec![["target", "user", "secret", "mutual user", "mutual secret"]
+        .map(String::from)
+        .to_vec()];
+    let mut data = Vec::new();
+    let mut found = false;
+    let mut add = |name: &str, chap: Option<&ChapEntry>| {
+        if only.is_some_and(|o| o != name) {
+            return;
+        }
+        found = true;
+        if let Some(c) = chap {
+            let (row, value) = chap_row(name, c);
+            table.push(row);
+            data.push(value);
+        }
+    };
+    add(DISCOVERY, config.discovery_chap.as_ref());
+    for t in &config.targets {
+        add(&t.name, t.chap.as_ref());
+    }
+    if let Some(name) = only {
+        if !found {
+            bail!("target {name}: no such target");
+        }
+        return Ok(Reply::table(table, data.pop().unwrap_or(Value::Null)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
+}
+
+fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result<Reply> {
+    let config = state.config();
+    if let Some(name) = target {
+        if !config.targets.iter().any(|t| t.name == name) {
+            bail!("target {name}: no such target");
+        }
+    }
+    let mut table = vec![[
+        "target",
+        "entry",
+        "initiator",
+        "networks",
+        "chap user",
+        "secret",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut data = Vec::new();
+    for t in &config.targets {
+        if target.is_some_and(|name| name != t.name) {
+            continue;
+        }
+        for (i, e) in t.acl.iter().enumerate() {
+            if only.is_some_and(|n| n != i + 1) {
+                continue;
+            }
+            let secret = e
+                .chap
+                .as_ref()
+                .map(|c| secret_source(c.secret.is_some(), &c.secret_env, &c.secret_file));
+            table.push(vec![
+                t.name.clone(),
+                (i + 1).to_string(),
+                e.initiator.clone().unwrap_or_else(|| "*".into()),
+                if e.networks.is_empty() {
+                    "*".into()
+                } else {
+                    e.networks.join(",")
+                },
+                e.chap.as_ref().map_or("-".into(), |c| c.user.clone()),
+                secret.clone().unwrap_or_else(|| "-".into()),
+            ]);
+            data.push(json!({
+                "target": t.name,
+                "entry": i + 1,
+                "initiator": e.initiator,
+                "networks": e.networks,
+                "chap_user": e.chap.as_ref().map(|c| c.user.clone()),
+                "chap_secret": secret,
+            }));
+        }
+    }
+    if let (Some(target), Some(index)) = (target, only) {
+        if data.is_empty() {
+            bail!("target {target}: no ACL entry {index}");
+        }
+        return Ok(Reply::table(table, data.remove(0)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
 }
 
 fn find_target<'a>(config: &'a mut ConfigFile, name: &str) -> Result<&'a mut TargetEntry> {

@@ -152,6 +152,9 @@ impl State {
         options: ApplyOptions,
         save: bool,
     ) -> Result<Vec<Change>> {
+        let mut wanted = wanted;
+        // A file from `admin export` names no secret: keep those set now.
+        wanted.unredact(current)?;
         let specs = wanted.target_specs(self.gfapi_library.as_ref())?;
         // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
         // portal) before anything changes; they apply to the next logins.
@@ -409,14 +412,24 @@ pub fn save_atomically(path: &Path, config: &ConfigFile) -> Result<()> {
         std::process::id()
     ));
     let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Owner-only unless the file it replaces says otherwise: it may hold secrets.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)?;
-        // Keep the permissions of the file it replaces (it may hold secrets).
+        // Keep the permissions of the file it replaces, but never let others read secrets.
         if let Ok(meta) = std::fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
+            use std::os::unix::fs::PermissionsExt;
+            let mut mode = meta.permissions().mode();
+            if config.has_inline_secrets() && mode & 0o077 != 0 {
+                tracing::warn!(file = %path.display(),
+                    "the config file holds secrets: making it readable by its owner only");
+                mode &= !0o077;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
@@ -554,6 +567,37 @@ mod tests {
         assert_eq!(state.targets().names(), [A]);
         assert_eq!(state.config(), config(&[(A, &[0])]));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), saved);
+    }
+
+    #[test]
+    fn export_never_shows_a_secret_and_applying_it_keeps_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let secret = "chap-secret-0123456789";
+        let text = format!(
+            "[[target]]\nname = \"{A}\"\n[target.chap]\nuser = \"u\"\nsecret = \"{secret}\"\n\
+             [[target.acl]]\ninitiator = \"iqn.2026-11.io.test:h\"\n\
+             [target.acl.chap]\nuser = \"h\"\nsecret = \"acl-secret-0123456789\"\n"
+        );
+        let state = state(Some(path.clone()));
+        state
+            .apply(ConfigFile::parse(&text).unwrap(), Default::default())
+            .unwrap();
+        let exported = state.config().redacted().to_toml().unwrap();
+        assert!(!exported.contains(secret) && !exported.contains("acl-secret"));
+        assert_eq!(exported.matches(crate::auth::REDACTED).count(), 2);
+        // Applying the export changes nothing, and the file keeps the secrets.
+        let changes = state
+            .apply(ConfigFile::parse(&exported).unwrap(), Default::default())
+            .unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains(secret));
+        // A redacted secret where none is set is refused, naming the entry.
+        let elsewhere = exported.replace(A, B);
+        let err = state
+            .apply(ConfigFile::parse(&elsewhere).unwrap(), Default::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(&format!("target {B} [target.chap]")));
     }
 
     #[test]

@@ -294,3 +294,170 @@ fn many_luns_across_many_targets_are_created_and_listed() {
     assert_eq!(luns[999]["size_bytes"], 65536);
     eprintln!("scale: 1000 LUNs on 100 targets created in {created:?}, listed in {listed:?}");
 }
+
+/// Logs in to `target` as `initiator`, with CHAP when given.
+fn login_as(
+    daemon: &Running,
+    target: &str,
+    initiator: &str,
+    chap: Option<(&str, &str)>,
+) -> Result<Initiator, String> {
+    let opts = testkit::initiator::ConnectOptions {
+        initiator_name: Some(initiator.to_string()),
+        chap: chap.map(|(u, s)| (u.to_string(), s.to_string())),
+        ..Default::default()
+    };
+    Initiator::connect_with(&daemon.portal(), target, 0, &opts).map_err(|e| e.to_string())
+}
+
+#[test]
+fn acl_entries_and_chap_credentials_change_live_and_no_secret_is_shown() {
+    const HOST: &str = "iqn.2026-11.io.example:host";
+    const OTHER: &str = "iqn.2026-11.io.example:other";
+    const SECRET: &str = "admin-file-secret-0001";
+    const ENV_SECRET: &str = "admin-env-secret-0002";
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+
+    // Open (loopback portal, no rules): the host logs in.
+    let mut kept = login_as(&daemon, A, HOST, None).expect("open target");
+    kept.write10(0, &[0x11; 512], BLOCK).unwrap();
+
+    // An ACL admitting only OTHER: the next login of HOST is refused at once; the
+    // session logged in before keeps running.
+    let added = ok(socket, &["acl", "add", A, "--initiator", OTHER]);
+    assert_eq!(added, format!("change\n~ target {A} (acl)\n"));
+    let err = login_as(&daemon, A, HOST, None).unwrap_err();
+    assert!(err.contains("Authorization failure(514)"), "{err}");
+    login_as(&daemon, A, OTHER, None).expect("the ACL admits OTHER");
+    assert_eq!(kept.read10(0, 1, BLOCK).unwrap(), vec![0x11; 512]);
+    let acl = json(socket, &["acl", "list"]);
+    assert_eq!(acl[0]["initiator"], OTHER);
+    assert_eq!(acl[0]["entry"], 1);
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(
+        saved.contains(&format!("initiator = \"{OTHER}\"")),
+        "{saved}"
+    );
+
+    // Modify it to admit HOST from loopback, then remove it by initiator.
+    ok(
+        socket,
+        &[
+            "acl",
+            "modify",
+            A,
+            "1",
+            "--initiator",
+            HOST,
+            "--network",
+            "127.0.0.0/8",
+        ],
+    );
+    login_as(&daemon, A, HOST, None).expect("HOST from loopback");
+    let err = refused(socket, &["acl", "remove", A, "--initiator", OTHER]);
+    assert!(err.contains("no ACL entry names initiator"), "{err}");
+    let err = refused(socket, &["acl", "add", A, "--network", "300.1.2.3/8"]);
+    assert!(err.contains("300.1.2.3/8"), "{err}");
+    ok(socket, &["acl", "remove", A, "--initiator", HOST]);
+    assert_eq!(json(socket, &["acl", "list"]), serde_json::json!([]));
+
+    // CHAP from a file: the daemon reads it; the listing says where, never what.
+    let file = setup.dir.path().join("host.secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    ok(
+        socket,
+        &[
+            "chap",
+            "add",
+            A,
+            "--user",
+            "host",
+            "--secret-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let err = login_as(&daemon, A, HOST, None).unwrap_err();
+    assert!(err.contains("Authentication failure(513)"), "{err}");
+    login_as(&daemon, A, HOST, Some(("host", SECRET))).expect("right secret");
+    let err = refused(
+        socket,
+        &[
+            "chap",
+            "add",
+            A,
+            "--user",
+            "x",
+            "--secret-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("set already"), "{err}");
+
+    // From this command's environment: stored in the file (owner-only), shown nowhere.
+    let out = Command::new(BINARY)
+        .args(["admin", "--socket", socket.to_str().unwrap()])
+        .args([
+            "chap",
+            "modify",
+            A,
+            "--user",
+            "host2",
+            "--secret-env",
+            "ADMIN_TEST_SECRET",
+        ])
+        .env("ADMIN_TEST_SECRET", ENV_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    login_as(&daemon, A, HOST, Some(("host2", ENV_SECRET))).expect("new credentials");
+    let err = login_as(&daemon, A, HOST, Some(("host", SECRET))).unwrap_err();
+    assert!(err.contains("Authentication failure(513)"), "{err}");
+    let listed = ok(socket, &["chap", "list"]);
+    let shown = json(socket, &["chap", "show", A]);
+    let exported = ok(socket, &["export"]);
+    for text in [&listed, &shown.to_string(), &exported] {
+        assert!(
+            !text.contains(ENV_SECRET) && !text.contains(SECRET),
+            "{text}"
+        );
+    }
+    assert_eq!(shown["secret"], "set");
+    assert!(exported.contains("(redacted)"), "{exported}");
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(saved.contains(ENV_SECRET), "the file keeps the secret");
+    let mode = std::fs::metadata(&setup.config)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "a config file holding secrets is the owner's only"
+    );
+    // Applying the export keeps the secret.
+    let copy = setup.dir.path().join("exported.toml");
+    std::fs::write(&copy, &exported).unwrap();
+    assert_eq!(
+        ok(socket, &["apply", copy.to_str().unwrap()]),
+        "change\n(nothing to change)\n"
+    );
+    // A secret on the command line is not an option.
+    let (success, _, err) = admin(socket, &["chap", "add", A, "--user", "u", "--secret", "x"]);
+    assert!(!success && err.contains("--secret"), "{err}");
+
+    // Removed: open again; the change survives a restart.
+    ok(socket, &["chap", "remove", A]);
+    ok(socket, &["acl", "add", A, "--initiator", HOST]);
+    drop(kept);
+    drop(daemon);
+    let daemon = setup.start();
+    login_as(&daemon, A, HOST, None).expect("ACL admits HOST after the restart");
+    let err = login_as(&daemon, A, OTHER, None).unwrap_err();
+    assert!(err.contains("Authorization failure(514)"), "{err}");
+}
