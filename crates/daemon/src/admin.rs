@@ -136,6 +136,15 @@ pub enum LunVerb {
         #[arg(long)]
         force: bool,
     },
+    /// Grow the LUN's backing store to SIZE (e.g. 20G); the hosts are told the capacity
+    /// changed. Shrinking is refused.
+    Resize {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        #[arg(value_parser = units::parse_size)]
+        size: u64,
+    },
     List {
         /// Only this target's LUNs.
         #[arg(long)]
@@ -418,6 +427,11 @@ impl AdminArgs {
                         backing_store: backing_store.clone(),
                         force: *force,
                     },
+                },
+                LunVerb::Resize { target, lun, size } => Request::LunResize {
+                    target: target.clone(),
+                    lun: *lun,
+                    size: *size,
                 },
                 LunVerb::List { target } => Request::LunList {
                     target: target.clone(),

@@ -50,6 +50,12 @@ pub enum Request {
         lun: u16,
         changes: LunChanges,
     },
+    /// Grows the LUN's store to `size` bytes; the hosts get CAPACITY DATA HAS CHANGED.
+    LunResize {
+        target: String,
+        lun: u16,
+        size: u64,
+    },
     /// ACL entries of one target or all.
     AclList {
         target: Option<String>,
@@ -312,6 +318,10 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
             Ok(())
         })?),
+        Request::LunResize { target, lun, size } => {
+            check_lun(lun).with_context(|| format!("target {target}"))?;
+            Reply::changes(state.resize(&target, lun, size)?)
+        }
         Request::AclList { target } => acl_table(state, target.as_deref(), None)?,
         Request::AclShow { target, index } => acl_table(state, Some(&target), Some(index))?,
         Request::AclAdd { target, entry } => {

@@ -166,8 +166,9 @@ impl State {
         let new = luns_by_target(&wanted);
         let mut changes = settings_changes(current, &wanted);
         changes.extend(access_changes(current, &wanted));
-        // Targets to rebuild (with their wanted LUNs) and to remove.
+        // Targets to rebuild (with their wanted LUNs) and to remove; LUNs to grow.
         let mut rebuild = Vec::new();
+        let mut grow: Vec<(String, u16, u64)> = Vec::new();
         let mut remove = Vec::new();
         for (name, old_luns) in &old {
             if !new.contains_key(name) {
@@ -195,7 +196,15 @@ impl State {
                     Some(old_entry) if old_entry != entry => {
                         let detail = lun_difference(old_entry, entry);
                         changes.push(change("modify", format!("lun {name}/{lun}"), &detail));
-                        changed = true;
+                        let only_size = crate::config::LunEntry {
+                            size: entry.size.clone(),
+                            ..old_entry.clone()
+                        } == *entry;
+                        // A larger size grows the store in place; nothing else changes.
+                        if let Some(bytes) = self.growth(name, *lun, entry)? {
+                            grow.push((name.clone(), *lun, bytes));
+                        }
+                        changed |= !only_size;
                     }
                     Some(_) => {}
                 }
@@ -233,6 +242,17 @@ impl State {
         }
         if options.dry_run {
             return Ok(changes);
+        }
+        // Grow stores first: a target rebuilt below is built at the new size.
+        for (name, lun, bytes) in &grow {
+            let store = self
+                .targets
+                .get(name)
+                .and_then(|t| t.store(u64::from(*lun)).cloned())
+                .with_context(|| format!("lun {name}/{lun}: not served"))?;
+            store
+                .resize(*bytes)
+                .map_err(|e| anyhow::anyhow!("lun {name}/{lun}: cannot grow the store: {e}"))?;
         }
         // Open every store a rebuilt target needs before anything is swapped.
         let mut built = Vec::new();
@@ -282,11 +302,82 @@ impl State {
             let name = target.name.clone();
             self.targets.replace(&name, Some(target));
         }
+        // The hosts learn of a new capacity from CAPACITY DATA HAS CHANGED.
+        for (name, lun, _) in &grow {
+            if let Some(t) = self.targets.get(name) {
+                if let Some(store) = t.store(u64::from(*lun)) {
+                    t.scsi.set_capacity(*lun, store.geometry().num_blocks);
+                }
+            }
+        }
         for change in &changes {
             tracing::info!(change = %change, "configuration changed");
         }
         *current = wanted;
         Ok(changes)
+    }
+}
+
+impl State {
+    /// The bytes LUN `name`/`lun` grows to when its entry becomes `entry`: `Some` when the
+    /// entry's size is above what the store holds now. A size of no more than that changes
+    /// nothing (for files it is the size to create a missing one with).
+    fn growth(&self, name: &str, lun: u16, entry: &crate::config::LunEntry) -> Result<Option<u64>> {
+        let Some(size) = &entry.size else {
+            return Ok(None);
+        };
+        let bytes =
+            units::parse_size(size).map_err(|e| anyhow::anyhow!("lun {name}/{lun}: {e}"))?;
+        let Some(store) = self
+            .targets
+            .get(name)
+            .and_then(|t| t.store(u64::from(lun)).cloned())
+        else {
+            return Ok(None);
+        };
+        let g = store.geometry();
+        if bytes <= g.size_bytes() {
+            return Ok(None);
+        }
+        // `u64::is_multiple_of` needs Rust 1.87; the workspace supports older.
+        #[allow(unknown_lints, clippy::manual_is_multiple_of)]
+        let whole = bytes % u64::from(g.block_size) == 0;
+        if !whole {
+            bail!(
+                "lun {name}/{lun}: size {size} is not a whole number of {}-byte blocks",
+                g.block_size
+            );
+        }
+        Ok(Some(bytes))
+    }
+
+    /// `admin lun resize`: grows LUN `target`/`lun` to `bytes` through its store, live;
+    /// every session on it gets CAPACITY DATA HAS CHANGED. Shrinking is refused.
+    pub fn resize(&self, target: &str, lun: u16, bytes: u64) -> Result<Vec<Change>> {
+        let store = self
+            .targets
+            .get(target)
+            .and_then(|t| t.store(u64::from(lun)).cloned())
+            .with_context(|| format!("lun {target}/{lun}: no such LUN"))?;
+        let now = store.geometry().size_bytes();
+        if bytes < now {
+            bail!(
+                "lun {target}/{lun}: cannot shrink from {} to {} (data past the new end \
+                 would be lost); only growing is supported",
+                units::format_size(now),
+                units::format_size(bytes)
+            );
+        }
+        self.edit(ApplyOptions::default(), |config| {
+            let entry = config
+                .targets
+                .iter_mut()
+                .find(|t| t.name == target)
+                .and_then(|t| t.luns.iter_mut().find(|l| l.lun == lun))
+                .with_context(|| format!("lun {target}/{lun}: no such LUN"))?;
+            entry.size = Some(units::format_size(bytes));
+            Ok(())
+        })
     }
 }
 
@@ -317,7 +408,6 @@ fn same_store(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> b
     old.bstype == new.bstype
         && old.backing_store == new.backing_store
         && old.bsopts == new.bsopts
-        && old.size == new.size
         && old.block_size == new.block_size
 }
 
