@@ -47,25 +47,25 @@ pub struct Args {
     pub command_timeout: u64,
     /// Seconds of silence after which the target pings a connection with a NOP-In; 0 never
     /// pings.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = parse_nop_in_interval)]
     pub nop_in_interval: u64,
     /// Seconds an initiator has to answer a NOP-In ping before its connection is closed.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = parse_nop_in_timeout)]
     pub nop_in_timeout: u64,
     /// Seconds a login may take, from connect to full feature phase; 0: no limit.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = parse_login_timeout)]
     pub login_timeout: u64,
     /// Seconds shutdown (SIGTERM) gives sessions to log out after asking them to, before
     /// their connections are closed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = parse_shutdown_grace)]
     pub shutdown_grace: u64,
     /// Normal sessions one target accepts; a login over it is refused (out of resources).
-    #[arg(long, default_value_t = 256)]
-    pub max_sessions_per_target: usize,
+    #[arg(long, default_value_t = 256, value_parser = parse_max_sessions_per_target)]
+    pub max_sessions_per_target: u64,
     /// Connections one initiator (InitiatorName) may have; a login over it is refused (too
     /// many connections).
-    #[arg(long, default_value_t = 64)]
-    pub max_connections_per_initiator: usize,
+    #[arg(long, default_value_t = 64, value_parser = parse_max_connections_per_initiator)]
+    pub max_connections_per_initiator: u64,
     /// Unsolicited and immediate data all sessions together may hold, e.g. 2G: each session
     /// reserves FirstBurstLength for each command it may have outstanding at login, and a
     /// login that does not fit is refused (out of resources).
@@ -208,6 +208,11 @@ impl Args {
             server.connection.command_timeout =
                 (secs > 0).then(|| std::time::Duration::from_secs(secs));
         }
+        // The file's settings win over the command line's.
+        let file_server = self.server_with(Some(&config))?;
+        server.drain_timeout = file_server.drain_timeout;
+        server.connection.bounds = file_server.connection.bounds;
+        server.connection.timers = file_server.connection.timers;
         let portal = config.portal.unwrap_or(self.portal);
         // Check every target, LUN and access rule before anything starts.
         let specs = config
@@ -286,24 +291,45 @@ impl Args {
 
     /// Server limits from the command line.
     pub fn server(&self) -> crate::Server {
+        self.server_with(None)
+            .expect("the command line's values are checked as they are parsed")
+    }
+
+    /// Server limits from the command line, with `config`'s settings instead where it
+    /// gives them (checked when it was parsed).
+    fn server_with(&self, config: Option<&ConfigFile>) -> Result<crate::Server> {
+        let file =
+            |key: &str| config.and_then(|c| c.settings().into_iter().find(|(k, _)| *k == key)?.1);
+        let nop_in_interval = file("nop_in_interval").unwrap_or(self.nop_in_interval);
+        let nop_in_timeout = file("nop_in_timeout").unwrap_or(self.nop_in_timeout);
+        let login_timeout = file("login_timeout").unwrap_or(self.login_timeout);
+        let shutdown_grace = file("shutdown_grace").unwrap_or(self.shutdown_grace);
+        let max_sessions = file("max_sessions_per_target").unwrap_or(self.max_sessions_per_target);
+        let max_connections =
+            file("max_connections_per_initiator").unwrap_or(self.max_connections_per_initiator);
+        let budget = match config.and_then(|c| c.unsolicited_data_budget.as_deref()) {
+            Some(size) => Some(units::parse_size(size)?),
+            None => self.unsolicited_data_budget,
+        };
         let mut server = crate::Server::default();
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
-        server.drain_timeout = std::time::Duration::from_secs(self.shutdown_grace);
+        server.drain_timeout = std::time::Duration::from_secs(shutdown_grace);
         let bounds = &mut server.connection.bounds;
-        bounds.max_sessions_per_target = self.max_sessions_per_target;
-        bounds.max_connections_per_initiator = self.max_connections_per_initiator;
-        if let Some(budget) = self.unsolicited_data_budget {
+        // At most 65535 each (checked): they fit any usize.
+        bounds.max_sessions_per_target = max_sessions as usize;
+        bounds.max_connections_per_initiator = max_connections as usize;
+        if let Some(budget) = budget {
             bounds.unsolicited_data_budget = budget;
         }
         let secs = std::time::Duration::from_secs;
         server.connection.timers = iscsi::Timers {
-            nop_in_interval: (self.nop_in_interval > 0).then(|| secs(self.nop_in_interval)),
-            nop_in_timeout: secs(self.nop_in_timeout),
-            login_timeout: (self.login_timeout > 0).then(|| secs(self.login_timeout)),
+            nop_in_interval: (nop_in_interval > 0).then(|| secs(nop_in_interval)),
+            nop_in_timeout: secs(nop_in_timeout),
+            login_timeout: (login_timeout > 0).then(|| secs(login_timeout)),
         };
-        server
+        Ok(server)
     }
 }
 
@@ -323,6 +349,35 @@ pub(crate) fn parse_block_size(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("{text:?} is not a number of bytes"))?;
     check_block_size(size).map_err(|e| e.to_string())?;
     Ok(size)
+}
+
+/// A setting of [`crate::config::SETTINGS`] given as `--KEY`.
+fn parse_setting(key: &str, text: &str) -> Result<u64, String> {
+    let value: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    crate::config::check_setting(key, value).map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+macro_rules! setting_parsers {
+    ($($name:ident => $key:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("`--", $key, "` (see [`crate::config::SETTINGS`]).")]
+            fn $name(text: &str) -> Result<u64, String> {
+                parse_setting($key, text)
+            }
+        )*
+    };
+}
+
+setting_parsers! {
+    parse_nop_in_interval => "nop_in_interval",
+    parse_nop_in_timeout => "nop_in_timeout",
+    parse_login_timeout => "login_timeout",
+    parse_shutdown_grace => "shutdown_grace",
+    parse_max_sessions_per_target => "max_sessions_per_target",
+    parse_max_connections_per_initiator => "max_connections_per_initiator",
 }
 
 /// `--command-timeout`: seconds, 0 for no limit, at most a day.
@@ -360,7 +415,19 @@ mod tests {
 
     #[test]
     fn every_value_is_checked_with_one_line_naming_it() {
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 14] = [
+            (&["--login-timeout", "99999"], "--login-timeout"),
+            (&["--nop-in-interval", "4000"], "--nop-in-interval"),
+            (&["--nop-in-timeout", "0"], "--nop-in-timeout"),
+            (&["--shutdown-grace", "86400"], "--shutdown-grace"),
+            (
+                &["--max-sessions-per-target", "0"],
+                "--max-sessions-per-target",
+            ),
+            (
+                &["--max-connections-per-initiator", "70000"],
+                "--max-connections-per-initiator",
+            ),
             (&["--lun", "20000"], "--lun"),
             (&["--lun", "x"], "--lun"),
             (&["--block-size", "1000"], "--block-size"),

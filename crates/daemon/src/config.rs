@@ -34,6 +34,15 @@ use units::parse_size;
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
     pub command_timeout: Option<u64>,
+    /// Seconds; see `--nop-in-interval` and the others of [`SETTINGS`].
+    pub nop_in_interval: Option<u64>,
+    pub nop_in_timeout: Option<u64>,
+    pub login_timeout: Option<u64>,
+    pub shutdown_grace: Option<u64>,
+    pub max_sessions_per_target: Option<u64>,
+    pub max_connections_per_initiator: Option<u64>,
+    /// A size, e.g. "2G"; see `--unsolicited-data-budget`.
+    pub unsolicited_data_budget: Option<String>,
     pub gfapi_library: Option<PathBuf>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -148,6 +157,14 @@ impl ConfigFile {
         if let Some(secs) = config.command_timeout {
             check_command_timeout(secs).context("command_timeout")?;
         }
+        for (key, value) in config.settings() {
+            if let Some(value) = value {
+                check_setting(key, value)?;
+            }
+        }
+        if let Some(size) = &config.unsolicited_data_budget {
+            parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
+        }
         Ok(config)
     }
 
@@ -213,6 +230,46 @@ impl ConfigFile {
             });
         }
         Ok(specs)
+    }
+}
+
+/// The numeric daemon settings, checked the same way on the command line (`--KEY` with
+/// `-` for `_`), in the config file (`KEY = N`) and in a file applied through the control
+/// socket: `(key, lowest, highest, unit and meaning of the bounds)`.
+pub const SETTINGS: &[(&str, u64, u64, &str)] = &[
+    ("nop_in_interval", 0, 3600, "seconds; 0: never ping"),
+    ("nop_in_timeout", 1, 3600, "seconds"),
+    ("login_timeout", 0, 3600, "seconds; 0: no limit"),
+    ("shutdown_grace", 0, 3600, "seconds"),
+    ("max_sessions_per_target", 1, 65535, "sessions"),
+    ("max_connections_per_initiator", 1, 65535, "connections"),
+];
+
+/// Checks setting `key` of [`SETTINGS`]; the error is one line naming it.
+pub fn check_setting(key: &str, value: u64) -> Result<()> {
+    let Some((_, low, high, note)) = SETTINGS.iter().find(|(k, ..)| *k == key) else {
+        bail!("{key}: no such setting");
+    };
+    if !(*low..=*high).contains(&value) {
+        bail!("{key}: {value} is out of range {low}..={high} ({note})");
+    }
+    Ok(())
+}
+
+impl ConfigFile {
+    /// The numeric settings of [`SETTINGS`] the file gives, by key.
+    pub fn settings(&self) -> [(&'static str, Option<u64>); 6] {
+        [
+            ("nop_in_interval", self.nop_in_interval),
+            ("nop_in_timeout", self.nop_in_timeout),
+            ("login_timeout", self.login_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+            ("max_sessions_per_target", self.max_sessions_per_target),
+            (
+                "max_connections_per_initiator",
+                self.max_connections_per_initiator,
+            ),
+        ]
     }
 }
 
@@ -350,6 +407,10 @@ backing_store = "/srv/b.img"
     #[test]
     fn mistakes_are_named() {
         let cases = [
+            ("login_timeout = 99999\n", "login_timeout: 99999 is out of range 0..=3600"),
+            ("nop_in_timeout = 0\n", "nop_in_timeout: 0 is out of range 1..=3600"),
+            ("max_sessions_per_target = 0\n", "max_sessions_per_target: 0 is out of range"),
+            ("unsolicited_data_budget = \"2Q\"\n", "unsolicited_data_budget: invalid size \"2Q\""),
             ("[[target]]\nname = \"disk\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\n", "invalid target name"),
             ("prtal = 1\n", "unknown field `prtal`"),
             (

@@ -482,6 +482,14 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
     if old.gfapi_library != new.gfapi_library {
         changes.push(change("modify", "gfapi_library".into(), note));
     }
+    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
+        if a != b {
+            changes.push(change("modify", key.into(), note));
+        }
+    }
+    if old.unsolicited_data_budget != new.unsolicited_data_budget {
+        changes.push(change("modify", "unsolicited_data_budget".into(), note));
+    }
     changes
 }
 

@@ -168,6 +168,15 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
     assert!(err.contains(&format!("lun {B}/9: no such LUN")), "{err}");
     let err = refused(socket, &["lun", "add", B, "20000", "--bstype", "memory"]);
     assert!(err.contains("20000"), "{err}");
+    // A setting out of range in a file applied through the socket: one line naming it.
+    let bad = setup.dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(&bad, format!("login_timeout = 99999\n{text}")).unwrap();
+    let err = refused(socket, &["apply", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("login_timeout: 99999 is out of range 0..=3600"),
+        "{err}"
+    );
 
     // The session on A saw none of it.
     assert_eq!(on_a.read10(0, 1, BLOCK).unwrap(), vec![0xa5; 512]);
