@@ -547,3 +547,41 @@ fn add_log_in_write_fence_resize_restart() {
     assert_eq!(other.read10(100, 4, BLOCK).unwrap(), data);
     assert_eq!(other.read10(end, 4, BLOCK).unwrap(), vec![0x77; 2048]);
 }
+
+#[test]
+fn on_a_public_portal_a_target_is_added_with_its_acl() {
+    const HOST: &str = "iqn.2026-11.io.example:public-host";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[[target]]\nname = \"{A}\"\n[[target.acl]]\ninitiator = \"{HOST}\"\n"),
+    )
+    .unwrap();
+    let socket = dir.path().join("control.sock");
+    let daemon = Running::start_on(
+        "0.0.0.0",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // Secure by default: an open target is refused, naming it and the way out.
+    let err = refused(&socket, &["target", "add", B]);
+    assert!(
+        err.contains(&format!("target {B} has neither an ACL nor CHAP")),
+        "{err}"
+    );
+    assert!(!ok(&socket, &["target", "list"]).contains(B));
+    ok(&socket, &["target", "add", B, "--acl", HOST]);
+    ok(
+        &socket,
+        &["lun", "add", B, "0", "--bstype", "memory", "--size", "1M"],
+    );
+    login_as(&daemon, B, HOST, None).expect("the ACL admits HOST");
+    let err = login_as(&daemon, B, "iqn.2026-11.io.example:stranger", None).unwrap_err();
+    assert!(err.contains("Authorization failure(514)"), "{err}");
+}
