@@ -13,6 +13,10 @@
 //! This crate does no I/O and knows nothing of SCSI or iSCSI.
 
 #![forbid(unsafe_code)]
+mod pool;
+
+pub use pool::BufferPool;
+
 use bytes::Bytes;
 use std::fmt;
 
