@@ -263,13 +263,6 @@ pub struct Pdu {
 /// Validates the opcode and the data segment length against `limits` as soon as the header is
 /// in, so an oversize PDU is refused before it is buffered.
 pub fn check(buf: &[u8], limits: &FrameLimits) -> Result<Option<usize>, ProtocolError> {
-    Ok(frame_len(buf, limits)?.filter(|&total| buf.len() >= total))
-}
-
-/// The total length of the first PDU in `buf` (header, AHS, digests, padded data) as soon
-/// as its header is in, whether or not the rest has arrived; `Ok(None)` before. Validated
-/// as [`check`] does, so the length is bounded by `limits`.
-pub fn frame_len(buf: &[u8], limits: &FrameLimits) -> Result<Option<usize>, ProtocolError> {
     if buf.len() < BHS_LEN {
         return Ok(None);
     }
@@ -292,7 +285,11 @@ pub fn frame_len(buf: &[u8], limits: &FrameLimits) -> Result<Option<usize>, Prot
     if limits.digests.data && dsl > 0 {
         total += 4;
     }
-    Ok(Some(total))
+    if buf.len() < total {
+        Ok(None)
+    } else {
+        Ok(Some(total))
+    }
 }
 
 /// Splits the first complete PDU off `buf` (zero-copy for AHS and data). `Ok(None)` leaves

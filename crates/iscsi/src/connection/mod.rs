@@ -192,13 +192,6 @@ impl Connection {
             }
             let limits = self.frame_limits();
             let Some(pdu) = pdu::decode(input, &limits)? else {
-                // The first PDU is incomplete. Once its header is in, make room for all of
-                // it at once (bounded by the negotiated MaxRecvDataSegmentLength), so the
-                // driver reads the rest in place: growing step by step moved a 256 KiB
-                // Data-Out two or three times.
-                if let Some(total) = pdu::frame_len(input, &limits)? {
-                    input.reserve(total.saturating_sub(input.len()));
-                }
                 return Ok(());
             };
             self.handle_pdu(pdu)?;
