@@ -1,7 +1,9 @@
-//! A process-wide pool of read buffers, so a read does not allocate (and the kernel does not
-//! fault in and zero) a fresh buffer per command.
+//! A process-wide pool of data buffers, so a read or a write does not allocate (and the
+//! kernel does not fault in and zero) a fresh buffer per command.
 //!
-//! A store takes an empty `Vec` with at least the capacity it needs ([`BufferPool::take`]),
+//! Used by the stores for read data (through `store_api::BufferPool`) and by the iSCSI core
+//! for write data that arrives in several PDUs; it depends on `bytes` alone, so the sans-IO
+//! core can use it. A store takes an empty `Vec` with at least the capacity it needs ([`BufferPool::take`]),
 //! fills it, and hands it out as [`Bytes`] with [`BufferPool::bytes`]. When the last `Bytes`
 //! pointing into it is dropped (Data-In written to the socket, a command aborted), the
 //! buffer goes back to the pool instead of to the allocator. Buffers come in power-of-two
@@ -13,6 +15,8 @@
 //! Without it, a 1 MiB read cost 256 page faults (the buffer is above glibc's mmap
 //! threshold, or glibc trims the freed heap top) and half of the daemon's CPU went to
 //! faults and `madvise` (docs/performance.md).
+
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
