@@ -8,8 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
-    IoReply, IoRequest, IoResult, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
+    Geometry, IoReply, IoRequest, IoResult, Op, StoreError,
 };
 
 /// Default number of worker threads.
@@ -125,17 +125,20 @@ impl Inner {
 
     /// Reads exactly `len` bytes into a fresh buffer (no zero-fill, no copy into `Bytes`).
     fn read(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
-        let mut buf = Vec::<u8>::with_capacity(len);
+        let pool = BufferPool::global();
+        let mut buf = pool.take(len);
         while buf.len() < len {
+            let pos = offset + buf.len() as u64;
+            let want = len - buf.len();
             let spare = buf.spare_capacity_mut();
-            let pos = offset + (len - spare.len()) as u64;
             let n = retry_eintr(|| {
-                // SAFETY: spare points at spare.len() writable bytes of buf's allocation.
+                // SAFETY: spare points at spare.len() >= want writable bytes of buf's
+                // allocation (the pool's buffer may be larger than len).
                 let rc = unsafe {
                     libc::pread(
                         self.file.as_raw_fd(),
                         spare.as_mut_ptr().cast(),
-                        spare.len(),
+                        want,
                         pos as libc::off_t,
                     )
                 };
@@ -150,10 +153,10 @@ impl Inner {
                 // The file shrank under us.
                 return Err(StoreError::new(Op::Read, ErrorKind::ShortTransfer));
             }
-            // SAFETY: pread initialised n more bytes.
-            unsafe { buf.set_len(buf.len() + n) };
+            // SAFETY: pread initialised n (<= want) more bytes.
+            unsafe { buf.set_len(buf.len() + n.min(want)) };
         }
-        Ok(Bytes::from(buf))
+        Ok(pool.bytes(buf))
     }
 
     /// `lseek(offset, whence)` for SEEK_DATA/SEEK_HOLE; `Ok(None)` for ENXIO (no data, or

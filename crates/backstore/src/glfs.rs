@@ -45,8 +45,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use store_api::{
-    check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest, Op,
-    StoreError,
+    check_range, BlockStore, BufferPool, Capabilities, Completion, ErrorKind, Geometry, IoReply,
+    IoRequest, Op, StoreError,
 };
 
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
@@ -698,9 +698,16 @@ fn start_io(link: &Arc<Link>, h: Handle, req: IoRequest, done: Completion, deadl
 /// Sends `req` to `file`; `done` gets the result.
 fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
     match req {
-        IoRequest::Read { offset, len } => file.pread_async(offset, len as usize, move |r| {
-            done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
-        }),
+        IoRequest::Read { offset, len } => {
+            let pool = BufferPool::global();
+            let buf = pool.take(len as usize);
+            file.pread_async_into(offset, len as usize, buf, move |r| {
+                done.complete(
+                    r.map(|buf| IoReply::Data(pool.bytes(buf)))
+                        .map_err(|e| store_error(Op::Read, e)),
+                )
+            })
+        }
         IoRequest::Write { offset, data, fua } => {
             let f = file.clone();
             file.pwrite_async(offset, data, move |r| match r {

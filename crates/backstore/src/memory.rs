@@ -2,13 +2,12 @@
 //! map of which blocks are allocated (written since start and not discarded since), so that
 //! it answers allocation queries like a sparse file would.
 
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
-    IoReply, IoRequest, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
+    Geometry, IoReply, IoRequest, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
@@ -159,11 +158,12 @@ impl BlockStore for MemoryStore {
         }
         let reply = match req {
             IoRequest::Read { offset, len } => {
-                let mut out = Vec::with_capacity(len as usize);
+                let pool = BufferPool::global();
+                let mut out = pool.take(len as usize);
                 self.for_each_piece(offset, len as usize, |s, r, _| {
                     out.extend_from_slice(&data.shards[s].read().unwrap()[r]);
                 });
-                IoReply::Data(Bytes::from(out))
+                IoReply::Data(pool.bytes(out))
             }
             IoRequest::Write {
                 offset,

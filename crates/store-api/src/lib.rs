@@ -13,6 +13,9 @@
 //! This crate does no I/O and knows nothing of SCSI or iSCSI.
 
 #![forbid(unsafe_code)]
+/// Read buffers: stores fill pooled buffers (see the `bufpool` crate).
+pub use bufpool::BufferPool;
+
 use bytes::Bytes;
 use std::fmt;
 
