@@ -101,6 +101,10 @@ impl Admit {
 }
 
 impl iscsi::Admission for Admit {
+    fn session_exists(&self, isid: [u8; 6], tsih: u16) -> bool {
+        self.targets.sessions.exists(isid, tsih)
+    }
+
     fn admit(&self, login: &iscsi::login::LoginOutcome) -> Result<(), (u16, String)> {
         let normal = login.session_type == iscsi::SessionType::Normal;
         let data = if normal {
@@ -177,6 +181,8 @@ type Key = (String, [u8; 6]);
 
 struct Entry {
     id: u64,
+    /// The TSIH the session was given at login.
+    tsih: u16,
     tx: mpsc::UnboundedSender<Control>,
 }
 
@@ -207,6 +213,7 @@ impl Sessions {
         &self,
         initiator: &str,
         isid: [u8; 6],
+        tsih: u16,
         tx: mpsc::UnboundedSender<Control>,
     ) -> (Registration<'_>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +227,7 @@ impl Sessions {
             .by_key
             .lock()
             .expect("sessions lock")
-            .insert(key.clone(), Entry { id, tx });
+            .insert(key.clone(), Entry { id, tsih, tx });
         let reinstated = match old {
             Some(old) => {
                 // The old task may have ended already; then there is nothing to tell.
@@ -247,6 +254,16 @@ impl Sessions {
         for entry in self.by_key.lock().expect("sessions lock").values() {
             let _ = entry.tx.send(Control::LogoutRequested(secs));
         }
+    }
+
+    /// Whether a registered session has this ISID and TSIH (whatever its initiator name:
+    /// the TSIHs of a portal are unique).
+    pub fn exists(&self, isid: [u8; 6], tsih: u16) -> bool {
+        self.by_key
+            .lock()
+            .expect("sessions lock")
+            .iter()
+            .any(|((_, i), e)| *i == isid && e.tsih == tsih)
     }
 
     /// Sessions registered now.
@@ -280,19 +297,19 @@ mod tests {
     fn a_login_with_the_same_initiator_and_isid_reinstates() {
         let sessions = Sessions::default();
         let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let (first, reinstated) = sessions.register("iqn.a", ISID, tx1);
+        let (first, reinstated) = sessions.register("iqn.a", ISID, 1, tx1);
         assert!(!reinstated);
         // Another ISID or another initiator is another session.
         let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let (_other_isid, reinstated) = sessions.register("iqn.a", [0x80, 0, 0, 0, 0, 2], tx2);
+        let (_other_isid, reinstated) = sessions.register("iqn.a", [0x80, 0, 0, 0, 0, 2], 2, tx2);
         assert!(!reinstated);
         let (tx3, _rx3) = mpsc::unbounded_channel();
-        let (_other_name, reinstated) = sessions.register("iqn.b", ISID, tx3);
+        let (_other_name, reinstated) = sessions.register("iqn.b", ISID, 3, tx3);
         assert!(!reinstated);
         assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
         // The same pair: the first session is told.
         let (tx4, _rx4) = mpsc::unbounded_channel();
-        let (_second, reinstated) = sessions.register("iqn.a", ISID, tx4);
+        let (_second, reinstated) = sessions.register("iqn.a", ISID, 4, tx4);
         assert!(reinstated);
         assert_eq!(rx1.try_recv(), Ok(Control::Reinstated));
         // The old session's end leaves the new one registered.
@@ -304,11 +321,23 @@ mod tests {
     fn shutdown_asks_every_session_and_every_later_one() {
         let sessions = Sessions::default();
         let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let _a = sessions.register("iqn.a", ISID, tx1);
+        let _a = sessions.register("iqn.a", ISID, 1, tx1);
         sessions.request_logout_all(7);
         assert_eq!(rx1.try_recv(), Ok(Control::LogoutRequested(7)));
         let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let _b = sessions.register("iqn.b", ISID, tx2);
+        let _b = sessions.register("iqn.b", ISID, 2, tx2);
         assert_eq!(rx2.try_recv(), Ok(Control::LogoutRequested(7)));
+    }
+
+    #[test]
+    fn a_live_session_is_found_by_isid_and_tsih_until_it_ends() {
+        let sessions = Sessions::default();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (registration, _) = sessions.register("iqn.a", ISID, 0x0042, tx);
+        assert!(sessions.exists(ISID, 0x0042));
+        assert!(!sessions.exists(ISID, 0x0043));
+        assert!(!sessions.exists([0x80, 0, 0, 0, 0, 2], 0x0042));
+        drop(registration);
+        assert!(!sessions.exists(ISID, 0x0042));
     }
 }

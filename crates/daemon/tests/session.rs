@@ -135,6 +135,17 @@ fn login_as(
     isid: [u8; 6],
     tsih: u16,
 ) -> (u8, u8) {
+    let resp = login_response(stream, initiator, isid, tsih);
+    (resp[36], resp[37])
+}
+
+/// [`login_as`], returning the whole Login Response header.
+fn login_response(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+) -> [u8; 48] {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate Login Request
     bhs[1] = 0x87; // T=1, CSG=1, NSG=3
@@ -153,7 +164,7 @@ fn login_as(
     if resp[36] == 0 {
         assert_eq!(resp[1] & 0x83, 0x83, "in full feature phase");
     }
-    (resp[36], resp[37])
+    resp
 }
 
 fn connect(target: &Running) -> std::net::TcpStream {
@@ -222,6 +233,25 @@ fn a_login_naming_a_session_that_does_not_exist_is_refused() {
         ),
         (0x02, 0x0a)
     );
+}
+
+#[test]
+fn a_login_adding_a_connection_to_a_live_session_gets_too_many_connections() {
+    let target = memory_target("1M", &[]);
+    let isid = [0x80, 0, 0, 0, 0, 0x0b];
+    let me = "iqn.2026-11.test:host-a";
+    let mut first = connect(&target);
+    let resp = login_response(&mut first, me, isid, 0);
+    assert_eq!((resp[36], resp[37]), (0, 0));
+    let tsih = u16::from_be_bytes([resp[14], resp[15]]);
+    assert_ne!(tsih, 0, "the target assigns a TSIH");
+    // RFC 7143 11.13.5: Status-Class 2, Status-Detail 0x06 "Too many connections" (the
+    // session exists; MaxConnections=1), where a TSIH naming no session gets 0x0a.
+    let mut second = connect(&target);
+    assert_eq!(login_as(&mut second, me, isid, tsih), (0x02, 0x06));
+    target.wait_for_log_line(&["names a live session"]);
+    // The session the login named goes on.
+    assert!(still_served(&mut first));
 }
 
 /// A Logout Request (close the session) with `itt`.
