@@ -69,6 +69,13 @@ pub struct Args {
     /// login that does not fit is refused (out of resources).
     #[arg(long, value_parser = parse_size)]
     pub unsolicited_data_budget: Option<u64>,
+    /// Refuse normal sessions that do not negotiate HeaderDigest=CRC32C (a login offering
+    /// only None gets Initiator error, and the log says why).
+    #[arg(long)]
+    pub require_header_digest: bool,
+    /// Refuse normal sessions that do not negotiate DataDigest=CRC32C.
+    #[arg(long)]
+    pub require_data_digest: bool,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
@@ -179,6 +186,8 @@ impl Args {
             bail!("--config with --acl or --chap-user: put them in the config file");
         }
         let config = crate::config::ConfigFile::load(path)?;
+        server.require_digests.header |= config.require_header_digest;
+        server.require_digests.data |= config.require_data_digest;
         if let Some(secs) = config.command_timeout {
             server.connection.command_timeout =
                 (secs > 0).then(|| std::time::Duration::from_secs(secs));
@@ -269,6 +278,10 @@ impl Args {
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
+        server.require_digests = iscsi::Digests {
+            header: self.require_header_digest,
+            data: self.require_data_digest,
+        };
         server.drain_timeout = std::time::Duration::from_secs(self.shutdown_grace);
         let bounds = &mut server.connection.bounds;
         bounds.max_sessions_per_target = self.max_sessions_per_target;

@@ -3,6 +3,7 @@
 //! ```toml
 //! portal = "0.0.0.0:3260"        # optional; else --portal
 //! command_timeout = 25           # optional; else --command-timeout
+//! require_header_digest = true   # optional; or --require-header-digest (likewise data)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -34,6 +35,12 @@ use std::path::{Path, PathBuf};
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
     pub command_timeout: Option<u64>,
+    /// Normal sessions must negotiate HeaderDigest=CRC32C.
+    #[serde(default)]
+    pub require_header_digest: bool,
+    /// Normal sessions must negotiate DataDigest=CRC32C.
+    #[serde(default)]
+    pub require_data_digest: bool,
     pub gfapi_library: Option<PathBuf>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default)]
@@ -174,6 +181,7 @@ mod tests {
     const GOOD: &str = r#"
 portal = "127.0.0.1:3261"
 command_timeout = 10
+require_data_digest = true
 
 [[target]]
 name = "iqn.2026-11.com.example:a"
@@ -203,6 +211,7 @@ backing_store = "/srv/b.img"
         let config = ConfigFile::parse(GOOD).unwrap();
         assert_eq!(config.portal, Some("127.0.0.1:3261".parse().unwrap()));
         assert_eq!(config.command_timeout, Some(10));
+        assert!(config.require_data_digest && !config.require_header_digest);
         let specs = config.target_specs(None).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "iqn.2026-11.com.example:a");

@@ -45,7 +45,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
         let listening = listener.local_addr()?;
-        let targets = Targets::open(&plan.targets, listening, iscsi::Limits::default())?;
+        let limits = iscsi::Limits {
+            require_digests: plan.server.require_digests,
+            ..iscsi::Limits::default()
+        };
+        let targets = Targets::open(&plan.targets, listening, limits)?;
         targets
             .replace_access(plan.access)
             .context("access control")?;

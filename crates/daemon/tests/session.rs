@@ -53,6 +53,27 @@ fn digests_stay_off_unless_offered_first() {
     init.logout().unwrap();
 }
 
+/// `--require-header-digest`: libiscsi offering only None is refused with a log line
+/// saying why; offering None,CRC32C gets CRC32C and a working session.
+#[test]
+fn a_required_header_digest_refuses_none_and_picks_crc32c_from_a_list() {
+    let target = memory_target("1M", &["--require-header-digest"]);
+    let none = ConnectOptions {
+        header_digest: HeaderDigest::None,
+        ..ConnectOptions::default()
+    };
+    assert!(Initiator::connect_with(&target.portal(), IQN, 0, &none).is_err());
+    target.wait_for_log_line(&["login rejected", "HeaderDigest", "requires CRC32C"]);
+    let either = ConnectOptions {
+        header_digest: HeaderDigest::NoneCrc32c,
+        ..ConnectOptions::default()
+    };
+    let mut init = Initiator::connect_with(&target.portal(), IQN, 0, &either).unwrap();
+    target.wait_for_log_line(&["login", "header_digest=true"]);
+    init.test_unit_ready().unwrap();
+    init.logout().unwrap();
+}
+
 /// Reads until the target closes the connection; true when it did (EOF or reset) within
 /// `patience`, which is generous: the test is about the close, not its timing.
 fn closed_by_target(stream: &mut std::net::TcpStream, patience: Duration) -> bool {
@@ -423,6 +444,27 @@ fn recv_digested(stream: &mut std::net::TcpStream) -> ([u8; 48], Vec<u8>) {
     }
     data.truncate(len);
     (bhs, data)
+}
+
+/// `--require-data-digest` over a raw socket (libiscsi offers no DataDigest): a login
+/// with DataDigest=None gets RFC 7143 11.13.5 Status-Class 2, Status-Detail 0 (Initiator
+/// error); one with CRC32C logs in.
+#[test]
+fn a_required_data_digest_refuses_a_login_offering_none() {
+    let target = memory_target("1M", &["--require-data-digest"]);
+    let mut refused = connect(&target);
+    assert_eq!(
+        login_as(
+            &mut refused,
+            "iqn.2026-11.test:host-a",
+            [0x80, 0, 0, 0, 0, 3],
+            0
+        ),
+        (0x02, 0x00)
+    );
+    target.wait_for_log_line(&["login rejected", "DataDigest", "requires CRC32C"]);
+    let mut stream = connect(&target);
+    digest_login(&mut stream, "iqn.2026-11.test:host-a");
 }
 
 /// Logs in with both digests (the login itself goes without them).

@@ -146,6 +146,14 @@ pub struct Login {
     tsih_names_live_session: bool,
 }
 
+/// The log reason of a login refused for a digest the operator requires.
+fn digest_refusal(key: &str) -> String {
+    format!(
+        "{key}: the target requires CRC32C (required digests) and the initiator did not \
+         offer it; refused"
+    )
+}
+
 fn bool_flag(b: bool, bit: u8) -> u8 {
     if b {
         bit
@@ -419,6 +427,11 @@ impl Login {
             }
         }
         self.neg.settle();
+        if let Some(key) = self.neg.missing_required_digest(self.session_type) {
+            if self.neg.offered(key) {
+                return self.fail(req, status::INITIATOR_ERROR, digest_refusal(key));
+            }
+        }
         // Answers that go back where their keys were, latest position first.
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         if let Some(at) = first_burst_at {
@@ -624,6 +637,11 @@ impl Login {
                 }
                 transit = false;
                 next = self.stage;
+            }
+        }
+        if next == STAGE_FULL_FEATURE {
+            if let Some(key) = self.neg.missing_required_digest(self.session_type) {
+                return self.fail(req, status::INITIATOR_ERROR, digest_refusal(key));
             }
         }
         let rsp = self.response(req, transit, csg, next, status::SUCCESS);
