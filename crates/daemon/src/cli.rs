@@ -65,8 +65,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub max_connections_per_initiator: usize,
     /// Unsolicited and immediate data all sessions together may hold, e.g. 2G: each session
-    /// reserves FirstBurstLength for each command it may have outstanding at login, and a
-    /// login that does not fit is refused (out of resources).
+    /// reserves at login FirstBurstLength (less with InitialR2T=Yes) for each command it may
+    /// have outstanding, and a login that does not fit is refused (out of resources).
     #[arg(long, value_parser = parse_size)]
     pub unsolicited_data_budget: Option<u64>,
     /// Refuse normal sessions that do not negotiate HeaderDigest=CRC32C (a login offering

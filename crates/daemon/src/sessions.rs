@@ -15,8 +15,9 @@ pub struct Bounds {
     /// Connections (sessions, with MaxConnections=1) per InitiatorName, discovery included.
     pub max_connections_per_initiator: usize,
     /// Unsolicited and immediate data all sessions together may hold: each normal session
-    /// reserves the most it can hold, its FirstBurstLength for every command it may have
-    /// outstanding (the CmdSN window plus the immediate commands).
+    /// reserves the most it can hold ([`unsolicited_reservation`]: FirstBurstLength, or
+    /// less as its keys allow, for every command it may have outstanding, the CmdSN window
+    /// plus the immediate commands).
     pub unsolicited_data_budget: u64,
 }
 
@@ -108,7 +109,7 @@ impl iscsi::Admission for Admit {
     fn admit(&self, login: &iscsi::login::LoginOutcome) -> Result<(), (u16, String)> {
         let normal = login.session_type == iscsi::SessionType::Normal;
         let data = if normal {
-            u64::from(login.params.first_burst_length) * self.commands
+            unsolicited_reservation(&login.params, self.commands)
         } else {
             0
         };
@@ -165,6 +166,25 @@ impl iscsi::Admission for Admit {
         }));
         Ok(())
     }
+}
+
+/// The most unsolicited and immediate data a session negotiated with `params` can hold
+/// with `commands` outstanding: per write, FirstBurstLength when unsolicited Data-Out is
+/// allowed (InitialR2T=No); with InitialR2T=Yes only immediate data, one PDU's data segment,
+/// so also at most our MaxRecvDataSegmentLength; nothing with ImmediateData=No too.
+///
+/// This is a worst case reserved at login, not a count of the bytes buffered: see
+/// ARCHITECTURE.md ("Bounds across connections") for why counting the bytes as they arrive
+/// is not done.
+pub fn unsolicited_reservation(params: &iscsi::Params, commands: u64) -> u64 {
+    let per_command = match (params.initial_r2t, params.immediate_data) {
+        (false, _) => params.first_burst_length,
+        (true, true) => params
+            .first_burst_length
+            .min(params.target_max_recv_data_segment_length),
+        (true, false) => 0,
+    };
+    u64::from(per_command) * commands
 }
 
 /// What the registry tells a connection task.
@@ -339,5 +359,26 @@ mod tests {
         assert!(!sessions.exists([0x80, 0, 0, 0, 0, 2], 0x0042));
         drop(registration);
         assert!(!sessions.exists(ISID, 0x0042));
+    }
+
+    #[test]
+    fn the_reservation_follows_what_the_negotiated_keys_let_a_session_hold() {
+        let mut p = iscsi::Params::defaults(&iscsi::Limits::default());
+        p.first_burst_length = 262_144;
+        p.target_max_recv_data_segment_length = 65_536;
+        let commands = 144;
+        // InitialR2T=No: a whole unsolicited burst per write.
+        p.initial_r2t = false;
+        p.immediate_data = true;
+        assert_eq!(unsolicited_reservation(&p, commands), 262_144 * 144);
+        p.immediate_data = false;
+        assert_eq!(unsolicited_reservation(&p, commands), 262_144 * 144);
+        // InitialR2T=Yes: immediate data only, one data segment of at most 64 KiB.
+        p.initial_r2t = true;
+        p.immediate_data = true;
+        assert_eq!(unsolicited_reservation(&p, commands), 65_536 * 144);
+        // Neither: every byte is solicited (and bounded by Limits::max_solicited_data).
+        p.immediate_data = false;
+        assert_eq!(unsolicited_reservation(&p, commands), 0);
     }
 }

@@ -167,6 +167,19 @@ fn login_response(
     isid: [u8; 6],
     tsih: u16,
 ) -> [u8; 48] {
+    let keys = "ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0\
+                FirstBurstLength=65536\0HeaderDigest=None\0DataDigest=None\0";
+    login_with_keys(stream, initiator, isid, tsih, keys)
+}
+
+/// A one-step login with these operational keys (NUL-terminated `key=value` items).
+fn login_with_keys(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+    operational: &str,
+) -> [u8; 48] {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate Login Request
     bhs[1] = 0x87; // T=1, CSG=1, NSG=3
@@ -174,11 +187,8 @@ fn login_response(
     bhs[14..16].copy_from_slice(&tsih.to_be_bytes());
     bhs[16..20].copy_from_slice(&1u32.to_be_bytes()); // ITT
     bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
-    let keys = format!(
-        "InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0\
-         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
-         HeaderDigest=None\0DataDigest=None\0"
-    );
+    let keys =
+        format!("InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0{operational}");
     send_pdu(stream, bhs, keys.as_bytes());
     let (resp, _) = recv_pdu(stream);
     assert_eq!(resp[0] & 0x3f, 0x23, "Login Response");
@@ -396,6 +406,20 @@ fn a_login_over_the_unsolicited_data_budget_is_refused() {
     );
     target.wait_for_log_line(&["login refused", "unsolicited data budget"]);
     assert!(still_served(&mut a));
+    // InitialR2T=Yes and ImmediateData=No: nothing unsolicited can come, nothing is
+    // reserved, so the full budget does not stop it.
+    let mut c = connect(&target);
+    let solicited_only = "ImmediateData=No\0InitialR2T=Yes\0MaxBurstLength=262144\0\
+                          FirstBurstLength=65536\0HeaderDigest=None\0DataDigest=None\0";
+    let resp = login_with_keys(
+        &mut c,
+        "iqn.2026-11.test:c",
+        [0x80, 0, 0, 0, 0, 1],
+        0,
+        solicited_only,
+    );
+    assert_eq!((resp[36], resp[37]), (0, 0));
+    assert!(still_served(&mut c));
 }
 
 /// CRC32C as it travels (RFC 7143 13.1: least significant byte first).
