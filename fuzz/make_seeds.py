@@ -194,13 +194,23 @@ def seeds():
         ("CHAP_N", "fuzz-user"), ("CHAP_R", "auto"), ("CHAP_I", "1"), ("CHAP_C", "reflect")]))
     write("chap", "wrong-response", kv([("CHAP_A", "5")]) + sep + kv([
         ("CHAP_N", "fuzz-user"), ("CHAP_R", "0x" + "00" * 16)]))
-    # --- connection: mode byte (low nibble: read size in 16s, 0 = all at once; high
-    # nibble: clock steps of 100 ms), then what the initiator sends.
+    # --- connection: mode byte (bits 0-3: read size in 16s, 0 = all at once;
+    # bits 4-5: clock steps of 100 ms; bit 6: digests required; bit 7: CHAP and ACL), then
+    # what the initiator sends.
     write("connection", "normal-session", b"\0" + sec + op + full_feature({}))
     write("connection", "normal-session-small-reads", b"\x11" + sec + op + full_feature({}))
     dsec = [(k, "CRC32C") if k in ("HeaderDigest", "DataDigest") else (k, v) for k, v in SECURITY]
     write("connection", "normal-session-digests",
           b"\0" + login(True, 0, 1, dsec) + op + full_feature({"hd": True, "dd": True}))
+    # Mode bit 6: the target requires both digests; this login offers None first.
+    bsec = [(k, "None,CRC32C") if k in ("HeaderDigest", "DataDigest") else (k, v) for k, v in SECURITY]
+    write("connection", "required-digests-session",
+          b"\x40" + login(True, 0, 1, bsec) + op + full_feature({"hd": True, "dd": True}))
+    # Mode bit 7: CHAP and an ACL; the exchange starts, the response cannot be right.
+    csec = [(k, "CHAP,None") if k == "AuthMethod" else (k, v) for k, v in SECURITY]
+    write("connection", "chap-login-start", b"\x80" + login(False, 0, 0, csec)
+          + login(False, 0, 0, [("CHAP_A", "7,5")])
+          + login(True, 0, 1, [("CHAP_N", "fuzz-user"), ("CHAP_R", "0x" + "00" * 32)]))
     write("connection", "discovery-session", b"\0" + login(True, 0, 3, DISCOVERY)
           + text(1, 1, [("SendTargets", "All")]) + logout(2, 1))
     # --- scsi: byte 0 is the CDB length - 6, then the CDB, then the data-out.

@@ -139,6 +139,9 @@ pub fn login_text(data: &[u8]) {
     }
 }
 
+/// The initiator the `connection` target's ACL admits (with CHAP, mode bit 7).
+pub const CHAP_INITIATOR: &str = "iqn.2026-11.com.example:seed-initiator";
+
 /// The secret the `chap` target's initiator proves (CHAP_N `fuzz-user`).
 pub const CHAP_INITIATOR_SECRET: &[u8] = b"initiator-secret-0123";
 /// The secret the target answers a mutual challenge with (CHAP_N `fuzz-target`).
@@ -236,10 +239,13 @@ fn parse_u8(text: &str) -> Option<u8> {
     }
 }
 
-/// The whole sans-IO connection: login (no authentication), negotiation, full feature
-/// phase, commands answered at once, task management, logout and the timers on virtual
-/// time. The first byte sets how the stream is cut into reads (1 to 256 bytes, or all at
-/// once) and how far the clock moves between reads; the rest is what the initiator sends.
+/// The whole sans-IO connection: login, negotiation, full feature phase, commands
+/// answered at once, task management, logout and the timers on virtual time. The first byte
+/// is a mode: bits 0-3 cut the stream into reads (16 to 256 bytes; 0: all at once), bits
+/// 4-5 move the clock 0 to 300 ms between reads, bit 6 makes the target require both
+/// digests, bit 7 puts the target behind CHAP (user `fuzz-user`, [`CHAP_INITIATOR_SECRET`])
+/// and an ACL admitting [`CHAP_INITIATOR`] from 127.0.0.0/8. The rest is what the initiator
+/// sends.
 pub fn connection(data: &[u8]) {
     connection_run(data);
 }
@@ -257,6 +263,9 @@ pub struct Reached {
     pub logged_out: bool,
     /// Bytes the target sent.
     pub sent: usize,
+    /// Status-Class and Status-Detail of the last Login Response sent in a batch before the
+    /// one that completed the login (a refused login: its refusal).
+    pub login_status: Option<[u8; 2]>,
 }
 
 /// [`connection`], returning how far the input got.
@@ -265,6 +274,23 @@ pub fn connection_run(data: &[u8]) -> Reached {
     let Some((&mode, stream)) = data.split_first() else {
         return reached;
     };
+    let mut access = iscsi::auth::AccessPolicy::new();
+    if mode & 0x80 != 0 {
+        let chap = ChapCredentials {
+            initiator: Credential::new("fuzz-user", Secret::new(CHAP_INITIATOR_SECRET)).unwrap(),
+            target: Some(Credential::new("fuzz-target", Secret::new(CHAP_TARGET_SECRET)).unwrap()),
+        };
+        let entry = iscsi::auth::AclEntry {
+            initiator: Some(CHAP_INITIATOR.into()),
+            networks: vec!["127.0.0.0/8".parse().unwrap()],
+            chap: None,
+        };
+        let rules = iscsi::auth::TargetAccess {
+            acl: vec![entry],
+            chap: Some(chap),
+        };
+        access.set_target(TARGET_NAME, rules).unwrap();
+    }
     let config = Arc::new(Config {
         targets: vec![TargetInfo {
             name: TARGET_NAME.into(),
@@ -273,10 +299,14 @@ pub fn connection_run(data: &[u8]) -> Reached {
         }],
         limits: Limits {
             max_solicited_data: 1 << 20,
+            require_digests: Digests {
+                header: mode & 0x40 != 0,
+                data: mode & 0x40 != 0,
+            },
             ..Limits::default()
         },
         portal_group_tag: 1,
-        access: Default::default(),
+        access: Arc::new(access),
     });
     let mut conn = Connection::with_tsih(config, 1);
     conn.set_peer_address(std::net::Ipv4Addr::LOCALHOST.into());
@@ -284,7 +314,7 @@ pub fn connection_run(data: &[u8]) -> Reached {
         0 => stream.len().max(1),
         n => usize::from(n) * 16 + usize::from(mode >> 4),
     };
-    let step = Duration::from_millis(u64::from(mode >> 4) * 100);
+    let step = Duration::from_millis(u64::from((mode >> 4) & 3) * 100);
     let mut now = Instant::now();
     let mut input = BytesMut::new();
     let mut out = BytesMut::new();
@@ -344,6 +374,15 @@ fn drain(conn: &mut Connection, out: &mut BytesMut, reached: &mut Reached) {
         }
     }
     conn.poll_transmit(out);
+    // Login responses go without digests: walk them for their status.
+    let mut at = 0;
+    while at + BHS_LEN <= out.len() && !reached.logged_in {
+        if out[at] & 0x3f == 0x23 {
+            reached.login_status = Some([out[at + 36], out[at + 37]]);
+        }
+        let dsl = u32::from_be_bytes([0, out[at + 5], out[at + 6], out[at + 7]]) as usize;
+        at += BHS_LEN + pdu::pad4(dsl);
+    }
     reached.sent += out.len();
     out.clear();
 }

@@ -61,6 +61,7 @@ fn connection_seeds_reach_full_feature_phase_and_log_out() {
         "normal-session",
         "normal-session-small-reads",
         "normal-session-digests",
+        "required-digests-session",
     ] {
         let r = fuzz_targets::connection_run(&seed("connection", name));
         // TEST UNIT READY, INQUIRY, READ(10), two WRITE(10)s; the ABORT TASK for the
@@ -73,6 +74,11 @@ fn connection_seeds_reach_full_feature_phase_and_log_out() {
     }
     let r = fuzz_targets::connection_run(&seed("connection", "discovery-session"));
     assert!(r.logged_in && r.logged_out && r.sent > 0, "{r:?}");
+    // CHAP with a wrong response: RFC 7143 11.13.5 Status-Class 02, Status-Detail 01
+    // "Authentication failure".
+    let r = fuzz_targets::connection_run(&seed("connection", "chap-login-start"));
+    assert!(!r.logged_in, "{r:?}");
+    assert_eq!(r.login_status, Some([0x02, 0x01]), "{r:?}");
 }
 
 #[test]
