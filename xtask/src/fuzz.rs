@@ -150,7 +150,7 @@ pub fn run(opts: &FuzzOptions) -> Result<()> {
             target: target.to_string(),
             seconds: opts.seconds,
             execs: stat(&log, "stat::number_of_executed_units"),
-            coverage: stat(&log, "cov"),
+            coverage: stat(&log, "cov:"),
             failures: new,
             exit_ok: output.status.success(),
         });
@@ -231,7 +231,9 @@ mod tests {
         let log = "#1024 pulse  cov: 77 ft: 80\n#2048 DONE cov: 91 ft: 99 corp: 12\n\
                    stat::number_of_executed_units: 123456\nstat::average_exec_per_sec: 10\n";
         assert_eq!(stat(log, "stat::number_of_executed_units"), Some(123456));
-        assert_eq!(stat(log, "cov"), Some(91));
-        assert_eq!(stat("nothing", "cov"), None);
+        assert_eq!(stat(log, "cov:"), Some(91));
+        // A corpus line mentioning Discovery after the last coverage figure.
+        assert_eq!(stat(&format!("{log}SessionType=Discovery\n"), "cov:"), Some(91));
+        assert_eq!(stat("nothing", "cov:"), None);
     }
 }
