@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(stat(log, "stat::number_of_executed_units"), Some(123456));
         assert_eq!(stat(log, "cov:"), Some(91));
         // A corpus line mentioning Discovery after the last coverage figure.
-        assert_eq!(stat(&format!("{log}SessionType=Discovery\n"), "cov:"), Some(91));
+        assert_eq!(
+            stat(&format!("{log}SessionType=Discovery\n"), "cov:"),
+            Some(91)
+        );
         assert_eq!(stat("nothing", "cov:"), None);
     }
 }
