@@ -84,10 +84,10 @@ impl Admission for Live {
     }
 }
 
-/// RFC 7143 11.13.5, the login status table (Status-Class, Status-Detail, description):
+/// RFC 7143 11.13.5, the login status table (Status-Class and Status-Detail, description):
 ///
-/// | Too many connections   | 02 | 06 | The number of connections has exceeded the allowed maximum. |
-/// | Session does not exist | 02 | 0a | Attempt to add a connection to a non-existent session.       |
+/// | Too many connections   | 0206 | Too many connections on this SSID.                     |
+/// | Session does not exist | 020a | Attempt to add a connection to a non-existent session. |
 const TOO_MANY_CONNECTIONS: [u8; 2] = [0x02, 0x06];
 const SESSION_DOES_NOT_EXIST: [u8; 2] = [0x02, 0x0a];
 

@@ -275,8 +275,8 @@ fn a_bad_data_digest_on_a_text_request_keeps_cmd_sn_order() {
     assert!(matches!(&i.take_events()[..], [Event::Command(c)] if c.itt == 6));
 }
 
-/// RFC 7143 11.13.5: Status-Class 02 "Initiator Error", Status-Detail 00 "Initiator error"
-/// (the initiator's offer cannot be accepted).
+/// RFC 7143 11.13.5: | Initiator error | 0200 | Miscellaneous iSCSI initiator errors. |
+/// (the initiator's digest offer cannot be accepted).
 const INITIATOR_ERROR: [u8; 2] = [0x02, 0x00];
 
 fn requiring(header: bool, data: bool) -> std::sync::Arc<crate::Config> {
