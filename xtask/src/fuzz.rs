@@ -7,7 +7,8 @@
 //!   timeout-*, leak-*) and fails the task. Make it a regression: copy it into
 //!   `testdata/fuzz/<target>/` (then `cargo test -p fuzz-targets` replays it on stable)
 //!   and add a unit test for the fix beside the code it fixes;
-//! * cargo-fuzz is installed with `cargo install cargo-fuzz --locked` when missing.
+//! * cargo-fuzz is installed with `cargo install cargo-fuzz --locked` when missing;
+//! * `fuzz/Cargo.lock` is the workspace's `Cargo.lock`, copied before each build.
 //!
 //! Ends with one line per target: its time, executions, coverage and result.
 
@@ -107,6 +108,11 @@ pub fn run(opts: &FuzzOptions) -> Result<()> {
         opts.targets.iter().map(String::as_str).collect()
     };
     let fuzz_target_dir = util::target_dir().join("fuzz");
+    // fuzz/ is a workspace of its own: start its lock file from the main one, so the
+    // targets are built with the dependency versions the project tests (cargo then only
+    // adds libfuzzer-sys). It is not checked in, so it never drifts.
+    std::fs::copy(root.join("Cargo.lock"), root.join("fuzz/Cargo.lock"))
+        .context("cannot copy Cargo.lock into fuzz/")?;
     // Build them all first, so the time budget is spent fuzzing.
     util::run(
         nightly()
