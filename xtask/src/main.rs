@@ -6,6 +6,7 @@ mod conformance;
 mod demo;
 mod docker;
 mod fake;
+mod fuzz;
 mod gluster;
 mod reliability;
 mod soak;
@@ -84,6 +85,9 @@ enum Task {
     },
     /// Performance goals side by side: fio gfapi ceiling, tgt and our target.
     Bench(bench::BenchOptions),
+    /// Run each cargo-fuzz target (nightly) for a time budget under nice; seeds in
+    /// testdata/fuzz/<target>/, failing inputs in target/fuzz/artifacts/<target>/.
+    Fuzz(fuzz::FuzzOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -115,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         } => conformance::run(&backends, suite.as_deref(), bless)?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
+        Task::Fuzz(opts) => fuzz::run(&opts)?,
     }
     Ok(())
 }

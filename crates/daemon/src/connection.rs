@@ -171,13 +171,16 @@ pub async fn serve_connection(
         }
         while let Some(event) = conn.poll_event() {
             if let Event::LoggedIn {
-                initiator, isid, ..
+                initiator,
+                isid,
+                tsih,
+                ..
             } = &event
             {
                 let (registration, reinstated) =
                     targets
                         .sessions
-                        .register(initiator, *isid, control_tx.clone());
+                        .register(initiator, *isid, *tsih, control_tx.clone());
                 if reinstated {
                     tracing::info!(%peer, %initiator, isid = ?isid,
                         "login reinstates an existing session");
