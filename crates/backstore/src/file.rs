@@ -19,7 +19,7 @@ type Job = (IoRequest, Completion);
 
 struct Inner {
     file: File,
-    geometry: Geometry,
+    geometry: store_api::GrowableGeometry,
 }
 
 /// A store on a local file; requests queue to `threads` workers (never a thread per request).
@@ -37,7 +37,10 @@ impl FileStore {
         geometry: Geometry,
         threads: usize,
     ) -> std::io::Result<FileStore> {
-        let inner = Arc::new(Inner { file, geometry });
+        let inner = Arc::new(Inner {
+            file,
+            geometry: store_api::GrowableGeometry::new(geometry),
+        });
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -238,7 +241,7 @@ fn is_unsupported(e: &std::io::Error) -> bool {
 
 impl BlockStore for FileStore {
     fn geometry(&self) -> Geometry {
-        self.inner.geometry
+        self.inner.geometry.get()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -250,7 +253,7 @@ impl BlockStore for FileStore {
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
-        if let Err(e) = check_range(self.inner.geometry, &req) {
+        if let Err(e) = check_range(self.inner.geometry.get(), &req) {
             return done.complete(Err(e));
         }
         let op = req.op();
@@ -263,6 +266,17 @@ impl BlockStore for FileStore {
 
     fn describe(&self) -> String {
         format!("file {}", self.path)
+    }
+
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
+        let grow = || -> std::io::Result<()> {
+            self.inner.file.set_len(size_bytes)?;
+            self.inner.file.sync_all()
+        };
+        grow().map_err(|e| StoreError::from_io(Op::Write, &e))?;
+        self.inner.geometry.set_blocks(blocks);
+        Ok(self.geometry())
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -755,7 +755,7 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
 pub struct GlfsStore {
     link: Arc<Link>,
-    geometry: Geometry,
+    geometry: store_api::GrowableGeometry,
     description: String,
 }
 
@@ -807,7 +807,7 @@ impl GlfsStore {
         drop(st);
         GlfsStore {
             link,
-            geometry,
+            geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
     }
@@ -882,7 +882,7 @@ fn zero_fallback(
 
 impl BlockStore for GlfsStore {
     fn geometry(&self) -> Geometry {
-        self.geometry
+        self.geometry.get()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -894,7 +894,7 @@ impl BlockStore for GlfsStore {
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
-        if let Err(e) = check_range(self.geometry, &req) {
+        if let Err(e) = check_range(self.geometry.get(), &req) {
             return done.complete(Err(e));
         }
         let deadline = Instant::now() + self.link.hold;
@@ -907,6 +907,20 @@ impl BlockStore for GlfsStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    /// `glfs_ftruncate` to the new size, then fsync: on the volume, so every gateway on it
+    /// sees the new size.
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
+        let Some(Handle { file, .. }) = self.link.handle() else {
+            return Err(StoreError::from_errno(Op::Write, libc::ENOTCONN));
+        };
+        let err = |e: gfapi::Error| gfapi_error(Op::Write, &e);
+        file.truncate(size_bytes).map_err(err)?;
+        file.fsync().map_err(err)?;
+        self.geometry.set_blocks(blocks);
+        Ok(self.geometry())
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
