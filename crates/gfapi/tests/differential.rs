@@ -839,6 +839,39 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
     drop(a);
     drop(b);
 
+    // --- copy_file_range through the safe API (server-side copy) ---
+    let cs = File::create(vol, &p("copy-src.img"), rw | libc::O_EXCL, 0o600);
+    let cd = File::create(vol, &p("copy-dst.img"), rw | libc::O_EXCL, 0o600);
+    if let (Ok(cs), Ok(cd)) = (&cs, &cd) {
+        let data = pattern(200_000, 11);
+        t.rec("copy_range source pwrite", outcome(&cs.pwrite(&data, 0)));
+        t.rec(
+            "copy_range 150000 at 1000 to 4096",
+            outcome(&cs.copy_range(1000, cd, 4096, 150_000)),
+        );
+        t.rec(
+            "copy_range data",
+            match read_back(cd, 4096, 150_000) {
+                Ok(b) => check_data(&b, &data[1000..151_000]),
+                Err(e) => outcome::<()>(&Err(e)),
+            },
+        );
+        t.rec("copy_range destination size", outcome(&cd.size()));
+        t.rec(
+            "copy_range within one file",
+            outcome(&cs.copy_range(0, cs, 190_000, 10_000)),
+        );
+        t.rec(
+            "copy_range past end of source",
+            outcome(&cs.copy_range(199_000, cd, 0, 2000)),
+        );
+    } else {
+        t.rec("copy_range files", "could not create");
+    }
+    drop((cs, cd));
+    t.rec("raw unlink copy-src.img", raw.unlink(&p("copy-src.img")));
+    t.rec("raw unlink copy-dst.img", raw.unlink(&p("copy-dst.img")));
+
     // --- clean up (traced too: every step must succeed the same way) ---
     t.rec("raw unlink async.img", raw.unlink(&p("async.img")));
     t.rec("raw unlink s.img", raw.unlink(&p("s.img")));
