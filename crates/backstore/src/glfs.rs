@@ -45,8 +45,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use store_api::{
-    check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest, Op,
-    StoreError,
+    check_range, BlockStore, Capabilities, Completion, CopySource, ErrorKind, Geometry, IoReply,
+    IoRequest, Op, StoreError,
 };
 
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
@@ -742,7 +742,80 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             Op::Allocation,
             store_api::ErrorKind::Unsupported,
         ))),
+        IoRequest::Copy {
+            source,
+            source_offset,
+            offset,
+            len,
+        } => {
+            let unsupported = || StoreError::new(Op::Copy, ErrorKind::Unsupported);
+            // Only between files of one mount (one glfs_t): glfs_copy_file_range refuses
+            // others (EXDEV), and the caller then reads and writes.
+            let Some(from) = source
+                .downcast::<Link>()
+                .and_then(|link| link.handle())
+                .map(|h| h.file)
+                .filter(|f| Arc::ptr_eq(f.volume(), file.volume()))
+            else {
+                return done.complete(Err(unsupported()));
+            };
+            // glfs_copy_file_range has no asynchronous form: a blocking-call thread.
+            blocking(move || {
+                let r = from.copy_range(source_offset, &file, offset, len);
+                done.complete(match r {
+                    Ok(()) => Ok(IoReply::Done),
+                    Err(e)
+                        if matches!(
+                            e.errno(),
+                            Some(libc::EXDEV | libc::EOPNOTSUPP | libc::ENOSYS)
+                        ) =>
+                    {
+                        Err(unsupported())
+                    }
+                    // The source ended before `len` bytes.
+                    Err(gfapi::Error::Short { .. }) => {
+                        Err(StoreError::new(Op::Copy, ErrorKind::ShortTransfer))
+                    }
+                    Err(e) => Err(gfapi_error(Op::Copy, &e)),
+                })
+            });
+        }
     }
+}
+
+type BlockingJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// Threads for the gfapi calls that have no asynchronous form (copy_file_range,
+/// SEEK_DATA/SEEK_HOLE), shared by every glfs store, so neither a submitter nor gfapi's
+/// callback thread ever blocks on one.
+const BLOCKING_THREADS: usize = 2;
+
+fn blocking(job: impl FnOnce() + Send + 'static) {
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<BlockingJob>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<BlockingJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..BLOCKING_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("glfs-blocking-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = lock(&rx).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a gfapi blocking-call thread: {e}");
+            }
+        }
+        Mutex::new(tx)
+    });
+    // The receivers live as long as the process (the threads never exit while the
+    // sender, a static, exists).
+    let _ = lock(queue).send(Box::new(job));
 }
 
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
@@ -900,6 +973,10 @@ impl BlockStore for GlfsStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        Some(CopySource::new(self.link.clone()))
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -5,17 +5,20 @@
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
-    IoReply, IoRequest, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, CopySource, ErrorKind,
+    Geometry, IoReply, IoRequest, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
 const SHARD: usize = 1 << 20;
 
 /// A store in memory, split into 1 MiB shards each behind its own lock.
-pub struct MemoryStore {
+pub struct MemoryStore(Arc<Memory>);
+
+/// The memory behind a [`MemoryStore`] (shared as the source of copies).
+pub struct Memory {
     geometry: Geometry,
     shards: Vec<RwLock<Box<[u8]>>>,
     /// One bit per block: allocated.
@@ -27,6 +30,19 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// A zeroed store of `geometry.size_bytes()` bytes.
     pub fn new(geometry: Geometry) -> MemoryStore {
+        MemoryStore(Arc::new(Memory::new(geometry)))
+    }
+}
+
+impl std::ops::Deref for MemoryStore {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.0
+    }
+}
+
+impl Memory {
+    fn new(geometry: Geometry) -> Memory {
         let size = geometry.size_bytes() as usize;
         let shards = (0..size.div_ceil(SHARD))
             .map(|i| RwLock::new(vec![0u8; SHARD.min(size - i * SHARD)].into_boxed_slice()))
@@ -34,7 +50,7 @@ impl MemoryStore {
         let mapped = (0..geometry.num_blocks.div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
-        MemoryStore {
+        Memory {
             geometry,
             shards,
             mapped,
@@ -103,6 +119,41 @@ impl MemoryStore {
         }
     }
 
+    fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        self.for_each_piece(offset, len, |s, r, _| {
+            out.extend_from_slice(&self.shards[s].read().unwrap()[r]);
+        });
+        out
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) {
+        self.for_each_piece(offset, data.len(), |s, r, q| {
+            self.shards[s].write().unwrap()[r].copy_from_slice(&data[q]);
+        });
+        let ((first, end), _) = self.blocks(offset, data.len() as u64);
+        self.set_mapped(first, end, true);
+    }
+
+    /// Copies `len` bytes at `from` of `source` to `to` of this memory, a shard at a time
+    /// through a bounce buffer (memcpy; never two shard locks at once).
+    fn copy_from(&self, source: &Memory, from: u64, to: u64, len: u64) -> Result<(), StoreError> {
+        if from
+            .checked_add(len)
+            .is_none_or(|end| end > source.geometry.size_bytes())
+        {
+            return Err(StoreError::new(Op::Copy, ErrorKind::OutOfRange));
+        }
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(SHARD as u64);
+            let chunk = source.read(from + done, n as usize);
+            self.write(to + done, &chunk);
+            done += n;
+        }
+        Ok(())
+    }
+
     fn zero(&self, offset: u64, len: u64) {
         self.for_each_piece(offset, len as usize, |s, r, _| {
             self.shards[s].write().unwrap()[r].fill(0)
@@ -129,18 +180,24 @@ impl BlockStore for MemoryStore {
         }
         let reply = match req {
             IoRequest::Read { offset, len } => {
-                let mut out = Vec::with_capacity(len as usize);
-                self.for_each_piece(offset, len as usize, |s, r, _| {
-                    out.extend_from_slice(&self.shards[s].read().unwrap()[r]);
-                });
-                IoReply::Data(Bytes::from(out))
+                IoReply::Data(Bytes::from(self.read(offset, len as usize)))
             }
             IoRequest::Write { offset, data, .. } => {
-                self.for_each_piece(offset, data.len(), |s, r, q| {
-                    self.shards[s].write().unwrap()[r].copy_from_slice(&data[q]);
-                });
-                let ((first, end), _) = self.blocks(offset, data.len() as u64);
-                self.set_mapped(first, end, true);
+                self.write(offset, &data);
+                IoReply::Done
+            }
+            IoRequest::Copy {
+                source,
+                source_offset,
+                offset,
+                len,
+            } => {
+                let Some(from) = source.downcast::<Memory>() else {
+                    return done.complete(Err(StoreError::new(Op::Copy, ErrorKind::Unsupported)));
+                };
+                if let Err(e) = self.copy_from(&from, source_offset, offset, len) {
+                    return done.complete(Err(e));
+                }
                 IoReply::Done
             }
             IoRequest::Flush => IoReply::Done,
@@ -169,6 +226,10 @@ impl BlockStore for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory {} bytes", self.geometry.size_bytes())
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        Some(CopySource::new(self.0.clone()))
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -347,6 +347,15 @@ impl Session {
             Start::SaveReservations { lun, pending } => {
                 self.save_reservations(done_tx, itt, seq, lun, pending);
             }
+            Start::Copy(step) => {
+                // The source store's copy handle; the step becomes a copy request on the
+                // destination's store, or reads and writes without one.
+                let source = target
+                    .store(step.source_lun)
+                    .and_then(|store| store.copy_source());
+                let next = step.with_source(source);
+                self.advance(conn, done_tx, target, itt, seq, next);
+            }
             Start::Io {
                 lun,
                 request,

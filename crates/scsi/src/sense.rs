@@ -23,6 +23,8 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// DATA PROTECT.
     DataProtect = 0x7,
+    /// COPY ABORTED: an EXTENDED COPY ended before it was done.
+    CopyAborted = 0xA,
     /// ABORTED COMMAND.
     AbortedCommand = 0xB,
     /// MISCOMPARE.
@@ -44,8 +46,12 @@ impl Asc {
     pub const LU_NOT_READY_INIT_REQUIRED: Asc = Asc(0x04, 0x02);
     /// LOGICAL UNIT COMMUNICATION TIME-OUT.
     pub const LU_COMMUNICATION_TIMEOUT: Asc = Asc(0x08, 0x01);
+    /// UNREACHABLE COPY TARGET.
+    pub const UNREACHABLE_COPY_TARGET: Asc = Asc(0x08, 0x04);
     /// WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
+    /// INCORRECT COPY TARGET DEVICE TYPE.
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Asc = Asc(0x0D, 0x03);
     /// UNRECOVERED READ ERROR.
     pub const UNRECOVERED_READ_ERROR: Asc = Asc(0x11, 0x00);
     /// MISCOMPARE DURING VERIFY OPERATION.
@@ -62,6 +68,14 @@ impl Asc {
     pub const LU_NOT_SUPPORTED: Asc = Asc(0x25, 0x00);
     /// INVALID FIELD IN PARAMETER LIST.
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x26, 0x00);
+    /// TOO MANY TARGET DESCRIPTORS (CSCD descriptors of an EXTENDED COPY).
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x26, 0x06);
+    /// UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Asc = Asc(0x26, 0x07);
+    /// TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x26, 0x08);
+    /// UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Asc = Asc(0x26, 0x09);
     /// WRITE PROTECTED.
     pub const WRITE_PROTECTED: Asc = Asc(0x27, 0x00);
     /// SPACE ALLOCATION FAILED WRITE PROTECT.

@@ -99,7 +99,7 @@ pub(crate) fn standard_inquiry(lu: Option<&LuConfig>) -> Vec<u8> {
     d.push(0x06); // VERSION: SPC-4
     d.push(0x12); // HISUP=1, RESPONSE DATA FORMAT=2
     d.push(91); // ADDITIONAL LENGTH: 96 - 5
-    d.push(0x00); // SCCS ACC TPGS 3PC PROTECT
+    d.push(0x08); // SCCS ACC TPGS 3PC PROTECT: 3PC, EXTENDED COPY (commands::copy)
     d.push(0x00); // ENCSERV VS MULTIP
     d.push(0x02); // CMDQUE
     let (vendor, product, revision) =

@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 mod cache;
 mod capacity;
 mod caw;
+mod copy;
 pub(crate) mod exec;
 mod inquiry;
 mod interlock;
@@ -36,6 +37,7 @@ mod rw;
 mod supported;
 mod unit;
 
+pub(crate) use copy::CopyResults;
 pub(crate) use interlock::{Interlock, RangeGuard};
 pub(crate) use mode::ModeState;
 
@@ -50,6 +52,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     caw::COMMANDS,
     cache::COMMANDS,
     provisioning::COMMANDS,
+    copy::COMMANDS,
     crate::reservations::COMMANDS,
 ];
 
