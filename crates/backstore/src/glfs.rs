@@ -736,12 +736,11 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
             file.zerofill_async(offset, len, cb)
         }
-        // gfapi has no asynchronous SEEK_DATA/SEEK_HOLE and submit must not block:
-        // not answered yet (GET LBA STATUS then reports the blocks mapped).
-        IoRequest::Allocation { .. } => done.complete(Err(store_api::StoreError::new(
-            Op::Allocation,
-            store_api::ErrorKind::Unsupported,
-        ))),
+        // gfapi has no asynchronous SEEK_DATA/SEEK_HOLE and submit must not block: the
+        // glfs_lseek calls run on a blocking-call thread.
+        IoRequest::Allocation { offset, len } => {
+            blocking(move || done.complete(allocation(&file, offset, len)))
+        }
         IoRequest::Copy {
             source,
             source_offset,
@@ -781,6 +780,36 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             });
         }
     }
+}
+
+/// The first extent from `offset` (at most `len` bytes) that is all data or all hole, from
+/// glfs_lseek SEEK_HOLE then SEEK_DATA (as the file store does with lseek(2)). A volume
+/// whose graph cannot seek (EINVAL, EOPNOTSUPP, ENOSYS) answers `Unsupported`.
+fn allocation(file: &File, offset: u64, len: u64) -> store_api::IoResult {
+    let err = |e: gfapi::Error| match e.errno() {
+        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {
+            StoreError::new(Op::Allocation, ErrorKind::Unsupported)
+        }
+        _ => gfapi_error(Op::Allocation, &e),
+    };
+    if len == 0 {
+        return Err(StoreError::new(Op::Allocation, ErrorKind::OutOfRange));
+    }
+    let end = offset + len;
+    // The next hole at or after offset (the end of the file counts as one; ENXIO: at or
+    // beyond the end, all hole).
+    let hole = file.seek(offset, false).map_err(err)?.unwrap_or(offset);
+    if hole > offset {
+        return Ok(IoReply::Allocation {
+            mapped: true,
+            len: hole.min(end) - offset,
+        });
+    }
+    let data = file.seek(offset, true).map_err(err)?.unwrap_or(end);
+    Ok(IoReply::Allocation {
+        mapped: false,
+        len: data.clamp(offset + 1, end) - offset,
+    })
 }
 
 type BlockingJob = Box<dyn FnOnce() + Send + 'static>;

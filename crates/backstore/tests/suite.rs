@@ -177,6 +177,43 @@ shared_checks! {
     copies_within_and_between_stores: [Memory, File, Glfs];
 }
 
+/// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the
+/// fake seeks on the sparse backing file), so the shared check above really ran for it.
+#[test]
+fn glfs_allocation_comes_from_seek_data_and_hole() {
+    let f = open(Kind::Glfs, "seek");
+    let s = &*f.store;
+    const MIB: u64 = 1 << 20;
+    write(s, 2 * MIB, &pattern(MIB as usize, 1));
+    let ask = |offset: u64, len: u64| run(s, IoRequest::Allocation { offset, len });
+    assert_eq!(
+        ask(0, 4 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: 2 * MIB
+        })
+    );
+    assert_eq!(
+        ask(2 * MIB, 4 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: true,
+            len: MIB
+        })
+    );
+    assert_eq!(
+        ask(3 * MIB, 100),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: 100
+        })
+    );
+    assert_eq!(
+        ask(0, 0).unwrap_err().kind,
+        ErrorKind::OutOfRange,
+        "an empty query is refused"
+    );
+}
+
 // ---- error paths through the fake's fault injection (glfs only) ----
 
 #[test]
