@@ -41,7 +41,13 @@ pub struct Target {
     /// Held while a LUN's reservations are saved (APTPL), so saves never overlap and the
     /// last one written holds the latest state.
     pub reservation_saves: std::sync::Mutex<()>,
+    /// The connection of each open I_T nexus, for what one session's command does to
+    /// another's tasks (PREEMPT AND ABORT).
+    pub nexuses: std::sync::Mutex<HashMap<scsi::NexusId, ControlSender>>,
 }
+
+/// Where a connection takes messages from outside its own task.
+pub type ControlSender = tokio::sync::mpsc::UnboundedSender<crate::sessions::Control>;
 
 impl Target {
     pub fn store(&self, lun: u64) -> Option<&Arc<dyn BlockStore>> {
@@ -123,6 +129,7 @@ impl Targets {
                     scsi,
                     stores,
                     reservation_saves: Default::default(),
+                    nexuses: Default::default(),
                 }),
             );
         }

@@ -226,6 +226,16 @@ impl CopyStep {
     }
 }
 
+/// Every task of I_T nexus `nexus` on logical unit `lun` (plain number) is to be aborted
+/// ([`ScsiTarget::take_task_aborts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskAbort {
+    /// The nexus whose tasks go.
+    pub nexus: NexusId,
+    /// The logical unit.
+    pub lun: u16,
+}
+
 /// The name of the store metadata object that keeps a logical unit's persistent
 /// reservations when the initiator asked for APTPL (see
 /// `store_api::BlockStore::write_metadata`).
@@ -475,6 +485,18 @@ impl ScsiTarget {
             self.nexuses
                 .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
         }
+    }
+
+    /// The task sets the transport must abort, queued since the last call: a PERSISTENT
+    /// RESERVE OUT PREEMPT AND ABORT aborts every task of the preempted registrants'
+    /// nexuses on its logical unit (SPC-4 5.13.11.2.4, SAM-5 task abort without status, as
+    /// TAS is 0). The caller drains this after each command it finishes.
+    pub fn take_task_aborts(&self) -> Vec<TaskAbort> {
+        self.nexuses
+            .take_aborts()
+            .into_iter()
+            .map(|(nexus, lun)| TaskAbort { nexus, lun })
+            .collect()
     }
 
     /// The saved form of logical unit `lun`'s persistent reservations: the registrations and
