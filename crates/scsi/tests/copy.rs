@@ -313,3 +313,39 @@ fn the_third_party_copy_bit_is_set_in_standard_inquiry() {
     let r = rig.run(&[0x12, 0, 0, 0, 96, 0], &[]);
     assert_eq!(r.data_in[5] & 0x08, 0x08, "3PC (SPC-4 table 140)");
 }
+
+/// Third-party Copy VPD page (SPC-4 7.8.17): page code 8Fh, then the descriptors, each a
+/// 2-byte THIRD-PARTY COPY DESCRIPTOR TYPE, a 2-byte length and its fields.
+#[test]
+fn third_party_copy_vpd_known_answer() {
+    let mut rig = Rig::new(Capabilities::default());
+    let r = rig.run(&[0x12, 0x01, 0x8F, 0x04, 0x00, 0x00], &[]);
+    assert_eq!(outcome(&r), GOOD);
+    let mut want = vec![0x00, 0x8F, 0, 0];
+    // Supported Commands (0001h): list length 7; 83h with SA 00h, 84h with SAs 00h and 03h.
+    want.extend([0x00, 0x01, 0x00, 0x08, 7, 0x83, 1, 0x00, 0x84, 2, 0x00, 0x03]);
+    // Parameter Data (0004h), length 1Ch: reserved (4), MAXIMUM CSCD DESCRIPTOR COUNT,
+    // MAXIMUM SEGMENT DESCRIPTOR COUNT, MAXIMUM DESCRIPTOR LIST LENGTH, MAXIMUM INLINE DATA
+    // LENGTH, reserved (12).
+    want.extend([0x00, 0x04, 0x00, 0x1C, 0, 0, 0, 0]);
+    want.extend(8u16.to_be_bytes());
+    want.extend(64u16.to_be_bytes());
+    want.extend((8u32 * 32 + 64 * 28).to_be_bytes());
+    want.extend(0u32.to_be_bytes());
+    want.extend([0; 12]);
+    // Supported Descriptors (0008h): list length 2, 02h and E4h, padded to 4.
+    want.extend([0x00, 0x08, 0x00, 0x04, 2, 0x02, 0xE4, 0]);
+    // General Copy Operations (8001h), length 1Ch: TOTAL CONCURRENT COPIES, MAXIMUM
+    // IDENTIFIED CONCURRENT COPIES, MAXIMUM SEGMENT LENGTH, DATA SEGMENT GRANULARITY
+    // (log2), INLINE DATA GRANULARITY, reserved (14).
+    want.extend([0x80, 0x01, 0x00, 0x1C]);
+    want.extend(16u32.to_be_bytes());
+    want.extend(16u32.to_be_bytes());
+    want.extend((65535u32 * BS).to_be_bytes());
+    want.extend([9, 0]);
+    want.extend([0; 14]);
+    let len = (want.len() - 4) as u16;
+    want[2..4].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(&r.data_in[..], &want[..]);
+    insta::assert_snapshot!(hex(&r.data_in));
+}

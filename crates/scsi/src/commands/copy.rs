@@ -633,6 +633,54 @@ impl ScsiCommand for ReceiveCopyResults {
     }
 }
 
+/// The descriptors of the Third-party Copy VPD page (SPC-4 7.8.17) for this copy manager
+/// (EXTENDED COPY LID1 only, no ROD tokens): Supported Commands (0001h), Parameter Data
+/// (0004h), Supported Descriptors (0008h) and General Copy Operations (8001h), each with
+/// its 2-byte type and length (a multiple of 4).
+pub(crate) fn third_party_copy_vpd(lu: &crate::LuConfig, d: &mut Vec<u8>) {
+    let mut descriptor = |kind: u16, mut body: Vec<u8>| {
+        body.resize(body.len().next_multiple_of(4), 0);
+        d.extend_from_slice(&kind.to_be_bytes());
+        d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        d.extend_from_slice(&body);
+    };
+    // Supported Commands: each OPERATION CODE with its SERVICE ACTIONs.
+    let commands = [
+        op::EXTENDED_COPY,
+        1,
+        0x00,
+        op::RECEIVE_COPY_RESULTS,
+        2,
+        COPY_STATUS as u8,
+        OPERATING_PARAMETERS as u8,
+    ];
+    let mut body = vec![commands.len() as u8];
+    body.extend_from_slice(&commands);
+    descriptor(0x0001, body);
+    // Parameter Data.
+    let mut body = vec![0u8; 28];
+    body[4..6].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    body[6..8].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    body[8..12].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
+    // MAXIMUM INLINE DATA LENGTH (body 12..16): 0.
+    descriptor(0x0004, body);
+    // Supported Descriptors.
+    descriptor(0x0008, vec![2, BLOCK_TO_BLOCK, IDENTIFICATION]);
+    // General Copy Operations.
+    let bs = lu.geometry.block_size;
+    let mut body = vec![0u8; 28];
+    body[0..4].copy_from_slice(&u32::from(CONCURRENT_COPIES).to_be_bytes());
+    body[4..8].copy_from_slice(&u32::from(CONCURRENT_COPIES).to_be_bytes());
+    body[8..12].copy_from_slice(&max_segment_length(bs).to_be_bytes());
+    body[12] = bs.max(1).trailing_zeros() as u8; // DATA SEGMENT GRANULARITY (log2)
+    descriptor(0x8001, body);
+}
+
+/// MAXIMUM SEGMENT LENGTH in bytes: the most a 02h segment can name (65535 blocks).
+fn max_segment_length(block_size: u32) -> u32 {
+    (u64::from(u16::MAX) * u64::from(block_size)).min(u64::from(u32::MAX)) as u32
+}
+
 /// COPY STATUS parameter data (SPC-4 table 124).
 fn copy_status(s: CopyStatus) -> Vec<u8> {
     // TRANSFER COUNT in bytes while it fits, else in the smallest power-of-1024 unit.
@@ -655,10 +703,8 @@ fn operating_parameters(block_size: u32) -> Vec<u8> {
     d[8..10].copy_from_slice(&MAX_CSCD_DESCRIPTORS.to_be_bytes());
     d[10..12].copy_from_slice(&MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
     d[12..16].copy_from_slice(&MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
-    // MAXIMUM SEGMENT LENGTH: the most a 02h segment can name (65535 blocks).
-    let max_segment = u64::from(u16::MAX) * u64::from(block_size);
-    d[16..20].copy_from_slice(&(max_segment.min(u64::from(u32::MAX)) as u32).to_be_bytes());
-    // MAXIMUM INLINE DATA LENGTH, HELD DATA LIMIT, MAXIMUM STREAM DEVICE TRANSFER SIZE: 0.
+    d[16..20].copy_from_slice(&max_segment_length(block_size).to_be_bytes()); // MAXIMUM SEGMENT LENGTH
+                                                                              // MAXIMUM INLINE DATA LENGTH, HELD DATA LIMIT, MAXIMUM STREAM DEVICE TRANSFER SIZE: 0.
     d[34..36].copy_from_slice(&u16::from(CONCURRENT_COPIES).to_be_bytes());
     d[36] = CONCURRENT_COPIES;
     d[37] = block_size.max(1).trailing_zeros() as u8; // DATA SEGMENT GRANULARITY (log2)
