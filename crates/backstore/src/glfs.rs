@@ -760,7 +760,13 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             };
             // glfs_copy_file_range has no asynchronous form: a blocking-call thread.
             blocking(move || {
-                let r = from.copy_range(source_offset, &file, offset, len);
+                // Gluster's write-behind does not order copy_file_range after the writes it
+                // still caches: sync both files first, so the copy reads what was written
+                // and no cached write lands on the copy afterwards.
+                let r = from
+                    .fdatasync()
+                    .and_then(|()| file.fdatasync())
+                    .and_then(|()| from.copy_range(source_offset, &file, offset, len));
                 done.complete(match r {
                     Ok(()) => Ok(IoReply::Done),
                     Err(e)
@@ -783,7 +789,7 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
 }
 
 /// The first extent from `offset` (at most `len` bytes) that is all data or all hole, from
-/// glfs_lseek SEEK_HOLE then SEEK_DATA (as the file store does with lseek(2)). A volume
+/// glfs_fdatasync, then glfs_lseek SEEK_HOLE then SEEK_DATA (as the file store does with lseek(2)). A volume
 /// whose graph cannot seek (EINVAL, EOPNOTSUPP, ENOSYS) answers `Unsupported`.
 fn allocation(file: &File, offset: u64, len: u64) -> store_api::IoResult {
     let err = |e: gfapi::Error| match e.errno() {
@@ -795,6 +801,10 @@ fn allocation(file: &File, offset: u64, len: u64) -> store_api::IoResult {
     if len == 0 {
         return Err(StoreError::new(Op::Allocation, ErrorKind::OutOfRange));
     }
+    // Writes write-behind still caches are not yet allocated on the brick, and Gluster
+    // does not order the seek after them: sync first.
+    file.fdatasync()
+        .map_err(|e| gfapi_error(Op::Allocation, &e))?;
     let end = offset + len;
     // The next hole at or after offset (the end of the file counts as one; ENXIO: at or
     // beyond the end, all hole).

@@ -323,7 +323,9 @@ fn third_party_copy_vpd_known_answer() {
     assert_eq!(outcome(&r), GOOD);
     let mut want = vec![0x00, 0x8F, 0, 0];
     // Supported Commands (0001h): list length 7; 83h with SA 00h, 84h with SAs 00h and 03h.
-    want.extend([0x00, 0x01, 0x00, 0x08, 7, 0x83, 1, 0x00, 0x84, 2, 0x00, 0x03]);
+    want.extend([
+        0x00, 0x01, 0x00, 0x08, 7, 0x83, 1, 0x00, 0x84, 2, 0x00, 0x03,
+    ]);
     // Parameter Data (0004h), length 1Ch: reserved (4), MAXIMUM CSCD DESCRIPTOR COUNT,
     // MAXIMUM SEGMENT DESCRIPTOR COUNT, MAXIMUM DESCRIPTOR LIST LENGTH, MAXIMUM INLINE DATA
     // LENGTH, reserved (12).
