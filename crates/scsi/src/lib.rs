@@ -343,6 +343,8 @@ struct Lu {
     reservations: Arc<Reservations>,
     /// Results of EXTENDED COPY commands kept for RECEIVE COPY RESULTS.
     copies: Arc<commands::CopyResults>,
+    /// A SANITIZE in progress, or failed.
+    sanitize: Arc<commands::SanitizeState>,
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -397,6 +399,7 @@ impl ScsiTarget {
             stopped: Arc::default(),
             reservations: Arc::default(),
             copies: Arc::default(),
+            sanitize: Arc::default(),
         });
     }
 

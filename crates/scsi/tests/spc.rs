@@ -373,10 +373,9 @@ fn unknown_opcodes_are_invalid_command_operation_code() {
 
 /// Optional commands this target leaves out (many obsolete in SPC-4 / SBC-3): each must be
 /// refused as an unknown operation code and be absent from REPORT SUPPORTED OPERATION CODES,
-/// so that initiators (and libiscsi's SCSI.Sanitize and .WriteAtomic16 suites) see them
-/// consistently as not supported.
+/// so that initiators (and libiscsi's SCSI.WriteAtomic16 suite) see them consistently as
+/// not supported.
 #[rstest]
-#[case::sanitize_overwrite(&[0x48, 0x01, 0, 0, 0, 0, 0, 0, 8, 0])]
 #[case::write_atomic16(&[0x9C, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0])]
 fn left_out_commands_are_consistently_not_supported(#[case] cdb: &[u8]) {
     let mut rig = Rig::new(discard_caps());

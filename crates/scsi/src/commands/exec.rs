@@ -80,6 +80,8 @@ pub(crate) enum State {
     LbaStatus(super::provisioning::LbaStatus),
     /// ORWRITE: OR `mask` into the blocks read, then write them.
     OrWrite { offset: u64, mask: Bytes, fua: bool },
+    /// SANITIZE: its passes over the medium (see `sanitize::SanitizeRun`).
+    Sanitize(Box<super::sanitize::SanitizeRun>),
     /// EXTENDED COPY: its segments, copied chunk by chunk (see `copy::CopyRun`).
     Copy(Box<super::copy::CopyRun>),
     /// UNMAP: discard `ranges[next..]` (byte offset, length) one after another.
@@ -291,6 +293,7 @@ pub(crate) fn next_unmap(
 pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
     let state = match state {
         State::Copy(run) => return run.advance(result),
+        State::Sanitize(run) => return run.advance(lun, result),
         other => other,
     };
     let reply = match result {
@@ -441,6 +444,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             }
         }
         State::Copy(run) => run.advance(Ok(reply)),
+        State::Sanitize(run) => run.advance(lun, Ok(reply)),
         State::Unmap {
             ranges,
             next,
