@@ -860,6 +860,8 @@ fn blocking(job: impl FnOnce() + Send + 'static) {
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
 pub struct GlfsStore {
     link: Arc<Link>,
+    /// Hands out a copy source (see [`crate::spec::GlfsOptions::copy_offload`]).
+    copy_offload: bool,
     geometry: Geometry,
     description: String,
 }
@@ -912,9 +914,17 @@ impl GlfsStore {
         drop(st);
         GlfsStore {
             link,
+            copy_offload: false,
             geometry,
             description,
         }
+    }
+
+    /// Copies inside the volume with glfs_copy_file_range, as the source of EXTENDED COPY
+    /// (off by default: see [`crate::spec::GlfsOptions::copy_offload`]).
+    pub fn with_copy_offload(mut self, on: bool) -> GlfsStore {
+        self.copy_offload = on;
+        self
     }
 
     /// Whether requests currently reach gfapi.
@@ -1015,7 +1025,8 @@ impl BlockStore for GlfsStore {
     }
 
     fn copy_source(&self) -> Option<CopySource> {
-        Some(CopySource::new(self.link.clone()))
+        self.copy_offload
+            .then(|| CopySource::new(self.link.clone()))
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

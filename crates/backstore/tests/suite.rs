@@ -128,6 +128,8 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
                 backing_store: format!("{volume}@localhost:{file}"),
                 create_size: Some(SIZE),
                 gfapi_library: Some(fake_library_path()),
+                // The fake copies from the offset asked (Gluster 10.3 does not).
+                bsopts: "copy-offload=on".into(),
                 ..Default::default()
             })
             .unwrap();

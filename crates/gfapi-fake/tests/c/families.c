@@ -259,6 +259,8 @@ static void copies(glfs_t *fs) {
     glfs_fd_t *dst = glfs_creat(fs, p("c-dst"), O_RDWR, 0644);
     say(F, "creat", src && dst ? "fds" : "NULL");
     R(F, "pwrite source", glfs_pwrite(src, "0123456789", 10, 0, 0, NULL, NULL));
+    /* on the brick before the copy (Gluster's write-behind would otherwise hold it) */
+    R(F, "fsync source", glfs_fsync(src, NULL, NULL));
     off64_t oi = 2, oo = 4;
     struct glfs_stat sst, pre, post;
     memset(&sst, 0, sizeof sst);
