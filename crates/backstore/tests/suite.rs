@@ -177,6 +177,7 @@ shared_checks! {
     // Memory has no file behind it.
     bytes_land_in_the_backing_file: [File, Glfs];
     copies_within_and_between_stores: [Memory, File, Glfs];
+    resize_grows_keeping_the_data_and_never_shrinks: [Memory, File, Glfs];
 }
 
 /// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the

@@ -305,8 +305,8 @@ impl Plan {
         let fits = |lba: u64, bs: u64, capacity: u64| {
             len % bs == 0 && lba.checked_add(len / bs).is_some_and(|end| end <= capacity)
         };
-        if !fits(src_lba, sbs, source.config.geometry.num_blocks)
-            || !fits(dst_lba, dbs, dest.config.geometry.num_blocks)
+        if !fits(src_lba, sbs, source.geometry().num_blocks)
+            || !fits(dst_lba, dbs, dest.geometry().num_blocks)
         {
             return Err(copy_aborted(Asc::NO_ADDITIONAL));
         }

@@ -145,7 +145,7 @@ impl ScsiCommand for Sanitize {
                 (None, 1)
             }
         };
-        let total = lu.geometry.size_bytes();
+        let total = ctx.geometry().size_bytes();
         // The whole medium, held exclusively: no other write lands in between.
         let Some(guard) = ctx.lock(0, total, true) else {
             return super::exec::busy();
