@@ -263,7 +263,10 @@ pub const MORE_SYMBOLS: &[(&str, &[&str])] = &[
         ],
     ),
     ("GFAPI_PRIVATE_6.0", &["glfs_iatt_from_statx", "glfs_statx"]),
-    ("GFAPI_6.0", &["glfs_fsetattr", "glfs_setattr"]),
+    (
+        "GFAPI_6.0",
+        &["glfs_copy_file_range", "glfs_fsetattr", "glfs_setattr"],
+    ),
     ("GFAPI_PRIVATE_6.1", &["glfs_setfspid"]),
     ("GFAPI_6.6", &["glfs_h_creat_open"]),
     ("GFAPI_7.0", &["glfs_set_statedump_path"]),

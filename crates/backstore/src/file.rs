@@ -8,8 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
-    Geometry, IoReply, IoRequest, IoResult, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
+    ErrorKind, Geometry, IoReply, IoRequest, IoResult, Op, StoreError,
 };
 
 /// Default number of worker threads.
@@ -17,6 +17,7 @@ pub const DEFAULT_THREADS: usize = 4;
 
 type Job = (IoRequest, Completion);
 
+/// The open file behind a [`FileStore`] (shared as the source of copies).
 struct Inner {
     file: File,
     geometry: store_api::GrowableGeometry,
@@ -88,6 +89,30 @@ impl Inner {
             }
             IoRequest::Flush => self.file.sync_data().map(|()| IoReply::Done).map_err(err),
             IoRequest::Allocation { offset, len } => self.allocation(offset, len).map_err(err),
+            IoRequest::Copy {
+                source,
+                source_offset,
+                offset,
+                len,
+            } => {
+                let Some(from) = source.downcast::<Inner>() else {
+                    return Err(StoreError::new(op, ErrorKind::Unsupported));
+                };
+                if source_offset
+                    .checked_add(len)
+                    .is_none_or(|end| end > from.geometry.get().size_bytes())
+                {
+                    return Err(StoreError::new(op, ErrorKind::OutOfRange));
+                }
+                self.copy_from(&from, source_offset, offset, len)
+                    .map_err(|e| match e.raw_os_error() {
+                        // Another file system (copy_file_range(2) across them is refused
+                        // on older kernels): the caller reads and writes.
+                        Some(libc::EXDEV) => StoreError::new(op, ErrorKind::Unsupported),
+                        _ => err(e),
+                    })?;
+                Ok(IoReply::Done)
+            }
             IoRequest::Discard { offset, len } => {
                 // Punch a hole; where the file system cannot, write zeroes so that discarded
                 // blocks still read back as zeroes (the capability we announce).
@@ -220,6 +245,41 @@ impl Inner {
         })
     }
 
+    /// copy_file_range(2) of `len` bytes at `from` of `source`'s file to `to` of this
+    /// file, continued after short copies (the kernel copies inside the file system,
+    /// sharing extents where it can).
+    fn copy_from(&self, source: &Inner, from: u64, to: u64, len: u64) -> std::io::Result<()> {
+        let mut done = 0u64;
+        while done < len {
+            let mut off_in = (from + done) as libc::loff_t;
+            let mut off_out = (to + done) as libc::loff_t;
+            let n = retry_eintr(|| {
+                // SAFETY: copy_file_range(2) between two descriptors we own, with our own
+                // offsets (the files' positions are not used).
+                let rc = unsafe {
+                    libc::copy_file_range(
+                        source.file.as_raw_fd(),
+                        &mut off_in,
+                        self.file.as_raw_fd(),
+                        &mut off_out,
+                        (len - done) as usize,
+                        0,
+                    )
+                };
+                if rc < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(rc as u64)
+                }
+            })?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
     fn write_zeroes(&self, offset: u64, len: u64) -> std::io::Result<()> {
         let zeroes = vec![0u8; (len as usize).min(1 << 20)];
         let mut pos = 0;
@@ -266,6 +326,10 @@ impl BlockStore for FileStore {
 
     fn describe(&self) -> String {
         format!("file {}", self.path)
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        Some(CopySource::new(self.inner.clone()))
     }
 
     fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {

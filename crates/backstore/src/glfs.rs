@@ -45,8 +45,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use store_api::{
-    check_range, BlockStore, BufferPool, Capabilities, Completion, ErrorKind, Geometry, IoReply,
-    IoRequest, Op, StoreError,
+    check_range, BlockStore, BufferPool, Capabilities, Completion, CopySource, ErrorKind, Geometry,
+    IoReply, IoRequest, Op, StoreError,
 };
 
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
@@ -743,18 +743,132 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             let cb = zero_fallback(file.clone(), Op::WriteZeroes, offset, len, done);
             file.zerofill_async(offset, len, cb)
         }
-        // gfapi has no asynchronous SEEK_DATA/SEEK_HOLE and submit must not block:
-        // not answered yet (GET LBA STATUS then reports the blocks mapped).
-        IoRequest::Allocation { .. } => done.complete(Err(store_api::StoreError::new(
-            Op::Allocation,
-            store_api::ErrorKind::Unsupported,
-        ))),
+        // gfapi has no asynchronous SEEK_DATA/SEEK_HOLE and submit must not block: the
+        // glfs_lseek calls run on a blocking-call thread.
+        IoRequest::Allocation { offset, len } => {
+            blocking(move || done.complete(allocation(&file, offset, len)))
+        }
+        IoRequest::Copy {
+            source,
+            source_offset,
+            offset,
+            len,
+        } => {
+            let unsupported = || StoreError::new(Op::Copy, ErrorKind::Unsupported);
+            // Only between files of one mount (one glfs_t): glfs_copy_file_range refuses
+            // others (EXDEV), and the caller then reads and writes.
+            let Some(from) = source
+                .downcast::<Link>()
+                .and_then(|link| link.handle())
+                .map(|h| h.file)
+                .filter(|f| Arc::ptr_eq(f.volume(), file.volume()))
+            else {
+                return done.complete(Err(unsupported()));
+            };
+            // glfs_copy_file_range has no asynchronous form: a blocking-call thread.
+            blocking(move || {
+                // Gluster's write-behind does not order copy_file_range after the writes it
+                // still caches: sync both files first, so the copy reads what was written
+                // and no cached write lands on the copy afterwards.
+                let r = from
+                    .fdatasync()
+                    .and_then(|()| file.fdatasync())
+                    .and_then(|()| from.copy_range(source_offset, &file, offset, len));
+                done.complete(match r {
+                    Ok(()) => Ok(IoReply::Done),
+                    Err(e)
+                        if matches!(
+                            e.errno(),
+                            Some(libc::EXDEV | libc::EOPNOTSUPP | libc::ENOSYS)
+                        ) =>
+                    {
+                        Err(unsupported())
+                    }
+                    // The source ended before `len` bytes.
+                    Err(gfapi::Error::Short { .. }) => {
+                        Err(StoreError::new(Op::Copy, ErrorKind::ShortTransfer))
+                    }
+                    Err(e) => Err(gfapi_error(Op::Copy, &e)),
+                })
+            });
+        }
     }
+}
+
+/// The first extent from `offset` (at most `len` bytes) that is all data or all hole, from
+/// glfs_fdatasync, then glfs_lseek SEEK_HOLE then SEEK_DATA (as the file store does with lseek(2)). A volume
+/// whose graph cannot seek (EINVAL, EOPNOTSUPP, ENOSYS) answers `Unsupported`.
+fn allocation(file: &File, offset: u64, len: u64) -> store_api::IoResult {
+    let err = |e: gfapi::Error| match e.errno() {
+        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {
+            StoreError::new(Op::Allocation, ErrorKind::Unsupported)
+        }
+        _ => gfapi_error(Op::Allocation, &e),
+    };
+    if len == 0 {
+        return Err(StoreError::new(Op::Allocation, ErrorKind::OutOfRange));
+    }
+    // Writes write-behind still caches are not yet allocated on the brick, and Gluster
+    // does not order the seek after them: sync first.
+    file.fdatasync()
+        .map_err(|e| gfapi_error(Op::Allocation, &e))?;
+    let end = offset + len;
+    // The next hole at or after offset (the end of the file counts as one; ENXIO: at or
+    // beyond the end, all hole).
+    let hole = file.seek(offset, false).map_err(err)?.unwrap_or(offset);
+    if hole > offset {
+        return Ok(IoReply::Allocation {
+            mapped: true,
+            len: hole.min(end) - offset,
+        });
+    }
+    let data = file.seek(offset, true).map_err(err)?.unwrap_or(end);
+    Ok(IoReply::Allocation {
+        mapped: false,
+        len: data.clamp(offset + 1, end) - offset,
+    })
+}
+
+type BlockingJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// Threads for the gfapi calls that have no asynchronous form (copy_file_range,
+/// SEEK_DATA/SEEK_HOLE), shared by every glfs store, so neither a submitter nor gfapi's
+/// callback thread ever blocks on one.
+const BLOCKING_THREADS: usize = 2;
+
+fn blocking(job: impl FnOnce() + Send + 'static) {
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<BlockingJob>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<BlockingJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..BLOCKING_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("glfs-blocking-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = lock(&rx).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a gfapi blocking-call thread: {e}");
+            }
+        }
+        Mutex::new(tx)
+    });
+    // The receivers live as long as the process (the threads never exit while the
+    // sender, a static, exists).
+    let _ = lock(queue).send(Box::new(job));
 }
 
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
 pub struct GlfsStore {
     link: Arc<Link>,
+    /// Hands out a copy source (see [`crate::spec::GlfsOptions::copy_offload`]).
+    copy_offload: bool,
     geometry: store_api::GrowableGeometry,
     description: String,
 }
@@ -807,9 +921,17 @@ impl GlfsStore {
         drop(st);
         GlfsStore {
             link,
+            copy_offload: false,
             geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
+    }
+
+    /// Copies inside the volume with glfs_copy_file_range, as the source of EXTENDED COPY
+    /// (off by default: see [`crate::spec::GlfsOptions::copy_offload`]).
+    pub fn with_copy_offload(mut self, on: bool) -> GlfsStore {
+        self.copy_offload = on;
+        self
     }
 
     /// Whether requests currently reach gfapi.
@@ -907,6 +1029,11 @@ impl BlockStore for GlfsStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        self.copy_offload
+            .then(|| CopySource::new(self.link.clone()))
     }
 
     /// `glfs_ftruncate` to the new size, then fsync: on the volume, so every gateway on it

@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -306,12 +306,15 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
     let size = file.size().map_err(fail)?;
     drop(vol);
     let geometry = geometry(&what, size, block_size)?;
-    Ok(Arc::new(GlfsStore::attach(
-        &mount,
-        file,
-        generation,
-        geometry,
-        what,
-        std::time::Duration::from_secs(gopts.hold_secs),
-    )))
+    Ok(Arc::new(
+        GlfsStore::attach(
+            &mount,
+            file,
+            generation,
+            geometry,
+            what,
+            std::time::Duration::from_secs(gopts.hold_secs),
+        )
+        .with_copy_offload(gopts.copy_offload),
+    ))
 }

@@ -4,17 +4,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
-    Geometry, IoReply, IoRequest, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
+    ErrorKind, Geometry, IoReply, IoRequest, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
 const SHARD: usize = 1 << 20;
 
 /// A store in memory, split into 1 MiB shards each behind its own lock.
-pub struct MemoryStore {
+pub struct MemoryStore(Arc<Memory>);
+
+/// The memory behind a [`MemoryStore`] (shared as the source of copies).
+pub struct Memory {
     geometry: store_api::GrowableGeometry,
     /// Read-locked by every request, write-locked only to grow the store.
     data: RwLock<Data>,
@@ -61,9 +64,22 @@ impl Data {
 impl MemoryStore {
     /// A zeroed store of `geometry.size_bytes()` bytes.
     pub fn new(geometry: Geometry) -> MemoryStore {
+        MemoryStore(Arc::new(Memory::new(geometry)))
+    }
+}
+
+impl std::ops::Deref for MemoryStore {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.0
+    }
+}
+
+impl Memory {
+    fn new(geometry: Geometry) -> Memory {
         let mut data = Data::default();
         data.grow(geometry.size_bytes() as usize, geometry.num_blocks);
-        MemoryStore {
+        Memory {
             geometry: store_api::GrowableGeometry::new(geometry),
             data: RwLock::new(data),
             metadata: Mutex::default(),
@@ -101,9 +117,9 @@ impl MemoryStore {
         let bs = u64::from(self.geometry.get().block_size.max(1));
         let end = offset + len;
         let first = offset / bs;
-        let mapped = Self::is_mapped(data, first);
+        let mapped = Memory::is_mapped(data, first);
         let mut b = first + 1;
-        while b * bs < end && Self::is_mapped(data, b) == mapped {
+        while b * bs < end && Memory::is_mapped(data, b) == mapped {
             b += 1;
         }
         IoReply::Allocation {
@@ -129,6 +145,39 @@ impl MemoryStore {
             f(shard, start..start + n, req..req + n);
             pos += n;
         }
+    }
+
+    /// Copies `len` bytes at `from` of `source` (whose data is `src`) to `to` of this
+    /// memory (whose data is `dst`), a shard at a time through a bounce buffer (memcpy;
+    /// never two shard locks at once).
+    fn copy_from(
+        &self,
+        dst: &Data,
+        source: &Memory,
+        src: &Data,
+        (from, to, len): (u64, u64, u64),
+    ) -> Result<(), StoreError> {
+        if from
+            .checked_add(len)
+            .is_none_or(|end| end > source.geometry.get().size_bytes())
+        {
+            return Err(StoreError::new(Op::Copy, ErrorKind::OutOfRange));
+        }
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(SHARD as u64) as usize;
+            let mut chunk = Vec::with_capacity(n);
+            source.for_each_piece(from + done, n, |s, r, _| {
+                chunk.extend_from_slice(&src.shards[s].read().unwrap()[r]);
+            });
+            self.for_each_piece(to + done, n, |s, r, q| {
+                dst.shards[s].write().unwrap()[r].copy_from_slice(&chunk[q]);
+            });
+            let ((first, end), _) = self.blocks(to + done, n as u64);
+            Self::set_mapped(dst, first, end, true);
+            done += n as u64;
+        }
+        Ok(())
     }
 
     fn zero(&self, data: &Data, offset: u64, len: u64) {
@@ -174,20 +223,41 @@ impl BlockStore for MemoryStore {
                     data.shards[s].write().unwrap()[r].copy_from_slice(&bytes[q]);
                 });
                 let ((first, end), _) = self.blocks(offset, bytes.len() as u64);
-                Self::set_mapped(&data, first, end, true);
+                Memory::set_mapped(&data, first, end, true);
                 IoReply::Done
             }
             IoRequest::Flush => IoReply::Done,
+            IoRequest::Copy {
+                source,
+                source_offset,
+                offset,
+                len,
+            } => {
+                let Some(from) = source.downcast::<Memory>() else {
+                    return done.complete(Err(StoreError::new(Op::Copy, ErrorKind::Unsupported)));
+                };
+                let range = (source_offset, offset, len);
+                let copied = if std::ptr::eq(&*from, &**self) {
+                    self.copy_from(&data, self, &data, range)
+                } else {
+                    let src = from.data.read().unwrap();
+                    self.copy_from(&data, &from, &src, range)
+                };
+                if let Err(e) = copied {
+                    return done.complete(Err(e));
+                }
+                IoReply::Done
+            }
             IoRequest::WriteZeroes { offset, len } => {
                 self.zero(&data, offset, len);
                 let ((first, end), _) = self.blocks(offset, len);
-                Self::set_mapped(&data, first, end, true);
+                Memory::set_mapped(&data, first, end, true);
                 IoReply::Done
             }
             IoRequest::Discard { offset, len } => {
                 self.zero(&data, offset, len);
                 let (_, (first, end)) = self.blocks(offset, len);
-                Self::set_mapped(&data, first, end, false);
+                Memory::set_mapped(&data, first, end, false);
                 IoReply::Done
             }
             IoRequest::Allocation { offset, len } => {
@@ -204,6 +274,10 @@ impl BlockStore for MemoryStore {
 
     fn describe(&self) -> String {
         format!("memory {} bytes", self.geometry.get().size_bytes())
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        Some(CopySource::new(self.0.clone()))
     }
 
     fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {

@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -136,6 +136,12 @@ pub struct GlfsOptions {
     /// [`DEFAULT_HOLD_SECS`], below the 30 s after which initiators give up on a command,
     /// so a short outage costs latency, not errors.
     pub hold_secs: u64,
+    /// EXTENDED COPY between files of the volume with `glfs_copy_file_range`
+    /// (`copy-offload=on`). Default off: Gluster 10.3 copies from the start of the source
+    /// file whatever source offset it is given (seen by the differential test in
+    /// `crates/gfapi-fake/tests/c_program.rs`), so the copy is read and written through
+    /// the target instead. Turn it on only for a Gluster that copies from the offset.
+    pub copy_offload: bool,
 }
 
 /// Default of [`GlfsOptions::hold_secs`].
@@ -151,6 +157,7 @@ impl Default for GlfsOptions {
             timeout_secs: 60,
             client_io_threads: false,
             hold_secs: DEFAULT_HOLD_SECS,
+            copy_offload: false,
         }
     }
 }
@@ -230,6 +237,18 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "copy-offload" => {
+                    o.copy_offload = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("copy-offload {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 "hold" => {
                     o.hold_secs = match value.parse::<u64>() {
                         Ok(n @ 0..=3600) => n,
@@ -245,7 +264,7 @@ impl GlfsOptions {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
                         ),
                     ))
                 }

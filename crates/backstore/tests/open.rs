@@ -58,7 +58,7 @@ fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
 #[test]
 fn glfs_options_parse_all_keys() {
     let o = GlfsOptions::parse(
-        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on",
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on",
     )
     .unwrap();
     assert_eq!(
@@ -71,6 +71,7 @@ fn glfs_options_parse_all_keys() {
             timeout_secs: 5,
             client_io_threads: true,
             hold_secs: 15,
+            copy_offload: true,
         }
     );
     assert_eq!(GlfsOptions::parse("hold=0").unwrap().hold_secs, 0);
@@ -78,14 +79,19 @@ fn glfs_options_parse_all_keys() {
     assert_eq!(GlfsOptions::parse("").unwrap(), GlfsOptions::default());
     assert_eq!(GlfsOptions::default().loglevel, 5);
     assert!(!GlfsOptions::default().client_io_threads);
+    assert!(
+        !GlfsOptions::default().copy_offload,
+        "off: Gluster 10.3 ignores off_in"
+    );
 }
 
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
+#[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
 #[case::hold_not_a_number("hold=soon", "hold \"soon\" is not a number of seconds from 0 to 3600")]
 #[case::hold_too_long("hold=3601", "hold \"3601\" is not a number of seconds from 0 to 3600")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
@@ -186,7 +192,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads or hold)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -128,6 +128,8 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
                 backing_store: format!("{volume}@localhost:{file}"),
                 create_size: Some(SIZE),
                 gfapi_library: Some(fake_library_path()),
+                // The fake copies from the offset asked (Gluster 10.3 does not).
+                bsopts: "copy-offload=on".into(),
                 ..Default::default()
             })
             .unwrap();
@@ -174,7 +176,45 @@ shared_checks! {
     concurrent_submits_complete_exactly_once: [Memory, File, Glfs];
     // Memory has no file behind it.
     bytes_land_in_the_backing_file: [File, Glfs];
+    copies_within_and_between_stores: [Memory, File, Glfs];
     resize_grows_keeping_the_data_and_never_shrinks: [Memory, File, Glfs];
+}
+
+/// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the
+/// fake seeks on the sparse backing file), so the shared check above really ran for it.
+#[test]
+fn glfs_allocation_comes_from_seek_data_and_hole() {
+    let f = open(Kind::Glfs, "seek");
+    let s = &*f.store;
+    const MIB: u64 = 1 << 20;
+    write(s, 2 * MIB, &pattern(MIB as usize, 1));
+    let ask = |offset: u64, len: u64| run(s, IoRequest::Allocation { offset, len });
+    assert_eq!(
+        ask(0, 4 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: 2 * MIB
+        })
+    );
+    assert_eq!(
+        ask(2 * MIB, 4 * MIB),
+        Ok(IoReply::Allocation {
+            mapped: true,
+            len: MIB
+        })
+    );
+    assert_eq!(
+        ask(3 * MIB, 100),
+        Ok(IoReply::Allocation {
+            mapped: false,
+            len: 100
+        })
+    );
+    assert_eq!(
+        ask(0, 0).unwrap_err().kind,
+        ErrorKind::OutOfRange,
+        "an empty query is refused"
+    );
 }
 
 // ---- error paths through the fake's fault injection (glfs only) ----

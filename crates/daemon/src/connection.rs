@@ -100,6 +100,7 @@ pub async fn serve_connection(
     let mut session = Session {
         target: None,
         nexus: 0,
+        control: control_tx.clone(),
         in_flight: HashMap::new(),
         next_seq: 0,
         deadlines: Deadlines::default(),
@@ -134,6 +135,15 @@ pub async fn serve_connection(
                         break;
                     }
                     Ok(_) => {
+                        // What other sessions did to this one comes before its own next
+                        // commands (a PREEMPT AND ABORT answered before they were sent).
+                        let mut ended = false;
+                        while let Ok(control) = control_rx.try_recv() {
+                            ended |= session.control(&mut conn, peer, control);
+                        }
+                        if ended {
+                            break;
+                        }
                         if let Err(err) = conn.handle_input(&mut buffers.input) {
                             tracing::warn!(%peer, %err, "closing connection: protocol error");
                             break;
@@ -145,21 +155,11 @@ pub async fn serve_connection(
                     }
                 }
             }
-            Some(control) = control_rx.recv() => match control {
-                Control::Reinstated => {
-                    // RFC 7143 6.3.5: the new login ends this session and its tasks; their
-                    // store requests finish in the background.
-                    tracing::info!(%peer, aborted = session.in_flight.len(),
-                        "session reinstated by a new login; closing the old connection");
-                    session.abort_all(&mut conn);
+            Some(control) = control_rx.recv() => {
+                if session.control(&mut conn, peer, control) {
                     break;
                 }
-                Control::LogoutRequested(secs) => {
-                    if conn.request_logout(secs) {
-                        tracing::info!(%peer, "shutting down: asked the initiator to log out");
-                    }
-                }
-            },
+            }
             Some(done) = done_rx.recv() => {
                 session.io_done(&mut conn, &done_tx, done);
                 // Take every completion that is already there, so their responses go out
@@ -211,6 +211,8 @@ pub async fn serve_connection(
 struct Session {
     target: Option<Arc<Target>>,
     nexus: NexusId,
+    /// This connection's control channel, registered with the target under `nexus`.
+    control: mpsc::UnboundedSender<Control>,
     in_flight: HashMap<u32, InFlightCommand>,
     next_seq: u64,
     /// Time limits of the commands waiting on a store.
@@ -233,6 +235,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         if let Some(target) = &self.target {
             target.scsi.close_nexus(self.nexus);
+            target
+                .nexuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.nexus);
         }
     }
 }
@@ -266,6 +273,10 @@ impl Session {
                             isid,
                         };
                         t.scsi.open_nexus(self.nexus, port);
+                        t.nexuses
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(self.nexus, self.control.clone());
                     }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
@@ -292,6 +303,10 @@ impl Session {
                     if !successor {
                         // Not a version of the same target: a nexus of its own.
                         old.scsi.close_nexus(self.nexus);
+                        old.nexuses
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&self.nexus);
                     }
                     if let (false, Some(new), Some(r)) =
                         (successor, &self.target, &self.registration)
@@ -301,6 +316,10 @@ impl Session {
                             isid: r.entry.isid,
                         };
                         new.scsi.open_nexus(self.nexus, port);
+                        new.nexuses
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(self.nexus, self.control.clone());
                     }
                 }
                 self.start_command(conn, done_tx, cmd)
@@ -393,9 +412,19 @@ impl Session {
             Start::Done(response) => {
                 self.forget(itt);
                 conn.complete_command(itt, to_iscsi(response));
+                self.dispatch_aborts(conn, target);
             }
             Start::SaveReservations { lun, pending } => {
                 self.save_reservations(done_tx, itt, seq, lun, pending);
+            }
+            Start::Copy(step) => {
+                // The source store's copy handle; the step becomes a copy request on the
+                // destination's store, or reads and writes without one.
+                let source = target
+                    .store(step.source_lun)
+                    .and_then(|store| store.copy_source());
+                let next = step.with_source(source);
+                self.advance(conn, done_tx, target, itt, seq, next);
             }
             Start::Io {
                 lun,
@@ -534,6 +563,74 @@ impl Session {
 }
 
 impl Session {
+    /// Handles a message from outside the connection; true when the connection must end.
+    fn control(
+        &mut self,
+        conn: &mut iscsi::Connection,
+        peer: SocketAddr,
+        control: Control,
+    ) -> bool {
+        match control {
+            Control::Reinstated => {
+                // RFC 7143 6.3.5: the new login ends this session and its tasks; their
+                // store requests finish in the background.
+                tracing::info!(%peer, aborted = self.in_flight.len(),
+                    "session reinstated by a new login; closing the old connection");
+                self.abort_all(conn);
+                true
+            }
+            Control::LogoutRequested(secs) => {
+                if conn.request_logout(secs) {
+                    tracing::info!(%peer, "shutting down: asked the initiator to log out");
+                }
+                false
+            }
+            Control::AbortTasks(lun) => {
+                let aborted = self.abort_lun(conn, lun);
+                tracing::info!(%peer, lun, aborted,
+                    "registration preempted by PREEMPT AND ABORT: this nexus's tasks aborted");
+                false
+            }
+        }
+    }
+
+    /// Aborts this nexus's commands in flight on logical unit `lun` (plain number), without
+    /// status; their stores keep the buffers until they finish. Returns how many.
+    fn abort_lun(&mut self, conn: &mut iscsi::Connection, lun: u16) -> usize {
+        let doomed: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, cmd)| scsi::decode_lun(cmd.lun) == Some(lun))
+            .map(|(itt, _)| *itt)
+            .collect();
+        for &itt in &doomed {
+            self.forget(itt);
+            conn.abort_command(itt);
+        }
+        doomed.len()
+    }
+
+    /// Sends the task aborts the SCSI layer queued (PREEMPT AND ABORT) to the connections
+    /// of the nexuses concerned; this one's own are carried out at once.
+    fn dispatch_aborts(&mut self, conn: &mut iscsi::Connection, target: &Target) {
+        for abort in target.scsi.take_task_aborts() {
+            if abort.nexus == self.nexus {
+                self.abort_lun(conn, abort.lun);
+                continue;
+            }
+            let to = target
+                .nexuses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&abort.nexus)
+                .cloned();
+            if let Some(to) = to {
+                // A connection that is gone has no tasks left to abort.
+                let _ = to.send(Control::AbortTasks(abort.lun));
+            }
+        }
+    }
+
     /// Aborts every command in flight; their stores keep the buffers until they finish.
     fn abort_all(&mut self, conn: &mut iscsi::Connection) {
         for (itt, cmd) in self.in_flight.drain() {

@@ -194,6 +194,9 @@ pub enum Control {
     Reinstated,
     /// The target is shutting down: ask the initiator to log out within this many seconds.
     LogoutRequested(u16),
+    /// Another nexus's PERSISTENT RESERVE OUT PREEMPT AND ABORT preempted this one: abort
+    /// its tasks on this logical unit (plain LUN number), without status (TAS is 0).
+    AbortTasks(u16),
 }
 
 /// The session identity a reinstatement matches: InitiatorName and ISID.

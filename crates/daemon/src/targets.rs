@@ -48,9 +48,19 @@ pub struct Target {
     /// last one written holds the latest state.
     /// Shared with the versions that follow this one.
     pub reservation_saves: Arc<std::sync::Mutex<()>>,
+    /// The connection of each open I_T nexus, for what one session's command does to
+    /// another's tasks (PREEMPT AND ABORT). Shared with the versions that follow this one,
+    /// as the nexuses are.
+    pub nexuses: Nexuses,
     /// Set when a newer version of this target (or its removal) has replaced it.
     stale: AtomicBool,
 }
+
+/// Where a connection takes messages from outside its own task.
+pub type ControlSender = tokio::sync::mpsc::UnboundedSender<crate::sessions::Control>;
+
+/// The connection of each open I_T nexus of a target, shared by its versions.
+pub type Nexuses = Arc<std::sync::Mutex<HashMap<scsi::NexusId, ControlSender>>>;
 
 impl Target {
     pub fn store(&self, lun: u64) -> Option<&Arc<dyn BlockStore>> {
@@ -70,6 +80,7 @@ impl Target {
             ScsiTarget::new(),
             luns,
             &HashSet::new(),
+            Default::default(),
             Default::default(),
         )
     }
@@ -96,6 +107,7 @@ impl Target {
             luns,
             kept,
             previous.reservation_saves.clone(),
+            previous.nexuses.clone(),
         )?;
         if target.luns() != previous.luns() {
             target.scsi.luns_changed();
@@ -110,6 +122,7 @@ impl Target {
         luns: Vec<(LunSpec, Arc<dyn BlockStore>)>,
         kept: &HashSet<u16>,
         reservation_saves: Arc<std::sync::Mutex<()>>,
+        nexuses: Nexuses,
     ) -> Result<Target> {
         let mut stores = HashMap::new();
         for (lun, store) in luns {
@@ -132,6 +145,7 @@ impl Target {
             scsi,
             stores,
             reservation_saves,
+            nexuses,
             stale: AtomicBool::new(false),
         })
     }

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, Capabilities, Geometry, IoReply, IoRequest, MockBlockStore};
-use support::{be32, raw_login, recv_pdu, scsi_command, send_pdu};
+use support::{be32, raw_login, recv_pdu, scsi_command, send_pdu, tmf_request};
 use testkit::initiator::Initiator;
 
 const IQN: &str = "iqn.2026-11.io.glfs-iscsi:mock";
@@ -230,4 +230,96 @@ fn a_late_completion_does_not_answer_a_newer_command_with_the_same_task_tag() {
     assert_eq!(resp[0] & 0x3f, 0x25, "SCSI Data-In expected");
     assert_eq!(be32(&resp[16..]), ITT);
     assert_eq!(data, vec![2u8; 512], "the new command's own data");
+}
+
+/// PERSISTENT RESERVE OUT (SPC-4 table 169) with the basic 24-byte parameter list (table
+/// 171): RESERVATION KEY, SERVICE ACTION RESERVATION KEY.
+fn prout(sa: u8, kind: u8, key: u64, sa_key: u64) -> ([u8; 10], Vec<u8>) {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    ([0x5F, sa, kind, 0, 0, 0, 0, 0, 24, 0], p)
+}
+
+#[test]
+fn preempt_and_abort_aborts_the_preempted_hosts_commands_in_flight() {
+    const KEY_A: u64 = 0xA;
+    const KEY_B: u64 = 0xB;
+    // Writes are held in the store until the test lets them go.
+    let held: Arc<Mutex<Vec<store_api::Completion>>> = Arc::default();
+    let store = {
+        let held = held.clone();
+        mock_store(move |req, done| match req {
+            IoRequest::Write { .. } => held.lock().unwrap().push(done),
+            _ => done.complete(Ok(IoReply::Done)),
+        })
+    };
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    // Host A through libiscsi, host B on a raw session.
+    let mut a = target.connect();
+    let mut b = TcpStream::connect(target.portal).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut exp = raw_login(&mut b, IQN);
+
+    // B registers (REGISTER, 00h), A registers.
+    let (cdb, p) = prout(0x00, 0, 0, KEY_B);
+    send_pdu(&mut b, scsi_command(&cdb, 1, 1, exp, 24, true), &p);
+    let (resp, _) = recv_pdu(&mut b);
+    assert_eq!((resp[0] & 0x3f, resp[3]), (0x21, 0), "B registers");
+    exp = be32(&resp[24..]) + 1;
+    let (cdb, p) = prout(0x00, 0, 0, KEY_A);
+    assert_eq!(a.raw_command(&cdb, &p, 0).unwrap().status, 0, "A registers");
+
+    // B's WRITE(10) of LBA 8 reaches the store and stays there.
+    let write = [0x2A, 0, 0, 0, 0, 8, 0, 0, 1, 0];
+    send_pdu(
+        &mut b,
+        scsi_command(&write, 0x20, 2, exp, 512, true),
+        &[0x5A; 512],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "B's write never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // A: PREEMPT AND ABORT (05h), type Write Exclusive, B's key.
+    let (cdb, p) = prout(0x05, 0x01, KEY_A, KEY_B);
+    assert_eq!(
+        a.raw_command(&cdb, &p, 0).unwrap().status,
+        0,
+        "A preempts B"
+    );
+
+    // B's write was aborted: ABORT TASK (function 1) finds no such task (RFC 7143 11.6.1:
+    // response 1, "Task does not exist").
+    send_pdu(&mut b, tmf_request(1, 0, 0x21, 0x20, 3, exp, 2), &[]);
+    let (resp, _) = recv_pdu(&mut b);
+    assert_eq!(resp[0] & 0x3f, 0x22, "Task Management Function Response");
+    assert_eq!(be32(&resp[16..]), 0x21);
+    assert_eq!(resp[2], 1, "the preempted write is no longer a task");
+    exp = be32(&resp[24..]) + 1;
+
+    // The store finishes the write late: no response for it. B's next command is told of
+    // the preemption: UNIT ATTENTION, REGISTRATIONS PREEMPTED (2Ah/05h).
+    held.lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .complete(Ok(IoReply::Done));
+    send_pdu(&mut b, scsi_command(&[0; 6], 0x22, 3, exp, 0, false), &[]);
+    let (resp, data) = recv_pdu(&mut b);
+    assert_eq!(resp[0] & 0x3f, 0x21, "SCSI Response");
+    assert_eq!(
+        be32(&resp[16..]),
+        0x22,
+        "for TEST UNIT READY, not the aborted write"
+    );
+    assert_eq!(resp[3], 0x02, "CHECK CONDITION");
+    // Data segment: SenseLength (2 bytes), then fixed-format sense (SPC-4 table 50).
+    let sense = &data[2..];
+    assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x06, 0x2A, 0x05));
 }

@@ -80,6 +80,8 @@ pub const OP_NAMES: &[&str] = &[
     "lock",
     "lease",
     "upcall",
+    // copy.rs
+    "copy_file_range",
 ];
 
 /// One operation as seen by the fault engine.

@@ -11,6 +11,7 @@
 
 pub mod attrs;
 pub mod compat;
+pub mod copy;
 pub mod dirplus;
 pub mod faults;
 pub mod ffi;
@@ -28,5 +29,7 @@ pub use fs::{ENV_FAULTS, ENV_ROOT, FAULTS_FILE};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_copy;
 #[cfg(test)]
 mod tests_families;

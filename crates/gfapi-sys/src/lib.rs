@@ -155,6 +155,23 @@ pub type glfs_discard_fn =
 /// `int glfs_zerofill(glfs_fd_t *, off_t offset, off_t len)`
 pub type glfs_zerofill_fn =
     unsafe extern "C" fn(fd: *mut glfs_fd_t, offset: off_t, len: off_t) -> c_int;
+/// `off_t glfs_lseek(glfs_fd_t *, off_t offset, int whence)` (SEEK_DATA/SEEK_HOLE too)
+pub type glfs_lseek_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, offset: off_t, whence: c_int) -> off_t;
+/// `ssize_t glfs_copy_file_range(struct glfs_fd *in, off64_t *off_in, struct glfs_fd *out,
+/// off64_t *off_out, size_t len, unsigned int flags, struct glfs_stat *statbuf,
+/// struct glfs_stat *prestat, struct glfs_stat *poststat)` (6.0)
+pub type glfs_copy_file_range_fn = unsafe extern "C" fn(
+    fd_in: *mut glfs_fd_t,
+    off_in: *mut i64,
+    fd_out: *mut glfs_fd_t,
+    off_out: *mut i64,
+    len: size_t,
+    flags: libc::c_uint,
+    statbuf: *mut glfs_stat,
+    prestat: *mut glfs_stat,
+    poststat: *mut glfs_stat,
+) -> ssize_t;
 /// `int glfs_pread_async(glfs_fd_t *, void *buf, size_t count, off_t offset, int flags,
 /// glfs_io_cbk fn, void *data)` (6.0)
 pub type glfs_pread_async_fn = unsafe extern "C" fn(
@@ -243,6 +260,8 @@ pub struct Library {
     pub glfs_ftruncate: glfs_ftruncate_fn,
     pub glfs_discard: glfs_discard_fn,
     pub glfs_zerofill: glfs_zerofill_fn,
+    pub glfs_lseek: glfs_lseek_fn,
+    pub glfs_copy_file_range: glfs_copy_file_range_fn,
     pub glfs_pread_async: glfs_pread_async_fn,
     pub glfs_pwrite_async: glfs_pwrite_async_fn,
     pub glfs_fdatasync_async: glfs_sync_async_fn,
@@ -304,6 +323,8 @@ impl Library {
                 glfs_ftruncate: r.get("glfs_ftruncate", Some(V6))?,
                 glfs_discard: r.get("glfs_discard", None)?,
                 glfs_zerofill: r.get("glfs_zerofill", None)?,
+                glfs_lseek: r.get("glfs_lseek", None)?,
+                glfs_copy_file_range: r.get("glfs_copy_file_range", Some(V6))?,
                 glfs_pread_async: r.get("glfs_pread_async", Some(V6))?,
                 glfs_pwrite_async: r.get("glfs_pwrite_async", Some(V6))?,
                 glfs_fdatasync_async: r.get("glfs_fdatasync_async", Some(V6))?,

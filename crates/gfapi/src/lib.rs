@@ -683,6 +683,81 @@ impl File {
         Ok(())
     }
 
+    /// `glfs_copy_file_range`: copies `len` bytes at `offset` of this file to `dst_offset`
+    /// of `dst` (another file of the same volume mount, or this one), inside Gluster
+    /// (no data through us). Chunked by [`File::max_chunk`]; a short copy continues, and
+    /// one that copies nothing before `len` bytes (the source ended) is [`Error::Short`].
+    pub fn copy_range(
+        &self,
+        offset: u64,
+        dst: &File,
+        dst_offset: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(self.max_chunk() as u64) as usize;
+            let mut off_in = (offset + done) as i64;
+            let mut off_out = (dst_offset + done) as i64;
+            clear_errno();
+            // SAFETY: both fds live; the offsets are ours; NULL stats are allowed.
+            let rc = unsafe {
+                (self.sys().glfs_copy_file_range)(
+                    self.fd,
+                    &mut off_in,
+                    dst.fd,
+                    &mut off_out,
+                    n,
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            match rc {
+                rc if rc < 0 => {
+                    return Err(Error::Call {
+                        call: "glfs_copy_file_range",
+                        errno: last_errno(),
+                    })
+                }
+                0 => {
+                    return Err(Error::Short {
+                        call: "glfs_copy_file_range",
+                        done: done as usize,
+                        wanted: len as usize,
+                    })
+                }
+                rc => done += (rc as u64).min(n as u64),
+            }
+        }
+        Ok(())
+    }
+
+    /// `glfs_lseek(offset, SEEK_DATA)` (`data`) or `SEEK_HOLE`: the first byte at or after
+    /// `offset` that is data (or in a hole), `None` when there is none before the end of
+    /// the file (ENXIO). The end of the file counts as a hole.
+    pub fn seek(&self, offset: u64, data: bool) -> Result<Option<u64>, Error> {
+        let whence = if data {
+            libc::SEEK_DATA
+        } else {
+            libc::SEEK_HOLE
+        };
+        clear_errno();
+        // SAFETY: fd live.
+        let rc = unsafe { (self.sys().glfs_lseek)(self.fd, offset as libc::off_t, whence) };
+        if rc < 0 {
+            return match last_errno() {
+                libc::ENXIO => Ok(None),
+                errno => Err(Error::Call {
+                    call: "glfs_lseek",
+                    errno,
+                }),
+            };
+        }
+        Ok(Some(rc as u64))
+    }
+
     /// Reads `len` bytes at `offset` asynchronously; `cb` gets exactly `len` bytes or an
     /// error. The buffer is filled in place and handed over as `Bytes` without a copy.
     ///

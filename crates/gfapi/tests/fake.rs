@@ -240,3 +240,42 @@ fn a_file_dropped_with_requests_in_flight_stays_open_until_they_finish() {
         );
     }
 }
+
+#[test]
+fn copy_range_copies_inside_the_volume_in_chunks() {
+    let src = new_file("copy-src", 0);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    src.pwrite(&data, 0).unwrap();
+    let dst = new_file("copy-dst", 0);
+    dst.set_max_chunk(64 << 10);
+    // the chunk size of the file copied from governs
+    src.set_max_chunk(64 << 10);
+    src.copy_range(1000, &dst, 512, 250_000).unwrap();
+    let on_disk = std::fs::read(root().join(VOLUME).join("copy-dst")).unwrap();
+    assert_eq!(on_disk.len(), 250_512);
+    assert!(on_disk[..512].iter().all(|&b| b == 0));
+    assert_eq!(&on_disk[512..], &data[1000..251_000]);
+    // past the end of the source: short, after copying what there was
+    let e = src.copy_range(299_000, &dst, 0, 2000).unwrap_err();
+    assert_eq!(
+        e,
+        Error::Short {
+            call: "glfs_copy_file_range",
+            done: 1000,
+            wanted: 2000
+        }
+    );
+}
+
+#[test]
+fn seek_finds_data_and_holes() {
+    let f = new_file("sparse", 8 << 20);
+    f.pwrite(&vec![1u8; 1 << 20], 4 << 20).unwrap();
+    assert_eq!(f.seek(0, true).unwrap(), Some(4 << 20));
+    let hole = f.seek(4 << 20, false).unwrap().unwrap();
+    assert!((5 << 20..=8 << 20).contains(&hole), "hole at {hole}");
+    assert_eq!(f.seek(0, false).unwrap(), Some(0));
+    // no data after the written MiB: ENXIO is None
+    assert_eq!(f.seek(6 << 20, true).unwrap(), None);
+    assert_eq!(f.seek(8 << 20, false).unwrap(), None);
+}

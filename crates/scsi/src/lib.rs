@@ -174,6 +174,66 @@ pub enum Start {
         /// The command, answered GOOD once the state is saved.
         pending: Pending,
     },
+    /// Copy bytes from one LUN's store to another's (or within one), inside the storage if
+    /// the stores can: see [`CopyStep`].
+    Copy(CopyStep),
+}
+
+/// One copy of an EXTENDED COPY: `len` bytes at `source_offset` of LUN `source_lun` to
+/// `offset` of LUN `lun` (plain LUN numbers). The caller takes LUN `source_lun`'s
+/// [`store_api::BlockStore::copy_source`] and calls [`CopyStep::with_source`]: the step
+/// becomes a [`Start::Io`] of an [`IoRequest::Copy`] on LUN `lun`'s store, or, without a
+/// source (or when that store replies `Unsupported`), reads and writes.
+#[derive(Debug)]
+pub struct CopyStep {
+    /// The LUN copied to.
+    pub lun: u64,
+    /// The LUN copied from.
+    pub source_lun: u64,
+    /// Byte offset in the source.
+    pub source_offset: u64,
+    /// Byte offset in the destination.
+    pub offset: u64,
+    /// Bytes to copy.
+    pub len: u64,
+    pending: Pending,
+}
+
+impl CopyStep {
+    /// Goes on with the outcome of the copy, for a caller that carried it out itself.
+    pub fn finish(self, result: IoResult) -> Start {
+        self.pending.finish(result)
+    }
+
+    /// Goes on with the source store's copy handle (`None`: the store has none).
+    pub fn with_source(self, source: Option<store_api::CopySource>) -> Start {
+        match source {
+            Some(source) => Start::Io {
+                lun: self.lun,
+                request: IoRequest::Copy {
+                    source,
+                    source_offset: self.source_offset,
+                    offset: self.offset,
+                    len: self.len,
+                },
+                pending: self.pending,
+            },
+            None => self.pending.finish(Err(store_api::StoreError::new(
+                store_api::Op::Copy,
+                store_api::ErrorKind::Unsupported,
+            ))),
+        }
+    }
+}
+
+/// Every task of I_T nexus `nexus` on logical unit `lun` (plain number) is to be aborted
+/// ([`ScsiTarget::take_task_aborts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskAbort {
+    /// The nexus whose tasks go.
+    pub nexus: NexusId,
+    /// The logical unit.
+    pub lun: u16,
 }
 
 /// The name of the store metadata object that keeps a logical unit's persistent
@@ -253,6 +313,10 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
             pending.descriptor_sense = true;
             Start::SaveReservations { lun, pending }
         }
+        Start::Copy(mut step) => {
+            step.pending.descriptor_sense = true;
+            Start::Copy(step)
+        }
     }
 }
 
@@ -278,6 +342,10 @@ struct Lu {
     mode: Arc<commands::ModeState>,
     /// Persistent and RESERVE(6/10) reservations.
     reservations: Arc<Reservations>,
+    /// Results of EXTENDED COPY commands kept for RECEIVE COPY RESULTS.
+    copies: Arc<commands::CopyResults>,
+    /// A SANITIZE in progress, or failed.
+    sanitize: Arc<commands::SanitizeState>,
     /// The capacity in blocks now: `config.geometry`'s until a resize
     /// ([`ScsiTarget::set_capacity`]).
     blocks: Arc<std::sync::atomic::AtomicU64>,
@@ -369,6 +437,8 @@ impl ScsiTarget {
             interlock: Arc::default(),
             stopped: Arc::default(),
             reservations: Arc::default(),
+            copies: Arc::default(),
+            sanitize: Arc::default(),
             blocks: Arc::new(config.geometry.num_blocks.into()),
             config,
         });
@@ -481,6 +551,18 @@ impl ScsiTarget {
             self.nexuses
                 .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
         }
+    }
+
+    /// The task sets the transport must abort, queued since the last call: a PERSISTENT
+    /// RESERVE OUT PREEMPT AND ABORT aborts every task of the preempted registrants'
+    /// nexuses on its logical unit (SPC-4 5.13.11.2.4, SAM-5 task abort without status, as
+    /// TAS is 0). The caller drains this after each command it finishes.
+    pub fn take_task_aborts(&self) -> Vec<TaskAbort> {
+        self.nexuses
+            .take_aborts()
+            .into_iter()
+            .map(|(nexus, lun)| TaskAbort { nexus, lun })
+            .collect()
     }
 
     /// The saved form of logical unit `lun`'s persistent reservations: the registrations and

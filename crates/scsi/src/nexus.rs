@@ -140,6 +140,10 @@ pub(crate) struct Nexuses {
     inner: Mutex<HashMap<NexusId, NexusState>>,
     /// Conditions queued over all nexuses and LUNs.
     pending: AtomicUsize,
+    /// Task sets to abort (PREEMPT AND ABORT): `(nexus, lun)`, for the transport.
+    aborts: Mutex<Vec<(NexusId, u16)>>,
+    /// `aborts` is not empty (checked without the lock after every command).
+    aborts_queued: std::sync::atomic::AtomicBool,
 }
 
 impl Nexuses {
@@ -166,6 +170,23 @@ impl Nexuses {
         let removed = old.map_or(0, |s| s.queues.values().map(VecDeque::len).sum());
         self.pending.fetch_add(luns.len(), Ordering::Relaxed);
         self.pending.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    /// Asks the transport to abort the tasks of `nexus` on logical unit `lun`.
+    pub(crate) fn queue_abort(&self, nexus: NexusId, lun: u16) {
+        let mut aborts = self.aborts.lock().unwrap_or_else(|e| e.into_inner());
+        if !aborts.contains(&(nexus, lun)) {
+            aborts.push((nexus, lun));
+        }
+        self.aborts_queued.store(true, Ordering::Release);
+    }
+
+    /// The task sets to abort queued since the last call.
+    pub(crate) fn take_aborts(&self) -> Vec<(NexusId, u16)> {
+        if !self.aborts_queued.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.aborts.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Forgets `nexus` and its queued conditions.

@@ -23,6 +23,8 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// DATA PROTECT.
     DataProtect = 0x7,
+    /// COPY ABORTED: an EXTENDED COPY ended before it was done.
+    CopyAborted = 0xA,
     /// ABORTED COMMAND.
     AbortedCommand = 0xB,
     /// MISCOMPARE.
@@ -42,10 +44,16 @@ impl Asc {
     pub const LU_BECOMING_READY: Asc = Asc(0x04, 0x01);
     /// LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED.
     pub const LU_NOT_READY_INIT_REQUIRED: Asc = Asc(0x04, 0x02);
+    /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+    pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x04, 0x1B);
     /// LOGICAL UNIT COMMUNICATION TIME-OUT.
     pub const LU_COMMUNICATION_TIMEOUT: Asc = Asc(0x08, 0x01);
+    /// UNREACHABLE COPY TARGET.
+    pub const UNREACHABLE_COPY_TARGET: Asc = Asc(0x08, 0x04);
     /// WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc(0x0C, 0x00);
+    /// INCORRECT COPY TARGET DEVICE TYPE.
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Asc = Asc(0x0D, 0x03);
     /// UNRECOVERED READ ERROR.
     pub const UNRECOVERED_READ_ERROR: Asc = Asc(0x11, 0x00);
     /// MISCOMPARE DURING VERIFY OPERATION.
@@ -62,6 +70,14 @@ impl Asc {
     pub const LU_NOT_SUPPORTED: Asc = Asc(0x25, 0x00);
     /// INVALID FIELD IN PARAMETER LIST.
     pub const INVALID_FIELD_IN_PARAMETER_LIST: Asc = Asc(0x26, 0x00);
+    /// TOO MANY TARGET DESCRIPTORS (CSCD descriptors of an EXTENDED COPY).
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x26, 0x06);
+    /// UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE: Asc = Asc(0x26, 0x07);
+    /// TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x26, 0x08);
+    /// UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE: Asc = Asc(0x26, 0x09);
     /// WRITE PROTECTED.
     pub const WRITE_PROTECTED: Asc = Asc(0x27, 0x00);
     /// SPACE ALLOCATION FAILED WRITE PROTECT.
@@ -70,6 +86,8 @@ impl Asc {
     pub const POWER_ON_RESET: Asc = Asc(0x29, 0x00);
     /// SAVING PARAMETERS NOT SUPPORTED.
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc(0x39, 0x00);
+    /// SANITIZE COMMAND FAILED.
+    pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x31, 0x03);
     /// INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
 }
@@ -97,6 +115,9 @@ pub struct Sense {
     pub information: Option<u32>,
     /// The sense-key specific field pointer (sets SKSV).
     pub field: Option<FieldPointer>,
+    /// PROGRESS INDICATION (SPC-4 4.5.2.4.4), a fraction of 65536, in the sense-key
+    /// specific field when there is no field pointer (NOT READY during a sanitize).
+    pub progress: Option<u16>,
 }
 
 /// Length of fixed-format sense data as this target builds it.
@@ -110,6 +131,7 @@ impl Sense {
             asc,
             information: None,
             field: None,
+            progress: None,
         }
     }
 
@@ -124,6 +146,7 @@ impl Sense {
                 byte,
                 bit,
             }),
+            progress: None,
         }
     }
 
@@ -138,6 +161,7 @@ impl Sense {
                 byte,
                 bit: None,
             }),
+            progress: None,
         }
     }
 
@@ -188,6 +212,9 @@ impl Sense {
                 b[15] |= 0x08 | (bit & 0x07);
             }
             b[16..18].copy_from_slice(&f.byte.to_be_bytes());
+        } else if let Some(progress) = self.progress {
+            b[15] = 0x80;
+            b[16..18].copy_from_slice(&progress.to_be_bytes());
         }
         b
     }

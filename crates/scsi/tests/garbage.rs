@@ -43,7 +43,8 @@ fn range(req: &IoRequest) -> Option<(u64, u64)> {
         IoRequest::Write { offset, data, .. } => Some((*offset, data.len() as u64)),
         IoRequest::Discard { offset, len }
         | IoRequest::WriteZeroes { offset, len }
-        | IoRequest::Allocation { offset, len } => Some((*offset, *len)),
+        | IoRequest::Allocation { offset, len }
+        | IoRequest::Copy { offset, len, .. } => Some((*offset, *len)),
         IoRequest::Flush => None,
     }
 }
@@ -140,6 +141,7 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                 Start::SaveReservations { pending, .. } => {
                     step = pending.finish(Ok(store_api::IoReply::Done));
                 }
+                Start::Copy(copy) => step = copy.with_source(None),
             }
         };
         if ios > 0 {

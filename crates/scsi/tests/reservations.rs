@@ -355,6 +355,35 @@ fn preempting_the_holder_takes_its_reservation_and_registration(#[case] sa: u8) 
     assert_eq!(lu.prin(C, 0), keys);
 }
 
+/// SPC-4 5.13.11.2.4: PREEMPT AND ABORT aborts the task sets of the preempted
+/// registrants' nexuses on the logical unit (the transport does it, told through
+/// `take_task_aborts`); PREEMPT aborts nothing, and nor do commands that change no
+/// registration.
+#[rstest]
+#[case::preempt(PREEMPT, &[])]
+#[case::preempt_and_abort(PREEMPT_AND_ABORT, &[B])]
+fn preempt_and_abort_asks_the_transport_to_abort_the_preempted_tasks(
+    #[case] sa: u8,
+    #[case] aborted: &[u64],
+) {
+    let mut lu = Lu::reserved(WE);
+    assert!(lu.rig.target.take_task_aborts().is_empty());
+    // A (the holder) preempts B's registration; C was never registered.
+    lu.ok(A, sa, WE, KEY_A, KEY_B);
+    let got: Vec<(u64, u16)> = lu
+        .rig
+        .target
+        .take_task_aborts()
+        .into_iter()
+        .map(|a| (a.nexus, a.lun))
+        .collect();
+    let want: Vec<(u64, u16)> = aborted.iter().map(|&n| (n, 0)).collect();
+    assert_eq!(got, want);
+    assert!(lu.rig.target.take_task_aborts().is_empty(), "taken once");
+    // B learns of it by unit attention, as for PREEMPT.
+    assert_eq!(lu.read(B), UA_REGISTRATIONS_PREEMPTED);
+}
+
 #[test]
 fn preempt_without_reservation_removes_registrations() {
     let mut lu = Lu::new();

@@ -154,6 +154,9 @@ fn transfer_above_maximum_is_invalid_field() {
     let mut rig = Rig {
         target: ScsiTarget::new(),
         mem: Mem::new(0),
+        others: Vec::new(),
+        offload: true,
+        offloaded: 0,
     };
     rig.target.add_lun(0, cfg);
     assert_eq!(

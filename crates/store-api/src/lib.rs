@@ -17,7 +17,9 @@
 pub use bufpool::BufferPool;
 
 use bytes::Bytes;
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// Size and addressing of a store, in logical blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +109,50 @@ pub enum IoRequest {
     /// the first extent starting at `offset`, at most `len` bytes long (SEEK_DATA/SEEK_HOLE).
     /// A store that cannot tell replies `Unsupported`.
     Allocation { offset: u64, len: u64 },
+    /// Copy `len` bytes at `source_offset` of the store `source` stands for (this store or
+    /// another; see [`BlockStore::copy_source`]) to `offset` of this store, inside the
+    /// storage where it can (copy_file_range) without the data passing through the caller.
+    /// A store that cannot copy from that source replies `Unsupported`, and the caller
+    /// reads and writes instead. The ranges of one store must not overlap.
+    Copy {
+        source: CopySource,
+        source_offset: u64,
+        offset: u64,
+        len: u64,
+    },
 }
+
+/// What a store hands out to be the source of an [`IoRequest::Copy`] on another store (or
+/// on itself): an opaque reference to its backing object, which only a store of the same
+/// kind can use (by [`CopySource::downcast`]). Equal when it is the same object.
+#[derive(Clone)]
+pub struct CopySource(Arc<dyn Any + Send + Sync>);
+
+impl CopySource {
+    /// Wraps a store's backing object.
+    pub fn new<T: Any + Send + Sync>(object: Arc<T>) -> CopySource {
+        CopySource(object)
+    }
+
+    /// The backing object, if it is a `T`.
+    pub fn downcast<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.clone().downcast::<T>().ok()
+    }
+}
+
+impl fmt::Debug for CopySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CopySource({:p})", Arc::as_ptr(&self.0).cast::<()>())
+    }
+}
+
+impl PartialEq for CopySource {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::as_ptr(&self.0).cast::<()>() == Arc::as_ptr(&other.0).cast::<()>()
+    }
+}
+
+impl Eq for CopySource {}
 
 impl IoRequest {
     /// The kind of operation, for errors and statistics.
@@ -119,6 +164,7 @@ impl IoRequest {
             IoRequest::Discard { .. } => Op::Discard,
             IoRequest::WriteZeroes { .. } => Op::WriteZeroes,
             IoRequest::Allocation { .. } => Op::Allocation,
+            IoRequest::Copy { .. } => Op::Copy,
         }
     }
 
@@ -130,7 +176,8 @@ impl IoRequest {
             IoRequest::Flush => None,
             IoRequest::Discard { offset, len }
             | IoRequest::WriteZeroes { offset, len }
-            | IoRequest::Allocation { offset, len } => Some((*offset, *len)),
+            | IoRequest::Allocation { offset, len }
+            | IoRequest::Copy { offset, len, .. } => Some((*offset, *len)),
         }
     }
 }
@@ -145,6 +192,7 @@ pub enum Op {
     Discard,
     WriteZeroes,
     Allocation,
+    Copy,
 }
 
 impl fmt::Display for Op {
@@ -157,6 +205,7 @@ impl fmt::Display for Op {
             Op::Discard => "discard",
             Op::WriteZeroes => "write-zeroes",
             Op::Allocation => "allocation",
+            Op::Copy => "copy",
         })
     }
 }
@@ -308,6 +357,12 @@ pub trait BlockStore: Send + Sync {
     fn submit(&self, req: IoRequest, done: Completion);
     /// A short human description for logs ("glfs vol1@host:disk1", "file /tmp/x").
     fn describe(&self) -> String;
+
+    /// This store as the source of an [`IoRequest::Copy`] (on itself or on another store of
+    /// the same kind); `None` when it copies only by reads and writes.
+    fn copy_source(&self) -> Option<CopySource> {
+        None
+    }
 
     /// Reads the metadata object `name` kept beside the store's data (see
     /// [`BlockStore::write_metadata`]); `Ok(None)` when there is none. Blocking.

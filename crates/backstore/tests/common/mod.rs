@@ -100,6 +100,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         bytes_land_in_the_backing_file,
     ),
     (
+        "copies_within_and_between_stores",
+        copies_within_and_between_stores,
+    ),
+    (
         "resize_grows_keeping_the_data_and_never_shrinks",
         resize_grows_keeping_the_data_and_never_shrinks,
     ),
@@ -162,6 +166,68 @@ pub fn missing_file_message(spec: &str) -> String {
 }
 
 // ---- the checks ----
+
+/// `IoRequest::Copy` inside one store and from another store of the same kind, inside the
+/// storage (copy_file_range, glfs_copy_file_range, memcpy); a source the store cannot
+/// copy from is `Unsupported` (the SCSI layer then reads and writes).
+pub fn copies_within_and_between_stores(open: Open<'_>) {
+    let a = open("copy-a");
+    let b = open("copy-b");
+    let (a, b) = (&*a.store, &*b.store);
+    let foreign = IoRequest::Copy {
+        source: store_api::CopySource::new(Arc::new(7u32)),
+        source_offset: 0,
+        offset: 0,
+        len: 512,
+    };
+    if a.copy_source().is_none() {
+        // A store that copies only by reads and writes (glfs without copy-offload, the
+        // default on live Gluster): no copy request is carried out.
+        assert_eq!(
+            run(b, foreign),
+            Err(StoreError::new(Op::Copy, ErrorKind::Unsupported))
+        );
+        return;
+    }
+    let data = pattern(3 << 20, 41);
+    write(a, 4096, &data);
+    let copy = |dst: &dyn BlockStore, src: &dyn BlockStore, from: u64, to: u64, len: u64| {
+        let source = src
+            .copy_source()
+            .expect("this store copies inside the storage");
+        run(
+            dst,
+            IoRequest::Copy {
+                source,
+                source_offset: from,
+                offset: to,
+                len,
+            },
+        )
+    };
+    // Within one store, to ranges apart.
+    assert_eq!(copy(a, a, 4096, 4 << 20, 3 << 20), Ok(IoReply::Done));
+    assert_eq!(read(a, 4 << 20, 3 << 20), data);
+    // From another store, at an unaligned offset.
+    assert_eq!(copy(b, a, 4096 + 512, 1000, 1 << 20), Ok(IoReply::Done));
+    assert_eq!(read(b, 1000, 1 << 20), &data[512..512 + (1 << 20)]);
+    assert_eq!(read(b, 0, 1000), vec![0u8; 1000], "nothing before the copy");
+    // Outside either store.
+    let past = copy(b, a, SIZE - 512, 0, 1024).unwrap_err();
+    assert!(
+        matches!(past.kind, ErrorKind::OutOfRange | ErrorKind::ShortTransfer),
+        "{past:?}"
+    );
+    assert_eq!(
+        copy(b, a, 0, SIZE - 512, 1024).unwrap_err().kind,
+        ErrorKind::OutOfRange
+    );
+    // A source of another kind.
+    assert_eq!(
+        run(b, foreign),
+        Err(StoreError::new(Op::Copy, ErrorKind::Unsupported))
+    );
+}
 
 /// `resize` grows the store: the data stays, the new blocks read as zeroes and take
 /// writes, requests past the new end are still refused; shrinking and a size that is not

@@ -252,6 +252,47 @@ static void instance(glfs_t *fs) {
     R(F, "get_volumeid", glfs_get_volumeid(fs, volid, sizeof volid));
 }
 
+static void copies(glfs_t *fs) {
+    const char *F = "copy";
+    char buf[16] = {0};
+    glfs_fd_t *src = glfs_creat(fs, p("c-src"), O_RDWR, 0644);
+    glfs_fd_t *dst = glfs_creat(fs, p("c-dst"), O_RDWR, 0644);
+    say(F, "creat", src && dst ? "fds" : "NULL");
+    R(F, "pwrite source", glfs_pwrite(src, "0123456789", 10, 0, 0, NULL, NULL));
+    /* on the brick before the copy (Gluster's write-behind would otherwise hold it) */
+    R(F, "fsync source", glfs_fsync(src, NULL, NULL));
+    off64_t oi = 2, oo = 4;
+    struct glfs_stat sst, pre, post;
+    memset(&sst, 0, sizeof sst);
+    memset(&pre, 0, sizeof pre);
+    memset(&post, 0, sizeof post);
+    R(F, "copy 5 at 2 to 4", glfs_copy_file_range(src, &oi, dst, &oo, 5, 0, &sst, &pre, &post));
+    printf("%s offsets after: %ld %ld\n", F, (long)oi, (long)oo);
+    printf("%s source size in statbuf: %ld\n", F, (long)sst.glfs_st_size);
+    printf("%s destination size pre post: %ld %ld\n", F, (long)pre.glfs_st_size,
+           (long)post.glfs_st_size);
+    R(F, "pread destination", glfs_pread(dst, buf, sizeof buf, 0, 0, NULL));
+    printf("%s destination data: %d %.5s\n", F, buf[0] == 0 && buf[3] == 0, buf + 4);
+    oi = 8;
+    oo = 0;
+    R(F, "copy past end of source", glfs_copy_file_range(src, &oi, dst, &oo, 100, 0, NULL, NULL, NULL));
+    oi = 20;
+    R(F, "copy at end of source", glfs_copy_file_range(src, &oi, dst, &oo, 4, 0, NULL, NULL, NULL));
+    R(F, "lseek source", glfs_lseek(src, 1, SEEK_SET));
+    R(F, "lseek destination", glfs_lseek(dst, 12, SEEK_SET));
+    R(F, "copy at fd offsets", glfs_copy_file_range(src, NULL, dst, NULL, 3, 0, NULL, NULL, NULL));
+    R(F, "source offset after", glfs_lseek(src, 0, SEEK_CUR));
+    R(F, "destination offset after", glfs_lseek(dst, 0, SEEK_CUR));
+    memset(buf, 0, sizeof buf);
+    R(F, "pread destination", glfs_pread(dst, buf, sizeof buf, 0, 0, NULL));
+    printf("%s destination data: %.2s %.3s\n", F, buf, buf + 12);
+    oi = 0;
+    oo = 0;
+    R(F, "copy with flags 1", glfs_copy_file_range(src, &oi, dst, &oo, 1, 1, NULL, NULL, NULL));
+    glfs_close(dst);
+    glfs_close(src);
+}
+
 static void locks(glfs_t *fs) {
     const char *F = "locks";
     glfs_fd_t *a = glfs_creat(fs, p("l"), O_RDWR, 0644);
@@ -396,6 +437,7 @@ int main(int argc, char **argv) {
     xattrs(fs);
     directories(fs);
     instance(fs);
+    copies(fs);
     locks(fs);
     handles(fs);
     upcalls(fs);

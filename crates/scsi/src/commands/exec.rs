@@ -80,6 +80,10 @@ pub(crate) enum State {
     LbaStatus(super::provisioning::LbaStatus),
     /// ORWRITE: OR `mask` into the blocks read, then write them.
     OrWrite { offset: u64, mask: Bytes, fua: bool },
+    /// SANITIZE: its passes over the medium (see `sanitize::SanitizeRun`).
+    Sanitize(Box<super::sanitize::SanitizeRun>),
+    /// EXTENDED COPY: its segments, copied chunk by chunk (see `copy::CopyRun`).
+    Copy(Box<super::copy::CopyRun>),
     /// UNMAP: discard `ranges[next..]` (byte offset, length) one after another.
     Unmap {
         ranges: Vec<(u64, u64)>,
@@ -287,6 +291,11 @@ pub(crate) fn next_unmap(
 
 /// Continues a command with the result of its storage request.
 pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
+    let state = match state {
+        State::Copy(run) => return run.advance(result),
+        State::Sanitize(run) => return run.advance(lun, result),
+        other => other,
+    };
     let reply = match result {
         Ok(reply) => reply,
         Err(e) => {
@@ -434,6 +443,8 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                 next_pattern(lun, buf, next, end, transfer_len)
             }
         }
+        State::Copy(run) => run.advance(Ok(reply)),
+        State::Sanitize(run) => run.advance(lun, Ok(reply)),
         State::Unmap {
             ranges,
             next,

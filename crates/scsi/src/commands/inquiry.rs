@@ -99,7 +99,7 @@ pub(crate) fn standard_inquiry(lu: Option<&LuConfig>) -> Vec<u8> {
     d.push(0x06); // VERSION: SPC-4
     d.push(0x12); // HISUP=1, RESPONSE DATA FORMAT=2
     d.push(91); // ADDITIONAL LENGTH: 96 - 5
-    d.push(0x00); // SCCS ACC TPGS 3PC PROTECT
+    d.push(0x08); // SCCS ACC TPGS 3PC PROTECT: 3PC, EXTENDED COPY (commands::copy)
     d.push(0x00); // ENCSERV VS MULTIP
     d.push(0x02); // CMDQUE
     let (vendor, product, revision) =
@@ -118,9 +118,9 @@ pub(crate) fn standard_inquiry(lu: Option<&LuConfig>) -> Vec<u8> {
 /// The VPD pages this logical unit supports, ascending.
 fn supported_vpd_pages(lu: &LuConfig) -> &'static [u8] {
     if lu.capabilities.discard {
-        &[0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]
+        &[0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
     } else {
-        &[0x00, 0x80, 0x83, 0xB0, 0xB1]
+        &[0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1]
     }
 }
 
@@ -134,6 +134,7 @@ pub(crate) fn vpd_page(lu: &LuConfig, page: u8) -> Option<Vec<u8>> {
         0x00 => d.extend_from_slice(supported_vpd_pages(lu)),
         0x80 => ascii_field(&mut d, &lu.serial, lu.serial.len()),
         0x83 => device_identification(lu, &mut d),
+        0x8F => super::copy::third_party_copy_vpd(lu, &mut d),
         0xB0 => block_limits(lu, &mut d),
         0xB1 => {
             // Block Device Characteristics (SBC-3 6.5.2): rotation rate and form factor

@@ -27,17 +27,21 @@ use std::sync::OnceLock;
 mod cache;
 mod capacity;
 mod caw;
+mod copy;
 pub(crate) mod exec;
 mod inquiry;
 mod interlock;
 mod mode;
 mod provisioning;
 mod rw;
+mod sanitize;
 mod supported;
 mod unit;
 
+pub(crate) use copy::CopyResults;
 pub(crate) use interlock::{Interlock, RangeGuard};
 pub(crate) use mode::ModeState;
+pub(crate) use sanitize::SanitizeState;
 
 /// Every family's commands. A new family is one more line here.
 const FAMILIES: &[&[CommandDef]] = &[
@@ -50,6 +54,8 @@ const FAMILIES: &[&[CommandDef]] = &[
     caw::COMMANDS,
     cache::COMMANDS,
     provisioning::COMMANDS,
+    copy::COMMANDS,
+    sanitize::COMMANDS,
     crate::reservations::COMMANDS,
 ];
 
@@ -193,6 +199,15 @@ fn run<C: ScsiCommand>(call: Call<'_>) -> Start {
             Some(2),
         )));
     }
+    if let Some((_, lu)) = call.lu {
+        // Sanitize failure mode (SBC-3 4.11.4): medium access fails until EXIT FAILURE MODE
+        // or a SANITIZE that completes.
+        if C::MEDIUM_ACCESS && cdb[0] != sanitize::SANITIZE {
+            if let Some(sense) = lu.sanitize.failure() {
+                return Start::Done(Response::check_condition(sense));
+            }
+        }
+    }
     match call.lu {
         Some((_, lu)) if C::MEDIUM_ACCESS && lu.stopped.load(Ordering::Relaxed) => {
             Start::Done(Response::check_condition(Sense::new(
@@ -274,6 +289,16 @@ pub(crate) fn dispatch(
     };
     if lu.is_none() && !first.without_lu {
         return fail(Sense::LU_NOT_SUPPORTED);
+    }
+    // SBC-3 4.11.2: while a sanitize runs, only INQUIRY, REPORT LUNS and REQUEST SENSE
+    // (which reports the progress) are answered.
+    if let Some((_, l)) = lu {
+        use crate::cdb::opcode as op;
+        if !matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE) {
+            if let Some(sense) = l.sanitize.in_progress() {
+                return fail(sense);
+            }
+        }
     }
     if cdb.len() < first.cdb_len() {
         return fail(Sense::invalid_field_in_cdb(0, None));

@@ -165,11 +165,11 @@ impl ScsiCommand for RequestSense {
     /// A pending unit attention is the sense reported, and is cleared (SPC-4 6.39).
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let ua = ctx.target.nexuses.take(ctx.nexus, ctx.lun);
-        done(request_sense(
-            self.desc,
-            self.alloc,
-            ua.map(crate::UnitAttention::sense),
-        ))
+        // Else a sanitize in progress, with its PROGRESS INDICATION (SBC-3 4.11.2).
+        let pending = ua
+            .map(crate::UnitAttention::sense)
+            .or_else(|| ctx.lu.sanitize.in_progress());
+        done(request_sense(self.desc, self.alloc, pending))
     }
 
     fn absent(self, _target: &ScsiTarget) -> Response {
@@ -183,8 +183,9 @@ impl ScsiCommand for RequestSense {
 fn request_sense(desc: bool, alloc: u8, pending: Option<Sense>) -> Response {
     let sense = pending.unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL));
     let data = if desc {
-        // Descriptor format (SPC-4 4.5.2), response code 72h, no descriptors.
-        vec![0x72, sense.key as u8, sense.asc.0, sense.asc.1, 0, 0, 0, 0]
+        // Descriptor format (SPC-4 4.5.2), response code 72h, with a sense-key specific
+        // descriptor where there is one (progress).
+        crate::sense::fixed_to_descriptor(&sense.to_fixed())
     } else {
         sense.to_fixed().to_vec()
     };

@@ -24,7 +24,7 @@ pub use wire::PrType;
 use crate::cdb::opcode;
 use crate::nexus::Nexuses;
 use crate::sense::{Asc, Sense, SenseKey};
-use crate::{NexusId, Response, Status, UaScope};
+use crate::{NexusId, Response, Status, UaScope, UnitAttention};
 use bytes::Bytes;
 use state::Outcome;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,10 +228,17 @@ impl Reservations {
                                 (Response::check_condition(INVALID_RELEASE), None)
                             }
                             Outcome::Done { changed, notices } => {
+                                // PREEMPT AND ABORT (SPC-4 5.13.11.2.4): the task sets of the
+                                // preempted registrants' nexuses on this LU are aborted too.
+                                let abort = request.action == wire::ServiceAction::PreemptAndAbort;
                                 for (to, ua) in notices {
                                     for n in nexuses.nexuses_of(&to) {
                                         if n != nexus {
                                             nexuses.raise(lun, ua, UaScope::Only(n));
+                                            if abort && ua == UnitAttention::RegistrationsPreempted
+                                            {
+                                                nexuses.queue_abort(n, lun);
+                                            }
                                         }
                                     }
                                 }

@@ -253,8 +253,9 @@ impl PrState {
         }
     }
 
-    /// PREEMPT and PREEMPT AND ABORT (SPC-4 5.13.11.2). This target cannot abort the tasks of
-    /// other sessions from here; the preempted nexuses' later commands conflict instead.
+    /// PREEMPT and PREEMPT AND ABORT (SPC-4 5.13.11.2). The preempted nexuses' later commands
+    /// conflict; for PREEMPT AND ABORT the caller also queues their task sets for the
+    /// transport to abort (`Nexuses::queue_abort`).
     fn preempt(&mut self, port: &InitiatorPort, req: &PrOut) -> Outcome {
         let kind = match req.kind {
             Some(kind) if req.scope == 0 => kind,

@@ -73,6 +73,10 @@ impl Mem {
                 Ok(IoReply::Done)
             }
             IoRequest::Flush => Ok(IoReply::Done),
+            // Only copies between the LUNs of one Rig, which it does itself (`Rig::offload`).
+            IoRequest::Copy { .. } => {
+                Err(StoreError::new(store_api::Op::Copy, ErrorKind::Unsupported))
+            }
             IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len } => {
                 let o = offset as usize;
                 self.data[o..o + len as usize].fill(0);
@@ -103,10 +107,18 @@ impl Mem {
     }
 }
 
-/// A target with LUN 0 and a memory store sized to its geometry.
+/// A target with LUN 0 and a memory store sized to its geometry (and more LUNs, each with
+/// its own store, through [`Rig::add_lun`]).
 pub struct Rig {
     pub target: ScsiTarget,
     pub mem: Mem,
+    /// The stores of LUNs other than 0.
+    pub others: Vec<(u64, Mem)>,
+    /// Copies between stores are done by the stores (as file and glfs stores do); when
+    /// false the stores have no copy handle and the SCSI layer reads and writes.
+    pub offload: bool,
+    /// Copy steps the stores did.
+    pub offloaded: usize,
 }
 
 impl Rig {
@@ -121,7 +133,30 @@ impl Rig {
         Rig {
             target,
             mem: Mem::new(size),
+            others: Vec::new(),
+            offload: true,
+            offloaded: 0,
         }
+    }
+
+    /// Adds LUN `lun` with `cfg` and a store of its own.
+    pub fn add_lun(&mut self, lun: u16, cfg: LuConfig) {
+        let size = cfg.geometry.size_bytes() as usize;
+        self.target.add_lun(lun, cfg);
+        self.others.push((u64::from(lun), Mem::new(size)));
+    }
+
+    /// The store of plain LUN `lun`.
+    pub fn store(&mut self, lun: u64) -> &mut Mem {
+        if lun == 0 {
+            return &mut self.mem;
+        }
+        &mut self
+            .others
+            .iter_mut()
+            .find(|(n, _)| *n == lun)
+            .expect("a request for a LUN with a store")
+            .1
     }
 
     /// Runs a command on LUN 0 through to its response.
@@ -153,11 +188,24 @@ impl Rig {
                     request,
                     pending,
                 } => {
-                    assert_eq!(lun, 0, "requests go to the plain LUN number");
                     steps += 1;
                     assert!(steps < 10_000, "runaway command");
-                    step = pending.finish(self.mem.exec(request));
+                    step = pending.finish(self.store(lun).exec(request));
                 }
+                Start::Copy(copy) if self.offload => {
+                    // What a store does with IoRequest::Copy: the bytes move between the
+                    // stores without the SCSI layer seeing them.
+                    self.offloaded += 1;
+                    let (from, to, len) = (
+                        copy.source_offset as usize,
+                        copy.offset as usize,
+                        copy.len as usize,
+                    );
+                    let bytes = self.store(copy.source_lun).data[from..from + len].to_vec();
+                    self.store(copy.lun).data[to..to + len].copy_from_slice(&bytes);
+                    step = copy.finish(Ok(IoReply::Done));
+                }
+                Start::Copy(copy) => step = copy.with_source(None),
                 Start::SaveReservations { lun, pending } => {
                     self.mem.saved_reservations = self.target.reservation_metadata(lun as u16);
                     step = pending.finish(Ok(IoReply::Done));
@@ -274,4 +322,11 @@ pub fn discard_caps() -> Capabilities {
         write_zeroes: true,
         discard_zeroes: true,
     }
+}
+
+/// A pattern that differs at every byte position and between seeds.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
 }
