@@ -21,16 +21,28 @@ pub enum Fixture {
     Native,
 }
 
-fn live_volume(fixture: &str) -> Result<(gluster::LiveVolume, Fixture)> {
-    let docker = || docker::cluster_up(3, VOLUME).map(|v| (v, Fixture::Docker));
+fn live_volume(fixture: &str, keep: bool) -> Result<(gluster::LiveVolume, Fixture)> {
+    let docker = || {
+        docker::cluster_up(3, VOLUME)
+            .map(|v| (v, Fixture::Docker))
+            .inspect_err(|err| {
+                // A half-made cluster is not left behind (unless kept on purpose).
+                if !keep && !docker::engine_unavailable(err) {
+                    let _ = docker::cluster_down();
+                }
+            })
+    };
     let native = || gluster::native_volume(VOLUME).map(|v| (v, Fixture::Native));
     match fixture {
         "docker" => docker(),
         "native" => native(),
+        // Only an engine that cannot run here falls back: a Docker fixture that fails
+        // otherwise (image build, cluster) is a failure, not hidden behind the native one.
         "auto" => docker().or_else(|err| {
-            eprintln!("docker fixture unavailable ({err:#}); using a native glusterd");
-            // A half-made Docker cluster is not left behind.
-            let _ = docker::cluster_down();
+            if !docker::engine_unavailable(&err) {
+                return Err(err);
+            }
+            eprintln!("{err:#}; using a native glusterd");
             native()
         }),
         other => bail!("unknown fixture {other:?} (expected docker, native or auto)"),
@@ -66,7 +78,21 @@ impl Drop for Teardown {
 
 pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[String]) -> Result<()> {
     let mut checks = Checks::default();
-    let (volume, kind) = live_volume(fixture)?;
+    let (volume, kind) = match live_volume(fixture, keep_fixture) {
+        Ok(v) => v,
+        Err(err) if fixture == "docker" && docker::engine_unavailable(&err) => {
+            // Skipped by name, where the engine genuinely cannot run.
+            let why = format!("{err:#}");
+            if !scenarios_only {
+                checks.skip("live checks on the Docker fixture", &why);
+            }
+            for name in reliability::selected(only) {
+                checks.skip(&format!("reliability: {name} (Docker fixture)"), &why);
+            }
+            return checks.finish("gluster");
+        }
+        Err(err) => return Err(err),
+    };
     let _teardown = Teardown {
         fixture: kind,
         keep: keep_fixture,
@@ -180,7 +206,7 @@ fn scenarios(
 /// `cargo xtask soak`: the long verified load on a live volume (the Docker fixture is
 /// removed at the end).
 pub fn soak(opts: &crate::soak::SoakOptions) -> Result<()> {
-    let (volume, kind) = live_volume(&opts.fixture)?;
+    let (volume, kind) = live_volume(&opts.fixture, false)?;
     let _teardown = Teardown {
         fixture: kind,
         keep: false,

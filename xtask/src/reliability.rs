@@ -106,16 +106,26 @@ pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control
 /// initiator's login timed out while the target was still opening the LUN).
 const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash"];
 
+/// The scenarios `only` selects (the default ones when empty), in the order they run.
+pub fn selected(only: &[String]) -> Vec<&'static str> {
+    SCENARIOS
+        .iter()
+        .copied()
+        .filter(|name| {
+            if only.is_empty() {
+                DEFAULT_SCENARIOS.contains(name)
+            } else {
+                only.iter().any(|o| o == name)
+            }
+        })
+        .collect()
+}
+
 /// Runs the scenarios named in `only` (the default ones when empty), records each as a
 /// check and returns the table rows.
 pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
-    let wanted = |name: &str| {
-        if only.is_empty() {
-            DEFAULT_SCENARIOS.contains(&name)
-        } else {
-            only.iter().any(|o| o == name)
-        }
-    };
+    let chosen = selected(only);
+    let wanted = |name: &str| chosen.contains(&name);
     let mut rows = Vec::new();
     let mut record = |row: Row, checks: &mut Checks| {
         let name = format!("reliability: {}", row.scenario);
@@ -828,4 +838,23 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
         format!("FAIL: {}", problems.join("; "))
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn scenarios_selected_run_in_table_order() {
+        assert_eq!(selected(&[]), DEFAULT_SCENARIOS);
+        assert_eq!(
+            selected(&names(&["control-plane", "short-outage"])),
+            ["short-outage", "control-plane"]
+        );
+        assert!(selected(&names(&["no-such"])).is_empty());
+    }
 }
