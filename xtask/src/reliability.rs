@@ -699,6 +699,20 @@ fn control_plane(env: &Env) -> Row {
     }
 }
 
+/// Waits (at most `limit`) until `target` says it serves its LUN.
+fn wait_serving(target: &TargetProcess, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    while !target.log_text().contains("glfs-iscsi: serving") {
+        ensure!(
+            started.elapsed() < limit,
+            "the LUN was not open {} s after the target started listening",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Runs `f` with every node (docker) or `what` (native: "glusterd" or "brick") frozen,
 /// thawing it again whatever `f` returns.
 fn frozen<T>(env: &Env, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -756,7 +770,15 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
     };
     let opened = Instant::now();
     let served = start_target_on(env, "control-plane", &spec).and_then(|target| {
+        // The portal listens before the LUN is open: the LUN is open once the target
+        // says it serves it.
+        wait_serving(&target, Duration::from_secs(180))?;
         let took = opened.elapsed();
+        ensure!(
+            took <= Duration::from_secs(INITIATOR_TIMEOUT_SECS.into()),
+            "opening the LUN took {:.1} s: an initiator's login ({INITIATOR_TIMEOUT_SECS} s) would have timed out",
+            took.as_secs_f64()
+        );
         let load = start_load(env, &target.url(), "control-plane", 10)?;
         let result = load.finish(Duration::from_secs(70))?;
         target.stop()?;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod server;
 pub mod sessions;
+pub mod shutdown;
 pub mod targets;
 
 pub use connection::ConnectionLimits;

@@ -187,6 +187,21 @@ impl Targets {
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
         self.targets.get(name).cloned()
     }
+
+    /// Every LUN's store, as (target name, LUN, store), sorted by target and LUN.
+    pub fn stores(&self) -> Vec<(String, u64, Arc<dyn BlockStore>)> {
+        let mut all: Vec<_> = self
+            .targets
+            .values()
+            .flat_map(|t| {
+                t.stores
+                    .iter()
+                    .map(|(lun, store)| (t.name.clone(), *lun, store.clone()))
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
+    }
 }
 
 /// Restores the persistent reservations a LUN's store keeps (APTPL). A store that keeps no
