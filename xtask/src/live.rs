@@ -7,7 +7,7 @@
 use crate::offline::FOUNDATION_SUITES;
 use crate::target::{self, LunSetup, TargetProcess};
 use crate::util::{self, Checks};
-use crate::{docker, fake, gluster, reliability};
+use crate::{conformance, docker, fake, gluster, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
@@ -161,6 +161,30 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         target::check_bytes_landed(&target),
     );
     checks.record("target stops cleanly on SIGTERM", target.stop());
+
+    // As test-offline does on the fake: every iscsi-test-cu suite (results may only
+    // improve on the snapshot), then tgt's bs_glfs and fio's gfapi engines, here on the
+    // real libgfapi.
+    checks.record(
+        &format!(
+            "conformance on a glfs LUN on the live volume: no test that passed in testdata/conformance/{}.txt regressed",
+            conformance::LIVE_BACKEND
+        ),
+        conformance::run(
+            &[conformance::LIVE_BACKEND.to_string()],
+            None,
+            false,
+            Some(&volume.spec()),
+        ),
+    );
+    checks.record_optional(
+        "tgtd --bstype glfs on the real libgfapi",
+        fake::check_tgt_live(&volume),
+    );
+    checks.record_optional(
+        "fio gfapi/gfapi_async on the real libgfapi",
+        fake::check_fio_live(&volume),
+    );
 
     scenarios(&volume, kind, &binary, &mut checks, only);
     checks.finish("gluster")

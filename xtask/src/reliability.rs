@@ -101,10 +101,8 @@ pub fn build_load() -> Result<PathBuf> {
 /// The scenarios, by the names `--scenario` takes.
 pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
 
-/// Those run when none is named. `control-plane` runs only when named: opening a LUN through
-/// the second volfile server while the first is stopped failed in its last Docker run (the
-/// initiator's login timed out while the target was still opening the LUN).
-const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash"];
+/// Those run when none is named: all of them.
+const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
 
 /// The scenarios `only` selects (the default ones when empty), in the order they run.
 pub fn selected(only: &[String]) -> Vec<&'static str> {
@@ -872,7 +870,7 @@ mod tests {
 
     #[test]
     fn scenarios_selected_run_in_table_order() {
-        assert_eq!(selected(&[]), DEFAULT_SCENARIOS);
+        assert_eq!(selected(&[]), SCENARIOS);
         assert_eq!(
             selected(&names(&["control-plane", "short-outage"])),
             ["short-outage", "control-plane"]
