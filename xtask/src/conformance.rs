@@ -20,8 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The backends conformance runs over.
+/// The backends conformance runs over offline.
 pub const BACKENDS: &[&str] = &["memory", "file", "glfs-fake"];
+
+/// The backend on a live Gluster volume (`cargo xtask test-gluster` runs it; by hand it
+/// needs `--live-volume VOLUME@HOST`): a glfs LUN through the real libgfapi, a new file
+/// each run.
+pub const LIVE_BACKEND: &str = "glfs-live";
 
 /// Tests we fail on purpose, with the reason (written next to them in the snapshots). None
 /// today: SCSI.WriteSame16.Unmap, which wrote 65536 blocks in one WRITE(16) above our
@@ -68,7 +73,14 @@ impl Outcome {
 /// Test name (`SCSI.Read10.Simple`) to outcome.
 pub type Results = BTreeMap<String, Outcome>;
 
-pub fn run(backends: &[String], suite_filter: Option<&str>, bless: bool) -> Result<()> {
+/// Runs the suites on each of `backends`; `live` (`volume@host`) is the volume of the
+/// [`LIVE_BACKEND`].
+pub fn run(
+    backends: &[String],
+    suite_filter: Option<&str>,
+    bless: bool,
+    live: Option<&str>,
+) -> Result<()> {
     let tool = util::which("iscsi-test-cu").ok_or_else(|| {
         Skipped("iscsi-test-cu not installed (Debian package libiscsi-bin)".into())
     })?;
@@ -81,7 +93,7 @@ pub fn run(backends: &[String], suite_filter: Option<&str>, bless: bool) -> Resu
     let binary = util::build_target_binary()?;
     let mut regressions = Vec::new();
     for backend in backends {
-        let results = run_backend(&tool, &binary, &fake_lib, backend, &suites)?;
+        let results = run_backend(&tool, &binary, &fake_lib, backend, &suites, live)?;
         let snapshot = snapshot_path(backend);
         let old = read_results(&snapshot).unwrap_or_default();
         let (lost, gained) = compare(&old, &results, suite_filter);
@@ -131,10 +143,33 @@ fn run_backend(
     fake_lib: &Path,
     backend: &str,
     suites: &[&String],
+    live: Option<&str>,
 ) -> Result<Results> {
     let start = || -> Result<TargetProcess> {
         match backend {
             "glfs-fake" => TargetProcess::on_fake_volume(binary, fake_lib),
+            LIVE_BACKEND => {
+                let Some(volume) = live else {
+                    bail!("the {LIVE_BACKEND} backend needs a live volume (--live-volume VOLUME@HOST)");
+                };
+                let dir = util::target_dir().join(format!("conformance-{backend}"));
+                std::fs::create_dir_all(&dir)?;
+                // A new file on the volume each start: never one a replica could heal back.
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                TargetProcess::start(
+                    binary,
+                    LunSetup {
+                        bstype: "glfs".into(),
+                        backing_store: format!("{volume}:conformance-{stamp}.img"),
+                        local_file: None,
+                        library: None,
+                        env: vec![],
+                        log_dir: dir,
+                    },
+                )
+            }
             "memory" | "file" => {
                 let dir = util::target_dir().join(format!("conformance-{backend}"));
                 let _ = std::fs::remove_dir_all(&dir);
@@ -156,7 +191,9 @@ fn run_backend(
                     },
                 )
             }
-            other => bail!("unknown backend {other:?} (expected one of {BACKENDS:?})"),
+            other => {
+                bail!("unknown backend {other:?} (expected one of {BACKENDS:?} or {LIVE_BACKEND})")
+            }
         }
     };
     let mut target = start()?;

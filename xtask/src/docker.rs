@@ -17,7 +17,7 @@
 #![allow(dead_code)]
 
 use crate::gluster::LiveVolume;
-use crate::util::{self, Skipped};
+use crate::util;
 use anyhow::{bail, ensure, Context, Result};
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -197,10 +197,31 @@ pub fn engine_log() -> PathBuf {
     util::target_dir().join("docker").join("dockerd.log")
 }
 
+/// The Docker engine cannot run on this machine: we are not root (so cannot install or start
+/// it), or the `dockerd` we started exited by itself (a kernel or sandbox without what it
+/// needs: cgroups, overlay, iptables, namespaces). Callers skip what needs the Docker
+/// fixture, naming it, instead of failing; every other failure (an image that does not
+/// build, a cluster that does not come up) is a real failure.
+#[derive(Debug)]
+pub struct EngineUnavailable(pub String);
+
+impl std::fmt::Display for EngineUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the Docker engine cannot run here: {}", self.0)
+    }
+}
+
+impl std::error::Error for EngineUnavailable {}
+
+/// Whether `err` says the engine cannot run here ([`EngineUnavailable`]).
+pub fn engine_unavailable(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<EngineUnavailable>())
+}
+
 /// Makes sure a Docker engine answers: installs `docker.io`, `iptables` and `debootstrap` with
 /// apt when missing and starts `dockerd` in the background when `docker info` fails, then
-/// waits (60 s at most) until it answers. [`Skipped`] when something is missing and we are
-/// not root.
+/// waits (60 s at most) until it answers. [`EngineUnavailable`] when we are not root or the
+/// started `dockerd` exits by itself.
 pub fn ensure_engine() -> Result<()> {
     let missing: Vec<&str> = [
         ("dockerd", "docker.io"),
@@ -215,9 +236,10 @@ pub fn ensure_engine() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        return Err(
-            Skipped("the Docker fixture needs root (to install and start dockerd)".into()).into(),
-        );
+        return Err(EngineUnavailable(
+            "the Docker fixture needs root (to install and start dockerd)".into(),
+        )
+        .into());
     }
     if !missing.is_empty() {
         apt_install(&missing)?;
@@ -266,14 +288,27 @@ fn start_dockerd() -> Result<()> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {}", dockerd.display()))?;
+    let mut exited = None;
     let result = wait_for("dockerd answering `docker info`", ENGINE_READY, || {
         if let Some(status) = child.try_wait()? {
+            exited = Some(status);
             bail!("dockerd exited ({status}); see {}", log_path.display());
         }
         Ok(engine_answers().then_some(()))
     });
     if let Err(err) = result {
         let tail = tail_of(&log_path, 20);
+        if let Some(status) = exited {
+            // It gave up by itself: this machine cannot run it.
+            return Err(EngineUnavailable(format!(
+                "dockerd exited ({status}); end of its log ({}):\n{tail}",
+                log_path.display()
+            ))
+            .into());
+        }
+        // Still running but not answering: a real failure, and not left behind.
+        let _ = child.kill();
+        let _ = child.wait();
         return Err(err.context(format!("dockerd did not come up; end of its log:\n{tail}")));
     }
     Ok(())
@@ -1038,6 +1073,18 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn only_an_engine_that_cannot_run_counts_as_unavailable() {
+        let exited: anyhow::Error =
+            EngineUnavailable("dockerd exited (exit status: 1)".into()).into();
+        assert!(engine_unavailable(&exited));
+        assert!(engine_unavailable(&exited.context("docker fixture")));
+        let build = anyhow::anyhow!("building the gluster node image failed");
+        assert!(!engine_unavailable(&build));
+        let skipped: anyhow::Error = util::Skipped("something".into()).into();
+        assert!(!engine_unavailable(&skipped));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask build-fake`: links the fake libgfapi.so.0 with gfapi's symbol versions,
 //! and the drop-in checks against tgt (bs_glfs) and fio.
 
+use crate::gluster::LiveVolume;
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -457,6 +458,45 @@ fn check_linkage(fake_lib_dir: &Path, consumer: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a drop-in check's gfapi volume is.
+#[derive(Clone, Copy)]
+enum Volume<'a> {
+    /// The fake libgfapi in this directory; its root is the directory given beside it.
+    Fake { lib_dir: &'a Path, root: &'a Path },
+    /// A live volume through the system's libgfapi.
+    Live(&'a LiveVolume),
+}
+
+impl Volume<'_> {
+    /// Volume name and volfile server.
+    fn name_and_host(&self) -> (&str, &str) {
+        match self {
+            Volume::Fake { .. } => ("vol", "127.0.0.2"),
+            Volume::Live(v) => (&v.name, &v.host),
+        }
+    }
+
+    /// The environment that makes a consumer load this volume's libgfapi.
+    fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        match self {
+            Volume::Fake { lib_dir, root } => vec![
+                ("LD_LIBRARY_PATH", lib_dir.as_os_str().to_owned()),
+                ("GFAPI_FAKE_ROOT", root.as_os_str().to_owned()),
+            ],
+            Volume::Live(_) => Vec::new(),
+        }
+    }
+
+    /// Where the volume's file `name` can be read on this machine (the fake's file, or
+    /// the live volume's first brick).
+    fn local_file(&self, name: &str) -> PathBuf {
+        match self {
+            Volume::Fake { root, .. } => root.join("vol").join(name),
+            Volume::Live(v) => v.brick.join(name),
+        }
+    }
+}
+
 /// Drop-in proof with fio: runs the `gfapi` and `gfapi_async` engines (randrw with crc32c
 /// verification) against a fake volume and checks the data landed in the fake file.
 pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
@@ -464,18 +504,45 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
     let fio = need("fio")?;
     check_linkage(fake_lib_dir, &fio)?;
     let root = TempRoot::new("fio")?;
+    fio_engines(
+        &fio,
+        Volume::Fake {
+            lib_dir: fake_lib_dir,
+            root: &root.0,
+        },
+        &root.0,
+        "",
+    )
+}
+
+/// [`check_fio`] on a live volume through the system's libgfapi (new files each run, read
+/// back on the volume's first brick).
+pub fn check_fio_live(volume: &LiveVolume) -> Result<()> {
+    let fio = need("fio")?;
+    let work = TempRoot::new("fio-live")?;
+    fio_engines(
+        &fio,
+        Volume::Live(volume),
+        &work.0,
+        &format!("fio-{}-", std::process::id()),
+    )
+}
+
+/// Runs fio's two gfapi engines on `volume` (files `<prefix><engine>.dat`, fio's state in
+/// `work`) and checks that each file has its 1 MiB of data.
+fn fio_engines(fio: &Path, volume: Volume, work: &Path, prefix: &str) -> Result<()> {
+    let (vol, host) = volume.name_and_host();
     for engine in ["gfapi", "gfapi_async"] {
-        let name = format!("{engine}.dat");
-        let o = Command::new(&fio)
+        let name = format!("{prefix}{engine}.dat");
+        let o = Command::new(fio)
             // fio drops verify state files in its working directory
-            .current_dir(&root.0)
-            .env("LD_LIBRARY_PATH", fake_lib_dir)
-            .env("GFAPI_FAKE_ROOT", &root.0)
+            .current_dir(work)
+            .envs(volume.env())
             .args([
                 "--name=dropin",
                 &format!("--ioengine={engine}"),
-                "--volume=vol",
-                "--brick=127.0.0.2",
+                &format!("--volume={vol}"),
+                &format!("--brick={host}"),
                 &format!("--filename={name}"),
                 "--size=1m",
                 "--bs=4k",
@@ -492,9 +559,9 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
         if !o.status.success() {
             bail!("fio --ioengine={engine} failed ({}):\n{text}", o.status);
         }
-        let file = root.0.join("vol").join(&name);
+        let file = volume.local_file(&name);
         let data = std::fs::read(&file)
-            .with_context(|| format!("fio wrote no {} in the fake volume", file.display()))?;
+            .with_context(|| format!("fio wrote no {} on the volume", file.display()))?;
         if data.len() != 1 << 20 {
             bail!(
                 "{} has {} bytes, expected 1 MiB",
@@ -503,7 +570,10 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
             );
         }
         if data.iter().all(|&b| b == 0) {
-            bail!("{} is all zeros: no data reached the fake", file.display());
+            bail!(
+                "{} is all zeros: no data reached the volume",
+                file.display()
+            );
         }
     }
     Ok(())
@@ -526,29 +596,65 @@ pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
     if let Some(why) = testkit::tgtd::glfs_unavailable_reason() {
         return Err(util::Skipped(why).into());
     }
-    let test_cu = need("iscsi-test-cu")?;
     check_linkage(fake_lib_dir, Path::new(testkit::tgtd::BS_GLFS))?;
-
     let root = TempRoot::new("tgt")?;
-    let lun = root.0.join("vol").join("lun.img");
-    std::fs::write(&lun, vec![0u8; 8 << 20])?;
-    let before = std::fs::read(&lun)?;
+    std::fs::write(root.0.join("vol").join("lun.img"), vec![0u8; 8 << 20])?;
+    tgt_writes_through(
+        Volume::Fake {
+            lib_dir: fake_lib_dir,
+            root: &root.0,
+        },
+        "lun.img",
+    )?;
+    run_tgt_glfs_data_test(&fake_lib_dir.join("libgfapi.so.0"))
+}
 
-    // A private tgtd (own port and management socket, killed on drop) whose bs_glfs.so
-    // binds the fake.
-    let tgtd = match Tgtd::start_with_env([
-        ("LD_LIBRARY_PATH", fake_lib_dir.as_os_str()),
-        ("GFAPI_FAKE_ROOT", root.0.as_os_str()),
-    ]) {
+/// [`check_tgt`] on a live volume: tgtd's bs_glfs.so on the system's libgfapi serves a
+/// file that fio made through gfapi (a new one each run); libiscsi writes and reads it,
+/// and the file on the volume's first brick must change.
+pub fn check_tgt_live(volume: &LiveVolume) -> Result<()> {
+    if let Some(why) = testkit::tgtd::glfs_unavailable_reason() {
+        return Err(util::Skipped(why).into());
+    }
+    let fio = need("fio")?;
+    let name = format!("tgt-{}.img", std::process::id());
+    let work = TempRoot::new("tgt-live")?;
+    let o = Command::new(&fio)
+        .current_dir(&work.0)
+        .args(["--name=lun", "--ioengine=gfapi", "--rw=write", "--bs=1m"])
+        .args(["--size=8m", "--end_fsync=1", "--output-format=terse"])
+        .arg(format!("--volume={}", volume.name))
+        .arg(format!("--brick={}", volume.host))
+        .arg(format!("--filename={name}"))
+        .output()?;
+    if !o.status.success() {
+        bail!(
+            "fio could not make {name} on the volume ({}):\n{}",
+            o.status,
+            output_text(&o)
+        );
+    }
+    tgt_writes_through(Volume::Live(volume), &name)
+}
+
+/// A private tgtd whose bs_glfs.so binds `volume`'s libgfapi serves the volume's existing
+/// file `name`; iscsi-test-cu writes and reads it, and the file must have changed.
+fn tgt_writes_through(volume: Volume, name: &str) -> Result<()> {
+    let test_cu = need("iscsi-test-cu")?;
+    let lun = volume.local_file(name);
+    let before = std::fs::read(&lun).with_context(|| format!("reading {}", lun.display()))?;
+    // A private tgtd (own port and management socket, killed on drop).
+    let tgtd = match Tgtd::start_with_env(volume.env()) {
         Ok(t) => t,
         Err(StartError::Unavailable(why)) => return Err(util::Skipped(why).into()),
         Err(e) => return Err(anyhow::Error::new(e).context("starting tgtd")),
     };
+    let (vol, host) = volume.name_and_host();
     let url = tgtd
         .add_lun(
-            "iqn.2024-01.org.example:gfapi-fake",
+            "iqn.2024-01.org.example:gfapi-dropin",
             "glfs",
-            "vol@127.0.0.2:lun.img",
+            &format!("{vol}@{host}:{name}"),
         )
         .map_err(anyhow::Error::msg)?;
     // One test per run (iscsi-test-cu honours only the last --test); writes need --dataloss.
@@ -564,14 +670,14 @@ pub fn check_tgt(fake_lib_dir: &Path) -> Result<()> {
         }
     }
     let after = std::fs::read(&lun)?;
+    drop(tgtd);
     if after == before {
         bail!(
-            "iscsi-test-cu passed but {} did not change: tgtd did not write through the fake",
+            "iscsi-test-cu passed but {} did not change: tgtd did not write through gfapi",
             lun.display()
         );
     }
-    drop(tgtd);
-    run_tgt_glfs_data_test(&fake_lib_dir.join("libgfapi.so.0"))
+    Ok(())
 }
 
 /// Runs [`TGT_GLFS_DATA_TEST`] on `fake_lib`, requiring tgtd (no skip: the caller has

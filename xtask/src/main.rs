@@ -48,7 +48,7 @@ enum Task {
         /// the live tests and iscsi-test-cu suites before them.
         #[arg(long)]
         scenarios_only: bool,
-        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash.
+        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash, control-plane.
         #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
         scenarios: Vec<String>,
     },
@@ -63,9 +63,12 @@ enum Task {
     /// Run every iscsi-test-cu SCSI.* and iSCSI.* suite against the target on each backend
     /// and compare with testdata/conformance/<backend>.txt (results may only improve).
     Conformance {
-        /// Backends to run: memory, file, glfs-fake.
+        /// Backends to run: memory, file, glfs-fake, glfs-live (needs --live-volume).
         #[arg(long = "backend", default_values = ["memory", "file", "glfs-fake"])]
         backends: Vec<String>,
+        /// The live Gluster volume (`VOLUME@HOST`) of the glfs-live backend.
+        #[arg(long)]
+        live_volume: Option<String>,
         /// Only suites whose name starts with this (e.g. SCSI.Read10).
         #[arg(long)]
         suite: Option<String>,
@@ -116,7 +119,8 @@ fn main() -> anyhow::Result<()> {
             backends,
             suite,
             bless,
-        } => conformance::run(&backends, suite.as_deref(), bless)?,
+            live_volume,
+        } => conformance::run(&backends, suite.as_deref(), bless, live_volume.as_deref())?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
         Task::Fuzz(opts) => fuzz::run(&opts)?,

@@ -101,21 +101,29 @@ pub fn build_load() -> Result<PathBuf> {
 /// The scenarios, by the names `--scenario` takes.
 pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
 
-/// Those run when none is named. `control-plane` runs only when named: opening a LUN through
-/// the second volfile server while the first is stopped failed in its last Docker run (the
-/// initiator's login timed out while the target was still opening the LUN).
-const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash"];
+/// Those run when none is named: all of them.
+const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+
+/// The scenarios `only` selects (the default ones when empty), in the order they run.
+pub fn selected(only: &[String]) -> Vec<&'static str> {
+    SCENARIOS
+        .iter()
+        .copied()
+        .filter(|name| {
+            if only.is_empty() {
+                DEFAULT_SCENARIOS.contains(name)
+            } else {
+                only.iter().any(|o| o == name)
+            }
+        })
+        .collect()
+}
 
 /// Runs the scenarios named in `only` (the default ones when empty), records each as a
 /// check and returns the table rows.
 pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
-    let wanted = |name: &str| {
-        if only.is_empty() {
-            DEFAULT_SCENARIOS.contains(&name)
-        } else {
-            only.iter().any(|o| o == name)
-        }
-    };
+    let chosen = selected(only);
+    let wanted = |name: &str| chosen.contains(&name);
     let mut rows = Vec::new();
     let mut record = |row: Row, checks: &mut Checks| {
         let name = format!("reliability: {}", row.scenario);
@@ -689,6 +697,20 @@ fn control_plane(env: &Env) -> Row {
     }
 }
 
+/// Waits (at most `limit`) until `target` says it serves its LUN.
+fn wait_serving(target: &TargetProcess, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    while !target.log_text().contains("glfs-iscsi: serving") {
+        ensure!(
+            started.elapsed() < limit,
+            "the LUN was not open {} s after the target started listening",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// Runs `f` with every node (docker) or `what` (native: "glusterd" or "brick") frozen,
 /// thawing it again whatever `f` returns.
 fn frozen<T>(env: &Env, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -746,7 +768,15 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
     };
     let opened = Instant::now();
     let served = start_target_on(env, "control-plane", &spec).and_then(|target| {
+        // The portal listens before the LUN is open: the LUN is open once the target
+        // says it serves it.
+        wait_serving(&target, Duration::from_secs(180))?;
         let took = opened.elapsed();
+        ensure!(
+            took <= Duration::from_secs(INITIATOR_TIMEOUT_SECS.into()),
+            "opening the LUN took {:.1} s: an initiator's login ({INITIATOR_TIMEOUT_SECS} s) would have timed out",
+            took.as_secs_f64()
+        );
         let load = start_load(env, &target.url(), "control-plane", 10)?;
         let result = load.finish(Duration::from_secs(70))?;
         target.stop()?;
@@ -828,4 +858,23 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
         format!("FAIL: {}", problems.join("; "))
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn scenarios_selected_run_in_table_order() {
+        assert_eq!(selected(&[]), SCENARIOS);
+        assert_eq!(
+            selected(&names(&["control-plane", "short-outage"])),
+            ["short-outage", "control-plane"]
+        );
+        assert!(selected(&names(&["no-such"])).is_empty());
+    }
 }

@@ -95,7 +95,7 @@ pub fn run() -> Result<()> {
         .collect();
     checks.record(
         "conformance: no test that passed in testdata/conformance/ regressed",
-        conformance::run(&backends, None, false),
+        conformance::run(&backends, None, false, None),
     );
 
     let fake_dir = fake_lib.parent().expect("library has a directory");

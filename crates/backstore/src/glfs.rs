@@ -12,8 +12,9 @@
 //!   `glfs_t` for all of them. A reconnect replaces that `glfs_t` for every store on it, so
 //!   one lost connection gives one reconnect loop, not one per store or per request.
 //! * The loop runs on a thread of its own (`glfs-reconnect`): a fresh `glfs_t`
-//!   (`glfs_new`, the servers, logging, `glfs_init` on a helper thread, given up after the
-//!   mount timeout), then every store's file is opened again. Attempts back off from
+//!   (`glfs_new`, the servers, those that answer a TCP probe first (`probe`), logging,
+//!   `glfs_init` on a helper thread, given up after the mount timeout), then every
+//!   store's file is opened again. Attempts back off from
 //!   100 ms, doubling to 5 s, and each one is logged. A `glfs_init` that hangs is
 //!   abandoned after the timeout and left to finish on its helper thread; at most two such
 //!   attempts run at once.
@@ -133,11 +134,13 @@ fn connect_with_timeout(
         .name("glfs-mount".into())
         .spawn(move || {
             let logfile = p.logfile.as_deref();
+            // A silent first server would hold glfs_init for minutes (see `probe`).
+            let servers = crate::probe::reachable_first(&p.servers, crate::probe::PROBE_TIMEOUT);
             let r = if shared {
                 Volume::shared_with(
                     &p.lib,
                     &p.volume,
-                    &p.servers,
+                    &servers,
                     logfile,
                     p.loglevel,
                     &p.xlator_options,
@@ -146,7 +149,7 @@ fn connect_with_timeout(
                 Volume::connect_with(
                     &p.lib,
                     &p.volume,
-                    &p.servers,
+                    &servers,
                     logfile,
                     p.loglevel,
                     &p.xlator_options,

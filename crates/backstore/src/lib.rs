@@ -15,7 +15,9 @@
 //!   past the end of its file: field failures #2 and #16).
 //! * `glfs`: IPv6 hosts go in brackets (`vol@[fe80::1],host2:disk`). libgfapi is loaded from
 //!   [`StoreOptions::gfapi_library`], else from the path in the environment variable
-//!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Mounts are shared:
+//!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Of several volfile
+//!   servers, those that accept a TCP connection within 2 s are given to gfapi first (a
+//!   silent first server would hold `glfs_init` for minutes). Mounts are shared:
 //!   LUNs on the same volume and servers use one `glfs_t`. A lost connection holds requests
 //!   (up to `hold=S` seconds, default 15; then they fail with `NotConnected`) while one
 //!   background loop mounts the volume again for all its LUNs and reopens their files (see
@@ -24,6 +26,7 @@
 mod file;
 mod glfs;
 mod memory;
+mod probe;
 pub mod spec;
 
 pub use file::FileStore;

@@ -18,6 +18,7 @@ pub mod control;
 pub mod registry;
 pub mod server;
 pub mod sessions;
+pub mod shutdown;
 pub mod state;
 pub mod targets;
 

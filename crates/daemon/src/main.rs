@@ -5,6 +5,7 @@ use daemon::{serve, State, Targets};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -75,7 +76,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let grace = plan.server.drain_timeout;
+    // When the shutdown signal came: the grace time counts from there.
+    let signalled: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let targets = runtime.block_on(async {
         // The control socket comes first: a path in use fails before anything listens,
         // and whoever sees the portal accept connections also finds the socket there.
         let control = match &args.control_socket {
@@ -125,14 +129,36 @@ fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(daemon::control::serve(control, state.clone()));
         }
         tokio::spawn(reload_on_sighup(state.clone()));
-        serve(&plan.server, listener, targets, shutdown_signal()).await;
+        let at = signalled.clone();
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = at.set(Instant::now());
+        };
+        serve(&plan.server, listener, targets.clone(), signal).await;
         if let Some(path) = control_path {
             let _ = std::fs::remove_file(path);
         }
-        eprintln!("glfs-iscsi: stopped");
-        Ok(())
-    })
+        anyhow::Ok(targets)
+    })?;
+    // Dropping the runtime ends the tasks still holding the targets (control socket,
+    // SIGHUP reloads), so the stores' last references are the ones closed below.
+    drop(runtime);
+    // Flush and close the stores in what is left of the grace time (at least
+    // CLOSE_AT_LEAST), never waiting for a hung volume past it.
+    let since = signalled.get().map_or(Duration::ZERO, Instant::elapsed);
+    let limit = grace.saturating_sub(since).max(CLOSE_AT_LEAST);
+    if let Err(unfinished) = daemon::shutdown::close_stores(targets, limit) {
+        eprintln!(
+            "glfs-iscsi: exiting without waiting longer for the backing stores ({unfinished} within {limit:?})"
+        );
+    }
+    eprintln!("glfs-iscsi: stopped");
+    Ok(())
 }
+
+/// Least time the stores get to flush and close at shutdown, even when draining the
+/// connections used up the whole grace time.
+const CLOSE_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// `addr`, with a wildcard IP (0.0.0.0 or ::) replaced by loopback of the same family.
 fn hint_address(addr: std::net::SocketAddr) -> std::net::SocketAddr {

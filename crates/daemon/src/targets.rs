@@ -310,6 +310,23 @@ impl Targets {
             .get(name)
             .cloned()
     }
+
+    /// Every LUN's store, as (target name, LUN, store), sorted by target and LUN.
+    pub fn stores(&self) -> Vec<(String, u64, Arc<dyn BlockStore>)> {
+        let mut all: Vec<_> = self
+            .targets
+            .read()
+            .expect("targets lock")
+            .values()
+            .flat_map(|t| {
+                t.stores
+                    .iter()
+                    .map(|(lun, store)| (t.name.clone(), *lun, store.clone()))
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
+    }
 }
 
 /// The iSCSI configuration offering `names` (sorted, so SendTargets answers in a stable
