@@ -460,6 +460,16 @@ pub fn scsi(data: &[u8]) {
                 scsi::Start::SaveReservations { pending, .. } => {
                     step = pending.finish(Ok(IoReply::Done));
                 }
+                scsi::Start::Copy(copy) => {
+                    // EXTENDED COPY within the one LUN: the store copies inside itself.
+                    assert!(
+                        copy.source_offset
+                            .checked_add(copy.len)
+                            .is_some_and(|end| end <= lun_bytes),
+                        "copy source outside the LUN for {cdb:02x?}"
+                    );
+                    step = copy.with_source(store.copy_source());
+                }
             }
         };
         match response.status {
