@@ -2,6 +2,7 @@
 
 mod access;
 mod bench;
+mod ci_workflow;
 mod conformance;
 mod demo;
 mod docker;
@@ -9,6 +10,7 @@ mod fake;
 mod gluster;
 mod live;
 mod offline;
+mod package;
 mod reliability;
 mod soak;
 mod target;
@@ -84,6 +86,13 @@ enum Task {
     },
     /// Performance goals side by side: fio gfapi ceiling, tgt and our target.
     Bench(bench::BenchOptions),
+    /// Build the Debian package (cargo-deb, installed when missing) with the systemd unit
+    /// and the example configuration, check it in a scratch root and print its path.
+    Package {
+        /// Cargo profile of the packaged binary (dev: the test build, faster).
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -115,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         } => conformance::run(&backends, suite.as_deref(), bless)?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
+        Task::Package { profile } => package::run(&profile)?,
     }
     Ok(())
 }

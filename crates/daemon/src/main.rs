@@ -65,7 +65,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             "glfs-iscsi: connect with  iscsi-ls iscsi://{portal}  or  \
              iscsiadm -m discovery -t st -p {portal}"
         );
-        serve(&plan.server, listener, targets, shutdown_signal()).await;
+        daemon::service::ready(&format!("serving on {listening}"));
+        serve(&plan.server, listener, targets, async {
+            shutdown_signal().await;
+            daemon::service::stopping();
+        })
+        .await;
         eprintln!("glfs-iscsi: stopped");
         Ok(())
     })
