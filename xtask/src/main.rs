@@ -11,6 +11,7 @@ mod gluster;
 mod live;
 mod offline;
 mod package;
+mod progress;
 mod reliability;
 mod soak;
 mod target;
