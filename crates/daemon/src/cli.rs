@@ -84,6 +84,9 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
     #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format: text, or json (one object per line, with the session span).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     /// Admit only initiators matching SPEC: an initiator name, a network (192.0.2.0/24,
     /// 2001:db8::/48, or one address), or NAME@NETWORK. Repeat for more entries.
     #[arg(long = "acl", value_name = "SPEC")]

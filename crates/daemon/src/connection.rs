@@ -71,8 +71,21 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves one connection until logout, error or EOF.
+/// Serves one connection until logout, error or EOF; its events are logged in its
+/// session span ([`crate::logging::session_span`]).
 pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    targets: Arc<Targets>,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
+    use tracing::Instrument;
+    serve_in_span(stream, peer, targets, limits)
+        .instrument(crate::logging::session_span(peer))
+        .await
+}
+
+async fn serve_in_span(
     stream: TcpStream,
     peer: SocketAddr,
     targets: Arc<Targets>,
@@ -165,9 +178,14 @@ pub async fn serve_connection(
         }
         while let Some(event) = conn.poll_event() {
             if let Event::LoggedIn {
-                initiator, isid, ..
+                initiator,
+                isid,
+                tsih,
+                target,
+                ..
             } = &event
             {
+                crate::logging::record_login(initiator, *isid, *tsih, target);
                 let (registration, reinstated) =
                     targets
                         .sessions

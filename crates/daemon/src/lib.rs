@@ -13,6 +13,7 @@ pub mod buffers;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod logging;
 pub mod server;
 pub mod service;
 pub mod sessions;

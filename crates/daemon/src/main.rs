@@ -2,26 +2,17 @@ use anyhow::Context;
 use clap::Parser;
 use daemon::cli::Args;
 use daemon::{serve, Targets};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: logs redirected to files or journald stay plain.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    daemon::logging::init(&args.log, args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line naming the problem: the error and its causes.
-            eprintln!("glfs-iscsi: {err:#}");
+            daemon::logging::fatal(&format!("{err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -55,23 +46,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         let portal = hint_address(listening);
         for target in &plan.targets {
             for lun in &target.luns {
-                eprintln!(
-                    "glfs-iscsi: serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
+                daemon::logging::notice(&format!(
+                    "serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
                     target.name, lun.lun, target.name, lun.lun
-                );
+                ));
             }
         }
-        eprintln!(
-            "glfs-iscsi: connect with  iscsi-ls iscsi://{portal}  or  \
+        daemon::logging::notice(&format!(
+            "connect with  iscsi-ls iscsi://{portal}  or  \
              iscsiadm -m discovery -t st -p {portal}"
-        );
+        ));
         daemon::service::ready(&format!("serving on {listening}"));
         serve(&plan.server, listener, targets, async {
             shutdown_signal().await;
             daemon::service::stopping();
         })
         .await;
-        eprintln!("glfs-iscsi: stopped");
+        daemon::logging::notice("stopped");
         Ok(())
     })
 }
