@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod sessions;

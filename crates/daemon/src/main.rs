@@ -56,6 +56,17 @@ fn run(args: Args) -> anyhow::Result<()> {
             "connect with  iscsi-ls iscsi://{portal}  or  \
              iscsiadm -m discovery -t st -p {portal}"
         ));
+        if let Some(addr) = args.metrics {
+            let metrics = daemon::metrics::enable();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            daemon::logging::notice(&format!(
+                "metrics on http://{}/metrics",
+                listener.local_addr()?
+            ));
+            tokio::spawn(daemon::metrics::serve(listener, metrics));
+        }
         daemon::service::ready(&format!("serving on {listening}"));
         serve(&plan.server, listener, targets, async {
             shutdown_signal().await;
