@@ -39,7 +39,7 @@ fn the_daemon_notifies_readiness_once_its_portal_listens_and_stopping_on_sigterm
     assert!(
         ready
             .lines()
-            .any(|l| l == format!("STATUS=serving on {}", target.portal)),
+            .any(|l| l == format!("STATUS=serving on {}", target.portal())),
         "{ready:?}"
     );
     // The portal accepts logins by the time READY=1 is sent (Running::start saw it listen;
