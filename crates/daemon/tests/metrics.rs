@@ -6,7 +6,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{pattern, Running, BLOCK, IQN};
+use support::{glfs_target, pattern, Running, BLOCK, IQN};
+use testkit::fake::{FakeRoot, FaultRule};
 use testkit::initiator::Initiator;
 
 /// GET /metrics from `addr`: the body.
@@ -35,6 +36,16 @@ fn lun_series(name: &str, extra: &str) -> String {
     format!("glfs_iscsi_{name}{{target=\"{IQN}\",lun=\"0\"{extra}}}")
 }
 
+/// Where the target serves its metrics (from its start-up line).
+fn metrics_address(target: &Running) -> String {
+    let line = target.wait_for_log_line(&["metrics on http://"]);
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the metrics address")
+        .to_string()
+}
+
 #[test]
 fn scraped_counters_match_the_io_done() {
     let target = Running::start(
@@ -48,13 +59,7 @@ fn scraped_counters_match_the_io_done() {
         ],
         &[],
     );
-    let line = target.wait_for_log_line(&["metrics on http://"]);
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("the metrics address")
-        .to_string();
+    let addr = metrics_address(&target);
 
     let mut i = target.connect();
     // Known I/O: 3 WRITE(10) of 8 blocks, 4 READ(10) of 16 blocks, and one READ(10) past
@@ -148,5 +153,70 @@ fn without_metrics_nothing_listens_and_a_bad_address_stops_the_start() {
     assert!(
         err.contains(&format!("--metrics: cannot listen on {addr}")),
         "{err}"
+    );
+}
+
+#[test]
+fn a_gluster_outage_counts_one_loss_and_one_reconnect_with_its_duration() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--metrics", "127.0.0.1:0"]);
+    let addr = metrics_address(&target);
+    let mut init = target.connect();
+    init.write10(8, &pattern(6, 512), BLOCK).unwrap();
+    // The volume drops every connection (mounts included) for about 2 s; the write waits
+    // (the default hold is 15 s) and succeeds once the store has reconnected.
+    root.set_rules(&[FaultRule::any().volume("vol").disconnect()]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            root.clear();
+        });
+        init.write10(9, &pattern(7, 512), BLOCK).unwrap();
+    });
+    let v = "{volume=\"vol\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = scrape(&addr);
+        if sample(&text, &format!("glfs_iscsi_gluster_reconnects_total{v}")) == Some(1.0) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconnect counted in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(
+            &text,
+            &format!("glfs_iscsi_gluster_connection_losses_total{v}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("glfs_iscsi_gluster_reconnect_duration_seconds_count{v}")
+        ),
+        Some(1.0)
+    );
+    // The outage lasted about 2 s from the first failed request.
+    let took = sample(
+        &text,
+        &format!("glfs_iscsi_gluster_reconnect_duration_seconds_sum{v}"),
+    )
+    .expect("the reconnect time");
+    assert!(took >= 1.0, "reconnect took {took} s");
+    // The held write was answered GOOD: the only error counted is the power-on unit
+    // attention libiscsi's connect met.
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("glfs_iscsi_lun_errors_total{"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("sense_key=\"unit_attention\""),
+        "{errors:?}"
     );
 }
