@@ -140,7 +140,7 @@ fn loadavg() -> f64 {
 
 /// Runs the benchmark.
 pub fn run(mut opts: BenchOptions) -> Result<()> {
-    let size = parse_size(&opts.size)?;
+    let size = units::parse_size(&opts.size)?;
     anyhow::ensure!(opts.seconds > 0, "--seconds must be above 0");
     anyhow::ensure!(size >= 64 << 20, "--size must be at least 64M");
     if opts.workloads.is_empty() {
@@ -1431,25 +1431,6 @@ fn need(bin: &str) -> Result<PathBuf> {
         .ok_or_else(|| util::Skipped(format!("{bin} is not installed")).into())
 }
 
-/// Parses `4096`, `4k`, `256M`, `1G`.
-fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split]
-        .parse()
-        .with_context(|| format!("bad size {text:?}"))?;
-    let shift = match t[split..].to_ascii_lowercase().as_str() {
-        "" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        other => bail!("bad size {text:?}: unknown unit {other:?}"),
-    };
-    n.checked_mul(1 << shift)
-        .filter(|v| *v > 0)
-        .with_context(|| format!("bad size {text:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1595,9 +1576,9 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("4k").unwrap(), 4096);
-        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
-        assert!(parse_size("1q").is_err());
-        assert!(parse_size("0").is_err());
+        assert_eq!(units::parse_size("4k").unwrap(), 4096);
+        assert_eq!(units::parse_size("256M").unwrap(), 256 << 20);
+        assert!(units::parse_size("1q").is_err());
+        assert!(units::parse_size("0").is_err());
     }
 }

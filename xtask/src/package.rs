@@ -208,6 +208,10 @@ fn check_unit(unit: &str) -> Result<()> {
         exec.starts_with("/usr/bin/glfs-iscsi ") && exec.contains(&format!("--config /{CONFIG}")),
         "{UNIT}: ExecStart={exec} does not run the packaged binary on /{CONFIG}"
     );
+    ensure!(
+        exec.contains("--control-socket /run/glfs-iscsi/"),
+        "{UNIT}: ExecStart={exec} has no control socket in its RuntimeDirectory"
+    );
     // The configuration is written back by live administration: it must stay writable.
     ensure!(
         settings.get("ReadWritePaths").is_some_and(|v| v

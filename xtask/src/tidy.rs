@@ -111,6 +111,28 @@ mod tests {
     }
 
     #[test]
+    fn sizes_have_one_parser() {
+        // ARCHITECTURE.md: crates/units holds the one size grammar; nobody else writes one.
+        let mut dirs: Vec<_> = std::fs::read_dir(project_root().join("crates"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("units"))
+            .collect();
+        dirs.push(project_root().join("xtask"));
+        for dir in dirs {
+            for (path, text) in sources(&dir) {
+                for name in ["parse_size", "parse_bytes"] {
+                    let banned = format!("fn {name}(");
+                    assert!(
+                        !text.contains(&banned),
+                        "{path} defines {name}: use units::parse_size"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nothing_links_libgfapi_at_build_time() {
         for entry in std::fs::read_dir(project_root().join("crates")).unwrap() {
             let dir = entry.unwrap().path();

@@ -8,8 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
-    IoReply, IoRequest, IoResult, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
+    Geometry, IoReply, IoRequest, IoResult, Op, StoreError,
 };
 
 /// Default number of worker threads.
@@ -19,7 +19,7 @@ type Job = (IoRequest, Completion);
 
 struct Inner {
     file: File,
-    geometry: Geometry,
+    geometry: store_api::GrowableGeometry,
 }
 
 /// A store on a local file; requests queue to `threads` workers (never a thread per request).
@@ -37,7 +37,10 @@ impl FileStore {
         geometry: Geometry,
         threads: usize,
     ) -> std::io::Result<FileStore> {
-        let inner = Arc::new(Inner { file, geometry });
+        let inner = Arc::new(Inner {
+            file,
+            geometry: store_api::GrowableGeometry::new(geometry),
+        });
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -122,17 +125,20 @@ impl Inner {
 
     /// Reads exactly `len` bytes into a fresh buffer (no zero-fill, no copy into `Bytes`).
     fn read(&self, offset: u64, len: usize) -> Result<Bytes, StoreError> {
-        let mut buf = Vec::<u8>::with_capacity(len);
+        let pool = BufferPool::global();
+        let mut buf = pool.take(len);
         while buf.len() < len {
+            let pos = offset + buf.len() as u64;
+            let want = len - buf.len();
             let spare = buf.spare_capacity_mut();
-            let pos = offset + (len - spare.len()) as u64;
             let n = retry_eintr(|| {
-                // SAFETY: spare points at spare.len() writable bytes of buf's allocation.
+                // SAFETY: spare points at spare.len() >= want writable bytes of buf's
+                // allocation (the pool's buffer may be larger than len).
                 let rc = unsafe {
                     libc::pread(
                         self.file.as_raw_fd(),
                         spare.as_mut_ptr().cast(),
-                        spare.len(),
+                        want,
                         pos as libc::off_t,
                     )
                 };
@@ -147,10 +153,10 @@ impl Inner {
                 // The file shrank under us.
                 return Err(StoreError::new(Op::Read, ErrorKind::ShortTransfer));
             }
-            // SAFETY: pread initialised n more bytes.
-            unsafe { buf.set_len(buf.len() + n) };
+            // SAFETY: pread initialised n (<= want) more bytes.
+            unsafe { buf.set_len(buf.len() + n.min(want)) };
         }
-        Ok(Bytes::from(buf))
+        Ok(pool.bytes(buf))
     }
 
     /// `lseek(offset, whence)` for SEEK_DATA/SEEK_HOLE; `Ok(None)` for ENXIO (no data, or
@@ -235,7 +241,7 @@ fn is_unsupported(e: &std::io::Error) -> bool {
 
 impl BlockStore for FileStore {
     fn geometry(&self) -> Geometry {
-        self.inner.geometry
+        self.inner.geometry.get()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -247,7 +253,7 @@ impl BlockStore for FileStore {
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
-        if let Err(e) = check_range(self.inner.geometry, &req) {
+        if let Err(e) = check_range(self.inner.geometry.get(), &req) {
             return done.complete(Err(e));
         }
         let op = req.op();
@@ -260,6 +266,17 @@ impl BlockStore for FileStore {
 
     fn describe(&self) -> String {
         format!("file {}", self.path)
+    }
+
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
+        let grow = || -> std::io::Result<()> {
+            self.inner.file.set_len(size_bytes)?;
+            self.inner.file.sync_all()
+        };
+        grow().map_err(|e| StoreError::from_io(Op::Write, &e))?;
+        self.inner.geometry.set_blocks(blocks);
+        Ok(self.geometry())
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

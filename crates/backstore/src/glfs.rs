@@ -45,8 +45,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use store_api::{
-    check_range, BlockStore, Capabilities, Completion, ErrorKind, Geometry, IoReply, IoRequest, Op,
-    StoreError,
+    check_range, BlockStore, BufferPool, Capabilities, Completion, ErrorKind, Geometry, IoReply,
+    IoRequest, Op, StoreError,
 };
 
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
@@ -712,9 +712,16 @@ fn start_io(link: &Arc<Link>, h: Handle, req: IoRequest, done: Completion, deadl
 /// Sends `req` to `file`; `done` gets the result.
 fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
     match req {
-        IoRequest::Read { offset, len } => file.pread_async(offset, len as usize, move |r| {
-            done.complete(r.map(IoReply::Data).map_err(|e| store_error(Op::Read, e)))
-        }),
+        IoRequest::Read { offset, len } => {
+            let pool = BufferPool::global();
+            let buf = pool.take(len as usize);
+            file.pread_async_into(offset, len as usize, buf, move |r| {
+                done.complete(
+                    r.map(|buf| IoReply::Data(pool.bytes(buf)))
+                        .map_err(|e| store_error(Op::Read, e)),
+                )
+            })
+        }
         IoRequest::Write { offset, data, fua } => {
             let f = file.clone();
             file.pwrite_async(offset, data, move |r| match r {
@@ -762,7 +769,7 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
 pub struct GlfsStore {
     link: Arc<Link>,
-    geometry: Geometry,
+    geometry: store_api::GrowableGeometry,
     description: String,
 }
 
@@ -814,7 +821,7 @@ impl GlfsStore {
         drop(st);
         GlfsStore {
             link,
-            geometry,
+            geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
     }
@@ -889,7 +896,7 @@ fn zero_fallback(
 
 impl BlockStore for GlfsStore {
     fn geometry(&self) -> Geometry {
-        self.geometry
+        self.geometry.get()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -901,7 +908,7 @@ impl BlockStore for GlfsStore {
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
-        if let Err(e) = check_range(self.geometry, &req) {
+        if let Err(e) = check_range(self.geometry.get(), &req) {
             return done.complete(Err(e));
         }
         let deadline = Instant::now() + self.link.hold;
@@ -914,6 +921,20 @@ impl BlockStore for GlfsStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    /// `glfs_ftruncate` to the new size, then fsync: on the volume, so every gateway on it
+    /// sees the new size.
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
+        let Some(Handle { file, .. }) = self.link.handle() else {
+            return Err(StoreError::from_errno(Op::Write, libc::ENOTCONN));
+        };
+        let err = |e: gfapi::Error| gfapi_error(Op::Write, &e);
+        file.truncate(size_bytes).map_err(err)?;
+        file.fsync().map_err(err)?;
+        self.geometry.set_blocks(blocks);
+        Ok(self.geometry())
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

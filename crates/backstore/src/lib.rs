@@ -138,9 +138,9 @@ fn open_memory(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStor
                     .into(),
             })
         }
-        None => parse_size(&opts.backing_store).ok_or_else(|| OpenError::BadSpec {
+        None => parse_size(&opts.backing_store).map_err(|e| OpenError::BadSpec {
             spec: opts.backing_store.clone(),
-            reason: "not a size (expected bytes or a number with K, M, G or T)".into(),
+            reason: e.to_string(),
         })?,
     };
     let geometry = geometry("memory store", size, block_size)?;

@@ -2,13 +2,12 @@
 //! map of which blocks are allocated (written since start and not discarded since), so that
 //! it answers allocation queries like a sparse file would.
 
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use store_api::{
-    check_range, valid_metadata_name, BlockStore, Capabilities, Completion, ErrorKind, Geometry,
-    IoReply, IoRequest, Op, StoreError,
+    check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, ErrorKind,
+    Geometry, IoReply, IoRequest, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
@@ -16,51 +15,80 @@ const SHARD: usize = 1 << 20;
 
 /// A store in memory, split into 1 MiB shards each behind its own lock.
 pub struct MemoryStore {
-    geometry: Geometry,
+    geometry: store_api::GrowableGeometry,
+    /// Read-locked by every request, write-locked only to grow the store.
+    data: RwLock<Data>,
+    /// Metadata objects, gone with the store like its data.
+    metadata: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct Data {
     shards: Vec<RwLock<Box<[u8]>>>,
     /// One bit per block: allocated.
     mapped: Vec<AtomicU64>,
-    /// Metadata objects, gone with the store like its data.
-    metadata: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl Data {
+    /// Grows to `size` bytes of `blocks` blocks, the new bytes zero.
+    fn grow(&mut self, size: usize, blocks: u64) {
+        let mut have: usize = self
+            .shards
+            .iter_mut()
+            .map(|s| s.get_mut().unwrap().len())
+            .sum();
+        if let Some(last) = self.shards.last_mut() {
+            let last = last.get_mut().unwrap();
+            if last.len() < SHARD && have < size {
+                let longer = SHARD.min(last.len() + size - have);
+                let mut bytes = std::mem::take(last).into_vec();
+                have += longer - bytes.len();
+                bytes.resize(longer, 0);
+                *last = bytes.into_boxed_slice();
+            }
+        }
+        while have < size {
+            let n = SHARD.min(size - have);
+            self.shards
+                .push(RwLock::new(vec![0u8; n].into_boxed_slice()));
+            have += n;
+        }
+        let words = blocks.div_ceil(64) as usize;
+        self.mapped.resize_with(words, || AtomicU64::new(0));
+    }
 }
 
 impl MemoryStore {
     /// A zeroed store of `geometry.size_bytes()` bytes.
     pub fn new(geometry: Geometry) -> MemoryStore {
-        let size = geometry.size_bytes() as usize;
-        let shards = (0..size.div_ceil(SHARD))
-            .map(|i| RwLock::new(vec![0u8; SHARD.min(size - i * SHARD)].into_boxed_slice()))
-            .collect();
-        let mapped = (0..geometry.num_blocks.div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let mut data = Data::default();
+        data.grow(geometry.size_bytes() as usize, geometry.num_blocks);
         MemoryStore {
-            geometry,
-            shards,
-            mapped,
+            geometry: store_api::GrowableGeometry::new(geometry),
+            data: RwLock::new(data),
             metadata: Mutex::default(),
         }
     }
 
     /// Marks the blocks `first..end` allocated or not.
-    fn set_mapped(&self, first: u64, end: u64, on: bool) {
+    fn set_mapped(data: &Data, first: u64, end: u64, on: bool) {
         for b in first..end {
             let (word, bit) = ((b / 64) as usize, 1u64 << (b % 64));
             if on {
-                self.mapped[word].fetch_or(bit, Ordering::Relaxed);
+                data.mapped[word].fetch_or(bit, Ordering::Relaxed);
             } else {
-                self.mapped[word].fetch_and(!bit, Ordering::Relaxed);
+                data.mapped[word].fetch_and(!bit, Ordering::Relaxed);
             }
         }
     }
 
-    fn is_mapped(&self, block: u64) -> bool {
-        self.mapped[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64)) != 0
+    fn is_mapped(data: &Data, block: u64) -> bool {
+        data.mapped[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64)) != 0
     }
 
     /// Every block touched by `offset..offset + len`, and the blocks wholly inside it.
     fn blocks(&self, offset: u64, len: u64) -> ((u64, u64), (u64, u64)) {
-        let bs = u64::from(self.geometry.block_size.max(1));
+        let bs = u64::from(self.geometry.get().block_size.max(1));
         let end = offset + len;
         (
             (offset / bs, end.div_ceil(bs)),
@@ -69,13 +97,13 @@ impl MemoryStore {
     }
 
     /// The first extent from `offset`, at most `len` bytes, that is all allocated or all not.
-    fn allocation(&self, offset: u64, len: u64) -> IoReply {
-        let bs = u64::from(self.geometry.block_size.max(1));
+    fn allocation(&self, data: &Data, offset: u64, len: u64) -> IoReply {
+        let bs = u64::from(self.geometry.get().block_size.max(1));
         let end = offset + len;
         let first = offset / bs;
-        let mapped = self.is_mapped(first);
+        let mapped = Self::is_mapped(data, first);
         let mut b = first + 1;
-        while b * bs < end && self.is_mapped(b) == mapped {
+        while b * bs < end && Self::is_mapped(data, b) == mapped {
             b += 1;
         }
         IoReply::Allocation {
@@ -103,16 +131,16 @@ impl MemoryStore {
         }
     }
 
-    fn zero(&self, offset: u64, len: u64) {
+    fn zero(&self, data: &Data, offset: u64, len: u64) {
         self.for_each_piece(offset, len as usize, |s, r, _| {
-            self.shards[s].write().unwrap()[r].fill(0)
+            data.shards[s].write().unwrap()[r].fill(0)
         });
     }
 }
 
 impl BlockStore for MemoryStore {
     fn geometry(&self) -> Geometry {
-        self.geometry
+        self.geometry.get()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -124,36 +152,42 @@ impl BlockStore for MemoryStore {
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
-        if let Err(e) = check_range(self.geometry, &req) {
+        let data = self.data.read().unwrap();
+        if let Err(e) = check_range(self.geometry.get(), &req) {
             return done.complete(Err(e));
         }
         let reply = match req {
             IoRequest::Read { offset, len } => {
-                let mut out = Vec::with_capacity(len as usize);
+                let pool = BufferPool::global();
+                let mut out = pool.take(len as usize);
                 self.for_each_piece(offset, len as usize, |s, r, _| {
-                    out.extend_from_slice(&self.shards[s].read().unwrap()[r]);
+                    out.extend_from_slice(&data.shards[s].read().unwrap()[r]);
                 });
-                IoReply::Data(Bytes::from(out))
+                IoReply::Data(pool.bytes(out))
             }
-            IoRequest::Write { offset, data, .. } => {
-                self.for_each_piece(offset, data.len(), |s, r, q| {
-                    self.shards[s].write().unwrap()[r].copy_from_slice(&data[q]);
+            IoRequest::Write {
+                offset,
+                data: bytes,
+                ..
+            } => {
+                self.for_each_piece(offset, bytes.len(), |s, r, q| {
+                    data.shards[s].write().unwrap()[r].copy_from_slice(&bytes[q]);
                 });
-                let ((first, end), _) = self.blocks(offset, data.len() as u64);
-                self.set_mapped(first, end, true);
+                let ((first, end), _) = self.blocks(offset, bytes.len() as u64);
+                Self::set_mapped(&data, first, end, true);
                 IoReply::Done
             }
             IoRequest::Flush => IoReply::Done,
             IoRequest::WriteZeroes { offset, len } => {
-                self.zero(offset, len);
+                self.zero(&data, offset, len);
                 let ((first, end), _) = self.blocks(offset, len);
-                self.set_mapped(first, end, true);
+                Self::set_mapped(&data, first, end, true);
                 IoReply::Done
             }
             IoRequest::Discard { offset, len } => {
-                self.zero(offset, len);
+                self.zero(&data, offset, len);
                 let (_, (first, end)) = self.blocks(offset, len);
-                self.set_mapped(first, end, false);
+                Self::set_mapped(&data, first, end, false);
                 IoReply::Done
             }
             IoRequest::Allocation { offset, len } => {
@@ -161,14 +195,25 @@ impl BlockStore for MemoryStore {
                     return done
                         .complete(Err(StoreError::new(Op::Allocation, ErrorKind::OutOfRange)));
                 }
-                self.allocation(offset, len)
+                self.allocation(&data, offset, len)
             }
         };
+        drop(data);
         done.complete(Ok(reply));
     }
 
     fn describe(&self) -> String {
-        format!("memory {} bytes", self.geometry.size_bytes())
+        format!("memory {} bytes", self.geometry.get().size_bytes())
+    }
+
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let mut data = self.data.write().unwrap();
+        let blocks = store_api::check_resize(self.geometry.get(), size_bytes)?;
+        let size = usize::try_from(size_bytes)
+            .map_err(|_| StoreError::new(Op::Write, ErrorKind::NoSpace))?;
+        data.grow(size, blocks);
+        self.geometry.set_blocks(blocks);
+        Ok(self.geometry.get())
     }
 
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -255,20 +255,5 @@ impl GlfsOptions {
     }
 }
 
-/// Parses a size: a number of bytes with an optional binary suffix `K`, `M`, `G` or `T`
-/// (also `KiB`, `MB`...; all powers of 1024).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, suffix) = s.split_at(digits);
-    let num: u64 = num.parse().ok()?;
-    let shift = match suffix.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return None,
-    };
-    num.checked_mul(1u64 << shift)
-}
+/// The size grammar is the workspace's one: [`units::parse_size`].
+pub use units::parse_size;

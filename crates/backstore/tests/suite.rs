@@ -174,6 +174,7 @@ shared_checks! {
     concurrent_submits_complete_exactly_once: [Memory, File, Glfs];
     // Memory has no file behind it.
     bytes_land_in_the_backing_file: [File, Glfs];
+    resize_grows_keeping_the_data_and_never_shrinks: [Memory, File, Glfs];
 }
 
 // ---- error paths through the fake's fault injection (glfs only) ----

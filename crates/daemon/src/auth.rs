@@ -31,7 +31,7 @@
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use iscsi::auth::{AccessPolicy, AclEntry, ChapCredentials, Credential, Secret};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,14 @@ pub struct ConfigSecret(pub Secret);
 impl std::fmt::Debug for ConfigSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Written back as the string it was read from: only the config file (owner-only) holds it;
+/// nothing else may serialize it.
+impl Serialize for ConfigSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(self.0.expose()))
     }
 }
 
@@ -62,7 +70,7 @@ impl<'de> Deserialize<'de> for ConfigSecret {
 }
 
 /// `[target.chap]`, `[target.acl.chap]` or `[discovery_chap]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChapEntry {
     pub user: String,
@@ -76,13 +84,61 @@ pub struct ChapEntry {
 }
 
 /// `[[target.acl]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclToml {
     pub initiator: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     pub chap: Option<ChapEntry>,
+}
+
+/// What `admin export` prints for a secret written in the config file. Shorter than any
+/// secret may be (12 bytes), so never a real one: a file applied with it keeps the secret
+/// that is set there now.
+pub const REDACTED: &str = "(redacted)";
+
+fn redact(secret: &Option<ConfigSecret>) -> Option<ConfigSecret> {
+    secret.as_ref().map(|_| ConfigSecret(Secret::new(REDACTED)))
+}
+
+fn is_redacted(secret: &Option<ConfigSecret>) -> bool {
+    secret
+        .as_ref()
+        .is_some_and(|s| s.0.expose() == REDACTED.as_bytes())
+}
+
+impl ChapEntry {
+    /// This entry with its written secrets replaced by [`REDACTED`].
+    pub fn redacted(&self) -> ChapEntry {
+        ChapEntry {
+            secret: redact(&self.secret),
+            mutual_secret: redact(&self.mutual_secret),
+            ..self.clone()
+        }
+    }
+
+    /// Puts back the secrets [`ChapEntry::redacted`] hid, from `current` (the entry at the
+    /// same place in the running configuration); `what` names the entry in errors.
+    pub fn unredact(&mut self, current: Option<&ChapEntry>, what: &str) -> Result<()> {
+        if is_redacted(&self.secret) {
+            match current.and_then(|c| c.secret.clone()) {
+                Some(secret) if !is_redacted(&Some(secret.clone())) => self.secret = Some(secret),
+                _ => bail!("{what}: secret is {REDACTED} and no secret is set there to keep"),
+            }
+        }
+        if is_redacted(&self.mutual_secret) {
+            match current.and_then(|c| c.mutual_secret.clone()) {
+                Some(secret) if !is_redacted(&Some(secret.clone())) => {
+                    self.mutual_secret = Some(secret)
+                }
+                _ => {
+                    bail!("{what}: mutual_secret is {REDACTED} and no secret is set there to keep")
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where one secret comes from.
@@ -194,7 +250,7 @@ pub fn parse_network(text: &str) -> Result<IpNet> {
 impl AclToml {
     pub fn entry(&self, what: &str) -> Result<AclEntry> {
         if let Some(name) = &self.initiator {
-            crate::cli::check_initiator_name(name).with_context(|| what.to_string())?;
+            crate::config::check_initiator_name(name).with_context(|| what.to_string())?;
         }
         let networks = self
             .networks
@@ -215,6 +271,52 @@ impl AclToml {
     }
 }
 
+impl AclToml {
+    /// `--acl SPEC` as the config file writes it.
+    pub fn from_spec(spec: &str) -> Result<AclToml> {
+        let entry = parse_acl_spec(spec)?;
+        Ok(AclToml {
+            initiator: entry.initiator,
+            networks: entry.networks.iter().map(ToString::to_string).collect(),
+            chap: None,
+        })
+    }
+}
+
+/// Access settings given on the command line, which hold beside the config file's and are
+/// never written to it: `--allow-any-initiator` and discovery CHAP.
+#[derive(Debug, Clone, Default)]
+pub struct CliAccess {
+    pub allow_any_initiator: bool,
+    pub discovery_chap: Option<ChapCredentials>,
+}
+
+impl CliAccess {
+    /// The access policy of `config` (whose targets are `specs`) served on `portal`, with
+    /// the command line's settings; refused when a target would be open on a non-loopback
+    /// portal without leave, or discovery CHAP is given twice.
+    pub fn policy(
+        &self,
+        config: &crate::config::ConfigFile,
+        specs: &[crate::targets::TargetSpec],
+        portal: std::net::SocketAddr,
+    ) -> Result<AccessPolicy> {
+        let mut specs = specs.to_vec();
+        for t in &mut specs {
+            t.allow_any_initiator |= self.allow_any_initiator;
+        }
+        check_open_targets(&specs, portal)?;
+        let discovery = match (&config.discovery_chap, &self.discovery_chap) {
+            (Some(_), Some(_)) => {
+                bail!("discovery CHAP both in the config file and on the command line")
+            }
+            (Some(entry), None) => Some(entry.credentials("[discovery_chap]")?),
+            (None, cli) => cli.clone(),
+        };
+        policy(&specs, discovery)
+    }
+}
+
 /// `--acl SPEC`: `IQN`, `NETWORK` or `IQN@NETWORK`.
 pub fn parse_acl_spec(spec: &str) -> Result<AclEntry> {
     let (name, network) = match spec.split_once('@') {
@@ -223,7 +325,7 @@ pub fn parse_acl_spec(spec: &str) -> Result<AclEntry> {
         None => (Some(spec), None),
     };
     if let Some(name) = name {
-        crate::cli::check_initiator_name(name)?;
+        crate::config::check_initiator_name(name)?;
     }
     Ok(AclEntry {
         initiator: name.map(str::to_string),

@@ -20,23 +20,32 @@
 //! Access control (`allow_any_initiator`, `[discovery_chap]`, `[target.chap]`,
 //! `[[target.acl]]`) is described in [`crate::auth`].
 
-use crate::cli::{check_iscsi_name, parse_size};
 use crate::targets::{LunSpec, TargetSpec};
 use anyhow::{bail, Context, Result};
 use backstore::StoreOptions;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use units::parse_size;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
     pub command_timeout: Option<u64>,
+    /// Seconds; see `--nop-in-interval` and the others of [`SETTINGS`].
+    pub nop_in_interval: Option<u64>,
+    pub nop_in_timeout: Option<u64>,
+    pub login_timeout: Option<u64>,
+    pub shutdown_grace: Option<u64>,
+    pub max_sessions_per_target: Option<u64>,
+    pub max_connections_per_initiator: Option<u64>,
+    /// A size, e.g. "2G"; see `--unsolicited-data-budget`.
+    pub unsolicited_data_budget: Option<String>,
     pub gfapi_library: Option<PathBuf>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
     /// CHAP for discovery sessions.
     pub discovery_chap: Option<crate::auth::ChapEntry>,
@@ -44,7 +53,7 @@ pub struct ConfigFile {
     pub targets: Vec<TargetEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetEntry {
     pub name: String,
@@ -53,25 +62,25 @@ pub struct TargetEntry {
     /// CHAP every initiator of the target must pass.
     pub chap: Option<crate::auth::ChapEntry>,
     /// Initiators admitted (none: all).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<crate::auth::AclToml>,
     /// Serve this target to any initiator on a non-loopback portal without ACL or CHAP.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LunEntry {
     pub lun: u16,
     pub bstype: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub backing_store: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bsopts: String,
     pub size: Option<String>,
     pub block_size: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
 }
 
@@ -82,16 +91,79 @@ impl ConfigFile {
         Self::parse(&text).with_context(|| format!("config file {}", path.display()))
     }
 
+    /// The file's text for this configuration; [`ConfigFile::parse`] reads it back.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).context("cannot write the configuration as TOML")
+    }
+
+    /// This configuration with every secret written in it replaced by
+    /// [`crate::auth::REDACTED`]: what `admin export` prints.
+    pub fn redacted(&self) -> ConfigFile {
+        let mut config = self.clone();
+        config.discovery_chap = config.discovery_chap.map(|c| c.redacted());
+        for t in &mut config.targets {
+            t.chap = t.chap.as_ref().map(|c| c.redacted());
+            for e in &mut t.acl {
+                e.chap = e.chap.as_ref().map(|c| c.redacted());
+            }
+        }
+        config
+    }
+
+    /// Whether a secret is written in the configuration itself (rather than named by a
+    /// file or an environment variable).
+    pub fn has_inline_secrets(&self) -> bool {
+        let inline = |c: &crate::auth::ChapEntry| c.secret.is_some() || c.mutual_secret.is_some();
+        self.discovery_chap.as_ref().is_some_and(inline)
+            || self.targets.iter().any(|t| {
+                t.chap.as_ref().is_some_and(inline)
+                    || t.acl.iter().filter_map(|e| e.chap.as_ref()).any(inline)
+            })
+    }
+
+    /// Puts back the secrets [`ConfigFile::redacted`] hid, from `current`: the secret of
+    /// the same CHAP entry (discovery, a target's, or the ACL entry of the same target
+    /// with the same initiator and networks).
+    pub fn unredact(&mut self, current: &ConfigFile) -> Result<()> {
+        if let Some(chap) = &mut self.discovery_chap {
+            chap.unredact(current.discovery_chap.as_ref(), "[discovery_chap]")?;
+        }
+        for t in &mut self.targets {
+            let old = current.targets.iter().find(|o| o.name == t.name);
+            if let Some(chap) = &mut t.chap {
+                let what = format!("target {} [target.chap]", t.name);
+                chap.unredact(old.and_then(|o| o.chap.as_ref()), &what)?;
+            }
+            for (i, e) in t.acl.iter_mut().enumerate() {
+                let Some(chap) = &mut e.chap else { continue };
+                let same = old.and_then(|o| {
+                    o.acl
+                        .iter()
+                        .find(|a| a.initiator == e.initiator && a.networks == e.networks)
+                });
+                let what = format!("target {} ACL entry {}", t.name, i + 1);
+                chap.unredact(same.and_then(|a| a.chap.as_ref()), &what)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         let config: ConfigFile = toml::from_str(text).map_err(|e| {
             // toml's Display spans several lines with a snippet; keep it to one line.
-            let line = e
-                .span()
-                .map_or(0, |span| text[..span.start].lines().count().max(1));
+            let line = e.span().map_or(1, |span| line_of(text, span.start));
             anyhow::anyhow!("line {line}: {}", e.message().trim())
         })?;
-        if config.targets.is_empty() {
-            bail!("no [[target]] defined");
+        if let Some(secs) = config.command_timeout {
+            check_command_timeout(secs).context("command_timeout")?;
+        }
+        for (key, value) in config.settings() {
+            if let Some(value) = value {
+                check_setting(key, value)?;
+            }
+        }
+        if let Some(size) = &config.unsolicited_data_budget {
+            parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
         }
         Ok(config)
     }
@@ -105,12 +177,10 @@ impl ConfigFile {
             if !names.insert(target.name.as_str()) {
                 bail!("target {} is defined twice", target.name);
             }
-            if target.luns.is_empty() {
-                bail!("target {} has no [[target.lun]]", target.name);
-            }
             let mut luns = HashSet::new();
             let mut lun_specs = Vec::new();
             for lun in &target.luns {
+                check_lun(lun.lun).with_context(|| format!("target {}", target.name))?;
                 if !luns.insert(lun.lun) {
                     bail!("target {} defines LUN {} twice", target.name, lun.lun);
                 }
@@ -121,13 +191,9 @@ impl ConfigFile {
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("target {} LUN {}: {e}", target.name, lun.lun))?;
                 if let Some(bs) = lun.block_size {
-                    if !matches!(bs, 512 | 1024 | 2048 | 4096) {
-                        bail!(
-                            "target {} LUN {}: block_size {bs} is not one of 512, 1024, 2048, 4096",
-                            target.name,
-                            lun.lun
-                        );
-                    }
+                    check_block_size(bs).map_err(|e| {
+                        anyhow::anyhow!("target {} LUN {}: block_size: {e}", target.name, lun.lun)
+                    })?;
                 }
                 lun_specs.push(LunSpec {
                     lun: lun.lun,
@@ -165,6 +231,130 @@ impl ConfigFile {
         }
         Ok(specs)
     }
+}
+
+/// The numeric daemon settings, checked the same way on the command line (`--KEY` with
+/// `-` for `_`), in the config file (`KEY = N`) and in a file applied through the control
+/// socket: `(key, lowest, highest, unit and meaning of the bounds)`.
+pub const SETTINGS: &[(&str, u64, u64, &str)] = &[
+    ("nop_in_interval", 0, 3600, "seconds; 0: never ping"),
+    ("nop_in_timeout", 1, 3600, "seconds"),
+    ("login_timeout", 0, 3600, "seconds; 0: no limit"),
+    ("shutdown_grace", 0, 3600, "seconds"),
+    ("max_sessions_per_target", 1, 65535, "sessions"),
+    ("max_connections_per_initiator", 1, 65535, "connections"),
+];
+
+/// Checks setting `key` of [`SETTINGS`]; the error is one line naming it.
+pub fn check_setting(key: &str, value: u64) -> Result<()> {
+    let Some((_, low, high, note)) = SETTINGS.iter().find(|(k, ..)| *k == key) else {
+        bail!("{key}: no such setting");
+    };
+    if !(*low..=*high).contains(&value) {
+        bail!("{key}: {value} is out of range {low}..={high} ({note})");
+    }
+    Ok(())
+}
+
+impl ConfigFile {
+    /// The numeric settings of [`SETTINGS`] the file gives, by key.
+    pub fn settings(&self) -> [(&'static str, Option<u64>); 6] {
+        [
+            ("nop_in_interval", self.nop_in_interval),
+            ("nop_in_timeout", self.nop_in_timeout),
+            ("login_timeout", self.login_timeout),
+            ("shutdown_grace", self.shutdown_grace),
+            ("max_sessions_per_target", self.max_sessions_per_target),
+            (
+                "max_connections_per_initiator",
+                self.max_connections_per_initiator,
+            ),
+        ]
+    }
+}
+
+/// The line (from 1) that byte `offset` of `text` is on.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.
+pub fn check_initiator_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid initiator name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>"
+        );
+    }
+    Ok(())
+}
+
+/// Checks an iSCSI name's form (RFC 7143 section 4.2.7).
+pub fn check_iscsi_name(name: &str) -> Result<()> {
+    if !iscsi_name_ok(name) {
+        bail!(
+            "invalid target name {name:?}: expected iqn.YYYY-MM.reversed.domain[:id], \
+             eui.<16 hex digits> or naa.<16 or 32 hex digits>, at most 223 characters of \
+             a-z, 0-9, '-', '.', ':'"
+        );
+    }
+    Ok(())
+}
+
+fn iscsi_name_ok(name: &str) -> bool {
+    let ok = if let Some(rest) = name.strip_prefix("iqn.") {
+        // iqn.yyyy-mm.reversed.domain[:anything]
+        let date = rest.get(..7).unwrap_or("");
+        date.len() == 7
+            && date[..4].bytes().all(|b| b.is_ascii_digit())
+            && date.as_bytes()[4] == b'-'
+            && date[5..].bytes().all(|b| b.is_ascii_digit())
+            && rest.len() > 8
+            && rest.as_bytes()[7] == b'.'
+    } else if let Some(hex) = name.strip_prefix("eui.") {
+        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else if let Some(hex) = name.strip_prefix("naa.") {
+        matches!(hex.len(), 16 | 32) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else {
+        false
+    };
+    let allowed = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    ok && allowed && name.len() <= 223
+}
+
+/// Checks a LUN number: flat space addressing reaches 0 to 16383 (SAM-5 4.7.7).
+pub fn check_lun(lun: u16) -> Result<()> {
+    if lun > scsi::MAX_LUN {
+        bail!("LUN {lun} is out of range 0..={}", scsi::MAX_LUN);
+    }
+    Ok(())
+}
+
+/// Checks a logical block size.
+pub fn check_block_size(block_size: u32) -> Result<()> {
+    if !matches!(block_size, 512 | 1024 | 2048 | 4096) {
+        bail!("block size {block_size} is not one of 512, 1024, 2048, 4096");
+    }
+    Ok(())
+}
+
+/// The longest command time limit, in seconds: a day (a deadline further out could
+/// overflow the clock, and no initiator waits that long).
+pub const MAX_COMMAND_TIMEOUT: u64 = 86_400;
+
+/// Checks a command time limit in seconds (0: none).
+pub fn check_command_timeout(secs: u64) -> Result<()> {
+    if secs > MAX_COMMAND_TIMEOUT {
+        bail!("{secs} seconds is out of range 0..={MAX_COMMAND_TIMEOUT} (0: no limit)");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -217,8 +407,10 @@ backing_store = "/srv/b.img"
     #[test]
     fn mistakes_are_named() {
         let cases = [
-            ("", "no [[target]] defined"),
-            ("[[target]]\nname = \"iqn.2026-11.x.y\"\n", "has no [[target.lun]]"),
+            ("login_timeout = 99999\n", "login_timeout: 99999 is out of range 0..=3600"),
+            ("nop_in_timeout = 0\n", "nop_in_timeout: 0 is out of range 1..=3600"),
+            ("max_sessions_per_target = 0\n", "max_sessions_per_target: 0 is out of range"),
+            ("unsolicited_data_budget = \"2Q\"\n", "unsolicited_data_budget: invalid size \"2Q\""),
             ("[[target]]\nname = \"disk\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\n", "invalid target name"),
             ("prtal = 1\n", "unknown field `prtal`"),
             (
@@ -229,6 +421,19 @@ backing_store = "/srv/b.img"
                 "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\nsize = \"12Q\"\n",
                 "unknown unit",
             ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 20000\nbstype = \"memory\"\n",
+                "target iqn.2026-11.x.y: LUN 20000 is out of range 0..=16383",
+            ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 70000\nbstype = \"memory\"\n",
+                "line 4: invalid value",
+            ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 1\nbstype = \"memory\"\nblock_size = 100\n",
+                "LUN 1: block_size: block size 100 is not one of",
+            ),
+            ("command_timeout = 99999999\n[[target]]\nname = \"iqn.2026-11.x.y\"\n", "command_timeout: 99999999 seconds is out of range"),
         ];
         for (text, expected) in cases {
             let err = ConfigFile::parse(text)
@@ -236,6 +441,55 @@ backing_store = "/srv/b.img"
                 .unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains(expected), "{text:?}: {msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
         }
+    }
+
+    #[test]
+    fn a_config_without_targets_or_luns_is_served_empty_and_writes_back_the_same() {
+        let config = ConfigFile::parse("").unwrap();
+        assert!(config.target_specs(None).unwrap().is_empty());
+        let config = ConfigFile::parse("[[target]]\nname = \"iqn.2026-11.x.y\"\n").unwrap();
+        assert!(config.target_specs(None).unwrap()[0].luns.is_empty());
+        let full = ConfigFile::parse(GOOD).unwrap();
+        assert_eq!(ConfigFile::parse(&full.to_toml().unwrap()).unwrap(), full);
+    }
+
+    #[test]
+    fn a_mistake_is_reported_on_its_own_line() {
+        // Seven lines; the unknown key is on line 7, the first of a table's keys, where a
+        // count of the lines *before* the key used to say 6.
+        let text = "portal = \"127.0.0.1:3260\"\n\n[[target]]\nname = \"iqn.2026-11.x.y\"\n\n[[target.lun]]\nlnu = 0\n";
+        assert_eq!(text.lines().nth(6), Some("lnu = 0"));
+        let msg = ConfigFile::parse(text).unwrap_err().to_string();
+        assert!(msg.starts_with("line 7: unknown field `lnu`"), "{msg}");
+        // A mistake on the first line, and one at the very end of the text.
+        let msg = ConfigFile::parse("prtal = 1\n").unwrap_err().to_string();
+        assert!(msg.starts_with("line 1:"), "{msg}");
+        assert_eq!(line_of("a\nb\n", 4), 3);
+        assert_eq!(line_of("a\nb", 99), 2);
+    }
+
+    #[test]
+    fn names_luns_and_block_sizes_are_checked() {
+        assert!(check_iscsi_name("iqn.2026-11.io.example:disk1").is_ok());
+        assert!(check_iscsi_name("eui.02004567A425678D").is_ok());
+        assert!(check_iscsi_name("naa.52004567BA64678D").is_ok());
+        for bad in [
+            "disk1",
+            "iqn.26-11.io.x",
+            "iqn.2026-11",
+            "eui.123",
+            "iqn.2026-11.io.x y",
+        ] {
+            let err = check_iscsi_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid target name"), "{bad}: {err}");
+        }
+        assert!(check_lun(16383).is_ok());
+        assert!(check_lun(16384).is_err());
+        assert!(check_block_size(4096).is_ok());
+        assert!(check_block_size(4097).is_err());
+        assert!(check_command_timeout(0).is_ok());
+        assert!(check_command_timeout(86_401).is_err());
     }
 }

@@ -165,12 +165,18 @@ async fn serve_in_span(
         next_seq: 0,
         deadlines: Deadlines::default(),
         limits,
+        registration: None,
     };
 
     loop {
         let next_deadline = session.deadlines.next();
         let conn_deadline = conn.poll_timeout().map(Instant::from_std);
+        let registered = session.registration.as_ref().map(|r| r.entry.clone());
         tokio::select! {
+            _ = ended_by_admin(registered.as_deref()) => {
+                tracing::info!(%peer, "session ended by the administrator");
+                break;
+            }
             _ = tokio::time::sleep_until(conn_deadline.unwrap_or_else(Instant::now)),
                 if conn_deadline.is_some() => {
                 if let Err(err) = conn.handle_timeout(Instant::now().into_std()) {
@@ -246,6 +252,9 @@ async fn serve_in_span(
             }
             session.handle_event(&mut conn, &done_tx, &targets, peer, event);
         }
+        if let Some(registration) = &session.registration {
+            registration.entry.set_in_flight(session.in_flight.len());
+        }
         conn.poll_transmit(&mut buffers.output);
         if !buffers.output.is_empty() {
             write_transmit(&mut writer, &mut buffers.output).await?;
@@ -283,6 +292,16 @@ struct Session {
     /// Time limits of the commands waiting on a store.
     deadlines: Deadlines,
     limits: ConnectionLimits,
+    /// The session's entry in the list `admin session list` shows.
+    registration: Option<crate::registry::Registration>,
+}
+
+/// Completes when the administrator ends the session; never without a registration.
+async fn ended_by_admin(entry: Option<&crate::registry::SessionEntry>) {
+    match entry {
+        Some(entry) => entry.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Drop for Session {
@@ -299,7 +318,7 @@ impl Session {
         &mut self,
         conn: &mut iscsi::Connection,
         done_tx: &mpsc::UnboundedSender<IoDone>,
-        targets: &Targets,
+        targets: &Arc<Targets>,
         peer: SocketAddr,
         event: Event,
     ) {
@@ -309,11 +328,14 @@ impl Session {
                 target,
                 session_type,
                 isid,
-                ..
+                tsih,
             } => {
                 self.nexus = NEXUS_COUNTER.fetch_add(1, Ordering::Relaxed);
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
+                    self.registration = Some(crate::registry::Registry::register(
+                        targets, &initiator, &target, peer, isid, tsih,
+                    ));
                     if let Some(t) = &self.target {
                         let port = scsi::InitiatorPort {
                             name: initiator.clone(),
@@ -334,7 +356,23 @@ impl Session {
                     "login"
                 );
             }
-            Event::Command(cmd) => self.start_command(conn, done_tx, cmd),
+            Event::Command(cmd) => {
+                if self.target.as_ref().is_some_and(|t| t.is_stale()) {
+                    // The administrator changed the target: continue on its new version
+                    // (none if it was removed; the removal ends the session).
+                    let old = self.target.take().expect("checked above");
+                    old.scsi.close_nexus(self.nexus);
+                    self.target = targets.get(&old.name);
+                    if let (Some(new), Some(r)) = (&self.target, &self.registration) {
+                        let port = scsi::InitiatorPort {
+                            name: r.entry.initiator.clone(),
+                            isid: r.entry.isid,
+                        };
+                        new.scsi.open_nexus(self.nexus, port);
+                    }
+                }
+                self.start_command(conn, done_tx, cmd)
+            }
             Event::TaskManagement(tmf) => {
                 let response = self.task_management(conn, &tmf);
                 conn.complete_task_management(tmf.itt, response);

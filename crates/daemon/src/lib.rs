@@ -8,18 +8,23 @@
 //! read buffers) and written with one vectored socket write per batch ([`buffers`]).
 
 #![forbid(unsafe_code)]
+pub mod admin;
 pub mod auth;
 pub mod buffers;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod logging;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod service;
 pub mod sessions;
+pub mod state;
 pub mod targets;
 
 pub use connection::ConnectionLimits;
 pub use server::{serve, Server};
+pub use state::State;
 pub use targets::{LunSpec, TargetSpec, Targets};

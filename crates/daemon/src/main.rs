@@ -1,12 +1,24 @@
 use anyhow::Context;
 use clap::Parser;
-use daemon::cli::Args;
-use daemon::{serve, Targets};
+use daemon::cli::{Args, Command};
+use daemon::{serve, State, Targets};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => return usage_error(err),
+    };
+    if let Some(Command::Admin(admin)) = &args.command {
+        return match daemon::admin::run(admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("glfs-iscsi admin: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     daemon::logging::init(&args.log, args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -16,6 +28,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bad command line: one line naming the value (clap's first), exit status 2; help and
+/// version print as clap prints them.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let text = err.to_string();
+    eprintln!(
+        "glfs-iscsi: {}",
+        text.lines()
+            .next()
+            .unwrap_or("bad command line")
+            .trim_start_matches("error: ")
+    );
+    ExitCode::from(2)
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -32,19 +67,35 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // The control socket comes first: a path in use fails before anything listens,
+        // and whoever sees the portal accept connections also finds the socket there.
+        let control = match &args.control_socket {
+            Some(path) => Some((daemon::control::bind(path)?, path.clone())),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(plan.portal)
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
         let listening = listener.local_addr()?;
-        let targets = Targets::open(&plan.targets, listening, iscsi::Limits::default())?;
-        targets
-            .replace_access(plan.access)
-            .context("access control")?;
-        let targets = Arc::new(targets);
+        let targets = Arc::new(Targets::with_stores(
+            Vec::new(),
+            listening,
+            iscsi::Limits::default(),
+        )?);
+        let state = Arc::new(
+            State::new(
+                targets.clone(),
+                plan.config_path.clone(),
+                args.gfapi_library.clone(),
+            )
+            .with_cli_access(plan.access.clone()),
+        );
+        let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
+        state.start(plan.config.clone())?;
         // The connect hints name an address an initiator on this host can use: a wildcard
         // portal is reached through loopback.
         let portal = hint_address(listening);
-        for target in &plan.targets {
+        for target in &specs {
             for lun in &target.luns {
                 daemon::logging::notice(&format!(
                     "serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
@@ -56,6 +107,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             "connect with  iscsi-ls iscsi://{portal}  or  \
              iscsiadm -m discovery -t st -p {portal}"
         ));
+        let control_path = control.as_ref().map(|(_, path)| path.clone());
+        if let Some((control, path)) = control {
+            daemon::logging::notice(&format!(
+                "administer with  glfs-iscsi admin --socket {} target list",
+                path.display()
+            ));
+            tokio::spawn(daemon::control::serve(control, state.clone()));
+        }
+        tokio::spawn(reload_on_sighup(state.clone()));
         if let Some(addr) = args.metrics {
             let metrics = daemon::metrics::enable();
             let listener = tokio::net::TcpListener::bind(addr)
@@ -73,6 +133,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             daemon::service::stopping();
         })
         .await;
+        if let Some(path) = control_path {
+            let _ = std::fs::remove_file(path);
+        }
         daemon::logging::notice("stopped");
         Ok(())
     })
@@ -87,6 +150,28 @@ fn hint_address(addr: std::net::SocketAddr) -> std::net::SocketAddr {
         ip => ip,
     };
     std::net::SocketAddr::new(ip, addr.port())
+}
+
+/// SIGHUP rereads the config file and applies it, logging what changed or why not.
+async fn reload_on_sighup(state: Arc<State>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot catch SIGHUP; the config file is reread only at start");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let state = state.clone();
+        let outcome = tokio::task::spawn_blocking(move || state.reload()).await;
+        match outcome {
+            Ok(Ok(changes)) => {
+                tracing::info!(changes = changes.len(), "SIGHUP: config file reread")
+            }
+            Ok(Err(err)) => {
+                tracing::error!("SIGHUP: config file not applied: {err:#}")
+            }
+            Err(err) => tracing::error!(%err, "SIGHUP: reload failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,9 @@
-//! Targets and their LUNs, as configured at start-up.
+//! Targets and their LUNs as they are served now.
+//!
+//! The set changes while the daemon runs (see `state.rs`, its one owner): a changed target
+//! is built anew over the stores it keeps and swapped in; the one it replaces is marked
+//! stale, and its sessions move to the new one at their next command (one relaxed atomic
+//! load per command, no lock).
 
 use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
@@ -6,6 +11,7 @@ use iscsi::auth::{AccessPolicy, PolicyError};
 use scsi::{LuConfig, ScsiTarget};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use store_api::BlockStore;
 
@@ -41,26 +47,70 @@ pub struct Target {
     /// Held while a LUN's reservations are saved (APTPL), so saves never overlap and the
     /// last one written holds the latest state.
     pub reservation_saves: std::sync::Mutex<()>,
+    /// Set when a newer version of this target (or its removal) has replaced it.
+    stale: AtomicBool,
 }
 
 impl Target {
     pub fn store(&self, lun: u64) -> Option<&Arc<dyn BlockStore>> {
         self.stores.get(&lun)
     }
+
+    /// Whether this version has been replaced: sessions then look the target up again.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Builds a target over open stores, restoring the persistent reservations they keep;
+    /// fails on a LUN given twice or out of range, or saved reservations it cannot read.
+    pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
+        let mut scsi = ScsiTarget::new();
+        let mut stores = HashMap::new();
+        for (lun, store) in luns {
+            if stores.contains_key(&u64::from(lun.lun)) {
+                bail!("target {name} has LUN {} twice", lun.lun);
+            }
+            crate::config::check_lun(lun.lun).with_context(|| format!("target {name}"))?;
+            let config = lu_config(&name, &lun, store.as_ref());
+            tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
+                blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
+                "LUN ready");
+            scsi.add_lun(lun.lun, config);
+            restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+            stores.insert(u64::from(lun.lun), store);
+        }
+        Ok(Target {
+            name,
+            scsi,
+            stores,
+            reservation_saves: Default::default(),
+            stale: AtomicBool::new(false),
+        })
+    }
+
+    /// The LUN numbers, ascending.
+    pub fn luns(&self) -> Vec<u16> {
+        self.scsi.luns().collect()
+    }
 }
 
 /// Every target of one portal, and the iSCSI configuration derived from them.
 pub struct Targets {
     /// The iSCSI configuration; its SendTargets addresses name the portal, which is a
-    /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]).
-    pub iscsi: Arc<iscsi::Config>,
+    /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]). Rebuilt
+    /// when the set of targets changes; a connection takes a copy when it starts.
+    iscsi: RwLock<Arc<iscsi::Config>>,
+    limits: iscsi::Limits,
     portal: SocketAddr,
-    targets: HashMap<String, Arc<Target>>,
+    /// Looked up at login and when a session's target has gone stale, never per command.
+    targets: RwLock<HashMap<String, Arc<Target>>>,
     /// The access policy new connections get; replaceable while serving
     /// ([`Targets::replace_access`]).
     access: RwLock<Arc<AccessPolicy>>,
     /// The sessions logged in through this portal.
     pub sessions: crate::sessions::Sessions,
+    /// The sessions as `admin session list` shows them.
+    pub registry: crate::registry::Registry,
 }
 
 impl Targets {
@@ -92,75 +142,82 @@ impl Targets {
         limits: iscsi::Limits,
     ) -> Result<Self> {
         let mut by_name = HashMap::new();
-        let mut infos = Vec::new();
         for (name, luns) in targets {
             if by_name.contains_key(&name) {
                 bail!("target {name} is configured twice");
             }
-            let mut scsi = ScsiTarget::new();
-            let mut stores = HashMap::new();
-            for (lun, store) in luns {
-                if stores.contains_key(&u64::from(lun.lun)) {
-                    bail!("target {name} has LUN {} twice", lun.lun);
-                }
-                let config = lu_config(&name, &lun, store.as_ref());
-                tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
-                    blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
-                    "LUN ready");
-                scsi.add_lun(lun.lun, config);
-                restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
-                stores.insert(u64::from(lun.lun), store);
-            }
-            infos.push(iscsi::TargetInfo {
-                name: name.clone(),
-                alias: None,
-                addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
-            });
-            by_name.insert(
-                name.clone(),
-                Arc::new(Target {
-                    name,
-                    scsi,
-                    stores,
-                    reservation_saves: Default::default(),
-                }),
-            );
+            let target = Target::build(name.clone(), luns)?;
+            by_name.insert(name, Arc::new(target));
         }
-        let iscsi = Arc::new(iscsi::Config {
-            targets: infos,
-            limits,
-            portal_group_tag: PORTAL_GROUP_TAG,
-            access: Default::default(),
-        });
+        let iscsi = Arc::new(iscsi_config(by_name.keys(), portal, limits.clone()));
+        let access = RwLock::new(iscsi.access.clone());
         Ok(Targets {
-            access: RwLock::new(iscsi.access.clone()),
-            iscsi,
+            iscsi: RwLock::new(iscsi),
+            limits,
             portal,
-            targets: by_name,
+            targets: RwLock::new(by_name),
+            access,
             sessions: Default::default(),
+            registry: Default::default(),
         })
     }
 
-    /// The iSCSI configuration with the current access policy, addresses as configured.
+    /// The iSCSI configuration connections start with now: the targets served and the
+    /// current access policy, addresses as configured.
     pub fn iscsi_config(&self) -> Arc<iscsi::Config> {
+        let current = self.iscsi.read().expect("targets lock").clone();
         let access = self.access();
-        if Arc::ptr_eq(&access, &self.iscsi.access) {
-            return self.iscsi.clone();
+        if Arc::ptr_eq(&access, &current.access) {
+            return current;
         }
-        let mut config = (*self.iscsi).clone();
+        let mut config = (*current).clone();
         config.access = access;
         Arc::new(config)
+    }
+
+    /// Serves `target` under its name from now on (replacing a target of that name), or
+    /// stops serving `name` when `target` is `None`. Sessions of a replaced target move to
+    /// the new one at their next command.
+    pub fn replace(&self, name: &str, target: Option<Target>) {
+        let mut targets = self.targets.write().expect("targets lock");
+        let old = match target {
+            Some(target) => targets.insert(name.to_string(), Arc::new(target)),
+            None => targets.remove(name),
+        };
+        if let Some(old) = old {
+            old.stale.store(true, Ordering::Relaxed);
+        }
+        let config = iscsi_config(targets.keys(), self.portal, self.limits.clone());
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// The names of the targets served, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .targets
+            .read()
+            .expect("targets lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The address the portal listens on.
+    pub fn portal(&self) -> SocketAddr {
+        self.portal
     }
 
     /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
     /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
     /// so its addresses become `local`, the address the initiator reached us on.
     pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
+        let current = self.iscsi_config();
         if !self.portal.ip().is_unspecified() {
-            return self.iscsi_config();
+            return current;
         }
-        let mut config = (*self.iscsi).clone();
-        config.access = self.access();
+        let mut config = (*current).clone();
         let address = target_address(local, config.portal_group_tag);
         for target in &mut config.targets {
             target.addresses = vec![address.clone()];
@@ -185,7 +242,36 @@ impl Targets {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
-        self.targets.get(name).cloned()
+        self.targets
+            .read()
+            .expect("targets lock")
+            .get(name)
+            .cloned()
+    }
+}
+
+/// The iSCSI configuration offering `names` (sorted, so SendTargets answers in a stable
+/// order) at `portal`.
+fn iscsi_config<'a>(
+    names: impl Iterator<Item = &'a String>,
+    portal: SocketAddr,
+    limits: iscsi::Limits,
+) -> iscsi::Config {
+    let mut names: Vec<&String> = names.collect();
+    names.sort();
+    let targets = names
+        .into_iter()
+        .map(|name| iscsi::TargetInfo {
+            name: name.clone(),
+            alias: None,
+            addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
+        })
+        .collect();
+    iscsi::Config {
+        targets,
+        limits,
+        portal_group_tag: PORTAL_GROUP_TAG,
+        access: Default::default(),
     }
 }
 

@@ -66,3 +66,22 @@ fn the_packaged_example_configuration_is_valid_and_secure_by_default() {
     daemon::auth::check_open_targets(&targets, portal).unwrap();
     assert!(!targets[0].access.acl.is_empty());
 }
+
+#[test]
+fn the_unit_listens_where_admin_looks_by_default() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/glfs-iscsi.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains(&format!(
+            "--control-socket {}",
+            daemon::admin::DEFAULT_SOCKET
+        )),
+        "{exec}"
+    );
+}

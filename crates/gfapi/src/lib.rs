@@ -694,11 +694,26 @@ impl File {
         len: usize,
         cb: impl FnOnce(Result<Bytes, IoError>) + Send + 'static,
     ) {
+        self.pread_async_into(offset, len, Vec::new(), move |r| cb(r.map(Bytes::from)));
+    }
+
+    /// As [`File::pread_async`], into `buf` (cleared first, grown to `len` bytes of
+    /// capacity only if it has less): for callers that reuse read buffers. `cb` gets `buf`
+    /// back holding exactly `len` bytes; on error the buffer is dropped.
+    pub fn pread_async_into(
+        self: &Arc<Self>,
+        offset: u64,
+        len: usize,
+        mut buf: Vec<u8>,
+        cb: impl FnOnce(Result<Vec<u8>, IoError>) + Send + 'static,
+    ) {
+        buf.clear();
+        buf.reserve_exact(len);
         let ctx = Box::new(Ctx {
             file: self.clone(),
             offset,
             op: AsyncOp::Read {
-                buf: Vec::with_capacity(len),
+                buf,
                 want: len,
                 cb: Box::new(cb),
             },
@@ -804,7 +819,7 @@ impl Drop for File {
 }
 
 type DoneCb = Box<dyn FnOnce(Result<(), IoError>) + Send>;
-type ReadCb = Box<dyn FnOnce(Result<Bytes, IoError>) + Send>;
+type ReadCb = Box<dyn FnOnce(Result<Vec<u8>, IoError>) + Send>;
 
 #[derive(Clone, Copy)]
 enum Simple {
@@ -847,7 +862,7 @@ impl Ctx {
     fn finish(self: Box<Self>, result: Result<(), IoError>) {
         let Ctx { op, file, .. } = *self;
         match op {
-            AsyncOp::Read { buf, cb, .. } => cb(result.map(|()| Bytes::from(buf))),
+            AsyncOp::Read { buf, cb, .. } => cb(result.map(|()| buf)),
             AsyncOp::Write { cb, .. } | AsyncOp::Simple { cb, .. } => cb(result),
         }
         release(file);

@@ -37,4 +37,4 @@ pub use session::{Session, Url, COMMAND_TIMEOUT_SECS};
 pub use sessions::{combine, run_sessions};
 pub use stats::{Histogram, Report, PERCENTILES};
 pub use verify::{Verifier, VerifyReport};
-pub use workload::{parse_bytes, Picker, Range, Rw, Workload};
+pub use workload::{Picker, Range, Rw, Workload};

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use iscsi_load::{parse_bytes, run_sessions, run_verified, Rw, Session, Verifier, Workload};
+use iscsi_load::{run_sessions, run_verified, Rw, Session, Verifier, Workload};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ struct Args {
     #[arg(long, default_value = "randread")]
     rw: Rw,
     /// Bytes per command (a multiple of the LUN's block size), e.g. 4k.
-    #[arg(long, default_value = "4k", value_parser = parse_bytes)]
+    #[arg(long, default_value = "4k", value_parser = units::parse_size)]
     bs: u64,
     /// Commands kept in flight.
     #[arg(long, default_value_t = 32)]

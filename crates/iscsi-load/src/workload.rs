@@ -101,30 +101,6 @@ impl Default for Workload {
     }
 }
 
-/// Parses a byte count such as `4096`, `4k`, `64K`, `1M`, `2G` (binary multiples).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}: expected a number and optional k/M/G"))?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("invalid size {text:?}: unknown unit {unit:?}")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid size {text:?}: must be above zero and fit 64 bits"))
-}
-
 /// The range commands go to, in LUN blocks, resolved against the LUN's geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
@@ -241,29 +217,6 @@ impl Picker {
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    #[rstest]
-    #[case("4096", 4096)]
-    #[case("4k", 4096)]
-    #[case("4K", 4096)]
-    #[case("64KiB", 65536)]
-    #[case("1M", 1 << 20)]
-    #[case("2g", 2 << 30)]
-    #[case("512b", 512)]
-    fn byte_counts_parse(#[case] text: &str, #[case] bytes: u64) {
-        assert_eq!(parse_bytes(text), Ok(bytes));
-    }
-
-    #[rstest]
-    #[case("", "expected a number")]
-    #[case("k", "expected a number")]
-    #[case("0", "above zero")]
-    #[case("4q", "unknown unit")]
-    #[case("99999999999T", "fit 64 bits")]
-    fn bad_byte_counts_are_refused(#[case] text: &str, #[case] why: &str) {
-        let err = parse_bytes(text).unwrap_err();
-        assert!(err.contains(why), "{text:?}: {err}");
-    }
 
     #[rstest]
     #[case("randread", Rw::RandRead)]

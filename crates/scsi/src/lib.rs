@@ -277,6 +277,19 @@ struct Lu {
     mode: Arc<commands::ModeState>,
     /// Persistent and RESERVE(6/10) reservations.
     reservations: Arc<Reservations>,
+    /// The capacity in blocks now: `config.geometry`'s until a resize
+    /// ([`ScsiTarget::set_capacity`]).
+    blocks: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Lu {
+    /// Block size and capacity now.
+    fn geometry(&self) -> store_api::Geometry {
+        store_api::Geometry {
+            block_size: self.config.geometry.block_size,
+            num_blocks: self.blocks.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
@@ -326,10 +339,11 @@ impl ScsiTarget {
         }
         self.luns[idx] = Some(Lu {
             mode: Arc::new(commands::ModeState::new(&config)),
-            config,
             interlock: Arc::default(),
             stopped: Arc::default(),
             reservations: Arc::default(),
+            blocks: Arc::new(config.geometry.num_blocks.into()),
+            config,
         });
     }
 
@@ -400,6 +414,28 @@ impl ScsiTarget {
         for lu in self.luns.iter().flatten() {
             lu.reservations.nexus_lost(nexus);
         }
+    }
+
+    /// The logical unit at `lun` now has `num_blocks` blocks (its store has grown to
+    /// that): commands from now on see the new capacity, and every nexus gets CAPACITY DATA
+    /// HAS CHANGED (SBC-3 4.6, SPC-4 annex D: 2Ah/09h). `false` if there is no such LU.
+    pub fn set_capacity(&self, lun: u16, num_blocks: u64) -> bool {
+        let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) else {
+            return false;
+        };
+        lu.blocks
+            .store(num_blocks, std::sync::atomic::Ordering::Relaxed);
+        self.nexuses
+            .raise(lun, UnitAttention::CapacityDataChanged, UaScope::All);
+        true
+    }
+
+    /// The block size and capacity of the logical unit at `lun` now.
+    pub fn geometry(&self, lun: u16) -> Option<store_api::Geometry> {
+        self.luns
+            .get(usize::from(lun))
+            .and_then(Option::as_ref)
+            .map(Lu::geometry)
     }
 
     /// Queues the unit attention `ua` on logical unit `lun` for the nexuses in `scope`:

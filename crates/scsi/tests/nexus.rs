@@ -147,3 +147,29 @@ fn an_absent_lun_reports_no_unit_attention() {
         LU_NOT_SUPPORTED
     );
 }
+
+#[test]
+fn a_capacity_change_reaches_every_nexus_and_read_capacity_reports_it() {
+    // READ CAPACITY(10) (SBC-3 table 64) and (16) (SERVICE ACTION IN 10h, table 66,
+    // allocation length 32).
+    const RC10: [u8; 10] = [0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const RC16: [u8; 16] = [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    let grown = BLOCKS * 3;
+    assert!(rig.target.set_capacity(0, grown));
+    assert!(!rig.target.set_capacity(7, grown), "no LU 7");
+    for n in [A, B] {
+        // 2Ah/09h CAPACITY DATA HAS CHANGED (SPC-4 annex D), once.
+        check_ua(&rig.run_on(n, 0, &TUR, &[]), 0x2A, 0x09);
+        assert_eq!(outcome(&rig.run_on(n, 0, &TUR, &[])), GOOD);
+    }
+    let r10 = rig.run_on(A, 0, &RC10, &[]);
+    assert_eq!(&r10.data_in[..4], &((grown - 1) as u32).to_be_bytes());
+    assert_eq!(&r10.data_in[4..8], &512u32.to_be_bytes());
+    let r16 = rig.run_on(B, 0, &RC16, &[]);
+    assert_eq!(&r16.data_in[..8], &(grown - 1).to_be_bytes());
+    assert_eq!(rig.target.geometry(0).unwrap().num_blocks, grown);
+}

@@ -13,6 +13,9 @@
 //! This crate does no I/O and knows nothing of SCSI or iSCSI.
 
 #![forbid(unsafe_code)]
+/// Read buffers: stores fill pooled buffers (see the `bufpool` crate).
+pub use bufpool::BufferPool;
+
 use bytes::Bytes;
 use std::fmt;
 
@@ -30,6 +33,50 @@ impl Geometry {
     pub fn size_bytes(&self) -> u64 {
         self.num_blocks * u64::from(self.block_size)
     }
+}
+
+/// A geometry whose capacity may grow while requests run: what a store that implements
+/// [`BlockStore::resize`] keeps (one relaxed atomic load per request).
+#[derive(Debug)]
+pub struct GrowableGeometry {
+    block_size: u32,
+    num_blocks: std::sync::atomic::AtomicU64,
+}
+
+impl GrowableGeometry {
+    pub fn new(geometry: Geometry) -> Self {
+        GrowableGeometry {
+            block_size: geometry.block_size,
+            num_blocks: geometry.num_blocks.into(),
+        }
+    }
+
+    /// The geometry now.
+    pub fn get(&self) -> Geometry {
+        Geometry {
+            block_size: self.block_size,
+            num_blocks: self.num_blocks.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the capacity (after the storage behind it has grown).
+    pub fn set_blocks(&self, num_blocks: u64) {
+        self.num_blocks
+            .store(num_blocks, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The number of blocks a store of `current` geometry has after growing to `size_bytes`:
+/// refused (`OutOfRange`) unless it is a whole number of blocks and not smaller.
+pub fn check_resize(current: Geometry, size_bytes: u64) -> Result<u64, StoreError> {
+    let bs = u64::from(current.block_size.max(1));
+    // `u64::is_multiple_of` needs Rust 1.87; the workspace supports older.
+    #[allow(unknown_lints, clippy::manual_is_multiple_of)]
+    let whole = size_bytes % bs == 0;
+    if !whole || size_bytes < current.size_bytes() {
+        return Err(StoreError::new(Op::Write, ErrorKind::OutOfRange));
+    }
+    Ok(size_bytes / bs)
 }
 
 /// Optional operations a store supports natively.
@@ -252,7 +299,8 @@ impl fmt::Debug for Completion {
 /// A block device the SCSI layer can export. See the crate docs for the contract.
 #[cfg_attr(feature = "mock", mockall::automock)]
 pub trait BlockStore: Send + Sync {
-    /// Size and block size; fixed for the life of the store.
+    /// Size and block size. The block size is fixed for the life of the store; the size
+    /// changes only through [`BlockStore::resize`].
     fn geometry(&self) -> Geometry;
     /// What the store supports beyond read, write and flush.
     fn capabilities(&self) -> Capabilities;
@@ -275,6 +323,14 @@ pub trait BlockStore: Send + Sync {
     /// the I/O path.
     fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
         let _ = (name, data);
+        Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
+    }
+
+    /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
+    /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
+    /// requests may reach them once it returns. Blocking: call it off the I/O path.
+    fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let _ = size_bytes;
         Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
     }
 }

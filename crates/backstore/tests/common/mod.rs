@@ -99,6 +99,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         "bytes_land_in_the_backing_file",
         bytes_land_in_the_backing_file,
     ),
+    (
+        "resize_grows_keeping_the_data_and_never_shrinks",
+        resize_grows_keeping_the_data_and_never_shrinks,
+    ),
 ];
 
 // ---- helpers ----
@@ -158,6 +162,38 @@ pub fn missing_file_message(spec: &str) -> String {
 }
 
 // ---- the checks ----
+
+/// `resize` grows the store: the data stays, the new blocks read as zeroes and take
+/// writes, requests past the new end are still refused; shrinking and a size that is not
+/// whole blocks are refused and change nothing.
+pub fn resize_grows_keeping_the_data_and_never_shrinks(open: Open<'_>) {
+    let f = open("resize");
+    let data = pattern(4096, 7);
+    write(f.store.as_ref(), SIZE - 4096, &data);
+    let bigger = SIZE + (3 << 20);
+    let g = f.store.resize(bigger).expect("grow");
+    assert_eq!((g.block_size, g.num_blocks), (512, bigger / 512));
+    assert_eq!(f.store.geometry(), g);
+    assert_eq!(read(f.store.as_ref(), SIZE - 4096, 4096), data);
+    assert_eq!(read(f.store.as_ref(), SIZE, 8192), vec![0u8; 8192]);
+    write(f.store.as_ref(), bigger - 512, &pattern(512, 9));
+    assert_eq!(read(f.store.as_ref(), bigger - 512, 512), pattern(512, 9));
+    let past = run(
+        f.store.as_ref(),
+        IoRequest::Read {
+            offset: bigger,
+            len: 512,
+        },
+    );
+    assert_eq!(past.unwrap_err().kind, ErrorKind::OutOfRange);
+    for bad in [SIZE, bigger - 512 + 1] {
+        let err = f.store.resize(bad).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::OutOfRange, "resize to {bad}");
+    }
+    assert_eq!(f.store.geometry().num_blocks, bigger / 512);
+    // Growing to the same size is allowed and changes nothing.
+    assert_eq!(f.store.resize(bigger).unwrap(), g);
+}
 
 /// The geometry is 512-byte blocks of the create size; `describe` names the file.
 pub fn geometry_follows_the_create_size(open: Open<'_>) {

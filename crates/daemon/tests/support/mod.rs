@@ -108,6 +108,16 @@ impl Running {
         self.portal.to_string()
     }
 
+    /// Sends the daemon a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Sends the target SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")

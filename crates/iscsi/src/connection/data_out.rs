@@ -7,7 +7,8 @@ use super::{is_command, proto, Connection};
 use crate::header::{DataOutHeader, R2tHeader};
 use crate::pdu::{Pdu, RESERVED_TAG};
 use crate::{CommandResponse, ProtocolError, SessionType};
-use bytes::{Bytes, BytesMut};
+use bufpool::BufferPool;
+use bytes::Bytes;
 
 /// Fixed-format sense for the iSCSI condition "protocol service CRC error" (RFC 7143
 /// 11.4.7.2): ABORTED COMMAND, ASC/ASCQ 47h/05h CRC ERROR DETECTED.
@@ -29,7 +30,6 @@ struct R2tState {
 /// A SCSI command collecting its data-out.
 #[derive(Debug)]
 pub(super) struct Collecting {
-    imm_len: u32,
     /// End offset of the unsolicited burst; `None` once it is over.
     unsolicited_limit: Option<u32>,
     unsolicited_next: u32,
@@ -37,7 +37,9 @@ pub(super) struct Collecting {
     unsolicited_data_sn: u32,
     next_r2t_offset: u32,
     r2ts: Vec<R2tState>,
-    buf: BytesMut,
+    /// The data reassembled so far, in a buffer of the process-wide pool (taken when the
+    /// first Data-Out arrives), so a large write does not fault in a fresh buffer.
+    buf: Vec<u8>,
     /// Immediate data kept as a slice when it is all the command carries.
     imm: Bytes,
     received: u32,
@@ -55,13 +57,12 @@ impl Collecting {
         let imm_len = imm.len() as u32;
         let imm = if imm_corrupt { Bytes::new() } else { imm };
         Collecting {
-            imm_len,
             unsolicited_limit,
             unsolicited_next: imm_len,
             unsolicited_data_sn: 0,
             next_r2t_offset: imm_len,
             r2ts: Vec::new(),
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             imm,
             received: imm_len,
             failed: imm_corrupt,
@@ -280,7 +281,7 @@ impl Connection {
             // The payload of a PDU out of DataSN order or with a bad digest is discarded,
             // and so is everything after it: the task fails once the initiator has sent all
             // it announced.
-            c.buf = BytesMut::new();
+            c.buf = Vec::new();
             c.imm = Bytes::new();
             c.received += len;
             if c.received == edtl {
@@ -292,8 +293,8 @@ impl Connection {
             return Ok(());
         }
         // Reassemble in offset order.
-        if c.buf.is_empty() && c.imm_len > 0 {
-            c.buf.reserve(edtl.min(16 << 20) as usize);
+        if c.buf.capacity() == 0 {
+            c.buf = BufferPool::global().take(edtl.min(16 << 20) as usize);
             c.buf.extend_from_slice(&c.imm);
             c.imm = Bytes::new();
         }
@@ -308,7 +309,7 @@ impl Connection {
         }
         c.received += len;
         if c.received == edtl {
-            let data = std::mem::take(&mut c.buf).freeze();
+            let data = BufferPool::global().bytes(std::mem::take(&mut c.buf));
             self.deliver(itt, data);
         } else if r2t_done {
             self.issue_r2ts(itt);

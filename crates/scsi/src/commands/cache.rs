@@ -60,11 +60,7 @@ impl ScsiCommand for SyncCache {
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let r = self.0;
-        tri!(check_range(
-            ctx.config().geometry,
-            r.lba,
-            u64::from(r.blocks)
-        ));
+        tri!(check_range(ctx.geometry(), r.lba, u64::from(r.blocks)));
         io(ctx.lun, IoRequest::Flush, State::Final { transfer_len: 0 })
     }
 }
@@ -83,11 +79,7 @@ impl ScsiCommand for PreFetch {
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let r = self.0;
-        tri!(check_range(
-            ctx.config().geometry,
-            r.lba,
-            u64::from(r.blocks)
-        ));
+        tri!(check_range(ctx.geometry(), r.lba, u64::from(r.blocks)));
         done(Response::good(Bytes::new(), 0))
     }
 }

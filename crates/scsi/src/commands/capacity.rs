@@ -99,7 +99,7 @@ impl ScsiCommand for ReadCapacity10 {
 
     /// Parameter data (SBC-3 table 65).
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let g = ctx.config().geometry;
+        let g = ctx.geometry();
         let last = u32::try_from(g.num_blocks.saturating_sub(1)).unwrap_or(u32::MAX);
         let mut d = Vec::with_capacity(8);
         d.extend_from_slice(&last.to_be_bytes());
@@ -126,7 +126,7 @@ impl ScsiCommand for ReadCapacity16 {
     /// LBPME/LBPRZ from the store's discard support.
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let lu = ctx.config();
-        let g = lu.geometry;
+        let g = ctx.geometry();
         let mut d = vec![0u8; 32];
         d[0..8].copy_from_slice(&g.num_blocks.saturating_sub(1).to_be_bytes());
         d[8..12].copy_from_slice(&g.block_size.to_be_bytes());

@@ -50,11 +50,10 @@ impl ScsiCommand for CompareAndWrite {
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let rw = self.0;
-        let lu = ctx.config();
         if rw.blocks > u32::from(MAX_COMPARE_AND_WRITE_BLOCKS) {
             return fail(Sense::invalid_field_in_cdb(13, None));
         }
-        let extent = tri!(rw_extent(lu, &rw));
+        let extent = tri!(rw_extent(ctx.geometry(), &rw));
         // The data-out must be exactly the verify and write data, also for 0 blocks (an
         // initiator that meant 256 blocks wrapped to 0 is sending 512 blocks of data).
         let len = extent.map_or(0, |(_, len)| len);
@@ -110,7 +109,7 @@ impl ScsiCommand for OrWrite {
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let rw = self.0;
-        let Some((offset, len)) = tri!(rw_extent(ctx.config(), &rw)) else {
+        let Some((offset, len)) = tri!(rw_extent(ctx.geometry(), &rw)) else {
             return done(Response::good(Bytes::new(), 0));
         };
         if ctx.write_protected() {

@@ -4,7 +4,7 @@
 use super::rw::Rw;
 use crate::commands::interlock::RangeGuard;
 use crate::sense::{self, Asc, Sense, SenseKey};
-use crate::{LuConfig, Pending, Response, Start};
+use crate::{Pending, Response, Start};
 use bytes::{Bytes, BytesMut};
 use store_api::{ErrorKind, Geometry, IoReply, IoRequest, IoResult};
 
@@ -200,13 +200,13 @@ pub(crate) fn check_protect(protect: u8) -> Result<(), Sense> {
 /// Common checks for READ/WRITE/VERIFY: protection, range, transfer size. Returns the byte
 /// offset and length, or `None` for a transfer of 0 blocks.
 #[inline]
-pub(crate) fn rw_extent(lu: &LuConfig, rw: &Rw) -> Result<Option<(u64, u32)>, Sense> {
+pub(crate) fn rw_extent(g: Geometry, rw: &Rw) -> Result<Option<(u64, u32)>, Sense> {
     check_protect(rw.protect)?;
-    check_range(lu.geometry, rw.lba, u64::from(rw.blocks))?;
+    check_range(g, rw.lba, u64::from(rw.blocks))?;
     if rw.blocks == 0 {
         return Ok(None);
     }
-    let bs = u64::from(lu.geometry.block_size);
+    let bs = u64::from(g.block_size);
     let len = u64::from(rw.blocks) * bs;
     if len > u64::from(MAX_TRANSFER_BYTES) {
         return Err(INVALID_FIELD);

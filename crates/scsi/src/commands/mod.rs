@@ -73,6 +73,11 @@ impl<'a> Ctx<'a> {
         &self.lu.config
     }
 
+    /// The logical unit's block size and capacity now (a resize changes the capacity).
+    pub fn geometry(&self) -> store_api::Geometry {
+        self.lu.geometry()
+    }
+
     /// Whether commands that change the medium are refused with DATA PROTECT: the LU is
     /// configured read-only, or the control mode page's SWP is set.
     pub fn write_protected(&self) -> bool {

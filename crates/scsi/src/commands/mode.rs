@@ -174,7 +174,7 @@ fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<[Option<Change>
     if bdl != 0 {
         // One block descriptor (SBC-3 6.4.2): NUMBER OF LOGICAL BLOCKS 0 (no change) or the
         // capacity, and the logical block size; nothing can be reformatted.
-        let g = lu.config.geometry;
+        let g = lu.geometry();
         let b = &d[header..header + bdl];
         let (blocks, size, size_at) = if longlba {
             (
@@ -349,7 +349,7 @@ fn mode_sense(
         (0x08 | 0x0A | 0x3F, _) => return Err(Sense::invalid_field_in_cdb(3, None)),
         _ => return Err(Sense::invalid_field_in_cdb(2, Some(5))),
     }
-    let g = lu.config.geometry;
+    let g = lu.geometry();
     let block_descriptor: Vec<u8> = match (dbd, long && llbaa) {
         (true, _) => Vec::new(),
         (false, false) => {

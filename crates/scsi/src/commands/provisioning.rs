@@ -92,7 +92,7 @@ impl WriteSame {
             // WSNZ is 1 in the Block Limits page.
             return fail(INVALID_FIELD);
         }
-        tri!(check_range(lu.geometry, ws.lba, u64::from(ws.blocks)));
+        tri!(check_range(ctx.geometry(), ws.lba, u64::from(ws.blocks)));
         if ws.blocks > max_write_same_blocks(lu.geometry.block_size) {
             return fail(INVALID_FIELD);
         }
@@ -212,7 +212,7 @@ impl Unmap {
         if count > MAX_UNMAP_DESCRIPTORS as usize {
             return fail(Sense::invalid_field_in_parameter_list(2));
         }
-        let g = lu.geometry;
+        let g = ctx.geometry();
         let bs = u64::from(g.block_size);
         let mut ranges = Vec::with_capacity(count);
         for i in 0..count {
@@ -272,7 +272,7 @@ impl ScsiCommand for GetLbaStatus {
     /// medium.
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let GetLbaStatus { lba, alloc } = self;
-        let g = ctx.config().geometry;
+        let g = ctx.geometry();
         if lba >= g.num_blocks {
             return fail(Sense::LBA_OUT_OF_RANGE);
         }

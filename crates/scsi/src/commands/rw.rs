@@ -116,7 +116,8 @@ fn write_data(
     check: Result<(), Sense>,
 ) -> Result<(u64, Bytes, u32), Response> {
     let lu = ctx.config();
-    let Some((offset, len)) = rw_extent(lu, rw).map_err(Response::check_condition)? else {
+    let Some((offset, len)) = rw_extent(ctx.geometry(), rw).map_err(Response::check_condition)?
+    else {
         return Err(Response::good(Bytes::new(), 0));
     };
     check.map_err(Response::check_condition)?;
@@ -143,7 +144,7 @@ impl ScsiCommand for Read {
 
     #[inline]
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        match tri!(rw_extent(ctx.config(), &self.0)) {
+        match tri!(rw_extent(ctx.geometry(), &self.0)) {
             None => done(Response::good(Bytes::new(), 0)),
             Some((offset, len)) => io(
                 ctx.lun,
@@ -242,7 +243,7 @@ impl ScsiCommand for Verify {
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let lu = ctx.config();
         let rw = self.0;
-        let Some((offset, len)) = tri!(rw_extent(lu, &rw)) else {
+        let Some((offset, len)) = tri!(rw_extent(ctx.geometry(), &rw)) else {
             return done(Response::good(Bytes::new(), 0));
         };
         let bs = lu.geometry.block_size;

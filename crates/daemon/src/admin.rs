@@ -1,0 +1,597 @@
+//! `glfs-iscsi admin <noun> <verb>`: the control socket's client, in the same binary.
+
+use crate::auth::{AclToml, ChapEntry, ConfigSecret};
+use crate::config::LunEntry;
+use crate::control::{LunChanges, Reply, Request};
+use crate::state::ApplyOptions;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+/// Where the daemon's control socket is unless told otherwise (the systemd unit's).
+pub const DEFAULT_SOCKET: &str = "/run/glfs-iscsi/control.sock";
+
+/// Administer a running glfs-iscsi through its control socket.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The daemon's control socket (its `--control-socket`).
+    #[arg(long, env = "GLFS_ISCSI_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub noun: Noun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Noun {
+    /// Targets (iSCSI names).
+    Target {
+        #[command(subcommand)]
+        verb: TargetVerb,
+    },
+    /// LUNs of a target.
+    Lun {
+        #[command(subcommand)]
+        verb: LunVerb,
+    },
+    /// ACL entries of a target: the initiators it admits (none: all). Changes apply to
+    /// the next logins; sessions logged in keep running.
+    Acl {
+        #[command(subcommand)]
+        verb: AclVerb,
+    },
+    /// CHAP credentials of a target, or of discovery (target `discovery`). Secrets are
+    /// never shown, and never taken from the command line: from a file, an environment
+    /// variable or standard input.
+    Chap {
+        #[command(subcommand)]
+        verb: ChapVerb,
+    },
+    /// The portal the daemon listens on.
+    Portal {
+        #[command(subcommand)]
+        verb: PortalVerb,
+    },
+    /// Sessions logged in.
+    Session {
+        #[command(subcommand)]
+        verb: SessionVerb,
+    },
+    /// Make the running configuration match FILE, printing what changed.
+    Apply {
+        file: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove targets and LUNs even while sessions use them.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the running configuration (the config file's format).
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetVerb {
+    Add {
+        name: String,
+    },
+    Remove {
+        name: String,
+        /// Remove it even while sessions use it (they end).
+        #[arg(long)]
+        force: bool,
+    },
+    List,
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LunVerb {
+    Add {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        /// glfs, file or memory.
+        #[arg(long, default_value = "glfs")]
+        bstype: String,
+        /// glfs: volume@host[,host...]:path; file: a path; memory: empty.
+        #[arg(long, default_value = "")]
+        backing_store: String,
+        #[arg(long, default_value = "")]
+        bsopts: String,
+        /// Create a missing backing file with this size (memory: its size).
+        #[arg(long, value_parser = units::parse_size)]
+        size: Option<u64>,
+        #[arg(long, value_parser = crate::cli::parse_block_size)]
+        block_size: Option<u32>,
+        #[arg(long)]
+        read_only: bool,
+    },
+    Remove {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        /// Remove it even while sessions use it (their commands on it end).
+        #[arg(long)]
+        force: bool,
+    },
+    Modify {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        #[arg(long)]
+        read_only: Option<bool>,
+        #[arg(long)]
+        bsopts: Option<String>,
+        #[arg(long)]
+        backing_store: Option<String>,
+        /// Change it even while sessions use it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Grow the LUN's backing store to SIZE (e.g. 20G); the hosts are told the capacity
+    /// changed. Shrinking is refused.
+    Resize {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        #[arg(value_parser = units::parse_size)]
+        size: u64,
+    },
+    List {
+        /// Only this target's LUNs.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    Show {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+    },
+}
+
+/// What an ACL entry matches, and its own CHAP credentials.
+#[derive(Debug, Clone, Args)]
+pub struct AclEntryArgs {
+    /// The initiator's iSCSI name (none: any initiator from the networks).
+    #[arg(long)]
+    pub initiator: Option<String>,
+    /// A network the initiator must connect from (192.0.2.0/24, 2001:db8::/48, one
+    /// address); repeat for more.
+    #[arg(long = "network")]
+    pub networks: Vec<String>,
+    /// CHAP user of this entry (wins over the target's).
+    #[arg(long)]
+    pub chap_user: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// Where a secret comes from: never the command line itself.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecretArgs {
+    /// A file holding the secret; the daemon reads it (now and at each restart).
+    #[arg(long, value_name = "PATH")]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable of this command holding the secret; it is stored in the
+    /// config file (owner-only).
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// Read the secret from the first line of standard input; stored like --secret-env.
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclVerb {
+    /// Add an entry.
+    Add {
+        target: String,
+        #[command(flatten)]
+        entry: AclEntryArgs,
+    },
+    /// Remove entry INDEX, or every entry naming --initiator.
+    Remove {
+        target: String,
+        index: Option<usize>,
+        #[arg(long, conflicts_with = "index")]
+        initiator: Option<String>,
+    },
+    /// Replace entry INDEX with the one these options describe.
+    Modify {
+        target: String,
+        index: usize,
+        #[command(flatten)]
+        entry: AclEntryArgs,
+    },
+    List {
+        /// Only this target's entries.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    Show {
+        target: String,
+        index: usize,
+    },
+}
+
+/// CHAP credentials as `chap add` and `chap modify` take them.
+#[derive(Debug, Clone, Args)]
+pub struct ChapArgs {
+    /// The user initiators log in as.
+    #[arg(long)]
+    pub user: String,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Mutual CHAP: the user the target answers as.
+    #[arg(long)]
+    pub mutual_user: Option<String>,
+    /// File holding the mutual secret (the daemon reads it).
+    #[arg(long, value_name = "PATH", requires = "mutual_user")]
+    pub mutual_secret_file: Option<PathBuf>,
+    /// Environment variable of this command holding the mutual secret.
+    #[arg(long, value_name = "VAR", requires = "mutual_user")]
+    pub mutual_secret_env: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChapVerb {
+    /// Set credentials where none are.
+    Add {
+        /// A target's name, or `discovery`.
+        target: String,
+        #[command(flatten)]
+        chap: ChapArgs,
+    },
+    /// Replace the credentials set.
+    Modify {
+        target: String,
+        #[command(flatten)]
+        chap: ChapArgs,
+    },
+    Remove {
+        target: String,
+    },
+    List,
+    Show {
+        target: String,
+    },
+}
+
+/// Where a secret comes from, as the config file writes it: `(inline, file)`.
+fn secret_from(
+    what: &str,
+    file: Option<&PathBuf>,
+    env: Option<&str>,
+    stdin: bool,
+) -> Result<(Option<ConfigSecret>, Option<PathBuf>)> {
+    let given = usize::from(file.is_some()) + usize::from(env.is_some()) + usize::from(stdin);
+    anyhow::ensure!(
+        given == 1,
+        "{what}: give the secret with exactly one of --secret-file, --secret-env and --secret-stdin"
+    );
+    if let Some(path) = file {
+        // The daemon reads it from its own working directory: make the path absolute.
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("{what}: cannot read {}", path.display()))?;
+        return Ok((None, Some(path)));
+    }
+    let text = match env {
+        Some(var) => std::env::var(var)
+            .map_err(|_| anyhow::anyhow!("{what}: environment variable {var} is not set"))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .with_context(|| format!("{what}: cannot read standard input"))?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    Ok((Some(ConfigSecret(iscsi::auth::Secret::new(text))), None))
+}
+
+impl AclEntryArgs {
+    fn entry(&self) -> Result<AclToml> {
+        let s = &self.secret;
+        let given = s.secret_file.is_some() || s.secret_env.is_some() || s.secret_stdin;
+        let chap = match &self.chap_user {
+            Some(user) => {
+                let (secret, secret_file) = secret_from(
+                    "--chap-user",
+                    s.secret_file.as_ref(),
+                    s.secret_env.as_deref(),
+                    s.secret_stdin,
+                )?;
+                Some(ChapEntry {
+                    user: user.clone(),
+                    secret,
+                    secret_file,
+                    ..Default::default()
+                })
+            }
+            None if given => anyhow::bail!("a secret without --chap-user"),
+            None => None,
+        };
+        Ok(AclToml {
+            initiator: self.initiator.clone(),
+            networks: self.networks.clone(),
+            chap,
+        })
+    }
+}
+
+impl ChapArgs {
+    fn entry(&self) -> Result<ChapEntry> {
+        let s = &self.secret;
+        let (secret, secret_file) = secret_from(
+            "--user",
+            s.secret_file.as_ref(),
+            s.secret_env.as_deref(),
+            s.secret_stdin,
+        )?;
+        let (mutual_secret, mutual_secret_file) = match &self.mutual_user {
+            Some(_) => secret_from(
+                "--mutual-user",
+                self.mutual_secret_file.as_ref(),
+                self.mutual_secret_env.as_deref(),
+                false,
+            )?,
+            None => (None, None),
+        };
+        Ok(ChapEntry {
+            user: self.user.clone(),
+            secret,
+            secret_file,
+            mutual_user: self.mutual_user.clone(),
+            mutual_secret,
+            mutual_secret_file,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalVerb {
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionVerb {
+    List,
+    /// End session ID (its connection closes).
+    End {
+        id: u64,
+    },
+}
+
+impl AdminArgs {
+    /// The request this command line makes.
+    pub fn request(&self) -> Result<Request> {
+        Ok(match &self.noun {
+            Noun::Target { verb } => match verb {
+                TargetVerb::Add { name } => Request::TargetAdd { name: name.clone() },
+                TargetVerb::Remove { name, force } => Request::TargetRemove {
+                    name: name.clone(),
+                    force: *force,
+                },
+                TargetVerb::List => Request::TargetList,
+                TargetVerb::Show { name } => Request::TargetShow { name: name.clone() },
+            },
+            Noun::Lun { verb } => match verb {
+                LunVerb::Add {
+                    target,
+                    lun,
+                    bstype,
+                    backing_store,
+                    bsopts,
+                    size,
+                    block_size,
+                    read_only,
+                } => Request::LunAdd {
+                    target: target.clone(),
+                    entry: LunEntry {
+                        lun: *lun,
+                        bstype: bstype.clone(),
+                        backing_store: backing_store.clone(),
+                        bsopts: bsopts.clone(),
+                        size: size.map(units::format_size),
+                        block_size: *block_size,
+                        read_only: *read_only,
+                    },
+                },
+                LunVerb::Remove { target, lun, force } => Request::LunRemove {
+                    target: target.clone(),
+                    lun: *lun,
+                    force: *force,
+                },
+                LunVerb::Modify {
+                    target,
+                    lun,
+                    read_only,
+                    bsopts,
+                    backing_store,
+                    force,
+                } => Request::LunModify {
+                    target: target.clone(),
+                    lun: *lun,
+                    changes: LunChanges {
+                        read_only: *read_only,
+                        bsopts: bsopts.clone(),
+                        backing_store: backing_store.clone(),
+                        force: *force,
+                    },
+                },
+                LunVerb::Resize { target, lun, size } => Request::LunResize {
+                    target: target.clone(),
+                    lun: *lun,
+                    size: *size,
+                },
+                LunVerb::List { target } => Request::LunList {
+                    target: target.clone(),
+                },
+                LunVerb::Show { target, lun } => Request::LunShow {
+                    target: target.clone(),
+                    lun: *lun,
+                },
+            },
+            Noun::Acl { verb } => match verb {
+                AclVerb::Add { target, entry } => Request::AclAdd {
+                    target: target.clone(),
+                    entry: entry.entry()?,
+                },
+                AclVerb::Remove {
+                    target,
+                    index,
+                    initiator,
+                } => Request::AclRemove {
+                    target: target.clone(),
+                    index: *index,
+                    initiator: initiator.clone(),
+                },
+                AclVerb::Modify {
+                    target,
+                    index,
+                    entry,
+                } => Request::AclModify {
+                    target: target.clone(),
+                    index: *index,
+                    entry: entry.entry()?,
+                },
+                AclVerb::List { target } => Request::AclList {
+                    target: target.clone(),
+                },
+                AclVerb::Show { target, index } => Request::AclShow {
+                    target: target.clone(),
+                    index: *index,
+                },
+            },
+            Noun::Chap { verb } => match verb {
+                ChapVerb::Add { target, chap } => Request::ChapAdd {
+                    target: target.clone(),
+                    entry: chap.entry()?,
+                },
+                ChapVerb::Modify { target, chap } => Request::ChapModify {
+                    target: target.clone(),
+                    entry: chap.entry()?,
+                },
+                ChapVerb::Remove { target } => Request::ChapRemove {
+                    target: target.clone(),
+                },
+                ChapVerb::List => Request::ChapList,
+                ChapVerb::Show { target } => Request::ChapShow {
+                    target: target.clone(),
+                },
+            },
+            Noun::Portal {
+                verb: PortalVerb::List,
+            } => Request::PortalList,
+            Noun::Session { verb } => match verb {
+                SessionVerb::List => Request::SessionList,
+                SessionVerb::End { id } => Request::SessionEnd { id: *id },
+            },
+            Noun::Apply {
+                file,
+                dry_run,
+                force,
+            } => Request::Apply {
+                text: std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+                options: ApplyOptions {
+                    dry_run: *dry_run,
+                    force: *force,
+                },
+            },
+            Noun::Export => Request::Export,
+        })
+    }
+}
+
+/// Sends `request` to the daemon at `socket` and returns its reply.
+pub fn call(socket: &std::path::Path, request: &Request) -> Result<Reply> {
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the daemon's control socket {} (is glfs-iscsi running with \
+             --control-socket there?)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply)?;
+    anyhow::ensure!(!reply.is_empty(), "the daemon closed the control socket");
+    Ok(serde_json::from_str(&reply)?)
+}
+
+/// Runs one admin command: prints its output; an error reply is an error.
+pub fn run(args: &AdminArgs) -> Result<()> {
+    let reply = call(&args.socket, &args.request()?)?;
+    if !reply.ok {
+        anyhow::bail!("{}", reply.error);
+    }
+    let out = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&reply.data)?)
+    } else if !reply.text.is_empty() {
+        reply.text
+    } else {
+        render_table(&reply.table)
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// Aligned columns, two spaces apart; the first row is the header.
+pub fn render_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_aligned_under_their_header() {
+        let rows = vec![
+            vec!["target".into(), "luns".into()],
+            vec!["iqn.2026-11.x.y:long-name".into(), "0,1".into()],
+            vec!["iqn.2026-11.x.y:a".into(), "-".into()],
+        ];
+        assert_eq!(
+            render_table(&rows),
+            "target                     luns\n\
+             iqn.2026-11.x.y:long-name  0,1\n\
+             iqn.2026-11.x.y:a          -\n"
+        );
+    }
+}

@@ -1,0 +1,738 @@
+//! The control socket: a Unix socket (owner-only) on which `glfs-iscsi admin` asks the
+//! running daemon to list and change what it serves. One JSON request per line, one JSON
+//! reply per line. Every change goes through [`State`], the one owner of the running state.
+
+use crate::auth::{AclToml, ChapEntry};
+use crate::config::{check_iscsi_name, check_lun, ConfigFile, LunEntry, TargetEntry};
+use crate::registry::{Registry, SessionView};
+use crate::state::{ApplyOptions, Change, State};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// What `admin` asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    TargetList,
+    TargetShow {
+        name: String,
+    },
+    TargetAdd {
+        name: String,
+    },
+    TargetRemove {
+        name: String,
+        force: bool,
+    },
+    LunList {
+        target: Option<String>,
+    },
+    LunShow {
+        target: String,
+        lun: u16,
+    },
+    LunAdd {
+        target: String,
+        entry: LunEntry,
+    },
+    LunRemove {
+        target: String,
+        lun: u16,
+        force: bool,
+    },
+    LunModify {
+        target: String,
+        lun: u16,
+        changes: LunChanges,
+    },
+    /// Grows the LUN's store to `size` bytes; the hosts get CAPACITY DATA HAS CHANGED.
+    LunResize {
+        target: String,
+        lun: u16,
+        size: u64,
+    },
+    /// ACL entries of one target or all.
+    AclList {
+        target: Option<String>,
+    },
+    /// ACL entry `index` (from 1) of `target`.
+    AclShow {
+        target: String,
+        index: usize,
+    },
+    AclAdd {
+        target: String,
+        entry: AclToml,
+    },
+    /// Removes entry `index` (from 1), or every entry naming `initiator`.
+    AclRemove {
+        target: String,
+        index: Option<usize>,
+        initiator: Option<String>,
+    },
+    /// Replaces entry `index` (from 1).
+    AclModify {
+        target: String,
+        index: usize,
+        entry: AclToml,
+    },
+    /// CHAP credentials of every target and discovery.
+    ChapList,
+    /// One target's CHAP credentials (`discovery`: discovery's).
+    ChapShow {
+        target: String,
+    },
+    /// Sets credentials where none are; `ChapModify` replaces existing ones.
+    ChapAdd {
+        target: String,
+        entry: ChapEntry,
+    },
+    ChapModify {
+        target: String,
+        entry: ChapEntry,
+    },
+    ChapRemove {
+        target: String,
+    },
+    PortalList,
+    SessionList,
+    SessionEnd {
+        id: u64,
+    },
+    /// Make the running state match this configuration text.
+    Apply {
+        text: String,
+        options: ApplyOptions,
+    },
+    Export,
+}
+
+/// The settings `admin lun modify` may change; `None` keeps a setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LunChanges {
+    pub read_only: Option<bool>,
+    pub bsopts: Option<String>,
+    pub backing_store: Option<String>,
+    pub force: bool,
+}
+
+/// The daemon's answer: `ok` with a table (header first) and the same data as JSON, or
+/// an error of one line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(default)]
+    pub table: Vec<Vec<String>>,
+    #[serde(default)]
+    pub data: Value,
+    /// Plain text to print as is (`export`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+impl Reply {
+    fn error(err: &anyhow::Error) -> Reply {
+        Reply {
+            ok: false,
+            error: format!("{err:#}").replace('\n', " "),
+            table: Vec::new(),
+            data: Value::Null,
+            text: String::new(),
+        }
+    }
+
+    fn table(table: Vec<Vec<String>>, data: Value) -> Reply {
+        Reply {
+            ok: true,
+            error: String::new(),
+            table,
+            data,
+            text: String::new(),
+        }
+    }
+
+    fn changes(changes: Vec<Change>) -> Reply {
+        let mut table = vec![vec!["change".to_string()]];
+        if changes.is_empty() {
+            table.push(vec!["(nothing to change)".into()]);
+        }
+        table.extend(changes.iter().map(|c| vec![c.to_string()]));
+        Reply::table(table, json!({ "changes": changes }))
+    }
+}
+
+/// Creates the control socket at `path` (its directory made if missing), readable and
+/// writable by the owner only.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    // A socket left by a daemon that died is in the way; a live daemon answers a connect.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "control socket {}: another glfs-iscsi is listening there",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale control socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot create control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict control socket {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Answers requests on `listener` until the task is dropped.
+pub async fn serve(listener: UnixListener, state: Arc<State>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_client(stream, state.clone()));
+            }
+            Err(err) => {
+                tracing::warn!(%err, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: UnixStream, state: Arc<State>) {
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => {
+                let state = state.clone();
+                // Opening a store may block (glfs_init): keep it off the runtime's threads.
+                tokio::task::spawn_blocking(move || handle(&state, request))
+                    .await
+                    .unwrap_or_else(|err| Reply::error(&anyhow::anyhow!("request failed: {err}")))
+            }
+            Err(err) => Reply::error(&anyhow::anyhow!("bad request: {err}")),
+        };
+        let mut text = serde_json::to_string(&reply).expect("replies serialize");
+        text.push('\n');
+        if writer.write_all(text.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Carries out one request.
+pub fn handle(state: &State, request: Request) -> Reply {
+    match run(state, request) {
+        Ok(reply) => reply,
+        Err(err) => Reply::error(&err),
+    }
+}
+
+fn run(state: &State, request: Request) -> Result<Reply> {
+    let forced = |force| ApplyOptions {
+        dry_run: false,
+        force,
+    };
+    Ok(match request {
+        Request::TargetList => target_table(state, None)?,
+        Request::TargetShow { name } => target_table(state, Some(&name))?,
+        Request::TargetAdd { name } => {
+            check_iscsi_name(&name)?;
+            Reply::changes(state.edit(forced(false), |config| {
+                if config.targets.iter().any(|t| t.name == name) {
+                    bail!("target {name}: already exists");
+                }
+                config.targets.push(TargetEntry {
+                    name: name.clone(),
+                    ..Default::default()
+                });
+                Ok(())
+            })?)
+        }
+        Request::TargetRemove { name, force } => {
+            Reply::changes(state.edit(forced(force), |config| {
+                let before = config.targets.len();
+                config.targets.retain(|t| t.name != name);
+                if config.targets.len() == before {
+                    bail!("target {name}: no such target");
+                }
+                Ok(())
+            })?)
+        }
+        Request::LunList { target } => lun_table(state, target.as_deref(), None)?,
+        Request::LunShow { target, lun } => lun_table(state, Some(&target), Some(lun))?,
+        Request::LunAdd { target, entry } => {
+            check_lun(entry.lun).with_context(|| format!("target {target}"))?;
+            Reply::changes(state.edit(forced(false), |config| {
+                let t = find_target(config, &target)?;
+                if t.luns.iter().any(|l| l.lun == entry.lun) {
+                    bail!("lun {target}/{}: already exists", entry.lun);
+                }
+                t.luns.push(entry.clone());
+                t.luns.sort_by_key(|l| l.lun);
+                Ok(())
+            })?)
+        }
+        Request::LunRemove { target, lun, force } => {
+            Reply::changes(state.edit(forced(force), |config| {
+                let t = find_target(config, &target)?;
+                let before = t.luns.len();
+                t.luns.retain(|l| l.lun != lun);
+                if t.luns.len() == before {
+                    bail!("lun {target}/{lun}: no such LUN");
+                }
+                Ok(())
+            })?)
+        }
+        Request::LunModify {
+            target,
+            lun,
+            changes,
+        } => Reply::changes(state.edit(forced(changes.force), |config| {
+            let t = find_target(config, &target)?;
+            let Some(entry) = t.luns.iter_mut().find(|l| l.lun == lun) else {
+                bail!("lun {target}/{lun}: no such LUN");
+            };
+            if let Some(read_only) = changes.read_only {
+                entry.read_only = read_only;
+            }
+            if let Some(bsopts) = &changes.bsopts {
+                entry.bsopts = bsopts.clone();
+            }
+            if let Some(backing_store) = &changes.backing_store {
+                entry.backing_store = backing_store.clone();
+            }
+            Ok(())
+        })?),
+        Request::LunResize { target, lun, size } => {
+            check_lun(lun).with_context(|| format!("target {target}"))?;
+            Reply::changes(state.resize(&target, lun, size)?)
+        }
+        Request::AclList { target } => acl_table(state, target.as_deref(), None)?,
+        Request::AclShow { target, index } => acl_table(state, Some(&target), Some(index))?,
+        Request::AclAdd { target, entry } => {
+            entry.entry(&format!("target {target} ACL entry"))?;
+            Reply::changes(state.edit(forced(false), |config| {
+                let t = find_target(config, &target)?;
+                if t.acl.contains(&entry) {
+                    bail!("target {target}: the same ACL entry exists already");
+                }
+                t.acl.push(entry.clone());
+                Ok(())
+            })?)
+        }
+        Request::AclRemove {
+            target,
+            index,
+            initiator,
+        } => Reply::changes(state.edit(forced(false), |config| {
+            let t = find_target(config, &target)?;
+            match (index, &initiator) {
+                (Some(i), None) => {
+                    acl_index(t, i)?;
+                    t.acl.remove(i - 1);
+                }
+                (None, Some(name)) => {
+                    let before = t.acl.len();
+                    t.acl.retain(|e| {
+                        !e.initiator
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    });
+                    if t.acl.len() == before {
+                        bail!("target {target}: no ACL entry names initiator {name}");
+                    }
+                }
+                _ => bail!("target {target}: name the ACL entry by its index or its initiator"),
+            }
+            Ok(())
+        })?),
+        Request::AclModify {
+            target,
+            index,
+            entry,
+        } => {
+            entry.entry(&format!("target {target} ACL entry {index}"))?;
+            Reply::changes(state.edit(forced(false), |config| {
+                let t = find_target(config, &target)?;
+                acl_index(t, index)?;
+                t.acl[index - 1] = entry.clone();
+                Ok(())
+            })?)
+        }
+        Request::ChapList => chap_table(state, None)?,
+        Request::ChapShow { target } => chap_table(state, Some(&target))?,
+        Request::ChapAdd { target, entry } => set_chap(state, &target, Some(entry), false)?,
+        Request::ChapModify { target, entry } => set_chap(state, &target, Some(entry), true)?,
+        Request::ChapRemove { target } => set_chap(state, &target, None, true)?,
+        Request::PortalList => {
+            let portal = state.targets().portal().to_string();
+            Reply::table(
+                vec![vec!["portal".into()], vec![portal.clone()]],
+                json!([{ "portal": portal }]),
+            )
+        }
+        Request::SessionList => {
+            let views = session_views(state);
+            let mut table = vec![[
+                "id",
+                "initiator",
+                "target",
+                "peer",
+                "isid",
+                "tsih",
+                "luns",
+                "in flight",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for v in &views {
+                table.push(vec![
+                    v.id.to_string(),
+                    v.initiator.clone(),
+                    v.target.clone(),
+                    v.peer.clone(),
+                    v.isid.clone(),
+                    v.tsih.to_string(),
+                    join(&v.luns),
+                    v.in_flight.to_string(),
+                ]);
+            }
+            Reply::table(table, serde_json::to_value(&views)?)
+        }
+        Request::SessionEnd { id } => {
+            if !state.targets().registry.end(id) {
+                bail!("session {id}: no such session");
+            }
+            Reply::table(
+                vec![vec!["ended".into()], vec![format!("session {id}")]],
+                json!({ "ended": id }),
+            )
+        }
+        Request::Apply { text, options } => {
+            let wanted = ConfigFile::parse(&text)?;
+            Reply::changes(state.apply(wanted, options)?)
+        }
+        Request::Export => {
+            // Secrets written in the config file stay there: export shows them redacted.
+            let text = state.config().redacted().to_toml()?;
+            Reply {
+                text: text.clone(),
+                ..Reply::table(Vec::new(), json!({ "config": text }))
+            }
+        }
+    })
+}
+
+/// Checks that ACL entry `index` (from 1) exists.
+fn acl_index(t: &TargetEntry, index: usize) -> Result<()> {
+    if index == 0 || index > t.acl.len() {
+        bail!(
+            "target {}: no ACL entry {index} (it has {})",
+            t.name,
+            t.acl.len()
+        );
+    }
+    Ok(())
+}
+
+/// The name CHAP verbs give discovery's credentials instead of a target's.
+pub const DISCOVERY: &str = "discovery";
+
+/// Adds (`replace` false: none may be set), replaces or (`entry` None) removes the CHAP
+/// credentials of `target` or of discovery.
+fn set_chap(state: &State, target: &str, entry: Option<ChapEntry>, replace: bool) -> Result<Reply> {
+    let what = if target == DISCOVERY {
+        "[discovery_chap]".to_string()
+    } else {
+        format!("target {target} [target.chap]")
+    };
+    if let Some(entry) = &entry {
+        // Read and check the secret before the change, naming the entry.
+        entry.credentials(&what)?;
+    }
+    let changes = state.edit(forced_none(), |config| {
+        let slot = if target == DISCOVERY {
+            &mut config.discovery_chap
+        } else {
+            &mut find_target(config, target)?.chap
+        };
+        match (&slot, &entry, replace) {
+            (Some(_), Some(_), false) => {
+                bail!("{what}: CHAP credentials are set already (use chap modify)")
+            }
+            (None, _, true) => bail!("{what}: no CHAP credentials are set"),
+            _ => {}
+        }
+        *slot = entry.clone();
+        Ok(())
+    })?;
+    Ok(Reply::changes(changes))
+}
+
+fn forced_none() -> ApplyOptions {
+    ApplyOptions::default()
+}
+
+/// Where a secret comes from, as `chap list` shows it: never the secret itself.
+fn secret_source(inline: bool, env: &Option<String>, file: &Option<std::path::PathBuf>) -> String {
+    match (inline, env, file) {
+        (true, _, _) => "set".into(),
+        (_, Some(var), _) => format!("env {var}"),
+        (_, _, Some(path)) => format!("file {}", path.display()),
+        _ => "-".into(),
+    }
+}
+
+fn chap_row(name: &str, c: &ChapEntry) -> (Vec<String>, Value) {
+    let secret = secret_source(c.secret.is_some(), &c.secret_env, &c.secret_file);
+    let mutual = c.mutual_user.as_ref().map(|_| {
+        secret_source(
+            c.mutual_secret.is_some(),
+            &c.mutual_secret_env,
+            &c.mutual_secret_file,
+        )
+    });
+    let row = vec![
+        name.to_string(),
+        c.user.clone(),
+        secret.clone(),
+        c.mutual_user.clone().unwrap_or_else(|| "-".into()),
+        mutual.clone().unwrap_or_else(|| "-".into()),
+    ];
+    let data = json!({
+        "target": name,
+        "user": c.user,
+        "secret": secret,
+        "mutual_user": c.mutual_user,
+        "mutual_secret": mutual,
+    });
+    (row, data)
+}
+
+fn chap_table(state: &State, only: Option<&str>) -> Result<Reply> {
+    let config = state.config();
+    let mut table = vec![["target", "user", "secret", "mutual user", "mutual secret"]
+        .map(String::from)
+        .to_vec()];
+    let mut data = Vec::new();
+    let mut found = false;
+    let mut add = |name: &str, chap: Option<&ChapEntry>| {
+        if only.is_some_and(|o| o != name) {
+            return;
+        }
+        found = true;
+        if let Some(c) = chap {
+            let (row, value) = chap_row(name, c);
+            table.push(row);
+            data.push(value);
+        }
+    };
+    add(DISCOVERY, config.discovery_chap.as_ref());
+    for t in &config.targets {
+        add(&t.name, t.chap.as_ref());
+    }
+    if let Some(name) = only {
+        if !found {
+            bail!("target {name}: no such target");
+        }
+        return Ok(Reply::table(table, data.pop().unwrap_or(Value::Null)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
+}
+
+fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result<Reply> {
+    let config = state.config();
+    if let Some(name) = target {
+        if !config.targets.iter().any(|t| t.name == name) {
+            bail!("target {name}: no such target");
+        }
+    }
+    let mut table = vec![[
+        "target",
+        "entry",
+        "initiator",
+        "networks",
+        "chap user",
+        "secret",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut data = Vec::new();
+    for t in &config.targets {
+        if target.is_some_and(|name| name != t.name) {
+            continue;
+        }
+        for (i, e) in t.acl.iter().enumerate() {
+            if only.is_some_and(|n| n != i + 1) {
+                continue;
+            }
+            let secret = e
+                .chap
+                .as_ref()
+                .map(|c| secret_source(c.secret.is_some(), &c.secret_env, &c.secret_file));
+            table.push(vec![
+                t.name.clone(),
+                (i + 1).to_string(),
+                e.initiator.clone().unwrap_or_else(|| "*".into()),
+                if e.networks.is_empty() {
+                    "*".into()
+                } else {
+                    e.networks.join(",")
+                },
+                e.chap.as_ref().map_or("-".into(), |c| c.user.clone()),
+                secret.clone().unwrap_or_else(|| "-".into()),
+            ]);
+            data.push(json!({
+                "target": t.name,
+                "entry": i + 1,
+                "initiator": e.initiator,
+                "networks": e.networks,
+                "chap_user": e.chap.as_ref().map(|c| c.user.clone()),
+                "chap_secret": secret,
+            }));
+        }
+    }
+    if let (Some(target), Some(index)) = (target, only) {
+        if data.is_empty() {
+            bail!("target {target}: no ACL entry {index}");
+        }
+        return Ok(Reply::table(table, data.remove(0)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
+}
+
+fn find_target<'a>(config: &'a mut ConfigFile, name: &str) -> Result<&'a mut TargetEntry> {
+    config
+        .targets
+        .iter_mut()
+        .find(|t| t.name == name)
+        .with_context(|| format!("target {name}: no such target"))
+}
+
+fn join(luns: &[u16]) -> String {
+    let text: Vec<String> = luns.iter().map(u16::to_string).collect();
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.join(",")
+    }
+}
+
+fn session_views(state: &State) -> Vec<SessionView> {
+    state
+        .targets()
+        .registry
+        .list()
+        .iter()
+        .map(|entry| {
+            let luns = state
+                .targets()
+                .get(&entry.target)
+                .map(|t| t.luns())
+                .unwrap_or_default();
+            Registry::view(entry, luns)
+        })
+        .collect()
+}
+
+fn target_table(state: &State, only: Option<&str>) -> Result<Reply> {
+    let config = state.config();
+    let sessions = state.targets().registry.list();
+    let mut table = vec![["target", "luns", "sessions"].map(String::from).to_vec()];
+    let mut data = Vec::new();
+    for t in &config.targets {
+        if only.is_some_and(|name| name != t.name) {
+            continue;
+        }
+        let luns: Vec<u16> = t.luns.iter().map(|l| l.lun).collect();
+        let count = sessions.iter().filter(|s| s.target == t.name).count();
+        table.push(vec![t.name.clone(), join(&luns), count.to_string()]);
+        data.push(json!({ "name": t.name, "luns": luns, "sessions": count }));
+    }
+    if let Some(name) = only {
+        if data.is_empty() {
+            bail!("target {name}: no such target");
+        }
+        return Ok(Reply::table(table, data.remove(0)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
+}
+
+fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<Reply> {
+    let config = state.config();
+    if let Some(name) = target {
+        if !config.targets.iter().any(|t| t.name == name) {
+            bail!("target {name}: no such target");
+        }
+    }
+    let mut table = vec![[
+        "target",
+        "lun",
+        "bstype",
+        "backing store",
+        "size",
+        "block size",
+        "read only",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut data = Vec::new();
+    for t in &config.targets {
+        if target.is_some_and(|name| name != t.name) {
+            continue;
+        }
+        let live = state.targets().get(&t.name);
+        for l in &t.luns {
+            if only.is_some_and(|n| n != l.lun) {
+                continue;
+            }
+            let geometry = live
+                .as_ref()
+                .and_then(|t| t.store(u64::from(l.lun)))
+                .map(|s| s.geometry());
+            let bytes = geometry.map(|g| g.size_bytes());
+            let block_size = geometry.map(|g| g.block_size);
+            table.push(vec![
+                t.name.clone(),
+                l.lun.to_string(),
+                l.bstype.clone(),
+                l.backing_store.clone(),
+                bytes.map_or("-".into(), units::format_size),
+                block_size.map_or("-".into(), |b| b.to_string()),
+                if l.read_only { "yes" } else { "no" }.into(),
+            ]);
+            data.push(json!({
+                "target": t.name,
+                "lun": l.lun,
+                "bstype": l.bstype,
+                "backing_store": l.backing_store,
+                "bsopts": l.bsopts,
+                "size_bytes": bytes,
+                "block_size": block_size,
+                "read_only": l.read_only,
+            }));
+        }
+    }
+    if let (Some(target), Some(lun)) = (target, only) {
+        if data.is_empty() {
+            bail!("lun {target}/{lun}: no such LUN");
+        }
+        return Ok(Reply::table(table, data.remove(0)));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
+}

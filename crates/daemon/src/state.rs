@@ -1,0 +1,716 @@
+//! The one owner of the running state.
+//!
+//! The command line, the config file (at start and on SIGHUP) and the control socket all
+//! change what is served the same way: they describe the whole configuration they want (a
+//! [`ConfigFile`]) and [`State::apply`] makes the running targets match it, then writes it
+//! back to the config file atomically. A change touches only the targets it names: a
+//! changed target is rebuilt over the stores it keeps and swapped in, and its sessions move
+//! to it at their next command; other targets' sessions see nothing.
+
+use crate::config::ConfigFile;
+use crate::targets::{LunSpec, Target, Targets};
+use anyhow::{bail, Context, Result};
+use backstore::open_store;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use store_api::BlockStore;
+
+/// One change [`State::apply`] made (or would make, on a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// `add`, `remove` or `modify`.
+    pub action: String,
+    /// `target NAME`, `lun NAME/N`, or a setting's name.
+    pub object: String,
+    /// What about it changed, for `modify`; a note otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = match self.action.as_str() {
+            "add" => '+',
+            "remove" => '-',
+            _ => '~',
+        };
+        write!(f, "{sign} {}", self.object)?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// How to apply a configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOptions {
+    /// Only report what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Remove targets and LUNs even when sessions use them (their sessions end).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The running configuration and the targets serving it.
+pub struct State {
+    targets: Arc<Targets>,
+    /// The configuration served now. Held across a whole change, so changes never
+    /// interleave.
+    config: Mutex<ConfigFile>,
+    /// Where changes are written back; `None` when started from command-line options.
+    path: Option<PathBuf>,
+    /// `--gfapi-library`, for LUNs whose file names none.
+    gfapi_library: Option<PathBuf>,
+    /// The command line's access settings, applied beside every configuration's.
+    cli_access: crate::auth::CliAccess,
+}
+
+impl State {
+    /// A state serving nothing yet, over `targets` (which should be empty).
+    pub fn new(
+        targets: Arc<Targets>,
+        path: Option<PathBuf>,
+        gfapi_library: Option<PathBuf>,
+    ) -> State {
+        State {
+            targets,
+            config: Mutex::new(ConfigFile::default()),
+            path,
+            gfapi_library,
+            cli_access: Default::default(),
+        }
+    }
+
+    /// Serves every configuration with the command line's access settings too.
+    pub fn with_cli_access(mut self, access: crate::auth::CliAccess) -> State {
+        self.cli_access = access;
+        self
+    }
+
+    pub fn targets(&self) -> &Arc<Targets> {
+        &self.targets
+    }
+
+    /// The config file changes are written to, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The configuration served now.
+    pub fn config(&self) -> ConfigFile {
+        self.config.lock().expect("state lock").clone()
+    }
+
+    /// Makes the running targets match `wanted`, and writes it to the config file. Nothing
+    /// changes when it fails: every check and every store open happens before the first
+    /// target is swapped.
+    pub fn apply(&self, wanted: ConfigFile, options: ApplyOptions) -> Result<Vec<Change>> {
+        let mut current = self.config.lock().expect("state lock");
+        let changes = self.apply_locked(&mut current, wanted, options, true)?;
+        Ok(changes)
+    }
+
+    /// Edits the running configuration with `edit` and applies the result (the way every
+    /// `admin` verb changes things).
+    pub fn edit(
+        &self,
+        options: ApplyOptions,
+        edit: impl FnOnce(&mut ConfigFile) -> Result<()>,
+    ) -> Result<Vec<Change>> {
+        let mut current = self.config.lock().expect("state lock");
+        let mut wanted = current.clone();
+        edit(&mut wanted)?;
+        self.apply_locked(&mut current, wanted, options, true)
+    }
+
+    /// Applies `wanted` at start-up: like [`State::apply`] but without writing the file it
+    /// came from.
+    pub fn start(&self, wanted: ConfigFile) -> Result<Vec<Change>> {
+        let mut current = self.config.lock().expect("state lock");
+        self.apply_locked(&mut current, wanted, ApplyOptions::default(), false)
+    }
+
+    /// Rereads the config file (SIGHUP) and applies it.
+    pub fn reload(&self) -> Result<Vec<Change>> {
+        let Some(path) = &self.path else {
+            bail!("no --config file to reread");
+        };
+        let wanted = ConfigFile::load(path)?;
+        let mut current = self.config.lock().expect("state lock");
+        self.apply_locked(&mut current, wanted, ApplyOptions::default(), false)
+    }
+
+    fn apply_locked(
+        &self,
+        current: &mut ConfigFile,
+        wanted: ConfigFile,
+        options: ApplyOptions,
+        save: bool,
+    ) -> Result<Vec<Change>> {
+        let mut wanted = wanted;
+        // A file from `admin export` names no secret: keep those set now.
+        wanted.unredact(current)?;
+        let specs = wanted.target_specs(self.gfapi_library.as_ref())?;
+        // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
+        // portal) before anything changes; they apply to the next logins.
+        let policy = self
+            .cli_access
+            .policy(&wanted, &specs, self.targets.portal())?;
+        policy.validate().context("access control")?;
+        let old = luns_by_target(current);
+        let new = luns_by_target(&wanted);
+        let mut changes = settings_changes(current, &wanted);
+        changes.extend(access_changes(current, &wanted));
+        // Targets to rebuild (with their wanted LUNs) and to remove; LUNs to grow.
+        let mut rebuild = Vec::new();
+        let mut grow: Vec<(String, u16, u64)> = Vec::new();
+        let mut remove = Vec::new();
+        for (name, old_luns) in &old {
+            if !new.contains_key(name) {
+                changes.push(change("remove", format!("target {name}"), ""));
+                remove.push(name.clone());
+                let _ = old_luns;
+            }
+        }
+        for spec in &specs {
+            let name = &spec.name;
+            let old_luns = old.get(name);
+            let mut changed = old_luns.is_none();
+            if old_luns.is_none() {
+                changes.push(change("add", format!("target {name}"), ""));
+            }
+            let empty = BTreeMap::new();
+            let old_luns = old_luns.unwrap_or(&empty);
+            let new_luns = &new[name];
+            for (lun, entry) in new_luns {
+                match old_luns.get(lun) {
+                    None => {
+                        changes.push(change("add", format!("lun {name}/{lun}"), ""));
+                        changed = true;
+                    }
+                    Some(old_entry) if old_entry != entry => {
+                        let detail = lun_difference(old_entry, entry);
+                        changes.push(change("modify", format!("lun {name}/{lun}"), &detail));
+                        let only_size = crate::config::LunEntry {
+                            size: entry.size.clone(),
+                            ..old_entry.clone()
+                        } == *entry;
+                        // A larger size grows the store in place; nothing else changes.
+                        if let Some(bytes) = self.growth(name, *lun, entry)? {
+                            grow.push((name.clone(), *lun, bytes));
+                        }
+                        changed |= !only_size;
+                    }
+                    Some(_) => {}
+                }
+            }
+            for lun in old_luns.keys() {
+                if !new_luns.contains_key(lun) {
+                    changes.push(change("remove", format!("lun {name}/{lun}"), ""));
+                    changed = true;
+                }
+            }
+            if changed {
+                rebuild.push(spec);
+            }
+        }
+        // Refuse to pull LUNs from under sessions unless forced.
+        if !options.force {
+            for change in &changes {
+                if change.action != "remove" {
+                    continue;
+                }
+                let name = match change.object.split_once(' ') {
+                    Some(("target", name)) => name,
+                    Some(("lun", object)) => object.rsplit_once('/').map_or(object, |(t, _)| t),
+                    _ => continue,
+                };
+                let sessions = self.targets.registry.on_target(name).len();
+                if sessions > 0 {
+                    bail!(
+                        "{}: in use by {sessions} session(s); add --force to remove it \
+                         and end their commands",
+                        change.object
+                    );
+                }
+            }
+        }
+        if options.dry_run {
+            return Ok(changes);
+        }
+        // Grow stores first: a target rebuilt below is built at the new size.
+        for (name, lun, bytes) in &grow {
+            let store = self
+                .targets
+                .get(name)
+                .and_then(|t| t.store(u64::from(*lun)).cloned())
+                .with_context(|| format!("lun {name}/{lun}: not served"))?;
+            store
+                .resize(*bytes)
+                .map_err(|e| anyhow::anyhow!("lun {name}/{lun}: cannot grow the store: {e}"))?;
+        }
+        // Open every store a rebuilt target needs before anything is swapped.
+        let mut built = Vec::new();
+        for spec in rebuild {
+            let old_luns = old.get(&spec.name);
+            let current_target = self.targets.get(&spec.name);
+            let mut luns: Vec<(LunSpec, Arc<dyn BlockStore>)> = Vec::new();
+            for lun in &spec.luns {
+                let kept = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
+                    (Some(old_entry), Some(target))
+                        if same_store(old_entry, &new[&spec.name][&lun.lun]) =>
+                    {
+                        target.store(u64::from(lun.lun)).cloned()
+                    }
+                    _ => None,
+                };
+                let store = match kept {
+                    Some(store) => store,
+                    None => open_store(&lun.store).with_context(|| {
+                        format!(
+                            "target {} LUN {}: cannot open backing store",
+                            spec.name, lun.lun
+                        )
+                    })?,
+                };
+                luns.push((lun.clone(), store));
+            }
+            built.push(Target::build(spec.name.clone(), luns)?);
+        }
+        if save {
+            if let Some(path) = &self.path {
+                save_atomically(path, &wanted)?;
+            }
+        }
+        // Swap: from here on nothing fails. A removed target goes before its access rules,
+        // an added one comes after them, so neither is ever served without its rules.
+        for name in &remove {
+            self.targets.replace(name, None);
+            for session in self.targets.registry.on_target(name) {
+                self.targets.registry.end(session.id);
+            }
+        }
+        self.targets
+            .replace_access(policy)
+            .context("access control")?;
+        for target in built {
+            let name = target.name.clone();
+            self.targets.replace(&name, Some(target));
+        }
+        // The hosts learn of a new capacity from CAPACITY DATA HAS CHANGED.
+        for (name, lun, _) in &grow {
+            if let Some(t) = self.targets.get(name) {
+                if let Some(store) = t.store(u64::from(*lun)) {
+                    t.scsi.set_capacity(*lun, store.geometry().num_blocks);
+                }
+            }
+        }
+        for change in &changes {
+            tracing::info!(change = %change, "configuration changed");
+        }
+        *current = wanted;
+        Ok(changes)
+    }
+}
+
+impl State {
+    /// The bytes LUN `name`/`lun` grows to when its entry becomes `entry`: `Some` when the
+    /// entry's size is above what the store holds now. A size of no more than that changes
+    /// nothing (for files it is the size to create a missing one with).
+    fn growth(&self, name: &str, lun: u16, entry: &crate::config::LunEntry) -> Result<Option<u64>> {
+        let Some(size) = &entry.size else {
+            return Ok(None);
+        };
+        let bytes =
+            units::parse_size(size).map_err(|e| anyhow::anyhow!("lun {name}/{lun}: {e}"))?;
+        let Some(store) = self
+            .targets
+            .get(name)
+            .and_then(|t| t.store(u64::from(lun)).cloned())
+        else {
+            return Ok(None);
+        };
+        let g = store.geometry();
+        if bytes <= g.size_bytes() {
+            return Ok(None);
+        }
+        // `u64::is_multiple_of` needs Rust 1.87; the workspace supports older.
+        #[allow(unknown_lints, clippy::manual_is_multiple_of)]
+        let whole = bytes % u64::from(g.block_size) == 0;
+        if !whole {
+            bail!(
+                "lun {name}/{lun}: size {size} is not a whole number of {}-byte blocks",
+                g.block_size
+            );
+        }
+        Ok(Some(bytes))
+    }
+
+    /// `admin lun resize`: grows LUN `target`/`lun` to `bytes` through its store, live;
+    /// every session on it gets CAPACITY DATA HAS CHANGED. Shrinking is refused.
+    pub fn resize(&self, target: &str, lun: u16, bytes: u64) -> Result<Vec<Change>> {
+        let store = self
+            .targets
+            .get(target)
+            .and_then(|t| t.store(u64::from(lun)).cloned())
+            .with_context(|| format!("lun {target}/{lun}: no such LUN"))?;
+        let now = store.geometry().size_bytes();
+        if bytes < now {
+            bail!(
+                "lun {target}/{lun}: cannot shrink from {} to {} (data past the new end \
+                 would be lost); only growing is supported",
+                units::format_size(now),
+                units::format_size(bytes)
+            );
+        }
+        self.edit(ApplyOptions::default(), |config| {
+            let entry = config
+                .targets
+                .iter_mut()
+                .find(|t| t.name == target)
+                .and_then(|t| t.luns.iter_mut().find(|l| l.lun == lun))
+                .with_context(|| format!("lun {target}/{lun}: no such LUN"))?;
+            entry.size = Some(units::format_size(bytes));
+            Ok(())
+        })
+    }
+}
+
+fn change(action: &str, object: String, detail: &str) -> Change {
+    Change {
+        action: action.into(),
+        object,
+        detail: detail.into(),
+    }
+}
+
+type LunEntries = BTreeMap<u16, crate::config::LunEntry>;
+
+fn luns_by_target(config: &ConfigFile) -> HashMap<String, LunEntries> {
+    config
+        .targets
+        .iter()
+        .map(|t| {
+            let luns = t.luns.iter().map(|l| (l.lun, l.clone())).collect();
+            (t.name.clone(), luns)
+        })
+        .collect()
+}
+
+/// Whether two versions of a LUN use the same open store (only the export settings
+/// differ).
+fn same_store(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> bool {
+    old.bstype == new.bstype
+        && old.backing_store == new.backing_store
+        && old.bsopts == new.bsopts
+        && old.block_size == new.block_size
+}
+
+/// The fields that differ, named.
+fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> String {
+    let mut fields = Vec::new();
+    if old.bstype != new.bstype {
+        fields.push("bstype");
+    }
+    if old.backing_store != new.backing_store {
+        fields.push("backing_store");
+    }
+    if old.bsopts != new.bsopts {
+        fields.push("bsopts");
+    }
+    if old.size != new.size {
+        fields.push("size");
+    }
+    if old.block_size != new.block_size {
+        fields.push("block_size");
+    }
+    if old.read_only != new.read_only {
+        fields.push("read_only");
+    }
+    fields.join(", ")
+}
+
+/// Changes of access control (never showing a secret): they apply to the next logins.
+fn access_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if old.allow_any_initiator != new.allow_any_initiator {
+        changes.push(change("modify", "allow_any_initiator".into(), ""));
+    }
+    if old.discovery_chap != new.discovery_chap {
+        changes.push(change("modify", "discovery_chap".into(), ""));
+    }
+    for t in &new.targets {
+        let Some(o) = old.targets.iter().find(|o| o.name == t.name) else {
+            continue;
+        };
+        let mut fields = Vec::new();
+        if o.acl != t.acl {
+            fields.push("acl");
+        }
+        if o.chap != t.chap {
+            fields.push("chap");
+        }
+        if o.allow_any_initiator != t.allow_any_initiator {
+            fields.push("allow_any_initiator");
+        }
+        if !fields.is_empty() {
+            changes.push(change(
+                "modify",
+                format!("target {}", t.name),
+                &fields.join(", "),
+            ));
+        }
+    }
+    changes
+}
+
+/// Changes of the settings that take effect at the next start.
+fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let note = "takes effect at the next start";
+    if old.portal != new.portal {
+        changes.push(change("modify", "portal".into(), note));
+    }
+    if old.command_timeout != new.command_timeout {
+        changes.push(change("modify", "command_timeout".into(), note));
+    }
+    if old.gfapi_library != new.gfapi_library {
+        changes.push(change("modify", "gfapi_library".into(), note));
+    }
+    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
+        if a != b {
+            changes.push(change("modify", key.into(), note));
+        }
+    }
+    if old.unsolicited_data_budget != new.unsolicited_data_budget {
+        changes.push(change("modify", "unsolicited_data_budget".into(), note));
+    }
+    changes
+}
+
+/// Writes `config` to `path` so that a crash leaves either the old file or the new one:
+/// a temporary file beside it, fsync, rename over it, fsync of the directory.
+pub fn save_atomically(path: &Path, config: &ConfigFile) -> Result<()> {
+    let text = config.to_toml()?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("config file {} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Owner-only unless the file it replaces says otherwise: it may hold secrets.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // Keep the permissions of the file it replaces, but never let others read secrets.
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            let mut mode = meta.permissions().mode();
+            if config.has_inline_secrets() && mode & 0o077 != 0 {
+                tracing::warn!(file = %path.display(),
+                    "the config file holds secrets: making it readable by its owner only");
+                mode &= !0o077;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|err| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("cannot write config file {}: {err}", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LunEntry, TargetEntry};
+
+    fn memory_lun(lun: u16) -> LunEntry {
+        LunEntry {
+            lun,
+            bstype: "memory".into(),
+            size: Some("1M".into()),
+            ..Default::default()
+        }
+    }
+
+    fn state(path: Option<PathBuf>) -> State {
+        let targets = Arc::new(
+            Targets::with_stores(
+                vec![],
+                "127.0.0.1:3260".parse().unwrap(),
+                Default::default(),
+            )
+            .unwrap(),
+        );
+        State::new(targets, path, None)
+    }
+
+    fn config(targets: &[(&str, &[u16])]) -> ConfigFile {
+        ConfigFile {
+            targets: targets
+                .iter()
+                .map(|(name, luns)| TargetEntry {
+                    name: name.to_string(),
+                    luns: luns.iter().map(|&l| memory_lun(l)).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    const A: &str = "iqn.2026-11.io.test:a";
+    const B: &str = "iqn.2026-11.io.test:b";
+
+    #[test]
+    fn apply_reports_each_change_once_and_is_idempotent() {
+        let state = state(None);
+        let changes = state
+            .apply(config(&[(A, &[0, 1])]), Default::default())
+            .unwrap();
+        let shown: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                format!("+ target {A}"),
+                format!("+ lun {A}/0"),
+                format!("+ lun {A}/1")
+            ]
+        );
+        assert_eq!(state.targets().get(A).unwrap().luns(), [0, 1]);
+        assert!(state
+            .apply(config(&[(A, &[0, 1])]), Default::default())
+            .unwrap()
+            .is_empty());
+
+        let mut wanted = config(&[(A, &[1]), (B, &[0])]);
+        wanted.targets[0].luns[0].read_only = true;
+        let dry = ApplyOptions {
+            dry_run: true,
+            force: false,
+        };
+        let planned = state.apply(wanted.clone(), dry).unwrap();
+        assert_eq!(state.targets().get(A).unwrap().luns(), [0, 1], "dry run");
+        let done = state.apply(wanted, Default::default()).unwrap();
+        assert_eq!(planned, done);
+        let shown: Vec<String> = done.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                format!("~ lun {A}/1 (read_only)"),
+                format!("- lun {A}/0"),
+                format!("+ target {B}"),
+                format!("+ lun {B}/0"),
+            ]
+        );
+        assert_eq!(state.targets().names(), [A, B]);
+        assert_eq!(state.targets().get(A).unwrap().luns(), [1]);
+    }
+
+    #[test]
+    fn a_kept_lun_keeps_its_store_and_the_old_target_goes_stale() {
+        let state = state(None);
+        state
+            .apply(config(&[(A, &[0])]), Default::default())
+            .unwrap();
+        let before = state.targets().get(A).unwrap();
+        state
+            .apply(config(&[(A, &[0, 5])]), Default::default())
+            .unwrap();
+        let after = state.targets().get(A).unwrap();
+        assert!(before.is_stale() && !after.is_stale());
+        assert!(Arc::ptr_eq(
+            before.store(0).unwrap(),
+            after.store(0).unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_failed_change_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let state = state(Some(path.clone()));
+        state
+            .apply(config(&[(A, &[0])]), Default::default())
+            .unwrap();
+        let saved = std::fs::read_to_string(&path).unwrap();
+        let mut bad = config(&[(A, &[0]), (B, &[0])]);
+        bad.targets[1].luns[0].bstype = "floppy".into();
+        let err = state.apply(bad, Default::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("target {B} LUN 0")),
+            "{err:#}"
+        );
+        assert_eq!(state.targets().names(), [A]);
+        assert_eq!(state.config(), config(&[(A, &[0])]));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), saved);
+    }
+
+    #[test]
+    fn export_never_shows_a_secret_and_applying_it_keeps_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let secret = "chap-secret-0123456789";
+        let text = format!(
+            "[[target]]\nname = \"{A}\"\n[target.chap]\nuser = \"u\"\nsecret = \"{secret}\"\n\
+             [[target.acl]]\ninitiator = \"iqn.2026-11.io.test:h\"\n\
+             [target.acl.chap]\nuser = \"h\"\nsecret = \"acl-secret-0123456789\"\n"
+        );
+        let state = state(Some(path.clone()));
+        state
+            .apply(ConfigFile::parse(&text).unwrap(), Default::default())
+            .unwrap();
+        let exported = state.config().redacted().to_toml().unwrap();
+        assert!(!exported.contains(secret) && !exported.contains("acl-secret"));
+        assert_eq!(exported.matches(crate::auth::REDACTED).count(), 2);
+        // Applying the export changes nothing, and the file keeps the secrets.
+        let changes = state
+            .apply(ConfigFile::parse(&exported).unwrap(), Default::default())
+            .unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains(secret));
+        // A redacted secret where none is set is refused, naming the entry.
+        let elsewhere = exported.replace(A, B);
+        let err = state
+            .apply(ConfigFile::parse(&elsewhere).unwrap(), Default::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(&format!("target {B} [target.chap]")));
+    }
+
+    #[test]
+    fn the_config_file_is_rewritten_whole_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let state = state(Some(path.clone()));
+        let wanted = config(&[(A, &[0, 3]), (B, &[7])]);
+        state.apply(wanted.clone(), Default::default()).unwrap();
+        assert_eq!(ConfigFile::load(&path).unwrap(), wanted);
+        // Only the file itself is left in the directory: no temporary file remains.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["c.toml"]);
+    }
+}
