@@ -6,8 +6,8 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{glfs_target, pattern, Running, BLOCK, IQN};
-use testkit::fake::{FakeRoot, FaultRule};
+use support::{glfs_target, pattern, with_outage, Running, BLOCK, IQN};
+use testkit::fake::FakeRoot;
 use testkit::initiator::Initiator;
 
 /// GET /metrics from `addr`: the body.
@@ -165,12 +165,7 @@ fn a_gluster_outage_counts_one_loss_and_one_reconnect_with_its_duration() {
     init.write10(8, &pattern(6, 512), BLOCK).unwrap();
     // The volume drops every connection (mounts included) for about 2 s; the write waits
     // (the default hold is 15 s) and succeeds once the store has reconnected.
-    root.set_rules(&[FaultRule::any().volume("vol").disconnect()]);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_secs(2));
-            root.clear();
-        });
+    with_outage(&root, "vol", Duration::from_secs(2), || {
         init.write10(9, &pattern(7, 512), BLOCK).unwrap();
     });
     let v = "{volume=\"vol\"}";
