@@ -7,14 +7,15 @@ mod conformance;
 mod demo;
 mod docker;
 mod fake;
+mod fuzz;
 mod gluster;
-mod live;
-mod offline;
 mod package;
 mod progress;
 mod reliability;
 mod soak;
 mod target;
+mod test_gluster;
+mod test_offline;
 mod tidy;
 mod util;
 
@@ -94,6 +95,9 @@ enum Task {
         #[arg(long, default_value = "release")]
         profile: String,
     },
+    /// Run each cargo-fuzz target (nightly) for a time budget under nice; seeds in
+    /// testdata/fuzz/<target>/, failing inputs in target/fuzz/artifacts/<target>/.
+    Fuzz(fuzz::FuzzOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,15 +108,15 @@ fn main() -> anyhow::Result<()> {
             let path = fake::build()?;
             println!("{}", path.display());
         }
-        Task::TestOffline => offline::run()?,
+        Task::TestOffline => test_offline::run()?,
         Task::TestGluster {
             fixture,
             keep_fixture,
             scenarios_only,
             scenarios,
-        } => live::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
+        } => test_gluster::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
         Task::FixtureDown => docker::cluster_down()?,
-        Task::Soak(opts) => live::soak(&opts)?,
+        Task::Soak(opts) => test_gluster::soak(&opts)?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
                 println!("{step}: {took:.1?}");
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
         Task::Package { profile } => package::run(&profile)?,
+        Task::Fuzz(opts) => fuzz::run(&opts)?,
     }
     Ok(())
 }

@@ -67,10 +67,17 @@ pub struct Args {
     #[arg(long, default_value_t = 64, value_parser = parse_max_connections_per_initiator)]
     pub max_connections_per_initiator: u64,
     /// Unsolicited and immediate data all sessions together may hold, e.g. 2G: each session
-    /// reserves FirstBurstLength for each command it may have outstanding at login, and a
-    /// login that does not fit is refused (out of resources).
+    /// reserves at login FirstBurstLength (less with InitialR2T=Yes) for each command it may
+    /// have outstanding, and a login that does not fit is refused (out of resources).
     #[arg(long, value_parser = units::parse_size)]
     pub unsolicited_data_budget: Option<u64>,
+    /// Refuse normal sessions that do not negotiate HeaderDigest=CRC32C (a login offering
+    /// only None gets Initiator error, and the log says why).
+    #[arg(long)]
+    pub require_header_digest: bool,
+    /// Refuse normal sessions that do not negotiate DataDigest=CRC32C.
+    #[arg(long)]
+    pub require_data_digest: bool,
     /// Threads serving connections, each a single-threaded event loop that keeps its
     /// connections for their life (default: one per CPU; 0: one shared multi-threaded
     /// runtime).
@@ -220,6 +227,7 @@ impl Args {
         server.drain_timeout = file_server.drain_timeout;
         server.connection.bounds = file_server.connection.bounds;
         server.connection.timers = file_server.connection.timers;
+        server.require_digests = file_server.require_digests;
         let portal = config.portal.unwrap_or(self.portal);
         // Check every target, LUN and access rule before anything starts.
         let specs = config
@@ -323,6 +331,11 @@ impl Args {
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
         server.drain_timeout = std::time::Duration::from_secs(shutdown_grace);
+        // Required by the command line or the file.
+        server.require_digests = iscsi::Digests {
+            header: self.require_header_digest || config.is_some_and(|c| c.require_header_digest),
+            data: self.require_data_digest || config.is_some_and(|c| c.require_data_digest),
+        };
         let bounds = &mut server.connection.bounds;
         // At most 65535 each (checked): they fit any usize.
         bounds.max_sessions_per_target = max_sessions as usize;

@@ -3,6 +3,7 @@
 //! ```toml
 //! portal = "0.0.0.0:3260"        # optional; else --portal
 //! command_timeout = 25           # optional; else --command-timeout
+//! require_header_digest = true   # optional; or --require-header-digest (likewise data)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -43,6 +44,12 @@ pub struct ConfigFile {
     pub max_connections_per_initiator: Option<u64>,
     /// A size, e.g. "2G"; see `--unsolicited-data-budget`.
     pub unsolicited_data_budget: Option<String>,
+    /// Normal sessions must negotiate HeaderDigest=CRC32C (`--require-header-digest`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_header_digest: bool,
+    /// Normal sessions must negotiate DataDigest=CRC32C (`--require-data-digest`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_data_digest: bool,
     pub gfapi_library: Option<PathBuf>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -364,6 +371,7 @@ mod tests {
     const GOOD: &str = r#"
 portal = "127.0.0.1:3261"
 command_timeout = 10
+require_data_digest = true
 
 [[target]]
 name = "iqn.2026-11.com.example:a"
@@ -393,6 +401,7 @@ backing_store = "/srv/b.img"
         let config = ConfigFile::parse(GOOD).unwrap();
         assert_eq!(config.portal, Some("127.0.0.1:3261".parse().unwrap()));
         assert_eq!(config.command_timeout, Some(10));
+        assert!(config.require_data_digest && !config.require_header_digest);
         let specs = config.target_specs(None).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "iqn.2026-11.com.example:a");

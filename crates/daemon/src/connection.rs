@@ -243,7 +243,7 @@ async fn serve_in_span(
                 let (registration, reinstated) =
                     targets
                         .sessions
-                        .register(initiator, *isid, control_tx.clone());
+                        .register(initiator, *isid, *tsih, control_tx.clone());
                 if reinstated {
                     tracing::info!(%peer, %initiator, isid = ?isid,
                         "login reinstates an existing session");
@@ -361,9 +361,18 @@ impl Session {
                     // The administrator changed the target: continue on its new version
                     // (none if it was removed; the removal ends the session).
                     let old = self.target.take().expect("checked above");
-                    old.scsi.close_nexus(self.nexus);
                     self.target = targets.get(&old.name);
-                    if let (Some(new), Some(r)) = (&self.target, &self.registration) {
+                    let successor = self
+                        .target
+                        .as_ref()
+                        .is_some_and(|new| new.scsi.shares_nexuses_with(&old.scsi));
+                    if !successor {
+                        // Not a version of the same target: a nexus of its own.
+                        old.scsi.close_nexus(self.nexus);
+                    }
+                    if let (false, Some(new), Some(r)) =
+                        (successor, &self.target, &self.registration)
+                    {
                         let port = scsi::InitiatorPort {
                             name: r.entry.initiator.clone(),
                             isid: r.entry.isid,

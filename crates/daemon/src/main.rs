@@ -77,11 +77,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
         let listening = listener.local_addr()?;
-        let targets = Arc::new(Targets::with_stores(
-            Vec::new(),
-            listening,
-            iscsi::Limits::default(),
-        )?);
+        let limits = iscsi::Limits {
+            require_digests: plan.server.require_digests,
+            ..iscsi::Limits::default()
+        };
+        let targets = Arc::new(Targets::with_stores(Vec::new(), listening, limits)?);
         let state = Arc::new(
             State::new(
                 targets.clone(),

@@ -29,6 +29,9 @@ pub struct Server {
     /// goes to the thread with the fewest. 0: connections run on the runtime that calls
     /// [`serve`].
     pub io_threads: usize,
+    /// Digests every normal session must use (`--require-header-digest`,
+    /// `--require-data-digest`; `iscsi::Limits::require_digests`).
+    pub require_digests: iscsi::Digests,
 }
 
 /// The default number of I/O threads: one per CPU.
@@ -43,6 +46,7 @@ impl Default for Server {
             drain_timeout: Duration::from_secs(10),
             connection: ConnectionLimits::default(),
             io_threads: default_io_threads(),
+            require_digests: iscsi::Digests::default(),
         }
     }
 }

@@ -15,8 +15,9 @@ pub struct Bounds {
     /// Connections (sessions, with MaxConnections=1) per InitiatorName, discovery included.
     pub max_connections_per_initiator: usize,
     /// Unsolicited and immediate data all sessions together may hold: each normal session
-    /// reserves the most it can hold, its FirstBurstLength for every command it may have
-    /// outstanding (the CmdSN window plus the immediate commands).
+    /// reserves the most it can hold ([`unsolicited_reservation`]: FirstBurstLength, or
+    /// less as its keys allow, for every command it may have outstanding, the CmdSN window
+    /// plus the immediate commands).
     pub unsolicited_data_budget: u64,
 }
 
@@ -101,10 +102,14 @@ impl Admit {
 }
 
 impl iscsi::Admission for Admit {
+    fn session_exists(&self, isid: [u8; 6], tsih: u16) -> bool {
+        self.targets.sessions.exists(isid, tsih)
+    }
+
     fn admit(&self, login: &iscsi::login::LoginOutcome) -> Result<(), (u16, String)> {
         let normal = login.session_type == iscsi::SessionType::Normal;
         let data = if normal {
-            u64::from(login.params.first_burst_length) * self.commands
+            unsolicited_reservation(&login.params, self.commands)
         } else {
             0
         };
@@ -163,6 +168,25 @@ impl iscsi::Admission for Admit {
     }
 }
 
+/// The most unsolicited and immediate data a session negotiated with `params` can hold
+/// with `commands` outstanding: per write, FirstBurstLength when unsolicited Data-Out is
+/// allowed (InitialR2T=No); with InitialR2T=Yes only immediate data, one PDU's data segment,
+/// so also at most our MaxRecvDataSegmentLength; nothing with ImmediateData=No too.
+///
+/// This is a worst case reserved at login, not a count of the bytes buffered: see
+/// ARCHITECTURE.md ("Bounds across connections") for why counting the bytes as they arrive
+/// is not done.
+pub fn unsolicited_reservation(params: &iscsi::Params, commands: u64) -> u64 {
+    let per_command = match (params.initial_r2t, params.immediate_data) {
+        (false, _) => params.first_burst_length,
+        (true, true) => params
+            .first_burst_length
+            .min(params.target_max_recv_data_segment_length),
+        (true, false) => 0,
+    };
+    u64::from(per_command) * commands
+}
+
 /// What the registry tells a connection task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -177,6 +201,8 @@ type Key = (String, [u8; 6]);
 
 struct Entry {
     id: u64,
+    /// The TSIH the session was given at login.
+    tsih: u16,
     tx: mpsc::UnboundedSender<Control>,
 }
 
@@ -207,6 +233,7 @@ impl Sessions {
         &self,
         initiator: &str,
         isid: [u8; 6],
+        tsih: u16,
         tx: mpsc::UnboundedSender<Control>,
     ) -> (Registration<'_>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +247,7 @@ impl Sessions {
             .by_key
             .lock()
             .expect("sessions lock")
-            .insert(key.clone(), Entry { id, tx });
+            .insert(key.clone(), Entry { id, tsih, tx });
         let reinstated = match old {
             Some(old) => {
                 // The old task may have ended already; then there is nothing to tell.
@@ -247,6 +274,16 @@ impl Sessions {
         for entry in self.by_key.lock().expect("sessions lock").values() {
             let _ = entry.tx.send(Control::LogoutRequested(secs));
         }
+    }
+
+    /// Whether a registered session has this ISID and TSIH (whatever its initiator name:
+    /// the TSIHs of a portal are unique).
+    pub fn exists(&self, isid: [u8; 6], tsih: u16) -> bool {
+        self.by_key
+            .lock()
+            .expect("sessions lock")
+            .iter()
+            .any(|((_, i), e)| *i == isid && e.tsih == tsih)
     }
 
     /// Sessions registered now.
@@ -280,19 +317,19 @@ mod tests {
     fn a_login_with_the_same_initiator_and_isid_reinstates() {
         let sessions = Sessions::default();
         let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let (first, reinstated) = sessions.register("iqn.a", ISID, tx1);
+        let (first, reinstated) = sessions.register("iqn.a", ISID, 1, tx1);
         assert!(!reinstated);
         // Another ISID or another initiator is another session.
         let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let (_other_isid, reinstated) = sessions.register("iqn.a", [0x80, 0, 0, 0, 0, 2], tx2);
+        let (_other_isid, reinstated) = sessions.register("iqn.a", [0x80, 0, 0, 0, 0, 2], 2, tx2);
         assert!(!reinstated);
         let (tx3, _rx3) = mpsc::unbounded_channel();
-        let (_other_name, reinstated) = sessions.register("iqn.b", ISID, tx3);
+        let (_other_name, reinstated) = sessions.register("iqn.b", ISID, 3, tx3);
         assert!(!reinstated);
         assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
         // The same pair: the first session is told.
         let (tx4, _rx4) = mpsc::unbounded_channel();
-        let (_second, reinstated) = sessions.register("iqn.a", ISID, tx4);
+        let (_second, reinstated) = sessions.register("iqn.a", ISID, 4, tx4);
         assert!(reinstated);
         assert_eq!(rx1.try_recv(), Ok(Control::Reinstated));
         // The old session's end leaves the new one registered.
@@ -304,11 +341,44 @@ mod tests {
     fn shutdown_asks_every_session_and_every_later_one() {
         let sessions = Sessions::default();
         let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let _a = sessions.register("iqn.a", ISID, tx1);
+        let _a = sessions.register("iqn.a", ISID, 1, tx1);
         sessions.request_logout_all(7);
         assert_eq!(rx1.try_recv(), Ok(Control::LogoutRequested(7)));
         let (tx2, mut rx2) = mpsc::unbounded_channel();
-        let _b = sessions.register("iqn.b", ISID, tx2);
+        let _b = sessions.register("iqn.b", ISID, 2, tx2);
         assert_eq!(rx2.try_recv(), Ok(Control::LogoutRequested(7)));
+    }
+
+    #[test]
+    fn a_live_session_is_found_by_isid_and_tsih_until_it_ends() {
+        let sessions = Sessions::default();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (registration, _) = sessions.register("iqn.a", ISID, 0x0042, tx);
+        assert!(sessions.exists(ISID, 0x0042));
+        assert!(!sessions.exists(ISID, 0x0043));
+        assert!(!sessions.exists([0x80, 0, 0, 0, 0, 2], 0x0042));
+        drop(registration);
+        assert!(!sessions.exists(ISID, 0x0042));
+    }
+
+    #[test]
+    fn the_reservation_follows_what_the_negotiated_keys_let_a_session_hold() {
+        let mut p = iscsi::Params::defaults(&iscsi::Limits::default());
+        p.first_burst_length = 262_144;
+        p.target_max_recv_data_segment_length = 65_536;
+        let commands = 144;
+        // InitialR2T=No: a whole unsolicited burst per write.
+        p.initial_r2t = false;
+        p.immediate_data = true;
+        assert_eq!(unsolicited_reservation(&p, commands), 262_144 * 144);
+        p.immediate_data = false;
+        assert_eq!(unsolicited_reservation(&p, commands), 262_144 * 144);
+        // InitialR2T=Yes: immediate data only, one data segment of at most 64 KiB.
+        p.initial_r2t = true;
+        p.immediate_data = true;
+        assert_eq!(unsolicited_reservation(&p, commands), 65_536 * 144);
+        // Neither: every byte is solicited (and bounded by Limits::max_solicited_data).
+        p.immediate_data = false;
+        assert_eq!(unsolicited_reservation(&p, commands), 0);
     }
 }

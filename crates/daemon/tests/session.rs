@@ -53,6 +53,27 @@ fn digests_stay_off_unless_offered_first() {
     init.logout().unwrap();
 }
 
+/// `--require-header-digest`: libiscsi offering only None is refused with a log line
+/// saying why; offering None,CRC32C gets CRC32C and a working session.
+#[test]
+fn a_required_header_digest_refuses_none_and_picks_crc32c_from_a_list() {
+    let target = memory_target("1M", &["--require-header-digest"]);
+    let none = ConnectOptions {
+        header_digest: HeaderDigest::None,
+        ..ConnectOptions::default()
+    };
+    assert!(Initiator::connect_with(&target.portal(), IQN, 0, &none).is_err());
+    target.wait_for_log_line(&["login rejected", "HeaderDigest", "requires CRC32C"]);
+    let either = ConnectOptions {
+        header_digest: HeaderDigest::NoneCrc32c,
+        ..ConnectOptions::default()
+    };
+    let mut init = Initiator::connect_with(&target.portal(), IQN, 0, &either).unwrap();
+    target.wait_for_log_line(&["login", "header_digest=true"]);
+    init.test_unit_ready().unwrap();
+    init.logout().unwrap();
+}
+
 /// Reads until the target closes the connection; true when it did (EOF or reset) within
 /// `patience`, which is generous: the test is about the close, not its timing.
 fn closed_by_target(stream: &mut std::net::TcpStream, patience: Duration) -> bool {
@@ -135,6 +156,30 @@ fn login_as(
     isid: [u8; 6],
     tsih: u16,
 ) -> (u8, u8) {
+    let resp = login_response(stream, initiator, isid, tsih);
+    (resp[36], resp[37])
+}
+
+/// [`login_as`], returning the whole Login Response header.
+fn login_response(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+) -> [u8; 48] {
+    let keys = "ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0\
+                FirstBurstLength=65536\0HeaderDigest=None\0DataDigest=None\0";
+    login_with_keys(stream, initiator, isid, tsih, keys)
+}
+
+/// A one-step login with these operational keys (NUL-terminated `key=value` items).
+fn login_with_keys(
+    stream: &mut std::net::TcpStream,
+    initiator: &str,
+    isid: [u8; 6],
+    tsih: u16,
+    operational: &str,
+) -> [u8; 48] {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate Login Request
     bhs[1] = 0x87; // T=1, CSG=1, NSG=3
@@ -142,18 +187,15 @@ fn login_as(
     bhs[14..16].copy_from_slice(&tsih.to_be_bytes());
     bhs[16..20].copy_from_slice(&1u32.to_be_bytes()); // ITT
     bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
-    let keys = format!(
-        "InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0\
-         ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
-         HeaderDigest=None\0DataDigest=None\0"
-    );
+    let keys =
+        format!("InitiatorName={initiator}\0TargetName={IQN}\0SessionType=Normal\0{operational}");
     send_pdu(stream, bhs, keys.as_bytes());
     let (resp, _) = recv_pdu(stream);
     assert_eq!(resp[0] & 0x3f, 0x23, "Login Response");
     if resp[36] == 0 {
         assert_eq!(resp[1] & 0x83, 0x83, "in full feature phase");
     }
-    (resp[36], resp[37])
+    resp
 }
 
 fn connect(target: &Running) -> std::net::TcpStream {
@@ -222,6 +264,25 @@ fn a_login_naming_a_session_that_does_not_exist_is_refused() {
         ),
         (0x02, 0x0a)
     );
+}
+
+#[test]
+fn a_login_adding_a_connection_to_a_live_session_gets_too_many_connections() {
+    let target = memory_target("1M", &[]);
+    let isid = [0x80, 0, 0, 0, 0, 0x0b];
+    let me = "iqn.2026-11.test:host-a";
+    let mut first = connect(&target);
+    let resp = login_response(&mut first, me, isid, 0);
+    assert_eq!((resp[36], resp[37]), (0, 0));
+    let tsih = u16::from_be_bytes([resp[14], resp[15]]);
+    assert_ne!(tsih, 0, "the target assigns a TSIH");
+    // RFC 7143 11.13.5: Status-Class 2, Status-Detail 0x06 "Too many connections" (the
+    // session exists; MaxConnections=1), where a TSIH naming no session gets 0x0a.
+    let mut second = connect(&target);
+    assert_eq!(login_as(&mut second, me, isid, tsih), (0x02, 0x06));
+    target.wait_for_log_line(&["names a live session"]);
+    // The session the login named goes on.
+    assert!(still_served(&mut first));
 }
 
 /// A Logout Request (close the session) with `itt`.
@@ -345,6 +406,20 @@ fn a_login_over_the_unsolicited_data_budget_is_refused() {
     );
     target.wait_for_log_line(&["login refused", "unsolicited data budget"]);
     assert!(still_served(&mut a));
+    // InitialR2T=Yes and ImmediateData=No: nothing unsolicited can come, nothing is
+    // reserved, so the full budget does not stop it.
+    let mut c = connect(&target);
+    let solicited_only = "ImmediateData=No\0InitialR2T=Yes\0MaxBurstLength=262144\0\
+                          FirstBurstLength=65536\0HeaderDigest=None\0DataDigest=None\0";
+    let resp = login_with_keys(
+        &mut c,
+        "iqn.2026-11.test:c",
+        [0x80, 0, 0, 0, 0, 1],
+        0,
+        solicited_only,
+    );
+    assert_eq!((resp[36], resp[37]), (0, 0));
+    assert!(still_served(&mut c));
 }
 
 /// CRC32C as it travels (RFC 7143 13.1: least significant byte first).
@@ -393,6 +468,27 @@ fn recv_digested(stream: &mut std::net::TcpStream) -> ([u8; 48], Vec<u8>) {
     }
     data.truncate(len);
     (bhs, data)
+}
+
+/// `--require-data-digest` over a raw socket (libiscsi offers no DataDigest): a login
+/// with DataDigest=None gets RFC 7143 11.13.5 Status-Class 2, Status-Detail 0 (Initiator
+/// error); one with CRC32C logs in.
+#[test]
+fn a_required_data_digest_refuses_a_login_offering_none() {
+    let target = memory_target("1M", &["--require-data-digest"]);
+    let mut refused = connect(&target);
+    assert_eq!(
+        login_as(
+            &mut refused,
+            "iqn.2026-11.test:host-a",
+            [0x80, 0, 0, 0, 0, 3],
+            0
+        ),
+        (0x02, 0x00)
+    );
+    target.wait_for_log_line(&["login rejected", "DataDigest", "requires CRC32C"]);
+    let mut stream = connect(&target);
+    digest_login(&mut stream, "iqn.2026-11.test:host-a");
 }
 
 /// Logs in with both digests (the login itself goes without them).

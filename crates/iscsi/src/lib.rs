@@ -81,6 +81,12 @@ pub struct Limits {
     /// keeps a connection streaming, instead of the ~1.1 GiB a full command window of 8 MiB
     /// writes could otherwise make one connection buffer.
     pub max_solicited_data: u32,
+    /// Digests a normal session must use (the operator's choice; default: none required).
+    /// With `header` (`data`) set, the target answers HeaderDigest (DataDigest) with CRC32C
+    /// whenever the initiator's list holds it, and refuses a login that offers only None or
+    /// leaves the key at its default (None) with Initiator error (0x0200), logging which
+    /// digest was missing. Discovery sessions are not held to it.
+    pub require_digests: pdu::Digests,
 }
 
 impl Default for Limits {
@@ -96,6 +102,10 @@ impl Default for Limits {
             max_immediate_tasks: 16,
             max_command_data_out: 8 << 20,
             max_solicited_data: 32 << 20,
+            require_digests: pdu::Digests {
+                header: false,
+                data: false,
+            },
         }
     }
 }

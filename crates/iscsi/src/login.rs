@@ -46,6 +46,9 @@ pub mod status {
     pub const NOT_FOUND: u16 = 0x0203;
     /// Unsupported version.
     pub const UNSUPPORTED_VERSION: u16 = 0x0205;
+    /// Too many connections: the session named by TSIH exists, but it may not have another
+    /// connection (MaxConnections=1).
+    pub const TOO_MANY_CONNECTIONS: u16 = 0x0206;
     /// Missing parameter.
     pub const MISSING_PARAMETER: u16 = 0x0207;
     /// Session type not supported.
@@ -138,6 +141,17 @@ pub struct Login {
     unanswered_rounds: u8,
     tsih: u16,
     cmd_sn: u32,
+    /// Set by [`Login::tsih_names_live_session`]: the first request's ISID and TSIH name a
+    /// session in full feature phase.
+    tsih_names_live_session: bool,
+}
+
+/// The log reason of a login refused for a digest the operator requires.
+fn digest_refusal(key: &str) -> String {
+    format!(
+        "{key}: the target requires CRC32C (required digests) and the initiator did not \
+         offer it; refused"
+    )
 }
 
 fn bool_flag(b: bool, bit: u8) -> u8 {
@@ -169,7 +183,15 @@ impl Login {
             unanswered_rounds: 0,
             tsih,
             cmd_sn: 0,
+            tsih_names_live_session: false,
         }
+    }
+
+    /// Tells the login, before its first request, that the request's ISID and non-zero
+    /// TSIH name a live session: the login is then refused with Too many connections
+    /// (0x0206) rather than Session does not exist (0x020a).
+    pub fn tsih_names_live_session(&mut self) {
+        self.tsih_names_live_session = true;
     }
 
     /// Sets the initiator's address (before the first request), for ACL entries that list
@@ -293,12 +315,23 @@ impl Login {
             self.isid.copy_from_slice(&req.0[8..14]);
             self.cid = req.u16_at(20);
             self.cmd_sn = req.u32_at(off::CMDSN);
-            if req.u16_at(14) != 0 {
-                return self.fail(
-                    req,
-                    status::SESSION_DOES_NOT_EXIST,
-                    "login with non-zero TSIH (adding connections is not supported)",
-                );
+            let tsih = req.u16_at(14);
+            if tsih != 0 {
+                // A login that adds a connection to the session ISID and TSIH name (RFC
+                // 7143 6.3.4). We keep one connection per session.
+                return if self.tsih_names_live_session {
+                    self.fail(
+                        req,
+                        status::TOO_MANY_CONNECTIONS,
+                        format!("TSIH {tsih:#06x} names a live session; MaxConnections is 1"),
+                    )
+                } else {
+                    self.fail(
+                        req,
+                        status::SESSION_DOES_NOT_EXIST,
+                        format!("TSIH {tsih:#06x} names no session"),
+                    )
+                };
             }
             if csg != STAGE_SECURITY && csg != STAGE_OPERATIONAL {
                 return self.fail(req, status::INITIATOR_ERROR, format!("bad CSG {csg}"));
@@ -399,6 +432,11 @@ impl Login {
             }
         }
         self.neg.settle();
+        if let Some(key) = self.neg.missing_required_digest(self.session_type) {
+            if self.neg.offered(key) {
+                return self.fail(req, status::INITIATOR_ERROR, digest_refusal(key));
+            }
+        }
         // Answers that go back where their keys were, latest position first.
         let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
         if let Some(at) = first_burst_at {
@@ -604,6 +642,11 @@ impl Login {
                 }
                 transit = false;
                 next = self.stage;
+            }
+        }
+        if next == STAGE_FULL_FEATURE {
+            if let Some(key) = self.neg.missing_required_digest(self.session_type) {
+                return self.fail(req, status::INITIATOR_ERROR, digest_refusal(key));
             }
         }
         let rsp = self.response(req, transit, csg, next, status::SUCCESS);

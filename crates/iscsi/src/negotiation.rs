@@ -263,8 +263,17 @@ impl Negotiator {
         let l = &self.limits;
         match key {
             "HeaderDigest" | "DataDigest" => {
-                // List negotiation: the first offered value we support (RFC 7143 6.2.1).
-                let Some(pick) = value.split(',').find(|v| matches!(*v, "None" | "CRC32C")) else {
+                let required = session_type == SessionType::Normal
+                    && if key == "HeaderDigest" {
+                        l.require_digests.header
+                    } else {
+                        l.require_digests.data
+                    };
+                // List negotiation: the first offered value we support (RFC 7143 6.2.1);
+                // only CRC32C when the operator requires the digest (the login then fails
+                // if it is not offered: see `missing_required_digest`).
+                let supported = |v: &&str| *v == "CRC32C" || (!required && *v == "None");
+                let Some(pick) = value.split(',').find(supported) else {
                     return reject();
                 };
                 let crc = pick == "CRC32C";
@@ -324,6 +333,27 @@ impl Negotiator {
             "IFMarkInt" | "OFMarkInt" => KeyOutcome::Respond("Irrelevant".into()),
             _ => KeyOutcome::Respond("NotUnderstood".into()),
         }
+    }
+
+    /// The first digest the limits require (`Limits::require_digests`) that this
+    /// negotiation has not turned on, for a normal session; `None` when all are on. A login
+    /// must not reach full feature phase while one is missing.
+    pub fn missing_required_digest(&self, session_type: SessionType) -> Option<&'static str> {
+        let (required, on) = (self.limits.require_digests, self.params.digests);
+        if session_type != SessionType::Normal {
+            None
+        } else if required.header && !on.header {
+            Some("HeaderDigest")
+        } else if required.data && !on.data {
+            Some("DataDigest")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the initiator offered `key` in this negotiation.
+    pub fn offered(&self, key: &str) -> bool {
+        self.seen.contains(key)
     }
 
     fn numeric(

@@ -13,6 +13,15 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
     /// `Ok` admits the session; `Err(status)` refuses it with this Login status
     /// (Status-Class << 8 | Status-Detail, RFC 7143 11.13.5) and a reason for the log.
     fn admit(&self, login: &LoginOutcome) -> Result<(), (u16, String)>;
+
+    /// Whether a session in full feature phase has this ISID and TSIH: a login naming it
+    /// tries to add a connection to it (answered Too many connections, 0x0206); a TSIH that
+    /// names no session is answered Session does not exist (0x020a). The default knows no
+    /// session.
+    fn session_exists(&self, isid: [u8; 6], tsih: u16) -> bool {
+        let _ = (isid, tsih);
+        false
+    }
 }
 
 impl Connection {

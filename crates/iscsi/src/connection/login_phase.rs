@@ -13,6 +13,16 @@ impl Connection {
             unreachable!()
         };
         let first = !login.started();
+        let tsih = pdu.bhs.u16_at(14);
+        if first && tsih != 0 {
+            let mut isid = [0u8; 6];
+            isid.copy_from_slice(&pdu.bhs.0[8..14]);
+            if let Some(admission) = &self.admission {
+                if admission.session_exists(isid, tsih) {
+                    login.tsih_names_live_session();
+                }
+            }
+        }
         let step = login.handle(&self.config, &pdu);
         self.login_cmd_sn = login.cmd_sn();
         if first {

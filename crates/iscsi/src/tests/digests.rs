@@ -274,3 +274,88 @@ fn a_bad_data_digest_on_a_text_request_keeps_cmd_sn_order() {
     ));
     assert!(matches!(&i.take_events()[..], [Event::Command(c)] if c.itt == 6));
 }
+
+/// RFC 7143 11.13.5: | Initiator error | 0200 | Miscellaneous iSCSI initiator errors. |
+/// (the initiator's digest offer cannot be accepted).
+const INITIATOR_ERROR: [u8; 2] = [0x02, 0x00];
+
+fn requiring(header: bool, data: bool) -> std::sync::Arc<crate::Config> {
+    config_with(crate::Limits {
+        require_digests: pdu::Digests { header, data },
+        ..crate::Limits::default()
+    })
+}
+
+/// The security-stage keys with these digest offers.
+fn security_keys(header: &str, data: &str) -> Vec<u8> {
+    let mut keys = libiscsi_security_keys(TARGET);
+    for (k, v) in keys.iter_mut() {
+        match *k {
+            "HeaderDigest" => *v = header.to_string(),
+            "DataDigest" => *v = data.to_string(),
+            _ => {}
+        }
+    }
+    kv_owned(&keys)
+}
+
+#[test]
+fn a_required_digest_offered_only_as_none_refuses_the_login() {
+    for (header, data) in [("None", "CRC32C"), ("None,CRC32C", "None")] {
+        let mut i = Initiator::new(requiring(true, true));
+        let r = i.send(&login_req(true, 0, 1, 1, 1, &security_keys(header, data)));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].opcode(), 0x23);
+        assert_eq!(r[0].bhs[36..38], INITIATOR_ERROR, "{header} / {data}");
+        assert!(i.conn.is_finished());
+        assert!(i.take_events().is_empty());
+    }
+}
+
+#[test]
+fn a_required_digest_is_chosen_from_a_list_that_prefers_none() {
+    let mut i = Initiator::new(requiring(true, true));
+    let sec = security_keys("None,CRC32C", "None,CRC32C");
+    let r1 = i.send(&login_req(true, 0, 1, 1, 1, &sec));
+    assert_eq!(r1[0].status_class(), 0);
+    let text = r1[0].text();
+    assert!(
+        text.contains(&("HeaderDigest".into(), "CRC32C".into())),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&("DataDigest".into(), "CRC32C".into())),
+        "{text:?}"
+    );
+    let op = kv_owned(&libiscsi_operational_keys());
+    let r2 = i.send(&login_req(true, 1, 3, 1, 1, &op));
+    assert_eq!(r2[0].status_class(), 0);
+    assert!(matches!(i.take_events()[..], [Event::LoggedIn { .. }]));
+    let digests = i.conn.params().unwrap().digests;
+    assert!(digests.header && digests.data);
+}
+
+#[test]
+fn a_required_digest_never_offered_refuses_the_login_before_full_feature_phase() {
+    // Only the header digest is required; the initiator never mentions HeaderDigest (its
+    // default is None, RFC 7143 13.1).
+    let mut i = Initiator::new(requiring(true, false));
+    let keys: Vec<(&str, String)> = libiscsi_security_keys(TARGET)
+        .into_iter()
+        .filter(|(k, _)| *k != "HeaderDigest")
+        .collect();
+    let r1 = i.send(&login_req(true, 0, 1, 1, 1, &kv_owned(&keys)));
+    assert_eq!(r1[0].status_class(), 0, "not yet: the key may still come");
+    let op = kv_owned(&libiscsi_operational_keys());
+    let r2 = i.send(&login_req(true, 1, 3, 1, 1, &op));
+    assert_eq!(r2[0].bhs[36..38], INITIATOR_ERROR);
+    assert!(i.conn.is_finished());
+    assert!(i.take_events().is_empty());
+}
+
+#[test]
+fn discovery_sessions_are_not_held_to_required_digests() {
+    let mut i = Initiator::new(requiring(true, true));
+    i.login_discovery();
+    assert!(matches!(i.take_events()[..], [Event::LoggedIn { .. }]));
+}
