@@ -29,3 +29,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest not found: installing it from crates.io (a few minutes)"
   cargo install --locked cargo-nextest
 fi
+
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "cargo-deb not found: installing it from crates.io (a few minutes; cargo xtask package)"
+  cargo install --locked cargo-deb --version 3.8.0
+fi

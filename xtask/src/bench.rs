@@ -28,10 +28,10 @@ mod report;
 
 pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 
+use crate::progress::Progress;
 use crate::{fake, gluster, util};
 use anyhow::{bail, Context, Result};
 use report::{DigestResult, Load, Report, SessionsResult, WorkloadResult};
-use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -126,50 +126,6 @@ fn volume_kind_name(kind: VolumeKind) -> &'static str {
     }
 }
 
-/// A progress bar on a terminal, plain lines otherwise.
-struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "[bench] {bar:30} {pos}/{len} {elapsed_precise} (~{eta} left) {msg}",
-                )
-                .expect("a valid template"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(500));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        Progress { bar }
-    }
-
-    fn line(&self, text: &str) {
-        if self.bar.is_hidden() {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
-        }
-    }
-
-    fn start(&self, label: &str) {
-        self.bar.set_message(label.to_string());
-    }
-
-    fn done(&self) {
-        self.bar.inc(1);
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
 /// A /proc/stat busy/total sample.
 fn machine_cpu() -> Option<(u64, u64)> {
     report::parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
@@ -215,7 +171,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
         + opts.sessions.len() * 2
         + if digests_wanted { 2 } else { 0 }) as u64;
-    let progress = Progress::new(total);
+    let progress = Progress::new("bench", total);
     progress.line(&format!(
         "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads, {} measurements",
         volume_kind_name(opts.volume),

@@ -12,6 +12,7 @@
 //! restarted and the death recorded.
 
 use crate::fake;
+use crate::progress::Progress;
 use crate::target::{LunSetup, TargetProcess};
 use crate::util::{self, Skipped};
 use anyhow::{bail, Context, Result};
@@ -92,13 +93,14 @@ pub fn run(
     let fake_lib = fake::build()?;
     let binary = util::build_target_binary()?;
     let mut regressions = Vec::new();
+    let progress = Progress::new("conformance", (backends.len() * suites.len()) as u64);
     for backend in backends {
-        let results = run_backend(&tool, &binary, &fake_lib, backend, &suites, live)?;
+        let results = run_backend(&tool, &binary, &fake_lib, backend, &suites, live, &progress)?;
         let snapshot = snapshot_path(backend);
         let old = read_results(&snapshot).unwrap_or_default();
         let (lost, gained) = compare(&old, &results, suite_filter);
         let count = |o: Outcome| results.values().filter(|r| **r == o).count();
-        eprintln!(
+        progress.line(&format!(
             "{backend}: {} passed, {} skipped (feature reported unsupported), {} failed, {} hung; \
              {} better than recorded, {} worse",
             count(Outcome::Passed),
@@ -107,26 +109,27 @@ pub fn run(
             count(Outcome::Hung),
             gained.len(),
             lost.len()
-        );
+        ));
         for name in &lost {
-            eprintln!(
+            progress.line(&format!(
                 "  regression: {name} passed in {} and does not now",
                 snapshot.display()
-            );
+            ));
         }
         if bless {
             let mut merged = old.clone();
             merged.extend(results.clone());
             write_results(&snapshot, &merged)?;
-            eprintln!("  recorded {}", snapshot.display());
+            progress.line(&format!("  recorded {}", snapshot.display()));
         } else if !gained.is_empty() {
-            eprintln!(
+            progress.line(&format!(
                 "  {} tests pass that the snapshot does not record: run with --bless",
                 gained.len()
-            );
+            ));
         }
         regressions.extend(lost.into_iter().map(|n| format!("{backend}: {n}")));
     }
+    progress.finish();
     if !regressions.is_empty() && !bless {
         bail!(
             "{} conformance regression(s):\n{}",
@@ -144,6 +147,7 @@ fn run_backend(
     backend: &str,
     suites: &[&String],
     live: Option<&str>,
+    progress: &Progress,
 ) -> Result<Results> {
     let start = || -> Result<TargetProcess> {
         match backend {
@@ -198,22 +202,22 @@ fn run_backend(
     };
     let mut target = start()?;
     let mut results = Results::new();
-    for (i, suite) in suites.iter().enumerate() {
+    for suite in suites {
+        progress.start(&format!("{backend} {suite}"));
         let out = run_suite(tool, &target.url(), suite)?;
         let suite_results = parse_results(suite, &out.text, out.timed_out);
         let count = |o: Outcome| suite_results.values().filter(|r| **r == o).count();
-        eprintln!(
-            "[{}/{}] {backend} {suite}: {} passed, {} skipped, {} failed{}",
-            i + 1,
-            suites.len(),
+        progress.line(&format!(
+            "  {backend} {suite}: {} passed, {} skipped, {} failed{}",
             count(Outcome::Passed),
             count(Outcome::Skipped),
             count(Outcome::Failed) + count(Outcome::Hung),
             if out.timed_out { " (timed out)" } else { "" }
-        );
+        ));
+        progress.done();
         results.extend(suite_results);
         if !target.is_running() {
-            eprintln!("  the target died during {suite}; restarting it");
+            progress.line(&format!("  the target died during {suite}; restarting it"));
             results.insert(format!("{suite}.<target survived>"), Outcome::Failed);
             target = start()?;
         }

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 use crate::gluster::LiveVolume;
+use crate::progress::Progress;
 use crate::util;
 use anyhow::{bail, ensure, Context, Result};
 use std::io::Read;
@@ -861,20 +862,36 @@ pub fn cluster_up(nodes: usize, volume: &str) -> Result<LiveVolume> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "bad volume name {volume:?}"
     );
-    ensure_engine()?;
-    build_images()?;
-    let reuse = network_exists() && cluster_matches(nodes)?;
-    if !reuse {
-        cluster_down()?;
-        create_nodes(nodes)?;
-    } else {
-        eprintln!("reusing the {nodes}-node gluster cluster");
-    }
+    // engine, images, containers, one glusterd per node, peers, volume
+    let progress = Progress::new("fixture", 5 + nodes as u64);
+    let step = |label: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        progress.start(label);
+        f()?;
+        progress.done();
+        Ok(())
+    };
+    step("docker engine", &mut ensure_engine)?;
+    step("gluster node image", &mut build_images)?;
+    step(&format!("{nodes} node containers"), &mut || {
+        let reuse = network_exists() && cluster_matches(nodes)?;
+        if !reuse {
+            cluster_down()?;
+            create_nodes(nodes)?;
+        } else {
+            progress.line(&format!("reusing the {nodes}-node gluster cluster"));
+        }
+        Ok(())
+    })?;
     for i in 0..nodes {
-        wait_glusterd(i)?;
+        step(&format!("glusterd on {}", node_name(i)), &mut || {
+            wait_glusterd(i)
+        })?;
     }
-    probe_peers(nodes)?;
-    ensure_volume(nodes, volume)?;
+    step("peers", &mut || probe_peers(nodes))?;
+    step(&format!("volume {volume}"), &mut || {
+        ensure_volume(nodes, volume)
+    })?;
+    progress.finish();
     Ok(LiveVolume {
         name: volume.to_string(),
         host: node_ip(0).to_string(),

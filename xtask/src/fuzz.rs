@@ -121,7 +121,9 @@ pub fn run(opts: &FuzzOptions) -> Result<()> {
             .arg(&fuzz_target_dir),
     )?;
     let mut outcomes = Vec::new();
+    let progress = crate::progress::Progress::new("fuzz", targets.len() as u64);
     for target in targets {
+        progress.start(&format!("{target} for {} s", opts.seconds));
         let seeds = root.join("testdata/fuzz").join(target);
         let corpus = fuzz_target_dir.join("corpus").join(target);
         let artifacts = fuzz_target_dir.join("artifacts").join(target);
@@ -140,7 +142,7 @@ pub fn run(opts: &FuzzOptions) -> Result<()> {
             .arg(format!("-rss_limit_mb={}", opts.rss_limit_mb))
             .arg("-timeout=20")
             .arg("-print_final_stats=1");
-        eprintln!("$ {}", util::display(&cmd));
+        progress.line(&format!("$ {}", util::display(&cmd)));
         let output = cmd
             .stderr(Stdio::piped())
             .output()
@@ -165,10 +167,12 @@ pub fn run(opts: &FuzzOptions) -> Result<()> {
             // The report libFuzzer printed: the panic and the input.
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             for line in tail.into_iter().rev() {
-                eprintln!("  {line}");
+                progress.line(&format!("  {line}"));
             }
         }
+        progress.done();
     }
+    progress.finish();
     let mut failed = 0;
     println!("fuzz: {} s per target", opts.seconds);
     for o in &outcomes {

@@ -2,12 +2,15 @@
 
 mod access;
 mod bench;
+mod ci_workflow;
 mod conformance;
 mod demo;
 mod docker;
 mod fake;
 mod fuzz;
 mod gluster;
+mod package;
+mod progress;
 mod reliability;
 mod soak;
 mod target;
@@ -88,6 +91,13 @@ enum Task {
     },
     /// Performance goals side by side: fio gfapi ceiling, tgt and our target.
     Bench(bench::BenchOptions),
+    /// Build the Debian package (cargo-deb, installed when missing) with the systemd unit
+    /// and the example configuration, check it in a scratch root and print its path.
+    Package {
+        /// Cargo profile of the packaged binary (dev: the test build, faster).
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
     /// Run each cargo-fuzz target (nightly) for a time budget under nice; seeds in
     /// testdata/fuzz/<target>/, failing inputs in target/fuzz/artifacts/<target>/.
     Fuzz(fuzz::FuzzOptions),
@@ -123,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         } => conformance::run(&backends, suite.as_deref(), bless, live_volume.as_deref())?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
+        Task::Package { profile } => package::run(&profile)?,
         Task::Fuzz(opts) => fuzz::run(&opts)?,
     }
     Ok(())

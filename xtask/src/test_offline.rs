@@ -10,12 +10,13 @@
 //!    initiator outside the ACL, filtered discovery, no secret in the log;
 //! 4. runs every iscsi-test-cu suite on each backend and fails on any regression against
 //!    the results recorded in testdata/conformance/;
-//! 5. proves the fake is a drop-in for tgt's bs_glfs and fio's gfapi engines.
+//! 5. builds the Debian package (test profile) and checks it in a scratch root;
+//! 6. proves the fake is a drop-in for tgt's bs_glfs and fio's gfapi engines.
 //!
 //! Ends with one `offline: N passed, N failed` line.
 
 use crate::util::{self, Checks};
-use crate::{access, conformance, fake, target};
+use crate::{access, conformance, fake, package, target};
 use anyhow::Result;
 
 /// The iscsi-test-cu suites the foundation must pass with no failure.
@@ -96,6 +97,11 @@ pub fn run() -> Result<()> {
     checks.record(
         "conformance: no test that passed in testdata/conformance/ regressed",
         conformance::run(&backends, None, false, None),
+    );
+
+    checks.record(
+        "package: the .deb holds the binary, the systemd unit and the configuration",
+        package::build("dev").and_then(|deb| package::check(&deb)),
     );
 
     let fake_dir = fake_lib.parent().expect("library has a directory");

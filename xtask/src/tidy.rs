@@ -72,6 +72,45 @@ mod tests {
     }
 
     #[test]
+    fn only_the_daemon_knows_the_metrics_crate() {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(project_root())
+            .output()
+            .expect("run cargo metadata");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let users: Vec<&str> = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["dependencies"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["name"] == "prometheus-client")
+            })
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            users,
+            ["daemon"],
+            "metrics stay in the daemon (stores report through backstore::VolumeObserver)"
+        );
+    }
+
+    #[test]
     fn one_process_harness_starts_the_daemon_and_waits_for_its_portal() {
         // ARCHITECTURE.md: testkit::daemon is the one harness that starts glfs-iscsi,
         // waits for its port and stops it; tests and tasks go through it.

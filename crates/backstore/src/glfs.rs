@@ -211,6 +211,8 @@ struct MountState {
     reconnecting: bool,
     /// The volume the running loop published was lost again; the loop must start over.
     broken: bool,
+    /// When the connection was found lost, until the reconnect brings the volume back.
+    lost_at: Option<Instant>,
     /// `glfs_init` attempts made by reconnect loops.
     attempts: u64,
     /// Openers waiting in [`Mount::volume`] (a loop keeps going for them even when no
@@ -446,6 +448,7 @@ impl Mount {
                 generation: 0,
                 reconnecting: false,
                 broken: false,
+                lost_at: None,
                 attempts: 0,
                 waiters: 0,
                 links: Vec::new(),
@@ -516,12 +519,16 @@ impl Mount {
             links.push(l);
         }
         let vol = st.vol.take();
+        st.lost_at.get_or_insert_with(Instant::now);
         if st.reconnecting {
             st.broken = true;
         } else {
             self.start_reconnect(&mut st);
         }
         drop(st);
+        if let Some(observer) = crate::observer::volume_observer() {
+            observer.connection_lost(&self.params.volume);
+        }
         // Off this thread (possibly gfapi's callback thread) the last references may
         // close files and finish the old mount.
         for l in links {
@@ -574,6 +581,13 @@ impl Mount {
                             generation = st.generation,
                             "reconnected"
                         );
+                        let lost_at = st.lost_at.take();
+                        drop(st);
+                        if let (Some(at), Some(observer)) =
+                            (lost_at, crate::observer::volume_observer())
+                        {
+                            observer.reconnected(&self.params.volume, at.elapsed());
+                        }
                     }
                     return;
                 }

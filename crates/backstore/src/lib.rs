@@ -26,12 +26,14 @@
 mod file;
 mod glfs;
 mod memory;
+mod observer;
 mod probe;
 pub mod spec;
 
 pub use file::FileStore;
 pub use glfs::{ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES};
 pub use memory::MemoryStore;
+pub use observer::{set_volume_observer, VolumeObserver};
 
 use spec::{parse_size, split_options, GlfsOptions, GlfsSpec};
 use std::path::PathBuf;

@@ -160,8 +160,41 @@ fn disconnect_io(vol: &str) -> FaultRule {
     .disconnect()
 }
 
+/// Records what the stores tell the process's [`backstore::VolumeObserver`].
+#[derive(Default)]
+struct Seen {
+    events: Mutex<Vec<(String, &'static str, Duration)>>,
+}
+
+impl backstore::VolumeObserver for Seen {
+    fn connection_lost(&self, volume: &str) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((volume.into(), "lost", Duration::ZERO));
+    }
+    fn reconnected(&self, volume: &str, took: Duration) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((volume.into(), "reconnected", took));
+    }
+}
+
+/// The observer of this test process (one per process; tests look at their own volume).
+fn seen() -> Arc<Seen> {
+    static SEEN: std::sync::OnceLock<Arc<Seen>> = std::sync::OnceLock::new();
+    SEEN.get_or_init(|| {
+        let seen = Arc::new(Seen::default());
+        assert!(backstore::set_volume_observer(seen.clone()));
+        seen
+    })
+    .clone()
+}
+
 #[test]
 fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
+    let seen = seen();
     let env = Env::new();
     let s = env.open("r1", "lun.img", "hold=0");
     assert_eq!(s.connection_state(), ConnectionState::Connected);
@@ -202,6 +235,21 @@ fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
     assert_eq!(s.generation(), 1);
     assert_eq!(env.mounts(), 2, "one new glfs_t");
     assert!(s.reconnect_attempts() >= 2, "{}", s.reconnect_attempts());
+    // The observer heard of one loss and one reconnect of r1, which took at least the
+    // time the fault rule held (two failed glfs_init attempts with back-off between).
+    let r1: Vec<_> = seen
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(v, _, _)| v == "r1")
+        .cloned()
+        .collect();
+    assert_eq!(
+        r1.iter().map(|(_, what, _)| *what).collect::<Vec<_>>(),
+        ["lost", "reconnected"]
+    );
+    assert!(r1[1].2 >= Duration::from_millis(100), "{:?}", r1[1].2);
 
     assert_eq!(read(&*s, 0, 8192), before);
     assert_eq!(read(&*s, 1 << 20, 8192), before);

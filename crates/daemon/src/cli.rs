@@ -93,6 +93,13 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax), e.g. info or daemon=debug.
     #[arg(long, env = "GLFS_ISCSI_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
+    /// Log line format: text, or json (one object per line, with the session span).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+    /// Serve metrics in the Prometheus text format on this address (HTTP, GET /metrics);
+    /// off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Admit only initiators matching SPEC: an initiator name, a network (192.0.2.0/24,
     /// 2001:db8::/48, or one address), or NAME@NETWORK. Repeat for more entries.
     #[arg(long = "acl", value_name = "SPEC")]

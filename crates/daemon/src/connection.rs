@@ -5,6 +5,7 @@
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
 use crate::buffers::{write_transmit, SocketBuffers};
+use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
 use iscsi::{
@@ -44,6 +45,51 @@ struct InFlightCommand {
     seq: u64,
     /// The storage operation it waits on, if any (for the time-out answer).
     op: Option<Op>,
+    /// Its LUN's metrics, with what they count (when metrics are on; taken when the
+    /// command is answered, else it counts as dropped).
+    metrics: Option<CommandMetrics>,
+}
+
+/// What the metrics of a command need at its answer.
+struct CommandMetrics {
+    lun: Arc<LunMetrics>,
+    kind: metrics::Kind,
+    started: Instant,
+}
+
+impl InFlightCommand {
+    /// Counts the command's answer in its LUN's metrics.
+    fn answered(&mut self, response: &Response) {
+        if let Some(m) = self.metrics.take() {
+            m.lun.answered(
+                m.kind,
+                m.started.elapsed(),
+                response.status as u8,
+                u64::from(response.transfer_len),
+                response.sense.as_deref().and_then(sense_key),
+            );
+        }
+    }
+}
+
+impl Drop for InFlightCommand {
+    /// A command that leaves without an answer (aborted, connection closed) is no longer
+    /// in flight.
+    fn drop(&mut self) {
+        if let Some(m) = self.metrics.take() {
+            m.lun.dropped();
+        }
+    }
+}
+
+/// The sense key of fixed-format (response codes 70h/71h: byte 2) or descriptor-format
+/// (72h/73h: byte 1) sense data (SPC-4 4.5).
+fn sense_key(sense: &[u8]) -> Option<u8> {
+    match sense.first()? & 0x7f {
+        0x70 | 0x71 => sense.get(2).map(|b| b & 0x0f),
+        0x72 | 0x73 => sense.get(1).map(|b| b & 0x0f),
+        _ => None,
+    }
 }
 
 /// Per-connection limits.
@@ -71,8 +117,21 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves one connection until logout, error or EOF.
+/// Serves one connection until logout, error or EOF; its events are logged in its
+/// session span ([`crate::logging::session_span`]).
 pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    targets: Arc<Targets>,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
+    use tracing::Instrument;
+    serve_in_span(stream, peer, targets, limits)
+        .instrument(crate::logging::session_span(peer))
+        .await
+}
+
+async fn serve_in_span(
     stream: TcpStream,
     peer: SocketAddr,
     targets: Arc<Targets>,
@@ -99,6 +158,8 @@ pub async fn serve_connection(
     let mut buffers = SocketBuffers::default();
     let mut session = Session {
         target: None,
+        lun_metrics: HashMap::new(),
+        counted: None,
         nexus: 0,
         control: control_tx.clone(),
         in_flight: HashMap::new(),
@@ -174,9 +235,11 @@ pub async fn serve_connection(
                 initiator,
                 isid,
                 tsih,
+                target,
                 ..
             } = &event
             {
+                crate::logging::record_login(initiator, *isid, *tsih, target);
                 let (registration, reinstated) =
                     targets
                         .sessions
@@ -201,6 +264,15 @@ pub async fn serve_connection(
             break;
         }
     }
+    if let (Some(m), Some((status, asked))) = (metrics::global(), conn.login_failure()) {
+        // Only configured names become labels: initiators cannot add series.
+        let known = if targets.get(asked).is_some() {
+            asked
+        } else {
+            ""
+        };
+        m.login_failed(known, status);
+    }
     if !session.in_flight.is_empty() {
         tracing::debug!(%peer, count = session.in_flight.len(),
             "connection ends with commands in flight; their stores still own the buffers");
@@ -210,6 +282,10 @@ pub async fn serve_connection(
 
 struct Session {
     target: Option<Arc<Target>>,
+    /// Metrics of the LUNs this session has used, by wire LUN (when metrics are on).
+    lun_metrics: HashMap<u64, Arc<LunMetrics>>,
+    /// Counts the session in its target's metrics while it lives.
+    counted: Option<metrics::SessionGuard>,
     nexus: NexusId,
     /// This connection's control channel, registered with the target under `nexus`.
     control: mpsc::UnboundedSender<Control>,
@@ -277,6 +353,7 @@ impl Session {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(self.nexus, self.control.clone());
+                        self.counted = metrics::global().map(|m| m.session(&t.name));
                     }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
@@ -362,12 +439,21 @@ impl Session {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let metrics = self.lun_metrics(&target, cmd.lun).map(|lun| {
+            lun.started();
+            CommandMetrics {
+                lun,
+                kind: metrics::Kind::of(&cmd.cdb),
+                started: Instant::now(),
+            }
+        });
         self.in_flight.insert(
             itt,
             InFlightCommand {
                 lun: cmd.lun,
                 seq,
                 op: None,
+                metrics,
             },
         );
         let start = target.scsi.start(Command {
@@ -410,7 +496,9 @@ impl Session {
     ) {
         match start {
             Start::Done(response) => {
-                self.forget(itt);
+                if let Some(mut cmd) = self.forget(itt) {
+                    cmd.answered(&response);
+                }
                 conn.complete_command(itt, to_iscsi(response));
                 self.dispatch_aborts(conn, target);
             }
@@ -631,6 +719,20 @@ impl Session {
         }
     }
 
+    /// The metrics of the LUN at `wire` of `target`, when metrics are on and the target
+    /// has that LUN (looked up once per session and LUN; a map lookup after that).
+    fn lun_metrics(&mut self, target: &Target, wire: u64) -> Option<Arc<LunMetrics>> {
+        let m = metrics::global()?;
+        if let Some(found) = self.lun_metrics.get(&wire) {
+            return Some(found.clone());
+        }
+        let lun = u64::from(scsi::decode_lun(wire)?);
+        target.store(lun)?;
+        let found = m.lun(&target.name, lun);
+        self.lun_metrics.insert(wire, found.clone());
+        Some(found)
+    }
+
     /// Aborts every command in flight; their stores keep the buffers until they finish.
     fn abort_all(&mut self, conn: &mut iscsi::Connection) {
         for (itt, cmd) in self.in_flight.drain() {
@@ -653,12 +755,14 @@ impl Session {
                 // Cannot happen: finished commands leave the deadlines with in_flight.
                 continue;
             }
-            let cmd = self.in_flight.remove(&itt).expect("checked above");
+            let mut cmd = self.in_flight.remove(&itt).expect("checked above");
             let op = cmd.op.unwrap_or(Op::Read);
             tracing::warn!(itt, lun = cmd.lun, %op, limit = ?self.limits.command_timeout,
                 "storage request exceeded the command time limit; answering ABORTED COMMAND");
             let sense = scsi::sense::from_store_error(&StoreError::new(op, ErrorKind::TimedOut));
-            conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
+            let response = Response::check_condition(sense);
+            cmd.answered(&response);
+            conn.complete_command(itt, to_iscsi(response));
         }
     }
 }

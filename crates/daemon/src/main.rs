@@ -2,7 +2,6 @@ use anyhow::Context;
 use clap::Parser;
 use daemon::cli::{Args, Command};
 use daemon::{serve, State, Targets};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,20 +20,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: logs redirected to files or journald stay plain.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    daemon::logging::init(&args.log, args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line naming the problem: the error and its causes.
-            eprintln!("glfs-iscsi: {err:#}");
+            daemon::logging::fatal(&format!("{err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -110,29 +101,42 @@ fn run(args: Args) -> anyhow::Result<()> {
         let portal = hint_address(listening);
         for target in &specs {
             for lun in &target.luns {
-                eprintln!(
-                    "glfs-iscsi: serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
+                daemon::logging::notice(&format!(
+                    "serving {} LUN {} on {listening}: iscsi://{portal}/{}/{}",
                     target.name, lun.lun, target.name, lun.lun
-                );
+                ));
             }
         }
-        eprintln!(
-            "glfs-iscsi: connect with  iscsi-ls iscsi://{portal}  or  \
+        daemon::logging::notice(&format!(
+            "connect with  iscsi-ls iscsi://{portal}  or  \
              iscsiadm -m discovery -t st -p {portal}"
-        );
+        ));
         let control_path = control.as_ref().map(|(_, path)| path.clone());
         if let Some((control, path)) = control {
-            eprintln!(
-                "glfs-iscsi: administer with  glfs-iscsi admin --socket {} target list",
+            daemon::logging::notice(&format!(
+                "administer with  glfs-iscsi admin --socket {} target list",
                 path.display()
-            );
+            ));
             tokio::spawn(daemon::control::serve(control, state.clone()));
         }
         tokio::spawn(reload_on_sighup(state.clone()));
+        if let Some(addr) = args.metrics {
+            let metrics = daemon::metrics::enable();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            daemon::logging::notice(&format!(
+                "metrics on http://{}/metrics",
+                listener.local_addr()?
+            ));
+            tokio::spawn(daemon::metrics::serve(listener, metrics));
+        }
+        daemon::service::ready(&format!("serving on {listening}"));
         let at = signalled.clone();
         let signal = async move {
             shutdown_signal().await;
             let _ = at.set(Instant::now());
+            daemon::service::stopping();
         };
         serve(&plan.server, listener, targets.clone(), signal).await;
         if let Some(path) = control_path {
@@ -148,11 +152,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let since = signalled.get().map_or(Duration::ZERO, Instant::elapsed);
     let limit = grace.saturating_sub(since).max(CLOSE_AT_LEAST);
     if let Err(unfinished) = daemon::shutdown::close_stores(targets, limit) {
-        eprintln!(
-            "glfs-iscsi: exiting without waiting longer for the backing stores ({unfinished} within {limit:?})"
-        );
+        daemon::logging::notice(&format!(
+            "exiting without waiting longer for the backing stores ({unfinished} within {limit:?})"
+        ));
     }
-    eprintln!("glfs-iscsi: stopped");
+    daemon::logging::notice("stopped");
     Ok(())
 }
 

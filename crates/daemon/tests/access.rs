@@ -216,10 +216,13 @@ fn short_or_missing_secrets_stop_the_start_without_showing_them() {
     assert!(text.contains("GLFS_ISCSI_CHAP_SECRET"), "{text}");
 }
 
-#[test]
-fn secrets_never_reach_the_log_or_help() {
+/// Logs in right and wrong with every kind of CHAP, with `--log trace` in `format`;
+/// returns the target's log after checking no secret is in it.
+fn secrets_never_reach_the_log(format: &str) -> String {
     let mut args = memory();
     args.extend([
+        "--log-format",
+        format,
         "--log",
         "trace",
         "--chap-user",
@@ -267,6 +270,12 @@ fn secrets_never_reach_the_log_or_help() {
     for secret in [SECRET, MUTUAL_SECRET, DISCOVERY_SECRET] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
+    log
+}
+
+#[test]
+fn secrets_never_reach_the_log_or_help() {
+    secrets_never_reach_the_log("text");
     let (_, help) = run(
         "127.0.0.1:0",
         &["--help"],
@@ -274,4 +283,47 @@ fn secrets_never_reach_the_log_or_help() {
     );
     assert!(help.contains("--chap-user"), "{help}");
     assert!(!help.contains(SECRET), "{help}");
+}
+
+#[test]
+fn secrets_never_reach_the_json_log_and_session_events_carry_their_span() {
+    let log = secrets_never_reach_the_log("json");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // The good login: its event carries who logged in, from the session span.
+    let login = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "login" && e["span"]["target"].as_str().is_some())
+        .unwrap_or_else(|| panic!("no login event with its session span:\n{log}"));
+    let span = &login["span"];
+    assert_eq!(span["name"], "session");
+    assert_eq!(span["initiator"], ALLOWED, "{login}");
+    assert!(
+        span["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{login}"
+    );
+    let isid = span["isid"].as_str().expect("isid");
+    assert!(
+        isid.len() == 12 && isid.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{login}"
+    );
+    assert!(span["tsih"].as_u64().is_some_and(|t| t > 0), "{login}");
+    // Every event on a connection is in its span, the rejected logins included.
+    let rejected: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("login rejected"))
+        })
+        .collect();
+    assert!(!rejected.is_empty(), "{log}");
+    for e in rejected {
+        assert_eq!(e["span"]["name"], "session", "{e}");
+        assert!(e["span"]["peer"].as_str().is_some(), "{e}");
+    }
 }

@@ -85,12 +85,7 @@ fn an_outage_shorter_than_the_hold_time_is_only_latency() {
     let mut init = target.connect();
     init.write10(8, &pattern(6, 512), BLOCK).unwrap();
     // The volume drops every connection (mounts included) for about 2 s.
-    root.set_rules(&[FaultRule::any().volume("vol").disconnect()]);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(Duration::from_secs(2));
-            root.clear();
-        });
+    with_outage(&root, "vol", Duration::from_secs(2), || {
         // Commands issued during the outage wait and then succeed: no CHECK CONDITION.
         init.write10(9, &pattern(7, 512), BLOCK).unwrap();
         assert_eq!(init.read10(8, 1, BLOCK).unwrap(), pattern(6, 512));

@@ -231,6 +231,11 @@ impl Login {
         b
     }
 
+    /// The TargetName the initiator asked for so far ("" if none).
+    pub fn target_name(&self) -> &str {
+        self.target.as_deref().unwrap_or("")
+    }
+
     fn fail(&self, req: &Bhs, status: u16, why: impl Into<String>) -> LoginStep {
         let csg = (req.flags() >> 2) & 3;
         LoginStep::Failed(

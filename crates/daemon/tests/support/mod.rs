@@ -117,6 +117,24 @@ pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
     Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
 }
 
+/// Drops every connection of fake volume `vol` (mounts included) for `outage` while
+/// `during` runs, then lets the volume answer again.
+pub fn with_outage<R>(
+    root: &testkit::fake::FakeRoot,
+    vol: &str,
+    outage: Duration,
+    during: impl FnOnce() -> R,
+) -> R {
+    root.set_rules(&[testkit::fake::FaultRule::any().volume(vol).disconnect()]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(outage);
+            root.clear();
+        });
+        during()
+    })
+}
+
 /// Runs the binary to completion (for start-up errors).
 pub fn run_to_exit(args: &[&str]) -> Output {
     Command::new(BINARY)

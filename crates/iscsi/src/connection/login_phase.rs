@@ -36,6 +36,9 @@ impl Connection {
             }
             LoginStep::Failed(mut b, data, why) => {
                 tracing::info!(reason = %why, "login rejected");
+                // Status-Class and Status-Detail, bytes 36 and 37 (RFC 7143 11.13.5).
+                let status = b.u16_at(36);
+                self.login_failure = Some((status, login.target_name().to_string()));
                 self.stamp(&mut b, true);
                 self.push(b, data.into());
                 self.closing = true;
@@ -44,6 +47,7 @@ impl Connection {
                 if let Some(Err((status, why))) = self.admission.as_ref().map(|a| a.admit(&outcome))
                 {
                     tracing::info!(reason = %why, status, "login refused");
+                    self.login_failure = Some((status, outcome.target.clone()));
                     super::admission::refuse(&mut b, status);
                     self.stamp(&mut b, true);
                     self.push(b, bytes::Bytes::new());

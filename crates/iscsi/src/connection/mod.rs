@@ -90,6 +90,8 @@ pub struct Connection {
     clock: keepalive::Clock,
     /// Asked before a login enters full feature phase.
     admission: Option<std::sync::Arc<dyn Admission>>,
+    /// Why the login failed, once it has: (status class and detail, target name asked for).
+    login_failure: Option<(u16, String)>,
 }
 
 fn proto(msg: impl Into<String>) -> ProtocolError {
@@ -142,6 +144,7 @@ impl Connection {
             peer: None,
             clock: keepalive::Clock::default(),
             admission: None,
+            login_failure: None,
         }
     }
 
@@ -376,5 +379,14 @@ impl Connection {
     /// the socket may be closed after transmitting what `poll_transmit` gave.
     pub fn is_finished(&self) -> bool {
         self.closing
+    }
+
+    /// After a failed login: its status (class in the high byte, detail in the low, RFC
+    /// 7143 11.13.5) and the TargetName the initiator asked for (empty for discovery or
+    /// when it named none).
+    pub fn login_failure(&self) -> Option<(u16, &str)> {
+        self.login_failure
+            .as_ref()
+            .map(|(status, target)| (*status, target.as_str()))
     }
 }

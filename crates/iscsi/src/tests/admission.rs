@@ -50,6 +50,7 @@ fn a_refused_login_gets_the_status_and_no_session() {
     assert!(r2[0].data.is_empty());
     assert!(i.take_events().is_empty(), "no LoggedIn");
     assert!(i.conn.is_finished());
+    assert_eq!(i.conn.login_failure(), Some((0x0302, TARGET)));
     assert_eq!(
         *gate.seen.lock().unwrap(),
         vec![(INITIATOR.to_string(), TARGET.to_string())]
@@ -66,6 +67,7 @@ fn an_admitted_login_goes_on() {
     i.conn.set_admission(gate);
     i.login_normal();
     assert!(matches!(i.take_events()[..], [Event::LoggedIn { .. }]));
+    assert_eq!(i.conn.login_failure(), None);
 }
 
 /// Knows one live session, by ISID and TSIH.

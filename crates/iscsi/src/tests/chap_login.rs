@@ -171,6 +171,9 @@ fn a_wrong_secret_is_answered_with_authentication_failure() {
     assert_eq!(r.status_class(), 0x0201);
     assert!(i.conn.is_finished());
     assert!(i.take_events().is_empty());
+    // RFC 7143 11.13.5: Status-Class 2 (initiator error), Status-Detail 1 (authentication
+    // failure), kept for the driver's login counters with the target asked for.
+    assert_eq!(i.conn.login_failure(), Some((0x0201, TARGET)));
 }
 
 #[test]

@@ -1,0 +1,794 @@
+//! Metrics in the Prometheus text format (`--metrics ADDR`), built with `prometheus-client`.
+//!
+//! | metric | labels | what |
+//! | --- | --- | --- |
+//! | `glfs_iscsi_lun_commands_total` | target, lun, kind | SCSI commands answered (kind: read, write, other) |
+//! | `glfs_iscsi_lun_bytes_total` | target, lun, direction | bytes of good READ/WRITE commands (direction: read, write) |
+//! | `glfs_iscsi_lun_command_duration_seconds` | target, lun, kind | histogram: from command start to its answer |
+//! | `glfs_iscsi_lun_errors_total` | target, lun, sense_key | CHECK CONDITION answers by sense key |
+//! | `glfs_iscsi_lun_commands_in_flight` | target, lun | commands started and not yet answered or aborted |
+//! | `glfs_iscsi_target_sessions` | target | normal sessions logged in now |
+//! | `glfs_iscsi_target_logins_total` | target | normal logins that reached full feature phase |
+//! | `glfs_iscsi_login_failures_total` | target, reason | failed logins by login status (target "" if not a configured one) |
+//! | `glfs_iscsi_gluster_connection_losses_total` | volume | connections to a volume found lost |
+//! | `glfs_iscsi_gluster_reconnects_total` | volume | reconnects that brought a volume back |
+//! | `glfs_iscsi_gluster_reconnect_duration_seconds` | volume | histogram: from the loss to the volume's return |
+//!
+//! Metrics are optional: without `--metrics` none of this exists ([`global`] is `None`) and
+//! a command costs one relaxed load more. With it, a session looks its LUNs' metrics up once
+//! (a lock and the label strings, on first use), then each command does a few relaxed
+//! atomic additions: no lock and no allocation per command. Label values come only from the
+//! configuration (targets, LUNs, volumes) and fixed tables, so initiators cannot grow the
+//! number of series.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The process's metrics, when `--metrics` asked for them.
+static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+
+/// The process's metrics, if enabled.
+#[inline]
+pub fn global() -> Option<&'static Metrics> {
+    GLOBAL.get()
+}
+
+/// Enables metrics for the process (once; later calls return the first) and has the glfs
+/// stores report their volumes' reconnects to them.
+pub fn enable() -> &'static Metrics {
+    let metrics = GLOBAL.get_or_init(Metrics::new);
+    backstore::set_volume_observer(Arc::new(VolumeObserver));
+    metrics
+}
+
+struct VolumeObserver;
+
+impl backstore::VolumeObserver for VolumeObserver {
+    fn connection_lost(&self, volume: &str) {
+        if let Some(m) = global() {
+            m.volume_losses.get_or_create(&volume_labels(volume)).inc();
+        }
+    }
+
+    fn reconnected(&self, volume: &str, took: Duration) {
+        if let Some(m) = global() {
+            let labels = volume_labels(volume);
+            m.volume_reconnects.get_or_create(&labels).inc();
+            m.volume_reconnect_seconds
+                .get_or_create(&labels)
+                .observe(took);
+        }
+    }
+}
+
+fn volume_labels(volume: &str) -> VolumeLabels {
+    VolumeLabels {
+        volume: volume.to_string(),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunKindLabels {
+    target: String,
+    lun: u64,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunDirectionLabels {
+    target: String,
+    lun: u64,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunSenseLabels {
+    target: String,
+    lun: u64,
+    sense_key: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunLabels {
+    target: String,
+    lun: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginFailureLabels {
+    target: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VolumeLabels {
+    volume: String,
+}
+
+type HistogramFamily<L> = Family<L, AtomicHistogram, fn() -> AtomicHistogram>;
+
+/// Every metric family, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    commands: Family<LunKindLabels, Counter>,
+    bytes: Family<LunDirectionLabels, Counter>,
+    latency: HistogramFamily<LunKindLabels>,
+    errors: Family<LunSenseLabels, Counter>,
+    in_flight: Family<LunLabels, Gauge>,
+    sessions: Family<TargetLabels, Gauge>,
+    logins: Family<TargetLabels, Counter>,
+    login_failures: Family<LoginFailureLabels, Counter>,
+    volume_losses: Family<VolumeLabels, Counter>,
+    volume_reconnects: Family<VolumeLabels, Counter>,
+    volume_reconnect_seconds: HistogramFamily<VolumeLabels>,
+    /// Handles already made, so sessions of one LUN share them.
+    luns: Mutex<HashMap<(String, u64), Arc<LunMetrics>>>,
+}
+
+/// Upper bounds of the command latency buckets, in seconds: 50 µs to 30 s (the command
+/// time limit is 25 s by default).
+const COMMAND_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+/// Upper bounds of the reconnect time buckets, in seconds.
+const RECONNECT_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+fn command_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(COMMAND_BUCKETS)
+}
+
+fn reconnect_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(RECONNECT_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("glfs_iscsi");
+        let commands = Family::default();
+        let bytes = Family::default();
+        let latency: HistogramFamily<LunKindLabels> =
+            Family::new_with_constructor(command_histogram);
+        let errors = Family::default();
+        let in_flight = Family::default();
+        let sessions = Family::default();
+        let logins = Family::default();
+        let login_failures = Family::default();
+        let volume_losses = Family::default();
+        let volume_reconnects = Family::default();
+        let volume_reconnect_seconds: HistogramFamily<VolumeLabels> =
+            Family::new_with_constructor(reconnect_histogram);
+        registry.register(
+            "lun_commands",
+            "SCSI commands answered, by kind (read, write, other)",
+            commands.clone(),
+        );
+        registry.register(
+            "lun_bytes",
+            "Bytes moved by good READ and WRITE commands",
+            bytes.clone(),
+        );
+        registry.register_with_unit(
+            "lun_command_duration",
+            "Time from a command's start to its answer",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        registry.register(
+            "lun_errors",
+            "Commands answered with CHECK CONDITION, by sense key",
+            errors.clone(),
+        );
+        registry.register(
+            "lun_commands_in_flight",
+            "Commands started and not yet answered",
+            in_flight.clone(),
+        );
+        registry.register(
+            "target_sessions",
+            "Normal sessions logged in",
+            sessions.clone(),
+        );
+        registry.register(
+            "target_logins",
+            "Normal logins that reached full feature phase",
+            logins.clone(),
+        );
+        registry.register(
+            "login_failures",
+            "Failed logins, by login status",
+            login_failures.clone(),
+        );
+        registry.register(
+            "gluster_connection_losses",
+            "Connections to a Gluster volume found lost",
+            volume_losses.clone(),
+        );
+        registry.register(
+            "gluster_reconnects",
+            "Reconnects that brought a Gluster volume back",
+            volume_reconnects.clone(),
+        );
+        registry.register_with_unit(
+            "gluster_reconnect_duration",
+            "Time from a lost connection to the volume's return",
+            prometheus_client::registry::Unit::Seconds,
+            volume_reconnect_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            commands,
+            bytes,
+            latency,
+            errors,
+            in_flight,
+            sessions,
+            logins,
+            login_failures,
+            volume_losses,
+            volume_reconnects,
+            volume_reconnect_seconds,
+            luns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The metrics of LUN `lun` of `target` (made on first use; shared afterwards).
+    pub fn lun(&self, target: &str, lun: u64) -> Arc<LunMetrics> {
+        let mut luns = self.luns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = luns.get(&(target.to_string(), lun)) {
+            return m.clone();
+        }
+        let kind = |kind| LunKindLabels {
+            target: target.to_string(),
+            lun,
+            kind,
+        };
+        let direction = |direction| LunDirectionLabels {
+            target: target.to_string(),
+            lun,
+            direction,
+        };
+        // One statement per handle: a family's read guard must be gone before the next
+        // get_or_create on it, which may take its write lock.
+        let bytes_read = self.bytes.get_or_create(&direction("read")).clone();
+        let bytes_written = self.bytes.get_or_create(&direction("write")).clone();
+        let in_flight = self
+            .in_flight
+            .get_or_create(&LunLabels {
+                target: target.to_string(),
+                lun,
+            })
+            .clone();
+        let m = Arc::new(LunMetrics {
+            commands: Kind::ALL.map(|k| self.commands.get_or_create(&kind(k.label())).clone()),
+            latency: Kind::ALL.map(|k| self.latency.get_or_create(&kind(k.label())).clone()),
+            bytes_read,
+            bytes_written,
+            in_flight,
+            errors: self.errors.clone(),
+            target: target.to_string(),
+            lun,
+        });
+        luns.insert((target.to_string(), lun), m.clone());
+        m
+    }
+
+    /// A normal session to `target` logged in; the returned guard counts it until dropped.
+    pub fn session(&self, target: &str) -> SessionGuard {
+        let labels = TargetLabels {
+            target: target.to_string(),
+        };
+        self.logins.get_or_create(&labels).inc();
+        let gauge = self.sessions.get_or_create(&labels).clone();
+        gauge.inc();
+        SessionGuard(gauge)
+    }
+
+    /// A login failed with `status` (RFC 7143 11.13.5); `target` is the configured target
+    /// it asked for, or "".
+    pub fn login_failed(&self, target: &str, status: u16) {
+        self.login_failures
+            .get_or_create(&LoginFailureLabels {
+                target: target.to_string(),
+                reason: login_failure_reason(status),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Counts a session in `glfs_iscsi_target_sessions` while it lives.
+pub struct SessionGuard(Gauge);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The label of a login status (RFC 7143 11.13.5).
+pub fn login_failure_reason(status: u16) -> &'static str {
+    match status {
+        0x0200 => "initiator_error",
+        0x0201 => "authentication_failure",
+        0x0202 => "authorization_failure",
+        0x0203 => "not_found",
+        0x0204 => "target_removed",
+        0x0205 => "unsupported_version",
+        0x0206 => "too_many_connections",
+        0x0207 => "missing_parameter",
+        0x0208 => "cannot_include_in_session",
+        0x0209 => "session_type_not_supported",
+        0x020a => "session_does_not_exist",
+        0x020b => "invalid_during_login",
+        0x0300 => "target_error",
+        0x0301 => "service_unavailable",
+        0x0302 => "out_of_resources",
+        _ => "other",
+    }
+}
+
+/// The label of a sense key (SPC-4 table 45).
+fn sense_key_label(key: u8) -> &'static str {
+    match key & 0x0f {
+        0x0 => "no_sense",
+        0x1 => "recovered_error",
+        0x2 => "not_ready",
+        0x3 => "medium_error",
+        0x4 => "hardware_error",
+        0x5 => "illegal_request",
+        0x6 => "unit_attention",
+        0x7 => "data_protect",
+        0x8 => "blank_check",
+        0x9 => "vendor_specific",
+        0xa => "copy_aborted",
+        0xb => "aborted_command",
+        0xd => "volume_overflow",
+        0xe => "miscompare",
+        _ => "reserved",
+    }
+}
+
+/// What a command does, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Read,
+    Write,
+    Other,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Read, Kind::Write, Kind::Other];
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Read => "read",
+            Kind::Write => "write",
+            Kind::Other => "other",
+        }
+    }
+
+    /// READ (6, 10, 12, 16) are reads; WRITE and WRITE AND VERIFY (6, 10, 12, 16) writes;
+    /// everything else is other.
+    pub fn of(cdb: &[u8]) -> Kind {
+        use scsi::cdb::opcode::*;
+        match cdb.first().copied() {
+            Some(READ_6 | READ_10 | READ_12 | READ_16) => Kind::Read,
+            Some(
+                WRITE_6 | WRITE_10 | WRITE_12 | WRITE_16 | WRITE_AND_VERIFY_10
+                | WRITE_AND_VERIFY_12 | WRITE_AND_VERIFY_16,
+            ) => Kind::Write,
+            _ => Kind::Other,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One LUN's metric handles: atomics shared with the registry.
+pub struct LunMetrics {
+    commands: [Counter; 3],
+    latency: [AtomicHistogram; 3],
+    bytes_read: Counter,
+    bytes_written: Counter,
+    in_flight: Gauge,
+    errors: Family<LunSenseLabels, Counter>,
+    target: String,
+    lun: u64,
+}
+
+impl LunMetrics {
+    /// A command started.
+    #[inline]
+    pub fn started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A started command ended without an answer (aborted, or its connection closed).
+    #[inline]
+    pub fn dropped(&self) {
+        self.in_flight.dec();
+    }
+
+    /// A started command was answered after `took`: `status` (SAM-5), `bytes` moved if
+    /// GOOD, and the sense key of a CHECK CONDITION.
+    #[inline]
+    pub fn answered(
+        &self,
+        kind: Kind,
+        took: Duration,
+        status: u8,
+        bytes: u64,
+        sense_key: Option<u8>,
+    ) {
+        self.in_flight.dec();
+        self.commands[kind.index()].inc();
+        self.latency[kind.index()].observe(took);
+        if status == 0 {
+            match kind {
+                Kind::Read => self.bytes_read.inc_by(bytes),
+                Kind::Write => self.bytes_written.inc_by(bytes),
+                Kind::Other => 0,
+            };
+        } else if let Some(key) = sense_key {
+            // The error path only: a lock and the labels, on the family.
+            self.errors
+                .get_or_create(&LunSenseLabels {
+                    target: self.target.clone(),
+                    lun: self.lun,
+                    sense_key: sense_key_label(key),
+                })
+                .inc();
+        }
+    }
+}
+
+/// A histogram of durations with fixed buckets, updated with relaxed atomic additions only
+/// (prometheus-client's own histogram takes a lock per observation).
+#[derive(Clone, Debug)]
+pub struct AtomicHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// Upper bounds in seconds, ascending; one more bucket (+Inf) follows them.
+    bounds: &'static [f64],
+    /// Per-bucket (not cumulative) counts.
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn new(bounds: &'static [f64]) -> AtomicHistogram {
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        AtomicHistogram {
+            inner: Arc::new(HistogramInner {
+                bounds,
+                buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                count: AtomicU64::new(0),
+                sum_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    #[inline]
+    pub fn observe(&self, took: Duration) {
+        let i = &self.inner;
+        let secs = took.as_secs_f64();
+        let bucket = i
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(i.bounds.len());
+        i.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        i.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        i.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let i = &self.inner;
+        let buckets: Vec<(f64, u64)> = i
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(i.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        // The count as the buckets' sum, so a scrape racing an observation stays consistent.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = i.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Serves `GET /metrics` (and `/`) in the Prometheus text format on `listener` until the
+/// task is dropped. A deliberately small HTTP/1.1 responder: one request per connection.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: &'static Metrics) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(err) = answer(stream, metrics).await {
+                tracing::debug!(%peer, %err, "metrics: request failed");
+            }
+        });
+    }
+}
+
+/// Reads one request head (up to 8 KiB, 10 s) and answers it.
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    metrics: &'static Metrics,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+    if read.is_err() {
+        return Ok(());
+    }
+    read.unwrap_or(Ok(()))?;
+    let (status, content_type, body) = respond(&head, metrics);
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The status line, content type and body answering a request head.
+fn respond(head: &[u8], metrics: &Metrics) -> (&'static str, &'static str, String) {
+    let line = head.split(|b| *b == b'\r').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics" | "/") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n".into(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET is served\n".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample `name{labels}` in a text exposition.
+    fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name_and_labels)?
+                .strip_prefix(' ')?
+                .parse()
+                .ok()
+        })
+    }
+
+    #[test]
+    fn commands_bytes_latency_and_errors_are_counted_per_lun() {
+        let m = Metrics::new();
+        let lun = m.lun("iqn.2026-11.x:t", 3);
+        for _ in 0..3 {
+            lun.started();
+        }
+        lun.answered(Kind::Read, Duration::from_micros(80), 0, 4096, None);
+        lun.answered(Kind::Write, Duration::from_millis(3), 0, 512, None);
+        // CHECK CONDITION (SAM-5 status 0x02), MEDIUM ERROR (sense key 3).
+        lun.answered(Kind::Read, Duration::from_millis(40), 0x02, 0, Some(0x3));
+        let text = m.render();
+        let l = r#"target="iqn.2026-11.x:t",lun="3""#;
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_commands_total{{{l},kind=\"read\"}}")
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_commands_total{{{l},kind=\"write\"}}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_bytes_total{{{l},direction=\"read\"}}")
+            ),
+            Some(4096.0),
+            "a failed read moves nothing"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_errors_total{{{l},sense_key=\"medium_error\"}}")
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("glfs_iscsi_lun_commands_in_flight{{{l}}}")),
+            Some(0.0)
+        );
+        // Cumulative buckets: 80 µs is under 0.0001 s, 40 ms under 0.05 s.
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_command_duration_seconds_bucket{{le=\"{le}\",{l},kind=\"read\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.00005"), Some(0.0), "{text}");
+        assert_eq!(bucket("0.0001"), Some(1.0));
+        assert_eq!(bucket("0.025"), Some(1.0));
+        assert_eq!(bucket("0.05"), Some(2.0));
+        assert_eq!(bucket("+Inf"), Some(2.0));
+        let count = format!("glfs_iscsi_lun_command_duration_seconds_count{{{l},kind=\"read\"}}");
+        assert_eq!(sample(&text, &count), Some(2.0));
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn sessions_of_one_lun_share_its_counters() {
+        let m = Metrics::new();
+        let a = m.lun("iqn.2026-11.x:t", 0);
+        let b = m.lun("iqn.2026-11.x:t", 0);
+        a.started();
+        b.started();
+        a.answered(Kind::Other, Duration::ZERO, 0, 0, None);
+        b.answered(Kind::Other, Duration::ZERO, 0, 0, None);
+        let text = m.render();
+        assert_eq!(
+            sample(
+                &text,
+                r#"glfs_iscsi_lun_commands_total{target="iqn.2026-11.x:t",lun="0",kind="other"}"#
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn sessions_logins_and_failures_are_counted_per_target() {
+        let m = Metrics::new();
+        let s1 = m.session("iqn.2026-11.x:t");
+        let s2 = m.session("iqn.2026-11.x:t");
+        drop(s1);
+        // RFC 7143 11.13.5: 0x0201 authentication failure, 0x0202 authorization failure.
+        m.login_failed("iqn.2026-11.x:t", 0x0201);
+        m.login_failed("", 0x0202);
+        let text = m.render();
+        let t = r#"target="iqn.2026-11.x:t""#;
+        assert_eq!(
+            sample(&text, &format!("glfs_iscsi_target_sessions{{{t}}}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("glfs_iscsi_target_logins_total{{{t}}}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!(
+                    "glfs_iscsi_login_failures_total{{{t},reason=\"authentication_failure\"}}"
+                )
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"glfs_iscsi_login_failures_total{target="",reason="authorization_failure"}"#
+            ),
+            Some(1.0)
+        );
+        drop(s2);
+    }
+
+    #[test]
+    fn command_kinds_follow_the_opcode() {
+        // Opcodes from SBC-4 table 17.
+        assert_eq!(Kind::of(&[0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), Kind::Read);
+        assert_eq!(Kind::of(&[0x88]), Kind::Read);
+        assert_eq!(Kind::of(&[0x2a]), Kind::Write);
+        assert_eq!(Kind::of(&[0x8a]), Kind::Write);
+        assert_eq!(Kind::of(&[0x2e]), Kind::Write);
+        assert_eq!(Kind::of(&[0x00]), Kind::Other);
+        assert_eq!(Kind::of(&[0x12]), Kind::Other);
+        assert_eq!(Kind::of(&[]), Kind::Other);
+    }
+
+    #[test]
+    fn the_responder_serves_metrics_and_refuses_the_rest() {
+        let m = Metrics::new();
+        m.session("iqn.2026-11.x:t");
+        let (status, kind, body) = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &m);
+        assert_eq!(status, "200 OK");
+        assert!(kind.starts_with("application/openmetrics-text"));
+        assert!(body.contains("glfs_iscsi_target_sessions"), "{body}");
+        assert_eq!(
+            respond(b"GET /nope HTTP/1.1\r\n\r\n", &m).0,
+            "404 Not Found"
+        );
+        assert_eq!(
+            respond(b"POST /metrics HTTP/1.1\r\n\r\n", &m).0,
+            "405 Method Not Allowed"
+        );
+    }
+}
