@@ -1049,7 +1049,7 @@ impl Bench<'_> {
             &mut cmd,
             &log,
             self.limit(),
-            Some(daemon.child.id()),
+            Some(daemon.pid()),
             Some(window),
         )?;
         let text = std::fs::read_to_string(&log)?;
@@ -1173,14 +1173,27 @@ fn parse_fio(text: &str) -> Result<Numbers> {
 
 /// A daemon under test, killed on drop.
 struct Daemon {
-    child: Child,
+    process: Process,
     url: String,
     log: PathBuf,
     /// tgtd's control socket number, for removing its socket files.
     tgt_control: Option<u32>,
 }
 
+/// tgtd, or ours through the workspace's one process harness.
+enum Process {
+    Tgtd(Child),
+    Ours(testkit::daemon::Daemon),
+}
+
 impl Daemon {
+    fn pid(&self) -> u32 {
+        match &self.process {
+            Process::Tgtd(child) => child.id(),
+            Process::Ours(daemon) => daemon.pid(),
+        }
+    }
+
     /// tgtd on a free port with target `TGT_IQN`, LUN 1 of `bstype` on `backing`.
     fn tgtd(
         log: &Path,
@@ -1215,7 +1228,7 @@ impl Daemon {
                 .spawn()
                 .context("starting tgtd")?;
             let mut d = Daemon {
-                child,
+                process: Process::Tgtd(child),
                 url: format!("iscsi://127.0.0.1:{port}/{TGT_IQN}/1"),
                 log: log.to_path_buf(),
                 tgt_control: None,
@@ -1286,43 +1299,29 @@ impl Daemon {
         env: &[(String, String)],
         args: &[String],
     ) -> Result<Daemon> {
-        let port = util::free_port()?;
-        let portal = SocketAddr::from(([127, 0, 0, 1], port));
-        let child = tied(binary)
-            .arg("--portal")
-            .arg(portal.to_string())
+        let mut launch = testkit::daemon::Launch::new(binary)
+            .tied_to_us()
+            .log(log)
+            .patience(Duration::from_secs(30))
             .args(["--target", OUR_IQN, "--lun", "0", "--log", "warn"])
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(log)?)
-            .stderr(std::fs::File::options().append(true).open(log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut d = Daemon {
-            child,
-            url: format!("iscsi://{portal}/{OUR_IQN}/0"),
+            .args(args);
+        for (key, value) in env {
+            launch = launch.env(key, value);
+        }
+        let daemon = testkit::daemon::Daemon::start(launch)?;
+        Ok(Daemon {
+            url: format!("iscsi://{}/{OUR_IQN}/0", daemon.portal()),
+            process: Process::Ours(daemon),
             log: log.to_path_buf(),
             tgt_control: None,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if !d.is_running() {
-                bail!("glfs-iscsi exited at start: {}", tail(log));
-            }
-            if TcpStream::connect_timeout(&portal, Duration::from_millis(200)).is_ok() {
-                return Ok(d);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "glfs-iscsi did not listen on {portal} within 30 s: {}",
-            tail(log)
-        )
+        })
     }
 
     fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.process {
+            Process::Tgtd(child) => matches!(child.try_wait(), Ok(None)),
+            Process::Ours(daemon) => daemon.is_running(),
+        }
     }
 }
 
@@ -1330,8 +1329,10 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         // SIGKILL: tgtd ignores SIGTERM while it has targets, and a benchmark has
         // nothing to flush.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Process::Tgtd(child) = &mut self.process {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(n) = self.tgt_control {
             for suffix in ["", ".lock"] {
                 let _ = std::fs::remove_file(format!("/var/run/tgtd/socket.{n}{suffix}"));

@@ -8,11 +8,11 @@ mod docker;
 mod fake;
 mod fuzz;
 mod gluster;
-mod live;
-mod offline;
 mod reliability;
 mod soak;
 mod target;
+mod test_gluster;
+mod test_offline;
 mod tidy;
 mod util;
 
@@ -98,15 +98,15 @@ fn main() -> anyhow::Result<()> {
             let path = fake::build()?;
             println!("{}", path.display());
         }
-        Task::TestOffline => offline::run()?,
+        Task::TestOffline => test_offline::run()?,
         Task::TestGluster {
             fixture,
             keep_fixture,
             scenarios_only,
             scenarios,
-        } => live::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
+        } => test_gluster::run(&fixture, keep_fixture, scenarios_only, &scenarios)?,
         Task::FixtureDown => docker::cluster_down()?,
-        Task::Soak(opts) => live::soak(&opts)?,
+        Task::Soak(opts) => test_gluster::soak(&opts)?,
         Task::FixtureSmoke => {
             for (step, took) in docker::smoke(3)? {
                 println!("{step}: {took:.1?}");

@@ -10,8 +10,8 @@
 
 use crate::docker;
 use crate::gluster::LiveVolume;
-use crate::live::Fixture;
 use crate::target::{LunSetup, TargetProcess};
+use crate::test_gluster::Fixture;
 use crate::util::{self, Checks};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;

@@ -1,25 +1,25 @@
 //! Runs the real target binary on a fake gfapi volume and drives it with libiscsi's tools.
 
 use crate::util::{self, Skipped};
-use anyhow::{bail, ensure, Context, Result};
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use anyhow::{ensure, Context, Result};
+use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+use testkit::daemon::{Daemon, Launch};
 
 pub const TARGET_IQN: &str = "iqn.2026-11.io.glfs-iscsi:offline";
 const VOLUME: &str = "offline";
 const LUN_FILE: &str = "lun0.img";
 const LUN_SIZE: u64 = 64 << 20;
 
-/// A running `glfs-iscsi` serving one glfs LUN, killed on drop.
+/// A running `glfs-iscsi` serving one glfs LUN, killed on drop (through the workspace's
+/// one process harness, [`testkit::daemon`]).
 pub struct TargetProcess {
-    child: Option<Child>,
-    portal: SocketAddr,
+    daemon: Daemon,
     lun_file: Option<PathBuf>,
     size: u64,
-    log: PathBuf,
 }
 
 /// What the LUN of a [`TargetProcess`] is stored on.
@@ -63,87 +63,56 @@ impl TargetProcess {
 
     /// [`TargetProcess::start`] with more command-line arguments.
     pub fn start_with(binary: &Path, lun: LunSetup, args: &[String]) -> Result<Self> {
-        let portal: SocketAddr = format!("127.0.0.1:{}", util::free_port()?).parse()?;
         std::fs::create_dir_all(&lun.log_dir)?;
-        let log = lun.log_dir.join("glfs-iscsi.log");
-        let mut cmd = Command::new(binary);
-        cmd.arg("--portal")
-            .arg(portal.to_string())
+        let mut launch = Launch::new(binary)
+            .log(lun.log_dir.join("glfs-iscsi.log"))
             .args(["--target", TARGET_IQN, "--bstype", &lun.bstype])
             .args(["--backing-store", &lun.backing_store])
-            .arg("--size")
-            .arg(LUN_SIZE.to_string())
-            .args(args)
-            .envs(lun.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?);
+            .args(["--size", &LUN_SIZE.to_string()])
+            .args(args);
+        for (key, value) in &lun.env {
+            launch = launch.env(key, value);
+        }
         if lun.bstype == "glfs" {
-            cmd.arg("--bsopts").arg(format!(
-                "logfile={};loglevel=7",
-                lun.log_dir.join("gfapi.log").display()
-            ));
+            launch = launch.args([
+                "--bsopts".to_string(),
+                format!(
+                    "logfile={};loglevel=7",
+                    lun.log_dir.join("gfapi.log").display()
+                ),
+            ]);
         }
         if let Some(library) = &lun.library {
-            cmd.arg("--gfapi-library").arg(library);
+            launch = launch.args([OsStr::new("--gfapi-library"), library.as_os_str()]);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut target = TargetProcess {
-            child: Some(child),
-            portal,
+        Ok(TargetProcess {
+            daemon: Daemon::start(launch)?,
             lun_file: lun.local_file,
             size: LUN_SIZE,
-            log,
-        };
-        target.wait_ready()?;
-        Ok(target)
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
-                bail!("glfs-iscsi exited early ({status}): {}", self.log_text());
-            }
-            if TcpStream::connect_timeout(&self.portal, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "glfs-iscsi did not listen on {} within 20 s: {}",
-            self.portal,
-            self.log_text()
-        )
+        })
     }
 
     /// Everything the target logged so far.
     pub fn log_text(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text
+        self.daemon.log_text()
     }
 
     /// True while the target process has not exited.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        self.daemon.is_running()
     }
 
     pub fn portal(&self) -> SocketAddr {
-        self.portal
+        self.daemon.portal()
     }
 
     /// The target's process id (for its /proc entries), while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        Some(self.daemon.pid())
     }
 
     pub fn url(&self) -> String {
-        format!("iscsi://{}/{TARGET_IQN}/0", self.portal)
+        format!("iscsi://{}/{TARGET_IQN}/0", self.portal())
     }
 
     pub fn size(&self) -> u64 {
@@ -156,43 +125,9 @@ impl TargetProcess {
     }
 
     /// Stops the target with SIGTERM and checks it exits cleanly.
-    pub fn stop(mut self) -> Result<()> {
-        let mut child = self.child.take().unwrap();
-        send_sigterm(child.id());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "glfs-iscsi exited with {status}: {}",
-                    self.log_text()
-                );
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("glfs-iscsi did not stop within 15 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn stop(self) -> Result<()> {
+        self.daemon.stop(Duration::from_secs(15))
     }
-}
-
-impl Drop for TargetProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Sends SIGTERM with kill(1), keeping xtask free of unsafe code.
-fn send_sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
 }
 
 /// Checks that what the iscsi-test-cu write suites wrote reached the LUN's file:

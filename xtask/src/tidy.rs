@@ -72,6 +72,25 @@ mod tests {
     }
 
     #[test]
+    fn one_process_harness_starts_the_daemon_and_waits_for_its_portal() {
+        // ARCHITECTURE.md: testkit::daemon is the one harness that starts glfs-iscsi,
+        // waits for its port and stops it; tests and tasks go through it.
+        let harness = Path::new("crates/testkit/src/daemon.rs");
+        let mut files = sources(&project_root().join("crates"));
+        files.extend(sources(&project_root().join("xtask")));
+        for (path, text) in files {
+            if Path::new(&path).ends_with(harness) {
+                assert!(text.contains("\"--portal\"") && text.contains("connect_timeout"));
+                continue;
+            }
+            assert!(
+                !(text.contains("\"--portal\"") && text.contains("connect_timeout")),
+                "{path} starts glfs-iscsi and waits for its portal itself: use testkit::daemon"
+            );
+        }
+    }
+
+    #[test]
     fn sizes_have_one_parser() {
         // ARCHITECTURE.md: crates/units holds the one size grammar; nobody else writes one.
         let mut dirs: Vec<_> = std::fs::read_dir(project_root().join("crates"))

@@ -79,6 +79,14 @@ pub enum Noun {
 pub enum TargetVerb {
     Add {
         name: String,
+        /// Admit only initiators matching SPEC (an initiator name, a network, or
+        /// NAME@NETWORK; repeat for more): what a target on a public portal needs unless
+        /// it has CHAP (add it next with `chap add`) or --allow-any-initiator.
+        #[arg(long = "acl", value_name = "SPEC")]
+        acl: Vec<String>,
+        /// Serve it to any initiator even on a public portal.
+        #[arg(long)]
+        allow_any_initiator: bool,
     },
     Remove {
         name: String,
@@ -376,7 +384,20 @@ impl AdminArgs {
     pub fn request(&self) -> Result<Request> {
         Ok(match &self.noun {
             Noun::Target { verb } => match verb {
-                TargetVerb::Add { name } => Request::TargetAdd { name: name.clone() },
+                TargetVerb::Add {
+                    name,
+                    acl,
+                    allow_any_initiator,
+                } => Request::TargetAdd {
+                    name: name.clone(),
+                    acl: acl
+                        .iter()
+                        .map(|spec| {
+                            AclToml::from_spec(spec).with_context(|| format!("--acl {spec}"))
+                        })
+                        .collect::<Result<_>>()?,
+                    allow_any_initiator: *allow_any_initiator,
+                },
                 TargetVerb::Remove { name, force } => Request::TargetRemove {
                     name: name.clone(),
                     force: *force,

@@ -284,9 +284,18 @@ impl Session {
                     // The administrator changed the target: continue on its new version
                     // (none if it was removed; the removal ends the session).
                     let old = self.target.take().expect("checked above");
-                    old.scsi.close_nexus(self.nexus);
                     self.target = targets.get(&old.name);
-                    if let (Some(new), Some(r)) = (&self.target, &self.registration) {
+                    let successor = self
+                        .target
+                        .as_ref()
+                        .is_some_and(|new| new.scsi.shares_nexuses_with(&old.scsi));
+                    if !successor {
+                        // Not a version of the same target: a nexus of its own.
+                        old.scsi.close_nexus(self.nexus);
+                    }
+                    if let (false, Some(new), Some(r)) =
+                        (successor, &self.target, &self.registration)
+                    {
                         let port = scsi::InitiatorPort {
                             name: r.entry.initiator.clone(),
                             isid: r.entry.isid,

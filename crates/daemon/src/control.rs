@@ -24,6 +24,11 @@ pub enum Request {
     },
     TargetAdd {
         name: String,
+        /// Its first ACL entries (on a public portal a target needs an ACL or CHAP).
+        #[serde(default)]
+        acl: Vec<AclToml>,
+        #[serde(default)]
+        allow_any_initiator: bool,
     },
     TargetRemove {
         name: String,
@@ -250,14 +255,23 @@ fn run(state: &State, request: Request) -> Result<Reply> {
     Ok(match request {
         Request::TargetList => target_table(state, None)?,
         Request::TargetShow { name } => target_table(state, Some(&name))?,
-        Request::TargetAdd { name } => {
+        Request::TargetAdd {
+            name,
+            acl,
+            allow_any_initiator,
+        } => {
             check_iscsi_name(&name)?;
+            for (i, entry) in acl.iter().enumerate() {
+                entry.entry(&format!("target {name} ACL entry {}", i + 1))?;
+            }
             Reply::changes(state.edit(forced(false), |config| {
                 if config.targets.iter().any(|t| t.name == name) {
                     bail!("target {name}: already exists");
                 }
                 config.targets.push(TargetEntry {
                     name: name.clone(),
+                    acl: acl.clone(),
+                    allow_any_initiator,
                     ..Default::default()
                 });
                 Ok(())
@@ -555,13 +569,19 @@ fn chap_table(state: &State, only: Option<&str>) -> Result<Reply> {
     Ok(Reply::table(table, Value::Array(data)))
 }
 
-fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result<Reply> {
-    let config = state.config();
+/// Fails, naming it, when `target` is given and not configured.
+fn check_known(config: &ConfigFile, target: Option<&str>) -> Result<()> {
     if let Some(name) = target {
         if !config.targets.iter().any(|t| t.name == name) {
             bail!("target {name}: no such target");
         }
     }
+    Ok(())
+}
+
+fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result<Reply> {
+    let config = state.config();
+    check_known(&config, target)?;
     let mut table = vec![[
         "target",
         "entry",
@@ -675,11 +695,7 @@ fn target_table(state: &State, only: Option<&str>) -> Result<Reply> {
 
 fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<Reply> {
     let config = state.config();
-    if let Some(name) = target {
-        if !config.targets.iter().any(|t| t.name == name) {
-            bail!("target {name}: no such target");
-        }
-    }
+    check_known(&config, target)?;
     let mut table = vec![[
         "target",
         "lun",

@@ -260,7 +260,18 @@ impl State {
             let old_luns = old.get(&spec.name);
             let current_target = self.targets.get(&spec.name);
             let mut luns: Vec<(LunSpec, Arc<dyn BlockStore>)> = Vec::new();
+            // LUNs whose entry changed at most in size keep their logical unit's state.
+            let mut kept = std::collections::HashSet::new();
             for lun in &spec.luns {
+                let entry = &new[&spec.name][&lun.lun];
+                if old_luns.and_then(|l| l.get(&lun.lun)).is_some_and(|o| {
+                    crate::config::LunEntry {
+                        size: entry.size.clone(),
+                        ..o.clone()
+                    } == *entry
+                }) {
+                    kept.insert(lun.lun);
+                }
                 let kept = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
                     (Some(old_entry), Some(target))
                         if same_store(old_entry, &new[&spec.name][&lun.lun]) =>
@@ -280,7 +291,10 @@ impl State {
                 };
                 luns.push((lun.clone(), store));
             }
-            built.push(Target::build(spec.name.clone(), luns)?);
+            built.push(match &current_target {
+                Some(previous) => Target::rebuild(previous, luns, &kept)?,
+                None => Target::build(spec.name.clone(), luns)?,
+            });
         }
         if save {
             if let Some(path) = &self.path {

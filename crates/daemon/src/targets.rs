@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
 use iscsi::auth::{AccessPolicy, PolicyError};
 use scsi::{LuConfig, ScsiTarget};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -46,7 +46,8 @@ pub struct Target {
     pub stores: HashMap<u64, Arc<dyn BlockStore>>,
     /// Held while a LUN's reservations are saved (APTPL), so saves never overlap and the
     /// last one written holds the latest state.
-    pub reservation_saves: std::sync::Mutex<()>,
+    /// Shared with the versions that follow this one.
+    pub reservation_saves: Arc<std::sync::Mutex<()>>,
     /// Set when a newer version of this target (or its removal) has replaced it.
     stale: AtomicBool,
 }
@@ -64,26 +65,73 @@ impl Target {
     /// Builds a target over open stores, restoring the persistent reservations they keep;
     /// fails on a LUN given twice or out of range, or saved reservations it cannot read.
     pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
-        let mut scsi = ScsiTarget::new();
+        Self::assemble(
+            name,
+            ScsiTarget::new(),
+            luns,
+            &HashSet::new(),
+            Default::default(),
+        )
+    }
+
+    /// The next version of `previous`, serving `luns`: those in `kept` keep their logical
+    /// unit (reservations, mode parameters, capacity), the others are built afresh; its
+    /// sessions keep their nexuses and queued conditions, and get REPORTED LUNS DATA HAS
+    /// CHANGED when LUNs came or went.
+    pub fn rebuild(
+        previous: &Target,
+        luns: Vec<(LunSpec, Arc<dyn BlockStore>)>,
+        kept: &HashSet<u16>,
+    ) -> Result<Target> {
+        let mut scsi = previous.scsi.successor();
+        let wanted: HashSet<u16> = luns.iter().map(|(l, _)| l.lun).collect();
+        for lun in previous.luns() {
+            if !wanted.contains(&lun) || !kept.contains(&lun) {
+                scsi.remove_lun(lun);
+            }
+        }
+        let target = Self::assemble(
+            previous.name.clone(),
+            scsi,
+            luns,
+            kept,
+            previous.reservation_saves.clone(),
+        )?;
+        if target.luns() != previous.luns() {
+            target.scsi.luns_changed();
+        }
+        Ok(target)
+    }
+
+    /// `scsi` with a logical unit for each of `luns` it lacks (or that is not `kept`).
+    fn assemble(
+        name: String,
+        mut scsi: ScsiTarget,
+        luns: Vec<(LunSpec, Arc<dyn BlockStore>)>,
+        kept: &HashSet<u16>,
+        reservation_saves: Arc<std::sync::Mutex<()>>,
+    ) -> Result<Target> {
         let mut stores = HashMap::new();
         for (lun, store) in luns {
             if stores.contains_key(&u64::from(lun.lun)) {
                 bail!("target {name} has LUN {} twice", lun.lun);
             }
             crate::config::check_lun(lun.lun).with_context(|| format!("target {name}"))?;
-            let config = lu_config(&name, &lun, store.as_ref());
-            tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
-                blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
-                "LUN ready");
-            scsi.add_lun(lun.lun, config);
-            restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+            if !kept.contains(&lun.lun) || scsi.lun(lun.lun).is_none() {
+                let config = lu_config(&name, &lun, store.as_ref());
+                tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
+                    blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
+                    "LUN ready");
+                scsi.add_lun(lun.lun, config);
+                restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+            }
             stores.insert(u64::from(lun.lun), store);
         }
         Ok(Target {
             name,
             scsi,
             stores,
-            reservation_saves: Default::default(),
+            reservation_saves,
             stale: AtomicBool::new(false),
         })
     }

@@ -547,3 +547,84 @@ fn add_log_in_write_fence_resize_restart() {
     assert_eq!(other.read10(100, 4, BLOCK).unwrap(), data);
     assert_eq!(other.read10(end, 4, BLOCK).unwrap(), vec![0x77; 2048]);
 }
+
+#[test]
+fn on_a_public_portal_a_target_is_added_with_its_acl() {
+    const HOST: &str = "iqn.2026-11.io.example:public-host";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[[target]]\nname = \"{A}\"\n[[target.acl]]\ninitiator = \"{HOST}\"\n"),
+    )
+    .unwrap();
+    let socket = dir.path().join("control.sock");
+    let daemon = Running::start_on(
+        "0.0.0.0",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // Secure by default: an open target is refused, naming it and the way out.
+    let err = refused(&socket, &["target", "add", B]);
+    assert!(
+        err.contains(&format!("target {B} has neither an ACL nor CHAP")),
+        "{err}"
+    );
+    assert!(!ok(&socket, &["target", "list"]).contains(B));
+    ok(&socket, &["target", "add", B, "--acl", HOST]);
+    ok(
+        &socket,
+        &["lun", "add", B, "0", "--bstype", "memory", "--size", "1M"],
+    );
+    login_as(&daemon, B, HOST, None).expect("the ACL admits HOST");
+    let err = login_as(&daemon, B, "iqn.2026-11.io.example:stranger", None).unwrap_err();
+    assert!(err.contains("Authorization failure(514)"), "{err}");
+}
+
+#[test]
+fn adding_a_lun_keeps_the_targets_reservations_and_tells_its_sessions() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let mut host = Initiator::connect(&daemon.portal(), A, 0).unwrap();
+    host.test_unit_ready().unwrap();
+    // PERSISTENT RESERVE OUT, REGISTER (SPC-4 6.16: opcode 5Fh, service action 00h,
+    // parameter list length 24 in bytes 5-8); parameter list: reservation key 0, service
+    // action reservation key, APTPL clear.
+    const KEY: u64 = 0x1122_3344_5566_7788;
+    let mut params = vec![0u8; 24];
+    params[8..16].copy_from_slice(&KEY.to_be_bytes());
+    let out = host
+        .raw_command(&[0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], &params, 0)
+        .unwrap();
+    assert_eq!(out.status, 0, "REGISTER: {out:?}");
+
+    ok(
+        socket,
+        &["lun", "add", A, "1", "--bstype", "memory", "--size", "1M"],
+    );
+    // The session goes on with its nexus: REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh), not
+    // POWER ON (29h/00h).
+    let ua = host.test_unit_ready().unwrap_err();
+    let ua = ua.scsi().expect("a SCSI error");
+    assert_eq!((ua.sense_key, ua.asc, ua.ascq), (0x06, 0x3F, 0x0E));
+    host.test_unit_ready().unwrap();
+    // PERSISTENT RESERVE IN, READ KEYS (SPC-4 6.15: opcode 5Eh, service action 00h,
+    // allocation length in bytes 7-8): PRGENERATION, ADDITIONAL LENGTH 8, the key.
+    let keys = host
+        .raw_command(&[0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0], &[], 64)
+        .unwrap();
+    assert_eq!(keys.status, 0, "READ KEYS: {keys:?}");
+    assert_eq!(
+        &keys.data[4..8],
+        &8u32.to_be_bytes(),
+        "one key: {:?}",
+        keys.data
+    );
+    assert_eq!(&keys.data[8..16], &KEY.to_be_bytes());
+}

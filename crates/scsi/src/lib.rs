@@ -261,8 +261,9 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
 pub struct ScsiTarget {
     /// Indexed by LUN number.
     luns: Vec<Option<Lu>>,
-    /// Per-I_T-nexus state: initiator ports and unit attention queues.
-    nexuses: Nexuses,
+    /// Per-I_T-nexus state: initiator ports and unit attention queues. Shared with the
+    /// target's successors ([`ScsiTarget::successor`]).
+    nexuses: Arc<Nexuses>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -325,6 +326,32 @@ impl ScsiTarget {
     /// A target with no logical units.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new version of this target for a live change of its logical units: the same
+    /// logical units with their state (reservations, mode parameters, capacity) and the
+    /// same nexuses with their queued conditions, shared with this one. Change it with
+    /// [`ScsiTarget::add_lun`] and [`ScsiTarget::remove_lun`], then
+    /// [`ScsiTarget::luns_changed`]; sessions continue on it without a new nexus.
+    pub fn successor(&self) -> ScsiTarget {
+        ScsiTarget {
+            luns: self.luns.clone(),
+            nexuses: self.nexuses.clone(),
+        }
+    }
+
+    /// Whether `other` is this target or a successor of it (they share their nexuses).
+    pub fn shares_nexuses_with(&self, other: &ScsiTarget) -> bool {
+        Arc::ptr_eq(&self.nexuses, &other.nexuses)
+    }
+
+    /// The set of logical units changed: every nexus gets REPORTED LUNS DATA HAS CHANGED
+    /// on every logical unit (SPC-4 annex D: 3Fh/0Eh), so initiators rescan.
+    pub fn luns_changed(&self) {
+        for lun in self.luns() {
+            self.nexuses
+                .raise(lun, UnitAttention::ReportedLunsDataChanged, UaScope::All);
+        }
     }
 
     /// Adds (or replaces) the logical unit at `lun` (a plain LUN number, 0..=16383).

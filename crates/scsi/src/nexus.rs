@@ -67,6 +67,8 @@ pub enum UnitAttention {
     CapacityDataChanged,
     /// 3Fh/03h INQUIRY DATA HAS CHANGED.
     InquiryDataChanged,
+    /// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED: a logical unit was added or removed.
+    ReportedLunsDataChanged,
 }
 
 impl UnitAttention {
@@ -81,6 +83,7 @@ impl UnitAttention {
             UnitAttention::RegistrationsPreempted => Asc(0x2A, 0x05),
             UnitAttention::CapacityDataChanged => Asc(0x2A, 0x09),
             UnitAttention::InquiryDataChanged => Asc(0x3F, 0x03),
+            UnitAttention::ReportedLunsDataChanged => Asc(0x3F, 0x0E),
         }
     }
 
@@ -273,6 +276,7 @@ mod tests {
             (UnitAttention::RegistrationsPreempted, 0x2A, 0x05),
             (UnitAttention::CapacityDataChanged, 0x2A, 0x09),
             (UnitAttention::InquiryDataChanged, 0x3F, 0x03),
+            (UnitAttention::ReportedLunsDataChanged, 0x3F, 0x0E),
         ];
         for (ua, asc, ascq) in table {
             let b = ua.sense().to_fixed();

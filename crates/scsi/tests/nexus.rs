@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use rstest::rstest;
-use scsi::{InitiatorPort, Status, UaScope, UnitAttention};
+use scsi::{InitiatorPort, ScsiTarget, Status, UaScope, UnitAttention};
 use store_api::Capabilities;
 
 const TUR: [u8; 6] = [0x00, 0, 0, 0, 0, 0];
@@ -172,4 +172,36 @@ fn a_capacity_change_reaches_every_nexus_and_read_capacity_reports_it() {
     let r16 = rig.run_on(B, 0, &RC16, &[]);
     assert_eq!(&r16.data_in[..8], &(grown - 1).to_be_bytes());
     assert_eq!(rig.target.geometry(0).unwrap().num_blocks, grown);
+}
+
+#[test]
+fn a_successor_keeps_the_nexuses_and_lus_and_reports_the_lun_change() {
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    // A condition queued before the change is still there after it, and LU 0's state
+    // (here its capacity) is the same LU's.
+    rig.target
+        .raise_unit_attention(0, UnitAttention::ModeParametersChanged, UaScope::Only(A));
+    let mut next = rig.target.successor();
+    assert!(next.shares_nexuses_with(&rig.target));
+    assert!(!ScsiTarget::new().shares_nexuses_with(&rig.target));
+    next.add_lun(1, config(Capabilities::default()));
+    next.luns_changed();
+    rig.target.set_capacity(0, BLOCKS * 2);
+    assert_eq!(next.geometry(0).unwrap().num_blocks, BLOCKS * 2);
+    assert_eq!(
+        rig.target.luns().collect::<Vec<_>>(),
+        [0],
+        "the old version is unchanged"
+    );
+    rig.target = next;
+    // 2Ah/01h first (queued earlier), then 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED and
+    // 2Ah/09h; no POWER ON: the nexus was not reopened.
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x2A, 0x01);
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x3F, 0x0E);
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x2A, 0x09);
+    assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
+    check_ua(&rig.run_on(B, 1 << 48, &TUR, &[]), 0x3F, 0x0E);
 }

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use testkit::initiator::Initiator;
 
@@ -13,13 +13,12 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_glfs-iscsi");
 pub const IQN: &str = "iqn.2026-11.io.glfs-iscsi:e2e";
 pub const BLOCK: u32 = 512;
 
-/// A running target, killed on drop. Its stderr (the log) goes to a file, read by
-/// [`Running::log`]: `$E2E_TARGET_LOG` if set, else a temporary file.
+/// A running target, killed on drop: the workspace's one harness
+/// ([`testkit::daemon::Daemon`]). Its output goes to `$E2E_TARGET_LOG` if set, else a
+/// temporary file.
 pub struct Running {
-    child: Child,
+    daemon: testkit::daemon::Daemon,
     pub portal: SocketAddr,
-    log_path: PathBuf,
-    _log_dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -30,59 +29,26 @@ impl Running {
     /// Starts the target listening on `host` (e.g. `0.0.0.0`) at a free port; `portal` is
     /// where tests connect: `host` itself, or 127.0.0.1 for a wildcard.
     pub fn start_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen: SocketAddr = format!("{host}:{port}").parse().unwrap();
-        let portal = if listen.ip().is_unspecified() {
-            format!("127.0.0.1:{port}").parse().unwrap()
-        } else {
-            listen
-        };
-        let (log_path, log_dir) = match std::env::var_os("E2E_TARGET_LOG") {
-            Some(path) => (PathBuf::from(path), None),
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                (dir.path().join("glfs-iscsi.log"), Some(dir))
-            }
-        };
-        let mut child = Command::new(BINARY)
-            .args(["--portal", &listen.to_string(), "--target", IQN])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-            .spawn()
-            .expect("start glfs-iscsi");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let err = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("glfs-iscsi exited early ({status}): {err}");
-            }
-            if TcpStream::connect_timeout(&portal, Duration::from_millis(100)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "glfs-iscsi did not listen within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut launch = testkit::daemon::Launch::new(BINARY)
+            .host(host)
+            .args(["--target", IQN])
+            .args(args);
+        for (key, value) in env {
+            launch = launch.env(key, value);
         }
+        if let Some(path) = std::env::var_os("E2E_TARGET_LOG") {
+            launch = launch.log(PathBuf::from(path));
+        }
+        let daemon = testkit::daemon::Daemon::start(launch).unwrap_or_else(|e| panic!("{e:#}"));
         Running {
-            child,
-            portal,
-            log_path,
-            _log_dir: log_dir,
+            portal: daemon.portal(),
+            daemon,
         }
     }
 
     /// Everything the target has logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap()
+        self.daemon.log_text()
     }
 
     /// Waits up to 10 s for a log line containing every one of `needles`; returns it.
@@ -110,46 +76,21 @@ impl Running {
 
     /// Sends the daemon a signal by name (`HUP`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        self.daemon.signal(name).unwrap();
     }
 
     /// Sends the target SIGTERM.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal("TERM");
     }
 
     /// Waits up to `patience` for the target to exit; its exit status if it did.
     pub fn wait_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon.wait_exit(patience).unwrap()
     }
 
     pub fn connect(&self) -> Initiator {
         Initiator::connect(&self.portal(), IQN, 0).expect("login to the target")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

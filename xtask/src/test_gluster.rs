@@ -4,8 +4,8 @@
 //! Tests that need a live volume are `#[ignore]`d with a reason and named `live_*`; this task
 //! runs exactly those, with `GLUSTER_TEST_VOLUME=volume@host` and `GFAPI_FAKE_LIB` set.
 
-use crate::offline::FOUNDATION_SUITES;
 use crate::target::{self, LunSetup, TargetProcess};
+use crate::test_offline::FOUNDATION_SUITES;
 use crate::util::{self, Checks};
 use crate::{docker, fake, gluster, reliability};
 use anyhow::{bail, Result};
