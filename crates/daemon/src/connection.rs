@@ -724,7 +724,11 @@ impl Session {
     fn lun_metrics(&mut self, target: &Target, wire: u64) -> Option<Arc<LunMetrics>> {
         let m = metrics::global()?;
         if let Some(found) = self.lun_metrics.get(&wire) {
-            return Some(found.clone());
+            if !found.is_removed() {
+                return Some(found.clone());
+            }
+            // The LUN left the configuration (perhaps to come back): look it up afresh.
+            self.lun_metrics.remove(&wire);
         }
         let lun = u64::from(scsi::decode_lun(wire)?);
         target.store(lun)?;

@@ -6,6 +6,7 @@
 //! | `glfs_iscsi_lun_bytes_total` | target, lun, direction | bytes of good READ/WRITE commands (direction: read, write) |
 //! | `glfs_iscsi_lun_command_duration_seconds` | target, lun, kind | histogram: from command start to its answer |
 //! | `glfs_iscsi_lun_errors_total` | target, lun, sense_key | CHECK CONDITION answers by sense key |
+//! | `glfs_iscsi_lun_responses_total` | target, lun, status | commands answered, by SCSI status (good, check_condition, busy, reservation_conflict, task_set_full, ...) |
 //! | `glfs_iscsi_lun_commands_in_flight` | target, lun | commands started and not yet answered or aborted |
 //! | `glfs_iscsi_target_sessions` | target | normal sessions logged in now |
 //! | `glfs_iscsi_target_logins_total` | target | normal logins that reached full feature phase |
@@ -19,7 +20,9 @@
 //! (a lock and the label strings, on first use), then each command does a few relaxed
 //! atomic additions: no lock and no allocation per command. Label values come only from the
 //! configuration (targets, LUNs, volumes) and fixed tables, so initiators cannot grow the
-//! number of series.
+//! number of series, and a target or LUN removed from the running configuration takes
+//! its series with it ([`Metrics::remove_lun`], [`Metrics::remove_target`]): re-added, it
+//! starts from zero.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -97,6 +100,13 @@ struct LunSenseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunStatusLabels {
+    target: String,
+    lun: u64,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LunLabels {
     target: String,
     lun: u64,
@@ -127,6 +137,7 @@ pub struct Metrics {
     bytes: Family<LunDirectionLabels, Counter>,
     latency: HistogramFamily<LunKindLabels>,
     errors: Family<LunSenseLabels, Counter>,
+    statuses: Family<LunStatusLabels, Counter>,
     in_flight: Family<LunLabels, Gauge>,
     sessions: Family<TargetLabels, Gauge>,
     logins: Family<TargetLabels, Counter>,
@@ -172,6 +183,7 @@ impl Metrics {
         let latency: HistogramFamily<LunKindLabels> =
             Family::new_with_constructor(command_histogram);
         let errors = Family::default();
+        let statuses = Family::default();
         let in_flight = Family::default();
         let sessions = Family::default();
         let logins = Family::default();
@@ -200,6 +212,11 @@ impl Metrics {
             "lun_errors",
             "Commands answered with CHECK CONDITION, by sense key",
             errors.clone(),
+        );
+        registry.register(
+            "lun_responses",
+            "Commands answered, by SCSI status (BUSY and RESERVATION CONFLICT among them)",
+            statuses.clone(),
         );
         registry.register(
             "lun_commands_in_flight",
@@ -243,6 +260,7 @@ impl Metrics {
             bytes,
             latency,
             errors,
+            statuses,
             in_flight,
             sessions,
             logins,
@@ -281,18 +299,97 @@ impl Metrics {
                 lun,
             })
             .clone();
+        let good = self
+            .statuses
+            .get_or_create(&LunStatusLabels {
+                target: target.to_string(),
+                lun,
+                status: status_label(0),
+            })
+            .clone();
         let m = Arc::new(LunMetrics {
             commands: Kind::ALL.map(|k| self.commands.get_or_create(&kind(k.label())).clone()),
             latency: Kind::ALL.map(|k| self.latency.get_or_create(&kind(k.label())).clone()),
             bytes_read,
             bytes_written,
             in_flight,
+            good,
             errors: self.errors.clone(),
+            statuses: self.statuses.clone(),
+            removed: AtomicBool::new(false),
             target: target.to_string(),
             lun,
         });
         luns.insert((target.to_string(), lun), m.clone());
         m
+    }
+
+    /// LUN `lun` of `target` left the running configuration: its series leave the output.
+    /// Sessions still holding its handles see them marked removed (they look the LUN up
+    /// again) and create no series for it any more.
+    pub fn remove_lun(&self, target: &str, lun: u64) {
+        let mut luns = self.luns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = luns.remove(&(target.to_string(), lun)) {
+            m.removed.store(true, Ordering::Relaxed);
+        }
+        drop(luns);
+        let target = target.to_string();
+        for kind in Kind::ALL {
+            let labels = LunKindLabels {
+                target: target.clone(),
+                lun,
+                kind: kind.label(),
+            };
+            self.commands.remove(&labels);
+            self.latency.remove(&labels);
+        }
+        for direction in ["read", "write"] {
+            self.bytes.remove(&LunDirectionLabels {
+                target: target.clone(),
+                lun,
+                direction,
+            });
+        }
+        for key in 0..=0x0f {
+            self.errors.remove(&LunSenseLabels {
+                target: target.clone(),
+                lun,
+                sense_key: sense_key_label(key),
+            });
+        }
+        for status in SCSI_STATUSES {
+            self.statuses.remove(&LunStatusLabels {
+                target: target.clone(),
+                lun,
+                status: status_label(status),
+            });
+        }
+        self.in_flight.remove(&LunLabels { target, lun });
+    }
+
+    /// `target` left the running configuration: its series and its LUNs' leave the output.
+    pub fn remove_target(&self, target: &str) {
+        let luns: Vec<u64> = {
+            let luns = self.luns.lock().unwrap_or_else(|e| e.into_inner());
+            luns.keys()
+                .filter(|(t, _)| t == target)
+                .map(|(_, lun)| *lun)
+                .collect()
+        };
+        for lun in luns {
+            self.remove_lun(target, lun);
+        }
+        let labels = TargetLabels {
+            target: target.to_string(),
+        };
+        self.sessions.remove(&labels);
+        self.logins.remove(&labels);
+        for status in LOGIN_STATUSES {
+            self.login_failures.remove(&LoginFailureLabels {
+                target: target.to_string(),
+                reason: login_failure_reason(status),
+            });
+        }
     }
 
     /// A normal session to `target` logged in; the returned guard counts it until dropped.
@@ -335,6 +432,12 @@ impl Drop for SessionGuard {
     }
 }
 
+/// Every login status [`login_failure_reason`] names, and one it does not (for "other").
+const LOGIN_STATUSES: [u16; 16] = [
+    0x0200, 0x0201, 0x0202, 0x0203, 0x0204, 0x0205, 0x0206, 0x0207, 0x0208, 0x0209, 0x020a, 0x020b,
+    0x0300, 0x0301, 0x0302, 0xffff,
+];
+
 /// The label of a login status (RFC 7143 11.13.5).
 pub fn login_failure_reason(status: u16) -> &'static str {
     match status {
@@ -375,6 +478,24 @@ fn sense_key_label(key: u8) -> &'static str {
         0xd => "volume_overflow",
         0xe => "miscompare",
         _ => "reserved",
+    }
+}
+
+/// Every SCSI status [`status_label`] names, and one it does not (for "other").
+const SCSI_STATUSES: [u8; 9] = [0x00, 0x02, 0x04, 0x08, 0x18, 0x28, 0x30, 0x40, 0xff];
+
+/// The label of a SCSI status (SAM-5 table 41).
+fn status_label(status: u8) -> &'static str {
+    match status {
+        0x00 => "good",
+        0x02 => "check_condition",
+        0x04 => "condition_met",
+        0x08 => "busy",
+        0x18 => "reservation_conflict",
+        0x28 => "task_set_full",
+        0x30 => "aca_active",
+        0x40 => "task_aborted",
+        _ => "other",
     }
 }
 
@@ -423,7 +544,12 @@ pub struct LunMetrics {
     bytes_read: Counter,
     bytes_written: Counter,
     in_flight: Gauge,
+    /// `lun_responses_total{status="good"}`: the one status counted on the hot path.
+    good: Counter,
     errors: Family<LunSenseLabels, Counter>,
+    statuses: Family<LunStatusLabels, Counter>,
+    /// The LUN left the configuration: its series are gone and must not come back.
+    removed: AtomicBool,
     target: String,
     lun: u64,
 }
@@ -433,6 +559,12 @@ impl LunMetrics {
     #[inline]
     pub fn started(&self) {
         self.in_flight.inc();
+    }
+
+    /// Whether the LUN left the configuration (its handles count into nothing shown).
+    #[inline]
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// A started command ended without an answer (aborted, or its connection closed).
@@ -456,13 +588,27 @@ impl LunMetrics {
         self.commands[kind.index()].inc();
         self.latency[kind.index()].observe(took);
         if status == 0 {
+            self.good.inc();
             match kind {
                 Kind::Read => self.bytes_read.inc_by(bytes),
                 Kind::Write => self.bytes_written.inc_by(bytes),
                 Kind::Other => 0,
             };
-        } else if let Some(key) = sense_key {
-            // The error path only: a lock and the labels, on the family.
+            return;
+        }
+        if self.is_removed() {
+            // Its series are gone; making them again would bring them back.
+            return;
+        }
+        // The error path only: a lock and the labels, on the families.
+        self.statuses
+            .get_or_create(&LunStatusLabels {
+                target: self.target.clone(),
+                lun: self.lun,
+                status: status_label(status),
+            })
+            .inc();
+        if let Some(key) = sense_key {
             self.errors
                 .get_or_create(&LunSenseLabels {
                     target: self.target.clone(),
@@ -759,6 +905,93 @@ mod tests {
             Some(1.0)
         );
         drop(s2);
+    }
+
+    #[test]
+    fn every_status_is_counted_and_removed_luns_and_targets_leave_the_output() {
+        let m = Metrics::new();
+        let (t, u) = ("iqn.2026-11.x:t", "iqn.2026-11.x:u");
+        let a = m.lun(t, 0);
+        let b = m.lun(t, 1);
+        let c = m.lun(u, 0);
+        let _session = m.session(t);
+        m.login_failed(t, 0x0201);
+        // SAM-5 table 41: GOOD 00h, CHECK CONDITION 02h, BUSY 08h, RESERVATION CONFLICT 18h.
+        for (lun, status, sense) in [
+            (&a, 0x00, None),
+            (&a, 0x02, Some(0x5)),
+            (&a, 0x08, None),
+            (&a, 0x18, None),
+            (&a, 0x18, None),
+            (&b, 0x00, None),
+            (&c, 0x08, None),
+        ] {
+            lun.started();
+            lun.answered(Kind::Other, Duration::ZERO, status, 0, sense);
+        }
+        let text = m.render();
+        let status = |lun: &str, status: &str| {
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_responses_total{{{lun},status=\"{status}\"}}"),
+            )
+        };
+        let t0 = format!("target=\"{t}\",lun=\"0\"");
+        assert_eq!(status(&t0, "good"), Some(1.0), "{text}");
+        assert_eq!(status(&t0, "check_condition"), Some(1.0));
+        assert_eq!(status(&t0, "busy"), Some(1.0));
+        assert_eq!(status(&t0, "reservation_conflict"), Some(2.0));
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_errors_total{{{t0},sense_key=\"illegal_request\"}}")
+            ),
+            Some(1.0)
+        );
+
+        // LUN 0 of t goes: none of its series stay; LUN 1 and the other target's do.
+        m.remove_lun(t, 0);
+        assert!(a.is_removed() && !b.is_removed());
+        // A session still holding the old handles makes no series again.
+        a.started();
+        a.answered(Kind::Read, Duration::ZERO, 0x02, 0, Some(0x5));
+        let text = m.render();
+        assert!(!text.contains(&t0), "{text}");
+        assert!(
+            text.contains(&format!("target=\"{t}\",lun=\"1\"")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("target=\"{u}\",lun=\"0\"")),
+            "{text}"
+        );
+
+        // Target t goes: nothing names it any more; u is untouched.
+        m.remove_target(t);
+        let text = m.render();
+        assert!(!text.contains(&format!("target=\"{t}\"")), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                &format!(
+                    "glfs_iscsi_lun_responses_total{{target=\"{u}\",lun=\"0\",status=\"busy\"}}"
+                )
+            ),
+            Some(1.0)
+        );
+        // Re-added, a LUN starts from zero.
+        let again = m.lun(t, 0);
+        again.started();
+        again.answered(Kind::Other, Duration::ZERO, 0, 0, None);
+        let text = m.render();
+        assert_eq!(
+            sample(
+                &text,
+                &format!("glfs_iscsi_lun_commands_total{{{t0},kind=\"other\"}}")
+            ),
+            Some(1.0)
+        );
+        assert!(!text.contains(&format!("{t0},status=\"busy\"")), "{text}");
     }
 
     #[test]

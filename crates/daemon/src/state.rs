@@ -170,6 +170,7 @@ impl State {
         let mut rebuild = Vec::new();
         let mut grow: Vec<(String, u16, u64)> = Vec::new();
         let mut remove = Vec::new();
+        let mut removed_luns: Vec<(String, u16)> = Vec::new();
         for (name, old_luns) in &old {
             if !new.contains_key(name) {
                 changes.push(change("remove", format!("target {name}"), ""));
@@ -212,6 +213,7 @@ impl State {
             for lun in old_luns.keys() {
                 if !new_luns.contains_key(lun) {
                     changes.push(change("remove", format!("lun {name}/{lun}"), ""));
+                    removed_luns.push((name.clone(), *lun));
                     changed = true;
                 }
             }
@@ -322,6 +324,15 @@ impl State {
                 if let Some(store) = t.store(u64::from(*lun)) {
                     t.scsi.set_capacity(*lun, store.geometry().num_blocks);
                 }
+            }
+        }
+        // What left the configuration leaves the metrics too.
+        if let Some(m) = crate::metrics::global() {
+            for (name, lun) in &removed_luns {
+                m.remove_lun(name, u64::from(*lun));
+            }
+            for name in &remove {
+                m.remove_target(name);
             }
         }
         for change in &changes {

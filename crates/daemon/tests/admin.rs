@@ -13,29 +13,6 @@ use testkit::initiator::Initiator;
 const A: &str = "iqn.2026-11.io.glfs-iscsi:admin-a";
 const B: &str = "iqn.2026-11.io.glfs-iscsi:admin-b";
 
-/// Runs `glfs-iscsi admin --socket SOCKET ARGS...`: (exit success, stdout, stderr).
-fn admin(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BINARY)
-        .arg("admin")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run glfs-iscsi admin");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// `admin` that must succeed; its standard output.
-fn ok(socket: &Path, args: &[&str]) -> String {
-    let (success, out, err) = admin(socket, args);
-    assert!(success, "admin {args:?} failed: {err}");
-    out
-}
-
 /// `admin` that must fail with one line on stderr; that line.
 fn refused(socket: &Path, args: &[&str]) -> String {
     let (success, out, err) = admin(socket, args);

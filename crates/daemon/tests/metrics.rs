@@ -6,7 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{glfs_target, pattern, with_outage, Running, BLOCK, IQN};
+use support::{glfs_target, ok, pattern, with_outage, Running, BLOCK, IQN};
 use testkit::fake::FakeRoot;
 use testkit::initiator::Initiator;
 
@@ -214,4 +214,185 @@ fn a_gluster_outage_counts_one_loss_and_one_reconnect_with_its_duration() {
         errors[0].contains("sense_key=\"unit_attention\""),
         "{errors:?}"
     );
+}
+
+const KEEP: &str = "iqn.2026-11.io.glfs-iscsi:keep";
+const GONE: &str = "iqn.2026-11.io.glfs-iscsi:gone";
+
+/// The series of `text` naming `target` (and LUN `lun`, if given).
+fn series_of(text: &str, target: &str, lun: Option<u16>) -> Vec<String> {
+    let needle = match lun {
+        Some(lun) => format!("target=\"{target}\",lun=\"{lun}\""),
+        None => format!("target=\"{target}\""),
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn removed_luns_and_targets_take_their_series_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glfs-iscsi.toml");
+    let lun = |n: u16| format!("[[target.lun]]\nlun = {n}\nbstype = \"memory\"\nsize = \"1M\"\n");
+    std::fs::write(
+        &config,
+        format!(
+            "[[target]]\nname = \"{KEEP}\"\n{}[[target]]\nname = \"{GONE}\"\n{}{}",
+            lun(0),
+            lun(0),
+            lun(1)
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("control.sock");
+    let target = Running::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let addr = metrics_address(&target);
+    let mut keep = Initiator::connect(&target.portal(), KEEP, 0).unwrap();
+    keep.write10(0, &pattern(1, 512), BLOCK).unwrap();
+    let mut gone = Initiator::connect(&target.portal(), GONE, 0).unwrap();
+    gone.write10(0, &pattern(2, 512), BLOCK).unwrap();
+    gone.set_lun(1).unwrap();
+    // LUN 1's first command meets its power-on unit attention: an error series too.
+    let _ = gone.read10(0, 1, BLOCK);
+    gone.read10(0, 1, BLOCK).unwrap();
+    let text = scrape(&addr);
+    assert!(!series_of(&text, GONE, Some(1)).is_empty(), "{text}");
+    assert!(
+        series_of(&text, GONE, Some(1))
+            .iter()
+            .any(|l| l.starts_with("glfs_iscsi_lun_errors_total")),
+        "{text}"
+    );
+
+    // LUN 1 goes while the session uses it (forced): its series go; the session's next
+    // command to it fails and brings none back.
+    ok(&socket, &["lun", "remove", GONE, "1", "--force"]);
+    let err = gone.read10(0, 1, BLOCK).unwrap_err();
+    assert!(err.scsi().is_some(), "{err}");
+    let text = scrape(&addr);
+    assert_eq!(series_of(&text, GONE, Some(1)), Vec::<String>::new());
+    assert!(!series_of(&text, GONE, Some(0)).is_empty(), "{text}");
+
+    // The whole target goes (its session ends): nothing names it; the other target's
+    // series stay, counting on.
+    ok(&socket, &["target", "remove", GONE, "--force"]);
+    drop(gone);
+    keep.write10(1, &pattern(3, 512), BLOCK).unwrap();
+    let text = scrape(&addr);
+    assert_eq!(series_of(&text, GONE, None), Vec::<String>::new());
+    assert_eq!(
+        sample(
+            &text,
+            &format!("glfs_iscsi_lun_commands_total{{target=\"{KEEP}\",lun=\"0\",kind=\"write\"}}")
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("glfs_iscsi_target_sessions{{target=\"{KEEP}\"}}")
+        ),
+        Some(1.0)
+    );
+}
+
+/// A host on the target's LUN 0 with its own initiator name.
+fn host(target: &Running, name: &str) -> Initiator {
+    let opts = testkit::initiator::ConnectOptions {
+        initiator_name: Some(format!("iqn.2026-11.test:{name}")),
+        ..Default::default()
+    };
+    Initiator::connect_with(&target.portal(), IQN, 0, &opts).expect("login")
+}
+
+#[test]
+fn busy_and_reservation_conflict_are_counted_by_status() {
+    // SAM-5 table 41.
+    const BUSY: u8 = 0x08;
+    const RESERVATION_CONFLICT: u8 = 0x18;
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--metrics", "127.0.0.1:0"]);
+    let addr = metrics_address(&target);
+    let mut a = host(&target, "a");
+    let mut b = host(&target, "b");
+    // Let each nexus see its power-on unit attention first.
+    for h in [&mut a, &mut b] {
+        let _ = h.raw_command(&[0, 0, 0, 0, 0, 0], &[], 0);
+    }
+
+    // RESERVE(6) (SPC-2 7.21, opcode 16h) by A: B's WRITE(10) conflicts.
+    assert_eq!(
+        a.raw_command(&[0x16, 0, 0, 0, 0, 0], &[], 0)
+            .unwrap()
+            .status,
+        0
+    );
+    let write = [0x2A, 0, 0, 0, 0, 8, 0, 0, 1, 0];
+    for _ in 0..2 {
+        let out = b.raw_command(&write, &pattern(3, 512), 0).unwrap();
+        assert_eq!(out.status, RESERVATION_CONFLICT);
+    }
+    // RELEASE(6) (opcode 17h).
+    assert_eq!(
+        a.raw_command(&[0x17, 0, 0, 0, 0, 0], &[], 0)
+            .unwrap()
+            .status,
+        0
+    );
+
+    // A's WRITE(10) of LBA 8 hangs in the store, holding its blocks; B's COMPARE AND
+    // WRITE (SBC-4 5.3, opcode 89h, one block at LBA 8) over them is BUSY at once.
+    root.set_rules(&[testkit::fake::FaultRule::on(&["write"]).hang()]);
+    let in_flight = format!("glfs_iscsi_lun_commands_in_flight{{target=\"{IQN}\",lun=\"0\"}}");
+    let status = std::thread::scope(|scope| {
+        let hung = scope.spawn(move || a.raw_command(&write, &pattern(4, 512), 0).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sample(&scrape(&addr), &in_flight) != Some(1.0) {
+            assert!(
+                Instant::now() < deadline,
+                "the write never reached the store"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut caw = [0u8; 16];
+        caw[0] = 0x89;
+        caw[9] = 8; // LBA 8
+        caw[13] = 1; // one block
+        let mut data = vec![0u8; 512];
+        data.extend(pattern(5, 512));
+        let status = b.raw_command(&caw, &data, 0).unwrap().status;
+        root.clear();
+        assert_eq!(hung.join().unwrap().status, 0, "the held write completes");
+        status
+    });
+    assert_eq!(status, BUSY);
+
+    let text = scrape(&addr);
+    let responses = |status: &str| {
+        sample(
+            &text,
+            &format!(
+                "glfs_iscsi_lun_responses_total{{target=\"{IQN}\",lun=\"0\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(responses("reservation_conflict"), Some(2.0), "{text}");
+    assert_eq!(responses("busy"), Some(1.0), "{text}");
+    // Two TEST UNIT READY (power-on unit attention), nothing else checked.
+    assert_eq!(responses("check_condition"), Some(2.0), "{text}");
+    // RESERVE, RELEASE and the released write.
+    assert!(responses("good").is_some_and(|n| n >= 3.0), "{text}");
 }

@@ -291,3 +291,26 @@ pub fn nop_out(itt: u32, cmd_sn: u32, exp_stat_sn: u32) -> [u8; 48] {
     nop[28..32].copy_from_slice(&exp_stat_sn.to_be_bytes());
     nop
 }
+
+/// Runs `glfs-iscsi admin --socket SOCKET ARGS...`: (exit success, stdout, stderr).
+pub fn admin(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BINARY)
+        .arg("admin")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run glfs-iscsi admin");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `admin` that must succeed; its standard output.
+pub fn ok(socket: &Path, args: &[&str]) -> String {
+    let (success, out, err) = admin(socket, args);
+    assert!(success, "admin {args:?} failed: {err}");
+    out
+}
