@@ -200,6 +200,9 @@ pub(crate) struct Mount {
     hung: Arc<AtomicUsize>,
     /// Requests held by the stores on this mount (the reconnect loop hurries while any is).
     held: AtomicUsize,
+    /// `glfs_volume{volume}`: the context of the mount's own events (loss, reconnect). A
+    /// root span: many LUNs and sessions share one mount.
+    span: tracing::Span,
 }
 
 struct MountState {
@@ -241,6 +244,10 @@ struct Link {
     held: Mutex<Held>,
     /// Wakes the expiry thread when the queue changes.
     held_changed: Condvar,
+    /// `glfs_store{volume, path}`, a child of the span current when the store was opened
+    /// (the daemon's `lun{target, lun}`): the context of the store's events on threads
+    /// that serve no single session (reconnect, hold expiry).
+    span: tracing::Span,
 }
 
 /// A request waiting for the store's file to come back.
@@ -249,6 +256,8 @@ struct HeldRequest {
     done: Completion,
     /// When it stops waiting and fails with `NotConnected`.
     deadline: Instant,
+    /// The span current when it was submitted (the daemon's session span).
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -273,7 +282,13 @@ fn not_connected(req: &IoRequest) -> StoreError {
 
 impl Link {
     fn new(mount: &Arc<Mount>, path: String, hold: Duration) -> Link {
+        let span = tracing::info_span!(
+            "glfs_store",
+            volume = %mount.params.volume,
+            path = %path,
+        );
         Link {
+            span,
             mount: mount.clone(),
             path,
             current: RwLock::new(None),
@@ -295,24 +310,31 @@ impl Link {
             waiting
         };
         if !waiting.is_empty() {
-            tracing::info!(
-                path = %self.path,
-                requests = waiting.len(),
-                "reconnected: resuming held requests"
-            );
+            self.span.in_scope(|| {
+                tracing::info!(
+                    requests = waiting.len(),
+                    "reconnected: resuming held requests"
+                )
+            });
         }
         for w in waiting {
-            start_io(self, h.clone(), w.req, w.done, w.deadline);
+            start_io(self, h.clone(), w.req, w.done, w.deadline, w.span);
         }
     }
 
     /// Holds `req` until the file is back or `deadline`; sends it at once when the file is
     /// already back, fails it when the hold is over or the queue is full.
-    fn hold(self: &Arc<Self>, req: IoRequest, done: Completion, deadline: Instant) {
+    fn hold(
+        self: &Arc<Self>,
+        req: IoRequest,
+        done: Completion,
+        deadline: Instant,
+        span: tracing::Span,
+    ) {
         let mut held = lock(&self.held);
         if let Some(h) = self.handle() {
             drop(held);
-            return start_io(self, h, req, done, deadline);
+            return start_io(self, h, req, done, deadline, span);
         }
         let bytes = request_bytes(&req);
         if Instant::now() >= deadline
@@ -320,12 +342,17 @@ impl Link {
             || held.bytes + bytes > MAX_HELD_BYTES
         {
             drop(held);
+            span.in_scope(|| {
+                tracing::debug!(volume = %self.mount.params.volume, path = %self.path,
+                "volume not connected and the hold is over or full: request failed")
+            });
             return done.complete(Err(not_connected(&req)));
         }
         held.queue.push_back(HeldRequest {
             req,
             done,
             deadline,
+            span,
         });
         held.bytes += bytes;
         self.mount.held.fetch_add(1, Ordering::SeqCst);
@@ -340,13 +367,15 @@ impl Link {
             .name("glfs-hold".into())
             .spawn(move || me.expire_loop());
         if let Err(e) = spawned {
-            tracing::error!("cannot start the thread that ends held requests: {e}");
+            self.span.in_scope(|| {
+                tracing::error!("cannot start the thread that ends held requests: {e}")
+            });
             // Without it nothing would end them on time: fail them now.
             let mut held = lock(&self.held);
             held.watched = false;
             let failed = self.take_expired(&mut held, None);
             drop(held);
-            finish_expired(failed);
+            self.finish_expired(failed);
         }
     }
 
@@ -363,17 +392,17 @@ impl Link {
 
     /// Fails held requests as their holds run out; ends when none is left.
     fn expire_loop(self: Arc<Self>) {
+        let _in_store = self.span.clone().entered();
         let mut held = lock(&self.held);
         loop {
             let failed = self.take_expired(&mut held, Some(Instant::now()));
             if !failed.is_empty() {
                 drop(held);
                 tracing::warn!(
-                    path = %self.path,
                     requests = failed.len(),
                     "still not reconnected after the hold time: failing held requests"
                 );
-                finish_expired(failed);
+                self.finish_expired(failed);
                 held = lock(&self.held);
                 continue;
             }
@@ -387,6 +416,18 @@ impl Link {
                 .wait_timeout(held, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// Fails held requests, each with a line in its own command's span.
+    fn finish_expired(&self, failed: Vec<HeldRequest>) {
+        for w in failed {
+            w.span.in_scope(|| {
+                tracing::debug!(volume = %self.mount.params.volume, path = %self.path,
+                "held request failed: the volume was not back within the hold time")
+            });
+            let e = not_connected(&w.req);
+            w.done.complete(Err(e));
         }
     }
 
@@ -441,7 +482,9 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
 
 impl Mount {
     fn new(params: MountParams, vol: Arc<Volume>, hung: Arc<AtomicUsize>) -> Mount {
+        let span = tracing::info_span!(parent: None, "glfs_volume", volume = %params.volume);
         Mount {
+            span,
             params,
             state: Mutex::new(MountState {
                 vol: Some(vol),
@@ -492,7 +535,8 @@ impl Mount {
             .name("glfs-reconnect".into())
             .spawn(move || me.reconnect_loop());
         if let Err(e) = spawned {
-            tracing::error!(volume = %self.params.volume, "cannot start the reconnect thread: {e}");
+            self.span
+                .in_scope(|| tracing::error!("cannot start the reconnect thread: {e}"));
             st.reconnecting = false;
         }
     }
@@ -500,16 +544,29 @@ impl Mount {
     /// Reports that a request on the volume of `generation` found the connection lost.
     /// The first report of a generation detaches every store from it and starts (or
     /// restarts) the reconnect; later ones, and reports about replaced volumes, do nothing.
-    pub(crate) fn lost(self: &Arc<Self>, generation: u64) {
+    /// `found_by` is the span of the command that found it (its session), if any.
+    pub(crate) fn lost(
+        self: &Arc<Self>,
+        generation: u64,
+        found_by: Option<(&tracing::Span, &str)>,
+    ) {
         let mut st = lock(&self.state);
         if generation != st.generation || st.vol.is_none() {
             return;
         }
-        tracing::warn!(
-            volume = %self.params.volume,
-            generation,
-            "gfapi connection lost; reconnecting in the background"
-        );
+        let message = "gfapi connection lost; reconnecting in the background";
+        match found_by {
+            Some((span, path)) => span.in_scope(|| {
+                tracing::warn!(volume = %self.params.volume,
+                    path,
+                    generation,
+                    "{message}"
+                )
+            }),
+            None => self
+                .span
+                .in_scope(|| tracing::warn!(generation, "{message}")),
+        }
         let mut old: Vec<Handle> = Vec::new();
         let mut links = Vec::new();
         for l in st.links.iter().filter_map(Weak::upgrade) {
@@ -542,14 +599,14 @@ impl Mount {
     }
 
     fn reconnect_loop(self: Arc<Self>) {
-        let volume = self.params.volume.clone();
+        let _in_volume = self.span.clone().entered();
         let mut delay = BACKOFF_START;
         let me = self.clone();
         let mut backoff = |what: &dyn std::fmt::Display| {
             if me.held.load(Ordering::SeqCst) > 0 {
                 delay = delay.min(HOLD_BACKOFF_MAX);
             }
-            tracing::warn!(volume = %volume, "reconnect: {what}; next try in {delay:?}");
+            tracing::warn!("reconnect: {what}; next try in {delay:?}");
             std::thread::sleep(delay);
             delay = (delay * 2).min(BACKOFF_MAX);
         };
@@ -576,11 +633,7 @@ impl Mount {
                     st.reconnecting = false;
                     self.changed.notify_all();
                     if st.vol.is_some() {
-                        tracing::info!(
-                            volume = %self.params.volume,
-                            generation = st.generation,
-                            "reconnected"
-                        );
+                        tracing::info!(generation = st.generation, "reconnected");
                         let lost_at = st.lost_at.take();
                         drop(st);
                         if let (Some(at), Some(observer)) =
@@ -605,11 +658,7 @@ impl Mount {
                         st.attempts += 1;
                         st.attempts
                     };
-                    tracing::info!(
-                        volume = %self.params.volume,
-                        attempt,
-                        "reconnect: mounting the volume again"
-                    );
+                    tracing::info!(attempt, "reconnect: mounting the volume again");
                     match connect_with_timeout(&self.params, false, &self.hung) {
                         Ok(v) => {
                             vol = Some(v.clone());
@@ -676,17 +725,19 @@ impl Mount {
     }
 }
 
-fn finish_expired(failed: Vec<HeldRequest>) {
-    for w in failed {
-        let e = not_connected(&w.req);
-        w.done.complete(Err(e));
-    }
-}
-
 /// Sends `req` to `h`'s file. A connection-class failure reports the lost connection (and
 /// so starts the reconnect) and, while `deadline` is ahead, holds the request again instead
 /// of failing it.
-fn start_io(link: &Arc<Link>, h: Handle, req: IoRequest, done: Completion, deadline: Instant) {
+/// `span` is the submitter's (the daemon's session span): events that belong to this one
+/// request are logged in it.
+fn start_io(
+    link: &Arc<Link>,
+    h: Handle,
+    req: IoRequest,
+    done: Completion,
+    deadline: Instant,
+    span: tracing::Span,
+) {
     let Handle { file, generation } = h;
     let weak = Arc::downgrade(link);
     // A second owner of the request's buffer (a reference count, not a copy) so that it
@@ -695,10 +746,10 @@ fn start_io(link: &Arc<Link>, h: Handle, req: IoRequest, done: Completion, deadl
     let done = Completion::new(move |r: store_api::IoResult| {
         if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
             if let Some(link) = weak.upgrade() {
-                link.mount.lost(generation);
+                link.mount.lost(generation, Some((&span, &link.path)));
                 match retry {
                     Some(req) if Instant::now() < deadline => {
-                        link.hold(req, done, deadline);
+                        link.hold(req, done, deadline, span);
                     }
                     _ => done.complete(r),
                 }
@@ -1037,10 +1088,13 @@ impl BlockStore for GlfsStore {
             return done.complete(Err(e));
         }
         let deadline = Instant::now() + self.link.hold;
+        // The submitter's span (the daemon's session), for events about this request on
+        // gfapi's and the store's threads: a reference count, no allocation.
+        let span = tracing::Span::current();
         match self.link.handle() {
-            Some(h) => start_io(&self.link, h, req, done, deadline),
+            Some(h) => start_io(&self.link, h, req, done, deadline, span),
             // Reconnecting: wait for it (or, with no hold time, fail at once).
-            None => self.link.hold(req, done, deadline),
+            None => self.link.hold(req, done, deadline, span),
         }
     }
 

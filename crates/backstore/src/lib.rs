@@ -286,7 +286,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             store_api::StoreError::from_errno(store_api::Op::Open, n).kind
                 == store_api::ErrorKind::NotConnected
         }) {
-            mount.lost(generation);
+            mount.lost(generation, None);
         }
         open_err(e)
     };

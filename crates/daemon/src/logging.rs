@@ -4,6 +4,10 @@
 //! Every event of a connection is inside its `session` span, which carries the peer
 //! address from the start, and the initiator name, ISID, TSIH and target from login on:
 //! text lines show it as `session{peer=.. initiator=..}:`, JSON lines as a `span` object.
+//! Events on a store's threads (the glfs store's reconnect and hold threads) are in the
+//! store's span under the `lun` span it was opened in ([`lun_span`]); one that concerns a
+//! single command is logged in that command's session span. JSON lines list every span
+//! of an event (`spans`), its innermost in `span`.
 //! No secret is ever a field: CHAP secrets are held as redacting types.
 
 use std::io::IsTerminal;
@@ -52,7 +56,7 @@ pub fn init(filter: &str, format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .init(),
     }
 }
@@ -68,6 +72,13 @@ pub fn session_span(peer: std::net::SocketAddr) -> tracing::Span {
         tsih = tracing::field::Empty,
         target = tracing::field::Empty,
     )
+}
+
+/// The span a LUN's store is opened in: the store's own span (glfs: `glfs_store{volume,
+/// path}`) is its child, so events on store threads, which serve every session of the LUN,
+/// name the target and LUN.
+pub fn lun_span(target: &str, lun: u16) -> tracing::Span {
+    tracing::info_span!("lun", target, lun)
 }
 
 /// Records a completed login in the current session span.

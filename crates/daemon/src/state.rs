@@ -284,12 +284,14 @@ impl State {
                 };
                 let store = match kept {
                     Some(store) => store,
-                    None => open_store(&lun.store).with_context(|| {
-                        format!(
-                            "target {} LUN {}: cannot open backing store",
-                            spec.name, lun.lun
-                        )
-                    })?,
+                    None => crate::logging::lun_span(&spec.name, lun.lun)
+                        .in_scope(|| open_store(&lun.store))
+                        .with_context(|| {
+                            format!(
+                                "target {} LUN {}: cannot open backing store",
+                                spec.name, lun.lun
+                            )
+                        })?,
                 };
                 luns.push((lun.clone(), store));
             }

@@ -183,12 +183,14 @@ impl Targets {
         for spec in specs {
             let mut luns = Vec::new();
             for lun in &spec.luns {
-                let store = open_store(&lun.store).with_context(|| {
-                    format!(
-                        "target {} LUN {}: cannot open backing store",
-                        spec.name, lun.lun
-                    )
-                })?;
+                let store = crate::logging::lun_span(&spec.name, lun.lun)
+                    .in_scope(|| open_store(&lun.store))
+                    .with_context(|| {
+                        format!(
+                            "target {} LUN {}: cannot open backing store",
+                            spec.name, lun.lun
+                        )
+                    })?;
                 luns.push((lun.clone(), store));
             }
             opened.push((spec.name.clone(), luns));

@@ -271,3 +271,80 @@ fn clear_aca_touches_no_task_and_clear_task_set_aborts_the_luns_tasks() {
     assert_eq!(be32(&resp[16..]), 4);
     assert_eq!(data, b"ping");
 }
+
+/// The JSON events of `log` whose message starts with `message`.
+fn events<'a>(log: &'a [serde_json::Value], message: &str) -> Vec<&'a serde_json::Value> {
+    log.iter()
+        .filter(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .collect()
+}
+
+/// The span named `name` in a JSON event's span list.
+fn span<'a>(event: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    event["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no span {name} in {event}"))
+}
+
+#[test]
+fn events_on_store_threads_name_the_lun_and_volume_and_a_commands_its_session() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--log-format", "json", "--log", "debug"]);
+    let mut init = target.connect();
+    init.write10(8, &pattern(6, 512), BLOCK).unwrap();
+    // The write finds the volume lost (on gfapi's callback thread), is held, and goes out
+    // again from the reconnect thread once the volume is back.
+    with_outage(&root, "vol", Duration::from_millis(1500), || {
+        init.write10(9, &pattern(7, 512), BLOCK).unwrap();
+    });
+    target.wait_for_log_line(&["resuming held requests"]);
+    let text = target.log();
+    let log: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    // Found by one command: logged in its session's span, with the volume and file.
+    let lost = events(&log, "gfapi connection lost");
+    assert_eq!(lost.len(), 1, "{text}");
+    let lost = lost[0];
+    assert_eq!(lost["fields"]["volume"], "vol", "{lost}");
+    assert_eq!(lost["fields"]["path"], "lun.img", "{lost}");
+    let session = &lost["span"];
+    assert_eq!(session["name"], "session", "{lost}");
+    assert_eq!(session["target"], IQN, "{lost}");
+    assert!(session["initiator"].as_str().is_some(), "{lost}");
+    assert!(
+        session["isid"].as_str().is_some_and(|i| i.len() == 12),
+        "{lost}"
+    );
+    assert!(session["tsih"].as_u64().is_some_and(|t| t > 0), "{lost}");
+    assert!(
+        session["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{lost}"
+    );
+
+    // The reconnect thread serves the volume, whatever LUNs and sessions use it.
+    let mounting = events(&log, "reconnect: mounting the volume again");
+    assert!(!mounting.is_empty(), "{text}");
+    for e in mounting {
+        assert_eq!(span(e, "glfs_volume")["volume"], "vol", "{e}");
+    }
+    // Resuming the store's held requests: in the store's span, under its LUN's.
+    let resumed = events(&log, "reconnected: resuming held requests");
+    assert_eq!(resumed.len(), 1, "{text}");
+    let resumed = resumed[0];
+    let lun = span(resumed, "lun");
+    assert_eq!(lun["target"], IQN, "{resumed}");
+    assert_eq!(lun["lun"], 0, "{resumed}");
+    let store = span(resumed, "glfs_store");
+    assert_eq!(store["volume"], "vol", "{resumed}");
+    assert_eq!(store["path"], "lun.img", "{resumed}");
+}
