@@ -510,6 +510,14 @@ pub fn build_images() -> Result<()> {
     docker(&["image", "prune", "--force", "--filter", &filter]).map(drop)
 }
 
+/// Makes the debootstrap base image (Debian 12 minbase) when it is missing.
+pub fn ensure_base_image() -> Result<()> {
+    if !image_exists(BASE_IMAGE) {
+        build_base_image()?;
+    }
+    Ok(())
+}
+
 fn build_base_image() -> Result<()> {
     let mirror = host_mirror()?;
     let rootfs = util::target_dir().join("docker").join("rootfs-bookworm");

@@ -97,6 +97,10 @@ enum Task {
         /// Cargo profile of the packaged binary (dev: the test build, faster).
         #[arg(long, default_value = "release")]
         profile: String,
+        /// Also install it for real (dpkg -i, then dpkg -r and dpkg -P) in a container of
+        /// the Docker fixture's Debian 12 base image (starts dockerd when needed).
+        #[arg(long)]
+        docker: bool,
     },
     /// Run each cargo-fuzz target (nightly) for a time budget under nice; seeds in
     /// testdata/fuzz/<target>/, failing inputs in target/fuzz/artifacts/<target>/.
@@ -133,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         } => conformance::run(&backends, suite.as_deref(), bless, live_volume.as_deref())?,
         Task::Demo { portal, size } => demo::run(&portal, &size)?,
         Task::Bench(opts) => bench::run(opts)?,
-        Task::Package { profile } => package::run(&profile)?,
+        Task::Package { profile, docker } => package::run(&profile, docker)?,
         Task::Fuzz(opts) => fuzz::run(&opts)?,
     }
     Ok(())

@@ -59,11 +59,156 @@ pub fn ensure_cargo_deb() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask package`: builds the release .deb, checks it and prints its path.
-pub fn run(profile: &str) -> Result<()> {
+/// `cargo xtask package`: builds the release .deb, checks it (`docker`: also installs it
+/// in a container) and prints its path.
+pub fn run(profile: &str, docker: bool) -> Result<()> {
     let deb = build(profile)?;
     check(&deb)?;
+    if docker {
+        install_in_docker(&deb)?;
+    }
     println!("{}", deb.display());
+    Ok(())
+}
+
+/// What the Docker install check is called in the checks' list.
+pub const DOCKER_CHECK: &str =
+    "package: dpkg -i, the installed files and unit, --version, dpkg -r keeps the conffile, dpkg -P (Debian 12 container)";
+
+/// A container of the Debian 12 base image, removed on drop.
+struct Scratch(String);
+
+impl Scratch {
+    fn start() -> Result<Scratch> {
+        let name = format!("glfs-iscsi-package-{}", std::process::id());
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+        util::output(Command::new("docker").args([
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--label",
+            &format!("{}=package", crate::docker::LABEL),
+            "--network",
+            "none",
+            crate::docker::BASE_IMAGE,
+            "sleep",
+            "infinity",
+        ]))?;
+        Ok(Scratch(name))
+    }
+
+    /// Runs `script` with `sh -c` in the container: its standard output, or the error
+    /// with its output.
+    fn sh(&self, script: &str) -> Result<String> {
+        util::output(Command::new("docker").args(["exec", &self.0, "sh", "-c", script]))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+/// Installs `deb` for real in a container of the Docker fixture's Debian 12 base image
+/// (debootstrap minbase, as a fresh server would be), then checks what dpkg installed, the
+/// unit, the binary, and that `dpkg -r` keeps the (edited) configuration as a conffile and
+/// `dpkg -P` removes it. [`crate::docker::EngineUnavailable`] where Docker cannot run.
+pub fn install_in_docker(deb: &Path) -> Result<()> {
+    crate::docker::ensure_engine()?;
+    crate::docker::ensure_base_image()?;
+    let box_ = Scratch::start()?;
+    util::output(
+        Command::new("docker")
+            .arg("cp")
+            .arg(deb)
+            .arg(format!("{}:/tmp/{PACKAGE}.deb", box_.0)),
+    )?;
+    box_.sh(&format!("dpkg -i /tmp/{PACKAGE}.deb"))
+        .context("dpkg -i in the Debian 12 image")?;
+    let status = |box_: &Scratch| {
+        box_.sh(&format!(
+            "dpkg-query -W -f='${{Status}}' {PACKAGE} 2>/dev/null || true"
+        ))
+    };
+    ensure!(
+        status(&box_)? == "install ok installed",
+        "after dpkg -i: {PACKAGE} is {:?}",
+        status(&box_)?
+    );
+    // The files dpkg put in place, their modes and owner.
+    let modes = box_.sh(&format!("stat -c '%a %U %n' /usr/bin/glfs-iscsi /{CONFIG}"))?;
+    ensure!(
+        modes.lines().collect::<Vec<_>>()
+            == [
+                "755 root /usr/bin/glfs-iscsi".to_string(),
+                format!("600 root /{CONFIG}"),
+            ],
+        "installed modes: {modes}"
+    );
+    let listed = box_.sh(&format!("dpkg -L {PACKAGE}"))?;
+    for path in ["/usr/bin/glfs-iscsi", &format!("/{CONFIG}")] {
+        ensure!(
+            listed.lines().any(|l| l == path),
+            "dpkg -L does not list {path}: {listed}"
+        );
+    }
+    let unit_path = listed
+        .lines()
+        .find(|l| l.ends_with(&format!("/systemd/system/{UNIT}")))
+        .with_context(|| format!("dpkg -L lists no {UNIT}: {listed}"))?
+        .to_string();
+    let conffiles = box_.sh(&format!("dpkg-query -W -f='${{Conffiles}}' {PACKAGE}"))?;
+    ensure!(
+        conffiles.contains(&format!("/{CONFIG} ")),
+        "dpkg does not know /{CONFIG} as a conffile: {conffiles:?}"
+    );
+    // The unit as installed: systemd-analyze where the image has it, else its parse.
+    let unit = box_.sh(&format!("cat {unit_path}"))?;
+    check_unit(&unit).context("the installed unit")?;
+    if box_.sh("command -v systemd-analyze").is_ok() {
+        box_.sh(&format!("systemd-analyze verify --man=no {unit_path}"))
+            .context("systemd-analyze verify in the image")?;
+    } else {
+        eprintln!(
+            "[note] the Debian 12 minbase image has no systemd: {unit_path} checked by its parse"
+        );
+    }
+    let version = box_.sh("glfs-iscsi --version")?;
+    ensure!(
+        version.trim() == format!("glfs-iscsi {}", env!("CARGO_PKG_VERSION")),
+        "the installed glfs-iscsi --version says {version:?}"
+    );
+
+    // An operator's edit, then dpkg -r: the program goes, the edited conffile stays.
+    box_.sh(&format!("echo '# edited by the operator' >> /{CONFIG}"))?;
+    box_.sh(&format!("dpkg -r {PACKAGE}"))
+        .context("dpkg -r in the Debian 12 image")?;
+    ensure!(
+        status(&box_)? == "deinstall ok config-files",
+        "after dpkg -r: {PACKAGE} is {:?}",
+        status(&box_)?
+    );
+    let gone = box_.sh(&format!(
+        "for f in /usr/bin/glfs-iscsi {unit_path}; do test -e $f && echo $f; done; true"
+    ))?;
+    ensure!(gone.trim().is_empty(), "dpkg -r left {gone}");
+    let kept = box_.sh(&format!("cat /{CONFIG}"))?;
+    ensure!(
+        kept.contains("# edited by the operator"),
+        "dpkg -r did not keep the edited /{CONFIG}: {kept:?}"
+    );
+    // Purge: the configuration goes too.
+    box_.sh(&format!("dpkg -P {PACKAGE}"))
+        .context("dpkg -P in the Debian 12 image")?;
+    let left = box_.sh(&format!("test -e /{CONFIG} && echo present; true"))?;
+    ensure!(left.trim().is_empty(), "dpkg -P left /{CONFIG}");
+    ensure!(
+        status(&box_)?.is_empty() || status(&box_)?.starts_with("unknown ok not-installed"),
+        "after dpkg -P: {PACKAGE} is {:?}",
+        status(&box_)?
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use crate::target::{self, LunSetup, TargetProcess};
 use crate::test_offline::FOUNDATION_SUITES;
 use crate::util::{self, Checks};
-use crate::{conformance, docker, fake, gluster, reliability};
+use crate::{conformance, docker, fake, gluster, package, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
@@ -86,6 +86,7 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
             if !scenarios_only {
                 checks.skip("live checks on the Docker fixture", &why);
             }
+            checks.skip(package::DOCKER_CHECK, &why);
             for name in reliability::selected(only) {
                 checks.skip(&format!("reliability: {name} (Docker fixture)"), &why);
             }
@@ -102,6 +103,13 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         volume.spec(),
         volume.brick.display()
     );
+    if kind == Fixture::Docker {
+        // Where the Docker scenarios run, the .deb is also installed for real.
+        checks.record(
+            package::DOCKER_CHECK,
+            package::build("dev").and_then(|deb| package::install_in_docker(&deb)),
+        );
+    }
     if scenarios_only {
         let binary = util::build_target_binary()?;
         scenarios(&volume, kind, &binary, &mut checks, only);
