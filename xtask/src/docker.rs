@@ -872,15 +872,9 @@ pub fn cluster_up(nodes: usize, volume: &str) -> Result<LiveVolume> {
     );
     // engine, images, containers, one glusterd per node, peers, volume
     let progress = Progress::new("fixture", 5 + nodes as u64);
-    let step = |label: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        progress.start(label);
-        f()?;
-        progress.done();
-        Ok(())
-    };
-    step("docker engine", &mut ensure_engine)?;
-    step("gluster node image", &mut build_images)?;
-    step(&format!("{nodes} node containers"), &mut || {
+    progress.step("docker engine", ensure_engine)?;
+    progress.step("gluster node image", build_images)?;
+    progress.step(&format!("{nodes} node containers"), || {
         let reuse = network_exists() && cluster_matches(nodes)?;
         if !reuse {
             cluster_down()?;
@@ -891,14 +885,12 @@ pub fn cluster_up(nodes: usize, volume: &str) -> Result<LiveVolume> {
         Ok(())
     })?;
     for i in 0..nodes {
-        step(&format!("glusterd on {}", node_name(i)), &mut || {
+        progress.step(&format!("glusterd on {}", node_name(i)), || {
             wait_glusterd(i)
         })?;
     }
-    step("peers", &mut || probe_peers(nodes))?;
-    step(&format!("volume {volume}"), &mut || {
-        ensure_volume(nodes, volume)
-    })?;
+    progress.step("peers", || probe_peers(nodes))?;
+    progress.step(&format!("volume {volume}"), || ensure_volume(nodes, volume))?;
     progress.finish();
     Ok(LiveVolume {
         name: volume.to_string(),

@@ -4,6 +4,7 @@
 //! 127.0.0.1 and localhost). Started if not running; the volume is created if missing.
 //! Needs root and the glusterfs-server package, which it installs with apt when missing.
 
+use crate::progress::Progress;
 use crate::util::{self, Skipped};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -101,31 +102,43 @@ fn ensure_glusterd() -> Result<()> {
 
 /// A native one-brick volume named `name`, created and started if needed.
 pub fn native_volume(name: &str) -> Result<LiveVolume> {
-    ensure_installed()?;
+    // package, glusterd, volume, started
+    let progress = Progress::new("fixture", 4);
+    progress.step("glusterfs-server installed", ensure_installed)?;
     if !is_root() {
         return Err(Skipped("a native glusterd needs root".into()).into());
     }
-    ensure_glusterd()?;
+    progress.step("glusterd", ensure_glusterd)?;
     let host = "127.0.0.2".to_string();
     let brick = PathBuf::from("/srv/glfs-iscsi-bricks").join(name);
-    let info = gluster(&["volume", "info", name]);
-    if info.is_err() {
-        std::fs::create_dir_all(&brick)
-            .with_context(|| format!("cannot create brick {}", brick.display()))?;
-        gluster(&[
-            "volume",
-            "create",
-            name,
-            &format!("{host}:{}", brick.display()),
-            "force",
-        ])?;
-        // Short timeouts so fault tests do not wait 42 s for a dead brick.
-        gluster(&["volume", "set", name, "network.ping-timeout", "5"])?;
-    }
-    let info = gluster(&["volume", "info", name])?;
-    if !info.contains("Status: Started") {
-        gluster(&["volume", "start", name, "force"])?;
-    }
+    progress.step(
+        &format!("volume {name} on {host}:{}", brick.display()),
+        || {
+            if gluster(&["volume", "info", name]).is_ok() {
+                progress.line(&format!("reusing volume {name}"));
+                return Ok(());
+            }
+            std::fs::create_dir_all(&brick)
+                .with_context(|| format!("cannot create brick {}", brick.display()))?;
+            gluster(&[
+                "volume",
+                "create",
+                name,
+                &format!("{host}:{}", brick.display()),
+                "force",
+            ])?;
+            // Short timeouts so fault tests do not wait 42 s for a dead brick.
+            gluster(&["volume", "set", name, "network.ping-timeout", "5"]).map(drop)
+        },
+    )?;
+    progress.step(&format!("volume {name} started"), || {
+        let info = gluster(&["volume", "info", name])?;
+        if !info.contains("Status: Started") {
+            gluster(&["volume", "start", name, "force"])?;
+        }
+        Ok(())
+    })?;
+    progress.finish();
     Ok(LiveVolume {
         name: name.to_string(),
         host,

@@ -1,4 +1,4 @@
-//! Progress of long tasks (conformance, fixtures, bench): a progress bar (indicatif) when
+//! Progress of long tasks (conformance, fixtures, bench, fuzz, soak): a progress bar (indicatif) when
 //! stderr is a terminal, else one plain line per step, so CI logs and redirected output stay
 //! readable and free of control codes.
 
@@ -60,6 +60,15 @@ impl Progress {
         self.bar.inc(1);
     }
 
+    /// Runs `f` as the step named `label`: started, then done if it succeeds (a failed
+    /// step is not counted; its error is the caller's).
+    pub fn step<T>(&self, label: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.start(label);
+        let out = f()?;
+        self.done();
+        Ok(out)
+    }
+
     /// Prints a line (above the bar, when there is one).
     pub fn line(&self, text: &str) {
         if self.bar.is_hidden() {
@@ -103,6 +112,23 @@ mod tests {
         p.done();
         assert_eq!(p.done.load(Ordering::Relaxed), 1);
         p.finish();
+    }
+
+    #[test]
+    fn a_step_counts_only_when_it_succeeds() {
+        let p = Progress::with_bar("fixture", 3, false);
+        assert_eq!(p.step("glusterd", || Ok(7)).unwrap(), 7);
+        let err = p
+            .step("volume", || -> anyhow::Result<()> {
+                anyhow::bail!("no brick")
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no brick");
+        assert_eq!(p.done.load(Ordering::Relaxed), 1);
+        let bar = Progress::with_bar("fixture", 3, true);
+        bar.step("engine", || Ok(())).unwrap();
+        assert_eq!(bar.bar.position(), 1);
+        bar.finish();
     }
 
     #[test]

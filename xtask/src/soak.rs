@@ -6,6 +6,7 @@
 //! than after warm-up, and reports the memory curve.
 
 use crate::gluster::LiveVolume;
+use crate::progress::Progress;
 use crate::reliability;
 use crate::target::{LunSetup, TargetProcess};
 use crate::util;
@@ -118,16 +119,24 @@ pub fn run(opts: &SoakOptions, volume: &LiveVolume) -> Result<()> {
     let started = Instant::now();
     let mut samples = Vec::new();
     let end = Duration::from_secs(seconds);
+    // One step per sample while the load runs; after that, plain lines until all end.
+    let progress = Progress::new("soak", seconds / SAMPLE_EVERY.as_secs() + 1);
     while started.elapsed() < end + Duration::from_secs(60) {
         samples.push(sample(pid, started.elapsed())?);
         let last = samples.last().expect("just pushed");
-        eprintln!(
-            "[{:>5.0} s] rss {} MiB, {} threads, {} fds",
+        let line = format!(
+            "{:>5.0} s: rss {} MiB, {} threads, {} fds",
             last.at.as_secs_f64(),
             last.rss_kib >> 10,
             last.threads,
             last.fds
         );
+        if last.at <= end {
+            progress.start(&line);
+            progress.done();
+        } else {
+            progress.line(&format!("{line} (waiting for the sessions to end)"));
+        }
         if children
             .iter_mut()
             .all(|(c, _, _)| c.try_wait().ok().flatten().is_some())
@@ -168,6 +177,7 @@ pub fn run(opts: &SoakOptions, volume: &LiveVolume) -> Result<()> {
             ),
         }
     }
+    progress.finish();
     let after = sample(pid, started.elapsed())?;
     samples.push(after);
     target.stop()?;
