@@ -21,16 +21,9 @@ fn memory() -> Vec<&'static str> {
     vec!["--bstype", "memory", "--size", "1M"]
 }
 
-fn opts(initiator: &str, chap: Option<(&str, &str)>) -> ConnectOptions {
-    ConnectOptions {
-        initiator_name: Some(initiator.to_string()),
-        chap: chap.map(|(u, s)| (u.to_string(), s.to_string())),
-        ..Default::default()
-    }
-}
-
+/// Logs in to the target's IQN with `opts`.
 fn login(target: &Running, opts: &ConnectOptions) -> Result<Initiator, String> {
-    Initiator::connect_with(&target.portal(), IQN, 0, opts).map_err(|e| e.to_string())
+    login_with(target, IQN, opts)
 }
 
 fn secret_file(dir: &Path, name: &str, secret: &str) -> String {
@@ -47,16 +40,20 @@ fn chap_from_a_secret_file_admits_the_right_secret_only() {
     args.extend(["--chap-user", USER, "--chap-secret-file", &file]);
     let target = Running::start(&args, &[]);
 
-    let mut ok = login(&target, &opts(ALLOWED, Some((USER, SECRET)))).expect("right secret");
+    let mut ok = login(&target, &login_opts(ALLOWED, Some((USER, SECRET)))).expect("right secret");
     ok.test_unit_ready().unwrap();
     ok.logout().unwrap();
 
-    let err = login(&target, &opts(ALLOWED, Some((USER, "a-wrong-secret-9")))).unwrap_err();
+    let err = login(
+        &target,
+        &login_opts(ALLOWED, Some((USER, "a-wrong-secret-9"))),
+    )
+    .unwrap_err();
     assert!(err.contains("Authentication failure(513)"), "{err}");
-    let err = login(&target, &opts(ALLOWED, Some(("mallory", SECRET)))).unwrap_err();
+    let err = login(&target, &login_opts(ALLOWED, Some(("mallory", SECRET)))).unwrap_err();
     assert!(err.contains("Authentication failure(513)"), "{err}");
     // libiscsi without credentials skips the security stage: refused the same way.
-    let err = login(&target, &opts(ALLOWED, None)).unwrap_err();
+    let err = login(&target, &login_opts(ALLOWED, None)).unwrap_err();
     assert!(err.contains("Authentication failure(513)"), "{err}");
     target.wait_for_log_line(&["login rejected", "CHAP_R does not match"]);
 }
@@ -72,7 +69,7 @@ fn mutual_chap_with_libiscsi() {
     let target = Running::start(&args, &env);
     let mutual = |secret: &str| ConnectOptions {
         mutual_chap: Some((MUTUAL_USER.to_string(), secret.to_string())),
-        ..opts(ALLOWED, Some((USER, SECRET)))
+        ..login_opts(ALLOWED, Some((USER, SECRET)))
     };
     let mut ok = login(&target, &mutual(MUTUAL_SECRET)).expect("mutual CHAP");
     ok.test_unit_ready().unwrap();
@@ -88,16 +85,16 @@ fn an_initiator_outside_the_acl_is_refused_and_discovers_nothing() {
     args.extend(["--acl", ALLOWED]);
     let target = Running::start(&args, &[]);
 
-    let mut ok = login(&target, &opts(ALLOWED, None)).expect("allowed initiator");
+    let mut ok = login(&target, &login_opts(ALLOWED, None)).expect("allowed initiator");
     ok.test_unit_ready().unwrap();
     ok.logout().unwrap();
-    let err = login(&target, &opts(DENIED, None)).unwrap_err();
+    let err = login(&target, &login_opts(DENIED, None)).unwrap_err();
     assert!(err.contains("Authorization failure(514)"), "{err}");
 
-    let seen = Initiator::discover_with(&target.portal(), &opts(ALLOWED, None)).unwrap();
+    let seen = Initiator::discover_with(&target.portal(), &login_opts(ALLOWED, None)).unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0, IQN);
-    let seen = Initiator::discover_with(&target.portal(), &opts(DENIED, None)).unwrap();
+    let seen = Initiator::discover_with(&target.portal(), &login_opts(DENIED, None)).unwrap();
     assert!(seen.is_empty(), "{seen:?}");
 }
 
@@ -106,12 +103,12 @@ fn acl_networks_match_the_source_address() {
     let mut args = memory();
     args.extend(["--acl", "127.0.0.0/8"]);
     let inside = Running::start(&args, &[]);
-    login(&inside, &opts(DENIED, None)).expect("any name from 127.0.0.0/8");
+    login(&inside, &login_opts(DENIED, None)).expect("any name from 127.0.0.0/8");
     let spec = format!("{ALLOWED}@192.0.2.0/24");
     let mut args = memory();
     args.extend(["--acl", &spec]);
     let outside = Running::start(&args, &[]);
-    let err = login(&outside, &opts(ALLOWED, None)).unwrap_err();
+    let err = login(&outside, &login_opts(ALLOWED, None)).unwrap_err();
     assert!(err.contains("Authorization failure(514)"), "{err}");
 }
 
@@ -149,21 +146,25 @@ fn a_config_file_with_acl_entries_their_credentials_and_discovery_chap() {
         &["--config", config.to_str().unwrap()],
         &[("E2E_DISCOVERY_SECRET", Path::new(DISCOVERY_SECRET))],
     );
-    login(&target, &opts(ALLOWED, Some((USER, SECRET)))).expect("target credentials");
+    login(&target, &login_opts(ALLOWED, Some((USER, SECRET)))).expect("target credentials");
     let other = "iqn.2026-11.io.glfs-iscsi:other";
-    login(&target, &opts(other, Some(("other", "other-secret-0004")))).expect("entry's own");
-    let err = login(&target, &opts(other, Some((USER, SECRET)))).unwrap_err();
+    login(
+        &target,
+        &login_opts(other, Some(("other", "other-secret-0004"))),
+    )
+    .expect("entry's own");
+    let err = login(&target, &login_opts(other, Some((USER, SECRET)))).unwrap_err();
     assert!(
         err.contains("Authentication failure(513)"),
         "the entry's win: {err}"
     );
-    let err = login(&target, &opts(DENIED, Some((USER, SECRET)))).unwrap_err();
+    let err = login(&target, &login_opts(DENIED, Some((USER, SECRET)))).unwrap_err();
     assert!(err.contains("Authorization failure(514)"), "{err}");
 
-    let disc = opts(ALLOWED, Some(("discovery", DISCOVERY_SECRET)));
+    let disc = login_opts(ALLOWED, Some(("discovery", DISCOVERY_SECRET)));
     let seen = Initiator::discover_with(&target.portal(), &disc).unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    let err = Initiator::discover_with(&target.portal(), &opts(ALLOWED, None)).unwrap_err();
+    let err = Initiator::discover_with(&target.portal(), &login_opts(ALLOWED, None)).unwrap_err();
     assert!(
         err.to_string().contains("Authentication failure(513)"),
         "{err}"
@@ -243,21 +244,25 @@ fn secrets_never_reach_the_log(format: &str) -> String {
     let target = Running::start(&args, &env);
     let good = ConnectOptions {
         mutual_chap: Some((MUTUAL_USER.to_string(), MUTUAL_SECRET.to_string())),
-        ..opts(ALLOWED, Some((USER, SECRET)))
+        ..login_opts(ALLOWED, Some((USER, SECRET)))
     };
     let mut i = login(&target, &good).expect("good login");
     i.test_unit_ready().unwrap();
     i.logout().unwrap();
-    login(&target, &opts(ALLOWED, Some((USER, "a-wrong-secret-9")))).unwrap_err();
-    login(&target, &opts(ALLOWED, Some((USER, MUTUAL_SECRET)))).unwrap_err();
+    login(
+        &target,
+        &login_opts(ALLOWED, Some((USER, "a-wrong-secret-9"))),
+    )
+    .unwrap_err();
+    login(&target, &login_opts(ALLOWED, Some((USER, MUTUAL_SECRET)))).unwrap_err();
     Initiator::discover_with(
         &target.portal(),
-        &opts(ALLOWED, Some(("discovery", DISCOVERY_SECRET))),
+        &login_opts(ALLOWED, Some(("discovery", DISCOVERY_SECRET))),
     )
     .unwrap();
     Initiator::discover_with(
         &target.portal(),
-        &opts(ALLOWED, Some(("discovery", SECRET))),
+        &login_opts(ALLOWED, Some(("discovery", SECRET))),
     )
     .unwrap_err();
     let log = target.wait_for_log_line(&["login rejected"]);

@@ -27,6 +27,25 @@ fn json(socket: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(socket, &with_json)).unwrap()
 }
 
+/// `admin lun add TARGET 0` on a file `image` of `size`: the change printed.
+fn add_file_lun(socket: &Path, target: &str, image: &str, size: &str) -> String {
+    ok(
+        socket,
+        &[
+            "lun",
+            "add",
+            target,
+            "0",
+            "--bstype",
+            "file",
+            "--backing-store",
+            image,
+            "--size",
+            size,
+        ],
+    )
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -84,21 +103,7 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
     let added = ok(socket, &["target", "add", B]);
     assert_eq!(added, format!("change\n+ target {B}\n"));
     let image = setup.dir.path().join("b.img");
-    let added = ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--size",
-            "2M",
-        ],
-    );
+    let added = add_file_lun(socket, B, image.to_str().unwrap(), "2M");
     assert_eq!(added, format!("change\n+ lun {B}/0\n"));
 
     let mut on_b = Initiator::connect(&daemon.portal(), B, 0).unwrap();
@@ -281,21 +286,6 @@ fn many_luns_across_many_targets_are_created_and_listed() {
     eprintln!("scale: 1000 LUNs on 100 targets created in {created:?}, listed in {listed:?}");
 }
 
-/// Logs in to `target` as `initiator`, with CHAP when given.
-fn login_as(
-    daemon: &Running,
-    target: &str,
-    initiator: &str,
-    chap: Option<(&str, &str)>,
-) -> Result<Initiator, String> {
-    let opts = testkit::initiator::ConnectOptions {
-        initiator_name: Some(initiator.to_string()),
-        chap: chap.map(|(u, s)| (u.to_string(), s.to_string())),
-        ..Default::default()
-    };
-    Initiator::connect_with(&daemon.portal(), target, 0, &opts).map_err(|e| e.to_string())
-}
-
 #[test]
 fn acl_entries_and_chap_credentials_change_live_and_no_secret_is_shown() {
     const HOST: &str = "iqn.2026-11.io.example:host";
@@ -466,21 +456,7 @@ fn add_log_in_write_fence_resize_restart() {
     ok(socket, &["target", "add", B]);
     let image = setup.dir.path().join("e2e.img");
     let image = image.to_str().unwrap();
-    ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image,
-            "--size",
-            "1M",
-        ],
-    );
+    add_file_lun(socket, B, image, "1M");
     let mut host = login_as(&daemon, B, HOST, None).expect("log in to the added LUN");
     let data: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
     host.write10(100, &data, BLOCK).unwrap();

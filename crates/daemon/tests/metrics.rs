@@ -6,7 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{glfs_target, ok, pattern, with_outage, Running, BLOCK, IQN};
+use support::{glfs_target, login_as, ok, pattern, with_outage, Running, BLOCK, IQN};
 use testkit::fake::FakeRoot;
 use testkit::initiator::Initiator;
 
@@ -311,11 +311,7 @@ fn removed_luns_and_targets_take_their_series_with_them() {
 
 /// A host on the target's LUN 0 with its own initiator name.
 fn host(target: &Running, name: &str) -> Initiator {
-    let opts = testkit::initiator::ConnectOptions {
-        initiator_name: Some(format!("iqn.2026-11.test:{name}")),
-        ..Default::default()
-    };
-    Initiator::connect_with(&target.portal(), IQN, 0, &opts).expect("login")
+    login_as(target, IQN, &format!("iqn.2026-11.test:{name}"), None).expect("login")
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod support;
 
 use support::*;
 use testkit::fake::FakeRoot;
-use testkit::initiator::{ConnectOptions, Initiator};
+use testkit::initiator::Initiator;
 
 const VOLUME: &str = "vol";
 const KEY_A: u64 = 0x0A0A_0A0A_0000_0001;
@@ -18,11 +18,7 @@ const WE_RO: u8 = 5;
 const RESERVATION_CONFLICT: u8 = 0x18;
 
 fn host(target: &Running, name: &str) -> Initiator {
-    let opts = ConnectOptions {
-        initiator_name: Some(format!("iqn.2026-11.test:{name}")),
-        ..ConnectOptions::default()
-    };
-    Initiator::connect_with(&target.portal(), IQN, 0, &opts).expect("login")
+    login_as(target, IQN, &format!("iqn.2026-11.test:{name}"), None).expect("login")
 }
 
 /// PERSISTENT RESERVE OUT: `sa`, TYPE, and the 24-byte parameter list with APTPL.

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use testkit::initiator::Initiator;
+use testkit::initiator::{ConnectOptions, Initiator};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_glfs-iscsi");
 pub const IQN: &str = "iqn.2026-11.io.glfs-iscsi:e2e";
@@ -313,4 +313,32 @@ pub fn ok(socket: &Path, args: &[&str]) -> String {
     let (success, out, err) = admin(socket, args);
     assert!(success, "admin {args:?} failed: {err}");
     out
+}
+
+/// Login options as `initiator`, answering CHAP as (user, secret) when `chap` is given.
+pub fn login_opts(initiator: &str, chap: Option<(&str, &str)>) -> ConnectOptions {
+    ConnectOptions {
+        initiator_name: Some(initiator.to_string()),
+        chap: chap.map(|(u, s)| (u.to_string(), s.to_string())),
+        ..Default::default()
+    }
+}
+
+/// Logs in to LUN 0 of `target` on `daemon` with `opts`; libiscsi's error as text.
+pub fn login_with(
+    daemon: &Running,
+    target: &str,
+    opts: &ConnectOptions,
+) -> Result<Initiator, String> {
+    Initiator::connect_with(&daemon.portal(), target, 0, opts).map_err(|e| e.to_string())
+}
+
+/// Logs in to LUN 0 of `target` as `initiator`, with CHAP when given.
+pub fn login_as(
+    daemon: &Running,
+    target: &str,
+    initiator: &str,
+    chap: Option<(&str, &str)>,
+) -> Result<Initiator, String> {
+    login_with(daemon, target, &login_opts(initiator, chap))
 }

@@ -72,16 +72,27 @@ fn value(r: &Rx, key: &str) -> Option<String> {
     r.text().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// A Login Request in the security stage (CSG 0, NSG 1; `transit`: T=1) carrying the text
+/// `keys` (from `kv`): the target's responses.
+fn security(i: &mut Initiator, transit: bool, keys: &[u8]) -> Vec<Rx> {
+    i.send(&login_req(transit, 0, 1, 1, 1, keys))
+}
+
 /// The first two legs of libiscsi's CHAP login: AuthMethod=CHAP,None with T=1, then CHAP_A.
 /// Returns the identifier and challenge the target sent.
 fn offer_chap(i: &mut Initiator, algorithms: &str) -> (u8, Vec<u8>) {
-    let first = kv(&[
+    let first = [
         ("InitiatorName", INITIATOR),
         ("TargetName", TARGET),
         ("SessionType", "Normal"),
         ("AuthMethod", "CHAP,None"),
-    ]);
-    let r = i.send(&login_req(true, 0, 1, 1, 1, &first));
+    ];
+    offer_chap_with(i, &first, algorithms)
+}
+
+/// [`offer_chap`] with `first` as the first request's keys.
+fn offer_chap_with(i: &mut Initiator, first: &[(&str, &str)], algorithms: &str) -> (u8, Vec<u8>) {
+    let r = security(i, true, &kv(first));
     assert_eq!(r[0].status_class(), 0, "{:?}", r[0].text());
     assert_eq!(
         r[0].flags(),
@@ -89,14 +100,7 @@ fn offer_chap(i: &mut Initiator, algorithms: &str) -> (u8, Vec<u8>) {
         "T=0: the target holds the security stage"
     );
     assert_eq!(value(&r[0], "AuthMethod").as_deref(), Some("CHAP"));
-    let r = i.send(&login_req(
-        false,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[("CHAP_A", algorithms)]),
-    ));
+    let r = security(i, false, &kv(&[("CHAP_A", algorithms)]));
     assert_eq!(r[0].status_class(), 0, "{:?}", r[0].text());
     assert_eq!(r[0].flags(), 0x00);
     let id: u8 = value(&r[0], "CHAP_I").unwrap().parse().unwrap();
@@ -106,7 +110,7 @@ fn offer_chap(i: &mut Initiator, algorithms: &str) -> (u8, Vec<u8>) {
 
 /// The last leg, T=1 towards the operational stage, with these CHAP keys.
 fn respond(i: &mut Initiator, pairs: &[(&str, &str)]) -> Rx {
-    let r = i.send(&login_req(true, 0, 1, 1, 1, &kv(pairs)));
+    let r = security(i, true, &kv(pairs));
     assert_eq!(r.len(), 1, "one Login response, never a dropped connection");
     r[0].clone()
 }
@@ -212,63 +216,47 @@ fn chap_required_refuses_logins_that_avoid_it() {
     assert_eq!(r[0].status_class(), 0x0201);
     // AuthMethod=None only.
     let mut i = Initiator::new(policy());
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv_owned(&libiscsi_security_keys(TARGET)),
-    ));
+    let r = security(&mut i, true, &kv_owned(&libiscsi_security_keys(TARGET)));
     assert_eq!(r[0].status_class(), 0x0201);
     // Transit out of the security stage after the challenge, without a response.
     let mut i = Initiator::new(policy());
     offer_chap(&mut i, "5");
-    let r = i.send(&login_req(true, 0, 1, 1, 1, &[]));
+    let r = security(&mut i, true, &[]);
     assert_eq!(r[0].status_class(), 0x0201);
     // Transit without ever offering AuthMethod.
     let mut i = Initiator::new(policy());
-    let r = i.send(&login_req(
+    let r = security(
+        &mut i,
         true,
-        0,
-        1,
-        1,
-        1,
         &kv(&[("InitiatorName", INITIATOR), ("TargetName", TARGET)]),
-    ));
+    );
     assert_eq!(r[0].status_class(), 0x0201);
     // CHAP keys in the operational stage, or before AuthMethod=CHAP.
     let mut i = Initiator::new(config());
-    let r = i.send(&login_req(
+    let r = security(
+        &mut i,
         false,
-        0,
-        1,
-        1,
-        1,
         &kv(&[
             ("InitiatorName", INITIATOR),
             ("TargetName", TARGET),
             ("CHAP_A", "5"),
         ]),
-    ));
+    );
     assert_eq!(r[0].status_class(), 0x0200);
 }
 
 #[test]
 fn an_open_target_still_picks_none_from_a_chap_offer() {
     let mut i = Initiator::new(config());
-    let r = i.send(&login_req(
+    let r = security(
+        &mut i,
         true,
-        0,
-        1,
-        1,
-        1,
         &kv(&[
             ("InitiatorName", INITIATOR),
             ("TargetName", TARGET),
             ("AuthMethod", "CHAP,None"),
         ]),
-    ));
+    );
     assert_eq!(r[0].status_class(), 0);
     assert_eq!(value(&r[0], "AuthMethod").as_deref(), Some("None"));
     assert_eq!(r[0].flags(), 0x81);
@@ -333,14 +321,7 @@ fn acl_networks_match_the_peer_address() {
         if let Some(peer) = peer {
             i.conn.set_peer_address(peer.parse().unwrap());
         }
-        let r = i.send(&login_req(
-            true,
-            0,
-            1,
-            1,
-            1,
-            &kv_owned(&libiscsi_security_keys(TARGET)),
-        ));
+        let r = security(&mut i, true, &kv_owned(&libiscsi_security_keys(TARGET)));
         r[0].status_class()
     };
     assert_eq!(login(Some("192.0.2.44")), 0);
@@ -348,10 +329,11 @@ fn acl_networks_match_the_peer_address() {
     assert_eq!(login(None), 0x0202);
 }
 
-#[test]
-fn send_targets_lists_only_what_the_initiator_may_log_in_to() {
+/// The TargetName values SendTargets=All answers a discovery session from `peer` with,
+/// under the ACL policy.
+fn send_targets_from(peer: &str) -> Vec<String> {
     let mut i = Initiator::new(config_with_access(acl_policy()));
-    i.conn.set_peer_address("192.0.2.44".parse().unwrap());
+    i.conn.set_peer_address(peer.parse().unwrap());
     i.login_discovery();
     let r = i.send(&text_req(
         true,
@@ -361,26 +343,21 @@ fn send_targets_lists_only_what_the_initiator_may_log_in_to() {
         1,
         &kv(&[("SendTargets", "All")]),
     ));
-    let names: Vec<String> = r[0]
-        .text()
+    r[0].text()
         .into_iter()
         .filter(|(k, _)| k == "TargetName")
         .map(|(_, v)| v)
-        .collect();
-    assert_eq!(names, [TARGET], "TARGET2's ACL names another initiator");
+        .collect()
+}
 
-    let mut i = Initiator::new(config_with_access(acl_policy()));
-    i.conn.set_peer_address("198.51.100.1".parse().unwrap());
-    i.login_discovery();
-    let r = i.send(&text_req(
-        true,
-        false,
-        2,
-        0xffff_ffff,
-        1,
-        &kv(&[("SendTargets", "All")]),
-    ));
-    assert!(r[0].text().is_empty(), "{:?}", r[0].text());
+#[test]
+fn send_targets_lists_only_what_the_initiator_may_log_in_to() {
+    assert_eq!(
+        send_targets_from("192.0.2.44"),
+        [TARGET],
+        "TARGET2's ACL names another initiator"
+    );
+    assert_eq!(send_targets_from("198.51.100.1"), Vec::<String>::new());
 }
 
 #[test]
@@ -405,22 +382,12 @@ fn discovery_credentials_guard_discovery_sessions() {
     assert_eq!(r[0].status_class(), 0x0201);
     // With CHAP: in, and the normal session to the open target needs none.
     let mut i = Initiator::new(config.clone());
-    let r = i.send(&login_req(
-        true,
-        0,
-        1,
-        1,
-        1,
-        &kv(&[
-            ("InitiatorName", INITIATOR),
-            ("SessionType", "Discovery"),
-            ("AuthMethod", "CHAP"),
-        ]),
-    ));
-    assert_eq!(value(&r[0], "AuthMethod").as_deref(), Some("CHAP"));
-    let r = i.send(&login_req(false, 0, 1, 1, 1, &kv(&[("CHAP_A", "5")])));
-    let id: u8 = value(&r[0], "CHAP_I").unwrap().parse().unwrap();
-    let challenge = unhex(&value(&r[0], "CHAP_C").unwrap());
+    let discovery = [
+        ("InitiatorName", INITIATOR),
+        ("SessionType", "Discovery"),
+        ("AuthMethod", "CHAP"),
+    ];
+    let (id, challenge) = offer_chap_with(&mut i, &discovery, "5");
     let response = md5_response(id, SECRET, &challenge);
     let r = i.send(&login_req(
         true,
