@@ -565,8 +565,9 @@ pub struct FdInner {
     pub flags: i32,
     /// The lock owner set with glfs_fd_set_lkowner (empty: the fd itself).
     pub lk_owner: Mutex<Vec<u8>>,
-    /// The shadow file of this fd's mandatory locks (see `locks`).
-    pub shadow: Mutex<Option<std::fs::File>>,
+    /// Whose locks this fd takes: the fd's own, or (after glfs_fd_set_lkowner) those
+    /// of its lock owner, shared with the other fds of that owner (see `locks`).
+    pub locker: Mutex<Arc<crate::locks::Locker>>,
 }
 
 /// Alignment of offset and length that an `O_DIRECT` write needs on the brick.
@@ -587,7 +588,7 @@ impl FdInner {
             pending_error: Mutex::new(None),
             flags,
             lk_owner: Mutex::new(Vec::new()),
-            shadow: Mutex::new(None),
+            locker: Mutex::new(Arc::default()),
         }
     }
 

@@ -302,6 +302,11 @@ static void locks(glfs_t *fs) {
     R(F, "set_lkowner too long", glfs_fd_set_lkowner(a, "x", 256));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100};
     R(F, "posix_lock a write", glfs_posix_lock(a, F_SETLK, &fl));
+    /* another fd of owner a: the owner's locks are its own (Gluster's locks xlator) */
+    glfs_fd_t *c = glfs_open(fs, p("l"), O_RDWR);
+    R(F, "set_lkowner c as a", glfs_fd_set_lkowner(c, "owner-a", 7));
+    struct flock fc = fl;
+    R(F, "posix_lock c (owner a) write", glfs_posix_lock(c, F_SETLK, &fc));
     struct flock fb = fl;
     R(F, "posix_lock b write", glfs_posix_lock(b, F_SETLK, &fb));
     struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 50, .l_len = 10};
@@ -317,6 +322,7 @@ static void locks(glfs_t *fs) {
     R(F, "file_lock advisory", glfs_file_lock(a, F_SETLK, &m, GLFS_LK_ADVISORY));
     m.l_type = F_UNLCK;
     R(F, "file_lock advisory unlock", glfs_file_lock(a, F_SETLK, &m, GLFS_LK_ADVISORY));
+    glfs_close(c);
     glfs_close(a);
     glfs_close(b);
 }
