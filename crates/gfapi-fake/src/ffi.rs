@@ -307,6 +307,7 @@ fn brick_write(
     write: impl FnOnce() -> Res<usize>,
 ) -> Res<IoOut> {
     crate::locks::check_mandatory(fd, off, len, true)?;
+    crate::upcall::before_change(fd);
     let pre = fstat_raw(fd.raw())?;
     let done = if misaligned(fd, off, len) {
         Err(libc::EINVAL)
@@ -494,6 +495,7 @@ pub fn op_ftruncate(fd: &FdInner, len: off_t) -> Res<IoOut> {
         return Err(libc::EINVAL);
     }
     let _ = fd.admit("ftruncate", Some(len as u64), 0)?;
+    crate::upcall::before_change(fd);
     // SAFETY: truncating our own descriptor.
     let out = with_stats(fd, || {
         cvt(unsafe { libc::ftruncate(fd.raw(), len) } as isize)
@@ -510,6 +512,7 @@ pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t)
     }
     let _ = fd.admit(op, Some(off as u64), len as u64)?;
     crate::locks::check_mandatory(fd, off, len as usize, true)?;
+    crate::upcall::before_change(fd);
     let out = with_stats(fd, || {
         // SAFETY: fallocate on our own descriptor.
         let r = unsafe { libc::fallocate(fd.raw(), mode, off, len) };
@@ -837,7 +840,7 @@ pub(crate) fn open_impl(
     let inner = FdInner::new(m, rel, FdKind::File(file), fsp as usize, flags_in);
     crate::upcall::hold_fd(&inner);
     if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-        crate::upcall::opened_for_write(&inner);
+        crate::upcall::before_change(&inner);
     }
     Ok(fds().insert(Arc::new(inner)))
 }
