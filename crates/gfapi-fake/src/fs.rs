@@ -412,6 +412,18 @@ impl Glfs {
         lock(&self.statedump_path).clone()
     }
 
+    /// How many replicas the fake says the volume has (`GFAPI_FAKE_REPLICA`, default 1:
+    /// one brick). Gluster answers some calls differently on a replicated volume (the
+    /// pathinfo xattr, a handle of a deleted file); the fake answers as the topology it
+    /// claims. It still keeps one copy of each file.
+    pub fn replica_count(&self) -> usize {
+        std::env::var("GFAPI_FAKE_REPLICA")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    }
+
     /// The volume directory once mounted.
     pub fn vol_dir(&self) -> Option<PathBuf> {
         let st = lock(&self.state);

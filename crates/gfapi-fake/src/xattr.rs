@@ -4,7 +4,10 @@
 //! keys are answered as Gluster 10.3 answers a gfapi client (read off a live volume):
 //!
 //! * `glusterfs.pathinfo`, `trusted.glusterfs.pathinfo` on a path:
-//!   `<POSIX(<brick>):<host>:<brick file>>`; on an fd EOPNOTSUPP / ENODATA; set: EACCES;
+//!   `<POSIX(<brick>):<host>:<brick file>>` on a one-brick volume; when the fake claims
+//!   `n` replicas (`GFAPI_FAKE_REPLICA`), the replicate translator's form
+//!   `(<REPLICATE:<volume>-replicate-0> <POSIX(...)...> ...)` with `n` bricks (all the
+//!   one backing file); on an fd EOPNOTSUPP / ENODATA; set: EACCES;
 //! * `trusted.glusterfs.node-uuid` on a path: a UUID string with its NUL, and listed
 //!   first by listxattr; on an fd ENODATA; set: accepted and ignored;
 //! * `glusterfs.gfid.string`, `glusterfs.gfid`: EOPNOTSUPP; `trusted.gfid`: ENODATA
@@ -13,7 +16,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 use crate::ffi::{fd_of, glfs_fd_t, glfs_t, guard, mount_of, set_errno, str_arg};
-use crate::fs::{cpath, Res};
+use crate::fs::{cpath, Glfs, Res};
 use crate::gfid;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 use std::ffi::CString;
@@ -31,6 +34,8 @@ struct Obj {
     at: At,
     vol: PathBuf,
     host: PathBuf,
+    /// The replica count the fake claims for the volume (see `Glfs::replica_count`).
+    replicas: usize,
 }
 
 unsafe fn path_obj(fs: *mut glfs_t, path: *const c_char, op: &str, follow: bool) -> Res<Obj> {
@@ -46,6 +51,7 @@ unsafe fn path_obj(fs: *mut glfs_t, path: *const c_char, op: &str, follow: bool)
         at: At::Path(cpath(&host)?, follow),
         vol,
         host,
+        replicas: m.replica_count(),
     })
 }
 
@@ -65,6 +71,7 @@ fn fd_obj(fd: *mut glfs_fd_t, op: &str) -> Res<Obj> {
         at: At::Fd(dup),
         vol,
         host,
+        replicas: f.glfs.replica_count(),
     })
 }
 
@@ -102,6 +109,23 @@ fn node_uuid() -> String {
     gfid::to_string(&g)
 }
 
+/// The pathinfo of `o` for the topology the fake claims.
+fn pathinfo(o: &Obj) -> String {
+    let brick = format!(
+        "<POSIX({}):{}:{}>",
+        o.vol.display(),
+        hostname(),
+        o.host.display()
+    );
+    let n = o.replicas;
+    if n == 1 {
+        return brick;
+    }
+    let name = o.vol.file_name().unwrap_or_default().to_string_lossy();
+    let bricks = vec![brick; n].join(" ");
+    format!("(<REPLICATE:{name}-replicate-0> {bricks})")
+}
+
 /// What Gluster 10.3 answers for its own keys (read off a live one-brick volume), if
 /// `name` is one: `Some(Ok(value))`, `Some(Err(errno))`.
 fn virtual_value(o: &Obj, name: &str) -> Option<Res<Vec<u8>>> {
@@ -113,13 +137,7 @@ fn virtual_value(o: &Obj, name: &str) -> Option<Res<Vec<u8>>> {
         "trusted.glusterfs.pathinfo" | "trusted.glusterfs.node-uuid" if by_fd => {
             Some(Err(libc::ENODATA))
         }
-        "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Ok(format!(
-            "<POSIX({}):{}:{}>",
-            o.vol.display(),
-            hostname(),
-            o.host.display()
-        )
-        .into_bytes())),
+        "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Ok(pathinfo(o).into_bytes())),
         "trusted.glusterfs.node-uuid" => {
             let mut v = node_uuid().into_bytes();
             v.push(0);
@@ -435,41 +453,39 @@ pub unsafe extern "C" fn glfs_fremovexattr(fd: *mut glfs_fd_t, name: *const c_ch
 }
 
 /// The object of a handle call: the host file itself, a final symlink not followed.
-fn host_obj(vol: &Path, host: &Path) -> Res<Obj> {
+fn host_obj(m: &Glfs, host: &Path) -> Res<Obj> {
     Ok(Obj {
         at: At::Path(cpath(host)?, false),
-        vol: vol.to_path_buf(),
+        vol: m.vol_dir().ok_or(libc::EIO)?,
         host: host.to_path_buf(),
+        replicas: m.replica_count(),
     })
 }
 
-/// Shared by the handle API: xattrs of a host object.
+/// Shared by the handle API: xattrs of a host object of mount `m`.
 pub(crate) unsafe fn h_get(
-    vol: &Path,
+    m: &Glfs,
     host: &Path,
     name: *const c_char,
     value: *mut c_void,
     size: size_t,
 ) -> Res<ssize_t> {
-    let o = host_obj(vol, host)?;
-    get(o, name, value, size)
+    get(host_obj(m, host)?, name, value, size)
 }
 
 /// Shared by the handle API.
 pub(crate) unsafe fn h_set(
-    vol: &Path,
+    m: &Glfs,
     host: &Path,
     name: *const c_char,
     value: *const c_void,
     size: size_t,
     flags: c_int,
 ) -> Res<c_int> {
-    let o = host_obj(vol, host)?;
-    set(o, name, value, size, flags)
+    set(host_obj(m, host)?, name, value, size, flags)
 }
 
 /// Shared by the handle API.
-pub(crate) unsafe fn h_remove(vol: &Path, host: &Path, name: *const c_char) -> Res<c_int> {
-    let o = host_obj(vol, host)?;
-    remove(o, name)
+pub(crate) unsafe fn h_remove(m: &Glfs, host: &Path, name: *const c_char) -> Res<c_int> {
+    remove(host_obj(m, host)?, name)
 }

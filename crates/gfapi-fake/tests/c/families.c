@@ -173,7 +173,16 @@ static void xattrs(glfs_t *fs) {
     R(F, "gfid.string", glfs_getxattr(fs, p("x"), "glusterfs.gfid.string", buf, sizeof buf));
     memset(buf, 0, sizeof buf);
     long pl = glfs_getxattr(fs, p("x"), "trusted.glusterfs.pathinfo", buf, sizeof buf);
-    printf("%s pathinfo form: %d\n", F, pl > 0 && strncmp(buf, "<POSIX(", 7) == 0);
+    /* one brick: <POSIX(brick):host:file>; replica N: (<REPLICATE:vol-replicate-0> N of those) */
+    int bricks = 0;
+    for (char *b = buf; pl > 0 && (b = strstr(b, "<POSIX(")); b++)
+        bricks++;
+    printf("%s pathinfo form: %s %d\n", F,
+           pl <= 0                                  ? "none"
+           : strncmp(buf, "(<REPLICATE:", 12) == 0 ? "replicate"
+           : strncmp(buf, "<POSIX(", 7) == 0       ? "posix"
+                                                    : "other",
+           bricks);
     R(F, "node-uuid", glfs_getxattr(fs, p("x"), "trusted.glusterfs.node-uuid", buf, sizeof buf));
     R(F, "fgetxattr pathinfo", glfs_fgetxattr(fd, "glusterfs.pathinfo", buf, sizeof buf));
     R(F, "fgetxattr trusted.gfid", glfs_fgetxattr(fd, "trusted.gfid", buf, sizeof buf));
