@@ -168,6 +168,11 @@ pub(crate) fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
     }
 }
 
+/// Body of an entry point returning `ssize_t`: -1 with errno on error or panic.
+pub(crate) fn ssize_call(f: impl FnOnce() -> Res<ssize_t>) -> ssize_t {
+    guard(-1, || ssize_ret(f()))
+}
+
 /// Body of an entry point returning `int`: -1 with errno on error or panic.
 pub(crate) fn int_call(f: impl FnOnce() -> Res<c_int>) -> c_int {
     guard(-1, || int_ret(f()))

@@ -18,7 +18,7 @@ use crate::ffi::{
 use crate::fs::{cpath, FdInner, Glfs, Registry, Res};
 use crate::gfid::{self, Gfid};
 use libc::{c_char, c_int, c_uchar, c_void, dev_t, mode_t, off_t, size_t, ssize_t};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 /// GFAPI_HANDLE_LENGTH
@@ -70,7 +70,7 @@ fn rel_of(obj: &Object) -> Res<(PathBuf, String)> {
 /// The volume path of the inode `g`. A GFID whose file is gone is ESTALE on a one-brick
 /// volume (the posix brick's answer) and ENOENT on a replicated one (the replicate
 /// translator's answer when every brick lacks it, seen on Gluster 10.3 replica 3).
-fn find(m: &Glfs, vol: &std::path::Path, g: &Gfid) -> Res<String> {
+fn find(m: &Glfs, vol: &Path, g: &Gfid) -> Res<String> {
     gfid::find(vol, g).map_err(|e| match e {
         libc::ESTALE if m.replica_count() > 1 => libc::ENOENT,
         e => e,
@@ -116,7 +116,7 @@ unsafe fn fill_stat(host: &std::path::Path, follow: bool, out: *mut libc::stat) 
 }
 
 /// An object for the file at `host` (not following a final symlink).
-fn object_at(fs: *mut glfs_t, m: &Arc<Glfs>, host: &std::path::Path, rel: &str) -> Res<usize> {
+fn object_at(fs: *mut glfs_t, m: &Arc<Glfs>, host: &Path, rel: &str) -> Res<usize> {
     let vol = m.vol_dir().ok_or(libc::EIO)?;
     let g = gfid::of_path(&vol, host)?;
     gfid::remember(&vol, &g, rel);
@@ -174,9 +174,21 @@ unsafe fn create_with(
     let host = admit(&m, op, &rel)?;
     let c = cpath(&host)?;
     cvt(make(&c) as isize)?;
-    fill_stat(&host, false, sb)?;
-    crate::upcall::changed_parent(&m, &rel);
-    object_at(fs, &m, &host, &rel)
+    created(fs, &m, &host, &rel, sb)
+}
+
+/// The end of every create: the new inode's stat into `sb`, the change of its parent
+/// reported, its new object.
+unsafe fn created(
+    fs: *mut glfs_t,
+    m: &Arc<Glfs>,
+    host: &Path,
+    rel: &str,
+    sb: *mut libc::stat,
+) -> Res<usize> {
+    fill_stat(host, false, sb)?;
+    crate::upcall::changed_parent(m, rel);
+    object_at(fs, m, host, rel)
 }
 
 /// glfs_h_creat: creates a regular file (O_EXCL honoured) and returns its object.
@@ -224,10 +236,9 @@ pub unsafe extern "C" fn glfs_h_creat_open(
             .vol_dir()
             .ok_or(libc::EIO)?
             .join(rel.trim_start_matches('/'));
-        fill_stat(&host, false, sb)?;
+        let object = created(fs, &m, &host, &rel, sb)?;
         *out_fd = fd as *mut glfs_fd_t;
-        crate::upcall::changed_parent(&m, &rel);
-        object_at(fs, &m, &host, &rel)
+        Ok(object)
     })
 }
 

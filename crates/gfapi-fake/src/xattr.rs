@@ -15,7 +15,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::ffi::{fd_of, glfs_fd_t, glfs_t, guard, mount_of, set_errno, str_arg};
+use crate::ffi::{fd_of, glfs_fd_t, glfs_t, int_call, mount_of, ssize_call, str_arg};
 use crate::fs::{cpath, Glfs, Res};
 use crate::gfid;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
@@ -277,180 +277,54 @@ unsafe fn remove(o: Obj, name: *const c_char) -> Res<c_int> {
     Ok(0)
 }
 
-fn sret(r: Res<ssize_t>) -> ssize_t {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
+/// Defines an operation's three entry points, as gfapi has them: on a path following a
+/// final symlink (`glfs_X`), on a path not following it (`glfs_lX`) and on an open fd
+/// (`glfs_fX`); `$call` turns the result into the C return value (-1 and errno on error),
+/// `$body(obj, args...)` does the work on the [`Obj`] each form resolves to.
+macro_rules! three_forms {
+    ($op:literal, $call:path, $ret:ty, [$path_fn:ident, $l_fn:ident, $f_fn:ident],
+     ($($arg:ident: $ty:ty),*) => $body:path) => {
+        #[doc = concat!("`", stringify!($path_fn), "`: on a path, a final symlink followed.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $path_fn(
+            fs: *mut glfs_t,
+            path: *const c_char,
+            $($arg: $ty),*
+        ) -> $ret {
+            $call(|| path_obj(fs, path, $op, true).and_then(|o| $body(o, $($arg),*)))
         }
-    }
-}
 
-fn iret(r: Res<c_int>) -> c_int {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
+        #[doc = concat!("`", stringify!($l_fn), "`: on a path, a final symlink itself.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $l_fn(
+            fs: *mut glfs_t,
+            path: *const c_char,
+            $($arg: $ty),*
+        ) -> $ret {
+            $call(|| path_obj(fs, path, $op, false).and_then(|o| $body(o, $($arg),*)))
         }
-    }
+
+        #[doc = concat!("`", stringify!($f_fn), "`: on an open fd.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $f_fn(fd: *mut glfs_fd_t, $($arg: $ty),*) -> $ret {
+            $call(|| fd_obj(fd, $op).and_then(|o| $body(o, $($arg),*)))
+        }
+    };
 }
 
-/// glfs_getxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_getxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "getxattr", true).and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_lgetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lgetxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "getxattr", false).and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_fgetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fgetxattr(
-    fd: *mut glfs_fd_t,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(fd_obj(fd, "getxattr").and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_listxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_listxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "listxattr", true).and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_llistxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_llistxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "listxattr", false).and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_flistxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_flistxattr(
-    fd: *mut glfs_fd_t,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(fd_obj(fd, "listxattr").and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_setxattr (`flags`: XATTR_CREATE / XATTR_REPLACE)
-#[no_mangle]
-pub unsafe extern "C" fn glfs_setxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "setxattr", true).and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_lsetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lsetxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "setxattr", false).and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_fsetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fsetxattr(
-    fd: *mut glfs_fd_t,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(fd_obj(fd, "setxattr").and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_removexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_removexattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "removexattr", true).and_then(|o| remove(o, name)))
-    })
-}
-
-/// glfs_lremovexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lremovexattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "removexattr", false).and_then(|o| remove(o, name)))
-    })
-}
-
-/// glfs_fremovexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fremovexattr(fd: *mut glfs_fd_t, name: *const c_char) -> c_int {
-    guard(-1, || {
-        iret(fd_obj(fd, "removexattr").and_then(|o| remove(o, name)))
-    })
-}
+three_forms!("getxattr", ssize_call, ssize_t,
+    [glfs_getxattr, glfs_lgetxattr, glfs_fgetxattr],
+    (name: *const c_char, value: *mut c_void, size: size_t) => get);
+three_forms!("listxattr", ssize_call, ssize_t,
+    [glfs_listxattr, glfs_llistxattr, glfs_flistxattr],
+    (value: *mut c_void, size: size_t) => list);
+// `flags`: XATTR_CREATE / XATTR_REPLACE
+three_forms!("setxattr", int_call, c_int,
+    [glfs_setxattr, glfs_lsetxattr, glfs_fsetxattr],
+    (name: *const c_char, value: *const c_void, size: size_t, flags: c_int) => set);
+three_forms!("removexattr", int_call, c_int,
+    [glfs_removexattr, glfs_lremovexattr, glfs_fremovexattr],
+    (name: *const c_char) => remove);
 
 /// The object of a handle call: the host file itself, a final symlink not followed.
 fn host_obj(m: &Glfs, host: &Path) -> Res<Obj> {
