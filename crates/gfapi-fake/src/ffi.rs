@@ -881,6 +881,7 @@ pub unsafe extern "C" fn glfs_close(fd: *mut glfs_fd_t) -> c_int {
             return Err(libc::EBADF);
         }
         let inner = fds().remove(fd as usize).ok_or(libc::EBADF)?;
+        crate::locks::closing(&inner);
         match inner.admit("close", None, 0) {
             Ok(_) | Err(libc::EBADF) => Ok(0),
             Err(e) => Err(e),

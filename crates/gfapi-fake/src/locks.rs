@@ -10,8 +10,8 @@
 //! `glfs_fd_set_lkowner` the fd takes them through a [`Locker`] shared by every fd of
 //! the same `glfs_t` and inode with the same owner (one more open file description of the
 //! backing file), so those fds share their locks, while other owners, other `glfs_t`s
-//! and other processes (other clients) conflict with them. An owner's locks go when the
-//! last of its fds is closed.
+//! and other processes (other clients) conflict with them. Closing any fd of an owner
+//! releases all the owner's locks on the file (Gluster's flush does).
 //!
 //! A mandatory lock is taken a second time on a shadow file of the inode,
 //! `<root>/.gfapi-fake-mandatory.<volume>/<gfid>`, held open by the fd. Reads and writes
@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 /// GFAPI_MAX_LOCK_OWNER_LEN
 pub const MAX_LOCK_OWNER_LEN: usize = 255;
 
-const LK_ADVISORY: c_int = 0;
 const LK_MANDATORY: c_int = 1;
 
 /// Holds the locks of an fd, or of every fd of one lock owner (see the module
@@ -210,9 +209,7 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
         return Err(libc::EINVAL);
     }
     let fl = fl.as_mut().ok_or(libc::EINVAL)?;
-    if mode != LK_ADVISORY && mode != LK_MANDATORY {
-        return Err(libc::EINVAL);
-    }
+    // Any mode but GLFS_LK_MANDATORY is advisory, as Gluster 10.3 takes it.
     let cmd = ofd_cmd(cmd)?;
     let locker = lock(&f.locker).clone();
     let raw = locker.raw(&f);
@@ -262,11 +259,12 @@ pub unsafe extern "C" fn glfs_posix_lock(
     cmd: c_int,
     flock: *mut flock,
 ) -> c_int {
-    int_call(|| lock_impl(fd, cmd, flock, LK_ADVISORY))
+    int_call(|| lock_impl(fd, cmd, flock, 0))
 }
 
-/// glfs_file_lock (GFAPI_4.0.0): as glfs_posix_lock, `lk_mode` GLFS_LK_ADVISORY or
-/// GLFS_LK_MANDATORY (reads and writes through other fds are refused with EAGAIN).
+/// glfs_file_lock (GFAPI_4.0.0): as glfs_posix_lock, `lk_mode` GLFS_LK_MANDATORY (reads
+/// and writes through fds of other owners are refused with EAGAIN) or anything else
+/// (advisory, as Gluster 10.3 takes an unknown mode).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_file_lock(
     fd: *mut glfs_fd_t,
@@ -275,6 +273,28 @@ pub unsafe extern "C" fn glfs_file_lock(
     lk_mode: c_int,
 ) -> c_int {
     int_call(|| lock_impl(fd, cmd, flock, lk_mode))
+}
+
+/// On glfs_close of an fd with a lock owner: the owner's locks on the file go, also
+/// those taken through its other fds, as Gluster's flush releases every lock of the
+/// owner of the closing fd (seen on Gluster 10.3).
+pub(crate) fn closing(f: &FdInner) {
+    let locker = lock(&f.locker).clone();
+    let Some(file) = locker.file.as_ref() else {
+        return;
+    };
+    // SAFETY: zeroed flock is valid; descriptors the locker owns.
+    let mut all: flock = unsafe { std::mem::zeroed() };
+    all.l_type = libc::F_UNLCK as i16;
+    all.l_whence = libc::SEEK_SET as i16;
+    let mut shadow_all = all;
+    unsafe {
+        let _ = ofd(file.as_raw_fd(), libc::F_OFD_SETLK, &mut all);
+        let shadow = lock(&locker.shadow).as_ref().map(|s| s.as_raw_fd());
+        if let Some(raw) = shadow {
+            let _ = ofd(raw, libc::F_OFD_SETLK, &mut shadow_all);
+        }
+    }
 }
 
 /// glfs_fd_set_lkowner (GFAPI_3.10.7): the fd's later locks are those of this owner

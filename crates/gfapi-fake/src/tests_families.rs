@@ -169,13 +169,30 @@ fn fds_with_one_lock_owner_share_their_locks_and_other_owners_conflict() {
         assert_eq!(crate::locks::glfs_posix_lock(c_, libc::F_GETLK, &mut q), 0);
         assert_eq!(q.l_type, libc::F_WRLCK as i16);
 
-        // the owner's lock outlives the fd that took it while another fd of it is open
-        assert_eq!(glfs_close(a), 0);
-        assert_eq!(setlk(c_, libc::F_WRLCK, false), (-1, libc::EAGAIN));
-        // and unlocking through any fd of the owner releases it
+        // unlocking through any fd of the owner releases its lock
         assert_eq!(setlk(b, libc::F_UNLCK, false), (0, 0));
         assert_eq!(setlk(c_, libc::F_WRLCK, false), (0, 0));
         assert_eq!(setlk(c_, libc::F_UNLCK, false), (0, 0));
+        // closing any fd of the owner releases all the owner's locks (Gluster's flush),
+        // also those taken through its other fds
+        assert_eq!(setlk(b, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(glfs_close(a), 0);
+        assert_eq!(setlk(c_, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(setlk(c_, libc::F_UNLCK, false), (0, 0));
+        // an unknown lock mode is advisory (as Gluster 10.3 takes it)
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as i16;
+        fl.l_start = 500;
+        fl.l_len = 10;
+        assert_eq!(
+            crate::locks::glfs_file_lock(b, libc::F_SETLK, &mut fl, 7),
+            0
+        );
+        fl.l_type = libc::F_UNLCK as i16;
+        assert_eq!(
+            crate::locks::glfs_file_lock(b, libc::F_SETLK, &mut fl, 7),
+            0
+        );
 
         // the same owner on another glfs_t is another client: they conflict
         let fs2 = mount(env.dir.path(), "vol").unwrap();
