@@ -11,6 +11,8 @@ use crate::{conformance, docker, fake, gluster, package, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
+/// Bricks (replicas) of the Docker fixture's volume; the native one has one brick.
+const DOCKER_REPLICAS: usize = 3;
 
 /// Where the live volume runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +25,7 @@ pub enum Fixture {
 
 fn live_volume(fixture: &str, keep: bool) -> Result<(gluster::LiveVolume, Fixture)> {
     let docker = || {
-        docker::cluster_up(3, VOLUME)
+        docker::cluster_up(DOCKER_REPLICAS, VOLUME)
             .map(|v| (v, Fixture::Docker))
             .inspect_err(|err| {
                 // A half-made cluster is not left behind (unless kept on purpose).
@@ -129,6 +131,16 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         ])
         .args(["-E", "test(/live_/)"])
         .env("GLUSTER_TEST_VOLUME", volume.spec())
+        // the live volume's replica count, for tests whose fake side claims the same
+        .env(
+            "GLUSTER_TEST_REPLICA",
+            if kind == Fixture::Docker {
+                DOCKER_REPLICAS
+            } else {
+                1
+            }
+            .to_string(),
+        )
         .env("GFAPI_FAKE_LIB", &fake_lib);
     checks.record(
         "live tests: stores and fake-vs-real differential",

@@ -51,6 +51,7 @@ fn attr_call(
 /// An fd entry point that changes attributes.
 fn fd_attr_call(fd: *mut glfs_fd_t, op: &str, f: impl FnOnce(&FdInner) -> Res<c_int>) -> c_int {
     fd_call(fd, op, |inner| {
+        crate::upcall::before_change(inner);
         let r = f(inner)?;
         crate::upcall::changed_fd(inner, crate::upcall::UP_ATTR);
         Ok(r)

@@ -168,6 +168,11 @@ pub(crate) fn ssize_ret(r: Res<ssize_t>) -> ssize_t {
     }
 }
 
+/// Body of an entry point returning `ssize_t`: -1 with errno on error or panic.
+pub(crate) fn ssize_call(f: impl FnOnce() -> Res<ssize_t>) -> ssize_t {
+    guard(-1, || ssize_ret(f()))
+}
+
 /// Body of an entry point returning `int`: -1 with errno on error or panic.
 pub(crate) fn int_call(f: impl FnOnce() -> Res<c_int>) -> c_int {
     guard(-1, || int_ret(f()))
@@ -307,6 +312,7 @@ fn brick_write(
     write: impl FnOnce() -> Res<usize>,
 ) -> Res<IoOut> {
     crate::locks::check_mandatory(fd, off, len, true)?;
+    crate::upcall::before_change(fd);
     let pre = fstat_raw(fd.raw())?;
     let done = if misaligned(fd, off, len) {
         Err(libc::EINVAL)
@@ -494,6 +500,7 @@ pub fn op_ftruncate(fd: &FdInner, len: off_t) -> Res<IoOut> {
         return Err(libc::EINVAL);
     }
     let _ = fd.admit("ftruncate", Some(len as u64), 0)?;
+    crate::upcall::before_change(fd);
     // SAFETY: truncating our own descriptor.
     let out = with_stats(fd, || {
         cvt(unsafe { libc::ftruncate(fd.raw(), len) } as isize)
@@ -510,6 +517,7 @@ pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t)
     }
     let _ = fd.admit(op, Some(off as u64), len as u64)?;
     crate::locks::check_mandatory(fd, off, len as usize, true)?;
+    crate::upcall::before_change(fd);
     let out = with_stats(fd, || {
         // SAFETY: fallocate on our own descriptor.
         let r = unsafe { libc::fallocate(fd.raw(), mode, off, len) };
@@ -837,7 +845,7 @@ pub(crate) fn open_impl(
     let inner = FdInner::new(m, rel, FdKind::File(file), fsp as usize, flags_in);
     crate::upcall::hold_fd(&inner);
     if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-        crate::upcall::opened_for_write(&inner);
+        crate::upcall::before_change(&inner);
     }
     Ok(fds().insert(Arc::new(inner)))
 }
@@ -873,6 +881,7 @@ pub unsafe extern "C" fn glfs_close(fd: *mut glfs_fd_t) -> c_int {
             return Err(libc::EBADF);
         }
         let inner = fds().remove(fd as usize).ok_or(libc::EBADF)?;
+        crate::locks::closing(&inner);
         match inner.admit("close", None, 0) {
             Ok(_) | Err(libc::EBADF) => Ok(0),
             Err(e) => Err(e),

@@ -412,6 +412,18 @@ impl Glfs {
         lock(&self.statedump_path).clone()
     }
 
+    /// How many replicas the fake says the volume has (`GFAPI_FAKE_REPLICA`, default 1:
+    /// one brick). Gluster answers some calls differently on a replicated volume (the
+    /// pathinfo xattr, a handle of a deleted file); the fake answers as the topology it
+    /// claims. It still keeps one copy of each file.
+    pub fn replica_count(&self) -> usize {
+        std::env::var("GFAPI_FAKE_REPLICA")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    }
+
     /// The volume directory once mounted.
     pub fn vol_dir(&self) -> Option<PathBuf> {
         let st = lock(&self.state);
@@ -565,8 +577,9 @@ pub struct FdInner {
     pub flags: i32,
     /// The lock owner set with glfs_fd_set_lkowner (empty: the fd itself).
     pub lk_owner: Mutex<Vec<u8>>,
-    /// The shadow file of this fd's mandatory locks (see `locks`).
-    pub shadow: Mutex<Option<std::fs::File>>,
+    /// Whose locks this fd takes: the fd's own, or (after glfs_fd_set_lkowner) those
+    /// of its lock owner, shared with the other fds of that owner (see `locks`).
+    pub locker: Mutex<Arc<crate::locks::Locker>>,
 }
 
 /// Alignment of offset and length that an `O_DIRECT` write needs on the brick.
@@ -587,7 +600,7 @@ impl FdInner {
             pending_error: Mutex::new(None),
             flags,
             lk_owner: Mutex::new(Vec::new()),
-            shadow: Mutex::new(None),
+            locker: Mutex::new(Arc::default()),
         }
     }
 

@@ -124,6 +124,11 @@ pub fn find(vol_dir: &Path, g: &Gfid) -> Res<String> {
     Err(libc::ESTALE)
 }
 
+/// Whether this process has met `g` in `vol_dir` (looked it up, created or found it).
+pub fn known(vol_dir: &Path, g: &Gfid) -> bool {
+    lock(cache()).contains_key(&(vol_dir.to_path_buf(), *g))
+}
+
 /// Remembers where `g` lives (after a lookup or create), sparing [`find`] a search.
 pub fn remember(vol_dir: &Path, g: &Gfid, rel: &str) {
     lock(cache()).insert((vol_dir.to_path_buf(), *g), rel.to_string());

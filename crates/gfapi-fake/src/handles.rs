@@ -2,7 +2,8 @@
 //! A `glfs_object*` is a registry token (never dereferenced) holding the instance and the
 //! GFID; the GFID comes from the backing inode (see [`crate::gfid`]), so a handle
 //! extracted in one process opens the same file in another, and still does after a
-//! rename. A handle whose file is gone gives ESTALE, as on Gluster.
+//! rename. A handle whose file is gone gives ESTALE, as on a one-brick Gluster volume
+//! (ENOENT when the fake claims a replicated volume, as replica 3 answers).
 //!
 //! Fault rules see the path operation each call amounts to (`lookup`, `creat`, `mkdir`,
 //! `stat`, `read`, `write`, ...) with the object's current volume path.
@@ -17,7 +18,7 @@ use crate::ffi::{
 use crate::fs::{cpath, FdInner, Glfs, Registry, Res};
 use crate::gfid::{self, Gfid};
 use libc::{c_char, c_int, c_uchar, c_void, dev_t, mode_t, off_t, size_t, ssize_t};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 /// GFAPI_HANDLE_LENGTH
@@ -62,8 +63,19 @@ fn object_of(o: *mut glfs_object) -> Res<Arc<Object>> {
 /// The volume path of an object (ESTALE when its inode is gone).
 fn rel_of(obj: &Object) -> Res<(PathBuf, String)> {
     let vol = obj.glfs.vol_dir().ok_or(libc::EIO)?;
-    let rel = gfid::find(&vol, &obj.gfid)?;
+    let rel = find(&obj.glfs, &vol, &obj.gfid)?;
     Ok((vol, rel))
+}
+
+/// The volume path of the inode `g`. A GFID whose file is gone is ESTALE on a one-brick
+/// volume when the client knew the inode (Gluster 10.3 one brick), ENOENT when it never
+/// did (a made-up handle) and ENOENT on a replicated volume (the replicate translator's
+/// answer when every brick lacks it, seen on replica 3).
+fn find(m: &Glfs, vol: &Path, g: &Gfid) -> Res<String> {
+    gfid::find(vol, g).map_err(|e| match e {
+        libc::ESTALE if m.replica_count() > 1 || !gfid::known(vol, g) => libc::ENOENT,
+        e => e,
+    })
 }
 
 /// The mount and the volume path of `name` under `parent` (NULL parent: the root).
@@ -105,7 +117,7 @@ unsafe fn fill_stat(host: &std::path::Path, follow: bool, out: *mut libc::stat) 
 }
 
 /// An object for the file at `host` (not following a final symlink).
-fn object_at(fs: *mut glfs_t, m: &Arc<Glfs>, host: &std::path::Path, rel: &str) -> Res<usize> {
+fn object_at(fs: *mut glfs_t, m: &Arc<Glfs>, host: &Path, rel: &str) -> Res<usize> {
     let vol = m.vol_dir().ok_or(libc::EIO)?;
     let g = gfid::of_path(&vol, host)?;
     gfid::remember(&vol, &g, rel);
@@ -163,9 +175,21 @@ unsafe fn create_with(
     let host = admit(&m, op, &rel)?;
     let c = cpath(&host)?;
     cvt(make(&c) as isize)?;
-    fill_stat(&host, false, sb)?;
-    crate::upcall::changed_parent(&m, &rel);
-    object_at(fs, &m, &host, &rel)
+    created(fs, &m, &host, &rel, sb)
+}
+
+/// The end of every create: the new inode's stat into `sb`, the change of its parent
+/// reported, its new object.
+unsafe fn created(
+    fs: *mut glfs_t,
+    m: &Arc<Glfs>,
+    host: &Path,
+    rel: &str,
+    sb: *mut libc::stat,
+) -> Res<usize> {
+    fill_stat(host, false, sb)?;
+    crate::upcall::changed_parent(m, rel);
+    object_at(fs, m, host, rel)
 }
 
 /// glfs_h_creat: creates a regular file (O_EXCL honoured) and returns its object.
@@ -213,10 +237,9 @@ pub unsafe extern "C" fn glfs_h_creat_open(
             .vol_dir()
             .ok_or(libc::EIO)?
             .join(rel.trim_start_matches('/'));
-        fill_stat(&host, false, sb)?;
+        let object = created(fs, &m, &host, &rel, sb)?;
         *out_fd = fd as *mut glfs_fd_t;
-        crate::upcall::changed_parent(&m, &rel);
-        object_at(fs, &m, &host, &rel)
+        Ok(object)
     })
 }
 
@@ -464,8 +487,7 @@ pub unsafe extern "C" fn glfs_h_getxattrs(
                 };
                 return cvt(libc::llistxattr(c.as_ptr(), v, s));
             }
-            let vol = m.vol_dir().ok_or(libc::EIO)?;
-            crate::xattr::h_get(&vol, host, name, value, size)
+            crate::xattr::h_get(m, host, name, value, size)
         })) as c_int
     })
 }
@@ -482,8 +504,7 @@ pub unsafe extern "C" fn glfs_h_setxattrs(
 ) -> c_int {
     int_call(|| {
         on_object(fs, object, "setxattr", |m, host, _| {
-            let vol = m.vol_dir().ok_or(libc::EIO)?;
-            crate::xattr::h_set(&vol, host, name, value, size, flags)
+            crate::xattr::h_set(m, host, name, value, size, flags)
         })
     })
 }
@@ -497,8 +518,7 @@ pub unsafe extern "C" fn glfs_h_removexattrs(
 ) -> c_int {
     int_call(|| {
         on_object(fs, object, "removexattr", |m, host, _| {
-            let vol = m.vol_dir().ok_or(libc::EIO)?;
-            crate::xattr::h_remove(&vol, host, name)
+            crate::xattr::h_remove(m, host, name)
         })
     })
 }
@@ -593,7 +613,8 @@ pub unsafe extern "C" fn glfs_h_extract_handle(
 }
 
 /// glfs_h_create_from_handle: the object of a handle from glfs_h_extract_handle (any
-/// process on the same root); ESTALE when its file is gone, EINVAL for a wrong length.
+/// process on the same root); ESTALE when its file is gone (ENOENT on a replicated
+/// volume, see [`find`]), EINVAL for a wrong length.
 #[no_mangle]
 pub unsafe extern "C" fn glfs_h_create_from_handle(
     fs: *mut glfs_t,
@@ -610,7 +631,7 @@ pub unsafe extern "C" fn glfs_h_create_from_handle(
         std::ptr::copy_nonoverlapping(handle, g.as_mut_ptr(), HANDLE_LENGTH);
         m.admit("lookup", "/", None, 0)?;
         let vol = m.vol_dir().ok_or(libc::EIO)?;
-        let rel = gfid::find(&vol, &g)?;
+        let rel = find(&m, &vol, &g)?;
         fill_stat(&vol.join(rel.trim_start_matches('/')), false, stat)?;
         Ok(new_object(fs as usize, m, g))
     })

@@ -1,11 +1,17 @@
 //! Byte-range locks: glfs_posix_lock, glfs_file_lock (advisory and mandatory),
 //! glfs_fd_set_lkowner.
 //!
-//! A lock is an open-file-description lock (`F_OFD_SETLK`) on the backing file, taken
-//! through the fd's own host descriptor: every process on the fake root sees it (two
-//! gateways on one volume see each other's locks, as on Gluster), two fds conflict even
-//! in one process (each glfs fd is its own owner, as Gluster's default lock owner is per
-//! fd), and the kernel drops it when its process dies.
+//! A lock is an open-file-description lock (`F_OFD_SETLK`) on the backing file, so every
+//! process on the fake root sees it (two gateways on one volume see each other's locks,
+//! as on Gluster) and the kernel drops it when its process dies. Whose lock it is
+//! follows Gluster's locks translator, where the owner is the pair (client, lock owner):
+//! an fd without a lock owner takes its locks through its own host descriptor, so two
+//! such fds conflict even in one process (gfapi's default owner is per fd); after
+//! `glfs_fd_set_lkowner` the fd takes them through a [`Locker`] shared by every fd of
+//! the same `glfs_t` and inode with the same owner (one more open file description of the
+//! backing file), so those fds share their locks, while other owners, other `glfs_t`s
+//! and other processes (other clients) conflict with them. Closing any fd of an owner
+//! releases all the owner's locks on the file (Gluster's flush does).
 //!
 //! A mandatory lock is taken a second time on a shadow file of the inode,
 //! `<root>/.gfapi-fake-mandatory.<volume>/<gfid>`, held open by the fd. Reads and writes
@@ -16,19 +22,74 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::ffi::{cvt, fd_of, glfs_fd_t, int_call};
+use crate::ffi::{fd_of, glfs_fd_t, int_call};
 use crate::fs::{lock, FdInner, Res};
 use crate::gfid;
 use libc::{c_int, c_void, flock};
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// GFAPI_MAX_LOCK_OWNER_LEN
 pub const MAX_LOCK_OWNER_LEN: usize = 255;
 
-const LK_ADVISORY: c_int = 0;
 const LK_MANDATORY: c_int = 1;
+
+/// Holds the locks of an fd, or of every fd of one lock owner (see the module
+/// documentation).
+#[derive(Debug, Default)]
+pub struct Locker {
+    /// The open file description the owner's locks are taken through (`None`: the fd's
+    /// own host descriptor).
+    file: Option<std::fs::File>,
+    /// The shadow file of the owner's mandatory locks (opened on the first one).
+    shadow: Mutex<Option<std::fs::File>>,
+}
+
+impl Locker {
+    fn raw(&self, f: &FdInner) -> c_int {
+        self.file
+            .as_ref()
+            .map_or_else(|| f.raw(), |x| x.as_raw_fd())
+    }
+}
+
+/// (glfs_t, device, inode, owner) -> the owner's locker, while one of its fds is open.
+type Owners = HashMap<(usize, u64, u64, Vec<u8>), Weak<Locker>>;
+
+fn io_errno(e: std::io::Error) -> c_int {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// The locker of `owner` for the inode of `f` in its `glfs_t`, shared with the other
+/// fds of that owner.
+fn owner_locker(f: &FdInner, owner: &[u8]) -> Res<Arc<Locker>> {
+    static OWNERS: OnceLock<Mutex<Owners>> = OnceLock::new();
+    let raw = f.raw();
+    let proc_path = format!("/proc/self/fd/{raw}");
+    let md = std::fs::metadata(&proc_path).map_err(io_errno)?;
+    let key = (f.fs_handle, md.dev(), md.ino(), owner.to_vec());
+    let mut owners = lock(OWNERS.get_or_init(Default::default));
+    if let Some(l) = owners.get(&key).and_then(Weak::upgrade) {
+        return Ok(l);
+    }
+    // a new open file description of the same inode (renamed or unlinked alike)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&proc_path)
+        .or_else(|_| std::fs::File::open(&proc_path))
+        .map_err(io_errno)?;
+    let l = Arc::new(Locker {
+        file: Some(file),
+        shadow: Mutex::new(None),
+    });
+    owners.retain(|_, w| w.strong_count() > 0);
+    owners.insert(key, Arc::downgrade(&l));
+    Ok(l)
+}
 
 fn ofd_cmd(cmd: c_int) -> Res<c_int> {
     Ok(match cmd {
@@ -77,14 +138,14 @@ fn shadow_path(f: &FdInner) -> Res<PathBuf> {
         .join(gfid::to_string(&g)))
 }
 
-/// The fd's own descriptor of its shadow file (opened on its first mandatory lock).
-fn shadow_of(f: &FdInner) -> Res<c_int> {
-    let mut s = lock(&f.shadow);
+/// The locker's descriptor of its shadow file (opened on its first mandatory lock).
+fn shadow_of(f: &FdInner, locker: &Locker) -> Res<c_int> {
+    let mut s = lock(&locker.shadow);
     if let Some(file) = s.as_ref() {
         return Ok(file.as_raw_fd());
     }
     let p = shadow_path(f)?;
-    let io = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let io = io_errno;
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(io)?;
     }
@@ -102,7 +163,7 @@ fn shadow_of(f: &FdInner) -> Res<c_int> {
 }
 
 /// Refuses (EAGAIN) a read or write of `[off, off+len)` through `f` that a mandatory
-/// lock held through another fd covers. One stat(2) when nobody ever took a mandatory
+/// lock of another owner covers (the fd's own owner is not held back). One stat(2) when nobody ever took a mandatory
 /// lock on the volume.
 pub(crate) fn check_mandatory(f: &FdInner, off: i64, len: usize, write: bool) -> Res<()> {
     let Some(vol) = f.glfs.vol_dir() else {
@@ -111,7 +172,8 @@ pub(crate) fn check_mandatory(f: &FdInner, off: i64, len: usize, write: bool) ->
     if !shadow_dir(&vol).is_some_and(|d| d.exists()) || len == 0 || off < 0 {
         return Ok(());
     }
-    let own = lock(&f.shadow).as_ref().map(|s| s.as_raw_fd());
+    let locker = lock(&f.locker).clone();
+    let own = lock(&locker.shadow).as_ref().map(|s| s.as_raw_fd());
     let probe;
     let raw = match own {
         Some(r) => r,
@@ -147,25 +209,35 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
         return Err(libc::EINVAL);
     }
     let fl = fl.as_mut().ok_or(libc::EINVAL)?;
-    if mode != LK_ADVISORY && mode != LK_MANDATORY {
-        return Err(libc::EINVAL);
-    }
+    // Any mode but GLFS_LK_MANDATORY is advisory, as Gluster 10.3 takes it.
     let cmd = ofd_cmd(cmd)?;
+    let locker = lock(&f.locker).clone();
+    let raw = locker.raw(&f);
+    if locker.file.is_some() {
+        // the owner's descriptor may allow more than this fd: refuse as the fd's would
+        let acc = f.flags & libc::O_ACCMODE;
+        let t = fl.l_type as c_int;
+        if (t == libc::F_WRLCK && acc == libc::O_RDONLY)
+            || (t == libc::F_RDLCK && acc == libc::O_WRONLY)
+        {
+            return Err(libc::EBADF);
+        }
+    }
     let pid = fl.l_pid;
     if cmd == libc::F_OFD_GETLK {
-        ofd(f.raw(), cmd, fl)?;
+        ofd(raw, cmd, fl)?;
         if fl.l_type == libc::F_UNLCK as i16 {
             fl.l_pid = pid;
         }
         return Ok(0);
     }
     let unlock = fl.l_type == libc::F_UNLCK as i16;
-    if mode == LK_MANDATORY || (unlock && lock(&f.shadow).is_some()) {
+    if mode == LK_MANDATORY || (unlock && lock(&locker.shadow).is_some()) {
         // the shadow first: a mandatory lock that cannot be had leaves nothing behind
         let mut sfl = *fl;
-        let shadow = shadow_of(&f)?;
+        let shadow = shadow_of(&f, &locker)?;
         ofd(shadow, cmd, &mut sfl)?;
-        if let Err(e) = ofd(f.raw(), cmd, fl) {
+        if let Err(e) = ofd(raw, cmd, fl) {
             if !unlock {
                 let mut undo = sfl;
                 undo.l_type = libc::F_UNLCK as i16;
@@ -174,7 +246,7 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
             return Err(e);
         }
     } else {
-        ofd(f.raw(), cmd, fl)?;
+        ofd(raw, cmd, fl)?;
     }
     fl.l_pid = pid;
     Ok(0)
@@ -187,11 +259,12 @@ pub unsafe extern "C" fn glfs_posix_lock(
     cmd: c_int,
     flock: *mut flock,
 ) -> c_int {
-    int_call(|| lock_impl(fd, cmd, flock, LK_ADVISORY))
+    int_call(|| lock_impl(fd, cmd, flock, 0))
 }
 
-/// glfs_file_lock (GFAPI_4.0.0): as glfs_posix_lock, `lk_mode` GLFS_LK_ADVISORY or
-/// GLFS_LK_MANDATORY (reads and writes through other fds are refused with EAGAIN).
+/// glfs_file_lock (GFAPI_4.0.0): as glfs_posix_lock, `lk_mode` GLFS_LK_MANDATORY (reads
+/// and writes through fds of other owners are refused with EAGAIN) or anything else
+/// (advisory, as Gluster 10.3 takes an unknown mode).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_file_lock(
     fd: *mut glfs_fd_t,
@@ -202,8 +275,31 @@ pub unsafe extern "C" fn glfs_file_lock(
     int_call(|| lock_impl(fd, cmd, flock, lk_mode))
 }
 
-/// glfs_fd_set_lkowner (GFAPI_3.10.7): records the lock owner (1..=255 bytes). Locks
-/// stay per fd in the fake (see the module documentation).
+/// On glfs_close of an fd with a lock owner: the owner's locks on the file go, also
+/// those taken through its other fds, as Gluster's flush releases every lock of the
+/// owner of the closing fd (seen on Gluster 10.3).
+pub(crate) fn closing(f: &FdInner) {
+    let locker = lock(&f.locker).clone();
+    let Some(file) = locker.file.as_ref() else {
+        return;
+    };
+    // SAFETY: zeroed flock is valid; descriptors the locker owns.
+    let mut all: flock = unsafe { std::mem::zeroed() };
+    all.l_type = libc::F_UNLCK as i16;
+    all.l_whence = libc::SEEK_SET as i16;
+    let mut shadow_all = all;
+    unsafe {
+        let _ = ofd(file.as_raw_fd(), libc::F_OFD_SETLK, &mut all);
+        let shadow = lock(&locker.shadow).as_ref().map(|s| s.as_raw_fd());
+        if let Some(raw) = shadow {
+            let _ = ofd(raw, libc::F_OFD_SETLK, &mut shadow_all);
+        }
+    }
+}
+
+/// glfs_fd_set_lkowner (GFAPI_3.10.7): the fd's later locks are those of this owner
+/// (1..=255 bytes), shared with the other fds of the owner (see the module
+/// documentation).
 #[no_mangle]
 pub unsafe extern "C" fn glfs_fd_set_lkowner(
     fd: *mut glfs_fd_t,
@@ -216,8 +312,10 @@ pub unsafe extern "C" fn glfs_fd_set_lkowner(
             return Err(libc::EINVAL);
         }
         let owner = std::slice::from_raw_parts(data as *const u8, len as usize).to_vec();
+        if matches!(f.kind, crate::fs::FdKind::File(_)) {
+            *lock(&f.locker) = owner_locker(&f, &owner)?;
+        }
         *lock(&f.lk_owner) = owner;
-        let _ = cvt(0);
         Ok(0)
     })
 }

@@ -118,3 +118,123 @@ fn glfs_init_can_be_slowed_or_hung() {
     let fs = rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
     unsafe { assert_eq!(glfs_fini(fs as *mut glfs_t), 0) };
 }
+
+/// F_SETLK of `l_type` on bytes 0..10 through `fd`: (result, errno).
+unsafe fn setlk(fd: *mut glfs_fd_t, l_type: i32, mandatory: bool) -> (i32, i32) {
+    let mut fl: libc::flock = std::mem::zeroed();
+    fl.l_type = l_type as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_len = 10;
+    let mode = i32::from(mandatory);
+    let r = crate::locks::glfs_file_lock(fd, libc::F_SETLK, &mut fl, mode);
+    (r, if r == 0 { 0 } else { errno() })
+}
+
+unsafe fn open_rw(fs: *mut glfs_t, p: &str) -> *mut glfs_fd_t {
+    let fd = glfs_open(fs, c(p).as_ptr(), libc::O_RDWR);
+    assert!(!fd.is_null(), "open {p}: errno {}", errno());
+    fd
+}
+
+unsafe fn set_owner(fd: *mut glfs_fd_t, owner: &[u8]) {
+    let r = crate::locks::glfs_fd_set_lkowner(fd, owner.as_ptr() as *mut _, owner.len() as i32);
+    assert_eq!(r, 0, "set_lkowner: errno {}", errno());
+}
+
+#[test]
+fn fds_with_one_lock_owner_share_their_locks_and_other_owners_conflict() {
+    let env = Env::new();
+    unsafe {
+        let a = env.creat("/f");
+        let b = open_rw(env.fs, "/f");
+        let c_ = open_rw(env.fs, "/f");
+        let plain = open_rw(env.fs, "/f");
+        set_owner(a, b"gateway-1");
+        set_owner(b, b"gateway-1");
+        set_owner(c_, b"gateway-2");
+
+        assert_eq!(setlk(a, libc::F_WRLCK, false), (0, 0));
+        // the same owner through another fd: its own lock, taken again
+        assert_eq!(setlk(b, libc::F_WRLCK, false), (0, 0));
+        // another owner, and an fd without an owner, conflict
+        assert_eq!(setlk(c_, libc::F_WRLCK, false), (-1, libc::EAGAIN));
+        assert_eq!(setlk(plain, libc::F_RDLCK, false), (-1, libc::EAGAIN));
+        // F_GETLK through the owner's other fd sees no conflict; the other owner does
+        let mut q: libc::flock = std::mem::zeroed();
+        q.l_type = libc::F_WRLCK as i16;
+        q.l_len = 10;
+        assert_eq!(crate::locks::glfs_posix_lock(b, libc::F_GETLK, &mut q), 0);
+        assert_eq!(q.l_type, libc::F_UNLCK as i16);
+        q.l_type = libc::F_WRLCK as i16;
+        assert_eq!(crate::locks::glfs_posix_lock(c_, libc::F_GETLK, &mut q), 0);
+        assert_eq!(q.l_type, libc::F_WRLCK as i16);
+
+        // unlocking through any fd of the owner releases its lock
+        assert_eq!(setlk(b, libc::F_UNLCK, false), (0, 0));
+        assert_eq!(setlk(c_, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(setlk(c_, libc::F_UNLCK, false), (0, 0));
+        // closing any fd of the owner releases all the owner's locks (Gluster's flush),
+        // also those taken through its other fds
+        assert_eq!(setlk(b, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(glfs_close(a), 0);
+        assert_eq!(setlk(c_, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(setlk(c_, libc::F_UNLCK, false), (0, 0));
+        // an unknown lock mode is advisory (as Gluster 10.3 takes it)
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as i16;
+        fl.l_start = 500;
+        fl.l_len = 10;
+        assert_eq!(
+            crate::locks::glfs_file_lock(b, libc::F_SETLK, &mut fl, 7),
+            0
+        );
+        fl.l_type = libc::F_UNLCK as i16;
+        assert_eq!(
+            crate::locks::glfs_file_lock(b, libc::F_SETLK, &mut fl, 7),
+            0
+        );
+
+        // the same owner on another glfs_t is another client: they conflict
+        let fs2 = mount(env.dir.path(), "vol").unwrap();
+        let other = open_rw(fs2, "/f");
+        set_owner(other, b"gateway-1");
+        assert_eq!(setlk(b, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(setlk(other, libc::F_WRLCK, false), (-1, libc::EAGAIN));
+        // the owner's last fd closes: its locks go
+        assert_eq!(glfs_close(b), 0);
+        assert_eq!(setlk(other, libc::F_WRLCK, false), (0, 0));
+        assert_eq!(glfs_close(other), 0);
+        glfs_fini(fs2);
+
+        // a mandatory lock of an owner: its fds read and write, others are refused
+        let d = open_rw(env.fs, "/f");
+        let e = open_rw(env.fs, "/f");
+        set_owner(d, b"gateway-3");
+        set_owner(e, b"gateway-3");
+        assert_eq!(setlk(d, libc::F_WRLCK, true), (0, 0));
+        let buf = *b"abcd";
+        let w = |fd| {
+            glfs_pwrite(
+                fd,
+                buf.as_ptr().cast(),
+                4,
+                0,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(w(e), 4);
+        assert_eq!((w(plain), errno()), (-1, libc::EAGAIN));
+        assert_eq!(setlk(e, libc::F_UNLCK, true), (0, 0));
+        assert_eq!(w(plain), 4);
+
+        // a write lock through a read-only fd is refused, owner or not
+        let ro = glfs_open(env.fs, c("/f").as_ptr(), libc::O_RDONLY);
+        set_owner(ro, b"gateway-3");
+        assert_eq!(setlk(ro, libc::F_WRLCK, false), (-1, libc::EBADF));
+        for fd in [ro, d, e, c_, plain] {
+            assert_eq!(glfs_close(fd), 0);
+        }
+    }
+}

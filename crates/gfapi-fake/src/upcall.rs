@@ -12,11 +12,14 @@
 //!
 //! Leases live in `<root>/.gfapi-fake-leases.<volume>/<gfid>` (one line per holder: pid,
 //! lease id, type), read and written under an open-file-description lock; holders whose
-//! process is gone do not count. A conflicting lease is refused with EAGAIN; an open for
-//! writing, write or truncate by another process appends a recall record, and the
-//! holder's recall callback (glfs_lease) and GLFS_UPCALL_RECALL_LEASE report it. The
-//! conflicting operation is not held back meanwhile (Gluster delays it until the lease
-//! is returned or revoked).
+//! process is gone do not count. A conflicting lease is refused with EAGAIN. An open for
+//! writing, a write, truncate, allocation or attribute change through an fd of another
+//! process appends a recall record, which the holder's recall callback (glfs_lease) and
+//! GLFS_UPCALL_RECALL_LEASE report, and waits, as Gluster's leases translator holds the
+//! operation back, until the lease is returned (unlocked, or its process gone) or the
+//! recall timeout runs out (`GFAPI_FAKE_LEASE_RECALL_TIMEOUT` seconds in the waiting
+//! process, default 60 as Gluster's `features.lease-lock-recall-timeout`); then the lease
+//! is revoked (dropped from the file) and the operation goes on.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -128,8 +131,7 @@ pub(crate) fn changed_parent(m: &Glfs, rel: &str) {
     }
 }
 
-/// Reports a data change through an open fd (writes, truncates, allocation), and
-/// recalls other processes' leases on it.
+/// Reports a data change through an open fd (writes, truncates, allocation).
 pub(crate) fn changed_fd(f: &FdInner, flags: u32) {
     let Some(vol) = f.glfs.vol_dir() else { return };
     if !log_path(&vol).is_some_and(|p| p.exists()) {
@@ -137,6 +139,19 @@ pub(crate) fn changed_fd(f: &FdInner, flags: u32) {
     }
     if let Ok(g) = crate::handles::fd_gfid(f) {
         append(&vol, KIND_INODE, &g, flags, 0);
+    }
+}
+
+/// Before a change through `f` (open for writing, write, truncate, allocation,
+/// attributes): recalls other processes' leases on its inode and waits until they are
+/// returned or revoked (see the module documentation). Nothing to do (one stat(2)) while
+/// nobody on the volume listens, as no lease can exist then.
+pub(crate) fn before_change(f: &FdInner) {
+    let Some(vol) = f.glfs.vol_dir() else { return };
+    if !log_path(&vol).is_some_and(|p| p.exists()) {
+        return;
+    }
+    if let Ok(g) = crate::handles::fd_gfid(f) {
         recall_others(&vol, &g);
     }
 }
@@ -707,11 +722,27 @@ fn lease_file(vol: &Path, g: &Gfid) -> Option<PathBuf> {
     )
 }
 
+/// Whether the process `pid` still runs: a zombie (exited, not yet reaped by its
+/// parent) has dropped its connection as a dead client does.
 fn alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
     // SAFETY: signal 0 only checks for existence.
-    pid == std::process::id()
-        || unsafe { libc::kill(pid as i32, 0) } == 0
-        || crate::ffi::last_errno() == libc::EPERM
+    let exists =
+        unsafe { libc::kill(pid as i32, 0) } == 0 || crate::ffi::last_errno() == libc::EPERM;
+    exists && !zombie(pid)
+}
+
+/// The state field of /proc/PID/stat (after the parenthesised command name) is `Z`.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// Holders of a lease file: (pid, lease id hex, type), dead processes left out.
@@ -761,29 +792,49 @@ fn locked_lease_file(p: &Path) -> Res<std::fs::File> {
     Ok(f)
 }
 
-/// Sends a recall to the lease holders of `g` in other processes.
+/// How long a recalled lease may be kept before it is revoked:
+/// `GFAPI_FAKE_LEASE_RECALL_TIMEOUT` (seconds, fractions allowed), default 60 s as
+/// Gluster's `features.lease-lock-recall-timeout`.
+pub fn recall_timeout() -> Duration {
+    std::env::var("GFAPI_FAKE_LEASE_RECALL_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
+
+/// Sends a recall to the lease holders of `g` in other processes and waits until none
+/// is left; holders still there after [`recall_timeout`] are revoked.
 fn recall_others(vol: &Path, g: &Gfid) {
     let Some(p) = lease_file(vol, g) else { return };
     if !p.exists() {
         return;
     }
-    let Ok(mut f) = locked_lease_file(&p) else {
-        return;
-    };
     let me = std::process::id();
-    if let Some((_, _, t)) = read_holders(&mut f)
-        .into_iter()
-        .find(|(pid, _, _)| *pid != me)
-    {
-        append(vol, KIND_RECALL, g, 0, t as u32);
-    }
-}
-
-/// Recalls other processes' leases before `f` is opened for writing.
-pub(crate) fn opened_for_write(f: &FdInner) {
-    let Some(vol) = f.glfs.vol_dir() else { return };
-    if let Ok(g) = crate::handles::fd_gfid(f) {
-        recall_others(&vol, &g);
+    let mut deadline = None;
+    loop {
+        let Ok(mut f) = locked_lease_file(&p) else {
+            return;
+        };
+        let mut holders = read_holders(&mut f);
+        let Some(t) = holders.iter().filter(|h| h.0 != me).map(|h| h.2).max() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        match deadline {
+            None => {
+                append(vol, KIND_RECALL, g, 0, t as u32);
+                deadline = Some(now + recall_timeout());
+            }
+            Some(d) if now >= d => {
+                holders.retain(|h| h.0 == me);
+                let _ = write_holders(&mut f, &holders);
+                return;
+            }
+            Some(_) => {}
+        }
+        drop(f); // the lease file's lock: the holder returns its lease under it
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

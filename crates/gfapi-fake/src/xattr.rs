@@ -4,7 +4,10 @@
 //! keys are answered as Gluster 10.3 answers a gfapi client (read off a live volume):
 //!
 //! * `glusterfs.pathinfo`, `trusted.glusterfs.pathinfo` on a path:
-//!   `<POSIX(<brick>):<host>:<brick file>>`; on an fd EOPNOTSUPP / ENODATA; set: EACCES;
+//!   `<POSIX(<brick>):<host>:<brick file>>` on a one-brick volume; when the fake claims
+//!   `n` replicas (`GFAPI_FAKE_REPLICA`), the replicate translator's form
+//!   `(<REPLICATE:<volume>-replicate-0> <POSIX(...)...> ...)` with `n` bricks (all the
+//!   one backing file); on an fd EOPNOTSUPP / ENODATA; set: EACCES;
 //! * `trusted.glusterfs.node-uuid` on a path: a UUID string with its NUL, and listed
 //!   first by listxattr; on an fd ENODATA; set: accepted and ignored;
 //! * `glusterfs.gfid.string`, `glusterfs.gfid`: EOPNOTSUPP; `trusted.gfid`: ENODATA
@@ -12,8 +15,8 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::ffi::{fd_of, glfs_fd_t, glfs_t, guard, mount_of, set_errno, str_arg};
-use crate::fs::{cpath, Res};
+use crate::ffi::{fd_of, glfs_fd_t, glfs_t, int_call, mount_of, ssize_call, str_arg};
+use crate::fs::{cpath, Glfs, Res};
 use crate::gfid;
 use libc::{c_char, c_int, c_void, size_t, ssize_t};
 use std::ffi::CString;
@@ -31,6 +34,8 @@ struct Obj {
     at: At,
     vol: PathBuf,
     host: PathBuf,
+    /// The replica count the fake claims for the volume (see `Glfs::replica_count`).
+    replicas: usize,
 }
 
 unsafe fn path_obj(fs: *mut glfs_t, path: *const c_char, op: &str, follow: bool) -> Res<Obj> {
@@ -46,6 +51,7 @@ unsafe fn path_obj(fs: *mut glfs_t, path: *const c_char, op: &str, follow: bool)
         at: At::Path(cpath(&host)?, follow),
         vol,
         host,
+        replicas: m.replica_count(),
     })
 }
 
@@ -65,6 +71,7 @@ fn fd_obj(fd: *mut glfs_fd_t, op: &str) -> Res<Obj> {
         at: At::Fd(dup),
         vol,
         host,
+        replicas: f.glfs.replica_count(),
     })
 }
 
@@ -102,6 +109,23 @@ fn node_uuid() -> String {
     gfid::to_string(&g)
 }
 
+/// The pathinfo of `o` for the topology the fake claims.
+fn pathinfo(o: &Obj) -> String {
+    let brick = format!(
+        "<POSIX({}):{}:{}>",
+        o.vol.display(),
+        hostname(),
+        o.host.display()
+    );
+    let n = o.replicas;
+    if n == 1 {
+        return brick;
+    }
+    let name = o.vol.file_name().unwrap_or_default().to_string_lossy();
+    let bricks = vec![brick; n].join(" ");
+    format!("(<REPLICATE:{name}-replicate-0> {bricks})")
+}
+
 /// What Gluster 10.3 answers for its own keys (read off a live one-brick volume), if
 /// `name` is one: `Some(Ok(value))`, `Some(Err(errno))`.
 fn virtual_value(o: &Obj, name: &str) -> Option<Res<Vec<u8>>> {
@@ -113,13 +137,7 @@ fn virtual_value(o: &Obj, name: &str) -> Option<Res<Vec<u8>>> {
         "trusted.glusterfs.pathinfo" | "trusted.glusterfs.node-uuid" if by_fd => {
             Some(Err(libc::ENODATA))
         }
-        "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Ok(format!(
-            "<POSIX({}):{}:{}>",
-            o.vol.display(),
-            hostname(),
-            o.host.display()
-        )
-        .into_bytes())),
+        "glusterfs.pathinfo" | "trusted.glusterfs.pathinfo" => Some(Ok(pathinfo(o).into_bytes())),
         "trusted.glusterfs.node-uuid" => {
             let mut v = node_uuid().into_bytes();
             v.push(0);
@@ -259,217 +277,89 @@ unsafe fn remove(o: Obj, name: *const c_char) -> Res<c_int> {
     Ok(0)
 }
 
-fn sret(r: Res<ssize_t>) -> ssize_t {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
+/// Defines an operation's three entry points, as gfapi has them: on a path following a
+/// final symlink (`glfs_X`), on a path not following it (`glfs_lX`) and on an open fd
+/// (`glfs_fX`); `$call` turns the result into the C return value (-1 and errno on error),
+/// `$body(obj, args...)` does the work on the [`Obj`] each form resolves to.
+macro_rules! three_forms {
+    ($op:literal, $call:path, $ret:ty, [$path_fn:ident, $l_fn:ident, $f_fn:ident],
+     ($($arg:ident: $ty:ty),*) => $body:path) => {
+        #[doc = concat!("`", stringify!($path_fn), "`: on a path, a final symlink followed.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $path_fn(
+            fs: *mut glfs_t,
+            path: *const c_char,
+            $($arg: $ty),*
+        ) -> $ret {
+            $call(|| path_obj(fs, path, $op, true).and_then(|o| $body(o, $($arg),*)))
         }
-    }
-}
 
-fn iret(r: Res<c_int>) -> c_int {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
+        #[doc = concat!("`", stringify!($l_fn), "`: on a path, a final symlink itself.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $l_fn(
+            fs: *mut glfs_t,
+            path: *const c_char,
+            $($arg: $ty),*
+        ) -> $ret {
+            $call(|| path_obj(fs, path, $op, false).and_then(|o| $body(o, $($arg),*)))
         }
-    }
+
+        #[doc = concat!("`", stringify!($f_fn), "`: on an open fd.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $f_fn(fd: *mut glfs_fd_t, $($arg: $ty),*) -> $ret {
+            $call(|| fd_obj(fd, $op).and_then(|o| $body(o, $($arg),*)))
+        }
+    };
 }
 
-/// glfs_getxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_getxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "getxattr", true).and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_lgetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lgetxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "getxattr", false).and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_fgetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fgetxattr(
-    fd: *mut glfs_fd_t,
-    name: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(fd_obj(fd, "getxattr").and_then(|o| get(o, name, value, size)))
-    })
-}
-
-/// glfs_listxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_listxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "listxattr", true).and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_llistxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_llistxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(path_obj(fs, path, "listxattr", false).and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_flistxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_flistxattr(
-    fd: *mut glfs_fd_t,
-    value: *mut c_void,
-    size: size_t,
-) -> ssize_t {
-    guard(-1, || {
-        sret(fd_obj(fd, "listxattr").and_then(|o| list(o, value, size)))
-    })
-}
-
-/// glfs_setxattr (`flags`: XATTR_CREATE / XATTR_REPLACE)
-#[no_mangle]
-pub unsafe extern "C" fn glfs_setxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "setxattr", true).and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_lsetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lsetxattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "setxattr", false).and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_fsetxattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fsetxattr(
-    fd: *mut glfs_fd_t,
-    name: *const c_char,
-    value: *const c_void,
-    size: size_t,
-    flags: c_int,
-) -> c_int {
-    guard(-1, || {
-        iret(fd_obj(fd, "setxattr").and_then(|o| set(o, name, value, size, flags)))
-    })
-}
-
-/// glfs_removexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_removexattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "removexattr", true).and_then(|o| remove(o, name)))
-    })
-}
-
-/// glfs_lremovexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_lremovexattr(
-    fs: *mut glfs_t,
-    path: *const c_char,
-    name: *const c_char,
-) -> c_int {
-    guard(-1, || {
-        iret(path_obj(fs, path, "removexattr", false).and_then(|o| remove(o, name)))
-    })
-}
-
-/// glfs_fremovexattr
-#[no_mangle]
-pub unsafe extern "C" fn glfs_fremovexattr(fd: *mut glfs_fd_t, name: *const c_char) -> c_int {
-    guard(-1, || {
-        iret(fd_obj(fd, "removexattr").and_then(|o| remove(o, name)))
-    })
-}
+three_forms!("getxattr", ssize_call, ssize_t,
+    [glfs_getxattr, glfs_lgetxattr, glfs_fgetxattr],
+    (name: *const c_char, value: *mut c_void, size: size_t) => get);
+three_forms!("listxattr", ssize_call, ssize_t,
+    [glfs_listxattr, glfs_llistxattr, glfs_flistxattr],
+    (value: *mut c_void, size: size_t) => list);
+// `flags`: XATTR_CREATE / XATTR_REPLACE
+three_forms!("setxattr", int_call, c_int,
+    [glfs_setxattr, glfs_lsetxattr, glfs_fsetxattr],
+    (name: *const c_char, value: *const c_void, size: size_t, flags: c_int) => set);
+three_forms!("removexattr", int_call, c_int,
+    [glfs_removexattr, glfs_lremovexattr, glfs_fremovexattr],
+    (name: *const c_char) => remove);
 
 /// The object of a handle call: the host file itself, a final symlink not followed.
-fn host_obj(vol: &Path, host: &Path) -> Res<Obj> {
+fn host_obj(m: &Glfs, host: &Path) -> Res<Obj> {
     Ok(Obj {
         at: At::Path(cpath(host)?, false),
-        vol: vol.to_path_buf(),
+        vol: m.vol_dir().ok_or(libc::EIO)?,
         host: host.to_path_buf(),
+        replicas: m.replica_count(),
     })
 }
 
-/// Shared by the handle API: xattrs of a host object.
+/// Shared by the handle API: xattrs of a host object of mount `m`.
 pub(crate) unsafe fn h_get(
-    vol: &Path,
+    m: &Glfs,
     host: &Path,
     name: *const c_char,
     value: *mut c_void,
     size: size_t,
 ) -> Res<ssize_t> {
-    let o = host_obj(vol, host)?;
-    get(o, name, value, size)
+    get(host_obj(m, host)?, name, value, size)
 }
 
 /// Shared by the handle API.
 pub(crate) unsafe fn h_set(
-    vol: &Path,
+    m: &Glfs,
     host: &Path,
     name: *const c_char,
     value: *const c_void,
     size: size_t,
     flags: c_int,
 ) -> Res<c_int> {
-    let o = host_obj(vol, host)?;
-    set(o, name, value, size, flags)
+    set(host_obj(m, host)?, name, value, size, flags)
 }
 
 /// Shared by the handle API.
-pub(crate) unsafe fn h_remove(vol: &Path, host: &Path, name: *const c_char) -> Res<c_int> {
-    let o = host_obj(vol, host)?;
-    remove(o, name)
+pub(crate) unsafe fn h_remove(m: &Glfs, host: &Path, name: *const c_char) -> Res<c_int> {
+    remove(host_obj(m, host)?, name)
 }

@@ -4,7 +4,10 @@
 //! `testdata/gfapi/families.expected` on the fake; `live_*` (cargo xtask test-gluster)
 //! runs the same binary on the real libgfapi against the live volume and compares the
 //! two transcripts, allowing only the differences written down, with the reason, in
-//! `testdata/gfapi/families.real-differs`.
+//! `testdata/gfapi/families.real-differs`. The fake then claims the live volume's
+//! topology (`GLUSTER_TEST_REPLICA`, set by test-gluster: 3 on the Docker fixture, 1 on
+//! the native one, as `GFAPI_FAKE_REPLICA`), since Gluster answers a few calls
+//! differently on a replica volume (see `check_replica_transcript`).
 //!
 //! Needs libglusterfs-dev (glfs.h); without it the test says `[skip]` (a failure under
 //! CI, whose install-deps.sh installs it).
@@ -20,17 +23,24 @@ fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs the program; `fake_root` set: on the fake (volume `vol`), else on the real
-/// library against `volume@host`.
-fn run(bin: &Path, fake_root: Option<&Path>, volume: &str, host: &str, dir: &str) -> String {
+/// Where the program runs: on the fake (volume `vol` in `root`, claiming `replicas`
+/// replicas), or on the real library.
+enum On<'a> {
+    Fake { root: &'a Path, replicas: usize },
+    Real,
+}
+
+/// Runs the program against `volume@host` (on the fake: `vol`).
+fn run(bin: &Path, on: On, volume: &str, host: &str, dir: &str) -> String {
     let mut cmd = Command::new(bin);
     cmd.args([volume, host, dir]);
-    match fake_root {
-        Some(root) => {
+    match on {
+        On::Fake { root, replicas } => {
             cmd.env("LD_LIBRARY_PATH", common::library_path().parent().unwrap())
-                .env("GFAPI_FAKE_ROOT", root);
+                .env("GFAPI_FAKE_ROOT", root)
+                .env("GFAPI_FAKE_REPLICA", replicas.to_string());
         }
-        None => {
+        On::Real => {
             cmd.env_remove("LD_LIBRARY_PATH");
         }
     }
@@ -55,10 +65,14 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn on_fake(bin: &Path) -> String {
+fn on_fake(bin: &Path, replicas: usize) -> String {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("vol")).unwrap();
-    run(bin, Some(root.path()), "vol", "127.0.0.2", "fam")
+    let on = On::Fake {
+        root: root.path(),
+        replicas,
+    };
+    run(bin, on, "vol", "127.0.0.2", "fam")
 }
 
 #[test]
@@ -66,9 +80,11 @@ fn every_family_from_c_gives_the_expected_results_on_the_fake() {
     let Some(bin) = common::build_c("families") else {
         return;
     };
-    let got = on_fake(&bin);
+    let got = on_fake(&bin, 1);
+    let replica = on_fake(&bin, 3);
     let _ = std::fs::remove_file(&bin);
     let want = lines(&testdata("families.expected"));
+    check_replica_transcript(&want, &replica);
     let got: Vec<String> = got.lines().map(String::from).collect();
     let diff: Vec<String> = want
         .iter()
@@ -86,6 +102,49 @@ fn every_family_from_c_gives_the_expected_results_on_the_fake() {
     );
 }
 
+/// Told it emulates a replica-3 volume (`GFAPI_FAKE_REPLICA=3`), the fake answers as
+/// Gluster 10.3's replicate translator does where that differs from one brick, and
+/// nowhere else: the pathinfo xattr names the replica set and its three bricks, and a
+/// handle of an unlinked file is ENOENT (every brick lacks its GFID) rather than the
+/// posix brick's ESTALE. Seen on the Docker replica-3 fixture.
+fn check_replica_transcript(one_brick: &[String], replica: &str) {
+    let changed = [
+        (
+            "xattr pathinfo form: posix 1",
+            "xattr pathinfo form: replicate 3",
+        ),
+        (
+            "handle stat unlinked: -1 ESTALE",
+            "handle stat unlinked: -1 ENOENT",
+        ),
+        (
+            "handle create_from_handle unlinked: -1 ESTALE",
+            "handle create_from_handle unlinked: -1 ENOENT",
+        ),
+    ];
+    let replica: Vec<&str> = replica.lines().collect();
+    assert_eq!(
+        replica.len(),
+        one_brick.len(),
+        "replica transcript:\n{replica:?}"
+    );
+    let mut seen = 0;
+    for (one, rep) in one_brick.iter().zip(&replica) {
+        match changed.iter().find(|(o, _)| o == one) {
+            Some((_, r)) => {
+                assert_eq!(rep, r, "replica 3 answers differently than {one:?}");
+                seen += 1;
+            }
+            None => assert_eq!(rep, one, "replica 3 differs from one brick"),
+        }
+    }
+    assert_eq!(
+        seen,
+        changed.len(),
+        "every replica difference is in the transcript"
+    );
+}
+
 #[test]
 #[ignore = "live: needs GLUSTER_TEST_VOLUME=volume@host and the real libgfapi (cargo xtask test-gluster)"]
 fn live_every_family_from_c_matches_real_gluster() {
@@ -94,8 +153,13 @@ fn live_every_family_from_c_matches_real_gluster() {
     let bin = common::build_c("families")
         .expect("glfs.h is installed with glusterfs on the live machine");
     let dir = format!("families-{}", std::process::id());
-    let real = run(&bin, None, volume, host, &dir);
-    let fake = on_fake(&bin);
+    let real = run(&bin, On::Real, volume, host, &dir);
+    // The fake claims the live volume's topology (cargo xtask test-gluster says it).
+    let replicas = std::env::var("GLUSTER_TEST_REPLICA")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let fake = on_fake(&bin, replicas);
     let _ = std::fs::remove_file(&bin);
     // "<line on the fake>" => "<line on Gluster>", each with its reason in the file
     let known: Vec<(String, String)> = lines(&testdata("families.real-differs"))

@@ -1,7 +1,8 @@
 //! Several processes on one fake root, as several gateways on one volume: locks are
 //! seen by the others and go when their holder dies; a change by one client is reported
 //! to another that listens for upcalls; a lease is recalled when another process wants
-//! the file. The clients are `tests/c/peer.c` (built against glfs.h, see `common`).
+//! the file, and the other's conflicting open waits until the lease is returned or
+//! revoked after the recall timeout. The clients are `tests/c/peer.c` (built against glfs.h, see `common`).
 
 mod common;
 
@@ -44,8 +45,13 @@ impl Root {
 
     /// Runs `peer write` and returns its line.
     fn write(&self) -> String {
-        let o = self.cmd("write").output().unwrap();
-        assert!(o.status.success(), "peer write: {o:?}");
+        self.run(&mut self.cmd("write"))
+    }
+
+    /// Runs a peer to its end and returns its output.
+    fn run(&self, cmd: &mut Command) -> String {
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "peer {cmd:?}: {o:?}");
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
@@ -102,4 +108,42 @@ fn a_lease_is_recalled_when_another_process_opens_the_file_for_writing() {
     assert_eq!(root.write(), "write: 4");
     assert_eq!(next_line(&mut out), "recalled");
     assert!(holder.wait().unwrap().success());
+}
+
+#[test]
+fn a_conflicting_open_waits_until_the_recalled_lease_is_returned() {
+    let Some(root) = Root::new() else { return };
+    let (holder, mut out) = root.start("return-lease", "leased");
+    // a long recall timeout: only the return lets the writer on
+    let written = root.run(
+        root.cmd("write")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "600"),
+    );
+    assert_eq!(written, "write: 4");
+    // the holder was recalled before the write happened, and returned its lease
+    assert_eq!(next_line(&mut out), "recalled: original");
+    assert_eq!(next_line(&mut out), "returned: 0");
+    assert_eq!(root.data(), b"peerinal");
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 0");
+    kill(holder);
+}
+
+#[test]
+fn a_lease_never_returned_is_revoked_after_the_recall_timeout() {
+    let Some(root) = Root::new() else { return };
+    let (holder, mut out) = root.start("keep-lease", "leased");
+    // GLFS_RW_LEASE (2)
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 2");
+    let written = root.run(
+        root.cmd("write")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "0.5"),
+    );
+    assert_eq!(written, "write: 4");
+    // the recall reached the holder as an upcall while the write was held back
+    assert_eq!(next_line(&mut out), "upcall recall 2");
+    assert_eq!(next_line(&mut out), "data: original");
+    assert_eq!(root.data(), b"peerinal");
+    // revoked: the holder's process lives on, its lease does not
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 0");
+    kill(holder);
 }

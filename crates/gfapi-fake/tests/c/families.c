@@ -173,7 +173,16 @@ static void xattrs(glfs_t *fs) {
     R(F, "gfid.string", glfs_getxattr(fs, p("x"), "glusterfs.gfid.string", buf, sizeof buf));
     memset(buf, 0, sizeof buf);
     long pl = glfs_getxattr(fs, p("x"), "trusted.glusterfs.pathinfo", buf, sizeof buf);
-    printf("%s pathinfo form: %d\n", F, pl > 0 && strncmp(buf, "<POSIX(", 7) == 0);
+    /* one brick: <POSIX(brick):host:file>; replica N: (<REPLICATE:vol-replicate-0> N of those) */
+    int bricks = 0;
+    for (char *b = buf; pl > 0 && (b = strstr(b, "<POSIX(")); b++)
+        bricks++;
+    printf("%s pathinfo form: %s %d\n", F,
+           pl <= 0                                  ? "none"
+           : strncmp(buf, "(<REPLICATE:", 12) == 0 ? "replicate"
+           : strncmp(buf, "<POSIX(", 7) == 0       ? "posix"
+                                                    : "other",
+           bricks);
     R(F, "node-uuid", glfs_getxattr(fs, p("x"), "trusted.glusterfs.node-uuid", buf, sizeof buf));
     R(F, "fgetxattr pathinfo", glfs_fgetxattr(fd, "glusterfs.pathinfo", buf, sizeof buf));
     R(F, "fgetxattr trusted.gfid", glfs_fgetxattr(fd, "trusted.gfid", buf, sizeof buf));
@@ -302,6 +311,11 @@ static void locks(glfs_t *fs) {
     R(F, "set_lkowner too long", glfs_fd_set_lkowner(a, "x", 256));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 100};
     R(F, "posix_lock a write", glfs_posix_lock(a, F_SETLK, &fl));
+    /* another fd of owner a: the owner's locks are its own (Gluster's locks xlator) */
+    glfs_fd_t *c = glfs_open(fs, p("l"), O_RDWR);
+    R(F, "set_lkowner c as a", glfs_fd_set_lkowner(c, "owner-a", 7));
+    struct flock fc = fl;
+    R(F, "posix_lock c (owner a) write", glfs_posix_lock(c, F_SETLK, &fc));
     struct flock fb = fl;
     R(F, "posix_lock b write", glfs_posix_lock(b, F_SETLK, &fb));
     struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 50, .l_len = 10};
@@ -317,6 +331,7 @@ static void locks(glfs_t *fs) {
     R(F, "file_lock advisory", glfs_file_lock(a, F_SETLK, &m, GLFS_LK_ADVISORY));
     m.l_type = F_UNLCK;
     R(F, "file_lock advisory unlock", glfs_file_lock(a, F_SETLK, &m, GLFS_LK_ADVISORY));
+    glfs_close(c);
     glfs_close(a);
     glfs_close(b);
 }

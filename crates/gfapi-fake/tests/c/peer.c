@@ -11,6 +11,15 @@
  *   peer poll-upcall VOL FILE      the same with glfs_h_poll_upcall
  *   peer hold-lease VOL FILE       takes a read-write lease, prints "leased", then
  *                                  "recalled" when another client wants the file
+ *   peer return-lease VOL FILE     takes a read-write lease, prints "leased"; when
+ *                                  recalled, prints "recalled: " and the file's first 8
+ *                                  bytes, returns the lease (GLFS_UNLK_LEASE), prints
+ *                                  "returned: 0" (or "returned: -1 ERR") and waits
+ *   peer keep-lease VOL FILE       takes a read-write lease, registers for upcalls,
+ *                                  prints "leased"; on GLFS_UPCALL_RECALL_LEASE about
+ *                                  FILE prints "upcall recall TYPE" and the first 8
+ *                                  bytes, and never returns the lease
+ *   peer get-lease VOL FILE        prints "lease type: N" (GLFS_GET_LEASE)
  */
 #define _GNU_SOURCE
 #include <glusterfs/api/glfs.h>
@@ -59,6 +68,58 @@ static void on_recall(struct glfs_lease lease, void *data) {
     (void)data;
     line("recalled");
     exit(0);
+}
+
+static glfs_fd_t *lease_fd;
+static struct glfs_lease held;
+
+/* The first 8 bytes of the leased file, read through the holder's fd. */
+static void print_data(const char *what) {
+    char buf[9] = {0};
+    glfs_pread(lease_fd, buf, 8, 0, 0, NULL);
+    printf("%s: %s\n", what, buf);
+    fflush(stdout);
+}
+
+static void on_recall_return(struct glfs_lease lease, void *data) {
+    (void)lease;
+    (void)data;
+    print_data("recalled");
+    struct glfs_lease u = held;
+    u.cmd = GLFS_UNLK_LEASE;
+    errno = 0;
+    if (glfs_lease(lease_fd, &u, NULL, NULL) == 0)
+        line("returned: 0");
+    else
+        printf("returned: -1 %s\n", strerrorname_np(errno));
+    fflush(stdout);
+}
+
+static void on_upcall_recall(struct glfs_upcall *up, void *data) {
+    (void)data;
+    if (glfs_upcall_get_reason(up) == GLFS_UPCALL_RECALL_LEASE) {
+        void *ev = glfs_upcall_get_event(up);
+        if (about_file(glfs_upcall_lease_get_object(ev))) {
+            printf("upcall recall %u\n", glfs_upcall_lease_get_lease_type(ev));
+            print_data("data");
+        }
+    }
+    glfs_free(up);
+}
+
+/* Opens FILE and takes a read-write lease on it; recalls go to `cb`. */
+static int take_lease(glfs_t *fs, const char *file, glfs_recall_cbk cb) {
+    lease_fd = glfs_open(fs, file, O_RDWR);
+    memset(&held, 0, sizeof held);
+    held.cmd = GLFS_SET_LEASE;
+    held.lease_type = GLFS_RW_LEASE;
+    memset(held.lease_id, 1, sizeof held.lease_id);
+    struct glfs_lease l = held;
+    if (!lease_fd || glfs_lease(lease_fd, &l, cb, NULL)) {
+        perror("lease");
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -139,6 +200,38 @@ int main(int argc, char **argv) {
         line("leased");
         sleep(120);
         return 3;
+    }
+    if (strcmp(role, "return-lease") == 0) {
+        if (take_lease(fs, file, on_recall_return))
+            return 1;
+        line("leased");
+        for (;;)
+            pause();
+    }
+    if (strcmp(role, "keep-lease") == 0) {
+        struct stat st;
+        struct glfs_object *o = glfs_h_lookupat(fs, NULL, file, &st, 0);
+        if (!o || glfs_h_extract_handle(o, want, sizeof want) != GFAPI_HANDLE_LENGTH ||
+            take_lease(fs, file, NULL) ||
+            glfs_upcall_register(fs, GLFS_EVENT_RECALL_LEASE, on_upcall_recall, NULL) <= 0) {
+            perror("keep-lease");
+            return 1;
+        }
+        line("leased");
+        for (;;)
+            pause();
+    }
+    if (strcmp(role, "get-lease") == 0) {
+        glfs_fd_t *fd = glfs_open(fs, file, O_RDONLY);
+        struct glfs_lease l;
+        memset(&l, 0, sizeof l);
+        l.cmd = GLFS_GET_LEASE;
+        if (!fd || glfs_lease(fd, &l, NULL, NULL)) {
+            perror("get-lease");
+            return 1;
+        }
+        printf("lease type: %d\n", l.lease_type);
+        return 0;
     }
     return 2;
 }
