@@ -29,6 +29,25 @@ impl Running {
     /// Starts the target listening on `host` (e.g. `0.0.0.0`) at a free port; `portal` is
     /// where tests connect: `host` itself, or 127.0.0.1 for a wildcard.
     pub fn start_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
+        let mut running = Running::spawn_on(host, args, env);
+        running.wait_listening();
+        running
+    }
+
+    /// Starts the target on 127.0.0.1 at a free port without waiting for its portal
+    /// (see [`Running::wait_listening`]).
+    pub fn spawn(args: &[&str], env: &[(&str, &Path)]) -> Running {
+        Running::spawn_on("127.0.0.1", args, env)
+    }
+
+    /// Waits up to 20 s until the portal accepts connections.
+    pub fn wait_listening(&mut self) {
+        self.daemon
+            .wait_listening(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    fn spawn_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
         let mut launch = testkit::daemon::Launch::new(BINARY)
             .host(host)
             .args(["--target", IQN])
@@ -39,7 +58,7 @@ impl Running {
         if let Some(path) = std::env::var_os("E2E_TARGET_LOG") {
             launch = launch.log(PathBuf::from(path));
         }
-        let daemon = testkit::daemon::Daemon::start(launch).unwrap_or_else(|e| panic!("{e:#}"));
+        let daemon = testkit::daemon::Daemon::spawn(launch).unwrap_or_else(|e| panic!("{e:#}"));
         Running {
             portal: daemon.portal(),
             daemon,
