@@ -277,26 +277,12 @@ fn clear_aca_touches_no_task_and_clear_task_set_aborts_the_luns_tasks() {
 #[test]
 fn the_portal_listens_only_once_a_slow_opening_lun_is_open() {
     let root = FakeRoot::new();
-    root.create_volume("vol");
     root.set_rules(&[FaultRule::on(&["init"]).hang()]);
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
     socket.set_nonblocking(true).unwrap();
-    let lib = fake_library();
-    let mut target = Running::spawn(
-        &[
-            "--bstype",
-            "glfs",
-            "--backing-store",
-            "vol@127.0.0.2:lun.img",
-            "--size",
-            "4M",
-            "--gfapi-library",
-            lib.to_str().unwrap(),
-        ],
-        &[("GFAPI_FAKE_ROOT", root.path()), ("NOTIFY_SOCKET", &notify)],
-    );
+    let mut target = spawn_glfs_target(&root, &[], &[("NOTIFY_SOCKET", &notify)]);
     // The daemon is opening its LUN (the portal's address is bound by then); the open
     // hangs until the rules change.
     target.wait_for_log_line(&["opening 1 LUN(s) takes a while"]);

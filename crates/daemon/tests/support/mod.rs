@@ -120,6 +120,17 @@ pub fn fake_library() -> PathBuf {
 /// The target with one 4 MiB glfs LUN, `lun.img` on fake volume `vol` under `root` (the
 /// volume is created if missing), and `extra` arguments.
 pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
+    let mut target = spawn_glfs_target(root, extra, &[]);
+    target.wait_listening();
+    target
+}
+
+/// [`glfs_target`] with more environment, without waiting for its portal.
+pub fn spawn_glfs_target(
+    root: &testkit::fake::FakeRoot,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> Running {
     root.create_volume("vol");
     let lib = fake_library();
     let mut args = vec![
@@ -133,7 +144,9 @@ pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
         lib.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
+    let mut env = env.to_vec();
+    env.push(("GFAPI_FAKE_ROOT", root.path()));
+    Running::spawn(&args, &env)
 }
 
 /// Drops every connection of fake volume `vol` (mounts included) for `outage` while
