@@ -66,9 +66,11 @@ fn ensure_installed() -> Result<()> {
 /// A command that runs `argv` with only stdin, stdout and stderr open. A daemon started
 /// by a task must not inherit the task's other descriptors: run under
 /// `flock /work/notes/gluster.lock cargo xtask ...`, glusterd (and the bricks it forks)
-/// kept flock's descriptor and with it the lock, for as long as it ran.
+/// kept flock's descriptor and with it the lock, for as long as it ran. bash, not sh:
+/// dash reads `exec 10>&-` as running a command named `10`, so any inherited descriptor
+/// above 9 ended the script with status 127 before the daemon started.
 pub fn without_inherited_fds(argv: &[&str]) -> Command {
-    let mut cmd = Command::new("sh");
+    let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(
             r#"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null; done; exec "$@""#,
@@ -156,9 +158,10 @@ mod tests {
         // A descriptor without close-on-exec, as flock(1) hands its lock to its command.
         let dir = std::env::temp_dir().join(format!("xtask-fds-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("sh")
+        // One descriptor below 10 and one above (sh = dash takes single digits only).
+        let out = Command::new("bash")
             .arg("-c")
-            .arg(r#"exec 7<"$0"; "$@""#)
+            .arg(r#"exec 7<"$0" 12<"$0"; "$@""#)
             .arg(dir.display().to_string())
             .args(["ls", "/proc/self/fd"])
             .output()
@@ -167,15 +170,17 @@ mod tests {
             .split_whitespace()
             .map(String::from)
             .collect();
-        assert!(
-            plain.contains(&"7".to_string()),
-            "the probe itself inherits: {plain:?}"
-        );
+        for fd in ["7", "12"] {
+            assert!(
+                plain.contains(&fd.to_string()),
+                "the probe itself inherits {fd}: {plain:?}"
+            );
+        }
 
         let cmd = without_inherited_fds(&["ls", "/proc/self/fd"]);
-        let mut child = Command::new("sh")
+        let mut child = Command::new("bash")
             .arg("-c")
-            .arg(r#"exec 7<"$0"; shift; exec "$@""#)
+            .arg(r#"exec 7<"$0" 12<"$0"; shift; exec "$@""#)
             .arg(dir.display().to_string())
             .arg("--")
             .arg(cmd.get_program())
@@ -193,7 +198,11 @@ mod tests {
         child.wait().unwrap();
         let fds: Vec<&str> = text.split_whitespace().collect();
         // ls itself opens one descriptor to read the directory.
-        assert!(!fds.contains(&"7"), "inherited: {fds:?}");
+        assert!(
+            !fds.contains(&"7") && !fds.contains(&"12"),
+            "inherited: {fds:?}"
+        );
+        assert!(fds.contains(&"1"), "{fds:?}");
         assert!(fds.len() <= 4, "{fds:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }

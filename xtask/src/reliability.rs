@@ -768,8 +768,8 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
     };
     let opened = Instant::now();
     let served = start_target_on(env, "control-plane", &spec).and_then(|target| {
-        // The portal listens before the LUN is open: the LUN is open once the target
-        // says it serves it.
+        // The portal listens only once the LUN is open (the start above waited for it);
+        // the target says it serves the LUN just before.
         wait_serving(&target, Duration::from_secs(180))?;
         let took = opened.elapsed();
         ensure!(

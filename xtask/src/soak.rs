@@ -3,7 +3,9 @@
 //! process) works on its own LBA range, so its verification owns that range. The target's
 //! resident memory, threads and open file descriptors are sampled every 10 s; the run
 //! fails on any initiator error or wrong block, on more threads or descriptors at the end
-//! than after warm-up, and reports the memory curve.
+//! than after warm-up, and on resident memory that is not flat over the second half of the
+//! load (a least-squares line through those samples rising 5 % of their mean or more, at
+//! least 4 MiB); it prints the memory curve and that verdict.
 
 use crate::gluster::LiveVolume;
 use crate::progress::Progress;
@@ -211,9 +213,15 @@ pub fn run(opts: &SoakOptions, volume: &LiveVolume) -> Result<()> {
         peak_after_warm as f64 / 1024.0,
         (peak_after_warm as f64 / warm.rss_kib.max(1) as f64 - 1.0) * 100.0
     );
+    let trend = rss_trend(&samples, end);
+    println!("{trend}");
     ensure!(unfinished == 0, "{unfinished} sessions did not end");
     ensure!(errors == 0, "{errors} initiator errors");
     ensure!(wrong == 0, "{wrong} wrong blocks");
+    ensure!(
+        trend.flat,
+        "resident memory not flat after warm-up: {trend}"
+    );
     // With the sessions gone the target holds no more threads or descriptors than while
     // it served them after warm-up.
     ensure!(
@@ -229,4 +237,132 @@ pub fn run(opts: &SoakOptions, volume: &LiveVolume) -> Result<()> {
         after.fds
     );
     Ok(())
+}
+
+/// How much a straight line fitted to the second half's RSS may rise over that half and
+/// still count as flat: this share of its mean, or `FLAT_MIN_KIB`, whichever is more.
+const FLAT_SHARE: f64 = 0.05;
+const FLAT_MIN_KIB: f64 = 4096.0;
+
+/// The RSS trend over the second half of the load (warm-up long over).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trend {
+    /// Samples the fit used.
+    samples: usize,
+    /// Mean RSS over the half, KiB.
+    mean_kib: f64,
+    /// Slope of the least-squares line, KiB per minute.
+    slope_kib_per_min: f64,
+    /// What that line rises over the half, KiB.
+    rise_kib: f64,
+    flat: bool,
+}
+
+impl std::fmt::Display for Trend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RSS over the second half ({} samples): mean {:.1} MiB, slope {:+.2} MiB/min, \
+             rise {:+.1} MiB ({:+.1} %): {}",
+            self.samples,
+            self.mean_kib / 1024.0,
+            self.slope_kib_per_min / 1024.0,
+            self.rise_kib / 1024.0,
+            self.rise_kib / self.mean_kib.max(1.0) * 100.0,
+            if self.flat { "flat" } else { "growing" }
+        )
+    }
+}
+
+/// Fits a line to the RSS samples taken in the second half of a load of length `end`;
+/// flat when it rises less than `FLAT_SHARE` of the mean (at least `FLAT_MIN_KIB`) over
+/// that half. Too few samples (under 3) count as flat: nothing to judge.
+fn rss_trend(samples: &[Sample], end: Duration) -> Trend {
+    let half: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.at >= end / 2 && s.at <= end)
+        .map(|s| (s.at.as_secs_f64() / 60.0, s.rss_kib as f64))
+        .collect();
+    let n = half.len() as f64;
+    let mean_x = half.iter().map(|p| p.0).sum::<f64>() / n.max(1.0);
+    let mean_y = half.iter().map(|p| p.1).sum::<f64>() / n.max(1.0);
+    let sxx: f64 = half.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = half.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let slope = if half.len() >= 3 && sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    };
+    let span = match (half.first(), half.last()) {
+        (Some(a), Some(b)) => b.0 - a.0,
+        _ => 0.0,
+    };
+    let rise = slope * span;
+    Trend {
+        samples: half.len(),
+        mean_kib: mean_y,
+        slope_kib_per_min: slope,
+        rise_kib: rise,
+        flat: rise < (mean_y * FLAT_SHARE).max(FLAT_MIN_KIB),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples every 60 s from `mib`, in MiB.
+    fn curve(mib: &[f64]) -> Vec<Sample> {
+        mib.iter()
+            .enumerate()
+            .map(|(i, m)| Sample {
+                at: Duration::from_secs(60 * i as u64),
+                rss_kib: (m * 1024.0) as u64,
+                threads: 13,
+                fds: 91,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plateau_with_noise_is_flat() {
+        // The native soak of 2026-12-03 (one value a minute, 0..600 s).
+        let s = curve(&[
+            29.8, 81.3, 81.5, 82.0, 82.5, 82.9, 83.0, 84.0, 84.2, 84.1, 84.2,
+        ]);
+        let t = rss_trend(&s, Duration::from_secs(600));
+        assert_eq!(t.samples, 6); // 300..=600 s
+        assert!(t.flat, "{t}");
+        // x = 5..10 min, y = 82.9 83.0 84.0 84.2 84.1 84.2 MiB, mean 83.9:
+        // slope = sum((x-7.5)(y-83.9)) / sum((x-7.5)^2) = 5.0 / 17.5 = 0.286 MiB/min,
+        // rising 1.43 MiB over the 5 minutes (under 5 % of the mean).
+        assert!((t.slope_kib_per_min / 1024.0 - 0.286).abs() < 0.01, "{t}");
+        assert!((t.rise_kib / 1024.0 - 1.43).abs() < 0.02, "{t}");
+    }
+
+    #[test]
+    fn steps_in_the_second_half_are_growth() {
+        // The first Docker soak of 2026-12-03: 125 MiB after warm-up, steps to 148 and 184.
+        let s = curve(&[
+            28.5, 104.3, 125.0, 125.7, 126.0, 147.8, 147.9, 184.2, 184.5, 184.9, 185.7,
+        ]);
+        let t = rss_trend(&s, Duration::from_secs(600));
+        assert!(!t.flat, "{t}");
+        assert!(t.rise_kib / 1024.0 > 40.0, "{t}");
+    }
+
+    #[test]
+    fn a_leak_too_slow_for_the_share_still_shows_over_a_long_run() {
+        // 100 MiB rising 1 MiB a minute for 30 minutes: 15 MiB over the second half.
+        let mib: Vec<f64> = (0..=30).map(|m| 100.0 + f64::from(m)).collect();
+        let t = rss_trend(&curve(&mib), Duration::from_secs(1800));
+        assert!(!t.flat, "{t}");
+        assert!((t.slope_kib_per_min / 1024.0 - 1.0).abs() < 1e-6, "{t}");
+    }
+
+    #[test]
+    fn too_few_samples_are_not_judged() {
+        let t = rss_trend(&curve(&[10.0, 50.0]), Duration::from_secs(60));
+        assert!(t.flat && t.slope_kib_per_min == 0.0, "{t}");
+    }
 }

@@ -65,6 +65,9 @@ impl TargetProcess {
     pub fn start_with(binary: &Path, lun: LunSetup, args: &[String]) -> Result<Self> {
         std::fs::create_dir_all(&lun.log_dir)?;
         let mut launch = Launch::new(binary)
+            // The portal listens once the LUN is open: a glfs mount may take its whole
+            // time limit (60 s by default) on a slow or half-dead volume.
+            .patience(Duration::from_secs(90))
             .log(lun.log_dir.join("glfs-iscsi.log"))
             .args(["--target", TARGET_IQN, "--bstype", &lun.bstype])
             .args(["--backing-store", &lun.backing_store])

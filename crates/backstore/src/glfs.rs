@@ -475,6 +475,8 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
     }
     let hung = Arc::new(AtomicUsize::new(0));
     let vol = connect_with_timeout(&params, true, &hung)?;
+    // What gfapi frees goes back to the system (see the `trim` module).
+    crate::trim::start();
     let m = Arc::new(Mount::new(params, vol, hung));
     *slot = Arc::downgrade(&m);
     Ok(m)

@@ -29,6 +29,7 @@ mod memory;
 mod observer;
 mod probe;
 pub mod spec;
+mod trim;
 
 pub use file::FileStore;
 pub use glfs::{ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES};

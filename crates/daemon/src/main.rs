@@ -77,10 +77,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             Some(path) => Some((daemon::control::bind(path)?, path.clone())),
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind(plan.portal)
-            .await
+        // The portal's address is taken now (a port in use fails at once, port 0 gets
+        // its number for the targets' addresses), but it listens only once the LUNs are
+        // open: until then a connect is refused, so no initiator logs in to find a LUN
+        // missing or waits in its login on a slow volume mount.
+        let socket = bind_portal(plan.portal)
             .with_context(|| format!("cannot listen on {}", plan.portal))?;
-        let listening = listener.local_addr()?;
+        let listening = socket.local_addr()?;
         let limits = iscsi::Limits {
             require_digests: plan.server.require_digests,
             ..iscsi::Limits::default()
@@ -95,7 +98,29 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_cli_access(plan.access.clone()),
         );
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
-        state.start(plan.config.clone())?;
+        let luns: usize = specs.iter().map(|t| t.luns.len()).sum();
+        // Each store's open is bounded by its own time limit (glfs: `timeout=`); a slow
+        // one is announced, so the operator knows why the portal does not answer yet.
+        let opening = tokio::task::spawn_blocking({
+            let (state, config) = (state.clone(), plan.config.clone());
+            move || state.start(config)
+        });
+        tokio::pin!(opening);
+        let slow = tokio::time::sleep(SLOW_OPEN);
+        tokio::pin!(slow);
+        let opened = loop {
+            tokio::select! {
+                opened = &mut opening => break opened,
+                () = &mut slow, if !slow.is_elapsed() => daemon::logging::notice(&format!(
+                    "opening {luns} LUN(s) takes a while; the portal {listening} listens \
+                     once they are open"
+                )),
+            }
+        };
+        opened.context("opening the LUNs")??;
+        let listener = socket
+            .listen(LISTEN_BACKLOG)
+            .with_context(|| format!("cannot listen on {listening}"))?;
         // The connect hints name an address an initiator on this host can use: a wildcard
         // portal is reached through loopback.
         let portal = hint_address(listening);
@@ -158,6 +183,24 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     daemon::logging::notice("stopped");
     Ok(())
+}
+
+/// After this long opening the LUNs at start-up, the daemon says it is still at it.
+const SLOW_OPEN: Duration = Duration::from_secs(1);
+
+/// Connections waiting to be accepted (as many as `TcpListener::bind` allows).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A socket bound to `addr` (address reuse as `TcpListener::bind`), not yet listening.
+fn bind_portal(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 /// Least time the stores get to flush and close at shutdown, even when draining the

@@ -348,3 +348,50 @@ fn events_on_store_threads_name_the_lun_and_volume_and_a_commands_its_session() 
     assert_eq!(store["volume"], "vol", "{resumed}");
     assert_eq!(store["path"], "lun.img", "{resumed}");
 }
+
+/// A LUN whose volume mount (glfs_init) hangs at start-up: the portal refuses connections
+/// and systemd hears nothing until the LUN is open; the first login then finds the LUN.
+#[test]
+fn the_portal_listens_only_once_a_slow_opening_lun_is_open() {
+    let root = FakeRoot::new();
+    root.set_rules(&[FaultRule::on(&["init"]).hang()]);
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut target = spawn_glfs_target(&root, &[], &[("NOTIFY_SOCKET", &notify)]);
+    // The daemon is opening its LUN (the portal's address is bound by then); the open
+    // hangs until the rules change.
+    target.wait_for_log_line(&["opening 1 LUN(s) takes a while"]);
+    for _ in 0..20 {
+        let refused = TcpStream::connect_timeout(&target.portal, Duration::from_secs(5));
+        assert!(
+            refused.is_err(),
+            "a connect was accepted while the LUN was still opening:\n{}",
+            target.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut buf = [0u8; 4096];
+    let early = socket.recv(&mut buf);
+    assert!(
+        early.is_err(),
+        "notified before the LUN was open: {:?}",
+        early.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+
+    root.clear();
+    target.wait_listening();
+    let mut init = target.connect();
+    assert_eq!(init.report_luns().unwrap(), vec![0]);
+    assert_eq!(init.read_capacity16().unwrap(), (8192, BLOCK));
+    init.write10(3, &pattern(11, 512), BLOCK).unwrap();
+    assert_eq!(init.read10(3, 1, BLOCK).unwrap(), pattern(11, 512));
+    socket.set_nonblocking(false).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let n = socket.recv(&mut buf).expect("READY=1 once the LUN is open");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.lines().any(|l| l == "READY=1"), "{text:?}");
+}

@@ -108,6 +108,15 @@ impl Daemon {
     /// Starts it with `--portal HOST:PORT` first and waits until the portal accepts a
     /// connection; fails with its log if it exits or does not listen in time.
     pub fn start(launch: Launch) -> Result<Daemon> {
+        let patience = launch.patience;
+        let mut daemon = Daemon::spawn(launch)?;
+        daemon.wait_listening(patience)?;
+        Ok(daemon)
+    }
+
+    /// Starts it with `--portal HOST:PORT` first without waiting for the portal (for
+    /// tests of what happens while it starts); see [`Daemon::wait_listening`].
+    pub fn spawn(launch: Launch) -> Result<Daemon> {
         let port = free_port()?;
         let listen: SocketAddr = format!("{}:{port}", bracket(&launch.host))
             .parse()
@@ -151,25 +160,30 @@ impl Daemon {
             .stderr(file)
             .spawn()
             .with_context(|| format!("cannot start {}", launch.binary.display()))?;
-        let mut daemon = Daemon {
+        Ok(Daemon {
             child: Some(child),
             portal,
             log,
             _log_dir: log_dir,
-        };
-        let deadline = Instant::now() + launch.patience;
+        })
+    }
+
+    /// Waits until the portal accepts a connection; fails with its log if it exits or
+    /// does not listen within `patience`.
+    pub fn wait_listening(&mut self, patience: Duration) -> Result<()> {
+        let deadline = Instant::now() + patience;
         loop {
-            if let Some(status) = daemon.child_mut().try_wait()? {
-                bail!("glfs-iscsi exited early ({status}): {}", daemon.log_text());
+            if let Some(status) = self.child_mut().try_wait()? {
+                bail!("glfs-iscsi exited early ({status}): {}", self.log_text());
             }
-            if TcpStream::connect_timeout(&portal, Duration::from_millis(100)).is_ok() {
-                return Ok(daemon);
+            if TcpStream::connect_timeout(&self.portal, Duration::from_millis(100)).is_ok() {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "glfs-iscsi did not listen on {portal} within {:?}: {}",
-                    launch.patience,
-                    daemon.log_text()
+                    "glfs-iscsi did not listen on {} within {patience:?}: {}",
+                    self.portal,
+                    self.log_text()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));

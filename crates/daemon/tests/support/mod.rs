@@ -29,6 +29,25 @@ impl Running {
     /// Starts the target listening on `host` (e.g. `0.0.0.0`) at a free port; `portal` is
     /// where tests connect: `host` itself, or 127.0.0.1 for a wildcard.
     pub fn start_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
+        let mut running = Running::spawn_on(host, args, env);
+        running.wait_listening();
+        running
+    }
+
+    /// Starts the target on 127.0.0.1 at a free port without waiting for its portal
+    /// (see [`Running::wait_listening`]).
+    pub fn spawn(args: &[&str], env: &[(&str, &Path)]) -> Running {
+        Running::spawn_on("127.0.0.1", args, env)
+    }
+
+    /// Waits up to 20 s until the portal accepts connections.
+    pub fn wait_listening(&mut self) {
+        self.daemon
+            .wait_listening(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    fn spawn_on(host: &str, args: &[&str], env: &[(&str, &Path)]) -> Running {
         let mut launch = testkit::daemon::Launch::new(BINARY)
             .host(host)
             .args(["--target", IQN])
@@ -39,7 +58,7 @@ impl Running {
         if let Some(path) = std::env::var_os("E2E_TARGET_LOG") {
             launch = launch.log(PathBuf::from(path));
         }
-        let daemon = testkit::daemon::Daemon::start(launch).unwrap_or_else(|e| panic!("{e:#}"));
+        let daemon = testkit::daemon::Daemon::spawn(launch).unwrap_or_else(|e| panic!("{e:#}"));
         Running {
             portal: daemon.portal(),
             daemon,
@@ -101,6 +120,17 @@ pub fn fake_library() -> PathBuf {
 /// The target with one 4 MiB glfs LUN, `lun.img` on fake volume `vol` under `root` (the
 /// volume is created if missing), and `extra` arguments.
 pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
+    let mut target = spawn_glfs_target(root, extra, &[]);
+    target.wait_listening();
+    target
+}
+
+/// [`glfs_target`] with more environment, without waiting for its portal.
+pub fn spawn_glfs_target(
+    root: &testkit::fake::FakeRoot,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> Running {
     root.create_volume("vol");
     let lib = fake_library();
     let mut args = vec![
@@ -114,7 +144,9 @@ pub fn glfs_target(root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
         lib.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
+    let mut env = env.to_vec();
+    env.push(("GFAPI_FAKE_ROOT", root.path()));
+    Running::spawn(&args, &env)
 }
 
 /// Drops every connection of fake volume `vol` (mounts included) for `outage` while
