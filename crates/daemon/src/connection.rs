@@ -167,6 +167,7 @@ async fn serve_in_span(
         let next_deadline = session.deadlines.next();
         let conn_deadline = conn.poll_timeout().map(Instant::from_std);
         let registered = session.registration.as_ref().map(|r| r.entry.clone());
+        buffers.prepare_input();
         tokio::select! {
             _ = ended_by_admin(registered.as_deref()) => {
                 tracing::info!(%peer, "session ended by the administrator");
