@@ -102,6 +102,16 @@ impl SocketBuffers {
             self.input = BytesMut::with_capacity(Self::INPUT_KEEP);
         }
         self.spare.retain_mut(|b| !grown(b));
+        // Spares whose slices are all gone are kept only one deep: while nothing holds
+        // the input (memory store, reads), a connection goes back to one input buffer
+        // and one spare, however many a burst of held writes needed.
+        let mut free_kept = false;
+        self.spare.retain_mut(|b| {
+            let free = b.try_reclaim(Self::INPUT_KEEP);
+            let keep = !free || !free_kept;
+            free_kept |= free;
+            keep
+        });
     }
 
     /// Bytes the buffers hold allocated (their capacity; a spare counts whole, as it
@@ -183,6 +193,35 @@ mod tests {
         drop(taken);
         b.settle();
         assert!(b.capacity() <= SocketBuffers::KEEP);
+    }
+
+    /// Held slices make the connection read into spare input buffers; once they are all
+    /// gone, a settled connection keeps its input buffer and one spare.
+    #[test]
+    fn spare_input_buffers_are_given_back_once_free() {
+        let mut b = SocketBuffers::default();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            b.prepare_input();
+            let room = b.input.capacity() - b.input.len();
+            b.input.put_bytes(3, room);
+            held.push(b.input.split().freeze());
+        }
+        assert_eq!(
+            b.spare.len(),
+            SocketBuffers::SPARES,
+            "reads went into spares"
+        );
+        b.settle();
+        assert_eq!(b.spare.len(), SocketBuffers::SPARES, "still held: kept");
+        drop(held);
+        b.settle();
+        assert_eq!(b.spare.len(), 1);
+        assert!(
+            b.capacity() <= 2 * SocketBuffers::INPUT_KEEP + SocketBuffers::OUTPUT_KEEP,
+            "{}",
+            b.capacity()
+        );
     }
 
     #[test]
