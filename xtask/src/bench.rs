@@ -31,7 +31,7 @@ pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 use crate::progress::Progress;
 use crate::{fake, gluster, util};
 use anyhow::{bail, Context, Result};
-use report::{DigestResult, Load, Report, SessionsResult, WorkloadResult};
+use report::{DigestPair, DigestResult, Load, Report, SessionsResult, WorkloadResult};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,6 +91,10 @@ pub struct BenchOptions {
     /// HeaderDigest).
     #[arg(long)]
     pub no_digests: bool,
+    /// Pairs of runs (without, then with HeaderDigest, the order alternating) for the
+    /// digest cost; its verdict is the median over the pairs.
+    #[arg(long, default_value_t = 5)]
+    pub digest_pairs: u32,
     /// Runs per measurement; the table shows the one with the median IOPS.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
@@ -170,7 +174,11 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let digests_wanted = want(Side::OursMemory) && !opts.no_digests;
     let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
         + opts.sessions.len() * 2
-        + if digests_wanted { 2 } else { 0 }) as u64;
+        + if digests_wanted {
+            2 * opts.digest_pairs.max(1) as usize
+        } else {
+            0
+        }) as u64;
     let progress = Progress::new("bench", total);
     progress.line(&format!(
         "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads, {} measurements",
@@ -876,34 +884,77 @@ impl Bench<'_> {
         })
     }
 
-    /// Ours memory, 4k random reads QD32, without then with HeaderDigest, one daemon.
+    /// Ours memory, 4k random reads QD32, without and with HeaderDigest, one daemon:
+    /// `--digest-pairs` pairs of runs back to back, the order alternating (off/on, on/off,
+    /// ...), so that a change of the machine's load during the measurement hits both
+    /// sides alike; the verdict is the median pair.
     fn digests(&self) -> DigestResult {
         let spec = WORKLOADS[0];
         let daemon = self.start_daemon(Side::OursMemory, None);
-        let run = |digest: bool| {
+        let pairs = self.opts.digest_pairs.max(1);
+        let run = |digest: bool, pair: u32| {
             let label = if digest {
                 "HeaderDigest on"
             } else {
                 "digests off"
             };
-            self.measure(&format!("ours memory {} {label}", spec.label()), || {
-                let d = daemon.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                let d = d.borrow_mut();
-                let r = self.load(&d, &spec, Side::OursMemory, 1, digest);
-                drop(d);
-                let mut d = daemon
-                    .as_ref()
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))?
-                    .borrow_mut();
-                if !d.is_running() {
-                    bail!("the daemon died: {}", tail(&d.log));
-                }
-                r
-            })
+            self.measure(
+                &format!(
+                    "ours memory {} {label} ({}/{pairs})",
+                    spec.label(),
+                    pair + 1
+                ),
+                || {
+                    let d = daemon.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    let d = d.borrow_mut();
+                    let r = self.load(&d, &spec, Side::OursMemory, 1, digest);
+                    drop(d);
+                    let mut d = daemon
+                        .as_ref()
+                        .map_err(|e| anyhow::anyhow!("{e:#}"))?
+                        .borrow_mut();
+                    if !d.is_running() {
+                        bail!("the daemon died: {}", tail(&d.log));
+                    }
+                    r
+                },
+            )
         };
+        let mut runs: Vec<(Measured, Measured)> = Vec::new();
+        for pair in 0..pairs {
+            let (without, with) = if pair % 2 == 0 {
+                let without = run(false, pair);
+                (without, run(true, pair))
+            } else {
+                let with = run(true, pair);
+                (run(false, pair), with)
+            };
+            let failed = matches!(without, Measured::Failed(_) | Measured::Skipped(_))
+                || matches!(with, Measured::Failed(_) | Measured::Skipped(_));
+            runs.push((without, with));
+            if failed {
+                break;
+            }
+        }
+        let pairs: Vec<DigestPair> = runs.iter().map(|(a, b)| DigestPair::of(a, b)).collect();
+        // The pair shown in the table: the one whose CPU ratio is the median (a failed
+        // pair, if any, so that the failure shows).
+        let shown = runs
+            .iter()
+            .position(|(a, b)| a.numbers().is_none() || b.numbers().is_none())
+            .unwrap_or_else(|| {
+                let mut order: Vec<usize> = (0..pairs.len()).collect();
+                order.sort_by(|&i, &j| {
+                    let key = |k: usize| pairs[k].cpu_ratio.or(pairs[k].iops_ratio);
+                    key(i).unwrap_or(0.0).total_cmp(&key(j).unwrap_or(0.0))
+                });
+                order[order.len() / 2]
+            });
+        let (without, with) = runs.swap_remove(shown);
         DigestResult {
-            without: run(false),
-            with: run(true),
+            without,
+            with,
+            pairs,
         }
     }
 

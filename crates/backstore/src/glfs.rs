@@ -741,13 +741,44 @@ fn start_io(
     span: tracing::Span,
 ) {
     let Handle { file, generation } = h;
-    let weak = Arc::downgrade(link);
-    // A second owner of the request's buffer (a reference count, not a copy) so that it
-    // can be sent again after a reconnect; only kept when holding is on.
-    let retry = (!link.hold.is_zero()).then(|| req.clone());
-    let done = Completion::new(move |r: store_api::IoResult| {
+    let finish = Finish {
+        link: Arc::downgrade(link),
+        // A second owner of the request's buffer (a reference count, not a copy) so that
+        // it can be sent again after a reconnect; only kept when holding is on.
+        retry: (!link.hold.is_zero()).then(|| req.clone()),
+        generation,
+        deadline,
+        done,
+        span,
+    };
+    submit_to(file, req, finish);
+}
+
+/// How a request sent to gfapi ends: its completion, or held again after a lost
+/// connection. Carried inside gfapi's callback itself (no completion box of its own per
+/// request).
+struct Finish {
+    link: Weak<Link>,
+    retry: Option<IoRequest>,
+    generation: u64,
+    deadline: Instant,
+    done: Completion,
+    /// The submitter's span: events that belong to this one request are logged in it.
+    span: tracing::Span,
+}
+
+impl Finish {
+    fn complete(self, r: store_api::IoResult) {
+        let Finish {
+            link,
+            retry,
+            generation,
+            deadline,
+            done,
+            span,
+        } = self;
         if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
-            if let Some(link) = weak.upgrade() {
+            if let Some(link) = link.upgrade() {
                 link.mount.lost(generation, Some((&span, &link.path)));
                 match retry {
                     Some(req) if Instant::now() < deadline => {
@@ -761,18 +792,22 @@ fn start_io(
             }
         }
         done.complete(r)
-    });
-    submit_to(file, req, done);
+    }
+
+    /// As a `Completion`, for the requests off the hot path (one box).
+    fn boxed(self) -> Completion {
+        Completion::new(move |r| self.complete(r))
+    }
 }
 
-/// Sends `req` to `file`; `done` gets the result.
-fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
+/// Sends `req` to `file`; `finish` gets the result.
+fn submit_to(file: Arc<File>, req: IoRequest, finish: Finish) {
     match req {
         IoRequest::Read { offset, len } => {
             let pool = BufferPool::global();
             let buf = pool.take(len as usize);
             file.pread_async_into(offset, len as usize, buf, move |r| {
-                done.complete(
+                finish.complete(
                     r.map(|buf| IoReply::Data(pool.bytes(buf)))
                         .map_err(|e| store_error(Op::Read, e)),
                 )
@@ -782,16 +817,26 @@ fn submit_to(file: Arc<File>, req: IoRequest, done: Completion) {
             let f = file.clone();
             file.pwrite_async(offset, data, move |r| match r {
                 Ok(()) if fua => f.fdatasync_async(move |r| {
-                    done.complete(
+                    finish.complete(
                         r.map(|()| IoReply::Done)
                             .map_err(|e| store_error(Op::Write, e)),
                     )
                 }),
-                r => done.complete(
+                r => finish.complete(
                     r.map(|()| IoReply::Done)
                         .map_err(|e| store_error(Op::Write, e)),
                 ),
             })
+        }
+        req => submit_other(file, req, finish.boxed()),
+    }
+}
+
+/// The requests other than reads and writes.
+fn submit_other(file: Arc<File>, req: IoRequest, done: Completion) {
+    match req {
+        IoRequest::Read { .. } | IoRequest::Write { .. } => {
+            unreachable!("reads and writes go through submit_to")
         }
         IoRequest::Flush => file.fdatasync_async(move |r| {
             done.complete(

@@ -1,11 +1,15 @@
 //! Reads do not allocate a buffer per command: the stores fill buffers from
-//! `store_api::BufferPool`, which come back when the read's `Bytes` is dropped. Measured
-//! with a counting global allocator (bytes asked of the allocator), not with a clock.
+//! `store_api::BufferPool`, which come back when the read's `Bytes` is dropped; writes
+//! allocate nothing at all. Measured with a counting global allocator (calls and bytes
+//! asked of the allocator), not with a clock.
 //!
-//! One test function per store kind, run one after the other in a single test (the
-//! counter is process-wide and the file store completes on threads of its own).
+//! One check per store kind (memory, file, glfs on the fake libgfapi), run one after the
+//! other in a single test (the counter is process-wide, and the file and glfs stores
+//! complete on threads of their own). The fake's own allocations are not counted: it is
+//! a library with its own allocator, as the real libgfapi is.
 
 use backstore::{open_store, StoreOptions};
+use bytes::Bytes;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +18,13 @@ use store_api::{BlockStore, BufferPool, Completion, IoReply, IoRequest, IoResult
 struct Counting;
 
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -26,6 +32,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -36,55 +43,104 @@ static GLOBAL: Counting = Counting;
 const SIZE: u64 = 32 << 20;
 const MIB: u32 = 1 << 20;
 
-/// Where the completion leaves the result (a channel would allocate per read itself).
+/// Where the completion leaves the result (a channel would allocate per request itself).
 static RESULT: Mutex<Option<IoResult>> = Mutex::new(None);
 
-/// Reads `len` bytes at `offset` and drops them (as the daemon does once the Data-In is
-/// written); returns the first byte so the read is used.
-fn read_and_drop(store: &dyn BlockStore, offset: u64, len: u32) -> u8 {
-    store.submit(
-        IoRequest::Read { offset, len },
-        Completion::new(|r| *RESULT.lock().unwrap() = Some(r)),
-    );
+/// Runs `req` and waits for its result.
+fn run(store: &dyn BlockStore, req: IoRequest) -> IoReply {
+    store.submit(req, Completion::new(|r| *RESULT.lock().unwrap() = Some(r)));
     let result = loop {
         if let Some(r) = RESULT.lock().unwrap().take() {
             break r;
         }
         std::thread::yield_now();
     };
-    match result {
-        Ok(IoReply::Data(d)) => {
+    result.unwrap_or_else(|e| panic!("request failed: {e:?}"))
+}
+
+/// Reads `len` bytes at `offset` and drops them (as the daemon does once the Data-In is
+/// written); returns the first byte so the read is used.
+fn read_and_drop(store: &dyn BlockStore, offset: u64, len: u32) -> u8 {
+    match run(store, IoRequest::Read { offset, len }) {
+        IoReply::Data(d) => {
             assert_eq!(d.len(), len as usize);
             d[0]
         }
-        other => panic!("read failed: {other:?}"),
+        other => panic!("read answered {other:?}"),
     }
 }
 
-/// Bytes allocated per read of `len` over `n` reads, after a warm-up read that fills the
-/// pool.
-fn allocated_per_read(store: &dyn BlockStore, len: u32, n: u64) -> usize {
-    read_and_drop(store, 0, len);
-    let before = ALLOCATED.load(Ordering::Relaxed);
+/// Writes `data` at `offset` (the `Bytes` is a reference to the caller's, as the iSCSI
+/// core hands over a slice of its input).
+fn write(store: &dyn BlockStore, offset: u64, data: &Bytes) {
+    let req = IoRequest::Write {
+        offset,
+        data: data.clone(),
+        fua: false,
+    };
+    assert!(matches!(run(store, req), IoReply::Done));
+}
+
+/// (allocator calls, bytes) per request over `n` requests of `len` bytes, after a warm-up
+/// request that fills the pool.
+fn allocated_per_op(
+    store: &dyn BlockStore,
+    len: u32,
+    n: u64,
+    mut op: impl FnMut(&dyn BlockStore, u64),
+) -> (f64, usize) {
+    op(store, 0);
+    let (calls, bytes) = (
+        CALLS.load(Ordering::Relaxed),
+        ALLOCATED.load(Ordering::Relaxed),
+    );
     for i in 0..n {
-        let offset = (i * u64::from(len)) % (SIZE - u64::from(len));
-        read_and_drop(store, offset, len);
+        op(store, (i * u64::from(len)) % (SIZE - u64::from(len)));
     }
-    (ALLOCATED.load(Ordering::Relaxed) - before) / n as usize
+    let calls = (CALLS.load(Ordering::Relaxed) - calls) as f64 / n as f64;
+    (
+        calls,
+        (ALLOCATED.load(Ordering::Relaxed) - bytes) / n as usize,
+    )
 }
 
-fn check(kind: &str, store: Arc<dyn BlockStore>) {
+/// Allocator calls per 4 KiB command a store may make at most: the memory store none for
+/// writes and one for reads (the header `Bytes::from_owner` allocates for the pooled
+/// buffer it lends out: the `bytes` crate has no way to hand out a buffer that comes back
+/// without it); see the callers for the others.
+struct Bound {
+    read_calls: f64,
+    write_calls: f64,
+}
+
+fn check(kind: &str, store: Arc<dyn BlockStore>, bound: Bound) {
     for (len, n) in [(MIB, 64), (64 << 10, 256), (4096, 1024)] {
-        let per_read = allocated_per_read(&*store, len, n);
-        // What remains per read is bookkeeping (the completion, the `Bytes` owner box):
-        // far below even a 4 KiB buffer. Before the pool, every read asked the allocator
-        // for `len` bytes.
-        eprintln!("{kind}: {per_read} bytes allocated per read of {len}");
+        let (calls, per_read) = allocated_per_op(&*store, len, n, |s, off| {
+            read_and_drop(s, off, len);
+        });
+        // What remains per read is bookkeeping: far below even a 4 KiB buffer. Before
+        // the pool, every read asked the allocator for `len` bytes.
+        eprintln!("{kind}: {per_read} bytes in {calls} allocations per read of {len}");
         assert!(
             per_read < 1024,
             "{kind}: {per_read} bytes allocated per read of {len} (the buffer is not reused)"
         );
+        if len == 4096 {
+            assert!(
+                calls <= bound.read_calls,
+                "{kind}: {calls} allocations per 4 KiB read, at most {} expected",
+                bound.read_calls
+            );
+        }
     }
+    let data = Bytes::from(vec![0x5a; 4096]);
+    let (calls, bytes) = allocated_per_op(&*store, 4096, 1024, |s, off| write(s, off, &data));
+    eprintln!("{kind}: {bytes} bytes in {calls} allocations per write of 4096");
+    assert!(
+        calls <= bound.write_calls,
+        "{kind}: {calls} allocations per 4 KiB write, at most {} expected",
+        bound.write_calls
+    );
     assert!(BufferPool::global().idle_bytes() <= BufferPool::KEEP);
 }
 
@@ -96,7 +152,14 @@ fn reads_reuse_pooled_buffers_instead_of_allocating_one_per_command() {
         ..Default::default()
     })
     .unwrap();
-    check("memory", memory);
+    check(
+        "memory",
+        memory,
+        Bound {
+            read_calls: 1.0,
+            write_calls: 0.0,
+        },
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");
@@ -107,5 +170,36 @@ fn reads_reuse_pooled_buffers_instead_of_allocating_one_per_command() {
         ..Default::default()
     })
     .unwrap();
-    check("file", file);
+    // The file store: the pooled buffer's header, and now and then a node of its
+    // workers' queue.
+    check(
+        "file",
+        file,
+        Bound {
+            read_calls: 1.5,
+            write_calls: 0.5,
+        },
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("alloc")).unwrap();
+    std::env::set_var(testkit::fake::ENV_ROOT, root.path());
+    let glfs = open_store(&StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: "alloc@localhost:disk.img".into(),
+        create_size: Some(SIZE),
+        gfapi_library: Some(testkit::fake::fake_library_path()),
+        ..Default::default()
+    })
+    .unwrap();
+    // The pooled buffer's header (reads) and the boxed callback gfapi's request carries
+    // (the request context itself is reused).
+    check(
+        "glfs",
+        glfs,
+        Bound {
+            read_calls: 2.0,
+            write_calls: 1.0,
+        },
+    );
 }

@@ -17,10 +17,20 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 const MAX_IOV: usize = 128;
 
 /// Input and output buffers of one connection.
+///
+/// The iSCSI core takes each complete PDU out of `input` as a slice of it (no copy), and
+/// a write's data segment stays such a slice until its store has written it. Before each
+/// socket read, [`SocketBuffers::prepare_input`] makes room without allocating in steady
+/// state: the input's own allocation is taken back when no slice of it is alive any more
+/// (`BytesMut::try_reclaim`), else one of at most [`SocketBuffers::SPARES`] earlier input
+/// buffers whose slices are all gone, so a connection whose writes are still at the store
+/// (glfs) reads on into a buffer it already has instead of a fresh one per batch.
 #[derive(Debug)]
 pub struct SocketBuffers {
     /// Bytes read and not yet taken by `iscsi::Connection::handle_input`.
     pub input: BytesMut,
+    /// Earlier input buffers, still (partly) held by slices when they were set aside.
+    spare: Vec<BytesMut>,
     /// PDUs waiting for the socket.
     pub output: Transmit,
 }
@@ -29,36 +39,85 @@ impl Default for SocketBuffers {
     fn default() -> Self {
         SocketBuffers {
             input: BytesMut::with_capacity(Self::INPUT_KEEP),
+            spare: Vec::with_capacity(Self::SPARES),
             output: Transmit::new(),
         }
     }
 }
 
 impl SocketBuffers {
-    /// What the input buffer keeps between batches (also how much one read asks for).
+    /// The input buffer's size (what it keeps between batches).
     pub const INPUT_KEEP: usize = 64 * 1024;
+    /// Room one socket read gets at least.
+    pub const MIN_READ: usize = 16 * 1024;
+    /// Earlier input buffers kept for reuse while slices of them are alive.
+    pub const SPARES: usize = 4;
     /// What the output header buffer keeps between batches.
     pub const OUTPUT_KEEP: usize = 16 * 1024;
     /// The most an idle connection keeps in socket buffers.
-    pub const KEEP: usize = Self::INPUT_KEEP + Self::OUTPUT_KEEP;
+    pub const KEEP: usize = Self::INPUT_KEEP * (1 + Self::SPARES) + Self::OUTPUT_KEEP;
+
+    /// Before a socket read: at least [`Self::MIN_READ`] bytes of room after the bytes of
+    /// a partial PDU, from an allocation the connection already has whenever one is free.
+    pub fn prepare_input(&mut self) {
+        if self.input.capacity() - self.input.len() >= Self::MIN_READ
+            || self.input.try_reclaim(Self::MIN_READ)
+        {
+            return;
+        }
+        // Still shared with slices (writes at their store), or a large PDU in progress.
+        let want = self.input.len() + Self::MIN_READ;
+        if want > Self::INPUT_KEEP {
+            // A PDU larger than the buffer: let it grow (given back by `settle`).
+            self.input.reserve(Self::MIN_READ);
+            return;
+        }
+        let free = self
+            .spare
+            .iter_mut()
+            .position(|b| b.try_reclaim(Self::INPUT_KEEP));
+        let mut next = match free {
+            Some(i) => self.spare.swap_remove(i),
+            None => BytesMut::with_capacity(Self::INPUT_KEEP),
+        };
+        next.extend_from_slice(&self.input);
+        let mut old = std::mem::replace(&mut self.input, next);
+        if self.spare.len() < Self::SPARES {
+            old.clear();
+            self.spare.push(old);
+        }
+    }
 
     /// After a batch is written: gives back what a burst grew beyond the keep sizes.
     /// A partial PDU in the input stays where it is.
     pub fn settle(&mut self) {
         self.output.shrink_to(Self::OUTPUT_KEEP);
-        if self.input.is_empty() {
-            // Takes the whole allocation back when nothing else holds a part of it, so
-            // its true size shows (see `Transmit::shrink_to`).
-            self.input.reserve(Self::INPUT_KEEP);
-            if self.input.capacity() > Self::INPUT_KEEP {
-                self.input = BytesMut::with_capacity(Self::INPUT_KEEP);
-            }
+        // A buffer whose slices are all gone shows its whole allocation once reclaimed;
+        // one a burst grew is given back. (One still shared is held by its slices anyway,
+        // and is looked at again after the next batch.)
+        let grown = |b: &mut BytesMut| {
+            b.is_empty() && b.try_reclaim(Self::INPUT_KEEP) && b.capacity() > Self::INPUT_KEEP
+        };
+        if grown(&mut self.input) {
+            self.input = BytesMut::with_capacity(Self::INPUT_KEEP);
         }
+        self.spare.retain_mut(|b| !grown(b));
+        // Spares whose slices are all gone are kept only one deep: while nothing holds
+        // the input (memory store, reads), a connection goes back to one input buffer
+        // and one spare, however many a burst of held writes needed.
+        let mut free_kept = false;
+        self.spare.retain_mut(|b| {
+            let free = b.try_reclaim(Self::INPUT_KEEP);
+            let keep = !free || !free_kept;
+            free_kept |= free;
+            keep
+        });
     }
 
-    /// Bytes the two buffers hold allocated (their capacity).
+    /// Bytes the buffers hold allocated (their capacity; a spare counts whole, as it
+    /// keeps its allocation).
     pub fn capacity(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        self.input.capacity() + self.spare.len() * Self::INPUT_KEEP + self.output.capacity()
     }
 }
 
@@ -134,6 +193,35 @@ mod tests {
         drop(taken);
         b.settle();
         assert!(b.capacity() <= SocketBuffers::KEEP);
+    }
+
+    /// Held slices make the connection read into spare input buffers; once they are all
+    /// gone, a settled connection keeps its input buffer and one spare.
+    #[test]
+    fn spare_input_buffers_are_given_back_once_free() {
+        let mut b = SocketBuffers::default();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            b.prepare_input();
+            let room = b.input.capacity() - b.input.len();
+            b.input.put_bytes(3, room);
+            held.push(b.input.split().freeze());
+        }
+        assert_eq!(
+            b.spare.len(),
+            SocketBuffers::SPARES,
+            "reads went into spares"
+        );
+        b.settle();
+        assert_eq!(b.spare.len(), SocketBuffers::SPARES, "still held: kept");
+        drop(held);
+        b.settle();
+        assert_eq!(b.spare.len(), 1);
+        assert!(
+            b.capacity() <= 2 * SocketBuffers::INPUT_KEEP + SocketBuffers::OUTPUT_KEEP,
+            "{}",
+            b.capacity()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
 use crate::buffers::{write_transmit, SocketBuffers};
+use crate::completions::{Completions, IoDone};
 use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use store_api::{Completion, ErrorKind, IoResult, Op, StoreError};
+use store_api::{ErrorKind, Op, StoreError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -25,16 +26,6 @@ use tokio::time::Instant;
 
 /// Numbers I_T nexuses (one per session for now).
 static NEXUS_COUNTER: AtomicU64 = AtomicU64::new(1);
-
-/// A storage request finished.
-struct IoDone {
-    itt: u32,
-    /// The command's sequence number: a completion that arrives after its command was
-    /// answered (time limit) or aborted must not finish a newer command reusing `itt`.
-    seq: u64,
-    pending: Pending,
-    result: IoResult,
-}
 
 /// A command handed to the SCSI layer and not yet answered.
 struct InFlightCommand {
@@ -151,7 +142,10 @@ async fn serve_in_span(
     // Arms the login time limit.
     conn.handle_timeout(Instant::now().into_std())
         .expect("no limit has passed at the start");
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IoDone>();
+    let done_tx = Completions::new();
+    // Closes the completions however this function returns: late ones are then dropped.
+    let _closing = CloseOnDrop(done_tx.clone());
+    let mut ready = Vec::new();
     // Messages from the portal's session registry (reinstatement).
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
     let mut _registration = None;
@@ -173,6 +167,7 @@ async fn serve_in_span(
         let next_deadline = session.deadlines.next();
         let conn_deadline = conn.poll_timeout().map(Instant::from_std);
         let registered = session.registration.as_ref().map(|r| r.entry.clone());
+        buffers.prepare_input();
         tokio::select! {
             _ = ended_by_admin(registered.as_deref()) => {
                 tracing::info!(%peer, "session ended by the administrator");
@@ -221,11 +216,11 @@ async fn serve_in_span(
                     break;
                 }
             }
-            Some(done) = done_rx.recv() => {
-                session.io_done(&mut conn, &done_tx, done);
-                // Take every completion that is already there, so their responses go out
-                // in one socket write.
-                while let Ok(done) = done_rx.try_recv() {
+            () = done_tx.ready() => {
+                // Every completion that is already there, so their responses go out in
+                // one socket write.
+                done_tx.take(&mut ready);
+                for done in ready.drain(..) {
                     session.io_done(&mut conn, &done_tx, done);
                 }
             }
@@ -280,6 +275,15 @@ async fn serve_in_span(
     Ok(())
 }
 
+/// Closes a connection's completions when its task ends.
+struct CloseOnDrop(Arc<Completions>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 struct Session {
     target: Option<Arc<Target>>,
     /// Metrics of the LUNs this session has used, by wire LUN (when metrics are on).
@@ -324,7 +328,7 @@ impl Session {
     fn handle_event(
         &mut self,
         conn: &mut iscsi::Connection,
-        done_tx: &mpsc::UnboundedSender<IoDone>,
+        done_tx: &Arc<Completions>,
         targets: &Arc<Targets>,
         peer: SocketAddr,
         event: Event,
@@ -412,7 +416,7 @@ impl Session {
     fn start_command(
         &mut self,
         conn: &mut iscsi::Connection,
-        done_tx: &mpsc::UnboundedSender<IoDone>,
+        done_tx: &Arc<Completions>,
         cmd: ScsiCommand,
     ) {
         let Some(target) = self.target.clone() else {
@@ -466,12 +470,7 @@ impl Session {
         self.advance(conn, done_tx, &target, itt, seq, start);
     }
 
-    fn io_done(
-        &mut self,
-        conn: &mut iscsi::Connection,
-        done_tx: &mpsc::UnboundedSender<IoDone>,
-        done: IoDone,
-    ) {
+    fn io_done(&mut self, conn: &mut iscsi::Connection, done_tx: &Arc<Completions>, done: IoDone) {
         let Some(target) = self.target.clone() else {
             return;
         };
@@ -488,7 +487,7 @@ impl Session {
     fn advance(
         &mut self,
         conn: &mut iscsi::Connection,
-        done_tx: &mpsc::UnboundedSender<IoDone>,
+        done_tx: &Arc<Completions>,
         target: &Target,
         itt: u32,
         seq: u64,
@@ -536,20 +535,8 @@ impl Session {
                     )));
                     return self.advance(conn, done_tx, target, itt, seq, next);
                 };
-                let tx = done_tx.clone();
-                store.submit(
-                    request,
-                    Completion::new(move |result| {
-                        // The receiver is gone only if the connection ended; then nobody
-                        // waits for this answer.
-                        let _ = tx.send(IoDone {
-                            itt,
-                            seq,
-                            pending,
-                            result,
-                        });
-                    }),
-                );
+                // No allocation: the continuation waits in a slot of `done_tx`.
+                store.submit(request, done_tx.park(itt, seq, pending));
             }
         }
     }
@@ -558,7 +545,7 @@ impl Session {
     /// command with the outcome, as a store completion would.
     fn save_reservations(
         &self,
-        done_tx: &mpsc::UnboundedSender<IoDone>,
+        done_tx: &Arc<Completions>,
         itt: u32,
         seq: u64,
         lun: u64,
@@ -567,7 +554,7 @@ impl Session {
         let Some(target) = self.target.clone() else {
             return;
         };
-        let tx = done_tx.clone();
+        let done = done_tx.park(itt, seq, pending);
         tokio::task::spawn_blocking(move || {
             let result = match target.store(lun) {
                 Some(store) => {
@@ -587,12 +574,7 @@ impl Session {
                 tracing::error!(target = %target.name, lun, %err,
                     "cannot save persistent reservations (APTPL)");
             }
-            let _ = tx.send(IoDone {
-                itt,
-                seq,
-                pending,
-                result: result.map(|()| store_api::IoReply::Done),
-            });
+            done.complete(result.map(|()| store_api::IoReply::Done));
         });
     }
 

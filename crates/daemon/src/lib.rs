@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod buffers;
 pub mod cli;
+pub mod completions;
 pub mod config;
 pub mod connection;
 pub mod control;

@@ -20,6 +20,7 @@ use libc::{c_int, c_void, ssize_t};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -784,7 +785,7 @@ impl File {
     ) {
         buf.clear();
         buf.reserve_exact(len);
-        let ctx = Box::new(Ctx {
+        let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
             op: AsyncOp::Read {
@@ -804,7 +805,7 @@ impl File {
         data: Bytes,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        let ctx = Box::new(Ctx {
+        let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
             op: AsyncOp::Write {
@@ -821,7 +822,7 @@ impl File {
         self: &Arc<Self>,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        submit(Box::new(Ctx {
+        submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset: 0,
             op: AsyncOp::Simple {
@@ -834,7 +835,7 @@ impl File {
 
     /// `glfs_fsync_async`.
     pub fn fsync_async(self: &Arc<Self>, cb: impl FnOnce(Result<(), IoError>) + Send + 'static) {
-        submit(Box::new(Ctx {
+        submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset: 0,
             op: AsyncOp::Simple {
@@ -852,7 +853,7 @@ impl File {
         len: u64,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        submit(Box::new(Ctx {
+        submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
             op: AsyncOp::Simple {
@@ -870,7 +871,7 @@ impl File {
         len: u64,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        submit(Box::new(Ctx {
+        submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
             op: AsyncOp::Simple {
@@ -931,11 +932,35 @@ struct Ctx {
     op: AsyncOp,
 }
 
+/// Allocations of finished request contexts, reused by the next requests so that a
+/// request costs no allocation for its context in steady state; at most
+/// [`SPARE_CONTEXTS`] are kept (a queue depth's worth for several LUNs).
+// Boxes on purpose: each is an allocation handed to gfapi as the callback's data.
+#[allow(clippy::vec_box)]
+static SPARE: Mutex<Vec<Box<MaybeUninit<Ctx>>>> = Mutex::new(Vec::new());
+const SPARE_CONTEXTS: usize = 1024;
+
 impl Ctx {
+    /// `ctx` in a box, a spare one if there is one.
+    fn boxed(ctx: Ctx) -> Box<Ctx> {
+        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Box::write(spare.unwrap_or_else(Box::new_uninit), ctx)
+    }
+
     // Boxed because that is how gfapi hands the context back.
     #[allow(clippy::boxed_local)]
     fn finish(self: Box<Self>, result: Result<(), IoError>) {
-        let Ctx { op, file, .. } = *self;
+        let raw = Box::into_raw(self);
+        // SAFETY: `raw` is a live, initialised Ctx from a Box; it is read out exactly once
+        // and its allocation is then only used as uninitialised memory of the same layout.
+        let (ctx, spare) = unsafe { (raw.read(), Box::from_raw(raw.cast::<MaybeUninit<Ctx>>())) };
+        {
+            let mut spares = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+            if spares.len() < SPARE_CONTEXTS {
+                spares.push(spare);
+            }
+        }
+        let Ctx { op, file, .. } = ctx;
         match op {
             AsyncOp::Read { buf, cb, .. } => cb(result.map(|()| buf)),
             AsyncOp::Write { cb, .. } | AsyncOp::Simple { cb, .. } => cb(result),

@@ -327,15 +327,51 @@ impl StoreError {
 }
 
 /// Called exactly once with the outcome of a request, on whatever thread finished it.
-pub struct Completion(Box<dyn FnOnce(IoResult) + Send + 'static>);
+///
+/// Either a closure ([`Completion::new`], one allocation for its box) or a token for a
+/// [`CompletionSink`] ([`Completion::to_sink`]: no allocation, for the hot path where a
+/// connection completes thousands of commands a second).
+pub struct Completion(Option<Target>);
+
+enum Target {
+    Call(Box<dyn FnOnce(IoResult) + Send + 'static>),
+    Sink(Arc<dyn CompletionSink>, u64),
+}
+
+/// Where token completions go ([`Completion::to_sink`]).
+pub trait CompletionSink: Send + Sync + 'static {
+    /// The request of `token` finished with `result`.
+    fn complete(&self, token: u64, result: IoResult);
+    /// The completion of `token` was dropped without being called (a store that broke
+    /// the contract, or a request dropped at shutdown): what the sink keeps for it can go.
+    fn abandoned(&self, token: u64);
+}
 
 impl Completion {
     pub fn new(f: impl FnOnce(IoResult) + Send + 'static) -> Self {
-        Completion(Box::new(f))
+        Completion(Some(Target::Call(Box::new(f))))
     }
 
-    pub fn complete(self, result: IoResult) {
-        (self.0)(result)
+    /// A completion that calls `sink.complete(token, result)`; allocates nothing (the
+    /// `Arc` is cloned by the caller, a reference count).
+    pub fn to_sink(sink: Arc<dyn CompletionSink>, token: u64) -> Self {
+        Completion(Some(Target::Sink(sink, token)))
+    }
+
+    pub fn complete(mut self, result: IoResult) {
+        match self.0.take() {
+            Some(Target::Call(f)) => f(result),
+            Some(Target::Sink(sink, token)) => sink.complete(token, result),
+            None => unreachable!("a completion is called at most once"),
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(Target::Sink(sink, token)) = self.0.take() {
+            sink.abandoned(token);
+        }
     }
 }
 
@@ -428,6 +464,32 @@ pub fn check_range(geometry: Geometry, req: &IoRequest) -> Result<(), StoreError
 
 #[cfg(test)]
 mod tests {
+
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(u64, &'static str)>>);
+
+    impl CompletionSink for Recorder {
+        fn complete(&self, token: u64, result: IoResult) {
+            let what = if result.is_ok() { "ok" } else { "err" };
+            self.0.lock().unwrap().push((token, what));
+        }
+        fn abandoned(&self, token: u64) {
+            self.0.lock().unwrap().push((token, "abandoned"));
+        }
+    }
+
+    #[test]
+    fn a_sink_completion_reports_its_token_once_called_or_dropped() {
+        let sink = Arc::new(Recorder::default());
+        Completion::to_sink(sink.clone(), 7).complete(Ok(IoReply::Done));
+        Completion::to_sink(sink.clone(), 8)
+            .complete(Err(StoreError::new(Op::Read, ErrorKind::Io)));
+        drop(Completion::to_sink(sink.clone(), 9));
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            [(7, "ok"), (8, "err"), (9, "abandoned")]
+        );
+    }
     use super::*;
 
     #[test]

@@ -1,0 +1,242 @@
+//! Store completions back to their connection task, without an allocation per command
+//! and with at most one wake-up per batch.
+//!
+//! A command waiting on a store parks its continuation (`scsi::Pending`) in a slot of the
+//! connection's [`Completions`] and gives the store a token completion
+//! (`store_api::Completion::to_sink`) naming the slot. The store completes it on any
+//! thread (a gfapi callback thread, the file store's workers, or inline): the slot's
+//! continuation and the result join the ready list, and the connection task is woken only
+//! if the list was empty, so a burst of completions costs one wake-up. The task swaps the
+//! ready list for its own (empty) one and answers the whole batch in one socket write.
+//! Slots, the free list and both ready lists keep their capacity, so in steady state
+//! nothing is allocated.
+//!
+//! The continuation stays in its slot until the store lets go of the request (its
+//! completion called or dropped), also when the command was aborted or the connection has
+//! ended: what it holds (the LBA range interlock of a write) is released only once the
+//! store is done with the buffers.
+
+use scsi::Pending;
+use std::sync::{Arc, Mutex, MutexGuard};
+use store_api::{Completion, CompletionSink, IoResult};
+use tokio::sync::Notify;
+
+/// A finished storage request of command `itt` (sequence number `seq`).
+pub struct IoDone {
+    pub itt: u32,
+    /// The command's sequence number on its connection: a completion that arrives after
+    /// its command was answered (time limit) or aborted must not finish a newer command
+    /// reusing `itt`.
+    pub seq: u64,
+    pub pending: Pending,
+    pub result: IoResult,
+}
+
+/// What waits on a store, per connection.
+#[derive(Default)]
+pub struct Completions {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Parked continuations by token; `None` for a free slot.
+    slots: Vec<Option<(u32, u64, Pending)>>,
+    /// Free slot numbers.
+    free: Vec<usize>,
+    /// Completed, waiting for the connection task.
+    ready: Vec<IoDone>,
+    /// The connection is gone: completions are dropped as they come.
+    closed: bool,
+}
+
+impl Completions {
+    pub fn new() -> Arc<Completions> {
+        Arc::new(Completions::default())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Parks `pending` of command `itt`/`seq` and returns the completion the store gets.
+    pub fn park(self: &Arc<Self>, itt: u32, seq: u64, pending: Pending) -> Completion {
+        let token = {
+            let mut st = self.state();
+            match st.free.pop() {
+                Some(slot) => {
+                    st.slots[slot] = Some((itt, seq, pending));
+                    slot
+                }
+                None => {
+                    st.slots.push(Some((itt, seq, pending)));
+                    st.slots.len() - 1
+                }
+            }
+        };
+        Completion::to_sink(self.clone(), token as u64)
+    }
+
+    /// Waits until completions are ready (returns at once if some came since the last
+    /// [`Completions::take`]; may return with none ready).
+    pub async fn ready(&self) {
+        self.wake.notified().await
+    }
+
+    /// Moves the ready completions into `into` (which should be empty; its capacity is
+    /// kept for the next batch), oldest first.
+    pub fn take(&self, into: &mut Vec<IoDone>) {
+        std::mem::swap(&mut self.state().ready, into);
+    }
+
+    /// The connection ended: from now on completions only release their slots.
+    pub fn close(&self) {
+        let ready = {
+            let mut st = self.state();
+            st.closed = true;
+            std::mem::take(&mut st.ready)
+        };
+        drop(ready);
+    }
+
+    /// Continuations parked and not yet completed.
+    pub fn parked(&self) -> usize {
+        let st = self.state();
+        st.slots.len() - st.free.len()
+    }
+
+    fn release(st: &mut State, token: u64) -> Option<(u32, u64, Pending)> {
+        let slot = usize::try_from(token).ok()?;
+        let parked = st.slots.get_mut(slot)?.take()?;
+        st.free.push(slot);
+        Some(parked)
+    }
+}
+
+impl CompletionSink for Completions {
+    fn complete(&self, token: u64, result: IoResult) {
+        let mut st = self.state();
+        let Some((itt, seq, pending)) = Self::release(&mut st, token) else {
+            debug_assert!(false, "completion of an unknown token {token}");
+            return;
+        };
+        if st.closed {
+            // Drop outside the lock: the result may hold read data.
+            drop(st);
+            drop((pending, result));
+            return;
+        }
+        let first = st.ready.is_empty();
+        st.ready.push(IoDone {
+            itt,
+            seq,
+            pending,
+            result,
+        });
+        drop(st);
+        if first {
+            // One wake per batch: later completions find the list non-empty and the task
+            // already woken (it takes them all).
+            self.wake.notify_one();
+        }
+    }
+
+    fn abandoned(&self, token: u64) {
+        let parked = Self::release(&mut self.state(), token);
+        drop(parked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store_api::{IoReply, Op, StoreError};
+
+    /// A continuation to park: what the SCSI layer returns for a READ(10) of one block.
+    fn pending() -> Pending {
+        let mut target = scsi::ScsiTarget::new();
+        target.add_lun(
+            0,
+            scsi::LuConfig {
+                vendor: "TEST".into(),
+                product: "COMPLETIONS".into(),
+                revision: "1".into(),
+                serial: "1".into(),
+                naa_id: [0x60; 16],
+                geometry: store_api::Geometry {
+                    block_size: 512,
+                    num_blocks: 8,
+                },
+                capabilities: Default::default(),
+                write_cache: true,
+                read_only: false,
+            },
+        );
+        // READ(10), LBA 0, one block.
+        let cdb = bytes::Bytes::from_static(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        match target.start(scsi::Command {
+            nexus: 1,
+            lun: 0,
+            cdb,
+            data_out: bytes::Bytes::new(),
+            expected_len: 512,
+        }) {
+            scsi::Start::Io { pending, .. } => pending,
+            _ => panic!("READ(10) should wait on the store"),
+        }
+    }
+
+    #[tokio::test]
+    async fn completions_come_back_in_order_with_one_wake_and_slots_are_reused() {
+        let c = Completions::new();
+        let a = c.park(1, 10, pending());
+        let b = c.park(2, 11, pending());
+        let d = c.park(3, 12, pending());
+        assert_eq!(c.parked(), 3);
+        // Completed on other threads, in another order than started.
+        let threads = [(b, 0u8), (a, 1), (d, 2)].map(|(done, n)| {
+            std::thread::spawn(move || {
+                let r = if n == 2 {
+                    Err(StoreError::new(Op::Read, store_api::ErrorKind::Io))
+                } else {
+                    Ok(IoReply::Done)
+                };
+                done.complete(r)
+            })
+        });
+        for t in threads {
+            t.join().unwrap();
+        }
+        c.ready().await;
+        let mut got = Vec::new();
+        c.take(&mut got);
+        let mut tags: Vec<(u32, u64, bool)> = got
+            .iter()
+            .map(|d| (d.itt, d.seq, d.result.is_ok()))
+            .collect();
+        tags.sort();
+        assert_eq!(tags, [(1, 10, true), (2, 11, true), (3, 12, false)]);
+        assert_eq!(c.parked(), 0);
+        // The three slots are free again: three more commands use them, no new slot.
+        got.clear();
+        let again: Vec<Completion> = (0..3)
+            .map(|i| c.park(i, 20 + u64::from(i), pending()))
+            .collect();
+        assert_eq!(c.state().slots.len(), 3);
+        drop(again);
+        assert_eq!(c.parked(), 0, "dropped completions free their slots");
+    }
+
+    #[test]
+    fn after_close_completions_release_their_slots_and_keep_nothing() {
+        let c = Completions::new();
+        let done = c.park(5, 1, pending());
+        c.close();
+        done.complete(Ok(IoReply::Data(bytes::Bytes::from_static(b"late"))));
+        assert_eq!(c.parked(), 0);
+        let mut got = Vec::new();
+        c.take(&mut got);
+        assert!(got.is_empty());
+    }
+}
