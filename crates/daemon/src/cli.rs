@@ -234,7 +234,11 @@ impl Args {
             .target_specs(self.gfapi_library.as_ref())
             .with_context(|| format!("config file {}", path.display()))?;
         access
-            .policy(&config, &specs, portal)
+            .policy(
+                &config,
+                &specs,
+                crate::config::exposed_portal(portal, &config.portals),
+            )
             .with_context(|| format!("config file {}", path.display()))?;
         Ok(Plan {
             portal,

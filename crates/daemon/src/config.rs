@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! portal = "0.0.0.0:3260"        # optional; else --portal
+//! portals = ["192.0.2.7:3260"]    # more portals (`admin portal add/remove` changes them live)
 //! command_timeout = 25           # optional; else --command-timeout
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)
 //!
@@ -34,6 +35,9 @@ use units::parse_size;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
+    /// Portals served beside `portal`; added and removed live (`admin portal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub portals: Vec<SocketAddr>,
     pub command_timeout: Option<u64>,
     /// Seconds; see `--nop-in-interval` and the others of [`SETTINGS`].
     pub nop_in_interval: Option<u64>,
@@ -164,6 +168,7 @@ impl ConfigFile {
         if let Some(secs) = config.command_timeout {
             check_command_timeout(secs).context("command_timeout")?;
         }
+        check_portals(&config.portals)?;
         for (key, value) in config.settings() {
             if let Some(value) = value {
                 check_setting(key, value)?;
@@ -288,6 +293,35 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// Checks the added portals: a port each (0 would listen somewhere else at each start),
+/// none twice. The error names the value.
+pub fn check_portals(portals: &[SocketAddr]) -> Result<()> {
+    for (i, portal) in portals.iter().enumerate() {
+        check_portal(*portal)?;
+        if portals[..i].contains(portal) {
+            bail!("portals: {portal} is given twice");
+        }
+    }
+    Ok(())
+}
+
+/// The portal access control is checked against: the first of `main` and `added` that is
+/// not loopback (a target without ACL or CHAP must not be reachable from the network).
+pub fn exposed_portal(main: SocketAddr, added: &[SocketAddr]) -> SocketAddr {
+    std::iter::once(main)
+        .chain(added.iter().copied())
+        .find(|p| !p.ip().to_canonical().is_loopback())
+        .unwrap_or(main)
+}
+
+/// Checks one portal address given to be kept: it must name its port.
+pub fn check_portal(portal: SocketAddr) -> Result<()> {
+    if portal.port() == 0 {
+        bail!("portal {portal}: port 0 is not a port to keep; name one (e.g. 3260)");
+    }
+    Ok(())
 }
 
 /// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.

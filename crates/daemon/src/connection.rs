@@ -138,9 +138,10 @@ async fn serve_in_span(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let config = match stream.local_addr() {
-        Ok(local) => targets.iscsi_config_for(local),
-        Err(_) => targets.iscsi_config(),
+    let local = stream.local_addr().ok();
+    let config = match local {
+        Some(local) => targets.iscsi_config_for(local),
+        None => targets.iscsi_config(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
@@ -167,6 +168,7 @@ async fn serve_in_span(
         deadlines: Deadlines::default(),
         limits,
         registration: None,
+        local,
     };
 
     loop {
@@ -296,6 +298,8 @@ struct Session {
     limits: ConnectionLimits,
     /// The session's entry in the list `admin session list` shows.
     registration: Option<crate::registry::Registration>,
+    /// The address the initiator connected to.
+    local: Option<SocketAddr>,
 }
 
 /// Completes when the administrator ends the session; never without a registration.
@@ -341,7 +345,12 @@ impl Session {
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
                     self.registration = Some(crate::registry::Registry::register(
-                        targets, &initiator, &target, peer, isid, tsih,
+                        targets,
+                        &initiator,
+                        &target,
+                        (peer, self.local),
+                        isid,
+                        tsih,
                     ));
                     if let Some(t) = &self.target {
                         let port = scsi::InitiatorPort {

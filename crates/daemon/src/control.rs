@@ -105,6 +105,15 @@ pub enum Request {
         target: String,
     },
     PortalList,
+    /// Listens on `addr` too (an address as `IP:PORT`, IPv6 in brackets).
+    PortalAdd {
+        addr: String,
+    },
+    /// Stops listening on `addr`; with sessions on it only when forced (they end).
+    PortalRemove {
+        addr: String,
+        force: bool,
+    },
     SessionList,
     SessionEnd {
         id: u64,
@@ -393,12 +402,33 @@ fn run(state: &State, request: Request) -> Result<Reply> {
         Request::ChapAdd { target, entry } => set_chap(state, &target, Some(entry), false)?,
         Request::ChapModify { target, entry } => set_chap(state, &target, Some(entry), true)?,
         Request::ChapRemove { target } => set_chap(state, &target, None, true)?,
-        Request::PortalList => {
-            let portal = state.targets().portal().to_string();
-            Reply::table(
-                vec![vec!["portal".into()], vec![portal.clone()]],
-                json!([{ "portal": portal }]),
-            )
+        Request::PortalList => portal_table(state),
+        Request::PortalAdd { addr } => {
+            let addr = parse_portal(&addr)?;
+            Reply::changes(state.edit(forced(false), |config| {
+                if config.portals.contains(&addr) {
+                    bail!("portal {addr}: already listening");
+                }
+                config.portals.push(addr);
+                Ok(())
+            })?)
+        }
+        Request::PortalRemove { addr, force } => {
+            let addr = parse_portal(&addr)?;
+            Reply::changes(state.edit(forced(force), |config| {
+                if addr == state.targets().portal() {
+                    bail!(
+                        "portal {addr}: the main portal (--portal or `portal` in the file) \
+                         changes only with a restart"
+                    );
+                }
+                let before = config.portals.len();
+                config.portals.retain(|p| *p != addr);
+                if config.portals.len() == before {
+                    bail!("portal {addr}: no such portal");
+                }
+                Ok(())
+            })?)
         }
         Request::SessionList => {
             let views = session_views(state);
@@ -450,6 +480,32 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
         }
     })
+}
+
+/// A portal address given to `admin portal`; the error names it.
+fn parse_portal(text: &str) -> Result<std::net::SocketAddr> {
+    let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "portal {text:?}: not an address (IP:PORT, an IPv6 address in brackets: [::1]:3260)"
+        )
+    })?;
+    crate::config::check_portal(addr)?;
+    Ok(addr)
+}
+
+/// Every portal with the sessions that came through it.
+fn portal_table(state: &State) -> Reply {
+    let targets = state.targets();
+    let main = targets.portal();
+    let mut table = vec![["portal", "kind", "sessions"].map(String::from).to_vec()];
+    let mut data = Vec::new();
+    for portal in targets.portals() {
+        let kind = if portal == main { "main" } else { "added" };
+        let sessions = targets.registry.on_portal(portal).len();
+        table.push(vec![portal.to_string(), kind.into(), sessions.to_string()]);
+        data.push(json!({ "portal": portal.to_string(), "kind": kind, "sessions": sessions }));
+    }
+    Reply::table(table, Value::Array(data))
 }
 
 /// Checks that ACL entry `index` (from 1) exists.

@@ -68,6 +68,9 @@ pub struct State {
     gfapi_library: Option<PathBuf>,
     /// The command line's access settings, applied beside every configuration's.
     cli_access: crate::auth::CliAccess,
+    /// The listeners of the added portals; `None` where nothing listens (then the
+    /// configuration's `portals` cannot change).
+    portals: Option<Arc<crate::portals::Portals>>,
 }
 
 impl State {
@@ -83,7 +86,14 @@ impl State {
             path,
             gfapi_library,
             cli_access: Default::default(),
+            portals: None,
         }
+    }
+
+    /// Listens on the configuration's added portals through `portals`.
+    pub fn with_portals(mut self, portals: Arc<crate::portals::Portals>) -> State {
+        self.portals = Some(portals);
+        self
     }
 
     /// Serves every configuration with the command line's access settings too.
@@ -158,13 +168,24 @@ impl State {
         let specs = wanted.target_specs(self.gfapi_library.as_ref())?;
         // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
         // portal) before anything changes; they apply to the next logins.
-        let policy = self
-            .cli_access
-            .policy(&wanted, &specs, self.targets.portal())?;
+        let main_portal = self.targets.portal();
+        let exposed = crate::config::exposed_portal(main_portal, &wanted.portals);
+        let policy = self.cli_access.policy(&wanted, &specs, exposed)?;
         policy.validate().context("access control")?;
         let old = luns_by_target(current);
         let new = luns_by_target(&wanted);
         let mut changes = settings_changes(current, &wanted);
+        let (portals_added, portals_removed) = portal_changes(current, &wanted, main_portal)?;
+        changes.extend(
+            portals_added
+                .iter()
+                .map(|p| change("add", format!("portal {p}"), "")),
+        );
+        changes.extend(
+            portals_removed
+                .iter()
+                .map(|p| change("remove", format!("portal {p}"), "")),
+        );
         changes.extend(access_changes(current, &wanted));
         // Targets to rebuild (with their wanted LUNs) and to remove; LUNs to grow.
         let mut rebuild = Vec::new();
@@ -219,23 +240,34 @@ impl State {
                 rebuild.push(spec);
             }
         }
-        // Refuse to pull LUNs from under sessions unless forced.
+        // Refuse to pull LUNs or portals from under sessions unless forced.
         if !options.force {
             for change in &changes {
                 if change.action != "remove" {
                     continue;
                 }
-                let name = match change.object.split_once(' ') {
-                    Some(("target", name)) => name,
-                    Some(("lun", object)) => object.rsplit_once('/').map_or(object, |(t, _)| t),
+                let registry = &self.targets.registry;
+                let (sessions, what) = match change.object.split_once(' ') {
+                    Some(("target", name)) => (registry.on_target(name), "their commands"),
+                    Some(("lun", object)) => {
+                        let name = object.rsplit_once('/').map_or(object, |(t, _)| t);
+                        (registry.on_target(name), "their commands")
+                    }
+                    Some(("portal", _)) => {
+                        let portal = portals_removed
+                            .iter()
+                            .find(|p| change.object == format!("portal {p}"))
+                            .copied()
+                            .expect("a removed portal's change names it");
+                        (registry.on_portal(portal), "them")
+                    }
                     _ => continue,
                 };
-                let sessions = self.targets.registry.on_target(name).len();
-                if sessions > 0 {
+                if !sessions.is_empty() {
                     bail!(
-                        "{}: in use by {sessions} session(s); add --force to remove it \
-                         and end their commands",
-                        change.object
+                        "{}: in use by {} session(s); add --force to remove it and end {what}",
+                        change.object,
+                        sessions.len()
                     );
                 }
             }
@@ -243,6 +275,20 @@ impl State {
         if options.dry_run {
             return Ok(changes);
         }
+        // Listen on the added portals before anything changes: an address in use fails
+        // the whole change (the sockets close again when it fails later).
+        let listeners = match (
+            &self.portals,
+            portals_added.is_empty() && portals_removed.is_empty(),
+        ) {
+            (_, true) => None,
+            (Some(listeners), false) => Some(listeners),
+            (None, false) => bail!("portals: they can only change on a running daemon"),
+        };
+        let bound = portals_added
+            .iter()
+            .map(|&addr| crate::portals::Portals::bind(addr))
+            .collect::<Result<Vec<_>>>()?;
         // Grow stores first: a target rebuilt below is built at the new size.
         for (name, lun, bytes) in &grow {
             let store = self
@@ -315,6 +361,24 @@ impl State {
         for target in built {
             let name = target.name.clone();
             self.targets.replace(&name, Some(target));
+        }
+        // Portals: new ones accept from now on; removed ones refuse new connections, then
+        // the sessions that came through them end.
+        if let Some(listeners) = listeners {
+            for bound in bound {
+                if let Err(err) = listeners.start(bound) {
+                    tracing::error!("{err:#}");
+                }
+            }
+            for &portal in &portals_removed {
+                if let Err(err) = listeners.stop(portal) {
+                    tracing::warn!("{err:#}");
+                }
+                for session in self.targets.registry.on_portal(portal) {
+                    self.targets.registry.end(session.id);
+                }
+            }
+            self.targets.set_added_portals(wanted.portals.clone());
         }
         // The hosts learn of a new capacity from CAPACITY DATA HAS CHANGED.
         for (name, lun, _) in &grow {
@@ -481,6 +545,32 @@ fn access_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
         }
     }
     changes
+}
+
+/// The portals `new` adds to `old`'s and those it removes, each checked: none may be the
+/// main portal.
+fn portal_changes(
+    old: &ConfigFile,
+    new: &ConfigFile,
+    main: std::net::SocketAddr,
+) -> Result<(Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>)> {
+    crate::config::check_portals(&new.portals)?;
+    if new.portals.contains(&main) {
+        bail!("portal {main}: it is the main portal (--portal or `portal` in the file)");
+    }
+    let added = new
+        .portals
+        .iter()
+        .filter(|p| !old.portals.contains(p))
+        .copied()
+        .collect();
+    let removed = old
+        .portals
+        .iter()
+        .filter(|p| !new.portals.contains(p))
+        .copied()
+        .collect();
+    Ok((added, removed))
 }
 
 /// Changes of the settings that take effect at the next start.

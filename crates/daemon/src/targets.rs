@@ -164,6 +164,8 @@ pub struct Targets {
     iscsi: RwLock<Arc<iscsi::Config>>,
     limits: iscsi::Limits,
     portal: SocketAddr,
+    /// The portals added beside `portal` (`crate::portals`), sorted.
+    added_portals: RwLock<Vec<SocketAddr>>,
     /// Looked up at login and when a session's target has gone stale, never per command.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     /// The access policy new connections get; replaceable while serving
@@ -211,12 +213,13 @@ impl Targets {
             let target = Target::build(name.clone(), luns)?;
             by_name.insert(name, Arc::new(target));
         }
-        let iscsi = Arc::new(iscsi_config(by_name.keys(), portal, limits.clone()));
+        let iscsi = Arc::new(iscsi_config(by_name.keys(), &[portal], limits.clone()));
         let access = RwLock::new(iscsi.access.clone());
         Ok(Targets {
             iscsi: RwLock::new(iscsi),
             limits,
             portal,
+            added_portals: RwLock::new(Vec::new()),
             targets: RwLock::new(by_name),
             access,
             sessions: Default::default(),
@@ -249,8 +252,23 @@ impl Targets {
         if let Some(old) = old {
             old.stale.store(true, Ordering::Relaxed);
         }
-        let config = iscsi_config(targets.keys(), self.portal, self.limits.clone());
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits.clone());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// Offers the targets at `added` beside the main portal from now on (SendTargets).
+    pub fn set_added_portals(&self, added: Vec<SocketAddr>) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.added_portals.write().expect("targets lock") = added;
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits.clone());
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// Every portal: the main one first, then those added.
+    pub fn portals(&self) -> Vec<SocketAddr> {
+        let mut all = vec![self.portal];
+        all.extend(self.added_portals.read().expect("targets lock").iter());
+        all
     }
 
     /// The names of the targets served, sorted.
@@ -266,23 +284,24 @@ impl Targets {
         names
     }
 
-    /// The address the portal listens on.
+    /// The address the main portal listens on (`--portal`, or `portal` in the file).
     pub fn portal(&self) -> SocketAddr {
         self.portal
     }
 
     /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
     /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
-    /// so its addresses become `local`, the address the initiator reached us on.
+    /// so its address becomes the one the initiator reached us on (at that portal's port).
     pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
         let current = self.iscsi_config();
-        if !self.portal.ip().is_unspecified() {
+        let portals = self.portals();
+        if !portals.iter().any(|p| p.ip().is_unspecified()) {
             return current;
         }
         let mut config = (*current).clone();
-        let address = target_address(local, config.portal_group_tag);
+        let addresses = portal_addresses(&portals, Some(local));
         for target in &mut config.targets {
-            target.addresses = vec![address.clone()];
+            target.addresses = addresses.clone();
         }
         Arc::new(config)
     }
@@ -329,21 +348,41 @@ impl Targets {
     }
 }
 
+/// The SendTargets addresses of `portals`; a wildcard one becomes `local`'s address at
+/// its port when the connection's local address is known.
+fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    for portal in portals {
+        let addr = match local {
+            Some(local) if portal.ip().is_unspecified() => {
+                SocketAddr::new(local.ip(), portal.port())
+            }
+            _ => *portal,
+        };
+        let address = target_address(addr, PORTAL_GROUP_TAG);
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    addresses
+}
+
 /// The iSCSI configuration offering `names` (sorted, so SendTargets answers in a stable
-/// order) at `portal`.
+/// order) at `portals`.
 fn iscsi_config<'a>(
     names: impl Iterator<Item = &'a String>,
-    portal: SocketAddr,
+    portals: &[SocketAddr],
     limits: iscsi::Limits,
 ) -> iscsi::Config {
     let mut names: Vec<&String> = names.collect();
     names.sort();
+    let addresses = portal_addresses(portals, None);
     let targets = names
         .into_iter()
         .map(|name| iscsi::TargetInfo {
             name: name.clone(),
             alias: None,
-            addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
+            addresses: addresses.clone(),
         })
         .collect();
     iscsi::Config {
@@ -502,6 +541,23 @@ mod tests {
         .unwrap();
         let config = specific.iscsi_config_for("192.0.2.9:3260".parse().unwrap());
         assert_eq!(addresses(&config), ["192.0.2.9:3260,1"]);
+    }
+
+    #[test]
+    fn send_targets_offers_every_portal_added() {
+        let targets = Targets::with_stores(
+            vec![("iqn.2026-11.io.glfs-iscsi:t".to_string(), vec![])],
+            "0.0.0.0:3260".parse().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        targets.set_added_portals(vec!["192.0.2.9:3261".parse().unwrap()]);
+        let config = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+        // RFC 7143 13.8: one TargetAddress per portal, `address:port,tpgt`.
+        assert_eq!(addresses(&config), ["192.0.2.7:3260,1", "192.0.2.9:3261,1"]);
+        targets.set_added_portals(vec![]);
+        let config = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+        assert_eq!(addresses(&config), ["192.0.2.7:3260,1"]);
     }
 
     #[test]

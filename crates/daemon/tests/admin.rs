@@ -628,3 +628,96 @@ fn adding_a_lun_keeps_the_targets_reservations_and_tells_its_sessions() {
     );
     assert_eq!(&keys.data[8..16], &KEY.to_be_bytes());
 }
+
+#[test]
+fn portals_added_live_serve_at_once_and_removed_ones_refuse_new_connections() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let mut on_main = Initiator::connect(&daemon.portal(), A, 0).unwrap();
+    on_main.write10(0, &[0x3c; 512], BLOCK).unwrap();
+
+    // Add a second portal: it accepts logins at once.
+    let extra = format!("127.0.0.1:{}", testkit::daemon::free_port().unwrap());
+    assert_eq!(
+        ok(socket, &["portal", "add", &extra]),
+        format!("change\n+ portal {extra}\n")
+    );
+    let mut on_extra = Initiator::connect(&extra, A, 0).unwrap();
+    assert_eq!(on_extra.read10(0, 1, BLOCK).unwrap(), vec![0x3c; 512]);
+    let portals = json(socket, &["portal", "list"]);
+    assert_eq!(portals[0]["portal"], daemon.portal());
+    assert_eq!(portals[0]["kind"], "main");
+    assert_eq!(portals[0]["sessions"], 1);
+    assert_eq!(portals[1]["portal"], extra.as_str());
+    assert_eq!(portals[1]["kind"], "added");
+    assert_eq!(portals[1]["sessions"], 1);
+    assert!(std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .contains(&format!("portals = [\"{extra}\"]")));
+
+    // Bad input: one line naming the value.
+    let err = refused(socket, &["portal", "add", "127.0.0.1"]);
+    assert!(
+        err.contains("portal \"127.0.0.1\": not an address"),
+        "{err}"
+    );
+    let err = refused(socket, &["portal", "add", &extra]);
+    assert!(
+        err.contains(&format!("portal {extra}: already listening")),
+        "{err}"
+    );
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = held.local_addr().unwrap().to_string();
+    let err = refused(socket, &["portal", "add", &in_use]);
+    assert!(
+        err.contains(&format!("portal {in_use}: cannot listen")),
+        "{err}"
+    );
+    let err = refused(socket, &["portal", "remove", &daemon.portal()]);
+    assert!(err.contains("main portal"), "{err}");
+    let err = refused(socket, &["portal", "remove", "127.0.0.1:9"]);
+    assert!(err.contains("portal 127.0.0.1:9: no such portal"), "{err}");
+    assert_eq!(
+        json(socket, &["portal", "list"]).as_array().unwrap().len(),
+        2
+    );
+
+    // In use: refused unless forced; forced, its session ends and it refuses connections.
+    let err = refused(socket, &["portal", "remove", &extra]);
+    assert!(
+        err.contains(&format!("portal {extra}: in use by 1 session(s)")),
+        "{err}"
+    );
+    on_extra.test_unit_ready().unwrap();
+    assert_eq!(
+        ok(socket, &["portal", "remove", &extra, "--force"]),
+        format!("change\n- portal {extra}\n")
+    );
+    assert!(on_extra.test_unit_ready().is_err(), "its session ended");
+    let refused_connect = std::net::TcpStream::connect(&extra).unwrap_err();
+    assert_eq!(
+        refused_connect.kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    // The main portal's session saw nothing of it.
+    assert_eq!(on_main.read10(0, 1, BLOCK).unwrap(), vec![0x3c; 512]);
+    assert!(!std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .contains("portals"));
+
+    // Added again, then a restart: the daemon listens there again.
+    ok(socket, &["portal", "add", &extra]);
+    drop(on_main);
+    drop(daemon);
+    let daemon = setup.start();
+    let mut after = Initiator::connect(&extra, A, 0).unwrap();
+    assert_eq!(
+        after.read10(0, 1, BLOCK).unwrap(),
+        vec![0u8; 512],
+        "memory LUN"
+    );
+    let portals = json(socket, &["portal", "list"]);
+    assert_eq!(portals[1]["portal"], extra.as_str());
+    drop(daemon);
+}
