@@ -306,16 +306,12 @@ impl State {
             let old_luns = old.get(&spec.name);
             let current_target = self.targets.get(&spec.name);
             let mut luns: Vec<(LunSpec, Arc<dyn BlockStore>)> = Vec::new();
-            // LUNs whose entry changed at most in size keep their logical unit's state.
+            // LUNs served before keep their logical unit's state (reservations, mode
+            // parameters, unit attentions), whatever else changed: a new store or new
+            // settings go in under the same logical unit.
             let mut kept = std::collections::HashSet::new();
             for lun in &spec.luns {
-                let entry = &new[&spec.name][&lun.lun];
-                if old_luns.and_then(|l| l.get(&lun.lun)).is_some_and(|o| {
-                    crate::config::LunEntry {
-                        size: entry.size.clone(),
-                        ..o.clone()
-                    } == *entry
-                }) {
+                if old_luns.is_some_and(|l| l.contains_key(&lun.lun)) {
                     kept.insert(lun.lun);
                 }
                 let kept = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {

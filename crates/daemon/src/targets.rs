@@ -86,7 +86,8 @@ impl Target {
     }
 
     /// The next version of `previous`, serving `luns`: those in `kept` keep their logical
-    /// unit (reservations, mode parameters, capacity), the others are built afresh; its
+    /// unit (reservations, mode parameters, capacity; over a new store or with other
+    /// settings, see [`ScsiTarget::replace_lun_config`]), the others are built afresh; its
     /// sessions keep their nexuses and queued conditions, and get REPORTED LUNS DATA HAS
     /// CHANGED when LUNs came or went.
     pub fn rebuild(
@@ -130,7 +131,17 @@ impl Target {
                 bail!("target {name} has LUN {} twice", lun.lun);
             }
             crate::config::check_lun(lun.lun).with_context(|| format!("target {name}"))?;
-            if !kept.contains(&lun.lun) || scsi.lun(lun.lun).is_none() {
+            if kept.contains(&lun.lun) && scsi.lun(lun.lun).is_some() {
+                // The same logical unit, perhaps over another store or with other
+                // settings: it keeps its state and the hosts are told what changed.
+                let config = lu_config(&name, &lun, store.as_ref());
+                if scsi.lun(lun.lun) != Some(&config) {
+                    carry_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                    tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
+                        "LUN changed in place");
+                    scsi.replace_lun_config(lun.lun, config);
+                }
+            } else {
                 let config = lu_config(&name, &lun, store.as_ref());
                 tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
@@ -416,6 +427,32 @@ fn restore_reservations(
             format!("target {target} LUN {lun}: cannot read saved persistent reservations")
         }),
     }
+}
+
+/// Writes a kept logical unit's persistent reservations (APTPL) to the store it moves to,
+/// unless that store holds them already, so a restart restores what runs now.
+fn carry_reservations(
+    scsi: &ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+) -> Result<()> {
+    let Some(saved) = scsi.reservation_metadata(lun) else {
+        return Ok(());
+    };
+    let what = || format!("target {target} LUN {lun}: persistent reservations (APTPL)");
+    let existing = match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+        Ok(existing) => existing,
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => return Ok(()),
+        Err(e) => return Err(e).with_context(what),
+    };
+    let wanted = existing.is_some() || scsi.reservations_persist(lun);
+    if wanted && existing.as_deref() != Some(&saved[..]) {
+        store
+            .write_metadata(scsi::RESERVATIONS_METADATA, &saved)
+            .with_context(|| format!("{}: cannot write them to the new store", what()))?;
+    }
+    Ok(())
 }
 
 /// Our one portal group.

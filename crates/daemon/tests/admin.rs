@@ -721,3 +721,123 @@ fn portals_added_live_serve_at_once_and_removed_ones_refuse_new_connections() {
     assert_eq!(portals[1]["portal"], extra.as_str());
     drop(daemon);
 }
+
+#[test]
+fn a_new_store_under_a_lun_keeps_its_reservations_and_tells_the_hosts_what_changed() {
+    const HOST: &str = "iqn.2026-11.io.example:pr-host";
+    const OTHER: &str = "iqn.2026-11.io.example:pr-other";
+    const KEY: u64 = 0x0123_4567_89ab_cdef;
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let first = setup.dir.path().join("first.img");
+    let second = setup.dir.path().join("second.img");
+    ok(socket, &["target", "add", B]);
+    ok(
+        socket,
+        &[
+            "lun",
+            "add",
+            B,
+            "0",
+            "--bstype",
+            "file",
+            "--backing-store",
+            first.to_str().unwrap(),
+            "--size",
+            "1M",
+        ],
+    );
+    let mut host = login_as(&daemon, B, HOST, None).unwrap();
+    let mut other = login_as(&daemon, B, OTHER, None).unwrap();
+    let _ = host.test_unit_ready();
+    let _ = other.test_unit_ready();
+    host.write10(10, &[0x6d; 512], BLOCK).unwrap();
+    // PERSISTENT RESERVE OUT (SPC-4 6.16, opcode 5Fh; parameter list length 24 in bytes
+    // 5-8). REGISTER (service action 00h): service action reservation key in bytes 8-15
+    // of the parameter list, APTPL (byte 20 bit 0) set.
+    let mut register = vec![0u8; 24];
+    register[8..16].copy_from_slice(&KEY.to_be_bytes());
+    register[20] = 0x01;
+    let out = host
+        .raw_command(&[0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], &register, 0)
+        .unwrap();
+    assert_eq!(out.status, 0, "REGISTER: {out:?}");
+    // RESERVE (service action 01h), TYPE Write Exclusive (1h) in byte 2; the key in
+    // bytes 0-7 of the parameter list.
+    let mut reserve = vec![0u8; 24];
+    reserve[..8].copy_from_slice(&KEY.to_be_bytes());
+    let out = host
+        .raw_command(&[0x5F, 0x01, 0x01, 0, 0, 0, 0, 0, 24, 0], &reserve, 0)
+        .unwrap();
+    assert_eq!(out.status, 0, "RESERVE: {out:?}");
+
+    // The reservation as PERSISTENT RESERVE IN, READ RESERVATION (SPC-4 6.15.4: service
+    // action 01h) reports it: additional length 16, the key, then TYPE in byte 21.
+    let reservation = |host: &mut Initiator| {
+        let out = host
+            .raw_command(&[0x5E, 0x01, 0, 0, 0, 0, 0, 0, 64, 0], &[], 64)
+            .unwrap();
+        assert_eq!(out.status, 0, "READ RESERVATION: {out:?}");
+        assert_eq!(&out.data[4..8], &16u32.to_be_bytes(), "{:?}", out.data);
+        assert_eq!(&out.data[8..16], &KEY.to_be_bytes());
+        assert_eq!(out.data[21] & 0x0F, 0x01, "Write Exclusive");
+    };
+    // WRITE(10) of one block at LBA 20 from the host that holds no reservation: status
+    // RESERVATION CONFLICT (18h, SAM-5 table 33).
+    let fenced = |other: &mut Initiator| {
+        let out = other
+            .raw_command(&[0x2A, 0, 0, 0, 0, 20, 0, 0, 1, 0], &[0x11; 512], 0)
+            .unwrap();
+        assert_eq!(out.status, 0x18, "{out:?}");
+    };
+    fenced(&mut other);
+
+    // New bsopts: a new store over the same file, the same logical unit.
+    assert_eq!(
+        ok(socket, &["lun", "modify", B, "0", "--bsopts", "threads=2"]),
+        format!("change\n~ lun {B}/0 (bsopts)\n")
+    );
+    host.test_unit_ready().unwrap();
+    reservation(&mut host);
+    fenced(&mut other);
+    assert_eq!(host.read10(10, 1, BLOCK).unwrap(), vec![0x6d; 512]);
+
+    // A new backing file, larger: the hosts learn of the capacity (2Ah/09h) and of the
+    // new identity (3Fh/03h INQUIRY DATA HAS CHANGED), and the reservation stays.
+    let mut image = std::fs::read(&first).unwrap();
+    image.resize(2 << 20, 0);
+    std::fs::write(&second, &image).unwrap();
+    ok(
+        socket,
+        &[
+            "lun",
+            "modify",
+            B,
+            "0",
+            "--backing-store",
+            second.to_str().unwrap(),
+        ],
+    );
+    for session in [&mut host, &mut other] {
+        for (asc, ascq) in [(0x2A, 0x09), (0x3F, 0x03)] {
+            let ua = session.test_unit_ready().unwrap_err();
+            let ua = ua.scsi().expect("a SCSI error");
+            assert_eq!((ua.sense_key, ua.asc, ua.ascq), (0x06, asc, ascq));
+        }
+        session.test_unit_ready().unwrap();
+    }
+    assert_eq!(host.read_capacity16().unwrap(), ((2 << 20) / 512, BLOCK));
+    assert_eq!(host.read10(10, 1, BLOCK).unwrap(), vec![0x6d; 512]);
+    host.write10(3000, &[0x42; 512], BLOCK).unwrap();
+    reservation(&mut host);
+    fenced(&mut other);
+    // APTPL: the state went with the LUN to its new file, so a restart restores it.
+    drop((host, other));
+    drop(daemon);
+    let daemon = setup.start();
+    let mut other = login_as(&daemon, B, OTHER, None).unwrap();
+    let _ = other.test_unit_ready();
+    fenced(&mut other);
+    reservation(&mut other);
+}
