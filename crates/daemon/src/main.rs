@@ -94,6 +94,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 args.gfapi_library.clone(),
             )
             .with_cli_access(plan.access.clone())
+            .with_settings(args.server())
             .with_portals(Arc::new(portals)),
         );
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;

@@ -97,7 +97,8 @@ pub async fn serve_portals(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let targets = targets.clone();
-                let limits = server.connection;
+                // Settings changed live apply to the connections from now on.
+                let limits = targets.connection_limits().unwrap_or(server.connection);
                 let Some((handle, load)) = pool.pick() else {
                     connections.spawn(async move {
                         if let Err(err) = serve_connection(stream, peer, targets, limits).await {

@@ -71,6 +71,9 @@ pub struct State {
     /// The listeners of the added portals; `None` where nothing listens (then the
     /// configuration's `portals` cannot change).
     portals: Option<Arc<crate::portals::Portals>>,
+    /// The command line's server limits, under the configuration's settings; `None`:
+    /// the settings are not applied live (tests of the state alone).
+    base_server: Option<crate::Server>,
 }
 
 impl State {
@@ -87,7 +90,15 @@ impl State {
             gfapi_library,
             cli_access: Default::default(),
             portals: None,
+            base_server: None,
         }
+    }
+
+    /// Applies the configuration's session and login settings over `base` (the command
+    /// line's) to the next logins, at start and at every change.
+    pub fn with_settings(mut self, base: crate::Server) -> State {
+        self.base_server = Some(base);
+        self
     }
 
     /// Listens on the configuration's added portals through `portals`.
@@ -175,6 +186,11 @@ impl State {
         let old = luns_by_target(current);
         let new = luns_by_target(&wanted);
         let mut changes = settings_changes(current, &wanted);
+        let server = self
+            .base_server
+            .clone()
+            .map(|base| crate::cli::with_file_settings(base, &wanted))
+            .transpose()?;
         let (portals_added, portals_removed) = portal_changes(current, &wanted, main_portal)?;
         changes.extend(
             portals_added
@@ -357,6 +373,11 @@ impl State {
         for target in built {
             let name = target.name.clone();
             self.targets.replace(&name, Some(target));
+        }
+        // Session and login settings: the next logins get them, sessions keep theirs.
+        if let Some(server) = &server {
+            self.targets.set_connection_limits(server.connection);
+            self.targets.set_require_digests(server.require_digests);
         }
         // Portals: new ones accept from now on; removed ones refuse new connections, then
         // the sessions that came through them end.
@@ -569,27 +590,52 @@ fn portal_changes(
     Ok((added, removed))
 }
 
-/// Changes of the settings that take effect at the next start.
+/// Changes of the daemon's settings: the session and login settings apply to the next
+/// logins (sessions logged in keep what they negotiated, RFC 7143), the others at the
+/// next start.
 fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
+    const NEXT_START: &str = "takes effect at the next start";
+    const NEXT_LOGINS: &str = "applies to new logins";
     let mut changes = Vec::new();
-    let note = "takes effect at the next start";
-    if old.portal != new.portal {
-        changes.push(change("modify", "portal".into(), note));
-    }
-    if old.command_timeout != new.command_timeout {
-        changes.push(change("modify", "command_timeout".into(), note));
-    }
-    if old.gfapi_library != new.gfapi_library {
-        changes.push(change("modify", "gfapi_library".into(), note));
-    }
-    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
-        if a != b {
-            changes.push(change("modify", key.into(), note));
+    let mut note = |key: &str, differs: bool, when: &str| {
+        if differs {
+            changes.push(change("modify", key.into(), when));
         }
+    };
+    note("portal", old.portal != new.portal, NEXT_START);
+    note(
+        "command_timeout",
+        old.command_timeout != new.command_timeout,
+        NEXT_LOGINS,
+    );
+    note(
+        "gfapi_library",
+        old.gfapi_library != new.gfapi_library,
+        NEXT_START,
+    );
+    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
+        let when = if key == "shutdown_grace" {
+            NEXT_START
+        } else {
+            NEXT_LOGINS
+        };
+        note(key, a != b, when);
     }
-    if old.unsolicited_data_budget != new.unsolicited_data_budget {
-        changes.push(change("modify", "unsolicited_data_budget".into(), note));
-    }
+    note(
+        "unsolicited_data_budget",
+        old.unsolicited_data_budget != new.unsolicited_data_budget,
+        NEXT_LOGINS,
+    );
+    note(
+        "require_header_digest",
+        old.require_header_digest != new.require_header_digest,
+        NEXT_LOGINS,
+    );
+    note(
+        "require_data_digest",
+        old.require_data_digest != new.require_data_digest,
+        NEXT_LOGINS,
+    );
     changes
 }
 

@@ -173,7 +173,12 @@ pub struct Targets {
     /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]). Rebuilt
     /// when the set of targets changes; a connection takes a copy when it starts.
     iscsi: RwLock<Arc<iscsi::Config>>,
-    limits: iscsi::Limits,
+    /// What logins offer and require; changed live for the next logins
+    /// ([`Targets::set_require_digests`]).
+    limits: RwLock<iscsi::Limits>,
+    /// Time limits and login bounds for the next connections, when changed since start
+    /// ([`Targets::set_connection_limits`]); else the server's.
+    connection_limits: RwLock<Option<crate::ConnectionLimits>>,
     portal: SocketAddr,
     /// The portals added beside `portal` (`crate::portals`), sorted.
     added_portals: RwLock<Vec<SocketAddr>>,
@@ -228,7 +233,8 @@ impl Targets {
         let access = RwLock::new(iscsi.access.clone());
         Ok(Targets {
             iscsi: RwLock::new(iscsi),
-            limits,
+            limits: RwLock::new(limits),
+            connection_limits: RwLock::new(None),
             portal,
             added_portals: RwLock::new(Vec::new()),
             targets: RwLock::new(by_name),
@@ -263,7 +269,7 @@ impl Targets {
         if let Some(old) = old {
             old.stale.store(true, Ordering::Relaxed);
         }
-        let config = iscsi_config(targets.keys(), &self.portals(), self.limits.clone());
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);
     }
 
@@ -271,8 +277,32 @@ impl Targets {
     pub fn set_added_portals(&self, added: Vec<SocketAddr>) {
         let targets = self.targets.read().expect("targets lock");
         *self.added_portals.write().expect("targets lock") = added;
-        let config = iscsi_config(targets.keys(), &self.portals(), self.limits.clone());
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// What the next logins negotiate with.
+    pub fn limits(&self) -> iscsi::Limits {
+        self.limits.read().expect("targets lock").clone()
+    }
+
+    /// The digests the next normal-session logins must negotiate; sessions logged in keep
+    /// what they negotiated (RFC 7143 13.1: keys are negotiated once, at login).
+    pub fn set_require_digests(&self, digests: iscsi::Digests) {
+        let targets = self.targets.read().expect("targets lock");
+        self.limits.write().expect("targets lock").require_digests = digests;
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// The time limits and login bounds of the next connections (`None`: the server's).
+    pub fn connection_limits(&self) -> Option<crate::ConnectionLimits> {
+        *self.connection_limits.read().expect("targets lock")
+    }
+
+    /// Gives the next connections `limits`; connections open now keep theirs.
+    pub fn set_connection_limits(&self, limits: crate::ConnectionLimits) {
+        *self.connection_limits.write().expect("targets lock") = Some(limits);
     }
 
     /// Every portal: the main one first, then those added.

@@ -841,3 +841,52 @@ fn a_new_store_under_a_lun_keeps_its_reservations_and_tells_the_hosts_what_chang
     fenced(&mut other);
     reservation(&mut other);
 }
+
+#[test]
+fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
+    use testkit::initiator::{ConnectOptions, HeaderDigest};
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let offer = |digest: HeaderDigest| ConnectOptions {
+        header_digest: digest,
+        ..ConnectOptions::default()
+    };
+    let login = |digest| Initiator::connect_with(&daemon.portal(), A, 0, &offer(digest));
+    // Offered None,CRC32C while nothing is required, the target picks None.
+    let mut old = login(HeaderDigest::NoneCrc32c).unwrap();
+    daemon.wait_for_log_line(&["login", "header_digest=false"]);
+
+    let changed = setup.dir.path().join("changed.toml");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &changed,
+        format!("require_header_digest = true\nmax_sessions_per_target = 2\n{text}"),
+    )
+    .unwrap();
+    let out = ok(socket, &["apply", changed.to_str().unwrap()]);
+    assert!(
+        out.contains("~ max_sessions_per_target (applies to new logins)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ require_header_digest (applies to new logins)"),
+        "{out}"
+    );
+    // The next logins: None alone is refused, None,CRC32C gets CRC32C...
+    assert!(login(HeaderDigest::None).is_err());
+    daemon.wait_for_log_line(&["login rejected", "HeaderDigest", "requires CRC32C"]);
+    let mut new = login(HeaderDigest::NoneCrc32c).unwrap();
+    daemon.wait_for_log_line(&["login", "header_digest=true"]);
+    new.test_unit_ready().unwrap();
+    // ...and the new bound holds: with the old session and the new one, a third is over.
+    assert!(login(HeaderDigest::NoneCrc32c).is_err());
+    // The session from before keeps what it negotiated (RFC 7143: keys are negotiated
+    // at login only) and goes on.
+    let _ = old.test_unit_ready();
+    old.write10(1, &[0x2e; 512], BLOCK).unwrap();
+    assert_eq!(new.read10(1, 1, BLOCK).unwrap(), vec![0x2e; 512]);
+    // The file on disk has the new settings, so a restart serves them too.
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(saved.contains("require_header_digest = true"), "{saved}");
+}
