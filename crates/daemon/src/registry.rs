@@ -140,6 +140,25 @@ impl Registry {
             .collect()
     }
 
+    /// Waits (blocking, polling) until none of the sessions `ids` is registered, at most
+    /// `limit`; whether they all went.
+    pub fn wait_gone(&self, ids: &[u64], limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let open = {
+                let by_id = self.by_id.lock().expect("sessions lock");
+                ids.iter().any(|id| by_id.contains_key(id))
+            };
+            if !open {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Tells session `id` to end (its connection closes); false if there is none.
     pub fn end(&self, id: u64) -> bool {
         let entry = self.by_id.lock().expect("sessions lock").get(&id).cloned();

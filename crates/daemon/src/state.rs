@@ -207,11 +207,10 @@ impl State {
         let mut rebuild = Vec::new();
         let mut grow: Vec<(String, u16, u64)> = Vec::new();
         let mut remove = Vec::new();
-        for (name, old_luns) in &old {
+        for name in old.keys() {
             if !new.contains_key(name) {
                 changes.push(change("remove", format!("target {name}"), ""));
                 remove.push(name.clone());
-                let _ = old_luns;
             }
         }
         for spec in &specs {
@@ -330,7 +329,8 @@ impl State {
                 if old_luns.is_some_and(|l| l.contains_key(&lun.lun)) {
                     kept.insert(lun.lun);
                 }
-                let kept = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
+                // The open store itself is reused when only export settings changed.
+                let reused = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
                     (Some(old_entry), Some(target))
                         if same_store(old_entry, &new[&spec.name][&lun.lun]) =>
                     {
@@ -338,7 +338,7 @@ impl State {
                     }
                     _ => None,
                 };
-                let store = match kept {
+                let store = match reused {
                     Some(store) => store,
                     None => open_store(&lun.store).with_context(|| {
                         format!(
@@ -391,8 +391,19 @@ impl State {
                 if let Err(err) = listeners.stop(portal) {
                     tracing::warn!("{err:#}");
                 }
-                for session in self.targets.registry.on_portal(portal) {
-                    self.targets.registry.end(session.id);
+                let ended: Vec<u64> = self
+                    .targets
+                    .registry
+                    .on_portal(portal)
+                    .iter()
+                    .map(|s| s.id)
+                    .collect();
+                for &id in &ended {
+                    self.targets.registry.end(id);
+                }
+                // Return once they are gone, so that the caller sees the portal unused.
+                if !self.targets.registry.wait_gone(&ended, SESSIONS_END_WITHIN) {
+                    tracing::warn!(portal = %portal, "sessions told to end are still open");
                 }
             }
             self.targets.set_added_portals(wanted.portals.clone());
@@ -476,6 +487,10 @@ impl State {
     }
 }
 
+/// How long removing a portal waits for the sessions it ends to close (they close at
+/// their connection task's next wake-up, normally at once).
+const SESSIONS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn change(action: &str, object: String, detail: &str) -> Change {
     Change {
         action: action.into(),
@@ -508,26 +523,24 @@ fn same_store(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> b
 
 /// The fields that differ, named.
 fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> String {
-    let mut fields = Vec::new();
-    if old.bstype != new.bstype {
-        fields.push("bstype");
-    }
-    if old.backing_store != new.backing_store {
-        fields.push("backing_store");
-    }
-    if old.bsopts != new.bsopts {
-        fields.push("bsopts");
-    }
-    if old.size != new.size {
-        fields.push("size");
-    }
-    if old.block_size != new.block_size {
-        fields.push("block_size");
-    }
-    if old.read_only != new.read_only {
-        fields.push("read_only");
-    }
-    fields.join(", ")
+    differing(&[
+        ("bstype", old.bstype != new.bstype),
+        ("backing_store", old.backing_store != new.backing_store),
+        ("bsopts", old.bsopts != new.bsopts),
+        ("size", old.size != new.size),
+        ("block_size", old.block_size != new.block_size),
+        ("read_only", old.read_only != new.read_only),
+    ])
+}
+
+/// The names of the fields marked as differing, in order, joined by commas.
+fn differing(fields: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = fields
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| *name)
+        .collect();
+    names.join(", ")
 }
 
 /// Changes of access control (never showing a secret): they apply to the next logins.
@@ -543,22 +556,16 @@ fn access_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
         let Some(o) = old.targets.iter().find(|o| o.name == t.name) else {
             continue;
         };
-        let mut fields = Vec::new();
-        if o.acl != t.acl {
-            fields.push("acl");
-        }
-        if o.chap != t.chap {
-            fields.push("chap");
-        }
-        if o.allow_any_initiator != t.allow_any_initiator {
-            fields.push("allow_any_initiator");
-        }
+        let fields = differing(&[
+            ("acl", o.acl != t.acl),
+            ("chap", o.chap != t.chap),
+            (
+                "allow_any_initiator",
+                o.allow_any_initiator != t.allow_any_initiator,
+            ),
+        ]);
         if !fields.is_empty() {
-            changes.push(change(
-                "modify",
-                format!("target {}", t.name),
-                &fields.join(", "),
-            ));
+            changes.push(change("modify", format!("target {}", t.name), &fields));
         }
     }
     changes
@@ -594,49 +601,42 @@ fn portal_changes(
 /// logins (sessions logged in keep what they negotiated, RFC 7143), the others at the
 /// next start.
 fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
-    const NEXT_START: &str = "takes effect at the next start";
-    const NEXT_LOGINS: &str = "applies to new logins";
-    let mut changes = Vec::new();
-    let mut note = |key: &str, differs: bool, when: &str| {
-        if differs {
-            changes.push(change("modify", key.into(), when));
-        }
-    };
-    note("portal", old.portal != new.portal, NEXT_START);
-    note(
-        "command_timeout",
-        old.command_timeout != new.command_timeout,
-        NEXT_LOGINS,
-    );
-    note(
-        "gfapi_library",
-        old.gfapi_library != new.gfapi_library,
-        NEXT_START,
-    );
-    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
-        let when = if key == "shutdown_grace" {
-            NEXT_START
-        } else {
-            NEXT_LOGINS
-        };
-        note(key, a != b, when);
-    }
-    note(
-        "unsolicited_data_budget",
-        old.unsolicited_data_budget != new.unsolicited_data_budget,
-        NEXT_LOGINS,
-    );
-    note(
-        "require_header_digest",
-        old.require_header_digest != new.require_header_digest,
-        NEXT_LOGINS,
-    );
-    note(
-        "require_data_digest",
-        old.require_data_digest != new.require_data_digest,
-        NEXT_LOGINS,
-    );
-    changes
+    let mut fields = vec![
+        ("portal", old.portal != new.portal),
+        (
+            "command_timeout",
+            old.command_timeout != new.command_timeout,
+        ),
+        ("gfapi_library", old.gfapi_library != new.gfapi_library),
+    ];
+    let numbers = old.settings().into_iter().zip(new.settings());
+    fields.extend(numbers.map(|((key, a), (_, b))| (key, a != b)));
+    fields.extend([
+        (
+            "unsolicited_data_budget",
+            old.unsolicited_data_budget != new.unsolicited_data_budget,
+        ),
+        (
+            "require_header_digest",
+            old.require_header_digest != new.require_header_digest,
+        ),
+        (
+            "require_data_digest",
+            old.require_data_digest != new.require_data_digest,
+        ),
+    ]);
+    fields
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(key, _)| {
+            let when = if ["portal", "gfapi_library", "shutdown_grace"].contains(&key) {
+                "takes effect at the next start"
+            } else {
+                "applies to new logins"
+            };
+            change("modify", key.into(), when)
+        })
+        .collect()
 }
 
 /// Writes `config` to `path` so that a crash leaves either the old file or the new one:
