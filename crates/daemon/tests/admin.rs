@@ -44,6 +44,16 @@ fn refused(socket: &Path, args: &[&str]) -> String {
     err
 }
 
+/// `admin lun add TARGET 0` over the file `image`, created with `size` when missing.
+fn add_file_lun(socket: &Path, target: &str, image: &Path, size: &str) -> String {
+    let image = image.to_str().unwrap();
+    let args = ["lun", "add", target, "0", "--bstype", "file"];
+    ok(
+        socket,
+        &[&args[..], &["--backing-store", image, "--size", size]].concat(),
+    )
+}
+
 fn json(socket: &Path, args: &[&str]) -> Value {
     let mut with_json = args.to_vec();
     with_json.push("--json");
@@ -107,21 +117,7 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
     let added = ok(socket, &["target", "add", B]);
     assert_eq!(added, format!("change\n+ target {B}\n"));
     let image = setup.dir.path().join("b.img");
-    let added = ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--size",
-            "2M",
-        ],
-    );
+    let added = add_file_lun(socket, B, &image, "2M");
     assert_eq!(added, format!("change\n+ lun {B}/0\n"));
 
     let mut on_b = Initiator::connect(&daemon.portal(), B, 0).unwrap();
@@ -488,22 +484,8 @@ fn add_log_in_write_fence_resize_restart() {
 
     ok(socket, &["target", "add", B]);
     let image = setup.dir.path().join("e2e.img");
+    add_file_lun(socket, B, &image, "1M");
     let image = image.to_str().unwrap();
-    ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image,
-            "--size",
-            "1M",
-        ],
-    );
     let mut host = login_as(&daemon, B, HOST, None).expect("log in to the added LUN");
     let data: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
     host.write10(100, &data, BLOCK).unwrap();
@@ -733,21 +715,7 @@ fn a_new_store_under_a_lun_keeps_its_reservations_and_tells_the_hosts_what_chang
     let first = setup.dir.path().join("first.img");
     let second = setup.dir.path().join("second.img");
     ok(socket, &["target", "add", B]);
-    ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            first.to_str().unwrap(),
-            "--size",
-            "1M",
-        ],
-    );
+    add_file_lun(socket, B, &first, "1M");
     let mut host = login_as(&daemon, B, HOST, None).unwrap();
     let mut other = login_as(&daemon, B, OTHER, None).unwrap();
     let _ = host.test_unit_ready();
