@@ -5,6 +5,8 @@
 //! portals = ["192.0.2.7:3260"]    # more portals (`admin portal add/remove` changes them live)
 //! command_timeout = 25           # optional; else --command-timeout
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)
+//! max_recv_data_segment_length = 262144  # optional login keys, bytes (also
+//!                                         # max_burst_length, first_burst_length)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -48,6 +50,13 @@ pub struct ConfigFile {
     pub max_connections_per_initiator: Option<u64>,
     /// A size, e.g. "2G"; see `--unsolicited-data-budget`.
     pub unsolicited_data_budget: Option<String>,
+    /// MaxRecvDataSegmentLength the target declares (bytes, 512..=16777215).
+    pub max_recv_data_segment_length: Option<u32>,
+    /// MaxBurstLength the target accepts at most (bytes, 512..=16777215).
+    pub max_burst_length: Option<u32>,
+    /// FirstBurstLength the target accepts at most (bytes, 512..=16777215, at most
+    /// MaxBurstLength).
+    pub first_burst_length: Option<u32>,
     /// Normal sessions must negotiate HeaderDigest=CRC32C (`--require-header-digest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_header_digest: bool,
@@ -169,6 +178,7 @@ impl ConfigFile {
             check_command_timeout(secs).context("command_timeout")?;
         }
         check_portals(&config.portals)?;
+        config.iscsi_limits(iscsi::Limits::default())?;
         for (key, value) in config.settings() {
             if let Some(value) = value {
                 check_setting(key, value)?;
@@ -242,6 +252,46 @@ impl ConfigFile {
             });
         }
         Ok(specs)
+    }
+}
+
+impl ConfigFile {
+    /// `base` with the login keys this file sets (RFC 7143 13.12-13.14: 512 to 2^24-1
+    /// bytes; FirstBurstLength not above MaxBurstLength); the error names the key.
+    pub fn iscsi_limits(&self, mut base: iscsi::Limits) -> Result<iscsi::Limits> {
+        let keys = [
+            (
+                "max_recv_data_segment_length",
+                self.max_recv_data_segment_length,
+                &mut base.max_recv_data_segment_length,
+            ),
+            (
+                "max_burst_length",
+                self.max_burst_length,
+                &mut base.max_burst_length,
+            ),
+            (
+                "first_burst_length",
+                self.first_burst_length,
+                &mut base.first_burst_length,
+            ),
+        ];
+        for (key, value, slot) in keys {
+            if let Some(value) = value {
+                if !(512..=16_777_215).contains(&value) {
+                    bail!("{key}: {value} is out of range 512..=16777215 (bytes)");
+                }
+                *slot = value;
+            }
+        }
+        if base.first_burst_length > base.max_burst_length {
+            bail!(
+                "first_burst_length: {} is above max_burst_length {}",
+                base.first_burst_length,
+                base.max_burst_length
+            );
+        }
+        Ok(base)
     }
 }
 

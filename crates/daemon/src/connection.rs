@@ -366,6 +366,8 @@ impl Session {
                     }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
+                let max_recv_data_segment_length =
+                    conn.params().map(|p| p.target_max_recv_data_segment_length);
                 tracing::info!(
                     %peer,
                     %initiator,
@@ -373,6 +375,7 @@ impl Session {
                     ?session_type,
                     header_digest = digests.header,
                     data_digest = digests.data,
+                    max_recv_data_segment_length,
                     "login"
                 );
             }

@@ -191,6 +191,16 @@ impl State {
             .clone()
             .map(|base| crate::cli::with_file_settings(base, &wanted))
             .transpose()?;
+        // The login keys: the file's over the defaults, with the digests required.
+        let limits = server
+            .as_ref()
+            .map(|server| {
+                wanted.iscsi_limits(iscsi::Limits {
+                    require_digests: server.require_digests,
+                    ..iscsi::Limits::default()
+                })
+            })
+            .transpose()?;
         let (portals_added, portals_removed) = portal_changes(current, &wanted, main_portal)?;
         changes.extend(
             portals_added
@@ -377,7 +387,9 @@ impl State {
         // Session and login settings: the next logins get them, sessions keep theirs.
         if let Some(server) = &server {
             self.targets.set_connection_limits(server.connection);
-            self.targets.set_require_digests(server.require_digests);
+        }
+        if let Some(limits) = limits {
+            self.targets.set_limits(limits);
         }
         // Portals: new ones accept from now on; removed ones refuse new connections, then
         // the sessions that came through them end.
@@ -615,6 +627,18 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
         (
             "unsolicited_data_budget",
             old.unsolicited_data_budget != new.unsolicited_data_budget,
+        ),
+        (
+            "max_recv_data_segment_length",
+            old.max_recv_data_segment_length != new.max_recv_data_segment_length,
+        ),
+        (
+            "max_burst_length",
+            old.max_burst_length != new.max_burst_length,
+        ),
+        (
+            "first_burst_length",
+            old.first_burst_length != new.first_burst_length,
         ),
         (
             "require_header_digest",

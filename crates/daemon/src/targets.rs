@@ -174,7 +174,7 @@ pub struct Targets {
     /// when the set of targets changes; a connection takes a copy when it starts.
     iscsi: RwLock<Arc<iscsi::Config>>,
     /// What logins offer and require; changed live for the next logins
-    /// ([`Targets::set_require_digests`]).
+    /// ([`Targets::set_limits`]).
     limits: RwLock<iscsi::Limits>,
     /// Time limits and login bounds for the next connections, when changed since start
     /// ([`Targets::set_connection_limits`]); else the server's.
@@ -286,11 +286,12 @@ impl Targets {
         self.limits.read().expect("targets lock").clone()
     }
 
-    /// The digests the next normal-session logins must negotiate; sessions logged in keep
-    /// what they negotiated (RFC 7143 13.1: keys are negotiated once, at login).
-    pub fn set_require_digests(&self, digests: iscsi::Digests) {
+    /// What the next logins negotiate with (digests required, MaxRecvDataSegmentLength,
+    /// burst lengths); sessions logged in keep what they negotiated (RFC 7143: keys are
+    /// negotiated once, at login).
+    pub fn set_limits(&self, limits: iscsi::Limits) {
         let targets = self.targets.read().expect("targets lock");
-        self.limits.write().expect("targets lock").require_digests = digests;
+        *self.limits.write().expect("targets lock") = limits;
         let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);
     }

@@ -822,14 +822,22 @@ fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
     };
     let login = |digest| Initiator::connect_with(&daemon.portal(), A, 0, &offer(digest));
     // Offered None,CRC32C while nothing is required, the target picks None.
+    // The target declares its MaxRecvDataSegmentLength (RFC 7143 13.12), 256 KiB unless set.
     let mut old = login(HeaderDigest::NoneCrc32c).unwrap();
-    daemon.wait_for_log_line(&["login", "header_digest=false"]);
+    daemon.wait_for_log_line(&[
+        "login",
+        "header_digest=false",
+        "max_recv_data_segment_length=262144",
+    ]);
 
     let changed = setup.dir.path().join("changed.toml");
     let text = std::fs::read_to_string(&setup.config).unwrap();
     std::fs::write(
         &changed,
-        format!("require_header_digest = true\nmax_sessions_per_target = 2\n{text}"),
+        format!(
+            "require_header_digest = true\nmax_sessions_per_target = 2\n\
+             max_recv_data_segment_length = 65536\n{text}"
+        ),
     )
     .unwrap();
     let out = ok(socket, &["apply", changed.to_str().unwrap()]);
@@ -841,11 +849,27 @@ fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
         out.contains("~ require_header_digest (applies to new logins)"),
         "{out}"
     );
+    assert!(
+        out.contains("~ max_recv_data_segment_length (applies to new logins)"),
+        "{out}"
+    );
+    // Out of range: one line naming the key, nothing changed.
+    let bad = setup.dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("max_recv_data_segment_length = 100\n{text}")).unwrap();
+    let err = refused(socket, &["apply", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("max_recv_data_segment_length: 100 is out of range 512..=16777215"),
+        "{err}"
+    );
     // The next logins: None alone is refused, None,CRC32C gets CRC32C...
     assert!(login(HeaderDigest::None).is_err());
     daemon.wait_for_log_line(&["login rejected", "HeaderDigest", "requires CRC32C"]);
     let mut new = login(HeaderDigest::NoneCrc32c).unwrap();
-    daemon.wait_for_log_line(&["login", "header_digest=true"]);
+    daemon.wait_for_log_line(&[
+        "login",
+        "header_digest=true",
+        "max_recv_data_segment_length=65536",
+    ]);
     new.test_unit_ready().unwrap();
     // ...and the new bound holds: with the old session and the new one, a third is over.
     assert!(login(HeaderDigest::NoneCrc32c).is_err());
