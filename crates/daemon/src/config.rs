@@ -585,4 +585,32 @@ backing_store = "/srv/b.img"
         assert!(check_command_timeout(0).is_ok());
         assert!(check_command_timeout(86_401).is_err());
     }
+
+    #[test]
+    fn added_portals_are_checked_and_the_exposed_one_is_the_first_public() {
+        let text = "portals = [\"127.0.0.2:3261\", \"127.0.0.2:3261\"]\n";
+        let err = format!("{:#}", ConfigFile::parse(text).unwrap_err());
+        assert!(
+            err.contains("portals: 127.0.0.2:3261 is given twice"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            ConfigFile::parse("portals = [\"[::1]:0\"]\n").unwrap_err()
+        );
+        assert!(err.contains("portal [::1]:0: port 0"), "{err}");
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let main = a("127.0.0.1:3260");
+        assert_eq!(exposed_portal(main, &[a("127.0.0.2:3261")]), main);
+        assert_eq!(
+            exposed_portal(main, &[a("[::1]:3261"), a("192.0.2.7:3260")]),
+            a("192.0.2.7:3260")
+        );
+        let err = format!(
+            "{:#}",
+            ConfigFile::parse("first_burst_length = 1048576\nmax_burst_length = 65536\n")
+                .unwrap_err()
+        );
+        assert!(err.contains("first_burst_length: 1048576 is above max_burst_length 65536"));
+    }
 }

@@ -278,14 +278,10 @@ impl State {
                         let name = object.rsplit_once('/').map_or(object, |(t, _)| t);
                         (registry.on_target(name), "their commands")
                     }
-                    Some(("portal", _)) => {
-                        let portal = portals_removed
-                            .iter()
-                            .find(|p| change.object == format!("portal {p}"))
-                            .copied()
-                            .expect("a removed portal's change names it");
-                        (registry.on_portal(portal), "them")
-                    }
+                    Some(("portal", addr)) => match addr.parse() {
+                        Ok(portal) => (registry.on_portal(portal), "them"),
+                        Err(_) => continue,
+                    },
                     _ => continue,
                 };
                 if !sessions.is_empty() {
