@@ -51,7 +51,7 @@ pub enum Noun {
         #[command(subcommand)]
         verb: ChapVerb,
     },
-    /// The portal the daemon listens on.
+    /// The portals the daemon listens on: the main one, and those added live.
     Portal {
         #[command(subcommand)]
         verb: PortalVerb,
@@ -368,6 +368,17 @@ impl ChapArgs {
 #[derive(Debug, Subcommand)]
 pub enum PortalVerb {
     List,
+    /// Listen on ADDR too (IP:PORT; IPv6 in brackets), at once and after restarts.
+    Add {
+        addr: String,
+    },
+    /// Stop listening on ADDR: new connections are refused, other portals untouched.
+    Remove {
+        addr: String,
+        /// Remove it even while sessions came through it (they end).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,9 +521,14 @@ impl AdminArgs {
                     target: target.clone(),
                 },
             },
-            Noun::Portal {
-                verb: PortalVerb::List,
-            } => Request::PortalList,
+            Noun::Portal { verb } => match verb {
+                PortalVerb::List => Request::PortalList,
+                PortalVerb::Add { addr } => Request::PortalAdd { addr: addr.clone() },
+                PortalVerb::Remove { addr, force } => Request::PortalRemove {
+                    addr: addr.clone(),
+                    force: *force,
+                },
+            },
             Noun::Session { verb } => match verb {
                 SessionVerb::List => Request::SessionList,
                 SessionVerb::End { id } => Request::SessionEnd { id: *id },

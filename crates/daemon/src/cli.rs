@@ -181,7 +181,7 @@ pub struct Plan {
 impl Args {
     /// Everything to serve: the config file when given, else the single-LUN options.
     pub fn plan(&self) -> Result<Plan> {
-        let mut server = self.server();
+        let server = self.server();
         let discovery_chap = match &self.discovery_chap_user {
             Some(user) => Some(iscsi::auth::ChapCredentials {
                 initiator: cli_credential(
@@ -218,23 +218,19 @@ impl Args {
             bail!("--config with --acl or --chap-user: put them in the config file");
         }
         let config = ConfigFile::load(path)?;
-        if let Some(secs) = config.command_timeout {
-            server.connection.command_timeout =
-                (secs > 0).then(|| std::time::Duration::from_secs(secs));
-        }
         // The file's settings win over the command line's.
-        let file_server = self.server_with(Some(&config))?;
-        server.drain_timeout = file_server.drain_timeout;
-        server.connection.bounds = file_server.connection.bounds;
-        server.connection.timers = file_server.connection.timers;
-        server.require_digests = file_server.require_digests;
+        let server = with_file_settings(server, &config)?;
         let portal = config.portal.unwrap_or(self.portal);
         // Check every target, LUN and access rule before anything starts.
         let specs = config
             .target_specs(self.gfapi_library.as_ref())
             .with_context(|| format!("config file {}", path.display()))?;
         access
-            .policy(&config, &specs, portal)
+            .policy(
+                &config,
+                &specs,
+                crate::config::exposed_portal(portal, &config.portals),
+            )
             .with_context(|| format!("config file {}", path.display()))?;
         Ok(Plan {
             portal,
@@ -306,35 +302,21 @@ impl Args {
 
     /// Server limits from the command line.
     pub fn server(&self) -> crate::Server {
-        self.server_with(None)
-            .expect("the command line's values are checked as they are parsed")
-    }
-
-    /// Server limits from the command line, with `config`'s settings instead where it
-    /// gives them (checked when it was parsed).
-    fn server_with(&self, config: Option<&ConfigFile>) -> Result<crate::Server> {
-        let file =
-            |key: &str| config.and_then(|c| c.settings().into_iter().find(|(k, _)| *k == key)?.1);
-        let nop_in_interval = file("nop_in_interval").unwrap_or(self.nop_in_interval);
-        let nop_in_timeout = file("nop_in_timeout").unwrap_or(self.nop_in_timeout);
-        let login_timeout = file("login_timeout").unwrap_or(self.login_timeout);
-        let shutdown_grace = file("shutdown_grace").unwrap_or(self.shutdown_grace);
-        let max_sessions = file("max_sessions_per_target").unwrap_or(self.max_sessions_per_target);
-        let max_connections =
-            file("max_connections_per_initiator").unwrap_or(self.max_connections_per_initiator);
-        let budget = match config.and_then(|c| c.unsolicited_data_budget.as_deref()) {
-            Some(size) => Some(units::parse_size(size)?),
-            None => self.unsolicited_data_budget,
-        };
+        let nop_in_interval = self.nop_in_interval;
+        let nop_in_timeout = self.nop_in_timeout;
+        let login_timeout = self.login_timeout;
+        let shutdown_grace = self.shutdown_grace;
+        let max_sessions = self.max_sessions_per_target;
+        let max_connections = self.max_connections_per_initiator;
+        let budget = self.unsolicited_data_budget;
         let mut server = crate::Server::default();
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
         server.drain_timeout = std::time::Duration::from_secs(shutdown_grace);
-        // Required by the command line or the file.
         server.require_digests = iscsi::Digests {
-            header: self.require_header_digest || config.is_some_and(|c| c.require_header_digest),
-            data: self.require_data_digest || config.is_some_and(|c| c.require_data_digest),
+            header: self.require_header_digest,
+            data: self.require_data_digest,
         };
         let bounds = &mut server.connection.bounds;
         // At most 65535 each (checked): they fit any usize.
@@ -349,8 +331,48 @@ impl Args {
             nop_in_timeout: secs(nop_in_timeout),
             login_timeout: (login_timeout > 0).then(|| secs(login_timeout)),
         };
-        Ok(server)
+        server
     }
+}
+
+/// `server` (the command line's limits) with the settings `config` gives instead, as
+/// checked when it was parsed; digests are required when either requires them. At start
+/// and at every change of the configuration ([`crate::State`]): a change applies to the
+/// next logins.
+pub fn with_file_settings(mut server: crate::Server, config: &ConfigFile) -> Result<crate::Server> {
+    let secs = std::time::Duration::from_secs;
+    let file = |key: &str| config.settings().into_iter().find(|(k, _)| *k == key)?.1;
+    if let Some(s) = config.command_timeout {
+        server.connection.command_timeout = (s > 0).then(|| secs(s));
+    }
+    let timers = &mut server.connection.timers;
+    if let Some(s) = file("nop_in_interval") {
+        timers.nop_in_interval = (s > 0).then(|| secs(s));
+    }
+    if let Some(s) = file("nop_in_timeout") {
+        timers.nop_in_timeout = secs(s);
+    }
+    if let Some(s) = file("login_timeout") {
+        timers.login_timeout = (s > 0).then(|| secs(s));
+    }
+    if let Some(s) = file("shutdown_grace") {
+        server.drain_timeout = secs(s);
+    }
+    let bounds = &mut server.connection.bounds;
+    // At most 65535 each (checked): they fit any usize.
+    if let Some(n) = file("max_sessions_per_target") {
+        bounds.max_sessions_per_target = n as usize;
+    }
+    if let Some(n) = file("max_connections_per_initiator") {
+        bounds.max_connections_per_initiator = n as usize;
+    }
+    if let Some(size) = &config.unsolicited_data_budget {
+        bounds.unsolicited_data_budget =
+            units::parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
+    }
+    server.require_digests.header |= config.require_header_digest;
+    server.require_digests.data |= config.require_data_digest;
+    Ok(server)
 }
 
 /// `--lun`: a LUN number in flat space addressing's range.

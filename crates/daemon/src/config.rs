@@ -2,8 +2,11 @@
 //!
 //! ```toml
 //! portal = "0.0.0.0:3260"        # optional; else --portal
+//! portals = ["192.0.2.7:3260"]    # more portals (`admin portal add/remove` changes them live)
 //! command_timeout = 25           # optional; else --command-timeout
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)
+//! max_recv_data_segment_length = 262144  # optional login keys, bytes (also
+//!                                         # max_burst_length, first_burst_length)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -34,6 +37,9 @@ use units::parse_size;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub portal: Option<SocketAddr>,
+    /// Portals served beside `portal`; added and removed live (`admin portal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub portals: Vec<SocketAddr>,
     pub command_timeout: Option<u64>,
     /// Seconds; see `--nop-in-interval` and the others of [`SETTINGS`].
     pub nop_in_interval: Option<u64>,
@@ -44,6 +50,13 @@ pub struct ConfigFile {
     pub max_connections_per_initiator: Option<u64>,
     /// A size, e.g. "2G"; see `--unsolicited-data-budget`.
     pub unsolicited_data_budget: Option<String>,
+    /// MaxRecvDataSegmentLength the target declares (bytes, 512..=16777215).
+    pub max_recv_data_segment_length: Option<u32>,
+    /// MaxBurstLength the target accepts at most (bytes, 512..=16777215).
+    pub max_burst_length: Option<u32>,
+    /// FirstBurstLength the target accepts at most (bytes, 512..=16777215, at most
+    /// MaxBurstLength).
+    pub first_burst_length: Option<u32>,
     /// Normal sessions must negotiate HeaderDigest=CRC32C (`--require-header-digest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_header_digest: bool,
@@ -164,6 +177,8 @@ impl ConfigFile {
         if let Some(secs) = config.command_timeout {
             check_command_timeout(secs).context("command_timeout")?;
         }
+        check_portals(&config.portals)?;
+        config.iscsi_limits(iscsi::Limits::default())?;
         for (key, value) in config.settings() {
             if let Some(value) = value {
                 check_setting(key, value)?;
@@ -240,6 +255,46 @@ impl ConfigFile {
     }
 }
 
+impl ConfigFile {
+    /// `base` with the login keys this file sets (RFC 7143 13.12-13.14: 512 to 2^24-1
+    /// bytes; FirstBurstLength not above MaxBurstLength); the error names the key.
+    pub fn iscsi_limits(&self, mut base: iscsi::Limits) -> Result<iscsi::Limits> {
+        let keys = [
+            (
+                "max_recv_data_segment_length",
+                self.max_recv_data_segment_length,
+                &mut base.max_recv_data_segment_length,
+            ),
+            (
+                "max_burst_length",
+                self.max_burst_length,
+                &mut base.max_burst_length,
+            ),
+            (
+                "first_burst_length",
+                self.first_burst_length,
+                &mut base.first_burst_length,
+            ),
+        ];
+        for (key, value, slot) in keys {
+            if let Some(value) = value {
+                if !(512..=16_777_215).contains(&value) {
+                    bail!("{key}: {value} is out of range 512..=16777215 (bytes)");
+                }
+                *slot = value;
+            }
+        }
+        if base.first_burst_length > base.max_burst_length {
+            bail!(
+                "first_burst_length: {} is above max_burst_length {}",
+                base.first_burst_length,
+                base.max_burst_length
+            );
+        }
+        Ok(base)
+    }
+}
+
 /// The numeric daemon settings, checked the same way on the command line (`--KEY` with
 /// `-` for `_`), in the config file (`KEY = N`) and in a file applied through the control
 /// socket: `(key, lowest, highest, unit and meaning of the bounds)`.
@@ -288,6 +343,35 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// Checks the added portals: a port each (0 would listen somewhere else at each start),
+/// none twice. The error names the value.
+pub fn check_portals(portals: &[SocketAddr]) -> Result<()> {
+    for (i, portal) in portals.iter().enumerate() {
+        check_portal(*portal)?;
+        if portals[..i].contains(portal) {
+            bail!("portals: {portal} is given twice");
+        }
+    }
+    Ok(())
+}
+
+/// The portal access control is checked against: the first of `main` and `added` that is
+/// not loopback (a target without ACL or CHAP must not be reachable from the network).
+pub fn exposed_portal(main: SocketAddr, added: &[SocketAddr]) -> SocketAddr {
+    std::iter::once(main)
+        .chain(added.iter().copied())
+        .find(|p| !p.ip().to_canonical().is_loopback())
+        .unwrap_or(main)
+}
+
+/// Checks one portal address given to be kept: it must name its port.
+pub fn check_portal(portal: SocketAddr) -> Result<()> {
+    if portal.port() == 0 {
+        bail!("portal {portal}: port 0 is not a port to keep; name one (e.g. 3260)");
+    }
+    Ok(())
 }
 
 /// Checks an initiator name's form, as [`check_iscsi_name`] does a target's.
@@ -500,5 +584,33 @@ backing_store = "/srv/b.img"
         assert!(check_block_size(4097).is_err());
         assert!(check_command_timeout(0).is_ok());
         assert!(check_command_timeout(86_401).is_err());
+    }
+
+    #[test]
+    fn added_portals_are_checked_and_the_exposed_one_is_the_first_public() {
+        let text = "portals = [\"127.0.0.2:3261\", \"127.0.0.2:3261\"]\n";
+        let err = format!("{:#}", ConfigFile::parse(text).unwrap_err());
+        assert!(
+            err.contains("portals: 127.0.0.2:3261 is given twice"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            ConfigFile::parse("portals = [\"[::1]:0\"]\n").unwrap_err()
+        );
+        assert!(err.contains("portal [::1]:0: port 0"), "{err}");
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let main = a("127.0.0.1:3260");
+        assert_eq!(exposed_portal(main, &[a("127.0.0.2:3261")]), main);
+        assert_eq!(
+            exposed_portal(main, &[a("[::1]:3261"), a("192.0.2.7:3260")]),
+            a("192.0.2.7:3260")
+        );
+        let err = format!(
+            "{:#}",
+            ConfigFile::parse("first_burst_length = 1048576\nmax_burst_length = 65536\n")
+                .unwrap_err()
+        );
+        assert!(err.contains("first_burst_length: 1048576 is above max_burst_length 65536"));
     }
 }

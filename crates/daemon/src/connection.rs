@@ -129,9 +129,10 @@ async fn serve_in_span(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let config = match stream.local_addr() {
-        Ok(local) => targets.iscsi_config_for(local),
-        Err(_) => targets.iscsi_config(),
+    let local = stream.local_addr().ok();
+    let config = match local {
+        Some(local) => targets.iscsi_config_for(local),
+        None => targets.iscsi_config(),
     };
     let (mut reader, mut writer) = stream.into_split();
     let admission = crate::sessions::Admit::new(targets.clone(), limits.bounds, &config.limits);
@@ -161,6 +162,7 @@ async fn serve_in_span(
         deadlines: Deadlines::default(),
         limits,
         registration: None,
+        local,
     };
 
     loop {
@@ -300,6 +302,8 @@ struct Session {
     limits: ConnectionLimits,
     /// The session's entry in the list `admin session list` shows.
     registration: Option<crate::registry::Registration>,
+    /// The address the initiator connected to.
+    local: Option<SocketAddr>,
 }
 
 /// Completes when the administrator ends the session; never without a registration.
@@ -345,7 +349,12 @@ impl Session {
                 if session_type == SessionType::Normal {
                     self.target = targets.get(&target);
                     self.registration = Some(crate::registry::Registry::register(
-                        targets, &initiator, &target, peer, isid, tsih,
+                        targets,
+                        &initiator,
+                        &target,
+                        (peer, self.local),
+                        isid,
+                        tsih,
                     ));
                     if let Some(t) = &self.target {
                         let port = scsi::InitiatorPort {
@@ -361,6 +370,8 @@ impl Session {
                     }
                 }
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
+                let max_recv_data_segment_length =
+                    conn.params().map(|p| p.target_max_recv_data_segment_length);
                 tracing::info!(
                     %peer,
                     %initiator,
@@ -368,6 +379,7 @@ impl Session {
                     ?session_type,
                     header_digest = digests.header,
                     data_digest = digests.data,
+                    max_recv_data_segment_length,
                     "login"
                 );
             }

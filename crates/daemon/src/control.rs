@@ -105,6 +105,15 @@ pub enum Request {
         target: String,
     },
     PortalList,
+    /// Listens on `addr` too (an address as `IP:PORT`, IPv6 in brackets).
+    PortalAdd {
+        addr: String,
+    },
+    /// Stops listening on `addr`; with sessions on it only when forced (they end).
+    PortalRemove {
+        addr: String,
+        force: bool,
+    },
     SessionList,
     SessionEnd {
         id: u64,
@@ -393,12 +402,33 @@ fn run(state: &State, request: Request) -> Result<Reply> {
         Request::ChapAdd { target, entry } => set_chap(state, &target, Some(entry), false)?,
         Request::ChapModify { target, entry } => set_chap(state, &target, Some(entry), true)?,
         Request::ChapRemove { target } => set_chap(state, &target, None, true)?,
-        Request::PortalList => {
-            let portal = state.targets().portal().to_string();
-            Reply::table(
-                vec![vec!["portal".into()], vec![portal.clone()]],
-                json!([{ "portal": portal }]),
-            )
+        Request::PortalList => portal_table(state),
+        Request::PortalAdd { addr } => {
+            let addr = parse_portal(&addr)?;
+            Reply::changes(state.edit(forced(false), |config| {
+                if config.portals.contains(&addr) {
+                    bail!("portal {addr}: already listening");
+                }
+                config.portals.push(addr);
+                Ok(())
+            })?)
+        }
+        Request::PortalRemove { addr, force } => {
+            let addr = parse_portal(&addr)?;
+            Reply::changes(state.edit(forced(force), |config| {
+                if addr == state.targets().portal() {
+                    bail!(
+                        "portal {addr}: the main portal (--portal or `portal` in the file) \
+                         changes only with a restart"
+                    );
+                }
+                let before = config.portals.len();
+                config.portals.retain(|p| *p != addr);
+                if config.portals.len() == before {
+                    bail!("portal {addr}: no such portal");
+                }
+                Ok(())
+            })?)
         }
         Request::SessionList => {
             let views = session_views(state);
@@ -450,6 +480,33 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
         }
     })
+}
+
+/// A portal address given to `admin portal`; the error names it.
+fn parse_portal(text: &str) -> Result<std::net::SocketAddr> {
+    let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "portal {text:?}: not an address (IP:PORT, an IPv6 address in brackets: [::1]:3260)"
+        )
+    })?;
+    crate::config::check_portal(addr)?;
+    Ok(addr)
+}
+
+/// Every portal with the sessions that came through it.
+fn portal_table(state: &State) -> Reply {
+    let targets = state.targets();
+    let main = targets.portal();
+    let mut listing = Listing::new(&["portal", "kind", "sessions"]);
+    for portal in targets.portals() {
+        let kind = if portal == main { "main" } else { "added" };
+        let sessions = targets.registry.on_portal(portal).len();
+        listing.push(
+            vec![portal.to_string(), kind.into(), sessions.to_string()],
+            json!({ "portal": portal.to_string(), "kind": kind, "sessions": sessions }),
+        );
+    }
+    Reply::table(listing.table, Value::Array(listing.data))
 }
 
 /// Checks that ACL entry `index` (from 1) exists.
@@ -569,34 +626,67 @@ fn chap_table(state: &State, only: Option<&str>) -> Result<Reply> {
     Ok(Reply::table(table, Value::Array(data)))
 }
 
-/// Fails, naming it, when `target` is given and not configured.
-fn check_known(config: &ConfigFile, target: Option<&str>) -> Result<()> {
+/// A listing being built: the table's header and rows, and the same rows as JSON.
+struct Listing {
+    table: Vec<Vec<String>>,
+    data: Vec<Value>,
+}
+
+impl Listing {
+    fn new(header: &[&str]) -> Listing {
+        Listing {
+            table: vec![header.iter().map(|h| h.to_string()).collect()],
+            data: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<String>, value: Value) {
+        self.table.push(row);
+        self.data.push(value);
+    }
+
+    /// The reply: every row for a `list`; for a `show` (`missing` is what to say when
+    /// there is no row) the one row, its JSON an object rather than an array.
+    fn reply(mut self, missing: Option<String>) -> Result<Reply> {
+        let Some(missing) = missing else {
+            return Ok(Reply::table(self.table, Value::Array(self.data)));
+        };
+        if self.data.is_empty() {
+            bail!("{missing}");
+        }
+        let one = self.data.remove(0);
+        Ok(Reply::table(self.table, one))
+    }
+}
+
+/// The configured targets `target` selects (all for `None`); fails, naming it, when
+/// `target` is given and not configured.
+fn selected<'a>(
+    config: &'a ConfigFile,
+    target: Option<&'a str>,
+) -> Result<impl Iterator<Item = &'a TargetEntry>> {
     if let Some(name) = target {
         if !config.targets.iter().any(|t| t.name == name) {
             bail!("target {name}: no such target");
         }
     }
-    Ok(())
+    Ok(config
+        .targets
+        .iter()
+        .filter(move |t| target.is_none_or(|name| name == t.name)))
 }
-
 fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result<Reply> {
     let config = state.config();
-    check_known(&config, target)?;
-    let mut table = vec![[
+    let header = [
         "target",
         "entry",
         "initiator",
         "networks",
         "chap user",
         "secret",
-    ]
-    .map(String::from)
-    .to_vec()];
-    let mut data = Vec::new();
-    for t in &config.targets {
-        if target.is_some_and(|name| name != t.name) {
-            continue;
-        }
+    ];
+    let mut listing = Listing::new(&header);
+    for t in selected(&config, target)? {
         for (i, e) in t.acl.iter().enumerate() {
             if only.is_some_and(|n| n != i + 1) {
                 continue;
@@ -605,7 +695,7 @@ fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result
                 .chap
                 .as_ref()
                 .map(|c| secret_source(c.secret.is_some(), &c.secret_env, &c.secret_file));
-            table.push(vec![
+            let row = vec![
                 t.name.clone(),
                 (i + 1).to_string(),
                 e.initiator.clone().unwrap_or_else(|| "*".into()),
@@ -616,24 +706,23 @@ fn acl_table(state: &State, target: Option<&str>, only: Option<usize>) -> Result
                 },
                 e.chap.as_ref().map_or("-".into(), |c| c.user.clone()),
                 secret.clone().unwrap_or_else(|| "-".into()),
-            ]);
-            data.push(json!({
+            ];
+            let value = json!({
                 "target": t.name,
                 "entry": i + 1,
                 "initiator": e.initiator,
                 "networks": e.networks,
                 "chap_user": e.chap.as_ref().map(|c| c.user.clone()),
                 "chap_secret": secret,
-            }));
+            });
+            listing.push(row, value);
         }
     }
-    if let (Some(target), Some(index)) = (target, only) {
-        if data.is_empty() {
-            bail!("target {target}: no ACL entry {index}");
-        }
-        return Ok(Reply::table(table, data.remove(0)));
-    }
-    Ok(Reply::table(table, Value::Array(data)))
+    let missing = match (target, only) {
+        (Some(target), Some(index)) => Some(format!("target {target}: no ACL entry {index}")),
+        _ => None,
+    };
+    listing.reply(missing)
 }
 
 fn find_target<'a>(config: &'a mut ConfigFile, name: &str) -> Result<&'a mut TargetEntry> {
@@ -673,30 +762,21 @@ fn session_views(state: &State) -> Vec<SessionView> {
 fn target_table(state: &State, only: Option<&str>) -> Result<Reply> {
     let config = state.config();
     let sessions = state.targets().registry.list();
-    let mut table = vec![["target", "luns", "sessions"].map(String::from).to_vec()];
-    let mut data = Vec::new();
-    for t in &config.targets {
-        if only.is_some_and(|name| name != t.name) {
-            continue;
-        }
+    let mut listing = Listing::new(&["target", "luns", "sessions"]);
+    for t in selected(&config, only)? {
         let luns: Vec<u16> = t.luns.iter().map(|l| l.lun).collect();
         let count = sessions.iter().filter(|s| s.target == t.name).count();
-        table.push(vec![t.name.clone(), join(&luns), count.to_string()]);
-        data.push(json!({ "name": t.name, "luns": luns, "sessions": count }));
+        listing.push(
+            vec![t.name.clone(), join(&luns), count.to_string()],
+            json!({ "name": t.name, "luns": luns, "sessions": count }),
+        );
     }
-    if let Some(name) = only {
-        if data.is_empty() {
-            bail!("target {name}: no such target");
-        }
-        return Ok(Reply::table(table, data.remove(0)));
-    }
-    Ok(Reply::table(table, Value::Array(data)))
+    listing.reply(only.map(|name| format!("target {name}: no such target")))
 }
 
 fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<Reply> {
     let config = state.config();
-    check_known(&config, target)?;
-    let mut table = vec![[
+    let header = [
         "target",
         "lun",
         "bstype",
@@ -704,14 +784,9 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "size",
         "block size",
         "read only",
-    ]
-    .map(String::from)
-    .to_vec()];
-    let mut data = Vec::new();
-    for t in &config.targets {
-        if target.is_some_and(|name| name != t.name) {
-            continue;
-        }
+    ];
+    let mut listing = Listing::new(&header);
+    for t in selected(&config, target)? {
         let live = state.targets().get(&t.name);
         for l in &t.luns {
             if only.is_some_and(|n| n != l.lun) {
@@ -723,7 +798,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 .map(|s| s.geometry());
             let bytes = geometry.map(|g| g.size_bytes());
             let block_size = geometry.map(|g| g.block_size);
-            table.push(vec![
+            let row = vec![
                 t.name.clone(),
                 l.lun.to_string(),
                 l.bstype.clone(),
@@ -731,8 +806,8 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 bytes.map_or("-".into(), units::format_size),
                 block_size.map_or("-".into(), |b| b.to_string()),
                 if l.read_only { "yes" } else { "no" }.into(),
-            ]);
-            data.push(json!({
+            ];
+            let value = json!({
                 "target": t.name,
                 "lun": l.lun,
                 "bstype": l.bstype,
@@ -741,14 +816,13 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "size_bytes": bytes,
                 "block_size": block_size,
                 "read_only": l.read_only,
-            }));
+            });
+            listing.push(row, value);
         }
     }
-    if let (Some(target), Some(lun)) = (target, only) {
-        if data.is_empty() {
-            bail!("lun {target}/{lun}: no such LUN");
-        }
-        return Ok(Reply::table(table, data.remove(0)));
-    }
-    Ok(Reply::table(table, Value::Array(data)))
+    let missing = match (target, only) {
+        (Some(target), Some(lun)) => Some(format!("lun {target}/{lun}: no such LUN")),
+        _ => None,
+    };
+    listing.reply(missing)
 }

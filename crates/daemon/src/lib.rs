@@ -18,6 +18,7 @@ pub mod connection;
 pub mod control;
 pub mod logging;
 pub mod metrics;
+pub mod portals;
 pub mod registry;
 pub mod server;
 pub mod service;

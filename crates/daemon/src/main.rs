@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use daemon::cli::{Args, Command};
-use daemon::{serve, State, Targets};
+use daemon::{State, Targets};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,13 +89,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             ..iscsi::Limits::default()
         };
         let targets = Arc::new(Targets::with_stores(Vec::new(), listening, limits)?);
+        let (portals, added) = daemon::portals::Portals::new(tokio::runtime::Handle::current());
         let state = Arc::new(
             State::new(
                 targets.clone(),
                 plan.config_path.clone(),
                 args.gfapi_library.clone(),
             )
-            .with_cli_access(plan.access.clone()),
+            .with_cli_access(plan.access.clone())
+            .with_settings(args.server())
+            .with_portals(Arc::new(portals)),
         );
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         let luns: usize = specs.iter().map(|t| t.luns.len()).sum();
@@ -163,7 +166,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let _ = at.set(Instant::now());
             daemon::service::stopping();
         };
-        serve(&plan.server, listener, targets.clone(), signal).await;
+        daemon::server::serve_portals(&plan.server, listener, targets.clone(), added, signal).await;
         if let Some(path) = control_path {
             let _ = std::fs::remove_file(path);
         }

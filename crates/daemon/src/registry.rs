@@ -26,6 +26,8 @@ pub struct SessionEntry {
     /// Empty for a discovery session.
     pub target: String,
     pub peer: SocketAddr,
+    /// The address the initiator connected to (which portal it came through).
+    pub local: Option<SocketAddr>,
     pub isid: [u8; 6],
     pub tsih: u16,
     in_flight: AtomicUsize,
@@ -51,6 +53,9 @@ pub struct SessionView {
     pub initiator: String,
     pub target: String,
     pub peer: String,
+    /// The address it connected to.
+    #[serde(default)]
+    pub portal: String,
     pub isid: String,
     pub tsih: u16,
     pub luns: Vec<u16>,
@@ -75,7 +80,7 @@ impl Registry {
         targets: &Arc<crate::Targets>,
         initiator: &str,
         target: &str,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, Option<SocketAddr>),
         isid: [u8; 6],
         tsih: u16,
     ) -> Registration {
@@ -86,6 +91,7 @@ impl Registry {
             initiator: initiator.to_string(),
             target: target.to_string(),
             peer,
+            local,
             isid,
             tsih,
             in_flight: AtomicUsize::new(0),
@@ -123,6 +129,36 @@ impl Registry {
             .collect()
     }
 
+    /// The sessions that came through `portal` (see [`crate::portals::came_through`]).
+    pub fn on_portal(&self, portal: SocketAddr) -> Vec<Arc<SessionEntry>> {
+        self.list()
+            .into_iter()
+            .filter(|s| {
+                s.local
+                    .is_some_and(|local| crate::portals::came_through(local, portal))
+            })
+            .collect()
+    }
+
+    /// Waits (blocking, polling) until none of the sessions `ids` is registered, at most
+    /// `limit`; whether they all went.
+    pub fn wait_gone(&self, ids: &[u64], limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let open = {
+                let by_id = self.by_id.lock().expect("sessions lock");
+                ids.iter().any(|id| by_id.contains_key(id))
+            };
+            if !open {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Tells session `id` to end (its connection closes); false if there is none.
     pub fn end(&self, id: u64) -> bool {
         let entry = self.by_id.lock().expect("sessions lock").get(&id).cloned();
@@ -143,6 +179,7 @@ impl Registry {
             initiator: entry.initiator.clone(),
             target: entry.target.clone(),
             peer: entry.peer.to_string(),
+            portal: entry.local.map(|l| l.to_string()).unwrap_or_default(),
             isid: entry.isid.iter().map(|b| format!("{b:02x}")).collect(),
             tsih: entry.tsih,
             luns,

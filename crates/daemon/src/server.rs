@@ -59,6 +59,19 @@ pub async fn serve(
     targets: Arc<Targets>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let (_none, added) = tokio::sync::mpsc::unbounded_channel();
+    serve_portals(server, listener, targets, added, shutdown).await
+}
+
+/// [`serve`], and also the connections the added portals accept (`added`, see
+/// [`crate::portals`]).
+pub async fn serve_portals(
+    server: &Server,
+    listener: TcpListener,
+    targets: Arc<Targets>,
+    mut added: tokio::sync::mpsc::UnboundedReceiver<crate::portals::Accepted>,
+    shutdown: impl Future<Output = ()>,
+) {
     let pool = match IoThreads::start(server.io_threads) {
         Ok(pool) => pool,
         Err(err) => {
@@ -78,12 +91,14 @@ pub async fn serve(
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => accepted,
+            Some(a) = added.recv() => Ok((a.stream, a.peer)),
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let targets = targets.clone();
-                let limits = server.connection;
+                // Settings changed live apply to the connections from now on.
+                let limits = targets.connection_limits().unwrap_or(server.connection);
                 let Some((handle, load)) = pool.pick() else {
                     connections.spawn(async move {
                         if let Err(err) = serve_connection(stream, peer, targets, limits).await {

@@ -68,6 +68,12 @@ pub struct State {
     gfapi_library: Option<PathBuf>,
     /// The command line's access settings, applied beside every configuration's.
     cli_access: crate::auth::CliAccess,
+    /// The listeners of the added portals; `None` where nothing listens (then the
+    /// configuration's `portals` cannot change).
+    portals: Option<Arc<crate::portals::Portals>>,
+    /// The command line's server limits, under the configuration's settings; `None`:
+    /// the settings are not applied live (tests of the state alone).
+    base_server: Option<crate::Server>,
 }
 
 impl State {
@@ -83,7 +89,22 @@ impl State {
             path,
             gfapi_library,
             cli_access: Default::default(),
+            portals: None,
+            base_server: None,
         }
+    }
+
+    /// Applies the configuration's session and login settings over `base` (the command
+    /// line's) to the next logins, at start and at every change.
+    pub fn with_settings(mut self, base: crate::Server) -> State {
+        self.base_server = Some(base);
+        self
+    }
+
+    /// Listens on the configuration's added portals through `portals`.
+    pub fn with_portals(mut self, portals: Arc<crate::portals::Portals>) -> State {
+        self.portals = Some(portals);
+        self
     }
 
     /// Serves every configuration with the command line's access settings too.
@@ -158,24 +179,49 @@ impl State {
         let specs = wanted.target_specs(self.gfapi_library.as_ref())?;
         // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
         // portal) before anything changes; they apply to the next logins.
-        let policy = self
-            .cli_access
-            .policy(&wanted, &specs, self.targets.portal())?;
+        let main_portal = self.targets.portal();
+        let exposed = crate::config::exposed_portal(main_portal, &wanted.portals);
+        let policy = self.cli_access.policy(&wanted, &specs, exposed)?;
         policy.validate().context("access control")?;
         let old = luns_by_target(current);
         let new = luns_by_target(&wanted);
         let mut changes = settings_changes(current, &wanted);
+        let server = self
+            .base_server
+            .clone()
+            .map(|base| crate::cli::with_file_settings(base, &wanted))
+            .transpose()?;
+        // The login keys: the file's over the defaults, with the digests required.
+        let limits = server
+            .as_ref()
+            .map(|server| {
+                wanted.iscsi_limits(iscsi::Limits {
+                    require_digests: server.require_digests,
+                    ..iscsi::Limits::default()
+                })
+            })
+            .transpose()?;
+        let (portals_added, portals_removed) = portal_changes(current, &wanted, main_portal)?;
+        changes.extend(
+            portals_added
+                .iter()
+                .map(|p| change("add", format!("portal {p}"), "")),
+        );
+        changes.extend(
+            portals_removed
+                .iter()
+                .map(|p| change("remove", format!("portal {p}"), "")),
+        );
         changes.extend(access_changes(current, &wanted));
         // Targets to rebuild (with their wanted LUNs) and to remove; LUNs to grow.
         let mut rebuild = Vec::new();
         let mut grow: Vec<(String, u16, u64)> = Vec::new();
         let mut remove = Vec::new();
         let mut removed_luns: Vec<(String, u16)> = Vec::new();
-        for (name, old_luns) in &old {
+        for name in old.keys() {
             if !new.contains_key(name) {
                 changes.push(change("remove", format!("target {name}"), ""));
                 remove.push(name.clone());
-                let _ = old_luns;
             }
         }
         for spec in &specs {
@@ -221,23 +267,30 @@ impl State {
                 rebuild.push(spec);
             }
         }
-        // Refuse to pull LUNs from under sessions unless forced.
+        // Refuse to pull LUNs or portals from under sessions unless forced.
         if !options.force {
             for change in &changes {
                 if change.action != "remove" {
                     continue;
                 }
-                let name = match change.object.split_once(' ') {
-                    Some(("target", name)) => name,
-                    Some(("lun", object)) => object.rsplit_once('/').map_or(object, |(t, _)| t),
+                let registry = &self.targets.registry;
+                let (sessions, what) = match change.object.split_once(' ') {
+                    Some(("target", name)) => (registry.on_target(name), "their commands"),
+                    Some(("lun", object)) => {
+                        let name = object.rsplit_once('/').map_or(object, |(t, _)| t);
+                        (registry.on_target(name), "their commands")
+                    }
+                    Some(("portal", addr)) => match addr.parse() {
+                        Ok(portal) => (registry.on_portal(portal), "them"),
+                        Err(_) => continue,
+                    },
                     _ => continue,
                 };
-                let sessions = self.targets.registry.on_target(name).len();
-                if sessions > 0 {
+                if !sessions.is_empty() {
                     bail!(
-                        "{}: in use by {sessions} session(s); add --force to remove it \
-                         and end their commands",
-                        change.object
+                        "{}: in use by {} session(s); add --force to remove it and end {what}",
+                        change.object,
+                        sessions.len()
                     );
                 }
             }
@@ -245,6 +298,20 @@ impl State {
         if options.dry_run {
             return Ok(changes);
         }
+        // Listen on the added portals before anything changes: an address in use fails
+        // the whole change (the sockets close again when it fails later).
+        let listeners = match (
+            &self.portals,
+            portals_added.is_empty() && portals_removed.is_empty(),
+        ) {
+            (_, true) => None,
+            (Some(listeners), false) => Some(listeners),
+            (None, false) => bail!("portals: they can only change on a running daemon"),
+        };
+        let bound = portals_added
+            .iter()
+            .map(|&addr| crate::portals::Portals::bind(addr))
+            .collect::<Result<Vec<_>>>()?;
         // Grow stores first: a target rebuilt below is built at the new size.
         for (name, lun, bytes) in &grow {
             let store = self
@@ -262,19 +329,16 @@ impl State {
             let old_luns = old.get(&spec.name);
             let current_target = self.targets.get(&spec.name);
             let mut luns: Vec<(LunSpec, Arc<dyn BlockStore>)> = Vec::new();
-            // LUNs whose entry changed at most in size keep their logical unit's state.
+            // LUNs served before keep their logical unit's state (reservations, mode
+            // parameters, unit attentions), whatever else changed: a new store or new
+            // settings go in under the same logical unit.
             let mut kept = std::collections::HashSet::new();
             for lun in &spec.luns {
-                let entry = &new[&spec.name][&lun.lun];
-                if old_luns.and_then(|l| l.get(&lun.lun)).is_some_and(|o| {
-                    crate::config::LunEntry {
-                        size: entry.size.clone(),
-                        ..o.clone()
-                    } == *entry
-                }) {
+                if old_luns.is_some_and(|l| l.contains_key(&lun.lun)) {
                     kept.insert(lun.lun);
                 }
-                let kept = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
+                // The open store itself is reused when only export settings changed.
+                let reused = match (old_luns.and_then(|l| l.get(&lun.lun)), &current_target) {
                     (Some(old_entry), Some(target))
                         if same_store(old_entry, &new[&spec.name][&lun.lun]) =>
                     {
@@ -282,7 +346,7 @@ impl State {
                     }
                     _ => None,
                 };
-                let store = match kept {
+                let store = match reused {
                     Some(store) => store,
                     None => crate::logging::lun_span(&spec.name, lun.lun)
                         .in_scope(|| open_store(&lun.store))
@@ -319,6 +383,42 @@ impl State {
         for target in built {
             let name = target.name.clone();
             self.targets.replace(&name, Some(target));
+        }
+        // Session and login settings: the next logins get them, sessions keep theirs.
+        if let Some(server) = &server {
+            self.targets.set_connection_limits(server.connection);
+        }
+        if let Some(limits) = limits {
+            self.targets.set_limits(limits);
+        }
+        // Portals: new ones accept from now on; removed ones refuse new connections, then
+        // the sessions that came through them end.
+        if let Some(listeners) = listeners {
+            for bound in bound {
+                if let Err(err) = listeners.start(bound) {
+                    tracing::error!("{err:#}");
+                }
+            }
+            for &portal in &portals_removed {
+                if let Err(err) = listeners.stop(portal) {
+                    tracing::warn!("{err:#}");
+                }
+                let ended: Vec<u64> = self
+                    .targets
+                    .registry
+                    .on_portal(portal)
+                    .iter()
+                    .map(|s| s.id)
+                    .collect();
+                for &id in &ended {
+                    self.targets.registry.end(id);
+                }
+                // Return once they are gone, so that the caller sees the portal unused.
+                if !self.targets.registry.wait_gone(&ended, SESSIONS_END_WITHIN) {
+                    tracing::warn!(portal = %portal, "sessions told to end are still open");
+                }
+            }
+            self.targets.set_added_portals(wanted.portals.clone());
         }
         // The hosts learn of a new capacity from CAPACITY DATA HAS CHANGED.
         for (name, lun, _) in &grow {
@@ -408,6 +508,10 @@ impl State {
     }
 }
 
+/// How long removing a portal waits for the sessions it ends to close (they close at
+/// their connection task's next wake-up, normally at once).
+const SESSIONS_END_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn change(action: &str, object: String, detail: &str) -> Change {
     Change {
         action: action.into(),
@@ -440,26 +544,24 @@ fn same_store(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> b
 
 /// The fields that differ, named.
 fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> String {
-    let mut fields = Vec::new();
-    if old.bstype != new.bstype {
-        fields.push("bstype");
-    }
-    if old.backing_store != new.backing_store {
-        fields.push("backing_store");
-    }
-    if old.bsopts != new.bsopts {
-        fields.push("bsopts");
-    }
-    if old.size != new.size {
-        fields.push("size");
-    }
-    if old.block_size != new.block_size {
-        fields.push("block_size");
-    }
-    if old.read_only != new.read_only {
-        fields.push("read_only");
-    }
-    fields.join(", ")
+    differing(&[
+        ("bstype", old.bstype != new.bstype),
+        ("backing_store", old.backing_store != new.backing_store),
+        ("bsopts", old.bsopts != new.bsopts),
+        ("size", old.size != new.size),
+        ("block_size", old.block_size != new.block_size),
+        ("read_only", old.read_only != new.read_only),
+    ])
+}
+
+/// The names of the fields marked as differing, in order, joined by commas.
+fn differing(fields: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = fields
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| *name)
+        .collect();
+    names.join(", ")
 }
 
 /// Changes of access control (never showing a secret): they apply to the next logins.
@@ -475,49 +577,99 @@ fn access_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
         let Some(o) = old.targets.iter().find(|o| o.name == t.name) else {
             continue;
         };
-        let mut fields = Vec::new();
-        if o.acl != t.acl {
-            fields.push("acl");
-        }
-        if o.chap != t.chap {
-            fields.push("chap");
-        }
-        if o.allow_any_initiator != t.allow_any_initiator {
-            fields.push("allow_any_initiator");
-        }
+        let fields = differing(&[
+            ("acl", o.acl != t.acl),
+            ("chap", o.chap != t.chap),
+            (
+                "allow_any_initiator",
+                o.allow_any_initiator != t.allow_any_initiator,
+            ),
+        ]);
         if !fields.is_empty() {
-            changes.push(change(
-                "modify",
-                format!("target {}", t.name),
-                &fields.join(", "),
-            ));
+            changes.push(change("modify", format!("target {}", t.name), &fields));
         }
     }
     changes
 }
 
-/// Changes of the settings that take effect at the next start.
+/// The portals `new` adds to `old`'s and those it removes, each checked: none may be the
+/// main portal.
+fn portal_changes(
+    old: &ConfigFile,
+    new: &ConfigFile,
+    main: std::net::SocketAddr,
+) -> Result<(Vec<std::net::SocketAddr>, Vec<std::net::SocketAddr>)> {
+    crate::config::check_portals(&new.portals)?;
+    if new.portals.contains(&main) {
+        bail!("portal {main}: it is the main portal (--portal or `portal` in the file)");
+    }
+    let added = new
+        .portals
+        .iter()
+        .filter(|p| !old.portals.contains(p))
+        .copied()
+        .collect();
+    let removed = old
+        .portals
+        .iter()
+        .filter(|p| !new.portals.contains(p))
+        .copied()
+        .collect();
+    Ok((added, removed))
+}
+
+/// Changes of the daemon's settings: the session and login settings apply to the next
+/// logins (sessions logged in keep what they negotiated, RFC 7143), the others at the
+/// next start.
 fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let note = "takes effect at the next start";
-    if old.portal != new.portal {
-        changes.push(change("modify", "portal".into(), note));
-    }
-    if old.command_timeout != new.command_timeout {
-        changes.push(change("modify", "command_timeout".into(), note));
-    }
-    if old.gfapi_library != new.gfapi_library {
-        changes.push(change("modify", "gfapi_library".into(), note));
-    }
-    for ((key, a), (_, b)) in old.settings().into_iter().zip(new.settings()) {
-        if a != b {
-            changes.push(change("modify", key.into(), note));
-        }
-    }
-    if old.unsolicited_data_budget != new.unsolicited_data_budget {
-        changes.push(change("modify", "unsolicited_data_budget".into(), note));
-    }
-    changes
+    let mut fields = vec![
+        ("portal", old.portal != new.portal),
+        (
+            "command_timeout",
+            old.command_timeout != new.command_timeout,
+        ),
+        ("gfapi_library", old.gfapi_library != new.gfapi_library),
+    ];
+    let numbers = old.settings().into_iter().zip(new.settings());
+    fields.extend(numbers.map(|((key, a), (_, b))| (key, a != b)));
+    fields.extend([
+        (
+            "unsolicited_data_budget",
+            old.unsolicited_data_budget != new.unsolicited_data_budget,
+        ),
+        (
+            "max_recv_data_segment_length",
+            old.max_recv_data_segment_length != new.max_recv_data_segment_length,
+        ),
+        (
+            "max_burst_length",
+            old.max_burst_length != new.max_burst_length,
+        ),
+        (
+            "first_burst_length",
+            old.first_burst_length != new.first_burst_length,
+        ),
+        (
+            "require_header_digest",
+            old.require_header_digest != new.require_header_digest,
+        ),
+        (
+            "require_data_digest",
+            old.require_data_digest != new.require_data_digest,
+        ),
+    ]);
+    fields
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(key, _)| {
+            let when = if ["portal", "gfapi_library", "shutdown_grace"].contains(&key) {
+                "takes effect at the next start"
+            } else {
+                "applies to new logins"
+            };
+            change("modify", key.into(), when)
+        })
+        .collect()
 }
 
 /// Writes `config` to `path` so that a crash leaves either the old file or the new one:

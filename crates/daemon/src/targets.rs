@@ -86,7 +86,8 @@ impl Target {
     }
 
     /// The next version of `previous`, serving `luns`: those in `kept` keep their logical
-    /// unit (reservations, mode parameters, capacity), the others are built afresh; its
+    /// unit (reservations, mode parameters, capacity; over a new store or with other
+    /// settings, see [`ScsiTarget::replace_lun_config`]), the others are built afresh; its
     /// sessions keep their nexuses and queued conditions, and get REPORTED LUNS DATA HAS
     /// CHANGED when LUNs came or went.
     pub fn rebuild(
@@ -130,7 +131,17 @@ impl Target {
                 bail!("target {name} has LUN {} twice", lun.lun);
             }
             crate::config::check_lun(lun.lun).with_context(|| format!("target {name}"))?;
-            if !kept.contains(&lun.lun) || scsi.lun(lun.lun).is_none() {
+            if kept.contains(&lun.lun) && scsi.lun(lun.lun).is_some() {
+                // The same logical unit, perhaps over another store or with other
+                // settings: it keeps its state and the hosts are told what changed.
+                let config = lu_config(&name, &lun, store.as_ref());
+                if scsi.lun(lun.lun) != Some(&config) {
+                    carry_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                    tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
+                        "LUN changed in place");
+                    scsi.replace_lun_config(lun.lun, config);
+                }
+            } else {
                 let config = lu_config(&name, &lun, store.as_ref());
                 tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
@@ -162,8 +173,15 @@ pub struct Targets {
     /// wildcard for `0.0.0.0` or `[::]` (see [`Targets::iscsi_config_for`]). Rebuilt
     /// when the set of targets changes; a connection takes a copy when it starts.
     iscsi: RwLock<Arc<iscsi::Config>>,
-    limits: iscsi::Limits,
+    /// What logins offer and require; changed live for the next logins
+    /// ([`Targets::set_limits`]).
+    limits: RwLock<iscsi::Limits>,
+    /// Time limits and login bounds for the next connections, when changed since start
+    /// ([`Targets::set_connection_limits`]); else the server's.
+    connection_limits: RwLock<Option<crate::ConnectionLimits>>,
     portal: SocketAddr,
+    /// The portals added beside `portal` (`crate::portals`), sorted.
+    added_portals: RwLock<Vec<SocketAddr>>,
     /// Looked up at login and when a session's target has gone stale, never per command.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     /// The access policy new connections get; replaceable while serving
@@ -213,12 +231,14 @@ impl Targets {
             let target = Target::build(name.clone(), luns)?;
             by_name.insert(name, Arc::new(target));
         }
-        let iscsi = Arc::new(iscsi_config(by_name.keys(), portal, limits.clone()));
+        let iscsi = Arc::new(iscsi_config(by_name.keys(), &[portal], limits.clone()));
         let access = RwLock::new(iscsi.access.clone());
         Ok(Targets {
             iscsi: RwLock::new(iscsi),
-            limits,
+            limits: RwLock::new(limits),
+            connection_limits: RwLock::new(None),
             portal,
+            added_portals: RwLock::new(Vec::new()),
             targets: RwLock::new(by_name),
             access,
             sessions: Default::default(),
@@ -251,8 +271,48 @@ impl Targets {
         if let Some(old) = old {
             old.stale.store(true, Ordering::Relaxed);
         }
-        let config = iscsi_config(targets.keys(), self.portal, self.limits.clone());
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// Offers the targets at `added` beside the main portal from now on (SendTargets).
+    pub fn set_added_portals(&self, added: Vec<SocketAddr>) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.added_portals.write().expect("targets lock") = added;
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// What the next logins negotiate with.
+    pub fn limits(&self) -> iscsi::Limits {
+        self.limits.read().expect("targets lock").clone()
+    }
+
+    /// What the next logins negotiate with (digests required, MaxRecvDataSegmentLength,
+    /// burst lengths); sessions logged in keep what they negotiated (RFC 7143: keys are
+    /// negotiated once, at login).
+    pub fn set_limits(&self, limits: iscsi::Limits) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.limits.write().expect("targets lock") = limits;
+        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+    }
+
+    /// The time limits and login bounds of the next connections (`None`: the server's).
+    pub fn connection_limits(&self) -> Option<crate::ConnectionLimits> {
+        *self.connection_limits.read().expect("targets lock")
+    }
+
+    /// Gives the next connections `limits`; connections open now keep theirs.
+    pub fn set_connection_limits(&self, limits: crate::ConnectionLimits) {
+        *self.connection_limits.write().expect("targets lock") = Some(limits);
+    }
+
+    /// Every portal: the main one first, then those added.
+    pub fn portals(&self) -> Vec<SocketAddr> {
+        let mut all = vec![self.portal];
+        all.extend(self.added_portals.read().expect("targets lock").iter());
+        all
     }
 
     /// The names of the targets served, sorted.
@@ -268,23 +328,24 @@ impl Targets {
         names
     }
 
-    /// The address the portal listens on.
+    /// The address the main portal listens on (`--portal`, or `portal` in the file).
     pub fn portal(&self) -> SocketAddr {
         self.portal
     }
 
     /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal
     /// (`0.0.0.0`, `[::]`) SendTargets must not tell initiators to connect to the wildcard,
-    /// so its addresses become `local`, the address the initiator reached us on.
+    /// so its address becomes the one the initiator reached us on (at that portal's port).
     pub fn iscsi_config_for(&self, local: SocketAddr) -> Arc<iscsi::Config> {
         let current = self.iscsi_config();
-        if !self.portal.ip().is_unspecified() {
+        let portals = self.portals();
+        if !portals.iter().any(|p| p.ip().is_unspecified()) {
             return current;
         }
         let mut config = (*current).clone();
-        let address = target_address(local, config.portal_group_tag);
+        let addresses = portal_addresses(&portals, Some(local));
         for target in &mut config.targets {
-            target.addresses = vec![address.clone()];
+            target.addresses = addresses.clone();
         }
         Arc::new(config)
     }
@@ -331,21 +392,41 @@ impl Targets {
     }
 }
 
+/// The SendTargets addresses of `portals`; a wildcard one becomes `local`'s address at
+/// its port when the connection's local address is known.
+fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    for portal in portals {
+        let addr = match local {
+            Some(local) if portal.ip().is_unspecified() => {
+                SocketAddr::new(local.ip(), portal.port())
+            }
+            _ => *portal,
+        };
+        let address = target_address(addr, PORTAL_GROUP_TAG);
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    addresses
+}
+
 /// The iSCSI configuration offering `names` (sorted, so SendTargets answers in a stable
-/// order) at `portal`.
+/// order) at `portals`.
 fn iscsi_config<'a>(
     names: impl Iterator<Item = &'a String>,
-    portal: SocketAddr,
+    portals: &[SocketAddr],
     limits: iscsi::Limits,
 ) -> iscsi::Config {
     let mut names: Vec<&String> = names.collect();
     names.sort();
+    let addresses = portal_addresses(portals, None);
     let targets = names
         .into_iter()
         .map(|name| iscsi::TargetInfo {
             name: name.clone(),
             alias: None,
-            addresses: vec![target_address(portal, PORTAL_GROUP_TAG)],
+            addresses: addresses.clone(),
         })
         .collect();
     iscsi::Config {
@@ -379,6 +460,32 @@ fn restore_reservations(
             format!("target {target} LUN {lun}: cannot read saved persistent reservations")
         }),
     }
+}
+
+/// Writes a kept logical unit's persistent reservations (APTPL) to the store it moves to,
+/// unless that store holds them already, so a restart restores what runs now.
+fn carry_reservations(
+    scsi: &ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+) -> Result<()> {
+    let Some(saved) = scsi.reservation_metadata(lun) else {
+        return Ok(());
+    };
+    let what = || format!("target {target} LUN {lun}: persistent reservations (APTPL)");
+    let existing = match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+        Ok(existing) => existing,
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => return Ok(()),
+        Err(e) => return Err(e).with_context(what),
+    };
+    let wanted = existing.is_some() || scsi.reservations_persist(lun);
+    if wanted && existing.as_deref() != Some(&saved[..]) {
+        store
+            .write_metadata(scsi::RESERVATIONS_METADATA, &saved)
+            .with_context(|| format!("{}: cannot write them to the new store", what()))?;
+    }
+    Ok(())
 }
 
 /// Our one portal group.
@@ -504,6 +611,23 @@ mod tests {
         .unwrap();
         let config = specific.iscsi_config_for("192.0.2.9:3260".parse().unwrap());
         assert_eq!(addresses(&config), ["192.0.2.9:3260,1"]);
+    }
+
+    #[test]
+    fn send_targets_offers_every_portal_added() {
+        let targets = Targets::with_stores(
+            vec![("iqn.2026-11.io.glfs-iscsi:t".to_string(), vec![])],
+            "0.0.0.0:3260".parse().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        targets.set_added_portals(vec!["192.0.2.9:3261".parse().unwrap()]);
+        let config = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+        // RFC 7143 13.8: one TargetAddress per portal, `address:port,tpgt`.
+        assert_eq!(addresses(&config), ["192.0.2.7:3260,1", "192.0.2.9:3261,1"]);
+        targets.set_added_portals(vec![]);
+        let config = targets.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+        assert_eq!(addresses(&config), ["192.0.2.7:3260,1"]);
     }
 
     #[test]

@@ -21,29 +21,20 @@ fn refused(socket: &Path, args: &[&str]) -> String {
     err
 }
 
+/// `admin lun add TARGET 0` over the file `image`, created with `size` when missing.
+fn add_file_lun(socket: &Path, target: &str, image: &Path, size: &str) -> String {
+    let image = image.to_str().unwrap();
+    let args = ["lun", "add", target, "0", "--bstype", "file"];
+    ok(
+        socket,
+        &[&args[..], &["--backing-store", image, "--size", size]].concat(),
+    )
+}
+
 fn json(socket: &Path, args: &[&str]) -> Value {
     let mut with_json = args.to_vec();
     with_json.push("--json");
     serde_json::from_str(&ok(socket, &with_json)).unwrap()
-}
-
-/// `admin lun add TARGET 0` on a file `image` of `size`: the change printed.
-fn add_file_lun(socket: &Path, target: &str, image: &str, size: &str) -> String {
-    ok(
-        socket,
-        &[
-            "lun",
-            "add",
-            target,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image,
-            "--size",
-            size,
-        ],
-    )
 }
 
 struct Setup {
@@ -103,7 +94,7 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
     let added = ok(socket, &["target", "add", B]);
     assert_eq!(added, format!("change\n+ target {B}\n"));
     let image = setup.dir.path().join("b.img");
-    let added = add_file_lun(socket, B, image.to_str().unwrap(), "2M");
+    let added = add_file_lun(socket, B, &image, "2M");
     assert_eq!(added, format!("change\n+ lun {B}/0\n"));
 
     let mut on_b = Initiator::connect(&daemon.portal(), B, 0).unwrap();
@@ -455,8 +446,8 @@ fn add_log_in_write_fence_resize_restart() {
 
     ok(socket, &["target", "add", B]);
     let image = setup.dir.path().join("e2e.img");
+    add_file_lun(socket, B, &image, "1M");
     let image = image.to_str().unwrap();
-    add_file_lun(socket, B, image, "1M");
     let mut host = login_as(&daemon, B, HOST, None).expect("log in to the added LUN");
     let data: Vec<u8> = (0..2048u32).map(|i| (i * 7 % 251) as u8).collect();
     host.write10(100, &data, BLOCK).unwrap();
@@ -580,4 +571,276 @@ fn adding_a_lun_keeps_the_targets_reservations_and_tells_its_sessions() {
         keys.data
     );
     assert_eq!(&keys.data[8..16], &KEY.to_be_bytes());
+}
+
+#[test]
+fn portals_added_live_serve_at_once_and_removed_ones_refuse_new_connections() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let mut on_main = Initiator::connect(&daemon.portal(), A, 0).unwrap();
+    on_main.write10(0, &[0x3c; 512], BLOCK).unwrap();
+
+    // Add a second portal: it accepts logins at once.
+    let extra = format!("127.0.0.1:{}", testkit::daemon::free_port().unwrap());
+    assert_eq!(
+        ok(socket, &["portal", "add", &extra]),
+        format!("change\n+ portal {extra}\n")
+    );
+    let mut on_extra = Initiator::connect(&extra, A, 0).unwrap();
+    assert_eq!(on_extra.read10(0, 1, BLOCK).unwrap(), vec![0x3c; 512]);
+    let portals = json(socket, &["portal", "list"]);
+    assert_eq!(portals[0]["portal"], daemon.portal());
+    assert_eq!(portals[0]["kind"], "main");
+    assert_eq!(portals[0]["sessions"], 1);
+    assert_eq!(portals[1]["portal"], extra.as_str());
+    assert_eq!(portals[1]["kind"], "added");
+    assert_eq!(portals[1]["sessions"], 1);
+    assert!(std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .contains(&format!("portals = [\"{extra}\"]")));
+
+    // Bad input: one line naming the value.
+    let err = refused(socket, &["portal", "add", "127.0.0.1"]);
+    assert!(
+        err.contains("portal \"127.0.0.1\": not an address"),
+        "{err}"
+    );
+    let err = refused(socket, &["portal", "add", &extra]);
+    assert!(
+        err.contains(&format!("portal {extra}: already listening")),
+        "{err}"
+    );
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = held.local_addr().unwrap().to_string();
+    let err = refused(socket, &["portal", "add", &in_use]);
+    assert!(
+        err.contains(&format!("portal {in_use}: cannot listen")),
+        "{err}"
+    );
+    let err = refused(socket, &["portal", "remove", &daemon.portal()]);
+    assert!(err.contains("main portal"), "{err}");
+    let err = refused(socket, &["portal", "remove", "127.0.0.1:9"]);
+    assert!(err.contains("portal 127.0.0.1:9: no such portal"), "{err}");
+    assert_eq!(
+        json(socket, &["portal", "list"]).as_array().unwrap().len(),
+        2
+    );
+
+    // In use: refused unless forced; forced, its session ends and it refuses connections.
+    let err = refused(socket, &["portal", "remove", &extra]);
+    assert!(
+        err.contains(&format!("portal {extra}: in use by 1 session(s)")),
+        "{err}"
+    );
+    on_extra.test_unit_ready().unwrap();
+    assert_eq!(
+        ok(socket, &["portal", "remove", &extra, "--force"]),
+        format!("change\n- portal {extra}\n")
+    );
+    assert!(on_extra.test_unit_ready().is_err(), "its session ended");
+    let refused_connect = std::net::TcpStream::connect(&extra).unwrap_err();
+    assert_eq!(
+        refused_connect.kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    // The main portal's session saw nothing of it.
+    assert_eq!(on_main.read10(0, 1, BLOCK).unwrap(), vec![0x3c; 512]);
+    assert!(!std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .contains("portals"));
+
+    // Added again, then a restart: the daemon listens there again.
+    ok(socket, &["portal", "add", &extra]);
+    drop(on_main);
+    drop(daemon);
+    let daemon = setup.start();
+    let mut after = Initiator::connect(&extra, A, 0).unwrap();
+    assert_eq!(
+        after.read10(0, 1, BLOCK).unwrap(),
+        vec![0u8; 512],
+        "memory LUN"
+    );
+    let portals = json(socket, &["portal", "list"]);
+    assert_eq!(portals[1]["portal"], extra.as_str());
+    drop(daemon);
+}
+
+#[test]
+fn a_new_store_under_a_lun_keeps_its_reservations_and_tells_the_hosts_what_changed() {
+    const HOST: &str = "iqn.2026-11.io.example:pr-host";
+    const OTHER: &str = "iqn.2026-11.io.example:pr-other";
+    const KEY: u64 = 0x0123_4567_89ab_cdef;
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let first = setup.dir.path().join("first.img");
+    let second = setup.dir.path().join("second.img");
+    ok(socket, &["target", "add", B]);
+    add_file_lun(socket, B, &first, "1M");
+    let mut host = login_as(&daemon, B, HOST, None).unwrap();
+    let mut other = login_as(&daemon, B, OTHER, None).unwrap();
+    let _ = host.test_unit_ready();
+    let _ = other.test_unit_ready();
+    host.write10(10, &[0x6d; 512], BLOCK).unwrap();
+    // PERSISTENT RESERVE OUT (SPC-4 6.16, opcode 5Fh; parameter list length 24 in bytes
+    // 5-8). REGISTER (service action 00h): service action reservation key in bytes 8-15
+    // of the parameter list, APTPL (byte 20 bit 0) set.
+    let mut register = vec![0u8; 24];
+    register[8..16].copy_from_slice(&KEY.to_be_bytes());
+    register[20] = 0x01;
+    let out = host
+        .raw_command(&[0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0], &register, 0)
+        .unwrap();
+    assert_eq!(out.status, 0, "REGISTER: {out:?}");
+    // RESERVE (service action 01h), TYPE Write Exclusive (1h) in byte 2; the key in
+    // bytes 0-7 of the parameter list.
+    let mut reserve = vec![0u8; 24];
+    reserve[..8].copy_from_slice(&KEY.to_be_bytes());
+    let out = host
+        .raw_command(&[0x5F, 0x01, 0x01, 0, 0, 0, 0, 0, 24, 0], &reserve, 0)
+        .unwrap();
+    assert_eq!(out.status, 0, "RESERVE: {out:?}");
+
+    // The reservation as PERSISTENT RESERVE IN, READ RESERVATION (SPC-4 6.15.4: service
+    // action 01h) reports it: additional length 16, the key, then TYPE in byte 21.
+    let reservation = |host: &mut Initiator| {
+        let out = host
+            .raw_command(&[0x5E, 0x01, 0, 0, 0, 0, 0, 0, 64, 0], &[], 64)
+            .unwrap();
+        assert_eq!(out.status, 0, "READ RESERVATION: {out:?}");
+        assert_eq!(&out.data[4..8], &16u32.to_be_bytes(), "{:?}", out.data);
+        assert_eq!(&out.data[8..16], &KEY.to_be_bytes());
+        assert_eq!(out.data[21] & 0x0F, 0x01, "Write Exclusive");
+    };
+    // WRITE(10) of one block at LBA 20 from the host that holds no reservation: status
+    // RESERVATION CONFLICT (18h, SAM-5 table 33).
+    let fenced = |other: &mut Initiator| {
+        let out = other
+            .raw_command(&[0x2A, 0, 0, 0, 0, 20, 0, 0, 1, 0], &[0x11; 512], 0)
+            .unwrap();
+        assert_eq!(out.status, 0x18, "{out:?}");
+    };
+    fenced(&mut other);
+
+    // New bsopts: a new store over the same file, the same logical unit.
+    assert_eq!(
+        ok(socket, &["lun", "modify", B, "0", "--bsopts", "threads=2"]),
+        format!("change\n~ lun {B}/0 (bsopts)\n")
+    );
+    host.test_unit_ready().unwrap();
+    reservation(&mut host);
+    fenced(&mut other);
+    assert_eq!(host.read10(10, 1, BLOCK).unwrap(), vec![0x6d; 512]);
+
+    // A new backing file, larger: the hosts learn of the capacity (2Ah/09h) and of the
+    // new identity (3Fh/03h INQUIRY DATA HAS CHANGED), and the reservation stays.
+    let mut image = std::fs::read(&first).unwrap();
+    image.resize(2 << 20, 0);
+    std::fs::write(&second, &image).unwrap();
+    ok(
+        socket,
+        &[
+            "lun",
+            "modify",
+            B,
+            "0",
+            "--backing-store",
+            second.to_str().unwrap(),
+        ],
+    );
+    for session in [&mut host, &mut other] {
+        for (asc, ascq) in [(0x2A, 0x09), (0x3F, 0x03)] {
+            let ua = session.test_unit_ready().unwrap_err();
+            let ua = ua.scsi().expect("a SCSI error");
+            assert_eq!((ua.sense_key, ua.asc, ua.ascq), (0x06, asc, ascq));
+        }
+        session.test_unit_ready().unwrap();
+    }
+    assert_eq!(host.read_capacity16().unwrap(), ((2 << 20) / 512, BLOCK));
+    assert_eq!(host.read10(10, 1, BLOCK).unwrap(), vec![0x6d; 512]);
+    host.write10(3000, &[0x42; 512], BLOCK).unwrap();
+    reservation(&mut host);
+    fenced(&mut other);
+    // APTPL: the state went with the LUN to its new file, so a restart restores it.
+    drop((host, other));
+    drop(daemon);
+    let daemon = setup.start();
+    let mut other = login_as(&daemon, B, OTHER, None).unwrap();
+    let _ = other.test_unit_ready();
+    fenced(&mut other);
+    reservation(&mut other);
+}
+
+#[test]
+fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
+    use testkit::initiator::{ConnectOptions, HeaderDigest};
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let offer = |digest: HeaderDigest| ConnectOptions {
+        header_digest: digest,
+        ..ConnectOptions::default()
+    };
+    let login = |digest| Initiator::connect_with(&daemon.portal(), A, 0, &offer(digest));
+    // Offered None,CRC32C while nothing is required, the target picks None.
+    // The target declares its MaxRecvDataSegmentLength (RFC 7143 13.12), 256 KiB unless set.
+    let mut old = login(HeaderDigest::NoneCrc32c).unwrap();
+    daemon.wait_for_log_line(&[
+        "login",
+        "header_digest=false",
+        "max_recv_data_segment_length=262144",
+    ]);
+
+    let changed = setup.dir.path().join("changed.toml");
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &changed,
+        format!(
+            "require_header_digest = true\nmax_sessions_per_target = 2\n\
+             max_recv_data_segment_length = 65536\n{text}"
+        ),
+    )
+    .unwrap();
+    let out = ok(socket, &["apply", changed.to_str().unwrap()]);
+    assert!(
+        out.contains("~ max_sessions_per_target (applies to new logins)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ require_header_digest (applies to new logins)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("~ max_recv_data_segment_length (applies to new logins)"),
+        "{out}"
+    );
+    // Out of range: one line naming the key, nothing changed.
+    let bad = setup.dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("max_recv_data_segment_length = 100\n{text}")).unwrap();
+    let err = refused(socket, &["apply", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("max_recv_data_segment_length: 100 is out of range 512..=16777215"),
+        "{err}"
+    );
+    // The next logins: None alone is refused, None,CRC32C gets CRC32C...
+    assert!(login(HeaderDigest::None).is_err());
+    daemon.wait_for_log_line(&["login rejected", "HeaderDigest", "requires CRC32C"]);
+    let mut new = login(HeaderDigest::NoneCrc32c).unwrap();
+    daemon.wait_for_log_line(&[
+        "login",
+        "header_digest=true",
+        "max_recv_data_segment_length=65536",
+    ]);
+    new.test_unit_ready().unwrap();
+    // ...and the new bound holds: with the old session and the new one, a third is over.
+    assert!(login(HeaderDigest::NoneCrc32c).is_err());
+    // The session from before keeps what it negotiated (RFC 7143: keys are negotiated
+    // at login only) and goes on.
+    let _ = old.test_unit_ready();
+    old.write10(1, &[0x2e; 512], BLOCK).unwrap();
+    assert_eq!(new.read10(1, 1, BLOCK).unwrap(), vec![0x2e; 512]);
+    // The file on disk has the new settings, so a restart serves them too.
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(saved.contains("require_header_digest = true"), "{saved}");
 }

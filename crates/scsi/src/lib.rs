@@ -68,7 +68,7 @@ pub enum Status {
 }
 
 /// Static identity and shape of one logical unit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuConfig {
     /// T10 vendor identification (INQUIRY, 8 bytes, space padded).
     pub vendor: String,
@@ -452,6 +452,48 @@ impl ScsiTarget {
             .map(|lu| lu.config)
     }
 
+    /// Puts the logical unit at `lun` over a store described by `config` (a live change
+    /// of its backing store or settings) while keeping everything the LU holds: its
+    /// persistent reservations and registrations (and their APTPL state), RESERVE(6/10)
+    /// holder, mode parameters, stopped state, the byte ranges commands in flight hold,
+    /// and every nexus's queued conditions. The nexuses are told what their next command
+    /// must learn (SPC-4 annex D): CAPACITY DATA HAS CHANGED (2Ah/09h) when the block size
+    /// or capacity differ, INQUIRY DATA HAS CHANGED (3Fh/03h) when the identity, the
+    /// product or what the store can do (VPD pages) differ, MODE PARAMETERS CHANGED
+    /// (2Ah/01h) when write protection does. Returns `false`, changing
+    /// nothing, when there is no LU at `lun`.
+    pub fn replace_lun_config(&mut self, lun: u16, config: LuConfig) -> bool {
+        let Some(lu) = self.luns.get_mut(usize::from(lun)).and_then(Option::as_mut) else {
+            return false;
+        };
+        let before = lu.geometry();
+        let old = std::mem::replace(&mut lu.config, config);
+        let new = &lu.config;
+        // The capacity is per LU, not per version: a fresh counter keeps an older
+        // version's sessions from reading this one's until they move to it.
+        lu.blocks = Arc::new(new.geometry.num_blocks.into());
+        if before != new.geometry {
+            self.nexuses
+                .raise(lun, UnitAttention::CapacityDataChanged, UaScope::All);
+        }
+        let inquiry_changed = old.vendor != new.vendor
+            || old.product != new.product
+            || old.revision != new.revision
+            || old.serial != new.serial
+            || old.naa_id != new.naa_id
+            || old.capabilities != new.capabilities;
+        if inquiry_changed {
+            self.nexuses
+                .raise(lun, UnitAttention::InquiryDataChanged, UaScope::All);
+        }
+        // Write protection shows in the mode parameter header (WP).
+        if old.read_only != new.read_only {
+            self.nexuses
+                .raise(lun, UnitAttention::ModeParametersChanged, UaScope::All);
+        }
+        true
+    }
+
     /// The configuration of the logical unit at `lun`, if there is one.
     pub fn lun(&self, lun: u16) -> Option<&LuConfig> {
         self.luns
@@ -571,6 +613,14 @@ impl ScsiTarget {
     pub fn reservation_metadata(&self, lun: u16) -> Option<Vec<u8>> {
         let lu = self.luns.get(usize::from(lun))?.as_ref()?;
         Some(lu.reservations.saved_state())
+    }
+
+    /// Whether logical unit `lun`'s persistent reservations are to persist (APTPL set).
+    pub fn reservations_persist(&self, lun: u16) -> bool {
+        self.luns
+            .get(usize::from(lun))
+            .and_then(Option::as_ref)
+            .is_some_and(|lu| lu.reservations.persists())
     }
 
     /// Restores logical unit `lun`'s persistent reservations from `saved` (what

@@ -205,3 +205,31 @@ fn a_successor_keeps_the_nexuses_and_lus_and_reports_the_lun_change() {
     assert_eq!(outcome(&rig.run_on(A, 0, &TUR, &[])), GOOD);
     check_ua(&rig.run_on(B, 1 << 48, &TUR, &[]), 0x3F, 0x0E);
 }
+
+#[test]
+fn a_new_store_under_an_lu_keeps_its_conditions_and_reports_what_changed() {
+    let mut rig = two_nexuses();
+    for n in [A, B] {
+        rig.run_on(n, 0, &TUR, &[]);
+    }
+    rig.target
+        .raise_unit_attention(0, UnitAttention::ModeParametersChanged, UaScope::Only(A));
+    let same = rig.target.lun(0).unwrap().clone();
+    assert!(rig.target.replace_lun_config(0, same.clone()));
+    assert!(!rig.target.replace_lun_config(7, same.clone()), "no LU 7");
+    // Nothing changed: B has nothing to learn.
+    assert_eq!(outcome(&rig.run_on(B, 0, &TUR, &[])), GOOD);
+    let mut moved = same;
+    moved.geometry.num_blocks = BLOCKS * 2;
+    moved.naa_id[15] ^= 1;
+    rig.target.replace_lun_config(0, moved);
+    assert_eq!(rig.target.geometry(0).unwrap().num_blocks, BLOCKS * 2);
+    // A: its earlier condition first (2Ah/01h), then 2Ah/09h CAPACITY DATA HAS CHANGED
+    // and 3Fh/03h INQUIRY DATA HAS CHANGED (SPC-4 annex D).
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x2A, 0x01);
+    for n in [A, B] {
+        check_ua(&rig.run_on(n, 0, &TUR, &[]), 0x2A, 0x09);
+        check_ua(&rig.run_on(n, 0, &TUR, &[]), 0x3F, 0x03);
+        assert_eq!(outcome(&rig.run_on(n, 0, &TUR, &[])), GOOD);
+    }
+}

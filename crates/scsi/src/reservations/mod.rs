@@ -145,6 +145,11 @@ impl Reservations {
 
     /// The bytes to keep on the volume for this LU: the state when APTPL is set, an empty
     /// state (nothing to restore) when it is not.
+    /// Whether APTPL is set: the state is to persist across power loss.
+    pub(crate) fn persists(&self) -> bool {
+        self.lock().pr.aptpl
+    }
+
     pub(crate) fn saved_state(&self) -> Vec<u8> {
         let locked = self.lock();
         if locked.pr.aptpl {
