@@ -148,6 +148,38 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
     })
 }
 
+/// The volume options that the per-family differential test needs beyond the defaults:
+/// mandatory locks enforced, cache invalidation (upcalls) and leases.
+pub const FEATURE_OPTIONS: &[(&str, &str)] = &[
+    ("locks.mandatory-locking", "optimal"),
+    // without it the bricks record mandatory locks but let every read and write through
+    ("features.enforce-mandatory-lock", "on"),
+    ("features.cache-invalidation", "on"),
+    ("features.leases", "on"),
+];
+
+/// A second native volume, `name`, with [`FEATURE_OPTIONS`] set (restarted once when
+/// they were not, so the bricks run with them from the start).
+pub fn native_features_volume(name: &str) -> Result<LiveVolume> {
+    let v = native_volume(name)?;
+    let mut changed = false;
+    for (key, value) in FEATURE_OPTIONS {
+        let now = gluster(&["volume", "get", name, key])?;
+        let set = now
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [*key, *value]);
+        if !set {
+            gluster(&["volume", "set", name, key, value])?;
+            changed = true;
+        }
+    }
+    if changed {
+        gluster(&["volume", "stop", name, "force"])?;
+        gluster(&["volume", "start", name, "force"])?;
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,9 @@ use crate::{conformance, docker, fake, gluster, package, reliability};
 use anyhow::{bail, Result};
 
 const VOLUME: &str = "glfsiscsi";
+/// The native volume with mandatory locks, upcalls and leases on, for the per-family
+/// differential test (`gluster::FEATURE_OPTIONS`).
+const FEATURES_VOLUME: &str = "glfsfeatures";
 /// Bricks (replicas) of the Docker fixture's volume; the native one has one brick.
 const DOCKER_REPLICAS: usize = 3;
 
@@ -119,7 +122,16 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
     }
     let fake_lib = fake::build()?;
 
+    // The Docker fixture has one volume with default options: there the per-family
+    // differential test skips the steps that need FEATURE_OPTIONS (it says so).
+    let features = match kind {
+        Fixture::Native => Some(gluster::native_features_volume(FEATURES_VOLUME)?),
+        Fixture::Docker => None,
+    };
     let mut tests = util::cargo();
+    if let Some(f) = &features {
+        tests.env("GLUSTER_TEST_FEATURES_VOLUME", f.spec());
+    }
     tests
         .args([
             "nextest",
