@@ -5,6 +5,7 @@
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
 use crate::buffers::{write_transmit, SocketBuffers};
+use crate::handover::Lane;
 use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
@@ -549,9 +550,15 @@ impl Session {
                     return self.advance(conn, done_tx, target, itt, seq, next);
                 };
                 let tx = done_tx.clone();
-                store.submit(
+                // Counted in flight on the LUN's lane; a store that took over from another
+                // serves only once that one is idle and flushed (`crate::handover`).
+                let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
+                let ticket = lane.enter();
+                lane.submit(
+                    store,
                     request,
                     Completion::new(move |result| {
+                        drop(ticket);
                         // The receiver is gone only if the connection ended; then nobody
                         // waits for this answer.
                         let _ = tx.send(IoDone {

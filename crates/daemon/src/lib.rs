@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod handover;
 pub mod logging;
 pub mod metrics;
 pub mod portals;
