@@ -16,6 +16,7 @@
 //! ended: what it holds (the LBA range interlock of a write) is released only once the
 //! store is done with the buffers.
 
+use crate::handover::Ticket;
 use scsi::Pending;
 use std::sync::{Arc, Mutex, MutexGuard};
 use store_api::{Completion, CompletionSink, IoResult};
@@ -39,10 +40,14 @@ pub struct Completions {
     wake: Notify,
 }
 
+/// A parked command: its ITT, sequence number, continuation, and (for a request sent
+/// through a LUN's lane) the ticket that counts it in flight there until the store answers.
+type Parked = (u32, u64, Pending, Option<Ticket>);
+
 #[derive(Default)]
 struct State {
     /// Parked continuations by token; `None` for a free slot.
-    slots: Vec<Option<(u32, u64, Pending)>>,
+    slots: Vec<Option<Parked>>,
     /// Free slot numbers.
     free: Vec<usize>,
     /// Completed, waiting for the connection task.
@@ -62,15 +67,28 @@ impl Completions {
 
     /// Parks `pending` of command `itt`/`seq` and returns the completion the store gets.
     pub fn park(self: &Arc<Self>, itt: u32, seq: u64, pending: Pending) -> Completion {
+        self.park_counted(itt, seq, pending, None)
+    }
+
+    /// As [`Completions::park`], holding `ticket` (the request counted in flight on its
+    /// LUN's lane) until the store answers or lets go of the request.
+    pub fn park_counted(
+        self: &Arc<Self>,
+        itt: u32,
+        seq: u64,
+        pending: Pending,
+        ticket: Option<Ticket>,
+    ) -> Completion {
+        let parked = (itt, seq, pending, ticket);
         let token = {
             let mut st = self.state();
             match st.free.pop() {
                 Some(slot) => {
-                    st.slots[slot] = Some((itt, seq, pending));
+                    st.slots[slot] = Some(parked);
                     slot
                 }
                 None => {
-                    st.slots.push(Some((itt, seq, pending)));
+                    st.slots.push(Some(parked));
                     st.slots.len() - 1
                 }
             }
@@ -106,7 +124,7 @@ impl Completions {
         st.slots.len() - st.free.len()
     }
 
-    fn release(st: &mut State, token: u64) -> Option<(u32, u64, Pending)> {
+    fn release(st: &mut State, token: u64) -> Option<Parked> {
         let slot = usize::try_from(token).ok()?;
         let parked = st.slots.get_mut(slot)?.take()?;
         st.free.push(slot);
@@ -117,10 +135,13 @@ impl Completions {
 impl CompletionSink for Completions {
     fn complete(&self, token: u64, result: IoResult) {
         let mut st = self.state();
-        let Some((itt, seq, pending)) = Self::release(&mut st, token) else {
+        let Some((itt, seq, pending, ticket)) = Self::release(&mut st, token) else {
             debug_assert!(false, "completion of an unknown token {token}");
             return;
         };
+        // The store has answered: the request leaves its lane's count (a lock of the
+        // lane's own, never taken while holding it, so no order to keep).
+        drop(ticket);
         if st.closed {
             // Drop outside the lock: the result may hold read data.
             drop(st);

@@ -6,6 +6,7 @@
 
 use crate::buffers::{write_transmit, SocketBuffers};
 use crate::completions::{Completions, IoDone};
+use crate::handover::Lane;
 use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
@@ -547,8 +548,17 @@ impl Session {
                     )));
                     return self.advance(conn, done_tx, target, itt, seq, next);
                 };
-                // No allocation: the continuation waits in a slot of `done_tx`.
-                store.submit(request, done_tx.park(itt, seq, pending));
+                // Counted in flight on the LUN's lane (the ticket parks with the
+                // continuation); a store that took over from another serves only once that
+                // one is idle and flushed (`crate::handover`). No allocation: the
+                // continuation waits in a slot of `done_tx`.
+                let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
+                let ticket = lane.enter();
+                lane.submit(
+                    store,
+                    request,
+                    done_tx.park_counted(itt, seq, pending, Some(ticket)),
+                );
             }
         }
     }

@@ -826,6 +826,50 @@ mod tests {
     }
 
     #[test]
+    fn a_new_store_under_a_kept_lun_serves_once_the_old_one_is_idle() {
+        use store_api::{Completion, IoReply, IoRequest};
+        let state = state(None);
+        state
+            .apply(config(&[(A, &[0])]), Default::default())
+            .unwrap();
+        let before = state.targets().get(A).unwrap();
+        // A command still at the old store.
+        let old_command = before.lane(0).unwrap().enter();
+        let mut changed = config(&[(A, &[0])]);
+        changed.targets[0].luns[0].block_size = Some(4096);
+        state.apply(changed, Default::default()).unwrap();
+        let after = state.targets().get(A).unwrap();
+        assert!(!Arc::ptr_eq(
+            before.store(0).unwrap(),
+            after.store(0).unwrap()
+        ));
+        let lane = after.lane(0).unwrap().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ticket = lane.enter();
+        lane.submit(
+            after.store(0).unwrap(),
+            IoRequest::Read {
+                offset: 0,
+                len: 512,
+            },
+            Completion::new(move |result| {
+                drop(ticket);
+                let _ = tx.send(result);
+            }),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            rx.try_recv().is_err(),
+            "served before the old store was idle"
+        );
+        drop(old_command);
+        let Ok(IoReply::Data(data)) = rx.recv().unwrap() else {
+            panic!("the read failed");
+        };
+        assert_eq!(data.len(), 512);
+    }
+
+    #[test]
     fn a_failed_change_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

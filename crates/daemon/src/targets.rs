@@ -5,6 +5,7 @@
 //! stale, and its sessions move to the new one at their next command (one relaxed atomic
 //! load per command, no lock).
 
+use crate::handover::Lane;
 use anyhow::{bail, Context, Result};
 use backstore::{open_store, StoreOptions};
 use iscsi::auth::{AccessPolicy, PolicyError};
@@ -54,6 +55,20 @@ pub struct Target {
     pub nexuses: Nexuses,
     /// Set when a newer version of this target (or its removal) has replaced it.
     stale: AtomicBool,
+    /// Each LUN's requests in flight on its store, by plain LUN number; shared with the
+    /// versions that keep the store (see `crate::handover`).
+    lanes: HashMap<u64, Arc<Lane>>,
+    /// Stores this version took over from the one it replaces, whose lanes open once the
+    /// old stores are idle and flushed: started when this version is served.
+    handovers: std::sync::Mutex<Vec<Handover>>,
+}
+
+/// A LUN's old lane and store, and the new lane that waits for them.
+struct Handover {
+    old: Arc<Lane>,
+    old_store: Arc<dyn BlockStore>,
+    new: Arc<Lane>,
+    what: String,
 }
 
 /// Where a connection takes messages from outside its own task.
@@ -65,6 +80,20 @@ pub type Nexuses = Arc<std::sync::Mutex<HashMap<scsi::NexusId, ControlSender>>>;
 impl Target {
     pub fn store(&self, lun: u64) -> Option<&Arc<dyn BlockStore>> {
         self.stores.get(&lun)
+    }
+
+    /// The lane LUN `lun`'s requests go through to its store.
+    pub fn lane(&self, lun: u64) -> Option<&Arc<Lane>> {
+        self.lanes.get(&lun)
+    }
+
+    /// Starts handing over the LUNs whose store this version replaced (once served).
+    fn start_handovers(&self) {
+        let handovers =
+            std::mem::take(&mut *self.handovers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handovers {
+            crate::handover::hand_over(h.old, h.old_store, h.new, h.what);
+        }
     }
 
     /// Whether this version has been replaced: sessions then look the target up again.
@@ -113,6 +142,29 @@ impl Target {
         if target.luns() != previous.luns() {
             target.scsi.luns_changed();
         }
+        // A kept store keeps its lane (and the count of requests in flight on it); a new
+        // store under a kept LUN waits until the old one is idle and flushed.
+        let mut target = target;
+        let mut handovers = Vec::new();
+        for (&lun, store) in &target.stores {
+            let (Some(old_store), Some(old_lane)) = (previous.store(lun), previous.lane(lun))
+            else {
+                continue;
+            };
+            if Arc::as_ptr(old_store) as *const () == Arc::as_ptr(store) as *const () {
+                target.lanes.insert(lun, old_lane.clone());
+            } else if kept.contains(&(lun as u16)) {
+                let new = Lane::closed();
+                target.lanes.insert(lun, new.clone());
+                handovers.push(Handover {
+                    old: old_lane.clone(),
+                    old_store: old_store.clone(),
+                    new,
+                    what: format!("{} LUN {lun}", target.name),
+                });
+            }
+        }
+        target.handovers = std::sync::Mutex::new(handovers);
         Ok(target)
     }
 
@@ -151,6 +203,7 @@ impl Target {
             }
             stores.insert(u64::from(lun.lun), store);
         }
+        let lanes = stores.keys().map(|&lun| (lun, Lane::open())).collect();
         Ok(Target {
             name,
             scsi,
@@ -158,6 +211,8 @@ impl Target {
             reservation_saves,
             nexuses,
             stale: AtomicBool::new(false),
+            lanes,
+            handovers: Default::default(),
         })
     }
 
@@ -264,12 +319,18 @@ impl Targets {
     /// the new one at their next command.
     pub fn replace(&self, name: &str, target: Option<Target>) {
         let mut targets = self.targets.write().expect("targets lock");
-        let old = match target {
-            Some(target) => targets.insert(name.to_string(), Arc::new(target)),
+        let new = target.map(Arc::new);
+        let old = match &new {
+            Some(target) => targets.insert(name.to_string(), target.clone()),
             None => targets.remove(name),
         };
         if let Some(old) = old {
             old.stale.store(true, Ordering::Relaxed);
+        }
+        // The old version's sessions move on at their next command; what they still have
+        // at the replaced stores finishes there before the new stores serve.
+        if let Some(new) = new {
+            new.start_handovers();
         }
         let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
         *self.iscsi.write().expect("targets lock") = Arc::new(config);

@@ -844,3 +844,66 @@ fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
     let saved = std::fs::read_to_string(&setup.config).unwrap();
     assert!(saved.contains("require_header_digest = true"), "{saved}");
 }
+
+#[test]
+fn after_a_store_swap_a_read_waits_for_the_old_stores_write_and_returns_its_data() {
+    use testkit::fake::{FakeRoot, FaultRule};
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let lib = fake_library();
+    let daemon = Running::start(
+        &[
+            "--config",
+            setup.config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--gfapi-library",
+            lib.to_str().unwrap(),
+        ],
+        &[("GFAPI_FAKE_ROOT", root.path())],
+    );
+    ok(socket, &["target", "add", B]);
+    let glfs = [
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+    ];
+    ok(
+        socket,
+        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", "1M"]].concat(),
+    );
+    let mut writer = login_as(&daemon, B, "iqn.2026-11.io.example:writer", None).unwrap();
+    let mut reader = login_as(&daemon, B, "iqn.2026-11.io.example:reader", None).unwrap();
+    let _ = writer.test_unit_ready();
+    let _ = reader.test_unit_ready();
+    writer.write10(10, &pattern(1, 512), BLOCK).unwrap();
+
+    root.set_rules(&[FaultRule::on(&["write"]).hang()]);
+    std::thread::scope(|scope| {
+        let write = scope.spawn(|| writer.write10(10, &pattern(2, 512), BLOCK));
+        std::thread::sleep(std::time::Duration::from_millis(300)); // let it reach the store
+                                                                   // New bsopts: a new store over the same file while the write hangs in the old.
+        assert_eq!(
+            ok(socket, &["lun", "modify", B, "0", "--bsopts", "hold=5"]),
+            format!("change\n~ lun {B}/0 (bsopts)\n")
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let read = scope.spawn(move || {
+            let data = reader.read10(10, 1, BLOCK);
+            let _ = tx.send(());
+            data
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            rx.try_recv().is_err(),
+            "the read was answered while the old store still held the write"
+        );
+        // The old write completes, the old store is flushed, then the read is served.
+        root.clear();
+        write.join().unwrap().unwrap();
+        assert_eq!(read.join().unwrap().unwrap(), pattern(2, 512));
+    });
+}
