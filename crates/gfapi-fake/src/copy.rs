@@ -66,6 +66,7 @@ fn copy(
     let n = a_out.clamp(a_in.clamp(len));
     crate::locks::check_mandatory(input, pos_in, n, false)?;
     crate::locks::check_mandatory(output, pos_out, n, true)?;
+    crate::upcall::before_read(input);
     crate::upcall::before_change(output);
     let pre = fstat_raw(output.raw())?;
     let (mut oi, mut oo) = (pos_in, pos_out);

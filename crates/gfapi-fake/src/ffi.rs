@@ -381,6 +381,7 @@ pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>
             return Err(libc::EINVAL);
         }
         crate::locks::check_mandatory(fd, o, count, false)?;
+        crate::upcall::before_read(fd);
         let n = admit.clamp(count);
         let mut done = 0usize;
         while done < n {
@@ -442,6 +443,7 @@ pub unsafe fn op_readv(
             return Err(libc::EINVAL);
         }
         crate::locks::check_mandatory(fd, o, total, false)?;
+        crate::upcall::before_read(fd);
         let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
         let r = cvt(libc::preadv(fd.raw(), v.as_ptr(), v.len() as c_int, o))?;
         let post = fstat_raw(fd.raw())?;

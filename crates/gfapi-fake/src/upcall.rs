@@ -14,7 +14,7 @@
 //! lease id, type), read and written under an open-file-description lock; holders whose
 //! process is gone do not count. A conflicting lease is refused with EAGAIN. An open for
 //! writing, a write, truncate, allocation or attribute change through an fd of another
-//! process appends a recall record, which the holder's recall callback (glfs_lease) and
+//! process (or a read, if the lease is a read-write one) appends a recall record, which the holder's recall callback (glfs_lease) and
 //! GLFS_UPCALL_RECALL_LEASE report, and waits, as Gluster's leases translator holds the
 //! operation back, until the lease is returned (unlocked, or its process gone) or the
 //! recall timeout runs out (`GFAPI_FAKE_LEASE_RECALL_TIMEOUT` seconds in the waiting
@@ -147,12 +147,32 @@ pub(crate) fn changed_fd(f: &FdInner, flags: u32) {
 /// returned or revoked (see the module documentation). Nothing to do (one stat(2)) while
 /// nobody on the volume listens, as no lease can exist then.
 pub(crate) fn before_change(f: &FdInner) {
+    recall_conflicting(f, Conflict::Any);
+}
+
+/// Before a read through `f`: recalls other processes' read-write leases on its inode (a
+/// read conflicts with another client's write lease, not with its read lease), waiting
+/// as [`before_change`] does.
+pub(crate) fn before_read(f: &FdInner) {
+    recall_conflicting(f, Conflict::ReadWriteOnly);
+}
+
+/// Which leases of other clients an operation conflicts with.
+#[derive(Clone, Copy, PartialEq)]
+enum Conflict {
+    /// Every lease (a change).
+    Any,
+    /// Read-write leases only (a read).
+    ReadWriteOnly,
+}
+
+fn recall_conflicting(f: &FdInner, conflict: Conflict) {
     let Some(vol) = f.glfs.vol_dir() else { return };
     if !log_path(&vol).is_some_and(|p| p.exists()) {
         return;
     }
     if let Ok(g) = crate::handles::fd_gfid(f) {
-        recall_others(&vol, &g);
+        recall_others(&vol, &g, conflict);
     }
 }
 
@@ -803,9 +823,9 @@ pub fn recall_timeout() -> Duration {
         .map_or(Duration::from_secs(60), Duration::from_secs_f64)
 }
 
-/// Sends a recall to the lease holders of `g` in other processes and waits until none
-/// is left; holders still there after [`recall_timeout`] are revoked.
-fn recall_others(vol: &Path, g: &Gfid) {
+/// Sends a recall to the holders of conflicting leases on `g` in other processes and
+/// waits until none is left; holders still there after [`recall_timeout`] are revoked.
+fn recall_others(vol: &Path, g: &Gfid, conflict: Conflict) {
     let Some(p) = lease_file(vol, g) else { return };
     if !p.exists() {
         return;
@@ -817,7 +837,9 @@ fn recall_others(vol: &Path, g: &Gfid) {
             return;
         };
         let mut holders = read_holders(&mut f);
-        let Some(t) = holders.iter().filter(|h| h.0 != me).map(|h| h.2).max() else {
+        let conflicting =
+            |h: &(u32, String, c_int)| h.0 != me && (conflict == Conflict::Any || h.2 == RW);
+        let Some(t) = holders.iter().filter(|h| conflicting(h)).map(|h| h.2).max() else {
             return;
         };
         let now = std::time::Instant::now();
@@ -827,7 +849,7 @@ fn recall_others(vol: &Path, g: &Gfid) {
                 deadline = Some(now + recall_timeout());
             }
             Some(d) if now >= d => {
-                holders.retain(|h| h.0 == me);
+                holders.retain(|h| !conflicting(h));
                 let _ = write_holders(&mut f, &holders);
                 return;
             }

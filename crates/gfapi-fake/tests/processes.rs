@@ -129,6 +129,46 @@ fn a_conflicting_open_waits_until_the_recalled_lease_is_returned() {
 }
 
 #[test]
+fn a_read_by_another_process_waits_until_a_recalled_read_write_lease_is_returned() {
+    let Some(root) = Root::new() else { return };
+    let (holder, mut out) = root.start("return-lease", "leased");
+    // a long recall timeout: only the return lets the reader on
+    let read = root.run(
+        root.cmd("read")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "600"),
+    );
+    assert_eq!(read, "read: original");
+    assert_eq!(next_line(&mut out), "recalled: original");
+    assert_eq!(next_line(&mut out), "returned: 0");
+    // GLFS_GET_LEASE: no lease left
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 0");
+    kill(holder);
+}
+
+#[test]
+fn a_read_by_another_process_leaves_a_read_lease_alone() {
+    let Some(root) = Root::new() else { return };
+    let (holder, _out) = root.start("keep-read-lease", "leased");
+    // GLFS_RD_LEASE (1)
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 1");
+    // Were the read a conflict, this short timeout would revoke the lease.
+    let read = root.run(
+        root.cmd("read")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "0.2"),
+    );
+    assert_eq!(read, "read: original");
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 1");
+    // A write does conflict: the read lease is recalled and, never returned, revoked.
+    let written = root.run(
+        root.cmd("write")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "0.2"),
+    );
+    assert_eq!(written, "write: 4");
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 0");
+    kill(holder);
+}
+
+#[test]
 fn a_lease_never_returned_is_revoked_after_the_recall_timeout() {
     let Some(root) = Root::new() else { return };
     let (holder, mut out) = root.start("keep-lease", "leased");

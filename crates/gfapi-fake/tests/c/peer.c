@@ -20,6 +20,8 @@
  *                                  FILE prints "upcall recall TYPE" and the first 8
  *                                  bytes, and never returns the lease
  *   peer get-lease VOL FILE        prints "lease type: N" (GLFS_GET_LEASE)
+ *   peer keep-read-lease VOL FILE  takes a read lease, prints "leased", and waits
+ *   peer read VOL FILE             reads 8 bytes at 0: "read: " and the bytes
  */
 #define _GNU_SOURCE
 #include <glusterfs/api/glfs.h>
@@ -107,12 +109,13 @@ static void on_upcall_recall(struct glfs_upcall *up, void *data) {
     glfs_free(up);
 }
 
-/* Opens FILE and takes a read-write lease on it; recalls go to `cb`. */
-static int take_lease(glfs_t *fs, const char *file, glfs_recall_cbk cb) {
-    lease_fd = glfs_open(fs, file, O_RDWR);
+/* Opens FILE and takes a lease of `type` on it (a read lease on a read-only fd);
+ * recalls go to `cb`. */
+static int take_lease_of(glfs_t *fs, const char *file, int type, glfs_recall_cbk cb) {
+    lease_fd = glfs_open(fs, file, type == GLFS_RD_LEASE ? O_RDONLY : O_RDWR);
     memset(&held, 0, sizeof held);
     held.cmd = GLFS_SET_LEASE;
-    held.lease_type = GLFS_RW_LEASE;
+    held.lease_type = type;
     memset(held.lease_id, 1, sizeof held.lease_id);
     struct glfs_lease l = held;
     if (!lease_fd || glfs_lease(lease_fd, &l, cb, NULL)) {
@@ -120,6 +123,11 @@ static int take_lease(glfs_t *fs, const char *file, glfs_recall_cbk cb) {
         return -1;
     }
     return 0;
+}
+
+/* Opens FILE and takes a read-write lease on it; recalls go to `cb`. */
+static int take_lease(glfs_t *fs, const char *file, glfs_recall_cbk cb) {
+    return take_lease_of(fs, file, GLFS_RW_LEASE, cb);
 }
 
 int main(int argc, char **argv) {
@@ -220,6 +228,29 @@ int main(int argc, char **argv) {
         line("leased");
         for (;;)
             pause();
+    }
+    if (strcmp(role, "keep-read-lease") == 0) {
+        if (take_lease_of(fs, file, GLFS_RD_LEASE, NULL))
+            return 1;
+        line("leased");
+        for (;;)
+            pause();
+    }
+    if (strcmp(role, "read") == 0) {
+        glfs_fd_t *fd = glfs_open(fs, file, O_RDONLY);
+        char buf[8];
+        if (!fd) {
+            perror("open");
+            return 1;
+        }
+        ssize_t r = glfs_pread(fd, buf, sizeof buf, 0, 0, NULL);
+        if (r < 0)
+            printf("read: -1 %s\n", strerrorname_np(errno));
+        else
+            printf("read: %.*s\n", (int)r, buf);
+        glfs_close(fd);
+        glfs_fini(fs);
+        return 0;
     }
     if (strcmp(role, "get-lease") == 0) {
         glfs_fd_t *fd = glfs_open(fs, file, O_RDONLY);
