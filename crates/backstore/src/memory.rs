@@ -27,7 +27,7 @@ pub struct Memory {
 
 #[derive(Default)]
 struct Data {
-    shards: Vec<RwLock<Box<[u8]>>>,
+    shards: Vec<RwLock<Zeroed>>,
     /// One bit per block: allocated.
     mapped: Vec<AtomicU64>,
 }
@@ -44,20 +44,85 @@ impl Data {
             let last = last.get_mut().unwrap();
             if last.len() < SHARD && have < size {
                 let longer = SHARD.min(last.len() + size - have);
-                let mut bytes = std::mem::take(last).into_vec();
-                have += longer - bytes.len();
-                bytes.resize(longer, 0);
-                *last = bytes.into_boxed_slice();
+                let mut bytes = Zeroed::new(longer);
+                bytes[..last.len()].copy_from_slice(last);
+                have += longer - last.len();
+                *last = bytes;
             }
         }
         while have < size {
             let n = SHARD.min(size - have);
-            self.shards
-                .push(RwLock::new(vec![0u8; n].into_boxed_slice()));
+            self.shards.push(RwLock::new(Zeroed::new(n)));
             have += n;
         }
         let words = blocks.div_ceil(64) as usize;
         self.mapped.resize_with(words, || AtomicU64::new(0));
+    }
+}
+
+/// Zeroed bytes straight from the kernel: a private anonymous mapping of their own.
+///
+/// A RAM disk is mostly never written, and what is never written should cost no
+/// resident memory. A `vec![0u8; SHARD]` is above glibc's mmap threshold, so it is a
+/// mapping too, but glibc writes its chunk header into the first page: 4 KiB resident
+/// per 1 MiB shard, 1 MiB for a 256 MiB store before a single write. Here nothing is
+/// written: reads of untouched pages map the kernel's shared zero page (not counted in
+/// the process's RSS), and only pages written take memory.
+/// (`crates/backstore/tests/memory_rss.rs` counts it.)
+struct Zeroed {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Zeroed` owns its mapping exclusively, like a `Box<[u8]>`; shared access is
+// through `&[u8]` and mutation needs `&mut`.
+unsafe impl Send for Zeroed {}
+// SAFETY: as above.
+unsafe impl Sync for Zeroed {}
+
+impl Zeroed {
+    /// `len` (> 0) zero bytes; aborts like a failed allocation when the kernel refuses.
+    fn new(len: usize) -> Zeroed {
+        assert!(len > 0, "a shard holds at least one byte");
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
+            Some(ptr) => Zeroed { ptr, len },
+            None => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(len, 4096).expect("shard layout"),
+            ),
+        }
+    }
+}
+
+impl std::ops::Deref for Zeroed {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live readable mapping of `len` bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Zeroed {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Zeroed {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

@@ -321,7 +321,7 @@ impl SessionsResult {
 }
 
 /// What digests cost: ours memory, 4k random reads QD32, without and with
-/// HeaderDigest=CRC32C, on the same daemon, in interleaved pairs of runs.
+/// HeaderDigest=CRC32C, in pairs of runs side by side (two daemons, measured at once).
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestResult {
     /// The run without digests of the pair whose CPU ratio is the median (or the only one).
@@ -332,8 +332,8 @@ pub struct DigestResult {
     pub pairs: Vec<DigestPair>,
 }
 
-/// One pair of runs, without and with digests, one right after the other (in alternating
-/// order from pair to pair, so a drift in the machine's load favours neither side).
+/// One pair of runs, without and with digests, side by side at the same time on two
+/// daemons, so a change of the machine's load favours neither side.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct DigestPair {
     /// CPU per command of both ends, without over with.
@@ -768,11 +768,12 @@ impl Report {
         if self.digests.is_some() {
             let _ = writeln!(
                 s,
-                "## Digests\n\nThe same daemon, in interleaved pairs of runs without and with \
-                 HeaderDigest (the order alternating from pair to pair). The goal (at most \
+                "## Digests\n\nPairs of runs side by side: in each pair two fresh daemons, one \
+                 session each, one without and one with HeaderDigest, measured over the same \
+                 window, so the other processes' load hits both alike. The goal (at most \
                  10% cost) is judged on the median over the pairs of CPU per command of both \
-                 ends, which the other processes' load moves less than the IOPS; the IOPS and \
-                 CPU columns show the median pair.\n\n{}",
+                 ends (the IOPS of a pair also show how the two sessions shared the cores); \
+                 the IOPS and CPU columns show the median pair.\n\n{}",
                 self.digest_table()
             );
         }
