@@ -373,3 +373,58 @@ impl BlockStore for MemoryStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(store: &MemoryStore, req: IoRequest) -> IoReply {
+        let slot = Arc::new(Mutex::new(None));
+        let put = slot.clone();
+        store.submit(
+            req,
+            Completion::new(move |r| *put.lock().unwrap() = Some(r)),
+        );
+        let result = slot.lock().unwrap().take().expect("completed inline");
+        result.expect("request succeeded")
+    }
+
+    fn read(store: &MemoryStore, offset: u64, len: u32) -> Vec<u8> {
+        match run(store, IoRequest::Read { offset, len }) {
+            IoReply::Data(d) => d.to_vec(),
+            other => panic!("read answered {other:?}"),
+        }
+    }
+
+    fn write(store: &MemoryStore, offset: u64, fill: u8, len: usize) {
+        let req = IoRequest::Write {
+            offset,
+            data: bytes::Bytes::from(vec![fill; len]),
+            fua: false,
+        };
+        assert!(matches!(run(store, req), IoReply::Done));
+    }
+
+    #[test]
+    fn growing_a_partial_last_shard_keeps_its_data_and_zeroes_the_rest() {
+        // 1.5 MiB: the second shard is half a shard long.
+        let store = MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 3 * 1024,
+        });
+        let tail = (3 << 19) - 4096;
+        write(&store, tail, 0xa5, 4096);
+        write(&store, 0, 0x3c, 512);
+        store.resize(5 << 19).expect("grow to 2.5 MiB");
+        assert_eq!(read(&store, tail, 4096), vec![0xa5; 4096]);
+        assert_eq!(read(&store, 0, 512), vec![0x3c; 512]);
+        // The grown part of the old last shard and the new shard read as zeroes...
+        assert_eq!(read(&store, 3 << 19, 8192), vec![0; 8192]);
+        assert_eq!(read(&store, (5 << 19) - 4096, 4096), vec![0; 4096]);
+        // ...and take writes across the old end and the shard boundary.
+        write(&store, (3 << 19) - 512, 0x77, 1024);
+        write(&store, (1 << 21) - 512, 0x11, 1024);
+        assert_eq!(read(&store, (3 << 19) - 512, 1024), vec![0x77; 1024]);
+        assert_eq!(read(&store, (1 << 21) - 512, 1024), vec![0x11; 1024]);
+    }
+}
