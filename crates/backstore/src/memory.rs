@@ -379,14 +379,9 @@ mod tests {
     use super::*;
 
     fn run(store: &MemoryStore, req: IoRequest) -> IoReply {
-        let slot = Arc::new(Mutex::new(None));
-        let put = slot.clone();
-        store.submit(
-            req,
-            Completion::new(move |r| *put.lock().unwrap() = Some(r)),
-        );
-        let result = slot.lock().unwrap().take().expect("completed inline");
-        result.expect("request succeeded")
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.submit(req, Completion::new(move |r| tx.send(r).unwrap()));
+        rx.recv().unwrap().expect("request succeeded")
     }
 
     fn read(store: &MemoryStore, offset: u64, len: u32) -> Vec<u8> {
