@@ -132,8 +132,18 @@ pub struct Args {
     /// Listen for `glfs-iscsi admin` on this Unix socket (created owner-only).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,
+    /// This gateway's name among several exporting the same LUN files (1 to 64 of
+    /// letters, digits and . _ - : @): persistent reservations are then kept on the
+    /// storage for all of them, changed under its lock, and other gateways' changes are
+    /// loaded every second (ARCHITECTURE.md, "Several gateways").
+    #[arg(long, value_name = "NAME", value_parser = parse_gateway_id)]
+    pub gateway_id: Option<store_api::LockOwner>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+fn parse_gateway_id(s: &str) -> Result<store_api::LockOwner, String> {
+    store_api::LockOwner::new(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

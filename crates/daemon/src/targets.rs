@@ -199,6 +199,10 @@ impl Target {
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
+                if crate::gateways::gateway().is_some() {
+                    // Kept on the volume for every gateway (`crate::gateways`).
+                    scsi.share_reservations(lun.lun);
+                }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
             }
             stores.insert(u64::from(lun.lun), store);
