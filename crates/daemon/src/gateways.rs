@@ -31,6 +31,53 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const REFRESH: Duration = Duration::from_secs(1);
 
 static GATEWAY: OnceLock<LockOwner> = OnceLock::new();
+static ALUA: OnceLock<scsi::Alua> = OnceLock::new();
+
+/// The target port groups every target reports (`--alua-group`, `--alua-peer`), once,
+/// before any target is built.
+pub fn set_alua(alua: scsi::Alua) {
+    let _ = ALUA.set(alua);
+}
+
+/// A new target's SCSI side, reporting ALUA when it is set.
+pub fn new_scsi_target() -> scsi::ScsiTarget {
+    let mut target = scsi::ScsiTarget::new();
+    if let Some(alua) = ALUA.get() {
+        target.set_alua(alua.clone());
+    }
+    target
+}
+
+/// Parses `ID:STATE` (`--alua-peer`): a target port group of another gateway.
+pub fn parse_port_group(s: &str) -> Result<scsi::PortGroup, String> {
+    let (id, state) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not ID:STATE (for example 2:standby)"))?;
+    Ok(scsi::PortGroup {
+        id: parse_group_id(id)?,
+        state: parse_access_state(state)?,
+    })
+}
+
+/// A target port group id, 1 to 65535.
+pub fn parse_group_id(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(format!(
+            "target port group {s:?} is not a number from 1 to 65535"
+        )),
+    }
+}
+
+/// An asymmetric access state by name.
+pub fn parse_access_state(s: &str) -> Result<scsi::AccessState, String> {
+    scsi::AccessState::parse(s).ok_or_else(|| {
+        format!(
+            "unknown ALUA state {s:?} (active-optimized, active-non-optimized, standby, \
+             unavailable)"
+        )
+    })
+}
 
 /// Names this process as a gateway among several (`--gateway-id`), once, before any LUN
 /// opens: from then on every LUN's persistent reservations are shared.

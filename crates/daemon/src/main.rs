@@ -103,6 +103,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         if let Some(owner) = &args.gateway_id {
             daemon::gateways::set_gateway(owner.clone());
         }
+        if let Some(id) = args.alua_group {
+            let own = scsi::PortGroup {
+                id,
+                state: args
+                    .alua_state
+                    .unwrap_or(scsi::AccessState::ActiveOptimized),
+            };
+            let alua = scsi::Alua::new(own, args.alua_peers.clone()).context("--alua-peer")?;
+            daemon::gateways::set_alua(alua);
+        }
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         let luns: usize = specs.iter().map(|t| t.luns.len()).sum();
         // Each store's open is bounded by its own time limit (glfs: `timeout=`); a slow

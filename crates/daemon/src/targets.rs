@@ -106,7 +106,7 @@ impl Target {
     pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
         Self::assemble(
             name,
-            ScsiTarget::new(),
+            crate::gateways::new_scsi_target(),
             luns,
             &HashSet::new(),
             Default::default(),

@@ -42,6 +42,13 @@ impl Storage {
 
     /// A gateway named `id` exporting the LUN.
     fn gateway(&self, id: &str) -> Running {
+        self.gateway_with(id, &[])
+    }
+
+    /// [`Storage::gateway`] with more arguments.
+    fn gateway_with(&self, id: &str, extra: &[&str]) -> Running {
+        let mut args = vec!["--gateway-id", id];
+        args.extend_from_slice(extra);
         match self {
             Storage::File(dir) => {
                 let lun = dir.path().join("lun.img");
@@ -53,13 +60,14 @@ impl Storage {
                         lun.to_str().unwrap(),
                         "--size",
                         "4M",
-                        "--gateway-id",
-                        id,
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(args)
+                    .collect::<Vec<_>>(),
                     &[],
                 )
             }
-            Storage::Glfs(root) => glfs_target(root, &["--gateway-id", id]),
+            Storage::Glfs(root) => glfs_target(root, &args),
         }
     }
 
@@ -272,4 +280,94 @@ fn a_bad_gateway_id_is_refused_with_one_line() {
         err.contains("invalid gateway lock owner \"gw one\""),
         "{err}"
     );
+}
+
+/// REPORT TARGET PORT GROUPS (SPC-4 6.36, MAINTENANCE IN A3h service action 0Ah, length
+/// format): (group, state, relative target port) per descriptor (tables 257, 259).
+fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
+    let out = ini
+        .raw_command(&[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256)
+        .unwrap();
+    assert!(out.is_good(), "{out:?}");
+    let d = out.data;
+    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
+    d[4..4 + len]
+        .chunks(12)
+        .map(|g| {
+            assert_eq!(g[7], 1, "one target port per group");
+            (
+                u16::from_be_bytes([g[2], g[3]]),
+                g[0] & 0x0F,
+                u16::from_be_bytes([g[10], g[11]]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_gateway_reports_its_target_port_group_and_the_others() {
+    let storage = Storage::file();
+    let gw_a = storage.gateway_with(
+        "gateway-a",
+        &["--alua-group", "1", "--alua-peer", "2:standby"],
+    );
+    let gw_b = storage.gateway_with(
+        "gateway-b",
+        &[
+            "--alua-group",
+            "2",
+            "--alua-state",
+            "standby",
+            "--alua-peer",
+            "1:active-optimized",
+        ],
+    );
+    let mut a = host(&gw_a, "host-a");
+    let mut b = host(&gw_b, "host-a");
+    // Asymmetric access states (SPC-4 table 258): 0h active/optimized, 2h standby.
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    // Standard INQUIRY TPGS 01b (byte 5 bits 5:4).
+    let inq = b.raw_command(&[0x12, 0, 0, 0, 96, 0], &[], 96).unwrap();
+    assert_eq!(inq.data[5] & 0x30, 0x10);
+    // The Device Identification page ends with gateway B's relative target port and
+    // target port group designators (iSCSI, PIV, target port association, binary).
+    let vpd = b
+        .raw_command(&[0x12, 1, 0x83, 0, 255, 0], &[], 255)
+        .unwrap();
+    assert!(vpd
+        .data
+        .ends_with(&[0x51, 0x94, 0, 4, 0, 0, 0, 2, 0x51, 0x95, 0, 4, 0, 0, 0, 2]));
+}
+
+#[test]
+fn bad_alua_settings_are_refused_with_one_line() {
+    for (args, says) in [
+        (&["--alua-group", "0"][..], "not a number from 1 to 65535"),
+        (
+            &["--alua-group", "1", "--alua-state", "sleepy"],
+            "unknown ALUA state \"sleepy\"",
+        ),
+        (
+            &["--alua-group", "1", "--alua-peer", "2"],
+            "is not ID:STATE",
+        ),
+        (
+            &["--alua-group", "1", "--alua-peer", "1:standby"],
+            "target port group 1 is given twice",
+        ),
+    ] {
+        let mut all = vec!["--bstype", "memory", "--size", "1M"];
+        all.extend_from_slice(args);
+        let out = run_to_exit(&all);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
+pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
 use crate::commands::exec;
 use crate::nexus::Nexuses;
 pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
@@ -442,6 +443,8 @@ pub struct ScsiTarget {
     /// Per-I_T-nexus state: initiator ports and unit attention queues. Shared with the
     /// target's successors ([`ScsiTarget::successor`]).
     nexuses: Arc<Nexuses>,
+    /// The target port groups of the gateways exporting these LUs (ALUA), when set.
+    alua: Option<Arc<Alua>>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -519,6 +522,7 @@ impl ScsiTarget {
         ScsiTarget {
             luns: self.luns.clone(),
             nexuses: self.nexuses.clone(),
+            alua: self.alua.clone(),
         }
     }
 
@@ -748,6 +752,17 @@ impl ScsiTarget {
         let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
         lu.reservations.restore(state);
         Ok(())
+    }
+
+    /// Reports asymmetric logical unit access (implicit ALUA) with these target port
+    /// groups, this gateway's first (see `commands::alua`); successors keep it.
+    pub fn set_alua(&mut self, alua: Alua) {
+        self.alua = Some(Arc::new(alua));
+    }
+
+    /// The target port groups reported, when ALUA is set.
+    pub fn alua(&self) -> Option<&Alua> {
+        self.alua.as_deref()
     }
 
     /// Logical unit `lun`'s persistent reservations are kept on the volume for every
