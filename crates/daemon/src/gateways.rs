@@ -138,6 +138,43 @@ pub fn run_shared(
     done.complete(result);
 }
 
+/// A shared LU moves to another store (its file or settings changed): under the new
+/// store's exclusive lock, what that store keeps is the state of every gateway and is
+/// loaded; a store that keeps none gets this LU's state, so it is not lost. Never writes
+/// over another gateway's state.
+pub fn carry_shared(
+    scsi: &scsi::ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let what = || format!("target {target} LUN {lun}: shared persistent reservations");
+    let _lock = store
+        .lock_metadata(
+            scsi::RESERVATIONS_METADATA,
+            owner,
+            LockMode::Exclusive,
+            LockWait::AtMost(LOCK_WAIT),
+        )
+        .with_context(what)?;
+    match store
+        .read_metadata(scsi::RESERVATIONS_METADATA)
+        .with_context(what)?
+    {
+        Some(saved) => scsi
+            .refresh_reservations(lun, Some(&saved))
+            .with_context(what),
+        None => {
+            let state = scsi.reservation_metadata(lun).unwrap_or_default();
+            store
+                .write_metadata(scsi::RESERVATIONS_METADATA, &state)
+                .with_context(|| format!("{}: cannot write them to the new store", what()))
+        }
+    }
+}
+
 /// Loads other gateways' reservation changes of every shared LUN, every [`REFRESH`],
 /// until the runtime stops.
 pub async fn refresh(targets: Arc<Targets>, owner: LockOwner) {
