@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use store_api::{
     check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
-    ErrorKind, Geometry, IoReply, IoRequest, Op, StoreError,
+    ErrorKind, Geometry, IoReply, IoRequest, LockError, LockMode, LockOwner, LockWait,
+    MetadataLock, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
@@ -23,6 +24,8 @@ pub struct Memory {
     data: RwLock<Data>,
     /// Metadata objects, gone with the store like its data.
     metadata: Mutex<HashMap<String, Vec<u8>>>,
+    /// Their locks: in this process, like the store.
+    locks: crate::lock::LockTable,
 }
 
 #[derive(Default)]
@@ -148,6 +151,7 @@ impl Memory {
             geometry: store_api::GrowableGeometry::new(geometry),
             data: RwLock::new(data),
             metadata: Mutex::default(),
+            locks: Default::default(),
         }
     }
 
@@ -371,6 +375,23 @@ impl BlockStore for MemoryStore {
             .unwrap()
             .insert(name.to_string(), data.to_vec());
         Ok(())
+    }
+
+    /// A table in the store: a memory store is one process's, so its holders are too.
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        let held = crate::lock::acquire(name, wait, || {
+            if !valid_metadata_name(name) {
+                return Err(StoreError::new(Op::Lock, ErrorKind::OutOfRange));
+            }
+            Ok(self.locks.try_take(name, mode))
+        })?;
+        Ok(MetadataLock::new(name, owner, mode, held))
     }
 }
 

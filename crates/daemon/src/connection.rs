@@ -517,6 +517,18 @@ impl Session {
             Start::SaveReservations { lun, pending } => {
                 self.save_reservations(done_tx, itt, seq, lun, pending);
             }
+            Start::SharedReservations(shared) => {
+                let (run, pending) = shared.into_parts();
+                let Some(target) = self.target.clone() else {
+                    return;
+                };
+                let done = done_tx.park(itt, seq, pending);
+                tokio::task::spawn_blocking(move || match crate::gateways::gateway() {
+                    Some(owner) => crate::gateways::run_shared(&target, owner, run, done),
+                    // The core shares reservations only when a gateway is named.
+                    None => done.complete(Err(StoreError::new(Op::Lock, ErrorKind::Io))),
+                });
+            }
             Start::Copy(step) => {
                 // The source store's copy handle; the step becomes a copy request on the
                 // destination's store, or reads and writes without one.

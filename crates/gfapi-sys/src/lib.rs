@@ -217,6 +217,15 @@ pub type glfs_zerofill_async_fn = unsafe extern "C" fn(
     data: *mut c_void,
 ) -> c_int;
 
+/// `int glfs_posix_lock(glfs_fd_t *fd, int cmd, struct flock *flock)` (GFAPI_3.4.0):
+/// F_SETLK, F_SETLKW or F_GETLK, advisory, per lock owner of the fd.
+pub type glfs_posix_lock_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, cmd: c_int, flock: *mut libc::flock) -> c_int;
+/// `int glfs_fd_set_lkowner(glfs_fd_t *glfd, void *data, int len)` (GFAPI_3.10.7): the
+/// lock owner of the fd's later locks, 1 to 255 bytes.
+pub type glfs_fd_set_lkowner_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, data: *mut c_void, len: c_int) -> c_int;
+
 /// The library name the loader searches for when no path is given.
 pub const DEFAULT_LIBRARY: &str = "libgfapi.so.0";
 
@@ -268,6 +277,8 @@ pub struct Library {
     pub glfs_fsync_async: glfs_sync_async_fn,
     pub glfs_discard_async: glfs_discard_async_fn,
     pub glfs_zerofill_async: glfs_zerofill_async_fn,
+    pub glfs_posix_lock: glfs_posix_lock_fn,
+    pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
     name: String,
     // Keeps the code behind the pointers mapped; last so it drops after nothing else.
     _lib: libloading::os::unix::Library,
@@ -331,6 +342,8 @@ impl Library {
                 glfs_fsync_async: r.get("glfs_fsync_async", Some(V6))?,
                 glfs_discard_async: r.get("glfs_discard_async", Some(V6))?,
                 glfs_zerofill_async: r.get("glfs_zerofill_async", Some(V6))?,
+                glfs_posix_lock: r.get("glfs_posix_lock", None)?,
+                glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
                 name,
                 _lib: lib,
             })
