@@ -690,6 +690,19 @@ struct TargetSample {
     cpu: Option<(u64, f64)>,
     /// The target's VmHWM at the end, KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU the other processes of the machine took inside the window (neither the
+    /// target nor the load generator), % of one core.
+    others_cpu_pct: Option<f64>,
+}
+
+/// What the window sampler reads at one instant: the target's and the load
+/// generator's CPU ticks and the machine's /proc/stat (busy, total) ticks.
+#[derive(Debug, Clone, Copy)]
+struct WindowSample {
+    at: Instant,
+    target: u64,
+    load: Option<u64>,
+    machine: Option<(u64, u64)>,
 }
 
 impl Bench<'_> {
@@ -1109,6 +1122,7 @@ impl Bench<'_> {
             n.target_cpu_us_per_cmd = report::cpu_us_per_command(ticks, clk, secs, n.iops);
         }
         n.peak_rss_kib = sample.peak_rss_kib;
+        n.others_cpu_pct = sample.others_cpu_pct;
         if !status.success() && n.errors == 0 {
             bail!("iscsi-load failed ({status}): {}", tail(&log));
         }
@@ -1460,8 +1474,9 @@ fn run_bounded(
         .with_context(|| format!("cannot start {}", util::display(cmd)))?;
     let started = Instant::now();
     let deadline = started + limit;
-    let mut first: Option<(Instant, u64)> = None;
-    let mut last: Option<(Instant, u64)> = None;
+    let load_pid = child.id();
+    let mut first: Option<WindowSample> = None;
+    let mut last: Option<WindowSample> = None;
     loop {
         if let Some(status) = child.try_wait()? {
             let mut sample = TargetSample::default();
@@ -1469,9 +1484,18 @@ fn run_bounded(
                 sample.peak_rss_kib = peak_rss_kib(pid);
             }
             if let (Some(a), Some(b)) = (first, last) {
-                let secs = (b.0 - a.0).as_secs_f64();
+                let secs = (b.at - a.at).as_secs_f64();
                 if secs > 0.0 {
-                    sample.cpu = Some((b.1.saturating_sub(a.1), secs));
+                    sample.cpu = Some((b.target.saturating_sub(a.target), secs));
+                }
+                if let (Some(la), Some(lb), Some(ma), Some(mb)) =
+                    (a.load, b.load, a.machine, b.machine)
+                {
+                    sample.others_cpu_pct = report::others_cpu_pct(
+                        (ma, mb),
+                        b.target.saturating_sub(a.target) + lb.saturating_sub(la),
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    );
                 }
             }
             return Ok((status, sample));
@@ -1491,10 +1515,16 @@ fn run_bounded(
             let at = now - started;
             if at >= from && at <= to {
                 if let Some(t) = cpu_ticks(pid) {
+                    let s = WindowSample {
+                        at: now,
+                        target: t,
+                        load: cpu_ticks(load_pid),
+                        machine: machine_cpu(),
+                    };
                     if first.is_none() {
-                        first = Some((now, t));
+                        first = Some(s);
                     }
-                    last = Some((now, t));
+                    last = Some(s);
                 }
             }
         }
