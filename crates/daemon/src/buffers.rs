@@ -54,6 +54,10 @@ impl SocketBuffers {
     pub const SPARES: usize = 4;
     /// What the output header buffer keeps between batches.
     pub const OUTPUT_KEEP: usize = 16 * 1024;
+    /// Read data ready to answer (of two reads at least) after which a batch is sent
+    /// before the rest of its input is worked on (64 KiB reads: every fourth; 1 MiB
+    /// reads: every second).
+    pub const FLUSH_AT: usize = 256 * 1024;
     /// The most an idle connection keeps in socket buffers.
     pub const KEEP: usize = Self::INPUT_KEEP * (1 + Self::SPARES) + Self::OUTPUT_KEEP;
 

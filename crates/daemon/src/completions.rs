@@ -54,6 +54,9 @@ struct State {
     ready: Vec<IoDone>,
     /// The connection is gone: completions are dropped as they come.
     closed: bool,
+    /// Bytes of read data in `ready`, and how many reads carry it.
+    ready_bytes: usize,
+    ready_reads: usize,
 }
 
 impl Completions {
@@ -105,7 +108,18 @@ impl Completions {
     /// Moves the ready completions into `into` (which should be empty; its capacity is
     /// kept for the next batch), oldest first.
     pub fn take(&self, into: &mut Vec<IoDone>) {
-        std::mem::swap(&mut self.state().ready, into);
+        let mut st = self.state();
+        st.ready_bytes = 0;
+        st.ready_reads = 0;
+        std::mem::swap(&mut st.ready, into);
+    }
+
+    /// How many ready completions carry read data, and how many bytes of it (so the
+    /// connection task can send a large batch before it has worked through all of its
+    /// input).
+    pub fn ready_data(&self) -> (usize, usize) {
+        let st = self.state();
+        (st.ready_reads, st.ready_bytes)
     }
 
     /// The connection ended: from now on completions only release their slots.
@@ -149,6 +163,10 @@ impl CompletionSink for Completions {
             return;
         }
         let first = st.ready.is_empty();
+        if let Ok(store_api::IoReply::Data(data)) = &result {
+            st.ready_bytes += data.len();
+            st.ready_reads += 1;
+        }
         st.ready.push(IoDone {
             itt,
             seq,
@@ -247,6 +265,29 @@ mod tests {
         assert_eq!(c.state().slots.len(), 3);
         drop(again);
         assert_eq!(c.parked(), 0, "dropped completions free their slots");
+    }
+
+    #[test]
+    fn ready_read_data_is_counted_until_taken() {
+        let c = Completions::new();
+        let reads: Vec<Completion> = (0..3).map(|i| c.park(i, u64::from(i), pending())).collect();
+        let write = c.park(9, 9, pending());
+        assert_eq!(c.ready_data(), (0, 0));
+        for (n, done) in reads.into_iter().enumerate() {
+            let data = bytes::Bytes::from(vec![0u8; 65536 * (n + 1)]);
+            done.complete(Ok(IoReply::Data(data)));
+        }
+        // 64 KiB + 128 KiB + 192 KiB of read data; a write carries none.
+        write.complete(Ok(IoReply::Done));
+        assert_eq!(c.ready_data(), (3, 384 * 1024));
+        let mut got = Vec::new();
+        c.take(&mut got);
+        assert_eq!(got.len(), 4);
+        assert_eq!(c.ready_data(), (0, 0));
+        // A failed read carries no data either.
+        let failed = c.park(10, 10, pending());
+        failed.complete(Err(StoreError::new(Op::Read, store_api::ErrorKind::Io)));
+        assert_eq!(c.ready_data(), (0, 0));
     }
 
     #[test]
