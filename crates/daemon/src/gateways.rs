@@ -10,7 +10,7 @@
 //!   the command on it, a change is written back, and only then is the lock let go and
 //!   the command answered ([`run_shared`]);
 //! * every [`REFRESH`] each shared LUN's state is read again under the shared lock and
-//!   loaded into the core ([`refresh`]), so the data path's conflict checks follow what
+//!   loaded into the core ([`refresh`]; the core keeps the timer and is told the time), so the data path's conflict checks follow what
 //!   other gateways changed within that bound (a lock held by a change in progress
 //!   skips one round). The data path itself still reads only the core's state (one
 //!   atomic load while nothing is registered).
@@ -27,8 +27,9 @@ use store_api::{
 /// the daemon's and initiators' command time limits.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// How often other gateways' reservation changes are loaded for the data path.
-pub const REFRESH: Duration = Duration::from_secs(1);
+/// How often other gateways' reservation changes are loaded for the data path (the
+/// core's timer, `scsi::ScsiTarget::reservations_due`).
+pub const REFRESH: Duration = scsi::RESERVATIONS_REFRESH;
 
 static GATEWAY: OnceLock<LockOwner> = OnceLock::new();
 static ALUA: OnceLock<scsi::Alua> = OnceLock::new();
@@ -175,32 +176,37 @@ pub fn carry_shared(
     }
 }
 
-/// Loads other gateways' reservation changes of every shared LUN, every [`REFRESH`],
-/// until the runtime stops.
+/// Loads other gateways' reservation changes of each shared LUN when the core says it is
+/// due (`ScsiTarget::reservations_due`, every `scsi::RESERVATIONS_REFRESH`), until the
+/// runtime stops. The core keeps the timer; this loop tells it the time.
 pub async fn refresh(targets: Arc<Targets>, owner: LockOwner) {
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let targets = targets.clone();
-        let owner = owner.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for name in targets.names() {
-                if let Some(target) = targets.get(&name) {
-                    refresh_target(&target, &owner);
+        let round = {
+            let (targets, owner) = (targets.clone(), owner.clone());
+            tokio::task::spawn_blocking(move || {
+                let now = std::time::Instant::now();
+                let mut next = now + REFRESH;
+                for name in targets.names() {
+                    if let Some(target) = targets.get(&name) {
+                        refresh_target(&target, &owner, now);
+                        if let Some(at) = target.scsi.next_reservations_refresh(now) {
+                            next = next.min(at);
+                        }
+                    }
                 }
-            }
-        })
-        .await;
+                next
+            })
+        };
+        let next = round
+            .await
+            .unwrap_or_else(|_| std::time::Instant::now() + REFRESH);
+        tokio::time::sleep_until(next.into()).await;
     }
 }
 
-/// One round of [`refresh`] over one target's shared LUNs.
-pub fn refresh_target(target: &Target, owner: &LockOwner) {
-    for lun in target.luns() {
-        if !target.scsi.reservations_shared(lun) {
-            continue;
-        }
+/// One round of [`refresh`] over one target's shared LUNs that are due at `now`.
+pub fn refresh_target(target: &Target, owner: &LockOwner, now: std::time::Instant) {
+    for lun in target.scsi.reservations_due(now) {
         let Some(store) = target.store(u64::from(lun)) else {
             continue;
         };

@@ -352,6 +352,10 @@ pub struct TaskAbort {
 /// `store_api::BlockStore::write_metadata`).
 pub const RESERVATIONS_METADATA: &str = "pr";
 
+/// How often a gateway loads the reservations other gateways keep on the volume for a
+/// shared logical unit ([`ScsiTarget::reservations_due`]).
+pub const RESERVATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -791,6 +795,32 @@ impl ScsiTarget {
         } else {
             Err(BadMetadata)
         }
+    }
+
+    /// The shared logical units whose reservations are due to be loaded again at `now`
+    /// (each at most once per [`RESERVATIONS_REFRESH`]): the caller reads each one's
+    /// state under the shared metadata lock and hands it to
+    /// [`ScsiTarget::refresh_reservations`]. This bounds how long the data path may check
+    /// against a state another gateway has since changed.
+    pub fn reservations_due(&self, now: std::time::Instant) -> Vec<u16> {
+        self.luns()
+            .filter(|&lun| {
+                self.lu(lun).is_some_and(|lu| {
+                    lu.reservations.is_shared()
+                        && lu.reservations.refresh_due(now, RESERVATIONS_REFRESH)
+                })
+            })
+            .collect()
+    }
+
+    /// When [`ScsiTarget::reservations_due`] next has something to say: `None` without
+    /// shared logical units, a time already past for one never loaded.
+    pub fn next_reservations_refresh(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        self.luns()
+            .filter_map(|lun| self.lu(lun))
+            .filter(|lu| lu.reservations.is_shared())
+            .map(|lu| lu.reservations.next_refresh().unwrap_or(now))
+            .min()
     }
 
     fn lu(&self, lun: u16) -> Option<&Lu> {

@@ -834,3 +834,27 @@ fn a_shared_change_not_written_back_is_undone() {
     let (mut run, _pending) = shared.into_parts();
     assert!(run.run(target, Some(b"not a saved state")).is_err());
 }
+
+#[test]
+fn shared_reservations_are_due_for_loading_once_per_refresh_interval() {
+    use scsi::RESERVATIONS_REFRESH as EVERY;
+    let g = Gateways::new();
+    let t = &g.gw[0].rig.target;
+    // The core is told the time; nothing here waits.
+    let now = std::time::Instant::now();
+    assert_eq!(
+        t.next_reservations_refresh(now),
+        Some(now),
+        "never loaded: due at once"
+    );
+    assert_eq!(t.reservations_due(now), [0]);
+    assert_eq!(t.reservations_due(now), Vec::<u16>::new());
+    assert_eq!(t.reservations_due(now + EVERY / 2), Vec::<u16>::new());
+    assert_eq!(t.next_reservations_refresh(now), Some(now + EVERY));
+    assert_eq!(t.reservations_due(now + EVERY), [0]);
+    assert_eq!(t.next_reservations_refresh(now), Some(now + 2 * EVERY));
+    // A logical unit whose reservations are this gateway's own is never due.
+    let plain = Lu::new();
+    assert_eq!(plain.rig.target.reservations_due(now), Vec::<u16>::new());
+    assert_eq!(plain.rig.target.next_reservations_refresh(now), None);
+}

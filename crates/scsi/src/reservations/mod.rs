@@ -63,6 +63,8 @@ pub(crate) struct Reservations {
     /// ([`crate::ScsiTarget::share_reservations`]): PERSISTENT RESERVE IN/OUT run on the
     /// state read under the metadata lock, and every change is written back, APTPL or not.
     shared: AtomicBool,
+    /// When the shared state is next to be loaded again (`None`: at once).
+    next_refresh: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +168,22 @@ impl Reservations {
     /// Makes the state the one every gateway keeps on the volume.
     pub(crate) fn share(&self) {
         self.shared.store(true, Ordering::Release);
+    }
+
+    /// Whether the shared state is to be loaded again at `now`; if so, the next time is
+    /// `every` later.
+    pub(crate) fn refresh_due(&self, now: std::time::Instant, every: std::time::Duration) -> bool {
+        let mut next = self.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if next.is_some_and(|at| at > now) {
+            return false;
+        }
+        *next = Some(now + every);
+        true
+    }
+
+    /// When the shared state is next to be loaded (`None`: at once).
+    pub(crate) fn next_refresh(&self) -> Option<std::time::Instant> {
+        *self.next_refresh.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the state is kept on the volume for several gateways.
