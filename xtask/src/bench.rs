@@ -220,7 +220,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
             VolumeKind::Live => match VolumeOption::set(&volume.name, CLIENT_IO_THREADS, "off") {
                 Ok(o) => {
                     ceiling_graph = format!(
-                        "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back after), the graph our glfs store builds",
+                        "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back after), the graph our glfs store builds (write-behind in it on both sides, the file opened O_RDWR without O_DIRECT or O_SYNC by both; our store answers a FUA write, and every write while WCE=0, only after glfs_fdatasync)",
                         o.old.as_deref().unwrap_or("unset")
                     );
                     Some(o)

@@ -46,8 +46,15 @@ impl Default for SocketBuffers {
 }
 
 impl SocketBuffers {
-    /// The input buffer's size (what it keeps between batches).
-    pub const INPUT_KEEP: usize = 64 * 1024;
+    /// The largest PDU of a write whose data is all immediate at the default
+    /// FirstBurstLength (64 KiB, what libiscsi and Linux send for writes up to 64 KiB):
+    /// the 48-byte header, 64 KiB of data and both digests.
+    pub const BURST_PDU: usize = 48 + 4 + 64 * 1024 + 4;
+    /// The input buffer's size (what it keeps between batches): room for a whole
+    /// [`Self::BURST_PDU`] behind [`Self::MIN_READ`], rounded up to 4 KiB, so a stream
+    /// of 64 KiB writes is read into buffers the connection has and never makes one
+    /// grow (a 64 KiB buffer grew, and was given back, for nearly every such write).
+    pub const INPUT_KEEP: usize = (Self::BURST_PDU + Self::MIN_READ).next_multiple_of(4096);
     /// Room one socket read gets at least.
     pub const MIN_READ: usize = 16 * 1024;
     /// Earlier input buffers kept for reuse while slices of them are alive.

@@ -33,49 +33,81 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Streams writes of `pdu` bytes each (a 48-byte header, then data) through the
+/// buffers: the initiator sends `waiting` whole PDUs whenever the socket is empty, every
+/// socket read takes as much as there is room for, the core splits off each complete
+/// PDU, and its data stays
+/// at the store until `hold` later writes have arrived. Returns the allocations made in
+/// `batches` batches after `warm` batches of warm-up, and the bytes taken then.
+fn stream(pdu: usize, waiting: usize, hold: usize, warm: usize, batches: usize) -> (usize, usize) {
+    let mut b = SocketBuffers::default();
+    let mut in_flight: VecDeque<Bytes> = VecDeque::with_capacity(hold + 1);
+    let stream: Vec<u8> = (0..pdu * 3).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut taken, mut socket) = (0usize, 0usize, 0usize);
+    let mut run = |b: &mut SocketBuffers, n: usize, in_flight: &mut VecDeque<Bytes>| {
+        let start = taken;
+        for _ in 0..n {
+            if socket == 0 {
+                // The initiator sends its next window of whole PDUs.
+                socket = waiting * pdu;
+            }
+            b.prepare_input();
+            let room = b.input.capacity() - b.input.len();
+            assert!(room >= SocketBuffers::MIN_READ);
+            let read = room.min(socket);
+            socket -= read;
+            for _ in 0..read {
+                b.input.put_u8(stream[sent % stream.len()]);
+                sent += 1;
+            }
+            while b.input.len() >= pdu {
+                let whole = b.input.split_to(pdu).freeze();
+                let data = whole.slice(48..);
+                assert_eq!(data[0], stream[(taken + 48) % stream.len()]);
+                assert_eq!(data[pdu - 49], stream[(taken + pdu - 1) % stream.len()]);
+                taken += pdu;
+                if in_flight.len() == hold {
+                    in_flight.pop_front();
+                }
+                if hold > 0 {
+                    in_flight.push_back(data);
+                }
+            }
+            b.settle();
+        }
+        taken - start
+    };
+    run(&mut b, warm, &mut in_flight);
+    COUNT.with(|c| c.set(Some(0)));
+    let taken = run(&mut b, batches, &mut in_flight);
+    let allocations = COUNT.with(|c| c.replace(None)).unwrap();
+    assert!(b.capacity() <= SocketBuffers::KEEP);
+    (allocations, taken)
+}
+
 /// 4 KiB writes at QD32 whose data stays at the store until 32 later commands have
 /// arrived (glfs): the data segments are slices of the input buffer, so the buffer
 /// cannot be taken back while they live. After a warm-up, reading and splitting PDUs
 /// asks the allocator for nothing, and every byte arrives intact.
 #[test]
 fn the_input_buffers_are_reused_while_writes_hold_slices_of_them() {
-    const PDU: usize = 48 + 4096;
-    const QD: usize = 32;
-    let mut b = SocketBuffers::default();
-    let mut in_flight: VecDeque<Bytes> = VecDeque::with_capacity(QD + 1);
-    let stream: Vec<u8> = (0..PDU * 3).map(|i| (i % 251) as u8).collect();
-    let mut sent = 0usize;
-    let mut taken = 0usize;
-    let mut batches = |b: &mut SocketBuffers, n: usize, in_flight: &mut VecDeque<Bytes>| {
-        for _ in 0..n {
-            // One socket read: as much as there is room for (16 PDUs are waiting).
-            b.prepare_input();
-            let room = (b.input.capacity() - b.input.len()).min(16 * PDU);
-            assert!(room >= SocketBuffers::MIN_READ);
-            for _ in 0..room {
-                b.input.put_u8(stream[sent % stream.len()]);
-                sent += 1;
-            }
-            // The core takes every complete PDU; its data stays at the store.
-            while b.input.len() >= PDU {
-                let pdu = b.input.split_to(PDU).freeze();
-                let data = pdu.slice(48..);
-                assert_eq!(data[0], stream[(taken + 48) % stream.len()]);
-                assert_eq!(data[4095], stream[(taken + PDU - 1) % stream.len()]);
-                taken += PDU;
-                if in_flight.len() == QD {
-                    in_flight.pop_front();
-                }
-                in_flight.push_back(data);
-            }
-            b.settle();
-        }
-    };
-    batches(&mut b, 50, &mut in_flight);
-    COUNT.with(|c| c.set(Some(0)));
-    batches(&mut b, 500, &mut in_flight);
-    let allocations = COUNT.with(|c| c.replace(None)).unwrap();
+    let (allocations, taken) = stream(48 + 4096, 16, 32, 50, 500);
     assert!(taken > 500 * SocketBuffers::MIN_READ);
     assert_eq!(allocations, 0, "allocations in 500 batches of steady state");
-    assert!(b.capacity() <= SocketBuffers::KEEP);
+}
+
+/// 64 KiB writes at QD16, all immediate data (libiscsi's and Linux's FirstBurstLength
+/// is 64 KiB), so every PDU is 48 + 65536 bytes: larger than a 64 KiB input buffer,
+/// which grew (a reallocation, and fresh pages for the kernel to fault in) for nearly
+/// every write and was given back after the batch. Each PDU now fits a buffer the
+/// connection has, both when the store lets go of the data at once (Gluster's
+/// write-behind acknowledges inside the submit) and when it holds the last two writes.
+#[test]
+fn a_stream_of_64k_writes_never_grows_the_input_buffer() {
+    const PDU: usize = 48 + 64 * 1024;
+    for hold in [0, 2] {
+        let (allocations, taken) = stream(PDU, 16, hold, 50, 500);
+        assert!(taken >= 500 * PDU / 2, "hold {hold}: {taken} bytes");
+        assert_eq!(allocations, 0, "hold {hold}: allocations in 500 reads");
+    }
 }
