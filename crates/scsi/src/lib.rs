@@ -637,7 +637,8 @@ impl ScsiTarget {
     ///
     /// Before the table sees the command: a pending UNIT ATTENTION for the nexus (SAM-5
     /// 5.14: whatever the command, its CDB unchecked; INQUIRY, REPORT LUNS and REQUEST SENSE
-    /// are exempt), then a RESERVATION CONFLICT.
+    /// are exempt), then the refusal of a target port in standby or unavailable (ALUA,
+    /// `commands::alua`), then a RESERVATION CONFLICT.
     pub fn start(&self, cmd: Command) -> Start {
         let lu = decode_lun(cmd.lun).and_then(|n| {
             self.luns
@@ -649,6 +650,10 @@ impl ScsiTarget {
         if let Some((lun, lu)) = lu {
             let op = cmd.cdb.first().copied();
             if let Some(sense) = self.nexuses.check(cmd.nexus, lun, op) {
+                let start = Start::Done(Response::check_condition(sense));
+                return with_sense_format(start, descriptor);
+            }
+            if let Some(sense) = self.alua.as_deref().and_then(|a| a.refusal(&cmd.cdb)) {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
@@ -759,7 +764,9 @@ impl ScsiTarget {
     }
 
     /// Reports asymmetric logical unit access (implicit ALUA) with these target port
-    /// groups, this gateway's first (see `commands::alua`); successors keep it.
+    /// groups, this gateway's first (see `commands::alua`), and enforces this gateway's
+    /// state (standby and unavailable refuse what SPC-4 5.16.2.4 says they refuse);
+    /// successors keep it.
     pub fn set_alua(&mut self, alua: Alua) {
         self.alua = Some(Arc::new(alua));
     }
