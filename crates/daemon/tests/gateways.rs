@@ -319,9 +319,8 @@ fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
         .collect()
 }
 
-#[test]
-fn each_gateway_reports_its_target_port_group_and_the_others() {
-    let storage = Storage::file();
+/// Gateway A in target port group 1, active/optimized; gateway B in group 2, standby.
+fn active_and_standby(storage: &Storage) -> (Running, Running) {
     let gw_a = storage.gateway_with(
         "gateway-a",
         &["--alua-group", "1", "--alua-peer", "2:standby"],
@@ -337,6 +336,13 @@ fn each_gateway_reports_its_target_port_group_and_the_others() {
             "1:active-optimized",
         ],
     );
+    (gw_a, gw_b)
+}
+
+#[test]
+fn each_gateway_reports_its_target_port_group_and_the_others() {
+    let storage = Storage::file();
+    let (gw_a, gw_b) = active_and_standby(&storage);
     let mut a = host(&gw_a, "host-a");
     let mut b = standby_host(&gw_b, "host-a");
     // Asymmetric access states (SPC-4 table 258): 0h active/optimized, 2h standby.
@@ -390,21 +396,7 @@ fn bad_alua_settings_are_refused_with_one_line() {
 #[test]
 fn a_standby_gateway_refuses_reads_with_not_ready_and_answers_inquiry() {
     let storage = Storage::file();
-    let gw_a = storage.gateway_with(
-        "gateway-a",
-        &["--alua-group", "1", "--alua-peer", "2:standby"],
-    );
-    let gw_b = storage.gateway_with(
-        "gateway-b",
-        &[
-            "--alua-group",
-            "2",
-            "--alua-state",
-            "standby",
-            "--alua-peer",
-            "1:active-optimized",
-        ],
-    );
+    let (gw_a, gw_b) = active_and_standby(&storage);
     let mut a = host(&gw_a, "host-a");
     let mut b = standby_host(&gw_b, "host-a");
     // READ(10) of one block (SBC-3 table 39).
@@ -427,4 +419,71 @@ fn a_standby_gateway_refuses_reads_with_not_ready_and_answers_inquiry() {
     let out = a.raw_command(&read, &[], 512).unwrap();
     assert!(out.is_good(), "{out:?}");
     assert_eq!(out.data.len(), 512);
+}
+
+/// A config file for a gateway exporting `lun` (a file of 4 MiB) with `gateway` lines.
+fn gateway_config(dir: &std::path::Path, lun: &std::path::Path, gateway: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    let text = format!(
+        "{gateway}\n[[target]]\nname = \"{IQN}\"\n[[target.lun]]\nlun = 0\nbstype = \"file\"\n\
+         backing_store = \"{}\"\nsize = \"4M\"\n",
+        lun.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_gateway_and_alua_settings_come_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun = dir.path().join("lun.img");
+    let config = gateway_config(
+        dir.path(),
+        &lun,
+        "gateway_id = \"gateway-b\"\nalua_group = 2\nalua_state = \"standby\"\n\
+         alua_peer = [\"1:active-optimized\"]",
+    );
+    let gw = Running::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut b = standby_host(&gw, "host-a");
+    // Table 258: this port standby (2h), the other active/optimized (0h).
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    let out = b
+        .raw_command(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[], 512)
+        .unwrap();
+    assert_eq!(
+        (out.status, out.sense_key, out.asc, out.ascq),
+        (0x02, 0x2, 0x04, 0x0B)
+    );
+    // The gateway id shares the reservations: they are kept beside the LUN file.
+    assert_eq!(prout(&mut b, 0x00, 0, 0, KEY_A), 0x00);
+    assert!(std::fs::read(dir.path().join("lun.img.pr")).is_ok());
+}
+
+#[test]
+fn bad_gateway_settings_in_the_config_file_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun = dir.path().join("lun.img");
+    for (lines, says) in [
+        (
+            "alua_group = 0",
+            "alua_group: target port group \"0\" is not a number",
+        ),
+        (
+            "alua_group = 1\nalua_state = \"sleepy\"",
+            "alua_state: unknown ALUA state \"sleepy\"",
+        ),
+        (
+            "alua_peer = [\"2:standby\"]",
+            "alua_state and alua_peer need alua_group",
+        ),
+    ] {
+        let config = gateway_config(dir.path(), &lun, lines);
+        let out = run_to_exit(&["--config", config.to_str().unwrap()]);
+        assert!(!out.status.success(), "{lines}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{lines}: {err}");
+    }
 }
