@@ -28,6 +28,8 @@ pub mod sense;
 
 use bytes::Bytes;
 use std::sync::Arc;
+// Told the time by the driver (never read here): `Instant` is a value passed in.
+use std::time::{Duration, Instant};
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
 pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
@@ -354,7 +356,7 @@ pub const RESERVATIONS_METADATA: &str = "pr";
 
 /// How often a gateway loads the reservations other gateways keep on the volume for a
 /// shared logical unit ([`ScsiTarget::reservations_due`]).
-pub const RESERVATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RESERVATIONS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
@@ -809,7 +811,7 @@ impl ScsiTarget {
     /// state under the shared metadata lock and hands it to
     /// [`ScsiTarget::refresh_reservations`]. This bounds how long the data path may check
     /// against a state another gateway has since changed.
-    pub fn reservations_due(&self, now: std::time::Instant) -> Vec<u16> {
+    pub fn reservations_due(&self, now: Instant) -> Vec<u16> {
         self.luns()
             .filter(|&lun| {
                 self.lu(lun).is_some_and(|lu| {
@@ -822,7 +824,7 @@ impl ScsiTarget {
 
     /// When [`ScsiTarget::reservations_due`] next has something to say: `None` without
     /// shared logical units, a time already past for one never loaded.
-    pub fn next_reservations_refresh(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+    pub fn next_reservations_refresh(&self, now: Instant) -> Option<Instant> {
         self.luns()
             .filter_map(|lun| self.lu(lun))
             .filter(|lu| lu.reservations.is_shared())
