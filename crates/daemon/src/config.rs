@@ -7,6 +7,10 @@
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)
 //! max_recv_data_segment_length = 262144  # optional login keys, bytes (also
 //!                                         # max_burst_length, first_burst_length)
+//! gateway_id = "gateway-a"       # optional; else --gateway-id (read at start only)
+//! alua_group = 1                 # optional; else --alua-group, with alua_state and
+//! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (start only)
+//! alua_peer = ["2:active-optimized"]
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -64,6 +68,15 @@ pub struct ConfigFile {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_data_digest: bool,
     pub gfapi_library: Option<PathBuf>,
+    /// This gateway's name among several exporting the same LUNs (`--gateway-id`); read
+    /// at start only, the command line's wins.
+    pub gateway_id: Option<String>,
+    /// Implicit ALUA (`--alua-group`, `--alua-state`, `--alua-peer` as `ID:STATE`); read
+    /// at start only, the command line's `--alua-group` wins with its state and peers.
+    pub alua_group: Option<u64>,
+    pub alua_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alua_peer: Vec<String>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
@@ -187,7 +200,40 @@ impl ConfigFile {
         if let Some(size) = &config.unsolicited_data_budget {
             parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
         }
+        config.gateway()?;
         Ok(config)
+    }
+
+    /// The gateway name and the ALUA target port groups the file sets (`gateway_id`,
+    /// `alua_group`, `alua_state`, `alua_peer`), checked as their flags are.
+    pub fn gateway(&self) -> Result<(Option<store_api::LockOwner>, Option<scsi::Alua>)> {
+        use crate::gateways::{parse_access_state, parse_group_id, parse_port_group};
+        let owner = match &self.gateway_id {
+            Some(id) => Some(
+                store_api::LockOwner::new(id).map_err(|e| anyhow::anyhow!("gateway_id: {e}"))?,
+            ),
+            None => None,
+        };
+        let Some(group) = self.alua_group else {
+            if self.alua_state.is_some() || !self.alua_peer.is_empty() {
+                bail!("alua_state and alua_peer need alua_group");
+            }
+            return Ok((owner, None));
+        };
+        let id =
+            parse_group_id(&group.to_string()).map_err(|e| anyhow::anyhow!("alua_group: {e}"))?;
+        let state = match &self.alua_state {
+            Some(s) => parse_access_state(s).map_err(|e| anyhow::anyhow!("alua_state: {e}"))?,
+            None => scsi::AccessState::ActiveOptimized,
+        };
+        let peers = self
+            .alua_peer
+            .iter()
+            .map(|p| parse_port_group(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("alua_peer: {e}"))?;
+        let alua = scsi::Alua::new(scsi::PortGroup { id, state }, peers).context("alua_peer")?;
+        Ok((owner, Some(alua)))
     }
 
     /// The targets, checked: valid names, no duplicate target or LUN, at least one LUN each.
@@ -452,6 +498,36 @@ pub fn check_command_timeout(secs: u64) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn gateway_settings_parse_as_their_flags() {
+        let text = "gateway_id = \"gateway-b\"\nalua_group = 2\nalua_state = \"standby\"\n\
+                    alua_peer = [\"1:active-optimized\", \"3:unavailable\"]\n";
+        let config = ConfigFile::parse(text).unwrap();
+        let (owner, alua) = config.gateway().unwrap();
+        assert_eq!(owner.unwrap().as_str(), "gateway-b");
+        let alua = alua.unwrap();
+        assert_eq!(
+            alua.own,
+            scsi::PortGroup {
+                id: 2,
+                state: scsi::AccessState::Standby
+            }
+        );
+        assert_eq!(alua.others.len(), 2);
+        assert_eq!(alua.others[1].state, scsi::AccessState::Unavailable);
+        // Written back as read (admin export, save).
+        assert_eq!(
+            ConfigFile::parse(&config.to_toml().unwrap()).unwrap(),
+            config
+        );
+        // Without alua_state: active/optimized, as --alua-state's default.
+        let (_, alua) = ConfigFile::parse("alua_group = 5\n")
+            .unwrap()
+            .gateway()
+            .unwrap();
+        assert_eq!(alua.unwrap().own.state, scsi::AccessState::ActiveOptimized);
+    }
+
     const GOOD: &str = r#"
 portal = "127.0.0.1:3261"
 command_timeout = 10
@@ -527,6 +603,13 @@ backing_store = "/srv/b.img"
                 "LUN 1: block_size: block size 100 is not one of",
             ),
             ("command_timeout = 99999999\n[[target]]\nname = \"iqn.2026-11.x.y\"\n", "command_timeout: 99999999 seconds is out of range"),
+            ("alua_group = 0\n", "alua_group: target port group \"0\" is not a number from 1 to 65535"),
+            ("alua_group = 70000\n", "alua_group: target port group \"70000\" is not a number"),
+            ("alua_group = 1\nalua_state = \"sleepy\"\n", "alua_state: unknown ALUA state \"sleepy\""),
+            ("alua_group = 1\nalua_peer = [\"2\"]\n", "alua_peer: \"2\" is not ID:STATE"),
+            ("alua_group = 1\nalua_peer = [\"1:standby\"]\n", "alua_peer: target port group 1 is given twice"),
+            ("alua_state = \"standby\"\n", "alua_state and alua_peer need alua_group"),
+            ("gateway_id = \"\"\n", "gateway_id: "),
         ];
         for (text, expected) in cases {
             let err = ConfigFile::parse(text)

@@ -100,17 +100,25 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_settings(args.server())
             .with_portals(Arc::new(portals)),
         );
-        if let Some(owner) = &args.gateway_id {
+        // The command line's gateway settings win over the config file's.
+        let (file_gateway, file_alua) = plan.config.gateway().context("config file")?;
+        let gateway_id = args.gateway_id.clone().or(file_gateway);
+        if let Some(owner) = &gateway_id {
             daemon::gateways::set_gateway(owner.clone());
         }
-        if let Some(id) = args.alua_group {
-            let own = scsi::PortGroup {
-                id,
-                state: args
-                    .alua_state
-                    .unwrap_or(scsi::AccessState::ActiveOptimized),
-            };
-            let alua = scsi::Alua::new(own, args.alua_peers.clone()).context("--alua-peer")?;
+        let alua = match args.alua_group {
+            Some(id) => {
+                let own = scsi::PortGroup {
+                    id,
+                    state: args
+                        .alua_state
+                        .unwrap_or(scsi::AccessState::ActiveOptimized),
+                };
+                Some(scsi::Alua::new(own, args.alua_peers.clone()).context("--alua-peer")?)
+            }
+            None => file_alua,
+        };
+        if let Some(alua) = alua {
             daemon::gateways::set_alua(alua);
         }
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
@@ -161,7 +169,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(daemon::control::serve(control, state.clone()));
         }
         tokio::spawn(reload_on_sighup(state.clone()));
-        if let Some(owner) = &args.gateway_id {
+        if let Some(owner) = &gateway_id {
             tokio::spawn(daemon::gateways::refresh(targets.clone(), owner.clone()));
         }
         if let Some(addr) = args.metrics {

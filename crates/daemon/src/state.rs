@@ -629,6 +629,10 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
             old.command_timeout != new.command_timeout,
         ),
         ("gfapi_library", old.gfapi_library != new.gfapi_library),
+        ("gateway_id", old.gateway_id != new.gateway_id),
+        ("alua_group", old.alua_group != new.alua_group),
+        ("alua_state", old.alua_state != new.alua_state),
+        ("alua_peer", old.alua_peer != new.alua_peer),
     ];
     let numbers = old.settings().into_iter().zip(new.settings());
     fields.extend(numbers.map(|((key, a), (_, b))| (key, a != b)));
@@ -662,7 +666,16 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
         .into_iter()
         .filter(|(_, differs)| *differs)
         .map(|(key, _)| {
-            let when = if ["portal", "gfapi_library", "shutdown_grace"].contains(&key) {
+            let at_start = [
+                "portal",
+                "gfapi_library",
+                "shutdown_grace",
+                "gateway_id",
+                "alua_group",
+                "alua_state",
+                "alua_peer",
+            ];
+            let when = if at_start.contains(&key) {
                 "takes effect at the next start"
             } else {
                 "applies to new logins"
@@ -731,6 +744,34 @@ mod tests {
             size: Some("1M".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn gateway_settings_change_only_at_the_next_start() {
+        let old = ConfigFile {
+            alua_group: Some(1),
+            ..Default::default()
+        };
+        let new = ConfigFile {
+            gateway_id: Some("gateway-a".into()),
+            alua_group: Some(1),
+            alua_state: Some("standby".into()),
+            alua_peer: vec!["2:active-optimized".into()],
+            ..Default::default()
+        };
+        let changes: Vec<(String, String)> = settings_changes(&old, &new)
+            .into_iter()
+            .map(|c| (c.object, c.detail))
+            .collect();
+        let later = "takes effect at the next start".to_string();
+        assert_eq!(
+            changes,
+            [
+                ("gateway_id".to_string(), later.clone()),
+                ("alua_state".to_string(), later.clone()),
+                ("alua_peer".to_string(), later),
+            ]
+        );
     }
 
     fn state(path: Option<PathBuf>) -> State {

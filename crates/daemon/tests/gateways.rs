@@ -85,6 +85,25 @@ fn host(gateway: &Running, name: &str) -> Initiator {
     login_as(gateway, IQN, &format!("iqn.2026-11.test:{name}"), None).expect("login")
 }
 
+/// [`host`] on a gateway in standby: logged in without the TEST UNIT READY libiscsi sends
+/// after login (a standby port refuses it with NOT READY, as SPC-4 5.16.2.4.4 says); the
+/// unit attentions of the new nexus are taken by REPORT TARGET PORT GROUPS instead, which
+/// standby serves (what a multipath initiator sends first).
+fn standby_host(gateway: &Running, name: &str) -> Initiator {
+    let mut opts = login_opts(&format!("iqn.2026-11.test:{name}"), None);
+    opts.test_unit_ready_on_connect = false;
+    let mut ini = login_with(gateway, IQN, &opts).expect("login");
+    let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    for _ in 0..4 {
+        let out = ini.raw_command(&rtpg, &[], 256).unwrap();
+        if out.sense_key != 0x6 {
+            assert!(out.is_good(), "{out:?}");
+            break;
+        }
+    }
+    ini
+}
+
 /// PERSISTENT RESERVE OUT `sa` with TYPE `kind`, RESERVATION KEY `key` and SERVICE
 /// ACTION RESERVATION KEY `sa_key` (24-byte parameter list, APTPL off): the status.
 fn prout(ini: &mut Initiator, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
@@ -300,9 +319,8 @@ fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
         .collect()
 }
 
-#[test]
-fn each_gateway_reports_its_target_port_group_and_the_others() {
-    let storage = Storage::file();
+/// Gateway A in target port group 1, active/optimized; gateway B in group 2, standby.
+fn active_and_standby(storage: &Storage) -> (Running, Running) {
     let gw_a = storage.gateway_with(
         "gateway-a",
         &["--alua-group", "1", "--alua-peer", "2:standby"],
@@ -318,8 +336,15 @@ fn each_gateway_reports_its_target_port_group_and_the_others() {
             "1:active-optimized",
         ],
     );
+    (gw_a, gw_b)
+}
+
+#[test]
+fn each_gateway_reports_its_target_port_group_and_the_others() {
+    let storage = Storage::file();
+    let (gw_a, gw_b) = active_and_standby(&storage);
     let mut a = host(&gw_a, "host-a");
-    let mut b = host(&gw_b, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
     // Asymmetric access states (SPC-4 table 258): 0h active/optimized, 2h standby.
     assert_eq!(
         report_target_port_groups(&mut a),
@@ -365,5 +390,100 @@ fn bad_alua_settings_are_refused_with_one_line() {
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_standby_gateway_refuses_reads_with_not_ready_and_answers_inquiry() {
+    let storage = Storage::file();
+    let (gw_a, gw_b) = active_and_standby(&storage);
+    let mut a = host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
+    // READ(10) of one block (SBC-3 table 39).
+    let read = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let first = b.raw_command(&read, &[], 512).unwrap();
+    // CHECK CONDITION (02h), NOT READY (2h), LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN
+    // STANDBY STATE (04h/0Bh; SPC-4 5.16.2.4.4 and the ASC/ASCQ table).
+    assert_eq!(
+        (first.status, first.sense_key, first.asc, first.ascq),
+        (0x02, 0x2, 0x04, 0x0B),
+        "{first:?}"
+    );
+    assert!(first.data.is_empty());
+    // INQUIRY is served in standby: the standard data, peripheral device type 0 (disk).
+    let inq = b.raw_command(&[0x12, 0, 0, 0, 96, 0], &[], 96).unwrap();
+    assert!(inq.is_good(), "{inq:?}");
+    assert_eq!(inq.data[0] & 0x1F, 0x00);
+    // The active/optimized gateway reads the same LUN (its unit attentions were taken by
+    // the TEST UNIT READY of the login).
+    let out = a.raw_command(&read, &[], 512).unwrap();
+    assert!(out.is_good(), "{out:?}");
+    assert_eq!(out.data.len(), 512);
+}
+
+/// A config file for a gateway exporting `lun` (a file of 4 MiB) with `gateway` lines.
+fn gateway_config(dir: &std::path::Path, lun: &std::path::Path, gateway: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    let text = format!(
+        "{gateway}\n[[target]]\nname = \"{IQN}\"\n[[target.lun]]\nlun = 0\nbstype = \"file\"\n\
+         backing_store = \"{}\"\nsize = \"4M\"\n",
+        lun.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_gateway_and_alua_settings_come_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun = dir.path().join("lun.img");
+    let config = gateway_config(
+        dir.path(),
+        &lun,
+        "gateway_id = \"gateway-b\"\nalua_group = 2\nalua_state = \"standby\"\n\
+         alua_peer = [\"1:active-optimized\"]",
+    );
+    let gw = Running::start(&["--config", config.to_str().unwrap()], &[]);
+    let mut b = standby_host(&gw, "host-a");
+    // Table 258: this port standby (2h), the other active/optimized (0h).
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    let out = b
+        .raw_command(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[], 512)
+        .unwrap();
+    assert_eq!(
+        (out.status, out.sense_key, out.asc, out.ascq),
+        (0x02, 0x2, 0x04, 0x0B)
+    );
+    // The gateway id shares the reservations: they are kept beside the LUN file.
+    assert_eq!(prout(&mut b, 0x00, 0, 0, KEY_A), 0x00);
+    assert!(std::fs::read(dir.path().join("lun.img.pr")).is_ok());
+}
+
+#[test]
+fn bad_gateway_settings_in_the_config_file_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let lun = dir.path().join("lun.img");
+    for (lines, says) in [
+        (
+            "alua_group = 0",
+            "alua_group: target port group \"0\" is not a number",
+        ),
+        (
+            "alua_group = 1\nalua_state = \"sleepy\"",
+            "alua_state: unknown ALUA state \"sleepy\"",
+        ),
+        (
+            "alua_peer = [\"2:standby\"]",
+            "alua_state and alua_peer need alua_group",
+        ),
+    ] {
+        let config = gateway_config(dir.path(), &lun, lines);
+        let out = run_to_exit(&["--config", config.to_str().unwrap()]);
+        assert!(!out.status.success(), "{lines}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{lines}: {err}");
     }
 }

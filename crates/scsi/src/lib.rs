@@ -28,6 +28,8 @@ pub mod sense;
 
 use bytes::Bytes;
 use std::sync::Arc;
+// Told the time by the driver (never read here): `Instant` is a value passed in.
+use std::time::{Duration, Instant};
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
 pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
@@ -354,7 +356,7 @@ pub const RESERVATIONS_METADATA: &str = "pr";
 
 /// How often a gateway loads the reservations other gateways keep on the volume for a
 /// shared logical unit ([`ScsiTarget::reservations_due`]).
-pub const RESERVATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RESERVATIONS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
@@ -637,7 +639,8 @@ impl ScsiTarget {
     ///
     /// Before the table sees the command: a pending UNIT ATTENTION for the nexus (SAM-5
     /// 5.14: whatever the command, its CDB unchecked; INQUIRY, REPORT LUNS and REQUEST SENSE
-    /// are exempt), then a RESERVATION CONFLICT.
+    /// are exempt), then the refusal of a target port in standby or unavailable (ALUA,
+    /// `commands::alua`), then a RESERVATION CONFLICT.
     pub fn start(&self, cmd: Command) -> Start {
         let lu = decode_lun(cmd.lun).and_then(|n| {
             self.luns
@@ -649,6 +652,10 @@ impl ScsiTarget {
         if let Some((lun, lu)) = lu {
             let op = cmd.cdb.first().copied();
             if let Some(sense) = self.nexuses.check(cmd.nexus, lun, op) {
+                let start = Start::Done(Response::check_condition(sense));
+                return with_sense_format(start, descriptor);
+            }
+            if let Some(sense) = self.alua.as_deref().and_then(|a| a.refusal(&cmd.cdb)) {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
@@ -759,7 +766,9 @@ impl ScsiTarget {
     }
 
     /// Reports asymmetric logical unit access (implicit ALUA) with these target port
-    /// groups, this gateway's first (see `commands::alua`); successors keep it.
+    /// groups, this gateway's first (see `commands::alua`), and enforces this gateway's
+    /// state (standby and unavailable refuse what SPC-4 5.16.2.4 says they refuse);
+    /// successors keep it.
     pub fn set_alua(&mut self, alua: Alua) {
         self.alua = Some(Arc::new(alua));
     }
@@ -802,7 +811,7 @@ impl ScsiTarget {
     /// state under the shared metadata lock and hands it to
     /// [`ScsiTarget::refresh_reservations`]. This bounds how long the data path may check
     /// against a state another gateway has since changed.
-    pub fn reservations_due(&self, now: std::time::Instant) -> Vec<u16> {
+    pub fn reservations_due(&self, now: Instant) -> Vec<u16> {
         self.luns()
             .filter(|&lun| {
                 self.lu(lun).is_some_and(|lu| {
@@ -815,7 +824,7 @@ impl ScsiTarget {
 
     /// When [`ScsiTarget::reservations_due`] next has something to say: `None` without
     /// shared logical units, a time already past for one never loaded.
-    pub fn next_reservations_refresh(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+    pub fn next_reservations_refresh(&self, now: Instant) -> Option<Instant> {
         self.luns()
             .filter_map(|lun| self.lu(lun))
             .filter(|lu| lu.reservations.is_shared())

@@ -178,3 +178,164 @@ fn bad_groups_are_refused() {
     }
     assert_eq!(AccessState::parse("offline"), None);
 }
+
+/// This gateway (group 2) in `state`, another (group 1) active/optimized.
+fn rig_in(state: AccessState) -> Rig {
+    let own = PortGroup { id: 2, state };
+    let other = PortGroup {
+        id: 1,
+        state: AccessState::ActiveOptimized,
+    };
+    rig_with(Some(Alua::new(own, vec![other]).unwrap()))
+}
+
+/// CDBs written out from SPC-4 / SBC-3: TEST UNIT READY (00h), READ(10) (28h) and
+/// WRITE(10) (2Ah) of one block, READ CAPACITY(10) (25h), SYNCHRONIZE CACHE(10) (35h),
+/// RESERVE(6) (16h), READ(16) (88h), READ CAPACITY(16) (9Eh/10h), WRITE SAME(10) (41h).
+fn refused_in_standby() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let block = vec![0xA5; 512];
+    vec![
+        ("TEST UNIT READY", vec![0x00, 0, 0, 0, 0, 0], vec![]),
+        ("READ(10)", cdb10(0x28, 0, 0, 1).to_vec(), vec![]),
+        ("WRITE(10)", cdb10(0x2A, 0, 0, 1).to_vec(), block.clone()),
+        (
+            "READ CAPACITY(10)",
+            vec![0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![],
+        ),
+        (
+            "SYNCHRONIZE CACHE(10)",
+            cdb10(0x35, 0, 0, 0).to_vec(),
+            vec![],
+        ),
+        ("RESERVE(6)", vec![0x16, 0, 0, 0, 0, 0], vec![]),
+        ("READ(16)", cdb16(0x88, 0, 0, 1).to_vec(), vec![]),
+        ("READ CAPACITY(16)", read_capacity16(32).to_vec(), vec![]),
+        ("WRITE SAME(10)", cdb10(0x41, 0, 0, 1).to_vec(), block),
+    ]
+}
+
+/// CDBs of commands SPC-4 5.16.2.4.4 says a standby port serves: INQUIRY, REPORT LUNS
+/// (A0h, allocation length 16), REQUEST SENSE (03h, 18 bytes), REPORT TARGET PORT GROUPS,
+/// MODE SENSE(6) (1Ah, all pages), PERSISTENT RESERVE IN READ KEYS (5Eh/00h), and REPORT
+/// SUPPORTED OPERATION CODES (all commands).
+fn served_in_standby() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("INQUIRY", inquiry(false, 0, 96).to_vec()),
+        ("INQUIRY VPD 83h", inquiry(true, 0x83, 255).to_vec()),
+        ("REPORT LUNS", vec![0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0]),
+        ("REQUEST SENSE", vec![0x03, 0, 0, 0, 18, 0]),
+        ("REPORT TARGET PORT GROUPS", rtpg(0, 1024).to_vec()),
+        (
+            "MODE SENSE(6)",
+            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
+        ),
+        (
+            "PERSISTENT RESERVE IN",
+            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
+        ),
+        (
+            "REPORT SUPPORTED OPERATION CODES",
+            rsoc(false, 0, 0, 0, 4096).to_vec(),
+        ),
+    ]
+}
+
+/// Fixed-format sense data (SPC-4 table 48): RESPONSE CODE 70h (current), SENSE KEY 2h
+/// (NOT READY), ADDITIONAL SENSE LENGTH 0Ah, then ASC/ASCQ (table 50): 04h/0Bh LOGICAL
+/// UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE; 04h/0Ch ... UNAVAILABLE STATE.
+fn not_accessible(ascq: u8) -> [u8; 18] {
+    [
+        0x70, 0, 0x02, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x04, ascq, 0, 0, 0, 0,
+    ]
+}
+
+#[test]
+fn standby_refuses_media_access_and_most_commands_with_not_ready_04_0b() {
+    let mut rig = rig_in(AccessState::Standby);
+    for (name, cdb, data) in refused_in_standby() {
+        let r = rig.run(&cdb, &data);
+        assert_eq!(r.status, Status::CheckCondition, "{name}");
+        assert_eq!(
+            r.sense.as_deref(),
+            Some(&not_accessible(0x0B)[..]),
+            "{name}"
+        );
+        assert!(r.data_in.is_empty(), "{name}");
+    }
+    let r = rig.run(&cdb10(0x28, 0, 0, 1), &[]);
+    insta::assert_snapshot!("standby_read_sense", hex(r.sense.as_deref().unwrap()));
+    // Nothing reached the medium.
+    assert!(rig.mem.data.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn standby_serves_the_commands_spc4_lists() {
+    let mut rig = rig_in(AccessState::Standby);
+    for (name, cdb) in served_in_standby() {
+        let r = rig.run(&cdb, &[]);
+        assert_eq!(outcome(&r), GOOD, "{name}");
+    }
+    // The groups report this port in standby (2h), the other active/optimized (0h).
+    let r = rig.run(&rtpg(0, 1024), &[]);
+    let mut body = descriptor(0x2, 2);
+    body.extend(descriptor(0x0, 1));
+    assert_eq!(&r.data_in[4..], &body[..]);
+}
+
+#[test]
+fn unavailable_serves_only_the_few_spc4_lists_and_refuses_with_04_0c() {
+    let mut rig = rig_in(AccessState::Unavailable);
+    for (name, cdb) in [
+        ("INQUIRY", inquiry(false, 0, 96).to_vec()),
+        ("REPORT LUNS", vec![0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0]),
+        ("REQUEST SENSE", vec![0x03, 0, 0, 0, 18, 0]),
+        ("REPORT TARGET PORT GROUPS", rtpg(0, 1024).to_vec()),
+    ] {
+        assert_eq!(outcome(&rig.run(&cdb, &[])), GOOD, "{name}");
+    }
+    // Served in standby (5.16.2.4.4) but not in unavailable (5.16.2.4.5).
+    let mut refused = vec![
+        (
+            "MODE SENSE(6)",
+            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
+            vec![],
+        ),
+        (
+            "PERSISTENT RESERVE IN",
+            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
+            vec![],
+        ),
+    ];
+    refused.extend(refused_in_standby());
+    for (name, cdb, data) in refused {
+        let r = rig.run(&cdb, &data);
+        assert_eq!(r.status, Status::CheckCondition, "{name}");
+        assert_eq!(
+            r.sense.as_deref(),
+            Some(&not_accessible(0x0C)[..]),
+            "{name}"
+        );
+    }
+    let r = rig.run(&cdb10(0x28, 0, 0, 1), &[]);
+    insta::assert_snapshot!("unavailable_read_sense", hex(r.sense.as_deref().unwrap()));
+}
+
+#[test]
+fn active_states_serve_everything() {
+    for state in [
+        AccessState::ActiveOptimized,
+        AccessState::ActiveNonOptimized,
+    ] {
+        let mut rig = rig_in(state);
+        for (name, cdb, data) in refused_in_standby() {
+            // RESERVE(6) then needs its RELEASE(6) (17h) before the next writer.
+            let r = rig.run(&cdb, &data);
+            assert_eq!(outcome(&r), GOOD, "{name} in {state:?}");
+            if cdb[0] == 0x16 {
+                assert_eq!(outcome(&rig.run(&[0x17, 0, 0, 0, 0, 0], &[])), GOOD);
+            }
+        }
+        assert!(rig.mem.data[..512].iter().all(|&b| b == 0xA5));
+    }
+}

@@ -5,13 +5,19 @@
 //! relative target port and target port group designators, and REPORT TARGET PORT GROUPS
 //! (SPC-4 6.36) lists every gateway's group. Without it none of that is reported.
 //!
-//! Deliberately absent: SET TARGET PORT GROUPS (explicit ALUA), and enforcing the states
-//! (a port in standby or unavailable still serves every command).
+//! The state is enforced ([`Alua::refusal`], checked by [`ScsiTarget::start`] after unit
+//! attentions and before reservations): active/optimized and active/non-optimized serve
+//! everything; standby and unavailable serve only the commands of [`SERVED`] (SPC-4
+//! 5.16.2.4.4, 5.16.2.4.5) and refuse the rest with NOT READY, LOGICAL UNIT NOT
+//! ACCESSIBLE, TARGET PORT IN STANDBY (04h/0Bh) or UNAVAILABLE STATE (04h/0Ch).
+//!
+//! Deliberately absent: SET TARGET PORT GROUPS (explicit ALUA), the transitioning and
+//! offline states.
 
 use super::exec::done;
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be32, opcode as op, reserved};
-use crate::sense::Sense;
+use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Response, ScsiTarget, Start};
 
 const F: u8 = 0xFF;
@@ -120,6 +126,78 @@ impl Alua {
     /// Every group, this gateway's first.
     fn groups(&self) -> impl Iterator<Item = &PortGroup> {
         std::iter::once(&self.own).chain(&self.others)
+    }
+}
+
+/// A command a target port in standby or unavailable still serves: its operation code,
+/// the service action or buffer MODE (byte 1, bits 4:0) when that decides, and in which
+/// of the two states.
+struct Served {
+    op: u8,
+    selector: Option<u8>,
+    standby: bool,
+    unavailable: bool,
+}
+
+const fn served(op: u8, selector: Option<u8>, standby: bool, unavailable: bool) -> Served {
+    Served {
+        op,
+        selector,
+        standby,
+        unavailable,
+    }
+}
+
+/// MAINTENANCE OUT (SET TARGET PORT GROUPS; not offered here, listed as the standard does).
+const MAINTENANCE_OUT: u8 = 0xA4;
+/// READ BUFFER and WRITE BUFFER (their echo buffer modes 0Ah and 0Bh).
+const READ_BUFFER_10: u8 = 0x3C;
+const WRITE_BUFFER: u8 = 0x3B;
+
+/// What standby (SPC-4 5.16.2.4.4) and unavailable (5.16.2.4.5) serve, one row per
+/// command; every other command is refused in those states. Beyond the standard's lists
+/// ("the device server may support other commands"): REPORT SUPPORTED OPERATION CODES and
+/// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS, which only describe the device server.
+/// RESERVE/RELEASE(6/10), TEST UNIT READY, READ CAPACITY and every medium access are not
+/// listed, so they are refused.
+const SERVED: &[Served] = &[
+    served(op::INQUIRY, None, true, true),
+    served(op::REPORT_LUNS, None, true, true),
+    served(op::REQUEST_SENSE, None, true, true),
+    served(op::MAINTENANCE_IN, Some(0x0A), true, true), // REPORT TARGET PORT GROUPS
+    served(op::MAINTENANCE_IN, Some(0x0C), true, true), // REPORT SUPPORTED OPERATION CODES
+    served(op::MAINTENANCE_IN, Some(0x0D), true, true), // REPORT SUPPORTED TMFs
+    served(MAINTENANCE_OUT, Some(0x0A), true, true),    // SET TARGET PORT GROUPS
+    served(READ_BUFFER_10, Some(0x0A), true, true),     // echo buffer
+    served(READ_BUFFER_10, Some(0x0B), true, true),     // echo buffer descriptor
+    served(WRITE_BUFFER, Some(0x0A), true, true),       // write data to echo buffer
+    served(0x4C, None, true, false),                    // LOG SELECT
+    served(0x4D, None, true, false),                    // LOG SENSE
+    served(op::MODE_SELECT_6, None, true, false),
+    served(op::MODE_SELECT_10, None, true, false),
+    served(op::MODE_SENSE_6, None, true, false),
+    served(op::MODE_SENSE_10, None, true, false),
+    served(0x1C, None, true, false), // RECEIVE DIAGNOSTIC RESULTS
+    served(0x1D, None, true, false), // SEND DIAGNOSTIC
+    served(0x5E, None, true, false), // PERSISTENT RESERVE IN
+    served(0x5F, None, true, false), // PERSISTENT RESERVE OUT
+];
+
+impl Alua {
+    /// Why this gateway's target port refuses `cdb` in its asymmetric access state, or
+    /// `None` when the command is to run.
+    pub(crate) fn refusal(&self, cdb: &[u8]) -> Option<Sense> {
+        let (asc, in_state): (Asc, fn(&Served) -> bool) = match self.own.state {
+            AccessState::ActiveOptimized | AccessState::ActiveNonOptimized => return None,
+            AccessState::Standby => (Asc::TARGET_PORT_STANDBY, |s| s.standby),
+            AccessState::Unavailable => (Asc::TARGET_PORT_UNAVAILABLE, |s| s.unavailable),
+        };
+        let op = cdb.first().copied()?;
+        let selector = cdb.get(1).map(|b| b & 0x1F);
+        let is_served = SERVED
+            .iter()
+            .any(|s| s.op == op && (s.selector.is_none() || s.selector == selector) && in_state(s));
+        (!is_served).then(|| Sense::new(SenseKey::NotReady, asc))
     }
 }
 

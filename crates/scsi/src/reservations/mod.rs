@@ -29,6 +29,8 @@ use bytes::Bytes;
 use state::Outcome;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+// Told the time by the driver (never read here): `Instant` is a value passed in.
+use std::time::{Duration, Instant};
 
 /// Operation codes of the commands this module runs.
 pub(crate) mod op {
@@ -64,7 +66,7 @@ pub(crate) struct Reservations {
     /// state read under the metadata lock, and every change is written back, APTPL or not.
     shared: AtomicBool,
     /// When the shared state is next to be loaded again (`None`: at once).
-    next_refresh: Mutex<Option<std::time::Instant>>,
+    next_refresh: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +174,7 @@ impl Reservations {
 
     /// Whether the shared state is to be loaded again at `now`; if so, the next time is
     /// `every` later.
-    pub(crate) fn refresh_due(&self, now: std::time::Instant, every: std::time::Duration) -> bool {
+    pub(crate) fn refresh_due(&self, now: Instant, every: Duration) -> bool {
         let mut next = self.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
         if next.is_some_and(|at| at > now) {
             return false;
@@ -182,7 +184,7 @@ impl Reservations {
     }
 
     /// When the shared state is next to be loaded (`None`: at once).
-    pub(crate) fn next_refresh(&self) -> Option<std::time::Instant> {
+    pub(crate) fn next_refresh(&self) -> Option<Instant> {
         *self.next_refresh.lock().unwrap_or_else(|e| e.into_inner())
     }
 
