@@ -48,7 +48,7 @@ mod tests {
                     "std::net",
                     "std::fs",
                     "std::thread",
-                    "std::time::Instant",
+                    "Instant::now",
                     "SystemTime",
                 ] {
                     assert!(
