@@ -91,8 +91,8 @@ pub struct BenchOptions {
     /// HeaderDigest).
     #[arg(long)]
     pub no_digests: bool,
-    /// Pairs of runs (without, then with HeaderDigest, the order alternating) for the
-    /// digest cost; its verdict is the median over the pairs.
+    /// Pairs of runs (without and with HeaderDigest, side by side at the same time) for
+    /// the digest cost; its verdict is the median over the pairs.
     #[arg(long, default_value_t = 5)]
     pub digest_pairs: u32,
     /// Runs per measurement; the table shows the one with the median IOPS.
@@ -175,7 +175,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
         + opts.sessions.len() * 2
         + if digests_wanted {
-            2 * opts.digest_pairs.max(1) as usize
+            opts.digest_pairs.max(1) as usize
         } else {
             0
         }) as u64;
@@ -690,6 +690,19 @@ struct TargetSample {
     cpu: Option<(u64, f64)>,
     /// The target's VmHWM at the end, KiB.
     peak_rss_kib: Option<u64>,
+    /// CPU the other processes of the machine took inside the window (neither the
+    /// target nor the load generator), % of one core.
+    others_cpu_pct: Option<f64>,
+}
+
+/// What the window sampler reads at one instant: the target's and the load
+/// generator's CPU ticks and the machine's /proc/stat (busy, total) ticks.
+#[derive(Debug, Clone, Copy)]
+struct WindowSample {
+    at: Instant,
+    target: u64,
+    load: Option<u64>,
+    machine: Option<(u64, u64)>,
 }
 
 impl Bench<'_> {
@@ -884,53 +897,43 @@ impl Bench<'_> {
         })
     }
 
-    /// Ours memory, 4k random reads QD32, without and with HeaderDigest, one daemon:
-    /// `--digest-pairs` pairs of runs back to back, the order alternating (off/on, on/off,
-    /// ...), so that a change of the machine's load during the measurement hits both
-    /// sides alike; the verdict is the median pair.
+    /// Ours memory, 4k random reads QD32, without and with HeaderDigest: `--digest-pairs`
+    /// pairs, each two fresh daemons with one session each, run side by side at the same
+    /// time (which side's daemon starts first alternating from pair to pair). Run one after
+    /// the other, the two sides of a pair met different load from the other processes on
+    /// a shared machine, which moved CPU per command by more than the digests do (pairs
+    /// 0.33..1.48 in one run); side by side, every burst hits both alike. The verdict is
+    /// the median pair.
     fn digests(&self) -> DigestResult {
         let spec = WORKLOADS[0];
-        let daemon = self.start_daemon(Side::OursMemory, None);
         let pairs = self.opts.digest_pairs.max(1);
-        let run = |digest: bool, pair: u32| {
-            let label = if digest {
-                "HeaderDigest on"
-            } else {
-                "digests off"
-            };
-            self.measure(
-                &format!(
-                    "ours memory {} {label} ({}/{pairs})",
-                    spec.label(),
-                    pair + 1
-                ),
-                || {
-                    let d = daemon.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                    let d = d.borrow_mut();
-                    let r = self.load(&d, &spec, Side::OursMemory, 1, digest);
-                    drop(d);
-                    let mut d = daemon
-                        .as_ref()
-                        .map_err(|e| anyhow::anyhow!("{e:#}"))?
-                        .borrow_mut();
-                    if !d.is_running() {
-                        bail!("the daemon died: {}", tail(&d.log));
-                    }
-                    r
-                },
-            )
-        };
         let mut runs: Vec<(Measured, Measured)> = Vec::new();
         for pair in 0..pairs {
-            let (without, with) = if pair % 2 == 0 {
-                let without = run(false, pair);
-                (without, run(true, pair))
-            } else {
-                let with = run(true, pair);
-                (run(false, pair), with)
+            let label = format!(
+                "ours memory {} digests off | on, side by side ({}/{pairs})",
+                spec.label(),
+                pair + 1
+            );
+            self.progress.start(&label);
+            let started = Instant::now();
+            let (without, with) = self.digest_pair(&spec, pair % 2 == 1);
+            let side = |m: &Measured| match m {
+                Measured::Ok(n) => format!(
+                    "{:>8} IOPS {} us/cmd",
+                    report::iops(n.iops),
+                    report::cpu_us_both(n).map_or("-".into(), |us| format!("{us:.2}"))
+                ),
+                Measured::Failed(why) => format!("FAILED: {}", why.lines().next().unwrap_or("")),
+                other => format!("{other:?}"),
             };
-            let failed = matches!(without, Measured::Failed(_) | Measured::Skipped(_))
-                || matches!(with, Measured::Failed(_) | Measured::Skipped(_));
+            self.progress.line(&format!(
+                "[bench] {label:<46} off {} | on {} (target + initiator)  ({:.0} s)",
+                side(&without),
+                side(&with),
+                started.elapsed().as_secs_f64()
+            ));
+            self.progress.done();
+            let failed = without.numbers().is_none() || with.numbers().is_none();
             runs.push((without, with));
             if failed {
                 break;
@@ -958,12 +961,60 @@ impl Bench<'_> {
         }
     }
 
+    /// One digest pair: a daemon and a session without digests and another with
+    /// HeaderDigest, started together (the barrier) and measured over the same window.
+    fn digest_pair(&self, spec: &Spec, digest_side_first: bool) -> (Measured, Measured) {
+        let barrier = std::sync::Barrier::new(2);
+        let side = |digest: bool| -> Measured {
+            let tag = format!("oursmemory-digest{}", u8::from(digest));
+            let daemon = if digest == digest_side_first {
+                let d = self.start_daemon_tagged(Side::OursMemory, None, &tag);
+                barrier.wait();
+                d
+            } else {
+                barrier.wait();
+                self.start_daemon_tagged(Side::OursMemory, None, &tag)
+            };
+            // Both sessions start once both daemons are up.
+            barrier.wait();
+            let run = || -> Result<Numbers> {
+                let mut d = daemon?.into_inner();
+                let r = self.load(&d, spec, Side::OursMemory, 1, digest);
+                if !d.is_running() {
+                    bail!("the daemon died: {}", tail(&d.log));
+                }
+                r
+            };
+            match run() {
+                Ok(n) => Measured::Ok(n),
+                Err(e) => Measured::Failed(format!("{e:#}")),
+            }
+        };
+        std::thread::scope(|s| {
+            let with = s.spawn(|| side(true));
+            let without = side(false);
+            let with = with
+                .join()
+                .unwrap_or_else(|_| Measured::Failed("the measuring thread panicked".into()));
+            (without, with)
+        })
+    }
+
     fn start_daemon(
         &self,
         side: Side,
         fuse: Option<&FuseMount>,
     ) -> Result<std::cell::RefCell<Daemon>> {
-        let tag = format!("{side:?}").to_lowercase();
+        self.start_daemon_tagged(side, fuse, &format!("{side:?}").to_lowercase())
+    }
+
+    /// [`Bench::start_daemon`] with its log named after `tag`.
+    fn start_daemon_tagged(
+        &self,
+        side: Side,
+        fuse: Option<&FuseMount>,
+        tag: &str,
+    ) -> Result<std::cell::RefCell<Daemon>> {
         let log = self.out_dir.join(format!("{tag}.log"));
         let d = match side {
             Side::Ceiling => bail!("fio has no daemon"),
@@ -1071,6 +1122,7 @@ impl Bench<'_> {
             n.target_cpu_us_per_cmd = report::cpu_us_per_command(ticks, clk, secs, n.iops);
         }
         n.peak_rss_kib = sample.peak_rss_kib;
+        n.others_cpu_pct = sample.others_cpu_pct;
         if !status.success() && n.errors == 0 {
             bail!("iscsi-load failed ({status}): {}", tail(&log));
         }
@@ -1422,8 +1474,9 @@ fn run_bounded(
         .with_context(|| format!("cannot start {}", util::display(cmd)))?;
     let started = Instant::now();
     let deadline = started + limit;
-    let mut first: Option<(Instant, u64)> = None;
-    let mut last: Option<(Instant, u64)> = None;
+    let load_pid = child.id();
+    let mut first: Option<WindowSample> = None;
+    let mut last: Option<WindowSample> = None;
     loop {
         if let Some(status) = child.try_wait()? {
             let mut sample = TargetSample::default();
@@ -1431,9 +1484,18 @@ fn run_bounded(
                 sample.peak_rss_kib = peak_rss_kib(pid);
             }
             if let (Some(a), Some(b)) = (first, last) {
-                let secs = (b.0 - a.0).as_secs_f64();
+                let secs = (b.at - a.at).as_secs_f64();
                 if secs > 0.0 {
-                    sample.cpu = Some((b.1.saturating_sub(a.1), secs));
+                    sample.cpu = Some((b.target.saturating_sub(a.target), secs));
+                }
+                if let (Some(la), Some(lb), Some(ma), Some(mb)) =
+                    (a.load, b.load, a.machine, b.machine)
+                {
+                    sample.others_cpu_pct = report::others_cpu_pct(
+                        (ma, mb),
+                        b.target.saturating_sub(a.target) + lb.saturating_sub(la),
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    );
                 }
             }
             return Ok((status, sample));
@@ -1453,10 +1515,16 @@ fn run_bounded(
             let at = now - started;
             if at >= from && at <= to {
                 if let Some(t) = cpu_ticks(pid) {
+                    let s = WindowSample {
+                        at: now,
+                        target: t,
+                        load: cpu_ticks(load_pid),
+                        machine: machine_cpu(),
+                    };
                     if first.is_none() {
-                        first = Some((now, t));
+                        first = Some(s);
                     }
-                    last = Some((now, t));
+                    last = Some(s);
                 }
             }
         }

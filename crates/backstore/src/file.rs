@@ -9,7 +9,8 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use store_api::{
     check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
-    ErrorKind, Geometry, IoReply, IoRequest, IoResult, Op, StoreError,
+    ErrorKind, Geometry, IoReply, IoRequest, IoResult, LockError, LockMode, LockOwner, LockWait,
+    MetadataLock, Op, StoreError,
 };
 
 /// Default number of worker threads.
@@ -368,6 +369,69 @@ impl BlockStore for FileStore {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
         File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    }
+
+    /// An open-file-description lock (F_OFD_SETLK) on [`store_api::metadata_lock_range`]
+    /// of the LUN file, through a descriptor of its own that the guard keeps open: every
+    /// process on the host sees it, two guards exclude each other even in one process,
+    /// and the kernel drops it when the guard or its process goes. `owner` is not seen
+    /// by the kernel.
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        let err = |e: std::io::Error| StoreError::from_io(Op::Lock, &e);
+        let failed = |source| LockError::Store {
+            name: name.to_string(),
+            source,
+        };
+        metadata_path(&self.path, name, Op::Lock).map_err(failed)?;
+        // A shared (read) lock needs a descriptor open for reading, an exclusive one for
+        // writing (a read-only LUN file can only be locked shared).
+        let file = match mode {
+            LockMode::Shared => File::open(&self.path),
+            LockMode::Exclusive => std::fs::OpenOptions::new().write(true).open(&self.path),
+        }
+        .map_err(|e| failed(err(e)))?;
+        let range = store_api::metadata_lock_range(name);
+        crate::lock::acquire(name, wait, || {
+            ofd_try_lock(&file, mode, range)
+                .map(|taken| taken.then_some(()))
+                .map_err(err)
+        })?;
+        let held = file;
+        Ok(MetadataLock::new(name, owner, mode, held))
+    }
+}
+
+/// The OFD lock command (F_OFD_SETLK) on `range` of `file`: `Ok(true)` when taken,
+/// `Ok(false)` when another open file description holds a conflicting lock.
+fn ofd_try_lock(file: &File, mode: LockMode, (start, len): (u64, u64)) -> std::io::Result<bool> {
+    // SAFETY: an all-zero flock is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = match mode {
+        LockMode::Shared => libc::F_RDLCK,
+        LockMode::Exclusive => libc::F_WRLCK,
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = len as libc::off_t;
+    // l_pid stays 0, as OFD locks require.
+    let taken = retry_eintr(|| {
+        // SAFETY: the descriptor is open for the call; fl is a valid flock.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        if rc == 0 {
+            Ok(true)
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    });
+    match taken {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        other => other,
     }
 }
 

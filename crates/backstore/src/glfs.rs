@@ -47,7 +47,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use store_api::{
     check_range, BlockStore, BufferPool, Capabilities, Completion, CopySource, ErrorKind, Geometry,
-    IoReply, IoRequest, Op, StoreError,
+    IoReply, IoRequest, LockError, LockMode, LockOwner, LockWait, MetadataLock, Op, StoreError,
 };
 
 /// Zeroes written where gfapi cannot zerofill or discard (static, so never copied or freed).
@@ -1197,6 +1197,45 @@ impl BlockStore for GlfsStore {
         file.fsync().map_err(err)?;
         drop(file);
         vol.rename(&tmp, &path).map_err(err)
+    }
+
+    /// A POSIX lock (`glfs_posix_lock`) on [`store_api::metadata_lock_range`] of the LUN
+    /// file, through an fd of its own that the guard keeps open, under a Gluster lock
+    /// owner of its own (`glfs-iscsi:<owner>:<pid>:<n>`): the bricks' locks translator
+    /// keeps it, so every gateway on the volume sees it, and releases it when the fd
+    /// closes or the mount's connection to the brick goes (a dead gateway does not keep
+    /// it). A lock does not move to the new mount of a reconnect: the guard's fd stays on
+    /// the old one.
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        static GUARDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let failed = |source| LockError::Store {
+            name: name.to_string(),
+            source,
+        };
+        let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
+        let (vol, _) = self.metadata_path(name, Op::Lock).map_err(failed)?;
+        let (flags, kind) = match mode {
+            LockMode::Shared => (libc::O_RDONLY, gfapi::LockKind::Read),
+            LockMode::Exclusive => (libc::O_RDWR, gfapi::LockKind::Write),
+        };
+        let file = File::open(&vol, &self.link.path, flags).map_err(|e| failed(err(e)))?;
+        let n = GUARDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lk_owner = format!("glfs-iscsi:{owner}:{}:{n}", std::process::id());
+        file.set_lock_owner(lk_owner.as_bytes())
+            .map_err(|e| failed(err(e)))?;
+        let (start, len) = store_api::metadata_lock_range(name);
+        crate::lock::acquire(name, wait, || {
+            file.try_lock(kind, start, len)
+                .map(|taken| taken.then_some(()))
+                .map_err(err)
+        })?;
+        Ok(MetadataLock::new(name, owner, mode, file))
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod file;
 mod glfs;
+mod lock;
 mod memory;
 mod observer;
 mod probe;

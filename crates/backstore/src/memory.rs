@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use store_api::{
     check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
-    ErrorKind, Geometry, IoReply, IoRequest, Op, StoreError,
+    ErrorKind, Geometry, IoReply, IoRequest, LockError, LockMode, LockOwner, LockWait,
+    MetadataLock, Op, StoreError,
 };
 
 /// Bytes per lock shard; requests lock only the shards they touch, one at a time.
@@ -23,11 +24,13 @@ pub struct Memory {
     data: RwLock<Data>,
     /// Metadata objects, gone with the store like its data.
     metadata: Mutex<HashMap<String, Vec<u8>>>,
+    /// Their locks: in this process, like the store.
+    locks: crate::lock::LockTable,
 }
 
 #[derive(Default)]
 struct Data {
-    shards: Vec<RwLock<Box<[u8]>>>,
+    shards: Vec<RwLock<Zeroed>>,
     /// One bit per block: allocated.
     mapped: Vec<AtomicU64>,
 }
@@ -44,20 +47,85 @@ impl Data {
             let last = last.get_mut().unwrap();
             if last.len() < SHARD && have < size {
                 let longer = SHARD.min(last.len() + size - have);
-                let mut bytes = std::mem::take(last).into_vec();
-                have += longer - bytes.len();
-                bytes.resize(longer, 0);
-                *last = bytes.into_boxed_slice();
+                let mut bytes = Zeroed::new(longer);
+                bytes[..last.len()].copy_from_slice(last);
+                have += longer - last.len();
+                *last = bytes;
             }
         }
         while have < size {
             let n = SHARD.min(size - have);
-            self.shards
-                .push(RwLock::new(vec![0u8; n].into_boxed_slice()));
+            self.shards.push(RwLock::new(Zeroed::new(n)));
             have += n;
         }
         let words = blocks.div_ceil(64) as usize;
         self.mapped.resize_with(words, || AtomicU64::new(0));
+    }
+}
+
+/// Zeroed bytes straight from the kernel: a private anonymous mapping of their own.
+///
+/// A RAM disk is mostly never written, and what is never written should cost no
+/// resident memory. A `vec![0u8; SHARD]` is above glibc's mmap threshold, so it is a
+/// mapping too, but glibc writes its chunk header into the first page: 4 KiB resident
+/// per 1 MiB shard, 1 MiB for a 256 MiB store before a single write. Here nothing is
+/// written: reads of untouched pages map the kernel's shared zero page (not counted in
+/// the process's RSS), and only pages written take memory.
+/// (`crates/backstore/tests/memory_rss.rs` counts it.)
+struct Zeroed {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Zeroed` owns its mapping exclusively, like a `Box<[u8]>`; shared access is
+// through `&[u8]` and mutation needs `&mut`.
+unsafe impl Send for Zeroed {}
+// SAFETY: as above.
+unsafe impl Sync for Zeroed {}
+
+impl Zeroed {
+    /// `len` (> 0) zero bytes; aborts like a failed allocation when the kernel refuses.
+    fn new(len: usize) -> Zeroed {
+        assert!(len > 0, "a shard holds at least one byte");
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match std::ptr::NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
+            Some(ptr) => Zeroed { ptr, len },
+            None => std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(len, 4096).expect("shard layout"),
+            ),
+        }
+    }
+}
+
+impl std::ops::Deref for Zeroed {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live readable mapping of `len` bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Zeroed {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Zeroed {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
@@ -83,6 +151,7 @@ impl Memory {
             geometry: store_api::GrowableGeometry::new(geometry),
             data: RwLock::new(data),
             metadata: Mutex::default(),
+            locks: Default::default(),
         }
     }
 
@@ -306,5 +375,72 @@ impl BlockStore for MemoryStore {
             .unwrap()
             .insert(name.to_string(), data.to_vec());
         Ok(())
+    }
+
+    /// A table in the store: a memory store is one process's, so its holders are too.
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        let held = crate::lock::acquire(name, wait, || {
+            if !valid_metadata_name(name) {
+                return Err(StoreError::new(Op::Lock, ErrorKind::OutOfRange));
+            }
+            Ok(self.locks.try_take(name, mode))
+        })?;
+        Ok(MetadataLock::new(name, owner, mode, held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(store: &MemoryStore, req: IoRequest) -> IoReply {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.submit(req, Completion::new(move |r| tx.send(r).unwrap()));
+        rx.recv().unwrap().expect("request succeeded")
+    }
+
+    fn read(store: &MemoryStore, offset: u64, len: u32) -> Vec<u8> {
+        match run(store, IoRequest::Read { offset, len }) {
+            IoReply::Data(d) => d.to_vec(),
+            other => panic!("read answered {other:?}"),
+        }
+    }
+
+    fn write(store: &MemoryStore, offset: u64, fill: u8, len: usize) {
+        let req = IoRequest::Write {
+            offset,
+            data: bytes::Bytes::from(vec![fill; len]),
+            fua: false,
+        };
+        assert!(matches!(run(store, req), IoReply::Done));
+    }
+
+    #[test]
+    fn growing_a_partial_last_shard_keeps_its_data_and_zeroes_the_rest() {
+        // 1.5 MiB: the second shard is half a shard long.
+        let store = MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 3 * 1024,
+        });
+        let tail = (3 << 19) - 4096;
+        write(&store, tail, 0xa5, 4096);
+        write(&store, 0, 0x3c, 512);
+        store.resize(5 << 19).expect("grow to 2.5 MiB");
+        assert_eq!(read(&store, tail, 4096), vec![0xa5; 4096]);
+        assert_eq!(read(&store, 0, 512), vec![0x3c; 512]);
+        // The grown part of the old last shard and the new shard read as zeroes...
+        assert_eq!(read(&store, 3 << 19, 8192), vec![0; 8192]);
+        assert_eq!(read(&store, (5 << 19) - 4096, 4096), vec![0; 4096]);
+        // ...and take writes across the old end and the shard boundary.
+        write(&store, (3 << 19) - 512, 0x77, 1024);
+        write(&store, (1 << 21) - 512, 0x11, 1024);
+        assert_eq!(read(&store, (3 << 19) - 512, 1024), vec![0x77; 1024]);
+        assert_eq!(read(&store, (1 << 21) - 512, 1024), vec![0x11; 1024]);
     }
 }

@@ -175,12 +175,23 @@ fn open(name: &str) -> Fixture {
     })
     .unwrap_or_else(|e| panic!("open a glfs store on the live volume: {e}"));
     let read_path = path.clone();
+    // The server named twice: a mount (glfs_t) of its own, as another gateway has.
+    let again = format!("{volume}@{host},{host}:{path}");
     Fixture {
         store,
         // Through another mount: what the store wrote is on the bricks, not in a cache.
         backing: Some(Box::new(move || raw().read_file(&read_path))),
         describes: Some(path.clone()),
         keep: Some(Box::new(Remover(path))),
+        another_gateway: Some(Box::new(move || {
+            open_store(&StoreOptions {
+                bstype: "glfs".into(),
+                backing_store: again.clone(),
+                gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("open a second mount of the live volume: {e}"))
+        })),
     }
 }
 

@@ -113,11 +113,20 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
                 ..Default::default()
             })
             .unwrap();
+            let again = path.clone();
             Fixture {
                 store,
                 describes: Some(path.display().to_string()),
                 backing: Some(Box::new(move || std::fs::read(&path).unwrap())),
                 keep: Some(Box::new(dir)),
+                another_gateway: Some(Box::new(move || {
+                    open_store(&StoreOptions {
+                        bstype: "file".into(),
+                        backing_store: again.to_str().unwrap().into(),
+                        ..Default::default()
+                    })
+                    .unwrap()
+                })),
             }
         }
         Kind::Glfs => {
@@ -134,11 +143,22 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
             })
             .unwrap();
             let host = root.join(volume).join(&file);
+            // Another server name: a mount (glfs_t) of its own, as another gateway has.
+            let again = format!("{volume}@127.0.0.1:{file}");
             Fixture {
                 store,
                 describes: Some(file),
                 backing: Some(Box::new(move || std::fs::read(&host).unwrap())),
                 keep: None,
+                another_gateway: Some(Box::new(move || {
+                    open_store(&StoreOptions {
+                        bstype: "glfs".into(),
+                        backing_store: again.clone(),
+                        gfapi_library: Some(fake_library_path()),
+                        ..Default::default()
+                    })
+                    .unwrap()
+                })),
             }
         }
     }
@@ -165,6 +185,7 @@ macro_rules! shared_checks {
 
 shared_checks! {
     metadata_is_replaced_whole_and_read_back: [Memory, File, Glfs];
+    metadata_locks_exclude_other_gateways: [Memory, File, Glfs];
     geometry_follows_the_create_size: [Memory, File, Glfs];
     read_after_write: [Memory, File, Glfs];
     unaligned_and_large_io: [Memory, File, Glfs];

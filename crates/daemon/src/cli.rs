@@ -132,8 +132,31 @@ pub struct Args {
     /// Listen for `glfs-iscsi admin` on this Unix socket (created owner-only).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,
+    /// This gateway's name among several exporting the same LUN files (1 to 64 of
+    /// letters, digits and . _ - : @): persistent reservations are then kept on the
+    /// storage for all of them, changed under its lock, and other gateways' changes are
+    /// loaded every second (ARCHITECTURE.md, "Several gateways").
+    #[arg(long, value_name = "NAME", value_parser = parse_gateway_id)]
+    pub gateway_id: Option<store_api::LockOwner>,
+    /// Report implicit ALUA: this gateway's target port is in this target port group
+    /// (1 to 65535, also its relative target port identifier).
+    #[arg(long, value_name = "ID", value_parser = crate::gateways::parse_group_id)]
+    pub alua_group: Option<u16>,
+    /// The asymmetric access state of --alua-group: active-optimized (default),
+    /// active-non-optimized, standby or unavailable (reported, not enforced).
+    #[arg(long, value_name = "STATE", requires = "alua_group",
+          value_parser = crate::gateways::parse_access_state)]
+    pub alua_state: Option<scsi::AccessState>,
+    /// Another gateway's target port group and state, as ID:STATE (repeat for each).
+    #[arg(long = "alua-peer", value_name = "ID:STATE", requires = "alua_group",
+          value_parser = crate::gateways::parse_port_group)]
+    pub alua_peers: Vec<scsi::PortGroup>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+fn parse_gateway_id(s: &str) -> Result<store_api::LockOwner, String> {
+    store_api::LockOwner::new(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

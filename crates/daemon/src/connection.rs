@@ -158,7 +158,7 @@ async fn serve_in_span(
         counted: None,
         nexus: 0,
         control: control_tx.clone(),
-        in_flight: HashMap::new(),
+        in_flight: foldhash::HashMap::default(),
         next_seq: 0,
         deadlines: Deadlines::default(),
         limits,
@@ -296,7 +296,9 @@ struct Session {
     nexus: NexusId,
     /// This connection's control channel, registered with the target under `nexus`.
     control: mpsc::UnboundedSender<Control>,
-    in_flight: HashMap<u32, InFlightCommand>,
+    /// By task tag (foldhash, not SipHash: a few lookups per command; bounded by the
+    /// command window, so flooding it buys an initiator nothing).
+    in_flight: foldhash::HashMap<u32, InFlightCommand>,
     next_seq: u64,
     /// Time limits of the commands waiting on a store.
     deadlines: Deadlines,
@@ -516,6 +518,18 @@ impl Session {
             }
             Start::SaveReservations { lun, pending } => {
                 self.save_reservations(done_tx, itt, seq, lun, pending);
+            }
+            Start::SharedReservations(shared) => {
+                let (run, pending) = shared.into_parts();
+                let Some(target) = self.target.clone() else {
+                    return;
+                };
+                let done = done_tx.park(itt, seq, pending);
+                tokio::task::spawn_blocking(move || match crate::gateways::gateway() {
+                    Some(owner) => crate::gateways::run_shared(&target, owner, run, done),
+                    // The core shares reservations only when a gateway is named.
+                    None => done.complete(Err(StoreError::new(Op::Lock, ErrorKind::Io))),
+                });
             }
             Start::Copy(step) => {
                 // The source store's copy handle; the step becomes a copy request on the
@@ -787,7 +801,7 @@ struct Deadlines {
     /// (deadline, command sequence number); the front entry is always live.
     queue: VecDeque<(Instant, u64)>,
     /// Commands with a pending time limit: sequence number to task tag.
-    live: HashMap<u64, u32>,
+    live: foldhash::HashMap<u64, u32>,
 }
 
 /// Dead entries tolerated beyond the live count before a compaction.

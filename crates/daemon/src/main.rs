@@ -100,6 +100,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_settings(args.server())
             .with_portals(Arc::new(portals)),
         );
+        if let Some(owner) = &args.gateway_id {
+            daemon::gateways::set_gateway(owner.clone());
+        }
+        if let Some(id) = args.alua_group {
+            let own = scsi::PortGroup {
+                id,
+                state: args
+                    .alua_state
+                    .unwrap_or(scsi::AccessState::ActiveOptimized),
+            };
+            let alua = scsi::Alua::new(own, args.alua_peers.clone()).context("--alua-peer")?;
+            daemon::gateways::set_alua(alua);
+        }
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         let luns: usize = specs.iter().map(|t| t.luns.len()).sum();
         // Each store's open is bounded by its own time limit (glfs: `timeout=`); a slow
@@ -148,6 +161,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(daemon::control::serve(control, state.clone()));
         }
         tokio::spawn(reload_on_sighup(state.clone()));
+        if let Some(owner) = &args.gateway_id {
+            tokio::spawn(daemon::gateways::refresh(targets.clone(), owner.clone()));
+        }
         if let Some(addr) = args.metrics {
             let metrics = daemon::metrics::enable();
             let listener = tokio::net::TcpListener::bind(addr)

@@ -106,7 +106,7 @@ impl Target {
     pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
         Self::assemble(
             name,
-            ScsiTarget::new(),
+            crate::gateways::new_scsi_target(),
             luns,
             &HashSet::new(),
             Default::default(),
@@ -199,6 +199,10 @@ impl Target {
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
+                if crate::gateways::gateway().is_some() {
+                    // Kept on the volume for every gateway (`crate::gateways`).
+                    scsi.share_reservations(lun.lun);
+                }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
             }
             stores.insert(u64::from(lun.lun), store);
@@ -531,6 +535,9 @@ fn carry_reservations(
     lun: u16,
     store: &dyn BlockStore,
 ) -> Result<()> {
+    if let (true, Some(owner)) = (scsi.reservations_shared(lun), crate::gateways::gateway()) {
+        return crate::gateways::carry_shared(scsi, target, lun, store, owner);
+    }
     let Some(saved) = scsi.reservation_metadata(lun) else {
         return Ok(());
     };
@@ -767,5 +774,96 @@ mod tests {
             serial, "0c7ae9a975775998",
             "the LUN number is part of the identity"
         );
+    }
+}
+
+#[cfg(test)]
+mod shared_reservations_tests {
+    use super::*;
+    use bytes::Bytes;
+    use store_api::LockOwner;
+
+    /// A target with LUN 0 on `store`, its reservations shared.
+    fn shared_target(store: &dyn BlockStore) -> ScsiTarget {
+        let mut scsi = ScsiTarget::new();
+        let spec = LunSpec {
+            lun: 0,
+            store: StoreOptions::default(),
+            read_only: false,
+        };
+        scsi.add_lun(0, lu_config("iqn.2026-11.test:t", &spec, store));
+        scsi.share_reservations(0);
+        scsi
+    }
+
+    fn memory() -> Arc<dyn BlockStore> {
+        Arc::new(backstore::MemoryStore::new(store_api::Geometry {
+            block_size: 512,
+            num_blocks: 64,
+        }))
+    }
+
+    /// A state with one registration, as a gateway's REGISTER leaves it.
+    fn registered(scsi: &ScsiTarget) -> Vec<u8> {
+        scsi.open_nexus(
+            1,
+            scsi::InitiatorPort {
+                name: "iqn.2026-11.test:host".into(),
+                isid: [0x80, 0, 0, 0, 0, 1],
+            },
+        );
+        // TEST UNIT READY takes the POWER ON unit attention of the new nexus.
+        let tur = scsi::Command {
+            nexus: 1,
+            lun: 0,
+            cdb: Bytes::from_static(&[0; 6]),
+            data_out: Bytes::new(),
+            expected_len: 0,
+        };
+        assert!(matches!(scsi.start(tur), scsi::Start::Done(_)));
+        let mut params = vec![0u8; 24];
+        params[8..16].copy_from_slice(&7u64.to_be_bytes());
+        let cmd = scsi::Command {
+            nexus: 1,
+            lun: 0,
+            cdb: Bytes::from_static(&[0x5F, 0, 0, 0, 0, 0, 0, 0, 24, 0]),
+            data_out: Bytes::from(params),
+            expected_len: 24,
+        };
+        let scsi::Start::SharedReservations(shared) = scsi.start(cmd) else {
+            panic!("a shared LU hands PERSISTENT RESERVE OUT out");
+        };
+        let (mut run, _pending) = shared.into_parts();
+        run.run(scsi, None)
+            .unwrap()
+            .expect("a change to write back")
+    }
+
+    #[test]
+    fn a_shared_lu_moving_store_loads_the_state_there_or_brings_its_own() {
+        let owner = LockOwner::new("gw").unwrap();
+        let old = memory();
+        let ours = shared_target(old.as_ref());
+        let state = registered(&ours);
+        assert_eq!(ours.reservation_metadata(0), Some(state.clone()));
+
+        // The new store has no state yet: it gets ours.
+        let empty = memory();
+        // (`carry_reservations` takes this path once a gateway is named.)
+        crate::gateways::carry_shared(&ours, "t", 0, empty.as_ref(), &owner).unwrap();
+        assert_eq!(empty.read_metadata("pr").unwrap(), Some(state.clone()));
+
+        // The new store holds another gateway's state: that is loaded, never overwritten.
+        let fresh = shared_target(old.as_ref());
+        let theirs = memory();
+        theirs.write_metadata("pr", &state).unwrap();
+        crate::gateways::carry_shared(&fresh, "t", 0, theirs.as_ref(), &owner).unwrap();
+        assert_eq!(fresh.reservation_metadata(0), Some(state.clone()));
+        assert_eq!(theirs.read_metadata("pr").unwrap(), Some(state));
+
+        // Something else there is an error, not a silent reset.
+        let bad = memory();
+        bad.write_metadata("pr", b"not ours").unwrap();
+        assert!(crate::gateways::carry_shared(&fresh, "t", 0, bad.as_ref(), &owner).is_err());
     }
 }

@@ -23,34 +23,7 @@ fn host(target: &Running, name: &str) -> Initiator {
 
 /// PERSISTENT RESERVE OUT: `sa`, TYPE, and the 24-byte parameter list with APTPL.
 fn prout(ini: &mut Initiator, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
-    let mut p = vec![0u8; 24];
-    p[0..8].copy_from_slice(&key.to_be_bytes());
-    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    p[20] = 0x01; // APTPL: keep through power loss
-    let cdb = [0x5F, sa, kind, 0, 0, 0, 0, 0, 24, 0];
-    ini.raw_command(&cdb, &p, 0).unwrap().status
-}
-
-/// READ RESERVATION data: (key, type), or None without a reservation.
-fn read_reservation(ini: &mut Initiator) -> Option<(u64, u8)> {
-    let out = ini
-        .raw_command(&[0x5E, 0x01, 0, 0, 0, 0, 0, 0, 64, 0], &[], 64)
-        .unwrap();
-    assert!(out.is_good(), "{out:?}");
-    let d = out.data;
-    let len = u32::from_be_bytes(d[4..8].try_into().unwrap());
-    (len == 16).then(|| {
-        (
-            u64::from_be_bytes(d[8..16].try_into().unwrap()),
-            d[21] & 0x0F,
-        )
-    })
-}
-
-/// WRITE(10) of one 512-byte block at LBA 8: the status byte.
-fn write_status(ini: &mut Initiator) -> u8 {
-    let cdb = [0x2A, 0, 0, 0, 0, 8, 0, 0, 1, 0];
-    ini.raw_command(&cdb, &pattern(3, 512), 0).unwrap().status
+    prout_with(ini, sa, kind, key, sa_key, 0x01)
 }
 
 #[test]

@@ -460,6 +460,14 @@ pub fn scsi(data: &[u8]) {
                 scsi::Start::SaveReservations { pending, .. } => {
                     step = pending.finish(Ok(IoReply::Done));
                 }
+                scsi::Start::SharedReservations(shared) => {
+                    // Not shared here; answered as after a failed read if it ever is.
+                    let (_run, pending) = shared.into_parts();
+                    step = pending.finish(Err(store_api::StoreError::new(
+                        store_api::Op::Read,
+                        store_api::ErrorKind::Io,
+                    )));
+                }
                 scsi::Start::Copy(copy) => {
                     // EXTENDED COPY within the one LUN: the store copies inside itself.
                     assert!(

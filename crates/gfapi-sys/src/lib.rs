@@ -225,6 +225,14 @@ pub type glfs_setfsgid_fn = unsafe extern "C" fn(gid: libc::gid_t) -> c_int;
 /// supplementary groups for its later requests.
 pub type glfs_setfsgroups_fn =
     unsafe extern "C" fn(size: size_t, list: *const libc::gid_t) -> c_int;
+/// `int glfs_posix_lock(glfs_fd_t *fd, int cmd, struct flock *flock)` (GFAPI_3.4.0):
+/// F_SETLK, F_SETLKW or F_GETLK, advisory, per lock owner of the fd.
+pub type glfs_posix_lock_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, cmd: c_int, flock: *mut libc::flock) -> c_int;
+/// `int glfs_fd_set_lkowner(glfs_fd_t *glfd, void *data, int len)` (GFAPI_3.10.7): the
+/// lock owner of the fd's later locks, 1 to 255 bytes.
+pub type glfs_fd_set_lkowner_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, data: *mut c_void, len: c_int) -> c_int;
 
 /// The library name the loader searches for when no path is given.
 pub const DEFAULT_LIBRARY: &str = "libgfapi.so.0";
@@ -280,6 +288,8 @@ pub struct Library {
     pub glfs_setfsuid: glfs_setfsuid_fn,
     pub glfs_setfsgid: glfs_setfsgid_fn,
     pub glfs_setfsgroups: glfs_setfsgroups_fn,
+    pub glfs_posix_lock: glfs_posix_lock_fn,
+    pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
     name: String,
     // Keeps the code behind the pointers mapped; last so it drops after nothing else.
     _lib: libloading::os::unix::Library,
@@ -346,6 +356,8 @@ impl Library {
                 glfs_setfsuid: r.get("glfs_setfsuid", None)?,
                 glfs_setfsgid: r.get("glfs_setfsgid", None)?,
                 glfs_setfsgroups: r.get("glfs_setfsgroups", None)?,
+                glfs_posix_lock: r.get("glfs_posix_lock", None)?,
+                glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
                 name,
                 _lib: lib,
             })

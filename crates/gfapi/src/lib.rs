@@ -30,6 +30,18 @@ pub use gfapi_sys::LoadError;
 /// Largest single transfer handed to gfapi; bigger ones are split.
 pub const MAX_CHUNK: usize = 256 << 20;
 
+/// The longest lock owner gfapi takes (GFAPI_MAX_LOCK_OWNER_LEN).
+pub const MAX_LOCK_OWNER_LEN: usize = 255;
+
+/// The kind of a byte-range lock ([`File::try_lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Shared (F_RDLCK).
+    Read,
+    /// Exclusive (F_WRLCK).
+    Write,
+}
+
 /// A failed gfapi call: which call and the errno it left.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -757,6 +769,84 @@ impl File {
             };
         }
         Ok(Some(rc as u64))
+    }
+
+    /// `glfs_fd_set_lkowner`: the lock owner of this fd's later locks
+    /// ([`File::try_lock`]), 1 to [`MAX_LOCK_OWNER_LEN`] bytes. On Gluster a lock belongs to
+    /// the pair (client, owner): fds of one mount with the same owner share their locks,
+    /// any other owner conflicts with them, and closing any fd of an owner releases all of
+    /// that owner's locks on the file.
+    pub fn set_lock_owner(&self, owner: &[u8]) -> Result<(), Error> {
+        if owner.is_empty() || owner.len() > MAX_LOCK_OWNER_LEN {
+            return Err(Error::InvalidArgument {
+                call: "glfs_fd_set_lkowner",
+                reason: format!("a lock owner is 1 to 255 bytes, not {}", owner.len()),
+            });
+        }
+        clear_errno();
+        // SAFETY: fd live; gfapi copies the owner's bytes before it returns.
+        let rc = unsafe {
+            (self.sys().glfs_fd_set_lkowner)(
+                self.fd,
+                owner.as_ptr().cast_mut().cast(),
+                owner.len() as c_int,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_fd_set_lkowner",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `glfs_posix_lock(F_SETLK)` of `kind` on `len` bytes at `start` (advisory): `Ok(true)`
+    /// when taken, `Ok(false)` when another owner holds a conflicting lock (EAGAIN or
+    /// EACCES). Never waits: callers that want to wait retry with a bound.
+    pub fn try_lock(&self, kind: LockKind, start: u64, len: u64) -> Result<bool, Error> {
+        let l_type = match kind {
+            LockKind::Read => libc::F_RDLCK,
+            LockKind::Write => libc::F_WRLCK,
+        };
+        match self.posix_lock(l_type, start, len) {
+            Err(Error::Call { errno, .. }) if errno == libc::EAGAIN || errno == libc::EACCES => {
+                Ok(false)
+            }
+            other => other.map(|()| true),
+        }
+    }
+
+    /// `glfs_posix_lock(F_SETLK, F_UNLCK)` on `len` bytes at `start`: this owner's locks
+    /// there go.
+    pub fn unlock(&self, start: u64, len: u64) -> Result<(), Error> {
+        self.posix_lock(libc::F_UNLCK, start, len)
+    }
+
+    fn posix_lock(&self, l_type: c_int, start: u64, len: u64) -> Result<(), Error> {
+        let (Ok(l_start), Ok(l_len)) = (libc::off_t::try_from(start), libc::off_t::try_from(len))
+        else {
+            return Err(Error::InvalidArgument {
+                call: "glfs_posix_lock",
+                reason: format!("range {start}+{len} is past the largest file offset"),
+            });
+        };
+        // SAFETY: an all-zero flock is a valid value.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = l_type as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = l_start;
+        fl.l_len = l_len;
+        clear_errno();
+        // SAFETY: fd live; fl is a valid flock for the call.
+        let rc = unsafe { (self.sys().glfs_posix_lock)(self.fd, libc::F_SETLK, &mut fl) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_posix_lock",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
     }
 
     /// Reads `len` bytes at `offset` asynchronously; `cb` gets exactly `len` bytes or an

@@ -279,3 +279,52 @@ fn seek_finds_data_and_holes() {
     assert_eq!(f.seek(6 << 20, true).unwrap(), None);
     assert_eq!(f.seek(8 << 20, false).unwrap(), None);
 }
+
+#[test]
+fn posix_locks_follow_lock_owners_and_go_with_the_fd() {
+    use gfapi::LockKind;
+    let a = new_file("locks-owners", 4096);
+    let b = File::open(&volume(), "locks-owners", libc::O_RDWR).unwrap();
+    let c = File::open(&volume(), "locks-owners", libc::O_RDWR).unwrap();
+    a.set_lock_owner(b"gateway-a").unwrap();
+    b.set_lock_owner(b"gateway-b").unwrap();
+    c.set_lock_owner(b"gateway-a").unwrap();
+    let far = 1u64 << 62;
+    assert_eq!(a.try_lock(LockKind::Write, far, 1), Ok(true));
+    // another owner conflicts, for reading too; the same owner's other fd shares the lock
+    assert_eq!(b.try_lock(LockKind::Write, far, 1), Ok(false));
+    assert_eq!(b.try_lock(LockKind::Read, far, 1), Ok(false));
+    assert_eq!(c.try_lock(LockKind::Write, far, 1), Ok(true));
+    assert_eq!(
+        b.try_lock(LockKind::Write, far + 1, 1),
+        Ok(true),
+        "another byte"
+    );
+    a.unlock(far, 1).unwrap();
+    assert_eq!(b.try_lock(LockKind::Read, far, 1), Ok(true));
+    // readers share; a writer of another owner waits for them
+    assert_eq!(a.try_lock(LockKind::Read, far, 1), Ok(true));
+    assert_eq!(a.try_lock(LockKind::Write, far, 1), Ok(false));
+    // closing an fd releases its owner's locks
+    drop(b);
+    assert_eq!(a.try_lock(LockKind::Write, far, 1), Ok(true));
+
+    assert!(matches!(
+        a.set_lock_owner(&[1u8; 256]),
+        Err(Error::InvalidArgument {
+            call: "glfs_fd_set_lkowner",
+            ..
+        })
+    ));
+    assert!(matches!(
+        a.set_lock_owner(b""),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        a.try_lock(LockKind::Write, u64::MAX, 1),
+        Err(Error::InvalidArgument {
+            call: "glfs_posix_lock",
+            ..
+        })
+    ));
+}

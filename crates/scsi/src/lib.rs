@@ -30,6 +30,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use store_api::{Capabilities, Geometry, IoRequest, IoResult};
 
+pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
 use crate::commands::exec;
 use crate::nexus::Nexuses;
 pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
@@ -177,6 +178,116 @@ pub enum Start {
     /// Copy bytes from one LUN's store to another's (or within one), inside the storage if
     /// the stores can: see [`CopyStep`].
     Copy(CopyStep),
+    /// A PERSISTENT RESERVE IN/OUT on a logical unit whose reservations every gateway
+    /// keeps on the volume ([`ScsiTarget::share_reservations`]): run it on the state read
+    /// under the store's metadata lock, see [`SharedReservations`].
+    SharedReservations(SharedReservations),
+}
+
+/// A PERSISTENT RESERVE IN/OUT to run on the reservation state kept on the volume, which
+/// other gateways exporting the same LU change too. The caller, off the I/O path:
+///
+/// 1. parks the command's continuation ([`SharedReservations::into_parts`]);
+/// 2. takes LUN `lun`'s store metadata lock [`RESERVATIONS_METADATA`], exclusive, with a
+///    bounded wait;
+/// 3. reads the metadata object and hands it to [`ReservationRun::run`], which loads it
+///    into the LU, carries out the command on it and returns the state to write back when
+///    the command changed it;
+/// 4. writes that as the metadata object (on failure, [`ReservationRun::undo`]), lets go
+///    of the lock, and continues the command with `Ok(IoReply::Done)`, or with the store's
+///    error (a lock not had within the wait is `TimedOut`), as after any store request.
+#[derive(Debug)]
+pub struct SharedReservations {
+    run: ReservationRun,
+    pending: Pending,
+}
+
+/// The part of a [`SharedReservations`] carried out beside the core, under the lock.
+#[derive(Debug)]
+pub struct ReservationRun {
+    lun: u16,
+    nexus: NexusId,
+    cdb: Vec<u8>,
+    data_out: Bytes,
+    /// What the volume held when the command ran (for [`ReservationRun::undo`]).
+    loaded: Option<Vec<u8>>,
+    answer: Arc<std::sync::Mutex<Option<Response>>>,
+}
+
+impl SharedReservations {
+    pub(crate) fn new(lun: u16, nexus: NexusId, cdb: Vec<u8>, data_out: Bytes) -> Self {
+        let answer = Arc::new(std::sync::Mutex::new(None));
+        SharedReservations {
+            pending: Pending {
+                lun,
+                state: exec::State::Answer(answer.clone()),
+                descriptor_sense: false,
+                flush_before_good: false,
+                range: None,
+            },
+            run: ReservationRun {
+                lun,
+                nexus,
+                cdb,
+                data_out,
+                loaded: None,
+                answer,
+            },
+        }
+    }
+
+    /// The LUN (plain number) whose store keeps the state.
+    pub fn lun(&self) -> u64 {
+        u64::from(self.run.lun)
+    }
+
+    /// The work to do under the lock, and the command's continuation.
+    pub fn into_parts(self) -> (ReservationRun, Pending) {
+        (self.run, self.pending)
+    }
+}
+
+impl ReservationRun {
+    /// The LUN (plain number) whose store keeps the state.
+    pub fn lun(&self) -> u64 {
+        u64::from(self.lun)
+    }
+
+    /// Loads `saved` (the metadata object as read under the lock; `None`: there is none,
+    /// so nothing is registered) into the logical unit, carries out the command on it, and
+    /// returns the state to write back, if the command changed it. The command's answer
+    /// waits for its continuation. Fails, running nothing, when `saved` is not a saved
+    /// state or the LU is gone.
+    pub fn run(
+        &mut self,
+        target: &ScsiTarget,
+        saved: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, BadMetadata> {
+        let lu = target.lu(self.lun).ok_or(BadMetadata)?;
+        if !lu.reservations.load(saved) {
+            return Err(BadMetadata);
+        }
+        self.loaded = saved.map(<[u8]>::to_vec);
+        let (response, changed) = lu.reservations.execute(
+            self.nexus,
+            &target.nexuses,
+            self.lun,
+            &self.cdb,
+            &self.data_out,
+        );
+        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
+        Ok(changed
+            .filter(|c| c.persist)
+            .map(|_| lu.reservations.saved_state()))
+    }
+
+    /// The state could not be written back: the LU goes back to what the volume holds.
+    pub fn undo(&self, target: &ScsiTarget) {
+        if let Some(lu) = target.lu(self.lun) {
+            lu.reservations.load(self.loaded.as_deref());
+        }
+        self.answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 /// One copy of an EXTENDED COPY: `len` bytes at `source_offset` of LUN `source_lun` to
@@ -317,6 +428,10 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
             step.pending.descriptor_sense = true;
             Start::Copy(step)
         }
+        Start::SharedReservations(mut shared) => {
+            shared.pending.descriptor_sense = true;
+            Start::SharedReservations(shared)
+        }
     }
 }
 
@@ -328,6 +443,8 @@ pub struct ScsiTarget {
     /// Per-I_T-nexus state: initiator ports and unit attention queues. Shared with the
     /// target's successors ([`ScsiTarget::successor`]).
     nexuses: Arc<Nexuses>,
+    /// The target port groups of the gateways exporting these LUs (ALUA), when set.
+    alua: Option<Arc<Alua>>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -405,6 +522,7 @@ impl ScsiTarget {
         ScsiTarget {
             luns: self.luns.clone(),
             nexuses: self.nexuses.clone(),
+            alua: self.alua.clone(),
         }
     }
 
@@ -634,6 +752,49 @@ impl ScsiTarget {
         let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
         lu.reservations.restore(state);
         Ok(())
+    }
+
+    /// Reports asymmetric logical unit access (implicit ALUA) with these target port
+    /// groups, this gateway's first (see `commands::alua`); successors keep it.
+    pub fn set_alua(&mut self, alua: Alua) {
+        self.alua = Some(Arc::new(alua));
+    }
+
+    /// The target port groups reported, when ALUA is set.
+    pub fn alua(&self) -> Option<&Alua> {
+        self.alua.as_deref()
+    }
+
+    /// Logical unit `lun`'s persistent reservations are kept on the volume for every
+    /// gateway that exports it: PERSISTENT RESERVE IN/OUT become
+    /// [`Start::SharedReservations`], every change is saved (APTPL or not), and the
+    /// caller loads what other gateways changed with [`ScsiTarget::refresh_reservations`]
+    /// within its refresh bound. RESERVE(6/10) stays this gateway's own.
+    pub fn share_reservations(&self, lun: u16) {
+        if let Some(lu) = self.lu(lun) {
+            lu.reservations.share();
+        }
+    }
+
+    /// Whether logical unit `lun`'s reservations are kept for several gateways.
+    pub fn reservations_shared(&self, lun: u16) -> bool {
+        self.lu(lun).is_some_and(|lu| lu.reservations.is_shared())
+    }
+
+    /// Loads logical unit `lun`'s persistent reservations as another gateway left them on
+    /// the volume (`None`: nothing saved). The caller reads them under the shared metadata
+    /// lock, so never in the middle of a change of its own.
+    pub fn refresh_reservations(&self, lun: u16, saved: Option<&[u8]>) -> Result<(), BadMetadata> {
+        let lu = self.lu(lun).ok_or(BadMetadata)?;
+        if lu.reservations.load(saved) {
+            Ok(())
+        } else {
+            Err(BadMetadata)
+        }
+    }
+
+    fn lu(&self, lun: u16) -> Option<&Lu> {
+        self.luns.get(usize::from(lun)).and_then(Option::as_ref)
     }
 
     /// A TARGET WARM/COLD RESET was carried out: every nexus gets POWER ON, RESET, OR BUS

@@ -141,6 +141,20 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                 Start::SaveReservations { pending, .. } => {
                     step = pending.finish(Ok(store_api::IoReply::Done));
                 }
+                Start::SharedReservations(shared) => {
+                    // Run on an empty volume, as the daemon would after reading it.
+                    let (mut run, pending) = shared.into_parts();
+                    let result = run
+                        .run(&rig.target, None)
+                        .map(|_| store_api::IoReply::Done)
+                        .map_err(|_| {
+                            store_api::StoreError::new(
+                                store_api::Op::Read,
+                                store_api::ErrorKind::Io,
+                            )
+                        });
+                    step = pending.finish(result);
+                }
                 Start::Copy(copy) => step = copy.with_source(None),
             }
         };

@@ -687,3 +687,150 @@ fn registrations_are_bounded() {
     // An existing registrant may still change its key.
     lu.ok(100, REGISTER, 0, 100, 5);
 }
+
+// ---- Several gateways: the state kept on the volume (`ScsiTarget::share_reservations`) ----
+
+/// Two gateways (two targets) exporting one LU, whose shared reservations live on one
+/// volume: each gateway's store reads and writes the same saved state.
+struct Gateways {
+    gw: [Lu; 2],
+    volume: Option<Vec<u8>>,
+}
+
+impl Gateways {
+    fn new() -> Self {
+        let gw = [Lu::new(), Lu::new()];
+        for lu in &gw {
+            lu.rig.target.share_reservations(0);
+            assert!(lu.rig.target.reservations_shared(0));
+        }
+        Gateways { gw, volume: None }
+    }
+
+    /// Runs `f` on gateway `g`, its store reading and writing the volume.
+    fn on<R>(&mut self, g: usize, f: impl FnOnce(&mut Lu) -> R) -> R {
+        let lu = &mut self.gw[g];
+        lu.rig.mem.saved_reservations = self.volume.clone();
+        let r = f(lu);
+        self.volume = lu.rig.mem.saved_reservations.clone();
+        r
+    }
+}
+
+/// READ KEYS parameter data (SPC-4 table 165): PRGENERATION, ADDITIONAL LENGTH, keys.
+fn keys_data(generation: u32, keys: &[u64]) -> Vec<u8> {
+    let mut d = generation.to_be_bytes().to_vec();
+    d.extend_from_slice(&(8 * keys.len() as u32).to_be_bytes());
+    for k in keys {
+        d.extend_from_slice(&k.to_be_bytes());
+    }
+    d
+}
+
+#[test]
+fn shared_reservation_commands_run_on_the_state_read_from_the_volume() {
+    let mut g = Gateways::new();
+    // A PERSISTENT RESERVE command is handed out to run beside the core.
+    let cmd = scsi::Command {
+        nexus: A,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&prin_cdb(0, 1024)),
+        data_out: bytes::Bytes::new(),
+        expected_len: 0,
+    };
+    match g.gw[0].rig.target.start(cmd) {
+        scsi::Start::SharedReservations(shared) => assert_eq!(shared.lun(), 0),
+        other => panic!("expected SharedReservations, got {other:?}"),
+    }
+
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    // Each gateway's READ KEYS sees both registrations, made on different gateways.
+    assert_eq!(g.on(0, |lu| lu.prin(C, 0)), keys_data(2, &[KEY_A, KEY_B]));
+    assert_eq!(g.on(1, |lu| lu.prin(C, 0)), keys_data(2, &[KEY_A, KEY_B]));
+    // Kept on the volume although nobody asked for APTPL.
+    assert!(g.volume.is_some());
+
+    // A reserves Exclusive Access on gateway 0. Gateway 1's data path still has the
+    // state of its last load (the refresh bound)...
+    g.on(0, |lu| lu.ok(A, RESERVE, EA, KEY_A, 0));
+    assert_eq!(g.gw[1].write(C), GOOD);
+    // ...until the state is loaded again.
+    let volume = g.volume.clone();
+    g.gw[1]
+        .rig
+        .target
+        .refresh_reservations(0, volume.as_deref())
+        .unwrap();
+    assert_eq!(g.gw[1].write(C), RC);
+    assert_eq!(g.gw[1].write(B), RC, "Exclusive Access: registrants too");
+    assert_eq!(
+        g.gw[1].read(A),
+        GOOD,
+        "the holder, through the other gateway"
+    );
+    // A reservation command on gateway 1 runs on the volume's state: B's conflicts.
+    assert_eq!(
+        outcome(&g.on(1, |lu| lu.prout(B, RESERVE, EA, KEY_B, 0))),
+        RC
+    );
+
+    // An empty volume means nothing is registered.
+    g.gw[1].rig.target.refresh_reservations(0, None).unwrap();
+    assert_eq!(g.gw[1].write(C), GOOD);
+    assert!(g.gw[1]
+        .rig
+        .target
+        .refresh_reservations(0, Some(b"garbage"))
+        .is_err());
+    assert!(g.gw[1].rig.target.refresh_reservations(9, None).is_err());
+}
+
+#[test]
+fn a_shared_change_not_written_back_is_undone() {
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    let before = g.volume.clone();
+    let p = params(0, KEY_B, 0);
+    let cmd = scsi::Command {
+        nexus: B,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&prout_cdb(REGISTER, 0, 24)),
+        data_out: bytes::Bytes::from(p),
+        expected_len: 24,
+    };
+    let target = &g.gw[0].rig.target;
+    let scsi::Start::SharedReservations(shared) = target.start(cmd) else {
+        panic!("not handed out");
+    };
+    let (mut run, pending) = shared.into_parts();
+    let changed = run.run(target, before.as_deref()).unwrap();
+    assert!(
+        changed.is_some(),
+        "a registration is a change to write back"
+    );
+    // The write failed: the LU goes back to what the volume holds, and the command
+    // fails with the store's error (ENOSPC: DATA PROTECT, SPACE ALLOCATION FAILED).
+    run.undo(target);
+    let err = store_api::StoreError::new(store_api::Op::Write, store_api::ErrorKind::NoSpace);
+    match pending.finish(Err(err)) {
+        scsi::Start::Done(r) => assert_eq!(outcome(&r), (Status::CheckCondition, 0x07, 0x27, 0x07)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.on(0, |lu| lu.prin(C, 0)), keys_data(1, &[KEY_A]));
+
+    // A saved state that is not ours runs nothing.
+    let cmd = scsi::Command {
+        nexus: B,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&prin_cdb(0, 1024)),
+        data_out: bytes::Bytes::new(),
+        expected_len: 0,
+    };
+    let target = &g.gw[0].rig.target;
+    let scsi::Start::SharedReservations(shared) = target.start(cmd) else {
+        panic!("not handed out");
+    };
+    let (mut run, _pending) = shared.into_parts();
+    assert!(run.run(target, Some(b"not a saved state")).is_err());
+}

@@ -193,6 +193,8 @@ pub enum Op {
     WriteZeroes,
     Allocation,
     Copy,
+    /// Taking or releasing a metadata lock ([`BlockStore::lock_metadata`]).
+    Lock,
 }
 
 impl fmt::Display for Op {
@@ -206,6 +208,7 @@ impl fmt::Display for Op {
             Op::WriteZeroes => "write-zeroes",
             Op::Allocation => "allocation",
             Op::Copy => "copy",
+            Op::Lock => "lock",
         })
     }
 }
@@ -417,6 +420,35 @@ pub trait BlockStore: Send + Sync {
         Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
     }
 
+    /// Takes the advisory lock of metadata object `name` (see
+    /// [`BlockStore::write_metadata`]) for `owner`: the lock every gateway on the same
+    /// storage takes before it reads, changes and writes that object back, so that two
+    /// gateways never interleave their read-modify-write. It lives on the store's own
+    /// backing object (for a file, a byte of the LUN file far beyond any data, see
+    /// [`metadata_lock_range`]; on Gluster a POSIX lock the bricks keep, with a Gluster
+    /// lock owner naming `owner`), never on the metadata object itself, which writes
+    /// replace. Held until the returned guard drops, or until the process (on Gluster:
+    /// its mount) goes away.
+    ///
+    /// Every guard is a holder of its own: two exclusive guards exclude each other also
+    /// when taken in one process with one owner; shared guards exclude only exclusive
+    /// ones. `wait` bounds how long a conflicting lock is waited for ([`LockWait`] has no
+    /// unbounded form), then the answer is [`LockError::Contended`]. Advisory: reads and
+    /// writes of the store are never held back by it. Blocking: call it off the I/O path.
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        let _ = (owner, mode, wait);
+        Err(LockError::Store {
+            name: name.to_string(),
+            source: StoreError::new(Op::Lock, ErrorKind::Unsupported),
+        })
+    }
+
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
     /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
     /// requests may reach them once it returns. Blocking: call it off the I/O path.
@@ -424,6 +456,159 @@ pub trait BlockStore: Send + Sync {
         let _ = size_bytes;
         Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
     }
+}
+
+/// Who takes a metadata lock: one gateway (one daemon exporting the LUN), named by the
+/// operator or derived from the host. 1 to [`LockOwner::MAX_LEN`] bytes of ASCII letters,
+/// digits and `.`, `_`, `-`, `:`, `@` (so it can be shown in logs and passed to Gluster as a
+/// lock owner as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockOwner(String);
+
+/// A lock owner that is empty, too long or holds a character outside the allowed set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid gateway lock owner {given:?}: {reason}")]
+pub struct InvalidLockOwner {
+    pub given: String,
+    pub reason: &'static str,
+}
+
+impl LockOwner {
+    /// The longest owner accepted, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `id` and makes it an owner.
+    pub fn new(id: &str) -> Result<LockOwner, InvalidLockOwner> {
+        let bad = |reason| {
+            Err(InvalidLockOwner {
+                given: id.to_string(),
+                reason,
+            })
+        };
+        if id.is_empty() {
+            return bad("it is empty");
+        }
+        if id.len() > Self::MAX_LEN {
+            return bad("it is longer than 64 bytes");
+        }
+        if !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-:@".contains(&c))
+        {
+            return bad("only ASCII letters, digits and . _ - : @ are allowed");
+        }
+        Ok(LockOwner(id.to_string()))
+    }
+
+    /// The owner as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a metadata lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Readers: any number of shared holders at once, no exclusive one.
+    Shared,
+    /// One holder alone (a read-modify-write).
+    Exclusive,
+}
+
+/// How long [`BlockStore::lock_metadata`] waits for a conflicting holder to let go.
+/// Deliberately bounded: a gateway that died holding the lock is released by its
+/// storage (its process or its Gluster client goes), one that hangs must not hang us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Try once; [`LockError::Contended`] at once on a conflict.
+    NoWait,
+    /// Retry until the lock is free, for at most this long.
+    AtMost(std::time::Duration),
+}
+
+/// A held metadata lock; dropping it releases the lock.
+pub struct MetadataLock {
+    name: String,
+    owner: LockOwner,
+    mode: LockMode,
+    _held: Box<dyn Send + Sync>,
+}
+
+impl MetadataLock {
+    /// For stores: `held` keeps the lock (an open descriptor, an entry in a table) and
+    /// releases it when dropped.
+    pub fn new(
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        held: impl Send + Sync + 'static,
+    ) -> MetadataLock {
+        MetadataLock {
+            name: name.to_string(),
+            owner: owner.clone(),
+            mode,
+            _held: Box::new(held),
+        }
+    }
+
+    /// The metadata object the lock is for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Who holds it.
+    pub fn owner(&self) -> &LockOwner {
+        &self.owner
+    }
+
+    /// How it is held.
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
+}
+
+impl fmt::Debug for MetadataLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataLock")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Why [`BlockStore::lock_metadata`] returned no lock.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// Another holder kept a conflicting lock for all of the wait.
+    #[error("the {name:?} metadata lock is held by another holder (waited {waited:?})")]
+    Contended {
+        name: String,
+        waited: std::time::Duration,
+    },
+    /// The store could not take it (no connection, unsupported, a bad name).
+    #[error("the {name:?} metadata lock: {source}")]
+    Store { name: String, source: StoreError },
+}
+
+/// The byte range `(start, len)` of a store's backing file that stands for the lock of
+/// metadata object `name`: one byte at `2^62 + h`, `h` a 32-bit FNV-1a hash of the name,
+/// far past the end of any LUN (so no data range and no other program's lock of the
+/// file's contents meets it). Two names may share a byte; they then exclude each other,
+/// which is never less safe.
+pub fn metadata_lock_range(name: &str) -> (u64, u64) {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((1u64 << 62) + u64::from(h), 1)
 }
 
 /// Whether `name` is a valid metadata object name: 1 to 16 of `a-z`, `0-9`, `-`.
@@ -588,6 +773,56 @@ mod tests {
         for bad in ["", "../x", "PR", "a.b", "0123456789abcdefg"] {
             assert!(!valid_metadata_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn lock_owners_are_checked_and_shown_as_given() {
+        let owner = LockOwner::new("gw-1.example:3260@a_b").unwrap();
+        assert_eq!(owner.to_string(), "gw-1.example:3260@a_b");
+        assert_eq!(owner.as_str(), "gw-1.example:3260@a_b");
+        assert!(LockOwner::new(&"x".repeat(LockOwner::MAX_LEN)).is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            (&*"x".repeat(65), "longer than 64"),
+            ("gw 1", "only ASCII"),
+            ("gw/1", "only ASCII"),
+            ("gé", "only ASCII"),
+        ] {
+            let err = LockOwner::new(bad).unwrap_err();
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+            assert_eq!(err.given, bad);
+        }
+    }
+
+    #[test]
+    fn metadata_locks_sit_past_any_lun_one_byte_per_name() {
+        let (pr, len) = metadata_lock_range("pr");
+        assert_eq!(len, 1);
+        // 4 EiB: past the end of any LUN, and the whole range stays a valid off_t.
+        assert!(pr >= 1 << 62 && pr + len <= i64::MAX as u64);
+        assert_eq!(metadata_lock_range("pr"), (pr, 1));
+        assert_ne!(metadata_lock_range("alua").0, pr);
+        // FNV-1a (32 bit) of "a" is 0xe40c292c (the FNV reference vectors).
+        assert_eq!(metadata_lock_range("a").0, (1 << 62) + 0xe40c_292c);
+    }
+
+    #[test]
+    fn metadata_locks_are_unsupported_unless_a_store_says_otherwise() {
+        let owner = LockOwner::new("gw").unwrap();
+        let err = Dropper
+            .lock_metadata("pr", &owner, LockMode::Exclusive, LockWait::NoWait)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            LockError::Store {
+                name: "pr".into(),
+                source: StoreError::new(Op::Lock, ErrorKind::Unsupported)
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the \"pr\" metadata lock: lock failed: not supported"
+        );
     }
 
     #[tokio::test]

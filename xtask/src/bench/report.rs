@@ -120,6 +120,10 @@ pub struct Numbers {
     pub target_cpu_us_per_cmd: Option<f64>,
     /// Peak resident memory of the target (VmHWM), KiB.
     pub peak_rss_kib: Option<u64>,
+    /// CPU the machine's other processes took in the measured window (neither the
+    /// target nor the load generator; with Gluster, the brick counts here), % of one
+    /// core: a measurement that ran while the machine was busy shows it.
+    pub others_cpu_pct: Option<f64>,
     /// `[percentile, microseconds]`, ascending.
     pub percentiles: Vec<[f64; 2]>,
 }
@@ -216,6 +220,21 @@ pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v[4];
     Some((total - idle, total))
+}
+
+/// CPU % of one core that processes other than the measured ones took between two
+/// /proc/stat samples `(busy, total)` (all cores' ticks), when the measured processes
+/// used `measured_ticks` of it; `cores` converts all-core ticks to one core's.
+pub fn others_cpu_pct(
+    machine: ((u64, u64), (u64, u64)),
+    measured_ticks: u64,
+    cores: usize,
+) -> Option<f64> {
+    let ((busy_a, total_a), (busy_b, total_b)) = machine;
+    let total = total_b.checked_sub(total_a)?;
+    let busy = busy_b.checked_sub(busy_a)?;
+    let per_core = total as f64 / cores.max(1) as f64;
+    (per_core > 0.0).then(|| busy.saturating_sub(measured_ticks) as f64 / per_core * 100.0)
 }
 
 /// A value in KiB from /proc/<pid>/status, e.g. `VmHWM`.
@@ -321,7 +340,7 @@ impl SessionsResult {
 }
 
 /// What digests cost: ours memory, 4k random reads QD32, without and with
-/// HeaderDigest=CRC32C, on the same daemon, in interleaved pairs of runs.
+/// HeaderDigest=CRC32C, in pairs of runs side by side (two daemons, measured at once).
 #[derive(Debug, Clone, Serialize)]
 pub struct DigestResult {
     /// The run without digests of the pair whose CPU ratio is the median (or the only one).
@@ -332,8 +351,8 @@ pub struct DigestResult {
     pub pairs: Vec<DigestPair>,
 }
 
-/// One pair of runs, without and with digests, one right after the other (in alternating
-/// order from pair to pair, so a drift in the machine's load favours neither side).
+/// One pair of runs, without and with digests, side by side at the same time on two
+/// daemons, so a change of the machine's load favours neither side.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct DigestPair {
     /// CPU per command of both ends, without over with.
@@ -605,6 +624,7 @@ impl Report {
                     opt(n.target_cpu_us_per_cmd, 2),
                     n.cmds_per_core_second().map_or("-".into(), iops),
                     opt(n.load_cpu_pct, 0),
+                    opt(n.others_cpu_pct, 0),
                 ]);
             }
         }
@@ -619,6 +639,7 @@ impl Report {
                 "target CPU us/cmd",
                 "cmds per target core-s",
                 "load gen CPU %",
+                "others' CPU %",
             ],
             &rows,
         )
@@ -631,6 +652,7 @@ impl Report {
                 .and_then(|n| n.peak_rss_kib)
                 .map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
         };
+        let others = |m: &Measured| opt(m.numbers().and_then(|n| n.others_cpu_pct), 0);
         let rows: Vec<Vec<String>> = self
             .sessions
             .iter()
@@ -641,6 +663,7 @@ impl Report {
                     s.ours.cell(),
                     mib(&s.tgt),
                     mib(&s.ours),
+                    format!("{} / {}", others(&s.tgt), others(&s.ours)),
                     met(s.memory_goal()).into(),
                 ]
             })
@@ -652,6 +675,7 @@ impl Report {
                 "ours memory IOPS",
                 "tgt peak RSS MiB",
                 "ours peak RSS MiB",
+                "others' CPU % (tgt / ours run)",
                 "ours <= tgt?",
             ],
             &rows,
@@ -755,24 +779,29 @@ impl Report {
              Latency is per command as the load generator sees it (fio: `lat_ns`; iscsi-load: \
              submit to completion). Target CPU is the daemon's utime+stime from \
              `/proc/<pid>/stat` over the measured window, divided by the commands completed in \
-             it; \"cmds per target core-s\" is its inverse.\n\n{}",
+             it; \"cmds per target core-s\" is its inverse. \"others' CPU %\" is what every \
+             other process of the machine took in the same window (from `/proc/stat`, less \
+             the target and the load generator; a Gluster brick counts here), in % of one \
+             core: a row measured while the machine was busy shows it.\n\n{}",
             self.detail_table()
         );
         let _ = writeln!(
             s,
             "![Latency percentiles]({chart_dir}/latency.png)\n\n\
              ## Many sessions\n\n\
-             A fresh daemon per row; peak RSS is the daemon's `VmHWM` at the end of the run.\n\n{}",
+             A fresh daemon per row; peak RSS is the daemon's `VmHWM` at the end of the run; \
+             \"others' CPU %\" as above, for the tgt run and for ours.\n\n{}",
             self.sessions_table()
         );
         if self.digests.is_some() {
             let _ = writeln!(
                 s,
-                "## Digests\n\nThe same daemon, in interleaved pairs of runs without and with \
-                 HeaderDigest (the order alternating from pair to pair). The goal (at most \
+                "## Digests\n\nPairs of runs side by side: in each pair two fresh daemons, one \
+                 session each, one without and one with HeaderDigest, measured over the same \
+                 window, so the other processes' load hits both alike. The goal (at most \
                  10% cost) is judged on the median over the pairs of CPU per command of both \
-                 ends, which the other processes' load moves less than the IOPS; the IOPS and \
-                 CPU columns show the median pair.\n\n{}",
+                 ends (the IOPS of a pair also show how the two sessions shared the cores); \
+                 the IOPS and CPU columns show the median pair.\n\n{}",
                 self.digest_table()
             );
         }
@@ -916,6 +945,13 @@ mod tests {
         assert_eq!(parse_proc_stat(stat), Some((165, 1010)));
         assert_eq!(Load::busy_between((165, 1010), (265, 1210)), Some(50.0));
         assert_eq!(Load::busy_between((1, 5), (1, 5)), None);
+        // 2 s at 100 ticks/s on 2 cores: 400 ticks in all, 300 of them busy, 150 of
+        // those the target's and the load generator's: others took 150 ticks of one
+        // core's 200, 75%.
+        assert_eq!(others_cpu_pct(((0, 0), (300, 400)), 150, 2), Some(75.0));
+        // Tick rounding can make the measured ones look busier than the machine.
+        assert_eq!(others_cpu_pct(((10, 10), (60, 410)), 70, 2), Some(0.0));
+        assert_eq!(others_cpu_pct(((5, 5), (5, 5)), 0, 2), None);
         let status = "Name:\ttgtd\nVmPeak:\t  30000 kB\nVmHWM:\t   18300 kB\nVmRSS:\t 1 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(18300));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
@@ -967,13 +1003,13 @@ mod tests {
         let d = r.detail_table();
         assert!(
             d.contains(
-                "| 4k randread QD32 | ours glfs | 100 | 200 | 400 | - | 8.00 | 125.0k | - |"
+                "| 4k randread QD32 | ours glfs | 100 | 200 | 400 | - | 8.00 | 125.0k | - | - |"
             ),
             "{d}"
         );
         let s = r.sessions_table();
         assert!(
-            s.contains("| 64 x QD32 | 0 | 0 | 17.9 | 21.8 | **NO** |"),
+            s.contains("| 64 x QD32 | 0 | 0 | 17.9 | 21.8 | - / - | **NO** |"),
             "{s}"
         );
         assert_eq!(

@@ -33,6 +33,10 @@ pub struct Fixture {
     /// Whatever must live as long as the store (a temporary directory, a remover of the
     /// volume file); dropped after it.
     pub keep: Option<Box<dyn std::any::Any>>,
+    /// Opens a second store on the same backing, as another gateway would (a store of its
+    /// own on the same file; for glfs on a `glfs_t` of its own); None: the store itself
+    /// stands for the other gateway too (memory: one process's).
+    pub another_gateway: Option<Box<dyn Fn() -> Arc<dyn BlockStore>>>,
 }
 
 impl Fixture {
@@ -43,6 +47,15 @@ impl Fixture {
             backing: None,
             describes: None,
             keep: None,
+            another_gateway: None,
+        }
+    }
+
+    /// The store of another gateway on the same backing (see `another_gateway`).
+    pub fn another_gateway(&self) -> Arc<dyn BlockStore> {
+        match &self.another_gateway {
+            Some(open) => open(),
+            None => self.store.clone(),
         }
     }
 
@@ -67,6 +80,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     (
         "metadata_is_replaced_whole_and_read_back",
         metadata_is_replaced_whole_and_read_back,
+    ),
+    (
+        "metadata_locks_exclude_other_gateways",
+        metadata_locks_exclude_other_gateways,
     ),
     (
         "geometry_follows_the_create_size",
@@ -588,4 +605,103 @@ pub fn metadata_is_replaced_whole_and_read_back(open: Open<'_>) {
         );
     }
     assert_eq!(read(s, 0, 4096), pattern(4096, 3));
+}
+
+/// The advisory metadata lock gateways take around a read-modify-write of a metadata
+/// object: another gateway (another store on the same backing; on glfs another mount)
+/// cannot take it while it is held, at once or within a bounded wait, and takes it once
+/// it is let go; every guard is a holder of its own, shared holders exclude only an
+/// exclusive one, names are independent, and the data path is not held back by it.
+pub fn metadata_locks_exclude_other_gateways(open: Open<'_>) {
+    use store_api::{LockError, LockMode, LockOwner, LockWait};
+    let f = open("locks");
+    let a = f.store.clone();
+    let b = f.another_gateway();
+    let gw_a = LockOwner::new("gateway-a").unwrap();
+    let gw_b = LockOwner::new("gateway-b").unwrap();
+    let contended = |r: Result<store_api::MetadataLock, LockError>, what: &str| match r {
+        Err(LockError::Contended { name, waited }) => (name, waited),
+        other => panic!("{what}: expected Contended, got {other:?}"),
+    };
+    let bounded = LockWait::AtMost(Duration::from_millis(200));
+    let patient = LockWait::AtMost(COMPLETION_TIMEOUT);
+
+    let held = a
+        .lock_metadata("pr", &gw_a, LockMode::Exclusive, LockWait::NoWait)
+        .unwrap();
+    assert_eq!(
+        (held.name(), held.owner(), held.mode()),
+        ("pr", &gw_a, LockMode::Exclusive)
+    );
+    let (name, _) = contended(
+        b.lock_metadata("pr", &gw_b, LockMode::Exclusive, LockWait::NoWait),
+        "another gateway, no wait",
+    );
+    assert_eq!(name, "pr");
+    let (_, waited) = contended(
+        b.lock_metadata("pr", &gw_b, LockMode::Shared, bounded),
+        "another gateway, shared, bounded wait",
+    );
+    assert!(
+        waited >= Duration::from_millis(200),
+        "gave up after {waited:?}"
+    );
+    contended(
+        a.lock_metadata("pr", &gw_a, LockMode::Exclusive, LockWait::NoWait),
+        "a second guard of the same gateway",
+    );
+    // Another object's lock is another lock; the data path does not wait for either.
+    let other = b
+        .lock_metadata("other", &gw_b, LockMode::Exclusive, LockWait::NoWait)
+        .unwrap();
+    let data = pattern(4096, 0x5c);
+    write(&*b, 8192, &data);
+    assert_eq!(read(&*a, 8192, 4096), data);
+    drop(other);
+    // Taking the lock creates no metadata object.
+    assert_eq!(a.read_metadata("pr"), Ok(None));
+
+    // A waiter takes it as soon as the holder lets go.
+    let waiter = {
+        let (b, gw_b) = (b.clone(), gw_b.clone());
+        std::thread::spawn(move || b.lock_metadata("pr", &gw_b, LockMode::Exclusive, patient))
+    };
+    drop(held);
+    let taken = waiter.join().unwrap().expect("the waiter takes the lock");
+    assert_eq!(taken.owner(), &gw_b);
+    contended(
+        a.lock_metadata("pr", &gw_a, LockMode::Shared, LockWait::NoWait),
+        "the first gateway while the waiter holds it",
+    );
+    drop(taken);
+
+    // Shared holders on both gateways; an exclusive one waits for them all.
+    let r1 = a
+        .lock_metadata("pr", &gw_a, LockMode::Shared, LockWait::NoWait)
+        .unwrap();
+    let r2 = b
+        .lock_metadata("pr", &gw_b, LockMode::Shared, LockWait::NoWait)
+        .unwrap();
+    contended(
+        b.lock_metadata("pr", &gw_b, LockMode::Exclusive, LockWait::NoWait),
+        "exclusive while shared",
+    );
+    drop(r1);
+    contended(
+        a.lock_metadata("pr", &gw_a, LockMode::Exclusive, LockWait::NoWait),
+        "exclusive while one shared holder is left",
+    );
+    drop(r2);
+    drop(
+        a.lock_metadata("pr", &gw_a, LockMode::Exclusive, LockWait::NoWait)
+            .expect("free once every holder let go"),
+    );
+
+    // A bad name is refused, not locked.
+    match a.lock_metadata("../pr", &gw_a, LockMode::Exclusive, LockWait::NoWait) {
+        Err(LockError::Store { source, .. }) => {
+            assert_eq!((source.op, source.kind), (Op::Lock, ErrorKind::OutOfRange))
+        }
+        other => panic!("a bad name: {other:?}"),
+    }
 }

@@ -374,3 +374,38 @@ pub fn login_as(
 ) -> Result<Initiator, String> {
     login_with(daemon, target, &login_opts(initiator, chap))
 }
+
+/// PERSISTENT RESERVE OUT (SPC-4 table 169) service action `sa`, TYPE `kind`, with the
+/// 24-byte parameter list (table 171): RESERVATION KEY `key`, SERVICE ACTION RESERVATION
+/// KEY `sa_key` and byte 20 `flags` (APTPL 01h): the status byte.
+pub fn prout_with(ini: &mut Initiator, sa: u8, kind: u8, key: u64, sa_key: u64, flags: u8) -> u8 {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p[20] = flags;
+    let cdb = [0x5F, sa, kind, 0, 0, 0, 0, 0, 24, 0];
+    ini.raw_command(&cdb, &p, 0).unwrap().status
+}
+
+/// PERSISTENT RESERVE IN READ RESERVATION (SPC-4 table 167) data: (key, type), or None
+/// without a reservation.
+pub fn read_reservation(ini: &mut Initiator) -> Option<(u64, u8)> {
+    let out = ini
+        .raw_command(&[0x5E, 0x01, 0, 0, 0, 0, 0, 0, 64, 0], &[], 64)
+        .unwrap();
+    assert!(out.is_good(), "{out:?}");
+    let d = out.data;
+    let len = u32::from_be_bytes(d[4..8].try_into().unwrap());
+    (len == 16).then(|| {
+        (
+            u64::from_be_bytes(d[8..16].try_into().unwrap()),
+            d[21] & 0x0F,
+        )
+    })
+}
+
+/// WRITE(10) of one 512-byte block at LBA 8: the status byte.
+pub fn write_status(ini: &mut Initiator) -> u8 {
+    let cdb = [0x2A, 0, 0, 0, 0, 8, 0, 0, 1, 0];
+    ini.raw_command(&cdb, &pattern(3, 512), 0).unwrap().status
+}

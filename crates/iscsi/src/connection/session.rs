@@ -38,7 +38,9 @@ pub(super) struct Session {
     pub(super) max_cmd_sn: u32,
     /// Non-immediate SCSI commands received and not yet completed.
     pub(super) outstanding: u32,
-    pub(super) tasks: HashMap<u32, Task>,
+    /// By task tag; foldhash, not SipHash: looked up several times per command, and
+    /// bounded by the command window, so flooding it buys an initiator nothing.
+    pub(super) tasks: foldhash::HashMap<u32, Task>,
     /// Non-immediate PDUs that arrived ahead of ExpCmdSN, by CmdSN.
     pub(super) stash: BTreeMap<u32, Pdu>,
     /// Data-Out PDUs for stashed commands.
@@ -66,7 +68,7 @@ impl Session {
             exp_cmd_sn: exp,
             max_cmd_sn: exp.wrapping_add(window).wrapping_sub(1),
             outstanding: 0,
-            tasks: HashMap::new(),
+            tasks: foldhash::HashMap::default(),
             stash: BTreeMap::new(),
             early_data: HashMap::new(),
             pending_tmf: HashSet::new(),

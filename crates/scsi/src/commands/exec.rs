@@ -6,6 +6,7 @@ use crate::commands::interlock::RangeGuard;
 use crate::sense::{self, Asc, Sense, SenseKey};
 use crate::{Pending, Response, Start};
 use bytes::{Bytes, BytesMut};
+use std::sync::{Arc, Mutex};
 use store_api::{ErrorKind, Geometry, IoReply, IoRequest, IoResult};
 
 /// Largest single data transfer in bytes (Block Limits MAXIMUM TRANSFER LENGTH is this over
@@ -84,6 +85,9 @@ pub(crate) enum State {
     Sanitize(Box<super::sanitize::SanitizeRun>),
     /// EXTENDED COPY: its segments, copied chunk by chunk (see `copy::CopyRun`).
     Copy(Box<super::copy::CopyRun>),
+    /// A command carried out beside the core (`crate::SharedReservations`): its answer,
+    /// left in the slot by then.
+    Answer(Arc<Mutex<Option<Response>>>),
     /// UNMAP: discard `ranges[next..]` (byte offset, length) one after another.
     Unmap {
         ranges: Vec<(u64, u64)>,
@@ -445,6 +449,17 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
         }
         State::Copy(run) => run.advance(Ok(reply)),
         State::Sanitize(run) => run.advance(lun, Ok(reply)),
+        State::Answer(slot) => {
+            let answer = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match answer {
+                Some(response) => done(response),
+                // The caller reported success without running the command.
+                None => fail(sense::from_store_error(&store_api::StoreError::new(
+                    store_api::Op::Lock,
+                    ErrorKind::Io,
+                ))),
+            }
+        }
         State::Unmap {
             ranges,
             next,

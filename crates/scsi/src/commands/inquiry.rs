@@ -56,10 +56,15 @@ impl ScsiCommand for Inquiry {
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let lu = ctx.config();
         let alloc = u32::from(self.alloc);
+        let alua = ctx.target.alua();
         done(if !self.evpd {
-            Response::data(standard_inquiry(Some(lu)), alloc)
+            let mut data = standard_inquiry(Some(lu));
+            if alua.is_some() {
+                data[5] |= super::alua::TPGS_IMPLICIT;
+            }
+            Response::data(data, alloc)
         } else {
-            match vpd_page(lu, self.page) {
+            match vpd_page_of_port(lu, self.page, alua) {
                 Some(data) => Response::data(data, alloc),
                 None => Response::check_condition(Sense::invalid_field_in_cdb(2, None)),
             }
@@ -126,6 +131,15 @@ fn supported_vpd_pages(lu: &LuConfig) -> &'static [u8] {
 
 /// A VPD page with its 4-byte header (2-byte PAGE LENGTH), or `None` when not supported.
 pub(crate) fn vpd_page(lu: &LuConfig, page: u8) -> Option<Vec<u8>> {
+    vpd_page_of_port(lu, page, None)
+}
+
+/// [`vpd_page`] as seen through a target port of the target port groups `alua`.
+pub(crate) fn vpd_page_of_port(
+    lu: &LuConfig,
+    page: u8,
+    alua: Option<&super::alua::Alua>,
+) -> Option<Vec<u8>> {
     if !supported_vpd_pages(lu).contains(&page) {
         return None;
     }
@@ -133,7 +147,12 @@ pub(crate) fn vpd_page(lu: &LuConfig, page: u8) -> Option<Vec<u8>> {
     match page {
         0x00 => d.extend_from_slice(supported_vpd_pages(lu)),
         0x80 => ascii_field(&mut d, &lu.serial, lu.serial.len()),
-        0x83 => device_identification(lu, &mut d),
+        0x83 => {
+            device_identification(lu, &mut d);
+            if let Some(alua) = alua {
+                super::alua::port_designators(alua, &mut d);
+            }
+        }
         0x8F => super::copy::third_party_copy_vpd(lu, &mut d),
         0xB0 => block_limits(lu, &mut d),
         0xB1 => {

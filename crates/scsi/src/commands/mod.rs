@@ -24,6 +24,7 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
+pub(crate) mod alua;
 mod cache;
 mod capacity;
 mod caw;
@@ -57,6 +58,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     copy::COMMANDS,
     sanitize::COMMANDS,
     crate::reservations::COMMANDS,
+    alua::COMMANDS,
 ];
 
 /// What a command's handler gets: the target, the logical unit and the command's data.
@@ -146,11 +148,17 @@ pub(crate) struct CommandDef {
     /// Whether the logical unit offers the command (REPORT SUPPORTED OPERATION CODES lists
     /// only those; the handler itself refuses what is not offered).
     pub offered: fn(&LuConfig) -> bool,
+    /// Whether the target offers it (what the LU offers aside).
+    pub offered_by_target: fn(&ScsiTarget) -> bool,
     without_lu: bool,
     run: fn(Call<'_>) -> Start,
 }
 
 fn always(_: &LuConfig) -> bool {
+    true
+}
+
+fn always_by_target(_: &ScsiTarget) -> bool {
     true
 }
 
@@ -162,6 +170,7 @@ impl CommandDef {
             sa: None,
             usage,
             offered: always,
+            offered_by_target: always_by_target,
             without_lu: C::WITHOUT_LU,
             run: run::<C>,
         }
@@ -176,6 +185,12 @@ impl CommandDef {
     /// The same row, offered only when `offered` says so.
     pub const fn offered_if(mut self, offered: fn(&LuConfig) -> bool) -> Self {
         self.offered = offered;
+        self
+    }
+
+    /// The same row, offered only when the target's `offered` says so.
+    pub const fn offered_by_target(mut self, offered: fn(&ScsiTarget) -> bool) -> Self {
+        self.offered_by_target = offered;
         self
     }
 

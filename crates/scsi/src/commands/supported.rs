@@ -4,7 +4,7 @@ use super::exec::done;
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, opcode as op, reserved, service_action as sa};
 use crate::sense::Sense;
-use crate::{LuConfig, Response, Start};
+use crate::{LuConfig, Response, ScsiTarget, Start};
 
 const F: u8 = 0xFF;
 
@@ -44,7 +44,14 @@ impl ScsiCommand for ReportSupportedOpcodes {
     fn execute(self, ctx: Ctx<'_>) -> Start {
         let r = &self;
         done(
-            match report_supported_opcodes(ctx.config(), r.rctd, r.options, r.opcode, r.sa) {
+            match report_supported_opcodes(
+                ctx.config(),
+                ctx.target,
+                r.rctd,
+                r.options,
+                r.opcode,
+                r.sa,
+            ) {
                 Ok(data) => Response::data(data, r.alloc),
                 Err(sense) => Response::check_condition(sense),
             },
@@ -59,12 +66,13 @@ const TIMEOUTS_DESCRIPTOR: [u8; 12] = [0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
 /// (6.35.3).
 fn report_supported_opcodes(
     lu: &LuConfig,
+    target: &ScsiTarget,
     rctd: bool,
     options: u8,
     opcode: u8,
     sa: u16,
 ) -> Result<Vec<u8>, Sense> {
-    let offered = |c: &&&CommandDef| (c.offered)(lu);
+    let offered = |c: &&&CommandDef| (c.offered)(lu) && (c.offered_by_target)(target);
     let ctdp = if rctd { 0x02 } else { 0 };
     match options {
         0 => {

@@ -53,6 +53,20 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        let persistent = matches!(
+            self.0[0],
+            op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
+        );
+        if persistent && ctx.lu.reservations.is_shared() {
+            // Run on the state every gateway keeps, read under its lock (see
+            // `crate::SharedReservations`).
+            return Start::SharedReservations(crate::SharedReservations::new(
+                ctx.lun,
+                ctx.nexus,
+                self.0.to_vec(),
+                ctx.data_out,
+            ));
+        }
         let (response, changed) = ctx.lu.reservations.execute(
             ctx.nexus,
             &ctx.target.nexuses,

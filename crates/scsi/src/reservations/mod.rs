@@ -59,6 +59,10 @@ pub(crate) struct Reservations {
     state: Mutex<Locked>,
     /// Anything registered or reserved (persistent or not): the state must be consulted.
     active: AtomicBool,
+    /// Kept on the volume for every gateway that exports the LU
+    /// ([`crate::ScsiTarget::share_reservations`]): PERSISTENT RESERVE IN/OUT run on the
+    /// state read under the metadata lock, and every change is written back, APTPL or not.
+    shared: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -152,11 +156,36 @@ impl Reservations {
 
     pub(crate) fn saved_state(&self) -> Vec<u8> {
         let locked = self.lock();
-        if locked.pr.aptpl {
+        if locked.pr.aptpl || self.is_shared() {
             locked.pr.encode()
         } else {
             PrState::default().encode()
         }
+    }
+
+    /// Makes the state the one every gateway keeps on the volume.
+    pub(crate) fn share(&self) {
+        self.shared.store(true, Ordering::Release);
+    }
+
+    /// Whether the state is kept on the volume for several gateways.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Acquire)
+    }
+
+    /// Replaces the persistent reservation state with the one read from the volume
+    /// (`None`: nothing saved there, so nothing registered); a RESERVE(6/10) holder stays
+    /// (it is this gateway's own). `false` when `saved` is not a saved state.
+    pub(crate) fn load(&self, saved: Option<&[u8]>) -> bool {
+        let state = match saved {
+            Some(bytes) => match PrState::decode(bytes) {
+                Some(state) => state,
+                None => return false,
+            },
+            None => PrState::default(),
+        };
+        self.restore(state);
+        true
     }
 
     /// RESERVATION CONFLICT when the state forbids this command from this nexus. PERSISTENT
@@ -247,7 +276,8 @@ impl Reservations {
                                         }
                                     }
                                 }
-                                let persist = changed && (was_aptpl || locked.pr.aptpl);
+                                let persist =
+                                    changed && (was_aptpl || locked.pr.aptpl || self.is_shared());
                                 (
                                     Response::good(Bytes::new(), 0),
                                     changed.then_some(Changed { persist }),

@@ -210,6 +210,26 @@ impl Rig {
                     self.mem.saved_reservations = self.target.reservation_metadata(lun as u16);
                     step = pending.finish(Ok(IoReply::Done));
                 }
+                Start::SharedReservations(shared) => {
+                    // What the daemon does under the metadata lock: read the state kept
+                    // on the volume (here the store's saved copy), run, write back.
+                    let (mut run, pending) = shared.into_parts();
+                    let saved = self.mem.saved_reservations.clone();
+                    match run.run(&self.target, saved.as_deref()) {
+                        Ok(changed) => {
+                            if changed.is_some() {
+                                self.mem.saved_reservations = changed;
+                            }
+                            step = pending.finish(Ok(IoReply::Done));
+                        }
+                        Err(_) => {
+                            step = pending.finish(Err(store_api::StoreError::new(
+                                store_api::Op::Read,
+                                store_api::ErrorKind::Io,
+                            )))
+                        }
+                    }
+                }
             }
         }
     }

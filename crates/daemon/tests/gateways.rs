@@ -1,0 +1,347 @@
+//! Two gateways (two daemon processes, each with its own portal) exporting the same LUN
+//! file with `--gateway-id`: persistent reservations are kept on the storage and changed
+//! under its metadata lock, so what one gateway's hosts do is what the other's see. Run
+//! on a plain file (OFD locks) and on a glfs LUN of the fake volume (Gluster POSIX locks
+//! under per-gateway lock owners, two `glfs_t`s in two processes).
+//!
+//! CDBs and parameter lists are written out from SPC-4: PERSISTENT RESERVE OUT (table
+//! 169) and its parameter list (table 171), PERSISTENT RESERVE IN READ KEYS (table 165)
+//! and READ RESERVATION (table 167), reservation types (table 175).
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::*;
+use testkit::fake::FakeRoot;
+use testkit::initiator::Initiator;
+
+const KEY_A: u64 = 0x0A0A_0A0A_0000_0001;
+const KEY_B: u64 = 0x0B0B_0B0B_0000_0002;
+/// Write Exclusive – Registrants Only (SPC-4 table 175).
+const WE_RO: u8 = 5;
+const RESERVATION_CONFLICT: u8 = 0x18;
+/// How long a change on one gateway may take to reach the other's data path: the
+/// documented refresh bound (1 s) with a wide margin for a loaded machine.
+const REFRESH_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where the two gateways' LUN lives.
+enum Storage {
+    File(tempfile::TempDir),
+    Glfs(FakeRoot),
+}
+
+impl Storage {
+    fn file() -> Storage {
+        Storage::File(tempfile::tempdir().unwrap())
+    }
+
+    fn glfs() -> Storage {
+        Storage::Glfs(FakeRoot::new())
+    }
+
+    /// A gateway named `id` exporting the LUN.
+    fn gateway(&self, id: &str) -> Running {
+        self.gateway_with(id, &[])
+    }
+
+    /// [`Storage::gateway`] with more arguments.
+    fn gateway_with(&self, id: &str, extra: &[&str]) -> Running {
+        let mut args = vec!["--gateway-id", id];
+        args.extend_from_slice(extra);
+        match self {
+            Storage::File(dir) => {
+                let lun = dir.path().join("lun.img");
+                Running::start(
+                    &[
+                        "--bstype",
+                        "file",
+                        "--backing-store",
+                        lun.to_str().unwrap(),
+                        "--size",
+                        "4M",
+                    ]
+                    .into_iter()
+                    .chain(args)
+                    .collect::<Vec<_>>(),
+                    &[],
+                )
+            }
+            Storage::Glfs(root) => glfs_target(root, &args),
+        }
+    }
+
+    /// The reservations as kept beside the LUN file.
+    fn saved(&self) -> String {
+        let path: PathBuf = match self {
+            Storage::File(dir) => dir.path().join("lun.img.pr"),
+            Storage::Glfs(root) => root.path().join("vol").join("lun.img.pr"),
+        };
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
+fn host(gateway: &Running, name: &str) -> Initiator {
+    login_as(gateway, IQN, &format!("iqn.2026-11.test:{name}"), None).expect("login")
+}
+
+/// PERSISTENT RESERVE OUT `sa` with TYPE `kind`, RESERVATION KEY `key` and SERVICE
+/// ACTION RESERVATION KEY `sa_key` (24-byte parameter list, APTPL off): the status.
+fn prout(ini: &mut Initiator, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
+    prout_with(ini, sa, kind, key, sa_key, 0)
+}
+
+/// READ KEYS: the registered keys, in order.
+fn read_keys(ini: &mut Initiator) -> Vec<u64> {
+    let out = ini
+        .raw_command(&[0x5E, 0x00, 0, 0, 0, 0, 0, 0x10, 0, 0], &[], 4096)
+        .unwrap();
+    assert!(out.is_good(), "{out:?}");
+    let d = out.data;
+    let len = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
+    d[8..8 + len]
+        .chunks(8)
+        .map(|k| u64::from_be_bytes(k.try_into().unwrap()))
+        .collect()
+}
+
+/// Writes from `ini` until one is refused with RESERVATION CONFLICT (true), or the
+/// patience runs out (false). Sense (a unit attention) does not stop it.
+fn fenced_within(ini: &mut Initiator, patience: Duration) -> bool {
+    let until = Instant::now() + patience;
+    while Instant::now() < until {
+        if write_status(ini) == RESERVATION_CONFLICT {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn reservations_are_one_state_across_gateways(storage: Storage) {
+    let gw_a = storage.gateway("gateway-a");
+    let gw_b = storage.gateway("gateway-b");
+    assert_ne!(gw_a.portal, gw_b.portal, "each gateway has its own portal");
+    let mut a = host(&gw_a, "host-a");
+    let mut b = host(&gw_b, "host-b");
+
+    // Each registers through its own gateway; both see both keys.
+    assert_eq!(
+        prout(&mut a, 0x00, 0, 0, KEY_A),
+        0,
+        "A registers on gateway A"
+    );
+    assert_eq!(
+        prout(&mut b, 0x00, 0, 0, KEY_B),
+        0,
+        "B registers on gateway B"
+    );
+    assert_eq!(read_keys(&mut a), [KEY_A, KEY_B]);
+    assert_eq!(read_keys(&mut b), [KEY_A, KEY_B]);
+
+    // A reserves on gateway A; B's next PERSISTENT RESERVE IN on gateway B sees it.
+    assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
+    assert_eq!(read_reservation(&mut b), Some((KEY_A, WE_RO)));
+    assert_eq!(write_status(&mut b), 0, "a registrant writes under WE_RO");
+    // A second reservation from B conflicts with A's, held on the other gateway.
+    assert_eq!(prout(&mut b, 0x01, WE_RO, KEY_B, 0), RESERVATION_CONFLICT);
+
+    // A preempts B on gateway A. Without any further reservation command on gateway B,
+    // its data path fences B within the refresh bound.
+    assert_eq!(prout(&mut a, 0x04, WE_RO, KEY_A, KEY_B), 0, "A preempts B");
+    assert!(
+        fenced_within(&mut b, REFRESH_PATIENCE),
+        "gateway B never fenced the preempted host"
+    );
+    assert_eq!(write_status(&mut a), 0, "the holder still writes");
+    assert_eq!(read_keys(&mut b), [KEY_A]);
+    // B's reads are still allowed (Write Exclusive types).
+    let read = b
+        .raw_command(&[0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], &[], 512)
+        .unwrap();
+    assert!(read.is_good(), "{read:?}");
+
+    // The state is on the storage beside the LUN file, APTPL or not.
+    let saved = storage.saved();
+    assert!(saved.contains("iqn.2026-11.test:host-a"), "{saved}");
+    assert!(!saved.contains("iqn.2026-11.test:host-b"), "{saved}");
+
+    // A gateway started now finds it; B releases nothing it does not hold.
+    drop(b);
+    let gw_c = storage.gateway("gateway-c");
+    let mut c = host(&gw_c, "host-b");
+    assert_eq!(read_reservation(&mut c), Some((KEY_A, WE_RO)));
+    assert_eq!(write_status(&mut c), RESERVATION_CONFLICT);
+
+    // A clears it on gateway A: the others' hosts may write again.
+    assert_eq!(prout(&mut a, 0x03, 0, KEY_A, 0), 0, "A clears");
+    assert_eq!(read_keys(&mut c), Vec::<u64>::new());
+    assert_eq!(write_status(&mut c), 0);
+}
+
+/// Registrations made at the same time through both gateways are all kept: the lock
+/// orders the read-modify-write of the state, so no gateway writes back a state that
+/// misses the other's change.
+fn concurrent_registrations_on_both_gateways_are_all_kept(storage: Storage) {
+    const PER_GATEWAY: u64 = 6;
+    let gateways = [storage.gateway("gateway-a"), storage.gateway("gateway-b")];
+    let keys: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = gateways
+            .iter()
+            .enumerate()
+            .map(|(g, gateway)| {
+                s.spawn(move || {
+                    // Every host logs in first, then all register at once.
+                    let mut hosts: Vec<(u64, Initiator)> = (0..PER_GATEWAY)
+                        .map(|i| {
+                            let key = 0x1000 * (g as u64 + 1) + i;
+                            (key, host(gateway, &format!("gw{g}-host{i}")))
+                        })
+                        .collect();
+                    for (key, ini) in &mut hosts {
+                        assert_eq!(prout(ini, 0x00, 0, 0, *key), 0, "register {key:#x}");
+                    }
+                    hosts.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut check = host(&gateways[1], "checker");
+    let mut seen = read_keys(&mut check);
+    seen.sort_unstable();
+    let mut wanted = keys;
+    wanted.sort_unstable();
+    assert_eq!(seen, wanted);
+}
+
+#[test]
+fn reservations_are_one_state_across_file_gateways() {
+    reservations_are_one_state_across_gateways(Storage::file());
+}
+
+#[test]
+fn reservations_are_one_state_across_glfs_gateways() {
+    reservations_are_one_state_across_gateways(Storage::glfs());
+}
+
+#[test]
+fn concurrent_registrations_through_file_gateways_are_all_kept() {
+    concurrent_registrations_on_both_gateways_are_all_kept(Storage::file());
+}
+
+#[test]
+fn concurrent_registrations_through_glfs_gateways_are_all_kept() {
+    concurrent_registrations_on_both_gateways_are_all_kept(Storage::glfs());
+}
+
+#[test]
+fn a_bad_gateway_id_is_refused_with_one_line() {
+    let out = run_to_exit(&[
+        "--bstype",
+        "memory",
+        "--size",
+        "1M",
+        "--gateway-id",
+        "gw one",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid gateway lock owner \"gw one\""),
+        "{err}"
+    );
+}
+
+/// REPORT TARGET PORT GROUPS (SPC-4 6.36, MAINTENANCE IN A3h service action 0Ah, length
+/// format): (group, state, relative target port) per descriptor (tables 257, 259).
+fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
+    let out = ini
+        .raw_command(&[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256)
+        .unwrap();
+    assert!(out.is_good(), "{out:?}");
+    let d = out.data;
+    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
+    d[4..4 + len]
+        .chunks(12)
+        .map(|g| {
+            assert_eq!(g[7], 1, "one target port per group");
+            (
+                u16::from_be_bytes([g[2], g[3]]),
+                g[0] & 0x0F,
+                u16::from_be_bytes([g[10], g[11]]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_gateway_reports_its_target_port_group_and_the_others() {
+    let storage = Storage::file();
+    let gw_a = storage.gateway_with(
+        "gateway-a",
+        &["--alua-group", "1", "--alua-peer", "2:standby"],
+    );
+    let gw_b = storage.gateway_with(
+        "gateway-b",
+        &[
+            "--alua-group",
+            "2",
+            "--alua-state",
+            "standby",
+            "--alua-peer",
+            "1:active-optimized",
+        ],
+    );
+    let mut a = host(&gw_a, "host-a");
+    let mut b = host(&gw_b, "host-a");
+    // Asymmetric access states (SPC-4 table 258): 0h active/optimized, 2h standby.
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    // Standard INQUIRY TPGS 01b (byte 5 bits 5:4).
+    let inq = b.raw_command(&[0x12, 0, 0, 0, 96, 0], &[], 96).unwrap();
+    assert_eq!(inq.data[5] & 0x30, 0x10);
+    // The Device Identification page ends with gateway B's relative target port and
+    // target port group designators (iSCSI, PIV, target port association, binary).
+    let vpd = b
+        .raw_command(&[0x12, 1, 0x83, 0, 255, 0], &[], 255)
+        .unwrap();
+    assert!(vpd
+        .data
+        .ends_with(&[0x51, 0x94, 0, 4, 0, 0, 0, 2, 0x51, 0x95, 0, 4, 0, 0, 0, 2]));
+}
+
+#[test]
+fn bad_alua_settings_are_refused_with_one_line() {
+    for (args, says) in [
+        (&["--alua-group", "0"][..], "not a number from 1 to 65535"),
+        (
+            &["--alua-group", "1", "--alua-state", "sleepy"],
+            "unknown ALUA state \"sleepy\"",
+        ),
+        (
+            &["--alua-group", "1", "--alua-peer", "2"],
+            "is not ID:STATE",
+        ),
+        (
+            &["--alua-group", "1", "--alua-peer", "1:standby"],
+            "target port group 1 is given twice",
+        ),
+    ] {
+        let mut all = vec!["--bstype", "memory", "--size", "1M"];
+        all.extend_from_slice(args);
+        let out = run_to_exit(&all);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
