@@ -217,6 +217,14 @@ pub type glfs_zerofill_async_fn = unsafe extern "C" fn(
     data: *mut c_void,
 ) -> c_int;
 
+/// `int glfs_setfsuid(uid_t)` (3.4.2): the calling thread's uid for its later requests.
+pub type glfs_setfsuid_fn = unsafe extern "C" fn(uid: libc::uid_t) -> c_int;
+/// `int glfs_setfsgid(gid_t)` (3.4.2): the calling thread's gid for its later requests.
+pub type glfs_setfsgid_fn = unsafe extern "C" fn(gid: libc::gid_t) -> c_int;
+/// `int glfs_setfsgroups(size_t, const gid_t *)` (3.4.2): the calling thread's
+/// supplementary groups for its later requests.
+pub type glfs_setfsgroups_fn =
+    unsafe extern "C" fn(size: size_t, list: *const libc::gid_t) -> c_int;
 /// `int glfs_posix_lock(glfs_fd_t *fd, int cmd, struct flock *flock)` (GFAPI_3.4.0):
 /// F_SETLK, F_SETLKW or F_GETLK, advisory, per lock owner of the fd.
 pub type glfs_posix_lock_fn =
@@ -277,6 +285,9 @@ pub struct Library {
     pub glfs_fsync_async: glfs_sync_async_fn,
     pub glfs_discard_async: glfs_discard_async_fn,
     pub glfs_zerofill_async: glfs_zerofill_async_fn,
+    pub glfs_setfsuid: glfs_setfsuid_fn,
+    pub glfs_setfsgid: glfs_setfsgid_fn,
+    pub glfs_setfsgroups: glfs_setfsgroups_fn,
     pub glfs_posix_lock: glfs_posix_lock_fn,
     pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
     name: String,
@@ -342,6 +353,9 @@ impl Library {
                 glfs_fsync_async: r.get("glfs_fsync_async", Some(V6))?,
                 glfs_discard_async: r.get("glfs_discard_async", Some(V6))?,
                 glfs_zerofill_async: r.get("glfs_zerofill_async", Some(V6))?,
+                glfs_setfsuid: r.get("glfs_setfsuid", None)?,
+                glfs_setfsgid: r.get("glfs_setfsgid", None)?,
+                glfs_setfsgroups: r.get("glfs_setfsgroups", None)?,
                 glfs_posix_lock: r.get("glfs_posix_lock", None)?,
                 glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
                 name,

@@ -1073,12 +1073,42 @@ fn release(file: Arc<File>) {
     }
 }
 
+/// Gives the calling thread the process's own identity in `sys` (once per thread and
+/// library). gfapi builds every request's credentials from the submitting thread's
+/// identity when one was set, and otherwise asks the kernel each time: `geteuid`,
+/// `getegid` and `getgroups` twice per request (`syncop_create_frame`). The values are
+/// the ones gfapi would have read, so requests carry the same credentials; a setter that
+/// fails leaves that part to gfapi as before.
+fn own_identity(sys: &sys::Library) {
+    thread_local! {
+        static SET_FOR: std::cell::Cell<*const sys::Library> =
+            const { std::cell::Cell::new(std::ptr::null()) };
+    }
+    if SET_FOR.with(|s| std::ptr::eq(s.replace(sys), sys)) {
+        return;
+    }
+    // SAFETY: plain libc calls into a buffer of the size passed; the gfapi setters take
+    // values and a pointer to `groups.len()` gids, read during the call only.
+    unsafe {
+        (sys.glfs_setfsuid)(libc::geteuid());
+        (sys.glfs_setfsgid)(libc::getegid());
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        let mut groups: Vec<libc::gid_t> = vec![0; usize::try_from(n).unwrap_or(0)];
+        let n = libc::getgroups(groups.len() as c_int, groups.as_mut_ptr());
+        if let Ok(n) = usize::try_from(n) {
+            groups.truncate(n);
+            (sys.glfs_setfsgroups)(groups.len(), groups.as_ptr());
+        }
+    }
+}
+
 /// Issues the next gfapi call for `ctx` (or completes it if nothing is left).
 fn submit(mut ctx: Box<Ctx>) {
     let sys = &ctx.file.vol.lib.sys as *const sys::Library;
     // SAFETY: a loaded library is never unloaded (Gfapi::load keeps each in a process-wide
     // map), so the reference stays valid after ctx goes to gfapi below.
     let sys = unsafe { &*sys };
+    own_identity(sys);
     let fd = ctx.file.fd;
     let cbk: sys::glfs_io_cbk = Some(io_callback);
     let rc;
