@@ -110,14 +110,7 @@ pub fn run_shared(
         let store: &Arc<dyn BlockStore> = target
             .store(run.lun())
             .ok_or(StoreError::new(Op::Lock, ErrorKind::Io))?;
-        let _lock = store
-            .lock_metadata(
-                scsi::RESERVATIONS_METADATA,
-                owner,
-                LockMode::Exclusive,
-                LockWait::AtMost(LOCK_WAIT),
-            )
-            .map_err(lock_error)?;
+        let _lock = lock_for_change(&**store, owner).map_err(lock_error)?;
         let saved = store.read_metadata(scsi::RESERVATIONS_METADATA)?;
         let changed = run.run(&target.scsi, saved.as_deref()).map_err(|_| {
             tracing::error!(target = %target.name, lun = run.lun(),
@@ -139,6 +132,20 @@ pub fn run_shared(
     done.complete(result);
 }
 
+/// The reservations' lock on `store` for a change: exclusive, waiting at most
+/// [`LOCK_WAIT`] for another gateway's change to finish.
+fn lock_for_change(
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+) -> Result<store_api::MetadataLock, LockError> {
+    store.lock_metadata(
+        scsi::RESERVATIONS_METADATA,
+        owner,
+        LockMode::Exclusive,
+        LockWait::AtMost(LOCK_WAIT),
+    )
+}
+
 /// A shared LU moves to another store (its file or settings changed): under the new
 /// store's exclusive lock, what that store keeps is the state of every gateway and is
 /// loaded; a store that keeps none gets this LU's state, so it is not lost. Never writes
@@ -152,14 +159,7 @@ pub fn carry_shared(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let what = || format!("target {target} LUN {lun}: shared persistent reservations");
-    let _lock = store
-        .lock_metadata(
-            scsi::RESERVATIONS_METADATA,
-            owner,
-            LockMode::Exclusive,
-            LockWait::AtMost(LOCK_WAIT),
-        )
-        .with_context(what)?;
+    let _lock = lock_for_change(store, owner).with_context(what)?;
     match store
         .read_metadata(scsi::RESERVATIONS_METADATA)
         .with_context(what)?
