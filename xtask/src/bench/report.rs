@@ -10,6 +10,10 @@ pub const GOAL_OVER_CEILING: f64 = 0.9;
 /// Ours (memory store) over tgt (null store).
 pub const GOAL_OVER_TGT_NULL: f64 = 1.5;
 
+/// Commands per second one fully busy target core completes (memory store, 4k random
+/// reads and writes): the goal for the target's CPU per command.
+pub const GOAL_CMDS_PER_CORE_S: f64 = 150_000.0;
+
 /// One workload: fio's names for the pattern, bytes per command, queue depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Spec {
@@ -317,6 +321,20 @@ impl WorkloadResult {
         let r = self.over(Side::OursMemory, Side::TgtNull);
         (r, r.map(|r| r >= GOAL_OVER_TGT_NULL))
     }
+
+    /// Commands per target core-second of ours on the memory store, and whether that
+    /// meets the goal; judged on 4 KiB random reads and writes only (the mix and large
+    /// transfers have no such goal).
+    pub fn cpu_goal(&self) -> (Option<f64>, Option<bool>) {
+        if self.spec.bs != 4096 || self.spec.read_pct.is_some() {
+            return (None, None);
+        }
+        let per_core = match self.get(Side::OursMemory) {
+            Measured::Ok(n) => n.cmds_per_core_second(),
+            _ => None,
+        };
+        (per_core, per_core.map(|c| c >= GOAL_CMDS_PER_CORE_S))
+    }
 }
 
 /// One sessions count: tgt null against ours memory.
@@ -508,6 +526,14 @@ impl Report {
             }
             if let (Some(r), Some(false)) = w.memory_goal() {
                 out.push(format!("{}: ours memory/tgt null {r:.2}", w.label));
+            }
+            if let (Some(c), Some(false)) = w.cpu_goal() {
+                out.push(format!(
+                    "{}: ours memory {} cmds per target core-s (goal {})",
+                    w.label,
+                    iops(c),
+                    iops(GOAL_CMDS_PER_CORE_S)
+                ));
             }
         }
         if let Some(d) = &self.digests {
@@ -1016,6 +1042,8 @@ mod tests {
             r.unmet_goals(),
             [
                 "4k randread QD32: ours/ceiling 0.88",
+                // 1e6 / 8 us per command = 125k commands per core-second, under 150k.
+                "4k randread QD32: ours memory 125.0k cmds per target core-s (goal 150.0k)",
                 "64k read QD16: ours memory/tgt null 1.25",
                 "HeaderDigest: CPU per command without/with -, IOPS with/without 0.85x",
                 "64 sessions: peak memory above tgt's"
