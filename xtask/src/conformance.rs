@@ -149,6 +149,8 @@ fn run_backend(
     live: Option<&str>,
     progress: &Progress,
 ) -> Result<Results> {
+    // The files made on a live volume, removed after the target below stopped.
+    let remove = live.map(|v| std::cell::RefCell::new(crate::gluster::RemoveOnDrop::new(v, [])));
     let start = || -> Result<TargetProcess> {
         match backend {
             "glfs-fake" => TargetProcess::on_fake_volume(binary, fake_lib),
@@ -162,11 +164,15 @@ fn run_backend(
                 let stamp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
+                let file = format!("conformance-{stamp}.img");
+                if let Some(remove) = &remove {
+                    remove.borrow_mut().push(file.clone());
+                }
                 TargetProcess::start(
                     binary,
                     LunSetup {
                         bstype: "glfs".into(),
-                        backing_store: format!("{volume}:conformance-{stamp}.img"),
+                        backing_store: format!("{volume}:{file}"),
                         local_file: None,
                         library: None,
                         env: vec![],

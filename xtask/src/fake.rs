@@ -520,19 +520,22 @@ pub fn check_fio(fake_lib_dir: &Path) -> Result<()> {
 pub fn check_fio_live(volume: &LiveVolume) -> Result<()> {
     let fio = need("fio")?;
     let work = TempRoot::new("fio-live")?;
-    fio_engines(
-        &fio,
-        Volume::Live(volume),
-        &work.0,
-        &format!("fio-{}-", std::process::id()),
-    )
+    let prefix = format!("fio-{}-", std::process::id());
+    let _remove = crate::gluster::RemoveOnDrop::new(
+        &volume.spec(),
+        FIO_ENGINES.map(|engine| format!("{prefix}{engine}.dat")),
+    );
+    fio_engines(&fio, Volume::Live(volume), &work.0, &prefix)
 }
+
+/// fio's two gfapi engines.
+const FIO_ENGINES: [&str; 2] = ["gfapi", "gfapi_async"];
 
 /// Runs fio's two gfapi engines on `volume` (files `<prefix><engine>.dat`, fio's state in
 /// `work`) and checks that each file has its 1 MiB of data.
 fn fio_engines(fio: &Path, volume: Volume, work: &Path, prefix: &str) -> Result<()> {
     let (vol, host) = volume.name_and_host();
-    for engine in ["gfapi", "gfapi_async"] {
+    for engine in FIO_ENGINES {
         let name = format!("{prefix}{engine}.dat");
         let o = Command::new(fio)
             // fio drops verify state files in its working directory
@@ -618,6 +621,7 @@ pub fn check_tgt_live(volume: &LiveVolume) -> Result<()> {
     }
     let fio = need("fio")?;
     let name = format!("tgt-{}.img", std::process::id());
+    let _remove = crate::gluster::RemoveOnDrop::new(&volume.spec(), [name.clone()]);
     let work = TempRoot::new("tgt-live")?;
     let o = Command::new(&fio)
         .current_dir(&work.0)

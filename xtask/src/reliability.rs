@@ -9,7 +9,7 @@
 //! native one-brick volume.
 
 use crate::docker;
-use crate::gluster::LiveVolume;
+use crate::gluster::{LiveVolume, RemoveOnDrop};
 use crate::target::{LunSetup, TargetProcess};
 use crate::test_gluster::Fixture;
 use crate::util::{self, Checks};
@@ -124,6 +124,14 @@ pub fn selected(only: &[String]) -> Vec<&'static str> {
 pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     let chosen = selected(only);
     let wanted = |name: &str| chosen.contains(&name);
+    // Every file the scenarios made on the volume goes when they are done.
+    let _remove = RemoveOnDrop::new(
+        &env.volume.spec(),
+        chosen
+            .iter()
+            .map(|s| lun_name(s))
+            .chain(["hang.img".into()]),
+    );
     let mut rows = Vec::new();
     let mut record = |row: Row, checks: &mut Checks| {
         let name = format!("reliability: {}", row.scenario);
@@ -152,6 +160,11 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     rows
 }
 
+/// The file scenario `scenario` serves on the live volume (new in each xtask run).
+fn lun_name(scenario: &str) -> String {
+    format!("{scenario}-{}.img", std::process::id())
+}
+
 /// A target serving a new file on the live volume.
 fn start_target(env: &Env, scenario: &str) -> Result<TargetProcess> {
     start_target_on(env, scenario, &env.volume.spec())
@@ -160,7 +173,7 @@ fn start_target(env: &Env, scenario: &str) -> Result<TargetProcess> {
 /// A target serving a new file on the live volume, reached through `spec`
 /// (`volume@host[,host...]`).
 fn start_target_on(env: &Env, scenario: &str, spec: &str) -> Result<TargetProcess> {
-    let lun = format!("{scenario}-{}.img", std::process::id());
+    let lun = lun_name(scenario);
     TargetProcess::start(
         &env.binary,
         LunSetup {
@@ -436,7 +449,7 @@ fn brick_loss(env: &Env) -> Row {
 
 fn brick_loss_inner(env: &Env, seconds: u64, row: &mut Row) -> Result<()> {
     let target = start_target(env, "brick-loss")?;
-    let lun = format!("brick-loss-{}.img", std::process::id());
+    let lun = lun_name("brick-loss");
     let load = start_load(env, &target.url(), "brick-loss", seconds)?;
     std::thread::sleep(Duration::from_secs(5));
     docker::node_kill(2)?;
@@ -524,7 +537,7 @@ fn crash_consistency(env: &Env) -> Row {
 
 fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
     let scenario = "crash";
-    let lun = format!("{scenario}-{}.img", std::process::id());
+    let lun = lun_name(scenario);
     let dir = util::target_dir().join("reliability").join(scenario);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -72,6 +72,8 @@ pub fn run(opts: &SoakOptions, volume: &LiveVolume) -> Result<()> {
     let binary = util::build_target_binary()?;
     let load = reliability::build_load()?;
     let lun = format!("soak-{}.img", std::process::id());
+    // Removed from the volume once the target below has stopped (dropped after it).
+    let _remove = crate::gluster::RemoveOnDrop::new(&volume.spec(), [lun.clone()]);
     let target = TargetProcess::start(
         &binary,
         LunSetup {

@@ -164,6 +164,8 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
     // it back.
     let lun_name = format!("lun-{}.img", std::process::id());
     let lun_name = lun_name.as_str();
+    // Removed from the volume after the checks below (dropped after the target).
+    let _remove = crate::gluster::RemoveOnDrop::new(&volume.spec(), [lun_name.to_string()]);
     let target = TargetProcess::start(
         &binary,
         LunSetup {

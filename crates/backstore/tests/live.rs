@@ -139,13 +139,21 @@ impl Raw {
 
 // ---- stores ----
 
-/// Removes a file of the live volume when dropped.
+/// Removes a file of the live volume when dropped, and the metadata object the suite
+/// writes beside it (`<file>.pr`) if there is one.
 struct Remover(String);
 
 impl Drop for Remover {
     fn drop(&mut self) {
         if let Err(e) = raw().unlink(&self.0) {
             eprintln!("cannot remove {} from the live volume: {e}", self.0);
+        }
+        let metadata = format!("{}.pr", self.0);
+        match raw().unlink(&metadata) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                eprintln!("cannot remove {metadata} from the live volume: {e}")
+            }
+            _ => {}
         }
     }
 }

@@ -106,6 +106,8 @@ pub type glfs_creat_fn = unsafe extern "C" fn(
 /// `int glfs_rename(glfs_t *, const char *oldpath, const char *newpath)`
 pub type glfs_rename_fn =
     unsafe extern "C" fn(fs: *mut glfs_t, oldpath: *const c_char, newpath: *const c_char) -> c_int;
+/// `int glfs_unlink(glfs_t *, const char *path)`
+pub type glfs_unlink_fn = unsafe extern "C" fn(fs: *mut glfs_t, path: *const c_char) -> c_int;
 /// `int glfs_close(glfs_fd_t *)`
 pub type glfs_close_fn = unsafe extern "C" fn(fd: *mut glfs_fd_t) -> c_int;
 /// `int glfs_lstat(glfs_t *, const char *path, struct stat *buf)`
@@ -267,6 +269,7 @@ pub struct Library {
     pub glfs_open: glfs_open_fn,
     pub glfs_creat: glfs_creat_fn,
     pub glfs_rename: glfs_rename_fn,
+    pub glfs_unlink: glfs_unlink_fn,
     pub glfs_close: glfs_close_fn,
     pub glfs_lstat: glfs_lstat_fn,
     pub glfs_fstat: glfs_fstat_fn,
@@ -335,6 +338,7 @@ impl Library {
                 glfs_open: r.get("glfs_open", None)?,
                 glfs_creat: r.get("glfs_creat", None)?,
                 glfs_rename: r.get("glfs_rename", None)?,
+                glfs_unlink: r.get("glfs_unlink", None)?,
                 glfs_close: r.get("glfs_close", None)?,
                 glfs_lstat: r.get("glfs_lstat", None)?,
                 glfs_fstat: r.get("glfs_fstat", None)?,

@@ -411,6 +411,21 @@ impl Volume {
         }
         Ok(())
     }
+
+    /// `glfs_unlink(path)`: removes a file of the volume.
+    pub fn unlink(&self, path: &str) -> Result<(), Error> {
+        let c = cstring("glfs_unlink", path)?;
+        clear_errno();
+        // SAFETY: fs is live, the path a valid NUL-terminated string.
+        let rc = unsafe { (self.lib.sys.glfs_unlink)(self.fs, c.as_ptr()) };
+        if rc != 0 {
+            return Err(Error::Call {
+                call: "glfs_unlink",
+                errno: last_errno(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Volume {
