@@ -384,10 +384,7 @@ impl BlockStore for FileStore {
         wait: LockWait,
     ) -> Result<MetadataLock, LockError> {
         let err = |e: std::io::Error| StoreError::from_io(Op::Lock, &e);
-        let failed = |source| LockError::Store {
-            name: name.to_string(),
-            source,
-        };
+        let failed = |source| LockError::store(name, source);
         metadata_path(&self.path, name, Op::Lock).map_err(failed)?;
         // A shared (read) lock needs a descriptor open for reading, an exclusive one for
         // writing (a read-only LUN file can only be locked shared).

@@ -1214,10 +1214,7 @@ impl BlockStore for GlfsStore {
         wait: LockWait,
     ) -> Result<MetadataLock, LockError> {
         static GUARDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let failed = |source| LockError::Store {
-            name: name.to_string(),
-            source,
-        };
+        let failed = |source| LockError::store(name, source);
         let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
         let (vol, _) = self.metadata_path(name, Op::Lock).map_err(failed)?;
         let (flags, kind) = match mode {

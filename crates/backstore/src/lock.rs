@@ -30,12 +30,7 @@ pub(crate) fn acquire<T>(
         match attempt() {
             Ok(Some(held)) => return Ok(held),
             Ok(None) => {}
-            Err(source) => {
-                return Err(LockError::Store {
-                    name: name.to_string(),
-                    source,
-                })
-            }
+            Err(source) => return Err(LockError::store(name, source)),
         }
         let waited = start.elapsed();
         if waited >= limit {

@@ -443,10 +443,10 @@ pub trait BlockStore: Send + Sync {
         wait: LockWait,
     ) -> Result<MetadataLock, LockError> {
         let _ = (owner, mode, wait);
-        Err(LockError::Store {
-            name: name.to_string(),
-            source: StoreError::new(Op::Lock, ErrorKind::Unsupported),
-        })
+        Err(LockError::store(
+            name,
+            StoreError::new(Op::Lock, ErrorKind::Unsupported),
+        ))
     }
 
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
@@ -595,6 +595,16 @@ pub enum LockError {
     /// The store could not take it (no connection, unsupported, a bad name).
     #[error("the {name:?} metadata lock: {source}")]
     Store { name: String, source: StoreError },
+}
+
+impl LockError {
+    /// The store could not take the lock of metadata object `name`.
+    pub fn store(name: &str, source: StoreError) -> LockError {
+        LockError::Store {
+            name: name.to_string(),
+            source,
+        }
+    }
 }
 
 /// The byte range `(start, len)` of a store's backing file that stands for the lock of
