@@ -582,11 +582,15 @@ impl Session {
                 // continuation waits in a slot of `done_tx`.
                 let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
                 let ticket = lane.enter();
-                lane.submit(
-                    store,
-                    request,
-                    done_tx.park_counted(itt, seq, pending, Some(ticket)),
-                );
+                if let Some((lane, store)) = ticket.moved_to() {
+                    // This target version's store was handed over since it was looked up.
+                    let (lane, store) = (lane.clone(), store.clone());
+                    let done = done_tx.park_counted(itt, seq, pending, Some(ticket));
+                    lane.submit(&store, request, done);
+                } else {
+                    let done = done_tx.park_counted(itt, seq, pending, Some(ticket));
+                    lane.submit(store, request, done);
+                }
             }
         }
     }

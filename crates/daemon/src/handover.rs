@@ -6,9 +6,17 @@
 //! lane has completed and the old store has been flushed, so no read through the new
 //! store overtakes a write still at the old one or sitting in its write-behind cache.
 //! The wait runs on a thread of its own; the connections never block.
+//!
+//! A connection may still hold the replaced target version (with the old store and lane)
+//! when the handover starts. The old lane is retired first, then waited idle: a request
+//! that enters it afterwards is counted on the new lane instead and goes to the new store
+//! (queued until it opens), so nothing reaches the old store after its last flush. Entry
+//! counts before it looks at the flag and the handover sets the flag before it looks at the
+//! count (both sequentially consistent), so each such request is either waited for or
+//! moved on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use store_api::{BlockStore, Completion, IoRequest};
 
 /// The requests of one LUN on one store: how many are in flight, and whether the store
@@ -19,6 +27,10 @@ pub struct Lane {
     watched: AtomicBool,
     /// Whether requests go to the store at once (the fast path reads only this).
     open: AtomicBool,
+    /// Set when a handover replaced this lane's store: requests enter `successor` instead.
+    retired: AtomicBool,
+    /// The lane and store that took over (set before `retired`).
+    successor: OnceLock<(Arc<Lane>, Arc<dyn BlockStore>)>,
     state: Mutex<Waiting>,
     idle: Condvar,
 }
@@ -33,16 +45,24 @@ struct Waiting {
 
 /// One request counted in flight on a lane; dropping it (when the store has answered)
 /// ends the count.
-pub struct Ticket(Arc<Lane>);
+pub struct Ticket {
+    lane: Arc<Lane>,
+    /// The store of the lane the request was moved on to, when the lane entered had been
+    /// retired (None: the entered lane's own store serves it).
+    moved_to: Option<Arc<dyn BlockStore>>,
+}
+
+impl Ticket {
+    /// Where the request must go when the lane entered had been retired: the successor's
+    /// lane and store. None: to the entered lane and the caller's store, as usual.
+    pub fn moved_to(&self) -> Option<(&Arc<Lane>, &Arc<dyn BlockStore>)> {
+        self.moved_to.as_ref().map(|store| (&self.lane, store))
+    }
+}
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let lane = &self.0;
-        if lane.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && lane.watched.load(Ordering::SeqCst)
-        {
-            let _guard = lane.state.lock().unwrap_or_else(|e| e.into_inner());
-            lane.idle.notify_all();
-        }
+        self.lane.leave();
     }
 }
 
@@ -62,6 +82,8 @@ impl Lane {
             in_flight: AtomicUsize::new(0),
             watched: AtomicBool::new(false),
             open: AtomicBool::new(open),
+            retired: AtomicBool::new(false),
+            successor: OnceLock::new(),
             state: Mutex::new(Waiting {
                 open,
                 queued: Vec::new(),
@@ -71,10 +93,41 @@ impl Lane {
     }
 
     /// Counts one request in flight until the ticket is dropped; take it before
-    /// [`Lane::submit`] and drop it in the request's completion.
+    /// [`Lane::submit`] and drop it in the request's completion. On a retired lane the
+    /// request is counted on its successor instead, and must go where
+    /// [`Ticket::moved_to`] says.
     pub fn enter(self: &Arc<Self>) -> Ticket {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Ticket(self.clone())
+        let mut lane = self.clone();
+        let mut moved_to = None;
+        loop {
+            lane.in_flight.fetch_add(1, Ordering::SeqCst);
+            if !lane.retired.load(Ordering::SeqCst) {
+                return Ticket { lane, moved_to };
+            }
+            lane.leave();
+            let (next, store) = lane
+                .successor
+                .get()
+                .expect("a lane is retired only once its successor is set");
+            moved_to = Some(store.clone());
+            lane = next.clone();
+        }
+    }
+
+    /// Ends one count of a request in flight, waking a handover waiting for idle.
+    fn leave(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.watched.load(Ordering::SeqCst)
+        {
+            let _guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.idle.notify_all();
+        }
+    }
+
+    /// From now on, requests entering this lane go to `lane` and `store`.
+    fn retire(&self, lane: Arc<Lane>, store: Arc<dyn BlockStore>) {
+        if self.successor.set((lane, store)).is_ok() {
+            self.retired.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Sends `request` to `store` now, or once the lane opens.
@@ -112,9 +165,17 @@ impl Lane {
     }
 }
 
-/// Opens `new` once every request in flight on `old` has completed and `old_store` has
-/// been flushed; waits on a thread of its own. `what` names the LUN in the log.
-pub fn hand_over(old: Arc<Lane>, old_store: Arc<dyn BlockStore>, new: Arc<Lane>, what: String) {
+/// Retires `old` in favour of `new` (serving `new_store`), and opens `new` once every
+/// request in flight on `old` has completed and `old_store` has been flushed; waits on a
+/// thread of its own. `what` names the LUN in the log.
+pub fn hand_over(
+    old: Arc<Lane>,
+    old_store: Arc<dyn BlockStore>,
+    new: Arc<Lane>,
+    new_store: Arc<dyn BlockStore>,
+    what: String,
+) {
+    old.retire(new.clone(), new_store);
     let opener = new.clone();
     let work = move || {
         old.wait_idle();
@@ -203,6 +264,13 @@ mod tests {
                     drop(bytes);
                     done.complete(Ok(IoReply::Done));
                 }
+                IoRequest::Read { offset, len } => {
+                    self.file.log.lock().unwrap().push("old read");
+                    let bytes = self.file.bytes.lock().unwrap();
+                    let at = offset as usize;
+                    let data = bytes::Bytes::copy_from_slice(&bytes[at..at + len as usize]);
+                    done.complete(Ok(IoReply::Data(data)));
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -237,8 +305,13 @@ mod tests {
     ) -> mpsc::Receiver<IoResult> {
         let (tx, rx) = mpsc::channel();
         let ticket = lane.enter();
+        // Where the connections send it (see `Connection`'s storage requests).
+        let (lane, store) = match ticket.moved_to() {
+            Some((lane, store)) => (lane.clone(), store.clone()),
+            None => (lane.clone(), store.clone()),
+        };
         lane.submit(
-            store,
+            &store,
             req,
             Completion::new(move |result| {
                 drop(ticket);
@@ -248,17 +321,59 @@ mod tests {
         rx
     }
 
-    #[test]
-    fn a_read_on_the_new_store_waits_for_the_old_writes_and_flush_and_sees_the_data() {
-        let file = Arc::new(File {
-            bytes: Mutex::new(vec![0; 4096]),
+    fn file_with(byte: u8) -> Arc<File> {
+        Arc::new(File {
+            bytes: Mutex::new(vec![byte; 4096]),
             log: Mutex::default(),
-        });
-        let old = Arc::new(Old {
+        })
+    }
+
+    fn old_store_on(file: &Arc<File>) -> Arc<Old> {
+        Arc::new(Old {
             file: file.clone(),
             cache: Mutex::default(),
             held: Mutex::default(),
-        });
+        })
+    }
+
+    /// A connection still holding the replaced target version enters the old lane with
+    /// the old store after the handover began: the request is moved on to the new lane
+    /// and store, served after the old store's flush, and never reaches the old store.
+    #[test]
+    fn a_request_entering_the_replaced_lane_goes_to_the_new_store_after_the_flush() {
+        let file = file_with(0x11);
+        let old_store: Arc<dyn BlockStore> = old_store_on(&file);
+        let new_store: Arc<dyn BlockStore> = Arc::new(New(file.clone()));
+        let old_lane = Lane::open();
+        let new_lane = Lane::closed();
+        hand_over(
+            old_lane.clone(),
+            old_store.clone(),
+            new_lane.clone(),
+            new_store.clone(),
+            "t/0".into(),
+        );
+        let late = send(
+            &old_lane,
+            &old_store,
+            IoRequest::Read {
+                offset: 512,
+                len: 512,
+            },
+        );
+        let Ok(IoReply::Data(data)) = late.recv().unwrap() else {
+            panic!("the late read failed");
+        };
+        assert_eq!(data[..], [0x11; 512]);
+        assert_eq!(*file.log.lock().unwrap(), ["old flushed", "new read"]);
+        assert_eq!(old_lane.in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(new_lane.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_read_on_the_new_store_waits_for_the_old_writes_and_flush_and_sees_the_data() {
+        let file = file_with(0);
+        let old = old_store_on(&file);
         let old_store: Arc<dyn BlockStore> = old.clone();
         let new_store: Arc<dyn BlockStore> = Arc::new(New(file.clone()));
         let old_lane = Lane::open();
@@ -283,6 +398,7 @@ mod tests {
             old_lane.clone(),
             old_store.clone(),
             new_lane.clone(),
+            new_store.clone(),
             "t/0".into(),
         );
         let read = send(

@@ -68,6 +68,7 @@ struct Handover {
     old: Arc<Lane>,
     old_store: Arc<dyn BlockStore>,
     new: Arc<Lane>,
+    new_store: Arc<dyn BlockStore>,
     what: String,
 }
 
@@ -92,7 +93,7 @@ impl Target {
         let handovers =
             std::mem::take(&mut *self.handovers.lock().unwrap_or_else(|e| e.into_inner()));
         for h in handovers {
-            crate::handover::hand_over(h.old, h.old_store, h.new, h.what);
+            crate::handover::hand_over(h.old, h.old_store, h.new, h.new_store, h.what);
         }
     }
 
@@ -160,6 +161,7 @@ impl Target {
                     old: old_lane.clone(),
                     old_store: old_store.clone(),
                     new,
+                    new_store: store.clone(),
                     what: format!("{} LUN {lun}", target.name),
                 });
             }
