@@ -1541,7 +1541,18 @@ pub unsafe extern "C" fn glfs_truncate(
     path: *const c_char,
     length: off_t,
 ) -> c_int {
-    path_call(fs, path, "truncate", |c| libc::truncate(c.as_ptr(), length))
+    int_call(|| {
+        let m = mount_of(fs)?;
+        // SAFETY: C string argument from the caller.
+        let p = unsafe { str_arg(path)? };
+        let (host, _, _admit) = m.admit_path("truncate", p)?;
+        // A change to the file: other clients' leases on it are recalled first, as for a
+        // write through a descriptor.
+        if let Some(vol) = m.vol_dir() {
+            crate::upcall::before_path_change(&vol, &host);
+        }
+        cvt(libc::truncate(cpath(&host)?.as_ptr(), length) as isize).map(|_| 0)
+    })
 }
 
 /// glfs_statvfs

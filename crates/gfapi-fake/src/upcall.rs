@@ -150,6 +150,17 @@ pub(crate) fn before_change(f: &FdInner) {
     recall_conflicting(f, Conflict::Any);
 }
 
+/// Before a change by path (`glfs_truncate`), to the file `host` of volume directory
+/// `vol`: as [`before_change`], for a file no descriptor of this client has open.
+pub(crate) fn before_path_change(vol: &Path, host: &Path) {
+    if !log_path(vol).is_some_and(|p| p.exists()) {
+        return;
+    }
+    if let Ok(g) = crate::gfid::of_path(vol, host) {
+        recall_others(vol, &g, Conflict::Any);
+    }
+}
+
 /// Before a read through `f`: recalls other processes' read-write leases on its inode (a
 /// read conflicts with another client's write lease, not with its read lease), waiting
 /// as [`before_change`] does.

@@ -129,6 +129,24 @@ fn a_conflicting_open_waits_until_the_recalled_lease_is_returned() {
 }
 
 #[test]
+fn a_truncate_by_path_waits_until_the_recalled_lease_is_returned() {
+    let Some(root) = Root::new() else { return };
+    let (holder, mut out) = root.start("return-lease", "leased");
+    // glfs_truncate opens nothing: the truncate itself conflicts with the lease
+    let truncated = root.run(
+        root.cmd("truncate")
+            .env("GFAPI_FAKE_LEASE_RECALL_TIMEOUT", "600"),
+    );
+    assert_eq!(truncated, "truncate: 0");
+    // recalled before the file changed, and returned
+    assert_eq!(next_line(&mut out), "recalled: original");
+    assert_eq!(next_line(&mut out), "returned: 0");
+    assert_eq!(root.data(), b"ori");
+    assert_eq!(root.run(&mut root.cmd("get-lease")), "lease type: 0");
+    kill(holder);
+}
+
+#[test]
 fn a_read_by_another_process_waits_until_a_recalled_read_write_lease_is_returned() {
     let Some(root) = Root::new() else { return };
     let (holder, mut out) = root.start("return-lease", "leased");

@@ -166,6 +166,16 @@ int main(int argc, char **argv) {
         glfs_fini(fs);
         return 0;
     }
+    if (strcmp(role, "truncate") == 0) {
+        errno = 0;
+        int r = glfs_truncate(fs, file, 3);
+        if (r < 0)
+            printf("truncate: -1 %s\n", strerrorname_np(errno));
+        else
+            printf("truncate: %d\n", r);
+        glfs_fini(fs);
+        return 0;
+    }
     if (strcmp(role, "wait-upcall") == 0 || strcmp(role, "poll-upcall") == 0) {
         struct stat st;
         struct glfs_object *o = glfs_h_lookupat(fs, NULL, file, &st, 0);
