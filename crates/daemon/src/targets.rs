@@ -106,7 +106,7 @@ impl Target {
     pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
         Self::assemble(
             name,
-            crate::gateways::new_scsi_target(),
+            scsi::ScsiTarget::new(),
             luns,
             &HashSet::new(),
             Default::default(),
@@ -250,6 +250,9 @@ pub struct Targets {
     pub sessions: crate::sessions::Sessions,
     /// The sessions as `admin session list` shows them.
     pub registry: crate::registry::Registry,
+    /// The ALUA target port groups every target reports, and their states now
+    /// ([`Targets::set_alua`]); each target keeps its own copy in its SCSI core.
+    alua: RwLock<Option<scsi::Alua>>,
 }
 
 impl Targets {
@@ -302,7 +305,42 @@ impl Targets {
             access,
             sessions: Default::default(),
             registry: Default::default(),
+            alua: RwLock::new(None),
         })
+    }
+
+    /// The ALUA target port groups reported now, when set.
+    pub fn alua(&self) -> Option<scsi::Alua> {
+        self.alua.read().expect("targets lock").clone()
+    }
+
+    /// Reports ALUA with `alua` on every target from now on (and on those added later).
+    /// A target that reported other groups or states before tells every nexus of its LUs
+    /// (ASYMMETRIC ACCESS STATE CHANGED, `scsi::ScsiTarget::set_alua`).
+    pub fn set_alua(&self, alua: scsi::Alua) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.alua.write().expect("targets lock") = Some(alua.clone());
+        for target in targets.values() {
+            target.scsi.set_alua(alua.clone());
+        }
+    }
+
+    /// Puts target port group `group` in `state` on every target (see
+    /// [`Targets::set_alua`]); whether it was in another state.
+    pub fn set_alua_state(&self, group: u16, state: scsi::AccessState) -> Result<bool> {
+        let targets = self.targets.read().expect("targets lock");
+        let mut alua = self.alua.write().expect("targets lock");
+        let groups = alua.as_mut().ok_or(scsi::BadAlua::Off)?;
+        let entry = std::iter::once(&mut groups.own)
+            .chain(groups.others.iter_mut())
+            .find(|g| g.id == group)
+            .ok_or(scsi::BadAlua::UnknownGroup(group))?;
+        let changed = entry.state != state;
+        entry.state = state;
+        for target in targets.values() {
+            target.scsi.set_alua(groups.clone());
+        }
+        Ok(changed)
     }
 
     /// The iSCSI configuration connections start with now: the targets served and the
@@ -324,6 +362,10 @@ impl Targets {
     pub fn replace(&self, name: &str, target: Option<Target>) {
         let mut targets = self.targets.write().expect("targets lock");
         let new = target.map(Arc::new);
+        if let (Some(new), Some(alua)) = (&new, self.alua()) {
+            // A new target starts with the groups; a successor shares them already.
+            new.scsi.set_alua(alua);
+        }
         let old = match &new {
             Some(target) => targets.insert(name.to_string(), target.clone()),
             None => targets.remove(name),
