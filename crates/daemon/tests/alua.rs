@@ -25,18 +25,15 @@ const NOT_READY: u8 = 0x2;
 const TUR: [u8; 6] = [0; 6];
 const READ: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
 
-/// REPORT TARGET PORT GROUPS (MAINTENANCE IN A3h, service action 0Ah, length format):
-/// (group, state) per descriptor.
+/// REPORT TARGET PORT GROUPS: (group, state) per descriptor; each group's one port has
+/// the group's id as its relative target port identifier.
 fn groups(ini: &mut Initiator) -> Vec<(u16, u8)> {
-    let out = ini
-        .raw_command(&[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256)
-        .unwrap();
-    assert!(out.is_good(), "{out:?}");
-    let d = out.data;
-    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
-    d[4..4 + len]
-        .chunks(12)
-        .map(|g| (u16::from_be_bytes([g[2], g[3]]), g[0] & 0x0F))
+    report_target_port_groups(ini)
+        .into_iter()
+        .map(|(group, state, port)| {
+            assert_eq!(port, group);
+            (group, state)
+        })
         .collect()
 }
 

@@ -255,6 +255,27 @@ fn served_in_standby() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// What unavailable, transitioning and offline refuse: [`refused_in_standby`], READ
+/// CAPACITY, and commands standby serves (5.16.2.4.4) but those states do not: MODE
+/// SENSE(6) and PERSISTENT RESERVE IN READ KEYS.
+fn refused_unless_standby() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let mut refused = vec![
+        (
+            "MODE SENSE(6)",
+            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
+            vec![],
+        ),
+        (
+            "PERSISTENT RESERVE IN",
+            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
+            vec![],
+        ),
+    ];
+    refused.extend(refused_in_standby());
+    refused.extend(read_capacities());
+    refused
+}
+
 /// Fixed-format sense data (SPC-4 table 48): RESPONSE CODE 70h (current), SENSE KEY 2h
 /// (NOT READY), ADDITIONAL SENSE LENGTH 0Ah, then ASC/ASCQ (annex D, table D.1):
 /// 04h/0Ah LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION; 04h/0Bh ...
@@ -310,22 +331,7 @@ fn unavailable_serves_only_the_few_spc4_lists_and_refuses_with_04_0c() {
     ] {
         assert_eq!(outcome(&rig.run(&cdb, &[])), GOOD, "{name}");
     }
-    // Served in standby (5.16.2.4.4) but not in unavailable (5.16.2.4.5).
-    let mut refused = vec![
-        (
-            "MODE SENSE(6)",
-            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
-            vec![],
-        ),
-        (
-            "PERSISTENT RESERVE IN",
-            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
-            vec![],
-        ),
-    ];
-    refused.extend(refused_in_standby());
-    refused.extend(read_capacities());
-    for (name, cdb, data) in refused {
+    for (name, cdb, data) in refused_unless_standby() {
         let r = rig.run(&cdb, &data);
         assert_eq!(r.status, Status::CheckCondition, "{name}");
         assert_eq!(
@@ -388,21 +394,7 @@ fn transitioning_and_offline_refuse_all_but_the_reporting_commands() {
         for (name, cdb) in served_while_transitioning() {
             assert_eq!(outcome(&rig.run(&cdb, &[])), GOOD, "{name} in {state:?}");
         }
-        let mut refused = vec![
-            (
-                "MODE SENSE(6)",
-                mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
-                vec![],
-            ),
-            (
-                "PERSISTENT RESERVE IN",
-                vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
-                vec![],
-            ),
-        ];
-        refused.extend(refused_in_standby());
-        refused.extend(read_capacities());
-        for (name, cdb, data) in refused {
+        for (name, cdb, data) in refused_unless_standby() {
             let r = rig.run(&cdb, &data);
             assert_eq!(r.status, Status::CheckCondition, "{name} in {state:?}");
             assert_eq!(
