@@ -808,6 +808,11 @@ impl ScsiTarget {
         self.alua.get()
     }
 
+    /// The groups and which were altered live, for REPORT TARGET PORT GROUPS.
+    pub(crate) fn alua_report(&self) -> Option<commands::alua::Reported> {
+        self.alua.report()
+    }
+
     /// Whether ALUA is set (one atomic load).
     pub fn has_alua(&self) -> bool {
         self.alua.is_set()

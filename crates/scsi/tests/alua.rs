@@ -66,8 +66,27 @@ fn rtpg(format: u8, alloc: u32) -> [u8; 12] {
 /// bit 3, S_SUP bit 2, AN_SUP bit 1, AO_SUP bit 0: 1100_1111b), group, status 0, one port
 /// of relative id `id`.
 fn descriptor(state: u8, id: u16) -> Vec<u8> {
+    descriptor_with_status(state, id, 0)
+}
+
+/// [`descriptor`] with STATUS CODE `status` (table 260: 00h no status available, 02h
+/// altered by implicit asymmetric logical unit access behavior).
+fn descriptor_with_status(state: u8, id: u16, status: u8) -> Vec<u8> {
     let i = id.to_be_bytes();
-    vec![state, 0b1100_1111, i[0], i[1], 0, 0, 0, 1, 0, 0, i[0], i[1]]
+    vec![
+        state,
+        0b1100_1111,
+        i[0],
+        i[1],
+        0,
+        status,
+        0,
+        1,
+        0,
+        0,
+        i[0],
+        i[1],
+    ]
 }
 
 #[test]
@@ -459,8 +478,9 @@ fn a_live_state_change_is_a_unit_attention_on_every_nexus_then_enforced() {
             assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
         }
     }
+    // Group 2 standby (2h), altered implicitly (status 02h); group 1 as it was.
     let r = rig.run_on(a, 0, &rtpg(0, 1024), &[]);
-    let mut body = descriptor(0x2, 2);
+    let mut body = descriptor_with_status(0x2, 2, 0x02);
     body.extend(descriptor(0x0, 1));
     assert_eq!(&r.data_in[4..], &body[..]);
     insta::assert_snapshot!("rtpg_after_live_change", hex(&r.data_in));
@@ -475,8 +495,8 @@ fn a_live_state_change_is_a_unit_attention_on_every_nexus_then_enforced() {
     let r = rig.run_on(b, 0, &rtpg(0, 1024), &[]);
     assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
     let r = rig.run_on(b, 0, &rtpg(0, 1024), &[]);
-    let mut body = descriptor(0x2, 2);
-    body.extend(descriptor(0x3, 1));
+    let mut body = descriptor_with_status(0x2, 2, 0x02);
+    body.extend(descriptor_with_status(0x3, 1, 0x02));
     assert_eq!(&r.data_in[4..], &body[..]);
 
     // Setting the state a group is in changes nothing and raises nothing.
@@ -525,6 +545,12 @@ fn set_alua_again_with_other_states_is_a_unit_attention_but_the_first_setting_is
     assert!(rig.target.set_alua(other));
     let r = rig.run_on(1, 0, &tur, &[]);
     assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    // Only the group whose state changed (7, now Fh) says it was altered (02h).
+    let r = rig.run_on(1, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor(0x0, 2);
+    body.extend(descriptor(0x1, 1));
+    body.extend(descriptor_with_status(0xF, 7, 0x02));
+    assert_eq!(&r.data_in[4..], &body[..]);
 }
 
 #[test]

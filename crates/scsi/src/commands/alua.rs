@@ -179,7 +179,16 @@ impl Alua {
 pub(crate) struct AluaCell {
     /// This port's ASYMMETRIC ACCESS STATE code, [`AluaCell::OFF`] without ALUA.
     own: AtomicU8,
-    groups: Mutex<Option<Alua>>,
+    groups: Mutex<Option<Reported>>,
+}
+
+/// The groups and which of them changed state while the target served.
+#[derive(Debug, Clone)]
+pub(crate) struct Reported {
+    pub(crate) alua: Alua,
+    /// Groups whose state was changed since they were first set: REPORT TARGET PORT
+    /// GROUPS says so (STATUS CODE 02h, altered by implicit asymmetric access behavior).
+    pub(crate) altered: Vec<u16>,
 }
 
 impl Default for AluaCell {
@@ -194,7 +203,7 @@ impl Default for AluaCell {
 impl AluaCell {
     const OFF: u8 = 0xFF;
 
-    fn groups(&self) -> std::sync::MutexGuard<'_, Option<Alua>> {
+    fn groups(&self) -> std::sync::MutexGuard<'_, Option<Reported>> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -205,22 +214,40 @@ impl AluaCell {
 
     /// The groups reported now, when ALUA is set.
     pub(crate) fn get(&self) -> Option<Alua> {
+        self.groups().as_ref().map(|r| r.alua.clone())
+    }
+
+    /// The groups and which were altered, as REPORT TARGET PORT GROUPS reports them.
+    pub(crate) fn report(&self) -> Option<Reported> {
         self.groups().clone()
     }
 
     /// Sets the groups; whether this changed groups set before (their states or ids).
     pub(crate) fn set(&self, alua: Alua) -> bool {
         let mut groups = self.groups();
-        let changed = groups.as_ref().is_some_and(|old| *old != alua);
+        let (changed, altered) = match groups.take() {
+            Some(old) => {
+                let mut altered = old.altered;
+                for g in alua.groups() {
+                    let before = old.alua.groups().find(|o| o.id == g.id);
+                    if before.is_some_and(|o| o.state != g.state) && !altered.contains(&g.id) {
+                        altered.push(g.id);
+                    }
+                }
+                (old.alua != alua, altered)
+            }
+            None => (false, Vec::new()),
+        };
         self.own.store(alua.own.state.code(), Ordering::Release);
-        *groups = Some(alua);
+        *groups = Some(Reported { alua, altered });
         changed
     }
 
     /// Puts group `id` in `state`; whether that changed it.
     pub(crate) fn set_state(&self, id: u16, state: AccessState) -> Result<bool, BadAlua> {
         let mut groups = self.groups();
-        let alua = groups.as_mut().ok_or(BadAlua::Off)?;
+        let reported = groups.as_mut().ok_or(BadAlua::Off)?;
+        let alua = &mut reported.alua;
         let own = alua.own.id == id;
         let group = std::iter::once(&mut alua.own)
             .chain(alua.others.iter_mut())
@@ -232,6 +259,9 @@ impl AluaCell {
         group.state = state;
         if own {
             self.own.store(state.code(), Ordering::Release);
+        }
+        if !reported.altered.contains(&id) {
+            reported.altered.push(id);
         }
         Ok(true)
     }
@@ -374,11 +404,11 @@ impl ScsiCommand for ReportTargetPortGroups {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let Some(alua) = ctx.target.alua() else {
+        let Some(reported) = ctx.target.alua_report() else {
             return done(Response::check_condition(Sense::INVALID_OPCODE));
         };
         done(Response::data(
-            target_port_groups(&alua, self.extended),
+            target_port_groups(&reported, self.extended),
             self.alloc,
         ))
     }
@@ -388,10 +418,15 @@ impl ScsiCommand for ReportTargetPortGroups {
 /// U_SUP, S_SUP, AN_SUP, AO_SUP; LBD_SUP clear (no LBA-dependent state).
 const SUPPORTED_STATES: u8 = 0xCF;
 
+/// STATUS CODE of a group whose state was changed while the target served: altered by
+/// implicit asymmetric logical unit access behavior (02h); 00h otherwise (no status).
+const STATUS_ALTERED_IMPLICITLY: u8 = 0x02;
+
 /// REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36.2): the header (length format, or
 /// extended with no implicit transition time) and one descriptor per group, each with its
 /// one target port.
-fn target_port_groups(alua: &Alua, extended: bool) -> Vec<u8> {
+fn target_port_groups(reported: &Reported, extended: bool) -> Vec<u8> {
+    let alua = &reported.alua;
     let mut d = vec![0u8; if extended { 8 } else { 4 }];
     if extended {
         d[4] = 0x10; // FORMAT TYPE 001b; IMPLICIT TRANSITION TIME 0: not reported
@@ -400,7 +435,12 @@ fn target_port_groups(alua: &Alua, extended: bool) -> Vec<u8> {
         d.push(g.state.code()); // PREF=0
         d.push(SUPPORTED_STATES);
         d.extend_from_slice(&g.id.to_be_bytes());
-        d.extend_from_slice(&[0, 0, 0, 1]); // reserved, STATUS CODE, vendor, port count
+        let status = if reported.altered.contains(&g.id) {
+            STATUS_ALTERED_IMPLICITLY
+        } else {
+            0
+        };
+        d.extend_from_slice(&[0, status, 0, 1]); // reserved, STATUS CODE, vendor, port count
         d.extend_from_slice(&[0, 0]);
         d.extend_from_slice(&g.id.to_be_bytes()); // RELATIVE TARGET PORT IDENTIFIER
     }
