@@ -909,3 +909,62 @@ mod shared_reservations_tests {
         assert!(crate::gateways::carry_shared(&fresh, "t", 0, bad.as_ref(), &owner).is_err());
     }
 }
+
+#[cfg(test)]
+mod alua_tests {
+    use super::*;
+    use scsi::{AccessState, Alua, PortGroup};
+
+    const T: &str = "iqn.2026-11.io.glfs-iscsi:t";
+
+    /// LUN 0 on a small memory store.
+    fn lun() -> (LunSpec, Arc<dyn BlockStore>) {
+        let spec = LunSpec {
+            lun: 0,
+            store: StoreOptions::default(),
+            read_only: false,
+        };
+        let store: Arc<dyn BlockStore> =
+            Arc::new(backstore::MemoryStore::new(store_api::Geometry {
+                block_size: 512,
+                num_blocks: 64,
+            }));
+        (spec, store)
+    }
+
+    fn targets() -> Targets {
+        let open = vec![(T.to_string(), vec![lun()])];
+        Targets::with_stores(open, "127.0.0.1:3260".parse().unwrap(), Default::default()).unwrap()
+    }
+
+    fn alua(own: u16, state: AccessState, peer: u16) -> Alua {
+        let peer = PortGroup {
+            id: peer,
+            state: AccessState::ActiveOptimized,
+        };
+        Alua::new(PortGroup { id: own, state }, vec![peer]).unwrap()
+    }
+
+    fn own_state(targets: &Targets) -> AccessState {
+        targets.get(T).unwrap().scsi.alua().unwrap().own.state
+    }
+
+    #[test]
+    fn two_configurations_in_one_process_keep_their_own_states() {
+        let (a, b) = (targets(), targets());
+        a.set_alua(alua(1, AccessState::ActiveOptimized, 2));
+        b.set_alua(alua(2, AccessState::Standby, 1));
+        assert!(a.set_alua_state(1, AccessState::Transitioning).unwrap());
+        assert_eq!(own_state(&a), AccessState::Transitioning);
+        assert_eq!(own_state(&b), AccessState::Standby);
+        assert!(!a.set_alua_state(1, AccessState::Transitioning).unwrap());
+        assert!(a.set_alua_state(7, AccessState::Standby).is_err());
+        // A target built later starts with the states in force now.
+        let rebuilt = Target::build(T.to_string(), vec![lun()]).unwrap();
+        assert!(rebuilt.scsi.alua().is_none());
+        a.replace(T, Some(rebuilt));
+        assert_eq!(own_state(&a), AccessState::Transitioning);
+        // Without ALUA there is nothing to change.
+        assert!(targets().set_alua_state(1, AccessState::Standby).is_err());
+    }
+}
