@@ -494,7 +494,7 @@ fn run(state: &State, request: Request) -> Result<Reply> {
     })
 }
 
-/// A portal address given to `admin portal`; the error names it.
+/// `admin alua list`: every group, this gateway's first, and its state now.
 fn alua_table(state: &State) -> Result<Reply> {
     let Some(alua) = state.targets().alua() else {
         bail!("{}", scsi::BadAlua::Off);
@@ -513,6 +513,7 @@ fn alua_table(state: &State) -> Result<Reply> {
     Ok(Reply::table(table, Value::Array(data)))
 }
 
+/// A portal address given to `admin portal`; the error names it.
 fn parse_portal(text: &str) -> Result<std::net::SocketAddr> {
     let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
         anyhow::anyhow!(

@@ -814,7 +814,7 @@ mod tests {
     }
 
     #[test]
-    fn gateway_settings_change_only_at_the_next_start() {
+    fn gateway_settings_change_at_the_next_start_but_alua_states_live() {
         let old = ConfigFile {
             alua_group: Some(1),
             ..Default::default()
@@ -836,7 +836,21 @@ mod tests {
             [
                 ("gateway_id".to_string(), later.clone()),
                 ("alua_state".to_string(), later.clone()),
-                ("alua_peer".to_string(), later),
+                ("alua_peer".to_string(), later.clone()),
+            ]
+        );
+        // Over the same file groups (not the command line's), the states apply at once.
+        let changes: Vec<(String, String)> = settings_changes(&old, &new, true)
+            .into_iter()
+            .map(|c| (c.object, c.detail))
+            .collect();
+        let now = "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)".to_string();
+        assert_eq!(
+            changes,
+            [
+                ("gateway_id".to_string(), later),
+                ("alua_state".to_string(), now.clone()),
+                ("alua_peer".to_string(), now),
             ]
         );
     }
