@@ -72,6 +72,22 @@ mod tests {
     }
 
     #[test]
+    fn alua_states_live_in_the_scsi_core_not_in_process_globals() {
+        // ARCHITECTURE.md, "ALUA": the groups and their states are per target (the SCSI
+        // core's, changeable live), so no static of the daemon may hold them.
+        for (path, text) in sources(&project_root().join("crates/daemon/src")) {
+            for line in production_code(&text).lines() {
+                let line = line.trim_start();
+                let is_static = line.starts_with("static ") || line.starts_with("pub static ");
+                assert!(
+                    !(is_static && (line.contains("Alua") || line.contains("AccessState"))),
+                    "{path}: a process-wide ALUA setting: {line}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn only_the_daemon_knows_the_metrics_crate() {
         let out = std::process::Command::new(env!("CARGO"))
             .args([

@@ -61,6 +61,12 @@ pub enum Noun {
         #[command(subcommand)]
         verb: SessionVerb,
     },
+    /// ALUA target port groups (`--alua-group`/`alua_group` and peers): list them, or
+    /// change a group's state at once (hosts get ASYMMETRIC ACCESS STATE CHANGED).
+    Alua {
+        #[command(subcommand)]
+        verb: AluaVerb,
+    },
     /// Make the running configuration match FILE, printing what changed.
     Apply {
         file: PathBuf,
@@ -382,6 +388,18 @@ pub enum PortalVerb {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AluaVerb {
+    List,
+    /// Put target port group GROUP (this gateway's or a peer's) in STATE:
+    /// active-optimized, active-non-optimized, standby, unavailable, offline or
+    /// transitioning. Written to the config file when the groups come from it.
+    Set {
+        group: u16,
+        state: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SessionVerb {
     List,
     /// End session ID (its connection closes).
@@ -532,6 +550,13 @@ impl AdminArgs {
             Noun::Session { verb } => match verb {
                 SessionVerb::List => Request::SessionList,
                 SessionVerb::End { id } => Request::SessionEnd { id: *id },
+            },
+            Noun::Alua { verb } => match verb {
+                AluaVerb::List => Request::AluaList,
+                AluaVerb::Set { group, state } => Request::AluaSet {
+                    group: *group,
+                    state: state.clone(),
+                },
             },
             Noun::Apply {
                 file,

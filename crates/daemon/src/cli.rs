@@ -143,8 +143,9 @@ pub struct Args {
     #[arg(long, value_name = "ID", value_parser = crate::gateways::parse_group_id)]
     pub alua_group: Option<u16>,
     /// The asymmetric access state of --alua-group: active-optimized (default),
-    /// active-non-optimized, standby or unavailable (standby and unavailable refuse media
-    /// access with NOT READY, SPC-4 5.16.2.4).
+    /// active-non-optimized, standby, unavailable, offline or transitioning (all but the
+    /// active states refuse media access with NOT READY, SPC-4 5.16.2.4). Changed live
+    /// with `admin alua set`.
     #[arg(long, value_name = "STATE", requires = "alua_group",
           value_parser = crate::gateways::parse_access_state)]
     pub alua_state: Option<scsi::AccessState>,

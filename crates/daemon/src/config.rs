@@ -9,7 +9,7 @@
 //!                                         # max_burst_length, first_burst_length)
 //! gateway_id = "gateway-a"       # optional; else --gateway-id (read at start only)
 //! alua_group = 1                 # optional; else --alua-group, with alua_state and
-//! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (start only)
+//! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (states live)
 //! alua_peer = ["2:active-optimized"]
 //!
 //! [[target]]
@@ -71,8 +71,9 @@ pub struct ConfigFile {
     /// This gateway's name among several exporting the same LUNs (`--gateway-id`); read
     /// at start only, the command line's wins.
     pub gateway_id: Option<String>,
-    /// Implicit ALUA (`--alua-group`, `--alua-state`, `--alua-peer` as `ID:STATE`); read
-    /// at start only, the command line's `--alua-group` wins with its state and peers.
+    /// Implicit ALUA (`--alua-group`, `--alua-state`, `--alua-peer` as `ID:STATE`); the
+    /// command line's `--alua-group` wins with its state and peers. The states change
+    /// live (`admin alua set`, a reload); the groups at the next start.
     pub alua_group: Option<u64>,
     pub alua_state: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

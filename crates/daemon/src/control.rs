@@ -118,6 +118,13 @@ pub enum Request {
     SessionEnd {
         id: u64,
     },
+    /// The ALUA target port groups every target reports, and their states.
+    AluaList,
+    /// Puts ALUA target port group `group` in `state` (a name, `standby` ...) at once.
+    AluaSet {
+        group: u16,
+        state: String,
+    },
     /// Make the running state match this configuration text.
     Apply {
         text: String,
@@ -467,6 +474,11 @@ fn run(state: &State, request: Request) -> Result<Reply> {
                 json!({ "ended": id }),
             )
         }
+        Request::AluaList => alua_table(state)?,
+        Request::AluaSet { group, state: name } => {
+            let access = crate::gateways::parse_access_state(&name).map_err(anyhow::Error::msg)?;
+            Reply::changes(state.set_alua_state(group, access)?)
+        }
         Request::Apply { text, options } => {
             let wanted = ConfigFile::parse(&text)?;
             Reply::changes(state.apply(wanted, options)?)
@@ -480,6 +492,25 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
         }
     })
+}
+
+/// `admin alua list`: every group, this gateway's first, and its state now.
+fn alua_table(state: &State) -> Result<Reply> {
+    let Some(alua) = state.targets().alua() else {
+        bail!("{}", scsi::BadAlua::Off);
+    };
+    let mut table = vec![["group", "state", "port"].map(String::from).to_vec()];
+    let mut data = Vec::new();
+    for (i, g) in alua.groups().enumerate() {
+        let port = if i == 0 {
+            "this gateway"
+        } else {
+            "another gateway"
+        };
+        table.push(vec![g.id.to_string(), g.state.to_string(), port.into()]);
+        data.push(json!({ "group": g.id, "state": g.state.name(), "own": i == 0 }));
+    }
+    Ok(Reply::table(table, Value::Array(data)))
 }
 
 /// A portal address given to `admin portal`; the error names it.

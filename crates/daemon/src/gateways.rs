@@ -32,22 +32,6 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const REFRESH: Duration = scsi::RESERVATIONS_REFRESH;
 
 static GATEWAY: OnceLock<LockOwner> = OnceLock::new();
-static ALUA: OnceLock<scsi::Alua> = OnceLock::new();
-
-/// The target port groups every target reports (`--alua-group`, `--alua-peer`), once,
-/// before any target is built.
-pub fn set_alua(alua: scsi::Alua) {
-    let _ = ALUA.set(alua);
-}
-
-/// A new target's SCSI side, reporting ALUA when it is set.
-pub fn new_scsi_target() -> scsi::ScsiTarget {
-    let mut target = scsi::ScsiTarget::new();
-    if let Some(alua) = ALUA.get() {
-        target.set_alua(alua.clone());
-    }
-    target
-}
 
 /// Parses `ID:STATE` (`--alua-peer`): a target port group of another gateway.
 pub fn parse_port_group(s: &str) -> Result<scsi::PortGroup, String> {
@@ -73,10 +57,8 @@ pub fn parse_group_id(s: &str) -> Result<u16, String> {
 /// An asymmetric access state by name.
 pub fn parse_access_state(s: &str) -> Result<scsi::AccessState, String> {
     scsi::AccessState::parse(s).ok_or_else(|| {
-        format!(
-            "unknown ALUA state {s:?} (active-optimized, active-non-optimized, standby, \
-             unavailable)"
-        )
+        let names: Vec<&str> = scsi::AccessState::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown ALUA state {s:?} ({})", names.join(", "))
     })
 }
 

@@ -98,7 +98,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
             .with_cli_access(plan.access.clone())
             .with_settings(args.server())
-            .with_portals(Arc::new(portals)),
+            .with_portals(Arc::new(portals))
+            .with_cli_alua(args.alua_group.is_some()),
         );
         // The command line's gateway settings win over the config file's.
         let (file_gateway, file_alua) = plan.config.gateway().context("config file")?;
@@ -119,7 +120,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             None => file_alua,
         };
         if let Some(alua) = alua {
-            daemon::gateways::set_alua(alua);
+            targets.set_alua(alua);
         }
         let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         let luns: usize = specs.iter().map(|t| t.luns.len()).sum();

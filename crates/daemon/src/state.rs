@@ -74,6 +74,10 @@ pub struct State {
     /// The command line's server limits, under the configuration's settings; `None`:
     /// the settings are not applied live (tests of the state alone).
     base_server: Option<crate::Server>,
+    /// The ALUA groups come from the command line (`--alua-group`): the file's `alua_*`
+    /// keys are then not in effect, and a state changes live only by
+    /// [`State::set_alua_state`], until the next start.
+    cli_alua: bool,
 }
 
 impl State {
@@ -91,7 +95,52 @@ impl State {
             cli_access: Default::default(),
             portals: None,
             base_server: None,
+            cli_alua: false,
         }
+    }
+
+    /// The ALUA groups are the command line's (`--alua-group`), not the file's.
+    pub fn with_cli_alua(mut self, cli_alua: bool) -> State {
+        self.cli_alua = cli_alua;
+        self
+    }
+
+    /// Puts ALUA target port group `group` in `state` on every target, at once: hosts get
+    /// ASYMMETRIC ACCESS STATE CHANGED and REPORT TARGET PORT GROUPS shows the new state.
+    /// Where the groups come from the config file the change is written there (`alua_state`
+    /// or the group's `alua_peer` entry) and applied as any change of the file is; where
+    /// they come from the command line it holds until the next start.
+    pub fn set_alua_state(&self, group: u16, state: scsi::AccessState) -> Result<Vec<Change>> {
+        if self.cli_alua || self.config().alua_group.is_none() {
+            let changed = self.targets.set_alua_state(group, state)?;
+            let what = if changed {
+                "applied; until the next start (--alua-group)"
+            } else {
+                "unchanged"
+            };
+            return Ok(vec![change(
+                "modify",
+                format!("alua group {group}: {state}"),
+                what,
+            )]);
+        }
+        self.edit(ApplyOptions::default(), |config| {
+            let Some(own) = config.alua_group else {
+                return Err(scsi::BadAlua::Off.into());
+            };
+            if own == u64::from(group) {
+                config.alua_state = Some(state.name().into());
+                return Ok(());
+            }
+            for peer in &mut config.alua_peer {
+                let parsed = crate::gateways::parse_port_group(peer).map_err(anyhow::Error::msg)?;
+                if parsed.id == group {
+                    *peer = format!("{group}:{state}");
+                    return Ok(());
+                }
+            }
+            Err(scsi::BadAlua::UnknownGroup(group).into())
+        })
     }
 
     /// Applies the configuration's session and login settings over `base` (the command
@@ -185,7 +234,20 @@ impl State {
         policy.validate().context("access control")?;
         let old = luns_by_target(current);
         let new = luns_by_target(&wanted);
-        let mut changes = settings_changes(current, &wanted);
+        // ALUA states change live where the file's groups are the ones in effect (not the
+        // command line's) and stay the same groups; other ALUA changes wait for a start.
+        let (_, file_alua) = wanted.gateway()?;
+        let live_alua = match file_alua {
+            Some(alua)
+                if !self.cli_alua
+                    && current.alua_group.is_some()
+                    && current.alua_group == wanted.alua_group =>
+            {
+                Some(alua)
+            }
+            _ => None,
+        };
+        let mut changes = settings_changes(current, &wanted, live_alua.is_some());
         let server = self
             .base_server
             .clone()
@@ -383,6 +445,9 @@ impl State {
         for target in built {
             let name = target.name.clone();
             self.targets.replace(&name, Some(target));
+        }
+        if let Some(alua) = live_alua {
+            self.targets.set_alua(alua);
         }
         // Session and login settings: the next logins get them, sessions keep theirs.
         if let Some(server) = &server {
@@ -621,7 +686,7 @@ fn portal_changes(
 /// Changes of the daemon's settings: the session and login settings apply to the next
 /// logins (sessions logged in keep what they negotiated, RFC 7143), the others at the
 /// next start.
-fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
+fn settings_changes(old: &ConfigFile, new: &ConfigFile, live_alua: bool) -> Vec<Change> {
     let mut fields = vec![
         ("portal", old.portal != new.portal),
         (
@@ -675,7 +740,9 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<Change> {
                 "alua_state",
                 "alua_peer",
             ];
-            let when = if at_start.contains(&key) {
+            let when = if live_alua && ["alua_state", "alua_peer"].contains(&key) {
+                "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)"
+            } else if at_start.contains(&key) {
                 "takes effect at the next start"
             } else {
                 "applies to new logins"
@@ -747,7 +814,7 @@ mod tests {
     }
 
     #[test]
-    fn gateway_settings_change_only_at_the_next_start() {
+    fn gateway_settings_change_at_the_next_start_but_alua_states_live() {
         let old = ConfigFile {
             alua_group: Some(1),
             ..Default::default()
@@ -759,7 +826,7 @@ mod tests {
             alua_peer: vec!["2:active-optimized".into()],
             ..Default::default()
         };
-        let changes: Vec<(String, String)> = settings_changes(&old, &new)
+        let changes: Vec<(String, String)> = settings_changes(&old, &new, false)
             .into_iter()
             .map(|c| (c.object, c.detail))
             .collect();
@@ -769,7 +836,21 @@ mod tests {
             [
                 ("gateway_id".to_string(), later.clone()),
                 ("alua_state".to_string(), later.clone()),
-                ("alua_peer".to_string(), later),
+                ("alua_peer".to_string(), later.clone()),
+            ]
+        );
+        // Over the same file groups (not the command line's), the states apply at once.
+        let changes: Vec<(String, String)> = settings_changes(&old, &new, true)
+            .into_iter()
+            .map(|c| (c.object, c.detail))
+            .collect();
+        let now = "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)".to_string();
+        assert_eq!(
+            changes,
+            [
+                ("gateway_id".to_string(), later),
+                ("alua_state".to_string(), now.clone()),
+                ("alua_peer".to_string(), now),
             ]
         );
     }

@@ -107,7 +107,7 @@ impl Target {
     pub fn build(name: String, luns: Vec<(LunSpec, Arc<dyn BlockStore>)>) -> Result<Target> {
         Self::assemble(
             name,
-            crate::gateways::new_scsi_target(),
+            scsi::ScsiTarget::new(),
             luns,
             &HashSet::new(),
             Default::default(),
@@ -252,6 +252,9 @@ pub struct Targets {
     pub sessions: crate::sessions::Sessions,
     /// The sessions as `admin session list` shows them.
     pub registry: crate::registry::Registry,
+    /// The ALUA target port groups every target reports, and their states now
+    /// ([`Targets::set_alua`]); each target keeps its own copy in its SCSI core.
+    alua: RwLock<Option<scsi::Alua>>,
 }
 
 impl Targets {
@@ -304,7 +307,42 @@ impl Targets {
             access,
             sessions: Default::default(),
             registry: Default::default(),
+            alua: RwLock::new(None),
         })
+    }
+
+    /// The ALUA target port groups reported now, when set.
+    pub fn alua(&self) -> Option<scsi::Alua> {
+        self.alua.read().expect("targets lock").clone()
+    }
+
+    /// Reports ALUA with `alua` on every target from now on (and on those added later).
+    /// A target that reported other groups or states before tells every nexus of its LUs
+    /// (ASYMMETRIC ACCESS STATE CHANGED, `scsi::ScsiTarget::set_alua`).
+    pub fn set_alua(&self, alua: scsi::Alua) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.alua.write().expect("targets lock") = Some(alua.clone());
+        for target in targets.values() {
+            target.scsi.set_alua(alua.clone());
+        }
+    }
+
+    /// Puts target port group `group` in `state` on every target (see
+    /// [`Targets::set_alua`]); whether it was in another state.
+    pub fn set_alua_state(&self, group: u16, state: scsi::AccessState) -> Result<bool> {
+        let targets = self.targets.read().expect("targets lock");
+        let mut alua = self.alua.write().expect("targets lock");
+        let groups = alua.as_mut().ok_or(scsi::BadAlua::Off)?;
+        let entry = std::iter::once(&mut groups.own)
+            .chain(groups.others.iter_mut())
+            .find(|g| g.id == group)
+            .ok_or(scsi::BadAlua::UnknownGroup(group))?;
+        let changed = entry.state != state;
+        entry.state = state;
+        for target in targets.values() {
+            target.scsi.set_alua(groups.clone());
+        }
+        Ok(changed)
     }
 
     /// The iSCSI configuration connections start with now: the targets served and the
@@ -326,6 +364,10 @@ impl Targets {
     pub fn replace(&self, name: &str, target: Option<Target>) {
         let mut targets = self.targets.write().expect("targets lock");
         let new = target.map(Arc::new);
+        if let (Some(new), Some(alua)) = (&new, self.alua()) {
+            // A new target starts with the groups; a successor shares them already.
+            new.scsi.set_alua(alua);
+        }
         let old = match &new {
             Some(target) => targets.insert(name.to_string(), target.clone()),
             None => targets.remove(name),
@@ -867,5 +909,64 @@ mod shared_reservations_tests {
         let bad = memory();
         bad.write_metadata("pr", b"not ours").unwrap();
         assert!(crate::gateways::carry_shared(&fresh, "t", 0, bad.as_ref(), &owner).is_err());
+    }
+}
+
+#[cfg(test)]
+mod alua_tests {
+    use super::*;
+    use scsi::{AccessState, Alua, PortGroup};
+
+    const T: &str = "iqn.2026-11.io.glfs-iscsi:t";
+
+    /// LUN 0 on a small memory store.
+    fn lun() -> (LunSpec, Arc<dyn BlockStore>) {
+        let spec = LunSpec {
+            lun: 0,
+            store: StoreOptions::default(),
+            read_only: false,
+        };
+        let store: Arc<dyn BlockStore> =
+            Arc::new(backstore::MemoryStore::new(store_api::Geometry {
+                block_size: 512,
+                num_blocks: 64,
+            }));
+        (spec, store)
+    }
+
+    fn targets() -> Targets {
+        let open = vec![(T.to_string(), vec![lun()])];
+        Targets::with_stores(open, "127.0.0.1:3260".parse().unwrap(), Default::default()).unwrap()
+    }
+
+    fn alua(own: u16, state: AccessState, peer: u16) -> Alua {
+        let peer = PortGroup {
+            id: peer,
+            state: AccessState::ActiveOptimized,
+        };
+        Alua::new(PortGroup { id: own, state }, vec![peer]).unwrap()
+    }
+
+    fn own_state(targets: &Targets) -> AccessState {
+        targets.get(T).unwrap().scsi.alua().unwrap().own.state
+    }
+
+    #[test]
+    fn two_configurations_in_one_process_keep_their_own_states() {
+        let (a, b) = (targets(), targets());
+        a.set_alua(alua(1, AccessState::ActiveOptimized, 2));
+        b.set_alua(alua(2, AccessState::Standby, 1));
+        assert!(a.set_alua_state(1, AccessState::Transitioning).unwrap());
+        assert_eq!(own_state(&a), AccessState::Transitioning);
+        assert_eq!(own_state(&b), AccessState::Standby);
+        assert!(!a.set_alua_state(1, AccessState::Transitioning).unwrap());
+        assert!(a.set_alua_state(7, AccessState::Standby).is_err());
+        // A target built later starts with the states in force now.
+        let rebuilt = Target::build(T.to_string(), vec![lun()]).unwrap();
+        assert!(rebuilt.scsi.alua().is_none());
+        a.replace(T, Some(rebuilt));
+        assert_eq!(own_state(&a), AccessState::Transitioning);
+        // Without ALUA there is nothing to change.
+        assert!(targets().set_alua_state(1, AccessState::Standby).is_err());
     }
 }

@@ -297,28 +297,6 @@ fn a_bad_gateway_id_is_refused_with_one_line() {
     );
 }
 
-/// REPORT TARGET PORT GROUPS (SPC-4 6.36, MAINTENANCE IN A3h service action 0Ah, length
-/// format): (group, state, relative target port) per descriptor (tables 257, 259).
-fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
-    let out = ini
-        .raw_command(&[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256)
-        .unwrap();
-    assert!(out.is_good(), "{out:?}");
-    let d = out.data;
-    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
-    d[4..4 + len]
-        .chunks(12)
-        .map(|g| {
-            assert_eq!(g[7], 1, "one target port per group");
-            (
-                u16::from_be_bytes([g[2], g[3]]),
-                g[0] & 0x0F,
-                u16::from_be_bytes([g[10], g[11]]),
-            )
-        })
-        .collect()
-}
-
 /// Gateway A in target port group 1, active/optimized; gateway B in group 2, standby.
 fn active_and_standby(storage: &Storage) -> (Running, Running) {
     let gw_a = storage.gateway_with(

@@ -449,8 +449,9 @@ pub struct ScsiTarget {
     /// Per-I_T-nexus state: initiator ports and unit attention queues. Shared with the
     /// target's successors ([`ScsiTarget::successor`]).
     nexuses: Arc<Nexuses>,
-    /// The target port groups of the gateways exporting these LUs (ALUA), when set.
-    alua: Option<Arc<Alua>>,
+    /// The target port groups of the gateways exporting these LUs (ALUA), when set, and
+    /// their states now. Shared with the target's successors.
+    alua: Arc<commands::alua::AluaCell>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -655,7 +656,7 @@ impl ScsiTarget {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
-            if let Some(sense) = self.alua.as_deref().and_then(|a| a.refusal(&cmd.cdb)) {
+            if let Some(sense) = self.alua.refusal(&cmd.cdb) {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
@@ -767,15 +768,54 @@ impl ScsiTarget {
 
     /// Reports asymmetric logical unit access (implicit ALUA) with these target port
     /// groups, this gateway's first (see `commands::alua`), and enforces this gateway's
-    /// state (standby and unavailable refuse what SPC-4 5.16.2.4 says they refuse);
-    /// successors keep it.
-    pub fn set_alua(&mut self, alua: Alua) {
-        self.alua = Some(Arc::new(alua));
+    /// state (what is not active refuses what SPC-4 5.16.2.4 says it refuses). Successors
+    /// share the setting. When it replaces groups set before with others (a state or a
+    /// group changed), every nexus of every LU gets ASYMMETRIC ACCESS STATE CHANGED
+    /// (2Ah/06h); returns whether it did.
+    pub fn set_alua(&self, alua: Alua) -> bool {
+        let changed = self.alua.set(alua);
+        if changed {
+            self.alua_changed();
+        }
+        changed
     }
 
-    /// The target port groups reported, when ALUA is set.
-    pub fn alua(&self) -> Option<&Alua> {
-        self.alua.as_deref()
+    /// Puts target port group `group` (this gateway's or another's) in `state` while the
+    /// target serves: REPORT TARGET PORT GROUPS reports it from now on, this port enforces
+    /// it from the next command, and every nexus of every LU gets ASYMMETRIC ACCESS STATE
+    /// CHANGED (SPC-4 5.16.2.7, annex D: 2Ah/06h) when the state is a new one. Returns
+    /// whether it was.
+    pub fn set_alua_state(&self, group: u16, state: AccessState) -> Result<bool, BadAlua> {
+        let changed = self.alua.set_state(group, state)?;
+        if changed {
+            self.alua_changed();
+        }
+        Ok(changed)
+    }
+
+    fn alua_changed(&self) {
+        for lun in self.luns() {
+            self.nexuses.raise(
+                lun,
+                UnitAttention::AsymmetricAccessStateChanged,
+                UaScope::All,
+            );
+        }
+    }
+
+    /// The target port groups reported now, when ALUA is set.
+    pub fn alua(&self) -> Option<Alua> {
+        self.alua.get()
+    }
+
+    /// The groups and which were altered live, for REPORT TARGET PORT GROUPS.
+    pub(crate) fn alua_report(&self) -> Option<commands::alua::Reported> {
+        self.alua.report()
+    }
+
+    /// Whether ALUA is set (one atomic load).
+    pub fn has_alua(&self) -> bool {
+        self.alua.is_set()
     }
 
     /// Logical unit `lun`'s persistent reservations are kept on the volume for every

@@ -65,6 +65,8 @@ pub enum UnitAttention {
     RegistrationsPreempted,
     /// 2Ah/09h CAPACITY DATA HAS CHANGED.
     CapacityDataChanged,
+    /// 2Ah/06h ASYMMETRIC ACCESS STATE CHANGED: a target port group's ALUA state changed.
+    AsymmetricAccessStateChanged,
     /// 3Fh/03h INQUIRY DATA HAS CHANGED.
     InquiryDataChanged,
     /// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED: a logical unit was added or removed.
@@ -82,6 +84,7 @@ impl UnitAttention {
             UnitAttention::ReservationsReleased => Asc(0x2A, 0x04),
             UnitAttention::RegistrationsPreempted => Asc(0x2A, 0x05),
             UnitAttention::CapacityDataChanged => Asc(0x2A, 0x09),
+            UnitAttention::AsymmetricAccessStateChanged => Asc(0x2A, 0x06),
             UnitAttention::InquiryDataChanged => Asc(0x3F, 0x03),
             UnitAttention::ReportedLunsDataChanged => Asc(0x3F, 0x0E),
         }
@@ -296,6 +299,7 @@ mod tests {
             (UnitAttention::ReservationsReleased, 0x2A, 0x04),
             (UnitAttention::RegistrationsPreempted, 0x2A, 0x05),
             (UnitAttention::CapacityDataChanged, 0x2A, 0x09),
+            (UnitAttention::AsymmetricAccessStateChanged, 0x2A, 0x06),
             (UnitAttention::InquiryDataChanged, 0x3F, 0x03),
             (UnitAttention::ReportedLunsDataChanged, 0x3F, 0x0E),
         ];

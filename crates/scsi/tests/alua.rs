@@ -34,7 +34,7 @@ fn alua() -> Alua {
 }
 
 fn rig_with(alua: Option<Alua>) -> Rig {
-    let mut rig = Rig::new(Capabilities::default());
+    let rig = Rig::new(Capabilities::default());
     if let Some(alua) = alua {
         rig.target.set_alua(alua);
     }
@@ -62,11 +62,31 @@ fn rtpg(format: u8, alloc: u32) -> [u8; 12] {
 }
 
 /// One target port group descriptor with one target port (tables 257, 259): PREF 0,
-/// state, supported states AO AN S U (0Fh), group, status 0, one port of relative id
-/// `id`.
+/// state, the supported states byte (T_SUP bit 7, O_SUP bit 6, LBD_SUP bit 4 clear, U_SUP
+/// bit 3, S_SUP bit 2, AN_SUP bit 1, AO_SUP bit 0: 1100_1111b), group, status 0, one port
+/// of relative id `id`.
 fn descriptor(state: u8, id: u16) -> Vec<u8> {
+    descriptor_with_status(state, id, 0)
+}
+
+/// [`descriptor`] with STATUS CODE `status` (table 260: 00h no status available, 02h
+/// altered by implicit asymmetric logical unit access behavior).
+fn descriptor_with_status(state: u8, id: u16, status: u8) -> Vec<u8> {
     let i = id.to_be_bytes();
-    vec![state, 0x0F, i[0], i[1], 0, 0, 0, 1, 0, 0, i[0], i[1]]
+    vec![
+        state,
+        0b1100_1111,
+        i[0],
+        i[1],
+        0,
+        status,
+        0,
+        1,
+        0,
+        0,
+        i[0],
+        i[1],
+    ]
 }
 
 #[test]
@@ -173,10 +193,13 @@ fn bad_groups_are_refused() {
         ("active-non-optimized", AccessState::ActiveNonOptimized),
         ("standby", AccessState::Standby),
         ("unavailable", AccessState::Unavailable),
+        ("offline", AccessState::Offline),
+        ("transitioning", AccessState::Transitioning),
     ] {
         assert_eq!(AccessState::parse(text), Some(state));
+        assert_eq!(state.to_string(), text);
     }
-    assert_eq!(AccessState::parse("offline"), None);
+    assert_eq!(AccessState::parse("sleepy"), None);
 }
 
 /// This gateway (group 2) in `state`, another (group 1) active/optimized.
@@ -190,8 +213,8 @@ fn rig_in(state: AccessState) -> Rig {
 }
 
 /// CDBs written out from SPC-4 / SBC-3: TEST UNIT READY (00h), READ(10) (28h) and
-/// WRITE(10) (2Ah) of one block, READ CAPACITY(10) (25h), SYNCHRONIZE CACHE(10) (35h),
-/// RESERVE(6) (16h), READ(16) (88h), READ CAPACITY(16) (9Eh/10h), WRITE SAME(10) (41h).
+/// WRITE(10) (2Ah) of one block, SYNCHRONIZE CACHE(10) (35h), RESERVE(6) (16h), READ(16)
+/// (88h), WRITE SAME(10) (41h). None is in SPC-4 5.16.2.4.4's list for standby.
 fn refused_in_standby() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let block = vec![0xA5; 512];
     vec![
@@ -199,19 +222,27 @@ fn refused_in_standby() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
         ("READ(10)", cdb10(0x28, 0, 0, 1).to_vec(), vec![]),
         ("WRITE(10)", cdb10(0x2A, 0, 0, 1).to_vec(), block.clone()),
         (
-            "READ CAPACITY(10)",
-            vec![0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            vec![],
-        ),
-        (
             "SYNCHRONIZE CACHE(10)",
             cdb10(0x35, 0, 0, 0).to_vec(),
             vec![],
         ),
         ("RESERVE(6)", vec![0x16, 0, 0, 0, 0, 0], vec![]),
         ("READ(16)", cdb16(0x88, 0, 0, 1).to_vec(), vec![]),
-        ("READ CAPACITY(16)", read_capacity16(32).to_vec(), vec![]),
         ("WRITE SAME(10)", cdb10(0x41, 0, 0, 1).to_vec(), block),
+    ]
+}
+
+/// READ CAPACITY(10) (25h) and READ CAPACITY(16) (SERVICE ACTION IN(16) 9Eh, service
+/// action 10h): served in standby beyond SPC-4's list (hosts read every path's capacity
+/// when they scan), refused where the port is unavailable, transitioning or offline.
+fn read_capacities() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    vec![
+        (
+            "READ CAPACITY(10)",
+            vec![0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![],
+        ),
+        ("READ CAPACITY(16)", read_capacity16(32).to_vec(), vec![]),
     ]
 }
 
@@ -238,12 +269,37 @@ fn served_in_standby() -> Vec<(&'static str, Vec<u8>)> {
             "REPORT SUPPORTED OPERATION CODES",
             rsoc(false, 0, 0, 0, 4096).to_vec(),
         ),
+        ("READ CAPACITY(10)", vec![0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("READ CAPACITY(16)", read_capacity16(32).to_vec()),
     ]
 }
 
+/// What unavailable, transitioning and offline refuse: [`refused_in_standby`], READ
+/// CAPACITY, and commands standby serves (5.16.2.4.4) but those states do not: MODE
+/// SENSE(6) and PERSISTENT RESERVE IN READ KEYS.
+fn refused_unless_standby() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let mut refused = vec![
+        (
+            "MODE SENSE(6)",
+            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
+            vec![],
+        ),
+        (
+            "PERSISTENT RESERVE IN",
+            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
+            vec![],
+        ),
+    ];
+    refused.extend(refused_in_standby());
+    refused.extend(read_capacities());
+    refused
+}
+
 /// Fixed-format sense data (SPC-4 table 48): RESPONSE CODE 70h (current), SENSE KEY 2h
-/// (NOT READY), ADDITIONAL SENSE LENGTH 0Ah, then ASC/ASCQ (table 50): 04h/0Bh LOGICAL
-/// UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE; 04h/0Ch ... UNAVAILABLE STATE.
+/// (NOT READY), ADDITIONAL SENSE LENGTH 0Ah, then ASC/ASCQ (annex D, table D.1):
+/// 04h/0Ah LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION; 04h/0Bh ...
+/// TARGET PORT IN STANDBY STATE; 04h/0Ch ... TARGET PORT IN UNAVAILABLE STATE; 04h/12h
+/// LOGICAL UNIT NOT READY, OFFLINE.
 fn not_accessible(ascq: u8) -> [u8; 18] {
     [
         0x70, 0, 0x02, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x04, ascq, 0, 0, 0, 0,
@@ -294,21 +350,7 @@ fn unavailable_serves_only_the_few_spc4_lists_and_refuses_with_04_0c() {
     ] {
         assert_eq!(outcome(&rig.run(&cdb, &[])), GOOD, "{name}");
     }
-    // Served in standby (5.16.2.4.4) but not in unavailable (5.16.2.4.5).
-    let mut refused = vec![
-        (
-            "MODE SENSE(6)",
-            mode_sense6(false, 0, 0x3F, 0, 255).to_vec(),
-            vec![],
-        ),
-        (
-            "PERSISTENT RESERVE IN",
-            vec![0x5E, 0x00, 0, 0, 0, 0, 0, 0, 64, 0],
-            vec![],
-        ),
-    ];
-    refused.extend(refused_in_standby());
-    for (name, cdb, data) in refused {
+    for (name, cdb, data) in refused_unless_standby() {
         let r = rig.run(&cdb, &data);
         assert_eq!(r.status, Status::CheckCondition, "{name}");
         assert_eq!(
@@ -328,7 +370,7 @@ fn active_states_serve_everything() {
         AccessState::ActiveNonOptimized,
     ] {
         let mut rig = rig_in(state);
-        for (name, cdb, data) in refused_in_standby() {
+        for (name, cdb, data) in refused_in_standby().into_iter().chain(read_capacities()) {
             // RESERVE(6) then needs its RELEASE(6) (17h) before the next writer.
             let r = rig.run(&cdb, &data);
             assert_eq!(outcome(&r), GOOD, "{name} in {state:?}");
@@ -337,5 +379,195 @@ fn active_states_serve_everything() {
             }
         }
         assert!(rig.mem.data[..512].iter().all(|&b| b == 0xA5));
+    }
+}
+
+/// What a transitioning (SPC-4 5.16.2.6) or offline (5.16.2.4.6) port still serves:
+/// INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT TARGET PORT GROUPS (and REPORT SUPPORTED
+/// OPERATION CODES, which only describes the device server).
+fn served_while_transitioning() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("INQUIRY", inquiry(false, 0, 96).to_vec()),
+        ("REPORT LUNS", vec![0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0]),
+        ("REQUEST SENSE", vec![0x03, 0, 0, 0, 18, 0]),
+        ("REPORT TARGET PORT GROUPS", rtpg(0, 1024).to_vec()),
+        (
+            "REPORT SUPPORTED OPERATION CODES",
+            rsoc(false, 0, 0, 0, 4096).to_vec(),
+        ),
+    ]
+}
+
+#[test]
+fn transitioning_and_offline_refuse_all_but_the_reporting_commands() {
+    for (state, code, ascq, snapshot) in [
+        (
+            AccessState::Transitioning,
+            0xF,
+            0x0A,
+            "transitioning_read_sense",
+        ),
+        (AccessState::Offline, 0xE, 0x12, "offline_read_sense"),
+    ] {
+        let mut rig = rig_in(state);
+        for (name, cdb) in served_while_transitioning() {
+            assert_eq!(outcome(&rig.run(&cdb, &[])), GOOD, "{name} in {state:?}");
+        }
+        for (name, cdb, data) in refused_unless_standby() {
+            let r = rig.run(&cdb, &data);
+            assert_eq!(r.status, Status::CheckCondition, "{name} in {state:?}");
+            assert_eq!(
+                r.sense.as_deref(),
+                Some(&not_accessible(ascq)[..]),
+                "{name} in {state:?}"
+            );
+        }
+        // The port's own group reports the state's code (table 258: Eh offline, Fh
+        // transitioning).
+        let r = rig.run(&rtpg(0, 1024), &[]);
+        let mut body = descriptor(code, 2);
+        body.extend(descriptor(0x0, 1));
+        assert_eq!(&r.data_in[4..], &body[..]);
+        let r = rig.run(&cdb10(0x28, 0, 0, 1), &[]);
+        insta::assert_snapshot!(snapshot, hex(r.sense.as_deref().unwrap()));
+        assert!(rig.mem.data.iter().all(|&b| b == 0));
+    }
+}
+
+/// Fixed-format sense data of a unit attention (sense key 6h) with ASC/ASCQ 2Ah/06h,
+/// ASYMMETRIC ACCESS STATE CHANGED (SPC-4 annex D).
+const ACCESS_STATE_CHANGED: [u8; 18] = [
+    0x70, 0, 0x06, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0, 0x2A, 0x06, 0, 0, 0, 0,
+];
+
+fn port(name: &str) -> scsi::InitiatorPort {
+    scsi::InitiatorPort {
+        name: name.into(),
+        isid: [0x40, 0, 0, 0, 0, 1],
+    }
+}
+
+#[test]
+fn a_live_state_change_is_a_unit_attention_on_every_nexus_then_enforced() {
+    let mut rig = rig_in(AccessState::ActiveOptimized);
+    rig.add_lun(1, config(Capabilities::default()));
+    let tur = [0u8; 6];
+    let (a, b) = (1, 2);
+    rig.target.open_nexus(a, port("iqn.2026-01.test:a"));
+    rig.target.open_nexus(b, port("iqn.2026-01.test:b"));
+    for nexus in [a, b] {
+        for lun in [0u64, 1] {
+            // POWER ON, RESET (29h/00h) first, then the port serves.
+            let r = rig.run_on(nexus, lun << 48, &tur, &[]);
+            assert_eq!(outcome(&r), (Status::CheckCondition, 0x06, 0x29, 0x00));
+            assert_eq!(outcome(&rig.run_on(nexus, lun << 48, &tur, &[])), GOOD);
+        }
+    }
+    // A successor (a live change of the LUNs) shares the setting.
+    let later = rig.target.successor();
+
+    assert_eq!(rig.target.set_alua_state(2, AccessState::Standby), Ok(true));
+    assert_eq!(later.alua().unwrap().own.state, AccessState::Standby);
+    for nexus in [a, b] {
+        for lun in [0u64, 1] {
+            let r = rig.run_on(nexus, lun << 48, &tur, &[]);
+            assert_eq!(r.status, Status::CheckCondition);
+            assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+            // Reported once; then the new state is enforced.
+            let r = rig.run_on(nexus, lun << 48, &tur, &[]);
+            assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
+        }
+    }
+    // Group 2 standby (2h), altered implicitly (status 02h); group 1 as it was.
+    let r = rig.run_on(a, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor_with_status(0x2, 2, 0x02);
+    body.extend(descriptor(0x0, 1));
+    assert_eq!(&r.data_in[4..], &body[..]);
+    insta::assert_snapshot!("rtpg_after_live_change", hex(&r.data_in));
+    let r = rig.run_on(a, 0, &[0x03, 0, 0, 0, 18, 0], &[]);
+    assert_eq!(outcome(&r), GOOD, "REQUEST SENSE with nothing queued");
+
+    // Another gateway's group changes: a UA too, and RTPG shows it.
+    assert_eq!(
+        rig.target.set_alua_state(1, AccessState::Unavailable),
+        Ok(true)
+    );
+    let r = rig.run_on(b, 0, &rtpg(0, 1024), &[]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    let r = rig.run_on(b, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor_with_status(0x2, 2, 0x02);
+    body.extend(descriptor_with_status(0x3, 1, 0x02));
+    assert_eq!(&r.data_in[4..], &body[..]);
+
+    // Setting the state a group is in changes nothing and raises nothing.
+    assert_eq!(
+        rig.target.set_alua_state(1, AccessState::Unavailable),
+        Ok(false)
+    );
+    assert_eq!(outcome(&rig.run_on(b, 0, &rtpg(0, 1024), &[])), GOOD);
+    // Back to active: served again after the unit attention.
+    assert_eq!(
+        rig.target.set_alua_state(2, AccessState::ActiveOptimized),
+        Ok(true)
+    );
+    let r = rig.run_on(a, 0, &tur, &[]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    assert_eq!(outcome(&rig.run_on(a, 0, &tur, &[])), GOOD);
+
+    // Unknown groups and targets without ALUA are refused, changing nothing.
+    assert_eq!(
+        rig.target.set_alua_state(9, AccessState::Standby),
+        Err(BadAlua::UnknownGroup(9))
+    );
+    let plain = rig_with(None);
+    assert_eq!(
+        plain.target.set_alua_state(1, AccessState::Standby),
+        Err(BadAlua::Off)
+    );
+    assert_eq!(outcome(&rig.run_on(a, 0, &tur, &[])), GOOD);
+}
+
+#[test]
+fn set_alua_again_with_other_states_is_a_unit_attention_but_the_first_setting_is_not() {
+    let mut rig = rig_with(None);
+    rig.target.open_nexus(1, port("iqn.2026-01.test:a"));
+    let tur = [0u8; 6];
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &tur, &[])),
+        (Status::CheckCondition, 0x06, 0x29, 0x00)
+    );
+    assert!(!rig.target.set_alua(alua()));
+    assert_eq!(outcome(&rig.run_on(1, 0, &tur, &[])), GOOD);
+    assert!(!rig.target.set_alua(alua()), "the same groups again");
+    assert_eq!(outcome(&rig.run_on(1, 0, &tur, &[])), GOOD);
+    let mut other = alua();
+    other.others[1].state = AccessState::Transitioning;
+    assert!(rig.target.set_alua(other));
+    let r = rig.run_on(1, 0, &tur, &[]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    // Only the group whose state changed (7, now Fh) says it was altered (02h).
+    let r = rig.run_on(1, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor(0x0, 2);
+    body.extend(descriptor(0x1, 1));
+    body.extend(descriptor_with_status(0xF, 7, 0x02));
+    assert_eq!(&r.data_in[4..], &body[..]);
+}
+
+#[test]
+fn set_target_port_groups_is_deliberately_absent() {
+    // SET TARGET PORT GROUPS (SPC-4 6.45, table 285): MAINTENANCE OUT A4h, service action
+    // 0Ah, PARAMETER LIST LENGTH (bytes 6..9) 8, one descriptor (table 286): state 2h
+    // (standby) for group 2.
+    let stpg = [0xA4, 0x0A, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0];
+    let param = [0x02, 0, 0, 2, 0, 0, 0, 0];
+    for state in [AccessState::ActiveOptimized, AccessState::Standby] {
+        let mut rig = rig_in(state);
+        // ILLEGAL REQUEST (5h), INVALID COMMAND OPERATION CODE (20h/00h).
+        let r = rig.run(&stpg, &param);
+        assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x20, 0x00));
+        assert_eq!(rig.target.alua().unwrap().own.state, state);
+        // Standard INQUIRY byte 5: TPGS 01b (implicit only), never 11b or 10b.
+        let r = rig.run(&inquiry(false, 0, 96), &[]);
+        assert_eq!(r.data_in[5] & 0x30, 0x10);
     }
 }

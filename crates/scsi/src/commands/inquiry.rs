@@ -64,7 +64,7 @@ impl ScsiCommand for Inquiry {
             }
             Response::data(data, alloc)
         } else {
-            match vpd_page_of_port(lu, self.page, alua) {
+            match vpd_page_of_port(lu, self.page, alua.as_ref()) {
                 Some(data) => Response::data(data, alloc),
                 None => Response::check_condition(Sense::invalid_field_in_cdb(2, None)),
             }
