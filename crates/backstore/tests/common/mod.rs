@@ -667,7 +667,8 @@ pub fn metadata_locks_exclude_other_gateways(open: Open<'_>) {
     write(&*b, 8192, &data);
     // Flushed before the other gateway reads: a write one Gluster mount acknowledged may
     // still sit in its write-behind, which another mount does not see (a live CI run read
-    // zeros here without the flush).
+    // zeros here without the flush). These stores are not opened as a shared LUN; one
+    // that is reads it without a flush: `coherent_writes_are_read_through_other_gateways`.
     assert_eq!(run(&*b, IoRequest::Flush), Ok(IoReply::Done));
     assert_eq!(read(&*a, 8192, 4096), data);
     drop(other);
