@@ -211,6 +211,20 @@ shared_checks! {
     coherent_writes_are_read_through_other_gateways: [Memory, File, Glfs];
 }
 
+/// Options of a glfs store of `file` on the fake's suite volume through `server`.
+fn fake_glfs(server: &str, file: &str, bsopts: &str, shared: bool) -> StoreOptions {
+    fake_root();
+    StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{VOLUME}@{server}:{file}"),
+        create_size: Some(SIZE),
+        gfapi_library: Some(fake_library_path()),
+        bsopts: bsopts.into(),
+        shared,
+        ..Default::default()
+    }
+}
+
 /// What coherent mode is for, shown on the fake's model of write-behind (the rule on
 /// `*coherent-*` files): without it, a write one gateway's mount acknowledged is not
 /// read through another gateway's mount until the writer flushes; that is the documented
@@ -223,16 +237,8 @@ fn glfs_coherent_mode_decides_what_other_gateways_read(
     #[case] bsopts: &str,
     #[case] coherent: bool,
 ) {
-    fake_root();
     let file = unique("incoherent");
-    let opts = |server: &str| StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: format!("{VOLUME}@{server}:{file}"),
-        create_size: Some(SIZE),
-        gfapi_library: Some(fake_library_path()),
-        bsopts: bsopts.into(),
-        ..Default::default()
-    };
+    let opts = |server: &str| fake_glfs(server, &file, bsopts, false);
     let a = backstore::open_glfs_store(&opts("localhost")).unwrap();
     let b = backstore::open_glfs_store(&opts("127.0.0.1")).unwrap();
     assert_eq!((a.is_coherent(), b.is_coherent()), (coherent, coherent));
@@ -251,17 +257,8 @@ fn glfs_coherent_mode_decides_what_other_gateways_read(
 /// A shared LUN cannot be opened with coherent mode off, and it is on without asking.
 #[test]
 fn glfs_shared_luns_are_always_coherent() {
-    fake_root();
     let file = unique("shared");
-    let opts = |bsopts: &str| StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: format!("{VOLUME}@localhost:{file}"),
-        create_size: Some(SIZE),
-        gfapi_library: Some(fake_library_path()),
-        bsopts: bsopts.into(),
-        shared: true,
-        ..Default::default()
-    };
+    let opts = |bsopts: &str| fake_glfs("localhost", &file, bsopts, true);
     assert!(backstore::open_glfs_store(&opts("")).unwrap().is_coherent());
     let err = backstore::open_glfs_store(&opts("coherent=off"))
         .err()
