@@ -769,8 +769,9 @@ impl FdInner {
 
     /// The backing file's (device, inode).
     pub fn inode(&self) -> Res<Inode> {
-        // SAFETY: zeroed stat is a valid out-buffer; raw is our open descriptor.
+        // SAFETY: a zeroed stat is a valid value of the plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: raw is the descriptor this fd owns; st is a valid out-buffer.
         if unsafe { libc::fstat(self.raw(), &mut st) } != 0 {
             return Err(std::io::Error::last_os_error()
                 .raw_os_error()
