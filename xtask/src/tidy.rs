@@ -168,6 +168,28 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_opens_lun_stores_through_the_gateway_aware_opener() {
+        // ARCHITECTURE.md: a LUN shared by gateways is cache-coherent across them; the
+        // daemon opens every LUN's store through gateways::open_lun_store, which marks
+        // it shared (glfs: coherent mode) when the daemon is one gateway among several.
+        let mut opener = false;
+        for (path, text) in sources(&project_root().join("crates/daemon/src")) {
+            let code = production_code(&text);
+            if path.ends_with("gateways.rs") {
+                opener = code.contains("pub fn open_lun_store(") && code.contains("gateway()");
+                continue;
+            }
+            for banned in ["open_store(", "open_glfs_store("] {
+                assert!(
+                    !code.contains(banned),
+                    "{path} calls {banned}..): open LUN stores with gateways::open_lun_store"
+                );
+            }
+        }
+        assert!(opener, "daemon/src/gateways.rs has no open_lun_store");
+    }
+
+    #[test]
     fn nothing_links_libgfapi_at_build_time() {
         for entry in std::fs::read_dir(project_root().join("crates")).unwrap() {
             let dir = entry.unwrap().path();

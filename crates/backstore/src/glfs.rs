@@ -236,6 +236,9 @@ struct Handle {
 struct Link {
     mount: Arc<Mount>,
     path: String,
+    /// The flags the file is opened with (and reopened with after a reconnect):
+    /// `O_RDWR`, plus `O_DIRECT` in coherent mode (`crate::coherent`).
+    open_flags: i32,
     /// `None` while disconnected. The lock is held only to clone or replace the handle.
     current: RwLock<Option<Handle>>,
     /// How long a request may wait for a reconnect (zero: not at all).
@@ -281,7 +284,7 @@ fn not_connected(req: &IoRequest) -> StoreError {
 }
 
 impl Link {
-    fn new(mount: &Arc<Mount>, path: String, hold: Duration) -> Link {
+    fn new(mount: &Arc<Mount>, path: String, open_flags: i32, hold: Duration) -> Link {
         let span = tracing::info_span!(
             "glfs_store",
             volume = %mount.params.volume,
@@ -291,6 +294,7 @@ impl Link {
             span,
             mount: mount.clone(),
             path,
+            open_flags,
             current: RwLock::new(None),
             hold,
             held: Mutex::new(Held::default()),
@@ -683,7 +687,7 @@ impl Mount {
             let mut opened = Vec::new();
             let mut failure = None;
             for link in &pending {
-                match File::open(&v, &link.path, libc::O_RDWR) {
+                match File::open(&v, &link.path, link.open_flags) {
                     Ok(f) => opened.push((link.clone(), f)),
                     Err(e) => {
                         let conn = e.errno().is_some_and(is_connection_errno);
@@ -1007,11 +1011,12 @@ impl GlfsStore {
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));
         let hold = Duration::from_secs(crate::spec::DEFAULT_HOLD_SECS);
-        GlfsStore::attach(&mount, file, 0, geometry, description, hold)
+        GlfsStore::attach(&mount, file, 0, geometry, description, hold, libc::O_RDWR)
     }
 
-    /// Serves `file`, opened on generation `generation` of `mount`; requests wait up to
-    /// `hold` for a reconnect.
+    /// Serves `file`, opened on generation `generation` of `mount` with `open_flags`
+    /// (which a reconnect opens it with again); requests wait up to `hold` for a
+    /// reconnect.
     pub(crate) fn attach(
         mount: &Arc<Mount>,
         file: Arc<File>,
@@ -1019,8 +1024,9 @@ impl GlfsStore {
         geometry: Geometry,
         description: String,
         hold: Duration,
+        open_flags: i32,
     ) -> GlfsStore {
-        let link = Arc::new(Link::new(mount, file.path().to_string(), hold));
+        let link = Arc::new(Link::new(mount, file.path().to_string(), open_flags, hold));
         let mut st = lock(&mount.state);
         st.links.push(Arc::downgrade(&link));
         if st.vol.is_some() && st.generation == generation {
@@ -1072,6 +1078,12 @@ impl GlfsStore {
     /// Requests waiting for a reconnect right now.
     pub fn held_requests(&self) -> usize {
         lock(&self.link.held).queue.len()
+    }
+
+    /// Whether the store is in coherent mode (its file opened `O_DIRECT` on a mount
+    /// whose write-behind lets `O_DIRECT` writes through: see `crate::coherent`).
+    pub fn is_coherent(&self) -> bool {
+        self.link.open_flags & libc::O_DIRECT != 0
     }
 }
 

@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off;coherent=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -23,6 +23,7 @@
 //!   background loop mounts the volume again for all its LUNs and reopens their files (see
 //!   [`GlfsStore`] and [`open_glfs_store`]).
 
+mod coherent;
 mod file;
 mod glfs;
 mod lock;
@@ -62,6 +63,10 @@ pub struct StoreOptions {
     pub block_size: Option<u32>,
     /// Overrides where libgfapi is loaded from (default: `libgfapi.so.0` via the loader).
     pub gfapi_library: Option<PathBuf>,
+    /// Several gateways export this LUN (the daemon's `--gateway-id`): the store must be
+    /// cache-coherent across them (glfs: coherent mode, see the `coherent` module, which
+    /// `coherent=off` then cannot turn off; file and memory stores are coherent anyway).
+    pub shared: bool,
 }
 
 /// Why a store could not be opened; every message names the offending input.
@@ -231,6 +236,7 @@ pub fn open_glfs_store(opts: &StoreOptions) -> Result<Arc<GlfsStore>, OpenError>
 fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, OpenError> {
     let spec = GlfsSpec::parse(&opts.backing_store)?;
     let gopts = GlfsOptions::parse(&opts.bsopts)?;
+    let coherent = coherent::wanted(opts.shared, gopts.coherent, &opts.bsopts)?;
     let library = opts.gfapi_library.clone().or_else(|| {
         std::env::var_os(GFAPI_LIBRARY_ENV)
             .filter(|v| !v.is_empty())
@@ -266,13 +272,16 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         logfile: gopts.logfile.as_ref().map(PathBuf::from),
         loglevel: gopts.loglevel,
         xlator_options: if gopts.client_io_threads {
-            Vec::new()
+            vec![coherent::strict_o_direct()]
         } else {
-            vec![gfapi::XlatorOption {
-                xlator: "*-io-threads".into(),
-                key: "pass-through".into(),
-                value: "true".into(),
-            }]
+            vec![
+                gfapi::XlatorOption {
+                    xlator: "*-io-threads".into(),
+                    key: "pass-through".into(),
+                    value: "true".into(),
+                },
+                coherent::strict_o_direct(),
+            ]
         },
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),
     })
@@ -292,11 +301,12 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         }
         open_err(e)
     };
-    let file = match gfapi::File::open(&vol, &spec.path, libc::O_RDWR) {
+    let flags = coherent::open_flags(coherent);
+    let file = match gfapi::File::open(&vol, &spec.path, flags) {
         Ok(f) => f,
         Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
             Some(size) => {
-                let f = gfapi::File::create(&vol, &spec.path, libc::O_RDWR | libc::O_EXCL, 0o600)
+                let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
                     .map_err(fail)?;
                 f.truncate(size).map_err(fail)?;
                 f
@@ -308,6 +318,12 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                 })
             }
         },
+        Err(e) if coherent && e.errno() == Some(libc::EINVAL) => {
+            return Err(OpenError::Open {
+                what: what.clone(),
+                reason: coherent::open_failed(&e),
+            })
+        }
         Err(e) => return Err(fail(e)),
     };
     let size = file.size().map_err(fail)?;
@@ -321,6 +337,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             geometry,
             what,
             std::time::Duration::from_secs(gopts.hold_secs),
+            flags,
         )
         .with_copy_offload(gopts.copy_offload),
     ))

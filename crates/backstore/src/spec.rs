@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off;coherent=on|off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -142,6 +142,12 @@ pub struct GlfsOptions {
     /// `crates/gfapi-fake/tests/c_program.rs`), so the copy is read and written through
     /// the target instead. Turn it on only for a Gluster that copies from the offset.
     pub copy_offload: bool,
+    /// Coherent mode (`coherent=on|off`; unset: off, unless the LUN is shared by
+    /// gateways): the image is opened `O_DIRECT` so that no client-side cache of this
+    /// mount holds its writes or serves stale reads, and other gateways' mounts read
+    /// what this one acknowledged (see the `coherent` module). Costs write-behind's
+    /// aggregation.
+    pub coherent: Option<bool>,
 }
 
 /// Default of [`GlfsOptions::hold_secs`].
@@ -158,6 +164,7 @@ impl Default for GlfsOptions {
             client_io_threads: false,
             hold_secs: DEFAULT_HOLD_SECS,
             copy_offload: false,
+            coherent: None,
         }
     }
 }
@@ -249,6 +256,18 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "coherent" => {
+                    o.coherent = match value {
+                        "on" => Some(true),
+                        "off" => Some(false),
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("coherent {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 "hold" => {
                     o.hold_secs = match value.parse::<u64>() {
                         Ok(n @ 0..=3600) => n,
@@ -264,7 +283,7 @@ impl GlfsOptions {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
                         ),
                     ))
                 }

@@ -173,12 +173,15 @@ fn open(name: &str) -> Fixture {
         N.fetch_add(1, Ordering::Relaxed)
     );
     raw(); // mounted first, so a failing store open still finds the checker ready
+           // A LUN shared by gateways (`common::COHERENT`): coherent mode.
+    let shared = name.starts_with(common::COHERENT);
     let store = open_store(&StoreOptions {
         bstype: "glfs".into(),
         backing_store: format!("{volume}@{host}:{path}"),
         create_size: Some(SIZE),
         // The real library by name, whatever GFAPI_LIBRARY says.
         gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        shared,
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("open a glfs store on the live volume: {e}"));
@@ -196,6 +199,7 @@ fn open(name: &str) -> Fixture {
                 bstype: "glfs".into(),
                 backing_store: again.clone(),
                 gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+                shared,
                 ..Default::default()
             })
             .unwrap_or_else(|e| panic!("open a second mount of the live volume: {e}"))

@@ -58,7 +58,7 @@ fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
 #[test]
 fn glfs_options_parse_all_keys() {
     let o = GlfsOptions::parse(
-        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on",
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on;coherent=on",
     )
     .unwrap();
     assert_eq!(
@@ -72,7 +72,17 @@ fn glfs_options_parse_all_keys() {
             client_io_threads: true,
             hold_secs: 15,
             copy_offload: true,
+            coherent: Some(true),
         }
+    );
+    assert_eq!(
+        GlfsOptions::parse("coherent=off").unwrap().coherent,
+        Some(false)
+    );
+    assert_eq!(
+        GlfsOptions::default().coherent,
+        None,
+        "unset: off unless shared"
     );
     assert_eq!(GlfsOptions::parse("hold=0").unwrap().hold_secs, 0);
     assert_eq!(GlfsOptions::parse("hold=20").unwrap().hold_secs, 20);
@@ -88,10 +98,11 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
+#[case::coherent("coherent=yes", "coherent \"yes\" is not on or off")]
 #[case::hold_not_a_number("hold=soon", "hold \"soon\" is not a number of seconds from 0 to 3600")]
 #[case::hold_too_long("hold=3601", "hold \"3601\" is not a number of seconds from 0 to 3600")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
@@ -192,7 +203,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold or copy-offload)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -64,6 +64,11 @@ disconnect = true
 volume = "hangs"
 op = "init"
 hang = true
+
+[[rule]]
+path = "/*coherent-*"
+op = "write"
+write_behind = true
 "#;
 
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process
@@ -132,6 +137,8 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
         Kind::Glfs => {
             let root = fake_root();
             let file = unique(name);
+            // A LUN shared by gateways (`common::COHERENT`).
+            let shared = name.starts_with(common::COHERENT);
             let store = open_store(&StoreOptions {
                 bstype: "glfs".into(),
                 backing_store: format!("{volume}@localhost:{file}"),
@@ -139,6 +146,7 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
                 gfapi_library: Some(fake_library_path()),
                 // The fake copies from the offset asked (Gluster 10.3 does not).
                 bsopts: "copy-offload=on".into(),
+                shared,
                 ..Default::default()
             })
             .unwrap();
@@ -155,6 +163,7 @@ fn open_on(kind: Kind, volume: &str, name: &str) -> Fixture {
                         bstype: "glfs".into(),
                         backing_store: again.clone(),
                         gfapi_library: Some(fake_library_path()),
+                        shared,
                         ..Default::default()
                     })
                     .unwrap()
@@ -199,6 +208,68 @@ shared_checks! {
     bytes_land_in_the_backing_file: [File, Glfs];
     copies_within_and_between_stores: [Memory, File, Glfs];
     resize_grows_keeping_the_data_and_never_shrinks: [Memory, File, Glfs];
+    coherent_writes_are_read_through_other_gateways: [Memory, File, Glfs];
+}
+
+/// Options of a glfs store of `file` on the fake's suite volume through `server`.
+fn fake_glfs(server: &str, file: &str, bsopts: &str, shared: bool) -> StoreOptions {
+    fake_root();
+    StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{VOLUME}@{server}:{file}"),
+        create_size: Some(SIZE),
+        gfapi_library: Some(fake_library_path()),
+        bsopts: bsopts.into(),
+        shared,
+        ..Default::default()
+    }
+}
+
+/// What coherent mode is for, shown on the fake's model of write-behind (the rule on
+/// `*coherent-*` files): without it, a write one gateway's mount acknowledged is not
+/// read through another gateway's mount until the writer flushes; that is the documented
+/// incoherence of a LUN that is not shared (one gateway: nobody else reads). With
+/// `coherent=on` chosen by bsopt (not only by a shared LUN) it is read at once.
+#[rstest]
+#[case::off("", false)]
+#[case::by_bsopt("coherent=on", true)]
+fn glfs_coherent_mode_decides_what_other_gateways_read(
+    #[case] bsopts: &str,
+    #[case] coherent: bool,
+) {
+    let file = unique("incoherent");
+    let opts = |server: &str| fake_glfs(server, &file, bsopts, false);
+    let a = backstore::open_glfs_store(&opts("localhost")).unwrap();
+    let b = backstore::open_glfs_store(&opts("127.0.0.1")).unwrap();
+    assert_eq!((a.is_coherent(), b.is_coherent()), (coherent, coherent));
+    let data = pattern(4096, 42);
+    write(&*a, 8192, &data);
+    let seen = read(&*b, 8192, 4096);
+    if coherent {
+        assert_eq!(seen, data);
+    } else {
+        assert_eq!(seen, vec![0u8; 4096], "held in the writer's write-behind");
+        assert_eq!(run(&*a, IoRequest::Flush), Ok(IoReply::Done));
+        assert_eq!(read(&*b, 8192, 4096), data, "seen once flushed");
+    }
+}
+
+/// A shared LUN cannot be opened with coherent mode off, and it is on without asking.
+#[test]
+fn glfs_shared_luns_are_always_coherent() {
+    let file = unique("shared");
+    let opts = |bsopts: &str| fake_glfs("localhost", &file, bsopts, true);
+    assert!(backstore::open_glfs_store(&opts("")).unwrap().is_coherent());
+    let err = backstore::open_glfs_store(&opts("coherent=off"))
+        .err()
+        .expect("coherent=off on a shared LUN is refused");
+    assert!(err.to_string().contains("shared by gateways"), "{err}");
+    // A LUN of one gateway keeps the fast path (no O_DIRECT).
+    let single = StoreOptions {
+        shared: false,
+        ..opts("")
+    };
+    assert!(!backstore::open_glfs_store(&single).unwrap().is_coherent());
 }
 
 /// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the

@@ -277,6 +277,8 @@ impl ConfigFile {
                             .gfapi_library
                             .clone()
                             .or_else(|| gfapi_library.cloned()),
+                        // Set where the store opens (`gateways::open_lun_store`).
+                        shared: false,
                     },
                 });
             }

@@ -73,6 +73,18 @@ pub fn gateway() -> Option<&'static LockOwner> {
     GATEWAY.get()
 }
 
+/// Opens a LUN's store; on a gateway among several the LUN is shared, so its store is
+/// opened cache-coherent across the gateways (`StoreOptions::shared`: the glfs store's
+/// coherent mode), whatever the bsopts ask.
+pub fn open_lun_store(
+    opts: &backstore::StoreOptions,
+) -> Result<Arc<dyn store_api::BlockStore>, backstore::OpenError> {
+    backstore::open_store(&backstore::StoreOptions {
+        shared: opts.shared || gateway().is_some(),
+        ..opts.clone()
+    })
+}
+
 fn lock_error(err: LockError) -> StoreError {
     match err {
         LockError::Contended { .. } => StoreError::new(Op::Lock, ErrorKind::TimedOut),

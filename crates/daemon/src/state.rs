@@ -10,7 +10,6 @@
 use crate::config::ConfigFile;
 use crate::targets::{LunSpec, Target, Targets};
 use anyhow::{bail, Context, Result};
-use backstore::open_store;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -411,7 +410,7 @@ impl State {
                 let store = match reused {
                     Some(store) => store,
                     None => crate::logging::lun_span(&spec.name, lun.lun)
-                        .in_scope(|| open_store(&lun.store))
+                        .in_scope(|| crate::gateways::open_lun_store(&lun.store))
                         .with_context(|| {
                             format!(
                                 "target {} LUN {}: cannot open backing store",

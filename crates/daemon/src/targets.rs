@@ -7,7 +7,7 @@
 
 use crate::handover::Lane;
 use anyhow::{bail, Context, Result};
-use backstore::{open_store, StoreOptions};
+use backstore::StoreOptions;
 use iscsi::auth::{AccessPolicy, PolicyError};
 use scsi::{LuConfig, ScsiTarget};
 use std::collections::{HashMap, HashSet};
@@ -266,7 +266,7 @@ impl Targets {
             let mut luns = Vec::new();
             for lun in &spec.luns {
                 let store = crate::logging::lun_span(&spec.name, lun.lun)
-                    .in_scope(|| open_store(&lun.store))
+                    .in_scope(|| crate::gateways::open_lun_store(&lun.store))
                     .with_context(|| {
                         format!(
                             "target {} LUN {}: cannot open backing store",

@@ -465,3 +465,70 @@ fn bad_gateway_settings_in_the_config_file_are_refused_with_one_line() {
         assert!(err.contains(says), "{lines}: {err}");
     }
 }
+
+/// Two daemons on one glfs LUN of the fake volume whose writes to it go through the
+/// fake's model of Gluster's write-behind (per mount, so per daemon): a host writes 4 KiB
+/// through `a` (no FUA; the write cache is on) and reads it through `b`, without a
+/// SYNCHRONIZE CACHE: what `b` returns.
+fn read_through_the_other_gateway(a_args: &[&str], b_args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    use testkit::fake::FaultRule;
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").write_behind()]);
+    let a = glfs_target(&root, a_args);
+    let b = glfs_target(&root, b_args);
+    let (mut writer, mut reader) = (host(&a, "writer"), host(&b, "reader"));
+    let data = pattern(7, 4096);
+    assert_eq!(reader.read10(64, 8, 512).unwrap(), vec![0u8; 4096]);
+    writer.write10(64, &data, 512).unwrap();
+    (reader.read10(64, 8, 512).unwrap(), data)
+}
+
+/// A LUN shared by gateways is cache-coherent across them (ARCHITECTURE.md, "Several
+/// gateways on one LU"): `--gateway-id` opens the glfs store in coherent mode, so a write
+/// acknowledged through one gateway is read through the other at once.
+#[test]
+fn a_gateway_id_makes_writes_through_one_gateway_readable_through_the_other() {
+    let (seen, written) =
+        read_through_the_other_gateway(&["--gateway-id", "gw-a"], &["--gateway-id", "gw-b"]);
+    assert_eq!(seen, written);
+}
+
+/// The control for the test above: the same two daemons without `--gateway-id` (each a
+/// LUN of its own to the daemon: the single-gateway fast path, write-behind kept) read
+/// the old bytes, so it is the gateway id that made the difference.
+#[test]
+fn without_a_gateway_id_the_other_daemon_reads_what_write_behind_has_not_flushed() {
+    let (seen, written) = read_through_the_other_gateway(&[], &[]);
+    assert_ne!(seen, written);
+    assert_eq!(seen, vec![0u8; 4096]);
+}
+
+/// An operator cannot turn coherent mode off on a shared LUN: the daemon refuses to
+/// start, naming the option.
+#[test]
+fn coherent_off_on_a_shared_lun_is_refused() {
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    let lib = fake_library();
+    let out = std::process::Command::new(BINARY)
+        .args(["--portal", "127.0.0.1:0", "--target", IQN])
+        .args([
+            "--bstype",
+            "glfs",
+            "--backing-store",
+            "vol@127.0.0.2:lun.img",
+        ])
+        .args(["--size", "4M", "--gfapi-library", lib.to_str().unwrap()])
+        .args(["--gateway-id", "gw-a", "--bsopts", "coherent=off"])
+        .env("GFAPI_FAKE_ROOT", root.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run glfs-iscsi");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("coherent=off") && err.contains("shared by gateways"),
+        "{err}"
+    );
+}

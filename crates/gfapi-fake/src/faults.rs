@@ -20,6 +20,8 @@
 //! hang = true              # effect: block until the rules file changes
 //! short = 512              # effect: transfer at most 512 bytes (read/write)
 //! disconnect = true        # effect: the instance loses its connection (ENOTCONN)
+//! write_behind = true      # behaviour: writes it matches are kept in the mount's
+//!                          # write-behind cache (see `crate::fs::Glfs::write_behind`)
 //! ```
 
 use serde::Deserialize;
@@ -113,12 +115,25 @@ pub struct Decision {
     pub short: Option<u64>,
     /// Drop the connection of the instance (all further ops fail with ENOTCONN).
     pub disconnect: bool,
+    /// Not a fault but a behaviour: a write it matches is acknowledged from the mount's
+    /// write-behind cache and reaches the backing file (so other mounts) only when the
+    /// cache is flushed (see `crate::fs::Glfs::write_behind`).
+    pub write_behind: bool,
 }
 
 impl Decision {
     /// True when no rule fired.
     pub fn is_none(&self) -> bool {
         *self == Decision::default()
+    }
+
+    /// True when no fault fired (a write-behind behaviour alone is no fault).
+    pub fn is_no_fault(&self) -> bool {
+        Decision {
+            write_behind: false,
+            ..self.clone()
+        }
+        .is_none()
     }
 }
 
@@ -153,6 +168,7 @@ struct RuleSpec {
     hang: Option<bool>,
     short: Option<u64>,
     disconnect: Option<bool>,
+    write_behind: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -372,10 +388,11 @@ impl Rule {
             errno,
             short: spec.short,
             disconnect: spec.disconnect.unwrap_or(false),
+            write_behind: spec.write_behind.unwrap_or(false),
         };
         if effect.is_none() {
             return Err(format!(
-                "rule {}: no effect (errno, delay_ms, hang, short or disconnect)",
+                "rule {}: no effect (errno, delay_ms, hang, short, disconnect or write_behind)",
                 index + 1
             ));
         }
@@ -593,6 +610,7 @@ impl FaultSource {
             d.errno = d.errno.or(e.errno);
             d.short = d.short.or(e.short);
             d.disconnect |= e.disconnect;
+            d.write_behind |= e.write_behind;
         }
         (d, st.generation)
     }
@@ -657,6 +675,7 @@ mod tests {
                         d.errno = d.errno.or(r.effect.errno);
                         d.short = d.short.or(r.effect.short);
                         d.disconnect |= r.effect.disconnect;
+                        d.write_behind |= r.effect.write_behind;
                     }
                 }
                 d
@@ -781,8 +800,24 @@ mod tests {
                 errno: Some(libc::ENOSPC),
                 short: Some(10),
                 disconnect: true,
+                write_behind: false,
             }
         );
+    }
+
+    #[test]
+    fn write_behind_is_a_behaviour_of_its_own_not_a_fault() {
+        let text = "[[rule]]\nop='write'\npath='/wb-*'\nwrite_behind=true";
+        assert_eq!(validate(text), Ok(1));
+        let d = decide_all(
+            text,
+            &[
+                ctx("write", "/wb-lun", Some(0), 512),
+                ctx("write", "/lun", Some(0), 512),
+            ],
+        );
+        assert!(d[0].write_behind && d[0].is_no_fault() && !d[0].is_none());
+        assert!(d[1].is_none());
     }
 
     #[rstest]

@@ -343,6 +343,57 @@ fn brick_write(
     })
 }
 
+/// The write-behind side of a write of `len` bytes at `off` (see
+/// [`fs::Glfs::write_behind`]): None when the write goes to the brick now (no rule asks
+/// for write-behind, or the fd passes it by; cached writes of the inode it overlaps are
+/// flushed first, as Gluster orders it behind them). Otherwise the bytes `data` gives are
+/// cached and the write is acknowledged with the file's current stats; what the brick
+/// would refuse at once (a read-only fd, a negative offset, an unaligned `O_DIRECT` write)
+/// is kept for the next sync as [`brick_write`] does.
+fn write_behind(
+    fd: &FdInner,
+    admit: fs::Admit,
+    off: i64,
+    len: usize,
+    data: impl FnOnce() -> Vec<u8>,
+) -> Option<Res<IoOut>> {
+    if !admit.write_behind || fd.passes_write_behind() {
+        fd.flush_overlapping(off, len);
+        return None;
+    }
+    Some((|| {
+        crate::locks::check_mandatory(fd, off, len, true)?;
+        crate::upcall::before_change(fd);
+        let stat = fstat_raw(fd.raw())?;
+        let refused = if fd.flags & libc::O_ACCMODE == libc::O_RDONLY {
+            Some(libc::EBADF)
+        } else if off < 0 || misaligned(fd, off, len) {
+            Some(libc::EINVAL)
+        } else {
+            None
+        };
+        match refused {
+            Some(e) => {
+                fd.defer_write_error(e);
+            }
+            None => {
+                let FdKind::File(f) = &fd.kind else {
+                    return Err(libc::EISDIR);
+                };
+                let file = f
+                    .try_clone()
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                fd.glfs.write_behind(fd.inode()?, off, data(), file);
+            }
+        }
+        Ok(IoOut {
+            ret: len as ssize_t,
+            pre: Some(stat),
+            post: Some(stat),
+        })
+    })())
+}
+
 /// Copies `iov` truncated to at most `max` bytes in total.
 unsafe fn clamp_iov(iov: *const iovec, cnt: c_int, max: usize) -> Res<(Vec<iovec>, usize)> {
     if cnt < 0 || (iov.is_null() && cnt > 0) {
@@ -380,6 +431,7 @@ pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>
         if count == 0 || misaligned(fd, o, count) {
             return Err(libc::EINVAL);
         }
+        fd.flush_overlapping(o, count);
         crate::locks::check_mandatory(fd, o, count, false)?;
         crate::upcall::before_read(fd);
         let n = admit.clamp(count);
@@ -412,6 +464,11 @@ pub unsafe fn op_write(fd: &FdInner, buf: *const u8, count: usize, off: Option<i
     at_offset(fd, off, |o| {
         let admit = fd.admit("write", u64::try_from(o).ok(), count as u64)?;
         let n = admit.clamp(count);
+        if let Some(cached) = write_behind(fd, admit, o, n, || {
+            std::slice::from_raw_parts(buf, n).to_vec()
+        }) {
+            return cached;
+        }
         brick_write(fd, o, n, || {
             let mut done = 0usize;
             while done < n {
@@ -442,6 +499,7 @@ pub unsafe fn op_readv(
         if total == 0 || misaligned(fd, o, total) {
             return Err(libc::EINVAL);
         }
+        fd.flush_overlapping(o, total);
         crate::locks::check_mandatory(fd, o, total, false)?;
         crate::upcall::before_read(fd);
         let (v, _) = clamp_iov(iov, cnt, admit.clamp(total))?;
@@ -468,6 +526,18 @@ pub unsafe fn op_writev(
         let admit = fd.admit("write", u64::try_from(o).ok(), total as u64)?;
         let n = admit.clamp(total);
         let (v, _) = clamp_iov(iov, cnt, n)?;
+        if let Some(cached) = write_behind(fd, admit, o, n, || {
+            let mut data = Vec::with_capacity(n);
+            for x in &v {
+                data.extend_from_slice(std::slice::from_raw_parts(
+                    x.iov_base as *const u8,
+                    x.iov_len,
+                ));
+            }
+            data
+        }) {
+            return cached;
+        }
         brick_write(fd, o, n, || {
             let r = libc::pwritev(fd.raw(), v.as_ptr(), v.len() as c_int, o);
             cvt(r).map(|r| r as usize)
@@ -480,6 +550,9 @@ pub unsafe fn op_writev(
 pub fn op_sync(fd: &FdInner, data_only: bool) -> Res<IoOut> {
     let _ = fd.admit(if data_only { "fdatasync" } else { "fsync" }, None, 0)?;
     if let Some(e) = fd.take_write_error() {
+        return Err(e);
+    }
+    if let Some(e) = fd.inode().ok().and_then(|i| fd.glfs.take_behind_error(i)) {
         return Err(e);
     }
     with_stats(fd, || {

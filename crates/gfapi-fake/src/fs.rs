@@ -76,6 +76,33 @@ pub struct Glfs {
     volfile: Mutex<Option<PathBuf>>,
     /// Where glfs_sysrq('s') writes statedumps.
     statedump_path: Mutex<Option<String>>,
+    /// The mount's write-behind cache (see [`Glfs::write_behind`]): writes acknowledged
+    /// but not yet on the backing file, in the order they were made. The lock is held
+    /// while a flush writes them out, so no read of this mount passes a write between
+    /// the cache and the file.
+    wb: Mutex<WriteBehind>,
+}
+
+/// A backing file's (device, inode): Gluster's write-behind is per inode.
+pub type Inode = (u64, u64);
+
+/// A mount's write-behind cache (see [`Glfs::write_behind`]).
+#[derive(Debug, Default)]
+struct WriteBehind {
+    /// Writes acknowledged but not yet on the backing file, oldest first.
+    writes: Vec<CachedWrite>,
+    /// Failures of flushed writes not yet reported, per inode (the first one).
+    errors: Vec<(Inode, i32)>,
+}
+
+/// A write held in a mount's write-behind cache.
+#[derive(Debug)]
+struct CachedWrite {
+    inode: Inode,
+    offset: i64,
+    data: Vec<u8>,
+    /// The backing file (a duplicate of the writing fd's descriptor).
+    file: std::fs::File,
 }
 
 /// What an operation may do after passing the connection and fault checks.
@@ -83,6 +110,8 @@ pub struct Glfs {
 pub struct Admit {
     /// Transfer at most this many bytes.
     pub short: Option<u64>,
+    /// A rule asks for write-behind on this write (see [`Glfs::write_behind`]).
+    pub write_behind: bool,
 }
 
 impl Admit {
@@ -113,6 +142,7 @@ impl Glfs {
             cwd: Mutex::new("/".to_string()),
             volfile: Mutex::new(None),
             statedump_path: Mutex::new(None),
+            wb: Mutex::new(WriteBehind::default()),
         }
     }
 
@@ -263,7 +293,7 @@ impl Glfs {
     /// Evaluates fault rules, applying delay/hang, and logs what fired.
     fn decide(&self, src: &FaultSource, ctx: &OpCtx<'_>) -> (Decision, u64) {
         let (d, generation) = src.decide(ctx);
-        if !d.is_none() {
+        if !d.is_no_fault() {
             self.log(
                 level::WARNING,
                 &format!(
@@ -327,7 +357,13 @@ impl Glfs {
         if let Some(e) = d.errno {
             return Err(e);
         }
-        Ok((vol_dir, Admit { short: d.short }))
+        Ok((
+            vol_dir,
+            Admit {
+                short: d.short,
+                write_behind: d.write_behind,
+            },
+        ))
     }
 
     /// Resolves a volume path to (host path, normalised volume path).
@@ -472,6 +508,7 @@ impl Glfs {
             n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         drop(n);
+        self.flush_behind(None);
         // Fault rules on "fini" (Gluster's fini is known to take ~11 s): delay/hang
         // hold the caller here, an errno is returned after the instance is freed.
         let src = lock(&self.state).faults.clone();
@@ -494,6 +531,105 @@ impl Glfs {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether `strict-O_DIRECT` is on for this mount's write-behind
+    /// (`glfs_set_xlator_option(fs, "*-write-behind", "strict-O_DIRECT", "on")`, or the
+    /// translator's own name `<volume>-write-behind`; the last setting wins): then, as in
+    /// Gluster's `wb_writev`, writes on an `O_DIRECT` fd pass write-behind by.
+    pub fn strict_o_direct(&self) -> bool {
+        let own = format!("{}-write-behind", self.volname);
+        lock(&self.xlator_options)
+            .iter()
+            .rev()
+            .find(|(x, k, _)| {
+                k.eq_ignore_ascii_case("strict-O_DIRECT") && faults::glob_match(x, &own)
+            })
+            .is_some_and(|(_, _, v)| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "on" | "yes" | "true" | "enable" | "1"
+                )
+            })
+    }
+
+    /// Write-behind, the model of Gluster's client-side translator (opt-in: only writes
+    /// that a rule with `write_behind = true` matches, and not on fds it lets by, see
+    /// [`FdInner::passes_write_behind`]): the write of `data` at `offset` is acknowledged
+    /// at once and kept in this mount's cache, so other mounts (other `glfs_t`s, other
+    /// processes) do not see it until it is flushed. A flush writes the inode's cached
+    /// writes to the backing file in order; it happens on fsync/fdatasync, close (flush),
+    /// any other fd operation on the inode through this mount (truncate, allocation,
+    /// stat, seek), a read through this mount that overlaps a cached write (Gluster holds
+    /// such a read until the write is wound), a write that passes write-behind by, and
+    /// glfs_fini. A write the backing file refuses at the flush is reported, once, by
+    /// the next fsync/fdatasync of the inode through this mount.
+    pub fn write_behind(&self, inode: Inode, offset: i64, data: Vec<u8>, file: std::fs::File) {
+        lock(&self.wb).writes.push(CachedWrite {
+            inode,
+            offset,
+            data,
+            file,
+        });
+    }
+
+    /// Whether anything waits in the write-behind cache.
+    pub fn has_behind(&self) -> bool {
+        !lock(&self.wb).writes.is_empty()
+    }
+
+    /// Writes the cached writes of `inode` (every inode for None) to the backing files,
+    /// oldest first.
+    pub fn flush_behind(&self, inode: Option<Inode>) {
+        let mut wb = lock(&self.wb);
+        let (flush, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut wb.writes)
+            .into_iter()
+            .partition(|w| inode.is_none_or(|i| w.inode == i));
+        wb.writes = keep;
+        for w in flush {
+            use std::os::unix::fs::FileExt;
+            let done = match u64::try_from(w.offset) {
+                Ok(off) => w
+                    .file
+                    .write_all_at(&w.data, off)
+                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+                Err(_) => Err(libc::EINVAL),
+            };
+            if let Err(e) = done {
+                self.log(
+                    level::WARNING,
+                    &format!(
+                        "write-behind: cached write of {} bytes at {} failed at its flush ({e}): \
+                         reported at the next fsync/fdatasync",
+                        w.data.len(),
+                        w.offset
+                    ),
+                );
+                if !wb.errors.iter().any(|(i, _)| *i == w.inode) {
+                    wb.errors.push((w.inode, e));
+                }
+            }
+        }
+    }
+
+    /// Flushes `inode` when a cached write of it overlaps `[offset, offset + len)`.
+    pub fn flush_overlapping(&self, inode: Inode, offset: i64, len: usize) {
+        let end = offset.saturating_add(len as i64);
+        let overlaps = lock(&self.wb).writes.iter().any(|w| {
+            w.inode == inode
+                && w.offset < end
+                && w.offset.saturating_add(w.data.len() as i64) > offset
+        });
+        if overlaps {
+            self.flush_behind(Some(inode));
+        }
+    }
+
+    /// Takes the failure of a flushed write of `inode` not yet reported.
+    pub fn take_behind_error(&self, inode: Inode) -> Option<i32> {
+        let mut wb = lock(&self.wb);
+        let at = wb.errors.iter().position(|(i, _)| *i == inode)?;
+        Some(wb.errors.remove(at).1)
     }
 
     /// A stable 16-byte volume id derived from the volume name.
@@ -631,8 +767,51 @@ impl FdInner {
         }
     }
 
-    /// Admits an fd operation; fails with EBADF after glfs_fini.
+    /// The backing file's (device, inode).
+    pub fn inode(&self) -> Res<Inode> {
+        // SAFETY: a zeroed stat is a valid value of the plain C struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: raw is the descriptor this fd owns; st is a valid out-buffer.
+        if unsafe { libc::fstat(self.raw(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
+        }
+        Ok((st.st_dev, st.st_ino))
+    }
+
+    /// Whether write-behind lets this fd's writes by: `O_SYNC`/`O_DSYNC` always,
+    /// `O_DIRECT` when the mount has `strict-O_DIRECT` on (Gluster's `wb_writev`).
+    pub fn passes_write_behind(&self) -> bool {
+        self.sync_writes || (self.direct && self.glfs.strict_o_direct())
+    }
+
+    /// Flushes this fd's inode from the mount's write-behind cache (see
+    /// [`Glfs::write_behind`]), when anything is cached.
+    pub fn flush_behind(&self) {
+        if self.glfs.has_behind() {
+            if let Ok(inode) = self.inode() {
+                self.glfs.flush_behind(Some(inode));
+            }
+        }
+    }
+
+    /// Flushes this fd's inode when a cached write overlaps `[offset, offset + len)`.
+    pub fn flush_overlapping(&self, offset: i64, len: usize) {
+        if self.glfs.has_behind() {
+            if let Ok(inode) = self.inode() {
+                self.glfs.flush_overlapping(inode, offset, len);
+            }
+        }
+    }
+
+    /// Admits an fd operation; fails with EBADF after glfs_fini. Every operation but
+    /// reads, writes, locks and leases first flushes the inode's cached writes (see
+    /// [`Glfs::write_behind`]).
     pub fn admit(&self, op: &str, offset: Option<u64>, len: u64) -> Res<Admit> {
+        if !matches!(op, "read" | "write" | "lock" | "lease") {
+            self.flush_behind();
+        }
         match self.glfs.admit(op, &self.path, offset, len) {
             Ok((_, a)) => Ok(a),
             Err(libc::EINVAL) if !self.glfs.is_mounted() => Err(libc::EBADF),

@@ -33,3 +33,5 @@ mod tests;
 mod tests_copy;
 #[cfg(test)]
 mod tests_families;
+#[cfg(test)]
+mod tests_write_behind;

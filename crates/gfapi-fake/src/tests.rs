@@ -78,7 +78,7 @@ pub(crate) fn mount(root: &Path, vol: &str) -> Result<*mut glfs_t, i32> {
     }
 }
 
-unsafe fn pwrite(fd: *mut glfs_fd_t, data: &[u8], off: i64) -> ssize_t {
+pub(crate) unsafe fn pwrite(fd: *mut glfs_fd_t, data: &[u8], off: i64) -> ssize_t {
     glfs_pwrite(
         fd,
         data.as_ptr() as *const c_void,
@@ -90,7 +90,7 @@ unsafe fn pwrite(fd: *mut glfs_fd_t, data: &[u8], off: i64) -> ssize_t {
     )
 }
 
-unsafe fn pread(fd: *mut glfs_fd_t, len: usize, off: i64) -> Result<Vec<u8>, i32> {
+pub(crate) unsafe fn pread(fd: *mut glfs_fd_t, len: usize, off: i64) -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; len];
     let r = glfs_pread(
         fd,
@@ -327,7 +327,7 @@ fn dotdot_stops_at_the_volume_root_and_empty_paths_are_einval() {
     }
 }
 
-unsafe fn sync(fd: *mut glfs_fd_t) -> Result<(), i32> {
+pub(crate) unsafe fn sync(fd: *mut glfs_fd_t) -> Result<(), i32> {
     if glfs_fdatasync(fd, std::ptr::null_mut(), std::ptr::null_mut()) == 0 {
         Ok(())
     } else {

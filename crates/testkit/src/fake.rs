@@ -142,6 +142,10 @@ pub struct FaultRule {
     /// file changes or glfs_init is called again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disconnect: Option<bool>,
+    /// A behaviour, not a fault: matching writes stay in the writing mount's
+    /// write-behind cache, unseen by other mounts until flushed (fsync, close, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_behind: Option<bool>,
 }
 
 /// The `errno` of a [`FaultRule`]: written to the rules file as a name (`errno = "EIO"`)
@@ -262,6 +266,12 @@ impl FaultRule {
     /// Connection loss.
     pub fn disconnect(mut self) -> Self {
         self.disconnect = Some(true);
+        self
+    }
+
+    /// Gluster's client-side write-behind, modelled per mount: give it `on(&["write"])`.
+    pub fn write_behind(mut self) -> Self {
+        self.write_behind = Some(true);
         self
     }
 }
@@ -492,6 +502,7 @@ mod tests {
             hang: Some(true),
             short: Some(512),
             disconnect: Some(true),
+            write_behind: Some(true),
         };
         let text = render_rules(
             9,

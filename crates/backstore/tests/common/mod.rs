@@ -124,7 +124,16 @@ pub const CHECKS: &[(&str, Check)] = &[
         "resize_grows_keeping_the_data_and_never_shrinks",
         resize_grows_keeping_the_data_and_never_shrinks,
     ),
+    (
+        "coherent_writes_are_read_through_other_gateways",
+        coherent_writes_are_read_through_other_gateways,
+    ),
 ];
+
+/// The name prefix of fixtures that must be cache-coherent across gateways: a backend
+/// opens a store (and its `another_gateway`) for such a name as a LUN shared by gateways
+/// (glfs: coherent mode).
+pub const COHERENT: &str = "coherent";
 
 // ---- helpers ----
 
@@ -658,7 +667,8 @@ pub fn metadata_locks_exclude_other_gateways(open: Open<'_>) {
     write(&*b, 8192, &data);
     // Flushed before the other gateway reads: a write one Gluster mount acknowledged may
     // still sit in its write-behind, which another mount does not see (a live CI run read
-    // zeros here without the flush).
+    // zeros here without the flush). These stores are not opened as a shared LUN; one
+    // that is reads it without a flush: `coherent_writes_are_read_through_other_gateways`.
     assert_eq!(run(&*b, IoRequest::Flush), Ok(IoReply::Done));
     assert_eq!(read(&*a, 8192, 4096), data);
     drop(other);
@@ -707,5 +717,43 @@ pub fn metadata_locks_exclude_other_gateways(open: Open<'_>) {
             assert_eq!((source.op, source.kind), (Op::Lock, ErrorKind::OutOfRange))
         }
         other => panic!("a bad name: {other:?}"),
+    }
+}
+
+/// A LUN shared by gateways is cache-coherent across them: a write one gateway's store
+/// acknowledged (no flush, no FUA) is read back through another gateway's store at once,
+/// both ways, also where the other gateway read the old bytes just before (which a
+/// read cache could keep). On Gluster each gateway has a mount of its own, whose
+/// write-behind would otherwise hold the write (the fake models it for these files).
+pub fn coherent_writes_are_read_through_other_gateways(open: Open<'_>) {
+    let f = open(COHERENT);
+    let (a, b) = (f.store.clone(), f.another_gateway());
+    const CHUNK: u64 = 64 << 10;
+    for (round, (from, to)) in [(&a, &b), (&b, &a), (&a, &b), (&b, &a)]
+        .into_iter()
+        .enumerate()
+    {
+        let round = round as u64;
+        // A 4 KiB write inside a range the other side has just read, then a 64 KiB one.
+        let at = round * 2 * CHUNK;
+        let before = read(&**to, at, CHUNK as u32);
+        let small = pattern(4096, round as u8 * 2 + 1);
+        write(&**from, at + 8192, &small);
+        let mut expect = before;
+        expect[8192..8192 + 4096].copy_from_slice(&small);
+        assert_eq!(
+            read(&**to, at, CHUNK as u32),
+            expect,
+            "round {round}: an acknowledged 4 KiB write is not read back through the \
+             other gateway"
+        );
+        let large = pattern(CHUNK as usize, round as u8 * 2 + 2);
+        write(&**from, at + CHUNK, &large);
+        assert_eq!(
+            read(&**to, at + CHUNK, CHUNK as u32),
+            large,
+            "round {round}: an acknowledged 64 KiB write is not read back through the \
+             other gateway"
+        );
     }
 }

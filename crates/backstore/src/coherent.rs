@@ -1,0 +1,79 @@
+//! Coherent mode of the `glfs` store: what a LUN shared by several gateways needs.
+//!
+//! Each gateway reaches the volume through a gfapi mount of its own, and Gluster's
+//! client-side performance translators are per mount, not coherent across mounts:
+//! write-behind acknowledges a write before it reaches the brick (another gateway then
+//! reads the old data), io-cache and read-ahead may answer a read from pages cached before
+//! another gateway's write. SCSI wants the LU's cache coherent across all its ports, so a
+//! host that writes through one gateway and reads through another (active/active
+//! multipath, a path switch) must read what it wrote.
+//!
+//! In coherent mode (bsopt `coherent=on`, and always when the LUN is shared:
+//! [`crate::StoreOptions::shared`], which the daemon sets with `--gateway-id`) the image
+//! is opened with `O_DIRECT`, and every mount the store factory makes sets write-behind's
+//! `strict-O_DIRECT` on, which is what Gluster reads those for (checked in its sources,
+//! `xlators/performance`): write-behind passes writes of an `O_DIRECT` fd straight to the
+//! brick when `strict-O_DIRECT` is on (`wb_writev`; without it the flag is ignored),
+//! io-cache does not cache an fd opened `O_DIRECT` (`ioc_open_cbk`, `ioc_readv`), and
+//! read-ahead does not read ahead on one (`ra_open_cbk`). `strict-O_DIRECT` changes nothing
+//! for fds opened without `O_DIRECT`: the single-gateway store (and the metadata and lock
+//! fds of every store) keep write-behind as before, so the option is set on every mount
+//! (gfapi's mounts are shared per volume, and the first opener's options win).
+//!
+//! What `O_DIRECT` costs: gfapi copies the caller's buffers into its own, so their
+//! alignment does not matter; the brick opens the file `O_DIRECT` too (unless the volume
+//! has `network.remote-dio` on, which filters the flag out in the client translator, below
+//! the caches: still coherent, the brick's page cache being one for all clients), so
+//! offsets and lengths must be multiples of the brick device's logical sector size: a
+//! LUN block size of 512 on a 4Kn brick disk fails its writes with EINVAL. A brick file
+//! system without `O_DIRECT` (tmpfs before Linux 6.6) refuses the open with EINVAL: the
+//! store then fails to open with a message saying so, never falls back to cached I/O.
+
+use crate::OpenError;
+
+/// The translator option that makes write-behind honour `O_DIRECT`.
+pub(crate) fn strict_o_direct() -> gfapi::XlatorOption {
+    gfapi::XlatorOption {
+        xlator: "*-write-behind".into(),
+        key: "strict-O_DIRECT".into(),
+        value: "on".into(),
+    }
+}
+
+/// The flags the image is opened with.
+pub(crate) fn open_flags(coherent: bool) -> i32 {
+    if coherent {
+        libc::O_RDWR | libc::O_DIRECT
+    } else {
+        libc::O_RDWR
+    }
+}
+
+/// Whether coherent mode is on: asked for by `coherent=on`, or required by a shared
+/// LUN, which `coherent=off` cannot turn off.
+pub(crate) fn wanted(shared: bool, bsopt: Option<bool>, bsopts: &str) -> Result<bool, OpenError> {
+    match (shared, bsopt) {
+        (true, Some(false)) => Err(OpenError::BadOptions {
+            opts: bsopts.to_string(),
+            reason: "coherent=off, but this LUN is shared by gateways (--gateway-id), \
+                     which must see each other's writes: coherent mode stays on"
+                .into(),
+        }),
+        (shared, bsopt) => Ok(shared || bsopt.unwrap_or(false)),
+    }
+}
+
+/// The open error of a coherent store whose `O_DIRECT` open failed with `e`.
+pub(crate) fn open_failed(e: &gfapi::Error) -> String {
+    if e.errno() == Some(libc::EINVAL) {
+        format!(
+            "{e}: coherent mode (a LUN shared by gateways, or coherent=on) opens the image \
+             with O_DIRECT, and the volume refused it; the brick's file system may lack \
+             O_DIRECT (tmpfs before Linux 6.6): put the bricks on one that has it, or set \
+             the volume's network.remote-dio on (the client then keeps O_DIRECT from the \
+             brick, still coherent)"
+        )
+    } else {
+        e.to_string()
+    }
+}
