@@ -11,6 +11,7 @@
 mod support;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 use testkit::fake::FakeRoot;
@@ -68,6 +69,14 @@ impl Storage {
                 )
             }
             Storage::Glfs(root) => glfs_target(root, &args),
+        }
+    }
+
+    /// The LUN file both gateways export, as the host sees it.
+    fn lun_file(&self) -> PathBuf {
+        match self {
+            Storage::File(dir) => dir.path().join("lun.img"),
+            Storage::Glfs(root) => root.path().join("vol").join("lun.img"),
         }
     }
 
@@ -183,7 +192,12 @@ fn reservations_are_one_state_across_gateways(storage: Storage) {
     // The state is on the storage beside the LUN file, APTPL or not.
     let saved = storage.saved();
     assert!(saved.contains("iqn.2026-11.test:host-a"), "{saved}");
-    assert!(!saved.contains("iqn.2026-11.test:host-b"), "{saved}");
+    assert!(
+        !saved
+            .lines()
+            .any(|l| l.starts_with("register") && l.contains("iqn.2026-11.test:host-b")),
+        "{saved}"
+    );
 
     // A gateway started now finds it; B releases nothing it does not hold.
     drop(b);
@@ -486,4 +500,106 @@ fn bad_gateway_settings_in_the_config_file_are_refused_with_one_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{lines}: {err}");
     }
+}
+
+/// The block the fencing tests write (LBA 8 of 512-byte blocks).
+const FENCED_LBA: u64 = 8;
+
+/// WRITE(10) of one block at [`FENCED_LBA`] (SBC-3 table 64) whose bytes all carry `n`
+/// (and `n`'s low byte at every byte, so any two writes differ): the status.
+fn write_numbered(ini: &mut Initiator, n: u32) -> u8 {
+    let cdb = [0x2A, 0, 0, 0, 0, FENCED_LBA as u8, 0, 0, 1, 0];
+    let mut data = vec![n as u8; 512];
+    data[..4].copy_from_slice(&n.to_be_bytes());
+    ini.raw_command(&cdb, &data, 0).unwrap().status
+}
+
+/// The fenced block as it is in the LUN file now.
+fn block_on_storage(storage: &Storage) -> Vec<u8> {
+    let bytes = std::fs::read(storage.lun_file()).unwrap();
+    let at = FENCED_LBA as usize * 512;
+    bytes[at..at + 512].to_vec()
+}
+
+/// Host B writes without a pause through gateway B (a new block content each time) while
+/// host A preempts it through gateway A. Once A's PREEMPT is answered GOOD, no write of
+/// B may reach the LUN file: neither one in flight at gateway B at that moment nor one
+/// that arrives at B before B loads the new state. So the block read from the storage
+/// right after the GOOD stays as it is, however long B goes on trying.
+fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
+    let gw_a = storage.gateway("gateway-a");
+    let gw_b = storage.gateway("gateway-b");
+    let mut a = host(&gw_a, "host-a");
+    assert_eq!(prout(&mut a, 0x00, 0, 0, KEY_A), 0, "A registers");
+    let started = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut b = host(&gw_b, "host-b");
+            assert_eq!(prout(&mut b, 0x00, 0, 0, KEY_B), 0, "B registers");
+            let (mut good, mut n) = (0u32, 0u32);
+            // Until refused: the preempt is seen through gateway B. Unit attentions
+            // (REGISTRATIONS PREEMPTED) and BUSY (a gateway whose lease ran out) are
+            // retried, as initiators do.
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match write_numbered(&mut b, n) {
+                    0 => {
+                        good += 1;
+                        started.store(true, Ordering::Relaxed);
+                    }
+                    RESERVATION_CONFLICT => return (good, true),
+                    _ => {}
+                }
+            }
+            (good, false)
+        });
+        // A holds Write Exclusive - Registrants Only: B, a registrant, may write.
+        assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
+        let until = Instant::now() + REFRESH_PATIENCE;
+        while !started.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Let B's writes flow for a while, then preempt it.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(prout(&mut a, 0x04, WE_RO, KEY_A, KEY_B), 0, "A preempts B");
+        let at_good = block_on_storage(&storage);
+        // B goes on until gateway B refuses it (it must, within the refresh bound).
+        let give_up = Instant::now() + REFRESH_PATIENCE;
+        while !writer.is_finished() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (good, refused) = writer.join().unwrap();
+        assert!(good > 0, "B wrote before the preempt");
+        assert!(refused, "gateway B never refused the preempted host");
+        // Whatever gateway B still held has had time to land, had it been let through.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            block_on_storage(&storage),
+            at_good,
+            "a write of the preempted host reached the LUN after the PREEMPT's GOOD"
+        );
+    });
+    // The holder still writes.
+    assert_eq!(write_numbered(&mut a, 0xA0A0), 0);
+}
+
+#[test]
+fn no_write_of_a_preempted_host_lands_through_a_file_gateway_after_the_preempt() {
+    no_write_of_a_preempted_host_lands_after_the_preempt(Storage::file());
+}
+
+/// On the fake volume every write of the fenced block is slow (300 ms at the "brick"), so
+/// one of B's writes is nearly always in flight at gateway B when A's PREEMPT runs.
+#[test]
+fn no_write_of_a_preempted_host_in_flight_at_a_glfs_gateway_lands_after_the_preempt() {
+    let storage = Storage::glfs();
+    if let Storage::Glfs(root) = &storage {
+        root.set_rules(&[testkit::fake::FaultRule::on(&["write"])
+            .path("/lun.img")
+            .offset(FENCED_LBA * 512, FENCED_LBA * 512 + 512)
+            .delay_ms(300)]);
+    }
+    no_write_of_a_preempted_host_lands_after_the_preempt(storage);
 }
