@@ -506,13 +506,19 @@ fn bad_gateway_settings_in_the_config_file_are_refused_with_one_line() {
 const FENCED_LBA: u64 = 8;
 
 /// WRITE(10) of one block at [`FENCED_LBA`] (SBC-3 table 64) whose bytes all carry `n`
-/// (and `n`'s low byte at every byte, so any two writes differ): the status.
-fn write_numbered(ini: &mut Initiator, n: u32) -> u8 {
+/// (and `n`'s low byte at every byte, so any two writes differ): status, sense key, ASC
+/// and ASCQ.
+fn write_numbered(ini: &mut Initiator, n: u32) -> (u8, u8, u8, u8) {
     let cdb = [0x2A, 0, 0, 0, 0, FENCED_LBA as u8, 0, 0, 1, 0];
     let mut data = vec![n as u8; 512];
     data[..4].copy_from_slice(&n.to_be_bytes());
-    ini.raw_command(&cdb, &data, 0).unwrap().status
+    let out = ini.raw_command(&cdb, &data, 0).unwrap();
+    (out.status, out.sense_key, out.asc, out.ascq)
 }
+
+/// CHECK CONDITION (02h), UNIT ATTENTION (6h), REGISTRATIONS PREEMPTED (2Ah/05h; SPC-4
+/// annex D and 5.13.11.2.3).
+const UA_REGISTRATIONS_PREEMPTED: (u8, u8, u8, u8) = (0x02, 0x6, 0x2A, 0x05);
 
 /// The fenced block as it is in the LUN file now.
 fn block_on_storage(storage: &Storage) -> Vec<u8> {
@@ -537,22 +543,23 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
         let writer = s.spawn(|| {
             let mut b = host(&gw_b, "host-b");
             assert_eq!(prout(&mut b, 0x00, 0, 0, KEY_B), 0, "B registers");
-            let (mut good, mut n) = (0u32, 0u32);
-            // Until refused: the preempt is seen through gateway B. Unit attentions
-            // (REGISTRATIONS PREEMPTED) and BUSY (a gateway whose lease ran out) are
-            // retried, as initiators do.
+            let (mut good, mut n, mut told) = (0u32, 0u32, false);
+            // Until refused: the preempt is seen through gateway B, which first tells
+            // B's nexus there with a unit attention. BUSY (a gateway whose lease ran out)
+            // is retried, as initiators do.
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 match write_numbered(&mut b, n) {
-                    0 => {
+                    (0, ..) => {
                         good += 1;
                         started.store(true, Ordering::Relaxed);
                     }
-                    RESERVATION_CONFLICT => return (good, true),
+                    (RESERVATION_CONFLICT, ..) => return (good, told, true),
+                    UA_REGISTRATIONS_PREEMPTED => told = true,
                     _ => {}
                 }
             }
-            (good, false)
+            (good, told, false)
         });
         // A holds Write Exclusive - Registrants Only: B, a registrant, may write.
         assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
@@ -570,9 +577,13 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
-        let (good, refused) = writer.join().unwrap();
+        let (good, told, refused) = writer.join().unwrap();
         assert!(good > 0, "B wrote before the preempt");
         assert!(refused, "gateway B never refused the preempted host");
+        assert!(
+            told,
+            "gateway B did not report REGISTRATIONS PREEMPTED first"
+        );
         // Whatever gateway B still held has had time to land, had it been let through.
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(
@@ -582,7 +593,7 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
         );
     });
     // The holder still writes.
-    assert_eq!(write_numbered(&mut a, 0xA0A0), 0);
+    assert_eq!(write_numbered(&mut a, 0xA0A0).0, 0);
 }
 
 #[test]
