@@ -262,11 +262,18 @@ fn await_fence(
     listed: &Acks,
 ) {
     let deadline = Instant::now() + FENCE_WAIT;
+    let mut flushed_here = false;
     loop {
-        let drained = target
+        let mut drained = target
             .scsi
             .reservations_drained(lun)
             .is_none_or(|v| v >= version);
+        if drained && !flushed_here {
+            // This gateway's older writes are done; those a client-side cache still
+            // holds go to the volume first.
+            flushed_here = flushed(store, &target.name, lun);
+            drained = flushed_here;
+        }
         let now_acks = Acks::read(store).unwrap_or_default();
         let lagging = listed.lagging(owner, version, &now_acks);
         if drained && lagging.is_empty() {
@@ -287,6 +294,31 @@ fn await_fence(
             return;
         }
         std::thread::sleep(ACK_POLL);
+    }
+}
+
+/// Flushes `store` (every write it has completed is on the storage when it answers),
+/// waiting at most [`FENCE_WAIT`]: whether it did.
+fn flushed(store: &dyn BlockStore, target: &str, lun: u16) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.submit(
+        store_api::IoRequest::Flush,
+        Completion::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    match rx.recv_timeout(FENCE_WAIT) {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(target = %target, lun, %err,
+                "flush before acknowledging a reservation change failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(target = %target, lun,
+                "flush before acknowledging a reservation change did not finish in time");
+            false
+        }
     }
 }
 
@@ -443,6 +475,10 @@ pub fn refresh_lun(
     };
     let listed = if listed == Some(drained) {
         true
+    } else if !flushed(store, target, lun) {
+        // Writes completed into a client-side cache (Gluster's write-behind) are not yet
+        // on the volume: no acknowledgement until they are.
+        listed.is_some()
     } else {
         // Joining happens under the reservations' lock, so a change made after it is
         // waited for by its gateway, and one made before it is what was just loaded.
