@@ -886,6 +886,23 @@ fn to_iscsi(response: Response) -> CommandResponse {
     }
 }
 
+/// Sends every task abort `target`'s SCSI layer queued (a PREEMPT AND ABORT run through
+/// another gateway, loaded by `crate::gateways::refresh_target`) to the connection of
+/// its nexus; a connection that is gone has no tasks left to abort.
+pub fn send_task_aborts(target: &Target) {
+    for abort in target.scsi.take_task_aborts() {
+        let to = target
+            .nexuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&abort.nexus)
+            .cloned();
+        if let Some(to) = to {
+            let _ = to.send(Control::AbortTasks(abort.lun));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 
 use crate::targets::{Target, Targets};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store_api::{
     BlockStore, Completion, ErrorKind, IoReply, LockError, LockMode, LockOwner, LockWait, Op,
     StoreError,
@@ -26,6 +26,23 @@ use store_api::{
 /// The longest a PERSISTENT RESERVE command waits for another gateway's change: below
 /// the daemon's and initiators' command time limits.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest a gateway that changed the shared reservations waits for every other
+/// gateway's acknowledgement before it answers: a gateway that has not acknowledged by
+/// then has had no lease for a while ([`scsi::RESERVATIONS_LEASE`] plus a margin for
+/// its lease timer), so it admits no write against the old state any more.
+pub const FENCE_WAIT: Duration = Duration::from_secs(scsi::RESERVATIONS_LEASE.as_secs() + 2);
+
+/// The metadata object in which each gateway acknowledges the versions of the shared
+/// reservations it has adopted: one `gateway NAME VERSION` line per gateway, changed
+/// under its own lock (see [`Acks`]).
+pub const ACKS_METADATA: &str = "pr-acks";
+
+/// How often a gateway waiting for acknowledgements reads them again.
+const ACK_POLL: Duration = Duration::from_millis(20);
+
+/// How often the leases are checked against the clock ([`expire_leases`]).
+const LEASE_TICK: Duration = Duration::from_millis(100);
 
 /// How often other gateways' reservation changes are loaded for the data path (the
 /// core's timer, `scsi::ScsiTarget::reservations_due`).
@@ -104,19 +121,31 @@ pub fn run_shared(
         let store: &Arc<dyn BlockStore> = target
             .store(run.lun())
             .ok_or(StoreError::new(Op::Lock, ErrorKind::Io))?;
-        let _lock = lock_for_change(&**store, owner).map_err(lock_error)?;
+        let lun = run.lun() as u16;
+        let started = Instant::now();
+        let lock = lock_for_change(&**store, owner).map_err(lock_error)?;
         let saved = store.read_metadata(scsi::RESERVATIONS_METADATA)?;
         let changed = run.run(&target.scsi, saved.as_deref()).map_err(|_| {
             tracing::error!(target = %target.name, lun = run.lun(),
                 "the persistent reservations on the volume are not in our format");
             StoreError::new(Op::Read, ErrorKind::Io)
         })?;
-        if let Some(state) = changed {
-            if let Err(err) = store.write_metadata(scsi::RESERVATIONS_METADATA, &state) {
-                run.undo(&target.scsi);
-                return Err(err);
-            }
+        let Some(state) = changed else {
+            return Ok(IoReply::Done);
+        };
+        if let Err(err) = store.write_metadata(scsi::RESERVATIONS_METADATA, &state) {
+            run.undo(&target.scsi);
+            return Err(err);
         }
+        // Whom to wait for: every gateway listed now. One that joins later reads this
+        // version (it joins under the reservations' lock, which is held here).
+        let acks = Acks::read(&**store)?;
+        if acks.version_of(owner).is_some() {
+            target.scsi.renew_reservations_lease(lun, started);
+        }
+        drop(lock);
+        let version = target.scsi.reservations_version(lun).unwrap_or(0);
+        await_fence(target, &**store, owner, lun, version, &acks);
         Ok(IoReply::Done)
     })();
     if let Err(err) = &result {
@@ -124,6 +153,167 @@ pub fn run_shared(
             "persistent reservation command on the shared state failed");
     }
     done.complete(result);
+}
+
+/// The gateways' acknowledgements of one LU's shared reservations
+/// ([`ACKS_METADATA`]): who they are, and the newest version each has loaded with no
+/// write admitted against an older one still in flight.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Acks(Vec<(String, u64)>);
+
+impl Acks {
+    /// What `store` keeps (nothing yet: no gateway listed).
+    pub fn read(store: &dyn BlockStore) -> Result<Acks, StoreError> {
+        let Some(bytes) = store.read_metadata(ACKS_METADATA)? else {
+            return Ok(Acks::default());
+        };
+        Ok(Acks::parse(&String::from_utf8_lossy(&bytes)))
+    }
+
+    /// The saved form's lines; anything else is skipped (a gateway missing from the list
+    /// only adds itself again).
+    pub fn parse(text: &str) -> Acks {
+        Acks(
+            text.lines()
+                .filter_map(|line| match line.split(' ').collect::<Vec<_>>()[..] {
+                    ["gateway", name, version] => Some((name.to_string(), version.parse().ok()?)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The saved form.
+    pub fn encode(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, version)| format!("gateway {name} {version}\n"))
+            .collect()
+    }
+
+    /// The version `gateway` acknowledged; `None` when it is not listed.
+    pub fn version_of(&self, gateway: &LockOwner) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == gateway.as_str())
+            .map(|&(_, v)| v)
+    }
+
+    /// Lists `gateway` as having acknowledged `version`.
+    pub fn set(&mut self, gateway: &LockOwner, version: u64) {
+        match self.0.iter_mut().find(|(name, _)| name == gateway.as_str()) {
+            Some(entry) => entry.1 = version,
+            None => self.0.push((gateway.as_str().to_string(), version)),
+        }
+    }
+
+    /// The gateways listed, but `except`, whose acknowledgement in `now` is older than
+    /// `version` (or that `now` no longer lists).
+    fn lagging(&self, except: &LockOwner, version: u64, now: &Acks) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(name, _)| name != except.as_str())
+            .filter(|(name, _)| !now.0.iter().any(|(n, v)| n == name && *v >= version))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
+/// Changes the acknowledgements under their own lock (read, `change`, write).
+fn update_acks(
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+    change: impl FnOnce(&mut Acks),
+) -> Result<(), StoreError> {
+    let _lock = store
+        .lock_metadata(
+            ACKS_METADATA,
+            owner,
+            LockMode::Exclusive,
+            LockWait::AtMost(Duration::from_secs(1)),
+        )
+        .map_err(lock_error)?;
+    let mut acks = Acks::read(store)?;
+    let before = acks.clone();
+    change(&mut acks);
+    if acks != before {
+        store.write_metadata(ACKS_METADATA, acks.encode().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The fence of a change to version `version` (see ARCHITECTURE.md, "Fencing"): returns
+/// once this gateway has no write admitted against an older version in flight and every
+/// other gateway in `listed` has acknowledged `version`, or after [`FENCE_WAIT`], when
+/// the gateways still lagging are taken off the list (they add themselves again when
+/// they next load the state, and are waited for again from then on). Blocking, bounded.
+fn await_fence(
+    target: &Target,
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+    lun: u16,
+    version: u64,
+    listed: &Acks,
+) {
+    let deadline = Instant::now() + FENCE_WAIT;
+    let mut flushed_here = false;
+    loop {
+        let mut drained = target
+            .scsi
+            .reservations_drained(lun)
+            .is_none_or(|v| v >= version);
+        if drained && !flushed_here {
+            // This gateway's older writes are done; those a client-side cache still
+            // holds go to the volume first.
+            flushed_here = flushed(store, &target.name, lun);
+            drained = flushed_here;
+        }
+        let now_acks = Acks::read(store).unwrap_or_default();
+        let lagging = listed.lagging(owner, version, &now_acks);
+        if drained && lagging.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(target = %target.name, lun, version, ?lagging, drained,
+                "gateways did not acknowledge a reservation change in time; \
+                 going on without them (their leases have run out)");
+            let removed = update_acks(store, owner, |acks| {
+                acks.0
+                    .retain(|(name, v)| *v >= version || !lagging.contains(name))
+            });
+            if let Err(err) = removed {
+                tracing::warn!(target = %target.name, lun, %err,
+                    "cannot take lagging gateways off the acknowledgement list");
+            }
+            return;
+        }
+        std::thread::sleep(ACK_POLL);
+    }
+}
+
+/// Flushes `store` (every write it has completed is on the storage when it answers),
+/// waiting at most [`FENCE_WAIT`]: whether it did.
+fn flushed(store: &dyn BlockStore, target: &str, lun: u16) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.submit(
+        store_api::IoRequest::Flush,
+        Completion::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    match rx.recv_timeout(FENCE_WAIT) {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => {
+            tracing::warn!(target = %target, lun, %err,
+                "flush before acknowledging a reservation change failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(target = %target, lun,
+                "flush before acknowledging a reservation change did not finish in time");
+            false
+        }
+    }
 }
 
 /// The reservations' lock on `store` for a change: exclusive, waiting at most
@@ -170,15 +360,35 @@ pub fn carry_shared(
     }
 }
 
+/// Closes the write fence of every shared LU whose lease has run out
+/// (`ScsiTarget::expire_reservation_leases`), every [`LEASE_TICK`], until the runtime
+/// stops: a timer of its own, so a read of the shared state that hangs never keeps a
+/// lease open.
+pub async fn expire_leases(targets: Arc<Targets>) {
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        for name in targets.names() {
+            if let Some(target) = targets.get(&name) {
+                target.scsi.expire_reservation_leases(now);
+            }
+        }
+    }
+}
+
 /// Loads other gateways' reservation changes of each shared LUN when the core says it is
 /// due (`ScsiTarget::reservations_due`, every `scsi::RESERVATIONS_REFRESH`), until the
-/// runtime stops. The core keeps the timer; this loop tells it the time.
+/// runtime stops. The core keeps the timer; this loop tells it the time. Starts
+/// [`expire_leases`] beside it.
 pub async fn refresh(targets: Arc<Targets>, owner: LockOwner) {
+    tokio::spawn(expire_leases(targets.clone()));
     loop {
         let round = {
             let (targets, owner) = (targets.clone(), owner.clone());
             tokio::task::spawn_blocking(move || {
-                let now = std::time::Instant::now();
+                let now = Instant::now();
                 let mut next = now + REFRESH;
                 for name in targets.names() {
                     if let Some(target) = targets.get(&name) {
@@ -191,44 +401,92 @@ pub async fn refresh(targets: Arc<Targets>, owner: LockOwner) {
                 next
             })
         };
-        let next = round
-            .await
-            .unwrap_or_else(|_| std::time::Instant::now() + REFRESH);
+        let next = round.await.unwrap_or_else(|_| Instant::now() + REFRESH);
         tokio::time::sleep_until(next.into()).await;
     }
 }
 
-/// One round of [`refresh`] over one target's shared LUNs that are due at `now`.
-pub fn refresh_target(target: &Target, owner: &LockOwner, now: std::time::Instant) {
+/// One round of [`refresh`] over one target's shared LUNs that are due at `now`; the task
+/// aborts a PREEMPT AND ABORT through another gateway queued go to the connections.
+pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
     for lun in target.scsi.reservations_due(now) {
         let Some(store) = target.store(u64::from(lun)) else {
             continue;
         };
-        // Shared, no wait: a change in progress (ours or another gateway's) holds it
-        // exclusive; this round skips the LUN rather than load a state about to change.
-        let Ok(_lock) = store.lock_metadata(
-            scsi::RESERVATIONS_METADATA,
+        refresh_lun(
+            &target.scsi,
+            &target.name,
+            lun,
+            &**store,
             owner,
-            LockMode::Shared,
+            now,
             LockWait::NoWait,
-        ) else {
-            continue;
-        };
-        match store.read_metadata(scsi::RESERVATIONS_METADATA) {
-            Ok(saved) => {
-                if target
-                    .scsi
-                    .refresh_reservations(lun, saved.as_deref())
-                    .is_err()
-                {
-                    tracing::warn!(target = %target.name, lun,
-                        "the persistent reservations on the volume are not in our format");
-                }
-            }
-            Err(err) => {
-                tracing::warn!(target = %target.name, lun, %err,
-                    "cannot read the shared persistent reservations")
+        );
+    }
+    crate::connection::send_task_aborts(target);
+}
+
+/// Loads one shared LU's state (read begun at `now`), acknowledges the version this
+/// gateway has adopted and drained (listing the gateway if it is not), and renews the
+/// LU's lease when the gateway is listed. A change in progress (ours or another
+/// gateway's) holds the lock exclusive: with [`LockWait::NoWait`] this round skips the
+/// LUN rather than load a state about to change.
+pub fn refresh_lun(
+    scsi: &scsi::ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+    now: Instant,
+    wait: LockWait,
+) {
+    let Ok(_lock) = store.lock_metadata(scsi::RESERVATIONS_METADATA, owner, LockMode::Shared, wait)
+    else {
+        return;
+    };
+    match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+        Ok(saved) => {
+            if scsi.refresh_reservations(lun, saved.as_deref()).is_err() {
+                tracing::warn!(target = %target, lun,
+                    "the persistent reservations on the volume are not in our format");
+                return;
             }
         }
+        Err(err) => {
+            tracing::warn!(target = %target, lun, %err,
+                "cannot read the shared persistent reservations");
+            return;
+        }
+    }
+    let drained = scsi.reservations_drained(lun).unwrap_or(0);
+    let listed = match Acks::read(store) {
+        Ok(acks) => acks.version_of(owner),
+        Err(err) => {
+            tracing::warn!(target = %target, lun, %err,
+                "cannot read the gateways' acknowledgements");
+            return;
+        }
+    };
+    let listed = if listed == Some(drained) {
+        true
+    } else if !flushed(store, target, lun) {
+        // Writes completed into a client-side cache (Gluster's write-behind) are not yet
+        // on the volume: no acknowledgement until they are.
+        listed.is_some()
+    } else {
+        // Joining happens under the reservations' lock, so a change made after it is
+        // waited for by its gateway, and one made before it is what was just loaded.
+        match update_acks(store, owner, |acks| acks.set(owner, drained)) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(target = %target, lun, %err,
+                    "cannot acknowledge the shared persistent reservations");
+                listed.is_some()
+            }
+        }
+    };
+    if listed {
+        scsi.reservations_acked(lun, drained);
+        scsi.renew_reservations_lease(lun, now);
     }
 }

@@ -206,6 +206,18 @@ impl Target {
                     scsi.share_reservations(lun.lun);
                 }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                if let Some(owner) = crate::gateways::gateway() {
+                    // Listed among the gateways and given a lease before it serves.
+                    crate::gateways::refresh_lun(
+                        &scsi,
+                        &name,
+                        lun.lun,
+                        store.as_ref(),
+                        owner,
+                        std::time::Instant::now(),
+                        store_api::LockWait::AtMost(crate::gateways::LOCK_WAIT),
+                    );
+                }
             }
             stores.insert(u64::from(lun.lun), store);
         }

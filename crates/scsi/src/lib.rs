@@ -266,9 +266,9 @@ impl ReservationRun {
         saved: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, BadMetadata> {
         let lu = target.lu(self.lun).ok_or(BadMetadata)?;
-        if !lu.reservations.load(saved) {
-            return Err(BadMetadata);
-        }
+        lu.reservations
+            .load_shared(saved, &target.nexuses, self.lun)
+            .ok_or(BadMetadata)?;
         self.loaded = saved.map(<[u8]>::to_vec);
         let (response, changed) = lu.reservations.execute(
             self.nexus,
@@ -277,6 +277,8 @@ impl ReservationRun {
             &self.cdb,
             &self.data_out,
         );
+        // Writes admitted from now on were checked against the new version.
+        lu.interlock.set_epoch(lu.reservations.version());
         *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
         Ok(changed
             .filter(|c| c.persist)
@@ -287,6 +289,7 @@ impl ReservationRun {
     pub fn undo(&self, target: &ScsiTarget) {
         if let Some(lu) = target.lu(self.lun) {
             lu.reservations.load(self.loaded.as_deref());
+            lu.interlock.set_epoch(lu.reservations.version());
         }
         self.answer.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
@@ -357,6 +360,17 @@ pub const RESERVATIONS_METADATA: &str = "pr";
 /// How often a gateway loads the reservations other gateways keep on the volume for a
 /// shared logical unit ([`ScsiTarget::reservations_due`]).
 pub const RESERVATIONS_REFRESH: Duration = Duration::from_secs(1);
+
+/// How soon a gateway loads the shared state again while it owes the other gateways the
+/// acknowledgement of a version ([`ScsiTarget::reservations_drained`]).
+pub const RESERVATIONS_ACK_REFRESH: Duration = Duration::from_millis(50);
+
+/// How long a gateway trusts a copy of the shared reservations for writes, from the
+/// moment it began to read it ([`ScsiTarget::renew_reservations_lease`]): past that,
+/// nothing that changes the medium is admitted on the LU (BUSY) until a newer copy is
+/// loaded. The gateway that changes the state waits at most a little more than this for
+/// the others' acknowledgement.
+pub const RESERVATIONS_LEASE: Duration = Duration::from_secs(4);
 
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
@@ -826,6 +840,57 @@ impl ScsiTarget {
     pub fn share_reservations(&self, lun: u16) {
         if let Some(lu) = self.lu(lun) {
             lu.reservations.share();
+            // No copy of the shared state yet: writes wait for the first lease.
+            lu.interlock.set_fenced(true);
+        }
+    }
+
+    /// The caller loaded logical unit `lun`'s shared state ([`Self::refresh_reservations`],
+    /// or a PERSISTENT RESERVE command) from a read it began at `read_started`, and this
+    /// gateway is among those the others wait for: writes are admitted until
+    /// [`RESERVATIONS_LEASE`] after `read_started`.
+    pub fn renew_reservations_lease(&self, lun: u16, read_started: Instant) {
+        if let Some(lu) = self.lu(lun).filter(|lu| lu.reservations.is_shared()) {
+            lu.reservations
+                .renew_lease(read_started, RESERVATIONS_LEASE);
+            lu.interlock.set_fenced(false);
+        }
+    }
+
+    /// Told the time: every shared logical unit whose lease has run out at `now` admits
+    /// nothing that changes the medium (BUSY) until its lease is renewed. The driver calls
+    /// this on a timer of its own, independent of the reads of the shared state.
+    pub fn expire_reservation_leases(&self, now: Instant) {
+        for lu in self.luns.iter().flatten() {
+            if lu.reservations.is_shared() && lu.reservations.lease_expired(now) {
+                lu.interlock.set_fenced(true);
+            }
+        }
+    }
+
+    /// Whether logical unit `lun` refuses writes now because its lease ran out.
+    pub fn reservations_fenced(&self, lun: u16) -> bool {
+        self.lu(lun).is_some_and(|lu| lu.interlock.fenced())
+    }
+
+    /// The version of logical unit `lun`'s shared state loaded here.
+    pub fn reservations_version(&self, lun: u16) -> Option<u64> {
+        self.lu(lun).map(|lu| lu.reservations.version())
+    }
+
+    /// The newest version `v` of logical unit `lun`'s shared state such that this gateway
+    /// has loaded it and no write admitted against an older version is still in flight:
+    /// what this gateway acknowledges to the others.
+    pub fn reservations_drained(&self, lun: u16) -> Option<u64> {
+        self.lu(lun)
+            .map(|lu| lu.reservations.version().min(lu.interlock.drained_to()))
+    }
+
+    /// The caller told the other gateways it adopted `version` of logical unit `lun`'s
+    /// shared state (so the refresh goes back to its normal pace).
+    pub fn reservations_acked(&self, lun: u16, version: u64) {
+        if let Some(lu) = self.lu(lun) {
+            lu.reservations.set_acked(version);
         }
     }
 
@@ -837,13 +902,18 @@ impl ScsiTarget {
     /// Loads logical unit `lun`'s persistent reservations as another gateway left them on
     /// the volume (`None`: nothing saved). The caller reads them under the shared metadata
     /// lock, so never in the middle of a change of its own.
+    /// The unit attentions of the changes made since the version loaded before are raised
+    /// on this gateway's nexuses of the ports concerned, and PREEMPT AND ABORT queues
+    /// their task aborts ([`Self::take_task_aborts`]); writes admitted from now on belong
+    /// to the new version's fence epoch.
     pub fn refresh_reservations(&self, lun: u16, saved: Option<&[u8]>) -> Result<(), BadMetadata> {
         let lu = self.lu(lun).ok_or(BadMetadata)?;
-        if lu.reservations.load(saved) {
-            Ok(())
-        } else {
-            Err(BadMetadata)
-        }
+        let version = lu
+            .reservations
+            .load_shared(saved, &self.nexuses, lun)
+            .ok_or(BadMetadata)?;
+        lu.interlock.set_epoch(version);
+        Ok(())
     }
 
     /// The shared logical units whose reservations are due to be loaded again at `now`
@@ -856,7 +926,11 @@ impl ScsiTarget {
             .filter(|&lun| {
                 self.lu(lun).is_some_and(|lu| {
                     lu.reservations.is_shared()
-                        && lu.reservations.refresh_due(now, RESERVATIONS_REFRESH)
+                        && lu.reservations.refresh_due(
+                            now,
+                            RESERVATIONS_REFRESH,
+                            RESERVATIONS_ACK_REFRESH,
+                        )
                 })
             })
             .collect()

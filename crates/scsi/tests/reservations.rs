@@ -703,6 +703,11 @@ impl Gateways {
         for lu in &gw {
             lu.rig.target.share_reservations(0);
             assert!(lu.rig.target.reservations_shared(0));
+            // Loaded (nothing yet) and listed among the gateways: writes are admitted.
+            lu.rig.target.refresh_reservations(0, None).unwrap();
+            lu.rig
+                .target
+                .renew_reservations_lease(0, std::time::Instant::now());
         }
         Gateways { gw, volume: None }
     }
@@ -784,6 +789,127 @@ fn shared_reservation_commands_run_on_the_state_read_from_the_volume() {
         .refresh_reservations(0, Some(b"garbage"))
         .is_err());
     assert!(g.gw[1].rig.target.refresh_reservations(9, None).is_err());
+}
+
+/// BUSY status (SAM-5 table 33), no sense data.
+const BUSY: (Status, u8, u8, u8) = (Status::Busy, 0, 0, 0);
+
+impl Gateways {
+    /// Gateway `g` loads the state the volume holds (its periodic refresh).
+    fn refresh(&mut self, g: usize) {
+        let volume = self.volume.clone();
+        self.gw[g]
+            .rig
+            .target
+            .refresh_reservations(0, volume.as_deref())
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_gateway_whose_lease_ran_out_admits_no_write_until_it_loads_the_state_again() {
+    let t0 = std::time::Instant::now();
+    let mut g = Gateways::new();
+    assert_eq!(g.gw[1].write(C), GOOD);
+    // Told a time past the lease: its copy of the shared state may be stale.
+    let later = t0 + scsi::RESERVATIONS_LEASE + std::time::Duration::from_millis(1);
+    g.gw[1].rig.target.expire_reservation_leases(later);
+    assert!(g.gw[1].rig.target.reservations_fenced(0));
+    assert_eq!(g.gw[1].write(C), BUSY, "nothing changes the medium");
+    assert_eq!(g.gw[1].read(C), GOOD, "reads go on");
+    assert_eq!(
+        g.gw[0].write(C),
+        GOOD,
+        "the other gateway's lease is its own"
+    );
+    // Loaded again: the lease runs from when that read began.
+    g.refresh(1);
+    g.gw[1].rig.target.renew_reservations_lease(0, later);
+    assert_eq!(g.gw[1].write(C), GOOD);
+    // A shared LU never loaded has no lease at all.
+    let fresh = Lu::new();
+    fresh.rig.target.share_reservations(0);
+    let mut fresh = fresh;
+    assert_eq!(fresh.write(C), BUSY);
+}
+
+#[test]
+fn a_write_admitted_before_a_change_holds_back_its_acknowledgement() {
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    g.refresh(1);
+    let before = g.gw[1].rig.target.reservations_version(0).unwrap();
+    assert_eq!(g.gw[1].rig.target.reservations_drained(0), Some(before));
+    // B's write is at gateway 1's store when A preempts B through gateway 0.
+    let cmd = scsi::Command {
+        nexus: B,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&cdb10(0x2A, 0, 0, 1)),
+        data_out: bytes::Bytes::from(vec![0x5A; 512]),
+        expected_len: 512,
+    };
+    let scsi::Start::Io { pending, .. } = g.gw[1].rig.target.start(cmd) else {
+        panic!("the write goes to the store");
+    };
+    g.on(0, |lu| lu.ok(A, PREEMPT, WE_RO, KEY_A, KEY_B));
+    g.refresh(1);
+    let after = g.gw[1].rig.target.reservations_version(0).unwrap();
+    assert!(after > before);
+    assert_eq!(
+        g.gw[1].rig.target.reservations_drained(0),
+        Some(before),
+        "the old write is still in flight"
+    );
+    drop(pending.finish(Ok(store_api::IoReply::Done)));
+    assert_eq!(g.gw[1].rig.target.reservations_drained(0), Some(after));
+    // B's next write on gateway 1 is checked against the new state.
+    assert_eq!(g.gw[1].write(B), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(g.gw[1].write(B), RC);
+}
+
+#[test]
+fn unit_attentions_of_a_change_reach_the_nexuses_of_the_other_gateway() {
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(1, |lu| lu.ok(C, REGISTER, 0, 0, KEY_B + 1));
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    // RELEASE of a Registrants Only reservation (SPC-4 5.13.10.2): the other registrants
+    // get RESERVATIONS RELEASED (2Ah/04h) wherever they are logged in.
+    g.on(0, |lu| lu.ok(A, RELEASE, WE_RO, KEY_A, 0));
+    g.refresh(1);
+    g.refresh(1);
+    let tur = |lu: &mut Lu, n: u64| outcome(&lu.rig.run_on(n, 0, &TUR, &[]));
+    assert_eq!(tur(&mut g.gw[1], B), UA_RESERVATIONS_RELEASED);
+    assert_eq!(tur(&mut g.gw[1], B), GOOD, "raised once, loaded twice");
+    assert_eq!(tur(&mut g.gw[1], C), UA_RESERVATIONS_RELEASED);
+    assert_eq!(
+        tur(&mut g.gw[1], A),
+        GOOD,
+        "the port that released is not told"
+    );
+
+    // PREEMPT AND ABORT (5.13.11.2.4): the preempted registrant gets REGISTRATIONS
+    // PREEMPTED (2Ah/05h) on the other gateway, and its tasks there are aborted.
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    g.on(0, |lu| lu.ok(A, PREEMPT_AND_ABORT, WE_RO, KEY_A, KEY_B));
+    g.refresh(1);
+    assert_eq!(
+        g.gw[1].rig.target.take_task_aborts(),
+        [scsi::TaskAbort { nexus: B, lun: 0 }]
+    );
+    assert_eq!(tur(&mut g.gw[1], B), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(tur(&mut g.gw[1], C), GOOD);
+
+    // CLEAR (5.13.11.1.3, table 61): every other registrant gets RESERVATIONS PREEMPTED
+    // (2Ah/03h).
+    g.on(0, |lu| lu.ok(A, CLEAR, 0, KEY_A, 0));
+    g.refresh(1);
+    assert_eq!(tur(&mut g.gw[1], C), UA_RESERVATIONS_PREEMPTED);
+    assert_eq!(tur(&mut g.gw[1], B), GOOD, "no longer registered");
+    assert!(g.gw[1].rig.target.take_task_aborts().is_empty());
 }
 
 #[test]

@@ -20,9 +20,15 @@ pub(crate) struct Interlock {
 #[derive(Debug, Default)]
 struct Held {
     next_id: u64,
-    /// `(id, start, end, exclusive)`, byte offsets, `end` exclusive. As many as commands in
-    /// flight that change the medium: a short list, scanned linearly.
-    ranges: Vec<(u64, u64, u64, bool)>,
+    /// `(id, start, end, exclusive, epoch)`, byte offsets, `end` exclusive. As many as
+    /// commands in flight that change the medium: a short list, scanned linearly.
+    ranges: Vec<(u64, u64, u64, bool, u64)>,
+    /// The fence epoch new ranges are taken in: the version of the shared reservation
+    /// state the LU checks commands against (`ScsiTarget::reservations_drained`).
+    epoch: u64,
+    /// Fenced: this gateway's view of the shared reservations may be stale (its lease ran
+    /// out), so nothing that changes the medium is admitted (BUSY) until it is renewed.
+    fenced: bool,
 }
 
 /// One held range, released when dropped: when the command ends, or when its
@@ -47,17 +53,41 @@ impl Interlock {
         let conflict = held
             .ranges
             .iter()
-            .any(|&(_, s, e, x)| (exclusive || x) && s < end && offset < e);
-        if conflict {
+            .any(|&(_, s, e, x, _)| (exclusive || x) && s < end && offset < e);
+        if conflict || held.fenced {
             return None;
         }
         let id = held.next_id;
         held.next_id += 1;
-        held.ranges.push((id, offset, end, exclusive));
+        let epoch = held.epoch;
+        held.ranges.push((id, offset, end, exclusive, epoch));
         Some(RangeGuard {
             lock: Arc::clone(self),
             id,
         })
+    }
+
+    /// Ranges taken from now on belong to fence epoch `epoch`.
+    pub(crate) fn set_epoch(&self, epoch: u64) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).epoch = epoch;
+    }
+
+    /// Closes (`true`) or opens the fence: while closed, [`Interlock::try_lock`] admits
+    /// nothing.
+    pub(crate) fn set_fenced(&self, fenced: bool) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).fenced = fenced;
+    }
+
+    /// Whether the fence is closed.
+    pub(crate) fn fenced(&self) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).fenced
+    }
+
+    /// The epoch every range still held was taken in or after: the current epoch, or the
+    /// oldest epoch of a range in flight.
+    pub(crate) fn drained_to(&self) -> u64 {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.ranges.iter().map(|r| r.4).fold(held.epoch, u64::min)
     }
 
     #[cfg(test)]
@@ -99,6 +129,23 @@ mod tests {
         assert_eq!(second.is_some(), granted);
         drop(second);
         assert_eq!(lock.len(), 1);
+    }
+
+    #[test]
+    fn a_closed_fence_admits_nothing_and_epochs_drain_as_ranges_end() {
+        let lock = Arc::new(Interlock::default());
+        lock.set_epoch(3);
+        let old = lock.try_lock(0, 512, false).unwrap();
+        lock.set_epoch(4);
+        let new = lock.try_lock(512, 512, false).unwrap();
+        assert_eq!(lock.drained_to(), 3, "a write of epoch 3 is in flight");
+        drop(old);
+        assert_eq!(lock.drained_to(), 4);
+        drop(new);
+        lock.set_fenced(true);
+        assert!(lock.try_lock(4096, 512, false).is_none());
+        lock.set_fenced(false);
+        assert!(lock.try_lock(4096, 512, false).is_some());
     }
 
     #[test]

@@ -65,8 +65,19 @@ pub(crate) struct Reservations {
     /// ([`crate::ScsiTarget::share_reservations`]): PERSISTENT RESERVE IN/OUT run on the
     /// state read under the metadata lock, and every change is written back, APTPL or not.
     shared: AtomicBool,
+    /// The shared state's timers and acknowledgement.
+    timers: Mutex<SharedTimers>,
+}
+
+/// What a gateway keeps about its copy of the shared state (told the time, never reading it).
+#[derive(Debug, Default)]
+struct SharedTimers {
     /// When the shared state is next to be loaded again (`None`: at once).
-    next_refresh: Mutex<Option<Instant>>,
+    next_refresh: Option<Instant>,
+    /// Until when the loaded copy may be trusted for writes (`None`: never loaded).
+    lease_until: Option<Instant>,
+    /// The last version this gateway told the others it has adopted and drained.
+    acked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -172,20 +183,88 @@ impl Reservations {
         self.shared.store(true, Ordering::Release);
     }
 
+    fn timers(&self) -> MutexGuard<'_, SharedTimers> {
+        self.timers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the shared state is to be loaded again at `now`; if so, the next time is
-    /// `every` later.
-    pub(crate) fn refresh_due(&self, now: Instant, every: Duration) -> bool {
-        let mut next = self.next_refresh.lock().unwrap_or_else(|e| e.into_inner());
-        if next.is_some_and(|at| at > now) {
+    /// `every` later (`soon` later while a version awaits this gateway's acknowledgement).
+    pub(crate) fn refresh_due(&self, now: Instant, every: Duration, soon: Duration) -> bool {
+        let version = self.version();
+        let mut timers = self.timers();
+        if timers.next_refresh.is_some_and(|at| at > now) {
             return false;
         }
-        *next = Some(now + every);
+        let wait = if timers.acked < version { soon } else { every };
+        timers.next_refresh = Some(now + wait);
         true
     }
 
     /// When the shared state is next to be loaded (`None`: at once).
     pub(crate) fn next_refresh(&self) -> Option<Instant> {
-        *self.next_refresh.lock().unwrap_or_else(|e| e.into_inner())
+        self.timers().next_refresh
+    }
+
+    /// The version of the state loaded (0: never changed through a gateway).
+    pub(crate) fn version(&self) -> u64 {
+        self.lock().pr.version
+    }
+
+    /// The copy loaded from a read begun at `read_started` may be trusted until `lease`
+    /// after it.
+    pub(crate) fn renew_lease(&self, read_started: Instant, lease: Duration) {
+        let mut timers = self.timers();
+        let until = read_started + lease;
+        if timers.lease_until.is_none_or(|at| at < until) {
+            timers.lease_until = Some(until);
+        }
+    }
+
+    /// Whether the lease has run out at `now` (or was never had).
+    pub(crate) fn lease_expired(&self, now: Instant) -> bool {
+        self.timers().lease_until.is_none_or(|at| at <= now)
+    }
+
+    /// This gateway has told the others it adopted `version`.
+    pub(crate) fn set_acked(&self, version: u64) {
+        let mut timers = self.timers();
+        timers.acked = timers.acked.max(version);
+    }
+
+    /// Loads the shared state as another gateway left it (see [`Reservations::load`])
+    /// and raises, on this gateway's nexuses, the unit attentions of the changes made
+    /// since the version loaded before (queuing the task aborts of PREEMPT AND ABORT).
+    /// The version loaded, or `None` when `saved` is not a saved state.
+    pub(crate) fn load_shared(
+        &self,
+        saved: Option<&[u8]>,
+        nexuses: &Nexuses,
+        lun: u16,
+    ) -> Option<u64> {
+        let state = match saved {
+            Some(bytes) => PrState::decode(bytes)?,
+            None => PrState::default(),
+        };
+        let mut locked = self.lock();
+        let before = locked.pr.version;
+        if state.version != before {
+            // A new version is acknowledged promptly (`refresh_due`).
+            self.timers().next_refresh = None;
+        }
+        if state.version > before {
+            for notice in state.notices.iter().filter(|n| n.version > before) {
+                for n in nexuses.nexuses_of(&notice.port) {
+                    nexuses.raise(lun, notice.ua, UaScope::Only(n));
+                    if notice.abort {
+                        nexuses.queue_abort(n, lun);
+                    }
+                }
+            }
+        }
+        let version = state.version;
+        locked.pr = state;
+        self.update_active(&locked);
+        Some(version)
     }
 
     /// Whether the state is kept on the volume for several gateways.
@@ -285,6 +364,10 @@ impl Reservations {
                                 // PREEMPT AND ABORT (SPC-4 5.13.11.2.4): the task sets of the
                                 // preempted registrants' nexuses on this LU are aborted too.
                                 let abort = request.action == wire::ServiceAction::PreemptAndAbort;
+                                if changed && self.is_shared() {
+                                    // The other gateways raise these on their nexuses.
+                                    locked.pr.bump_version(&notices, abort);
+                                }
                                 for (to, ua) in notices {
                                     for n in nexuses.nexuses_of(&to) {
                                         if n != nexus {

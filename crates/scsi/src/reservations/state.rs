@@ -40,6 +40,48 @@ pub(crate) struct PrState {
     pub(crate) reservation: Option<Reservation>,
     /// Activate persist through power loss: the state is kept on the volume.
     pub(crate) aptpl: bool,
+    /// Shared state only: counts every change written to the volume, so a gateway knows
+    /// which writes it admitted before a change (the fence epoch, `ScsiTarget`).
+    pub(crate) version: u64,
+    /// Shared state only: the unit attentions of the last [`KEPT_NOTICES`] versions, for
+    /// the gateways that did not run the command to raise on their own nexuses.
+    pub(crate) notices: Vec<Notice>,
+}
+
+/// How many versions' notices the shared state keeps: a gateway that misses more changes
+/// than this between two loads misses their unit attentions.
+pub(crate) const KEPT_NOTICES: u64 = 16;
+
+/// A unit attention that a change of the shared state gave the nexuses of one initiator
+/// port, kept with the state for the other gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Notice {
+    /// The version the change made.
+    pub(crate) version: u64,
+    pub(crate) ua: UnitAttention,
+    /// PREEMPT AND ABORT: the port's tasks on the LU are aborted too.
+    pub(crate) abort: bool,
+    pub(crate) port: InitiatorPort,
+}
+
+/// The saved name of a unit attention a reservation change raises.
+fn notice_name(ua: UnitAttention) -> Option<&'static str> {
+    match ua {
+        UnitAttention::ReservationsPreempted => Some("reservations-preempted"),
+        UnitAttention::ReservationsReleased => Some("reservations-released"),
+        UnitAttention::RegistrationsPreempted => Some("registrations-preempted"),
+        _ => None,
+    }
+}
+
+fn notice_from_name(name: &str) -> Option<UnitAttention> {
+    [
+        UnitAttention::ReservationsPreempted,
+        UnitAttention::ReservationsReleased,
+        UnitAttention::RegistrationsPreempted,
+    ]
+    .into_iter()
+    .find(|&ua| notice_name(ua) == Some(name))
 }
 
 /// The result of one PERSISTENT RESERVE OUT service action.
@@ -67,6 +109,21 @@ fn done(changed: bool) -> Outcome {
 }
 
 impl PrState {
+    /// A change of the shared state: the next version, with its notices (the older
+    /// versions' beyond [`KEPT_NOTICES`] are dropped).
+    pub(crate) fn bump_version(&mut self, notices: &[(InitiatorPort, UnitAttention)], abort: bool) {
+        self.version = self.version.wrapping_add(1);
+        let version = self.version;
+        self.notices
+            .retain(|n| version.wrapping_sub(n.version) < KEPT_NOTICES);
+        self.notices.extend(notices.iter().map(|(port, ua)| Notice {
+            version,
+            ua: *ua,
+            abort: abort && *ua == UnitAttention::RegistrationsPreempted,
+            port: port.clone(),
+        }));
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         !self.registrations.is_empty() || self.reservation.is_some()
     }
@@ -356,7 +413,9 @@ impl PrState {
 
     /// The saved form: a versioned, line-oriented text, so an operator can read it on the
     /// volume. `glfs-iscsi-pr 1`, then `generation N`, `aptpl 0|1`, one `register KEY
-    /// ALL_TG_PT NAME ISID` per registration in order, and `reserve TYPE NAME ISID`.
+    /// ALL_TG_PT NAME ISID` per registration in order, and `reserve TYPE NAME ISID`; a state
+    /// shared by gateways adds `version N` and one `notice VERSION UA ABORT NAME ISID` per
+    /// unit attention of its last changes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let hex = |isid: &[u8; 6]| isid.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let mut s = String::from("glfs-iscsi-pr 1\n");
@@ -381,6 +440,21 @@ impl PrState {
                 r.holder.name,
                 hex(&r.holder.isid)
             );
+        }
+        if self.version != 0 {
+            s += &format!("version {}\n", self.version);
+        }
+        for n in &self.notices {
+            if let Some(name) = notice_name(n.ua) {
+                s += &format!(
+                    "notice {} {} {} {} {}\n",
+                    n.version,
+                    name,
+                    u8::from(n.abort),
+                    n.port.name,
+                    hex(&n.port.isid)
+                );
+            }
         }
         s.into_bytes()
     }
@@ -425,6 +499,16 @@ impl PrState {
                         },
                     })
                 }
+                ["version", n] => st.version = n.parse().ok()?,
+                ["notice", version, ua, abort, name, id] => st.notices.push(Notice {
+                    version: version.parse().ok()?,
+                    ua: notice_from_name(ua)?,
+                    abort: *abort == "1",
+                    port: InitiatorPort {
+                        name: (*name).to_string(),
+                        isid: isid(id)?,
+                    },
+                }),
                 [""] => {}
                 _ => return None,
             }
