@@ -577,32 +577,59 @@ impl Volume {
     }
 }
 
+/// Runs the gluster CLI with these arguments and returns its output.
+type GlusterCli = fn(&[&str]) -> Result<String>;
+
 /// A volume option set for a while: put back (or reset when it was not set) on drop.
 struct VolumeOption {
     volume: String,
     option: &'static str,
     old: Option<String>,
+    cli: GlusterCli,
 }
 
 impl VolumeOption {
     fn set(volume: &str, option: &'static str, value: &str) -> Result<VolumeOption> {
-        let old = gluster::gluster(&["volume", "get", volume, option])
-            .ok()
-            .and_then(|out| report::parse_volume_get(&out, option));
-        gluster::gluster(&["volume", "set", volume, option, value])?;
-        Ok(VolumeOption {
+        Self::set_with(gluster::gluster, volume, option, value)
+    }
+
+    /// Sets `option` to `value` through `cli` and reads it back: a value the volume does
+    /// not report afterwards is an error (and what was there is put back), so the bench
+    /// never claims a graph it did not get.
+    fn set_with(
+        cli: GlusterCli,
+        volume: &str,
+        option: &'static str,
+        value: &str,
+    ) -> Result<VolumeOption> {
+        let get = || {
+            cli(&["volume", "get", volume, option])
+                .ok()
+                .and_then(|out| report::parse_volume_get(&out, option))
+        };
+        let old = get();
+        cli(&["volume", "set", volume, option, value])?;
+        let set = VolumeOption {
             volume: volume.to_string(),
             option,
             old,
-        })
+            cli,
+        };
+        match get() {
+            Some(now) if now == value => Ok(set),
+            now => bail!(
+                "{option} of {volume} reads {} after setting it to {value}",
+                now.as_deref().unwrap_or("nothing")
+            ),
+        }
     }
 }
 
 impl Drop for VolumeOption {
     fn drop(&mut self) {
         let done = match &self.old {
-            Some(v) => gluster::gluster(&["volume", "set", &self.volume, self.option, v]),
-            None => gluster::gluster(&["volume", "reset", &self.volume, self.option]),
+            Some(v) => (self.cli)(&["volume", "set", &self.volume, self.option, v]),
+            None => (self.cli)(&["volume", "reset", &self.volume, self.option]),
         };
         if let Err(e) = done {
             eprintln!(
@@ -693,6 +720,9 @@ struct TargetSample {
     /// CPU the other processes of the machine took inside the window (neither the
     /// target nor the load generator), % of one core.
     others_cpu_pct: Option<f64>,
+    /// CPU clock ticks the load generator's processes (it and its children: fio's job
+    /// process with gfapi's threads) used inside the window, and the window's length.
+    load_cpu: Option<(u64, f64)>,
 }
 
 /// What the window sampler reads at one instant: the target's and the load
@@ -814,12 +844,27 @@ impl Bench<'_> {
         if let Some(r) = spec.read_pct {
             cmd.arg(format!("--rwmixread={r}"));
         }
-        let status = run_bounded(&mut cmd, &log, self.limit(), None, None)?.0;
+        // fio's CPU is sampled from /proc over the measured window: its whole job
+        // process, gfapi's event and worker threads included. fio's own usr_cpu/sys_cpu
+        // count the job thread alone (getrusage(RUSAGE_THREAD)), a fraction of what a
+        // gfapi client spends. The window starts later than iscsi-load's: gfapi's init
+        // comes before fio's ramp.
+        let window = (
+            Duration::from_secs(u64::from(RAMP_SECS)) + Duration::from_millis(800),
+            Duration::from_secs(u64::from(RAMP_SECS + self.opts.seconds)),
+        );
+        let (status, sample) = run_bounded(&mut cmd, &log, self.limit(), None, Some(window))?;
         let text = std::fs::read_to_string(&log)?;
         if !status.success() {
             bail!("fio failed ({status}): {}", tail(&log));
         }
-        parse_fio(&text).with_context(|| format!("reading fio's output {}", log.display()))
+        let mut n =
+            parse_fio(&text).with_context(|| format!("reading fio's output {}", log.display()))?;
+        if let Some((ticks, secs)) = sample.load_cpu {
+            n.load_cpu_pct = Some(ticks as f64 / clock_ticks_per_second() / secs * 100.0);
+        }
+        n.others_cpu_pct = sample.others_cpu_pct;
+        Ok(n)
     }
 
     /// Starts the daemon of `side`, runs every workload on it, kills it.
@@ -1434,6 +1479,20 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     report::parse_pid_stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// utime + stime of process `pid` and of its child processes (fio runs its job in a
+/// forked process, where gfapi's threads live), in clock ticks.
+fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let mut ticks = cpu_ticks(pid)?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        ticks += report::parse_children(&children)
+            .filter_map(cpu_ticks)
+            .sum::<u64>();
+    }
+    Some(ticks)
+}
+
 /// Peak resident memory of process `pid` in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     report::parse_status_kib(
@@ -1486,7 +1545,12 @@ fn run_bounded(
             if let (Some(a), Some(b)) = (first, last) {
                 let secs = (b.at - a.at).as_secs_f64();
                 if secs > 0.0 {
-                    sample.cpu = Some((b.target.saturating_sub(a.target), secs));
+                    if target.is_some() {
+                        sample.cpu = Some((b.target.saturating_sub(a.target), secs));
+                    }
+                    if let (Some(la), Some(lb)) = (a.load, b.load) {
+                        sample.load_cpu = Some((lb.saturating_sub(la), secs));
+                    }
                 }
                 if let (Some(la), Some(lb), Some(ma), Some(mb)) =
                     (a.load, b.load, a.machine, b.machine)
@@ -1511,14 +1575,16 @@ fn run_bounded(
                 tail(log)
             );
         }
-        if let (Some(pid), Some((from, to))) = (target, window) {
+        if let Some((from, to)) = window {
             let at = now - started;
             if at >= from && at <= to {
-                if let Some(t) = cpu_ticks(pid) {
+                // Without a target (fio, which is its own gfapi client) only the load
+                // generator is sampled.
+                if let Some(t) = target.map_or(Some(0), cpu_ticks) {
                     let s = WindowSample {
                         at: now,
                         target: t,
-                        load: cpu_ticks(load_pid),
+                        load: tree_cpu_ticks(load_pid),
                         machine: machine_cpu(),
                     };
                     if first.is_none() {
@@ -1700,5 +1766,130 @@ mod tests {
         assert_eq!(units::parse_size("256M").unwrap(), 256 << 20);
         assert!(units::parse_size("1q").is_err());
         assert!(units::parse_size("0").is_err());
+    }
+
+    /// A gluster CLI for the volume-option tests: `volume get/set/reset` of one
+    /// option kept in a thread-local, every call logged; `set` of the value in
+    /// `IGNORED` is accepted but changes nothing (a volume that does not take it).
+    mod fake_cli {
+        use anyhow::{bail, Result};
+        use std::cell::RefCell;
+
+        pub const IGNORED: &str = "ignored";
+        thread_local! {
+            pub static VALUE: RefCell<Option<String>> = const { RefCell::new(None) };
+            pub static CALLS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+            pub static FAIL_SET: RefCell<bool> = const { RefCell::new(false) };
+        }
+
+        pub fn cli(args: &[&str]) -> Result<String> {
+            CALLS.with(|c| c.borrow_mut().push(args.join(" ")));
+            match args {
+                ["volume", "get", _, opt] => match VALUE.with(|v| v.borrow().clone()) {
+                    Some(v) => Ok(format!("Option Value\n------ -----\n{opt} {v}\n")),
+                    None => bail!("volume get: option {opt} unknown"),
+                },
+                ["volume", "set", ..] if FAIL_SET.with(|f| *f.borrow()) => {
+                    bail!("volume set: failed")
+                }
+                ["volume", "set", _, _, value] => {
+                    if *value != IGNORED {
+                        VALUE.with(|v| *v.borrow_mut() = Some(value.to_string()));
+                    }
+                    Ok(String::new())
+                }
+                ["volume", "reset", _, _] => {
+                    VALUE.with(|v| *v.borrow_mut() = None);
+                    Ok(String::new())
+                }
+                _ => bail!("unexpected gluster {args:?}"),
+            }
+        }
+
+        pub fn start(value: Option<&str>, fail_set: bool) {
+            VALUE.with(|v| *v.borrow_mut() = value.map(str::to_string));
+            FAIL_SET.with(|f| *f.borrow_mut() = fail_set);
+            CALLS.with(|c| c.borrow_mut().clear());
+        }
+
+        pub fn calls() -> Vec<String> {
+            CALLS.with(|c| c.borrow().clone())
+        }
+
+        pub fn value() -> Option<String> {
+            VALUE.with(|v| v.borrow().clone())
+        }
+    }
+
+    const OPT: &str = "performance.client-io-threads";
+
+    #[test]
+    fn a_volume_option_set_for_the_ceiling_is_put_back_to_what_it_was() {
+        fake_cli::start(Some("on"), false);
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off").unwrap();
+        assert_eq!(fake_cli::value().as_deref(), Some("off"));
+        assert_eq!(set.old.as_deref(), Some("on"));
+        drop(set);
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+        assert_eq!(
+            fake_cli::calls(),
+            [
+                format!("volume get vol {OPT}"),
+                format!("volume set vol {OPT} off"),
+                format!("volume get vol {OPT}"),
+                format!("volume set vol {OPT} on"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_volume_option_whose_old_value_is_unknown_is_reset_afterwards() {
+        // Gluster 10 shows an option never set with its default value; an older CLI
+        // that cannot show it leaves nothing to put back but a reset.
+        fake_cli::start(None, false);
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off").unwrap();
+        assert_eq!(set.old, None);
+        drop(set);
+        assert_eq!(fake_cli::value(), None);
+        assert_eq!(
+            fake_cli::calls().last().map(String::as_str),
+            Some(format!("volume reset vol {OPT}").as_str())
+        );
+    }
+
+    #[test]
+    fn a_failed_set_changes_nothing_and_restores_nothing() {
+        fake_cli::start(Some("on"), true);
+        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off")
+            .err()
+            .expect("set failed");
+        assert!(format!("{err:#}").contains("volume set: failed"), "{err:#}");
+        assert_eq!(
+            fake_cli::calls(),
+            [
+                format!("volume get vol {OPT}"),
+                format!("volume set vol {OPT} off")
+            ]
+        );
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+    }
+
+    #[test]
+    fn a_set_the_volume_does_not_show_is_an_error_and_is_undone() {
+        fake_cli::start(Some("on"), false);
+        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, fake_cli::IGNORED)
+            .err()
+            .expect("the value never showed");
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "{OPT} of vol reads on after setting it to {}",
+                fake_cli::IGNORED
+            )
+        );
+        assert_eq!(
+            fake_cli::calls().last().map(String::as_str),
+            Some(format!("volume set vol {OPT} on").as_str())
+        );
     }
 }

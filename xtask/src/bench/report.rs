@@ -259,6 +259,11 @@ pub fn parse_pid_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The pids in a `/proc/PID/task/TID/children` file (space-separated).
+pub fn parse_children(text: &str) -> impl Iterator<Item = u32> + '_ {
+    text.split_whitespace().filter_map(|p| p.parse().ok())
+}
+
 /// The value of `option` in `gluster volume get VOL OPTION` output.
 pub fn parse_volume_get(text: &str, option: &str) -> Option<String> {
     text.lines().find_map(|l| {
@@ -805,7 +810,10 @@ impl Report {
              Latency is per command as the load generator sees it (fio: `lat_ns`; iscsi-load: \
              submit to completion). Target CPU is the daemon's utime+stime from \
              `/proc/<pid>/stat` over the measured window, divided by the commands completed in \
-             it; \"cmds per target core-s\" is its inverse. \"others' CPU %\" is what every \
+             it; \"cmds per target core-s\" is its inverse. \"load gen CPU %\" of the ceiling is \
+             fio's whole process over the window (its job and gfapi's threads: the gfapi \
+             client our daemon also is), not fio's own usr/sys figure, which counts its job \
+             thread alone. \"others' CPU %\" is what every \
              other process of the machine took in the same window (from `/proc/stat`, less \
              the target and the load generator; a Gluster brick counts here), in % of one \
              core: a row measured while the machine was busy shows it.\n\n{}",
@@ -984,6 +992,11 @@ mod tests {
         // comm with a space and a parenthesis; utime 7, stime 3.
         let pid_stat = "42 (glfs (iscsi) x) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0";
         assert_eq!(parse_pid_stat_ticks(pid_stat), Some(10));
+        assert_eq!(
+            parse_children("4157 4160 \n").collect::<Vec<_>>(),
+            [4157, 4160]
+        );
+        assert_eq!(parse_children("").count(), 0);
         let get = "Option                                  Value\n\
                    ------                                  -----\n\
                    performance.client-io-threads           on\n";
