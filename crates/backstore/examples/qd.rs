@@ -40,7 +40,7 @@ fn main() {
         let req = if write {
             IoRequest::Write {
                 offset,
-                data: data.clone(),
+                data: data.clone().into(),
                 fua: false,
             }
         } else {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use store_api::{
     check_range, valid_metadata_name, BlockStore, BufferPool, Capabilities, Completion, CopySource,
     ErrorKind, Geometry, IoReply, IoRequest, IoResult, LockError, LockMode, LockOwner, LockWait,
-    MetadataLock, Op, StoreError,
+    MetadataLock, Op, Segments, StoreError,
 };
 
 /// Default number of worker threads.
@@ -76,13 +76,63 @@ fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<
 }
 
 impl Inner {
+    /// Writes the segments in order from `offset` with `pwritev(2)` (at most `IOV_MAX`
+    /// at a time, resuming after short writes).
+    fn write_segments(&self, data: &Segments, offset: u64) -> std::io::Result<()> {
+        const IOV: usize = 64;
+        let parts = data.parts();
+        let (mut part, mut skip, mut at) = (0, 0, offset);
+        while part < parts.len() {
+            let mut iov = [std::io::IoSlice::new(&[]); IOV];
+            let n = (parts.len() - part).min(IOV);
+            for (i, slot) in iov.iter_mut().take(n).enumerate() {
+                let from = if i == 0 { skip } else { 0 };
+                *slot = std::io::IoSlice::new(&parts[part + i][from..]);
+            }
+            // SAFETY: IoSlice is ABI-compatible with iovec; `n` of them are set and point
+            // into `data`, alive for the call.
+            let written = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    iov.as_ptr().cast::<libc::iovec>(),
+                    n as libc::c_int,
+                    at as libc::off_t,
+                )
+            };
+            if written < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let mut left = written as usize;
+            at += left as u64;
+            while left > 0 {
+                let rest = parts[part].len() - skip;
+                if left < rest {
+                    skip += left;
+                    left = 0;
+                } else {
+                    left -= rest;
+                    part += 1;
+                    skip = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn execute(&self, req: IoRequest) -> IoResult {
         let op = req.op();
         let err = |e: std::io::Error| StoreError::from_io(op, &e);
         match req {
             IoRequest::Read { offset, len } => self.read(offset, len as usize).map(IoReply::Data),
             IoRequest::Write { offset, data, fua } => {
-                self.file.write_all_at(&data, offset).map_err(err)?;
+                self.write_segments(&data, offset).map_err(err)?;
                 if fua {
                     self.file.sync_data().map_err(err)?;
                 }

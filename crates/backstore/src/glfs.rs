@@ -819,7 +819,7 @@ fn submit_to(file: Arc<File>, req: IoRequest, finish: Finish) {
         }
         IoRequest::Write { offset, data, fua } => {
             let f = file.clone();
-            file.pwrite_async(offset, data, move |r| match r {
+            file.pwritev_async(offset, data, move |r| match r {
                 Ok(()) if fua => f.fdatasync_async(move |r| {
                     finish.complete(
                         r.map(|()| IoReply::Done)

@@ -285,13 +285,17 @@ impl BlockStore for MemoryStore {
             }
             IoRequest::Write {
                 offset,
-                data: bytes,
+                data: segments,
                 ..
             } => {
-                self.for_each_piece(offset, bytes.len(), |s, r, q| {
-                    data.shards[s].write().unwrap()[r].copy_from_slice(&bytes[q]);
-                });
-                let ((first, end), _) = self.blocks(offset, bytes.len() as u64);
+                let mut at = offset;
+                for bytes in segments.parts() {
+                    self.for_each_piece(at, bytes.len(), |s, r, q| {
+                        data.shards[s].write().unwrap()[r].copy_from_slice(&bytes[q]);
+                    });
+                    at += bytes.len() as u64;
+                }
+                let ((first, end), _) = self.blocks(offset, segments.len() as u64);
                 Memory::set_mapped(&data, first, end, true);
                 IoReply::Done
             }
@@ -415,7 +419,7 @@ mod tests {
     fn write(store: &MemoryStore, offset: u64, fill: u8, len: usize) {
         let req = IoRequest::Write {
             offset,
-            data: bytes::Bytes::from(vec![fill; len]),
+            data: bytes::Bytes::from(vec![fill; len]).into(),
             fua: false,
         };
         assert!(matches!(run(store, req), IoReply::Done));

@@ -75,7 +75,7 @@ fn read_and_drop(store: &dyn BlockStore, offset: u64, len: u32) -> u8 {
 fn write(store: &dyn BlockStore, offset: u64, data: &Bytes) {
     let req = IoRequest::Write {
         offset,
-        data: data.clone(),
+        data: data.clone().into(),
         fua: false,
     };
     assert!(matches!(run(store, req), IoReply::Done));

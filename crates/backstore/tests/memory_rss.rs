@@ -85,7 +85,7 @@ fn a_memory_store_takes_resident_memory_only_for_what_was_written() {
     for shard in 0..64 {
         let req = IoRequest::Write {
             offset: shard * SHARD + 8192,
-            data: data.clone(),
+            data: data.clone().into(),
             fua: false,
         };
         assert!(matches!(run(&store, req), IoReply::Done));

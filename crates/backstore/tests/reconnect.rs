@@ -102,7 +102,7 @@ fn run(store: &dyn BlockStore, req: IoRequest) -> IoResult {
 fn write_req(offset: u64, data: &[u8]) -> IoRequest {
     IoRequest::Write {
         offset,
-        data: Bytes::copy_from_slice(data),
+        data: Bytes::copy_from_slice(data).into(),
         fua: false,
     }
 }

@@ -198,6 +198,7 @@ shared_checks! {
     geometry_follows_the_create_size: [Memory, File, Glfs];
     read_after_write: [Memory, File, Glfs];
     unaligned_and_large_io: [Memory, File, Glfs];
+    segmented_writes_land_in_order: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
     allocation_follows_writes_and_discards: [Memory, File, Glfs];
@@ -327,14 +328,14 @@ fn glfs_short_transfers_continue_until_complete() {
 #[case::read_eio("eio", IoRequest::Read { offset: 0, len: 4096 }, ErrorKind::Io, libc::EIO)]
 #[case::write_enospc(
     "enospc",
-    IoRequest::Write { offset: 0, data: Bytes::from_static(&[1; 512]), fua: false },
+    IoRequest::Write { offset: 0, data: Bytes::from_static(&[1; 512]).into(), fua: false },
     ErrorKind::NoSpace,
     libc::ENOSPC
 )]
 #[case::flush_eio("syncfail", IoRequest::Flush, ErrorKind::Io, libc::EIO)]
 #[case::fua_write_sync_eio(
     "syncfail",
-    IoRequest::Write { offset: 0, data: Bytes::from_static(&[1; 512]), fua: true },
+    IoRequest::Write { offset: 0, data: Bytes::from_static(&[1; 512]).into(), fua: true },
     ErrorKind::Io,
     libc::EIO
 )]
@@ -372,7 +373,7 @@ fn glfs_lost_connection_is_not_connected() {
         &*f.store,
         IoRequest::Write {
             offset: 0,
-            data: Bytes::from_static(&[1; 512]),
+            data: Bytes::from_static(&[1; 512]).into(),
             fua: false,
         },
     )

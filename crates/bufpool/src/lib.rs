@@ -18,6 +18,9 @@
 
 #![forbid(unsafe_code)]
 
+mod segments;
+pub use segments::Segments;
+
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};

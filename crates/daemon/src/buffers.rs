@@ -31,6 +31,12 @@ pub struct SocketBuffers {
     pub input: BytesMut,
     /// Earlier input buffers, still (partly) held by slices when they were set aside.
     spare: Vec<BytesMut>,
+    /// Input buffers of [`SocketBuffers::LARGE_INPUT`] bytes for PDUs that do not fit
+    /// [`SocketBuffers::INPUT_KEEP`] (a 1 MiB write's 256 KiB Data-Out), set aside while
+    /// slices of them live, reused once they are gone.
+    large: Vec<BytesMut>,
+    /// `input` is one of the large buffers.
+    input_is_large: bool,
     /// PDUs waiting for the socket.
     pub output: Transmit,
 }
@@ -40,6 +46,8 @@ impl Default for SocketBuffers {
         SocketBuffers {
             input: BytesMut::with_capacity(Self::INPUT_KEEP),
             spare: Vec::with_capacity(Self::SPARES),
+            large: Vec::with_capacity(Self::LARGE_SPARES),
+            input_is_large: false,
             output: Transmit::new(),
         }
     }
@@ -59,6 +67,18 @@ impl SocketBuffers {
     pub const MIN_READ: usize = 16 * 1024;
     /// Earlier input buffers kept for reuse while slices of them are alive.
     pub const SPARES: usize = 4;
+    /// The largest PDU at the MaxRecvDataSegmentLength we declare by default (256 KiB,
+    /// what a 1 MiB write's Data-Out PDUs carry from libiscsi and Linux): header, data,
+    /// both digests.
+    pub const LARGE_PDU: usize = 48 + 4 + 256 * 1024 + 4;
+    /// A large input buffer: room for a whole [`Self::LARGE_PDU`] behind
+    /// [`Self::MIN_READ`], rounded up to 4 KiB. A PDU that does not fit
+    /// [`Self::INPUT_KEEP`] is read into one of these instead of making the input grow
+    /// (a reallocation and fresh pages per PDU) and giving it back after the batch.
+    pub const LARGE_INPUT: usize = (Self::LARGE_PDU + Self::MIN_READ).next_multiple_of(4096);
+    /// Large input buffers a connection keeps while slices of them live (the PDUs of
+    /// writes at their store); one that is free is kept between batches.
+    pub const LARGE_SPARES: usize = 8;
     /// What the output header buffer keeps between batches.
     pub const OUTPUT_KEEP: usize = 16 * 1024;
     /// Read data ready to answer (of two reads at least) after which a batch is sent
@@ -78,25 +98,41 @@ impl SocketBuffers {
         }
         // Still shared with slices (writes at their store), or a large PDU in progress.
         let want = self.input.len() + Self::MIN_READ;
-        if want > Self::INPUT_KEEP {
-            // A PDU larger than the buffer: let it grow (given back by `settle`).
+        if want > Self::LARGE_INPUT {
+            // Larger than any buffer we keep (a MaxRecvDataSegmentLength above the
+            // default): let it grow (given back by `settle`).
             self.input.reserve(Self::MIN_READ);
             return;
         }
-        let free = self
-            .spare
-            .iter_mut()
-            .position(|b| b.try_reclaim(Self::INPUT_KEEP));
-        let mut next = match free {
-            Some(i) => self.spare.swap_remove(i),
-            None => BytesMut::with_capacity(Self::INPUT_KEEP),
+        let large = want > Self::INPUT_KEEP;
+        let (list, size) = if large {
+            (&mut self.large, Self::LARGE_INPUT)
+        } else {
+            (&mut self.spare, Self::INPUT_KEEP)
         };
+        let next = match list.iter_mut().position(|b| b.try_reclaim(size)) {
+            Some(i) => list.swap_remove(i),
+            None => BytesMut::with_capacity(size),
+        };
+        self.switch_input(next, large);
+    }
+
+    /// Moves the partial PDU into `next`, which becomes the input; the old input buffer
+    /// is set aside among the spares of its size while there is room (else it is freed
+    /// once its slices are gone).
+    fn switch_input(&mut self, mut next: BytesMut, large: bool) {
         next.extend_from_slice(&self.input);
         let mut old = std::mem::replace(&mut self.input, next);
-        if self.spare.len() < Self::SPARES {
-            old.clear();
-            self.spare.push(old);
+        old.clear();
+        let (list, room) = if self.input_is_large {
+            (&mut self.large, Self::LARGE_SPARES)
+        } else {
+            (&mut self.spare, Self::SPARES)
+        };
+        if list.len() < room {
+            list.push(old);
         }
+        self.input_is_large = large;
     }
 
     /// After a batch is written: gives back what a burst grew beyond the keep sizes.
@@ -106,29 +142,47 @@ impl SocketBuffers {
         // A buffer whose slices are all gone shows its whole allocation once reclaimed;
         // one a burst grew is given back. (One still shared is held by its slices anyway,
         // and is looked at again after the next batch.)
-        let grown = |b: &mut BytesMut| {
-            b.is_empty() && b.try_reclaim(Self::INPUT_KEEP) && b.capacity() > Self::INPUT_KEEP
+        let grown = |b: &mut BytesMut, keep: usize| {
+            b.is_empty() && b.try_reclaim(keep) && b.capacity() > keep
         };
-        if grown(&mut self.input) {
+        let keep = if self.input_is_large {
+            Self::LARGE_INPUT
+        } else {
+            Self::INPUT_KEEP
+        };
+        if grown(&mut self.input, keep) {
             self.input = BytesMut::with_capacity(Self::INPUT_KEEP);
+            self.input_is_large = false;
         }
-        self.spare.retain_mut(|b| !grown(b));
+        // A free large input stays the input: it is the one free large buffer kept.
+        let large_input_free = self.input_is_large
+            && self.input.is_empty()
+            && self.input.try_reclaim(Self::LARGE_INPUT);
+        self.spare.retain_mut(|b| !grown(b, Self::INPUT_KEEP));
         // Spares whose slices are all gone are kept only one deep: while nothing holds
         // the input (memory store, reads), a connection goes back to one input buffer
-        // and one spare, however many a burst of held writes needed.
-        let mut free_kept = false;
-        self.spare.retain_mut(|b| {
-            let free = b.try_reclaim(Self::INPUT_KEEP);
-            let keep = !free || !free_kept;
-            free_kept |= free;
-            keep
-        });
+        // and one spare, however many a burst of held writes needed; of the large
+        // buffers, at most one free is kept (it may be the input).
+        for (list, size, mut free_kept) in [
+            (&mut self.spare, Self::INPUT_KEEP, false),
+            (&mut self.large, Self::LARGE_INPUT, large_input_free),
+        ] {
+            list.retain_mut(|b| {
+                let free = b.try_reclaim(size);
+                let kept = !free || !free_kept;
+                free_kept |= free;
+                kept
+            });
+        }
     }
 
     /// Bytes the buffers hold allocated (their capacity; a spare counts whole, as it
     /// keeps its allocation).
     pub fn capacity(&self) -> usize {
-        self.input.capacity() + self.spare.len() * Self::INPUT_KEEP + self.output.capacity()
+        self.input.capacity()
+            + self.spare.len() * Self::INPUT_KEEP
+            + self.large.len() * Self::LARGE_INPUT
+            + self.output.capacity()
     }
 }
 

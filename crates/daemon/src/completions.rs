@@ -218,7 +218,7 @@ mod tests {
             nexus: 1,
             lun: 0,
             cdb,
-            data_out: bytes::Bytes::new(),
+            data_out: Default::default(),
             expected_len: 512,
         }) {
             scsi::Start::Io { pending, .. } => pending,

@@ -251,7 +251,7 @@ mod tests {
         fn submit(&self, req: IoRequest, done: Completion) {
             match req {
                 IoRequest::Write { offset, data, .. } => {
-                    self.cache.lock().unwrap().push((offset, data));
+                    self.cache.lock().unwrap().push((offset, data.to_bytes()));
                     self.held.lock().unwrap().push(done);
                 }
                 IoRequest::Flush => {
@@ -383,7 +383,7 @@ mod tests {
             &old_store,
             IoRequest::Write {
                 offset: 1024,
-                data: written.clone(),
+                data: written.clone().into(),
                 fua: false,
             },
         );

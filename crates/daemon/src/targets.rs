@@ -873,7 +873,7 @@ mod shared_reservations_tests {
             nexus: 1,
             lun: 0,
             cdb: Bytes::from_static(&[0; 6]),
-            data_out: Bytes::new(),
+            data_out: Default::default(),
             expected_len: 0,
         };
         assert!(matches!(scsi.start(tur), scsi::Start::Done(_)));
@@ -883,7 +883,7 @@ mod shared_reservations_tests {
             nexus: 1,
             lun: 0,
             cdb: Bytes::from_static(&[0x5F, 0, 0, 0, 0, 0, 0, 0, 24, 0]),
-            data_out: Bytes::from(params),
+            data_out: Bytes::from(params).into(),
             expected_len: 24,
         };
         let scsi::Start::SharedReservations(shared) = scsi.start(cmd) else {

@@ -435,7 +435,7 @@ pub fn scsi(data: &[u8]) {
             nexus: 1,
             lun: 0,
             cdb: Bytes::copy_from_slice(cdb),
-            data_out: Bytes::copy_from_slice(data_out),
+            data_out: Bytes::copy_from_slice(data_out).into(),
             expected_len: data_out.len() as u32,
         });
         let mut ios = 0;

@@ -196,6 +196,18 @@ pub type glfs_pwrite_async_fn = unsafe extern "C" fn(
     cbk: glfs_io_cbk,
     data: *mut c_void,
 ) -> c_int;
+/// `int glfs_pwritev_async(glfs_fd_t *, const struct iovec *iov, int count, off_t offset,
+/// int flags, glfs_io_cbk fn, void *data)` (6.0): gfapi copies the `count` buffers into
+/// one iobuf of its own before it returns or winds, as it does for `glfs_pwrite_async`.
+pub type glfs_pwritev_async_fn = unsafe extern "C" fn(
+    fd: *mut glfs_fd_t,
+    iov: *const libc::iovec,
+    count: c_int,
+    offset: off_t,
+    flags: c_int,
+    cbk: glfs_io_cbk,
+    data: *mut c_void,
+) -> c_int;
 /// `int glfs_fdatasync_async(glfs_fd_t *, glfs_io_cbk fn, void *data)` (6.0); also
 /// `glfs_fsync_async`.
 pub type glfs_sync_async_fn =
@@ -284,6 +296,7 @@ pub struct Library {
     pub glfs_copy_file_range: glfs_copy_file_range_fn,
     pub glfs_pread_async: glfs_pread_async_fn,
     pub glfs_pwrite_async: glfs_pwrite_async_fn,
+    pub glfs_pwritev_async: glfs_pwritev_async_fn,
     pub glfs_fdatasync_async: glfs_sync_async_fn,
     pub glfs_fsync_async: glfs_sync_async_fn,
     pub glfs_discard_async: glfs_discard_async_fn,
@@ -353,6 +366,7 @@ impl Library {
                 glfs_copy_file_range: r.get("glfs_copy_file_range", Some(V6))?,
                 glfs_pread_async: r.get("glfs_pread_async", Some(V6))?,
                 glfs_pwrite_async: r.get("glfs_pwrite_async", Some(V6))?,
+                glfs_pwritev_async: r.get("glfs_pwritev_async", Some(V6))?,
                 glfs_fdatasync_async: r.get("glfs_fdatasync_async", Some(V6))?,
                 glfs_fsync_async: r.get("glfs_fsync_async", Some(V6))?,
                 glfs_discard_async: r.get("glfs_discard_async", Some(V6))?,

@@ -14,6 +14,7 @@
 //!   nothing for writes of 1 GiB and more, glusterfs#1518) and short transfers continue
 //!   until done or until gfapi reports no progress.
 
+use bufpool::Segments;
 use bytes::Bytes;
 use gfapi_sys as sys;
 use libc::{c_int, c_void, ssize_t};
@@ -910,6 +911,19 @@ impl File {
         data: Bytes,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
+        self.pwritev_async(offset, Segments::from(data), cb);
+    }
+
+    /// Writes the segments of `data` in order at `offset` asynchronously with
+    /// `glfs_pwritev_async` (one iovec of the segments, no copy of ours; chunked at
+    /// [`MAX_CHUNK`] and at [`MAX_IOV`] segments, short writes continue). The segments
+    /// stay owned by the request until `cb` runs.
+    pub fn pwritev_async(
+        self: &Arc<Self>,
+        offset: u64,
+        data: Segments,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
         let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
@@ -1019,7 +1033,7 @@ enum AsyncOp {
     },
     /// `done` bytes of `data` are written so far.
     Write {
-        data: Bytes,
+        data: Segments,
         done: usize,
         cb: DoneCb,
     },
@@ -1148,20 +1162,25 @@ fn submit(mut ctx: Box<Ctx>) {
             }
         }
         AsyncOp::Write {
-            data: bytes, done, ..
+            data: segments,
+            done,
+            ..
         } => {
             let done = *done;
-            if done >= bytes.len() {
+            if done >= segments.len() {
                 return ctx.finish(Ok(()));
             }
-            let n = (bytes.len() - done).min(ctx.file.max_chunk());
-            let ptr = bytes[done..].as_ptr().cast::<c_void>();
+            let (iov, count, n) = iovecs(segments, done, ctx.file.max_chunk());
             let off = (ctx.offset + done as u64) as libc::off_t;
             let data = Box::into_raw(ctx);
             clear_errno();
-            // SAFETY: as for reads; the Bytes is owned by *data until the callback. n fits in
-            // an int because MAX_CHUNK < 2^31.
-            rc = unsafe { (sys.glfs_pwrite_async)(fd, ptr, n as c_int, off, 0, cbk, data.cast()) };
+            // SAFETY: fd live; the iovecs point into the segments, owned by *data until the
+            // callback (gfapi copies them into its iobuf during the call anyway); `count`
+            // entries of `iov` are initialised. `n` (<= MAX_CHUNK) is what they add up to.
+            rc = unsafe {
+                (sys.glfs_pwritev_async)(fd, iov.as_ptr(), count, off, 0, cbk, data.cast())
+            };
+            debug_assert!(n > 0, "a write that is not done has bytes left");
             if rc != 0 {
                 // SAFETY: gfapi did not take the request; we own data again.
                 let ctx = unsafe { Box::from_raw(data) };
@@ -1193,6 +1212,38 @@ fn submit(mut ctx: Box<Ctx>) {
             }
         }
     }
+}
+
+/// Segments handed to one `glfs_pwritev_async` at most; a write of more continues.
+pub const MAX_IOV: usize = 64;
+
+/// The iovecs of `data` from byte `done` on: at most [`MAX_IOV`] of them and `max` bytes.
+/// Returns them, how many are set, and the bytes they cover.
+fn iovecs(data: &Segments, done: usize, max: usize) -> ([libc::iovec; MAX_IOV], c_int, usize) {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOV];
+    let (mut count, mut bytes, mut at) = (0, 0, 0);
+    for part in data.parts() {
+        let (from, to) = (at, at + part.len());
+        at = to;
+        if to <= done {
+            continue;
+        }
+        if count == MAX_IOV || bytes == max {
+            break;
+        }
+        let skip = done.saturating_sub(from);
+        let len = (part.len() - skip).min(max - bytes);
+        iov[count] = libc::iovec {
+            iov_base: part[skip..].as_ptr().cast_mut().cast::<c_void>(),
+            iov_len: len,
+        };
+        count += 1;
+        bytes += len;
+    }
+    (iov, count as c_int, bytes)
 }
 
 /// The one callback given to gfapi; `data` is a `Box<Ctx>` from [`submit`].
@@ -1269,6 +1320,41 @@ mod tests {
             "glfs_init failed: Transport endpoint is not connected (os error 107)"
         );
         assert_eq!(err.errno(), Some(libc::ENOTCONN));
+    }
+
+    #[test]
+    fn iovecs_cover_the_segments_from_the_bytes_done_within_the_limits() {
+        let all = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<u8>>());
+        let mut data = Segments::new();
+        for (from, to) in [(0, 100), (100, 400), (400, 1000)] {
+            data.push(all.slice(from..to));
+        }
+        let covered = |done, max| {
+            let (iov, count, n) = iovecs(&data, done, max);
+            let mut got = Vec::new();
+            for v in &iov[..count as usize] {
+                // SAFETY: the iovecs point into `data`, alive here.
+                got.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(v.iov_base.cast::<u8>(), v.iov_len)
+                });
+            }
+            assert_eq!(got.len(), n);
+            (count, got)
+        };
+        assert_eq!(covered(0, MAX_CHUNK), (3, all.to_vec()));
+        assert_eq!(covered(150, MAX_CHUNK), (2, all[150..].to_vec()));
+        assert_eq!(covered(400, MAX_CHUNK), (1, all[400..].to_vec()));
+        assert_eq!(covered(50, 300), (2, all[50..350].to_vec()));
+        assert_eq!(covered(1000, MAX_CHUNK), (0, Vec::new()));
+        // More segments than one call takes: the first MAX_IOV, the rest in the next.
+        let mut many = Segments::new();
+        for i in 0..MAX_IOV + 3 {
+            many.push(all.slice(i..i + 1));
+        }
+        let (_, count, n) = iovecs(&many, 0, MAX_CHUNK);
+        assert_eq!((count as usize, n), (MAX_IOV, MAX_IOV));
+        let (_, count, n) = iovecs(&many, MAX_IOV, MAX_CHUNK);
+        assert_eq!((count, n), (3, 3));
     }
 
     #[test]

@@ -825,6 +825,33 @@ fn run_sequence(t: &mut Recorder, vol: &Arc<Volume>, raw: &Raw, dir: &str) {
         r.map_or_else(|e| e, |r| io_outcome(&r)),
     );
     t.rec("fstat after pwrite_async past EOF", outcome(&b.size()));
+    // A write handed over as the segments it arrived in (glfs_pwritev_async): five
+    // segments of odd sizes, read back whole.
+    let vdata = Bytes::from(pattern(70_001, 9));
+    let mut segments = bufpool::Segments::new();
+    for (from, to) in [
+        (0, 1),
+        (1, 4096),
+        (4096, 30_000),
+        (30_000, 65_536),
+        (65_536, 70_001),
+    ] {
+        segments.push(vdata.slice(from..to));
+    }
+    let r = wait(|tx| b.pwritev_async(5000, segments, move |r| tx.send(r).unwrap()));
+    t.rec(
+        "pwritev_async 5 segments 70001 @5000",
+        r.map_or_else(|e| e, |r| io_outcome(&r)),
+    );
+    let r = wait(|tx| b.pread_async(5000, 70_001, move |r| tx.send(r).unwrap()));
+    t.rec(
+        "pread_async after pwritev_async",
+        match r {
+            Ok(Ok(got)) => check_data(&got, &vdata),
+            Ok(r) => io_outcome(&r),
+            Err(e) => e,
+        },
+    );
 
     // --- access modes ---
     let ro = File::open(vol, &p("async.img"), libc::O_RDONLY);

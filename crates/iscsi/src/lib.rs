@@ -179,8 +179,10 @@ pub struct ScsiCommand {
     pub read: bool,
     /// W bit: data-out carried in `data_out`.
     pub write: bool,
-    /// All data-out bytes, in buffer-offset order (at most `expected_len`).
-    pub data_out: Bytes,
+    /// All data-out bytes, in buffer-offset order (at most `expected_len`), as the data
+    /// segments of the PDUs that carried them (slices of the input, not copied; see
+    /// [`bufpool::Segments`]).
+    pub data_out: bufpool::Segments,
     /// True when `expected_len` exceeded [`Limits::max_command_data_out`]: the data-out was
     /// not collected and `data_out` is empty. The command must then fail (CHECK CONDITION),
     /// never run as a write of no data.
@@ -202,6 +204,9 @@ pub struct CommandResponse {
 
 /// What the connection tells the layer above.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A command carries its data segments inline (`bufpool::Segments`); boxing it would cost
+// an allocation per command, and events are only moved through the connection's queue.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// Login reached full feature phase.
     LoggedIn {

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 // Told the time by the driver (never read here): `Instant` is a value passed in.
 use std::time::{Duration, Instant};
-use store_api::{Capabilities, Geometry, IoRequest, IoResult};
+use store_api::{Capabilities, Geometry, IoRequest, IoResult, Segments};
 
 pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
 use crate::commands::exec;
@@ -102,8 +102,9 @@ pub struct Command {
     pub lun: u64,
     /// The CDB, 6 to 16 bytes (more with additional CDB AHS).
     pub cdb: Bytes,
-    /// Data-out bytes received for this command (empty for non-write commands).
-    pub data_out: Bytes,
+    /// Data-out bytes received for this command (empty for non-write commands), as the
+    /// segments they arrived in.
+    pub data_out: Segments,
     /// The initiator's expected data transfer length in bytes.
     pub expected_len: u32,
 }

@@ -117,7 +117,7 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                 0
             },
             cdb: Bytes::from(cdb.clone()),
-            data_out: Bytes::from(data_out),
+            data_out: Bytes::from(data_out).into(),
             expected_len,
         };
         let mut step = rig.target.start(cmd);

@@ -17,7 +17,7 @@ fn start(t: &ScsiTarget, nexus: u64, cdb: &[u8], data: &[u8]) -> Start {
         nexus,
         lun: 0,
         cdb: Bytes::copy_from_slice(cdb),
-        data_out: Bytes::copy_from_slice(data),
+        data_out: Bytes::copy_from_slice(data).into(),
         expected_len: data.len() as u32,
     })
 }

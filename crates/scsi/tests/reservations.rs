@@ -740,7 +740,7 @@ fn shared_reservation_commands_run_on_the_state_read_from_the_volume() {
         nexus: A,
         lun: 0,
         cdb: bytes::Bytes::copy_from_slice(&prin_cdb(0, 1024)),
-        data_out: bytes::Bytes::new(),
+        data_out: bytes::Bytes::new().into(),
         expected_len: 0,
     };
     match g.gw[0].rig.target.start(cmd) {
@@ -922,7 +922,7 @@ fn a_shared_change_not_written_back_is_undone() {
         nexus: B,
         lun: 0,
         cdb: bytes::Bytes::copy_from_slice(&prout_cdb(REGISTER, 0, 24)),
-        data_out: bytes::Bytes::from(p),
+        data_out: bytes::Bytes::from(p).into(),
         expected_len: 24,
     };
     let target = &g.gw[0].rig.target;
@@ -950,7 +950,7 @@ fn a_shared_change_not_written_back_is_undone() {
         nexus: B,
         lun: 0,
         cdb: bytes::Bytes::copy_from_slice(&prin_cdb(0, 1024)),
-        data_out: bytes::Bytes::new(),
+        data_out: bytes::Bytes::new().into(),
         expected_len: 0,
     };
     let target = &g.gw[0].rig.target;

@@ -144,7 +144,7 @@ fn cmd(nexus: u64, cdb: &[u8], data: &[u8]) -> Command {
         nexus,
         lun: 0,
         cdb: Bytes::copy_from_slice(cdb),
-        data_out: Bytes::copy_from_slice(data),
+        data_out: Bytes::copy_from_slice(data).into(),
         expected_len: data.len() as u32,
     }
 }

@@ -17,7 +17,7 @@ fn cmd(lun: u64, cdb: &[u8], data_out: &[u8]) -> Command {
         nexus: 0,
         lun,
         cdb: Bytes::copy_from_slice(cdb),
-        data_out: Bytes::copy_from_slice(data_out),
+        data_out: Bytes::copy_from_slice(data_out).into(),
         expected_len: data_out.len() as u32,
     }
 }

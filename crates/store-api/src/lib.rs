@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 /// Read buffers: stores fill pooled buffers (see the `bufpool` crate).
 pub use bufpool::BufferPool;
+/// Write data as the segments it arrived in (see the `bufpool` crate).
+pub use bufpool::Segments;
 
 use bytes::Bytes;
 use std::any::Any;
@@ -98,7 +100,13 @@ pub enum IoRequest {
     /// Read `len` bytes at `offset`; replies [`IoReply::Data`] with exactly `len` bytes.
     Read { offset: u64, len: u32 },
     /// Write `data` at `offset`. With `fua` the data is durable when the request completes.
-    Write { offset: u64, data: Bytes, fua: bool },
+    /// The data comes as the segments it arrived in (each PDU's data segment, not gathered
+    /// into one copy); a store writes them in order with one vectored call where it can.
+    Write {
+        offset: u64,
+        data: Segments,
+        fua: bool,
+    },
     /// Make every completed write durable (fdatasync).
     Flush,
     /// Deallocate `len` bytes at `offset`.

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use store_api::{BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult, Op, StoreError};
+use store_api::{
+    BlockStore, Completion, ErrorKind, IoReply, IoRequest, IoResult, Op, Segments, StoreError,
+};
 
 /// Size of every store the checks open.
 pub const SIZE: u64 = 8 << 20;
@@ -92,6 +94,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("read_after_write", read_after_write),
     ("unaligned_and_large_io", unaligned_and_large_io),
     (
+        "segmented_writes_land_in_order",
+        segmented_writes_land_in_order,
+    ),
+    (
         "flush_and_fua_writes_complete",
         flush_and_fua_writes_complete,
     ),
@@ -168,7 +174,7 @@ pub fn write(store: &dyn BlockStore, offset: u64, data: &[u8]) {
         store,
         IoRequest::Write {
             offset,
-            data: Bytes::copy_from_slice(data),
+            data: Bytes::copy_from_slice(data).into(),
             fua: false,
         },
     );
@@ -337,6 +343,58 @@ pub fn unaligned_and_large_io(open: Open<'_>) {
     assert_eq!(read(s, SIZE - 512, 512)[511], 0xAB);
 }
 
+/// A write given as several segments (the PDUs a write arrived in, handed over without
+/// being gathered) lands as one write of their bytes in order: the five segments of a
+/// 1 MiB write from an initiator (64 KiB immediate, four 256 KiB Data-Out), more segments
+/// than are kept inline, odd sizes at an odd offset, and with FUA.
+pub fn segmented_writes_land_in_order(open: Open<'_>) {
+    let f = open("segmented");
+    let s = &*f.store;
+    let segmented = |data: &[u8], cuts: &[usize]| {
+        let all = Bytes::copy_from_slice(data);
+        let mut out = Segments::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain([data.len()].iter()) {
+            out.push(all.slice(at..cut));
+            at = cut;
+        }
+        out
+    };
+    let mib = pattern(1 << 20, 11);
+    let cuts = [64 << 10, 320 << 10, 576 << 10, 832 << 10];
+    let data = segmented(&mib, &cuts);
+    assert_eq!(data.parts().len(), 5);
+    let write = |offset: u64, data: Segments, fua: bool| {
+        assert_eq!(
+            run(s, IoRequest::Write { offset, data, fua }),
+            Ok(IoReply::Done)
+        );
+    };
+    write(1 << 20, data, false);
+    assert_eq!(read(s, 1 << 20, 1 << 20), mib);
+    // 40 segments of odd sizes at an odd offset, then FUA.
+    let odd = pattern(40 * 1001, 12);
+    let cuts: Vec<usize> = (1..40).map(|i| i * 1001).collect();
+    write(3 * (1 << 20) + 3, segmented(&odd, &cuts), false);
+    let fua = pattern(3 * 4096, 13);
+    write(5 << 20, segmented(&fua, &[4096, 8192]), true);
+    let got = read(s, 3 * (1 << 20), 40 * 1001 + 6);
+    assert_eq!(&got[3..3 + odd.len()], &odd[..]);
+    assert_eq!(got[..3], [0; 3]);
+    assert_eq!(got[3 + odd.len()..], [0; 3]);
+    assert_eq!(read(s, 5 << 20, fua.len() as u32), fua);
+    assert_eq!(
+        read(s, 2 << 20, 4096),
+        vec![0; 4096],
+        "after the 1 MiB untouched"
+    );
+    if let Some(backing) = &f.backing {
+        let bytes = backing();
+        assert_eq!(&bytes[1 << 20..2 << 20], &mib[..]);
+        assert_eq!(&bytes[(5 << 20)..(5 << 20) + fua.len()], &fua[..]);
+    }
+}
+
 /// FUA writes and flushes complete and keep the data.
 pub fn flush_and_fua_writes_complete(open: Open<'_>) {
     let f = open("flush");
@@ -346,7 +404,7 @@ pub fn flush_and_fua_writes_complete(open: Open<'_>) {
         s,
         IoRequest::Write {
             offset: 0,
-            data: Bytes::from(data.clone()),
+            data: Bytes::from(data.clone()).into(),
             fua: true,
         },
     );
@@ -489,7 +547,7 @@ pub fn out_of_range_requests_are_rejected(open: Open<'_>) {
         },
         IoRequest::Write {
             offset: SIZE - 1,
-            data: Bytes::from_static(&[1, 2]),
+            data: Bytes::from_static(&[1, 2]).into(),
             fua: false,
         },
         IoRequest::Discard {
@@ -540,7 +598,7 @@ pub fn concurrent_submits_complete_exactly_once(open: Open<'_>) {
                     store.submit(
                         IoRequest::Write {
                             offset: id as u64 * 4096,
-                            data,
+                            data: data.into(),
                             fua: false,
                         },
                         Completion::new(move |r| {

@@ -8,6 +8,7 @@ use super::{command_ahs, proto, reject, Connection, Phase};
 use crate::header::ScsiCommandHeader;
 use crate::pdu::{Pdu, RESERVED_TAG};
 use crate::{CommandResponse, Event, ProtocolError, ScsiCommand, SessionType};
+use bufpool::Segments;
 use bytes::Bytes;
 
 /// Fixed-format sense: ILLEGAL REQUEST, INVALID FIELD IN CDB (SPC-4 4.5.3).
@@ -138,7 +139,7 @@ impl Connection {
             );
             task.discard_data = true;
             s.tasks.insert(itt, task);
-            self.deliver(itt, Bytes::new());
+            self.deliver(itt, Segments::new());
             return Ok(());
         }
         if write && imm_len < edtl {
@@ -164,12 +165,16 @@ impl Connection {
             self.fail_with_crc_error(itt);
             return Ok(());
         }
-        let data_out = if write { pdu.data } else { Bytes::new() };
+        let data_out = if write {
+            Segments::from(pdu.data)
+        } else {
+            Segments::new()
+        };
         self.deliver(itt, data_out);
         Ok(())
     }
 
-    pub(super) fn deliver(&mut self, itt: u32, data_out: Bytes) {
+    pub(super) fn deliver(&mut self, itt: u32, data_out: Segments) {
         let s = self.session();
         let Some(task) = s.tasks.get_mut(&itt) else {
             return;

@@ -7,7 +7,7 @@ use super::{is_command, proto, Connection};
 use crate::header::{DataOutHeader, R2tHeader};
 use crate::pdu::{Pdu, RESERVED_TAG};
 use crate::{CommandResponse, ProtocolError, SessionType};
-use bufpool::BufferPool;
+use bufpool::{BufferPool, Segments};
 use bytes::Bytes;
 
 /// Fixed-format sense for the iSCSI condition "protocol service CRC error" (RFC 7143
@@ -37,11 +37,13 @@ pub(super) struct Collecting {
     unsolicited_data_sn: u32,
     next_r2t_offset: u32,
     r2ts: Vec<R2tState>,
-    /// The data reassembled so far, in a buffer of the process-wide pool (taken when the
-    /// first Data-Out arrives), so a large write does not fault in a fresh buffer.
-    buf: Vec<u8>,
-    /// Immediate data kept as a slice when it is all the command carries.
-    imm: Bytes,
+    /// The data so far while it arrives in offset order (immediate data, then each
+    /// Data-Out's segment): slices of the PDUs it came in, never copied. A store writes
+    /// them with one vectored call.
+    segments: Segments,
+    /// Once a PDU arrives out of offset order (possible only with several R2Ts open),
+    /// the data is reassembled here instead, in a buffer of the process-wide pool.
+    gathered: Vec<u8>,
     received: u32,
     /// Data arrived with an unexpected DataSN or a bad data digest: its payload and all
     /// after it are discarded, and the task ends with CHECK CONDITION once all its data
@@ -62,8 +64,8 @@ impl Collecting {
             unsolicited_data_sn: 0,
             next_r2t_offset: imm_len,
             r2ts: Vec::new(),
-            buf: Vec::new(),
-            imm,
+            segments: Segments::from(imm),
+            gathered: Vec::new(),
             received: imm_len,
             failed: imm_corrupt,
         }
@@ -281,8 +283,8 @@ impl Connection {
             // The payload of a PDU out of DataSN order or with a bad digest is discarded,
             // and so is everything after it: the task fails once the initiator has sent all
             // it announced.
-            c.buf = Vec::new();
-            c.imm = Bytes::new();
+            c.segments = Segments::new();
+            c.gathered = Vec::new();
             c.received += len;
             if c.received == edtl {
                 task.collecting = None;
@@ -292,24 +294,30 @@ impl Connection {
             }
             return Ok(());
         }
-        // Reassemble in offset order.
-        if c.buf.capacity() == 0 {
-            c.buf = BufferPool::global().take(edtl.min(16 << 20) as usize);
-            c.buf.extend_from_slice(&c.imm);
-            c.imm = Bytes::new();
-        }
         let (o, e) = (offset as usize, end as usize);
-        if o == c.buf.len() {
-            c.buf.extend_from_slice(&pdu.data);
+        if c.gathered.capacity() == 0 && o == c.segments.len() {
+            // In order: keep the PDU's data segment as it is.
+            c.segments.push(pdu.data);
         } else {
-            if e > c.buf.len() {
-                c.buf.resize(e, 0);
+            // Out of order: reassemble by offset in a pooled buffer from here on.
+            if c.gathered.capacity() == 0 {
+                c.gathered = BufferPool::global().take(edtl.min(16 << 20) as usize);
+                for part in std::mem::take(&mut c.segments).parts() {
+                    c.gathered.extend_from_slice(part);
+                }
             }
-            c.buf[o..e].copy_from_slice(&pdu.data);
+            if e > c.gathered.len() {
+                c.gathered.resize(e, 0);
+            }
+            c.gathered[o..e].copy_from_slice(&pdu.data);
         }
         c.received += len;
         if c.received == edtl {
-            let data = BufferPool::global().bytes(std::mem::take(&mut c.buf));
+            let data = if c.gathered.capacity() == 0 {
+                std::mem::take(&mut c.segments)
+            } else {
+                Segments::from(BufferPool::global().bytes(std::mem::take(&mut c.gathered)))
+            };
             self.deliver(itt, data);
         } else if r2t_done {
             self.issue_r2ts(itt);

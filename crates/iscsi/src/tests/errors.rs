@@ -482,7 +482,7 @@ fn unsolicited_data_sn_out_of_order_fails_the_task(#[case] first: u32, #[case] s
     assert!(r.is_empty(), "{r:?}");
     let ev = i.take_events();
     assert!(
-        matches!(&ev[..], [crate::Event::Command(c)] if c.itt == 2 && c.data_out[..] == [7; 512]),
+        matches!(&ev[..], [crate::Event::Command(c)] if c.itt == 2 && c.data_out == [7; 512][..]),
         "{ev:?}"
     );
 }

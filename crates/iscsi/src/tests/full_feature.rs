@@ -60,7 +60,7 @@ fn write_4k_with_immediate_data() {
             expected_len: 4096,
             read: false,
             write: true,
-            data_out: Bytes::from(data),
+            data_out: Bytes::from(data).into(),
             data_out_discarded: false,
         }]
     );
@@ -99,6 +99,8 @@ fn write_with_unsolicited_data_then_r2ts() {
     let mut off = 8192;
     let mut sn = 0;
     let mut pending: Vec<Rx> = Vec::new();
+    // PDUs that carried data: the immediate data, then each Data-Out.
+    let mut pdus = 1;
     while off < 262_144 {
         let end = (off + 65_536).min(262_144);
         let fin = end == 262_144;
@@ -111,6 +113,7 @@ fn write_with_unsolicited_data_then_r2ts() {
             &data[off..end],
         ));
         sn += 1;
+        pdus += 1;
         if !fin {
             assert!(r.is_empty());
         } else {
@@ -146,6 +149,7 @@ fn write_with_unsolicited_data_then_r2ts() {
                 &data[pos..end],
             ));
             dsn += 1;
+            pdus += 1;
             pos = end;
             for p in r {
                 assert_eq!(p.opcode(), 0x31);
@@ -159,6 +163,11 @@ fn write_with_unsolicited_data_then_r2ts() {
     assert_eq!(cmds.len(), 1);
     assert_eq!(cmds[0].data_out.len(), total);
     assert!(cmds[0].data_out == data[..], "reassembled in offset order");
+    assert_eq!(
+        cmds[0].data_out.parts().len(),
+        pdus,
+        "the data segments as they came, one per PDU, not gathered into a copy"
+    );
     i.conn.complete_command(0x42, good(vec![], total as u32));
     let r = i.drain();
     assert_eq!(r[0].opcode(), 0x21);
@@ -218,7 +227,7 @@ fn an_initiator_asking_for_several_outstanding_r2ts_gets_them_by_default() {
     }
     assert_eq!(sent, 16);
     match &i.take_events()[..] {
-        [Event::Command(c)] => assert_eq!(&c.data_out[..], &data[..]),
+        [Event::Command(c)] => assert!(c.data_out == data[..]),
         other => panic!("{other:?}"),
     }
 }
@@ -307,6 +316,11 @@ fn write_solicited_with_several_outstanding_r2ts() {
     let cmds = commands(i.take_events());
     assert_eq!(cmds.len(), 1);
     assert!(cmds[0].data_out == data[..]);
+    assert_eq!(
+        cmds[0].data_out.parts().len(),
+        1,
+        "data out of offset order is reassembled into one buffer"
+    );
 }
 
 #[test]

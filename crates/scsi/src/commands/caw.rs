@@ -69,8 +69,9 @@ impl ScsiCommand for CompareAndWrite {
         let Some(guard) = ctx.lock(offset, u64::from(len), true) else {
             return busy();
         };
-        let verify = ctx.data_out.slice(..len as usize);
-        let write = ctx.data_out.slice(len as usize..);
+        let data = ctx.data_out.to_bytes();
+        let verify = data.slice(..len as usize);
+        let write = data.slice(len as usize..);
         let state = State::CompareAndWrite {
             offset,
             verify,
@@ -123,7 +124,7 @@ impl ScsiCommand for OrWrite {
         };
         let state = State::OrWrite {
             offset,
-            mask: ctx.data_out.slice(..len as usize),
+            mask: ctx.data_out.to_bytes().slice(..len as usize),
             fua: ctx.fua(rw.fua),
         };
         hold(

@@ -107,7 +107,7 @@ impl ScsiCommand for ExtendedCopy {
             return done(Response::good(Bytes::new(), 0));
         }
         let have = ctx.data_out.len().min(self.param_len as usize);
-        let list = ctx.data_out.slice(..have);
+        let list = ctx.data_out.to_bytes().slice(..have);
         let plan = match Plan::parse(&ctx, &list) {
             Ok(plan) => plan,
             Err(sense) => return fail(sense),
@@ -542,7 +542,7 @@ impl CopyRun {
                 self.phase = Phase::Write { len };
                 let request = IoRequest::Write {
                     offset,
-                    data,
+                    data: data.into(),
                     fua: false,
                 };
                 io(lun, request, State::Copy(self))

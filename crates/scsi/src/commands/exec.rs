@@ -7,7 +7,7 @@ use crate::sense::{self, Asc, Sense, SenseKey};
 use crate::{Pending, Response, Start};
 use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, Mutex};
-use store_api::{ErrorKind, Geometry, IoReply, IoRequest, IoResult};
+use store_api::{ErrorKind, Geometry, IoReply, IoRequest, IoResult, Segments};
 
 /// Largest single data transfer in bytes (Block Limits MAXIMUM TRANSFER LENGTH is this over
 /// the block size). Far below the 1 GiB writes that GlusterFS silently drops.
@@ -46,7 +46,7 @@ pub(crate) enum State {
     /// WRITE AND VERIFY after its write: read back and compare.
     WriteThenVerify {
         offset: u64,
-        data: Bytes,
+        data: Segments,
         transfer_len: u32,
     },
     /// Compare the bytes read with `expected` (each block with `expected` when `per_block`).
@@ -235,7 +235,7 @@ pub(crate) use tri;
 /// The whole blocks of `data_out` that the CDB covers: the prefix of at most `len` bytes,
 /// cut down to a multiple of the block size.
 #[inline]
-pub(crate) fn whole_blocks(data_out: Bytes, len: u32, block_size: u32) -> Bytes {
+pub(crate) fn whole_blocks(data_out: Segments, len: u32, block_size: u32) -> Segments {
     let have = data_out.len().min(len as usize);
     let whole = have - have % block_size as usize;
     data_out.slice(..whole)
@@ -266,7 +266,7 @@ pub(crate) fn next_pattern(lun: u16, buf: Bytes, next: u64, end: u64, transfer_l
         lun,
         IoRequest::Write {
             offset: next,
-            data,
+            data: data.into(),
             fua: false,
         },
         State::Pattern {
@@ -358,7 +358,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                 lun,
                 IoRequest::Write {
                     offset,
-                    data: write,
+                    data: write.into(),
                     fua,
                 },
                 state,
@@ -382,7 +382,11 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             let transfer_len = mask.len() as u32;
             io(
                 lun,
-                IoRequest::Write { offset, data, fua },
+                IoRequest::Write {
+                    offset,
+                    data: data.into(),
+                    fua,
+                },
                 State::Final { transfer_len },
             )
         }
@@ -400,7 +404,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
                 lun,
                 request,
                 State::Compare {
-                    expected: data,
+                    expected: data.to_bytes(),
                     per_block: false,
                     transfer_len,
                 },

@@ -20,9 +20,9 @@
 
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Lu, LuConfig, NexusId, Response, ScsiTarget, Start};
-use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
+use store_api::Segments;
 
 pub(crate) mod alua;
 mod cache;
@@ -71,8 +71,9 @@ pub(crate) struct Ctx<'a> {
     pub lu: &'a Lu,
     /// The I_T nexus the command came on.
     pub nexus: NexusId,
-    /// Data-out bytes received with the command.
-    pub data_out: Bytes,
+    /// Data-out bytes received with the command, as the segments they arrived in (a
+    /// write hands them to its store as they are; [`Segments::to_bytes`] for the rest).
+    pub data_out: Segments,
 }
 
 impl<'a> Ctx<'a> {
@@ -134,7 +135,7 @@ pub(crate) struct Call<'a> {
     lu: Option<(u16, &'a Lu)>,
     nexus: NexusId,
     cdb: &'a [u8],
-    data_out: Bytes,
+    data_out: Segments,
 }
 
 /// One row of the command table.
@@ -284,7 +285,7 @@ pub(crate) fn dispatch(
     lu: Option<(u16, &Lu)>,
     nexus: NexusId,
     cdb: &[u8],
-    data_out: Bytes,
+    data_out: Segments,
 ) -> Start {
     let fail = |sense| Start::Done(Response::check_condition(sense));
     let Some(&opcode) = cdb.first() else {
@@ -385,8 +386,8 @@ mod tests {
         let Start::Done(r) = target().start(Command {
             nexus: 1,
             lun: 0,
-            cdb: Bytes::copy_from_slice(bytes),
-            data_out: Bytes::new(),
+            cdb: bytes::Bytes::copy_from_slice(bytes),
+            data_out: Segments::new(),
             expected_len: 0,
         }) else {
             panic!("answered at once")

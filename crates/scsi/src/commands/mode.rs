@@ -107,7 +107,8 @@ impl ScsiCommand for ModeSelect {
         if ctx.data_out.len() < len {
             return fail(Sense::PARAMETER_LIST_LENGTH);
         }
-        let changes = match parse_parameter_list(ctx.lu, self.long, &ctx.data_out[..len]) {
+        let changes = match parse_parameter_list(ctx.lu, self.long, &ctx.data_out.to_bytes()[..len])
+        {
             Ok(changes) => changes,
             Err(sense) => return fail(sense),
         };

@@ -105,7 +105,7 @@ impl WriteSame {
         } else if ctx.data_out.len() != bs as usize {
             return fail(Sense::PARAMETER_LIST_LENGTH);
         } else {
-            Some(ctx.data_out)
+            Some(ctx.data_out.to_bytes())
         };
         let xfer = if ws.ndob { 0 } else { bs };
         let offset = ws.lba * u64::from(bs);
@@ -202,7 +202,7 @@ impl Unmap {
         if param_len == 0 {
             return done(Response::good(Bytes::new(), 0));
         }
-        let data = &ctx.data_out;
+        let data = ctx.data_out.to_bytes();
         let data = data.slice(..data.len().min(usize::from(param_len)));
         if data.len() < 8 {
             return fail(Sense::PARAMETER_LIST_LENGTH);

@@ -7,7 +7,7 @@ use crate::cdb::{be32, lba_len, opcode as op, reserved};
 use crate::sense::Sense;
 use crate::{Response, Start};
 use bytes::Bytes;
-use store_api::IoRequest;
+use store_api::{IoRequest, Segments};
 
 const F: u8 = 0xFF;
 
@@ -114,7 +114,7 @@ fn write_data(
     ctx: Ctx<'_>,
     rw: &Rw,
     check: Result<(), Sense>,
-) -> Result<(u64, Bytes, u32), Response> {
+) -> Result<(u64, Segments, u32), Response> {
     let lu = ctx.config();
     let Some((offset, len)) = rw_extent(ctx.geometry(), rw).map_err(Response::check_condition)?
     else {
@@ -251,14 +251,14 @@ impl ScsiCommand for Verify {
         let (expected, per_block, transfer_len) = match rw.bytchk {
             0 => return io(ctx.lun, read, State::Final { transfer_len: 0 }),
             1 => {
-                let expected = whole_blocks(ctx.data_out, len, bs);
+                let expected = whole_blocks(ctx.data_out, len, bs).to_bytes();
                 if expected.len() != len as usize {
                     return fail(Sense::PARAMETER_LIST_LENGTH);
                 }
                 (expected, false, len)
             }
             3 => {
-                let expected = whole_blocks(ctx.data_out, bs, bs);
+                let expected = whole_blocks(ctx.data_out, bs, bs).to_bytes();
                 if expected.is_empty() {
                     return fail(Sense::PARAMETER_LIST_LENGTH);
                 }

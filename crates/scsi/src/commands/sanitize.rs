@@ -134,7 +134,7 @@ impl ScsiCommand for Sanitize {
         }
         let bs = lu.geometry.block_size as usize;
         let (pattern, passes) = match self.sa {
-            OVERWRITE => match overwrite_pattern(&ctx.data_out, self.param_len, bs) {
+            OVERWRITE => match overwrite_pattern(&ctx.data_out.to_bytes(), self.param_len, bs) {
                 Ok(p) => p,
                 Err(sense) => return fail(sense),
             },
@@ -272,7 +272,7 @@ impl SanitizeRun {
                 self.pos += n;
                 IoRequest::Write {
                     offset,
-                    data: buf.slice(..n as usize),
+                    data: buf.slice(..n as usize).into(),
                     fua: false,
                 }
             }

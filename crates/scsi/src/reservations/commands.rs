@@ -64,7 +64,7 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
                 ctx.lun,
                 ctx.nexus,
                 self.0.to_vec(),
-                ctx.data_out,
+                ctx.data_out.to_bytes(),
             ));
         }
         let (response, changed) = ctx.lu.reservations.execute(
@@ -72,7 +72,7 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
             &ctx.target.nexuses,
             ctx.lun,
             &self.0,
-            &ctx.data_out,
+            &ctx.data_out.to_bytes(),
         );
         if changed.is_some_and(|c| c.persist) {
             Start::SaveReservations {

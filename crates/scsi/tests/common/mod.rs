@@ -69,7 +69,7 @@ impl Mem {
             }
             IoRequest::Write { offset, data, .. } => {
                 let o = offset as usize;
-                self.data[o..o + data.len()].copy_from_slice(&data);
+                self.data[o..o + data.len()].copy_from_slice(&data.to_bytes());
                 Ok(IoReply::Done)
             }
             IoRequest::Flush => Ok(IoReply::Done),
@@ -175,7 +175,7 @@ impl Rig {
             nexus,
             lun: wire_lun,
             cdb: Bytes::copy_from_slice(cdb),
-            data_out: Bytes::copy_from_slice(data_out),
+            data_out: Bytes::copy_from_slice(data_out).into(),
             expected_len: data_out.len() as u32,
         };
         let mut step = self.target.start(cmd);
