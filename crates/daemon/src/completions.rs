@@ -18,6 +18,7 @@
 
 use crate::handover::Ticket;
 use scsi::Pending;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use store_api::{Completion, CompletionSink, IoResult};
 use tokio::sync::Notify;
@@ -38,6 +39,11 @@ pub struct IoDone {
 pub struct Completions {
     state: Mutex<State>,
     wake: Notify,
+    /// Bytes of read data in the ready list, and how many reads carry it: written under
+    /// the state's lock, read without it ([`Completions::ready_data`] is asked after
+    /// every input PDU, and the lock is contended by the stores' callback threads).
+    ready_bytes: AtomicUsize,
+    ready_reads: AtomicUsize,
 }
 
 /// A parked command: its ITT, sequence number, continuation, and (for a request sent
@@ -54,9 +60,6 @@ struct State {
     ready: Vec<IoDone>,
     /// The connection is gone: completions are dropped as they come.
     closed: bool,
-    /// Bytes of read data in `ready`, and how many reads carry it.
-    ready_bytes: usize,
-    ready_reads: usize,
 }
 
 impl Completions {
@@ -109,17 +112,21 @@ impl Completions {
     /// kept for the next batch), oldest first.
     pub fn take(&self, into: &mut Vec<IoDone>) {
         let mut st = self.state();
-        st.ready_bytes = 0;
-        st.ready_reads = 0;
+        self.ready_bytes.store(0, Ordering::Relaxed);
+        self.ready_reads.store(0, Ordering::Relaxed);
         std::mem::swap(&mut st.ready, into);
     }
 
     /// How many ready completions carry read data, and how many bytes of it (so the
     /// connection task can send a large batch before it has worked through all of its
-    /// input).
+    /// input). Two relaxed loads, no lock: the counts change only under the state's lock
+    /// (a completion adds, [`Completions::take`] clears), and a count read a moment early
+    /// only moves a flush to the next PDU or the end of the batch.
     pub fn ready_data(&self) -> (usize, usize) {
-        let st = self.state();
-        (st.ready_reads, st.ready_bytes)
+        (
+            self.ready_reads.load(Ordering::Relaxed),
+            self.ready_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// The connection ended: from now on completions only release their slots.
@@ -164,8 +171,8 @@ impl CompletionSink for Completions {
         }
         let first = st.ready.is_empty();
         if let Ok(store_api::IoReply::Data(data)) = &result {
-            st.ready_bytes += data.len();
-            st.ready_reads += 1;
+            self.ready_bytes.fetch_add(data.len(), Ordering::Relaxed);
+            self.ready_reads.fetch_add(1, Ordering::Relaxed);
         }
         st.ready.push(IoDone {
             itt,

@@ -2,6 +2,7 @@
 //! initiator.
 
 mod admission;
+mod alloc;
 mod chap_login;
 mod digests;
 mod errors;
