@@ -57,7 +57,7 @@ fn commands(op: u8, data: &Bytes) -> Vec<Command> {
                 nexus: 1,
                 lun: 0,
                 cdb: Bytes::copy_from_slice(&cdb10(op, 0, lba, BLOCKS_4K)),
-                data_out: data.clone(),
+                data_out: data.clone().into(),
                 expected_len: 4096,
             }
         })

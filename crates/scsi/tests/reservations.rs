@@ -847,7 +847,7 @@ fn a_write_admitted_before_a_change_holds_back_its_acknowledgement() {
         nexus: B,
         lun: 0,
         cdb: bytes::Bytes::copy_from_slice(&cdb10(0x2A, 0, 0, 1)),
-        data_out: bytes::Bytes::from(vec![0x5A; 512]),
+        data_out: bytes::Bytes::from(vec![0x5A; 512]).into(),
         expected_len: 512,
     };
     let scsi::Start::Io { pending, .. } = g.gw[1].rig.target.start(cmd) else {
