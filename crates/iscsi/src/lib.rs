@@ -15,9 +15,7 @@
 //! machine), [`auth`] (ACLs, CHAP credentials and the CHAP exchange), [`seq`] (serial
 //! number arithmetic), [`header`] (typed basic header segments), [`connection`] (the
 //! connection: one submodule per PDU kind).
-// No unsafe code; only the tests' counting allocator (`tests::alloc`) is allowed some.
-#![cfg_attr(not(test), forbid(unsafe_code))]
-#![cfg_attr(test, deny(unsafe_code))]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use bytes::Bytes;

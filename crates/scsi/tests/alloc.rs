@@ -1,5 +1,5 @@
 //! What the SCSI core allocates per command on the data path: READ(10) and WRITE(10) of
-//! 4 KiB from start to GOOD, counted with a counting global allocator on this test's
+//! 4 KiB from start to GOOD, counted with the counting allocator of `alloc-count` on this test's
 //! thread (never with a clock). The commands, their data and the store's read buffers are
 //! made before counting; the store's side is the test's own (the daemon's stores are
 //! counted in `backstore/tests/alloc.rs`).
@@ -11,37 +11,7 @@ use common::*;
 use scsi::{Command, ScsiTarget, Start, Status};
 use store_api::{IoReply, IoRequest};
 
-thread_local! {
-    /// Allocator calls made on this thread while counting.
-    static COUNT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        std::alloc::System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocator calls made by `f` on this thread.
-fn count(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(Some(0)));
-    f();
-    COUNT.with(|c| c.replace(None)).expect("counting")
-}
+use alloc_count::count;
 
 const N: usize = 1000;
 /// 4 KiB in blocks of [`BS`] (512) bytes.
@@ -105,7 +75,7 @@ fn run(target: &ScsiTarget, cmds: Vec<Command>, mut reads: Vec<Bytes>) -> usize 
 
 #[test]
 fn a_4k_write_or_read_allocates_nothing_in_the_scsi_core() {
-    // The counter sees what this thread allocates.
+    // The counting allocator is this binary's.
     assert_eq!(count(|| drop(std::hint::black_box(vec![0u8; 16]))), 1);
     let mut target = ScsiTarget::new();
     target.add_lun(0, config(Default::default()));

@@ -1,7 +1,7 @@
 //! What the iSCSI core allocates per command in steady state: batches of 32 SCSI
 //! commands (4 KiB WRITE(10) with immediate data, 4 KiB READ(10)) fed from one input
 //! buffer, answered, and drained through a [`crate::Transmit`] as the daemon drains it
-//! (`io_slices`, `advance`, `shrink_to`), counted with a counting global allocator on this
+//! (`io_slices`, `advance`, `shrink_to`), counted with the counting allocator of `alloc-count` on this
 //! test's thread, never with a clock. The PDUs and the read data are made before counting;
 //! the read data is shared already, as a store's pooled buffers are.
 
@@ -10,38 +10,7 @@ use crate::{CommandResponse, Event, Limits, Transmit};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 
-thread_local! {
-    /// Allocator calls made on this thread while counting.
-    static COUNT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator, only counting.
-#[allow(unsafe_code)]
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        std::alloc::System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocator calls made by `f` on this thread.
-fn count(f: impl FnOnce()) -> usize {
-    COUNT.with(|c| c.set(Some(0)));
-    f();
-    COUNT.with(|c| c.replace(None)).expect("counting")
-}
+use alloc_count::count;
 
 const QD: u32 = 32;
 const BATCHES: u32 = 20;
@@ -132,7 +101,7 @@ fn stream(
 
 #[test]
 fn a_4k_write_or_read_allocates_nothing_in_the_iscsi_core() {
-    // The counter sees what this thread allocates.
+    // The counting allocator is this binary's.
     assert_eq!(count(|| drop(std::hint::black_box(vec![0u8; 16]))), 1);
     let mut i = Initiator::new(config_with(Limits::default()));
     i.login_normal();
