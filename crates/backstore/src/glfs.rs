@@ -1180,21 +1180,37 @@ impl BlockStore for GlfsStore {
         Ok(self.geometry())
     }
 
+    /// Another gateway's write replaces the object by rename: a read that meets the
+    /// replaced file (ESTALE, from this mount's cached lookup or an fd on it) is tried
+    /// again on the new one, for up to 2 s (md-cache keeps a lookup 1 s by default).
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (vol, path) = self.metadata_path(name, Op::Read)?;
-        let err = |e: gfapi::Error| gfapi_error(Op::Read, &e);
-        let file = match File::open(&vol, &path, libc::O_RDONLY) {
-            Ok(file) => file,
-            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(err(e)),
+        let read = || -> Result<Option<Vec<u8>>, gfapi::Error> {
+            let file = match File::open(&vol, &path, libc::O_RDONLY) {
+                Ok(file) => file,
+                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let size = file.size()?;
+            let mut data = vec![0u8; size.min(MAX_METADATA + 1) as usize];
+            file.pread(&mut data, 0)?;
+            Ok(Some(data))
         };
-        let size = file.size().map_err(err)?;
-        if size > MAX_METADATA {
-            return Err(StoreError::new(Op::Read, ErrorKind::OutOfRange));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match read() {
+                Err(e) if e.errno() == Some(libc::ESTALE) && tries < 20 => {
+                    // The mount's cached lookup lasts up to md-cache's timeout (1 s).
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(gfapi_error(Op::Read, &e)),
+                Ok(Some(data)) if data.len() as u64 > MAX_METADATA => {
+                    return Err(StoreError::new(Op::Read, ErrorKind::OutOfRange))
+                }
+                Ok(data) => return Ok(data),
+            }
         }
-        let mut data = vec![0u8; size as usize];
-        file.pread(&mut data, 0).map_err(err)?;
-        Ok(Some(data))
     }
 
     /// `<file>.<name>.tmp` created on the volume, written and fsynced, then renamed over

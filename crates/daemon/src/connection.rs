@@ -742,16 +742,7 @@ impl Session {
                 self.abort_lun(conn, abort.lun);
                 continue;
             }
-            let to = target
-                .nexuses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&abort.nexus)
-                .cloned();
-            if let Some(to) = to {
-                // A connection that is gone has no tasks left to abort.
-                let _ = to.send(Control::AbortTasks(abort.lun));
-            }
+            send_task_abort(target, abort);
         }
     }
 
@@ -891,15 +882,21 @@ fn to_iscsi(response: Response) -> CommandResponse {
 /// its nexus; a connection that is gone has no tasks left to abort.
 pub fn send_task_aborts(target: &Target) {
     for abort in target.scsi.take_task_aborts() {
-        let to = target
-            .nexuses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&abort.nexus)
-            .cloned();
-        if let Some(to) = to {
-            let _ = to.send(Control::AbortTasks(abort.lun));
-        }
+        send_task_abort(target, abort);
+    }
+}
+
+/// Sends one task abort to the connection of its nexus.
+fn send_task_abort(target: &Target, abort: scsi::TaskAbort) {
+    let to = target
+        .nexuses
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&abort.nexus)
+        .cloned();
+    if let Some(to) = to {
+        // A connection that is gone has no tasks left to abort.
+        let _ = to.send(Control::AbortTasks(abort.lun));
     }
 }
 
