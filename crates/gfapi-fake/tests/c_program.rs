@@ -72,7 +72,11 @@ fn on_fake(bin: &Path, replicas: usize) -> String {
         root: root.path(),
         replicas,
     };
-    run(bin, on, "vol", "127.0.0.2", "fam")
+    let text = run(bin, on, "vol", "127.0.0.2", "fam");
+    // The program removes what it made, so a live volume keeps nothing of a run.
+    let left = root.path().join("vol/fam");
+    assert!(!left.exists(), "{} is left behind", left.display());
+    text
 }
 
 #[test]

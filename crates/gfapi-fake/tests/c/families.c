@@ -8,7 +8,7 @@
  *
  * usage: families VOLUME HOST DIR   (DIR: a fresh directory name inside the volume)
  * exit status: 0 when every call ran (results are for the comparison), 2 on bad usage,
- * 1 when the mount failed.
+ * 1 when the mount failed. DIR and what the families made in it are removed at the end.
  */
 #define _GNU_SOURCE
 #include <glusterfs/api/glfs.h>
@@ -432,6 +432,31 @@ static void upcalls(glfs_t *fs) {
     printf("%s unregister inode-invalidate: %d\n", F, r > 0 && (r & GLFS_EVENT_INODE_INVALIDATE) != 0);
 }
 
+/* Removes `path` and everything under it, printing nothing: the run leaves no files on a
+ * live volume, and the transcript stays what the families printed. */
+static void remove_tree(glfs_t *fs, const char *path) {
+    struct stat st;
+    if (glfs_lstat(fs, path, &st))
+        return;
+    if (!S_ISDIR(st.st_mode)) {
+        glfs_unlink(fs, path);
+        return;
+    }
+    glfs_fd_t *d = glfs_opendir(fs, path);
+    if (d) {
+        struct dirent *e;
+        while ((e = glfs_readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char child[1024];
+            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            remove_tree(fs, child);
+        }
+        glfs_closedir(d);
+    }
+    glfs_rmdir(fs, path);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s VOLUME HOST DIR\n", argv[0]);
@@ -456,6 +481,10 @@ int main(int argc, char **argv) {
     locks(fs);
     handles(fs);
     upcalls(fs);
+    glfs_chdir(fs, "/");
+    char top[512];
+    snprintf(top, sizeof top, "/%s", dir);
+    remove_tree(fs, top);
     glfs_fini(fs);
     return 0;
 }
