@@ -162,13 +162,13 @@ impl Reservations {
         self.update_active(&locked);
     }
 
-    /// The bytes to keep on the volume for this LU: the state when APTPL is set, an empty
-    /// state (nothing to restore) when it is not.
     /// Whether APTPL is set: the state is to persist across power loss.
     pub(crate) fn persists(&self) -> bool {
         self.lock().pr.aptpl
     }
 
+    /// The bytes to keep on the volume for this LU: the state when APTPL is set, an empty
+    /// state (nothing to restore) when it is not.
     pub(crate) fn saved_state(&self) -> Vec<u8> {
         let locked = self.lock();
         if locked.pr.aptpl || self.is_shared() {
