@@ -450,7 +450,9 @@ impl Link {
     }
 }
 
-type RegistryKey = (String, String, Vec<Server>);
+/// Library, volume, servers and translator options (in one order): stores asking for
+/// other client options get a mount of their own.
+type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>);
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
 /// The mount of `params`' volume: the one already shared by other stores, else a new one
@@ -461,6 +463,7 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
         params.lib.name().to_string(),
         params.volume.clone(),
         params.servers.clone(),
+        gfapi::options_key(&params.xlator_options),
     );
     // The registry lock only finds the slot; the slot's lock is held across the first
     // mount so two openers of one volume do not both mount it.

@@ -187,14 +187,24 @@ impl fmt::Debug for Volume {
 
 /// A client translator option (`glfs_set_xlator_option`): `xlator` may be a pattern such as
 /// `*-io-threads`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct XlatorOption {
     pub xlator: String,
     pub key: String,
     pub value: String,
 }
 
-type RegistryKey = (String, String, Vec<Server>);
+/// A shared mount's identity: library, volume, servers and its translator options (in
+/// one order), so clients asking for other options get a mount of their own.
+type RegistryKey = (String, String, Vec<Server>, Vec<XlatorOption>);
+
+/// `options` in one order, for a registry key.
+pub fn options_key(options: &[XlatorOption]) -> Vec<XlatorOption> {
+    let mut v = options.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
 
 impl Volume {
     /// Connects a new mount of `volname`: `glfs_new`, `glfs_set_volfile_server` for each
@@ -308,7 +318,8 @@ impl Volume {
     }
 
     /// Like [`Volume::connect`], but returns the mount already open for the same library,
-    /// volume and servers if there is one. Logging settings of the first caller win.
+    /// volume and servers (and no translator options) if there is one. Logging settings of
+    /// the first caller win.
     pub fn shared(
         lib: &Arc<Gfapi>,
         volname: &str,
@@ -319,8 +330,9 @@ impl Volume {
         Volume::shared_with(lib, volname, servers, logfile, loglevel, &[])
     }
 
-    /// [`Volume::shared`] with translator options as in [`Volume::connect_with`]; like the
-    /// logging settings, the first caller's options win.
+    /// [`Volume::shared`] with translator options as in [`Volume::connect_with`]: the
+    /// options are part of the mount's identity (in any order), so a caller asking for other
+    /// options gets a mount of its own rather than one set up differently.
     pub fn shared_with(
         lib: &Arc<Gfapi>,
         volname: &str,
@@ -335,6 +347,7 @@ impl Volume {
             lib.name().to_string(),
             volname.to_string(),
             servers.to_vec(),
+            options_key(xlator_options),
         );
         // The registry lock is held only to find the volume's slot; the slot's own lock is
         // held across connect, so two openers of one volume do not both mount it, while a

@@ -89,6 +89,29 @@ fn shared_volumes_are_one_mount_per_volume_and_servers() {
 }
 
 #[test]
+fn shared_volumes_with_other_translator_options_are_other_mounts() {
+    let opt = |xlator: &str, key: &str, value: &str| gfapi::XlatorOption {
+        xlator: xlator.into(),
+        key: key.into(),
+        value: value.into(),
+    };
+    let servers = [Server::tcp("localhost")];
+    let pass = opt("*-io-threads", "pass-through", "true");
+    let strict = opt("*-write-behind", "strict-O_DIRECT", "on");
+    let both = [pass.clone(), strict.clone()];
+    let a = Volume::shared_with(&lib(), VOLUME, &servers, None, 4, &both).unwrap();
+    // The same options in another order are the same mount.
+    let reordered = [strict.clone(), pass.clone()];
+    let b = Volume::shared_with(&lib(), VOLUME, &servers, None, 4, &reordered).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    // Other options, or none, are a mount of their own, not the first one's.
+    let one = Volume::shared_with(&lib(), VOLUME, &servers, None, 4, &[strict]).unwrap();
+    assert!(!Arc::ptr_eq(&a, &one));
+    let plain = volume();
+    assert!(!Arc::ptr_eq(&a, &plain) && !Arc::ptr_eq(&one, &plain));
+}
+
+#[test]
 fn glfs_init_failure_is_an_errno_error() {
     let err = Volume::connect(
         &lib(),
