@@ -30,6 +30,18 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(30);
 enum Storage {
     File(tempfile::TempDir),
     Glfs(FakeRoot),
+    /// A file of its own on the live volume, through the real libgfapi.
+    Live {
+        /// `volume@host`.
+        volume: String,
+        /// The brick's directory on this host.
+        brick: PathBuf,
+        /// The LUN file's name.
+        file: String,
+        /// It and the metadata the gateways keep beside it, removed from the volume when
+        /// this is dropped (after the gateways, which are dropped first).
+        _remove: testkit::gluster::RemoveOnDrop,
+    },
 }
 
 impl Storage {
@@ -39,6 +51,27 @@ impl Storage {
 
     fn glfs() -> Storage {
         Storage::Glfs(FakeRoot::new())
+    }
+
+    /// The live volume `cargo xtask test-gluster` names (`GLUSTER_TEST_VOLUME`,
+    /// `GLUSTER_TEST_BRICK`), a new file each run.
+    fn live() -> Storage {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask test-gluster`"))
+        };
+        let volume = var("GLUSTER_TEST_VOLUME");
+        let file = format!("gateways-{}.img", std::process::id());
+        // The LUN, its reservations and the gateways' acknowledgements, and their
+        // temporary files should a gateway have stopped between write and rename.
+        let made = ["", ".pr", ".pr-acks", ".pr.tmp", ".pr-acks.tmp"].map(|s| format!("{file}{s}"));
+        let remove = testkit::gluster::RemoveOnDrop::new(&volume, made);
+        Storage::Live {
+            volume,
+            brick: PathBuf::from(var("GLUSTER_TEST_BRICK")),
+            file,
+            _remove: remove,
+        }
     }
 
     /// A gateway named `id` exporting the LUN.
@@ -69,6 +102,12 @@ impl Storage {
                 )
             }
             Storage::Glfs(root) => glfs_target(root, &args),
+            Storage::Live { volume, file, .. } => {
+                let lun = format!("{volume}:{file}");
+                let mut all = vec!["--bstype", "glfs", "--backing-store", &lun, "--size", "4M"];
+                all.extend(args);
+                Running::start(&all, &[])
+            }
         }
     }
 
@@ -77,6 +116,8 @@ impl Storage {
         match self {
             Storage::File(dir) => dir.path().join("lun.img"),
             Storage::Glfs(root) => root.path().join("vol").join("lun.img"),
+            // What the brick holds (one brick, or one replica of it).
+            Storage::Live { brick, file, .. } => brick.join(file),
         }
     }
 
@@ -763,4 +804,22 @@ fn no_write_of_a_preempted_host_in_flight_at_a_glfs_gateway_lands_after_the_pree
             .delay_ms(300)]);
     }
     no_write_of_a_preempted_host_lands_after_the_preempt(storage);
+}
+
+/// [`no_write_of_a_preempted_host_lands_after_the_preempt`] with two gateways on the live
+/// volume through the real libgfapi (each its own client graph, write-behind included:
+/// a gateway flushes before it acknowledges), the block read from the brick.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
+fn live_no_write_of_a_preempted_host_lands_through_a_gluster_gateway_after_the_preempt() {
+    no_write_of_a_preempted_host_lands_after_the_preempt(Storage::live());
+}
+
+/// [`concurrent_registrations_on_both_gateways_are_all_kept`] on the live volume: each
+/// gateway's read of the state under the lock must see the other's last write, through
+/// Gluster's client-side caches (md-cache, quick-read, open-behind) of its own mount.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
+fn live_concurrent_registrations_through_gluster_gateways_are_all_kept() {
+    concurrent_registrations_on_both_gateways_are_all_kept(Storage::live());
 }
