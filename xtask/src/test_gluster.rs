@@ -143,6 +143,8 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         ])
         .args(["-E", "test(/live_/)"])
         .env("GLUSTER_TEST_VOLUME", volume.spec())
+        // where its (first) brick keeps the files, for tests that check what landed
+        .env("GLUSTER_TEST_BRICK", &volume.brick)
         // the live volume's replica count, for tests whose fake side claims the same
         .env(
             "GLUSTER_TEST_REPLICA",

@@ -29,6 +29,19 @@
 //! system without `O_DIRECT` (tmpfs before Linux 6.6) refuses the open with EINVAL: the
 //! store then fails to open with a message saying so, never falls back to cached I/O.
 
+//!
+//! The metadata objects gateways share the reservations through (`<file>.pr`,
+//! `<file>.pr-acks`) are replaced by rename, a new file (a new gfid) each time. md-cache
+//! keeps a lookup for `md-cache-timeout` (1 s by default), so a mount that looked the name
+//! up just before another gateway's rename goes on resolving it to the replaced file:
+//! opened by that gfid it is gone (ESTALE, or ENOENT: read as "no object", which on the
+//! live volume made a gateway load "nothing registered" right after a PREEMPT, and would
+//! make a change written back over it drop every registration). Every mount therefore
+//! sets md-cache's timeout to 0 ([`fresh_lookups`]): a lookup always reaches the brick,
+//! which costs one round trip per metadata read and nothing on the data path (reads and
+//! writes of an open fd never look up). quick-read and open-behind then never see the
+//! replaced inode either: the new file is a new inode, its content read afresh.
+
 use crate::OpenError;
 
 /// The translator option that makes write-behind honour `O_DIRECT`.
@@ -37,6 +50,16 @@ pub(crate) fn strict_o_direct() -> gfapi::XlatorOption {
         xlator: "*-write-behind".into(),
         key: "strict-O_DIRECT".into(),
         value: "on".into(),
+    }
+}
+
+/// The translator option that makes md-cache answer no lookup from its cache, so a path
+/// resolves to the file another gateway's mount has just renamed over it.
+pub(crate) fn fresh_lookups() -> gfapi::XlatorOption {
+    gfapi::XlatorOption {
+        xlator: "*-md-cache".into(),
+        key: "md-cache-timeout".into(),
+        value: "0".into(),
     }
 }
 

@@ -1183,15 +1183,24 @@ impl BlockStore for GlfsStore {
         Ok(self.geometry())
     }
 
-    /// Another gateway's write replaces the object by rename: a read that meets the
-    /// replaced file (ESTALE, from this mount's cached lookup or an fd on it) is tried
-    /// again on the new one, for up to 2 s (md-cache keeps a lookup 1 s by default).
+    /// Another gateway's write replaces the object by rename. Lookups are not cached
+    /// (`coherent::fresh_lookups`), so the path resolves to the object as it is; a read
+    /// that still meets a replaced one (ESTALE, or ENOENT from the open of a name the
+    /// lookup had found: a rename between the two) is tried again, for up to 2 s, and
+    /// ENOENT means "no object" only when the name is not there either.
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (vol, path) = self.metadata_path(name, Op::Read)?;
         let read = || -> Result<Option<Vec<u8>>, gfapi::Error> {
             let file = match File::open(&vol, &path, libc::O_RDONLY) {
                 Ok(file) => file,
-                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+                Err(e) if e.errno() == Some(libc::ENOENT) => {
+                    return match vol.lstat_size(&path) {
+                        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+                        // There after all: the open met a replaced object.
+                        Ok(_) => Err(e),
+                        Err(other) => Err(other),
+                    };
+                }
                 Err(e) => return Err(e),
             };
             let size = file.size()?;
@@ -1203,8 +1212,7 @@ impl BlockStore for GlfsStore {
         loop {
             tries += 1;
             match read() {
-                Err(e) if e.errno() == Some(libc::ESTALE) && tries < 20 => {
-                    // The mount's cached lookup lasts up to md-cache's timeout (1 s).
+                Err(e) if matches!(e.errno(), Some(libc::ESTALE | libc::ENOENT)) && tries < 20 => {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 Err(e) => return Err(gfapi_error(Op::Read, &e)),

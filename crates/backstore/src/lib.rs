@@ -272,7 +272,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         logfile: gopts.logfile.as_ref().map(PathBuf::from),
         loglevel: gopts.loglevel,
         xlator_options: if gopts.client_io_threads {
-            vec![coherent::strict_o_direct()]
+            vec![coherent::strict_o_direct(), coherent::fresh_lookups()]
         } else {
             vec![
                 gfapi::XlatorOption {
@@ -281,6 +281,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                     value: "true".into(),
                 },
                 coherent::strict_o_direct(),
+                coherent::fresh_lookups(),
             ]
         },
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),

@@ -195,6 +195,7 @@ macro_rules! shared_checks {
 shared_checks! {
     metadata_is_replaced_whole_and_read_back: [Memory, File, Glfs];
     metadata_locks_exclude_other_gateways: [Memory, File, Glfs];
+    metadata_is_read_through_other_gateways_as_last_written: [Memory, File, Glfs];
     geometry_follows_the_create_size: [Memory, File, Glfs];
     read_after_write: [Memory, File, Glfs];
     unaligned_and_large_io: [Memory, File, Glfs];

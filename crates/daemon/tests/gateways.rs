@@ -30,6 +30,18 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(30);
 enum Storage {
     File(tempfile::TempDir),
     Glfs(FakeRoot),
+    /// A file of its own on the live volume, through the real libgfapi.
+    Live {
+        /// `volume@host`.
+        volume: String,
+        /// The brick's directory on this host.
+        brick: PathBuf,
+        /// The LUN file's name.
+        file: String,
+        /// It and the metadata the gateways keep beside it, removed from the volume when
+        /// this is dropped (after the gateways, which are dropped first).
+        _remove: testkit::gluster::RemoveOnDrop,
+    },
 }
 
 impl Storage {
@@ -39,6 +51,27 @@ impl Storage {
 
     fn glfs() -> Storage {
         Storage::Glfs(FakeRoot::new())
+    }
+
+    /// The live volume `cargo xtask test-gluster` names (`GLUSTER_TEST_VOLUME`,
+    /// `GLUSTER_TEST_BRICK`), a new file each run.
+    fn live() -> Storage {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask test-gluster`"))
+        };
+        let volume = var("GLUSTER_TEST_VOLUME");
+        let file = format!("gateways-{}.img", std::process::id());
+        // The LUN, its reservations and the gateways' acknowledgements, and their
+        // temporary files should a gateway have stopped between write and rename.
+        let made = ["", ".pr", ".pr-acks", ".pr.tmp", ".pr-acks.tmp"].map(|s| format!("{file}{s}"));
+        let remove = testkit::gluster::RemoveOnDrop::new(&volume, made);
+        Storage::Live {
+            volume,
+            brick: PathBuf::from(var("GLUSTER_TEST_BRICK")),
+            file,
+            _remove: remove,
+        }
     }
 
     /// A gateway named `id` exporting the LUN.
@@ -69,6 +102,12 @@ impl Storage {
                 )
             }
             Storage::Glfs(root) => glfs_target(root, &args),
+            Storage::Live { volume, file, .. } => {
+                let lun = format!("{volume}:{file}");
+                let mut all = vec!["--bstype", "glfs", "--backing-store", &lun, "--size", "4M"];
+                all.extend(args);
+                Running::start(&all, &[])
+            }
         }
     }
 
@@ -77,6 +116,8 @@ impl Storage {
         match self {
             Storage::File(dir) => dir.path().join("lun.img"),
             Storage::Glfs(root) => root.path().join("vol").join("lun.img"),
+            // What the brick holds (one brick, or one replica of it).
+            Storage::Live { brick, file, .. } => brick.join(file),
         }
     }
 
@@ -237,7 +278,14 @@ fn register_retrying(ini: &mut Initiator, key: u64) {
 /// misses the other's change.
 fn concurrent_registrations_on_both_gateways_are_all_kept(storage: Storage) {
     const PER_GATEWAY: u64 = 6;
-    let gateways = [storage.gateway("gateway-a"), storage.gateway("gateway-b")];
+    // No NOP-In pings: a host logged in here answers only while it runs a command (the
+    // test initiator is synchronous), and it may wait long for the others' registrations
+    // before its own (each waits for the other gateway's acknowledgement).
+    let quiet = ["--nop-in-interval", "0"];
+    let gateways = [
+        storage.gateway_with("gateway-a", &quiet),
+        storage.gateway_with("gateway-b", &quiet),
+    ];
     let keys: Vec<u64> = std::thread::scope(|s| {
         let workers: Vec<_> = gateways
             .iter()
@@ -409,6 +457,90 @@ fn a_standby_gateway_refuses_reads_with_not_ready_and_answers_inquiry() {
     let out = a.raw_command(&read, &[], 512).unwrap();
     assert!(out.is_good(), "{out:?}");
     assert_eq!(out.data.len(), 512);
+}
+
+/// PERSISTENT RESERVE IN READ FULL STATUS (service action 03h, SPC-4 6.15.5): the
+/// parameter data.
+fn read_full_status(ini: &mut Initiator) -> Vec<u8> {
+    let out = ini
+        .raw_command(&[0x5E, 0x03, 0, 0, 0, 0, 0, 0x10, 0, 0], &[], 4096)
+        .unwrap();
+    assert!(out.is_good(), "{out:?}");
+    out.data
+}
+
+/// One initiator port, the same InitiatorName and ISID (RFC 7143 10.12.5: random type
+/// 80h, 012345h, qualifier 0001h), logged in through gateway A (ALUA group and relative
+/// target port 1) and gateway B (2): two I_T nexuses. A registration made through A
+/// without ALL_TG_PT is of the first only (SPC-4 5.13.7): through B the host is not
+/// registered, and B's READ FULL STATUS names port 1. With ALL_TG_PT it is of both.
+#[test]
+fn a_host_registered_through_one_gateway_is_not_registered_through_the_other() {
+    const ALL_TG_PT: u8 = 0x04;
+    let storage = Storage::file();
+    let gw_a = storage.gateway_with(
+        "gateway-a",
+        &["--alua-group", "1", "--alua-peer", "2:active-optimized"],
+    );
+    let gw_b = storage.gateway_with(
+        "gateway-b",
+        &["--alua-group", "2", "--alua-peer", "1:active-optimized"],
+    );
+    let opts = testkit::initiator::ConnectOptions {
+        isid: Some((0x01_2345, 0x0001)),
+        ..login_opts("iqn.2026-11.test:host-a", None)
+    };
+    let mut via_a = login_with(&gw_a, IQN, &opts).expect("login through A");
+    let mut via_b = login_with(&gw_b, IQN, &opts).expect("login through B");
+    assert_eq!(
+        prout(&mut via_a, 0x00, 0, 0, KEY_A),
+        0,
+        "registers through A"
+    );
+    assert_eq!(
+        prout(&mut via_a, 0x01, WE_RO, KEY_A, 0),
+        0,
+        "reserves through A"
+    );
+
+    // READ FULL STATUS through B: PRGENERATION 1, one descriptor: the key, R_HOLDER (01h),
+    // TYPE Write Exclusive - Registrants Only, RELATIVE TARGET PORT IDENTIFIER 1, and the
+    // iSCSI TransportID (SPC-4 7.6.4.6, FORMAT CODE 01b: 45h, reserved, length, the
+    // initiator port name NUL-terminated and padded to a multiple of 4).
+    let mut name = b"iqn.2026-11.test:host-a,i,0x800123450001\0".to_vec();
+    name.resize(name.len().next_multiple_of(4), 0);
+    let mut descriptor = KEY_A.to_be_bytes().to_vec();
+    descriptor.extend_from_slice(&[0, 0, 0, 0, 0x01, WE_RO, 0, 0, 0, 0, 0, 1]);
+    descriptor.extend_from_slice(&(4 + name.len() as u32).to_be_bytes());
+    descriptor.extend_from_slice(&[0x45, 0, 0, name.len() as u8]);
+    descriptor.extend_from_slice(&name);
+    let mut want = vec![0, 0, 0, 1];
+    want.extend_from_slice(&(descriptor.len() as u32).to_be_bytes());
+    want.extend_from_slice(&descriptor);
+    assert_eq!(read_full_status(&mut via_b), want);
+
+    // Through A the holder writes; through B the same host is not registered, so Write
+    // Exclusive - Registrants Only refuses its writes, and its key is no key there.
+    assert_eq!(write_status(&mut via_a), 0);
+    assert_eq!(write_status(&mut via_b), RESERVATION_CONFLICT);
+    assert_eq!(
+        prout(&mut via_b, 0x01, WE_RO, KEY_A, 0),
+        RESERVATION_CONFLICT
+    );
+    // REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT through B: one registration of
+    // every target port, which keeps the reservation: the host writes through both.
+    assert_eq!(prout_with(&mut via_b, 0x06, 0, 0, KEY_B, ALL_TG_PT), 0);
+    assert_eq!(write_status(&mut via_b), 0);
+    assert_eq!(write_status(&mut via_a), 0, "and through A");
+    let status = read_full_status(&mut via_a);
+    assert_eq!(&status[8..16], &KEY_B.to_be_bytes());
+    assert_eq!(status[20], 0x03, "ALL_TG_PT and R_HOLDER: {status:02x?}");
+    assert_eq!(&status[24..26], &[0, 0], "no one port");
+    let saved = storage.saved();
+    assert!(
+        saved.contains("register 0b0b0b0b00000002 * iqn.2026-11.test:host-a 800123450001"),
+        "{saved}"
+    );
 }
 
 /// A config file for a gateway exporting `lun` (a file of 4 MiB) with `gateway` lines.
@@ -672,4 +804,22 @@ fn no_write_of_a_preempted_host_in_flight_at_a_glfs_gateway_lands_after_the_pree
             .delay_ms(300)]);
     }
     no_write_of_a_preempted_host_lands_after_the_preempt(storage);
+}
+
+/// [`no_write_of_a_preempted_host_lands_after_the_preempt`] with two gateways on the live
+/// volume through the real libgfapi (each its own client graph, write-behind included:
+/// a gateway flushes before it acknowledges), the block read from the brick.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
+fn live_no_write_of_a_preempted_host_lands_through_a_gluster_gateway_after_the_preempt() {
+    no_write_of_a_preempted_host_lands_after_the_preempt(Storage::live());
+}
+
+/// [`concurrent_registrations_on_both_gateways_are_all_kept`] on the live volume: each
+/// gateway's read of the state under the lock must see the other's last write, through
+/// Gluster's client-side caches (md-cache, quick-read, open-behind) of its own mount.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
+fn live_concurrent_registrations_through_gluster_gateways_are_all_kept() {
+    concurrent_registrations_on_both_gateways_are_all_kept(Storage::live());
 }

@@ -410,6 +410,10 @@ extern "C" {
     pub fn iscsi_set_alias(iscsi: *mut iscsi_context, alias: *const c_char) -> c_int;
     /// Sets the TargetName for a normal session login.
     pub fn iscsi_set_targetname(iscsi: *mut iscsi_context, targetname: *const c_char) -> c_int;
+    /// Sets the ISID to one of the random type (RFC 7143 10.12.5: T 10b, B and C the low
+    /// 24 bits of `rnd`, D the low 16 bits of `qualifier`), before login; a context has a
+    /// random one of its own otherwise.
+    pub fn iscsi_set_isid_random(iscsi: *mut iscsi_context, rnd: u32, qualifier: u32) -> c_int;
     /// Sets the session type (`ISCSI_SESSION_*`), before login.
     pub fn iscsi_set_session_type(iscsi: *mut iscsi_context, session_type: c_int) -> c_int;
     /// Sets the header digest to offer (`ISCSI_HEADER_DIGEST_*`), before login.

@@ -267,13 +267,15 @@ impl ReservationRun {
         saved: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, BadMetadata> {
         let lu = target.lu(self.lun).ok_or(BadMetadata)?;
+        let ports = target.reservation_ports();
         lu.reservations
-            .load_shared(saved, &target.nexuses, self.lun)
+            .load_shared(saved, &target.nexuses, self.lun, ports.own)
             .ok_or(BadMetadata)?;
         self.loaded = saved.map(<[u8]>::to_vec);
         let (response, changed) = lu.reservations.execute(
             self.nexus,
             &target.nexuses,
+            &ports,
             self.lun,
             &self.cdb,
             &self.data_out,
@@ -376,7 +378,7 @@ pub const RESERVATIONS_LEASE: Duration = Duration::from_secs(4);
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not saved reservation state of this target (glfs-iscsi-pr 1)")]
+#[error("not saved reservation state of this target (glfs-iscsi-pr 1 or 2)")]
 pub struct BadMetadata;
 
 /// A command waiting for a storage request.
@@ -675,7 +677,11 @@ impl ScsiTarget {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
-            if lu.reservations.conflict(cmd.nexus, &self.nexuses, &cmd.cdb) {
+            let own_port = self.alua.port_id();
+            if lu
+                .reservations
+                .conflict(cmd.nexus, &self.nexuses, own_port, &cmd.cdb)
+            {
                 return Start::Done(reservations::conflict_response());
             }
         }
@@ -692,7 +698,7 @@ impl ScsiTarget {
 
     /// The session on `nexus` ended: its unit attentions are dropped and a RESERVE(6/10) it
     /// held is released. (Registrations and persistent reservations belong to the initiator
-    /// port and outlive the nexus.)
+    /// port and target port, and outlive the session.)
     pub fn close_nexus(&self, nexus: NexusId) {
         self.nexuses.close(nexus);
         for lu in self.luns.iter().flatten() {
@@ -818,6 +824,15 @@ impl ScsiTarget {
         }
     }
 
+    /// The target ports reservations know: this gateway's (its ALUA group, else 1) and
+    /// every other gateway's group.
+    pub(crate) fn reservation_ports(&self) -> reservations::Ports {
+        reservations::Ports {
+            own: self.alua.port_id(),
+            all: self.alua.port_ids(),
+        }
+    }
+
     /// The target port groups reported now, when ALUA is set.
     pub fn alua(&self) -> Option<Alua> {
         self.alua.get()
@@ -911,7 +926,7 @@ impl ScsiTarget {
         let lu = self.lu(lun).ok_or(BadMetadata)?;
         let version = lu
             .reservations
-            .load_shared(saved, &self.nexuses, lun)
+            .load_shared(saved, &self.nexuses, lun, self.alua.port_id())
             .ok_or(BadMetadata)?;
         lu.interlock.set_epoch(version);
         Ok(())

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use rstest::rstest;
-use scsi::{InitiatorPort, Status};
+use scsi::{AccessState, Alua, InitiatorPort, PortGroup, Status};
 use store_api::Capabilities;
 
 /// Host A (the reservation holder in most tables), host B (another registrant), host C
@@ -310,7 +310,9 @@ fn read_full_status_known_answer() {
     want.push(0x03); // ALL_TG_PT, R_HOLDER
     want.push(0x03); // SCOPE 0, TYPE Exclusive Access
     want.extend_from_slice(&[0, 0, 0, 0]);
-    want.extend_from_slice(&[0, 1]); // RELATIVE TARGET PORT IDENTIFIER
+    // RELATIVE TARGET PORT IDENTIFIER: not defined with ALL_TG_PT set (the descriptor
+    // stands for every target port); this target reports 0.
+    want.extend_from_slice(&[0, 0]);
     want.extend_from_slice(&44u32.to_be_bytes()); // ADDITIONAL DESCRIPTOR LENGTH
                                                   // iSCSI TransportID (SPC-4 table 391): FORMAT CODE 01b, PROTOCOL IDENTIFIER 5.
     want.extend_from_slice(&[0x45, 0, 0, 40]);
@@ -983,4 +985,306 @@ fn shared_reservations_are_due_for_loading_once_per_refresh_interval() {
     let plain = Lu::new();
     assert_eq!(plain.rig.target.reservations_due(now), Vec::<u16>::new());
     assert_eq!(plain.rig.target.next_reservations_refresh(now), None);
+}
+
+// ---- Target ports: a registration is of one I_T nexus unless ALL_TG_PT (SPC-4 5.13.7) ----
+
+/// REGISTER with ALL_TG_PT (parameter list byte 20 bit 2).
+const ALL_TG_PT: u8 = 0x04;
+
+impl Gateways {
+    /// Two gateways that are two target ports of the LU: ALUA target port groups 1 and 2,
+    /// one port each, whose relative target port identifiers are the groups' ids.
+    fn two_ports() -> Self {
+        let g = Gateways::new();
+        let group = |id| PortGroup {
+            id,
+            state: AccessState::ActiveOptimized,
+        };
+        for (own, other) in [(1, 2), (2, 1)] {
+            let alua = Alua::new(group(own), vec![group(other)]).unwrap();
+            g.gw[usize::from(own) - 1].rig.target.set_alua(alua);
+        }
+        g
+    }
+}
+
+impl Lu {
+    /// PERSISTENT RESERVE OUT `sa` from `n` with the flags byte 20 of the parameter list.
+    fn prout_flags(&mut self, n: u64, sa: u8, key: u64, sa_key: u64, flags: u8) -> scsi::Response {
+        let p = params(key, sa_key, flags);
+        self.rig.run_on(n, 0, &prout_cdb(sa, 0, 24), &p)
+    }
+}
+
+/// One READ FULL STATUS descriptor (SPC-4 6.15.5): RESERVATION KEY, reserved, flags
+/// (ALL_TG_PT 02h, R_HOLDER 01h), SCOPE|TYPE, reserved, RELATIVE TARGET PORT IDENTIFIER,
+/// ADDITIONAL DESCRIPTOR LENGTH and the initiator port's iSCSI TransportID (SPC-4
+/// 7.6.4.6, FORMAT CODE 01b: 45h, reserved, length, "name,i,0xISID" NUL-padded to 4).
+fn full_status(key: u64, flags: u8, kind: u8, relative_port: u16, n: u64) -> Vec<u8> {
+    let name = format!("iqn.2026-01.test:host{n},i,0x80000000000{n}\0");
+    assert_eq!(name.len(), 40, "a multiple of 4 already");
+    let mut d = key.to_be_bytes().to_vec();
+    d.extend_from_slice(&[0, 0, 0, 0, flags, kind, 0, 0, 0, 0]);
+    d.extend_from_slice(&relative_port.to_be_bytes());
+    d.extend_from_slice(&44u32.to_be_bytes());
+    d.extend_from_slice(&[0x45, 0, 0, 40]);
+    d.extend_from_slice(name.as_bytes());
+    d
+}
+
+/// READ FULL STATUS parameter data: PRGENERATION, ADDITIONAL LENGTH, the descriptors.
+fn full_status_data(generation: u32, descriptors: &[Vec<u8>]) -> Vec<u8> {
+    let body = descriptors.concat();
+    let mut d = generation.to_be_bytes().to_vec();
+    d.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    d.extend_from_slice(&body);
+    d
+}
+
+#[test]
+fn read_full_status_reports_each_registrations_target_port() {
+    let mut g = Gateways::two_ports();
+    // A registers through target port 1 (ALL_TG_PT 0), B through port 2 with ALL_TG_PT.
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    let r = g.on(1, |lu| lu.prout_flags(B, REGISTER, 0, KEY_B, ALL_TG_PT));
+    assert_eq!(outcome(&r), GOOD);
+    g.on(0, |lu| lu.ok(A, RESERVE, WE, KEY_A, 0));
+    let want = full_status_data(
+        2,
+        &[
+            full_status(KEY_A, 0x01, WE, 1, A), // R_HOLDER, Write Exclusive, port 1
+            full_status(KEY_B, 0x02, 0, 0, B),  // ALL_TG_PT: the port is not defined
+        ],
+    );
+    // Through either gateway, the same.
+    let d = g.on(1, |lu| lu.prin(C, 3));
+    assert_eq!(d, want);
+    assert_eq!(g.on(0, |lu| lu.prin(A, 3)), want);
+    insta::assert_snapshot!("read_full_status_two_ports", hex(&d));
+}
+
+#[test]
+fn a_registration_through_one_target_port_is_not_one_through_the_other() {
+    let mut g = Gateways::two_ports();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    g.refresh(1);
+    // Through port 1 A holds the reservation. Through port 2 the same initiator port is
+    // another I_T nexus, not registered: Write Exclusive - Registrants Only refuses its
+    // writes and lets it read (SPC-4 table 62).
+    assert_eq!(g.gw[0].write(A), GOOD);
+    assert_eq!(g.gw[1].write(A), RC);
+    assert_eq!(g.gw[1].read(A), GOOD);
+    // Its key is not registered there: RESERVE with KEY_A conflicts, and REGISTER with
+    // RESERVATION KEY 0 makes a second registration.
+    let r = g.on(1, |lu| lu.prout(A, RESERVE, WE_RO, KEY_A, 0));
+    assert_eq!(outcome(&r), RC);
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A + 1));
+    assert_eq!(
+        g.on(1, |lu| lu.prin(C, 0)),
+        keys_data(2, &[KEY_A, KEY_A + 1])
+    );
+    assert_eq!(
+        g.gw[1].write(A),
+        GOOD,
+        "a registrant, under Registrants Only"
+    );
+    // Unregistering through port 2 leaves port 1's registration and reservation as they
+    // were (READ RESERVATION: the holder's key and type).
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, KEY_A + 1, 0));
+    let mut want = vec![0, 0, 0, 3, 0, 0, 0, 16];
+    want.extend_from_slice(&KEY_A.to_be_bytes());
+    want.extend_from_slice(&[0, 0, 0, 0, 0, WE_RO, 0, 0]);
+    assert_eq!(g.on(1, |lu| lu.prin(C, 1)), want);
+    assert_eq!(g.gw[1].write(A), RC);
+    assert_eq!(g.gw[0].write(A), GOOD);
+}
+
+#[test]
+fn all_tg_pt_registers_the_initiator_port_through_every_target_port() {
+    let mut g = Gateways::two_ports();
+    let r = g.on(0, |lu| lu.prout_flags(A, REGISTER, 0, KEY_A, ALL_TG_PT));
+    assert_eq!(outcome(&r), GOOD);
+    g.on(0, |lu| lu.ok(A, RESERVE, EA, KEY_A, 0));
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(A), GOOD, "the holder, through the other port");
+    assert_eq!(g.gw[1].read(B), RC, "Exclusive Access");
+    // One registration: a new key through port 2 is A's key through port 1 too.
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, KEY_A, KEY_B));
+    assert_eq!(g.on(0, |lu| lu.prin(C, 0)), keys_data(2, &[KEY_B]));
+    // C is registered through port 1. REGISTER with ALL_TG_PT through port 2 is as if it
+    // came through every port: through port 1, where C's key is not 0, it conflicts.
+    g.on(0, |lu| lu.ok(C, REGISTER, 0, 0, 0xC));
+    let r = g.on(1, |lu| lu.prout_flags(C, REGISTER, 0, 0xD, ALL_TG_PT));
+    assert_eq!(outcome(&r), RC);
+    // REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT replaces it: one registration.
+    let r = g.on(1, |lu| {
+        lu.prout_flags(C, REGISTER_AND_IGNORE, 0, 0xD, ALL_TG_PT)
+    });
+    assert_eq!(outcome(&r), GOOD);
+    let want = full_status_data(
+        4,
+        &[
+            full_status(KEY_B, 0x03, EA, 0, A), // ALL_TG_PT, R_HOLDER, Exclusive Access
+            full_status(0xD, 0x02, 0, 0, C),
+        ],
+    );
+    assert_eq!(g.on(0, |lu| lu.prin(B, 3)), want);
+    // Unregistered through port 1, A is unregistered through every port, and its
+    // reservation is gone.
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, KEY_B, 0));
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(B), GOOD);
+    assert_eq!(g.on(1, |lu| lu.prin(C, 0)), keys_data(5, &[0xD]));
+}
+
+#[test]
+fn a_preempted_registration_is_told_only_through_its_own_target_port() {
+    let mut g = Gateways::two_ports();
+    let tur = |lu: &mut Lu, n: u64| outcome(&lu.rig.run_on(n, 0, &TUR, &[]));
+    // B registers through port 1; A through port 2 preempts it.
+    g.on(0, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(A, PREEMPT_AND_ABORT, WE, KEY_A, KEY_B));
+    g.refresh(0);
+    g.refresh(1);
+    // REGISTRATIONS PREEMPTED (2Ah/05h) and the task abort go to B's nexus through port
+    // 1 only: B's nexus through port 2 was never registered.
+    assert_eq!(
+        g.gw[0].rig.target.take_task_aborts(),
+        [scsi::TaskAbort { nexus: B, lun: 0 }]
+    );
+    assert!(g.gw[1].rig.target.take_task_aborts().is_empty());
+    assert_eq!(tur(&mut g.gw[0], B), UA_REGISTRATIONS_PREEMPTED);
+    assert_eq!(tur(&mut g.gw[1], B), GOOD);
+}
+
+#[test]
+fn register_and_move_names_the_target_port_of_the_destination() {
+    let mut g = Gateways::two_ports();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(0, |lu| lu.ok(A, RESERVE, EA, KEY_A, 0));
+    let cdb = |p: &[u8]| prout_cdb(REGISTER_AND_MOVE, EA, p.len() as u32);
+    // RELATIVE TARGET PORT IDENTIFIER (bytes 18..20) 7: no gateway has that port. INVALID
+    // FIELD IN PARAMETER LIST, field pointer byte 18 (SKSV, C/D 0, no bit pointer).
+    let mut p = move_params(KEY_A, 0xC, 0, &port(C));
+    p[18..20].copy_from_slice(&7u16.to_be_bytes());
+    let r = g.on(0, |lu| lu.rig.run_on(A, 0, &cdb(&p), &p));
+    assert_eq!(outcome(&r), INVALID_PARAM);
+    assert_eq!(&r.sense.as_deref().unwrap()[15..18], &[0x80, 0, 18]);
+    // To C through port 2, the other gateway's.
+    p[18..20].copy_from_slice(&2u16.to_be_bytes());
+    let r = g.on(0, |lu| lu.rig.run_on(A, 0, &cdb(&p), &p));
+    assert_eq!(outcome(&r), GOOD);
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(C), GOOD, "C holds it through port 2");
+    assert_eq!(g.gw[0].write(C), RC, "and not through port 1");
+    assert_eq!(
+        g.gw[0].write(A),
+        RC,
+        "A, still registered, no longer holds it"
+    );
+    let want = full_status_data(
+        2,
+        &[
+            full_status(KEY_A, 0x00, 0, 1, A),
+            full_status(0xC, 0x01, EA, 2, C),
+        ],
+    );
+    assert_eq!(g.on(1, |lu| lu.prin(B, 3)), want);
+}
+
+#[test]
+fn the_saved_state_keeps_each_registrations_target_port() {
+    let mut g = Gateways::two_ports();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    let r = g.on(1, |lu| lu.prout_flags(B, REGISTER, 0, KEY_B, ALL_TG_PT));
+    assert_eq!(outcome(&r), GOOD);
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    g.on(1, |lu| lu.ok(B, PREEMPT, WE_RO, KEY_B, KEY_A));
+    let saved = String::from_utf8(g.volume.clone().unwrap()).unwrap();
+    insta::assert_snapshot!("saved_state_with_target_ports", saved);
+    // A gateway started now (a third port) reads it back as it was.
+    let mut fresh = Lu::new();
+    let alua = Alua::new(
+        PortGroup {
+            id: 1,
+            state: AccessState::ActiveOptimized,
+        },
+        vec![],
+    )
+    .unwrap();
+    fresh.rig.target.set_alua(alua);
+    fresh
+        .rig
+        .target
+        .restore_reservations(0, saved.as_bytes())
+        .unwrap();
+    assert_eq!(fresh.write(B), GOOD, "B holds it through every port");
+    assert_eq!(
+        fresh.write(A),
+        RC,
+        "A's registration through port 1 was preempted"
+    );
+}
+
+#[test]
+fn a_saved_state_of_version_1_registers_every_target_port() {
+    // What a gateway before target ports wrote: registrations of initiator ports only,
+    // which held through every gateway.
+    let v1 = "glfs-iscsi-pr 1\ngeneration 2\naptpl 1\n\
+              register aaaa000000000001 0 iqn.2026-01.test:host1 800000000001\n\
+              register bbbb000000000002 1 iqn.2026-01.test:host2 800000000002\n\
+              reserve 5 iqn.2026-01.test:host1 800000000001\nversion 3\n\
+              notice 3 reservations-released 0 iqn.2026-01.test:host2 800000000002\n";
+    let mut lu = Lu::new();
+    lu.rig.target.set_alua(
+        Alua::new(
+            PortGroup {
+                id: 2,
+                state: AccessState::ActiveOptimized,
+            },
+            vec![],
+        )
+        .unwrap(),
+    );
+    lu.rig
+        .target
+        .restore_reservations(0, v1.as_bytes())
+        .unwrap();
+    assert_eq!(lu.write(A), GOOD, "the holder, through this port too");
+    assert_eq!(lu.write(B), GOOD, "a registrant");
+    assert_eq!(lu.write(C), RC);
+    let want = full_status_data(
+        2,
+        &[
+            full_status(KEY_A, 0x03, WE_RO, 0, A),
+            full_status(KEY_B, 0x02, 0, 0, B),
+        ],
+    );
+    assert_eq!(lu.prin(C, 3), want);
+    // A change writes version 2, the registrations kept as ones of every port.
+    let r = lu.prout_flags(B, REGISTER, KEY_B, 0xB, APTPL);
+    assert_eq!(outcome(&r), GOOD);
+    let saved = String::from_utf8(lu.rig.mem.saved_reservations.clone().unwrap()).unwrap();
+    assert!(saved.starts_with("glfs-iscsi-pr 2\n"), "{saved}");
+    assert!(
+        saved.contains("register aaaa000000000001 * iqn.2026-01.test:host1 800000000001\n"),
+        "{saved}"
+    );
+    // Neither version takes a port of 0 or a version 3.
+    for bad in [
+        "glfs-iscsi-pr 2\nregister 01 0 iqn.x 800000000001\n",
+        "glfs-iscsi-pr 2\nregister 01 iqn.x 800000000001\n",
+        "glfs-iscsi-pr 3\n",
+    ] {
+        assert!(
+            lu.rig
+                .target
+                .restore_reservations(0, bad.as_bytes())
+                .is_err(),
+            "{bad}"
+        );
+    }
 }

@@ -225,6 +225,10 @@ pub struct ConnectOptions {
     /// Send TEST UNIT READY after login until unit attentions are consumed (what
     /// `iscsi_full_connect_sync` does). Turn off to log in without touching the LUN.
     pub test_unit_ready_on_connect: bool,
+    /// The ISID, of the random type (RFC 7143 10.12.5: 80h, then the low 24 bits of the
+    /// first number and the low 16 bits of the second, the qualifier); `None` lets
+    /// libiscsi draw one. Two logins with one name and ISID are one initiator port.
+    pub isid: Option<(u32, u32)>,
 }
 
 impl Default for ConnectOptions {
@@ -238,6 +242,7 @@ impl Default for ConnectOptions {
             initial_r2t: None,
             timeout_secs: 30,
             test_unit_ready_on_connect: true,
+            isid: None,
         }
     }
 }
@@ -356,6 +361,11 @@ impl Context {
             };
             self.check("set InitialR2T", unsafe {
                 ffi::iscsi_set_initial_r2t(p, v)
+            })?;
+        }
+        if let Some((rnd, qualifier)) = opts.isid {
+            self.check("set ISID", unsafe {
+                ffi::iscsi_set_isid_random(p, rnd, qualifier)
             })?;
         }
         let timeout = c_int::try_from(opts.timeout_secs)

@@ -88,6 +88,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         metadata_locks_exclude_other_gateways,
     ),
     (
+        "metadata_is_read_through_other_gateways_as_last_written",
+        metadata_is_read_through_other_gateways_as_last_written,
+    ),
+    (
         "geometry_follows_the_create_size",
         geometry_follows_the_create_size,
     ),
@@ -672,6 +676,29 @@ pub fn metadata_is_replaced_whole_and_read_back(open: Open<'_>) {
         );
     }
     assert_eq!(read(s, 0, 4096), pattern(4096, 3));
+}
+
+/// Gateways share the reservations through metadata objects: one that a gateway wrote
+/// is what another gateway reads next, at once, both ways, also where that gateway read
+/// the version before just then (which a client-side cache of its own could keep: on
+/// Gluster each gateway's mount has md-cache, quick-read and open-behind).
+pub fn metadata_is_read_through_other_gateways_as_last_written(open: Open<'_>) {
+    let f = open("metadata-shared");
+    let (a, b) = (f.store.clone(), f.another_gateway());
+    for round in 0..8usize {
+        let (from, to) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let before = to.read_metadata("pr").unwrap();
+        let text = format!("version {round}\n")
+            .repeat(round % 3 + 1)
+            .into_bytes();
+        assert_ne!(before.as_deref(), Some(&text[..]));
+        from.write_metadata("pr", &text).unwrap();
+        assert_eq!(
+            to.read_metadata("pr").unwrap().as_deref(),
+            Some(&text[..]),
+            "round {round}: the other gateway does not read what was just written"
+        );
+    }
 }
 
 /// The advisory metadata lock gateways take around a read-modify-write of a metadata

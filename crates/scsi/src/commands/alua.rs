@@ -26,7 +26,7 @@ use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be32, opcode as op, reserved};
 use crate::sense::{Asc, Sense, SenseKey};
 use crate::{Response, ScsiTarget, Start};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 const F: u8 = 0xFF;
@@ -179,6 +179,8 @@ impl Alua {
 pub(crate) struct AluaCell {
     /// This port's ASYMMETRIC ACCESS STATE code, [`AluaCell::OFF`] without ALUA.
     own: AtomicU8,
+    /// This port's relative target port identifier: its group's id, 1 without ALUA.
+    port: AtomicU16,
     groups: Mutex<Option<Reported>>,
 }
 
@@ -195,6 +197,7 @@ impl Default for AluaCell {
     fn default() -> Self {
         AluaCell {
             own: AtomicU8::new(AluaCell::OFF),
+            port: AtomicU16::new(1),
             groups: Mutex::new(None),
         }
     }
@@ -239,8 +242,23 @@ impl AluaCell {
             None => (false, Vec::new()),
         };
         self.own.store(alua.own.state.code(), Ordering::Release);
+        self.port.store(alua.own.id, Ordering::Relaxed);
         *groups = Some(Reported { alua, altered });
         changed
+    }
+
+    /// This gateway's relative target port identifier (SPC-4 7.8.6.6): its target port
+    /// group's id with ALUA (one port per group), else 1, the one port of the target.
+    pub(crate) fn port_id(&self) -> u16 {
+        self.port.load(Ordering::Relaxed)
+    }
+
+    /// Every target port's relative identifier, this gateway's first.
+    pub(crate) fn port_ids(&self) -> Vec<u16> {
+        match self.groups().as_ref() {
+            Some(r) => r.alua.groups().map(|g| g.id).collect(),
+            None => vec![self.port_id()],
+        }
     }
 
     /// Puts group `id` in `state`; whether that changed it.

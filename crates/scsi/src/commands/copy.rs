@@ -345,7 +345,12 @@ impl Plan {
                 } else {
                     &[op::READ_16]
                 };
-                if n != ctx.lun && lu.reservations.conflict(ctx.nexus, &target.nexuses, cdb) {
+                let own_port = target.alua.port_id();
+                if n != ctx.lun
+                    && lu
+                        .reservations
+                        .conflict(ctx.nexus, &target.nexuses, own_port, cdb)
+                {
                     return done(crate::reservations::conflict_response());
                 }
                 if writes && (lu.config.read_only || lu.mode.software_write_protect()) {

@@ -70,6 +70,7 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
         let (response, changed) = ctx.lu.reservations.execute(
             ctx.nexus,
             &ctx.target.nexuses,
+            &ctx.target.reservation_ports(),
             ctx.lun,
             &self.0,
             &ctx.data_out.to_bytes(),

@@ -1,8 +1,11 @@
 //! Reservations: SPC-4 persistent reservations (PERSISTENT RESERVE IN/OUT, 5.13 and 6.15/6.16)
 //! and the older RESERVE/RELEASE(6/10) of SPC-2, one state per logical unit.
 //!
-//! Registrations and persistent reservations belong to initiator ports ([`InitiatorPort`]), so
-//! they outlive the nexus that made them; a RESERVE(6/10) reservation belongs to its nexus
+//! Registrations and persistent reservations belong to I_T nexuses as SPC-4 names them: an
+//! initiator port ([`InitiatorPort`]) and the target port it came through (its relative
+//! target port identifier: this gateway's target port group with ALUA, else 1), or with
+//! ALL_TG_PT the initiator port through every target port. So they outlive the session
+//! ([`crate::NexusId`]) that made them; a RESERVE(6/10) reservation belongs to its session
 //! and ends with it, with a LOGICAL UNIT RESET and with a target reset.
 //!
 //! Every command is checked against the state before it runs ([`Reservations::conflict`]):
@@ -10,14 +13,17 @@
 //! (allowed always, reads, everything else). While nothing is registered or reserved the
 //! check is one atomic load.
 //!
-//! This target has one target port per target, so ALL_TG_PT is accepted and reported but
-//! changes nothing, and the RELATIVE TARGET PORT IDENTIFIER is always 1.
+//! Each gateway (daemon) is one target port of the SCSI target device that the gateways
+//! exporting the same LUs form; every session of a gateway comes through its port
+//! ([`Ports`]). Gateways without ALUA groups all present target port 1 (the same iSCSI
+//! target port name, `<target>,t,0x1`), so they are one port to reservations.
 
 mod commands;
 mod state;
 mod wire;
 
 pub(crate) use commands::COMMANDS;
+use state::ItNexus;
 pub(crate) use state::PrState;
 pub use wire::PrType;
 
@@ -31,6 +37,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 // Told the time by the driver (never read here): `Instant` is a value passed in.
 use std::time::{Duration, Instant};
+
+/// The target ports of the SCSI target device as this gateway knows them, by relative
+/// target port identifier: its own (every nexus here came through it) and every port,
+/// its own included (what REGISTER AND MOVE may name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ports {
+    pub(crate) own: u16,
+    pub(crate) all: Vec<u16>,
+}
 
 /// Operation codes of the commands this module runs.
 pub(crate) mod op {
@@ -240,6 +255,7 @@ impl Reservations {
         saved: Option<&[u8]>,
         nexuses: &Nexuses,
         lun: u16,
+        own_port: u16,
     ) -> Option<u64> {
         let state = match saved {
             Some(bytes) => PrState::decode(bytes)?,
@@ -252,8 +268,12 @@ impl Reservations {
             self.timers().next_refresh = None;
         }
         if state.version > before {
-            for notice in state.notices.iter().filter(|n| n.version > before) {
-                for n in nexuses.nexuses_of(&notice.port) {
+            let news = state
+                .notices
+                .iter()
+                .filter(|n| n.version > before && n.to.target.includes(own_port));
+            for notice in news {
+                for n in nexuses.nexuses_of(&notice.to.port) {
                     nexuses.raise(lun, notice.ua, UaScope::Only(n));
                     if notice.abort {
                         nexuses.queue_abort(n, lun);
@@ -287,9 +307,16 @@ impl Reservations {
         true
     }
 
-    /// RESERVATION CONFLICT when the state forbids this command from this nexus. PERSISTENT
-    /// RESERVE IN/OUT and RESERVE/RELEASE are judged by their own rules when they run.
-    pub(crate) fn conflict(&self, nexus: NexusId, nexuses: &Nexuses, cdb: &[u8]) -> bool {
+    /// RESERVATION CONFLICT when the state forbids this command from this nexus, which came
+    /// through target port `own_port`. PERSISTENT RESERVE IN/OUT and RESERVE/RELEASE are
+    /// judged by their own rules when they run.
+    pub(crate) fn conflict(
+        &self,
+        nexus: NexusId,
+        nexuses: &Nexuses,
+        own_port: u16,
+        cdb: &[u8],
+    ) -> bool {
         if !self.active.load(Ordering::Acquire) {
             return false;
         }
@@ -311,15 +338,21 @@ impl Reservations {
             return false;
         }
         let port = nexuses.port(nexus);
-        !locked.pr.allows(&port, class == Access::Read)
+        let it = ItNexus {
+            initiator: &port,
+            target: own_port,
+        };
+        !locked.pr.allows(it, class == Access::Read)
     }
 
-    /// Runs RESERVE/RELEASE(6/10) or PERSISTENT RESERVE IN/OUT on LUN `lun`, with what a
-    /// successful PERSISTENT RESERVE OUT changed, for the caller to persist.
+    /// Runs RESERVE/RELEASE(6/10) or PERSISTENT RESERVE IN/OUT on LUN `lun` from `nexus`,
+    /// which came through `ports.own`, with what a successful PERSISTENT RESERVE OUT
+    /// changed, for the caller to persist.
     pub(crate) fn execute(
         &self,
         nexus: NexusId,
         nexuses: &Nexuses,
+        ports: &Ports,
         lun: u16,
         cdb: &[u8],
         data_out: &[u8],
@@ -350,11 +383,15 @@ impl Reservations {
             op::PERSISTENT_RESERVE_IN => (wire::pr_in(&locked.pr, cdb), None),
             _ => {
                 let port = nexuses.port(nexus);
+                let it = ItNexus {
+                    initiator: &port,
+                    target: ports.own,
+                };
                 match wire::PrOut::parse(cdb, data_out) {
                     Err(sense) => (Response::check_condition(sense), None),
                     Ok(request) => {
                         let was_aptpl = locked.pr.aptpl;
-                        match locked.pr.apply(&port, &request) {
+                        match locked.pr.apply(it, &request, &ports.all) {
                             Outcome::Conflict => (conflict_response(), None),
                             Outcome::Sense(sense) => (Response::check_condition(sense), None),
                             Outcome::InvalidRelease => {
@@ -368,8 +405,13 @@ impl Reservations {
                                     // The other gateways raise these on their nexuses.
                                     locked.pr.bump_version(&notices, abort);
                                 }
-                                for (to, ua) in notices {
-                                    for n in nexuses.nexuses_of(&to) {
+                                // This gateway's nexuses all came through its own port.
+                                let here = notices
+                                    .iter()
+                                    .filter(|(to, _)| to.target.includes(ports.own));
+                                for (to, ua) in here {
+                                    let ua = *ua;
+                                    for n in nexuses.nexuses_of(&to.port) {
                                         if n != nexus {
                                             nexuses.raise(lun, ua, UaScope::Only(n));
                                             if abort && ua == UnitAttention::RegistrationsPreempted

@@ -13,20 +13,78 @@ pub(crate) const MAX_REGISTRATIONS: usize = 256;
 const INSUFFICIENT_REGISTRATION_RESOURCES: Sense =
     Sense::new(SenseKey::IllegalRequest, Asc(0x55, 0x04));
 
-/// One registered I_T nexus (initiator port; the target port is the only one).
+/// The target ports a registration covers (SPC-4 5.13.7: ALL_TG_PT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TargetPorts {
+    /// Only the target port with this RELATIVE TARGET PORT IDENTIFIER (ALL_TG_PT=0): the
+    /// registration is of one I_T nexus.
+    One(u16),
+    /// Every target port of the SCSI target device (ALL_TG_PT=1): the registration is of
+    /// every I_T nexus of its initiator port, as if made through each port.
+    All,
+}
+
+impl TargetPorts {
+    /// Whether the target port with this relative target port identifier is one of them.
+    pub(crate) fn includes(self, port: u16) -> bool {
+        match self {
+            TargetPorts::One(p) => p == port,
+            TargetPorts::All => true,
+        }
+    }
+
+    /// Whether some target port is in both.
+    fn overlaps(self, other: TargetPorts) -> bool {
+        match (self, other) {
+            (TargetPorts::One(a), TargetPorts::One(b)) => a == b,
+            _ => true,
+        }
+    }
+}
+
+/// An I_T nexus as reservations see it: the initiator port and the relative target port
+/// identifier of the target port it came through (this gateway's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ItNexus<'a> {
+    pub(crate) initiator: &'a InitiatorPort,
+    pub(crate) target: u16,
+}
+
+/// Whom a registration (and the reservation it holds, and a unit attention kept for
+/// other gateways) belongs to: an initiator port through one target port or all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registrant {
+    pub(crate) port: InitiatorPort,
+    pub(crate) target: TargetPorts,
+}
+
+impl Registrant {
+    /// Whether `it` is one of the I_T nexuses this stands for.
+    pub(crate) fn covers(&self, it: ItNexus<'_>) -> bool {
+        self.port == *it.initiator && self.target.includes(it.target)
+    }
+
+    /// Whether some I_T nexus is both this one's and `other`'s.
+    fn overlaps(&self, other: &Registrant) -> bool {
+        self.port == other.port && self.target.overlaps(other.target)
+    }
+}
+
+/// One registration: of one I_T nexus, or with ALL_TG_PT of every I_T nexus of its
+/// initiator port (one record, changed and removed as one, as LIO does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Registration {
-    pub(crate) port: InitiatorPort,
+    pub(crate) who: Registrant,
     pub(crate) key: u64,
-    pub(crate) all_tg_pt: bool,
 }
 
 /// The persistent reservation, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reservation {
-    /// The registrant that made it. For the all-registrants types every registrant holds it
-    /// (SPC-4 5.13.9) and the reservation key reported is 0.
-    pub(crate) holder: InitiatorPort,
+    /// The registrant that made it (the I_T nexus, or every I_T nexus of an initiator
+    /// port registered with ALL_TG_PT). For the all-registrants types every registrant
+    /// holds it (SPC-4 5.13.9) and the reservation key reported is 0.
+    pub(crate) holder: Registrant,
     pub(crate) kind: PrType,
 }
 
@@ -52,16 +110,17 @@ pub(crate) struct PrState {
 /// than this between two loads misses their unit attentions.
 pub(crate) const KEPT_NOTICES: u64 = 16;
 
-/// A unit attention that a change of the shared state gave the nexuses of one initiator
-/// port, kept with the state for the other gateways.
+/// A unit attention that a change of the shared state gave the I_T nexuses of one
+/// registrant, kept with the state for the other gateways.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Notice {
     /// The version the change made.
     pub(crate) version: u64,
     pub(crate) ua: UnitAttention,
-    /// PREEMPT AND ABORT: the port's tasks on the LU are aborted too.
+    /// PREEMPT AND ABORT: the registrant's tasks on the LU are aborted too.
     pub(crate) abort: bool,
-    pub(crate) port: InitiatorPort,
+    /// The I_T nexuses told.
+    pub(crate) to: Registrant,
 }
 
 /// The saved name of a unit attention a reservation change raises.
@@ -93,11 +152,11 @@ pub(crate) enum Outcome {
     Sense(Sense),
     /// ILLEGAL REQUEST, INVALID RELEASE OF PERSISTENT RESERVATION.
     InvalidRelease,
-    /// GOOD. `changed`: the state differs; `notices`: unit attentions for the nexuses of
-    /// these ports (except the nexus that sent the command).
+    /// GOOD. `changed`: the state differs; `notices`: unit attentions for the I_T nexuses
+    /// of these registrants (except the nexus that sent the command).
     Done {
         changed: bool,
-        notices: Vec<(InitiatorPort, UnitAttention)>,
+        notices: Vec<(Registrant, UnitAttention)>,
     },
 }
 
@@ -111,16 +170,16 @@ fn done(changed: bool) -> Outcome {
 impl PrState {
     /// A change of the shared state: the next version, with its notices (the older
     /// versions' beyond [`KEPT_NOTICES`] are dropped).
-    pub(crate) fn bump_version(&mut self, notices: &[(InitiatorPort, UnitAttention)], abort: bool) {
+    pub(crate) fn bump_version(&mut self, notices: &[(Registrant, UnitAttention)], abort: bool) {
         self.version = self.version.wrapping_add(1);
         let version = self.version;
         self.notices
             .retain(|n| version.wrapping_sub(n.version) < KEPT_NOTICES);
-        self.notices.extend(notices.iter().map(|(port, ua)| Notice {
+        self.notices.extend(notices.iter().map(|(to, ua)| Notice {
             version,
             ua: *ua,
             abort: abort && *ua == UnitAttention::RegistrationsPreempted,
-            port: port.clone(),
+            to: to.clone(),
         }));
     }
 
@@ -128,32 +187,39 @@ impl PrState {
         !self.registrations.is_empty() || self.reservation.is_some()
     }
 
-    pub(crate) fn key_of(&self, port: &InitiatorPort) -> Option<u64> {
+    /// The registration of the I_T nexus `it`, if it is registered.
+    pub(crate) fn registration(&self, it: ItNexus<'_>) -> Option<&Registration> {
+        self.registrations.iter().find(|r| r.who.covers(it))
+    }
+
+    /// The key of the registration of `who`.
+    pub(crate) fn key_of(&self, who: &Registrant) -> Option<u64> {
         self.registrations
             .iter()
-            .find(|r| r.port == *port)
+            .find(|r| r.who == *who)
             .map(|r| r.key)
     }
 
-    /// Whether `port` holds the reservation.
-    pub(crate) fn holds(&self, port: &InitiatorPort) -> bool {
+    /// Whether the registration of `who` holds the reservation.
+    pub(crate) fn is_holder(&self, who: &Registrant) -> bool {
         match &self.reservation {
             None => false,
-            Some(r) if r.kind.all_registrants() => self.key_of(port).is_some(),
-            Some(r) => r.holder == *port,
+            Some(r) if r.kind.all_registrants() => self.key_of(who).is_some(),
+            Some(r) => r.holder == *who,
         }
     }
 
-    /// Whether a command from `port` may run: SPC-4 table 62 for a command that reads
-    /// (`read`) or one that does anything else not always allowed.
-    pub(crate) fn allows(&self, port: &InitiatorPort, read: bool) -> bool {
+    /// Whether a command from the I_T nexus `it` may run: SPC-4 table 62 for a command
+    /// that reads (`read`) or one that does anything else not always allowed.
+    pub(crate) fn allows(&self, it: ItNexus<'_>, read: bool) -> bool {
         let Some(r) = &self.reservation else {
             return true;
         };
-        if self.holds(port) {
+        let registered = self.registration(it);
+        if registered.is_some_and(|reg| self.is_holder(&reg.who)) {
             return true;
         }
-        if r.kind.registrants_only() && self.key_of(port).is_some() {
+        if r.kind.registrants_only() && registered.is_some() {
             return true;
         }
         read && !r.kind.exclusive_access()
@@ -161,43 +227,45 @@ impl PrState {
 
     fn notices_for_others(
         &self,
-        except: &InitiatorPort,
+        except: &Registrant,
         ua: UnitAttention,
-    ) -> Vec<(InitiatorPort, UnitAttention)> {
+    ) -> Vec<(Registrant, UnitAttention)> {
         self.registrations
             .iter()
-            .filter(|r| r.port != *except)
-            .map(|r| (r.port.clone(), ua))
+            .filter(|r| r.who != *except)
+            .map(|r| (r.who.clone(), ua))
             .collect()
     }
 
-    /// Removes the registration of `port`, releasing a reservation it held alone (SPC-4
+    /// Removes the registration of `who`, releasing a reservation it held alone (SPC-4
     /// 5.13.10.2: a released Registrants Only reservation is a UNIT ATTENTION for the other
     /// registrants). Returns those notices.
-    fn unregister(&mut self, port: &InitiatorPort) -> Vec<(InitiatorPort, UnitAttention)> {
-        self.registrations.retain(|r| r.port != *port);
+    fn unregister(&mut self, who: &Registrant) -> Vec<(Registrant, UnitAttention)> {
+        self.registrations.retain(|r| r.who != *who);
         let mut notices = Vec::new();
         let release = match &self.reservation {
             Some(r) if r.kind.all_registrants() => self.registrations.is_empty(),
-            Some(r) => r.holder == *port,
+            Some(r) => r.holder == *who,
             None => false,
         };
         if release {
             let kind = self.reservation.take().map(|r| r.kind);
             if kind.is_some_and(|k| k.registrants_only()) {
-                notices = self.notices_for_others(port, UnitAttention::ReservationsReleased);
+                notices = self.notices_for_others(who, UnitAttention::ReservationsReleased);
             }
         }
         notices
     }
 
-    /// Carries out one PERSISTENT RESERVE OUT service action from `port`.
-    pub(crate) fn apply(&mut self, port: &InitiatorPort, req: &PrOut) -> Outcome {
-        let registered = self.key_of(port);
+    /// Carries out one PERSISTENT RESERVE OUT service action from the I_T nexus `it`;
+    /// `ports` are the relative target port identifiers of the SCSI target device (what
+    /// REGISTER AND MOVE may name).
+    pub(crate) fn apply(&mut self, it: ItNexus<'_>, req: &PrOut, ports: &[u16]) -> Outcome {
+        let mine = self.registration(it).cloned();
         match req.action {
             ServiceAction::Register | ServiceAction::RegisterAndIgnore => {
                 let ignore = req.action == ServiceAction::RegisterAndIgnore;
-                match registered {
+                match mine {
                     None => {
                         if !ignore && req.key != 0 {
                             return Outcome::Conflict;
@@ -206,36 +274,21 @@ impl PrState {
                             // SPC-4 5.13.7: nothing to register; GOOD.
                             return done(false);
                         }
-                        let mut ports = vec![port.clone()];
-                        for other in &req.spec_ports {
-                            if self.key_of(other).is_some() {
-                                // An initiator port named twice or already registered.
-                                return Outcome::Conflict;
-                            }
-                            if !ports.contains(other) {
-                                ports.push(other.clone());
-                            }
-                        }
-                        if self.registrations.len() + ports.len() > MAX_REGISTRATIONS {
-                            return Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES);
-                        }
-                        for p in ports {
-                            self.registrations.push(Registration {
-                                port: p,
-                                key: req.sa_key,
-                                all_tg_pt: req.all_tg_pt,
-                            });
+                        if let Err(outcome) = self.register(it, req, ignore) {
+                            return outcome;
                         }
                     }
-                    Some(key) => {
-                        if !ignore && req.key != key {
+                    Some(reg) => {
+                        // A registered I_T nexus changes its registration as it is (ALL_TG_PT
+                        // is not looked at): one record, whichever ports it covers.
+                        if !ignore && req.key != reg.key {
                             return Outcome::Conflict;
                         }
                         if !req.spec_ports.is_empty() {
                             return Outcome::Sense(Sense::invalid_field_in_parameter_list(20));
                         }
                         if req.sa_key == 0 {
-                            let notices = self.unregister(port);
+                            let notices = self.unregister(&reg.who);
                             self.aptpl = req.aptpl;
                             self.generation = self.generation.wrapping_add(1);
                             return Outcome::Done {
@@ -243,7 +296,7 @@ impl PrState {
                                 notices,
                             };
                         }
-                        for r in self.registrations.iter_mut().filter(|r| r.port == *port) {
+                        for r in self.registrations.iter_mut().filter(|r| r.who == reg.who) {
                             r.key = req.sa_key;
                         }
                     }
@@ -252,68 +305,138 @@ impl PrState {
                 self.generation = self.generation.wrapping_add(1);
                 done(true)
             }
-            _ if registered.is_none() => Outcome::Conflict,
-            _ if registered != Some(req.key) => Outcome::Conflict,
-            ServiceAction::Reserve => {
-                let kind = match req.kind {
-                    Some(kind) if req.scope == 0 => kind,
-                    _ => return Outcome::Sense(Sense::invalid_field_in_cdb(2, None)),
+            _ => {
+                let Some(mine) = mine.filter(|reg| reg.key == req.key) else {
+                    return Outcome::Conflict;
                 };
-                match &self.reservation {
-                    None => {
-                        self.reservation = Some(Reservation {
-                            holder: port.clone(),
-                            kind,
-                        });
-                        done(true)
+                match req.action {
+                    ServiceAction::Reserve => self.reserve(&mine.who, req),
+                    ServiceAction::Release => self.release(&mine.who, req),
+                    ServiceAction::Clear => {
+                        let notices = self
+                            .notices_for_others(&mine.who, UnitAttention::ReservationsPreempted);
+                        self.registrations.clear();
+                        self.reservation = None;
+                        self.generation = self.generation.wrapping_add(1);
+                        Outcome::Done {
+                            changed: true,
+                            notices,
+                        }
                     }
-                    Some(r) if self.holds(port) && r.kind == kind => done(false),
-                    Some(_) => Outcome::Conflict,
+                    ServiceAction::RegisterAndMove => {
+                        self.register_and_move(it, &mine.who, req, ports)
+                    }
+                    _ => self.preempt(&mine.who, req),
                 }
             }
-            ServiceAction::Release => {
-                let Some(r) = &self.reservation else {
-                    return done(false);
-                };
-                if !self.holds(port) {
-                    return done(false);
-                }
-                if req.scope != 0 || req.kind != Some(r.kind) {
-                    return Outcome::InvalidRelease;
-                }
-                let kind = r.kind;
-                self.reservation = None;
-                // SPC-4 5.13.10.2: other registrants learn of a released Registrants Only
-                // or All Registrants reservation.
-                let notices = if kind.registrants_only() {
-                    self.notices_for_others(port, UnitAttention::ReservationsReleased)
-                } else {
-                    Vec::new()
-                };
-                Outcome::Done {
-                    changed: true,
-                    notices,
-                }
-            }
-            ServiceAction::Clear => {
-                let notices = self.notices_for_others(port, UnitAttention::ReservationsPreempted);
-                self.registrations.clear();
-                self.reservation = None;
-                self.generation = self.generation.wrapping_add(1);
-                Outcome::Done {
-                    changed: true,
-                    notices,
-                }
-            }
-            ServiceAction::Preempt | ServiceAction::PreemptAndAbort => self.preempt(port, req),
-            ServiceAction::RegisterAndMove => self.register_and_move(port, req),
         }
     }
 
-    /// PREEMPT and PREEMPT AND ABORT (SPC-4 5.13.11.2). The preempted nexuses' later commands
-    /// conflict; for PREEMPT AND ABORT the caller also queues their task sets for the
-    /// transport to abort (`Nexuses::queue_abort`).
-    fn preempt(&mut self, port: &InitiatorPort, req: &PrOut) -> Outcome {
+    /// REGISTER or REGISTER AND IGNORE EXISTING KEY from the unregistered I_T nexus `it`
+    /// with a key: its registration (of every target port with ALL_TG_PT), and SPEC_I_PT's
+    /// initiator ports through the same target ports.
+    fn register(&mut self, it: ItNexus<'_>, req: &PrOut, ignore: bool) -> Result<(), Outcome> {
+        let target = if req.all_tg_pt {
+            TargetPorts::All
+        } else {
+            TargetPorts::One(it.target)
+        };
+        let who = Registrant {
+            port: it.initiator.clone(),
+            target,
+        };
+        // With ALL_TG_PT the initiator port may be registered through other target ports
+        // already: as if the command had come through each of them, REGISTER conflicts
+        // there (its key is not 0) and REGISTER AND IGNORE EXISTING KEY replaces them.
+        let replaced: Vec<Registrant> = self
+            .registrations
+            .iter()
+            .filter(|r| r.who.overlaps(&who))
+            .map(|r| r.who.clone())
+            .collect();
+        if !replaced.is_empty() && !ignore {
+            return Err(Outcome::Conflict);
+        }
+        let mut new = vec![who.clone()];
+        for other in &req.spec_ports {
+            let named = Registrant {
+                port: other.clone(),
+                target,
+            };
+            if self.registrations.iter().any(|r| r.who.overlaps(&named)) {
+                // An I_T nexus named that is registered already.
+                return Err(Outcome::Conflict);
+            }
+            if !new.contains(&named) {
+                new.push(named);
+            }
+        }
+        if self.registrations.len() - replaced.len() + new.len() > MAX_REGISTRATIONS {
+            return Err(Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES));
+        }
+        if let Some(r) = &mut self.reservation {
+            if replaced.contains(&r.holder) {
+                r.holder = who;
+            }
+        }
+        self.registrations.retain(|r| !replaced.contains(&r.who));
+        self.registrations
+            .extend(new.into_iter().map(|who| Registration {
+                who,
+                key: req.sa_key,
+            }));
+        Ok(())
+    }
+
+    /// RESERVE (SPC-4 5.13.9) by the registration `mine`.
+    fn reserve(&mut self, mine: &Registrant, req: &PrOut) -> Outcome {
+        let kind = match req.kind {
+            Some(kind) if req.scope == 0 => kind,
+            _ => return Outcome::Sense(Sense::invalid_field_in_cdb(2, None)),
+        };
+        match &self.reservation {
+            None => {
+                self.reservation = Some(Reservation {
+                    holder: mine.clone(),
+                    kind,
+                });
+                done(true)
+            }
+            Some(r) if self.is_holder(mine) && r.kind == kind => done(false),
+            Some(_) => Outcome::Conflict,
+        }
+    }
+
+    /// RELEASE (SPC-4 5.13.10) by the registration `mine`.
+    fn release(&mut self, mine: &Registrant, req: &PrOut) -> Outcome {
+        let Some(r) = &self.reservation else {
+            return done(false);
+        };
+        if !self.is_holder(mine) {
+            return done(false);
+        }
+        if req.scope != 0 || req.kind != Some(r.kind) {
+            return Outcome::InvalidRelease;
+        }
+        let kind = r.kind;
+        self.reservation = None;
+        // SPC-4 5.13.10.2: other registrants learn of a released Registrants Only or All
+        // Registrants reservation.
+        let notices = if kind.registrants_only() {
+            self.notices_for_others(mine, UnitAttention::ReservationsReleased)
+        } else {
+            Vec::new()
+        };
+        Outcome::Done {
+            changed: true,
+            notices,
+        }
+    }
+
+    /// PREEMPT and PREEMPT AND ABORT (SPC-4 5.13.11.2) by the registration `mine`. The
+    /// preempted nexuses' later commands conflict; for PREEMPT AND ABORT the caller also
+    /// queues their task sets for the transport to abort (`Nexuses::queue_abort`).
+    fn preempt(&mut self, mine: &Registrant, req: &PrOut) -> Outcome {
         let kind = match req.kind {
             Some(kind) if req.scope == 0 => kind,
             _ => return Outcome::Sense(Sense::invalid_field_in_cdb(2, None)),
@@ -326,39 +449,33 @@ impl PrState {
         if !preempts_reservation && req.sa_key == 0 {
             return Outcome::Sense(Sense::invalid_field_in_parameter_list(8));
         }
-        let victims: Vec<InitiatorPort> = self
+        let victims: Vec<Registrant> = self
             .registrations
             .iter()
             .filter(|r| {
-                if preempts_reservation && req.sa_key == 0 {
-                    // All Registrants with key 0: every other registrant goes.
-                    r.port != *port
-                } else {
-                    r.key == req.sa_key && r.port != *port
-                }
+                // All Registrants with key 0: every other registrant goes.
+                let all = preempts_reservation && req.sa_key == 0;
+                r.who != *mine && (all || r.key == req.sa_key)
             })
-            .map(|r| r.port.clone())
+            .map(|r| r.who.clone())
             .collect();
-        if victims.is_empty() && !preempts_reservation {
+        if victims.is_empty() && !preempts_reservation && self.key_of(mine) != Some(req.sa_key) {
             // SPC-4 5.13.11.2.3: no registration with that key.
-            let own = self.key_of(port) == Some(req.sa_key);
-            if !own {
-                return Outcome::Conflict;
-            }
+            return Outcome::Conflict;
         }
-        let mut notices: Vec<(InitiatorPort, UnitAttention)> = victims
+        let mut notices: Vec<(Registrant, UnitAttention)> = victims
             .iter()
-            .map(|p| (p.clone(), UnitAttention::RegistrationsPreempted))
+            .map(|who| (who.clone(), UnitAttention::RegistrationsPreempted))
             .collect();
-        self.registrations.retain(|r| !victims.contains(&r.port));
+        self.registrations.retain(|r| !victims.contains(&r.who));
         if preempts_reservation {
             let old = self.reservation.replace(Reservation {
-                holder: port.clone(),
+                holder: mine.clone(),
                 kind,
             });
             if old.is_some_and(|o| o.kind != kind) {
                 // Type changed: the remaining registrants are told the old one is gone.
-                notices.extend(self.notices_for_others(port, UnitAttention::ReservationsReleased));
+                notices.extend(self.notices_for_others(mine, UnitAttention::ReservationsReleased));
             }
         }
         self.generation = self.generation.wrapping_add(1);
@@ -368,43 +485,68 @@ impl PrState {
         }
     }
 
-    /// REGISTER AND MOVE (SPC-4 5.13.8): the holder registers another initiator port and
-    /// hands it the reservation.
-    fn register_and_move(&mut self, port: &InitiatorPort, req: &PrOut) -> Outcome {
+    /// REGISTER AND MOVE (SPC-4 5.13.8): the holder registers the I_T nexus of another
+    /// initiator port and the target port `req.move_target` (one of `ports`) and hands it
+    /// the reservation.
+    fn register_and_move(
+        &mut self,
+        it: ItNexus<'_>,
+        mine: &Registrant,
+        req: &PrOut,
+        ports: &[u16],
+    ) -> Outcome {
         let Some(r) = &self.reservation else {
             return Outcome::Conflict;
         };
-        if r.kind.all_registrants() || r.holder != *port {
+        if r.kind.all_registrants() || r.holder != *mine {
             return Outcome::Conflict;
         }
         let Some(dest) = req.spec_ports.first() else {
             return Outcome::Sense(Sense::invalid_field_in_parameter_list(24));
         };
-        if dest == port {
+        if dest == it.initiator {
+            // The TransportID names the sender's own initiator port.
             return Outcome::Sense(Sense::invalid_field_in_parameter_list(24));
+        }
+        if !ports.contains(&req.move_target) {
+            // No target port with that RELATIVE TARGET PORT IDENTIFIER.
+            return Outcome::Sense(Sense::invalid_field_in_parameter_list(18));
         }
         if req.sa_key == 0 {
             return Outcome::Sense(Sense::invalid_field_in_parameter_list(8));
         }
         let kind = r.kind;
-        let known = self.registrations.iter().any(|r| r.port == *dest);
-        if !known && self.registrations.len() >= MAX_REGISTRATIONS {
-            return Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES);
-        }
-        match self.registrations.iter_mut().find(|r| r.port == *dest) {
-            Some(reg) => reg.key = req.sa_key,
-            None => self.registrations.push(Registration {
-                port: dest.clone(),
-                key: req.sa_key,
-                all_tg_pt: false,
-            }),
-        }
-        self.reservation = Some(Reservation {
-            holder: dest.clone(),
-            kind,
-        });
+        let dest_nexus = ItNexus {
+            initiator: dest,
+            target: req.move_target,
+        };
+        let holder = match self
+            .registrations
+            .iter_mut()
+            .find(|r| r.who.covers(dest_nexus))
+        {
+            Some(reg) => {
+                reg.key = req.sa_key;
+                reg.who.clone()
+            }
+            None => {
+                if self.registrations.len() >= MAX_REGISTRATIONS {
+                    return Outcome::Sense(INSUFFICIENT_REGISTRATION_RESOURCES);
+                }
+                let who = Registrant {
+                    port: dest.clone(),
+                    target: TargetPorts::One(req.move_target),
+                };
+                self.registrations.push(Registration {
+                    who: who.clone(),
+                    key: req.sa_key,
+                });
+                who
+            }
+        };
+        self.reservation = Some(Reservation { holder, kind });
         if req.unreg {
-            self.registrations.retain(|r| r.port != *port);
+            self.registrations.retain(|r| r.who != *mine);
         }
         self.aptpl = req.aptpl;
         self.generation = self.generation.wrapping_add(1);
@@ -412,34 +554,33 @@ impl PrState {
     }
 
     /// The saved form: a versioned, line-oriented text, so an operator can read it on the
-    /// volume. `glfs-iscsi-pr 1`, then `generation N`, `aptpl 0|1`, one `register KEY
-    /// ALL_TG_PT NAME ISID` per registration in order, and `reserve TYPE NAME ISID`; a state
-    /// shared by gateways adds `version N` and one `notice VERSION UA ABORT NAME ISID` per
-    /// unit attention of its last changes.
+    /// volume. `glfs-iscsi-pr 2`, then `generation N`, `aptpl 0|1`, one `register KEY
+    /// PORT NAME ISID` per registration in order, and `reserve TYPE PORT NAME ISID`, where
+    /// PORT is the relative target port identifier of a registration of one I_T nexus or
+    /// `*` for one of every target port (ALL_TG_PT); a state shared by gateways adds
+    /// `version N` and one `notice VERSION UA ABORT PORT NAME ISID` per unit attention of
+    /// its last changes. Version 1 (before target ports were told apart) had no PORT, and
+    /// its registrations covered every target port: it is read so.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let hex = |isid: &[u8; 6]| isid.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let mut s = String::from("glfs-iscsi-pr 1\n");
+        let who = |w: &Registrant| {
+            let isid: String = w.port.isid.iter().map(|b| format!("{b:02x}")).collect();
+            let port = match w.target {
+                TargetPorts::One(p) => p.to_string(),
+                TargetPorts::All => "*".to_string(),
+            };
+            format!("{port} {} {isid}", w.port.name)
+        };
+        let mut s = String::from("glfs-iscsi-pr 2\n");
         s += &format!(
             "generation {}\naptpl {}\n",
             self.generation,
             u8::from(self.aptpl)
         );
         for r in &self.registrations {
-            s += &format!(
-                "register {:016x} {} {} {}\n",
-                r.key,
-                u8::from(r.all_tg_pt),
-                r.port.name,
-                hex(&r.port.isid)
-            );
+            s += &format!("register {:016x} {}\n", r.key, who(&r.who));
         }
         if let Some(r) = &self.reservation {
-            s += &format!(
-                "reserve {} {} {}\n",
-                r.kind as u8,
-                r.holder.name,
-                hex(&r.holder.isid)
-            );
+            s += &format!("reserve {} {}\n", r.kind as u8, who(&r.holder));
         }
         if self.version != 0 {
             s += &format!("version {}\n", self.version);
@@ -447,25 +588,26 @@ impl PrState {
         for n in &self.notices {
             if let Some(name) = notice_name(n.ua) {
                 s += &format!(
-                    "notice {} {} {} {} {}\n",
+                    "notice {} {} {} {}\n",
                     n.version,
                     name,
                     u8::from(n.abort),
-                    n.port.name,
-                    hex(&n.port.isid)
+                    who(&n.to)
                 );
             }
         }
         s.into_bytes()
     }
 
-    /// Reads the saved form back; `None` when it is not one.
+    /// Reads the saved form back (version 1 or 2); `None` when it is not one.
     pub(crate) fn decode(bytes: &[u8]) -> Option<PrState> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.lines();
-        if lines.next()? != "glfs-iscsi-pr 1" {
-            return None;
-        }
+        let v2 = match lines.next()? {
+            "glfs-iscsi-pr 1" => false,
+            "glfs-iscsi-pr 2" => true,
+            _ => return None,
+        };
         let isid = |s: &str| -> Option<[u8; 6]> {
             if s.len() != 12 {
                 return None;
@@ -476,38 +618,48 @@ impl PrState {
             }
             Some(b)
         };
+        // `[PORT] NAME ISID` at the end of a line: in version 1 every registrant covers
+        // every target port.
+        let who = |f: &[&str]| -> Option<Registrant> {
+            let (target, name, id) = match (v2, f) {
+                (true, [port, name, id]) => (target_ports(port)?, name, id),
+                (false, [name, id]) => (TargetPorts::All, name, id),
+                _ => return None,
+            };
+            Some(Registrant {
+                port: InitiatorPort {
+                    name: (*name).to_string(),
+                    isid: isid(id)?,
+                },
+                target,
+            })
+        };
         let mut st = PrState::default();
         for line in lines {
             let f: Vec<&str> = line.split(' ').collect();
             match f.as_slice() {
                 ["generation", n] => st.generation = n.parse().ok()?,
                 ["aptpl", a] => st.aptpl = *a == "1",
-                ["register", key, atp, name, id] => st.registrations.push(Registration {
-                    key: u64::from_str_radix(key, 16).ok()?,
-                    all_tg_pt: *atp == "1",
-                    port: InitiatorPort {
-                        name: (*name).to_string(),
-                        isid: isid(id)?,
-                    },
-                }),
-                ["reserve", kind, name, id] => {
+                // Version 1 kept the ALL_TG_PT bit as given (its field 2), with no port.
+                ["register", key, rest @ ..] => {
+                    let rest = if v2 { rest } else { rest.get(1..)? };
+                    st.registrations.push(Registration {
+                        key: u64::from_str_radix(key, 16).ok()?,
+                        who: who(rest)?,
+                    })
+                }
+                ["reserve", kind, rest @ ..] => {
                     st.reservation = Some(Reservation {
                         kind: PrType::from_code(kind.parse().ok()?)?,
-                        holder: InitiatorPort {
-                            name: (*name).to_string(),
-                            isid: isid(id)?,
-                        },
+                        holder: who(rest)?,
                     })
                 }
                 ["version", n] => st.version = n.parse().ok()?,
-                ["notice", version, ua, abort, name, id] => st.notices.push(Notice {
+                ["notice", version, ua, abort, rest @ ..] => st.notices.push(Notice {
                     version: version.parse().ok()?,
                     ua: notice_from_name(ua)?,
                     abort: *abort == "1",
-                    port: InitiatorPort {
-                        name: (*name).to_string(),
-                        isid: isid(id)?,
-                    },
+                    to: who(rest)?,
                 }),
                 [""] => {}
                 _ => return None,
@@ -515,4 +667,12 @@ impl PrState {
         }
         Some(st)
     }
+}
+
+/// A saved PORT: a relative target port identifier (1 to 65535) or `*`, every port.
+fn target_ports(s: &str) -> Option<TargetPorts> {
+    if s == "*" {
+        return Some(TargetPorts::All);
+    }
+    s.parse().ok().filter(|&p| p != 0).map(TargetPorts::One)
 }

@@ -2,7 +2,7 @@
 //! (SPC-4 6.16), PERSISTENT RESERVE IN's parameter data (SPC-4 6.15) and iSCSI TransportIDs
 //! (SPC-4 7.6.4.6).
 
-use super::state::PrState;
+use super::state::{PrState, TargetPorts};
 use crate::nexus::InitiatorPort;
 use crate::sense::Sense;
 use crate::Response;
@@ -88,6 +88,9 @@ pub(crate) struct PrOut {
     pub(crate) aptpl: bool,
     /// REGISTER AND MOVE: UNREG.
     pub(crate) unreg: bool,
+    /// REGISTER AND MOVE: the RELATIVE TARGET PORT IDENTIFIER of the destination I_T
+    /// nexus (checked where the target ports are known).
+    pub(crate) move_target: u16,
     /// SPEC_I_PT's TransportIDs, or REGISTER AND MOVE's destination.
     pub(crate) spec_ports: Vec<InitiatorPort>,
 }
@@ -132,15 +135,13 @@ impl PrOut {
             all_tg_pt: false,
             aptpl: false,
             unreg: false,
+            move_target: 0,
             spec_ports: Vec::new(),
         };
         if action == ServiceAction::RegisterAndMove {
             out.unreg = p[17] & 0x02 != 0;
             out.aptpl = p[17] & 0x01 != 0;
-            if u16::from_be_bytes([p[18], p[19]]) != 1 {
-                // Our only target port is relative port 1.
-                return Err(Sense::invalid_field_in_parameter_list(18));
-            }
+            out.move_target = u16::from_be_bytes([p[18], p[19]]);
             let tlen = be32(p, 20) as usize;
             if param_len != 24 + tlen {
                 return Err(Sense::PARAMETER_LIST_LENGTH);
@@ -267,21 +268,27 @@ pub(crate) fn pr_in(st: &PrState, cdb: &[u8]) -> Response {
                 0,
             ];
         }
-        // READ FULL STATUS (6.15.5).
+        // READ FULL STATUS (6.15.5): one descriptor per registration, of one I_T nexus
+        // (ALL_TG_PT 0, its RELATIVE TARGET PORT IDENTIFIER) or of every target port
+        // (ALL_TG_PT 1; the identifier is then not defined by the standard: 0).
         0x03 => {
             let mut descriptors = Vec::new();
             for r in &st.registrations {
-                let holder = st.holds(&r.port);
+                let holder = st.is_holder(&r.who);
+                let (all_tg_pt, relative_port) = match r.who.target {
+                    TargetPorts::One(port) => (false, port),
+                    TargetPorts::All => (true, 0),
+                };
                 descriptors.extend_from_slice(&r.key.to_be_bytes());
                 descriptors.extend_from_slice(&[0; 4]);
-                descriptors.push(u8::from(r.all_tg_pt) << 1 | u8::from(holder));
+                descriptors.push(u8::from(all_tg_pt) << 1 | u8::from(holder));
                 descriptors.push(match (&st.reservation, holder) {
                     (Some(res), true) => res.kind as u8,
                     _ => 0,
                 });
                 descriptors.extend_from_slice(&[0; 4]);
-                descriptors.extend_from_slice(&1u16.to_be_bytes()); // relative port 1
-                let t = encode_transport_id(&r.port);
+                descriptors.extend_from_slice(&relative_port.to_be_bytes());
+                let t = encode_transport_id(&r.who.port);
                 descriptors.extend_from_slice(&(t.len() as u32).to_be_bytes());
                 descriptors.extend_from_slice(&t);
             }
