@@ -257,6 +257,10 @@ pub enum ErrorKind {
     ReadOnly,
     /// Fewer bytes moved than asked for, with no error reported.
     ShortTransfer,
+    /// The storage refused the request because another client holds the range (EAGAIN: a
+    /// Gluster brick refusing I/O into a range under another client's mandatory lock,
+    /// docs/fencing.md). Nothing was written; a later try may succeed.
+    Fenced,
 }
 
 impl fmt::Display for ErrorKind {
@@ -270,6 +274,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "not supported",
             ErrorKind::ReadOnly => "read-only",
             ErrorKind::ShortTransfer => "short transfer",
+            ErrorKind::Fenced => "refused: the range is locked by another client",
         })
     }
 }
@@ -316,6 +321,15 @@ impl StoreError {
             libc::EOPNOTSUPP | libc::ENOSYS => ErrorKind::Unsupported,
             libc::EROFS | libc::EACCES | libc::EPERM => ErrorKind::ReadOnly,
             libc::EINVAL | libc::EFBIG | libc::ENXIO => ErrorKind::OutOfRange,
+            // a brick refusing I/O under another client's mandatory lock
+            libc::EAGAIN
+                if matches!(
+                    op,
+                    Op::Read | Op::Write | Op::WriteZeroes | Op::Discard | Op::Copy
+                ) =>
+            {
+                ErrorKind::Fenced
+            }
             _ => ErrorKind::Io,
         };
         StoreError {
@@ -706,12 +720,22 @@ mod tests {
             (libc::EOPNOTSUPP, ErrorKind::Unsupported),
             (libc::EROFS, ErrorKind::ReadOnly),
             (libc::EINVAL, ErrorKind::OutOfRange),
+            (libc::EAGAIN, ErrorKind::Fenced),
         ];
         for (errno, kind) in cases {
             let err = StoreError::from_errno(Op::Write, errno);
             assert_eq!(err.kind, kind, "errno {errno}");
             assert_eq!(err.errno, Some(errno));
         }
+        // EAGAIN is a fence only on the data path (a failed thread spawn at open is not)
+        assert_eq!(
+            StoreError::from_errno(Op::Read, libc::EAGAIN).kind,
+            ErrorKind::Fenced
+        );
+        assert_eq!(
+            StoreError::from_errno(Op::Open, libc::EAGAIN).kind,
+            ErrorKind::Io
+        );
     }
 
     #[test]
