@@ -471,6 +471,26 @@ pub trait BlockStore: Send + Sync {
         ))
     }
 
+    /// Fences the store's data against every other client of its storage: while the
+    /// returned guard lives, the storage itself refuses other clients' reads and writes of
+    /// [`DATA_FENCE_RANGE`] (they fail with [`ErrorKind::Fenced`]; on Gluster, clients
+    /// whose image is opened `O_NONBLOCK`, as shared stores are) and lets this store's own
+    /// requests through. It is the only thing that stops a write another gateway's store
+    /// still holds from landing (docs/fencing.md); it fences only while held. Stores that
+    /// cannot (memory, file: Linux has no mandatory locks) answer `Unsupported`. glfs: a
+    /// Gluster mandatory write lock through the store's own image fd, on a volume with
+    /// `locks.mandatory-locking` (`optimal`). `wait` as for [`BlockStore::lock_metadata`];
+    /// on Gluster 10.3 each refused try also makes the holder's own writes fail until it
+    /// lets go (docs/fencing.md), so waiting fences the current holder too. Blocking: call
+    /// it off the I/O path.
+    fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
+        let _ = (owner, wait);
+        Err(LockError::store(
+            DATA_FENCE,
+            StoreError::new(Op::Lock, ErrorKind::Unsupported),
+        ))
+    }
+
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
     /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
     /// requests may reach them once it returns. Blocking: call it off the I/O path.
@@ -642,6 +662,13 @@ pub fn metadata_lock_range(name: &str) -> (u64, u64) {
     }
     ((1u64 << 62) + u64::from(h), 1)
 }
+
+/// The name of the guard [`BlockStore::fence_data`] returns.
+pub const DATA_FENCE: &str = "data-fence";
+
+/// The byte range `(start, len)` a data fence covers: every byte a LUN can hold, and
+/// none of the metadata lock bytes at `2^62` and beyond ([`metadata_lock_range`]).
+pub const DATA_FENCE_RANGE: (u64, u64) = (0, 1 << 62);
 
 /// Whether `name` is a valid metadata object name: 1 to 16 of `a-z`, `0-9`, `-`.
 pub fn valid_metadata_name(name: &str) -> bool {
