@@ -325,68 +325,19 @@ fn glfs_shared_store_is_fenced_by_another_clients_mandatory_lock() {
     assert_eq!(read(&*store, 0, 4096), pattern(4096, 3));
 }
 
-/// `fence_data` on a shared glfs store: while gateway A holds the fence, gateway B's
-/// reads and writes fail with `ErrorKind::Fenced` and change nothing, A's own go
-/// through, and B cannot take the fence; once A's guard drops, B writes and fences in
-/// turn. Stores without mandatory locks say `Unsupported`.
+/// `fence_data` on shared glfs stores of two gateways (`common::data_fence_fences`);
+/// stores without mandatory locks say `Unsupported`.
 #[test]
 fn glfs_data_fence_refuses_other_gateways_io_while_held() {
-    use store_api::{BlockStore, LockError, LockOwner, LockWait, Op};
+    use store_api::{LockError, LockOwner, LockWait};
     let file = unique("fence");
     let a = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap();
     let b = backstore::open_glfs_store(&fake_glfs("127.0.0.1", &file, "", true)).unwrap();
-    let (gw_a, gw_b) = (
-        LockOwner::new("gw-a").unwrap(),
-        LockOwner::new("gw-b").unwrap(),
-    );
-    write(&*b, 0, &pattern(4096, 1));
-
-    let held = a.fence_data(&gw_a, LockWait::NoWait).unwrap();
-    assert_eq!((held.name(), held.owner()), (store_api::DATA_FENCE, &gw_a));
-    let stale = IoRequest::Write {
-        offset: 0,
-        data: Bytes::from(pattern(4096, 2)).into(),
-        fua: false,
-    };
-    let kind = |r: store_api::IoResult| r.err().map(|e| (e.op, e.kind));
-    assert_eq!(kind(run(&*b, stale)), Some((Op::Write, ErrorKind::Fenced)));
-    let b_reads = run(
-        &*b,
-        IoRequest::Read {
-            offset: 0,
-            len: 4096,
-        },
-    );
-    assert_eq!(kind(b_reads), Some((Op::Read, ErrorKind::Fenced)));
-    assert_eq!(
-        read(&*a, 0, 4096),
-        pattern(4096, 1),
-        "B's write changed nothing"
-    );
-    write(&*a, 4096, &pattern(4096, 3));
-    assert!(matches!(
-        b.fence_data(&gw_b, LockWait::NoWait),
-        Err(LockError::Contended { .. })
-    ));
-
-    drop(held);
-    write(&*b, 0, &pattern(4096, 4));
-    assert_eq!(read(&*a, 0, 4096), pattern(4096, 4));
-    let by_b = b.fence_data(&gw_b, LockWait::NoWait).unwrap();
-    let a_writes = IoRequest::Write {
-        offset: 0,
-        data: Bytes::from(pattern(4096, 5)).into(),
-        fua: false,
-    };
-    assert_eq!(
-        kind(run(&*a, a_writes)),
-        Some((Op::Write, ErrorKind::Fenced))
-    );
-    drop(by_b);
-
+    common::data_fence_fences(&*a, &*b);
+    let owner = LockOwner::new("gw-a").unwrap();
     for kind in [Kind::Memory, Kind::File] {
         let f = open(kind, "fence");
-        let Err(LockError::Store { source, .. }) = f.store.fence_data(&gw_a, LockWait::NoWait)
+        let Err(LockError::Store { source, .. }) = f.store.fence_data(&owner, LockWait::NoWait)
         else {
             panic!("{kind:?}: a data fence without mandatory locks");
         };
