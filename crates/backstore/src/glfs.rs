@@ -1273,6 +1273,45 @@ impl BlockStore for GlfsStore {
         })?;
         Ok(MetadataLock::new(name, owner, mode, file))
     }
+
+    /// A Gluster mandatory write lock (`glfs_file_lock`, GLFS_LK_MANDATORY) on
+    /// [`store_api::DATA_FENCE_RANGE`] of the image, taken through the store's own image
+    /// fd: the brick refuses other clients' reads and writes there while this store's go
+    /// through (its lock owner is that fd's). Released when the guard drops or the
+    /// mount's connection goes; a reconnect does not carry it over (the guard keeps the
+    /// old fd).
+    fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
+        let name = store_api::DATA_FENCE;
+        let Some(Handle { file, .. }) = self.link.handle() else {
+            let source = StoreError::from_errno(Op::Lock, libc::ENOTCONN);
+            return Err(LockError::store(name, source));
+        };
+        let (start, len) = store_api::DATA_FENCE_RANGE;
+        crate::lock::acquire(name, wait, || {
+            file.try_lock_mandatory(gfapi::LockKind::Write, start, len)
+                .map(|taken| taken.then_some(()))
+                .map_err(|e| gfapi_error(Op::Lock, &e))
+        })?;
+        Ok(MetadataLock::new(
+            name,
+            owner,
+            LockMode::Exclusive,
+            DataFence(file),
+        ))
+    }
+}
+
+/// A held data fence: the mandatory lock on the image fd, released when dropped.
+struct DataFence(Arc<File>);
+
+impl Drop for DataFence {
+    fn drop(&mut self) {
+        let (start, len) = store_api::DATA_FENCE_RANGE;
+        if let Err(e) = self.0.unlock_mandatory(start, len) {
+            // the fd's mount is gone, and with it the lock
+            tracing::debug!("data fence release: {e}");
+        }
+    }
 }
 
 /// The largest metadata object read back (a corrupt size must not allocate gigabytes).

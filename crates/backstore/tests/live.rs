@@ -254,3 +254,46 @@ fn live_glfs_store_suite() {
     drop(keeper);
     assert!(failed.is_empty(), "failed checks: {failed:?}");
 }
+
+/// `fence_data` on the live volume with mandatory locks (`GLUSTER_TEST_FEATURES_VOLUME`,
+/// `locks.mandatory-locking optimal`, set by `cargo xtask test-gluster --fixture
+/// native`): two gateways' shared stores on two mounts of one image, the same steps as on
+/// the fake (`common::data_fence_fences`, docs/fencing.md).
+#[test]
+#[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_data_fence() {
+    let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
+        eprintln!(
+            "live_glfs_data_fence: no volume with mandatory locks \
+             (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
+        );
+        return;
+    };
+    let (volume, host) = spec
+        .split_once('@')
+        .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
+    let path = format!("backstore-live-fence-{}.img", std::process::id());
+    let options = |servers: String, create_size| StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{volume}@{servers}:{path}"),
+        create_size,
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        shared: true,
+        ..Default::default()
+    };
+    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
+    // The server named twice: a mount (glfs_t) of its own, as another gateway has.
+    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::data_fence_fences(&*a, &*b)
+    }));
+    drop((a, b));
+    let lib = gfapi::Gfapi::load(None).unwrap();
+    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
+    if let Err(e) = vol.and_then(|v| v.unlink(&path)) {
+        eprintln!("cannot remove {path} from {volume}: {e}");
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

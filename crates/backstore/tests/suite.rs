@@ -274,6 +274,78 @@ fn glfs_shared_luns_are_always_coherent() {
     assert!(!backstore::open_glfs_store(&single).unwrap().is_coherent());
 }
 
+/// A shared LUN's glfs store is fenced by another client's mandatory lock on its image:
+/// reads and writes into the range fail with `ErrorKind::Fenced` (EAGAIN, as a live
+/// brick refuses them on the `O_NONBLOCK` fd a shared store opens, docs/fencing.md) and
+/// change nothing; once the lock goes they succeed.
+#[test]
+fn glfs_shared_store_is_fenced_by_another_clients_mandatory_lock() {
+    use std::sync::Arc;
+    use store_api::{Op, StoreError};
+    let file = unique("fenced");
+    let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap();
+    write(&*store, 0, &pattern(4096, 1));
+    // the fence holder: another gateway's mount of the volume, its own lock owner
+    let lib = gfapi::Gfapi::load(Some(&fake_library_path())).unwrap();
+    let servers = [gfapi::Server::tcp("127.0.0.2")];
+    let other = Arc::new(gfapi::Volume::connect(&lib, VOLUME, &servers, None, 4).unwrap());
+    let fence = gfapi::File::open(&other, &file, libc::O_RDWR).unwrap();
+    fence.set_lock_owner(b"fence-holder").unwrap();
+    assert_eq!(
+        fence.try_lock_mandatory(gfapi::LockKind::Write, 0, SIZE),
+        Ok(true)
+    );
+    let fenced = |op| {
+        Err(StoreError {
+            op,
+            kind: ErrorKind::Fenced,
+            errno: Some(libc::EAGAIN),
+        })
+    };
+    let stale = IoRequest::Write {
+        offset: 0,
+        data: Bytes::from(pattern(4096, 2)).into(),
+        fua: false,
+    };
+    assert_eq!(run(&*store, stale), fenced(Op::Write));
+    assert_eq!(
+        run(
+            &*store,
+            IoRequest::Read {
+                offset: 0,
+                len: 4096
+            }
+        ),
+        fenced(Op::Read)
+    );
+    let mut seen = vec![0u8; 4096];
+    fence.pread(&mut seen, 0).unwrap();
+    assert_eq!(seen, pattern(4096, 1), "the fenced write changed nothing");
+    fence.unlock_mandatory(0, SIZE).unwrap();
+    write(&*store, 0, &pattern(4096, 3));
+    assert_eq!(read(&*store, 0, 4096), pattern(4096, 3));
+}
+
+/// `fence_data` on shared glfs stores of two gateways (`common::data_fence_fences`);
+/// stores without mandatory locks say `Unsupported`.
+#[test]
+fn glfs_data_fence_refuses_other_gateways_io_while_held() {
+    use store_api::{LockError, LockOwner, LockWait};
+    let file = unique("fence");
+    let a = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap();
+    let b = backstore::open_glfs_store(&fake_glfs("127.0.0.1", &file, "", true)).unwrap();
+    common::data_fence_fences(&*a, &*b);
+    let owner = LockOwner::new("gw-a").unwrap();
+    for kind in [Kind::Memory, Kind::File] {
+        let f = open(kind, "fence");
+        let Err(LockError::Store { source, .. }) = f.store.fence_data(&owner, LockWait::NoWait)
+        else {
+            panic!("{kind:?}: a data fence without mandatory locks");
+        };
+        assert_eq!(source.kind, ErrorKind::Unsupported, "{kind:?}");
+    }
+}
+
 /// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the
 /// fake seeks on the sparse backing file), so the shared check above really ran for it.
 #[test]

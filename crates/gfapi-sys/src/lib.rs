@@ -243,6 +243,22 @@ pub type glfs_setfsgroups_fn =
 /// F_SETLK, F_SETLKW or F_GETLK, advisory, per lock owner of the fd.
 pub type glfs_posix_lock_fn =
     unsafe extern "C" fn(fd: *mut glfs_fd_t, cmd: c_int, flock: *mut libc::flock) -> c_int;
+/// `int glfs_file_lock(glfs_fd_t *fd, int cmd, struct flock *flock, glfs_lock_mode_t
+/// lk_mode)`: as [`glfs_posix_lock_fn`], `lk_mode` [`GLFS_LK_ADVISORY`] or
+/// [`GLFS_LK_MANDATORY`]. glfs.h says 3.13.0, but libgfapi 10.3 exports it at GFAPI_4.0.0
+/// (docs/fencing.md), so it is resolved by name.
+pub type glfs_file_lock_fn = unsafe extern "C" fn(
+    fd: *mut glfs_fd_t,
+    cmd: c_int,
+    flock: *mut libc::flock,
+    lk_mode: c_int,
+) -> c_int;
+/// `GLFS_LK_ADVISORY` of `enum glfs_lock_mode`.
+pub const GLFS_LK_ADVISORY: c_int = 0;
+/// `GLFS_LK_MANDATORY` of `enum glfs_lock_mode`: reads and writes of other clients into
+/// the range are refused by the brick (EAGAIN on an `O_NONBLOCK` fd; a blocking fd's
+/// request waits there until the lock goes), on a volume with `locks.mandatory-locking`.
+pub const GLFS_LK_MANDATORY: c_int = 1;
 /// `int glfs_fd_set_lkowner(glfs_fd_t *glfd, void *data, int len)` (GFAPI_3.10.7): the
 /// lock owner of the fd's later locks, 1 to 255 bytes.
 pub type glfs_fd_set_lkowner_fn =
@@ -305,6 +321,7 @@ pub struct Library {
     pub glfs_setfsgid: glfs_setfsgid_fn,
     pub glfs_setfsgroups: glfs_setfsgroups_fn,
     pub glfs_posix_lock: glfs_posix_lock_fn,
+    pub glfs_file_lock: glfs_file_lock_fn,
     pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
     name: String,
     // Keeps the code behind the pointers mapped; last so it drops after nothing else.
@@ -375,6 +392,7 @@ impl Library {
                 glfs_setfsgid: r.get("glfs_setfsgid", None)?,
                 glfs_setfsgroups: r.get("glfs_setfsgroups", None)?,
                 glfs_posix_lock: r.get("glfs_posix_lock", None)?,
+                glfs_file_lock: r.get("glfs_file_lock", None)?,
                 glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
                 name,
                 _lib: lib,

@@ -852,11 +852,46 @@ impl File {
         self.posix_lock(libc::F_UNLCK, start, len)
     }
 
+    /// `glfs_file_lock(F_SETLK, GLFS_LK_MANDATORY)` of `kind` on `len` bytes at `start`:
+    /// `Ok(true)` when taken, `Ok(false)` when another owner holds a conflicting lock.
+    /// While it is held, the brick refuses other clients' writes into the range (and
+    /// reads, for a write lock) with EAGAIN, on a volume with `locks.mandatory-locking`
+    /// (docs/fencing.md: only requests on fds opened `O_NONBLOCK` are refused; a blocking
+    /// fd's wait at the brick and land when the lock goes). Never waits.
+    pub fn try_lock_mandatory(&self, kind: LockKind, start: u64, len: u64) -> Result<bool, Error> {
+        let l_type = match kind {
+            LockKind::Read => libc::F_RDLCK,
+            LockKind::Write => libc::F_WRLCK,
+        };
+        match self.file_lock(l_type, start, len, sys::GLFS_LK_MANDATORY) {
+            Err(Error::Call { errno, .. }) if errno == libc::EAGAIN || errno == libc::EACCES => {
+                Ok(false)
+            }
+            other => other.map(|()| true),
+        }
+    }
+
+    /// `glfs_file_lock(F_SETLK, F_UNLCK, GLFS_LK_MANDATORY)` on `len` bytes at `start`:
+    /// this owner's mandatory locks there go.
+    pub fn unlock_mandatory(&self, start: u64, len: u64) -> Result<(), Error> {
+        self.file_lock(libc::F_UNLCK, start, len, sys::GLFS_LK_MANDATORY)
+    }
+
     fn posix_lock(&self, l_type: c_int, start: u64, len: u64) -> Result<(), Error> {
+        self.file_lock(l_type, start, len, sys::GLFS_LK_ADVISORY)
+    }
+
+    /// `F_SETLK` of `l_type` through `glfs_posix_lock` (advisory) or `glfs_file_lock`.
+    fn file_lock(&self, l_type: c_int, start: u64, len: u64, mode: c_int) -> Result<(), Error> {
+        let call = if mode == sys::GLFS_LK_ADVISORY {
+            "glfs_posix_lock"
+        } else {
+            "glfs_file_lock"
+        };
         let (Ok(l_start), Ok(l_len)) = (libc::off_t::try_from(start), libc::off_t::try_from(len))
         else {
             return Err(Error::InvalidArgument {
-                call: "glfs_posix_lock",
+                call,
                 reason: format!("range {start}+{len} is past the largest file offset"),
             });
         };
@@ -868,10 +903,16 @@ impl File {
         fl.l_len = l_len;
         clear_errno();
         // SAFETY: fd live; fl is a valid flock for the call.
-        let rc = unsafe { (self.sys().glfs_posix_lock)(self.fd, libc::F_SETLK, &mut fl) };
+        let rc = unsafe {
+            if mode == sys::GLFS_LK_ADVISORY {
+                (self.sys().glfs_posix_lock)(self.fd, libc::F_SETLK, &mut fl)
+            } else {
+                (self.sys().glfs_file_lock)(self.fd, libc::F_SETLK, &mut fl, mode)
+            }
+        };
         if rc != 0 {
             return Err(Error::Call {
-                call: "glfs_posix_lock",
+                call,
                 errno: last_errno(),
             });
         }

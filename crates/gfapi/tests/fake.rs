@@ -351,3 +351,52 @@ fn posix_locks_follow_lock_owners_and_go_with_the_fd() {
         })
     ));
 }
+
+/// Mandatory locks as measured on live Gluster 10.3 (docs/fencing.md, "Results"): while a
+/// client holds a mandatory write lock, another client's write into the range through an
+/// `O_NONBLOCK` fd fails with EAGAIN and changes nothing, its read there fails alike, its
+/// write outside the range and the holder's own write succeed, and its request for the
+/// lock is refused; after the unlock the other client writes.
+#[test]
+fn mandatory_locks_refuse_another_clients_io_with_eagain() {
+    use gfapi::LockKind;
+    const RANGE: u64 = 64 << 10;
+    let a = new_file("locks-mandatory", 1 << 20);
+    a.set_lock_owner(b"gateway-a").unwrap();
+    let other =
+        Arc::new(Volume::connect(&lib(), VOLUME, &[Server::tcp("localhost")], None, 4).unwrap());
+    let b = File::open(&other, "locks-mandatory", libc::O_RDWR | libc::O_NONBLOCK).unwrap();
+    b.set_lock_owner(b"gateway-b").unwrap();
+    let eagain = |call| {
+        Err(Error::Call {
+            call,
+            errno: libc::EAGAIN,
+        })
+    };
+
+    assert_eq!(a.try_lock_mandatory(LockKind::Write, 0, RANGE), Ok(true));
+    a.pwrite(&[b'a'; 4096], 4096).unwrap();
+    assert_eq!(b.pwrite(&[b'b'; 4096], 8192), eagain("glfs_pwrite"));
+    let mut buf = [0u8; 4096];
+    assert_eq!(b.pread(&mut buf, 4096), eagain("glfs_pread"));
+    b.pwrite(&[b'c'; 4096], RANGE).unwrap();
+    assert_eq!(b.try_lock_mandatory(LockKind::Write, 0, RANGE), Ok(false));
+    a.pread(&mut buf, 8192).unwrap();
+    assert_eq!(buf, [0u8; 4096], "the refused write wrote nothing");
+
+    a.unlock_mandatory(0, RANGE).unwrap();
+    b.pwrite(&[b'b'; 4096], 8192).unwrap();
+    a.pread(&mut buf, 8192).unwrap();
+    assert_eq!(buf, [b'b'; 4096]);
+    // an advisory lock fences nothing
+    assert_eq!(a.try_lock(LockKind::Write, 0, RANGE), Ok(true));
+    b.pwrite(&[b'd'; 4096], 8192).unwrap();
+    a.unlock(0, RANGE).unwrap();
+    assert!(matches!(
+        a.try_lock_mandatory(LockKind::Write, u64::MAX, 1),
+        Err(Error::InvalidArgument {
+            call: "glfs_file_lock",
+            ..
+        })
+    ));
+}

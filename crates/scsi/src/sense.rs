@@ -261,6 +261,9 @@ pub fn from_store_error(err: &StoreError) -> Sense {
         ErrorKind::NoSpace => Sense::new(SenseKey::DataProtect, Asc::SPACE_ALLOCATION_FAILED),
         ErrorKind::NotConnected => Sense::new(SenseKey::NotReady, Asc::LU_BECOMING_READY),
         ErrorKind::TimedOut => Sense::new(SenseKey::AbortedCommand, Asc::LU_COMMUNICATION_TIMEOUT),
+        // Another gateway holds the fence (docs/fencing.md): this port's view is stale for
+        // the moment; hosts retry a transition, and by then the state here is current.
+        ErrorKind::Fenced => Sense::new(SenseKey::NotReady, Asc::ACCESS_STATE_TRANSITION),
         ErrorKind::OutOfRange => Sense::LBA_OUT_OF_RANGE,
         ErrorKind::ReadOnly => Sense::WRITE_PROTECTED,
         ErrorKind::Unsupported => Sense::INVALID_OPCODE,
@@ -366,6 +369,9 @@ mod tests {
     #[case(Op::Read, ErrorKind::OutOfRange, 0x5, 0x21, 0x00)]
     #[case(Op::Write, ErrorKind::ReadOnly, 0x7, 0x27, 0x00)]
     #[case(Op::Discard, ErrorKind::Unsupported, 0x5, 0x20, 0x00)]
+    // SPC-4 table D.1: 04h/0Ah LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION
+    #[case(Op::Write, ErrorKind::Fenced, 0x2, 0x04, 0x0A)]
+    #[case(Op::Read, ErrorKind::Fenced, 0x2, 0x04, 0x0A)]
     fn store_errors_map_to_sense(
         #[case] op: Op,
         #[case] kind: ErrorKind,

@@ -82,6 +82,8 @@ fn short_read_reply_is_a_medium_error() {
 #[case::write_erofs(&cdb10(0x2A, 0, 0, 1)[..], Op::Write, ErrorKind::ReadOnly, (0x07, 0x27, 0x00))]
 #[case::flush_enotconn(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], Op::Flush, ErrorKind::NotConnected, (0x02, 0x04, 0x01))]
 #[case::read_timeout(&cdb16(0x88, 0, 0, 1)[..], Op::Read, ErrorKind::TimedOut, (0x0B, 0x08, 0x01))]
+// NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION (SPC-4 D.1)
+#[case::write_fenced(&cdb10(0x2A, 0, 0, 1)[..], Op::Write, ErrorKind::Fenced, (0x02, 0x04, 0x0A))]
 fn store_errors_become_sense(
     #[case] cdb: &[u8],
     #[case] op: Op,

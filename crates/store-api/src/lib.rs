@@ -257,6 +257,10 @@ pub enum ErrorKind {
     ReadOnly,
     /// Fewer bytes moved than asked for, with no error reported.
     ShortTransfer,
+    /// The storage refused the request because another client holds the range (EAGAIN: a
+    /// Gluster brick refusing I/O into a range under another client's mandatory lock,
+    /// docs/fencing.md). Nothing was written; a later try may succeed.
+    Fenced,
 }
 
 impl fmt::Display for ErrorKind {
@@ -270,6 +274,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "not supported",
             ErrorKind::ReadOnly => "read-only",
             ErrorKind::ShortTransfer => "short transfer",
+            ErrorKind::Fenced => "refused: the range is locked by another client",
         })
     }
 }
@@ -316,6 +321,15 @@ impl StoreError {
             libc::EOPNOTSUPP | libc::ENOSYS => ErrorKind::Unsupported,
             libc::EROFS | libc::EACCES | libc::EPERM => ErrorKind::ReadOnly,
             libc::EINVAL | libc::EFBIG | libc::ENXIO => ErrorKind::OutOfRange,
+            // a brick refusing I/O under another client's mandatory lock
+            libc::EAGAIN
+                if matches!(
+                    op,
+                    Op::Read | Op::Write | Op::WriteZeroes | Op::Discard | Op::Copy
+                ) =>
+            {
+                ErrorKind::Fenced
+            }
             _ => ErrorKind::Io,
         };
         StoreError {
@@ -453,6 +467,26 @@ pub trait BlockStore: Send + Sync {
         let _ = (owner, mode, wait);
         Err(LockError::store(
             name,
+            StoreError::new(Op::Lock, ErrorKind::Unsupported),
+        ))
+    }
+
+    /// Fences the store's data against every other client of its storage: while the
+    /// returned guard lives, the storage itself refuses other clients' reads and writes of
+    /// [`DATA_FENCE_RANGE`] (they fail with [`ErrorKind::Fenced`]; on Gluster, clients
+    /// whose image is opened `O_NONBLOCK`, as shared stores are) and lets this store's own
+    /// requests through. It is the only thing that stops a write another gateway's store
+    /// still holds from landing (docs/fencing.md); it fences only while held. Stores that
+    /// cannot (memory, file: Linux has no mandatory locks) answer `Unsupported`. glfs: a
+    /// Gluster mandatory write lock through the store's own image fd, on a volume with
+    /// `locks.mandatory-locking` (`optimal`). `wait` as for [`BlockStore::lock_metadata`];
+    /// on Gluster 10.3 each refused try also makes the holder's own writes fail until it
+    /// lets go (docs/fencing.md), so waiting fences the current holder too. Blocking: call
+    /// it off the I/O path.
+    fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
+        let _ = (owner, wait);
+        Err(LockError::store(
+            DATA_FENCE,
             StoreError::new(Op::Lock, ErrorKind::Unsupported),
         ))
     }
@@ -629,6 +663,13 @@ pub fn metadata_lock_range(name: &str) -> (u64, u64) {
     ((1u64 << 62) + u64::from(h), 1)
 }
 
+/// The name of the guard [`BlockStore::fence_data`] returns.
+pub const DATA_FENCE: &str = "data-fence";
+
+/// The byte range `(start, len)` a data fence covers: every byte a LUN can hold, and
+/// none of the metadata lock bytes at `2^62` and beyond ([`metadata_lock_range`]).
+pub const DATA_FENCE_RANGE: (u64, u64) = (0, 1 << 62);
+
 /// Whether `name` is a valid metadata object name: 1 to 16 of `a-z`, `0-9`, `-`.
 pub fn valid_metadata_name(name: &str) -> bool {
     (1..=16).contains(&name.len())
@@ -706,12 +747,22 @@ mod tests {
             (libc::EOPNOTSUPP, ErrorKind::Unsupported),
             (libc::EROFS, ErrorKind::ReadOnly),
             (libc::EINVAL, ErrorKind::OutOfRange),
+            (libc::EAGAIN, ErrorKind::Fenced),
         ];
         for (errno, kind) in cases {
             let err = StoreError::from_errno(Op::Write, errno);
             assert_eq!(err.kind, kind, "errno {errno}");
             assert_eq!(err.errno, Some(errno));
         }
+        // EAGAIN is a fence only on the data path (a failed thread spawn at open is not)
+        assert_eq!(
+            StoreError::from_errno(Op::Read, libc::EAGAIN).kind,
+            ErrorKind::Fenced
+        );
+        assert_eq!(
+            StoreError::from_errno(Op::Open, libc::EAGAIN).kind,
+            ErrorKind::Io
+        );
     }
 
     #[test]

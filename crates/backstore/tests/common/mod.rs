@@ -185,6 +185,65 @@ pub fn write(store: &dyn BlockStore, offset: u64, data: &[u8]) {
     assert_eq!(r, Ok(IoReply::Done), "write {offset}+{}", data.len());
 }
 
+/// `fence_data` between two gateways' stores `a` and `b` of one shared image (on
+/// Gluster: two mounts, a volume with `locks.mandatory-locking`): while `a` holds the
+/// fence, `b`'s reads and writes fail with `ErrorKind::Fenced` and change nothing, `a`'s
+/// own go through, and `b` cannot take the fence; once `a`'s guard drops, `b` writes and
+/// fences `a` in turn. No write through `a` follows `b`'s refused try while `a` holds it:
+/// on Gluster 10.3 that try fails `a`'s writes too (docs/fencing.md).
+pub fn data_fence_fences(a: &dyn BlockStore, b: &dyn BlockStore) {
+    use store_api::{LockError, LockOwner, LockWait, Op, DATA_FENCE};
+    let (gw_a, gw_b) = (
+        LockOwner::new("gw-a").unwrap(),
+        LockOwner::new("gw-b").unwrap(),
+    );
+    let write_req = |seed| IoRequest::Write {
+        offset: 0,
+        data: Bytes::from(pattern(4096, seed)).into(),
+        fua: false,
+    };
+    let fenced = |r: IoResult| r.err().map(|e| (e.op, e.kind));
+    write(b, 0, &pattern(4096, 1));
+
+    let held = a.fence_data(&gw_a, LockWait::NoWait).unwrap();
+    assert_eq!((held.name(), held.owner()), (DATA_FENCE, &gw_a));
+    assert_eq!(
+        fenced(run(b, write_req(2))),
+        Some((Op::Write, ErrorKind::Fenced))
+    );
+    let b_reads = run(
+        b,
+        IoRequest::Read {
+            offset: 0,
+            len: 4096,
+        },
+    );
+    assert_eq!(fenced(b_reads), Some((Op::Read, ErrorKind::Fenced)));
+    assert_eq!(
+        read(a, 0, 4096),
+        pattern(4096, 1),
+        "b's write changed nothing"
+    );
+    write(a, 4096, &pattern(4096, 3));
+    assert!(matches!(
+        b.fence_data(&gw_b, LockWait::NoWait),
+        Err(LockError::Contended { .. })
+    ));
+
+    drop(held);
+    write(b, 0, &pattern(4096, 4));
+    assert_eq!(read(a, 0, 4096), pattern(4096, 4));
+    assert_eq!(read(b, 4096, 4096), pattern(4096, 3));
+    let by_b = b.fence_data(&gw_b, LockWait::NoWait).unwrap();
+    assert_eq!(
+        fenced(run(a, write_req(5))),
+        Some((Op::Write, ErrorKind::Fenced))
+    );
+    drop(by_b);
+    write(a, 0, &pattern(4096, 6));
+    assert_eq!(read(b, 0, 4096), pattern(4096, 6));
+}
+
 /// A pattern that differs at every byte position and between seeds.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
