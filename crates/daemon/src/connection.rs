@@ -208,7 +208,8 @@ async fn serve_in_span(
                         tracing::debug!(%peer, "connection closed by initiator");
                         break;
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        buffers.read_done(n);
                         // What other sessions did to this one comes before its own next
                         // commands (a PREEMPT AND ABORT answered before they were sent).
                         let mut ended = false;
