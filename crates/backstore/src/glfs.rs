@@ -762,8 +762,9 @@ fn start_io(
 }
 
 /// How a request sent to gfapi ends: its completion, or held again after a lost
-/// connection. Carried inside gfapi's callback itself (no completion box of its own per
-/// request).
+/// connection. Carried inside gfapi's callback, which lives inline in gfapi's reused
+/// request context: a read or write allocates nothing here (reads: but the pooled
+/// buffer's `Bytes` header).
 struct Finish {
     link: Weak<Link>,
     retry: Option<IoRequest>,

@@ -37,6 +37,10 @@ pub struct SocketBuffers {
     large: Vec<BytesMut>,
     /// `input` is one of the large buffers.
     input_is_large: bool,
+    /// Room the next socket read has (what `prepare_input` made).
+    room: usize,
+    /// The last socket read took all the room it had: more was likely waiting.
+    filled: bool,
     /// PDUs waiting for the socket.
     pub output: Transmit,
 }
@@ -48,6 +52,8 @@ impl Default for SocketBuffers {
             spare: Vec::with_capacity(Self::SPARES),
             large: Vec::with_capacity(Self::LARGE_SPARES),
             input_is_large: false,
+            room: 0,
+            filled: false,
             output: Transmit::new(),
         }
     }
@@ -90,14 +96,32 @@ impl SocketBuffers {
 
     /// Before a socket read: at least [`Self::MIN_READ`] bytes of room after the bytes of
     /// a partial PDU, from an allocation the connection already has whenever one is free.
+    /// After a read that took all the room it had (more was waiting in the socket: a
+    /// stream of 64 KiB writes), the room of a large input buffer, so that one read takes
+    /// in several PDUs and their answers leave together (an input buffer holds one such
+    /// PDU; a read each, and often an answer each, cost a syscall per write on both ends).
     pub fn prepare_input(&mut self) {
-        if self.input.capacity() - self.input.len() >= Self::MIN_READ
-            || self.input.try_reclaim(Self::MIN_READ)
-        {
+        self.make_room();
+        self.room = self.input.capacity() - self.input.len();
+    }
+
+    /// After a socket read into the room `prepare_input` made: it took `n` bytes.
+    pub fn read_done(&mut self, n: usize) {
+        self.filled = n >= self.room;
+    }
+
+    fn make_room(&mut self) {
+        let min = if self.filled {
+            (Self::LARGE_INPUT - self.input.len().min(Self::LARGE_INPUT)).max(Self::MIN_READ)
+        } else {
+            Self::MIN_READ
+        };
+        if self.input.capacity() - self.input.len() >= min || self.input.try_reclaim(min) {
             return;
         }
-        // Still shared with slices (writes at their store), or a large PDU in progress.
-        let want = self.input.len() + Self::MIN_READ;
+        // Still shared with slices (writes at their store), a large PDU in progress, or
+        // more waiting than the input holds.
+        let want = self.input.len() + min;
         if want > Self::LARGE_INPUT {
             // Larger than any buffer we keep (a MaxRecvDataSegmentLength above the
             // default): let it grow (given back by `settle`).

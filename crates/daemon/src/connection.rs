@@ -166,9 +166,23 @@ async fn serve_in_span(
         local,
     };
 
+    // One timer for the connection's time limits (login, NOP-In) and the commands'
+    // (`Deadlines`), kept across the rounds of the loop (`Alarm`).
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut alarm = Alarm::default();
+
     loop {
-        let next_deadline = session.deadlines.next();
-        let conn_deadline = conn.poll_timeout().map(Instant::from_std);
+        let due = [
+            conn.poll_timeout().map(Instant::from_std),
+            session.deadlines.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = alarm.due(due) {
+            timer.as_mut().reset(at);
+        }
         let registered = session.registration.as_ref().map(|r| r.entry.clone());
         buffers.prepare_input();
         tokio::select! {
@@ -176,16 +190,17 @@ async fn serve_in_span(
                 tracing::info!(%peer, "session ended by the administrator");
                 break;
             }
-            _ = tokio::time::sleep_until(conn_deadline.unwrap_or_else(Instant::now)),
-                if conn_deadline.is_some() => {
-                if let Err(err) = conn.handle_timeout(Instant::now().into_std()) {
+            () = &mut timer, if alarm.is_armed() => {
+                alarm.fired();
+                // Both kinds of limit look at the time themselves: one that is not due
+                // yet (the timer was set for the other, or for a limit that moved
+                // later) does nothing.
+                let now = Instant::now();
+                if let Err(err) = conn.handle_timeout(now.into_std()) {
                     tracing::warn!(%peer, %err, "closing connection");
                     break;
                 }
-            }
-            _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
-                if next_deadline.is_some() => {
-                session.expire(&mut conn, Instant::now());
+                session.expire(&mut conn, now);
             }
             read = reader.read_buf(&mut buffers.input) => {
                 match read {
@@ -193,7 +208,8 @@ async fn serve_in_span(
                         tracing::debug!(%peer, "connection closed by initiator");
                         break;
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        buffers.read_done(n);
                         // What other sessions did to this one comes before its own next
                         // commands (a PREEMPT AND ABORT answered before they were sent).
                         let mut ended = false;
@@ -290,6 +306,40 @@ async fn serve_in_span(
             "connection ends with commands in flight; their stores still own the buffers");
     }
     Ok(())
+}
+
+/// When a connection's one timer is set for: the earliest of its time limits, moved only
+/// when it has fired or a limit comes due before it.
+///
+/// A `sleep_until` made anew in every round of the connection's `select!` registered a
+/// timer each round, and tokio wakes its driver (an eventfd write and one more epoll
+/// round) when a new timer is earlier than the one the driver sleeps for: about every
+/// other 64 KiB write (docs/performance.md, sixth round). Kept instead, the timer is
+/// moved once per fire: a limit that moved later (the NOP-In ping after more traffic, the
+/// oldest command answered) lets it fire early, find nothing due, and be set again.
+#[derive(Debug, Default)]
+struct Alarm {
+    /// What the timer is set for; `None` while it is not (never set, or fired).
+    armed: Option<Instant>,
+}
+
+impl Alarm {
+    /// Given the earliest limit now, the instant to set the timer to, if it must move.
+    fn due(&mut self, earliest: Option<Instant>) -> Option<Instant> {
+        let at = earliest.filter(|at| self.armed.is_none_or(|armed| *at < armed))?;
+        self.armed = Some(at);
+        Some(at)
+    }
+
+    /// Whether the timer is set (a fired one stays ready until it is set again).
+    fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// The timer fired.
+    fn fired(&mut self) {
+        self.armed = None;
+    }
 }
 
 /// Closes a connection's completions when its task ends.
@@ -903,6 +953,42 @@ fn send_task_abort(target: &Target, abort: scsi::TaskAbort) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timer_moves_once_per_fire_while_commands_come_and_go() {
+        // A connection in full feature phase under load: its NOP-In check due 5 s after
+        // the last quiet period began, and commands with a 25 s limit starting and
+        // finishing every 10 us, so the earliest command limit moves later every round.
+        let t0 = Instant::now();
+        let nop = t0 + Duration::from_secs(5);
+        let mut alarm = Alarm::default();
+        let mut moves = Vec::new();
+        for round in 0..100_000u64 {
+            let now = t0 + Duration::from_micros(10 * round);
+            let oldest_command = (round % 3 != 0).then(|| now + Duration::from_secs(25));
+            let earliest = [Some(nop), oldest_command].into_iter().flatten().min();
+            moves.extend(alarm.due(earliest));
+        }
+        assert_eq!(moves, [nop], "set once, then left alone");
+        assert!(alarm.is_armed());
+
+        // It fires: set again for what is due next, once.
+        alarm.fired();
+        assert!(!alarm.is_armed());
+        let next = nop + Duration::from_secs(5);
+        assert_eq!(alarm.due(Some(next)), Some(next));
+        assert_eq!(alarm.due(Some(next + Duration::from_secs(20))), None);
+        // A limit that comes due before it (a NOP-In ping's answer) moves it earlier.
+        let ping = nop + Duration::from_secs(1);
+        assert_eq!(alarm.due(Some(ping)), Some(ping));
+        assert_eq!(alarm.due(Some(ping)), None);
+        // Nothing due: left as it is (it fires early and finds nothing).
+        assert_eq!(alarm.due(None), None);
+        assert!(alarm.is_armed());
+        alarm.fired();
+        assert_eq!(alarm.due(None), None);
+        assert!(!alarm.is_armed());
+    }
 
     #[test]
     fn deadline_queue_stays_bounded_by_outstanding_commands() {

@@ -9,7 +9,9 @@
 //! * [`File`] does synchronous and asynchronous I/O. An async call's context (buffer,
 //!   callback, a reference to the file) is boxed and owned by gfapi until the callback
 //!   fires, so nothing gfapi writes into can be freed early and the file (and volume) stay
-//!   open while requests are in flight.
+//!   open while requests are in flight. The context is generic over the caller's callback,
+//!   which it holds inline, and its allocation is reused by later requests (spares kept
+//!   per layout), so a request allocates nothing of ours in steady state.
 //! * Transfers are split into chunks of at most [`MAX_CHUNK`] bytes (gfapi silently wrote
 //!   nothing for writes of 1 GiB and more, glusterfs#1518) and short transfers continue
 //!   until done or until gfapi reports no progress.
@@ -18,11 +20,13 @@ use bufpool::Segments;
 use bytes::Bytes;
 use gfapi_sys as sys;
 use libc::{c_int, c_void, ssize_t};
+use std::alloc::Layout;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -948,11 +952,7 @@ impl File {
         let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
-            op: AsyncOp::Read {
-                buf,
-                want: len,
-                cb: Box::new(cb),
-            },
+            op: ReadOp { buf, want: len, cb },
         });
         submit(ctx);
     }
@@ -981,11 +981,7 @@ impl File {
         let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
-            op: AsyncOp::Write {
-                data,
-                done: 0,
-                cb: Box::new(cb),
-            },
+            op: WriteOp { data, done: 0, cb },
         });
         submit(ctx);
     }
@@ -995,28 +991,12 @@ impl File {
         self: &Arc<Self>,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        submit(Ctx::boxed(Ctx {
-            file: self.clone(),
-            offset: 0,
-            op: AsyncOp::Simple {
-                kind: Simple::Fdatasync,
-                len: 0,
-                cb: Box::new(cb),
-            },
-        }));
+        self.simple_async(Simple::Fdatasync, 0, 0, cb);
     }
 
     /// `glfs_fsync_async`.
     pub fn fsync_async(self: &Arc<Self>, cb: impl FnOnce(Result<(), IoError>) + Send + 'static) {
-        submit(Ctx::boxed(Ctx {
-            file: self.clone(),
-            offset: 0,
-            op: AsyncOp::Simple {
-                kind: Simple::Fsync,
-                len: 0,
-                cb: Box::new(cb),
-            },
-        }));
+        self.simple_async(Simple::Fsync, 0, 0, cb);
     }
 
     /// `glfs_discard_async(offset, len)`.
@@ -1026,13 +1006,25 @@ impl File {
         len: u64,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
+        self.simple_async(Simple::Discard, offset, len, cb);
+    }
+
+    /// A request of one gfapi call without data.
+    fn simple_async(
+        self: &Arc<Self>,
+        kind: Simple,
+        offset: u64,
+        len: u64,
+        cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
+    ) {
         submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
-            op: AsyncOp::Simple {
-                kind: Simple::Discard,
+            op: SimpleOp {
+                kind,
                 len,
-                cb: Box::new(cb),
+                cb,
+                issued: false,
             },
         }));
     }
@@ -1044,15 +1036,7 @@ impl File {
         len: u64,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
-        submit(Ctx::boxed(Ctx {
-            file: self.clone(),
-            offset,
-            op: AsyncOp::Simple {
-                kind: Simple::Zerofill,
-                len,
-                cb: Box::new(cb),
-            },
-        }));
+        self.simple_async(Simple::Zerofill, offset, len, cb);
     }
 }
 
@@ -1067,9 +1051,7 @@ impl Drop for File {
     }
 }
 
-type DoneCb = Box<dyn FnOnce(Result<(), IoError>) + Send>;
-type ReadCb = Box<dyn FnOnce(Result<Vec<u8>, IoError>) + Send>;
-
+/// A request's kinds of gfapi call.
 #[derive(Clone, Copy)]
 enum Simple {
     Fdatasync,
@@ -1078,66 +1060,231 @@ enum Simple {
     Zerofill,
 }
 
-enum AsyncOp {
-    /// `buf.len()` bytes are read so far, into its spare capacity.
+/// One gfapi call of a request. Its pointers point into the request's context, which
+/// gfapi owns from the call until the callback.
+// A stack temporary of one call: the write's iovecs stay inline (a box would allocate
+// per call).
+#[allow(clippy::large_enum_variant)]
+enum Call {
     Read {
-        buf: Vec<u8>,
-        want: usize,
-        cb: ReadCb,
+        buf: *mut c_void,
+        len: usize,
+        offset: libc::off_t,
     },
-    /// `done` bytes of `data` are written so far.
     Write {
-        data: Segments,
-        done: usize,
-        cb: DoneCb,
+        iov: [libc::iovec; MAX_IOV],
+        count: c_int,
+        offset: libc::off_t,
     },
     Simple {
         kind: Simple,
+        offset: libc::off_t,
         len: u64,
-        cb: DoneCb,
     },
 }
 
+/// What one kind of asynchronous request does: its next gfapi call, what a call's
+/// result means for it, and how it ends (the caller's callback, held inline: a request
+/// context is generic over its `Op`, so the callback needs no box of its own).
+trait Op: Send + Sized + 'static {
+    /// The next call for what is not yet moved (`offset` is the request's), at most
+    /// `max_chunk` bytes; `None` when the request is done.
+    fn next_call(&mut self, offset: u64, max_chunk: usize) -> Option<Call>;
+    /// Takes in what the last call moved (gfapi's `ret`, not negative): `None` to go on
+    /// with the next call, `Some(result)` to end the request with it.
+    fn moved(&mut self, ret: usize, max_chunk: usize) -> Option<Result<(), IoError>>;
+    /// Ends the request: its callback gets `result`.
+    fn finish(self, result: Result<(), IoError>);
+}
+
+/// A read into `buf`'s spare capacity: `buf.len()` bytes are read so far.
+struct ReadOp<F> {
+    buf: Vec<u8>,
+    want: usize,
+    cb: F,
+}
+
+impl<F: FnOnce(Result<Vec<u8>, IoError>) + Send + 'static> Op for ReadOp<F> {
+    fn next_call(&mut self, offset: u64, max_chunk: usize) -> Option<Call> {
+        let done = self.buf.len();
+        (done < self.want).then(|| Call::Read {
+            buf: self.buf.spare_capacity_mut().as_mut_ptr().cast::<c_void>(),
+            len: (self.want - done).min(max_chunk),
+            offset: (offset + done as u64) as libc::off_t,
+        })
+    }
+
+    fn moved(&mut self, ret: usize, max_chunk: usize) -> Option<Result<(), IoError>> {
+        let done = self.buf.len();
+        if ret == 0 {
+            return Some(Err(IoError::Short {
+                done,
+                wanted: self.want,
+            }));
+        }
+        let room = (self.want - done).min(max_chunk);
+        // SAFETY: gfapi wrote `ret` bytes (at most the `room` it was given) into the
+        // spare capacity the call pointed at.
+        unsafe { self.buf.set_len(done + ret.min(room)) };
+        None
+    }
+
+    fn finish(self, result: Result<(), IoError>) {
+        (self.cb)(result.map(|()| self.buf))
+    }
+}
+
+/// A write of `data`: `done` bytes of it are written so far.
+struct WriteOp<F> {
+    data: Segments,
+    done: usize,
+    cb: F,
+}
+
+impl<F: FnOnce(Result<(), IoError>) + Send + 'static> Op for WriteOp<F> {
+    fn next_call(&mut self, offset: u64, max_chunk: usize) -> Option<Call> {
+        if self.done >= self.data.len() {
+            return None;
+        }
+        let (iov, count, n) = iovecs(&self.data, self.done, max_chunk);
+        debug_assert!(n > 0, "a write that is not done has bytes left");
+        Some(Call::Write {
+            iov,
+            count,
+            offset: (offset + self.done as u64) as libc::off_t,
+        })
+    }
+
+    fn moved(&mut self, ret: usize, _max_chunk: usize) -> Option<Result<(), IoError>> {
+        if ret == 0 {
+            return Some(Err(IoError::Short {
+                done: self.done,
+                wanted: self.data.len(),
+            }));
+        }
+        self.done += ret.min(self.data.len() - self.done);
+        None
+    }
+
+    fn finish(self, result: Result<(), IoError>) {
+        (self.cb)(result)
+    }
+}
+
+/// A request of one call (sync, discard, zerofill).
+struct SimpleOp<F> {
+    kind: Simple,
+    len: u64,
+    cb: F,
+    issued: bool,
+}
+
+impl<F: FnOnce(Result<(), IoError>) + Send + 'static> Op for SimpleOp<F> {
+    fn next_call(&mut self, offset: u64, _max_chunk: usize) -> Option<Call> {
+        (!std::mem::replace(&mut self.issued, true)).then_some(Call::Simple {
+            kind: self.kind,
+            offset: offset as libc::off_t,
+            len: self.len,
+        })
+    }
+
+    fn moved(&mut self, _ret: usize, _max_chunk: usize) -> Option<Result<(), IoError>> {
+        Some(Ok(()))
+    }
+
+    fn finish(self, result: Result<(), IoError>) {
+        (self.cb)(result)
+    }
+}
+
 /// What gfapi owns while a request is in flight (passed as the callback's `data`).
-struct Ctx {
+struct Ctx<O> {
     file: Arc<File>,
     offset: u64,
-    op: AsyncOp,
+    op: O,
 }
 
 /// Allocations of finished request contexts, reused by the next requests so that a
-/// request costs no allocation for its context in steady state; at most
-/// [`SPARE_CONTEXTS`] are kept (a queue depth's worth for several LUNs).
-// Boxes on purpose: each is an allocation handed to gfapi as the callback's data.
-#[allow(clippy::vec_box)]
-static SPARE: Mutex<Vec<Box<MaybeUninit<Ctx>>>> = Mutex::new(Vec::new());
-const SPARE_CONTEXTS: usize = 1024;
+/// request costs no allocation in steady state (its callback lives inside its context).
+/// Contexts differ in size by their callbacks, so spares are kept per layout: every
+/// context type of one size and alignment shares a list. At most [`SPARE_BYTES`] are
+/// kept in all (a queue depth's worth for several LUNs); what comes back beyond that is
+/// freed.
+struct Spares {
+    lists: Vec<(Layout, Vec<NonNull<u8>>)>,
+    bytes: usize,
+}
 
-impl Ctx {
-    /// `ctx` in a box, a spare one if there is one.
-    fn boxed(ctx: Ctx) -> Box<Ctx> {
-        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        Box::write(spare.unwrap_or_else(Box::new_uninit), ctx)
+// SAFETY: the pointers are allocations nobody else holds (uninitialised memory).
+unsafe impl Send for Spares {}
+
+static SPARE: Mutex<Spares> = Mutex::new(Spares {
+    lists: Vec::new(),
+    bytes: 0,
+});
+/// The most bytes of spare contexts kept.
+const SPARE_BYTES: usize = 512 << 10;
+
+fn spares() -> std::sync::MutexGuard<'static, Spares> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Spares {
+    /// A spare allocation of `layout`, if one is kept.
+    fn take(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        let (_, list) = self.lists.iter_mut().find(|(l, _)| *l == layout)?;
+        let spare = list.pop()?;
+        self.bytes -= layout.size();
+        Some(spare)
+    }
+
+    /// Keeps `spare` (an allocation of `layout` from the global allocator) for reuse, or
+    /// gives it back to the allocator when the spares are at their limit.
+    fn give(&mut self, spare: NonNull<u8>, layout: Layout) {
+        if self.bytes + layout.size() > SPARE_BYTES {
+            // SAFETY: `spare` was allocated by the global allocator with `layout` and is
+            // no longer used.
+            return unsafe { std::alloc::dealloc(spare.as_ptr(), layout) };
+        }
+        let at = match self.lists.iter().position(|(l, _)| *l == layout) {
+            Some(at) => at,
+            None => {
+                self.lists.push((layout, Vec::new()));
+                self.lists.len() - 1
+            }
+        };
+        self.lists[at].1.push(spare);
+        self.bytes += layout.size();
+    }
+}
+
+impl<O: Op> Ctx<O> {
+    /// `ctx` in a box, a spare allocation if there is one.
+    fn boxed(ctx: Ctx<O>) -> Box<Ctx<O>> {
+        let spare = spares().take(Layout::new::<Ctx<O>>());
+        let memory = match spare {
+            // SAFETY: `p` was allocated by the global allocator with the layout of
+            // `Ctx<O>` (that of `MaybeUninit<Ctx<O>>`) and nobody else holds it.
+            Some(p) => unsafe { Box::from_raw(p.as_ptr().cast::<MaybeUninit<Ctx<O>>>()) },
+            None => Box::new_uninit(),
+        };
+        Box::write(memory, ctx)
     }
 
     // Boxed because that is how gfapi hands the context back.
     #[allow(clippy::boxed_local)]
     fn finish(self: Box<Self>, result: Result<(), IoError>) {
         let raw = Box::into_raw(self);
-        // SAFETY: `raw` is a live, initialised Ctx from a Box; it is read out exactly once
-        // and its allocation is then only used as uninitialised memory of the same layout.
-        let (ctx, spare) = unsafe { (raw.read(), Box::from_raw(raw.cast::<MaybeUninit<Ctx>>())) };
-        {
-            let mut spares = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-            if spares.len() < SPARE_CONTEXTS {
-                spares.push(spare);
-            }
-        }
+        // SAFETY: `raw` is a live, initialised Ctx from a Box (a non-zero-sized one: it
+        // holds an Arc); it is read out exactly once, and its allocation is then only
+        // kept or freed as memory of its layout.
+        let ctx = unsafe { raw.read() };
+        spares().give(
+            NonNull::new(raw.cast::<u8>()).expect("a Box is never null"),
+            Layout::new::<Ctx<O>>(),
+        );
         let Ctx { op, file, .. } = ctx;
-        match op {
-            AsyncOp::Read { buf, cb, .. } => cb(result.map(|()| buf)),
-            AsyncOp::Write { cb, .. } | AsyncOp::Simple { cb, .. } => cb(result),
-        }
+        op.finish(result);
         release(file);
     }
 }
@@ -1186,85 +1333,49 @@ fn own_identity(sys: &sys::Library) {
 }
 
 /// Issues the next gfapi call for `ctx` (or completes it if nothing is left).
-fn submit(mut ctx: Box<Ctx>) {
+fn submit<O: Op>(mut ctx: Box<Ctx<O>>) {
     let sys = &ctx.file.vol.lib.sys as *const sys::Library;
     // SAFETY: a loaded library is never unloaded (Gfapi::load keeps each in a process-wide
     // map), so the reference stays valid after ctx goes to gfapi below.
     let sys = unsafe { &*sys };
     own_identity(sys);
     let fd = ctx.file.fd;
-    let cbk: sys::glfs_io_cbk = Some(io_callback);
-    let rc;
-    match &mut ctx.op {
-        AsyncOp::Read { buf, want, .. } => {
-            let done = buf.len();
-            if done >= *want {
-                return ctx.finish(Ok(()));
+    let (offset, max_chunk) = (ctx.offset, ctx.file.max_chunk());
+    let Some(call) = ctx.op.next_call(offset, max_chunk) else {
+        return ctx.finish(Ok(()));
+    };
+    let cbk: sys::glfs_io_cbk = Some(io_callback::<O>);
+    let data = Box::into_raw(ctx).cast::<c_void>();
+    clear_errno();
+    // SAFETY: fd live; the call's pointers point into *data (a read's spare capacity of at
+    // least `len` bytes, a write's segments, of which `count` iovecs are set), which is
+    // freed only by the callback (or below if the submit fails); gfapi copies a write's
+    // iovec into its iobuf during the call.
+    let rc = unsafe {
+        match call {
+            Call::Read { buf, len, offset } => {
+                (sys.glfs_pread_async)(fd, buf, len, offset, 0, cbk, data)
             }
-            let n = (*want - done).min(ctx.file.max_chunk());
-            let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<c_void>();
-            let off = (ctx.offset + done as u64) as libc::off_t;
-            let data = Box::into_raw(ctx);
-            clear_errno();
-            // SAFETY: fd live; ptr points at >= n bytes of spare capacity owned by *data, which
-            // is freed only by the callback (or below if the submit fails).
-            rc = unsafe { (sys.glfs_pread_async)(fd, ptr, n, off, 0, cbk, data.cast()) };
-            if rc != 0 {
-                // SAFETY: gfapi did not take the request; we own data again.
-                let ctx = unsafe { Box::from_raw(data) };
-                ctx.finish(Err(IoError::Errno(last_errno())));
+            Call::Write { iov, count, offset } => {
+                (sys.glfs_pwritev_async)(fd, iov.as_ptr(), count, offset, 0, cbk, data)
             }
-        }
-        AsyncOp::Write {
-            data: segments,
-            done,
-            ..
-        } => {
-            let done = *done;
-            if done >= segments.len() {
-                return ctx.finish(Ok(()));
-            }
-            let (iov, count, n) = iovecs(segments, done, ctx.file.max_chunk());
-            let off = (ctx.offset + done as u64) as libc::off_t;
-            let data = Box::into_raw(ctx);
-            clear_errno();
-            // SAFETY: fd live; the iovecs point into the segments, owned by *data until the
-            // callback (gfapi copies them into its iobuf during the call anyway); `count`
-            // entries of `iov` are initialised. `n` (<= MAX_CHUNK) is what they add up to.
-            rc = unsafe {
-                (sys.glfs_pwritev_async)(fd, iov.as_ptr(), count, off, 0, cbk, data.cast())
-            };
-            debug_assert!(n > 0, "a write that is not done has bytes left");
-            if rc != 0 {
-                // SAFETY: gfapi did not take the request; we own data again.
-                let ctx = unsafe { Box::from_raw(data) };
-                ctx.finish(Err(IoError::Errno(last_errno())));
-            }
-        }
-        AsyncOp::Simple { kind, len, .. } => {
-            let (kind, len) = (*kind, *len);
-            let off = ctx.offset as libc::off_t;
-            let data = Box::into_raw(ctx).cast::<c_void>();
-            clear_errno();
-            // SAFETY: fd live; data owned by gfapi until the callback.
-            rc = unsafe {
-                match kind {
-                    Simple::Fdatasync => (sys.glfs_fdatasync_async)(fd, cbk, data),
-                    Simple::Fsync => (sys.glfs_fsync_async)(fd, cbk, data),
-                    Simple::Discard => {
-                        (sys.glfs_discard_async)(fd, off, len as libc::size_t, cbk, data)
-                    }
-                    Simple::Zerofill => {
-                        (sys.glfs_zerofill_async)(fd, off, len as libc::off_t, cbk, data)
-                    }
+            Call::Simple { kind, offset, len } => match kind {
+                Simple::Fdatasync => (sys.glfs_fdatasync_async)(fd, cbk, data),
+                Simple::Fsync => (sys.glfs_fsync_async)(fd, cbk, data),
+                Simple::Discard => {
+                    (sys.glfs_discard_async)(fd, offset, len as libc::size_t, cbk, data)
                 }
-            };
-            if rc != 0 {
-                // SAFETY: gfapi did not take the request; we own data again.
-                let ctx = unsafe { Box::from_raw(data.cast::<Ctx>()) };
-                ctx.finish(Err(IoError::Errno(last_errno())));
-            }
+                Simple::Zerofill => {
+                    (sys.glfs_zerofill_async)(fd, offset, len as libc::off_t, cbk, data)
+                }
+            },
         }
+    };
+    if rc != 0 {
+        let errno = last_errno();
+        // SAFETY: gfapi did not take the request; we own data again.
+        let ctx = unsafe { Box::from_raw(data.cast::<Ctx<O>>()) };
+        ctx.finish(Err(IoError::Errno(errno)));
     }
 }
 
@@ -1300,8 +1411,9 @@ fn iovecs(data: &Segments, done: usize, max: usize) -> ([libc::iovec; MAX_IOV], 
     (iov, count as c_int, bytes)
 }
 
-/// The one callback given to gfapi; `data` is a `Box<Ctx>` from [`submit`].
-unsafe extern "C" fn io_callback(
+/// The callback given to gfapi for requests of `O`; `data` is a `Box<Ctx<O>>` from
+/// [`submit`].
+unsafe extern "C" fn io_callback<O: Op>(
     _fd: *mut sys::glfs_fd_t,
     ret: ssize_t,
     _prestat: *mut sys::glfs_stat,
@@ -1311,32 +1423,16 @@ unsafe extern "C" fn io_callback(
     // errno belongs to this thread and is only meaningful right now.
     let errno = last_errno();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: data is the Box<Ctx> leaked in submit, returned to us exactly once.
-        let mut ctx = unsafe { Box::from_raw(data.cast::<Ctx>()) };
+        // SAFETY: data is the Box<Ctx<O>> leaked in submit, returned to us exactly once.
+        let mut ctx = unsafe { Box::from_raw(data.cast::<Ctx<O>>()) };
         if ret < 0 {
             return ctx.finish(Err(IoError::Errno(errno)));
         }
-        let ret = ret as usize;
-        match &mut ctx.op {
-            AsyncOp::Read { buf, want, .. } => {
-                let room = (*want - buf.len()).min(ctx.file.max_chunk());
-                if ret == 0 {
-                    let (done, wanted) = (buf.len(), *want);
-                    return ctx.finish(Err(IoError::Short { done, wanted }));
-                }
-                // SAFETY: gfapi wrote `ret` (<= room) bytes into the spare capacity.
-                unsafe { buf.set_len(buf.len() + ret.min(room)) };
-            }
-            AsyncOp::Write { data, done, .. } => {
-                if ret == 0 {
-                    let (done, wanted) = (*done, data.len());
-                    return ctx.finish(Err(IoError::Short { done, wanted }));
-                }
-                *done += ret.min(data.len() - *done);
-            }
-            AsyncOp::Simple { .. } => return ctx.finish(Ok(())),
+        let max_chunk = ctx.file.max_chunk();
+        match ctx.op.moved(ret as usize, max_chunk) {
+            Some(result) => ctx.finish(result),
+            None => submit(ctx),
         }
-        submit(ctx);
     }));
     if outcome.is_err() {
         // Unwinding into C is undefined; a panicking completion is a bug we cannot recover.
@@ -1409,6 +1505,45 @@ mod tests {
         assert_eq!((count as usize, n), (MAX_IOV, MAX_IOV));
         let (_, count, n) = iovecs(&many, MAX_IOV, MAX_CHUNK);
         assert_eq!((count, n), (3, 3));
+    }
+
+    #[test]
+    fn spare_contexts_are_reused_by_layout_up_to_the_byte_limit() {
+        let mut spares = Spares {
+            lists: Vec::new(),
+            bytes: 0,
+        };
+        let small = Layout::from_size_align(320, 8).unwrap();
+        let large = Layout::from_size_align(640, 8).unwrap();
+        let alloc = |layout: Layout| {
+            // SAFETY: a non-zero size.
+            NonNull::new(unsafe { std::alloc::alloc(layout) }).unwrap()
+        };
+        let a = alloc(small);
+        spares.give(a, small);
+        assert_eq!(spares.bytes, 320);
+        assert_eq!(
+            spares.take(large),
+            None,
+            "another layout's spare is not reused"
+        );
+        assert_eq!(spares.take(small), Some(a));
+        assert_eq!((spares.take(small), spares.bytes), (None, 0));
+        // Kept until SPARE_BYTES; beyond that what comes back is freed.
+        let fit = SPARE_BYTES / 640;
+        for _ in 0..fit + 10 {
+            spares.give(alloc(large), large);
+        }
+        assert_eq!(spares.bytes, fit * 640);
+        let kept: usize = spares.lists.iter().map(|(_, l)| l.len()).sum();
+        assert_eq!(kept, fit);
+        while let Some(p) = spares.take(large) {
+            // SAFETY: allocated above with `large`.
+            unsafe { std::alloc::dealloc(p.as_ptr(), large) };
+        }
+        // SAFETY: allocated above with `small`.
+        unsafe { std::alloc::dealloc(a.as_ptr(), small) };
+        assert_eq!(spares.bytes, 0);
     }
 
     #[test]
