@@ -808,6 +808,110 @@ impl Finish {
     }
 }
 
+/// The piece a large read is cut into when its completion takes parts: the initiator's
+/// usual MaxRecvDataSegmentLength (libiscsi and Linux offer 256 KiB), so each piece is
+/// one Data-In PDU.
+pub const READ_PART: u32 = 256 << 10;
+
+/// Reads `len` bytes at `offset` as pieces of [`READ_PART`] bytes, all sent to gfapi at
+/// once (each its own request, held and resent after a lost connection as any other),
+/// and hands them to `done` in order as they come back: every piece but the last as a
+/// part once those before it are handed over, the last as the completion's data. So the
+/// caller can send the start of a large read on while gfapi still reads the rest. A
+/// failed piece stops the handing over, and `done` gets its error once every piece is
+/// back (none of the pieces' buffers is in use by then).
+fn read_in_parts(
+    link: &Arc<Link>,
+    offset: u64,
+    len: u32,
+    done: Completion,
+    deadline: Instant,
+    span: tracing::Span,
+) {
+    let pieces = len.div_ceil(READ_PART) as usize;
+    let parted = Arc::new(Mutex::new(PartedRead {
+        done: Some(done),
+        ready: vec![None; pieces],
+        next: 0,
+        left: pieces,
+        failed: None,
+    }));
+    for (i, at) in (0..len).step_by(READ_PART as usize).enumerate() {
+        let req = IoRequest::Read {
+            offset: offset + u64::from(at),
+            len: READ_PART.min(len - at),
+        };
+        let parted = parted.clone();
+        let piece = Completion::new(move |r| PartedRead::back(&parted, i, r));
+        match link.handle() {
+            Some(h) => start_io(link, h, req, piece, deadline, span.clone()),
+            None => link.hold(req, piece, deadline, span.clone()),
+        }
+    }
+}
+
+/// A read on its way in pieces ([`read_in_parts`]).
+struct PartedRead {
+    /// The read's completion, until it is called.
+    done: Option<Completion>,
+    /// Pieces back and not yet handed over, by index.
+    ready: Vec<Option<Bytes>>,
+    /// The next piece to hand over.
+    next: usize,
+    /// Pieces not back yet.
+    left: usize,
+    /// The first error of a piece.
+    failed: Option<StoreError>,
+}
+
+impl PartedRead {
+    /// Piece `i` came back with `r`.
+    fn back(me: &Mutex<PartedRead>, i: usize, r: store_api::IoResult) {
+        let mut guard = lock(me);
+        let st = &mut *guard;
+        st.left -= 1;
+        match r {
+            Ok(IoReply::Data(data)) => st.ready[i] = Some(data),
+            Ok(_) => {
+                st.failed
+                    .get_or_insert(StoreError::new(Op::Read, ErrorKind::Io));
+            }
+            Err(e) => {
+                st.failed.get_or_insert(e);
+            }
+        }
+        let last = st.ready.len() - 1;
+        if st.failed.is_none() {
+            // Handed over in order and under the lock, so two callback threads never
+            // reorder parts.
+            while st.next < last {
+                let Some(data) = st.ready[st.next].take() else {
+                    break;
+                };
+                st.next += 1;
+                if let Some(done) = &st.done {
+                    done.part(data);
+                }
+            }
+        }
+        if st.left > 0 {
+            return;
+        }
+        let done = st.done.take();
+        let result = match st.failed.take() {
+            Some(e) => Err(e),
+            None => match st.ready[last].take() {
+                Some(data) => Ok(IoReply::Data(data)),
+                None => Err(StoreError::new(Op::Read, ErrorKind::Io)),
+            },
+        };
+        drop(guard);
+        if let Some(done) = done {
+            done.complete(result);
+        }
+    }
+}
+
 /// Sends `req` to `file`; `finish` gets the result.
 fn submit_to(file: Arc<File>, req: IoRequest, finish: Finish) {
     match req {
@@ -1154,6 +1258,11 @@ impl BlockStore for GlfsStore {
         // The submitter's span (the daemon's session), for events about this request on
         // gfapi's and the store's threads: a reference count, no allocation.
         let span = tracing::Span::current();
+        if let IoRequest::Read { offset, len } = req {
+            if len > READ_PART && done.takes_parts() {
+                return read_in_parts(&self.link, offset, len, done, deadline, span);
+            }
+        }
         match self.link.handle() {
             Some(h) => start_io(&self.link, h, req, done, deadline, span),
             // Reconnecting: wait for it (or, with no hold time, fail at once).

@@ -199,6 +199,7 @@ shared_checks! {
     geometry_follows_the_create_size: [Memory, File, Glfs];
     read_after_write: [Memory, File, Glfs];
     unaligned_and_large_io: [Memory, File, Glfs];
+    reads_taken_in_parts_arrive_whole_and_in_order: [Memory, File, Glfs];
     segmented_writes_land_in_order: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
@@ -422,6 +423,58 @@ fn glfs_errors_carry_kind_and_errno(
     let op = req.op();
     let err = run(&*f.store, req).unwrap_err();
     assert_eq!((err.op, err.kind, err.errno), (op, kind, Some(errno)));
+}
+
+/// The glfs store cuts a large read whose completion takes parts into
+/// `READ_PART`-sized gfapi reads and hands all but the last over as parts, in order, as
+/// they come back (the fake completes on threads of its own, in any order); a read of
+/// one piece or less, and a completion that takes no parts, get the whole data at once.
+#[test]
+fn glfs_large_reads_come_in_read_part_pieces() {
+    use backstore::READ_PART;
+    let f = open(Kind::Glfs, "pieces");
+    let s = &*f.store;
+    let data = pattern(4 << 20, 15);
+    write(s, 0, &data);
+    let part = READ_PART as usize;
+    for len in [(1 << 20) + 4096, 4 << 20, part + 1, 2 * part] {
+        let (parts, result) = common::read_taking_parts(s, 0, len as u32);
+        let Ok(IoReply::Data(rest)) = result else {
+            panic!("read of {len} failed: {result:?}")
+        };
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        let pieces = len.div_ceil(part);
+        assert_eq!(lens, vec![part; pieces - 1], "read of {len}");
+        assert_eq!(rest.len(), len - (pieces - 1) * part);
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                p[..] == data[i * part..(i + 1) * part],
+                "piece {i} of {len}"
+            );
+        }
+        assert!(rest[..] == data[len - rest.len()..len]);
+    }
+    for len in [part, 64 << 10] {
+        let (parts, result) = common::read_taking_parts(s, 4096, len as u32);
+        assert!(parts.is_empty(), "one piece: no parts");
+        assert_eq!(
+            result,
+            Ok(IoReply::Data(Bytes::copy_from_slice(
+                &data[4096..4096 + len]
+            )))
+        );
+    }
+    assert_eq!(read(s, 0, 1 << 20), data[..1 << 20], "whole without parts");
+}
+
+/// A large read in pieces that fail: the error once every piece is back, no part.
+#[test]
+fn glfs_a_read_in_pieces_that_fail_reports_the_error_once() {
+    let f = open(Kind::Glfs, "eio");
+    let (parts, result) = common::read_taking_parts(&*f.store, 0, 1 << 20);
+    assert!(parts.is_empty());
+    let err = result.unwrap_err();
+    assert_eq!((err.kind, err.errno), (ErrorKind::Io, Some(libc::EIO)));
 }
 
 #[rstest]

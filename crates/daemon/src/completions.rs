@@ -23,15 +23,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use store_api::{Completion, CompletionSink, IoResult};
 use tokio::sync::Notify;
 
-/// A finished storage request of command `itt` (sequence number `seq`).
+/// A finished storage request of command `itt` (sequence number `seq`), or a part of
+/// a read's data that came ahead of it.
 pub struct IoDone {
     pub itt: u32,
     /// The command's sequence number on its connection: a completion that arrives after
     /// its command was answered (time limit) or aborted must not finish a newer command
     /// reusing `itt`.
     pub seq: u64,
-    pub pending: Pending,
-    pub result: IoResult,
+    pub outcome: Outcome,
+}
+
+/// What came back from a store.
+// Not boxed: the ready lists keep their capacity, so a completion allocates nothing; a
+// box would cost an allocation per command to save some bytes per slot of the list.
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// The request finished: the command goes on with its result.
+    Finished { pending: Pending, result: IoResult },
+    /// The next bytes of a read whose completion takes parts (already counted in the
+    /// command's continuation, which stays parked): to be sent on at once.
+    Part(bytes::Bytes),
 }
 
 /// What waits on a store, per connection.
@@ -77,7 +89,10 @@ impl Completions {
     }
 
     /// As [`Completions::park`], holding `ticket` (the request counted in flight on its
-    /// LUN's lane) until the store answers or lets go of the request.
+    /// LUN's lane) until the store answers or lets go of the request. When the command
+    /// can pass its read's data on in parts ([`Pending::takes_parts`]) the completion
+    /// takes them too (`Completion::to_sink_in_parts`), and each part joins the ready
+    /// list as [`Outcome::Part`], in the order the store gave them, before the completion.
     pub fn park_counted(
         self: &Arc<Self>,
         itt: u32,
@@ -85,21 +100,30 @@ impl Completions {
         pending: Pending,
         ticket: Option<Ticket>,
     ) -> Completion {
+        let parts = pending.takes_parts();
+        let token = self.slot(itt, seq, pending, ticket);
+        if parts {
+            Completion::to_sink_in_parts(self.clone(), token)
+        } else {
+            Completion::to_sink(self.clone(), token)
+        }
+    }
+
+    /// Parks a continuation in a free slot; returns the slot's token.
+    fn slot(&self, itt: u32, seq: u64, pending: Pending, ticket: Option<Ticket>) -> u64 {
         let parked = (itt, seq, pending, ticket);
-        let token = {
-            let mut st = self.state();
-            match st.free.pop() {
-                Some(slot) => {
-                    st.slots[slot] = Some(parked);
-                    slot
-                }
-                None => {
-                    st.slots.push(Some(parked));
-                    st.slots.len() - 1
-                }
+        let mut st = self.state();
+        let slot = match st.free.pop() {
+            Some(slot) => {
+                st.slots[slot] = Some(parked);
+                slot
+            }
+            None => {
+                st.slots.push(Some(parked));
+                st.slots.len() - 1
             }
         };
-        Completion::to_sink(self.clone(), token as u64)
+        slot as u64
     }
 
     /// Waits until completions are ready (returns at once if some came since the last
@@ -169,28 +193,56 @@ impl CompletionSink for Completions {
             drop((pending, result));
             return;
         }
-        let first = st.ready.is_empty();
         if let Ok(store_api::IoReply::Data(data)) = &result {
             self.ready_bytes.fetch_add(data.len(), Ordering::Relaxed);
             self.ready_reads.fetch_add(1, Ordering::Relaxed);
         }
-        st.ready.push(IoDone {
-            itt,
-            seq,
-            pending,
-            result,
-        });
+        let outcome = Outcome::Finished { pending, result };
+        self.push_ready(st, IoDone { itt, seq, outcome });
+    }
+
+    fn abandoned(&self, token: u64) {
+        let parked = Self::release(&mut self.state(), token);
+        drop(parked);
+    }
+
+    /// The next part of a read: counted in its parked continuation (which stays in its
+    /// slot until the completion) and queued to be sent on.
+    fn part(&self, token: u64, data: bytes::Bytes) {
+        let mut st = self.state();
+        let parked = usize::try_from(token)
+            .ok()
+            .and_then(|slot| st.slots.get_mut(slot))
+            .and_then(Option::as_mut);
+        let Some((itt, seq, pending, _)) = parked else {
+            debug_assert!(false, "a part for an unknown token {token}");
+            return;
+        };
+        pending.part(data.len());
+        let (itt, seq) = (*itt, *seq);
+        if st.closed {
+            drop(st);
+            drop(data);
+            return;
+        }
+        self.ready_bytes.fetch_add(data.len(), Ordering::Relaxed);
+        self.ready_reads.fetch_add(1, Ordering::Relaxed);
+        let outcome = Outcome::Part(data);
+        self.push_ready(st, IoDone { itt, seq, outcome });
+    }
+}
+
+impl Completions {
+    /// Queues `done` and wakes the connection task if the list was empty.
+    fn push_ready(&self, mut st: MutexGuard<'_, State>, done: IoDone) {
+        let first = st.ready.is_empty();
+        st.ready.push(done);
         drop(st);
         if first {
             // One wake per batch: later completions find the list non-empty and the task
             // already woken (it takes them all).
             self.wake.notify_one();
         }
-    }
-
-    fn abandoned(&self, token: u64) {
-        let parked = Self::release(&mut self.state(), token);
-        drop(parked);
     }
 }
 
@@ -201,6 +253,11 @@ mod tests {
 
     /// A continuation to park: what the SCSI layer returns for a READ(10) of one block.
     fn pending() -> Pending {
+        pending_for(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    }
+
+    /// The continuation of `cdb` (a command that waits on the store).
+    fn pending_for(cdb: &'static [u8]) -> Pending {
         let mut target = scsi::ScsiTarget::new();
         target.add_lun(
             0,
@@ -219,18 +276,84 @@ mod tests {
                 read_only: false,
             },
         );
-        // READ(10), LBA 0, one block.
-        let cdb = bytes::Bytes::from_static(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        let cdb = bytes::Bytes::from_static(cdb);
+        let data_out = if cdb[0] == 0x28 {
+            Default::default()
+        } else {
+            bytes::Bytes::from_static(&[0u8; 512]).into()
+        };
         match target.start(scsi::Command {
             nexus: 1,
             lun: 0,
             cdb,
-            data_out: Default::default(),
+            data_out,
             expected_len: 512,
         }) {
             scsi::Start::Io { pending, .. } => pending,
-            _ => panic!("READ(10) should wait on the store"),
+            _ => panic!("the command should wait on the store"),
         }
+    }
+
+    #[test]
+    fn a_reads_parts_come_before_its_completion_and_are_counted_in_it() {
+        let c = Completions::new();
+        let done = c.park_counted(4, 40, pending(), None);
+        assert!(done.takes_parts(), "a plain READ takes its data in parts");
+        // A WRITE(10) of one block has no read data to pass on.
+        let write = c.park_counted(5, 41, pending_for(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]), None);
+        assert!(!write.takes_parts());
+        let block = bytes::Bytes::from(vec![6u8; 512]);
+        std::thread::spawn(move || {
+            done.part(block.slice(..100));
+            done.part(block.slice(100..300));
+            done.complete(Ok(IoReply::Data(block.slice(300..))));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(c.ready_data(), (3, 512), "parts count as ready read data");
+        assert_eq!(
+            c.parked(),
+            1,
+            "the read left its slot, the write is still parked"
+        );
+        let mut got = Vec::new();
+        c.take(&mut got);
+        let mut it = got.into_iter();
+        for want in [100, 200] {
+            match it.next().map(|d| (d.itt, d.seq, d.outcome)) {
+                Some((4, 40, Outcome::Part(data))) => assert_eq!(data.len(), want),
+                _ => panic!("expected a part of {want} bytes"),
+            }
+        }
+        let Some(IoDone {
+            outcome:
+                Outcome::Finished {
+                    pending: read,
+                    result,
+                },
+            ..
+        }) = it.next()
+        else {
+            panic!("expected the completion")
+        };
+        // The continuation knows 300 bytes went ahead: the rest finishes the READ.
+        match read.finish(result) {
+            scsi::Start::Done(r) => {
+                assert_eq!(r.status, scsi::Status::Good);
+                assert_eq!((r.data_in.len(), r.transfer_len), (212, 512));
+            }
+            _ => panic!("the READ should be done"),
+        }
+        drop(write);
+        assert_eq!(c.parked(), 0);
+        // After close, a part is dropped and the slot is released at the completion.
+        let late = c.park_counted(6, 42, pending(), None);
+        c.close();
+        late.part(bytes::Bytes::from_static(b"late"));
+        late.complete(Ok(IoReply::Data(bytes::Bytes::from(vec![0u8; 508]))));
+        assert_eq!(c.parked(), 0);
+        c.take(&mut Vec::new());
+        assert_eq!(c.ready_data(), (0, 0));
     }
 
     #[tokio::test]
@@ -259,7 +382,10 @@ mod tests {
         c.take(&mut got);
         let mut tags: Vec<(u32, u64, bool)> = got
             .iter()
-            .map(|d| (d.itt, d.seq, d.result.is_ok()))
+            .map(|d| match &d.outcome {
+                Outcome::Finished { result, .. } => (d.itt, d.seq, result.is_ok()),
+                Outcome::Part(_) => panic!("no part was sent"),
+            })
             .collect();
         tags.sort();
         assert_eq!(tags, [(1, 10, true), (2, 11, true), (3, 12, false)]);

@@ -5,7 +5,7 @@
 //! on whatever thread the store finishes on and are sent to this task over a channel.
 
 use crate::buffers::{write_transmit, SocketBuffers};
-use crate::completions::{Completions, IoDone};
+use crate::completions::{Completions, IoDone, Outcome};
 use crate::handover::Lane;
 use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
@@ -558,8 +558,14 @@ impl Session {
             // command by now); the store has now let go of the buffers.
             return;
         }
-        let next = done.pending.finish(done.result);
-        self.advance(conn, done_tx, &target, done.itt, done.seq, next);
+        match done.outcome {
+            Outcome::Finished { pending, result } => {
+                let next = pending.finish(result);
+                self.advance(conn, done_tx, &target, done.itt, done.seq, next);
+            }
+            // The start of a large read, sent while the store reads the rest.
+            Outcome::Part(data) => conn.send_data_in(done.itt, data),
+        }
     }
 
     /// Runs a command forward until it waits on a store or is done.
@@ -629,7 +635,8 @@ impl Session {
                 // Counted in flight on the LUN's lane (the ticket parks with the
                 // continuation); a store that took over from another serves only once that
                 // one is idle and flushed (`crate::handover`). No allocation: the
-                // continuation waits in a slot of `done_tx`.
+                // continuation waits in a slot of `done_tx`. A plain READ's completion
+                // takes its data in parts, which go out as Data-In as they come.
                 let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
                 let ticket = lane.enter();
                 if let Some((lane, store)) = ticket.moved_to() {

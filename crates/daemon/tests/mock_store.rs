@@ -232,6 +232,115 @@ fn a_late_completion_does_not_answer_a_newer_command_with_the_same_task_tag() {
     assert_eq!(data, vec![2u8; 512], "the new command's own data");
 }
 
+/// The bytes of the store the read tests below serve: different at every offset.
+fn byte_at(offset: u64) -> u8 {
+    (offset % 251) as u8 ^ (offset >> 16) as u8
+}
+
+fn bytes_at(offset: u64, len: usize) -> Bytes {
+    (offset..offset + len as u64).map(byte_at).collect()
+}
+
+/// A plain READ's completion takes its data in parts, and each part goes out as Data-In
+/// at once, before the store has finished the read (the first PDU is received here while
+/// the store still holds the rest, so it cannot have waited for the completion); the
+/// rest follows with the status in the last Data-In, one sequence (DataSN, buffer offset)
+/// across parts and rest (RFC 7143 11.7).
+#[test]
+fn a_reads_parts_leave_as_data_in_before_the_store_completes() {
+    type Held = Arc<Mutex<Option<store_api::Completion>>>;
+    let held: Held = Arc::default();
+    const KIB64: usize = 64 << 10;
+    let store = {
+        let held = held.clone();
+        mock_store(move |req, done| match req {
+            IoRequest::Read { offset, len } => {
+                assert!(done.takes_parts(), "a plain READ takes parts");
+                assert_eq!((offset, len), (0, 4 * KIB64 as u32));
+                done.part(bytes_at(0, KIB64));
+                *held.lock().unwrap() = Some(done);
+            }
+            _ => done.complete(Ok(IoReply::Done)),
+        })
+    };
+    let target = InProcess::serve(store, Some(Duration::from_secs(20)));
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    const ITT: u32 = 9;
+    // READ(10) of 512 blocks (256 KiB) at LBA 0; the initiator takes 64 KiB per PDU.
+    let read = [0x28, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0];
+    send_pdu(
+        &mut stream,
+        scsi_command(&read, ITT, 1, exp_stat_sn, 4 * KIB64 as u32, false),
+        &[],
+    );
+    let (first, data) = recv_pdu(&mut stream);
+    assert_eq!(first[0] & 0x3f, 0x25, "SCSI Data-In expected");
+    assert_eq!(first[1], 0x00, "neither F nor S: more data follows");
+    assert_eq!(be32(&first[16..]), ITT);
+    assert_eq!(
+        (be32(&first[36..]), be32(&first[40..])),
+        (0, 0),
+        "DataSN, offset"
+    );
+    assert!(data == bytes_at(0, KIB64), "the first part");
+    let done = held
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the store still holds the read");
+    done.part(bytes_at(KIB64 as u64, KIB64));
+    done.complete(Ok(IoReply::Data(bytes_at(2 * KIB64 as u64, 2 * KIB64))));
+    for n in 1..4u32 {
+        let (pdu, data) = recv_pdu(&mut stream);
+        assert_eq!(pdu[0] & 0x3f, 0x25, "SCSI Data-In expected");
+        assert_eq!(be32(&pdu[36..]), n, "DataSN");
+        let offset = be32(&pdu[40..]);
+        assert_eq!(offset as usize, n as usize * KIB64, "buffer offset");
+        assert!(data == bytes_at(u64::from(offset), KIB64), "PDU {n}");
+        if n == 3 {
+            // F and S, status GOOD, no residual (RFC 7143 11.7.1).
+            assert_eq!((pdu[1], pdu[3]), (0x81, 0x00));
+        } else {
+            assert_eq!(pdu[1], 0x00);
+        }
+    }
+}
+
+/// Parts of any size from another thread: libiscsi reads exactly the store's bytes.
+#[test]
+fn a_read_in_odd_parts_from_another_thread_reads_back_whole() {
+    let store = mock_store(|req, done| match req {
+        IoRequest::Read { offset, len } => {
+            std::thread::spawn(move || {
+                let mut at = 0u64;
+                if done.takes_parts() {
+                    for size in [1000u64, 100_000, 7] {
+                        let size = size.min(u64::from(len) - at - 1);
+                        if size > 0 {
+                            done.part(bytes_at(offset + at, size as usize));
+                            at += size;
+                        }
+                    }
+                }
+                let rest = bytes_at(offset + at, len as usize - at as usize);
+                done.complete(Ok(IoReply::Data(rest)));
+            });
+        }
+        _ => done.complete(Ok(IoReply::Done)),
+    });
+    let target = InProcess::serve(store, Some(Duration::from_secs(20)));
+    let mut init = target.connect();
+    for (lba, blocks) in [(0u64, 2048u32), (3, 1), (100, 300)] {
+        let got = init.read10(lba, blocks, 512).unwrap();
+        let want = bytes_at(lba * 512, blocks as usize * 512);
+        assert!(got == want, "READ(10) of {blocks} blocks at LBA {lba}");
+    }
+}
+
 /// PERSISTENT RESERVE OUT (SPC-4 table 169) with the basic 24-byte parameter list (table
 /// 171): RESERVATION KEY, SERVICE ACTION RESERVATION KEY.
 fn prout(sa: u8, kind: u8, key: u64, sa_key: u64) -> ([u8; 10], Vec<u8>) {

@@ -114,7 +114,8 @@ pub struct Command {
 pub struct Response {
     /// The SCSI status.
     pub status: Status,
-    /// Data-in bytes as the CDB asked for them (the transport trims to the expected length).
+    /// Data-in bytes as the CDB asked for them (the transport trims to the expected length);
+    /// after a read passed on in parts ([`Pending::part`]), the bytes that follow them.
     pub data_in: Bytes,
     /// Fixed-format sense data (SPC-4 4.5.3) when `status` is CHECK CONDITION.
     pub sense: Option<Bytes>,
@@ -403,6 +404,24 @@ impl Pending {
             descriptor_sense: false,
             flush_before_good: false,
             range: None,
+        }
+    }
+
+    /// Whether the command can pass its read's data on in parts, as the store reads them
+    /// (a plain READ, whose data goes to the initiator as it is; not a command that
+    /// compares or changes what it read): then the caller may give the store a completion
+    /// that takes parts (`store_api::Completion::to_sink_in_parts`), send each part on
+    /// and tell this continuation with [`Pending::part`].
+    pub fn takes_parts(&self) -> bool {
+        matches!(self.state, exec::State::Read { .. })
+    }
+
+    /// `len` more bytes of the read were passed on (sent to the initiator) ahead of the
+    /// command's status; the store's reply then carries only the rest. Ignored for a
+    /// command that does not [take parts](Pending::takes_parts).
+    pub fn part(&mut self, len: usize) {
+        if let exec::State::Read { parts, .. } = &mut self.state {
+            *parts = parts.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
         }
     }
 

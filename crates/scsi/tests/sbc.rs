@@ -75,6 +75,60 @@ fn short_read_reply_is_a_medium_error() {
     assert_eq!(outcome(&r), (Status::CheckCondition, 0x03, 0x11, 0x00));
 }
 
+/// A READ's data may come from the store in parts that the transport sends ahead: the
+/// store's final reply is then the rest, and GOOD reports the whole transfer. A reply
+/// that does not add up with the parts is a MEDIUM ERROR, as a short read is.
+#[test]
+fn read_data_in_parts_ends_with_the_rest_and_counts_the_whole_transfer() {
+    let mut target = ScsiTarget::new();
+    target.add_lun(0, config(Capabilities::default()));
+    let start = || match target.start(cmd(0, &cdb10(0x28, 0, 0, 8), &[])) {
+        Start::Io { pending, .. } => pending,
+        _ => panic!("expected I/O"),
+    };
+    let mut pending = start();
+    assert!(pending.takes_parts());
+    pending.part(1024);
+    pending.part(2048);
+    let rest = Bytes::from(vec![7u8; 8 * 512 - 3072]);
+    let Start::Done(r) = pending.finish(Ok(IoReply::Data(rest.clone()))) else {
+        panic!()
+    };
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(r.data_in, rest, "only the rest is left to send");
+    assert_eq!(r.transfer_len, 8 * 512, "the residual counts the parts");
+    // The whole data again after a part: does not add up.
+    let mut pending = start();
+    pending.part(512);
+    let Start::Done(r) = pending.finish(Ok(IoReply::Data(Bytes::from(vec![0u8; 8 * 512])))) else {
+        panic!()
+    };
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x03, 0x11, 0x00));
+    // A read that fails after parts reports its error (the parts are already sent).
+    let mut pending = start();
+    pending.part(512);
+    let failed = store_api::StoreError::new(Op::Read, ErrorKind::Io);
+    let Start::Done(r) = pending.finish(Err(failed)) else {
+        panic!()
+    };
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x03, 0x11, 0x00));
+    // Commands that compare or change what they read take it whole: WRITE AND VERIFY's
+    // read-back, after its write.
+    let Start::Io { pending, .. } = target.start(cmd(0, &cdb10(0x2E, 0x02, 0, 1), &[5u8; 512]))
+    else {
+        panic!("expected the write")
+    };
+    assert!(!pending.takes_parts());
+    let Start::Io {
+        request, pending, ..
+    } = pending.finish(Ok(IoReply::Done))
+    else {
+        panic!("expected the read-back")
+    };
+    assert!(matches!(request, IoRequest::Read { .. }));
+    assert!(!pending.takes_parts());
+}
+
 #[rstest]
 #[case::read_eio(&cdb10(0x28, 0, 0, 1)[..], Op::Read, ErrorKind::Io, (0x03, 0x11, 0x00))]
 #[case::write_eio(&cdb10(0x2A, 0, 0, 1)[..], Op::Write, ErrorKind::Io, (0x03, 0x0C, 0x00))]

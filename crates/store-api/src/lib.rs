@@ -356,11 +356,16 @@ impl StoreError {
 /// Either a closure ([`Completion::new`], one allocation for its box) or a token for a
 /// [`CompletionSink`] ([`Completion::to_sink`]: no allocation, for the hot path where a
 /// connection completes thousands of commands a second).
+///
+/// A completion may also take a read's data in parts ([`Completion::to_sink_in_parts`],
+/// [`Completion::part`]): a store that reads in pieces then hands each piece over as it
+/// arrives, so that the caller can send it on while the store still reads the rest.
 pub struct Completion(Option<Target>);
 
 enum Target {
     Call(Box<dyn FnOnce(IoResult) + Send + 'static>),
-    Sink(Arc<dyn CompletionSink>, u64),
+    /// The sink, the token, and whether the sink takes a read's data in parts.
+    Sink(Arc<dyn CompletionSink>, u64, bool),
 }
 
 /// Where token completions go ([`Completion::to_sink`]).
@@ -370,6 +375,13 @@ pub trait CompletionSink: Send + Sync + 'static {
     /// The completion of `token` was dropped without being called (a store that broke
     /// the contract, or a request dropped at shutdown): what the sink keeps for it can go.
     fn abandoned(&self, token: u64);
+    /// The next part of the data of the read of `token` (see [`Completion::part`]); only
+    /// called for completions made by [`Completion::to_sink_in_parts`], so a sink that
+    /// never makes those need not implement it (the default drops the part).
+    fn part(&self, token: u64, data: Bytes) {
+        let _ = (token, data);
+        debug_assert!(false, "a part for a sink that takes none");
+    }
 }
 
 impl Completion {
@@ -380,13 +392,41 @@ impl Completion {
     /// A completion that calls `sink.complete(token, result)`; allocates nothing (the
     /// `Arc` is cloned by the caller, a reference count).
     pub fn to_sink(sink: Arc<dyn CompletionSink>, token: u64) -> Self {
-        Completion(Some(Target::Sink(sink, token)))
+        Completion(Some(Target::Sink(sink, token, false)))
+    }
+
+    /// As [`Completion::to_sink`], for a read whose data the sink takes in parts
+    /// ([`CompletionSink::part`]) as well as whole.
+    pub fn to_sink_in_parts(sink: Arc<dyn CompletionSink>, token: u64) -> Self {
+        Completion(Some(Target::Sink(sink, token, true)))
+    }
+
+    /// Whether [`Completion::part`] may be called: the caller can use a read's data
+    /// before the whole of it is in.
+    pub fn takes_parts(&self) -> bool {
+        matches!(self.0, Some(Target::Sink(_, _, true)))
+    }
+
+    /// Hands over the next bytes of a read (an [`IoRequest::Read`] whose completion
+    /// [`takes_parts`](Completion::takes_parts)): the first part starts at the read's
+    /// offset, each later one where the one before ended, and the completion itself
+    /// carries the rest as its [`IoReply::Data`], at least one byte (so the parts never
+    /// hold the whole read). A read that fails after some parts reports its error as
+    /// usual; the parts already handed over stay handed over. Called on any thread, never
+    /// after [`Completion::complete`] and never from two threads at once.
+    pub fn part(&self, data: Bytes) {
+        match &self.0 {
+            Some(Target::Sink(sink, token, true)) => sink.part(*token, data),
+            // A store that broke the contract: the read's length will not add up, and the
+            // caller fails it.
+            _ => debug_assert!(false, "a part for a completion that takes none"),
+        }
     }
 
     pub fn complete(mut self, result: IoResult) {
         match self.0.take() {
             Some(Target::Call(f)) => f(result),
-            Some(Target::Sink(sink, token)) => sink.complete(token, result),
+            Some(Target::Sink(sink, token, _)) => sink.complete(token, result),
             None => unreachable!("a completion is called at most once"),
         }
     }
@@ -394,7 +434,7 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        if let Some(Target::Sink(sink, token)) = self.0.take() {
+        if let Some(Target::Sink(sink, token, _)) = self.0.take() {
             sink.abandoned(token);
         }
     }
@@ -720,6 +760,25 @@ mod tests {
         fn abandoned(&self, token: u64) {
             self.0.lock().unwrap().push((token, "abandoned"));
         }
+        fn part(&self, token: u64, _data: Bytes) {
+            self.0.lock().unwrap().push((token, "part"));
+        }
+    }
+
+    #[test]
+    fn only_a_completion_made_to_take_parts_takes_them() {
+        let sink = Arc::new(Recorder::default());
+        let parts = Completion::to_sink_in_parts(sink.clone(), 3);
+        assert!(parts.takes_parts());
+        parts.part(Bytes::from_static(b"abc"));
+        parts.part(Bytes::from_static(b"def"));
+        parts.complete(Ok(IoReply::Data(Bytes::from_static(b"g"))));
+        assert!(!Completion::to_sink(sink.clone(), 4).takes_parts());
+        assert!(!Completion::new(|_| ()).takes_parts());
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            [(3, "part"), (3, "part"), (3, "ok"), (4, "abandoned")]
+        );
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("read_after_write", read_after_write),
     ("unaligned_and_large_io", unaligned_and_large_io),
     (
+        "reads_taken_in_parts_arrive_whole_and_in_order",
+        reads_taken_in_parts_arrive_whole_and_in_order,
+    ),
+    (
         "segmented_writes_land_in_order",
         segmented_writes_land_in_order,
     ),
@@ -169,6 +173,55 @@ pub fn read(store: &dyn BlockStore, offset: u64, len: u32) -> Vec<u8> {
             d.to_vec()
         }
         other => panic!("read {offset}+{len} failed: {other:?}"),
+    }
+}
+
+/// What a completion that takes parts was given, in order.
+#[derive(Debug)]
+pub enum Given {
+    Part(Bytes),
+    Completed(IoResult),
+    Abandoned,
+}
+
+/// A sink that records what a completion taking parts is given.
+struct PartsSink(std::sync::Mutex<mpsc::Sender<Given>>);
+
+impl store_api::CompletionSink for PartsSink {
+    fn complete(&self, _token: u64, result: IoResult) {
+        let _ = self.0.lock().unwrap().send(Given::Completed(result));
+    }
+    fn abandoned(&self, _token: u64) {
+        let _ = self.0.lock().unwrap().send(Given::Abandoned);
+    }
+    fn part(&self, _token: u64, data: Bytes) {
+        let _ = self.0.lock().unwrap().send(Given::Part(data));
+    }
+}
+
+/// Reads `len` bytes at `offset` with a completion that takes the data in parts (as the
+/// daemon's does for a plain READ); returns the parts in the order given, and the
+/// result, checking that the completion ran exactly once, after every part.
+pub fn read_taking_parts(store: &dyn BlockStore, offset: u64, len: u32) -> (Vec<Bytes>, IoResult) {
+    let (tx, rx) = mpsc::channel();
+    let sink = Arc::new(PartsSink(std::sync::Mutex::new(tx)));
+    let done = Completion::to_sink_in_parts(sink, 0);
+    assert!(done.takes_parts());
+    store.submit(IoRequest::Read { offset, len }, done);
+    let mut parts = Vec::new();
+    loop {
+        match rx.recv_timeout(COMPLETION_TIMEOUT) {
+            Ok(Given::Part(data)) => parts.push(data),
+            Ok(Given::Completed(result)) => {
+                assert!(
+                    rx.recv_timeout(Duration::from_millis(1)).is_err(),
+                    "nothing after the completion"
+                );
+                return (parts, result);
+            }
+            Ok(Given::Abandoned) => panic!("the completion was dropped without a result"),
+            Err(_) => panic!("completion not called within {COMPLETION_TIMEOUT:?}"),
+        }
     }
 }
 
@@ -404,6 +457,45 @@ pub fn unaligned_and_large_io(open: Open<'_>) {
     // Last byte of the store.
     write(s, SIZE - 1, &[0xAB]);
     assert_eq!(read(s, SIZE - 512, 512)[511], 0xAB);
+}
+
+/// A read whose completion takes parts (`Completion::to_sink_in_parts`, what the daemon
+/// gives a plain READ) gets exactly the bytes asked for, in order, however the store
+/// cuts it: the parts from the read's offset on, each non-empty, then the rest (at least
+/// a byte) as the completion's data. A store may give no parts at all.
+pub fn reads_taken_in_parts_arrive_whole_and_in_order(open: Open<'_>) {
+    let f = open("parts");
+    let s = &*f.store;
+    let data = pattern((1 << 20) + 5000, 14);
+    write(s, 3000, &data);
+    for (offset, len) in [
+        (3000, data.len() as u32),
+        (0, 4 << 20),
+        (1 << 20, 64 << 10),
+        (SIZE - (1 << 20) - 512, (1 << 20) + 512),
+    ] {
+        let (parts, result) = read_taking_parts(s, offset, len);
+        let rest = match result {
+            Ok(IoReply::Data(rest)) => rest,
+            other => panic!("read {offset}+{len} in parts failed: {other:?}"),
+        };
+        assert!(!rest.is_empty(), "the completion carries at least a byte");
+        assert!(parts.iter().all(|p| !p.is_empty()), "no empty part");
+        let mut got: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        got.extend_from_slice(&rest);
+        assert_eq!(got.len(), len as usize, "read {offset}+{len}");
+        if offset == 3000 {
+            assert!(got == data, "the bytes written, in order");
+        }
+        assert!(
+            got == read(s, offset, len),
+            "read {offset}+{len} taken in parts"
+        );
+    }
+    // Out of range: refused as a whole read is, with no part.
+    let (parts, result) = read_taking_parts(s, SIZE - 512, 1 << 20);
+    assert!(parts.is_empty());
+    assert_eq!(result.unwrap_err().kind, ErrorKind::OutOfRange);
 }
 
 /// A write given as several segments (the PDUs a write arrived in, handed over without

@@ -102,6 +102,7 @@ impl Connection {
                     collecting: None,
                     discard_data: false,
                     reserved: 0,
+                    data_in: Default::default(),
                 },
             );
             self.complete_command(
@@ -127,6 +128,7 @@ impl Connection {
             collecting: None,
             discard_data: false,
             reserved: 0,
+            data_in: Default::default(),
         };
         if write && edtl > max_data {
             // Too large to collect: nothing is solicited or buffered (not even the immediate

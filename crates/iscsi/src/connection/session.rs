@@ -28,6 +28,16 @@ pub(super) struct Task {
     /// Bytes of `Limits::max_solicited_data` this write holds: everything it solicits by
     /// R2T, reserved when its first R2T is due and given back when the task is forgotten.
     pub(super) reserved: u32,
+    /// Read data sent ahead of the command's completion (`Connection::send_data_in`).
+    pub(super) data_in: DataInSent,
+}
+
+/// How far a read's Data-In has gone: the buffer offset of its next byte and the DataSN
+/// of its next PDU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct DataInSent {
+    pub(super) offset: u32,
+    pub(super) data_sn: u32,
 }
 
 /// Full feature phase state of the (single-connection) session.

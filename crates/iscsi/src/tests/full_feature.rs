@@ -323,8 +323,9 @@ fn write_solicited_with_several_outstanding_r2ts() {
     );
 }
 
-#[test]
-fn read_split_by_initiator_mrdsl_with_status_in_last_data_in() {
+/// Logged in with libiscsi's keys but MaxRecvDataSegmentLength 8192 and MaxBurstLength
+/// 16384, so a read of 30000 bytes spans several Data-In PDUs and bursts.
+fn logged_in_with_small_data_in() -> Initiator {
     let mut i = Initiator::new(config());
     let mut keys = libiscsi_security_keys(TARGET);
     keys.extend(libiscsi_operational_keys());
@@ -338,6 +339,12 @@ fn read_split_by_initiator_mrdsl_with_status_in_last_data_in() {
     }
     i.send(&login_req(true, 0, 3, 1, 1, &kv_owned(&keys)));
     i.take_events();
+    i
+}
+
+#[test]
+fn read_split_by_initiator_mrdsl_with_status_in_last_data_in() {
+    let mut i = logged_in_with_small_data_in();
     i.send(&scsi_cmd(
         false,
         true,
@@ -371,6 +378,109 @@ fn read_split_by_initiator_mrdsl_with_status_in_last_data_in() {
     assert_eq!(r[3].u32(44), 32768 - 30000, "residual");
     assert_eq!(r[3].stat_sn(), 1, "one login response used StatSN 0");
     assert_eq!(r[0].stat_sn(), 0, "StatSN reserved without S");
+}
+
+/// A read's data sent in parts ahead of its completion (a store that reads a large
+/// transfer in pieces): the Data-In PDUs continue one sequence across the parts and the
+/// rest (DataSN and buffer offset counting on, RFC 7143 11.7.4 and 11.7.5; F at every
+/// MaxBurstLength boundary, 11.7.1), and the status rides in the very last PDU.
+#[test]
+fn read_data_sent_in_parts_continues_one_data_in_sequence() {
+    let mut i = logged_in_with_small_data_in();
+    let read = |i: &mut Initiator, itt: u32, cmd_sn: u32, edtl: u32| {
+        i.send(&scsi_cmd(
+            false,
+            true,
+            true,
+            false,
+            itt,
+            edtl,
+            cmd_sn,
+            &READ10,
+            &[],
+        ));
+        commands(i.take_events());
+    };
+    read(&mut i, 9, 1, 32768);
+    let data = pattern(30000);
+    let all = Bytes::from(data.clone());
+    i.conn.send_data_in(9, all.slice(..10000));
+    let first = i.drain();
+    i.conn.send_data_in(9, all.slice(10000..20000));
+    let second = i.drain();
+    i.conn.complete_command(
+        9,
+        CommandResponse {
+            status: 0,
+            data_in: all.slice(20000..),
+            sense: None,
+            transfer_len: 30000,
+        },
+    );
+    let rest = i.drain();
+    assert_eq!((first.len(), second.len(), rest.len()), (2, 2, 2));
+    let r: Vec<_> = first.into_iter().chain(second).chain(rest).collect();
+    let mut got = Vec::new();
+    for (n, p) in r.iter().enumerate() {
+        assert_eq!(p.opcode(), 0x25, "Data-In");
+        assert_eq!(p.u32(36), n as u32, "DataSN");
+        assert_eq!(p.u32(40) as usize, got.len(), "buffer offset");
+        got.extend_from_slice(&p.data);
+    }
+    assert_eq!(got, data);
+    let lens: Vec<usize> = r.iter().map(|p| p.data.len()).collect();
+    assert_eq!(lens, vec![8192, 1808, 6384, 3616, 8192, 1808]);
+    // F at the burst boundary 16384 (the end of the second part's first PDU) and on the
+    // last; S + U (residual) on the last only.
+    let flags: Vec<u8> = r.iter().map(|p| p.flags()).collect();
+    assert_eq!(flags, vec![0x00, 0x00, 0x80, 0x00, 0x00, 0x83]);
+    assert_eq!(r[5].u32(44), 32768 - 30000, "residual");
+    assert_eq!(r[5].stat_sn(), 1, "one login response used StatSN 0");
+    assert!(
+        r[..5].iter().all(|p| p.stat_sn() == 0),
+        "StatSN reserved without S"
+    );
+
+    // A read that fails after a part: the SCSI Response counts the Data-In already sent.
+    read(&mut i, 10, 2, 4096);
+    i.conn.send_data_in(10, Bytes::from(vec![1u8; 1024]));
+    let sense = vec![
+        0x70, 0, 0x03, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x11, 0, 0, 0, 0, 0,
+    ];
+    i.conn.complete_command(
+        10,
+        CommandResponse {
+            status: 2,
+            data_in: Bytes::new(),
+            sense: Some(Bytes::from(sense)),
+            transfer_len: 0,
+        },
+    );
+    let r = i.drain();
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].opcode(), r[0].flags()), (0x25, 0x00));
+    assert_eq!(r[1].opcode(), 0x21);
+    assert_eq!(r[1].bhs[3], 2, "CHECK CONDITION");
+    assert_eq!(r[1].u32(36), 1, "ExpDataSN: the one Data-In sent");
+
+    // A part that reaches the expected length ends the sequence (F); what the CDB asked
+    // beyond it is dropped, and the status goes in a SCSI Response.
+    read(&mut i, 11, 3, 2048);
+    i.conn.send_data_in(11, Bytes::from(vec![2u8; 2048]));
+    i.conn.complete_command(11, good(vec![3u8; 2048], 4096));
+    let r = i.drain();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].opcode(), r[0].flags(), r[0].data.len()),
+        (0x25, 0x80, 2048)
+    );
+    assert_eq!(r[1].opcode(), 0x21);
+    assert_eq!(r[1].flags() & 0x06, 0x04, "O: the CDB asked for more");
+    assert_eq!(r[1].u32(36), 1, "ExpDataSN");
+
+    // A part for a task that is not there (aborted, unknown) sends nothing.
+    i.conn.send_data_in(99, Bytes::from(vec![4u8; 512]));
+    assert!(i.drain().is_empty());
 }
 
 #[test]

@@ -39,8 +39,9 @@ pub(crate) const INVALID_FIELD: Sense =
 /// What a command waiting for storage does with the result.
 #[derive(Debug)]
 pub(crate) enum State {
-    /// READ: pass the store's bytes through.
-    Read { len: u32 },
+    /// READ: pass the store's bytes through; `parts` of them were passed on already, as
+    /// the store read them ([`crate::Pending::part`]).
+    Read { len: u32, parts: u32 },
     /// The last request of a command: success is GOOD without data.
     Final { transfer_len: u32 },
     /// WRITE AND VERIFY after its write: read back and compare.
@@ -323,8 +324,11 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
         }
     };
     match state {
-        State::Read { len } => match reply {
-            IoReply::Data(data) if data.len() == len as usize => done(Response::good(data, len)),
+        State::Read { len, parts } => match reply {
+            // After parts, the store's reply is the rest of the data (at least a byte).
+            IoReply::Data(data) if data.len() as u64 + u64::from(parts) == u64::from(len) => {
+                done(Response::good(data, len))
+            }
             _ => fail(Sense::new(
                 SenseKey::MediumError,
                 Asc::UNRECOVERED_READ_ERROR,

@@ -149,7 +149,7 @@ impl ScsiCommand for Read {
             Some((offset, len)) => io(
                 ctx.lun,
                 IoRequest::Read { offset, len },
-                State::Read { len },
+                State::Read { len, parts: 0 },
             ),
         }
     }
