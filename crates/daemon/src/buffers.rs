@@ -88,6 +88,14 @@ impl SocketBuffers {
     /// The most an idle connection keeps in socket buffers.
     pub const KEEP: usize = Self::INPUT_KEEP * (1 + Self::SPARES) + Self::OUTPUT_KEEP;
 
+    /// After a socket read of `read` bytes onto `partial` bytes of an unfinished PDU and
+    /// the iSCSI core's pass over them (`left`: the input's length after it): true when
+    /// the pass took no PDU, i.e. the read brought only part of one, so its sender is in
+    /// the middle of sending it.
+    pub fn read_only_part_of_a_pdu(partial: usize, read: usize, left: usize) -> bool {
+        read > 0 && left == partial + read
+    }
+
     /// Before a socket read: at least [`Self::MIN_READ`] bytes of room after the bytes of
     /// a partial PDU, from an allocation the connection already has whenever one is free.
     pub fn prepare_input(&mut self) {
@@ -287,6 +295,35 @@ mod tests {
             "{}",
             b.capacity()
         );
+    }
+
+    /// The condition under which the connection gives up the CPU after a read, worked
+    /// through the input as the daemon does: a 4 KiB WRITE's PDU (48-byte header, 4096
+    /// bytes of immediate data, RFC 7143 11.3) arriving as libiscsi sends it, header
+    /// first; the iSCSI core stands in as "takes every whole PDU off the front".
+    #[test]
+    fn only_a_read_that_completes_no_pdu_means_the_sender_is_mid_pdu() {
+        const PDU: usize = 48 + 4096;
+        let mut input = BytesMut::new();
+        let read = |input: &mut BytesMut, bytes: usize| {
+            let partial = input.len();
+            input.put_bytes(0, bytes);
+            let whole = input.len() / PDU * PDU;
+            let _ = input.split_to(whole);
+            SocketBuffers::read_only_part_of_a_pdu(partial, bytes, input.len())
+        };
+        // The header alone: the initiator is between its two sends.
+        assert!(read(&mut input, 48));
+        // The data completes it: a command to answer.
+        assert!(!read(&mut input, 4096));
+        // Three whole PDUs and the header of a fourth: commands to answer.
+        assert!(!read(&mut input, 3 * PDU + 48));
+        // Part of the fourth's data: still mid-PDU.
+        assert!(read(&mut input, 1000));
+        assert!(!read(&mut input, 3096));
+        assert!(input.is_empty());
+        // Nothing read (end of stream) is not a PDU in progress.
+        assert!(!read(&mut input, 0));
     }
 
     #[test]
