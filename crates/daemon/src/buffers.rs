@@ -90,10 +90,11 @@ impl SocketBuffers {
 
     /// After a socket read of `read` bytes onto `partial` bytes of an unfinished PDU and
     /// the iSCSI core's pass over them (`left`: the input's length after it): true when
-    /// the pass took no PDU, i.e. the read brought only part of one, so its sender is in
-    /// the middle of sending it.
+    /// the read began a PDU and brought only part of it (the pass took nothing), so its
+    /// sender is in the middle of sending it. Once per PDU: the later reads of a large
+    /// PDU (a 1 MiB write's 256 KiB Data-Out) that still do not complete it do not count.
     pub fn read_only_part_of_a_pdu(partial: usize, read: usize, left: usize) -> bool {
-        read > 0 && left == partial + read
+        partial == 0 && read > 0 && left == read
     }
 
     /// Before a socket read: at least [`Self::MIN_READ`] bytes of room after the bytes of
@@ -318,9 +319,23 @@ mod tests {
         assert!(!read(&mut input, 4096));
         // Three whole PDUs and the header of a fourth: commands to answer.
         assert!(!read(&mut input, 3 * PDU + 48));
-        // Part of the fourth's data: still mid-PDU.
-        assert!(read(&mut input, 1000));
+        // Part of the fourth's data: mid-PDU, but the PDU began in an earlier read
+        // (the sender was given its turn then).
+        assert!(!read(&mut input, 1000));
         assert!(!read(&mut input, 3096));
+        assert!(input.is_empty());
+        // A large PDU read in pieces counts at its first piece only.
+        const LARGE: usize = 48 + 262_144;
+        let large = |input: &mut BytesMut, bytes: usize| {
+            let partial = input.len();
+            input.put_bytes(0, bytes);
+            let whole = input.len() / LARGE * LARGE;
+            let _ = input.split_to(whole);
+            SocketBuffers::read_only_part_of_a_pdu(partial, bytes, input.len())
+        };
+        assert!(large(&mut input, 65_536));
+        assert!(!large(&mut input, 65_536));
+        assert!(!large(&mut input, LARGE - 2 * 65_536));
         assert!(input.is_empty());
         // Nothing read (end of stream) is not a PDU in progress.
         assert!(!read(&mut input, 0));

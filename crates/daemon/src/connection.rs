@@ -283,7 +283,7 @@ async fn serve_in_span(
             break;
         }
         if sender_mid_pdu {
-            // The read brought part of a PDU and nothing else: the initiator is between
+            // The read began a PDU and brought only part of it: the initiator is between
             // the sends of one PDU (libiscsi sends a write's header, then its data). Give
             // it the CPU to finish instead of sleeping until the rest wakes this thread:
             // where both share a core, that wake-up preempts the initiator again before
