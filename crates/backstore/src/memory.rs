@@ -11,12 +11,10 @@ use store_api::{
     MetadataLock, Op, StoreError,
 };
 
-/// Bytes per lock shard; requests lock only the shards they touch, one at a time. One
-/// transparent huge page (x86-64, arm64 with 4 KiB pages): each shard is a mapping of its
-/// own aligned to it, see [`Zeroed`].
-const SHARD: usize = 2 << 20;
+/// Bytes per lock shard; requests lock only the shards they touch, one at a time.
+const SHARD: usize = 1 << 20;
 
-/// A store in memory, split into 2 MiB shards each behind its own lock.
+/// A store in memory, split into 1 MiB shards each behind its own lock.
 pub struct MemoryStore(Arc<Memory>);
 
 /// The memory behind a [`MemoryStore`] (shared as the source of copies).
@@ -74,13 +72,6 @@ impl Data {
 /// written: reads of untouched pages map the kernel's shared zero page (not counted in
 /// the process's RSS), and only pages written take memory.
 /// (`crates/backstore/tests/memory_rss.rs` counts it.)
-///
-/// A whole shard ([`SHARD`], 2 MiB) is aligned to 2 MiB and advised `MADV_HUGEPAGE`, so
-/// once written it is one transparent huge page where the kernel allows them (Debian's
-/// default is `madvise`): random 4 KiB requests over a large store then miss the TLB far
-/// less (one entry per 2 MiB instead of per 4 KiB, and in a VM every miss is a two-level
-/// page walk). The cost is resident memory in 2 MiB steps as shards are first written
-/// (reads of untouched shards still map the zero page).
 struct Zeroed {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
@@ -96,47 +87,23 @@ impl Zeroed {
     /// `len` (> 0) zero bytes; aborts like a failed allocation when the kernel refuses.
     fn new(len: usize) -> Zeroed {
         assert!(len > 0, "a shard holds at least one byte");
-        // A whole shard is mapped at a multiple of its size (over-map, then unmap the
-        // ends), so it can be one huge page.
-        let align = if len == SHARD { SHARD } else { 1 };
-        let span = len + align - 1;
         // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                span,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        if ptr == libc::MAP_FAILED {
-            std::alloc::handle_alloc_error(
+        match std::ptr::NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
+            Some(ptr) => Zeroed { ptr, len },
+            None => std::alloc::handle_alloc_error(
                 std::alloc::Layout::from_size_align(len, 4096).expect("shard layout"),
-            );
+            ),
         }
-        let base = ptr as usize;
-        let start = base.next_multiple_of(align);
-        // SAFETY: `base..base + span` is the mapping just made; the pieces unmapped lie
-        // inside it, before `start` and after `start + len`, and nothing refers to them.
-        unsafe {
-            if start > base {
-                libc::munmap(ptr, start - base);
-            }
-            let end = start + len;
-            let page_end = end.next_multiple_of(4096);
-            if base + span > page_end {
-                libc::munmap(page_end as *mut libc::c_void, base + span - page_end);
-            }
-            if align > 1 {
-                // Advice only: where the kernel has no transparent huge pages it fails
-                // and the shard stays in 4 KiB pages.
-                libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-            }
-        }
-        let ptr = std::ptr::NonNull::new(start as *mut u8).expect("a mapping is never at 0");
-        Zeroed { ptr, len }
     }
 }
 
@@ -469,7 +436,7 @@ mod tests {
 
     #[test]
     fn growing_a_partial_last_shard_keeps_its_data_and_zeroes_the_rest() {
-        // 1.5 MiB: one shard, three quarters of a whole one (which is 2 MiB).
+        // 1.5 MiB: the second shard is half a shard long.
         let store = MemoryStore::new(Geometry {
             block_size: 512,
             num_blocks: 3 * 1024,
@@ -488,36 +455,6 @@ mod tests {
         write(&store, (1 << 21) - 512, 0x11, 1024);
         assert_eq!(read(&store, (3 << 19) - 512, 1024), vec![0x77; 1024]);
         assert_eq!(read(&store, (1 << 21) - 512, 1024), vec![0x11; 1024]);
-    }
-
-    /// Whole shards start at a multiple of their size, so each can be one transparent
-    /// huge page; a shorter last shard needs no alignment.
-    #[test]
-    fn whole_shards_are_mapped_at_huge_page_boundaries() {
-        let store = MemoryStore::new(Geometry {
-            block_size: 512,
-            num_blocks: (5 * SHARD as u64 + 4096) / 512,
-        });
-        let data = store.data.read().unwrap();
-        assert_eq!(data.shards.len(), 6);
-        for shard in &data.shards[..5] {
-            let shard = shard.read().unwrap();
-            assert_eq!(shard.len(), SHARD);
-            assert_eq!(shard.as_ptr() as usize % (2 << 20), 0, "2 MiB aligned");
-        }
-        assert_eq!(data.shards[5].read().unwrap().len(), 4096);
-        drop(data);
-        // Every byte of every shard is usable: the last 512 bytes of each whole shard
-        // and the first of the next, and the short last shard.
-        for n in 1..=5 {
-            write(&store, (n * SHARD) as u64 - 512, n as u8, 1024);
-            assert_eq!(
-                read(&store, (n * SHARD) as u64 - 512, 1024),
-                vec![n as u8; 1024]
-            );
-        }
-        write(&store, 5 * SHARD as u64 + 3584, 9, 512);
-        assert_eq!(read(&store, 5 * SHARD as u64, 4096)[3584..], [9; 512]);
     }
 
     /// The allocation bitmap is set and cleared a word of 64 blocks at a time: ranges

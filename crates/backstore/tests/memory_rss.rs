@@ -1,5 +1,5 @@
 //! A memory store costs resident memory only for what was written: creating a 256 MiB
-//! store and reading a block of every MiB of it takes no page of it, and writes take
+//! store and reading every one of its 1 MiB shards takes no page of it, and writes take
 //! the pages they write. Counted in pages (`RssAnon` of /proc/self/status), not timed.
 //!
 //! One test in its own file, so it runs in a process of its own (under `cargo test` too)
@@ -38,7 +38,6 @@ fn run(store: &MemoryStore, req: IoRequest) -> IoReply {
 #[test]
 fn a_memory_store_takes_resident_memory_only_for_what_was_written() {
     const SIZE: u64 = 256 * MIB;
-    // One read per MiB: every shard (2 MiB) is read twice.
     const SHARD: u64 = MIB;
     // Warm up what a first request allocates once (the read buffer pool's first buffer,
     // lazily initialised statics) on a small store, so the counts below are the store's.
@@ -81,8 +80,7 @@ fn a_memory_store_takes_resident_memory_only_for_what_was_written() {
     );
 
     // Writes take their pages (so the count above measures what it claims to): one
-    // 4 KiB block into each of 64 MiB (where the kernel gives the store transparent
-    // huge pages, every shard written takes 2 MiB: at least as much).
+    // 4 KiB block into each of 64 shards.
     let data = Bytes::from(vec![0x5a; 4096]);
     for shard in 0..64 {
         let req = IoRequest::Write {
