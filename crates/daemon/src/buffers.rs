@@ -304,15 +304,17 @@ mod tests {
     /// first; the iSCSI core stands in as "takes every whole PDU off the front".
     #[test]
     fn only_a_read_that_completes_no_pdu_means_the_sender_is_mid_pdu() {
-        const PDU: usize = 48 + 4096;
-        let mut input = BytesMut::new();
-        let read = |input: &mut BytesMut, bytes: usize| {
+        /// One socket read of `bytes` into a stream of `pdu`-byte PDUs, then the pass.
+        fn feed(input: &mut BytesMut, pdu: usize, bytes: usize) -> bool {
             let partial = input.len();
             input.put_bytes(0, bytes);
-            let whole = input.len() / PDU * PDU;
+            let whole = input.len() / pdu * pdu;
             let _ = input.split_to(whole);
             SocketBuffers::read_only_part_of_a_pdu(partial, bytes, input.len())
-        };
+        }
+        const PDU: usize = 48 + 4096;
+        let mut input = BytesMut::new();
+        let read = |input: &mut BytesMut, bytes: usize| feed(input, PDU, bytes);
         // The header alone: the initiator is between its two sends.
         assert!(read(&mut input, 48));
         // The data completes it: a command to answer.
@@ -326,13 +328,7 @@ mod tests {
         assert!(input.is_empty());
         // A large PDU read in pieces counts at its first piece only.
         const LARGE: usize = 48 + 262_144;
-        let large = |input: &mut BytesMut, bytes: usize| {
-            let partial = input.len();
-            input.put_bytes(0, bytes);
-            let whole = input.len() / LARGE * LARGE;
-            let _ = input.split_to(whole);
-            SocketBuffers::read_only_part_of_a_pdu(partial, bytes, input.len())
-        };
+        let large = |input: &mut BytesMut, bytes: usize| feed(input, LARGE, bytes);
         assert!(large(&mut input, 65_536));
         assert!(!large(&mut input, 65_536));
         assert!(!large(&mut input, LARGE - 2 * 65_536));
