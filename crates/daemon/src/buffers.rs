@@ -94,6 +94,15 @@ impl SocketBuffers {
     /// The most an idle connection keeps in socket buffers.
     pub const KEEP: usize = Self::INPUT_KEEP * (1 + Self::SPARES) + Self::OUTPUT_KEEP;
 
+    /// After a socket read of `read` bytes onto `partial` bytes of an unfinished PDU and
+    /// the iSCSI core's pass over them (`left`: the input's length after it): true when
+    /// the read began a PDU and brought only part of it (the pass took nothing), so its
+    /// sender is in the middle of sending it. Once per PDU: the later reads of a large
+    /// PDU (a 1 MiB write's 256 KiB Data-Out) that still do not complete it do not count.
+    pub fn read_only_part_of_a_pdu(partial: usize, read: usize, left: usize) -> bool {
+        partial == 0 && read > 0 && left == read
+    }
+
     /// Before a socket read: at least [`Self::MIN_READ`] bytes of room after the bytes of
     /// a partial PDU, from an allocation the connection already has whenever one is free.
     /// After a read that took all the room it had (more was waiting in the socket: a
@@ -311,6 +320,45 @@ mod tests {
             "{}",
             b.capacity()
         );
+    }
+
+    /// The condition under which the connection gives up the CPU after a read, worked
+    /// through the input as the daemon does: a 4 KiB WRITE's PDU (48-byte header, 4096
+    /// bytes of immediate data, RFC 7143 11.3) arriving as libiscsi sends it, header
+    /// first; the iSCSI core stands in as "takes every whole PDU off the front".
+    #[test]
+    fn only_a_read_that_completes_no_pdu_means_the_sender_is_mid_pdu() {
+        /// One socket read of `bytes` into a stream of `pdu`-byte PDUs, then the pass.
+        fn feed(input: &mut BytesMut, pdu: usize, bytes: usize) -> bool {
+            let partial = input.len();
+            input.put_bytes(0, bytes);
+            let whole = input.len() / pdu * pdu;
+            let _ = input.split_to(whole);
+            SocketBuffers::read_only_part_of_a_pdu(partial, bytes, input.len())
+        }
+        const PDU: usize = 48 + 4096;
+        let mut input = BytesMut::new();
+        let read = |input: &mut BytesMut, bytes: usize| feed(input, PDU, bytes);
+        // The header alone: the initiator is between its two sends.
+        assert!(read(&mut input, 48));
+        // The data completes it: a command to answer.
+        assert!(!read(&mut input, 4096));
+        // Three whole PDUs and the header of a fourth: commands to answer.
+        assert!(!read(&mut input, 3 * PDU + 48));
+        // Part of the fourth's data: mid-PDU, but the PDU began in an earlier read
+        // (the sender was given its turn then).
+        assert!(!read(&mut input, 1000));
+        assert!(!read(&mut input, 3096));
+        assert!(input.is_empty());
+        // A large PDU read in pieces counts at its first piece only.
+        const LARGE: usize = 48 + 262_144;
+        let large = |input: &mut BytesMut, bytes: usize| feed(input, LARGE, bytes);
+        assert!(large(&mut input, 65_536));
+        assert!(!large(&mut input, 65_536));
+        assert!(!large(&mut input, LARGE - 2 * 65_536));
+        assert!(input.is_empty());
+        // Nothing read (end of stream) is not a PDU in progress.
+        assert!(!read(&mut input, 0));
     }
 
     #[test]
