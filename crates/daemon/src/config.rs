@@ -7,6 +7,9 @@
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)
 //! max_recv_data_segment_length = 262144  # optional login keys, bytes (also
 //!                                         # max_burst_length, first_burst_length)
+//! max_outstanding_r2t = 4        # optional login keys: 1 to 65535,
+//! immediate_data = true          # Yes/No offered (ANDed with the initiator's),
+//! initial_r2t = false            # Yes/No asked for (ORed with the initiator's)
 //! gateway_id = "gateway-a"       # optional; else --gateway-id (read at start only)
 //! alua_group = 1                 # optional; else --alua-group, with alua_state and
 //! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (states live)
@@ -61,6 +64,12 @@ pub struct ConfigFile {
     /// FirstBurstLength the target accepts at most (bytes, 512..=16777215, at most
     /// MaxBurstLength).
     pub first_burst_length: Option<u32>,
+    /// MaxOutstandingR2T the target accepts at most (1..=65535, RFC 7143 13.17).
+    pub max_outstanding_r2t: Option<u32>,
+    /// ImmediateData the target offers (the result is the AND with the initiator's).
+    pub immediate_data: Option<bool>,
+    /// InitialR2T the target asks for (the result is the OR with the initiator's).
+    pub initial_r2t: Option<bool>,
     /// Normal sessions must negotiate HeaderDigest=CRC32C (`--require-header-digest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_header_digest: bool,
@@ -305,8 +314,9 @@ impl ConfigFile {
 }
 
 impl ConfigFile {
-    /// `base` with the login keys this file sets (RFC 7143 13.12-13.14: 512 to 2^24-1
-    /// bytes; FirstBurstLength not above MaxBurstLength); the error names the key.
+    /// `base` with the login keys this file sets (RFC 7143 13.10-13.14 and 13.17: lengths
+    /// 512 to 2^24-1 bytes, FirstBurstLength not above MaxBurstLength, MaxOutstandingR2T 1
+    /// to 65535; ImmediateData and InitialR2T as offered); the error names the key.
     pub fn iscsi_limits(&self, mut base: iscsi::Limits) -> Result<iscsi::Limits> {
         let keys = [
             (
@@ -332,6 +342,18 @@ impl ConfigFile {
                 }
                 *slot = value;
             }
+        }
+        if let Some(value) = self.max_outstanding_r2t {
+            if !(1..=65_535).contains(&value) {
+                bail!("max_outstanding_r2t: {value} is out of range 1..=65535");
+            }
+            base.max_outstanding_r2t = value;
+        }
+        if let Some(value) = self.immediate_data {
+            base.immediate_data = value;
+        }
+        if let Some(value) = self.initial_r2t {
+            base.initial_r2t = value;
         }
         if base.first_burst_length > base.max_burst_length {
             bail!(
@@ -670,6 +692,43 @@ backing_store = "/srv/b.img"
         assert!(check_block_size(4097).is_err());
         assert!(check_command_timeout(0).is_ok());
         assert!(check_command_timeout(86_401).is_err());
+    }
+
+    #[test]
+    fn r2t_login_keys_override_the_defaults_and_are_range_checked() {
+        let limits = ConfigFile::parse(
+            "max_outstanding_r2t = 8\nimmediate_data = false\ninitial_r2t = true\n",
+        )
+        .unwrap()
+        .iscsi_limits(iscsi::Limits::default())
+        .unwrap();
+        assert_eq!(limits.max_outstanding_r2t, 8);
+        assert!(!limits.immediate_data);
+        assert!(limits.initial_r2t);
+        // Unset keys keep what the target offers by default.
+        let defaults = iscsi::Limits::default();
+        let unset = ConfigFile::parse("")
+            .unwrap()
+            .iscsi_limits(defaults.clone())
+            .unwrap();
+        assert_eq!(unset, defaults);
+        for (value, ok) in [(0, false), (1, true), (65_535, true), (65_536, false)] {
+            let parsed = ConfigFile::parse(&format!("max_outstanding_r2t = {value}\n"));
+            assert_eq!(parsed.is_ok(), ok, "{value}");
+            if let Err(err) = parsed {
+                assert!(
+                    format!("{err:#}").contains(&format!(
+                        "max_outstanding_r2t: {value} is out of range 1..=65535"
+                    )),
+                    "{err:#}"
+                );
+            }
+        }
+        let err = format!(
+            "{:#}",
+            ConfigFile::parse("immediate_data = 1\n").unwrap_err()
+        );
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

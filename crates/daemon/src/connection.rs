@@ -456,6 +456,9 @@ impl Session {
                 let digests = conn.params().map(|p| p.digests).unwrap_or_default();
                 let max_recv_data_segment_length =
                     conn.params().map(|p| p.target_max_recv_data_segment_length);
+                let immediate_data = conn.params().map(|p| p.immediate_data);
+                let initial_r2t = conn.params().map(|p| p.initial_r2t);
+                let max_outstanding_r2t = conn.params().map(|p| p.max_outstanding_r2t);
                 tracing::info!(
                     %peer,
                     %initiator,
@@ -464,6 +467,9 @@ impl Session {
                     header_digest = digests.header,
                     data_digest = digests.data,
                     max_recv_data_segment_length,
+                    immediate_data,
+                    initial_r2t,
+                    max_outstanding_r2t,
                     "login"
                 );
             }

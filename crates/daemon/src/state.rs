@@ -718,6 +718,12 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile, live_alua: bool) -> Vec<
             old.first_burst_length != new.first_burst_length,
         ),
         (
+            "max_outstanding_r2t",
+            old.max_outstanding_r2t != new.max_outstanding_r2t,
+        ),
+        ("immediate_data", old.immediate_data != new.immediate_data),
+        ("initial_r2t", old.initial_r2t != new.initial_r2t),
+        (
             "require_header_digest",
             old.require_header_digest != new.require_header_digest,
         ),

@@ -846,6 +846,61 @@ fn login_settings_changed_live_apply_to_new_logins_and_sessions_keep_theirs() {
 }
 
 #[test]
+fn r2t_login_keys_set_in_the_file_apply_to_new_logins_and_writes_go_by_r2t() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    // libiscsi offers ImmediateData=Yes and InitialR2T=No; with nothing set we agree
+    // (RFC 7143 13.10: ImmediateData is the AND of both offers; 13.11: InitialR2T the OR).
+    let mut old = Initiator::connect(&daemon.portal(), A, 0).unwrap();
+    daemon.wait_for_log_line(&["login", "immediate_data=true", "initial_r2t=false"]);
+
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    // Out of range (RFC 7143 13.17: 1 to 65535): one line naming the key, nothing changed.
+    let bad = setup.dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("max_outstanding_r2t = 0\n{text}")).unwrap();
+    let err = refused(socket, &["apply", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("max_outstanding_r2t: 0 is out of range 1..=65535"),
+        "{err}"
+    );
+    let changed = setup.dir.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        format!("immediate_data = false\ninitial_r2t = true\nmax_outstanding_r2t = 1\n{text}"),
+    )
+    .unwrap();
+    let out = ok(socket, &["apply", changed.to_str().unwrap()]);
+    for key in ["immediate_data", "initial_r2t", "max_outstanding_r2t"] {
+        assert!(
+            out.contains(&format!("~ {key} (applies to new logins)")),
+            "{key}: {out}"
+        );
+    }
+    // A new login gets ImmediateData=No and InitialR2T=Yes whatever libiscsi offers, so
+    // every byte of a write is solicited by R2T; a 64 KiB write and its read back show
+    // the path works that way.
+    let mut new = Initiator::connect(&daemon.portal(), A, 0).unwrap();
+    daemon.wait_for_log_line(&[
+        "login",
+        "immediate_data=false",
+        "initial_r2t=true",
+        "max_outstanding_r2t=1",
+    ]);
+    let _ = new.test_unit_ready();
+    let data = pattern(7, 65_536);
+    new.write10(8, &data, BLOCK).unwrap();
+    assert_eq!(new.read10(8, 128, BLOCK).unwrap(), data);
+    // The session from before keeps what it negotiated and goes on.
+    let _ = old.test_unit_ready();
+    assert_eq!(old.read10(8, 128, BLOCK).unwrap(), data);
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(saved.contains("immediate_data = false"), "{saved}");
+    assert!(saved.contains("initial_r2t = true"), "{saved}");
+    assert!(saved.contains("max_outstanding_r2t = 1"), "{saved}");
+}
+
+#[test]
 fn after_a_store_swap_a_read_waits_for_the_old_stores_write_and_returns_its_data() {
     use testkit::fake::{FakeRoot, FaultRule};
     let root = FakeRoot::new();
