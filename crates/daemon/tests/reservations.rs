@@ -92,11 +92,7 @@ struct RawHost {
 
 impl RawHost {
     fn login(target: &Running) -> RawHost {
-        let mut stream = TcpStream::connect(target.portal).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let exp_stat_sn = raw_login(&mut stream, IQN);
+        let (stream, exp_stat_sn) = raw_session(target.portal);
         RawHost {
             stream,
             cmd_sn: 1,
