@@ -193,7 +193,7 @@ fn a_late_completion_does_not_answer_a_newer_command_with_the_same_task_tag() {
         }
     };
     let target = InProcess::serve(store, Some(Duration::from_secs(1)));
-    let (mut stream, exp_stat_sn) = raw_session(target.portal);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     const ITT: u32 = 7;
 
     // READ(10) of LBA 1 hangs in the store and is answered at the time limit.
@@ -260,7 +260,7 @@ fn a_reads_parts_leave_as_data_in_before_the_store_completes() {
         })
     };
     let target = InProcess::serve(store, Some(Duration::from_secs(20)));
-    let (mut stream, exp_stat_sn) = raw_session(target.portal);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     const ITT: u32 = 9;
     // READ(10) of 512 blocks (256 KiB) at LBA 0; the initiator takes 64 KiB per PDU.
     let read = [0x28, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0];
@@ -358,7 +358,7 @@ fn preempt_and_abort_aborts_the_preempted_hosts_commands_in_flight() {
     let target = InProcess::serve(store, Some(Duration::from_secs(60)));
     // Host A through libiscsi, host B on a raw session.
     let mut a = target.connect();
-    let (mut b, mut exp) = raw_session(target.portal);
+    let (mut b, mut exp) = raw_session(target.portal, IQN);
 
     // B registers (REGISTER, 00h), A registers.
     let (cdb, p) = prout(0x00, 0, 0, KEY_B);

@@ -92,7 +92,7 @@ struct RawHost {
 
 impl RawHost {
     fn login(target: &Running) -> RawHost {
-        let (stream, exp_stat_sn) = raw_session(target.portal);
+        let (stream, exp_stat_sn) = raw_session(target.portal, IQN);
         RawHost {
             stream,
             cmd_sn: 1,

@@ -241,15 +241,15 @@ pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
     panic!("TEST UNIT READY still fails after four tries");
 }
 
-/// A raw session with the target at `portal`: connected (reads time out after 10 s, so
-/// a missing answer fails the test instead of hanging it) and logged in with
+/// A raw session with target `iqn` at `portal`: connected (reads time out after 10 s,
+/// so a missing answer fails the test instead of hanging it) and logged in with
 /// [`raw_login`]; the next ExpStatSN.
-pub fn raw_session(portal: SocketAddr) -> (TcpStream, u32) {
+pub fn raw_session(portal: SocketAddr, iqn: &str) -> (TcpStream, u32) {
     let mut stream = TcpStream::connect(portal).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let exp_stat_sn = raw_login(&mut stream, iqn);
     (stream, exp_stat_sn)
 }
 
