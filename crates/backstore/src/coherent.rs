@@ -28,6 +28,15 @@
 //! LUN block size of 512 on a 4Kn brick disk fails its writes with EINVAL. A brick file
 //! system without `O_DIRECT` (tmpfs before Linux 6.6) refuses the open with EINVAL: the
 //! store then fails to open with a message saying so, never falls back to cached I/O.
+//!
+//! gfapi tells nothing of the brick disk's sector size (`glfs_statvfs` and `glfs_fstat`
+//! give the file system's block size, 4096 on either kind of disk), so the store finds a
+//! block size below it by trying ([`check_block_size`]): when it opens, it reads one
+//! logical block `O_DIRECT` where the image has data (`glfs_lseek` `SEEK_DATA`: a read
+//! of a hole never reaches the disk, so it is checked by nobody), and EINVAL fails the
+//! open, naming the block size and the sector size found by reading larger powers of
+//! two. Not caught: an image with no data yet (nothing to read; its first write then
+//! fails), and in a replicated volume a brick other than the one that answers reads.
 
 //!
 //! The metadata objects gateways share the reservations through (`<file>.pr`,
@@ -103,4 +112,66 @@ pub(crate) fn open_failed(e: &gfapi::Error) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// Largest brick sector size [`check_block_size`] looks for.
+const MAX_SECTOR_SIZE: u64 = 65536;
+
+/// Checks that a coherent image's brick takes `O_DIRECT` reads of one `block_size` block
+/// (see the module documentation): an `Err` names the block size and, when found, the
+/// brick disk's logical sector size. Only EINVAL is decisive; any other error (the range
+/// fenced by another gateway's mandatory lock: EAGAIN) leaves the question open, and the
+/// store opens.
+pub(crate) fn check_block_size(
+    file: &gfapi::File,
+    block_size: u32,
+    size: u64,
+) -> Result<(), String> {
+    let block = u64::from(block_size);
+    if size < block {
+        return Ok(());
+    }
+    let data = match file.seek(0, true) {
+        Ok(Some(data)) => data,
+        // Nothing written yet: no block on the disk to read.
+        Ok(None) => return Ok(()),
+        // A volume without SEEK_DATA: the first block.
+        Err(_) => 0,
+    };
+    // `len` bytes at a multiple of `len`, at the data or the last that fits before the end.
+    let read = |len: u64| {
+        let at = (data / len * len).min((size - len) / len * len);
+        let mut buf = vec![0u8; len as usize];
+        file.pread(&mut buf, at)
+    };
+    match read(block).map_err(|e| e.errno()) {
+        Ok(()) => return Ok(()),
+        Err(Some(libc::EINVAL)) => {}
+        Err(_) => {
+            tracing::debug!(
+                "could not check the brick's sector size against the block size {block_size}"
+            );
+            return Ok(());
+        }
+    }
+    let sector = std::iter::successors(Some(block * 2), |s| Some(s * 2))
+        .take_while(|&s| s <= MAX_SECTOR_SIZE && s <= size)
+        .find(|&s| read(s).is_ok());
+    let found = match sector {
+        Some(s) => format!("the brick disk's logical sector size, {s} bytes"),
+        None => "the brick disk's logical sector size (no O_DIRECT read of a larger power \
+                 of two up to 64 KiB succeeded either)"
+            .to_string(),
+    };
+    let fix = match sector {
+        Some(s) if s <= 4096 => format!("give the LUN block_size {s}, or "),
+        _ => String::new(),
+    };
+    Err(format!(
+        "logical block size {block_size} is smaller than {found}: coherent mode (a LUN \
+         shared by gateways, or coherent=on) reads and writes the image O_DIRECT, which the \
+         brick refuses (EINVAL) for I/O that is not in whole sectors; {fix}set the volume's \
+         network.remote-dio on (the client then keeps O_DIRECT from the brick, still \
+         coherent)"
+    ))
 }

@@ -330,6 +330,12 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
     let size = file.size().map_err(fail)?;
     drop(vol);
     let geometry = geometry(&what, size, block_size)?;
+    if coherent {
+        coherent::check_block_size(&file, block_size, size).map_err(|reason| OpenError::Open {
+            what: what.clone(),
+            reason,
+        })?;
+    }
     Ok(Arc::new(
         GlfsStore::attach(
             &mount,

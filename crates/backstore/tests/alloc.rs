@@ -1,7 +1,8 @@
 //! Reads do not allocate a buffer per command: the stores fill buffers from
 //! `store_api::BufferPool`, which come back when the read's `Bytes` is dropped; writes
-//! allocate nothing at all. Measured with a counting global allocator (calls and bytes
-//! asked of the allocator), not with a clock.
+//! allocate nothing at all. Measured with the workspace's counting global allocator
+//! (`alloc_count::count_process`: calls and bytes asked of the allocator by every
+//! thread), not with a clock.
 //!
 //! One check per store kind (memory, file, glfs on the fake libgfapi), run one after the
 //! other in a single test (the counter is process-wide, and the file and glfs stores
@@ -10,35 +11,8 @@
 
 use backstore::{open_store, StoreOptions};
 use bytes::Bytes;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use store_api::{BlockStore, BufferPool, Completion, IoReply, IoRequest, IoResult};
-
-struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const SIZE: u64 = 32 << 20;
 const MIB: u32 = 1 << 20;
@@ -90,18 +64,12 @@ fn allocated_per_op(
     mut op: impl FnMut(&dyn BlockStore, u64),
 ) -> (f64, usize) {
     op(store, 0);
-    let (calls, bytes) = (
-        CALLS.load(Ordering::Relaxed),
-        ALLOCATED.load(Ordering::Relaxed),
-    );
-    for i in 0..n {
-        op(store, (i * u64::from(len)) % (SIZE - u64::from(len)));
-    }
-    let calls = (CALLS.load(Ordering::Relaxed) - calls) as f64 / n as f64;
-    (
-        calls,
-        (ALLOCATED.load(Ordering::Relaxed) - bytes) / n as usize,
-    )
+    let counted = alloc_count::count_process(|| {
+        for i in 0..n {
+            op(store, (i * u64::from(len)) % (SIZE - u64::from(len)));
+        }
+    });
+    (counted.calls as f64 / n as f64, counted.bytes / n as usize)
 }
 
 /// Allocator calls per command a store may make at most (reads: of 4 KiB; writes: of

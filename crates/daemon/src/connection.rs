@@ -798,9 +798,11 @@ impl Session {
         }
     }
 
-    /// Aborts this nexus's commands in flight on logical unit `lun` (plain number), without
-    /// status; their stores keep the buffers until they finish. Returns how many.
+    /// Aborts this nexus's commands on logical unit `lun` (plain number), without status:
+    /// those in flight (their stores keep the buffers until they finish) and those the
+    /// connection still collects data for. Returns how many.
     fn abort_lun(&mut self, conn: &mut iscsi::Connection, lun: u16) -> usize {
+        let collecting = conn.abort_collecting(|wire| scsi::decode_lun(wire) == Some(lun));
         let doomed: Vec<u32> = self
             .in_flight
             .iter()
@@ -811,7 +813,7 @@ impl Session {
             self.forget(itt);
             conn.abort_command(itt);
         }
-        doomed.len()
+        collecting + doomed.len()
     }
 
     /// Sends the task aborts the SCSI layer queued (PREEMPT AND ABORT) to the connections

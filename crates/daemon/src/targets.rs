@@ -307,7 +307,12 @@ impl Targets {
             let target = Target::build(name.clone(), luns)?;
             by_name.insert(name, Arc::new(target));
         }
-        let iscsi = Arc::new(iscsi_config(by_name.keys(), &[portal], limits.clone()));
+        let iscsi = Arc::new(iscsi_config(
+            by_name.keys(),
+            &[portal],
+            limits.clone(),
+            PORTAL_GROUP_TAG,
+        ));
         let access = RwLock::new(iscsi.access.clone());
         Ok(Targets {
             iscsi: RwLock::new(iscsi),
@@ -330,13 +335,39 @@ impl Targets {
 
     /// Reports ALUA with `alua` on every target from now on (and on those added later).
     /// A target that reported other groups or states before tells every nexus of its LUs
-    /// (ASYMMETRIC ACCESS STATE CHANGED, `scsi::ScsiTarget::set_alua`).
+    /// (ASYMMETRIC ACCESS STATE CHANGED, `scsi::ScsiTarget::set_alua`). The next logins
+    /// and SendTargets answers give this gateway's group as the portal group tag.
     pub fn set_alua(&self, alua: scsi::Alua) {
         let targets = self.targets.read().expect("targets lock");
         *self.alua.write().expect("targets lock") = Some(alua.clone());
         for target in targets.values() {
             target.scsi.set_alua(alua.clone());
         }
+        self.rebuild_iscsi(&targets);
+    }
+
+    /// This gateway's target portal group tag (RFC 7143 13.9, TargetPortalGroupTag; the
+    /// `,tpgt` of SendTargets addresses): its ALUA target port group's id, else 1. Its
+    /// iSCSI target port name is then `<target>,t,0x<tag>` (RFC 7143 4.2.7.1), one target
+    /// port per group, as the relative target port identifier of VPD page 83h says.
+    pub fn portal_group_tag(&self) -> u16 {
+        self.alua
+            .read()
+            .expect("targets lock")
+            .as_ref()
+            .map_or(PORTAL_GROUP_TAG, |alua| alua.own.id)
+    }
+
+    /// Rebuilds the iSCSI configuration of the next connections from `targets` (the
+    /// locked map) and the portals, limits and portal group tag now.
+    fn rebuild_iscsi(&self, targets: &HashMap<String, Arc<Target>>) {
+        let config = iscsi_config(
+            targets.keys(),
+            &self.portals(),
+            self.limits(),
+            self.portal_group_tag(),
+        );
+        *self.iscsi.write().expect("targets lock") = Arc::new(config);
     }
 
     /// Puts target port group `group` in `state` on every target (see
@@ -392,16 +423,14 @@ impl Targets {
         if let Some(new) = new {
             new.start_handovers();
         }
-        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
-        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+        self.rebuild_iscsi(&targets);
     }
 
     /// Offers the targets at `added` beside the main portal from now on (SendTargets).
     pub fn set_added_portals(&self, added: Vec<SocketAddr>) {
         let targets = self.targets.read().expect("targets lock");
         *self.added_portals.write().expect("targets lock") = added;
-        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
-        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+        self.rebuild_iscsi(&targets);
     }
 
     /// What the next logins negotiate with.
@@ -415,8 +444,7 @@ impl Targets {
     pub fn set_limits(&self, limits: iscsi::Limits) {
         let targets = self.targets.read().expect("targets lock");
         *self.limits.write().expect("targets lock") = limits;
-        let config = iscsi_config(targets.keys(), &self.portals(), self.limits());
-        *self.iscsi.write().expect("targets lock") = Arc::new(config);
+        self.rebuild_iscsi(&targets);
     }
 
     /// The time limits and login bounds of the next connections (`None`: the server's).
@@ -464,7 +492,7 @@ impl Targets {
             return current;
         }
         let mut config = (*current).clone();
-        let addresses = portal_addresses(&portals, Some(local));
+        let addresses = portal_addresses(&portals, Some(local), current.portal_group_tag);
         for target in &mut config.targets {
             target.addresses = addresses.clone();
         }
@@ -515,7 +543,7 @@ impl Targets {
 
 /// The SendTargets addresses of `portals`; a wildcard one becomes `local`'s address at
 /// its port when the connection's local address is known.
-fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>) -> Vec<String> {
+fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>, tpgt: u16) -> Vec<String> {
     let mut addresses: Vec<String> = Vec::new();
     for portal in portals {
         let addr = match local {
@@ -524,7 +552,7 @@ fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>) -> Vec<St
             }
             _ => *portal,
         };
-        let address = target_address(addr, PORTAL_GROUP_TAG);
+        let address = target_address(addr, tpgt);
         if !addresses.contains(&address) {
             addresses.push(address);
         }
@@ -533,15 +561,16 @@ fn portal_addresses(portals: &[SocketAddr], local: Option<SocketAddr>) -> Vec<St
 }
 
 /// The iSCSI configuration offering `names` (sorted, so SendTargets answers in a stable
-/// order) at `portals`.
+/// order) at `portals`, all of them in portal group `tpgt`.
 fn iscsi_config<'a>(
     names: impl Iterator<Item = &'a String>,
     portals: &[SocketAddr],
     limits: iscsi::Limits,
+    tpgt: u16,
 ) -> iscsi::Config {
     let mut names: Vec<&String> = names.collect();
     names.sort();
-    let addresses = portal_addresses(portals, None);
+    let addresses = portal_addresses(portals, None, tpgt);
     let targets = names
         .into_iter()
         .map(|name| iscsi::TargetInfo {
@@ -553,7 +582,7 @@ fn iscsi_config<'a>(
     iscsi::Config {
         targets,
         limits,
-        portal_group_tag: PORTAL_GROUP_TAG,
+        portal_group_tag: tpgt,
         access: Default::default(),
     }
 }
@@ -612,7 +641,7 @@ fn carry_reservations(
     Ok(())
 }
 
-/// Our one portal group.
+/// The portal group tag without ALUA: every gateway one portal group, one target port.
 const PORTAL_GROUP_TAG: u16 = 1;
 
 /// A SendTargets TargetAddress value (RFC 7143 13.8, 6.3): `ip:port,tpgt`, an IPv6 address
@@ -980,5 +1009,44 @@ mod alua_tests {
         assert_eq!(own_state(&a), AccessState::Transitioning);
         // Without ALUA there is nothing to change.
         assert!(targets().set_alua_state(1, AccessState::Standby).is_err());
+    }
+
+    #[test]
+    fn the_portal_group_tag_is_the_alua_group() {
+        let targets = targets();
+        // Without ALUA: portal group 1 (RFC 7143 13.8: `address:port,tpgt`).
+        assert_eq!(targets.portal_group_tag(), 1);
+        assert_eq!(targets.iscsi_config().portal_group_tag, 1);
+        assert_eq!(
+            targets.iscsi_config().targets[0].addresses,
+            ["127.0.0.1:3260,1"]
+        );
+        // In group 7: tag 7 in logins and SendTargets, also for portals added later and
+        // for the address a wildcard portal answers with; a state change keeps it.
+        targets.set_alua(alua(7, AccessState::ActiveOptimized, 1));
+        assert_eq!(targets.portal_group_tag(), 7);
+        assert_eq!(targets.iscsi_config().portal_group_tag, 7);
+        assert_eq!(
+            targets.iscsi_config().targets[0].addresses,
+            ["127.0.0.1:3260,7"]
+        );
+        targets.set_alua_state(7, AccessState::Standby).unwrap();
+        targets.set_added_portals(vec!["192.0.2.9:3261".parse().unwrap()]);
+        let config = targets.iscsi_config();
+        assert_eq!(config.portal_group_tag, 7);
+        assert_eq!(
+            config.targets[0].addresses,
+            ["127.0.0.1:3260,7", "192.0.2.9:3261,7"]
+        );
+        let wildcard = Targets::with_stores(
+            vec![(T.to_string(), vec![lun()])],
+            "0.0.0.0:3260".parse().unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        wildcard.set_alua(alua(3, AccessState::ActiveOptimized, 1));
+        let config = wildcard.iscsi_config_for("192.0.2.7:3260".parse().unwrap());
+        assert_eq!(config.portal_group_tag, 3);
+        assert_eq!(config.targets[0].addresses, ["192.0.2.7:3260,3"]);
     }
 }

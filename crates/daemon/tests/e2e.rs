@@ -315,11 +315,7 @@ fn a_write_over_the_data_limit_is_refused_without_taking_its_data() {
     // of 16 MiB must get CHECK CONDITION at once, with no R2T, while the immediate and
     // unsolicited data the initiator already sent is dropped and the connection stays up.
     let target = Running::start(&["--bstype", "memory", "--size", "64M"], &[]);
-    let mut stream = TcpStream::connect(target.portal).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
 
     let len: u32 = 16 << 20;
     let blocks = len / BLOCK;

@@ -152,11 +152,7 @@ fn hung_store_hits_the_command_time_limit_and_the_target_recovers() {
 fn abort_task_is_answered_while_the_store_still_holds_the_command() {
     let root = FakeRoot::new();
     let target = glfs_target(&root, &["--command-timeout", "0"]);
-    let mut stream = TcpStream::connect(target.portal).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     root.set_rules(&[FaultRule::on(&["write"]).hang()]);
 
     // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.
@@ -229,11 +225,7 @@ fn clear_aca_touches_no_task_and_clear_task_set_aborts_the_luns_tasks() {
 
     let root = FakeRoot::new();
     let target = glfs_target(&root, &["--command-timeout", "0"]);
-    let mut stream = TcpStream::connect(target.portal).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     root.set_rules(&[FaultRule::on(&["write"]).hang()]);
 
     // WRITE(10) of one block at LBA 2, all data immediate: CmdSN 1, ITT 1.

@@ -1,37 +1,12 @@
 //! The connection's socket input is read into buffers it already has: in steady state no
 //! allocation per PDU or per batch, also while writes still at their store hold slices of
-//! earlier input (`daemon::buffers::SocketBuffers::prepare_input`). Counted with a counting
-//! global allocator on this test's thread, not with a clock.
+//! earlier input (`daemon::buffers::SocketBuffers::prepare_input`). Counted with the
+//! workspace's counting global allocator (`alloc-count`) on this test's thread, not with a
+//! clock.
 
 use bytes::{BufMut, Bytes};
 use daemon::buffers::SocketBuffers;
 use std::collections::VecDeque;
-
-thread_local! {
-    /// Allocations made on this thread while counting (other tests run on other
-    /// threads of the same process).
-    static COUNT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-struct Counting;
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        std::alloc::System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
-        std::alloc::System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Streams writes of `pdu` bytes each (a 48-byte header, then data) through the
 /// buffers: the initiator sends `waiting` whole PDUs whenever the socket is empty, every
@@ -99,9 +74,8 @@ fn stream_within(
         taken - start
     };
     run(&mut b, warm, &mut in_flight);
-    COUNT.with(|c| c.set(Some(0)));
-    let taken = run(&mut b, batches, &mut in_flight);
-    let allocations = COUNT.with(|c| c.replace(None)).unwrap();
+    let mut taken = 0;
+    let allocations = alloc_count::count(|| taken = run(&mut b, batches, &mut in_flight));
     let pdus = taken / pdu;
     assert!(b.capacity() <= bound, "{} bytes held", b.capacity());
     drop(in_flight);

@@ -5,11 +5,11 @@ mod support;
 
 use bytes::Bytes;
 use daemon::{serve, ConnectionLimits, LunSpec, Server, Targets};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, Capabilities, Geometry, IoReply, IoRequest, MockBlockStore};
-use support::{be32, raw_login, recv_pdu, scsi_command, send_pdu, tmf_request};
+use support::{be32, raw_session, recv_pdu, scsi_command, send_pdu, tmf_request};
 use testkit::initiator::Initiator;
 
 const IQN: &str = "iqn.2026-11.io.glfs-iscsi:mock";
@@ -193,11 +193,7 @@ fn a_late_completion_does_not_answer_a_newer_command_with_the_same_task_tag() {
         }
     };
     let target = InProcess::serve(store, Some(Duration::from_secs(1)));
-    let mut stream = TcpStream::connect(target.portal).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     const ITT: u32 = 7;
 
     // READ(10) of LBA 1 hangs in the store and is answered at the time limit.
@@ -264,11 +260,7 @@ fn a_reads_parts_leave_as_data_in_before_the_store_completes() {
         })
     };
     let target = InProcess::serve(store, Some(Duration::from_secs(20)));
-    let mut stream = TcpStream::connect(target.portal).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, IQN);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
     const ITT: u32 = 9;
     // READ(10) of 512 blocks (256 KiB) at LBA 0; the initiator takes 64 KiB per PDU.
     let read = [0x28, 0, 0, 0, 0, 0, 0, 0x02, 0x00, 0];
@@ -366,9 +358,7 @@ fn preempt_and_abort_aborts_the_preempted_hosts_commands_in_flight() {
     let target = InProcess::serve(store, Some(Duration::from_secs(60)));
     // Host A through libiscsi, host B on a raw session.
     let mut a = target.connect();
-    let mut b = TcpStream::connect(target.portal).unwrap();
-    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut exp = raw_login(&mut b, IQN);
+    let (mut b, mut exp) = raw_session(target.portal, IQN);
 
     // B registers (REGISTER, 00h), A registers.
     let (cdb, p) = prout(0x00, 0, 0, KEY_B);

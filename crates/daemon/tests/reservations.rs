@@ -6,8 +6,10 @@
 
 mod support;
 
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 use support::*;
-use testkit::fake::FakeRoot;
+use testkit::fake::{FakeRoot, FaultRule};
 use testkit::initiator::Initiator;
 
 const VOLUME: &str = "vol";
@@ -78,4 +80,189 @@ fn a_reservation_fences_the_other_host_and_survives_a_restart() {
         .raw_command(&[0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], &[], 512)
         .unwrap();
     assert!(read.is_good(), "{read:?}");
+}
+
+/// Host A on a raw iSCSI connection, so the test sees exactly which PDUs it gets (and
+/// which it does not): its CmdSN and ExpStatSN.
+struct RawHost {
+    stream: TcpStream,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+}
+
+impl RawHost {
+    fn login(target: &Running) -> RawHost {
+        let (stream, exp_stat_sn) = raw_session(target.portal, IQN);
+        RawHost {
+            stream,
+            cmd_sn: 1,
+            exp_stat_sn,
+        }
+    }
+
+    /// Sends a SCSI command with `itt` and its data out immediately (RFC 7143 11.3),
+    /// without waiting for its response.
+    fn send(&mut self, cdb: &[u8], itt: u32, data_out: &[u8], read_len: u32) {
+        let write = !data_out.is_empty();
+        let len = if write {
+            data_out.len() as u32
+        } else {
+            read_len
+        };
+        let bhs = scsi_command(cdb, itt, self.cmd_sn, self.exp_stat_sn, len, write);
+        send_pdu(&mut self.stream, bhs, data_out);
+        self.cmd_sn += 1;
+    }
+
+    /// The next PDU, which must be a SCSI Response (11.4): ITT, status and, with
+    /// CHECK CONDITION, (sense key, ASC, ASCQ) from the fixed format sense data after
+    /// its 2-byte SenseLength (SPC-4 4.5.3).
+    fn response(&mut self) -> (u32, u8, Option<(u8, u8, u8)>) {
+        let (bhs, data) = recv_pdu(&mut self.stream);
+        assert_eq!(
+            bhs[0] & 0x3f,
+            0x21,
+            "SCSI Response expected, got {:#x}",
+            bhs[0]
+        );
+        self.exp_stat_sn = be32(&bhs[24..]) + 1;
+        let sense = (bhs[3] == 0x02).then(|| (data[4] & 0x0f, data[14], data[15]));
+        (be32(&bhs[16..]), bhs[3], sense)
+    }
+
+    /// Runs a command and returns its status and sense.
+    fn run(&mut self, cdb: &[u8], itt: u32, data_out: &[u8]) -> (u8, Option<(u8, u8, u8)>) {
+        self.send(cdb, itt, data_out, 0);
+        let (answered, status, sense) = self.response();
+        assert_eq!(answered, itt, "the response of the command sent");
+        (status, sense)
+    }
+
+    /// PERSISTENT RESERVE OUT `sa` (SPC-4 tables 169, 171), without APTPL.
+    fn prout(&mut self, itt: u32, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        let (status, sense) = self.run(&[0x5F, sa, kind, 0, 0, 0, 0, 0, 24, 0], itt, &p);
+        assert_eq!(sense, None);
+        status
+    }
+}
+
+/// PREEMPT AND ABORT end to end (SPC-4 5.13.11.2.5 / SAM-5 5.6): host A holds the
+/// reservation with two writes held by the store (the fake volume hangs writes to the
+/// LUN file) and a third still collecting its data; host B preempts and aborts A. B's command completes at once, A's tasks
+/// are aborted without a response (TAS=0 in the Control mode page, SAM-5 5.6), A's next
+/// command reports REGISTRATIONS PREEMPTED (UNIT ATTENTION 6h, 2Ah/05h), and the late
+/// completions of the aborted writes, once the store lets them go, answer nothing.
+#[test]
+fn preempt_and_abort_aborts_the_preempted_hosts_tasks_at_the_store() {
+    const PREEMPT_AND_ABORT: u8 = 0x05;
+    const GOOD: u8 = 0x00;
+    const CHECK_CONDITION: u8 = 0x02;
+    const UNIT_ATTENTION: u8 = 0x06;
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "0"]);
+    let mut a = RawHost::login(&target);
+    let mut b = host(&target, "host-b");
+
+    // A registers and reserves Write Exclusive - Registrants Only; B registers.
+    assert_eq!(a.prout(1, 0x00, 0, 0, KEY_A), GOOD, "A registers");
+    assert_eq!(a.prout(2, 0x01, WE_RO, KEY_A, 0), GOOD, "A reserves");
+    assert_eq!(
+        prout_with(&mut b, 0x00, 0, 0, KEY_B, 0),
+        GOOD,
+        "B registers"
+    );
+
+    // Two writes of A reach the store, which holds them.
+    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").hang()]);
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0],
+        10,
+        &pattern(10, 512),
+        0,
+    );
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 24, 0, 0, 1, 0],
+        11,
+        &pattern(11, 512),
+        0,
+    );
+    // A third write still collects its data: 128 KiB (256 blocks at LBA 64), of which
+    // the first burst (FirstBurstLength 64 KiB) goes immediately; the target asks for
+    // the rest with an R2T (RFC 7143 11.8: TTT in bytes 20..24, BufferOffset 40..44,
+    // Desired Data Transfer Length 44..48).
+    let big = pattern(15, 128 << 10);
+    let mut bhs = scsi_command(
+        &[0x2A, 0, 0, 0, 0, 64, 0, 1, 0, 0],
+        15,
+        a.cmd_sn,
+        a.exp_stat_sn,
+        128 << 10,
+        true,
+    );
+    bhs[1] &= !0x80; // not final: the rest of the data follows
+    send_pdu(&mut a.stream, bhs, &big[..64 << 10]);
+    a.cmd_sn += 1;
+    let (r2t, _) = recv_pdu(&mut a.stream);
+    assert_eq!(r2t[0] & 0x3f, 0x31, "R2T expected");
+    assert_eq!(be32(&r2t[16..]), 15);
+    assert_eq!((be32(&r2t[40..]), be32(&r2t[44..])), (64 << 10, 64 << 10));
+    let ttt = be32(&r2t[20..]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // B preempts A and aborts its tasks: answered while the store still holds them.
+    let started = Instant::now();
+    let status = prout_with(&mut b, PREEMPT_AND_ABORT, WE_RO, KEY_B, KEY_A, 0);
+    assert_eq!(status, GOOD, "B's PREEMPT AND ABORT");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered while the store holds A's writes: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(read_reservation(&mut b), Some((KEY_B, WE_RO)));
+
+    // A, not yet knowing, sends the data the R2T asked for (Data-Out, 11.7: F, ITT, TTT,
+    // ExpStatSN, DataSN 0, BufferOffset): for an aborted task it is dropped.
+    let mut data_out = [0u8; 48];
+    data_out[0] = 0x05;
+    data_out[1] = 0x80;
+    data_out[16..20].copy_from_slice(&15u32.to_be_bytes());
+    data_out[20..24].copy_from_slice(&ttt.to_be_bytes());
+    data_out[28..32].copy_from_slice(&a.exp_stat_sn.to_be_bytes());
+    data_out[40..44].copy_from_slice(&(64u32 << 10).to_be_bytes());
+    send_pdu(&mut a.stream, data_out, &big[64 << 10..]);
+
+    // A's next command is answered first, with the unit attention: its three writes got
+    // nothing.
+    let (status, sense) = a.run(&[0; 6], 12, &[]);
+    assert_eq!(
+        (status, sense),
+        (CHECK_CONDITION, Some((UNIT_ATTENTION, 0x2A, 0x05))),
+        "REGISTRATIONS PREEMPTED"
+    );
+    // Unregistered now, A is refused writes (Registrants Only, SPC-4 table 62).
+    let (status, _) = a.run(&[0x2A, 0, 0, 0, 0, 32, 0, 0, 1, 0], 13, &pattern(13, 512));
+    assert_eq!(status, RESERVATION_CONFLICT);
+
+    // The store lets the writes go: their completions answer nothing either; the next
+    // PDU A gets answers its ping.
+    root.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    send_pdu(&mut a.stream, nop_out(14, a.cmd_sn, a.exp_stat_sn), b"ping");
+    let (bhs, data) = recv_pdu(&mut a.stream);
+    assert_eq!(
+        bhs[0] & 0x3f,
+        0x20,
+        "NOP-In, not a response to an aborted task"
+    );
+    assert_eq!((be32(&bhs[16..]), &data[..]), (14, &b"ping"[..]));
+
+    // B, the holder now, writes and reads back.
+    assert_eq!(write_status(&mut b), GOOD);
+    let read = b
+        .raw_command(&[0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], &[], 512)
+        .unwrap();
+    assert_eq!(read.data, pattern(3, 512));
 }

@@ -22,6 +22,9 @@
 //! disconnect = true        # effect: the instance loses its connection (ENOTCONN)
 //! write_behind = true      # behaviour: writes it matches are kept in the mount's
 //!                          # write-behind cache (see `crate::fs::Glfs::write_behind`)
+//! sector_size = 4096       # behaviour: the brick disk's logical sector size for the
+//!                          # reads and writes it matches on an `O_DIRECT` fd (offset
+//!                          # and length must be multiples, else EINVAL; default 512)
 //! ```
 
 use serde::Deserialize;
@@ -119,6 +122,10 @@ pub struct Decision {
     /// write-behind cache and reaches the backing file (so other mounts) only when the
     /// cache is flushed (see `crate::fs::Glfs::write_behind`).
     pub write_behind: bool,
+    /// Not a fault but a behaviour: the logical sector size of the brick's disk that an
+    /// `O_DIRECT` read or write it matches must be aligned to (default
+    /// `crate::fs::DIRECT_ALIGN`).
+    pub sector_size: Option<u64>,
 }
 
 impl Decision {
@@ -127,10 +134,12 @@ impl Decision {
         *self == Decision::default()
     }
 
-    /// True when no fault fired (a write-behind behaviour alone is no fault).
+    /// True when no fault fired (behaviours alone, write-behind and a sector size, are
+    /// no fault).
     pub fn is_no_fault(&self) -> bool {
         Decision {
             write_behind: false,
+            sector_size: None,
             ..self.clone()
         }
         .is_none()
@@ -169,6 +178,7 @@ struct RuleSpec {
     short: Option<u64>,
     disconnect: Option<bool>,
     write_behind: Option<bool>,
+    sector_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -382,6 +392,14 @@ impl Rule {
                 return Err(format!("rule {}: offset range is empty", index + 1));
             }
         }
+        if let Some(n) = spec.sector_size {
+            if !n.is_power_of_two() || !(512..=65536).contains(&n) {
+                return Err(format!(
+                    "rule {}: sector_size {n} is not a power of two from 512 to 65536",
+                    index + 1
+                ));
+            }
+        }
         let effect = Decision {
             delay: Duration::from_millis(spec.delay_ms.unwrap_or(0)),
             hang: spec.hang.unwrap_or(false),
@@ -389,10 +407,12 @@ impl Rule {
             short: spec.short,
             disconnect: spec.disconnect.unwrap_or(false),
             write_behind: spec.write_behind.unwrap_or(false),
+            sector_size: spec.sector_size,
         };
         if effect.is_none() {
             return Err(format!(
-                "rule {}: no effect (errno, delay_ms, hang, short, disconnect or write_behind)",
+                "rule {}: no effect (errno, delay_ms, hang, short, disconnect, write_behind \
+                 or sector_size)",
                 index + 1
             ));
         }
@@ -611,6 +631,7 @@ impl FaultSource {
             d.short = d.short.or(e.short);
             d.disconnect |= e.disconnect;
             d.write_behind |= e.write_behind;
+            d.sector_size = d.sector_size.or(e.sector_size);
         }
         (d, st.generation)
     }
@@ -676,6 +697,7 @@ mod tests {
                         d.short = d.short.or(r.effect.short);
                         d.disconnect |= r.effect.disconnect;
                         d.write_behind |= r.effect.write_behind;
+                        d.sector_size = d.sector_size.or(r.effect.sector_size);
                     }
                 }
                 d
@@ -801,8 +823,24 @@ mod tests {
                 short: Some(10),
                 disconnect: true,
                 write_behind: false,
+                sector_size: None,
             }
         );
+    }
+
+    #[test]
+    fn a_sector_size_is_a_behaviour_and_must_be_a_power_of_two() {
+        let text = "[[rule]]\nop=['read','write']\nvolume='vol'\nsector_size=4096";
+        let d = decide_all(text, &[ctx("read", "/lun", Some(0), 512)]);
+        assert_eq!(d[0].sector_size, Some(4096));
+        assert!(d[0].is_no_fault() && !d[0].is_none());
+        for bad in ["sector_size=1000", "sector_size=256", "sector_size=131072"] {
+            let err = parse_rules(&format!("[[rule]]\n{bad}")).unwrap_err();
+            assert!(
+                err.contains("not a power of two from 512 to 65536"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

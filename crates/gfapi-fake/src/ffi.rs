@@ -275,9 +275,10 @@ fn require_file(fd: &FdInner) -> Res<()> {
     }
 }
 
-/// Whether I/O of `len` bytes at `off` breaks the alignment an `O_DIRECT` fd needs.
-fn misaligned(fd: &FdInner, off: i64, len: usize) -> bool {
-    let align = fs::DIRECT_ALIGN as i64;
+/// Whether I/O of `len` bytes at `off` breaks the alignment an `O_DIRECT` fd needs (the
+/// brick disk's logical sector size, [`fs::Admit::direct_align`]).
+fn misaligned(fd: &FdInner, admit: fs::Admit, off: i64, len: usize) -> bool {
+    let align = admit.direct_align() as i64;
     fd.direct && (off.rem_euclid(align) != 0 || len as i64 % align != 0)
 }
 
@@ -301,12 +302,13 @@ fn at_offset(fd: &FdInner, off: Option<i64>, f: impl FnOnce(i64) -> Res<IoOut>) 
 }
 
 /// The brick's side of a write of `len` bytes at `off`: an `O_DIRECT` fd needs offset
-/// and length aligned to [`fs::DIRECT_ALIGN`] (EINVAL otherwise, nothing written), then
+/// and length aligned to the sector size (EINVAL otherwise, nothing written), then
 /// `write` does the transfer and returns the byte count. A failure is what write-behind
 /// reports later (see [`FdInner::defer_write_error`]): the write then returns `len`, as
 /// if done, with unchanged stats.
 fn brick_write(
     fd: &FdInner,
+    admit: fs::Admit,
     off: i64,
     len: usize,
     write: impl FnOnce() -> Res<usize>,
@@ -314,7 +316,7 @@ fn brick_write(
     crate::locks::check_mandatory(fd, off, len, true)?;
     crate::upcall::before_change(fd);
     let pre = fstat_raw(fd.raw())?;
-    let done = if misaligned(fd, off, len) {
+    let done = if misaligned(fd, admit, off, len) {
         Err(libc::EINVAL)
     } else {
         write()
@@ -367,7 +369,7 @@ fn write_behind(
         let stat = fstat_raw(fd.raw())?;
         let refused = if fd.flags & libc::O_ACCMODE == libc::O_RDONLY {
             Some(libc::EBADF)
-        } else if off < 0 || misaligned(fd, off, len) {
+        } else if off < 0 || misaligned(fd, admit, off, len) {
             Some(libc::EINVAL)
         } else {
             None
@@ -428,7 +430,7 @@ pub unsafe fn op_read(fd: &FdInner, buf: *mut u8, count: usize, off: Option<i64>
     require_file(fd)?;
     at_offset(fd, off, |o| {
         let admit = fd.admit("read", u64::try_from(o).ok(), count as u64)?;
-        if count == 0 || misaligned(fd, o, count) {
+        if count == 0 || misaligned(fd, admit, o, count) {
             return Err(libc::EINVAL);
         }
         fd.flush_overlapping(o, count);
@@ -469,7 +471,7 @@ pub unsafe fn op_write(fd: &FdInner, buf: *const u8, count: usize, off: Option<i
         }) {
             return cached;
         }
-        brick_write(fd, o, n, || {
+        brick_write(fd, admit, o, n, || {
             let mut done = 0usize;
             while done < n {
                 let r = libc::pwrite(
@@ -496,7 +498,7 @@ pub unsafe fn op_readv(
     let (_, total) = clamp_iov(iov, cnt, usize::MAX)?;
     at_offset(fd, off, |o| {
         let admit = fd.admit("read", u64::try_from(o).ok(), total as u64)?;
-        if total == 0 || misaligned(fd, o, total) {
+        if total == 0 || misaligned(fd, admit, o, total) {
             return Err(libc::EINVAL);
         }
         fd.flush_overlapping(o, total);
@@ -538,7 +540,7 @@ pub unsafe fn op_writev(
         }) {
             return cached;
         }
-        brick_write(fd, o, n, || {
+        brick_write(fd, admit, o, n, || {
             let r = libc::pwritev(fd.raw(), v.as_ptr(), v.len() as c_int, o);
             cvt(r).map(|r| r as usize)
         })

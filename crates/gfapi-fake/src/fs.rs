@@ -112,6 +112,15 @@ pub struct Admit {
     pub short: Option<u64>,
     /// A rule asks for write-behind on this write (see [`Glfs::write_behind`]).
     pub write_behind: bool,
+    /// A rule gives the brick disk's logical sector size (else [`DIRECT_ALIGN`]).
+    pub sector_size: Option<u64>,
+}
+
+impl Admit {
+    /// The alignment of offset and length an `O_DIRECT` read or write needs.
+    pub fn direct_align(&self) -> u64 {
+        self.sector_size.unwrap_or(DIRECT_ALIGN)
+    }
 }
 
 impl Admit {
@@ -362,6 +371,7 @@ impl Glfs {
             Admit {
                 short: d.short,
                 write_behind: d.write_behind,
+                sector_size: d.sector_size,
             },
         ))
     }
@@ -718,7 +728,8 @@ pub struct FdInner {
     pub locker: Mutex<Arc<crate::locks::Locker>>,
 }
 
-/// Alignment of offset and length that an `O_DIRECT` write needs on the brick.
+/// Alignment of offset and length that an `O_DIRECT` read or write needs on the brick: its
+/// disk's logical sector size, 512 unless a rule says otherwise (`sector_size`).
 pub const DIRECT_ALIGN: u64 = 512;
 
 impl FdInner {

@@ -416,6 +416,34 @@ fn unaligned_o_direct_writes_fail_at_the_next_sync_and_write_nothing() {
 }
 
 #[test]
+fn a_sector_size_rule_models_a_brick_disk_of_larger_sectors() {
+    let env = Env::new();
+    env.rules("[[rule]]\nop = ['read', 'write']\npath = '/4k'\nsector_size = 4096\n");
+    unsafe {
+        let fd = glfs_creat(
+            env.fs,
+            c("/4k").as_ptr(),
+            libc::O_RDWR | libc::O_DIRECT | libc::O_DSYNC,
+            0o644,
+        );
+        assert!(!fd.is_null());
+        // 512-byte I/O, aligned for a 512-byte sector, is EINVAL on a 4096-byte one.
+        assert_eq!(pwrite(fd, &[1u8; 512], 0), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(pwrite(fd, &[1u8; 4096], 512), -1);
+        assert_eq!(errno(), libc::EINVAL);
+        assert_eq!(pwrite(fd, &[1u8; 8192], 4096), 8192);
+        assert_eq!(pread(fd, 512, 4096), Err(libc::EINVAL));
+        assert_eq!(pread(fd, 4096, 4096).unwrap(), vec![1u8; 4096]);
+        glfs_close(fd);
+        // Without O_DIRECT the sector size does not matter.
+        let fd = glfs_open(env.fs, c("/4k").as_ptr(), libc::O_RDWR);
+        assert_eq!(pread(fd, 512, 4096).unwrap(), vec![1u8; 512]);
+        glfs_close(fd);
+    }
+}
+
+#[test]
 fn failed_writes_are_reported_by_the_next_sync() {
     let env = Env::new();
     unsafe {

@@ -1139,6 +1139,66 @@ fn all_tg_pt_registers_the_initiator_port_through_every_target_port() {
     assert_eq!(g.on(1, |lu| lu.prin(C, 0)), keys_data(5, &[0xD]));
 }
 
+/// SPC-4 6.16.3: REGISTER AND IGNORE EXISTING KEY (and REGISTER) with ALL_TG_PT from an
+/// I_T nexus that is registered already is "as if the same registration request had been
+/// received individually through each target port": it changes the registration through
+/// its own port and registers the initiator port through every other one.
+#[test]
+fn all_tg_pt_from_a_registered_nexus_registers_it_through_every_target_port() {
+    let mut g = Gateways::two_ports();
+    // C is registered through port 1 (key 0xC, holding Write Exclusive there) and, as
+    // another I_T nexus, through port 2 (key 0xE).
+    g.on(0, |lu| lu.ok(C, REGISTER, 0, 0, 0xC));
+    g.on(0, |lu| lu.ok(C, RESERVE, WE, 0xC, 0));
+    g.on(1, |lu| lu.ok(C, REGISTER, 0, 0, 0xE));
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(C), RC, "port 2's nexus does not hold it");
+    // REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT through port 1: key 0xD through
+    // both ports, one registration of every port, still the holder.
+    let r = g.on(0, |lu| {
+        lu.prout_flags(C, REGISTER_AND_IGNORE, 0, 0xD, ALL_TG_PT)
+    });
+    assert_eq!(outcome(&r), GOOD);
+    let want = full_status_data(
+        3,
+        &[full_status(0xD, 0x03, WE, 0, C)], // ALL_TG_PT, R_HOLDER, Write Exclusive
+    );
+    assert_eq!(g.on(1, |lu| lu.prin(B, 3)), want);
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(C), GOOD, "the holder, through every port");
+    // With SERVICE ACTION RESERVATION KEY 0 it unregisters every port: the reservation
+    // goes with it, and nobody else was registered to be told.
+    let r = g.on(1, |lu| {
+        lu.prout_flags(C, REGISTER_AND_IGNORE, 0, 0, ALL_TG_PT)
+    });
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(g.on(0, |lu| lu.prin(B, 0)), keys_data(4, &[]));
+    g.refresh(0);
+    assert_eq!(g.gw[0].write(B), GOOD);
+}
+
+#[test]
+fn register_with_all_tg_pt_from_a_registered_nexus_checks_the_key_through_every_port() {
+    let mut g = Gateways::two_ports();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    // Through port 2 A's initiator port is not registered, and the RESERVATION KEY is not
+    // 0: as if received there, REGISTER conflicts; nothing changes.
+    let r = g.on(0, |lu| lu.prout_flags(A, REGISTER, KEY_A, KEY_B, ALL_TG_PT));
+    assert_eq!(outcome(&r), RC);
+    assert_eq!(g.on(1, |lu| lu.prin(C, 0)), keys_data(1, &[KEY_A]));
+    // Registered there under another key: a conflict too.
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, 0, KEY_B));
+    let r = g.on(0, |lu| lu.prout_flags(A, REGISTER, KEY_A, 0xF, ALL_TG_PT));
+    assert_eq!(outcome(&r), RC);
+    // Under the same key through both ports, it replaces both with one registration.
+    g.on(1, |lu| lu.ok(A, REGISTER, 0, KEY_B, KEY_A));
+    assert_eq!(g.on(1, |lu| lu.prin(C, 0)), keys_data(3, &[KEY_A, KEY_A]));
+    let r = g.on(0, |lu| lu.prout_flags(A, REGISTER, KEY_A, 0xF, ALL_TG_PT));
+    assert_eq!(outcome(&r), GOOD);
+    let want = full_status_data(4, &[full_status(0xF, 0x02, 0, 0, A)]); // ALL_TG_PT
+    assert_eq!(g.on(1, |lu| lu.prin(C, 3)), want);
+}
+
 #[test]
 fn a_preempted_registration_is_told_only_through_its_own_target_port() {
     let mut g = Gateways::two_ports();

@@ -146,6 +146,10 @@ pub struct FaultRule {
     /// write-behind cache, unseen by other mounts until flushed (fsync, close, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_behind: Option<bool>,
+    /// A behaviour, not a fault: the brick disk's logical sector size for matching
+    /// reads and writes on an `O_DIRECT` fd (EINVAL unless aligned to it; default 512).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sector_size: Option<u64>,
 }
 
 /// The `errno` of a [`FaultRule`]: written to the rules file as a name (`errno = "EIO"`)
@@ -272,6 +276,12 @@ impl FaultRule {
     /// Gluster's client-side write-behind, modelled per mount: give it `on(&["write"])`.
     pub fn write_behind(mut self) -> Self {
         self.write_behind = Some(true);
+        self
+    }
+
+    /// A brick disk of `bytes`-byte logical sectors: give it `on(&["read", "write"])`.
+    pub fn sector_size(mut self, bytes: u64) -> Self {
+        self.sector_size = Some(bytes);
         self
     }
 }
@@ -503,6 +513,7 @@ mod tests {
             short: Some(512),
             disconnect: Some(true),
             write_behind: Some(true),
+            sector_size: Some(4096),
         };
         let text = render_rules(
             9,

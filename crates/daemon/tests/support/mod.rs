@@ -241,8 +241,27 @@ pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
     panic!("TEST UNIT READY still fails after four tries");
 }
 
+/// A raw session with target `iqn` at `portal`: connected (reads time out after 10 s,
+/// so a missing answer fails the test instead of hanging it) and logged in with
+/// [`raw_login`]; the next ExpStatSN.
+pub fn raw_session(portal: SocketAddr, iqn: &str) -> (TcpStream, u32) {
+    let mut stream = TcpStream::connect(portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, iqn);
+    (stream, exp_stat_sn)
+}
+
 /// [`raw_login`] without touching the LUN afterwards.
 pub fn raw_login_only(stream: &mut TcpStream, iqn: &str) -> u32 {
+    let (resp, _) = raw_login_response(stream, iqn);
+    be32(&resp[24..]) + 1
+}
+
+/// The one Login Request of [`raw_login_only`] and its successful Login Response: the
+/// header and the text keys.
+pub fn raw_login_response(stream: &mut TcpStream, iqn: &str) -> ([u8; 48], Vec<u8>) {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate + Login Request
     bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
@@ -265,7 +284,7 @@ pub fn raw_login_only(stream: &mut TcpStream, iqn: &str) -> u32 {
         String::from_utf8_lossy(&data)
     );
     assert_eq!(resp[1] & 0x83, 0x83, "transit to full feature phase");
-    be32(&resp[24..]) + 1
+    (resp, data)
 }
 
 /// A SCSI Command PDU header: `cdb` (up to 16 bytes), task tag, CmdSN, ExpStatSN, expected

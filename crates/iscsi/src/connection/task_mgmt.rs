@@ -161,18 +161,7 @@ impl Connection {
             scope @ (TaskScope::Lun | TaskScope::Session) => {
                 // Drop tasks still collecting data that this function aborts: the layer
                 // above has not seen them.
-                let doomed: Vec<u32> = s
-                    .tasks
-                    .iter()
-                    .filter(|(_, t)| {
-                        t.collecting.is_some() && (scope == TaskScope::Session || t.lun == lun)
-                    })
-                    .map(|(k, _)| *k)
-                    .collect();
-                for t in doomed {
-                    s.forget_task(t);
-                }
-                self.solicit_waiting();
+                self.abort_collecting(|t| scope == TaskScope::Session || t == lun);
             }
             TaskScope::None => {}
         }
@@ -206,6 +195,29 @@ impl Connection {
             return;
         }
         self.send_tmf_response(itt, response);
+    }
+
+    /// Aborts the tasks still collecting their data (waiting for immediate, unsolicited or
+    /// R2T-solicited Data-Out; the layer above has not seen them) whose LUN field `lun`
+    /// accepts: no response will be sent for them, and Data-Out that still comes for
+    /// them is dropped. For the layer above when it aborts a task set itself (PREEMPT AND
+    /// ABORT, SPC-4 5.13.11.2.5: every task of the preempted I_T nexus on the LU, also
+    /// those whose data has not all arrived). Returns how many.
+    pub fn abort_collecting(&mut self, lun: impl Fn(u64) -> bool) -> usize {
+        let Phase::FullFeature(s) = &mut self.phase else {
+            return 0;
+        };
+        let doomed: Vec<u32> = s
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.collecting.is_some() && lun(t.lun))
+            .map(|(k, _)| *k)
+            .collect();
+        for &t in &doomed {
+            s.forget_task(t);
+        }
+        self.solicit_waiting();
+        doomed.len()
     }
 
     /// Forgets a command the layer above aborted: no response will be sent for it, and a

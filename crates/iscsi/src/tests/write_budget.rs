@@ -179,6 +179,28 @@ fn abort_task_set_drops_a_waiting_write_and_frees_the_budget_of_a_collecting_one
 }
 
 #[test]
+fn the_layer_above_aborts_the_writes_still_collecting_data_on_a_lun() {
+    // As the daemon does for PREEMPT AND ABORT: the layer above has not seen 0xa (its
+    // data is still solicited) nor 0xb (waiting for the budget).
+    let mut i = session(192 * KIB, 256 * KIB, 1);
+    let r = write(&mut i, 0xa, 128 * KIB);
+    let ttt = r.iter().find(|p| p.opcode() == OP_R2T).unwrap().ttt();
+    assert!(r2ts(&write(&mut i, 0xb, 128 * KIB)).is_empty());
+    // Another LUN's tasks are not touched.
+    assert_eq!(i.conn.abort_collecting(|lun| lun == 1 << 48), 0);
+    assert_eq!(i.conn.abort_collecting(|lun| lun == 0), 2);
+    // Nothing is answered for them, nothing is solicited, and data the initiator still
+    // sends for 0xa is dropped without an answer.
+    assert!(i.drain().is_empty());
+    let late = i.send(&data_out(true, 0xa, ttt, 0, 0, &[0; 128 * 1024]));
+    assert!(late.is_empty(), "{late:?}");
+    assert!(i.take_events().is_empty());
+    // The budget is whole again.
+    let r = write(&mut i, 0xc, 192 * KIB);
+    assert_eq!(r2ts(&r), vec![(0xc, 0, 0, 192 * KIB)]);
+}
+
+#[test]
 fn a_write_larger_than_the_budget_proceeds_alone() {
     let mut i = session(64 * KIB, 16 * KIB, 2);
     let r = write(&mut i, 0xa, 128 * KIB);

@@ -279,14 +279,19 @@ impl PrState {
                         }
                     }
                     Some(reg) => {
-                        // A registered I_T nexus changes its registration as it is (ALL_TG_PT
-                        // is not looked at): one record, whichever ports it covers.
                         if !ignore && req.key != reg.key {
                             return Outcome::Conflict;
                         }
                         if !req.spec_ports.is_empty() {
                             return Outcome::Sense(Sense::invalid_field_in_parameter_list(20));
                         }
+                        let widen = req.all_tg_pt && reg.who.target != TargetPorts::All;
+                        if widen {
+                            return self.reregister_every_port(it, req, ignore, ports);
+                        }
+                        // Without ALL_TG_PT, or registered with it already: the one record
+                        // changes, whichever ports it covers (a registration made with
+                        // ALL_TG_PT is not split into one per port).
                         if req.sa_key == 0 {
                             let notices = self.unregister(&reg.who);
                             self.aptpl = req.aptpl;
@@ -386,6 +391,83 @@ impl PrState {
                 key: req.sa_key,
             }));
         Ok(())
+    }
+
+    /// REGISTER or REGISTER AND IGNORE EXISTING KEY with ALL_TG_PT from the I_T nexus `it`,
+    /// registered through its own target port only. SPC-4 6.16.3: the registration is
+    /// made "as if the same registration request had been received individually through
+    /// each target port" (`ports`, every one the device server knows). Through a port
+    /// where `it`'s initiator port is registered, the request changes (or, with SERVICE
+    /// ACTION RESERVATION KEY 0, removes) that registration; through one where it is not,
+    /// it registers it (SPC-4 5.13.7). REGISTER checks the RESERVATION KEY through every
+    /// port first: an unregistered one conflicts (the key is not 0 there), as does one
+    /// registered under another key; REGISTER AND IGNORE EXISTING KEY checks nothing.
+    /// The initiator port's records are replaced by one of every target port.
+    fn reregister_every_port(
+        &mut self,
+        it: ItNexus<'_>,
+        req: &PrOut,
+        ignore: bool,
+        ports: &[u16],
+    ) -> Outcome {
+        let every = Registrant {
+            port: it.initiator.clone(),
+            target: TargetPorts::All,
+        };
+        if !ignore {
+            let through = |target| ItNexus {
+                initiator: it.initiator,
+                target,
+            };
+            let all_match = std::iter::once(it.target)
+                .chain(ports.iter().copied())
+                .all(|p| {
+                    self.registration(through(p))
+                        .is_some_and(|r| r.key == req.key)
+                });
+            if !all_match {
+                return Outcome::Conflict;
+            }
+        }
+        let replaced: Vec<Registrant> = self
+            .registrations
+            .iter()
+            .filter(|r| r.who.overlaps(&every))
+            .map(|r| r.who.clone())
+            .collect();
+        let mut notices = Vec::new();
+        if req.sa_key == 0 {
+            for who in &replaced {
+                notices.extend(self.unregister(who));
+            }
+            // Each record's notices went to the others: none to the initiator port's own.
+            notices.retain(|(to, _)| !replaced.contains(to));
+        } else {
+            if let Some(r) = &mut self.reservation {
+                if replaced.contains(&r.holder) {
+                    r.holder = every.clone();
+                }
+            }
+            let at = self
+                .registrations
+                .iter()
+                .position(|r| replaced.contains(&r.who))
+                .unwrap_or(self.registrations.len());
+            self.registrations.retain(|r| !replaced.contains(&r.who));
+            self.registrations.insert(
+                at.min(self.registrations.len()),
+                Registration {
+                    who: every,
+                    key: req.sa_key,
+                },
+            );
+        }
+        self.aptpl = req.aptpl;
+        self.generation = self.generation.wrapping_add(1);
+        Outcome::Done {
+            changed: true,
+            notices,
+        }
     }
 
     /// RESERVE (SPC-4 5.13.9) by the registration `mine`.
