@@ -1392,7 +1392,7 @@ impl BlockStore for GlfsStore {
     /// old fd).
     fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
         let name = store_api::DATA_FENCE;
-        let Some(Handle { file, .. }) = self.link.handle() else {
+        let Some(Handle { file, generation }) = self.link.handle() else {
             let source = StoreError::from_errno(Op::Lock, libc::ENOTCONN);
             return Err(LockError::store(name, source));
         };
@@ -1402,12 +1402,19 @@ impl BlockStore for GlfsStore {
                 .map(|taken| taken.then_some(()))
                 .map_err(|e| gfapi_error(Op::Lock, &e))
         })?;
-        Ok(MetadataLock::new(
-            name,
-            owner,
-            LockMode::Exclusive,
-            DataFence(file),
-        ))
+        // Held while the store still uses the fd it was taken through: a lost connection
+        // or a reconnect (a new mount, a new fd) leaves it behind, and Gluster drops the
+        // lock with the old connection.
+        let link = Arc::downgrade(&self.link);
+        Ok(
+            MetadataLock::new(name, owner, LockMode::Exclusive, DataFence(file)).with_check(
+                move || {
+                    link.upgrade()
+                        .and_then(|l| l.handle())
+                        .is_some_and(|h| h.generation == generation)
+                },
+            ),
+        )
     }
 }
 

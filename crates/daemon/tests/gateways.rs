@@ -823,3 +823,192 @@ fn live_no_write_of_a_preempted_host_lands_through_a_gluster_gateway_after_the_p
 fn live_concurrent_registrations_through_gluster_gateways_are_all_kept() {
     concurrent_registrations_on_both_gateways_are_all_kept(Storage::live());
 }
+
+// ---- Active/passive failover through the data fence (`--alua-failover`) ----
+
+/// How long a standby may take to become active once the active gateway died: the
+/// failover round comes every second (`gateways::REFRESH`); a wide margin for a loaded
+/// machine.
+const FAILOVER_BOUND: Duration = Duration::from_secs(15);
+
+/// CHECK CONDITION (02h), NOT READY (2h), LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN
+/// STANDBY STATE (04h/0Bh; SPC-4 5.16.2.4.4).
+const STANDBY_REFUSAL: (u8, u8, u8, u8) = (0x02, 0x2, 0x04, 0x0B);
+/// CHECK CONDITION, NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE
+/// TRANSITION (04h/0Ah): what a request the storage refuses as fenced is answered with.
+const FENCED_REFUSAL: (u8, u8, u8, u8) = (0x02, 0x2, 0x04, 0x0A);
+/// CHECK CONDITION, UNIT ATTENTION (6h), ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h; SPC-4
+/// annex D).
+const UA_ACCESS_STATE_CHANGED: (u8, u8, u8, u8) = (0x02, 0x6, 0x2A, 0x06);
+
+/// Gateway `id` in target port group `group` (the other group `peer`), in failover mode.
+fn failover_gateway(storage: &Storage, id: &str, group: &str, peer: &str) -> Running {
+    let peer = format!("{peer}:standby");
+    storage.gateway_with(
+        id,
+        &[
+            "--alua-group",
+            group,
+            "--alua-peer",
+            &peer,
+            "--alua-failover",
+        ],
+    )
+}
+
+/// REPORT TARGET PORT GROUPS until it answers GOOD, noting whether a unit attention
+/// ASYMMETRIC ACCESS STATE CHANGED came first.
+fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
+    let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    let mut ua = false;
+    for _ in 0..8 {
+        let out = ini.raw_command(&rtpg, &[], 256).unwrap();
+        if out.is_good() {
+            return (report_target_port_groups(ini), ua);
+        }
+        ua |= (out.status, out.sense_key, out.asc, out.ascq) == UA_ACCESS_STATE_CHANGED;
+    }
+    panic!("REPORT TARGET PORT GROUPS never answered GOOD");
+}
+
+fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
+    // A starts first and takes the fence before its portal listens; B finds it taken.
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2");
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1");
+    let mut a = standby_host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
+    // The same states through both gateways (SPC-4 table 258: 0h active/optimized, 2h
+    // standby), each listing its own group first; B learned them from the volume.
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
+        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A writes; B, standby, refuses.
+    assert_eq!(write_numbered(&mut a, 1).0, 0, "{}", gw_a.log());
+    assert_eq!(write_numbered(&mut b, 2), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 1u32.to_be_bytes());
+    assert!(
+        gw_a.log().contains("holds the data fence"),
+        "{}",
+        gw_a.log()
+    );
+
+    // A dies: its connection to the volume closes and its locks go; B takes them at its
+    // next round.
+    gw_a.signal("KILL");
+    let killed = Instant::now();
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut b);
+        ua_seen |= ua;
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_BOUND,
+            "B did not become active: {groups:?}\n{}",
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
+    // B writes now, and the write is on the storage.
+    assert_eq!(write_numbered(&mut b, 3).0, 0, "{}", gw_b.log());
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+
+    // A gateway that does not hold the fence (a former active gateway still running, as
+    // far as the storage can tell: another client of the volume without the lock) cannot
+    // land a write: the storage refuses it, and the block stays as B wrote it.
+    let stale = storage.gateway("gateway-stale");
+    let mut s = host(&stale, "host-s");
+    assert_eq!(write_numbered(&mut s, 4), FENCED_REFUSAL, "{}", stale.log());
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+    // B is still active and still writes.
+    assert_eq!(write_numbered(&mut b, 5).0, 0, "{}", gw_b.log());
+
+    // A comes back: standby, and it sees B active.
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2");
+    let mut a = standby_host(&gw_a, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x2, 1), (2, 0x0, 2)]
+    );
+    assert_eq!(write_numbered(&mut a, 6), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 5u32.to_be_bytes());
+}
+
+#[test]
+fn failover_moves_to_the_standby_when_the_active_glfs_gateway_dies() {
+    failover_moves_to_the_standby_when_the_active_gateway_dies(Storage::glfs());
+}
+
+#[test]
+fn alua_failover_is_refused_without_what_it_needs() {
+    for (args, says) in [
+        (
+            &[
+                "--bstype",
+                "glfs",
+                "--backing-store",
+                "vol@h:x.img",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+            ][..],
+            "alua failover needs a gateway id",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--gateway-id",
+                "gw",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+            ],
+            "alua failover needs glfs backing stores",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--gateway-id",
+                "gw",
+                "--alua-failover",
+            ],
+            "alua failover needs an ALUA group",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-state",
+                "standby",
+                "--alua-failover",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = run_to_exit(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
