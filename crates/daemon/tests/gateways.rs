@@ -60,15 +60,37 @@ impl Storage {
             std::env::var(name)
                 .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask test-gluster`"))
         };
-        let volume = var("GLUSTER_TEST_VOLUME");
+        Storage::live_on(var("GLUSTER_TEST_VOLUME"), var("GLUSTER_TEST_BRICK"))
+    }
+
+    /// A file of its own on the live volume with mandatory locks
+    /// (`GLUSTER_TEST_FEATURES_VOLUME`, `GLUSTER_TEST_FEATURES_BRICK`, set by `cargo
+    /// xtask test-gluster --fixture native`); `None` where there is none.
+    fn live_with_mandatory_locks() -> Option<Storage> {
+        let volume = std::env::var("GLUSTER_TEST_FEATURES_VOLUME").ok()?;
+        let brick = std::env::var("GLUSTER_TEST_FEATURES_BRICK").ok()?;
+        Some(Storage::live_on(volume, brick))
+    }
+
+    fn live_on(volume: String, brick: String) -> Storage {
         let file = format!("gateways-{}.img", std::process::id());
-        // The LUN, its reservations and the gateways' acknowledgements, and their
-        // temporary files should a gateway have stopped between write and rename.
-        let made = ["", ".pr", ".pr-acks", ".pr.tmp", ".pr-acks.tmp"].map(|s| format!("{file}{s}"));
+        // The LUN, its reservations, the gateways' acknowledgements and the ALUA record,
+        // and their temporary files should a gateway have stopped between write and
+        // rename.
+        let made = [
+            "",
+            ".pr",
+            ".pr-acks",
+            ".alua",
+            ".pr.tmp",
+            ".pr-acks.tmp",
+            ".alua.tmp",
+        ]
+        .map(|s| format!("{file}{s}"));
         let remove = testkit::gluster::RemoveOnDrop::new(&volume, made);
         Storage::Live {
             volume,
-            brick: PathBuf::from(var("GLUSTER_TEST_BRICK")),
+            brick: PathBuf::from(brick),
             file,
             _remove: remove,
         }
@@ -841,19 +863,25 @@ const FENCED_REFUSAL: (u8, u8, u8, u8) = (0x02, 0x2, 0x04, 0x0A);
 /// annex D).
 const UA_ACCESS_STATE_CHANGED: (u8, u8, u8, u8) = (0x02, 0x6, 0x2A, 0x06);
 
-/// Gateway `id` in target port group `group` (the other group `peer`), in failover mode.
-fn failover_gateway(storage: &Storage, id: &str, group: &str, peer: &str) -> Running {
+/// Gateway `id` in target port group `group` (the other group `peer`), in failover mode,
+/// with `extra` arguments.
+fn failover_gateway(
+    storage: &Storage,
+    id: &str,
+    group: &str,
+    peer: &str,
+    extra: &[&str],
+) -> Running {
     let peer = format!("{peer}:standby");
-    storage.gateway_with(
-        id,
-        &[
-            "--alua-group",
-            group,
-            "--alua-peer",
-            &peer,
-            "--alua-failover",
-        ],
-    )
+    let mut args = vec![
+        "--alua-group",
+        group,
+        "--alua-peer",
+        &peer,
+        "--alua-failover",
+    ];
+    args.extend_from_slice(extra);
+    storage.gateway_with(id, &args)
 }
 
 /// REPORT TARGET PORT GROUPS until it answers GOOD, noting whether a unit attention
@@ -873,8 +901,16 @@ fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
 
 fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
     // A starts first and takes the fence before its portal listens; B finds it taken.
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2");
-    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1");
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let control = tempfile::tempdir().unwrap();
+    let socket = control.path().join("b.sock");
+    let gw_b = failover_gateway(
+        &storage,
+        "gateway-b",
+        "2",
+        "1",
+        &["--control-socket", socket.to_str().unwrap()],
+    );
     let mut a = standby_host(&gw_a, "host-a");
     let mut b = standby_host(&gw_b, "host-a");
     // The same states through both gateways (SPC-4 table 258: 0h active/optimized, 2h
@@ -917,6 +953,11 @@ fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) 
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
+    // The operator sees it, and cannot set a state by hand: the fence decides.
+    let listed = ok(&socket, &["alua", "list"]);
+    assert!(listed.contains("active-optimized"), "{listed}");
+    let (done, _, err) = admin(&socket, &["alua", "set", "2", "standby"]);
+    assert!(!done && err.contains("follow the data fence"), "{err}");
     // B writes now, and the write is on the storage.
     assert_eq!(write_numbered(&mut b, 3).0, 0, "{}", gw_b.log());
     assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
@@ -932,7 +973,7 @@ fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) 
     assert_eq!(write_numbered(&mut b, 5).0, 0, "{}", gw_b.log());
 
     // A comes back: standby, and it sees B active.
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2");
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
     let mut a = standby_host(&gw_a, "host-a");
     assert_eq!(
         report_target_port_groups(&mut a),
@@ -1011,4 +1052,64 @@ fn alua_failover_is_refused_without_what_it_needs() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// [`failover_moves_to_the_standby_when_the_active_gateway_dies`] on the live volume with
+/// mandatory locks, through the real libgfapi: the fence is the brick's, and a killed
+/// gateway's locks go with its connection.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_failover_moves_to_the_standby_when_the_active_gluster_gateway_dies() {
+    let Some(storage) = Storage::live_with_mandatory_locks() else {
+        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
+        return;
+    };
+    failover_moves_to_the_standby_when_the_active_gateway_dies(storage);
+}
+
+/// The active gateway's volume connection drops: its store reconnects on a new mount,
+/// where the fence taken on the old one is not (Gluster drops a client's locks with its
+/// connection). The gateway must not go on as active on a fence it may no longer hold: it
+/// steps down (standby, a unit attention) and takes the fence again on the new mount,
+/// since nobody else holds it, and writes again.
+#[test]
+fn an_active_glfs_gateway_whose_volume_reconnects_steps_down_and_takes_the_fence_again() {
+    let storage = Storage::glfs();
+    let Storage::Glfs(root) = &storage else {
+        unreachable!()
+    };
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let mut a = standby_host(&gw_a, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    assert_eq!(write_numbered(&mut a, 1).0, 0, "{}", gw_a.log());
+    // A write meets the outage: held by the store until the volume is back, then sent
+    // on the new mount.
+    let during = with_outage(root, "vol", Duration::from_millis(1500), || {
+        write_numbered(&mut a, 2)
+    });
+    assert!(
+        during.0 == 0 || during == FENCED_REFUSAL || during.1 == 0x2,
+        "{during:?}"
+    );
+    gw_a.wait_for_log_line(&["no longer the active gateway"]);
+    // Back to active, and writing.
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    loop {
+        let (groups, _) = rtpg_seeing_ua(&mut a);
+        if groups == [(1, 0x0, 1), (2, 0x2, 2)] && write_numbered(&mut a, 3).0 == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{groups:?}\n{}", gw_a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+    assert_eq!(
+        gw_a.log().matches("holds the data fence").count(),
+        2,
+        "{}",
+        gw_a.log()
+    );
 }
