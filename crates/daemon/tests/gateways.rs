@@ -925,7 +925,13 @@ fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) 
         std::thread::sleep(Duration::from_millis(100));
     }
     // A writes; B, standby, refuses.
-    assert_eq!(write_numbered(&mut a, 1).0, 0, "{}", gw_a.log());
+    assert_eq!(
+        write_numbered(&mut a, 1),
+        (0, 0, 0, 0),
+        "A: {}\nB: {}",
+        gw_a.log(),
+        gw_b.log()
+    );
     assert_eq!(write_numbered(&mut b, 2), STANDBY_REFUSAL);
     assert_eq!(block_on_storage(&storage)[..4], 1u32.to_be_bytes());
     assert!(
