@@ -125,6 +125,10 @@ pub enum Request {
         group: u16,
         state: String,
     },
+    /// With `--alua-failover`: hands this gateway's active role over to group `group`.
+    AluaHandover {
+        group: u16,
+    },
     /// Make the running state match this configuration text.
     Apply {
         text: String,
@@ -478,6 +482,14 @@ fn run(state: &State, request: Request) -> Result<Reply> {
         Request::AluaSet { group, state: name } => {
             let access = crate::gateways::parse_access_state(&name).map_err(anyhow::Error::msg)?;
             Reply::changes(state.set_alua_state(group, access)?)
+        }
+        Request::AluaHandover { group } => {
+            crate::failover::request_handover(state.targets().alua().as_ref(), group)?;
+            let what = format!("handing the active role over to target port group {group}");
+            Reply::table(
+                vec![vec!["change".into()], vec![what]],
+                json!({ "handover": group }),
+            )
         }
         Request::Apply { text, options } => {
             let wanted = ConfigFile::parse(&text)?;

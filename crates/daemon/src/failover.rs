@@ -31,6 +31,7 @@
 use crate::targets::{Target, Targets};
 use scsi::{AccessState, Alua, PortGroup};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, LockError, LockMode, LockOwner, LockWait, MetadataLock};
@@ -86,20 +87,27 @@ fn take_fenced(target: &str) -> bool {
 pub struct Record {
     pub version: u64,
     pub active: Option<(u16, String)>,
+    /// A planned switchover: the group the former active gateway handed over to; other
+    /// gateways leave the fence to it for [`HANDOVER_WAIT`].
+    pub handover: Option<u16>,
 }
 
 impl Record {
     const MAGIC: &'static str = "glfs-iscsi-alua 1";
 
     /// The saved form: `glfs-iscsi-alua 1`, `version N`, `active GROUP NAME` or
-    /// `active none`, one per line.
+    /// `active none`, and `handover GROUP` when there is one, one per line.
     pub fn encode(&self) -> String {
         let active = match &self.active {
             Some((group, name)) => format!("{group} {name}"),
             None => "none".to_string(),
         };
+        let handover = match self.handover {
+            Some(group) => format!("handover {group}\n"),
+            None => String::new(),
+        };
         format!(
-            "{}\nversion {}\nactive {active}\n",
+            "{}\nversion {}\nactive {active}\n{handover}",
             Record::MAGIC,
             self.version
         )
@@ -122,7 +130,20 @@ impl Record {
                 Some((group, name.to_string()))
             }
         };
-        Some(Record { version, active })
+        let handover = match lines.next() {
+            None => None,
+            Some(line) => Some(
+                line.strip_prefix("handover ")?
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|g| *g != 0)?,
+            ),
+        };
+        Some(Record {
+            version,
+            active,
+            handover,
+        })
     }
 
     /// The active gateway's target port group.
@@ -181,6 +202,10 @@ pub struct Failover {
     owner: LockOwner,
     tenures: HashMap<String, Tenure>,
     last_round: Option<Instant>,
+    /// After handing over: this gateway does not take the fence again before then.
+    hold_off: Option<Instant>,
+    /// Per target, a handover record seen (its version) and when it was first seen.
+    handovers_seen: HashMap<String, (u64, Instant)>,
 }
 
 impl Failover {
@@ -189,15 +214,20 @@ impl Failover {
             owner,
             tenures: HashMap::new(),
             last_round: None,
+            hold_off: None,
+            handovers_seen: HashMap::new(),
         }
     }
 
     /// One round over every target (see the module documentation), unless the last one
-    /// was less than [`ROUND_EVERY`] ago. Blocking: on the refresh loop's blocking thread.
+    /// was less than [`ROUND_EVERY`] ago (a handover asked for is done at once).
+    /// Blocking: on the refresh loop's blocking thread.
     pub fn round(&mut self, targets: &Targets, now: Instant) {
-        if self
-            .last_round
-            .is_some_and(|at| now.duration_since(at) < ROUND_EVERY)
+        let handover = lock(&HANDOVER).take();
+        if handover.is_none()
+            && self
+                .last_round
+                .is_some_and(|at| now.duration_since(at) < ROUND_EVERY)
         {
             return;
         }
@@ -207,14 +237,31 @@ impl Failover {
         };
         let names = targets.names();
         self.tenures.retain(|name, _| names.contains(name));
+        if let Some(to) = handover {
+            self.hand_over(targets, &groups, to, now);
+        }
         for name in names {
             if let Some(target) = targets.get(&name) {
-                self.round_target(&target, &groups);
+                self.round_target(&target, &groups, now);
             }
         }
+        ACTIVE.store(self.tenures.len(), Ordering::Relaxed);
     }
 
-    fn round_target(&mut self, target: &Target, groups: &Alua) {
+    /// A planned switchover to group `to`: steps down on every target this gateway is
+    /// active for, recording the handover, and leaves the fence alone for
+    /// [`HANDOVER_WAIT`].
+    fn hand_over(&mut self, targets: &Targets, groups: &Alua, to: u16, now: Instant) {
+        let held: Vec<String> = self.tenures.keys().cloned().collect();
+        for name in held {
+            if let Some(target) = targets.get(&name) {
+                self.step_down(&target, groups, "handed over", Some(to));
+            }
+        }
+        self.hold_off = Some(now + HANDOVER_WAIT);
+    }
+
+    fn round_target(&mut self, target: &Target, groups: &Alua, now: Instant) {
         let name = &target.name;
         let stores: Vec<(u16, Arc<dyn BlockStore>)> = target
             .luns()
@@ -233,28 +280,57 @@ impl Failover {
                 None
             };
             if let Some(why) = why {
-                self.step_down(target, groups, why);
+                self.step_down(target, groups, why, None);
             }
         }
-        if !self.tenures.contains_key(name) && !stores.is_empty() {
+        let record = match self.tenures.get(name) {
+            Some(t) => Some(t.record.clone()),
+            None => stores.first().and_then(|(_, s)| read_record(name, &**s)),
+        };
+        if !self.tenures.contains_key(name)
+            && !stores.is_empty()
+            && self.may_take(name, groups.own.id, record.as_ref(), now)
+        {
             if let Some(tenure) = self.take(target, groups.own.id, &stores) {
                 self.tenures.insert(name.clone(), tenure);
             }
         }
         let (holding, record) = match self.tenures.get(name) {
             Some(t) => (true, Some(t.record.clone())),
-            None => (
-                false,
-                stores.first().and_then(|(_, s)| read_record(name, &**s)),
-            ),
+            None => (false, record),
         };
-        let now = states(groups, holding, record.as_ref());
+        let now_states = states(groups, holding, record.as_ref());
         let before = target.scsi.alua();
-        if target.scsi.set_alua(now.clone()) {
-            tracing::info!(target = %name, own = %now.own.state,
+        if target.scsi.set_alua(now_states.clone()) {
+            tracing::info!(target = %name, own = %now_states.own.state,
                 active = ?record.as_ref().and_then(Record::active_group),
                 was = ?before.map(|a| a.own.state.name()),
                 "ALUA states changed");
+        }
+    }
+
+    /// Whether this gateway tries to take the fence now: not while it holds off after a
+    /// handover of its own, nor while another group is handed the fence (for
+    /// [`HANDOVER_WAIT`] from when this gateway first saw that record).
+    fn may_take(&mut self, target: &str, own: u16, record: Option<&Record>, now: Instant) -> bool {
+        if self.hold_off.is_some_and(|until| now < until) {
+            return false;
+        }
+        match record.and_then(|r| Some((r.version, r.handover?))) {
+            Some((version, to)) if to != own => {
+                let seen = self
+                    .handovers_seen
+                    .entry(target.to_string())
+                    .or_insert((version, now));
+                if seen.0 != version {
+                    *seen = (version, now);
+                }
+                now.duration_since(seen.1) >= HANDOVER_WAIT
+            }
+            _ => {
+                self.handovers_seen.remove(target);
+                true
+            }
         }
     }
 
@@ -298,6 +374,7 @@ impl Failover {
         let record = Record {
             version: version + 1,
             active: Some((group, self.owner.as_str().to_string())),
+            handover: None,
         };
         if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
             tracing::warn!(target = %name, %err,
@@ -315,17 +392,19 @@ impl Failover {
     }
 
     /// Stops being the target's active gateway: standby first (no more commands are
-    /// admitted to the stores), then the record says nobody is active, then the fences
-    /// and the election lock go.
-    fn step_down(&mut self, target: &Target, groups: &Alua, why: &str) {
+    /// admitted to the stores), then the record says nobody is active (and to whom it
+    /// was handed over, if it was), then the fences and the election lock go.
+    fn step_down(&mut self, target: &Target, groups: &Alua, why: &str, handover: Option<u16>) {
         let Some(tenure) = self.tenures.remove(&target.name) else {
             return;
         };
-        tracing::warn!(target = %target.name, why, "no longer the active gateway: standby");
+        tracing::warn!(target = %target.name, why, ?handover,
+            "no longer the active gateway: standby");
         target.scsi.set_alua(states(groups, false, None));
         let record = Record {
             version: tenure.record.version + 1,
             active: None,
+            handover,
         };
         if let Some((_, lead)) = tenure.stores.first() {
             if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
@@ -341,6 +420,43 @@ impl Failover {
     pub fn is_active(&self, target: &str) -> bool {
         self.tenures.contains_key(target)
     }
+}
+
+/// How long a planned switchover leaves the fence to the group it names: the gateway
+/// that handed over does not take it again, and other gateways do not try, for this
+/// long; a named gateway that does not take it by then does not keep the others out.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// A switchover asked for (`admin alua handover`), done at the next round.
+static HANDOVER: Mutex<Option<u16>> = Mutex::new(None);
+
+/// How many targets this gateway was active for at the end of the last round.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Asks the refresh loop to hand this gateway's active role over to target port group
+/// `to` (a planned switchover): it steps down on every target it is active for, records
+/// the handover, and leaves the fence to `to` for [`HANDOVER_WAIT`]. Refused unless the
+/// mode is on, `to` is another gateway's group and this gateway is active.
+pub fn request_handover(groups: Option<&Alua>, to: u16) -> anyhow::Result<()> {
+    if !enabled() {
+        anyhow::bail!("alua handover needs --alua-failover (or alua_failover in the file)");
+    }
+    let groups = groups.ok_or(scsi::BadAlua::Off)?;
+    if groups.own.id == to {
+        anyhow::bail!("target port group {to} is this gateway's own");
+    }
+    if !groups.others.iter().any(|g| g.id == to) {
+        return Err(scsi::BadAlua::UnknownGroup(to).into());
+    }
+    if ACTIVE.load(Ordering::Relaxed) == 0 {
+        anyhow::bail!("this gateway is not the active gateway of any target: nothing to hand over");
+    }
+    *lock(&HANDOVER) = Some(to);
+    Ok(())
 }
 
 fn same_stores(a: &[(u16, Arc<dyn BlockStore>)], b: &[(u16, Arc<dyn BlockStore>)]) -> bool {
@@ -429,6 +545,7 @@ mod tests {
         let r = Record {
             version: 7,
             active: Some((2, "gateway-b".into())),
+            handover: None,
         };
         assert_eq!(
             r.encode(),
@@ -438,9 +555,20 @@ mod tests {
         let none = Record {
             version: 8,
             active: None,
+            handover: None,
         };
         assert_eq!(none.encode(), "glfs-iscsi-alua 1\nversion 8\nactive none\n");
         assert_eq!(Record::parse(none.encode().as_bytes()), Some(none));
+        let handed = Record {
+            version: 9,
+            active: None,
+            handover: Some(3),
+        };
+        assert_eq!(
+            handed.encode(),
+            "glfs-iscsi-alua 1\nversion 9\nactive none\nhandover 3\n"
+        );
+        assert_eq!(Record::parse(handed.encode().as_bytes()), Some(handed));
     }
 
     #[test]
@@ -453,6 +581,9 @@ mod tests {
             "glfs-iscsi-alua 1\nversion 1\nactive 0 gw\n",
             "glfs-iscsi-alua 1\nversion 1\nactive 2\n",
             "glfs-iscsi-alua 1\nversion 1\nactive 2 bad name\n",
+            "glfs-iscsi-alua 1\nversion 1\nactive none\nhandover 0\n",
+            "glfs-iscsi-alua 1\nversion 1\nactive none\nhandover x\n",
+            "glfs-iscsi-alua 1\nversion 1\nactive none\nsomething 2\n",
         ] {
             assert_eq!(Record::parse(bad.as_bytes()), None, "{bad:?}");
         }
@@ -464,6 +595,7 @@ mod tests {
         let record = |g| Record {
             version: 1,
             active: Some((g, "gw".into())),
+            handover: None,
         };
         // Holding: own active, whatever the record says.
         assert_eq!(
@@ -497,5 +629,29 @@ mod tests {
         let err = check(Some(&owner), None, &[]).unwrap_err().to_string();
         assert!(err.contains("needs an ALUA group"), "{err}");
         assert!(check(Some(&owner), Some(&alua), &[]).is_ok());
+    }
+
+    #[test]
+    fn others_leave_a_handed_over_fence_to_the_group_named_for_a_while() {
+        let mut f = Failover::new(LockOwner::new("gw-c").unwrap());
+        let handed = |version| Record {
+            version,
+            active: None,
+            handover: Some(2),
+        };
+        let t0 = Instant::now();
+        // Group 3 is not the one named: it waits HANDOVER_WAIT from when it first saw it.
+        assert!(!f.may_take("t", 3, Some(&handed(5)), t0));
+        assert!(!f.may_take("t", 3, Some(&handed(5)), t0 + HANDOVER_WAIT / 2));
+        assert!(f.may_take("t", 3, Some(&handed(5)), t0 + HANDOVER_WAIT));
+        // A newer handover record starts the wait again.
+        assert!(!f.may_take("t", 3, Some(&handed(6)), t0 + HANDOVER_WAIT));
+        // The group named, a record without a handover, or none: at once.
+        assert!(f.may_take("t", 2, Some(&handed(6)), t0));
+        assert!(f.may_take("t", 3, None, t0));
+        // The gateway that handed over holds off until its time is up.
+        f.hold_off = Some(t0 + HANDOVER_WAIT);
+        assert!(!f.may_take("u", 2, None, t0));
+        assert!(f.may_take("u", 2, None, t0 + HANDOVER_WAIT));
     }
 }

@@ -1119,3 +1119,81 @@ fn an_active_glfs_gateway_whose_volume_reconnects_steps_down_and_takes_the_fence
         gw_a.log()
     );
 }
+
+/// A planned switchover: `admin alua handover 2` on the active gateway A makes it step
+/// down and let go of the fence, and gateway B (group 2) takes it at its next round:
+/// both gateways report B active, hosts get the unit attention, B writes and A refuses.
+/// Refused where it means nothing: on a standby gateway, to its own group, to an unknown
+/// group.
+#[test]
+fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
+    let storage = Storage::glfs();
+    let control = tempfile::tempdir().unwrap();
+    let (sock_a, sock_b) = (control.path().join("a.sock"), control.path().join("b.sock"));
+    let gw_a = failover_gateway(
+        &storage,
+        "gateway-a",
+        "1",
+        "2",
+        &["--control-socket", sock_a.to_str().unwrap()],
+    );
+    let gw_b = failover_gateway(
+        &storage,
+        "gateway-b",
+        "2",
+        "1",
+        &["--control-socket", sock_b.to_str().unwrap()],
+    );
+    let mut a = standby_host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    for (socket, args, says) in [
+        (&sock_b, ["alua", "handover", "1"], "not the active gateway"),
+        (&sock_a, ["alua", "handover", "1"], "this gateway's own"),
+        (&sock_a, ["alua", "handover", "9"], "no target port group 9"),
+    ] {
+        let (done, _, err) = admin(socket, &args);
+        assert!(!done && err.contains(says), "{args:?}: {err}");
+    }
+    ok(&sock_a, &["alua", "handover", "2"]);
+    let asked = Instant::now();
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut b);
+        ua_seen |= ua;
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            asked.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\nA: {}\nB: {}",
+            gw_a.log(),
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
+    // A reads B's record at its next round.
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut a);
+        ua_seen |= ua;
+        if groups == [(1, 0x2, 1), (2, 0x0, 2)] {
+            break;
+        }
+        assert!(
+            asked.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\nA: {}",
+            gw_a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through A");
+    assert_eq!(write_numbered(&mut b, 7).0, 0, "{}", gw_b.log());
+    assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 7u32.to_be_bytes());
+    assert!(gw_a.log().contains("handed over"), "{}", gw_a.log());
+}
