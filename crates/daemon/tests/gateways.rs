@@ -1125,9 +1125,7 @@ fn an_active_glfs_gateway_whose_volume_reconnects_steps_down_and_takes_the_fence
 /// both gateways report B active, hosts get the unit attention, B writes and A refuses.
 /// Refused where it means nothing: on a standby gateway, to its own group, to an unknown
 /// group.
-#[test]
-fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
-    let storage = Storage::glfs();
+fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storage) {
     let control = tempfile::tempdir().unwrap();
     let (sock_a, sock_b) = (control.path().join("a.sock"), control.path().join("b.sock"));
     let gw_a = failover_gateway(
@@ -1196,4 +1194,21 @@ fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
     assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
     assert_eq!(block_on_storage(&storage)[..4], 7u32.to_be_bytes());
     assert!(gw_a.log().contains("handed over"), "{}", gw_a.log());
+}
+
+#[test]
+fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
+    a_planned_handover_moves_the_active_role_to_the_named_gateway(Storage::glfs());
+}
+
+/// [`a_planned_handover_moves_the_active_role_to_the_named_gateway`] on the live volume
+/// with mandatory locks: the fence is let go and taken by the other gateway's mount.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_a_planned_handover_moves_the_active_role_to_the_named_gluster_gateway() {
+    let Some(storage) = Storage::live_with_mandatory_locks() else {
+        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
+        return;
+    };
+    a_planned_handover_moves_the_active_role_to_the_named_gateway(storage);
 }
