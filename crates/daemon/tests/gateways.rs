@@ -1212,3 +1212,48 @@ fn live_a_planned_handover_moves_the_active_role_to_the_named_gluster_gateway() 
     };
     a_planned_handover_moves_the_active_role_to_the_named_gateway(storage);
 }
+
+/// Safety over availability: an active gateway that stalls (stopped, its connection to
+/// the volume alive) keeps its fence, so the standby does not become active however long
+/// it waits, and its media commands stay refused; once the stalled gateway is stopped for
+/// good (what the operator does), the standby takes over.
+#[test]
+fn a_stalled_active_glfs_gateway_keeps_the_fence_and_nobody_takes_over_until_it_is_stopped() {
+    let storage = Storage::glfs();
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &[]);
+    let mut b = standby_host(&gw_b, "host-b");
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
+        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw_a.signal("STOP");
+    // Several of B's rounds (one every second at most).
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    assert_eq!(write_numbered(&mut b, 1), STANDBY_REFUSAL);
+    assert!(
+        !gw_b.log().contains("holds the data fence"),
+        "{}",
+        gw_b.log()
+    );
+    gw_a.signal("KILL");
+    let killed = Instant::now();
+    loop {
+        let (groups, _) = rtpg_seeing_ua(&mut b);
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\n{}",
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(write_numbered(&mut b, 2).0, 0, "{}", gw_b.log());
+}
