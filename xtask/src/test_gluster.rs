@@ -131,6 +131,8 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
     let mut tests = util::cargo();
     if let Some(f) = &features {
         tests.env("GLUSTER_TEST_FEATURES_VOLUME", f.spec());
+        // where its brick keeps the files (the failover test reads what landed)
+        tests.env("GLUSTER_TEST_FEATURES_BRICK", &f.brick);
     }
     tests
         .args([

@@ -190,6 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn only_the_failover_takes_the_data_fence_and_only_after_the_election_lock() {
+        // ARCHITECTURE.md, "Active/passive failover": a gateway reports itself active only
+        // while it holds the data fence, and only the holder of the `alua-active` lock
+        // asks for it (a refused mandatory-lock request breaks the holder's writes on
+        // Gluster 10.3). So no other daemon code takes the fence, and failover.rs takes
+        // the election lock before it.
+        let mut taken = false;
+        for (path, text) in sources(&project_root().join("crates/daemon/src")) {
+            let code = production_code(&text);
+            if path.ends_with("failover.rs") {
+                let election = code.find("lock_metadata(\n            ELECTION");
+                let fence = code.find(".fence_data(");
+                taken = matches!((election, fence), (Some(e), Some(f)) if e < f);
+                continue;
+            }
+            assert!(
+                !code.contains(".fence_data("),
+                "{path} takes the data fence: only daemon::failover does"
+            );
+        }
+        assert!(
+            taken,
+            "daemon/src/failover.rs does not take the election lock before the fence"
+        );
+    }
+
+    #[test]
     fn nothing_links_libgfapi_at_build_time() {
         for entry in std::fs::read_dir(project_root().join("crates")).unwrap() {
             let dir = entry.unwrap().path();

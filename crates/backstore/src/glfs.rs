@@ -1392,22 +1392,45 @@ impl BlockStore for GlfsStore {
     /// old fd).
     fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
         let name = store_api::DATA_FENCE;
-        let Some(Handle { file, .. }) = self.link.handle() else {
+        let Some(Handle { file, generation }) = self.link.handle() else {
             let source = StoreError::from_errno(Op::Lock, libc::ENOTCONN);
             return Err(LockError::store(name, source));
         };
         let (start, len) = store_api::DATA_FENCE_RANGE;
-        crate::lock::acquire(name, wait, || {
-            file.try_lock_mandatory(gfapi::LockKind::Write, start, len)
-                .map(|taken| taken.then_some(()))
-                .map_err(|e| gfapi_error(Op::Lock, &e))
+        // On a thread of its own: gfapi takes a lock under the calling thread's lock
+        // owner once any fd with a lock owner was locked on that thread (glfs_posix_lock
+        // sets the thread's owner to the fd's and leaves it), and the brick lets through
+        // only requests of the lock's owner. The data path's threads never lock, so their
+        // requests carry the empty owner; a fresh thread takes the fence under that same
+        // empty owner, so this store's own requests pass (measured live: taken on a
+        // thread that had taken a metadata lock, the holder's own writes got EAGAIN).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::lock::acquire(name, wait, || {
+                    file.try_lock_mandatory(gfapi::LockKind::Write, start, len)
+                        .map(|taken| taken.then_some(()))
+                        .map_err(|e| gfapi_error(Op::Lock, &e))
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                let source = StoreError::new(Op::Lock, ErrorKind::Io);
+                Err(LockError::store(name, source))
+            })
         })?;
-        Ok(MetadataLock::new(
-            name,
-            owner,
-            LockMode::Exclusive,
-            DataFence(file),
-        ))
+        // Held while the store still uses the fd it was taken through: a lost connection
+        // or a reconnect (a new mount, a new fd) leaves it behind, and Gluster drops the
+        // lock with the old connection.
+        let link = Arc::downgrade(&self.link);
+        Ok(
+            MetadataLock::new(name, owner, LockMode::Exclusive, DataFence(file)).with_check(
+                move || {
+                    link.upgrade()
+                        .and_then(|l| l.handle())
+                        .is_some_and(|h| h.generation == generation)
+                },
+            ),
+        )
     }
 }
 
@@ -1417,7 +1440,14 @@ struct DataFence(Arc<File>);
 impl Drop for DataFence {
     fn drop(&mut self) {
         let (start, len) = store_api::DATA_FENCE_RANGE;
-        if let Err(e) = self.0.unlock_mandatory(start, len) {
+        // Under the empty lock owner it was taken with (see `fence_data`).
+        let file = &self.0;
+        let released = std::thread::scope(|s| {
+            s.spawn(|| file.unlock_mandatory(start, len))
+                .join()
+                .unwrap_or(Ok(()))
+        });
+        if let Err(e) = released {
             // the fd's mount is gone, and with it the lock
             tracing::debug!("data fence release: {e}");
         }

@@ -397,6 +397,12 @@ pub enum AluaVerb {
         group: u16,
         state: String,
     },
+    /// With --alua-failover, on the active gateway: a planned switchover. This gateway
+    /// steps down and lets go of the data fence, and target port group GROUP's gateway
+    /// takes it at its next round (the others leave it to that one for 10 s).
+    Handover {
+        group: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -557,6 +563,7 @@ impl AdminArgs {
                     group: *group,
                     state: state.clone(),
                 },
+                AluaVerb::Handover { group } => Request::AluaHandover { group: *group },
             },
             Noun::Apply {
                 file,

@@ -153,6 +153,13 @@ pub struct Args {
     #[arg(long = "alua-peer", value_name = "ID:STATE", requires = "alua_group",
           value_parser = crate::gateways::parse_port_group)]
     pub alua_peers: Vec<scsi::PortGroup>,
+    /// Active/passive failover: the gateway that holds the LUNs' data fence (a Gluster
+    /// mandatory lock, glfs LUNs only) is active/optimized, every other standby; the
+    /// states are kept on the volume for every gateway and follow the fence when the
+    /// active gateway dies. Needs --gateway-id and --alua-group (or the file's); --alua-state and the
+    /// peers' states are then not used.
+    #[arg(long, conflicts_with = "alua_state")]
+    pub alua_failover: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

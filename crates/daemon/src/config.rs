@@ -14,6 +14,8 @@
 //! alua_group = 1                 # optional; else --alua-group, with alua_state and
 //! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (states live)
 //! alua_peer = ["2:active-optimized"]
+//! alua_failover = true           # optional; or --alua-failover: the data fence's holder is
+//!                                # active, the others standby (read at start only)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -87,6 +89,10 @@ pub struct ConfigFile {
     pub alua_state: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alua_peer: Vec<String>,
+    /// Active/passive failover through the data fence (`--alua-failover`); read at start
+    /// only. Needs `gateway_id` (or `--gateway-id`) and `alua_group`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alua_failover: bool,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
@@ -228,10 +234,18 @@ impl ConfigFile {
             if self.alua_state.is_some() || !self.alua_peer.is_empty() {
                 bail!("alua_state and alua_peer need alua_group");
             }
+            if self.alua_failover {
+                bail!("alua_failover needs alua_group");
+            }
             return Ok((owner, None));
         };
         let id =
             parse_group_id(&group.to_string()).map_err(|e| anyhow::anyhow!("alua_group: {e}"))?;
+        if self.alua_failover && self.alua_state.is_some() {
+            bail!(
+                "alua_state cannot be set with alua_failover (the data fence decides the states)"
+            );
+        }
         let state = match &self.alua_state {
             Some(s) => parse_access_state(s).map_err(|e| anyhow::anyhow!("alua_state: {e}"))?,
             None => scsi::AccessState::ActiveOptimized,
@@ -634,6 +648,8 @@ backing_store = "/srv/b.img"
             ("alua_group = 1\nalua_peer = [\"2\"]\n", "alua_peer: \"2\" is not ID:STATE"),
             ("alua_group = 1\nalua_peer = [\"1:standby\"]\n", "alua_peer: target port group 1 is given twice"),
             ("alua_state = \"standby\"\n", "alua_state and alua_peer need alua_group"),
+            ("alua_failover = true\n", "alua_failover needs alua_group"),
+            ("alua_group = 1\nalua_failover = true\nalua_state = \"standby\"\n", "alua_state cannot be set with alua_failover"),
             ("gateway_id = \"\"\n", "gateway_id: "),
         ];
         for (text, expected) in cases {

@@ -583,6 +583,9 @@ impl Session {
         }
         match done.outcome {
             Outcome::Finished { pending, result } => {
+                if matches!(&result, Err(e) if e.kind == store_api::ErrorKind::Fenced) {
+                    crate::failover::note_fenced(&target.name);
+                }
                 let next = pending.finish(result);
                 self.advance(conn, done_tx, &target, done.itt, done.seq, next);
             }

@@ -125,6 +125,10 @@ pub enum Request {
         group: u16,
         state: String,
     },
+    /// With `--alua-failover`: hands this gateway's active role over to group `group`.
+    AluaHandover {
+        group: u16,
+    },
     /// Make the running state match this configuration text.
     Apply {
         text: String,
@@ -479,6 +483,14 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             let access = crate::gateways::parse_access_state(&name).map_err(anyhow::Error::msg)?;
             Reply::changes(state.set_alua_state(group, access)?)
         }
+        Request::AluaHandover { group } => {
+            crate::failover::request_handover(state.targets().alua().as_ref(), group)?;
+            let what = format!("handing the active role over to target port group {group}");
+            Reply::table(
+                vec![vec!["change".into()], vec![what]],
+                json!({ "handover": group }),
+            )
+        }
         Request::Apply { text, options } => {
             let wanted = ConfigFile::parse(&text)?;
             Reply::changes(state.apply(wanted, options)?)
@@ -494,11 +506,39 @@ fn run(state: &State, request: Request) -> Result<Reply> {
     })
 }
 
-/// `admin alua list`: every group, this gateway's first, and its state now.
+/// `admin alua list`: every group, this gateway's first, and its state now; with
+/// `--alua-failover`, per target (each target's states follow its own data fence).
 fn alua_table(state: &State) -> Result<Reply> {
     let Some(alua) = state.targets().alua() else {
         bail!("{}", scsi::BadAlua::Off);
     };
+    if crate::failover::enabled() {
+        let targets = state.targets();
+        let mut table = vec![["target", "group", "state", "port"]
+            .map(String::from)
+            .to_vec()];
+        let mut data = Vec::new();
+        for name in targets.names() {
+            let Some(alua) = targets.get(&name).and_then(|t| t.scsi.alua()) else {
+                continue;
+            };
+            for (i, g) in alua.groups().enumerate() {
+                let port = if i == 0 {
+                    "this gateway"
+                } else {
+                    "another gateway"
+                };
+                table.push(vec![
+                    name.clone(),
+                    g.id.to_string(),
+                    g.state.to_string(),
+                    port.into(),
+                ]);
+                data.push(json!({ "target": name, "group": g.id, "state": g.state.name(), "own": i == 0 }));
+            }
+        }
+        return Ok(Reply::table(table, Value::Array(data)));
+    }
     let mut table = vec![["group", "state", "port"].map(String::from).to_vec()];
     let mut data = Vec::new();
     for (i, g) in alua.groups().enumerate() {

@@ -381,14 +381,27 @@ pub async fn expire_leases(targets: Arc<Targets>) {
 /// Loads other gateways' reservation changes of each shared LUN when the core says it is
 /// due (`ScsiTarget::reservations_due`, every `scsi::RESERVATIONS_REFRESH`), until the
 /// runtime stops. The core keeps the timer; this loop tells it the time. Starts
-/// [`expire_leases`] beside it.
-pub async fn refresh(targets: Arc<Targets>, owner: LockOwner) {
+/// [`expire_leases`] beside it. With `failover` (`--alua-failover`) each round also
+/// tries to take or keep the data fence and follows the active gateway's record
+/// ([`crate::failover::Failover::round`]).
+pub async fn refresh(
+    targets: Arc<Targets>,
+    owner: LockOwner,
+    failover: Option<crate::failover::Failover>,
+) {
     tokio::spawn(expire_leases(targets.clone()));
+    let failover = failover.map(|f| Arc::new(std::sync::Mutex::new(f)));
     loop {
         let round = {
-            let (targets, owner) = (targets.clone(), owner.clone());
+            let (targets, owner, failover) = (targets.clone(), owner.clone(), failover.clone());
             tokio::task::spawn_blocking(move || {
                 let now = Instant::now();
+                if let Some(failover) = &failover {
+                    failover
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .round(&targets, now);
+                }
                 let mut next = now + REFRESH;
                 for name in targets.names() {
                     if let Some(target) = targets.get(&name) {

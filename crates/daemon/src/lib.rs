@@ -16,6 +16,7 @@ pub mod completions;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod failover;
 pub mod gateways;
 pub mod handover;
 pub mod logging;

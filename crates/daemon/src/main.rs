@@ -119,10 +119,21 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             None => file_alua,
         };
+        let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
+        // Active/passive failover: every gateway starts standby; the states follow the
+        // data fence from the first round on (`daemon::failover`).
+        let failover =
+            args.alua_failover || (args.alua_group.is_none() && plan.config.alua_failover);
+        let alua = if failover {
+            daemon::failover::check(gateway_id.as_ref(), alua.as_ref(), &specs)?;
+            daemon::failover::enable();
+            alua.map(|a| daemon::failover::states(&a, false, None))
+        } else {
+            alua
+        };
         if let Some(alua) = alua {
             targets.set_alua(alua);
         }
-        let specs = plan.config.target_specs(args.gfapi_library.as_ref())?;
         let luns: usize = specs.iter().map(|t| t.luns.len()).sum();
         // Each store's open is bounded by its own time limit (glfs: `timeout=`); a slow
         // one is announced, so the operator knows why the portal does not answer yet.
@@ -143,6 +154,23 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         opened.context("opening the LUNs")??;
+        // The first failover round before the portal listens: a gateway that can take the
+        // fence is active when the first host logs in.
+        let failover = match (&gateway_id, failover) {
+            (Some(owner), true) => {
+                let mut f = daemon::failover::Failover::new(owner.clone());
+                let t = targets.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        f.round(&t, Instant::now());
+                        f
+                    })
+                    .await
+                    .context("the first failover round")?,
+                )
+            }
+            _ => None,
+        };
         let listener = socket
             .listen(LISTEN_BACKLOG)
             .with_context(|| format!("cannot listen on {listening}"))?;
@@ -171,7 +199,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::spawn(reload_on_sighup(state.clone()));
         if let Some(owner) = &gateway_id {
-            tokio::spawn(daemon::gateways::refresh(targets.clone(), owner.clone()));
+            tokio::spawn(daemon::gateways::refresh(
+                targets.clone(),
+                owner.clone(),
+                failover,
+            ));
         }
         if let Some(addr) = args.metrics {
             let metrics = daemon::metrics::enable();

@@ -110,6 +110,12 @@ impl State {
     /// or the group's `alua_peer` entry) and applied as any change of the file is; where
     /// they come from the command line it holds until the next start.
     pub fn set_alua_state(&self, group: u16, state: scsi::AccessState) -> Result<Vec<Change>> {
+        if crate::failover::enabled() {
+            anyhow::bail!(
+                "the ALUA states follow the data fence (alua failover): the gateway holding \
+                 it is active/optimized; stop the active gateway to move it"
+            );
+        }
         if self.cli_alua || self.config().alua_group.is_none() {
             let changed = self.targets.set_alua_state(group, state)?;
             let what = if changed {
@@ -239,6 +245,7 @@ impl State {
         let live_alua = match file_alua {
             Some(alua)
                 if !self.cli_alua
+                    && !crate::failover::enabled()
                     && current.alua_group.is_some()
                     && current.alua_group == wanted.alua_group =>
             {
@@ -697,6 +704,7 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile, live_alua: bool) -> Vec<
         ("alua_group", old.alua_group != new.alua_group),
         ("alua_state", old.alua_state != new.alua_state),
         ("alua_peer", old.alua_peer != new.alua_peer),
+        ("alua_failover", old.alua_failover != new.alua_failover),
     ];
     let numbers = old.settings().into_iter().zip(new.settings());
     fields.extend(numbers.map(|((key, a), (_, b))| (key, a != b)));
@@ -744,6 +752,7 @@ fn settings_changes(old: &ConfigFile, new: &ConfigFile, live_alua: bool) -> Vec<
                 "alua_group",
                 "alua_state",
                 "alua_peer",
+                "alua_failover",
             ];
             let when = if live_alua && ["alua_state", "alua_peer"].contains(&key) {
                 "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)"

@@ -408,8 +408,11 @@ impl Targets {
         let mut targets = self.targets.write().expect("targets lock");
         let new = target.map(Arc::new);
         if let (Some(new), Some(alua)) = (&new, self.alua()) {
-            // A new target starts with the groups; a successor shares them already.
-            new.scsi.set_alua(alua);
+            // A new target starts with the groups; a successor shares them already (and
+            // with `--alua-failover` their states are the fence's, not these).
+            if !new.scsi.has_alua() {
+                new.scsi.set_alua(alua);
+            }
         }
         let old = match &new {
             Some(target) => targets.insert(name.to_string(), target.clone()),

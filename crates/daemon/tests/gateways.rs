@@ -60,15 +60,37 @@ impl Storage {
             std::env::var(name)
                 .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask test-gluster`"))
         };
-        let volume = var("GLUSTER_TEST_VOLUME");
+        Storage::live_on(var("GLUSTER_TEST_VOLUME"), var("GLUSTER_TEST_BRICK"))
+    }
+
+    /// A file of its own on the live volume with mandatory locks
+    /// (`GLUSTER_TEST_FEATURES_VOLUME`, `GLUSTER_TEST_FEATURES_BRICK`, set by `cargo
+    /// xtask test-gluster --fixture native`); `None` where there is none.
+    fn live_with_mandatory_locks() -> Option<Storage> {
+        let volume = std::env::var("GLUSTER_TEST_FEATURES_VOLUME").ok()?;
+        let brick = std::env::var("GLUSTER_TEST_FEATURES_BRICK").ok()?;
+        Some(Storage::live_on(volume, brick))
+    }
+
+    fn live_on(volume: String, brick: String) -> Storage {
         let file = format!("gateways-{}.img", std::process::id());
-        // The LUN, its reservations and the gateways' acknowledgements, and their
-        // temporary files should a gateway have stopped between write and rename.
-        let made = ["", ".pr", ".pr-acks", ".pr.tmp", ".pr-acks.tmp"].map(|s| format!("{file}{s}"));
+        // The LUN, its reservations, the gateways' acknowledgements and the ALUA record,
+        // and their temporary files should a gateway have stopped between write and
+        // rename.
+        let made = [
+            "",
+            ".pr",
+            ".pr-acks",
+            ".alua",
+            ".pr.tmp",
+            ".pr-acks.tmp",
+            ".alua.tmp",
+        ]
+        .map(|s| format!("{file}{s}"));
         let remove = testkit::gluster::RemoveOnDrop::new(&volume, made);
         Storage::Live {
             volume,
-            brick: PathBuf::from(var("GLUSTER_TEST_BRICK")),
+            brick: PathBuf::from(brick),
             file,
             _remove: remove,
         }
@@ -822,4 +844,416 @@ fn live_no_write_of_a_preempted_host_lands_through_a_gluster_gateway_after_the_p
 #[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
 fn live_concurrent_registrations_through_gluster_gateways_are_all_kept() {
     concurrent_registrations_on_both_gateways_are_all_kept(Storage::live());
+}
+
+// ---- Active/passive failover through the data fence (`--alua-failover`) ----
+
+/// How long a standby may take to become active once the active gateway died: the
+/// failover round comes every second (`gateways::REFRESH`); a wide margin for a loaded
+/// machine.
+const FAILOVER_BOUND: Duration = Duration::from_secs(15);
+
+/// CHECK CONDITION (02h), NOT READY (2h), LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN
+/// STANDBY STATE (04h/0Bh; SPC-4 5.16.2.4.4).
+const STANDBY_REFUSAL: (u8, u8, u8, u8) = (0x02, 0x2, 0x04, 0x0B);
+/// CHECK CONDITION, NOT READY, LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE
+/// TRANSITION (04h/0Ah): what a request the storage refuses as fenced is answered with.
+const FENCED_REFUSAL: (u8, u8, u8, u8) = (0x02, 0x2, 0x04, 0x0A);
+/// CHECK CONDITION, UNIT ATTENTION (6h), ASYMMETRIC ACCESS STATE CHANGED (2Ah/06h; SPC-4
+/// annex D).
+const UA_ACCESS_STATE_CHANGED: (u8, u8, u8, u8) = (0x02, 0x6, 0x2A, 0x06);
+
+/// Gateway `id` in target port group `group` (the other group `peer`), in failover mode,
+/// with `extra` arguments.
+fn failover_gateway(
+    storage: &Storage,
+    id: &str,
+    group: &str,
+    peer: &str,
+    extra: &[&str],
+) -> Running {
+    let peer = format!("{peer}:standby");
+    let mut args = vec![
+        "--alua-group",
+        group,
+        "--alua-peer",
+        &peer,
+        "--alua-failover",
+    ];
+    args.extend_from_slice(extra);
+    storage.gateway_with(id, &args)
+}
+
+/// REPORT TARGET PORT GROUPS until it answers GOOD, noting whether a unit attention
+/// ASYMMETRIC ACCESS STATE CHANGED came first.
+fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
+    let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    let mut ua = false;
+    for _ in 0..8 {
+        let out = ini.raw_command(&rtpg, &[], 256).unwrap();
+        if out.is_good() {
+            return (report_target_port_groups(ini), ua);
+        }
+        ua |= (out.status, out.sense_key, out.asc, out.ascq) == UA_ACCESS_STATE_CHANGED;
+    }
+    panic!("REPORT TARGET PORT GROUPS never answered GOOD");
+}
+
+fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
+    // A starts first and takes the fence before its portal listens; B finds it taken.
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let control = tempfile::tempdir().unwrap();
+    let socket = control.path().join("b.sock");
+    let gw_b = failover_gateway(
+        &storage,
+        "gateway-b",
+        "2",
+        "1",
+        &["--control-socket", socket.to_str().unwrap()],
+    );
+    let mut a = standby_host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
+    // The same states through both gateways (SPC-4 table 258: 0h active/optimized, 2h
+    // standby), each listing its own group first; B learned them from the volume.
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
+        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A writes; B, standby, refuses.
+    assert_eq!(
+        write_numbered(&mut a, 1),
+        (0, 0, 0, 0),
+        "A: {}\nB: {}",
+        gw_a.log(),
+        gw_b.log()
+    );
+    assert_eq!(write_numbered(&mut b, 2), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 1u32.to_be_bytes());
+    assert!(
+        gw_a.log().contains("holds the data fence"),
+        "{}",
+        gw_a.log()
+    );
+
+    // A dies: its connection to the volume closes and its locks go; B takes them at its
+    // next round.
+    gw_a.signal("KILL");
+    let killed = Instant::now();
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut b);
+        ua_seen |= ua;
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_BOUND,
+            "B did not become active: {groups:?}\n{}",
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
+    // The operator sees it, and cannot set a state by hand: the fence decides.
+    let listed = ok(&socket, &["alua", "list"]);
+    assert!(listed.contains("active-optimized"), "{listed}");
+    let (done, _, err) = admin(&socket, &["alua", "set", "2", "standby"]);
+    assert!(!done && err.contains("follow the data fence"), "{err}");
+    // B writes now, and the write is on the storage.
+    assert_eq!(write_numbered(&mut b, 3).0, 0, "{}", gw_b.log());
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+
+    // A gateway that does not hold the fence (a former active gateway still running, as
+    // far as the storage can tell: another client of the volume without the lock) cannot
+    // land a write: the storage refuses it, and the block stays as B wrote it.
+    let stale = storage.gateway("gateway-stale");
+    let mut s = host(&stale, "host-s");
+    assert_eq!(write_numbered(&mut s, 4), FENCED_REFUSAL, "{}", stale.log());
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+    // B is still active and still writes.
+    assert_eq!(write_numbered(&mut b, 5).0, 0, "{}", gw_b.log());
+
+    // A comes back: standby, and it sees B active.
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let mut a = standby_host(&gw_a, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x2, 1), (2, 0x0, 2)]
+    );
+    assert_eq!(write_numbered(&mut a, 6), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 5u32.to_be_bytes());
+}
+
+#[test]
+fn failover_moves_to_the_standby_when_the_active_glfs_gateway_dies() {
+    failover_moves_to_the_standby_when_the_active_gateway_dies(Storage::glfs());
+}
+
+#[test]
+fn alua_failover_is_refused_without_what_it_needs() {
+    for (args, says) in [
+        (
+            &[
+                "--bstype",
+                "glfs",
+                "--backing-store",
+                "vol@h:x.img",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+            ][..],
+            "alua failover needs a gateway id",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--gateway-id",
+                "gw",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+            ],
+            "alua failover needs glfs backing stores",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--gateway-id",
+                "gw",
+                "--alua-failover",
+            ],
+            "alua failover needs an ALUA group",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-state",
+                "standby",
+                "--alua-failover",
+            ],
+            "cannot be used with",
+        ),
+    ] {
+        let out = run_to_exit(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// [`failover_moves_to_the_standby_when_the_active_gateway_dies`] on the live volume with
+/// mandatory locks, through the real libgfapi: the fence is the brick's, and a killed
+/// gateway's locks go with its connection.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_failover_moves_to_the_standby_when_the_active_gluster_gateway_dies() {
+    let Some(storage) = Storage::live_with_mandatory_locks() else {
+        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
+        return;
+    };
+    failover_moves_to_the_standby_when_the_active_gateway_dies(storage);
+}
+
+/// The active gateway's volume connection drops: its store reconnects on a new mount,
+/// where the fence taken on the old one is not (Gluster drops a client's locks with its
+/// connection). The gateway must not go on as active on a fence it may no longer hold: it
+/// steps down (standby, a unit attention) and takes the fence again on the new mount,
+/// since nobody else holds it, and writes again.
+#[test]
+fn an_active_glfs_gateway_whose_volume_reconnects_steps_down_and_takes_the_fence_again() {
+    let storage = Storage::glfs();
+    let Storage::Glfs(root) = &storage else {
+        unreachable!()
+    };
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let mut a = standby_host(&gw_a, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    assert_eq!(write_numbered(&mut a, 1).0, 0, "{}", gw_a.log());
+    // A write meets the outage: held by the store until the volume is back, then sent
+    // on the new mount.
+    let during = with_outage(root, "vol", Duration::from_millis(1500), || {
+        write_numbered(&mut a, 2)
+    });
+    assert!(
+        during.0 == 0 || during == FENCED_REFUSAL || during.1 == 0x2,
+        "{during:?}"
+    );
+    gw_a.wait_for_log_line(&["no longer the active gateway"]);
+    // Back to active, and writing.
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    loop {
+        let (groups, _) = rtpg_seeing_ua(&mut a);
+        if groups == [(1, 0x0, 1), (2, 0x2, 2)] && write_numbered(&mut a, 3).0 == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{groups:?}\n{}", gw_a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(block_on_storage(&storage)[..4], 3u32.to_be_bytes());
+    assert_eq!(
+        gw_a.log().matches("holds the data fence").count(),
+        2,
+        "{}",
+        gw_a.log()
+    );
+}
+
+/// A planned switchover: `admin alua handover 2` on the active gateway A makes it step
+/// down and let go of the fence, and gateway B (group 2) takes it at its next round:
+/// both gateways report B active, hosts get the unit attention, B writes and A refuses.
+/// Refused where it means nothing: on a standby gateway, to its own group, to an unknown
+/// group.
+fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storage) {
+    let control = tempfile::tempdir().unwrap();
+    let (sock_a, sock_b) = (control.path().join("a.sock"), control.path().join("b.sock"));
+    let gw_a = failover_gateway(
+        &storage,
+        "gateway-a",
+        "1",
+        "2",
+        &["--control-socket", sock_a.to_str().unwrap()],
+    );
+    let gw_b = failover_gateway(
+        &storage,
+        "gateway-b",
+        "2",
+        "1",
+        &["--control-socket", sock_b.to_str().unwrap()],
+    );
+    let mut a = standby_host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    for (socket, args, says) in [
+        (&sock_b, ["alua", "handover", "1"], "not the active gateway"),
+        (&sock_a, ["alua", "handover", "1"], "this gateway's own"),
+        (&sock_a, ["alua", "handover", "9"], "no target port group 9"),
+    ] {
+        let (done, _, err) = admin(socket, &args);
+        assert!(!done && err.contains(says), "{args:?}: {err}");
+    }
+    ok(&sock_a, &["alua", "handover", "2"]);
+    let asked = Instant::now();
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut b);
+        ua_seen |= ua;
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            asked.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\nA: {}\nB: {}",
+            gw_a.log(),
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
+    // A reads B's record at its next round.
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut a);
+        ua_seen |= ua;
+        if groups == [(1, 0x2, 1), (2, 0x0, 2)] {
+            break;
+        }
+        assert!(
+            asked.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\nA: {}",
+            gw_a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through A");
+    assert_eq!(write_numbered(&mut b, 7).0, 0, "{}", gw_b.log());
+    assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage)[..4], 7u32.to_be_bytes());
+    assert!(gw_a.log().contains("handed over"), "{}", gw_a.log());
+}
+
+#[test]
+fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
+    a_planned_handover_moves_the_active_role_to_the_named_gateway(Storage::glfs());
+}
+
+/// [`a_planned_handover_moves_the_active_role_to_the_named_gateway`] on the live volume
+/// with mandatory locks: the fence is let go and taken by the other gateway's mount.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_a_planned_handover_moves_the_active_role_to_the_named_gluster_gateway() {
+    let Some(storage) = Storage::live_with_mandatory_locks() else {
+        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
+        return;
+    };
+    a_planned_handover_moves_the_active_role_to_the_named_gateway(storage);
+}
+
+/// Safety over availability: an active gateway that stalls (stopped, its connection to
+/// the volume alive) keeps its fence, so the standby does not become active however long
+/// it waits, and its media commands stay refused; once the stalled gateway is stopped for
+/// good (what the operator does), the standby takes over.
+#[test]
+fn a_stalled_active_glfs_gateway_keeps_the_fence_and_nobody_takes_over_until_it_is_stopped() {
+    let storage = Storage::glfs();
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &[]);
+    let mut b = standby_host(&gw_b, "host-b");
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
+        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw_a.signal("STOP");
+    // Several of B's rounds (one every second at most).
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    assert_eq!(write_numbered(&mut b, 1), STANDBY_REFUSAL);
+    assert!(
+        !gw_b.log().contains("holds the data fence"),
+        "{}",
+        gw_b.log()
+    );
+    gw_a.signal("KILL");
+    let killed = Instant::now();
+    loop {
+        let (groups, _) = rtpg_seeing_ua(&mut b);
+        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < FAILOVER_BOUND,
+            "{groups:?}\n{}",
+            gw_b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(write_numbered(&mut b, 2).0, 0, "{}", gw_b.log());
 }

@@ -571,3 +571,67 @@ fn set_target_port_groups_is_deliberately_absent() {
         assert_eq!(r.data_in[5] & 0x30, 0x10);
     }
 }
+
+/// A failover (`--alua-failover` in the daemon): the standby gateway takes over, so its
+/// own group becomes active/optimized and the former active group standby in one
+/// setting. Every nexus gets one unit attention, ASYMMETRIC ACCESS STATE CHANGED, not
+/// one per group; then media access is served, and REPORT TARGET PORT GROUPS shows both
+/// groups altered implicitly (STATUS CODE 02h, table 260). The way back (the gateway
+/// steps down) refuses media access again with 04h/0Bh after its unit attention.
+#[test]
+fn a_takeover_swaps_two_groups_in_one_unit_attention() {
+    let mut rig = rig_in(AccessState::Standby);
+    let tur = [0u8; 6];
+    // WRITE(10) of one block at LBA 0 (SBC-3 table 64).
+    let write = cdb10(0x2A, 0, 0, 1);
+    rig.target.open_nexus(1, port("iqn.2026-01.test:a"));
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &tur, &[])),
+        (Status::CheckCondition, 0x06, 0x29, 0x00)
+    );
+    let r = rig.run_on(1, 0, &write, &[0x5A; 512]);
+    assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
+
+    let takeover = Alua::new(
+        PortGroup {
+            id: 2,
+            state: AccessState::ActiveOptimized,
+        },
+        vec![PortGroup {
+            id: 1,
+            state: AccessState::Standby,
+        }],
+    )
+    .unwrap();
+    assert!(rig.target.set_alua(takeover.clone()));
+    let r = rig.run_on(1, 0, &write, &[0x5A; 512]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    assert_eq!(outcome(&rig.run_on(1, 0, &write, &[0x5A; 512])), GOOD);
+    assert!(rig.mem.data[..512].iter().all(|&b| b == 0x5A));
+    let r = rig.run_on(1, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor_with_status(0x0, 2, 0x02);
+    body.extend(descriptor_with_status(0x2, 1, 0x02));
+    assert_eq!(&r.data_in[4..], &body[..]);
+    // The same setting again (the next round) changes nothing and raises nothing.
+    assert!(!rig.target.set_alua(takeover));
+    assert_eq!(outcome(&rig.run_on(1, 0, &tur, &[])), GOOD);
+
+    // Stepping down: both standby (nobody known active).
+    let down = Alua::new(
+        PortGroup {
+            id: 2,
+            state: AccessState::Standby,
+        },
+        vec![PortGroup {
+            id: 1,
+            state: AccessState::Standby,
+        }],
+    )
+    .unwrap();
+    assert!(rig.target.set_alua(down));
+    let r = rig.run_on(1, 0, &write, &[0xA5; 512]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    let r = rig.run_on(1, 0, &write, &[0xA5; 512]);
+    assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
+    assert!(rig.mem.data[..512].iter().all(|&b| b == 0x5A));
+}

@@ -620,6 +620,8 @@ pub struct MetadataLock {
     owner: LockOwner,
     mode: LockMode,
     _held: Box<dyn Send + Sync>,
+    /// Says whether the lock is still held ([`MetadataLock::is_intact`]).
+    intact: Option<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl MetadataLock {
@@ -636,7 +638,24 @@ impl MetadataLock {
             owner: owner.clone(),
             mode,
             _held: Box::new(held),
+            intact: None,
         }
+    }
+
+    /// For stores whose locks can be lost while the guard lives (glfs: the lock stays on
+    /// the mount it was taken through, and a reconnect replaces that mount): `intact`
+    /// says whether it is still held. Called off the I/O path; must not block.
+    pub fn with_check(mut self, intact: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.intact = Some(Box::new(intact));
+        self
+    }
+
+    /// Whether the lock is still held as far as the store knows: false once the storage
+    /// may have let go of it (glfs: the mount it was taken through is no longer the
+    /// store's, after a lost connection or a reconnect). Always true for stores whose
+    /// locks cannot be lost while the guard lives.
+    pub fn is_intact(&self) -> bool {
+        self.intact.as_ref().is_none_or(|f| f())
     }
 
     /// The metadata object the lock is for.
