@@ -5,8 +5,12 @@
 //!
 //! Faults only touch what the task created: the fixture's containers (`docker kill`,
 //! `start`, `pause`, `unpause`) or, on the native fixture, the brick process of our own
-//! volume (SIGSTOP/SIGCONT). Scenarios that need three bricks are skipped by name on the
-//! native one-brick volume.
+//! volume (SIGSTOP/SIGCONT), or our own target processes. Scenarios that need three bricks
+//! are skipped by name on the native one-brick volume.
+//!
+//! The gateway-failover scenarios run two gateways (`--gateway-id`, `--alua-failover`) on a
+//! replica-3 volume of their own, created on the Docker cluster with the options the data
+//! fence needs and deleted afterwards ([`FailoverVolume`]).
 
 use crate::docker;
 use crate::gluster::{LiveVolume, RemoveOnDrop};
@@ -99,10 +103,17 @@ pub fn build_load() -> Result<PathBuf> {
 }
 
 /// The scenarios, by the names `--scenario` takes.
-pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+pub const SCENARIOS: &[&str] = &[
+    "short-outage",
+    "brick-loss",
+    "crash",
+    "control-plane",
+    "gateway-failover",
+    "gateway-failover-brick-loss",
+];
 
 /// Those run when none is named: all of them.
-const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+const DEFAULT_SCENARIOS: &[&str] = SCENARIOS;
 
 /// The scenarios `only` selects (the default ones when empty), in the order they run.
 pub fn selected(only: &[String]) -> Vec<&'static str> {
@@ -156,6 +167,12 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     }
     if wanted("control-plane") {
         record(control_plane(env), checks);
+    }
+    if wanted("gateway-failover") {
+        record(gateway_failover(env, false), checks);
+    }
+    if wanted("gateway-failover-brick-loss") {
+        record(gateway_failover(env, true), checks);
     }
     rows
 }
@@ -871,6 +888,347 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
         format!("FAIL: {}", problems.join("; "))
     };
     Ok(())
+}
+
+/// The volume the gateway-failover scenarios create on the Docker cluster and delete again:
+/// replica 3 like the fixture's, plus what the data fence needs (mandatory locks, enforced),
+/// set before it starts so the bricks run with them from the start.
+const FAILOVER_VOLUME: &str = "glfsiscsi-failover";
+const FAILOVER_VOLUME_OPTIONS: &[(&str, &str)] = &[
+    ("network.ping-timeout", "5"),
+    ("locks.mandatory-locking", "optimal"),
+    ("features.enforce-mandatory-lock", "on"),
+];
+/// Longest the standby may take to become active once the active gateway died: the bricks
+/// drop a dead process's locks when its connections close, and the standby's failover
+/// round comes every second; a wide margin for a loaded machine.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
+/// Seconds of verified load through the standby once it is active.
+const AFTER_FAILOVER_SECS: u64 = 15;
+/// What a gateway logs when it takes the data fence (`daemon::failover`).
+const ACTIVE_SAYS: &str = "holds the data fence";
+/// What a gateway logs when it gives its active role up.
+const STEPPED_DOWN_SAYS: &str = "no longer the active gateway";
+
+/// Two gateways (`--gateway-id`, `--alua-failover`) on one LUN of a replica-3 volume; a
+/// verified load with FUA writes through the active one, which is SIGKILLed; the initiator
+/// moves to the standby's portal (as a multipath host does when a path dies) once the
+/// standby reports itself active. With `brick_loss` node 2 is killed at the same moment
+/// and started again while the load runs through the new active gateway. Afterwards
+/// another gfapi client reads the file back: every write either gateway acknowledged is
+/// there, and the three bricks hold the same file.
+fn gateway_failover(env: &Env, brick_loss: bool) -> Row {
+    let (scenario, faults) = if brick_loss {
+        (
+            "gateway failover, brick lost",
+            "active gateway SIGKILLed and node 2 `docker kill`ed at the same moment; initiator moved to the standby's portal; node 2 `docker start`ed 5 s into the load through the standby, healed after",
+        )
+    } else {
+        (
+            "gateway failover",
+            "active gateway SIGKILLed; initiator moved to the standby's portal",
+        )
+    };
+    let load = format!(
+        "verified randrw 50/50, 4k, QD8, FUA writes: through the active gateway until the kill, then {AFTER_FAILOVER_SECS} s through the standby (initiator errors: commands cut off on the killed path, which a multipath host retries on the other; none allowed through the standby)"
+    );
+    let mut row = Row::new(scenario, &load, faults);
+    if env.fixture != Fixture::Docker {
+        row.verdict = "skipped: needs the replicated Docker fixture (the one-brick failover check is the live test in crates/daemon/tests/gateways.rs)".into();
+        return row;
+    }
+    match gateway_failover_inner(env, brick_loss, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+/// [`FAILOVER_VOLUME`], deleted (with its bricks) when dropped; node 2 started again if a
+/// scenario left it killed.
+struct FailoverVolume;
+
+impl FailoverVolume {
+    fn create() -> Result<FailoverVolume> {
+        let volume = FailoverVolume;
+        volume.remove(); // what an interrupted earlier run left
+        let args = docker::volume_create_args(3, FAILOVER_VOLUME);
+        docker::gluster_exec(0, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            .with_context(|| format!("creating volume {FAILOVER_VOLUME}"))?;
+        for (key, value) in FAILOVER_VOLUME_OPTIONS {
+            docker::gluster_exec(0, &["volume", "set", FAILOVER_VOLUME, key, value])?;
+        }
+        docker::gluster_exec(0, &["volume", "start", FAILOVER_VOLUME])?;
+        docker::wait_bricks_online(3, FAILOVER_VOLUME, Duration::from_secs(60))?;
+        Ok(volume)
+    }
+
+    fn spec() -> String {
+        let hosts: Vec<String> = (0..3).map(|i| docker::node_ip(i).to_string()).collect();
+        format!("{FAILOVER_VOLUME}@{}", hosts.join(","))
+    }
+
+    fn remove(&self) {
+        let _ = docker::gluster_exec(0, &["volume", "stop", FAILOVER_VOLUME, "force"]);
+        let _ = docker::gluster_exec(0, &["volume", "delete", FAILOVER_VOLUME]);
+        for i in 0..3 {
+            let _ = Command::new("docker")
+                .args(["exec", &docker::node_name(i), "rm", "-rf"])
+                .arg(format!("{}/{FAILOVER_VOLUME}", docker::BRICK_ROOT))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for FailoverVolume {
+    fn drop(&mut self) {
+        let _ = docker::node_start(2);
+        self.remove();
+    }
+}
+
+/// Waits (at most `limit`) until `target` logged `needle`; the time it took.
+fn wait_logged(target: &TargetProcess, needle: &str, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    while !target.log_text().contains(needle) {
+        ensure!(
+            started.elapsed() < limit,
+            "no \"{needle}\" within {} s; the gateway logged: {}",
+            limit.as_secs(),
+            tail_lines(&target.log_text(), 8)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(started.elapsed())
+}
+
+fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<()> {
+    let name = if brick_loss {
+        "gateway-failover-brick-loss"
+    } else {
+        "gateway-failover"
+    };
+    let dir = util::target_dir().join("reliability").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let _volume = FailoverVolume::create()?;
+    let lun = lun_name(name);
+    let gateway = |id: &str, group: &str, peer: &str| {
+        TargetProcess::start_with(
+            &env.binary,
+            LunSetup {
+                bstype: "glfs".into(),
+                backing_store: format!("{}:{lun}", FailoverVolume::spec()),
+                local_file: None,
+                library: None,
+                env: vec![],
+                log_dir: dir.join(id),
+            },
+            &[
+                "--gateway-id".into(),
+                id.into(),
+                "--alua-group".into(),
+                group.into(),
+                "--alua-peer".into(),
+                format!("{peer}:standby"),
+                "--alua-failover".into(),
+            ],
+        )
+    };
+    // A starts first and takes the fence; B finds it taken and stays standby.
+    let a = gateway("gateway-a", "1", "2")?;
+    wait_logged(&a, ACTIVE_SAYS, Duration::from_secs(30)).context("gateway A")?;
+    let b = gateway("gateway-b", "2", "1")?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        !b.log_text().contains(ACTIVE_SAYS),
+        "gateway B took the fence while A held it: {}",
+        tail_lines(&b.log_text(), 8)
+    );
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        & !0xffff;
+    eprintln!(
+        "{name}: run ids {seed:#x} (through A) and {:#x} (through B)",
+        seed + 1
+    );
+    let expect_a = dir.join("through-a.jsonl");
+    let expect_b = dir.join("through-b.jsonl");
+    let durable = |run: u64, expect: &Path| -> Vec<String> {
+        vec![
+            "--fua".into(),
+            "--run-id".into(),
+            run.to_string(),
+            "--seed".into(),
+            run.to_string(),
+            "--expect-out".into(),
+            expect.display().to_string(),
+        ]
+    };
+    let load_a = start_load_with(
+        env,
+        &a.url(),
+        &format!("{name}/through-a"),
+        120,
+        50,
+        &durable(seed, &expect_a),
+    )?;
+    wait_logged(&a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+    std::thread::sleep(Duration::from_secs(6));
+
+    if brick_loss {
+        docker::node_kill(2)?;
+    }
+    let killed = Instant::now();
+    drop(a); // SIGKILL
+    wait_logged(&b, ACTIVE_SAYS, FAILOVER_LIMIT)
+        .context("the standby did not become active after the active gateway died")?;
+    let took = killed.elapsed();
+    row.recover = Some(took);
+    let cut = load_a.finish(Duration::from_secs(60))?;
+
+    // The host's multipath moves to the other portal.
+    let load_b = start_load_with(
+        env,
+        &b.url(),
+        &format!("{name}/through-b"),
+        AFTER_FAILOVER_SECS,
+        50,
+        &durable(seed + 1, &expect_b),
+    )?;
+    if brick_loss {
+        std::thread::sleep(Duration::from_secs(5));
+        docker::node_start(2)?;
+        docker::wait_bricks_online(3, FAILOVER_VOLUME, Duration::from_secs(60))?;
+    }
+    let after = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
+    let stepped_down = b.log_text().contains(STEPPED_DOWN_SAYS);
+    b.stop()?; // its fence goes: another client may read the file now
+               // What the volume says is left to heal before the read-back (a write the killed
+               // gateway had in flight may have reached some bricks only; AFR marked it).
+    let to_heal = docker::heal_pending(FAILOVER_VOLUME)?;
+
+    // Every write either gateway acknowledged, read back by another gfapi client.
+    let checker = env.load.with_file_name("iscsi-load-check");
+    let mut cmd = Command::new(&checker);
+    cmd.args(["--volume", FAILOVER_VOLUME]);
+    for i in 0..3 {
+        cmd.arg("--host").arg(docker::node_ip(i).to_string());
+    }
+    cmd.args(["--path", &lun]);
+    for e in [&expect_a, &expect_b] {
+        ensure!(
+            e.exists(),
+            "iscsi-load wrote no expectations to {}",
+            e.display()
+        );
+        cmd.arg("--expect").arg(e);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", checker.display()))?;
+    let report: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| {
+            format!(
+                "the read-back check printed no report: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let read_back_wrong = report
+        .get("wrong_blocks")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+
+    row.initiator_errors = Some(cut.errors + after.errors);
+    row.wrong_blocks = Some(cut.wrong_blocks + after.wrong_blocks + read_back_wrong);
+    let mut problems = Vec::new();
+    if after.errors > 0 {
+        problems.push(format!(
+            "{} initiator errors through the standby: {}",
+            after.errors,
+            tail_lines(&after.stderr, 3)
+        ));
+    }
+    if cut.wrong_blocks + after.wrong_blocks > 0 {
+        problems.push(format!(
+            "{} wrong blocks read through A, {} through B",
+            cut.wrong_blocks, after.wrong_blocks
+        ));
+    }
+    if read_back_wrong > 0 {
+        problems.push(format!(
+            "{read_back_wrong} wrong blocks read back: {}",
+            tail_lines(&String::from_utf8_lossy(&out.stderr), 3)
+        ));
+    }
+    for (path, r) in [("A", &cut), ("B", &after)] {
+        if r.writes_acked == 0 || r.reads_checked == 0 {
+            problems.push(format!(
+                "nothing verified through {path} ({} reads checked, {} writes acknowledged)",
+                r.reads_checked, r.writes_acked
+            ));
+        }
+    }
+    if stepped_down {
+        problems.push(format!(
+            "the new active gateway stepped down during the load: {}",
+            tail_lines(&b_log_steps(&dir), 3)
+        ));
+    }
+    // Then the self-heal makes the three copies one again.
+    let healing = Instant::now();
+    docker::wait_healed(FAILOVER_VOLUME, Duration::from_secs(180))?;
+    let healed_in = healing.elapsed();
+    let copies = (0..3)
+        .map(|i| docker::read_brick_file(i, FAILOVER_VOLUME, &lun))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, copy) in copies.iter().enumerate().skip(1) {
+        if copy != &copies[0] {
+            problems.push(format!(
+                "after heal node {i}'s copy differs from node 0's (sizes {} and {})",
+                copy.len(),
+                copies[0].len()
+            ));
+        }
+    }
+    let slots = report
+        .get("slots_checked")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    eprintln!(
+        "{name}: through A {} writes acknowledged, {} commands cut by the kill; standby active {:.1} s after the kill; through B {} writes acknowledged, {} reads checked; read back {slots} slots; {to_heal} entries to heal, healed in {:.1} s",
+        cut.writes_acked,
+        cut.errors,
+        took.as_secs_f64(),
+        after.writes_acked,
+        after.reads_checked,
+        healed_in.as_secs_f64()
+    );
+    row.verdict = if problems.is_empty() {
+        format!(
+            "pass ({} + {} writes acknowledged, {slots} slots read back, {to_heal} entries left to heal after the load)",
+            cut.writes_acked, after.writes_acked
+        )
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
+
+/// The lines of gateway B's log about its ALUA role.
+fn b_log_steps(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("gateway-b").join("glfs-iscsi.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ALUA") || l.contains("active gateway") || l.contains("fence"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
