@@ -52,7 +52,7 @@ enum Task {
         #[arg(long)]
         scenarios_only: bool,
         /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash,
-        /// control-plane, gateway-failover, gateway-failover-brick-loss.
+        /// control-plane, gateway-failover, gateway-failover-brick-loss, gateway-stall.
         #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
         scenarios: Vec<String>,
     },
