@@ -1036,14 +1036,18 @@ fn busy_answers(addr: &str) -> Result<u64> {
         "no glfs_iscsi_lun_responses_total in the metrics from {addr}: {}",
         tail_lines(&text, 5)
     );
-    Ok(text
-        .lines()
+    Ok(busy_in_metrics(&text))
+}
+
+/// The BUSY answers in a Prometheus text page of the daemon's metrics, summed over LUNs.
+fn busy_in_metrics(text: &str) -> u64 {
+    text.lines()
         .filter(|l| {
             l.starts_with("glfs_iscsi_lun_responses_total{") && l.contains("status=\"busy\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|n| n as u64)
-        .sum())
+        .sum()
 }
 
 fn start_pair(env: &Env, name: &str, dir: &Path) -> Result<Pair> {
@@ -1512,5 +1516,18 @@ mod tests {
             ["short-outage", "control-plane"]
         );
         assert!(selected(&names(&["no-such"])).is_empty());
+    }
+
+    #[test]
+    fn busy_answers_are_summed_over_luns_and_nothing_else_counts() {
+        let page = "# HELP glfs_iscsi_lun_responses_total Commands answered, by SCSI status\n\
+            # TYPE glfs_iscsi_lun_responses_total counter\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"good\"} 9000\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"busy\"} 6\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"1\",status=\"busy\"} 2\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"check_condition\"} 3\n\
+            glfs_iscsi_lun_errors_total{target=\"iqn.x:t\",lun=\"0\",status=\"busy\"} 100\n";
+        assert_eq!(busy_in_metrics(page), 8);
+        assert_eq!(busy_in_metrics(""), 0);
     }
 }
