@@ -51,7 +51,8 @@ enum Task {
         /// the live tests and iscsi-test-cu suites before them.
         #[arg(long)]
         scenarios_only: bool,
-        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash, control-plane.
+        /// Run only this reliability scenario (repeatable): short-outage, brick-loss, crash,
+        /// control-plane, gateway-failover, gateway-failover-brick-loss, gateway-stall.
         #[arg(long = "scenario", value_parser = clap::builder::PossibleValuesParser::new(reliability::SCENARIOS))]
         scenarios: Vec<String>,
     },

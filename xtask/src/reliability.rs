@@ -5,8 +5,12 @@
 //!
 //! Faults only touch what the task created: the fixture's containers (`docker kill`,
 //! `start`, `pause`, `unpause`) or, on the native fixture, the brick process of our own
-//! volume (SIGSTOP/SIGCONT). Scenarios that need three bricks are skipped by name on the
-//! native one-brick volume.
+//! volume (SIGSTOP/SIGCONT), or our own target processes. Scenarios that need three bricks
+//! are skipped by name on the native one-brick volume.
+//!
+//! The gateway-failover scenarios run two gateways (`--gateway-id`, `--alua-failover`) on a
+//! replica-3 volume of their own, created on the Docker cluster with the options the data
+//! fence needs and deleted afterwards ([`FailoverVolume`]).
 
 use crate::docker;
 use crate::gluster::{LiveVolume, RemoveOnDrop};
@@ -99,10 +103,18 @@ pub fn build_load() -> Result<PathBuf> {
 }
 
 /// The scenarios, by the names `--scenario` takes.
-pub const SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+pub const SCENARIOS: &[&str] = &[
+    "short-outage",
+    "brick-loss",
+    "crash",
+    "control-plane",
+    "gateway-failover",
+    "gateway-failover-brick-loss",
+    "gateway-stall",
+];
 
 /// Those run when none is named: all of them.
-const DEFAULT_SCENARIOS: &[&str] = &["short-outage", "brick-loss", "crash", "control-plane"];
+const DEFAULT_SCENARIOS: &[&str] = SCENARIOS;
 
 /// The scenarios `only` selects (the default ones when empty), in the order they run.
 pub fn selected(only: &[String]) -> Vec<&'static str> {
@@ -156,6 +168,15 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     }
     if wanted("control-plane") {
         record(control_plane(env), checks);
+    }
+    if wanted("gateway-failover") {
+        record(gateway_failover(env, false), checks);
+    }
+    if wanted("gateway-failover-brick-loss") {
+        record(gateway_failover(env, true), checks);
+    }
+    if wanted("gateway-stall") {
+        record(gateway_stall(env), checks);
     }
     rows
 }
@@ -873,6 +894,612 @@ fn control_plane_inner(env: &Env, row: &mut Row) -> Result<()> {
     Ok(())
 }
 
+/// The volume the gateway-failover scenarios create on the Docker cluster and delete again:
+/// replica 3 like the fixture's, plus what the data fence needs (mandatory locks, enforced),
+/// set before it starts so the bricks run with them from the start.
+const FAILOVER_VOLUME: &str = "glfsiscsi-failover";
+const FAILOVER_VOLUME_OPTIONS: &[(&str, &str)] = &[
+    ("network.ping-timeout", "5"),
+    ("locks.mandatory-locking", "optimal"),
+    ("features.enforce-mandatory-lock", "on"),
+];
+/// Longest the standby may take to become active once the active gateway died: the bricks
+/// drop a dead process's locks when its connections close, and the standby's failover
+/// round comes every second; a wide margin for a loaded machine.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
+/// Seconds of verified load through the standby once it is active.
+const AFTER_FAILOVER_SECS: u64 = 15;
+/// What a gateway logs when it takes the data fence (`daemon::failover`).
+const ACTIVE_SAYS: &str = "holds the data fence";
+/// What a gateway logs when it gives its active role up.
+const STEPPED_DOWN_SAYS: &str = "no longer the active gateway";
+
+/// Two gateways (`--gateway-id`, `--alua-failover`) on one LUN of a replica-3 volume; a
+/// verified load with FUA writes through the active one, which is SIGKILLed; the initiator
+/// moves to the standby's portal (as a multipath host does when a path dies) once the
+/// standby reports itself active. With `brick_loss` node 2 is killed at the same moment
+/// and started again while the load runs through the new active gateway. Afterwards
+/// another gfapi client reads the file back: every write either gateway acknowledged is
+/// there, and the three bricks hold the same file.
+fn gateway_failover(env: &Env, brick_loss: bool) -> Row {
+    let (scenario, faults) = if brick_loss {
+        (
+            "gateway failover, brick lost",
+            "active gateway SIGKILLed and node 2 `docker kill`ed at the same moment; initiator moved to the standby's portal; node 2 `docker start`ed 5 s into the load through the standby, healed after",
+        )
+    } else {
+        (
+            "gateway failover",
+            "active gateway SIGKILLed; initiator moved to the standby's portal",
+        )
+    };
+    let load = format!(
+        "verified randrw 50/50, 4k, QD8, FUA writes: through the active gateway until the kill, then {AFTER_FAILOVER_SECS} s through the standby (initiator errors: commands cut off on the killed path, which a multipath host retries on the other; none allowed through the standby)"
+    );
+    let mut row = Row::new(scenario, &load, faults);
+    if env.fixture != Fixture::Docker {
+        row.verdict = "skipped: needs the replicated Docker fixture (the one-brick failover check is the live test in crates/daemon/tests/gateways.rs)".into();
+        return row;
+    }
+    match gateway_failover_inner(env, brick_loss, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+/// [`FAILOVER_VOLUME`], deleted (with its bricks) when dropped; node 2 started again if a
+/// scenario left it killed.
+struct FailoverVolume;
+
+impl FailoverVolume {
+    fn create() -> Result<FailoverVolume> {
+        let volume = FailoverVolume;
+        volume.remove(); // what an interrupted earlier run left
+        let args = docker::volume_create_args(3, FAILOVER_VOLUME);
+        docker::gluster_exec(0, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            .with_context(|| format!("creating volume {FAILOVER_VOLUME}"))?;
+        for (key, value) in FAILOVER_VOLUME_OPTIONS {
+            docker::gluster_exec(0, &["volume", "set", FAILOVER_VOLUME, key, value])?;
+        }
+        docker::gluster_exec(0, &["volume", "start", FAILOVER_VOLUME])?;
+        docker::wait_bricks_online(3, FAILOVER_VOLUME, Duration::from_secs(60))?;
+        Ok(volume)
+    }
+
+    fn spec() -> String {
+        let hosts: Vec<String> = (0..3).map(|i| docker::node_ip(i).to_string()).collect();
+        format!("{FAILOVER_VOLUME}@{}", hosts.join(","))
+    }
+
+    fn remove(&self) {
+        let _ = docker::gluster_exec(0, &["volume", "stop", FAILOVER_VOLUME, "force"]);
+        let _ = docker::gluster_exec(0, &["volume", "delete", FAILOVER_VOLUME]);
+        for i in 0..3 {
+            let _ = Command::new("docker")
+                .args(["exec", &docker::node_name(i), "rm", "-rf"])
+                .arg(format!("{}/{FAILOVER_VOLUME}", docker::BRICK_ROOT))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for FailoverVolume {
+    fn drop(&mut self) {
+        let _ = docker::node_start(2);
+        self.remove();
+    }
+}
+
+/// Waits (at most `limit`) until `target` logged `needle`; the time it took.
+fn wait_logged(target: &TargetProcess, needle: &str, limit: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    while !target.log_text().contains(needle) {
+        ensure!(
+            started.elapsed() < limit,
+            "no \"{needle}\" within {} s; the gateway logged: {}",
+            limit.as_secs(),
+            tail_lines(&target.log_text(), 8)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(started.elapsed())
+}
+
+/// Two gateways on a new LUN of a new [`FAILOVER_VOLUME`]: A (group 1) started first and
+/// active, B (group 2) standby. Their logs go to `dir/gateway-a` and `dir/gateway-b`.
+struct Pair {
+    volume: FailoverVolume,
+    lun: String,
+    a: TargetProcess,
+    b: TargetProcess,
+    /// Where A serves its metrics (`--metrics`).
+    a_metrics: String,
+}
+
+/// How many commands the gateway serving metrics at `addr` answered BUSY
+/// (`glfs_iscsi_lun_responses_total{status="busy"}`, summed over its LUNs).
+fn busy_answers(addr: &str) -> Result<u64> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr)
+        .with_context(|| format!("connecting to the metrics on {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the metrics from {addr}"))?;
+    ensure!(
+        text.contains("glfs_iscsi_lun_responses_total"),
+        "no glfs_iscsi_lun_responses_total in the metrics from {addr}: {}",
+        tail_lines(&text, 5)
+    );
+    Ok(busy_in_metrics(&text))
+}
+
+/// The BUSY answers in a Prometheus text page of the daemon's metrics, summed over LUNs.
+fn busy_in_metrics(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("glfs_iscsi_lun_responses_total{") && l.contains("status=\"busy\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .sum()
+}
+
+fn start_pair(env: &Env, name: &str, dir: &Path) -> Result<Pair> {
+    let volume = FailoverVolume::create()?;
+    let lun = lun_name(name);
+    let a_metrics = format!("127.0.0.1:{}", util::free_port()?);
+    let gateway = |id: &str, group: &str, peer: &str, metrics: Option<&str>| {
+        let mut args: Vec<String> = vec![
+            "--gateway-id".into(),
+            id.into(),
+            "--alua-group".into(),
+            group.into(),
+            "--alua-peer".into(),
+            format!("{peer}:standby"),
+            "--alua-failover".into(),
+        ];
+        if let Some(addr) = metrics {
+            args.extend(["--metrics".into(), addr.into()]);
+        }
+        TargetProcess::start_with(
+            &env.binary,
+            LunSetup {
+                bstype: "glfs".into(),
+                backing_store: format!("{}:{lun}", FailoverVolume::spec()),
+                local_file: None,
+                library: None,
+                env: vec![],
+                log_dir: dir.join(id),
+            },
+            &args,
+        )
+    };
+    // A starts first and takes the fence; B finds it taken and stays standby.
+    let a = gateway("gateway-a", "1", "2", Some(&a_metrics))?;
+    wait_logged(&a, ACTIVE_SAYS, Duration::from_secs(30)).context("gateway A")?;
+    let b = gateway("gateway-b", "2", "1", None)?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        !b.log_text().contains(ACTIVE_SAYS),
+        "gateway B took the fence while A held it: {}",
+        tail_lines(&b.log_text(), 8)
+    );
+    Ok(Pair {
+        volume,
+        lun,
+        a,
+        b,
+        a_metrics,
+    })
+}
+
+/// Run ids for the loads of a failover scenario (printed to find them in the files).
+fn failover_run_ids(name: &str) -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        & !0xffff;
+    eprintln!(
+        "{name}: run ids {seed:#x} (through A) and {:#x} (through B)",
+        seed + 1
+    );
+    seed
+}
+
+/// A verified load with FUA writes through `url`, writing its expectations to `expect`.
+fn durable_load(
+    env: &Env,
+    url: &str,
+    name: &str,
+    seconds: u64,
+    run: u64,
+    expect: &Path,
+) -> Result<Load> {
+    start_load_with(
+        env,
+        url,
+        name,
+        seconds,
+        50,
+        &[
+            "--fua".into(),
+            "--run-id".into(),
+            run.to_string(),
+            "--seed".into(),
+            run.to_string(),
+            "--expect-out".into(),
+            expect.display().to_string(),
+        ],
+    )
+}
+
+/// What the read-back after a failover scenario found.
+struct ReadBack {
+    slots: u64,
+    wrong: u64,
+    said: String,
+    to_heal: usize,
+    healed_in: Duration,
+    /// Why the bricks' copies differ after the heal, if they do.
+    copies_differ: Option<String>,
+}
+
+/// Once no gateway runs (their fences gone): every write the loads acknowledged, read
+/// back by another gfapi client of [`FAILOVER_VOLUME`]; then the volume healed and the
+/// three bricks' copies compared.
+fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
+    // What the volume says is left to heal (a write a killed gateway had in flight may
+    // have reached some bricks only; AFR marked it).
+    let to_heal = docker::heal_pending(FAILOVER_VOLUME)?;
+    let checker = env.load.with_file_name("iscsi-load-check");
+    let mut cmd = Command::new(&checker);
+    cmd.args(["--volume", FAILOVER_VOLUME]);
+    for i in 0..3 {
+        cmd.arg("--host").arg(docker::node_ip(i).to_string());
+    }
+    cmd.args(["--path", lun]);
+    for e in expects {
+        ensure!(
+            e.exists(),
+            "iscsi-load wrote no expectations to {}",
+            e.display()
+        );
+        cmd.arg("--expect").arg(e);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {}", checker.display()))?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("the read-back check printed no report: {said}"))?;
+    let n = |k: &str| report.get(k).and_then(Value::as_u64).unwrap_or(0);
+    // Then the self-heal makes the three copies one again.
+    let healing = Instant::now();
+    docker::wait_healed(FAILOVER_VOLUME, Duration::from_secs(180))?;
+    let healed_in = healing.elapsed();
+    let copies = (0..3)
+        .map(|i| docker::read_brick_file(i, FAILOVER_VOLUME, lun))
+        .collect::<Result<Vec<_>>>()?;
+    let copies_differ = copies
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, copy)| *copy != &copies[0])
+        .map(|(i, copy)| {
+            format!(
+                "after heal node {i}'s copy differs from node 0's (sizes {} and {})",
+                copy.len(),
+                copies[0].len()
+            )
+        });
+    Ok(ReadBack {
+        slots: n("slots_checked"),
+        wrong: n("wrong_blocks"),
+        said,
+        to_heal,
+        healed_in,
+        copies_differ,
+    })
+}
+
+/// The problems of a read-back and of verified loads that must each have verified
+/// something.
+fn failover_problems(back: &ReadBack, loads: &[(&str, &LoadResult)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, r) in loads {
+        if r.wrong_blocks > 0 {
+            problems.push(format!(
+                "{} wrong blocks read through {path}",
+                r.wrong_blocks
+            ));
+        }
+        if r.writes_acked == 0 || r.reads_checked == 0 {
+            problems.push(format!(
+                "nothing verified through {path} ({} reads checked, {} writes acknowledged)",
+                r.reads_checked, r.writes_acked
+            ));
+        }
+    }
+    if back.wrong > 0 {
+        problems.push(format!(
+            "{} wrong blocks read back: {}",
+            back.wrong,
+            tail_lines(&back.said, 3)
+        ));
+    }
+    problems.extend(back.copies_differ.clone());
+    problems
+}
+
+fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<()> {
+    let name = if brick_loss {
+        "gateway-failover-brick-loss"
+    } else {
+        "gateway-failover"
+    };
+    let dir = util::target_dir().join("reliability").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let Pair {
+        volume: _volume,
+        lun,
+        a,
+        b,
+        a_metrics: _,
+    } = start_pair(env, name, &dir)?;
+    let run = failover_run_ids(name);
+    let expect_a = dir.join("through-a.jsonl");
+    let expect_b = dir.join("through-b.jsonl");
+    let load_a = durable_load(
+        env,
+        &a.url(),
+        &format!("{name}/through-a"),
+        120,
+        run,
+        &expect_a,
+    )?;
+    wait_logged(&a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+    std::thread::sleep(Duration::from_secs(6));
+
+    if brick_loss {
+        docker::node_kill(2)?;
+    }
+    let killed = Instant::now();
+    drop(a); // SIGKILL
+    wait_logged(&b, ACTIVE_SAYS, FAILOVER_LIMIT)
+        .context("the standby did not become active after the active gateway died")?;
+    let took = killed.elapsed();
+    row.recover = Some(took);
+    let cut = load_a.finish(Duration::from_secs(60))?;
+
+    // The host's multipath moves to the other portal.
+    let load_b = durable_load(
+        env,
+        &b.url(),
+        &format!("{name}/through-b"),
+        AFTER_FAILOVER_SECS,
+        run + 1,
+        &expect_b,
+    )?;
+    if brick_loss {
+        std::thread::sleep(Duration::from_secs(5));
+        docker::node_start(2)?;
+        docker::wait_bricks_online(3, FAILOVER_VOLUME, Duration::from_secs(60))?;
+    }
+    let after = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
+    let stepped_down = b.log_text().contains(STEPPED_DOWN_SAYS);
+    b.stop()?; // its fence goes: another client may read the file now
+    let back = read_back(env, &lun, &[&expect_a, &expect_b])?;
+
+    row.initiator_errors = Some(cut.errors + after.errors);
+    row.wrong_blocks = Some(cut.wrong_blocks + after.wrong_blocks + back.wrong);
+    let mut problems = failover_problems(&back, &[("A", &cut), ("B", &after)]);
+    if after.errors > 0 {
+        problems.push(format!(
+            "{} initiator errors through the standby: {}",
+            after.errors,
+            tail_lines(&after.stderr, 3)
+        ));
+    }
+    if stepped_down {
+        problems.push(format!(
+            "the new active gateway stepped down during the load: {}",
+            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+        ));
+    }
+    eprintln!(
+        "{name}: through A {} writes acknowledged, {} commands cut by the kill; standby active {:.1} s after the kill; through B {} writes acknowledged, {} reads checked; read back {} slots; {} entries to heal, healed in {:.1} s",
+        cut.writes_acked,
+        cut.errors,
+        took.as_secs_f64(),
+        after.writes_acked,
+        after.reads_checked,
+        back.slots,
+        back.to_heal,
+        back.healed_in.as_secs_f64()
+    );
+    row.verdict = if problems.is_empty() {
+        format!(
+            "pass ({} + {} writes acknowledged, {} slots read back, {} entries left to heal after the load)",
+            cut.writes_acked, after.writes_acked, back.slots, back.to_heal
+        )
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
+
+/// How long the stall scenario keeps the active gateway stopped: three times the volume's
+/// `network.ping-timeout`, a dozen of the standby's failover rounds, and less than the
+/// initiator's command time limit.
+const STALL: Duration = Duration::from_secs(15);
+
+/// The active gateway SIGSTOPped under verified load for [`STALL`]: its connections to
+/// the bricks stay open, so it keeps the fence and the standby must not take over (safety
+/// over availability); after SIGCONT the load goes on, with no wrong block.
+fn gateway_stall(env: &Env) -> Row {
+    let mut row = Row::new(
+        "gateway stall",
+        "verified randrw 50/50, 4k, QD8, FUA writes, 40 s through the active gateway (and through the standby, should the active one give its role up after SIGCONT)",
+        &format!(
+            "active gateway SIGSTOPped for {} s, then SIGCONTed",
+            STALL.as_secs()
+        ),
+    );
+    if env.fixture != Fixture::Docker {
+        row.verdict = "skipped: needs the replicated Docker fixture (the one-brick stall check is the test in crates/daemon/tests/gateways.rs)".into();
+        return row;
+    }
+    match gateway_stall_inner(env, &mut row) {
+        Ok(()) => row,
+        Err(e) => fail(row, e),
+    }
+}
+
+fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
+    let name = "gateway-stall";
+    let dir = util::target_dir().join("reliability").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let Pair {
+        volume: _volume,
+        lun,
+        a,
+        b,
+        a_metrics,
+    } = start_pair(env, name, &dir)?;
+    let run = failover_run_ids(name);
+    let expect_a = dir.join("through-a.jsonl");
+    let expect_b = dir.join("through-b.jsonl");
+    let load_a = durable_load(
+        env,
+        &a.url(),
+        &format!("{name}/through-a"),
+        40,
+        run,
+        &expect_a,
+    )?;
+    wait_logged(&a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = a.pid().context("gateway A has no pid")?;
+    signal(pid, "STOP")?;
+    let stopped = Instant::now();
+    let mut taken_over = None;
+    while stopped.elapsed() < STALL {
+        if b.log_text().contains(ACTIVE_SAYS) {
+            taken_over = Some(stopped.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resumed = signal(pid, "CONT");
+    let continued = Instant::now();
+    resumed?;
+    let mut problems = Vec::new();
+    if let Some(after) = taken_over {
+        problems.push(format!(
+            "the standby took the fence {:.1} s into the stall: {}",
+            after.as_secs_f64(),
+            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+        ));
+    }
+    let through_a = load_a.finish(Duration::from_secs(120))?;
+    // Writes the stalled gateway answered BUSY after SIGCONT: its reservation lease
+    // (`scsi::RESERVATIONS_LEASE`, 4 s) ran out in the stall, and it admits no write
+    // until it has read the shared state again. Initiators retry BUSY.
+    let busy = busy_answers(&a_metrics)?;
+    // Did A keep its role? If it gave it up (its fence no longer sure after the stall),
+    // B takes over and the host's multipath moves there.
+    let a_stepped_down = a.log_text().contains(STEPPED_DOWN_SAYS);
+    let mut loads = vec![("A", through_a)];
+    let mut expects = vec![expect_a.clone()];
+    let mut notes = Vec::new();
+    if a_stepped_down {
+        wait_logged(&b, ACTIVE_SAYS, FAILOVER_LIMIT)
+            .context("A gave its role up after SIGCONT, but B did not become active")?;
+        row.recover = Some(continued.elapsed());
+        notes.push("A gave its role up after SIGCONT; B took over".to_string());
+        let load_b = durable_load(
+            env,
+            &b.url(),
+            &format!("{name}/through-b"),
+            AFTER_FAILOVER_SECS,
+            run + 1,
+            &expect_b,
+        )?;
+        let through_b = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
+        if through_b.errors > 0 {
+            problems.push(format!(
+                "{} initiator errors through B after it took over",
+                through_b.errors
+            ));
+        }
+        loads.push(("B", through_b));
+        expects.push(expect_b.clone());
+    } else {
+        notes.push("A kept the fence and its role".to_string());
+        if b.log_text().contains(ACTIVE_SAYS) {
+            problems.push("B became active although A kept its role".into());
+        }
+        if loads[0].1.errors != busy {
+            problems.push(format!(
+                "{} initiator errors through A, which kept its role, and {busy} BUSY answers: {}",
+                loads[0].1.errors,
+                tail_lines(&loads[0].1.stderr, 3)
+            ));
+        } else if busy > 0 {
+            notes.push(format!(
+                "the {busy} errors through A are writes answered BUSY (retried by initiators) until its reservation lease was renewed"
+            ));
+        }
+    }
+    let a_errors = loads[0].1.errors;
+    drop(a);
+    b.stop()?;
+    let expect_refs: Vec<&Path> = expects.iter().map(PathBuf::as_path).collect();
+    let back = read_back(env, &lun, &expect_refs)?;
+    let refs: Vec<(&str, &LoadResult)> = loads.iter().map(|(p, r)| (*p, r)).collect();
+    problems.extend(failover_problems(&back, &refs));
+    row.initiator_errors = Some(loads.iter().map(|(_, r)| r.errors).sum());
+    row.wrong_blocks = Some(loads.iter().map(|(_, r)| r.wrong_blocks).sum::<u64>() + back.wrong);
+    eprintln!(
+        "{name}: {}; {a_errors} initiator errors through A; read back {} slots; {} entries to heal, healed in {:.1} s",
+        notes.join(", "),
+        back.slots,
+        back.to_heal,
+        back.healed_in.as_secs_f64()
+    );
+    row.verdict = if problems.is_empty() {
+        format!(
+            "pass (standby stayed standby for the {} s stall; {}; {} slots read back)",
+            STALL.as_secs(),
+            notes.join(", "),
+            back.slots
+        )
+    } else {
+        format!("FAIL: {}", problems.join("; "))
+    };
+    Ok(())
+}
+
+/// The lines of a gateway's log about its ALUA role.
+fn role_lines(dir: &Path, gateway: &str) -> String {
+    std::fs::read_to_string(dir.join(gateway).join("glfs-iscsi.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ALUA") || l.contains("active gateway") || l.contains("fence"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,5 +1516,18 @@ mod tests {
             ["short-outage", "control-plane"]
         );
         assert!(selected(&names(&["no-such"])).is_empty());
+    }
+
+    #[test]
+    fn busy_answers_are_summed_over_luns_and_nothing_else_counts() {
+        let page = "# HELP glfs_iscsi_lun_responses_total Commands answered, by SCSI status\n\
+            # TYPE glfs_iscsi_lun_responses_total counter\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"good\"} 9000\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"busy\"} 6\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"1\",status=\"busy\"} 2\n\
+            glfs_iscsi_lun_responses_total{target=\"iqn.x:t\",lun=\"0\",status=\"check_condition\"} 3\n\
+            glfs_iscsi_lun_errors_total{target=\"iqn.x:t\",lun=\"0\",status=\"busy\"} 100\n";
+        assert_eq!(busy_in_metrics(page), 8);
+        assert_eq!(busy_in_metrics(""), 0);
     }
 }
