@@ -50,6 +50,8 @@
 //! which costs one round trip per metadata read and nothing on the data path (reads and
 //! writes of an open fd never look up). quick-read and open-behind then never see the
 //! replaced inode either: the new file is a new inode, its content read afresh.
+//! The fake models md-cache when a rule asks (docs/fake-gfapi.md): the store suite's
+//! metadata-across-mounts check runs so and fails on the fake without this option.
 
 use crate::OpenError;
 

@@ -69,6 +69,14 @@ hang = true
 path = "/*coherent-*"
 op = "write"
 write_behind = true
+
+# Gluster's md-cache: a mount resolves a name through the lookup it keeps for the
+# volume's md-cache-timeout (here 600 s, so no entry runs out during the check), unless
+# the mount sets the timeout to 0 (`backstore::coherent::fresh_lookups`).
+[[rule]]
+path = "/metadata-shared-*"
+op = ["open", "stat", "lstat"]
+md_cache_timeout = 600
 "#;
 
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process

@@ -25,6 +25,12 @@
 //! sector_size = 4096       # behaviour: the brick disk's logical sector size for the
 //!                          # reads and writes it matches on an `O_DIRECT` fd (offset
 //!                          # and length must be multiples, else EINVAL; default 512)
+//! md_cache = true          # behaviour: the path calls it matches (open, stat, lstat)
+//!                          # resolve through the mount's cached lookup (md-cache, see
+//!                          # `crate::fs::Glfs::md_cache_get`)
+//! md_cache_timeout = 60    # the volume's performance.md-cache-timeout for them, in
+//!                          # seconds (0 to 600, default 1; implies md_cache); a mount's
+//!                          # `*-md-cache` `md-cache-timeout` xlator option wins
 //! ```
 
 use serde::Deserialize;
@@ -126,6 +132,11 @@ pub struct Decision {
     /// `O_DIRECT` read or write it matches must be aligned to (default
     /// `crate::fs::DIRECT_ALIGN`).
     pub sector_size: Option<u64>,
+    /// Not a fault but a behaviour: a path call it matches resolves the name through the
+    /// mount's cached lookup (Gluster's md-cache) while the cached entry is younger than
+    /// the timeout; this is the volume's `performance.md-cache-timeout` in seconds, which
+    /// the mount's own xlator option overrides (see `crate::fs::Glfs::md_cache_get`).
+    pub md_cache: Option<u64>,
 }
 
 impl Decision {
@@ -140,6 +151,7 @@ impl Decision {
         Decision {
             write_behind: false,
             sector_size: None,
+            md_cache: None,
             ..self.clone()
         }
         .is_none()
@@ -179,6 +191,8 @@ struct RuleSpec {
     disconnect: Option<bool>,
     write_behind: Option<bool>,
     sector_size: Option<u64>,
+    md_cache: Option<bool>,
+    md_cache_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -400,6 +414,25 @@ impl Rule {
                 ));
             }
         }
+        if let Some(n) = spec.md_cache_timeout {
+            if n > 600 {
+                return Err(format!(
+                    "rule {}: md_cache_timeout {n} is above 600 (md-cache's maximum)",
+                    index + 1
+                ));
+            }
+        }
+        let md_cache = match (spec.md_cache, spec.md_cache_timeout) {
+            (Some(false), Some(_)) => {
+                return Err(format!(
+                    "rule {}: md_cache_timeout with md_cache = false",
+                    index + 1
+                ))
+            }
+            (Some(false), None) | (None, None) => None,
+            // Gluster's default performance.md-cache-timeout is 1 s.
+            (_, timeout) => Some(timeout.unwrap_or(1)),
+        };
         let effect = Decision {
             delay: Duration::from_millis(spec.delay_ms.unwrap_or(0)),
             hang: spec.hang.unwrap_or(false),
@@ -408,11 +441,12 @@ impl Rule {
             disconnect: spec.disconnect.unwrap_or(false),
             write_behind: spec.write_behind.unwrap_or(false),
             sector_size: spec.sector_size,
+            md_cache,
         };
         if effect.is_none() {
             return Err(format!(
-                "rule {}: no effect (errno, delay_ms, hang, short, disconnect, write_behind \
-                 or sector_size)",
+                "rule {}: no effect (errno, delay_ms, hang, short, disconnect, write_behind, \
+                 sector_size or md_cache)",
                 index + 1
             ));
         }
@@ -632,6 +666,7 @@ impl FaultSource {
             d.disconnect |= e.disconnect;
             d.write_behind |= e.write_behind;
             d.sector_size = d.sector_size.or(e.sector_size);
+            d.md_cache = d.md_cache.or(e.md_cache);
         }
         (d, st.generation)
     }
@@ -698,6 +733,7 @@ mod tests {
                         d.disconnect |= r.effect.disconnect;
                         d.write_behind |= r.effect.write_behind;
                         d.sector_size = d.sector_size.or(r.effect.sector_size);
+                        d.md_cache = d.md_cache.or(r.effect.md_cache);
                     }
                 }
                 d
@@ -824,6 +860,7 @@ mod tests {
                 disconnect: true,
                 write_behind: false,
                 sector_size: None,
+                md_cache: None,
             }
         );
     }
@@ -856,6 +893,32 @@ mod tests {
         );
         assert!(d[0].write_behind && d[0].is_no_fault() && !d[0].is_none());
         assert!(d[1].is_none());
+    }
+
+    #[test]
+    fn md_cache_is_a_behaviour_with_the_volume_timeout() {
+        let text = "[[rule]]\nop=['open','stat']\npath='/m-*'\nmd_cache=true\n\
+                    [[rule]]\nop='lstat'\nmd_cache_timeout=60";
+        assert_eq!(validate(text), Ok(2));
+        let d = decide_all(
+            text,
+            &[
+                ctx("open", "/m-lun.pr", None, 0),
+                ctx("open", "/lun.pr", None, 0),
+                ctx("lstat", "/lun.pr", None, 0),
+            ],
+        );
+        // md_cache alone: Gluster's default timeout, 1 s.
+        assert_eq!(d[0].md_cache, Some(1));
+        assert!(d[0].is_no_fault() && !d[0].is_none());
+        assert!(d[1].is_none());
+        assert_eq!(d[2].md_cache, Some(60));
+        let err = parse_rules("[[rule]]\nmd_cache_timeout=601").unwrap_err();
+        assert!(err.contains("above 600"), "{err}");
+        let err = parse_rules("[[rule]]\nmd_cache=false\nmd_cache_timeout=5").unwrap_err();
+        assert!(err.contains("md_cache = false"), "{err}");
+        let err = parse_rules("[[rule]]\nmd_cache=false").unwrap_err();
+        assert!(err.contains("no effect"), "{err}");
     }
 
     #[rstest]

@@ -863,6 +863,40 @@ const PASS_FLAGS: c_int = libc::O_ACCMODE
     | libc::O_NOFOLLOW
     | libc::O_LARGEFILE;
 
+/// The md-cache model for a path call (see [`Glfs::md_cache_get`]), when a rule turns it
+/// on for the call: the mount's cached lookup of `rel` when it is fresh and names an inode
+/// other than the one now at `host` (another mount renamed or removed the name); None
+/// when the name resolves as it is now. Without a fresh entry this is the fresh lookup,
+/// which fills the cache (not for a symbolic link; nothing is kept for a name that is not
+/// there, as md-cache keeps no negative entries).
+pub(crate) fn md_cache_lookup(
+    m: &Glfs,
+    admit: &Admit,
+    host: &std::path::Path,
+    rel: &str,
+) -> Res<Option<fs::CachedLookup>> {
+    let Some(volume_secs) = admit.md_cache else {
+        return Ok(None);
+    };
+    let vol = m.vol_dir().ok_or(libc::EIO)?;
+    let now = crate::gfid::of_path(&vol, host).ok();
+    if let Some(cached) = m.md_cache_get(rel, m.md_cache_timeout(volume_secs)) {
+        return Ok((now != Some(cached.gfid)).then_some(cached));
+    }
+    let Some(gfid) = now else {
+        return Ok(None);
+    };
+    // SAFETY: zeroed stat is a valid out-buffer; the path is a valid C string.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::lstat(cpath(host)?.as_ptr(), &mut st) } == 0
+        && st.st_mode & libc::S_IFMT != libc::S_IFLNK
+    {
+        crate::gfid::remember(&vol, &gfid, rel);
+        m.md_cache_fill(rel, gfid, st);
+    }
+    Ok(None)
+}
+
 pub(crate) fn open_impl(
     fsp: *mut glfs_t,
     path: &str,
@@ -871,7 +905,17 @@ pub(crate) fn open_impl(
 ) -> Res<usize> {
     let m = mount_of(fsp)?;
     let op = if mode.is_some() { "creat" } else { "open" };
-    let (host, rel, _) = m.admit_path(op, path)?;
+    let (mut host, rel, admit) = m.admit_path(op, path)?;
+    if mode.is_some() {
+        m.md_cache_forget(&rel);
+    } else if let Some(cached) = md_cache_lookup(&m, &admit, &host, &rel)? {
+        // The cached lookup names an inode no longer at this path: Gluster opens it by
+        // its GFID, so the file it was renamed to, or ESTALE (ENOENT on a replicated
+        // volume) when it is gone, as the handle calls answer.
+        let vol = m.vol_dir().ok_or(libc::EIO)?;
+        let at = crate::handles::find(&m, &vol, &cached.gfid)?;
+        host = vol.join(at.trim_start_matches('/'));
+    }
     let flags_in = flags;
     let mut flags = flags & PASS_FLAGS;
     match mode {
@@ -1504,15 +1548,25 @@ unsafe fn stat_like(
     op: &str,
     follow: bool,
 ) -> c_int {
-    path_call(fs, path, op, |c| {
+    int_call(|| {
+        let m = mount_of(fs)?;
+        let (host, rel, admit) = m.admit_path(op, str_arg(path)?)?;
         if buf.is_null() {
-            set_errno(libc::EINVAL);
-            -1
-        } else if follow {
+            return Err(libc::EINVAL);
+        }
+        // md-cache answers from the attributes it cached (those of the inode the name had
+        // then); a name that still has that inode is read afresh.
+        if let Some(cached) = md_cache_lookup(&m, &admit, &host, &rel)? {
+            *buf = cached.stat;
+            return Ok(0);
+        }
+        let c = cpath(&host)?;
+        let r = if follow {
             libc::stat(c.as_ptr(), buf)
         } else {
             libc::lstat(c.as_ptr(), buf)
-        }
+        };
+        cvt(r as isize).map(|_| 0)
     })
 }
 
@@ -1561,16 +1615,28 @@ pub unsafe extern "C" fn glfs_mkdir(fs: *mut glfs_t, path: *const c_char, mode: 
     path_call(fs, path, "mkdir", |c| libc::mkdir(c.as_ptr(), mode))
 }
 
+/// The mount changes the name `path` itself: it forgets its cached lookups of it (the
+/// md-cache model, see [`Glfs::md_cache_forget`]).
+unsafe fn forget_name(fs: *mut glfs_t, path: *const c_char) {
+    if let (Ok(m), Ok(p)) = (mount_of(fs), str_arg(path)) {
+        m.md_cache_forget_path(p);
+    }
+}
+
 /// glfs_unlink
 #[no_mangle]
 pub unsafe extern "C" fn glfs_unlink(fs: *mut glfs_t, path: *const c_char) -> c_int {
-    path_call(fs, path, "unlink", |c| libc::unlink(c.as_ptr()))
+    let r = path_call(fs, path, "unlink", |c| libc::unlink(c.as_ptr()));
+    forget_name(fs, path);
+    r
 }
 
 /// glfs_rmdir
 #[no_mangle]
 pub unsafe extern "C" fn glfs_rmdir(fs: *mut glfs_t, path: *const c_char) -> c_int {
-    path_call(fs, path, "rmdir", |c| libc::rmdir(c.as_ptr()))
+    let r = path_call(fs, path, "rmdir", |c| libc::rmdir(c.as_ptr()));
+    forget_name(fs, path);
+    r
 }
 
 /// glfs_rename
@@ -1580,7 +1646,7 @@ pub unsafe extern "C" fn glfs_rename(
     oldpath: *const c_char,
     newpath: *const c_char,
 ) -> c_int {
-    int_call(|| {
+    let r = int_call(|| {
         path_op(fs, oldpath, "rename", |old, _| {
             let m = mount_of(fs)?;
             let (newhost, _, _) = m.admit_path("rename", str_arg(newpath)?)?;
@@ -1592,7 +1658,10 @@ pub unsafe extern "C" fn glfs_rename(
                 r => r.map(|_| 0),
             }
         })
-    })
+    });
+    forget_name(fs, oldpath);
+    forget_name(fs, newpath);
+    r
 }
 
 pub(crate) fn lstat_mode(p: &std::ffi::CStr) -> Option<libc::mode_t> {

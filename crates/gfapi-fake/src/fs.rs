@@ -81,6 +81,27 @@ pub struct Glfs {
     /// while a flush writes them out, so no read of this mount passes a write between
     /// the cache and the file.
     wb: Mutex<WriteBehind>,
+    /// The mount's cached lookups (see [`Glfs::md_cache_get`]), by normalised volume path.
+    md_cache: Mutex<HashMap<String, CachedLookup>>,
+}
+
+/// A lookup kept by a mount's md-cache model: the inode the name resolved to, its
+/// attributes then, and when.
+pub struct CachedLookup {
+    /// The inode's GFID.
+    pub gfid: crate::gfid::Gfid,
+    /// Its attributes as looked up (`lstat`).
+    pub stat: libc::stat,
+    at: std::time::Instant,
+}
+
+impl std::fmt::Debug for CachedLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedLookup")
+            .field("gfid", &crate::gfid::to_string(&self.gfid))
+            .field("at", &self.at)
+            .finish()
+    }
 }
 
 /// A backing file's (device, inode): Gluster's write-behind is per inode.
@@ -114,6 +135,9 @@ pub struct Admit {
     pub write_behind: bool,
     /// A rule gives the brick disk's logical sector size (else [`DIRECT_ALIGN`]).
     pub sector_size: Option<u64>,
+    /// A rule turns the md-cache model on for this path call, with the volume's
+    /// `performance.md-cache-timeout` in seconds (see [`Glfs::md_cache_get`]).
+    pub md_cache: Option<u64>,
 }
 
 impl Admit {
@@ -152,6 +176,7 @@ impl Glfs {
             volfile: Mutex::new(None),
             statedump_path: Mutex::new(None),
             wb: Mutex::new(WriteBehind::default()),
+            md_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -372,6 +397,7 @@ impl Glfs {
                 short: d.short,
                 write_behind: d.write_behind,
                 sector_size: d.sector_size,
+                md_cache: d.md_cache,
             },
         ))
     }
@@ -417,6 +443,14 @@ impl Glfs {
         let (vol_dir, admit) = self.admit(op, &rel, None, 0)?;
         let (host, rel) = Self::resolve(&vol_dir, &path)?;
         Ok((host, rel, admit))
+    }
+
+    /// Forgets this mount's cached lookups of `path` (a path as the caller gave it) and
+    /// below, see [`Glfs::md_cache_forget`].
+    pub fn md_cache_forget_path(&self, path: &str) {
+        if let Ok((_, rel)) = Self::resolve(Path::new("/"), &self.absolute(path)) {
+            self.md_cache_forget(&rel);
+        }
     }
 
     /// `path` made absolute against the working directory (glfs_chdir); the empty path
@@ -541,6 +575,61 @@ impl Glfs {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// md-cache's timeout on this mount: the last `md-cache-timeout` option the mount set
+    /// for `*-md-cache` (or `<volume>-md-cache`) with `glfs_set_xlator_option`, else the
+    /// volume's `performance.md-cache-timeout` (`volume_secs`, from the rule). A value
+    /// md-cache would refuse (not a number from 0 to 600) is passed over.
+    pub fn md_cache_timeout(&self, volume_secs: u64) -> std::time::Duration {
+        let own = format!("{}-md-cache", self.volname);
+        let secs = lock(&self.xlator_options)
+            .iter()
+            .rev()
+            .filter(|(x, k, _)| {
+                k.eq_ignore_ascii_case("md-cache-timeout") && faults::glob_match(x, &own)
+            })
+            .find_map(|(_, _, v)| v.trim().parse::<u64>().ok().filter(|n| *n <= 600))
+            .unwrap_or(volume_secs);
+        std::time::Duration::from_secs(secs)
+    }
+
+    /// The md-cache model (opt-in: only path calls a rule with `md_cache` matches): the
+    /// mount's cached lookup of the volume path `rel`, when it is younger than `timeout`.
+    /// Gluster's md-cache answers a lookup of an inode it holds attributes for from its
+    /// cache for `md-cache-timeout` seconds, so the mount resolves the name to the inode it
+    /// found then, even after another mount renamed another file over the name; an older
+    /// entry is dropped (the caller looks up afresh and calls [`Glfs::md_cache_fill`]).
+    /// Only the mount's own name changes ([`Glfs::md_cache_forget`]) update it, as other
+    /// mounts' changes reach md-cache only through cache-invalidation upcalls, which are
+    /// not modelled.
+    pub fn md_cache_get(&self, rel: &str, timeout: std::time::Duration) -> Option<CachedLookup> {
+        let mut cache = lock(&self.md_cache);
+        match cache.get(rel) {
+            Some(e) if e.at.elapsed() < timeout => Some(CachedLookup {
+                gfid: e.gfid,
+                stat: e.stat,
+                at: e.at,
+            }),
+            Some(_) => {
+                cache.remove(rel);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps a fresh lookup of `rel` (see [`Glfs::md_cache_get`]).
+    pub fn md_cache_fill(&self, rel: &str, gfid: crate::gfid::Gfid, stat: libc::stat) {
+        let at = std::time::Instant::now();
+        lock(&self.md_cache).insert(rel.to_string(), CachedLookup { gfid, stat, at });
+    }
+
+    /// Forgets cached lookups of `rel` and of every path under it: this mount changed the
+    /// name itself (rename, unlink, rmdir, creat), which its own inode table follows.
+    pub fn md_cache_forget(&self, rel: &str) {
+        let under = format!("{}/", rel.trim_end_matches('/'));
+        lock(&self.md_cache).retain(|k, _| k != rel && !k.starts_with(&under));
     }
 
     /// Whether `strict-O_DIRECT` is on for this mount's write-behind

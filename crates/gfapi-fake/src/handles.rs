@@ -71,7 +71,7 @@ fn rel_of(obj: &Object) -> Res<(PathBuf, String)> {
 /// volume when the client knew the inode (Gluster 10.3 one brick), ENOENT when it never
 /// did (a made-up handle) and ENOENT on a replicated volume (the replicate translator's
 /// answer when every brick lacks it, seen on replica 3).
-fn find(m: &Glfs, vol: &Path, g: &Gfid) -> Res<String> {
+pub(crate) fn find(m: &Glfs, vol: &Path, g: &Gfid) -> Res<String> {
     gfid::find(vol, g).map_err(|e| match e {
         libc::ESTALE if m.replica_count() > 1 || !gfid::known(vol, g) => libc::ENOENT,
         e => e,

@@ -34,4 +34,6 @@ mod tests_copy;
 #[cfg(test)]
 mod tests_families;
 #[cfg(test)]
+mod tests_md_cache;
+#[cfg(test)]
 mod tests_write_behind;

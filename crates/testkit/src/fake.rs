@@ -150,6 +150,16 @@ pub struct FaultRule {
     /// reads and writes on an `O_DIRECT` fd (EINVAL unless aligned to it; default 512).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sector_size: Option<u64>,
+    /// A behaviour, not a fault: matching path calls (open, stat, lstat) resolve names
+    /// through the mount's cached lookup (Gluster's md-cache) for the volume's
+    /// md-cache timeout (1 s unless [`FaultRule::md_cache_timeout`] says otherwise); a
+    /// mount's own `*-md-cache` `md-cache-timeout` xlator option wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md_cache: Option<bool>,
+    /// The volume's `performance.md-cache-timeout` in seconds (0 to 600) for the md-cache
+    /// model; implies [`FaultRule::md_cache`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md_cache_timeout: Option<u64>,
 }
 
 /// The `errno` of a [`FaultRule`]: written to the rules file as a name (`errno = "EIO"`)
@@ -282,6 +292,14 @@ impl FaultRule {
     /// A brick disk of `bytes`-byte logical sectors: give it `on(&["read", "write"])`.
     pub fn sector_size(mut self, bytes: u64) -> Self {
         self.sector_size = Some(bytes);
+        self
+    }
+
+    /// Gluster's client-side md-cache lookup caching, modelled per mount, with the
+    /// volume's timeout of `secs` seconds: give it `on(&["open", "stat", "lstat"])`.
+    pub fn md_cache_timeout(mut self, secs: u64) -> Self {
+        self.md_cache = Some(true);
+        self.md_cache_timeout = Some(secs);
         self
     }
 }
@@ -514,6 +532,8 @@ mod tests {
             disconnect: Some(true),
             write_behind: Some(true),
             sector_size: Some(4096),
+            md_cache: Some(true),
+            md_cache_timeout: Some(600),
         };
         let text = render_rules(
             9,
