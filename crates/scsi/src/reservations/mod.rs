@@ -16,7 +16,7 @@
 //! Each gateway (daemon) is one target port of the SCSI target device that the gateways
 //! exporting the same LUs form; every session of a gateway comes through its port
 //! ([`Ports`]). Gateways without ALUA groups all present target port 1 (the same iSCSI
-//! target port name, `<target>,t,0x1`), so they are one port to reservations.
+//! target port name, `<target>,t,0x0001`), so they are one port to reservations.
 
 mod commands;
 mod state;
