@@ -30,6 +30,12 @@
 //!   backs off at most [`HOLD_BACKOFF_MAX`], so recovery follows the outage closely.
 //!   When the new file is ready it is swapped in under a lock held only to clone an `Arc`
 //!   on the I/O path.
+//! * A store that took the data fence (`BlockStore::fence_data`: active/passive failover)
+//!   sends requests that change the medium only to the file of the mount it took the fence
+//!   on. Gluster drops the fence with the old mount's connection, so a write held across a
+//!   reconnect (or submitted after it) fails with `ErrorKind::Fenced` (NOT READY 04h/0Ah,
+//!   retryable) instead of being resent unfenced; the gateway steps down and writes again
+//!   once it has taken the fence on the new mount. Reads and flushes are resent.
 //! * Requests already in flight on the old handle finish normally; their buffers and the
 //!   old file stay owned by the request until its callback. The old `glfs_t` is dropped
 //!   (`glfs_close`, `glfs_fini`, which can take seconds) on a thread of its own, never on
@@ -41,7 +47,7 @@ use bytes::Bytes;
 use gfapi::{File, Gfapi, IoError, Server, Volume};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -243,6 +249,13 @@ struct Link {
     current: RwLock<Option<Handle>>,
     /// How long a request may wait for a reconnect (zero: not at all).
     hold: Duration,
+    /// The mount generation this store last took the data fence on
+    /// ([`BlockStore::fence_data`]), [`NEVER_FENCED`] until it first does. Once fenced, a
+    /// request that changes the medium goes only to the file of that generation: one held
+    /// across a reconnect (or sent after it) fails as [`ErrorKind::Fenced`] instead of
+    /// landing on a new mount where this gateway does not hold the fence, until the fence
+    /// is taken again there.
+    fenced_on: AtomicU64,
     /// Requests waiting for a reconnect. Lock order: `held`, then `current`.
     held: Mutex<Held>,
     /// Wakes the expiry thread when the queue changes.
@@ -283,6 +296,21 @@ fn not_connected(req: &IoRequest) -> StoreError {
     StoreError::from_errno(req.op(), libc::ENOTCONN)
 }
 
+/// `Link::fenced_on` of a store that never took the data fence (no failover: every
+/// request goes to whichever file the store has).
+const NEVER_FENCED: u64 = u64::MAX;
+
+/// Whether `req` changes the medium (what a data fence is there to keep out).
+fn changes_medium(req: &IoRequest) -> bool {
+    matches!(
+        req,
+        IoRequest::Write { .. }
+            | IoRequest::Discard { .. }
+            | IoRequest::WriteZeroes { .. }
+            | IoRequest::Copy { .. }
+    )
+}
+
 impl Link {
     fn new(mount: &Arc<Mount>, path: String, open_flags: i32, hold: Duration) -> Link {
         let span = tracing::info_span!(
@@ -297,6 +325,7 @@ impl Link {
             open_flags,
             current: RwLock::new(None),
             hold,
+            fenced_on: AtomicU64::new(NEVER_FENCED),
             held: Mutex::new(Held::default()),
             held_changed: Condvar::new(),
         }
@@ -748,6 +777,20 @@ fn start_io(
     span: tracing::Span,
 ) {
     let Handle { file, generation } = h;
+    let fenced_on = link.fenced_on.load(Ordering::Acquire);
+    if fenced_on != NEVER_FENCED && fenced_on != generation && changes_medium(&req) {
+        // Fenced by failover, and the fence is on an older mount (Gluster let it go with
+        // that mount's connection): nothing stops this write landing behind a newer
+        // active gateway's, or with nobody holding the fence. Refused, retryably; the
+        // gateway steps down (`daemon::failover`) and sends again once it holds the
+        // fence on this mount.
+        span.in_scope(|| {
+            tracing::debug!(volume = %link.mount.params.volume, path = %link.path,
+                generation, fenced_on,
+                "write not sent: the data fence is not held on this mount")
+        });
+        return done.complete(Err(StoreError::new(req.op(), ErrorKind::Fenced)));
+    }
     let finish = Finish {
         link: Arc::downgrade(link),
         // A second owner of the request's buffer (a reference count, not a copy) so that
@@ -1418,6 +1461,8 @@ impl BlockStore for GlfsStore {
                 Err(LockError::store(name, source))
             })
         })?;
+        // From now on this store's writes go only to the file of this generation.
+        self.link.fenced_on.store(generation, Ordering::Release);
         // Held while the store still uses the fd it was taken through: a lost connection
         // or a reconnect (a new mount, a new fd) leaves it behind, and Gluster drops the
         // lock with the old connection.

@@ -610,3 +610,76 @@ fn the_hold_queue_is_bounded() {
         assert!(matches!(wait_result(rx), Ok(IoReply::Data(d)) if d.len() == 512));
     }
 }
+
+/// Active/passive failover: a store that holds the data fence loses its volume
+/// connection, and Gluster drops the fence with it. A write held across the reconnect
+/// must not be sent again on the new mount, where nobody may hold the fence: it fails
+/// as `Fenced` (the SCSI layer answers NOT READY, ASYMMETRIC ACCESS STATE TRANSITION,
+/// which initiators retry) and leaves the image as it was; so does a write submitted
+/// after the reconnect, while a read is served. Once the fence is taken again on the
+/// new mount, writes land again.
+#[test]
+fn a_fenced_store_does_not_resend_held_writes_on_a_mount_without_the_fence() {
+    use store_api::{LockOwner, LockWait};
+    let env = Env::new();
+    let s = env.open("f1", "lun.img", "hold=30");
+    let owner = LockOwner::new("gw-a").unwrap();
+    let fence = s.fence_data(&owner, LockWait::NoWait).unwrap();
+    assert!(fence.is_intact());
+    let before = pattern(4096, 31);
+    write(&*s, 0, &before);
+    let generation = s.generation();
+
+    env.root
+        .set_rules(&[FaultRule::any().volume("f1").disconnect()]);
+    let held_write = submit(&*s, write_req(0, &pattern(4096, 32)));
+    let held_read = submit(
+        &*s,
+        IoRequest::Read {
+            offset: 0,
+            len: 4096,
+        },
+    );
+    wait_for(Duration::from_secs(10), "the write being held", || {
+        s.held_requests() >= 1
+    });
+    // Gluster lets the fence go with the lost connection (the fake keeps a lock until
+    // its fd closes: the guard is dropped to model that). Nobody holds it now, so the
+    // brick would take any write.
+    drop(fence);
+    env.root.clear();
+    // Refused by the store itself (no errno: never sent), not by a brick.
+    let e = wait_result(&held_write).expect_err("a held write was sent without the fence");
+    assert_eq!(
+        (e.op, e.kind, e.errno),
+        (Op::Write, ErrorKind::Fenced, None)
+    );
+    assert_eq!(
+        wait_result(&held_read),
+        Ok(IoReply::Data(before.clone().into()))
+    );
+    assert!(s.generation() > generation);
+    // A write after the reconnect is refused too, and nothing changed the image.
+    let e = run(&*s, write_req(4096, &pattern(4096, 33))).unwrap_err();
+    assert_eq!(
+        (e.op, e.kind, e.errno),
+        (Op::Write, ErrorKind::Fenced, None)
+    );
+    let e = run(
+        &*s,
+        IoRequest::WriteZeroes {
+            offset: 0,
+            len: 4096,
+        },
+    )
+    .unwrap_err();
+    assert_eq!((e.op, e.kind), (Op::WriteZeroes, ErrorKind::Fenced));
+    assert_eq!(read(&*s, 0, 4096), before);
+    assert_eq!(read(&*s, 4096, 4096), vec![0; 4096]);
+
+    // The fence taken again on the new mount: writes go through.
+    let again = s.fence_data(&owner, LockWait::NoWait).unwrap();
+    assert!(again.is_intact());
+    write(&*s, 0, &pattern(4096, 34));
+    assert_eq!(read(&*s, 0, 4096), pattern(4096, 34));
+}

@@ -802,8 +802,9 @@ impl Session {
     }
 
     /// Aborts this nexus's commands on logical unit `lun` (plain number), without status:
-    /// those in flight (their stores keep the buffers until they finish) and those the
-    /// connection still collects data for. Returns how many.
+    /// those in flight (their stores keep the buffers until they finish), those the
+    /// connection still collects data for, and those it holds out of CmdSN order (dropped
+    /// at their turn). Returns how many.
     fn abort_lun(&mut self, conn: &mut iscsi::Connection, lun: u16) -> usize {
         let collecting = conn.abort_collecting(|wire| scsi::decode_lun(wire) == Some(lun));
         let doomed: Vec<u32> = self

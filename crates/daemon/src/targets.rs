@@ -179,6 +179,8 @@ impl Target {
         reservation_saves: Arc<std::sync::Mutex<()>>,
         nexuses: Nexuses,
     ) -> Result<Target> {
+        // VPD 83h names the target port `<name>,t,0x<portal group tag>` from now on.
+        scsi.set_target_name(&name);
         let mut stores = HashMap::new();
         for (lun, store) in luns {
             if stores.contains_key(&u64::from(lun.lun)) {

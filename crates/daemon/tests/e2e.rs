@@ -357,3 +357,42 @@ fn a_write_over_the_data_limit_is_refused_without_taking_its_data() {
     let mut check = target.connect();
     assert_eq!(check.read10(0, 16, BLOCK).unwrap(), vec![0u8; 16 * 512]);
 }
+
+/// ABORT TASK SET also takes the commands still waiting for their CmdSN turn (RFC 7143
+/// 11.5.1: every command with a CmdSN below the function's is in the task set): a
+/// WRITE(10) received out of order (CmdSN 2 while 1 is late) and the late CmdSN 1 WRITE
+/// that arrives after the function never reach the medium and get no response, and the
+/// session goes on in CmdSN order past them.
+#[test]
+fn abort_task_set_drops_writes_waiting_for_their_cmd_sn_turn() {
+    let target = Running::start(&["--bstype", "memory", "--size", "1M"], &[]);
+    let (mut stream, exp_stat_sn) = raw_session(target.portal, IQN);
+    // WRITE(10) (SBC-3 5.38) of one block at `lba`, with its data as immediate data.
+    let write10 = |lba: u8| [0x2a, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    let early = scsi_command(&write10(1), 0x12, 2, exp_stat_sn, BLOCK, true);
+    send_pdu(&mut stream, early, &pattern(1, BLOCK as usize));
+    // ABORT TASK SET (function 2) on LUN 0, immediate, CmdSN 3.
+    let abort = tmf_request(2, 0, 0x30, 0xffff_ffff, 3, exp_stat_sn, 0);
+    send_pdu(&mut stream, abort, &[]);
+    let (resp, _) = recv_pdu(&mut stream);
+    // Task Management Function Response (0x22), Response 0: function complete.
+    assert_eq!(
+        (resp[0] & 0x3f, resp[2], be32(&resp[16..])),
+        (0x22, 0, 0x30)
+    );
+    let exp_stat_sn = be32(&resp[24..]) + 1;
+    let late = scsi_command(&write10(0), 0x11, 1, exp_stat_sn, BLOCK, true);
+    send_pdu(&mut stream, late, &pattern(2, BLOCK as usize));
+    // A NOP-Out in CmdSN order (non-immediate, CmdSN 3): its NOP-In (0x20) is the next
+    // PDU, no SCSI Response came before it, and ExpCmdSN (bytes 28..32) is 4.
+    let mut nop = nop_out(0x40, 3, exp_stat_sn);
+    nop[0] = 0x00;
+    send_pdu(&mut stream, nop, &[]);
+    let (nop_in, _) = recv_pdu(&mut stream);
+    assert_eq!(
+        (nop_in[0] & 0x3f, be32(&nop_in[16..]), be32(&nop_in[28..])),
+        (0x20, 0x40, 4)
+    );
+    let mut check = target.connect();
+    assert_eq!(check.read10(0, 2, BLOCK).unwrap(), vec![0u8; 2 * 512]);
+}

@@ -5,7 +5,8 @@
 //! first Login Response; 13.8: a SendTargets TargetAddress is `address:port,tpgt`.
 //! SPC-4 7.8.6.6 / 7.8.6.7: the Device Identification page's relative target port
 //! (designator type 4h) and target port group (5h) designators, of association 01b (the
-//! target port), carry the same number.
+//! target port), carry the same number, and its SCSI name string designator (8h, SPC-4
+//! 7.8.6.11) names the target port with it.
 
 mod support;
 
@@ -80,15 +81,20 @@ fn a_gateway_in_an_alua_group_is_its_own_target_port() {
     let want = format!("{},2", daemon.portal);
     assert_eq!(found, [(IQN.to_string(), vec![want])]);
 
-    // VPD 83h: the relative target port and its group are 2 as well.
+    // VPD 83h: the target port's name carries tag 2, and the relative target port and
+    // its group are 2 as well.
     let mut host = daemon.connect();
     let out = host
         .raw_command(&[0x12, 1, 0x83, 0, 255, 0], &[], 255)
         .unwrap();
     assert!(out.is_good(), "{out:?}");
+    // SCSI name string (7.8.6.11): "<target>,t,0x0002", NUL-terminated, padded to 40.
+    let mut name = b"iqn.2026-11.io.glfs-iscsi:e2e,t,0x0002".to_vec();
+    name.resize(40, 0);
     assert_eq!(
         target_port_designators(&out.data),
         [
+            (0x8, name),
             (0x4, vec![0, 0, 0, 2]), // relative target port identifier (7.8.6.6)
             (0x5, vec![0, 0, 0, 2]), // target port group (7.8.6.7)
         ]

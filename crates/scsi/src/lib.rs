@@ -488,6 +488,9 @@ pub struct ScsiTarget {
     /// The target port groups of the gateways exporting these LUs (ALUA), when set, and
     /// their states now. Shared with the target's successors.
     alua: Arc<commands::alua::AluaCell>,
+    /// The target's iSCSI name, once told ([`ScsiTarget::set_target_name`]): the Device
+    /// Identification page then names this target port. Shared with the successors.
+    name: Arc<std::sync::OnceLock<String>>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -566,7 +569,24 @@ impl ScsiTarget {
             luns: self.luns.clone(),
             nexuses: self.nexuses.clone(),
             alua: self.alua.clone(),
+            name: self.name.clone(),
         }
+    }
+
+    /// Tells the target its iSCSI name (`iqn.…`), once: the Device Identification VPD
+    /// page then carries this target port's SCSI name string designator (SPC-4
+    /// 7.8.6.11), `<name>,t,0x<portal group tag>` (RFC 7143 4.2.7.1), the tag being the
+    /// relative target port identifier (the ALUA group id, else 1). A second call changes
+    /// nothing.
+    pub fn set_target_name(&self, name: &str) {
+        let _ = self.name.set(name.to_string());
+    }
+
+    /// This target port's iSCSI name, `<target name>,t,0x<tag as 4 hex digits>`, when
+    /// the target name was told.
+    pub fn target_port_name(&self) -> Option<String> {
+        let name = self.name.get()?;
+        Some(format!("{name},t,0x{:04x}", self.alua.port_id()))
     }
 
     /// Whether `other` is this target or a successor of it (they share their nexuses).

@@ -635,3 +635,49 @@ fn a_takeover_swaps_two_groups_in_one_unit_attention() {
     assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
     assert!(rig.mem.data[..512].iter().all(|&b| b == 0x5A));
 }
+
+/// Once the target knows its iSCSI name, the Device Identification page names this
+/// target port too: a SCSI name string designator (SPC-4 7.8.6.11, table 470; the
+/// designation descriptor of table 458) of the iSCSI target port name
+/// `<target name>,t,0x<portal group tag>` (RFC 7143 4.2.7.1), the tag being the relative
+/// target port identifier: the ALUA group id (2 here), else 1. It comes before the
+/// relative target port and target port group designators, which say the same number.
+#[test]
+fn device_identification_names_the_target_port() {
+    let plain = rig_with(None).run(&inquiry(true, 0x83, 1024), &[]).data_in;
+    // PROTOCOL IDENTIFIER 5h (iSCSI), CODE SET 3h (UTF-8); PIV 1, ASSOCIATION 01b
+    // (target port), DESIGNATOR TYPE 8h (SCSI name string); reserved; DESIGNATOR LENGTH
+    // 20h: the 30 bytes of the name, null-terminated and null-padded to a multiple of 4.
+    let named = |tag: &[u8; 4]| {
+        let mut v = vec![0x53, 0x98, 0x00, 0x20];
+        v.extend_from_slice(b"iqn.2026-12.test:disk,t,0x");
+        v.extend_from_slice(tag);
+        v.extend_from_slice(&[0x00, 0x00]);
+        v
+    };
+
+    let mut rig = rig_with(Some(alua()));
+    rig.target.set_target_name("iqn.2026-12.test:disk");
+    let d = rig.run(&inquiry(true, 0x83, 1024), &[]).data_in;
+    let mut port = named(b"0002");
+    port.extend_from_slice(&[
+        0x51, 0x94, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, // relative target port 2
+        0x51, 0x95, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02, // target port group 2
+    ]);
+    assert_eq!(&d[4..plain.len()], &plain[4..]);
+    assert_eq!(&d[plain.len()..], &port[..]);
+    assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])), d.len() - 4);
+    insta::assert_snapshot!("vpd83_with_alua_and_target_port_name", hex(&d));
+
+    // Without ALUA: one target port, tag 1, and no port group designators.
+    let mut rig = rig_with(None);
+    rig.target.set_target_name("iqn.2026-12.test:disk");
+    let d = rig.run(&inquiry(true, 0x83, 1024), &[]).data_in;
+    assert_eq!(&d[4..plain.len()], &plain[4..]);
+    assert_eq!(&d[plain.len()..], &named(b"0001")[..]);
+    assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])), d.len() - 4);
+    assert_eq!(
+        rig.target.target_port_name().as_deref(),
+        Some("iqn.2026-12.test:disk,t,0x0001")
+    );
+}

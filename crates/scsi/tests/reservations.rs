@@ -1348,3 +1348,57 @@ fn a_saved_state_of_version_1_registers_every_target_port() {
         );
     }
 }
+
+/// Gateway 1 loads the state, gateway 0 then makes `missed` changes (the first preempts
+/// B's registration, SPC-4 5.13.11.2.3: REGISTRATIONS PREEMPTED for B; the others change
+/// A's key and raise nothing), and gateway 1 loads again. What TEST UNIT READY through
+/// gateway 1 then reports to A, B and C, in order, up to the first GOOD.
+fn after_missing(missed: u64) -> [Vec<(Status, u8, u8, u8)>; 3] {
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(1, |lu| lu.ok(C, REGISTER, 0, 0, KEY_B + 1));
+    g.refresh(1);
+    g.on(0, |lu| lu.ok(A, PREEMPT, WE_RO, KEY_A, KEY_B));
+    for k in 1..missed {
+        g.on(0, |lu| lu.ok(A, REGISTER, 0, KEY_A + k - 1, KEY_A + k));
+    }
+    g.refresh(1);
+    [A, B, C].map(|n| {
+        let mut seen = Vec::new();
+        loop {
+            let o = outcome(&g.gw[1].rig.run_on(n, 0, &TUR, &[]));
+            seen.push(o);
+            if o == GOOD || seen.len() > 4 {
+                return seen;
+            }
+        }
+    })
+}
+
+/// The notices of the last 16 versions are kept with the shared state: a gateway that
+/// missed 16 changes raises exactly what they said (B's REGISTRATIONS PREEMPTED, 2Ah/05h,
+/// SPC-4 annex D), nothing for A and C.
+#[test]
+fn a_gateway_that_missed_sixteen_changes_raises_their_unit_attentions() {
+    let [a, b, c] = after_missing(16);
+    assert_eq!(a, [GOOD]);
+    assert_eq!(b, [UA_REGISTRATIONS_PREEMPTED, GOOD]);
+    assert_eq!(c, [GOOD]);
+}
+
+/// A gateway that missed 17 changes cannot know whom the oldest concerned (its notice is
+/// gone): every nexus it has on the LU gets every unit attention a reservation change can
+/// give, REGISTRATIONS PREEMPTED (2Ah/05h), RESERVATIONS PREEMPTED (2Ah/03h), RESERVATIONS
+/// RELEASED (2Ah/04h), each once, then commands run: over-telling costs a host a reread of
+/// the reservations, missing one would leave it unaware it lost its registration.
+#[test]
+fn a_gateway_that_missed_more_changes_than_are_kept_raises_every_reservation_unit_attention() {
+    let every = vec![
+        UA_REGISTRATIONS_PREEMPTED,
+        UA_RESERVATIONS_PREEMPTED,
+        UA_RESERVATIONS_RELEASED,
+        GOOD,
+    ];
+    assert_eq!(after_missing(17), [every.clone(), every.clone(), every]);
+}

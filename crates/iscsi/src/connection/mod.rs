@@ -295,8 +295,24 @@ impl Connection {
         }
         match InitiatorOpcode::from_u8(pdu.bhs.opcode()) {
             Some(InitiatorOpcode::ScsiCommand) => {
-                if self.session().aborted_early.remove(&pdu.bhs.itt()) {
+                let s = self.session();
+                if s.aborted_early.remove(&pdu.bhs.itt()) {
                     return Ok(());
+                }
+                if !s.aborted_ranges.is_empty() && !pdu.bhs.immediate() {
+                    // Its CmdSN was taken already (ExpCmdSN is past it).
+                    let sn = pdu.bhs.u32_at(off::CMDSN);
+                    let aborted = s.aborted_ranges.iter().any(|r| r.covers(sn, pdu.bhs.lun()));
+                    let exp = s.exp_cmd_sn;
+                    s.aborted_ranges.retain(|r| seq::lt(exp, r.below));
+                    if aborted {
+                        tracing::debug!(
+                            sn,
+                            itt = pdu.bhs.itt(),
+                            "command aborted before its CmdSN turn; dropped"
+                        );
+                        return Ok(());
+                    }
                 }
                 self.handle_command(pdu)
             }

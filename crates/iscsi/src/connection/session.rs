@@ -58,6 +58,11 @@ pub(super) struct Session {
     pub(super) pending_tmf: HashSet<u32>,
     /// Stashed (out of CmdSN order) commands aborted before their turn.
     pub(super) aborted_early: HashSet<u32>,
+    /// CmdSN ranges aborted before their turn by a task set function (ABORT TASK SET,
+    /// CLEAR TASK SET, resets) or an ABORT TASK of a command not yet received: a command
+    /// of the range whose LUN matches is dropped when its turn comes. Empty but for the
+    /// window after such a function.
+    pub(super) aborted_ranges: Vec<AbortedRange>,
     pub(super) next_ttt: u32,
     pub(super) text_cont: Option<TextContinuation>,
     pub(super) text_partial: Vec<u8>,
@@ -83,6 +88,7 @@ impl Session {
             early_data: HashMap::new(),
             pending_tmf: HashSet::new(),
             aborted_early: HashSet::new(),
+            aborted_ranges: Vec::new(),
             next_ttt: 1,
             text_cont: None,
             text_partial: Vec::new(),
@@ -107,6 +113,23 @@ impl Session {
         self.solicited -= u64::from(task.reserved);
         self.waiting.retain(|&w| w != itt);
         Some(task)
+    }
+}
+
+/// Commands with CmdSN in `[from, below)` (serial arithmetic) on `lun` (every LUN for
+/// `None`), aborted before their CmdSN turn came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AbortedRange {
+    pub(super) from: u32,
+    pub(super) below: u32,
+    pub(super) lun: Option<u64>,
+}
+
+impl AbortedRange {
+    pub(super) fn covers(&self, sn: u32, lun: u64) -> bool {
+        crate::seq::le(self.from, sn)
+            && crate::seq::lt(sn, self.below)
+            && self.lun.is_none_or(|l| l == lun)
     }
 }
 

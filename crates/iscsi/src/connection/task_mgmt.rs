@@ -2,6 +2,7 @@
 //! connection answers by itself (tasks the layer above has not seen, functions ERL 0 cannot
 //! do), and the requests it hands up as [`Event::TaskManagement`].
 
+use super::session::AbortedRange;
 use super::{is_command, proto, Connection, Phase};
 use crate::header::{TmfRequestHeader, TmfResponseHeader};
 use crate::pdu::Pdu;
@@ -150,6 +151,12 @@ impl Connection {
                     let response = if seq::in_window(req.ref_cmd_sn, s.exp_cmd_sn, s.max_cmd_sn)
                         && seq::lt(req.ref_cmd_sn, req.cmd_sn)
                     {
+                        // Should it still come, it is dropped at its turn.
+                        s.aborted_ranges.push(AbortedRange {
+                            from: req.ref_cmd_sn,
+                            below: req.ref_cmd_sn.wrapping_add(1),
+                            lun: None,
+                        });
                         TmfResponse::FunctionComplete
                     } else {
                         TmfResponse::TaskDoesNotExist
@@ -161,7 +168,21 @@ impl Connection {
             scope @ (TaskScope::Lun | TaskScope::Session) => {
                 // Drop tasks still collecting data that this function aborts: the layer
                 // above has not seen them.
-                self.abort_collecting(|t| scope == TaskScope::Session || t == lun);
+                let only = (scope == TaskScope::Lun).then_some(lun);
+                self.abort_collecting(|t| only.is_none_or(|l| t == l));
+                // And those still waiting for their CmdSN turn: every command with a CmdSN
+                // below the function's is in the task set it aborts (RFC 7143 11.5.1,
+                // SAM-5 7), whether it is held out of order here or has not arrived yet
+                // (a gap in CmdSN order): dropped at its turn.
+                let s = self.session();
+                if seq::lt(s.exp_cmd_sn, req.cmd_sn) {
+                    let range = AbortedRange {
+                        from: s.exp_cmd_sn,
+                        below: req.cmd_sn,
+                        lun: only,
+                    };
+                    s.aborted_ranges.push(range);
+                }
             }
             TaskScope::None => {}
         }
@@ -197,12 +218,14 @@ impl Connection {
         self.send_tmf_response(itt, response);
     }
 
-    /// Aborts the tasks still collecting their data (waiting for immediate, unsolicited or
-    /// R2T-solicited Data-Out; the layer above has not seen them) whose LUN field `lun`
-    /// accepts: no response will be sent for them, and Data-Out that still comes for
-    /// them is dropped. For the layer above when it aborts a task set itself (PREEMPT AND
-    /// ABORT, SPC-4 5.13.11.2.5: every task of the preempted I_T nexus on the LU, also
-    /// those whose data has not all arrived). Returns how many.
+    /// Aborts the tasks the layer above has not seen whose LUN field `lun` accepts: those
+    /// still collecting their data (waiting for immediate, unsolicited or R2T-solicited
+    /// Data-Out) and commands received out of CmdSN order still waiting for their turn.
+    /// No response will be sent for them, Data-Out that still comes for them is dropped,
+    /// and a waiting command is dropped when its turn comes (it keeps its CmdSN). For the
+    /// layer above when it aborts a task set itself (PREEMPT AND ABORT, SPC-4
+    /// 5.13.11.2.5: every task of the preempted I_T nexus on the LU, also those whose
+    /// data has not all arrived or whose turn has not come). Returns how many.
     pub fn abort_collecting(&mut self, lun: impl Fn(u64) -> bool) -> usize {
         let Phase::FullFeature(s) = &mut self.phase else {
             return 0;
@@ -216,8 +239,18 @@ impl Connection {
         for &t in &doomed {
             s.forget_task(t);
         }
+        let waiting: Vec<u32> = s
+            .stash
+            .values()
+            .filter(|p| is_command(p) && lun(p.bhs.lun()))
+            .map(|p| p.bhs.itt())
+            .collect();
+        let mut aborted = doomed.len();
+        for itt in waiting {
+            aborted += usize::from(s.aborted_early.insert(itt));
+        }
         self.solicit_waiting();
-        doomed.len()
+        aborted
     }
 
     /// Forgets a command the layer above aborted: no response will be sent for it, and a

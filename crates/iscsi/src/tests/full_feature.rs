@@ -1059,3 +1059,101 @@ fn write_at_the_data_limit_is_collected() {
         "R2T for all of it"
     );
 }
+
+/// LUN 1 in the LUN field (SAM-5 4.7.7, peripheral device addressing: byte 1).
+const LUN1: u64 = 0x0001_0000_0000_0000;
+
+/// TEST UNIT READY (no data) with tag `itt`, CmdSN `sn`, on LUN field `lun`.
+fn tur_on(itt: u32, sn: u32, lun: u64) -> Vec<u8> {
+    let mut p = scsi_cmd(false, true, false, false, itt, 0, sn, &[0; 6], &[]);
+    p[8..16].copy_from_slice(&lun.to_be_bytes()); // LUN (RFC 7143 11.3)
+    p
+}
+
+fn command_tags(events: Vec<Event>) -> Vec<u32> {
+    commands(events).iter().map(|c| c.itt).collect()
+}
+
+/// ABORT TASK SET, CLEAR TASK SET and the resets also take the commands still waiting
+/// for their CmdSN turn (RFC 7143 11.5.1: every command with a CmdSN below the
+/// function's is in the task set; SAM-5 7): those received out of order and held here,
+/// and one not yet received (a gap) that arrives after the function. They are dropped
+/// without a response, keep their CmdSN (ExpCmdSN moves past them), and a command on
+/// another LUN survives a LUN-scoped function.
+#[rstest::rstest]
+#[case::abort_task_set(2, TaskFunction::AbortTaskSet, &[0x13])]
+#[case::clear_task_set(4, TaskFunction::ClearTaskSet, &[0x13])]
+#[case::lun_reset(5, TaskFunction::LogicalUnitReset, &[0x13])]
+#[case::target_warm_reset(6, TaskFunction::TargetWarmReset, &[])]
+fn task_set_functions_drop_commands_waiting_for_their_cmd_sn_turn(
+    #[case] code: u8,
+    #[case] function: TaskFunction,
+    #[case] survivors: &[u32],
+) {
+    let mut i = logged_in(Limits::default());
+    // CmdSN 1 is late; 2 (LUN 0), 3 (LUN 1) and 4 (LUN 0) wait for it.
+    for (itt, sn, lun) in [(0x12, 2, 0), (0x13, 3, LUN1), (0x14, 4, 0)] {
+        assert!(i.send(&tur_on(itt, sn, lun)).is_empty());
+    }
+    assert!(i.take_events().is_empty());
+    // Immediate, CmdSN 5: the next CmdSN the initiator would use.
+    i.send(&tmf_req(code, 0x30, 0xffff_ffff, 5));
+    assert_eq!(
+        i.take_events(),
+        vec![Event::TaskManagement(TaskManagementRequest {
+            itt: 0x30,
+            function,
+            lun: 0,
+        })]
+    );
+    i.conn
+        .complete_task_management(0x30, TmfResponse::FunctionComplete);
+    let r = i.drain();
+    // Task Management Function Response (0x22), Response 0: function complete.
+    assert_eq!((r[0].opcode(), r[0].bhs[2], r[0].itt()), (0x22, 0, 0x30));
+    // CmdSN 1 arrives (sent before the function): dropped, and with it 2 and 4.
+    assert!(i.send(&tur_on(0x11, 1, 0)).is_empty());
+    assert_eq!(command_tags(i.take_events()), survivors);
+    // Commands after the function run, and ExpCmdSN counted the dropped ones.
+    assert!(i.send(&tur_on(0x15, 5, 0)).is_empty());
+    assert_eq!(command_tags(i.take_events()), [0x15]);
+    for &itt in survivors {
+        i.conn.complete_command(itt, good(vec![], 0));
+    }
+    i.conn.complete_command(0x15, good(vec![], 0));
+    let r = i.drain();
+    let last = r.last().unwrap();
+    // SCSI Response (0x21) for 0x15; ExpCmdSN (bytes 28..32) = 6.
+    assert_eq!((last.opcode(), last.itt()), (0x21, 0x15));
+    assert_eq!(last.bhs[28..32], 6u32.to_be_bytes());
+}
+
+/// ABORT TASK of a command not yet received (RefCmdSN inside the window, before the
+/// function: "function complete", RFC 7143 11.5.1): when it arrives it is dropped, and the
+/// command behind it in CmdSN order runs.
+#[test]
+fn a_command_aborted_before_it_arrived_is_dropped_when_it_comes() {
+    let mut i = logged_in(Limits::default());
+    assert!(i.send(&tur_on(0x12, 2, 0)).is_empty());
+    let mut p = tmf_req(1, 0x30, 0x11, 3);
+    p[32..36].copy_from_slice(&1u32.to_be_bytes()); // RefCmdSN
+    let r = i.send(&p);
+    assert_eq!((r[0].opcode(), r[0].bhs[2], r[0].itt()), (0x22, 0, 0x30));
+    assert!(i.send(&tur_on(0x11, 1, 0)).is_empty());
+    assert_eq!(command_tags(i.take_events()), [0x12]);
+}
+
+/// The layer above aborting a LUN's task set itself (PREEMPT AND ABORT) also takes the
+/// commands waiting for their CmdSN turn on that LUN; a command that arrives afterwards
+/// is not in that task set and runs, as does one on another LUN.
+#[test]
+fn the_layer_above_aborts_commands_waiting_for_their_cmd_sn_turn_on_a_lun() {
+    let mut i = logged_in(Limits::default());
+    for (itt, sn, lun) in [(0x12, 2, 0), (0x13, 3, LUN1)] {
+        assert!(i.send(&tur_on(itt, sn, lun)).is_empty());
+    }
+    assert_eq!(i.conn.abort_collecting(|lun| lun == 0), 1);
+    assert!(i.drain().is_empty());
+    assert!(i.send(&tur_on(0x11, 1, 0)).is_empty());
+    assert_eq!(command_tags(i.take_events()), [0x11, 0x13]);
+}

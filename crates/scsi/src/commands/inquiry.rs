@@ -64,7 +64,8 @@ impl ScsiCommand for Inquiry {
             }
             Response::data(data, alloc)
         } else {
-            match vpd_page_of_port(lu, self.page, alua.as_ref()) {
+            let port_name = ctx.target.target_port_name();
+            match vpd_page_of_port(lu, self.page, alua.as_ref(), port_name.as_deref()) {
                 Some(data) => Response::data(data, alloc),
                 None => Response::check_condition(Sense::invalid_field_in_cdb(2, None)),
             }
@@ -131,14 +132,16 @@ fn supported_vpd_pages(lu: &LuConfig) -> &'static [u8] {
 
 /// A VPD page with its 4-byte header (2-byte PAGE LENGTH), or `None` when not supported.
 pub(crate) fn vpd_page(lu: &LuConfig, page: u8) -> Option<Vec<u8>> {
-    vpd_page_of_port(lu, page, None)
+    vpd_page_of_port(lu, page, None, None)
 }
 
-/// [`vpd_page`] as seen through a target port of the target port groups `alua`.
+/// [`vpd_page`] as seen through a target port of the target port groups `alua`, whose
+/// iSCSI target port name is `port_name` when known.
 pub(crate) fn vpd_page_of_port(
     lu: &LuConfig,
     page: u8,
     alua: Option<&super::alua::Alua>,
+    port_name: Option<&str>,
 ) -> Option<Vec<u8>> {
     if !supported_vpd_pages(lu).contains(&page) {
         return None;
@@ -149,6 +152,9 @@ pub(crate) fn vpd_page_of_port(
         0x80 => ascii_field(&mut d, &lu.serial, lu.serial.len()),
         0x83 => {
             device_identification(lu, &mut d);
+            if let Some(name) = port_name {
+                scsi_name_string(name, &mut d);
+            }
             if let Some(alua) = alua {
                 super::alua::port_designators(alua, &mut d);
             }
@@ -189,6 +195,20 @@ fn device_identification(lu: &LuConfig, d: &mut Vec<u8>) {
     d.extend_from_slice(&[0x02, 0x01, 0x00, (8 + serial_len) as u8]);
     ascii_field(d, &lu.vendor, 8);
     ascii_field(d, &lu.serial, serial_len);
+}
+
+/// The target port's SCSI name string designator (SPC-4 7.8.6.11, table 470): PROTOCOL
+/// IDENTIFIER 5h (iSCSI) with CODE SET 3h (UTF-8), PIV 1, ASSOCIATION 01b (target port),
+/// DESIGNATOR TYPE 8h; the name null-terminated and null-padded to a multiple of four
+/// bytes (the one-byte DESIGNATOR LENGTH: at most 252). An iSCSI name is at most 223
+/// bytes (RFC 7143 4.2.7.1), so with ",t,0x" and four hex digits it always fits; a
+/// longer one is cut to 251 bytes.
+fn scsi_name_string(port_name: &str, d: &mut Vec<u8>) {
+    let name = &port_name.as_bytes()[..port_name.len().min(251)];
+    let len = (name.len() + 1).next_multiple_of(4);
+    d.extend_from_slice(&[0x53, 0x80 | 0x10 | 0x08, 0x00, len as u8]);
+    d.extend_from_slice(name);
+    d.resize(d.len() + len - name.len(), 0);
 }
 
 /// Block Limits (SBC-3 6.5.3), page length 3Ch.

@@ -16,7 +16,7 @@
 //! Each gateway (daemon) is one target port of the SCSI target device that the gateways
 //! exporting the same LUs form; every session of a gateway comes through its port
 //! ([`Ports`]). Gateways without ALUA groups all present target port 1 (the same iSCSI
-//! target port name, `<target>,t,0x1`), so they are one port to reservations.
+//! target port name, `<target>,t,0x0001`), so they are one port to reservations.
 
 mod commands;
 mod state;
@@ -100,7 +100,19 @@ struct Locked {
     pr: PrState,
     /// The holder of a RESERVE(6/10) reservation.
     legacy: Option<NexusId>,
+    /// A shared state was loaded (`load_shared`): `pr.version` is one this gateway knows.
+    loaded_shared: bool,
 }
+
+/// What a gateway raises on every one of its nexuses of an LU when it missed more versions
+/// of the shared state than their notices are kept for ([`state::KEPT_NOTICES`]): every
+/// unit attention a change of the state can give (SPC-4 5.13.11.2 and 5.13.10.2),
+/// since which registrants the lost notices named is not known any more.
+const LOST_NOTICES: [UnitAttention; 3] = [
+    UnitAttention::RegistrationsPreempted,
+    UnitAttention::ReservationsPreempted,
+    UnitAttention::ReservationsReleased,
+];
 
 impl Locked {
     fn is_active(&self) -> bool {
@@ -268,6 +280,16 @@ impl Reservations {
             self.timers().next_refresh = None;
         }
         if state.version > before {
+            if locked.loaded_shared && state.version - before > state::KEPT_NOTICES {
+                // The notices of the oldest versions missed are gone with them: every
+                // nexus here is told what any of them may have said (a host that was not
+                // concerned reads the state again and finds nothing changed for it).
+                // Their task aborts are not replayed: writes admitted against the old
+                // state are the fence's to keep out (versions, leases).
+                for ua in LOST_NOTICES {
+                    nexuses.raise(lun, ua, UaScope::All);
+                }
+            }
             let news = state
                 .notices
                 .iter()
@@ -283,6 +305,7 @@ impl Reservations {
         }
         let version = state.version;
         locked.pr = state;
+        locked.loaded_shared = true;
         self.update_active(&locked);
         Some(version)
     }

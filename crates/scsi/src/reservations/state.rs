@@ -107,7 +107,8 @@ pub(crate) struct PrState {
 }
 
 /// How many versions' notices the shared state keeps: a gateway that misses more changes
-/// than this between two loads misses their unit attentions.
+/// than this between two loads cannot tell whom the oldest concerned, and raises every
+/// reservation unit attention on all its nexuses instead (`Reservations::load_shared`).
 pub(crate) const KEPT_NOTICES: u64 = 16;
 
 /// A unit attention that a change of the shared state gave the I_T nexuses of one
