@@ -813,7 +813,7 @@ impl Finish {
 /// one Data-In PDU.
 pub const READ_PART: u32 = 256 << 10;
 
-/// Reads `len` bytes at `offset` as pieces of [`READ_PART`] bytes, all sent to gfapi at
+/// Reads `len` bytes at `offset` as pieces of `part` bytes, all sent to gfapi at
 /// once (each its own request, held and resent after a lost connection as any other),
 /// and hands them to `done` in order as they come back: every piece but the last as a
 /// part once those before it are handed over, the last as the completion's data. So the
@@ -824,11 +824,12 @@ fn read_in_parts(
     link: &Arc<Link>,
     offset: u64,
     len: u32,
+    part: u32,
     done: Completion,
     deadline: Instant,
     span: tracing::Span,
 ) {
-    let pieces = len.div_ceil(READ_PART) as usize;
+    let pieces = len.div_ceil(part) as usize;
     let parted = Arc::new(Mutex::new(PartedRead {
         done: Some(done),
         ready: vec![None; pieces],
@@ -836,10 +837,10 @@ fn read_in_parts(
         left: pieces,
         failed: None,
     }));
-    for (i, at) in (0..len).step_by(READ_PART as usize).enumerate() {
+    for (i, at) in (0..len).step_by(part as usize).enumerate() {
         let req = IoRequest::Read {
             offset: offset + u64::from(at),
-            len: READ_PART.min(len - at),
+            len: part.min(len - at),
         };
         let parted = parted.clone();
         let piece = Completion::new(move |r| PartedRead::back(&parted, i, r));
@@ -1096,6 +1097,9 @@ pub struct GlfsStore {
     link: Arc<Link>,
     /// Hands out a copy source (see [`crate::spec::GlfsOptions::copy_offload`]).
     copy_offload: bool,
+    /// The piece a large read is cut into when its completion takes parts; `None`: one
+    /// gfapi read per request (see [`crate::spec::GlfsOptions::read_part`]).
+    read_part: Option<u32>,
     geometry: store_api::GrowableGeometry,
     description: String,
 }
@@ -1151,6 +1155,7 @@ impl GlfsStore {
         GlfsStore {
             link,
             copy_offload: false,
+            read_part: Some(READ_PART),
             geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
@@ -1160,6 +1165,14 @@ impl GlfsStore {
     /// (off by default: see [`crate::spec::GlfsOptions::copy_offload`]).
     pub fn with_copy_offload(mut self, on: bool) -> GlfsStore {
         self.copy_offload = on;
+        self
+    }
+
+    /// Cuts large reads whose completion takes parts into pieces of `part` bytes (a
+    /// multiple of 4 KiB, at least [`crate::spec::MIN_READ_PART`]), or with `None` reads
+    /// every request with one gfapi read (bsopt `read-part`).
+    pub fn with_read_part(mut self, part: Option<u32>) -> GlfsStore {
+        self.read_part = part.map(|p| p.max(crate::spec::MIN_READ_PART));
         self
     }
 
@@ -1258,9 +1271,9 @@ impl BlockStore for GlfsStore {
         // The submitter's span (the daemon's session), for events about this request on
         // gfapi's and the store's threads: a reference count, no allocation.
         let span = tracing::Span::current();
-        if let IoRequest::Read { offset, len } = req {
-            if len > READ_PART && done.takes_parts() {
-                return read_in_parts(&self.link, offset, len, done, deadline, span);
+        if let (IoRequest::Read { offset, len }, Some(part)) = (&req, self.read_part) {
+            if *len > part && done.takes_parts() {
+                return read_in_parts(&self.link, *offset, *len, part, done, deadline, span);
             }
         }
         match self.link.handle() {
