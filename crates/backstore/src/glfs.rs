@@ -112,6 +112,8 @@ pub(crate) struct MountParams {
     pub loglevel: i32,
     /// Client translator options set before every mount.
     pub xlator_options: Vec<gfapi::XlatorOption>,
+    /// gfapi's threads of the mount run under `SCHED_BATCH` (bsopt `batch-sched=on`).
+    pub batch_sched: bool,
     /// How long one `glfs_init` may take before the attempt is given up.
     pub timeout: Duration,
 }
@@ -133,6 +135,13 @@ fn connect_with_timeout(
     std::thread::Builder::new()
         .name("glfs-mount".into())
         .spawn(move || {
+            if p.batch_sched {
+                // gfapi starts its threads (event threads, timer, syncop) from the thread
+                // that calls glfs_new/glfs_init, and they inherit its policy.
+                if let Err(e) = crate::sched::batch_current_thread() {
+                    tracing::warn!("cannot put gfapi's threads under SCHED_BATCH: {e}");
+                }
+            }
             let logfile = p.logfile.as_deref();
             // A silent first server would hold glfs_init for minutes (see `probe`).
             let servers = crate::probe::reachable_first(&p.servers, crate::probe::PROBE_TIMEOUT);
@@ -452,7 +461,7 @@ impl Link {
 
 /// Library, volume, servers and translator options (in one order): stores asking for
 /// other client options get a mount of their own.
-type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>);
+type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>, bool);
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
 /// The mount of `params`' volume: the one already shared by other stores, else a new one
@@ -464,6 +473,7 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
         params.volume.clone(),
         params.servers.clone(),
         gfapi::options_key(&params.xlator_options),
+        params.batch_sched,
     );
     // The registry lock only finds the slot; the slot's lock is held across the first
     // mount so two openers of one volume do not both mount it.
@@ -1121,6 +1131,7 @@ impl GlfsStore {
             logfile: None,
             loglevel: 5,
             xlator_options: Vec::new(),
+            batch_sched: false,
             timeout: Duration::from_secs(60),
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));

@@ -30,6 +30,7 @@ mod lock;
 mod memory;
 mod observer;
 mod probe;
+mod sched;
 pub mod spec;
 mod trim;
 
@@ -289,6 +290,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             }
             o
         },
+        batch_sched: gopts.batch_sched,
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),
     })
     .map_err(|e| match e {

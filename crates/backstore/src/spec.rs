@@ -158,6 +158,11 @@ pub struct GlfsOptions {
     /// gfapi's event threads for this mount (`event-threads=N`, 1 to 16): the threads
     /// that read the bricks' replies and run the completions. Unset: gfapi's default (2).
     pub event_threads: Option<u32>,
+    /// gfapi's threads of this mount (the event threads that read the bricks' replies and
+    /// run the completions, its timer and syncop threads) run under `SCHED_BATCH`
+    /// (`batch-sched=on`): a reply arriving does not preempt the thread that is passing
+    /// a batch of commands to gfapi, so the batch reaches the brick together. Default off.
+    pub batch_sched: bool,
 }
 
 /// Smallest `read-part` (a piece is one gfapi request: smaller ones only add requests).
@@ -182,6 +187,7 @@ impl Default for GlfsOptions {
             coherent: None,
             read_part: Some(crate::glfs::READ_PART),
             event_threads: None,
+            batch_sched: false,
         }
     }
 }
@@ -318,6 +324,18 @@ impl GlfsOptions {
                         },
                     }
                 }
+                "batch-sched" => {
+                    o.batch_sched = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("batch-sched {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 "event-threads" => {
                     o.event_threads = match value.parse::<u32>() {
                         Ok(n @ 1..=16) => Some(n),
@@ -333,7 +351,7 @@ impl GlfsOptions {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or event-threads)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
                         ),
                     ))
                 }

@@ -75,6 +75,7 @@ fn glfs_options_parse_all_keys() {
             coherent: Some(true),
             read_part: Some(1 << 20),
             event_threads: None,
+            batch_sched: false,
         }
     );
     assert_eq!(
@@ -123,7 +124,7 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or event-threads)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
@@ -151,6 +152,7 @@ fn glfs_options_parse_all_keys() {
     "event-threads=17",
     "event-threads \"17\" is not a number from 1 to 16"
 )]
+#[case::batch_sched("batch-sched=yes", "batch-sched \"yes\" is not on or off")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
 #[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
 #[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
@@ -249,7 +251,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or event-threads)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },
