@@ -272,23 +272,18 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         servers,
         logfile: gopts.logfile.as_ref().map(PathBuf::from),
         loglevel: gopts.loglevel,
-        xlator_options: {
-            let mut o = vec![coherent::strict_o_direct(), coherent::fresh_lookups()];
-            if !gopts.client_io_threads {
-                o.push(gfapi::XlatorOption {
+        xlator_options: if gopts.client_io_threads {
+            vec![coherent::strict_o_direct(), coherent::fresh_lookups()]
+        } else {
+            vec![
+                gfapi::XlatorOption {
                     xlator: "*-io-threads".into(),
                     key: "pass-through".into(),
                     value: "true".into(),
-                });
-            }
-            if let Some(n) = gopts.event_threads {
-                o.push(gfapi::XlatorOption {
-                    xlator: "*-client-*".into(),
-                    key: "event-threads".into(),
-                    value: n.to_string(),
-                });
-            }
-            o
+                },
+                coherent::strict_o_direct(),
+                coherent::fresh_lookups(),
+            ]
         },
         batch_sched: gopts.batch_sched,
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),

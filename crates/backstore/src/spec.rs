@@ -155,9 +155,6 @@ pub struct GlfsOptions {
     /// read, sent on when all of it is in; fewer requests for the brick (each costs it
     /// CPU), no overlap of the brick's read with the transfer to the initiator.
     pub read_part: Option<u32>,
-    /// gfapi's event threads for this mount (`event-threads=N`, 1 to 16): the threads
-    /// that read the bricks' replies and run the completions. Unset: gfapi's default (2).
-    pub event_threads: Option<u32>,
     /// gfapi's threads of this mount (the event threads that read the bricks' replies and
     /// run the completions, its timer and syncop threads) run under `SCHED_BATCH`
     /// (`batch-sched=on`): a reply arriving does not preempt the thread that is passing
@@ -186,7 +183,6 @@ impl Default for GlfsOptions {
             copy_offload: false,
             coherent: None,
             read_part: Some(crate::glfs::READ_PART),
-            event_threads: None,
             batch_sched: false,
         }
     }
@@ -336,22 +332,11 @@ impl GlfsOptions {
                         }
                     }
                 }
-                "event-threads" => {
-                    o.event_threads = match value.parse::<u32>() {
-                        Ok(n @ 1..=16) => Some(n),
-                        _ => {
-                            return Err(bad_opts(
-                                opts,
-                                format!("event-threads {value:?} is not a number from 1 to 16"),
-                            ))
-                        }
-                    }
-                }
                 other => {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
                         ),
                     ))
                 }

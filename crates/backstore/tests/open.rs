@@ -74,7 +74,6 @@ fn glfs_options_parse_all_keys() {
             copy_offload: true,
             coherent: Some(true),
             read_part: Some(1 << 20),
-            event_threads: None,
             batch_sched: false,
         }
     );
@@ -92,15 +91,8 @@ fn glfs_options_parse_all_keys() {
         Some(64 << 20)
     );
     assert_eq!(GlfsOptions::default().read_part, Some(backstore::READ_PART));
-    assert_eq!(
-        GlfsOptions::parse("event-threads=4").unwrap().event_threads,
-        Some(4)
-    );
-    assert_eq!(
-        GlfsOptions::default().event_threads,
-        None,
-        "gfapi's default"
-    );
+    assert!(GlfsOptions::parse("batch-sched=on").unwrap().batch_sched);
+    assert!(!GlfsOptions::parse("batch-sched=off").unwrap().batch_sched);
     assert_eq!(
         GlfsOptions::parse("coherent=off").unwrap().coherent,
         Some(false)
@@ -124,7 +116,7 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
@@ -146,11 +138,6 @@ fn glfs_options_parse_all_keys() {
 #[case::read_part_unaligned(
     "read-part=66000",
     "read-part \"66000\" is not off or a size from 64k to 64M in multiples of 4k"
-)]
-#[case::event_threads_zero("event-threads=0", "event-threads \"0\" is not a number from 1 to 16")]
-#[case::event_threads_many(
-    "event-threads=17",
-    "event-threads \"17\" is not a number from 1 to 16"
 )]
 #[case::batch_sched("batch-sched=yes", "batch-sched \"yes\" is not on or off")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
@@ -251,7 +238,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, event-threads or batch-sched)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },
