@@ -112,7 +112,8 @@ pub(crate) struct MountParams {
     pub loglevel: i32,
     /// Client translator options set before every mount.
     pub xlator_options: Vec<gfapi::XlatorOption>,
-    /// gfapi's threads of the mount run under `SCHED_BATCH` (bsopt `batch-sched=on`).
+    /// gfapi's threads of the mount run under `SCHED_BATCH` (bsopt `batch-sched`, on by
+    /// default; see the `sched` module).
     pub batch_sched: bool,
     /// How long one `glfs_init` may take before the attempt is given up.
     pub timeout: Duration,

@@ -157,8 +157,11 @@ pub struct GlfsOptions {
     pub read_part: Option<u32>,
     /// gfapi's threads of this mount (the event threads that read the bricks' replies and
     /// run the completions, its timer and syncop threads) run under `SCHED_BATCH`
-    /// (`batch-sched=on`): a reply arriving does not preempt the thread that is passing
-    /// a batch of commands to gfapi, so the batch reaches the brick together. Default off.
+    /// (`batch-sched=on`, the default): a reply arriving does not preempt the thread that
+    /// is passing a batch of commands to gfapi, so the batch reaches the brick together
+    /// and the replies are answered together (docs/performance.md, seventh round).
+    /// `batch-sched=off`: gfapi's threads keep the daemon's policy, and a completion
+    /// preempts whatever runs on its CPU.
     pub batch_sched: bool,
 }
 
@@ -183,7 +186,7 @@ impl Default for GlfsOptions {
             copy_offload: false,
             coherent: None,
             read_part: Some(crate::glfs::READ_PART),
-            batch_sched: false,
+            batch_sched: true,
         }
     }
 }

@@ -74,7 +74,7 @@ fn glfs_options_parse_all_keys() {
             copy_offload: true,
             coherent: Some(true),
             read_part: Some(1 << 20),
-            batch_sched: false,
+            batch_sched: true,
         }
     );
     assert_eq!(
@@ -91,6 +91,7 @@ fn glfs_options_parse_all_keys() {
         Some(64 << 20)
     );
     assert_eq!(GlfsOptions::default().read_part, Some(backstore::READ_PART));
+    assert!(GlfsOptions::default().batch_sched, "on unless turned off");
     assert!(GlfsOptions::parse("batch-sched=on").unwrap().batch_sched);
     assert!(!GlfsOptions::parse("batch-sched=off").unwrap().batch_sched);
     assert_eq!(
