@@ -161,7 +161,8 @@ pub struct GlfsOptions {
     /// is passing a batch of commands to gfapi, so the batch reaches the brick together
     /// and the replies are answered together (docs/performance.md, seventh round).
     /// `batch-sched=off`: gfapi's threads keep the daemon's policy, and a completion
-    /// preempts whatever runs on its CPU.
+    /// preempts whatever runs on its CPU. LUNs of one volume share gfapi's mount, whose
+    /// threads keep the policy of the first LUN's mount.
     pub batch_sched: bool,
 }
 
