@@ -821,9 +821,9 @@ impl Finish {
 
 /// The piece a large read is cut into when its completion takes parts: the initiator's
 /// usual MaxRecvDataSegmentLength (libiscsi and Linux offer 256 KiB), so each piece is
-/// one Data-In PDU. The default of bsopt `read-part`: larger pieces cost gfapi a fresh
-/// buffer mapping per reply (its pool keeps buffers up to 256 KiB), as whole 1 MiB reads
-/// do (docs/performance.md, seventh round).
+/// one Data-In PDU. The default of bsopt `read-part`: 512 KiB pieces cost gfapi as many
+/// page faults per read as whole 1 MiB reads (a fresh buffer mapping per reply; 256 KiB
+/// replies come from its pool), docs/performance.md, seventh round.
 pub const READ_PART: u32 = 256 << 10;
 
 /// Reads `len` bytes at `offset` as pieces of `part` bytes, all sent to gfapi at
