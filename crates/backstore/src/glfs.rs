@@ -460,8 +460,9 @@ impl Link {
     }
 }
 
-/// Library, volume, servers and translator options (in one order): stores asking for
-/// other client options get a mount of their own.
+/// Library, volume, servers, translator options (in one order) and `batch_sched`: stores
+/// asking for other client options get a mount of their own (gfapi's own registry,
+/// `Volume::shared_with`, still hands them one `glfs_t` when only the policy differs).
 type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>, bool);
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
