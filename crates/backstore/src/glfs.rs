@@ -118,6 +118,9 @@ pub(crate) struct MountParams {
     pub loglevel: i32,
     /// Client translator options set before every mount.
     pub xlator_options: Vec<gfapi::XlatorOption>,
+    /// gfapi's threads of the mount run under `SCHED_BATCH` (bsopt `batch-sched`, on by
+    /// default; see the `sched` module).
+    pub batch_sched: bool,
     /// How long one `glfs_init` may take before the attempt is given up.
     pub timeout: Duration,
 }
@@ -139,6 +142,13 @@ fn connect_with_timeout(
     std::thread::Builder::new()
         .name("glfs-mount".into())
         .spawn(move || {
+            if p.batch_sched {
+                // gfapi starts its threads (event threads, timer, syncop) from the thread
+                // that calls glfs_new/glfs_init, and they inherit its policy.
+                if let Err(e) = crate::sched::batch_current_thread() {
+                    tracing::warn!("cannot put gfapi's threads under SCHED_BATCH: {e}");
+                }
+            }
             let logfile = p.logfile.as_deref();
             // A silent first server would hold glfs_init for minutes (see `probe`).
             let servers = crate::probe::reachable_first(&p.servers, crate::probe::PROBE_TIMEOUT);
@@ -479,9 +489,10 @@ impl Link {
     }
 }
 
-/// Library, volume, servers and translator options (in one order): stores asking for
-/// other client options get a mount of their own.
-type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>);
+/// Library, volume, servers, translator options (in one order) and `batch_sched`: stores
+/// asking for other client options get a mount of their own (gfapi's own registry,
+/// `Volume::shared_with`, still hands them one `glfs_t` when only the policy differs).
+type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>, bool);
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
 /// The mount of `params`' volume: the one already shared by other stores, else a new one
@@ -493,6 +504,7 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
         params.volume.clone(),
         params.servers.clone(),
         gfapi::options_key(&params.xlator_options),
+        params.batch_sched,
     );
     // The registry lock only finds the slot; the slot's lock is held across the first
     // mount so two openers of one volume do not both mount it.
@@ -853,10 +865,12 @@ impl Finish {
 
 /// The piece a large read is cut into when its completion takes parts: the initiator's
 /// usual MaxRecvDataSegmentLength (libiscsi and Linux offer 256 KiB), so each piece is
-/// one Data-In PDU.
+/// one Data-In PDU. The default of bsopt `read-part`: 512 KiB pieces cost gfapi as many
+/// page faults per read as whole 1 MiB reads (a fresh buffer mapping per reply; 256 KiB
+/// replies come from its pool), docs/performance.md, seventh round.
 pub const READ_PART: u32 = 256 << 10;
 
-/// Reads `len` bytes at `offset` as pieces of [`READ_PART`] bytes, all sent to gfapi at
+/// Reads `len` bytes at `offset` as pieces of `part` bytes, all sent to gfapi at
 /// once (each its own request, held and resent after a lost connection as any other),
 /// and hands them to `done` in order as they come back: every piece but the last as a
 /// part once those before it are handed over, the last as the completion's data. So the
@@ -867,11 +881,12 @@ fn read_in_parts(
     link: &Arc<Link>,
     offset: u64,
     len: u32,
+    part: u32,
     done: Completion,
     deadline: Instant,
     span: tracing::Span,
 ) {
-    let pieces = len.div_ceil(READ_PART) as usize;
+    let pieces = len.div_ceil(part) as usize;
     let parted = Arc::new(Mutex::new(PartedRead {
         done: Some(done),
         ready: vec![None; pieces],
@@ -879,10 +894,10 @@ fn read_in_parts(
         left: pieces,
         failed: None,
     }));
-    for (i, at) in (0..len).step_by(READ_PART as usize).enumerate() {
+    for (i, at) in (0..len).step_by(part as usize).enumerate() {
         let req = IoRequest::Read {
             offset: offset + u64::from(at),
-            len: READ_PART.min(len - at),
+            len: part.min(len - at),
         };
         let parted = parted.clone();
         let piece = Completion::new(move |r| PartedRead::back(&parted, i, r));
@@ -1139,6 +1154,9 @@ pub struct GlfsStore {
     link: Arc<Link>,
     /// Hands out a copy source (see [`crate::spec::GlfsOptions::copy_offload`]).
     copy_offload: bool,
+    /// The piece a large read is cut into when its completion takes parts; `None`: one
+    /// gfapi read per request (see [`crate::spec::GlfsOptions::read_part`]).
+    read_part: Option<u32>,
     geometry: store_api::GrowableGeometry,
     description: String,
 }
@@ -1158,6 +1176,7 @@ impl GlfsStore {
             logfile: None,
             loglevel: 5,
             xlator_options: Vec::new(),
+            batch_sched: false,
             timeout: Duration::from_secs(60),
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));
@@ -1194,6 +1213,7 @@ impl GlfsStore {
         GlfsStore {
             link,
             copy_offload: false,
+            read_part: Some(READ_PART),
             geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
@@ -1203,6 +1223,14 @@ impl GlfsStore {
     /// (off by default: see [`crate::spec::GlfsOptions::copy_offload`]).
     pub fn with_copy_offload(mut self, on: bool) -> GlfsStore {
         self.copy_offload = on;
+        self
+    }
+
+    /// Cuts large reads whose completion takes parts into pieces of `part` bytes (a
+    /// multiple of 4 KiB, at least [`crate::spec::MIN_READ_PART`]), or with `None` reads
+    /// every request with one gfapi read (bsopt `read-part`).
+    pub fn with_read_part(mut self, part: Option<u32>) -> GlfsStore {
+        self.read_part = part.map(|p| p.max(crate::spec::MIN_READ_PART));
         self
     }
 
@@ -1301,9 +1329,9 @@ impl BlockStore for GlfsStore {
         // The submitter's span (the daemon's session), for events about this request on
         // gfapi's and the store's threads: a reference count, no allocation.
         let span = tracing::Span::current();
-        if let IoRequest::Read { offset, len } = req {
-            if len > READ_PART && done.takes_parts() {
-                return read_in_parts(&self.link, offset, len, done, deadline, span);
+        if let (IoRequest::Read { offset, len }, Some(part)) = (&req, self.read_part) {
+            if *len > part && done.takes_parts() {
+                return read_in_parts(&self.link, *offset, *len, part, done, deadline, span);
             }
         }
         match self.link.handle() {

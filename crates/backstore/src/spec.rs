@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off;coherent=on|off`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off;coherent=on|off;read-part=SIZE|off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -148,7 +148,28 @@ pub struct GlfsOptions {
     /// what this one acknowledged (see the `coherent` module). Costs write-behind's
     /// aggregation.
     pub coherent: Option<bool>,
+    /// The piece a large plain READ is cut into (`read-part=SIZE`, a multiple of 4 KiB
+    /// from [`MIN_READ_PART`] to [`MAX_READ_PART`], or `off`): each piece is its own gfapi
+    /// read, handed to the initiator as Data-In as soon as it and those before it are
+    /// in. Default [`crate::glfs::READ_PART`]. `None` (`off`): every read is one gfapi
+    /// read, sent on when all of it is in; fewer requests for the brick (each costs it
+    /// CPU), no overlap of the brick's read with the transfer to the initiator.
+    pub read_part: Option<u32>,
+    /// gfapi's threads of this mount (the event threads that read the bricks' replies and
+    /// run the completions, its timer and syncop threads) run under `SCHED_BATCH`
+    /// (`batch-sched=on`, the default): a reply arriving does not preempt the thread that
+    /// is passing a batch of commands to gfapi, so the batch reaches the brick together
+    /// and the replies are answered together (docs/performance.md, seventh round).
+    /// `batch-sched=off`: gfapi's threads keep the daemon's policy, and a completion
+    /// preempts whatever runs on its CPU. LUNs of one volume share gfapi's mount, whose
+    /// threads keep the policy of the first LUN's mount.
+    pub batch_sched: bool,
 }
+
+/// Smallest `read-part` (a piece is one gfapi request: smaller ones only add requests).
+pub const MIN_READ_PART: u32 = 64 << 10;
+/// Largest `read-part` (the SCSI layer's largest transfer is below it anyway).
+pub const MAX_READ_PART: u32 = 64 << 20;
 
 /// Default of [`GlfsOptions::hold_secs`].
 pub const DEFAULT_HOLD_SECS: u64 = 15;
@@ -165,6 +186,8 @@ impl Default for GlfsOptions {
             hold_secs: DEFAULT_HOLD_SECS,
             copy_offload: false,
             coherent: None,
+            read_part: Some(crate::glfs::READ_PART),
+            batch_sched: true,
         }
     }
 }
@@ -279,11 +302,45 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "read-part" => {
+                    o.read_part = match value {
+                        "off" => None,
+                        _ => match parse_size(value) {
+                            Ok(n)
+                                if (u64::from(MIN_READ_PART)..=u64::from(MAX_READ_PART))
+                                    .contains(&n)
+                                    && n % 4096 == 0 =>
+                            {
+                                Some(n as u32)
+                            }
+                            _ => {
+                                return Err(bad_opts(
+                                    opts,
+                                    format!(
+                                        "read-part {value:?} is not off or a size from 64k to 64M in multiples of 4k"
+                                    ),
+                                ))
+                            }
+                        },
+                    }
+                }
+                "batch-sched" => {
+                    o.batch_sched = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("batch-sched {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
                         ),
                     ))
                 }

@@ -58,7 +58,7 @@ fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
 #[test]
 fn glfs_options_parse_all_keys() {
     let o = GlfsOptions::parse(
-        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on;coherent=on",
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on;coherent=on;read-part=1M",
     )
     .unwrap();
     assert_eq!(
@@ -73,8 +73,27 @@ fn glfs_options_parse_all_keys() {
             hold_secs: 15,
             copy_offload: true,
             coherent: Some(true),
+            read_part: Some(1 << 20),
+            batch_sched: true,
         }
     );
+    assert_eq!(
+        GlfsOptions::parse("read-part=off").unwrap().read_part,
+        None,
+        "off: one gfapi read per request"
+    );
+    assert_eq!(
+        GlfsOptions::parse("read-part=64k").unwrap().read_part,
+        Some(64 << 10)
+    );
+    assert_eq!(
+        GlfsOptions::parse("read-part=64M").unwrap().read_part,
+        Some(64 << 20)
+    );
+    assert_eq!(GlfsOptions::default().read_part, Some(backstore::READ_PART));
+    assert!(GlfsOptions::default().batch_sched, "on unless turned off");
+    assert!(GlfsOptions::parse("batch-sched=on").unwrap().batch_sched);
+    assert!(!GlfsOptions::parse("batch-sched=off").unwrap().batch_sched);
     assert_eq!(
         GlfsOptions::parse("coherent=off").unwrap().coherent,
         Some(false)
@@ -98,13 +117,30 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
 #[case::coherent("coherent=yes", "coherent \"yes\" is not on or off")]
 #[case::hold_not_a_number("hold=soon", "hold \"soon\" is not a number of seconds from 0 to 3600")]
 #[case::hold_too_long("hold=3601", "hold \"3601\" is not a number of seconds from 0 to 3600")]
+#[case::read_part_word(
+    "read-part=on",
+    "read-part \"on\" is not off or a size from 64k to 64M in multiples of 4k"
+)]
+#[case::read_part_small(
+    "read-part=60k",
+    "read-part \"60k\" is not off or a size from 64k to 64M in multiples of 4k"
+)]
+#[case::read_part_large(
+    "read-part=65M",
+    "read-part \"65M\" is not off or a size from 64k to 64M in multiples of 4k"
+)]
+#[case::read_part_unaligned(
+    "read-part=66000",
+    "read-part \"66000\" is not off or a size from 64k to 64M in multiples of 4k"
+)]
+#[case::batch_sched("batch-sched=yes", "batch-sched \"yes\" is not on or off")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
 #[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
 #[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
@@ -203,7 +239,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload or coherent)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -475,6 +475,39 @@ fn glfs_large_reads_come_in_read_part_pieces() {
     assert_eq!(read(s, 0, 1 << 20), data[..1 << 20], "whole without parts");
 }
 
+/// bsopt `read-part` sets the piece a large read is cut into (every part that size, the
+/// rest with the completion), and `off` reads every request whole, with no part; the data
+/// put together is the file's either way.
+#[rstest]
+#[case::half_mib("read-part=512k", Some(512 << 10))]
+#[case::one_mib("read-part=1M", Some(1 << 20))]
+#[case::off("read-part=off", None)]
+fn glfs_read_part_bsopt_sets_the_piece_or_turns_it_off(
+    #[case] bsopts: &str,
+    #[case] part: Option<usize>,
+) {
+    let file = unique("readpart");
+    let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, bsopts, false)).unwrap();
+    let s = &*store;
+    let data = pattern(4 << 20, 17);
+    write(s, 0, &data);
+    for len in [(1usize << 20) + 4096, 4 << 20, 512 << 10, 256 << 10] {
+        let (parts, result) = common::read_taking_parts(s, 0, len as u32);
+        let Ok(IoReply::Data(rest)) = result else {
+            panic!("read of {len} failed: {result:?}")
+        };
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        let expect = match part {
+            Some(p) => vec![p; len.div_ceil(p) - 1],
+            None => Vec::new(),
+        };
+        assert_eq!(lens, expect, "read of {len} with {bsopts}");
+        let mut whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        whole.extend_from_slice(&rest);
+        assert!(whole == data[..len], "read of {len} with {bsopts}");
+    }
+}
+
 /// A large read in pieces that fail: the error once every piece is back, no part.
 #[test]
 fn glfs_a_read_in_pieces_that_fail_reports_the_error_once() {
