@@ -69,6 +69,48 @@ hang = true
 path = "/*coherent-*"
 op = "write"
 write_behind = true
+
+[[rule]]
+path = "/count-all-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-gap-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-fua-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-read-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-big-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-iov-*"
+op = "write"
+nth = 2
+errno = "EIO"
+
+[[rule]]
+path = "/count-coherent-*"
+op = "write"
+nth = 2
+errno = "EIO"
 "#;
 
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process
@@ -201,6 +243,7 @@ shared_checks! {
     unaligned_and_large_io: [Memory, File, Glfs];
     reads_taken_in_parts_arrive_whole_and_in_order: [Memory, File, Glfs];
     segmented_writes_land_in_order: [Memory, File, Glfs];
+    batched_writes_land_as_written: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
     allocation_follows_writes_and_discards: [Memory, File, Glfs];
@@ -589,4 +632,94 @@ fn glfs_hung_mount_times_out() {
         "cannot open glfs hangs@localhost:disk: volume mount (glfs_init) did not finish within 1 s"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ---- joined writes (`GlfsStore::submit_batch`), counted in gfapi write calls ----
+
+/// Which gfapi write call each request of a batch rode on, told by the fake: the rule on
+/// `count-<case>-*` files fails the second write call with EIO, so a request that
+/// succeeds went in the first call and one that fails with EIO in the second (then
+/// nothing is left for a third). Adjacent plain writes with the same FUA are one call;
+/// a gap, another FUA, a request between them, more than `MAX_JOINED_WRITE` bytes or
+/// more than `gfapi::MAX_IOV` segments start another. The joined call's error is each
+/// of its requests' error, and what the first call carried reads back.
+#[rstest]
+#[case::adjacent("all", &[(0, 4096, 1, false), (4096, 4096, 1, false), (8192, 8192, 2, false), (16384, 512, 1, false)], &[1, 1, 1, 1])]
+#[case::gap("gap", &[(0, 4096, 1, false), (4096, 4096, 1, false), (12288, 4096, 1, false), (16384, 4096, 1, false)], &[1, 1, 2, 2])]
+#[case::fua("fua", &[(0, 4096, 1, false), (4096, 4096, 1, true), (8192, 4096, 1, true)], &[1, 2, 2])]
+#[case::read_between("read", &[(0, 4096, 1, false), (0, 0, 0, false), (4096, 4096, 1, false)], &[1, 0, 2])]
+#[case::bytes("big", &[(0, 1 << 19, 1, false), (1 << 19, 1 << 19, 1, false), (1 << 20, 4096, 1, false)], &[1, 1, 2])]
+#[case::segments("iov", &[(0, 30 * 512, 30, false), (30 * 512, 30 * 512, 30, false), (60 * 512, 30 * 512, 30, false)], &[1, 1, 2])]
+#[case::coherent("coherent", &[(0, 4096, 1, false), (4096, 4096, 1, false)], &[1, 1])]
+fn glfs_joins_adjacent_writes_of_a_batch_into_one_gfapi_write(
+    #[case] case: &str,
+    #[case] writes: &[(u64, usize, usize, bool)],
+    #[case] call: &[u8],
+) {
+    // `coherent`: a LUN shared by gateways (O_DIRECT) joins alike.
+    let f = if case == "coherent" {
+        let file = unique("count-coherent");
+        Fixture::new(backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap())
+    } else {
+        open(Kind::Glfs, &format!("count-{case}"))
+    };
+    let s = &*f.store;
+    // (offset, len, segments, fua); no segments: a read of 4 KiB at 1 MiB + 64 KiB
+    let requests: Vec<IoRequest> = writes
+        .iter()
+        .map(|&(offset, len, segments, fua)| match segments {
+            0 => IoRequest::Read {
+                offset: (1 << 20) + 65536,
+                len: 4096,
+            },
+            n => common::write_in(offset, &pattern(len, offset as u8 ^ 3), n, fua),
+        })
+        .collect();
+    let results = common::run_batch(s, requests);
+    for (i, (r, call)) in results.iter().zip(call).enumerate() {
+        match call {
+            0 => assert!(matches!(r, Ok(IoReply::Data(_))), "request {i}: {r:?}"),
+            1 => assert_eq!(r, &Ok(IoReply::Done), "request {i} went in the first call"),
+            _ => {
+                let e = r.as_ref().expect_err("it went in the second call");
+                assert_eq!(
+                    (e.op, e.kind, e.errno),
+                    (store_api::Op::Write, ErrorKind::Io, Some(libc::EIO)),
+                    "request {i}"
+                );
+            }
+        }
+    }
+    for (&(offset, len, segments, _), &call) in writes.iter().zip(call) {
+        if segments > 0 && call == 1 {
+            assert_eq!(read(s, offset, len as u32), pattern(len, offset as u8 ^ 3));
+        }
+    }
+    if !call.contains(&2) {
+        // The batch was one call: the next write is the second.
+        let next = common::write_in(2 << 20, &[9; 512], 1, false);
+        assert_eq!(run(s, next).unwrap_err().errno, Some(libc::EIO));
+    }
+}
+
+/// An error of a joined write is every joined request's (ENOSPC: NoSpace, which the
+/// SCSI layer reports as SPACE ALLOCATION FAILED for each command).
+#[test]
+fn glfs_an_error_of_a_joined_write_fails_every_request_it_carried() {
+    let f = open(Kind::Glfs, "enospc");
+    let requests = (0..4)
+        .map(|i| common::write_in(i * 4096, &pattern(4096, i as u8), 1, i == 3))
+        .chain([common::write_in(5 * 4096, &pattern(4096, 9), 1, false)])
+        .collect();
+    for (i, r) in common::run_batch(&*f.store, requests)
+        .into_iter()
+        .enumerate()
+    {
+        let e = r.expect_err("a write on ENOSPC");
+        assert_eq!(
+            (e.op, e.kind, e.errno),
+            (store_api::Op::Write, ErrorKind::NoSpace, Some(libc::ENOSPC)),
+            "request {i}"
+        );
+    }
 }

@@ -89,7 +89,17 @@ fn mock_store(
         .return_const(Capabilities::default());
     store.expect_describe().return_const("mock".to_string());
     store.expect_read_metadata().returning(|_| Ok(None));
-    store.expect_submit().returning(submit);
+    let submit = Arc::new(submit);
+    let each = submit.clone();
+    store
+        .expect_submit()
+        .returning(move |req, done| submit(req, done));
+    // The writes of one socket read come as a batch; these stores take them one by one.
+    store.expect_submit_batch().returning(move |batch| {
+        for (req, done) in batch.drain(..) {
+            each(req, done);
+        }
+    });
     Arc::new(store)
 }
 
