@@ -628,10 +628,10 @@ pub fn batched_writes_land_as_written(open: Open<'_>) {
     add(20 * K, 4096, 1, false);
     add(24 * K, 4096, 1, true);
     add(28 * K, 4096, 2, true);
-    // a read (of what no write here touches) between adjacent writes
+    // a read (at 1.5 MiB, which no write here touches) between adjacent writes
     add(32 * K, 4096, 1, false);
     requests.push(IoRequest::Read {
-        offset: 1 << 20,
+        offset: 3 << 19,
         len: 4096,
     });
     outcome.push(Ok(IoReply::Data(Bytes::from(vec![0u8; 4096]))));
