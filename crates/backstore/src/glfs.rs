@@ -1442,6 +1442,10 @@ impl BlockStore for GlfsStore {
         }
     }
 
+    fn joins_writes(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

@@ -1,10 +1,12 @@
 //! The writes of one batch of a connection's input, sent to their stores together.
 //!
 //! A connection works through what one socket read brought (a few 64 KiB writes, or
-//! dozens of 4 KiB ones) before it sleeps again. Its writes wait here until the batch is
-//! worked through and then go to each store in one [`BlockStore::submit_batch`], so a
-//! store can join adjacent ones into one operation of its storage (the glfs store: one
-//! `glfs_pwritev_async`, docs/performance.md, seventh round). Nothing is reordered:
+//! dozens of 4 KiB ones) before it sleeps again. Its writes to a store that joins writes
+//! ([`BlockStore::joins_writes`]) wait here until the batch is worked through and then
+//! go to each store in one [`BlockStore::submit_batch`], so the store can join adjacent
+//! ones into one operation of its storage (the glfs store: one `glfs_pwritev_async`,
+//! docs/performance.md, seventh round); other stores get each write at once. Nothing
+//! is reordered:
 //! every other request sends the writes waiting before it first, and writes go in
 //! their order. The connection sends what waits before it waits for anything itself
 //! (the socket, the next input), so a write never waits on the initiator.
@@ -29,8 +31,9 @@ struct Waiting {
 }
 
 impl Batch {
-    /// Sends `request` through `lane` to `store`: a write at the end of the batch
-    /// ([`Batch::send`]), anything else at once, after the writes waiting before it.
+    /// Sends `request` through `lane` to `store`: a write to a store that joins writes
+    /// ([`BlockStore::joins_writes`]) at the end of the batch ([`Batch::send`]),
+    /// anything else at once, after the writes waiting before it.
     pub fn submit(
         &mut self,
         lane: &Arc<Lane>,
@@ -38,7 +41,7 @@ impl Batch {
         request: IoRequest,
         done: Completion,
     ) {
-        if matches!(request, IoRequest::Write { .. }) {
+        if matches!(request, IoRequest::Write { .. }) && store.joins_writes() {
             self.waiting.push(Waiting {
                 lane: lane.clone(),
                 store: store.clone(),
@@ -94,9 +97,14 @@ mod tests {
     use std::sync::Mutex;
     use store_api::{Capabilities, Geometry, IoReply, Segments};
 
-    /// Records what reaches it: `submit` as one request, `submit_batch` as a list.
+    /// Records what reaches it: `submit` as one request, `submit_batch` as a list; says
+    /// it joins writes when `.1`.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<Vec<String>>>);
+    struct Recorder(Mutex<Vec<Vec<String>>>, bool);
+
+    fn joining() -> Arc<Recorder> {
+        Arc::new(Recorder(Mutex::default(), true))
+    }
 
     fn name(req: &IoRequest) -> String {
         match req {
@@ -122,6 +130,9 @@ mod tests {
         fn submit(&self, req: IoRequest, done: Completion) {
             self.0.lock().unwrap().push(vec![name(&req)]);
             done.complete(Ok(IoReply::Done));
+        }
+        fn joins_writes(&self) -> bool {
+            self.1
         }
         fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
             let names = batch.iter().map(|(req, _)| name(req)).collect();
@@ -150,8 +161,7 @@ mod tests {
 
     #[test]
     fn writes_wait_for_the_end_of_the_batch_and_go_per_store_in_order() {
-        let a = Arc::new(Recorder::default());
-        let b = Arc::new(Recorder::default());
+        let (a, b) = (joining(), joining());
         let (sa, sb): (Arc<dyn BlockStore>, Arc<dyn BlockStore>) = (a.clone(), b.clone());
         let lane = Lane::open();
         let other_lane = Lane::open();
@@ -190,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_closed_lane_keeps_a_batch_until_it_opens_and_a_dropped_batch_sends() {
-        let a = Arc::new(Recorder::default());
+        let a = joining();
         let sa: Arc<dyn BlockStore> = a.clone();
         let lane = Lane::closed();
         let done = Arc::new(Mutex::new(Vec::new()));
@@ -206,5 +216,19 @@ mod tests {
         drop(batch);
         assert_eq!(a.0.lock().unwrap().last().unwrap(), &vec!["w4096"]);
         assert_eq!(*done.lock().unwrap(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_store_that_joins_no_writes_gets_each_at_once() {
+        let plain = Arc::new(Recorder::default());
+        let store: Arc<dyn BlockStore> = plain.clone();
+        let lane = Lane::open();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let mut batch = Batch::default();
+        batch.submit(&lane, &store, write(0), completion(&done, 0));
+        batch.submit(&lane, &store, write(512), completion(&done, 1));
+        assert!(batch.is_empty());
+        assert_eq!(*plain.0.lock().unwrap(), [vec!["w0"], vec!["w512"]]);
+        assert_eq!(*done.lock().unwrap(), [0, 1]);
     }
 }

@@ -89,17 +89,9 @@ fn mock_store(
         .return_const(Capabilities::default());
     store.expect_describe().return_const("mock".to_string());
     store.expect_read_metadata().returning(|_| Ok(None));
-    let submit = Arc::new(submit);
-    let each = submit.clone();
-    store
-        .expect_submit()
-        .returning(move |req, done| submit(req, done));
-    // The writes of one socket read come as a batch; these stores take them one by one.
-    store.expect_submit_batch().returning(move |batch| {
-        for (req, done) in batch.drain(..) {
-            each(req, done);
-        }
-    });
+    store.expect_submit().returning(submit);
+    // Joins no writes: the daemon hands it each request at once.
+    store.expect_joins_writes().return_const(false);
     Arc::new(store)
 }
 

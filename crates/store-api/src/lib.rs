@@ -472,6 +472,13 @@ pub trait BlockStore: Send + Sync {
         }
     }
 
+    /// Whether [`BlockStore::submit_batch`] joins writes, so that a caller gains by
+    /// keeping writes back to hand them over together; a store that takes a batch one
+    /// request at a time (the default) says no, and gets each request at once.
+    fn joins_writes(&self) -> bool {
+        false
+    }
+
     /// A short human description for logs ("glfs vol1@host:disk1", "file /tmp/x").
     fn describe(&self) -> String;
 
