@@ -788,7 +788,7 @@ fn start_io(
     deadline: Instant,
     span: tracing::Span,
 ) {
-    let Handle { file, generation } = h;
+    let generation = h.generation;
     let fenced_on = link.fenced_on.load(Ordering::Acquire);
     if fenced_on != NEVER_FENCED && fenced_on != generation && changes_medium(&req) {
         // Fenced by failover, and the fence is on an older mount (Gluster let it go with
@@ -803,17 +803,104 @@ fn start_io(
         });
         return done.complete(Err(StoreError::new(req.op(), ErrorKind::Fenced)));
     }
-    let finish = Finish {
-        link: Arc::downgrade(link),
-        // A second owner of the request's buffer (a reference count, not a copy) so that
-        // it can be sent again after a reconnect; only kept when holding is on.
-        retry: (!link.hold.is_zero()).then(|| req.clone()),
-        generation,
-        deadline,
-        done,
-        span,
-    };
-    submit_to(file, req, finish);
+    let finish = Finish::new(link, generation, &req, done, deadline, span);
+    submit_to(h.file, req, finish);
+}
+
+/// The most bytes one write joined from several ([`GlfsStore::submit_batch`]) carries:
+/// as much as gfapi's write-behind window holds (1 MB by default), so a joined write is
+/// still cached as the writes it joins would be.
+pub const MAX_JOINED_WRITE: usize = 1 << 20;
+
+/// A plain write as the joining of a batch sees it.
+struct WriteShape {
+    offset: u64,
+    fua: bool,
+    data: store_api::Segments,
+}
+
+impl WriteShape {
+    /// `req` if it is a write inside the store (one outside fails in `submit`, alone).
+    fn of(geometry: Geometry, req: &IoRequest) -> Option<WriteShape> {
+        match req {
+            IoRequest::Write { offset, data, fua } if check_range(geometry, req).is_ok() => {
+                Some(WriteShape {
+                    offset: *offset,
+                    fua: *fua,
+                    // reference counts of the segments, not a copy
+                    data: data.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Writes of one batch being joined into one `glfs_pwritev_async`.
+struct Joined {
+    offset: u64,
+    fua: bool,
+    /// The writes' data, in order (reference counts of their segments).
+    data: store_api::Segments,
+    /// How each joined write ends.
+    parts: Vec<Finish>,
+}
+
+impl Joined {
+    fn start(first: WriteShape) -> Joined {
+        Joined {
+            offset: first.offset,
+            fua: first.fua,
+            data: first.data,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Whether `next` can be joined at the end: it begins where the joined writes end,
+    /// has the same `fua`, and the whole stays within [`MAX_JOINED_WRITE`] bytes and
+    /// one gfapi call's iovec ([`gfapi::MAX_IOV`]).
+    fn takes(&self, next: &WriteShape) -> bool {
+        next.fua == self.fua
+            && next.offset == self.offset + self.data.len() as u64
+            && self.data.len() + next.data.len() <= MAX_JOINED_WRITE
+            && self.data.parts().len() + next.data.parts().len() <= gfapi::MAX_IOV
+    }
+
+    /// Appends `next`'s data (which [`Joined::takes`]).
+    fn grow(&mut self, next: &WriteShape) {
+        for part in next.data.parts() {
+            self.data.push(part.clone());
+        }
+    }
+
+    /// Adds the ending of one joined write.
+    fn add(&mut self, part: Finish) {
+        self.parts.push(part);
+    }
+
+    /// Sends the joined writes to `file` as one write (and one fdatasync after it for
+    /// FUA writes); each joined write gets the result.
+    fn send(self, file: Arc<File>) {
+        let Joined {
+            offset,
+            fua,
+            data,
+            parts,
+        } = self;
+        let all = move |r: Result<(), IoError>| {
+            let r = r
+                .map(|()| IoReply::Done)
+                .map_err(|e| store_error(Op::Write, e));
+            for part in parts {
+                part.complete(r.clone());
+            }
+        };
+        let f = file.clone();
+        file.pwritev_async(offset, data, move |r| match r {
+            Ok(()) if fua => f.fdatasync_async(all),
+            r => all(r),
+        });
+    }
 }
 
 /// How a request sent to gfapi ends: its completion, or held again after a lost
@@ -831,6 +918,28 @@ struct Finish {
 }
 
 impl Finish {
+    /// How `req`, sent on `link`'s file of `generation`, ends: `done`, or held again
+    /// after a lost connection while `deadline` is ahead.
+    fn new(
+        link: &Arc<Link>,
+        generation: u64,
+        req: &IoRequest,
+        done: Completion,
+        deadline: Instant,
+        span: tracing::Span,
+    ) -> Finish {
+        Finish {
+            link: Arc::downgrade(link),
+            // A second owner of the request's buffer (a reference count, not a copy) so
+            // that it can be sent again after a reconnect; only kept when holding is on.
+            retry: (!link.hold.is_zero()).then(|| req.clone()),
+            generation,
+            deadline,
+            done,
+            span,
+        }
+    }
+
     fn complete(self, r: store_api::IoResult) {
         let Finish {
             link,
@@ -1339,6 +1448,83 @@ impl BlockStore for GlfsStore {
             // Reconnecting: wait for it (or, with no hold time, fail at once).
             None => self.link.hold(req, done, deadline, span),
         }
+    }
+
+    /// Joins the batch's runs of adjacent plain writes (each beginning where the one
+    /// before ends, the same `fua`) into one `glfs_pwritev_async` of their segments, up
+    /// to [`MAX_JOINED_WRITE`] bytes and [`gfapi::MAX_IOV`] segments, as a block layer's
+    /// elevator does: gfapi's write-behind and the brick then see one write instead of
+    /// several (docs/performance.md, seventh round). Every other request, and a write
+    /// that cannot join, goes as [`BlockStore::submit`] sends it, in the batch's order;
+    /// a run is sent before whatever follows it. Each joined write keeps its own
+    /// completion (and its own copy of its request for a resend): the joined write's
+    /// result is each one's, and after a lost connection each is held and sent again on
+    /// its own.
+    fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
+        let Some(h) = self.link.handle() else {
+            // Reconnecting: each is held (or failed) on its own.
+            for (req, done) in batch.drain(..) {
+                self.submit(req, done);
+            }
+            return;
+        };
+        let fenced_on = self.link.fenced_on.load(Ordering::Acquire);
+        if fenced_on != NEVER_FENCED && fenced_on != h.generation {
+            // Fenced by failover on an older mount: `start_io` refuses every write on
+            // this one, so nothing is joined; each goes its own way.
+            for (req, done) in batch.drain(..) {
+                self.submit(req, done);
+            }
+            return;
+        }
+        let geometry = self.geometry.get();
+        let span = tracing::Span::current();
+        let mut requests = batch.drain(..).peekable();
+        while let Some((req, done)) = requests.next() {
+            let Some(first) = WriteShape::of(geometry, &req) else {
+                self.submit(req, done);
+                continue;
+            };
+            let deadline = Instant::now() + self.link.hold;
+            let mut joined = Joined::start(first);
+            if !requests
+                .peek()
+                .and_then(|(next, _)| WriteShape::of(geometry, next))
+                .is_some_and(|next| joined.takes(&next))
+            {
+                // Nothing to join it with: as `submit` sends it.
+                start_io(&self.link, h.clone(), req, done, deadline, span.clone());
+                continue;
+            }
+            joined.add(Finish::new(
+                &self.link,
+                h.generation,
+                &req,
+                done,
+                deadline,
+                span.clone(),
+            ));
+            while let Some((next, _)) = requests.peek() {
+                match WriteShape::of(geometry, next) {
+                    Some(shape) if joined.takes(&shape) => joined.grow(&shape),
+                    _ => break,
+                }
+                let (next, done) = requests.next().expect("peeked");
+                joined.add(Finish::new(
+                    &self.link,
+                    h.generation,
+                    &next,
+                    done,
+                    deadline,
+                    span.clone(),
+                ));
+            }
+            joined.send(h.file.clone());
+        }
+    }
+
+    fn joins_writes(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

@@ -77,6 +77,48 @@ write_behind = true
 path = "/metadata-shared-*"
 op = ["open", "stat", "lstat"]
 md_cache_timeout = 600
+
+[[rule]]
+path = "/joined-all-*"
+op = "write"
+offset = [16384, 16385]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-gap-*"
+op = "write"
+offset = [4096, 4097]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-fua-*"
+op = "write"
+offset = [8192, 8193]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-read-*"
+op = "write"
+offset = [4096, 4097]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-big-*"
+op = "write"
+offset = [524288, 524289]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-iov-*"
+op = "write"
+offset = [15360, 15361]
+errno = "EIO"
+
+[[rule]]
+path = "/joined-coherent-*"
+op = "write"
+offset = [4096, 4097]
+errno = "EIO"
 "#;
 
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process
@@ -209,6 +251,7 @@ shared_checks! {
     unaligned_and_large_io: [Memory, File, Glfs];
     reads_taken_in_parts_arrive_whole_and_in_order: [Memory, File, Glfs];
     segmented_writes_land_in_order: [Memory, File, Glfs];
+    batched_writes_land_as_written: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
     allocation_follows_writes_and_discards: [Memory, File, Glfs];
@@ -630,4 +673,98 @@ fn glfs_hung_mount_times_out() {
         "cannot open glfs hangs@localhost:disk: volume mount (glfs_init) did not finish within 1 s"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+// ---- joined writes (`GlfsStore::submit_batch`), told by a marker ----
+
+/// Which requests of a batch rode in one gfapi write call, told by the fake: the rule on
+/// `joined-<case>-*` files fails every write call whose range covers one marker byte
+/// (EIO), so exactly the requests that went in the call with the marked request fail,
+/// whatever order the fake runs the calls in. Adjacent plain writes with the same FUA
+/// are one call; a gap, another FUA, a request between them, more than
+/// `MAX_JOINED_WRITE` bytes or more than `gfapi::MAX_IOV` segments start another. The
+/// call's error is each of its requests' error, and what the other calls carried reads
+/// back.
+#[rstest]
+// marker in the last: all four in its call
+#[case::adjacent("all", &[(0, 4096, 1, false), (4096, 4096, 1, false), (8192, 8192, 2, false), (16384, 512, 1, false)], &[2, 2, 2, 2])]
+// marker in the second: the first two joined, not the two after the gap
+#[case::gap("gap", &[(0, 4096, 1, false), (4096, 4096, 1, false), (12288, 4096, 1, false), (16384, 4096, 1, false)], &[2, 2, 1, 1])]
+// marker in the third: joined with the second (both FUA), not the first
+#[case::fua("fua", &[(0, 4096, 1, false), (4096, 4096, 1, true), (8192, 4096, 1, true)], &[1, 2, 2])]
+// marker in the last write: a read between keeps the first apart
+#[case::read_between("read", &[(0, 4096, 1, false), (0, 0, 0, false), (4096, 4096, 1, false)], &[1, 0, 2])]
+// marker in the second: joined with the first (1 MiB together), the third apart
+#[case::bytes("big", &[(0, 1 << 19, 1, false), (1 << 19, 1 << 19, 1, false), (1 << 20, 4096, 1, false)], &[2, 2, 1])]
+// marker in the second: 60 segments with the first, the third's 30 more apart
+#[case::segments("iov", &[(0, 30 * 512, 30, false), (30 * 512, 30 * 512, 30, false), (60 * 512, 30 * 512, 30, false)], &[2, 2, 1])]
+// a LUN shared by gateways (O_DIRECT) joins alike
+#[case::coherent("coherent", &[(0, 4096, 1, false), (4096, 4096, 1, false)], &[2, 2])]
+fn glfs_joins_adjacent_writes_of_a_batch_into_one_gfapi_write(
+    #[case] case: &str,
+    #[case] writes: &[(u64, usize, usize, bool)],
+    #[case] expect: &[u8],
+) {
+    let f = if case == "coherent" {
+        let file = unique("joined-coherent");
+        let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true));
+        Fixture::new(store.unwrap())
+    } else {
+        open(Kind::Glfs, &format!("joined-{case}"))
+    };
+    let s = &*f.store;
+    // (offset, len, segments, fua); no segments: a read of 4 KiB at 1 MiB + 64 KiB
+    let requests: Vec<IoRequest> = writes
+        .iter()
+        .map(|&(offset, len, segments, fua)| match segments {
+            0 => IoRequest::Read {
+                offset: (1 << 20) + 65536,
+                len: 4096,
+            },
+            n => common::write_in(offset, &pattern(len, offset as u8 ^ 3), n, fua),
+        })
+        .collect();
+    let results = common::run_batch(s, requests);
+    // 0: the read; 1: not in the marked call; 2: in it
+    for (i, (r, expect)) in results.iter().zip(expect).enumerate() {
+        match expect {
+            0 => assert!(matches!(r, Ok(IoReply::Data(_))), "request {i}: {r:?}"),
+            1 => assert_eq!(r, &Ok(IoReply::Done), "request {i} not in the marked call"),
+            _ => {
+                let e = r.as_ref().expect_err("in the marked call");
+                assert_eq!(
+                    (e.op, e.kind, e.errno),
+                    (store_api::Op::Write, ErrorKind::Io, Some(libc::EIO)),
+                    "request {i}"
+                );
+            }
+        }
+    }
+    for (&(offset, len, segments, _), &expect) in writes.iter().zip(expect) {
+        if segments > 0 && expect == 1 {
+            assert_eq!(read(s, offset, len as u32), pattern(len, offset as u8 ^ 3));
+        }
+    }
+}
+
+/// An error of a joined write is every joined request's (ENOSPC: NoSpace, which the
+/// SCSI layer reports as SPACE ALLOCATION FAILED for each command).
+#[test]
+fn glfs_an_error_of_a_joined_write_fails_every_request_it_carried() {
+    let f = open(Kind::Glfs, "enospc");
+    let requests = (0..4)
+        .map(|i| common::write_in(i * 4096, &pattern(4096, i as u8), 1, i == 3))
+        .chain([common::write_in(5 * 4096, &pattern(4096, 9), 1, false)])
+        .collect();
+    for (i, r) in common::run_batch(&*f.store, requests)
+        .into_iter()
+        .enumerate()
+    {
+        let e = r.expect_err("a write on ENOSPC");
+        assert_eq!(
+            (e.op, e.kind, e.errno),
+            (store_api::Op::Write, ErrorKind::NoSpace, Some(libc::ENOSPC)),
+            "request {i}"
+        );
+    }
 }

@@ -164,6 +164,7 @@ async fn serve_in_span(
         limits,
         registration: None,
         local,
+        batch: crate::batch::Batch::default(),
     };
 
     // One timer for the connection's time limits (login, NOP-In) and the commands'
@@ -283,10 +284,13 @@ async fn serve_in_span(
                 for done in ready.drain(..) {
                     session.io_done(&mut conn, &done_tx, done);
                 }
+                session.batch.send();
                 conn.poll_transmit(&mut buffers.output);
                 write_transmit(&mut writer, &mut buffers.output).await?;
             }
         }
+        // The batch is worked through: its writes go to their stores, together.
+        session.batch.send();
         if let Some(registration) = &session.registration {
             registration.entry.set_in_flight(session.in_flight.len());
         }
@@ -388,6 +392,8 @@ struct Session {
     registration: Option<crate::registry::Registration>,
     /// The address the initiator connected to.
     local: Option<SocketAddr>,
+    /// Writes waiting for the end of the batch.
+    batch: crate::batch::Batch,
 }
 
 /// Completes when the administrator ends the session; never without a registration.
@@ -663,16 +669,18 @@ impl Session {
                 // one is idle and flushed (`crate::handover`). No allocation: the
                 // continuation waits in a slot of `done_tx`. A plain READ's completion
                 // takes its data in parts, which go out as Data-In as they come.
+                // Writes wait for the end of the batch and go to their store together
+                // (`crate::batch`).
                 let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
                 let ticket = lane.enter();
                 if let Some((lane, store)) = ticket.moved_to() {
                     // This target version's store was handed over since it was looked up.
                     let (lane, store) = (lane.clone(), store.clone());
                     let done = done_tx.park_counted(itt, seq, pending, Some(ticket));
-                    lane.submit(&store, request, done);
+                    self.batch.submit(&lane, &store, request, done);
                 } else {
                     let done = done_tx.park_counted(itt, seq, pending, Some(ticket));
-                    lane.submit(store, request, done);
+                    self.batch.submit(&lane, store, request, done);
                 }
             }
         }

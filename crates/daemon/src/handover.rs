@@ -142,6 +142,26 @@ impl Lane {
         store.submit(request, done);
     }
 
+    /// Sends the requests of `batch` (left empty) to `store` with
+    /// [`BlockStore::submit_batch`] now, or each once the lane opens.
+    pub fn submit_batch(
+        &self,
+        store: &Arc<dyn BlockStore>,
+        batch: &mut Vec<(IoRequest, Completion)>,
+    ) {
+        if !self.open.load(Ordering::Acquire) {
+            let mut waiting = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !waiting.open {
+                let queued = batch
+                    .drain(..)
+                    .map(|(request, done)| (store.clone(), request, done));
+                waiting.queued.extend(queued);
+                return;
+            }
+        }
+        store.submit_batch(batch);
+    }
+
     /// Opens the lane: the requests that waited go to their store, in their order.
     pub fn release(&self) {
         let queued = {

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod buffers;
 pub mod cli;
 pub mod completions;

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
@@ -386,4 +387,56 @@ fn the_portal_listens_only_once_a_slow_opening_lun_is_open() {
     let n = socket.recv(&mut buf).expect("READY=1 once the LUN is open");
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.lines().any(|l| l == "READY=1"), "{text:?}");
+}
+
+/// The writes of one socket read reach the glfs store together, and it joins adjacent
+/// ones into one gfapi write (`BlockStore::submit_batch`): four WRITE(10)s of 4 KiB
+/// back to back, sent in one TCP write, are one gfapi write call, which the fake's rule
+/// (fail the second write call) lets through; the next write, alone, is the second call
+/// and fails with MEDIUM ERROR. The four land in the LUN file.
+#[test]
+fn adjacent_writes_of_one_read_are_one_gfapi_write() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    root.set_rules(&[FaultRule::on(&["write"]).nth(2).errno("EIO")]);
+    let write10 = |lba: u8, itt: u32, data: &[u8]| {
+        // WRITE(10): LBA in bytes 2..6, 8 blocks of 512 (SBC-4 5.43)
+        let cdb = [0x2a, 0, 0, 0, 0, lba, 0, 0, 8, 0];
+        let mut pdu = scsi_command(&cdb, itt, itt, exp_stat_sn, 4096, true).to_vec();
+        pdu[5..8].copy_from_slice(&4096u32.to_be_bytes()[1..]);
+        pdu.extend_from_slice(data);
+        pdu
+    };
+    let data: Vec<Vec<u8>> = (0..4).map(|i| pattern(40 + i, 4096)).collect();
+    let mut four = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        four.extend(write10(8 * i as u8, i as u32 + 1, d));
+    }
+    stream.write_all(&four).unwrap();
+    let mut good = Vec::new();
+    for _ in 0..4 {
+        let (resp, _) = recv_pdu(&mut stream);
+        assert_eq!(resp[0] & 0x3f, 0x21, "SCSI Response expected");
+        assert_eq!(resp[3], 0, "GOOD for ITT {}", be32(&resp[16..]));
+        good.push(be32(&resp[16..]));
+    }
+    good.sort();
+    assert_eq!(good, [1, 2, 3, 4]);
+    stream
+        .write_all(&write10(64, 5, &pattern(50, 4096)))
+        .unwrap();
+    let (resp, sense) = recv_pdu(&mut stream);
+    assert_eq!((resp[0] & 0x3f, resp[3]), (0x21, 0x02), "CHECK CONDITION");
+    // SenseLength (2 bytes), then fixed-format sense: the key in byte 2 (SPC-4 4.5.3)
+    assert_eq!(sense[2 + 2] & 0x0f, MEDIUM_ERROR);
+    let file = std::fs::read(root.file_path("vol", "lun.img")).unwrap();
+    assert!(
+        file[..4 * 4096] == data.concat()[..],
+        "the four writes landed"
+    );
 }

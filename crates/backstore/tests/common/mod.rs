@@ -106,6 +106,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         segmented_writes_land_in_order,
     ),
     (
+        "batched_writes_land_as_written",
+        batched_writes_land_as_written,
+    ),
+    (
         "flush_and_fua_writes_complete",
         flush_and_fua_writes_complete,
     ),
@@ -163,6 +167,51 @@ pub fn run(store: &dyn BlockStore, req: IoRequest) -> IoResult {
         "completion called twice"
     );
     result
+}
+
+/// Submits `requests` as one batch ([`BlockStore::submit_batch`]) and waits for every
+/// completion, checking each runs exactly once; the results in the requests' order.
+pub fn run_batch(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Vec<IoResult> {
+    let (tx, rx) = mpsc::channel();
+    let n = requests.len();
+    let mut batch: Vec<(IoRequest, Completion)> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| {
+            let tx = tx.clone();
+            (req, Completion::new(move |r| tx.send((i, r)).unwrap()))
+        })
+        .collect();
+    store.submit_batch(&mut batch);
+    assert!(batch.is_empty(), "the store took the whole batch");
+    drop(tx);
+    let mut results: Vec<Option<IoResult>> = vec![None; n];
+    for _ in 0..n {
+        let (i, r) = rx
+            .recv_timeout(COMPLETION_TIMEOUT)
+            .unwrap_or_else(|_| panic!("a completion of the batch was not called"));
+        assert!(results[i].is_none(), "completion {i} called twice");
+        results[i] = Some(r);
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1)).is_err(),
+        "a completion called twice"
+    );
+    results.into_iter().map(Option::unwrap).collect()
+}
+
+/// A plain write of `data` at `offset`, as `segments` segments of about equal size.
+pub fn write_in(offset: u64, data: &[u8], segments: usize, fua: bool) -> IoRequest {
+    let mut parts = Segments::new();
+    let step = data.len().div_ceil(segments.max(1)).max(1);
+    for chunk in data.chunks(step) {
+        parts.push(Bytes::copy_from_slice(chunk));
+    }
+    IoRequest::Write {
+        offset,
+        data: parts,
+        fua,
+    }
 }
 
 /// Reads `len` bytes at `offset`, which must succeed.
@@ -551,6 +600,82 @@ pub fn segmented_writes_land_in_order(open: Open<'_>) {
 }
 
 /// FUA writes and flushes complete and keep the data.
+/// A batch of writes ([`BlockStore::submit_batch`], what the daemon hands a store for
+/// one socket read) lands as the same writes one by one would, whatever a store joins:
+/// adjacent writes, a gap, adjacent writes with another FUA, segmented writes, a read
+/// and a refused write between writes, and a run of adjacent writes longer than any
+/// joined write may be (20 x 64 KiB). Every request gets its own result; the data reads
+/// back as written, and reaches the backing file.
+pub fn batched_writes_land_as_written(open: Open<'_>) {
+    const K: u64 = 1024;
+    let f = open("batched");
+    let s = &*f.store;
+    // What the first 2 MiB must hold afterwards.
+    let mut expected = vec![0u8; 2 << 20];
+    let mut requests = Vec::new();
+    let mut outcome = Vec::new();
+    let mut add = |offset: u64, len: usize, segments: usize, fua: bool| {
+        let data = pattern(len, (offset / 512) as u8 ^ 0x5a);
+        expected[offset as usize..offset as usize + len].copy_from_slice(&data);
+        requests.push(write_in(offset, &data, segments, fua));
+        outcome.push(Ok(IoReply::Done));
+    };
+    // adjacent, one of them in three segments
+    add(0, 4096, 1, false);
+    add(4 * K, 4096, 1, false);
+    add(8 * K, 8192, 3, false);
+    // a gap of 4 KiB, then adjacent writes of which the second and third are FUA
+    add(20 * K, 4096, 1, false);
+    add(24 * K, 4096, 1, true);
+    add(28 * K, 4096, 2, true);
+    // a read (at 1.5 MiB, which no write here touches) between adjacent writes
+    add(32 * K, 4096, 1, false);
+    requests.push(IoRequest::Read {
+        offset: 3 << 19,
+        len: 4096,
+    });
+    outcome.push(Ok(IoReply::Data(Bytes::from(vec![0u8; 4096]))));
+    let mut add = |offset: u64, len: usize, segments: usize, fua: bool| {
+        let data = pattern(len, (offset / 512) as u8 ^ 0xa5);
+        expected[offset as usize..offset as usize + len].copy_from_slice(&data);
+        requests.push(write_in(offset, &data, segments, fua));
+        outcome.push(Ok(IoReply::Done));
+    };
+    add(36 * K, 4096, 1, false);
+    // 1.25 MiB of adjacent 64 KiB writes
+    for i in 0..20 {
+        add(64 * K + i * 64 * K, 65536, 1 + (i as usize % 3), false);
+    }
+    // a write past the end between adjacent ones fails alone
+    requests.push(write_in(SIZE - 2048, &[1; 4096], 1, false));
+    outcome.push(Err(StoreError::new(Op::Write, ErrorKind::OutOfRange)));
+    let mut add = |offset: u64, len: usize| {
+        let data = pattern(len, 77);
+        expected[offset as usize..offset as usize + len].copy_from_slice(&data);
+        requests.push(write_in(offset, &data, 1, false));
+        outcome.push(Ok(IoReply::Done));
+    };
+    add(64 * K + 20 * 64 * K, 4096);
+    let results = run_batch(s, requests);
+    for (i, (got, want)) in results.iter().zip(&outcome).enumerate() {
+        match (got, want) {
+            (Err(got), Err(want)) => assert_eq!(got.kind, want.kind, "request {i}"),
+            _ => assert_eq!(got, want, "request {i}"),
+        }
+    }
+    assert!(
+        read(s, 0, 2 << 20) == expected,
+        "the batch reads back as written"
+    );
+    assert_eq!(run(s, IoRequest::Flush), Ok(IoReply::Done));
+    if f.backing.is_some() {
+        assert!(
+            f.backing_bytes()[..2 << 20] == expected[..],
+            "the batch reached the backing file"
+        );
+    }
+}
+
 pub fn flush_and_fua_writes_complete(open: Open<'_>) {
     let f = open("flush");
     let s = &*f.store;
