@@ -674,6 +674,21 @@ fn a_fenced_store_does_not_resend_held_writes_on_a_mount_without_the_fence() {
     )
     .unwrap_err();
     assert_eq!((e.op, e.kind), (Op::WriteZeroes, ErrorKind::Fenced));
+    // Adjacent writes handed over as one batch (what the daemon does with a socket
+    // read's writes) are not joined past the check: each is refused.
+    for rx in submit_batch(
+        &*s,
+        vec![
+            write_req(0, &pattern(4096, 35)),
+            write_req(4096, &pattern(4096, 36)),
+        ],
+    ) {
+        let e = wait_result(&rx).expect_err("a batched write was sent without the fence");
+        assert_eq!(
+            (e.op, e.kind, e.errno),
+            (Op::Write, ErrorKind::Fenced, None)
+        );
+    }
     assert_eq!(read(&*s, 0, 4096), before);
     assert_eq!(read(&*s, 4096, 4096), vec![0; 4096]);
 
@@ -682,6 +697,7 @@ fn a_fenced_store_does_not_resend_held_writes_on_a_mount_without_the_fence() {
     assert!(again.is_intact());
     write(&*s, 0, &pattern(4096, 34));
     assert_eq!(read(&*s, 0, 4096), pattern(4096, 34));
+}
 
 /// Submits `requests` as one batch (`BlockStore::submit_batch`) without waiting.
 fn submit_batch(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Vec<mpsc::Receiver<IoResult>> {
