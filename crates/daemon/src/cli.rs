@@ -199,7 +199,10 @@ fn cli_credential(
 
 /// What to serve, from the command line or the config file.
 pub struct Plan {
+    /// The main portal: the file's `portal`, else `--portal`.
     pub portal: SocketAddr,
+    /// `--portal` (or its default): the main portal of a file without `portal`.
+    pub cli_portal: SocketAddr,
     /// The targets and LUNs, handed to [`crate::State`].
     pub config: ConfigFile,
     /// The file `config` came from (changes are written back to it).
@@ -237,6 +240,7 @@ impl Args {
             access.policy(&config, &specs, self.portal)?;
             return Ok(Plan {
                 portal: self.portal,
+                cli_portal: self.portal,
                 config,
                 config_path: None,
                 server,
@@ -266,6 +270,7 @@ impl Args {
             .with_context(|| format!("config file {}", path.display()))?;
         Ok(Plan {
             portal,
+            cli_portal: self.portal,
             config,
             config_path: Some(path.clone()),
             server,

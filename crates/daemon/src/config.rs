@@ -1,7 +1,7 @@
 //! The configuration file (`--config FILE`): many targets and LUNs, kept across restarts.
 //!
 //! ```toml
-//! portal = "0.0.0.0:3260"        # optional; else --portal
+//! portal = "0.0.0.0:3260"        # optional; else --portal (a change moves it live)
 //! portals = ["192.0.2.7:3260"]    # more portals (`admin portal add/remove` changes them live)
 //! command_timeout = 25           # optional; else --command-timeout
 //! require_header_digest = true   # optional; or --require-header-digest (likewise data)

@@ -429,8 +429,8 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             Reply::changes(state.edit(forced(force), |config| {
                 if addr == state.targets().portal() {
                     bail!(
-                        "portal {addr}: the main portal (--portal or `portal` in the file) \
-                         changes only with a restart"
+                        "portal {addr}: the main portal; move it with `portal = \"IP:PORT\"` \
+                         in the config file (SIGHUP or admin apply)"
                     );
                 }
                 let before = config.portals.len();

@@ -90,6 +90,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let targets = Arc::new(Targets::with_stores(Vec::new(), listening, limits)?);
         let (portals, added) = daemon::portals::Portals::new(tokio::runtime::Handle::current());
+        let portals = Arc::new(portals);
         let state = Arc::new(
             State::new(
                 targets.clone(),
@@ -98,7 +99,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             )
             .with_cli_access(plan.access.clone())
             .with_settings(args.server())
-            .with_portals(Arc::new(portals))
+            .with_portals(portals.clone())
+            .with_main_portal(plan.cli_portal, plan.portal)
             .with_cli_alua(args.alua_group.is_some()),
         );
         // The command line's gateway settings win over the config file's.
@@ -173,7 +175,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let listener = socket
             .listen(LISTEN_BACKLOG)
+            .and_then(|l| l.into_std())
+            .and_then(daemon::portals::Portals::adopt)
             .with_context(|| format!("cannot listen on {listening}"))?;
+        // The main portal's connections come through the portals' channel like those of
+        // the added ones, so that a changed `portal` moves it live (`State::apply`).
+        portals.start(listener)?;
         // The connect hints name an address an initiator on this host can use: a wildcard
         // portal is reached through loopback.
         let portal = hint_address(listening);
@@ -222,8 +229,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             shutdown_signal().await;
             let _ = at.set(Instant::now());
             daemon::service::stopping();
+            // No new connection on any portal while the sessions drain.
+            portals.close_all();
         };
-        daemon::server::serve_portals(&plan.server, listener, targets.clone(), added, signal).await;
+        daemon::server::serve_portals(&plan.server, None, targets.clone(), added, signal).await;
         if let Some(path) = control_path {
             let _ = std::fs::remove_file(path);
         }

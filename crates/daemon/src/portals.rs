@@ -1,7 +1,8 @@
-//! The portals added while the daemon runs (`portals = [...]` in the config file, `admin
-//! portal add/remove`): one accept task each, handing what it accepts to the server's
-//! accept loop ([`crate::server::serve`]) over a channel, so that every connection is
-//! served the same way whichever portal it came through.
+//! The daemon's listening portals: the main one (`--portal`, or `portal` in the config
+//! file, moved live by a changed `portal`) and those added while it runs (`portals = [...]`
+//! in the config file, `admin portal add/remove`): one accept task each, handing what it
+//! accepts to the server's accept loop ([`crate::server::serve_portals`]) over a channel,
+//! so that every connection is served the same way whichever portal it came through.
 //!
 //! Binding is a separate step from starting ([`Portals::bind`], then [`Portals::start`]):
 //! [`crate::State::apply`] binds every new portal before it changes anything, so an address
@@ -65,6 +66,14 @@ impl Portals {
         Ok(Bound { addr, listener })
     }
 
+    /// A socket the caller bound and listens on already (the main portal at start-up,
+    /// which listens only once the LUNs are open), to be accepted on by [`Portals::start`].
+    pub fn adopt(listener: std::net::TcpListener) -> std::io::Result<Bound> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        Ok(Bound { addr, listener })
+    }
+
     /// Accepts connections on `bound` from now on.
     pub fn start(&self, bound: Bound) -> Result<()> {
         let Bound { addr, listener } = bound;
@@ -119,6 +128,15 @@ impl Portals {
         let _ = listening.closed.recv();
         tracing::info!(portal = %addr, "no longer listening");
         Ok(())
+    }
+
+    /// Stops listening everywhere without waiting for the sockets to close (at shutdown,
+    /// from the runtime the accept tasks run on: they close them at their next turn).
+    pub fn close_all(&self) {
+        let listening = std::mem::take(&mut *self.listening.lock().expect("portals lock"));
+        for (_, listening) in listening {
+            let _ = listening.stop.send(());
+        }
     }
 
     /// The addresses listened on now, sorted.

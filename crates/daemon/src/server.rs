@@ -60,14 +60,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (_none, added) = tokio::sync::mpsc::unbounded_channel();
-    serve_portals(server, listener, targets, added, shutdown).await
+    serve_portals(server, Some(listener), targets, added, shutdown).await
 }
 
-/// [`serve`], and also the connections the added portals accept (`added`, see
-/// [`crate::portals`]).
+/// [`serve`] on `listener` if given, and the connections the portals of
+/// [`crate::portals`] accept (`added`; the daemon's main portal is one of them, so that a
+/// changed `portal` moves it live).
 pub async fn serve_portals(
     server: &Server,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     targets: Arc<Targets>,
     mut added: tokio::sync::mpsc::UnboundedReceiver<crate::portals::Accepted>,
     shutdown: impl Future<Output = ()>,
@@ -88,9 +89,15 @@ pub async fn serve_portals(
             _ = &mut shutdown => break,
             permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
         };
+        let on_listener = async {
+            match &listener {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = on_listener => accepted,
             Some(a) = added.recv() => Ok((a.stream, a.peer)),
         };
         match accepted {

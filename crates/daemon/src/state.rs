@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use store_api::BlockStore;
@@ -55,6 +56,15 @@ pub struct ApplyOptions {
     pub force: bool,
 }
 
+/// The main portal as configured, for a daemon that moves it live.
+struct MainPortal {
+    /// `--portal`: where the main portal is when the configuration names none.
+    cli: SocketAddr,
+    /// The address it listens on, as configured (port 0 where it was started so; the
+    /// port it got is [`Targets::portal`]'s).
+    served: SocketAddr,
+}
+
 /// The running configuration and the targets serving it.
 pub struct State {
     targets: Arc<Targets>,
@@ -70,6 +80,8 @@ pub struct State {
     /// The listeners of the added portals; `None` where nothing listens (then the
     /// configuration's `portals` cannot change).
     portals: Option<Arc<crate::portals::Portals>>,
+    /// The main portal, where it moves live (a running daemon): see [`MainPortal`].
+    main_portal: Option<Mutex<MainPortal>>,
     /// The command line's server limits, under the configuration's settings; `None`:
     /// the settings are not applied live (tests of the state alone).
     base_server: Option<crate::Server>,
@@ -93,6 +105,7 @@ impl State {
             gfapi_library,
             cli_access: Default::default(),
             portals: None,
+            main_portal: None,
             base_server: None,
             cli_alua: false,
         }
@@ -158,6 +171,14 @@ impl State {
     /// Listens on the configuration's added portals through `portals`.
     pub fn with_portals(mut self, portals: Arc<crate::portals::Portals>) -> State {
         self.portals = Some(portals);
+        self
+    }
+
+    /// Moves the main portal live when the configuration's `portal` changes: `cli` is
+    /// `--portal` (the main portal of a configuration without `portal`), `served` the
+    /// address it was started on. Needs [`State::with_portals`], which listens on it.
+    pub fn with_main_portal(mut self, cli: SocketAddr, served: SocketAddr) -> State {
+        self.main_portal = Some(Mutex::new(MainPortal { cli, served }));
         self
     }
 
@@ -233,7 +254,8 @@ impl State {
         let specs = wanted.target_specs(self.gfapi_library.as_ref())?;
         // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
         // portal) before anything changes; they apply to the next logins.
-        let main_portal = self.targets.portal();
+        let main_move = self.main_portal_move(&wanted)?;
+        let main_portal = main_move.unwrap_or(self.targets.portal());
         let exposed = crate::config::exposed_portal(main_portal, &wanted.portals);
         let policy = self.cli_access.policy(&wanted, &specs, exposed)?;
         policy.validate().context("access control")?;
@@ -253,7 +275,24 @@ impl State {
             }
             _ => None,
         };
-        let mut changes = settings_changes(current, &wanted, live_alua.is_some());
+        let mut changes = settings_changes(
+            current,
+            &wanted,
+            live_alua.is_some(),
+            self.main_portal.is_some(),
+        );
+        let old_main = self.targets.portal();
+        if let Some(to) = main_move {
+            changes.push(change(
+                "modify",
+                "portal".into(),
+                &format!(
+                    "applied: listening on {to} instead of {old_main}; sessions that came \
+                     through {old_main} {}",
+                    if options.force { "end" } else { "keep running" }
+                ),
+            ));
+        }
         let server = self
             .base_server
             .clone()
@@ -370,7 +409,7 @@ impl State {
         // the whole change (the sockets close again when it fails later).
         let listeners = match (
             &self.portals,
-            portals_added.is_empty() && portals_removed.is_empty(),
+            portals_added.is_empty() && portals_removed.is_empty() && main_move.is_none(),
         ) {
             (_, true) => None,
             (Some(listeners), false) => Some(listeners),
@@ -380,6 +419,18 @@ impl State {
             .iter()
             .map(|&addr| crate::portals::Portals::bind(addr))
             .collect::<Result<Vec<_>>>()?;
+        // The main portal's new address likewise (`portal`, moved).
+        let bound_main = main_move
+            .map(|addr| {
+                if current.portals.contains(&addr) {
+                    bail!(
+                        "portal {addr}: listening as an added portal; remove it from \
+                         `portals` first, then make it the main portal"
+                    );
+                }
+                crate::portals::Portals::bind(addr)
+            })
+            .transpose()?;
         // Grow stores first: a target rebuilt below is built at the new size.
         for (name, lun, bytes) in &grow {
             let store = self
@@ -465,6 +516,26 @@ impl State {
         // Portals: new ones accept from now on; removed ones refuse new connections, then
         // the sessions that came through them end.
         if let Some(listeners) = listeners {
+            if let Some(bound) = bound_main {
+                // The new address first, so that the targets are never unreachable; then
+                // the old one stops (its sessions keep running unless forced).
+                let new_main = main_move.expect("bound only for a move");
+                match listeners.start(bound) {
+                    Ok(()) => {
+                        self.targets.set_portal(new_main);
+                        if let Err(err) = listeners.stop(old_main) {
+                            tracing::warn!("{err:#}");
+                        }
+                        if options.force {
+                            self.end_sessions_through(old_main);
+                        }
+                        if let Some(main) = &self.main_portal {
+                            main.lock().expect("state lock").served = new_main;
+                        }
+                    }
+                    Err(err) => tracing::error!("{err:#}"),
+                }
+            }
             for bound in bound {
                 if let Err(err) = listeners.start(bound) {
                     tracing::error!("{err:#}");
@@ -474,20 +545,7 @@ impl State {
                 if let Err(err) = listeners.stop(portal) {
                     tracing::warn!("{err:#}");
                 }
-                let ended: Vec<u64> = self
-                    .targets
-                    .registry
-                    .on_portal(portal)
-                    .iter()
-                    .map(|s| s.id)
-                    .collect();
-                for &id in &ended {
-                    self.targets.registry.end(id);
-                }
-                // Return once they are gone, so that the caller sees the portal unused.
-                if !self.targets.registry.wait_gone(&ended, SESSIONS_END_WITHIN) {
-                    tracing::warn!(portal = %portal, "sessions told to end are still open");
-                }
+                self.end_sessions_through(portal);
             }
             self.targets.set_added_portals(wanted.portals.clone());
         }
@@ -517,6 +575,41 @@ impl State {
 }
 
 impl State {
+    /// Where the main portal moves to when `wanted` is applied: `None` where it stays (or
+    /// cannot move: no running daemon, when the change is reported as taking effect at
+    /// the next start).
+    fn main_portal_move(&self, wanted: &ConfigFile) -> Result<Option<SocketAddr>> {
+        let Some(main) = &self.main_portal else {
+            return Ok(None);
+        };
+        let main = main.lock().expect("state lock");
+        let to = wanted.portal.unwrap_or(main.cli);
+        // Where it was started on port 0, naming the port it got is no move.
+        if to == main.served || to == self.targets.portal() {
+            return Ok(None);
+        }
+        crate::config::check_portal(to)?;
+        Ok(Some(to))
+    }
+
+    /// Ends the sessions that came through `portal` and returns once they are gone (or
+    /// after [`SESSIONS_END_WITHIN`]), so that the caller sees the portal unused.
+    fn end_sessions_through(&self, portal: SocketAddr) {
+        let ended: Vec<u64> = self
+            .targets
+            .registry
+            .on_portal(portal)
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        for &id in &ended {
+            self.targets.registry.end(id);
+        }
+        if !self.targets.registry.wait_gone(&ended, SESSIONS_END_WITHIN) {
+            tracing::warn!(portal = %portal, "sessions told to end are still open");
+        }
+    }
+
     /// The bytes LUN `name`/`lun` grows to when its entry becomes `entry`: `Some` when the
     /// entry's size is above what the store holds now. A size of no more than that changes
     /// nothing (for files it is the size to create a missing one with).
@@ -692,9 +785,15 @@ fn portal_changes(
 /// Changes of the daemon's settings: the session and login settings apply to the next
 /// logins (sessions logged in keep what they negotiated, RFC 7143), the others at the
 /// next start.
-fn settings_changes(old: &ConfigFile, new: &ConfigFile, live_alua: bool) -> Vec<Change> {
+fn settings_changes(
+    old: &ConfigFile,
+    new: &ConfigFile,
+    live_alua: bool,
+    live_portal: bool,
+) -> Vec<Change> {
     let mut fields = vec![
-        ("portal", old.portal != new.portal),
+        // A main portal that moves live is reported by the move itself.
+        ("portal", !live_portal && old.portal != new.portal),
         (
             "command_timeout",
             old.command_timeout != new.command_timeout,
@@ -840,7 +939,7 @@ mod tests {
             alua_peer: vec!["2:active-optimized".into()],
             ..Default::default()
         };
-        let changes: Vec<(String, String)> = settings_changes(&old, &new, false)
+        let changes: Vec<(String, String)> = settings_changes(&old, &new, false, false)
             .into_iter()
             .map(|c| (c.object, c.detail))
             .collect();
@@ -854,7 +953,7 @@ mod tests {
             ]
         );
         // Over the same file groups (not the command line's), the states apply at once.
-        let changes: Vec<(String, String)> = settings_changes(&old, &new, true)
+        let changes: Vec<(String, String)> = settings_changes(&old, &new, true, false)
             .into_iter()
             .map(|c| (c.object, c.detail))
             .collect();
@@ -897,6 +996,78 @@ mod tests {
 
     const A: &str = "iqn.2026-11.io.test:a";
     const B: &str = "iqn.2026-11.io.test:b";
+
+    #[test]
+    fn a_changed_main_portal_moves_live_only_where_the_daemon_listens() {
+        let main: SocketAddr = "127.0.0.1:3260".parse().unwrap();
+        let with_portal = |portal: &str| ConfigFile {
+            portal: Some(portal.parse().unwrap()),
+            ..config(&[(A, &[0])])
+        };
+        let dry = ApplyOptions {
+            dry_run: true,
+            force: false,
+        };
+        let shown = |changes: Vec<Change>| -> Vec<String> {
+            changes.iter().map(|c| c.to_string()).collect()
+        };
+        // The state alone (no listeners): at the next start, as before.
+        let alone = state(None);
+        alone
+            .apply(config(&[(A, &[0])]), Default::default())
+            .unwrap();
+        assert_eq!(
+            shown(alone.apply(with_portal("127.0.0.1:3270"), dry).unwrap()),
+            ["~ portal (takes effect at the next start)"]
+        );
+        // A daemon's state: the move itself, with what happens to the sessions.
+        let live = state(None).with_main_portal(main, main);
+        live.apply(config(&[(A, &[0])]), Default::default())
+            .unwrap();
+        assert_eq!(
+            shown(live.apply(with_portal("127.0.0.1:3270"), dry).unwrap()),
+            [
+                "~ portal (applied: listening on 127.0.0.1:3270 instead of 127.0.0.1:3260; \
+              sessions that came through 127.0.0.1:3260 keep running)"
+            ]
+        );
+        let forced = ApplyOptions {
+            dry_run: true,
+            force: true,
+        };
+        assert!(
+            shown(live.apply(with_portal("127.0.0.1:3270"), forced).unwrap())[0]
+                .ends_with("sessions that came through 127.0.0.1:3260 end)")
+        );
+        // `portal` naming where it listens, or --portal's, is no change.
+        assert!(live
+            .apply(with_portal("127.0.0.1:3260"), dry)
+            .unwrap()
+            .is_empty());
+        // Port 0, or the address of an added portal: refused, naming it.
+        let err = live.apply(with_portal("127.0.0.1:0"), dry).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("portal 127.0.0.1:0: port 0"),
+            "{err:#}"
+        );
+        let mut both = with_portal("127.0.0.1:3270");
+        both.portals = vec!["127.0.0.1:3270".parse().unwrap()];
+        let err = live.apply(both, dry).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("it is the main portal"),
+            "{err:#}"
+        );
+        // Without listeners to move it nothing changes.
+        let err = live
+            .apply(with_portal("127.0.0.1:3270"), Default::default())
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("only change on a running daemon"),
+            "{err:#}"
+        );
+        assert_eq!(live.targets().portal(), main);
+        assert_eq!(live.config().portal, None);
+    }
 
     #[test]
     fn apply_reports_each_change_once_and_is_idempotent() {

@@ -254,7 +254,8 @@ pub struct Targets {
     /// Time limits and login bounds for the next connections, when changed since start
     /// ([`Targets::set_connection_limits`]); else the server's.
     connection_limits: RwLock<Option<crate::ConnectionLimits>>,
-    portal: SocketAddr,
+    /// The main portal's address (moved live by [`Targets::set_portal`]).
+    portal: RwLock<SocketAddr>,
     /// The portals added beside `portal` (`crate::portals`), sorted.
     added_portals: RwLock<Vec<SocketAddr>>,
     /// Looked up at login and when a session's target has gone stale, never per command.
@@ -320,7 +321,7 @@ impl Targets {
             iscsi: RwLock::new(iscsi),
             limits: RwLock::new(limits),
             connection_limits: RwLock::new(None),
-            portal,
+            portal: RwLock::new(portal),
             added_portals: RwLock::new(Vec::new()),
             targets: RwLock::new(by_name),
             access,
@@ -431,6 +432,14 @@ impl Targets {
         self.rebuild_iscsi(&targets);
     }
 
+    /// Offers the targets at `portal` as the main portal from now on (SendTargets lists it
+    /// first).
+    pub fn set_portal(&self, portal: SocketAddr) {
+        let targets = self.targets.read().expect("targets lock");
+        *self.portal.write().expect("targets lock") = portal;
+        self.rebuild_iscsi(&targets);
+    }
+
     /// Offers the targets at `added` beside the main portal from now on (SendTargets).
     pub fn set_added_portals(&self, added: Vec<SocketAddr>) {
         let targets = self.targets.read().expect("targets lock");
@@ -464,7 +473,7 @@ impl Targets {
 
     /// Every portal: the main one first, then those added.
     pub fn portals(&self) -> Vec<SocketAddr> {
-        let mut all = vec![self.portal];
+        let mut all = vec![self.portal()];
         all.extend(self.added_portals.read().expect("targets lock").iter());
         all
     }
@@ -484,7 +493,7 @@ impl Targets {
 
     /// The address the main portal listens on (`--portal`, or `portal` in the file).
     pub fn portal(&self) -> SocketAddr {
-        self.portal
+        *self.portal.read().expect("targets lock")
     }
 
     /// The iSCSI configuration for a connection accepted on `local`. On a wildcard portal

@@ -666,6 +666,107 @@ fn portals_added_live_serve_at_once_and_removed_ones_refuse_new_connections() {
     drop(daemon);
 }
 
+/// The config file with `portal = "ADDR"` (the main portal) before its tables.
+fn with_main_portal(config: &Path, addr: &str) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let rest: String = text
+        .lines()
+        .filter(|l| !l.starts_with("portal ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("portal = \"{addr}\"\n{rest}")
+}
+
+#[test]
+fn a_changed_main_portal_moves_live_on_reload_and_an_address_in_use_changes_nothing() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let old = daemon.portal();
+    let mut on_old = Initiator::connect(&old, A, 0).unwrap();
+    on_old.write10(0, &[0x5a; 512], BLOCK).unwrap();
+
+    // SIGHUP with another `portal` in the file: the new address listens, the old one
+    // refuses connections, and the session that came through it keeps running.
+    let new = format!("127.0.0.1:{}", testkit::daemon::free_port().unwrap());
+    std::fs::write(&setup.config, with_main_portal(&setup.config, &new)).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for_log_line(&["SIGHUP: config file reread"]);
+    daemon.wait_for_log_line(&[
+        "configuration changed",
+        &format!("listening on {new} instead of {old}"),
+    ]);
+    let mut on_new = Initiator::connect(&new, A, 0).unwrap();
+    assert_eq!(on_new.read10(0, 1, BLOCK).unwrap(), vec![0x5a; 512]);
+    let refused_connect = std::net::TcpStream::connect(&old).unwrap_err();
+    assert_eq!(
+        refused_connect.kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    assert_eq!(on_old.read10(0, 1, BLOCK).unwrap(), vec![0x5a; 512]);
+    on_old.write10(1, &[0x5b; 512], BLOCK).unwrap();
+    // SendTargets names the new address (RFC 7143 13.8: `address:port,tpgt`).
+    let found = Initiator::discover(&new).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, [format!("{new},1")], "{found:?}");
+    let portals = json(socket, &["portal", "list"]);
+    assert_eq!(portals.as_array().unwrap().len(), 1, "{portals}");
+    assert_eq!(portals[0]["portal"], new.as_str());
+    assert_eq!(portals[0]["kind"], "main");
+    assert_eq!(portals[0]["sessions"], 1);
+    let err = refused(socket, &["portal", "remove", &new]);
+    assert!(
+        err.contains("the main portal; move it with `portal"),
+        "{err}"
+    );
+
+    // A new address that cannot be bound: one line naming it, and nothing changes;
+    // through `admin apply` and through SIGHUP alike.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = held.local_addr().unwrap().to_string();
+    let file = setup.dir.path().join("in-use.toml");
+    std::fs::write(&file, with_main_portal(&setup.config, &in_use)).unwrap();
+    let err = refused(socket, &["apply", file.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("portal {in_use}: cannot listen")),
+        "{err}"
+    );
+    std::fs::write(&file, with_main_portal(&setup.config, "127.0.0.1:0")).unwrap();
+    let err = refused(socket, &["apply", file.to_str().unwrap()]);
+    assert!(err.contains("port 0"), "{err}");
+    let before = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(&setup.config, with_main_portal(&setup.config, &in_use)).unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for_log_line(&["SIGHUP: config file not applied"]);
+    assert!(
+        line.contains(&format!("portal {in_use}: cannot listen")),
+        "{line}"
+    );
+    assert_eq!(json(socket, &["portal", "list"])[0]["portal"], new.as_str());
+    assert_eq!(on_new.read10(1, 1, BLOCK).unwrap(), vec![0x5b; 512]);
+    Initiator::connect(&new, A, 0).unwrap();
+    assert!(std::net::TcpStream::connect(&old).is_err());
+    std::fs::write(&setup.config, before).unwrap();
+
+    // Back to the old address with --force: the sessions that came through the address
+    // left end; the one through the old address, the main portal again, runs on.
+    std::fs::write(&file, with_main_portal(&setup.config, &old)).unwrap();
+    assert_eq!(
+        ok(socket, &["apply", file.to_str().unwrap(), "--force"]),
+        format!(
+            "change\n~ portal (applied: listening on {old} instead of {new}; sessions that \
+             came through {new} end)\n"
+        )
+    );
+    assert!(on_new.test_unit_ready().is_err(), "its session ended");
+    assert!(std::net::TcpStream::connect(&new).is_err());
+    assert_eq!(on_old.read10(1, 1, BLOCK).unwrap(), vec![0x5b; 512]);
+    assert!(std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .starts_with(&format!("portal = \"{old}\"")));
+    drop(held);
+}
+
 #[test]
 fn a_new_store_under_a_lun_keeps_its_reservations_and_tells_the_hosts_what_changed() {
     const HOST: &str = "iqn.2026-11.io.example:pr-host";
