@@ -6,7 +6,7 @@ use crate::control::{LunChanges, Reply, Request};
 use crate::state::ApplyOptions;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -22,9 +22,19 @@ pub struct AdminArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Give up on a daemon that has not answered within SECS (stopped, or stuck on a
+    /// volume that does not answer), saying so; 0 waits for ever.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=86400), global = true)]
+    pub timeout: u64,
     #[command(subcommand)]
     pub noun: Noun,
 }
+
+/// How long `admin` waits for the daemon's answer by default: longer than a glfs LUN's
+/// default mount time limit (`timeout=60`), so a slow volume is not taken for a stuck
+/// daemon.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 #[derive(Debug, Subcommand)]
 pub enum Noun {
@@ -582,8 +592,13 @@ impl AdminArgs {
     }
 }
 
-/// Sends `request` to the daemon at `socket` and returns its reply.
-pub fn call(socket: &std::path::Path, request: &Request) -> Result<Reply> {
+/// Sends `request` to the daemon at `socket` and returns its reply, giving up after
+/// `timeout` (`None`: never).
+pub fn call(
+    socket: &std::path::Path,
+    request: &Request,
+    timeout: Option<std::time::Duration>,
+) -> Result<Reply> {
     let stream = UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot reach the daemon's control socket {} (is glfs-iscsi running with \
@@ -591,18 +606,38 @@ pub fn call(socket: &std::path::Path, request: &Request) -> Result<Reply> {
             socket.display()
         )
     })?;
+    // A stopped daemon's socket still takes the connection (the kernel's backlog) and the
+    // request: only the reply never comes.
+    stream.set_read_timeout(timeout)?;
+    stream.set_write_timeout(timeout)?;
     let mut line = serde_json::to_string(request)?;
     line.push('\n');
-    (&stream).write_all(line.as_bytes())?;
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
+    let exchanged = (&stream)
+        .write_all(line.as_bytes())
+        .and_then(|()| BufReader::new(&stream).read_line(&mut reply));
+    match exchanged {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            anyhow::bail!(
+                "the daemon at {} did not answer within {} s (stopped, or stuck on a volume \
+                 that does not answer?); a change it was sent is applied whole or not at \
+                 all: see what runs with `glfs-iscsi admin export`; --timeout SECS waits \
+                 longer",
+                socket.display(),
+                timeout.map_or(0, |t| t.as_secs())
+            )
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
     anyhow::ensure!(!reply.is_empty(), "the daemon closed the control socket");
     Ok(serde_json::from_str(&reply)?)
 }
 
 /// Runs one admin command: prints its output; an error reply is an error.
 pub fn run(args: &AdminArgs) -> Result<()> {
-    let reply = call(&args.socket, &args.request()?)?;
+    let timeout = (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout));
+    let reply = call(&args.socket, &args.request()?, timeout)?;
     if !reply.ok {
         anyhow::bail!("{}", reply.error);
     }

@@ -666,6 +666,62 @@ fn portals_added_live_serve_at_once_and_removed_ones_refuse_new_connections() {
     drop(daemon);
 }
 
+/// A daemon that does not answer (SIGSTOPped: its control socket still takes the
+/// connection and the request): `admin` gives up after `--timeout` with one line saying
+/// so, rather than hang; the change it sent is applied whole once the daemon runs again.
+#[test]
+fn admin_gives_up_on_a_daemon_that_does_not_answer_with_one_line() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    daemon.signal("STOP");
+    let mut child = Command::new(BINARY)
+        .args([
+            "admin",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--timeout",
+            "1",
+        ])
+        .args(["target", "add", B])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A guard against a hang, not a measure of speed.
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > guard {
+            let _ = child.kill();
+            daemon.signal("CONT");
+            panic!("admin still waiting for a stopped daemon");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    daemon.signal("CONT");
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&format!(
+            "the daemon at {} did not answer within 1 s",
+            socket.display()
+        )) && err.contains("admin export"),
+        "{err}"
+    );
+    // Running again, it carries out what it was sent, whole.
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ok(socket, &["target", "list"]).contains(B) {
+        assert!(std::time::Instant::now() < guard, "{}", daemon.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::fs::read_to_string(&setup.config).unwrap().contains(B));
+    // A bad time limit is refused by name.
+    let (done, _, err) = admin(socket, &["--timeout", "soon", "target", "list"]);
+    assert!(!done && err.contains("--timeout"), "{err}");
+}
+
 /// The config file with `portal = "ADDR"` (the main portal) before its tables.
 fn with_main_portal(config: &Path, addr: &str) -> String {
     let text = std::fs::read_to_string(config).unwrap();
