@@ -203,13 +203,21 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match opts.create_size {
             Some(size) => {
+                // A size that cannot be served creates nothing.
+                geometry(&format!("file {path}"), size, block_size)?;
                 let f = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create_new(true)
                     .open(path)
                     .map_err(open_err)?;
-                f.set_len(size).map_err(open_err)?;
+                // A file that cannot be given its size (the disk is full) is not left
+                // behind empty for the next open to fail on: it was created here.
+                if let Err(e) = f.set_len(size) {
+                    drop(f);
+                    let _ = std::fs::remove_file(path);
+                    return Err(open_err(e));
+                }
                 f
             }
             None => {
@@ -312,9 +320,20 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         Ok(f) => f,
         Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
             Some(size) => {
+                // A size that cannot be served creates nothing.
+                geometry(&what, size, block_size)?;
                 let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
                     .map_err(fail)?;
-                f.truncate(size).map_err(fail)?;
+                // A file that cannot be given its size (the volume is full, a quota) is not
+                // left behind empty for the next open to fail on: it was created here
+                // (O_EXCL), and no gateway can have served it at size 0.
+                if let Err(e) = f.truncate(size) {
+                    drop(f);
+                    if let Err(u) = vol.unlink(&spec.path) {
+                        tracing::warn!("{what}: cannot remove the file left unsized: {u}");
+                    }
+                    return Err(fail(e));
+                }
                 f
             }
             None => {

@@ -296,6 +296,24 @@ fn file_store_rounds_a_partial_block_down() {
 }
 
 #[test]
+fn file_store_creates_nothing_for_a_size_below_one_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.img");
+    let err = open_err(&StoreOptions {
+        create_size: Some(100),
+        ..opts("file", path.to_str().unwrap(), "")
+    });
+    assert_eq!(
+        err,
+        format!(
+            "cannot open file {}: size 100 is smaller than one 512-byte block",
+            path.display()
+        )
+    );
+    assert!(!path.exists());
+}
+
+#[test]
 fn file_store_keeps_the_size_of_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");

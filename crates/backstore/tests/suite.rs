@@ -46,6 +46,11 @@ op = "write"
 errno = "ENOSPC"
 
 [[rule]]
+path = "/unsizable-*"
+op = "ftruncate"
+errno = "ENOSPC"
+
+[[rule]]
 path = "/nozero-*"
 op = ["discard", "zerofill"]
 errno = "EOPNOTSUPP"
@@ -623,6 +628,48 @@ fn glfs_missing_volume_and_missing_file_fail_to_open() {
         err.to_string(),
         common::missing_file_message("suite@localhost:absent")
     );
+}
+
+/// A LUN file the store creates but cannot give its size (the volume is full) is removed
+/// again, so the next open does not find an empty file to fail on; and a size below one
+/// block creates nothing at all. Either way, trying again fails the same way.
+#[test]
+fn glfs_a_created_file_that_cannot_be_sized_is_not_left_behind() {
+    let root = fake_root();
+    let base = StoreOptions {
+        bstype: "glfs".into(),
+        create_size: Some(SIZE),
+        gfapi_library: Some(fake_library_path()),
+        ..Default::default()
+    };
+    let file = unique("unsizable");
+    let full = StoreOptions {
+        backing_store: format!("{VOLUME}@localhost:{file}"),
+        ..base.clone()
+    };
+    let err = open_store(&full).err().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!("cannot open glfs {VOLUME}@localhost:{file}: "))
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(!root.join(VOLUME).join(&file).exists(), "left behind");
+    assert_eq!(open_store(&full).err().unwrap().to_string(), err);
+    let file = unique("tiny");
+    let tiny = StoreOptions {
+        backing_store: format!("{VOLUME}@localhost:{file}"),
+        create_size: Some(100),
+        ..base
+    };
+    let err = open_store(&tiny).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "cannot open glfs {VOLUME}@localhost:{file}: size 100 is smaller than one \
+             512-byte block"
+        )
+    );
+    assert!(!root.join(VOLUME).join(&file).exists(), "created");
 }
 
 #[test]
