@@ -1027,7 +1027,8 @@ fn wait_logged(target: &TargetProcess, needle: &str, limit: Duration) -> Result<
 /// Two gateways on a new LUN of a new [`FAILOVER_VOLUME`]: A (group 1) started first and
 /// active, B (group 2) standby. Their logs go to `dir/gateway-a` and `dir/gateway-b`.
 struct Pair {
-    volume: FailoverVolume,
+    /// Held so that the volume is deleted only when the pair is dropped.
+    _volume: FailoverVolume,
     lun: String,
     a: TargetProcess,
     b: TargetProcess,
@@ -1107,7 +1108,7 @@ fn start_pair(env: &Env, name: &str, dir: &Path) -> Result<Pair> {
         tail_lines(&b.log_text(), 8)
     );
     Ok(Pair {
-        volume,
+        _volume: volume,
         lun,
         a,
         b,
@@ -1157,7 +1158,8 @@ fn durable_load(
 
 /// A failover scenario under way: its fresh directory (`target/reliability/NAME`), the
 /// pair of gateways, the run ids of its loads, where each load writes its expectations,
-/// and the verified load through A, logged in.
+/// and the verified load through A, logged in. Keep it whole to the end of the scenario
+/// (move the gateways out of it): its volume is deleted when it is dropped.
 struct FailoverRun {
     dir: PathBuf,
     pair: Pair,
@@ -1321,21 +1323,8 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     } else {
         "gateway-failover"
     };
-    let FailoverRun {
-        dir,
-        pair:
-            Pair {
-                volume: _volume,
-                lun,
-                a,
-                b,
-                a_metrics: _,
-            },
-        run,
-        expect_a,
-        expect_b,
-        load_a,
-    } = start_failover_run(env, name, 120)?;
+    let f = start_failover_run(env, name, 120)?;
+    let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(6));
 
     if brick_loss {
@@ -1347,10 +1336,10 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
         .context("the standby did not become active after the active gateway died")?;
     let took = killed.elapsed();
     row.recover = Some(took);
-    let cut = load_a.finish(Duration::from_secs(60))?;
+    let cut = f.load_a.finish(Duration::from_secs(60))?;
 
     // The host's multipath moves to the other portal.
-    let load_b = load_through_b(env, name, &b, run, &expect_b)?;
+    let load_b = load_through_b(env, name, &b, f.run, &f.expect_b)?;
     if brick_loss {
         std::thread::sleep(Duration::from_secs(5));
         docker::node_start(2)?;
@@ -1359,7 +1348,7 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     let after = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
     let stepped_down = b.log_text().contains(STEPPED_DOWN_SAYS);
     b.stop()?; // its fence goes: another client may read the file now
-    let back = read_back(env, &lun, &[&expect_a, &expect_b])?;
+    let back = read_back(env, &f.pair.lun, &[&f.expect_a, &f.expect_b])?;
 
     row.initiator_errors = Some(cut.errors + after.errors);
     row.wrong_blocks = Some(cut.wrong_blocks + after.wrong_blocks + back.wrong);
@@ -1374,7 +1363,7 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     if stepped_down {
         problems.push(format!(
             "the new active gateway stepped down during the load: {}",
-            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+            tail_lines(&role_lines(&f.dir, "gateway-b"), 3)
         ));
     }
     eprintln!(
@@ -1426,21 +1415,8 @@ fn gateway_stall(env: &Env) -> Row {
 
 fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     let name = "gateway-stall";
-    let FailoverRun {
-        dir,
-        pair:
-            Pair {
-                volume: _volume,
-                lun,
-                a,
-                b,
-                a_metrics,
-            },
-        run,
-        expect_a,
-        expect_b,
-        load_a,
-    } = start_failover_run(env, name, 40)?;
+    let f = start_failover_run(env, name, 40)?;
+    let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(5));
     let pid = a.pid().context("gateway A has no pid")?;
     signal(pid, "STOP")?;
@@ -1461,26 +1437,26 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
         problems.push(format!(
             "the standby took the fence {:.1} s into the stall: {}",
             after.as_secs_f64(),
-            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+            tail_lines(&role_lines(&f.dir, "gateway-b"), 3)
         ));
     }
-    let through_a = load_a.finish(Duration::from_secs(120))?;
+    let through_a = f.load_a.finish(Duration::from_secs(120))?;
     // Writes the stalled gateway answered BUSY after SIGCONT: its reservation lease
     // (`scsi::RESERVATIONS_LEASE`, 4 s) ran out in the stall, and it admits no write
     // until it has read the shared state again. Initiators retry BUSY.
-    let busy = busy_answers(&a_metrics)?;
+    let busy = busy_answers(&f.pair.a_metrics)?;
     // Did A keep its role? If it gave it up (its fence no longer sure after the stall),
     // B takes over and the host's multipath moves there.
     let a_stepped_down = a.log_text().contains(STEPPED_DOWN_SAYS);
     let mut loads = vec![("A", through_a)];
-    let mut expects = vec![expect_a.clone()];
+    let mut expects = vec![f.expect_a.clone()];
     let mut notes = Vec::new();
     if a_stepped_down {
         wait_logged(&b, ACTIVE_SAYS, FAILOVER_LIMIT)
             .context("A gave its role up after SIGCONT, but B did not become active")?;
         row.recover = Some(continued.elapsed());
         notes.push("A gave its role up after SIGCONT; B took over".to_string());
-        let load_b = load_through_b(env, name, &b, run, &expect_b)?;
+        let load_b = load_through_b(env, name, &b, f.run, &f.expect_b)?;
         let through_b = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
         if through_b.errors > 0 {
             problems.push(format!(
@@ -1489,7 +1465,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
             ));
         }
         loads.push(("B", through_b));
-        expects.push(expect_b.clone());
+        expects.push(f.expect_b.clone());
     } else {
         notes.push("A kept the fence and its role".to_string());
         if b.log_text().contains(ACTIVE_SAYS) {
@@ -1511,7 +1487,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     drop(a);
     b.stop()?;
     let expect_refs: Vec<&Path> = expects.iter().map(PathBuf::as_path).collect();
-    let back = read_back(env, &lun, &expect_refs)?;
+    let back = read_back(env, &f.pair.lun, &expect_refs)?;
     let refs: Vec<(&str, &LoadResult)> = loads.iter().map(|(p, r)| (*p, r)).collect();
     problems.extend(failover_problems(&back, &refs));
     row.initiator_errors = Some(loads.iter().map(|(_, r)| r.errors).sum());
