@@ -255,6 +255,12 @@ impl State {
         // ACLs and CHAP: checked whole (secrets read, open targets refused on a public
         // portal) before anything changes; they apply to the next logins.
         let main_move = self.main_portal_move(&wanted)?;
+        if let Some(to) = main_move.filter(|to| current.portals.contains(to)) {
+            bail!(
+                "portal {to}: listening as an added portal; remove it from `portals` first, \
+                 then make it the main portal"
+            );
+        }
         let main_portal = main_move.unwrap_or(self.targets.portal());
         let exposed = crate::config::exposed_portal(main_portal, &wanted.portals);
         let policy = self.cli_access.policy(&wanted, &specs, exposed)?;
@@ -420,17 +426,7 @@ impl State {
             .map(|&addr| crate::portals::Portals::bind(addr))
             .collect::<Result<Vec<_>>>()?;
         // The main portal's new address likewise (`portal`, moved).
-        let bound_main = main_move
-            .map(|addr| {
-                if current.portals.contains(&addr) {
-                    bail!(
-                        "portal {addr}: listening as an added portal; remove it from \
-                         `portals` first, then make it the main portal"
-                    );
-                }
-                crate::portals::Portals::bind(addr)
-            })
-            .transpose()?;
+        let bound_main = main_move.map(crate::portals::Portals::bind).transpose()?;
         // Grow stores first: a target rebuilt below is built at the new size.
         for (name, lun, bytes) in &grow {
             let store = self
@@ -1057,6 +1053,14 @@ mod tests {
             format!("{err:#}").contains("it is the main portal"),
             "{err:#}"
         );
+        // Promoting an added portal in the same change: refused, even on a dry run.
+        live.config.lock().unwrap().portals = vec!["127.0.0.1:3270".parse().unwrap()];
+        let err = live.apply(with_portal("127.0.0.1:3270"), dry).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("listening as an added portal"),
+            "{err:#}"
+        );
+        live.config.lock().unwrap().portals.clear();
         // Without listeners to move it nothing changes.
         let err = live
             .apply(with_portal("127.0.0.1:3270"), Default::default())
