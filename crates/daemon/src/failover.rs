@@ -987,4 +987,45 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_target_held_by_a_gateway_of_the_former_layout_is_left_alone() {
+        use store_api::Geometry;
+        let store: Arc<dyn BlockStore> = Arc::new(backstore::MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 8,
+        }));
+        let lead = (0, store.clone());
+        let (old, other) = (
+            LockOwner::new("gw-old").unwrap(),
+            LockOwner::new("gw-other").unwrap(),
+        );
+        // A gateway of the former layout is active: it holds `alua-active` exclusive.
+        let held = store
+            .lock_metadata(TARGET_MARK, &old, LockMode::Exclusive, LockWait::NoWait)
+            .unwrap();
+        let mut f = Failover::new(LockOwner::new("gw-new").unwrap());
+        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.marks.is_empty());
+        // It asked for nothing else: the LUN's election lock is free.
+        assert!(store
+            .lock_metadata(ELECTION, &other, LockMode::Exclusive, LockWait::NoWait)
+            .is_ok());
+        drop(held);
+        // Gone: this gateway holds the mark shared and goes on to the election (a memory
+        // store has no data fence, so it stays standby here).
+        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.marks.contains_key("t"));
+        // Other gateways of this layout hold it too; one of the former layout cannot.
+        let _shared = store
+            .lock_metadata(TARGET_MARK, &other, LockMode::Shared, LockWait::NoWait)
+            .unwrap();
+        assert!(matches!(
+            store.lock_metadata(TARGET_MARK, &old, LockMode::Exclusive, LockWait::NoWait),
+            Err(LockError::Contended { .. })
+        ));
+        // Active for no LUN of the target: the mark goes.
+        f.drop_idle_mark("t");
+        assert!(f.marks.is_empty());
+    }
 }
