@@ -1318,7 +1318,7 @@ fn block_of(root: &FakeRoot, file: &str) -> Vec<u8> {
 
 /// REPORT TARGET PORT GROUPS through `ini` until it reports `want` (within
 /// [`FAILOVER_BOUND`] of `since`): whether ASYMMETRIC ACCESS STATE CHANGED came first.
-fn wait_for_groups(
+fn wait_for_lun_groups(
     ini: &mut Initiator,
     want: &[(u16, u8, u16)],
     since: Instant,
@@ -1380,10 +1380,10 @@ fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
         standby_host_on(&gw_b, "host-a", 1),
     );
     // Each gateway lists its own group first.
-    wait_for_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], started, &logs);
-    wait_for_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], started, &logs);
-    wait_for_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], started, &logs);
-    wait_for_groups(&mut b1, &[(2, 0x0, 2), (1, 0x2, 1)], started, &logs);
+    wait_for_lun_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], started, &logs);
+    wait_for_lun_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], started, &logs);
+    wait_for_lun_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], started, &logs);
+    wait_for_lun_groups(&mut b1, &[(2, 0x0, 2), (1, 0x2, 1)], started, &logs);
     assert_eq!(write_numbered(&mut a0, 1), (0, 0, 0, 0), "{}", logs());
     assert_eq!(write_numbered(&mut b1, 2), (0, 0, 0, 0), "{}", logs());
     assert_eq!(write_numbered(&mut b0, 3), STANDBY_REFUSAL);
@@ -1417,7 +1417,7 @@ fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
     // A dies: only LUN 0 moves.
     gw_a.signal("KILL");
     let killed = Instant::now();
-    let ua = wait_for_groups(&mut b0, &[(2, 0x0, 2), (1, 0x2, 1)], killed, &logs);
+    let ua = wait_for_lun_groups(&mut b0, &[(2, 0x0, 2), (1, 0x2, 1)], killed, &logs);
     assert!(ua, "no ASYMMETRIC ACCESS STATE CHANGED on LUN 0 through B");
     let (groups, ua) = rtpg_seeing_ua(&mut b1);
     assert_eq!(groups, [(2, 0x0, 2), (1, 0x2, 1)]);
@@ -1451,8 +1451,8 @@ fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
         standby_host_on(&gw_a, "host-a", 1),
     );
     let back = Instant::now();
-    wait_for_groups(&mut a0, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
-    wait_for_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
+    wait_for_lun_groups(&mut a0, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
+    wait_for_lun_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
     assert_eq!(write_numbered(&mut a0, 7), STANDBY_REFUSAL);
 
     // A planned handover of LUN 0 alone.
@@ -1482,9 +1482,9 @@ fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
     );
     assert!(said.contains("handing LUN 0 of"), "{said}");
     let asked = Instant::now();
-    let ua = wait_for_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], asked, &logs);
+    let ua = wait_for_lun_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], asked, &logs);
     assert!(ua, "no ASYMMETRIC ACCESS STATE CHANGED on LUN 0 through A");
-    wait_for_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], asked, &logs);
+    wait_for_lun_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], asked, &logs);
     assert_eq!(write_numbered(&mut a0, 8), (0, 0, 0, 0), "{}", logs());
     assert_eq!(write_numbered(&mut b0, 9), STANDBY_REFUSAL);
     // LUN 1 stayed with B throughout.
