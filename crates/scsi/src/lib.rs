@@ -716,12 +716,7 @@ impl ScsiTarget {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
-            let alua = if lu.alua.is_set() {
-                &lu.alua
-            } else {
-                &self.alua
-            };
-            if let Some(sense) = alua.refusal(&cmd.cdb) {
+            if let Some(sense) = self.alua_refusal(lu, &cmd.cdb) {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
@@ -899,6 +894,16 @@ impl ScsiTarget {
             );
         }
         Ok(changed)
+    }
+
+    /// Why this gateway's target port refuses `cdb` on `lu` in the asymmetric access
+    /// state it has there now (the LU's own, else the target's), or `None`.
+    pub(crate) fn alua_refusal(&self, lu: &Lu, cdb: &[u8]) -> Option<sense::Sense> {
+        if lu.alua.is_set() {
+            lu.alua.refusal(cdb)
+        } else {
+            self.alua.refusal(cdb)
+        }
     }
 
     /// The target port groups logical unit `lun` reports now: its own
