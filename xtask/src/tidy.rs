@@ -191,18 +191,22 @@ mod tests {
 
     #[test]
     fn only_the_failover_takes_the_data_fence_and_only_after_the_election_lock() {
-        // ARCHITECTURE.md, "Active/passive failover": a gateway reports itself active only
-        // while it holds the data fence, and only the holder of the `alua-active` lock
-        // asks for it (a refused mandatory-lock request breaks the holder's writes on
-        // Gluster 10.3). So no other daemon code takes the fence, and failover.rs takes
-        // the election lock before it.
+        // ARCHITECTURE.md, "Active/passive failover": a gateway reports itself active for
+        // a LUN only while it holds the LUN's data fence, and only the holder of the LUN's
+        // `alua-lun-active` lock, who also holds the target's `alua-active` lock shared
+        // (which gateways of the former, per-target layout take exclusive), asks for it
+        // (a refused mandatory-lock request breaks the holder's writes on Gluster 10.3).
+        // So no other daemon code takes the fence, and failover.rs takes the target's
+        // mark, then the election lock, before it.
         let mut taken = false;
         for (path, text) in sources(&project_root().join("crates/daemon/src")) {
             let code = production_code(&text);
             if path.ends_with("failover.rs") {
+                let mark = code.find("lock_metadata(TARGET_MARK, &self.owner, LockMode::Shared");
                 let election = code.find("lock_metadata(\n            ELECTION");
                 let fence = code.find(".fence_data(");
-                taken = matches!((election, fence), (Some(e), Some(f)) if e < f);
+                taken = matches!((mark, election, fence),
+                    (Some(m), Some(e), Some(f)) if m < e && e < f);
                 continue;
             }
             assert!(
@@ -212,7 +216,8 @@ mod tests {
         }
         assert!(
             taken,
-            "daemon/src/failover.rs does not take the election lock before the fence"
+            "daemon/src/failover.rs does not take the target's mark (shared) and the election \
+             lock before the fence"
         );
     }
 

@@ -407,11 +407,18 @@ pub enum AluaVerb {
         group: u16,
         state: String,
     },
-    /// With --alua-failover, on the active gateway: a planned switchover. This gateway
-    /// steps down and lets go of the data fence, and target port group GROUP's gateway
-    /// takes it at its next round (the others leave it to that one for 10 s).
+    /// With --alua-failover, on an active gateway: a planned switchover. This gateway
+    /// steps down on every LUN it is active for (or those of --target, or LUN --lun of
+    /// --target) and lets go of their data fences, and target port group GROUP's gateway
+    /// takes them at its next round (the others leave them to that one for 10 s).
     Handover {
         group: u16,
+        /// Only the LUNs of this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this LUN of --target.
+        #[arg(long)]
+        lun: Option<u16>,
     },
 }
 
@@ -573,7 +580,18 @@ impl AdminArgs {
                     group: *group,
                     state: state.clone(),
                 },
-                AluaVerb::Handover { group } => Request::AluaHandover { group: *group },
+                AluaVerb::Handover { group, target, lun } => {
+                    if lun.is_some() && target.is_none() {
+                        anyhow::bail!(
+                            "alua handover --lun needs --target (LUN numbers are per target)"
+                        );
+                    }
+                    Request::AluaHandover {
+                        group: *group,
+                        target: target.clone(),
+                        lun: *lun,
+                    }
+                }
             },
             Noun::Apply {
                 file,

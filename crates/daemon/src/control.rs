@@ -125,9 +125,14 @@ pub enum Request {
         group: u16,
         state: String,
     },
-    /// With `--alua-failover`: hands this gateway's active role over to group `group`.
+    /// With `--alua-failover`: hands this gateway's active role over to group `group`,
+    /// for every LUN it is active for, or those of `target`, or LUN `lun` of `target`.
     AluaHandover {
         group: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lun: Option<u16>,
     },
     /// Make the running state match this configuration text.
     Apply {
@@ -483,13 +488,24 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             let access = crate::gateways::parse_access_state(&name).map_err(anyhow::Error::msg)?;
             Reply::changes(state.set_alua_state(group, access)?)
         }
-        Request::AluaHandover { group } => {
-            crate::failover::request_handover(state.targets().alua().as_ref(), group)?;
-            let what = format!("handing the active role over to target port group {group}");
-            Reply::table(
-                vec![vec!["change".into()], vec![what]],
-                json!({ "handover": group }),
-            )
+        Request::AluaHandover { group, target, lun } => {
+            let luns = crate::failover::request_handover(
+                state.targets().alua().as_ref(),
+                group,
+                target.as_deref(),
+                lun,
+            )?;
+            let mut table = vec![vec!["change".into()]];
+            for (target, lun) in &luns {
+                table.push(vec![format!(
+                    "handing LUN {lun} of {target} over to target port group {group}"
+                )]);
+            }
+            let luns: Vec<Value> = luns
+                .iter()
+                .map(|(target, lun)| json!({ "target": target, "lun": lun }))
+                .collect();
+            Reply::table(table, json!({ "handover": group, "luns": luns }))
         }
         Request::Apply { text, options } => {
             let wanted = ConfigFile::parse(&text)?;
@@ -507,34 +523,47 @@ fn run(state: &State, request: Request) -> Result<Reply> {
 }
 
 /// `admin alua list`: every group, this gateway's first, and its state now; with
-/// `--alua-failover`, per target (each target's states follow its own data fence).
+/// `--alua-failover`, per LUN of each target (each LUN's states follow its own data
+/// fence), with the group each LUN prefers (`failover::preferred`).
 fn alua_table(state: &State) -> Result<Reply> {
     let Some(alua) = state.targets().alua() else {
         bail!("{}", scsi::BadAlua::Off);
     };
     if crate::failover::enabled() {
         let targets = state.targets();
-        let mut table = vec![["target", "group", "state", "port"]
+        let mut table = vec![["target", "lun", "group", "state", "port", "preferred"]
             .map(String::from)
             .to_vec()];
         let mut data = Vec::new();
         for name in targets.names() {
-            let Some(alua) = targets.get(&name).and_then(|t| t.scsi.alua()) else {
+            let Some(target) = targets.get(&name) else {
                 continue;
             };
-            for (i, g) in alua.groups().enumerate() {
-                let port = if i == 0 {
-                    "this gateway"
-                } else {
-                    "another gateway"
+            for lun in target.luns() {
+                let Some(alua) = target.scsi.lu_alua(lun) else {
+                    continue;
                 };
-                table.push(vec![
-                    name.clone(),
-                    g.id.to_string(),
-                    g.state.to_string(),
-                    port.into(),
-                ]);
-                data.push(json!({ "target": name, "group": g.id, "state": g.state.name(), "own": i == 0 }));
+                let preferred = crate::failover::preferred(&alua, lun);
+                for (i, g) in alua.groups().enumerate() {
+                    let port = if i == 0 {
+                        "this gateway"
+                    } else {
+                        "another gateway"
+                    };
+                    let is_preferred = g.id == preferred;
+                    table.push(vec![
+                        name.clone(),
+                        lun.to_string(),
+                        g.id.to_string(),
+                        g.state.to_string(),
+                        port.into(),
+                        if is_preferred { "yes" } else { "" }.into(),
+                    ]);
+                    data.push(json!({
+                        "target": name, "lun": lun, "group": g.id, "state": g.state.name(),
+                        "own": i == 0, "preferred": is_preferred,
+                    }));
+                }
             }
         }
         return Ok(Reply::table(table, Value::Array(data)));

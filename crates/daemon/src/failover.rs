@@ -1,50 +1,80 @@
-//! Active/passive ALUA whose active gateway holds the data fence (`--alua-failover`,
-//! `alua_failover = true`; ARCHITECTURE.md, "Several gateways on one LU").
+//! Active/passive ALUA per LUN whose active gateway holds the LUN's data fence
+//! (`--alua-failover`, `alua_failover = true`; ARCHITECTURE.md, "Several gateways on one
+//! LU").
 //!
-//! Each gateway of a target tries, on the daemon's refresh timer ([`crate::gateways::refresh`],
-//! a blocking thread, never a connection's), to become the target's active gateway:
+//! Each LUN of a target has an active gateway of its own, so LUN 0 may be active through
+//! gateway A and LUN 1 through gateway B, each failing over on its own. Each gateway
+//! tries, on the daemon's refresh timer ([`crate::gateways::refresh`], a blocking thread,
+//! never a connection's), to become the active gateway of every LUN:
 //!
-//! 1. it takes the advisory metadata lock [`ELECTION`] of the target's first LUN,
-//!    exclusive, without waiting: whoever holds it is (or is becoming) the active gateway,
-//!    and keeps it for as long as it is. Only that holder ever asks for the data fence, so
-//!    a standby never makes a refused mandatory-lock request, which on Gluster 10.3 would
-//!    make the holder's own writes fail (docs/fencing.md);
-//! 2. it takes the data fence of every LUN of the target in LUN order
-//!    (`BlockStore::fence_data`: a Gluster mandatory write lock, without waiting);
-//! 3. it writes the [`Record`] `<lun>.alua` of the first LUN (a new version naming its
-//!    target port group; by rename, as `<lun>.pr`), and only then reports itself
-//!    active/optimized.
+//! 1. it holds the advisory metadata lock [`TARGET_MARK`] of the target's first LUN,
+//!    *shared*, for as long as it is active for any LUN of the target. That is the name
+//!    under which gateways of the former layout (one active gateway per target) hold it
+//!    exclusive: while such a gateway is active, no gateway of this layout asks for any
+//!    fence of the target, and while one of these is active for any LUN, the former
+//!    kind cannot take it (so neither ever makes a refused mandatory-lock request);
+//! 2. it takes the LUN's advisory metadata lock [`ELECTION`], exclusive, without waiting:
+//!    whoever holds it is (or is becoming) the LUN's active gateway, and keeps it for as
+//!    long as it is. Only that holder ever asks for the LUN's data fence, so a standby
+//!    never makes a refused mandatory-lock request, which on Gluster 10.3 would make the
+//!    holder's own writes fail (docs/fencing.md);
+//! 3. it takes the LUN's data fence (`BlockStore::fence_data`: a Gluster mandatory write
+//!    lock, without waiting);
+//! 4. it writes the LUN's [`Record`] `<lun>.alua` (a new version naming its target port
+//!    group; by rename, as `<lun>.pr`), and only then reports itself active/optimized for
+//!    that LUN.
 //!
-//! Every other gateway is standby and reads the record every round, so every gateway's
-//! REPORT TARGET PORT GROUPS shows the same states: the recorded group active/optimized,
-//! every other standby. A changed state raises ASYMMETRIC ACCESS STATE CHANGED on every
-//! nexus (`scsi::ScsiTarget::set_alua`).
+//! Every other gateway is standby for that LUN and reads its record every round, so every
+//! gateway's REPORT TARGET PORT GROUPS sent to the LUN shows the same states: the recorded
+//! group active/optimized, every other standby. A changed state raises ASYMMETRIC ACCESS
+//! STATE CHANGED on that LU only (`scsi::ScsiTarget::set_lu_alua`).
 //!
-//! The active gateway steps down (standby, record `active none`, fences and election lock
-//! let go) when it cannot be sure its fence holds: a LUN's store was replaced, a fence is
-//! no longer intact (`MetadataLock::is_intact`: the store reconnected, so the lock stayed
-//! on the old mount), or one of its own requests was refused as fenced
-//! ([`note_fenced`]). A dead gateway's Gluster connection closes and its locks go; the
-//! next round of a standby takes them. A stalled one keeps them: nobody else becomes
-//! active (safety over availability) until the operator stops it.
+//! Which gateway a LUN goes to when several start together: its preferred group
+//! ([`preferred`], the groups' ids in ascending order taken in turn by LUN number). For
+//! [`PREFERRED_WAIT`] after its start a gateway takes only the LUNs it is preferred for
+//! (or that are handed over to it), so a pair started together spreads the LUNs; after
+//! that it takes any LUN nobody holds, at once. A preferred gateway that comes back does
+//! not take its LUNs back by itself (no automatic failback: the LUN's holder keeps its
+//! election lock; the operator moves it with `admin alua handover`).
+//!
+//! The active gateway of a LUN steps down (standby, record `active none`, fence and
+//! election lock let go) when it cannot be sure the fence holds: the LUN's store was
+//! replaced, the fence is no longer intact (`MetadataLock::is_intact`: the store
+//! reconnected, so the lock stayed on the old mount), or one of its own requests to the
+//! target was refused as fenced ([`note_fenced`]: every LUN of the target it holds). It
+//! steps down on every LUN of a target whose first LUN changed or whose [`TARGET_MARK`]
+//! lock is no longer intact. A dead gateway's Gluster connection closes and its locks go;
+//! the next round of a standby takes them. A stalled one keeps them: nobody else becomes
+//! active for its LUNs (safety over availability) until the operator stops it.
 
 use crate::targets::{Target, Targets};
 use scsi::{AccessState, Alua, PortGroup};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, LockError, LockMode, LockOwner, LockWait, MetadataLock};
 
-/// The metadata object naming the active gateway (`<first lun>.alua`).
+/// The metadata object naming a LUN's active gateway (`<lun>.alua`).
 pub const RECORD: &str = "alua";
 
-/// The advisory metadata lock the active gateway holds for as long as it is active.
-pub const ELECTION: &str = "alua-active";
+/// The advisory metadata lock a LUN's active gateway holds, on that LUN, for as long as it
+/// is active for it.
+pub const ELECTION: &str = "alua-lun-active";
+
+/// The advisory metadata lock of a target's first LUN that gateways of this layout hold
+/// shared while active for any LUN of the target, and gateways of the former layout (one
+/// active gateway per target) held exclusive as their election: the two kinds never
+/// both ask for fences of one target.
+pub const TARGET_MARK: &str = "alua-active";
 
 /// The least time between two rounds (the refresh loop may come sooner, while
 /// reservation acknowledgements are owed).
 const ROUND_EVERY: Duration = Duration::from_millis(500);
+
+/// For this long after its first round a gateway takes only the LUNs it is preferred for
+/// ([`preferred`]) or that are handed over to it, so gateways started together spread
+/// the LUNs; afterwards it takes any LUN nobody holds at once (a failover does not wait).
+pub const PREFERRED_WAIT: Duration = Duration::from_secs(10);
 
 static ENABLED: OnceLock<()> = OnceLock::new();
 
@@ -81,8 +111,8 @@ fn take_fenced(target: &str) -> bool {
     fenced.len() != before
 }
 
-/// What `<lun>.alua` keeps: a version, bumped by every write, and the active gateway's
-/// target port group and name (none while nobody is active).
+/// What `<lun>.alua` keeps: a version, bumped by every write, and the LUN's active
+/// gateway's target port group and name (none while nobody is active).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub version: u64,
@@ -90,12 +120,17 @@ pub struct Record {
     /// A planned switchover: the group the former active gateway handed over to; other
     /// gateways leave the fence to it for [`HANDOVER_WAIT`].
     pub handover: Option<u16>,
+    /// Read in the former layout (`glfs-iscsi-alua 1`, on a target's first LUN only,
+    /// written by a gateway that was active for every LUN of the target). Never written.
+    pub target_wide: bool,
 }
 
 impl Record {
-    const MAGIC: &'static str = "glfs-iscsi-alua 1";
+    const MAGIC: &'static str = "glfs-iscsi-alua 2";
+    /// The former layout's first line: one record per target, on its first LUN.
+    const MAGIC_TARGET_WIDE: &'static str = "glfs-iscsi-alua 1";
 
-    /// The saved form: `glfs-iscsi-alua 1`, `version N`, `active GROUP NAME` or
+    /// The saved form: `glfs-iscsi-alua 2`, `version N`, `active GROUP NAME` or
     /// `active none`, and `handover GROUP` when there is one, one per line.
     pub fn encode(&self) -> String {
         let active = match &self.active {
@@ -113,13 +148,16 @@ impl Record {
         )
     }
 
-    /// Reads the saved form; `None` for anything else.
+    /// Reads the saved form, this layout's or the former one's (same lines under
+    /// `glfs-iscsi-alua 1`, [`Record::target_wide`]); `None` for anything else.
     pub fn parse(bytes: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.lines();
-        if lines.next()? != Record::MAGIC {
-            return None;
-        }
+        let target_wide = match lines.next()? {
+            Record::MAGIC => false,
+            Record::MAGIC_TARGET_WIDE => true,
+            _ => return None,
+        };
         let version = lines.next()?.strip_prefix("version ")?.parse().ok()?;
         let active = match lines.next()?.strip_prefix("active ")? {
             "none" => None,
@@ -143,6 +181,7 @@ impl Record {
             version,
             active,
             handover,
+            target_wide,
         })
     }
 
@@ -152,10 +191,19 @@ impl Record {
     }
 }
 
-/// The groups a gateway reports: its own active/optimized when it holds the fence, else
-/// standby; another group active/optimized when the record names it (and this gateway
-/// does not hold the fence), else standby. `groups` gives the ids (its states are not
-/// used).
+/// The target port group LUN `lun` goes to when gateways start together: the groups'
+/// ids (this gateway's and every other's, the same set on every gateway) in ascending
+/// order, taken in turn by LUN number (LUN 0 the lowest id, LUN 1 the next, ...).
+pub fn preferred(groups: &Alua, lun: u16) -> u16 {
+    let mut ids: Vec<u16> = groups.groups().map(|g| g.id).collect();
+    ids.sort_unstable();
+    ids[usize::from(lun) % ids.len()]
+}
+
+/// The groups a gateway reports for one LUN: its own active/optimized when it holds the
+/// LUN's fence, else standby; another group active/optimized when the LUN's record names
+/// it (and this gateway does not hold the fence), else standby. `groups` gives the ids
+/// (its states are not used).
 pub fn states(groups: &Alua, holding: bool, record: Option<&Record>) -> Alua {
     let active = if holding {
         Some(groups.own.id)
@@ -187,25 +235,45 @@ pub fn states(groups: &Alua, holding: bool, record: Option<&Record>) -> Alua {
     }
 }
 
-/// This gateway's tenure as a target's active gateway.
+/// A LUN of a target: the target's name and the LUN number.
+type Key = (String, u16);
+
+/// This gateway's tenure as a LUN's active gateway.
 struct Tenure {
-    /// The stores the fences were taken on, by LUN, ascending.
-    stores: Vec<(u16, Arc<dyn BlockStore>)>,
+    /// The store the fence was taken on.
+    store: Arc<dyn BlockStore>,
     /// Dropped before `election` (declared first).
-    fences: Vec<MetadataLock>,
+    fence: MetadataLock,
     election: MetadataLock,
     record: Record,
 }
 
-/// The failover state of this gateway: the targets it is active for.
+/// The shared [`TARGET_MARK`] lock held on a target's first LUN while this gateway is
+/// active for any LUN of the target.
+struct Mark {
+    lun: u16,
+    store: Arc<dyn BlockStore>,
+    _lock: MetadataLock,
+}
+
+impl Mark {
+    fn is_intact(&self) -> bool {
+        self._lock.is_intact()
+    }
+}
+
+/// The failover state of this gateway: the LUNs it is active for.
 pub struct Failover {
     owner: LockOwner,
-    tenures: HashMap<String, Tenure>,
+    tenures: HashMap<Key, Tenure>,
+    marks: HashMap<String, Mark>,
     last_round: Option<Instant>,
-    /// After handing over: this gateway does not take the fence again before then.
-    hold_off: Option<Instant>,
-    /// Per target, a handover record seen (its version) and when it was first seen.
-    handovers_seen: HashMap<String, (u64, Instant)>,
+    /// The first round: until [`PREFERRED_WAIT`] after it, only preferred LUNs are taken.
+    started: Option<Instant>,
+    /// After handing a LUN over: this gateway does not take its fence again before then.
+    hold_off: HashMap<Key, Instant>,
+    /// Per LUN, a handover record seen (its version) and when it was first seen.
+    handovers_seen: HashMap<Key, (u64, Instant)>,
 }
 
 impl Failover {
@@ -213,18 +281,20 @@ impl Failover {
         Failover {
             owner,
             tenures: HashMap::new(),
+            marks: HashMap::new(),
             last_round: None,
-            hold_off: None,
+            started: None,
+            hold_off: HashMap::new(),
             handovers_seen: HashMap::new(),
         }
     }
 
-    /// One round over every target (see the module documentation), unless the last one
-    /// was less than [`ROUND_EVERY`] ago (a handover asked for is done at once).
-    /// Blocking: on the refresh loop's blocking thread.
+    /// One round over every LUN of every target (see the module documentation), unless
+    /// the last one was less than [`ROUND_EVERY`] ago (a handover asked for is done at
+    /// once). Blocking: on the refresh loop's blocking thread.
     pub fn round(&mut self, targets: &Targets, now: Instant) {
-        let handover = lock(&HANDOVER).take();
-        if handover.is_none()
+        let handovers = std::mem::take(&mut *lock(&HANDOVERS));
+        if handovers.is_empty()
             && self
                 .last_round
                 .is_some_and(|at| now.duration_since(at) < ROUND_EVERY)
@@ -232,33 +302,47 @@ impl Failover {
             return;
         }
         self.last_round = Some(now);
+        self.started.get_or_insert(now);
         let Some(groups) = targets.alua() else {
             return;
         };
         let names = targets.names();
-        self.tenures.retain(|name, _| names.contains(name));
-        if let Some(to) = handover {
-            self.hand_over(targets, &groups, to, now);
+        // A target removed: its LUNs' tenures end (the stores close with it).
+        self.tenures.retain(|(name, _), _| names.contains(name));
+        self.marks.retain(|name, _| names.contains(name));
+        for handover in &handovers {
+            self.hand_over(targets, &groups, handover, now);
         }
         for name in names {
             if let Some(target) = targets.get(&name) {
                 self.round_target(&target, &groups, now);
             }
         }
-        ACTIVE.store(self.tenures.len(), Ordering::Relaxed);
+        let mut active: Vec<Key> = self.tenures.keys().cloned().collect();
+        active.sort();
+        *lock(&ACTIVE) = active;
     }
 
-    /// A planned switchover to group `to`: steps down on every target this gateway is
-    /// active for, recording the handover, and leaves the fence alone for
-    /// [`HANDOVER_WAIT`].
-    fn hand_over(&mut self, targets: &Targets, groups: &Alua, to: u16, now: Instant) {
-        let held: Vec<String> = self.tenures.keys().cloned().collect();
-        for name in held {
-            if let Some(target) = targets.get(&name) {
-                self.step_down(&target, groups, "handed over", Some(to));
+    /// A planned switchover to group `to`: steps down on every LUN this gateway is active
+    /// for that `handover` selects, recording the handover, and leaves those fences alone
+    /// for [`HANDOVER_WAIT`].
+    fn hand_over(&mut self, targets: &Targets, groups: &Alua, handover: &Handover, now: Instant) {
+        let held: Vec<Key> = self
+            .tenures
+            .keys()
+            .filter(|key| handover.selects(key))
+            .cloned()
+            .collect();
+        for key in held {
+            if let Some(target) = targets.get(&key.0) {
+                self.step_down(&target, key.1, groups, "handed over", Some(handover.to));
+                self.hold_off.insert(key, now + HANDOVER_WAIT);
             }
         }
-        self.hold_off = Some(now + HANDOVER_WAIT);
+        let names: Vec<String> = self.marks.keys().cloned().collect();
+        for name in names {
+            self.drop_idle_mark(&name);
+        }
     }
 
     fn round_target(&mut self, target: &Target, groups: &Alua, now: Instant) {
@@ -269,82 +353,179 @@ impl Failover {
             .filter_map(|lun| Some((lun, target.store(u64::from(lun))?.clone())))
             .collect();
         let fenced = take_fenced(name);
-        if let Some(tenure) = self.tenures.get(name) {
-            let why = if !same_stores(&tenure.stores, &stores) {
-                Some("a LUN's store was replaced")
-            } else if fenced {
-                Some("a request of this gateway was refused as fenced")
-            } else if !tenure.fences.iter().all(MetadataLock::is_intact) {
-                Some("the data fence was lost with the volume's connection")
+        // Target-wide: the first LUN still the one the mark was taken on, and the mark
+        // still held.
+        let mark_lost = self.marks.get(name).and_then(|mark| {
+            let same = stores
+                .first()
+                .is_some_and(|(lun, s)| *lun == mark.lun && Arc::ptr_eq(s, &mark.store));
+            if !same {
+                Some("the target's first LUN changed")
+            } else if !mark.is_intact() {
+                Some("the target-wide lock was lost with the volume's connection")
             } else {
                 None
+            }
+        });
+        let held: Vec<u16> = self
+            .tenures
+            .keys()
+            .filter(|(t, _)| t == name)
+            .map(|(_, lun)| *lun)
+            .collect();
+        for lun in held {
+            let key = (name.clone(), lun);
+            let Some(tenure) = self.tenures.get(&key) else {
+                continue;
+            };
+            let current = stores.iter().find(|(l, _)| *l == lun).map(|(_, s)| s);
+            let why = if current.is_none_or(|s| !Arc::ptr_eq(s, &tenure.store)) {
+                Some("the LUN's store was replaced or removed")
+            } else if fenced {
+                Some("a request of this gateway to the target was refused as fenced")
+            } else if !tenure.fence.is_intact() {
+                Some("the data fence was lost with the volume's connection")
+            } else {
+                mark_lost
             };
             if let Some(why) = why {
-                self.step_down(target, groups, why, None);
+                self.step_down(target, lun, groups, why, None);
             }
         }
-        let record = match self.tenures.get(name) {
-            Some(t) => Some(t.record.clone()),
-            None => stores.first().and_then(|(_, s)| read_record(name, &**s)),
-        };
-        if !self.tenures.contains_key(name)
-            && !stores.is_empty()
-            && self.may_take(name, groups.own.id, record.as_ref(), now)
-        {
-            if let Some(tenure) = self.take(target, groups.own.id, &stores) {
-                self.tenures.insert(name.clone(), tenure);
+        if mark_lost.is_some() {
+            self.marks.remove(name);
+        }
+        self.drop_idle_mark(name);
+
+        // A record of the former layout on the first LUN speaks for every LUN of the
+        // target that has no record of its own.
+        let mut target_wide: Option<Record> = None;
+        for (i, (lun, store)) in stores.iter().enumerate() {
+            let key = (name.clone(), *lun);
+            let mut record = match self.tenures.get(&key) {
+                Some(t) => Some(t.record.clone()),
+                None => read_record(name, *lun, &**store),
+            };
+            if i == 0 && record.as_ref().is_some_and(|r| r.target_wide) {
+                target_wide = record.clone();
+            } else if record.is_none() {
+                record = target_wide.clone();
+            }
+            let preferred = preferred(groups, *lun);
+            if !self.tenures.contains_key(&key)
+                && self.may_take(&key, groups.own.id, preferred, record.as_ref(), now)
+            {
+                if let Some(tenure) = self.take(name, *lun, store, &stores[0], groups.own.id) {
+                    self.tenures.insert(key.clone(), tenure);
+                }
+            }
+            let (holding, record) = match self.tenures.get(&key) {
+                Some(t) => (true, Some(t.record.clone())),
+                None => (false, record),
+            };
+            let now_states = states(groups, holding, record.as_ref());
+            let before = target.scsi.lu_alua(*lun);
+            match target.scsi.set_lu_alua(*lun, now_states.clone()) {
+                Ok(true) => tracing::info!(target = %name, lun, own = %now_states.own.state,
+                    active = ?record.as_ref().and_then(Record::active_group),
+                    was = ?before.map(|a| a.own.state.name()),
+                    "ALUA states changed"),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(target = %name, lun, %err, "cannot set the ALUA states"),
             }
         }
-        let (holding, record) = match self.tenures.get(name) {
-            Some(t) => (true, Some(t.record.clone())),
-            None => (false, record),
-        };
-        let now_states = states(groups, holding, record.as_ref());
-        let before = target.scsi.alua();
-        if target.scsi.set_alua(now_states.clone()) {
-            tracing::info!(target = %name, own = %now_states.own.state,
-                active = ?record.as_ref().and_then(Record::active_group),
-                was = ?before.map(|a| a.own.state.name()),
-                "ALUA states changed");
+        self.drop_idle_mark(name);
+    }
+
+    /// Lets go of a target's [`TARGET_MARK`] lock once this gateway is active for none of
+    /// its LUNs.
+    fn drop_idle_mark(&mut self, name: &str) {
+        if !self.tenures.keys().any(|(t, _)| t == name) {
+            self.marks.remove(name);
         }
     }
 
-    /// Whether this gateway tries to take the fence now: not while it holds off after a
-    /// handover of its own, nor while another group is handed the fence (for
-    /// [`HANDOVER_WAIT`] from when this gateway first saw that record).
-    fn may_take(&mut self, target: &str, own: u16, record: Option<&Record>, now: Instant) -> bool {
-        if self.hold_off.is_some_and(|until| now < until) {
+    /// Whether this gateway tries to take a LUN's fence now: not while it holds off after
+    /// a handover of its own, nor while another group is handed the fence (for
+    /// [`HANDOVER_WAIT`] from when this gateway first saw that record), nor, for
+    /// [`PREFERRED_WAIT`] after its first round, a LUN whose preferred group is another's.
+    fn may_take(
+        &mut self,
+        key: &Key,
+        own: u16,
+        preferred: u16,
+        record: Option<&Record>,
+        now: Instant,
+    ) -> bool {
+        if self.hold_off.get(key).is_some_and(|until| now < *until) {
             return false;
         }
+        self.hold_off.remove(key);
         match record.and_then(|r| Some((r.version, r.handover?))) {
             Some((version, to)) if to != own => {
                 let seen = self
                     .handovers_seen
-                    .entry(target.to_string())
+                    .entry(key.clone())
                     .or_insert((version, now));
                 if seen.0 != version {
                     *seen = (version, now);
                 }
                 now.duration_since(seen.1) >= HANDOVER_WAIT
             }
-            _ => {
-                self.handovers_seen.remove(target);
+            Some(_) => {
+                self.handovers_seen.remove(key);
                 true
+            }
+            None => {
+                self.handovers_seen.remove(key);
+                preferred == own
+                    || self
+                        .started
+                        .is_some_and(|at| now.duration_since(at) >= PREFERRED_WAIT)
             }
         }
     }
 
-    /// Becomes the target's active gateway, if the election lock and every LUN's fence
-    /// are free; `None` (and nothing held) otherwise.
+    /// Becomes LUN `lun`'s active gateway, if the target's mark (shared), the LUN's
+    /// election lock and its fence are free; `None` (and nothing of the LUN held)
+    /// otherwise. `lead` is the target's first LUN and its store.
     fn take(
-        &self,
-        target: &Target,
+        &mut self,
+        name: &str,
+        lun: u16,
+        store: &Arc<dyn BlockStore>,
+        lead: &(u16, Arc<dyn BlockStore>),
         group: u16,
-        stores: &[(u16, Arc<dyn BlockStore>)],
     ) -> Option<Tenure> {
-        let name = &target.name;
-        let (_, lead) = stores.first()?;
-        let election = match lead.lock_metadata(
+        if !self.marks.contains_key(name) {
+            match lead
+                .1
+                .lock_metadata(TARGET_MARK, &self.owner, LockMode::Shared, LockWait::NoWait)
+            {
+                Ok(lock) => {
+                    self.marks.insert(
+                        name.to_string(),
+                        Mark {
+                            lun: lead.0,
+                            store: lead.1.clone(),
+                            _lock: lock,
+                        },
+                    );
+                }
+                Err(LockError::Contended { .. }) => {
+                    // A gateway of the former layout (one active gateway per target) is
+                    // active for the whole target.
+                    tracing::debug!(target = %name,
+                        "the target-wide election is held: staying standby");
+                    return None;
+                }
+                Err(err) => {
+                    tracing::warn!(target = %name, %err, "cannot try to become an active gateway");
+                    return None;
+                }
+            }
+        }
+        let election = match store.lock_metadata(
             ELECTION,
             &self.owner,
             LockMode::Exclusive,
@@ -353,95 +534,129 @@ impl Failover {
             Ok(lock) => lock,
             Err(LockError::Contended { .. }) => return None, // another gateway is active
             Err(err) => {
-                tracing::warn!(target = %name, %err, "cannot try to become the active gateway");
+                tracing::warn!(target = %name, lun, %err, "cannot try to become the active gateway");
                 return None;
             }
         };
-        let mut fences = Vec::new();
-        for (lun, store) in stores {
-            match store.fence_data(&self.owner, LockWait::NoWait) {
-                Ok(fence) => fences.push(fence),
-                Err(err) => {
-                    // The former active gateway's lock is still there: its connection
-                    // lives (a stalled gateway, or one whose store reconnects).
-                    tracing::warn!(target = %name, lun, %err,
-                        "cannot take the data fence; staying standby");
-                    return None;
-                }
+        let fence = match store.fence_data(&self.owner, LockWait::NoWait) {
+            Ok(fence) => fence,
+            Err(err) => {
+                // The former active gateway's lock is still there: its connection lives
+                // (a stalled gateway, or one whose store reconnects).
+                tracing::warn!(target = %name, lun, %err,
+                    "cannot take the data fence; staying standby");
+                return None;
             }
-        }
-        let version = read_record(name, &**lead).map_or(0, |r| r.version);
+        };
+        let version = read_record(name, lun, &**store).map_or(0, |r| r.version);
         let record = Record {
             version: version + 1,
             active: Some((group, self.owner.as_str().to_string())),
             handover: None,
+            target_wide: false,
         };
-        if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
-            tracing::warn!(target = %name, %err,
+        if let Err(err) = store.write_metadata(RECORD, record.encode().as_bytes()) {
+            tracing::warn!(target = %name, lun, %err,
                 "cannot record this gateway as active; staying standby");
             return None;
         }
-        tracing::info!(target = %name, group, version = record.version,
+        tracing::info!(target = %name, lun, group, version = record.version,
             "this gateway holds the data fence: active/optimized");
         Some(Tenure {
-            stores: stores.to_vec(),
-            fences,
+            store: store.clone(),
+            fence,
             election,
             record,
         })
     }
 
-    /// Stops being the target's active gateway: standby first (no more commands are
-    /// admitted to the stores), then the record says nobody is active (and to whom it
-    /// was handed over, if it was), then the fences and the election lock go.
-    fn step_down(&mut self, target: &Target, groups: &Alua, why: &str, handover: Option<u16>) {
-        let Some(tenure) = self.tenures.remove(&target.name) else {
+    /// Stops being LUN `lun`'s active gateway: standby first (no more commands are
+    /// admitted to its store), then the record says nobody is active (and to whom it was
+    /// handed over, if it was), then the fence and the election lock go.
+    fn step_down(
+        &mut self,
+        target: &Target,
+        lun: u16,
+        groups: &Alua,
+        why: &str,
+        handover: Option<u16>,
+    ) {
+        let Some(tenure) = self.tenures.remove(&(target.name.clone(), lun)) else {
             return;
         };
-        tracing::warn!(target = %target.name, why, ?handover,
+        tracing::warn!(target = %target.name, lun, why, ?handover,
             "no longer the active gateway: standby");
-        target.scsi.set_alua(states(groups, false, None));
+        // An LU removed has nothing to refuse any more.
+        let _ = target.scsi.set_lu_alua(lun, states(groups, false, None));
         let record = Record {
             version: tenure.record.version + 1,
             active: None,
             handover,
+            target_wide: false,
         };
-        if let Some((_, lead)) = tenure.stores.first() {
-            if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
-                tracing::warn!(target = %target.name, %err,
-                    "cannot record that no gateway is active");
-            }
+        if let Err(err) = tenure
+            .store
+            .write_metadata(RECORD, record.encode().as_bytes())
+        {
+            tracing::warn!(target = %target.name, lun, %err,
+                "cannot record that no gateway is active");
         }
-        drop(tenure.fences);
+        drop(tenure.fence);
         drop(tenure.election);
     }
 
-    /// Whether this gateway is the active gateway of `target` now.
+    /// Whether this gateway is the active gateway of any LUN of `target` now.
     pub fn is_active(&self, target: &str) -> bool {
-        self.tenures.contains_key(target)
+        self.tenures.keys().any(|(t, _)| t == target)
+    }
+
+    /// Whether this gateway is the active gateway of LUN `lun` of `target` now.
+    pub fn is_active_lun(&self, target: &str, lun: u16) -> bool {
+        self.tenures.contains_key(&(target.to_string(), lun))
     }
 }
 
-/// How long a planned switchover leaves the fence to the group it names: the gateway
+/// How long a planned switchover leaves a LUN's fence to the group it names: the gateway
 /// that handed over does not take it again, and other gateways do not try, for this
 /// long; a named gateway that does not take it by then does not keep the others out.
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(10);
 
-/// A switchover asked for (`admin alua handover`), done at the next round.
-static HANDOVER: Mutex<Option<u16>> = Mutex::new(None);
+/// A switchover asked for (`admin alua handover`): to group `to`, of every LUN this
+/// gateway is active for, or of one target's, or of one LUN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Handover {
+    to: u16,
+    target: Option<String>,
+    lun: Option<u16>,
+}
 
-/// How many targets this gateway was active for at the end of the last round.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+impl Handover {
+    fn selects(&self, (target, lun): &Key) -> bool {
+        self.target.as_ref().is_none_or(|t| t == target) && self.lun.is_none_or(|l| l == *lun)
+    }
+}
+
+/// Switchovers asked for, done at the next round.
+static HANDOVERS: Mutex<Vec<Handover>> = Mutex::new(Vec::new());
+
+/// The LUNs this gateway was active for at the end of the last round.
+static ACTIVE: Mutex<Vec<Key>> = Mutex::new(Vec::new());
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Asks the refresh loop to hand this gateway's active role over to target port group
-/// `to` (a planned switchover): it steps down on every target it is active for, records
-/// the handover, and leaves the fence to `to` for [`HANDOVER_WAIT`]. Refused unless the
-/// mode is on, `to` is another gateway's group and this gateway is active.
-pub fn request_handover(groups: Option<&Alua>, to: u16) -> anyhow::Result<()> {
+/// `to` (a planned switchover): for every LUN it is active for, or those of `target`, or
+/// LUN `lun` of `target`, it steps down, records the handover, and leaves the fence to
+/// `to` for [`HANDOVER_WAIT`]. Refused unless the mode is on, `to` is another gateway's
+/// group and this gateway is active for a LUN selected. Returns the LUNs it hands over.
+pub fn request_handover(
+    groups: Option<&Alua>,
+    to: u16,
+    target: Option<&str>,
+    lun: Option<u16>,
+) -> anyhow::Result<Vec<(String, u16)>> {
     if !enabled() {
         anyhow::bail!("alua handover needs --alua-failover (or alua_failover in the file)");
     }
@@ -452,32 +667,48 @@ pub fn request_handover(groups: Option<&Alua>, to: u16) -> anyhow::Result<()> {
     if !groups.others.iter().any(|g| g.id == to) {
         return Err(scsi::BadAlua::UnknownGroup(to).into());
     }
-    if ACTIVE.load(Ordering::Relaxed) == 0 {
-        anyhow::bail!("this gateway is not the active gateway of any target: nothing to hand over");
+    if lun.is_some() && target.is_none() {
+        anyhow::bail!("alua handover --lun needs --target (LUN numbers are per target)");
     }
-    *lock(&HANDOVER) = Some(to);
-    Ok(())
+    let handover = Handover {
+        to,
+        target: target.map(str::to_string),
+        lun,
+    };
+    let selected: Vec<Key> = lock(&ACTIVE)
+        .iter()
+        .filter(|key| handover.selects(key))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        match (target, lun) {
+            (Some(t), Some(l)) => anyhow::bail!(
+                "this gateway is not the active gateway of LUN {l} of target {t}: nothing to hand over"
+            ),
+            (Some(t), None) => anyhow::bail!(
+                "this gateway is not the active gateway of any LUN of target {t}: nothing to hand over"
+            ),
+            _ => anyhow::bail!(
+                "this gateway is not the active gateway of any LUN: nothing to hand over"
+            ),
+        }
+    }
+    lock(&HANDOVERS).push(handover);
+    Ok(selected)
 }
 
-fn same_stores(a: &[(u16, Arc<dyn BlockStore>)], b: &[(u16, Arc<dyn BlockStore>)]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((la, sa), (lb, sb))| la == lb && Arc::ptr_eq(sa, sb))
-}
-
-fn read_record(target: &str, store: &dyn BlockStore) -> Option<Record> {
+fn read_record(target: &str, lun: u16, store: &dyn BlockStore) -> Option<Record> {
     match store.read_metadata(RECORD) {
         Ok(Some(bytes)) => {
             let record = Record::parse(&bytes);
             if record.is_none() {
-                tracing::warn!(target = %target, "the ALUA record on the volume is not in our format");
+                tracing::warn!(target = %target, lun, "the ALUA record on the volume is not in our format");
             }
             record
         }
         Ok(None) => None,
         Err(err) => {
-            tracing::warn!(target = %target, %err, "cannot read the ALUA record");
+            tracing::warn!(target = %target, lun, %err, "cannot read the ALUA record");
             None
         }
     }
@@ -540,50 +771,65 @@ mod tests {
         a.groups().map(|g| (g.id, g.state)).collect()
     }
 
+    fn record(version: u64, active: Option<(u16, &str)>, handover: Option<u16>) -> Record {
+        Record {
+            version,
+            active: active.map(|(g, n)| (g, n.to_string())),
+            handover,
+            target_wide: false,
+        }
+    }
+
     #[test]
     fn the_record_reads_back_what_it_wrote() {
-        let r = Record {
-            version: 7,
-            active: Some((2, "gateway-b".into())),
-            handover: None,
-        };
+        let r = record(7, Some((2, "gateway-b")), None);
         assert_eq!(
             r.encode(),
-            "glfs-iscsi-alua 1\nversion 7\nactive 2 gateway-b\n"
+            "glfs-iscsi-alua 2\nversion 7\nactive 2 gateway-b\n"
         );
         assert_eq!(Record::parse(r.encode().as_bytes()), Some(r));
-        let none = Record {
-            version: 8,
-            active: None,
-            handover: None,
-        };
-        assert_eq!(none.encode(), "glfs-iscsi-alua 1\nversion 8\nactive none\n");
+        let none = record(8, None, None);
+        assert_eq!(none.encode(), "glfs-iscsi-alua 2\nversion 8\nactive none\n");
         assert_eq!(Record::parse(none.encode().as_bytes()), Some(none));
-        let handed = Record {
-            version: 9,
-            active: None,
-            handover: Some(3),
-        };
+        let handed = record(9, None, Some(3));
         assert_eq!(
             handed.encode(),
-            "glfs-iscsi-alua 1\nversion 9\nactive none\nhandover 3\n"
+            "glfs-iscsi-alua 2\nversion 9\nactive none\nhandover 3\n"
         );
         assert_eq!(Record::parse(handed.encode().as_bytes()), Some(handed));
+    }
+
+    #[test]
+    fn a_record_of_the_former_layout_reads_as_target_wide() {
+        // What a gateway of the former layout (one active gateway per target) wrote on a
+        // target's first LUN.
+        let old = Record::parse(b"glfs-iscsi-alua 1\nversion 4\nactive 1 gateway-a\n").unwrap();
+        assert!(old.target_wide);
+        assert_eq!((old.version, old.active_group()), (4, Some(1)));
+        // Written again (by this layout, when this gateway takes the LUN), it is the
+        // LUN's own.
+        let mine = Record {
+            version: old.version + 1,
+            ..old
+        };
+        assert!(mine.encode().starts_with("glfs-iscsi-alua 2\n"));
+        assert!(!Record::parse(mine.encode().as_bytes()).unwrap().target_wide);
     }
 
     #[test]
     fn a_record_not_in_the_format_is_none() {
         for bad in [
             "",
-            "glfs-iscsi-alua 2\nversion 1\nactive none\n",
-            "glfs-iscsi-alua 1\nversion x\nactive none\n",
-            "glfs-iscsi-alua 1\nversion 1\n",
-            "glfs-iscsi-alua 1\nversion 1\nactive 0 gw\n",
+            "glfs-iscsi-alua 3\nversion 1\nactive none\n",
+            "glfs-iscsi-alua 2\nversion x\nactive none\n",
+            "glfs-iscsi-alua 2\nversion 1\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive 0 gw\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive 2\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive 2 bad name\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive none\nhandover 0\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive none\nhandover x\n",
+            "glfs-iscsi-alua 2\nversion 1\nactive none\nsomething 2\n",
             "glfs-iscsi-alua 1\nversion 1\nactive 2\n",
-            "glfs-iscsi-alua 1\nversion 1\nactive 2 bad name\n",
-            "glfs-iscsi-alua 1\nversion 1\nactive none\nhandover 0\n",
-            "glfs-iscsi-alua 1\nversion 1\nactive none\nhandover x\n",
-            "glfs-iscsi-alua 1\nversion 1\nactive none\nsomething 2\n",
         ] {
             assert_eq!(Record::parse(bad.as_bytes()), None, "{bad:?}");
         }
@@ -592,11 +838,7 @@ mod tests {
     #[test]
     fn the_holder_is_active_and_every_other_group_standby() {
         use AccessState::*;
-        let record = |g| Record {
-            version: 1,
-            active: Some((g, "gw".into())),
-            handover: None,
-        };
+        let record = |g| record(1, Some((g, "gw")), None);
         // Holding: own active, whatever the record says.
         assert_eq!(
             ids_and_states(&states(&groups(), true, Some(&record(1)))),
@@ -621,6 +863,25 @@ mod tests {
     }
 
     #[test]
+    fn luns_prefer_the_groups_in_turn_the_same_on_every_gateway() {
+        // Groups 1, 2, 3 (this gateway 2): LUN 0 to 1, LUN 1 to 2, LUN 2 to 3, LUN 3 to 1.
+        let g = groups();
+        let by_lun: Vec<u16> = (0..5).map(|lun| preferred(&g, lun)).collect();
+        assert_eq!(by_lun, [1, 2, 3, 1, 2]);
+        // Another gateway's view (its own group first) gives the same answer.
+        let other = Alua::new(
+            PortGroup {
+                id: 3,
+                state: AccessState::Standby,
+            },
+            vec![g.own, g.others[0]],
+        )
+        .unwrap();
+        let by_lun_there: Vec<u16> = (0..5).map(|lun| preferred(&other, lun)).collect();
+        assert_eq!(by_lun_there, by_lun);
+    }
+
+    #[test]
     fn the_mode_needs_a_gateway_an_alua_group_and_glfs_luns() {
         let owner = LockOwner::new("gw-a").unwrap();
         let alua = groups();
@@ -631,27 +892,140 @@ mod tests {
         assert!(check(Some(&owner), Some(&alua), &[]).is_ok());
     }
 
+    fn key(lun: u16) -> Key {
+        ("t".to_string(), lun)
+    }
+
     #[test]
     fn others_leave_a_handed_over_fence_to_the_group_named_for_a_while() {
         let mut f = Failover::new(LockOwner::new("gw-c").unwrap());
-        let handed = |version| Record {
-            version,
-            active: None,
-            handover: Some(2),
-        };
         let t0 = Instant::now();
-        // Group 3 is not the one named: it waits HANDOVER_WAIT from when it first saw it.
-        assert!(!f.may_take("t", 3, Some(&handed(5)), t0));
-        assert!(!f.may_take("t", 3, Some(&handed(5)), t0 + HANDOVER_WAIT / 2));
-        assert!(f.may_take("t", 3, Some(&handed(5)), t0 + HANDOVER_WAIT));
+        f.started = Some(t0 - PREFERRED_WAIT);
+        let handed = |version| record(version, None, Some(2));
+        // Group 3 is not the one named: it waits HANDOVER_WAIT from when it first saw it
+        // (even for a LUN it prefers).
+        assert!(!f.may_take(&key(0), 3, 3, Some(&handed(5)), t0));
+        assert!(!f.may_take(&key(0), 3, 3, Some(&handed(5)), t0 + HANDOVER_WAIT / 2));
+        assert!(f.may_take(&key(0), 3, 3, Some(&handed(5)), t0 + HANDOVER_WAIT));
         // A newer handover record starts the wait again.
-        assert!(!f.may_take("t", 3, Some(&handed(6)), t0 + HANDOVER_WAIT));
-        // The group named, a record without a handover, or none: at once.
-        assert!(f.may_take("t", 2, Some(&handed(6)), t0));
-        assert!(f.may_take("t", 3, None, t0));
-        // The gateway that handed over holds off until its time is up.
-        f.hold_off = Some(t0 + HANDOVER_WAIT);
-        assert!(!f.may_take("u", 2, None, t0));
-        assert!(f.may_take("u", 2, None, t0 + HANDOVER_WAIT));
+        assert!(!f.may_take(&key(0), 3, 3, Some(&handed(6)), t0 + HANDOVER_WAIT));
+        // Each LUN has its own: LUN 1's handover seen now waits from now.
+        assert!(!f.may_take(&key(1), 3, 3, Some(&handed(6)), t0 + HANDOVER_WAIT));
+        // The group named (preferred or not), a record without a handover, or none: at once.
+        assert!(f.may_take(&key(0), 2, 1, Some(&handed(6)), t0));
+        assert!(f.may_take(&key(0), 3, 3, None, t0));
+        // The gateway that handed a LUN over holds off on that LUN until its time is up,
+        // not on the others.
+        f.hold_off.insert(key(2), t0 + HANDOVER_WAIT);
+        assert!(!f.may_take(&key(2), 2, 2, None, t0));
+        assert!(f.may_take(&key(3), 2, 2, None, t0));
+        assert!(f.may_take(&key(2), 2, 2, None, t0 + HANDOVER_WAIT));
+    }
+
+    #[test]
+    fn a_gateway_just_started_takes_only_the_luns_it_prefers() {
+        let mut f = Failover::new(LockOwner::new("gw-b").unwrap());
+        let t0 = Instant::now();
+        f.started = Some(t0);
+        // Group 2, LUN preferring group 1: not within PREFERRED_WAIT of the start, whether
+        // the LUN has no record, a record naming nobody or one naming a gateway (dead or
+        // alive: the election lock tells, later).
+        for record in [
+            None,
+            Some(record(3, None, None)),
+            Some(record(4, Some((1, "gw-a")), None)),
+        ] {
+            assert!(!f.may_take(&key(0), 2, 1, record.as_ref(), t0));
+            assert!(!f.may_take(&key(0), 2, 1, record.as_ref(), t0 + PREFERRED_WAIT / 2));
+            assert!(f.may_take(&key(0), 2, 1, record.as_ref(), t0 + PREFERRED_WAIT));
+            // The LUN it prefers: at once.
+            assert!(f.may_take(&key(1), 2, 2, record.as_ref(), t0));
+        }
+        // Handed over to it: at once, preferred or not.
+        assert!(f.may_take(&key(0), 2, 1, Some(&record(5, None, Some(2))), t0));
+    }
+
+    #[test]
+    fn a_handover_selects_every_lun_a_target_or_one_lun() {
+        let all = Handover {
+            to: 2,
+            target: None,
+            lun: None,
+        };
+        let target = Handover {
+            target: Some("t".into()),
+            ..all.clone()
+        };
+        let one = Handover {
+            lun: Some(1),
+            ..target.clone()
+        };
+        let other = ("u".to_string(), 1);
+        assert!(all.selects(&key(0)) && all.selects(&other));
+        assert!(target.selects(&key(0)) && target.selects(&key(1)) && !target.selects(&other));
+        assert!(one.selects(&key(1)) && !one.selects(&key(0)) && !one.selects(&other));
+    }
+
+    #[test]
+    fn the_target_mark_and_the_election_are_different_lock_bytes() {
+        // Both live on the same LUN file (the first LUN): a gateway holding the mark
+        // shared must not meet its own or another's election lock there.
+        // Nor the reservations' locks.
+        let names = [
+            TARGET_MARK,
+            ELECTION,
+            scsi::RESERVATIONS_METADATA,
+            crate::gateways::ACKS_METADATA,
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert_ne!(
+                    store_api::metadata_lock_range(a),
+                    store_api::metadata_lock_range(b),
+                    "{a} and {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_target_held_by_a_gateway_of_the_former_layout_is_left_alone() {
+        use store_api::Geometry;
+        let store: Arc<dyn BlockStore> = Arc::new(backstore::MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 8,
+        }));
+        let lead = (0, store.clone());
+        let (old, other) = (
+            LockOwner::new("gw-old").unwrap(),
+            LockOwner::new("gw-other").unwrap(),
+        );
+        // A gateway of the former layout is active: it holds `alua-active` exclusive.
+        let held = store
+            .lock_metadata(TARGET_MARK, &old, LockMode::Exclusive, LockWait::NoWait)
+            .unwrap();
+        let mut f = Failover::new(LockOwner::new("gw-new").unwrap());
+        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.marks.is_empty());
+        // It asked for nothing else: the LUN's election lock is free.
+        assert!(store
+            .lock_metadata(ELECTION, &other, LockMode::Exclusive, LockWait::NoWait)
+            .is_ok());
+        drop(held);
+        // Gone: this gateway holds the mark shared and goes on to the election (a memory
+        // store has no data fence, so it stays standby here).
+        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.marks.contains_key("t"));
+        // Other gateways of this layout hold it too; one of the former layout cannot.
+        let _shared = store
+            .lock_metadata(TARGET_MARK, &other, LockMode::Shared, LockWait::NoWait)
+            .unwrap();
+        assert!(matches!(
+            store.lock_metadata(TARGET_MARK, &old, LockMode::Exclusive, LockWait::NoWait),
+            Err(LockError::Contended { .. })
+        ));
+        // Active for no LUN of the target: the mark goes.
+        f.drop_idle_mark("t");
+        assert!(f.marks.is_empty());
     }
 }

@@ -1235,3 +1235,241 @@ fn a_stalled_active_glfs_gateway_keeps_the_fence_and_nobody_takes_over_until_it_
     wait_for_groups_seeing_ua(&mut b, &[(2, 0x0, 2), (1, 0x2, 1)], killed, || gw_b.log());
     assert_eq!(write_numbered(&mut b, 2).0, 0, "{}", gw_b.log());
 }
+
+// ---- Failover per LUN: each LUN has an active gateway of its own ----
+
+/// Failover gateway `id` in group `group` (the other `peer`) exporting two LUNs of fake
+/// volume `vol` under `root`: `lun.img` as LUN 0 and `lun1.img` as LUN 1 (a config file
+/// in `dir`), with `extra` arguments.
+fn two_lun_failover_gateway(
+    root: &FakeRoot,
+    dir: &std::path::Path,
+    id: &str,
+    group: u16,
+    peer: u16,
+    extra: &[&str],
+) -> Running {
+    root.create_volume("vol");
+    let path = dir.join(format!("{id}.toml"));
+    let lun = |n: u16, file: &str| {
+        format!(
+            "[[target.lun]]\nlun = {n}\nbstype = \"glfs\"\n\
+             backing_store = \"vol@127.0.0.2:{file}\"\nsize = \"4M\"\n"
+        )
+    };
+    let text = format!(
+        "gateway_id = \"{id}\"\nalua_group = {group}\nalua_peer = [\"{peer}:standby\"]\n\
+         alua_failover = true\ngfapi_library = \"{}\"\n[[target]]\nname = \"{IQN}\"\n{}{}",
+        fake_library().display(),
+        lun(0, "lun.img"),
+        lun(1, "lun1.img"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
+}
+
+/// [`standby_host`] on LUN `lun`.
+fn standby_host_on(gateway: &Running, name: &str, lun: u16) -> Initiator {
+    let mut opts = login_opts(&format!("iqn.2026-11.test:{name}"), None);
+    opts.test_unit_ready_on_connect = false;
+    let mut ini = Initiator::connect_with(&gateway.portal(), IQN, lun.into(), &opts)
+        .unwrap_or_else(|e| panic!("login to LUN {lun}: {e}"));
+    let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+    for _ in 0..4 {
+        let out = ini.raw_command(&rtpg, &[], 256).unwrap();
+        if out.sense_key != 0x6 {
+            assert!(out.is_good(), "{out:?}");
+            break;
+        }
+    }
+    ini
+}
+
+/// The fenced block of `file` on the fake volume.
+fn block_of(root: &FakeRoot, file: &str) -> Vec<u8> {
+    let bytes = std::fs::read(root.path().join("vol").join(file)).unwrap();
+    let at = FENCED_LBA as usize * 512;
+    bytes[at..at + 512].to_vec()
+}
+
+/// REPORT TARGET PORT GROUPS through `ini` until it reports `want` (within
+/// [`FAILOVER_BOUND`] of `since`): whether ASYMMETRIC ACCESS STATE CHANGED came first.
+fn wait_for_lun_groups(
+    ini: &mut Initiator,
+    want: &[(u16, u8, u16)],
+    since: Instant,
+    logs: &dyn Fn() -> String,
+) -> bool {
+    let mut ua_seen = false;
+    loop {
+        let (groups, ua) = rtpg_seeing_ua(ini);
+        ua_seen |= ua;
+        if groups == want {
+            return ua_seen;
+        }
+        assert!(
+            since.elapsed() < FAILOVER_BOUND,
+            "{groups:?}, not {want:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two gateways started together spread two LUNs by their preferred groups (LUN 0 to
+/// group 1, gateway A; LUN 1 to group 2, gateway B): each LUN's REPORT TARGET PORT GROUPS
+/// (SPC-4 6.36, table 258: 0h active/optimized, 2h standby) says so through both
+/// gateways, each LUN is written through its own active gateway and refused (NOT READY,
+/// 04h/0Bh) through the other. A killed moves LUN 0 only: B becomes active for it (with
+/// ASYMMETRIC ACCESS STATE CHANGED on LUN 0), while LUN 1 through B sees no unit attention
+/// and keeps being written. A comes back standby for both (no automatic failback), and
+/// `admin alua handover 1 --target T --lun 0` on B moves LUN 0 alone back to A.
+#[test]
+fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
+    let root = FakeRoot::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (sock_a, sock_b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let gw_a = two_lun_failover_gateway(
+        &root,
+        dir.path(),
+        "gateway-a",
+        1,
+        2,
+        &["--control-socket", sock_a.to_str().unwrap()],
+    );
+    let gw_b = two_lun_failover_gateway(
+        &root,
+        dir.path(),
+        "gateway-b",
+        2,
+        1,
+        &["--control-socket", sock_b.to_str().unwrap()],
+    );
+    let started = Instant::now();
+    let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
+    let (mut a0, mut a1) = (
+        standby_host_on(&gw_a, "host-a", 0),
+        standby_host_on(&gw_a, "host-a", 1),
+    );
+    let (mut b0, mut b1) = (
+        standby_host_on(&gw_b, "host-a", 0),
+        standby_host_on(&gw_b, "host-a", 1),
+    );
+    // Each gateway lists its own group first.
+    wait_for_lun_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], started, &logs);
+    wait_for_lun_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], started, &logs);
+    wait_for_lun_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], started, &logs);
+    wait_for_lun_groups(&mut b1, &[(2, 0x0, 2), (1, 0x2, 1)], started, &logs);
+    assert_eq!(write_numbered(&mut a0, 1), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(write_numbered(&mut b1, 2), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(write_numbered(&mut b0, 3), STANDBY_REFUSAL);
+    assert_eq!(write_numbered(&mut a1, 4), STANDBY_REFUSAL);
+    assert_eq!(block_of(&root, "lun.img")[..4], 1u32.to_be_bytes());
+    assert_eq!(block_of(&root, "lun1.img")[..4], 2u32.to_be_bytes());
+    // The operator sees it per LUN: B active/optimized for LUN 1 only, its preferred one.
+    let listed = ok(&sock_b, &["alua", "list"]);
+    let active: Vec<Vec<&str>> = listed
+        .lines()
+        .filter(|l| l.contains("active-optimized"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        active,
+        [
+            vec![
+                IQN,
+                "0",
+                "1",
+                "active-optimized",
+                "another",
+                "gateway",
+                "yes"
+            ],
+            vec![IQN, "1", "2", "active-optimized", "this", "gateway", "yes"],
+        ],
+        "{listed}"
+    );
+
+    // A dies: only LUN 0 moves.
+    gw_a.signal("KILL");
+    let killed = Instant::now();
+    let ua = wait_for_lun_groups(&mut b0, &[(2, 0x0, 2), (1, 0x2, 1)], killed, &logs);
+    assert!(ua, "no ASYMMETRIC ACCESS STATE CHANGED on LUN 0 through B");
+    let (groups, ua) = rtpg_seeing_ua(&mut b1);
+    assert_eq!(groups, [(2, 0x0, 2), (1, 0x2, 1)]);
+    assert!(
+        !ua,
+        "LUN 1 did not change, yet B's host got a unit attention there"
+    );
+    assert_eq!(write_numbered(&mut b0, 5), (0, 0, 0, 0), "{}", gw_b.log());
+    assert_eq!(write_numbered(&mut b1, 6), (0, 0, 0, 0), "{}", gw_b.log());
+    assert_eq!(block_of(&root, "lun.img")[..4], 5u32.to_be_bytes());
+    assert_eq!(block_of(&root, "lun1.img")[..4], 6u32.to_be_bytes());
+    let log = gw_b.log();
+    let took: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("holds the data fence"))
+        .collect();
+    assert_eq!(took.len(), 2, "B took each LUN once: {log}");
+
+    // A comes back: standby for both (B keeps them), and sees B active for both.
+    let gw_a = two_lun_failover_gateway(
+        &root,
+        dir.path(),
+        "gateway-a",
+        1,
+        2,
+        &["--control-socket", sock_a.to_str().unwrap()],
+    );
+    let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
+    let (mut a0, mut a1) = (
+        standby_host_on(&gw_a, "host-a", 0),
+        standby_host_on(&gw_a, "host-a", 1),
+    );
+    let back = Instant::now();
+    wait_for_lun_groups(&mut a0, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
+    wait_for_lun_groups(&mut a1, &[(1, 0x2, 1), (2, 0x0, 2)], back, &logs);
+    assert_eq!(write_numbered(&mut a0, 7), STANDBY_REFUSAL);
+
+    // A planned handover of LUN 0 alone.
+    for (socket, args, says) in [
+        (
+            &sock_a,
+            vec!["alua", "handover", "2", "--target", IQN, "--lun", "0"],
+            "not the active gateway of LUN 0",
+        ),
+        (
+            &sock_b,
+            vec!["alua", "handover", "1", "--target", "iqn.2026-11.test:none"],
+            "not the active gateway of any LUN of target",
+        ),
+        (
+            &sock_b,
+            vec!["alua", "handover", "1", "--lun", "0"],
+            "--target",
+        ),
+    ] {
+        let (done, _, err) = admin(socket, &args);
+        assert!(!done && err.contains(says), "{args:?}: {err}");
+    }
+    let said = ok(
+        &sock_b,
+        &["alua", "handover", "1", "--target", IQN, "--lun", "0"],
+    );
+    assert!(said.contains("handing LUN 0 of"), "{said}");
+    let asked = Instant::now();
+    let ua = wait_for_lun_groups(&mut a0, &[(1, 0x0, 1), (2, 0x2, 2)], asked, &logs);
+    assert!(ua, "no ASYMMETRIC ACCESS STATE CHANGED on LUN 0 through A");
+    wait_for_lun_groups(&mut b0, &[(2, 0x2, 2), (1, 0x0, 1)], asked, &logs);
+    assert_eq!(write_numbered(&mut a0, 8), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(write_numbered(&mut b0, 9), STANDBY_REFUSAL);
+    // LUN 1 stayed with B throughout.
+    let (groups, ua) = rtpg_seeing_ua(&mut b1);
+    assert_eq!(groups, [(2, 0x0, 2), (1, 0x2, 1)]);
+    assert!(!ua, "LUN 1 was not handed over");
+    assert_eq!(write_numbered(&mut b1, 10), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(block_of(&root, "lun.img")[..4], 8u32.to_be_bytes());
+    assert_eq!(block_of(&root, "lun1.img")[..4], 10u32.to_be_bytes());
+}

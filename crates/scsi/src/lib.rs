@@ -509,6 +509,9 @@ struct Lu {
     copies: Arc<commands::CopyResults>,
     /// A SANITIZE in progress, or failed.
     sanitize: Arc<commands::SanitizeState>,
+    /// This LU's own asymmetric access states, once set ([`ScsiTarget::set_lu_alua`]:
+    /// failover per LU); unset, the LU reports and enforces the target's.
+    alua: Arc<commands::alua::AluaCell>,
     /// The capacity in blocks now: `config.geometry`'s until a resize
     /// ([`ScsiTarget::set_capacity`]).
     blocks: Arc<std::sync::atomic::AtomicU64>,
@@ -620,6 +623,7 @@ impl ScsiTarget {
             reservations: Arc::default(),
             copies: Arc::default(),
             sanitize: Arc::default(),
+            alua: Arc::default(),
             blocks: Arc::new(config.geometry.num_blocks.into()),
             config,
         });
@@ -712,7 +716,7 @@ impl ScsiTarget {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
-            if let Some(sense) = self.alua.refusal(&cmd.cdb) {
+            if let Some(sense) = self.alua_refusal(lu, &cmd.cdb) {
                 let start = Start::Done(Response::check_condition(sense));
                 return with_sense_format(start, descriptor);
             }
@@ -853,8 +857,67 @@ impl ScsiTarget {
         Ok(changed)
     }
 
+    /// Gives logical unit `lun` asymmetric access states of its own (failover per LU:
+    /// each LU's active gateway is the one holding that LU's data fence): REPORT TARGET
+    /// PORT GROUPS sent to it reports them, this port enforces its own group's state for
+    /// commands to it, and when they differ from what it reported before (the target's
+    /// groups until the first call) every nexus gets ASYMMETRIC ACCESS STATE CHANGED
+    /// (2Ah/06h) on this LU only; returns whether they did. The groups must be the
+    /// target's ([`ScsiTarget::set_alua`]), in other states: refused otherwise (and
+    /// without ALUA, or for an absent LUN, [`BadAlua::Off`] / [`BadAlua::UnknownLun`]).
+    /// A target-wide change ([`ScsiTarget::set_alua`], [`ScsiTarget::set_alua_state`])
+    /// no longer reaches an LU with states of its own.
+    pub fn set_lu_alua(&self, lun: u16, alua: Alua) -> Result<bool, BadAlua> {
+        let lu = self.lu(lun).ok_or(BadAlua::UnknownLun(lun))?;
+        let base = self.alua.report().ok_or(BadAlua::Off)?;
+        let ids = |a: &Alua| {
+            let mut v: Vec<u16> = a.groups().map(|g| g.id).collect();
+            v[1..].sort_unstable();
+            v
+        };
+        let (want, have) = (ids(&alua), ids(&base.alua));
+        if want != have {
+            let odd = want
+                .iter()
+                .find(|id| !have.contains(id))
+                .or_else(|| have.iter().find(|id| !want.contains(id)))
+                .copied()
+                .unwrap_or(alua.own.id);
+            return Err(BadAlua::UnknownGroup(odd));
+        }
+        let changed = lu.alua.set_over(Some(base), alua);
+        if changed {
+            self.nexuses.raise(
+                lun,
+                UnitAttention::AsymmetricAccessStateChanged,
+                UaScope::All,
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Why this gateway's target port refuses `cdb` on `lu` in the asymmetric access
+    /// state it has there now (the LU's own, else the target's), or `None`.
+    pub(crate) fn alua_refusal(&self, lu: &Lu, cdb: &[u8]) -> Option<sense::Sense> {
+        if lu.alua.is_set() {
+            lu.alua.refusal(cdb)
+        } else {
+            self.alua.refusal(cdb)
+        }
+    }
+
+    /// The target port groups logical unit `lun` reports now: its own
+    /// ([`ScsiTarget::set_lu_alua`]) or else the target's.
+    pub fn lu_alua(&self, lun: u16) -> Option<Alua> {
+        let lu = self.lu(lun)?;
+        lu.alua.get().or_else(|| self.alua.get())
+    }
+
     fn alua_changed(&self) {
         for lun in self.luns() {
+            if self.lu(lun).is_some_and(|lu| lu.alua.is_set()) {
+                continue; // states of its own: a target-wide change does not reach it
+            }
             self.nexuses.raise(
                 lun,
                 UnitAttention::AsymmetricAccessStateChanged,
@@ -878,8 +941,8 @@ impl ScsiTarget {
     }
 
     /// The groups and which were altered live, for REPORT TARGET PORT GROUPS.
-    pub(crate) fn alua_report(&self) -> Option<commands::alua::Reported> {
-        self.alua.report()
+    pub(crate) fn alua_report(&self, lu: &Lu) -> Option<commands::alua::Reported> {
+        lu.alua.report().or_else(|| self.alua.report())
     }
 
     /// Whether ALUA is set (one atomic load).

@@ -681,3 +681,107 @@ fn device_identification_names_the_target_port() {
         Some("iqn.2026-12.test:disk,t,0x0001")
     );
 }
+
+/// Failover per logical unit (the daemon's `--alua-failover`): each LU has asymmetric
+/// access states of its own. This gateway (group 2) starts standby on both LUs with the
+/// target's groups (group 1 active/optimized); then LU 1 alone is taken over (group 2
+/// active/optimized, group 1 standby). REPORT TARGET PORT GROUPS is answered by the LU
+/// it is sent to (SPC-4 6.36: the target port groups "for the logical unit"), so LUN 0
+/// still reports group 2 standby (2h) and group 1 active/optimized (0h), and LUN 1 the
+/// swap, both groups with STATUS CODE 02h (table 260); ASYMMETRIC ACCESS STATE CHANGED
+/// (2Ah/06h) is queued on LU 1 only, and each LU enforces its own state (LUN 0 refuses
+/// with NOT READY 04h/0Bh, LUN 1 serves).
+#[test]
+fn each_logical_unit_has_its_own_states_and_unit_attention() {
+    let mut rig = rig_in(AccessState::Standby);
+    rig.add_lun(1, config(Capabilities::default()));
+    let tur = [0u8; 6];
+    let lun1 = 1u64 << 48;
+    rig.target.open_nexus(1, port("iqn.2026-01.test:a"));
+    for lun in [0, lun1] {
+        assert_eq!(
+            outcome(&rig.run_on(1, lun, &tur, &[])),
+            (Status::CheckCondition, 0x06, 0x29, 0x00)
+        );
+    }
+
+    let takeover = Alua::new(
+        PortGroup {
+            id: 2,
+            state: AccessState::ActiveOptimized,
+        },
+        vec![PortGroup {
+            id: 1,
+            state: AccessState::Standby,
+        }],
+    )
+    .unwrap();
+    assert_eq!(rig.target.set_lu_alua(1, takeover.clone()), Ok(true));
+    assert_eq!(rig.target.lu_alua(1), Some(takeover.clone()));
+    assert_eq!(
+        rig.target.lu_alua(0).unwrap().own.state,
+        AccessState::Standby
+    );
+
+    // LUN 0: no unit attention, still standby.
+    let r = rig.run_on(1, 0, &tur, &[]);
+    assert_eq!(r.sense.as_deref(), Some(&not_accessible(0x0B)[..]));
+    let r = rig.run_on(1, 0, &rtpg(0, 1024), &[]);
+    let mut body = descriptor(0x2, 2);
+    body.extend(descriptor(0x0, 1));
+    assert_eq!(r.data_in[..4], [0, 0, 0, 24]);
+    assert_eq!(&r.data_in[4..], &body[..]);
+    insta::assert_snapshot!("rtpg_lun0_not_taken_over", hex(&r.data_in));
+
+    // LUN 1: the unit attention once, then served, and its own groups reported.
+    let r = rig.run_on(1, lun1, &tur, &[]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    assert_eq!(outcome(&rig.run_on(1, lun1, &tur, &[])), GOOD);
+    let r = rig.run_on(1, lun1, &rtpg(0, 1024), &[]);
+    let mut body = descriptor_with_status(0x0, 2, 0x02);
+    body.extend(descriptor_with_status(0x2, 1, 0x02));
+    assert_eq!(r.data_in[..4], [0, 0, 0, 24]);
+    assert_eq!(&r.data_in[4..], &body[..]);
+    insta::assert_snapshot!("rtpg_lun1_taken_over", hex(&r.data_in));
+
+    // The same states again change nothing and raise nothing.
+    assert_eq!(rig.target.set_lu_alua(1, takeover), Ok(false));
+    assert_eq!(outcome(&rig.run_on(1, lun1, &tur, &[])), GOOD);
+
+    // A target-wide change no longer reaches LU 1, which has states of its own.
+    assert_eq!(
+        rig.target.set_alua_state(1, AccessState::Unavailable),
+        Ok(true)
+    );
+    let r = rig.run_on(1, 0, &tur, &[]);
+    assert_eq!(r.sense.as_deref(), Some(&ACCESS_STATE_CHANGED[..]));
+    assert_eq!(outcome(&rig.run_on(1, lun1, &tur, &[])), GOOD);
+    let r = rig.run_on(1, lun1, &rtpg(0, 1024), &[]);
+    assert_eq!(r.data_in[4], 0x0, "LUN 1: group 2 still active/optimized");
+
+    // Groups other than the target's, an absent LUN, or a target without ALUA: refused.
+    let stranger = Alua::new(
+        PortGroup {
+            id: 2,
+            state: AccessState::Standby,
+        },
+        vec![PortGroup {
+            id: 9,
+            state: AccessState::ActiveOptimized,
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        rig.target.set_lu_alua(1, stranger.clone()),
+        Err(BadAlua::UnknownGroup(9))
+    );
+    assert_eq!(
+        rig.target.set_lu_alua(5, stranger.clone()),
+        Err(BadAlua::UnknownLun(5))
+    );
+    assert_eq!(
+        rig_with(None).target.set_lu_alua(0, stranger),
+        Err(BadAlua::Off)
+    );
+    assert_eq!(outcome(&rig.run_on(1, lun1, &tur, &[])), GOOD);
+}

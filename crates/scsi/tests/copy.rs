@@ -351,3 +351,47 @@ fn third_party_copy_vpd_known_answer() {
     assert_eq!(&r.data_in[..], &want[..]);
     insta::assert_snapshot!(hex(&r.data_in));
 }
+
+/// Failover per logical unit: LU 1 is standby through this port (another gateway holds
+/// its data fence) while LU 0 is active. An EXTENDED COPY sent to LU 0 that would write
+/// LU 1, or read it, is refused as a command to LU 1 would be: NOT READY, LOGICAL UNIT
+/// NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE (04h/0Bh, SPC-4 5.16.2.4.4), and nothing
+/// is written. A copy within LU 0 still runs.
+#[test]
+fn a_copy_touching_a_logical_unit_in_standby_here_is_refused() {
+    use scsi::{AccessState, Alua, PortGroup};
+    let groups = |own, other| {
+        Alua::new(
+            PortGroup { id: 2, state: own },
+            vec![PortGroup {
+                id: 1,
+                state: other,
+            }],
+        )
+        .unwrap()
+    };
+    let mut rig = two_luns();
+    rig.target
+        .set_alua(groups(AccessState::ActiveOptimized, AccessState::Standby));
+    assert_eq!(
+        rig.target.set_lu_alua(
+            1,
+            groups(AccessState::Standby, AccessState::ActiveOptimized)
+        ),
+        Ok(true)
+    );
+    let data = pattern(4 * BS as usize, 5);
+    rig.mem.data[..data.len()].copy_from_slice(&data);
+    let standby = (Status::CheckCondition, 0x02, 0x04, 0x0B);
+    // LU 0 (CSCD 1) to LU 1 (CSCD 0), then LU 1 to LU 0.
+    for seg in [segment(1, 0, 4, 0, 10), segment(0, 1, 4, 10, 0)] {
+        let p = list(3, 0, &[cscd(&naa1(), BS), cscd(&naa0(), BS)], &[seg]);
+        assert_eq!(outcome(&xcopy(&mut rig, &p)), standby);
+    }
+    assert!(rig.store(1).data.iter().all(|&b| b == 0), "LU 1 untouched");
+    assert_eq!(&rig.mem.data[..data.len()], &data[..], "LU 0 untouched");
+    let p = list(4, 0, &[cscd(&naa0(), BS)], &[segment(0, 0, 4, 0, 20)]);
+    assert_eq!(outcome(&xcopy(&mut rig, &p)), GOOD);
+    let at = 20 * BS as usize;
+    assert_eq!(&rig.mem.data[at..at + data.len()], &data[..]);
+}

@@ -7,7 +7,11 @@
 //! target port group designators, and REPORT TARGET PORT GROUPS (SPC-4 6.36) lists every
 //! gateway's group. Without it none of that is reported.
 //!
-//! The state is per target, shared by its successors ([`AluaCell`]), and enforced
+//! The state is per target, shared by its successors ([`AluaCell`]); a logical unit may
+//! have states of its own instead ([`ScsiTarget::set_lu_alua`], the daemon's failover per
+//! LU: SPC-4 reports asymmetric access states per logical unit, and REPORT TARGET PORT
+//! GROUPS sent to an LU reports that LU's), kept in a cell of the LU the same way. Either
+//! is enforced
 //! ([`AluaCell::refusal`], checked by [`ScsiTarget::start`] after unit attentions and
 //! before reservations, one atomic load while the port is active): active/optimized and
 //! active/non-optimized serve everything; standby, unavailable, transitioning and offline
@@ -146,6 +150,9 @@ pub enum BadAlua {
     /// A state change where ALUA is not set.
     #[error("ALUA is not set (no --alua-group or alua_group)")]
     Off,
+    /// A logical unit's own states for a LUN the target does not have.
+    #[error("no LUN {0}")]
+    UnknownLun(u16),
 }
 
 impl Alua {
@@ -228,6 +235,21 @@ impl AluaCell {
     /// Sets the groups; whether this changed groups set before (their states or ids).
     pub(crate) fn set(&self, alua: Alua) -> bool {
         let mut groups = self.groups();
+        self.set_locked(&mut groups, alua)
+    }
+
+    /// Sets the groups of one logical unit's own cell ([`ScsiTarget::set_lu_alua`]): the
+    /// first time, it starts from `base` (the target's groups, which the LU reported
+    /// until then), so whether this changed anything is against what the LU reported.
+    pub(crate) fn set_over(&self, base: Option<Reported>, alua: Alua) -> bool {
+        let mut groups = self.groups();
+        if groups.is_none() {
+            *groups = base;
+        }
+        self.set_locked(&mut groups, alua)
+    }
+
+    fn set_locked(&self, groups: &mut Option<Reported>, alua: Alua) -> bool {
         let (changed, altered) = match groups.take() {
             Some(old) => {
                 let mut altered = old.altered;
@@ -422,7 +444,7 @@ impl ScsiCommand for ReportTargetPortGroups {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let Some(reported) = ctx.target.alua_report() else {
+        let Some(reported) = ctx.target.alua_report(ctx.lu) else {
             return done(Response::check_condition(Sense::INVALID_OPCODE));
         };
         done(Response::data(

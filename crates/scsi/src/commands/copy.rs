@@ -345,6 +345,13 @@ impl Plan {
                 } else {
                     &[op::READ_16]
                 };
+                // With failover per LU another LU may be standby here (another gateway
+                // holds its data fence): not read or written through this port.
+                if n != ctx.lun {
+                    if let Some(sense) = target.alua_refusal(lu, cdb) {
+                        return fail(sense);
+                    }
+                }
                 let own_port = target.alua.port_id();
                 if n != ctx.lun
                     && lu
