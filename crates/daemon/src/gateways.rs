@@ -137,6 +137,10 @@ pub fn run_shared(
             run.undo(&target.scsi);
             return Err(err);
         }
+        if run.is_chore() {
+            // A RESERVE(6/10) released: no host loses access, nothing to fence.
+            return Ok(IoReply::Done);
+        }
         // Whom to wait for: every gateway listed now. One that joins later reads this
         // version (it joins under the reservations' lock, which is held here).
         let acks = Acks::read(&**store)?;
@@ -419,9 +423,14 @@ pub async fn refresh(
     }
 }
 
-/// One round of [`refresh`] over one target's shared LUNs that are due at `now`; the task
+/// One round of [`refresh`] over one target's shared LUNs: the RESERVE(6/10) releases
+/// this gateway owes are written, the LUNs due at `now` are loaded again, and the task
 /// aborts a PREEMPT AND ABORT through another gateway queued go to the connections.
 pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
+    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset).
+    for run in target.scsi.reservation_chores() {
+        run_shared(target, owner, run, Completion::new(|_| {}));
+    }
     for lun in target.scsi.reservations_due(now) {
         let Some(store) = target.store(u64::from(lun)) else {
             continue;

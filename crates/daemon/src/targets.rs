@@ -203,9 +203,9 @@ impl Target {
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
-                if crate::gateways::gateway().is_some() {
+                if let Some(owner) = crate::gateways::gateway() {
                     // Kept on the volume for every gateway (`crate::gateways`).
-                    scsi.share_reservations(lun.lun);
+                    scsi.share_reservations(lun.lun, owner.as_str());
                 }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
                 if let Some(owner) = crate::gateways::gateway() {
@@ -882,7 +882,7 @@ mod shared_reservations_tests {
             read_only: false,
         };
         scsi.add_lun(0, lu_config("iqn.2026-11.test:t", &spec, store));
-        scsi.share_reservations(0);
+        scsi.share_reservations(0, "gw-test");
         scsi
     }
 
