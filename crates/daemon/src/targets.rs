@@ -193,6 +193,19 @@ impl Target {
                 let config = lu_config(&name, &lun, store.as_ref());
                 if scsi.lun(lun.lun) != Some(&config) {
                     carry_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                    if let (true, Some(owner)) = (
+                        scsi.reservations_shared(lun.lun),
+                        crate::gateways::gateway(),
+                    ) {
+                        crate::gateways::hold_live(&name, lun.lun, &store, owner).with_context(
+                            || {
+                                format!(
+                                    "target {name} LUN {}: the gateways' liveness lock",
+                                    lun.lun
+                                )
+                            },
+                        )?;
+                    }
                     tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                         "LUN changed in place");
                     scsi.replace_lun_config(lun.lun, config);
@@ -204,7 +217,9 @@ impl Target {
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
                 if let Some(owner) = crate::gateways::gateway() {
-                    // Kept on the volume for every gateway (`crate::gateways`).
+                    // Kept on the volume for every gateway (`crate::gateways`); the
+                    // first gateway to open it after all had stopped powers it on.
+                    crate::gateways::join(&name, lun.lun, &store, owner)?;
                     scsi.share_reservations(lun.lun, owner.as_str());
                 }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;

@@ -456,6 +456,71 @@ fn a_reserve_holds_across_glfs_gateways() {
     a_reserve_holds_across_gateways(Storage::glfs());
 }
 
+/// APTPL (PERSISTENT RESERVE OUT parameter list byte 20 bit 0, SPC-4 table 171).
+const APTPL: u8 = 0x01;
+
+/// SPC-4 5.14.5: registrations made without APTPL do not survive the LU's power loss.
+/// The LU is every gateway exporting it: one gateway restarting while another runs keeps
+/// everything; every gateway stopping is the LU's power loss, and the first gateway to
+/// start again finds nothing registered made without APTPL, nor any RESERVE(6).
+fn every_gateway_stopping_is_the_lus_power_loss(storage: Storage) {
+    let gw_a = storage.gateway("gateway-a");
+    let gw_b = storage.gateway("gateway-b");
+    let mut a = host(&gw_a, "host-a");
+    assert_eq!(
+        prout(&mut a, 0x00, 0, 0, KEY_A),
+        0,
+        "A registers, APTPL off"
+    );
+    assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
+
+    // Gateway B restarts while A runs: everything is kept.
+    drop(gw_b);
+    let gw_b = storage.gateway("gateway-b");
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(read_keys(&mut b), [KEY_A]);
+    assert_eq!(read_reservation(&mut b), Some((KEY_A, WE_RO)));
+    assert_eq!(write_status(&mut b), RESERVATION_CONFLICT);
+
+    // Every gateway stops: nothing made without APTPL is left.
+    drop((a, b, gw_a, gw_b));
+    let gw_b = storage.gateway("gateway-b");
+    gw_b.wait_for_log_line(&["no other gateway exports the LUN"]);
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(read_keys(&mut b), Vec::<u64>::new());
+    assert_eq!(read_reservation(&mut b), None);
+    assert_eq!(write_status(&mut b), 0);
+    let saved = storage.saved();
+    assert!(!saved.contains("register"), "{saved}");
+
+    // With APTPL, registrations and the reservation are kept; a RESERVE(6) never is.
+    assert_eq!(prout_with(&mut b, 0x00, 0, 0, KEY_B, APTPL), 0);
+    assert_eq!(prout(&mut b, 0x01, WE_RO, KEY_B, 0), 0);
+    drop((b, gw_b));
+    let gw_a = storage.gateway("gateway-a");
+    let mut a = host(&gw_a, "host-a");
+    assert_eq!(read_keys(&mut a), [KEY_B]);
+    assert_eq!(read_reservation(&mut a), Some((KEY_B, WE_RO)));
+    assert_eq!(write_status(&mut a), RESERVATION_CONFLICT);
+    assert_eq!(prout(&mut a, 0x00, 0, 0, KEY_A), 0);
+    assert_eq!(prout(&mut a, 0x03, 0, KEY_A, 0), 0, "A clears");
+    assert_eq!(status(&mut a, &RESERVE6), 0, "A reserves with RESERVE(6)");
+    drop((a, gw_a));
+    let gw_b = storage.gateway("gateway-b");
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(write_status(&mut b), 0, "the RESERVE went with the power");
+}
+
+#[test]
+fn every_file_gateway_stopping_is_the_lus_power_loss() {
+    every_gateway_stopping_is_the_lus_power_loss(Storage::file());
+}
+
+#[test]
+fn every_glfs_gateway_stopping_is_the_lus_power_loss() {
+    every_gateway_stopping_is_the_lus_power_loss(Storage::glfs());
+}
+
 #[test]
 fn a_bad_gateway_id_is_refused_with_one_line() {
     let out = run_to_exit(&[

@@ -391,6 +391,18 @@ pub const RESERVATIONS_ACK_REFRESH: Duration = Duration::from_millis(50);
 /// the others' acknowledgement.
 pub const RESERVATIONS_LEASE: Duration = Duration::from_secs(4);
 
+/// What a shared logical unit's reservations (`saved`, the metadata object
+/// [`RESERVATIONS_METADATA`]) are at its power on: when a gateway opens the LU and finds
+/// that every other gateway exporting it has stopped (the whole cluster lost power or
+/// was restarted), registrations and the persistent reservation made without APTPL are
+/// gone (SPC-4 5.14.5), as is a RESERVE(6/10) (SPC-2 5.5.1). Returns the state to write
+/// back, or `None` when nothing in `saved` is to go. A gateway restarting while another
+/// still runs finds the LU powered and keeps everything.
+pub fn reservations_at_power_on(saved: &[u8]) -> Result<Option<Vec<u8>>, BadMetadata> {
+    let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
+    Ok(state.at_power_on().map(|st| st.encode()))
+}
+
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1581,3 +1581,64 @@ fn a_saved_reserve_holder_round_trips_and_is_dropped_on_an_lu_of_one_gateway() {
     let bad = b"glfs-iscsi-pr 2\nlegacy-reserve gw 3 * iqn.x 000000000001\n";
     assert!(lu.rig.target.restore_reservations(0, bad).is_err());
 }
+
+// ---- Every gateway stopped: the LU powers on (SPC-4 5.14.5) ----
+
+#[test]
+fn at_power_on_registrations_without_aptpl_are_gone_and_with_it_kept() {
+    // Without APTPL: registered and reserved through two gateways, every gateway stops.
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    let saved = g.volume.clone().unwrap();
+    let version = g.gw[0].rig.target.reservations_version(0).unwrap();
+    let after = scsi::reservations_at_power_on(&saved)
+        .unwrap()
+        .expect("a change");
+    let mut fresh = Gateways::new();
+    fresh.volume = Some(after);
+    // READ KEYS (SPC-4 table 165): PRGENERATION 0, no keys; READ RESERVATION (table
+    // 167): PRGENERATION 0, ADDITIONAL LENGTH 0.
+    assert_eq!(fresh.on(0, |lu| lu.prin(C, 0)), keys_data(0, &[]));
+    assert_eq!(fresh.on(0, |lu| lu.prin(C, 1)), [0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(
+        fresh.gw[0].rig.target.reservations_version(0).unwrap() > version,
+        "versions go on counting"
+    );
+    fresh.refresh(1);
+    assert_eq!(fresh.gw[1].write(C), GOOD);
+
+    // With APTPL (REGISTER's parameter list byte 20 bit 0) they are kept, and a
+    // RESERVE(6) is not (SPC-2 5.5.1).
+    let mut g = Gateways::new();
+    g.on(0, |lu| {
+        assert_eq!(outcome(&lu.prout_flags(A, REGISTER, 0, KEY_A, APTPL)), GOOD)
+    });
+    g.on(1, |lu| {
+        assert_eq!(outcome(&lu.prout_flags(B, REGISTER, 0, KEY_B, APTPL)), GOOD)
+    });
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    let saved = g.volume.clone().unwrap();
+    assert_eq!(
+        scsi::reservations_at_power_on(&saved).unwrap(),
+        None,
+        "nothing to drop"
+    );
+    let mut fresh = Gateways::new();
+    fresh.volume = Some(saved);
+    assert_eq!(
+        fresh.on(1, |lu| lu.prin(C, 0)),
+        keys_data(2, &[KEY_A, KEY_B])
+    );
+    fresh.refresh(1);
+    assert_eq!(fresh.gw[1].write(C), RC, "still reserved Registrants Only");
+
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    let after = scsi::reservations_at_power_on(&g.volume.clone().unwrap())
+        .unwrap()
+        .expect("the RESERVE goes");
+    assert!(!String::from_utf8(after).unwrap().contains("legacy-reserve"));
+    assert!(scsi::reservations_at_power_on(b"garbage").is_err());
+}

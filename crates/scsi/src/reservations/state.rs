@@ -204,6 +204,32 @@ impl PrState {
         !self.registrations.is_empty() || self.reservation.is_some()
     }
 
+    /// The shared state as the logical unit has it after a power on, when every gateway
+    /// that exported it had stopped (`None`: the same as this). SPC-4 5.14.5: with APTPL
+    /// the registrations and the persistent reservation are kept; without it they are
+    /// gone and PRGENERATION starts at 0 again. A RESERVE(6/10) never outlives the power
+    /// (SPC-2 5.5.1), and the notices were for nexuses that are gone. The version goes on
+    /// counting (a version never comes back with another meaning).
+    pub(crate) fn at_power_on(&self) -> Option<PrState> {
+        let drops = self.legacy.is_some() || (!self.aptpl && self.is_active());
+        if !drops {
+            return None;
+        }
+        let mut st = if self.aptpl {
+            PrState {
+                generation: self.generation,
+                registrations: self.registrations.clone(),
+                reservation: self.reservation.clone(),
+                aptpl: true,
+                ..PrState::default()
+            }
+        } else {
+            PrState::default()
+        };
+        st.version = self.version.wrapping_add(1);
+        Some(st)
+    }
+
     /// The registration of the I_T nexus `it`, if it is registered.
     pub(crate) fn registration(&self, it: ItNexus<'_>) -> Option<&Registration> {
         self.registrations.iter().find(|r| r.who.covers(it))
