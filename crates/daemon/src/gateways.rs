@@ -13,7 +13,12 @@
 //!   loaded into the core ([`refresh`]; the core keeps the timer and is told the time), so the data path's conflict checks follow what
 //!   other gateways changed within that bound (a lock held by a change in progress
 //!   skips one round). The data path itself still reads only the core's state (one
-//!   atomic load while nothing is registered).
+//!   atomic load while nothing is registered);
+//! * RESERVE/RELEASE(6/10) run like PERSISTENT RESERVE commands, and the releases this
+//!   gateway owes (a holding session ended, a reset) are written by the refresh;
+//! * every gateway holds [`LIVE_METADATA`] shared while it exports a shared LUN, so the
+//!   first to open it after every gateway stopped knows the LU powers on and drops what
+//!   does not outlive that ([`join`]: registrations made without APTPL, any RESERVE).
 
 use crate::targets::{Target, Targets};
 use std::sync::{Arc, OnceLock};
@@ -47,6 +52,33 @@ const LEASE_TICK: Duration = Duration::from_millis(100);
 /// How often other gateways' reservation changes are loaded for the data path (the
 /// core's timer, `scsi::ScsiTarget::reservations_due`).
 pub const REFRESH: Duration = scsi::RESERVATIONS_REFRESH;
+
+/// The metadata lock every gateway exporting a shared LUN holds shared for as long as it
+/// exports it ([`join`]): a gateway that can take it exclusive is the only one running,
+/// so the LU is powering on (the storage releases the lock of a gateway that stops: its
+/// process, or its Gluster connection, goes).
+pub const LIVE_METADATA: &str = "pr-live";
+
+/// How long a gateway that finds itself alone waits before it checks again, so that a
+/// gateway whose lock went with a replaced Gluster mount (a reconnect) has taken it
+/// again (at its next refresh round, [`keep_live`]) before this one decides that every
+/// gateway had stopped.
+const LIVE_RECHECK: Duration = Duration::from_secs(2 * scsi::RESERVATIONS_REFRESH.as_secs());
+
+/// This gateway's [`LIVE_METADATA`] locks: one per shared LUN it exports, by target and
+/// LUN, with the store to take it again on (a reconnect loses it).
+static LIVE: std::sync::Mutex<Vec<LiveLock>> = std::sync::Mutex::new(Vec::new());
+
+struct LiveLock {
+    target: String,
+    lun: u16,
+    store: std::sync::Weak<dyn BlockStore>,
+    lock: store_api::MetadataLock,
+}
+
+fn live_locks() -> std::sync::MutexGuard<'static, Vec<LiveLock>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 static GATEWAY: OnceLock<LockOwner> = OnceLock::new();
 
@@ -136,6 +168,10 @@ pub fn run_shared(
         if let Err(err) = store.write_metadata(scsi::RESERVATIONS_METADATA, &state) {
             run.undo(&target.scsi);
             return Err(err);
+        }
+        if run.is_chore() {
+            // A RESERVE(6/10) released: no host loses access, nothing to fence.
+            return Ok(IoReply::Done);
         }
         // Whom to wait for: every gateway listed now. One that joins later reads this
         // version (it joins under the reservations' lock, which is held here).
@@ -360,6 +396,112 @@ pub fn carry_shared(
     }
 }
 
+/// A shared LUN opens on this gateway (before the LU serves, before its state is
+/// loaded): this gateway takes [`LIVE_METADATA`] shared and keeps it while it exports the
+/// LUN. When it could take it exclusive instead, twice [`LIVE_RECHECK`] apart, under the
+/// reservations' exclusive lock (so two gateways starting at once are ordered), no other
+/// gateway runs: the LU is powering on after every gateway stopped, and what does not
+/// outlive that goes from the state on the storage (`scsi::reservations_at_power_on`:
+/// without APTPL, every registration and reservation; a RESERVE(6/10) always). A gateway
+/// restarting while another runs changes nothing. Fails when the storage cannot be read
+/// or written (the LUN does not open: serving it with a state that should be gone would
+/// fence hosts that are not registered any more, or keep registrations SPC-4 drops).
+pub fn join(
+    target: &str,
+    lun: u16,
+    store: &Arc<dyn BlockStore>,
+    owner: &LockOwner,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let what = || format!("target {target} LUN {lun}: shared persistent reservations");
+    let change = match lock_for_change(&**store, owner) {
+        Err(LockError::Store { source, .. }) if source.kind == ErrorKind::Unsupported => {
+            // A store without locks keeps no shared state either.
+            return Ok(());
+        }
+        other => other.with_context(what)?,
+    };
+    let alone = || {
+        store
+            .lock_metadata(LIVE_METADATA, owner, LockMode::Exclusive, LockWait::NoWait)
+            .is_ok()
+    };
+    if alone() && {
+        std::thread::sleep(LIVE_RECHECK);
+        alone()
+    } {
+        if let Some(saved) = store
+            .read_metadata(scsi::RESERVATIONS_METADATA)
+            .with_context(what)?
+        {
+            let after = scsi::reservations_at_power_on(&saved).with_context(what)?;
+            if let Some(state) = after {
+                store
+                    .write_metadata(scsi::RESERVATIONS_METADATA, &state)
+                    .with_context(what)?;
+                tracing::info!(target = %target, lun,
+                    "no other gateway exports the LUN: it powers on, and what was \
+                     registered or reserved without APTPL (and any RESERVE) is gone");
+            }
+        }
+    }
+    // Nobody takes it exclusive without the reservations' lock, held here: at once.
+    hold_live(target, lun, store, owner).with_context(what)?;
+    drop(change);
+    Ok(())
+}
+
+/// Takes [`LIVE_METADATA`] shared on `store` for LUN `lun` of `target` and keeps it while
+/// this gateway exports the LUN there (a LUN moved to another store live takes it there).
+pub fn hold_live(
+    target: &str,
+    lun: u16,
+    store: &Arc<dyn BlockStore>,
+    owner: &LockOwner,
+) -> Result<(), LockError> {
+    let live = match store.lock_metadata(
+        LIVE_METADATA,
+        owner,
+        LockMode::Shared,
+        LockWait::AtMost(LOCK_WAIT),
+    ) {
+        Ok(lock) => lock,
+        Err(LockError::Store { source, .. }) if source.kind == ErrorKind::Unsupported => {
+            return Ok(())
+        }
+        Err(err) => return Err(err),
+    };
+    let mut locks = live_locks();
+    locks.retain(|l| !(l.target == target && l.lun == lun));
+    locks.push(LiveLock {
+        target: target.to_string(),
+        lun,
+        store: Arc::downgrade(store),
+        lock: live,
+    });
+    Ok(())
+}
+
+/// Takes again every [`LIVE_METADATA`] lock the storage may have let go of (a glfs
+/// reconnect replaced the mount it was held through), and lets go of those of stores
+/// no longer in use. Called by each refresh round; never waits.
+pub fn keep_live(owner: &LockOwner) {
+    let mut locks = live_locks();
+    locks.retain_mut(|l| {
+        let Some(store) = l.store.upgrade() else {
+            return false;
+        };
+        if !l.lock.is_intact() {
+            match store.lock_metadata(LIVE_METADATA, owner, LockMode::Shared, LockWait::NoWait) {
+                Ok(lock) => l.lock = lock,
+                Err(err) => tracing::warn!(target = %l.target, lun = l.lun, %err,
+                    "cannot take the gateways' liveness lock again"),
+            }
+        }
+        true
+    });
+}
+
 /// Closes the write fence of every shared LU whose lease has run out
 /// (`ScsiTarget::expire_reservation_leases`), every [`LEASE_TICK`], until the runtime
 /// stops: a timer of its own, so a read of the shared state that hangs never keeps a
@@ -396,6 +538,7 @@ pub async fn refresh(
             let (targets, owner, failover) = (targets.clone(), owner.clone(), failover.clone());
             tokio::task::spawn_blocking(move || {
                 let now = Instant::now();
+                keep_live(&owner);
                 if let Some(failover) = &failover {
                     failover
                         .lock()
@@ -419,9 +562,14 @@ pub async fn refresh(
     }
 }
 
-/// One round of [`refresh`] over one target's shared LUNs that are due at `now`; the task
+/// One round of [`refresh`] over one target's shared LUNs: the RESERVE(6/10) releases
+/// this gateway owes are written, the LUNs due at `now` are loaded again, and the task
 /// aborts a PREEMPT AND ABORT through another gateway queued go to the connections.
 pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
+    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset).
+    for run in target.scsi.reservation_chores() {
+        run_shared(target, owner, run, Completion::new(|_| {}));
+    }
     for lun in target.scsi.reservations_due(now) {
         let Some(store) = target.store(u64::from(lun)) else {
             continue;

@@ -193,6 +193,19 @@ impl Target {
                 let config = lu_config(&name, &lun, store.as_ref());
                 if scsi.lun(lun.lun) != Some(&config) {
                     carry_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                    if let (true, Some(owner)) = (
+                        scsi.reservations_shared(lun.lun),
+                        crate::gateways::gateway(),
+                    ) {
+                        crate::gateways::hold_live(&name, lun.lun, &store, owner).with_context(
+                            || {
+                                format!(
+                                    "target {name} LUN {}: the gateways' liveness lock",
+                                    lun.lun
+                                )
+                            },
+                        )?;
+                    }
                     tracing::info!(target = %name, lun = lun.lun, store = %store.describe(),
                         "LUN changed in place");
                     scsi.replace_lun_config(lun.lun, config);
@@ -203,9 +216,11 @@ impl Target {
                     blocks = config.geometry.num_blocks, block_size = config.geometry.block_size,
                     "LUN ready");
                 scsi.add_lun(lun.lun, config);
-                if crate::gateways::gateway().is_some() {
-                    // Kept on the volume for every gateway (`crate::gateways`).
-                    scsi.share_reservations(lun.lun);
+                if let Some(owner) = crate::gateways::gateway() {
+                    // Kept on the volume for every gateway (`crate::gateways`); the
+                    // first gateway to open it after all had stopped powers it on.
+                    crate::gateways::join(&name, lun.lun, &store, owner)?;
+                    scsi.share_reservations(lun.lun, owner.as_str());
                 }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
                 if let Some(owner) = crate::gateways::gateway() {
@@ -891,7 +906,7 @@ mod shared_reservations_tests {
             read_only: false,
         };
         scsi.add_lun(0, lu_config("iqn.2026-11.test:t", &spec, store));
-        scsi.share_reservations(0);
+        scsi.share_reservations(0, "gw-test");
         scsi
     }
 

@@ -361,6 +361,166 @@ fn concurrent_registrations_through_glfs_gateways_are_all_kept() {
     concurrent_registrations_on_both_gateways_are_all_kept(Storage::glfs());
 }
 
+/// RESERVE(6) (SPC-2 7.21) and RELEASE(6) (7.17): no third party, no extent.
+const RESERVE6: [u8; 6] = [0x16, 0, 0, 0, 0, 0];
+const RELEASE6: [u8; 6] = [0x17, 0, 0, 0, 0, 0];
+
+/// The status of `cdb` (no data either way).
+fn status(ini: &mut Initiator, cdb: &[u8]) -> u8 {
+    ini.raw_command(cdb, &[], 0).unwrap().status
+}
+
+/// Writes from `ini` until one is GOOD (true), or the patience runs out (false). Sense (a
+/// unit attention) and RESERVATION CONFLICT do not stop it.
+fn writes_within(ini: &mut Initiator, patience: Duration) -> bool {
+    let until = Instant::now() + patience;
+    while Instant::now() < until {
+        if write_status(ini) == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// RESERVE(6/10) on a shared LU is one reservation for every gateway (SPC-2 5.5.1): a
+/// host's RESERVE through gateway A keeps a host on gateway B out (all but INQUIRY,
+/// REPORT LUNS and REQUEST SENSE conflict), and it ends with RELEASE, with the holding
+/// session (on its gateway), and with a LOGICAL UNIT RESET through any gateway.
+fn a_reserve_holds_across_gateways(storage: Storage) {
+    let quiet = ["--nop-in-interval", "0"];
+    let gw_a = storage.gateway_with("gateway-a", &quiet);
+    let gw_b = storage.gateway_with("gateway-b", &quiet);
+    let mut a = host(&gw_a, "host-a");
+    let mut b = host(&gw_b, "host-b");
+    // A raw session on gateway A for the reset at the end, logged in while nothing is
+    // reserved (its login's TEST UNIT READY would conflict).
+    let (mut raw, exp_stat_sn) = raw_session(gw_a.portal, IQN);
+
+    assert_eq!(status(&mut a, &RESERVE6), 0, "A reserves through gateway A");
+    let saved = storage.saved();
+    assert!(
+        saved.contains("legacy-reserve gateway-a ") && saved.contains("iqn.2026-11.test:host-a"),
+        "{saved}"
+    );
+    assert!(
+        fenced_within(&mut b, REFRESH_PATIENCE),
+        "gateway B never kept host B out"
+    );
+    assert_eq!(status(&mut b, &RESERVE6), RESERVATION_CONFLICT);
+    let inquiry = b.raw_command(&[0x12, 0, 0, 0, 96, 0], &[], 96).unwrap();
+    assert!(inquiry.is_good(), "INQUIRY passes: {inquiry:?}");
+    assert_eq!(write_status(&mut a), 0, "the holder writes");
+
+    // RELEASE by the holder: B writes again.
+    assert_eq!(status(&mut a, &RELEASE6), 0);
+    assert!(writes_within(&mut b, REFRESH_PATIENCE), "released");
+
+    // Held again, then the holder's session ends: gateway A writes the release.
+    assert_eq!(status(&mut a, &RESERVE6), 0);
+    assert!(fenced_within(&mut b, REFRESH_PATIENCE));
+    drop(a);
+    assert!(
+        writes_within(&mut b, REFRESH_PATIENCE),
+        "released when the holding session ended"
+    );
+    assert!(!storage.saved().contains("legacy-reserve"));
+
+    // B holds it through gateway B; a LOGICAL UNIT RESET (function 5) through gateway A
+    // ends it there too.
+    assert_eq!(status(&mut b, &RESERVE6), 0);
+    let mut a = host(&gw_a, "host-a");
+    assert!(fenced_within(&mut a, REFRESH_PATIENCE));
+    send_pdu(
+        &mut raw,
+        tmf_request(5, 0, 0x50, 0xffff_ffff, 1, exp_stat_sn, 0),
+        &[],
+    );
+    let (resp, _) = recv_pdu(&mut raw);
+    // Task Management Function Response (0x22), Response 0: function complete.
+    assert_eq!((resp[0] & 0x3f, resp[2]), (0x22, 0));
+    assert!(
+        writes_within(&mut a, REFRESH_PATIENCE),
+        "released by the reset through the other gateway"
+    );
+    assert!(!storage.saved().contains("legacy-reserve"));
+}
+
+#[test]
+fn a_reserve_holds_across_file_gateways() {
+    a_reserve_holds_across_gateways(Storage::file());
+}
+
+#[test]
+fn a_reserve_holds_across_glfs_gateways() {
+    a_reserve_holds_across_gateways(Storage::glfs());
+}
+
+/// APTPL (PERSISTENT RESERVE OUT parameter list byte 20 bit 0, SPC-4 table 171).
+const APTPL: u8 = 0x01;
+
+/// SPC-4 5.14.5: registrations made without APTPL do not survive the LU's power loss.
+/// The LU is every gateway exporting it: one gateway restarting while another runs keeps
+/// everything; every gateway stopping is the LU's power loss, and the first gateway to
+/// start again finds nothing registered made without APTPL, nor any RESERVE(6).
+fn every_gateway_stopping_is_the_lus_power_loss(storage: Storage) {
+    let gw_a = storage.gateway("gateway-a");
+    let gw_b = storage.gateway("gateway-b");
+    let mut a = host(&gw_a, "host-a");
+    assert_eq!(
+        prout(&mut a, 0x00, 0, 0, KEY_A),
+        0,
+        "A registers, APTPL off"
+    );
+    assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
+
+    // Gateway B restarts while A runs: everything is kept.
+    drop(gw_b);
+    let gw_b = storage.gateway("gateway-b");
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(read_keys(&mut b), [KEY_A]);
+    assert_eq!(read_reservation(&mut b), Some((KEY_A, WE_RO)));
+    assert_eq!(write_status(&mut b), RESERVATION_CONFLICT);
+
+    // Every gateway stops: nothing made without APTPL is left.
+    drop((a, b, gw_a, gw_b));
+    let gw_b = storage.gateway("gateway-b");
+    gw_b.wait_for_log_line(&["no other gateway exports the LUN"]);
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(read_keys(&mut b), Vec::<u64>::new());
+    assert_eq!(read_reservation(&mut b), None);
+    assert_eq!(write_status(&mut b), 0);
+    let saved = storage.saved();
+    assert!(!saved.contains("register"), "{saved}");
+
+    // With APTPL, registrations and the reservation are kept; a RESERVE(6) never is.
+    assert_eq!(prout_with(&mut b, 0x00, 0, 0, KEY_B, APTPL), 0);
+    assert_eq!(prout(&mut b, 0x01, WE_RO, KEY_B, 0), 0);
+    drop((b, gw_b));
+    let gw_a = storage.gateway("gateway-a");
+    let mut a = host(&gw_a, "host-a");
+    assert_eq!(read_keys(&mut a), [KEY_B]);
+    assert_eq!(read_reservation(&mut a), Some((KEY_B, WE_RO)));
+    assert_eq!(write_status(&mut a), RESERVATION_CONFLICT);
+    assert_eq!(prout(&mut a, 0x00, 0, 0, KEY_A), 0);
+    assert_eq!(prout(&mut a, 0x03, 0, KEY_A, 0), 0, "A clears");
+    assert_eq!(status(&mut a, &RESERVE6), 0, "A reserves with RESERVE(6)");
+    drop((a, gw_a));
+    let gw_b = storage.gateway("gateway-b");
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(write_status(&mut b), 0, "the RESERVE went with the power");
+}
+
+#[test]
+fn every_file_gateway_stopping_is_the_lus_power_loss() {
+    every_gateway_stopping_is_the_lus_power_loss(Storage::file());
+}
+
+#[test]
+fn every_glfs_gateway_stopping_is_the_lus_power_loss() {
+    every_gateway_stopping_is_the_lus_power_loss(Storage::glfs());
+}
+
 #[test]
 fn a_bad_gateway_id_is_refused_with_one_line() {
     let out = run_to_exit(&[

@@ -216,6 +216,9 @@ pub struct ReservationRun {
     /// What the volume held when the command ran (for [`ReservationRun::undo`]).
     loaded: Option<Vec<u8>>,
     answer: Arc<std::sync::Mutex<Option<Response>>>,
+    /// No command: the release of a RESERVE(6/10) this gateway owes
+    /// ([`ScsiTarget::reservation_chores`]).
+    chore: bool,
 }
 
 impl SharedReservations {
@@ -236,6 +239,7 @@ impl SharedReservations {
                 data_out,
                 loaded: None,
                 answer,
+                chore: false,
             },
         }
     }
@@ -257,11 +261,19 @@ impl ReservationRun {
         u64::from(self.lun)
     }
 
+    /// Whether this is no host's command but a release of a RESERVE(6/10) this gateway
+    /// owes ([`ScsiTarget::reservation_chores`]): nothing answers it, and a release takes
+    /// no host's access away, so its write needs no fence.
+    pub fn is_chore(&self) -> bool {
+        self.chore
+    }
+
     /// Loads `saved` (the metadata object as read under the lock; `None`: there is none,
-    /// so nothing is registered) into the logical unit, carries out the command on it, and
-    /// returns the state to write back, if the command changed it. The command's answer
-    /// waits for its continuation. Fails, running nothing, when `saved` is not a saved
-    /// state or the LU is gone.
+    /// so nothing is registered) into the logical unit, writes in it the release of a
+    /// RESERVE(6/10) this gateway owes, carries out the command on it, and returns the
+    /// state to write back, if any of that changed it. The command's answer waits for its
+    /// continuation. Fails, running nothing, when `saved` is not a saved state or the LU
+    /// is gone.
     pub fn run(
         &mut self,
         target: &ScsiTarget,
@@ -273,20 +285,23 @@ impl ReservationRun {
             .load_shared(saved, &target.nexuses, self.lun, ports.own)
             .ok_or(BadMetadata)?;
         self.loaded = saved.map(<[u8]>::to_vec);
-        let (response, changed) = lu.reservations.execute(
-            self.nexus,
-            &target.nexuses,
-            &ports,
-            self.lun,
-            &self.cdb,
-            &self.data_out,
-        );
+        let released = lu.reservations.settle_release();
+        let mut persist = released;
+        if !self.chore {
+            let (response, changed) = lu.reservations.execute(
+                self.nexus,
+                &target.nexuses,
+                &ports,
+                self.lun,
+                &self.cdb,
+                &self.data_out,
+            );
+            persist |= changed.is_some_and(|c| c.persist);
+            *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
+        }
         // Writes admitted from now on were checked against the new version.
         lu.interlock.set_epoch(lu.reservations.version());
-        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(response);
-        Ok(changed
-            .filter(|c| c.persist)
-            .map(|_| lu.reservations.saved_state()))
+        Ok(persist.then(|| lu.reservations.saved_state()))
     }
 
     /// The state could not be written back: the LU goes back to what the volume holds.
@@ -375,6 +390,18 @@ pub const RESERVATIONS_ACK_REFRESH: Duration = Duration::from_millis(50);
 /// loaded. The gateway that changes the state waits at most a little more than this for
 /// the others' acknowledgement.
 pub const RESERVATIONS_LEASE: Duration = Duration::from_secs(4);
+
+/// What a shared logical unit's reservations (`saved`, the metadata object
+/// [`RESERVATIONS_METADATA`]) are at its power on: when a gateway opens the LU and finds
+/// that every other gateway exporting it has stopped (the whole cluster lost power or
+/// was restarted), registrations and the persistent reservation made without APTPL are
+/// gone (SPC-4 5.14.5), as is a RESERVE(6/10) (SPC-2 5.5.1). Returns the state to write
+/// back, or `None` when nothing in `saved` is to go. A gateway restarting while another
+/// still runs finds the LU powered and keeps everything.
+pub fn reservations_at_power_on(saved: &[u8]) -> Result<Option<Vec<u8>>, BadMetadata> {
+    let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
+    Ok(state.at_power_on().map(|st| st.encode()))
+}
 
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
@@ -950,14 +977,17 @@ impl ScsiTarget {
         self.alua.is_set()
     }
 
-    /// Logical unit `lun`'s persistent reservations are kept on the volume for every
-    /// gateway that exports it: PERSISTENT RESERVE IN/OUT become
-    /// [`Start::SharedReservations`], every change is saved (APTPL or not), and the
-    /// caller loads what other gateways changed with [`ScsiTarget::refresh_reservations`]
-    /// within its refresh bound. RESERVE(6/10) stays this gateway's own.
-    pub fn share_reservations(&self, lun: u16) {
+    /// Logical unit `lun`'s reservations are kept on the volume for every gateway that
+    /// exports it, this one being named `gateway` among them: PERSISTENT RESERVE IN/OUT
+    /// and RESERVE/RELEASE(6/10) become [`Start::SharedReservations`], every change is
+    /// saved (APTPL or not), and the caller loads what other gateways changed with
+    /// [`ScsiTarget::refresh_reservations`] within its refresh bound. A RESERVE(6/10) is
+    /// recorded as its I_T nexus and `gateway`; when its session ends here or a reset
+    /// ends it, the release is written by the next [`ScsiTarget::reservation_chores`] (or
+    /// the next reservation command here).
+    pub fn share_reservations(&self, lun: u16, gateway: &str) {
         if let Some(lu) = self.lu(lun) {
-            lu.reservations.share();
+            lu.reservations.share(gateway);
             // No copy of the shared state yet: writes wait for the first lease.
             lu.interlock.set_fenced(true);
         }
@@ -1050,6 +1080,29 @@ impl ScsiTarget {
                             RESERVATIONS_ACK_REFRESH,
                         )
                 })
+            })
+            .collect()
+    }
+
+    /// The releases of RESERVE(6/10) reservations of shared logical units that this
+    /// gateway owes (a holding session here ended, a reset, a hold of this gateway's
+    /// former process): one run per LU, carried out like a [`SharedReservations`] command
+    /// (under the exclusive lock: read, [`ReservationRun::run`], write) but answering no
+    /// one. The caller runs them with its refresh; one not carried out stays owed.
+    pub fn reservation_chores(&self) -> Vec<ReservationRun> {
+        self.luns()
+            .filter(|&lun| {
+                self.lu(lun)
+                    .is_some_and(|lu| lu.reservations.is_shared() && lu.reservations.owes_release())
+            })
+            .map(|lun| ReservationRun {
+                lun,
+                nexus: 0,
+                cdb: Vec::new(),
+                data_out: Bytes::new(),
+                loaded: None,
+                answer: Arc::default(),
+                chore: true,
             })
             .collect()
     }

@@ -24,12 +24,15 @@ fn mode_select10(len: u16) -> [u8; 10] {
     [0x55, 0x10, 0, 0, 0, 0, 0, l[0], l[1], 0]
 }
 
-/// The control page as MODE SENSE returns it by default: QUEUE ALGORITHM MODIFIER 1.
+/// The control page as MODE SENSE returns it by default (SPC-4 table 457): byte 2 TST
+/// 001b (bits 7 to 5, "the logical unit maintains separate task sets for each I_T
+/// nexus", table 458) and D_SENSE (bit 2); byte 3 QUEUE ALGORITHM MODIFIER 1 (bits 7 to
+/// 4); byte 4 SWP (bit 3).
 fn control(d_sense: bool, swp: bool) -> Vec<u8> {
     vec![
         0x0A,
         0x0A,
-        if d_sense { 0x04 } else { 0 },
+        0x20 | if d_sense { 0x04 } else { 0 },
         0x10,
         if swp { 0x08 } else { 0 },
         0,
@@ -124,6 +127,7 @@ fn mode_select10_with_a_block_descriptor() {
 #[case::unknown_page(mode_select6(false, 6).to_vec(), vec![0, 0, 0, 0, 0x19, 0], (0x26, [0x80, 0, 4]))]
 #[case::ps_set(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[4] |= 0x80; d }, (0x26, [0x80, 0, 4]))]
 #[case::wrong_page_length(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[5] = 0x0B; d }, (0x26, [0x80, 0, 5]))]
+#[case::not_changeable_tst_shared_task_set(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[6] &= !0xE0; d }, (0x26, [0x80, 0, 6]))]
 #[case::not_changeable_qam(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[7] = 0x00; d }, (0x26, [0x80, 0, 7]))]
 #[case::not_changeable_caching_rcd(mode_select6(false, 24).to_vec(), { let mut d = list6(&[caching(false)]); d[6] |= 0x01; d }, (0x26, [0x80, 0, 6]))]
 #[case::second_page_bad_after_good_first(mode_select6(false, 36).to_vec(), { let mut d = list6(&[control(false, true), caching(true)]); d[17] = 0x11; d }, (0x26, [0x80, 0, 17]))]

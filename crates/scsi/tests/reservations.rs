@@ -702,8 +702,10 @@ struct Gateways {
 impl Gateways {
     fn new() -> Self {
         let gw = [Lu::new(), Lu::new()];
-        for lu in &gw {
-            lu.rig.target.share_reservations(0);
+        for (i, lu) in gw.iter().enumerate() {
+            lu.rig
+                .target
+                .share_reservations(0, ["gateway-0", "gateway-1"][i]);
             assert!(lu.rig.target.reservations_shared(0));
             // Loaded (nothing yet) and listed among the gateways: writes are admitted.
             lu.rig.target.refresh_reservations(0, None).unwrap();
@@ -830,7 +832,7 @@ fn a_gateway_whose_lease_ran_out_admits_no_write_until_it_loads_the_state_again(
     assert_eq!(g.gw[1].write(C), GOOD);
     // A shared LU never loaded has no lease at all.
     let fresh = Lu::new();
-    fresh.rig.target.share_reservations(0);
+    fresh.rig.target.share_reservations(0, "gateway-2");
     let mut fresh = fresh;
     assert_eq!(fresh.write(C), BUSY);
 }
@@ -1401,4 +1403,242 @@ fn a_gateway_that_missed_more_changes_than_are_kept_raises_every_reservation_uni
         GOOD,
     ];
     assert_eq!(after_missing(17), [every.clone(), every.clone(), every]);
+}
+
+// ---- RESERVE(6/10) on a shared LU: one holder for every gateway (SPC-2 5.5.1) ----
+
+impl Gateways {
+    /// Gateway `g` writes the RESERVE(6/10) releases it owes (its refresh), as the daemon
+    /// does under the metadata lock: read the volume, run, write back. How many it ran.
+    fn chores(&mut self, g: usize) -> usize {
+        let target = &self.gw[g].rig.target;
+        let runs = target.reservation_chores();
+        let n = runs.len();
+        for mut run in runs {
+            assert!(run.is_chore());
+            if let Some(state) = run.run(target, self.volume.as_deref()).unwrap() {
+                self.volume = Some(state);
+            }
+        }
+        n
+    }
+
+    fn cmd(&mut self, g: usize, n: u64, cdb: &[u8]) -> (Status, u8, u8, u8) {
+        self.on(g, |lu| outcome(&lu.rig.run_on(n, 0, cdb, &[])))
+    }
+}
+
+#[test]
+fn a_reserve_through_one_gateway_holds_through_the_other() {
+    let mut g = Gateways::new();
+    // A RESERVE(6/10) on a shared LU runs on the volume's state like a PERSISTENT
+    // RESERVE command.
+    let cmd = scsi::Command {
+        nexus: A,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&RESERVE6),
+        data_out: bytes::Bytes::new().into(),
+        expected_len: 0,
+    };
+    assert!(matches!(
+        g.gw[0].rig.target.start(cmd),
+        scsi::Start::SharedReservations(_)
+    ));
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    let version = g.gw[0].rig.target.reservations_version(0).unwrap();
+    assert!(version > 0, "a new version, fenced like any change");
+    let saved = String::from_utf8(g.volume.clone().unwrap()).unwrap();
+    assert!(
+        saved.contains(&format!(
+            "legacy-reserve gateway-0 {version} 1 iqn.2026-01.test:host1 800000000001"
+        )),
+        "{saved}"
+    );
+    // Gateway 1 loads it: every command but INQUIRY, REPORT LUNS and REQUEST SENSE from
+    // its nexuses conflicts (SPC-2 5.5.1), the same initiator port's included (the
+    // holder is the I_T nexus through gateway 0).
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(B), RC);
+    assert_eq!(g.gw[1].read(B), RC);
+    assert_eq!(g.gw[1].read(A), RC);
+    assert_eq!(
+        outcome(&g.gw[1].rig.run_on(B, 0, &inquiry(false, 0, 96), &[])),
+        GOOD
+    );
+    // Its RESERVE and its PERSISTENT RESERVE commands conflict, read on the volume.
+    assert_eq!(g.cmd(1, B, &RESERVE10), RC);
+    assert_eq!(
+        outcome(&g.on(1, |lu| lu.prout(B, REGISTER, 0, 0, KEY_B))),
+        RC
+    );
+    // Its RELEASE is GOOD and releases nothing (SPC-2 7.17).
+    assert_eq!(g.cmd(1, B, &RELEASE6), GOOD);
+    assert_eq!(g.gw[1].write(B), RC);
+    // The holder writes through gateway 0 and releases there.
+    assert_eq!(g.gw[0].write(A), GOOD);
+    assert_eq!(g.cmd(0, A, &RELEASE10), GOOD);
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(B), GOOD);
+    assert!(!String::from_utf8(g.volume.clone().unwrap())
+        .unwrap()
+        .contains("legacy-reserve"));
+    // Now gateway 1's host reserves, and gateway 0's is kept out.
+    assert_eq!(g.cmd(1, B, &RESERVE10), GOOD);
+    g.refresh(0);
+    assert_eq!(g.gw[0].write(A), RC);
+    assert_eq!(g.cmd(0, A, &RESERVE6), RC);
+}
+
+#[rstest]
+#[case::nexus_loss(0)]
+#[case::lun_reset(1)]
+#[case::target_reset(2)]
+fn a_shared_reserve_ends_with_its_session_and_with_resets_on_every_gateway(#[case] how: u8) {
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(B), RC);
+    let target = &g.gw[0].rig.target;
+    match how {
+        0 => target.close_nexus(A),
+        1 => target.logical_unit_reset(0),
+        _ => target.target_reset(),
+    }
+    // Until gateway 0 writes the release, the record holds for everyone.
+    assert_eq!(g.chores(1), 0, "gateway 1 owes nothing");
+    g.refresh(1);
+    assert_eq!(g.gw[1].write(B), RC);
+    // Gateway 0's refresh writes it (a new version, no unit attention: SPC-2 7.17).
+    let before = g.gw[0].rig.target.reservations_version(0).unwrap();
+    assert_eq!(g.chores(0), 1);
+    assert_eq!(g.chores(0), 0, "written once");
+    assert!(g.gw[0].rig.target.reservations_version(0).unwrap() > before);
+    g.refresh(1);
+    g.gw[1].rig.run_on(B, 0, &TUR, &[]); // a reset's unit attention, if any
+    assert_eq!(g.gw[1].write(B), GOOD);
+}
+
+#[test]
+fn a_reset_through_the_other_gateway_ends_the_reserve() {
+    // The holder's gateway is gone (or its host cannot reach it): a LOGICAL UNIT RESET
+    // through another gateway ends the reservation (SPC-2 5.5.1), as an SPC-2 cluster's
+    // challenge relies on.
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    g.gw[1].rig.target.logical_unit_reset(0);
+    assert_eq!(g.chores(1), 1);
+    g.refresh(0);
+    g.gw[0].rig.run_on(A, 0, &TUR, &[]);
+    assert_eq!(g.gw[0].write(A), GOOD, "released: nobody holds it");
+    assert_eq!(g.gw[0].write(B), GOOD);
+    // A RESERVE made after the reset is not what the reset released.
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    g.gw[1].rig.target.logical_unit_reset(0);
+    assert_eq!(g.cmd(0, B, &RELEASE6), GOOD);
+    assert_eq!(g.cmd(0, A, &RELEASE6), GOOD);
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD, "a new hold");
+    assert_eq!(g.chores(1), 1);
+    g.refresh(0);
+    assert_eq!(g.gw[0].write(B), RC, "the new hold stays");
+}
+
+#[test]
+fn a_hold_of_a_former_process_of_the_gateway_is_released_when_it_loads_the_state() {
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    // Gateway 0 restarts: its new process shares the LU under the same name and finds
+    // a hold of its own that no session of it has.
+    let mut again = Gateways::new();
+    again.volume = g.volume.take();
+    again.refresh(0);
+    assert_eq!(again.gw[0].write(A), RC, "held until released");
+    assert_eq!(again.chores(0), 1);
+    again.refresh(1);
+    assert_eq!(again.gw[1].write(B), GOOD);
+    // Its first reservation command writes the release too, before running.
+    assert_eq!(again.cmd(1, B, &RESERVE6), GOOD);
+    let mut third = Gateways::new();
+    third.volume = again.volume.take();
+    third.refresh(1);
+    assert_eq!(
+        third.cmd(1, C, &RESERVE6),
+        GOOD,
+        "the stale hold went first"
+    );
+}
+
+#[test]
+fn a_saved_reserve_holder_round_trips_and_is_dropped_on_an_lu_of_one_gateway() {
+    // SPC-2 reservations never outlive the LU's power: restored on an LU that is not
+    // shared, a recorded holder is gone.
+    let saved = b"glfs-iscsi-pr 2\ngeneration 0\naptpl 0\nlegacy-reserve gw 3 1 iqn.x 000000000001\nversion 3\n";
+    let mut lu = Lu::new();
+    lu.rig.target.restore_reservations(0, saved).unwrap();
+    assert_eq!(lu.write(B), GOOD);
+    // A holder of every target port is not a nexus: not a saved state.
+    let bad = b"glfs-iscsi-pr 2\nlegacy-reserve gw 3 * iqn.x 000000000001\n";
+    assert!(lu.rig.target.restore_reservations(0, bad).is_err());
+}
+
+// ---- Every gateway stopped: the LU powers on (SPC-4 5.14.5) ----
+
+#[test]
+fn at_power_on_registrations_without_aptpl_are_gone_and_with_it_kept() {
+    // Without APTPL: registered and reserved through two gateways, every gateway stops.
+    let mut g = Gateways::new();
+    g.on(0, |lu| lu.ok(A, REGISTER, 0, 0, KEY_A));
+    g.on(1, |lu| lu.ok(B, REGISTER, 0, 0, KEY_B));
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    let saved = g.volume.clone().unwrap();
+    let version = g.gw[0].rig.target.reservations_version(0).unwrap();
+    let after = scsi::reservations_at_power_on(&saved)
+        .unwrap()
+        .expect("a change");
+    let mut fresh = Gateways::new();
+    fresh.volume = Some(after);
+    // READ KEYS (SPC-4 table 165): PRGENERATION 0, no keys; READ RESERVATION (table
+    // 167): PRGENERATION 0, ADDITIONAL LENGTH 0.
+    assert_eq!(fresh.on(0, |lu| lu.prin(C, 0)), keys_data(0, &[]));
+    assert_eq!(fresh.on(0, |lu| lu.prin(C, 1)), [0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(
+        fresh.gw[0].rig.target.reservations_version(0).unwrap() > version,
+        "versions go on counting"
+    );
+    fresh.refresh(1);
+    assert_eq!(fresh.gw[1].write(C), GOOD);
+
+    // With APTPL (REGISTER's parameter list byte 20 bit 0) they are kept, and a
+    // RESERVE(6) is not (SPC-2 5.5.1).
+    let mut g = Gateways::new();
+    g.on(0, |lu| {
+        assert_eq!(outcome(&lu.prout_flags(A, REGISTER, 0, KEY_A, APTPL)), GOOD)
+    });
+    g.on(1, |lu| {
+        assert_eq!(outcome(&lu.prout_flags(B, REGISTER, 0, KEY_B, APTPL)), GOOD)
+    });
+    g.on(0, |lu| lu.ok(A, RESERVE, WE_RO, KEY_A, 0));
+    let saved = g.volume.clone().unwrap();
+    assert_eq!(
+        scsi::reservations_at_power_on(&saved).unwrap(),
+        None,
+        "nothing to drop"
+    );
+    let mut fresh = Gateways::new();
+    fresh.volume = Some(saved);
+    assert_eq!(
+        fresh.on(1, |lu| lu.prin(C, 0)),
+        keys_data(2, &[KEY_A, KEY_B])
+    );
+    fresh.refresh(1);
+    assert_eq!(fresh.gw[1].write(C), RC, "still reserved Registrants Only");
+
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    let after = scsi::reservations_at_power_on(&g.volume.clone().unwrap())
+        .unwrap()
+        .expect("the RESERVE goes");
+    assert!(!String::from_utf8(after).unwrap().contains("legacy-reserve"));
+    assert!(scsi::reservations_at_power_on(b"garbage").is_err());
 }

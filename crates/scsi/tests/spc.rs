@@ -189,8 +189,9 @@ fn mode_sense6_all_pages_known_answer() {
     caching[1] = 0x12;
     caching[2] = 0x04;
     want.extend(caching);
-    // Control page: code 0Ah, length 0Ah, QUEUE ALGORITHM MODIFIER 1.
-    want.extend([0x0A, 0x0A, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // Control page (SPC-4 table 457): code 0Ah, length 0Ah, TST 001b (byte 2 bits 7 to 5:
+    // a task set per I_T nexus), QUEUE ALGORITHM MODIFIER 1.
+    want.extend([0x0A, 0x0A, 0x20, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(&r.data_in[..], &want[..]);
     assert_eq!(r.transfer_len as usize, want.len());
     insta::assert_snapshot!(hex(&r.data_in));
@@ -251,7 +252,8 @@ fn mode_sense10_long_lba_known_answer() {
     ];
     want.extend((BLOCKS).to_be_bytes());
     want.extend([0, 0, 0, 0, 0, 0, 0x02, 0x00]);
-    want.extend([0x0A, 0x0A, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // TST 001b, QUEUE ALGORITHM MODIFIER 1 (SPC-4 table 457).
+    want.extend([0x0A, 0x0A, 0x20, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(&r.data_in[..], &want[..]);
     insta::assert_snapshot!(hex(&r.data_in));
 }

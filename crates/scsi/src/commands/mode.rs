@@ -289,14 +289,22 @@ const CACHING: (u8, u8) = (0x08, 0x12);
 const CONTROL: (u8, u8) = (0x0A, 0x0A);
 /// Caching page byte 2: WCE.
 const WCE: (usize, u8) = (2, 0x04);
-/// Control page byte 2: D_SENSE; byte 3: QUEUE ALGORITHM MODIFIER 1 (unrestricted
-/// reordering); byte 4: SWP.
+/// Control page byte 2: D_SENSE, and TST 001b (bits 7 to 5: one task set per I_T nexus);
+/// byte 3: QUEUE ALGORITHM MODIFIER 1 (unrestricted reordering); byte 4: SWP.
+///
+/// TST 001b is what the task management functions do: CLEAR TASK SET and ABORT TASK SET
+/// end the tasks of the nexus that asks (its session) on the LU, never another nexus's
+/// (SAM-5 7.4 and 7.6 with separate task sets), on one gateway as across several, where
+/// a task set shared by every nexus would have to reach other gateways' sessions. TAS
+/// stays 0: tasks another nexus's function aborts (LOGICAL UNIT RESET, PREEMPT AND ABORT)
+/// end without status.
 const D_SENSE: (usize, u8) = (2, 0x04);
+const TST_PER_NEXUS: (usize, u8) = (2, 0x20);
 const QAM_UNRESTRICTED: (usize, u8) = (3, 0x10);
 const SWP: (usize, u8) = (4, 0x08);
 
 /// One mode page as MODE SENSE returns it for page control `pc`: the caching page (20 bytes)
-/// or the control page (12 bytes; TST 0, fixed QUEUE ALGORITHM MODIFIER 1).
+/// or the control page (12 bytes; TST 001b and QUEUE ALGORITHM MODIFIER 1, both fixed).
 fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
     let mut p = vec![0u8; 2 + usize::from(len)];
     p[0] = code;
@@ -313,10 +321,14 @@ fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
         (0x08, _) => set(WCE, true),
         (_, PC_CURRENT) => {
             set(D_SENSE, m.descriptor_sense());
+            set(TST_PER_NEXUS, true);
             set(QAM_UNRESTRICTED, true);
             set(SWP, m.software_write_protect());
         }
-        (_, PC_DEFAULT) => set(QAM_UNRESTRICTED, true),
+        (_, PC_DEFAULT) => {
+            set(TST_PER_NEXUS, true);
+            set(QAM_UNRESTRICTED, true);
+        }
         (_, _) => {
             set(D_SENSE, true);
             set(SWP, true);

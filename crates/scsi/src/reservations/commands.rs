@@ -53,13 +53,10 @@ impl<const LEN: usize> ScsiCommand for Raw<LEN> {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let persistent = matches!(
-            self.0[0],
-            op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
-        );
-        if persistent && ctx.lu.reservations.is_shared() {
+        if ctx.lu.reservations.is_shared() {
             // Run on the state every gateway keeps, read under its lock (see
-            // `crate::SharedReservations`).
+            // `crate::SharedReservations`): persistent reservations and RESERVE(6/10)
+            // alike, so a host's RESERVE through one gateway holds through every other.
             return Start::SharedReservations(crate::SharedReservations::new(
                 ctx.lun,
                 ctx.nexus,

@@ -6,7 +6,10 @@
 //! target port identifier: this gateway's target port group with ALUA, else 1), or with
 //! ALL_TG_PT the initiator port through every target port. So they outlive the session
 //! ([`crate::NexusId`]) that made them; a RESERVE(6/10) reservation belongs to its session
-//! and ends with it, with a LOGICAL UNIT RESET and with a target reset.
+//! and ends with it, with a LOGICAL UNIT RESET and with a target reset. On a shared LU it
+//! is recorded in the state every gateway keeps (its I_T nexus and the gateway it came
+//! through), so it holds through every gateway; its gateway writes the release when the
+//! session ends, a reset through any gateway ends it ([`Reservations::settle_release`]).
 //!
 //! Every command is checked against the state before it runs ([`Reservations::conflict`]):
 //! the access rules of SPC-4 table 62 / SBC-3 table 13, reduced to three classes of command
@@ -23,8 +26,8 @@ mod state;
 mod wire;
 
 pub(crate) use commands::COMMANDS;
-use state::ItNexus;
 pub(crate) use state::PrState;
+use state::{ItNexus, LegacyHolder};
 pub use wire::PrType;
 
 use crate::cdb::opcode;
@@ -77,9 +80,13 @@ pub(crate) struct Reservations {
     /// Anything registered or reserved (persistent or not): the state must be consulted.
     active: AtomicBool,
     /// Kept on the volume for every gateway that exports the LU
-    /// ([`crate::ScsiTarget::share_reservations`]): PERSISTENT RESERVE IN/OUT run on the
-    /// state read under the metadata lock, and every change is written back, APTPL or not.
+    /// ([`crate::ScsiTarget::share_reservations`]): PERSISTENT RESERVE IN/OUT and
+    /// RESERVE/RELEASE(6/10) run on the state read under the metadata lock, and every
+    /// change is written back, APTPL or not.
     shared: AtomicBool,
+    /// The name of this gateway among those sharing the LU (what a RESERVE(6/10) held
+    /// through it is recorded under).
+    gateway: std::sync::OnceLock<String>,
     /// The shared state's timers and acknowledgement.
     timers: Mutex<SharedTimers>,
 }
@@ -98,8 +105,14 @@ struct SharedTimers {
 #[derive(Debug, Default)]
 struct Locked {
     pr: PrState,
-    /// The holder of a RESERVE(6/10) reservation.
+    /// The holder of a RESERVE(6/10) reservation among this gateway's nexuses. On a
+    /// shared LU `pr.legacy` is the reservation (of any gateway) and this is set only
+    /// while it is this gateway's and the session that made it goes on.
     legacy: Option<NexusId>,
+    /// Shared LU: a RESERVE(6/10) recorded on the volume that this gateway has to
+    /// release (its session ended, a reset, a hold of this gateway's former process),
+    /// at its next write of the shared state, if the record still names that holder.
+    owed_release: Option<LegacyHolder>,
     /// A shared state was loaded (`load_shared`): `pr.version` is one this gateway knows.
     loaded_shared: bool,
 }
@@ -116,7 +129,36 @@ const LOST_NOTICES: [UnitAttention; 3] = [
 
 impl Locked {
     fn is_active(&self) -> bool {
-        self.legacy.is_some() || self.pr.is_active()
+        self.legacy_reserved() || self.pr.is_active()
+    }
+
+    /// A RESERVE(6/10) reservation is held, through this gateway or another.
+    fn legacy_reserved(&self) -> bool {
+        self.legacy.is_some() || self.pr.legacy.is_some()
+    }
+
+    /// A RESERVE(6/10) reservation is held by a nexus other than `nexus`.
+    fn legacy_held_by_other(&self, nexus: NexusId) -> bool {
+        self.legacy_reserved() && self.legacy != Some(nexus)
+    }
+
+    /// After a shared state was loaded: this gateway's nexus holds the RESERVE(6/10)
+    /// only while the state records it for this gateway (`me`); a record of this gateway
+    /// that no session here holds (the session ended and its release was not written,
+    /// or a former process of this gateway made it) is owed a release.
+    fn reconcile_legacy(&mut self, me: Option<&str>) {
+        match &self.pr.legacy {
+            Some(h) if Some(h.gateway.as_str()) == me => {
+                if self.legacy.is_none() {
+                    self.owed_release = Some(h.clone());
+                }
+            }
+            _ => self.legacy = None,
+        }
+        if self.owed_release.is_some() && self.owed_release != self.pr.legacy {
+            // Released or taken over since: nothing left to release.
+            self.owed_release = None;
+        }
     }
 }
 
@@ -183,9 +225,17 @@ impl Reservations {
     }
 
     /// Restores saved persistent reservation state (APTPL), as the LU opens.
-    pub(crate) fn restore(&self, pr: PrState) {
+    pub(crate) fn restore(&self, mut pr: PrState) {
         let mut locked = self.lock();
-        locked.pr = pr;
+        if self.is_shared() {
+            locked.pr = pr;
+            locked.reconcile_legacy(self.gateway.get().map(String::as_str));
+        } else {
+            // A RESERVE(6/10) recorded while the LU was shared is not one of this
+            // gateway's nexuses and did not survive the restart.
+            pr.legacy = None;
+            locked.pr = pr;
+        }
         self.update_active(&locked);
     }
 
@@ -205,9 +255,36 @@ impl Reservations {
         }
     }
 
-    /// Makes the state the one every gateway keeps on the volume.
-    pub(crate) fn share(&self) {
+    /// Makes the state the one every gateway keeps on the volume; this gateway is named
+    /// `gateway` among them.
+    pub(crate) fn share(&self, gateway: &str) {
+        let _ = self.gateway.set(gateway.to_string());
         self.shared.store(true, Ordering::Release);
+    }
+
+    /// Whether a RESERVE(6/10) recorded in the shared state is this gateway's to release
+    /// ([`Reservations::settle_release`]).
+    pub(crate) fn owes_release(&self) -> bool {
+        self.lock().owed_release.is_some()
+    }
+
+    /// Releases the RESERVE(6/10) this gateway owes a release (its session ended, a
+    /// reset), on the shared state just loaded under the lock, when the state still
+    /// records that holder and no session here holds it again: whether the state changed
+    /// (a new version, to be written back).
+    pub(crate) fn settle_release(&self) -> bool {
+        let mut locked = self.lock();
+        let Some(owed) = locked.owed_release.take() else {
+            return false;
+        };
+        if locked.pr.legacy.as_ref() != Some(&owed) || locked.legacy.is_some() {
+            return false;
+        }
+        locked.pr.legacy = None;
+        // SPC-2 7.17: a release tells no other initiator anything.
+        locked.pr.bump_version(&[], false);
+        self.update_active(&locked);
+        true
     }
 
     fn timers(&self) -> MutexGuard<'_, SharedTimers> {
@@ -306,6 +383,7 @@ impl Reservations {
         let version = state.version;
         locked.pr = state;
         locked.loaded_shared = true;
+        locked.reconcile_legacy(self.gateway.get().map(String::as_str));
         self.update_active(&locked);
         Some(version)
     }
@@ -316,8 +394,9 @@ impl Reservations {
     }
 
     /// Replaces the persistent reservation state with the one read from the volume
-    /// (`None`: nothing saved there, so nothing registered); a RESERVE(6/10) holder stays
-    /// (it is this gateway's own). `false` when `saved` is not a saved state.
+    /// (`None`: nothing saved there, so nothing registered); a RESERVE(6/10) holder of an
+    /// LU of one gateway stays (it is this gateway's own), a shared LU's is the one read.
+    /// `false` when `saved` is not a saved state.
     pub(crate) fn load(&self, saved: Option<&[u8]>) -> bool {
         let state = match saved {
             Some(bytes) => match PrState::decode(bytes) {
@@ -349,9 +428,10 @@ impl Reservations {
         }
         let class = access(cdb);
         let locked = self.lock();
-        if let Some(holder) = locked.legacy {
-            // SPC-2 5.5.1: only INQUIRY, REPORT LUNS, REQUEST SENSE (and RELEASE) pass.
-            return holder != nexus
+        if locked.legacy_reserved() {
+            // SPC-2 5.5.1: only INQUIRY, REPORT LUNS, REQUEST SENSE (and RELEASE) pass,
+            // whichever gateway the holder came through.
+            return locked.legacy != Some(nexus)
                 && !matches!(
                     op,
                     opcode::INQUIRY | opcode::REPORT_LUNS | opcode::REQUEST_SENSE
@@ -394,11 +474,44 @@ impl Reservations {
                 None,
             );
         }
+        // On a shared LU a RESERVE(6/10) is recorded for every gateway: the I_T nexus and
+        // this gateway's name.
+        let record = self
+            .gateway
+            .get()
+            .filter(|_| self.is_shared())
+            .map(|gateway| LegacyHolder {
+                gateway: gateway.clone(),
+                since: 0,
+                port: (*nexuses.port(nexus)).clone(),
+                target: ports.own,
+            });
         let mut locked = self.lock();
+        let legacy_changed = |locked: &mut Locked, (response, changed): (Response, bool)| {
+            if !(changed && self.is_shared()) {
+                return (response, None);
+            }
+            // A new version for the other gateways: the same fence as any change.
+            locked.pr.bump_version(&[], false);
+            let version = locked.pr.version;
+            if let Some(holder) = &mut locked.pr.legacy {
+                if holder.since == 0 {
+                    // The hold this change made.
+                    holder.since = version;
+                }
+            }
+            (response, Some(Changed { persist: true }))
+        };
         let result = match op {
-            op::RESERVE_6 | op::RESERVE_10 => (legacy_reserve(&mut locked, nexus, cdb), None),
-            op::RELEASE_6 | op::RELEASE_10 => (legacy_release(&mut locked, nexus, cdb), None),
-            _ if locked.legacy.is_some_and(|holder| holder != nexus) => {
+            op::RESERVE_6 | op::RESERVE_10 => {
+                let outcome = legacy_reserve(&mut locked, nexus, cdb, record);
+                legacy_changed(&mut locked, outcome)
+            }
+            op::RELEASE_6 | op::RELEASE_10 => {
+                let outcome = legacy_release(&mut locked, nexus, cdb);
+                legacy_changed(&mut locked, outcome)
+            }
+            _ if locked.legacy_held_by_other(nexus) => {
                 // SPC-3 5.6.3: persistent reservation commands from other nexuses conflict
                 // with a RESERVE(6/10).
                 (conflict_response(), None)
@@ -461,54 +574,77 @@ impl Reservations {
     }
 
     /// The nexus is gone: its RESERVE(6/10) reservation ends (SPC-2 5.5.1, I_T nexus loss).
+    /// On a shared LU the record on the volume stays (every nexus but none conflicts)
+    /// until this gateway writes its release ([`Reservations::settle_release`]).
     pub(crate) fn nexus_lost(&self, nexus: NexusId) {
         let mut locked = self.lock();
         if locked.legacy == Some(nexus) {
             locked.legacy = None;
+            if self.is_shared() {
+                locked.owed_release = locked.pr.legacy.clone();
+            }
             self.update_active(&locked);
         }
     }
 
-    /// LOGICAL UNIT RESET or target reset: a RESERVE(6/10) reservation ends; persistent
-    /// reservations are untouched (SPC-4 5.13.1).
+    /// LOGICAL UNIT RESET or target reset: a RESERVE(6/10) reservation ends, made
+    /// through whichever gateway (on a shared LU the release is written at the next
+    /// write, [`Reservations::settle_release`]); persistent reservations are untouched
+    /// (SPC-4 5.13.1).
     pub(crate) fn reset(&self) {
         let mut locked = self.lock();
         locked.legacy = None;
+        if self.is_shared() && locked.pr.legacy.is_some() {
+            locked.owed_release = locked.pr.legacy.clone();
+        }
         self.update_active(&locked);
     }
 }
 
 /// RESERVE(6) (SPC-2 7.21) / RESERVE(10) (7.22): third-party and extent reservations are
-/// not supported.
-fn legacy_reserve(locked: &mut Locked, nexus: NexusId, cdb: &[u8]) -> Response {
+/// not supported. `record`: what a shared LU keeps of the holder for the other gateways.
+/// The response, and whether the state changed.
+fn legacy_reserve(
+    locked: &mut Locked,
+    nexus: NexusId,
+    cdb: &[u8],
+    record: Option<LegacyHolder>,
+) -> (Response, bool) {
     let bad = if cdb[0] == op::RESERVE_6 { 0x1F } else { 0x13 };
     if cdb[1] & bad != 0 {
-        return Response::check_condition(Sense::invalid_field_in_cdb(1, None));
+        return (
+            Response::check_condition(Sense::invalid_field_in_cdb(1, None)),
+            false,
+        );
     }
-    if locked.pr.is_active() {
-        return conflict_response();
+    if locked.pr.is_active() || locked.legacy_held_by_other(nexus) {
+        return (conflict_response(), false);
     }
-    match locked.legacy {
-        Some(holder) if holder != nexus => conflict_response(),
-        _ => {
-            locked.legacy = Some(nexus);
-            Response::good(Bytes::new(), 0)
-        }
+    let changed = locked.legacy != Some(nexus);
+    locked.legacy = Some(nexus);
+    if changed {
+        locked.pr.legacy = record;
     }
+    (Response::good(Bytes::new(), 0), changed)
 }
 
 /// RELEASE(6) (SPC-2 7.17) / RELEASE(10) (7.18): a release from a nexus that holds nothing
-/// is GOOD and changes nothing.
-fn legacy_release(locked: &mut Locked, nexus: NexusId, cdb: &[u8]) -> Response {
+/// is GOOD and changes nothing. The response, and whether the state changed.
+fn legacy_release(locked: &mut Locked, nexus: NexusId, cdb: &[u8]) -> (Response, bool) {
     let bad = if cdb[0] == op::RELEASE_6 { 0x1F } else { 0x13 };
     if cdb[1] & bad != 0 {
-        return Response::check_condition(Sense::invalid_field_in_cdb(1, None));
+        return (
+            Response::check_condition(Sense::invalid_field_in_cdb(1, None)),
+            false,
+        );
     }
     if locked.pr.is_active() {
-        return conflict_response();
+        return (conflict_response(), false);
     }
-    if locked.legacy == Some(nexus) {
+    let changed = locked.legacy == Some(nexus);
+    if changed {
         locked.legacy = None;
+        locked.pr.legacy = None;
     }
-    Response::good(Bytes::new(), 0)
+    (Response::good(Bytes::new(), 0), changed)
 }

@@ -104,6 +104,22 @@ pub(crate) struct PrState {
     /// Shared state only: the unit attentions of the last [`KEPT_NOTICES`] versions, for
     /// the gateways that did not run the command to raise on their own nexuses.
     pub(crate) notices: Vec<Notice>,
+    /// Shared state only: the holder of a RESERVE(6/10) reservation, made through one of
+    /// the gateways (on an LU of one gateway the holder is a nexus of the core's own).
+    /// Never kept across a restart of every gateway (it is not a persistent reservation).
+    pub(crate) legacy: Option<LegacyHolder>,
+}
+
+/// Who holds a RESERVE(6/10) reservation of a shared LU: the I_T nexus (initiator port,
+/// relative target port) of a session of gateway `gateway`, made by the change to version
+/// `since` (two holds by the same nexus are told apart by it). Only that gateway knows the
+/// session; it releases the reservation when the session ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LegacyHolder {
+    pub(crate) gateway: String,
+    pub(crate) since: u64,
+    pub(crate) port: InitiatorPort,
+    pub(crate) target: u16,
 }
 
 /// How many versions' notices the shared state keeps: a gateway that misses more changes
@@ -186,6 +202,32 @@ impl PrState {
 
     pub(crate) fn is_active(&self) -> bool {
         !self.registrations.is_empty() || self.reservation.is_some()
+    }
+
+    /// The shared state as the logical unit has it after a power on, when every gateway
+    /// that exported it had stopped (`None`: the same as this). SPC-4 5.14.5: with APTPL
+    /// the registrations and the persistent reservation are kept; without it they are
+    /// gone and PRGENERATION starts at 0 again. A RESERVE(6/10) never outlives the power
+    /// (SPC-2 5.5.1), and the notices were for nexuses that are gone. The version goes on
+    /// counting (a version never comes back with another meaning).
+    pub(crate) fn at_power_on(&self) -> Option<PrState> {
+        let drops = self.legacy.is_some() || (!self.aptpl && self.is_active());
+        if !drops {
+            return None;
+        }
+        let mut st = if self.aptpl {
+            PrState {
+                generation: self.generation,
+                registrations: self.registrations.clone(),
+                reservation: self.reservation.clone(),
+                aptpl: true,
+                ..PrState::default()
+            }
+        } else {
+            PrState::default()
+        };
+        st.version = self.version.wrapping_add(1);
+        Some(st)
     }
 
     /// The registration of the I_T nexus `it`, if it is registered.
@@ -642,7 +684,9 @@ impl PrState {
     /// PORT is the relative target port identifier of a registration of one I_T nexus or
     /// `*` for one of every target port (ALL_TG_PT); a state shared by gateways adds
     /// `version N` and one `notice VERSION UA ABORT PORT NAME ISID` per unit attention of
-    /// its last changes. Version 1 (before target ports were told apart) had no PORT, and
+    /// its last changes, and while a RESERVE(6/10) is held through one of the gateways
+    /// `legacy-reserve GATEWAY VERSION PORT NAME ISID`. Version 1 (before target ports were told
+    /// apart) had no PORT, and
     /// its registrations covered every target port: it is read so.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let who = |w: &Registrant| {
@@ -664,6 +708,18 @@ impl PrState {
         }
         if let Some(r) = &self.reservation {
             s += &format!("reserve {} {}\n", r.kind as u8, who(&r.holder));
+        }
+        if let Some(h) = &self.legacy {
+            let holder = Registrant {
+                port: h.port.clone(),
+                target: TargetPorts::One(h.target),
+            };
+            s += &format!(
+                "legacy-reserve {} {} {}\n",
+                h.gateway,
+                h.since,
+                who(&holder)
+            );
         }
         if self.version != 0 {
             s += &format!("version {}\n", self.version);
@@ -736,6 +792,18 @@ impl PrState {
                         kind: PrType::from_code(kind.parse().ok()?)?,
                         holder: who(rest)?,
                     })
+                }
+                ["legacy-reserve", gateway, since, rest @ ..] if v2 => {
+                    let holder = who(rest)?;
+                    let TargetPorts::One(target) = holder.target else {
+                        return None;
+                    };
+                    st.legacy = Some(LegacyHolder {
+                        gateway: (*gateway).to_string(),
+                        since: since.parse().ok()?,
+                        port: holder.port,
+                        target,
+                    });
                 }
                 ["version", n] => st.version = n.parse().ok()?,
                 ["notice", version, ua, abort, rest @ ..] => st.notices.push(Notice {
