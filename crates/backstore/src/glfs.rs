@@ -903,6 +903,88 @@ impl Joined {
     }
 }
 
+/// The most bytes one read joined from several ([`GlfsStore::submit_batch`]) carries:
+/// [`READ_PART`], the largest reply gfapi reads into a buffer of its pool (a larger
+/// one is a fresh mapping whose pages fault in, docs/performance.md, seventh round).
+pub const MAX_JOINED_READ: u32 = READ_PART;
+
+/// A plain read as the joining of a batch sees it.
+struct ReadShape {
+    offset: u64,
+    len: u32,
+}
+
+impl ReadShape {
+    /// `req` if it is a read inside the store that [`GlfsStore::submit`] would send as
+    /// one gfapi read: not one cut into parts (its completion takes parts and it is
+    /// longer than `read_part`).
+    fn of(
+        geometry: Geometry,
+        req: &IoRequest,
+        done: &Completion,
+        read_part: Option<u32>,
+    ) -> Option<ReadShape> {
+        match req {
+            IoRequest::Read { offset, len }
+                if check_range(geometry, req).is_ok()
+                    && !(read_part.is_some_and(|p| *len > p) && done.takes_parts()) =>
+            {
+                Some(ReadShape {
+                    offset: *offset,
+                    len: *len,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads of one batch being joined into one `glfs_pread_async`.
+struct JoinedRead {
+    offset: u64,
+    len: u32,
+    /// How each joined read ends, with its length (in order from `offset`).
+    parts: Vec<(Finish, u32)>,
+}
+
+impl JoinedRead {
+    /// Whether `next` can be joined at the end: it begins where the joined reads end,
+    /// and the whole stays within [`MAX_JOINED_READ`] bytes.
+    fn takes(&self, next: &ReadShape) -> bool {
+        next.offset == self.offset + u64::from(self.len)
+            && u64::from(self.len) + u64::from(next.len) <= u64::from(MAX_JOINED_READ)
+    }
+
+    /// Reads the joined range with one gfapi read into one pooled buffer; each joined
+    /// read gets its own slice of it (no copy), or the read's error.
+    fn send(self, file: Arc<File>) {
+        let JoinedRead { offset, len, parts } = self;
+        let pool = BufferPool::global();
+        let buf = pool.take(len as usize);
+        file.pread_async_into(offset, len as usize, buf, move |r| match r {
+            Ok(buf) => {
+                let all = pool.bytes(buf);
+                let mut at = 0usize;
+                for (finish, n) in parts {
+                    let end = at + n as usize;
+                    let r = match all.get(at..end) {
+                        Some(_) => Ok(IoReply::Data(all.slice(at..end))),
+                        None => Err(StoreError::new(Op::Read, ErrorKind::Io)),
+                    };
+                    at = end;
+                    finish.complete(r);
+                }
+            }
+            Err(e) => {
+                let e = store_error(Op::Read, e);
+                for (finish, _) in parts {
+                    finish.complete(Err(e.clone()));
+                }
+            }
+        });
+    }
+}
+
 /// How a request sent to gfapi ends: its completion, or held again after a lost
 /// connection. Carried inside gfapi's callback, which lives inline in gfapi's reused
 /// request context: a read or write allocates nothing here (reads: but the pooled
@@ -1481,6 +1563,47 @@ impl BlockStore for GlfsStore {
         let span = tracing::Span::current();
         let mut requests = batch.drain(..).peekable();
         while let Some((req, done)) = requests.next() {
+            if let Some(first) = ReadShape::of(geometry, &req, &done, self.read_part) {
+                let read_part = self.read_part;
+                let mut joined = JoinedRead {
+                    offset: first.offset,
+                    len: first.len,
+                    parts: Vec::new(),
+                };
+                let joins = |joined: &JoinedRead, (next, done): &(IoRequest, Completion)| {
+                    ReadShape::of(geometry, next, done, read_part)
+                        .is_some_and(|next| joined.takes(&next))
+                };
+                if !requests.peek().is_some_and(|next| joins(&joined, next)) {
+                    // Nothing to join it with: as `submit` sends it.
+                    self.submit(req, done);
+                    continue;
+                }
+                let deadline = Instant::now() + self.link.hold;
+                joined.parts.push((
+                    Finish::new(&self.link, h.generation, &req, done, deadline, span.clone()),
+                    first.len,
+                ));
+                while let Some((next, done)) = requests.next_if(|next| joins(&joined, next)) {
+                    let IoRequest::Read { len, .. } = next else {
+                        unreachable!("only reads join reads")
+                    };
+                    joined.len += len;
+                    joined.parts.push((
+                        Finish::new(
+                            &self.link,
+                            h.generation,
+                            &next,
+                            done,
+                            deadline,
+                            span.clone(),
+                        ),
+                        len,
+                    ));
+                }
+                joined.send(h.file.clone());
+                continue;
+            }
             let Some(first) = WriteShape::of(geometry, &req) else {
                 self.submit(req, done);
                 continue;
@@ -1524,6 +1647,10 @@ impl BlockStore for GlfsStore {
     }
 
     fn joins_writes(&self) -> bool {
+        true
+    }
+
+    fn joins_reads(&self) -> bool {
         true
     }
 

@@ -124,6 +124,30 @@ path = "/joined-coherent-*"
 op = "write"
 offset = [4096, 4097]
 errno = "EIO"
+
+[[rule]]
+path = "/rjoined-all-*"
+op = "read"
+offset = [16384, 16385]
+errno = "EIO"
+
+[[rule]]
+path = "/rjoined-gap-*"
+op = "read"
+offset = [4096, 4097]
+errno = "EIO"
+
+[[rule]]
+path = "/rjoined-write-*"
+op = "read"
+offset = [4096, 4097]
+errno = "EIO"
+
+[[rule]]
+path = "/rjoined-big-*"
+op = "read"
+offset = [131072, 131073]
+errno = "EIO"
 "#;
 
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process
@@ -257,6 +281,7 @@ shared_checks! {
     reads_taken_in_parts_arrive_whole_and_in_order: [Memory, File, Glfs];
     segmented_writes_land_in_order: [Memory, File, Glfs];
     batched_writes_land_as_written: [Memory, File, Glfs];
+    batched_reads_get_each_their_own_bytes: [Memory, File, Glfs];
     flush_and_fua_writes_complete: [Memory, File, Glfs];
     discard_reads_back_zeroes: [Memory, File, Glfs];
     allocation_follows_writes_and_discards: [Memory, File, Glfs];
@@ -790,6 +815,70 @@ fn glfs_joins_adjacent_writes_of_a_batch_into_one_gfapi_write(
     for (&(offset, len, segments, _), &expect) in writes.iter().zip(expect) {
         if segments > 0 && expect == 1 {
             assert_eq!(read(s, offset, len as u32), pattern(len, offset as u8 ^ 3));
+        }
+    }
+}
+
+// ---- joined reads (`GlfsStore::submit_batch`), told by a marker ----
+
+/// Which reads of a batch rode in one gfapi read call, told by the fake as for joined
+/// writes: the rule on `rjoined-<case>-*` files fails every read call whose range covers
+/// one marker byte (EIO), so exactly the reads that went in the call with the marked
+/// read fail. Adjacent plain reads are one call; a gap, a write between them or more than
+/// `MAX_JOINED_READ` (256 KiB) bytes start another. What the other calls read is the
+/// file's bytes, each read its own.
+#[rstest]
+// marker in the last: all four in its call
+#[case::adjacent("all", &[(0, 4096), (4096, 4096), (8192, 8192), (16384, 512)], &[2, 2, 2, 2])]
+// marker in the second: the first two joined, not the two after the gap
+#[case::gap("gap", &[(0, 4096), (4096, 4096), (12288, 4096), (16384, 4096)], &[2, 2, 1, 1])]
+// marker in the last read: a write between (len 0: a 4 KiB write at 64 KiB) keeps the
+// first apart
+#[case::write_between("write", &[(0, 4096), (0, 0), (4096, 4096)], &[1, 0, 2])]
+// marker in the second: joined with the first (256 KiB together), the third apart
+#[case::bytes("big", &[(0, 128 << 10), (128 << 10, 128 << 10), (256 << 10, 4096)], &[2, 2, 1])]
+fn glfs_joins_adjacent_reads_of_a_batch_into_one_gfapi_read(
+    #[case] case: &str,
+    #[case] reads: &[(u64, u32)],
+    #[case] expect: &[u8],
+) {
+    let f = open(Kind::Glfs, &format!("rjoined-{case}"));
+    let s = &*f.store;
+    let content = pattern(1 << 20, 0x3c);
+    assert_eq!(
+        run(s, common::write_in(0, &content, 1, false)),
+        Ok(IoReply::Done)
+    );
+    let requests: Vec<IoRequest> = reads
+        .iter()
+        .map(|&(offset, len)| match len {
+            0 => common::write_in(65536, &content[65536..65536 + 4096], 1, false),
+            len => IoRequest::Read { offset, len },
+        })
+        .collect();
+    let results = common::run_batch(s, requests);
+    // 0: the write; 1: not in the marked call; 2: in it
+    for (i, ((r, expect), &(offset, len))) in results.iter().zip(expect).zip(reads).enumerate() {
+        match expect {
+            0 => assert_eq!(r, &Ok(IoReply::Done), "request {i}"),
+            1 => {
+                let at = offset as usize;
+                assert_eq!(
+                    r,
+                    &Ok(IoReply::Data(Bytes::copy_from_slice(
+                        &content[at..at + len as usize]
+                    ))),
+                    "request {i} not in the marked call reads its own bytes"
+                );
+            }
+            _ => {
+                let e = r.as_ref().expect_err("in the marked call");
+                assert_eq!(
+                    (e.op, e.kind, e.errno),
+                    (store_api::Op::Read, ErrorKind::Io, Some(libc::EIO)),
+                    "request {i}"
+                );
+            }
         }
     }
 }

@@ -1,11 +1,14 @@
-//! The writes of one batch of a connection's input, sent to their stores together.
+//! The writes (and reads) of one batch of a connection's input, sent to their stores
+//! together.
 //!
 //! A connection works through what one socket read brought (a few 64 KiB writes, or
 //! dozens of 4 KiB ones) before it sleeps again. Its writes to a store that joins writes
 //! ([`BlockStore::joins_writes`]) wait here until the batch is worked through and then
 //! go to each store in one [`BlockStore::submit_batch`], so the store can join adjacent
 //! ones into one operation of its storage (the glfs store: one `glfs_pwritev_async`,
-//! docs/performance.md, seventh round); other stores get each write at once. Nothing
+//! docs/performance.md, seventh round); reads wait likewise for a store that joins
+//! reads ([`BlockStore::joins_reads`]: the glfs store, one `glfs_pread_async` for a run
+//! of adjacent reads, eighth round); other stores get each request at once. Nothing
 //! is reordered:
 //! every other request sends the writes waiting before it first, and writes go in
 //! their order. The connection sends what waits before it waits for anything itself
@@ -32,8 +35,9 @@ struct Waiting {
 
 impl Batch {
     /// Sends `request` through `lane` to `store`: a write to a store that joins writes
-    /// ([`BlockStore::joins_writes`]) at the end of the batch ([`Batch::send`]),
-    /// anything else at once, after the writes waiting before it.
+    /// ([`BlockStore::joins_writes`]), or a read to one that joins reads
+    /// ([`BlockStore::joins_reads`]), at the end of the batch ([`Batch::send`]),
+    /// anything else at once, after the requests waiting before it.
     pub fn submit(
         &mut self,
         lane: &Arc<Lane>,
@@ -41,7 +45,12 @@ impl Batch {
         request: IoRequest,
         done: Completion,
     ) {
-        if matches!(request, IoRequest::Write { .. }) && store.joins_writes() {
+        let keep = match request {
+            IoRequest::Write { .. } => store.joins_writes(),
+            IoRequest::Read { .. } => store.joins_reads(),
+            _ => false,
+        };
+        if keep {
             self.waiting.push(Waiting {
                 lane: lane.clone(),
                 store: store.clone(),
@@ -54,12 +63,12 @@ impl Batch {
         }
     }
 
-    /// Whether writes are waiting.
+    /// Whether requests are waiting.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 
-    /// Sends the waiting writes, in order: each run of writes for one lane and store
+    /// Sends the waiting requests, in order: each run of them for one lane and store
     /// with one [`Lane::submit_batch`] (a single one with [`Lane::submit`]).
     pub fn send(&mut self) {
         let mut waiting = self.waiting.drain(..).peekable();

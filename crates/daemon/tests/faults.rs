@@ -440,3 +440,72 @@ fn adjacent_writes_of_one_read_are_one_gfapi_write() {
         "the four writes landed"
     );
 }
+
+/// The reads of one socket read reach the glfs store together, and it joins adjacent
+/// ones into one gfapi read (`BlockStore::submit_batch`, `joins_reads`): four READ(10)s
+/// of 4 KiB back to back, sent in one TCP write, are one gfapi read call, which the
+/// fake's rule (fail the second read call) lets through, and each gets its own 4 KiB of
+/// the LUN file as Data-In; the next read, alone, is the second call and fails with
+/// MEDIUM ERROR.
+#[test]
+fn adjacent_reads_of_one_read_are_one_gfapi_read() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &[]);
+    let content = pattern(60, 64 << 10);
+    let lun = root.file_path("vol", "lun.img");
+    let mut file = std::fs::OpenOptions::new().write(true).open(&lun).unwrap();
+    file.write_all(&content).unwrap();
+    drop(file);
+    let mut stream = TcpStream::connect(target.portal).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let exp_stat_sn = raw_login(&mut stream, IQN);
+    root.set_rules(&[FaultRule::on(&["read"]).nth(2).errno("EIO")]);
+    // READ(10): LBA in bytes 2..6, 8 blocks of 512 (SBC-4 5.16)
+    let read10 = |lba: u8, itt: u32| {
+        let cdb = [0x28, 0, 0, 0, 0, lba, 0, 0, 8, 0];
+        scsi_command(&cdb, itt, itt, exp_stat_sn, 4096, false).to_vec()
+    };
+    let mut four = Vec::new();
+    for i in 0..4u8 {
+        four.extend(read10(8 * i, u32::from(i) + 1));
+    }
+    stream.write_all(&four).unwrap();
+    // ITT -> (data, status); Data-In (0x25) with S carries the status (RFC 7143 11.7.1)
+    let mut got = std::collections::BTreeMap::new();
+    while got
+        .values()
+        .filter(|(_, s): &&(Vec<u8>, Option<u8>)| s.is_some())
+        .count()
+        < 4
+    {
+        let (bhs, data) = recv_pdu(&mut stream);
+        let itt = be32(&bhs[16..]);
+        let entry = got.entry(itt).or_insert((Vec::new(), None));
+        match bhs[0] & 0x3f {
+            0x25 => {
+                entry.0.extend_from_slice(&data);
+                if bhs[1] & 0x01 != 0 {
+                    entry.1 = Some(bhs[3]);
+                }
+            }
+            0x21 => entry.1 = Some(bhs[3]),
+            op => panic!("unexpected PDU opcode {op:#x}"),
+        }
+    }
+    for i in 0..4usize {
+        let (data, status) = &got[&(i as u32 + 1)];
+        assert_eq!(*status, Some(0), "GOOD for ITT {}", i + 1);
+        assert!(
+            data[..] == content[i * 4096..(i + 1) * 4096],
+            "ITT {} reads its own 4 KiB",
+            i + 1
+        );
+    }
+    stream.write_all(&read10(64, 5)).unwrap();
+    let (resp, sense) = recv_pdu(&mut stream);
+    assert_eq!((resp[0] & 0x3f, resp[3]), (0x21, 0x02), "CHECK CONDITION");
+    // SenseLength (2 bytes), then fixed-format sense: the key in byte 2 (SPC-4 4.5.3)
+    assert_eq!(sense[2 + 2] & 0x0f, MEDIUM_ERROR);
+}

@@ -90,8 +90,9 @@ fn mock_store(
     store.expect_describe().return_const("mock".to_string());
     store.expect_read_metadata().returning(|_| Ok(None));
     store.expect_submit().returning(submit);
-    // Joins no writes: the daemon hands it each request at once.
+    // Joins no writes or reads: the daemon hands it each request at once.
     store.expect_joins_writes().return_const(false);
+    store.expect_joins_reads().return_const(false);
     Arc::new(store)
 }
 

@@ -459,12 +459,14 @@ pub trait BlockStore: Send + Sync {
 
     /// Starts the requests of `batch` in their order (it is left empty), as many
     /// [`BlockStore::submit`] calls one after another would: what one caller had ready
-    /// at once (the daemon: the writes of one socket read), so that a store may carry
-    /// several requests in one operation of its storage. A store that does so may only
-    /// join what could not tell the difference: plain writes next to each other in the
-    /// batch, each beginning where the one before ends, with the same `fua`; never
-    /// across another request, so nothing is reordered. Every request still gets its own
-    /// completion, exactly once; an error of a joined operation is every joined
+    /// at once (the daemon: the writes, and for a store that joins reads the reads, of
+    /// one socket read), so that a store may carry several requests in one operation of
+    /// its storage. A store that does so may only join what could not tell the
+    /// difference: plain writes next to each other in the batch, each beginning where the
+    /// one before ends, with the same `fua`, or plain reads next to each other, each
+    /// beginning where the one before ends; never across another request, so nothing is
+    /// reordered. Every request still gets its own completion, exactly once (a joined
+    /// read's with its own bytes); an error of a joined operation is every joined
     /// request's error. The default submits one by one.
     fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
         for (req, done) in batch.drain(..) {
@@ -476,6 +478,12 @@ pub trait BlockStore: Send + Sync {
     /// keeping writes back to hand them over together; a store that takes a batch one
     /// request at a time (the default) says no, and gets each request at once.
     fn joins_writes(&self) -> bool {
+        false
+    }
+
+    /// Whether [`BlockStore::submit_batch`] joins adjacent reads, so that a caller gains
+    /// by keeping reads back until the end of its batch as well; the default says no.
+    fn joins_reads(&self) -> bool {
         false
     }
 

@@ -110,6 +110,10 @@ pub const CHECKS: &[(&str, Check)] = &[
         batched_writes_land_as_written,
     ),
     (
+        "batched_reads_get_each_their_own_bytes",
+        batched_reads_get_each_their_own_bytes,
+    ),
+    (
         "flush_and_fua_writes_complete",
         flush_and_fua_writes_complete,
     ),
@@ -673,6 +677,70 @@ pub fn batched_writes_land_as_written(open: Open<'_>) {
             f.backing_bytes()[..2 << 20] == expected[..],
             "the batch reached the backing file"
         );
+    }
+}
+
+/// A batch of reads ([`BlockStore::submit_batch`]; the daemon hands a store that joins
+/// reads those of one socket read) answers each read with its own bytes, whatever a
+/// store joins: adjacent reads of several sizes, a gap, a write between adjacent reads,
+/// a read past the end between adjacent ones (it fails
+/// alone), and a run of adjacent 64 KiB reads longer than any joined read may be
+/// (12 x 64 KiB).
+pub fn batched_reads_get_each_their_own_bytes(open: Open<'_>) {
+    const K: u64 = 1024;
+    let f = open("batched-reads");
+    let s = &*f.store;
+    let content = pattern(2 << 20, 0x6b);
+    assert_eq!(run(s, write_in(0, &content, 4, false)), Ok(IoReply::Done));
+    // (request, the range a read must get)
+    let mut batch: Vec<(IoRequest, Option<(usize, usize)>)> = Vec::new();
+    let add = |batch: &mut Vec<_>, offset: u64, len: u32| {
+        batch.push((
+            IoRequest::Read { offset, len },
+            Some((offset as usize, len as usize)),
+        ));
+    };
+    // adjacent reads of 4, 4, 8 and 0.5 KiB, then a gap of 4 KiB and two more
+    add(&mut batch, 0, 4096);
+    add(&mut batch, 4 * K, 4096);
+    add(&mut batch, 8 * K, 8192);
+    add(&mut batch, 16 * K, 512);
+    add(&mut batch, 20 * K + 512, 4096);
+    add(&mut batch, 24 * K + 512, 1024);
+    // a write (at 1.5 MiB, which no read here touches) between adjacent reads
+    add(&mut batch, 32 * K, 4096);
+    batch.push((write_in(3 << 19, &pattern(4096, 0x99), 1, false), None));
+    add(&mut batch, 36 * K, 4096);
+    // a read past the end between adjacent reads fails alone
+    add(&mut batch, 40 * K, 4096);
+    let past_end = IoRequest::Read {
+        offset: SIZE - 2048,
+        len: 4096,
+    };
+    batch.push((past_end, None));
+    add(&mut batch, 44 * K, 4096);
+    // 768 KiB of adjacent 64 KiB reads
+    for i in 0..12 {
+        add(&mut batch, 64 * K + i * 64 * K, 65536);
+    }
+    let (requests, reads): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let results = run_batch(s, requests);
+    for (i, (got, read)) in results.iter().zip(&reads).enumerate() {
+        match (read, i) {
+            (Some((at, len)), _) => assert_eq!(
+                got,
+                &Ok(IoReply::Data(Bytes::copy_from_slice(
+                    &content[*at..at + len]
+                ))),
+                "read {i} gets its own bytes"
+            ),
+            (None, 7) => assert_eq!(got, &Ok(IoReply::Done), "the write between"),
+            (None, _) => assert_eq!(
+                got.as_ref().map_err(|e| e.kind),
+                Err(ErrorKind::OutOfRange),
+                "the read past the end"
+            ),
+        }
     }
 }
 
