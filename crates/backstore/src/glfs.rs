@@ -121,6 +121,9 @@ pub(crate) struct MountParams {
     /// gfapi's threads of the mount run under `SCHED_BATCH` (bsopt `batch-sched`, on by
     /// default; see the `sched` module).
     pub batch_sched: bool,
+    /// The mount's event threads follow the CPUs requests are submitted from (bsopt
+    /// `follow-cpu`, on by default; `gfapi::follow`).
+    pub follow_cpu: bool,
     /// How long one `glfs_init` may take before the attempt is given up.
     pub timeout: Duration,
 }
@@ -172,6 +175,9 @@ fn connect_with_timeout(
                 )
                 .map(Arc::new)
             };
+            if let (Ok(vol), true) = (&r, p.follow_cpu) {
+                vol.follow_submitters();
+            }
             match lock(&helper_tx).take() {
                 Some(tx) => {
                     let _ = tx.send(r);
@@ -489,10 +495,18 @@ impl Link {
     }
 }
 
-/// Library, volume, servers, translator options (in one order) and `batch_sched`: stores
-/// asking for other client options get a mount of their own (gfapi's own registry,
-/// `Volume::shared_with`, still hands them one `glfs_t` when only the policy differs).
-type RegistryKey = (String, String, Vec<Server>, Vec<gfapi::XlatorOption>, bool);
+/// Library, volume, servers, translator options (in one order), `batch_sched` and
+/// `follow_cpu`: stores asking for other client options get a mount of their own (gfapi's
+/// own registry, `Volume::shared_with`, still hands them one `glfs_t` when only the policy
+/// differs).
+type RegistryKey = (
+    String,
+    String,
+    Vec<Server>,
+    Vec<gfapi::XlatorOption>,
+    bool,
+    bool,
+);
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
 /// The mount of `params`' volume: the one already shared by other stores, else a new one
@@ -505,6 +519,7 @@ pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Err
         params.servers.clone(),
         gfapi::options_key(&params.xlator_options),
         params.batch_sched,
+        params.follow_cpu,
     );
     // The registry lock only finds the slot; the slot's lock is held across the first
     // mount so two openers of one volume do not both mount it.
@@ -1368,6 +1383,7 @@ impl GlfsStore {
             loglevel: 5,
             xlator_options: Vec::new(),
             batch_sched: false,
+            follow_cpu: false,
             timeout: Duration::from_secs(60),
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));

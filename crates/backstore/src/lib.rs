@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off;follow-cpu=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -297,6 +297,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             ]
         },
         batch_sched: gopts.batch_sched,
+        follow_cpu: gopts.follow_cpu,
         timeout: std::time::Duration::from_secs(gopts.timeout_secs),
     })
     .map_err(|e| match e {

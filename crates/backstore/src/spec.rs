@@ -164,6 +164,13 @@ pub struct GlfsOptions {
     /// preempts whatever runs on its CPU. LUNs of one volume share gfapi's mount, whose
     /// threads keep the policy of the first LUN's mount.
     pub batch_sched: bool,
+    /// gfapi's event threads of this mount run on the CPUs its requests come from
+    /// (`follow-cpu=on`, the default; `gfapi::follow`): with one connection thread on one
+    /// CPU, its completions are run on that CPU instead of crossing to the other one
+    /// (docs/performance.md, eighth round). `follow-cpu=off`: they run wherever the
+    /// scheduler puts them. LUNs of one volume share gfapi's mount: on once one of them
+    /// asked for it.
+    pub follow_cpu: bool,
 }
 
 /// Smallest `read-part` (a piece is one gfapi request: smaller ones only add requests).
@@ -188,6 +195,7 @@ impl Default for GlfsOptions {
             coherent: None,
             read_part: Some(crate::glfs::READ_PART),
             batch_sched: true,
+            follow_cpu: true,
         }
     }
 }
@@ -336,11 +344,23 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "follow-cpu" => {
+                    o.follow_cpu = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("follow-cpu {value:?} is not on or off"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
                         ),
                     ))
                 }

@@ -75,6 +75,7 @@ fn glfs_options_parse_all_keys() {
             coherent: Some(true),
             read_part: Some(1 << 20),
             batch_sched: true,
+            follow_cpu: true,
         }
     );
     assert_eq!(
@@ -94,6 +95,9 @@ fn glfs_options_parse_all_keys() {
     assert!(GlfsOptions::default().batch_sched, "on unless turned off");
     assert!(GlfsOptions::parse("batch-sched=on").unwrap().batch_sched);
     assert!(!GlfsOptions::parse("batch-sched=off").unwrap().batch_sched);
+    assert!(GlfsOptions::default().follow_cpu, "on unless turned off");
+    assert!(GlfsOptions::parse("follow-cpu=on").unwrap().follow_cpu);
+    assert!(!GlfsOptions::parse("follow-cpu=off").unwrap().follow_cpu);
     assert_eq!(
         GlfsOptions::parse("coherent=off").unwrap().coherent,
         Some(false)
@@ -117,7 +121,7 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
@@ -141,6 +145,7 @@ fn glfs_options_parse_all_keys() {
     "read-part \"66000\" is not off or a size from 64k to 64M in multiples of 4k"
 )]
 #[case::batch_sched("batch-sched=yes", "batch-sched \"yes\" is not on or off")]
+#[case::follow_cpu("follow-cpu=1", "follow-cpu \"1\" is not on or off")]
 #[case::no_equals("loglevel", "\"loglevel\" is not key=value")]
 #[case::level_range("loglevel=10", "loglevel \"10\" is not a number from 0 to 9")]
 #[case::level_text("loglevel=debug", "loglevel \"debug\" is not a number from 0 to 9")]
@@ -239,7 +244,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part or batch-sched)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -581,6 +581,99 @@ fn glfs_read_part_bsopt_sets_the_piece_or_turns_it_off(
     }
 }
 
+/// bsopt `follow-cpu` (on by default): the threads that run a mount's completions move to
+/// the CPU the requests are submitted from (here the fake's worker threads, started from
+/// an unpinned thread, and a submitter pinned to the last CPU it may use); with
+/// `follow-cpu=off` they stay where they may run. The data read is the file's either way.
+#[rstest]
+#[case::on("", true)]
+#[case::off("follow-cpu=off", false)]
+fn glfs_follow_cpu_bsopt_runs_completions_where_requests_come_from(
+    #[case] bsopts: &str,
+    #[case] follows: bool,
+) {
+    use gfapi::follow::{current_affinity, set_affinity, WINDOW};
+    use store_api::BlockStore;
+    let Some(allowed) = current_affinity() else {
+        return; // a CPU above 63: not followed (gfapi's unit tests cover the rule)
+    };
+    let file = unique("follow");
+    let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, bsopts, false)).unwrap();
+    let s = &*store;
+    let data = pattern(4096, 23);
+    // From this unpinned thread, so the fake starts its workers here: a burst of reads
+    // in flight at once grows its pool (a worker it started later, from the pinned
+    // thread below, would inherit that thread's CPU).
+    write(s, 0, &data);
+    let burst = (0..16)
+        .map(|_| IoRequest::Read {
+            offset: 0,
+            len: 4096,
+        })
+        .collect();
+    for r in common::run_batch(s, burst) {
+        assert!(matches!(r, Ok(IoReply::Data(d)) if d[..] == data[..]));
+    }
+    let last = 63 - allowed.leading_zeros();
+    // The CPUs the completing thread may run on, completion by completion.
+    let seen: Vec<Option<u64>> = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                set_affinity(1 << last).unwrap();
+                let mut seen = Vec::new();
+                let mut settled = 0;
+                // Following: until 64 completions in a row ran on that CPU (each of the
+                // fake's threads follows after a window of its own). Off: 16 windows.
+                let most = if follows { 64 } else { 16 } * WINDOW as usize;
+                while seen.len() < most {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    s.submit(
+                        IoRequest::Read {
+                            offset: 0,
+                            len: 4096,
+                        },
+                        store_api::Completion::new(move |r| {
+                            tx.send((current_affinity(), r)).unwrap()
+                        }),
+                    );
+                    let (cpus, r) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+                    match r {
+                        Ok(IoReply::Data(d)) => assert!(d[..] == data[..], "the file's data"),
+                        other => panic!("read failed: {other:?}"),
+                    }
+                    seen.push(cpus);
+                    let want = if follows { 1 << last } else { allowed };
+                    settled = if cpus == Some(want) { settled + 1 } else { 0 };
+                    if follows && settled == 64 {
+                        break;
+                    }
+                }
+                seen
+            })
+            .join()
+            .unwrap()
+    });
+    if follows {
+        let tail = &seen[seen.len() - 64..];
+        assert!(
+            tail.iter().all(|&c| c == Some(1 << last)),
+            "after {} reads from CPU {last} the completions still ran on {:?}",
+            seen.len(),
+            &tail[..4]
+        );
+    } else {
+        assert_eq!(seen.len(), 16 * WINDOW as usize);
+        assert!(
+            seen.iter().all(|&c| c == Some(allowed)),
+            "with follow-cpu=off the completing threads keep their CPUs: {:?}",
+            seen.iter()
+                .filter(|&&c| c != Some(allowed))
+                .take(8)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 /// A large read in pieces that fail: the error once every piece is back, no part.
 #[test]
 fn glfs_a_read_in_pieces_that_fail_reports_the_error_once() {

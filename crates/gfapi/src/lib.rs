@@ -32,6 +32,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 pub use gfapi_sys::LoadError;
 
+pub mod follow;
+
 /// Largest single transfer handed to gfapi; bigger ones are split.
 pub const MAX_CHUNK: usize = 256 << 20;
 
@@ -173,6 +175,8 @@ pub struct Volume {
     fs: *mut sys::glfs_t,
     name: String,
     servers: Vec<Server>,
+    /// Where the mount's event threads run ([`Volume::follow_submitters`]).
+    follow: follow::Follow,
 }
 
 // SAFETY: a glfs_t is designed for use from many threads at once; gfapi locks internally.
@@ -251,6 +255,7 @@ impl Volume {
             fs,
             name: volname.to_string(),
             servers: servers.to_vec(),
+            follow: follow::Follow::default(),
         };
         for server in servers {
             let transport = cstring("glfs_set_volfile_server", &server.transport)?;
@@ -443,6 +448,22 @@ impl Volume {
             });
         }
         Ok(())
+    }
+}
+
+impl Volume {
+    /// From now on the mount's event threads (which read the replies and run the
+    /// callbacks) confine themselves, every [`follow::WINDOW`] completions, to the CPUs
+    /// its requests were submitted from in that window, within the CPUs they may use
+    /// (see the `follow` module). For a mount shared by several callers it stays on once
+    /// one of them asked for it.
+    pub fn follow_submitters(&self) {
+        self.follow.enable();
+    }
+
+    /// Whether [`Volume::follow_submitters`] was called.
+    pub fn follows_submitters(&self) -> bool {
+        self.follow.enabled()
     }
 }
 
@@ -954,6 +975,7 @@ impl File {
             offset,
             op: ReadOp { buf, want: len, cb },
         });
+        self.vol.follow.note_submitter();
         submit(ctx);
     }
 
@@ -983,6 +1005,7 @@ impl File {
             offset,
             op: WriteOp { data, done: 0, cb },
         });
+        self.vol.follow.note_submitter();
         submit(ctx);
     }
 
@@ -1017,6 +1040,7 @@ impl File {
         len: u64,
         cb: impl FnOnce(Result<(), IoError>) + Send + 'static,
     ) {
+        self.vol.follow.note_submitter();
         submit(Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
@@ -1425,6 +1449,7 @@ unsafe extern "C" fn io_callback<O: Op>(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: data is the Box<Ctx<O>> leaked in submit, returned to us exactly once.
         let mut ctx = unsafe { Box::from_raw(data.cast::<Ctx<O>>()) };
+        ctx.file.vol.follow.on_completion();
         if ret < 0 {
             return ctx.finish(Err(IoError::Errno(errno)));
         }
