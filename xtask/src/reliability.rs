@@ -384,6 +384,33 @@ fn native_brick_pid(volume: &str) -> Result<u32> {
     })
 }
 
+/// The process id of this machine's glusterd: `/run/glusterd.pid` when it names a running
+/// glusterd, else the one process named so (a glusterd restarted by hand may leave the
+/// file naming a process long gone).
+fn glusterd_pid() -> Result<u32> {
+    let is_glusterd = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "glusterd")
+    };
+    let recorded = std::fs::read_to_string("/run/glusterd.pid")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    if let Some(pid) = recorded.filter(|&pid| is_glusterd(pid)) {
+        return Ok(pid);
+    }
+    let running: Vec<u32> = std::fs::read_dir("/proc")
+        .context("reading /proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| is_glusterd(pid))
+        .collect();
+    match running[..] {
+        [pid] => Ok(pid),
+        _ => bail!(
+            "cannot tell which process is glusterd: /run/glusterd.pid says {recorded:?}, \
+             processes named glusterd: {running:?}"
+        ),
+    }
+}
+
 fn signal(pid: u32, sig: &str) -> Result<()> {
     util::run(
         Command::new("kill")
@@ -757,11 +784,7 @@ fn frozen<T>(env: &Env, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> 
         }
         Fixture::Native => {
             let pid = if what == "glusterd" {
-                std::fs::read_to_string("/run/glusterd.pid")
-                    .context("reading /run/glusterd.pid")?
-                    .trim()
-                    .parse::<u32>()
-                    .context("/run/glusterd.pid")?
+                glusterd_pid()?
             } else {
                 native_brick_pid(&env.volume.name)?
             };
