@@ -477,6 +477,7 @@ impl AdminArgs {
                         size: size.map(units::format_size),
                         block_size: *block_size,
                         read_only: *read_only,
+                        alua_preferred: None,
                     },
                 },
                 LunVerb::Remove { target, lun, force } => Request::LunRemove {

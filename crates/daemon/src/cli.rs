@@ -327,6 +327,7 @@ impl Args {
                     size: self.size.map(units::format_size),
                     block_size: Some(self.block_size),
                     read_only: self.read_only,
+                    alua_preferred: None,
                 }],
                 chap,
                 acl,

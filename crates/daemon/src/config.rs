@@ -28,6 +28,8 @@
 //! size = "100G"                  # create the file with this size when missing
 //! block_size = 512
 //! read_only = false
+//! alua_preferred = 2             # optional, with alua_failover: the group this LUN goes to
+//!                                # when gateways start together (else the groups in turn)
 //! ```
 //!
 //! Access control (`allow_any_initiator`, `[discovery_chap]`, `[target.chap]`,
@@ -131,6 +133,10 @@ pub struct LunEntry {
     pub block_size: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// With alua failover: the target port group this LUN goes to when gateways start
+    /// together (`daemon::failover::preferred`); unset, the groups take the LUNs in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alua_preferred: Option<u16>,
 }
 
 impl ConfigFile {

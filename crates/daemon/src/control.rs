@@ -543,7 +543,7 @@ fn alua_table(state: &State) -> Result<Reply> {
                 let Some(alua) = target.scsi.lu_alua(lun) else {
                     continue;
                 };
-                let preferred = crate::failover::preferred(&alua, lun);
+                let preferred = crate::failover::preferred_of(&alua, &name, lun);
                 for (i, g) in alua.groups().enumerate() {
                     let port = if i == 0 {
                         "this gateway"

@@ -30,7 +30,8 @@
 //! STATE CHANGED on that LU only (`scsi::ScsiTarget::set_lu_alua`).
 //!
 //! Which gateway a LUN goes to when several start together: its preferred group
-//! ([`preferred`], the groups' ids in ascending order taken in turn by LUN number). For
+//! ([`preferred_of`]: the LUN's `alua_preferred` in the config file, else [`preferred`],
+//! the groups' ids in ascending order taken in turn by LUN number). For
 //! [`PREFERRED_WAIT`] after its start a gateway takes only the LUNs it is preferred for
 //! (or that are handed over to it), so a pair started together spreads the LUNs; after
 //! that it takes any LUN nobody holds, at once. A preferred gateway that comes back does
@@ -191,13 +192,62 @@ impl Record {
     }
 }
 
-/// The target port group LUN `lun` goes to when gateways start together: the groups'
-/// ids (this gateway's and every other's, the same set on every gateway) in ascending
-/// order, taken in turn by LUN number (LUN 0 the lowest id, LUN 1 the next, ...).
+/// The target port group LUN `lun` goes to by default when gateways start together:
+/// the groups' ids (this gateway's and every other's, the same set on every gateway) in
+/// ascending order, taken in turn by LUN number (LUN 0 the lowest id, LUN 1 the next,
+/// ...). A LUN's `alua_preferred` in the config file overrides it ([`preferred_of`]).
 pub fn preferred(groups: &Alua, lun: u16) -> u16 {
     let mut ids: Vec<u16> = groups.groups().map(|g| g.id).collect();
     ids.sort_unstable();
     ids[usize::from(lun) % ids.len()]
+}
+
+/// The LUNs' `alua_preferred` groups of the configuration in effect.
+static PREFERENCES: Mutex<Vec<(Key, u16)>> = Mutex::new(Vec::new());
+
+/// The target port group LUN `lun` of `target` goes to when gateways start together:
+/// its `alua_preferred` in the config file, else [`preferred`].
+pub fn preferred_of(groups: &Alua, target: &str, lun: u16) -> u16 {
+    lock(&PREFERENCES)
+        .iter()
+        .find(|((t, l), _)| t == target && *l == lun)
+        .map_or_else(|| preferred(groups, lun), |(_, g)| *g)
+}
+
+/// The `alua_preferred` settings of `config`, checked: only with alua failover, and each
+/// one of `groups` (this gateway's `alua_group` or an `alua_peer`).
+pub fn preferences(
+    config: &crate::config::ConfigFile,
+    groups: Option<&Alua>,
+) -> anyhow::Result<Vec<(Key, u16)>> {
+    let mut all = Vec::new();
+    for target in &config.targets {
+        for lun in &target.luns {
+            let Some(group) = lun.alua_preferred else {
+                continue;
+            };
+            let what = format!(
+                "target {} LUN {}: alua_preferred {group}",
+                target.name, lun.lun
+            );
+            if !enabled() {
+                anyhow::bail!("{what}: needs alua failover (--alua-failover or alua_failover)");
+            }
+            if !groups.is_some_and(|g| g.groups().any(|g| g.id == group)) {
+                anyhow::bail!(
+                    "{what} is not a target port group (this gateway's alua_group or an \
+                     alua_peer)"
+                );
+            }
+            all.push(((target.name.clone(), lun.lun), group));
+        }
+    }
+    Ok(all)
+}
+
+/// Makes `preferences` ([`preferences`]) the ones in effect.
+pub fn set_preferences(preferences: Vec<(Key, u16)>) {
+    *lock(&PREFERENCES) = preferences;
 }
 
 /// The groups a gateway reports for one LUN: its own active/optimized when it holds the
@@ -411,7 +461,7 @@ impl Failover {
             } else if record.is_none() {
                 record = target_wide.clone();
             }
-            let preferred = preferred(groups, *lun);
+            let preferred = preferred_of(groups, name, *lun);
             if !self.tenures.contains_key(&key)
                 && self.may_take(&key, groups.own.id, preferred, record.as_ref(), now)
             {
@@ -879,6 +929,18 @@ mod tests {
         .unwrap();
         let by_lun_there: Vec<u16> = (0..5).map(|lun| preferred(&other, lun)).collect();
         assert_eq!(by_lun_there, by_lun);
+    }
+
+    #[test]
+    fn a_luns_preference_from_the_file_overrides_the_default() {
+        let g = groups();
+        set_preferences(vec![(("t".to_string(), 1), 3)]);
+        assert_eq!(preferred_of(&g, "t", 1), 3);
+        // Others keep the default: LUN 0 to group 1, LUN 1 of another target to group 2.
+        assert_eq!(preferred_of(&g, "t", 0), 1);
+        assert_eq!(preferred_of(&g, "u", 1), 2);
+        set_preferences(Vec::new());
+        assert_eq!(preferred_of(&g, "t", 1), 2);
     }
 
     #[test]

@@ -265,6 +265,8 @@ impl State {
         let exposed = crate::config::exposed_portal(main_portal, &wanted.portals);
         let policy = self.cli_access.policy(&wanted, &specs, exposed)?;
         policy.validate().context("access control")?;
+        // Each LUN's preferred group (alua failover): checked against the groups now.
+        let preferences = crate::failover::preferences(&wanted, self.targets.alua().as_ref())?;
         let old = luns_by_target(current);
         let new = luns_by_target(&wanted);
         // ALUA states change live where the file's groups are the ones in effect (not the
@@ -502,6 +504,7 @@ impl State {
         if let Some(alua) = live_alua {
             self.targets.set_alua(alua);
         }
+        crate::failover::set_preferences(preferences);
         // Session and login settings: the next logins get them, sessions keep theirs.
         if let Some(server) = &server {
             self.targets.set_connection_limits(server.connection);
@@ -711,6 +714,7 @@ fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) 
         ("size", old.size != new.size),
         ("block_size", old.block_size != new.block_size),
         ("read_only", old.read_only != new.read_only),
+        ("alua_preferred", old.alua_preferred != new.alua_preferred),
     ])
 }
 

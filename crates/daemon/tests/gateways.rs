@@ -1398,23 +1398,23 @@ fn a_stalled_active_glfs_gateway_keeps_the_fence_and_nobody_takes_over_until_it_
 
 // ---- Failover per LUN: each LUN has an active gateway of its own ----
 
-/// Failover gateway `id` in group `group` (the other `peer`) exporting two LUNs of fake
-/// volume `vol` under `root`: `lun.img` as LUN 0 and `lun1.img` as LUN 1 (a config file
-/// in `dir`), with `extra` arguments.
-fn two_lun_failover_gateway(
-    root: &FakeRoot,
+/// The config file of failover gateway `id` in group `group` (the other `peer`)
+/// exporting two LUNs of fake volume `vol`: `lun.img` as LUN 0 and `lun1.img` as LUN 1,
+/// each with `alua_preferred` when `prefer` gives one; written in `dir`.
+fn two_lun_failover_config(
     dir: &std::path::Path,
     id: &str,
     group: u16,
     peer: u16,
-    extra: &[&str],
-) -> Running {
-    root.create_volume("vol");
+    prefer: [Option<u16>; 2],
+) -> PathBuf {
     let path = dir.join(format!("{id}.toml"));
     let lun = |n: u16, file: &str| {
+        let prefer =
+            prefer[usize::from(n)].map_or(String::new(), |g| format!("alua_preferred = {g}\n"));
         format!(
             "[[target.lun]]\nlun = {n}\nbstype = \"glfs\"\n\
-             backing_store = \"vol@127.0.0.2:{file}\"\nsize = \"4M\"\n"
+             backing_store = \"vol@127.0.0.2:{file}\"\nsize = \"4M\"\n{prefer}"
         )
     };
     let text = format!(
@@ -1425,6 +1425,22 @@ fn two_lun_failover_gateway(
         lun(1, "lun1.img"),
     );
     std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Failover gateway `id` in group `group` (the other `peer`) exporting two LUNs of fake
+/// volume `vol` under `root` ([`two_lun_failover_config`], default preferences), with
+/// `extra` arguments.
+fn two_lun_failover_gateway(
+    root: &FakeRoot,
+    dir: &std::path::Path,
+    id: &str,
+    group: u16,
+    peer: u16,
+    extra: &[&str],
+) -> Running {
+    root.create_volume("vol");
+    let path = two_lun_failover_config(dir, id, group, peer, [None, None]);
     let mut args = vec!["--config", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     Running::start(&args, &[("GFAPI_FAKE_ROOT", root.path())])
@@ -1632,4 +1648,61 @@ fn two_luns_active_on_different_gateways_fail_over_on_their_own() {
     assert_eq!(write_numbered(&mut b1, 10), (0, 0, 0, 0), "{}", logs());
     assert_eq!(block_of(&root, "lun.img")[..4], 8u32.to_be_bytes());
     assert_eq!(block_of(&root, "lun1.img")[..4], 10u32.to_be_bytes());
+}
+
+/// `alua_preferred` in the config file says where a LUN goes when gateways start, over
+/// the default (groups in turn): gateway B (group 2) alone, with LUN 0 preferring group 2
+/// and LUN 1 group 1 (the reverse of the default), is active/optimized (0h) for LUN 0
+/// from its first round, before its portal listens, and standby (2h) for LUN 1, which it
+/// leaves to group 1 for its first 10 s; `admin alua list` marks each LUN's preferred
+/// group. A group that is neither this gateway's nor a peer's is refused at start with
+/// one line naming the LUN.
+#[test]
+fn a_luns_preferred_group_comes_from_the_config_file() {
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("b.sock");
+    let config = two_lun_failover_config(dir.path(), "gateway-b", 2, 1, [Some(2), Some(1)]);
+    let gw_b = Running::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+        &[("GFAPI_FAKE_ROOT", root.path())],
+    );
+    let mut b0 = standby_host_on(&gw_b, "host-a", 0);
+    let mut b1 = standby_host_on(&gw_b, "host-a", 1);
+    assert_eq!(
+        report_target_port_groups(&mut b0),
+        [(2, 0x0, 2), (1, 0x2, 1)],
+        "{}",
+        gw_b.log()
+    );
+    assert_eq!(
+        report_target_port_groups(&mut b1),
+        [(2, 0x2, 2), (1, 0x2, 1)]
+    );
+    let listed = ok(&socket, &["alua", "list"]);
+    let preferred: Vec<Vec<&str>> = listed
+        .lines()
+        .filter(|l| l.trim_end().ends_with("yes"))
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        preferred,
+        [vec![IQN, "0", "2"], vec![IQN, "1", "1"]],
+        "{listed}"
+    );
+
+    let bad = two_lun_failover_config(dir.path(), "gateway-c", 2, 1, [None, Some(9)]);
+    let out = run_to_exit(&["--config", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("LUN 1: alua_preferred 9 is not a target port group"),
+        "{err}"
+    );
 }
