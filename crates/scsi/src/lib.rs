@@ -1080,6 +1080,21 @@ impl ScsiTarget {
             .collect()
     }
 
+    /// The name of the other gateway through which a session holds the RESERVE(6/10)
+    /// of shared logical unit `lun`, as last loaded (`None`: none, or this gateway's).
+    pub fn reserve_held_through(&self, lun: u16) -> Option<String> {
+        self.lu(lun)?.reservations.reserve_held_through()
+    }
+
+    /// The caller found gateway `gateway` gone (the storage let go of its locks): the
+    /// RESERVE(6/10) one of its sessions holds on shared logical unit `lun` ends with
+    /// those sessions (SPC-2 5.5.1), and this gateway writes its release with its next
+    /// [`ScsiTarget::reservation_chores`]. Whether there was one.
+    pub fn reserve_holder_gone(&self, lun: u16, gateway: &str) -> bool {
+        self.lu(lun)
+            .is_some_and(|lu| lu.reservations.gateway_gone(gateway))
+    }
+
     /// When [`ScsiTarget::reservations_due`] next has something to say: `None` without
     /// shared logical units, a time already past for one never loaded.
     pub fn next_reservations_refresh(&self, now: Instant) -> Option<Instant> {

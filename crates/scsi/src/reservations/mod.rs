@@ -262,6 +262,35 @@ impl Reservations {
         self.shared.store(true, Ordering::Release);
     }
 
+    /// The gateway whose session holds the RESERVE(6/10) recorded in the shared state,
+    /// when it is another gateway.
+    pub(crate) fn reserve_held_through(&self) -> Option<String> {
+        let locked = self.lock();
+        let me = self.gateway.get();
+        locked
+            .pr
+            .legacy
+            .as_ref()
+            .filter(|h| Some(&h.gateway) != me)
+            .map(|h| h.gateway.clone())
+    }
+
+    /// Gateway `gateway` is gone (its process or its connection to the storage): its
+    /// sessions are, and so is the RESERVE(6/10) one of them holds (SPC-2 5.5.1, I_T
+    /// nexus loss); this gateway owes its release. Whether it held one.
+    pub(crate) fn gateway_gone(&self, gateway: &str) -> bool {
+        let mut locked = self.lock();
+        let held = locked
+            .pr
+            .legacy
+            .as_ref()
+            .is_some_and(|h| h.gateway == gateway && self.gateway.get() != Some(&h.gateway));
+        if held {
+            locked.owed_release = locked.pr.legacy.clone();
+        }
+        held
+    }
+
     /// Whether a RESERVE(6/10) recorded in the shared state is this gateway's to release
     /// ([`Reservations::settle_release`]).
     pub(crate) fn owes_release(&self) -> bool {
