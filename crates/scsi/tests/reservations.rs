@@ -1664,3 +1664,23 @@ fn a_reserve_of_a_gateway_found_gone_is_released_by_another() {
     assert_eq!(g.cmd(1, B, &RESERVE6), GOOD);
     assert!(!g.gw[1].rig.target.reserve_holder_gone(0, "gateway-1"));
 }
+
+#[test]
+fn a_release_whose_write_failed_is_still_owed() {
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    g.gw[1].rig.target.logical_unit_reset(0);
+    g.gw[1].rig.run_on(B, 0, &TUR, &[]); // the reset's unit attention
+    let target = &g.gw[1].rig.target;
+    let mut run = target.reservation_chores().pop().expect("a release owed");
+    assert!(run.run(target, g.volume.as_deref()).unwrap().is_some());
+    // The write failed: the LU goes back to what the volume holds.
+    run.undo(target);
+    assert_eq!(g.gw[1].write(B), RC, "the volume still records the hold");
+    assert_eq!(g.chores(1), 1, "still owed, and written now");
+    assert_eq!(g.gw[1].write(B), GOOD);
+    g.refresh(1);
+    assert_eq!(g.chores(1), 0);
+    assert_eq!(g.gw[1].write(B), GOOD);
+}

@@ -294,16 +294,19 @@ impl Reservations {
     /// Whether a RESERVE(6/10) recorded in the shared state is this gateway's to release
     /// ([`Reservations::settle_release`]).
     pub(crate) fn owes_release(&self) -> bool {
-        self.lock().owed_release.is_some()
+        let locked = self.lock();
+        locked.owed_release.is_some() && locked.owed_release == locked.pr.legacy
     }
 
     /// Releases the RESERVE(6/10) this gateway owes a release (its session ended, a
     /// reset), on the shared state just loaded under the lock, when the state still
     /// records that holder and no session here holds it again: whether the state changed
     /// (a new version, to be written back).
+    /// The debt itself stays until a loaded state no longer records that holder, so a
+    /// release whose write failed (the state loaded back) is still owed.
     pub(crate) fn settle_release(&self) -> bool {
         let mut locked = self.lock();
-        let Some(owed) = locked.owed_release.take() else {
+        let Some(owed) = locked.owed_release.clone() else {
             return false;
         };
         if locked.pr.legacy.as_ref() != Some(&owed) || locked.legacy.is_some() {
