@@ -743,9 +743,11 @@ impl Session {
             TaskScope::Lun => {
                 let lun = tmf.lun;
                 if tmf.function == TaskFunction::LogicalUnitReset {
-                    // Every nexus, this one included, learns of the reset (SAM-5 7.8).
-                    if let (Some(target), Some(n)) = (&self.target, scsi::decode_lun(lun)) {
-                        target.scsi.logical_unit_reset(n);
+                    // Every nexus, this one included, learns of the reset, and every other
+                    // nexus's tasks on the LU are aborted too (SAM-5 7.8).
+                    if let (Some(target), Some(n)) = (self.target.clone(), scsi::decode_lun(lun)) {
+                        target.scsi.logical_unit_reset_by(n, self.nexus);
+                        self.aborts_after_reset(conn, &target, Some(n));
                     }
                 }
                 let doomed: Vec<u32> = self
@@ -762,8 +764,9 @@ impl Session {
             }
             TaskScope::Session => {
                 self.abort_all(conn);
-                if let Some(target) = &self.target {
-                    target.scsi.target_reset();
+                if let Some(target) = self.target.clone() {
+                    target.scsi.target_reset_by(self.nexus);
+                    self.aborts_after_reset(conn, &target, None);
                 }
                 TmfResponse::FunctionComplete
             }
@@ -803,7 +806,8 @@ impl Session {
             Control::AbortTasks(lun) => {
                 let aborted = self.abort_lun(conn, lun);
                 tracing::info!(%peer, lun, aborted,
-                    "registration preempted by PREEMPT AND ABORT: this nexus's tasks aborted");
+                    "this nexus's tasks on the LUN aborted by another nexus's command or \
+                     function (PREEMPT AND ABORT, LOGICAL UNIT RESET, target reset)");
                 false
             }
         }
@@ -826,6 +830,25 @@ impl Session {
             conn.abort_command(itt);
         }
         collecting + doomed.len()
+    }
+
+    /// Sends the task aborts a reset from this nexus queued (and any other) to the
+    /// connections of the other nexuses, at once; this nexus's own on `covered` (the
+    /// reset's LUN; `None`: every LUN, a target reset) the reset has ended already, and
+    /// are not carried out again (later they could end commands received after it).
+    fn aborts_after_reset(
+        &mut self,
+        conn: &mut iscsi::Connection,
+        target: &Target,
+        covered: Option<u16>,
+    ) {
+        for abort in target.scsi.take_task_aborts() {
+            if abort.nexus != self.nexus {
+                send_task_abort(target, abort);
+            } else if covered.is_some_and(|lun| lun != abort.lun) {
+                self.abort_lun(conn, abort.lun);
+            }
+        }
     }
 
     /// Sends the task aborts the SCSI layer queued (PREEMPT AND ABORT) to the connections

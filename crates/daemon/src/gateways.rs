@@ -73,8 +73,28 @@ struct LiveLock {
     target: String,
     lun: u16,
     store: std::sync::Weak<dyn BlockStore>,
-    lock: store_api::MetadataLock,
+    /// [`LIVE_METADATA`], and this gateway's own ([`gateway_lock`]), both shared.
+    locks: Vec<store_api::MetadataLock>,
 }
+
+/// The metadata lock gateway `gateway` holds shared while it exports a shared LUN: one
+/// that another gateway can take exclusive is gone (its process, or its connection to
+/// the storage), and so are its sessions. Metadata names are short and lowercase, so
+/// the name is `gw-` and the FNV-1a hash of the gateway's (two gateways sharing a hash
+/// only look alive to each other's checks: the safe side).
+pub fn gateway_lock(gateway: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in gateway.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("gw-{h:08x}")
+}
+
+/// Since when another gateway's lock could be taken (it looked gone), by target, LUN
+/// and gateway: it counts as gone once that has lasted [`LIVE_RECHECK`].
+static SUSPECTED: std::sync::Mutex<Vec<(String, u16, String, Instant)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn live_locks() -> std::sync::MutexGuard<'static, Vec<LiveLock>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
@@ -459,25 +479,23 @@ pub fn hold_live(
     store: &Arc<dyn BlockStore>,
     owner: &LockOwner,
 ) -> Result<(), LockError> {
-    let live = match store.lock_metadata(
-        LIVE_METADATA,
-        owner,
-        LockMode::Shared,
-        LockWait::AtMost(LOCK_WAIT),
-    ) {
-        Ok(lock) => lock,
-        Err(LockError::Store { source, .. }) if source.kind == ErrorKind::Unsupported => {
-            return Ok(())
+    let mut held = Vec::new();
+    for name in [LIVE_METADATA.to_string(), gateway_lock(owner.as_str())] {
+        match store.lock_metadata(&name, owner, LockMode::Shared, LockWait::AtMost(LOCK_WAIT)) {
+            Ok(lock) => held.push(lock),
+            Err(LockError::Store { source, .. }) if source.kind == ErrorKind::Unsupported => {
+                return Ok(())
+            }
+            Err(err) => return Err(err),
         }
-        Err(err) => return Err(err),
-    };
+    }
     let mut locks = live_locks();
     locks.retain(|l| !(l.target == target && l.lun == lun));
     locks.push(LiveLock {
         target: target.to_string(),
         lun,
         store: Arc::downgrade(store),
-        lock: live,
+        locks: held,
     });
     Ok(())
 }
@@ -491,11 +509,12 @@ pub fn keep_live(owner: &LockOwner) {
         let Some(store) = l.store.upgrade() else {
             return false;
         };
-        if !l.lock.is_intact() {
-            match store.lock_metadata(LIVE_METADATA, owner, LockMode::Shared, LockWait::NoWait) {
-                Ok(lock) => l.lock = lock,
+        for lock in l.locks.iter_mut().filter(|lock| !lock.is_intact()) {
+            let name = lock.name().to_string();
+            match store.lock_metadata(&name, owner, LockMode::Shared, LockWait::NoWait) {
+                Ok(again) => *lock = again,
                 Err(err) => tracing::warn!(target = %l.target, lun = l.lun, %err,
-                    "cannot take the gateways' liveness lock again"),
+                    "cannot take a gateways' liveness lock again"),
             }
         }
         true
@@ -584,7 +603,49 @@ pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
             LockWait::NoWait,
         );
     }
+    release_reserves_of_gone_gateways(target, owner, now);
     crate::connection::send_task_aborts(target);
+}
+
+/// For each shared LUN whose RESERVE(6/10) is held through another gateway: when that
+/// gateway's lock ([`gateway_lock`]) can be taken, twice at least [`LIVE_RECHECK`] apart,
+/// the gateway is gone and so are its sessions: the reservation ends (SPC-2 5.5.1, I_T
+/// nexus loss), and this gateway writes the release at its next round. A stalled
+/// gateway keeps its locks (its connection lives), and keeps the reservation.
+fn release_reserves_of_gone_gateways(target: &Target, owner: &LockOwner, now: Instant) {
+    let mut suspected = SUSPECTED.lock().unwrap_or_else(|e| e.into_inner());
+    for lun in target.scsi.luns() {
+        let Some(holder) = target.scsi.reserve_held_through(lun) else {
+            suspected.retain(|(t, l, _, _)| !(*t == target.name && *l == lun));
+            continue;
+        };
+        let Some(store) = target.store(u64::from(lun)) else {
+            continue;
+        };
+        let gone = store
+            .lock_metadata(
+                &gateway_lock(&holder),
+                owner,
+                LockMode::Exclusive,
+                LockWait::NoWait,
+            )
+            .is_ok();
+        let at = suspected
+            .iter()
+            .position(|(t, l, g, _)| *t == target.name && *l == lun && *g == holder);
+        match (gone, at) {
+            (false, _) => suspected.retain(|(t, l, _, _)| !(*t == target.name && *l == lun)),
+            (true, None) => suspected.push((target.name.clone(), lun, holder, now)),
+            (true, Some(i)) if now.duration_since(suspected[i].3) >= LIVE_RECHECK => {
+                suspected.remove(i);
+                if target.scsi.reserve_holder_gone(lun, &holder) {
+                    tracing::info!(target = %target.name, lun, gateway = %holder,
+                        "the gateway holding the RESERVE is gone: released");
+                }
+            }
+            (true, Some(_)) => {}
+        }
+    }
 }
 
 /// Loads one shared LU's state (read begun at `now`), acknowledges the version this

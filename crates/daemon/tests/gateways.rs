@@ -383,6 +383,19 @@ fn writes_within(ini: &mut Initiator, patience: Duration) -> bool {
     false
 }
 
+/// Whether the state on the storage holds no RESERVE(6/10) within [`REFRESH_PATIENCE`]
+/// (a gateway's data path follows its release a moment before the write lands).
+fn released_on_storage(storage: &Storage) -> bool {
+    let until = Instant::now() + REFRESH_PATIENCE;
+    while Instant::now() < until {
+        if !storage.saved().contains("legacy-reserve") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// RESERVE(6/10) on a shared LU is one reservation for every gateway (SPC-2 5.5.1): a
 /// host's RESERVE through gateway A keeps a host on gateway B out (all but INQUIRY,
 /// REPORT LUNS and REQUEST SENSE conflict), and it ends with RELEASE, with the holding
@@ -424,7 +437,7 @@ fn a_reserve_holds_across_gateways(storage: Storage) {
         writes_within(&mut b, REFRESH_PATIENCE),
         "released when the holding session ended"
     );
-    assert!(!storage.saved().contains("legacy-reserve"));
+    assert!(released_on_storage(&storage), "{}", storage.saved());
 
     // B holds it through gateway B; a LOGICAL UNIT RESET (function 5) through gateway A
     // ends it there too.
@@ -443,7 +456,19 @@ fn a_reserve_holds_across_gateways(storage: Storage) {
         writes_within(&mut a, REFRESH_PATIENCE),
         "released by the reset through the other gateway"
     );
-    assert!(!storage.saved().contains("legacy-reserve"));
+    assert!(released_on_storage(&storage), "{}", storage.saved());
+
+    // A holds it through gateway A, and gateway A dies (SIGKILL): its sessions are gone,
+    // and gateway B, finding A's lock free, ends the reservation (SPC-2 5.5.1).
+    assert_eq!(status(&mut a, &RESERVE6), 0);
+    assert!(fenced_within(&mut b, REFRESH_PATIENCE));
+    drop(gw_a);
+    drop((a, raw));
+    assert!(
+        writes_within(&mut b, REFRESH_PATIENCE),
+        "released when the holding gateway died"
+    );
+    assert!(released_on_storage(&storage), "{}", storage.saved());
 }
 
 #[test]

@@ -92,7 +92,12 @@ struct RawHost {
 
 impl RawHost {
     fn login(target: &Running) -> RawHost {
-        let (stream, exp_stat_sn) = raw_session(target.portal, IQN);
+        RawHost::login_as(target, RAW_INITIATOR)
+    }
+
+    /// [`RawHost::login`] as initiator `initiator` (another initiator port).
+    fn login_as(target: &Running, initiator: &str) -> RawHost {
+        let (stream, exp_stat_sn) = raw_session_as(target.portal, IQN, initiator);
         RawHost {
             stream,
             cmd_sn: 1,
@@ -265,4 +270,76 @@ fn preempt_and_abort_aborts_the_preempted_hosts_tasks_at_the_store() {
         .raw_command(&[0x28, 0, 0, 0, 0, 8, 0, 0, 1, 0], &[], 512)
         .unwrap();
     assert_eq!(read.data, pattern(3, 512));
+}
+
+/// LOGICAL UNIT RESET (SAM-5 7.8) aborts all tasks in all task sets of the LU, another
+/// session's too: host A's two writes held by the store get no response (TAS=0 in the
+/// Control mode page), its next command reports BUS DEVICE RESET FUNCTION OCCURRED
+/// (UNIT ATTENTION 6h, 29h/03h), and the late completions of its writes, once the store
+/// lets them go, answer nothing. Host B, which asked, gets FUNCTION COMPLETE (RFC 7143
+/// 11.6.1, response 0) and the same unit attention.
+#[test]
+fn a_logical_unit_reset_aborts_the_other_sessions_tasks_at_the_store() {
+    const CHECK_CONDITION: u8 = 0x02;
+    const UNIT_ATTENTION: u8 = 0x06;
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--command-timeout", "0"]);
+    let mut a = RawHost::login(&target);
+    let mut b = RawHost::login_as(&target, "iqn.2026-11.test:resetter");
+
+    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").hang()]);
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0],
+        10,
+        &pattern(10, 512),
+        0,
+    );
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 24, 0, 0, 1, 0],
+        11,
+        &pattern(11, 512),
+        0,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // B: LOGICAL UNIT RESET (function 5) on LUN 0, immediate.
+    send_pdu(
+        &mut b.stream,
+        tmf_request(5, 0, 0x50, 0xffff_ffff, b.cmd_sn, b.exp_stat_sn, 0),
+        &[],
+    );
+    let (resp, _) = recv_pdu(&mut b.stream);
+    // Task Management Function Response (0x22), Response 0: function complete.
+    assert_eq!(
+        (resp[0] & 0x3f, resp[2], be32(&resp[16..])),
+        (0x22, 0, 0x50)
+    );
+    b.exp_stat_sn = be32(&resp[24..]) + 1;
+
+    // A's next command is answered first, with the unit attention: its writes got
+    // nothing.
+    let (status, sense) = a.run(&[0; 6], 12, &[]);
+    assert_eq!(
+        (status, sense),
+        (CHECK_CONDITION, Some((UNIT_ATTENTION, 0x29, 0x03))),
+        "BUS DEVICE RESET FUNCTION OCCURRED"
+    );
+    let (status, sense) = b.run(&[0; 6], 0x51, &[]);
+    assert_eq!(
+        (status, sense),
+        (CHECK_CONDITION, Some((UNIT_ATTENTION, 0x29, 0x03)))
+    );
+
+    // The store lets the writes go: their completions answer nothing; the next PDU A
+    // gets answers its ping.
+    root.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    send_pdu(&mut a.stream, nop_out(14, a.cmd_sn, a.exp_stat_sn), b"ping");
+    let (bhs, data) = recv_pdu(&mut a.stream);
+    assert_eq!(
+        bhs[0] & 0x3f,
+        0x20,
+        "NOP-In, not a response to an aborted task"
+    );
+    assert_eq!((be32(&bhs[16..]), &data[..]), (14, &b"ping"[..]));
 }

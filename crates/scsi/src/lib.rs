@@ -816,10 +816,46 @@ impl ScsiTarget {
         }
     }
 
+    /// A LOGICAL UNIT RESET on `lun` from nexus `by`: [`Self::logical_unit_reset`], and
+    /// the tasks of every other nexus on the LU are to be aborted too (SAM-5 7.8: all
+    /// tasks in all task sets; without status, TAS being 0), queued for the transport
+    /// ([`Self::take_task_aborts`]). The transport aborts `by`'s own tasks itself, at
+    /// the function's place in its command order. Other gateways' nexuses are not
+    /// reached (only a RESERVE(6/10) the reset ends is, through the shared state).
+    pub fn logical_unit_reset_by(&self, lun: u16, by: NexusId) {
+        if self.lu(lun).is_none() {
+            return;
+        }
+        self.logical_unit_reset(lun);
+        for n in self.nexuses.ids().into_iter().filter(|&n| n != by) {
+            self.nexuses.queue_abort(n, lun);
+        }
+    }
+
+    /// A TARGET WARM/COLD RESET from nexus `by`: [`Self::target_reset`], and every other
+    /// nexus's tasks on every logical unit are to be aborted (SAM-5 7.10), queued as for
+    /// [`Self::logical_unit_reset_by`].
+    pub fn target_reset_by(&self, by: NexusId) {
+        self.target_reset();
+        let others: Vec<NexusId> = self
+            .nexuses
+            .ids()
+            .into_iter()
+            .filter(|&n| n != by)
+            .collect();
+        for lun in self.luns() {
+            for &n in &others {
+                self.nexuses.queue_abort(n, lun);
+            }
+        }
+    }
+
     /// The task sets the transport must abort, queued since the last call: a PERSISTENT
     /// RESERVE OUT PREEMPT AND ABORT aborts every task of the preempted registrants'
     /// nexuses on its logical unit (SPC-4 5.13.11.2.4, SAM-5 task abort without status, as
-    /// TAS is 0). The caller drains this after each command it finishes.
+    /// TAS is 0), a LOGICAL UNIT RESET or target reset every other nexus's
+    /// ([`Self::logical_unit_reset_by`]). The caller drains this after each command it
+    /// finishes.
     pub fn take_task_aborts(&self) -> Vec<TaskAbort> {
         self.nexuses
             .take_aborts()
@@ -1105,6 +1141,21 @@ impl ScsiTarget {
                 chore: true,
             })
             .collect()
+    }
+
+    /// The name of the other gateway through which a session holds the RESERVE(6/10)
+    /// of shared logical unit `lun`, as last loaded (`None`: none, or this gateway's).
+    pub fn reserve_held_through(&self, lun: u16) -> Option<String> {
+        self.lu(lun)?.reservations.reserve_held_through()
+    }
+
+    /// The caller found gateway `gateway` gone (the storage let go of its locks): the
+    /// RESERVE(6/10) one of its sessions holds on shared logical unit `lun` ends with
+    /// those sessions (SPC-2 5.5.1), and this gateway writes its release with its next
+    /// [`ScsiTarget::reservation_chores`]. Whether there was one.
+    pub fn reserve_holder_gone(&self, lun: u16, gateway: &str) -> bool {
+        self.lu(lun)
+            .is_some_and(|lu| lu.reservations.gateway_gone(gateway))
     }
 
     /// When [`ScsiTarget::reservations_due`] next has something to say: `None` without

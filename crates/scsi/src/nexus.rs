@@ -208,6 +208,11 @@ impl Nexuses {
             .unwrap_or_else(|| Arc::new(InitiatorPort::anonymous(nexus)))
     }
 
+    /// Every open nexus.
+    pub(crate) fn ids(&self) -> Vec<NexusId> {
+        self.lock().keys().copied().collect()
+    }
+
     /// The open nexuses whose initiator port is `port`.
     pub(crate) fn nexuses_of(&self, port: &InitiatorPort) -> Vec<NexusId> {
         self.lock()

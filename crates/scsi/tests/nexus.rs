@@ -103,6 +103,33 @@ fn logical_unit_reset_reaches_every_nexus() {
 }
 
 #[test]
+fn a_reset_aborts_every_other_nexus_s_tasks() {
+    // SAM-5 7.8 and 7.10: LOGICAL UNIT RESET and target reset abort all tasks in all
+    // task sets (one per nexus, TST 001b); the asking nexus's are the transport's own.
+    let mut rig = two_nexuses();
+    rig.target.add_lun(1, config(Capabilities::default()));
+    rig.target.logical_unit_reset_by(0, A);
+    assert_eq!(
+        rig.target.take_task_aborts(),
+        [scsi::TaskAbort { nexus: B, lun: 0 }]
+    );
+    check_ua(&rig.run_on(A, 0, &TUR, &[]), 0x29, 0x03);
+    check_ua(&rig.run_on(B, 0, &TUR, &[]), 0x29, 0x03);
+    rig.target.logical_unit_reset_by(7, A);
+    assert_eq!(rig.target.take_task_aborts(), [], "no LU 7, nothing reset");
+    rig.target.target_reset_by(B);
+    let mut aborts = rig.target.take_task_aborts();
+    aborts.sort_by_key(|a| a.lun);
+    assert_eq!(
+        aborts,
+        [
+            scsi::TaskAbort { nexus: A, lun: 0 },
+            scsi::TaskAbort { nexus: A, lun: 1 }
+        ]
+    );
+}
+
+#[test]
 fn target_reset_reaches_every_nexus_with_power_on() {
     let mut rig = two_nexuses();
     for n in [A, B] {

@@ -1642,3 +1642,45 @@ fn at_power_on_registrations_without_aptpl_are_gone_and_with_it_kept() {
     assert!(!String::from_utf8(after).unwrap().contains("legacy-reserve"));
     assert!(scsi::reservations_at_power_on(b"garbage").is_err());
 }
+
+#[test]
+fn a_reserve_of_a_gateway_found_gone_is_released_by_another() {
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    assert_eq!(g.gw[0].rig.target.reserve_held_through(0), None, "its own");
+    assert_eq!(
+        g.gw[1].rig.target.reserve_held_through(0).as_deref(),
+        Some("gateway-0")
+    );
+    assert!(!g.gw[1].rig.target.reserve_holder_gone(0, "gateway-2"));
+    assert_eq!(g.chores(1), 0);
+    // Gateway 0 is gone, and with it the holding session (SPC-2 5.5.1).
+    assert!(g.gw[1].rig.target.reserve_holder_gone(0, "gateway-0"));
+    assert_eq!(g.chores(1), 1);
+    assert_eq!(g.gw[1].write(B), GOOD);
+    assert_eq!(g.gw[1].rig.target.reserve_held_through(0), None);
+    // A gateway cannot declare itself gone.
+    assert_eq!(g.cmd(1, B, &RESERVE6), GOOD);
+    assert!(!g.gw[1].rig.target.reserve_holder_gone(0, "gateway-1"));
+}
+
+#[test]
+fn a_release_whose_write_failed_is_still_owed() {
+    let mut g = Gateways::new();
+    assert_eq!(g.cmd(0, A, &RESERVE6), GOOD);
+    g.refresh(1);
+    g.gw[1].rig.target.logical_unit_reset(0);
+    g.gw[1].rig.run_on(B, 0, &TUR, &[]); // the reset's unit attention
+    let target = &g.gw[1].rig.target;
+    let mut run = target.reservation_chores().pop().expect("a release owed");
+    assert!(run.run(target, g.volume.as_deref()).unwrap().is_some());
+    // The write failed: the LU goes back to what the volume holds.
+    run.undo(target);
+    assert_eq!(g.gw[1].write(B), RC, "the volume still records the hold");
+    assert_eq!(g.chores(1), 1, "still owed, and written now");
+    assert_eq!(g.gw[1].write(B), GOOD);
+    g.refresh(1);
+    assert_eq!(g.chores(1), 0);
+    assert_eq!(g.gw[1].write(B), GOOD);
+}

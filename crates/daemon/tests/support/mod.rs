@@ -221,7 +221,16 @@ pub fn be32(b: &[u8]) -> u32 {
 /// consumes the new nexus's unit attention (POWER ON) with immediate TEST UNIT READYs on
 /// LUN 0, as initiators do, so that CmdSN 1 is still the next; returns the next ExpStatSN.
 pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
-    let mut exp_stat_sn = raw_login_only(stream, iqn);
+    raw_login_as(stream, iqn, RAW_INITIATOR)
+}
+
+/// The initiator name of raw sessions ([`raw_login`]).
+pub const RAW_INITIATOR: &str = "iqn.2026-11.test:raw";
+
+/// [`raw_login`] as initiator `initiator` (another initiator port than the default's).
+pub fn raw_login_as(stream: &mut TcpStream, iqn: &str, initiator: &str) -> u32 {
+    let (resp, _) = raw_login_response_as(stream, iqn, initiator);
+    let mut exp_stat_sn = be32(&resp[24..]) + 1;
     for attempt in 0..4u32 {
         let mut tur = scsi_command(&[0; 6], 0x7fff_0000 + attempt, 1, exp_stat_sn, 0, false);
         tur[0] = 0x41; // immediate: CmdSN does not advance
@@ -245,11 +254,16 @@ pub fn raw_login(stream: &mut TcpStream, iqn: &str) -> u32 {
 /// so a missing answer fails the test instead of hanging it) and logged in with
 /// [`raw_login`]; the next ExpStatSN.
 pub fn raw_session(portal: SocketAddr, iqn: &str) -> (TcpStream, u32) {
+    raw_session_as(portal, iqn, RAW_INITIATOR)
+}
+
+/// [`raw_session`] as initiator `initiator`.
+pub fn raw_session_as(portal: SocketAddr, iqn: &str, initiator: &str) -> (TcpStream, u32) {
     let mut stream = TcpStream::connect(portal).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let exp_stat_sn = raw_login(&mut stream, iqn);
+    let exp_stat_sn = raw_login_as(&mut stream, iqn, initiator);
     (stream, exp_stat_sn)
 }
 
@@ -262,6 +276,15 @@ pub fn raw_login_only(stream: &mut TcpStream, iqn: &str) -> u32 {
 /// The one Login Request of [`raw_login_only`] and its successful Login Response: the
 /// header and the text keys.
 pub fn raw_login_response(stream: &mut TcpStream, iqn: &str) -> ([u8; 48], Vec<u8>) {
+    raw_login_response_as(stream, iqn, RAW_INITIATOR)
+}
+
+/// [`raw_login_response`] as initiator `initiator`.
+pub fn raw_login_response_as(
+    stream: &mut TcpStream,
+    iqn: &str,
+    initiator: &str,
+) -> ([u8; 48], Vec<u8>) {
     let mut bhs = [0u8; 48];
     bhs[0] = 0x43; // immediate + Login Request
     bhs[1] = 0x87; // T=1, CSG=1 (operational), NSG=3 (full feature)
@@ -269,7 +292,7 @@ pub fn raw_login_response(stream: &mut TcpStream, iqn: &str) -> ([u8; 48], Vec<u
     bhs[16..20].copy_from_slice(&0x100u32.to_be_bytes()); // ITT
     bhs[24..28].copy_from_slice(&1u32.to_be_bytes()); // CmdSN
     let keys = format!(
-        "InitiatorName=iqn.2026-11.test:raw\0TargetName={iqn}\0SessionType=Normal\0\
+        "InitiatorName={initiator}\0TargetName={iqn}\0SessionType=Normal\0\
          ImmediateData=Yes\0InitialR2T=No\0MaxBurstLength=262144\0FirstBurstLength=65536\0\
          MaxRecvDataSegmentLength=65536\0\
          HeaderDigest=None\0DataDigest=None\0"

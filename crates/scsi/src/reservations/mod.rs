@@ -262,19 +262,51 @@ impl Reservations {
         self.shared.store(true, Ordering::Release);
     }
 
+    /// The gateway whose session holds the RESERVE(6/10) recorded in the shared state,
+    /// when it is another gateway.
+    pub(crate) fn reserve_held_through(&self) -> Option<String> {
+        let locked = self.lock();
+        let me = self.gateway.get();
+        locked
+            .pr
+            .legacy
+            .as_ref()
+            .filter(|h| Some(&h.gateway) != me)
+            .map(|h| h.gateway.clone())
+    }
+
+    /// Gateway `gateway` is gone (its process or its connection to the storage): its
+    /// sessions are, and so is the RESERVE(6/10) one of them holds (SPC-2 5.5.1, I_T
+    /// nexus loss); this gateway owes its release. Whether it held one.
+    pub(crate) fn gateway_gone(&self, gateway: &str) -> bool {
+        let mut locked = self.lock();
+        let held = locked
+            .pr
+            .legacy
+            .as_ref()
+            .is_some_and(|h| h.gateway == gateway && self.gateway.get() != Some(&h.gateway));
+        if held {
+            locked.owed_release = locked.pr.legacy.clone();
+        }
+        held
+    }
+
     /// Whether a RESERVE(6/10) recorded in the shared state is this gateway's to release
     /// ([`Reservations::settle_release`]).
     pub(crate) fn owes_release(&self) -> bool {
-        self.lock().owed_release.is_some()
+        let locked = self.lock();
+        locked.owed_release.is_some() && locked.owed_release == locked.pr.legacy
     }
 
     /// Releases the RESERVE(6/10) this gateway owes a release (its session ended, a
     /// reset), on the shared state just loaded under the lock, when the state still
     /// records that holder and no session here holds it again: whether the state changed
     /// (a new version, to be written back).
+    /// The debt itself stays until a loaded state no longer records that holder, so a
+    /// release whose write failed (the state loaded back) is still owed.
     pub(crate) fn settle_release(&self) -> bool {
         let mut locked = self.lock();
-        let Some(owed) = locked.owed_release.take() else {
+        let Some(owed) = locked.owed_release.clone() else {
             return false;
         };
         if locked.pr.legacy.as_ref() != Some(&owed) || locked.legacy.is_some() {
