@@ -24,9 +24,12 @@
 //! let go) when it cannot be sure its fence holds: a LUN's store was replaced, a fence is
 //! no longer intact (`MetadataLock::is_intact`: the store reconnected, so the lock stayed
 //! on the old mount), or one of its own requests was refused as fenced
-//! ([`note_fenced`]). A dead gateway's Gluster connection closes and its locks go; the
-//! next round of a standby takes them. A stalled one keeps them: nobody else becomes
-//! active (safety over availability) until the operator stops it.
+//! ([`note_fenced`]), or another gateway took its fence (a read of its own refused as
+//! fenced: it was stalled, [`crate::stall`]). A dead gateway's Gluster connection closes
+//! and its locks go; the next round of a standby takes them. A stalled one keeps them
+//! until a standby that saw no heartbeat (the record's version, rewritten every round
+//! by the active gateway) for [`crate::stall::STALL_AFTER`] takes them away
+//! ([`crate::stall`]).
 
 use crate::targets::{Target, Targets};
 use scsi::{AccessState, Alua, PortGroup};
@@ -206,6 +209,8 @@ pub struct Failover {
     hold_off: Option<Instant>,
     /// Per target, a handover record seen (its version) and when it was first seen.
     handovers_seen: HashMap<String, (u64, Instant)>,
+    /// The active gateways' heartbeats, as this gateway saw them.
+    beats: crate::stall::Watch,
 }
 
 impl Failover {
@@ -216,6 +221,7 @@ impl Failover {
             last_round: None,
             hold_off: None,
             handovers_seen: HashMap::new(),
+            beats: crate::stall::Watch::default(),
         }
     }
 
@@ -276,11 +282,15 @@ impl Failover {
                 Some("a request of this gateway was refused as fenced")
             } else if !tenure.fences.iter().all(MetadataLock::is_intact) {
                 Some("the data fence was lost with the volume's connection")
+            } else if crate::stall::fence_taken(&tenure.stores).is_some() {
+                Some("another gateway took the data fence (this one was stalled)")
             } else {
                 None
             };
             if let Some(why) = why {
                 self.step_down(target, groups, why, None);
+            } else {
+                self.beat(target);
             }
         }
         let record = match self.tenures.get(name) {
@@ -291,7 +301,15 @@ impl Failover {
             && !stores.is_empty()
             && self.may_take(name, groups.own.id, record.as_ref(), now)
         {
-            if let Some(tenure) = self.take(target, groups.own.id, &stores) {
+            // Another gateway named active whose heartbeat stood still for the bound.
+            let others = record
+                .as_ref()
+                .filter(|r| r.active_group().is_some_and(|g| g != groups.own.id));
+            let stale = self
+                .beats
+                .stalled(name, others.map(|r| r.version), now);
+            if let Some(tenure) = self.take(target, groups.own.id, &stores, stale) {
+                self.beats.forget(name);
                 self.tenures.insert(name.clone(), tenure);
             }
         }
@@ -335,28 +353,52 @@ impl Failover {
     }
 
     /// Becomes the target's active gateway, if the election lock and every LUN's fence
-    /// are free; `None` (and nothing held) otherwise.
+    /// are free; `None` (and nothing held) otherwise. With `stale` (the record version
+    /// whose heartbeat stood still, [`crate::stall`]) the stalled gateway's election lock
+    /// and fences are taken away first, the fences only while the record still has that
+    /// version once this gateway holds the election lock.
     fn take(
         &self,
         target: &Target,
         group: u16,
         stores: &[(u16, Arc<dyn BlockStore>)],
+        stale: Option<u64>,
     ) -> Option<Tenure> {
         let name = &target.name;
         let (_, lead) = stores.first()?;
-        let election = match lead.lock_metadata(
-            ELECTION,
-            &self.owner,
-            LockMode::Exclusive,
-            LockWait::NoWait,
-        ) {
-            Ok(lock) => lock,
-            Err(LockError::Contended { .. }) => return None, // another gateway is active
-            Err(err) => {
+        let elect = || lead.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
+        let election = match (elect(), stale) {
+            (Ok(lock), _) => lock,
+            (Err(LockError::Contended { .. }), Some(version)) => {
+                tracing::warn!(target = %name, version, after = ?crate::stall::STALL_AFTER,
+                    "no heartbeat from the active gateway: taking its election lock away");
+                match lead.clear_lock(ELECTION).map(|_| elect()) {
+                    Ok(Ok(lock)) => lock,
+                    Ok(Err(err)) => {
+                        tracing::warn!(target = %name, %err, "cannot take the election lock");
+                        return None;
+                    }
+                    Err(err) => {
+                        tracing::warn!(target = %name, %err, "cannot clear the election lock");
+                        return None;
+                    }
+                }
+            }
+            (Err(LockError::Contended { .. }), None) => return None, // another gateway is active
+            (Err(err), _) => {
                 tracing::warn!(target = %name, %err, "cannot try to become the active gateway");
                 return None;
             }
         };
+        if let Some(version) = stale {
+            if read_record(name, &**lead).map(|r| r.version) != Some(version) {
+                // The stalled gateway resumed (or another took over) meanwhile.
+                return None;
+            }
+            if !crate::stall::clear_fences(name, stores) {
+                return None;
+            }
+        }
         let mut fences = Vec::new();
         for (lun, store) in stores {
             match store.fence_data(&self.owner, LockWait::NoWait) {
@@ -407,13 +449,45 @@ impl Failover {
             handover,
         };
         if let Some((_, lead)) = tenure.stores.first() {
-            if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
+            let now = read_record(&target.name, &**lead);
+            let mine = |r: &Record| {
+                r.active
+                    .as_ref()
+                    .is_none_or(|(_, name)| name == self.owner.as_str())
+            };
+            if now.as_ref().is_some_and(|r| !mine(r)) {
+                // Another gateway took over (this one was stalled): its record stays.
+                tracing::warn!(target = %target.name, active = ?now.and_then(|r| r.active),
+                    "another gateway is recorded active: the record is left as it is");
+            } else if let Err(err) = lead.write_metadata(RECORD, record.encode().as_bytes()) {
                 tracing::warn!(target = %target.name, %err,
                     "cannot record that no gateway is active");
             }
         }
         drop(tenure.fences);
         drop(tenure.election);
+    }
+
+    /// The active gateway's heartbeat: the record rewritten with the next version, so
+    /// standbys see it alive ([`crate::stall`]). A failed write only warns: the standbys
+    /// take over after [`crate::stall::STALL_AFTER`] of them, and this gateway then finds
+    /// its fence taken and steps down.
+    fn beat(&mut self, target: &Target) {
+        let Some(tenure) = self.tenures.get_mut(&target.name) else {
+            return;
+        };
+        let Some((_, lead)) = tenure.stores.first() else {
+            return;
+        };
+        let record = Record {
+            version: tenure.record.version + 1,
+            ..tenure.record.clone()
+        };
+        match lead.write_metadata(RECORD, record.encode().as_bytes()) {
+            Ok(()) => tenure.record = record,
+            Err(err) => tracing::warn!(target = %target.name, %err,
+                "cannot renew the active gateway's heartbeat in the record"),
+        }
     }
 
     /// Whether this gateway is the active gateway of `target` now.
