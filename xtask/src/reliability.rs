@@ -936,12 +936,28 @@ fn gateway_failover(env: &Env, brick_loss: bool) -> Row {
     let load = format!(
         "verified randrw 50/50, 4k, QD8, FUA writes: through the active gateway until the kill, then {AFTER_FAILOVER_SECS} s through the standby (initiator errors: commands cut off on the killed path, which a multipath host retries on the other; none allowed through the standby)"
     );
-    let mut row = Row::new(scenario, &load, faults);
+    let row = Row::new(scenario, &load, faults);
+    on_docker_only(
+        env,
+        row,
+        "the one-brick failover check is the live test in crates/daemon/tests/gateways.rs",
+        |row| gateway_failover_inner(env, brick_loss, row),
+    )
+}
+
+/// A gateway scenario's row: skipped off the Docker fixture (`one_brick` names what checks
+/// it on the one-brick volume), else what `inner` made of it.
+fn on_docker_only(
+    env: &Env,
+    mut row: Row,
+    one_brick: &str,
+    inner: impl FnOnce(&mut Row) -> Result<()>,
+) -> Row {
     if env.fixture != Fixture::Docker {
-        row.verdict = "skipped: needs the replicated Docker fixture (the one-brick failover check is the live test in crates/daemon/tests/gateways.rs)".into();
+        row.verdict = format!("skipped: needs the replicated Docker fixture ({one_brick})");
         return row;
     }
-    match gateway_failover_inner(env, brick_loss, &mut row) {
+    match inner(&mut row) {
         Ok(()) => row,
         Err(e) => fail(row, e),
     }
@@ -1139,6 +1155,66 @@ fn durable_load(
     )
 }
 
+/// A failover scenario under way: its fresh directory (`target/reliability/NAME`), the
+/// pair of gateways, the run ids of its loads, where each load writes its expectations,
+/// and the verified load through A, logged in.
+struct FailoverRun {
+    dir: PathBuf,
+    pair: Pair,
+    run: u64,
+    expect_a: PathBuf,
+    expect_b: PathBuf,
+    load_a: Load,
+}
+
+/// What every failover scenario starts with: the pair, and `seconds` of durable load
+/// through A once A logged the login.
+fn start_failover_run(env: &Env, name: &str, seconds: u64) -> Result<FailoverRun> {
+    let dir = util::target_dir().join("reliability").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let pair = start_pair(env, name, &dir)?;
+    let run = failover_run_ids(name);
+    let expect_a = dir.join("through-a.jsonl");
+    let expect_b = dir.join("through-b.jsonl");
+    let load_a = durable_load(
+        env,
+        &pair.a.url(),
+        &format!("{name}/through-a"),
+        seconds,
+        run,
+        &expect_a,
+    )?;
+    wait_logged(&pair.a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+    Ok(FailoverRun {
+        dir,
+        pair,
+        run,
+        expect_a,
+        expect_b,
+        load_a,
+    })
+}
+
+/// The durable load through B once it is active (the host's multipath moved there):
+/// [`AFTER_FAILOVER_SECS`], the scenario's second run id.
+fn load_through_b(
+    env: &Env,
+    name: &str,
+    b: &TargetProcess,
+    run: u64,
+    expect_b: &Path,
+) -> Result<Load> {
+    durable_load(
+        env,
+        &b.url(),
+        &format!("{name}/through-b"),
+        AFTER_FAILOVER_SECS,
+        run + 1,
+        expect_b,
+    )
+}
+
 /// What the read-back after a failover scenario found.
 struct ReadBack {
     slots: u64,
@@ -1245,28 +1321,21 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     } else {
         "gateway-failover"
     };
-    let dir = util::target_dir().join("reliability").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let Pair {
-        volume: _volume,
-        lun,
-        a,
-        b,
-        a_metrics: _,
-    } = start_pair(env, name, &dir)?;
-    let run = failover_run_ids(name);
-    let expect_a = dir.join("through-a.jsonl");
-    let expect_b = dir.join("through-b.jsonl");
-    let load_a = durable_load(
-        env,
-        &a.url(),
-        &format!("{name}/through-a"),
-        120,
+    let FailoverRun {
+        dir,
+        pair:
+            Pair {
+                volume: _volume,
+                lun,
+                a,
+                b,
+                a_metrics: _,
+            },
         run,
-        &expect_a,
-    )?;
-    wait_logged(&a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+        expect_a,
+        expect_b,
+        load_a,
+    } = start_failover_run(env, name, 120)?;
     std::thread::sleep(Duration::from_secs(6));
 
     if brick_loss {
@@ -1281,14 +1350,7 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     let cut = load_a.finish(Duration::from_secs(60))?;
 
     // The host's multipath moves to the other portal.
-    let load_b = durable_load(
-        env,
-        &b.url(),
-        &format!("{name}/through-b"),
-        AFTER_FAILOVER_SECS,
-        run + 1,
-        &expect_b,
-    )?;
+    let load_b = load_through_b(env, name, &b, run, &expect_b)?;
     if brick_loss {
         std::thread::sleep(Duration::from_secs(5));
         docker::node_start(2)?;
@@ -1353,7 +1415,7 @@ const STALL_AFTER: Duration = Duration::from_secs(8);
 /// nothing (the bricks refuse what it still sends) and steps down; every acknowledged
 /// write reads back, none of A's over B's.
 fn gateway_stall(env: &Env) -> Row {
-    let mut row = Row::new(
+    let row = Row::new(
         "gateway stall",
         "verified randrw 50/50, 4k, QD8, FUA writes, 40 s through the active gateway; from the takeover on, 15 s through the standby",
         &format!(
@@ -1361,40 +1423,31 @@ fn gateway_stall(env: &Env) -> Row {
             STALL.as_secs()
         ),
     );
-    if env.fixture != Fixture::Docker {
-        row.verdict = "skipped: needs the replicated Docker fixture (the one-brick stall check is the test in crates/daemon/tests/gateways.rs)".into();
-        return row;
-    }
-    match gateway_stall_inner(env, &mut row) {
-        Ok(()) => row,
-        Err(e) => fail(row, e),
-    }
+    on_docker_only(
+        env,
+        row,
+        "the one-brick stall check is the test in crates/daemon/tests/gateways.rs",
+        |row| gateway_stall_inner(env, row),
+    )
 }
 
 fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     let name = "gateway-stall";
-    let dir = util::target_dir().join("reliability").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let Pair {
-        volume: _volume,
-        lun,
-        a,
-        b,
-        a_metrics,
-    } = start_pair(env, name, &dir)?;
-    let run = failover_run_ids(name);
-    let expect_a = dir.join("through-a.jsonl");
-    let expect_b = dir.join("through-b.jsonl");
-    let load_a = durable_load(
-        env,
-        &a.url(),
-        &format!("{name}/through-a"),
-        40,
+    let FailoverRun {
+        dir,
+        pair:
+            Pair {
+                volume: _volume,
+                lun,
+                a,
+                b,
+                a_metrics,
+            },
         run,
-        &expect_a,
-    )?;
-    wait_logged(&a, "login peer=", Duration::from_secs(30)).context("login through A")?;
+        expect_a,
+        expect_b,
+        load_a,
+    } = start_failover_run(env, name, 40)?;
     std::thread::sleep(Duration::from_secs(5));
     let pid = a.pid().context("gateway A has no pid")?;
     signal(pid, "STOP")?;
@@ -1414,14 +1467,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
         ));
     }
     // The host's multipath moves to the other portal.
-    let load_b = durable_load(
-        env,
-        &b.url(),
-        &format!("{name}/through-b"),
-        AFTER_FAILOVER_SECS,
-        run + 1,
-        &expect_b,
-    )?;
+    let load_b = load_through_b(env, name, &b, run, &expect_b)?;
     std::thread::sleep(STALL.saturating_sub(stopped.elapsed()));
     signal(pid, "CONT")?;
     if let Err(e) = wait_logged(&a, STEPPED_DOWN_SAYS, FAILOVER_LIMIT) {

@@ -884,6 +884,30 @@ fn failover_gateway(
     storage.gateway_with(id, &args)
 }
 
+/// Gateways A (group 1) and B (group 2) in failover mode, each with its control socket
+/// where `sockets` names one (A's, B's), and host-a logged in through each. A starts
+/// first and takes the fence before its portal listens; B finds it taken. A reports
+/// itself active/optimized and B standby (SPC-4 table 258: 0h active/optimized, 2h
+/// standby), its own group first.
+fn failover_pair_with_hosts(
+    storage: &Storage,
+    sockets: [Option<&PathBuf>; 2],
+) -> (Running, Running, Initiator, Initiator) {
+    fn socket_args(socket: Option<&PathBuf>) -> Vec<&str> {
+        socket.map_or(vec![], |s| vec!["--control-socket", s.to_str().unwrap()])
+    }
+    let [sock_a, sock_b] = sockets;
+    let gw_a = failover_gateway(storage, "gateway-a", "1", "2", &socket_args(sock_a));
+    let gw_b = failover_gateway(storage, "gateway-b", "2", "1", &socket_args(sock_b));
+    let mut a = standby_host(&gw_a, "host-a");
+    let b = standby_host(&gw_b, "host-a");
+    assert_eq!(
+        report_target_port_groups(&mut a),
+        [(1, 0x0, 1), (2, 0x2, 2)]
+    );
+    (gw_a, gw_b, a, b)
+}
+
 /// REPORT TARGET PORT GROUPS until it answers GOOD, noting whether a unit attention
 /// ASYMMETRIC ACCESS STATE CHANGED came first.
 fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
@@ -899,31 +923,56 @@ fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
     panic!("REPORT TARGET PORT GROUPS never answered GOOD");
 }
 
-fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
-    // A starts first and takes the fence before its portal listens; B finds it taken.
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
-    let control = tempfile::tempdir().unwrap();
-    let socket = control.path().join("b.sock");
-    let gw_b = failover_gateway(
-        &storage,
-        "gateway-b",
-        "2",
-        "1",
-        &["--control-socket", socket.to_str().unwrap()],
-    );
-    let mut a = standby_host(&gw_a, "host-a");
-    let mut b = standby_host(&gw_b, "host-a");
-    // The same states through both gateways (SPC-4 table 258: 0h active/optimized, 2h
-    // standby), each listing its own group first; B learned them from the volume.
-    assert_eq!(
-        report_target_port_groups(&mut a),
-        [(1, 0x0, 1), (2, 0x2, 2)]
-    );
+/// [`report_target_port_groups`] through `ini` every 100 ms until it reports `groups`; the
+/// test fails with `log()` once [`FAILOVER_BOUND`] has passed.
+fn wait_for_groups(ini: &mut Initiator, groups: &[(u16, u8, u16)], log: impl Fn() -> String) {
     let deadline = Instant::now() + FAILOVER_BOUND;
-    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
-        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
+    while report_target_port_groups(ini) != groups {
+        assert!(Instant::now() < deadline, "{}", log());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// [`rtpg_seeing_ua`] through `ini` every 100 ms until it reports `groups`; the test fails
+/// with what it last reported and `log()` once [`FAILOVER_BOUND`] has passed since
+/// `since`. Whether ASYMMETRIC ACCESS STATE CHANGED came on the way.
+fn wait_for_groups_seeing_ua(
+    ini: &mut Initiator,
+    groups: &[(u16, u8, u16)],
+    since: Instant,
+    log: impl Fn() -> String,
+) -> bool {
+    let mut ua_seen = false;
+    loop {
+        let (now, ua) = rtpg_seeing_ua(ini);
+        ua_seen |= ua;
+        if now == groups {
+            return ua_seen;
+        }
+        assert!(since.elapsed() < FAILOVER_BOUND, "{now:?}\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `test` on a file of its own on the live volume with mandatory locks; left out
+/// (saying so) where there is none.
+fn on_live_volume_with_mandatory_locks(test: fn(Storage)) {
+    let Some(storage) = Storage::live_with_mandatory_locks() else {
+        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
+        return;
+    };
+    test(storage);
+}
+
+fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
+    let control = tempfile::tempdir().unwrap();
+    let socket = control.path().join("b.sock");
+    let (gw_a, gw_b, mut a, mut b) = failover_pair_with_hosts(&storage, [None, Some(&socket)]);
+    // The same states through both gateways, each listing its own group first; B learned
+    // them from the volume.
+    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], || {
+        format!("B: {}", gw_b.log())
+    });
     // A writes; B, standby, refuses.
     assert_eq!(
         write_numbered(&mut a, 1),
@@ -944,20 +993,9 @@ fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) 
     // next round.
     gw_a.signal("KILL");
     let killed = Instant::now();
-    let mut ua_seen = false;
-    loop {
-        let (groups, ua) = rtpg_seeing_ua(&mut b);
-        ua_seen |= ua;
-        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
-            break;
-        }
-        assert!(
-            killed.elapsed() < FAILOVER_BOUND,
-            "B did not become active: {groups:?}\n{}",
-            gw_b.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ua_seen = wait_for_groups_seeing_ua(&mut b, &[(2, 0x0, 2), (1, 0x2, 1)], killed, || {
+        format!("B did not become active\n{}", gw_b.log())
+    });
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
     // The operator sees it, and cannot set a state by hand: the fence decides.
     let listed = ok(&socket, &["alua", "list"]);
@@ -1066,11 +1104,7 @@ fn alua_failover_is_refused_without_what_it_needs() {
 #[test]
 #[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
 fn live_failover_moves_to_the_standby_when_the_active_gluster_gateway_dies() {
-    let Some(storage) = Storage::live_with_mandatory_locks() else {
-        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
-        return;
-    };
-    failover_moves_to_the_standby_when_the_active_gateway_dies(storage);
+    on_live_volume_with_mandatory_locks(failover_moves_to_the_standby_when_the_active_gateway_dies);
 }
 
 /// The active gateway's volume connection drops: its store reconnects on a new mount,
@@ -1128,26 +1162,8 @@ fn an_active_glfs_gateway_whose_volume_reconnects_steps_down_and_takes_the_fence
 fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storage) {
     let control = tempfile::tempdir().unwrap();
     let (sock_a, sock_b) = (control.path().join("a.sock"), control.path().join("b.sock"));
-    let gw_a = failover_gateway(
-        &storage,
-        "gateway-a",
-        "1",
-        "2",
-        &["--control-socket", sock_a.to_str().unwrap()],
-    );
-    let gw_b = failover_gateway(
-        &storage,
-        "gateway-b",
-        "2",
-        "1",
-        &["--control-socket", sock_b.to_str().unwrap()],
-    );
-    let mut a = standby_host(&gw_a, "host-a");
-    let mut b = standby_host(&gw_b, "host-a");
-    assert_eq!(
-        report_target_port_groups(&mut a),
-        [(1, 0x0, 1), (2, 0x2, 2)]
-    );
+    let (gw_a, gw_b, mut a, mut b) =
+        failover_pair_with_hosts(&storage, [Some(&sock_a), Some(&sock_b)]);
     for (socket, args, says) in [
         (&sock_b, ["alua", "handover", "1"], "not the active gateway"),
         (&sock_a, ["alua", "handover", "1"], "this gateway's own"),
@@ -1158,37 +1174,14 @@ fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storag
     }
     ok(&sock_a, &["alua", "handover", "2"]);
     let asked = Instant::now();
-    let mut ua_seen = false;
-    loop {
-        let (groups, ua) = rtpg_seeing_ua(&mut b);
-        ua_seen |= ua;
-        if groups == [(2, 0x0, 2), (1, 0x2, 1)] {
-            break;
-        }
-        assert!(
-            asked.elapsed() < FAILOVER_BOUND,
-            "{groups:?}\nA: {}\nB: {}",
-            gw_a.log(),
-            gw_b.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ua_seen = wait_for_groups_seeing_ua(&mut b, &[(2, 0x0, 2), (1, 0x2, 1)], asked, || {
+        format!("A: {}\nB: {}", gw_a.log(), gw_b.log())
+    });
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
     // A reads B's record at its next round.
-    let mut ua_seen = false;
-    loop {
-        let (groups, ua) = rtpg_seeing_ua(&mut a);
-        ua_seen |= ua;
-        if groups == [(1, 0x2, 1), (2, 0x0, 2)] {
-            break;
-        }
-        assert!(
-            asked.elapsed() < FAILOVER_BOUND,
-            "{groups:?}\nA: {}",
-            gw_a.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ua_seen = wait_for_groups_seeing_ua(&mut a, &[(1, 0x2, 1), (2, 0x0, 2)], asked, || {
+        format!("A: {}", gw_a.log())
+    });
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through A");
     assert_eq!(write_numbered(&mut b, 7).0, 0, "{}", gw_b.log());
     assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
@@ -1206,11 +1199,9 @@ fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
 #[test]
 #[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
 fn live_a_planned_handover_moves_the_active_role_to_the_named_gluster_gateway() {
-    let Some(storage) = Storage::live_with_mandatory_locks() else {
-        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
-        return;
-    };
-    a_planned_handover_moves_the_active_role_to_the_named_gateway(storage);
+    on_live_volume_with_mandatory_locks(
+        a_planned_handover_moves_the_active_role_to_the_named_gateway,
+    );
 }
 
 /// BUSY (08h): what a gateway answers a write while its reservation lease is being
@@ -1229,11 +1220,9 @@ fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(stora
     let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &[]);
     let mut a = standby_host(&gw_a, "host-a");
     let mut b = standby_host(&gw_b, "host-b");
-    let deadline = Instant::now() + FAILOVER_BOUND;
-    while report_target_port_groups(&mut b) != [(2, 0x2, 2), (1, 0x0, 1)] {
-        assert!(Instant::now() < deadline, "B: {}", gw_b.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], || {
+        format!("B: {}", gw_b.log())
+    });
     assert_eq!(write_numbered(&mut a, 1).0, 0, "{}", gw_a.log());
     gw_a.signal("STOP");
     let stopped = Instant::now();
@@ -1325,9 +1314,7 @@ fn a_stalled_active_glfs_gateway_loses_the_fence_to_the_standby_after_the_bound(
 #[test]
 #[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
 fn live_a_stalled_active_gluster_gateway_loses_the_fence_to_the_standby_after_the_bound() {
-    let Some(storage) = Storage::live_with_mandatory_locks() else {
-        eprintln!("no live volume with mandatory locks (GLUSTER_TEST_FEATURES_VOLUME): left out");
-        return;
-    };
-    a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(storage);
+    on_live_volume_with_mandatory_locks(
+        a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound,
+    );
 }
