@@ -1027,7 +1027,8 @@ fn wait_logged(target: &TargetProcess, needle: &str, limit: Duration) -> Result<
 /// Two gateways on a new LUN of a new [`FAILOVER_VOLUME`]: A (group 1) started first and
 /// active, B (group 2) standby. Their logs go to `dir/gateway-a` and `dir/gateway-b`.
 struct Pair {
-    volume: FailoverVolume,
+    /// Held so that the volume is deleted only when the pair is dropped.
+    _volume: FailoverVolume,
     lun: String,
     a: TargetProcess,
     b: TargetProcess,
@@ -1107,7 +1108,7 @@ fn start_pair(env: &Env, name: &str, dir: &Path) -> Result<Pair> {
         tail_lines(&b.log_text(), 8)
     );
     Ok(Pair {
-        volume,
+        _volume: volume,
         lun,
         a,
         b,
@@ -1157,7 +1158,8 @@ fn durable_load(
 
 /// A failover scenario under way: its fresh directory (`target/reliability/NAME`), the
 /// pair of gateways, the run ids of its loads, where each load writes its expectations,
-/// and the verified load through A, logged in.
+/// and the verified load through A, logged in. Keep it whole to the end of the scenario
+/// (move the gateways out of it): its volume is deleted when it is dropped.
 struct FailoverRun {
     dir: PathBuf,
     pair: Pair,
@@ -1321,21 +1323,8 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     } else {
         "gateway-failover"
     };
-    let FailoverRun {
-        dir,
-        pair:
-            Pair {
-                volume: _volume,
-                lun,
-                a,
-                b,
-                a_metrics: _,
-            },
-        run,
-        expect_a,
-        expect_b,
-        load_a,
-    } = start_failover_run(env, name, 120)?;
+    let f = start_failover_run(env, name, 120)?;
+    let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(6));
 
     if brick_loss {
@@ -1347,10 +1336,10 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
         .context("the standby did not become active after the active gateway died")?;
     let took = killed.elapsed();
     row.recover = Some(took);
-    let cut = load_a.finish(Duration::from_secs(60))?;
+    let cut = f.load_a.finish(Duration::from_secs(60))?;
 
     // The host's multipath moves to the other portal.
-    let load_b = load_through_b(env, name, &b, run, &expect_b)?;
+    let load_b = load_through_b(env, name, &b, f.run, &f.expect_b)?;
     if brick_loss {
         std::thread::sleep(Duration::from_secs(5));
         docker::node_start(2)?;
@@ -1359,7 +1348,7 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     let after = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
     let stepped_down = b.log_text().contains(STEPPED_DOWN_SAYS);
     b.stop()?; // its fence goes: another client may read the file now
-    let back = read_back(env, &lun, &[&expect_a, &expect_b])?;
+    let back = read_back(env, &f.pair.lun, &[&f.expect_a, &f.expect_b])?;
 
     row.initiator_errors = Some(cut.errors + after.errors);
     row.wrong_blocks = Some(cut.wrong_blocks + after.wrong_blocks + back.wrong);
@@ -1374,7 +1363,7 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     if stepped_down {
         problems.push(format!(
             "the new active gateway stepped down during the load: {}",
-            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+            tail_lines(&role_lines(&f.dir, "gateway-b"), 3)
         ));
     }
     eprintln!(
@@ -1433,21 +1422,8 @@ fn gateway_stall(env: &Env) -> Row {
 
 fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     let name = "gateway-stall";
-    let FailoverRun {
-        dir,
-        pair:
-            Pair {
-                volume: _volume,
-                lun,
-                a,
-                b,
-                a_metrics,
-            },
-        run,
-        expect_a,
-        expect_b,
-        load_a,
-    } = start_failover_run(env, name, 40)?;
+    let f = start_failover_run(env, name, 40)?;
+    let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(5));
     let pid = a.pid().context("gateway A has no pid")?;
     signal(pid, "STOP")?;
@@ -1467,7 +1443,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
         ));
     }
     // The host's multipath moves to the other portal.
-    let load_b = load_through_b(env, name, &b, run, &expect_b)?;
+    let load_b = load_through_b(env, name, &b, f.run, &f.expect_b)?;
     std::thread::sleep(STALL.saturating_sub(stopped.elapsed()));
     signal(pid, "CONT")?;
     if let Err(e) = wait_logged(&a, STEPPED_DOWN_SAYS, FAILOVER_LIMIT) {
@@ -1475,7 +1451,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     }
     // A's commands after SIGCONT fail (refused by the bricks as fenced, then standby):
     // a multipath host retries them on B. What matters is that none landed.
-    let through_a = load_a.finish(Duration::from_secs(120))?;
+    let through_a = f.load_a.finish(Duration::from_secs(120))?;
     let through_b = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
     if through_b.errors > 0 {
         problems.push(format!(
@@ -1487,16 +1463,16 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     if b.log_text().contains(STEPPED_DOWN_SAYS) {
         problems.push(format!(
             "the new active gateway stepped down: {}",
-            tail_lines(&role_lines(&dir, "gateway-b"), 3)
+            tail_lines(&role_lines(&f.dir, "gateway-b"), 3)
         ));
     }
     let a_errors = through_a.errors;
     // Of A's errors, the writes it answered BUSY after SIGCONT (its reservation lease ran
     // out in the stall) before it saw its fence gone.
-    let busy = busy_answers(&a_metrics).unwrap_or(0);
+    let busy = busy_answers(&f.pair.a_metrics).unwrap_or(0);
     drop(a);
     b.stop()?; // its fence goes: another client may read the file now
-    let back = read_back(env, &lun, &[&expect_a, &expect_b])?;
+    let back = read_back(env, &f.pair.lun, &[&f.expect_a, &f.expect_b])?;
     problems.extend(failover_problems(
         &back,
         &[("A", &through_a), ("B", &through_b)],
