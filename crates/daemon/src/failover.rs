@@ -305,9 +305,7 @@ impl Failover {
             let others = record
                 .as_ref()
                 .filter(|r| r.active_group().is_some_and(|g| g != groups.own.id));
-            let stale = self
-                .beats
-                .stalled(name, others.map(|r| r.version), now);
+            let stale = self.beats.stalled(name, others.map(|r| r.version), now);
             if let Some(tenure) = self.take(target, groups.own.id, &stores, stale) {
                 self.beats.forget(name);
                 self.tenures.insert(name.clone(), tenure);
@@ -366,7 +364,8 @@ impl Failover {
     ) -> Option<Tenure> {
         let name = &target.name;
         let (_, lead) = stores.first()?;
-        let elect = || lead.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
+        let elect =
+            || lead.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
         let election = match (elect(), stale) {
             (Ok(lock), _) => lock,
             (Err(LockError::Contended { .. }), Some(version)) => {

@@ -75,8 +75,8 @@ impl Watch {
 /// holder of the election lock taking over from a stalled gateway. `false` when a store
 /// could not be asked (the take then fails on that LUN's fence and nothing is held).
 pub fn clear_fences(target: &str, stores: &[(u16, Arc<dyn BlockStore>)]) -> bool {
-    stores.iter().all(|(lun, store)| {
-        match store.clear_lock(store_api::DATA_FENCE) {
+    stores.iter().all(
+        |(lun, store)| match store.clear_lock(store_api::DATA_FENCE) {
             Ok(held) => {
                 tracing::warn!(target = %target, lun, held,
                     "took the data fence away from the stalled active gateway");
@@ -86,8 +86,8 @@ pub fn clear_fences(target: &str, stores: &[(u16, Arc<dyn BlockStore>)]) -> bool
                 tracing::warn!(target = %target, lun, %err, "cannot clear the data fence");
                 false
             }
-        }
-    })
+        },
+    )
 }
 
 /// The first LUN whose store's own read of its first block is refused as fenced: another
@@ -132,7 +132,11 @@ mod tests {
         // A heartbeat (a new version) starts the wait again.
         assert_eq!(w.stalled("t", Some(6), t0 + STALL_AFTER), None);
         assert_eq!(
-            w.stalled("t", Some(6), t0 + 2 * STALL_AFTER - Duration::from_millis(1)),
+            w.stalled(
+                "t",
+                Some(6),
+                t0 + 2 * STALL_AFTER - Duration::from_millis(1)
+            ),
             None
         );
         assert_eq!(w.stalled("t", Some(6), t0 + 2 * STALL_AFTER), Some(6));

@@ -1249,7 +1249,10 @@ fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(stora
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = stopped.elapsed();
-    assert!(took >= daemon::stall::STALL_AFTER, "B took over after {took:?}");
+    assert!(
+        took >= daemon::stall::STALL_AFTER,
+        "B took over after {took:?}"
+    );
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
     assert!(
         gw_b.log().contains("took the data fence away"),

@@ -223,7 +223,11 @@ pub(crate) fn check_mandatory(f: &FdInner, off: i64, len: usize, write: bool) ->
     // A lock taken on a cleared range lives on its range file.
     let end = off.saturating_add(len as i64);
     for c in &cleared {
-        let c_end = if c.len == 0 { i64::MAX } else { c.start.saturating_add(c.len) };
+        let c_end = if c.len == 0 {
+            i64::MAX
+        } else {
+            c.start.saturating_add(c.len)
+        };
         if c.start >= end || c_end <= off {
             continue;
         }
@@ -335,10 +339,16 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
         Some("tinode") | Some("tentry") => return Ok(b"No locks cleared.".to_vec()),
         _ => return Err(libc::EINVAL),
     }
-    let (whence, span) = range.ok_or(libc::EINVAL)?.split_once(',').ok_or(libc::EINVAL)?;
+    let (whence, span) = range
+        .ok_or(libc::EINVAL)?
+        .split_once(',')
+        .ok_or(libc::EINVAL)?;
     let (start, len) = span.split_once('-').ok_or(libc::EINVAL)?;
-    let (Ok(0), Ok(start), Ok(len)) = (whence.parse::<i16>(), start.parse::<i64>(), len.parse::<i64>())
-    else {
+    let (Ok(0), Ok(start), Ok(len)) = (
+        whence.parse::<i16>(),
+        start.parse::<i64>(),
+        len.parse::<i64>(),
+    ) else {
         return Err(libc::EINVAL);
     };
     if kind.is_none() || start < 0 || len < 0 {
@@ -357,11 +367,20 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
         .map_err(io_errno)?;
     ofd_lock_wait(&guard)?;
     let mut list = cleared_ranges(vol, &g);
-    let now = list.iter().find(|c| (c.start, c.len) == (start, len)).copied();
+    let now = list
+        .iter()
+        .find(|c| (c.start, c.len) == (start, len))
+        .copied();
     // Is a lock held on exactly that range where it lives now?
     let mut places = Vec::new();
     match now {
-        Some(c) => places.push(dir.join(format!("{}.{}-{}.{}", gfid::to_string(&g), start, len, c.generation))),
+        Some(c) => places.push(dir.join(format!(
+            "{}.{}-{}.{}",
+            gfid::to_string(&g),
+            start,
+            len,
+            c.generation
+        ))),
         None => {
             places.push(host.to_path_buf());
             places.push(dir.join(gfid::to_string(&g)));
@@ -431,7 +450,10 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
         if fl.l_whence == libc::SEEK_SET as i16 && shadow_dir(&vol).is_some_and(|d| d.exists()) {
             let g = crate::handles::fd_gfid(&f)?;
             let cleared = cleared_ranges(&vol, &g);
-            if let Some(c) = cleared.iter().find(|c| (c.start, c.len) == (fl.l_start, fl.l_len)) {
+            if let Some(c) = cleared
+                .iter()
+                .find(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
+            {
                 // A cleared range: its locks live on the range file of its generation.
                 let raw = ranged_of(&f, &locker, &vol, c)?;
                 ofd(raw, cmd, fl)?;

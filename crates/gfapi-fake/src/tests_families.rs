@@ -256,7 +256,10 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
         // client A (a mount of its own) holds a mandatory write lock on 0..10 and an
         // advisory one on 100..101, and then does nothing (a stalled gateway)
         let a = env.creat("/f");
-        assert_eq!(glfs_ftruncate(a, 4096, std::ptr::null_mut(), std::ptr::null_mut()), 0);
+        assert_eq!(
+            glfs_ftruncate(a, 4096, std::ptr::null_mut(), std::ptr::null_mut()),
+            0
+        );
         let fs_b = mount(env.dir.path(), "vol").unwrap();
         let b = open_rw(fs_b, "/f");
         assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
@@ -267,23 +270,53 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
         assert_eq!(crate::locks::glfs_posix_lock(a, libc::F_SETLK, &mut adv), 0);
         let w = |fd, byte: u8| {
             let buf = [byte; 4];
-            let r = glfs_pwrite(fd, buf.as_ptr().cast(), 4, 0, 0, std::ptr::null_mut(), std::ptr::null_mut());
-            if r < 0 { -errno() } else { r as i32 }
+            let r = glfs_pwrite(
+                fd,
+                buf.as_ptr().cast(),
+                4,
+                0,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            if r < 0 {
+                -errno()
+            } else {
+                r as i32
+            }
         };
         assert_eq!(w(b, b'b'), -libc::EAGAIN);
         assert_eq!(setlk(b, libc::F_WRLCK, true), (-1, libc::EAGAIN));
 
         // another range than the lock's clears nothing; neither do bad requests
-        assert_eq!(fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-9").as_deref(), Ok("No locks cleared."));
-        assert_eq!(fgetxattr(b, "glusterfs.clrlk.tinode.kgranted").as_deref(), Ok("No locks cleared."));
-        assert_eq!(fgetxattr(b, "glusterfs.clrlk.tposix.kgranted"), Err(libc::EINVAL));
-        assert_eq!(fgetxattr(b, "glusterfs.clrlk.tposix.kwhatever.0,0-10"), Err(libc::EINVAL));
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-9").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tinode.kgranted").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted"),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kwhatever.0,0-10"),
+            Err(libc::EINVAL)
+        );
         assert_eq!(w(b, b'b'), -libc::EAGAIN);
 
         // B clears A's mandatory lock (the answer as the brick words it) and takes it
         let answer = fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").unwrap();
-        assert!(answer.ends_with("posix blocked locks=0 granted locks=1"), "{answer}");
-        assert_eq!(fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").as_deref(), Ok("No locks cleared."));
+        assert!(
+            answer.ends_with("posix blocked locks=0 granted locks=1"),
+            "{answer}"
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").as_deref(),
+            Ok("No locks cleared.")
+        );
         assert_eq!(setlk(b, libc::F_WRLCK, true), (0, 0));
         assert_eq!(w(b, b'b'), 4);
         // A, resumed, is fenced out: its writes and reads are refused, its lock request too

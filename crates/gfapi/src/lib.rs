@@ -903,7 +903,12 @@ impl File {
         clear_errno();
         // SAFETY: fd live; key NUL-terminated; value valid for its length.
         let n = unsafe {
-            (self.sys().glfs_fgetxattr)(self.fd, key.as_ptr(), value.as_mut_ptr().cast(), value.len())
+            (self.sys().glfs_fgetxattr)(
+                self.fd,
+                key.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
         };
         if n < 0 {
             return Err(Error::Call {

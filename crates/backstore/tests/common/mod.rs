@@ -378,10 +378,7 @@ pub fn a_stalled_holders_locks_are_cleared_and_taken(a: &dyn BlockStore, b: &dyn
     let a_election = elect(a, &gw_a).unwrap();
     let a_fence = a.fence_data(&gw_a, LockWait::NoWait).unwrap();
     write(a, 0, &pattern(4096, 2));
-    assert!(matches!(
-        elect(b, &gw_b),
-        Err(LockError::Contended { .. })
-    ));
+    assert!(matches!(elect(b, &gw_b), Err(LockError::Contended { .. })));
     // Nothing held on a range clears nothing.
     assert_eq!(b.clear_lock("nothing-held"), Ok(false));
 
@@ -409,10 +406,7 @@ pub fn a_stalled_holders_locks_are_cleared_and_taken(a: &dyn BlockStore, b: &dyn
         },
     );
     assert_eq!(fenced(a_read), Some((Op::Read, ErrorKind::Fenced)));
-    assert!(matches!(
-        elect(a, &gw_a),
-        Err(LockError::Contended { .. })
-    ));
+    assert!(matches!(elect(a, &gw_a), Err(LockError::Contended { .. })));
     // `a` steps down: letting go of its cleared locks frees nothing of `b`'s.
     drop(a_fence);
     let_go(a_election);
@@ -426,7 +420,11 @@ pub fn a_stalled_holders_locks_are_cleared_and_taken(a: &dyn BlockStore, b: &dyn
         },
     );
     assert_eq!(fenced(a_write), Some((Op::Write, ErrorKind::Fenced)));
-    assert_eq!(read(b, 0, 4096), pattern(4096, 2), "a's last write before the stall");
+    assert_eq!(
+        read(b, 0, 4096),
+        pattern(4096, 2),
+        "a's last write before the stall"
+    );
     assert_eq!(read(b, 4096, 4096), pattern(4096, 3));
     drop(b_fence);
     let_go(b_election);
