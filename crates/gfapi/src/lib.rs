@@ -1480,6 +1480,22 @@ unsafe extern "C" fn io_callback<O: Op>(
     }
 }
 
+/// The number of granted locks a clear-locks answer reports: the sum of every
+/// `granted locks=N` in it (one per brick that cleared any; AFR joins the bricks'
+/// answers), 0 for "No locks cleared." or anything else.
+pub fn cleared_count(answer: &str) -> u32 {
+    answer
+        .match_indices("granted locks=")
+        .filter_map(|(at, key)| {
+            let digits: String = answer[at + key.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<u32>().ok()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1609,20 +1625,4 @@ mod tests {
         const { assert!(MAX_CHUNK <= c_int::MAX as usize) };
         assert_eq!(MAX_CHUNK % 4096, 0);
     }
-}
-
-/// The number of granted locks a clear-locks answer reports: the sum of every
-/// `granted locks=N` in it (one per brick that cleared any; AFR joins the bricks'
-/// answers), 0 for "No locks cleared." or anything else.
-pub fn cleared_count(answer: &str) -> u32 {
-    answer
-        .match_indices("granted locks=")
-        .filter_map(|(at, key)| {
-            let digits: String = answer[at + key.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse::<u32>().ok()
-        })
-        .sum()
 }
