@@ -201,7 +201,9 @@ pub(crate) fn check_mandatory(f: &FdInner, off: i64, len: usize, write: bool) ->
             Err(_) => None, // no mandatory lock ever on this inode
         },
     };
-    let cleared = cleared_ranges(&vol, &crate::handles::fd_gfid(f)?);
+    let cleared = crate::handles::fd_gfid(f)
+        .map(|g| cleared_ranges(&vol, &g))
+        .unwrap_or_default();
     if let Some(raw) = raw {
         // SAFETY: zeroed flock is valid.
         let mut fl: flock = unsafe { std::mem::zeroed() };
@@ -448,8 +450,10 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
     let pid = fl.l_pid;
     if let Some(vol) = f.glfs.vol_dir() {
         if fl.l_whence == libc::SEEK_SET as i16 && shadow_dir(&vol).is_some_and(|d| d.exists()) {
-            let g = crate::handles::fd_gfid(&f)?;
-            let cleared = cleared_ranges(&vol, &g);
+            // (an fd whose inode cannot be named has no cleared range)
+            let cleared = crate::handles::fd_gfid(&f)
+                .map(|g| cleared_ranges(&vol, &g))
+                .unwrap_or_default();
             if let Some(c) = cleared
                 .iter()
                 .find(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
