@@ -428,7 +428,27 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
 
 unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int) -> Res<c_int> {
     let f = fd_of(fd)?;
-    f.admit("lock", None, 0)?;
+    if let Err(e) = f.admit("lock", None, 0) {
+        // On Gluster a mount's locks go with its lost connection: an unlock asked for
+        // then fails, but the lock is gone all the same (not only once the fd closes).
+        let unlock = fl
+            .as_ref()
+            .is_some_and(|l| l.l_type == libc::F_UNLCK as i16);
+        if e == libc::ENOTCONN && unlock {
+            let _ = lock_admitted(f, cmd, fl, mode);
+        }
+        return Err(e);
+    }
+    lock_admitted(f, cmd, fl, mode)
+}
+
+/// [`lock_impl`] past the connection and fault gate.
+unsafe fn lock_admitted(
+    f: Arc<crate::fs::FdInner>,
+    cmd: c_int,
+    fl: *mut flock,
+    mode: c_int,
+) -> Res<c_int> {
     if !matches!(f.kind, crate::fs::FdKind::File(_)) {
         return Err(libc::EINVAL);
     }

@@ -348,3 +348,38 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
         glfs_fini(fs_b);
     }
 }
+
+#[test]
+fn a_disconnected_mounts_unlock_fails_but_its_lock_is_gone() {
+    let env = Env::new();
+    unsafe {
+        let a = env.creat("/f");
+        let fs_b = mount(env.dir.path(), "vol").unwrap();
+        let b = open_rw(fs_b, "/f");
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+        // A's next write loses A's connection (one rule match: only A's mount).
+        env.rules("[[rule]]\nop = 'write'\ndisconnect = true\ncount = 1\n");
+        let buf = *b"abcd";
+        let r = glfs_pwrite(
+            a,
+            buf.as_ptr().cast(),
+            4,
+            0,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!((r, errno()), (-1, libc::ENOTCONN));
+        // Gluster drops a lost connection's locks: A's unlock fails, the lock is gone.
+        assert_eq!(setlk(a, libc::F_UNLCK, true), (-1, libc::ENOTCONN));
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (0, 0));
+        // Any other lock request of A's fails and takes nothing.
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (-1, libc::ENOTCONN));
+        env.clear_rules();
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+        assert_eq!(glfs_close(a), 0);
+        assert_eq!(glfs_close(b), 0);
+        glfs_fini(fs_b);
+    }
+}
