@@ -203,7 +203,9 @@ mod tests {
             let code = production_code(&text);
             if path.ends_with("failover.rs") {
                 let mark = code.find("lock_metadata(TARGET_MARK, &self.owner, LockMode::Shared");
-                let election = code.find("lock_metadata(\n            ELECTION");
+                let election = code
+                    .find("lock_metadata(ELECTION")
+                    .or_else(|| code.find("lock_metadata(\n            ELECTION"));
                 let fence = code.find(".fence_data(");
                 taken = matches!((mark, election, fence),
                     (Some(m), Some(e), Some(f)) if m < e && e < f);
@@ -212,6 +214,12 @@ mod tests {
             assert!(
                 !code.contains(".fence_data("),
                 "{path} takes the data fence: only daemon::failover does"
+            );
+            // Taking a lock away from its holder (a stalled active gateway's) is the
+            // failover's alone too (daemon::stall, called from failover.rs).
+            assert!(
+                path.ends_with("stall.rs") || !code.contains(".clear_lock("),
+                "{path} clears locks: only daemon::failover and daemon::stall do"
             );
         }
         assert!(

@@ -1834,6 +1834,22 @@ impl BlockStore for GlfsStore {
             ),
         )
     }
+
+    /// Gluster's clear-locks on the LUN file (`gfapi::File::clear_granted_locks`, through
+    /// an fd of its own): every client's granted lock on exactly the range of `name`
+    /// goes, a stalled holder's too (measured on 10.3, docs/fencing.md).
+    fn clear_lock(&self, name: &str) -> Result<bool, StoreError> {
+        let (start, len) = if name == store_api::DATA_FENCE {
+            store_api::DATA_FENCE_RANGE
+        } else {
+            store_api::metadata_lock_range(name)
+        };
+        let (vol, _) = self.metadata_path(name, Op::Lock)?;
+        let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
+        let file = File::open(&vol, &self.link.path, libc::O_RDONLY).map_err(err)?;
+        let cleared = file.clear_granted_locks(start, len).map_err(err)?;
+        Ok(cleared > 0)
+    }
 }
 
 /// A held data fence: the mandatory lock on the image fd, released when dropped.

@@ -255,6 +255,49 @@ fn live_glfs_store_suite() {
     assert!(failed.is_empty(), "failed checks: {failed:?}");
 }
 
+/// `clear_lock` on the live volume with mandatory locks (`GLUSTER_TEST_FEATURES_VOLUME`):
+/// a second mount takes the first one's election lock and data fence away with
+/// Gluster's clear-locks while the first one's connection lives, and the first one's
+/// I/O is refused from then on (`common::a_stalled_holders_locks_are_cleared_and_taken`,
+/// docs/fencing.md).
+#[test]
+#[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_clear_lock() {
+    let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
+        eprintln!(
+            "live_glfs_clear_lock: no volume with mandatory locks \
+             (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
+        );
+        return;
+    };
+    let (volume, host) = spec
+        .split_once('@')
+        .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
+    let path = format!("backstore-live-clear-{}.img", std::process::id());
+    let options = |servers: String, create_size| StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{volume}@{servers}:{path}"),
+        create_size,
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        shared: true,
+        ..Default::default()
+    };
+    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
+    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::a_stalled_holders_locks_are_cleared_and_taken(&*a, &*b)
+    }));
+    drop((a, b));
+    let lib = gfapi::Gfapi::load(None).unwrap();
+    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
+    if let Err(e) = vol.and_then(|v| v.unlink(&path)) {
+        eprintln!("cannot remove {path} from {volume}: {e}");
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// `fence_data` on the live volume with mandatory locks (`GLUSTER_TEST_FEATURES_VOLUME`,
 /// `locks.mandatory-locking optimal`, set by `cargo xtask test-gluster --fixture
 /// native`): two gateways' shared stores on two mounts of one image, the same steps as on

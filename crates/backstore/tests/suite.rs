@@ -428,6 +428,22 @@ fn glfs_data_fence_refuses_other_gateways_io_while_held() {
     }
 }
 
+/// `clear_lock` takes a stalled gateway's election lock and data fence away
+/// (`common::a_stalled_holders_locks_are_cleared_and_taken`, on the fake's model of
+/// Gluster's clear-locks); stores without locks on a volume say `Unsupported`.
+#[test]
+fn glfs_clear_lock_takes_a_stalled_holders_locks_away() {
+    let file = unique("clear");
+    let a = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap();
+    let b = backstore::open_glfs_store(&fake_glfs("127.0.0.1", &file, "", true)).unwrap();
+    common::a_stalled_holders_locks_are_cleared_and_taken(&*a, &*b);
+    for kind in [Kind::Memory, Kind::File] {
+        let f = open(kind, "clear");
+        let err = f.store.clear_lock(store_api::DATA_FENCE).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unsupported, "{kind:?}");
+    }
+}
+
 /// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the
 /// fake seeks on the sparse backing file), so the shared check above really ran for it.
 #[test]

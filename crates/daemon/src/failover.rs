@@ -45,8 +45,11 @@
 //! target was refused as fenced ([`note_fenced`]: every LUN of the target it holds). It
 //! steps down on every LUN of a target whose first LUN changed or whose [`TARGET_MARK`]
 //! lock is no longer intact. A dead gateway's Gluster connection closes and its locks go;
-//! the next round of a standby takes them. A stalled one keeps them: nobody else becomes
-//! active for its LUNs (safety over availability) until the operator stops it.
+//! the next round of a standby takes them. A stalled one keeps them until a standby that
+//! saw no heartbeat for the LUN (its record's version, rewritten every round by the active
+//! gateway) for [`crate::stall::STALL_AFTER`] takes them away ([`crate::stall`]); the
+//! stalled gateway, once it runs again, finds a read of its own refused as fenced and
+//! steps down without writing over the new record.
 
 use crate::targets::{Target, Targets};
 use scsi::{AccessState, Alua, PortGroup};
@@ -322,6 +325,8 @@ pub struct Failover {
     started: Option<Instant>,
     /// After handing a LUN over: this gateway does not take its fence again before then.
     hold_off: HashMap<Key, Instant>,
+    /// The active gateways' heartbeats per LUN (`target/lun`), as this gateway saw them.
+    beats: crate::stall::Watch,
     /// Per LUN, a handover record seen (its version) and when it was first seen.
     handovers_seen: HashMap<Key, (u64, Instant)>,
 }
@@ -336,6 +341,7 @@ impl Failover {
             started: None,
             hold_off: HashMap::new(),
             handovers_seen: HashMap::new(),
+            beats: crate::stall::Watch::default(),
         }
     }
 
@@ -435,11 +441,15 @@ impl Failover {
                 Some("a request of this gateway to the target was refused as fenced")
             } else if !tenure.fence.is_intact() {
                 Some("the data fence was lost with the volume's connection")
+            } else if crate::stall::fence_taken(&[(lun, tenure.store.clone())]).is_some() {
+                Some("another gateway took the data fence (this one was stalled)")
             } else {
                 mark_lost
             };
             if let Some(why) = why {
                 self.step_down(target, lun, groups, why, None);
+            } else {
+                self.beat(&key);
             }
         }
         if mark_lost.is_some() {
@@ -465,7 +475,18 @@ impl Failover {
             if !self.tenures.contains_key(&key)
                 && self.may_take(&key, groups.own.id, preferred, record.as_ref(), now)
             {
-                if let Some(tenure) = self.take(name, *lun, store, &stores[0], groups.own.id) {
+                // Another gateway named active in the LUN's own record whose heartbeat
+                // stood still for the bound (a record of the former layout has none).
+                let others = record.as_ref().filter(|r| {
+                    !r.target_wide && r.active_group().is_some_and(|g| g != groups.own.id)
+                });
+                let beat_key = format!("{name}/{lun}");
+                let stale = self
+                    .beats
+                    .stalled(&beat_key, others.map(|r| r.version), now);
+                if let Some(tenure) = self.take(name, *lun, store, &stores[0], groups.own.id, stale)
+                {
+                    self.beats.forget(&beat_key);
                     self.tenures.insert(key.clone(), tenure);
                 }
             }
@@ -538,7 +559,10 @@ impl Failover {
 
     /// Becomes LUN `lun`'s active gateway, if the target's mark (shared), the LUN's
     /// election lock and its fence are free; `None` (and nothing of the LUN held)
-    /// otherwise. `lead` is the target's first LUN and its store.
+    /// otherwise. `lead` is the target's first LUN and its store. With `stale` (the LUN's
+    /// record version whose heartbeat stood still, [`crate::stall`]) the stalled
+    /// gateway's election lock and fence are taken away first, the fence only while the
+    /// record still has that version once this gateway holds the election lock.
     fn take(
         &mut self,
         name: &str,
@@ -546,6 +570,7 @@ impl Failover {
         store: &Arc<dyn BlockStore>,
         lead: &(u16, Arc<dyn BlockStore>),
         group: u16,
+        stale: Option<u64>,
     ) -> Option<Tenure> {
         if !self.marks.contains_key(name) {
             match lead
@@ -575,19 +600,40 @@ impl Failover {
                 }
             }
         }
-        let election = match store.lock_metadata(
-            ELECTION,
-            &self.owner,
-            LockMode::Exclusive,
-            LockWait::NoWait,
-        ) {
-            Ok(lock) => lock,
-            Err(LockError::Contended { .. }) => return None, // another gateway is active
-            Err(err) => {
+        let elect =
+            || store.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
+        let election = match (elect(), stale) {
+            (Ok(lock), _) => lock,
+            (Err(LockError::Contended { .. }), Some(version)) => {
+                tracing::warn!(target = %name, lun, version, after = ?crate::stall::STALL_AFTER,
+                    "no heartbeat from the active gateway: taking its election lock away");
+                match store.clear_lock(ELECTION).map(|_| elect()) {
+                    Ok(Ok(lock)) => lock,
+                    Ok(Err(err)) => {
+                        tracing::warn!(target = %name, lun, %err, "cannot take the election lock");
+                        return None;
+                    }
+                    Err(err) => {
+                        tracing::warn!(target = %name, lun, %err, "cannot clear the election lock");
+                        return None;
+                    }
+                }
+            }
+            (Err(LockError::Contended { .. }), None) => return None, // another gateway is active
+            (Err(err), _) => {
                 tracing::warn!(target = %name, lun, %err, "cannot try to become the active gateway");
                 return None;
             }
         };
+        if let Some(version) = stale {
+            if read_record(name, lun, &**store).map(|r| r.version) != Some(version) {
+                // The stalled gateway resumed (or another took over) meanwhile.
+                return None;
+            }
+            if !crate::stall::clear_fences(name, &[(lun, store.clone())]) {
+                return None;
+            }
+        }
         let fence = match store.fence_data(&self.owner, LockWait::NoWait) {
             Ok(fence) => fence,
             Err(err) => {
@@ -644,7 +690,17 @@ impl Failover {
             handover,
             target_wide: false,
         };
-        if let Err(err) = tenure
+        let now = read_record(&target.name, lun, &*tenure.store);
+        let mine = |r: &Record| {
+            r.active
+                .as_ref()
+                .is_none_or(|(_, name)| name == self.owner.as_str())
+        };
+        if now.as_ref().is_some_and(|r| !r.target_wide && !mine(r)) {
+            // Another gateway took over (this one was stalled): its record stays.
+            tracing::warn!(target = %target.name, lun, active = ?now.and_then(|r| r.active),
+                "another gateway is recorded active: the record is left as it is");
+        } else if let Err(err) = tenure
             .store
             .write_metadata(RECORD, record.encode().as_bytes())
         {
@@ -653,6 +709,28 @@ impl Failover {
         }
         drop(tenure.fence);
         drop(tenure.election);
+    }
+
+    /// The active gateway's heartbeat for one LUN: its record rewritten with the next
+    /// version, so standbys see it alive ([`crate::stall`]). A failed write only warns:
+    /// the standbys take over after [`crate::stall::STALL_AFTER`] of them, and this
+    /// gateway then finds its fence taken and steps down.
+    fn beat(&mut self, key: &Key) {
+        let Some(tenure) = self.tenures.get_mut(key) else {
+            return;
+        };
+        let record = Record {
+            version: tenure.record.version + 1,
+            ..tenure.record.clone()
+        };
+        match tenure
+            .store
+            .write_metadata(RECORD, record.encode().as_bytes())
+        {
+            Ok(()) => tenure.record = record,
+            Err(err) => tracing::warn!(target = %key.0, lun = key.1, %err,
+                "cannot renew the active gateway's heartbeat in the record"),
+        }
     }
 
     /// Whether this gateway is the active gateway of any LUN of `target` now.
@@ -1067,7 +1145,7 @@ mod tests {
             .lock_metadata(TARGET_MARK, &old, LockMode::Exclusive, LockWait::NoWait)
             .unwrap();
         let mut f = Failover::new(LockOwner::new("gw-new").unwrap());
-        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.take("t", 0, &store, &lead, 2, None).is_none());
         assert!(f.marks.is_empty());
         // It asked for nothing else: the LUN's election lock is free.
         assert!(store
@@ -1076,7 +1154,7 @@ mod tests {
         drop(held);
         // Gone: this gateway holds the mark shared and goes on to the election (a memory
         // store has no data fence, so it stays standby here).
-        assert!(f.take("t", 0, &store, &lead, 2).is_none());
+        assert!(f.take("t", 0, &store, &lead, 2, None).is_none());
         assert!(f.marks.contains_key("t"));
         // Other gateways of this layout hold it too; one of the former layout cannot.
         let _shared = store

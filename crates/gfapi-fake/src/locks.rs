@@ -19,6 +19,19 @@
 //! with any mandatory lock, a read with a mandatory write lock) and fail with EAGAIN, as
 //! Gluster's locks translator refuses them; the holder's own fd is not held back. The
 //! shadow lock dies with its process too.
+//!
+//! Clearing (`glfs_fgetxattr`/`glfs_getxattr` of `glusterfs.clrlk.tposix.kgranted.0,S-L`
+//! or `.kall.`, what `gluster volume clear-locks` sends) drops every client's granted lock
+//! on exactly `[S, S+L)`, also one a stopped process holds, as the bricks do. A host OFD
+//! lock of another process cannot be taken away, so the fake moves the range instead: it
+//! records the range in `<gfid>.cleared` of the shadow directory with a generation, and
+//! from then on every lock request on exactly that range is taken on a range file of the
+//! current generation (`<gfid>.S-L.GEN`), where the old holder's lock is not; the old
+//! lock, left on the backing file and the shadow, no longer counts for anyone, and a lock
+//! on a cleared range fences reads and writes as a mandatory one. Known differences: only
+//! `tposix` with a range is modelled (`tinode`, `tentry` clear nothing; no range is
+//! EINVAL), and a request on a range that overlaps a cleared one without being equal
+//! still meets the old lock.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -46,6 +59,8 @@ pub struct Locker {
     file: Option<std::fs::File>,
     /// The shadow file of the owner's mandatory locks (opened on the first one).
     shadow: Mutex<Option<std::fs::File>>,
+    /// The range files of cleared ranges this owner locked on, by (start, len, generation).
+    ranged: Mutex<HashMap<(i64, i64, u64), std::fs::File>>,
 }
 
 impl Locker {
@@ -85,6 +100,7 @@ fn owner_locker(f: &FdInner, owner: &[u8]) -> Res<Arc<Locker>> {
     let l = Arc::new(Locker {
         file: Some(file),
         shadow: Mutex::new(None),
+        ranged: Mutex::new(HashMap::new()),
     });
     owners.retain(|_, w| w.strong_count() > 0);
     owners.insert(key, Arc::downgrade(&l));
@@ -176,35 +192,263 @@ pub(crate) fn check_mandatory(f: &FdInner, off: i64, len: usize, write: bool) ->
     let own = lock(&locker.shadow).as_ref().map(|s| s.as_raw_fd());
     let probe;
     let raw = match own {
-        Some(r) => r,
-        None => {
-            let p = shadow_path(f)?;
-            match std::fs::File::open(&p) {
-                Ok(file) => {
-                    probe = file;
-                    probe.as_raw_fd()
-                }
-                Err(_) => return Ok(()), // no mandatory lock ever on this inode
+        Some(r) => Some(r),
+        None => match std::fs::File::open(shadow_path(f)?) {
+            Ok(file) => {
+                probe = file;
+                Some(probe.as_raw_fd())
             }
-        }
+            Err(_) => None, // no mandatory lock ever on this inode
+        },
     };
-    // SAFETY: zeroed flock is valid.
-    let mut fl: flock = unsafe { std::mem::zeroed() };
-    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
-    fl.l_whence = libc::SEEK_SET as i16;
-    fl.l_start = off;
-    fl.l_len = len as i64;
-    // SAFETY: a descriptor we own (the fd's shadow or the probe).
-    unsafe { ofd(raw, libc::F_OFD_GETLK, &mut fl)? };
-    if fl.l_type != libc::F_UNLCK as i16 {
-        return Err(libc::EAGAIN);
+    let cleared = crate::handles::fd_gfid(f)
+        .map(|g| cleared_ranges(&vol, &g))
+        .unwrap_or_default();
+    if let Some(raw) = raw {
+        // SAFETY: zeroed flock is valid.
+        let mut fl: flock = unsafe { std::mem::zeroed() };
+        fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        fl.l_start = off;
+        fl.l_len = len as i64;
+        // SAFETY: a descriptor we own (the fd's shadow or the probe).
+        unsafe { ofd(raw, libc::F_OFD_GETLK, &mut fl)? };
+        // A lock on a range cleared since no longer counts.
+        if fl.l_type != libc::F_UNLCK as i16
+            && !cleared
+                .iter()
+                .any(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
+        {
+            return Err(libc::EAGAIN);
+        }
+    }
+    // A lock taken on a cleared range lives on its range file.
+    let end = off.saturating_add(len as i64);
+    for c in &cleared {
+        let c_end = if c.len == 0 {
+            i64::MAX
+        } else {
+            c.start.saturating_add(c.len)
+        };
+        if c.start >= end || c_end <= off {
+            continue;
+        }
+        let own_file = lock(&locker.ranged)
+            .get(&(c.start, c.len, c.generation))
+            .and_then(|f| f.try_clone().ok());
+        let file = match own_file {
+            Some(file) => file,
+            None => match std::fs::File::open(ranged_path(&vol, f, c)?) {
+                Ok(file) => file,
+                Err(_) => continue, // nobody locked it since it was cleared
+            },
+        };
+        // SAFETY: zeroed flock is valid.
+        let mut rfl: flock = unsafe { std::mem::zeroed() };
+        rfl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
+        rfl.l_whence = libc::SEEK_SET as i16;
+        rfl.l_start = off;
+        rfl.l_len = len as i64;
+        // SAFETY: a descriptor we own.
+        unsafe { ofd(file.as_raw_fd(), libc::F_OFD_GETLK, &mut rfl)? };
+        if rfl.l_type != libc::F_UNLCK as i16 {
+            return Err(libc::EAGAIN);
+        }
     }
     Ok(())
 }
 
+/// A range whose granted locks were cleared, and how many times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cleared {
+    start: i64,
+    len: i64,
+    generation: u64,
+}
+
+fn cleared_list_path(vol: &Path, g: &gfid::Gfid) -> Res<PathBuf> {
+    Ok(shadow_dir(vol)
+        .ok_or(libc::EINVAL)?
+        .join(format!("{}.cleared", gfid::to_string(g))))
+}
+
+/// The cleared ranges of an inode (none: no file).
+fn cleared_ranges(vol: &Path, g: &gfid::Gfid) -> Vec<Cleared> {
+    let Ok(p) = cleared_list_path(vol, g) else {
+        return Vec::new();
+    };
+    let Ok(text) = std::fs::read_to_string(p) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut w = line.split(' ').map(str::parse::<i64>);
+            let (start, len, generation) = (w.next()?.ok()?, w.next()?.ok()?, w.next()?.ok()?);
+            Some(Cleared {
+                start,
+                len,
+                generation: u64::try_from(generation).ok()?,
+            })
+        })
+        .collect()
+}
+
+fn ranged_path(vol: &Path, f: &FdInner, c: &Cleared) -> Res<PathBuf> {
+    let g = crate::handles::fd_gfid(f)?;
+    Ok(shadow_dir(vol).ok_or(libc::EINVAL)?.join(format!(
+        "{}.{}-{}.{}",
+        gfid::to_string(&g),
+        c.start,
+        c.len,
+        c.generation
+    )))
+}
+
+/// The locker's descriptor of the range file of cleared range `c` (opened, and created,
+/// on first use).
+fn ranged_of(f: &FdInner, locker: &Locker, vol: &Path, c: &Cleared) -> Res<c_int> {
+    let mut r = lock(&locker.ranged);
+    if let Some(file) = r.get(&(c.start, c.len, c.generation)) {
+        return Ok(file.as_raw_fd());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(ranged_path(vol, f, c)?)
+        .map_err(io_errno)?;
+    let raw = file.as_raw_fd();
+    r.insert((c.start, c.len, c.generation), file);
+    Ok(raw)
+}
+
+/// `glusterfs.clrlk.*` asked of `host` (a file of volume directory `vol`): the answer
+/// the locks translator gives, after dropping every granted POSIX lock on exactly the
+/// range named (see the module documentation).
+pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
+    let rest = key.strip_prefix("glusterfs.clrlk.").ok_or(libc::EINVAL)?;
+    let mut parts = rest.splitn(3, '.');
+    let (kind_type, kind, range) = (parts.next(), parts.next(), parts.next());
+    let kind = match kind {
+        Some("kgranted") | Some("kall") => kind,
+        Some("kblocked") => None, // no blocked locks in the fake
+        _ => return Err(libc::EINVAL),
+    };
+    match kind_type {
+        Some("tposix") => {}
+        Some("tinode") | Some("tentry") => return Ok(b"No locks cleared.".to_vec()),
+        _ => return Err(libc::EINVAL),
+    }
+    let (whence, span) = range
+        .ok_or(libc::EINVAL)?
+        .split_once(',')
+        .ok_or(libc::EINVAL)?;
+    let (start, len) = span.split_once('-').ok_or(libc::EINVAL)?;
+    let (Ok(0), Ok(start), Ok(len)) = (
+        whence.parse::<i16>(),
+        start.parse::<i64>(),
+        len.parse::<i64>(),
+    ) else {
+        return Err(libc::EINVAL);
+    };
+    if kind.is_none() || start < 0 || len < 0 {
+        return Ok(b"No locks cleared.".to_vec());
+    }
+    let g = gfid::of_path(vol, host)?;
+    let dir = shadow_dir(vol).ok_or(libc::EINVAL)?;
+    std::fs::create_dir_all(&dir).map_err(io_errno)?;
+    // One clearing at a time per volume, across processes.
+    let guard = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(".clearing"))
+        .map_err(io_errno)?;
+    ofd_lock_wait(&guard)?;
+    let mut list = cleared_ranges(vol, &g);
+    let now = list
+        .iter()
+        .find(|c| (c.start, c.len) == (start, len))
+        .copied();
+    // Is a lock held on exactly that range where it lives now?
+    let mut places = Vec::new();
+    match now {
+        Some(c) => places.push(dir.join(format!(
+            "{}.{}-{}.{}",
+            gfid::to_string(&g),
+            start,
+            len,
+            c.generation
+        ))),
+        None => {
+            places.push(host.to_path_buf());
+            places.push(dir.join(gfid::to_string(&g)));
+        }
+    }
+    let mut held = false;
+    for place in places {
+        let Ok(file) = std::fs::File::open(&place) else {
+            continue;
+        };
+        // SAFETY: zeroed flock is valid; our own descriptor.
+        let mut fl: flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        fl.l_start = start;
+        fl.l_len = len;
+        unsafe { ofd(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl)? };
+        if fl.l_type != libc::F_UNLCK as i16 && (fl.l_start, fl.l_len) == (start, len) {
+            held = true;
+        }
+    }
+    if !held {
+        return Ok(b"No locks cleared.".to_vec());
+    }
+    let generation = now.map_or(1, |c| c.generation + 1);
+    list.retain(|c| (c.start, c.len) != (start, len));
+    list.push(Cleared {
+        start,
+        len,
+        generation,
+    });
+    let text: String = list
+        .iter()
+        .map(|c| format!("{} {} {}\n", c.start, c.len, c.generation))
+        .collect();
+    let path = cleared_list_path(vol, &g)?;
+    let tmp = path.with_extension("cleared-tmp");
+    std::fs::write(&tmp, text).map_err(io_errno)?;
+    std::fs::rename(&tmp, &path).map_err(io_errno)?;
+    drop(guard);
+    Ok(b"fake-brick: posix blocked locks=0 granted locks=1".to_vec())
+}
+
 unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int) -> Res<c_int> {
     let f = fd_of(fd)?;
-    f.admit("lock", None, 0)?;
+    if let Err(e) = f.admit("lock", None, 0) {
+        // On Gluster a mount's locks go with its lost connection: an unlock asked for
+        // then fails, but the lock is gone all the same (not only once the fd closes).
+        let unlock = fl
+            .as_ref()
+            .is_some_and(|l| l.l_type == libc::F_UNLCK as i16);
+        if e == libc::ENOTCONN && unlock {
+            let _ = lock_admitted(f, cmd, fl, mode);
+        }
+        return Err(e);
+    }
+    lock_admitted(f, cmd, fl, mode)
+}
+
+/// [`lock_impl`] past the connection and fault gate.
+unsafe fn lock_admitted(
+    f: Arc<crate::fs::FdInner>,
+    cmd: c_int,
+    fl: *mut flock,
+    mode: c_int,
+) -> Res<c_int> {
     if !matches!(f.kind, crate::fs::FdKind::File(_)) {
         return Err(libc::EINVAL);
     }
@@ -224,6 +468,26 @@ unsafe fn lock_impl(fd: *mut glfs_fd_t, cmd: c_int, fl: *mut flock, mode: c_int)
         }
     }
     let pid = fl.l_pid;
+    if let Some(vol) = f.glfs.vol_dir() {
+        if fl.l_whence == libc::SEEK_SET as i16 && shadow_dir(&vol).is_some_and(|d| d.exists()) {
+            // (an fd whose inode cannot be named has no cleared range)
+            let cleared = crate::handles::fd_gfid(&f)
+                .map(|g| cleared_ranges(&vol, &g))
+                .unwrap_or_default();
+            if let Some(c) = cleared
+                .iter()
+                .find(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
+            {
+                // A cleared range: its locks live on the range file of its generation.
+                let raw = ranged_of(&f, &locker, &vol, c)?;
+                ofd(raw, cmd, fl)?;
+                if cmd != libc::F_OFD_GETLK || fl.l_type == libc::F_UNLCK as i16 {
+                    fl.l_pid = pid;
+                }
+                return Ok(0);
+            }
+        }
+    }
     if cmd == libc::F_OFD_GETLK {
         ofd(raw, cmd, fl)?;
         if fl.l_type == libc::F_UNLCK as i16 {
@@ -293,6 +557,10 @@ pub(crate) fn closing(f: &FdInner) {
         let shadow = lock(&locker.shadow).as_ref().map(|s| s.as_raw_fd());
         if let Some(raw) = shadow {
             let _ = ofd(raw, libc::F_OFD_SETLK, &mut shadow_all);
+        }
+        for file in lock(&locker.ranged).values() {
+            let mut range_all = shadow_all;
+            let _ = ofd(file.as_raw_fd(), libc::F_OFD_SETLK, &mut range_all);
         }
     }
 }

@@ -238,3 +238,148 @@ fn fds_with_one_lock_owner_share_their_locks_and_other_owners_conflict() {
         }
     }
 }
+
+/// `glfs_fgetxattr` of `key` through `fd`: the answer, or the errno.
+unsafe fn fgetxattr(fd: *mut glfs_fd_t, key: &str) -> Result<String, i32> {
+    let mut buf = [0u8; 256];
+    let r = crate::xattr::glfs_fgetxattr(fd, c(key).as_ptr(), buf.as_mut_ptr().cast(), 256);
+    if r < 0 {
+        return Err(errno());
+    }
+    Ok(String::from_utf8_lossy(&buf[..r as usize]).into_owned())
+}
+
+#[test]
+fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
+    let env = Env::new();
+    unsafe {
+        // client A (a mount of its own) holds a mandatory write lock on 0..10 and an
+        // advisory one on 100..101, and then does nothing (a stalled gateway)
+        let a = env.creat("/f");
+        assert_eq!(
+            glfs_ftruncate(a, 4096, std::ptr::null_mut(), std::ptr::null_mut()),
+            0
+        );
+        let fs_b = mount(env.dir.path(), "vol").unwrap();
+        let b = open_rw(fs_b, "/f");
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
+        let mut adv: libc::flock = std::mem::zeroed();
+        adv.l_type = libc::F_WRLCK as i16;
+        adv.l_start = 100;
+        adv.l_len = 1;
+        assert_eq!(crate::locks::glfs_posix_lock(a, libc::F_SETLK, &mut adv), 0);
+        let w = |fd, byte: u8| {
+            let buf = [byte; 4];
+            let r = glfs_pwrite(
+                fd,
+                buf.as_ptr().cast(),
+                4,
+                0,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            if r < 0 {
+                -errno()
+            } else {
+                r as i32
+            }
+        };
+        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+
+        // another range than the lock's clears nothing; neither do bad requests
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-9").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tinode.kgranted").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted"),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kwhatever.0,0-10"),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+
+        // B clears A's mandatory lock (the answer as the brick words it) and takes it
+        let answer = fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").unwrap();
+        assert!(
+            answer.ends_with("posix blocked locks=0 granted locks=1"),
+            "{answer}"
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (0, 0));
+        assert_eq!(w(b, b'b'), 4);
+        // A, resumed, is fenced out: its writes and reads are refused, its lock request too
+        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+        let mut buf = [0u8; 4];
+        let r = glfs_pread(a, buf.as_mut_ptr().cast(), 4, 0, 0, std::ptr::null_mut());
+        assert_eq!((r, errno()), (-1, libc::EAGAIN));
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+        // A's advisory lock on another range was not touched
+        let mut q: libc::flock = std::mem::zeroed();
+        q.l_type = libc::F_WRLCK as i16;
+        q.l_start = 100;
+        q.l_len = 1;
+        assert_eq!(crate::locks::glfs_posix_lock(b, libc::F_GETLK, &mut q), 0);
+        assert_eq!(q.l_type, libc::F_WRLCK as i16);
+        // A letting go of what it no longer holds does not free B's lock
+        assert_eq!(setlk(a, libc::F_UNLCK, true), (0, 0));
+        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+        // cleared again: the next generation; B's lock goes, A may take it
+        let answer = fgetxattr(a, "glusterfs.clrlk.tposix.kall.0,0-10").unwrap();
+        assert!(answer.ends_with("granted locks=1"), "{answer}");
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
+        assert_eq!(w(a, b'a'), 4);
+        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        // closing A's fd lets go of the lock on the range file
+        assert_eq!(glfs_close(a), 0);
+        assert_eq!(w(b, b'b'), 4);
+        assert_eq!(glfs_close(b), 0);
+        glfs_fini(fs_b);
+    }
+}
+
+#[test]
+fn a_disconnected_mounts_unlock_fails_but_its_lock_is_gone() {
+    let env = Env::new();
+    unsafe {
+        let a = env.creat("/f");
+        let fs_b = mount(env.dir.path(), "vol").unwrap();
+        let b = open_rw(fs_b, "/f");
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+        // A's next write loses A's connection (one rule match: only A's mount).
+        env.rules("[[rule]]\nop = 'write'\ndisconnect = true\ncount = 1\n");
+        let buf = *b"abcd";
+        let r = glfs_pwrite(
+            a,
+            buf.as_ptr().cast(),
+            4,
+            0,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!((r, errno()), (-1, libc::ENOTCONN));
+        // Gluster drops a lost connection's locks: A's unlock fails, the lock is gone.
+        assert_eq!(setlk(a, libc::F_UNLCK, true), (-1, libc::ENOTCONN));
+        assert_eq!(setlk(b, libc::F_WRLCK, true), (0, 0));
+        // Any other lock request of A's fails and takes nothing.
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (-1, libc::ENOTCONN));
+        env.clear_rules();
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (-1, libc::EAGAIN));
+        assert_eq!(glfs_close(a), 0);
+        assert_eq!(glfs_close(b), 0);
+        glfs_fini(fs_b);
+    }
+}

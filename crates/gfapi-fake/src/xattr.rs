@@ -183,6 +183,10 @@ unsafe fn get(o: Obj, name: *const c_char, value: *mut c_void, size: size_t) -> 
     if let Some(v) = virtual_value(&o, n) {
         return copy_out(&v?, value, size);
     }
+    if n.starts_with("glusterfs.clrlk.") {
+        // the locks translator's clear-locks request (see `locks`)
+        return copy_out(&crate::locks::clear_locks(&o.vol, &o.host, n)?, value, size);
+    }
     let cn = CString::new(n).map_err(|_| libc::EINVAL)?;
     let (value, size) = if size == 0 {
         (std::ptr::null_mut(), 0)

@@ -263,6 +263,16 @@ pub const GLFS_LK_MANDATORY: c_int = 1;
 /// lock owner of the fd's later locks, 1 to 255 bytes.
 pub type glfs_fd_set_lkowner_fn =
     unsafe extern "C" fn(fd: *mut glfs_fd_t, data: *mut c_void, len: c_int) -> c_int;
+/// `ssize_t glfs_fgetxattr(glfs_fd_t *fd, const char *name, void *value, size_t size)`
+/// (GFAPI_3.4.0): the value of extended attribute `name` of the fd's file. Also how a
+/// client asks the bricks' locks translator to clear locks (`glusterfs.clrlk.*`, the
+/// request `gluster volume clear-locks` sends; docs/fencing.md).
+pub type glfs_fgetxattr_fn = unsafe extern "C" fn(
+    fd: *mut glfs_fd_t,
+    name: *const c_char,
+    value: *mut c_void,
+    size: size_t,
+) -> ssize_t;
 
 /// The library name the loader searches for when no path is given.
 pub const DEFAULT_LIBRARY: &str = "libgfapi.so.0";
@@ -323,6 +333,7 @@ pub struct Library {
     pub glfs_posix_lock: glfs_posix_lock_fn,
     pub glfs_file_lock: glfs_file_lock_fn,
     pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
+    pub glfs_fgetxattr: glfs_fgetxattr_fn,
     name: String,
     // Keeps the code behind the pointers mapped; last so it drops after nothing else.
     _lib: libloading::os::unix::Library,
@@ -394,6 +405,7 @@ impl Library {
                 glfs_posix_lock: r.get("glfs_posix_lock", None)?,
                 glfs_file_lock: r.get("glfs_file_lock", None)?,
                 glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
+                glfs_fgetxattr: r.get("glfs_fgetxattr", None)?,
                 name,
                 _lib: lib,
             })

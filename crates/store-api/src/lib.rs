@@ -562,6 +562,20 @@ pub trait BlockStore: Send + Sync {
         ))
     }
 
+    /// Takes lock `name` away from whoever holds it: every client's granted lock on
+    /// exactly the bytes of metadata lock `name` ([`metadata_lock_range`]) or, for
+    /// [`DATA_FENCE`], of the data fence ([`DATA_FENCE_RANGE`]) goes, also one a stopped
+    /// process holds over a live connection, which nothing else takes away. Returns whether
+    /// one was held. The holder is not told: until another takes the lock its requests
+    /// still pass, so the caller takes it at once (active/passive failover taking over
+    /// from a stalled active gateway, docs/fencing.md). glfs: Gluster's clear-locks
+    /// (`glusterfs.clrlk.tposix.kgranted.0,START-LEN`); every other store answers
+    /// `Unsupported`. Blocking: call it off the I/O path.
+    fn clear_lock(&self, name: &str) -> Result<bool, StoreError> {
+        let _ = name;
+        Err(StoreError::new(Op::Lock, ErrorKind::Unsupported))
+    }
+
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
     /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
     /// requests may reach them once it returns. Blocking: call it off the I/O path.

@@ -350,6 +350,92 @@ pub fn data_fence_fences(a: &dyn BlockStore, b: &dyn BlockStore) {
     assert_eq!(read(b, 0, 4096), pattern(4096, 6));
 }
 
+/// `clear_lock` between two gateways' stores `a` and `b` of one shared image: `a` holds
+/// the metadata lock `alua-active` and the data fence and then does nothing (a stalled
+/// gateway whose connection lives); `b` cannot take either until it clears them, then
+/// takes both, and from then on `a`'s reads and writes fail as fenced and change
+/// nothing, also after `a` lets go of what it no longer holds (docs/fencing.md).
+pub fn a_stalled_holders_locks_are_cleared_and_taken(a: &dyn BlockStore, b: &dyn BlockStore) {
+    use store_api::{LockError, LockMode, LockOwner, LockWait, Op, DATA_FENCE};
+    let (gw_a, gw_b) = (
+        LockOwner::new("gw-a").unwrap(),
+        LockOwner::new("gw-b").unwrap(),
+    );
+    let fenced = |r: IoResult| r.err().map(|e| (e.op, e.kind));
+    // On a thread of its own, as the daemon's refresh thread takes it: gfapi's lock
+    // owner is per thread, and the data path's requests must not carry this one
+    // (docs/fencing.md).
+    let elect = |s: &dyn BlockStore, gw: &LockOwner| {
+        std::thread::scope(|t| {
+            t.spawn(|| s.lock_metadata("alua-active", gw, LockMode::Exclusive, LockWait::NoWait))
+                .join()
+                .unwrap()
+        })
+    };
+    // Let go on a thread of its own too: unlocking sets the thread's lock owner as well.
+    let let_go = |lock: store_api::MetadataLock| {
+        std::thread::scope(|t| {
+            t.spawn(move || drop(lock));
+        })
+    };
+    write(a, 0, &pattern(4096, 1));
+    let a_election = elect(a, &gw_a).unwrap();
+    let a_fence = a.fence_data(&gw_a, LockWait::NoWait).unwrap();
+    write(a, 0, &pattern(4096, 2));
+    assert!(matches!(elect(b, &gw_b), Err(LockError::Contended { .. })));
+    // Nothing held on a range clears nothing.
+    assert_eq!(b.clear_lock("nothing-held"), Ok(false));
+
+    assert_eq!(b.clear_lock("alua-active"), Ok(true));
+    let b_election = elect(b, &gw_b).unwrap();
+    assert_eq!(b.clear_lock(DATA_FENCE), Ok(true));
+    let b_fence = b.fence_data(&gw_b, LockWait::NoWait).unwrap();
+    write(b, 4096, &pattern(4096, 3));
+
+    // `a` resumes: refused, and nothing it sends lands.
+    let a_write = run(
+        a,
+        IoRequest::Write {
+            offset: 0,
+            data: Bytes::from(pattern(4096, 4)).into(),
+            fua: false,
+        },
+    );
+    assert_eq!(fenced(a_write), Some((Op::Write, ErrorKind::Fenced)));
+    let a_read = run(
+        a,
+        IoRequest::Read {
+            offset: 0,
+            len: 4096,
+        },
+    );
+    assert_eq!(fenced(a_read), Some((Op::Read, ErrorKind::Fenced)));
+    assert!(matches!(elect(a, &gw_a), Err(LockError::Contended { .. })));
+    // `a` steps down: letting go of its cleared locks frees nothing of `b`'s.
+    drop(a_fence);
+    let_go(a_election);
+
+    let a_write = run(
+        a,
+        IoRequest::Write {
+            offset: 0,
+            data: Bytes::from(pattern(4096, 5)).into(),
+            fua: false,
+        },
+    );
+    assert_eq!(fenced(a_write), Some((Op::Write, ErrorKind::Fenced)));
+    assert_eq!(
+        read(b, 0, 4096),
+        pattern(4096, 2),
+        "a's last write before the stall"
+    );
+    assert_eq!(read(b, 4096, 4096), pattern(4096, 3));
+    drop(b_fence);
+    let_go(b_election);
+    write(a, 0, &pattern(4096, 6));
+    assert_eq!(read(b, 0, 4096), pattern(4096, 6));
+}
+
 /// A pattern that differs at every byte position and between seeds.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
