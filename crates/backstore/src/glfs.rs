@@ -1557,7 +1557,10 @@ impl BlockStore for GlfsStore {
     /// a run is sent before whatever follows it. Each joined write keeps its own
     /// completion (and its own copy of its request for a resend): the joined write's
     /// result is each one's, and after a lost connection each is held and sent again on
-    /// its own.
+    /// its own. Runs of adjacent plain reads are joined likewise, up to
+    /// [`MAX_JOINED_READ`] bytes, into one `glfs_pread_async` into one pooled buffer;
+    /// each read gets its own slice of it (docs/performance.md, eighth round). A read
+    /// that [`BlockStore::submit`] would cut into `read-part` pieces is not joined.
     fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
         let Some(h) = self.link.handle() else {
             // Reconnecting: each is held (or failed) on its own.

@@ -36,8 +36,8 @@ mod trim;
 
 pub use file::FileStore;
 pub use glfs::{
-    ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES, MAX_JOINED_WRITE,
-    READ_PART,
+    ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES, MAX_JOINED_READ,
+    MAX_JOINED_WRITE, READ_PART,
 };
 pub use memory::MemoryStore;
 pub use observer::{set_volume_observer, VolumeObserver};

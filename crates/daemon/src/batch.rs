@@ -107,12 +107,12 @@ mod tests {
     use store_api::{Capabilities, Geometry, IoReply, Segments};
 
     /// Records what reaches it: `submit` as one request, `submit_batch` as a list; says
-    /// it joins writes when `.1`.
+    /// it joins writes when `.1`, reads when `.2`.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<Vec<String>>>, bool);
+    struct Recorder(Mutex<Vec<Vec<String>>>, bool, bool);
 
     fn joining() -> Arc<Recorder> {
-        Arc::new(Recorder(Mutex::default(), true))
+        Arc::new(Recorder(Mutex::default(), true, false))
     }
 
     fn name(req: &IoRequest) -> String {
@@ -142,6 +142,9 @@ mod tests {
         }
         fn joins_writes(&self) -> bool {
             self.1
+        }
+        fn joins_reads(&self) -> bool {
+            self.2
         }
         fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
             let names = batch.iter().map(|(req, _)| name(req)).collect();
@@ -239,5 +242,40 @@ mod tests {
         assert!(batch.is_empty());
         assert_eq!(*plain.0.lock().unwrap(), [vec!["w0"], vec!["w512"]]);
         assert_eq!(*done.lock().unwrap(), [0, 1]);
+    }
+
+    #[test]
+    fn reads_wait_too_for_a_store_that_joins_reads_in_order_with_writes() {
+        let both = Arc::new(Recorder(Mutex::default(), true, true));
+        let store: Arc<dyn BlockStore> = both.clone();
+        let lane = Lane::open();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let read = |offset| IoRequest::Read { offset, len: 512 };
+        let mut batch = Batch::default();
+        batch.submit(&lane, &store, read(0), completion(&done, 0));
+        batch.submit(&lane, &store, read(512), completion(&done, 1));
+        batch.submit(&lane, &store, write(1024), completion(&done, 2));
+        batch.submit(&lane, &store, read(1024), completion(&done, 3));
+        assert!(both.0.lock().unwrap().is_empty(), "reads and writes wait");
+        // A flush is neither: it sends what waits before it, then goes alone.
+        batch.submit(&lane, &store, IoRequest::Flush, completion(&done, 4));
+        batch.submit(&lane, &store, read(2048), completion(&done, 5));
+        batch.send();
+        assert!(batch.is_empty());
+        assert_eq!(
+            *both.0.lock().unwrap(),
+            [
+                vec!["r0", "r512", "w1024", "r1024"],
+                vec!["Flush"],
+                vec!["r2048"]
+            ]
+        );
+        assert_eq!(*done.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
+        // A store that joins writes only gets each read at once.
+        let writes_only = joining();
+        let store: Arc<dyn BlockStore> = writes_only.clone();
+        batch.submit(&lane, &store, read(0), completion(&done, 6));
+        assert!(batch.is_empty());
+        assert_eq!(*writes_only.0.lock().unwrap(), [vec!["r0"]]);
     }
 }

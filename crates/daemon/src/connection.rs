@@ -669,8 +669,8 @@ impl Session {
                 // one is idle and flushed (`crate::handover`). No allocation: the
                 // continuation waits in a slot of `done_tx`. A plain READ's completion
                 // takes its data in parts, which go out as Data-In as they come.
-                // Writes wait for the end of the batch and go to their store together
-                // (`crate::batch`).
+                // Writes (and reads, for a store that joins them) wait for the end of
+                // the batch and go to their store together (`crate::batch`).
                 let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
                 let ticket = lane.enter();
                 if let Some((lane, store)) = ticket.moved_to() {
