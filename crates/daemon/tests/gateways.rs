@@ -885,18 +885,37 @@ fn failover_gateway(
 }
 
 /// REPORT TARGET PORT GROUPS until it answers GOOD, noting whether a unit attention
-/// ASYMMETRIC ACCESS STATE CHANGED came first.
+/// ASYMMETRIC ACCESS STATE CHANGED came first. The groups are read from that GOOD
+/// answer itself: asking again could meet the next state change's unit attention.
 fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
     let rtpg = [0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
     let mut ua = false;
     for _ in 0..8 {
         let out = ini.raw_command(&rtpg, &[], 256).unwrap();
         if out.is_good() {
-            return (report_target_port_groups(ini), ua);
+            return (target_port_groups(&out.data), ua);
         }
         ua |= (out.status, out.sense_key, out.asc, out.ascq) == UA_ACCESS_STATE_CHANGED;
     }
     panic!("REPORT TARGET PORT GROUPS never answered GOOD");
+}
+
+/// REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36.2, length-only header, table
+/// 255; descriptors of table 257 with one target port each, table 259): (group, state,
+/// relative target port) per group.
+fn target_port_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
+    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
+    d[4..4 + len]
+        .chunks(12)
+        .map(|g| {
+            assert_eq!(g[7], 1, "one target port per group");
+            (
+                u16::from_be_bytes([g[2], g[3]]),
+                g[0] & 0x0F,
+                u16::from_be_bytes([g[10], g[11]]),
+            )
+        })
+        .collect()
 }
 
 fn failover_moves_to_the_standby_when_the_active_gateway_dies(storage: Storage) {
