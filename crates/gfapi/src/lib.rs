@@ -462,11 +462,6 @@ impl Volume {
     pub fn follow_submitters(&self) {
         self.follow.enable();
     }
-
-    /// Whether [`Volume::follow_submitters`] was called.
-    pub fn follows_submitters(&self) -> bool {
-        self.follow.enabled()
-    }
 }
 
 impl Drop for Volume {
