@@ -15,6 +15,8 @@
 //! * Transfers are split into chunks of at most [`MAX_CHUNK`] bytes (gfapi silently wrote
 //!   nothing for writes of 1 GiB and more, glusterfs#1518) and short transfers continue
 //!   until done or until gfapi reports no progress.
+//! * [`Volume::follow_submitters`] has the mount's event threads (which run the callbacks)
+//!   move to the CPUs its requests are submitted from ([`follow`]).
 
 use bufpool::Segments;
 use bytes::Bytes;
@@ -459,11 +461,6 @@ impl Volume {
     /// one of them asked for it.
     pub fn follow_submitters(&self) {
         self.follow.enable();
-    }
-
-    /// Whether [`Volume::follow_submitters`] was called.
-    pub fn follows_submitters(&self) -> bool {
-        self.follow.enabled()
     }
 }
 
