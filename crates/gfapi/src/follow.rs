@@ -7,13 +7,16 @@
 //! the other CPU and the request's, the buffer's and the caller's cache lines moved along
 //! (on a 2-core VM a third of the daemon's CPU per 4k read, docs/performance.md, seventh and
 //! eighth rounds). Following, each submission marks its CPU in the mount's set
-//! (`sched_getcpu`, a load and rarely an atomic or), and every [`WINDOW`] completions an
-//! event thread takes the set (and empties it) and confines itself to those CPUs,
-//! within the CPUs it was allowed to start with. One connection thread on one CPU: the
+//! (`sched_getcpu`, a load and rarely an atomic or); every [`WINDOW`] completions an
+//! event thread takes the set (and empties it) as the mount's, and each event thread, at
+//! its next completion, confines itself to those CPUs of it that it was allowed to start
+//! with. One connection thread on one CPU: the
 //! event threads run on that CPU; connections on every CPU: on every CPU, as without it;
 //! the connection thread moved by the scheduler: the event threads go after it at their
 //! next window. Nothing is pinned by hand and no thread but the event thread itself is
-//! touched. A window in which nothing was submitted changes nothing.
+//! touched; a thread that has submitted never moves, also when a completion runs on it
+//! inline (gfapi's write-behind acknowledges a write within the submitting call). A
+//! window in which nothing was submitted changes nothing.
 //!
 //! CPUs numbered 64 and above are not tracked: a submission from one leaves the set as it
 //! is, and a thread allowed to run on one keeps its affinity.
