@@ -7,13 +7,16 @@
 //! the other CPU and the request's, the buffer's and the caller's cache lines moved along
 //! (on a 2-core VM a third of the daemon's CPU per 4k read, docs/performance.md, seventh and
 //! eighth rounds). Following, each submission marks its CPU in the mount's set
-//! (`sched_getcpu`, a load and rarely an atomic or), and every [`WINDOW`] completions an
-//! event thread takes the set (and empties it) and confines itself to those CPUs,
-//! within the CPUs it was allowed to start with. One connection thread on one CPU: the
+//! (`sched_getcpu`, a load and rarely an atomic or); every [`WINDOW`] completions an
+//! event thread takes the set (and empties it) as the mount's, and each event thread, at
+//! its next completion, confines itself to those CPUs of it that it was allowed to start
+//! with. One connection thread on one CPU: the
 //! event threads run on that CPU; connections on every CPU: on every CPU, as without it;
 //! the connection thread moved by the scheduler: the event threads go after it at their
 //! next window. Nothing is pinned by hand and no thread but the event thread itself is
-//! touched. A window in which nothing was submitted changes nothing.
+//! touched; a thread that has submitted never moves, also when a completion runs on it
+//! inline (gfapi's write-behind acknowledges a write within the submitting call). A
+//! window in which nothing was submitted changes nothing.
 //!
 //! CPUs numbered 64 and above are not tracked: a submission from one leaves the set as it
 //! is, and a thread allowed to run on one keeps its affinity.
@@ -50,6 +53,10 @@ impl Follow {
         if !self.enabled() {
             return;
         }
+        // A thread that submits never follows, also when gfapi completes a request on it
+        // inline (write-behind acknowledges a write within the call): else it would
+        // confine itself, the connection thread, to the CPU it is on.
+        SUBMITTER.with(|s| s.set(true));
         // SAFETY: no arguments; glibc reads the CPU from rseq (or the vDSO).
         let cpu = unsafe { libc::sched_getcpu() };
         let Some(bit) = cpu_bit(cpu) else { return };
@@ -65,7 +72,7 @@ impl Follow {
     /// confines itself to the mount's set when it changed.
     #[inline]
     pub(crate) fn on_completion(&self) {
-        if !self.enabled() {
+        if !self.enabled() || SUBMITTER.with(Cell::get) {
             return;
         }
         let due = COUNT.with(|c| {
@@ -117,6 +124,8 @@ fn follow(from: u64) {
 const UNKNOWN: u64 = u64::MAX;
 
 thread_local! {
+    /// This thread submitted requests: it is not an event thread to move.
+    static SUBMITTER: Cell<bool> = const { Cell::new(false) };
     /// Completions since this thread's last window.
     static COUNT: Cell<u32> = const { Cell::new(0) };
     /// The CPUs this thread was allowed when it first followed (0: never follow, e.g. a
@@ -213,6 +222,16 @@ mod tests {
         assert_eq!(cpu_bit(-1), None);
     }
 
+    /// Marks a submission from a thread confined to `cpus`.
+    fn mark(f: &Follow, cpus: u64) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                set_affinity(cpus).unwrap();
+                f.note_submitter();
+            });
+        });
+    }
+
     /// A thread follows the CPU marked by submissions after a window of completions,
     /// and goes back to all it may use when they come from everywhere it may run.
     #[test]
@@ -225,27 +244,20 @@ mod tests {
         let seen = std::thread::scope(|s| {
             s.spawn(|| {
                 // Off: submissions and completions change nothing.
-                set_affinity(1 << last).unwrap();
-                f.note_submitter();
-                set_affinity(allowed).unwrap();
+                mark(&f, 1 << last);
                 for _ in 0..2 * WINDOW {
                     f.on_completion();
                 }
                 let off = current_affinity();
                 f.enable();
-                set_affinity(1 << last).unwrap();
-                f.note_submitter();
-                set_affinity(allowed).unwrap();
-                // The window that was counted while off may end at once; the mark is
-                // taken by whichever window ends first.
+                mark(&f, 1 << last);
                 for _ in 0..WINDOW {
                     f.on_completion();
                 }
                 let followed = current_affinity();
                 for cpu in 0..64 {
                     if allowed & (1 << cpu) != 0 {
-                        set_affinity(1 << cpu).unwrap();
-                        f.note_submitter();
+                        mark(&f, 1 << cpu);
                     }
                 }
                 for _ in 0..WINDOW {
@@ -257,5 +269,28 @@ mod tests {
             .unwrap()
         });
         assert_eq!(seen, (Some(allowed), Some(1 << last), Some(allowed)));
+    }
+
+    /// A request completed inline on the thread that submitted it (gfapi's write-behind
+    /// does that for writes) does not move that thread, however many there are.
+    #[test]
+    fn a_submitter_completing_inline_keeps_its_cpus() {
+        let Some(allowed) = current_affinity() else {
+            return;
+        };
+        let f = Follow::default();
+        f.enable();
+        let kept = std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..4 * WINDOW {
+                    f.note_submitter();
+                    f.on_completion();
+                }
+                current_affinity()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(kept, Some(allowed));
     }
 }
