@@ -1109,24 +1109,6 @@ fn rtpg_seeing_ua(ini: &mut Initiator) -> (Vec<(u16, u8, u16)>, bool) {
     panic!("REPORT TARGET PORT GROUPS never answered GOOD");
 }
 
-/// REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36.2, length-only header, table
-/// 255; descriptors of table 257 with one target port each, table 259): (group, state,
-/// relative target port) per group.
-fn target_port_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
-    let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
-    d[4..4 + len]
-        .chunks(12)
-        .map(|g| {
-            assert_eq!(g[7], 1, "one target port per group");
-            (
-                u16::from_be_bytes([g[2], g[3]]),
-                g[0] & 0x0F,
-                u16::from_be_bytes([g[10], g[11]]),
-            )
-        })
-        .collect()
-}
-
 /// [`report_target_port_groups`] through `ini` every 100 ms until it reports `groups`; the
 /// test fails with `log()` once [`FAILOVER_BOUND`] has passed.
 fn wait_for_groups(ini: &mut Initiator, groups: &[(u16, u8, u16)], log: impl Fn() -> String) {

@@ -459,7 +459,13 @@ pub fn report_target_port_groups(ini: &mut Initiator) -> Vec<(u16, u8, u16)> {
         .raw_command(&[0xA3, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[], 256)
         .unwrap();
     assert!(out.is_good(), "{out:?}");
-    let d = out.data;
+    target_port_groups(&out.data)
+}
+
+/// REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36.2, length-only header, table
+/// 255; descriptors of table 257 with one target port each, table 259): (group, state,
+/// relative target port) per group.
+pub fn target_port_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
     let len = u32::from_be_bytes(d[0..4].try_into().unwrap()) as usize;
     d[4..4 + len]
         .chunks(12)
