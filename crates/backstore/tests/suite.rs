@@ -150,16 +150,26 @@ offset = [131072, 131073]
 errno = "EIO"
 "#;
 
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_root() {
+    if let Some(dir) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The fake's root directory (`GFAPI_FAKE_ROOT`), set once for the whole test process
 /// before the library is first loaded; `<root>/suite/` is the volume.
 fn fake_root() -> &'static PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("gfapi-fake-root")
             .tempdir()
             .unwrap()
             .keep();
+        // Each test is a process of its own under nextest: remove the root when it exits.
+        // SAFETY: registers a plain function with no captured state.
+        unsafe { libc::atexit(remove_root) };
         std::fs::create_dir_all(dir.join(VOLUME)).unwrap();
         std::fs::create_dir_all(dir.join(DROPPED)).unwrap();
         std::fs::write(dir.join(".faults.toml"), FAULTS).unwrap();

@@ -27,15 +27,25 @@ fn fake_library() -> PathBuf {
     lib
 }
 
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_root() {
+    if let Some(dir) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// `GFAPI_FAKE_ROOT`, set once before any mount; `<root>/gv0` is the volume.
 fn root() -> &'static PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("gfapi-test-root")
             .tempdir()
             .unwrap()
             .keep();
+        // Each test is a process of its own under nextest: remove the root when it exits.
+        // SAFETY: registers a plain function with no captured state.
+        unsafe { libc::atexit(remove_root) };
         std::fs::create_dir_all(dir.join(VOLUME)).unwrap();
         std::env::set_var("GFAPI_FAKE_ROOT", &dir);
         dir
