@@ -1920,3 +1920,89 @@ fn what_pr_keeps_is_read_by_the_parser_of_the_release_before() {
         scsi::split_reservation_state(&plain.gw[0].rig.target.reservation_metadata(0).unwrap());
     assert!(lu.is_empty());
 }
+
+// ---- A unit attention is never overtaken by the conflict it explains ----
+
+/// The shared state as gateway 0 leaves it, written out in the saved form: `x` B
+/// (host2, through target port 1) registered beside the holder A of Write Exclusive -
+/// Registrants Only (type 5); else A has preempted B (SPC-4 5.13.11.2.3), which tells B
+/// REGISTRATIONS PREEMPTED (the notice of that version).
+fn toggled_state(version: u64, b_registered: bool) -> Vec<u8> {
+    let a = "1 iqn.2026-01.test:host1 800000000001";
+    let b = "1 iqn.2026-01.test:host2 800000000002";
+    let mut s = format!("glfs-iscsi-pr 2\ngeneration {version}\naptpl 0\n");
+    s += &format!("register {KEY_A:016x} {a}\n");
+    if b_registered {
+        s += &format!("register {KEY_B:016x} {b}\n");
+    }
+    s += &format!("reserve 5 {a}\nversion {version}\n");
+    if !b_registered {
+        s += &format!("notice {version} registrations-preempted 0 {b}\n");
+    }
+    s.into_bytes()
+}
+
+/// Gateway 1 loads states that let B write and that preempt it, one after the other,
+/// while B writes through it without a pause. Whenever a write of B finds a
+/// RESERVATION CONFLICT, the REGISTRATIONS PREEMPTED of the load that made it came
+/// first (since B's last admitted write): a load between a command's unit attention
+/// check and its reservation check must not let the conflict overtake the unit
+/// attention that explains it. (The loads and the writes run on two threads; a write
+/// that would meet that interleaving and is answered with the conflict fails the test.)
+#[test]
+fn a_conflict_is_never_reported_before_the_unit_attention_of_the_load_that_caused_it() {
+    let lu = Lu::new();
+    let target = &lu.rig.target;
+    target.share_reservations(0, "gateway-1");
+    target
+        .refresh_reservations(0, Some(&toggled_state(1, true)))
+        .unwrap();
+    target.renew_reservations_lease(0, std::time::Instant::now());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the loads however the writes end (a failed assertion included).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let write = cdb10(0x2A, 0, 0, 1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut version = 1;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                version += 1;
+                let state = toggled_state(version, version % 2 == 1);
+                target.refresh_reservations(0, Some(&state)).unwrap();
+                target.renew_reservations_lease(0, std::time::Instant::now());
+            }
+        });
+        let _stop = Stop(&done);
+        let (mut conflicts, mut told_since_admitted) = (0, false);
+        for _ in 0..5_000_000 {
+            let cmd = scsi::Command {
+                nexus: B,
+                lun: 0,
+                cdb: bytes::Bytes::copy_from_slice(&write),
+                data_out: bytes::Bytes::from(vec![0x5A; 512]).into(),
+                expected_len: 512,
+            };
+            match target.start(cmd) {
+                scsi::Start::Io { .. } => told_since_admitted = false,
+                scsi::Start::Done(r) => match outcome(&r) {
+                    UA_REGISTRATIONS_PREEMPTED => told_since_admitted = true,
+                    RC => {
+                        assert!(told_since_admitted, "a conflict before its unit attention");
+                        conflicts += 1;
+                        if conflicts == 50_000 {
+                            break;
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(conflicts > 0, "B was never preempted while it wrote");
+    });
+}
