@@ -15,7 +15,12 @@
 //!   skips one round). The data path itself still reads only the core's state (one
 //!   atomic load while nothing is registered);
 //! * RESERVE/RELEASE(6/10) run like PERSISTENT RESERVE commands, and the releases this
-//!   gateway owes (a holding session ended, a reset) are written by the refresh;
+//!   gateway owes (a holding session ended, a reset) are written by the refresh, as are
+//!   the resets made here, which the other gateways' sessions are told of when they load
+//!   the state;
+//! * the state is kept in two objects, `<lun>.pr` (what gateways of earlier releases
+//!   read) and `<lun>.pr-lu` (the lines they would refuse), read and written together
+//!   ([`read_state`], [`write_state`]);
 //! * every gateway holds [`LIVE_METADATA`] shared while it exports a shared LUN, so the
 //!   first to open it after every gateway stopped knows the LU powers on and drops what
 //!   does not outlive that ([`join`]: registrations made without APTPL, any RESERVE).
@@ -618,7 +623,8 @@ pub async fn refresh(
 /// this gateway owes are written, the LUNs due at `now` are loaded again, and the task
 /// aborts a PREEMPT AND ABORT through another gateway queued go to the connections.
 pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
-    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset).
+    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset), and
+    // resets made here that the other gateways are still to be told of.
     for run in target.scsi.reservation_chores() {
         run_shared(target, owner, run, Completion::new(|_| {}));
     }

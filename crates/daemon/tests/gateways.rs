@@ -353,15 +353,18 @@ fn concurrent_registrations_on_both_gateways_are_all_kept(storage: Storage) {
     assert_eq!(seen, wanted);
 }
 
-/// Status, sense key, ASC and ASCQ of TEST UNIT READY (SPC-4 6.37: six zero bytes).
-fn tur_outcome(ini: &mut Initiator) -> (u8, u8, u8, u8) {
+/// Status, sense key, ASC and ASCQ.
+type Outcome = (u8, u8, u8, u8);
+
+/// The [`Outcome`] of TEST UNIT READY (SPC-4 6.37: six zero bytes).
+fn tur_outcome(ini: &mut Initiator) -> Outcome {
     let out = ini.raw_command(&[0; 6], &[], 0).unwrap();
     (out.status, out.sense_key, out.asc, out.ascq)
 }
 
 /// TEST UNIT READY through `ini` every 50 ms while it is GOOD: the first other outcome,
 /// then the next one; `None` when nothing else came within [`REFRESH_PATIENCE`].
-fn first_condition(ini: &mut Initiator) -> Option<((u8, u8, u8, u8), (u8, u8, u8, u8))> {
+fn first_condition(ini: &mut Initiator) -> Option<(Outcome, Outcome)> {
     let until = Instant::now() + REFRESH_PATIENCE;
     while Instant::now() < until {
         let first = tur_outcome(ini);

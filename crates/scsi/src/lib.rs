@@ -853,8 +853,10 @@ impl ScsiTarget {
     /// the tasks of every other nexus on the LU are to be aborted too (SAM-5 7.8: all
     /// tasks in all task sets; without status, TAS being 0), queued for the transport
     /// ([`Self::take_task_aborts`]). The transport aborts `by`'s own tasks itself, at
-    /// the function's place in its command order. Other gateways' nexuses are not
-    /// reached (only a RESERVE(6/10) the reset ends is, through the shared state).
+    /// the function's place in its command order. On a shared LU the other gateways'
+    /// nexuses are reached through the shared state: this gateway owes the reset
+    /// ([`Self::reservation_chores`]), and a gateway loading it raises the unit attention
+    /// on its nexuses and queues their task aborts.
     pub fn logical_unit_reset_by(&self, lun: u16, by: NexusId) {
         if self.lu(lun).is_none() {
             return;
@@ -1155,7 +1157,8 @@ impl ScsiTarget {
 
     /// The releases of RESERVE(6/10) reservations of shared logical units that this
     /// gateway owes (a holding session here ended, a reset, a hold of this gateway's
-    /// former process): one run per LU, carried out like a [`SharedReservations`] command
+    /// former process), and the resets made here that the other gateways are still to
+    /// be told of: one run per LU, carried out like a [`SharedReservations`] command
     /// (under the exclusive lock: read, [`ReservationRun::run`], write) but answering no
     /// one. The caller runs them with its refresh; one not carried out stays owed.
     pub fn reservation_chores(&self) -> Vec<ReservationRun> {

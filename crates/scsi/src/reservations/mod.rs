@@ -10,6 +10,8 @@
 //! is recorded in the state every gateway keeps (its I_T nexus and the gateway it came
 //! through), so it holds through every gateway; its gateway writes the release when the
 //! session ends, a reset through any gateway ends it ([`Reservations::settle_release`]).
+//! A reset of a shared LU is counted in the shared state too
+//! ([`Reservations::settle_reset`]), so every gateway's nexuses learn of it.
 //!
 //! Every command is checked against the state before it runs ([`Reservations::conflict`]):
 //! the access rules of SPC-4 table 62 / SBC-3 table 13, reduced to three classes of command
