@@ -1041,6 +1041,8 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
             let mut b = host(&gw_b, "host-b");
             assert_eq!(prout(&mut b, 0x00, 0, 0, KEY_B), 0, "B registers");
             let (mut good, mut n, mut told) = (0u32, 0u32, false);
+            // What else B met (BUSY, other unit attentions), for a failure's message.
+            let mut other = Vec::new();
             // Until refused: the preempt is seen through gateway B, which first tells
             // B's nexus there with a unit attention. BUSY (a gateway whose lease ran out)
             // is retried, as initiators do.
@@ -1051,12 +1053,16 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
                         good += 1;
                         started.store(true, Ordering::Relaxed);
                     }
-                    (RESERVATION_CONFLICT, ..) => return (good, told, true),
+                    (RESERVATION_CONFLICT, ..) => return (good, told, true, other),
                     UA_REGISTRATIONS_PREEMPTED => told = true,
-                    _ => {}
+                    seen => {
+                        if other.len() < 16 {
+                            other.push(seen);
+                        }
+                    }
                 }
             }
-            (good, told, false)
+            (good, told, false, other)
         });
         // A holds Write Exclusive - Registrants Only: B, a registrant, may write.
         assert_eq!(prout(&mut a, 0x01, WE_RO, KEY_A, 0), 0, "A reserves");
@@ -1085,12 +1091,13 @@ fn no_write_of_a_preempted_host_lands_after_the_preempt(storage: Storage) {
             std::thread::sleep(Duration::from_millis(20));
         }
         stop.store(true, Ordering::Relaxed);
-        let (good, told, refused) = writer.join().unwrap();
+        let (good, told, refused, other) = writer.join().unwrap();
         assert!(good > 0, "B wrote before the preempt");
         assert!(refused, "gateway B never refused the preempted host");
         assert!(
             told,
-            "gateway B did not report REGISTRATIONS PREEMPTED first"
+            "gateway B did not report REGISTRATIONS PREEMPTED first (B also met {other:x?}): {}",
+            gw_b.log()
         );
         // Whatever gateway B still held has had time to land, had it been let through.
         std::thread::sleep(Duration::from_millis(1500));
