@@ -15,7 +15,12 @@
 //!   skips one round). The data path itself still reads only the core's state (one
 //!   atomic load while nothing is registered);
 //! * RESERVE/RELEASE(6/10) run like PERSISTENT RESERVE commands, and the releases this
-//!   gateway owes (a holding session ended, a reset) are written by the refresh;
+//!   gateway owes (a holding session ended, a reset) are written by the refresh, as are
+//!   the resets made here, which the other gateways' sessions are told of when they load
+//!   the state;
+//! * the state is kept in two objects, `<lun>.pr` (what gateways of earlier releases
+//!   read) and `<lun>.pr-lu` (the lines they would refuse), read and written together
+//!   ([`read_state`], [`write_state`]);
 //! * every gateway holds [`LIVE_METADATA`] shared while it exports a shared LUN, so the
 //!   first to open it after every gateway stopped knows the LU powers on and drops what
 //!   does not outlive that ([`join`]: registrations made without APTPL, any RESERVE).
@@ -154,6 +159,47 @@ pub fn open_lun_store(
     })
 }
 
+/// Reads a shared LU's state as the core loads it: [`scsi::RESERVATIONS_METADATA`]
+/// joined with [`scsi::RESERVATIONS_LU_METADATA`] (`scsi::join_reservation_state`;
+/// `None`: neither is there). A second object not in our format is an error, as a
+/// first one is when the core loads it. Call under the reservations' lock.
+pub fn read_state(store: &dyn BlockStore) -> Result<Option<Vec<u8>>, StoreError> {
+    let pr = store.read_metadata(scsi::RESERVATIONS_METADATA)?;
+    let lu = match store.read_metadata(scsi::RESERVATIONS_LU_METADATA) {
+        Ok(lu) => lu,
+        Err(err) if err.kind == ErrorKind::Unsupported => None,
+        Err(err) => return Err(err),
+    };
+    scsi::join_reservation_state(pr.as_deref(), lu.as_deref()).map_err(|_| {
+        tracing::error!(
+            "the shared LU state on the volume (<lun>.{}) is not in our format",
+            scsi::RESERVATIONS_LU_METADATA
+        );
+        StoreError::new(Op::Read, ErrorKind::Io)
+    })
+}
+
+/// Writes a shared LU's state (the core's saved form) as gateways of every release read
+/// it: [`scsi::RESERVATIONS_METADATA`] first, without the lines earlier releases refuse,
+/// then [`scsi::RESERVATIONS_LU_METADATA`] with those, when it changes. The first write
+/// failing changes nothing; the second failing leaves the first's new version with the
+/// previous RESERVE holder and reset count, which the caller's undo matches. Call under
+/// the reservations' lock (readers take it too, so none sees one object without the
+/// other).
+pub fn write_state(store: &dyn BlockStore, state: &[u8]) -> Result<(), StoreError> {
+    let (pr, lu) = scsi::split_reservation_state(state);
+    store.write_metadata(scsi::RESERVATIONS_METADATA, &pr)?;
+    let before = match store.read_metadata(scsi::RESERVATIONS_LU_METADATA) {
+        Ok(before) => before.unwrap_or_default(),
+        Err(err) if err.kind == ErrorKind::Unsupported => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    if before != lu {
+        store.write_metadata(scsi::RESERVATIONS_LU_METADATA, &lu)?;
+    }
+    Ok(())
+}
+
 fn lock_error(err: LockError) -> StoreError {
     match err {
         LockError::Contended { .. } => StoreError::new(Op::Lock, ErrorKind::TimedOut),
@@ -176,7 +222,7 @@ pub fn run_shared(
         let lun = run.lun() as u16;
         let started = Instant::now();
         let lock = lock_for_change(&**store, owner).map_err(lock_error)?;
-        let saved = store.read_metadata(scsi::RESERVATIONS_METADATA)?;
+        let saved = read_state(&**store)?;
         let changed = run.run(&target.scsi, saved.as_deref()).map_err(|_| {
             tracing::error!(target = %target.name, lun = run.lun(),
                 "the persistent reservations on the volume are not in our format");
@@ -185,12 +231,13 @@ pub fn run_shared(
         let Some(state) = changed else {
             return Ok(IoReply::Done);
         };
-        if let Err(err) = store.write_metadata(scsi::RESERVATIONS_METADATA, &state) {
+        if let Err(err) = write_state(&**store, &state) {
             run.undo(&target.scsi);
             return Err(err);
         }
         if run.is_chore() {
-            // A RESERVE(6/10) released: no host loses access, nothing to fence.
+            // A RESERVE(6/10) released, a reset told: no host loses access, nothing
+            // to fence.
             return Ok(IoReply::Done);
         }
         // Whom to wait for: every gateway listed now. One that joins later reads this
@@ -400,17 +447,13 @@ pub fn carry_shared(
     use anyhow::Context;
     let what = || format!("target {target} LUN {lun}: shared persistent reservations");
     let _lock = lock_for_change(store, owner).with_context(what)?;
-    match store
-        .read_metadata(scsi::RESERVATIONS_METADATA)
-        .with_context(what)?
-    {
+    match read_state(store).with_context(what)? {
         Some(saved) => scsi
             .refresh_reservations(lun, Some(&saved))
             .with_context(what),
         None => {
             let state = scsi.reservation_metadata(lun).unwrap_or_default();
-            store
-                .write_metadata(scsi::RESERVATIONS_METADATA, &state)
+            write_state(store, &state)
                 .with_context(|| format!("{}: cannot write them to the new store", what()))
         }
     }
@@ -450,15 +493,10 @@ pub fn join(
         std::thread::sleep(LIVE_RECHECK);
         alone()
     } {
-        if let Some(saved) = store
-            .read_metadata(scsi::RESERVATIONS_METADATA)
-            .with_context(what)?
-        {
+        if let Some(saved) = read_state(&**store).with_context(what)? {
             let after = scsi::reservations_at_power_on(&saved).with_context(what)?;
             if let Some(state) = after {
-                store
-                    .write_metadata(scsi::RESERVATIONS_METADATA, &state)
-                    .with_context(what)?;
+                write_state(&**store, &state).with_context(what)?;
                 tracing::info!(target = %target, lun,
                     "no other gateway exports the LUN: it powers on, and what was \
                      registered or reserved without APTPL (and any RESERVE) is gone");
@@ -585,7 +623,8 @@ pub async fn refresh(
 /// this gateway owes are written, the LUNs due at `now` are loaded again, and the task
 /// aborts a PREEMPT AND ABORT through another gateway queued go to the connections.
 pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
-    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset).
+    // RESERVE(6/10) releases this gateway owes (a holding session ended, a reset), and
+    // resets made here that the other gateways are still to be told of.
     for run in target.scsi.reservation_chores() {
         run_shared(target, owner, run, Completion::new(|_| {}));
     }
@@ -666,7 +705,7 @@ pub fn refresh_lun(
     else {
         return;
     };
-    match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+    match read_state(store) {
         Ok(saved) => {
             if scsi.refresh_reservations(lun, saved.as_deref()).is_err() {
                 tracing::warn!(target = %target, lun,

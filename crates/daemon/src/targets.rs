@@ -625,7 +625,13 @@ fn restore_reservations(
     lun: u16,
     store: &dyn BlockStore,
 ) -> Result<()> {
-    match store.read_metadata(scsi::RESERVATIONS_METADATA) {
+    // A shared LU's state is kept in two objects (`crate::gateways::read_state`).
+    let saved = if scsi.reservations_shared(lun) {
+        crate::gateways::read_state(store)
+    } else {
+        store.read_metadata(scsi::RESERVATIONS_METADATA)
+    };
+    match saved {
         Ok(Some(saved)) => {
             scsi.restore_reservations(lun, &saved).with_context(|| {
                 format!("target {target} LUN {lun}: saved persistent reservations")

@@ -286,7 +286,8 @@ impl ReservationRun {
             .ok_or(BadMetadata)?;
         self.loaded = saved.map(<[u8]>::to_vec);
         let released = lu.reservations.settle_release();
-        let mut persist = released;
+        let reset = lu.reservations.settle_reset();
+        let mut persist = released || reset;
         if !self.chore {
             let (response, changed) = lu.reservations.execute(
                 self.nexus,
@@ -401,6 +402,30 @@ pub const RESERVATIONS_LEASE: Duration = Duration::from_secs(4);
 pub fn reservations_at_power_on(saved: &[u8]) -> Result<Option<Vec<u8>>, BadMetadata> {
     let state = reservations::PrState::decode(saved).ok_or(BadMetadata)?;
     Ok(state.at_power_on().map(|st| st.encode()))
+}
+
+/// The metadata object beside [`RESERVATIONS_METADATA`] that keeps the lines of a shared
+/// logical unit's state that gateways of earlier releases cannot read (their parser
+/// refuses a line it does not know): the RESERVE(6/10) holder and the count of resets.
+/// Written after `<lun>.pr`, under the same lock; read with it.
+pub const RESERVATIONS_LU_METADATA: &str = "pr-lu";
+
+/// Splits a shared logical unit's state, as [`ReservationRun::run`] and
+/// [`reservations_at_power_on`] give it, into the bytes of [`RESERVATIONS_METADATA`]
+/// (what a gateway of an earlier release reads) and of [`RESERVATIONS_LU_METADATA`]
+/// (empty when the state has none of its lines).
+pub fn split_reservation_state(state: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    reservations::split_for_old_readers(state)
+}
+
+/// The state to load from the two objects of [`split_reservation_state`] as read (`None`:
+/// absent); `Ok(None)` when neither is there. Lines of the second that this release does
+/// not know are skipped; a second object of another kind is [`BadMetadata`].
+pub fn join_reservation_state(
+    pr: Option<&[u8]>,
+    lu: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, BadMetadata> {
+    reservations::join_for_reading(pr, lu).ok_or(BadMetadata)
 }
 
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
@@ -752,6 +777,14 @@ impl ScsiTarget {
                 .reservations
                 .conflict(cmd.nexus, &self.nexuses, own_port, &cmd.cdb)
             {
+                // A shared state loaded between the unit attention check above and this
+                // one raises its unit attentions before it is seen (both under the
+                // reservations' lock): the host is told the cause first (the UA), and
+                // the conflict at its next command.
+                if let Some(sense) = self.nexuses.check(cmd.nexus, lun, op) {
+                    let start = Start::Done(Response::check_condition(sense));
+                    return with_sense_format(start, descriptor);
+                }
                 return Start::Done(reservations::conflict_response());
             }
         }
@@ -810,7 +843,7 @@ impl ScsiTarget {
     /// asked for it too), and a RESERVE(6/10) reservation ends.
     pub fn logical_unit_reset(&self, lun: u16) {
         if let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) {
-            lu.reservations.reset();
+            lu.reservations.reset(UnitAttention::LogicalUnitReset);
             self.nexuses
                 .raise(lun, UnitAttention::LogicalUnitReset, UaScope::All);
         }
@@ -820,8 +853,10 @@ impl ScsiTarget {
     /// the tasks of every other nexus on the LU are to be aborted too (SAM-5 7.8: all
     /// tasks in all task sets; without status, TAS being 0), queued for the transport
     /// ([`Self::take_task_aborts`]). The transport aborts `by`'s own tasks itself, at
-    /// the function's place in its command order. Other gateways' nexuses are not
-    /// reached (only a RESERVE(6/10) the reset ends is, through the shared state).
+    /// the function's place in its command order. On a shared LU the other gateways'
+    /// nexuses are reached through the shared state: this gateway owes the reset
+    /// ([`Self::reservation_chores`]), and a gateway loading it raises the unit attention
+    /// on its nexuses and queues their task aborts.
     pub fn logical_unit_reset_by(&self, lun: u16, by: NexusId) {
         if self.lu(lun).is_none() {
             return;
@@ -1122,14 +1157,17 @@ impl ScsiTarget {
 
     /// The releases of RESERVE(6/10) reservations of shared logical units that this
     /// gateway owes (a holding session here ended, a reset, a hold of this gateway's
-    /// former process): one run per LU, carried out like a [`SharedReservations`] command
+    /// former process), and the resets made here that the other gateways are still to
+    /// be told of: one run per LU, carried out like a [`SharedReservations`] command
     /// (under the exclusive lock: read, [`ReservationRun::run`], write) but answering no
     /// one. The caller runs them with its refresh; one not carried out stays owed.
     pub fn reservation_chores(&self) -> Vec<ReservationRun> {
         self.luns()
             .filter(|&lun| {
-                self.lu(lun)
-                    .is_some_and(|lu| lu.reservations.is_shared() && lu.reservations.owes_release())
+                self.lu(lun).is_some_and(|lu| {
+                    lu.reservations.is_shared()
+                        && (lu.reservations.owes_release() || lu.reservations.owes_reset())
+                })
             })
             .map(|lun| ReservationRun {
                 lun,
@@ -1177,7 +1215,7 @@ impl ScsiTarget {
     pub fn target_reset(&self) {
         for (lun, lu) in self.luns.iter().enumerate() {
             if let Some(lu) = lu {
-                lu.reservations.reset();
+                lu.reservations.reset(UnitAttention::PowerOnReset);
                 self.nexuses
                     .raise(lun as u16, UnitAttention::PowerOnReset, UaScope::All);
             }

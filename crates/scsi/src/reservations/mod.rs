@@ -10,6 +10,8 @@
 //! is recorded in the state every gateway keeps (its I_T nexus and the gateway it came
 //! through), so it holds through every gateway; its gateway writes the release when the
 //! session ends, a reset through any gateway ends it ([`Reservations::settle_release`]).
+//! A reset of a shared LU is counted in the shared state too
+//! ([`Reservations::settle_reset`]), so every gateway's nexuses learn of it.
 //!
 //! Every command is checked against the state before it runs ([`Reservations::conflict`]):
 //! the access rules of SPC-4 table 62 / SBC-3 table 13, reduced to three classes of command
@@ -27,6 +29,7 @@ mod wire;
 
 pub(crate) use commands::COMMANDS;
 pub(crate) use state::PrState;
+pub(crate) use state::{join_for_reading, split_for_old_readers};
 use state::{ItNexus, LegacyHolder};
 pub use wire::PrType;
 
@@ -115,6 +118,10 @@ struct Locked {
     owed_release: Option<LegacyHolder>,
     /// A shared state was loaded (`load_shared`): `pr.version` is one this gateway knows.
     loaded_shared: bool,
+    /// Shared LU: a reset made through this gateway that the other gateways are still to
+    /// be told of (its unit attention), and the count written for it
+    /// ([`Reservations::settle_reset`]); owed until a state loaded has that count.
+    owed_reset: Option<(UnitAttention, Option<u64>)>,
 }
 
 /// What a gateway raises on every one of its nexuses of an LU when it missed more versions
@@ -158,6 +165,20 @@ impl Locked {
         if self.owed_release.is_some() && self.owed_release != self.pr.legacy {
             // Released or taken over since: nothing left to release.
             self.owed_release = None;
+        }
+        if let Some((_, Some(written))) = self.owed_reset {
+            if self.pr.resets.count >= written {
+                self.owed_reset = None;
+            }
+        }
+    }
+
+    /// Whether a reset made here is still to be written for the other gateways.
+    fn owes_reset(&self) -> bool {
+        match self.owed_reset {
+            Some((_, None)) => true,
+            Some((_, Some(written))) => self.pr.resets.count < written,
+            None => false,
         }
     }
 }
@@ -232,8 +253,10 @@ impl Reservations {
             locked.reconcile_legacy(self.gateway.get().map(String::as_str));
         } else {
             // A RESERVE(6/10) recorded while the LU was shared is not one of this
-            // gateway's nexuses and did not survive the restart.
+            // gateway's nexuses and did not survive the restart; resets counted then
+            // concern nobody here.
             pr.legacy = None;
+            pr.resets = state::Resets::default();
             locked.pr = pr;
         }
         self.update_active(&locked);
@@ -316,6 +339,34 @@ impl Reservations {
         // SPC-2 7.17: a release tells no other initiator anything.
         locked.pr.bump_version(&[], false);
         self.update_active(&locked);
+        true
+    }
+
+    /// Whether a reset made through this gateway is still to be written to the shared
+    /// state ([`Reservations::settle_reset`]).
+    pub(crate) fn owes_reset(&self) -> bool {
+        self.lock().owes_reset()
+    }
+
+    /// Writes in the shared state just loaded under the lock the reset this gateway owes
+    /// the others (the count goes up, with the reset's unit attention): whether it did (a
+    /// new version, to be written back). Owed until a state loaded has that count, so a
+    /// write that failed is made again.
+    pub(crate) fn settle_reset(&self) -> bool {
+        let mut locked = self.lock();
+        if !locked.owes_reset() {
+            return false;
+        }
+        let Some((ua, _)) = locked.owed_reset else {
+            return false;
+        };
+        let count = locked.pr.resets.count.wrapping_add(1);
+        locked.pr.resets = state::Resets {
+            count,
+            ua: Some(ua),
+        };
+        locked.owed_reset = Some((ua, Some(count)));
+        locked.pr.bump_version(&[], false);
         true
     }
 
@@ -410,6 +461,17 @@ impl Reservations {
                         nexuses.queue_abort(n, lun);
                     }
                 }
+            }
+        }
+        if locked.loaded_shared && state.resets.count > locked.pr.resets.count {
+            // The LU was reset through another gateway: every nexus here learns of it
+            // (SAM-5 6.3.3: every I_T nexus of the LU) and loses its tasks on the LU
+            // (SAM-5 7.8: all tasks in all task sets, without status as TAS is 0). Only
+            // the last reset's kind is kept; a reset replaces what is queued anyway.
+            let ua = state.resets.ua.unwrap_or(UnitAttention::PowerOnReset);
+            nexuses.raise(lun, ua, UaScope::All);
+            for n in nexuses.ids() {
+                nexuses.queue_abort(n, lun);
             }
         }
         let version = state.version;
@@ -619,15 +681,20 @@ impl Reservations {
         }
     }
 
-    /// LOGICAL UNIT RESET or target reset: a RESERVE(6/10) reservation ends, made
-    /// through whichever gateway (on a shared LU the release is written at the next
-    /// write, [`Reservations::settle_release`]); persistent reservations are untouched
-    /// (SPC-4 5.13.1).
-    pub(crate) fn reset(&self) {
+    /// LOGICAL UNIT RESET or target reset, whose nexuses here got unit attention `ua`: a
+    /// RESERVE(6/10) reservation ends, made through whichever gateway (on a shared LU the
+    /// release is written at the next write, [`Reservations::settle_release`]);
+    /// persistent reservations are untouched (SPC-4 5.13.1). On a shared LU the reset is
+    /// written for the other gateways too ([`Reservations::settle_reset`]), whose nexuses
+    /// then get `ua` and lose their tasks.
+    pub(crate) fn reset(&self, ua: UnitAttention) {
         let mut locked = self.lock();
         locked.legacy = None;
         if self.is_shared() && locked.pr.legacy.is_some() {
             locked.owed_release = locked.pr.legacy.clone();
+        }
+        if self.is_shared() {
+            locked.owed_reset = Some((ua, None));
         }
         self.update_active(&locked);
     }

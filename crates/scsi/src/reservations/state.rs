@@ -108,6 +108,97 @@ pub(crate) struct PrState {
     /// the gateways (on an LU of one gateway the holder is a nexus of the core's own).
     /// Never kept across a restart of every gateway (it is not a persistent reservation).
     pub(crate) legacy: Option<LegacyHolder>,
+    /// Shared state only: the resets of the LU made through any gateway (LOGICAL UNIT
+    /// RESET, target resets), so the other gateways' nexuses learn of them too.
+    pub(crate) resets: Resets,
+}
+
+/// How many resets of a shared LU the gateways have written, and the unit attention of
+/// the last one: a gateway that loads a larger count raises it on every one of its
+/// nexuses of the LU and aborts their tasks (SAM-5 6.3.3, 7.8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Resets {
+    pub(crate) count: u64,
+    /// `LogicalUnitReset` (29h/03h) or `PowerOnReset` (29h/00h, a target reset).
+    pub(crate) ua: Option<UnitAttention>,
+}
+
+/// The saved name of a reset's unit attention; one not known here is read as the
+/// general 29h/00h POWER ON, RESET, OR BUS DEVICE RESET OCCURRED.
+fn reset_name(ua: UnitAttention) -> &'static str {
+    match ua {
+        UnitAttention::LogicalUnitReset => "logical-unit",
+        _ => "target",
+    }
+}
+
+fn reset_from_name(name: &str) -> UnitAttention {
+    match name {
+        "logical-unit" => UnitAttention::LogicalUnitReset,
+        _ => UnitAttention::PowerOnReset,
+    }
+}
+
+/// The first words of the lines of the saved form that gateways of releases before
+/// RESERVE(6/10) and resets were shared cannot read (their parser refuses a line it does
+/// not know): kept in a metadata object of their own ([`split_for_old_readers`]).
+const LU_LINES: [&str; 2] = ["legacy-reserve", "reset"];
+
+/// The first line of that object.
+const LU_HEADER: &str = "glfs-iscsi-pr-lu 1";
+
+/// Splits a saved shared state ([`PrState::encode`]) into what `<lun>.pr` keeps, which a
+/// gateway of an earlier release reads (`glfs-iscsi-pr 2` without the lines it does not
+/// know), and what the object beside it keeps (`glfs-iscsi-pr-lu 1` and those lines;
+/// empty when there are none).
+pub(crate) fn split_for_old_readers(saved: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let Ok(text) = std::str::from_utf8(saved) else {
+        return (saved.to_vec(), Vec::new());
+    };
+    let (mut pr, mut lu) = (String::new(), String::new());
+    for line in text.lines() {
+        let first = line.split(' ').next().unwrap_or("");
+        let to = if LU_LINES.contains(&first) {
+            &mut lu
+        } else {
+            &mut pr
+        };
+        to.push_str(line);
+        to.push('\n');
+    }
+    if !lu.is_empty() {
+        lu.insert_str(0, &format!("{LU_HEADER}\n"));
+    }
+    (pr.into_bytes(), lu.into_bytes())
+}
+
+/// Joins what [`split_for_old_readers`] kept apart, as read back (`None`: no such
+/// object): the saved state to load. Lines of the second object that this release does
+/// not know are skipped (a later release may add lines there that earlier ones can do
+/// without); one whose first line is not [`LU_HEADER`] is not ours.
+pub(crate) fn join_for_reading(pr: Option<&[u8]>, lu: Option<&[u8]>) -> Option<Option<Vec<u8>>> {
+    let Some(lu) = lu.filter(|b| !b.is_empty()) else {
+        return Some(pr.map(<[u8]>::to_vec));
+    };
+    let text = std::str::from_utf8(lu).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != LU_HEADER {
+        return None;
+    }
+    let mut joined = match pr {
+        Some(pr) => pr.to_vec(),
+        None => b"glfs-iscsi-pr 2\n".to_vec(),
+    };
+    if !joined.is_empty() && !joined.ends_with(b"\n") {
+        joined.push(b'\n');
+    }
+    for line in lines {
+        if LU_LINES.contains(&line.split(' ').next().unwrap_or("")) {
+            joined.extend_from_slice(line.as_bytes());
+            joined.push(b'\n');
+        }
+    }
+    Some(Some(joined))
 }
 
 /// Who holds a RESERVE(6/10) reservation of a shared LU: the I_T nexus (initiator port,
@@ -227,6 +318,8 @@ impl PrState {
             PrState::default()
         };
         st.version = self.version.wrapping_add(1);
+        // The count goes on too: a gateway compares it with the one it loaded last.
+        st.resets = self.resets;
         Some(st)
     }
 
@@ -685,7 +778,9 @@ impl PrState {
     /// `*` for one of every target port (ALL_TG_PT); a state shared by gateways adds
     /// `version N` and one `notice VERSION UA ABORT PORT NAME ISID` per unit attention of
     /// its last changes, and while a RESERVE(6/10) is held through one of the gateways
-    /// `legacy-reserve GATEWAY VERSION PORT NAME ISID`. Version 1 (before target ports were told
+    /// `legacy-reserve GATEWAY VERSION PORT NAME ISID`, and once the LU was reset through a
+    /// gateway `reset COUNT logical-unit|target` (these two kinds of line are kept apart
+    /// from the rest on the volume, [`split_for_old_readers`]). Version 1 (before target ports were told
     /// apart) had no PORT, and
     /// its registrations covered every target port: it is read so.
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -719,6 +814,13 @@ impl PrState {
                 h.gateway,
                 h.since,
                 who(&holder)
+            );
+        }
+        if self.resets.count != 0 {
+            s += &format!(
+                "reset {} {}\n",
+                self.resets.count,
+                reset_name(self.resets.ua.unwrap_or(UnitAttention::PowerOnReset))
             );
         }
         if self.version != 0 {
@@ -804,6 +906,12 @@ impl PrState {
                         port: holder.port,
                         target,
                     });
+                }
+                ["reset", count, kind, ..] if v2 => {
+                    st.resets = Resets {
+                        count: count.parse().ok()?,
+                        ua: Some(reset_from_name(kind)),
+                    }
                 }
                 ["version", n] => st.version = n.parse().ok()?,
                 ["notice", version, ua, abort, rest @ ..] => st.notices.push(Notice {
