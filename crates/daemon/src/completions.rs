@@ -56,9 +56,6 @@ pub struct Completions {
     /// every input PDU, and the lock is contended by the stores' callback threads).
     ready_bytes: AtomicUsize,
     ready_reads: AtomicUsize,
-    /// Entries in the ready list, kept like the two counts above: lets
-    /// [`Completions::take_ready`] see an empty list without the lock.
-    ready_len: AtomicUsize,
 }
 
 /// A parked command: its ITT, sequence number, continuation, and (for a request sent
@@ -141,35 +138,7 @@ impl Completions {
         let mut st = self.state();
         self.ready_bytes.store(0, Ordering::Relaxed);
         self.ready_reads.store(0, Ordering::Relaxed);
-        self.ready_len.store(0, Ordering::Relaxed);
         std::mem::swap(&mut st.ready, into);
-    }
-
-    /// Takes the completions that are ready now, without waiting, into `into` (as
-    /// [`Completions::take`]); false when there were none.
-    ///
-    /// For the connection task after a pass over its input: a store that completes
-    /// inline (the memory store) has put its answers in the ready list during the pass,
-    /// and taking them here sends them in this pass's socket write rather than in a
-    /// second round of the task's loop. Their arrival left a wake-up stored (the task was
-    /// not waiting then); it is used up first, so the next round does not wake for
-    /// completions already answered. A completion that comes after that wakes the task
-    /// as usual (if it comes before the list is taken, it is taken with it, and at worst
-    /// the task wakes once for nothing).
-    pub fn take_ready(&self, into: &mut Vec<IoDone>) -> bool {
-        if self.ready_len.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        {
-            // Polled once, never awaited: takes the stored wake-up if there is one. If
-            // there is none (a completion's wake-up was already used), the future waits
-            // as a waiter for a moment and dropping it passes on any wake-up it got.
-            let mut wake = std::pin::pin!(self.wake.notified());
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            let _ = std::future::Future::poll(wake.as_mut(), &mut cx);
-        }
-        self.take(into);
-        !into.is_empty()
     }
 
     /// How many ready completions carry read data, and how many bytes of it (so the
@@ -189,7 +158,6 @@ impl Completions {
         let ready = {
             let mut st = self.state();
             st.closed = true;
-            self.ready_len.store(0, Ordering::Relaxed);
             std::mem::take(&mut st.ready)
         };
         drop(ready);
@@ -269,7 +237,6 @@ impl Completions {
     fn push_ready(&self, mut st: MutexGuard<'_, State>, done: IoDone) {
         let first = st.ready.is_empty();
         st.ready.push(done);
-        self.ready_len.store(st.ready.len(), Ordering::Relaxed);
         drop(st);
         if first {
             // One wake per batch: later completions find the list non-empty and the task
@@ -431,57 +398,6 @@ mod tests {
         assert_eq!(c.state().slots.len(), 3);
         drop(again);
         assert_eq!(c.parked(), 0, "dropped completions free their slots");
-    }
-
-    /// Whether `c.ready()` would return now (polled once; a stored wake-up is used up).
-    fn woken(c: &Completions) -> bool {
-        let mut ready = std::pin::pin!(c.ready());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        std::future::Future::poll(ready.as_mut(), &mut cx).is_ready()
-    }
-
-    #[test]
-    fn completions_taken_in_the_same_pass_leave_no_wake_up_behind() {
-        let c = Completions::new();
-        let mut got = Vec::new();
-        assert!(!c.take_ready(&mut got), "nothing ready");
-        assert!(!woken(&c));
-        // Two commands the store answers inline, as the memory store does, while the
-        // connection task works through its input (not waiting on `ready`).
-        let write = pending_for(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
-        c.park(1, 10, write).complete(Ok(IoReply::Done));
-        c.park(2, 11, pending())
-            .complete(Ok(IoReply::Data(bytes::Bytes::from(vec![0u8; 512]))));
-        assert!(c.take_ready(&mut got));
-        let tags: Vec<(u32, u64)> = got.iter().map(|d| (d.itt, d.seq)).collect();
-        assert_eq!(tags, [(1, 10), (2, 11)]);
-        assert_eq!(c.ready_data(), (0, 0));
-        assert_eq!(c.parked(), 0);
-        // Their wake-up was used up with them: the task's next wait does not return
-        // for completions it already answered.
-        assert!(!woken(&c));
-        got.clear();
-        assert!(!c.take_ready(&mut got));
-        // A completion after that wakes the task as before, once.
-        c.park(3, 12, pending()).complete(Ok(IoReply::Done));
-        assert!(woken(&c));
-        assert!(!woken(&c));
-        c.take(&mut got);
-        assert_eq!(got.len(), 1);
-        // One that comes while the task is away and is taken by `take_ready` together
-        // with the others leaves nothing either; one that comes after that waits in
-        // the list with its wake-up.
-        got.clear();
-        c.park(4, 13, pending()).complete(Ok(IoReply::Done));
-        c.park(5, 14, pending()).complete(Ok(IoReply::Done));
-        assert!(c.take_ready(&mut got));
-        assert_eq!(got.len(), 2);
-        c.park(6, 15, pending()).complete(Ok(IoReply::Done));
-        assert!(woken(&c));
-        got.clear();
-        assert!(c.take_ready(&mut got));
-        assert_eq!(got[0].itt, 6);
-        assert!(!woken(&c));
     }
 
     #[test]

@@ -291,16 +291,6 @@ async fn serve_in_span(
         }
         // The batch is worked through: its writes go to their stores, together.
         session.batch.send();
-        // What the stores answered meanwhile (all of it, for a store that completes
-        // inline: the memory store) goes out with this pass's socket write, not after
-        // another round of the loop (docs/performance.md, ninth round).
-        if done_tx.take_ready(&mut ready) {
-            for done in ready.drain(..) {
-                session.io_done(&mut conn, &done_tx, done);
-            }
-            // A command's next step (a multi-step command) sent its requests.
-            session.batch.send();
-        }
         if let Some(registration) = &session.registration {
             registration.entry.set_in_flight(session.in_flight.len());
         }
