@@ -1879,27 +1879,8 @@ impl BlockStore for GlfsStore {
                 }
             })
             .map_err(|_| failed(StoreError::new(Op::Lock, ErrorKind::Io)))?;
-        // Cleared through an fd of its own, under a lock owner of its own, on a thread of
-        // its own: closing an fd flushes it under the closing thread's lock owner (the
-        // fd's, when it has one), and the bricks then drop every lock of that owner on the
-        // file from this mount: closed under the empty owner, it would let go of the data
-        // fence just granted (measured live).
         let clearer = |what: &(dyn Fn(&File) -> Result<u32, gfapi::Error> + Sync)| {
-            let n = GUARDS.fetch_add(1, Ordering::Relaxed);
-            let lk_owner = format!("glfs-iscsi:{owner}:{}:clear{n}", std::process::id());
-            std::thread::scope(|t| {
-                t.spawn(|| {
-                    let f = File::open(&vol, &self.link.path, libc::O_RDONLY)?;
-                    f.set_lock_owner(lk_owner.as_bytes())?;
-                    what(&f)
-                })
-                .join()
-                .unwrap_or(Err(gfapi::Error::Call {
-                    call: "glfs_fgetxattr",
-                    errno: libc::EIO,
-                }))
-            })
-            .map_err(err)
+            self.clear_through_own_fd(&vol, what).map_err(err)
         };
         let withdraw = || {
             let _ = clearer(&|f| f.clear_blocked_locks(start, len));
@@ -1959,8 +1940,9 @@ impl BlockStore for GlfsStore {
         };
         let (vol, _) = self.metadata_path(name, Op::Lock)?;
         let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
-        let file = File::open(&vol, &self.link.path, libc::O_RDONLY).map_err(err)?;
-        let cleared = file.clear_granted_locks(start, len).map_err(err)?;
+        let cleared = self
+            .clear_through_own_fd(&vol, &|f| f.clear_granted_locks(start, len))
+            .map_err(err)?;
         Ok(cleared > 0)
     }
 }
@@ -1975,6 +1957,34 @@ const TAKEOVER_QUEUE_SETTLE: Duration = Duration::from_millis(50);
 const TAKEOVER_WITHDRAW_WAIT: Duration = Duration::from_secs(1);
 
 impl GlfsStore {
+    /// Runs a clear-locks request `what` through an fd of the image of its own, under a
+    /// lock owner of its own, on a thread of its own: closing an fd flushes it under the
+    /// closing thread's lock owner (the fd's, when it has one), and the bricks then drop
+    /// every lock of that owner on the file from this mount; closed under the empty owner
+    /// it would let go of this store's data fence (measured live, docs/fencing.md), and
+    /// the calling thread keeps the lock owner it had.
+    fn clear_through_own_fd(
+        &self,
+        vol: &Arc<Volume>,
+        what: &(dyn Fn(&File) -> Result<u32, gfapi::Error> + Sync),
+    ) -> Result<u32, gfapi::Error> {
+        static CLEARS: AtomicU64 = AtomicU64::new(0);
+        let n = CLEARS.fetch_add(1, Ordering::Relaxed);
+        let lk_owner = format!("glfs-iscsi:clear:{}:{n}", std::process::id());
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let f = File::open(vol, &self.link.path, libc::O_RDONLY)?;
+                f.set_lock_owner(lk_owner.as_bytes())?;
+                what(&f)
+            })
+            .join()
+            .unwrap_or(Err(gfapi::Error::Call {
+                call: "glfs_fgetxattr",
+                errno: libc::EIO,
+            }))
+        })
+    }
+
     /// The guard of the data fence taken through `file`, the image fd of mount
     /// `generation`.
     fn fence_guard(&self, owner: &LockOwner, file: Arc<File>, generation: u64) -> MetadataLock {
