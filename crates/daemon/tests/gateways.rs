@@ -1275,6 +1275,31 @@ fn alua_failover_is_refused_without_what_it_needs() {
             ],
             "cannot be used with",
         ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-stall-after",
+                "5",
+            ],
+            "--alua-stall-after needs alua failover (--alua-failover or alua_failover)",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+                "--alua-stall-after",
+                "1",
+            ],
+            "\"1\" is not a number of seconds from 2 to 3600",
+        ),
     ] {
         let out = run_to_exit(args);
         assert!(!out.status.success(), "{args:?}");
