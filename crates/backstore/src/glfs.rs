@@ -1821,21 +1821,112 @@ impl BlockStore for GlfsStore {
                 Err(LockError::store(name, source))
             })
         })?;
-        // From now on this store's writes go only to the file of this generation.
-        self.link.fenced_on.store(generation, Ordering::Release);
-        // Held while the store still uses the fd it was taken through: a lost connection
-        // or a reconnect (a new mount, a new fd) leaves it behind, and Gluster drops the
-        // lock with the old connection.
-        let link = Arc::downgrade(&self.link);
-        Ok(
-            MetadataLock::new(name, owner, LockMode::Exclusive, DataFence(file)).with_check(
-                move || {
-                    link.upgrade()
-                        .and_then(|l| l.handle())
-                        .is_some_and(|h| h.generation == generation)
-                },
-            ),
-        )
+        Ok(self.fence_guard(owner, file, generation))
+    }
+
+    /// Takes the data fence or metadata lock `name` over from whoever holds it, with a
+    /// lock request that waits at the bricks (`gfapi::File::lock_wait`, on a thread of its
+    /// own: for the fence the image fd under the empty lock owner, as `fence_data`; for a
+    /// metadata lock an fd of its own with its lock owner, as `lock_metadata`), queued
+    /// before the holder's lock is cleared: Gluster's locks translator grants it in the
+    /// same step as it clears (`clrlk_clear_posixlk` calls `grant_blocked_locks`;
+    /// measured on 10.3, docs/fencing.md), so no request that reaches the brick after the
+    /// clearing finds the range free. Not granted within `wait`: withdrawn
+    /// (`clear_blocked_locks`) and `Contended`; granted after this gave up, the waiting
+    /// thread lets go of it.
+    fn take_lock_over(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        wait: Duration,
+    ) -> Result<MetadataLock, LockError> {
+        static GUARDS: AtomicU64 = AtomicU64::new(0);
+        let started = Instant::now();
+        let failed = |source| LockError::store(name, source);
+        let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
+        let fence = name == store_api::DATA_FENCE;
+        let (start, len) = if fence {
+            store_api::DATA_FENCE_RANGE
+        } else {
+            store_api::metadata_lock_range(name)
+        };
+        let (vol, _) = self.metadata_path(name, Op::Lock).map_err(failed)?;
+        let (file, generation) = if fence {
+            let Some(Handle { file, generation }) = self.link.handle() else {
+                return Err(failed(StoreError::from_errno(Op::Lock, libc::ENOTCONN)));
+            };
+            (file, Some(generation))
+        } else {
+            let file =
+                File::open(&vol, &self.link.path, libc::O_RDWR).map_err(|e| failed(err(e)))?;
+            let n = GUARDS.fetch_add(1, Ordering::Relaxed);
+            let lk_owner = format!("glfs-iscsi:{owner}:{}:takeover{n}", std::process::id());
+            file.set_lock_owner(lk_owner.as_bytes())
+                .map_err(|e| failed(err(e)))?;
+            (file, None)
+        };
+        let (tx, rx) = mpsc::channel::<Result<(), gfapi::Error>>();
+        let waiter = file.clone();
+        std::thread::Builder::new()
+            .name("glfs-takeover".into())
+            .spawn(move || {
+                let granted = waiter.lock_wait(gfapi::LockKind::Write, start, len, fence);
+                if let Err(mpsc::SendError(Ok(()))) = tx.send(granted) {
+                    // Given up on: let go (a metadata lock's fd closes with `waiter`).
+                    if fence {
+                        let _ = waiter.unlock_mandatory(start, len);
+                    }
+                }
+            })
+            .map_err(|_| failed(StoreError::new(Op::Lock, ErrorKind::Io)))?;
+        let clearer = |what: &(dyn Fn(&File) -> Result<u32, gfapi::Error> + Sync)| {
+            self.clear_through_own_fd(&vol, what).map_err(err)
+        };
+        let withdraw = || {
+            let _ = clearer(&|f| f.clear_blocked_locks(start, len));
+            // Withdrawn (EINTR), or granted just then.
+            rx.recv_timeout(TAKEOVER_WITHDRAW_WAIT)
+        };
+        let answer = match rx.recv_timeout(TAKEOVER_QUEUE_SETTLE) {
+            // Granted at once (nobody held it), or refused.
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(failed(StoreError::new(Op::Lock, ErrorKind::Io)))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Queued at the bricks by now: clear the holder's lock; the bricks grant
+                // the queued request as they clear it.
+                if let Err(e) = clearer(&|f| f.clear_granted_locks(start, len)) {
+                    if let Ok(Ok(())) = withdraw() {
+                        return Ok(self.taken_over(name, owner, file, generation));
+                    }
+                    return Err(failed(e));
+                }
+                match rx.recv_timeout(wait.saturating_sub(started.elapsed())) {
+                    Ok(answer) => answer,
+                    Err(_) => match withdraw() {
+                        Ok(Ok(())) => Ok(()),
+                        _ => {
+                            return Err(LockError::Contended {
+                                name: name.to_string(),
+                                waited: started.elapsed(),
+                            })
+                        }
+                    },
+                }
+            }
+        };
+        match answer {
+            Ok(()) => Ok(self.taken_over(name, owner, file, generation)),
+            // Withdrawn by another's clear-locks of waiting requests.
+            Err(gfapi::Error::Call { errno, .. }) if errno == libc::EINTR => {
+                Err(LockError::Contended {
+                    name: name.to_string(),
+                    waited: started.elapsed(),
+                })
+            }
+            Err(e) => Err(failed(err(e))),
+        }
     }
 
     /// Gluster's clear-locks on the LUN file (`gfapi::File::clear_granted_locks`, through
@@ -1849,9 +1940,81 @@ impl BlockStore for GlfsStore {
         };
         let (vol, _) = self.metadata_path(name, Op::Lock)?;
         let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
-        let file = File::open(&vol, &self.link.path, libc::O_RDONLY).map_err(err)?;
-        let cleared = file.clear_granted_locks(start, len).map_err(err)?;
+        let cleared = self
+            .clear_through_own_fd(&vol, &|f| f.clear_granted_locks(start, len))
+            .map_err(err)?;
         Ok(cleared > 0)
+    }
+}
+
+/// How long [`GlfsStore::take_lock_over`]'s waiting request is given to reach the bricks
+/// before the holder's lock is cleared (one round trip: 0.3 to 1 ms on the development
+/// machine).
+const TAKEOVER_QUEUE_SETTLE: Duration = Duration::from_millis(50);
+
+/// How long [`GlfsStore::take_lock_over`] waits for the answer to its waiting request once
+/// it withdrew it.
+const TAKEOVER_WITHDRAW_WAIT: Duration = Duration::from_secs(1);
+
+impl GlfsStore {
+    /// Runs a clear-locks request `what` through an fd of the image of its own, under a
+    /// lock owner of its own, on a thread of its own: closing an fd flushes it under the
+    /// closing thread's lock owner (the fd's, when it has one), and the bricks then drop
+    /// every lock of that owner on the file from this mount; closed under the empty owner
+    /// it would let go of this store's data fence (measured live, docs/fencing.md), and
+    /// the calling thread keeps the lock owner it had.
+    fn clear_through_own_fd(
+        &self,
+        vol: &Arc<Volume>,
+        what: &(dyn Fn(&File) -> Result<u32, gfapi::Error> + Sync),
+    ) -> Result<u32, gfapi::Error> {
+        static CLEARS: AtomicU64 = AtomicU64::new(0);
+        let n = CLEARS.fetch_add(1, Ordering::Relaxed);
+        let lk_owner = format!("glfs-iscsi:clear:{}:{n}", std::process::id());
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                let f = File::open(vol, &self.link.path, libc::O_RDONLY)?;
+                f.set_lock_owner(lk_owner.as_bytes())?;
+                what(&f)
+            })
+            .join()
+            .unwrap_or(Err(gfapi::Error::Call {
+                call: "glfs_fgetxattr",
+                errno: libc::EIO,
+            }))
+        })
+    }
+
+    /// The guard of the data fence taken through `file`, the image fd of mount
+    /// `generation`.
+    fn fence_guard(&self, owner: &LockOwner, file: Arc<File>, generation: u64) -> MetadataLock {
+        let name = store_api::DATA_FENCE;
+        // From now on this store's writes go only to the file of this generation.
+        self.link.fenced_on.store(generation, Ordering::Release);
+        // Held while the store still uses the fd it was taken through: a lost connection
+        // or a reconnect (a new mount, a new fd) leaves it behind, and Gluster drops the
+        // lock with the old connection.
+        let link = Arc::downgrade(&self.link);
+        MetadataLock::new(name, owner, LockMode::Exclusive, DataFence(file)).with_check(move || {
+            link.upgrade()
+                .and_then(|l| l.handle())
+                .is_some_and(|h| h.generation == generation)
+        })
+    }
+
+    /// The guard of lock `name` taken over through `file` (`generation`: the image fd of
+    /// that mount, for the data fence).
+    fn taken_over(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        file: Arc<File>,
+        generation: Option<u64>,
+    ) -> MetadataLock {
+        match generation {
+            Some(generation) => self.fence_guard(owner, file, generation),
+            None => MetadataLock::new(name, owner, LockMode::Exclusive, file),
+        }
     }
 }
 

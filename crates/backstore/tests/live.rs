@@ -340,3 +340,47 @@ fn live_glfs_data_fence() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `take_lock_over` on the live volume with mandatory locks
+/// (`GLUSTER_TEST_FEATURES_VOLUME`): three mounts; the second takes the first one's
+/// election lock and data fence over while the third writes all along, and none of the
+/// third's writes lands (`common::a_stalled_holders_fence_is_taken_over_with_no_gap`,
+/// docs/fencing.md).
+#[test]
+#[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_take_lock_over() {
+    let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
+        eprintln!(
+            "live_glfs_take_lock_over: no volume with mandatory locks \
+             (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
+        );
+        return;
+    };
+    let (volume, host) = spec
+        .split_once('@')
+        .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
+    let path = format!("backstore-live-takeover-{}.img", std::process::id());
+    let options = |servers: String, create_size| StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{volume}@{servers}:{path}"),
+        create_size,
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        shared: true,
+        ..Default::default()
+    };
+    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
+    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
+    let c = open_store(&options(format!("{host},{host},{host}"), None)).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::a_stalled_holders_fence_is_taken_over_with_no_gap(&*a, &*b, &*c)
+    }));
+    drop((a, b, c));
+    let lib = gfapi::Gfapi::load(None).unwrap();
+    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
+    if let Err(e) = vol.and_then(|v| v.unlink(&path)) {
+        eprintln!("cannot remove {path} from {volume}: {e}");
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

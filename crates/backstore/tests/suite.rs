@@ -454,6 +454,32 @@ fn glfs_clear_lock_takes_a_stalled_holders_locks_away() {
     }
 }
 
+/// `take_lock_over` takes a stalled gateway's data fence with no moment in which a
+/// write lands (`common::a_stalled_holders_fence_is_taken_over_with_no_gap`, on the
+/// fake's model of a waiting lock request granted as clear-locks takes the lock in its
+/// way); stores without locks on a volume say `Unsupported`.
+#[test]
+fn glfs_take_lock_over_leaves_no_gap() {
+    let file = unique("takeover");
+    let a = backstore::open_glfs_store(&fake_glfs("localhost", &file, "", true)).unwrap();
+    let b = backstore::open_glfs_store(&fake_glfs("127.0.0.1", &file, "", true)).unwrap();
+    let c = backstore::open_glfs_store(&fake_glfs("127.0.0.1,localhost", &file, "", true)).unwrap();
+    common::a_stalled_holders_fence_is_taken_over_with_no_gap(&*a, &*b, &*c);
+    let owner = store_api::LockOwner::new("gw").unwrap();
+    for kind in [Kind::Memory, Kind::File] {
+        let f = open(kind, "takeover");
+        let err = f
+            .store
+            .take_lock_over(store_api::DATA_FENCE, &owner, std::time::Duration::ZERO)
+            .err()
+            .unwrap();
+        let store_api::LockError::Store { source, .. } = err else {
+            panic!("{kind:?}: {err:?}");
+        };
+        assert_eq!(source.kind, ErrorKind::Unsupported, "{kind:?}");
+    }
+}
+
 /// The glfs store answers allocation queries from glfs_lseek SEEK_DATA/SEEK_HOLE (the
 /// fake seeks on the sparse backing file), so the shared check above really ran for it.
 #[test]

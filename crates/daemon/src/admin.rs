@@ -137,6 +137,11 @@ pub enum LunVerb {
         block_size: Option<u32>,
         #[arg(long)]
         read_only: bool,
+        /// With alua failover: the target port group this LUN goes to when gateways start
+        /// together (else the groups in turn by LUN number); the config file's
+        /// `alua_preferred`.
+        #[arg(long, value_name = "GROUP", value_parser = crate::gateways::parse_group_id)]
+        alua_preferred: Option<u16>,
     },
     Remove {
         target: String,
@@ -467,6 +472,7 @@ impl AdminArgs {
                     size,
                     block_size,
                     read_only,
+                    alua_preferred,
                 } => Request::LunAdd {
                     target: target.clone(),
                     entry: LunEntry {
@@ -477,7 +483,7 @@ impl AdminArgs {
                         size: size.map(units::format_size),
                         block_size: *block_size,
                         read_only: *read_only,
-                        alua_preferred: None,
+                        alua_preferred: *alua_preferred,
                     },
                 },
                 LunVerb::Remove { target, lun, force } => Request::LunRemove {

@@ -160,6 +160,12 @@ pub struct Args {
     /// peers' states are then not used.
     #[arg(long, conflicts_with = "alua_state")]
     pub alua_failover: bool,
+    /// With --alua-failover: how long (whole seconds, 2 to 3600; default 8) a standby
+    /// waits for the active gateway's heartbeat before it takes the LUN over from it as
+    /// stalled (docs/fencing.md). Longer rides out longer volume hiccups; shorter fails
+    /// over sooner. Read at start.
+    #[arg(long, value_name = "SECS", value_parser = crate::stall::parse_stall_after)]
+    pub alua_stall_after: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

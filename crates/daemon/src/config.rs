@@ -16,6 +16,9 @@
 //! alua_peer = ["2:active-optimized"]
 //! alua_failover = true           # optional; or --alua-failover: the data fence's holder is
 //!                                # active, the others standby (read at start only)
+//! alua_stall_after = 8           # optional, with alua_failover; or --alua-stall-after:
+//!                                # seconds without the active gateway's heartbeat before
+//!                                # a standby takes over (2 to 3600; read at start only)
 //!
 //! [[target]]
 //! name = "iqn.2026-11.com.example:disk1"
@@ -95,6 +98,9 @@ pub struct ConfigFile {
     /// only. Needs `gateway_id` (or `--gateway-id`) and `alua_group`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alua_failover: bool,
+    /// With `alua_failover`: the stall bound in seconds (`--alua-stall-after`,
+    /// `daemon::stall`); read at start only.
+    pub alua_stall_after: Option<u64>,
     /// Serve targets without ACL or CHAP on a non-loopback portal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_any_initiator: bool,
@@ -226,6 +232,20 @@ impl ConfigFile {
         Ok(config)
     }
 
+    /// The stall bound the file sets (`alua_stall_after`), checked as its flag is; only
+    /// with `alua_failover`.
+    pub fn stall_after(&self) -> Result<Option<std::time::Duration>> {
+        let Some(secs) = self.alua_stall_after else {
+            return Ok(None);
+        };
+        if !self.alua_failover {
+            bail!("alua_stall_after needs alua_failover");
+        }
+        crate::stall::parse_stall_after(&secs.to_string())
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("alua_stall_after: {e}"))
+    }
+
     /// The gateway name and the ALUA target port groups the file sets (`gateway_id`,
     /// `alua_group`, `alua_state`, `alua_peer`), checked as their flags are.
     pub fn gateway(&self) -> Result<(Option<store_api::LockOwner>, Option<scsi::Alua>)> {
@@ -243,8 +263,10 @@ impl ConfigFile {
             if self.alua_failover {
                 bail!("alua_failover needs alua_group");
             }
+            self.stall_after()?;
             return Ok((owner, None));
         };
+        self.stall_after()?;
         let id =
             parse_group_id(&group.to_string()).map_err(|e| anyhow::anyhow!("alua_group: {e}"))?;
         if self.alua_failover && self.alua_state.is_some() {
@@ -656,6 +678,9 @@ backing_store = "/srv/b.img"
             ("alua_state = \"standby\"\n", "alua_state and alua_peer need alua_group"),
             ("alua_failover = true\n", "alua_failover needs alua_group"),
             ("alua_group = 1\nalua_failover = true\nalua_state = \"standby\"\n", "alua_state cannot be set with alua_failover"),
+            ("alua_group = 1\nalua_stall_after = 8\n", "alua_stall_after needs alua_failover"),
+            ("alua_group = 1\nalua_failover = true\nalua_stall_after = 1\n", "alua_stall_after: \"1\" is not a number of seconds from 2 to 3600"),
+            ("alua_group = 1\nalua_failover = true\nalua_stall_after = 7200\n", "alua_stall_after: \"7200\" is not a number of seconds from 2 to 3600"),
             ("gateway_id = \"\"\n", "gateway_id: "),
         ];
         for (text, expected) in cases {

@@ -47,7 +47,8 @@
 //! lock is no longer intact. A dead gateway's Gluster connection closes and its locks go;
 //! the next round of a standby takes them. A stalled one keeps them until a standby that
 //! saw no heartbeat for the LUN (its record's version, rewritten every round by the active
-//! gateway) for [`crate::stall::STALL_AFTER`] takes them away ([`crate::stall`]); the
+//! gateway) for the stall bound ([`crate::stall::stall_after`]) takes them over
+//! ([`crate::stall`]); the
 //! stalled gateway, once it runs again, finds a read of its own refused as fenced and
 //! steps down without writing over the new record.
 
@@ -483,7 +484,7 @@ impl Failover {
                 let beat_key = format!("{name}/{lun}");
                 let stale = self
                     .beats
-                    .stalled(&beat_key, others.map(|r| r.version), now);
+                    .stalled_for(&beat_key, others.map(|r| r.version), now);
                 if let Some(tenure) = self.take(name, *lun, store, &stores[0], groups.own.id, stale)
                 {
                     self.beats.forget(&beat_key);
@@ -561,8 +562,9 @@ impl Failover {
     /// election lock and its fence are free; `None` (and nothing of the LUN held)
     /// otherwise. `lead` is the target's first LUN and its store. With `stale` (the LUN's
     /// record version whose heartbeat stood still, [`crate::stall`]) the stalled
-    /// gateway's election lock and fence are taken away first, the fence only while the
-    /// record still has that version once this gateway holds the election lock.
+    /// gateway's election lock and fence are taken over (`BlockStore::take_lock_over`),
+    /// only while this gateway holds the LUN's takeover lock and the record still has
+    /// that version ([`crate::stall::begin_takeover`]).
     fn take(
         &mut self,
         name: &str,
@@ -570,7 +572,7 @@ impl Failover {
         store: &Arc<dyn BlockStore>,
         lead: &(u16, Arc<dyn BlockStore>),
         group: u16,
-        stale: Option<u64>,
+        stale: Option<crate::stall::Stalled>,
     ) -> Option<Tenure> {
         if !self.marks.contains_key(name) {
             match lead
@@ -602,19 +604,37 @@ impl Failover {
         }
         let elect =
             || store.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
+        // One standby at a time, and only while the record still has the stalled version:
+        // held until the record names this gateway (dropped when `take` returns).
+        let begin = |stalled| {
+            crate::stall::begin_takeover(
+                name,
+                lun,
+                &**store,
+                &self.owner,
+                stalled,
+                self.beats.bound(),
+                || read_record(name, lun, &**store).map(|r| r.version),
+            )
+        };
+        let mut _takeover = None;
         let election = match (elect(), stale) {
-            (Ok(lock), _) => lock,
-            (Err(LockError::Contended { .. }), Some(version)) => {
-                tracing::warn!(target = %name, lun, version, after = ?crate::stall::STALL_AFTER,
-                    "no heartbeat from the active gateway: taking its election lock away");
-                match store.clear_lock(ELECTION).map(|_| elect()) {
-                    Ok(Ok(lock)) => lock,
-                    Ok(Err(err)) => {
-                        tracing::warn!(target = %name, lun, %err, "cannot take the election lock");
-                        return None;
-                    }
+            (Ok(lock), None) => lock,
+            (Ok(lock), Some(stalled)) => {
+                // The election lock is free (its holder died or let go); its fence may
+                // still be held by a stalled gateway: taken over below, as one takeover.
+                _takeover = Some(begin(stalled)?);
+                lock
+            }
+            (Err(LockError::Contended { .. }), Some(stalled)) => {
+                _takeover = Some(begin(stalled)?);
+                tracing::warn!(target = %name, lun, version = stalled.version,
+                    after = ?self.beats.bound(),
+                    "no heartbeat from the active gateway: taking its election lock over");
+                match store.take_lock_over(ELECTION, &self.owner, crate::stall::TAKE_WAIT) {
+                    Ok(lock) => lock,
                     Err(err) => {
-                        tracing::warn!(target = %name, lun, %err, "cannot clear the election lock");
+                        tracing::warn!(target = %name, lun, %err, "cannot take the election lock over");
                         return None;
                     }
                 }
@@ -625,23 +645,31 @@ impl Failover {
                 return None;
             }
         };
-        if let Some(version) = stale {
-            if read_record(name, lun, &**store).map(|r| r.version) != Some(version) {
-                // The stalled gateway resumed (or another took over) meanwhile.
-                return None;
+        let fence = if stale.is_some() {
+            // The stalled gateway's fence, taken over with no moment in which nobody holds
+            // it: nothing it sends after the clearing lands (docs/fencing.md).
+            match store.take_lock_over(store_api::DATA_FENCE, &self.owner, crate::stall::TAKE_WAIT)
+            {
+                Ok(fence) => {
+                    tracing::warn!(target = %name, lun,
+                        "took the data fence over from the stalled active gateway");
+                    fence
+                }
+                Err(err) => {
+                    tracing::warn!(target = %name, lun, %err, "cannot take the data fence over");
+                    return None;
+                }
             }
-            if !crate::stall::clear_fences(name, &[(lun, store.clone())]) {
-                return None;
-            }
-        }
-        let fence = match store.fence_data(&self.owner, LockWait::NoWait) {
-            Ok(fence) => fence,
-            Err(err) => {
-                // The former active gateway's lock is still there: its connection lives
-                // (a stalled gateway, or one whose store reconnects).
-                tracing::warn!(target = %name, lun, %err,
-                    "cannot take the data fence; staying standby");
-                return None;
+        } else {
+            match store.fence_data(&self.owner, LockWait::NoWait) {
+                Ok(fence) => fence,
+                Err(err) => {
+                    // The former active gateway's lock is still there: its connection
+                    // lives (a stalled gateway, or one whose store reconnects).
+                    tracing::warn!(target = %name, lun, %err,
+                        "cannot take the data fence; staying standby");
+                    return None;
+                }
             }
         };
         let version = read_record(name, lun, &**store).map_or(0, |r| r.version);
@@ -713,7 +741,7 @@ impl Failover {
 
     /// The active gateway's heartbeat for one LUN: its record rewritten with the next
     /// version, so standbys see it alive ([`crate::stall`]). A failed write only warns:
-    /// the standbys take over after [`crate::stall::STALL_AFTER`] of them, and this
+    /// the standbys take over after the stall bound of them, and this
     /// gateway then finds its fence taken and steps down.
     fn beat(&mut self, key: &Key) {
         let Some(tenure) = self.tenures.get_mut(key) else {
@@ -1116,6 +1144,7 @@ mod tests {
             ELECTION,
             scsi::RESERVATIONS_METADATA,
             crate::gateways::ACKS_METADATA,
+            crate::stall::TAKEOVER,
         ];
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {

@@ -126,9 +126,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         // data fence from the first round on (`daemon::failover`).
         let failover =
             args.alua_failover || (args.alua_group.is_none() && plan.config.alua_failover);
+        if args.alua_stall_after.is_some() && !failover {
+            anyhow::bail!(
+                "--alua-stall-after needs alua failover (--alua-failover or alua_failover)"
+            );
+        }
         let alua = if failover {
             daemon::failover::check(gateway_id.as_ref(), alua.as_ref(), &specs)?;
             daemon::failover::enable();
+            if let Some(bound) = args.alua_stall_after.or(plan.config.stall_after()?) {
+                daemon::stall::set_stall_after(bound);
+            }
             alua.map(|a| daemon::failover::states(&a, false, None))
         } else {
             alua

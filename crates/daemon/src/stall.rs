@@ -10,10 +10,15 @@
 //! * the active gateway renews a heartbeat: every round it rewrites the record
 //!   `<lun>.alua` with the next version ([`crate::failover`]);
 //! * a standby that cannot get the election lock and has seen the same record version
-//!   naming another gateway active for [`STALL_AFTER`] (by its own clock: no time crosses
-//!   gateways) takes the holder's election lock away, takes it, checks that the record
-//!   still has that version, takes every LUN's data fence away and takes it, and only
-//!   then writes the record naming itself ([`Watch`], `Failover::take`);
+//!   naming another gateway active for the stall bound ([`stall_after`], by default
+//!   [`STALL_AFTER`]; `alua_stall_after`, `--alua-stall-after`; by its own clock: no time
+//!   crosses gateways) takes the LUN's takeover lock [`TAKEOVER`] (one standby at a
+//!   time: with three gateways or more, two standbys see the same heartbeat stand still),
+//!   checks that the record still has that version (a standby that took over before
+//!   wrote a newer one), takes the holder's election lock over and then every LUN's data
+//!   fence (`BlockStore::take_lock_over`: a waiting request queued before the holder's
+//!   lock is cleared, granted by the bricks as they clear it), and only then writes the
+//!   record naming itself ([`Watch`], [`begin_takeover`], `Failover::take`);
 //! * the stalled gateway, when it resumes, no longer holds the fence: the bricks refuse
 //!   its reads and writes (EAGAIN, `ErrorKind::Fenced`, NOT READY 04h/0Ah) because the new
 //!   active gateway holds a mandatory lock on the image, so nothing it still sends lands;
@@ -21,36 +26,119 @@
 //!   refused command (`failover::note_fenced`) and steps down without writing the record
 //!   over the new active gateway's.
 //!
-//! Between the clearing and the new lock a write of the stalled gateway could land: it is
-//! one that gateway admitted before the takeover, and nothing through the new active
-//! gateway has been admitted yet (it reports itself active only after it holds every
-//! fence), so it is not stale against anything written through it.
+//! No write of the stalled gateway lands between the clearing and the new lock: there is
+//! no such moment on a brick (docs/fencing.md, measured on Gluster 10.3), unless the
+//! waiting request did not reach the bricks within the store's settling time (50 ms).
+//! A standby that stalls while it holds the takeover lock keeps the others out until the
+//! record has stood still for twice the bound; then the next one takes the takeover lock
+//! over in the same way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store_api::{BlockStore, ErrorKind, IoRequest};
+use store_api::MetadataLock;
+use store_api::{BlockStore, ErrorKind, IoRequest, LockError, LockMode, LockOwner, LockWait};
 
 /// How long a standby waits for the active gateway's heartbeat (a new record version)
-/// before it takes the fence away: several of the active gateway's rounds (one at least
-/// every second) and the volume's own hiccups. A legitimately slow active gateway that
-/// loses the fence this way only steps down: its writes are refused, none lands.
+/// before it takes the fence away, by default: several of the active gateway's rounds
+/// (one at least every second) and the volume's own hiccups. A legitimately slow active
+/// gateway that loses the fence this way only steps down: its writes are refused, none
+/// lands. Set per gateway with `alua_stall_after` / `--alua-stall-after`
+/// ([`set_stall_after`]).
 pub const STALL_AFTER: Duration = Duration::from_secs(8);
+
+/// The least and the most stall bound accepted ([`parse_stall_after`]): below two
+/// seconds, a few late rounds of a live active gateway (one every 0.5 s at best) would
+/// cost it the fence.
+pub const STALL_AFTER_RANGE: (u64, u64) = (2, 3600);
+
+/// The stall bound in effect, in milliseconds.
+static BOUND_MS: AtomicU64 = AtomicU64::new(STALL_AFTER.as_millis() as u64);
+
+/// The stall bound in effect ([`STALL_AFTER`] unless set).
+pub fn stall_after() -> Duration {
+    Duration::from_millis(BOUND_MS.load(Ordering::Relaxed))
+}
+
+/// Makes `bound` the stall bound of this process (at start, before the first round).
+pub fn set_stall_after(bound: Duration) {
+    BOUND_MS.store(bound.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Reads a stall bound in whole seconds ([`STALL_AFTER_RANGE`]), for the flag and the
+/// config key.
+pub fn parse_stall_after(s: &str) -> Result<Duration, String> {
+    let (least, most) = STALL_AFTER_RANGE;
+    match s.trim().parse::<u64>() {
+        Ok(secs) if (least..=most).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds from {least} to {most} (how long a standby \
+             waits for the active gateway's heartbeat before it takes the fence over)"
+        )),
+    }
+}
+
+/// The advisory metadata lock of a LUN that a standby holds while it takes the LUN over
+/// from a stalled active gateway: one standby at a time ([`begin_takeover`]).
+pub const TAKEOVER: &str = "alua-takeover";
+
+/// How long a standby waits for a lock it takes over (`BlockStore::take_lock_over`).
+pub const TAKE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long [`fence_taken`] waits for its read.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a standby saw of each target's record: the version and when it first saw it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Watch {
     seen: HashMap<String, (u64, Instant)>,
+    bound: Duration,
+}
+
+impl Default for Watch {
+    /// A watch with the stall bound in effect ([`stall_after`]).
+    fn default() -> Self {
+        Watch::with_bound(stall_after())
+    }
+}
+
+/// A record version whose heartbeat stood still ([`Watch::stalled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled {
+    pub version: u64,
+    /// For how long this gateway has seen that version.
+    pub stood: Duration,
 }
 
 impl Watch {
+    /// A watch whose versions are stalled after `bound`.
+    pub fn with_bound(bound: Duration) -> Self {
+        Watch {
+            seen: HashMap::new(),
+            bound,
+        }
+    }
+
+    /// The bound.
+    pub fn bound(&self) -> Duration {
+        self.bound
+    }
+
     /// Notes that `target`'s record read at `now` has `version` and names another gateway
     /// active (`None`: no record, or nobody active); answers the version that has stood
-    /// unchanged for [`STALL_AFTER`] since this gateway first saw it, if there is one.
+    /// unchanged for the bound since this gateway first saw it, if there is one.
     pub fn stalled(&mut self, target: &str, active: Option<u64>, now: Instant) -> Option<u64> {
+        self.stalled_for(target, active, now).map(|s| s.version)
+    }
+
+    /// As [`Watch::stalled`], with how long the version has stood.
+    pub fn stalled_for(
+        &mut self,
+        target: &str,
+        active: Option<u64>,
+        now: Instant,
+    ) -> Option<Stalled> {
         let Some(version) = active else {
             self.seen.remove(target);
             return None;
@@ -62,7 +150,8 @@ impl Watch {
         if seen.0 != version {
             *seen = (version, now);
         }
-        (now.duration_since(seen.1) >= STALL_AFTER).then_some(version)
+        let stood = now.duration_since(seen.1);
+        (stood >= self.bound).then_some(Stalled { version, stood })
     }
 
     /// Forgets `target` (this gateway became its active gateway).
@@ -71,23 +160,52 @@ impl Watch {
     }
 }
 
-/// Takes every client's data fence of each store away (`BlockStore::clear_lock`), for the
-/// holder of the election lock taking over from a stalled gateway. `false` when a store
-/// could not be asked (the take then fails on that LUN's fence and nothing is held).
-pub fn clear_fences(target: &str, stores: &[(u16, Arc<dyn BlockStore>)]) -> bool {
-    stores.iter().all(
-        |(lun, store)| match store.clear_lock(store_api::DATA_FENCE) {
-            Ok(held) => {
-                tracing::warn!(target = %target, lun, held,
-                    "took the data fence away from the stalled active gateway");
-                true
+/// Whether this standby may take LUN `lun` of `target` over from the stalled active
+/// gateway whose record version `stalled` stood still: only while it holds the LUN's
+/// [`TAKEOVER`] lock (returned; held until the record names it) and the record
+/// (`current`: its version now) still has that version. With three gateways or more, two
+/// standbys see the same heartbeat stand still; the second either finds the takeover
+/// lock held (and waits for its next round) or, once it gets it, a newer record written
+/// by the first (and stays standby): takeovers are one at a time, and none clears a lock
+/// another standby just took. A takeover lock held while the record stood still for
+/// twice `bound` (its holder stalled too) is taken over as the fence is.
+pub fn begin_takeover(
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+    owner: &LockOwner,
+    stalled: Stalled,
+    bound: Duration,
+    current: impl Fn() -> Option<u64>,
+) -> Option<MetadataLock> {
+    let lock = match store.lock_metadata(TAKEOVER, owner, LockMode::Exclusive, LockWait::NoWait) {
+        Ok(lock) => lock,
+        Err(LockError::Contended { .. }) if stalled.stood >= 2 * bound => {
+            tracing::warn!(target = %target, lun, stood = ?stalled.stood,
+                "another standby's takeover stands still: taking its takeover lock over");
+            match store.take_lock_over(TAKEOVER, owner, TAKE_WAIT) {
+                Ok(lock) => lock,
+                Err(err) => {
+                    tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock over");
+                    return None;
+                }
             }
-            Err(err) => {
-                tracing::warn!(target = %target, lun, %err, "cannot clear the data fence");
-                false
-            }
-        },
-    )
+        }
+        Err(LockError::Contended { .. }) => {
+            tracing::info!(target = %target, lun, "another standby is taking over: staying standby");
+            return None;
+        }
+        Err(err) => {
+            tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock");
+            return None;
+        }
+    };
+    if current() != Some(stalled.version) {
+        // Another standby took over before (or the stalled gateway resumed).
+        tracing::info!(target = %target, lun, "the record moved on: no takeover");
+        return None;
+    }
+    Some(lock)
 }
 
 /// The first LUN whose store's own read of its first block is refused as fenced: another
@@ -124,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_record_version_that_stands_still_for_the_bound_is_stalled() {
-        let mut w = Watch::default();
+        let mut w = Watch::with_bound(STALL_AFTER);
         let t0 = Instant::now();
         assert_eq!(w.stalled("t", Some(5), t0), None);
         assert_eq!(w.stalled("t", Some(5), t0 + STALL_AFTER / 2), None);
@@ -148,5 +266,90 @@ mod tests {
         w.forget("t");
         assert_eq!(w.stalled("t", Some(6), t0 + 4 * STALL_AFTER), None);
         assert_eq!(w.stalled("t", Some(6), t0 + 5 * STALL_AFTER), Some(6));
+    }
+
+    #[test]
+    fn the_bound_is_whatever_the_watch_was_given() {
+        let mut w = Watch::with_bound(Duration::from_secs(3));
+        let t0 = Instant::now();
+        assert_eq!(w.stalled_for("t", Some(1), t0), None);
+        assert_eq!(
+            w.stalled_for("t", Some(1), t0 + Duration::from_millis(2999)),
+            None
+        );
+        assert_eq!(
+            w.stalled_for("t", Some(1), t0 + Duration::from_secs(7)),
+            Some(Stalled {
+                version: 1,
+                stood: Duration::from_secs(7)
+            })
+        );
+    }
+
+    #[test]
+    fn a_stall_bound_is_whole_seconds_from_two_to_an_hour() {
+        assert_eq!(parse_stall_after("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_stall_after(" 30 "), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_stall_after("3600"), Ok(Duration::from_secs(3600)));
+        for bad in ["0", "1", "3601", "-5", "2.5", "", "eight"] {
+            let err = parse_stall_after(bad).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "{bad:?} is not a number of seconds from 2 to 3600 (how long a standby \
+                     waits for the active gateway's heartbeat before it takes the fence over)"
+                )
+            );
+        }
+    }
+
+    /// Three gateways: A (active) stalled; standbys B and C both see its record version 7
+    /// stand still. B gets the takeover lock; C, in the same moment, does not (and clears
+    /// nothing); once B recorded itself (version 8) and let go, C gets the lock but finds
+    /// the record moved on, and stays standby.
+    #[test]
+    fn two_standbys_that_see_the_same_stall_take_over_one_at_a_time() {
+        use store_api::Geometry;
+        let store = backstore::MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 8,
+        });
+        let (b, c) = (
+            LockOwner::new("gw-b").unwrap(),
+            LockOwner::new("gw-c").unwrap(),
+        );
+        let bound = STALL_AFTER;
+        let stalled = Stalled {
+            version: 7,
+            stood: bound,
+        };
+        let version = std::cell::Cell::new(7);
+        let by_b = begin_takeover("t", 0, &store, &b, stalled, bound, || Some(version.get()));
+        assert!(by_b.is_some());
+        assert!(
+            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).is_none()
+        );
+        // B takes the election lock and the fence over and records itself.
+        version.set(8);
+        drop(by_b);
+        assert!(
+            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).is_none()
+        );
+        // ... and the takeover lock is free again: C's failed try let go of it.
+        assert!(store
+            .lock_metadata(TAKEOVER, &b, LockMode::Exclusive, LockWait::NoWait)
+            .is_ok());
+        // A takeover lock held while the record stood still for twice the bound is taken
+        // over (a memory store cannot: it stays held, and C stays standby).
+        let held = store
+            .lock_metadata(TAKEOVER, &b, LockMode::Exclusive, LockWait::NoWait)
+            .unwrap();
+        let long = Stalled {
+            version: 8,
+            stood: 2 * bound,
+        };
+        assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_none());
+        drop(held);
+        assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_some());
     }
 }

@@ -804,6 +804,10 @@ fn settings_changes(
         ("alua_state", old.alua_state != new.alua_state),
         ("alua_peer", old.alua_peer != new.alua_peer),
         ("alua_failover", old.alua_failover != new.alua_failover),
+        (
+            "alua_stall_after",
+            old.alua_stall_after != new.alua_stall_after,
+        ),
     ];
     let numbers = old.settings().into_iter().zip(new.settings());
     fields.extend(numbers.map(|((key, a), (_, b))| (key, a != b)));
@@ -852,6 +856,7 @@ fn settings_changes(
                 "alua_state",
                 "alua_peer",
                 "alua_failover",
+                "alua_stall_after",
             ];
             let when = if live_alua && ["alua_state", "alua_peer"].contains(&key) {
                 "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)"

@@ -141,6 +141,45 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
     assert!(err.contains(&format!("lun {B}/9: no such LUN")), "{err}");
     let err = refused(socket, &["lun", "add", B, "20000", "--bstype", "memory"]);
     assert!(err.contains("20000"), "{err}");
+    // A preferred group is for alua failover (this daemon has none), and a group id.
+    let err = refused(
+        socket,
+        &[
+            "lun",
+            "add",
+            B,
+            "7",
+            "--bstype",
+            "memory",
+            "--size",
+            "1M",
+            "--alua-preferred",
+            "2",
+        ],
+    );
+    assert!(
+        err.contains(&format!(
+            "target {B} LUN 7: alua_preferred 2: needs alua failover"
+        )),
+        "{err}"
+    );
+    let (success, _, err) = admin(
+        socket,
+        &[
+            "lun",
+            "add",
+            B,
+            "7",
+            "--bstype",
+            "memory",
+            "--alua-preferred",
+            "0",
+        ],
+    );
+    assert!(
+        !success && err.contains("'0' for '--alua-preferred <GROUP>'"),
+        "{err}"
+    );
     // A setting out of range in a file applied through the socket: one line naming it.
     let bad = setup.dir.path().join("bad.toml");
     let text = std::fs::read_to_string(&setup.config).unwrap();

@@ -1392,6 +1392,31 @@ fn alua_failover_is_refused_without_what_it_needs() {
             ],
             "cannot be used with",
         ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-stall-after",
+                "5",
+            ],
+            "--alua-stall-after needs alua failover (--alua-failover or alua_failover)",
+        ),
+        (
+            &[
+                "--bstype",
+                "memory",
+                "--size",
+                "1M",
+                "--alua-group",
+                "1",
+                "--alua-failover",
+                "--alua-stall-after",
+                "1",
+            ],
+            "\"1\" is not a number of seconds from 2 to 3600",
+        ),
     ] {
         let out = run_to_exit(args);
         assert!(!out.status.success(), "{args:?}");
@@ -1511,16 +1536,22 @@ fn live_a_planned_handover_moves_the_active_role_to_the_named_gluster_gateway() 
 /// renewed (after a stall, for example).
 const BUSY: u8 = 0x08;
 
+/// The stall bound both gateways of the stall test are given (`--alua-stall-after`).
+const TEST_STALL_AFTER: Duration = Duration::from_secs(4);
+
 /// An active gateway that stalls (stopped, its connection to the volume alive) keeps its
 /// locks, but stops renewing its heartbeat in the record: the standby, once it has seen
-/// no heartbeat for `stall::STALL_AFTER`, takes the election lock and the data fence away
-/// (Gluster's clear-locks; the fake models it) and becomes active, with a unit attention.
+/// no heartbeat for its stall bound ([`TEST_STALL_AFTER`], `--alua-stall-after`), takes
+/// the election lock and the data fence over (a waiting lock request, then Gluster's
+/// clear-locks; the fake models both) and becomes active, with a unit attention.
 /// The stalled gateway, resumed, lands nothing: the storage refuses what it still sends,
 /// it steps down without writing over the new active gateway's record, and both gateways
 /// then report B active.
 fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(storage: Storage) {
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &[]);
-    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &[]);
+    let bound = TEST_STALL_AFTER.as_secs().to_string();
+    let stall = ["--alua-stall-after", bound.as_str()];
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &stall);
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &stall);
     let mut a = standby_host(&gw_a, "host-a");
     let mut b = standby_host(&gw_b, "host-b");
     wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], || {
@@ -1530,7 +1561,7 @@ fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(stora
     gw_a.signal("STOP");
     let stopped = Instant::now();
     // Several of B's rounds, well inside the bound: still standby.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(TEST_STALL_AFTER / 2);
     assert_eq!(
         report_target_port_groups(&mut b),
         [(2, 0x2, 2), (1, 0x0, 1)]
@@ -1545,20 +1576,17 @@ fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(stora
             break;
         }
         assert!(
-            stopped.elapsed() < daemon::stall::STALL_AFTER + FAILOVER_BOUND,
+            stopped.elapsed() < TEST_STALL_AFTER + FAILOVER_BOUND,
             "B did not take over from the stalled gateway: {groups:?}\n{}",
             gw_b.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = stopped.elapsed();
-    assert!(
-        took >= daemon::stall::STALL_AFTER,
-        "B took over after {took:?}"
-    );
+    assert!(took >= TEST_STALL_AFTER, "B took over after {took:?}");
     assert!(ua_seen, "no ASYMMETRIC ACCESS STATE CHANGED through B");
     assert!(
-        gw_b.log().contains("took the data fence away"),
+        gw_b.log().contains("took the data fence over"),
         "{}",
         gw_b.log()
     );

@@ -331,9 +331,10 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
     let rest = key.strip_prefix("glusterfs.clrlk.").ok_or(libc::EINVAL)?;
     let mut parts = rest.splitn(3, '.');
     let (kind_type, kind, range) = (parts.next(), parts.next(), parts.next());
-    let kind = match kind {
-        Some("kgranted") | Some("kall") => kind,
-        Some("kblocked") => None, // no blocked locks in the fake
+    let (granted, blocked) = match kind {
+        Some("kgranted") => (true, false),
+        Some("kall") => (true, true),
+        Some("kblocked") => (false, true),
         _ => return Err(libc::EINVAL),
     };
     match kind_type {
@@ -353,12 +354,44 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
     ) else {
         return Err(libc::EINVAL);
     };
-    if kind.is_none() || start < 0 || len < 0 {
+    if start < 0 || len < 0 {
         return Ok(b"No locks cleared.".to_vec());
     }
     let g = gfid::of_path(vol, host)?;
     let dir = shadow_dir(vol).ok_or(libc::EINVAL)?;
     std::fs::create_dir_all(&dir).map_err(io_errno)?;
+    if blocked {
+        // Waiting requests see the count move and fail with EINTR. The answer counts one
+        // when one held the next generation's place (the fake does not count the others).
+        let next = cleared_ranges(vol, &g)
+            .iter()
+            .find(|c| (c.start, c.len) == (start, len))
+            .map_or(0, |c| c.generation)
+            + 1;
+        let place = dir.join(format!("{}.{start}-{len}.{next}", gfid::to_string(&g)));
+        let waiting = std::fs::File::open(&place).is_ok_and(|file| {
+            // SAFETY: zeroed flock is valid; our own descriptor.
+            let mut fl: flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as i16;
+            fl.l_whence = libc::SEEK_SET as i16;
+            fl.l_start = start;
+            fl.l_len = len;
+            unsafe { ofd(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) }.is_ok()
+                && fl.l_type != libc::F_UNLCK as i16
+        });
+        let path = withdrawals_path(vol, &g, start, len).ok_or(libc::EINVAL)?;
+        let tmp = path.with_extension("withdrawn-tmp");
+        let n = withdrawals(vol, &g, start, len) + 1;
+        std::fs::write(&tmp, format!("{n}\n")).map_err(io_errno)?;
+        std::fs::rename(&tmp, &path).map_err(io_errno)?;
+        if !granted {
+            return Ok(if waiting {
+                b"fake-brick: posix blocked locks=1 granted locks=0".to_vec()
+            } else {
+                b"No locks cleared.".to_vec()
+            });
+        }
+    }
     // One clearing at a time per volume, across processes.
     let guard = std::fs::OpenOptions::new()
         .read(true)
@@ -455,6 +488,9 @@ unsafe fn lock_admitted(
     let fl = fl.as_mut().ok_or(libc::EINVAL)?;
     // Any mode but GLFS_LK_MANDATORY is advisory, as Gluster 10.3 takes it.
     let cmd = ofd_cmd(cmd)?;
+    if cmd == libc::F_OFD_SETLKW && fl.l_type != libc::F_UNLCK as i16 {
+        return wait_for_lock(&f, fl, mode);
+    }
     let locker = lock(&f.locker).clone();
     let raw = locker.raw(&f);
     if locker.file.is_some() {
@@ -514,6 +550,112 @@ unsafe fn lock_admitted(
     }
     fl.l_pid = pid;
     Ok(0)
+}
+
+/// How often a waiting lock request ([`wait_for_lock`]) looks again.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// F_SETLKW: waits until the lock is granted, as a request queued at the brick. Tried
+/// as F_SETLK until the range is free; meanwhile (on a range starting at offset 0 or
+/// beyond, `SEEK_SET`) the request holds its place in the queue by locking the range
+/// file of the range's *next* clearing generation (`<gfid>.S-L.GEN+1`, which nobody
+/// consults before that clearing): when clear-locks takes the range from its holder
+/// ([`clear_locks`]), the waiting request is the range's holder from the very moment the
+/// clearing is published, as the locks translator grants waiting requests in the same
+/// step (`clrlk_clear_posixlk` then `grant_blocked_locks`). One request holds a
+/// generation's place; others wait for the next. Clear-locks of `kblocked` (or `kall`)
+/// withdraws waiting requests: they fail with EINTR.
+unsafe fn wait_for_lock(f: &Arc<crate::fs::FdInner>, fl: &mut flock, mode: c_int) -> Res<c_int> {
+    let place = f.glfs.vol_dir().and_then(|vol| {
+        let g = crate::handles::fd_gfid(f).ok()?;
+        (fl.l_whence == libc::SEEK_SET as i16 && fl.l_start >= 0 && fl.l_len >= 0)
+            .then_some((vol, g))
+    });
+    let withdrawn_at_start = place
+        .as_ref()
+        .map(|(vol, g)| withdrawals(vol, g, fl.l_start, fl.l_len));
+    let mut queued: Option<u64> = None;
+    loop {
+        if let (Some((vol, g)), Some(at_start)) = (place.as_ref(), withdrawn_at_start) {
+            if withdrawals(vol, g, fl.l_start, fl.l_len) != at_start {
+                leave_queue(f, fl, queued);
+                return Err(libc::EINTR);
+            }
+            let generation = cleared_ranges(vol, g)
+                .iter()
+                .find(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
+                .map_or(0, |c| c.generation);
+            if queued == Some(generation) {
+                // The range was cleared while this request held the next place: it is
+                // the range's lock now (on the range file of this generation).
+                return Ok(0);
+            }
+            if queued.is_some_and(|q| q < generation) {
+                leave_queue(f, fl, queued.take()); // another request had that place
+            }
+        }
+        let mut try_fl = *fl;
+        match lock_admitted(f.clone(), libc::F_SETLK, &mut try_fl, mode) {
+            Ok(_) => {
+                leave_queue(f, fl, queued);
+                *fl = try_fl;
+                return Ok(0);
+            }
+            Err(libc::EAGAIN) => {}
+            Err(e) => {
+                leave_queue(f, fl, queued);
+                return Err(e);
+            }
+        }
+        if let (Some((vol, g)), None) = (place.as_ref(), queued) {
+            let next = cleared_ranges(vol, g)
+                .iter()
+                .find(|c| (c.start, c.len) == (fl.l_start, fl.l_len))
+                .map_or(0, |c| c.generation)
+                + 1;
+            let c = Cleared {
+                start: fl.l_start,
+                len: fl.l_len,
+                generation: next,
+            };
+            let locker = lock(&f.locker).clone();
+            if let Ok(raw) = ranged_of(f, &locker, vol, &c) {
+                let mut qfl = *fl;
+                if ofd(raw, libc::F_OFD_SETLK, &mut qfl).is_ok() {
+                    queued = Some(next);
+                }
+            }
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
+/// Gives up the queue place of a waiting request ([`wait_for_lock`]) of generation
+/// `queued`.
+fn leave_queue(f: &crate::fs::FdInner, fl: &flock, queued: Option<u64>) {
+    let Some(generation) = queued else {
+        return;
+    };
+    let locker = lock(&f.locker).clone();
+    let file = lock(&locker.ranged).remove(&(fl.l_start, fl.l_len, generation));
+    if let Some(file) = file {
+        let mut un = *fl;
+        un.l_type = libc::F_UNLCK as i16;
+        // SAFETY: a descriptor the locker owned.
+        let _ = unsafe { ofd(file.as_raw_fd(), libc::F_OFD_SETLK, &mut un) };
+    }
+}
+
+fn withdrawals_path(vol: &Path, g: &gfid::Gfid, start: i64, len: i64) -> Option<PathBuf> {
+    Some(shadow_dir(vol)?.join(format!("{}.{start}-{len}.withdrawn", gfid::to_string(g))))
+}
+
+/// How many times waiting requests on exactly `[start, start+len)` were withdrawn.
+fn withdrawals(vol: &Path, g: &gfid::Gfid, start: i64, len: i64) -> u64 {
+    withdrawals_path(vol, g, start, len)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// glfs_posix_lock: F_SETLK / F_SETLKW / F_GETLK (advisory), per fd.

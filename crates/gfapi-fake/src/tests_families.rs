@@ -383,3 +383,108 @@ fn a_disconnected_mounts_unlock_fails_but_its_lock_is_gone() {
         glfs_fini(fs_b);
     }
 }
+
+/// F_SETLKW of `l_type` on `[0, 10)` through `fd` (an address: raw pointers are not
+/// `Send`) on a thread of its own: its result, sent when the request returns.
+fn setlkw_on_thread(fd: usize, mandatory: bool) -> mpsc::Receiver<(i32, i32)> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        fl.l_len = 10;
+        let fd = fd as *mut glfs_fd_t;
+        let r = crate::locks::glfs_file_lock(fd, libc::F_SETLKW, &mut fl, i32::from(mandatory));
+        let _ = tx.send((r, if r == 0 { 0 } else { errno() }));
+    });
+    rx
+}
+
+#[test]
+fn a_waiting_lock_request_is_granted_as_clear_locks_takes_the_lock_in_its_way() {
+    let env = Env::new();
+    unsafe {
+        // A holds a mandatory write lock on 0..10 and stalls; B's request waits for it
+        let a = env.creat("/f");
+        assert_eq!(
+            glfs_ftruncate(a, 4096, std::ptr::null_mut(), std::ptr::null_mut()),
+            0
+        );
+        let fs_b = mount(env.dir.path(), "vol").unwrap();
+        let b = open_rw(fs_b, "/f");
+        let fs_c = mount(env.dir.path(), "vol").unwrap();
+        let c_fd = open_rw(fs_c, "/f");
+        assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
+        let waiting = setlkw_on_thread(b as usize, true);
+        assert!(
+            waiting.recv_timeout(Duration::from_millis(300)).is_err(),
+            "waits"
+        );
+        let w = |fd, byte: u8| {
+            let buf = [byte; 4];
+            let r = glfs_pwrite(
+                fd,
+                buf.as_ptr().cast(),
+                4,
+                0,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            if r < 0 {
+                -errno()
+            } else {
+                r as i32
+            }
+        };
+        // A waiting request fences nobody: A still writes, C does not
+        assert_eq!(w(a, b'a'), 4);
+        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        // cleared: B holds it from then on, granted with no moment in between (C's
+        // write right after the clearing is refused)
+        let answer = fgetxattr(c_fd, "glusterfs.clrlk.tposix.kgranted.0,0-10").unwrap();
+        assert!(answer.ends_with("granted locks=1"), "{answer}");
+        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        assert_eq!(waiting.recv_timeout(Duration::from_secs(5)), Ok((0, 0)));
+        assert_eq!(w(b, b'b'), 4);
+        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+
+        // C's request waits behind B's lock and is withdrawn by clear-locks of waiting
+        // requests (EINTR); B keeps its lock
+        let waiting = setlkw_on_thread(c_fd as usize, true);
+        assert!(
+            waiting.recv_timeout(Duration::from_millis(300)).is_err(),
+            "waits"
+        );
+        let answer = fgetxattr(a, "glusterfs.clrlk.tposix.kblocked.0,0-10").unwrap();
+        assert!(
+            answer.ends_with("blocked locks=1 granted locks=0"),
+            "{answer}"
+        );
+        assert_eq!(
+            waiting.recv_timeout(Duration::from_secs(5)),
+            Ok((-1, libc::EINTR))
+        );
+        assert_eq!(w(b, b'b'), 4);
+        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        assert_eq!(
+            fgetxattr(a, "glusterfs.clrlk.tposix.kblocked.0,0-10").as_deref(),
+            Ok("No locks cleared.")
+        );
+        // a request waiting for a lock its holder lets go of gets it then
+        let waiting = setlkw_on_thread(c_fd as usize, true);
+        assert!(
+            waiting.recv_timeout(Duration::from_millis(200)).is_err(),
+            "waits"
+        );
+        assert_eq!(setlk(b, libc::F_UNLCK, true), (0, 0));
+        assert_eq!(waiting.recv_timeout(Duration::from_secs(5)), Ok((0, 0)));
+        assert_eq!(w(c_fd, b'c'), 4);
+        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        for fd in [a, b, c_fd] {
+            glfs_close(fd);
+        }
+        glfs_fini(fs_b);
+        glfs_fini(fs_c);
+    }
+}

@@ -908,6 +908,13 @@ impl File {
     /// that range go. Returns how many the bricks say they cleared (summed over the
     /// bricks' summaries, 0 for "No locks cleared.").
     pub fn clear_granted_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
+        let answer = self.clear_locks("kgranted", start, len)?;
+        Ok(cleared_count(&answer))
+    }
+
+    /// The bricks' answer to clear-locks of `kind` (`kgranted`, `kblocked`) on exactly
+    /// `len` bytes at `start`.
+    fn clear_locks(&self, kind: &str, start: u64, len: u64) -> Result<String, Error> {
         const CALL: &str = "glfs_fgetxattr";
         if i64::try_from(start).is_err() || i64::try_from(len).is_err() {
             return Err(Error::InvalidArgument {
@@ -915,7 +922,7 @@ impl File {
                 reason: format!("range {start}+{len} is past the largest file offset"),
             });
         }
-        let key = CString::new(format!("glusterfs.clrlk.tposix.kgranted.0,{start}-{len}"))
+        let key = CString::new(format!("glusterfs.clrlk.tposix.{kind}.0,{start}-{len}"))
             .expect("no NUL in a formatted key");
         let mut value = vec![0u8; 4096];
         clear_errno();
@@ -935,7 +942,45 @@ impl File {
             });
         }
         value.truncate(n as usize);
-        Ok(cleared_count(&String::from_utf8_lossy(&value)))
+        Ok(String::from_utf8_lossy(&value).into_owned())
+    }
+
+    /// `F_SETLKW` of `kind` on `len` bytes at `start`, advisory or (`mandatory`) through
+    /// `glfs_file_lock` with GLFS_LK_MANDATORY: waits at the bricks until the lock is
+    /// granted. A request waiting there is granted the moment the lock in its way goes,
+    /// also when clear-locks takes it from its holder ([`File::clear_granted_locks`]: the
+    /// locks translator grants waiting requests in the same step, docs/fencing.md), and is
+    /// withdrawn by [`File::clear_blocked_locks`] (it then fails with EINTR). Blocks the
+    /// calling thread for as long as it waits, with nothing to bound it but that: call it
+    /// on a thread of its own (which also keeps gfapi's per-thread lock owner off other
+    /// threads).
+    pub fn lock_wait(
+        &self,
+        kind: LockKind,
+        start: u64,
+        len: u64,
+        mandatory: bool,
+    ) -> Result<(), Error> {
+        let l_type = match kind {
+            LockKind::Read => libc::F_RDLCK,
+            LockKind::Write => libc::F_WRLCK,
+        };
+        let mode = if mandatory {
+            sys::GLFS_LK_MANDATORY
+        } else {
+            sys::GLFS_LK_ADVISORY
+        };
+        self.file_lock_cmd(libc::F_SETLKW, l_type, start, len, mode)
+    }
+
+    /// Withdraws every client's lock request waiting at the bricks ([`File::lock_wait`])
+    /// on exactly `len` bytes at `start` (they fail with EINTR); granted locks stay: the
+    /// request of `gluster volume clear-locks VOL PATH kind blocked posix 0,START-LEN`
+    /// (`glusterfs.clrlk.tposix.kblocked.0,START-LEN`). Returns how many the bricks say
+    /// they withdrew.
+    pub fn clear_blocked_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
+        let answer = self.clear_locks("kblocked", start, len)?;
+        Ok(withdrawn_count(&answer))
     }
 
     fn posix_lock(&self, l_type: c_int, start: u64, len: u64) -> Result<(), Error> {
@@ -944,6 +989,19 @@ impl File {
 
     /// `F_SETLK` of `l_type` through `glfs_posix_lock` (advisory) or `glfs_file_lock`.
     fn file_lock(&self, l_type: c_int, start: u64, len: u64, mode: c_int) -> Result<(), Error> {
+        self.file_lock_cmd(libc::F_SETLK, l_type, start, len, mode)
+    }
+
+    /// `cmd` (`F_SETLK` or `F_SETLKW`) of `l_type` through `glfs_posix_lock` (advisory) or
+    /// `glfs_file_lock`.
+    fn file_lock_cmd(
+        &self,
+        cmd: c_int,
+        l_type: c_int,
+        start: u64,
+        len: u64,
+        mode: c_int,
+    ) -> Result<(), Error> {
         let call = if mode == sys::GLFS_LK_ADVISORY {
             "glfs_posix_lock"
         } else {
@@ -966,9 +1024,9 @@ impl File {
         // SAFETY: fd live; fl is a valid flock for the call.
         let rc = unsafe {
             if mode == sys::GLFS_LK_ADVISORY {
-                (self.sys().glfs_posix_lock)(self.fd, libc::F_SETLK, &mut fl)
+                (self.sys().glfs_posix_lock)(self.fd, cmd, &mut fl)
             } else {
-                (self.sys().glfs_file_lock)(self.fd, libc::F_SETLK, &mut fl, mode)
+                (self.sys().glfs_file_lock)(self.fd, cmd, &mut fl, mode)
             }
         };
         if rc != 0 {
@@ -1506,8 +1564,18 @@ unsafe extern "C" fn io_callback<O: Op>(
 /// `granted locks=N` in it (one per brick that cleared any; AFR joins the bricks'
 /// answers), 0 for "No locks cleared." or anything else.
 pub fn cleared_count(answer: &str) -> u32 {
+    count_of(answer, "granted locks=")
+}
+
+/// How many waiting lock requests a clear-locks answer of kind `kblocked` says went
+/// (`... posix blocked locks=N granted locks=0` per brick, summed).
+pub fn withdrawn_count(answer: &str) -> u32 {
+    count_of(answer, "blocked locks=")
+}
+
+fn count_of(answer: &str, what: &str) -> u32 {
     answer
-        .match_indices("granted locks=")
+        .match_indices(what)
         .filter_map(|(at, key)| {
             let digits: String = answer[at + key.len()..]
                 .chars()
@@ -1538,6 +1606,21 @@ mod tests {
             5
         );
         assert_eq!(cleared_count(""), 0);
+    }
+
+    #[test]
+    fn withdrawn_requests_are_counted_as_the_bricks_word_them() {
+        // Gluster 10.3's answer to `kblocked` with one request waiting (hafence-v,
+        // docs/fencing.md), and nothing waiting.
+        let one = "vm:/srv/hafence-brick/b/: posix blocked locks=1 granted locks=0";
+        assert_eq!((withdrawn_count(one), cleared_count(one)), (1, 0));
+        assert_eq!(withdrawn_count("No locks cleared."), 0);
+        assert_eq!(
+            withdrawn_count(
+                "n1:/b/: posix blocked locks=1 granted locks=0\nn2:/b/: posix blocked locks=2 granted locks=0"
+            ),
+            3
+        );
     }
 
     #[test]

@@ -576,6 +576,30 @@ pub trait BlockStore: Send + Sync {
         Err(StoreError::new(Op::Lock, ErrorKind::Unsupported))
     }
 
+    /// Takes lock `name` (metadata lock `name` exclusive, or with [`DATA_FENCE`] the data
+    /// fence, as [`BlockStore::fence_data`]) from whoever holds it, leaving no moment in
+    /// which nobody holds it: a waiting request for it is queued first, then the holder's
+    /// lock is cleared ([`BlockStore::clear_lock`]), and the request is granted in the
+    /// same step, so a request of the former holder that arrives after the clearing is
+    /// refused as one arriving before it. When the request is not granted within `wait`
+    /// (nothing was held and it was granted at once counts as granted) it is withdrawn
+    /// and `Contended` answered. glfs: a blocking lock request on a thread of its own,
+    /// then clear-locks; Gluster's locks translator grants waiting requests as it clears
+    /// (docs/fencing.md, measured on 10.3); every other store answers `Unsupported`.
+    /// Blocking: call it off the I/O path.
+    fn take_lock_over(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        wait: std::time::Duration,
+    ) -> Result<MetadataLock, LockError> {
+        let _ = (owner, wait);
+        Err(LockError::store(
+            name,
+            StoreError::new(Op::Lock, ErrorKind::Unsupported),
+        ))
+    }
+
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
     /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
     /// requests may reach them once it returns. Blocking: call it off the I/O path.
