@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off;follow-cpu=on\|off` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;linger=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off;follow-cpu=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -21,11 +21,16 @@
 //!   LUNs on the same volume and servers use one `glfs_t`. A lost connection holds requests
 //!   (up to `hold=S` seconds, default 15; then they fail with `NotConnected`) while one
 //!   background loop mounts the volume again for all its LUNs and reopens their files (see
-//!   [`GlfsStore`] and [`open_glfs_store`]).
+//!   [`GlfsStore`] and [`open_glfs_store`]). When a volume's last LUN goes, its mount stays
+//!   up, idle, for `linger=S` seconds (default 60; 0: unmount at once), and a LUN on the
+//!   same volume, servers and options in that time reuses it: no `glfs_new`/`glfs_fini`
+//!   cycle per LUN removed and added (libgfapi leaks with each); [`close_idle_mounts`]
+//!   unmounts the idle ones at shutdown.
 
 mod coherent;
 mod file;
 mod glfs;
+mod linger;
 mod lock;
 mod memory;
 mod observer;
@@ -39,6 +44,7 @@ pub use glfs::{
     ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES, MAX_JOINED_READ,
     MAX_JOINED_WRITE, READ_PART,
 };
+pub use linger::close_idle_mounts;
 pub use memory::MemoryStore;
 pub use observer::{set_volume_observer, VolumeObserver};
 
@@ -304,20 +310,31 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         Some(e) => open_err(e),
         None => timed_out(),
     })?;
-    // Waits (up to the timeout) if the shared mount is being reconnected.
-    let (vol, generation) = mount.volume().ok_or_else(timed_out)?;
-    // A file operation that finds the connection lost starts the mount's reconnect.
-    let fail = |e: gfapi::Error| {
-        if e.errno().is_some_and(|n| {
+    let lost = |e: &gfapi::Error| {
+        e.errno().is_some_and(|n| {
             store_api::StoreError::from_errno(store_api::Op::Open, n).kind
                 == store_api::ErrorKind::NotConnected
-        }) {
+        })
+    };
+    let flags = coherent::open_flags(coherent);
+    // Waits (up to the timeout) if the shared mount is being reconnected.
+    let (mut vol, mut generation) = mount.volume().ok_or_else(timed_out)?;
+    let mut opened = gfapi::File::open(&vol, &spec.path, flags);
+    if opened.as_ref().is_err_and(lost) {
+        // A mount nobody used for a while (one left idle by its last LUN, lingering) may
+        // have lost its connection unnoticed: reconnect it and try once more.
+        mount.lost(generation, None);
+        (vol, generation) = mount.volume().ok_or_else(timed_out)?;
+        opened = gfapi::File::open(&vol, &spec.path, flags);
+    }
+    // A file operation that finds the connection lost starts the mount's reconnect.
+    let fail = |e: gfapi::Error| {
+        if lost(&e) {
             mount.lost(generation, None);
         }
         open_err(e)
     };
-    let flags = coherent::open_flags(coherent);
-    let file = match gfapi::File::open(&vol, &spec.path, flags) {
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
             Some(size) => {
@@ -368,7 +385,10 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             generation,
             geometry,
             what,
-            std::time::Duration::from_secs(gopts.hold_secs),
+            (
+                std::time::Duration::from_secs(gopts.hold_secs),
+                std::time::Duration::from_secs(gopts.linger_secs),
+            ),
             flags,
         )
         .with_copy_offload(gopts.copy_offload)
