@@ -509,6 +509,13 @@ impl Link {
     }
 }
 
+/// `mount`, which a failed open leaves, lingers for `linger` if no store is on it.
+pub(crate) fn idle(mount: Arc<Mount>, linger: Duration) {
+    if mount.stores.load(Ordering::SeqCst) == 0 && !linger.is_zero() {
+        crate::linger::park(mount, linger);
+    }
+}
+
 impl Drop for Link {
     /// The last store leaving a mount lets it linger (field failure #8). Only the count of
     /// stores is touched here, never the mount's state lock: a `Link` may be dropped

@@ -310,88 +310,97 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         Some(e) => open_err(e),
         None => timed_out(),
     })?;
-    let lost = |e: &gfapi::Error| {
-        e.errno().is_some_and(|n| {
-            store_api::StoreError::from_errno(store_api::Op::Open, n).kind
-                == store_api::ErrorKind::NotConnected
-        })
-    };
-    let flags = coherent::open_flags(coherent);
-    // Waits (up to the timeout) if the shared mount is being reconnected.
-    let (mut vol, mut generation) = mount.volume().ok_or_else(timed_out)?;
-    let mut opened = gfapi::File::open(&vol, &spec.path, flags);
-    if opened.as_ref().is_err_and(lost) {
-        // A mount nobody used for a while (one left idle by its last LUN, lingering) may
-        // have lost its connection unnoticed: reconnect it and try once more.
-        mount.lost(generation, None);
-        (vol, generation) = mount.volume().ok_or_else(timed_out)?;
-        opened = gfapi::File::open(&vol, &spec.path, flags);
-    }
-    // A file operation that finds the connection lost starts the mount's reconnect.
-    let fail = |e: gfapi::Error| {
-        if lost(&e) {
+    let linger = std::time::Duration::from_secs(gopts.linger_secs);
+    let opened = (|| -> Result<Arc<GlfsStore>, OpenError> {
+        let lost = |e: &gfapi::Error| {
+            e.errno().is_some_and(|n| {
+                store_api::StoreError::from_errno(store_api::Op::Open, n).kind
+                    == store_api::ErrorKind::NotConnected
+            })
+        };
+        let flags = coherent::open_flags(coherent);
+        // Waits (up to the timeout) if the shared mount is being reconnected.
+        let (mut vol, mut generation) = mount.volume().ok_or_else(timed_out)?;
+        let mut opened = gfapi::File::open(&vol, &spec.path, flags);
+        if opened.as_ref().is_err_and(lost) {
+            // A mount nobody used for a while (one left idle by its last LUN, lingering) may
+            // have lost its connection unnoticed: reconnect it and try once more.
             mount.lost(generation, None);
+            (vol, generation) = mount.volume().ok_or_else(timed_out)?;
+            opened = gfapi::File::open(&vol, &spec.path, flags);
         }
-        open_err(e)
-    };
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
-            Some(size) => {
-                // A size that cannot be served creates nothing.
-                geometry(&what, size, block_size)?;
-                let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
-                    .map_err(fail)?;
-                // A file that cannot be given its size (the volume is full, a quota) is not
-                // left behind empty for the next open to fail on: it was created here
-                // (O_EXCL), and no gateway can have served it at size 0.
-                if let Err(e) = f.truncate(size) {
-                    drop(f);
-                    if let Err(u) = vol.unlink(&spec.path) {
-                        tracing::warn!("{what}: cannot remove the file left unsized: {u}");
-                    }
-                    return Err(fail(e));
-                }
-                f
+        // A file operation that finds the connection lost starts the mount's reconnect.
+        let fail = |e: gfapi::Error| {
+            if lost(&e) {
+                mount.lost(generation, None);
             }
-            None => {
+            open_err(e)
+        };
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
+                Some(size) => {
+                    // A size that cannot be served creates nothing.
+                    geometry(&what, size, block_size)?;
+                    let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
+                        .map_err(fail)?;
+                    // A file that cannot be given its size (the volume is full, a quota) is not
+                    // left behind empty for the next open to fail on: it was created here
+                    // (O_EXCL), and no gateway can have served it at size 0.
+                    if let Err(e) = f.truncate(size) {
+                        drop(f);
+                        if let Err(u) = vol.unlink(&spec.path) {
+                            tracing::warn!("{what}: cannot remove the file left unsized: {u}");
+                        }
+                        return Err(fail(e));
+                    }
+                    f
+                }
+                None => {
+                    return Err(OpenError::Open {
+                        what: what.clone(),
+                        reason: format!("{e} (give a create size to create it)"),
+                    })
+                }
+            },
+            Err(e) if coherent && e.errno() == Some(libc::EINVAL) => {
                 return Err(OpenError::Open {
                     what: what.clone(),
-                    reason: format!("{e} (give a create size to create it)"),
+                    reason: coherent::open_failed(&e),
                 })
             }
-        },
-        Err(e) if coherent && e.errno() == Some(libc::EINVAL) => {
-            return Err(OpenError::Open {
-                what: what.clone(),
-                reason: coherent::open_failed(&e),
-            })
+            Err(e) => return Err(fail(e)),
+        };
+        let size = file.size().map_err(fail)?;
+        drop(vol);
+        let geometry = geometry(&what, size, block_size)?;
+        if coherent {
+            coherent::check_block_size(&file, block_size, size).map_err(|reason| {
+                OpenError::Open {
+                    what: what.clone(),
+                    reason,
+                }
+            })?;
         }
-        Err(e) => return Err(fail(e)),
-    };
-    let size = file.size().map_err(fail)?;
-    drop(vol);
-    let geometry = geometry(&what, size, block_size)?;
-    if coherent {
-        coherent::check_block_size(&file, block_size, size).map_err(|reason| OpenError::Open {
-            what: what.clone(),
-            reason,
-        })?;
+        Ok(Arc::new(
+            GlfsStore::attach(
+                &mount,
+                file,
+                generation,
+                geometry,
+                what.clone(),
+                (std::time::Duration::from_secs(gopts.hold_secs), linger),
+                flags,
+            )
+            .with_copy_offload(gopts.copy_offload)
+            .with_read_part(gopts.read_part),
+        ))
+    })();
+    if opened.is_err() {
+        // A mount left with no store by a failed open (a block size refused, a missing
+        // file) lingers as one its last LUN left does: the error is not held up by
+        // glfs_fini (10 s on Gluster 10.3 here), and a second try reuses the mount.
+        glfs::idle(mount, linger);
     }
-    Ok(Arc::new(
-        GlfsStore::attach(
-            &mount,
-            file,
-            generation,
-            geometry,
-            what,
-            (
-                std::time::Duration::from_secs(gopts.hold_secs),
-                std::time::Duration::from_secs(gopts.linger_secs),
-            ),
-            flags,
-        )
-        .with_copy_offload(gopts.copy_offload)
-        .with_read_part(gopts.read_part),
-    ))
+    opened
 }

@@ -908,6 +908,25 @@ fn glfs_a_volumes_only_lun_cycled_mounts_it_once_until_the_linger_is_over() {
     assert_eq!(v.wait_for_finis(2), (2, 2));
 }
 
+/// A failed open (here a missing file and no create size) leaves the mount it made
+/// lingering too: the error is not held up by glfs_fini, and the next try reuses it.
+#[test]
+fn glfs_a_failed_open_leaves_its_mount_lingering_for_the_next_try() {
+    let v = Cycles::new("linger-failed");
+    let missing = StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{}@localhost:missing", v.volume),
+        bsopts: format!("logfile={};loglevel=7;linger=600", v.log.display()),
+        gfapi_library: Some(fake_library_path()),
+        ..Default::default()
+    };
+    let err = open_store(&missing).err().expect("no such file");
+    assert!(err.to_string().contains("give a create size"), "{err}");
+    assert_eq!(v.counts(), (1, 0), "mounted, kept");
+    drop(v.open("linger=600"));
+    assert_eq!(v.counts(), (1, 0), "the next open reused the mount");
+}
+
 /// `linger=0` unmounts the volume as soon as its last LUN goes, as before.
 #[test]
 fn glfs_linger_0_unmounts_with_the_last_lun() {
