@@ -35,8 +35,23 @@
 //! logical block `O_DIRECT` where the image has data (`glfs_lseek` `SEEK_DATA`: a read
 //! of a hole never reaches the disk, so it is checked by nobody), and EINVAL fails the
 //! open, naming the block size and the sector size found by reading larger powers of
-//! two. Not caught: an image with no data yet (nothing to read; its first write then
-//! fails), and in a replicated volume a brick other than the one that answers reads.
+//! two. An image with no data yet (field failure #16: its first write failed) has
+//! nothing to read, so the store writes one block `O_DIRECT` to a scratch file of its
+//! own on the image's bricks and removes it (`check_on_scratch`; measured on a 4Kn
+//! brick, below). Not caught: in a replicated volume a brick other than the one that
+//! answers reads (the image check), and a volume that refuses the scratch file or
+//! places it on other bricks (then nothing is decided and the store opens).
+//!
+//! Measured on Gluster 10.3 (volume `fieldfix`, one brick on XFS over a loop device of
+//! 4096-byte logical sectors), an `O_DIRECT` fd of a 1 MiB image made by `ftruncate`:
+//! reads of 512 bytes at 0 and at 512 return 512 (a hole), at and past the end 0 (end
+//! of file), after `fallocate` of 64 KiB (unwritten extents) 512; `SEEK_DATA` ENXIO;
+//! a write of 0 bytes returns 0; `glfs_statvfs` gives `f_bsize` and `f_frsize` 4096. None
+//! of that tells a 4Kn disk from a 512-byte one. A scratch file next to it
+//! (`.<image>.<suffix>`, placed on the same brick, `trusted.glusterfs.pathinfo`): with
+//! `strict-O_DIRECT` on, `O_DIRECT` writes of 512, 1024 and 2048 bytes fail EINVAL and
+//! 4096 succeeds; without it all four return their length (write-behind), and a 512-byte
+//! read of the 4096 bytes then written fails EINVAL.
 
 //!
 //! The metadata objects gateways share the reservations through (`<file>.pr`,
@@ -119,7 +134,7 @@ pub(crate) fn open_failed(e: &gfapi::Error) -> String {
 /// Largest brick sector size [`check_block_size`] looks for.
 const MAX_SECTOR_SIZE: u64 = 65536;
 
-/// Checks that a coherent image's brick takes `O_DIRECT` reads of one `block_size` block
+/// Checks that a coherent image's brick takes `O_DIRECT` I/O of one `block_size` block
 /// (see the module documentation): an `Err` names the block size and, when found, the
 /// brick disk's logical sector size. Only EINVAL is decisive; any other error (the range
 /// fenced by another gateway's mandatory lock: EAGAIN) leaves the question open, and the
@@ -135,8 +150,8 @@ pub(crate) fn check_block_size(
     }
     let data = match file.seek(0, true) {
         Ok(Some(data)) => data,
-        // Nothing written yet: no block on the disk to read.
-        Ok(None) => return Ok(()),
+        // Nothing written yet: no block on the disk to read; write one of our own.
+        Ok(None) => return check_on_scratch(file, block_size),
         // A volume without SEEK_DATA: the first block.
         Err(_) => 0,
     };
@@ -159,9 +174,15 @@ pub(crate) fn check_block_size(
     let sector = std::iter::successors(Some(block * 2), |s| Some(s * 2))
         .take_while(|&s| s <= MAX_SECTOR_SIZE && s <= size)
         .find(|&s| read(s).is_ok());
+    Err(refused(block_size, sector))
+}
+
+/// The open error of a block size below the brick disk's sector size (`sector`, when a
+/// larger power of two was found to pass).
+fn refused(block_size: u32, sector: Option<u64>) -> String {
     let found = match sector {
         Some(s) => format!("the brick disk's logical sector size, {s} bytes"),
-        None => "the brick disk's logical sector size (no O_DIRECT read of a larger power \
+        None => "the brick disk's logical sector size (no O_DIRECT I/O of a larger power \
                  of two up to 64 KiB succeeded either)"
             .to_string(),
     };
@@ -169,11 +190,150 @@ pub(crate) fn check_block_size(
         Some(s) if s <= 4096 => format!("give the LUN block_size {s}, or "),
         _ => String::new(),
     };
-    Err(format!(
+    format!(
         "logical block size {block_size} is smaller than {found}: coherent mode (a LUN \
          shared by gateways, or coherent=on) reads and writes the image O_DIRECT, which the \
          brick refuses (EINVAL) for I/O that is not in whole sectors; {fix}set the volume's \
          network.remote-dio on (the client then keeps O_DIRECT from the brick, still \
          coherent)"
-    ))
+    )
+}
+
+/// The name of the scratch file that probes the sector size next to `path`: in its
+/// directory, `.<name>.sector-probe-<pid>-<n>` (unique per opener). Gluster's
+/// distribute translator places a name of the form `.<name>.<suffix>` by `<name>` (its
+/// default `rsync-hash-regex`), so the scratch file goes to the image's bricks unless
+/// the volume's layout changed since the image was made; [`check_on_scratch`] checks
+/// that it did.
+pub(crate) fn scratch_name(path: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (dir, name) = match path.rfind('/') {
+        Some(at) => path.split_at(at + 1),
+        None => ("", path),
+    };
+    format!("{dir}.{name}.sector-probe-{}-{n}", std::process::id())
+}
+
+/// The bricks (`host:brick directory`) a `trusted.glusterfs.pathinfo` value names, in
+/// one order: `<POSIX(/b):host:/b/file>` on a distribute volume, several of them inside
+/// `(<REPLICATE:...> ...)` on a replicated one.
+pub(crate) fn bricks(pathinfo: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(pathinfo);
+    let mut found: Vec<String> = text
+        .split("<POSIX(")
+        .skip(1)
+        .filter_map(|rest| {
+            let (brick, after) = rest.split_once("):")?;
+            let (host, _) = after.split_once(':')?;
+            Some(format!("{host}:{brick}"))
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The sector size check of an image with no data yet (field failure #16): a read of a
+/// hole, or past the end, never reaches the disk, so nothing of the image can be read
+/// to check it (measured on Gluster 10.3 over a 4Kn brick: O_DIRECT reads of 512 bytes
+/// of an empty image, of a fallocated range and past its end all succeed). Writing to
+/// the image could overwrite what another gateway writes meanwhile, so the store writes
+/// one block `O_DIRECT` to a scratch file of its own ([`scratch_name`]) on the image's
+/// bricks (both files' `trusted.glusterfs.pathinfo` name the same bricks; else nothing
+/// is decided), then removes it. The mount has write-behind's `strict-O_DIRECT` on
+/// ([`strict_o_direct`]), so the write reaches the brick within the call (without it
+/// write-behind acknowledges an unaligned write and fails it later, or merges it into
+/// an aligned one). EINVAL refuses the open, as the read check does; anything else
+/// (a volume refusing new files: read-only, quota, permissions) decides nothing.
+fn check_on_scratch(file: &gfapi::File, block_size: u32) -> Result<(), String> {
+    let vol = file.volume();
+    let scratch = scratch_name(file.path());
+    let undecided = |why: &dyn std::fmt::Display| {
+        tracing::debug!(
+            "could not check the brick's sector size against the block size {block_size} \
+             (the image has no data yet): {why}"
+        );
+        Ok(())
+    };
+    let probe = match gfapi::File::create(
+        vol,
+        &scratch,
+        libc::O_RDWR | libc::O_DIRECT | libc::O_EXCL,
+        0o600,
+    ) {
+        Ok(probe) => probe,
+        Err(e) => return undecided(&format_args!("creating {scratch}: {e}")),
+    };
+    let decided = (|| {
+        let pathinfo = |path: &str| {
+            vol.getxattr(path, "trusted.glusterfs.pathinfo")
+                .map(|v| bricks(&v))
+        };
+        match (pathinfo(file.path()), pathinfo(&scratch)) {
+            (Ok(image), Ok(probe)) if !image.is_empty() && image == probe => {}
+            (Ok(image), Ok(probe)) => {
+                return undecided(&format_args!(
+                    "{scratch} is on {probe:?}, the image on {image:?}"
+                ))
+            }
+            (Err(e), _) | (_, Err(e)) => return undecided(&format_args!("pathinfo: {e}")),
+        }
+        let write = |len: u64| probe.pwrite(&vec![0u8; len as usize], 0);
+        match write(u64::from(block_size)).map_err(|e| e.errno()) {
+            Ok(()) => Ok(()),
+            Err(Some(libc::EINVAL)) => {
+                let sector =
+                    std::iter::successors(Some(u64::from(block_size) * 2), |s| Some(s * 2))
+                        .take_while(|&s| s <= MAX_SECTOR_SIZE)
+                        .find(|&s| write(s).is_ok());
+                Err(refused(block_size, sector))
+            }
+            Err(e) => undecided(&format_args!("writing {scratch}: errno {e:?}")),
+        }
+    })();
+    drop(probe);
+    if let Err(e) = vol.unlink(&scratch) {
+        tracing::warn!("cannot remove the sector size probe {scratch}: {e}");
+    }
+    decided
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_is_named_after_the_image_in_its_directory() {
+        let pid = std::process::id();
+        let a = scratch_name("/lun.img");
+        assert!(
+            a.starts_with(&format!("/.lun.img.sector-probe-{pid}-")),
+            "{a}"
+        );
+        let b = scratch_name("images/vm1.raw");
+        assert!(b.starts_with("images/.vm1.raw.sector-probe-"), "{b}");
+        assert!(scratch_name("disk").starts_with(".disk.sector-probe-"));
+        assert_ne!(
+            scratch_name("disk"),
+            scratch_name("disk"),
+            "unique per opener"
+        );
+    }
+
+    #[test]
+    fn pathinfo_names_the_bricks_in_one_order() {
+        // As Gluster 10.3 answered on the fieldfix volume (one brick on a 4Kn disk) and
+        // as the replicate translator joins its bricks' answers.
+        assert_eq!(
+            bricks(b"<POSIX(/srv/fieldfix-4kn/b):vm:/srv/fieldfix-4kn/b/ff-probe-empty.img>\0"),
+            vec!["vm:/srv/fieldfix-4kn/b".to_string()]
+        );
+        let replica = b"(<REPLICATE:v-replicate-0> <POSIX(/b2):n2:/b2/x> <POSIX(/b1):n1:/b1/x>)";
+        assert_eq!(
+            bricks(replica),
+            vec!["n1:/b1".to_string(), "n2:/b2".to_string()]
+        );
+        assert!(bricks(b"").is_empty());
+    }
 }

@@ -78,7 +78,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Drops `what` on a short-lived thread of its own: `glfs_close`/`glfs_fini` can take
 /// seconds and must not run on gfapi's callback thread or an I/O submitter.
-fn retire<T: Send + 'static>(what: T) {
+pub(crate) fn retire<T: Send + 'static>(what: T) {
     let spawned = std::thread::Builder::new()
         .name("glfs-retire".into())
         .spawn(move || drop(what));
@@ -222,6 +222,9 @@ pub(crate) struct Mount {
     hung: Arc<AtomicUsize>,
     /// Requests held by the stores on this mount (the reconnect loop hurries while any is).
     held: AtomicUsize,
+    /// Stores on this mount ([`Link`]s not yet dropped). When the last one goes, a mount
+    /// of the registry lingers (`crate::linger`) instead of being finished at once.
+    stores: AtomicUsize,
     /// `glfs_volume{volume}`: the context of the mount's own events (loss, reconnect). A
     /// root span: many LUNs and sessions share one mount.
     span: tracing::Span,
@@ -265,6 +268,9 @@ struct Link {
     current: RwLock<Option<Handle>>,
     /// How long a request may wait for a reconnect (zero: not at all).
     hold: Duration,
+    /// How long the mount stays up, idle, when this store was the last on it (bsopt
+    /// `linger`; zero: it is finished as soon as the last store goes, see `crate::linger`).
+    linger: Duration,
     /// The mount generation this store last took the data fence on
     /// ([`BlockStore::fence_data`]), [`NEVER_FENCED`] until it first does. Once fenced, a
     /// request that changes the medium goes only to the file of that generation: one held
@@ -328,7 +334,14 @@ fn changes_medium(req: &IoRequest) -> bool {
 }
 
 impl Link {
-    fn new(mount: &Arc<Mount>, path: String, open_flags: i32, hold: Duration) -> Link {
+    fn new(
+        mount: &Arc<Mount>,
+        path: String,
+        open_flags: i32,
+        hold: Duration,
+        linger: Duration,
+    ) -> Link {
+        mount.stores.fetch_add(1, Ordering::SeqCst);
         let span = tracing::info_span!(
             "glfs_store",
             volume = %mount.params.volume,
@@ -341,6 +354,7 @@ impl Link {
             open_flags,
             current: RwLock::new(None),
             hold,
+            linger,
             fenced_on: AtomicU64::new(NEVER_FENCED),
             held: Mutex::new(Held::default()),
             held_changed: Condvar::new(),
@@ -495,6 +509,24 @@ impl Link {
     }
 }
 
+/// `mount`, which a failed open leaves, lingers for `linger` if no store is on it.
+pub(crate) fn idle(mount: Arc<Mount>, linger: Duration) {
+    if mount.stores.load(Ordering::SeqCst) == 0 && !linger.is_zero() {
+        crate::linger::park(mount, linger);
+    }
+}
+
+impl Drop for Link {
+    /// The last store leaving a mount lets it linger (field failure #8). Only the count of
+    /// stores is touched here, never the mount's state lock: a `Link` may be dropped
+    /// under it (the reconnect loop upgrades and drops links while holding it).
+    fn drop(&mut self) {
+        if self.mount.stores.fetch_sub(1, Ordering::SeqCst) == 1 && !self.linger.is_zero() {
+            crate::linger::park(self.mount.clone(), self.linger);
+        }
+    }
+}
+
 /// Library, volume, servers, translator options (in one order), `batch_sched` and
 /// `follow_cpu`: stores asking for other client options get a mount of their own (gfapi's
 /// own registry, `Volume::shared_with`, still hands them one `glfs_t` when only the policy
@@ -509,8 +541,9 @@ type RegistryKey = (
 );
 type Slot = Arc<Mutex<Weak<Mount>>>;
 
-/// The mount of `params`' volume: the one already shared by other stores, else a new one
-/// (connected with the timeout; `Err(None)` is a timeout).
+/// The mount of `params`' volume: the one already shared by other stores (or left idle
+/// by the last store on it and lingering, `crate::linger`), else a new one (connected
+/// with the timeout; `Err(None)` is a timeout).
 pub(crate) fn mount(params: MountParams) -> Result<Arc<Mount>, Option<gfapi::Error>> {
     static REGISTRY: OnceLock<Mutex<HashMap<RegistryKey, Slot>>> = OnceLock::new();
     let key = (
@@ -564,7 +597,13 @@ impl Mount {
             changed: Condvar::new(),
             hung,
             held: AtomicUsize::new(0),
+            stores: AtomicUsize::new(0),
         }
+    }
+
+    /// `glfs_volume{volume}`, the span of the mount's own events.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The live volume and its generation, waiting up to the mount timeout while a
@@ -1388,22 +1427,36 @@ impl GlfsStore {
         };
         let mount = Arc::new(Mount::new(params, vol, Arc::new(AtomicUsize::new(0))));
         let hold = Duration::from_secs(crate::spec::DEFAULT_HOLD_SECS);
-        GlfsStore::attach(&mount, file, 0, geometry, description, hold, libc::O_RDWR)
+        GlfsStore::attach(
+            &mount,
+            file,
+            0,
+            geometry,
+            description,
+            (hold, Duration::ZERO),
+            libc::O_RDWR,
+        )
     }
 
     /// Serves `file`, opened on generation `generation` of `mount` with `open_flags`
     /// (which a reconnect opens it with again); requests wait up to `hold` for a
-    /// reconnect.
+    /// reconnect, and the mount stays up for `linger` once this store was the last on it.
     pub(crate) fn attach(
         mount: &Arc<Mount>,
         file: Arc<File>,
         generation: u64,
         geometry: Geometry,
         description: String,
-        hold: Duration,
+        (hold, linger): (Duration, Duration),
         open_flags: i32,
     ) -> GlfsStore {
-        let link = Arc::new(Link::new(mount, file.path().to_string(), open_flags, hold));
+        let link = Arc::new(Link::new(
+            mount,
+            file.path().to_string(),
+            open_flags,
+            hold,
+            linger,
+        ));
         let mut st = lock(&mount.state);
         st.links.push(Arc::downgrade(&link));
         if st.vol.is_some() && st.generation == generation {

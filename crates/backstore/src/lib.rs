@@ -5,7 +5,7 @@
 //! |-------------------|---------------------------------------|-------------------------------------------|
 //! | `memory`          | empty, or a size (`64M`, `1G`, bytes) | none                                      |
 //! | `file` / `rdwr`   | path of a file or block device        | `threads=N` (workers, default 4)          |
-//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off;follow-cpu=on\|off` |
+//! | `glfs`            | `volume@host[,host...]:path`          | `logfile=..;loglevel=N;transport=..;port=N;client-io-threads=on\|off;hold=S;linger=S;copy-offload=on\|off;coherent=on\|off;read-part=SIZE\|off;batch-sched=on\|off;follow-cpu=on\|off` |
 //!
 //! * `memory`: the size is `create_size` if given, else the backing-store string parsed as a
 //!   size (binary suffixes K, M, G, T).
@@ -21,11 +21,16 @@
 //!   LUNs on the same volume and servers use one `glfs_t`. A lost connection holds requests
 //!   (up to `hold=S` seconds, default 15; then they fail with `NotConnected`) while one
 //!   background loop mounts the volume again for all its LUNs and reopens their files (see
-//!   [`GlfsStore`] and [`open_glfs_store`]).
+//!   [`GlfsStore`] and [`open_glfs_store`]). When a volume's last LUN goes, its mount stays
+//!   up, idle, for `linger=S` seconds (default 60; 0: unmount at once), and a LUN on the
+//!   same volume, servers and options in that time reuses it: no `glfs_new`/`glfs_fini`
+//!   cycle per LUN removed and added (libgfapi leaks with each); [`close_idle_mounts`]
+//!   unmounts the idle ones at shutdown.
 
 mod coherent;
 mod file;
 mod glfs;
+mod linger;
 mod lock;
 mod memory;
 mod observer;
@@ -39,6 +44,7 @@ pub use glfs::{
     ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES, MAX_JOINED_READ,
     MAX_JOINED_WRITE, READ_PART,
 };
+pub use linger::close_idle_mounts;
 pub use memory::MemoryStore;
 pub use observer::{set_volume_observer, VolumeObserver};
 
@@ -304,74 +310,97 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         Some(e) => open_err(e),
         None => timed_out(),
     })?;
-    // Waits (up to the timeout) if the shared mount is being reconnected.
-    let (vol, generation) = mount.volume().ok_or_else(timed_out)?;
-    // A file operation that finds the connection lost starts the mount's reconnect.
-    let fail = |e: gfapi::Error| {
-        if e.errno().is_some_and(|n| {
-            store_api::StoreError::from_errno(store_api::Op::Open, n).kind
-                == store_api::ErrorKind::NotConnected
-        }) {
+    let linger = std::time::Duration::from_secs(gopts.linger_secs);
+    let opened = (|| -> Result<Arc<GlfsStore>, OpenError> {
+        let lost = |e: &gfapi::Error| {
+            e.errno().is_some_and(|n| {
+                store_api::StoreError::from_errno(store_api::Op::Open, n).kind
+                    == store_api::ErrorKind::NotConnected
+            })
+        };
+        let flags = coherent::open_flags(coherent);
+        // Waits (up to the timeout) if the shared mount is being reconnected.
+        let (mut vol, mut generation) = mount.volume().ok_or_else(timed_out)?;
+        let mut opened = gfapi::File::open(&vol, &spec.path, flags);
+        if opened.as_ref().is_err_and(lost) {
+            // A mount nobody used for a while (one left idle by its last LUN, lingering) may
+            // have lost its connection unnoticed: reconnect it and try once more.
             mount.lost(generation, None);
+            (vol, generation) = mount.volume().ok_or_else(timed_out)?;
+            opened = gfapi::File::open(&vol, &spec.path, flags);
         }
-        open_err(e)
-    };
-    let flags = coherent::open_flags(coherent);
-    let file = match gfapi::File::open(&vol, &spec.path, flags) {
-        Ok(f) => f,
-        Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
-            Some(size) => {
-                // A size that cannot be served creates nothing.
-                geometry(&what, size, block_size)?;
-                let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
-                    .map_err(fail)?;
-                // A file that cannot be given its size (the volume is full, a quota) is not
-                // left behind empty for the next open to fail on: it was created here
-                // (O_EXCL), and no gateway can have served it at size 0.
-                if let Err(e) = f.truncate(size) {
-                    drop(f);
-                    if let Err(u) = vol.unlink(&spec.path) {
-                        tracing::warn!("{what}: cannot remove the file left unsized: {u}");
-                    }
-                    return Err(fail(e));
-                }
-                f
+        // A file operation that finds the connection lost starts the mount's reconnect.
+        let fail = |e: gfapi::Error| {
+            if lost(&e) {
+                mount.lost(generation, None);
             }
-            None => {
+            open_err(e)
+        };
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
+                Some(size) => {
+                    // A size that cannot be served creates nothing.
+                    geometry(&what, size, block_size)?;
+                    let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
+                        .map_err(fail)?;
+                    // A file that cannot be given its size (the volume is full, a quota) is not
+                    // left behind empty for the next open to fail on: it was created here
+                    // (O_EXCL), and no gateway can have served it at size 0.
+                    if let Err(e) = f.truncate(size) {
+                        drop(f);
+                        if let Err(u) = vol.unlink(&spec.path) {
+                            tracing::warn!("{what}: cannot remove the file left unsized: {u}");
+                        }
+                        return Err(fail(e));
+                    }
+                    f
+                }
+                None => {
+                    return Err(OpenError::Open {
+                        what: what.clone(),
+                        reason: format!("{e} (give a create size to create it)"),
+                    })
+                }
+            },
+            Err(e) if coherent && e.errno() == Some(libc::EINVAL) => {
                 return Err(OpenError::Open {
                     what: what.clone(),
-                    reason: format!("{e} (give a create size to create it)"),
+                    reason: coherent::open_failed(&e),
                 })
             }
-        },
-        Err(e) if coherent && e.errno() == Some(libc::EINVAL) => {
-            return Err(OpenError::Open {
-                what: what.clone(),
-                reason: coherent::open_failed(&e),
-            })
+            Err(e) => return Err(fail(e)),
+        };
+        let size = file.size().map_err(fail)?;
+        drop(vol);
+        let geometry = geometry(&what, size, block_size)?;
+        if coherent {
+            coherent::check_block_size(&file, block_size, size).map_err(|reason| {
+                OpenError::Open {
+                    what: what.clone(),
+                    reason,
+                }
+            })?;
         }
-        Err(e) => return Err(fail(e)),
-    };
-    let size = file.size().map_err(fail)?;
-    drop(vol);
-    let geometry = geometry(&what, size, block_size)?;
-    if coherent {
-        coherent::check_block_size(&file, block_size, size).map_err(|reason| OpenError::Open {
-            what: what.clone(),
-            reason,
-        })?;
+        Ok(Arc::new(
+            GlfsStore::attach(
+                &mount,
+                file,
+                generation,
+                geometry,
+                what.clone(),
+                (std::time::Duration::from_secs(gopts.hold_secs), linger),
+                flags,
+            )
+            .with_copy_offload(gopts.copy_offload)
+            .with_read_part(gopts.read_part),
+        ))
+    })();
+    if opened.is_err() {
+        // A mount left with no store by a failed open (a block size refused, a missing
+        // file) lingers as one its last LUN left does: the error is not held up by
+        // glfs_fini (10 s on Gluster 10.3 here), and a second try reuses the mount.
+        glfs::idle(mount, linger);
     }
-    Ok(Arc::new(
-        GlfsStore::attach(
-            &mount,
-            file,
-            generation,
-            geometry,
-            what,
-            std::time::Duration::from_secs(gopts.hold_secs),
-            flags,
-        )
-        .with_copy_offload(gopts.copy_offload)
-        .with_read_part(gopts.read_part),
-    ))
+    opened
 }

@@ -111,7 +111,7 @@ impl GlfsSpec {
     }
 }
 
-/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;copy-offload=on|off;coherent=on|off;read-part=SIZE|off`.
+/// glfs `--bsopts`: `logfile=...;loglevel=N;transport=tcp;port=N;timeout=S;client-io-threads=on|off;hold=S;linger=S;copy-offload=on|off;coherent=on|off;read-part=SIZE|off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlfsOptions {
     /// gfapi log file (default: gfapi's own default location).
@@ -136,6 +136,12 @@ pub struct GlfsOptions {
     /// [`DEFAULT_HOLD_SECS`], below the 30 s after which initiators give up on a command,
     /// so a short outage costs latency, not errors.
     pub hold_secs: u64,
+    /// Seconds the volume's mount stays up, idle, once the last store on it is closed
+    /// (`linger=SECS`, 0 = unmount at once); default [`DEFAULT_LINGER_SECS`]. A store
+    /// opened on the same volume, servers and options meanwhile reuses it, so removing a
+    /// volume's only LUN and adding it again does not cycle `glfs_new`/`glfs_fini`, which
+    /// leaks memory in libgfapi (field failure #8; see the `linger` module).
+    pub linger_secs: u64,
     /// EXTENDED COPY between files of the volume with `glfs_copy_file_range`
     /// (`copy-offload=on`). Default off: Gluster 10.3 copies from the start of the source
     /// file whatever source offset it is given (seen by the differential test in
@@ -181,6 +187,9 @@ pub const MAX_READ_PART: u32 = 64 << 20;
 /// Default of [`GlfsOptions::hold_secs`].
 pub const DEFAULT_HOLD_SECS: u64 = 15;
 
+/// Default of [`GlfsOptions::linger_secs`].
+pub const DEFAULT_LINGER_SECS: u64 = 60;
+
 impl Default for GlfsOptions {
     fn default() -> Self {
         GlfsOptions {
@@ -191,6 +200,7 @@ impl Default for GlfsOptions {
             timeout_secs: 60,
             client_io_threads: false,
             hold_secs: DEFAULT_HOLD_SECS,
+            linger_secs: DEFAULT_LINGER_SECS,
             copy_offload: false,
             coherent: None,
             read_part: Some(crate::glfs::READ_PART),
@@ -310,6 +320,17 @@ impl GlfsOptions {
                         }
                     }
                 }
+                "linger" => {
+                    o.linger_secs = match value.parse::<u64>() {
+                        Ok(n @ 0..=86400) => n,
+                        _ => {
+                            return Err(bad_opts(
+                                opts,
+                                format!("linger {value:?} is not a number of seconds from 0 to 86400"),
+                            ))
+                        }
+                    }
+                }
                 "read-part" => {
                     o.read_part = match value {
                         "off" => None,
@@ -360,7 +381,7 @@ impl GlfsOptions {
                     return Err(bad_opts(
                         opts,
                         format!(
-                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
+                            "unknown key {other:?} (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, linger, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
                         ),
                     ))
                 }

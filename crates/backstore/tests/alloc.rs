@@ -55,8 +55,16 @@ fn write(store: &dyn BlockStore, offset: u64, data: &Bytes, fua: bool) {
     assert!(matches!(run(store, req), IoReply::Done));
 }
 
+/// Rounds of `n` requests counted; the fewest calls are what a request costs.
+const ROUNDS: usize = 3;
+
 /// (allocator calls, bytes) per request over `n` requests of `len` bytes, after a warm-up
-/// request that fills the pool.
+/// request that fills the pool: of the [`ROUNDS`] rounds, the one with the fewest calls.
+/// The count is process-wide (the stores complete on threads of their own), so a call
+/// made once by something else in the process (the test harness's own thread, a thread's
+/// first pass through a lazily set up path) can land in a round: it did once under load,
+/// 1025 calls for 1024 glfs reads, and never again in 170 runs here, loaded or not. What
+/// the test is about, an allocation per request, is in every round.
 fn allocated_per_op(
     store: &dyn BlockStore,
     len: u32,
@@ -64,12 +72,23 @@ fn allocated_per_op(
     mut op: impl FnMut(&dyn BlockStore, u64),
 ) -> (f64, usize) {
     op(store, 0);
-    let counted = alloc_count::count_process(|| {
-        for i in 0..n {
-            op(store, (i * u64::from(len)) % (SIZE - u64::from(len)));
-        }
-    });
-    (counted.calls as f64 / n as f64, counted.bytes / n as usize)
+    let rounds: Vec<alloc_count::Totals> = (0..ROUNDS)
+        .map(|_| {
+            alloc_count::count_process(|| {
+                for i in 0..n {
+                    op(store, (i * u64::from(len)) % (SIZE - u64::from(len)));
+                }
+            })
+        })
+        .collect();
+    let fewest = rounds
+        .iter()
+        .min_by_key(|t| t.calls)
+        .expect("at least one round");
+    if rounds.iter().any(|t| t.calls != fewest.calls) {
+        eprintln!("calls per round of {n} requests of {len} bytes: {rounds:?}");
+    }
+    (fewest.calls as f64 / n as f64, fewest.bytes / n as usize)
 }
 
 /// Allocator calls per command a store may make at most (reads: of 4 KiB; writes: of

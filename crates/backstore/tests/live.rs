@@ -235,8 +235,9 @@ fn live_glfs_store_suite() {
         "missing_file_without_create_size_fails_to_open",
         missing_file_without_create_size_fails_to_open,
     )];
-    // Stores on one volume share its mount, which is finished (glfs_fini, ~10 s on real
-    // Gluster) when the last of them closes; this store keeps it up between the checks.
+    // Stores on one volume share its mount, which lingers (bsopt `linger`, default 60 s)
+    // once the last of them closes and is then finished (glfs_fini, ~10 s on real
+    // Gluster); this store keeps it up between the checks whatever their timing.
     let keeper = open("keeper");
     let mut failed = Vec::new();
     for (name, check) in common::CHECKS.iter().chain(live_only) {

@@ -58,7 +58,7 @@ fn bad_glfs_specs(#[case] spec: &str, #[case] reason: &str) {
 #[test]
 fn glfs_options_parse_all_keys() {
     let o = GlfsOptions::parse(
-        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;copy-offload=on;coherent=on;read-part=1M",
+        "logfile=/var/log/g.log; loglevel=7;transport=rdma;port=24008;timeout=5;client-io-threads=on;linger=0;copy-offload=on;coherent=on;read-part=1M",
     )
     .unwrap();
     assert_eq!(
@@ -71,6 +71,7 @@ fn glfs_options_parse_all_keys() {
             timeout_secs: 5,
             client_io_threads: true,
             hold_secs: 15,
+            linger_secs: 0,
             copy_offload: true,
             coherent: Some(true),
             read_part: Some(1 << 20),
@@ -109,6 +110,15 @@ fn glfs_options_parse_all_keys() {
     );
     assert_eq!(GlfsOptions::parse("hold=0").unwrap().hold_secs, 0);
     assert_eq!(GlfsOptions::parse("hold=20").unwrap().hold_secs, 20);
+    assert_eq!(
+        GlfsOptions::default().linger_secs,
+        60,
+        "an idle mount stays a minute"
+    );
+    assert_eq!(
+        GlfsOptions::parse("linger=86400").unwrap().linger_secs,
+        86400
+    );
     assert_eq!(GlfsOptions::parse("").unwrap(), GlfsOptions::default());
     assert_eq!(GlfsOptions::default().loglevel, 5);
     assert!(!GlfsOptions::default().client_io_threads);
@@ -121,13 +131,21 @@ fn glfs_options_parse_all_keys() {
 #[rstest]
 #[case::unknown_key(
     "logfile=x;colour=blue",
-    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
+    "unknown key \"colour\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, linger, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
 )]
 #[case::client_io_threads("client-io-threads=yes", "client-io-threads \"yes\" is not on or off")]
 #[case::copy_offload("copy-offload=1", "copy-offload \"1\" is not on or off")]
 #[case::coherent("coherent=yes", "coherent \"yes\" is not on or off")]
 #[case::hold_not_a_number("hold=soon", "hold \"soon\" is not a number of seconds from 0 to 3600")]
 #[case::hold_too_long("hold=3601", "hold \"3601\" is not a number of seconds from 0 to 3600")]
+#[case::linger_not_a_number(
+    "linger=-1",
+    "linger \"-1\" is not a number of seconds from 0 to 86400"
+)]
+#[case::linger_too_long(
+    "linger=86401",
+    "linger \"86401\" is not a number of seconds from 0 to 86400"
+)]
 #[case::read_part_word(
     "read-part=on",
     "read-part \"on\" is not off or a size from 64k to 64M in multiples of 4k"
@@ -244,7 +262,7 @@ fn memory_size_comes_from_create_size_or_the_backing_store() {
 )]
 #[case::glfs_bad_option(
     opts("glfs", "v@h:d", "loglevel=3;foo=1"),
-    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
+    "invalid backing store options \"loglevel=3;foo=1\": unknown key \"foo\" (expected logfile, loglevel, transport, port, timeout, client-io-threads, hold, linger, copy-offload, coherent, read-part, batch-sched or follow-cpu)"
 )]
 #[case::bad_block_size(
     StoreOptions { block_size: Some(1000), ..opts("memory", "1M", "") },

@@ -33,6 +33,8 @@ impl Env {
     fn new() -> Env {
         static TURN: Mutex<()> = Mutex::new(());
         let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        // Mounts of an earlier test's root, left idle (they linger), are not reused.
+        backstore::close_idle_mounts();
         let root = FakeRoot::new();
         std::env::set_var(testkit::fake::ENV_ROOT, root.path());
         Env { root, _turn: turn }
@@ -751,4 +753,28 @@ fn joined_writes_that_meet_a_lost_connection_are_held_each_and_land() {
     assert_eq!(s.held_requests(), 0);
     assert_eq!(read_back(&*s, at(0), 6 * 4096), data.concat());
     assert_eq!(read_back(&*s, 0, 4096), pattern(4096, 1));
+}
+
+/// A mount left idle by its last LUN (lingering, field failure #8) that lost its
+/// connection meanwhile, unnoticed: the next LUN's open finds it lost, has it mounted
+/// again and opens, instead of failing once.
+#[test]
+fn a_lun_opened_on_an_idle_mount_that_lost_its_connection_reconnects_it_and_opens() {
+    let env = Env::new();
+    let first = env.open("idle", "lun", "linger=600");
+    write(&*first, 0, &pattern(4096, 3));
+    drop(first);
+    env.root.set_rules(&[FaultRule::on(&["open"])
+        .volume("idle")
+        .disconnect()
+        .count(1)]);
+    let again = env.open("idle", "lun", "linger=600");
+    assert_eq!(read(&*again, 0, 4096), pattern(4096, 3));
+    assert_eq!(
+        again.generation(),
+        1,
+        "opened on the mount made by the reconnect"
+    );
+    let log = std::fs::read_to_string(env.log_path()).unwrap();
+    assert_eq!(log.matches("volume mounted from").count(), 2, "{log}");
 }

@@ -853,6 +853,162 @@ fn glfs_stores_on_one_volume_share_and_survive_each_other() {
     assert_eq!(read(&*b.store, 0, 512), pattern(512, 12));
 }
 
+// ---- idle mounts linger (field failure #8: glfs_new/glfs_fini cycles leak) ----
+
+/// A volume of its own under the fake's root (no other test mounts it), and the fake's
+/// log of its mounts: the fake writes one line per `glfs_init` ("volume mounted from")
+/// and per `glfs_fini` ("fini") to the `logfile` given at INFO (`loglevel=7`).
+struct Cycles {
+    volume: String,
+    log: PathBuf,
+}
+
+impl Cycles {
+    fn new(name: &str) -> Cycles {
+        let volume = unique(name);
+        std::fs::create_dir_all(fake_root().join(&volume)).unwrap();
+        let log = fake_root().join(format!("{volume}.log"));
+        Cycles { volume, log }
+    }
+
+    /// Opens the volume's only LUN (`disk`, created at the first open) with `linger`.
+    fn open(&self, linger: &str) -> std::sync::Arc<dyn store_api::BlockStore> {
+        open_store(&StoreOptions {
+            bstype: "glfs".into(),
+            backing_store: format!("{}@localhost:disk", self.volume),
+            bsopts: format!("logfile={};loglevel=7;{linger}", self.log.display()),
+            create_size: Some(SIZE),
+            gfapi_library: Some(fake_library_path()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// (`glfs_init` calls, `glfs_fini` calls) on the volume so far.
+    fn counts(&self) -> (usize, usize) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let suffix = |s: &str| log.lines().filter(|l| l.ends_with(s)).count();
+        let mounts = log
+            .lines()
+            .filter(|l| l.contains(": volume mounted from "))
+            .count();
+        (mounts, suffix(": fini"))
+    }
+
+    /// Waits (up to a minute: a loaded machine) until the fake logged `fini` calls.
+    fn wait_for_finis(&self, finis: usize) -> (usize, usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.counts().1 < finis && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.counts()
+    }
+}
+
+/// Removing a volume's only LUN and adding it again, over and over, mounts the volume
+/// once: the idle mount lingers and is reused; once its linger is over it is unmounted,
+/// and the next LUN mounts it anew.
+#[test]
+fn glfs_a_volumes_only_lun_cycled_mounts_it_once_until_the_linger_is_over() {
+    let v = Cycles::new("linger");
+    for seed in 0..8u8 {
+        let store = v.open("linger=2");
+        if seed > 0 {
+            assert_eq!(
+                read(&*store, 0, 512),
+                pattern(512, seed - 1),
+                "cycle {seed}"
+            );
+        }
+        write(&*store, 0, &pattern(512, seed));
+        drop(store);
+    }
+    assert_eq!(
+        v.counts(),
+        (1, 0),
+        "8 add/remove cycles: one glfs_init, no glfs_fini"
+    );
+    assert_eq!(
+        v.wait_for_finis(1),
+        (1, 1),
+        "the idle mount is finished once its linger is over"
+    );
+    let store = v.open("linger=2");
+    assert_eq!(read(&*store, 0, 512), pattern(512, 7));
+    assert_eq!(
+        v.counts(),
+        (2, 1),
+        "after the linger the volume is mounted anew"
+    );
+    drop(store);
+    assert_eq!(v.wait_for_finis(2), (2, 2));
+}
+
+/// A failed open (here a missing file and no create size) leaves the mount it made
+/// lingering too: the error is not held up by glfs_fini, and the next try reuses it.
+#[test]
+fn glfs_a_failed_open_leaves_its_mount_lingering_for_the_next_try() {
+    let v = Cycles::new("linger-failed");
+    let missing = StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{}@localhost:missing", v.volume),
+        bsopts: format!("logfile={};loglevel=7;linger=600", v.log.display()),
+        gfapi_library: Some(fake_library_path()),
+        ..Default::default()
+    };
+    let err = open_store(&missing).err().expect("no such file");
+    assert!(err.to_string().contains("give a create size"), "{err}");
+    assert_eq!(v.counts(), (1, 0), "mounted, kept");
+    drop(v.open("linger=600"));
+    assert_eq!(v.counts(), (1, 0), "the next open reused the mount");
+}
+
+/// `linger=0` unmounts the volume as soon as its last LUN goes, as before.
+#[test]
+fn glfs_linger_0_unmounts_with_the_last_lun() {
+    let v = Cycles::new("no-linger");
+    for _ in 0..3 {
+        drop(v.open("linger=0"));
+    }
+    assert_eq!(
+        v.counts(),
+        (3, 3),
+        "a mount per LUN opened, finished as it closes"
+    );
+}
+
+/// At shutdown the idle mounts are finished at once, not after their linger.
+#[test]
+fn glfs_idle_mounts_are_finished_at_once_at_shutdown() {
+    let v = Cycles::new("linger-shutdown");
+    drop(v.open("linger=3600"));
+    assert_eq!(v.counts(), (1, 0), "idle, kept for an hour");
+    assert!(backstore::close_idle_mounts() >= 1);
+    assert_eq!(
+        v.counts(),
+        (1, 1),
+        "finished before close_idle_mounts returned"
+    );
+}
+
+/// A mount with a LUN on it is not finished by the linger of one that left it, and
+/// lingers from when its last LUN goes.
+#[test]
+fn glfs_a_mount_in_use_outlives_the_linger_of_a_lun_that_left() {
+    let v = Cycles::new("linger-in-use");
+    drop(v.open("linger=1"));
+    let kept = v.open("linger=1");
+    std::thread::sleep(Duration::from_secs(2));
+    write(&*kept, 0, &pattern(512, 9));
+    assert_eq!(
+        v.counts(),
+        (1, 0),
+        "still mounted, once, while a LUN is on it"
+    );
+    drop(kept);
+    assert_eq!(v.wait_for_finis(1), (1, 1));
+}
+
 #[test]
 fn glfs_file_size_not_a_block_multiple_is_rounded_down() {
     fake_root();

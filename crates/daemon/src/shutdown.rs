@@ -34,7 +34,8 @@ impl std::fmt::Display for Unfinished {
 }
 
 /// Flushes every store of `targets`, then drops `targets` (closing the stores whose last
-/// reference it held), on a thread of its own; waits at most `limit` for that.
+/// reference it held) and unmounts the glfs mounts left idle (`backstore::close_idle_mounts`:
+/// they would otherwise linger), on a thread of its own; waits at most `limit` for that.
 pub fn close_stores(targets: Arc<Targets>, limit: Duration) -> Result<(), Unfinished> {
     let deadline = Instant::now() + limit;
     let stores = targets.stores();
@@ -72,6 +73,8 @@ pub fn close_stores(targets: Arc<Targets>, limit: Duration) -> Result<(), Unfini
             }
             drop(stores);
             drop(targets);
+            // The glfs mounts left with no LUN linger (field failure #8): unmount them now.
+            backstore::close_idle_mounts();
             let _ = done_tx.send(());
         });
     if let Err(err) = spawned {

@@ -1158,3 +1158,75 @@ fn after_a_store_swap_a_read_waits_for_the_old_stores_write_and_returns_its_data
         assert_eq!(read.join().unwrap().unwrap(), pattern(2, 512));
     });
 }
+
+/// Field failure #8: removing a volume's only LUN and adding it again (an operator's or a
+/// script's cycle) mounts the volume once, not once per cycle (libgfapi leaks with every
+/// `glfs_new`/`glfs_fini`): the idle mount lingers and the next LUN reuses it. At
+/// shutdown the idle mount is unmounted at once. Counted in the fake's log of the mount
+/// (one line per `glfs_init`, one per `glfs_fini`).
+#[test]
+fn a_volumes_only_lun_removed_and_added_again_mounts_the_volume_once() {
+    use testkit::fake::FakeRoot;
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let gfapi_log = setup.dir.path().join("gfapi.log");
+    let bsopts = format!("logfile={};loglevel=7", gfapi_log.display());
+    let lib = fake_library();
+    let mut daemon = Running::start(
+        &[
+            "--config",
+            setup.config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+            "--gfapi-library",
+            lib.to_str().unwrap(),
+        ],
+        &[("GFAPI_FAKE_ROOT", root.path())],
+    );
+    ok(socket, &["target", "add", B]);
+    let counts = || {
+        let log = std::fs::read_to_string(&gfapi_log).unwrap_or_default();
+        let mounts = log.matches(": volume mounted from ").count();
+        let finis = log.lines().filter(|l| l.ends_with(": fini")).count();
+        (mounts, finis)
+    };
+    for cycle in 0..5u8 {
+        ok(
+            socket,
+            &[
+                "lun",
+                "add",
+                B,
+                "0",
+                "--bstype",
+                "glfs",
+                "--backing-store",
+                "vol@127.0.0.2:lun.img",
+                "--bsopts",
+                &bsopts,
+                "--size",
+                "1M",
+            ],
+        );
+        let mut ini = login_as(&daemon, B, "iqn.2026-11.io.example:cycler", None).unwrap();
+        let _ = ini.test_unit_ready();
+        if cycle > 0 {
+            assert_eq!(ini.read10(0, 1, BLOCK).unwrap(), pattern(cycle - 1, 512));
+        }
+        ini.write10(0, &pattern(cycle, 512), BLOCK).unwrap();
+        drop(ini);
+        ok(socket, &["lun", "remove", B, "0", "--force"]);
+    }
+    assert_eq!(
+        counts(),
+        (1, 0),
+        "five add/remove cycles: one glfs_init, no glfs_fini"
+    );
+    daemon.terminate();
+    assert!(daemon
+        .wait_exit(std::time::Duration::from_secs(60))
+        .is_some_and(|s| s.success()));
+    assert_eq!(counts(), (1, 1), "the idle mount is unmounted at shutdown");
+}

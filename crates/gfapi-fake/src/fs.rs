@@ -842,10 +842,14 @@ impl FdInner {
 
     /// Gluster's write-behind acknowledges a write before the brick has done it and
     /// reports the brick's failure later, once, on the next fsync/fdatasync of the fd.
-    /// Returns whether `errno` was kept for then (false on an `O_SYNC`/`O_DSYNC` fd,
-    /// whose writes are not acknowledged early). The first error is the one reported.
+    /// Returns whether `errno` was kept for then (false on an fd whose writes pass
+    /// write-behind by, [`FdInner::passes_write_behind`]: `O_SYNC`/`O_DSYNC`, or
+    /// `O_DIRECT` on a mount with `strict-O_DIRECT`, whose writes are not acknowledged
+    /// early; measured on Gluster 10.3 over a 4Kn brick: an `O_DIRECT` write of 512
+    /// bytes fails EINVAL in the call with `strict-O_DIRECT` on, returns 512 without).
+    /// The first error is the one reported.
     pub fn defer_write_error(&self, errno: i32) -> bool {
-        if self.sync_writes {
+        if self.passes_write_behind() {
             return false;
         }
         lock(&self.pending_error).get_or_insert(errno);

@@ -46,11 +46,31 @@ thread_local! {
 
 static GLOBAL: Pool = Pool::new(MAX_WORKERS, spawn_thread);
 
-/// Starts a real worker thread.
+/// Starts a real worker thread. It runs on the CPUs the first worker was started with,
+/// whichever thread's submission starts it: gfapi's own threads are started by the
+/// mount, and a thread that submits (say one confined to a CPU) never passes its CPUs on
+/// to them. Without that a worker the pool grows by while such a thread submits would
+/// inherit its affinity (seen as `backstore::suite`'s follow-cpu=off check finding a
+/// completion on the submitter's CPU under load).
 pub fn spawn_thread(p: &'static Pool) -> std::io::Result<()> {
+    static ORIGIN: std::sync::OnceLock<Option<libc::cpu_set_t>> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| {
+        // SAFETY: an all-zero cpu_set_t is valid; sched_getaffinity writes at most its size.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: pid 0 is the calling thread; `set` is a cpu_set_t of the size passed.
+        let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+        (rc == 0).then_some(set)
+    });
     std::thread::Builder::new()
         .name("gfapi-fake-io".into())
-        .spawn(move || p.work())
+        .spawn(move || {
+            if let Some(set) = origin {
+                // SAFETY: pid 0 is this thread; `set` is a valid cpu_set_t of the size
+                // passed. A failure leaves the inherited CPUs, as before.
+                unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+            }
+            p.work()
+        })
         .map(|_| ())
 }
 

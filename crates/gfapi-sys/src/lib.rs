@@ -274,6 +274,18 @@ pub type glfs_fgetxattr_fn = unsafe extern "C" fn(
     size: size_t,
 ) -> ssize_t;
 
+/// `ssize_t glfs_getxattr(glfs_t *, const char *path, const char *name, void *value,
+/// size_t size)` (GFAPI_3.4.0): the value of extended attribute `name` of `path`; how a
+/// client asks which bricks hold a file (`trusted.glusterfs.pathinfo`, answered on a path
+/// only).
+pub type glfs_getxattr_fn = unsafe extern "C" fn(
+    fs: *mut glfs_t,
+    path: *const c_char,
+    name: *const c_char,
+    value: *mut c_void,
+    size: size_t,
+) -> ssize_t;
+
 /// The library name the loader searches for when no path is given.
 pub const DEFAULT_LIBRARY: &str = "libgfapi.so.0";
 
@@ -334,6 +346,7 @@ pub struct Library {
     pub glfs_file_lock: glfs_file_lock_fn,
     pub glfs_fd_set_lkowner: glfs_fd_set_lkowner_fn,
     pub glfs_fgetxattr: glfs_fgetxattr_fn,
+    pub glfs_getxattr: glfs_getxattr_fn,
     name: String,
     // Keeps the code behind the pointers mapped; last so it drops after nothing else.
     _lib: libloading::os::unix::Library,
@@ -406,6 +419,7 @@ impl Library {
                 glfs_file_lock: r.get("glfs_file_lock", None)?,
                 glfs_fd_set_lkowner: r.get("glfs_fd_set_lkowner", None)?,
                 glfs_fgetxattr: r.get("glfs_fgetxattr", None)?,
+                glfs_getxattr: r.get("glfs_getxattr", None)?,
                 name,
                 _lib: lib,
             })

@@ -437,6 +437,35 @@ impl Volume {
         Ok(())
     }
 
+    /// `glfs_getxattr(path, name)`: the value of extended attribute `name` of `path` (at
+    /// most 64 KiB), e.g. `trusted.glusterfs.pathinfo`, which names the bricks holding
+    /// the file (Gluster answers it on a path, not on an fd).
+    pub fn getxattr(&self, path: &str, name: &str) -> Result<Vec<u8>, Error> {
+        const CALL: &str = "glfs_getxattr";
+        let cpath = cstring(CALL, path)?;
+        let cname = cstring(CALL, name)?;
+        let mut value = vec![0u8; 64 << 10];
+        clear_errno();
+        // SAFETY: fs is live; path and name NUL-terminated; value valid for its length.
+        let n = unsafe {
+            (self.lib.sys.glfs_getxattr)(
+                self.fs,
+                cpath.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if n < 0 {
+            return Err(Error::Call {
+                call: CALL,
+                errno: last_errno(),
+            });
+        }
+        value.truncate(n as usize);
+        Ok(value)
+    }
+
     /// `glfs_unlink(path)`: removes a file of the volume.
     pub fn unlink(&self, path: &str) -> Result<(), Error> {
         let c = cstring("glfs_unlink", path)?;

@@ -62,6 +62,10 @@ impl Connection {
         match &self.phase {
             Phase::Login(_) => c.login_deadline,
             Phase::FullFeature(_) if !self.closing => match c.ping {
+                // Answered (any PDU is an answer): due at once (the last tick), so the
+                // quiet period starts again now, not once the answer's deadline is past
+                // (the next ping came after the interval plus the whole answer time).
+                Some(_) if c.heard => c.now,
                 Some((_, deadline)) => Some(deadline),
                 // Just logged in: due at once, to start the quiet period.
                 None if c.quiet_since.is_none() => c.now,

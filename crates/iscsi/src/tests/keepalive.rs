@@ -52,11 +52,15 @@ fn an_idle_connection_is_pinged_and_an_answer_keeps_it() {
         Some(t0 + 10 * S),
         "default answer time 5 s"
     );
-    // The answer comes; no response to it, and the connection lives on.
+    // The answer comes; no response to it, and the connection lives on. The driver is
+    // to tick at once (the last tick's time), so the quiet period restarts from the
+    // answer: the next ping is one interval after it, not after the answer's deadline.
     assert!(i.send(&answer(ttt, 1)).is_empty());
-    i.conn.handle_timeout(t0 + 10 * S).unwrap();
+    assert_eq!(i.conn.poll_timeout(), Some(t0 + 5 * S), "due at once");
+    i.conn.handle_timeout(t0 + 6 * S).unwrap();
     assert!(!i.conn.is_finished());
-    assert_eq!(i.conn.poll_timeout(), Some(t0 + 15 * S));
+    assert!(i.drain().is_empty());
+    assert_eq!(i.conn.poll_timeout(), Some(t0 + 11 * S));
     // A command is answered with the StatSN the ping did not use.
     i.send(&scsi_cmd(false, true, false, false, 1, 0, 1, &[0; 6], &[]));
     i.conn.complete_command(
