@@ -50,7 +50,7 @@ pub struct Memory {
 struct Data {
     shards: Vec<RwLock<Shard>>,
     /// One bit per block: allocated.
-    mapped: Vec<AtomicU64>,
+    mapped: Bits,
 }
 
 impl Data {
@@ -75,7 +75,48 @@ impl Data {
             have += n;
         }
         let words = blocks.div_ceil(64) as usize;
-        self.mapped.resize_with(words, || AtomicU64::new(0));
+        self.mapped.grow(words);
+    }
+}
+
+/// The allocation bitmap: words in a zeroed mapping of their own (see [`Zeroed`]), so
+/// that the bits of blocks nobody wrote cost no resident memory (a `Vec` of zeroed words
+/// is written at creation: 64 KiB for 256 MiB of 512-byte blocks, resident from start).
+#[derive(Default)]
+struct Bits {
+    map: Option<Zeroed>,
+    words: usize,
+}
+
+impl Bits {
+    /// At least `words` words, the new ones zero.
+    fn grow(&mut self, words: usize) {
+        if words <= self.words {
+            return;
+        }
+        let bigger = Bits {
+            map: Some(Zeroed::new(words * 8)),
+            words,
+        };
+        for (new, old) in bigger.iter().zip(self.iter()) {
+            new.store(old.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        *self = bigger;
+    }
+}
+
+impl std::ops::Deref for Bits {
+    type Target = [AtomicU64];
+    fn deref(&self) -> &[AtomicU64] {
+        match &self.map {
+            // SAFETY: a live mapping of `words * 8` bytes, page-aligned (so aligned for
+            // `AtomicU64`), zero-filled by the kernel (a valid `AtomicU64` is any bits),
+            // and only ever accessed through these atomics.
+            Some(map) => unsafe {
+                std::slice::from_raw_parts(map.ptr.as_ptr().cast::<AtomicU64>(), self.words)
+            },
+            None => &[],
+        }
     }
 }
 
