@@ -492,7 +492,8 @@ impl Memory {
         }
     }
 
-    /// Calls `f(shard, range inside the shard, range inside the request)` for each piece.
+    /// Calls `f(shard, range inside the shard, range inside the request)` for each shard
+    /// the range touches.
     fn for_each_shard(
         &self,
         offset: u64,
@@ -550,10 +551,11 @@ impl Memory {
         Ok(())
     }
 
-    /// The bytes `offset..offset + len`, pointing into the store's memory (no copy): in
-    /// parts ([`Completion::part`]) where they are not contiguous (across shards, or
-    /// around a moved piece) and `done` takes parts, else gathered into one pooled buffer
-    /// where they are not contiguous. Returns the last (or only) stretch.
+    /// The bytes `offset..offset + len`, pointing into the store's memory (no copy). Where
+    /// they are not contiguous (across shards, or around a moved piece) each stretch but
+    /// the last goes out as a part ([`Completion::part`]) when `done` takes parts, else
+    /// all are gathered into one pooled buffer. Returns the last (or only) stretch, or
+    /// the gathered buffer.
     fn read(&self, data: &Data, offset: u64, len: u32, done: &Completion) -> Bytes {
         let len = len as usize;
         let parts = done.takes_parts();
