@@ -72,10 +72,14 @@ fn a_memory_store_takes_resident_memory_only_for_what_was_written() {
         }
     }
     let created = rss_anon_kib().saturating_sub(before);
-    // What remains is the allocation bitmap (one bit per 512-byte block: 64 KiB) and
-    // the shard table; a 4 KiB allocator header in every shard would be 1024 KiB.
+    eprintln!("created {created} KiB");
+    // What remains is the shard table (per 1 MiB shard a lock, its mapping's handle and
+    // sixteen 64 KiB pieces' read counts: about 40 KiB); a 4 KiB allocator header in
+    // every shard would be 1024 KiB. The allocation bitmap (one bit per 512-byte block:
+    // 64 KiB) is a zeroed mapping of its own, resident only where blocks were written:
+    // as a `Vec` it held 64 KiB from the start (76 KiB measured here with it, 44 without).
     assert!(
-        created < 256,
+        created < 64,
         "a 256 MiB memory store with nothing written holds {created} KiB resident"
     );
 
