@@ -264,39 +264,9 @@ fn live_glfs_store_suite() {
 #[test]
 #[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
 fn live_glfs_clear_lock() {
-    let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
-        eprintln!(
-            "live_glfs_clear_lock: no volume with mandatory locks \
-             (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
-        );
-        return;
-    };
-    let (volume, host) = spec
-        .split_once('@')
-        .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
-    let path = format!("backstore-live-clear-{}.img", std::process::id());
-    let options = |servers: String, create_size| StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: format!("{volume}@{servers}:{path}"),
-        create_size,
-        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
-        shared: true,
-        ..Default::default()
-    };
-    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
-    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        common::a_stalled_holders_locks_are_cleared_and_taken(&*a, &*b)
-    }));
-    drop((a, b));
-    let lib = gfapi::Gfapi::load(None).unwrap();
-    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
-    if let Err(e) = vol.and_then(|v| v.unlink(&path)) {
-        eprintln!("cannot remove {path} from {volume}: {e}");
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    on_features_volume("live_glfs_clear_lock", "clear", 2, |s| {
+        common::a_stalled_holders_locks_are_cleared_and_taken(&*s[0], &*s[1])
+    });
 }
 
 /// `fence_data` on the live volume with mandatory locks (`GLUSTER_TEST_FEATURES_VOLUME`,
@@ -306,40 +276,9 @@ fn live_glfs_clear_lock() {
 #[test]
 #[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
 fn live_glfs_data_fence() {
-    let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
-        eprintln!(
-            "live_glfs_data_fence: no volume with mandatory locks \
-             (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
-        );
-        return;
-    };
-    let (volume, host) = spec
-        .split_once('@')
-        .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
-    let path = format!("backstore-live-fence-{}.img", std::process::id());
-    let options = |servers: String, create_size| StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: format!("{volume}@{servers}:{path}"),
-        create_size,
-        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
-        shared: true,
-        ..Default::default()
-    };
-    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
-    // The server named twice: a mount (glfs_t) of its own, as another gateway has.
-    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        common::data_fence_fences(&*a, &*b)
-    }));
-    drop((a, b));
-    let lib = gfapi::Gfapi::load(None).unwrap();
-    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
-    if let Err(e) = vol.and_then(|v| v.unlink(&path)) {
-        eprintln!("cannot remove {path} from {volume}: {e}");
-    }
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    on_features_volume("live_glfs_data_fence", "fence", 2, |s| {
+        common::data_fence_fences(&*s[0], &*s[1])
+    });
 }
 
 /// `take_lock_over` on the live volume with mandatory locks
@@ -350,9 +289,24 @@ fn live_glfs_data_fence() {
 #[test]
 #[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
 fn live_glfs_take_lock_over() {
+    on_features_volume("live_glfs_take_lock_over", "takeover", 3, |s| {
+        common::a_stalled_holders_fence_is_taken_over_with_no_gap(&*s[0], &*s[1], &*s[2])
+    });
+}
+
+/// Runs `check` on `n` shared glfs stores of one new image on the live volume with
+/// mandatory locks (`GLUSTER_TEST_FEATURES_VOLUME`), each on a mount of its own (the
+/// server named once, twice, ...: another gateway's `glfs_t`), then removes the image,
+/// also when `check` fails. Without the volume, `test` says it is left out.
+fn on_features_volume(
+    test: &str,
+    tag: &str,
+    n: usize,
+    check: impl FnOnce(&[std::sync::Arc<dyn store_api::BlockStore>]),
+) {
     let Ok(spec) = std::env::var("GLUSTER_TEST_FEATURES_VOLUME") else {
         eprintln!(
-            "live_glfs_take_lock_over: no volume with mandatory locks \
+            "{test}: no volume with mandatory locks \
              (GLUSTER_TEST_FEATURES_VOLUME unset): left out"
         );
         return;
@@ -360,22 +314,23 @@ fn live_glfs_take_lock_over() {
     let (volume, host) = spec
         .split_once('@')
         .unwrap_or_else(|| panic!("GLUSTER_TEST_FEATURES_VOLUME={spec:?} is not volume@host"));
-    let path = format!("backstore-live-takeover-{}.img", std::process::id());
-    let options = |servers: String, create_size| StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: format!("{volume}@{servers}:{path}"),
-        create_size,
-        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
-        shared: true,
-        ..Default::default()
-    };
-    let a = open_store(&options(host.to_string(), Some(SIZE))).unwrap();
-    let b = open_store(&options(format!("{host},{host}"), None)).unwrap();
-    let c = open_store(&options(format!("{host},{host},{host}"), None)).unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        common::a_stalled_holders_fence_is_taken_over_with_no_gap(&*a, &*b, &*c)
-    }));
-    drop((a, b, c));
+    let path = format!("backstore-live-{tag}-{}.img", std::process::id());
+    let stores: Vec<_> = (1..=n)
+        .map(|mounts| {
+            let servers = vec![host; mounts].join(",");
+            open_store(&StoreOptions {
+                bstype: "glfs".into(),
+                backing_store: format!("{volume}@{servers}:{path}"),
+                create_size: (mounts == 1).then_some(SIZE),
+                gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+                shared: true,
+                ..Default::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&stores)));
+    drop(stores);
     let lib = gfapi::Gfapi::load(None).unwrap();
     let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4);
     if let Err(e) = vol.and_then(|v| v.unlink(&path)) {

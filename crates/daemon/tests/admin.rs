@@ -73,6 +73,21 @@ impl Setup {
             &[],
         )
     }
+
+    /// The daemon with the fake libgfapi, its volumes under `root`.
+    fn start_on_fake(&self, root: &testkit::fake::FakeRoot) -> Running {
+        Running::start(
+            &[
+                "--config",
+                self.config.to_str().unwrap(),
+                "--control-socket",
+                self.socket.to_str().unwrap(),
+                "--gfapi-library",
+                fake_library().to_str().unwrap(),
+            ],
+            &[("GFAPI_FAKE_ROOT", root.path())],
+        )
+    }
 }
 
 #[test]
@@ -1103,18 +1118,7 @@ fn after_a_store_swap_a_read_waits_for_the_old_stores_write_and_returns_its_data
     root.create_volume("vol");
     let setup = Setup::new();
     let socket = &setup.socket;
-    let lib = fake_library();
-    let daemon = Running::start(
-        &[
-            "--config",
-            setup.config.to_str().unwrap(),
-            "--control-socket",
-            socket.to_str().unwrap(),
-            "--gfapi-library",
-            lib.to_str().unwrap(),
-        ],
-        &[("GFAPI_FAKE_ROOT", root.path())],
-    );
+    let daemon = setup.start_on_fake(&root);
     ok(socket, &["target", "add", B]);
     let glfs = [
         "--bstype",
@@ -1173,18 +1177,7 @@ fn a_volumes_only_lun_removed_and_added_again_mounts_the_volume_once() {
     let socket = &setup.socket;
     let gfapi_log = setup.dir.path().join("gfapi.log");
     let bsopts = format!("logfile={};loglevel=7", gfapi_log.display());
-    let lib = fake_library();
-    let mut daemon = Running::start(
-        &[
-            "--config",
-            setup.config.to_str().unwrap(),
-            "--control-socket",
-            socket.to_str().unwrap(),
-            "--gfapi-library",
-            lib.to_str().unwrap(),
-        ],
-        &[("GFAPI_FAKE_ROOT", root.path())],
-    );
+    let mut daemon = setup.start_on_fake(&root);
     ok(socket, &["target", "add", B]);
     let counts = || {
         let log = std::fs::read_to_string(&gfapi_log).unwrap_or_default();

@@ -113,6 +113,26 @@ fn cstring(call: &'static str, s: &str) -> Result<CString, Error> {
     })
 }
 
+/// The value a getxattr-shaped `call` writes into a buffer of `size` bytes: `get(buffer,
+/// size)` returns the length written, or a negative number with errno set.
+fn xattr_value(
+    call: &'static str,
+    size: usize,
+    get: impl FnOnce(*mut libc::c_void, usize) -> isize,
+) -> Result<Vec<u8>, Error> {
+    let mut value = vec![0u8; size];
+    clear_errno();
+    let n = get(value.as_mut_ptr().cast(), value.len());
+    if n < 0 {
+        return Err(Error::Call {
+            call,
+            errno: last_errno(),
+        });
+    }
+    value.truncate(n as usize);
+    Ok(value)
+}
+
 /// A loaded libgfapi.
 pub struct Gfapi {
     sys: sys::Library,
@@ -444,26 +464,12 @@ impl Volume {
         const CALL: &str = "glfs_getxattr";
         let cpath = cstring(CALL, path)?;
         let cname = cstring(CALL, name)?;
-        let mut value = vec![0u8; 64 << 10];
-        clear_errno();
-        // SAFETY: fs is live; path and name NUL-terminated; value valid for its length.
-        let n = unsafe {
-            (self.lib.sys.glfs_getxattr)(
-                self.fs,
-                cpath.as_ptr(),
-                cname.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if n < 0 {
-            return Err(Error::Call {
-                call: CALL,
-                errno: last_errno(),
-            });
-        }
-        value.truncate(n as usize);
-        Ok(value)
+        xattr_value(CALL, 64 << 10, |value, size| {
+            // SAFETY: fs is live; path and name NUL-terminated; value valid for size bytes.
+            unsafe {
+                (self.lib.sys.glfs_getxattr)(self.fs, cpath.as_ptr(), cname.as_ptr(), value, size)
+            }
+        })
     }
 
     /// `glfs_unlink(path)`: removes a file of the volume.
@@ -953,24 +959,10 @@ impl File {
         }
         let key = CString::new(format!("glusterfs.clrlk.tposix.{kind}.0,{start}-{len}"))
             .expect("no NUL in a formatted key");
-        let mut value = vec![0u8; 4096];
-        clear_errno();
-        // SAFETY: fd live; key NUL-terminated; value valid for its length.
-        let n = unsafe {
-            (self.sys().glfs_fgetxattr)(
-                self.fd,
-                key.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if n < 0 {
-            return Err(Error::Call {
-                call: CALL,
-                errno: last_errno(),
-            });
-        }
-        value.truncate(n as usize);
+        let value = xattr_value(CALL, 4096, |value, size| {
+            // SAFETY: fd live; key NUL-terminated; value valid for size bytes.
+            unsafe { (self.sys().glfs_fgetxattr)(self.fd, key.as_ptr(), value, size) }
+        })?;
         Ok(String::from_utf8_lossy(&value).into_owned())
     }
 
