@@ -165,14 +165,7 @@ fn shadow_of(f: &FdInner, locker: &Locker) -> Res<c_int> {
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(io)?;
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .open(&p)
-        .map_err(io)?;
+    let file = open_lock_file(&p).map_err(io)?;
     let raw = file.as_raw_fd();
     *s = Some(file);
     Ok(raw)
@@ -311,14 +304,7 @@ fn ranged_of(f: &FdInner, locker: &Locker, vol: &Path, c: &Cleared) -> Res<c_int
     if let Some(file) = r.get(&(c.start, c.len, c.generation)) {
         return Ok(file.as_raw_fd());
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .open(ranged_path(vol, f, c)?)
-        .map_err(io_errno)?;
+    let file = open_lock_file(&ranged_path(vol, f, c)?).map_err(io_errno)?;
     let raw = file.as_raw_fd();
     r.insert((c.start, c.len, c.generation), file);
     Ok(raw)
@@ -728,4 +714,16 @@ pub unsafe extern "C" fn glfs_fd_set_lkowner(
         *lock(&f.lk_owner) = owner;
         Ok(0)
     })
+}
+
+/// The host file whose `fcntl` locks stand for a lock family's locks: opened read-write,
+/// created (mode 0666) when missing, never truncated.
+fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .open(path)
 }

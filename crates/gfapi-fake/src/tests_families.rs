@@ -268,24 +268,7 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
         adv.l_start = 100;
         adv.l_len = 1;
         assert_eq!(crate::locks::glfs_posix_lock(a, libc::F_SETLK, &mut adv), 0);
-        let w = |fd, byte: u8| {
-            let buf = [byte; 4];
-            let r = glfs_pwrite(
-                fd,
-                buf.as_ptr().cast(),
-                4,
-                0,
-                0,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
-            if r < 0 {
-                -errno()
-            } else {
-                r as i32
-            }
-        };
-        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        assert_eq!(write4(b, b'b'), -libc::EAGAIN);
         assert_eq!(setlk(b, libc::F_WRLCK, true), (-1, libc::EAGAIN));
 
         // another range than the lock's clears nothing; neither do bad requests
@@ -305,7 +288,7 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
             fgetxattr(b, "glusterfs.clrlk.tposix.kwhatever.0,0-10"),
             Err(libc::EINVAL)
         );
-        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        assert_eq!(write4(b, b'b'), -libc::EAGAIN);
 
         // B clears A's mandatory lock (the answer as the brick words it) and takes it
         let answer = fgetxattr(b, "glusterfs.clrlk.tposix.kgranted.0,0-10").unwrap();
@@ -318,9 +301,9 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
             Ok("No locks cleared.")
         );
         assert_eq!(setlk(b, libc::F_WRLCK, true), (0, 0));
-        assert_eq!(w(b, b'b'), 4);
+        assert_eq!(write4(b, b'b'), 4);
         // A, resumed, is fenced out: its writes and reads are refused, its lock request too
-        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+        assert_eq!(write4(a, b'a'), -libc::EAGAIN);
         let mut buf = [0u8; 4];
         let r = glfs_pread(a, buf.as_mut_ptr().cast(), 4, 0, 0, std::ptr::null_mut());
         assert_eq!((r, errno()), (-1, libc::EAGAIN));
@@ -334,16 +317,16 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
         assert_eq!(q.l_type, libc::F_WRLCK as i16);
         // A letting go of what it no longer holds does not free B's lock
         assert_eq!(setlk(a, libc::F_UNLCK, true), (0, 0));
-        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+        assert_eq!(write4(a, b'a'), -libc::EAGAIN);
         // cleared again: the next generation; B's lock goes, A may take it
         let answer = fgetxattr(a, "glusterfs.clrlk.tposix.kall.0,0-10").unwrap();
         assert!(answer.ends_with("granted locks=1"), "{answer}");
         assert_eq!(setlk(a, libc::F_WRLCK, true), (0, 0));
-        assert_eq!(w(a, b'a'), 4);
-        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        assert_eq!(write4(a, b'a'), 4);
+        assert_eq!(write4(b, b'b'), -libc::EAGAIN);
         // closing A's fd lets go of the lock on the range file
         assert_eq!(glfs_close(a), 0);
-        assert_eq!(w(b, b'b'), 4);
+        assert_eq!(write4(b, b'b'), 4);
         assert_eq!(glfs_close(b), 0);
         glfs_fini(fs_b);
     }
@@ -384,6 +367,25 @@ fn a_disconnected_mounts_unlock_fails_but_its_lock_is_gone() {
     }
 }
 
+/// Four bytes `byte` written at offset 0 through `fd`: the count written, or minus errno.
+unsafe fn write4(fd: *mut glfs_fd_t, byte: u8) -> i32 {
+    let buf = [byte; 4];
+    let r = glfs_pwrite(
+        fd,
+        buf.as_ptr().cast(),
+        4,
+        0,
+        0,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    if r < 0 {
+        -errno()
+    } else {
+        r as i32
+    }
+}
+
 /// F_SETLKW of `l_type` on `[0, 10)` through `fd` (an address: raw pointers are not
 /// `Send`) on a thread of its own: its result, sent when the request returns.
 fn setlkw_on_thread(fd: usize, mandatory: bool) -> mpsc::Receiver<(i32, i32)> {
@@ -420,34 +422,17 @@ fn a_waiting_lock_request_is_granted_as_clear_locks_takes_the_lock_in_its_way() 
             waiting.recv_timeout(Duration::from_millis(300)).is_err(),
             "waits"
         );
-        let w = |fd, byte: u8| {
-            let buf = [byte; 4];
-            let r = glfs_pwrite(
-                fd,
-                buf.as_ptr().cast(),
-                4,
-                0,
-                0,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
-            if r < 0 {
-                -errno()
-            } else {
-                r as i32
-            }
-        };
         // A waiting request fences nobody: A still writes, C does not
-        assert_eq!(w(a, b'a'), 4);
-        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        assert_eq!(write4(a, b'a'), 4);
+        assert_eq!(write4(c_fd, b'c'), -libc::EAGAIN);
         // cleared: B holds it from then on, granted with no moment in between (C's
         // write right after the clearing is refused)
         let answer = fgetxattr(c_fd, "glusterfs.clrlk.tposix.kgranted.0,0-10").unwrap();
         assert!(answer.ends_with("granted locks=1"), "{answer}");
-        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        assert_eq!(write4(c_fd, b'c'), -libc::EAGAIN);
         assert_eq!(waiting.recv_timeout(Duration::from_secs(5)), Ok((0, 0)));
-        assert_eq!(w(b, b'b'), 4);
-        assert_eq!(w(a, b'a'), -libc::EAGAIN);
+        assert_eq!(write4(b, b'b'), 4);
+        assert_eq!(write4(a, b'a'), -libc::EAGAIN);
 
         // C's request waits behind B's lock and is withdrawn by clear-locks of waiting
         // requests (EINTR); B keeps its lock
@@ -465,8 +450,8 @@ fn a_waiting_lock_request_is_granted_as_clear_locks_takes_the_lock_in_its_way() 
             waiting.recv_timeout(Duration::from_secs(5)),
             Ok((-1, libc::EINTR))
         );
-        assert_eq!(w(b, b'b'), 4);
-        assert_eq!(w(c_fd, b'c'), -libc::EAGAIN);
+        assert_eq!(write4(b, b'b'), 4);
+        assert_eq!(write4(c_fd, b'c'), -libc::EAGAIN);
         assert_eq!(
             fgetxattr(a, "glusterfs.clrlk.tposix.kblocked.0,0-10").as_deref(),
             Ok("No locks cleared.")
@@ -479,8 +464,8 @@ fn a_waiting_lock_request_is_granted_as_clear_locks_takes_the_lock_in_its_way() 
         );
         assert_eq!(setlk(b, libc::F_UNLCK, true), (0, 0));
         assert_eq!(waiting.recv_timeout(Duration::from_secs(5)), Ok((0, 0)));
-        assert_eq!(w(c_fd, b'c'), 4);
-        assert_eq!(w(b, b'b'), -libc::EAGAIN);
+        assert_eq!(write4(c_fd, b'c'), 4);
+        assert_eq!(write4(b, b'b'), -libc::EAGAIN);
         for fd in [a, b, c_fd] {
             glfs_close(fd);
         }
