@@ -1145,6 +1145,7 @@ mod tests {
             scsi::RESERVATIONS_METADATA,
             crate::gateways::ACKS_METADATA,
             crate::stall::TAKEOVER,
+            crate::stall::TAKEOVER_BREAK,
         ];
         for (i, a) in names.iter().enumerate() {
             for b in &names[i + 1..] {

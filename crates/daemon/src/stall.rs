@@ -30,8 +30,9 @@
 //! no such moment on a brick (docs/fencing.md, measured on Gluster 10.3), unless the
 //! waiting request did not reach the bricks within the store's settling time (50 ms).
 //! A standby that stalls while it holds the takeover lock keeps the others out until the
-//! record has stood still for twice the bound; then the next one takes the takeover lock
-//! over in the same way.
+//! record has stood still for twice the bound; then one standby takes the takeover lock
+//! over in the same way: the one that gets [`TAKEOVER_BREAK`] without waiting and still
+//! reads the stalled version, so two that judge it stuck at once do not both go on.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +83,13 @@ pub fn parse_stall_after(s: &str) -> Result<Duration, String> {
 /// The advisory metadata lock of a LUN that a standby holds while it takes the LUN over
 /// from a stalled active gateway: one standby at a time ([`begin_takeover`]).
 pub const TAKEOVER: &str = "alua-takeover";
+
+/// The advisory metadata lock of a LUN that a standby holds, beside [`TAKEOVER`], while it
+/// takes a stuck takeover lock over and for the rest of that takeover ([`begin_takeover`]).
+/// It is only ever taken without waiting and never taken over itself: of the standbys that
+/// judge the takeover lock stuck at the same moment, one gets it and the others stay
+/// standby, so no standby clears a takeover lock that another has just taken over.
+pub const TAKEOVER_BREAK: &str = "alua-takeover-break";
 
 /// How long a standby waits for a lock it takes over (`BlockStore::take_lock_over`).
 pub const TAKE_WAIT: Duration = Duration::from_secs(5);
@@ -160,6 +168,15 @@ impl Watch {
     }
 }
 
+/// What a standby holds while it takes a LUN over ([`begin_takeover`]): the LUN's
+/// [`TAKEOVER`] lock and, when it took a stuck one over, [`TAKEOVER_BREAK`]. Both go when
+/// this drops (the takeover lock first).
+#[derive(Debug)]
+pub struct Takeover {
+    _lock: MetadataLock,
+    _breaking: Option<MetadataLock>,
+}
+
 /// Whether this standby may take LUN `lun` of `target` over from the stalled active
 /// gateway whose record version `stalled` stood still: only while it holds the LUN's
 /// [`TAKEOVER`] lock (returned; held until the record names it) and the record
@@ -167,8 +184,16 @@ impl Watch {
 /// standbys see the same heartbeat stand still; the second either finds the takeover
 /// lock held (and waits for its next round) or, once it gets it, a newer record written
 /// by the first (and stays standby): takeovers are one at a time, and none clears a lock
-/// another standby just took. A takeover lock held while the record stood still for
-/// twice `bound` (its holder stalled too) is taken over as the fence is.
+/// another standby just took.
+///
+/// A takeover lock held while the record stood still for twice `bound` (its holder
+/// stalled too) is taken over as the fence is, but only by the standby that gets
+/// [`TAKEOVER_BREAK`] without waiting, and only if the record still has the stalled
+/// version before it clears anything; it keeps that lock to the end of its takeover. So
+/// two standbys that judge the takeover lock stuck at the same moment do not both clear
+/// it and both go on (each clearing the other's lock in turn): one of them does, the
+/// other finds the breaking lock held and stays standby. Nothing here waits for a holder:
+/// every lock is tried once, and the taking over is bounded by [`TAKE_WAIT`].
 pub fn begin_takeover(
     target: &str,
     lun: u16,
@@ -177,14 +202,33 @@ pub fn begin_takeover(
     stalled: Stalled,
     bound: Duration,
     current: impl Fn() -> Option<u64>,
-) -> Option<MetadataLock> {
-    let lock = match store.lock_metadata(TAKEOVER, owner, LockMode::Exclusive, LockWait::NoWait) {
-        Ok(lock) => lock,
+) -> Option<Takeover> {
+    let try_lock = |name| store.lock_metadata(name, owner, LockMode::Exclusive, LockWait::NoWait);
+    let (lock, breaking) = match try_lock(TAKEOVER) {
+        Ok(lock) => (lock, None),
         Err(LockError::Contended { .. }) if stalled.stood >= 2 * bound => {
+            let breaking = match try_lock(TAKEOVER_BREAK) {
+                Ok(lock) => lock,
+                Err(LockError::Contended { .. }) => {
+                    tracing::info!(target = %target, lun,
+                        "another standby is taking the stuck takeover lock over: staying standby");
+                    return None;
+                }
+                Err(err) => {
+                    tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock");
+                    return None;
+                }
+            };
+            if current() != Some(stalled.version) {
+                // The takeover lock's holder finished (or the stalled gateway resumed):
+                // its lock is not stuck, and is left alone.
+                tracing::info!(target = %target, lun, "the record moved on: no takeover");
+                return None;
+            }
             tracing::warn!(target = %target, lun, stood = ?stalled.stood,
                 "another standby's takeover stands still: taking its takeover lock over");
             match store.take_lock_over(TAKEOVER, owner, TAKE_WAIT) {
-                Ok(lock) => lock,
+                Ok(lock) => (lock, Some(breaking)),
                 Err(err) => {
                     tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock over");
                     return None;
@@ -205,7 +249,10 @@ pub fn begin_takeover(
         tracing::info!(target = %target, lun, "the record moved on: no takeover");
         return None;
     }
-    Some(lock)
+    Some(Takeover {
+        _lock: lock,
+        _breaking: breaking,
+    })
 }
 
 /// The first LUN whose store's own read of its first block is refused as fenced: another
@@ -351,5 +398,151 @@ mod tests {
         assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_none());
         drop(held);
         assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_some());
+    }
+
+    /// Locks as the bricks keep them: one holder per name, and `take_lock_over` takes a
+    /// lock from whoever holds it (clear-locks, the caller's waiting request granted as it
+    /// clears), counting the clearings of a held lock. A guard whose lock was taken over
+    /// lets go of nothing when it drops.
+    #[derive(Default)]
+    struct Bricks {
+        held: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
+        grants: AtomicU64,
+        cleared: AtomicU64,
+    }
+
+    impl Bricks {
+        fn grant(&self, name: &str, owner: &LockOwner) -> MetadataLock {
+            let n = self.grants.fetch_add(1, Ordering::Relaxed);
+            self.held.lock().unwrap().insert(name.to_string(), n);
+            struct Held(
+                std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
+                String,
+                u64,
+            );
+            impl Drop for Held {
+                fn drop(&mut self) {
+                    let mut held = self.0.lock().unwrap();
+                    if held.get(&self.1) == Some(&self.2) {
+                        held.remove(&self.1);
+                    }
+                }
+            }
+            let held = Held(self.held.clone(), name.to_string(), n);
+            MetadataLock::new(name, owner, LockMode::Exclusive, held)
+        }
+    }
+
+    impl BlockStore for Bricks {
+        fn geometry(&self) -> store_api::Geometry {
+            store_api::Geometry {
+                block_size: 512,
+                num_blocks: 8,
+            }
+        }
+        fn capabilities(&self) -> store_api::Capabilities {
+            store_api::Capabilities::default()
+        }
+        fn submit(&self, _: IoRequest, done: store_api::Completion) {
+            done.complete(Err(store_api::StoreError::new(
+                store_api::Op::Read,
+                ErrorKind::Unsupported,
+            )));
+        }
+        fn describe(&self) -> String {
+            "bricks".into()
+        }
+        fn lock_metadata(
+            &self,
+            name: &str,
+            owner: &LockOwner,
+            _: LockMode,
+            _: LockWait,
+        ) -> Result<MetadataLock, LockError> {
+            if self.held.lock().unwrap().contains_key(name) {
+                return Err(LockError::Contended {
+                    name: name.into(),
+                    waited: Duration::ZERO,
+                });
+            }
+            Ok(self.grant(name, owner))
+        }
+        fn take_lock_over(
+            &self,
+            name: &str,
+            owner: &LockOwner,
+            _: Duration,
+        ) -> Result<MetadataLock, LockError> {
+            if self.held.lock().unwrap().contains_key(name) {
+                self.cleared.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(self.grant(name, owner))
+        }
+    }
+
+    /// Four gateways: A (active) stalled at record version 7; standby B took the takeover
+    /// lock and stalled too. C and D, standbys, both see version 7 stand still for twice
+    /// the bound at the same moment. Taking the stuck takeover lock over clears whoever
+    /// holds it, so if both did, D would clear C's lock and both would go on to take the
+    /// election lock and the fence over: only C (first to the breaking lock) takes it over
+    /// and goes on; D stays standby and clears nothing, also once C is done (the record
+    /// moved on).
+    #[test]
+    fn two_standbys_that_find_the_takeover_lock_stuck_at_once_take_it_over_one_at_a_time() {
+        let bricks = Bricks::default();
+        let [b, c, d] = ["gw-b", "gw-c", "gw-d"].map(|n| LockOwner::new(n).unwrap());
+        let bound = STALL_AFTER;
+        let stuck = Stalled {
+            version: 7,
+            stood: 2 * bound,
+        };
+        let version = std::cell::Cell::new(7);
+        let current = || Some(version.get());
+        let _stalled_b = begin_takeover("t", 0, &bricks, &b, stuck, bound, current).unwrap();
+        // Before twice the bound nobody takes it over.
+        let early = Stalled {
+            version: 7,
+            stood: 2 * bound - Duration::from_millis(1),
+        };
+        assert!(begin_takeover("t", 0, &bricks, &c, early, bound, current).is_none());
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 0);
+
+        let by_c = begin_takeover("t", 0, &bricks, &c, stuck, bound, current);
+        assert!(by_c.is_some());
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
+        // D, in the same moment: C's takeover is under way.
+        assert!(begin_takeover("t", 0, &bricks, &d, stuck, bound, current).is_none());
+        assert_eq!(
+            bricks.cleared.load(Ordering::Relaxed),
+            1,
+            "D cleared the takeover lock C had just taken over"
+        );
+        // C records itself (version 8) and lets go; D, still on version 7, finds the record
+        // moved on.
+        version.set(8);
+        drop(by_c);
+        assert!(begin_takeover("t", 0, &bricks, &d, stuck, bound, current).is_none());
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
+    }
+
+    /// A standby that takes the breaking lock but finds the record moved on (the stuck
+    /// takeover's holder resumed and finished) clears nothing.
+    #[test]
+    fn a_takeover_lock_is_not_taken_over_once_the_record_moved_on() {
+        let bricks = Bricks::default();
+        let [b, c] = ["gw-b", "gw-c"].map(|n| LockOwner::new(n).unwrap());
+        let bound = STALL_AFTER;
+        let stuck = Stalled {
+            version: 7,
+            stood: 2 * bound,
+        };
+        let held_by_b = begin_takeover("t", 0, &bricks, &b, stuck, bound, || Some(7)).unwrap();
+        assert!(begin_takeover("t", 0, &bricks, &c, stuck, bound, || Some(8)).is_none());
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 0);
+        // B's takeover lock is still B's, and the breaking lock was let go.
+        assert!(bricks.held.lock().unwrap().contains_key(TAKEOVER));
+        assert!(!bricks.held.lock().unwrap().contains_key(TAKEOVER_BREAK));
+        drop(held_by_b);
+        assert!(bricks.held.lock().unwrap().is_empty());
     }
 }
