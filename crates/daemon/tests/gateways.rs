@@ -1653,6 +1653,182 @@ fn live_a_stalled_active_gluster_gateway_loses_the_fence_to_the_standby_after_th
     );
 }
 
+// ---- Three gateways on one LUN: one standby at a time takes over ----
+
+/// Failover gateway `id` in target port group `group`, one of three (groups 1, 2 and 3,
+/// the other two its peers in ascending order), with the test stall bound.
+fn one_of_three(storage: &Storage, id: &str, group: u16) -> Running {
+    let own = group.to_string();
+    let bound = TEST_STALL_AFTER.as_secs().to_string();
+    let peers: Vec<String> = (1..=3u16)
+        .filter(|g| *g != group)
+        .map(|g| format!("{g}:standby"))
+        .collect();
+    let mut args = vec![
+        "--alua-group",
+        own.as_str(),
+        "--alua-failover",
+        "--alua-stall-after",
+        bound.as_str(),
+    ];
+    for peer in &peers {
+        args.extend(["--alua-peer", peer.as_str()]);
+    }
+    storage.gateway_with(id, &args)
+}
+
+/// REPORT TARGET PORT GROUPS (SPC-4 table 258: 0h active/optimized, 2h standby) as a
+/// gateway of group `own` reports it when group `active` is active: its own group first,
+/// then the others in ascending order, each group one port, relative port = group.
+fn three_groups(own: u16, active: u16) -> Vec<(u16, u8, u16)> {
+    let state = |g: u16| if g == active { 0x0 } else { 0x2 };
+    std::iter::once(own)
+        .chain((1..=3).filter(|g| *g != own))
+        .map(|g| (g, state(g), g))
+        .collect()
+}
+
+/// The block [`write_numbered`] writes for `n`.
+fn numbered_block(n: u32) -> Vec<u8> {
+    let mut block = vec![n as u8; 512];
+    block[..4].copy_from_slice(&n.to_be_bytes());
+    block
+}
+
+/// Three gateways on one LUN of the fake volume (where the fence is a mandatory lock and
+/// clear-locks and waiting lock requests are modelled): A active, B and C standby. A
+/// stalls (SIGSTOP, its connection alive, its locks kept): B and C both see its heartbeat
+/// stand still, and exactly one of them takes over (the LUN's takeover lock, then the
+/// record version checked again: `stall::begin_takeover`); the other stays standby and
+/// reports the new active gateway, through several more rounds. Writes through the new
+/// active gateway land, whole; A, resumed, lands nothing and steps down; all three then
+/// report the same active gateway.
+#[test]
+fn with_three_glfs_gateways_one_standby_takes_over_from_a_stalled_active_one() {
+    let storage = Storage::glfs();
+    let gw_a = one_of_three(&storage, "gateway-a", 1);
+    let gw_b = one_of_three(&storage, "gateway-b", 2);
+    let gw_c = one_of_three(&storage, "gateway-c", 3);
+    let logs = || format!("A: {}\nB: {}\nC: {}", gw_a.log(), gw_b.log(), gw_c.log());
+    let mut a = standby_host(&gw_a, "host-a");
+    let mut b = standby_host(&gw_b, "host-b");
+    let mut c = standby_host(&gw_c, "host-c");
+    assert_eq!(report_target_port_groups(&mut a), three_groups(1, 1));
+    wait_for_groups(&mut b, &three_groups(2, 1), logs);
+    wait_for_groups(&mut c, &three_groups(3, 1), logs);
+    assert_eq!(write_numbered(&mut a, 1), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(write_numbered(&mut b, 2), STANDBY_REFUSAL);
+    assert_eq!(write_numbered(&mut c, 2), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage), numbered_block(1));
+
+    gw_a.signal("STOP");
+    let stopped = Instant::now();
+    // Whichever of B and C reports itself active first (each host told of the change by
+    // ASYMMETRIC ACCESS STATE CHANGED, noted as it comes).
+    let (mut ua_b, mut ua_c) = (false, false);
+    let (winner, mut w, mut l, loser_group, gw_w, gw_l, ua_w, ua_l) = loop {
+        let (groups, ua) = rtpg_seeing_ua(&mut b);
+        ua_b |= ua;
+        if groups == three_groups(2, 2) {
+            break (2, b, c, 3, &gw_b, &gw_c, ua_b, ua_c);
+        }
+        let (groups, ua) = rtpg_seeing_ua(&mut c);
+        ua_c |= ua;
+        if groups == three_groups(3, 3) {
+            break (3, c, b, 2, &gw_c, &gw_b, ua_c, ua_b);
+        }
+        assert!(
+            stopped.elapsed() < TEST_STALL_AFTER + FAILOVER_BOUND,
+            "neither standby took over from the stalled gateway\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(stopped.elapsed() >= TEST_STALL_AFTER, "{}", logs());
+    // The other one reads the new record and reports the winner active, and stays
+    // standby: its rounds (every second at least) see the winner's heartbeat.
+    assert!(
+        ua_w,
+        "no ASYMMETRIC ACCESS STATE CHANGED through the new active gateway"
+    );
+    let ua = wait_for_groups_seeing_ua(&mut l, &three_groups(loser_group, winner), stopped, logs);
+    assert!(
+        ua_l || ua,
+        "no ASYMMETRIC ACCESS STATE CHANGED through the standby"
+    );
+    for _ in 0..3 {
+        std::thread::sleep(TEST_STALL_AFTER / 2);
+        assert_eq!(
+            report_target_port_groups(&mut l),
+            three_groups(loser_group, winner),
+            "{}",
+            logs()
+        );
+        assert_eq!(
+            report_target_port_groups(&mut w),
+            three_groups(winner, winner),
+            "{}",
+            logs()
+        );
+    }
+    assert!(
+        gw_w.log().contains("took the data fence over"),
+        "{}",
+        logs()
+    );
+    for never in ["took the data fence over", "holds the data fence"] {
+        assert!(!gw_l.log().contains(never), "{never}: {}", logs());
+    }
+    // Writes through the new active gateway land whole; the standby refuses.
+    assert_eq!(write_numbered(&mut w, 3), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(block_on_storage(&storage), numbered_block(3));
+    assert_eq!(write_numbered(&mut l, 4), STANDBY_REFUSAL);
+    assert_eq!(block_on_storage(&storage), numbered_block(3));
+
+    // A resumes: none of its writes lands, and it steps down.
+    gw_a.signal("CONT");
+    let resumed = Instant::now();
+    for n in 10.. {
+        let answer = write_numbered(&mut a, n);
+        assert!(
+            answer == FENCED_REFUSAL
+                || answer == STANDBY_REFUSAL
+                || answer == UA_ACCESS_STATE_CHANGED
+                || answer.0 == BUSY,
+            "a write through the resumed gateway: {answer:?}\n{}",
+            logs()
+        );
+        assert_eq!(
+            block_on_storage(&storage),
+            numbered_block(3),
+            "a write through the resumed gateway landed\n{}",
+            logs()
+        );
+        if answer == STANDBY_REFUSAL {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < FAILOVER_BOUND,
+            "A did not step down: {answer:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_groups(&mut a, &three_groups(1, winner), logs);
+    assert_eq!(
+        report_target_port_groups(&mut l),
+        three_groups(loser_group, winner)
+    );
+    assert_eq!(write_numbered(&mut w, 5), (0, 0, 0, 0), "{}", logs());
+    assert_eq!(block_on_storage(&storage), numbered_block(5));
+    assert_eq!(
+        gw_w.log().matches("holds the data fence").count(),
+        1,
+        "{}",
+        logs()
+    );
+}
+
 // ---- Failover per LUN: each LUN has an active gateway of its own ----
 
 /// The config file of failover gateway `id` in group `group` (the other `peer`)
