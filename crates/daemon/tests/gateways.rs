@@ -442,6 +442,139 @@ fn a_reset_through_one_glfs_gateway_reaches_the_other() {
     a_reset_through_one_gateway_reaches_the_other(Storage::glfs());
 }
 
+/// The commands of the session of `initiator` on the gateway whose control socket is
+/// `socket` that were handed on (to the store, or answered) and not yet answered or
+/// aborted (`admin session list`, its `in_flight`).
+fn in_flight(socket: &std::path::Path, initiator: &str) -> u64 {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(socket, &["session", "list", "--json"])).unwrap();
+    let session = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["initiator"] == initiator)
+        .unwrap_or_else(|| panic!("no session of {initiator}: {listed}"));
+    session["in_flight"].as_u64().unwrap()
+}
+
+/// LOGICAL UNIT RESET through gateway A reaches a task of gateway B's session that B's
+/// store holds (the fake volume hangs B's WRITE of LBA 16): a reset ends all tasks in all
+/// task sets of the LU (SAM-5 7.8), B's too, which B learns at its refresh rounds. With
+/// TAS 0 (Control mode page) an aborted task of another I_T nexus ends without a response
+/// (SAM-5 5.6): B's host never gets one for the write, also once the store lets it go, and
+/// its next command but those answered before B loaded the reset reports BUS DEVICE RESET
+/// FUNCTION OCCURRED (UNIT ATTENTION 6h, 29h/03h), then commands run. The write was handed
+/// to the store before the reset (B listed it in flight), and nothing recalls a request a
+/// store holds (the reset changes no reservation, so nothing is fenced): when the volume
+/// lets it go it is carried out, and the block reads as the write's data, whole, through
+/// both gateways (SAM-5 5.6 leaves an aborted command's effect on the medium open; here it
+/// is determined by the store having it).
+#[test]
+fn a_reset_through_one_glfs_gateway_aborts_a_task_the_others_store_holds() {
+    const CHECK_CONDITION: u8 = 0x02;
+    const LBA: u8 = 16;
+    let storage = Storage::glfs();
+    let Storage::Glfs(root) = &storage else {
+        unreachable!()
+    };
+    let control = tempfile::tempdir().unwrap();
+    let socket = control.path().join("b.sock");
+    let quiet = ["--nop-in-interval", "0", "--command-timeout", "0"];
+    let gw_a = storage.gateway_with("gateway-a", &quiet);
+    let mut b_args = quiet.to_vec();
+    b_args.extend(["--control-socket", socket.to_str().unwrap()]);
+    let gw_b = storage.gateway_with("gateway-b", &b_args);
+    let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
+    let initiator = "iqn.2026-11.test:host-b";
+    let mut b = RawHost::login_as(&gw_b, initiator);
+    // The new nexus's own unit attention (power on) first.
+    let mut itt = 1;
+    while b.run(&[0; 6], itt, &[]).0 != 0 {
+        itt += 1;
+        assert!(itt < 5, "TEST UNIT READY never GOOD\n{}", logs());
+    }
+    let at = u64::from(LBA) * 512;
+    let before = std::fs::read(storage.lun_file()).unwrap()[at as usize..][..512].to_vec();
+    assert_eq!(before, vec![0; 512]);
+
+    root.set_rules(&[testkit::fake::FaultRule::on(&["write"])
+        .path("/lun.img")
+        .offset(at, at + 512)
+        .hang()]);
+    let data = pattern(10, 512);
+    b.send(&[0x2A, 0, 0, 0, 0, LBA, 0, 0, 1, 0], 10, &data, 0);
+    let deadline = Instant::now() + REFRESH_PATIENCE;
+    while in_flight(&socket, initiator) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached B's store"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    reset_through(&gw_a, 5);
+    // B's host, until B loaded the reset: every answer is its TEST UNIT READY's (`run`
+    // checks the ITT), none the write's.
+    let deadline = Instant::now() + REFRESH_PATIENCE;
+    let mut itt = 20;
+    let first = loop {
+        let answer = b.run(&[0; 6], itt, &[]);
+        itt += 1;
+        if answer.0 != 0 {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never told of the reset\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        first,
+        (CHECK_CONDITION, Some((0x6, 0x29, 0x03))),
+        "BUS DEVICE RESET FUNCTION OCCURRED\n{}",
+        logs()
+    );
+    assert_eq!(b.run(&[0; 6], itt, &[]), (0, None));
+    assert_eq!(
+        in_flight(&socket, initiator),
+        0,
+        "the write was not aborted"
+    );
+
+    // The volume lets the write go: carried out, whole.
+    root.clear();
+    let deadline = Instant::now() + REFRESH_PATIENCE;
+    loop {
+        let now = std::fs::read(storage.lun_file()).unwrap()[at as usize..][..512].to_vec();
+        if now == data {
+            break;
+        }
+        assert_eq!(now, before, "neither the old block nor the write's");
+        assert!(Instant::now() < deadline, "the held write never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its completion answers nothing: the next PDU answers B's ping, then B's command.
+    send_pdu(&mut b.stream, nop_out(30, b.cmd_sn, b.exp_stat_sn), b"ping");
+    let (bhs, pong) = recv_pdu(&mut b.stream);
+    assert_eq!(
+        bhs[0] & 0x3f,
+        0x20,
+        "NOP-In, not a response to the aborted write"
+    );
+    assert_eq!((be32(&bhs[16..]), &pong[..]), (30, &b"ping"[..]));
+    assert_eq!(b.run(&[0; 6], 31, &[]), (0, None));
+    // Both gateways read the block as written.
+    let mut a = host(&gw_a, "host-a");
+    let read = [0x28, 0, 0, 0, 0, LBA, 0, 0, 1, 0];
+    assert_eq!(a.raw_command(&read, &[], 512).unwrap().data, data);
+    b.send(&read, 32, &[], 512);
+    let (bhs, read_data) = recv_pdu(&mut b.stream);
+    assert_eq!(bhs[0] & 0x3f, 0x25, "Data-In");
+    assert_eq!(read_data, data);
+}
+
 #[test]
 #[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
 fn live_a_reset_through_one_gluster_gateway_reaches_the_other() {

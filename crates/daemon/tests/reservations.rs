@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
 use testkit::fake::{FakeRoot, FaultRule};
@@ -82,67 +81,7 @@ fn a_reservation_fences_the_other_host_and_survives_a_restart() {
     assert!(read.is_good(), "{read:?}");
 }
 
-/// Host A on a raw iSCSI connection, so the test sees exactly which PDUs it gets (and
-/// which it does not): its CmdSN and ExpStatSN.
-struct RawHost {
-    stream: TcpStream,
-    cmd_sn: u32,
-    exp_stat_sn: u32,
-}
-
 impl RawHost {
-    fn login(target: &Running) -> RawHost {
-        RawHost::login_as(target, RAW_INITIATOR)
-    }
-
-    /// [`RawHost::login`] as initiator `initiator` (another initiator port).
-    fn login_as(target: &Running, initiator: &str) -> RawHost {
-        let (stream, exp_stat_sn) = raw_session_as(target.portal, IQN, initiator);
-        RawHost {
-            stream,
-            cmd_sn: 1,
-            exp_stat_sn,
-        }
-    }
-
-    /// Sends a SCSI command with `itt` and its data out immediately (RFC 7143 11.3),
-    /// without waiting for its response.
-    fn send(&mut self, cdb: &[u8], itt: u32, data_out: &[u8], read_len: u32) {
-        let write = !data_out.is_empty();
-        let len = if write {
-            data_out.len() as u32
-        } else {
-            read_len
-        };
-        let bhs = scsi_command(cdb, itt, self.cmd_sn, self.exp_stat_sn, len, write);
-        send_pdu(&mut self.stream, bhs, data_out);
-        self.cmd_sn += 1;
-    }
-
-    /// The next PDU, which must be a SCSI Response (11.4): ITT, status and, with
-    /// CHECK CONDITION, (sense key, ASC, ASCQ) from the fixed format sense data after
-    /// its 2-byte SenseLength (SPC-4 4.5.3).
-    fn response(&mut self) -> (u32, u8, Option<(u8, u8, u8)>) {
-        let (bhs, data) = recv_pdu(&mut self.stream);
-        assert_eq!(
-            bhs[0] & 0x3f,
-            0x21,
-            "SCSI Response expected, got {:#x}",
-            bhs[0]
-        );
-        self.exp_stat_sn = be32(&bhs[24..]) + 1;
-        let sense = (bhs[3] == 0x02).then(|| (data[4] & 0x0f, data[14], data[15]));
-        (be32(&bhs[16..]), bhs[3], sense)
-    }
-
-    /// Runs a command and returns its status and sense.
-    fn run(&mut self, cdb: &[u8], itt: u32, data_out: &[u8]) -> (u8, Option<(u8, u8, u8)>) {
-        self.send(cdb, itt, data_out, 0);
-        let (answered, status, sense) = self.response();
-        assert_eq!(answered, itt, "the response of the command sent");
-        (status, sense)
-    }
-
     /// PERSISTENT RESERVE OUT `sa` (SPC-4 tables 169, 171), without APTPL.
     fn prout(&mut self, itt: u32, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
         let mut p = vec![0u8; 24];
