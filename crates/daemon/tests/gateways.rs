@@ -1828,17 +1828,14 @@ fn numbered_block(n: u32) -> Vec<u8> {
     block
 }
 
-/// Three gateways on one LUN of the fake volume (where the fence is a mandatory lock and
-/// clear-locks and waiting lock requests are modelled): A active, B and C standby. A
+/// Three gateways on one LUN: A active, B and C standby. A
 /// stalls (SIGSTOP, its connection alive, its locks kept): B and C both see its heartbeat
 /// stand still, and exactly one of them takes over (the LUN's takeover lock, then the
 /// record version checked again: `stall::begin_takeover`); the other stays standby and
 /// reports the new active gateway, through several more rounds. Writes through the new
 /// active gateway land, whole; A, resumed, lands nothing and steps down; all three then
 /// report the same active gateway.
-#[test]
-fn with_three_glfs_gateways_one_standby_takes_over_from_a_stalled_active_one() {
-    let storage = Storage::glfs();
+fn with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(storage: Storage) {
     let gw_a = one_of_three(&storage, "gateway-a", 1);
     let gw_b = one_of_three(&storage, "gateway-b", 2);
     let gw_c = one_of_three(&storage, "gateway-c", 3);
@@ -1959,6 +1956,24 @@ fn with_three_glfs_gateways_one_standby_takes_over_from_a_stalled_active_one() {
         1,
         "{}",
         logs()
+    );
+}
+
+/// [`with_three_gateways_one_standby_takes_over_from_a_stalled_active_one`] on the fake
+/// volume, where the fence is a mandatory lock and clear-locks and waiting lock requests
+/// are modelled.
+#[test]
+fn with_three_glfs_gateways_one_standby_takes_over_from_a_stalled_active_one() {
+    with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(Storage::glfs());
+}
+
+/// [`with_three_gateways_one_standby_takes_over_from_a_stalled_active_one`] on the live
+/// volume with mandatory locks: three mounts, Gluster's own clear-locks.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_with_three_gluster_gateways_one_standby_takes_over_from_a_stalled_active_one() {
+    on_live_volume_with_mandatory_locks(
+        with_three_gateways_one_standby_takes_over_from_a_stalled_active_one,
     );
 }
 
