@@ -1944,7 +1944,10 @@ fn with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(storage:
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_for_groups(&mut a, &three_groups(1, winner), logs);
+    // A's host may still have a unit attention coming: A's step-down reports nobody
+    // active, then the record read in the same round the winner.
+    wait_for_groups_seeing_ua(&mut a, &three_groups(1, winner), resumed, logs);
+    // The standby's states never moved: A left the winner's record as it was.
     assert_eq!(
         report_target_port_groups(&mut l),
         three_groups(loser_group, winner)
