@@ -444,6 +444,14 @@ impl Failover {
                 Some("the data fence was lost with the volume's connection")
             } else if crate::stall::fence_taken(&[(lun, tenure.store.clone())]).is_some() {
                 Some("another gateway took the data fence (this one was stalled)")
+            } else if superseded(
+                &tenure.record,
+                read_record(name, lun, &*tenure.store).as_ref(),
+                &self.owner,
+            ) {
+                // The fence probe proved nothing (no answer in time), but the record does:
+                // a heartbeat now would write over the new active gateway's record.
+                Some("another gateway is recorded active (this one was stalled)")
             } else {
                 mark_lost
             };
@@ -870,6 +878,22 @@ fn read_record(target: &str, lun: u16, store: &dyn BlockStore) -> Option<Record>
     }
 }
 
+/// Whether the record on the volume (`on_volume`) says another gateway took LUN over from
+/// this one since it wrote `mine` (its last heartbeat): a newer version naming another
+/// gateway, or none. A record this gateway could not read, one of the former layout, or
+/// one that still names it supersedes nothing. Read before every heartbeat, so a gateway
+/// that resumes after a stall does not write its heartbeat over the new active gateway's
+/// record when its fence probe gets no answer in time.
+fn superseded(mine: &Record, on_volume: Option<&Record>, owner: &LockOwner) -> bool {
+    on_volume.is_some_and(|r| {
+        !r.target_wide
+            && r.version > mine.version
+            && r.active
+                .as_ref()
+                .is_none_or(|(_, name)| name != owner.as_str())
+    })
+}
+
 /// Checks that the mode can be used: a gateway id and an ALUA group, and LUNs whose
 /// stores have a data fence (glfs).
 pub fn check(
@@ -1062,6 +1086,36 @@ mod tests {
 
     fn key(lun: u16) -> Key {
         ("t".to_string(), lun)
+    }
+
+    #[test]
+    fn a_newer_record_naming_another_gateway_or_none_supersedes_the_heartbeat() {
+        let me = LockOwner::new("gw-a").unwrap();
+        let mine = record(7, Some((1, "gw-a")), None);
+        // Nothing read, the same record, or an older one: this gateway beats on.
+        assert!(!superseded(&mine, None, &me));
+        assert!(!superseded(&mine, Some(&mine), &me));
+        assert!(!superseded(
+            &mine,
+            Some(&record(6, Some((2, "gw-b")), None)),
+            &me
+        ));
+        // A standby took over while this one was stalled, or the LUN was let go of.
+        assert!(superseded(
+            &mine,
+            Some(&record(8, Some((2, "gw-b")), None)),
+            &me
+        ));
+        assert!(superseded(&mine, Some(&record(9, None, Some(2))), &me));
+        // Newer but naming this gateway (written by itself), or of the former layout.
+        assert!(!superseded(
+            &mine,
+            Some(&record(8, Some((1, "gw-a")), None)),
+            &me
+        ));
+        let mut old = record(9, Some((2, "gw-b")), None);
+        old.target_wide = true;
+        assert!(!superseded(&mine, Some(&old), &me));
     }
 
     #[test]
