@@ -25,6 +25,7 @@
 
 mod charts;
 mod report;
+mod rounds;
 
 pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 
@@ -32,6 +33,7 @@ use crate::progress::Progress;
 use crate::{fake, gluster, util};
 use anyhow::{bail, Context, Result};
 use report::{DigestPair, DigestResult, Load, Report, SessionsResult, WorkloadResult};
+use rounds::Round;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,8 +67,18 @@ pub struct BenchOptions {
     #[arg(long, value_enum, default_value = "fake")]
     pub volume: VolumeKind,
     /// Seconds each measurement runs (after a one-second ramp).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub seconds: u32,
+    /// Rounds per workload (1-99): each round measures every side once, one right after
+    /// the other (ceiling, ours, tgt, tgt on FUSE, tgt null, ours memory), reversed in the
+    /// next round, so a change of the machine's speed hits both sides of a ratio alike
+    /// and neither always runs first. A ratio is the median of
+    /// the rounds' ratios, shown with their min..max, and a row whose rounds fall on both
+    /// sides of its goal is "unsettled". The defaults (3 rounds of 5 s) take about 20
+    /// minutes on a 2-core machine with a live volume and every side (tgt and FUSE
+    /// included), about 15 on the fake volume (no FUSE side).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: u32,
     /// Workloads to run (randread-4k, randwrite-4k, read-64k, write-64k, read-1m,
     /// write-1m, mix-4k); all by default.
     #[arg(long = "workload", value_parser = parse_workload)]
@@ -95,9 +107,6 @@ pub struct BenchOptions {
     /// the digest cost; its verdict is the median over the pairs.
     #[arg(long, default_value_t = 5)]
     pub digest_pairs: u32,
-    /// Runs per measurement; the table shows the one with the median IOPS.
-    #[arg(long, default_value_t = 1)]
-    pub repeat: u32,
     /// Use the release binaries already built instead of building them.
     #[arg(long)]
     pub no_build: bool,
@@ -172,21 +181,23 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let glfs_sides: Vec<Side> = Side::GLFS.into_iter().filter(|s| want(*s)).collect();
     let memory_sides: Vec<Side> = Side::MEMORY.into_iter().filter(|s| want(*s)).collect();
     let digests_wanted = want(Side::OursMemory) && !opts.no_digests;
-    let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
-        + opts.sessions.len() * 2
-        + if digests_wanted {
-            opts.digest_pairs.max(1) as usize
-        } else {
-            0
-        }) as u64;
+    let total =
+        (opts.workloads.len() * (glfs_sides.len() + memory_sides.len()) * opts.rounds as usize
+            + opts.sessions.len() * 2
+            + if digests_wanted {
+                opts.digest_pairs.max(1) as usize
+            } else {
+                0
+            }) as u64;
     let progress = Progress::new("bench", total);
     progress.line(&format!(
-        "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads, {} measurements",
+        "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads in {} round(s); {} measurements",
         volume_kind_name(opts.volume),
         volume.name,
         size >> 20,
         opts.seconds,
         opts.workloads.len(),
+        opts.rounds,
         total
     ));
     let bench = Bench {
@@ -201,73 +212,107 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         bench.lay_out_file()?;
     }
 
-    let mut results: Vec<WorkloadResult> = opts
-        .workloads
-        .iter()
-        .map(|spec| WorkloadResult {
-            spec: *spec,
-            label: spec.label(),
-            sides: Vec::new(),
-        })
-        .collect();
+    // (a) every workload in rounds: each round measures every side once, one right after
+    // the other, in the order of rounds::order (forward, then reversed).
+    let sides: Vec<Side> = glfs_sides.iter().chain(&memory_sides).copied().collect();
     let mut notes = Vec::new();
-
-    // (a) the gfapi ceiling, on the client graph our store uses.
-    let mut ceiling_graph =
-        String::from("fio's gfapi_async engine on the volume's default client graph");
-    if want(Side::Ceiling) {
-        let option = match opts.volume {
-            VolumeKind::Live => match VolumeOption::set(&volume.name, CLIENT_IO_THREADS, "off") {
-                Ok(o) => {
-                    ceiling_graph = format!(
-                        "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back after), the graph our glfs store builds (write-behind in it on both sides, the file opened O_RDWR without O_DIRECT or O_SYNC by both; our store answers a FUA write, and every write while WCE=0, only after glfs_fdatasync)",
-                        o.old.as_deref().unwrap_or("unset")
-                    );
-                    Some(o)
-                }
-                Err(e) => {
-                    notes.push(format!(
-                        "could not set {CLIENT_IO_THREADS} off for the ceiling: {e:#}"
-                    ));
-                    None
-                }
-            },
-            VolumeKind::Fake => {
-                ceiling_graph =
-                    "fio's gfapi_async engine on the fake libgfapi (no client graph)".into();
-                None
-            }
-        };
-        for (spec, result) in opts.workloads.iter().zip(&mut results) {
-            let m = bench.measure(
-                &format!("{} {}", Side::Ceiling.name(), spec.label()),
-                || bench.fio(spec),
+    let mut ceiling = CeilingGraph::new(&volume);
+    let fuse = want(Side::TgtFuse).then(|| FuseMount::mount(&volume, &out_dir));
+    let mut skipped: Vec<(Side, String)> = Vec::new();
+    if let Some(Err(why)) = &fuse {
+        progress.line(&format!(
+            "[bench] {:<46} skipped: {why}",
+            Side::TgtFuse.name()
+        ));
+        skipped.push((Side::TgtFuse, why.clone()));
+    }
+    // tgt null and ours memory: one daemon each for the whole run (a fresh memory store
+    // would pay its first touch of every page inside the measurements).
+    let memory_daemons: Vec<(Side, LongLived)> = memory_sides
+        .iter()
+        .map(|&side| (side, bench.long_lived(side)))
+        .collect();
+    let mut results: Vec<WorkloadResult> = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
+    let plan = rounds::schedule(opts.workloads.len(), &sides, opts.rounds);
+    for this_round in plan.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (w, round, _) = this_round[0];
+        let spec = &opts.workloads[w];
+        let load_now = loadavg();
+        let mut runs = Vec::new();
+        for &(_, _, side) in this_round {
+            let label = format!(
+                "{} {} [{}/{}]",
+                side.name(),
+                spec.label(),
+                round + 1,
+                opts.rounds
             );
-            result.sides.push((Side::Ceiling, m));
-        }
-        drop(option);
-    }
-
-    // (b) one daemon per side, every workload on it.
-    for side in glfs_sides.iter().chain(&memory_sides).copied() {
-        if side == Side::Ceiling {
-            continue;
-        }
-        let measured = bench.on_daemon(side);
-        for (result, m) in results.iter_mut().zip(measured) {
+            let m = if let Some((_, why)) = skipped.iter().find(|(s, _)| *s == side) {
+                progress.start(&label);
+                progress.done();
+                Measured::Skipped(why.clone())
+            } else if side == Side::Ceiling {
+                match ceiling.enter() {
+                    Ok(()) => bench.measure(&label, || bench.fio(spec)),
+                    Err(why) => bench.not_measured(&label, Measured::Failed(why)),
+                }
+            } else {
+                // Every other side runs on the volume's own graph.
+                ceiling.leave();
+                match memory_daemons.iter().find(|(s, _)| *s == side) {
+                    Some((_, Ok(daemon))) => bench.measure(&label, || {
+                        let mut d = daemon.borrow_mut();
+                        let r = bench.load(&d, spec, side, 1, false);
+                        if !d.is_running() {
+                            bail!("the daemon died: {}", tail(&d.log));
+                        }
+                        r
+                    }),
+                    Some((_, Err(why))) => bench.not_measured(&label, (**why).clone()),
+                    None => {
+                        let mount = match &fuse {
+                            Some(Ok(m)) if side == Side::TgtFuse => Some(m),
+                            _ => None,
+                        };
+                        bench.measure(&label, || {
+                            let d = bench.start_daemon(side, mount)?;
+                            let mut d = d.borrow_mut();
+                            let r = bench.load(&d, spec, side, 1, false);
+                            if !d.is_running() {
+                                bail!("the daemon died: {}", tail(&d.log));
+                            }
+                            r
+                        })
+                    }
+                }
+            };
             if let Measured::Skipped(why) = &m {
-                let note = format!("{}: skipped: {why}", side.name());
-                if !notes.contains(&note) {
-                    notes.push(note);
+                if !skipped.iter().any(|(s, _)| *s == side) {
+                    skipped.push((side, why.clone()));
                 }
             }
-            result.sides.push((side, m));
+            runs.push((side, m));
+        }
+        rounds.push(Round::new(load_now, runs));
+        if round + 1 == opts.rounds {
+            let result = WorkloadResult::from_rounds(*spec, std::mem::take(&mut rounds));
+            progress.line(&round_summary(&result, opts.rounds));
+            results.push(result);
         }
     }
-    for r in &mut results {
-        r.sides
-            .sort_by_key(|(s, _)| Side::GLFS.iter().chain(&Side::MEMORY).position(|x| x == s));
+    ceiling.leave();
+    drop(memory_daemons); // kills them
+    drop(fuse);
+    for (side, why) in &skipped {
+        notes.push(format!("{}: skipped: {why}", side.name()));
     }
+    if let Some(why) = &ceiling.unusable {
+        notes.push(format!(
+            "could not set {CLIENT_IO_THREADS} off for the ceiling: {why}"
+        ));
+    }
+    let ceiling_graph = ceiling.describe();
 
     // (c) what HeaderDigest costs, on one daemon.
     let digests = digests_wanted.then(|| bench.digests());
@@ -306,6 +351,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         ceiling_graph,
         seconds: opts.seconds,
         ramp_seconds: RAMP_SECS,
+        rounds: opts.rounds,
         file_mib: size >> 20,
         load: Load {
             loadavg_start: load_start,
@@ -338,6 +384,9 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     for u in &unmet {
         eprintln!("[bench] goal not met: {u}");
     }
+    for u in report.unsettled_goals() {
+        eprintln!("[bench] goal unsettled: {u}");
+    }
     if opts.require_goals && !unmet.is_empty() {
         bail!("{} goal(s) not met", unmet.len());
     }
@@ -348,8 +397,9 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
 /// docs/ with `docs`).
 fn write_outputs(report: &Report, out_dir: &Path, docs: bool) -> Result<()> {
     println!(
-        "\n{}\n{}\n{}",
+        "\n{}\n{}\n{}\n{}",
         report.iops_tables(),
+        report.rounds_table(),
         report.detail_table(),
         report.sessions_table()
     );
@@ -640,6 +690,113 @@ impl Drop for VolumeOption {
     }
 }
 
+/// The fair ceiling's client graph: on a live volume its `performance.client-io-threads`
+/// set off for the ceiling's runs (the graph our store builds for itself) and put back
+/// before any other side runs; consecutive ceiling runs share one setting.
+struct CeilingGraph<'a> {
+    volume: &'a Volume,
+    /// Set now.
+    option: Option<VolumeOption>,
+    /// What the option was before the first time it was set (None: never set).
+    first_old: Option<Option<String>>,
+    /// Why the first attempt to set it failed: the ceiling then runs on the volume's
+    /// default graph all along (and says so).
+    unusable: Option<String>,
+}
+
+impl<'a> CeilingGraph<'a> {
+    fn new(volume: &'a Volume) -> CeilingGraph<'a> {
+        CeilingGraph {
+            volume,
+            option: None,
+            first_old: None,
+            unusable: None,
+        }
+    }
+
+    /// Before a ceiling run. A failure after the option was once set fails that run
+    /// (rather than measuring it on another graph than the other rounds).
+    fn enter(&mut self) -> Result<(), String> {
+        if self.volume.kind != VolumeKind::Live || self.option.is_some() || self.unusable.is_some()
+        {
+            return Ok(());
+        }
+        match VolumeOption::set(&self.volume.name, CLIENT_IO_THREADS, "off") {
+            Ok(o) => {
+                if self.first_old.is_none() {
+                    self.first_old = Some(o.old.clone());
+                }
+                self.option = Some(o);
+                Ok(())
+            }
+            Err(e) if self.first_old.is_none() => {
+                self.unusable = Some(format!("{e:#}"));
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "could not set {CLIENT_IO_THREADS} off for this run of the ceiling: {e:#}"
+            )),
+        }
+    }
+
+    /// Before any other side's run: the option put back.
+    fn leave(&mut self) {
+        self.option = None;
+    }
+
+    /// The graph the ceiling ran on, for the report.
+    fn describe(&self) -> String {
+        match (self.volume.kind, &self.first_old) {
+            (VolumeKind::Fake, _) => {
+                "fio's gfapi_async engine on the fake libgfapi (no client graph)".into()
+            }
+            (VolumeKind::Live, Some(old)) => format!(
+                "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back before every other side's run), the graph our glfs store builds (write-behind in it on both sides, the file opened O_RDWR without O_DIRECT or O_SYNC by both; our store answers a FUA write, and every write while WCE=0, only after glfs_fdatasync)",
+                old.as_deref().unwrap_or("unset")
+            ),
+            (VolumeKind::Live, None) => {
+                "fio's gfapi_async engine on the volume's default client graph".into()
+            }
+        }
+    }
+}
+
+/// A daemon kept for the whole run, or what its measurements give when it did not start.
+type LongLived = Result<std::cell::RefCell<Daemon>, Box<Measured>>;
+
+/// One line after a workload's rounds: each ratio's median, spread and verdict.
+fn round_summary(w: &WorkloadResult, rounds: u32) -> String {
+    let parts: Vec<String> = w
+        .ratios
+        .iter()
+        .filter_map(|r| {
+            let m = r.median?;
+            let spread = r
+                .spread()
+                .map_or(String::new(), |(lo, hi)| format!(" ({lo:.2}..{hi:.2})"));
+            let verdict = match (r.verdict, r.median_met) {
+                (Some(rounds::Verdict::Unsettled), Some(true)) => {
+                    " unsettled, median meets the goal"
+                }
+                (Some(rounds::Verdict::Unsettled), _) => " unsettled, median below the goal",
+                (Some(rounds::Verdict::Met), _) => " met",
+                (Some(rounds::Verdict::NotMet), _) => " NOT met",
+                (None, _) => "",
+            };
+            Some(format!("{} {m:.2}x{spread}{verdict}", r.comparison.name()))
+        })
+        .collect();
+    format!(
+        "[bench] {} over {rounds} round(s): {}",
+        w.label,
+        if parts.is_empty() {
+            "no ratio".to_string()
+        } else {
+            parts.join("; ")
+        }
+    )
+}
+
 /// A FUSE mount of the live volume, unmounted on drop.
 struct FuseMount {
     dir: PathBuf,
@@ -740,34 +897,30 @@ impl Bench<'_> {
         Duration::from_secs(u64::from(self.opts.seconds + RAMP_SECS)) + SLACK
     }
 
-    /// Runs one measurement (`--repeat` times) and prints its line.
-    fn measure(&self, label: &str, f: impl Fn() -> Result<Numbers>) -> Measured {
+    /// Runs one measurement and prints its line.
+    fn measure(&self, label: &str, f: impl FnOnce() -> Result<Numbers>) -> Measured {
         self.progress.start(label);
         let started = Instant::now();
-        let mut runs = Vec::new();
-        for _ in 0..self.opts.repeat.max(1) {
-            match f() {
-                Ok(n) => runs.push(n),
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    if let Some(skip) = e.downcast_ref::<util::Skipped>() {
-                        self.progress
-                            .line(&format!("[bench] {label:<46} skipped: {skip}"));
-                        self.progress.done();
-                        return Measured::Skipped(skip.to_string());
-                    }
-                    self.progress.line(&format!(
-                        "[bench] {label:<46} FAILED: {}",
-                        why.lines().next().unwrap_or("")
-                    ));
+        let n = match f() {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("{e:#}");
+                if let Some(skip) = e.downcast_ref::<util::Skipped>() {
+                    self.progress
+                        .line(&format!("[bench] {label:<46} skipped: {skip}"));
                     self.progress.done();
-                    return Measured::Failed(why);
+                    return Measured::Skipped(skip.to_string());
                 }
+                self.progress.line(&format!(
+                    "[bench] {label:<46} FAILED: {}",
+                    why.lines().next().unwrap_or("")
+                ));
+                self.progress.done();
+                return Measured::Failed(why);
             }
-        }
-        let (n, spread) = median(&mut runs);
+        };
         self.progress.line(&format!(
-            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}{}{}  ({:.0} s)",
+            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}  others {}{}  ({:.0} s)",
             report::iops(n.iops),
             n.mib_per_s,
             n.lat_us_p50,
@@ -775,10 +928,7 @@ impl Bench<'_> {
             n.lat_us_p999,
             pct(n.target_cpu_pct),
             n.target_cpu_us_per_cmd.map_or(String::new(), |us| format!("{us:.1} us/cmd")),
-            spread.map_or(String::new(), |(lo, hi)| format!(
-                "  [{} runs {lo:.0}..{hi:.0}]",
-                runs.len()
-            )),
+            pct(n.others_cpu_pct),
             if n.errors > 0 {
                 format!("  {} ERRORS", n.errors)
             } else {
@@ -788,6 +938,37 @@ impl Bench<'_> {
         ));
         self.progress.done();
         Measured::Ok(n)
+    }
+
+    /// A measurement that could not run (its daemon did not start, the ceiling's graph
+    /// could not be set): counted, and its line printed.
+    fn not_measured(&self, label: &str, why: Measured) -> Measured {
+        self.progress.start(label);
+        let line = match &why {
+            Measured::Failed(w) => format!("FAILED: {}", w.lines().next().unwrap_or("")),
+            Measured::Skipped(w) => format!("skipped: {w}"),
+            _ => "not run".into(),
+        };
+        self.progress.line(&format!("[bench] {label:<46} {line}"));
+        self.progress.done();
+        why
+    }
+
+    /// A daemon of `side` kept for the whole run, or what its measurements give when it
+    /// does not start.
+    fn long_lived(&self, side: Side) -> LongLived {
+        self.start_daemon(side, None).map_err(|e| {
+            if let Some(skip) = e.downcast_ref::<util::Skipped>() {
+                return Box::new(Measured::Skipped(skip.to_string()));
+            }
+            let why = format!("{e:#}");
+            self.progress.line(&format!(
+                "[bench] {:<46} FAILED to start: {}",
+                side.name(),
+                why.lines().next().unwrap_or("")
+            ));
+            Box::new(Measured::Failed(why))
+        })
     }
 
     /// Writes the benchmark file through gfapi (fio's sync engine), so every side
@@ -865,61 +1046,6 @@ impl Bench<'_> {
         }
         n.others_cpu_pct = sample.others_cpu_pct;
         Ok(n)
-    }
-
-    /// Starts the daemon of `side`, runs every workload on it, kills it.
-    fn on_daemon(&self, side: Side) -> Vec<Measured> {
-        let n = self.opts.workloads.len();
-        let fuse = if side == Side::TgtFuse {
-            match FuseMount::mount(self.volume, self.out_dir) {
-                Ok(m) => Some(m),
-                Err(why) => {
-                    for spec in &self.opts.workloads {
-                        self.progress
-                            .start(&format!("{} {}", side.name(), spec.label()));
-                        self.progress.done();
-                    }
-                    self.progress
-                        .line(&format!("[bench] {:<46} skipped: {why}", side.name()));
-                    return vec![Measured::Skipped(why); n];
-                }
-            }
-        } else {
-            None
-        };
-        let daemon = match self.start_daemon(side, fuse.as_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                let why = format!("{e:#}");
-                self.progress.line(&format!(
-                    "[bench] {:<46} FAILED to start: {}",
-                    side.name(),
-                    why.lines().next().unwrap_or("")
-                ));
-                for _ in 0..n {
-                    self.progress.done();
-                }
-                return vec![Measured::Failed(why); n];
-            }
-        };
-        let results = self
-            .opts
-            .workloads
-            .iter()
-            .map(|spec| {
-                self.measure(&format!("{} {}", side.name(), spec.label()), || {
-                    let mut d = daemon.borrow_mut();
-                    let r = self.load(&d, spec, side, 1, false);
-                    if !d.is_running() {
-                        bail!("the daemon died: {}", tail(&d.log));
-                    }
-                    r
-                })
-            })
-            .collect();
-        drop(daemon); // kills it
-        drop(fuse);
-        results
     }
 
     /// `sessions` sessions of 4k random reads on a fresh daemon of `side`.
@@ -1459,16 +1585,6 @@ fn tied(program: &Path) -> Command {
     }
 }
 
-/// The run with the median IOPS (errors summed over all runs), and the IOPS
-/// range when there was more than one run.
-fn median(runs: &mut [Numbers]) -> (Numbers, Option<(f64, f64)>) {
-    runs.sort_by(|a, b| a.iops.total_cmp(&b.iops));
-    let mut n = runs[runs.len() / 2].clone();
-    n.errors = runs.iter().map(|r| r.errors).sum();
-    let spread = (runs.len() > 1).then(|| (runs[0].iops, runs[runs.len() - 1].iops));
-    (n, spread)
-}
-
 /// `12%`, or `-` when unknown.
 fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.0}%"))
@@ -1709,24 +1825,6 @@ mod tests {
         std::hint::black_box(x);
         assert!(clock_ticks_per_second() >= 1.0);
         assert!(peak_rss_kib(std::process::id()).unwrap() > 0);
-    }
-
-    #[test]
-    fn median_run_and_spread() {
-        let mut runs = vec![];
-        for (iops, errors) in [(300.0, 0), (100.0, 1), (200.0, 2)] {
-            runs.push(Numbers {
-                iops,
-                errors,
-                ..Numbers::default()
-            });
-        }
-        let (n, spread) = median(&mut runs);
-        assert_eq!(n.iops, 200.0);
-        assert_eq!(n.errors, 3);
-        assert_eq!(spread, Some((100.0, 300.0)));
-        let (one, none) = median(&mut runs[..1]);
-        assert_eq!((one.iops, none), (100.0, None));
     }
 
     #[test]
