@@ -16,6 +16,14 @@
 //! on the same workloads and with 1, 8 and 64 sessions at once (aggregate IOPS and the
 //! daemon's peak resident memory, a fresh daemon per count).
 //!
+//! Each workload runs in `--rounds` rounds: every side once per round, back to back,
+//! in an order that is reversed from one round to the next (`bench/rounds.rs`), so the
+//! machine's drift hits both sides of a ratio alike; a row shows the median of the
+//! rounds' ratios with their min..max, judges its goal on the median and is "unsettled"
+//! when the rounds straddle the goal. The glfs sides get a fresh daemon per measurement
+//! (the ceiling's client-io-threads setting comes and goes between them); tgt null and
+//! ours memory one daemon each for the run.
+//!
 //! Per side: IOPS, latency p50/p99/p99.9 and fio's percentile list, and the target's
 //! CPU time per command (utime+stime from /proc/<pid>/stat over the measured window).
 //! Output: a Markdown table on stdout, `<target>/bench/results.json`, `report.md` and PNG
@@ -639,10 +647,6 @@ struct VolumeOption {
 }
 
 impl VolumeOption {
-    fn set(volume: &str, option: &'static str, value: &str) -> Result<VolumeOption> {
-        Self::set_with(gluster::gluster, volume, option, value)
-    }
-
     /// Sets `option` to `value` through `cli` and reads it back: a value the volume does
     /// not report afterwards is an error (and what was there is put back), so the bench
     /// never claims a graph it did not get.
@@ -695,6 +699,7 @@ impl Drop for VolumeOption {
 /// before any other side runs; consecutive ceiling runs share one setting.
 struct CeilingGraph<'a> {
     volume: &'a Volume,
+    cli: GlusterCli,
     /// Set now.
     option: Option<VolumeOption>,
     /// What the option was before the first time it was set (None: never set).
@@ -706,8 +711,13 @@ struct CeilingGraph<'a> {
 
 impl<'a> CeilingGraph<'a> {
     fn new(volume: &'a Volume) -> CeilingGraph<'a> {
+        Self::with_cli(volume, gluster::gluster)
+    }
+
+    fn with_cli(volume: &'a Volume, cli: GlusterCli) -> CeilingGraph<'a> {
         CeilingGraph {
             volume,
+            cli,
             option: None,
             first_old: None,
             unusable: None,
@@ -721,7 +731,7 @@ impl<'a> CeilingGraph<'a> {
         {
             return Ok(());
         }
-        match VolumeOption::set(&self.volume.name, CLIENT_IO_THREADS, "off") {
+        match VolumeOption::set_with(self.cli, &self.volume.name, CLIENT_IO_THREADS, "off") {
             Ok(o) => {
                 if self.first_old.is_none() {
                     self.first_old = Some(o.old.clone());
@@ -1837,6 +1847,11 @@ mod tests {
         }
         let opts = Cli::parse_from(["bench", "--volume", "live", "--seconds", "3"]).opts;
         assert_eq!(opts.sessions, [1, 8, 64]);
+        assert_eq!((opts.rounds, opts.seconds), (3, 3));
+        assert_eq!(Cli::parse_from(["bench"]).opts.seconds, 5);
+        assert_eq!(Cli::parse_from(["bench", "--rounds", "1"]).opts.rounds, 1);
+        assert!(Cli::try_parse_from(["bench", "--rounds", "0"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--repeat", "3"]).is_err());
         assert!(opts.workloads.is_empty() && opts.sides.is_empty());
         let opts = Cli::parse_from([
             "bench",
@@ -1938,6 +1953,96 @@ mod tests {
                 format!("volume set vol {OPT} on"),
             ]
         );
+    }
+
+    fn live_volume() -> Volume {
+        Volume {
+            kind: VolumeKind::Live,
+            name: "vol".into(),
+            env: Vec::new(),
+            library: None,
+        }
+    }
+
+    /// Over the whole schedule of two workloads in three rounds, client-io-threads is off
+    /// during every ceiling run and back on for every other side's; consecutive ceiling
+    /// runs (the end of a reversed round and the start of the next) share one setting.
+    #[test]
+    fn the_ceiling_s_graph_is_set_for_its_runs_only() {
+        fake_cli::start(Some("on"), false);
+        let volume = live_volume();
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        let mut ceiling_runs = 0;
+        for (_, _, side) in rounds::schedule(2, &rounds::ROUND_ORDER, 3) {
+            if side == Side::Ceiling {
+                g.enter().unwrap();
+                ceiling_runs += 1;
+                assert_eq!(fake_cli::value().as_deref(), Some("off"));
+            } else {
+                g.leave();
+                assert_eq!(fake_cli::value().as_deref(), Some("on"), "{side:?}");
+            }
+        }
+        g.leave();
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+        let sets = |v: &str| {
+            fake_cli::calls()
+                .iter()
+                .filter(|c| **c == format!("volume set vol {OPT} {v}"))
+                .count()
+        };
+        // Per workload: round 1's ceiling alone, rounds 2 and 3's back to back.
+        assert_eq!((ceiling_runs, sets("off"), sets("on")), (6, 4, 4));
+        assert!(
+            g.describe().contains("set off for its runs (was on;"),
+            "{}",
+            g.describe()
+        );
+        // A fake volume has no graph to set.
+        fake_cli::start(Some("on"), false);
+        let fake = Volume {
+            kind: VolumeKind::Fake,
+            ..live_volume()
+        };
+        let mut g = CeilingGraph::with_cli(&fake, fake_cli::cli);
+        g.enter().unwrap();
+        assert!(fake_cli::calls().is_empty());
+        assert!(g.describe().contains("fake libgfapi"));
+    }
+
+    #[test]
+    fn a_ceiling_graph_that_cannot_be_set_is_said_once_or_fails_the_run_that_needs_it() {
+        // Never set: every ceiling run on the default graph, and the report says so.
+        fake_cli::start(Some("on"), true);
+        let volume = live_volume();
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        g.enter().unwrap();
+        g.leave();
+        g.enter().unwrap();
+        assert!(g
+            .unusable
+            .as_deref()
+            .unwrap()
+            .contains("volume set: failed"));
+        assert_eq!(
+            g.describe(),
+            "fio's gfapi_async engine on the volume's default client graph"
+        );
+        assert_eq!(fake_cli::calls().len(), 2, "tried once");
+        // Set once, then refused: that run fails rather than measure another graph.
+        fake_cli::start(Some("on"), false);
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        g.enter().unwrap();
+        g.leave();
+        fake_cli::FAIL_SET.with(|f| *f.borrow_mut() = true);
+        let err = g.enter().unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "could not set {OPT} off for this run of the ceiling: "
+            )),
+            "{err}"
+        );
+        assert!(g.unusable.is_none());
     }
 
     #[test]
