@@ -121,7 +121,8 @@ pub struct BenchOptions {
     /// Also write docs/benchmarks.md and docs/bench/ (charts and JSON).
     #[arg(long)]
     pub docs: bool,
-    /// Fail when a goal is not met (by default only a failed measurement fails).
+    /// Fail when a goal is not met, judged on the median of the rounds (an unsettled row
+    /// whose median meets its goal passes); by default only a failed measurement fails.
     #[arg(long)]
     pub require_goals: bool,
 }
@@ -241,7 +242,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         .map(|&side| (side, bench.long_lived(side)))
         .collect();
     let mut results: Vec<WorkloadResult> = Vec::new();
-    let mut rounds: Vec<Round> = Vec::new();
+    let mut finished: Vec<Round> = Vec::new();
     let plan = rounds::schedule(opts.workloads.len(), &sides, opts.rounds);
     for this_round in plan.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
         let (w, round, _) = this_round[0];
@@ -302,9 +303,9 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
             }
             runs.push((side, m));
         }
-        rounds.push(Round::new(load_now, runs));
+        finished.push(Round::new(load_now, runs));
         if round + 1 == opts.rounds {
-            let result = WorkloadResult::from_rounds(*spec, std::mem::take(&mut rounds));
+            let result = WorkloadResult::from_rounds(*spec, std::mem::take(&mut finished));
             progress.line(&round_summary(&result, opts.rounds));
             results.push(result);
         }
@@ -775,7 +776,7 @@ impl<'a> CeilingGraph<'a> {
 type LongLived = Result<std::cell::RefCell<Daemon>, Box<Measured>>;
 
 /// One line after a workload's rounds: each ratio's median, spread and verdict.
-fn round_summary(w: &WorkloadResult, rounds: u32) -> String {
+fn round_summary(w: &WorkloadResult, count: u32) -> String {
     let parts: Vec<String> = w
         .ratios
         .iter()
@@ -797,7 +798,7 @@ fn round_summary(w: &WorkloadResult, rounds: u32) -> String {
         })
         .collect();
     format!(
-        "[bench] {} over {rounds} round(s): {}",
+        "[bench] {} over {count} round(s): {}",
         w.label,
         if parts.is_empty() {
             "no ratio".to_string()
