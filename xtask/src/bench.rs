@@ -16,6 +16,14 @@
 //! on the same workloads and with 1, 8 and 64 sessions at once (aggregate IOPS and the
 //! daemon's peak resident memory, a fresh daemon per count).
 //!
+//! Each workload runs in `--rounds` rounds: every side once per round, back to back,
+//! in an order that is reversed from one round to the next (`bench/rounds.rs`), so the
+//! machine's drift hits both sides of a ratio alike; a row shows the median of the
+//! rounds' ratios with their min..max, judges its goal on the median and is "unsettled"
+//! when the rounds straddle the goal. The glfs sides get a fresh daemon per measurement
+//! (the ceiling's client-io-threads setting comes and goes between them); tgt null and
+//! ours memory one daemon each for the run.
+//!
 //! Per side: IOPS, latency p50/p99/p99.9 and fio's percentile list, and the target's
 //! CPU time per command (utime+stime from /proc/<pid>/stat over the measured window).
 //! Output: a Markdown table on stdout, `<target>/bench/results.json`, `report.md` and PNG
@@ -25,6 +33,7 @@
 
 mod charts;
 mod report;
+mod rounds;
 
 pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 
@@ -32,6 +41,7 @@ use crate::progress::Progress;
 use crate::{fake, gluster, util};
 use anyhow::{bail, Context, Result};
 use report::{DigestPair, DigestResult, Load, Report, SessionsResult, WorkloadResult};
+use rounds::Round;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,8 +75,18 @@ pub struct BenchOptions {
     #[arg(long, value_enum, default_value = "fake")]
     pub volume: VolumeKind,
     /// Seconds each measurement runs (after a one-second ramp).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub seconds: u32,
+    /// Rounds per workload (1-99): each round measures every side once, one right after
+    /// the other (ceiling, ours, tgt, tgt on FUSE, tgt null, ours memory), reversed in the
+    /// next round, so a change of the machine's speed hits both sides of a ratio alike
+    /// and neither always runs first. A ratio is the median of
+    /// the rounds' ratios, shown with their min..max, and a row whose rounds fall on both
+    /// sides of its goal is "unsettled". The defaults (3 rounds of 5 s) take about 20
+    /// minutes on a 2-core machine with a live volume and every side (tgt and FUSE
+    /// included), about 15 on the fake volume (no FUSE side).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: u32,
     /// Workloads to run (randread-4k, randwrite-4k, read-64k, write-64k, read-1m,
     /// write-1m, mix-4k); all by default.
     #[arg(long = "workload", value_parser = parse_workload)]
@@ -95,16 +115,14 @@ pub struct BenchOptions {
     /// the digest cost; its verdict is the median over the pairs.
     #[arg(long, default_value_t = 5)]
     pub digest_pairs: u32,
-    /// Runs per measurement; the table shows the one with the median IOPS.
-    #[arg(long, default_value_t = 1)]
-    pub repeat: u32,
     /// Use the release binaries already built instead of building them.
     #[arg(long)]
     pub no_build: bool,
     /// Also write docs/benchmarks.md and docs/bench/ (charts and JSON).
     #[arg(long)]
     pub docs: bool,
-    /// Fail when a goal is not met (by default only a failed measurement fails).
+    /// Fail when a goal is not met, judged on the median of the rounds (an unsettled row
+    /// whose median meets its goal passes); by default only a failed measurement fails.
     #[arg(long)]
     pub require_goals: bool,
 }
@@ -172,21 +190,23 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     let glfs_sides: Vec<Side> = Side::GLFS.into_iter().filter(|s| want(*s)).collect();
     let memory_sides: Vec<Side> = Side::MEMORY.into_iter().filter(|s| want(*s)).collect();
     let digests_wanted = want(Side::OursMemory) && !opts.no_digests;
-    let total = (opts.workloads.len() * (glfs_sides.len() + memory_sides.len())
-        + opts.sessions.len() * 2
-        + if digests_wanted {
-            opts.digest_pairs.max(1) as usize
-        } else {
-            0
-        }) as u64;
+    let total =
+        (opts.workloads.len() * (glfs_sides.len() + memory_sides.len()) * opts.rounds as usize
+            + opts.sessions.len() * 2
+            + if digests_wanted {
+                opts.digest_pairs.max(1) as usize
+            } else {
+                0
+            }) as u64;
     let progress = Progress::new("bench", total);
     progress.line(&format!(
-        "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads, {} measurements",
+        "[bench] {} volume {}@{HOST}, file {FILE} of {} MiB; {} s per measurement after a {RAMP_SECS} s ramp; {} workloads in {} round(s); {} measurements",
         volume_kind_name(opts.volume),
         volume.name,
         size >> 20,
         opts.seconds,
         opts.workloads.len(),
+        opts.rounds,
         total
     ));
     let bench = Bench {
@@ -201,73 +221,107 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         bench.lay_out_file()?;
     }
 
-    let mut results: Vec<WorkloadResult> = opts
-        .workloads
-        .iter()
-        .map(|spec| WorkloadResult {
-            spec: *spec,
-            label: spec.label(),
-            sides: Vec::new(),
-        })
-        .collect();
+    // (a) every workload in rounds: each round measures every side once, one right after
+    // the other, in the order of rounds::order (forward, then reversed).
+    let sides: Vec<Side> = glfs_sides.iter().chain(&memory_sides).copied().collect();
     let mut notes = Vec::new();
-
-    // (a) the gfapi ceiling, on the client graph our store uses.
-    let mut ceiling_graph =
-        String::from("fio's gfapi_async engine on the volume's default client graph");
-    if want(Side::Ceiling) {
-        let option = match opts.volume {
-            VolumeKind::Live => match VolumeOption::set(&volume.name, CLIENT_IO_THREADS, "off") {
-                Ok(o) => {
-                    ceiling_graph = format!(
-                        "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back after), the graph our glfs store builds (write-behind in it on both sides, the file opened O_RDWR without O_DIRECT or O_SYNC by both; our store answers a FUA write, and every write while WCE=0, only after glfs_fdatasync)",
-                        o.old.as_deref().unwrap_or("unset")
-                    );
-                    Some(o)
-                }
-                Err(e) => {
-                    notes.push(format!(
-                        "could not set {CLIENT_IO_THREADS} off for the ceiling: {e:#}"
-                    ));
-                    None
-                }
-            },
-            VolumeKind::Fake => {
-                ceiling_graph =
-                    "fio's gfapi_async engine on the fake libgfapi (no client graph)".into();
-                None
-            }
-        };
-        for (spec, result) in opts.workloads.iter().zip(&mut results) {
-            let m = bench.measure(
-                &format!("{} {}", Side::Ceiling.name(), spec.label()),
-                || bench.fio(spec),
+    let mut ceiling = CeilingGraph::new(&volume);
+    let fuse = want(Side::TgtFuse).then(|| FuseMount::mount(&volume, &out_dir));
+    let mut skipped: Vec<(Side, String)> = Vec::new();
+    if let Some(Err(why)) = &fuse {
+        progress.line(&format!(
+            "[bench] {:<46} skipped: {why}",
+            Side::TgtFuse.name()
+        ));
+        skipped.push((Side::TgtFuse, why.clone()));
+    }
+    // tgt null and ours memory: one daemon each for the whole run (a fresh memory store
+    // would pay its first touch of every page inside the measurements).
+    let memory_daemons: Vec<(Side, LongLived)> = memory_sides
+        .iter()
+        .map(|&side| (side, bench.long_lived(side)))
+        .collect();
+    let mut results: Vec<WorkloadResult> = Vec::new();
+    let mut finished: Vec<Round> = Vec::new();
+    let plan = rounds::schedule(opts.workloads.len(), &sides, opts.rounds);
+    for this_round in plan.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (w, round, _) = this_round[0];
+        let spec = &opts.workloads[w];
+        let load_now = loadavg();
+        let mut runs = Vec::new();
+        for &(_, _, side) in this_round {
+            let label = format!(
+                "{} {} [{}/{}]",
+                side.name(),
+                spec.label(),
+                round + 1,
+                opts.rounds
             );
-            result.sides.push((Side::Ceiling, m));
-        }
-        drop(option);
-    }
-
-    // (b) one daemon per side, every workload on it.
-    for side in glfs_sides.iter().chain(&memory_sides).copied() {
-        if side == Side::Ceiling {
-            continue;
-        }
-        let measured = bench.on_daemon(side);
-        for (result, m) in results.iter_mut().zip(measured) {
+            let m = if let Some((_, why)) = skipped.iter().find(|(s, _)| *s == side) {
+                progress.start(&label);
+                progress.done();
+                Measured::Skipped(why.clone())
+            } else if side == Side::Ceiling {
+                match ceiling.enter() {
+                    Ok(()) => bench.measure(&label, || bench.fio(spec)),
+                    Err(why) => bench.not_measured(&label, Measured::Failed(why)),
+                }
+            } else {
+                // Every other side runs on the volume's own graph.
+                ceiling.leave();
+                match memory_daemons.iter().find(|(s, _)| *s == side) {
+                    Some((_, Ok(daemon))) => bench.measure(&label, || {
+                        let mut d = daemon.borrow_mut();
+                        let r = bench.load(&d, spec, side, 1, false);
+                        if !d.is_running() {
+                            bail!("the daemon died: {}", tail(&d.log));
+                        }
+                        r
+                    }),
+                    Some((_, Err(why))) => bench.not_measured(&label, (**why).clone()),
+                    None => {
+                        let mount = match &fuse {
+                            Some(Ok(m)) if side == Side::TgtFuse => Some(m),
+                            _ => None,
+                        };
+                        bench.measure(&label, || {
+                            let d = bench.start_daemon(side, mount)?;
+                            let mut d = d.borrow_mut();
+                            let r = bench.load(&d, spec, side, 1, false);
+                            if !d.is_running() {
+                                bail!("the daemon died: {}", tail(&d.log));
+                            }
+                            r
+                        })
+                    }
+                }
+            };
             if let Measured::Skipped(why) = &m {
-                let note = format!("{}: skipped: {why}", side.name());
-                if !notes.contains(&note) {
-                    notes.push(note);
+                if !skipped.iter().any(|(s, _)| *s == side) {
+                    skipped.push((side, why.clone()));
                 }
             }
-            result.sides.push((side, m));
+            runs.push((side, m));
+        }
+        finished.push(Round::new(load_now, runs));
+        if round + 1 == opts.rounds {
+            let result = WorkloadResult::from_rounds(*spec, std::mem::take(&mut finished));
+            progress.line(&round_summary(&result, opts.rounds));
+            results.push(result);
         }
     }
-    for r in &mut results {
-        r.sides
-            .sort_by_key(|(s, _)| Side::GLFS.iter().chain(&Side::MEMORY).position(|x| x == s));
+    ceiling.leave();
+    drop(memory_daemons); // kills them
+    drop(fuse);
+    for (side, why) in &skipped {
+        notes.push(format!("{}: skipped: {why}", side.name()));
     }
+    if let Some(why) = &ceiling.unusable {
+        notes.push(format!(
+            "could not set {CLIENT_IO_THREADS} off for the ceiling: {why}"
+        ));
+    }
+    let ceiling_graph = ceiling.describe();
 
     // (c) what HeaderDigest costs, on one daemon.
     let digests = digests_wanted.then(|| bench.digests());
@@ -306,6 +360,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         ceiling_graph,
         seconds: opts.seconds,
         ramp_seconds: RAMP_SECS,
+        rounds: opts.rounds,
         file_mib: size >> 20,
         load: Load {
             loadavg_start: load_start,
@@ -338,6 +393,9 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     for u in &unmet {
         eprintln!("[bench] goal not met: {u}");
     }
+    for u in report.unsettled_goals() {
+        eprintln!("[bench] goal unsettled: {u}");
+    }
     if opts.require_goals && !unmet.is_empty() {
         bail!("{} goal(s) not met", unmet.len());
     }
@@ -348,8 +406,9 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
 /// docs/ with `docs`).
 fn write_outputs(report: &Report, out_dir: &Path, docs: bool) -> Result<()> {
     println!(
-        "\n{}\n{}\n{}",
+        "\n{}\n{}\n{}\n{}",
         report.iops_tables(),
+        report.rounds_table(),
         report.detail_table(),
         report.sessions_table()
     );
@@ -589,10 +648,6 @@ struct VolumeOption {
 }
 
 impl VolumeOption {
-    fn set(volume: &str, option: &'static str, value: &str) -> Result<VolumeOption> {
-        Self::set_with(gluster::gluster, volume, option, value)
-    }
-
     /// Sets `option` to `value` through `cli` and reads it back: a value the volume does
     /// not report afterwards is an error (and what was there is put back), so the bench
     /// never claims a graph it did not get.
@@ -638,6 +693,119 @@ impl Drop for VolumeOption {
             );
         }
     }
+}
+
+/// The fair ceiling's client graph: on a live volume its `performance.client-io-threads`
+/// set off for the ceiling's runs (the graph our store builds for itself) and put back
+/// before any other side runs; consecutive ceiling runs share one setting.
+struct CeilingGraph<'a> {
+    volume: &'a Volume,
+    cli: GlusterCli,
+    /// Set now.
+    option: Option<VolumeOption>,
+    /// What the option was before the first time it was set (None: never set).
+    first_old: Option<Option<String>>,
+    /// Why the first attempt to set it failed: the ceiling then runs on the volume's
+    /// default graph all along (and says so).
+    unusable: Option<String>,
+}
+
+impl<'a> CeilingGraph<'a> {
+    fn new(volume: &'a Volume) -> CeilingGraph<'a> {
+        Self::with_cli(volume, gluster::gluster)
+    }
+
+    fn with_cli(volume: &'a Volume, cli: GlusterCli) -> CeilingGraph<'a> {
+        CeilingGraph {
+            volume,
+            cli,
+            option: None,
+            first_old: None,
+            unusable: None,
+        }
+    }
+
+    /// Before a ceiling run. A failure after the option was once set fails that run
+    /// (rather than measuring it on another graph than the other rounds).
+    fn enter(&mut self) -> Result<(), String> {
+        if self.volume.kind != VolumeKind::Live || self.option.is_some() || self.unusable.is_some()
+        {
+            return Ok(());
+        }
+        match VolumeOption::set_with(self.cli, &self.volume.name, CLIENT_IO_THREADS, "off") {
+            Ok(o) => {
+                if self.first_old.is_none() {
+                    self.first_old = Some(o.old.clone());
+                }
+                self.option = Some(o);
+                Ok(())
+            }
+            Err(e) if self.first_old.is_none() => {
+                self.unusable = Some(format!("{e:#}"));
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "could not set {CLIENT_IO_THREADS} off for this run of the ceiling: {e:#}"
+            )),
+        }
+    }
+
+    /// Before any other side's run: the option put back.
+    fn leave(&mut self) {
+        self.option = None;
+    }
+
+    /// The graph the ceiling ran on, for the report.
+    fn describe(&self) -> String {
+        match (self.volume.kind, &self.first_old) {
+            (VolumeKind::Fake, _) => {
+                "fio's gfapi_async engine on the fake libgfapi (no client graph)".into()
+            }
+            (VolumeKind::Live, Some(old)) => format!(
+                "fio's gfapi_async engine with the volume's {CLIENT_IO_THREADS} set off for its runs (was {}; put back before every other side's run), the graph our glfs store builds (write-behind in it on both sides, the file opened O_RDWR without O_DIRECT or O_SYNC by both; our store answers a FUA write, and every write while WCE=0, only after glfs_fdatasync)",
+                old.as_deref().unwrap_or("unset")
+            ),
+            (VolumeKind::Live, None) => {
+                "fio's gfapi_async engine on the volume's default client graph".into()
+            }
+        }
+    }
+}
+
+/// A daemon kept for the whole run, or what its measurements give when it did not start.
+type LongLived = Result<std::cell::RefCell<Daemon>, Box<Measured>>;
+
+/// One line after a workload's rounds: each ratio's median, spread and verdict.
+fn round_summary(w: &WorkloadResult, count: u32) -> String {
+    let parts: Vec<String> = w
+        .ratios
+        .iter()
+        .filter_map(|r| {
+            let m = r.median?;
+            let spread = r
+                .spread()
+                .map_or(String::new(), |(lo, hi)| format!(" ({lo:.2}..{hi:.2})"));
+            let verdict = match (r.verdict, r.median_met) {
+                (Some(rounds::Verdict::Unsettled), Some(true)) => {
+                    " unsettled, median meets the goal"
+                }
+                (Some(rounds::Verdict::Unsettled), _) => " unsettled, median below the goal",
+                (Some(rounds::Verdict::Met), _) => " met",
+                (Some(rounds::Verdict::NotMet), _) => " NOT met",
+                (None, _) => "",
+            };
+            Some(format!("{} {m:.2}x{spread}{verdict}", r.comparison.name()))
+        })
+        .collect();
+    format!(
+        "[bench] {} over {count} round(s): {}",
+        w.label,
+        if parts.is_empty() {
+            "no ratio".to_string()
+        } else {
+            parts.join("; ")
+        }
+    )
 }
 
 /// A FUSE mount of the live volume, unmounted on drop.
@@ -740,34 +908,30 @@ impl Bench<'_> {
         Duration::from_secs(u64::from(self.opts.seconds + RAMP_SECS)) + SLACK
     }
 
-    /// Runs one measurement (`--repeat` times) and prints its line.
-    fn measure(&self, label: &str, f: impl Fn() -> Result<Numbers>) -> Measured {
+    /// Runs one measurement and prints its line.
+    fn measure(&self, label: &str, f: impl FnOnce() -> Result<Numbers>) -> Measured {
         self.progress.start(label);
         let started = Instant::now();
-        let mut runs = Vec::new();
-        for _ in 0..self.opts.repeat.max(1) {
-            match f() {
-                Ok(n) => runs.push(n),
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    if let Some(skip) = e.downcast_ref::<util::Skipped>() {
-                        self.progress
-                            .line(&format!("[bench] {label:<46} skipped: {skip}"));
-                        self.progress.done();
-                        return Measured::Skipped(skip.to_string());
-                    }
-                    self.progress.line(&format!(
-                        "[bench] {label:<46} FAILED: {}",
-                        why.lines().next().unwrap_or("")
-                    ));
+        let n = match f() {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("{e:#}");
+                if let Some(skip) = e.downcast_ref::<util::Skipped>() {
+                    self.progress
+                        .line(&format!("[bench] {label:<46} skipped: {skip}"));
                     self.progress.done();
-                    return Measured::Failed(why);
+                    return Measured::Skipped(skip.to_string());
                 }
+                self.progress.line(&format!(
+                    "[bench] {label:<46} FAILED: {}",
+                    why.lines().next().unwrap_or("")
+                ));
+                self.progress.done();
+                return Measured::Failed(why);
             }
-        }
-        let (n, spread) = median(&mut runs);
+        };
         self.progress.line(&format!(
-            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}{}{}  ({:.0} s)",
+            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}  others {}{}  ({:.0} s)",
             report::iops(n.iops),
             n.mib_per_s,
             n.lat_us_p50,
@@ -775,10 +939,7 @@ impl Bench<'_> {
             n.lat_us_p999,
             pct(n.target_cpu_pct),
             n.target_cpu_us_per_cmd.map_or(String::new(), |us| format!("{us:.1} us/cmd")),
-            spread.map_or(String::new(), |(lo, hi)| format!(
-                "  [{} runs {lo:.0}..{hi:.0}]",
-                runs.len()
-            )),
+            pct(n.others_cpu_pct),
             if n.errors > 0 {
                 format!("  {} ERRORS", n.errors)
             } else {
@@ -788,6 +949,37 @@ impl Bench<'_> {
         ));
         self.progress.done();
         Measured::Ok(n)
+    }
+
+    /// A measurement that could not run (its daemon did not start, the ceiling's graph
+    /// could not be set): counted, and its line printed.
+    fn not_measured(&self, label: &str, why: Measured) -> Measured {
+        self.progress.start(label);
+        let line = match &why {
+            Measured::Failed(w) => format!("FAILED: {}", w.lines().next().unwrap_or("")),
+            Measured::Skipped(w) => format!("skipped: {w}"),
+            _ => "not run".into(),
+        };
+        self.progress.line(&format!("[bench] {label:<46} {line}"));
+        self.progress.done();
+        why
+    }
+
+    /// A daemon of `side` kept for the whole run, or what its measurements give when it
+    /// does not start.
+    fn long_lived(&self, side: Side) -> LongLived {
+        self.start_daemon(side, None).map_err(|e| {
+            if let Some(skip) = e.downcast_ref::<util::Skipped>() {
+                return Box::new(Measured::Skipped(skip.to_string()));
+            }
+            let why = format!("{e:#}");
+            self.progress.line(&format!(
+                "[bench] {:<46} FAILED to start: {}",
+                side.name(),
+                why.lines().next().unwrap_or("")
+            ));
+            Box::new(Measured::Failed(why))
+        })
     }
 
     /// Writes the benchmark file through gfapi (fio's sync engine), so every side
@@ -865,61 +1057,6 @@ impl Bench<'_> {
         }
         n.others_cpu_pct = sample.others_cpu_pct;
         Ok(n)
-    }
-
-    /// Starts the daemon of `side`, runs every workload on it, kills it.
-    fn on_daemon(&self, side: Side) -> Vec<Measured> {
-        let n = self.opts.workloads.len();
-        let fuse = if side == Side::TgtFuse {
-            match FuseMount::mount(self.volume, self.out_dir) {
-                Ok(m) => Some(m),
-                Err(why) => {
-                    for spec in &self.opts.workloads {
-                        self.progress
-                            .start(&format!("{} {}", side.name(), spec.label()));
-                        self.progress.done();
-                    }
-                    self.progress
-                        .line(&format!("[bench] {:<46} skipped: {why}", side.name()));
-                    return vec![Measured::Skipped(why); n];
-                }
-            }
-        } else {
-            None
-        };
-        let daemon = match self.start_daemon(side, fuse.as_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                let why = format!("{e:#}");
-                self.progress.line(&format!(
-                    "[bench] {:<46} FAILED to start: {}",
-                    side.name(),
-                    why.lines().next().unwrap_or("")
-                ));
-                for _ in 0..n {
-                    self.progress.done();
-                }
-                return vec![Measured::Failed(why); n];
-            }
-        };
-        let results = self
-            .opts
-            .workloads
-            .iter()
-            .map(|spec| {
-                self.measure(&format!("{} {}", side.name(), spec.label()), || {
-                    let mut d = daemon.borrow_mut();
-                    let r = self.load(&d, spec, side, 1, false);
-                    if !d.is_running() {
-                        bail!("the daemon died: {}", tail(&d.log));
-                    }
-                    r
-                })
-            })
-            .collect();
-        drop(daemon); // kills it
-        drop(fuse);
-        results
     }
 
     /// `sessions` sessions of 4k random reads on a fresh daemon of `side`.
@@ -1459,16 +1596,6 @@ fn tied(program: &Path) -> Command {
     }
 }
 
-/// The run with the median IOPS (errors summed over all runs), and the IOPS
-/// range when there was more than one run.
-fn median(runs: &mut [Numbers]) -> (Numbers, Option<(f64, f64)>) {
-    runs.sort_by(|a, b| a.iops.total_cmp(&b.iops));
-    let mut n = runs[runs.len() / 2].clone();
-    n.errors = runs.iter().map(|r| r.errors).sum();
-    let spread = (runs.len() > 1).then(|| (runs[0].iops, runs[runs.len() - 1].iops));
-    (n, spread)
-}
-
 /// `12%`, or `-` when unknown.
 fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.0}%"))
@@ -1712,24 +1839,6 @@ mod tests {
     }
 
     #[test]
-    fn median_run_and_spread() {
-        let mut runs = vec![];
-        for (iops, errors) in [(300.0, 0), (100.0, 1), (200.0, 2)] {
-            runs.push(Numbers {
-                iops,
-                errors,
-                ..Numbers::default()
-            });
-        }
-        let (n, spread) = median(&mut runs);
-        assert_eq!(n.iops, 200.0);
-        assert_eq!(n.errors, 3);
-        assert_eq!(spread, Some((100.0, 300.0)));
-        let (one, none) = median(&mut runs[..1]);
-        assert_eq!((one.iops, none), (100.0, None));
-    }
-
-    #[test]
     fn options_parse() {
         use clap::Parser;
         #[derive(Parser)]
@@ -1739,6 +1848,11 @@ mod tests {
         }
         let opts = Cli::parse_from(["bench", "--volume", "live", "--seconds", "3"]).opts;
         assert_eq!(opts.sessions, [1, 8, 64]);
+        assert_eq!((opts.rounds, opts.seconds), (3, 3));
+        assert_eq!(Cli::parse_from(["bench"]).opts.seconds, 5);
+        assert_eq!(Cli::parse_from(["bench", "--rounds", "1"]).opts.rounds, 1);
+        assert!(Cli::try_parse_from(["bench", "--rounds", "0"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--repeat", "3"]).is_err());
         assert!(opts.workloads.is_empty() && opts.sides.is_empty());
         let opts = Cli::parse_from([
             "bench",
@@ -1840,6 +1954,96 @@ mod tests {
                 format!("volume set vol {OPT} on"),
             ]
         );
+    }
+
+    fn live_volume() -> Volume {
+        Volume {
+            kind: VolumeKind::Live,
+            name: "vol".into(),
+            env: Vec::new(),
+            library: None,
+        }
+    }
+
+    /// Over the whole schedule of two workloads in three rounds, client-io-threads is off
+    /// during every ceiling run and back on for every other side's; consecutive ceiling
+    /// runs (the end of a reversed round and the start of the next) share one setting.
+    #[test]
+    fn the_ceiling_s_graph_is_set_for_its_runs_only() {
+        fake_cli::start(Some("on"), false);
+        let volume = live_volume();
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        let mut ceiling_runs = 0;
+        for (_, _, side) in rounds::schedule(2, &rounds::ROUND_ORDER, 3) {
+            if side == Side::Ceiling {
+                g.enter().unwrap();
+                ceiling_runs += 1;
+                assert_eq!(fake_cli::value().as_deref(), Some("off"));
+            } else {
+                g.leave();
+                assert_eq!(fake_cli::value().as_deref(), Some("on"), "{side:?}");
+            }
+        }
+        g.leave();
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+        let sets = |v: &str| {
+            fake_cli::calls()
+                .iter()
+                .filter(|c| **c == format!("volume set vol {OPT} {v}"))
+                .count()
+        };
+        // Per workload: round 1's ceiling alone, rounds 2 and 3's back to back.
+        assert_eq!((ceiling_runs, sets("off"), sets("on")), (6, 4, 4));
+        assert!(
+            g.describe().contains("set off for its runs (was on;"),
+            "{}",
+            g.describe()
+        );
+        // A fake volume has no graph to set.
+        fake_cli::start(Some("on"), false);
+        let fake = Volume {
+            kind: VolumeKind::Fake,
+            ..live_volume()
+        };
+        let mut g = CeilingGraph::with_cli(&fake, fake_cli::cli);
+        g.enter().unwrap();
+        assert!(fake_cli::calls().is_empty());
+        assert!(g.describe().contains("fake libgfapi"));
+    }
+
+    #[test]
+    fn a_ceiling_graph_that_cannot_be_set_is_said_once_or_fails_the_run_that_needs_it() {
+        // Never set: every ceiling run on the default graph, and the report says so.
+        fake_cli::start(Some("on"), true);
+        let volume = live_volume();
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        g.enter().unwrap();
+        g.leave();
+        g.enter().unwrap();
+        assert!(g
+            .unusable
+            .as_deref()
+            .unwrap()
+            .contains("volume set: failed"));
+        assert_eq!(
+            g.describe(),
+            "fio's gfapi_async engine on the volume's default client graph"
+        );
+        assert_eq!(fake_cli::calls().len(), 2, "tried once");
+        // Set once, then refused: that run fails rather than measure another graph.
+        fake_cli::start(Some("on"), false);
+        let mut g = CeilingGraph::with_cli(&volume, fake_cli::cli);
+        g.enter().unwrap();
+        g.leave();
+        fake_cli::FAIL_SET.with(|f| *f.borrow_mut() = true);
+        let err = g.enter().unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "could not set {OPT} off for this run of the ceiling: "
+            )),
+            "{err}"
+        );
+        assert!(g.unusable.is_none());
     }
 
     #[test]

@@ -90,7 +90,8 @@ enum Task {
         #[arg(long, default_value = "1G")]
         size: String,
     },
-    /// Performance goals side by side: fio gfapi ceiling, tgt and our target.
+    /// Performance goals side by side: fio gfapi ceiling, tgt and our target, each
+    /// workload's sides interleaved in rounds (about 20 min with the defaults).
     Bench(bench::BenchOptions),
     /// Build the Debian package (cargo-deb, installed when missing) with the systemd unit
     /// and the example configuration, check it in a scratch root and print its path.

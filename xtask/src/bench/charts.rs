@@ -94,7 +94,11 @@ pub fn iops_chart(report: &Report, path: &Path) -> Result<()> {
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(40);
     title.titled(
-        "IOPS per workload (one run; higher is better)",
+        &format!(
+            "IOPS per workload (each side's median run of {} round{}; higher is better)",
+            report.rounds,
+            if report.rounds == 1 { "" } else { "s" }
+        ),
         ("sans-serif", 22),
     )?;
     for (area, (label, bars)) in body.split_evenly((rows, cols)).iter().zip(&groups) {

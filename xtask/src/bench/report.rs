@@ -2,6 +2,7 @@
 //! measurement, the pure arithmetic on them (ratios, CPU per command, load), and the
 //! Markdown and JSON renderings. No I/O here, so all of it is unit-tested.
 
+use super::rounds::{self, Comparison, Ratio, Round, Verdict};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -201,6 +202,31 @@ fn met(m: Option<bool>) -> &'static str {
     }
 }
 
+/// `0.96x (0.91..1.02)`: the median of the rounds' ratios and, with more than one
+/// round, their min..max.
+fn ratio_cell(r: &Ratio) -> String {
+    match (r.median, r.spread()) {
+        (Some(m), Some((lo, hi))) => format!("{m:.2}x ({lo:.2}..{hi:.2})"),
+        (m, _) => ratio(m),
+    }
+}
+
+/// `yes`, `**NO**`, or `unsettled (median yes)` when the rounds straddle the goal.
+fn verdict_cell(r: &Ratio) -> String {
+    match r.verdict {
+        Some(Verdict::Unsettled) => format!("unsettled (median {})", met(r.median_met)),
+        Some(_) => met(r.median_met).into(),
+        None => "-".into(),
+    }
+}
+
+/// ` (rounds 0.85..0.97)` with more than one round, else nothing.
+fn rounds_note(r: &Ratio) -> String {
+    r.spread().map_or(String::new(), |(lo, hi)| {
+        format!(" (rounds {lo:.2}..{hi:.2})")
+    })
+}
+
 /// Target CPU microseconds per command: `ticks` clock ticks of CPU (at `clk_tck`
 /// per second) over a window of `window_s` seconds in which commands completed at
 /// `iops`. None when nothing ran.
@@ -294,16 +320,43 @@ impl Load {
     }
 }
 
-/// One workload's measurements on every side.
+/// One workload's measurements on every side, in rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadResult {
     pub spec: Spec,
     pub label: String,
-    /// In the order of `Side::GLFS` then `Side::MEMORY`.
+    /// Per side, in the order of `Side::GLFS` then `Side::MEMORY`: the run with the
+    /// median IOPS over the rounds (a failure or a skip when a round had one).
     pub sides: Vec<(Side, Measured)>,
+    /// Every round, in the order run.
+    pub rounds: Vec<Round>,
+    /// Each comparison over the rounds: the per-round ratios, their median and spread,
+    /// the verdict.
+    pub ratios: Vec<Ratio>,
 }
 
 impl WorkloadResult {
+    /// The sides over the rounds and the ratios of the rounds.
+    pub fn from_rounds(spec: Spec, rounds: Vec<Round>) -> WorkloadResult {
+        let sides = Side::GLFS
+            .iter()
+            .chain(&Side::MEMORY)
+            .filter(|s| rounds.iter().any(|r| r.runs.iter().any(|(x, _)| x == *s)))
+            .map(|&s| (s, rounds::side_over_rounds(&rounds, s)))
+            .collect();
+        let ratios = Comparison::ALL
+            .iter()
+            .map(|&c| Ratio::of(c, &rounds))
+            .collect();
+        WorkloadResult {
+            spec,
+            label: spec.label(),
+            sides,
+            rounds,
+            ratios,
+        }
+    }
+
     pub fn get(&self, side: Side) -> &Measured {
         self.sides
             .iter()
@@ -311,25 +364,16 @@ impl WorkloadResult {
             .map_or(&Measured::NotRun, |(_, m)| m)
     }
 
-    pub fn over(&self, a: Side, b: Side) -> Option<f64> {
-        Some(self.get(a).iops()? / self.get(b).iops()?)
+    pub fn ratio(&self, c: Comparison) -> &Ratio {
+        self.ratios
+            .iter()
+            .find(|r| r.comparison == c)
+            .expect("every comparison has a ratio")
     }
 
-    /// Ours (glfs) over the ceiling, and whether that meets the goal.
-    pub fn glfs_goal(&self) -> (Option<f64>, Option<bool>) {
-        let r = self.over(Side::OursGlfs, Side::Ceiling);
-        (r, r.map(|r| r >= GOAL_OVER_CEILING))
-    }
-
-    /// Ours (memory) over tgt null, and whether that meets the goal.
-    pub fn memory_goal(&self) -> (Option<f64>, Option<bool>) {
-        let r = self.over(Side::OursMemory, Side::TgtNull);
-        (r, r.map(|r| r >= GOAL_OVER_TGT_NULL))
-    }
-
-    /// Commands per target core-second of ours on the memory store, and whether that
-    /// meets the goal; judged on 4 KiB random reads and writes only (the mix and large
-    /// transfers have no such goal).
+    /// Commands per target core-second of ours on the memory store (its median run),
+    /// and whether that meets the goal; judged on 4 KiB random reads and writes only
+    /// (the mix and large transfers have no such goal).
     pub fn cpu_goal(&self) -> (Option<f64>, Option<bool>) {
         if self.spec.bs != 4096 || self.spec.read_pct.is_some() {
             return (None, None);
@@ -476,6 +520,9 @@ pub struct Report {
     pub seconds: u32,
     pub ramp_seconds: u32,
     pub file_mib: u64,
+    /// Rounds per workload: every side measured once per round, the sides interleaved
+    /// (see `rounds.rs`).
+    pub rounds: u32,
     pub load: Load,
     pub goals: Goals,
     pub workloads: Vec<WorkloadResult>,
@@ -526,11 +573,15 @@ impl Report {
     pub fn unmet_goals(&self) -> Vec<String> {
         let mut out = Vec::new();
         for w in &self.workloads {
-            if let (Some(r), Some(false)) = w.glfs_goal() {
-                out.push(format!("{}: ours/ceiling {r:.2}", w.label));
-            }
-            if let (Some(r), Some(false)) = w.memory_goal() {
-                out.push(format!("{}: ours memory/tgt null {r:.2}", w.label));
+            for r in &w.ratios {
+                if let (Some(m), Some(false)) = (r.median, r.median_met) {
+                    out.push(format!(
+                        "{}: {} {m:.2}{}",
+                        w.label,
+                        r.comparison.name(),
+                        rounds_note(r)
+                    ));
+                }
             }
             if let (Some(c), Some(false)) = w.cpu_goal() {
                 out.push(format!(
@@ -553,6 +604,26 @@ impl Report {
         for s in &self.sessions {
             if s.memory_goal() == Some(false) {
                 out.push(format!("{} sessions: peak memory above tgt's", s.sessions));
+            }
+        }
+        out
+    }
+
+    /// Rows whose rounds straddle their goal: the median decides met or not met (in
+    /// [`Report::unmet_goals`]), but the machine moved more than the gap to the goal.
+    pub fn unsettled_goals(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.workloads {
+            for r in &w.ratios {
+                if let (Some(Verdict::Unsettled), Some(m), Some(g)) = (r.verdict, r.median, r.goal)
+                {
+                    out.push(format!(
+                        "{}: {} median {m:.2}{} straddles the goal {g}x",
+                        w.label,
+                        r.comparison.name(),
+                        rounds_note(r)
+                    ));
+                }
             }
         }
         out
@@ -582,6 +653,15 @@ impl Report {
         out
     }
 
+    /// "median run of 3 rounds", "1 round".
+    fn of_rounds(&self) -> String {
+        if self.rounds == 1 {
+            "1 round".into()
+        } else {
+            format!("median run of {} rounds", self.rounds)
+        }
+    }
+
     /// The IOPS tables (glfs, then null/memory), as printed and as in the docs.
     pub fn iops_tables(&self) -> String {
         let mut s = String::new();
@@ -589,24 +669,28 @@ impl Report {
             .workloads
             .iter()
             .map(|w| {
-                let (r, ok) = w.glfs_goal();
                 let mut row = vec![w.label.clone()];
                 row.extend(Side::GLFS.iter().map(|&side| w.get(side).cell()));
-                row.push(ratio(r));
-                row.push(ratio(w.over(Side::OursGlfs, Side::TgtGlfs)));
-                row.push(met(ok).into());
+                row.push(ratio_cell(w.ratio(Comparison::OursOverCeiling)));
+                row.push(ratio_cell(w.ratio(Comparison::OursOverTgt)));
+                row.push(verdict_cell(w.ratio(Comparison::OursOverCeiling)));
                 row
             })
             .collect();
+        let spread = if self.rounds > 1 {
+            " (rounds min..max)"
+        } else {
+            ""
+        };
         s.push_str(&table(
             &[
-                "glfs workload (IOPS)",
+                &format!("glfs workload (IOPS, {})", self.of_rounds()),
                 "ceiling: fio gfapi_async",
                 "tgt bs_glfs",
                 "tgt rdwr on FUSE",
                 "ours",
-                "ours/ceiling",
-                "ours/tgt",
+                &format!("ours/ceiling{spread}"),
+                &format!("ours/tgt{spread}"),
                 ">= 0.9x?",
             ],
             &rows,
@@ -616,27 +700,57 @@ impl Report {
             .workloads
             .iter()
             .map(|w| {
-                let (r, ok) = w.memory_goal();
+                let r = w.ratio(Comparison::MemoryOverTgtNull);
                 vec![
                     w.label.clone(),
                     w.get(Side::TgtNull).cell(),
                     w.get(Side::OursMemory).cell(),
-                    ratio(r),
-                    met(ok).into(),
+                    ratio_cell(r),
+                    verdict_cell(r),
                 ]
             })
             .collect();
         s.push_str(&table(
             &[
-                "protocol only (IOPS)",
+                &format!("protocol only (IOPS, {})", self.of_rounds()),
                 "tgt null",
                 "ours memory",
-                "ours/tgt",
+                &format!("ours/tgt{spread}"),
                 ">= 1.5x?",
             ],
             &rows,
         ));
         s
+    }
+
+    /// Each round's ratios and how busy the machine was, per workload.
+    pub fn rounds_table(&self) -> String {
+        let shown: Vec<Comparison> = Comparison::ALL
+            .into_iter()
+            .filter(|&c| {
+                self.workloads
+                    .iter()
+                    .any(|w| w.ratio(c).per_round.iter().any(Option::is_some))
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for w in &self.workloads {
+            for (i, round) in w.rounds.iter().enumerate() {
+                let mut row = vec![w.label.clone(), (i + 1).to_string()];
+                row.extend(
+                    shown
+                        .iter()
+                        .map(|&c| ratio(w.ratio(c).per_round.get(i).copied().flatten())),
+                );
+                row.push(opt(round.others_cpu_pct_max, 0));
+                row.push(format!("{:.2}", round.loadavg));
+                rows.push(row);
+            }
+        }
+        let mut header = vec!["workload", "round"];
+        header.extend(shown.iter().map(|c| c.name()));
+        header.extend(["others' CPU % (most in one run)", "load average at start"]);
+        table(&header, &rows)
     }
 
     /// Latency percentiles and target CPU per side.
@@ -773,9 +887,21 @@ impl Report {
         let _ = writeln!(
             s,
             "Written by `cargo xtask bench --docs` (source: `xtask/src/bench.rs`); every number \
-             below comes from one run, all sides measured one after the other on the same machine \
-             and the same file, so the **ratios** are the result, the absolute numbers only \
-             describe this machine on this day.\n"
+             below comes from one run of the bench on one machine and one file. The **ratios** \
+             are the result, the absolute numbers only describe this machine on this day, \
+             whose speed moves by up to 2x within minutes. So each workload ran in {} \
+             round{}: one measurement of every side per round, the sides one right after the \
+             other, in the order {} in the first round, reversed in the next, and so on \
+             alternating; each ratio's two sides are neighbours in that order, so a change of \
+             the machine's speed hits both alike and neither always runs first. Each round \
+             gives its own ratio; a table shows the median of those ratios and their \
+             min..max, and judges the goal on the median. A row whose rounds fall on both \
+             sides of its goal is **unsettled**: the machine moved more than the gap to the \
+             goal, and one number would have decided it by chance. The IOPS, latency and CPU \
+             columns show each side's median run (by IOPS) over the rounds.\n",
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" },
+            rounds::ROUND_ORDER.map(Side::name).join(", ")
         );
         let _ = writeln!(s, "- date: {}", self.date);
         let _ = writeln!(s, "- machine: {}", self.machine);
@@ -798,16 +924,38 @@ impl Report {
         let _ = writeln!(s, "- versions: {}", versions.join(", "));
         let _ = writeln!(
             s,
-            "- volume: {}; a {} MiB file; {} s per measurement after a {} s ramp",
-            self.volume, self.file_mib, self.seconds, self.ramp_seconds
+            "- volume: {}; a {} MiB file; {} s per measurement after a {} s ramp; {} round{} \
+             per workload",
+            self.volume,
+            self.file_mib,
+            self.seconds,
+            self.ramp_seconds,
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" }
         );
         let _ = writeln!(s, "- ceiling: {}\n", self.ceiling_graph);
         let _ = writeln!(s, "## IOPS\n\n{}", self.iops_tables());
+        let _ = writeln!(s, "![IOPS side by side]({chart_dir}/iops.png)\n");
         let _ = writeln!(
             s,
-            "![IOPS side by side]({chart_dir}/iops.png)\n\n\
-             ## Latency and target CPU\n\n\
-             Latency is per command as the load generator sees it (fio: `lat_ns`; iscsi-load: \
+            "## Rounds\n\n\
+             Each round's ratios, in the order run (the sides of odd rounds in the order \
+             given above, of even rounds reversed). \"others' CPU %\" is the most the machine's other \
+             processes took in one measurement of the round, in % of one core, and the load \
+             average is /proc/loadavg's 1-minute value when the round began: a noisy round \
+             shows here. Every glfs side gets a fresh daemon (and fio a fresh client) per \
+             measurement: on a live volume the ceiling's runs set the volume's \
+             client-io-threads off and put it back, which a running client would take in as \
+             a new graph in the middle of the next side's run (the FUSE mount of tgt's rdwr \
+             side stays mounted: it switches graphs on its first request after a change, when \
+             tgt opens the file, before the measurement). tgt null and ours memory run \
+             one daemon each for the whole bench, idle while the others are measured.\n\n{}",
+            self.rounds_table()
+        );
+        let _ = writeln!(
+            s,
+            "## Latency and target CPU\n\n\
+             Each side's median run over the rounds. Latency is per command as the load generator sees it (fio: `lat_ns`; iscsi-load: \
              submit to completion). Target CPU is the daemon's utime+stime from \
              `/proc/<pid>/stat` over the measured window, divided by the commands completed in \
              it; \"cmds per target core-s\" is its inverse. \"load gen CPU %\" of the ceiling is \
@@ -848,13 +996,22 @@ impl Report {
             s.push('\n');
         }
         let unmet = self.unmet_goals();
-        let _ = writeln!(s, "## Goals\n");
+        let unsettled = self.unsettled_goals();
+        let _ = writeln!(
+            s,
+            "## Goals\n\nThe ratios' goals are judged on the median of the rounds; an \
+             \"unsettled\" row is met or not met on its median, but its rounds fall on both \
+             sides of the goal. CPU per command is judged on ours memory's median run.\n"
+        );
         if unmet.is_empty() {
             let _ = writeln!(s, "Every goal measured in this run is met.");
         } else {
             for u in unmet {
                 let _ = writeln!(s, "- not met: {u}");
             }
+        }
+        for u in unsettled {
+            let _ = writeln!(s, "- unsettled: {u}");
         }
         s
     }
@@ -880,12 +1037,93 @@ mod tests {
         })
     }
 
+    /// `ok(iops)` measured while the other processes took `others` % of a core.
+    fn busy(iops: f64, others: f64) -> Measured {
+        let mut m = ok(iops);
+        if let Measured::Ok(n) = &mut m {
+            n.others_cpu_pct = Some(others);
+        }
+        m
+    }
+
+    /// A run of two workloads in three rounds. 4k random reads: ours/ceiling 0.88, 0.92,
+    /// 0.94 (median 0.92: met, but round 1 is below 0.9: unsettled), the memory store
+    /// 2.2, 1.5, 1.92 (met in every round). 64k reads: ours failed in round 1, then 0.90
+    /// and 0.67 (median 0.78, not met, straddling), memory 1.25, 1.2, 1.25 (not met).
     fn report() -> Report {
-        let w = |spec: Spec, sides: Vec<(Side, Measured)>| WorkloadResult {
-            spec,
-            label: spec.label(),
-            sides,
-        };
+        use Side::*;
+        let round = |load: f64, runs: Vec<(Side, Measured)>| Round::new(load, runs);
+        let fuse = || Measured::Skipped("no FUSE here".into());
+        let randread = WorkloadResult::from_rounds(
+            WORKLOADS[0],
+            vec![
+                round(
+                    1.0,
+                    vec![
+                        (Ceiling, busy(15400.0, 20.0)),
+                        (OursGlfs, busy(13600.0, 25.0)),
+                        (TgtGlfs, ok(7900.0)),
+                        (TgtFuse, fuse()),
+                        (TgtNull, ok(50000.0)),
+                        (OursMemory, ok(110000.0)),
+                    ],
+                ),
+                round(
+                    6.5,
+                    vec![
+                        (OursMemory, busy(90000.0, 140.0)),
+                        (TgtNull, ok(60000.0)),
+                        (TgtFuse, fuse()),
+                        (TgtGlfs, ok(6000.0)),
+                        (OursGlfs, ok(9200.0)),
+                        (Ceiling, ok(10000.0)),
+                    ],
+                ),
+                round(
+                    1.25,
+                    vec![
+                        (Ceiling, ok(16000.0)),
+                        (OursGlfs, ok(15040.0)),
+                        (TgtGlfs, ok(8000.0)),
+                        (TgtFuse, fuse()),
+                        (TgtNull, ok(52000.0)),
+                        (OursMemory, ok(100000.0)),
+                    ],
+                ),
+            ],
+        );
+        let read64k = WorkloadResult::from_rounds(
+            WORKLOADS[2],
+            vec![
+                round(
+                    2.0,
+                    vec![
+                        (Ceiling, ok(11400.0)),
+                        (OursGlfs, Measured::Failed("daemon died".into())),
+                        (TgtNull, ok(20000.0)),
+                        (OursMemory, ok(25000.0)),
+                    ],
+                ),
+                round(
+                    2.0,
+                    vec![
+                        (OursMemory, ok(24000.0)),
+                        (TgtNull, ok(20000.0)),
+                        (OursGlfs, ok(9000.0)),
+                        (Ceiling, ok(10000.0)),
+                    ],
+                ),
+                round(
+                    2.0,
+                    vec![
+                        (Ceiling, ok(12000.0)),
+                        (OursGlfs, ok(8000.0)),
+                        (TgtNull, ok(21000.0)),
+                        (OursMemory, ok(26250.0)),
+                    ],
+                ),
+            ],
+        );
         Report {
             date: "2026-12-03 07:40 UTC".into(),
             machine: "test".into(),
@@ -895,30 +1133,10 @@ mod tests {
             seconds: 10,
             ramp_seconds: 1,
             file_mib: 256,
+            rounds: 3,
             load: Load::default(),
             goals: Goals::default(),
-            workloads: vec![
-                w(
-                    WORKLOADS[0],
-                    vec![
-                        (Side::Ceiling, ok(15400.0)),
-                        (Side::TgtGlfs, ok(7900.0)),
-                        (Side::TgtFuse, Measured::Skipped("no FUSE here".into())),
-                        (Side::OursGlfs, ok(13600.0)),
-                        (Side::TgtNull, ok(50000.0)),
-                        (Side::OursMemory, ok(110000.0)),
-                    ],
-                ),
-                w(
-                    WORKLOADS[2],
-                    vec![
-                        (Side::Ceiling, ok(11400.0)),
-                        (Side::OursGlfs, Measured::Failed("daemon died".into())),
-                        (Side::TgtNull, ok(20000.0)),
-                        (Side::OursMemory, ok(25000.0)),
-                    ],
-                ),
-            ],
+            workloads: vec![randread, read64k],
             sessions: vec![SessionsResult {
                 sessions: 64,
                 qd: 32,
@@ -1016,33 +1234,35 @@ mod tests {
     }
 
     #[test]
-    fn tables_compare_with_the_right_columns() {
+    fn tables_show_the_median_of_the_rounds_and_flag_the_unsettled_rows() {
         let r = report();
-        let t = r.iops_tables();
-        // 13.6k / 15.4k = 0.88: not met; 13.6k / 7.9k = 1.72.
-        assert!(
-            t.contains(
-                "| 4k randread QD32 | 15.4k | 7.90k | skipped | 13.6k | 0.88x | 1.72x | **NO** |"
-            ),
-            "{t}"
+        // ours/ceiling 13.6k/15.4k, 9.2k/10k, 15.04k/16k = 0.88, 0.92, 0.94; ours/tgt
+        // 1.72, 1.53, 1.88; each side's IOPS its median run (the ceiling's 15.4k).
+        insta::assert_snapshot!("iops_tables", r.iops_tables());
+        insta::assert_snapshot!("rounds_table", r.rounds_table());
+        assert_eq!(
+            r.unmet_goals(),
+            [
+                // 1e6 / 8 us per command = 125k commands per core-second, under 150k.
+                "4k randread QD32: ours memory 125.0k cmds per target core-s (goal 150.0k)",
+                "64k read QD16: ours/ceiling 0.78 (rounds 0.67..0.90)",
+                "64k read QD16: ours memory/tgt null 1.25 (rounds 1.20..1.25)",
+                "HeaderDigest: CPU per command without/with -, IOPS with/without 0.85x",
+                "64 sessions: peak memory above tgt's"
+            ]
         );
-        assert!(
-            t.contains("| 64k read QD16 | 11.4k | - | - | failed | - | - | - |"),
-            "{t}"
+        assert_eq!(
+            r.unsettled_goals(),
+            [
+                "4k randread QD32: ours/ceiling median 0.92 (rounds 0.88..0.94) straddles the goal 0.9x",
+                "64k read QD16: ours/ceiling median 0.78 (rounds 0.67..0.90) straddles the goal 0.9x",
+            ]
         );
-        // 110k / 50k = 2.2 and 25k / 20k = 1.25.
-        assert!(
-            t.contains("| 4k randread QD32 | 50.0k | 110.0k | 2.20x | yes |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| 64k read QD16 | 20.0k | 25.0k | 1.25x | **NO** |"),
-            "{t}"
-        );
+        assert_eq!(r.failures(), ["64k read QD16 ours glfs: daemon died"]);
         let d = r.detail_table();
         assert!(
             d.contains(
-                "| 4k randread QD32 | ours glfs | 100 | 200 | 400 | - | 8.00 | 125.0k | - | - |"
+                "| 4k randread QD32 | ours glfs | 100 | 200 | 400 | - | 8.00 | 125.0k | - | 25 |"
             ),
             "{d}"
         );
@@ -1051,18 +1271,6 @@ mod tests {
             s.contains("| 64 x QD32 | 0 | 0 | 17.9 | 21.8 | - / - | **NO** |"),
             "{s}"
         );
-        assert_eq!(
-            r.unmet_goals(),
-            [
-                "4k randread QD32: ours/ceiling 0.88",
-                // 1e6 / 8 us per command = 125k commands per core-second, under 150k.
-                "4k randread QD32: ours memory 125.0k cmds per target core-s (goal 150.0k)",
-                "64k read QD16: ours memory/tgt null 1.25",
-                "HeaderDigest: CPU per command without/with -, IOPS with/without 0.85x",
-                "64 sessions: peak memory above tgt's"
-            ]
-        );
-        assert_eq!(r.failures(), ["64k read QD16 ours glfs: daemon died"]);
         let md = r.markdown("bench");
         assert!(md.contains("![IOPS side by side](bench/iops.png)"), "{md}");
         assert!(
@@ -1076,6 +1284,38 @@ mod tests {
             ),
             "{md}"
         );
+        insta::assert_snapshot!("markdown", md);
+    }
+
+    #[test]
+    fn one_round_is_judged_on_its_one_number_without_a_spread() {
+        let mut r = report();
+        for w in &mut r.workloads {
+            let first = w.rounds[..1].to_vec();
+            *w = WorkloadResult::from_rounds(w.spec, first);
+        }
+        r.rounds = 1;
+        let t = r.iops_tables();
+        assert!(
+            t.contains(
+                "| 4k randread QD32 | 15.4k | 7.90k | skipped | 13.6k | 0.88x | 1.72x | **NO** |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("| glfs workload (IOPS, 1 round) | ceiling: fio gfapi_async |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 4k randread QD32 | 50.0k | 110.0k | 2.20x | yes |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 64k read QD16 | 11.4k | - | - | failed | - | - | - |"),
+            "{t}"
+        );
+        assert!(r.unsettled_goals().is_empty());
+        assert!(r.markdown(".").contains("in 1 round: one measurement"));
     }
 
     #[test]
@@ -1159,14 +1399,37 @@ mod tests {
     }
 
     #[test]
-    fn json_holds_every_side_and_reason() {
+    fn json_holds_every_side_round_ratio_and_reason() {
         let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(v["rounds"], 3);
         let w0 = &v["workloads"][0];
         assert_eq!(w0["spec"]["bs"], 4096);
         assert_eq!(w0["sides"][0][0], "ceiling");
         assert_eq!(w0["sides"][0][1]["ok"]["iops"], 15400.0);
         assert_eq!(w0["sides"][2][1]["skipped"], "no FUSE here");
-        assert_eq!(v["workloads"][1]["sides"][1][1]["failed"], "daemon died");
+        // Every round in the order run, with its load.
+        let r1 = &w0["rounds"][1];
+        assert_eq!(r1["loadavg"], 6.5);
+        assert_eq!(r1["others_cpu_pct_max"], 140.0);
+        assert_eq!(r1["runs"][0][0], "ours-memory");
+        assert_eq!(r1["runs"][5][0], "ceiling");
+        assert_eq!(r1["runs"][5][1]["ok"]["iops"], 10000.0);
+        let ratio = &w0["ratios"][0];
+        assert_eq!(ratio["comparison"], "ours_over_ceiling");
+        assert_eq!(ratio["goal"], 0.9);
+        assert_eq!(ratio["per_round"][1], 0.92);
+        assert_eq!(ratio["median"], 0.92);
+        assert_eq!(ratio["rounds"], 3);
+        assert_eq!(ratio["median_met"], true);
+        assert_eq!(ratio["verdict"], "unsettled");
+        assert_eq!(w0["ratios"][1]["comparison"], "ours_over_tgt");
+        assert_eq!(w0["ratios"][1]["goal"], serde_json::Value::Null);
+        assert_eq!(w0["ratios"][2]["verdict"], "met");
+        let w1 = &v["workloads"][1];
+        assert_eq!(w1["sides"][1][1]["failed"], "daemon died");
+        assert_eq!(w1["ratios"][0]["per_round"][0], serde_json::Value::Null);
+        assert_eq!(w1["ratios"][0]["median_met"], false);
+        assert_eq!(w1["ratios"][2]["verdict"], "not_met");
         assert_eq!(v["sessions"][0]["ours"]["ok"]["peak_rss_kib"], 22300);
         assert_eq!(v["goals"]["ours_over_ceiling"], 0.9);
     }
