@@ -822,9 +822,11 @@ impl Gateways {
 
 #[test]
 fn a_gateway_whose_lease_ran_out_admits_no_write_until_it_loads_the_state_again() {
-    let t0 = std::time::Instant::now();
     let mut g = Gateways::new();
     assert_eq!(g.gw[1].write(C), GOOD);
+    // Taken after the gateways' set-up, which started their leases: on a loaded machine
+    // that set-up can take longer than the millisecond past the lease used below.
+    let t0 = std::time::Instant::now();
     // Told a time past the lease: its copy of the shared state may be stale.
     let later = t0 + scsi::RESERVATIONS_LEASE + std::time::Duration::from_millis(1);
     g.gw[1].rig.target.expire_reservation_leases(later);
