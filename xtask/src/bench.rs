@@ -55,6 +55,9 @@ const TGT_IQN: &str = "iqn.2026-11.io.glfs-iscsi:bench-tgt";
 const OUR_IQN: &str = "iqn.2026-11.io.glfs-iscsi:bench-ours";
 const INITIATOR: &str = "iqn.2026-11.io.glfs-iscsi:bench-load";
 const CLIENT_IO_THREADS: &str = "performance.client-io-threads";
+/// The file (in the bench's output directory) that notes a volume option the bench has
+/// set, until it is put back ([`VolumeOption`]).
+const OPTION_JOURNAL: &str = "volume-option.json";
 /// fio's default percentile list, asked for explicitly so both sides give the
 /// same points (iscsi-load reports the same list).
 const PERCENTILE_LIST: &str = "1:5:10:20:30:40:50:60:70:80:90:95:99:99.5:99.9:99.95:99.99";
@@ -209,6 +212,14 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         opts.rounds,
         total
     ));
+    // A bench killed while the ceiling's option was set left it so: put back first, before
+    // anything runs on the volume.
+    let journal = out_dir.join(OPTION_JOURNAL);
+    if volume.kind == VolumeKind::Live {
+        if let Some(done) = restore_interrupted(gluster::gluster, &journal)? {
+            progress.line(&format!("[bench] {done}"));
+        }
+    }
     let bench = Bench {
         opts: &opts,
         size,
@@ -225,7 +236,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     // the other, in the order of rounds::order (forward, then reversed).
     let sides: Vec<Side> = glfs_sides.iter().chain(&memory_sides).copied().collect();
     let mut notes = Vec::new();
-    let mut ceiling = CeilingGraph::new(&volume);
+    let mut ceiling = CeilingGraph::new(&volume, journal);
     let fuse = want(Side::TgtFuse).then(|| FuseMount::mount(&volume, &out_dir));
     let mut skipped: Vec<(Side, String)> = Vec::new();
     if let Some(Err(why)) = &fuse {
@@ -640,11 +651,61 @@ impl Volume {
 type GlusterCli = fn(&[&str]) -> Result<String>;
 
 /// A volume option set for a while: put back (or reset when it was not set) on drop.
+/// While it is set, a journal file (when given) says what to put back, so a bench killed
+/// before its drop (Ctrl-C, a lost terminal) leaves the next bench to do it
+/// ([`restore_interrupted`]); the file goes once the option is back.
 struct VolumeOption {
     volume: String,
     option: &'static str,
     old: Option<String>,
     cli: GlusterCli,
+    journal: Option<PathBuf>,
+}
+
+/// What a [`VolumeOption`]'s journal holds: the option to put back and its value before
+/// (none: reset it).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct OptionJournal {
+    volume: String,
+    option: String,
+    old: Option<String>,
+}
+
+impl OptionJournal {
+    /// Puts the option back through `cli`.
+    fn put_back(&self, cli: GlusterCli) -> Result<()> {
+        match &self.old {
+            Some(v) => cli(&["volume", "set", &self.volume, &self.option, v]),
+            None => cli(&["volume", "reset", &self.volume, &self.option]),
+        }
+        .map(drop)
+    }
+}
+
+/// Puts back a volume option that a bench killed while it was set left in `journal`, and
+/// says what it did; `None` when there was nothing to do. A journal that cannot be read
+/// or an option that cannot be put back is an error (the journal stays, for the next try).
+fn restore_interrupted(cli: GlusterCli, journal: &Path) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(journal) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => bail!("{}: {e}", journal.display()),
+    };
+    let j: OptionJournal = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a bench's option journal", journal.display()))?;
+    j.put_back(cli).with_context(|| {
+        format!(
+            "a bench interrupted earlier left {} of {} set; putting it back failed",
+            j.option, j.volume
+        )
+    })?;
+    std::fs::remove_file(journal)?;
+    Ok(Some(format!(
+        "a bench interrupted earlier left {} of {} set: put back to {}",
+        j.option,
+        j.volume,
+        j.old.as_deref().unwrap_or("its default (reset)")
+    )))
 }
 
 impl VolumeOption {
@@ -656,6 +717,7 @@ impl VolumeOption {
         volume: &str,
         option: &'static str,
         value: &str,
+        journal: Option<&Path>,
     ) -> Result<VolumeOption> {
         let get = || {
             cli(&["volume", "get", volume, option])
@@ -663,12 +725,27 @@ impl VolumeOption {
                 .and_then(|out| report::parse_volume_get(&out, option))
         };
         let old = get();
-        cli(&["volume", "set", volume, option, value])?;
+        if let Some(path) = journal {
+            let j = OptionJournal {
+                volume: volume.to_string(),
+                option: option.to_string(),
+                old: old.clone(),
+            };
+            std::fs::write(path, serde_json::to_string(&j)?)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+        if let Err(e) = cli(&["volume", "set", volume, option, value]) {
+            if let Some(path) = journal {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
         let set = VolumeOption {
             volume: volume.to_string(),
             option,
             old,
             cli,
+            journal: journal.map(Path::to_path_buf),
         };
         match get() {
             Some(now) if now == value => Ok(set),
@@ -682,15 +759,27 @@ impl VolumeOption {
 
 impl Drop for VolumeOption {
     fn drop(&mut self) {
-        let done = match &self.old {
-            Some(v) => (self.cli)(&["volume", "set", &self.volume, self.option, v]),
-            None => (self.cli)(&["volume", "reset", &self.volume, self.option]),
+        let j = OptionJournal {
+            volume: self.volume.clone(),
+            option: self.option.to_string(),
+            old: self.old.clone(),
         };
-        if let Err(e) = done {
-            eprintln!(
-                "[bench] could not put {} of {} back to {:?}: {e:#}",
-                self.option, self.volume, self.old
-            );
+        match j.put_back(self.cli) {
+            Ok(()) => {
+                if let Some(path) = &self.journal {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Err(e) => eprintln!(
+                "[bench] could not put {} of {} back to {:?}: {e:#}{}",
+                self.option,
+                self.volume,
+                self.old,
+                self.journal.as_ref().map_or(String::new(), |p| format!(
+                    " (the next bench tries again from {})",
+                    p.display()
+                ))
+            ),
         }
     }
 }
@@ -701,6 +790,8 @@ impl Drop for VolumeOption {
 struct CeilingGraph<'a> {
     volume: &'a Volume,
     cli: GlusterCli,
+    /// Where the option set is noted while it is ([`VolumeOption`]).
+    journal: Option<PathBuf>,
     /// Set now.
     option: Option<VolumeOption>,
     /// What the option was before the first time it was set (None: never set).
@@ -711,14 +802,18 @@ struct CeilingGraph<'a> {
 }
 
 impl<'a> CeilingGraph<'a> {
-    fn new(volume: &'a Volume) -> CeilingGraph<'a> {
-        Self::with_cli(volume, gluster::gluster)
+    fn new(volume: &'a Volume, journal: PathBuf) -> CeilingGraph<'a> {
+        CeilingGraph {
+            journal: Some(journal),
+            ..Self::with_cli(volume, gluster::gluster)
+        }
     }
 
     fn with_cli(volume: &'a Volume, cli: GlusterCli) -> CeilingGraph<'a> {
         CeilingGraph {
             volume,
             cli,
+            journal: None,
             option: None,
             first_old: None,
             unusable: None,
@@ -732,7 +827,13 @@ impl<'a> CeilingGraph<'a> {
         {
             return Ok(());
         }
-        match VolumeOption::set_with(self.cli, &self.volume.name, CLIENT_IO_THREADS, "off") {
+        match VolumeOption::set_with(
+            self.cli,
+            &self.volume.name,
+            CLIENT_IO_THREADS,
+            "off",
+            self.journal.as_deref(),
+        ) {
             Ok(o) => {
                 if self.first_old.is_none() {
                     self.first_old = Some(o.old.clone());
@@ -1940,7 +2041,7 @@ mod tests {
     #[test]
     fn a_volume_option_set_for_the_ceiling_is_put_back_to_what_it_was() {
         fake_cli::start(Some("on"), false);
-        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off").unwrap();
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", None).unwrap();
         assert_eq!(fake_cli::value().as_deref(), Some("off"));
         assert_eq!(set.old.as_deref(), Some("on"));
         drop(set);
@@ -2047,11 +2148,72 @@ mod tests {
     }
 
     #[test]
+    fn an_option_left_set_by_a_killed_bench_is_put_back_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join(OPTION_JOURNAL);
+        // Nothing left: nothing done, no gluster call.
+        fake_cli::start(Some("on"), false);
+        assert_eq!(restore_interrupted(fake_cli::cli, &journal).unwrap(), None);
+        assert!(fake_cli::calls().is_empty());
+        // Set, and the bench killed before the drop (forgotten here): the journal stays.
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", Some(&journal)).unwrap();
+        std::mem::forget(set);
+        assert_eq!(fake_cli::value().as_deref(), Some("off"));
+        assert!(journal.exists());
+        // The next bench puts it back to what it was and removes the journal.
+        let done = restore_interrupted(fake_cli::cli, &journal).unwrap();
+        assert_eq!(
+            done.as_deref(),
+            Some(
+                format!("a bench interrupted earlier left {OPT} of vol set: put back to on")
+                    .as_str()
+            )
+        );
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+        assert!(!journal.exists());
+        // An option that had no value to show is reset.
+        fake_cli::start(None, false);
+        std::mem::forget(
+            VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", Some(&journal)).unwrap(),
+        );
+        restore_interrupted(fake_cli::cli, &journal).unwrap();
+        assert_eq!(fake_cli::value(), None);
+        assert_eq!(
+            fake_cli::calls().last().map(String::as_str),
+            Some(format!("volume reset vol {OPT}").as_str())
+        );
+    }
+
+    #[test]
+    fn the_journal_goes_when_the_option_is_put_back_or_was_never_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join(OPTION_JOURNAL);
+        fake_cli::start(Some("on"), false);
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", Some(&journal)).unwrap();
+        assert!(journal.exists(), "noted while it is set");
+        drop(set);
+        assert!(!journal.exists());
+        assert_eq!(fake_cli::value().as_deref(), Some("on"));
+        // A set that failed changed nothing and leaves nothing to put back.
+        fake_cli::start(Some("on"), true);
+        assert!(VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", Some(&journal)).is_err());
+        assert!(!journal.exists());
+        // A journal that is not one is an error, not a guess, and stays.
+        std::fs::write(&journal, "garbage").unwrap();
+        let err = restore_interrupted(fake_cli::cli, &journal).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is not a bench's option journal"),
+            "{err:#}"
+        );
+        assert!(journal.exists());
+    }
+
+    #[test]
     fn a_volume_option_whose_old_value_is_unknown_is_reset_afterwards() {
         // Gluster 10 shows an option never set with its default value; an older CLI
         // that cannot show it leaves nothing to put back but a reset.
         fake_cli::start(None, false);
-        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off").unwrap();
+        let set = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", None).unwrap();
         assert_eq!(set.old, None);
         drop(set);
         assert_eq!(fake_cli::value(), None);
@@ -2064,7 +2226,7 @@ mod tests {
     #[test]
     fn a_failed_set_changes_nothing_and_restores_nothing() {
         fake_cli::start(Some("on"), true);
-        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off")
+        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, "off", None)
             .err()
             .expect("set failed");
         assert!(format!("{err:#}").contains("volume set: failed"), "{err:#}");
@@ -2081,7 +2243,7 @@ mod tests {
     #[test]
     fn a_set_the_volume_does_not_show_is_an_error_and_is_undone() {
         fake_cli::start(Some("on"), false);
-        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, fake_cli::IGNORED)
+        let err = VolumeOption::set_with(fake_cli::cli, "vol", OPT, fake_cli::IGNORED, None)
             .err()
             .expect("the value never showed");
         assert_eq!(
