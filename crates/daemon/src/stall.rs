@@ -204,6 +204,15 @@ pub fn begin_takeover(
     current: impl Fn() -> Option<u64>,
 ) -> Option<Takeover> {
     let try_lock = |name| store.lock_metadata(name, owner, LockMode::Exclusive, LockWait::NoWait);
+    // Another standby took over before (or the stalled gateway resumed, or the holder of
+    // the takeover lock finished): no takeover, and nothing of theirs is cleared.
+    let moved_on = || {
+        let moved = current() != Some(stalled.version);
+        if moved {
+            tracing::info!(target = %target, lun, "the record moved on: no takeover");
+        }
+        moved
+    };
     let (lock, breaking) = match try_lock(TAKEOVER) {
         Ok(lock) => (lock, None),
         Err(LockError::Contended { .. }) if stalled.stood >= 2 * bound => {
@@ -219,10 +228,8 @@ pub fn begin_takeover(
                     return None;
                 }
             };
-            if current() != Some(stalled.version) {
-                // The takeover lock's holder finished (or the stalled gateway resumed):
-                // its lock is not stuck, and is left alone.
-                tracing::info!(target = %target, lun, "the record moved on: no takeover");
+            if moved_on() {
+                // The takeover lock is not stuck, and is left alone.
                 return None;
             }
             tracing::warn!(target = %target, lun, stood = ?stalled.stood,
@@ -244,9 +251,7 @@ pub fn begin_takeover(
             return None;
         }
     };
-    if current() != Some(stalled.version) {
-        // Another standby took over before (or the stalled gateway resumed).
-        tracing::info!(target = %target, lun, "the record moved on: no takeover");
+    if moved_on() {
         return None;
     }
     Some(Takeover {

@@ -1729,33 +1729,9 @@ fn a_stalled_active_gateway_loses_the_fence_to_the_standby_after_the_bound(stora
     // A resumes: whatever it answers, none of its writes lands, and it steps down.
     gw_a.signal("CONT");
     let resumed = Instant::now();
-    let mut n = 10;
-    loop {
-        let answer = write_numbered(&mut a, n);
-        assert!(
-            answer == FENCED_REFUSAL
-                || answer == STANDBY_REFUSAL
-                || answer == UA_ACCESS_STATE_CHANGED
-                || answer.0 == BUSY,
-            "a write through the resumed gateway: {answer:?}\nA: {}",
-            gw_a.log()
-        );
-        assert_eq!(
-            block_on_storage(&storage)[..4],
-            3u32.to_be_bytes(),
-            "a write through the resumed gateway landed"
-        );
-        if answer == STANDBY_REFUSAL {
-            break;
-        }
-        assert!(
-            resumed.elapsed() < FAILOVER_BOUND,
-            "A did not step down: {answer:?}\n{}",
-            gw_a.log()
-        );
-        n += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_the_resumed_gateway_steps_down(&mut a, &storage, 3, resumed, &|| {
+        format!("A: {}", gw_a.log())
+    });
     // Both report B active: A left B's record as it was.
     let (groups, _) = rtpg_seeing_ua(&mut a);
     assert_eq!(groups, [(1, 0x2, 1), (2, 0x0, 2)], "{}", gw_a.log());
@@ -1822,6 +1798,45 @@ fn three_groups(own: u16, active: u16) -> Vec<(u16, u8, u16)> {
 }
 
 /// The block [`write_numbered`] writes for `n`.
+/// Writes through a gateway that was stopped and has just resumed (`resumed`), until it
+/// reports standby: every answer a refusal (fenced, standby, the access-state unit
+/// attention, BUSY), none of the writes landing (the fenced block stays the one numbered
+/// `kept`), and standby within [`FAILOVER_BOUND`].
+fn until_the_resumed_gateway_steps_down(
+    ini: &mut Initiator,
+    storage: &Storage,
+    kept: u32,
+    resumed: Instant,
+    logs: &dyn Fn() -> String,
+) {
+    for n in 10.. {
+        let answer = write_numbered(ini, n);
+        assert!(
+            answer == FENCED_REFUSAL
+                || answer == STANDBY_REFUSAL
+                || answer == UA_ACCESS_STATE_CHANGED
+                || answer.0 == BUSY,
+            "a write through the resumed gateway: {answer:?}\n{}",
+            logs()
+        );
+        assert_eq!(
+            block_on_storage(storage),
+            numbered_block(kept),
+            "a write through the resumed gateway landed\n{}",
+            logs()
+        );
+        if answer == STANDBY_REFUSAL {
+            return;
+        }
+        assert!(
+            resumed.elapsed() < FAILOVER_BOUND,
+            "A did not step down: {answer:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn numbered_block(n: u32) -> Vec<u8> {
     let mut block = vec![n as u8; 512];
     block[..4].copy_from_slice(&n.to_be_bytes());
@@ -1918,32 +1933,7 @@ fn with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(storage:
     // A resumes: none of its writes lands, and it steps down.
     gw_a.signal("CONT");
     let resumed = Instant::now();
-    for n in 10.. {
-        let answer = write_numbered(&mut a, n);
-        assert!(
-            answer == FENCED_REFUSAL
-                || answer == STANDBY_REFUSAL
-                || answer == UA_ACCESS_STATE_CHANGED
-                || answer.0 == BUSY,
-            "a write through the resumed gateway: {answer:?}\n{}",
-            logs()
-        );
-        assert_eq!(
-            block_on_storage(&storage),
-            numbered_block(3),
-            "a write through the resumed gateway landed\n{}",
-            logs()
-        );
-        if answer == STANDBY_REFUSAL {
-            break;
-        }
-        assert!(
-            resumed.elapsed() < FAILOVER_BOUND,
-            "A did not step down: {answer:?}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_the_resumed_gateway_steps_down(&mut a, &storage, 3, resumed, &logs);
     // A's host may still have a unit attention coming: A's step-down reports nobody
     // active, then the record read in the same round the winner.
     wait_for_groups_seeing_ua(&mut a, &three_groups(1, winner), resumed, logs);
