@@ -883,9 +883,9 @@ fn round_summary(w: &WorkloadResult, count: u32) -> String {
         .iter()
         .filter_map(|r| {
             let m = r.median?;
-            let spread = r
-                .spread()
-                .map_or(String::new(), |(lo, hi)| format!(" ({lo:.2}..{hi:.2})"));
+            let spread = r.spread().map_or(String::new(), |(lo, hi)| {
+                format!(" ({}..{})", report::floor2(lo), report::floor2(hi))
+            });
             let verdict = match (r.verdict, r.median_met) {
                 (Some(rounds::Verdict::Unsettled), Some(true)) => {
                     " unsettled, median meets the goal"
@@ -895,7 +895,11 @@ fn round_summary(w: &WorkloadResult, count: u32) -> String {
                 (Some(rounds::Verdict::NotMet), _) => " NOT met",
                 (None, _) => "",
             };
-            Some(format!("{} {m:.2}x{spread}{verdict}", r.comparison.name()))
+            Some(format!(
+                "{} {}x{spread}{verdict}",
+                r.comparison.name(),
+                report::floor2(m)
+            ))
         })
         .collect();
     format!(
