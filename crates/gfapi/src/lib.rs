@@ -643,80 +643,75 @@ impl File {
         Ok(())
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset` (chunked; short reads continue; end of
-    /// file before that is [`Error::Short`]).
-    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(self.max_chunk());
+    /// The loop of [`File::pread`], [`File::pwrite`] and [`File::copy_range`]: `step(done,
+    /// n)` makes the gfapi call `call` for the `n` bytes (at most [`File::max_chunk`]) after
+    /// the first `done` of `len` and returns what it returned. A short transfer continues;
+    /// a negative return is [`Error::Call`] with the call's errno, and one that moves
+    /// nothing before `len` bytes is [`Error::Short`].
+    fn chunked(
+        &self,
+        call: &'static str,
+        len: u64,
+        mut step: impl FnMut(u64, usize) -> libc::ssize_t,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(self.max_chunk() as u64) as usize;
             clear_errno();
-            // SAFETY: fd live; the slice is valid for n writable bytes.
-            let rc = unsafe {
-                (self.sys().glfs_pread)(
-                    self.fd,
-                    buf[done..].as_mut_ptr().cast(),
-                    n,
-                    (offset + done as u64) as libc::off_t,
-                    0,
-                    std::ptr::null_mut(),
-                )
-            };
-            match rc {
+            match step(done, n) {
                 rc if rc < 0 => {
                     return Err(Error::Call {
-                        call: "glfs_pread",
+                        call,
                         errno: last_errno(),
                     })
                 }
                 0 => {
                     return Err(Error::Short {
-                        call: "glfs_pread",
-                        done,
-                        wanted: buf.len(),
+                        call,
+                        done: done as usize,
+                        wanted: len as usize,
                     })
                 }
-                rc => done += (rc as usize).min(n),
+                rc => done += (rc as u64).min(n as u64),
             }
         }
         Ok(())
     }
 
+    /// Reads exactly `buf.len()` bytes at `offset` (chunked; short reads continue; end of
+    /// file before that is [`Error::Short`]).
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        self.chunked("glfs_pread", buf.len() as u64, |done, n| {
+            // SAFETY: fd live; the slice is valid for n writable bytes.
+            unsafe {
+                (self.sys().glfs_pread)(
+                    self.fd,
+                    buf[done as usize..].as_mut_ptr().cast(),
+                    n,
+                    (offset + done) as libc::off_t,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            }
+        })
+    }
+
     /// Writes all of `buf` at `offset` (chunked; short writes continue).
     pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(self.max_chunk());
-            clear_errno();
+        self.chunked("glfs_pwrite", buf.len() as u64, |done, n| {
             // SAFETY: fd live; the slice is valid for n readable bytes.
-            let rc = unsafe {
+            unsafe {
                 (self.sys().glfs_pwrite)(
                     self.fd,
-                    buf[done..].as_ptr().cast(),
+                    buf[done as usize..].as_ptr().cast(),
                     n,
-                    (offset + done as u64) as libc::off_t,
+                    (offset + done) as libc::off_t,
                     0,
                     std::ptr::null_mut(),
                     std::ptr::null_mut(),
                 )
-            };
-            match rc {
-                rc if rc < 0 => {
-                    return Err(Error::Call {
-                        call: "glfs_pwrite",
-                        errno: last_errno(),
-                    })
-                }
-                0 => {
-                    return Err(Error::Short {
-                        call: "glfs_pwrite",
-                        done,
-                        wanted: buf.len(),
-                    })
-                }
-                rc => done += (rc as usize).min(n),
             }
-        }
-        Ok(())
+        })
     }
 
     /// `glfs_fdatasync`.
@@ -793,14 +788,11 @@ impl File {
         dst_offset: u64,
         len: u64,
     ) -> Result<(), Error> {
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(self.max_chunk() as u64) as usize;
+        self.chunked("glfs_copy_file_range", len, |done, n| {
             let mut off_in = (offset + done) as i64;
             let mut off_out = (dst_offset + done) as i64;
-            clear_errno();
             // SAFETY: both fds live; the offsets are ours; NULL stats are allowed.
-            let rc = unsafe {
+            unsafe {
                 (self.sys().glfs_copy_file_range)(
                     self.fd,
                     &mut off_in,
@@ -812,25 +804,8 @@ impl File {
                     std::ptr::null_mut(),
                     std::ptr::null_mut(),
                 )
-            };
-            match rc {
-                rc if rc < 0 => {
-                    return Err(Error::Call {
-                        call: "glfs_copy_file_range",
-                        errno: last_errno(),
-                    })
-                }
-                0 => {
-                    return Err(Error::Short {
-                        call: "glfs_copy_file_range",
-                        done: done as usize,
-                        wanted: len as usize,
-                    })
-                }
-                rc => done += (rc as u64).min(n as u64),
             }
-        }
-        Ok(())
+        })
     }
 
     /// `glfs_lseek(offset, SEEK_DATA)` (`data`) or `SEEK_HOLE`: the first byte at or after
