@@ -294,6 +294,18 @@ pub(crate) fn next_unmap(
     io(lun, IoRequest::Discard { offset, len }, state)
 }
 
+/// The read of a read-modify-write (COMPARE AND WRITE, ORWRITE): the store's data when it
+/// is exactly `len` bytes; any other reply is MEDIUM ERROR, UNRECOVERED READ ERROR.
+fn read_back(reply: IoReply, len: usize) -> Result<Bytes, Sense> {
+    match reply {
+        IoReply::Data(read) if read.len() == len => Ok(read),
+        _ => Err(Sense::new(
+            SenseKey::MediumError,
+            Asc::UNRECOVERED_READ_ERROR,
+        )),
+    }
+}
+
 /// Continues a command with the result of its storage request.
 pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
     let state = match state {
@@ -342,18 +354,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             fua,
             transfer_len,
         } => {
-            let IoReply::Data(read) = reply else {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            };
-            if read.len() != verify.len() {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            }
+            let read = tri!(read_back(reply, verify.len()));
             if let Some(at) = read.iter().zip(verify.iter()).position(|(a, b)| a != b) {
                 return fail(Sense::MISCOMPARE.with_information(at as u32));
             }
@@ -370,18 +371,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
         }
         State::LbaStatus(status) => status.next(lun, reply),
         State::OrWrite { offset, mask, fua } => {
-            let IoReply::Data(read) = reply else {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            };
-            if read.len() != mask.len() {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            }
+            let read = tri!(read_back(reply, mask.len()));
             let data: Bytes = read.iter().zip(mask.iter()).map(|(a, b)| a | b).collect();
             let transfer_len = mask.len() as u32;
             io(
