@@ -101,6 +101,18 @@ fn last_errno() -> i32 {
     }
 }
 
+/// `Ok` for a gfapi call that returned 0; any other `rc` is [`Error::Call`] naming `call`
+/// with the errno it left (read at once, before anything else can change it).
+fn check(call: &'static str, rc: libc::c_int) -> Result<(), Error> {
+    if rc != 0 {
+        return Err(Error::Call {
+            call,
+            errno: last_errno(),
+        });
+    }
+    Ok(())
+}
+
 fn clear_errno() {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() = 0 };
@@ -292,12 +304,7 @@ impl Volume {
                     c_int::from(server.port),
                 )
             };
-            if rc != 0 {
-                return Err(Error::Call {
-                    call: "glfs_set_volfile_server",
-                    errno: last_errno(),
-                });
-            }
+            check("glfs_set_volfile_server", rc)?;
         }
         let logfile = logfile
             .map(|p| cstring("glfs_set_logging", &p.to_string_lossy()))
@@ -311,12 +318,7 @@ impl Volume {
                 loglevel,
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_set_logging",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_set_logging", rc)?;
         for option in xlator_options {
             let call = "glfs_set_xlator_option";
             let (xlator, key, value) = (
@@ -329,22 +331,12 @@ impl Volume {
             let rc = unsafe {
                 (s.glfs_set_xlator_option)(fs, xlator.as_ptr(), key.as_ptr(), value.as_ptr())
             };
-            if rc != 0 {
-                return Err(Error::Call {
-                    call,
-                    errno: last_errno(),
-                });
-            }
+            check(call, rc)?;
         }
         clear_errno();
         // SAFETY: fs is live and configured.
         let rc = unsafe { (s.glfs_init)(fs) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_init",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_init", rc)?;
         Ok(vol)
     }
 
@@ -432,12 +424,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, cpath valid, st writable.
         let rc = unsafe { (self.lib.sys.glfs_lstat)(self.fs, cpath.as_ptr(), &mut st) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_lstat",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_lstat", rc)?;
         Ok(st.st_size as u64)
     }
 
@@ -448,13 +435,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, both paths valid NUL-terminated strings.
         let rc = unsafe { (self.lib.sys.glfs_rename)(self.fs, cfrom.as_ptr(), cto.as_ptr()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_rename",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_rename", rc)
     }
 
     /// `glfs_getxattr(path, name)`: the value of extended attribute `name` of `path` (at
@@ -478,13 +459,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, the path a valid NUL-terminated string.
         let rc = unsafe { (self.lib.sys.glfs_unlink)(self.fs, c.as_ptr()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_unlink",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_unlink", rc)
     }
 }
 
@@ -613,12 +588,7 @@ impl File {
         clear_errno();
         // SAFETY: fd live, st writable.
         let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fstat",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_fstat", rc)?;
         Ok(st.st_size as u64)
     }
 
@@ -634,13 +604,7 @@ impl File {
                 std::ptr::null_mut(),
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_ftruncate",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_ftruncate", rc)
     }
 
     /// The loop of [`File::pread`], [`File::pwrite`] and [`File::copy_range`]: `step(done,
@@ -721,13 +685,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_fdatasync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut())
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fdatasync",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fdatasync", rc)
     }
 
     /// `glfs_fsync`.
@@ -736,13 +694,7 @@ impl File {
         // SAFETY: fd live; NULL stats allowed.
         let rc =
             unsafe { (self.sys().glfs_fsync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fsync",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fsync", rc)
     }
 
     /// `glfs_discard(offset, len)`.
@@ -752,13 +704,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_discard)(self.fd, offset as libc::off_t, len as libc::size_t)
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_discard",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_discard", rc)
     }
 
     /// `glfs_zerofill(offset, len)`.
@@ -768,13 +714,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_zerofill)(self.fd, offset as libc::off_t, len as libc::off_t)
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_zerofill",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_zerofill", rc)
     }
 
     /// `glfs_copy_file_range`: copies `len` bytes at `offset` of this file to `dst_offset`
@@ -853,13 +793,7 @@ impl File {
                 owner.len() as c_int,
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fd_set_lkowner",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fd_set_lkowner", rc)
     }
 
     /// `glfs_posix_lock(F_SETLK)` of `kind` on `len` bytes at `start` (advisory): `Ok(true)`
@@ -1025,13 +959,7 @@ impl File {
                 (self.sys().glfs_file_lock)(self.fd, cmd, &mut fl, mode)
             }
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call,
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check(call, rc)
     }
 
     /// Reads `len` bytes at `offset` asynchronously; `cb` gets exactly `len` bytes or an
