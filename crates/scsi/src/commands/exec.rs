@@ -132,42 +132,24 @@ pub(crate) fn busy() -> Start {
 /// Keeps `guard` (the command's range in the interlock) until the command ends: a command
 /// waiting for storage carries it on; one already done lets it go.
 pub(crate) fn hold(start: Start, guard: Option<RangeGuard>) -> Start {
-    match start {
-        Start::Io {
-            lun,
-            request,
-            mut pending,
-        } => {
-            pending.range = guard;
-            Start::Io {
-                lun,
-                request,
-                pending,
-            }
-        }
-        done => done,
-    }
+    with_io_pending(start, |pending| pending.range = guard)
 }
 
 /// Makes a command that changes the medium without FUA (WRITE SAME, UNMAP) durable before
 /// its status: a command still waiting for storage is marked, so that the GOOD it ends with
 /// becomes a flush first (see [`flush_before_good`]).
 pub(crate) fn durable(start: Start) -> Start {
-    match start {
-        Start::Io {
-            lun,
-            request,
-            mut pending,
-        } => {
-            pending.flush_before_good = true;
-            Start::Io {
-                lun,
-                request,
-                pending,
-            }
-        }
-        done => done,
+    with_io_pending(start, |pending| pending.flush_before_good = true)
+}
+
+/// Applies `change` to the [`Pending`] of a command still waiting for storage; any other
+/// start is returned as it is.
+#[inline]
+pub(crate) fn with_io_pending(mut start: Start, change: impl FnOnce(&mut Pending)) -> Start {
+    if let Start::Io { pending, .. } = &mut start {
+        change(pending);
     }
+    start
 }
 
 /// For a command marked [`durable`]: GOOD becomes a flush of the store, then GOOD with the
