@@ -356,11 +356,7 @@ impl BlockStore for FileStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            discard: true,
-            write_zeroes: true,
-            discard_zeroes: true,
-        }
+        Capabilities::ALL
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {

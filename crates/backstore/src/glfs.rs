@@ -1574,11 +1574,7 @@ impl BlockStore for GlfsStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            discard: true,
-            write_zeroes: true,
-            discard_zeroes: true,
-        }
+        Capabilities::ALL
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {

@@ -599,11 +599,7 @@ impl BlockStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            discard: true,
-            write_zeroes: true,
-            discard_zeroes: true,
-        }
+        Capabilities::ALL
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {

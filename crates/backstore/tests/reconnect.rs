@@ -77,6 +77,13 @@ impl Env {
     fn faulted_inits(&self) -> usize {
         self.log_count("fault injected on init")
     }
+
+    /// Every operation on `vol`, glfs_init included, finds the server gone (until
+    /// `root.clear()`).
+    fn disconnect(&self, vol: &str) {
+        self.root
+            .set_rules(&[FaultRule::any().volume(vol).disconnect()]);
+    }
 }
 
 impl Drop for Env {
@@ -107,6 +114,10 @@ fn write_req(offset: u64, data: &[u8]) -> IoRequest {
         data: Bytes::copy_from_slice(data).into(),
         fua: false,
     }
+}
+
+fn read_req(offset: u64, len: u32) -> IoRequest {
+    IoRequest::Read { offset, len }
 }
 
 fn write(store: &dyn BlockStore, offset: u64, data: &[u8]) {
@@ -144,6 +155,14 @@ fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits (at most 15 s) until `s` is connected again.
+#[track_caller]
+fn wait_reconnected(s: &GlfsStore) {
+    wait_for(Duration::from_secs(15), "reconnect", || {
+        s.connection_state() == ConnectionState::Connected
+    });
 }
 
 /// Every operation but `init` on `vol` drops the connection.
@@ -206,22 +225,12 @@ fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
     write(&*s, 1 << 20, &before);
 
     // Every operation on the volume, glfs_init included, now finds the server gone.
-    env.root
-        .set_rules(&[FaultRule::any().volume("r1").disconnect()]);
+    env.disconnect("r1");
     assert_not_connected(run(&*s, write_req(16384, &[7; 512])), Op::Write);
     // The failure already switched the store to reconnecting: the next request does not
     // reach gfapi and fails the same way.
     assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
-    assert_not_connected(
-        run(
-            &*s,
-            IoRequest::Read {
-                offset: 0,
-                len: 512,
-            },
-        ),
-        Op::Read,
-    );
+    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
     assert_not_connected(run(&*s, IoRequest::Flush), Op::Flush);
     wait_for(Duration::from_secs(5), "a failed reconnect attempt", || {
         env.faulted_inits() >= 2
@@ -231,9 +240,7 @@ fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
 
     // The server is back: the store reconnects without being asked.
     env.root.clear();
-    wait_for(Duration::from_secs(15), "reconnect", || {
-        s.connection_state() == ConnectionState::Connected
-    });
+    wait_reconnected(&s);
     assert_eq!(s.generation(), 1);
     assert_eq!(env.mounts(), 2, "one new glfs_t");
     assert!(s.reconnect_attempts() >= 2, "{}", s.reconnect_attempts());
@@ -269,18 +276,8 @@ fn while_down_requests_fail_fast_and_one_loop_reconnects() {
     let env = Env::new();
     let s = env.open("r2", "lun.img", "hold=0");
     write(&*s, 0, &pattern(4096, 3));
-    env.root
-        .set_rules(&[FaultRule::any().volume("r2").disconnect()]);
-    assert_not_connected(
-        run(
-            &*s,
-            IoRequest::Read {
-                offset: 0,
-                len: 4096,
-            },
-        ),
-        Op::Read,
-    );
+    env.disconnect("r2");
+    assert_not_connected(run(&*s, read_req(0, 4096)), Op::Read);
 
     // Four submitters keep the store busy for 1.5 s.
     let started = Instant::now();
@@ -323,9 +320,7 @@ fn while_down_requests_fail_fast_and_one_loop_reconnects() {
     assert_eq!(env.mounts(), 1);
 
     env.root.clear();
-    wait_for(Duration::from_secs(15), "reconnect", || {
-        s.connection_state() == ConnectionState::Connected
-    });
+    wait_reconnected(&s);
     assert_eq!((s.generation(), env.mounts()), (1, 2));
     assert_eq!(read(&*s, 0, 4096), pattern(4096, 3));
 }
@@ -340,16 +335,7 @@ fn hung_glfs_init_does_not_block_submitters() {
         disconnect_io("r3"),
         FaultRule::on(&["init"]).volume("r3").hang(),
     ]);
-    assert_not_connected(
-        run(
-            &*s,
-            IoRequest::Read {
-                offset: 0,
-                len: 4096,
-            },
-        ),
-        Op::Read,
-    );
+    assert_not_connected(run(&*s, read_req(0, 4096)), Op::Read);
     wait_for(Duration::from_secs(5), "glfs_init hanging", || {
         env.faulted_inits() >= 1
     });
@@ -373,9 +359,7 @@ fn hung_glfs_init_does_not_block_submitters() {
 
     // Releasing the hang lets the loop finish.
     env.root.clear();
-    wait_for(Duration::from_secs(15), "reconnect", || {
-        s.connection_state() == ConnectionState::Connected
-    });
+    wait_reconnected(&s);
     assert_eq!(s.generation(), 1);
     assert_eq!(read(&*s, 0, 4096), pattern(4096, 4));
     write(&*s, 0, &pattern(4096, 5));
@@ -391,18 +375,11 @@ fn stores_on_one_volume_share_one_reconnect() {
     write(&*a, 0, &pattern(4096, 6));
     write(&*b, 0, &pattern(4096, 7));
 
-    env.root
-        .set_rules(&[FaultRule::any().volume("r4").disconnect()]);
+    env.disconnect("r4");
     assert_not_connected(run(&*a, write_req(4096, &[1; 512])), Op::Write);
     // b shares the lost glfs_t: it is reconnecting too, without having hit the error.
     assert_eq!(b.connection_state(), ConnectionState::Reconnecting);
-    let (r, took) = run_timed(
-        &*b,
-        IoRequest::Read {
-            offset: 0,
-            len: 512,
-        },
-    );
+    let (r, took) = run_timed(&*b, read_req(0, 512));
     assert_not_connected(r, Op::Read);
     assert!(took < FAST, "{took:?}");
     wait_for(Duration::from_secs(5), "a failed reconnect attempt", || {
@@ -444,25 +421,14 @@ fn requests_in_flight_on_the_lost_handle_complete_normally() {
         Completion::new(move |r| tx.send(r).unwrap()),
     );
     std::thread::sleep(Duration::from_millis(100));
-    assert_not_connected(
-        run(
-            &*s,
-            IoRequest::Read {
-                offset: 0,
-                len: 512,
-            },
-        ),
-        Op::Read,
-    );
+    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
     // The write was admitted before the connection dropped: it finishes on the old
     // glfs_t, whose buffers and fd stay alive until then.
     let r = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("in-flight write never completed");
     assert_eq!(r, Ok(IoReply::Done));
-    wait_for(Duration::from_secs(15), "reconnect", || {
-        s.connection_state() == ConnectionState::Connected
-    });
+    wait_reconnected(&s);
     assert_eq!(s.generation(), 1);
     assert_eq!(read(&*s, 65536, 8192), data);
 }
@@ -488,8 +454,7 @@ fn held_requests_survive_a_short_outage_without_errors() {
     write(&*s, 0, &before);
 
     // The volume goes away: the first request finds the connection lost on its way.
-    env.root
-        .set_rules(&[FaultRule::any().volume("h1").disconnect()]);
+    env.disconnect("h1");
     let lost_on_the_wire = submit(&*s, write_req(8192, &pattern(4096, 12)));
     wait_for(
         Duration::from_secs(10),
@@ -506,13 +471,7 @@ fn held_requests_survive_a_short_outage_without_errors() {
         ));
     }
     let flush = submit(&*s, IoRequest::Flush);
-    let read = submit(
-        &*s,
-        IoRequest::Read {
-            offset: 0,
-            len: 8192,
-        },
-    );
+    let read = submit(&*s, read_req(0, 8192));
     wait_for(Duration::from_secs(10), "failed reconnect attempts", || {
         env.faulted_inits() >= 2
     });
@@ -550,8 +509,7 @@ fn held_requests_fail_retryably_when_the_outage_outlasts_the_hold_then_recover()
     let env = Env::new();
     let s = env.open("h2", "lun.img", "hold=1");
     write(&*s, 0, &pattern(4096, 13));
-    env.root
-        .set_rules(&[FaultRule::any().volume("h2").disconnect()]);
+    env.disconnect("h2");
     // Each request waits its hold out, then gets the retryable lost-connection error.
     let rxs: Vec<_> = (0..8)
         .map(|i| submit(&*s, write_req(4096 * i, &[i as u8; 4096])))
@@ -563,9 +521,7 @@ fn held_requests_fail_retryably_when_the_outage_outlasts_the_hold_then_recover()
     assert_eq!(s.connection_state(), ConnectionState::Reconnecting);
     // The store keeps trying by itself and serves again once the volume is back.
     env.root.clear();
-    wait_for(Duration::from_secs(15), "reconnect", || {
-        s.connection_state() == ConnectionState::Connected
-    });
+    wait_reconnected(&s);
     assert_eq!(read(&*s, 0, 4096), pattern(4096, 13));
     write(&*s, 4096, &pattern(4096, 14));
     assert_eq!(read(&*s, 4096, 4096), pattern(4096, 14));
@@ -575,30 +531,15 @@ fn held_requests_fail_retryably_when_the_outage_outlasts_the_hold_then_recover()
 fn the_hold_queue_is_bounded() {
     let env = Env::new();
     let s = env.open("h3", "lun.img", "hold=60");
-    env.root
-        .set_rules(&[FaultRule::any().volume("h3").disconnect()]);
+    env.disconnect("h3");
     // The first request finds the connection lost and is held.
-    let first = submit(
-        &*s,
-        IoRequest::Read {
-            offset: 0,
-            len: 512,
-        },
-    );
+    let first = submit(&*s, read_req(0, 512));
     wait_for(Duration::from_secs(10), "the first request held", || {
         s.held_requests() == 1
     });
     let over = 5;
     let rxs: Vec<_> = (0..backstore::MAX_HELD - 1 + over)
-        .map(|_| {
-            submit(
-                &*s,
-                IoRequest::Read {
-                    offset: 0,
-                    len: 512,
-                },
-            )
-        })
+        .map(|_| submit(&*s, read_req(0, 512)))
         .collect();
     // Those beyond the bound were refused at once, with the retryable error.
     let refused: Vec<_> = rxs.iter().filter_map(|rx| rx.try_recv().ok()).collect();
@@ -632,16 +573,9 @@ fn a_fenced_store_does_not_resend_held_writes_on_a_mount_without_the_fence() {
     write(&*s, 0, &before);
     let generation = s.generation();
 
-    env.root
-        .set_rules(&[FaultRule::any().volume("f1").disconnect()]);
+    env.disconnect("f1");
     let held_write = submit(&*s, write_req(0, &pattern(4096, 32)));
-    let held_read = submit(
-        &*s,
-        IoRequest::Read {
-            offset: 0,
-            len: 4096,
-        },
-    );
+    let held_read = submit(&*s, read_req(0, 4096));
     wait_for(Duration::from_secs(10), "the write being held", || {
         s.held_requests() >= 1
     });
@@ -724,8 +658,7 @@ fn joined_writes_that_meet_a_lost_connection_are_held_each_and_land() {
     let env = Env::new();
     let s = env.open("hj", "lun.img", "hold=30");
     write(&*s, 0, &pattern(4096, 1));
-    env.root
-        .set_rules(&[FaultRule::any().volume("hj").disconnect()]);
+    env.disconnect("hj");
     let data: Vec<Vec<u8>> = (0..6).map(|i| pattern(4096, 40 + i)).collect();
     let at = |i: usize| 65536 + i as u64 * 4096;
     // Joined: one gfapi write of four, which fails with ENOTCONN.

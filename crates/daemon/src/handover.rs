@@ -243,6 +243,16 @@ mod tests {
         log: Mutex<Vec<&'static str>>,
     }
 
+    impl File {
+        /// A read of the file by one of the clients, logged as `what`.
+        fn read(&self, what: &'static str, offset: u64, len: u32) -> IoReply {
+            self.log.lock().unwrap().push(what);
+            let bytes = self.bytes.lock().unwrap();
+            let at = offset as usize;
+            IoReply::Data(bytes::Bytes::copy_from_slice(&bytes[at..at + len as usize]))
+        }
+    }
+
     struct Old {
         file: Arc<File>,
         cache: Mutex<Vec<(u64, bytes::Bytes)>>,
@@ -285,11 +295,7 @@ mod tests {
                     done.complete(Ok(IoReply::Done));
                 }
                 IoRequest::Read { offset, len } => {
-                    self.file.log.lock().unwrap().push("old read");
-                    let bytes = self.file.bytes.lock().unwrap();
-                    let at = offset as usize;
-                    let data = bytes::Bytes::copy_from_slice(&bytes[at..at + len as usize]);
-                    done.complete(Ok(IoReply::Data(data)));
+                    done.complete(Ok(self.file.read("old read", offset, len)));
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -310,11 +316,7 @@ mod tests {
             let IoRequest::Read { offset, len } = req else {
                 panic!("unexpected {req:?}");
             };
-            self.0.log.lock().unwrap().push("new read");
-            let bytes = self.0.bytes.lock().unwrap();
-            let at = offset as usize;
-            let data = bytes::Bytes::copy_from_slice(&bytes[at..at + len as usize]);
-            done.complete(Ok(IoReply::Data(data)));
+            done.complete(Ok(self.0.read("new read", offset, len)));
         }
     }
 

@@ -37,6 +37,13 @@ fn json(socket: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(socket, &with_json)).unwrap()
 }
 
+/// A config file with target A and one 1M memory LUN `lun` on it.
+fn a_with_memory_lun(lun: u32) -> String {
+    format!(
+        "[[target]]\nname = \"{A}\"\n[[target.lun]]\nlun = {lun}\nbstype = \"memory\"\nsize = \"1M\"\n"
+    )
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -47,13 +54,7 @@ impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("glfs-iscsi.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[target]]\nname = \"{A}\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\nsize = \"1M\"\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, a_with_memory_lun(0)).unwrap();
         let socket = dir.path().join("run/control.sock");
         Setup {
             dir,
@@ -62,29 +63,26 @@ impl Setup {
         }
     }
 
+    /// The daemon's arguments for this config file and control socket, then `extra`.
+    fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let own = [
+            "--config",
+            self.config.to_str().unwrap(),
+            "--control-socket",
+            self.socket.to_str().unwrap(),
+        ];
+        [&own[..], extra].concat()
+    }
+
     fn start(&self) -> Running {
-        Running::start(
-            &[
-                "--config",
-                self.config.to_str().unwrap(),
-                "--control-socket",
-                self.socket.to_str().unwrap(),
-            ],
-            &[],
-        )
+        Running::start(&self.args(&[]), &[])
     }
 
     /// The daemon with the fake libgfapi, its volumes under `root`.
     fn start_on_fake(&self, root: &testkit::fake::FakeRoot) -> Running {
+        let library = fake_library();
         Running::start(
-            &[
-                "--config",
-                self.config.to_str().unwrap(),
-                "--control-socket",
-                self.socket.to_str().unwrap(),
-                "--gfapi-library",
-                fake_library().to_str().unwrap(),
-            ],
+            &self.args(&["--gfapi-library", library.to_str().unwrap()]),
             &[("GFAPI_FAKE_ROOT", root.path())],
         )
     }
@@ -216,11 +214,7 @@ fn targets_and_luns_added_live_serve_at_once_and_survive_a_restart() {
 
     // A dry run of a file without B prints the removal and changes nothing.
     let smaller = setup.dir.path().join("smaller.toml");
-    std::fs::write(
-        &smaller,
-        format!("[[target]]\nname = \"{A}\"\n[[target.lun]]\nlun = 0\nbstype = \"memory\"\nsize = \"1M\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&smaller, a_with_memory_lun(0)).unwrap();
     let planned = ok(
         socket,
         &["apply", smaller.to_str().unwrap(), "--dry-run", "--force"],
@@ -265,11 +259,7 @@ fn forced_removal_ends_the_sessions_and_sighup_rereads_the_file() {
     assert!(Initiator::connect(&daemon.portal(), A, 0).is_err());
 
     // The operator edits the file and sends SIGHUP: A is back.
-    std::fs::write(
-        &setup.config,
-        format!("[[target]]\nname = \"{A}\"\n[[target.lun]]\nlun = 3\nbstype = \"memory\"\nsize = \"1M\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&setup.config, a_with_memory_lun(3)).unwrap();
     daemon.signal("HUP");
     daemon.wait_for_log_line(&["SIGHUP: config file reread"]);
     let luns = json(socket, &["lun", "list", "--target", A]);
@@ -549,34 +539,24 @@ fn add_log_in_write_fence_resize_restart() {
 #[test]
 fn on_a_public_portal_a_target_is_added_with_its_acl() {
     const HOST: &str = "iqn.2026-11.io.example:public-host";
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("c.toml");
+    let setup = Setup::new();
     std::fs::write(
-        &config,
+        &setup.config,
         format!("[[target]]\nname = \"{A}\"\n[[target.acl]]\ninitiator = \"{HOST}\"\n"),
     )
     .unwrap();
-    let socket = dir.path().join("control.sock");
-    let daemon = Running::start_on(
-        "0.0.0.0",
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--control-socket",
-            socket.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let socket = &setup.socket;
+    let daemon = Running::start_on("0.0.0.0", &setup.args(&[]), &[]);
     // Secure by default: an open target is refused, naming it and the way out.
-    let err = refused(&socket, &["target", "add", B]);
+    let err = refused(socket, &["target", "add", B]);
     assert!(
         err.contains(&format!("target {B} has neither an ACL nor CHAP")),
         "{err}"
     );
-    assert!(!ok(&socket, &["target", "list"]).contains(B));
-    ok(&socket, &["target", "add", B, "--acl", HOST]);
+    assert!(!ok(socket, &["target", "list"]).contains(B));
+    ok(socket, &["target", "add", B, "--acl", HOST]);
     ok(
-        &socket,
+        socket,
         &["lun", "add", B, "0", "--bstype", "memory", "--size", "1M"],
     );
     login_as(&daemon, B, HOST, None).expect("the ACL admits HOST");

@@ -209,9 +209,14 @@ fn read_keys(ini: &mut Initiator) -> Vec<u64> {
 /// Writes from `ini` until one is refused with RESERVATION CONFLICT (true), or the
 /// patience runs out (false). Sense (a unit attention) does not stop it.
 fn fenced_within(ini: &mut Initiator, patience: Duration) -> bool {
+    within(patience, || write_status(ini) == RESERVATION_CONFLICT)
+}
+
+/// Asks `done` every 50 ms until it holds (true), or `patience` runs out (false).
+fn within(patience: Duration, mut done: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + patience;
     while Instant::now() < until {
-        if write_status(ini) == RESERVATION_CONFLICT {
+        if done() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -613,27 +618,15 @@ fn status(ini: &mut Initiator, cdb: &[u8]) -> u8 {
 /// Writes from `ini` until one is GOOD (true), or the patience runs out (false). Sense (a
 /// unit attention) and RESERVATION CONFLICT do not stop it.
 fn writes_within(ini: &mut Initiator, patience: Duration) -> bool {
-    let until = Instant::now() + patience;
-    while Instant::now() < until {
-        if write_status(ini) == 0 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    within(patience, || write_status(ini) == 0)
 }
 
 /// Whether the state on the storage holds no RESERVE(6/10) within [`REFRESH_PATIENCE`]
 /// (a gateway's data path follows its release a moment before the write lands).
 fn released_on_storage(storage: &Storage) -> bool {
-    let until = Instant::now() + REFRESH_PATIENCE;
-    while Instant::now() < until {
-        if !storage.saved().contains("legacy-reserve") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    within(REFRESH_PATIENCE, || {
+        !storage.saved().contains("legacy-reserve")
+    })
 }
 
 /// RESERVE(6/10) on a shared LU is one reservation for every gateway (SPC-2 5.5.1): a

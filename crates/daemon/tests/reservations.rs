@@ -81,6 +81,25 @@ fn a_reservation_fences_the_other_host_and_survives_a_restart() {
     assert!(read.is_good(), "{read:?}");
 }
 
+/// Makes the fake volume hang writes to the LUN file (until `root.clear()`) and sends two
+/// writes of `a` that the store then holds: ITT 10 at LBA 16 and ITT 11 at LBA 24, a
+/// block each.
+fn hold_two_writes(root: &FakeRoot, a: &mut RawHost) {
+    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").hang()]);
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0],
+        10,
+        &pattern(10, 512),
+        0,
+    );
+    a.send(
+        &[0x2A, 0, 0, 0, 0, 24, 0, 0, 1, 0],
+        11,
+        &pattern(11, 512),
+        0,
+    );
+}
+
 impl RawHost {
     /// PERSISTENT RESERVE OUT `sa` (SPC-4 tables 169, 171), without APTPL.
     fn prout(&mut self, itt: u32, sa: u8, kind: u8, key: u64, sa_key: u64) -> u8 {
@@ -120,19 +139,7 @@ fn preempt_and_abort_aborts_the_preempted_hosts_tasks_at_the_store() {
     );
 
     // Two writes of A reach the store, which holds them.
-    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").hang()]);
-    a.send(
-        &[0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0],
-        10,
-        &pattern(10, 512),
-        0,
-    );
-    a.send(
-        &[0x2A, 0, 0, 0, 0, 24, 0, 0, 1, 0],
-        11,
-        &pattern(11, 512),
-        0,
-    );
+    hold_two_writes(&root, &mut a);
     // A third write still collects its data: 128 KiB (256 blocks at LBA 64), of which
     // the first burst (FirstBurstLength 64 KiB) goes immediately; the target asks for
     // the rest with an R2T (RFC 7143 11.8: TTT in bytes 20..24, BufferOffset 40..44,
@@ -226,19 +233,7 @@ fn a_logical_unit_reset_aborts_the_other_sessions_tasks_at_the_store() {
     let mut a = RawHost::login(&target);
     let mut b = RawHost::login_as(&target, "iqn.2026-11.test:resetter");
 
-    root.set_rules(&[FaultRule::on(&["write"]).path("/lun.img").hang()]);
-    a.send(
-        &[0x2A, 0, 0, 0, 0, 16, 0, 0, 1, 0],
-        10,
-        &pattern(10, 512),
-        0,
-    );
-    a.send(
-        &[0x2A, 0, 0, 0, 0, 24, 0, 0, 1, 0],
-        11,
-        &pattern(11, 512),
-        0,
-    );
+    hold_two_writes(&root, &mut a);
     std::thread::sleep(Duration::from_millis(300));
 
     // B: LOGICAL UNIT RESET (function 5) on LUN 0, immediate.

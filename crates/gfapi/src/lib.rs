@@ -101,6 +101,18 @@ fn last_errno() -> i32 {
     }
 }
 
+/// `Ok` for a gfapi call that returned 0; any other `rc` is [`Error::Call`] naming `call`
+/// with the errno it left (read at once, before anything else can change it).
+fn check(call: &'static str, rc: libc::c_int) -> Result<(), Error> {
+    if rc != 0 {
+        return Err(Error::Call {
+            call,
+            errno: last_errno(),
+        });
+    }
+    Ok(())
+}
+
 fn clear_errno() {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() = 0 };
@@ -292,12 +304,7 @@ impl Volume {
                     c_int::from(server.port),
                 )
             };
-            if rc != 0 {
-                return Err(Error::Call {
-                    call: "glfs_set_volfile_server",
-                    errno: last_errno(),
-                });
-            }
+            check("glfs_set_volfile_server", rc)?;
         }
         let logfile = logfile
             .map(|p| cstring("glfs_set_logging", &p.to_string_lossy()))
@@ -311,12 +318,7 @@ impl Volume {
                 loglevel,
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_set_logging",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_set_logging", rc)?;
         for option in xlator_options {
             let call = "glfs_set_xlator_option";
             let (xlator, key, value) = (
@@ -329,22 +331,12 @@ impl Volume {
             let rc = unsafe {
                 (s.glfs_set_xlator_option)(fs, xlator.as_ptr(), key.as_ptr(), value.as_ptr())
             };
-            if rc != 0 {
-                return Err(Error::Call {
-                    call,
-                    errno: last_errno(),
-                });
-            }
+            check(call, rc)?;
         }
         clear_errno();
         // SAFETY: fs is live and configured.
         let rc = unsafe { (s.glfs_init)(fs) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_init",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_init", rc)?;
         Ok(vol)
     }
 
@@ -432,12 +424,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, cpath valid, st writable.
         let rc = unsafe { (self.lib.sys.glfs_lstat)(self.fs, cpath.as_ptr(), &mut st) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_lstat",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_lstat", rc)?;
         Ok(st.st_size as u64)
     }
 
@@ -448,13 +435,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, both paths valid NUL-terminated strings.
         let rc = unsafe { (self.lib.sys.glfs_rename)(self.fs, cfrom.as_ptr(), cto.as_ptr()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_rename",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_rename", rc)
     }
 
     /// `glfs_getxattr(path, name)`: the value of extended attribute `name` of `path` (at
@@ -478,13 +459,7 @@ impl Volume {
         clear_errno();
         // SAFETY: fs is live, the path a valid NUL-terminated string.
         let rc = unsafe { (self.lib.sys.glfs_unlink)(self.fs, c.as_ptr()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_unlink",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_unlink", rc)
     }
 }
 
@@ -613,12 +588,7 @@ impl File {
         clear_errno();
         // SAFETY: fd live, st writable.
         let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fstat",
-                errno: last_errno(),
-            });
-        }
+        check("glfs_fstat", rc)?;
         Ok(st.st_size as u64)
     }
 
@@ -634,11 +604,40 @@ impl File {
                 std::ptr::null_mut(),
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_ftruncate",
-                errno: last_errno(),
-            });
+        check("glfs_ftruncate", rc)
+    }
+
+    /// The loop of [`File::pread`], [`File::pwrite`] and [`File::copy_range`]: `step(done,
+    /// n)` makes the gfapi call `call` for the `n` bytes (at most [`File::max_chunk`]) after
+    /// the first `done` of `len` and returns what it returned. A short transfer continues;
+    /// a negative return is [`Error::Call`] with the call's errno, and one that moves
+    /// nothing before `len` bytes is [`Error::Short`].
+    fn chunked(
+        &self,
+        call: &'static str,
+        len: u64,
+        mut step: impl FnMut(u64, usize) -> libc::ssize_t,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(self.max_chunk() as u64) as usize;
+            clear_errno();
+            match step(done, n) {
+                rc if rc < 0 => {
+                    return Err(Error::Call {
+                        call,
+                        errno: last_errno(),
+                    })
+                }
+                0 => {
+                    return Err(Error::Short {
+                        call,
+                        done: done as usize,
+                        wanted: len as usize,
+                    })
+                }
+                rc => done += (rc as u64).min(n as u64),
+            }
         }
         Ok(())
     }
@@ -646,77 +645,37 @@ impl File {
     /// Reads exactly `buf.len()` bytes at `offset` (chunked; short reads continue; end of
     /// file before that is [`Error::Short`]).
     pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(self.max_chunk());
-            clear_errno();
+        self.chunked("glfs_pread", buf.len() as u64, |done, n| {
             // SAFETY: fd live; the slice is valid for n writable bytes.
-            let rc = unsafe {
+            unsafe {
                 (self.sys().glfs_pread)(
                     self.fd,
-                    buf[done..].as_mut_ptr().cast(),
+                    buf[done as usize..].as_mut_ptr().cast(),
                     n,
-                    (offset + done as u64) as libc::off_t,
+                    (offset + done) as libc::off_t,
                     0,
                     std::ptr::null_mut(),
                 )
-            };
-            match rc {
-                rc if rc < 0 => {
-                    return Err(Error::Call {
-                        call: "glfs_pread",
-                        errno: last_errno(),
-                    })
-                }
-                0 => {
-                    return Err(Error::Short {
-                        call: "glfs_pread",
-                        done,
-                        wanted: buf.len(),
-                    })
-                }
-                rc => done += (rc as usize).min(n),
             }
-        }
-        Ok(())
+        })
     }
 
     /// Writes all of `buf` at `offset` (chunked; short writes continue).
     pub fn pwrite(&self, buf: &[u8], offset: u64) -> Result<(), Error> {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(self.max_chunk());
-            clear_errno();
+        self.chunked("glfs_pwrite", buf.len() as u64, |done, n| {
             // SAFETY: fd live; the slice is valid for n readable bytes.
-            let rc = unsafe {
+            unsafe {
                 (self.sys().glfs_pwrite)(
                     self.fd,
-                    buf[done..].as_ptr().cast(),
+                    buf[done as usize..].as_ptr().cast(),
                     n,
-                    (offset + done as u64) as libc::off_t,
+                    (offset + done) as libc::off_t,
                     0,
                     std::ptr::null_mut(),
                     std::ptr::null_mut(),
                 )
-            };
-            match rc {
-                rc if rc < 0 => {
-                    return Err(Error::Call {
-                        call: "glfs_pwrite",
-                        errno: last_errno(),
-                    })
-                }
-                0 => {
-                    return Err(Error::Short {
-                        call: "glfs_pwrite",
-                        done,
-                        wanted: buf.len(),
-                    })
-                }
-                rc => done += (rc as usize).min(n),
             }
-        }
-        Ok(())
+        })
     }
 
     /// `glfs_fdatasync`.
@@ -726,13 +685,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_fdatasync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut())
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fdatasync",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fdatasync", rc)
     }
 
     /// `glfs_fsync`.
@@ -741,13 +694,7 @@ impl File {
         // SAFETY: fd live; NULL stats allowed.
         let rc =
             unsafe { (self.sys().glfs_fsync)(self.fd, std::ptr::null_mut(), std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fsync",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fsync", rc)
     }
 
     /// `glfs_discard(offset, len)`.
@@ -757,13 +704,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_discard)(self.fd, offset as libc::off_t, len as libc::size_t)
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_discard",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_discard", rc)
     }
 
     /// `glfs_zerofill(offset, len)`.
@@ -773,13 +714,7 @@ impl File {
         let rc = unsafe {
             (self.sys().glfs_zerofill)(self.fd, offset as libc::off_t, len as libc::off_t)
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_zerofill",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_zerofill", rc)
     }
 
     /// `glfs_copy_file_range`: copies `len` bytes at `offset` of this file to `dst_offset`
@@ -793,14 +728,11 @@ impl File {
         dst_offset: u64,
         len: u64,
     ) -> Result<(), Error> {
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(self.max_chunk() as u64) as usize;
+        self.chunked("glfs_copy_file_range", len, |done, n| {
             let mut off_in = (offset + done) as i64;
             let mut off_out = (dst_offset + done) as i64;
-            clear_errno();
             // SAFETY: both fds live; the offsets are ours; NULL stats are allowed.
-            let rc = unsafe {
+            unsafe {
                 (self.sys().glfs_copy_file_range)(
                     self.fd,
                     &mut off_in,
@@ -812,25 +744,8 @@ impl File {
                     std::ptr::null_mut(),
                     std::ptr::null_mut(),
                 )
-            };
-            match rc {
-                rc if rc < 0 => {
-                    return Err(Error::Call {
-                        call: "glfs_copy_file_range",
-                        errno: last_errno(),
-                    })
-                }
-                0 => {
-                    return Err(Error::Short {
-                        call: "glfs_copy_file_range",
-                        done: done as usize,
-                        wanted: len as usize,
-                    })
-                }
-                rc => done += (rc as u64).min(n as u64),
             }
-        }
-        Ok(())
+        })
     }
 
     /// `glfs_lseek(offset, SEEK_DATA)` (`data`) or `SEEK_HOLE`: the first byte at or after
@@ -878,13 +793,7 @@ impl File {
                 owner.len() as c_int,
             )
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call: "glfs_fd_set_lkowner",
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check("glfs_fd_set_lkowner", rc)
     }
 
     /// `glfs_posix_lock(F_SETLK)` of `kind` on `len` bytes at `start` (advisory): `Ok(true)`
@@ -1050,13 +959,7 @@ impl File {
                 (self.sys().glfs_file_lock)(self.fd, cmd, &mut fl, mode)
             }
         };
-        if rc != 0 {
-            return Err(Error::Call {
-                call,
-                errno: last_errno(),
-            });
-        }
-        Ok(())
+        check(call, rc)
     }
 
     /// Reads `len` bytes at `offset` asynchronously; `cb` gets exactly `len` bytes or an

@@ -502,17 +502,8 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
             }
             Start::Done(r)
         }
-        Start::Io {
-            lun,
-            request,
-            mut pending,
-        } => {
-            pending.descriptor_sense = true;
-            Start::Io {
-                lun,
-                request,
-                pending,
-            }
+        io @ Start::Io { .. } => {
+            commands::exec::with_io_pending(io, |pending| pending.descriptor_sense = true)
         }
         Start::SaveReservations { lun, mut pending } => {
             pending.descriptor_sense = true;

@@ -94,6 +94,16 @@ pub struct Capabilities {
     pub discard_zeroes: bool,
 }
 
+impl Capabilities {
+    /// Every optional operation native: discard that punches holes and reads back as
+    /// zeroes, and a cheap write of zeroes (the memory, file and glfs stores).
+    pub const ALL: Capabilities = Capabilities {
+        discard: true,
+        write_zeroes: true,
+        discard_zeroes: true,
+    };
+}
+
 /// One storage operation, with byte offsets and owned buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoRequest {

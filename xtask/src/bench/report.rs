@@ -154,6 +154,14 @@ pub enum Measured {
     NotRun,
 }
 
+/// What `side` gave in a list of sides and their measurements (a round's runs, a
+/// workload's medians); [`Measured::NotRun`] when the side is not in it.
+pub fn measured_of(runs: &[(Side, Measured)], side: Side) -> &Measured {
+    runs.iter()
+        .find(|(s, _)| *s == side)
+        .map_or(&Measured::NotRun, |(_, m)| m)
+}
+
 impl Measured {
     pub fn numbers(&self) -> Option<&Numbers> {
         match self {
@@ -373,10 +381,7 @@ impl WorkloadResult {
     }
 
     pub fn get(&self, side: Side) -> &Measured {
-        self.sides
-            .iter()
-            .find(|(s, _)| *s == side)
-            .map_or(&Measured::NotRun, |(_, m)| m)
+        measured_of(&self.sides, side)
     }
 
     pub fn ratio(&self, c: Comparison) -> &Ratio {

@@ -9,7 +9,7 @@
 //! with a row whose min..max straddles the goal flagged as unsettled. Pure arithmetic,
 //! no I/O: unit-tested here.
 
-use super::report::{Measured, Numbers, Side};
+use super::report::{self, Measured, Numbers, Side};
 use serde::Serialize;
 
 /// The column order, which is also the order of round 1: each ratio's two sides are
@@ -76,10 +76,7 @@ impl Round {
     }
 
     pub fn get(&self, side: Side) -> &Measured {
-        self.runs
-            .iter()
-            .find(|(s, _)| *s == side)
-            .map_or(&Measured::NotRun, |(_, m)| m)
+        report::measured_of(&self.runs, side)
     }
 
     /// IOPS of `a` over IOPS of `b` in this round.

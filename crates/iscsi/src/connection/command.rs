@@ -86,36 +86,6 @@ impl Connection {
         if windowed {
             s.outstanding += 1;
         }
-        if (read && write) || bidi {
-            // Bidirectional commands are not supported: fail the task with CHECK CONDITION.
-            s.tasks.insert(
-                itt,
-                Task {
-                    lun,
-                    cdb,
-                    attr,
-                    edtl,
-                    read: false,
-                    write: false,
-                    windowed,
-                    r2tsn: 0,
-                    collecting: None,
-                    discard_data: false,
-                    reserved: 0,
-                    data_in: Default::default(),
-                },
-            );
-            self.complete_command(
-                itt,
-                CommandResponse {
-                    status: 0x02,
-                    data_in: Bytes::new(),
-                    sense: Some(Bytes::from_static(&SENSE_INVALID_FIELD_IN_CDB)),
-                    transfer_len: 0,
-                },
-            );
-            return Ok(());
-        }
         let mut task = Task {
             lun,
             cdb,
@@ -130,6 +100,23 @@ impl Connection {
             reserved: 0,
             data_in: Default::default(),
         };
+        if (read && write) || bidi {
+            // Bidirectional commands are not supported: fail the task with CHECK CONDITION
+            // (kept as neither a read nor a write).
+            task.read = false;
+            task.write = false;
+            s.tasks.insert(itt, task);
+            self.complete_command(
+                itt,
+                CommandResponse {
+                    status: 0x02,
+                    data_in: Bytes::new(),
+                    sense: Some(Bytes::from_static(&SENSE_INVALID_FIELD_IN_CDB)),
+                    transfer_len: 0,
+                },
+            );
+            return Ok(());
+        }
         if write && edtl > max_data {
             // Too large to collect: nothing is solicited or buffered (not even the immediate
             // data), and the layer above fails the command at once.

@@ -132,42 +132,24 @@ pub(crate) fn busy() -> Start {
 /// Keeps `guard` (the command's range in the interlock) until the command ends: a command
 /// waiting for storage carries it on; one already done lets it go.
 pub(crate) fn hold(start: Start, guard: Option<RangeGuard>) -> Start {
-    match start {
-        Start::Io {
-            lun,
-            request,
-            mut pending,
-        } => {
-            pending.range = guard;
-            Start::Io {
-                lun,
-                request,
-                pending,
-            }
-        }
-        done => done,
-    }
+    with_io_pending(start, |pending| pending.range = guard)
 }
 
 /// Makes a command that changes the medium without FUA (WRITE SAME, UNMAP) durable before
 /// its status: a command still waiting for storage is marked, so that the GOOD it ends with
 /// becomes a flush first (see [`flush_before_good`]).
 pub(crate) fn durable(start: Start) -> Start {
-    match start {
-        Start::Io {
-            lun,
-            request,
-            mut pending,
-        } => {
-            pending.flush_before_good = true;
-            Start::Io {
-                lun,
-                request,
-                pending,
-            }
-        }
-        done => done,
+    with_io_pending(start, |pending| pending.flush_before_good = true)
+}
+
+/// Applies `change` to the [`Pending`] of a command still waiting for storage; any other
+/// start is returned as it is.
+#[inline]
+pub(crate) fn with_io_pending(mut start: Start, change: impl FnOnce(&mut Pending)) -> Start {
+    if let Start::Io { pending, .. } = &mut start {
+        change(pending);
     }
+    start
 }
 
 /// For a command marked [`durable`]: GOOD becomes a flush of the store, then GOOD with the
@@ -294,6 +276,18 @@ pub(crate) fn next_unmap(
     io(lun, IoRequest::Discard { offset, len }, state)
 }
 
+/// The read of a read-modify-write (COMPARE AND WRITE, ORWRITE): the store's data when it
+/// is exactly `len` bytes; any other reply is MEDIUM ERROR, UNRECOVERED READ ERROR.
+fn read_back(reply: IoReply, len: usize) -> Result<Bytes, Sense> {
+    match reply {
+        IoReply::Data(read) if read.len() == len => Ok(read),
+        _ => Err(Sense::new(
+            SenseKey::MediumError,
+            Asc::UNRECOVERED_READ_ERROR,
+        )),
+    }
+}
+
 /// Continues a command with the result of its storage request.
 pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
     let state = match state {
@@ -342,18 +336,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
             fua,
             transfer_len,
         } => {
-            let IoReply::Data(read) = reply else {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            };
-            if read.len() != verify.len() {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            }
+            let read = tri!(read_back(reply, verify.len()));
             if let Some(at) = read.iter().zip(verify.iter()).position(|(a, b)| a != b) {
                 return fail(Sense::MISCOMPARE.with_information(at as u32));
             }
@@ -370,18 +353,7 @@ pub(crate) fn finish(lun: u16, state: State, result: IoResult) -> Start {
         }
         State::LbaStatus(status) => status.next(lun, reply),
         State::OrWrite { offset, mask, fua } => {
-            let IoReply::Data(read) = reply else {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            };
-            if read.len() != mask.len() {
-                return fail(Sense::new(
-                    SenseKey::MediumError,
-                    Asc::UNRECOVERED_READ_ERROR,
-                ));
-            }
+            let read = tri!(read_back(reply, mask.len()));
             let data: Bytes = read.iter().zip(mask.iter()).map(|(a, b)| a | b).collect();
             let transfer_len = mask.len() as u32;
             io(

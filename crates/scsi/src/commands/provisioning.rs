@@ -17,6 +17,18 @@ fn has_discard(lu: &LuConfig) -> bool {
     lu.capabilities.discard
 }
 
+/// Runs a command that changes the medium without FUA (WRITE SAME, UNMAP): with the write
+/// cache off (WCE 0) its GOOD waits for a flush of the store ([`durable`]).
+fn unless_cached_durable<'a>(ctx: Ctx<'a>, run: impl FnOnce(Ctx<'a>) -> Start) -> Start {
+    let write_cache = ctx.lu.mode.write_cache();
+    let start = run(ctx);
+    if write_cache {
+        start
+    } else {
+        durable(start)
+    }
+}
+
 pub(super) const COMMANDS: &[CommandDef] = &[
     CommandDef::new::<WriteSame>(op::WRITE_SAME_10, &[0x41, 0x08, F, F, F, F, 0, F, F, 0]),
     CommandDef::new::<Unmap>(op::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0, F, F, 0]).offered_if(has_discard),
@@ -68,13 +80,7 @@ impl ScsiCommand for WriteSame {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let write_cache = ctx.lu.mode.write_cache();
-        let start = self.run(ctx);
-        if write_cache {
-            start
-        } else {
-            durable(start)
-        }
+        unless_cached_durable(ctx, |ctx| self.run(ctx))
     }
 }
 
@@ -176,13 +182,7 @@ impl ScsiCommand for Unmap {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
-        let write_cache = ctx.lu.mode.write_cache();
-        let start = self.run(ctx);
-        if write_cache {
-            start
-        } else {
-            durable(start)
-        }
+        unless_cached_durable(ctx, |ctx| self.run(ctx))
     }
 }
 
