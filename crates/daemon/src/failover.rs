@@ -361,8 +361,8 @@ impl Failover {
         }
     }
 
-    /// The metrics this gateway's failover sets, if `--metrics` is on (enabled after the
-    /// first round: looked up at every use).
+    /// The metrics this gateway's failover sets, if `--metrics` is on (enabled before the
+    /// daemon's first round; looked up at every use).
     fn metrics(&self) -> Option<&'static crate::metrics::Metrics> {
         crate::metrics::global()
     }
