@@ -1320,7 +1320,8 @@ fn failover_gateway(
 }
 
 /// Gateways A (group 1) and B (group 2) in failover mode, each with its control socket
-/// where `sockets` names one (A's, B's), and host-a logged in through each. A starts
+/// where `sockets` names one (A's, B's) and metrics (`--metrics`, a port of its own), and
+/// host-a logged in through each. A starts
 /// first and takes the fence before its portal listens; B finds it taken. A reports
 /// itself active/optimized and B standby (SPC-4 table 258: 0h active/optimized, 2h
 /// standby), its own group first.
@@ -1329,7 +1330,11 @@ fn failover_pair_with_hosts(
     sockets: [Option<&PathBuf>; 2],
 ) -> (Running, Running, Initiator, Initiator) {
     fn socket_args(socket: Option<&PathBuf>) -> Vec<&str> {
-        socket.map_or(vec![], |s| vec!["--control-socket", s.to_str().unwrap()])
+        let mut args = vec!["--metrics", "127.0.0.1:0"];
+        if let Some(s) = socket {
+            args.extend(["--control-socket", s.to_str().unwrap()]);
+        }
+        args
     }
     let [sock_a, sock_b] = sockets;
     let gw_a = failover_gateway(storage, "gateway-a", "1", "2", &socket_args(sock_a));
@@ -1648,6 +1653,30 @@ fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storag
     assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
     assert_eq!(block_on_storage(&storage)[..4], 7u32.to_be_bytes());
     assert!(gw_a.log().contains("handed over"), "{}", gw_a.log());
+    // The metrics (`--metrics`): A took the LUN at its start and stepped down for the
+    // handover; B took it as handed over and is active.
+    let lun = format!("target=\"{IQN}\",lun=\"0\"");
+    let value = |gw: &Running, name: &str, reason: &str| {
+        let text = scrape_metrics(gw);
+        let series = match reason {
+            "" => format!("glfs_iscsi_{name}{{{lun}}}"),
+            _ => format!("glfs_iscsi_{name}{{{lun},reason=\"{reason}\"}}"),
+        };
+        metric_sample(&text, &series).unwrap_or_else(|| panic!("no {series}\n{text}"))
+    };
+    let reasons = ["unheld", "handover", "stalled"];
+    assert_eq!(
+        reasons.map(|r| value(&gw_a, "alua_takeovers_total", r)),
+        [1.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        reasons.map(|r| value(&gw_b, "alua_takeovers_total", r)),
+        [0.0, 1.0, 0.0]
+    );
+    assert_eq!(value(&gw_a, "alua_stepdowns_total", "handover"), 1.0);
+    assert_eq!(value(&gw_b, "alua_stepdowns_total", "handover"), 0.0);
+    assert_eq!(value(&gw_a, "alua_active", ""), 0.0);
+    assert_eq!(value(&gw_b, "alua_active", ""), 1.0);
 }
 
 #[test]
