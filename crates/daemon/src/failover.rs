@@ -54,7 +54,7 @@
 
 use crate::targets::{Target, Targets};
 use scsi::{AccessState, Alua, PortGroup};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store_api::{BlockStore, LockError, LockMode, LockOwner, LockWait, MetadataLock};
@@ -330,6 +330,17 @@ pub struct Failover {
     beats: crate::stall::Watch,
     /// Per LUN, a handover record seen (its version) and when it was first seen.
     handovers_seen: HashMap<Key, (u64, Instant)>,
+    /// The active gateways' heartbeats per LUN as [`Failover::beats`], noted every round
+    /// a LUN is not this gateway's (`beats` only while it may take the LUN), for
+    /// `glfs_iscsi_alua_heartbeat_age_seconds`.
+    ages: crate::stall::Watch,
+    /// The LUNs whose takeovers this standby found blocked at their last round
+    /// ([`crate::stall::Refusal::Blocked`]; said once at WARN level).
+    blocked: HashSet<Key>,
+    /// Set by [`Failover::take`] when the takeover it tried was blocked.
+    take_blocked: bool,
+    /// The LUNs whose `alua_` metrics this gateway shows (removed when they go).
+    published: HashSet<Key>,
 }
 
 impl Failover {
@@ -343,7 +354,17 @@ impl Failover {
             hold_off: HashMap::new(),
             handovers_seen: HashMap::new(),
             beats: crate::stall::Watch::default(),
+            ages: crate::stall::Watch::default(),
+            blocked: HashSet::new(),
+            take_blocked: false,
+            published: HashSet::new(),
         }
+    }
+
+    /// The metrics this gateway's failover sets, if `--metrics` is on (enabled before the
+    /// daemon's first round; looked up at every use).
+    fn metrics(&self) -> Option<&'static crate::metrics::Metrics> {
+        crate::metrics::global()
     }
 
     /// One round over every LUN of every target (see the module documentation), unless
@@ -370,11 +391,21 @@ impl Failover {
         for handover in &handovers {
             self.hand_over(targets, &groups, handover, now);
         }
+        let mut seen = HashSet::new();
         for name in names {
             if let Some(target) = targets.get(&name) {
-                self.round_target(&target, &groups, now);
+                self.round_target(&target, &groups, now, &mut seen);
             }
         }
+        // A LUN or target that left: its metrics go (also done where the configuration
+        // changes, `State::apply`; this catches a round that raced it).
+        if let Some(m) = self.metrics() {
+            for (name, lun) in self.published.difference(&seen) {
+                m.remove_alua(name, u64::from(*lun));
+            }
+        }
+        self.blocked.retain(|key| seen.contains(key));
+        self.published = seen;
         let mut active: Vec<Key> = self.tenures.keys().cloned().collect();
         active.sort();
         *lock(&ACTIVE) = active;
@@ -392,7 +423,13 @@ impl Failover {
             .collect();
         for key in held {
             if let Some(target) = targets.get(&key.0) {
-                self.step_down(&target, key.1, groups, "handed over", Some(handover.to));
+                self.step_down(
+                    &target,
+                    key.1,
+                    groups,
+                    StepDown::Handover,
+                    Some(handover.to),
+                );
                 self.hold_off.insert(key, now + HANDOVER_WAIT);
             }
         }
@@ -402,7 +439,13 @@ impl Failover {
         }
     }
 
-    fn round_target(&mut self, target: &Target, groups: &Alua, now: Instant) {
+    fn round_target(
+        &mut self,
+        target: &Target,
+        groups: &Alua,
+        now: Instant,
+        seen: &mut HashSet<Key>,
+    ) {
         let name = &target.name;
         let stores: Vec<(u16, Arc<dyn BlockStore>)> = target
             .luns()
@@ -417,9 +460,9 @@ impl Failover {
                 .first()
                 .is_some_and(|(lun, s)| *lun == mark.lun && Arc::ptr_eq(s, &mark.store));
             if !same {
-                Some("the target's first LUN changed")
+                Some(StepDown::TargetChanged)
             } else if !mark.is_intact() {
-                Some("the target-wide lock was lost with the volume's connection")
+                Some(StepDown::TargetLockLost)
             } else {
                 None
             }
@@ -437,13 +480,13 @@ impl Failover {
             };
             let current = stores.iter().find(|(l, _)| *l == lun).map(|(_, s)| s);
             let why = if current.is_none_or(|s| !Arc::ptr_eq(s, &tenure.store)) {
-                Some("the LUN's store was replaced or removed")
+                Some(StepDown::StoreReplaced)
             } else if fenced {
-                Some("a request of this gateway to the target was refused as fenced")
+                Some(StepDown::Fenced)
             } else if !tenure.fence.is_intact() {
-                Some("the data fence was lost with the volume's connection")
+                Some(StepDown::ConnectionLost)
             } else if crate::stall::fence_taken(&[(lun, tenure.store.clone())]).is_some() {
-                Some("another gateway took the data fence (this one was stalled)")
+                Some(StepDown::FenceTaken)
             } else if superseded(
                 &tenure.record,
                 read_record(name, lun, &*tenure.store).as_ref(),
@@ -451,7 +494,7 @@ impl Failover {
             ) {
                 // The fence probe proved nothing (no answer in time), but the record does:
                 // a heartbeat now would write over the new active gateway's record.
-                Some("another gateway is recorded active (this one was stalled)")
+                Some(StepDown::Superseded)
             } else {
                 mark_lost
             };
@@ -481,24 +524,50 @@ impl Failover {
                 record = target_wide.clone();
             }
             let preferred = preferred_of(groups, name, *lun);
+            // The version of the LUN's own record when it names another gateway active:
+            // its heartbeat (a record of the former layout has none).
+            let others = record
+                .as_ref()
+                .filter(|r| !r.target_wide && r.active_group().is_some_and(|g| g != groups.own.id))
+                .map(|r| r.version);
+            let beat_key = format!("{name}/{lun}");
+            let mut blocked = None;
             if !self.tenures.contains_key(&key)
                 && self.may_take(&key, groups.own.id, preferred, record.as_ref(), now)
             {
-                // Another gateway named active in the LUN's own record whose heartbeat
-                // stood still for the bound (a record of the former layout has none).
-                let others = record.as_ref().filter(|r| {
-                    !r.target_wide && r.active_group().is_some_and(|g| g != groups.own.id)
-                });
-                let beat_key = format!("{name}/{lun}");
-                let stale = self
-                    .beats
-                    .stalled_for(&beat_key, others.map(|r| r.version), now);
+                // Another gateway's heartbeat that stood still for the bound.
+                let stale = self.beats.stalled_for(&beat_key, others, now);
+                self.take_blocked = false;
                 if let Some(tenure) = self.take(name, *lun, store, &stores[0], groups.own.id, stale)
                 {
                     self.beats.forget(&beat_key);
                     self.tenures.insert(key.clone(), tenure);
+                    let reason = takeover_reason(stale.is_some(), record.as_ref(), groups.own.id);
+                    if let Some(m) = self.metrics() {
+                        m.alua_took(name, u64::from(*lun), reason);
+                    }
+                }
+                if self.take_blocked {
+                    blocked = stale.map(|s| s.stood);
                 }
             }
+            let heartbeat_age = if self.tenures.contains_key(&key) {
+                self.ages.forget(&beat_key);
+                Duration::ZERO
+            } else {
+                self.ages.age(&beat_key, others, now)
+            };
+            self.note_blocked(&key, blocked);
+            if let Some(m) = self.metrics() {
+                m.alua_lun(
+                    name,
+                    u64::from(*lun),
+                    self.tenures.contains_key(&key),
+                    heartbeat_age,
+                    blocked.is_some(),
+                );
+            }
+            seen.insert(key.clone());
             let (holding, record) = match self.tenures.get(&key) {
                 Some(t) => (true, Some(t.record.clone())),
                 None => (false, record),
@@ -515,6 +584,32 @@ impl Failover {
             }
         }
         self.drop_idle_mark(name);
+    }
+
+    /// Notes whether this standby found LUN `key`'s takeovers blocked this round (`blocked`:
+    /// for how long the record had stood still), and says so: at WARN level the first round
+    /// (with what the operator does), then at info level like the rounds before it; and
+    /// once when they are no longer blocked. Answers whether it warned.
+    fn note_blocked(&mut self, key: &Key, blocked: Option<Duration>) -> bool {
+        let (name, lun) = (&key.0, key.1);
+        let Some(stood) = blocked else {
+            if self.blocked.remove(key) {
+                tracing::info!(target = %name, lun, "the LUN's takeovers are no longer blocked");
+            }
+            return false;
+        };
+        if !self.blocked.insert(key.clone()) {
+            tracing::info!(target = %name, lun, "{}", crate::stall::TAKING_THE_STUCK_LOCK_OVER);
+            return false;
+        }
+        tracing::warn!(target = %name, lun, ?stood,
+            "failover of this LUN is blocked: the standby that holds its takeover-breaking \
+             lock ({}) has stalled in its takeover, so no standby takes over from the stalled \
+             active gateway. Failover of this LUN resumes when that gateway resumes or its \
+             client connection to the volume ends: restart or kill that gateway (the one \
+             logging that it takes the stuck takeover lock over)",
+            crate::stall::TAKEOVER_BREAK);
+        true
     }
 
     /// Lets go of a target's [`TARGET_MARK`] lock once this gateway is active for none of
@@ -614,7 +709,7 @@ impl Failover {
             || store.lock_metadata(ELECTION, &self.owner, LockMode::Exclusive, LockWait::NoWait);
         // One standby at a time, and only while the record still has the stalled version:
         // held until the record names this gateway (dropped when `take` returns).
-        let begin = |stalled| {
+        let mut begin = |stalled| {
             crate::stall::begin_takeover(
                 name,
                 lun,
@@ -624,6 +719,10 @@ impl Failover {
                 self.beats.bound(),
                 || read_record(name, lun, &**store).map(|r| r.version),
             )
+            .map_err(|refusal| {
+                self.take_blocked = refusal == crate::stall::Refusal::Blocked;
+            })
+            .ok()
         };
         let mut _takeover = None;
         let election = match (elect(), stale) {
@@ -710,14 +809,17 @@ impl Failover {
         target: &Target,
         lun: u16,
         groups: &Alua,
-        why: &str,
+        why: StepDown,
         handover: Option<u16>,
     ) {
         let Some(tenure) = self.tenures.remove(&(target.name.clone(), lun)) else {
             return;
         };
-        tracing::warn!(target = %target.name, lun, why, ?handover,
+        tracing::warn!(target = %target.name, lun, why = why.why(), ?handover,
             "no longer the active gateway: standby");
+        if let Some(m) = self.metrics() {
+            m.alua_stepped_down(&target.name, u64::from(lun), why.label());
+        }
         // An LU removed has nothing to refuse any more.
         let _ = target.scsi.set_lu_alua(lun, states(groups, false, None));
         let record = Record {
@@ -777,6 +879,85 @@ impl Failover {
     /// Whether this gateway is the active gateway of LUN `lun` of `target` now.
     pub fn is_active_lun(&self, target: &str, lun: u16) -> bool {
         self.tenures.contains_key(&(target.to_string(), lun))
+    }
+}
+
+/// How this gateway (target port group `own`) became a LUN's active gateway, for
+/// `glfs_iscsi_alua_takeovers_total` ([`crate::metrics::TAKEOVER_REASONS`]): it took a
+/// stalled gateway's locks over (`stalled`), the record read before it took the LUN
+/// handed it to `own` (`handover`), or nobody held the LUN (`unheld`).
+fn takeover_reason(stalled: bool, record: Option<&Record>, own: u16) -> &'static str {
+    if stalled {
+        "stalled"
+    } else if record.and_then(|r| r.handover) == Some(own) {
+        "handover"
+    } else {
+        "unheld"
+    }
+}
+
+/// Why this gateway stops being a LUN's active gateway: the log line's `why` and the
+/// `reason` of `glfs_iscsi_alua_stepdowns_total` ([`crate::metrics::STEPDOWN_REASONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepDown {
+    /// A planned switchover (`admin alua handover`).
+    Handover,
+    /// The record names another gateway, newer than this one's heartbeat (it was stalled).
+    Superseded,
+    /// A read of its own was refused as fenced: another gateway holds the fence.
+    FenceTaken,
+    /// A request of a host was refused as fenced ([`note_fenced`]).
+    Fenced,
+    /// The fence was lost with the volume's connection (the store reconnected).
+    ConnectionLost,
+    /// The LUN's store was replaced or removed.
+    StoreReplaced,
+    /// The target's first LUN (where the target-wide lock is) changed.
+    TargetChanged,
+    /// The target-wide lock was lost with the volume's connection.
+    TargetLockLost,
+}
+
+impl StepDown {
+    pub const ALL: [StepDown; 8] = [
+        StepDown::Handover,
+        StepDown::Superseded,
+        StepDown::FenceTaken,
+        StepDown::Fenced,
+        StepDown::ConnectionLost,
+        StepDown::StoreReplaced,
+        StepDown::TargetChanged,
+        StepDown::TargetLockLost,
+    ];
+
+    /// The metric's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepDown::Handover => "handover",
+            StepDown::Superseded => "superseded",
+            StepDown::FenceTaken => "fence_taken",
+            StepDown::Fenced => "fenced",
+            StepDown::ConnectionLost => "connection_lost",
+            StepDown::StoreReplaced => "store_replaced",
+            StepDown::TargetChanged => "target_changed",
+            StepDown::TargetLockLost => "target_lock_lost",
+        }
+    }
+
+    /// The log line's words.
+    pub fn why(self) -> &'static str {
+        match self {
+            StepDown::Handover => "handed over",
+            StepDown::Superseded => "another gateway is recorded active (this one was stalled)",
+            StepDown::FenceTaken => "another gateway took the data fence (this one was stalled)",
+            StepDown::Fenced => "a request of this gateway to the target was refused as fenced",
+            StepDown::ConnectionLost => "the data fence was lost with the volume's connection",
+            StepDown::StoreReplaced => "the LUN's store was replaced or removed",
+            StepDown::TargetChanged => "the target's first LUN changed",
+            StepDown::TargetLockLost => {
+                "the target-wide lock was lost with the volume's connection"
+            }
+        }
     }
 }
 
@@ -1165,6 +1346,77 @@ mod tests {
         }
         // Handed over to it: at once, preferred or not.
         assert!(f.may_take(&key(0), 2, 1, Some(&record(5, None, Some(2))), t0));
+    }
+
+    #[test]
+    fn takeovers_and_step_downs_have_the_metrics_reasons() {
+        assert_eq!(
+            StepDown::ALL.map(StepDown::label),
+            crate::metrics::STEPDOWN_REASONS
+        );
+        // Handed to this gateway (group 2), to another, none; stalled whatever the record.
+        let to = |g| record(5, None, Some(g));
+        assert_eq!(takeover_reason(false, Some(&to(2)), 2), "handover");
+        assert_eq!(takeover_reason(false, Some(&to(3)), 2), "unheld");
+        assert_eq!(takeover_reason(false, None, 2), "unheld");
+        let stalled = record(5, Some((1, "gw-a")), None);
+        assert_eq!(takeover_reason(true, Some(&stalled), 2), "stalled");
+        for reason in ["handover", "unheld", "stalled"] {
+            assert!(crate::metrics::TAKEOVER_REASONS.contains(&reason));
+        }
+    }
+
+    /// Stop 26's open case: A, active, stalled at record version 7 (holding its election
+    /// lock); standby B stalled holding the LUN's takeover lock; standby C stalled holding
+    /// the breaking lock it took to take B's over. Standby D finds the LUN's takeovers
+    /// busy until the record stood still for `stall::blocked_after`, blocked from then on
+    /// (taking nothing and clearing nothing), warns the first round it finds them blocked
+    /// only, and shows it in `glfs_iscsi_alua_takeover_blocked`.
+    #[test]
+    fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_and_is_warned_of_once() {
+        use crate::stall::{blocked_after, Stalled, TAKEOVER, TAKEOVER_BREAK};
+        // Locks as the bricks keep them, clear-locks modelled (`take_lock_over` takes a
+        // lock from any holder, counted).
+        let bricks = Arc::new(crate::stall::tests::Bricks::default());
+        let store: Arc<dyn BlockStore> = bricks.clone();
+        let lead = (0, store.clone());
+        let owner = |n| LockOwner::new(n).unwrap();
+        let exclusive = |name, by| {
+            store
+                .lock_metadata(name, &owner(by), LockMode::Exclusive, LockWait::NoWait)
+                .unwrap()
+        };
+        let _a = exclusive(ELECTION, "gw-a");
+        let _b = exclusive(TAKEOVER, "gw-b");
+        let _c = exclusive(TAKEOVER_BREAK, "gw-c");
+        let mut f = Failover::new(owner("gw-d"));
+        let bound = f.beats.bound();
+        let at = |stood| Some(Stalled { version: 7, stood });
+        // C took the breaking lock at twice the bound: it may still be taking over.
+        assert!(f.take("t", 0, &store, &lead, 4, at(2 * bound)).is_none());
+        assert!(!f.take_blocked);
+        assert!(f
+            .take("t", 0, &store, &lead, 4, at(blocked_after(bound)))
+            .is_none());
+        assert!(f.take_blocked);
+        // D cleared nothing and holds nothing of the LUN's (the target's mark only).
+        let cleared = || bricks.cleared.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(cleared(), 0);
+        let mut held: Vec<String> = bricks.held.lock().unwrap().keys().cloned().collect();
+        held.sort();
+        assert_eq!(held, [TARGET_MARK, ELECTION, TAKEOVER, TAKEOVER_BREAK]);
+        f.drop_idle_mark("t");
+        assert!(!bricks.held.lock().unwrap().contains_key(TARGET_MARK));
+        // Said at WARN level the first round, not the next ones; again after it cleared.
+        let key = key(0);
+        let stood = blocked_after(bound);
+        assert!(f.note_blocked(&key, Some(stood)));
+        assert!(!f.note_blocked(&key, Some(stood + ROUND_EVERY)));
+        assert!(!f.note_blocked(&key, Some(stood + 2 * ROUND_EVERY)));
+        assert!(!f.note_blocked(&key, None));
+        assert!(f.blocked.is_empty());
+        assert!(!f.note_blocked(&key, None));
+        assert!(f.note_blocked(&key, Some(stood)));
     }
 
     #[test]

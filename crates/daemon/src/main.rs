@@ -164,6 +164,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         opened.context("opening the LUNs")??;
+        // Metrics on before the first failover round, so the LUNs it takes are counted.
+        let metrics = args.metrics.map(|addr| (addr, daemon::metrics::enable()));
         // The first failover round before the portal listens: a gateway that can take the
         // fence is active when the first host logs in.
         let failover = match (&gateway_id, failover) {
@@ -220,8 +222,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 failover,
             ));
         }
-        if let Some(addr) = args.metrics {
-            let metrics = daemon::metrics::enable();
+        if let Some((addr, metrics)) = metrics {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--metrics: cannot listen on {addr}"))?;

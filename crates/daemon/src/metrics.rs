@@ -14,6 +14,11 @@
 //! | `glfs_iscsi_gluster_connection_losses_total` | volume | connections to a volume found lost |
 //! | `glfs_iscsi_gluster_reconnects_total` | volume | reconnects that brought a volume back |
 //! | `glfs_iscsi_gluster_reconnect_duration_seconds` | volume | histogram: from the loss to the volume's return |
+//! | `glfs_iscsi_alua_active` | target, lun | 1 while this gateway is the LUN's active gateway, else 0 (`--alua-failover`) |
+//! | `glfs_iscsi_alua_takeovers_total` | target, lun, reason | times this gateway became the LUN's active gateway ([`TAKEOVER_REASONS`]) |
+//! | `glfs_iscsi_alua_stepdowns_total` | target, lun, reason | times it stopped being it ([`STEPDOWN_REASONS`]) |
+//! | `glfs_iscsi_alua_heartbeat_age_seconds` | target, lun | on a standby: how long the active gateway's record has stood still as this gateway sees it (0 when it moves) |
+//! | `glfs_iscsi_alua_takeover_blocked` | target, lun | 1 while this standby finds the LUN's takeovers blocked by a stalled standby ([`crate::stall::blocked_after`]) |
 //!
 //! Metrics are optional: without `--metrics` none of this exists ([`global`] is `None`) and
 //! a command costs one relaxed load more. With it, a session looks its LUNs' metrics up once
@@ -22,7 +27,8 @@
 //! configuration (targets, LUNs, volumes) and fixed tables, so initiators cannot grow the
 //! number of series, and a target or LUN removed from the running configuration takes
 //! its series with it ([`Metrics::remove_lun`], [`Metrics::remove_target`]): re-added, it
-//! starts from zero.
+//! starts from zero. The `alua_` series are set by the failover round
+//! ([`crate::failover`], its own thread, every half second at most), never by a command.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -30,7 +36,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -69,6 +75,14 @@ impl backstore::VolumeObserver for VolumeObserver {
                 .get_or_create(&labels)
                 .observe(took);
         }
+    }
+}
+
+fn reason_labels(target: &str, lun: u64, reason: &'static str) -> LunReasonLabels {
+    LunReasonLabels {
+        target: target.to_string(),
+        lun,
+        reason,
     }
 }
 
@@ -128,6 +142,36 @@ struct VolumeLabels {
     volume: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LunReasonLabels {
+    target: String,
+    lun: u64,
+    reason: &'static str,
+}
+
+/// The `reason` labels of `glfs_iscsi_alua_takeovers_total`: how this gateway became a
+/// LUN's active gateway.
+///
+/// * `unheld`: nobody held the LUN (the gateways' first start, or the former active
+///   gateway's connection to the volume ended, or it stepped down);
+/// * `handover`: the former active gateway handed it to this one (`admin alua handover`);
+/// * `stalled`: the active gateway's heartbeat stood still for the stall bound and this
+///   standby took its locks over (`crate::stall`).
+pub const TAKEOVER_REASONS: [&str; 3] = ["unheld", "handover", "stalled"];
+
+/// The `reason` labels of `glfs_iscsi_alua_stepdowns_total`: why this gateway stopped
+/// being a LUN's active gateway (`crate::failover::StepDown`).
+pub const STEPDOWN_REASONS: [&str; 8] = [
+    "handover",
+    "superseded",
+    "fence_taken",
+    "fenced",
+    "connection_lost",
+    "store_replaced",
+    "target_changed",
+    "target_lock_lost",
+];
+
 type HistogramFamily<L> = Family<L, AtomicHistogram, fn() -> AtomicHistogram>;
 
 /// Every metric family, registered in one registry.
@@ -145,6 +189,13 @@ pub struct Metrics {
     volume_losses: Family<VolumeLabels, Counter>,
     volume_reconnects: Family<VolumeLabels, Counter>,
     volume_reconnect_seconds: HistogramFamily<VolumeLabels>,
+    alua_active: Family<LunLabels, Gauge>,
+    alua_takeovers: Family<LunReasonLabels, Counter>,
+    alua_stepdowns: Family<LunReasonLabels, Counter>,
+    alua_heartbeat_age: Family<LunLabels, Gauge<f64, AtomicU64>>,
+    alua_blocked: Family<LunLabels, Gauge>,
+    /// The LUNs with `alua_` series, so a target removed takes them all.
+    alua_luns: Mutex<HashSet<(String, u64)>>,
     /// Handles already made, so sessions of one LUN share them.
     luns: Mutex<HashMap<(String, u64), Arc<LunMetrics>>>,
 }
@@ -192,6 +243,11 @@ impl Metrics {
         let volume_reconnects = Family::default();
         let volume_reconnect_seconds: HistogramFamily<VolumeLabels> =
             Family::new_with_constructor(reconnect_histogram);
+        let alua_active = Family::default();
+        let alua_takeovers = Family::default();
+        let alua_stepdowns = Family::default();
+        let alua_heartbeat_age = Family::default();
+        let alua_blocked = Family::default();
         registry.register(
             "lun_commands",
             "SCSI commands answered, by kind (read, write, other)",
@@ -254,6 +310,37 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             volume_reconnect_seconds.clone(),
         );
+        registry.register(
+            "alua_active",
+            "1 while this gateway is the LUN's active gateway (holds its data fence, reports \
+             itself active/optimized), 0 while standby (--alua-failover)",
+            alua_active.clone(),
+        );
+        registry.register(
+            "alua_takeovers",
+            "Times this gateway became the LUN's active gateway, by reason (unheld, \
+             handover, stalled)",
+            alua_takeovers.clone(),
+        );
+        registry.register(
+            "alua_stepdowns",
+            "Times this gateway stopped being the LUN's active gateway, by reason",
+            alua_stepdowns.clone(),
+        );
+        registry.register_with_unit(
+            "alua_heartbeat_age",
+            "On a standby: how long the active gateway's record has stood still as this \
+             gateway sees it (0 when it moves, when nobody is recorded active or on the active \
+             gateway)",
+            prometheus_client::registry::Unit::Seconds,
+            alua_heartbeat_age.clone(),
+        );
+        registry.register(
+            "alua_takeover_blocked",
+            "1 while this standby finds the LUN's takeovers blocked by another standby that \
+             holds the takeover-breaking lock and stalled, else 0",
+            alua_blocked.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -268,8 +355,100 @@ impl Metrics {
             volume_losses,
             volume_reconnects,
             volume_reconnect_seconds,
+            alua_active,
+            alua_takeovers,
+            alua_stepdowns,
+            alua_heartbeat_age,
+            alua_blocked,
+            alua_luns: Mutex::new(HashSet::new()),
             luns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets LUN `lun` of `target`'s failover gauges as the failover round found them:
+    /// whether this gateway is its active gateway, how long the active gateway's record
+    /// has stood still (`heartbeat_age`, zero on the active gateway) and whether its
+    /// takeovers are blocked. The first call for a LUN also shows every takeover and
+    /// step-down reason at zero (a counter that exists from the start, so `rate()` and
+    /// `increase()` see its first rise). Called by the failover round only.
+    pub fn alua_lun(
+        &self,
+        target: &str,
+        lun: u64,
+        active: bool,
+        heartbeat_age: Duration,
+        blocked: bool,
+    ) {
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        let first = self
+            .alua_luns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((target.to_string(), lun));
+        if first {
+            for reason in TAKEOVER_REASONS {
+                self.alua_takeovers
+                    .get_or_create_owned(&reason_labels(target, lun, reason));
+            }
+            for reason in STEPDOWN_REASONS {
+                self.alua_stepdowns
+                    .get_or_create_owned(&reason_labels(target, lun, reason));
+            }
+        }
+        self.alua_active
+            .get_or_create(&labels)
+            .set(i64::from(active));
+        self.alua_heartbeat_age
+            .get_or_create(&labels)
+            .set(heartbeat_age.as_secs_f64());
+        self.alua_blocked
+            .get_or_create(&labels)
+            .set(i64::from(blocked));
+    }
+
+    /// This gateway became LUN `lun` of `target`'s active gateway; `reason` is one of
+    /// [`TAKEOVER_REASONS`].
+    pub fn alua_took(&self, target: &str, lun: u64, reason: &'static str) {
+        debug_assert!(TAKEOVER_REASONS.contains(&reason), "{reason}");
+        self.alua_takeovers
+            .get_or_create(&reason_labels(target, lun, reason))
+            .inc();
+    }
+
+    /// This gateway stopped being LUN `lun` of `target`'s active gateway; `reason` is one
+    /// of [`STEPDOWN_REASONS`].
+    pub fn alua_stepped_down(&self, target: &str, lun: u64, reason: &'static str) {
+        debug_assert!(STEPDOWN_REASONS.contains(&reason), "{reason}");
+        self.alua_stepdowns
+            .get_or_create(&reason_labels(target, lun, reason))
+            .inc();
+    }
+
+    /// LUN `lun` of `target` left this gateway's failover (its target or itself left the
+    /// configuration): its `alua_` series leave the output.
+    pub fn remove_alua(&self, target: &str, lun: u64) {
+        self.alua_luns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(target.to_string(), lun));
+        for reason in TAKEOVER_REASONS {
+            self.alua_takeovers
+                .remove(&reason_labels(target, lun, reason));
+        }
+        for reason in STEPDOWN_REASONS {
+            self.alua_stepdowns
+                .remove(&reason_labels(target, lun, reason));
+        }
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        self.alua_active.remove(&labels);
+        self.alua_heartbeat_age.remove(&labels);
+        self.alua_blocked.remove(&labels);
     }
 
     /// The metrics of LUN `lun` of `target` (made on first use; shared afterwards).
@@ -364,18 +543,32 @@ impl Metrics {
                 status: status_label(status),
             });
         }
-        self.in_flight.remove(&LunLabels { target, lun });
+        self.in_flight.remove(&LunLabels {
+            target: target.clone(),
+            lun,
+        });
+        self.remove_alua(&target, lun);
     }
 
     /// `target` left the running configuration: its series and its LUNs' leave the output.
     pub fn remove_target(&self, target: &str) {
-        let luns: Vec<u64> = {
+        let mut luns: Vec<u64> = {
             let luns = self.luns.lock().unwrap_or_else(|e| e.into_inner());
             luns.keys()
                 .filter(|(t, _)| t == target)
                 .map(|(_, lun)| *lun)
                 .collect()
         };
+        luns.extend(
+            self.alua_luns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(t, _)| t == target)
+                .map(|(_, lun)| *lun),
+        );
+        luns.sort_unstable();
+        luns.dedup();
         for lun in luns {
             self.remove_lun(target, lun);
         }
@@ -992,6 +1185,94 @@ mod tests {
             Some(1.0)
         );
         assert!(!text.contains(&format!("{t0},status=\"busy\"")), "{text}");
+    }
+
+    #[test]
+    fn failover_roles_takeovers_step_downs_heartbeat_age_and_blocking_per_lun() {
+        let m = Metrics::new();
+        let (t, u) = ("iqn.2026-11.x:t", "iqn.2026-11.x:u");
+        // A standby of LUN 0 of t, the active gateway's record standing still for 9.5 s;
+        // LUN 1 of t and LUN 0 of u, active here.
+        m.alua_lun(t, 0, false, Duration::from_millis(9500), false);
+        m.alua_lun(t, 1, true, Duration::ZERO, false);
+        m.alua_lun(u, 0, true, Duration::ZERO, false);
+        m.alua_took(t, 1, "unheld");
+        let text = m.render();
+        let l = |t: &str, lun: u16| format!("target=\"{t}\",lun=\"{lun}\"");
+        let (t0, t1, u0) = (l(t, 0), l(t, 1), l(u, 0));
+        let get = |text: &str, name: &str, labels: &str| {
+            sample(text, &format!("glfs_iscsi_{name}{{{labels}}}"))
+        };
+        assert_eq!(get(&text, "alua_active", &t0), Some(0.0), "{text}");
+        assert_eq!(get(&text, "alua_active", &t1), Some(1.0));
+        assert_eq!(
+            get(&text, "alua_heartbeat_age_seconds", &t0),
+            Some(9.5),
+            "{text}"
+        );
+        assert_eq!(get(&text, "alua_heartbeat_age_seconds", &t1), Some(0.0));
+        assert_eq!(get(&text, "alua_takeover_blocked", &t0), Some(0.0));
+        // Every reason is there from the first round, at zero but the one counted.
+        let took = |text: &str, labels: &str, reason: &str| {
+            get(
+                text,
+                "alua_takeovers_total",
+                &format!("{labels},reason=\"{reason}\""),
+            )
+        };
+        let stepped = |text: &str, labels: &str, reason: &str| {
+            get(
+                text,
+                "alua_stepdowns_total",
+                &format!("{labels},reason=\"{reason}\""),
+            )
+        };
+        assert_eq!(took(&text, &t1, "unheld"), Some(1.0), "{text}");
+        for reason in ["handover", "stalled"] {
+            assert_eq!(took(&text, &t1, reason), Some(0.0), "{reason}");
+        }
+        for reason in STEPDOWN_REASONS {
+            assert_eq!(stepped(&text, &t0, reason), Some(0.0), "{reason}");
+        }
+        assert!(
+            text.contains("# TYPE glfs_iscsi_alua_active gauge"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE glfs_iscsi_alua_takeovers counter"));
+        assert!(text.contains("# TYPE glfs_iscsi_alua_heartbeat_age_seconds gauge"));
+        assert!(text.contains("# UNIT glfs_iscsi_alua_heartbeat_age_seconds seconds"));
+
+        // LUN 1 of t is taken over by another gateway; LUN 0 of t is taken over from a
+        // stalled one after being blocked for a while; heartbeats move again.
+        m.alua_stepped_down(t, 1, "fence_taken");
+        m.alua_lun(t, 1, false, Duration::ZERO, false);
+        m.alua_lun(t, 0, false, Duration::from_secs(40), true);
+        let text = m.render();
+        assert_eq!(
+            get(&text, "alua_takeover_blocked", &t0),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(get(&text, "alua_heartbeat_age_seconds", &t0), Some(40.0));
+        assert_eq!(get(&text, "alua_active", &t1), Some(0.0));
+        assert_eq!(stepped(&text, &t1, "fence_taken"), Some(1.0));
+        m.alua_took(t, 0, "stalled");
+        m.alua_lun(t, 0, true, Duration::ZERO, false);
+        let text = m.render();
+        assert_eq!(get(&text, "alua_active", &t0), Some(1.0));
+        assert_eq!(get(&text, "alua_takeover_blocked", &t0), Some(0.0));
+        assert_eq!(took(&text, &t0, "stalled"), Some(1.0));
+
+        // LUN 0 of t leaves with the LUN's other series; target u leaves though no session
+        // ever made its LUN's command series.
+        m.remove_lun(t, 0);
+        m.remove_target(u);
+        let text = m.render();
+        assert!(!text.contains(&t0), "{text}");
+        assert!(!text.contains(&u0), "{text}");
+        assert_eq!(get(&text, "alua_active", &t1), Some(0.0));
+        m.remove_alua(t, 1);
+        assert!(!m.render().contains("lun=\""), "{}", m.render());
     }
 
     #[test]

@@ -33,6 +33,13 @@
 //! record has stood still for twice the bound; then one standby takes the takeover lock
 //! over in the same way: the one that gets [`TAKEOVER_BREAK`] without waiting and still
 //! reads the stalled version, so two that judge it stuck at once do not both go on.
+//!
+//! Left open on purpose: a standby that stalls while it holds [`TAKEOVER_BREAK`] keeps the
+//! LUN's takeovers out until it resumes or its connection to the volume ends. The others
+//! then find the LUN's takeovers blocked ([`Refusal::Blocked`], once the record has stood
+//! still for [`blocked_after`]) and say so: once at WARN level in the log, and in the
+//! metric `glfs_iscsi_alua_takeover_blocked`, so that an operator restarts or kills that
+//! gateway.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +101,34 @@ pub const TAKEOVER_BREAK: &str = "alua-takeover-break";
 /// How long a standby waits for a lock it takes over (`BlockStore::take_lock_over`).
 pub const TAKE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long the record stands still, as a standby sees it, before it judges the LUN's
+/// takeovers blocked ([`Refusal::Blocked`]): the takeover lock is taken over after twice
+/// `bound`, and the standby that holds [`TAKEOVER_BREAK`] then has twice `bound` more, and
+/// at least the time its three lock takeovers may take (3 x [`TAKE_WAIT`]), to write the
+/// record before the others judge it stalled too.
+pub fn blocked_after(bound: Duration) -> Duration {
+    2 * bound + (2 * bound).max(3 * TAKE_WAIT)
+}
+
+/// Why [`begin_takeover`] gave no takeover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The record moved on: another standby took over, or the stalled gateway resumed.
+    MovedOn,
+    /// Another standby holds the takeover lock (and it is not yet judged stuck), or holds
+    /// [`TAKEOVER_BREAK`] while the record has stood still for less than
+    /// [`blocked_after`]: it is taking over.
+    Busy,
+    /// The takeover lock is stuck and another standby has held [`TAKEOVER_BREAK`] while
+    /// the record stood still for [`blocked_after`]: that standby stalled in its takeover,
+    /// and nobody takes this LUN over until it resumes or its connection to the volume
+    /// ends. Not logged by [`begin_takeover`]: its caller says it once
+    /// (`failover::Failover`).
+    Blocked,
+    /// A lock request failed otherwise (logged).
+    Failed,
+}
+
 /// How long [`fence_taken`] waits for its read.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
@@ -147,9 +182,17 @@ impl Watch {
         active: Option<u64>,
         now: Instant,
     ) -> Option<Stalled> {
+        let stood = self.age(target, active, now);
+        let version = active?;
+        (stood >= self.bound).then_some(Stalled { version, stood })
+    }
+
+    /// Notes what [`Watch::stalled`] notes and answers for how long the version has stood
+    /// unchanged since this gateway first saw it (zero for `None`, and for a new version).
+    pub fn age(&mut self, target: &str, active: Option<u64>, now: Instant) -> Duration {
         let Some(version) = active else {
             self.seen.remove(target);
-            return None;
+            return Duration::ZERO;
         };
         let seen = self
             .seen
@@ -158,8 +201,7 @@ impl Watch {
         if seen.0 != version {
             *seen = (version, now);
         }
-        let stood = now.duration_since(seen.1);
-        (stood >= self.bound).then_some(Stalled { version, stood })
+        now.duration_since(seen.1)
     }
 
     /// Forgets `target` (this gateway became its active gateway).
@@ -193,7 +235,9 @@ pub struct Takeover {
 /// two standbys that judge the takeover lock stuck at the same moment do not both clear
 /// it and both go on (each clearing the other's lock in turn): one of them does, the
 /// other finds the breaking lock held and stays standby. Nothing here waits for a holder:
-/// every lock is tried once, and the taking over is bounded by [`TAKE_WAIT`].
+/// every lock is tried once, and the taking over is bounded by [`TAKE_WAIT`]. A breaking
+/// lock still held once the record has stood still for [`blocked_after`] is
+/// [`Refusal::Blocked`].
 pub fn begin_takeover(
     target: &str,
     lun: u16,
@@ -202,7 +246,7 @@ pub fn begin_takeover(
     stalled: Stalled,
     bound: Duration,
     current: impl Fn() -> Option<u64>,
-) -> Option<Takeover> {
+) -> Result<Takeover, Refusal> {
     let try_lock = |name| store.lock_metadata(name, owner, LockMode::Exclusive, LockWait::NoWait);
     // Another standby took over before (or the stalled gateway resumed, or the holder of
     // the takeover lock finished): no takeover, and nothing of theirs is cleared.
@@ -218,19 +262,21 @@ pub fn begin_takeover(
         Err(LockError::Contended { .. }) if stalled.stood >= 2 * bound => {
             let breaking = match try_lock(TAKEOVER_BREAK) {
                 Ok(lock) => lock,
+                Err(LockError::Contended { .. }) if stalled.stood >= blocked_after(bound) => {
+                    return Err(Refusal::Blocked);
+                }
                 Err(LockError::Contended { .. }) => {
-                    tracing::info!(target = %target, lun,
-                        "another standby is taking the stuck takeover lock over: staying standby");
-                    return None;
+                    tracing::info!(target = %target, lun, "{TAKING_THE_STUCK_LOCK_OVER}");
+                    return Err(Refusal::Busy);
                 }
                 Err(err) => {
                     tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock");
-                    return None;
+                    return Err(Refusal::Failed);
                 }
             };
             if moved_on() {
                 // The takeover lock is not stuck, and is left alone.
-                return None;
+                return Err(Refusal::MovedOn);
             }
             tracing::warn!(target = %target, lun, stood = ?stalled.stood,
                 "another standby's takeover stands still: taking its takeover lock over");
@@ -238,27 +284,32 @@ pub fn begin_takeover(
                 Ok(lock) => (lock, Some(breaking)),
                 Err(err) => {
                     tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock over");
-                    return None;
+                    return Err(Refusal::Failed);
                 }
             }
         }
         Err(LockError::Contended { .. }) => {
             tracing::info!(target = %target, lun, "another standby is taking over: staying standby");
-            return None;
+            return Err(Refusal::Busy);
         }
         Err(err) => {
             tracing::warn!(target = %target, lun, %err, "cannot take the takeover lock");
-            return None;
+            return Err(Refusal::Failed);
         }
     };
     if moved_on() {
-        return None;
+        return Err(Refusal::MovedOn);
     }
-    Some(Takeover {
+    Ok(Takeover {
         _lock: lock,
         _breaking: breaking,
     })
 }
+
+/// The line a standby logs while another standby takes the stuck takeover lock over (and
+/// at every round the LUN's takeovers stay blocked after the first, which is a WARN).
+pub const TAKING_THE_STUCK_LOCK_OVER: &str =
+    "another standby is taking the stuck takeover lock over: staying standby";
 
 /// The first LUN whose store's own read of its first block is refused as fenced: another
 /// gateway holds that LUN's data fence now, so this gateway, which thinks it holds it, was
@@ -289,7 +340,7 @@ pub fn fence_taken(stores: &[(u16, Arc<dyn BlockStore>)]) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -318,6 +369,23 @@ mod tests {
         w.forget("t");
         assert_eq!(w.stalled("t", Some(6), t0 + 4 * STALL_AFTER), None);
         assert_eq!(w.stalled("t", Some(6), t0 + 5 * STALL_AFTER), Some(6));
+    }
+
+    #[test]
+    fn the_age_of_a_version_is_how_long_it_stood_and_zero_when_it_moves() {
+        let mut w = Watch::with_bound(STALL_AFTER);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(w.age("t", Some(5), t0), Duration::ZERO);
+        assert_eq!(w.age("t", Some(5), t0 + s(3)), s(3));
+        // Past the bound it goes on growing.
+        assert_eq!(w.age("t", Some(5), t0 + s(20)), s(20));
+        // A heartbeat: zero again, counted from the new version.
+        assert_eq!(w.age("t", Some(6), t0 + s(21)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(22)), s(1));
+        // Nobody named active: zero, and the next version counts from its first sight.
+        assert_eq!(w.age("t", None, t0 + s(23)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(24)), Duration::ZERO);
     }
 
     #[test]
@@ -377,15 +445,17 @@ mod tests {
         };
         let version = std::cell::Cell::new(7);
         let by_b = begin_takeover("t", 0, &store, &b, stalled, bound, || Some(version.get()));
-        assert!(by_b.is_some());
-        assert!(
-            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).is_none()
+        assert!(by_b.is_ok());
+        assert_eq!(
+            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).err(),
+            Some(Refusal::Busy)
         );
         // B takes the election lock and the fence over and records itself.
         version.set(8);
         drop(by_b);
-        assert!(
-            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).is_none()
+        assert_eq!(
+            begin_takeover("t", 0, &store, &c, stalled, bound, || Some(version.get())).err(),
+            Some(Refusal::MovedOn)
         );
         // ... and the takeover lock is free again: C's failed try let go of it.
         assert!(store
@@ -400,9 +470,12 @@ mod tests {
             version: 8,
             stood: 2 * bound,
         };
-        assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_none());
+        assert_eq!(
+            begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).err(),
+            Some(Refusal::Failed)
+        );
         drop(held);
-        assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_some());
+        assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_ok());
     }
 
     /// Locks as the bricks keep them: one holder per name, and `take_lock_over` takes a
@@ -410,10 +483,10 @@ mod tests {
     /// clears), counting the clearings of a held lock. A guard whose lock was taken over
     /// lets go of nothing when it drops.
     #[derive(Default)]
-    struct Bricks {
-        held: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
+    pub(crate) struct Bricks {
+        pub(crate) held: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
         grants: AtomicU64,
-        cleared: AtomicU64,
+        pub(crate) cleared: AtomicU64,
     }
 
     impl Bricks {
@@ -509,14 +582,20 @@ mod tests {
             version: 7,
             stood: 2 * bound - Duration::from_millis(1),
         };
-        assert!(begin_takeover("t", 0, &bricks, &c, early, bound, current).is_none());
+        assert_eq!(
+            begin_takeover("t", 0, &bricks, &c, early, bound, current).err(),
+            Some(Refusal::Busy)
+        );
         assert_eq!(bricks.cleared.load(Ordering::Relaxed), 0);
 
         let by_c = begin_takeover("t", 0, &bricks, &c, stuck, bound, current);
-        assert!(by_c.is_some());
+        assert!(by_c.is_ok());
         assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
         // D, in the same moment: C's takeover is under way.
-        assert!(begin_takeover("t", 0, &bricks, &d, stuck, bound, current).is_none());
+        assert_eq!(
+            begin_takeover("t", 0, &bricks, &d, stuck, bound, current).err(),
+            Some(Refusal::Busy)
+        );
         assert_eq!(
             bricks.cleared.load(Ordering::Relaxed),
             1,
@@ -526,7 +605,72 @@ mod tests {
         // moved on.
         version.set(8);
         drop(by_c);
-        assert!(begin_takeover("t", 0, &bricks, &d, stuck, bound, current).is_none());
+        assert_eq!(
+            begin_takeover("t", 0, &bricks, &d, stuck, bound, current).err(),
+            Some(Refusal::MovedOn)
+        );
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
+    }
+
+    /// Four gateways: A (active) stalled at record version 7, standby B stalled holding the
+    /// takeover lock, then C stalled too, holding the breaking lock it took to take B's
+    /// takeover lock over (stop 26's open case). D finds the breaking lock held: while the
+    /// record has stood still for less than [`blocked_after`], C may still be taking over
+    /// (D stays standby, busy); from then on the LUN's takeovers are blocked (D clears
+    /// nothing either way), until C resumes and records itself.
+    #[test]
+    fn a_standby_stalled_with_the_breaking_lock_blocks_the_luns_takeovers_after_the_bound() {
+        let bricks = Bricks::default();
+        let [b, c, d] = ["gw-b", "gw-c", "gw-d"].map(|n| LockOwner::new(n).unwrap());
+        let bound = Duration::from_secs(8);
+        // Twice the bound, then twice the bound more for the breaking lock's holder (16 s,
+        // more than the 15 s of its three lock takeovers).
+        assert_eq!(blocked_after(bound), Duration::from_secs(32));
+        // With the least bound (2 s) the holder's three lock takeovers (3 x 5 s) count.
+        assert_eq!(
+            blocked_after(Duration::from_secs(2)),
+            Duration::from_secs(4 + 15)
+        );
+        let at = |stood| Stalled { version: 7, stood };
+        let version = std::cell::Cell::new(7);
+        let current = || Some(version.get());
+        let _stalled_b = begin_takeover("t", 0, &bricks, &b, at(bound), bound, current).unwrap();
+        let stalled_c = begin_takeover("t", 0, &bricks, &c, at(2 * bound), bound, current);
+        assert!(stalled_c.is_ok());
+        assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
+        let just_before = blocked_after(bound) - Duration::from_millis(1);
+        assert_eq!(
+            begin_takeover("t", 0, &bricks, &d, at(just_before), bound, current).err(),
+            Some(Refusal::Busy)
+        );
+        for stood in [blocked_after(bound), 10 * blocked_after(bound)] {
+            assert_eq!(
+                begin_takeover("t", 0, &bricks, &d, at(stood), bound, current).err(),
+                Some(Refusal::Blocked)
+            );
+        }
+        assert_eq!(
+            bricks.cleared.load(Ordering::Relaxed),
+            1,
+            "D cleared a lock"
+        );
+        // C resumes and records itself: D, still judging version 7, finds the record moved
+        // on once C lets go.
+        version.set(8);
+        drop(stalled_c);
+        assert_eq!(
+            begin_takeover(
+                "t",
+                0,
+                &bricks,
+                &d,
+                at(blocked_after(bound)),
+                bound,
+                current
+            )
+            .err(),
+            Some(Refusal::MovedOn)
+        );
         assert_eq!(bricks.cleared.load(Ordering::Relaxed), 1);
     }
 
@@ -542,7 +686,10 @@ mod tests {
             stood: 2 * bound,
         };
         let held_by_b = begin_takeover("t", 0, &bricks, &b, stuck, bound, || Some(7)).unwrap();
-        assert!(begin_takeover("t", 0, &bricks, &c, stuck, bound, || Some(8)).is_none());
+        assert_eq!(
+            begin_takeover("t", 0, &bricks, &c, stuck, bound, || Some(8)).err(),
+            Some(Refusal::MovedOn)
+        );
         assert_eq!(bricks.cleared.load(Ordering::Relaxed), 0);
         // B's takeover lock is still B's, and the breaking lock was let go.
         assert!(bricks.held.lock().unwrap().contains_key(TAKEOVER));

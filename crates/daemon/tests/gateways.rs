@@ -1313,7 +1313,8 @@ fn failover_gateway(
 }
 
 /// Gateways A (group 1) and B (group 2) in failover mode, each with its control socket
-/// where `sockets` names one (A's, B's), and host-a logged in through each. A starts
+/// where `sockets` names one (A's, B's) and metrics (`--metrics`, a port of its own), and
+/// host-a logged in through each. A starts
 /// first and takes the fence before its portal listens; B finds it taken. A reports
 /// itself active/optimized and B standby (SPC-4 table 258: 0h active/optimized, 2h
 /// standby), its own group first.
@@ -1322,7 +1323,11 @@ fn failover_pair_with_hosts(
     sockets: [Option<&PathBuf>; 2],
 ) -> (Running, Running, Initiator, Initiator) {
     fn socket_args(socket: Option<&PathBuf>) -> Vec<&str> {
-        socket.map_or(vec![], |s| vec!["--control-socket", s.to_str().unwrap()])
+        let mut args = vec!["--metrics", "127.0.0.1:0"];
+        if let Some(s) = socket {
+            args.extend(["--control-socket", s.to_str().unwrap()]);
+        }
+        args
     }
     let [sock_a, sock_b] = sockets;
     let gw_a = failover_gateway(storage, "gateway-a", "1", "2", &socket_args(sock_a));
@@ -1641,6 +1646,30 @@ fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storag
     assert_eq!(write_numbered(&mut a, 8), STANDBY_REFUSAL);
     assert_eq!(block_on_storage(&storage)[..4], 7u32.to_be_bytes());
     assert!(gw_a.log().contains("handed over"), "{}", gw_a.log());
+    // The metrics (`--metrics`): A took the LUN at its start and stepped down for the
+    // handover; B took it as handed over and is active.
+    let lun = format!("target=\"{IQN}\",lun=\"0\"");
+    let value = |gw: &Running, name: &str, reason: &str| {
+        let text = scrape_metrics(gw);
+        let series = match reason {
+            "" => format!("glfs_iscsi_{name}{{{lun}}}"),
+            _ => format!("glfs_iscsi_{name}{{{lun},reason=\"{reason}\"}}"),
+        };
+        metric_sample(&text, &series).unwrap_or_else(|| panic!("no {series}\n{text}"))
+    };
+    let reasons = ["unheld", "handover", "stalled"];
+    assert_eq!(
+        reasons.map(|r| value(&gw_a, "alua_takeovers_total", r)),
+        [1.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        reasons.map(|r| value(&gw_b, "alua_takeovers_total", r)),
+        [0.0, 1.0, 0.0]
+    );
+    assert_eq!(value(&gw_a, "alua_stepdowns_total", "handover"), 1.0);
+    assert_eq!(value(&gw_b, "alua_stepdowns_total", "handover"), 0.0);
+    assert_eq!(value(&gw_a, "alua_active", ""), 0.0);
+    assert_eq!(value(&gw_b, "alua_active", ""), 1.0);
 }
 
 #[test]
@@ -1758,7 +1787,8 @@ fn live_a_stalled_active_gluster_gateway_loses_the_fence_to_the_standby_after_th
 // ---- Three gateways on one LUN: one standby at a time takes over ----
 
 /// Failover gateway `id` in target port group `group`, one of three (groups 1, 2 and 3,
-/// the other two its peers in ascending order), with the test stall bound.
+/// the other two its peers in ascending order), with the test stall bound and metrics
+/// (`--metrics`, a port of its own).
 fn one_of_three(storage: &Storage, id: &str, group: u16) -> Running {
     let own = group.to_string();
     let bound = TEST_STALL_AFTER.as_secs().to_string();
@@ -1772,6 +1802,8 @@ fn one_of_three(storage: &Storage, id: &str, group: u16) -> Running {
         "--alua-failover",
         "--alua-stall-after",
         bound.as_str(),
+        "--metrics",
+        "127.0.0.1:0",
     ];
     for peer in &peers {
         args.extend(["--alua-peer", peer.as_str()]);
@@ -1842,7 +1874,7 @@ fn numbered_block(n: u32) -> Vec<u8> {
 /// record version checked again: `stall::begin_takeover`); the other stays standby and
 /// reports the new active gateway, through several more rounds. Writes through the new
 /// active gateway land, whole; A, resumed, lands nothing and steps down; all three then
-/// report the same active gateway.
+/// report the same active gateway, and their metrics say what each did.
 fn with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(storage: Storage) {
     let gw_a = one_of_three(&storage, "gateway-a", 1);
     let gw_b = one_of_three(&storage, "gateway-b", 2);
@@ -1943,6 +1975,53 @@ fn with_three_gateways_one_standby_takes_over_from_a_stalled_active_one(storage:
         "{}",
         logs()
     );
+
+    // The metrics (`--metrics`): the winner took the LUN over from a stalled gateway, once,
+    // and is active; the other standby took nothing and sees the winner's heartbeat move;
+    // A took the LUN at its start and stepped down once, for a reason of a stalled gateway.
+    let lun = format!("target=\"{IQN}\",lun=\"0\"");
+    let value = |gw: &Running, name: &str, extra: &str| {
+        let text = scrape_metrics(gw);
+        let series = format!("glfs_iscsi_{name}{{{lun}{extra}}}");
+        metric_sample(&text, &series).unwrap_or_else(|| panic!("no {series}\n{text}"))
+    };
+    let took = |gw: &Running, reason: &str| {
+        value(gw, "alua_takeovers_total", &format!(",reason=\"{reason}\""))
+    };
+    let stepped = |gw: &Running, reason: &str| {
+        value(gw, "alua_stepdowns_total", &format!(",reason=\"{reason}\""))
+    };
+    assert_eq!(value(gw_w, "alua_active", ""), 1.0, "{}", logs());
+    assert_eq!(value(gw_l, "alua_active", ""), 0.0);
+    assert_eq!(value(&gw_a, "alua_active", ""), 0.0);
+    assert_eq!(
+        ["unheld", "handover", "stalled"].map(|r| took(gw_w, r)),
+        [0.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        ["unheld", "handover", "stalled"].map(|r| took(gw_l, r)),
+        [0.0; 3]
+    );
+    assert_eq!(
+        ["unheld", "handover", "stalled"].map(|r| took(&gw_a, r)),
+        [1.0, 0.0, 0.0]
+    );
+    let a_stepped = ["superseded", "fence_taken", "fenced"].map(|r| stepped(&gw_a, r));
+    assert_eq!(
+        a_stepped.iter().sum::<f64>(),
+        1.0,
+        "{a_stepped:?}\n{}",
+        logs()
+    );
+    for gw in [gw_w, gw_l] {
+        assert_eq!(stepped(gw, "fence_taken") + stepped(gw, "superseded"), 0.0);
+    }
+    assert_eq!(value(gw_w, "alua_heartbeat_age_seconds", ""), 0.0);
+    let age = value(gw_l, "alua_heartbeat_age_seconds", "");
+    assert!(age < TEST_STALL_AFTER.as_secs_f64(), "{age}\n{}", logs());
+    for gw in [&gw_a, gw_w, gw_l] {
+        assert_eq!(value(gw, "alua_takeover_blocked", ""), 0.0);
+    }
 }
 
 /// [`with_three_gateways_one_standby_takes_over_from_a_stalled_active_one`] on the fake
