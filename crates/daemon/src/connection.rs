@@ -185,9 +185,12 @@ async fn serve_in_span(
             timer.as_mut().reset(at);
         }
         let registered = session.registration.as_ref().map(|r| r.entry.clone());
+        buffers.begin_round();
         buffers.prepare_input();
         let partial = buffers.input.len();
         let mut sender_mid_pdu = false;
+        // The round's read took all the room it had: read on below what is waiting.
+        let mut read_on = false;
         tokio::select! {
             _ = ended_by_admin(registered.as_deref()) => {
                 tracing::info!(%peer, "session ended by the administrator");
@@ -213,17 +216,8 @@ async fn serve_in_span(
                     }
                     Ok(n) => {
                         buffers.read_done(n);
-                        // What other sessions did to this one comes before its own next
-                        // commands (a PREEMPT AND ABORT answered before they were sent).
-                        let mut ended = false;
-                        while let Ok(control) = control_rx.try_recv() {
-                            ended |= session.control(&mut conn, peer, control);
-                        }
-                        if ended {
-                            break;
-                        }
-                        if let Err(err) = conn.handle_input(&mut buffers.input) {
-                            tracing::warn!(%peer, %err, "closing connection: protocol error");
+                        let others = &mut control_rx;
+                        if !input_read(&mut conn, &mut session, others, &mut buffers, peer) {
                             break;
                         }
                         sender_mid_pdu = SocketBuffers::read_only_part_of_a_pdu(
@@ -231,6 +225,7 @@ async fn serve_in_span(
                             n,
                             buffers.input.len(),
                         );
+                        read_on = buffers.read_on();
                     }
                     Err(err) => {
                         tracing::debug!(%peer, %err, "connection read failed");
@@ -252,42 +247,74 @@ async fn serve_in_span(
                 }
             }
         }
-        while let Some(event) = conn.poll_event() {
-            if let Event::LoggedIn {
-                initiator,
-                isid,
-                tsih,
-                target,
-                ..
-            } = &event
-            {
-                crate::logging::record_login(initiator, *isid, *tsih, target);
-                let (registration, reinstated) =
-                    targets
-                        .sessions
-                        .register(initiator, *isid, *tsih, control_tx.clone());
-                if reinstated {
-                    tracing::info!(%peer, %initiator, isid = ?isid,
-                        "login reinstates an existing session");
+        let mut closing = false;
+        loop {
+            while let Some(event) = conn.poll_event() {
+                if let Event::LoggedIn {
+                    initiator,
+                    isid,
+                    tsih,
+                    target,
+                    ..
+                } = &event
+                {
+                    crate::logging::record_login(initiator, *isid, *tsih, target);
+                    let (registration, reinstated) =
+                        targets
+                            .sessions
+                            .register(initiator, *isid, *tsih, control_tx.clone());
+                    if reinstated {
+                        tracing::info!(%peer, %initiator, isid = ?isid,
+                            "login reinstates an existing session");
+                    }
+                    _registration = Some(registration);
                 }
-                _registration = Some(registration);
-            }
-            session.handle_event(&mut conn, &done_tx, &targets, peer, event);
-            let (reads, bytes) = done_tx.ready_data();
-            if reads >= 2 && bytes >= SocketBuffers::FLUSH_AT {
-                // A large batch of read data is ready (a store that answers inline, the
-                // memory store, reads while the commands start): send it before the next
-                // command is worked on, so the initiator takes in the first responses
-                // while the next are read, instead of both ends taking turns over the
-                // whole batch. Small batches (4k) still go out in one write at the end.
-                done_tx.take(&mut ready);
-                for done in ready.drain(..) {
-                    session.io_done(&mut conn, &done_tx, done);
+                session.handle_event(&mut conn, &done_tx, &targets, peer, event);
+                let (reads, bytes) = done_tx.ready_data();
+                if reads >= 2 && bytes >= SocketBuffers::FLUSH_AT {
+                    // A large batch of read data is ready (a store that answers inline, the
+                    // memory store, reads while the commands start): send it before the next
+                    // command is worked on, so the initiator takes in the first responses
+                    // while the next are read, instead of both ends taking turns over the
+                    // whole batch. Small batches (4k) still go out in one write at the end.
+                    done_tx.take(&mut ready);
+                    for done in ready.drain(..) {
+                        session.io_done(&mut conn, &done_tx, done);
+                    }
+                    session.batch.send();
+                    conn.poll_transmit(&mut buffers.output);
+                    write_transmit(&mut writer, &mut buffers.output).await?;
                 }
-                session.batch.send();
-                conn.poll_transmit(&mut buffers.output);
-                write_transmit(&mut writer, &mut buffers.output).await?;
             }
+            if !read_on {
+                break;
+            }
+            // The read took all the room it had, so more was likely waiting (a stream of
+            // 64 KiB writes arriving faster than they are answered): read on what the
+            // socket already holds, without waiting, so this round starts every write that
+            // has arrived (up to `SocketBuffers::ROUND_INPUT`) and its batch joins them,
+            // rather than a round per large input buffer (about four such writes) taking
+            // turns with the rounds of completions. The end of the stream or an error is
+            // left to the next round's read, after this round's answers are sent.
+            buffers.prepare_input();
+            let partial = buffers.input.len();
+            match reader.try_read_buf(&mut buffers.input) {
+                Ok(n) if n > 0 => {
+                    buffers.read_done(n);
+                    if !input_read(&mut conn, &mut session, &mut control_rx, &mut buffers, peer) {
+                        closing = true;
+                        break;
+                    }
+                    sender_mid_pdu =
+                        SocketBuffers::read_only_part_of_a_pdu(partial, n, buffers.input.len());
+                    read_on = buffers.read_on();
+                }
+                // Nothing waiting after all (would block), the end, or an error.
+                _ => break,
+            }
+        }
+        if closing {
+            break;
         }
         // The batch is worked through: its writes go to their stores, together.
         session.batch.send();
@@ -327,6 +354,31 @@ async fn serve_in_span(
             "connection ends with commands in flight; their stores still own the buffers");
     }
     Ok(())
+}
+
+/// After a socket read brought input: what other sessions did to this one first (a
+/// PREEMPT AND ABORT answered before the commands sent after it), then the iSCSI core's
+/// pass over the input. False when the connection must close (ended by another session,
+/// or a protocol error).
+fn input_read(
+    conn: &mut iscsi::Connection,
+    session: &mut Session,
+    control_rx: &mut mpsc::UnboundedReceiver<Control>,
+    buffers: &mut SocketBuffers,
+    peer: SocketAddr,
+) -> bool {
+    let mut ended = false;
+    while let Ok(control) = control_rx.try_recv() {
+        ended |= session.control(conn, peer, control);
+    }
+    if ended {
+        return false;
+    }
+    if let Err(err) = conn.handle_input(&mut buffers.input) {
+        tracing::warn!(%peer, %err, "closing connection: protocol error");
+        return false;
+    }
+    true
 }
 
 /// When a connection's one timer is set for: the earliest of its time limits, moved only

@@ -150,3 +150,148 @@ fn a_stream_of_64k_writes_is_read_several_pdus_at_a_time() {
         assert_eq!(allocations, 0, "hold {hold}: allocations in 500 reads");
     }
 }
+
+/// What [`rounds`] counted over the measured rounds.
+struct Rounds {
+    allocations: usize,
+    /// PDUs completed in each measured round.
+    per_round: Vec<usize>,
+    /// Socket reads per measured round, most.
+    most_reads: usize,
+}
+
+/// Rounds of the connection's loop over a stream of `pdu`-byte writes: at the start of
+/// each round the socket holds whatever was sent and not yet read, topped up to
+/// `waiting` whole PDUs (the initiator's window, arriving faster than it is answered);
+/// the round reads once, then reads on while [`SocketBuffers::read_on`] says so, as
+/// the daemon's loop does with its non-blocking reads; the core splits off each complete
+/// PDU after every read and its data stays at the store until `hold` later writes have
+/// arrived. Counts over `rounds` rounds after `warm` rounds of warm-up.
+fn rounds(pdu: usize, waiting: usize, hold: usize, warm: usize, rounds: usize) -> Rounds {
+    let mut b = SocketBuffers::default();
+    let mut in_flight: VecDeque<Bytes> = VecDeque::with_capacity(hold + 1);
+    let (mut socket, mut sent, mut taken) = (0usize, 0usize, 0usize);
+    // Allocated before the counting: the rounds push into kept capacity.
+    let mut per_round = Vec::with_capacity(warm.max(rounds));
+    let mut run = |b: &mut SocketBuffers, n: usize, in_flight: &mut VecDeque<Bytes>| {
+        per_round.clear();
+        let mut most_reads = 0;
+        for _ in 0..n {
+            // The socket's unread bytes, as whole PDUs plus the part of one read before.
+            let unread_pdus = socket.div_ceil(pdu);
+            socket += waiting.saturating_sub(unread_pdus) * pdu;
+            let before = taken;
+            b.begin_round();
+            let mut reads = 0;
+            loop {
+                b.prepare_input();
+                let room = b.input.capacity() - b.input.len();
+                assert!(room >= SocketBuffers::MIN_READ);
+                let read = room.min(socket);
+                socket -= read;
+                b.input.put_bytes((sent % 251) as u8, read);
+                sent += read;
+                reads += 1;
+                b.read_done(read);
+                while b.input.len() >= pdu {
+                    let data = b.input.split_to(pdu).freeze().slice(48..);
+                    taken += pdu;
+                    if in_flight.len() == hold {
+                        in_flight.pop_front();
+                    }
+                    if hold > 0 {
+                        in_flight.push_back(data);
+                    }
+                }
+                if !b.read_on() || socket == 0 {
+                    // Done reading, or the next read would block.
+                    break;
+                }
+            }
+            b.settle();
+            per_round.push((taken - before) / pdu);
+            most_reads = most_reads.max(reads);
+        }
+        most_reads
+    };
+    run(&mut b, warm, &mut in_flight);
+    let mut most_reads = 0;
+    let allocations = alloc_count::count(|| most_reads = run(&mut b, rounds, &mut in_flight));
+    let held = (hold * pdu).div_ceil(SocketBuffers::LARGE_INPUT) + 2;
+    assert!(
+        b.capacity() <= SocketBuffers::KEEP + held * SocketBuffers::LARGE_INPUT,
+        "{} bytes held",
+        b.capacity()
+    );
+    Rounds {
+        allocations,
+        per_round,
+        most_reads,
+    }
+}
+
+/// 64 KiB writes at QD16 arriving faster than they are answered: a round whose read
+/// took all its room reads on what the socket already holds, so one round takes every
+/// write that has arrived up to `SocketBuffers::ROUND_INPUT` (1 MiB: sixteen such PDUs;
+/// before, a round read once, at most a large input buffer's 276 KiB, about four), and
+/// the writes of the round reach their store together. With the last 16 writes' data
+/// still at the store (QD16 on glfs) the connection still reads into buffers it has: no
+/// allocation in steady state.
+#[test]
+fn a_round_reads_every_64k_write_waiting_up_to_its_cap() {
+    const PDU: usize = 48 + 64 * 1024;
+    // Sixteen waiting whenever a round begins (QD16): a round takes all sixteen, never
+    // the ~4 of one read. Thirty-two waiting (more than the cap): a round takes at
+    // least 15 (1 MiB of 65,584-byte PDUs) and at most what the read that crosses 1 MiB
+    // finishes with, and leaves the rest for the next round.
+    for (waiting, hold) in [(16, 0), (16, 16), (32, 0), (32, 16)] {
+        let Rounds {
+            allocations,
+            per_round,
+            most_reads,
+        } = rounds(PDU, waiting, hold, 50, 300);
+        let least = per_round.iter().min().copied().unwrap_or(0);
+        let most = per_round.iter().max().copied().unwrap_or(0);
+        let case = format!("{waiting} waiting, hold {hold}");
+        if waiting == 16 {
+            assert!(per_round.iter().all(|&n| n == 16), "{case}: {per_round:?}");
+        }
+        assert!(
+            least >= SocketBuffers::ROUND_INPUT / PDU,
+            "{case}: {least} PDUs in a round"
+        );
+        assert!(
+            most * PDU <= SocketBuffers::ROUND_INPUT + SocketBuffers::LARGE_INPUT,
+            "{case}: {most} PDUs in a round, over the cap"
+        );
+        assert!(most_reads <= 5, "{case}: {most_reads} reads in a round");
+        assert_eq!(allocations, 0, "{case}: allocations in 300 rounds");
+    }
+    // Seven waiting (what the tenth round found in the socket at QD16): every round
+    // takes all seven, in at most three reads (a small input buffer's room first when
+    // the round before ended on a read that did not fill, then 276 KiB, then the rest).
+    let Rounds {
+        per_round,
+        most_reads,
+        allocations,
+    } = rounds(PDU, 7, 16, 50, 300);
+    assert!(per_round.iter().all(|&n| n == 7), "{per_round:?}");
+    assert!(most_reads <= 3, "{most_reads} reads in a round");
+    assert_eq!(allocations, 0);
+}
+
+/// 4 KiB writes at QD32 (48 + 4096 bytes each): a read that does not fill its room ends
+/// the round's reading, as before; a window of 32 (132 KiB) is read in a round, in at
+/// most three reads.
+#[test]
+fn a_round_of_small_writes_ends_with_the_read_that_does_not_fill() {
+    const PDU: usize = 48 + 4096;
+    let Rounds {
+        per_round,
+        most_reads,
+        allocations,
+    } = rounds(PDU, 32, 32, 50, 300);
+    assert!(per_round.iter().all(|&n| n == 32), "{per_round:?}");
+    assert!(most_reads <= 3, "{most_reads} reads in a round");
+    assert_eq!(allocations, 0);
+}
