@@ -137,11 +137,15 @@ impl SocketBuffers {
     /// After a read and the pass over its input: whether to read again in this round,
     /// without waiting (a non-blocking read into the room the next `prepare_input`
     /// makes). True while the last read took all the room it had (more was likely
-    /// waiting in the socket) and the round has read less than
-    /// [`SocketBuffers::ROUND_INPUT`]. A read that did not fill its room found the
-    /// socket empty; one that would block ends the round's reading too.
-    pub fn read_on(&self) -> bool {
-        self.filled && self.round < Self::ROUND_INPUT
+    /// waiting in the socket), the round has read less than
+    /// [`SocketBuffers::ROUND_INPUT`], and the round has nothing to send (`to_send`: the
+    /// iSCSI core has PDUs for the socket, such as the R2T for a large write's next
+    /// burst, or a store's answers are ready): those go out first, since on a fast store
+    /// their round trips pace the initiator (reading on past them cost the memory store's
+    /// 1 MiB writes 10-18%). A read that did not fill its room found the socket empty;
+    /// one that would block ends the round's reading too.
+    pub fn read_on(&self, to_send: bool) -> bool {
+        !to_send && self.filled && self.round < Self::ROUND_INPUT
     }
 
     fn make_room(&mut self) {

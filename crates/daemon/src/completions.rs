@@ -56,6 +56,8 @@ pub struct Completions {
     /// every input PDU, and the lock is contended by the stores' callback threads).
     ready_bytes: AtomicUsize,
     ready_reads: AtomicUsize,
+    /// Completions in the ready list (of any kind), written and read as the two above.
+    ready_all: AtomicUsize,
 }
 
 /// A parked command: its ITT, sequence number, continuation, and (for a request sent
@@ -138,6 +140,7 @@ impl Completions {
         let mut st = self.state();
         self.ready_bytes.store(0, Ordering::Relaxed);
         self.ready_reads.store(0, Ordering::Relaxed);
+        self.ready_all.store(0, Ordering::Relaxed);
         std::mem::swap(&mut st.ready, into);
     }
 
@@ -151,6 +154,13 @@ impl Completions {
             self.ready_reads.load(Ordering::Relaxed),
             self.ready_bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// Whether any completion waits for the connection task (a relaxed load, no lock, as
+    /// [`Completions::ready_data`]): the connection stops reading on in a round once
+    /// answers are ready, so they are not held back behind more input.
+    pub fn any_ready(&self) -> bool {
+        self.ready_all.load(Ordering::Relaxed) > 0
     }
 
     /// The connection ended: from now on completions only release their slots.
@@ -237,6 +247,7 @@ impl Completions {
     fn push_ready(&self, mut st: MutexGuard<'_, State>, done: IoDone) {
         let first = st.ready.is_empty();
         st.ready.push(done);
+        self.ready_all.fetch_add(1, Ordering::Relaxed);
         drop(st);
         if first {
             // One wake per batch: later completions find the list non-empty and the task
@@ -398,6 +409,26 @@ mod tests {
         assert_eq!(c.state().slots.len(), 3);
         drop(again);
         assert_eq!(c.parked(), 0, "dropped completions free their slots");
+    }
+
+    #[test]
+    fn any_ready_says_whether_answers_wait_until_they_are_taken() {
+        let c = Completions::new();
+        let write = c.park(1, 1, pending());
+        let failed = c.park(2, 2, pending());
+        assert!(!c.any_ready(), "nothing completed yet");
+        // A write's answer carries no read data, but is ready all the same.
+        write.complete(Ok(IoReply::Done));
+        assert!(c.any_ready());
+        assert_eq!(c.ready_data(), (0, 0));
+        let mut got = Vec::new();
+        c.take(&mut got);
+        assert_eq!(got.len(), 1);
+        assert!(!c.any_ready(), "taken");
+        failed.complete(Err(StoreError::new(Op::Read, store_api::ErrorKind::Io)));
+        assert!(c.any_ready(), "an error is an answer too");
+        c.take(&mut got);
+        assert!(!c.any_ready());
     }
 
     #[test]

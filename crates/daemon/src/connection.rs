@@ -189,8 +189,8 @@ async fn serve_in_span(
         buffers.prepare_input();
         let partial = buffers.input.len();
         let mut sender_mid_pdu = false;
-        // The round's read took all the room it had: read on below what is waiting.
-        let mut read_on = false;
+        // The round read from the socket: it may read on below what is waiting.
+        let mut reading = false;
         tokio::select! {
             _ = ended_by_admin(registered.as_deref()) => {
                 tracing::info!(%peer, "session ended by the administrator");
@@ -225,7 +225,7 @@ async fn serve_in_span(
                             n,
                             buffers.input.len(),
                         );
-                        read_on = buffers.read_on();
+                        reading = true;
                     }
                     Err(err) => {
                         tracing::debug!(%peer, %err, "connection read failed");
@@ -286,7 +286,9 @@ async fn serve_in_span(
                     write_transmit(&mut writer, &mut buffers.output).await?;
                 }
             }
-            if !read_on {
+            // Not once this round has something to send (the R2T for a large write's
+            // next burst, or answers a store gave inline): see `SocketBuffers::read_on`.
+            if !reading || !buffers.read_on(conn.has_transmit() || done_tx.any_ready()) {
                 break;
             }
             // The read took all the room it had, so more was likely waiting (a stream of
@@ -307,7 +309,6 @@ async fn serve_in_span(
                     }
                     sender_mid_pdu =
                         SocketBuffers::read_only_part_of_a_pdu(partial, n, buffers.input.len());
-                    read_on = buffers.read_on();
                 }
                 // Nothing waiting after all (would block), the end, or an error.
                 _ => break,

@@ -166,8 +166,21 @@ struct Rounds {
 /// the round reads once, then reads on while [`SocketBuffers::read_on`] says so, as
 /// the daemon's loop does with its non-blocking reads; the core splits off each complete
 /// PDU after every read and its data stays at the store until `hold` later writes have
-/// arrived. Counts over `rounds` rounds after `warm` rounds of warm-up.
+/// arrived; once a round has taken `sends_after` PDUs it has something to send (an R2T
+/// for the next burst, answers), which `read_on` is told. Counts over `rounds` rounds
+/// after `warm` rounds of warm-up.
 fn rounds(pdu: usize, waiting: usize, hold: usize, warm: usize, rounds: usize) -> Rounds {
+    rounds_sending(pdu, waiting, hold, usize::MAX, warm, rounds)
+}
+
+fn rounds_sending(
+    pdu: usize,
+    waiting: usize,
+    hold: usize,
+    sends_after: usize,
+    warm: usize,
+    rounds: usize,
+) -> Rounds {
     let mut b = SocketBuffers::default();
     let mut in_flight: VecDeque<Bytes> = VecDeque::with_capacity(hold + 1);
     let (mut socket, mut sent, mut taken) = (0usize, 0usize, 0usize);
@@ -203,7 +216,8 @@ fn rounds(pdu: usize, waiting: usize, hold: usize, warm: usize, rounds: usize) -
                         in_flight.push_back(data);
                     }
                 }
-                if !b.read_on() || socket == 0 {
+                let to_send = (taken - before) / pdu >= sends_after;
+                if !b.read_on(to_send) || socket == 0 {
                     // Done reading, or the next read would block.
                     break;
                 }
@@ -294,4 +308,27 @@ fn a_round_of_small_writes_ends_with_the_read_that_does_not_fill() {
     assert!(per_round.iter().all(|&n| n == 32), "{per_round:?}");
     assert!(most_reads <= 3, "{most_reads} reads in a round");
     assert_eq!(allocations, 0);
+}
+
+/// 1 MiB writes at QD4 (libiscsi: 256 KiB bursts, one R2T at a time): each burst's last
+/// Data-Out makes the R2T for the next, so a round that has taken a burst has something
+/// to send, and reads no further: the R2T leaves with that round's socket write instead
+/// of waiting while the round reads another 256 KiB (on the memory store the R2T round
+/// trips pace the row). With nothing to send the same stream is read on.
+#[test]
+fn a_round_with_something_to_send_reads_no_further() {
+    const PDU: usize = 48 + 256 * 1024;
+    let sending = rounds_sending(PDU, 4, 4, 1, 50, 300);
+    assert_eq!(
+        sending.most_reads, 1,
+        "reads in a round with an R2T to send"
+    );
+    assert!(
+        sending.per_round.iter().all(|&n| n <= 2),
+        "{:?}",
+        sending.per_round
+    );
+    assert_eq!(sending.allocations, 0);
+    let silent = rounds_sending(PDU, 4, 4, usize::MAX, 50, 300);
+    assert!(silent.most_reads > 1, "{} reads", silent.most_reads);
 }

@@ -391,6 +391,12 @@ impl Connection {
         }
     }
 
+    /// Whether PDUs wait for [`Connection::poll_transmit`] (an R2T, a response): the
+    /// driver may send them before it reads more input.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// True once the connection has nothing more to do (logged out, or login failed) and
     /// the socket may be closed after transmitting what `poll_transmit` gave.
     pub fn is_finished(&self) -> bool {

@@ -42,6 +42,30 @@ fn logged_in(limits: Limits) -> Initiator {
 }
 
 #[test]
+fn has_transmit_says_whether_pdus_wait_for_the_socket() {
+    let mut i = logged_in(Limits::default());
+    assert!(!i.conn.has_transmit());
+    let data = pattern(4096);
+    let r = i.send(&scsi_cmd(
+        false, true, false, true, 0x1, 4096, 1, &WRITE10, &data,
+    ));
+    assert!(r.is_empty());
+    assert!(
+        !i.conn.has_transmit(),
+        "a write with all its data: nothing to send until the store answers"
+    );
+    i.conn.complete_command(1, good(vec![], 4096));
+    assert!(
+        i.conn.has_transmit(),
+        "its SCSI Response waits for the socket"
+    );
+    let r = i.drain();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].opcode(), 0x21);
+    assert!(!i.conn.has_transmit(), "sent");
+}
+
+#[test]
 fn write_4k_with_immediate_data() {
     let mut i = logged_in(Limits::default());
     let data = pattern(4096);
