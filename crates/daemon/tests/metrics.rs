@@ -3,47 +3,16 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{glfs_target, login_as, ok, pattern, with_outage, Running, BLOCK, IQN};
+use support::{
+    glfs_target, login_as, metric_sample as sample, metrics_address, ok, pattern,
+    scrape_metrics_at as scrape, with_outage, Running, BLOCK, IQN,
+};
 use testkit::fake::FakeRoot;
 use testkit::initiator::Initiator;
 
-/// GET /metrics from `addr`: the body.
-fn scrape(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
-/// The value of the sample `series` (name and labels as exposed), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn lun_series(name: &str, extra: &str) -> String {
     format!("glfs_iscsi_{name}{{target=\"{IQN}\",lun=\"0\"{extra}}}")
-}
-
-/// Where the target serves its metrics (from its start-up line).
-fn metrics_address(target: &Running) -> String {
-    let line = target.wait_for_log_line(&["metrics on http://"]);
-    line.split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("the metrics address")
-        .to_string()
 }
 
 #[test]

@@ -543,15 +543,24 @@ impl RawHost {
     }
 }
 
-/// GET /metrics from `target`, started with `--metrics 127.0.0.1:0` (the address from its
-/// start-up line): the body.
-pub fn scrape_metrics(target: &Running) -> String {
+/// Where `target`, started with `--metrics 127.0.0.1:0`, serves its metrics (from its
+/// start-up line).
+pub fn metrics_address(target: &Running) -> String {
     let line = target.wait_for_log_line(&["metrics on http://"]);
-    let addr = line
-        .split("http://")
+    line.split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
-        .expect("the metrics address");
+        .expect("the metrics address")
+        .to_string()
+}
+
+/// GET /metrics from `target` (see [`metrics_address`]): the body.
+pub fn scrape_metrics(target: &Running) -> String {
+    scrape_metrics_at(&metrics_address(target))
+}
+
+/// GET /metrics from `addr`: the body.
+pub fn scrape_metrics_at(addr: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
