@@ -134,6 +134,28 @@ pub struct Numbers {
 }
 
 impl Numbers {
+    /// CPU the whole machine spent per completed command over the measured window,
+    /// microseconds: the target's, the load generator's and every other process's (with
+    /// Gluster, the brick). `side` says whether there is a target: the ceiling has none
+    /// (fio is its gfapi client and its load generator at once). `None` when a part was
+    /// not measured or nothing completed.
+    pub fn machine_cpu_us_per_cmd(&self, side: Side) -> Option<f64> {
+        let pct = self.machine_cpu_pct(side)?;
+        // pct % of a core is pct / 100 core-seconds per second, over `iops` commands.
+        (self.iops > 0.0).then(|| pct * 1e4 / self.iops)
+    }
+
+    /// What the whole machine was busy with over the measured window, % of one core:
+    /// the target, the load generator and every other process (see
+    /// [`Numbers::machine_cpu_us_per_cmd`]).
+    pub fn machine_cpu_pct(&self, side: Side) -> Option<f64> {
+        let target = match side {
+            Side::Ceiling => 0.0,
+            _ => self.target_cpu_pct?,
+        };
+        Some(target + self.load_cpu_pct? + self.others_cpu_pct?)
+    }
+
     /// Commands one fully busy target core would complete at this CPU cost.
     pub fn cmds_per_core_second(&self) -> Option<f64> {
         self.target_cpu_us_per_cmd
@@ -792,6 +814,7 @@ impl Report {
                     n.cmds_per_core_second().map_or("-".into(), iops),
                     opt(n.load_cpu_pct, 0),
                     opt(n.others_cpu_pct, 0),
+                    opt(n.machine_cpu_us_per_cmd(*side), 0),
                 ]);
             }
         }
@@ -807,6 +830,64 @@ impl Report {
                 "cmds per target core-s",
                 "load gen CPU %",
                 "others' CPU %",
+                "machine CPU us/cmd",
+            ],
+            &rows,
+        )
+    }
+
+    /// Per glfs workload: the whole machine's CPU per command of the ceiling and of ours,
+    /// and their quotient, the median over the rounds of each round's quotient. On a
+    /// machine whose cores are all busy the IOPS follow the inverse of that CPU, so the
+    /// quotient is what ours/ceiling comes to there, whatever the latency.
+    pub fn machine_cpu_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .workloads
+            .iter()
+            .filter_map(|w| {
+                let per_round = |side: Side| -> Vec<Option<f64>> {
+                    w.rounds
+                        .iter()
+                        .map(|r| r.get(side).numbers()?.machine_cpu_us_per_cmd(side))
+                        .collect()
+                };
+                let busy = |side: Side| {
+                    median_of(
+                        w.rounds
+                            .iter()
+                            .map(|r| r.get(side).numbers()?.machine_cpu_pct(side)),
+                    )
+                };
+                let (ceiling, ours) = (per_round(Side::Ceiling), per_round(Side::OursGlfs));
+                let quotient = median_of(
+                    ceiling
+                        .iter()
+                        .zip(&ours)
+                        .map(|(c, o)| Some(c.as_ref()? / o.filter(|o| *o > 0.0)?)),
+                )?;
+                Some(vec![
+                    w.label.clone(),
+                    opt(median_of(ceiling), 0),
+                    opt(median_of(ours), 0),
+                    round_ratio(Some(quotient)),
+                    opt(busy(Side::Ceiling), 0),
+                    opt(busy(Side::OursGlfs), 0),
+                    round_ratio(w.ratio(Comparison::OursOverCeiling).median),
+                ])
+            })
+            .collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        table(
+            &[
+                "glfs workload (median of the rounds)",
+                "ceiling: machine CPU us/cmd",
+                "ours: machine CPU us/cmd",
+                "ceiling/ours CPU",
+                "ceiling: machine CPU %",
+                "ours: machine CPU %",
+                "ours/ceiling IOPS",
             ],
             &rows,
         )
@@ -990,10 +1071,29 @@ impl Report {
              core: a row measured while the machine was busy shows it.\n\n{}",
             self.detail_table()
         );
+        let _ = writeln!(s, "![Latency percentiles]({chart_dir}/latency.png)\n");
+        let machine = self.machine_cpu_table();
+        if !machine.is_empty() {
+            let _ = writeln!(
+                s,
+                "## The whole machine's CPU per command\n\n\
+                 \"machine CPU us/cmd\" above is the target's, the load generator's and every \
+                 other process's CPU (the brick's) over a measurement, divided by the commands \
+                 done in it. Ours pays for the iSCSI hop that the ceiling does not have: the \
+                 initiator and our sending and receiving of the data. Where the load generator, \
+                 the target and the brick share the machine's cores and keep them busy, IOPS \
+                 follow the inverse of this CPU, so \"ceiling/ours CPU\" is what ours/ceiling \
+                 comes to on such a machine however short the latency. \"machine CPU %\" is \
+                 how busy the machine was (% of one core, out of {} cores): where one side \
+                 left CPU idle the IOPS ratio departs from the quotient, below it when ours \
+                 did, above it when the ceiling did. Each figure is the median over the \
+                 rounds of one round's figures.\n\n{machine}",
+                self.load.cores
+            );
+        }
         let _ = writeln!(
             s,
-            "![Latency percentiles]({chart_dir}/latency.png)\n\n\
-             ## Many sessions\n\n\
+            "## Many sessions\n\n\
              A fresh daemon per row; peak RSS is the daemon's `VmHWM` at the end of the run; \
              \"others' CPU %\" as above, for the tgt run and for ours.\n\n{}",
             self.sessions_table()
@@ -1224,6 +1324,82 @@ mod tests {
         assert!((n.cmds_per_core_second().unwrap() - 100_000.0).abs() < 1e-6);
         assert_eq!(cpu_us_per_command(5, 100.0, 0.0, 1000.0), None);
         assert_eq!(cpu_us_per_command(5, 100.0, 1.0, 0.0), None);
+    }
+
+    #[test]
+    fn machine_cpu_per_command_adds_every_process_and_the_ceiling_has_no_target() {
+        let n = |iops: f64, target: Option<f64>, load: f64, others: f64| Numbers {
+            iops,
+            target_cpu_pct: target,
+            load_cpu_pct: Some(load),
+            others_cpu_pct: Some(others),
+            ..Numbers::default()
+        };
+        // fio at 74% and the brick at 70% of a core over 1000 commands/s: 1.44 ms each.
+        let fio = n(1000.0, None, 74.0, 70.0);
+        assert_eq!(fio.machine_cpu_us_per_cmd(Side::Ceiling), Some(1440.0));
+        // 66% target + 18% initiator + 84% brick over 800 commands/s: 2.1 ms each.
+        let ours = n(800.0, Some(66.0), 18.0, 84.0);
+        assert_eq!(ours.machine_cpu_us_per_cmd(Side::OursGlfs), Some(2100.0));
+        // A side with a target whose CPU was not measured has no machine figure.
+        assert_eq!(
+            n(800.0, None, 18.0, 84.0).machine_cpu_us_per_cmd(Side::OursGlfs),
+            None
+        );
+        assert_eq!(
+            n(0.0, Some(1.0), 1.0, 1.0).machine_cpu_us_per_cmd(Side::TgtGlfs),
+            None
+        );
+
+        use Side::*;
+        let w = WorkloadResult::from_rounds(
+            WORKLOADS[4],
+            vec![
+                Round::new(
+                    1.0,
+                    vec![(Ceiling, Measured::Ok(fio)), (OursGlfs, Measured::Ok(ours))],
+                ),
+                // 160% over 1000/s on both sides: 1.6 ms each, quotient 1.
+                Round::new(
+                    1.0,
+                    vec![
+                        (OursGlfs, Measured::Ok(n(1000.0, Some(60.0), 20.0, 80.0))),
+                        (Ceiling, Measured::Ok(n(1000.0, None, 80.0, 80.0))),
+                    ],
+                ),
+                // Ours without its target's CPU: no quotient in this round.
+                Round::new(
+                    1.0,
+                    vec![
+                        (Ceiling, Measured::Ok(n(2000.0, None, 100.0, 100.0))),
+                        (OursGlfs, Measured::Ok(n(1500.0, None, 20.0, 80.0))),
+                    ],
+                ),
+            ],
+        );
+        let with_cpu = Report {
+            workloads: vec![w],
+            ..report()
+        };
+        let table = with_cpu.machine_cpu_table();
+        let label = WORKLOADS[4].label();
+        // ceiling: median of 1440, 1600, 1000 = 1440; ours: of 2100 and 1600 = 1850;
+        // quotient: of 1440/2100 = 0.6857 and 1.0 = 0.84; the machine busy under the
+        // ceiling: of 144, 160, 200 = 160%, under ours: of 168 and 160 = 164%; IOPS: of
+        // 0.8, 1.0, 0.75 = 0.8.
+        assert!(
+            table.contains(&format!(
+                "| {label} | 1440 | 1850 | 0.84x | 160 | 164 | 0.80x |"
+            )),
+            "{table}"
+        );
+        assert!(with_cpu
+            .markdown("bench")
+            .contains("## The whole machine's CPU per command"));
+        // No round with both figures: no table, no section.
+        let bare = report();
+        assert_eq!(bare.machine_cpu_table(), "");
+        assert!(!bare.markdown("bench").contains("whole machine's CPU"));
     }
 
     #[test]
