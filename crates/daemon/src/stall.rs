@@ -96,7 +96,9 @@ pub const TAKEOVER: &str = "alua-takeover";
 /// It is only ever taken without waiting and never taken over itself: of the standbys that
 /// judge the takeover lock stuck at the same moment, one gets it and the others stay
 /// standby, so no standby clears a takeover lock that another has just taken over.
-pub const TAKEOVER_BREAK: &str = "alua-takeover-break";
+/// (Until stop 28 it was named `alua-takeover-break`, longer than a metadata name may be:
+/// every store refused it, so no standby could ever break a stuck takeover lock.)
+pub const TAKEOVER_BREAK: &str = "alua-take-break";
 
 /// How long a standby waits for a lock it takes over (`BlockStore::take_lock_over`).
 pub const TAKE_WAIT: Duration = Duration::from_secs(5);
@@ -478,6 +480,27 @@ pub(crate) mod tests {
         assert!(begin_takeover("t", 0, &store, &c, long, bound, || Some(8)).is_ok());
     }
 
+    /// Every metadata object and lock the gateways keep beside a LUN has a name the stores
+    /// keep (1 to 16 of a-z, 0-9 and -): every store refuses a longer one, and a lock
+    /// under such a name is then never held by anyone (as the takeover-breaking lock's
+    /// first name, 19 characters, never was).
+    #[test]
+    fn every_metadata_name_the_gateways_use_is_one_the_stores_keep() {
+        for name in [
+            TAKEOVER,
+            TAKEOVER_BREAK,
+            crate::failover::RECORD,
+            crate::failover::ELECTION,
+            crate::failover::TARGET_MARK,
+            crate::gateways::ACKS_METADATA,
+            crate::gateways::LIVE_METADATA,
+            scsi::RESERVATIONS_METADATA,
+            scsi::RESERVATIONS_LU_METADATA,
+        ] {
+            assert!(store_api::valid_metadata_name(name), "{name}");
+        }
+    }
+
     /// Locks as the bricks keep them: one holder per name, and `take_lock_over` takes a
     /// lock from whoever holds it (clear-locks, the caller's waiting request granted as it
     /// clears), counting the clearings of a held lock. A guard whose lock was taken over
@@ -490,6 +513,18 @@ pub(crate) mod tests {
     }
 
     impl Bricks {
+        /// What every store answers a lock of a name it cannot keep (memory, file and
+        /// glfs alike: `store_api::valid_metadata_name`).
+        fn check(name: &str) -> Result<(), LockError> {
+            if store_api::valid_metadata_name(name) {
+                return Ok(());
+            }
+            Err(LockError::store(
+                name,
+                store_api::StoreError::new(store_api::Op::Lock, ErrorKind::OutOfRange),
+            ))
+        }
+
         fn grant(&self, name: &str, owner: &LockOwner) -> MetadataLock {
             let n = self.grants.fetch_add(1, Ordering::Relaxed);
             self.held.lock().unwrap().insert(name.to_string(), n);
@@ -537,6 +572,7 @@ pub(crate) mod tests {
             _: LockMode,
             _: LockWait,
         ) -> Result<MetadataLock, LockError> {
+            Self::check(name)?;
             if self.held.lock().unwrap().contains_key(name) {
                 return Err(LockError::Contended {
                     name: name.into(),
@@ -551,6 +587,7 @@ pub(crate) mod tests {
             owner: &LockOwner,
             _: Duration,
         ) -> Result<MetadataLock, LockError> {
+            Self::check(name)?;
             if self.held.lock().unwrap().contains_key(name) {
                 self.cleared.fetch_add(1, Ordering::Relaxed);
             }

@@ -2352,3 +2352,126 @@ fn a_luns_preferred_group_comes_from_the_config_file() {
         "{err}"
     );
 }
+
+// ---- A standby stalled with the takeover-breaking lock ----
+
+/// A standby that stalls while it holds a LUN's takeover lock and its takeover-breaking
+/// lock (`daemon::stall::TAKEOVER`, `TAKEOVER_BREAK`: the third gateway stalled in a row)
+/// keeps that LUN's takeovers out until it goes, and the others say so. The test holds
+/// both locks itself, through a store of its own on the fake volume, as such a gateway
+/// would, and stops the active gateway A. B, the standby, stays standby and never takes
+/// the fence; once the record has stood still for `stall::blocked_after` it logs one WARN
+/// naming the stalled holder's way out and shows `glfs_iscsi_alua_takeover_blocked` 1.
+/// When the holder lets go (as when its connection goes), B takes the LUN over at its next
+/// rounds, the gauge falls back to 0 and B's writes land.
+#[test]
+fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() {
+    let storage = Storage::glfs();
+    let Storage::Glfs(root) = &storage else {
+        unreachable!("a fake volume")
+    };
+    let bound = Duration::from_secs(2);
+    let args = ["--alua-stall-after", "2", "--metrics", "127.0.0.1:0"];
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &args);
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &args);
+    let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
+    let mut b = standby_host(&gw_b, "host-b");
+    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], logs);
+
+    // The stalled standby: a mount of this process holding both locks of LUN 0's image.
+    // SAFETY: nextest runs each test in a process of its own; nothing else here reads
+    // the variable (the gateways get it in their own environment).
+    std::env::set_var("GFAPI_FAKE_ROOT", root.path());
+    let holder = backstore::open_store(&backstore::StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: "vol@127.0.0.2:lun.img".into(),
+        gfapi_library: Some(fake_library()),
+        ..Default::default()
+    })
+    .unwrap();
+    let owner = store_api::LockOwner::new("gateway-c").unwrap();
+    let lock = |name| {
+        holder
+            .lock_metadata(
+                name,
+                &owner,
+                store_api::LockMode::Exclusive,
+                store_api::LockWait::NoWait,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let held = [
+        lock(daemon::stall::TAKEOVER),
+        lock(daemon::stall::TAKEOVER_BREAK),
+    ];
+
+    gw_a.signal("STOP");
+    let stopped = Instant::now();
+    let blocked = "failover of this LUN is blocked";
+    let blocked_after = daemon::stall::blocked_after(bound);
+    while !gw_b.log().contains(blocked) {
+        assert_eq!(
+            report_target_port_groups(&mut b),
+            [(2, 0x2, 2), (1, 0x0, 1)],
+            "{}",
+            logs()
+        );
+        assert!(
+            stopped.elapsed() < blocked_after + FAILOVER_BOUND,
+            "B never said the takeover is blocked\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // B counts the stall from A's last heartbeat (at most a second before the stop).
+    let warned = stopped.elapsed();
+    assert!(
+        warned + Duration::from_secs(1) >= blocked_after,
+        "warned after {warned:?}"
+    );
+    let lun = format!("target=\"{IQN}\",lun=\"0\"");
+    let gauge = |gw: &Running| {
+        let text = scrape_metrics(gw);
+        let series = format!("glfs_iscsi_alua_takeover_blocked{{{lun}}}");
+        metric_sample(&text, &series).unwrap_or_else(|| panic!("no {series}\n{text}"))
+    };
+    assert_eq!(gauge(&gw_b), 1.0, "{}", logs());
+    // More rounds: still standby, still refusing writes, warned once, no fence taken.
+    std::thread::sleep(bound * 2);
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)]
+    );
+    assert_eq!(write_numbered(&mut b, 1), STANDBY_REFUSAL, "{}", logs());
+    let log_b = gw_b.log();
+    assert_eq!(
+        log_b.matches(blocked).count(),
+        1,
+        "one WARN, then info lines\n{log_b}"
+    );
+    assert!(log_b.contains("WARN"), "{log_b}");
+    assert!(!log_b.contains("took the data fence over"), "{log_b}");
+    assert_eq!(gauge(&gw_b), 1.0);
+
+    // The holder goes: B takes the LUN over.
+    drop(held);
+    let released = Instant::now();
+    assert!(wait_for_groups_seeing_ua(
+        &mut b,
+        &[(2, 0x0, 2), (1, 0x2, 1)],
+        released,
+        logs
+    ));
+    assert!(
+        gw_b.log().contains("took the data fence over"),
+        "{}",
+        logs()
+    );
+    assert_eq!(gauge(&gw_b), 0.0, "{}", logs());
+    let text = scrape_metrics(&gw_b);
+    let stalled = format!("glfs_iscsi_alua_takeovers_total{{{lun},reason=\"stalled\"}}");
+    assert_eq!(metric_sample(&text, &stalled), Some(1.0), "{text}");
+    assert_eq!(write_numbered(&mut b, 2).0, 0, "{}", logs());
+    assert_eq!(block_on_storage(&storage)[..4], 2u32.to_be_bytes());
+    gw_a.signal("CONT");
+}
