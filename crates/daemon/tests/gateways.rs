@@ -2364,12 +2364,7 @@ fn a_luns_preferred_group_comes_from_the_config_file() {
 /// naming the stalled holder's way out and shows `glfs_iscsi_alua_takeover_blocked` 1.
 /// When the holder lets go (as when its connection goes), B takes the LUN over at its next
 /// rounds, the gauge falls back to 0 and B's writes land.
-#[test]
-fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() {
-    let storage = Storage::glfs();
-    let Storage::Glfs(root) = &storage else {
-        unreachable!("a fake volume")
-    };
+fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes(storage: Storage) {
     let bound = Duration::from_secs(2);
     let args = ["--alua-stall-after", "2", "--metrics", "127.0.0.1:0"];
     let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &args);
@@ -2379,31 +2374,10 @@ fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() 
     wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], logs);
 
     // The stalled standby: a mount of this process holding both locks of LUN 0's image.
-    // SAFETY: nextest runs each test in a process of its own; nothing else here reads
-    // the variable (the gateways get it in their own environment).
-    std::env::set_var("GFAPI_FAKE_ROOT", root.path());
-    let holder = backstore::open_store(&backstore::StoreOptions {
-        bstype: "glfs".into(),
-        backing_store: "vol@127.0.0.2:lun.img".into(),
-        gfapi_library: Some(fake_library()),
-        ..Default::default()
-    })
-    .unwrap();
-    let owner = store_api::LockOwner::new("gateway-c").unwrap();
-    let lock = |name| {
-        holder
-            .lock_metadata(
-                name,
-                &owner,
-                store_api::LockMode::Exclusive,
-                store_api::LockWait::NoWait,
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-    };
-    let held = [
-        lock(daemon::stall::TAKEOVER),
-        lock(daemon::stall::TAKEOVER_BREAK),
-    ];
+    let (_holder, held) = hold_locks_of_lun_0(
+        &storage,
+        &[daemon::stall::TAKEOVER, daemon::stall::TAKEOVER_BREAK],
+    );
 
     gw_a.signal("STOP");
     let stopped = Instant::now();
@@ -2474,4 +2448,136 @@ fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() 
     assert_eq!(write_numbered(&mut b, 2).0, 0, "{}", logs());
     assert_eq!(block_on_storage(&storage)[..4], 2u32.to_be_bytes());
     gw_a.signal("CONT");
+}
+
+/// A mount of this test process on the gateways' volume (through the libgfapi they use:
+/// the fake, or the real one on a live volume) holding LUN 0's metadata locks `names`,
+/// exclusive, as gateway "gateway-c" would: a gateway stopped right after taking them.
+/// The store goes with the locks.
+fn hold_locks_of_lun_0(
+    storage: &Storage,
+    names: &[&str],
+) -> (
+    std::sync::Arc<dyn store_api::BlockStore>,
+    Vec<store_api::MetadataLock>,
+) {
+    let (backing_store, gfapi_library) = match storage {
+        Storage::Glfs(root) => {
+            // Nextest runs each test in a process of its own, and nothing else in it
+            // reads the variable (the gateways get it in their own environment).
+            std::env::set_var("GFAPI_FAKE_ROOT", root.path());
+            ("vol@127.0.0.2:lun.img".to_string(), Some(fake_library()))
+        }
+        Storage::Live { volume, file, .. } => (format!("{volume}:{file}"), None),
+        Storage::File(_) => unreachable!("the stalled standby holds glfs locks"),
+    };
+    let holder = backstore::open_store(&backstore::StoreOptions {
+        bstype: "glfs".into(),
+        backing_store,
+        gfapi_library,
+        ..Default::default()
+    })
+    .unwrap();
+    let owner = store_api::LockOwner::new("gateway-c").unwrap();
+    let held = names
+        .iter()
+        .map(|name| {
+            holder
+                .lock_metadata(
+                    name,
+                    &owner,
+                    store_api::LockMode::Exclusive,
+                    store_api::LockWait::NoWait,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    (holder, held)
+}
+
+/// A standby that stalls while it holds a LUN's takeover lock (`daemon::stall::TAKEOVER`:
+/// the active gateway stalled, then the standby taking over from it) delays the other
+/// standby to twice the stall bound, and no longer: the test holds the takeover lock
+/// itself through a mount of its own and stops the active gateway A. B stays standby for
+/// twice the bound, then takes the breaking lock, takes the stuck takeover lock over
+/// (the fake's clear-locks, granting B's waiting request as it clears), then the election
+/// lock and the fence, and becomes active; its writes land. (Before stop 28 the breaking
+/// lock had a name no store keeps, and B stayed standby for as long as the lock was held.)
+fn a_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound(
+    storage: Storage,
+) {
+    let bound = Duration::from_secs(2);
+    let args = ["--alua-stall-after", "2", "--metrics", "127.0.0.1:0"];
+    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &args);
+    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &args);
+    let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
+    let mut b = standby_host(&gw_b, "host-b");
+    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], logs);
+    let (_holder, _held) = hold_locks_of_lun_0(&storage, &[daemon::stall::TAKEOVER]);
+
+    gw_a.signal("STOP");
+    let stopped = Instant::now();
+    // Past the bound, short of twice the bound: still standby (the lock is held).
+    std::thread::sleep(bound + bound / 2);
+    assert_eq!(
+        report_target_port_groups(&mut b),
+        [(2, 0x2, 2), (1, 0x0, 1)],
+        "{}",
+        logs()
+    );
+    assert!(wait_for_groups_seeing_ua(
+        &mut b,
+        &[(2, 0x0, 2), (1, 0x2, 1)],
+        stopped,
+        logs
+    ));
+    // B counts the stall from A's last heartbeat (at most a second before the stop).
+    let took = stopped.elapsed();
+    assert!(
+        took + Duration::from_secs(1) >= 2 * bound,
+        "took over after {took:?}"
+    );
+    let log_b = gw_b.log();
+    assert!(log_b.contains("taking its takeover lock over"), "{log_b}");
+    assert!(log_b.contains("took the data fence over"), "{log_b}");
+    assert!(!log_b.contains("cannot take the takeover lock"), "{log_b}");
+    let lun = format!("target=\"{IQN}\",lun=\"0\"");
+    let text = scrape_metrics(&gw_b);
+    let stalled = format!("glfs_iscsi_alua_takeovers_total{{{lun},reason=\"stalled\"}}");
+    assert_eq!(metric_sample(&text, &stalled), Some(1.0), "{text}");
+    assert_eq!(write_numbered(&mut b, 1).0, 0, "{}", logs());
+    assert_eq!(block_on_storage(&storage)[..4], 1u32.to_be_bytes());
+    gw_a.signal("CONT");
+}
+
+#[test]
+fn a_glfs_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() {
+    a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes(Storage::glfs());
+}
+
+/// [`a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes`] on the
+/// live volume with mandatory locks: the test's own mount through the real libgfapi holds
+/// the locks.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_a_gluster_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes() {
+    on_live_volume_with_mandatory_locks(
+        a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes,
+    );
+}
+
+#[test]
+fn a_glfs_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound() {
+    a_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound(Storage::glfs());
+}
+
+/// [`a_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound`] on
+/// the live volume with mandatory locks: Gluster's own clear-locks takes the test's
+/// takeover lock away.
+#[test]
+#[ignore = "live: needs GLUSTER_TEST_FEATURES_VOLUME and GLUSTER_TEST_FEATURES_BRICK (cargo xtask test-gluster)"]
+fn live_a_gluster_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound() {
+    on_live_volume_with_mandatory_locks(
+        a_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound,
+    );
 }
