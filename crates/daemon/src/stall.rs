@@ -496,6 +496,8 @@ pub(crate) mod tests {
             crate::gateways::LIVE_METADATA,
             scsi::RESERVATIONS_METADATA,
             scsi::RESERVATIONS_LU_METADATA,
+            // The liveness lock of a gateway of the longest id allowed.
+            &crate::gateways::gateway_lock(&"g".repeat(LockOwner::MAX_LEN)),
         ] {
             assert!(store_api::valid_metadata_name(name), "{name}");
         }
