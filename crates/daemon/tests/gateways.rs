@@ -2365,13 +2365,9 @@ fn a_luns_preferred_group_comes_from_the_config_file() {
 /// When the holder lets go (as when its connection goes), B takes the LUN over at its next
 /// rounds, the gauge falls back to 0 and B's writes land.
 fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes(storage: Storage) {
-    let bound = Duration::from_secs(2);
-    let args = ["--alua-stall-after", "2", "--metrics", "127.0.0.1:0"];
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &args);
-    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &args);
+    let bound = STALLED_STANDBY_BOUND;
+    let (gw_a, gw_b, mut b) = gateways_for_a_stalled_standby(&storage);
     let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
-    let mut b = standby_host(&gw_b, "host-b");
-    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], logs);
 
     // The stalled standby: a mount of this process holding both locks of LUN 0's image.
     let (_holder, held) = hold_locks_of_lun_0(
@@ -2450,6 +2446,24 @@ fn a_standby_stalled_with_the_breaking_lock_blocks_the_takeover_until_it_goes(st
     gw_a.signal("CONT");
 }
 
+/// The stall bound of the stalled-standby tests (`--alua-stall-after`, its least).
+const STALLED_STANDBY_BOUND: Duration = Duration::from_secs(2);
+
+/// Failover gateways A (active, group 1) and B (standby, group 2) with the stall bound
+/// [`STALLED_STANDBY_BOUND`] and metrics, and host-b logged in through B once B reports
+/// A active.
+fn gateways_for_a_stalled_standby(storage: &Storage) -> (Running, Running, Initiator) {
+    let bound = STALLED_STANDBY_BOUND.as_secs().to_string();
+    let args = ["--alua-stall-after", &bound, "--metrics", "127.0.0.1:0"];
+    let gw_a = failover_gateway(storage, "gateway-a", "1", "2", &args);
+    let gw_b = failover_gateway(storage, "gateway-b", "2", "1", &args);
+    let mut b = standby_host(&gw_b, "host-b");
+    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], || {
+        format!("A: {}\nB: {}", gw_a.log(), gw_b.log())
+    });
+    (gw_a, gw_b, b)
+}
+
 /// A mount of this test process on the gateways' volume (through the libgfapi they use:
 /// the fake, or the real one on a live volume) holding LUN 0's metadata locks `names`,
 /// exclusive, as gateway "gateway-c" would: a gateway stopped right after taking them.
@@ -2506,13 +2520,9 @@ fn hold_locks_of_lun_0(
 fn a_standby_stalled_with_the_takeover_lock_delays_the_takeover_to_twice_the_bound(
     storage: Storage,
 ) {
-    let bound = Duration::from_secs(2);
-    let args = ["--alua-stall-after", "2", "--metrics", "127.0.0.1:0"];
-    let gw_a = failover_gateway(&storage, "gateway-a", "1", "2", &args);
-    let gw_b = failover_gateway(&storage, "gateway-b", "2", "1", &args);
+    let bound = STALLED_STANDBY_BOUND;
+    let (gw_a, gw_b, mut b) = gateways_for_a_stalled_standby(&storage);
     let logs = || format!("A: {}\nB: {}", gw_a.log(), gw_b.log());
-    let mut b = standby_host(&gw_b, "host-b");
-    wait_for_groups(&mut b, &[(2, 0x2, 2), (1, 0x0, 1)], logs);
     let (_holder, _held) = hold_locks_of_lun_0(&storage, &[daemon::stall::TAKEOVER]);
 
     gw_a.signal("STOP");
