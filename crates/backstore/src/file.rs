@@ -399,17 +399,28 @@ impl BlockStore for FileStore {
         }
     }
 
-    /// `<file>.<name>.tmp` written and fsynced, renamed over `<file>.<name>`, then the
-    /// directory fsynced so the rename itself survives a crash.
+    /// A temporary file of this write's own (`crate::metadata`) written and fsynced,
+    /// renamed over `<file>.<name>` (removed again if that fails), then the directory
+    /// fsynced so the rename itself survives a crash.
     fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
         let path = metadata_path(&self.path, name, Op::Write)?;
-        let tmp = format!("{path}.tmp");
+        let tmp = crate::metadata::temporary_name(&path);
         let err = |e: std::io::Error| StoreError::from_io(Op::Write, &e);
-        let file = File::create(&tmp).map_err(err)?;
-        retry_eintr(|| file.write_all_at(data, 0)).map_err(err)?;
-        retry_eintr(|| file.sync_all()).map_err(err)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(err)?;
+        let written = retry_eintr(|| file.write_all_at(data, 0))
+            .and_then(|()| retry_eintr(|| file.sync_all()))
+            .and_then(|()| {
+                drop(file);
+                std::fs::rename(&tmp, &path)
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
         let dir = std::path::Path::new(&path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())

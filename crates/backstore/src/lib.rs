@@ -33,6 +33,7 @@ mod glfs;
 mod linger;
 mod lock;
 mod memory;
+mod metadata;
 mod observer;
 mod probe;
 mod sched;

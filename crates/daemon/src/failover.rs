@@ -760,6 +760,7 @@ impl Failover {
                 Ok(fence) => {
                     tracing::warn!(target = %name, lun,
                         "took the data fence over from the stalled active gateway");
+                    crate::stall::clear_write_locks(name, lun, &**store);
                     fence
                 }
                 Err(err) => {
@@ -1419,6 +1420,60 @@ mod tests {
         assert!(f.blocked.is_empty());
         assert!(!f.note_blocked(&key, None));
         assert!(f.note_blocked(&key, Some(stood)));
+    }
+
+    /// A, active, stalled at record version 7 holding its election lock and the fence.
+    /// Standby B takes both over, and before it writes the record naming itself it
+    /// clears the volume's locks A held for its writes (on a replicated Gluster volume
+    /// AFR's, which a stopped writer keeps: B's record write and the LUN's writes would
+    /// wait for A to resume), on the image and on every object the gateways write.
+    #[test]
+    fn a_takeover_clears_the_stalled_gateways_write_locks_after_its_fence_before_the_record() {
+        use crate::stall::{Stalled, WRITTEN_OBJECTS};
+        let bricks = Arc::new(crate::stall::tests::Bricks::default());
+        let store: Arc<dyn BlockStore> = bricks.clone();
+        let lead = (0, store.clone());
+        let owner = |n| LockOwner::new(n).unwrap();
+        let a = owner("gw-a");
+        let _election = store
+            .lock_metadata(ELECTION, &a, LockMode::Exclusive, LockWait::NoWait)
+            .unwrap();
+        let _fence = store.take_lock_over(store_api::DATA_FENCE, &a, Duration::ZERO);
+        let stalled = record(7, Some((1, "gw-a")), None);
+        store
+            .write_metadata(RECORD, stalled.encode().as_bytes())
+            .unwrap();
+        bricks.ops.lock().unwrap().clear();
+
+        let mut f = Failover::new(owner("gw-b"));
+        let bound = f.beats.bound();
+        let stale = Some(Stalled {
+            version: 7,
+            stood: bound,
+        });
+        let tenure = f
+            .take("t", 0, &store, &lead, 2, stale)
+            .expect("B takes over");
+        assert_eq!(tenure.record, record(8, Some((2, "gw-b")), None));
+        let ops = bricks.ops.lock().unwrap().clone();
+        let at = |op: &str| {
+            ops.iter()
+                .position(|o| o == op)
+                .unwrap_or_else(|| panic!("no {op:?} in {ops:?}"))
+        };
+        let clear = format!("clear write locks {}", WRITTEN_OBJECTS.join(","));
+        assert!(at("take over data-fence") < at(&clear), "{ops:?}");
+        assert!(at(&clear) < at("write alua"), "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| o.starts_with("clear")).count(), 1);
+        // Every object a gateway writes beside a LUN is named.
+        for name in [
+            RECORD,
+            scsi::RESERVATIONS_METADATA,
+            scsi::RESERVATIONS_LU_METADATA,
+            crate::gateways::ACKS_METADATA,
+        ] {
+            assert!(WRITTEN_OBJECTS.contains(&name), "{name}");
+        }
     }
 
     #[test]

@@ -103,6 +103,35 @@ pub const TAKEOVER_BREAK: &str = "alua-take-break";
 /// How long a standby waits for a lock it takes over (`BlockStore::take_lock_over`).
 pub const TAKE_WAIT: Duration = Duration::from_secs(5);
 
+/// The metadata objects the gateways write beside a LUN: a gateway stalled while it
+/// wrote one of them keeps the volume's locks on it ([`clear_write_locks`]).
+pub const WRITTEN_OBJECTS: [&str; 4] = [
+    crate::failover::RECORD,
+    scsi::RESERVATIONS_METADATA,
+    scsi::RESERVATIONS_LU_METADATA,
+    crate::gateways::ACKS_METADATA,
+];
+
+/// Once the stalled gateway's fence is taken over: the locks the volume took for its
+/// writes go too (`BlockStore::clear_write_locks` on the image and [`WRITTEN_OBJECTS`]).
+/// On a replicated Gluster volume a gateway stopped under write load keeps AFR's eager
+/// lock on the image, and one stopped while it wrote its record keeps AFR's locks on
+/// the record and its name; until they go, the new active gateway's first write of its
+/// record, and every write to the LUN, waits for the stalled one to resume (measured on
+/// 10.3, docs/fencing.md "A stalled writer's volume locks"). Its writes are refused from
+/// the moment the fence is taken over, so none of them completes under the cleared
+/// locks. A failure is logged and the takeover goes on: the record write then shows
+/// whether it mattered.
+pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore) {
+    match store.clear_write_locks(&WRITTEN_OBJECTS) {
+        Ok(0) => {}
+        Ok(cleared) => tracing::warn!(target = %target, lun, cleared,
+            "cleared the volume's locks the stalled active gateway held for its writes"),
+        Err(err) => tracing::warn!(target = %target, lun, %err,
+            "cannot clear the volume's locks the stalled active gateway held for its writes"),
+    }
+}
+
 /// How long the record stands still, as a standby sees it, before it judges the LUN's
 /// takeovers blocked ([`Refusal::Blocked`]): the takeover lock is taken over after twice
 /// `bound`, and the standby that holds [`TAKEOVER_BREAK`] then has twice `bound` more, and
@@ -507,11 +536,16 @@ pub(crate) mod tests {
     /// lock from whoever holds it (clear-locks, the caller's waiting request granted as it
     /// clears), counting the clearings of a held lock. A guard whose lock was taken over
     /// lets go of nothing when it drops.
+    ///
+    /// Metadata objects are kept too, and `ops` logs, in order, each lock taken over, each
+    /// clearing of the volume's write locks and each object written.
     #[derive(Default)]
     pub(crate) struct Bricks {
         pub(crate) held: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
         grants: AtomicU64,
         pub(crate) cleared: AtomicU64,
+        objects: std::sync::Mutex<HashMap<String, Vec<u8>>>,
+        pub(crate) ops: std::sync::Mutex<Vec<String>>,
     }
 
     impl Bricks {
@@ -593,7 +627,27 @@ pub(crate) mod tests {
             if self.held.lock().unwrap().contains_key(name) {
                 self.cleared.fetch_add(1, Ordering::Relaxed);
             }
+            self.ops.lock().unwrap().push(format!("take over {name}"));
             Ok(self.grant(name, owner))
+        }
+        fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, store_api::StoreError> {
+            let names = names.join(",");
+            self.ops
+                .lock()
+                .unwrap()
+                .push(format!("clear write locks {names}"));
+            Ok(1)
+        }
+        fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, store_api::StoreError> {
+            Ok(self.objects.lock().unwrap().get(name).cloned())
+        }
+        fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), store_api::StoreError> {
+            self.ops.lock().unwrap().push(format!("write {name}"));
+            self.objects
+                .lock()
+                .unwrap()
+                .insert(name.into(), data.to_vec());
+            Ok(())
         }
     }
 

@@ -453,6 +453,23 @@ impl Volume {
         })
     }
 
+    /// Clears every client's granted entry lock on name `basename` in directory `dir`
+    /// (AFR takes them inside a create or rename on a replicated volume, and a stopped
+    /// holder keeps them: the next rename onto that name waits): the request of
+    /// `gluster volume clear-locks VOL DIR kind granted entry BASENAME`
+    /// (`glusterfs.clrlk.tentry.kgranted.BASENAME`). Returns how many the bricks say
+    /// they cleared.
+    pub fn clear_entry_locks(&self, dir: &str, basename: &str) -> Result<u32, Error> {
+        if basename.is_empty() || basename.contains('/') {
+            return Err(Error::InvalidArgument {
+                call: "glfs_getxattr",
+                reason: format!("{basename:?} is not a name in a directory"),
+            });
+        }
+        let answer = self.getxattr(dir, &format!("glusterfs.clrlk.tentry.kgranted.{basename}"))?;
+        Ok(cleared_count(&String::from_utf8_lossy(&answer)))
+    }
+
     /// `glfs_unlink(path)`: removes a file of the volume.
     pub fn unlink(&self, path: &str) -> Result<(), Error> {
         let c = cstring("glfs_unlink", path)?;
@@ -854,6 +871,23 @@ impl File {
     pub fn clear_granted_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
         let answer = self.clear_locks("kgranted", start, len)?;
         Ok(cleared_count(&answer))
+    }
+
+    /// Clears every client's granted inode lock on this file: the locks the volume's own
+    /// translators take inside a write (AFR's, on a replicated volume; an idle writer
+    /// keeps its eager lock), which the next writer from another client waits for until
+    /// the holder lets go, and a stopped holder never does (docs/fencing.md, "A stalled
+    /// writer's volume locks"). The request of `gluster volume clear-locks VOL PATH kind
+    /// granted inode` (`glusterfs.clrlk.tinode.kgranted`). Returns how many the bricks
+    /// say they cleared.
+    pub fn clear_inode_locks(&self) -> Result<u32, Error> {
+        const CALL: &str = "glfs_fgetxattr";
+        let key = c"glusterfs.clrlk.tinode.kgranted";
+        let value = xattr_value(CALL, 4096, |value, size| {
+            // SAFETY: fd live; key NUL-terminated; value valid for size bytes.
+            unsafe { (self.sys().glfs_fgetxattr)(self.fd, key.as_ptr(), value, size) }
+        })?;
+        Ok(cleared_count(&String::from_utf8_lossy(&value)))
     }
 
     /// The bricks' answer to clear-locks of `kind` (`kgranted`, `kblocked`) on exactly
@@ -1523,6 +1557,20 @@ mod tests {
             1
         );
         assert_eq!(cleared_count("No locks cleared."), 0);
+        // Inode and entry kinds, as three replica bricks answered on 10.3 (a stopped
+        // writer's eager lock on a file; its rename's lock on a name).
+        assert_eq!(
+            cleared_count(
+                "vm:/srv/r3/b3/: inode blocked locks=0 granted locks=1\nvm:/srv/r3/b2/: inode blocked locks=0 granted locks=1\nvm:/srv/r3/b1/: inode blocked locks=0 granted locks=1"
+            ),
+            3
+        );
+        assert_eq!(
+            cleared_count(
+                "vm:/srv/r3/b1/: entry blocked locks=0 granted locks=2\nvm:/srv/r3/b3/: entry blocked locks=0 granted locks=2"
+            ),
+            4
+        );
         assert_eq!(
             cleared_count(
                 "n1:/b/: posix blocked locks=0 granted locks=2\nn2:/b/: posix blocked locks=1 granted locks=3"

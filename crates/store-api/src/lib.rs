@@ -610,6 +610,23 @@ pub trait BlockStore: Send + Sync {
         ))
     }
 
+    /// Takes away the locks the storage itself takes inside writes, from whoever holds
+    /// them: those on the data and on metadata objects `names`, and those on the names of
+    /// `names` (a rename's). A writer that stops inside a write keeps them over a live
+    /// connection, and every other client's next write there waits for them until it
+    /// resumes. For the takeover from a stalled active gateway, once its fence is taken
+    /// over: its writes are refused from then on, so none of its half-done writes
+    /// completes under the cleared locks (docs/fencing.md, "A stalled writer's volume
+    /// locks"). Returns how many went. glfs: Gluster's clear-locks of granted inode locks
+    /// on the image and on `<file>.<name>` and of granted entry locks on the name
+    /// `<file>.<name>` (AFR's, on a replicated volume; a distributed volume has none);
+    /// every other store has no such locks and answers 0. Blocking: call it off the I/O
+    /// path.
+    fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, StoreError> {
+        let _ = names;
+        Ok(0)
+    }
+
     /// Grows the store to `size_bytes` (whole blocks, not below the current size; see
     /// [`check_resize`]) and returns the new geometry. The new blocks read as zeroes;
     /// requests may reach them once it returns. Blocking: call it off the I/O path.
