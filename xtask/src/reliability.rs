@@ -1411,29 +1411,23 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     Ok(())
 }
 
-/// How long the stall scenario keeps the active gateway stopped: longer than the
-/// standby's bound for a missing heartbeat (`daemon::stall::STALL_AFTER`, 8 s) plus a
-/// round, three times the volume's `network.ping-timeout`, and less than the initiator's
-/// command time limit.
-const STALL: Duration = Duration::from_secs(15);
-
 /// The standby's bound for a missing heartbeat (`daemon::stall::STALL_AFTER`).
 const STALL_AFTER: Duration = Duration::from_secs(8);
 
-/// The active gateway SIGSTOPped under verified load for [`STALL`]: its connections to
-/// the bricks stay open, so it keeps its locks, but its heartbeat stops; after
+/// The active gateway SIGSTOPped under verified load: its connections to the bricks stay
+/// open, so it keeps its locks (its fence and election lock, and the volume's own: AFR's
+/// eager lock on the image, under write load), but its heartbeat stops; after
 /// [`STALL_AFTER`] the standby takes the fence away (Gluster's clear-locks) and becomes
-/// active, and the host's multipath moves there. After SIGCONT the stalled gateway lands
-/// nothing (the bricks refuse what it still sends) and steps down; every acknowledged
-/// write reads back, none of A's over B's.
+/// active, and the host's multipath moves there. The stalled gateway stays stopped for
+/// the whole load through the standby (no write there may wait for it: with AFR's lock
+/// left, every one did until it resumed); then SIGCONT: it lands nothing (the bricks
+/// refuse what it still sends) and steps down; every acknowledged write reads back, none
+/// of A's over B's.
 fn gateway_stall(env: &Env) -> Row {
     let row = Row::new(
         "gateway stall",
         "verified randrw 50/50, 4k, QD8, FUA writes, 40 s through the active gateway; from the takeover on, 15 s through the standby",
-        &format!(
-            "active gateway SIGSTOPped for {} s, then SIGCONTed; initiator moved to the standby's portal once it is active",
-            STALL.as_secs()
-        ),
+        "active gateway SIGSTOPped until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
     );
     on_docker_only(
         env,
@@ -1465,17 +1459,18 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
             took.as_secs_f64()
         ));
     }
-    // The host's multipath moves to the other portal.
-    let load_b = load_through_b(env, name, &b, f.run, &f.expect_b)?;
-    std::thread::sleep(STALL.saturating_sub(stopped.elapsed()));
+    // The host's multipath moves to the other portal; A stays stopped all along.
+    let through_b = load_through_b(env, name, &b, f.run, &f.expect_b)
+        .and_then(|load| load.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90)));
+    let stalled_for = stopped.elapsed();
     signal(pid, "CONT")?;
+    let through_b = through_b?;
     if let Err(e) = wait_logged(&a, STEPPED_DOWN_SAYS, FAILOVER_LIMIT) {
         problems.push(format!("the resumed gateway did not step down: {e:#}"));
     }
     // A's commands after SIGCONT fail (refused by the bricks as fenced, then standby):
     // a multipath host retries them on B. What matters is that none landed.
     let through_a = f.load_a.finish(Duration::from_secs(120))?;
-    let through_b = load_b.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90))?;
     if through_b.errors > 0 {
         problems.push(format!(
             "{} initiator errors through B after it took over: {}",
@@ -1511,9 +1506,9 @@ fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
     );
     row.verdict = if problems.is_empty() {
         format!(
-            "pass (B active {:.1} s into the {} s stall; A stepped down after SIGCONT, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back)",
+            "pass (B active {:.1} s into the {:.0} s stall; A stepped down after SIGCONT, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back)",
             took.as_secs_f64(),
-            STALL.as_secs(),
+            stalled_for.as_secs_f64(),
             through_a.writes_acked,
             through_b.writes_acked,
             back.slots

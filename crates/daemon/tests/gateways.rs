@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
@@ -75,21 +75,14 @@ impl Storage {
     fn live_on(volume: String, brick: String) -> Storage {
         let file = format!("gateways-{}.img", std::process::id());
         // The LUN, its reservations, the gateways' acknowledgements and the ALUA record,
-        // and their temporary files should a gateway have stopped between write and
-        // rename.
-        let made = [
-            "",
-            ".pr",
-            ".pr-lu",
-            ".pr-acks",
-            ".alua",
-            ".pr.tmp",
-            ".pr-lu.tmp",
-            ".pr-acks.tmp",
-            ".alua.tmp",
-        ]
-        .map(|s| format!("{file}{s}"));
-        let remove = testkit::gluster::RemoveOnDrop::new(&volume, made);
+        // and the temporary files of metadata writes a gateway killed between write and
+        // rename left (each write's name is its own: found on the brick).
+        let made = ["", ".pr", ".pr-lu", ".pr-acks", ".alua"].map(|s| format!("{file}{s}"));
+        let remove = testkit::gluster::RemoveOnDrop::new(&volume, made).with_matching(
+            Path::new(&brick),
+            &format!("{file}."),
+            ".tmp",
+        );
         Storage::Live {
             volume,
             brick: PathBuf::from(brick),

@@ -12,6 +12,9 @@ pub struct RemoveOnDrop {
     volume: String,
     host: String,
     paths: Vec<String>,
+    /// A brick directory on this machine and a name prefix and suffix: files there that
+    /// match when this is dropped are removed too (names not known in advance).
+    matching: Option<(std::path::PathBuf, String, String)>,
 }
 
 impl RemoveOnDrop {
@@ -23,7 +26,17 @@ impl RemoveOnDrop {
             volume: volume.to_string(),
             host: hosts.split(',').next().unwrap_or_default().to_string(),
             paths: paths.into_iter().collect(),
+            matching: None,
         }
+    }
+
+    /// Also removes, when dropped, the files of the volume's top directory whose names
+    /// start with `prefix` and end with `suffix`, as brick directory `brick` lists them
+    /// (a brick on this machine; elsewhere nothing is listed): the temporary files of
+    /// metadata writes a killed gateway left, whose names are its own.
+    pub fn with_matching(mut self, brick: &std::path::Path, prefix: &str, suffix: &str) -> Self {
+        self.matching = Some((brick.to_path_buf(), prefix.to_string(), suffix.to_string()));
+        self
     }
 
     /// One more file to remove.
@@ -34,6 +47,14 @@ impl RemoveOnDrop {
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
+        if let Some((brick, prefix, suffix)) = &self.matching {
+            let found = std::fs::read_dir(brick).into_iter().flatten().flatten();
+            for name in found.filter_map(|e| e.file_name().into_string().ok()) {
+                if name.starts_with(prefix.as_str()) && name.ends_with(suffix.as_str()) {
+                    self.paths.push(name);
+                }
+            }
+        }
         if let Err(e) = remove_files(&self.volume, &self.host, &self.paths) {
             eprintln!(
                 "could not remove {} from volume {}: {e:#}",
