@@ -10,6 +10,7 @@ packages=(
   tgt tgt-glusterfs   # drop-in proof: tgtd's bs_glfs.so on the fake libgfapi
   fio                 # drop-in proof: fio's gfapi and gfapi_async engines on the fake
   libglusterfs-dev    # glfs.h: the C program test of the fake builds against Debian's header
+  gdb                 # the gateway-stall-in-write scenario stops a gateway inside a write
 )
 
 missing=()

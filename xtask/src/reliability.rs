@@ -111,6 +111,7 @@ pub const SCENARIOS: &[&str] = &[
     "gateway-failover",
     "gateway-failover-brick-loss",
     "gateway-stall",
+    "gateway-stall-in-write",
 ];
 
 /// Those run when none is named: all of them.
@@ -176,7 +177,10 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
         record(gateway_failover(env, true), checks);
     }
     if wanted("gateway-stall") {
-        record(gateway_stall(env), checks);
+        record(gateway_stall(env, StallAt::UnderLoad), checks);
+    }
+    if wanted("gateway-stall-in-write") {
+        record(gateway_stall(env, StallAt::RecordWrite), checks);
     }
     rows
 }
@@ -1423,27 +1427,103 @@ const STALL_AFTER: Duration = Duration::from_secs(8);
 /// left, every one did until it resumed); then SIGCONT: it lands nothing (the bricks
 /// refuse what it still sends) and steps down; every acknowledged write reads back, none
 /// of A's over B's.
-fn gateway_stall(env: &Env) -> Row {
+///
+/// [`StallAt::RecordWrite`] stops A inside its heartbeat's write of the record, with the
+/// record's temporary file open and written and AFR's lock on it held: the standby's own
+/// record write must not wait for A either (docs/fencing.md, "A stalled writer's volume
+/// locks"; the CI run that found it had stopped A there by chance).
+fn gateway_stall(env: &Env, at: StallAt) -> Row {
+    let (scenario, faults) = match at {
+        StallAt::UnderLoad => (
+            "gateway stall",
+            "active gateway SIGSTOPped until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+        ),
+        StallAt::RecordWrite => (
+            "gateway stall in its record write",
+            "active gateway stopped inside its heartbeat's record write (gdb: breakpoint on glfs_fsync, SIGSTOP, detach) until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+        ),
+    };
     let row = Row::new(
-        "gateway stall",
+        scenario,
         "verified randrw 50/50, 4k, QD8, FUA writes, 40 s through the active gateway; from the takeover on, 15 s through the standby",
-        "active gateway SIGSTOPped until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+        faults,
     );
     on_docker_only(
         env,
         row,
         "the one-brick stall check is the test in crates/daemon/tests/gateways.rs",
-        |row| gateway_stall_inner(env, row),
+        |row| gateway_stall_inner(env, row, at),
     )
 }
 
-fn gateway_stall_inner(env: &Env, row: &mut Row) -> Result<()> {
-    let name = "gateway-stall";
+/// Where the stall scenario stops the active gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StallAt {
+    /// 5 s into the load through it, wherever it is then.
+    UnderLoad,
+    /// 5 s into the load, at its next heartbeat: inside the fsync of the record's
+    /// temporary file.
+    RecordWrite,
+}
+
+/// Stops process `pid` inside `glfs_fsync` called by a metadata write: gdb attaches, waits
+/// for the breakpoint, sends SIGSTOP and detaches; the signal, pending while gdb held the
+/// process, stops it as it is let go. Waits at most `limit` for the breakpoint.
+fn stop_in_metadata_write(pid: u32, limit: Duration) -> Result<()> {
+    let pid_s = pid.to_string();
+    let stop = format!("shell kill -STOP {pid}");
+    let out = Command::new("timeout")
+        .arg(limit.as_secs().to_string())
+        .args(["gdb", "-nx", "-batch", "-p", &pid_s])
+        .args(["-ex", "break glfs_fsync", "-ex", "continue", "-ex", "bt 4"])
+        .args([
+            "-ex", &stop, "-ex", "delete", "-ex", "detach", "-ex", "quit",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("running gdb (apt install gdb)")?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "gdb did not stop the gateway within {limit:?} ({}): {}",
+        out.status,
+        tail_lines(
+            &format!("{said}{}", String::from_utf8_lossy(&out.stderr)),
+            6
+        )
+    );
+    ensure!(
+        said.contains("write_metadata"),
+        "the gateway stopped in an fsync other than a metadata write's: {}",
+        tail_lines(&said, 6)
+    );
+    let state = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    ensure!(
+        state
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("stopped")),
+        "the gateway runs again after gdb let go: {}",
+        state
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("no state")
+    );
+    Ok(())
+}
+
+fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
+    let name = match at {
+        StallAt::UnderLoad => "gateway-stall",
+        StallAt::RecordWrite => "gateway-stall-in-write",
+    };
     let f = start_failover_run(env, name, 40)?;
     let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(5));
     let pid = a.pid().context("gateway A has no pid")?;
-    signal(pid, "STOP")?;
+    match at {
+        StallAt::UnderLoad => signal(pid, "STOP")?,
+        StallAt::RecordWrite => stop_in_metadata_write(pid, Duration::from_secs(30))?,
+    }
     let stopped = Instant::now();
     let taken = wait_logged(&b, ACTIVE_SAYS, STALL_AFTER + FAILOVER_LIMIT);
     let took = stopped.elapsed();
