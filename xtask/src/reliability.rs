@@ -1418,6 +1418,10 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
 /// The standby's bound for a missing heartbeat (`daemon::stall::STALL_AFTER`).
 const STALL_AFTER: Duration = Duration::from_secs(8);
 
+/// The longest between two heartbeats of an active gateway (its failover rounds: one at
+/// least every second).
+const HEARTBEAT_ROUND: Duration = Duration::from_secs(1);
+
 /// The active gateway SIGSTOPped under verified load: its connections to the bricks stay
 /// open, so it keeps its locks (its fence and election lock, and the volume's own: AFR's
 /// eager lock on the image, under write load), but its heartbeat stops; after
@@ -1533,7 +1537,9 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     }
     row.recover = Some(took);
     let mut problems = Vec::new();
-    if took < STALL_AFTER {
+    // The bound runs from the last heartbeat the standby saw, which came up to a round
+    // of A's before it stopped (stopped inside a heartbeat: a round before).
+    if took + HEARTBEAT_ROUND < STALL_AFTER {
         problems.push(format!(
             "the standby took the fence {:.1} s into the stall, before the bound",
             took.as_secs_f64()
