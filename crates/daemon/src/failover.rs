@@ -760,7 +760,10 @@ impl Failover {
                 Ok(fence) => {
                     tracing::warn!(target = %name, lun,
                         "took the data fence over from the stalled active gateway");
-                    crate::stall::clear_write_locks(name, lun, &**store);
+                    let cleared = crate::stall::clear_write_locks(name, lun, &**store);
+                    if let Some(m) = self.metrics() {
+                        m.alua_cleared_write_locks(name, u64::from(lun), cleared);
+                    }
                     fence
                 }
                 Err(err) => {

@@ -19,6 +19,7 @@
 //! | `glfs_iscsi_alua_stepdowns_total` | target, lun, reason | times it stopped being it ([`STEPDOWN_REASONS`]) |
 //! | `glfs_iscsi_alua_heartbeat_age_seconds` | target, lun | on a standby: how long the active gateway's record has stood still as this gateway sees it (0 when it moves) |
 //! | `glfs_iscsi_alua_takeover_blocked` | target, lun | 1 while this standby finds the LUN's takeovers blocked by a stalled standby ([`crate::stall::blocked_after`]) |
+//! | `glfs_iscsi_alua_write_locks_cleared_total` | target, lun | locks the volume held for a stalled active gateway's writes, cleared when this gateway took the LUN over from it ([`crate::stall::clear_write_locks`]) |
 //!
 //! Metrics are optional: without `--metrics` none of this exists ([`global`] is `None`) and
 //! a command costs one relaxed load more. With it, a session looks its LUNs' metrics up once
@@ -194,6 +195,7 @@ pub struct Metrics {
     alua_stepdowns: Family<LunReasonLabels, Counter>,
     alua_heartbeat_age: Family<LunLabels, Gauge<f64, AtomicU64>>,
     alua_blocked: Family<LunLabels, Gauge>,
+    alua_write_locks_cleared: Family<LunLabels, Counter>,
     /// The LUNs with `alua_` series, so a target removed takes them all.
     alua_luns: Mutex<HashSet<(String, u64)>>,
     /// Handles already made, so sessions of one LUN share them.
@@ -248,6 +250,7 @@ impl Metrics {
         let alua_stepdowns = Family::default();
         let alua_heartbeat_age = Family::default();
         let alua_blocked = Family::default();
+        let alua_write_locks_cleared = Family::default();
         registry.register(
             "lun_commands",
             "SCSI commands answered, by kind (read, write, other)",
@@ -341,6 +344,13 @@ impl Metrics {
              holds the takeover-breaking lock and stalled, else 0",
             alua_blocked.clone(),
         );
+        registry.register(
+            "alua_write_locks_cleared",
+            "Locks the volume held for a stalled active gateway's writes (Gluster \
+             replication's, which a stopped writer keeps) that this gateway cleared when it \
+             took the LUN over from it",
+            alua_write_locks_cleared.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -360,6 +370,7 @@ impl Metrics {
             alua_stepdowns,
             alua_heartbeat_age,
             alua_blocked,
+            alua_write_locks_cleared,
             alua_luns: Mutex::new(HashSet::new()),
             luns: Mutex::new(HashMap::new()),
         }
@@ -397,6 +408,7 @@ impl Metrics {
                 self.alua_stepdowns
                     .get_or_create_owned(&reason_labels(target, lun, reason));
             }
+            self.alua_write_locks_cleared.get_or_create_owned(&labels);
         }
         self.alua_active
             .get_or_create(&labels)
@@ -427,6 +439,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Taking LUN `lun` of `target` over from a stalled active gateway, this gateway
+    /// cleared `cleared` locks the volume held for that gateway's writes.
+    pub fn alua_cleared_write_locks(&self, target: &str, lun: u64, cleared: u32) {
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        self.alua_write_locks_cleared
+            .get_or_create(&labels)
+            .inc_by(u64::from(cleared));
+    }
+
     /// LUN `lun` of `target` left this gateway's failover (its target or itself left the
     /// configuration): its `alua_` series leave the output.
     pub fn remove_alua(&self, target: &str, lun: u64) {
@@ -449,6 +473,7 @@ impl Metrics {
         self.alua_active.remove(&labels);
         self.alua_heartbeat_age.remove(&labels);
         self.alua_blocked.remove(&labels);
+        self.alua_write_locks_cleared.remove(&labels);
     }
 
     /// The metrics of LUN `lun` of `target` (made on first use; shared afterwards).
@@ -1212,6 +1237,11 @@ mod tests {
         );
         assert_eq!(get(&text, "alua_heartbeat_age_seconds", &t1), Some(0.0));
         assert_eq!(get(&text, "alua_takeover_blocked", &t0), Some(0.0));
+        assert_eq!(
+            get(&text, "alua_write_locks_cleared_total", &t0),
+            Some(0.0),
+            "{text}"
+        );
         // Every reason is there from the first round, at zero but the one counted.
         let took = |text: &str, labels: &str, reason: &str| {
             get(
@@ -1256,9 +1286,12 @@ mod tests {
         assert_eq!(get(&text, "alua_heartbeat_age_seconds", &t0), Some(40.0));
         assert_eq!(get(&text, "alua_active", &t1), Some(0.0));
         assert_eq!(stepped(&text, &t1, "fence_taken"), Some(1.0));
+        m.alua_cleared_write_locks(t, 0, 3);
         m.alua_took(t, 0, "stalled");
         m.alua_lun(t, 0, true, Duration::ZERO, false);
         let text = m.render();
+        assert_eq!(get(&text, "alua_write_locks_cleared_total", &t0), Some(3.0));
+        assert_eq!(get(&text, "alua_write_locks_cleared_total", &t1), Some(0.0));
         assert_eq!(get(&text, "alua_active", &t0), Some(1.0));
         assert_eq!(get(&text, "alua_takeover_blocked", &t0), Some(0.0));
         assert_eq!(took(&text, &t0, "stalled"), Some(1.0));

@@ -121,14 +121,20 @@ pub const WRITTEN_OBJECTS: [&str; 4] = [
 /// 10.3, docs/fencing.md "A stalled writer's volume locks"). Its writes are refused from
 /// the moment the fence is taken over, so none of them completes under the cleared
 /// locks. A failure is logged and the takeover goes on: the record write then shows
-/// whether it mattered.
-pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore) {
+/// whether it mattered. Returns how many went.
+pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore) -> u32 {
     match store.clear_write_locks(&WRITTEN_OBJECTS) {
-        Ok(0) => {}
-        Ok(cleared) => tracing::warn!(target = %target, lun, cleared,
-            "cleared the volume's locks the stalled active gateway held for its writes"),
-        Err(err) => tracing::warn!(target = %target, lun, %err,
-            "cannot clear the volume's locks the stalled active gateway held for its writes"),
+        Ok(0) => 0,
+        Ok(cleared) => {
+            tracing::warn!(target = %target, lun, cleared,
+                "cleared the volume's locks the stalled active gateway held for its writes");
+            cleared
+        }
+        Err(err) => {
+            tracing::warn!(target = %target, lun, %err,
+                "cannot clear the volume's locks the stalled active gateway held for its writes");
+            0
+        }
     }
 }
 
