@@ -106,6 +106,17 @@ fn ensure_glusterd() -> Result<()> {
 
 /// A native one-brick volume named `name`, created and started if needed.
 pub fn native_volume(name: &str) -> Result<LiveVolume> {
+    native_volume_of(name, 1)
+}
+
+/// A native replica 3 volume named `name` (three bricks on this host, `<name>-1` to
+/// `<name>-3`: Gluster's replication, AFR and its locks, without a second machine),
+/// created and started if needed; its `brick` is the first.
+pub fn native_replica_volume(name: &str) -> Result<LiveVolume> {
+    native_volume_of(name, 3)
+}
+
+fn native_volume_of(name: &str, replicas: usize) -> Result<LiveVolume> {
     // package, glusterd, volume, started
     let progress = Progress::new("fixture", 4);
     progress.step("glusterfs-server installed", ensure_installed)?;
@@ -114,7 +125,15 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
     }
     progress.step("glusterd", ensure_glusterd)?;
     let host = "127.0.0.2".to_string();
-    let brick = PathBuf::from("/srv/glfs-iscsi-bricks").join(name);
+    let root = PathBuf::from("/srv/glfs-iscsi-bricks");
+    let bricks: Vec<PathBuf> = if replicas == 1 {
+        vec![root.join(name)]
+    } else {
+        (1..=replicas)
+            .map(|i| root.join(format!("{name}-{i}")))
+            .collect()
+    };
+    let brick = bricks[0].clone();
     progress.step(
         &format!("volume {name} on {host}:{}", brick.display()),
         || {
@@ -122,15 +141,18 @@ pub fn native_volume(name: &str) -> Result<LiveVolume> {
                 progress.line(&format!("reusing volume {name}"));
                 return Ok(());
             }
-            std::fs::create_dir_all(&brick)
-                .with_context(|| format!("cannot create brick {}", brick.display()))?;
-            gluster(&[
-                "volume",
-                "create",
-                name,
-                &format!("{host}:{}", brick.display()),
-                "force",
-            ])?;
+            let mut args = vec!["volume".to_string(), "create".into(), name.into()];
+            if replicas > 1 {
+                args.extend(["replica".into(), replicas.to_string()]);
+            }
+            for b in &bricks {
+                std::fs::create_dir_all(b)
+                    .with_context(|| format!("cannot create brick {}", b.display()))?;
+                args.push(format!("{host}:{}", b.display()));
+            }
+            // One host's bricks (and, for replicas, all on one host): Gluster wants force.
+            args.push("force".into());
+            gluster(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
             // Short timeouts so fault tests do not wait 42 s for a dead brick.
             gluster(&["volume", "set", name, "network.ping-timeout", "5"]).map(drop)
         },

@@ -14,6 +14,9 @@ const VOLUME: &str = "glfsiscsi";
 /// The native volume with mandatory locks, upcalls and leases on, for the per-family
 /// differential test (`gluster::FEATURE_OPTIONS`).
 const FEATURES_VOLUME: &str = "glfsfeatures";
+/// The native replica 3 volume (three bricks on one host), for the live tests of what
+/// Gluster's replication adds: its locks (`GLUSTER_TEST_REPLICATED_VOLUME`).
+const REPLICATED_VOLUME: &str = "glfsreplica";
 /// Bricks (replicas) of the Docker fixture's volume; the native one has one brick.
 const DOCKER_REPLICAS: usize = 3;
 
@@ -128,7 +131,13 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         Fixture::Native => Some(gluster::native_features_volume(FEATURES_VOLUME)?),
         Fixture::Docker => None,
     };
+    // The Docker fixture's volume is replicated itself.
+    let replicated = match kind {
+        Fixture::Native => gluster::native_replica_volume(REPLICATED_VOLUME)?.spec(),
+        Fixture::Docker => volume.spec(),
+    };
     let mut tests = util::cargo();
+    tests.env("GLUSTER_TEST_REPLICATED_VOLUME", &replicated);
     if let Some(f) = &features {
         tests.env("GLUSTER_TEST_FEATURES_VOLUME", f.spec());
         // where its brick keeps the files (the failover test reads what landed)

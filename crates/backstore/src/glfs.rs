@@ -1986,21 +1986,20 @@ impl BlockStore for GlfsStore {
         }
     }
 
-    /// Gluster's clear-locks of granted inode locks on the image (through an fd of its
-    /// own, `clear_through_own_fd`) and on each `<file>.<name>` that exists, and of
-    /// granted entry locks on the name `<file>.<name>` in its directory: AFR's, which a
-    /// stopped writer keeps (its eager lock on the image under load, its lock on the
-    /// record it was writing, its rename's lock on the record's name; measured on a
-    /// replica 3 volume of 10.3, docs/fencing.md).
+    /// Gluster's clear-locks of granted inode locks on the image (through the store's
+    /// own image fd: opening the image by its path looks it up, and AFR's lookup of a
+    /// file a stopped writer left marked waits for that writer's lock to heal it) and on
+    /// each `<file>.<name>` that exists, and of granted entry locks on the name
+    /// `<file>.<name>` in its directory: AFR's, which a stopped writer keeps (its eager
+    /// lock on the image under load, its lock on the record it was writing, its rename's
+    /// lock on the record's name; measured on a replica 3 volume of 10.3,
+    /// docs/fencing.md).
     fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, StoreError> {
         let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
         let Some(Handle { file, .. }) = self.link.handle() else {
             return Err(StoreError::from_errno(Op::Lock, libc::ENOTCONN));
         };
-        let vol = file.volume().clone();
-        let mut cleared = self
-            .clear_through_own_fd(&vol, &|f| f.clear_inode_locks())
-            .map_err(err)?;
+        let mut cleared = file.clear_inode_locks().map_err(err)?;
         for name in names {
             let (vol, path) = self.metadata_path(name, Op::Lock)?;
             match File::open(&vol, &path, libc::O_RDONLY) {

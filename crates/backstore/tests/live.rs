@@ -340,3 +340,158 @@ fn on_features_volume(
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `volume@host` of a replicated live volume (`GLUSTER_TEST_REPLICATED_VOLUME`, set by
+/// `cargo xtask test-gluster`: a native replica 3 volume on one host, or the Docker
+/// fixture's), if there is one.
+fn live_replicated_volume() -> Option<String> {
+    std::env::var("GLUSTER_TEST_REPLICATED_VOLUME").ok()
+}
+
+/// The child process of
+/// [`live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock`] (run by it as
+/// `<test binary> --exact stopped_writer_child --ignored`; does nothing otherwise): mounts
+/// the volume, writes 128 KiB at offset 0 of the file through an fd it keeps open, and
+/// stops itself at once (SIGSTOP), its connections alive, as a hung gateway: AFR's lock of
+/// that write, which it would let go of soon after, mostly stays.
+#[test]
+#[ignore = "the child process of live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock"]
+fn stopped_writer_child() {
+    let (Ok(spec), Ok(file)) = (
+        std::env::var("GLFS_TEST_STOPPED_WRITER"),
+        std::env::var("GLFS_TEST_STOPPED_WRITER_FILE"),
+    ) else {
+        return;
+    };
+    let (volume, host) = spec.split_once('@').unwrap();
+    let lib = gfapi::Gfapi::load(None).unwrap();
+    let log = std::path::Path::new("/dev/null");
+    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], Some(log), 3);
+    let vol = std::sync::Arc::new(vol.unwrap());
+    let f = gfapi::File::open(&vol, &file, libc::O_RDWR).unwrap();
+    // Once more each time it is continued: AFR may have let go of the lock just before
+    // the stop (its post-op and unlock run after the write returns).
+    loop {
+        f.pwrite(&[0x5a; 128 << 10], 0).unwrap();
+        // SAFETY: raise has no preconditions.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    }
+}
+
+/// Whether process `pid` is stopped (state T in /proc).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("State:") && l.contains("stopped"))
+    })
+}
+
+/// `clear_write_locks` on a replicated live volume (docs/fencing.md, "A stalled writer's
+/// volume locks"): another client (a child process) wrote the image and stopped with its
+/// connections alive, keeping AFR's eager lock; a FUA write of this store waits for it,
+/// until `clear_write_locks` takes the lock away (one per brick), and then lands.
+#[test]
+#[ignore = "needs a live replicated Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    use store_api::{Completion, IoReply, IoRequest};
+    let Some(spec) = live_replicated_volume() else {
+        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
+        return;
+    };
+    let file = format!(
+        "backstore-live-clear-write-locks-{}.img",
+        std::process::id()
+    );
+    let _remove = testkit::gluster::RemoveOnDrop::new(&spec, [file.clone()]);
+    let store = open_store(&StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{spec}:{file}"),
+        create_size: Some(SIZE),
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "stopped_writer_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("GLFS_TEST_STOPPED_WRITER", &spec)
+        .env("GLFS_TEST_STOPPED_WRITER_FILE", &file)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let end_child = |child: &mut std::process::Child| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    let wait_stopped = |child: &mut std::process::Child| {
+        let since = Instant::now();
+        while !is_stopped(pid) {
+            if since.elapsed() > Duration::from_secs(30) || child.try_wait().unwrap().is_some() {
+                end_child(child);
+                panic!("the writer did not write and stop within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A FUA write of ours into the range the writer wrote: held while its lock stays. A
+    // stop that came after AFR let go is tried again (the write then lands at once).
+    let mut tries = 0;
+    let (early, rx) = loop {
+        tries += 1;
+        wait_stopped(&mut child);
+        let (tx, rx) = mpsc::channel();
+        store.submit(
+            IoRequest::Write {
+                offset: 65536,
+                data: bytes::Bytes::from(vec![0xa5u8; 4096]).into(),
+                fua: true,
+            },
+            Completion::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let early = rx.recv_timeout(Duration::from_secs(3)).ok();
+        if early.is_none() || tries == 5 {
+            break (early, rx);
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Bounded: a clearing that waits for the stopped writer (a lookup AFR holds to heal
+    // the file it left marked) would hang the takeover that calls it.
+    let (cleared_tx, cleared_rx) = mpsc::channel();
+    let clearing = store.clone();
+    std::thread::spawn(move || {
+        let _ = cleared_tx.send(clearing.clear_write_locks(&[]));
+    });
+    let cleared = cleared_rx.recv_timeout(Duration::from_secs(20));
+    if cleared.is_err() {
+        end_child(&mut child);
+        panic!("clear_write_locks waited for the stopped writer (20 s)");
+    }
+    let cleared = cleared.unwrap();
+    let done = match &early {
+        Some(r) => Ok(r.clone()),
+        None => rx.recv_timeout(Duration::from_secs(15)).map_err(|_| ()),
+    };
+    end_child(&mut child);
+    assert!(
+        early.is_none(),
+        "the write did not wait for the stopped writer's lock in {tries} stops ({early:?}): is the volume replicated?"
+    );
+    assert!(matches!(cleared, Ok(n) if n >= 1), "{cleared:?}");
+    assert_eq!(
+        done,
+        Ok(Ok(IoReply::Done)),
+        "the write lands once the lock went"
+    );
+}
