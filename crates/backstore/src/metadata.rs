@@ -6,7 +6,7 @@
 //! metadata writes so far. No two writers, in one process or in gateways on different
 //! hosts, ever open the same temporary file. With one shared name (`<file>.<name>.tmp`,
 //! as before) they did, and on Gluster that cost two things (docs/fencing.md, "A
-//! stalled writer's temporary file"):
+//! stalled writer's volume locks"):
 //!
 //! * a writer that stopped (SIGSTOP, a hung process) while its temporary file was open
 //!   kept AFR's lock on that file, and the next writer's create (`O_TRUNC`) waited for

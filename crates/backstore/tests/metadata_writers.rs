@@ -2,7 +2,7 @@
 //! writer held inside its write (the fake's `hang` on the fsync of its temporary file, as
 //! a gateway stopped there would be) does not touch what the second writes, both writes
 //! succeed, and the object is always one of them whole (docs/fencing.md, "A stalled
-//! writer's temporary file"; `backstore::metadata`).
+//! writer's volume locks"; `backstore::metadata`).
 //!
 //! On Gluster a writer stopped there also keeps AFR's lock on its temporary file, which
 //! made the second writer's create wait until it resumed when both used one temporary
