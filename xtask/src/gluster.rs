@@ -186,8 +186,31 @@ pub const FEATURE_OPTIONS: &[(&str, &str)] = &[
 /// they were not, so the bricks run with them from the start).
 pub fn native_features_volume(name: &str) -> Result<LiveVolume> {
     let v = native_volume(name)?;
+    if set_options(name, FEATURE_OPTIONS)? {
+        gluster(&["volume", "stop", name, "force"])?;
+        gluster(&["volume", "start", name, "force"])?;
+    }
+    Ok(v)
+}
+
+/// AFR's options under which a write locks only the range it writes (no eager lock, no
+/// whole-file lock), as a self-heal locks the chunk it copies.
+pub const RANGED_LOCK_OPTIONS: &[(&str, &str)] =
+    &[("cluster.full-lock", "off"), ("cluster.eager-lock", "off")];
+
+/// A native replica 3 volume `name` with [`RANGED_LOCK_OPTIONS`] set (client-side
+/// options: every mount made after they are set has them, no restart).
+pub fn native_ranged_lock_volume(name: &str) -> Result<LiveVolume> {
+    let v = native_replica_volume(name)?;
+    set_options(name, RANGED_LOCK_OPTIONS)?;
+    Ok(v)
+}
+
+/// Sets each of `options` on volume `name` that does not have that value yet; whether
+/// any was set.
+fn set_options(name: &str, options: &[(&str, &str)]) -> Result<bool> {
     let mut changed = false;
-    for (key, value) in FEATURE_OPTIONS {
+    for (key, value) in options {
         let now = gluster(&["volume", "get", name, key])?;
         let set = now
             .lines()
@@ -197,11 +220,7 @@ pub fn native_features_volume(name: &str) -> Result<LiveVolume> {
             changed = true;
         }
     }
-    if changed {
-        gluster(&["volume", "stop", name, "force"])?;
-        gluster(&["volume", "start", name, "force"])?;
-    }
-    Ok(v)
+    Ok(changed)
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ const FEATURES_VOLUME: &str = "glfsfeatures";
 /// The native replica 3 volume (three bricks on one host), for the live tests of what
 /// Gluster's replication adds: its locks (`GLUSTER_TEST_REPLICATED_VOLUME`).
 const REPLICATED_VOLUME: &str = "glfsreplica";
+/// The native replica 3 volume whose AFR locks only the range a write writes
+/// (`gluster::RANGED_LOCK_OPTIONS`), for the live test that clear-locks leaves such a lock
+/// (`GLUSTER_TEST_RANGED_LOCK_VOLUME`).
+const RANGED_LOCK_VOLUME: &str = "glfsranged";
 /// Bricks (replicas) of the Docker fixture's volume; the native one has one brick.
 const DOCKER_REPLICAS: usize = 3;
 
@@ -136,8 +140,16 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         Fixture::Native => gluster::native_replica_volume(REPLICATED_VOLUME)?.spec(),
         Fixture::Docker => volume.spec(),
     };
+    // The Docker fixture has no such volume: the test says it is left out.
+    let ranged = match kind {
+        Fixture::Native => Some(gluster::native_ranged_lock_volume(RANGED_LOCK_VOLUME)?.spec()),
+        Fixture::Docker => None,
+    };
     let mut tests = util::cargo();
     tests.env("GLUSTER_TEST_REPLICATED_VOLUME", &replicated);
+    if let Some(ranged) = &ranged {
+        tests.env("GLUSTER_TEST_RANGED_LOCK_VOLUME", ranged);
+    }
     if let Some(f) = &features {
         tests.env("GLUSTER_TEST_FEATURES_VOLUME", f.spec());
         // where its brick keeps the files (the failover test reads what landed)

@@ -1986,24 +1986,34 @@ impl BlockStore for GlfsStore {
         }
     }
 
-    /// Gluster's clear-locks of granted inode locks on the image (through the store's
-    /// own image fd: opening the image by its path looks it up, and AFR's lookup of a
-    /// file a stopped writer left marked waits for that writer's lock to heal it) and on
-    /// each `<file>.<name>` that exists, and of granted entry locks on the name
+    /// Gluster's clear-locks of granted whole-file inode locks on the image (through the
+    /// store's own image fd: opening the image by its path looks it up, and AFR's lookup
+    /// of a file a stopped writer left marked waits for that writer's lock to heal it)
+    /// and on each `<file>.<name>` that exists, and of granted entry locks on the name
     /// `<file>.<name>` in its directory: AFR's, which a stopped writer keeps (its eager
     /// lock on the image under load, its lock on the record it was writing, its rename's
     /// lock on the record's name; measured on a replica 3 volume of 10.3,
-    /// docs/fencing.md).
+    /// docs/fencing.md). Only whole-file inode locks (`WHOLE_FILE`): AFR's transactions
+    /// lock the whole file, a self-heal copying the image locks the chunk it copies, and
+    /// that lock stays, so no write lands in a chunk while the heal copies it.
     fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, StoreError> {
         let err = |e: gfapi::Error| gfapi_error(Op::Lock, &e);
         let Some(Handle { file, .. }) = self.link.handle() else {
             return Err(StoreError::from_errno(Op::Lock, libc::ENOTCONN));
         };
-        let mut cleared = file.clear_inode_locks().map_err(err)?;
+        // Exactly the range AFR's transactions lock: from 0 to the end of the file.
+        const WHOLE_FILE: (u64, u64) = (0, 0);
+        let mut cleared = file
+            .clear_inode_locks(WHOLE_FILE.0, WHOLE_FILE.1)
+            .map_err(err)?;
         for name in names {
             let (vol, path) = self.metadata_path(name, Op::Lock)?;
             match File::open(&vol, &path, libc::O_RDONLY) {
-                Ok(object) => cleared += object.clear_inode_locks().map_err(err)?,
+                Ok(object) => {
+                    cleared += object
+                        .clear_inode_locks(WHOLE_FILE.0, WHOLE_FILE.1)
+                        .map_err(err)?
+                }
                 Err(e) if e.errno() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(err(e)),
             }

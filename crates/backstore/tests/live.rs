@@ -386,25 +386,113 @@ fn is_stopped(pid: u32) -> bool {
     })
 }
 
-/// `clear_write_locks` on a replicated live volume (docs/fencing.md, "A stalled writer's
-/// volume locks"): another client (a child process) wrote the image and stopped with its
-/// connections alive, keeping AFR's eager lock; a FUA write of this store waits for it,
-/// until `clear_write_locks` takes the lock away (one per brick), and then lands.
-#[test]
-#[ignore = "needs a live replicated Gluster volume: cargo xtask test-gluster"]
-fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
-    use std::sync::mpsc;
-    use std::time::{Duration, Instant};
-    use store_api::{Completion, IoReply, IoRequest};
-    let Some(spec) = live_replicated_volume() else {
-        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
-        return;
-    };
-    let file = format!(
-        "backstore-live-clear-write-locks-{}.img",
-        std::process::id()
-    );
-    let _remove = testkit::gluster::RemoveOnDrop::new(&spec, [file.clone()]);
+/// The child process of [`stopped_writer_child`], stopped while it keeps the lock AFR
+/// took for its write, and a FUA write of the store into that range held by it.
+struct HeldWrite {
+    child: std::process::Child,
+    /// The answer to the held write.
+    answer: std::sync::mpsc::Receiver<store_api::IoResult>,
+}
+
+impl HeldWrite {
+    /// Starts the writer on `file` of `spec` (the store's image) and waits until it
+    /// stopped with its lock: a FUA write of `store` at 64 KiB, inside the range the
+    /// writer wrote, gets no answer within 3 s. A stop that came after AFR let go (the
+    /// write then lands at once) is tried again, up to 5 stops; panics if none held it.
+    fn start(store: &std::sync::Arc<dyn store_api::BlockStore>, spec: &str, file: &str) -> Self {
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+        use store_api::{Completion, IoRequest};
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "stopped_writer_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("GLFS_TEST_STOPPED_WRITER", spec)
+            .env("GLFS_TEST_STOPPED_WRITER_FILE", file)
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut held = HeldWrite { child, answer: rx };
+        let pid = held.child.id();
+        for tries in 1..=5 {
+            let since = Instant::now();
+            while !is_stopped(pid) {
+                assert!(
+                    since.elapsed() < Duration::from_secs(30)
+                        && held.child.try_wait().unwrap().is_none(),
+                    "the writer did not write and stop within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let tx = tx.clone();
+            store.submit(
+                IoRequest::Write {
+                    offset: 65536,
+                    data: bytes::Bytes::from(vec![0xa5u8; 4096]).into(),
+                    fua: true,
+                },
+                Completion::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            let early = held.answer.recv_timeout(Duration::from_secs(3)).ok();
+            let Some(early) = early else {
+                return held;
+            };
+            assert!(
+                tries < 5,
+                "the write did not wait for the stopped writer's lock in {tries} stops \
+                 ({early:?}): is the volume replicated?"
+            );
+            held.resume();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        unreachable!("the loop returns or panics by its fifth stop")
+    }
+
+    fn resume(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+}
+
+impl Drop for HeldWrite {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clear_write_locks` of `store`, bounded: a clearing that waits for the stopped writer
+/// (a lookup AFR holds to heal the file it left marked) would hang the takeover that
+/// calls it.
+fn clear_write_locks_within_20s(
+    store: &std::sync::Arc<dyn store_api::BlockStore>,
+) -> Result<u32, store_api::StoreError> {
+    let (cleared_tx, cleared_rx) = std::sync::mpsc::channel();
+    let clearing = store.clone();
+    std::thread::spawn(move || {
+        let _ = cleared_tx.send(clearing.clear_write_locks(&[]));
+    });
+    cleared_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("clear_write_locks waited for the stopped writer (20 s)")
+}
+
+/// A glfs store on a new file `file` of `spec` (removed at the end of the test by the
+/// guard returned beside it).
+fn replicated_store(
+    spec: &str,
+    file: &str,
+) -> (
+    std::sync::Arc<dyn store_api::BlockStore>,
+    testkit::gluster::RemoveOnDrop,
+) {
+    let remove = testkit::gluster::RemoveOnDrop::new(spec, [file.to_string()]);
     let store = open_store(&StoreOptions {
         bstype: "glfs".into(),
         backing_store: format!("{spec}:{file}"),
@@ -413,85 +501,84 @@ fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
         ..Default::default()
     })
     .unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "stopped_writer_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("GLFS_TEST_STOPPED_WRITER", &spec)
-        .env("GLFS_TEST_STOPPED_WRITER_FILE", &file)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let end_child = |child: &mut std::process::Child| {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-        let _ = child.kill();
-        let _ = child.wait();
+    (store, remove)
+}
+
+/// `clear_write_locks` on a replicated live volume (docs/fencing.md, "A stalled writer's
+/// volume locks"): another client (a child process) wrote the image and stopped with its
+/// connections alive, keeping AFR's eager lock; a FUA write of this store waits for it,
+/// until `clear_write_locks` takes the lock away (one per brick), and then lands.
+#[test]
+#[ignore = "needs a live replicated Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
+    use std::time::Duration;
+    use store_api::IoReply;
+    let Some(spec) = live_replicated_volume() else {
+        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
+        return;
     };
-    let wait_stopped = |child: &mut std::process::Child| {
-        let since = Instant::now();
-        while !is_stopped(pid) {
-            if since.elapsed() > Duration::from_secs(30) || child.try_wait().unwrap().is_some() {
-                end_child(child);
-                panic!("the writer did not write and stop within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    // A FUA write of ours into the range the writer wrote: held while its lock stays. A
-    // stop that came after AFR let go is tried again (the write then lands at once).
-    let mut tries = 0;
-    let (early, rx) = loop {
-        tries += 1;
-        wait_stopped(&mut child);
-        let (tx, rx) = mpsc::channel();
-        store.submit(
-            IoRequest::Write {
-                offset: 65536,
-                data: bytes::Bytes::from(vec![0xa5u8; 4096]).into(),
-                fua: true,
-            },
-            Completion::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let early = rx.recv_timeout(Duration::from_secs(3)).ok();
-        if early.is_none() || tries == 5 {
-            break (early, rx);
-        }
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    // Bounded: a clearing that waits for the stopped writer (a lookup AFR holds to heal
-    // the file it left marked) would hang the takeover that calls it.
-    let (cleared_tx, cleared_rx) = mpsc::channel();
-    let clearing = store.clone();
-    std::thread::spawn(move || {
-        let _ = cleared_tx.send(clearing.clear_write_locks(&[]));
-    });
-    let cleared = cleared_rx.recv_timeout(Duration::from_secs(20));
-    if cleared.is_err() {
-        end_child(&mut child);
-        panic!("clear_write_locks waited for the stopped writer (20 s)");
-    }
-    let cleared = cleared.unwrap();
-    let done = match &early {
-        Some(r) => Ok(r.clone()),
-        None => rx.recv_timeout(Duration::from_secs(15)).map_err(|_| ()),
-    };
-    end_child(&mut child);
-    assert!(
-        early.is_none(),
-        "the write did not wait for the stopped writer's lock in {tries} stops ({early:?}): is the volume replicated?"
+    let file = format!(
+        "backstore-live-clear-write-locks-{}.img",
+        std::process::id()
     );
+    let (store, _remove) = replicated_store(&spec, &file);
+    let held = HeldWrite::start(&store, &spec, &file);
+    let cleared = clear_write_locks_within_20s(&store);
+    let done = held.answer.recv_timeout(Duration::from_secs(15));
+    drop(held);
     assert!(matches!(cleared, Ok(n) if n >= 1), "{cleared:?}");
+    assert_eq!(
+        done.map_err(drop),
+        Ok(Ok(IoReply::Done)),
+        "the write lands once the lock went"
+    );
+}
+
+/// `clear_write_locks` takes only whole-file inode locks (docs/fencing.md, "A stalled
+/// writer's volume locks"): on a replicated volume whose AFR locks only the range a write
+/// writes (`cluster.full-lock off`, `cluster.eager-lock off`: as a self-heal locks the
+/// chunk it copies), the stopped writer's lock holds the store's write into that range,
+/// `clear_write_locks` clears nothing and the write still waits; it lands once the
+/// writer is killed (its connections close, its locks go).
+#[test]
+#[ignore = "needs a live replicated Gluster volume with ranged AFR locks: cargo xtask test-gluster"]
+fn live_glfs_clear_write_locks_leaves_a_ranged_lock() {
+    use std::time::Duration;
+    use store_api::IoReply;
+    let Ok(spec) = std::env::var("GLUSTER_TEST_RANGED_LOCK_VOLUME") else {
+        eprintln!(
+            "no volume with ranged AFR locks (GLUSTER_TEST_RANGED_LOCK_VOLUME unset): left out"
+        );
+        return;
+    };
+    let file = format!("backstore-live-ranged-lock-{}.img", std::process::id());
+    let (store, _remove) = replicated_store(&spec, &file);
+    let held = HeldWrite::start(&store, &spec, &file);
+    let cleared = clear_write_locks_within_20s(&store);
+    let meanwhile = held.answer.recv_timeout(Duration::from_secs(2)).ok();
+    let mut held = held;
+    let _ = held.child.kill();
+    let _ = held.child.wait();
+    let done = match &meanwhile {
+        Some(r) => Ok(r.clone()),
+        None => held
+            .answer
+            .recv_timeout(Duration::from_secs(15))
+            .map_err(drop),
+    };
+    drop(held);
+    assert_eq!(
+        cleared,
+        Ok(0),
+        "a lock of the written range only is not cleared"
+    );
+    assert!(
+        meanwhile.is_none(),
+        "the write waits for the ranged lock after the clearing: {meanwhile:?}"
+    );
     assert_eq!(
         done,
         Ok(Ok(IoReply::Done)),
-        "the write lands once the lock went"
+        "the write lands once the writer died"
     );
 }

@@ -29,8 +29,8 @@
 //! current generation (`<gfid>.S-L.GEN`), where the old holder's lock is not; the old
 //! lock, left on the backing file and the shadow, no longer counts for anyone, and a lock
 //! on a cleared range fences reads and writes as a mandatory one. Known differences: only
-//! `tposix` with a range is modelled (`tinode`, `tentry` clear nothing; no range is
-//! EINVAL), and a request on a range that overlaps a cleared one without being equal
+//! `tposix` with a range is modelled (`tinode`, `tentry` clear nothing, a `tinode`
+//! range that does not parse is EINVAL; `tposix` without a range is EINVAL), and a request on a range that overlaps a cleared one without being equal
 //! still meets the old lock.
 
 #![allow(clippy::missing_safety_doc)]
@@ -310,6 +310,21 @@ fn ranged_of(f: &FdInner, locker: &Locker, vol: &Path, c: &Cleared) -> Res<c_int
     Ok(raw)
 }
 
+/// The range of a clear-locks request, `WHENCE,START-LEN` (`SEEK_SET` only, as the
+/// product sends): `(start, len)`, EINVAL when it does not parse.
+fn clear_range(range: &str) -> Res<(i64, i64)> {
+    let (whence, span) = range.split_once(',').ok_or(libc::EINVAL)?;
+    let (start, len) = span.split_once('-').ok_or(libc::EINVAL)?;
+    match (
+        whence.parse::<i16>(),
+        start.parse::<i64>(),
+        len.parse::<i64>(),
+    ) {
+        (Ok(0), Ok(start), Ok(len)) => Ok((start, len)),
+        _ => Err(libc::EINVAL),
+    }
+}
+
 /// `glusterfs.clrlk.*` asked of `host` (a file of volume directory `vol`): the answer
 /// the locks translator gives, after dropping every granted POSIX lock on exactly the
 /// range named (see the module documentation).
@@ -323,23 +338,17 @@ pub(crate) fn clear_locks(vol: &Path, host: &Path, key: &str) -> Res<Vec<u8>> {
         Some("kblocked") => (false, true),
         _ => return Err(libc::EINVAL),
     };
-    match kind_type {
-        Some("tposix") => {}
-        Some("tinode") | Some("tentry") => return Ok(b"No locks cleared.".to_vec()),
+    match (kind_type, range) {
+        (Some("tposix"), _) => {}
+        // No inode locks are modelled; a range is checked as the bricks check it.
+        (Some("tinode"), Some(range)) => {
+            clear_range(range)?;
+            return Ok(b"No locks cleared.".to_vec());
+        }
+        (Some("tinode"), None) | (Some("tentry"), _) => return Ok(b"No locks cleared.".to_vec()),
         _ => return Err(libc::EINVAL),
     }
-    let (whence, span) = range
-        .ok_or(libc::EINVAL)?
-        .split_once(',')
-        .ok_or(libc::EINVAL)?;
-    let (start, len) = span.split_once('-').ok_or(libc::EINVAL)?;
-    let (Ok(0), Ok(start), Ok(len)) = (
-        whence.parse::<i16>(),
-        start.parse::<i64>(),
-        len.parse::<i64>(),
-    ) else {
-        return Err(libc::EINVAL);
-    };
+    let (start, len) = clear_range(range.ok_or(libc::EINVAL)?)?;
     if start < 0 || len < 0 {
         return Ok(b"No locks cleared.".to_vec());
     }

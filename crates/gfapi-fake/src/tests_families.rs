@@ -281,6 +281,14 @@ fn clear_locks_drops_another_clients_lock_on_exactly_that_range() {
             Ok("No locks cleared.")
         );
         assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tinode.kgranted.0,0-0").as_deref(),
+            Ok("No locks cleared.")
+        );
+        assert_eq!(
+            fgetxattr(b, "glusterfs.clrlk.tinode.kgranted.0,0"),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(
             fgetxattr(b, "glusterfs.clrlk.tposix.kgranted"),
             Err(libc::EINVAL)
         );

@@ -869,30 +869,35 @@ impl File {
     /// that range go. Returns how many the bricks say they cleared (summed over the
     /// bricks' summaries, 0 for "No locks cleared.").
     pub fn clear_granted_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
-        let answer = self.clear_locks("kgranted", start, len)?;
+        let answer = self.clear_locks("tposix", "kgranted", start, len)?;
         Ok(cleared_count(&answer))
     }
 
-    /// Clears every client's granted inode lock on this file: the locks the volume's own
-    /// translators take inside a write (AFR's, on a replicated volume; an idle writer
-    /// keeps its eager lock), which the next writer from another client waits for until
-    /// the holder lets go, and a stopped holder never does (docs/fencing.md, "A stalled
-    /// writer's volume locks"). The request of `gluster volume clear-locks VOL PATH kind
-    /// granted inode` (`glusterfs.clrlk.tinode.kgranted`). Returns how many the bricks
+    /// Clears every client's granted inode lock on exactly `len` bytes at `start` of this
+    /// file (`len` 0: to the end of the file): the locks the volume's own translators take
+    /// inside a write (AFR's, on a replicated volume; an idle writer keeps its eager
+    /// lock), which the next writer from another client waits for until the holder lets
+    /// go, and a stopped holder never does (docs/fencing.md, "A stalled writer's volume
+    /// locks"). The request of `gluster volume clear-locks VOL PATH kind granted inode
+    /// 0,START-LEN` (`glusterfs.clrlk.tinode.kgranted.0,START-LEN`): the locks translator
+    /// takes only locks of exactly that range, in every lock domain, so `(0, 0)` takes
+    /// AFR's transaction locks (whole-file with `cluster.full-lock` on, its default) and
+    /// leaves a self-heal's locks on the chunk it is copying. Returns how many the bricks
     /// say they cleared.
-    pub fn clear_inode_locks(&self) -> Result<u32, Error> {
-        const CALL: &str = "glfs_fgetxattr";
-        let key = c"glusterfs.clrlk.tinode.kgranted";
-        let value = xattr_value(CALL, 4096, |value, size| {
-            // SAFETY: fd live; key NUL-terminated; value valid for size bytes.
-            unsafe { (self.sys().glfs_fgetxattr)(self.fd, key.as_ptr(), value, size) }
-        })?;
-        Ok(cleared_count(&String::from_utf8_lossy(&value)))
+    pub fn clear_inode_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
+        let answer = self.clear_locks("tinode", "kgranted", start, len)?;
+        Ok(cleared_count(&answer))
     }
 
-    /// The bricks' answer to clear-locks of `kind` (`kgranted`, `kblocked`) on exactly
-    /// `len` bytes at `start`.
-    fn clear_locks(&self, kind: &str, start: u64, len: u64) -> Result<String, Error> {
+    /// The bricks' answer to clear-locks of locks of `kind_type` (`tposix`, `tinode`) and
+    /// `kind` (`kgranted`, `kblocked`) on exactly `len` bytes at `start`.
+    fn clear_locks(
+        &self,
+        kind_type: &str,
+        kind: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<String, Error> {
         const CALL: &str = "glfs_fgetxattr";
         if i64::try_from(start).is_err() || i64::try_from(len).is_err() {
             return Err(Error::InvalidArgument {
@@ -900,8 +905,10 @@ impl File {
                 reason: format!("range {start}+{len} is past the largest file offset"),
             });
         }
-        let key = CString::new(format!("glusterfs.clrlk.tposix.{kind}.0,{start}-{len}"))
-            .expect("no NUL in a formatted key");
+        let key = CString::new(format!(
+            "glusterfs.clrlk.{kind_type}.{kind}.0,{start}-{len}"
+        ))
+        .expect("no NUL in a formatted key");
         let value = xattr_value(CALL, 4096, |value, size| {
             // SAFETY: fd live; key NUL-terminated; value valid for size bytes.
             unsafe { (self.sys().glfs_fgetxattr)(self.fd, key.as_ptr(), value, size) }
@@ -943,7 +950,7 @@ impl File {
     /// (`glusterfs.clrlk.tposix.kblocked.0,START-LEN`). Returns how many the bricks say
     /// they withdrew.
     pub fn clear_blocked_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
-        let answer = self.clear_locks("kblocked", start, len)?;
+        let answer = self.clear_locks("tposix", "kblocked", start, len)?;
         Ok(withdrawn_count(&answer))
     }
 

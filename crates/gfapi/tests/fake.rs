@@ -410,3 +410,21 @@ fn mandatory_locks_refuse_another_clients_io_with_eagain() {
         })
     ));
 }
+
+/// Clear-locks of inode locks names an exact range in the grammar the bricks' locks
+/// translator reads (`0,START-LEN`; the fake answers EINVAL to one it cannot parse, as a
+/// brick does), and a range past the largest file offset is refused before gfapi.
+#[test]
+fn clear_inode_locks_names_a_range_the_bricks_read() {
+    let f = new_file("clear-inode-locks", 65536);
+    // The fake models no inode locks (they are the volume's translators'): none cleared.
+    assert_eq!(f.clear_inode_locks(0, 0), Ok(0));
+    assert_eq!(f.clear_inode_locks(4096, 65536), Ok(0));
+    assert!(matches!(
+        f.clear_inode_locks(u64::MAX, 1),
+        Err(Error::InvalidArgument {
+            call: "glfs_fgetxattr",
+            ..
+        })
+    ));
+}
