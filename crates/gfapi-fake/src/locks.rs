@@ -30,8 +30,9 @@
 //! lock, left on the backing file and the shadow, no longer counts for anyone, and a lock
 //! on a cleared range fences reads and writes as a mandatory one. Known differences: only
 //! `tposix` with a range is modelled (`tinode`, `tentry` clear nothing, a `tinode`
-//! range that does not parse is EINVAL; `tposix` without a range is EINVAL), and a request on a range that overlaps a cleared one without being equal
-//! still meets the old lock.
+//! range that does not parse is EINVAL; `tposix` without a range is EINVAL), and a
+//! request on a range that overlaps a cleared one without being equal still meets the
+//! old lock.
 
 #![allow(clippy::missing_safety_doc)]
 
