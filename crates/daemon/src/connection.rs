@@ -271,12 +271,12 @@ async fn serve_in_span(
                 }
                 session.handle_event(&mut conn, &done_tx, &targets, peer, event);
                 let (reads, bytes) = done_tx.ready_data();
-                if reads >= 2 && bytes >= SocketBuffers::FLUSH_AT {
-                    // A large batch of read data is ready (a store that answers inline, the
-                    // memory store, reads while the commands start): send it before the next
-                    // command is worked on, so the initiator takes in the first responses
-                    // while the next are read, instead of both ends taking turns over the
-                    // whole batch. Small batches (4k) still go out in one write at the end.
+                if buffers.send_now(reads, bytes) {
+                    // Read data is ready (a store that answers inline, the memory store,
+                    // reads while the commands start): a large batch of it, or the first
+                    // few reads of the round. Sent before the next command is worked on,
+                    // so the initiator takes in the first responses while the next are
+                    // read, instead of both ends taking turns over the whole batch.
                     done_tx.take(&mut ready);
                     for done in ready.drain(..) {
                         session.io_done(&mut conn, &done_tx, done);
