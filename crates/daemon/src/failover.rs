@@ -760,7 +760,7 @@ impl Failover {
                 Ok(fence) => {
                     tracing::warn!(target = %name, lun,
                         "took the data fence over from the stalled active gateway");
-                    let cleared = crate::stall::clear_write_locks(name, lun, &**store);
+                    let cleared = crate::stall::clear_write_locks(name, lun, &**store, &self.owner);
                     if let Some(m) = self.metrics() {
                         m.alua_cleared_write_locks(name, u64::from(lun), cleared);
                     }

@@ -112,6 +112,16 @@ pub const WRITTEN_OBJECTS: [&str; 4] = [
     crate::gateways::ACKS_METADATA,
 ];
 
+/// The metadata locks under which gateways write [`WRITTEN_OBJECTS`] while others may be
+/// taking a LUN over: the reservations' (their changes write `pr` and `pr-lu`) and the
+/// acknowledgements' ([`crate::gateways::ACKS_METADATA`]). The record is written only by
+/// the active gateway and by a standby holding [`TAKEOVER`].
+pub const WRITERS_LOCKS: [&str; 2] = [scsi::RESERVATIONS_METADATA, crate::gateways::ACKS_METADATA];
+
+/// How long [`clear_write_locks`] waits in all for [`WRITERS_LOCKS`]: longer than a live
+/// gateway's write of one of those objects under its lock takes (a read and a rename).
+pub const WRITERS_WAIT: Duration = Duration::from_secs(2);
+
 /// Once the stalled gateway's fence is taken over: the locks the volume took for its
 /// writes go too (`BlockStore::clear_write_locks` on the image and [`WRITTEN_OBJECTS`]).
 /// On a replicated Gluster volume a gateway stopped under write load keeps AFR's eager
@@ -122,7 +132,37 @@ pub const WRITTEN_OBJECTS: [&str; 4] = [
 /// the moment the fence is taken over, so none of them completes under the cleared
 /// locks. A failure is logged and the takeover goes on: the record write then shows
 /// whether it mattered. Returns how many went.
-pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore) -> u32 {
+///
+/// Live gateways write some of those objects too, each write under its object's metadata
+/// lock ([`WRITERS_LOCKS`]): a standby acknowledging reservations into `pr-acks`, any
+/// gateway changing the reservations. Clear-locks names a file and a name, never a
+/// client, so a live gateway inside its rename of one of them at this moment would lose
+/// its entry locks with the stalled one's. So the clearing waits, at most
+/// [`WRITERS_WAIT`] in all, for those locks and holds them while it clears: a write in
+/// progress finishes first and the next waits. A lock still held after that is the
+/// stalled gateway's (stalled inside such a write, the case the clearing is for) or a
+/// live gateway's that takes longer; the clearing goes on without it.
+pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore, owner: &LockOwner) -> u32 {
+    let until = Instant::now() + WRITERS_WAIT;
+    let _writers: Vec<MetadataLock> = WRITERS_LOCKS
+        .iter()
+        .filter_map(|name| {
+            let left = until.saturating_duration_since(Instant::now());
+            let wait = if left.is_zero() {
+                LockWait::NoWait
+            } else {
+                LockWait::AtMost(left)
+            };
+            match store.lock_metadata(name, owner, LockMode::Exclusive, wait) {
+                Ok(lock) => Some(lock),
+                Err(err) => {
+                    tracing::info!(target = %target, lun, lock = name, %err,
+                        "clearing the volume's write locks without this lock");
+                    None
+                }
+            }
+        })
+        .collect();
     match store.clear_write_locks(&WRITTEN_OBJECTS) {
         Ok(0) => 0,
         Ok(cleared) => {
@@ -612,14 +652,22 @@ pub(crate) mod tests {
             name: &str,
             owner: &LockOwner,
             _: LockMode,
-            _: LockWait,
+            wait: LockWait,
         ) -> Result<MetadataLock, LockError> {
             Self::check(name)?;
-            if self.held.lock().unwrap().contains_key(name) {
-                return Err(LockError::Contended {
-                    name: name.into(),
-                    waited: Duration::ZERO,
-                });
+            let started = Instant::now();
+            let most = match wait {
+                LockWait::NoWait => Duration::ZERO,
+                LockWait::AtMost(most) => most,
+            };
+            while self.held.lock().unwrap().contains_key(name) {
+                if started.elapsed() >= most {
+                    return Err(LockError::Contended {
+                        name: name.into(),
+                        waited: started.elapsed(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
             Ok(self.grant(name, owner))
         }
@@ -638,10 +686,11 @@ pub(crate) mod tests {
         }
         fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, store_api::StoreError> {
             let names = names.join(",");
-            self.ops
-                .lock()
-                .unwrap()
-                .push(format!("clear write locks {names}"));
+            let mut held: Vec<String> = self.held.lock().unwrap().keys().cloned().collect();
+            held.sort();
+            let mut ops = self.ops.lock().unwrap();
+            ops.push(format!("held at the clearing: {}", held.join(",")));
+            ops.push(format!("clear write locks {names}"));
             Ok(1)
         }
         fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, store_api::StoreError> {
@@ -655,6 +704,85 @@ pub(crate) mod tests {
                 .insert(name.into(), data.to_vec());
             Ok(())
         }
+    }
+
+    /// A live standby C is writing `pr-acks` (its lock held) when B clears the stalled
+    /// gateway's write locks: B waits for C's write to end and clears while it holds the
+    /// acknowledgements' and the reservations' locks, so C's rename never loses its
+    /// entry locks; C's next write waits for B.
+    #[test]
+    fn the_clearing_waits_for_a_live_gateways_write_of_the_objects_and_holds_their_locks() {
+        let bricks = Arc::new(Bricks::default());
+        let c = LockOwner::new("gw-c").unwrap();
+        let writing = bricks
+            .lock_metadata(
+                crate::gateways::ACKS_METADATA,
+                &c,
+                LockMode::Exclusive,
+                LockWait::NoWait,
+            )
+            .unwrap();
+        let ends = {
+            let bricks = bricks.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                bricks.ops.lock().unwrap().push("gw-c wrote pr-acks".into());
+                drop(writing);
+            })
+        };
+        let started = Instant::now();
+        let b = LockOwner::new("gw-b").unwrap();
+        assert_eq!(clear_write_locks("t", 0, &*bricks, &b), 1);
+        let took = started.elapsed();
+        ends.join().unwrap();
+        assert!(
+            took >= Duration::from_millis(300) && took < WRITERS_WAIT,
+            "{took:?}"
+        );
+        let ops = bricks.ops.lock().unwrap().clone();
+        assert_eq!(
+            ops,
+            [
+                "gw-c wrote pr-acks".to_string(),
+                "held at the clearing: pr,pr-acks".into(),
+                format!("clear write locks {}", WRITTEN_OBJECTS.join(",")),
+            ]
+        );
+        // Let go once the clearing is done.
+        assert!(bricks.held.lock().unwrap().is_empty());
+    }
+
+    /// The locks held by the stalled gateway itself (stopped inside a reservation change
+    /// and its acknowledgement): the clearing waits [`WRITERS_WAIT`] in all, not per lock,
+    /// and then clears without them.
+    #[test]
+    fn the_clearing_waits_at_most_writers_wait_for_locks_the_stalled_gateway_holds() {
+        let bricks = Bricks::default();
+        let a = LockOwner::new("gw-a").unwrap();
+        let _stalled: Vec<_> = WRITERS_LOCKS
+            .iter()
+            .map(|name| {
+                bricks
+                    .lock_metadata(name, &a, LockMode::Exclusive, LockWait::NoWait)
+                    .unwrap()
+            })
+            .collect();
+        let started = Instant::now();
+        let b = LockOwner::new("gw-b").unwrap();
+        assert_eq!(clear_write_locks("t", 0, &bricks, &b), 1);
+        let took = started.elapsed();
+        assert!(
+            took >= WRITERS_WAIT && took < WRITERS_WAIT + Duration::from_millis(900),
+            "{took:?}"
+        );
+        let ops = bricks.ops.lock().unwrap().clone();
+        assert_eq!(
+            ops,
+            [
+                "held at the clearing: pr,pr-acks".to_string(),
+                format!("clear write locks {}", WRITTEN_OBJECTS.join(",")),
+            ]
+        );
     }
 
     /// Four gateways: A (active) stalled at record version 7; standby B took the takeover
