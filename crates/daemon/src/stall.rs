@@ -181,10 +181,11 @@ pub fn clear_write_locks(target: &str, lun: u16, store: &dyn BlockStore, owner: 
 /// How long the record stands still, as a standby sees it, before it judges the LUN's
 /// takeovers blocked ([`Refusal::Blocked`]): the takeover lock is taken over after twice
 /// `bound`, and the standby that holds [`TAKEOVER_BREAK`] then has twice `bound` more, and
-/// at least the time its three lock takeovers may take (3 x [`TAKE_WAIT`]), to write the
+/// at least the time its three lock takeovers and its wait for the writers' locks may take
+/// (3 x [`TAKE_WAIT`] + [`WRITERS_WAIT`], [`clear_write_locks`]), to write the
 /// record before the others judge it stalled too.
 pub fn blocked_after(bound: Duration) -> Duration {
-    2 * bound + (2 * bound).max(3 * TAKE_WAIT)
+    2 * bound + (2 * bound).max(3 * TAKE_WAIT + WRITERS_WAIT)
 }
 
 /// Why [`begin_takeover`] gave no takeover.
@@ -849,14 +850,16 @@ pub(crate) mod tests {
     fn a_standby_stalled_with_the_breaking_lock_blocks_the_luns_takeovers_after_the_bound() {
         let bricks = Bricks::default();
         let [b, c, d] = ["gw-b", "gw-c", "gw-d"].map(|n| LockOwner::new(n).unwrap());
-        let bound = Duration::from_secs(8);
-        // Twice the bound, then twice the bound more for the breaking lock's holder (16 s,
-        // more than the 15 s of its three lock takeovers).
-        assert_eq!(blocked_after(bound), Duration::from_secs(32));
-        // With the least bound (2 s) the holder's three lock takeovers (3 x 5 s) count.
+        let bound = Duration::from_secs(10);
+        // Twice the bound, then twice the bound more for the breaking lock's holder (20 s,
+        // more than the 17 s of its three lock takeovers and its wait for the writers'
+        // locks).
+        assert_eq!(blocked_after(bound), Duration::from_secs(40));
+        // With the least bound (2 s) the holder's three lock takeovers (3 x 5 s) and its
+        // wait for the writers' locks (2 s) count.
         assert_eq!(
             blocked_after(Duration::from_secs(2)),
-            Duration::from_secs(4 + 15)
+            Duration::from_secs(4 + 15 + 2)
         );
         let at = |stood| Stalled { version: 7, stood };
         let version = std::cell::Cell::new(7);
