@@ -210,10 +210,18 @@ pub enum Refusal {
 /// How long [`fence_taken`] waits for its read.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 
-/// What a standby saw of each target's record: the version and when it first saw it.
+/// What a standby saw of each target's record: the version, and the start of the first
+/// round after the one that first read it.
+///
+/// Not the start of the round that read it: a round is told the time when it starts, and
+/// its gateway may be stopped (SIGSTOP, a wedged host) after that and before its read, then
+/// read a version written long after that time; counted from there, the next round would
+/// find that version standing for as long as its own gateway was stopped and take a live
+/// gateway's fence over. The start of the next round comes after that read, so the age is
+/// never more than the time the version really stood (at most one round less).
 #[derive(Debug)]
 pub struct Watch {
-    seen: HashMap<String, (u64, Instant)>,
+    seen: HashMap<String, (u64, Option<Instant>)>,
     bound: Duration,
 }
 
@@ -266,20 +274,26 @@ impl Watch {
     }
 
     /// Notes what [`Watch::stalled`] notes and answers for how long the version has stood
-    /// unchanged since this gateway first saw it (zero for `None`, and for a new version).
+    /// unchanged, counted from the start (`now`) of the first round after the one that
+    /// first read it: zero for `None`, for a new version, and in that next round.
     pub fn age(&mut self, target: &str, active: Option<u64>, now: Instant) -> Duration {
         let Some(version) = active else {
             self.seen.remove(target);
             return Duration::ZERO;
         };
-        let seen = self
-            .seen
-            .entry(target.to_string())
-            .or_insert((version, now));
-        if seen.0 != version {
-            *seen = (version, now);
+        match self.seen.get_mut(target) {
+            Some((seen, since)) if *seen == version => match since {
+                Some(at) => now.saturating_duration_since(*at),
+                None => {
+                    *since = Some(now);
+                    Duration::ZERO
+                }
+            },
+            _ => {
+                self.seen.insert(target.to_string(), (version, None));
+                Duration::ZERO
+            }
         }
-        now.duration_since(seen.1)
     }
 
     /// Forgets `target` (this gateway became its active gateway).
@@ -421,32 +435,72 @@ pub fn fence_taken(stores: &[(u16, Arc<dyn BlockStore>)]) -> Option<u16> {
 pub(crate) mod tests {
     use super::*;
 
+    /// Rounds every half second from `from` to `to` (both included), each reading
+    /// `version`; what the last one answers.
+    fn rounds(w: &mut Watch, version: Option<u64>, from: Instant, to: Instant) -> Option<Stalled> {
+        let mut at = from;
+        loop {
+            let answer = w.stalled_for("t", version, at);
+            if at >= to {
+                return answer;
+            }
+            at = (at + Duration::from_millis(500)).min(to);
+        }
+    }
+
     #[test]
     fn a_record_version_that_stands_still_for_the_bound_is_stalled() {
         let mut w = Watch::with_bound(STALL_AFTER);
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // First read at t0; counted from the next round's start (t0 + 500 ms).
         assert_eq!(w.stalled("t", Some(5), t0), None);
+        assert_eq!(w.stalled("t", Some(5), t0 + ms(500)), None);
         assert_eq!(w.stalled("t", Some(5), t0 + STALL_AFTER / 2), None);
-        assert_eq!(w.stalled("t", Some(5), t0 + STALL_AFTER), Some(5));
+        assert_eq!(w.stalled("t", Some(5), t0 + STALL_AFTER + ms(499)), None);
+        assert_eq!(w.stalled("t", Some(5), t0 + STALL_AFTER + ms(500)), Some(5));
         // A heartbeat (a new version) starts the wait again.
-        assert_eq!(w.stalled("t", Some(6), t0 + STALL_AFTER), None);
+        let t1 = t0 + 2 * STALL_AFTER;
+        assert_eq!(w.stalled("t", Some(6), t1), None);
         assert_eq!(
-            w.stalled(
-                "t",
-                Some(6),
-                t0 + 2 * STALL_AFTER - Duration::from_millis(1)
-            ),
+            rounds(&mut w, Some(6), t1 + ms(500), t1 + STALL_AFTER),
             None
         );
-        assert_eq!(w.stalled("t", Some(6), t0 + 2 * STALL_AFTER), Some(6));
+        assert_eq!(w.stalled("t", Some(6), t1 + STALL_AFTER + ms(500)), Some(6));
         // Targets are watched apart.
-        assert_eq!(w.stalled("u", Some(6), t0 + 2 * STALL_AFTER), None);
+        assert_eq!(w.stalled("u", Some(6), t1 + STALL_AFTER + ms(500)), None);
         // Nobody named active: nothing to take over, and the wait starts over.
-        assert_eq!(w.stalled("t", None, t0 + 3 * STALL_AFTER), None);
-        assert_eq!(w.stalled("t", Some(6), t0 + 3 * STALL_AFTER), None);
+        let t2 = t0 + 4 * STALL_AFTER;
+        assert_eq!(w.stalled("t", None, t2), None);
+        assert_eq!(rounds(&mut w, Some(6), t2, t2 + STALL_AFTER), None);
         w.forget("t");
-        assert_eq!(w.stalled("t", Some(6), t0 + 4 * STALL_AFTER), None);
-        assert_eq!(w.stalled("t", Some(6), t0 + 5 * STALL_AFTER), Some(6));
+        let t3 = t0 + 6 * STALL_AFTER;
+        assert_eq!(rounds(&mut w, Some(6), t3, t3 + STALL_AFTER), None);
+        assert_eq!(w.stalled("t", Some(6), t3 + STALL_AFTER + ms(500)), Some(6));
+    }
+
+    /// A round told the time when it started, then held up (its gateway SIGSTOPped for
+    /// 35 s) before it read the record: the version it read was written during the stop.
+    /// The next round, at once, must not find it standing for those 35 s (the Docker
+    /// "gateway stall in the middle of a write" scenario: the stalled gateway, resumed and
+    /// stepped down, took the new active gateway's fence away 60 ms later).
+    #[test]
+    fn a_version_read_by_a_round_held_up_after_it_started_counts_from_the_next_round() {
+        let mut w = Watch::with_bound(STALL_AFTER);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Active itself until the stop: nothing watched. Then the held-up round.
+        assert_eq!(w.stalled("t", Some(25), t0), None);
+        let resumed = t0 + s(35);
+        assert_eq!(w.stalled("t", Some(25), resumed), None);
+        // The live gateway's next heartbeats are seen as usual.
+        assert_eq!(w.stalled("t", Some(26), resumed + s(1)), None);
+        // Only a real stall of the version read is one.
+        assert_eq!(
+            rounds(&mut w, Some(26), resumed + s(2), resumed + s(9)),
+            None
+        );
+        assert_eq!(w.stalled("t", Some(26), resumed + s(10)), Some(26));
     }
 
     #[test]
@@ -455,31 +509,34 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         assert_eq!(w.age("t", Some(5), t0), Duration::ZERO);
-        assert_eq!(w.age("t", Some(5), t0 + s(3)), s(3));
+        // Counted from the round after the first read.
+        assert_eq!(w.age("t", Some(5), t0 + s(1)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(5), t0 + s(4)), s(3));
         // Past the bound it goes on growing.
-        assert_eq!(w.age("t", Some(5), t0 + s(20)), s(20));
+        assert_eq!(w.age("t", Some(5), t0 + s(21)), s(20));
         // A heartbeat: zero again, counted from the new version.
-        assert_eq!(w.age("t", Some(6), t0 + s(21)), Duration::ZERO);
-        assert_eq!(w.age("t", Some(6), t0 + s(22)), s(1));
+        assert_eq!(w.age("t", Some(6), t0 + s(22)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(23)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(24)), s(1));
         // Nobody named active: zero, and the next version counts from its first sight.
-        assert_eq!(w.age("t", None, t0 + s(23)), Duration::ZERO);
-        assert_eq!(w.age("t", Some(6), t0 + s(24)), Duration::ZERO);
+        assert_eq!(w.age("t", None, t0 + s(25)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(26)), Duration::ZERO);
+        assert_eq!(w.age("t", Some(6), t0 + s(27)), Duration::ZERO);
     }
 
     #[test]
     fn the_bound_is_whatever_the_watch_was_given() {
         let mut w = Watch::with_bound(Duration::from_secs(3));
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         assert_eq!(w.stalled_for("t", Some(1), t0), None);
-        assert_eq!(
-            w.stalled_for("t", Some(1), t0 + Duration::from_millis(2999)),
-            None
-        );
+        assert_eq!(w.stalled_for("t", Some(1), t0 + ms(500)), None);
+        assert_eq!(w.stalled_for("t", Some(1), t0 + ms(3499)), None);
         assert_eq!(
             w.stalled_for("t", Some(1), t0 + Duration::from_secs(7)),
             Some(Stalled {
                 version: 1,
-                stood: Duration::from_secs(7)
+                stood: ms(6500)
             })
         );
     }

@@ -1271,8 +1271,12 @@ fn live_concurrent_registrations_through_gluster_gateways_are_all_kept() {
 
 /// How long a standby may take to become active once the active gateway died: the
 /// failover round comes every second (`gateways::REFRESH`); a wide margin for a loaded
-/// machine.
-const FAILOVER_BOUND: Duration = Duration::from_secs(15);
+/// machine. The slowest case waits for it: a standby not preferred watches the active
+/// gateway's heartbeat only once `failover::PREFERRED_WAIT` (10 s) has passed since it
+/// started, counts a version from the round after it first read it
+/// (`daemon::stall::Watch`), and a stuck takeover lock makes it wait twice the bound (2 x
+/// 2 s in those tests): about 16 s from a stop right after it started.
+const FAILOVER_BOUND: Duration = Duration::from_secs(20);
 
 /// CHECK CONDITION (02h), NOT READY (2h), LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN
 /// STANDBY STATE (04h/0Bh; SPC-4 5.16.2.4.4).
