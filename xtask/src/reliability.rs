@@ -112,6 +112,7 @@ pub const SCENARIOS: &[&str] = &[
     "gateway-failover-brick-loss",
     "gateway-stall",
     "gateway-stall-in-write",
+    "gateway-stall-mid-write",
 ];
 
 /// Those run when none is named: all of them.
@@ -181,6 +182,9 @@ pub fn run_all(env: &Env, checks: &mut Checks, only: &[String]) -> Vec<Row> {
     }
     if wanted("gateway-stall-in-write") {
         record(gateway_stall(env, StallAt::RecordWrite), checks);
+    }
+    if wanted("gateway-stall-mid-write") {
+        record(gateway_stall(env, StallAt::MidWrite), checks);
     }
     rows
 }
@@ -1251,8 +1255,26 @@ struct ReadBack {
     said: String,
     to_heal: usize,
     healed_in: Duration,
-    /// Why the bricks' copies differ after the heal, if they do.
+    /// Why the bricks' copies differ after the heal, if they do in a way they must not.
     copies_differ: Option<String>,
+    /// Blocks in which the copies differ only as outcomes of a write never acknowledged
+    /// (see [`copies_in_doubt`]).
+    in_doubt: u64,
+}
+
+impl ReadBack {
+    /// For a verdict: the blocks in which the bricks' copies differ as outcomes of writes
+    /// never acknowledged, if any.
+    fn in_doubt_note(&self) -> String {
+        if self.in_doubt == 0 {
+            String::new()
+        } else {
+            format!(
+                "; the bricks' copies differ in {} blocks, each holding an outcome of a write A never acknowledged, which AFR leaves unmarked and a multipath host rewrites through B",
+                self.in_doubt
+            )
+        }
+    }
 }
 
 /// Once no gateway runs (their fences gone): every write the loads acknowledged, read
@@ -1262,6 +1284,11 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
     // What the volume says is left to heal (a write a killed gateway had in flight may
     // have reached some bricks only; AFR marked it).
     let to_heal = docker::heal_pending(FAILOVER_VOLUME)?;
+    // What AFR will go by, before the read-back's client may heal the file itself.
+    eprintln!(
+        "before the read-back and heal:\n{}",
+        brick_xattrs(FAILOVER_VOLUME, lun)
+    );
     let checker = env.load.with_file_name("iscsi-load-check");
     let mut cmd = Command::new(&checker);
     cmd.args(["--volume", FAILOVER_VOLUME]);
@@ -1293,18 +1320,28 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
     let copies = (0..3)
         .map(|i| docker::read_brick_file(i, FAILOVER_VOLUME, lun))
         .collect::<Result<Vec<_>>>()?;
-    let copies_differ = copies
-        .iter()
-        .enumerate()
-        .skip(1)
-        .find(|(_, copy)| *copy != &copies[0])
-        .map(|(i, copy)| {
-            format!(
-                "after heal node {i}'s copy differs from node 0's (sizes {} and {})",
-                copy.len(),
-                copies[0].len()
-            )
-        });
+    let (differing, where_) = blocks_that_differ(&copies, BLOCK, 8);
+    let mut in_doubt = 0;
+    let copies_differ = if differing == 0 {
+        None
+    } else {
+        eprintln!(
+            "after the heal:\n{}\n{where_}",
+            brick_xattrs(FAILOVER_VOLUME, lun)
+        );
+        match copies_in_doubt(&checker, FAILOVER_VOLUME, lun, expects) {
+            Ok(n) if n == differing => {
+                in_doubt = n;
+                None
+            }
+            Ok(n) => Some(format!(
+                "after heal the bricks' copies differ in {differing} blocks, of which {n} are outcomes of writes never acknowledged"
+            )),
+            Err(e) => Some(format!(
+                "after heal the bricks' copies differ in {differing} blocks: {e:#}"
+            )),
+        }
+    };
     Ok(ReadBack {
         slots: n("slots_checked"),
         wrong: n("wrong_blocks"),
@@ -1312,7 +1349,114 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
         to_heal,
         healed_in,
         copies_differ,
+        in_doubt,
     })
+}
+
+/// The loads' logical block size, which `blocks_that_differ` compares by.
+const BLOCK: usize = 4096;
+
+/// Of the blocks in which the bricks' copies of `lun` differ, how many differ only as
+/// outcomes of a write never acknowledged: every copy holds one of the contents the
+/// expectation files allow there (`iscsi-load-check --copy`, reading the brick files
+/// from the host). A stalled gateway's write it had sent to some bricks when it stopped
+/// and that the bricks refused as fenced when it resumed is one: AFR counts a write that
+/// failed its quorum as failed on every brick and marks no brick to heal (docs/fencing.md,
+/// "A stalled writer's write on some bricks only").
+fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -> Result<u64> {
+    let mut cmd = Command::new(checker);
+    for i in 0..3 {
+        cmd.arg("--copy")
+            .arg(docker::brick_root_on_host(i)?.join(volume).join(lun));
+    }
+    for e in expects {
+        cmd.arg("--expect").arg(e);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", checker.display()))?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("the copies' check printed no report: {said}"))?;
+    eprint!("{said}");
+    let wrong: u64 = report
+        .get("copies")
+        .and_then(Value::as_array)
+        .map(|copies| {
+            copies
+                .iter()
+                .filter_map(|c| c.get("wrong_blocks").and_then(Value::as_u64))
+                .sum()
+        })
+        .unwrap_or(0);
+    ensure!(
+        wrong == 0,
+        "{wrong} wrong blocks in the bricks' copies: {}",
+        tail_lines(&said, 4)
+    );
+    report
+        .get("copies_differ_in_doubt")
+        .and_then(Value::as_u64)
+        .with_context(|| format!("the copies' check reported no comparison: {report}"))
+}
+
+/// The extended attributes of each brick's copy of `rel` (AFR's changelog: pending and
+/// dirty counts), as `getfattr` prints them, for the log.
+fn brick_xattrs(volume: &str, rel: &str) -> String {
+    (0..3)
+        .map(|i| {
+            let said = docker::brick_root_on_host(i).and_then(|root| {
+                let path = root.join(volume).join(rel);
+                let out = Command::new("getfattr")
+                    .args(["--absolute-names", "-d", "-m", ".", "-e", "hex"])
+                    .arg(&path)
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("running getfattr (apt install attr)")?;
+                Ok(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            });
+            match said {
+                Ok(text) => format!("node {i}: {}", text.trim()),
+                Err(e) => format!("node {i}: {e:#}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How many `block`-sized blocks of the copies differ from the first copy's, and a text
+/// naming them with, for the first `shown`, each copy's first 32 bytes in hex (a verified block's
+/// header: magic, LBA, generation and run id, little-endian).
+fn blocks_that_differ(copies: &[Vec<u8>], block: usize, shown: usize) -> (u64, String) {
+    let longest = copies.iter().map(Vec::len).max().unwrap_or(0);
+    let at = |copy: &Vec<u8>, b: usize| -> Vec<u8> {
+        copy.get(b * block..((b + 1) * block).min(copy.len()))
+            .unwrap_or_default()
+            .to_vec()
+    };
+    let differ: Vec<usize> = (0..longest.div_ceil(block))
+        .filter(|&b| copies.iter().any(|c| at(c, b) != at(&copies[0], b)))
+        .collect();
+    let mut text = format!("{} blocks of {block} bytes differ", differ.len());
+    for &b in differ.iter().take(shown) {
+        let _ = write!(text, "\n  block {b} (byte {}):", b * block);
+        for (i, copy) in copies.iter().enumerate() {
+            let head: String = at(copy, b)
+                .iter()
+                .take(32)
+                .map(|x| format!("{x:02x}"))
+                .collect();
+            let _ = write!(text, "\n    node {i}: {head}");
+        }
+    }
+    (differ.len() as u64, text)
 }
 
 /// The problems of a read-back and of verified loads that must each have verified
@@ -1406,8 +1550,12 @@ fn gateway_failover_inner(env: &Env, brick_loss: bool, row: &mut Row) -> Result<
     );
     row.verdict = if problems.is_empty() {
         format!(
-            "pass ({} + {} writes acknowledged, {} slots read back, {} entries left to heal after the load)",
-            cut.writes_acked, after.writes_acked, back.slots, back.to_heal
+            "pass ({} + {} writes acknowledged, {} slots read back, {} entries left to heal after the load{})",
+            cut.writes_acked,
+            after.writes_acked,
+            back.slots,
+            back.to_heal,
+            back.in_doubt_note()
         )
     } else {
         format!("FAIL: {}", problems.join("; "))
@@ -1436,6 +1584,13 @@ const HEARTBEAT_ROUND: Duration = Duration::from_secs(1);
 /// record's temporary file open and written and AFR's lock on it held: the standby's own
 /// record write must not wait for A either (docs/fencing.md, "A stalled writer's volume
 /// locks"; the CI run that found it had stopped A there by chance).
+///
+/// [`StallAt::MidWrite`] stops A between sending a write to one brick and to the next:
+/// when it resumes the rest is refused as fenced, and the bricks that had it keep a write
+/// AFR marks on none of them when too few had it for its quorum (the CI run that found it
+/// had stopped A there by chance too). Nothing acknowledged may be lost, and the copies
+/// may differ only in such a write's block (docs/fencing.md, "A stalled writer's write on
+/// some bricks only").
 fn gateway_stall(env: &Env, at: StallAt) -> Row {
     let (scenario, faults) = match at {
         StallAt::UnderLoad => (
@@ -1445,6 +1600,10 @@ fn gateway_stall(env: &Env, at: StallAt) -> Row {
         StallAt::RecordWrite => (
             "gateway stall in its record write",
             "active gateway stopped inside its heartbeat's record write (gdb: breakpoint on glfs_fsync, SIGSTOP, detach) until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+        ),
+        StallAt::MidWrite => (
+            "gateway stall in the middle of a write",
+            "active gateway stopped after sending a write to one brick and before the next (gdb: second WRITE request to rpc_clnt_submit, SIGSTOP, detach) until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
         ),
     };
     let row = Row::new(
@@ -1468,6 +1627,68 @@ enum StallAt {
     /// 5 s into the load, at its next heartbeat: inside the fsync of the record's
     /// temporary file.
     RecordWrite,
+    /// 5 s into the load, between two bricks' requests of a write.
+    MidWrite,
+}
+
+/// The procedure number of WRITE in Gluster's file operations program (GlusterFS 3.3 and
+/// 4.x alike: NULL, STAT, READLINK, MKNOD, MKDIR, UNLINK, RMDIR, SYMLINK, RENAME, LINK,
+/// TRUNCATE, OPEN, READ, WRITE).
+const GLUSTER_WRITE_PROC: u32 = 13;
+
+/// Stops process `pid` between two bricks' requests of a write: gdb breaks in
+/// `rpc_clnt_submit` (libgfrpc, which every brick request goes through) at the second
+/// WRITE request after it attached, the first having gone to a brick already; AFR sends
+/// a write to its bricks one after another. Then SIGSTOP and detach, as
+/// [`stop_in_metadata_write`] does. Waits at most `limit`.
+fn stop_between_bricks(pid: u32, limit: Duration) -> Result<()> {
+    let pid_s = pid.to_string();
+    let stop = format!("shell kill -STOP {pid}");
+    // At the function's entry the third argument (the procedure number) is in edx.
+    let brk = format!("break rpc_clnt_submit if $edx == {GLUSTER_WRITE_PROC}");
+    let out = Command::new("timeout")
+        .arg(limit.as_secs().to_string())
+        .args(["gdb", "-nx", "-batch", "-p", &pid_s])
+        .args(["-ex", &brk, "-ex", "ignore 1 1", "-ex", "continue"])
+        .args([
+            "-ex", "bt 3", "-ex", &stop, "-ex", "delete", "-ex", "detach",
+        ])
+        .args(["-ex", "quit"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running gdb (apt install gdb)")?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "gdb said: {}{}",
+        tail_lines(&said, 8),
+        tail_lines(&String::from_utf8_lossy(&out.stderr), 4)
+    );
+    ensure!(
+        out.status.success() && said.contains("in rpc_clnt_submit"),
+        "gdb did not stop the gateway in a write's request within {limit:?} ({}): {}",
+        out.status,
+        tail_lines(
+            &format!("{said}{}", String::from_utf8_lossy(&out.stderr)),
+            6
+        )
+    );
+    ensure_stopped(pid)
+}
+
+/// Fails unless process `pid` is stopped (after gdb let it go with SIGSTOP pending).
+fn ensure_stopped(pid: u32) -> Result<()> {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    ensure!(
+        state
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains("stopped")),
+        "the gateway runs again after gdb let go: {}",
+        state
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("no state")
+    );
+    Ok(())
 }
 
 /// Stops process `pid` inside `glfs_fsync` called by a metadata write: gdb attaches, waits
@@ -1501,24 +1722,14 @@ fn stop_in_metadata_write(pid: u32, limit: Duration) -> Result<()> {
         "the gateway stopped in an fsync other than a metadata write's: {}",
         tail_lines(&said, 6)
     );
-    let state = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    ensure!(
-        state
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains("stopped")),
-        "the gateway runs again after gdb let go: {}",
-        state
-            .lines()
-            .find(|l| l.starts_with("State:"))
-            .unwrap_or("no state")
-    );
-    Ok(())
+    ensure_stopped(pid)
 }
 
 fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     let name = match at {
         StallAt::UnderLoad => "gateway-stall",
         StallAt::RecordWrite => "gateway-stall-in-write",
+        StallAt::MidWrite => "gateway-stall-mid-write",
     };
     let f = start_failover_run(env, name, 40)?;
     let (a, b) = (f.pair.a, f.pair.b);
@@ -1527,6 +1738,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     match at {
         StallAt::UnderLoad => signal(pid, "STOP")?,
         StallAt::RecordWrite => stop_in_metadata_write(pid, Duration::from_secs(30))?,
+        StallAt::MidWrite => stop_between_bricks(pid, Duration::from_secs(30))?,
     }
     let stopped = Instant::now();
     let taken = wait_logged(&b, ACTIVE_SAYS, STALL_AFTER + FAILOVER_LIMIT);
@@ -1592,12 +1804,13 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     );
     row.verdict = if problems.is_empty() {
         format!(
-            "pass (B active {:.1} s into the {:.0} s stall; A stepped down after SIGCONT, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back)",
+            "pass (B active {:.1} s into the {:.0} s stall; A stepped down after SIGCONT, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back{})",
             took.as_secs_f64(),
             stalled_for.as_secs_f64(),
             through_a.writes_acked,
             through_b.writes_acked,
-            back.slots
+            back.slots,
+            back.in_doubt_note()
         )
     } else {
         format!("FAIL: {}", problems.join("; "))
@@ -1631,6 +1844,25 @@ mod tests {
             ["short-outage", "control-plane"]
         );
         assert!(selected(&names(&["no-such"])).is_empty());
+    }
+
+    #[test]
+    fn blocks_that_differ_names_each_differing_block_with_every_copys_header() {
+        let a = vec![0u8; 3 * 8];
+        let mut b = a.clone();
+        b[9] = 0xab; // block 1
+        let mut c = a.clone();
+        c[23] = 1; // block 2
+        let (n, text) = blocks_that_differ(&[a.clone(), b, c], 8, 1);
+        assert_eq!(n, 2);
+        assert!(text.starts_with("2 blocks of 8 bytes differ"), "{text}");
+        assert!(text.contains("block 1 (byte 8):"), "{text}");
+        assert!(text.contains("node 1: 00ab000000000000"), "{text}");
+        assert!(!text.contains("block 2"), "only the first is shown: {text}");
+        assert_eq!(
+            blocks_that_differ(&[a.clone(), a], 8, 4),
+            (0, "0 blocks of 8 bytes differ".to_string())
+        );
     }
 
     #[test]

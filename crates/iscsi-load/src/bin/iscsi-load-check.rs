@@ -1,34 +1,49 @@
-//! `iscsi-load-check --volume V --host H --path P --expect FILE...`: reads a LUN's file
-//! through libgfapi, as a client of its own (not the target), and checks every slot named
-//! by the expectation files that `iscsi-load --verify --expect-out` wrote, oldest first:
-//! a later file's expectation of a slot replaces an earlier one's, or (`or_earlier`) adds
-//! to it. A slot no run wrote before may also hold zeroes (the file's initial content).
-//! Prints one JSON line {"slots_checked":..,"blocks_checked":..,"wrong_blocks":..} and
-//! exits 1 on any wrong block, 2 when the check could not run.
+//! `iscsi-load-check --expect FILE... [--volume V --host H --path P] [--copy FILE...]`:
+//! checks every slot named by the expectation files that `iscsi-load --verify --expect-out`
+//! wrote, oldest first: a later file's expectation of a slot replaces an earlier one's, or
+//! (`or_earlier`) adds to it. A slot no run wrote before may also hold zeroes (the file's
+//! initial content).
+//!
+//! With `--volume` it reads the LUN's file through libgfapi, as a client of its own (not
+//! the target). With `--copy` (repeatable) it reads copies of that file directly, such as
+//! each replica's brick file, checks each, and compares them block by block: copies that
+//! differ in a block where each holds one of the slot's acceptable contents hold different
+//! outcomes of a write never acknowledged (in doubt), which is counted apart.
+//!
+//! Prints one JSON line {"slots_checked":..,"blocks_checked":..,"wrong_blocks":..} (with
+//! `--copy` also "copies", "copies_differ" and "copies_differ_in_doubt") and exits 1 on
+//! any wrong block or a difference between copies that is not in doubt, 2 when the check
+//! could not run.
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 use iscsi_load::verify::{check_block, BlockCheck, Expectation};
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "iscsi-load-check", version)]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["volume", "copies"])))]
 struct Args {
     /// The Gluster volume.
-    #[arg(long)]
-    volume: String,
+    #[arg(long, requires_all = ["hosts", "path"])]
+    volume: Option<String>,
     /// Volfile server(s).
-    #[arg(long = "host", required = true)]
+    #[arg(long = "host")]
     hosts: Vec<String>,
     /// The LUN's file on the volume.
     #[arg(long)]
-    path: String,
+    path: Option<String>,
     /// Expectation files, oldest first.
     #[arg(long = "expect", required = true)]
     expect: Vec<PathBuf>,
+    /// A copy of the LUN's file to read directly (a replica's brick file); repeatable, the
+    /// copies are also compared with each other.
+    #[arg(long = "copy")]
+    copies: Vec<PathBuf>,
     /// libgfapi to load (default: libgfapi.so.0).
     #[arg(long)]
     gfapi_library: Option<PathBuf>,
@@ -44,6 +59,21 @@ struct Header {
     blocks_per_io: u32,
 }
 
+/// What the expectation files say: each slot's acceptable contents, and the geometry.
+struct Expected {
+    slots: BTreeMap<u64, Vec<Alternative>>,
+    block_size: usize,
+    blocks_per_io: usize,
+}
+
+/// Counts of one reading of the slots.
+#[derive(Default)]
+struct Tally {
+    blocks: u64,
+    wrong: u64,
+    messages: Vec<String>,
+}
+
 fn main() -> ExitCode {
     match check(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
@@ -55,10 +85,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(args: Args) -> Result<bool> {
+fn load_expectations(files: &[PathBuf]) -> Result<Expected> {
     let mut slots: BTreeMap<u64, Vec<Alternative>> = BTreeMap::new();
     let mut geometry: Option<(u32, u32)> = None;
-    for path in &args.expect {
+    for path in files {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut lines = text.lines();
@@ -89,62 +119,265 @@ fn check(args: Args) -> Result<bool> {
     let Some((block_size, blocks_per_io)) = geometry else {
         bail!("no expectation file");
     };
-    let lib = gfapi::Gfapi::load(args.gfapi_library.as_deref())?;
-    let servers: Vec<gfapi::Server> = args.hosts.iter().map(gfapi::Server::tcp).collect();
-    let vol = Arc::new(
-        gfapi::Volume::connect(&lib, &args.volume, &servers, None, 4)
-            .with_context(|| format!("cannot mount {}", args.volume))?,
-    );
-    let file = gfapi::File::open(&vol, &args.path, libc::O_RDONLY)
-        .with_context(|| format!("cannot open {}", args.path))?;
-    let bs = block_size as usize;
-    let mut buf = vec![0u8; bs * blocks_per_io as usize];
-    let (mut blocks, mut wrong, mut messages) = (0u64, 0u64, Vec::new());
-    for (lba, alts) in &slots {
-        file.pread(&mut buf, lba * u64::from(block_size))
-            .with_context(|| format!("reading lba {lba}"))?;
+    Ok(Expected {
+        slots,
+        block_size: block_size as usize,
+        blocks_per_io: blocks_per_io as usize,
+    })
+}
+
+/// Whether `block`, read at `at`, holds one of `alts`.
+fn acceptable(block: &[u8], at: u64, alts: &[Alternative]) -> bool {
+    alts.iter().any(|alt| match alt {
+        None => block.iter().all(|&b| b == 0),
+        Some((run, g)) => check_block(block, at, *run, &[*g]) == BlockCheck::Good,
+    })
+}
+
+/// Why `block` at `at` holds none of `alts`, for the report.
+fn why_wrong(block: &[u8], at: u64, alts: &[Alternative]) -> String {
+    let verdicts: Vec<String> = alts
+        .iter()
+        .map(|alt| match alt {
+            None => "not zeroes".to_string(),
+            Some((run, g)) => {
+                format!("{:?} for run {run:#x}", check_block(block, at, *run, &[*g]))
+            }
+        })
+        .collect();
+    format!("lba {at}: {}", verdicts.join(", "))
+}
+
+/// Checks every slot of `expected`, reading each with `read(lba, buf)`.
+fn check_slots(
+    expected: &Expected,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<()>,
+) -> Result<Tally> {
+    let bs = expected.block_size;
+    let mut buf = vec![0u8; bs * expected.blocks_per_io];
+    let mut t = Tally::default();
+    for (lba, alts) in &expected.slots {
+        read(*lba, &mut buf).with_context(|| format!("reading lba {lba}"))?;
         for (i, block) in buf.chunks(bs).enumerate() {
             let at = lba + i as u64;
-            blocks += 1;
-            let good = alts.iter().any(|alt| match alt {
-                None => block.iter().all(|&b| b == 0),
-                Some((run, g)) => check_block(block, at, *run, &[*g]) == BlockCheck::Good,
-            });
-            if !good {
-                wrong += 1;
-                if messages.len() < 8 {
-                    let verdicts: Vec<String> = alts
-                        .iter()
-                        .map(|alt| match alt {
-                            None => "not zeroes".to_string(),
-                            Some((run, g)) => {
-                                format!(
-                                    "{:?} for run {run:#x}",
-                                    check_block(block, at, *run, &[*g])
-                                )
-                            }
-                        })
-                        .collect();
-                    messages.push(format!("lba {at}: {}", verdicts.join(", ")));
+            t.blocks += 1;
+            if !acceptable(block, at, alts) {
+                t.wrong += 1;
+                if t.messages.len() < 8 {
+                    t.messages.push(why_wrong(block, at, alts));
                 }
             }
         }
     }
+    Ok(t)
+}
+
+/// Reads the LUN's file through libgfapi and checks it.
+fn check_through_gfapi(args: &Args, volume: &str, expected: &Expected) -> Result<Tally> {
+    let lib = gfapi::Gfapi::load(args.gfapi_library.as_deref())?;
+    let servers: Vec<gfapi::Server> = args.hosts.iter().map(gfapi::Server::tcp).collect();
+    let vol = Arc::new(
+        gfapi::Volume::connect(&lib, volume, &servers, None, 4)
+            .with_context(|| format!("cannot mount {volume}"))?,
+    );
+    let path = args
+        .path
+        .as_deref()
+        .context("--path is required with --volume")?;
+    let file = gfapi::File::open(&vol, path, libc::O_RDONLY)
+        .with_context(|| format!("cannot open {path}"))?;
+    let bs = expected.block_size as u64;
+    let tally = check_slots(expected, |lba, buf| {
+        file.pread(buf, lba * bs)?;
+        Ok(())
+    });
     // No glfs_close/glfs_fini: they take seconds (field failure #7) and a read-only
     // client has nothing to flush; the process exit closes its connections.
     std::mem::forget(file);
     std::mem::forget(vol);
-    for m in &messages {
-        eprintln!("iscsi-load-check: wrong block: {m}");
+    tally
+}
+
+/// How copies of the file compare, slot block by slot block.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Comparison {
+    /// Blocks in which the copies are not all equal.
+    differ: u64,
+    /// Of those, blocks in which every copy holds one of the slot's acceptable contents:
+    /// different outcomes of a write in doubt.
+    in_doubt: u64,
+    messages: Vec<String>,
+}
+
+/// Compares `copies` (whole files) over the slots of `expected`.
+fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
+    let bs = expected.block_size;
+    let mut c = Comparison::default();
+    let block_of = |copy: &[u8], at: u64| -> Vec<u8> {
+        let start = (at as usize).saturating_mul(bs);
+        let mut b = copy.get(start..).unwrap_or_default().to_vec();
+        b.resize(bs, 0); // past the end a file reads as zeroes
+        b.truncate(bs);
+        b
+    };
+    for (lba, alts) in &expected.slots {
+        for i in 0..expected.blocks_per_io as u64 {
+            let at = lba + i;
+            let blocks: Vec<Vec<u8>> = copies.iter().map(|copy| block_of(copy, at)).collect();
+            if blocks.iter().all(|b| *b == blocks[0]) {
+                continue;
+            }
+            c.differ += 1;
+            if blocks.iter().all(|b| acceptable(b, at, alts)) {
+                c.in_doubt += 1;
+            } else if c.messages.len() < 8 {
+                c.messages.push(format!(
+                    "lba {at}: the copies differ and not all hold an acceptable content"
+                ));
+            }
+        }
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "slots_checked": slots.len(),
-            "blocks_checked": blocks,
-            "wrong_blocks": wrong,
-            "messages": messages,
+    c
+}
+
+fn check(args: Args) -> Result<bool> {
+    let expected = load_expectations(&args.expect)?;
+    let mut report = serde_json::json!({ "slots_checked": expected.slots.len() });
+    let mut ok = true;
+    if let Some(volume) = &args.volume {
+        let t = check_through_gfapi(&args, volume, &expected)?;
+        for m in &t.messages {
+            eprintln!("iscsi-load-check: wrong block: {m}");
+        }
+        ok &= t.wrong == 0;
+        report["blocks_checked"] = t.blocks.into();
+        report["wrong_blocks"] = t.wrong.into();
+        report["messages"] = t.messages.into();
+    }
+    if !args.copies.is_empty() {
+        let mut contents = Vec::new();
+        let mut per_copy = Vec::new();
+        for path in &args.copies {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let bs = expected.block_size as u64;
+            let t = check_slots(&expected, |lba, buf| {
+                // Short reads past the end leave zeroes, as a sparse file reads.
+                buf.fill(0);
+                let mut done = 0;
+                while done < buf.len() {
+                    match file.read_at(&mut buf[done..], lba * bs + done as u64)? {
+                        0 => break,
+                        n => done += n,
+                    }
+                }
+                Ok(())
+            })?;
+            for m in &t.messages {
+                eprintln!("iscsi-load-check: {}: wrong block: {m}", path.display());
+            }
+            ok &= t.wrong == 0;
+            per_copy.push(serde_json::json!({
+                "path": path.display().to_string(),
+                "wrong_blocks": t.wrong,
+                "messages": t.messages,
+            }));
+            contents.push(
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            );
+        }
+        let c = compare_copies(&expected, &contents);
+        for m in &c.messages {
+            eprintln!("iscsi-load-check: copies: {m}");
+        }
+        ok &= c.differ == c.in_doubt;
+        report["copies"] = per_copy.into();
+        report["copies_differ"] = c.differ.into();
+        report["copies_differ_in_doubt"] = c.in_doubt.into();
+    }
+    println!("{report}");
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_load::verify::stamp_block;
+
+    const BS: usize = 512;
+
+    fn stamped(lba: u64, generation: u64, run: u64) -> Vec<u8> {
+        let mut b = vec![0u8; BS];
+        stamp_block(&mut b, lba, generation, run);
+        b
+    }
+
+    /// Slot 0 acknowledged at generation 3 of run 7; slot 1 in doubt between generations
+    /// 4 and 5 of run 7; slot 2 written in doubt over the file's zeroes.
+    fn expected() -> Expected {
+        let mut slots = BTreeMap::new();
+        slots.insert(0, vec![Some((7, 3))]);
+        slots.insert(1, vec![Some((7, 4)), Some((7, 5))]);
+        slots.insert(2, vec![Some((7, 6)), None]);
+        Expected {
+            slots,
+            block_size: BS,
+            blocks_per_io: 1,
+        }
+    }
+
+    fn file(blocks: &[Vec<u8>]) -> Vec<u8> {
+        blocks.concat()
+    }
+
+    #[test]
+    fn copies_that_differ_only_in_writes_in_doubt_are_counted_as_such() {
+        let zero = vec![0u8; BS];
+        let a = file(&[stamped(0, 3, 7), stamped(1, 4, 7), stamped(2, 6, 7)]);
+        let b = file(&[stamped(0, 3, 7), stamped(1, 5, 7), zero]);
+        let c = compare_copies(&expected(), &[a.clone(), b, a]);
+        assert_eq!((c.differ, c.in_doubt), (2, 2), "{:?}", c.messages);
+    }
+
+    #[test]
+    fn a_difference_in_an_acknowledged_block_is_not_in_doubt() {
+        let a = file(&[stamped(0, 3, 7), stamped(1, 4, 7)]);
+        // The second copy holds an older generation of the acknowledged slot 0.
+        let b = file(&[stamped(0, 2, 7), stamped(1, 4, 7)]);
+        let c = compare_copies(&expected(), &[a, b]);
+        assert_eq!((c.differ, c.in_doubt), (1, 0));
+        assert_eq!(c.messages.len(), 1);
+        assert!(c.messages[0].starts_with("lba 0:"), "{:?}", c.messages);
+    }
+
+    #[test]
+    fn equal_copies_differ_nowhere_and_a_short_copy_reads_as_zeroes() {
+        let a = file(&[stamped(0, 3, 7), stamped(1, 5, 7)]);
+        assert_eq!(
+            compare_copies(&expected(), &[a.clone(), a.clone()]),
+            Comparison::default()
+        );
+        // Slot 2 lies past the end of both copies: zeroes, acceptable and equal.
+        let t = check_slots(&expected(), |lba, buf| {
+            buf.fill(0);
+            let start = lba as usize * BS;
+            if let Some(src) = a.get(start..start + BS) {
+                buf.copy_from_slice(src);
+            }
+            Ok(())
         })
-    );
-    Ok(wrong == 0)
+        .expect("reads");
+        assert_eq!((t.blocks, t.wrong), (3, 0));
+    }
+
+    #[test]
+    fn check_slots_names_a_wrong_block() {
+        let t = check_slots(&expected(), |lba, buf| {
+            buf.copy_from_slice(&stamped(lba, 9, 7));
+            Ok(())
+        })
+        .expect("reads");
+        assert_eq!((t.blocks, t.wrong), (3, 3));
+        assert!(t.messages[0].contains("Stale(9)"), "{:?}", t.messages);
+    }
 }
