@@ -214,10 +214,10 @@ fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
     let bs = expected.block_size;
     let mut c = Comparison::default();
     let block_of = |copy: &[u8], at: u64| -> Vec<u8> {
-        let start = (at as usize).saturating_mul(bs);
-        let mut b = copy.get(start..).unwrap_or_default().to_vec();
+        let start = (at as usize).saturating_mul(bs).min(copy.len());
+        let end = start.saturating_add(bs).min(copy.len());
+        let mut b = copy[start..end].to_vec();
         b.resize(bs, 0); // past the end a file reads as zeroes
-        b.truncate(bs);
         b
     };
     for (lba, alts) in &expected.slots {
