@@ -1270,7 +1270,7 @@ impl ReadBack {
             String::new()
         } else {
             format!(
-                "; the bricks' copies differ in {} blocks, each holding an outcome of a write A never acknowledged, which AFR leaves unmarked and a multipath host rewrites through B",
+                "; the bricks' copies differ in {} logical blocks, each holding an outcome of a write A never acknowledged, which AFR leaves unmarked and a multipath host rewrites through B",
                 self.in_doubt
             )
         }
@@ -1330,15 +1330,12 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
             brick_xattrs(FAILOVER_VOLUME, lun)
         );
         match copies_in_doubt(&checker, FAILOVER_VOLUME, lun, expects) {
-            Ok(n) if n == differing => {
-                in_doubt = n;
+            Ok(blocks) => {
+                in_doubt = blocks;
                 None
             }
-            Ok(n) => Some(format!(
-                "after heal the bricks' copies differ in {differing} blocks, of which {n} are outcomes of writes never acknowledged"
-            )),
             Err(e) => Some(format!(
-                "after heal the bricks' copies differ in {differing} blocks: {e:#}"
+                "after heal the bricks' copies differ in {differing} blocks of {BLOCK} bytes: {e:#}"
             )),
         }
     };
@@ -1353,16 +1350,18 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
     })
 }
 
-/// The loads' logical block size, which `blocks_that_differ` compares by.
+/// The size of the blocks `blocks_that_differ` names for the log (a load's command).
 const BLOCK: usize = 4096;
 
-/// Of the blocks in which the bricks' copies of `lun` differ, how many differ only as
-/// outcomes of a write never acknowledged: every copy holds one of the contents the
-/// expectation files allow there (`iscsi-load-check --copy`, reading the brick files
-/// from the host). A stalled gateway's write it had sent to some bricks when it stopped
-/// and that the bricks refused as fenced when it resumed is one: AFR counts a write that
-/// failed its quorum as failed on every brick and marks no brick to heal (docs/fencing.md,
-/// "A stalled writer's write on some bricks only").
+/// When the bricks' copies of `lun` differ only as outcomes of writes never acknowledged,
+/// in how many (logical) blocks; an error for any other difference (`iscsi-load-check
+/// --copy` reads each brick's file from the host, checks it against the expectation files
+/// and compares the copies: every copy must hold one of the contents a slot allows, and
+/// where no run wrote they must be equal). A stalled gateway's write it had sent to some
+/// bricks when it stopped and that the bricks refused as fenced when it resumed is such a
+/// difference: AFR counts a write that failed its quorum as failed on every brick and
+/// marks no brick to heal (docs/fencing.md, "A stalled writer's write on some bricks
+/// only").
 fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -> Result<u64> {
     let mut cmd = Command::new(checker);
     for i in 0..3 {
@@ -1382,6 +1381,8 @@ fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -
         .find_map(|l| serde_json::from_str(l).ok())
         .with_context(|| format!("the copies' check printed no report: {said}"))?;
     eprint!("{said}");
+    eprintln!("the copies' check: {report}");
+    let n = |k: &str| report.get(k).and_then(Value::as_u64).unwrap_or(0);
     let wrong: u64 = report
         .get("copies")
         .and_then(Value::as_array)
@@ -1392,15 +1393,17 @@ fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -
                 .sum()
         })
         .unwrap_or(0);
+    let (differ, in_doubt, elsewhere) = (
+        n("copies_differ"),
+        n("copies_differ_in_doubt"),
+        n("copies_differ_elsewhere"),
+    );
     ensure!(
-        wrong == 0,
-        "{wrong} wrong blocks in the bricks' copies: {}",
+        wrong == 0 && differ == in_doubt && elsewhere == 0 && out.status.success(),
+        "{wrong} wrong blocks in the bricks' copies; they differ in {differ} written blocks, {in_doubt} of them outcomes of writes never acknowledged, and in {elsewhere} blocks no run wrote: {}",
         tail_lines(&said, 4)
     );
-    report
-        .get("copies_differ_in_doubt")
-        .and_then(Value::as_u64)
-        .with_context(|| format!("the copies' check reported no comparison: {report}"))
+    Ok(in_doubt)
 }
 
 /// The extended attributes of each brick's copy of `rel` (AFR's changelog: pending and
@@ -1599,11 +1602,11 @@ fn gateway_stall(env: &Env, at: StallAt) -> Row {
         ),
         StallAt::RecordWrite => (
             "gateway stall in its record write",
-            "active gateway stopped inside its heartbeat's record write (gdb: breakpoint on glfs_fsync, SIGSTOP, detach) until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+            "active gateway stopped inside its heartbeat's record write (held by gdb at a breakpoint on glfs_fsync) until the load through the standby ended, then let go; initiator moved to the standby's portal once it is active",
         ),
         StallAt::MidWrite => (
             "gateway stall in the middle of a write",
-            "active gateway stopped after sending a write to the first brick and before the second (gdb: breakpoint on rpc_clnt_submit for a WRITE to client-1, SIGSTOP, detach) until the load through the standby ended, then SIGCONTed; initiator moved to the standby's portal once it is active",
+            "active gateway stopped after sending a write to the first brick and before the second (held by gdb at a breakpoint on rpc_clnt_submit for a WRITE to client-1) until the load through the standby ended, then let go; initiator moved to the standby's portal once it is active",
         ),
     };
     let row = Row::new(
@@ -1642,30 +1645,151 @@ const GLUSTER_WRITE_PROC: u32 = 13;
 /// (`rpc/rpc-clnt.h`). The scenario prints the name it read and checks it.
 const RPC_CLNT_CONN_NAME: u32 = 48 + 224;
 
-/// Stops process `pid` between two bricks' requests of a write: gdb breaks in
-/// `rpc_clnt_submit` (libgfrpc, which every brick request goes through) at a WRITE
-/// request to the second brick of [`FAILOVER_VOLUME`]; AFR sends a write to its bricks in
-/// their order, so the first brick has it and the other two do not. Then SIGSTOP and
-/// detach, as [`stop_in_metadata_write`] does. Waits at most `limit`.
+/// A process held by gdb at a breakpoint: every thread stopped (gdb's all-stop mode),
+/// its connections open, as a SIGSTOP leaves it. Resumed by [`Held::resume`] (gdb
+/// detaches) or when dropped.
 ///
-/// gdb sometimes takes the SIGSTOP for one of its own (it stops threads with SIGSTOP too)
-/// and the process runs on after it detached (measured: 1 of 3): then it tries again, at
-/// a later write, up to three times.
-fn stop_between_bricks(pid: u32, limit: Duration) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        stop_between_bricks_once(pid, limit)?;
-        match ensure_stopped(pid) {
-            Err(e) if tries < 3 => eprintln!("gdb let it go ({e:#}); again"),
-            done => return done,
+/// gdb holds it rather than a SIGSTOP sent while gdb is attached: gdb stops threads with
+/// SIGSTOP itself and sometimes took that one for its own, and the process ran on once gdb
+/// detached (2 of 3 runs of the mid-write stop).
+struct Held {
+    gdb: Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Held {
+    /// Attaches gdb to `pid` with the breakpoint `brk` and continues until it is hit; then
+    /// runs `show` (a gdb command whose output must contain `expect`) and leaves the
+    /// process stopped there. Fails after `limit` without a hit.
+    fn at_breakpoint(
+        pid: u32,
+        brk: &str,
+        show: &str,
+        expect: &str,
+        limit: Duration,
+    ) -> Result<Held> {
+        let marker = "glfs-iscsi-held-here";
+        let mut gdb = Command::new("gdb")
+            .args(["-nx", "-q", "-p", &pid.to_string()])
+            .args(["-ex", "set pagination off", "-ex", "set confirm off"])
+            .args(["-ex", brk, "-ex", "continue", "-ex", show, "-ex", "bt 4"])
+            .args(["-ex", &format!("echo {marker}\\n")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("running gdb (apt install gdb)")?;
+        let stdin = gdb.stdin.take();
+        let stdout = gdb.stdout.take().context("gdb's output")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut held = Held { gdb, stdin };
+        let deadline = Instant::now() + limit;
+        let mut said = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => break,
+                Ok(line) => said.push(line),
+                Err(_) => {
+                    held.resume();
+                    bail!(
+                        "gdb did not stop the gateway at `{brk}` within {limit:?}: {}",
+                        said.join(" | ")
+                    );
+                }
+            }
+        }
+        let said = said.join(" | ");
+        eprintln!("gdb holds the gateway: {said}");
+        if !said.contains(expect) {
+            held.resume();
+            bail!("the gateway stopped elsewhere than `{expect}`: {said}");
+        }
+        ensure!(
+            process_state(pid).contains("stop"),
+            "the gateway is not stopped under gdb: {}",
+            process_state(pid)
+        );
+        Ok(held)
+    }
+
+    /// gdb lets the process go on (as SIGCONT would) and exits.
+    fn resume(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"detach\nquit\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.gdb.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.gdb.kill(); // a killed tracer lets its tracee go on too
+        let _ = self.gdb.wait();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.resume();
+    }
+}
+
+/// The `State:` line of process `pid` (`T (stopped)`, `t (tracing stop)`, ...).
+fn process_state(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .unwrap_or("State: unknown")
+        .to_string()
+}
+
+/// How the stall scenario holds the active gateway stopped.
+enum Stop {
+    /// SIGSTOPped; SIGCONT resumes it.
+    Signal(u32),
+    /// Held by gdb at a breakpoint.
+    Gdb(Held),
+}
+
+impl Stop {
+    fn resume(&mut self) -> Result<()> {
+        match self {
+            Stop::Signal(pid) => signal(*pid, "CONT"),
+            Stop::Gdb(held) => {
+                held.resume();
+                Ok(())
+            }
         }
     }
 }
 
-fn stop_between_bricks_once(pid: u32, limit: Duration) -> Result<()> {
-    let pid_s = pid.to_string();
-    let stop = format!("shell kill -STOP {pid}");
+/// Holds process `pid` inside `glfs_fsync` called by a metadata write. Waits at most
+/// `limit` for the breakpoint.
+fn stop_in_metadata_write(pid: u32, limit: Duration) -> Result<Held> {
+    Held::at_breakpoint(pid, "break glfs_fsync", "echo \\n", "write_metadata", limit)
+}
+
+/// Holds process `pid` between the first and the second brick's request of a write: a
+/// breakpoint in `rpc_clnt_submit` (libgfrpc, which every brick request goes through) on
+/// a WRITE request to the second brick of [`FAILOVER_VOLUME`]; AFR sends a write to its
+/// bricks in their order, so the first brick has it and the other two do not. Waits at
+/// most `limit`.
+fn stop_between_bricks(pid: u32, limit: Duration) -> Result<Held> {
     let second = format!("{FAILOVER_VOLUME}-client-1");
     // At the function's entry the first argument (the rpc client) is in rdi and the
     // third (the procedure number) in edx.
@@ -1674,83 +1798,7 @@ fn stop_between_bricks_once(pid: u32, limit: Duration) -> Result<()> {
         "break rpc_clnt_submit if $edx == {GLUSTER_WRITE_PROC} && $_streq({name}, \"{second}\")"
     );
     let show = format!("printf \"to %s\\n\", {name}");
-    let out = Command::new("timeout")
-        .arg(limit.as_secs().to_string())
-        .args(["gdb", "-nx", "-batch", "-p", &pid_s])
-        .args(["-ex", &brk, "-ex", "continue", "-ex", &show])
-        .args([
-            "-ex", "bt 3", "-ex", &stop, "-ex", "delete", "-ex", "detach",
-        ])
-        .args(["-ex", "quit"])
-        .stdin(Stdio::null())
-        .output()
-        .context("running gdb (apt install gdb)")?;
-    let said = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "gdb said: {}{}",
-        tail_lines(&said, 8),
-        tail_lines(&String::from_utf8_lossy(&out.stderr), 4)
-    );
-    ensure!(
-        out.status.success() && said.contains(&format!("to {second}")),
-        "gdb did not stop the gateway in a write's request to {second} within {limit:?} ({}): {}",
-        out.status,
-        tail_lines(
-            &format!("{said}{}", String::from_utf8_lossy(&out.stderr)),
-            6
-        )
-    );
-    Ok(())
-}
-
-/// Fails unless process `pid` is stopped (after gdb let it go with SIGSTOP pending).
-fn ensure_stopped(pid: u32) -> Result<()> {
-    let state = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    ensure!(
-        state
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains("stopped")),
-        "the gateway runs again after gdb let go: {}",
-        state
-            .lines()
-            .find(|l| l.starts_with("State:"))
-            .unwrap_or("no state")
-    );
-    Ok(())
-}
-
-/// Stops process `pid` inside `glfs_fsync` called by a metadata write: gdb attaches, waits
-/// for the breakpoint, sends SIGSTOP and detaches; the signal, pending while gdb held the
-/// process, stops it as it is let go. Waits at most `limit` for the breakpoint.
-fn stop_in_metadata_write(pid: u32, limit: Duration) -> Result<()> {
-    let pid_s = pid.to_string();
-    let stop = format!("shell kill -STOP {pid}");
-    let out = Command::new("timeout")
-        .arg(limit.as_secs().to_string())
-        .args(["gdb", "-nx", "-batch", "-p", &pid_s])
-        .args(["-ex", "break glfs_fsync", "-ex", "continue", "-ex", "bt 4"])
-        .args([
-            "-ex", &stop, "-ex", "delete", "-ex", "detach", "-ex", "quit",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .context("running gdb (apt install gdb)")?;
-    let said = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "gdb did not stop the gateway within {limit:?} ({}): {}",
-        out.status,
-        tail_lines(
-            &format!("{said}{}", String::from_utf8_lossy(&out.stderr)),
-            6
-        )
-    );
-    ensure!(
-        said.contains("write_metadata"),
-        "the gateway stopped in an fsync other than a metadata write's: {}",
-        tail_lines(&said, 6)
-    );
-    ensure_stopped(pid)
+    Held::at_breakpoint(pid, &brk, &show, &format!("to {second}"), limit)
 }
 
 fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
@@ -1763,16 +1811,19 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     let (a, b) = (f.pair.a, f.pair.b);
     std::thread::sleep(Duration::from_secs(5));
     let pid = a.pid().context("gateway A has no pid")?;
-    match at {
-        StallAt::UnderLoad => signal(pid, "STOP")?,
-        StallAt::RecordWrite => stop_in_metadata_write(pid, Duration::from_secs(30))?,
-        StallAt::MidWrite => stop_between_bricks(pid, Duration::from_secs(30))?,
-    }
+    let mut stop = match at {
+        StallAt::UnderLoad => {
+            signal(pid, "STOP")?;
+            Stop::Signal(pid)
+        }
+        StallAt::RecordWrite => Stop::Gdb(stop_in_metadata_write(pid, Duration::from_secs(30))?),
+        StallAt::MidWrite => Stop::Gdb(stop_between_bricks(pid, Duration::from_secs(30))?),
+    };
     let stopped = Instant::now();
     let taken = wait_logged(&b, ACTIVE_SAYS, STALL_AFTER + FAILOVER_LIMIT);
     let took = stopped.elapsed();
     if let Err(e) = taken {
-        let _ = signal(pid, "CONT");
+        let _ = stop.resume();
         return Err(e.context("the standby did not take over from the stalled gateway"));
     }
     row.recover = Some(took);
@@ -1789,7 +1840,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     let through_b = load_through_b(env, name, &b, f.run, &f.expect_b)
         .and_then(|load| load.finish(Duration::from_secs(AFTER_FAILOVER_SECS + 90)));
     let stalled_for = stopped.elapsed();
-    signal(pid, "CONT")?;
+    stop.resume()?;
     let through_b = through_b?;
     if let Err(e) = wait_logged(&a, STEPPED_DOWN_SAYS, FAILOVER_LIMIT) {
         problems.push(format!("the resumed gateway did not step down: {e:#}"));

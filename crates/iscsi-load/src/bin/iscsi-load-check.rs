@@ -11,9 +11,9 @@
 //! outcomes of a write never acknowledged (in doubt), which is counted apart.
 //!
 //! Prints one JSON line {"slots_checked":..,"blocks_checked":..,"wrong_blocks":..} (with
-//! `--copy` also "copies", "copies_differ" and "copies_differ_in_doubt") and exits 1 on
-//! any wrong block or a difference between copies that is not in doubt, 2 when the check
-//! could not run.
+//! `--copy` also "block_size", "copies", "copies_differ", "copies_differ_in_doubt" and
+//! "copies_differ_elsewhere": blocks outside every slot) and exits 1 on any wrong block
+//! or a difference between copies that is not in doubt, 2 when the check could not run.
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Parser};
@@ -206,10 +206,13 @@ struct Comparison {
     /// Of those, blocks in which every copy holds one of the slot's acceptable contents:
     /// different outcomes of a write in doubt.
     in_doubt: u64,
+    /// Blocks outside every slot (no run wrote there) in which the copies differ.
+    elsewhere: u64,
     messages: Vec<String>,
 }
 
-/// Compares `copies` (whole files) over the slots of `expected`.
+/// Compares `copies` (whole files) over the slots of `expected`, and over the rest of
+/// the longest copy.
 fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
     let bs = expected.block_size;
     let mut c = Comparison::default();
@@ -220,9 +223,14 @@ fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
         b.resize(bs, 0); // past the end a file reads as zeroes
         b
     };
+    let longest = copies.iter().map(Vec::len).max().unwrap_or(0);
+    let mut in_slot = vec![false; longest.div_ceil(bs)];
     for (lba, alts) in &expected.slots {
         for i in 0..expected.blocks_per_io as u64 {
             let at = lba + i;
+            if let Some(flag) = in_slot.get_mut(at as usize) {
+                *flag = true;
+            }
             let blocks: Vec<Vec<u8>> = copies.iter().map(|copy| block_of(copy, at)).collect();
             if blocks.iter().all(|b| *b == blocks[0]) {
                 continue;
@@ -234,6 +242,16 @@ fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
                 c.messages.push(format!(
                     "lba {at}: the copies differ and not all hold an acceptable content"
                 ));
+            }
+        }
+    }
+    for (at, _) in in_slot.iter().enumerate().filter(|(_, &slot)| !slot) {
+        let first = block_of(&copies[0], at as u64);
+        if copies[1..].iter().any(|c| block_of(c, at as u64) != first) {
+            c.elsewhere += 1;
+            if c.messages.len() < 8 {
+                c.messages
+                    .push(format!("lba {at}: the copies differ where no run wrote"));
             }
         }
     }
@@ -290,10 +308,12 @@ fn check(args: Args) -> Result<bool> {
         for m in &c.messages {
             eprintln!("iscsi-load-check: copies: {m}");
         }
-        ok &= c.differ == c.in_doubt;
+        ok &= c.differ == c.in_doubt && c.elsewhere == 0;
+        report["block_size"] = expected.block_size.into();
         report["copies"] = per_copy.into();
         report["copies_differ"] = c.differ.into();
         report["copies_differ_in_doubt"] = c.in_doubt.into();
+        report["copies_differ_elsewhere"] = c.elsewhere.into();
     }
     println!("{report}");
     Ok(ok)
@@ -348,6 +368,20 @@ mod tests {
         assert_eq!((c.differ, c.in_doubt), (1, 0));
         assert_eq!(c.messages.len(), 1);
         assert!(c.messages[0].starts_with("lba 0:"), "{:?}", c.messages);
+    }
+
+    #[test]
+    fn a_difference_where_no_run_wrote_is_counted_apart() {
+        let zero = vec![0u8; BS];
+        let mut junk = zero.clone();
+        junk[7] = 1;
+        // Slots 0 to 2 as expected; block 3 belongs to no slot.
+        let base = [stamped(0, 3, 7), stamped(1, 4, 7), stamped(2, 6, 7)];
+        let a = file(&[&base[..], &[zero][..]].concat());
+        let b = file(&[&base[..], &[junk][..]].concat());
+        let c = compare_copies(&expected(), &[a, b]);
+        assert_eq!((c.differ, c.in_doubt, c.elsewhere), (0, 0, 1));
+        assert!(c.messages[0].starts_with("lba 3:"), "{:?}", c.messages);
     }
 
     #[test]
