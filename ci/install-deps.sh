@@ -10,7 +10,8 @@ packages=(
   tgt tgt-glusterfs   # drop-in proof: tgtd's bs_glfs.so on the fake libgfapi
   fio                 # drop-in proof: fio's gfapi and gfapi_async engines on the fake
   libglusterfs-dev    # glfs.h: the C program test of the fake builds against Debian's header
-  gdb                 # the gateway-stall-in-write scenario stops a gateway inside a write
+  gdb                 # the gateway-stall-in-write and -mid-write scenarios hold a gateway inside a write
+  attr                # getfattr: the failover scenarios log each brick copy's AFR changelog
 )
 
 missing=()
