@@ -1883,7 +1883,7 @@ fn gateway_stall_inner(env: &Env, row: &mut Row, at: StallAt) -> Result<()> {
     );
     row.verdict = if problems.is_empty() {
         format!(
-            "pass (B active {:.1} s into the {:.0} s stall; A stepped down after SIGCONT, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back{})",
+            "pass (B active {:.1} s into the {:.0} s stall; A stepped down once resumed, its {a_errors} commands after the stall failed ({busy} BUSY), none landed; {} + {} writes acknowledged, {} slots read back{})",
             took.as_secs_f64(),
             stalled_for.as_secs_f64(),
             through_a.writes_acked,
