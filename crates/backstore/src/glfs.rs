@@ -1986,10 +1986,10 @@ impl BlockStore for GlfsStore {
         }
     }
 
-    /// Gluster's clear-locks of granted whole-file inode locks on the image (through the
-    /// store's own image fd: opening the image by its path looks it up, and AFR's lookup
-    /// of a file a stopped writer left marked waits for that writer's lock to heal it)
-    /// and on each `<file>.<name>` that exists, and of granted entry locks on the name
+    /// Gluster's clear-locks of whole-file inode locks, granted and waiting, on the image
+    /// (through the store's own image fd: opening the image by its path looks it up, and
+    /// AFR's lookup of a file a stopped writer left marked waits for that writer's lock
+    /// to heal it) and on each `<file>.<name>` that exists, and of entry locks on the name
     /// `<file>.<name>` in its directory: AFR's, which a stopped writer keeps (its eager
     /// lock on the image under load, its lock on the record it was writing, its rename's
     /// lock on the record's name; measured on a replica 3 volume of 10.3,

@@ -453,12 +453,13 @@ impl Volume {
         })
     }
 
-    /// Clears every client's granted entry lock on name `basename` in directory `dir`
-    /// (AFR takes them inside a create or rename on a replicated volume, and a stopped
-    /// holder keeps them: the next rename onto that name waits): the request of
-    /// `gluster volume clear-locks VOL DIR kind granted entry BASENAME`
-    /// (`glusterfs.clrlk.tentry.kgranted.BASENAME`). Returns how many the bricks say
-    /// they cleared.
+    /// Clears every client's entry lock on name `basename` in directory `dir`, granted or
+    /// waiting (AFR takes them inside a create or rename on a replicated volume, and a
+    /// stopped holder keeps them: the next rename onto that name waits; a stopped
+    /// client's waiting request would be granted as the granted ones go, see
+    /// [`File::clear_inode_locks`]): the request of `gluster volume clear-locks VOL DIR
+    /// kind all entry BASENAME` (`glusterfs.clrlk.tentry.kall.BASENAME`). Returns how
+    /// many the bricks say they cleared and withdrew.
     pub fn clear_entry_locks(&self, dir: &str, basename: &str) -> Result<u32, Error> {
         if basename.is_empty() || basename.contains('/') {
             return Err(Error::InvalidArgument {
@@ -466,8 +467,9 @@ impl Volume {
                 reason: format!("{basename:?} is not a name in a directory"),
             });
         }
-        let answer = self.getxattr(dir, &format!("glusterfs.clrlk.tentry.kgranted.{basename}"))?;
-        Ok(cleared_count(&String::from_utf8_lossy(&answer)))
+        let answer = self.getxattr(dir, &format!("glusterfs.clrlk.tentry.kall.{basename}"))?;
+        let answer = String::from_utf8_lossy(&answer);
+        Ok(cleared_count(&answer) + withdrawn_count(&answer))
     }
 
     /// `glfs_unlink(path)`: removes a file of the volume.
@@ -873,24 +875,27 @@ impl File {
         Ok(cleared_count(&answer))
     }
 
-    /// Clears every client's granted inode lock on exactly `len` bytes at `start` of this
-    /// file (`len` 0: to the end of the file): the locks the volume's own translators take
-    /// inside a write (AFR's, on a replicated volume; an idle writer keeps its eager
-    /// lock), which the next writer from another client waits for until the holder lets
-    /// go, and a stopped holder never does (docs/fencing.md, "A stalled writer's volume
-    /// locks"). The request of `gluster volume clear-locks VOL PATH kind granted inode
-    /// 0,START-LEN` (`glusterfs.clrlk.tinode.kgranted.0,START-LEN`): the locks translator
-    /// takes only locks of exactly that range, in every lock domain, so `(0, 0)` takes
-    /// AFR's transaction locks (whole-file with `cluster.full-lock` on, its default) and
-    /// leaves a self-heal's locks on the chunk it is copying. Returns how many the bricks
-    /// say they cleared.
+    /// Clears every client's inode lock on exactly `len` bytes at `start` of this file
+    /// (`len` 0: to the end of the file), granted or waiting: the locks the volume's own
+    /// translators take inside a write (AFR's, on a replicated volume; an idle writer
+    /// keeps its eager lock), which the next writer from another client waits for until
+    /// the holder lets go, and a stopped holder never does (docs/fencing.md, "A stalled
+    /// writer's volume locks"). Waiting requests go too, answered EAGAIN: the bricks
+    /// grant the requests waiting behind the locks they clear in the same step, and a
+    /// stopped client's request granted so would hold the next writer again. The request
+    /// of `gluster volume clear-locks VOL PATH kind all inode 0,START-LEN`
+    /// (`glusterfs.clrlk.tinode.kall.0,START-LEN`): the locks translator takes only locks
+    /// of exactly that range, in every lock domain, so `(0, 0)` takes AFR's transaction
+    /// locks (whole-file with `cluster.full-lock` on, its default) and leaves a
+    /// self-heal's locks on the chunk it is copying. Returns how many the bricks say they
+    /// cleared and withdrew.
     pub fn clear_inode_locks(&self, start: u64, len: u64) -> Result<u32, Error> {
-        let answer = self.clear_locks("tinode", "kgranted", start, len)?;
-        Ok(cleared_count(&answer))
+        let answer = self.clear_locks("tinode", "kall", start, len)?;
+        Ok(cleared_count(&answer) + withdrawn_count(&answer))
     }
 
     /// The bricks' answer to clear-locks of locks of `kind_type` (`tposix`, `tinode`) and
-    /// `kind` (`kgranted`, `kblocked`) on exactly `len` bytes at `start`.
+    /// `kind` (`kgranted`, `kblocked`, `kall`) on exactly `len` bytes at `start`.
     fn clear_locks(
         &self,
         kind_type: &str,

@@ -617,11 +617,13 @@ pub trait BlockStore: Send + Sync {
     /// resumes. For the takeover from a stalled active gateway, once its fence is taken
     /// over: its writes are refused from then on, so none of its half-done writes
     /// completes under the cleared locks (docs/fencing.md, "A stalled writer's volume
-    /// locks"). Returns how many went. glfs: Gluster's clear-locks of granted inode locks
-    /// on the image and on `<file>.<name>` and of granted entry locks on the name
-    /// `<file>.<name>` (AFR's, on a replicated volume; a distributed volume has none);
-    /// every other store has no such locks and answers 0. Blocking: call it off the I/O
-    /// path.
+    /// locks"). Waiting requests for those locks go too (answered as refused): a stopped
+    /// client's request would otherwise be granted as the locks it waited for go, and
+    /// hold the next writer again; the caller must have none of its own waiting. Returns
+    /// how many went. glfs: Gluster's clear-locks of inode locks, granted and waiting, on
+    /// the image and on `<file>.<name>` and of entry locks on the name `<file>.<name>`
+    /// (AFR's, on a replicated volume; a distributed volume has none); every other store
+    /// has no such locks and answers 0. Blocking: call it off the I/O path.
     fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, StoreError> {
         let _ = names;
         Ok(0)
