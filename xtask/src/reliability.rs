@@ -692,15 +692,11 @@ fn crash_inner(env: &Env, row: &mut Row) -> Result<()> {
         for e in &expectations {
             cmd.arg("--expect").arg(e);
         }
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot start {}", checker.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let report: Value = stdout
-            .lines()
-            .find_map(|l| serde_json::from_str(l).ok())
-            .with_context(|| format!("cycle {cycle}: the check printed no report: {stderr}"))?;
+        let Checked {
+            report,
+            said: stderr,
+            ..
+        } = run_checker(cmd).with_context(|| format!("cycle {cycle}"))?;
         let w = report
             .get("wrong_blocks")
             .and_then(Value::as_u64)
@@ -1304,14 +1300,7 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
         );
         cmd.arg("--expect").arg(e);
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot start {}", checker.display()))?;
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .with_context(|| format!("the read-back check printed no report: {said}"))?;
+    let Checked { report, said, .. } = run_checker(cmd).context("the read-back")?;
     let n = |k: &str| report.get(k).and_then(Value::as_u64).unwrap_or(0);
     // Then the self-heal makes the three copies one again.
     let healing = Instant::now();
@@ -1350,6 +1339,33 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
     })
 }
 
+/// What an `iscsi-load-check` run printed: its JSON report, what it said on stderr, and
+/// whether it exited 0 (every block right, and copies differing only in doubt).
+struct Checked {
+    report: Value,
+    said: String,
+    passed: bool,
+}
+
+/// Runs `iscsi-load-check` as `cmd` (its arguments set) says; fails when it cannot start
+/// or prints no report.
+fn run_checker(mut cmd: Command) -> Result<Checked> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", util::display(&cmd)))?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("iscsi-load-check printed no report: {said}"))?;
+    Ok(Checked {
+        report,
+        said,
+        passed: out.status.success(),
+    })
+}
+
 /// The size of the blocks `blocks_that_differ` names for the log (a load's command).
 const BLOCK: usize = 4096;
 
@@ -1371,15 +1387,11 @@ fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -
     for e in expects {
         cmd.arg("--expect").arg(e);
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start {}", checker.display()))?;
-    let said = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .with_context(|| format!("the copies' check printed no report: {said}"))?;
+    let Checked {
+        report,
+        said,
+        passed,
+    } = run_checker(cmd).context("the copies' check")?;
     eprint!("{said}");
     eprintln!("the copies' check: {report}");
     let n = |k: &str| report.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -1399,7 +1411,7 @@ fn copies_in_doubt(checker: &Path, volume: &str, lun: &str, expects: &[&Path]) -
         n("copies_differ_elsewhere"),
     );
     ensure!(
-        wrong == 0 && differ == in_doubt && elsewhere == 0 && out.status.success(),
+        wrong == 0 && differ == in_doubt && elsewhere == 0 && passed,
         "{wrong} wrong blocks in the bricks' copies; they differ in {differ} written blocks, {in_doubt} of them outcomes of writes never acknowledged, and in {elsewhere} blocks no run wrote: {}",
         tail_lines(&said, 4)
     );

@@ -343,9 +343,13 @@ fn on_features_volume(
 
 /// `volume@host` of a replicated live volume (`GLUSTER_TEST_REPLICATED_VOLUME`, set by
 /// `cargo xtask test-gluster`: a native replica 3 volume on one host, or the Docker
-/// fixture's), if there is one.
+/// fixture's), if there is one; says the test is left out if not.
 fn live_replicated_volume() -> Option<String> {
-    std::env::var("GLUSTER_TEST_REPLICATED_VOLUME").ok()
+    let spec = std::env::var("GLUSTER_TEST_REPLICATED_VOLUME").ok();
+    if spec.is_none() {
+        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
+    }
+    spec
 }
 
 /// The child process of
@@ -425,6 +429,25 @@ fn end_child(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Sends a 4 KiB FUA write of `store` at 64 KiB, inside the range the stopped writers
+/// write, filled with `fill`; its answer goes to `tx`.
+fn submit_probe_write(
+    store: &std::sync::Arc<dyn store_api::BlockStore>,
+    fill: u8,
+    tx: std::sync::mpsc::Sender<store_api::IoResult>,
+) {
+    store.submit(
+        store_api::IoRequest::Write {
+            offset: 65536,
+            data: bytes::Bytes::from(vec![fill; 4096]).into(),
+            fua: true,
+        },
+        store_api::Completion::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+}
+
 /// The child process of [`stopped_writer_child`], stopped while it keeps the lock AFR
 /// took for its write, and a FUA write of the store into that range held by it.
 struct HeldWrite {
@@ -442,7 +465,6 @@ impl HeldWrite {
     fn start(store: &std::sync::Arc<dyn store_api::BlockStore>, spec: &str, file: &str) -> Self {
         use std::sync::mpsc;
         use std::time::{Duration, Instant};
-        use store_api::{Completion, IoRequest};
         let child = spawn_writer(spec, file);
         let (tx, rx) = mpsc::channel();
         let mut held = HeldWrite { child, answer: rx };
@@ -457,17 +479,7 @@ impl HeldWrite {
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let tx = tx.clone();
-            store.submit(
-                IoRequest::Write {
-                    offset: 65536,
-                    data: bytes::Bytes::from(vec![0xa5u8; 4096]).into(),
-                    fua: true,
-                },
-                Completion::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
+            submit_probe_write(store, 0xa5, tx.clone());
             let early = held.answer.recv_timeout(Duration::from_secs(1)).ok();
             let Some(early) = early else {
                 return held;
@@ -545,7 +557,6 @@ fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
     use std::time::Duration;
     use store_api::IoReply;
     let Some(spec) = live_replicated_volume() else {
-        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
         return;
     };
     let file = format!(
@@ -560,16 +571,7 @@ fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
     // granted it: either way it is answered now, and the next write lands.
     let first = held.answer.recv_timeout(Duration::from_secs(15));
     let (tx, rx) = std::sync::mpsc::channel();
-    store.submit(
-        store_api::IoRequest::Write {
-            offset: 65536,
-            data: bytes::Bytes::from(vec![0x5au8; 4096]).into(),
-            fua: true,
-        },
-        store_api::Completion::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
+    submit_probe_write(&store, 0x5a, tx);
     let next = rx.recv_timeout(Duration::from_secs(15));
     drop(held);
     assert!(matches!(cleared, Ok(n) if n >= 1), "{cleared:?}");
@@ -597,9 +599,8 @@ fn live_glfs_clear_write_locks_frees_a_stopped_writers_replication_lock() {
 fn live_glfs_clear_write_locks_withdraws_a_stopped_writers_waiting_request() {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
-    use store_api::{Completion, IoReply, IoRequest};
+    use store_api::IoReply;
     let Some(spec) = live_replicated_volume() else {
-        eprintln!("no replicated volume (GLUSTER_TEST_REPLICATED_VOLUME unset): left out");
         return;
     };
     let file = format!("backstore-live-clear-waiting-{}.img", std::process::id());
@@ -647,16 +648,7 @@ fn live_glfs_clear_write_locks_withdraws_a_stopped_writers_waiting_request() {
     };
     let cleared = clear_write_locks_within_20s(&store);
     let (tx, rx) = mpsc::channel();
-    store.submit(
-        IoRequest::Write {
-            offset: 65536,
-            data: bytes::Bytes::from(vec![0xa5u8; 4096]).into(),
-            fua: true,
-        },
-        Completion::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
+    submit_probe_write(&store, 0xa5, tx);
     let done = rx.recv_timeout(Duration::from_secs(15));
     end_child(&mut second);
     end_child(&mut first);
