@@ -1306,28 +1306,14 @@ fn read_back(env: &Env, lun: &str, expects: &[&Path]) -> Result<ReadBack> {
     let healing = Instant::now();
     docker::wait_healed(FAILOVER_VOLUME, Duration::from_secs(180))?;
     let healed_in = healing.elapsed();
-    let copies = (0..3)
-        .map(|i| docker::read_brick_file(i, FAILOVER_VOLUME, lun))
-        .collect::<Result<Vec<_>>>()?;
-    let (differing, where_) = blocks_that_differ(&copies, BLOCK, 8);
-    let mut in_doubt = 0;
-    let copies_differ = if differing == 0 {
-        None
-    } else {
-        eprintln!(
-            "after the heal:\n{}\n{where_}",
-            brick_xattrs(FAILOVER_VOLUME, lun)
-        );
-        match copies_in_doubt(&checker, FAILOVER_VOLUME, lun, expects) {
-            Ok(blocks) => {
-                in_doubt = blocks;
-                None
-            }
-            Err(e) => Some(format!(
-                "after heal the bricks' copies differ in {differing} blocks of {BLOCK} bytes: {e:#}"
-            )),
-        }
+    // The checker compares the copies and says where they differ (its stderr).
+    let (copies_differ, in_doubt) = match copies_in_doubt(&checker, FAILOVER_VOLUME, lun, expects) {
+        Ok(blocks) => (None, blocks),
+        Err(e) => (Some(format!("after heal {e:#}")), 0),
     };
+    if copies_differ.is_some() || in_doubt > 0 {
+        eprintln!("after the heal:\n{}", brick_xattrs(FAILOVER_VOLUME, lun));
+    }
     Ok(ReadBack {
         slots: n("slots_checked"),
         wrong: n("wrong_blocks"),
@@ -1365,9 +1351,6 @@ fn run_checker(mut cmd: Command) -> Result<Checked> {
         passed: out.status.success(),
     })
 }
-
-/// The size of the blocks `blocks_that_differ` names for the log (a load's command).
-const BLOCK: usize = 4096;
 
 /// When the bricks' copies of `lun` differ only as outcomes of writes never acknowledged,
 /// in how many (logical) blocks; an error for any other difference (`iscsi-load-check
@@ -1444,34 +1427,6 @@ fn brick_xattrs(volume: &str, rel: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// How many `block`-sized blocks of the copies differ from the first copy's, and a text
-/// naming them with, for the first `shown`, each copy's first 32 bytes in hex (a verified block's
-/// header: magic, LBA, generation and run id, little-endian).
-fn blocks_that_differ(copies: &[Vec<u8>], block: usize, shown: usize) -> (u64, String) {
-    let longest = copies.iter().map(Vec::len).max().unwrap_or(0);
-    let at = |copy: &Vec<u8>, b: usize| -> Vec<u8> {
-        copy.get(b * block..((b + 1) * block).min(copy.len()))
-            .unwrap_or_default()
-            .to_vec()
-    };
-    let differ: Vec<usize> = (0..longest.div_ceil(block))
-        .filter(|&b| copies.iter().any(|c| at(c, b) != at(&copies[0], b)))
-        .collect();
-    let mut text = format!("{} blocks of {block} bytes differ", differ.len());
-    for &b in differ.iter().take(shown) {
-        let _ = write!(text, "\n  block {b} (byte {}):", b * block);
-        for (i, copy) in copies.iter().enumerate() {
-            let head: String = at(copy, b)
-                .iter()
-                .take(32)
-                .map(|x| format!("{x:02x}"))
-                .collect();
-            let _ = write!(text, "\n    node {i}: {head}");
-        }
-    }
-    (differ.len() as u64, text)
 }
 
 /// The problems of a read-back and of verified loads that must each have verified
@@ -1935,25 +1890,6 @@ mod tests {
             ["short-outage", "control-plane"]
         );
         assert!(selected(&names(&["no-such"])).is_empty());
-    }
-
-    #[test]
-    fn blocks_that_differ_names_each_differing_block_with_every_copys_header() {
-        let a = vec![0u8; 3 * 8];
-        let mut b = a.clone();
-        b[9] = 0xab; // block 1
-        let mut c = a.clone();
-        c[23] = 1; // block 2
-        let (n, text) = blocks_that_differ(&[a.clone(), b, c], 8, 1);
-        assert_eq!(n, 2);
-        assert!(text.starts_with("2 blocks of 8 bytes differ"), "{text}");
-        assert!(text.contains("block 1 (byte 8):"), "{text}");
-        assert!(text.contains("node 1: 00ab000000000000"), "{text}");
-        assert!(!text.contains("block 2"), "only the first is shown: {text}");
-        assert_eq!(
-            blocks_that_differ(&[a.clone(), a], 8, 4),
-            (0, "0 blocks of 8 bytes differ".to_string())
-        );
     }
 
     #[test]

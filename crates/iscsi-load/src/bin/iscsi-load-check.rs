@@ -211,6 +211,18 @@ struct Comparison {
     messages: Vec<String>,
 }
 
+/// Each copy's first 32 bytes of a block in hex (a verified block's header: magic, LBA,
+/// generation and run id, little-endian), for a message.
+fn heads(blocks: &[Vec<u8>]) -> String {
+    let hex = |b: &Vec<u8>| -> String { b.iter().take(32).map(|x| format!("{x:02x}")).collect() };
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("copy {i}: {}", hex(b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Compares `copies` (whole files) over the slots of `expected`, and over the rest of
 /// the longest copy.
 fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
@@ -236,22 +248,33 @@ fn compare_copies(expected: &Expected, copies: &[Vec<u8>]) -> Comparison {
                 continue;
             }
             c.differ += 1;
-            if blocks.iter().all(|b| acceptable(b, at, alts)) {
-                c.in_doubt += 1;
-            } else if c.messages.len() < 8 {
+            let in_doubt = blocks.iter().all(|b| acceptable(b, at, alts));
+            c.in_doubt += u64::from(in_doubt);
+            if c.messages.len() < 8 {
+                let what = if in_doubt {
+                    "each holds an outcome of a write in doubt"
+                } else {
+                    "not all hold an acceptable content"
+                };
                 c.messages.push(format!(
-                    "lba {at}: the copies differ and not all hold an acceptable content"
+                    "lba {at}: the copies differ, {what}; {}",
+                    heads(&blocks)
                 ));
             }
         }
     }
     for (at, _) in in_slot.iter().enumerate().filter(|(_, &slot)| !slot) {
-        let first = block_of(&copies[0], at as u64);
-        if copies[1..].iter().any(|c| block_of(c, at as u64) != first) {
+        let blocks: Vec<Vec<u8>> = copies
+            .iter()
+            .map(|copy| block_of(copy, at as u64))
+            .collect();
+        if blocks.iter().any(|b| *b != blocks[0]) {
             c.elsewhere += 1;
             if c.messages.len() < 8 {
-                c.messages
-                    .push(format!("lba {at}: the copies differ where no run wrote"));
+                c.messages.push(format!(
+                    "lba {at}: the copies differ where no run wrote; {}",
+                    heads(&blocks)
+                ));
             }
         }
     }
@@ -357,6 +380,14 @@ mod tests {
         let b = file(&[stamped(0, 3, 7), stamped(1, 5, 7), zero]);
         let c = compare_copies(&expected(), &[a.clone(), b, a]);
         assert_eq!((c.differ, c.in_doubt), (2, 2), "{:?}", c.messages);
+        // Each difference is named with every copy's header: "GLFSVRFY", LBA 1,
+        // generation 4 or 5, run 7 (little-endian words).
+        let m = &c.messages[0];
+        assert!(m.starts_with("lba 1: the copies differ, each holds"), "{m}");
+        let header =
+            |g: u8| format!("474c46535652465901000000000000000{g}000000000000000700000000000000");
+        assert!(m.contains(&format!("copy 0: {}", header(4))), "{m}");
+        assert!(m.contains(&format!("copy 1: {}", header(5))), "{m}");
     }
 
     #[test]
