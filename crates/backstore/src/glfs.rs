@@ -1220,7 +1220,7 @@ fn submit_to(file: Arc<File>, req: IoRequest, finish: Finish) {
     match req {
         IoRequest::Read { offset, len } => {
             let pool = BufferPool::global();
-            let buf = pool.take(len as usize);
+            let buf = pool.take(gfapi::read_room(len as usize));
             file.pread_async_into(offset, len as usize, buf, move |r| {
                 finish.complete(
                     r.map(|buf| IoReply::Data(pool.bytes(buf)))

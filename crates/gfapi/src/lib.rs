@@ -39,6 +39,27 @@ pub mod follow;
 /// Largest single transfer handed to gfapi; bigger ones are split.
 pub const MAX_CHUNK: usize = 256 << 20;
 
+/// The largest of the reply buffer classes gfapi keeps in shared mappings ("arenas" of
+/// libglusterfs's iobuf pool, two 1 MiB buffers each): a reply of more than 128 KiB and at
+/// most this many bytes takes one. With more such replies in flight than an arena holds, a
+/// new arena is mapped and unmapped again as they come back, and every page of it faults
+/// in (docs/performance.md). A larger reply is a plain `malloc`.
+pub const LARGEST_ARENA_CLASS: usize = 1 << 20;
+
+/// What a read of `len` bytes asks gfapi for when its buffer has room ([`read_room`]):
+/// a read just under or at [`LARGEST_ARENA_CLASS`] asks for one page past it, so that
+/// neither gfapi's reply buffer nor the brick's (the read plus a 4 KiB alignment page) is
+/// one of the arenas' 1 MiB buffers; the extra bytes (file data past the range, or nothing
+/// at the file's end) land in the buffer's spare room and are dropped.
+pub fn read_room(len: usize) -> usize {
+    const SLACK: usize = 64 << 10;
+    if len > LARGEST_ARENA_CLASS - SLACK && len <= LARGEST_ARENA_CLASS {
+        LARGEST_ARENA_CLASS + 4096
+    } else {
+        len
+    }
+}
+
 /// The longest lock owner gfapi takes (GFAPI_MAX_LOCK_OWNER_LEN).
 pub const MAX_LOCK_OWNER_LEN: usize = 255;
 
@@ -1024,7 +1045,8 @@ impl File {
 
     /// As [`File::pread_async`], into `buf` (cleared first, grown to `len` bytes of
     /// capacity only if it has less): for callers that reuse read buffers. `cb` gets `buf`
-    /// back holding exactly `len` bytes; on error the buffer is dropped.
+    /// back holding exactly `len` bytes; on error the buffer is dropped. Given a buffer of
+    /// at least [`read_room`]`(len)` bytes of capacity, gfapi is asked for that many.
     pub fn pread_async_into(
         self: &Arc<Self>,
         offset: u64,
@@ -1037,7 +1059,7 @@ impl File {
         let ctx = Ctx::boxed(Ctx {
             file: self.clone(),
             offset,
-            op: ReadOp { buf, want: len, cb },
+            op: ReadOp::new(buf, len, cb),
         });
         self.vol.follow.note_submitter();
         submit(ctx);
@@ -1183,6 +1205,11 @@ trait Op: Send + Sized + 'static {
     fn moved(&mut self, ret: usize, max_chunk: usize) -> Option<Result<(), IoError>>;
     /// Ends the request: its callback gets `result`.
     fn finish(self, result: Result<(), IoError>);
+    /// The last call failed: `true` to send the next call again instead of ending the
+    /// request with the error.
+    fn retry_after_failure(&mut self) -> bool {
+        false
+    }
 }
 
 /// A read into `buf`'s spare capacity: `buf.len()` bytes are read so far.
@@ -1190,14 +1217,43 @@ struct ReadOp<F> {
     buf: Vec<u8>,
     want: usize,
     cb: F,
+    /// Whether a call may ask past the wanted bytes ([`read_room`]); cleared when a call
+    /// that did fails, so that the page past the range (a bad block, say) cannot fail a
+    /// read that never wanted it.
+    past: bool,
+    /// Whether the last call asked past the wanted bytes.
+    asked_past: bool,
+}
+
+impl<F> ReadOp<F> {
+    fn new(buf: Vec<u8>, want: usize, cb: F) -> ReadOp<F> {
+        ReadOp {
+            buf,
+            want,
+            cb,
+            past: true,
+            asked_past: false,
+        }
+    }
 }
 
 impl<F: FnOnce(Result<Vec<u8>, IoError>) + Send + 'static> Op for ReadOp<F> {
     fn next_call(&mut self, offset: u64, max_chunk: usize) -> Option<Call> {
         let done = self.buf.len();
+        let room = (self.want - done).min(max_chunk);
+        // Asking for more than is wanted (see `read_room`) only where the buffer has the
+        // room and the chunk limit allows; `moved` keeps the wanted bytes.
+        let ask = match self.past {
+            true => read_room(room)
+                .min(self.buf.capacity() - done)
+                .min(max_chunk)
+                .max(room),
+            false => room,
+        };
+        self.asked_past = ask > room;
         (done < self.want).then(|| Call::Read {
             buf: self.buf.spare_capacity_mut().as_mut_ptr().cast::<c_void>(),
-            len: (self.want - done).min(max_chunk),
+            len: ask,
             offset: (offset + done as u64) as libc::off_t,
         })
     }
@@ -1211,14 +1267,22 @@ impl<F: FnOnce(Result<Vec<u8>, IoError>) + Send + 'static> Op for ReadOp<F> {
             }));
         }
         let room = (self.want - done).min(max_chunk);
-        // SAFETY: gfapi wrote `ret` bytes (at most the `room` it was given) into the
-        // spare capacity the call pointed at.
+        // SAFETY: gfapi wrote `ret` bytes into the spare capacity the call pointed at (at
+        // most what it was asked for, which the capacity holds); of them only the wanted
+        // `room` become the buffer's length.
         unsafe { self.buf.set_len(done + ret.min(room)) };
         None
     }
 
     fn finish(self, result: Result<(), IoError>) {
         (self.cb)(result.map(|()| self.buf))
+    }
+
+    fn retry_after_failure(&mut self) -> bool {
+        let again = self.asked_past;
+        self.past = false;
+        self.asked_past = false;
+        again
     }
 }
 
@@ -1515,6 +1579,9 @@ unsafe extern "C" fn io_callback<O: Op>(
         let mut ctx = unsafe { Box::from_raw(data.cast::<Ctx<O>>()) };
         ctx.file.vol.follow.on_completion();
         if ret < 0 {
+            if ctx.op.retry_after_failure() {
+                return submit(ctx);
+            }
             return ctx.finish(Err(IoError::Errno(errno)));
         }
         let max_chunk = ctx.file.max_chunk();
@@ -1559,6 +1626,116 @@ fn count_of(answer: &str, what: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_just_under_or_at_one_mib_ask_for_a_page_past_it() {
+        // libglusterfs's iobuf classes: replies of 128 KiB or less are malloc'd, up to
+        // 1 MiB they come from arenas (the last class 1048576 bytes), larger ones are
+        // malloc'd again.
+        const MIB: usize = 1_048_576;
+        assert_eq!(read_room(MIB), MIB + 4096);
+        assert_eq!(read_room(MIB - 4096), MIB + 4096);
+        assert_eq!(read_room(MIB - 65_536 + 512), MIB + 4096);
+        // Further below the class the extra read would cost more than it saves.
+        assert_eq!(read_room(MIB - 65_536), MIB - 65_536);
+        assert_eq!(read_room(262_144), 262_144);
+        assert_eq!(read_room(4096), 4096);
+        assert_eq!(read_room(MIB + 512), MIB + 512);
+        assert_eq!(read_room(4 * MIB), 4 * MIB);
+    }
+
+    /// The length a read op's next gfapi call asks for.
+    fn asked<F: FnOnce(Result<Vec<u8>, IoError>) + Send + 'static>(
+        op: &mut ReadOp<F>,
+        max_chunk: usize,
+    ) -> usize {
+        match op.next_call(0, max_chunk) {
+            Some(Call::Read { len, .. }) => len,
+            _ => panic!("a read op that is not done makes a read call"),
+        }
+    }
+
+    #[test]
+    fn a_read_asks_for_its_room_only_when_its_buffer_has_it_and_keeps_what_was_wanted() {
+        const MIB: usize = 1 << 20;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB + 4096),
+            MIB,
+            move |r: Result<Vec<u8>, IoError>| tx.send(r).unwrap(),
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB + 4096);
+        // gfapi filled the whole call: the wanted bytes are kept, the page past them not.
+        assert_eq!(op.moved(MIB + 4096, MAX_CHUNK), None);
+        assert_eq!(op.buf.len(), MIB);
+        assert!(op.next_call(0, MAX_CHUNK).is_none());
+        op.finish(Ok(()));
+        assert_eq!(rx.recv().unwrap().map(|b| b.len()), Ok(MIB));
+
+        // At the file's end gfapi returns just the wanted bytes: done as well.
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB + 4096),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB + 4096);
+        assert_eq!(op.moved(MIB, MAX_CHUNK), None);
+        assert!(op.next_call(0, MAX_CHUNK).is_none());
+
+        // A short answer continues with the rest, asking for as much as the buffer
+        // still holds (the rest and the page past it).
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB + 4096),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(op.moved(4096, MAX_CHUNK), None);
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB);
+        assert_eq!(op.moved(MIB - 4096, MAX_CHUNK), None);
+        assert!(op.next_call(0, MAX_CHUNK).is_none());
+
+        // Without the room in the buffer, or past the chunk limit, only what is wanted.
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB);
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB + 4096),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(asked(&mut op, MIB), MIB);
+    }
+
+    #[test]
+    fn a_read_that_asked_past_its_range_and_failed_is_sent_again_for_its_range_alone() {
+        const MIB: usize = 1 << 20;
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB + 4096),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB + 4096);
+        assert!(
+            op.retry_after_failure(),
+            "the page past the range may be what failed"
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB);
+        assert!(
+            !op.retry_after_failure(),
+            "the range itself failed: the read fails"
+        );
+        // A read that never asked past its range fails at once.
+        let mut op = ReadOp::new(
+            Vec::with_capacity(MIB),
+            MIB,
+            |_: Result<Vec<u8>, IoError>| {},
+        );
+        assert_eq!(asked(&mut op, MAX_CHUNK), MIB);
+        assert!(!op.retry_after_failure());
+    }
 
     #[test]
     fn clear_locks_answers_are_counted_as_the_bricks_word_them() {

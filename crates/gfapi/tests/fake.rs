@@ -428,3 +428,43 @@ fn clear_inode_locks_names_a_range_the_bricks_read() {
         })
     ));
 }
+
+/// A 1 MiB read given a buffer of `read_room` bytes asks gfapi for the page past its
+/// range as well (so that its reply buffer is not one of libglusterfs's 1 MiB iobufs),
+/// returns exactly the wanted bytes, and an error in that page does not fail it: it is
+/// sent again for its range alone. At the file's end it reads what is there.
+#[test]
+fn a_one_mib_read_asks_for_the_page_past_it_and_that_page_cannot_fail_it() {
+    const MIB: usize = 1 << 20;
+    let f = new_file("pastpage.img", 2 << 20);
+    let data: Vec<u8> = (0..2 * MIB as u32).map(|i| (i % 253) as u8).collect();
+    f.pwrite(&data, 0).unwrap();
+    // One EIO for the first read that touches the page after the first MiB.
+    let rules = root().join(".faults.toml");
+    let tmp = root().join(".faults.toml.new");
+    std::fs::write(
+        &tmp,
+        "[[rule]]\nop = \"read\"\npath = \"/pastpage.img\"\noffset = [1048576, 1052672]\nerrno = \"EIO\"\ncount = 1\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &rules).unwrap();
+    let read = |offset: u64, len: usize, room: usize| {
+        let f = f.clone();
+        wait(move |tx| {
+            f.pread_async_into(offset, len, Vec::with_capacity(room), move |r| {
+                tx.send(r).unwrap()
+            })
+        })
+    };
+    assert_eq!(gfapi::read_room(MIB), MIB + 4096);
+    let got = read(0, MIB, gfapi::read_room(MIB)).unwrap();
+    assert_eq!(got.len(), MIB);
+    assert!(got[..] == data[..MIB]);
+    // The rule fired on that read (it fires once): the page itself now reads.
+    let got = read(MIB as u64, 4096, 4096).unwrap();
+    assert!(got[..] == data[MIB..MIB + 4096]);
+    // The last MiB of the file: gfapi returns the MiB, short of what was asked.
+    let got = read(MIB as u64, MIB, gfapi::read_room(MIB)).unwrap();
+    assert!(got[..] == data[MIB..]);
+    std::fs::remove_file(&rules).unwrap();
+}
