@@ -958,9 +958,11 @@ impl Joined {
 }
 
 /// The most bytes one read joined from several ([`GlfsStore::submit_batch`]) carries:
-/// [`READ_PART`], the largest reply gfapi reads into a buffer of its pool (a larger
-/// one is a fresh mapping whose pages fault in, docs/performance.md, seventh round).
-pub const MAX_JOINED_READ: u32 = READ_PART;
+/// 256 KiB, the initiator's usual MaxRecvDataSegmentLength (libiscsi and Linux offer it)
+/// and the largest of gfapi's reply buffer classes that an arena holds eight of (a
+/// larger class, two to an arena, is mapped afresh with a few replies in flight and its
+/// pages fault in: docs/performance.md, seventh and fifteenth rounds).
+pub const MAX_JOINED_READ: u32 = 256 << 10;
 
 /// A plain read as the joining of a batch sees it.
 struct ReadShape {
@@ -1107,13 +1109,6 @@ impl Finish {
         Completion::new(move |r| self.complete(r))
     }
 }
-
-/// The piece a large read is cut into when its completion takes parts: the initiator's
-/// usual MaxRecvDataSegmentLength (libiscsi and Linux offer 256 KiB), so each piece is
-/// one Data-In PDU. The default of bsopt `read-part`: 512 KiB pieces cost gfapi as many
-/// page faults per read as whole 1 MiB reads (a fresh buffer mapping per reply; 256 KiB
-/// replies come from its pool), docs/performance.md, seventh round.
-pub const READ_PART: u32 = 256 << 10;
 
 /// Reads `len` bytes at `offset` as pieces of `part` bytes, all sent to gfapi at
 /// once (each its own request, held and resent after a lost connection as any other),
@@ -1473,7 +1468,7 @@ impl GlfsStore {
         GlfsStore {
             link,
             copy_offload: false,
-            read_part: Some(READ_PART),
+            read_part: None,
             geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
@@ -1487,8 +1482,8 @@ impl GlfsStore {
     }
 
     /// Cuts large reads whose completion takes parts into pieces of `part` bytes (a
-    /// multiple of 4 KiB, at least [`crate::spec::MIN_READ_PART`]), or with `None` reads
-    /// every request with one gfapi read (bsopt `read-part`).
+    /// multiple of 4 KiB, at least [`crate::spec::MIN_READ_PART`]), or with `None` (the
+    /// default) reads every request with one gfapi read (bsopt `read-part`).
     pub fn with_read_part(mut self, part: Option<u32>) -> GlfsStore {
         self.read_part = part.map(|p| p.max(crate::spec::MIN_READ_PART));
         self

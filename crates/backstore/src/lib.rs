@@ -43,7 +43,7 @@ mod trim;
 pub use file::FileStore;
 pub use glfs::{
     ConnectionState, GlfsStore, HOLD_BACKOFF_MAX, MAX_HELD, MAX_HELD_BYTES, MAX_JOINED_READ,
-    MAX_JOINED_WRITE, READ_PART,
+    MAX_JOINED_WRITE,
 };
 pub use linger::close_idle_mounts;
 pub use memory::MemoryStore;

@@ -157,9 +157,12 @@ pub struct GlfsOptions {
     /// The piece a large plain READ is cut into (`read-part=SIZE`, a multiple of 4 KiB
     /// from [`MIN_READ_PART`] to [`MAX_READ_PART`], or `off`): each piece is its own gfapi
     /// read, handed to the initiator as Data-In as soon as it and those before it are
-    /// in. Default [`crate::glfs::READ_PART`]. `None` (`off`): every read is one gfapi
-    /// read, sent on when all of it is in; fewer requests for the brick (each costs it
-    /// CPU), no overlap of the brick's read with the transfer to the initiator.
+    /// in; the brick's read overlaps the transfer to the initiator, for a request per
+    /// piece (each costs the brick CPU). `None` (`off`, the default): every read is one
+    /// gfapi read, sent on when all of it is in; a 1 MiB read then asks for the page past
+    /// it (`gfapi::read_room`), so neither gfapi's reply buffer nor the brick's comes
+    /// from libglusterfs's 1 MiB arenas, which pieces of 256 KiB (and whole 1 MiB reads
+    /// before) made map and fault in afresh (docs/performance.md, fifteenth round).
     pub read_part: Option<u32>,
     /// gfapi's threads of this mount (the event threads that read the bricks' replies and
     /// run the completions, its timer and syncop threads) run under `SCHED_BATCH`
@@ -203,7 +206,7 @@ impl Default for GlfsOptions {
             linger_secs: DEFAULT_LINGER_SECS,
             copy_offload: false,
             coherent: None,
-            read_part: Some(crate::glfs::READ_PART),
+            read_part: None,
             batch_sched: true,
             follow_cpu: true,
         }

@@ -92,7 +92,9 @@ fn glfs_options_parse_all_keys() {
         GlfsOptions::parse("read-part=64M").unwrap().read_part,
         Some(64 << 20)
     );
-    assert_eq!(GlfsOptions::default().read_part, Some(backstore::READ_PART));
+    // Whole reads by default (docs/performance.md, fifteenth round).
+    assert_eq!(GlfsOptions::default().read_part, None);
+    assert_eq!(GlfsOptions::parse("").unwrap().read_part, None);
     assert!(GlfsOptions::default().batch_sched, "on unless turned off");
     assert!(GlfsOptions::parse("batch-sched=on").unwrap().batch_sched);
     assert!(!GlfsOptions::parse("batch-sched=off").unwrap().batch_sched);

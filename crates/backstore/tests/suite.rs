@@ -558,18 +558,19 @@ fn glfs_errors_carry_kind_and_errno(
     assert_eq!((err.op, err.kind, err.errno), (op, kind, Some(errno)));
 }
 
-/// The glfs store cuts a large read whose completion takes parts into
-/// `READ_PART`-sized gfapi reads and hands all but the last over as parts, in order, as
+/// With bsopt `read-part=256k` the glfs store cuts a large read whose completion takes
+/// parts into 256 KiB gfapi reads and hands all but the last over as parts, in order, as
 /// they come back (the fake completes on threads of its own, in any order); a read of
 /// one piece or less, and a completion that takes no parts, get the whole data at once.
 #[test]
 fn glfs_large_reads_come_in_read_part_pieces() {
-    use backstore::READ_PART;
-    let f = open(Kind::Glfs, "pieces");
-    let s = &*f.store;
+    let file = unique("pieces");
+    let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, "read-part=256k", false))
+        .unwrap();
+    let s = &*store;
     let data = pattern(4 << 20, 15);
     write(s, 0, &data);
-    let part = READ_PART as usize;
+    let part: usize = 256 << 10;
     for len in [(1 << 20) + 4096, 4 << 20, part + 1, 2 * part] {
         let (parts, result) = common::read_taking_parts(s, 0, len as u32);
         let Ok(IoReply::Data(rest)) = result else {
@@ -601,12 +602,14 @@ fn glfs_large_reads_come_in_read_part_pieces() {
 }
 
 /// bsopt `read-part` sets the piece a large read is cut into (every part that size, the
-/// rest with the completion), and `off` reads every request whole, with no part; the data
+/// rest with the completion), and `off` (the default) reads every request whole, with no
+/// part; the data
 /// put together is the file's either way.
 #[rstest]
 #[case::half_mib("read-part=512k", Some(512 << 10))]
 #[case::one_mib("read-part=1M", Some(1 << 20))]
 #[case::off("read-part=off", None)]
+#[case::default_whole("", None)]
 fn glfs_read_part_bsopt_sets_the_piece_or_turns_it_off(
     #[case] bsopts: &str,
     #[case] part: Option<usize>,
@@ -729,8 +732,10 @@ fn glfs_follow_cpu_bsopt_runs_completions_where_requests_come_from(
 /// A large read in pieces that fail: the error once every piece is back, no part.
 #[test]
 fn glfs_a_read_in_pieces_that_fail_reports_the_error_once() {
-    let f = open(Kind::Glfs, "eio");
-    let (parts, result) = common::read_taking_parts(&*f.store, 0, 1 << 20);
+    let file = unique("eio");
+    let store = backstore::open_glfs_store(&fake_glfs("localhost", &file, "read-part=256k", false))
+        .unwrap();
+    let (parts, result) = common::read_taking_parts(&*store, 0, 1 << 20);
     assert!(parts.is_empty());
     let err = result.unwrap_err();
     assert_eq!((err.kind, err.errno), (ErrorKind::Io, Some(libc::EIO)));

@@ -60,6 +60,33 @@ pub fn read_room(len: usize) -> usize {
     }
 }
 
+/// Below this size (4 MiB) malloc serves a request from its heap rather than from a
+/// mapping of its own, once a volume is mounted ([`keep_large_buffers_in_heap`]).
+pub const HEAP_BELOW: usize = 4 << 20;
+
+/// How much free memory (64 MiB) the top of a malloc heap may keep before it is given
+/// back, once a volume is mounted ([`keep_large_buffers_in_heap`]).
+pub const HEAP_KEEPS: usize = 64 << 20;
+
+/// Has malloc keep the reply buffers of more than 1 MiB that gfapi allocates for
+/// [`read_room`]'s reads (and the process's other allocations below [`HEAP_BELOW`]) in
+/// its heaps, and give memory back only past [`HEAP_KEEPS`] free at a heap's top:
+/// otherwise glibc's adaptive thresholds (a mapping per allocation above 128 KiB until
+/// one is freed, and a trim of a heap's top past twice the last freed mapping) let a few
+/// 1 MiB replies in flight map, unmap or trim memory now and then, and every page of it
+/// faults in again (docs/performance.md, fifteenth round). Process-wide and set once;
+/// [`Volume::connect_with`] calls it. Memory given back stays bounded by the peak.
+pub fn keep_large_buffers_in_heap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: mallopt only sets malloc's parameters; both values fit a c_int.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_BELOW as c_int);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, HEAP_KEEPS as c_int);
+        }
+    });
+}
+
 /// The longest lock owner gfapi takes (GFAPI_MAX_LOCK_OWNER_LEN).
 pub const MAX_LOCK_OWNER_LEN: usize = 255;
 
@@ -292,6 +319,7 @@ impl Volume {
         loglevel: i32,
         xlator_options: &[XlatorOption],
     ) -> Result<Volume, Error> {
+        keep_large_buffers_in_heap();
         let s = &lib.sys;
         let cvol = cstring("glfs_new", volname)?;
         clear_errno();
@@ -1626,6 +1654,24 @@ fn count_of(answer: &str, what: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether glibc serves the allocation at `p` from a mapping of its own (the
+    /// IS_MMAPPED bit of the chunk's size word, just before the pointer).
+    fn mmapped(p: *const u8) -> bool {
+        // SAFETY: `p` is a live allocation of the system allocator (glibc malloc): the
+        // word before it is its chunk's size field.
+        unsafe { p.cast::<usize>().sub(1).read() & 2 != 0 }
+    }
+
+    #[test]
+    fn after_keep_large_buffers_in_heap_a_3_mib_buffer_comes_from_the_heap() {
+        keep_large_buffers_in_heap();
+        let from_heap: Vec<u8> = Vec::with_capacity(3 << 20);
+        assert!(!mmapped(from_heap.as_ptr()), "below HEAP_BELOW");
+        // A fixed threshold, not glibc's adaptive one: above it a mapping still.
+        let mapped: Vec<u8> = Vec::with_capacity(HEAP_BELOW + (1 << 20));
+        assert!(mmapped(mapped.as_ptr()), "above HEAP_BELOW");
+    }
 
     #[test]
     fn reads_just_under_or_at_one_mib_ask_for_a_page_past_it() {
