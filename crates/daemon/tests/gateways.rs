@@ -2472,12 +2472,20 @@ fn hold_locks_of_lun_0(
     std::sync::Arc<dyn store_api::BlockStore>,
     Vec<store_api::MetadataLock>,
 ) {
+    // The fake reads GFAPI_FAKE_ROOT when it mounts, and a process shares one mount per
+    // volume and servers: under `cargo test`, where tests share the process, each holder
+    // sets the variable and mounts under one lock, through a server name of its own (the
+    // fake ignores the name; the gateways get the root in their own environment).
+    static MOUNTING: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+    let mut mounting = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
     let (backing_store, gfapi_library) = match storage {
         Storage::Glfs(root) => {
-            // Nextest runs each test in a process of its own, and nothing else in it
-            // reads the variable (the gateways get it in their own environment).
+            *mounting += 1;
             std::env::set_var("GFAPI_FAKE_ROOT", root.path());
-            ("vol@127.0.0.2:lun.img".to_string(), Some(fake_library()))
+            (
+                format!("vol@holder-{}:lun.img", *mounting),
+                Some(fake_library()),
+            )
         }
         Storage::Live { volume, file, .. } => (format!("{volume}:{file}"), None),
         Storage::File(_) => unreachable!("the stalled standby holds glfs locks"),
@@ -2489,6 +2497,7 @@ fn hold_locks_of_lun_0(
         ..Default::default()
     })
     .unwrap();
+    drop(mounting);
     let owner = store_api::LockOwner::new("gateway-c").unwrap();
     let held = names
         .iter()
