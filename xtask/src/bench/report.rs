@@ -15,6 +15,11 @@ pub const GOAL_OVER_TGT_NULL: f64 = 1.5;
 /// reads and writes): the issue's goal for the target's CPU per command.
 pub const GOAL_CMDS_PER_CORE_S: f64 = 150_000.0;
 
+/// `iscsi-load`'s CPU (% of one core) from which a side counts as bound by its load
+/// generator: it drives a session from one thread, so near a whole core it is what
+/// waits for nothing.
+pub const LOAD_BOUND_PCT: f64 = 90.0;
+
 /// One workload: fio's names for the pattern, bytes per command, queue depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Spec {
@@ -272,6 +277,19 @@ fn rounds_note(r: &Ratio) -> String {
     })
 }
 
+/// `; bound by the initiator: iscsi-load at 95% of its one core against ours memory`
+/// when ours' side of the ratio was (see [`WorkloadResult::initiator_bound`]), else
+/// nothing.
+fn bound_note(w: &WorkloadResult, r: &Ratio) -> String {
+    w.initiator_bound(r.comparison)
+        .map_or(String::new(), |pct| {
+            format!(
+                "; bound by the initiator: iscsi-load at {pct:.0}% of its one core against {}",
+                r.comparison.sides().0.name()
+            )
+        })
+}
+
 /// Target CPU microseconds per command: `ticks` clock ticks of CPU (at `clk_tck`
 /// per second) over a window of `window_s` seconds in which commands completed at
 /// `iops`. None when nothing ran.
@@ -411,6 +429,18 @@ impl WorkloadResult {
             .iter()
             .find(|r| r.comparison == c)
             .expect("every comparison has a ratio")
+    }
+
+    /// `Some(pct)` when the numerator of `c` (one of ours) had its load generator at
+    /// [`LOAD_BOUND_PCT`] or more of one core in its median run: `iscsi-load` drives a
+    /// session from one thread, so there the initiator, not the target, set the IOPS
+    /// the ratio divides.
+    pub fn initiator_bound(&self, c: Comparison) -> Option<f64> {
+        let (ours, _) = c.sides();
+        self.get(ours)
+            .numbers()?
+            .load_cpu_pct
+            .filter(|pct| *pct >= LOAD_BOUND_PCT)
     }
 
     /// Commands per target core-second of ours on the memory store (its median run),
@@ -618,11 +648,12 @@ impl Report {
             for r in &w.ratios {
                 if let (Some(m), Some(false)) = (r.median, r.median_met) {
                     out.push(format!(
-                        "{}: {} {}{}",
+                        "{}: {} {}{}{}",
                         w.label,
                         r.comparison.name(),
                         floor2(m),
-                        rounds_note(r)
+                        rounds_note(r),
+                        bound_note(w, r)
                     ));
                 }
             }
@@ -661,11 +692,12 @@ impl Report {
                 if let (Some(Verdict::Unsettled), Some(m), Some(g)) = (r.verdict, r.median, r.goal)
                 {
                     out.push(format!(
-                        "{}: {} median {}{} straddles the goal {g}x",
+                        "{}: {} median {}{} straddles the goal {g}x{}",
                         w.label,
                         r.comparison.name(),
                         floor2(m),
-                        rounds_note(r)
+                        rounds_note(r),
+                        bound_note(w, r)
                     ));
                 }
             }
@@ -1124,7 +1156,11 @@ impl Report {
             s,
             "## Goals\n\nThe ratios' goals are judged on the median of the rounds; an \
              \"unsettled\" row is met or not met on its median, but its rounds fall on both \
-             sides of the goal. CPU per command is judged on ours memory's median run.\n"
+             sides of the goal. CPU per command is judged on ours memory's median run. A \
+             line that says \"bound by the initiator\" is a row where `iscsi-load`, which \
+             drives a session from one thread, ran at {LOAD_BOUND_PCT:.0}% or more of a core \
+             in ours' median run: there the load generator, not our target, set ours' IOPS \
+             (the load generator's CPU per side is in the latency table).\n"
         );
         if unmet.is_empty() {
             let _ = writeln!(s, "Every goal measured in this run is met.");
@@ -1497,6 +1533,67 @@ mod tests {
             "{md}"
         );
         insta::assert_snapshot!("markdown", md);
+    }
+
+    /// `ok(iops)` whose load generator took `load` % of a core.
+    fn loaded(iops: f64, load: f64) -> Measured {
+        let mut m = ok(iops);
+        if let Measured::Ok(n) = &mut m {
+            n.load_cpu_pct = Some(load);
+        }
+        m
+    }
+
+    #[test]
+    fn a_goal_missed_where_iscsi_load_was_the_busy_end_says_so() {
+        let mut r = report();
+        // 64k reads, memory 1.25x of tgt null (not met). Its median run of ours memory is
+        // round 1's 25k; iscsi-load at 95% of a core there, tgt null's at 99%.
+        for (side, m) in &mut r.workloads[1].sides {
+            match side {
+                Side::OursMemory => *m = loaded(25000.0, 95.0),
+                Side::TgtNull => *m = loaded(20000.0, 99.0),
+                // The ours/ceiling row (ours glfs' iscsi-load just below the bar) says
+                // nothing of it.
+                Side::OursGlfs => {
+                    if let Measured::Ok(n) = m {
+                        n.load_cpu_pct = Some(89.9);
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            r.workloads[1].initiator_bound(Comparison::MemoryOverTgtNull),
+            Some(95.0)
+        );
+        assert_eq!(
+            r.workloads[1].initiator_bound(Comparison::OursOverCeiling),
+            None
+        );
+        assert_eq!(
+            r.workloads[0].initiator_bound(Comparison::MemoryOverTgtNull),
+            None
+        );
+        let unmet = r.unmet_goals();
+        assert!(
+            unmet.contains(
+                &"64k read QD16: ours memory/tgt null 1.25 (rounds 1.20..1.25); bound by the \
+                  initiator: iscsi-load at 95% of its one core against ours memory"
+                    .to_string()
+            ),
+            "{unmet:#?}"
+        );
+        assert!(
+            unmet.contains(&"64k read QD16: ours/ceiling 0.78 (rounds 0.66..0.90)".to_string()),
+            "{unmet:#?}"
+        );
+        let md = r.markdown("bench");
+        assert!(
+            md.contains("- not met: 64k read QD16: ours memory/tgt null 1.25 (rounds 1.20..1.25); bound by the initiator"),
+            "{md}"
+        );
+        assert!(md.contains("ran at 90% or more of a core"), "{md}");
     }
 
     #[test]
