@@ -225,6 +225,43 @@ impl Home {
     }
 }
 
+/// Copies below this many bytes into the store go through the cache ([`copy_in`]).
+const STREAM_FROM: usize = 4096;
+
+/// Copies `src` into the store's memory at `dst` (of the same length).
+///
+/// A RAM disk's destination is almost never in the CPU's cache (4 KiB random writes over
+/// hundreds of MiB), and a plain copy first reads every destination line it writes (the
+/// stores wait for those reads at the shard lock's release: docs/performance.md, ninth
+/// and sixteenth rounds). So copies of [`STREAM_FROM`] bytes or more to a 16-byte aligned
+/// destination, whole 64-byte lines, use non-temporal stores, which write lines without
+/// reading them, then a store fence, so the bytes are visible to whoever takes the
+/// shard's lock next. Other copies, and other CPUs, copy plainly.
+fn copy_in(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "a copy into the store has one length");
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() >= STREAM_FROM
+        && dst.len().is_multiple_of(64)
+        && dst.as_ptr().addr().is_multiple_of(16)
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        let d = dst.as_mut_ptr().cast::<__m128i>();
+        let s = src.as_ptr().cast::<__m128i>();
+        for i in 0..dst.len() / 16 {
+            // SAFETY: SSE2 is part of x86_64. `i * 16 + 16` is within both slices (of
+            // equal length); `d` is 16-byte aligned, as the streaming store needs, and the
+            // unaligned load needs no alignment; `dst` is borrowed mutably, `src` not
+            // overlapping it (a shared and a mutable borrow).
+            unsafe { _mm_stream_si128(d.add(i), _mm_loadu_si128(s.add(i))) };
+        }
+        // SAFETY: a fence only: orders the streaming stores before the stores after it
+        // (the lock's release).
+        unsafe { _mm_sfence() };
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
 /// The pieces of `r` (bytes of one shard).
 fn pieces(r: &Range<usize>) -> Range<usize> {
     r.start / PIECE..r.end.div_ceil(PIECE)
@@ -540,9 +577,7 @@ impl Memory {
             });
             self.for_each_shard(to + done, n, |s, r, q| {
                 let mut shard = dst.shards[s].write().unwrap();
-                shard.write(r, |d, at| {
-                    d.copy_from_slice(&chunk[q.start + at..][..d.len()])
-                });
+                shard.write(r, |d, at| copy_in(d, &chunk[q.start + at..][..d.len()]));
             });
             let ((first, end), _) = self.blocks(to + done, n as u64);
             Self::set_mapped(dst, first, end, true);
@@ -618,9 +653,7 @@ impl BlockStore for MemoryStore {
                 for bytes in segments.parts() {
                     self.for_each_shard(at, bytes.len(), |s, r, q| {
                         let mut shard = data.shards[s].write().unwrap();
-                        shard.write(r, |d, at| {
-                            d.copy_from_slice(&bytes[q.start + at..][..d.len()])
-                        });
+                        shard.write(r, |d, at| copy_in(d, &bytes[q.start + at..][..d.len()]));
                     });
                     at += bytes.len() as u64;
                 }
@@ -753,6 +786,76 @@ mod tests {
             fua: false,
         };
         assert!(matches!(run(store, req), IoReply::Done));
+    }
+
+    /// Bytes that differ from their neighbours and from any fill: position-dependent.
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn copy_in_copies_every_byte_streamed_or_not() {
+        // (destination offset in a 16-byte aligned buffer, length): streamed (aligned,
+        // whole lines of 4 KiB or more) and every way of not being streamed: too short,
+        // not whole lines, an unaligned destination.
+        for (at, len) in [
+            (0, 4096),
+            (0, 65536),
+            (16, 8192),
+            (0, 4032),
+            (0, 4096 + 16),
+            (8, 4096),
+            (0, 0),
+            (3, 5000),
+        ] {
+            let src = pattern(len + 3, 7);
+            let src = &src[3..]; // an unaligned source too
+            let mut buf = vec![0x5au8; at + len + 64 + 16];
+            // The first 16-byte aligned place in `buf`.
+            let base = buf.as_ptr().align_offset(16);
+            let (before, rest) = buf[base..].split_at_mut(at);
+            let (dst, after) = rest.split_at_mut(len);
+            copy_in(dst, src);
+            assert_eq!(dst, src, "at {at}, {len} bytes");
+            assert!(before.iter().all(|&b| b == 0x5a), "at {at}: bytes before");
+            assert!(after.iter().all(|&b| b == 0x5a), "at {at}: bytes after");
+        }
+    }
+
+    #[test]
+    fn writes_of_every_size_read_back_as_written() {
+        // Streamed (4 KiB, 64 KiB, across a shard boundary) and plain (512 B, 4 KiB + 512
+        // B) writes next to each other, then read back whole.
+        let store = MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: 8 * 1024,
+        });
+        let writes: [(u64, usize, u8); 5] = [
+            (0, 512, 1),
+            (4096, 4096, 2),
+            (SHARD as u64 - 32768, 65536, 3),
+            (3 << 20, 4096 + 512, 4),
+            (8192, 512, 5),
+        ];
+        for &(offset, len, seed) in &writes {
+            let req = IoRequest::Write {
+                offset,
+                data: bytes::Bytes::from(pattern(len, seed)).into(),
+                fua: false,
+            };
+            assert!(matches!(run(&store, req), IoReply::Done));
+        }
+        for &(offset, len, seed) in &writes {
+            assert_eq!(
+                read(&store, offset, len as u32),
+                pattern(len, seed),
+                "{len} bytes at {offset}"
+            );
+        }
+        // Untouched bytes between them are still zero.
+        assert_eq!(read(&store, 512, 3584), vec![0; 3584]);
     }
 
     #[test]
