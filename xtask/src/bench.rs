@@ -1390,6 +1390,7 @@ impl Bench<'_> {
             Duration::from_secs(u64::from(RAMP_SECS)) + Duration::from_millis(300),
             Duration::from_secs(u64::from(RAMP_SECS + self.opts.seconds)),
         );
+        let store_before = daemon.store_time();
         let (status, sample) = run_bounded(
             &mut cmd,
             &log,
@@ -1397,6 +1398,7 @@ impl Bench<'_> {
             Some(daemon.pid()),
             Some(window),
         )?;
+        let store_after = daemon.store_time();
         let text = std::fs::read_to_string(&log)?;
         let line = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
         let Some(line) = line else {
@@ -1410,6 +1412,9 @@ impl Bench<'_> {
         }
         n.peak_rss_kib = sample.peak_rss_kib;
         n.others_cpu_pct = sample.others_cpu_pct;
+        if let (Some(a), Some(b)) = (store_before, store_after) {
+            n.store_us_per_cmd = report::store_us_per_cmd(a, b);
+        }
         if !status.success() && n.errors == 0 {
             bail!("iscsi-load failed ({status}): {}", tail(&log));
         }
@@ -1524,6 +1529,9 @@ struct Daemon {
     log: PathBuf,
     /// tgtd's control socket number, for removing its socket files.
     tgt_control: Option<u32>,
+    /// Ours' `--metrics` address (`host:port`), where the time its commands spent past
+    /// the iSCSI layer is read ([`Daemon::store_time`]).
+    metrics: Option<String>,
 }
 
 /// tgtd, or ours through the workspace's one process harness.
@@ -1578,6 +1586,7 @@ impl Daemon {
                 url: format!("iscsi://127.0.0.1:{port}/{TGT_IQN}/1"),
                 log: log.to_path_buf(),
                 tgt_control: None,
+                metrics: None,
             };
             let adm = |args: &[&str]| -> Result<String> {
                 util::output(
@@ -1645,11 +1654,13 @@ impl Daemon {
         env: &[(String, String)],
         args: &[String],
     ) -> Result<Daemon> {
+        let metrics = format!("127.0.0.1:{}", testkit::daemon::free_port()?);
         let mut launch = testkit::daemon::Launch::new(binary)
             .tied_to_us()
             .log(log)
             .patience(Duration::from_secs(30))
             .args(["--target", OUR_IQN, "--lun", "0", "--log", "warn"])
+            .args(["--metrics", &metrics])
             .args(args);
         for (key, value) in env {
             launch = launch.env(key, value);
@@ -1660,7 +1671,20 @@ impl Daemon {
             process: Process::Ours(daemon),
             log: log.to_path_buf(),
             tgt_control: None,
+            metrics: Some(metrics),
         })
+    }
+
+    /// Ours' commands so far and the seconds they took from the SCSI layer's start to
+    /// their answer, summed (the `glfs_iscsi_lun_command_duration_seconds` histogram's count
+    /// and sum over every kind): a command's time past the iSCSI layer, its data
+    /// already in. Before a LUN's first command it has no series: none so far. `None`
+    /// for tgtd, or when the scrape fails.
+    fn store_time(&self) -> Option<(f64, f64)> {
+        let text = testkit::metrics::scrape(self.metrics.as_deref()?).ok()?;
+        let name = "glfs_iscsi_lun_command_duration_seconds";
+        let total = |part: &str| testkit::metrics::sum_of(&text, &format!("{name}_{part}"));
+        Some((total("count").unwrap_or(0.0), total("sum").unwrap_or(0.0)))
     }
 
     fn is_running(&mut self) -> bool {

@@ -136,6 +136,9 @@ pub struct Numbers {
     pub others_cpu_pct: Option<f64>,
     /// `[percentile, microseconds]`, ascending.
     pub percentiles: Vec<[f64; 2]>,
+    /// Ours only: the mean time, microseconds, from the SCSI layer's start of a command
+    /// (its data in) to its answer, from the daemon's metrics ([`store_us_per_cmd`]).
+    pub store_us_per_cmd: Option<f64>,
 }
 
 impl Numbers {
@@ -159,6 +162,19 @@ impl Numbers {
             _ => self.target_cpu_pct?,
         };
         Some(target + self.load_cpu_pct? + self.others_cpu_pct?)
+    }
+
+    /// A command's mean time in flight, microseconds, when `in_flight` commands were kept
+    /// in flight throughout (Little's law: in flight = rate x time), as `iscsi-load` and
+    /// fio keep their queue depth.
+    pub fn us_per_cmd_at(&self, in_flight: u32) -> Option<f64> {
+        (self.iops > 0.0).then(|| f64::from(in_flight) * 1e6 / self.iops)
+    }
+
+    /// How many commands were past ours' iSCSI layer on average (Little's law again:
+    /// the rate times [`Numbers::store_us_per_cmd`]).
+    pub fn cmds_past_iscsi(&self) -> Option<f64> {
+        Some(self.store_us_per_cmd? * self.iops / 1e6)
     }
 
     /// Commands one fully busy target core would complete at this CPU cost.
@@ -288,6 +304,13 @@ fn bound_note(w: &WorkloadResult, r: &Ratio) -> String {
                 r.comparison.sides().0.name()
             )
         })
+}
+
+/// The mean of the commands between two readings of ours' command-duration histogram,
+/// each `(count, seconds summed)`, in microseconds; `None` when none completed between.
+pub fn store_us_per_cmd(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
+    let commands = after.0 - before.0;
+    (commands >= 1.0).then(|| (after.1 - before.1) / commands * 1e6)
 }
 
 /// Target CPU microseconds per command: `ticks` clock ticks of CPU (at `clk_tck`
@@ -925,6 +948,58 @@ impl Report {
         )
     }
 
+    /// Per workload, ours' sides (their median runs): a command's mean time in flight,
+    /// the part of it past the iSCSI layer, that part's share, and how many commands
+    /// were past the iSCSI layer on average; beside the glfs side, the ceiling's time per
+    /// command (fio keeps its whole queue depth in gfapi).
+    pub fn time_split_table(&self) -> String {
+        let mut rows = Vec::new();
+        for w in &self.workloads {
+            for side in [Side::OursGlfs, Side::OursMemory] {
+                let Some(n) = w.get(side).numbers() else {
+                    continue;
+                };
+                let Some(past) = n.store_us_per_cmd else {
+                    continue;
+                };
+                let whole = n.us_per_cmd_at(w.spec.qd);
+                let ceiling = match side {
+                    Side::OursGlfs => w
+                        .get(Side::Ceiling)
+                        .numbers()
+                        .and_then(|c| c.us_per_cmd_at(w.spec.qd)),
+                    _ => None,
+                };
+                rows.push(vec![
+                    w.label.clone(),
+                    side.name().into(),
+                    opt(whole, 0),
+                    format!("{past:.0}"),
+                    opt(whole.map(|t| past / t * 100.0), 0),
+                    opt(n.cmds_past_iscsi(), 2),
+                    w.spec.qd.to_string(),
+                    opt(ceiling, 0),
+                ]);
+            }
+        }
+        if rows.is_empty() {
+            return String::new();
+        }
+        table(
+            &[
+                "workload",
+                "side",
+                "us per command",
+                "past the iSCSI layer us",
+                "past the iSCSI layer %",
+                "commands past the iSCSI layer",
+                "commands in flight",
+                "ceiling: us per command",
+            ],
+            &rows,
+        )
+    }
+
     /// Sessions: aggregate IOPS and peak memory.
     pub fn sessions_table(&self) -> String {
         let mib = |m: &Measured| {
@@ -1123,6 +1198,24 @@ impl Report {
                 self.load.cores
             );
         }
+        let split = self.time_split_table();
+        if !split.is_empty() {
+            let _ = writeln!(
+                s,
+                "## Where ours' commands spend their time\n\n\
+                 `iscsi-load` keeps its queue depth of commands in flight, so a command's mean \
+                 time from the initiator's send to its answer is the queue depth over the IOPS \
+                 (Little's law). Our daemon, run with `--metrics`, times each command from the \
+                 moment its SCSI layer has it, the data of a write already in, to its answer \
+                 (the `glfs_iscsi_lun_command_duration_seconds` histogram, read before and \
+                 after each run): \"past the iSCSI layer\". The rest is the iSCSI hop: the \
+                 command and its data on the way in (past the first burst, each of a write's \
+                 bursts waits for its R2T), the answer on the way out, the initiator's own \
+                 turn-around. \"commands past the iSCSI layer\" is how many of those in flight \
+                 were with the store on average (the IOPS times that time); the ceiling's fio \
+                 keeps all of its in gfapi, and its time per command is beside ours glfs.\n\n{split}"
+            );
+        }
         let _ = writeln!(
             s,
             "## Many sessions\n\n\
@@ -1218,6 +1311,14 @@ mod tests {
         m
     }
 
+    /// `m` with ours' time past the iSCSI layer per command.
+    fn past_iscsi(mut m: Measured, us: f64) -> Measured {
+        if let Measured::Ok(n) = &mut m {
+            n.store_us_per_cmd = Some(us);
+        }
+        m
+    }
+
     /// A run of two workloads in three rounds. 4k random reads: ours/ceiling 0.88, 0.92,
     /// 0.94 (median 0.92: met, but round 1 is below 0.9: unsettled), the memory store
     /// 2.2, 1.5, 1.92 (met in every round). 64k reads: ours failed in round 1, then 0.90
@@ -1233,7 +1334,9 @@ mod tests {
                     1.0,
                     vec![
                         (Ceiling, busy(15400.0, 20.0)),
-                        (OursGlfs, busy(13600.0, 25.0)),
+                        // 32 in flight at 13.6k/s: 2353 us each, 1176 of them (50%) past
+                        // the iSCSI layer, where 16 commands were on average.
+                        (OursGlfs, past_iscsi(busy(13600.0, 25.0), 1176.5)),
                         (TgtGlfs, ok(7900.0)),
                         (TgtFuse, fuse()),
                         (TgtNull, ok(50000.0)),
@@ -1360,6 +1463,55 @@ mod tests {
         assert!((n.cmds_per_core_second().unwrap() - 100_000.0).abs() < 1e-6);
         assert_eq!(cpu_us_per_command(5, 100.0, 0.0, 1000.0), None);
         assert_eq!(cpu_us_per_command(5, 100.0, 1.0, 0.0), None);
+    }
+
+    #[test]
+    fn time_past_the_iscsi_layer_is_split_from_the_time_in_flight() {
+        // Histogram readings (count, seconds): 1000 commands in 1.25 s between them.
+        assert_eq!(store_us_per_cmd((500.0, 0.5), (1500.0, 1.75)), Some(1250.0));
+        assert_eq!(store_us_per_cmd((500.0, 0.5), (500.0, 0.5)), None);
+
+        use Side::*;
+        let n = |iops: f64, store: Option<f64>| Numbers {
+            iops,
+            store_us_per_cmd: store,
+            ..Numbers::default()
+        };
+        // 1 MiB writes, QD4. fio: 4 in flight at 1400/s, 2857 us each. Ours glfs: 4 at
+        // 1000/s, 4000 us each, of which 1000 past the iSCSI layer (25%): one command
+        // with the store on average. Ours memory: 4 at 3200/s (1250 us), 250 past it.
+        let w = WorkloadResult::from_rounds(
+            WORKLOADS[5],
+            vec![Round::new(
+                1.0,
+                vec![
+                    (Ceiling, Measured::Ok(n(1400.0, None))),
+                    (OursGlfs, Measured::Ok(n(1000.0, Some(1000.0)))),
+                    (TgtNull, Measured::Ok(n(1300.0, None))),
+                    (OursMemory, Measured::Ok(n(3200.0, Some(250.0)))),
+                ],
+            )],
+        );
+        let mut r = report();
+        r.workloads = vec![w];
+        let t = r.time_split_table();
+        assert!(
+            t.contains("| 1M write QD4 | ours glfs | 4000 | 1000 | 25 | 1.00 | 4 | 2857 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 1M write QD4 | ours memory | 1250 | 250 | 20 | 0.80 | 4 | - |"),
+            "{t}"
+        );
+        // Sides without the daemon's metrics (tgt, or a failed scrape) have no row.
+        r.workloads = vec![WorkloadResult::from_rounds(
+            WORKLOADS[5],
+            vec![Round::new(
+                1.0,
+                vec![(OursGlfs, Measured::Ok(n(1000.0, None)))],
+            )],
+        )];
+        assert_eq!(r.time_split_table(), "");
     }
 
     #[test]

@@ -561,22 +561,10 @@ pub fn scrape_metrics(target: &Running) -> String {
 
 /// GET /metrics from `addr`: the body.
 pub fn scrape_metrics_at(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
+    testkit::metrics::scrape(addr).unwrap()
 }
 
 /// The value of the sample `series` (name and labels as exposed) in a scraped body.
 pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    testkit::metrics::sample(text, series)
 }
