@@ -25,7 +25,9 @@
 //! ours memory one daemon each for the run.
 //!
 //! Per side: IOPS, latency p50/p99/p99.9 and fio's percentile list, and the target's
-//! CPU time per command (utime+stime from /proc/<pid>/stat over the measured window).
+//! CPU time per command (utime+stime from /proc/<pid>/stat over the measured window);
+//! for ours, the mean time a command spent past the iSCSI layer (its `--metrics`
+//! command-duration histogram read before and after the run).
 //! Output: a Markdown table on stdout, `<target>/bench/results.json`, `report.md` and PNG
 //! charts beside it; `--docs` also writes docs/benchmarks.md and docs/bench/*.png.
 //! Every measurement runs under a time limit and every daemon is killed when its
