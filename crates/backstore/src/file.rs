@@ -22,6 +22,8 @@ type Job = (IoRequest, Completion);
 struct Inner {
     file: File,
     geometry: store_api::GrowableGeometry,
+    /// Full provisioning ([`crate::Provisioning`]): nothing here deallocates blocks.
+    full: bool,
 }
 
 /// A store on a local file; requests queue to `threads` workers (never a thread per request).
@@ -32,16 +34,30 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Serves `file` (already opened read-write) with `threads` workers.
+    /// Serves `file` (already opened read-write) with `threads` workers, thin provisioned.
     pub fn new(
         file: File,
         path: String,
         geometry: Geometry,
         threads: usize,
     ) -> std::io::Result<FileStore> {
+        Self::with_provisioning(file, path, geometry, threads, crate::Provisioning::Thin)
+    }
+
+    /// [`FileStore::new`] with the given provisioning. Full: the store reports no discard,
+    /// never punches holes, and allocates what a resize adds; [`FileStore::allocate_all`]
+    /// allocates what is there.
+    pub fn with_provisioning(
+        file: File,
+        path: String,
+        geometry: Geometry,
+        threads: usize,
+        provisioning: crate::Provisioning,
+    ) -> std::io::Result<FileStore> {
         let inner = Arc::new(Inner {
             file,
             geometry: store_api::GrowableGeometry::new(geometry),
+            full: provisioning == crate::Provisioning::Full,
         });
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -53,6 +69,24 @@ impl FileStore {
                 .spawn(move || worker(&inner, &rx))?;
         }
         Ok(FileStore { inner, tx, path })
+    }
+
+    /// Fully provisioned: allocates every block of the file (a block device has them all
+    /// already); thin: nothing. The reason to show when the file system cannot.
+    pub fn allocate_all(&self) -> Result<(), String> {
+        if !self.inner.full || self.is_block_device() {
+            return Ok(());
+        }
+        let end = self.inner.geometry.get().size_bytes();
+        self.inner.allocate(&self.describe(), 0, end)
+    }
+
+    fn is_block_device(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.inner
+            .file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_block_device())
     }
 }
 
@@ -162,6 +196,21 @@ impl Inner {
                         Some(libc::EXDEV) => StoreError::new(op, ErrorKind::Unsupported),
                         _ => err(e),
                     })?;
+                Ok(IoReply::Done)
+            }
+            IoRequest::Discard { offset, len } | IoRequest::WriteZeroes { offset, len }
+                if self.full =>
+            {
+                // Fully provisioned: zeroes in place, the blocks kept allocated (no discard
+                // is offered; one that comes anyway deallocates nothing).
+                match self.fallocate(
+                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset,
+                    len,
+                ) {
+                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
+                    r => r.map_err(err)?,
+                }
                 Ok(IoReply::Done)
             }
             IoRequest::Discard { offset, len } => {
@@ -274,6 +323,14 @@ impl Inner {
         })
     }
 
+    /// Allocates `[start, end)` (keeping size and data), in chunks, with progress logged.
+    fn allocate(&self, what: &str, start: u64, end: u64) -> Result<(), String> {
+        crate::provision::allocate_logged(what, start, end, |offset, len| {
+            self.fallocate(libc::FALLOC_FL_KEEP_SIZE, offset, len)
+                .map_err(|e| e.raw_os_error())
+        })
+    }
+
     fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> std::io::Result<()> {
         if len == 0 {
             return Ok(());
@@ -356,7 +413,11 @@ impl BlockStore for FileStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        if self.inner.full {
+            Capabilities::FULLY_PROVISIONED
+        } else {
+            Capabilities::ALL
+        }
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
@@ -379,10 +440,36 @@ impl BlockStore for FileStore {
         Some(CopySource::new(self.inner.clone()))
     }
 
+    /// Fully provisioned, the added blocks are allocated before the new size is served;
+    /// where they cannot be, the file goes back to its size and the resize fails.
     fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let old = self.geometry().size_bytes();
         let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
         let grow = || -> std::io::Result<()> {
             self.inner.file.set_len(size_bytes)?;
+            if self.inner.full && !self.is_block_device() {
+                let mut errno = None;
+                let allocated = crate::provision::allocate_logged(
+                    &self.describe(),
+                    old,
+                    size_bytes,
+                    |offset, len| {
+                        let r = self.inner.fallocate(libc::FALLOC_FL_KEEP_SIZE, offset, len);
+                        errno = r.as_ref().err().and_then(|e| e.raw_os_error());
+                        r.map_err(|e| e.raw_os_error())
+                    },
+                );
+                if let Err(reason) = allocated {
+                    tracing::warn!(
+                        "{}: resize to {size_bytes} refused: {reason}",
+                        self.describe()
+                    );
+                    self.inner.file.set_len(old)?;
+                    return Err(std::io::Error::from_raw_os_error(
+                        errno.unwrap_or(libc::EIO),
+                    ));
+                }
+            }
             self.inner.file.sync_all()
         };
         grow().map_err(|e| StoreError::from_io(Op::Write, &e))?;

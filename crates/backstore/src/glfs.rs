@@ -1397,6 +1397,9 @@ pub struct GlfsStore {
     /// The piece a large read is cut into when its completion takes parts; `None`: one
     /// gfapi read per request (see [`crate::spec::GlfsOptions::read_part`]).
     read_part: Option<u32>,
+    /// Full provisioning ([`crate::Provisioning`]): no discard, and a resize allocates
+    /// the blocks it adds.
+    full: bool,
     geometry: store_api::GrowableGeometry,
     description: String,
 }
@@ -1469,6 +1472,7 @@ impl GlfsStore {
             link,
             copy_offload: false,
             read_part: None,
+            full: false,
             geometry: store_api::GrowableGeometry::new(geometry),
             description,
         }
@@ -1478,6 +1482,14 @@ impl GlfsStore {
     /// (off by default: see [`crate::spec::GlfsOptions::copy_offload`]).
     pub fn with_copy_offload(mut self, on: bool) -> GlfsStore {
         self.copy_offload = on;
+        self
+    }
+
+    /// Full provisioning: the store reports no discard (the LU is fully provisioned, no
+    /// UNMAP) and a resize allocates the blocks it adds before they are served; the open
+    /// allocated what was there (`crate::open_store`).
+    pub fn with_provisioning(mut self, provisioning: crate::Provisioning) -> GlfsStore {
+        self.full = provisioning == crate::Provisioning::Full;
         self
     }
 
@@ -1569,7 +1581,11 @@ impl BlockStore for GlfsStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        if self.full {
+            Capabilities::FULLY_PROVISIONED
+        } else {
+            Capabilities::ALL
+        }
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {
@@ -1727,14 +1743,36 @@ impl BlockStore for GlfsStore {
     }
 
     /// `glfs_ftruncate` to the new size, then fsync: on the volume, so every gateway on it
-    /// sees the new size.
+    /// sees the new size. Fully provisioned, the added blocks are allocated first; where
+    /// they cannot be, the file goes back to its size and the resize fails.
     fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
+        let old = self.geometry().size_bytes();
         let blocks = store_api::check_resize(self.geometry(), size_bytes)?;
         let Some(Handle { file, .. }) = self.link.handle() else {
             return Err(StoreError::from_errno(Op::Write, libc::ENOTCONN));
         };
         let err = |e: gfapi::Error| gfapi_error(Op::Write, &e);
         file.truncate(size_bytes).map_err(err)?;
+        if self.full {
+            let mut errno = None;
+            let allocated =
+                crate::provision::allocate_logged(&self.description, old, size_bytes, |o, l| {
+                    let r = file.allocate(o, l).map_err(|e| e.errno());
+                    errno = r.err().flatten();
+                    r
+                });
+            if let Err(reason) = allocated {
+                tracing::warn!(
+                    "{}: resize to {size_bytes} refused: {reason}",
+                    self.description
+                );
+                file.truncate(old).map_err(err)?;
+                return Err(StoreError::from_errno(
+                    Op::Write,
+                    errno.unwrap_or(libc::EIO),
+                ));
+            }
+        }
         file.fsync().map_err(err)?;
         self.geometry.set_blocks(blocks);
         Ok(self.geometry())

@@ -13,6 +13,8 @@
 //!   else opening fails. An existing file keeps its size. A size that is not a multiple of
 //!   the block size is rounded down to whole blocks, with a warning (a LUN must never reach
 //!   past the end of its file: field failures #2 and #16).
+//! * [`StoreOptions::provisioning`]: thin (sparse, discard) or full (every block allocated
+//!   before the store is returned, no discard): see [`Provisioning`].
 //! * `glfs`: IPv6 hosts go in brackets (`vol@[fe80::1],host2:disk`). libgfapi is loaded from
 //!   [`StoreOptions::gfapi_library`], else from the path in the environment variable
 //!   `GFAPI_LIBRARY`, else as `libgfapi.so.0` through the dynamic loader. Of several volfile
@@ -36,6 +38,7 @@ mod memory;
 mod metadata;
 mod observer;
 mod probe;
+mod provision;
 mod sched;
 pub mod spec;
 mod trim;
@@ -48,6 +51,7 @@ pub use glfs::{
 pub use linger::close_idle_mounts;
 pub use memory::MemoryStore;
 pub use observer::{set_volume_observer, VolumeObserver};
+pub use provision::Provisioning;
 
 use spec::{parse_size, split_options, GlfsOptions, GlfsSpec};
 use std::path::PathBuf;
@@ -78,6 +82,9 @@ pub struct StoreOptions {
     /// cache-coherent across them (glfs: coherent mode, see the `coherent` module, which
     /// `coherent=off` then cannot turn off; file and memory stores are coherent anyway).
     pub shared: bool,
+    /// Thin (sparse, UNMAP) or full (every block allocated before the LU is served): see
+    /// [`Provisioning`].
+    pub provisioning: Provisioning,
 }
 
 /// Why a store could not be opened; every message names the offending input.
@@ -165,7 +172,9 @@ fn open_memory(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStor
         })?,
     };
     let geometry = geometry("memory store", size, block_size)?;
-    Ok(Arc::new(MemoryStore::new(geometry)))
+    Ok(Arc::new(
+        MemoryStore::new(geometry).with_provisioning(opts.provisioning),
+    ))
 }
 
 fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
@@ -202,6 +211,8 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
         what: format!("file {path}"),
         reason: e.to_string(),
     };
+    // Whether this open created the file (it is removed again if it cannot be served).
+    let mut created = false;
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -225,6 +236,7 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
                     let _ = std::fs::remove_file(path);
                     return Err(open_err(e));
                 }
+                created = true;
                 f
             }
             None => {
@@ -242,7 +254,19 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
         (&file).seek(std::io::SeekFrom::End(0)).map_err(open_err)?
     };
     let geometry = geometry(&format!("file {path}"), size, block_size)?;
-    let store = FileStore::new(file, path.clone(), geometry, threads).map_err(open_err)?;
+    let store =
+        FileStore::with_provisioning(file, path.clone(), geometry, threads, opts.provisioning)
+            .map_err(open_err)?;
+    if let Err(reason) = store.allocate_all() {
+        drop(store);
+        if created {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(OpenError::Open {
+            what: format!("file {path}"),
+            reason,
+        });
+    }
     Ok(Arc::new(store))
 }
 
@@ -337,6 +361,8 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             }
             open_err(e)
         };
+        // Whether this open created the file (it is removed again if it cannot be served).
+        let mut created = false;
         let file = match opened {
             Ok(f) => f,
             Err(e) if e.errno() == Some(libc::ENOENT) => match opts.create_size {
@@ -355,6 +381,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                         }
                         return Err(fail(e));
                     }
+                    created = true;
                     f
                 }
                 None => {
@@ -373,8 +400,25 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             Err(e) => return Err(fail(e)),
         };
         let size = file.size().map_err(fail)?;
-        drop(vol);
         let geometry = geometry(&what, size, block_size)?;
+        if opts.provisioning == Provisioning::Full {
+            let allocated = provision::allocate_logged(&what, 0, geometry.size_bytes(), |o, l| {
+                file.allocate(o, l).map_err(|e| e.errno())
+            });
+            if let Err(reason) = allocated {
+                drop(file);
+                if created {
+                    if let Err(u) = vol.unlink(&spec.path) {
+                        tracing::warn!("{what}: cannot remove the file it created: {u}");
+                    }
+                }
+                return Err(OpenError::Open {
+                    what: what.clone(),
+                    reason,
+                });
+            }
+        }
+        drop(vol);
         if coherent {
             coherent::check_block_size(&file, block_size, size).map_err(|reason| {
                 OpenError::Open {
@@ -394,7 +438,8 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                 flags,
             )
             .with_copy_offload(gopts.copy_offload)
-            .with_read_part(gopts.read_part),
+            .with_read_part(gopts.read_part)
+            .with_provisioning(opts.provisioning),
         ))
     })();
     if opened.is_err() {

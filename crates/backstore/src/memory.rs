@@ -33,7 +33,7 @@ const PIECE: usize = 64 << 10;
 const PIECES: usize = SHARD / PIECE;
 
 /// A store in memory, split into 1 MiB shards each behind its own lock.
-pub struct MemoryStore(Arc<Memory>);
+pub struct MemoryStore(Arc<Memory>, Capabilities);
 
 /// The memory behind a [`MemoryStore`] (shared as the source of copies).
 pub struct Memory {
@@ -455,7 +455,17 @@ impl Shard {
 impl MemoryStore {
     /// A zeroed store of `geometry.size_bytes()` bytes.
     pub fn new(geometry: Geometry) -> MemoryStore {
-        MemoryStore(Arc::new(Memory::new(geometry)))
+        MemoryStore(Arc::new(Memory::new(geometry)), Capabilities::ALL)
+    }
+
+    /// Full provisioning reports no discard (the LU is fully provisioned: no UNMAP); the
+    /// memory itself is the same either way.
+    pub fn with_provisioning(mut self, provisioning: crate::Provisioning) -> MemoryStore {
+        self.1 = match provisioning {
+            crate::Provisioning::Thin => Capabilities::ALL,
+            crate::Provisioning::Full => Capabilities::FULLY_PROVISIONED,
+        };
+        self
     }
 }
 
@@ -634,7 +644,7 @@ impl BlockStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        self.1
     }
 
     fn submit(&self, req: IoRequest, done: Completion) {

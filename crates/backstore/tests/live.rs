@@ -126,6 +126,27 @@ impl Raw {
         out
     }
 
+    /// The bytes the file at `path` takes on the bricks (`st_blocks`) and its size, through
+    /// this mount.
+    fn allocated(&self, path: &str) -> (u64, u64) {
+        let c = CString::new(path).unwrap();
+        // SAFETY: fs is mounted and c a valid C string.
+        let fd: *mut glfs_fd_t =
+            unsafe { (self.sys.glfs_open)(self.fs, c.as_ptr(), libc::O_RDONLY) };
+        assert!(
+            !fd.is_null(),
+            "open {path}: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is open, st writable; fd closed once.
+        let rc = unsafe { (self.sys.glfs_fstat)(fd, &mut st) };
+        unsafe { (self.sys.glfs_close)(fd) };
+        assert_eq!(rc, 0, "fstat {path}: {}", std::io::Error::last_os_error());
+        (st.st_blocks as u64 * 512, st.st_size as u64)
+    }
+
     fn unlink(&self, path: &str) -> std::io::Result<()> {
         let c = CString::new(path).unwrap();
         // SAFETY: fs is mounted and c a valid C string.
@@ -226,15 +247,62 @@ fn missing_file_without_create_size_fails_to_open(_: common::Open<'_>) {
     assert_eq!(err.to_string(), common::missing_file_message(&spec));
 }
 
+/// `provisioning = full` on the live volume: every block of the new file is allocated on
+/// the bricks (glfs_fallocate through the real libgfapi) before the store serves it, the
+/// store offers no discard, and a resize allocates what it adds.
+fn full_provisioning_allocates_on_the_volume(_: common::Open<'_>) {
+    let (volume, host) = live_volume();
+    let path = format!("backstore-live-full-{}.img", std::process::id());
+    let _remove = Remover(path.clone());
+    let store = open_store(&StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{volume}@{host}:{path}"),
+        create_size: Some(SIZE),
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        provisioning: backstore::Provisioning::Full,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("open a fully provisioned store on the live volume: {e}"));
+    assert!(!store.capabilities().discard);
+    let (blocks, size) = raw().allocated(&path);
+    assert_eq!(size, SIZE);
+    assert!(
+        blocks >= SIZE,
+        "every block allocated: {blocks} of {SIZE} bytes"
+    );
+    store.resize(2 * SIZE).unwrap();
+    // The checking mount's md-cache may hold the former size for its timeout (1 s by
+    // default): asked again until the new size shows, for up to 10 s.
+    let asked = std::time::Instant::now();
+    let (blocks, size) = loop {
+        let (blocks, size) = raw().allocated(&path);
+        if size == 2 * SIZE || asked.elapsed() > std::time::Duration::from_secs(10) {
+            break (blocks, size);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(size, 2 * SIZE);
+    assert!(
+        blocks >= 2 * SIZE,
+        "the added blocks allocated: {blocks} bytes"
+    );
+}
+
 #[test]
 #[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
 fn live_glfs_store_suite() {
     // One test, so the process mounts the volume once (glfs_fini takes seconds on real
     // Gluster); the checks run in order and each names itself when it fails.
-    let live_only: &[(&str, common::Check)] = &[(
-        "missing_file_without_create_size_fails_to_open",
-        missing_file_without_create_size_fails_to_open,
-    )];
+    let live_only: &[(&str, common::Check)] = &[
+        (
+            "missing_file_without_create_size_fails_to_open",
+            missing_file_without_create_size_fails_to_open,
+        ),
+        (
+            "full_provisioning_allocates_on_the_volume",
+            full_provisioning_allocates_on_the_volume,
+        ),
+    ];
     // Stores on one volume share its mount, which lingers (bsopt `linger`, default 60 s)
     // once the last of them closes and is then finished (glfs_fini, ~10 s on real
     // Gluster); this store keeps it up between the checks whatever their timing.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use backstore::{open_store, StoreOptions};
+use backstore::{open_store, Provisioning, StoreOptions};
 use bytes::Bytes;
 use common::{pattern, read, run, write, Fixture, SIZE};
 use rstest::rstest;
@@ -48,6 +48,22 @@ errno = "ENOSPC"
 [[rule]]
 path = "/unsizable-*"
 op = "ftruncate"
+errno = "ENOSPC"
+
+[[rule]]
+path = "/unallocatable-*"
+op = "fallocate"
+errno = "ENOSPC"
+
+[[rule]]
+path = "/noprealloc-*"
+op = "fallocate"
+errno = "EOPNOTSUPP"
+
+[[rule]]
+path = "/growfull-*"
+op = "fallocate"
+offset = [8388608, 8388609]
 errno = "ENOSPC"
 
 [[rule]]
@@ -1209,4 +1225,226 @@ fn glfs_an_error_of_a_joined_write_fails_every_request_it_carried() {
             "request {i}"
         );
     }
+}
+
+/// A store as [`provisioned`] opened it, the file behind it, and the directory to keep.
+type Provisioned = (
+    Result<std::sync::Arc<dyn store_api::BlockStore>, backstore::OpenError>,
+    Option<PathBuf>,
+    Option<tempfile::TempDir>,
+);
+
+/// The bytes the file's blocks take on its file system (`st_blocks`), and its size.
+fn allocated(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.blocks() * 512, m.len())
+}
+
+/// A store of `kind` on a file named after `name`, opened with `provisioning` (created
+/// with [`SIZE`] bytes, or the existing file when `existing` holds it), and the file
+/// behind it (none for memory).
+fn provisioned(
+    kind: Kind,
+    name: &str,
+    provisioning: Provisioning,
+    existing: Option<&[u8]>,
+) -> Provisioned {
+    match kind {
+        Kind::Memory => (
+            open_store(&StoreOptions {
+                bstype: "memory".into(),
+                create_size: Some(SIZE),
+                provisioning,
+                ..Default::default()
+            }),
+            None,
+            None,
+        ),
+        Kind::File => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(name);
+            if let Some(data) = existing {
+                sparse_file(&path, data);
+            }
+            let store = open_store(&StoreOptions {
+                bstype: "file".into(),
+                backing_store: path.to_str().unwrap().into(),
+                create_size: Some(SIZE),
+                provisioning,
+                ..Default::default()
+            });
+            (store, Some(path), Some(dir))
+        }
+        Kind::Glfs => {
+            let root = fake_root();
+            let file = unique(name);
+            let path = root.join(VOLUME).join(&file);
+            if let Some(data) = existing {
+                sparse_file(&path, data);
+            }
+            let store = open_store(&StoreOptions {
+                provisioning,
+                ..fake_glfs("localhost", &file, "", false)
+            });
+            (store, Some(path), None)
+        }
+    }
+}
+
+/// A sparse file of [`SIZE`] bytes with `data` at its start.
+fn sparse_file(path: &std::path::Path, data: &[u8]) {
+    let f = std::fs::File::create(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, data, 0).unwrap();
+    f.set_len(SIZE).unwrap();
+}
+
+/// Full provisioning: every block of the file is allocated before the store serves it,
+/// the store offers no discard (so the LU reports no logical block provisioning and no
+/// UNMAP), writing zeroes keeps the blocks, and a resize allocates what it adds. Thin
+/// (the default) leaves a new file sparse and offers discard.
+#[rstest]
+fn full_provisioning_allocates_every_block_and_offers_no_discard(
+    #[values(Kind::Memory, Kind::File, Kind::Glfs)] kind: Kind,
+) {
+    use store_api::Capabilities;
+    let (thin, thin_path, _dir) = provisioned(kind, "thin", Provisioning::Thin, None);
+    assert_eq!(thin.unwrap().capabilities(), Capabilities::ALL);
+    if let Some(path) = thin_path {
+        let (blocks, len) = allocated(&path);
+        assert_eq!(len, SIZE);
+        assert!(
+            blocks < SIZE / 2,
+            "a new thin file is sparse: {blocks} bytes allocated"
+        );
+    }
+
+    let (store, path, _dir) = provisioned(kind, "full", Provisioning::Full, None);
+    let store = store.unwrap();
+    assert_eq!(store.capabilities(), Capabilities::FULLY_PROVISIONED);
+    assert!(!store.capabilities().discard);
+    write(&*store, 4096, &pattern(8192, 7));
+    assert!(matches!(
+        run(
+            &*store,
+            IoRequest::WriteZeroes {
+                offset: 4096,
+                len: 4096
+            }
+        ),
+        Ok(IoReply::Done)
+    ));
+    assert_eq!(read(&*store, 4096, 4096), vec![0u8; 4096]);
+    assert_eq!(read(&*store, 8192, 4096), pattern(8192, 7)[4096..].to_vec());
+    if let Some(path) = &path {
+        let (blocks, len) = allocated(path);
+        assert_eq!(len, SIZE);
+        assert!(
+            blocks >= SIZE,
+            "every block allocated: {blocks} of {SIZE} bytes"
+        );
+    }
+    let grown = store.resize(2 * SIZE).unwrap();
+    assert_eq!(grown.size_bytes(), 2 * SIZE);
+    assert_eq!(read(&*store, 8192, 4096), pattern(8192, 7)[4096..].to_vec());
+    assert_eq!(read(&*store, SIZE, 4096), vec![0u8; 4096]);
+    if let Some(path) = &path {
+        let (blocks, len) = allocated(path);
+        assert_eq!(len, 2 * SIZE);
+        assert!(
+            blocks >= 2 * SIZE,
+            "the added blocks allocated: {blocks} bytes"
+        );
+    }
+}
+
+/// An existing sparse file opened fully provisioned keeps its data and has every block
+/// allocated.
+#[rstest]
+fn an_existing_file_opened_full_keeps_its_data_and_is_allocated(
+    #[values(Kind::File, Kind::Glfs)] kind: Kind,
+) {
+    let data = pattern(65536, 3);
+    let (store, path, _dir) = provisioned(kind, "existing", Provisioning::Full, Some(&data));
+    let store = store.unwrap();
+    assert_eq!(read(&*store, 0, 65536), data);
+    assert_eq!(read(&*store, SIZE - 4096, 4096), vec![0u8; 4096]);
+    let (blocks, len) = allocated(path.as_deref().unwrap());
+    assert_eq!(len, SIZE);
+    assert!(
+        blocks >= SIZE,
+        "every block allocated: {blocks} of {SIZE} bytes"
+    );
+}
+
+/// A volume without room for the whole file refuses a fully provisioned LUN with an
+/// error that says so and what to do; a file that open created is removed again, one
+/// that was there stays (with its data). A file system that cannot allocate ahead says
+/// that instead.
+#[test]
+fn glfs_full_provisioning_without_room_refuses_the_lun_and_says_why() {
+    let root = fake_root().clone();
+    let file = unique("unallocatable");
+    let err = open_store(&StoreOptions {
+        provisioning: Provisioning::Full,
+        ..fake_glfs("localhost", &file, "", false)
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot open glfs {VOLUME}@localhost:{file}: no room"
+        )) && err.contains("all 8.0 MiB")
+            && err.contains("provisioning thin"),
+        "{err}"
+    );
+    assert!(
+        !root.join(VOLUME).join(&file).exists(),
+        "the file it created is left behind"
+    );
+
+    // The same file there already: refused, and kept as it was.
+    let file = unique("unallocatable");
+    let host = root.join(VOLUME).join(&file);
+    sparse_file(&host, &pattern(4096, 9));
+    let err = open_store(&StoreOptions {
+        provisioning: Provisioning::Full,
+        ..fake_glfs("localhost", &file, "", false)
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("no room"), "{err}");
+    assert_eq!(std::fs::read(&host).unwrap()[..4096], pattern(4096, 9)[..]);
+    // Thin, it opens.
+    assert!(open_store(&fake_glfs("localhost", &file, "", false)).is_ok());
+
+    let file = unique("noprealloc");
+    let err = open_store(&StoreOptions {
+        provisioning: Provisioning::Full,
+        ..fake_glfs("localhost", &file, "", false)
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(err.contains("fallocate is not supported"), "{err}");
+    assert!(!root.join(VOLUME).join(&file).exists());
+}
+
+/// A fully provisioned LUN's resize whose added blocks cannot be allocated fails as out
+/// of space and leaves the file at its size.
+#[test]
+fn glfs_full_resize_without_room_fails_and_keeps_the_size() {
+    let root = fake_root().clone();
+    let file = unique("growfull");
+    let store = open_store(&StoreOptions {
+        provisioning: Provisioning::Full,
+        ..fake_glfs("localhost", &file, "", false)
+    })
+    .unwrap();
+    let err = store.resize(2 * SIZE).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoSpace);
+    assert_eq!(store.geometry().size_bytes(), SIZE);
+    assert_eq!(allocated(&root.join(VOLUME).join(&file)).1, SIZE);
 }

@@ -137,6 +137,9 @@ pub enum LunVerb {
         block_size: Option<u32>,
         #[arg(long)]
         read_only: bool,
+        /// thin (default) or full: every block allocated before the LUN is served, no UNMAP.
+        #[arg(long, value_name = "thin|full")]
+        provisioning: Option<backstore::Provisioning>,
         /// With alua failover: the target port group this LUN goes to when gateways start
         /// together (else the groups in turn by LUN number); the config file's
         /// `alua_preferred`.
@@ -161,6 +164,10 @@ pub enum LunVerb {
         bsopts: Option<String>,
         #[arg(long)]
         backing_store: Option<String>,
+        /// thin or full: the LUN's store is opened again with it (full allocates every
+        /// block first); hosts are told the LU's inquiry data changed.
+        #[arg(long, value_name = "thin|full")]
+        provisioning: Option<backstore::Provisioning>,
         /// Change it even while sessions use it.
         #[arg(long)]
         force: bool,
@@ -472,6 +479,7 @@ impl AdminArgs {
                     size,
                     block_size,
                     read_only,
+                    provisioning,
                     alua_preferred,
                 } => Request::LunAdd {
                     target: target.clone(),
@@ -483,6 +491,9 @@ impl AdminArgs {
                         size: size.map(units::format_size),
                         block_size: *block_size,
                         read_only: *read_only,
+                        provisioning: provisioning
+                            .filter(|p| *p == backstore::Provisioning::Full)
+                            .map(|p| p.to_string()),
                         alua_preferred: *alua_preferred,
                     },
                 },
@@ -497,6 +508,7 @@ impl AdminArgs {
                     read_only,
                     bsopts,
                     backing_store,
+                    provisioning,
                     force,
                 } => Request::LunModify {
                     target: target.clone(),
@@ -505,6 +517,7 @@ impl AdminArgs {
                         read_only: *read_only,
                         bsopts: bsopts.clone(),
                         backing_store: backing_store.clone(),
+                        provisioning: provisioning.map(|p| p.to_string()),
                         force: *force,
                     },
                 },

@@ -41,6 +41,11 @@ pub struct Args {
     /// Export the LUN read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// thin (default): the file may be sparse and hosts may UNMAP; full: every block is
+    /// allocated on the storage before the LUN is served (refused where there is no room),
+    /// and no UNMAP.
+    #[arg(long, value_name = "thin|full")]
+    pub provisioning: Option<backstore::Provisioning>,
     /// Seconds a command may wait on its backing store before it is answered with ABORTED
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
     #[arg(long, default_value_t = 25, value_parser = parse_command_timeout)]
@@ -333,6 +338,10 @@ impl Args {
                     size: self.size.map(units::format_size),
                     block_size: Some(self.block_size),
                     read_only: self.read_only,
+                    provisioning: self
+                        .provisioning
+                        .filter(|p| *p == backstore::Provisioning::Full)
+                        .map(|p| p.to_string()),
                     alua_preferred: None,
                 }],
                 chap,
@@ -501,7 +510,7 @@ mod tests {
 
     #[test]
     fn every_value_is_checked_with_one_line_naming_it() {
-        let cases: [(&[&str], &str); 14] = [
+        let cases: [(&[&str], &str); 15] = [
             (&["--login-timeout", "99999"], "--login-timeout"),
             (&["--nop-in-interval", "4000"], "--nop-in-interval"),
             (&["--nop-in-timeout", "0"], "--nop-in-timeout"),
@@ -525,6 +534,7 @@ mod tests {
             ),
             (&["--io-threads", "100000"], "--io-threads"),
             (&["--log", "daemon=[bad"], "--log"),
+            (&["--provisioning", "thick"], "--provisioning"),
         ];
         for (args, name) in cases {
             let argv = std::iter::once("glfs-iscsi").chain(args.iter().copied());
@@ -535,5 +545,12 @@ mod tests {
         }
         let ok = Args::try_parse_from(["glfs-iscsi", "--lun", "16383", "--size", "1G"]).unwrap();
         assert_eq!((ok.lun, ok.size), (16383, Some(1 << 30)));
+        let full = Args::try_parse_from(["glfs-iscsi", "--provisioning", "full"]).unwrap();
+        assert_eq!(full.provisioning, Some(backstore::Provisioning::Full));
+        let config = full.single_lun_config().unwrap();
+        assert_eq!(
+            config.targets[0].luns[0].provisioning.as_deref(),
+            Some("full")
+        );
     }
 }

@@ -31,6 +31,8 @@
 //! size = "100G"                  # create the file with this size when missing
 //! block_size = 512
 //! read_only = false
+//! provisioning = "full"          # optional: "thin" (default: sparse file, UNMAP) or "full"
+//!                                # (every block allocated before it is served; no UNMAP)
 //! alua_preferred = 2             # optional, with alua_failover: the group this LUN goes to
 //!                                # when gateways start together (else the groups in turn)
 //! ```
@@ -139,6 +141,9 @@ pub struct LunEntry {
     pub block_size: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// `thin` or `full` (see [`backstore::Provisioning`]); unset is thin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<String>,
     /// With alua failover: the target port group this LUN goes to when gateways start
     /// together (`daemon::failover::preferred`); unset, the groups take the LUNs in turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,6 +320,13 @@ impl ConfigFile {
                         anyhow::anyhow!("target {} LUN {}: block_size: {e}", target.name, lun.lun)
                     })?;
                 }
+                let provisioning = lun
+                    .provisioning
+                    .as_deref()
+                    .map(str::parse::<backstore::Provisioning>)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("target {} LUN {}: {e}", target.name, lun.lun))?
+                    .unwrap_or_default();
                 lun_specs.push(LunSpec {
                     lun: lun.lun,
                     read_only: lun.read_only,
@@ -330,6 +342,7 @@ impl ConfigFile {
                             .or_else(|| gfapi_library.cloned()),
                         // Set where the store opens (`gateways::open_lun_store`).
                         shared: false,
+                        provisioning,
                     },
                 });
             }
@@ -614,6 +627,7 @@ bstype = "memory"
 size = "64M"
 block_size = 4096
 read_only = true
+provisioning = "full"
 
 [[target]]
 name = "iqn.2026-11.com.example:b"
@@ -637,6 +651,8 @@ backing_store = "/srv/b.img"
         assert_eq!(luns[0].store.create_size, Some(1 << 30));
         assert_eq!(luns[1].store.block_size, Some(4096));
         assert!(luns[1].read_only);
+        assert_eq!(luns[0].store.provisioning, backstore::Provisioning::Thin);
+        assert_eq!(luns[1].store.provisioning, backstore::Provisioning::Full);
         assert_eq!(specs[1].luns[0].store.backing_store, "/srv/b.img");
     }
 
@@ -682,6 +698,10 @@ backing_store = "/srv/b.img"
             ("alua_group = 1\nalua_failover = true\nalua_stall_after = 1\n", "alua_stall_after: \"1\" is not a number of seconds from 2 to 3600"),
             ("alua_group = 1\nalua_failover = true\nalua_stall_after = 7200\n", "alua_stall_after: \"7200\" is not a number of seconds from 2 to 3600"),
             ("gateway_id = \"\"\n", "gateway_id: "),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 2\nbstype = \"memory\"\nprovisioning = \"thick\"\n",
+                "target iqn.2026-11.x.y LUN 2: provisioning \"thick\" is not thin or full",
+            ),
         ];
         for (text, expected) in cases {
             let err = ConfigFile::parse(text)

@@ -148,6 +148,8 @@ pub struct LunChanges {
     pub read_only: Option<bool>,
     pub bsopts: Option<String>,
     pub backing_store: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<String>,
     pub force: bool,
 }
 
@@ -354,6 +356,11 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             }
             if let Some(backing_store) = &changes.backing_store {
                 entry.backing_store = backing_store.clone();
+            }
+            if let Some(provisioning) = &changes.provisioning {
+                // Thin is the default: written only when full (checked with the rest of
+                // the configuration, naming the LUN).
+                entry.provisioning = (provisioning != "thin").then(|| provisioning.clone());
             }
             Ok(())
         })?),
@@ -884,6 +891,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "size",
         "block size",
         "read only",
+        "provisioning",
     ];
     let mut listing = Listing::new(&header);
     for t in selected(&config, target)? {
@@ -906,6 +914,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 bytes.map_or("-".into(), units::format_size),
                 block_size.map_or("-".into(), |b| b.to_string()),
                 if l.read_only { "yes" } else { "no" }.into(),
+                l.provisioning.clone().unwrap_or_else(|| "thin".into()),
             ];
             let value = json!({
                 "target": t.name,
@@ -916,6 +925,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "size_bytes": bytes,
                 "block_size": block_size,
                 "read_only": l.read_only,
+                "provisioning": l.provisioning.as_deref().unwrap_or("thin"),
             });
             listing.push(row, value);
         }

@@ -703,6 +703,7 @@ fn same_store(old: &crate::config::LunEntry, new: &crate::config::LunEntry) -> b
         && old.backing_store == new.backing_store
         && old.bsopts == new.bsopts
         && old.block_size == new.block_size
+        && old.provisioning == new.provisioning
 }
 
 /// The fields that differ, named.
@@ -714,6 +715,7 @@ fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) 
         ("size", old.size != new.size),
         ("block_size", old.block_size != new.block_size),
         ("read_only", old.read_only != new.read_only),
+        ("provisioning", old.provisioning != new.provisioning),
         ("alua_preferred", old.alua_preferred != new.alua_preferred),
     ])
 }

@@ -536,6 +536,83 @@ fn add_log_in_write_fence_resize_restart() {
     assert_eq!(other.read10(end, 4, BLOCK).unwrap(), vec![0x77; 2048]);
 }
 
+/// `lun add --provisioning full`: the LUN's file has every block allocated before it is
+/// served, and the host sees a fully provisioned LU (READ CAPACITY(16) LBPME 0, no Logical
+/// Block Provisioning VPD page). `lun modify --provisioning thin` opens the store again
+/// thin: the host is told its inquiry data changed, and logical block provisioning shows.
+#[test]
+fn a_fully_provisioned_lun_is_allocated_and_thin_again_on_modify() {
+    use std::os::unix::fs::MetadataExt;
+    const HOST: &str = "iqn.2026-11.io.example:provisioning-host";
+    // SBC-3 table 66 (READ CAPACITY(16) parameter data): byte 14 bit 7 is LBPME.
+    const LBPME: u8 = 0x80;
+    // SPC-4 7.8.1: VPD page B2h is SBC-3's Logical Block Provisioning page.
+    const LBP_PAGE: u8 = 0xB2;
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    ok(socket, &["target", "add", B]);
+    let image = setup.dir.path().join("full.img");
+    let path = image.to_str().unwrap();
+    let added = ok(
+        socket,
+        &[
+            "lun",
+            "add",
+            B,
+            "0",
+            "--bstype",
+            "file",
+            "--backing-store",
+            path,
+            "--size",
+            "4M",
+            "--provisioning",
+            "full",
+        ],
+    );
+    assert_eq!(added, format!("change\n+ lun {B}/0\n"));
+    let meta = std::fs::metadata(&image).unwrap();
+    assert_eq!(meta.len(), 4 << 20);
+    assert!(
+        meta.blocks() * 512 >= 4 << 20,
+        "allocated: {} bytes",
+        meta.blocks() * 512
+    );
+    assert_eq!(
+        json(socket, &["lun", "show", B, "0"])["provisioning"],
+        "full"
+    );
+    assert!(ok(socket, &["export"]).contains("provisioning = \"full\""));
+
+    let mut host = login_as(&daemon, B, HOST, None).expect("log in");
+    assert_eq!(host.read_capacity16_raw().unwrap()[14] & LBPME, 0);
+    let pages = host.inquiry(true, 0x00, 255).unwrap();
+    assert!(!pages[4..].contains(&LBP_PAGE), "{pages:02x?}");
+
+    let modified = ok(socket, &["lun", "modify", B, "0", "--provisioning", "thin"]);
+    assert!(modified.contains("provisioning"), "{modified}");
+    let ua = host.test_unit_ready().unwrap_err();
+    let ua = ua.scsi().expect("a SCSI error");
+    // SPC-4: UNIT ATTENTION (6h), 3Fh/03h INQUIRY DATA HAS CHANGED.
+    assert_eq!((ua.sense_key, ua.asc, ua.ascq), (0x06, 0x3F, 0x03));
+    assert_eq!(host.read_capacity16_raw().unwrap()[14] & LBPME, LBPME);
+    let pages = host.inquiry(true, 0x00, 255).unwrap();
+    assert!(pages[4..].contains(&LBP_PAGE), "{pages:02x?}");
+    assert_eq!(
+        json(socket, &["lun", "show", B, "0"])["provisioning"],
+        "thin"
+    );
+    assert!(!ok(socket, &["export"]).contains("provisioning"));
+
+    // A value that is neither is refused by the command line, naming it.
+    let err = refused(
+        socket,
+        &["lun", "modify", B, "0", "--provisioning", "thick"],
+    );
+    assert!(err.contains("thick"), "{err}");
+}
+
 #[test]
 fn on_a_public_portal_a_target_is_added_with_its_acl() {
     const HOST: &str = "iqn.2026-11.io.example:public-host";

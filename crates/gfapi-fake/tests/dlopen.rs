@@ -228,6 +228,7 @@ fn exports_gfapi_versions_consumers_bind() {
         ("glfs_zerofill_async", "GFAPI_6.0"),
         ("glfs_get_volumeid", "GFAPI_3.5.0"),
         ("glfs_discard", "GFAPI_3.5.0"),
+        ("glfs_fallocate", "GFAPI_3.5.0"),
         ("glfs_zerofill", "GFAPI_3.5.0"),
         ("glfs_truncate", "GFAPI_3.7.15"),
     ];

@@ -154,6 +154,9 @@ pub type glfs_ftruncate_fn = unsafe extern "C" fn(
 /// `int glfs_discard(glfs_fd_t *, off_t offset, size_t len)`
 pub type glfs_discard_fn =
     unsafe extern "C" fn(fd: *mut glfs_fd_t, offset: off_t, len: size_t) -> c_int;
+/// `int glfs_fallocate(glfs_fd_t *, int keep_size, off_t offset, size_t len)`
+pub type glfs_fallocate_fn =
+    unsafe extern "C" fn(fd: *mut glfs_fd_t, keep_size: c_int, offset: off_t, len: size_t) -> c_int;
 /// `int glfs_zerofill(glfs_fd_t *, off_t offset, off_t len)`
 pub type glfs_zerofill_fn =
     unsafe extern "C" fn(fd: *mut glfs_fd_t, offset: off_t, len: off_t) -> c_int;
@@ -329,6 +332,7 @@ pub struct Library {
     pub glfs_fsync: glfs_sync_fn,
     pub glfs_ftruncate: glfs_ftruncate_fn,
     pub glfs_discard: glfs_discard_fn,
+    pub glfs_fallocate: glfs_fallocate_fn,
     pub glfs_zerofill: glfs_zerofill_fn,
     pub glfs_lseek: glfs_lseek_fn,
     pub glfs_copy_file_range: glfs_copy_file_range_fn,
@@ -402,6 +406,7 @@ impl Library {
                 glfs_fsync: r.get("glfs_fsync", Some(V6))?,
                 glfs_ftruncate: r.get("glfs_ftruncate", Some(V6))?,
                 glfs_discard: r.get("glfs_discard", None)?,
+                glfs_fallocate: r.get("glfs_fallocate", None)?,
                 glfs_zerofill: r.get("glfs_zerofill", None)?,
                 glfs_lseek: r.get("glfs_lseek", None)?,
                 glfs_copy_file_range: r.get("glfs_copy_file_range", Some(V6))?,

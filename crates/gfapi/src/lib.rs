@@ -775,6 +775,30 @@ impl File {
         check("glfs_discard", rc)
     }
 
+    /// `glfs_fallocate(keep_size = 1, offset, len)`: allocates the bytes' blocks on the
+    /// bricks (unwritten extents where the file system has them), leaving the data there
+    /// and the file's size as they are.
+    pub fn allocate(&self, offset: u64, len: u64) -> Result<(), Error> {
+        clear_errno();
+        // SAFETY: fd live.
+        let rc = unsafe {
+            (self.sys().glfs_fallocate)(self.fd, 1, offset as libc::off_t, len as libc::size_t)
+        };
+        check("glfs_fallocate", rc)
+    }
+
+    /// `glfs_fstat`: the bytes the file's blocks take on the volume (`st_blocks` in 512-byte
+    /// units): below the size where it has holes.
+    pub fn allocated(&self) -> Result<u64, Error> {
+        // SAFETY: an all-zero stat is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: fd live, st writable.
+        let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
+        check("glfs_fstat", rc)?;
+        Ok(st.st_blocks as u64 * 512)
+    }
+
     /// `glfs_zerofill(offset, len)`.
     pub fn zerofill(&self, offset: u64, len: u64) -> Result<(), Error> {
         clear_errno();

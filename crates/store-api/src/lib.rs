@@ -102,6 +102,15 @@ impl Capabilities {
         write_zeroes: true,
         discard_zeroes: true,
     };
+
+    /// A fully provisioned store (`provisioning = full`): no discard, so the LU reports
+    /// no logical block provisioning and offers no UNMAP; a cheap write of zeroes that
+    /// keeps the blocks allocated.
+    pub const FULLY_PROVISIONED: Capabilities = Capabilities {
+        discard: false,
+        write_zeroes: true,
+        discard_zeroes: false,
+    };
 }
 
 /// One storage operation, with byte offsets and owned buffers.
