@@ -477,6 +477,28 @@ impl BlockStore for FileStore {
         Ok(self.geometry())
     }
 
+    /// `fstat`'s blocks and `fstatvfs`'s blocks free for an unprivileged writer.
+    fn space(&self) -> Result<store_api::Space, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let err = |e: &std::io::Error| StoreError::from_io(Op::Allocation, e);
+        let meta = self.inner.file.metadata().map_err(|e| err(&e))?;
+        // SAFETY: an all-zero statvfs is a valid value.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is ours and open; st is writable.
+        if unsafe { libc::fstatvfs(self.inner.file.as_raw_fd(), &mut st) } != 0 {
+            return Err(err(&std::io::Error::last_os_error()));
+        }
+        let unit = if st.f_frsize != 0 {
+            st.f_frsize
+        } else {
+            st.f_bsize
+        };
+        Ok(store_api::Space {
+            allocated: meta.blocks() * 512,
+            available: Some((st.f_bavail as u64).saturating_mul(unit as u64)),
+        })
+    }
+
     fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = metadata_path(&self.path, name, Op::Read)?;
         match std::fs::read(&path) {

@@ -1778,6 +1778,18 @@ impl BlockStore for GlfsStore {
         Ok(self.geometry())
     }
 
+    /// `glfs_fstat`'s blocks of the image and `glfs_statvfs` of the volume where it is.
+    fn space(&self) -> Result<store_api::Space, StoreError> {
+        let Some(Handle { file, .. }) = self.link.handle() else {
+            return Err(StoreError::from_errno(Op::Allocation, libc::ENOTCONN));
+        };
+        let err = |e: gfapi::Error| gfapi_error(Op::Allocation, &e);
+        Ok(store_api::Space {
+            allocated: file.allocated().map_err(err)?,
+            available: Some(file.volume().available_bytes(file.path()).map_err(err)?),
+        })
+    }
+
     /// Another gateway's write replaces the object by rename. Lookups are not cached
     /// (`coherent::fresh_lookups`), so the path resolves to the object as it is; a read
     /// that still meets a replaced one (ESTALE, or ENOENT from the open of a name the

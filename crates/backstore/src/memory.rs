@@ -725,6 +725,20 @@ impl BlockStore for MemoryStore {
         Some(CopySource::new(self.0.clone()))
     }
 
+    /// The blocks written and not unmapped since the store was made; no storage beside.
+    fn space(&self) -> Result<store_api::Space, StoreError> {
+        let data = self.data.read().unwrap();
+        let blocks: u64 = data
+            .mapped
+            .iter()
+            .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
+            .sum();
+        Ok(store_api::Space {
+            allocated: blocks * u64::from(self.geometry.get().block_size),
+            available: None,
+        })
+    }
+
     fn resize(&self, size_bytes: u64) -> Result<Geometry, StoreError> {
         let mut data = self.data.write().unwrap();
         let blocks = store_api::check_resize(self.geometry.get(), size_bytes)?;

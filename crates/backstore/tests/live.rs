@@ -264,6 +264,9 @@ fn full_provisioning_allocates_on_the_volume(_: common::Open<'_>) {
     })
     .unwrap_or_else(|e| panic!("open a fully provisioned store on the live volume: {e}"));
     assert!(!store.capabilities().discard);
+    let space = store.space().unwrap();
+    assert!(space.allocated >= SIZE, "{space:?}");
+    assert!(space.available.is_some_and(|n| n > 0), "{space:?}");
     let (blocks, size) = raw().allocated(&path);
     assert_eq!(size, SIZE);
     assert!(

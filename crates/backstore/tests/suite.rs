@@ -16,7 +16,7 @@ use std::time::Duration;
 use store_api::{ErrorKind, IoReply, IoRequest};
 use testkit::fake::fake_library_path;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Memory,
     File,
@@ -1447,4 +1447,28 @@ fn glfs_full_resize_without_room_fails_and_keeps_the_size() {
     assert_eq!(err.kind, ErrorKind::NoSpace);
     assert_eq!(store.geometry().size_bytes(), SIZE);
     assert_eq!(allocated(&root.join(VOLUME).join(&file)).1, SIZE);
+}
+
+/// `space()`: what the store's blocks take (growing with what is written, everything at
+/// once when fully provisioned) and what its storage has free (none for memory).
+#[rstest]
+fn space_follows_what_the_store_holds(#[values(Kind::Memory, Kind::File, Kind::Glfs)] kind: Kind) {
+    let (store, _path, _dir) = provisioned(kind, "space", Provisioning::Thin, None);
+    let store = store.unwrap();
+    let before = store.space().unwrap();
+    assert!(before.allocated < SIZE / 2, "{before:?}");
+    write(&*store, 1 << 20, &pattern(256 << 10, 5));
+    let after = store.space().unwrap();
+    assert!(
+        after.allocated >= before.allocated + (256 << 10),
+        "{before:?} then {after:?}"
+    );
+    match kind {
+        Kind::Memory => assert_eq!(after.available, None),
+        Kind::File | Kind::Glfs => assert!(after.available.unwrap() > 0, "{after:?}"),
+    }
+    let (full, _path, _dir) = provisioned(kind, "space-full", Provisioning::Full, None);
+    if kind != Kind::Memory {
+        assert!(full.unwrap().space().unwrap().allocated >= SIZE);
+    }
 }

@@ -28,6 +28,7 @@ pub mod server;
 pub mod service;
 pub mod sessions;
 pub mod shutdown;
+pub mod space;
 pub mod stall;
 pub mod state;
 pub mod targets;

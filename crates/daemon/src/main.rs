@@ -215,6 +215,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(daemon::control::serve(control, state.clone()));
         }
         tokio::spawn(reload_on_sighup(state.clone()));
+        // The space of every LUN's storage: metrics, and a warning before a thin LUN's
+        // volume runs full.
+        tokio::spawn(daemon::space::watch(targets.clone()));
         if let Some(owner) = &gateway_id {
             tokio::spawn(daemon::gateways::refresh(
                 targets.clone(),

@@ -184,6 +184,8 @@ pub struct Metrics {
     errors: Family<LunSenseLabels, Counter>,
     statuses: Family<LunStatusLabels, Counter>,
     in_flight: Family<LunLabels, Gauge>,
+    allocated: Family<LunLabels, Gauge>,
+    available: Family<LunLabels, Gauge>,
     sessions: Family<TargetLabels, Gauge>,
     logins: Family<TargetLabels, Counter>,
     login_failures: Family<LoginFailureLabels, Counter>,
@@ -238,6 +240,8 @@ impl Metrics {
         let errors = Family::default();
         let statuses = Family::default();
         let in_flight = Family::default();
+        let allocated = Family::default();
+        let available = Family::default();
         let sessions = Family::default();
         let logins = Family::default();
         let login_failures = Family::default();
@@ -281,6 +285,20 @@ impl Metrics {
             "lun_commands_in_flight",
             "Commands started and not yet answered",
             in_flight.clone(),
+        );
+        registry.register_with_unit(
+            "lun_allocated",
+            "What the LUN's blocks take on its storage (below its size where a thin LUN \
+             was never written or was unmapped); sampled every 15 s",
+            prometheus_client::registry::Unit::Bytes,
+            allocated.clone(),
+        );
+        registry.register_with_unit(
+            "lun_storage_available",
+            "What is still free on the LUN's storage (its volume, or the file system of \
+             its file), shared with everything else there; sampled every 15 s",
+            prometheus_client::registry::Unit::Bytes,
+            available.clone(),
         );
         registry.register(
             "target_sessions",
@@ -359,6 +377,8 @@ impl Metrics {
             errors,
             statuses,
             in_flight,
+            allocated,
+            available,
             sessions,
             logins,
             login_failures,
@@ -568,10 +588,12 @@ impl Metrics {
                 status: status_label(status),
             });
         }
-        self.in_flight.remove(&LunLabels {
-            target: target.clone(),
-            lun,
-        });
+        for family in [&self.in_flight, &self.allocated, &self.available] {
+            family.remove(&LunLabels {
+                target: target.clone(),
+                lun,
+            });
+        }
         self.remove_alua(&target, lun);
     }
 
@@ -607,6 +629,26 @@ impl Metrics {
                 target: target.to_string(),
                 reason: login_failure_reason(status),
             });
+        }
+    }
+
+    /// LUN `lun` of `target`'s storage as [`crate::space`] sampled it.
+    pub fn lun_space(&self, target: &str, lun: u64, space: store_api::Space) {
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.allocated
+            .get_or_create(&labels)
+            .set(bytes(space.allocated));
+        match space.available {
+            Some(n) => {
+                self.available.get_or_create(&labels).set(bytes(n));
+            }
+            None => {
+                self.available.remove(&labels);
+            }
         }
     }
 

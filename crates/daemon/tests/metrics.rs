@@ -200,6 +200,50 @@ fn series_of(text: &str, target: &str, lun: Option<u16>) -> Vec<String> {
         .collect()
 }
 
+/// Every LUN's storage is sampled from the start: what its blocks take on the storage and
+/// what is free there (a fully provisioned file LUN has all its blocks allocated).
+#[test]
+fn the_space_of_each_luns_storage_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("space.img");
+    let target = Running::start(
+        &[
+            "--bstype",
+            "file",
+            "--backing-store",
+            image.to_str().unwrap(),
+            "--size",
+            "2M",
+            "--provisioning",
+            "full",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let addr = metrics_address(&target);
+    let allocated = lun_series("lun_allocated_bytes", "");
+    let available = lun_series("lun_storage_available_bytes", "");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = scrape(&addr);
+        if sample(&text, &allocated).is_some() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no {allocated} in:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        sample(&text, &allocated).unwrap() >= (2 << 20) as f64,
+        "{text}"
+    );
+    assert!(sample(&text, &available).unwrap() > 0.0, "{text}");
+    assert!(
+        text.contains("# TYPE glfs_iscsi_lun_allocated_bytes gauge"),
+        "{text}"
+    );
+}
+
 #[test]
 fn removed_luns_and_targets_take_their_series_with_them() {
     let dir = tempfile::tempdir().unwrap();

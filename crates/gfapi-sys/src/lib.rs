@@ -110,6 +110,9 @@ pub type glfs_rename_fn =
 pub type glfs_unlink_fn = unsafe extern "C" fn(fs: *mut glfs_t, path: *const c_char) -> c_int;
 /// `int glfs_close(glfs_fd_t *)`
 pub type glfs_close_fn = unsafe extern "C" fn(fd: *mut glfs_fd_t) -> c_int;
+/// `int glfs_statvfs(glfs_t *, const char *path, struct statvfs *buf)`
+pub type glfs_statvfs_fn =
+    unsafe extern "C" fn(fs: *mut glfs_t, path: *const c_char, buf: *mut libc::statvfs) -> c_int;
 /// `int glfs_lstat(glfs_t *, const char *path, struct stat *buf)`
 pub type glfs_lstat_fn =
     unsafe extern "C" fn(fs: *mut glfs_t, path: *const c_char, buf: *mut libc::stat) -> c_int;
@@ -325,6 +328,7 @@ pub struct Library {
     pub glfs_unlink: glfs_unlink_fn,
     pub glfs_close: glfs_close_fn,
     pub glfs_lstat: glfs_lstat_fn,
+    pub glfs_statvfs: glfs_statvfs_fn,
     pub glfs_fstat: glfs_fstat_fn,
     pub glfs_pread: glfs_pread_fn,
     pub glfs_pwrite: glfs_pwrite_fn,
@@ -399,6 +403,7 @@ impl Library {
                 glfs_unlink: r.get("glfs_unlink", None)?,
                 glfs_close: r.get("glfs_close", None)?,
                 glfs_lstat: r.get("glfs_lstat", None)?,
+                glfs_statvfs: r.get("glfs_statvfs", None)?,
                 glfs_fstat: r.get("glfs_fstat", None)?,
                 glfs_pread: r.get("glfs_pread", Some(V6))?,
                 glfs_pwrite: r.get("glfs_pwrite", Some(V6))?,

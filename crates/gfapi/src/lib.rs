@@ -477,6 +477,25 @@ impl Volume {
         Ok(st.st_size as u64)
     }
 
+    /// `glfs_statvfs(path)`: the bytes free for an unprivileged writer on the volume's
+    /// bricks where `path` lives (`f_bavail` blocks of `f_frsize` bytes, or of `f_bsize`
+    /// where the fragment size is not given).
+    pub fn available_bytes(&self, path: &str) -> Result<u64, Error> {
+        let cpath = cstring("glfs_statvfs", path)?;
+        // SAFETY: an all-zero statvfs is a valid value.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        clear_errno();
+        // SAFETY: fs is live, cpath valid, st writable.
+        let rc = unsafe { (self.lib.sys.glfs_statvfs)(self.fs, cpath.as_ptr(), &mut st) };
+        check("glfs_statvfs", rc)?;
+        let unit = if st.f_frsize != 0 {
+            st.f_frsize
+        } else {
+            st.f_bsize
+        };
+        Ok((st.f_bavail as u64).saturating_mul(unit as u64))
+    }
+
     /// `glfs_rename(from, to)`: replaces `to` atomically when it exists.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
         let cfrom = cstring("glfs_rename", from)?;

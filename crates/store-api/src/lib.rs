@@ -645,6 +645,23 @@ pub trait BlockStore: Send + Sync {
         let _ = size_bytes;
         Err(StoreError::new(Op::Write, ErrorKind::Unsupported))
     }
+
+    /// How much of its storage the store takes and how much more it could get: see
+    /// [`Space`]. Blocking (a glfs store asks the volume): call it off the I/O path.
+    fn space(&self) -> Result<Space, StoreError> {
+        Err(StoreError::new(Op::Allocation, ErrorKind::Unsupported))
+    }
+}
+
+/// What [`BlockStore::space`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes the store's blocks take (a sparse file's allocated blocks; below its size
+    /// where hosts never wrote or unmapped).
+    pub allocated: u64,
+    /// Bytes still free for it on its storage (the file system's or the volume's, shared
+    /// with everything else there); `None` where that is not a thing (memory).
+    pub available: Option<u64>,
 }
 
 /// Who takes a metadata lock: one gateway (one daemon exporting the LUN), named by the
