@@ -33,35 +33,40 @@ pub fn round(targets: &Targets, short: &mut HashSet<(String, u64)>) {
     let stores = targets.stores();
     short.retain(|(t, l)| stores.iter().any(|(st, sl, _)| st == t && sl == l));
     for (target, lun, store) in stores {
-        let still_served = || {
+        let served = || {
             targets
                 .get(&target)
-                .and_then(|t| t.store(lun).cloned())
-                .is_some_and(|s| Arc::ptr_eq(&s, &store))
+                .filter(|t| t.store(lun).is_some_and(|s| Arc::ptr_eq(s, &store)))
         };
-        sample(&target, lun, &*store, short, still_served);
+        if let Some(space) = sample(&target, lun, &*store, short, || served().is_some()) {
+            // For LOG SENSE's Logical Block Provisioning page.
+            if let (Some(t), Ok(lun)) = (served(), u16::try_from(lun)) {
+                t.scsi.set_space(lun, space);
+            }
+        }
     }
 }
 
 /// Samples one LUN's store; `still_served` says, right before the gauges are set,
 /// whether the LUN still has that store (one removed meanwhile keeps its series gone).
+/// What the store said, if it could.
 fn sample(
     target: &str,
     lun: u64,
     store: &dyn BlockStore,
     short: &mut HashSet<(String, u64)>,
     still_served: impl Fn() -> bool,
-) {
+) -> Option<Space> {
     let space = match store.space() {
         Ok(space) => space,
-        Err(e) if e.kind == ErrorKind::Unsupported => return,
+        Err(e) if e.kind == ErrorKind::Unsupported => return None,
         Err(e) => {
             tracing::debug!(target, lun, error = %e, "space of the LUN's storage not known");
-            return;
+            return None;
         }
     };
     if !still_served() {
-        return;
+        return None;
     }
     if let Some(m) = crate::metrics::global() {
         m.lun_space(target, lun, space);
@@ -89,6 +94,7 @@ fn sample(
         ),
         _ => {}
     }
+    Some(space)
 }
 
 fn gib(bytes: u64) -> String {

@@ -244,6 +244,52 @@ fn the_space_of_each_luns_storage_is_shown() {
     );
 }
 
+/// A thin LUN's sampled storage reaches the hosts too: LOG SENSE lists the Logical Block
+/// Provisioning log page (SBC-3 0Ch) once the first round has sampled it, with the LBAs
+/// still free on the storage (0001h) and those the LUN uses (0002h).
+#[test]
+fn a_thin_luns_storage_is_in_its_logical_block_provisioning_log_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("thin.img");
+    let target = Running::start(
+        &[
+            "--bstype",
+            "file",
+            "--backing-store",
+            image.to_str().unwrap(),
+            "--size",
+            "2M",
+        ],
+        &[],
+    );
+    let mut i = target.connect();
+    i.write10(0, &pattern(4, 64 * BLOCK as usize), BLOCK)
+        .unwrap();
+    // LOG SENSE (SPC-4 6.6): PC 01b with PAGE CODE in byte 2, ALLOCATION LENGTH 7..9.
+    let log_sense = |i: &mut Initiator, page: u8| {
+        let out = i
+            .raw_command(&[0x4D, 0, 0x40 | page, 0, 0, 0, 0, 0, 255, 0], &[], 255)
+            .unwrap();
+        assert_eq!(out.status, 0, "LOG SENSE page {page:#04x}: {out:?}");
+        out.data
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log_sense(&mut i, 0x00)[4..].contains(&0x0C) {
+        assert!(Instant::now() < deadline, "no page 0Ch listed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = log_sense(&mut i, 0x0C);
+    // Header, then parameters 0001h and 0002h of 12 bytes each.
+    assert_eq!(page[..4], [0x0C, 0x00, 0x00, 0x18]);
+    assert_eq!(page[4..8], [0x00, 0x01, 0x03, 0x08]);
+    assert_eq!(page[16..20], [0x00, 0x02, 0x03, 0x08]);
+    let count = |at: usize| u32::from_be_bytes(page[at..at + 4].try_into().unwrap());
+    assert!(count(8) > 0, "free LBAs on the storage: {page:02x?}");
+    // What the file's blocks take: at least what was written once sampled after it (the
+    // first round may come before the write), at most the file.
+    assert!(count(20) <= 4096 + 64, "{page:02x?}");
+}
+
 #[test]
 fn removed_luns_and_targets_take_their_series_with_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -558,6 +558,9 @@ struct Lu {
     /// The capacity in blocks now: `config.geometry`'s until a resize
     /// ([`ScsiTarget::set_capacity`]).
     blocks: Arc<std::sync::atomic::AtomicU64>,
+    /// What its storage holds and has free, as the driver last said
+    /// ([`ScsiTarget::set_space`]; LOG SENSE's Logical Block Provisioning page).
+    space: Arc<commands::SpaceCell>,
 }
 
 impl Lu {
@@ -668,6 +671,7 @@ impl ScsiTarget {
             sanitize: Arc::default(),
             alua: Arc::default(),
             blocks: Arc::new(config.geometry.num_blocks.into()),
+            space: Arc::default(),
             config,
         });
     }
@@ -811,6 +815,17 @@ impl ScsiTarget {
             .store(num_blocks, std::sync::atomic::Ordering::Relaxed);
         self.nexuses
             .raise(lun, UnitAttention::CapacityDataChanged, UaScope::All);
+        true
+    }
+
+    /// What the storage of the logical unit at `lun` holds for it and has free now (the
+    /// driver samples its store, off the I/O path): LOG SENSE's Logical Block
+    /// Provisioning page reports it to hosts. `false` if there is no such LU.
+    pub fn set_space(&self, lun: u16, space: store_api::Space) -> bool {
+        let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) else {
+            return false;
+        };
+        lu.space.set(Some(space.allocated), space.available);
         true
     }
 

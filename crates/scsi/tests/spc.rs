@@ -522,3 +522,93 @@ fn report_supported_opcodes_known_answers() {
     assert_eq!(r.data_in.len(), 4 + 16 + 12);
     insta::assert_snapshot!(hex(&rig.run(&rsoc(false, 0, 0, 0, 65535), &[]).data_in));
 }
+
+/// LOG SENSE CDB (SPC-4 6.6): PC and PAGE CODE in byte 2, SUBPAGE CODE in byte 3,
+/// PARAMETER POINTER in bytes 5..7, ALLOCATION LENGTH in bytes 7..9.
+fn log_sense(page: u8, subpage: u8, pointer: u16, alloc: u16) -> [u8; 10] {
+    let [p0, p1] = pointer.to_be_bytes();
+    let [a0, a1] = alloc.to_be_bytes();
+    [0x4D, 0, 0x40 | page, subpage, 0, p0, p1, a0, a1, 0]
+}
+
+/// A thin provisioned LU whose storage was sampled reports it in the Logical Block
+/// Provisioning log page (SBC-3 0Ch), in LBAs (THRESHOLD EXPONENT 0: one LBA per
+/// threshold set): Available LBA Mapping Resource Count (0001h, scope 10b: the volume's
+/// free space is shared) and Used LBA Mapping Resource Count (0002h, scope 01b: this
+/// LU's own blocks); the supported pages list it.
+#[test]
+fn log_sense_reports_a_thin_lus_storage() {
+    let mut rig = Rig::new(discard_caps());
+    // Not sampled yet: only the supported pages page, which lists itself.
+    let r = rig.run(&log_sense(0x00, 0, 0, 255), &[]);
+    assert_eq!(r.status, Status::Good);
+    assert_eq!(&r.data_in[..], &[0x00, 0x00, 0x00, 0x01, 0x00]);
+    let r = rig.run(&log_sense(0x0C, 0, 0, 255), &[]);
+    // ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h).
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x24, 0x00));
+
+    // 1 MiB allocated, 10 MiB free, 512-byte blocks: 2048 and 20480 LBAs.
+    assert!(rig.target.set_space(
+        0,
+        store_api::Space {
+            allocated: 1 << 20,
+            available: Some(10 << 20),
+        },
+    ));
+    let r = rig.run(&log_sense(0x00, 0, 0, 255), &[]);
+    assert_eq!(&r.data_in[..], &[0x00, 0x00, 0x00, 0x02, 0x00, 0x0C]);
+    // Supported pages and subpages (00h/FFh): SPF set, pairs of page and subpage codes.
+    let r = rig.run(&log_sense(0x00, 0xFF, 0, 255), &[]);
+    assert_eq!(
+        &r.data_in[..],
+        &[0x40, 0xFF, 0x00, 0x06, 0x00, 0x00, 0x00, 0xFF, 0x0C, 0x00]
+    );
+    let r = rig.run(&log_sense(0x0C, 0, 0, 255), &[]);
+    let want = [
+        0x0C, 0x00, 0x00, 0x18, // page 0Ch, subpage 0, PAGE LENGTH 24
+        0x00, 0x01, 0x03, 0x08, // 0001h, binary format list, length 8
+        0x00, 0x00, 0x50, 0x00, // RESOURCE COUNT 20480
+        0x02, 0x00, 0x00, 0x00, // SCOPE 10b
+        0x00, 0x02, 0x03, 0x08, // 0002h
+        0x00, 0x00, 0x08, 0x00, // RESOURCE COUNT 2048
+        0x01, 0x00, 0x00, 0x00, // SCOPE 01b
+    ];
+    assert_eq!(r.status, Status::Good);
+    assert_eq!(&r.data_in[..], &want[..]);
+    // From parameter 0002h on; past the last parameter is an error (SPC-4 6.6).
+    let r = rig.run(&log_sense(0x0C, 0, 2, 255), &[]);
+    assert_eq!(r.data_in[..4], [0x0C, 0x00, 0x00, 0x0C]);
+    assert_eq!(r.data_in[4..], want[16..]);
+    let r = rig.run(&log_sense(0x0C, 0, 3, 255), &[]);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x24, 0x00));
+    // Cut to the allocation length.
+    let r = rig.run(&log_sense(0x0C, 0, 0, 8), &[]);
+    assert_eq!(&r.data_in[..], &want[..8]);
+    // SP (save parameters) is refused: nothing is saved.
+    let mut sp = log_sense(0x0C, 0, 0, 255);
+    sp[1] = 0x01;
+    assert_eq!(
+        outcome(&rig.run(&sp, &[])),
+        (Status::CheckCondition, 0x05, 0x24, 0x00)
+    );
+}
+
+/// A fully provisioned LU (no discard) has no Logical Block Provisioning log page, however
+/// its storage was sampled; an unknown page is INVALID FIELD IN CDB.
+#[test]
+fn log_sense_of_a_fully_provisioned_lu_lists_no_provisioning_page() {
+    let mut rig = rig();
+    rig.target.set_space(
+        0,
+        store_api::Space {
+            allocated: 1 << 20,
+            available: Some(10 << 20),
+        },
+    );
+    let r = rig.run(&log_sense(0x00, 0, 0, 255), &[]);
+    assert_eq!(&r.data_in[..], &[0x00, 0x00, 0x00, 0x01, 0x00]);
+    for page in [0x0C, 0x2F, 0x0D] {
+        let r = rig.run(&log_sense(page, 0, 0, 255), &[]);
+        assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x24, 0x00));
+    }
+}

@@ -32,6 +32,7 @@ mod copy;
 pub(crate) mod exec;
 mod inquiry;
 mod interlock;
+mod log;
 mod mode;
 mod provisioning;
 mod rw;
@@ -41,6 +42,7 @@ mod unit;
 
 pub(crate) use copy::CopyResults;
 pub(crate) use interlock::{Interlock, RangeGuard};
+pub(crate) use log::SpaceCell;
 pub(crate) use mode::ModeState;
 pub(crate) use sanitize::SanitizeState;
 
@@ -59,6 +61,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     sanitize::COMMANDS,
     crate::reservations::COMMANDS,
     alua::COMMANDS,
+    log::COMMANDS,
 ];
 
 /// What a command's handler gets: the target, the logical unit and the command's data.
