@@ -58,19 +58,6 @@ impl FromStr for Provisioning {
 /// The most one allocation call covers.
 pub const CHUNK: u64 = 1 << 30;
 
-/// `bytes` for a person: in GiB or MiB with one decimal, or in bytes.
-fn human(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    const GIB: u64 = 1 << 30;
-    if bytes >= GIB {
-        format!("{:.1} GiB", bytes as f64 / GIB as f64)
-    } else if bytes >= MIB {
-        format!("{:.1} MiB", bytes as f64 / MIB as f64)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 /// How often progress is logged while a large file is allocated.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -98,13 +85,13 @@ pub(crate) fn allocate_range(
 
 /// What a failed allocation tells the operator.
 fn reason(errno: Option<i32>, done: u64, total: u64) -> String {
-    let size = human(total);
+    let size = units::format_human(total);
     match errno {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => format!(
             "no room on the storage to allocate all {size} of the file (full provisioning \
              allocates every block; {} were allocated before it ran out): free space, or \
              use provisioning thin",
-            human(done)
+            units::format_human(done)
         ),
         Some(libc::EOPNOTSUPP) => "the file system under the file cannot allocate blocks ahead \
              (fallocate is not supported there), which full provisioning needs: use \
@@ -112,10 +99,13 @@ fn reason(errno: Option<i32>, done: u64, total: u64) -> String {
             .to_string(),
         Some(n) => format!(
             "allocating the file's {size} failed after {}: {}",
-            human(done),
+            units::format_human(done),
             std::io::Error::from_raw_os_error(n)
         ),
-        None => format!("allocating the file's {size} failed after {}", human(done)),
+        None => format!(
+            "allocating the file's {size} failed after {}",
+            units::format_human(done)
+        ),
     }
 }
 
@@ -132,15 +122,18 @@ pub(crate) fn allocate_logged(
     let began = Instant::now();
     let mut last = began;
     if large {
-        tracing::info!("{what}: allocating {} (full provisioning)", human(total));
+        tracing::info!(
+            "{what}: allocating {} (full provisioning)",
+            units::format_human(total)
+        );
     }
     allocate_range(start, end, allocate, |done, total| {
         if large && done < total && last.elapsed() >= PROGRESS_EVERY {
             last = Instant::now();
             tracing::info!(
                 "{what}: allocated {} of {} ({}%)",
-                human(done),
-                human(total),
+                units::format_human(done),
+                units::format_human(total),
                 done * 100 / total
             );
         }
@@ -148,7 +141,7 @@ pub(crate) fn allocate_logged(
     if large {
         tracing::info!(
             "{what}: allocated {} in {:.1} s",
-            human(total),
+            units::format_human(total),
             began.elapsed().as_secs_f64()
         );
     }

@@ -892,6 +892,8 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "block size",
         "read only",
         "provisioning",
+        "allocated",
+        "free on storage",
     ];
     let mut listing = Listing::new(&header);
     for t in selected(&config, target)? {
@@ -905,6 +907,12 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 .and_then(|t| t.store(u64::from(l.lun)))
                 .map(|s| s.geometry());
             let bytes = geometry.map(|g| g.size_bytes());
+            // As the last sample of its storage found it (`crate::space`, every 15 s).
+            let (allocated, available) = live
+                .as_ref()
+                .and_then(|t| t.scsi.space(l.lun))
+                .unwrap_or((None, None));
+            let shown = |b: Option<u64>| b.map_or("-".into(), units::format_human);
             let block_size = geometry.map(|g| g.block_size);
             let row = vec![
                 t.name.clone(),
@@ -915,6 +923,8 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 block_size.map_or("-".into(), |b| b.to_string()),
                 if l.read_only { "yes" } else { "no" }.into(),
                 l.provisioning.clone().unwrap_or_else(|| "thin".into()),
+                shown(allocated),
+                shown(available),
             ];
             let value = json!({
                 "target": t.name,
@@ -926,6 +936,8 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "block_size": block_size,
                 "read_only": l.read_only,
                 "provisioning": l.provisioning.as_deref().unwrap_or("thin"),
+                "allocated_bytes": allocated,
+                "storage_available_bytes": available,
             });
             listing.push(row, value);
         }

@@ -81,10 +81,10 @@ fn sample(
              take: hosts' writes to blocks never written will fail (SPACE ALLOCATION \
              FAILED) once it is full; free space on it, or serve the LUN fully provisioned",
             store.describe(),
-            gib(size),
-            gib(space.available.unwrap_or(0)),
-            gib(missing),
-            gib(size.saturating_sub(space.allocated)),
+            units::format_human(size),
+            units::format_human(space.available.unwrap_or(0)),
+            units::format_human(missing),
+            units::format_human(size.saturating_sub(space.allocated)),
         ),
         None if short.remove(&key) => tracing::info!(
             target,
@@ -95,10 +95,6 @@ fn sample(
         _ => {}
     }
     Some(space)
-}
-
-fn gib(bytes: u64) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// Runs [`round`] every [`SAMPLE_EVERY`] for as long as the daemon runs.

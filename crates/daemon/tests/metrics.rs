@@ -206,6 +206,7 @@ fn series_of(text: &str, target: &str, lun: Option<u16>) -> Vec<String> {
 fn the_space_of_each_luns_storage_is_shown() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("space.img");
+    let socket = dir.path().join("control.sock");
     let target = Running::start(
         &[
             "--bstype",
@@ -218,6 +219,8 @@ fn the_space_of_each_luns_storage_is_shown() {
             "full",
             "--metrics",
             "127.0.0.1:0",
+            "--control-socket",
+            socket.to_str().unwrap(),
         ],
         &[],
     );
@@ -242,6 +245,19 @@ fn the_space_of_each_luns_storage_is_shown() {
         text.contains("# TYPE glfs_iscsi_lun_allocated_bytes gauge"),
         "{text}"
     );
+    // The same sample in `admin lun show`.
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&socket, &["lun", "show", IQN, "0", "--json"])).unwrap();
+    let row = &shown;
+    assert!(
+        row["allocated_bytes"].as_u64().unwrap() >= 2 << 20,
+        "{shown}"
+    );
+    assert!(
+        row["storage_available_bytes"].as_u64().unwrap() > 0,
+        "{shown}"
+    );
+    assert_eq!(row["provisioning"], "full");
 }
 
 /// A thin LUN's sampled storage reaches the hosts too: LOG SENSE lists the Logical Block

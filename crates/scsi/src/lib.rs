@@ -829,6 +829,16 @@ impl ScsiTarget {
         true
     }
 
+    /// What [`ScsiTarget::set_space`] last said of the logical unit at `lun`: the bytes
+    /// its storage holds for it and has free (each `None` until known). `None` if there is
+    /// no such LU.
+    pub fn space(&self, lun: u16) -> Option<(Option<u64>, Option<u64>)> {
+        self.luns
+            .get(usize::from(lun))
+            .and_then(Option::as_ref)
+            .map(|lu| lu.space.get())
+    }
+
     /// The block size and capacity of the logical unit at `lun` now.
     pub fn geometry(&self, lun: u16) -> Option<store_api::Geometry> {
         self.luns

@@ -92,9 +92,31 @@ pub fn format_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// `bytes` for a person to read (logs, tables): in GiB or MiB with one decimal, or in
+/// bytes below 1 MiB. Not for reading back: [`format_size`] is exact.
+pub fn format_human(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB as f64)
+    } else if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(format_human(3 << 30), "3.0 GiB");
+        assert_eq!(format_human((3 << 30) + (1 << 29)), "3.5 GiB");
+        assert_eq!(format_human(8 << 20), "8.0 MiB");
+        assert_eq!(format_human(4096), "4096 bytes");
+    }
 
     #[test]
     fn sizes_in_every_spelling() {

@@ -66,7 +66,7 @@ impl SpaceCell {
         self.available.store(known(available), Ordering::Relaxed);
     }
 
-    fn get(&self) -> (Option<u64>, Option<u64>) {
+    pub(crate) fn get(&self) -> (Option<u64>, Option<u64>) {
         let known = |v: u64| (v != u64::MAX).then_some(v);
         (
             known(self.allocated.load(Ordering::Relaxed)),
