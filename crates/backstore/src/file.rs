@@ -78,7 +78,9 @@ impl FileStore {
             return Ok(());
         }
         let end = self.inner.geometry.get().size_bytes();
-        self.inner.allocate(&self.describe(), 0, end)
+        self.inner
+            .allocate(&self.describe(), 0, end)
+            .map_err(|e| e.to_string())
     }
 
     fn is_block_device(&self) -> bool {
@@ -324,7 +326,12 @@ impl Inner {
     }
 
     /// Allocates `[start, end)` (keeping size and data), in chunks, with progress logged.
-    fn allocate(&self, what: &str, start: u64, end: u64) -> Result<(), String> {
+    fn allocate(
+        &self,
+        what: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<(), crate::provision::AllocError> {
         crate::provision::allocate_logged(what, start, end, |offset, len| {
             self.fallocate(libc::FALLOC_FL_KEEP_SIZE, offset, len)
                 .map_err(|e| e.raw_os_error())
@@ -448,25 +455,11 @@ impl BlockStore for FileStore {
         let grow = || -> std::io::Result<()> {
             self.inner.file.set_len(size_bytes)?;
             if self.inner.full && !self.is_block_device() {
-                let mut errno = None;
-                let allocated = crate::provision::allocate_logged(
-                    &self.describe(),
-                    old,
-                    size_bytes,
-                    |offset, len| {
-                        let r = self.inner.fallocate(libc::FALLOC_FL_KEEP_SIZE, offset, len);
-                        errno = r.as_ref().err().and_then(|e| e.raw_os_error());
-                        r.map_err(|e| e.raw_os_error())
-                    },
-                );
-                if let Err(reason) = allocated {
-                    tracing::warn!(
-                        "{}: resize to {size_bytes} refused: {reason}",
-                        self.describe()
-                    );
+                if let Err(e) = self.inner.allocate(&self.describe(), old, size_bytes) {
+                    tracing::warn!("{}: resize to {size_bytes} refused: {e}", self.describe());
                     self.inner.file.set_len(old)?;
                     return Err(std::io::Error::from_raw_os_error(
-                        errno.unwrap_or(libc::EIO),
+                        e.errno.unwrap_or(libc::EIO),
                     ));
                 }
             }

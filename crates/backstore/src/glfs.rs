@@ -1754,22 +1754,16 @@ impl BlockStore for GlfsStore {
         let err = |e: gfapi::Error| gfapi_error(Op::Write, &e);
         file.truncate(size_bytes).map_err(err)?;
         if self.full {
-            let mut errno = None;
             let allocated =
                 crate::provision::allocate_logged(&self.description, old, size_bytes, |o, l| {
-                    let r = file.allocate(o, l).map_err(|e| e.errno());
-                    errno = r.err().flatten();
-                    r
+                    file.allocate(o, l).map_err(|e| e.errno())
                 });
-            if let Err(reason) = allocated {
-                tracing::warn!(
-                    "{}: resize to {size_bytes} refused: {reason}",
-                    self.description
-                );
+            if let Err(e) = allocated {
+                tracing::warn!("{}: resize to {size_bytes} refused: {e}", self.description);
                 file.truncate(old).map_err(err)?;
                 return Err(StoreError::from_errno(
                     Op::Write,
-                    errno.unwrap_or(libc::EIO),
+                    e.errno.unwrap_or(libc::EIO),
                 ));
             }
         }

@@ -405,7 +405,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             let allocated = provision::allocate_logged(&what, 0, geometry.size_bytes(), |o, l| {
                 file.allocate(o, l).map_err(|e| e.errno())
             });
-            if let Err(reason) = allocated {
+            if let Err(e) = allocated {
                 drop(file);
                 if created {
                     if let Err(u) = vol.unlink(&spec.path) {
@@ -414,7 +414,7 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                 }
                 return Err(OpenError::Open {
                     what: what.clone(),
-                    reason,
+                    reason: e.to_string(),
                 });
             }
         }

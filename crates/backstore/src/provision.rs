@@ -61,21 +61,38 @@ pub const CHUNK: u64 = 1 << 30;
 /// How often progress is logged while a large file is allocated.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// Why blocks could not be allocated: the failed call's errno, and what to tell the
+/// operator ([`fmt::Display`]).
+#[derive(Debug)]
+pub(crate) struct AllocError {
+    pub errno: Option<i32>,
+    reason: String,
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// Allocates the bytes `[start, end)` with `allocate(offset, len)` calls of at most
 /// [`CHUNK`] bytes, in order, stopping at the first that fails (its errno); `progress(done,
-/// total)` is told after each call. On failure, the reason to show the operator.
+/// total)` is told after each call.
 pub(crate) fn allocate_range(
     start: u64,
     end: u64,
     mut allocate: impl FnMut(u64, u64) -> Result<(), Option<i32>>,
     mut progress: impl FnMut(u64, u64),
-) -> Result<(), String> {
+) -> Result<(), AllocError> {
     let total = end.saturating_sub(start);
     let mut offset = start;
     while offset < end {
         let len = (end - offset).min(CHUNK);
         if let Err(errno) = allocate(offset, len) {
-            return Err(reason(errno, offset - start, total));
+            return Err(AllocError {
+                errno,
+                reason: reason(errno, offset - start, total),
+            });
         }
         offset += len;
         progress(offset - start, total);
@@ -116,7 +133,7 @@ pub(crate) fn allocate_logged(
     start: u64,
     end: u64,
     allocate: impl FnMut(u64, u64) -> Result<(), Option<i32>>,
-) -> Result<(), String> {
+) -> Result<(), AllocError> {
     let total = end.saturating_sub(start);
     let large = total > CHUNK;
     let began = Instant::now();
@@ -159,7 +176,7 @@ mod tests {
         }
         assert_eq!("thin".parse::<Provisioning>(), Ok(Provisioning::Thin));
         assert_eq!("full".parse::<Provisioning>(), Ok(Provisioning::Full));
-        let err = "thick".parse::<Provisioning>().unwrap_err();
+        let err = "thick".parse::<Provisioning>().unwrap_err().to_string();
         assert!(
             err.contains("\"thick\"") && err.contains("thin or full"),
             "{err}"
@@ -216,7 +233,8 @@ mod tests {
             },
             |_, _| {},
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert_eq!(calls, 2, "nothing after the failed call");
         assert!(
             err.contains("no room") && err.contains("all 3.0 GiB"),
@@ -225,9 +243,13 @@ mod tests {
         assert!(err.contains("1.0 GiB were allocated"), "{err}");
         assert!(err.contains("provisioning thin"), "{err}");
 
-        let err = allocate_range(0, 10, |_, _| Err(Some(libc::EOPNOTSUPP)), |_, _| {}).unwrap_err();
+        let err = allocate_range(0, 10, |_, _| Err(Some(libc::EOPNOTSUPP)), |_, _| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fallocate is not supported"), "{err}");
-        let err = allocate_range(0, 10, |_, _| Err(Some(libc::EIO)), |_, _| {}).unwrap_err();
+        let err = allocate_range(0, 10, |_, _| Err(Some(libc::EIO)), |_, _| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Input/output error"), "{err}");
     }
 }
