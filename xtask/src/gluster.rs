@@ -206,6 +206,21 @@ pub fn native_ranged_lock_volume(name: &str) -> Result<LiveVolume> {
     Ok(v)
 }
 
+/// What makes a volume sharded (files stored in pieces of 4 MiB, as volumes holding VM
+/// and block images usually are): the shard translator in every client's graph.
+pub const SHARD_OPTIONS: &[(&str, &str)] = &[
+    ("features.shard", "on"),
+    ("features.shard-block-size", "4MB"),
+];
+
+/// A native volume `name` with [`SHARD_OPTIONS`] set (set before any file is written on
+/// it: a volume's files keep the layout they were written with).
+pub fn native_shard_volume(name: &str) -> Result<LiveVolume> {
+    let v = native_volume(name)?;
+    set_options(name, SHARD_OPTIONS)?;
+    Ok(v)
+}
+
 /// Sets each of `options` on volume `name` that does not have that value yet; whether
 /// any was set.
 fn set_options(name: &str, options: &[(&str, &str)]) -> Result<bool> {

@@ -21,6 +21,9 @@ const REPLICATED_VOLUME: &str = "glfsreplica";
 /// (`gluster::RANGED_LOCK_OPTIONS`), for the live test that clear-locks leaves such a lock
 /// (`GLUSTER_TEST_RANGED_LOCK_VOLUME`).
 const RANGED_LOCK_VOLUME: &str = "glfsranged";
+/// A native sharded volume (`gluster::SHARD_OPTIONS`), for the live test of full
+/// provisioning there (`GLUSTER_TEST_SHARD_VOLUME`).
+const SHARD_VOLUME: &str = "glfsshard";
 /// Bricks (replicas) of the Docker fixture's volume; the native one has one brick.
 const DOCKER_REPLICAS: usize = 3;
 
@@ -145,8 +148,16 @@ pub fn run(fixture: &str, keep_fixture: bool, scenarios_only: bool, only: &[Stri
         Fixture::Native => Some(gluster::native_ranged_lock_volume(RANGED_LOCK_VOLUME)?.spec()),
         Fixture::Docker => None,
     };
+    // The Docker fixture has no such volume: the test says it is left out.
+    let sharded = match kind {
+        Fixture::Native => Some(gluster::native_shard_volume(SHARD_VOLUME)?.spec()),
+        Fixture::Docker => None,
+    };
     let mut tests = util::cargo();
     tests.env("GLUSTER_TEST_REPLICATED_VOLUME", &replicated);
+    if let Some(sharded) = &sharded {
+        tests.env("GLUSTER_TEST_SHARD_VOLUME", sharded);
+    }
     if let Some(ranged) = &ranged {
         tests.env("GLUSTER_TEST_RANGED_LOCK_VOLUME", ranged);
     }

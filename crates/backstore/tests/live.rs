@@ -780,3 +780,34 @@ fn live_glfs_clear_write_locks_leaves_a_ranged_lock() {
         "the write lands once the writer died"
     );
 }
+
+/// Full provisioning on a sharded volume (`GLUSTER_TEST_SHARD_VOLUME`: files stored in
+/// 4 MiB shards, as volumes of VM and block images usually are): the shard translator
+/// takes `glfs_fallocate` only in mode 0 (it refuses `FALLOC_FL_KEEP_SIZE` with ENOTSUP),
+/// and the store allocates every shard of the new file and of what a resize adds.
+#[test]
+#[ignore = "needs a live sharded Gluster volume: cargo xtask test-gluster"]
+fn live_glfs_full_provisioning_on_a_sharded_volume() {
+    let Ok(spec) = std::env::var("GLUSTER_TEST_SHARD_VOLUME") else {
+        eprintln!("no sharded volume (GLUSTER_TEST_SHARD_VOLUME unset): left out");
+        return;
+    };
+    let file = format!("backstore-live-shard-full-{}.img", std::process::id());
+    let _remove = testkit::gluster::RemoveOnDrop::new(&spec, [file.clone()]);
+    let store = open_store(&StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{spec}:{file}"),
+        // Three shards and a half.
+        create_size: Some(14 << 20),
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        provisioning: backstore::Provisioning::Full,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("open a fully provisioned store on the sharded volume: {e}"));
+    assert!(!store.capabilities().discard);
+    let space = store.space().unwrap();
+    assert!(space.allocated >= 14 << 20, "{space:?}");
+    store.resize(22 << 20).unwrap();
+    let space = store.space().unwrap();
+    assert!(space.allocated >= 22 << 20, "{space:?}");
+}

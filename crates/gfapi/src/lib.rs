@@ -794,14 +794,15 @@ impl File {
         check("glfs_discard", rc)
     }
 
-    /// `glfs_fallocate(keep_size = 1, offset, len)`: allocates the bytes' blocks on the
-    /// bricks (unwritten extents where the file system has them), leaving the data there
-    /// and the file's size as they are.
+    /// `glfs_fallocate(mode 0, offset, len)` of bytes inside the file: allocates their
+    /// blocks on the bricks (unwritten extents where the file system has them), leaving the
+    /// data there and the file's size as they are. Mode 0, not `FALLOC_FL_KEEP_SIZE` (the
+    /// same within the size): Gluster's shard translator refuses that one (ENOTSUP).
     pub fn allocate(&self, offset: u64, len: u64) -> Result<(), Error> {
         clear_errno();
         // SAFETY: fd live.
         let rc = unsafe {
-            (self.sys().glfs_fallocate)(self.fd, 1, offset as libc::off_t, len as libc::size_t)
+            (self.sys().glfs_fallocate)(self.fd, 0, offset as libc::off_t, len as libc::size_t)
         };
         check("glfs_fallocate", rc)
     }
