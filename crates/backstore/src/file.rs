@@ -18,6 +18,11 @@ pub const DEFAULT_THREADS: usize = 4;
 
 type Job = (IoRequest, Completion);
 
+/// `fallocate` modes that zero a range: in place (the blocks stay allocated), or by
+/// deallocating it.
+const ZERO_RANGE: libc::c_int = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+const PUNCH_HOLE: libc::c_int = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+
 /// The open file behind a [`FileStore`] (shared as the source of copies).
 struct Inner {
     file: File,
@@ -205,46 +210,18 @@ impl Inner {
             {
                 // Fully provisioned: zeroes in place, the blocks kept allocated (no discard
                 // is offered; one that comes anyway deallocates nothing).
-                match self.fallocate(
-                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
-                    offset,
-                    len,
-                ) {
-                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
-                    r => r.map_err(err)?,
-                }
+                self.zero(&[ZERO_RANGE], offset, len).map_err(err)?;
                 Ok(IoReply::Done)
             }
+            // Punch a hole; where the file system cannot, zeroes are written so that
+            // discarded blocks still read back as zeroes (the capability we announce).
             IoRequest::Discard { offset, len } => {
-                // Punch a hole; where the file system cannot, write zeroes so that discarded
-                // blocks still read back as zeroes (the capability we announce).
-                match self.fallocate(
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    offset,
-                    len,
-                ) {
-                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
-                    r => r.map_err(err)?,
-                }
+                self.zero(&[PUNCH_HOLE], offset, len).map_err(err)?;
                 Ok(IoReply::Done)
             }
             IoRequest::WriteZeroes { offset, len } => {
-                let r = match self.fallocate(
-                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
-                    offset,
-                    len,
-                ) {
-                    Err(e) if is_unsupported(&e) => self.fallocate(
-                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                        offset,
-                        len,
-                    ),
-                    r => r,
-                };
-                match r {
-                    Err(e) if is_unsupported(&e) => self.write_zeroes(offset, len).map_err(err)?,
-                    r => r.map_err(err)?,
-                }
+                self.zero(&[ZERO_RANGE, PUNCH_HOLE], offset, len)
+                    .map_err(err)?;
                 Ok(IoReply::Done)
             }
         }
@@ -323,6 +300,18 @@ impl Inner {
             mapped: false,
             len: data.clamp(offset + 1, end) - offset,
         })
+    }
+
+    /// Makes `[offset, offset + len)` read back as zeroes with the first of the
+    /// `fallocate` `modes` the file system supports, else by writing zeroes.
+    fn zero(&self, modes: &[libc::c_int], offset: u64, len: u64) -> std::io::Result<()> {
+        for &mode in modes {
+            match self.fallocate(mode, offset, len) {
+                Err(e) if is_unsupported(&e) => continue,
+                r => return r,
+            }
+        }
+        self.write_zeroes(offset, len)
     }
 
     /// Allocates `[start, end)` (keeping size and data), in chunks, with progress logged.

@@ -668,15 +668,20 @@ impl File {
         &self.vol.lib.sys
     }
 
-    /// `glfs_fstat`: the file size in bytes.
-    pub fn size(&self) -> Result<u64, Error> {
+    /// `glfs_fstat`.
+    fn stat(&self) -> Result<libc::stat, Error> {
         // SAFETY: an all-zero stat is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         clear_errno();
         // SAFETY: fd live, st writable.
         let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
         check("glfs_fstat", rc)?;
-        Ok(st.st_size as u64)
+        Ok(st)
+    }
+
+    /// `glfs_fstat`: the file size in bytes.
+    pub fn size(&self) -> Result<u64, Error> {
+        Ok(self.stat()?.st_size as u64)
     }
 
     /// `glfs_ftruncate(len)`.
@@ -810,13 +815,7 @@ impl File {
     /// `glfs_fstat`: the bytes the file's blocks take on the volume (`st_blocks` in 512-byte
     /// units): below the size where it has holes.
     pub fn allocated(&self) -> Result<u64, Error> {
-        // SAFETY: an all-zero stat is a valid value.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        clear_errno();
-        // SAFETY: fd live, st writable.
-        let rc = unsafe { (self.sys().glfs_fstat)(self.fd, &mut st) };
-        check("glfs_fstat", rc)?;
-        Ok(st.st_blocks as u64 * 512)
+        Ok(self.stat()?.st_blocks as u64 * 512)
     }
 
     /// `glfs_zerofill(offset, len)`.
