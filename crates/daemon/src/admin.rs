@@ -140,6 +140,10 @@ pub enum LunVerb {
         /// thin (default) or full: every block allocated before the LUN is served, no UNMAP.
         #[arg(long, value_name = "thin|full")]
         provisioning: Option<backstore::Provisioning>,
+        /// A thin LUN's soft threshold: the free space of its storage at which its hosts
+        /// are told (10% of its size unless set; a size, or off).
+        #[arg(long, value_name = "PERCENT%|SIZE|off")]
+        soft_threshold: Option<crate::space::SoftThreshold>,
         /// With alua failover: the target port group this LUN goes to when gateways start
         /// together (else the groups in turn by LUN number); the config file's
         /// `alua_preferred`.
@@ -168,6 +172,10 @@ pub enum LunVerb {
         /// block first); hosts are told the LU's inquiry data changed.
         #[arg(long, value_name = "thin|full")]
         provisioning: Option<backstore::Provisioning>,
+        /// The soft threshold (PERCENT%, SIZE or off): the hosts' mode page gets it, armed,
+        /// and they are told the mode parameters changed.
+        #[arg(long, value_name = "PERCENT%|SIZE|off")]
+        soft_threshold: Option<crate::space::SoftThreshold>,
         /// Change it even while sessions use it.
         #[arg(long)]
         force: bool,
@@ -480,6 +488,7 @@ impl AdminArgs {
                     block_size,
                     read_only,
                     provisioning,
+                    soft_threshold,
                     alua_preferred,
                 } => Request::LunAdd {
                     target: target.clone(),
@@ -494,6 +503,7 @@ impl AdminArgs {
                         provisioning: provisioning
                             .filter(|p| *p == backstore::Provisioning::Full)
                             .map(|p| p.to_string()),
+                        soft_threshold: soft_threshold.map(|t| t.to_string()),
                         alua_preferred: *alua_preferred,
                     },
                 },
@@ -509,6 +519,7 @@ impl AdminArgs {
                     bsopts,
                     backing_store,
                     provisioning,
+                    soft_threshold,
                     force,
                 } => Request::LunModify {
                     target: target.clone(),
@@ -518,6 +529,7 @@ impl AdminArgs {
                         bsopts: bsopts.clone(),
                         backing_store: backing_store.clone(),
                         provisioning: provisioning.map(|p| p.to_string()),
+                        soft_threshold: soft_threshold.map(|t| t.to_string()),
                         force: *force,
                     },
                 },

@@ -46,6 +46,11 @@ pub struct Args {
     /// and no UNMAP.
     #[arg(long, value_name = "thin|full")]
     pub provisioning: Option<backstore::Provisioning>,
+    /// A thin LUN's soft threshold: when the free space of its storage falls to it, the
+    /// hosts are told (THIN PROVISIONING SOFT THRESHOLD REACHED; ESXi warns of the
+    /// datastore running out of space): a percentage of the LUN's size, a size, or off.
+    #[arg(long, value_name = "PERCENT%|SIZE|off", default_value = "10%")]
+    pub soft_threshold: crate::space::SoftThreshold,
     /// Seconds a command may wait on its backing store before it is answered with ABORTED
     /// COMMAND (the store keeps its buffers until it finishes); 0 disables the limit.
     #[arg(long, default_value_t = 25, value_parser = parse_command_timeout)]
@@ -342,6 +347,8 @@ impl Args {
                         .provisioning
                         .filter(|p| *p == backstore::Provisioning::Full)
                         .map(|p| p.to_string()),
+                    soft_threshold: (self.soft_threshold != Default::default())
+                        .then(|| self.soft_threshold.to_string()),
                     alua_preferred: None,
                 }],
                 chap,
@@ -510,7 +517,7 @@ mod tests {
 
     #[test]
     fn every_value_is_checked_with_one_line_naming_it() {
-        let cases: [(&[&str], &str); 15] = [
+        let cases: [(&[&str], &str); 17] = [
             (&["--login-timeout", "99999"], "--login-timeout"),
             (&["--nop-in-interval", "4000"], "--nop-in-interval"),
             (&["--nop-in-timeout", "0"], "--nop-in-timeout"),
@@ -535,6 +542,8 @@ mod tests {
             (&["--io-threads", "100000"], "--io-threads"),
             (&["--log", "daemon=[bad"], "--log"),
             (&["--provisioning", "thick"], "--provisioning"),
+            (&["--soft-threshold", "0%"], "--soft-threshold"),
+            (&["--soft-threshold", "lots"], "--soft-threshold"),
         ];
         for (args, name) in cases {
             let argv = std::iter::once("glfs-iscsi").chain(args.iter().copied());
@@ -551,6 +560,14 @@ mod tests {
         assert_eq!(
             config.targets[0].luns[0].provisioning.as_deref(),
             Some("full")
+        );
+        // The default soft threshold is not written; another is.
+        assert_eq!(config.targets[0].luns[0].soft_threshold, None);
+        let low = Args::try_parse_from(["glfs-iscsi", "--soft-threshold", "2G"]).unwrap();
+        let config = low.single_lun_config().unwrap();
+        assert_eq!(
+            config.targets[0].luns[0].soft_threshold.as_deref(),
+            Some("2G")
         );
     }
 }

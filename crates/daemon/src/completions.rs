@@ -285,6 +285,7 @@ mod tests {
                 capabilities: Default::default(),
                 write_cache: true,
                 read_only: false,
+                soft_threshold: None,
             },
         );
         let cdb = bytes::Bytes::from_static(cdb);

@@ -33,6 +33,9 @@
 //! read_only = false
 //! provisioning = "full"          # optional: "thin" (default: sparse file, UNMAP) or "full"
 //!                                # (every block allocated before it is served; no UNMAP)
+//! soft_threshold = "10%"         # optional, thin: the storage's free space at which the
+//!                                # hosts are told (THIN PROVISIONING SOFT THRESHOLD
+//!                                # REACHED): "10%" of the LUN's size (default), "50G", "off"
 //! alua_preferred = 2             # optional, with alua_failover: the group this LUN goes to
 //!                                # when gateways start together (else the groups in turn)
 //! ```
@@ -144,6 +147,9 @@ pub struct LunEntry {
     /// `thin` or `full` (see [`backstore::Provisioning`]); unset is thin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<String>,
+    /// A thin LUN's soft threshold (see [`crate::space::SoftThreshold`]); unset is 10%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_threshold: Option<String>,
     /// With alua failover: the target port group this LUN goes to when gateways start
     /// together (`daemon::failover::preferred`); unset, the groups take the LUNs in turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,9 +333,17 @@ impl ConfigFile {
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("target {} LUN {}: {e}", target.name, lun.lun))?
                     .unwrap_or_default();
+                let soft_threshold = lun
+                    .soft_threshold
+                    .as_deref()
+                    .map(str::parse::<crate::space::SoftThreshold>)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("target {} LUN {}: {e}", target.name, lun.lun))?
+                    .unwrap_or_default();
                 lun_specs.push(LunSpec {
                     lun: lun.lun,
                     read_only: lun.read_only,
+                    soft_threshold,
                     store: StoreOptions {
                         bstype: lun.bstype.clone(),
                         backing_store: lun.backing_store.clone(),
@@ -628,6 +642,7 @@ size = "64M"
 block_size = 4096
 read_only = true
 provisioning = "full"
+soft_threshold = "20G"
 
 [[target]]
 name = "iqn.2026-11.com.example:b"
@@ -653,6 +668,11 @@ backing_store = "/srv/b.img"
         assert!(luns[1].read_only);
         assert_eq!(luns[0].store.provisioning, backstore::Provisioning::Thin);
         assert_eq!(luns[1].store.provisioning, backstore::Provisioning::Full);
+        assert_eq!(luns[0].soft_threshold, crate::space::SoftThreshold::Percent(10));
+        assert_eq!(
+            luns[1].soft_threshold,
+            crate::space::SoftThreshold::Bytes(20 << 30)
+        );
         assert_eq!(specs[1].luns[0].store.backing_store, "/srv/b.img");
     }
 
@@ -701,6 +721,10 @@ backing_store = "/srv/b.img"
             (
                 "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 2\nbstype = \"memory\"\nprovisioning = \"thick\"\n",
                 "target iqn.2026-11.x.y LUN 2: provisioning \"thick\" is not thin or full",
+            ),
+            (
+                "[[target]]\nname = \"iqn.2026-11.x.y\"\n[[target.lun]]\nlun = 3\nbstype = \"memory\"\nsoft_threshold = \"0%\"\n",
+                "target iqn.2026-11.x.y LUN 3: soft threshold \"0%\": a percentage is a whole number from 1% to 100%",
             ),
         ];
         for (text, expected) in cases {

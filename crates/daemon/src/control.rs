@@ -150,6 +150,8 @@ pub struct LunChanges {
     pub backing_store: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_threshold: Option<String>,
     pub force: bool,
 }
 
@@ -361,6 +363,9 @@ fn run(state: &State, request: Request) -> Result<Reply> {
                 // Thin is the default: written only when full (checked with the rest of
                 // the configuration, naming the LUN).
                 entry.provisioning = (provisioning != "thin").then(|| provisioning.clone());
+            }
+            if let Some(threshold) = &changes.soft_threshold {
+                entry.soft_threshold = Some(threshold.clone());
             }
             Ok(())
         })?),
@@ -892,6 +897,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "block size",
         "read only",
         "provisioning",
+        "soft threshold",
         "allocated",
         "free on storage",
     ];
@@ -913,6 +919,14 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 .and_then(|t| t.scsi.space(l.lun))
                 .unwrap_or((None, None));
             let shown = |b: Option<u64>| b.map_or("-".into(), units::format_human);
+            // A fully provisioned LUN never runs short: it has none.
+            let soft_threshold = if l.provisioning.as_deref() == Some("full") {
+                "-".to_string()
+            } else {
+                l.soft_threshold
+                    .clone()
+                    .unwrap_or_else(|| crate::space::SoftThreshold::default().to_string())
+            };
             let block_size = geometry.map(|g| g.block_size);
             let row = vec![
                 t.name.clone(),
@@ -923,6 +937,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 block_size.map_or("-".into(), |b| b.to_string()),
                 if l.read_only { "yes" } else { "no" }.into(),
                 l.provisioning.clone().unwrap_or_else(|| "thin".into()),
+                soft_threshold.clone(),
                 shown(allocated),
                 shown(available),
             ];
@@ -936,6 +951,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "block_size": block_size,
                 "read_only": l.read_only,
                 "provisioning": l.provisioning.as_deref().unwrap_or("thin"),
+                "soft_threshold": soft_threshold,
                 "allocated_bytes": allocated,
                 "storage_available_bytes": available,
             });

@@ -149,6 +149,7 @@ mod tests {
                 let spec = LunSpec {
                     lun,
                     read_only: false,
+                    soft_threshold: Default::default(),
                     store: Default::default(),
                 };
                 (spec, Arc::new(Store(b)) as Arc<dyn BlockStore>)

@@ -9,6 +9,11 @@
 //! in the log once, with the numbers, and again once it has room; a fully provisioned
 //! LUN has everything allocated and is never short. Stores that cannot tell (the memory
 //! store has no storage beside itself) show what they can.
+//!
+//! Each sample also goes to the LUN's SCSI logical unit: LOG SENSE reports it, and a thin
+//! LUN whose storage's free space falls to its soft threshold ([`SoftThreshold`], 10% of
+//! the LUN's size unless configured) tells its hosts THIN PROVISIONING SOFT THRESHOLD
+//! REACHED (ESXi's out-of-space warning on the datastore), logged here too.
 
 use crate::targets::Targets;
 use std::collections::HashSet;
@@ -18,6 +23,71 @@ use store_api::{BlockStore, ErrorKind, Space};
 
 /// How often the stores are asked.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// A thin LUN's soft threshold: the free space of its storage at or below which its hosts
+/// are told (`soft_threshold` in the configuration, `--soft-threshold`): a percentage of
+/// the LUN's size (`10%`, the default), a size (`50G`), or `off`. Hosts may change it with
+/// MODE SELECT (the Logical Block Provisioning mode page) until the daemon restarts or the
+/// operator sets it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftThreshold {
+    /// No threshold (hosts may still enable one).
+    Off,
+    /// This percentage (1 to 100) of the LUN's size.
+    Percent(u8),
+    /// This many bytes.
+    Bytes(u64),
+}
+
+impl Default for SoftThreshold {
+    fn default() -> Self {
+        SoftThreshold::Percent(10)
+    }
+}
+
+impl SoftThreshold {
+    /// The threshold in bytes of free space for a LUN of `size` bytes (`None`: off).
+    pub fn bytes(self, size: u64) -> Option<u64> {
+        match self {
+            SoftThreshold::Off => None,
+            SoftThreshold::Percent(p) => {
+                Some(size / 100 * u64::from(p) + size % 100 * u64::from(p) / 100)
+            }
+            SoftThreshold::Bytes(b) => Some(b),
+        }
+    }
+}
+
+impl std::str::FromStr for SoftThreshold {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t == "off" {
+            return Ok(SoftThreshold::Off);
+        }
+        if let Some(number) = t.strip_suffix('%') {
+            return match number.trim().parse::<u8>() {
+                Ok(p @ 1..=100) => Ok(SoftThreshold::Percent(p)),
+                _ => Err(format!(
+                    "soft threshold {text:?}: a percentage is a whole number from 1% to 100%"
+                )),
+            };
+        }
+        units::parse_size(t)
+            .map(SoftThreshold::Bytes)
+            .map_err(|e| format!("soft threshold {text:?} is not off, a percentage or a size: {e}"))
+    }
+}
+
+impl std::fmt::Display for SoftThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SoftThreshold::Off => f.write_str("off"),
+            SoftThreshold::Percent(p) => write!(f, "{p}%"),
+            SoftThreshold::Bytes(b) => f.write_str(&units::format_size(*b)),
+        }
+    }
+}
 
 /// The bytes a LUN of `size` bytes could still take beyond what its storage has free:
 /// `None` when it fits (or the storage's free space is not known).
@@ -39,9 +109,9 @@ pub fn round(targets: &Targets, short: &mut HashSet<(String, u64)>) {
                 .filter(|t| t.store(lun).is_some_and(|s| Arc::ptr_eq(s, &store)))
         };
         if let Some(space) = sample(&target, lun, &*store, short, || served().is_some()) {
-            // For LOG SENSE's Logical Block Provisioning page.
+            // For LOG SENSE's Logical Block Provisioning page, and the soft threshold.
             if let (Some(t), Ok(lun)) = (served(), u16::try_from(lun)) {
-                t.scsi.set_space(lun, space);
+                told(&target, lun, &*store, space, t.scsi.set_space(lun, space));
             }
         }
     }
@@ -97,6 +167,34 @@ fn sample(
     Some(space)
 }
 
+/// Logs what the LUN's hosts were told of its soft threshold.
+fn told(
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+    space: Space,
+    news: Option<scsi::ThresholdNews>,
+) {
+    match news {
+        Some(scsi::ThresholdNews::Reached { threshold }) => tracing::warn!(
+            target,
+            lun,
+            "the storage of {} has {} free, at or below the LUN's soft threshold of {}: \
+             its hosts are told THIN PROVISIONING SOFT THRESHOLD REACHED; free space on it",
+            store.describe(),
+            units::format_human(space.available.unwrap_or(0)),
+            units::format_human(threshold),
+        ),
+        Some(scsi::ThresholdNews::Rearmed) => tracing::info!(
+            target,
+            lun,
+            "the storage of {} is above the LUN's soft threshold again",
+            store.describe()
+        ),
+        Some(scsi::ThresholdNews::Unchanged) | None => {}
+    }
+}
+
 /// Runs [`round`] every [`SAMPLE_EVERY`] for as long as the daemon runs.
 pub async fn watch(targets: Arc<Targets>) {
     let mut short = HashSet::new();
@@ -138,6 +236,29 @@ mod tests {
         assert_eq!(shortfall(GIB, space(GIB + 4096, Some(0))), None);
         // Free space not known (memory): nothing to say.
         assert_eq!(shortfall(100 * GIB, space(0, None)), None);
+    }
+
+    #[test]
+    fn a_soft_threshold_is_off_a_percentage_or_a_size() {
+        let parse = |t: &str| t.parse::<SoftThreshold>();
+        assert_eq!(parse("off"), Ok(SoftThreshold::Off));
+        assert_eq!(parse("10%"), Ok(SoftThreshold::Percent(10)));
+        assert_eq!(parse("100%"), Ok(SoftThreshold::Percent(100)));
+        assert_eq!(parse("50G"), Ok(SoftThreshold::Bytes(50 * GIB)));
+        for bad in ["0%", "101%", "5.5%", "%", "lots", "-1G"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        for t in ["off", "10%", "50G"] {
+            assert_eq!(parse(t).unwrap().to_string(), t);
+        }
+        assert_eq!(SoftThreshold::default(), SoftThreshold::Percent(10));
+        // 10% of 100 GiB; of a size not divisible by 100, rounded down.
+        assert_eq!(SoftThreshold::Percent(10).bytes(100 * GIB), Some(10 * GIB));
+        assert_eq!(SoftThreshold::Percent(50).bytes(3), Some(1));
+        assert_eq!(SoftThreshold::Percent(100).bytes(u64::MAX), Some(u64::MAX));
+        assert_eq!(SoftThreshold::Bytes(7).bytes(100), Some(7));
+        assert_eq!(SoftThreshold::Off.bytes(100), None);
     }
 
     #[test]

@@ -716,6 +716,7 @@ fn lun_difference(old: &crate::config::LunEntry, new: &crate::config::LunEntry) 
         ("block_size", old.block_size != new.block_size),
         ("read_only", old.read_only != new.read_only),
         ("provisioning", old.provisioning != new.provisioning),
+        ("soft_threshold", old.soft_threshold != new.soft_threshold),
         ("alua_preferred", old.alua_preferred != new.alua_preferred),
     ])
 }

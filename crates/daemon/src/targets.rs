@@ -22,6 +22,8 @@ pub struct LunSpec {
     pub lun: u16,
     pub store: StoreOptions,
     pub read_only: bool,
+    /// What its hosts are told of its storage running low (a thin LUN).
+    pub soft_threshold: crate::space::SoftThreshold,
 }
 
 /// One target (IQN), its LUNs and who may log in to it.
@@ -708,6 +710,7 @@ fn lu_config(target: &str, lun: &LunSpec, store: &dyn BlockStore) -> LuConfig {
         capabilities: store.capabilities(),
         write_cache: true,
         read_only: lun.read_only,
+        soft_threshold: lun.soft_threshold.bytes(store.geometry().size_bytes()),
     }
 }
 
@@ -910,6 +913,7 @@ mod shared_reservations_tests {
             lun: 0,
             store: StoreOptions::default(),
             read_only: false,
+            soft_threshold: Default::default(),
         };
         scsi.add_lun(0, lu_config("iqn.2026-11.test:t", &spec, store));
         scsi.share_reservations(0, "gw-test");
@@ -1001,6 +1005,7 @@ mod alua_tests {
             lun: 0,
             store: StoreOptions::default(),
             read_only: false,
+            soft_threshold: Default::default(),
         };
         let store: Arc<dyn BlockStore> =
             Arc::new(backstore::MemoryStore::new(store_api::Geometry {

@@ -35,6 +35,7 @@ impl InProcess {
         let lun = LunSpec {
             lun: 0,
             read_only: false,
+            soft_threshold: Default::default(),
             store: Default::default(),
         };
         let targets = Targets::with_stores(

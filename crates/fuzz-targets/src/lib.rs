@@ -419,6 +419,9 @@ pub fn scsi(data: &[u8]) {
             capabilities: store.capabilities(),
             write_cache: true,
             read_only: false,
+            // Enabled, so MODE SELECT of the Logical Block Provisioning page has a
+            // threshold to change.
+            soft_threshold: Some(1 << 20),
         },
     );
     target.open_nexus(

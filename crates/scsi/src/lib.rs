@@ -34,6 +34,7 @@ use store_api::{Capabilities, Geometry, IoRequest, IoResult, Segments};
 
 pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
 use crate::commands::exec;
+pub use crate::commands::threshold::ThresholdNews;
 use crate::nexus::Nexuses;
 pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
 pub use crate::reservations::PrType;
@@ -91,6 +92,11 @@ pub struct LuConfig {
     pub write_cache: bool,
     /// Reject every command that would change the medium with DATA PROTECT.
     pub read_only: bool,
+    /// On a thin provisioned LU (`capabilities.discard`): the free space of its storage, in
+    /// bytes, at or below which its hosts are told THIN PROVISIONING SOFT THRESHOLD REACHED
+    /// (the default of the Logical Block Provisioning mode page's threshold; `None`: the
+    /// threshold is disabled until a host enables it).
+    pub soft_threshold: Option<u64>,
 }
 
 /// One SCSI command as the transport delivers it.
@@ -718,8 +724,13 @@ impl ScsiTarget {
             self.nexuses
                 .raise(lun, UnitAttention::InquiryDataChanged, UaScope::All);
         }
-        // Write protection shows in the mode parameter header (WP).
-        if old.read_only != new.read_only {
+        // The operator's soft threshold replaces the mode page's (a host's MODE SELECT
+        // included), armed.
+        let threshold_changed = old.soft_threshold != new.soft_threshold
+            && lu.mode.threshold.set(commands::Threshold::of(new));
+        // Write protection shows in the mode parameter header (WP), the threshold in the
+        // Logical Block Provisioning mode page.
+        if old.read_only != new.read_only || threshold_changed {
             self.nexuses
                 .raise(lun, UnitAttention::ModeParametersChanged, UaScope::All);
         }
@@ -789,9 +800,23 @@ impl ScsiTarget {
 
     /// A session logged in on `nexus` from `port`: every logical unit queues POWER ON,
     /// RESET, OR BUS DEVICE RESET OCCURRED for it (reported by its first command there).
+    /// On a thin LU whose soft threshold is reached now, THIN PROVISIONING SOFT THRESHOLD
+    /// REACHED follows: a host logging in after the space fell learns of it too.
     pub fn open_nexus(&self, nexus: NexusId, port: InitiatorPort) {
         let luns: Vec<u16> = self.luns().collect();
         self.nexuses.open(nexus, port, &luns);
+        for lun in luns {
+            if self
+                .lu(lun)
+                .is_some_and(|lu| lu.config.capabilities.discard && lu.mode.threshold.reached())
+            {
+                self.nexuses.raise(
+                    lun,
+                    UnitAttention::ThinProvisioningSoftThresholdReached,
+                    UaScope::Only(nexus),
+                );
+            }
+        }
     }
 
     /// The session on `nexus` ended: its unit attentions are dropped and a RESERVE(6/10) it
@@ -821,12 +846,27 @@ impl ScsiTarget {
     /// What the storage of the logical unit at `lun` holds for it and has free now (the
     /// driver samples its store, off the I/O path): LOG SENSE's Logical Block
     /// Provisioning page reports it to hosts. `false` if there is no such LU.
-    pub fn set_space(&self, lun: u16, space: store_api::Space) -> bool {
-        let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) else {
-            return false;
-        };
+    /// On a thin provisioned LU whose soft threshold is enabled, free space at or below it
+    /// raises THIN PROVISIONING SOFT THRESHOLD REACHED (38h/07h) on every nexus, once until
+    /// the space is well above it again (`commands::threshold`). What became of the
+    /// threshold; `None` if there is no such LU.
+    pub fn set_space(&self, lun: u16, space: store_api::Space) -> Option<ThresholdNews> {
+        let lu = self.luns.get(usize::from(lun)).and_then(Option::as_ref)?;
         lu.space.set(Some(space.allocated), space.available);
-        true
+        let news = match space.available {
+            Some(free) if lu.config.capabilities.discard => {
+                lu.mode.threshold.sample(&lu.config, free)
+            }
+            _ => ThresholdNews::Unchanged,
+        };
+        if let ThresholdNews::Reached { .. } = news {
+            self.nexuses.raise(
+                lun,
+                UnitAttention::ThinProvisioningSoftThresholdReached,
+                UaScope::All,
+            );
+        }
+        Some(news)
     }
 
     /// What [`ScsiTarget::set_space`] last said of the logical unit at `lun`: the bytes

@@ -71,6 +71,9 @@ pub enum UnitAttention {
     InquiryDataChanged,
     /// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED: a logical unit was added or removed.
     ReportedLunsDataChanged,
+    /// 38h/07h THIN PROVISIONING SOFT THRESHOLD REACHED: a thin LU's storage has fallen to
+    /// its soft threshold of free space (SBC-3 4.7.3.8).
+    ThinProvisioningSoftThresholdReached,
 }
 
 impl UnitAttention {
@@ -87,6 +90,7 @@ impl UnitAttention {
             UnitAttention::AsymmetricAccessStateChanged => Asc(0x2A, 0x06),
             UnitAttention::InquiryDataChanged => Asc(0x3F, 0x03),
             UnitAttention::ReportedLunsDataChanged => Asc(0x3F, 0x0E),
+            UnitAttention::ThinProvisioningSoftThresholdReached => Asc(0x38, 0x07),
         }
     }
 
@@ -307,6 +311,11 @@ mod tests {
             (UnitAttention::AsymmetricAccessStateChanged, 0x2A, 0x06),
             (UnitAttention::InquiryDataChanged, 0x3F, 0x03),
             (UnitAttention::ReportedLunsDataChanged, 0x3F, 0x0E),
+            (
+                UnitAttention::ThinProvisioningSoftThresholdReached,
+                0x38,
+                0x07,
+            ),
         ];
         for (ua, asc, ascq) in table {
             let b = ua.sense().to_fixed();

@@ -117,8 +117,9 @@ fn vpd_block_device_characteristics_and_provisioning() {
     want[3] = 0x3C;
     assert_eq!(&d[..], &want[..]);
     let d = rig.run(&inquiry(true, 0xB2, 255), &[]).data_in;
-    // LBPU | LBPWS | LBPWS10 | LBPRZ, provisioning type 010b (thin).
-    assert_eq!(&d[..], &[0x00, 0xB2, 0x00, 0x04, 0x00, 0xE4, 0x02, 0x00]);
+    // THRESHOLD EXPONENT 11 (thresholds supported: sets of 2^11 512-byte blocks), LBPU |
+    // LBPWS | LBPWS10 | LBPRZ, provisioning type 010b (thin).
+    assert_eq!(&d[..], &[0x00, 0xB2, 0x00, 0x04, 0x0B, 0xE4, 0x02, 0x00]);
     insta::assert_snapshot!(hex(&d));
 }
 
@@ -532,8 +533,8 @@ fn log_sense(page: u8, subpage: u8, pointer: u16, alloc: u16) -> [u8; 10] {
 }
 
 /// A thin provisioned LU whose storage was sampled reports it in the Logical Block
-/// Provisioning log page (SBC-3 0Ch), in LBAs (THRESHOLD EXPONENT 0: one LBA per
-/// threshold set): Available LBA Mapping Resource Count (0001h, scope 10b: the volume's
+/// Provisioning log page (SBC-3 0Ch), in threshold sets (the VPD page's THRESHOLD EXPONENT
+/// 11 with 512-byte blocks: 1 MiB each; used space rounded up, free space down): Available LBA Mapping Resource Count (0001h, scope 10b: the volume's
 /// free space is shared) and Used LBA Mapping Resource Count (0002h, scope 01b: this
 /// LU's own blocks); the supported pages list it.
 #[test]
@@ -547,14 +548,19 @@ fn log_sense_reports_a_thin_lus_storage() {
     // ILLEGAL REQUEST, INVALID FIELD IN CDB (24h/00h).
     assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x24, 0x00));
 
-    // 1 MiB allocated, 10 MiB free, 512-byte blocks: 2048 and 20480 LBAs.
-    assert!(rig.target.set_space(
-        0,
-        store_api::Space {
-            allocated: 1 << 20,
-            available: Some(10 << 20),
-        },
-    ));
+    // 1 MiB and a block allocated, 10 MiB and a block free: 2 and 10 sets.
+    assert!(rig
+        .target
+        .set_space(
+            0,
+            store_api::Space {
+                allocated: (1 << 20) + 512,
+                available: Some((10 << 20) + 512),
+            },
+        )
+        .is_some());
+    let r = rig.run(&[0x12, 0x01, 0xB2, 0, 255, 0], &[]);
+    assert_eq!(r.data_in[4], 11, "THRESHOLD EXPONENT");
     let r = rig.run(&log_sense(0x00, 0, 0, 255), &[]);
     assert_eq!(&r.data_in[..], &[0x00, 0x00, 0x00, 0x02, 0x00, 0x0C]);
     // Supported pages and subpages (00h/FFh): SPF set, pairs of page and subpage codes.
@@ -567,10 +573,10 @@ fn log_sense_reports_a_thin_lus_storage() {
     let want = [
         0x0C, 0x00, 0x00, 0x18, // page 0Ch, subpage 0, PAGE LENGTH 24
         0x00, 0x01, 0x03, 0x08, // 0001h, binary format list, length 8
-        0x00, 0x00, 0x50, 0x00, // RESOURCE COUNT 20480
+        0x00, 0x00, 0x00, 0x0A, // RESOURCE COUNT 10
         0x02, 0x00, 0x00, 0x00, // SCOPE 10b
         0x00, 0x02, 0x03, 0x08, // 0002h
-        0x00, 0x00, 0x08, 0x00, // RESOURCE COUNT 2048
+        0x00, 0x00, 0x00, 0x02, // RESOURCE COUNT 2
         0x01, 0x00, 0x00, 0x00, // SCOPE 01b
     ];
     assert_eq!(r.status, Status::Good);

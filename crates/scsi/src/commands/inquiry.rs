@@ -168,7 +168,7 @@ pub(crate) fn vpd_page_of_port(
         }
         0xB2 => {
             // Logical Block Provisioning (SBC-3 6.5.4).
-            d.push(0); // THRESHOLD EXPONENT
+            d.push(super::threshold::exponent(lu)); // THRESHOLD EXPONENT
             let lbprz = if lu.capabilities.discard_zeroes {
                 0x04
             } else {

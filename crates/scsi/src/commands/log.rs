@@ -1,14 +1,15 @@
 //! LOG SENSE (SPC-4 6.6): the supported log pages (00h, and 00h/FFh with subpages) and, on
 //! a thin provisioned logical unit, the Logical Block Provisioning log page (SBC-3 0Ch):
-//! how many LBAs' worth of storage are still free for it and how many it uses, as the
+//! how much storage is still free for it and how much it uses, as the
 //! driver last told the target ([`crate::ScsiTarget::set_space`]; the daemon samples its
 //! stores every 15 s). Hosts read it for their view of a thin LUN's pool (Windows:
 //! IOCTL_STORAGE_GET_LB_PROVISIONING_MAP_RESOURCES).
 //!
-//! Counts are in LBAs: the Logical Block Provisioning VPD page's THRESHOLD EXPONENT is 0
-//! (no thresholds), so a threshold set is one LBA; a count past 2^32 - 1 shows as that.
-//! Nothing is saved (SP is refused) and no parameter has thresholds, so every page
-//! control (PC) value returns the values as they are.
+//! Counts are in threshold sets (the Logical Block Provisioning VPD page's THRESHOLD
+//! EXPONENT, 1 MiB: `super::threshold`): free space rounded down, used space up; a count
+//! past 2^32 - 1 shows as that. Nothing is saved (SP is refused) and no log parameter has
+//! thresholds of its own (the soft threshold is the mode page's), so every page control
+//! (PC) value returns the values as they are.
 
 use super::exec::done;
 use super::{CommandDef, Ctx, ScsiCommand};
@@ -177,22 +178,22 @@ fn provisioning_parameters(ctx: &Ctx<'_>) -> Vec<(u16, Vec<u8>)> {
     if !ctx.config().capabilities.discard {
         return Vec::new();
     }
-    let block = u64::from(ctx.geometry().block_size);
+    let set = super::threshold::set_bytes(ctx.config());
     let (allocated, available) = ctx.lu.space.get();
     let mut out = Vec::new();
     if let Some(bytes) = available {
-        out.push((AVAILABLE, resource_count(AVAILABLE, bytes / block, SHARED)));
+        out.push((AVAILABLE, resource_count(AVAILABLE, bytes / set, SHARED)));
     }
     if let Some(bytes) = allocated {
-        out.push((USED, resource_count(USED, bytes.div_ceil(block), DEDICATED)));
+        out.push((USED, resource_count(USED, bytes.div_ceil(set), DEDICATED)));
     }
     out
 }
 
 /// A resource count log parameter (SBC-3: PARAMETER CODE, PARAMETER CONTROL BYTE,
 /// PARAMETER LENGTH 08h, RESOURCE COUNT (4 bytes), SCOPE (bits 1:0), 3 reserved).
-fn resource_count(code: u16, lbas: u64, scope: u8) -> Vec<u8> {
-    let count = u32::try_from(lbas).unwrap_or(u32::MAX);
+fn resource_count(code: u16, sets: u64, scope: u8) -> Vec<u8> {
+    let count = u32::try_from(sets).unwrap_or(u32::MAX);
     let mut p = Vec::with_capacity(12);
     p.extend_from_slice(&code.to_be_bytes());
     p.push(BINARY_LIST);

@@ -38,6 +38,7 @@ mod provisioning;
 mod rw;
 mod sanitize;
 mod supported;
+pub(crate) mod threshold;
 mod unit;
 
 pub(crate) use copy::CopyResults;
@@ -45,6 +46,7 @@ pub(crate) use interlock::{Interlock, RangeGuard};
 pub(crate) use log::SpaceCell;
 pub(crate) use mode::ModeState;
 pub(crate) use sanitize::SanitizeState;
+pub(crate) use threshold::Threshold;
 
 /// Every family's commands. A new family is one more line here.
 const FAMILIES: &[&[CommandDef]] = &[
@@ -365,6 +367,7 @@ mod tests {
                 capabilities: Capabilities::default(),
                 write_cache: true,
                 read_only: false,
+                soft_threshold: None,
             },
         );
         t

@@ -1,7 +1,9 @@
-//! Mode parameters (SPC-4 6.11, 6.12, 7.5): MODE SENSE(6/10) with the caching and control
-//! pages.
+//! Mode parameters (SPC-4 6.11, 6.12, 7.5): MODE SENSE(6/10) and MODE SELECT(6/10) with
+//! the caching and control pages and, on a thin provisioned LU, the Logical Block
+//! Provisioning page (1Ch/02h, its soft threshold: `super::threshold`).
 
 use super::exec::{done, fail};
+use super::threshold::{Threshold, ThresholdCell};
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, opcode as op, reserved};
 use crate::nexus::{UaScope, UnitAttention};
@@ -114,11 +116,15 @@ impl ScsiCommand for ModeSelect {
         };
         let m = &ctx.lu.mode;
         let mut changed = false;
-        for change in changes.iter().flatten() {
-            let (flag, on) = match *change {
+        for change in changes {
+            let (flag, on) = match change {
                 Change::Wce(on) => (&m.wce, on),
                 Change::Swp(on) => (&m.swp, on),
                 Change::DSense(on) => (&m.d_sense, on),
+                Change::Threshold(t) => {
+                    changed |= m.threshold.set(t);
+                    continue;
+                }
             };
             changed |= flag.swap(on, Ordering::Relaxed) != on;
         }
@@ -140,6 +146,8 @@ enum Change {
     Wce(bool),
     Swp(bool),
     DSense(bool),
+    /// The Logical Block Provisioning page's threshold descriptor (ENABLED, COUNT).
+    Threshold(Threshold),
 }
 
 /// Checks a MODE SELECT parameter list (SPC-4 7.5.5: header, block descriptors, pages)
@@ -147,7 +155,7 @@ enum Change {
 /// PARAMETER LIST LENGTH ERROR; a bad header, block descriptor, unknown page, wrong page
 /// length or a change to a parameter that is not changeable is INVALID FIELD IN PARAMETER
 /// LIST pointing at the byte.
-fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<[Option<Change>; 3], Sense> {
+fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<Vec<Change>, Sense> {
     let bad = |at: usize| Sense::invalid_field_in_parameter_list(at as u16);
     let header = if long { 8 } else { 4 };
     if d.len() < header {
@@ -198,42 +206,62 @@ fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<[Option<Change>
             return Err(bad(header + size_at));
         }
     }
-    let mut changes = [None; 3];
+    let mut changes = Vec::new();
     let mut at = header + bdl;
     while at < d.len() {
         if d.len() < at + 2 {
             return Err(Sense::PARAMETER_LIST_LENGTH);
         }
-        // PS is reserved in MODE SELECT; no page here has subpages (SPF).
-        if d[at] & 0xC0 != 0 {
+        // PS is reserved in MODE SELECT. SPF: the page has a subpage and a 4-byte header
+        // (SPC-4 7.5.7).
+        if d[at] & 0x80 != 0 {
             return Err(bad(at));
         }
-        let which = match d[at] & 0x3F {
-            0x08 => CACHING,
-            0x0A => CONTROL,
+        let subpage_format = d[at] & 0x40 != 0;
+        let which = match (d[at] & 0x3F, subpage_format) {
+            (0x08, false) => CACHING,
+            (0x0A, false) => CONTROL,
+            (0x1C, true) if thin(lu) => LOGICAL_BLOCK_PROVISIONING,
             _ => return Err(bad(at)),
         };
-        if d[at + 1] != which.1 {
-            return Err(bad(at + 1));
+        let header_len = if subpage_format { 4 } else { 2 };
+        if d.len() < at + header_len {
+            return Err(Sense::PARAMETER_LIST_LENGTH);
         }
-        let end = at + 2 + usize::from(which.1);
+        let len = if subpage_format {
+            if d[at + 1] != LBP_SUBPAGE {
+                return Err(bad(at + 1));
+            }
+            usize::from(be16(d, at + 2))
+        } else {
+            usize::from(d[at + 1])
+        };
+        if len != usize::from(which.1) {
+            return Err(bad(at + header_len - 1));
+        }
+        let end = at + header_len + len;
         if d.len() < end {
             return Err(Sense::PARAMETER_LIST_LENGTH);
         }
         let new = &d[at..end];
         let current = mode_page(lu, which, PC_CURRENT);
         let changeable = mode_page(lu, which, PC_CHANGEABLE);
-        for i in 2..new.len() {
+        for i in header_len..new.len() {
             if (new[i] ^ current[i]) & !changeable[i] != 0 {
                 return Err(bad(at + i));
             }
         }
         let bit = |(byte, mask): (usize, u8)| new[byte] & mask != 0;
         if which == CACHING {
-            changes[0] = Some(Change::Wce(bit(WCE)));
+            changes.push(Change::Wce(bit(WCE)));
+        } else if which == CONTROL {
+            changes.push(Change::Swp(bit(SWP)));
+            changes.push(Change::DSense(bit(D_SENSE)));
         } else {
-            changes[1] = Some(Change::Swp(bit(SWP)));
-            changes[2] = Some(Change::DSense(bit(D_SENSE)));
+            changes.push(Change::Threshold(Threshold::new(
+                bit(THRESHOLD_ENABLED),
+                be32(new, THRESHOLD_COUNT),
+            )));
         }
         at = end;
     }
@@ -255,6 +283,8 @@ pub(crate) struct ModeState {
     swp: AtomicBool,
     /// Control page D_SENSE: sense data in descriptor format.
     d_sense: AtomicBool,
+    /// Logical Block Provisioning page: the soft threshold (a thin provisioned LU's).
+    pub(crate) threshold: ThresholdCell,
 }
 
 impl ModeState {
@@ -264,6 +294,7 @@ impl ModeState {
             wce: AtomicBool::new(config.write_cache),
             swp: AtomicBool::new(false),
             d_sense: AtomicBool::new(false),
+            threshold: ThresholdCell::new(config),
         }
     }
 
@@ -282,6 +313,25 @@ impl ModeState {
         self.d_sense.load(Ordering::Relaxed)
     }
 }
+
+/// Whether the LU is thin provisioned (its store deallocates: LBPME): only then has it the
+/// Logical Block Provisioning mode page.
+fn thin(lu: &Lu) -> bool {
+    lu.config.capabilities.discard
+}
+
+/// Logical Block Provisioning mode page (SBC-3 6.4.6, subpage format): page code and
+/// PAGE LENGTH (12 bytes, then one 8-byte threshold descriptor), and its subpage code.
+const LOGICAL_BLOCK_PROVISIONING: (u8, u8) = (0x1C, 20);
+const LBP_SUBPAGE: u8 = 0x02;
+/// The threshold descriptor (SBC-3 table 119) starts at byte 16: byte 0 ENABLED (bit 7),
+/// THRESHOLD TYPE (5:3, 000b soft), THRESHOLD ARMING (2:0, 000b armed decreasing); byte 1
+/// THRESHOLD RESOURCE; bytes 4..8 THRESHOLD COUNT.
+const THRESHOLD_ENABLED: (usize, u8) = (16, 0x80);
+const THRESHOLD_RESOURCE: usize = 17;
+const THRESHOLD_COUNT: usize = 20;
+/// THRESHOLD RESOURCE 01h: available LBA mapping resources (the log page's 0001h).
+const AVAILABLE_RESOURCES: u8 = 0x01;
 
 /// Caching mode page code (SBC-3 6.4.5) and its PAGE LENGTH.
 const CACHING: (u8, u8) = (0x08, 0x12);
@@ -306,6 +356,9 @@ const SWP: (usize, u8) = (4, 0x08);
 /// One mode page as MODE SENSE returns it for page control `pc`: the caching page (20 bytes)
 /// or the control page (12 bytes; TST 001b and QUEUE ALGORITHM MODIFIER 1, both fixed).
 fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
+    if code == LOGICAL_BLOCK_PROVISIONING.0 {
+        return lbp_page(lu, pc);
+    }
     let mut p = vec![0u8; 2 + usize::from(len)];
     p[0] = code;
     p[1] = len;
@@ -337,6 +390,36 @@ fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
     p
 }
 
+/// The Logical Block Provisioning mode page for page control `pc` (24 bytes): SITUA 0
+/// (fixed), one soft threshold, armed decreasing, on the available LBA mapping resources.
+/// ENABLED and THRESHOLD COUNT are changeable; the default is the configuration's.
+fn lbp_page(lu: &Lu, pc: u8) -> Vec<u8> {
+    let (code, len) = LOGICAL_BLOCK_PROVISIONING;
+    let mut p = vec![0u8; 4 + usize::from(len)];
+    p[0] = 0x40 | code; // SPF
+    p[1] = LBP_SUBPAGE;
+    p[2..4].copy_from_slice(&u16::from(len).to_be_bytes());
+    let threshold = match pc {
+        PC_CURRENT => Some(lu.mode.threshold.get()),
+        PC_DEFAULT => Some(Threshold::of(&lu.config)),
+        _ => None,
+    };
+    match threshold {
+        Some(t) => {
+            if t.enabled {
+                p[THRESHOLD_ENABLED.0] |= THRESHOLD_ENABLED.1;
+            }
+            p[THRESHOLD_RESOURCE] = AVAILABLE_RESOURCES;
+            p[THRESHOLD_COUNT..THRESHOLD_COUNT + 4].copy_from_slice(&t.count.to_be_bytes());
+        }
+        None => {
+            p[THRESHOLD_ENABLED.0] = THRESHOLD_ENABLED.1;
+            p[THRESHOLD_COUNT..THRESHOLD_COUNT + 4].fill(0xFF);
+        }
+    }
+    p
+}
+
 /// MODE SENSE(6)/(10) parameter data (SPC-4 7.5.4/7.5.5).
 fn mode_sense(
     lu: &Lu,
@@ -355,11 +438,17 @@ fn mode_sense(
     match (page, subpage) {
         (0x08, 0x00) => pages.extend(mode_page(lu, CACHING, pc)),
         (0x0A, 0x00) => pages.extend(mode_page(lu, CONTROL, pc)),
+        (0x1C, LBP_SUBPAGE) if thin(lu) => pages.extend(lbp_page(lu, pc)),
         (0x3F, 0x00 | 0xFF) => {
             pages.extend(mode_page(lu, CACHING, pc));
             pages.extend(mode_page(lu, CONTROL, pc));
+            // 3Fh/FFh: every page and subpage, in page code order.
+            if subpage == 0xFF && thin(lu) {
+                pages.extend(lbp_page(lu, pc));
+            }
         }
         (0x08 | 0x0A | 0x3F, _) => return Err(Sense::invalid_field_in_cdb(3, None)),
+        (0x1C, _) if thin(lu) => return Err(Sense::invalid_field_in_cdb(3, None)),
         _ => return Err(Sense::invalid_field_in_cdb(2, Some(5))),
     }
     let g = lu.geometry();

@@ -27,6 +27,7 @@ pub fn config(caps: Capabilities) -> LuConfig {
         capabilities: caps,
         write_cache: true,
         read_only: false,
+        soft_threshold: None,
     }
 }
 
