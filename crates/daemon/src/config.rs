@@ -668,7 +668,10 @@ backing_store = "/srv/b.img"
         assert!(luns[1].read_only);
         assert_eq!(luns[0].store.provisioning, backstore::Provisioning::Thin);
         assert_eq!(luns[1].store.provisioning, backstore::Provisioning::Full);
-        assert_eq!(luns[0].soft_threshold, crate::space::SoftThreshold::Percent(10));
+        assert_eq!(
+            luns[0].soft_threshold,
+            crate::space::SoftThreshold::Percent(10)
+        );
         assert_eq!(
             luns[1].soft_threshold,
             crate::space::SoftThreshold::Bytes(20 << 30)

@@ -305,7 +305,7 @@ fn a_thin_luns_storage_is_in_its_logical_block_provisioning_log_page() {
     assert!(count(20) <= 3, "{page:02x?}");
 }
 
-/// A thin LUN's soft threshold (SBC-3 4.7.3.8) end to end: a threshold above what the
+/// A thin LUN's soft threshold (SBC-3, logical block provisioning thresholds) end to end: a threshold above what the
 /// storage could have free is reached by the first sample (logged, and in the Logical
 /// Block Provisioning mode page 1Ch/02h as THRESHOLD COUNT in 1 MiB sets); `lun modify
 /// --soft-threshold` changes the page (MODE PARAMETERS CHANGED, 2Ah/01h) and, set anew, is

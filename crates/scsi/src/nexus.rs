@@ -72,7 +72,7 @@ pub enum UnitAttention {
     /// 3Fh/0Eh REPORTED LUNS DATA HAS CHANGED: a logical unit was added or removed.
     ReportedLunsDataChanged,
     /// 38h/07h THIN PROVISIONING SOFT THRESHOLD REACHED: a thin LU's storage has fallen to
-    /// its soft threshold of free space (SBC-3 4.7.3.8).
+    /// its soft threshold of free space (SBC-3, logical block provisioning thresholds).
     ThinProvisioningSoftThresholdReached,
 }
 

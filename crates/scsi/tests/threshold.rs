@@ -1,6 +1,6 @@
 //! Logical block provisioning thresholds on a thin provisioned LU, bytes written out from
 //! SBC-3: the Logical Block Provisioning VPD page's THRESHOLD EXPONENT (6.5.4), the Logical
-//! Block Provisioning mode page 1Ch/02h (6.4.6: byte 0 PS, SPF, PAGE CODE; byte 1 SUBPAGE
+//! Block Provisioning mode page 1Ch/02h (byte 0 PS, SPF, PAGE CODE; byte 1 SUBPAGE
 //! CODE; bytes 2..4 PAGE LENGTH; byte 4 SITUA (bit 0); bytes 16..24 one threshold
 //! descriptor: byte 0 ENABLED (bit 7), THRESHOLD TYPE (5:3), THRESHOLD ARMING (2:0); byte 1
 //! THRESHOLD RESOURCE; bytes 4..8 THRESHOLD COUNT), and the unit attention THIN
@@ -55,7 +55,7 @@ fn sense_lbp(rig: &mut Rig, pc: u8) -> scsi::Response {
     )
 }
 
-/// The page as SBC-3 6.4.6 lays it out: SPF | 1Ch, 02h, PAGE LENGTH 20 (24 bytes in all),
+/// The page as SBC-3 lays it out: SPF | 1Ch, 02h, PAGE LENGTH 20 (24 bytes in all),
 /// SITUA 0, reserved to byte 15, then one descriptor: ENABLED, soft (000b), armed
 /// decreasing (000b), THRESHOLD RESOURCE 01h (available LBA mapping resources), COUNT.
 fn lbp_page(enabled: bool, count: u32) -> Vec<u8> {

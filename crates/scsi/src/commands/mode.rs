@@ -213,7 +213,7 @@ fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<Vec<Change>, Se
             return Err(Sense::PARAMETER_LIST_LENGTH);
         }
         // PS is reserved in MODE SELECT. SPF: the page has a subpage and a 4-byte header
-        // (SPC-4 7.5.7).
+        // (SPC-4 7.5).
         if d[at] & 0x80 != 0 {
             return Err(bad(at));
         }
@@ -320,11 +320,11 @@ fn thin(lu: &Lu) -> bool {
     lu.config.capabilities.discard
 }
 
-/// Logical Block Provisioning mode page (SBC-3 6.4.6, subpage format): page code and
+/// Logical Block Provisioning mode page (SBC-3, subpage format): page code and
 /// PAGE LENGTH (12 bytes, then one 8-byte threshold descriptor), and its subpage code.
 const LOGICAL_BLOCK_PROVISIONING: (u8, u8) = (0x1C, 20);
 const LBP_SUBPAGE: u8 = 0x02;
-/// The threshold descriptor (SBC-3 table 119) starts at byte 16: byte 0 ENABLED (bit 7),
+/// The threshold descriptor (SBC-3) starts at byte 16: byte 0 ENABLED (bit 7),
 /// THRESHOLD TYPE (5:3, 000b soft), THRESHOLD ARMING (2:0, 000b armed decreasing); byte 1
 /// THRESHOLD RESOURCE; bytes 4..8 THRESHOLD COUNT.
 const THRESHOLD_ENABLED: (usize, u8) = (16, 0x80);

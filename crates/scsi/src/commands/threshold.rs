@@ -1,4 +1,4 @@
-//! Logical block provisioning thresholds (SBC-3 4.7.3.8): a thin provisioned logical unit
+//! Logical block provisioning thresholds (SBC-3): a thin provisioned logical unit
 //! tells its hosts, with the unit attention THIN PROVISIONING SOFT THRESHOLD REACHED
 //! (38h/07h), when the free space of its storage falls to a threshold, before a write finds
 //! the storage full (SPACE ALLOCATION FAILED). ESXi shows it as the datastore's
