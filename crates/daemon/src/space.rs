@@ -46,14 +46,12 @@ impl Default for SoftThreshold {
 }
 
 impl SoftThreshold {
-    /// The threshold in bytes of free space for a LUN of `size` bytes (`None`: off).
-    pub fn bytes(self, size: u64) -> Option<u64> {
+    /// The logical unit's setting (`None`: off); a percentage follows the LUN's size.
+    pub fn scsi(self) -> Option<scsi::SoftThreshold> {
         match self {
             SoftThreshold::Off => None,
-            SoftThreshold::Percent(p) => {
-                Some(size / 100 * u64::from(p) + size % 100 * u64::from(p) / 100)
-            }
-            SoftThreshold::Bytes(b) => Some(b),
+            SoftThreshold::Percent(p) => Some(scsi::SoftThreshold::Percent(p)),
+            SoftThreshold::Bytes(b) => Some(scsi::SoftThreshold::Bytes(b)),
         }
     }
 }
@@ -253,12 +251,15 @@ mod tests {
             assert_eq!(parse(t).unwrap().to_string(), t);
         }
         assert_eq!(SoftThreshold::default(), SoftThreshold::Percent(10));
-        // 10% of 100 GiB; of a size not divisible by 100, rounded down.
-        assert_eq!(SoftThreshold::Percent(10).bytes(100 * GIB), Some(10 * GIB));
-        assert_eq!(SoftThreshold::Percent(50).bytes(3), Some(1));
-        assert_eq!(SoftThreshold::Percent(100).bytes(u64::MAX), Some(u64::MAX));
-        assert_eq!(SoftThreshold::Bytes(7).bytes(100), Some(7));
-        assert_eq!(SoftThreshold::Off.bytes(100), None);
+        assert_eq!(
+            SoftThreshold::Percent(10).scsi(),
+            Some(scsi::SoftThreshold::Percent(10))
+        );
+        assert_eq!(
+            SoftThreshold::Bytes(7).scsi(),
+            Some(scsi::SoftThreshold::Bytes(7))
+        );
+        assert_eq!(SoftThreshold::Off.scsi(), None);
     }
 
     #[test]

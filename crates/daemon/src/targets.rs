@@ -710,7 +710,7 @@ fn lu_config(target: &str, lun: &LunSpec, store: &dyn BlockStore) -> LuConfig {
         capabilities: store.capabilities(),
         write_cache: true,
         read_only: lun.read_only,
-        soft_threshold: lun.soft_threshold.bytes(store.geometry().size_bytes()),
+        soft_threshold: lun.soft_threshold.scsi(),
     }
 }
 

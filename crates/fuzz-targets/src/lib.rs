@@ -421,7 +421,7 @@ pub fn scsi(data: &[u8]) {
             read_only: false,
             // Enabled, so MODE SELECT of the Logical Block Provisioning page has a
             // threshold to change.
-            soft_threshold: Some(1 << 20),
+            soft_threshold: Some(scsi::SoftThreshold::Bytes(1 << 20)),
         },
     );
     target.open_nexus(

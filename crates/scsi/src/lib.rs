@@ -34,7 +34,7 @@ use store_api::{Capabilities, Geometry, IoRequest, IoResult, Segments};
 
 pub use crate::commands::alua::{AccessState, Alua, BadAlua, PortGroup};
 use crate::commands::exec;
-pub use crate::commands::threshold::ThresholdNews;
+pub use crate::commands::threshold::{SoftThreshold, ThresholdNews};
 use crate::nexus::Nexuses;
 pub use crate::nexus::{InitiatorPort, UaScope, UnitAttention};
 pub use crate::reservations::PrType;
@@ -92,11 +92,11 @@ pub struct LuConfig {
     pub write_cache: bool,
     /// Reject every command that would change the medium with DATA PROTECT.
     pub read_only: bool,
-    /// On a thin provisioned LU (`capabilities.discard`): the free space of its storage, in
-    /// bytes, at or below which its hosts are told THIN PROVISIONING SOFT THRESHOLD REACHED
-    /// (the default of the Logical Block Provisioning mode page's threshold; `None`: the
+    /// On a thin provisioned LU (`capabilities.discard`): the free space of its storage at
+    /// or below which its hosts are told THIN PROVISIONING SOFT THRESHOLD REACHED (the
+    /// default of the Logical Block Provisioning mode page's threshold; `None`: the
     /// threshold is disabled until a host enables it).
-    pub soft_threshold: Option<u64>,
+    pub soft_threshold: Option<SoftThreshold>,
 }
 
 /// One SCSI command as the transport delivers it.
@@ -727,7 +727,10 @@ impl ScsiTarget {
         // The operator's soft threshold replaces the mode page's (a host's MODE SELECT
         // included), armed.
         let threshold_changed = old.soft_threshold != new.soft_threshold
-            && lu.mode.threshold.set(commands::Threshold::of(new));
+            && lu
+                .mode
+                .threshold
+                .set(commands::Threshold::of(new, new.geometry));
         // Write protection shows in the mode parameter header (WP), the threshold in the
         // Logical Block Provisioning mode page.
         if old.read_only != new.read_only || threshold_changed {
@@ -831,15 +834,25 @@ impl ScsiTarget {
 
     /// The logical unit at `lun` now has `num_blocks` blocks (its store has grown to
     /// that): commands from now on see the new capacity, and every nexus gets CAPACITY DATA
-    /// HAS CHANGED (SBC-3 4.6, SPC-4 annex D: 2Ah/09h). `false` if there is no such LU.
+    /// HAS CHANGED (SBC-3 4.6, SPC-4 annex D: 2Ah/09h); a soft threshold that is a
+    /// percentage of the capacity moves with it (MODE PARAMETERS CHANGED, 2Ah/01h), unless
+    /// a host set its own. `false` if there is no such LU.
     pub fn set_capacity(&self, lun: u16, num_blocks: u64) -> bool {
         let Some(lu) = self.luns.get(usize::from(lun)).and_then(Option::as_ref) else {
             return false;
         };
+        let old = commands::Threshold::of(&lu.config, lu.geometry());
         lu.blocks
             .store(num_blocks, std::sync::atomic::Ordering::Relaxed);
         self.nexuses
             .raise(lun, UnitAttention::CapacityDataChanged, UaScope::All);
+        // A threshold that is a percentage of the capacity follows it, unless a host set
+        // its own; the new count is a mode page change.
+        let new = commands::Threshold::of(&lu.config, lu.geometry());
+        if lu.mode.threshold.follow(old, new) {
+            self.nexuses
+                .raise(lun, UnitAttention::ModeParametersChanged, UaScope::All);
+        }
         true
     }
 

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use scsi::{Status, ThresholdNews};
+use scsi::{SoftThreshold, Status, ThresholdNews};
 
 const MIB: u64 = 1 << 20;
 const TUR: [u8; 6] = [0; 6];
@@ -18,7 +18,7 @@ const TUR: [u8; 6] = [0; 6];
 /// A thin LU (512-byte blocks, 1 MiB) with a soft threshold of `threshold` bytes.
 fn thin(threshold: Option<u64>) -> Rig {
     let mut cfg = config(discard_caps());
-    cfg.soft_threshold = threshold;
+    cfg.soft_threshold = threshold.map(SoftThreshold::Bytes);
     Rig::with(cfg)
 }
 
@@ -130,7 +130,7 @@ fn the_page_is_among_all_subpages_only_and_only_on_a_thin_lu() {
 
 fn rig_full() -> Rig {
     let mut cfg = config(store_api::Capabilities::default());
-    cfg.soft_threshold = Some(MIB);
+    cfg.soft_threshold = Some(SoftThreshold::Bytes(MIB));
     Rig::with(cfg)
 }
 
@@ -285,14 +285,14 @@ fn the_operators_new_threshold_replaces_the_hosts_and_is_a_mode_change() {
     rig.run_on(2, 0, &TUR, &[]);
     // The same configuration again (another setting changed): the host's threshold stays.
     let mut same = config(discard_caps());
-    same.soft_threshold = Some(10 * MIB);
+    same.soft_threshold = Some(SoftThreshold::Bytes(10 * MIB));
     same.read_only = false;
     assert!(rig.target.replace_lun_config(0, same));
     assert_eq!(&sense_lbp(&mut rig, 0).data_in[8..], &lbp_page(true, 4)[..]);
     assert_eq!(outcome(&rig.run_on(1, 0, &TUR, &[])), GOOD);
     // A new one: in force, and every nexus is told.
     let mut new = config(discard_caps());
-    new.soft_threshold = Some(20 * MIB);
+    new.soft_threshold = Some(SoftThreshold::Bytes(20 * MIB));
     assert!(rig.target.replace_lun_config(0, new));
     for nexus in [1, 2] {
         assert_eq!(
@@ -304,4 +304,42 @@ fn the_operators_new_threshold_replaces_the_hosts_and_is_a_mode_change() {
         &sense_lbp(&mut rig, 0).data_in[8..],
         &lbp_page(true, 20)[..]
     );
+}
+
+/// A threshold that is a percentage of the capacity follows a resize (the count is a mode
+/// page change: MODE PARAMETERS CHANGED after CAPACITY DATA HAS CHANGED); one a host set
+/// stays.
+#[test]
+fn a_percentage_follows_the_capacity_unless_a_host_set_its_own() {
+    // 1 MiB LU (2048 blocks of 512), 50%: 512 KiB, one set rounded up.
+    let mut cfg = config(discard_caps());
+    cfg.soft_threshold = Some(SoftThreshold::Percent(50));
+    let mut rig = Rig::with(cfg);
+    two_nexuses(&mut rig);
+    assert_eq!(&sense_lbp(&mut rig, 0).data_in[8..], &lbp_page(true, 1)[..]);
+    // Grown to 8 MiB: 4 sets.
+    assert!(rig.target.set_capacity(0, 8 * 2048));
+    for nexus in [1, 2] {
+        assert_eq!(
+            outcome(&rig.run_on(nexus, 0, &TUR, &[])),
+            (Status::CheckCondition, 0x06, 0x2A, 0x09)
+        );
+        assert_eq!(
+            outcome(&rig.run_on(nexus, 0, &TUR, &[])),
+            (Status::CheckCondition, 0x06, 0x2A, 0x01)
+        );
+    }
+    assert_eq!(&sense_lbp(&mut rig, 0).data_in[8..], &lbp_page(true, 4)[..]);
+    assert_eq!(&sense_lbp(&mut rig, 2).data_in[8..], &lbp_page(true, 4)[..]);
+    // A host's own count stays through the next resize; the default moves.
+    assert_eq!(select(&mut rig, 1, &lbp_page(true, 3)), GOOD);
+    rig.run_on(2, 0, &TUR, &[]);
+    assert!(rig.target.set_capacity(0, 16 * 2048));
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &TUR, &[])),
+        (Status::CheckCondition, 0x06, 0x2A, 0x09)
+    );
+    assert_eq!(outcome(&rig.run_on(1, 0, &TUR, &[])), GOOD);
+    assert_eq!(&sense_lbp(&mut rig, 0).data_in[8..], &lbp_page(true, 3)[..]);
+    assert_eq!(&sense_lbp(&mut rig, 2).data_in[8..], &lbp_page(true, 8)[..]);
 }

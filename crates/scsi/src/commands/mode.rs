@@ -401,7 +401,7 @@ fn lbp_page(lu: &Lu, pc: u8) -> Vec<u8> {
     p[2..4].copy_from_slice(&u16::from(len).to_be_bytes());
     let threshold = match pc {
         PC_CURRENT => Some(lu.mode.threshold.get()),
-        PC_DEFAULT => Some(Threshold::of(&lu.config)),
+        PC_DEFAULT => Some(Threshold::of(&lu.config, lu.geometry())),
         _ => None,
     };
     match threshold {

@@ -12,9 +12,10 @@
 //! * **One threshold.** The Logical Block Provisioning mode page (1Ch/02h) has one threshold
 //!   descriptor: a soft threshold (THRESHOLD TYPE 000b), armed decreasing (000b), on the
 //!   available LBA mapping resources (THRESHOLD RESOURCE 01h: the storage's free space).
-//!   Its default comes from the LU's configuration ([`crate::LuConfig::soft_threshold`]); a
-//!   host may change ENABLED and THRESHOLD COUNT with MODE SELECT (the page is shared by
-//!   every nexus, and nothing is saved). SITUA is 0 and not changeable: the unit attention
+//!   Its default comes from the LU's configuration ([`crate::LuConfig::soft_threshold`]:
+//!   bytes, or a percentage of the capacity, which a resize moves); a host may change
+//!   ENABLED and THRESHOLD COUNT with MODE SELECT (the page is shared by every nexus, and
+//!   nothing is saved; a host's count stays through a resize). SITUA is 0 and not changeable: the unit attention
 //!   goes to every I_T nexus, since the space is sampled, not caused by one command.
 //! * **Reached and armed again.** The driver samples the storage
 //!   ([`crate::ScsiTarget::set_space`]). An armed, enabled threshold is reached when the
@@ -27,6 +28,31 @@
 
 use crate::LuConfig;
 use std::sync::Mutex;
+use store_api::Geometry;
+
+/// A thin LU's configured soft threshold: bytes of free space, or a percentage of its
+/// capacity (which follows a resize).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftThreshold {
+    /// This many bytes.
+    Bytes(u64),
+    /// This percentage (1 to 100) of the LU's capacity.
+    Percent(u8),
+}
+
+impl SoftThreshold {
+    /// The threshold in bytes for an LU of `geometry`.
+    pub fn bytes(self, geometry: Geometry) -> u64 {
+        match self {
+            SoftThreshold::Bytes(b) => b,
+            SoftThreshold::Percent(p) => {
+                let size = geometry.size_bytes();
+                let p = u64::from(p.min(100));
+                size / 100 * p + size % 100 * p / 100
+            }
+        }
+    }
+}
 
 /// Bytes a threshold set is at least.
 const SET_BYTES: u64 = 1 << 20;
@@ -74,12 +100,12 @@ pub(crate) struct Threshold {
 }
 
 impl Threshold {
-    /// The default of an LU's configuration: enabled at the configured free space (in sets,
-    /// rounded up), or disabled with a count of 0.
-    pub(crate) fn of(config: &LuConfig) -> Self {
+    /// The default of an LU's configuration at capacity `geometry`: enabled at the
+    /// configured free space (in sets, rounded up), or disabled with a count of 0.
+    pub(crate) fn of(config: &LuConfig, geometry: Geometry) -> Self {
         match config.soft_threshold {
-            Some(bytes) => {
-                let sets = bytes.div_ceil(set_bytes(config));
+            Some(threshold) => {
+                let sets = threshold.bytes(geometry).div_ceil(set_bytes(config));
                 Threshold::new(true, u32::try_from(sets).unwrap_or(u32::MAX))
             }
             None => Threshold::new(false, 0),
@@ -125,7 +151,7 @@ pub(crate) struct ThresholdCell(Mutex<Threshold>);
 
 impl ThresholdCell {
     pub(crate) fn new(config: &LuConfig) -> Self {
-        ThresholdCell(Mutex::new(Threshold::of(config)))
+        ThresholdCell(Mutex::new(Threshold::of(config, config.geometry)))
     }
 
     /// The descriptor now.
@@ -147,6 +173,18 @@ impl ThresholdCell {
         changed
     }
 
+    /// The LU's default went from `old` to `new` (a resize, with a threshold that is a
+    /// percentage): a descriptor still at the old default takes the new one, armed;
+    /// whether it did (one a host set stays).
+    pub(crate) fn follow(&self, old: Threshold, new: Threshold) -> bool {
+        let mut t = self.0.lock().expect("threshold lock");
+        if !t.same_descriptor(&old) || old.same_descriptor(&new) {
+            return false;
+        }
+        *t = new;
+        true
+    }
+
     /// The storage of the LU `config` describes has `free` bytes free.
     pub(crate) fn sample(&self, config: &LuConfig, free: u64) -> ThresholdNews {
         let set = set_bytes(config);
@@ -166,7 +204,7 @@ mod tests {
     use super::*;
     use store_api::{Capabilities, Geometry};
 
-    fn config(block_size: u32, num_blocks: u64, soft_threshold: Option<u64>) -> LuConfig {
+    fn config(block_size: u32, num_blocks: u64, bytes: Option<u64>) -> LuConfig {
         LuConfig {
             vendor: String::new(),
             product: String::new(),
@@ -180,8 +218,40 @@ mod tests {
             capabilities: Capabilities::default(),
             write_cache: true,
             read_only: false,
-            soft_threshold,
+            soft_threshold: bytes.map(SoftThreshold::Bytes),
         }
+    }
+
+    #[test]
+    fn a_percentage_is_of_the_capacity_rounded_down() {
+        let g = |size: u64| Geometry {
+            block_size: 1,
+            num_blocks: size,
+        };
+        assert_eq!(SoftThreshold::Percent(10).bytes(g(100 << 30)), 10 << 30);
+        assert_eq!(SoftThreshold::Percent(50).bytes(g(3)), 1);
+        assert_eq!(SoftThreshold::Percent(100).bytes(g(u64::MAX)), u64::MAX);
+        assert_eq!(SoftThreshold::Bytes(7).bytes(g(100)), 7);
+        // 10% of 100 MiB in 1 MiB sets; of 200 MiB after a resize.
+        let mut c = config(512, 200 << 11, None);
+        c.soft_threshold = Some(SoftThreshold::Percent(10));
+        assert_eq!(Threshold::of(&c, g(100 << 20)).count, 10);
+        assert_eq!(Threshold::of(&c, c.geometry).count, 20);
+    }
+
+    #[test]
+    fn a_resize_moves_a_threshold_at_its_default_only() {
+        let c = config(512, 1 << 20, None);
+        let cell = ThresholdCell::new(&c);
+        let (old, new) = (Threshold::new(true, 10), Threshold::new(true, 20));
+        assert!(cell.set(old));
+        assert!(cell.follow(old, new));
+        assert_eq!(cell.get().count, 20);
+        // A host's own threshold stays; so does one when the default did not move.
+        assert!(cell.set(Threshold::new(true, 7)));
+        assert!(!cell.follow(new, Threshold::new(true, 40)));
+        assert_eq!(cell.get().count, 7);
+        assert!(!cell.follow(Threshold::new(true, 7), Threshold::new(true, 7)));
     }
 
     #[test]
@@ -199,11 +269,12 @@ mod tests {
 
     #[test]
     fn the_configured_threshold_is_counted_in_sets_rounded_up() {
-        let t = Threshold::of(&config(512, 1 << 20, Some(10 << 20)));
+        let of = |c: LuConfig| Threshold::of(&c, c.geometry);
+        let t = of(config(512, 1 << 20, Some(10 << 20)));
         assert_eq!((t.enabled, t.count), (true, 10));
-        let t = Threshold::of(&config(512, 1 << 20, Some((10 << 20) + 1)));
+        let t = of(config(512, 1 << 20, Some((10 << 20) + 1)));
         assert_eq!(t.count, 11);
-        let t = Threshold::of(&config(512, 1 << 20, None));
+        let t = of(config(512, 1 << 20, None));
         assert_eq!((t.enabled, t.count), (false, 0));
     }
 
