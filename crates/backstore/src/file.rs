@@ -478,6 +478,8 @@ impl BlockStore for FileStore {
         Ok(store_api::Space {
             allocated: meta.blocks() * 512,
             available: Some((st.f_bavail as u64).saturating_mul(unit as u64)),
+            // The file system's device.
+            storage: Some(meta.dev()),
         })
     }
 

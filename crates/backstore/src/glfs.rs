@@ -1389,6 +1389,18 @@ fn blocking(job: impl FnOnce() + Send + 'static) {
     let _ = lock(queue).send(Box::new(job));
 }
 
+/// One volume's identity in this process ([`store_api::Space::storage`]): its name and
+/// volfile servers, in any order.
+fn volume_identity(name: &str, servers: &[gfapi::Server]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut sorted: Vec<&gfapi::Server> = servers.iter().collect();
+    sorted.sort_by(|a, b| (&a.host, a.port, &a.transport).cmp(&(&b.host, b.port, &b.transport)));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    sorted.hash(&mut h);
+    h.finish()
+}
+
 /// A store on a gfapi file. Holds its place on the (shared) mount, which holds the file.
 pub struct GlfsStore {
     link: Arc<Link>,
@@ -1778,9 +1790,11 @@ impl BlockStore for GlfsStore {
             return Err(StoreError::from_errno(Op::Allocation, libc::ENOTCONN));
         };
         let err = |e: gfapi::Error| gfapi_error(Op::Allocation, &e);
+        let vol = file.volume();
         Ok(store_api::Space {
             allocated: file.allocated().map_err(err)?,
-            available: Some(file.volume().available_bytes(file.path()).map_err(err)?),
+            available: Some(vol.available_bytes(file.path()).map_err(err)?),
+            storage: Some(volume_identity(vol.name(), vol.servers())),
         })
     }
 

@@ -736,6 +736,7 @@ impl BlockStore for MemoryStore {
         Ok(store_api::Space {
             allocated: blocks * u64::from(self.geometry.get().block_size),
             available: None,
+            storage: None,
         })
     }
 

@@ -1464,11 +1464,16 @@ fn space_follows_what_the_store_holds(#[values(Kind::Memory, Kind::File, Kind::G
         "{before:?} then {after:?}"
     );
     match kind {
-        Kind::Memory => assert_eq!(after.available, None),
+        Kind::Memory => assert_eq!((after.available, after.storage), (None, None)),
         Kind::File | Kind::Glfs => assert!(after.available.unwrap() > 0, "{after:?}"),
     }
     let (full, _path, _dir) = provisioned(kind, "space-full", Provisioning::Full, None);
     if kind != Kind::Memory {
-        assert!(full.unwrap().space().unwrap().allocated >= SIZE);
+        let full = full.unwrap().space().unwrap();
+        assert!(full.allocated >= SIZE);
+        // Another file on the same file system (both in the temporary directory's), or
+        // on the same volume: the same storage, so their LUNs are summed against it.
+        assert!(after.storage.is_some());
+        assert_eq!(full.storage, after.storage);
     }
 }

@@ -4,10 +4,11 @@
 //! Every [`SAMPLE_EVERY`] (the first round at start), on a blocking thread (never a
 //! connection's), each LUN's [`BlockStore::space`]: what its blocks take and what is free
 //! on its storage. With `--metrics` these are the gauges `glfs_iscsi_lun_allocated_bytes`
-//! and `glfs_iscsi_lun_storage_available_bytes`. A thin LUN whose storage has less free
-//! than the LUN could still take (its size less what it has allocated) is warned about
-//! in the log once, with the numbers, and again once it has room; a fully provisioned
-//! LUN has everything allocated and is never short. Stores that cannot tell (the memory
+//! and `glfs_iscsi_lun_storage_available_bytes`. A storage (a file system, a Gluster
+//! volume: [`Space::storage`]) with less free than its LUNs could still take together
+//! (each one's size less what it has allocated) is warned about in the log once, naming
+//! them, with the numbers, and again once it has room; a fully provisioned LUN has
+//! everything allocated and adds nothing. Stores that cannot tell (the memory
 //! store has no storage beside itself) show what they can.
 //!
 //! Each sample also goes to the LUN's SCSI logical unit: LOG SENSE reports it, and a thin
@@ -87,30 +88,139 @@ impl std::fmt::Display for SoftThreshold {
     }
 }
 
-/// The bytes a LUN of `size` bytes could still take beyond what its storage has free:
-/// `None` when it fits (or the storage's free space is not known).
-pub fn shortfall(size: u64, space: Space) -> Option<u64> {
-    let could_take = size.saturating_sub(space.allocated);
-    let available = space.available?;
-    (could_take > available).then(|| could_take - available)
+/// Which storage a LUN's space is of: the one its store names ([`Space::storage`]: a
+/// file system, a volume), shared by every LUN on it, or the LUN's own where not known.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StorageKey {
+    Shared(u64),
+    Lun(String, u64),
 }
 
-/// One round over every LUN; `short` holds the LUNs warned about (target, LUN) and is
-/// kept from round to round.
-pub fn round(targets: &Targets, short: &mut HashSet<(String, u64)>) {
-    let stores = targets.stores();
-    short.retain(|(t, l)| stores.iter().any(|(st, sl, _)| st == t && sl == l));
-    for (target, lun, store) in stores {
+/// One LUN as a round sampled it.
+pub struct Sampled {
+    pub target: String,
+    pub lun: u64,
+    /// The LUN's size in bytes.
+    pub size: u64,
+    pub space: Space,
+    /// Its store, described ([`BlockStore::describe`]).
+    pub store: String,
+}
+
+/// A storage with free space known, and the LUNs on it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Storage {
+    pub key: StorageKey,
+    /// `target/lun (store)` of each LUN on it.
+    pub luns: Vec<String>,
+    /// What they could still take together: each one's size less what it has allocated.
+    pub could_take: u64,
+    /// What the storage has free (the least any of them saw this round).
+    pub available: u64,
+}
+
+impl Storage {
+    /// The bytes its LUNs could take beyond its free space, if any.
+    pub fn shortfall(&self) -> Option<u64> {
+        (self.could_take > self.available).then(|| self.could_take - self.available)
+    }
+}
+
+/// The storages of a round's samples, with their LUNs summed, in the order first seen.
+pub fn storages(samples: &[Sampled]) -> Vec<Storage> {
+    let mut out: Vec<Storage> = Vec::new();
+    for s in samples {
+        let Some(available) = s.space.available else {
+            continue;
+        };
+        let key = match s.space.storage {
+            Some(id) => StorageKey::Shared(id),
+            None => StorageKey::Lun(s.target.clone(), s.lun),
+        };
+        let could_take = s.size.saturating_sub(s.space.allocated);
+        let name = format!("{}/{} ({})", s.target, s.lun, s.store);
+        match out.iter_mut().find(|st| st.key == key) {
+            Some(st) => {
+                st.luns.push(name);
+                st.could_take = st.could_take.saturating_add(could_take);
+                st.available = st.available.min(available);
+            }
+            None => out.push(Storage {
+                key,
+                luns: vec![name],
+                could_take,
+                available,
+            }),
+        }
+    }
+    out
+}
+
+/// The storages that became short (`true`) or have room again (`false`) since the last
+/// round; `short` holds those warned about and is kept from round to round (a storage no
+/// LUN was sampled on this round is forgotten).
+pub fn changes(storages: &[Storage], short: &mut HashSet<StorageKey>) -> Vec<(usize, bool)> {
+    short.retain(|k| storages.iter().any(|s| &s.key == k));
+    let mut out = Vec::new();
+    for (i, st) in storages.iter().enumerate() {
+        match st.shortfall() {
+            Some(_) if short.insert(st.key.clone()) => out.push((i, true)),
+            None if short.remove(&st.key) => out.push((i, false)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One round over every LUN; `short` holds the storages warned about and is kept from
+/// round to round.
+pub fn round(targets: &Targets, short: &mut HashSet<StorageKey>) {
+    let mut samples = Vec::new();
+    for (target, lun, store) in targets.stores() {
         let served = || {
             targets
                 .get(&target)
                 .filter(|t| t.store(lun).is_some_and(|s| Arc::ptr_eq(s, &store)))
         };
-        if let Some(space) = sample(&target, lun, &*store, short, || served().is_some()) {
+        if let Some(space) = sample(&target, lun, &*store, || served().is_some()) {
             // For LOG SENSE's Logical Block Provisioning page, and the soft threshold.
             if let (Some(t), Ok(lun)) = (served(), u16::try_from(lun)) {
                 told(&target, lun, &*store, space, t.scsi.set_space(lun, space));
             }
+            samples.push(Sampled {
+                size: store.geometry().size_bytes(),
+                store: store.describe(),
+                target,
+                lun,
+                space,
+            });
+        }
+    }
+    let storages = storages(&samples);
+    for (i, now_short) in changes(&storages, short) {
+        let st = &storages[i];
+        let luns = st.luns.join(", ");
+        if now_short {
+            tracing::warn!(
+                "the storage of {luns} has {} free, {} less than the {} {} could still \
+                 take: hosts' writes to blocks never written will fail (SPACE ALLOCATION \
+                 FAILED) once it is full; free space on it, or serve {} fully provisioned",
+                units::format_human(st.available),
+                units::format_human(st.shortfall().unwrap_or(0)),
+                units::format_human(st.could_take),
+                if st.luns.len() == 1 {
+                    "the LUN"
+                } else {
+                    "its thin LUNs together"
+                },
+                if st.luns.len() == 1 {
+                    "the LUN"
+                } else {
+                    "some of them"
+                },
+            );
+        } else {
+            tracing::info!("the storage of {luns} has room again for all its LUNs could take");
         }
     }
 }
@@ -122,7 +232,6 @@ fn sample(
     target: &str,
     lun: u64,
     store: &dyn BlockStore,
-    short: &mut HashSet<(String, u64)>,
     still_served: impl Fn() -> bool,
 ) -> Option<Space> {
     let space = match store.space() {
@@ -138,29 +247,6 @@ fn sample(
     }
     if let Some(m) = crate::metrics::global() {
         m.lun_space(target, lun, space);
-    }
-    let size = store.geometry().size_bytes();
-    let key = (target.to_string(), lun);
-    match shortfall(size, space) {
-        Some(missing) if short.insert(key.clone()) => tracing::warn!(
-            target,
-            lun,
-            "the storage of {} ({}) has {} free, {} less than the {} the LUN could still \
-             take: hosts' writes to blocks never written will fail (SPACE ALLOCATION \
-             FAILED) once it is full; free space on it, or serve the LUN fully provisioned",
-            store.describe(),
-            units::format_human(size),
-            units::format_human(space.available.unwrap_or(0)),
-            units::format_human(missing),
-            units::format_human(size.saturating_sub(space.allocated)),
-        ),
-        None if short.remove(&key) => tracing::info!(
-            target,
-            lun,
-            "the storage of {} has room again for the whole LUN",
-            store.describe()
-        ),
-        _ => {}
     }
     Some(space)
 }
@@ -216,27 +302,6 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     #[test]
-    fn a_thin_lun_is_short_by_what_it_could_take_beyond_the_free_space() {
-        let space = |allocated, available| Space {
-            allocated,
-            available,
-        };
-        // 100 GiB LUN, 30 allocated, 50 free: it could take 70, 20 more than there is.
-        assert_eq!(
-            shortfall(100 * GIB, space(30 * GIB, Some(50 * GIB))),
-            Some(20 * GIB)
-        );
-        // Exactly enough is enough.
-        assert_eq!(shortfall(100 * GIB, space(30 * GIB, Some(70 * GIB))), None);
-        // Fully allocated (full provisioning, or written everywhere): never short.
-        assert_eq!(shortfall(100 * GIB, space(100 * GIB, Some(0))), None);
-        // More allocated than the size (file system metadata blocks): not short either.
-        assert_eq!(shortfall(GIB, space(GIB + 4096, Some(0))), None);
-        // Free space not known (memory): nothing to say.
-        assert_eq!(shortfall(100 * GIB, space(0, None)), None);
-    }
-
-    #[test]
     fn a_soft_threshold_is_off_a_percentage_or_a_size() {
         let parse = |t: &str| t.parse::<SoftThreshold>();
         assert_eq!(parse("off"), Ok(SoftThreshold::Off));
@@ -262,54 +327,88 @@ mod tests {
         assert_eq!(SoftThreshold::Off.scsi(), None);
     }
 
-    #[test]
-    fn a_lun_is_noted_short_once_and_no_longer_once_it_has_room() {
-        use std::sync::Mutex;
-        let store = backstore::MemoryStore::new(store_api::Geometry {
-            block_size: 512,
-            num_blocks: 8,
-        });
-        let mut short = HashSet::new();
-        // The memory store has no free space to compare with: never short.
-        sample("iqn.2026-11.x:t", 0, &store, &mut short, || true);
-        assert!(short.is_empty());
-
-        // A store reporting less free than it could take: short once, kept while short.
-        struct Reporting(backstore::MemoryStore, Mutex<Space>);
-        impl BlockStore for Reporting {
-            fn geometry(&self) -> store_api::Geometry {
-                self.0.geometry()
-            }
-            fn capabilities(&self) -> store_api::Capabilities {
-                self.0.capabilities()
-            }
-            fn submit(&self, req: store_api::IoRequest, done: store_api::Completion) {
-                self.0.submit(req, done)
-            }
-            fn describe(&self) -> String {
-                "reporting".into()
-            }
-            fn space(&self) -> Result<Space, store_api::StoreError> {
-                Ok(*self.1.lock().unwrap())
-            }
+    fn lun(
+        target: &str,
+        lun: u64,
+        size: u64,
+        allocated: u64,
+        free: Option<u64>,
+        on: Option<u64>,
+    ) -> Sampled {
+        Sampled {
+            target: target.into(),
+            lun,
+            size,
+            space: Space {
+                allocated,
+                available: free,
+                storage: on,
+            },
+            store: format!("file /{target}-{lun}"),
         }
-        let reporting = Reporting(
-            store,
-            Mutex::new(Space {
-                allocated: 1024,
-                available: Some(1024),
-            }),
+    }
+
+    #[test]
+    fn a_lun_alone_is_short_by_what_it_could_take_beyond_the_free_space() {
+        let alone = |allocated, free| storages(&[lun("t", 0, 100 * GIB, allocated, free, Some(1))]);
+        // 100 GiB LUN, 30 allocated, 50 free: it could take 70, 20 more than there is.
+        assert_eq!(
+            alone(30 * GIB, Some(50 * GIB))[0].shortfall(),
+            Some(20 * GIB)
         );
-        sample("iqn.2026-11.x:t", 0, &reporting, &mut short, || true);
-        assert!(short.contains(&("iqn.2026-11.x:t".to_string(), 0)));
-        sample("iqn.2026-11.x:t", 0, &reporting, &mut short, || true);
-        assert_eq!(short.len(), 1);
-        // Room again: no longer short.
-        *reporting.1.lock().unwrap() = Space {
-            allocated: 1024,
-            available: Some(4096),
+        // Exactly enough is enough.
+        assert_eq!(alone(30 * GIB, Some(70 * GIB))[0].shortfall(), None);
+        // Fully allocated (full provisioning, or written everywhere): never short.
+        assert_eq!(alone(100 * GIB, Some(0))[0].shortfall(), None);
+        // More allocated than the size (file system metadata blocks): not short either.
+        assert_eq!(alone(100 * GIB + 4096, Some(0))[0].shortfall(), None);
+        // Free space not known (memory): nothing to say.
+        assert!(alone(0, None).is_empty());
+    }
+
+    #[test]
+    fn the_luns_on_one_storage_are_summed_against_its_free_space() {
+        // Two 40 GiB LUNs with 10 GiB each allocated on volume 7 (50 GiB free): each
+        // fits alone, 60 GiB together does not. A third on another storage, one whose
+        // storage is not known (its own), one without free space (memory): apart.
+        let samples = [
+            lun("t", 0, 40 * GIB, 10 * GIB, Some(50 * GIB), Some(7)),
+            lun("t", 1, 40 * GIB, 10 * GIB, Some(51 * GIB), Some(7)),
+            lun("u", 0, 40 * GIB, 0, Some(100 * GIB), Some(8)),
+            lun("u", 1, 40 * GIB, 0, Some(10 * GIB), None),
+            lun("u", 2, 40 * GIB, 0, None, None),
+        ];
+        let found = storages(&samples);
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[0].key, StorageKey::Shared(7));
+        assert_eq!(found[0].luns, ["t/0 (file /t-0)", "t/1 (file /t-1)"]);
+        assert_eq!(found[0].could_take, 60 * GIB);
+        assert_eq!(found[0].available, 50 * GIB, "the least seen");
+        assert_eq!(found[0].shortfall(), Some(10 * GIB));
+        assert_eq!(found[1].shortfall(), None);
+        assert_eq!(found[2].key, StorageKey::Lun("u".into(), 1));
+        assert_eq!(found[2].shortfall(), Some(30 * GIB));
+    }
+
+    #[test]
+    fn a_storage_is_noted_short_once_and_no_longer_once_it_has_room() {
+        let mut short = HashSet::new();
+        let round = |free: u64| {
+            vec![
+                lun("t", 0, 40 * GIB, 10 * GIB, Some(free), Some(7)),
+                lun("t", 1, 40 * GIB, 10 * GIB, Some(free), Some(7)),
+            ]
         };
-        sample("iqn.2026-11.x:t", 0, &reporting, &mut short, || true);
+        let short_now = storages(&round(50 * GIB));
+        assert_eq!(changes(&short_now, &mut short), [(0, true)]);
+        assert_eq!(changes(&short_now, &mut short), [], "once");
+        let room = storages(&round(60 * GIB));
+        assert_eq!(changes(&room, &mut short), [(0, false)]);
+        assert_eq!(changes(&room, &mut short), []);
+        // Short again, then its LUNs gone: forgotten, so short again is news.
+        assert_eq!(changes(&short_now, &mut short), [(0, true)]);
+        assert_eq!(changes(&[], &mut short), []);
         assert!(short.is_empty());
+        assert_eq!(changes(&short_now, &mut short), [(0, true)]);
     }
 }

@@ -556,6 +556,7 @@ fn log_sense_reports_a_thin_lus_storage() {
             store_api::Space {
                 allocated: (1 << 20) + 512,
                 available: Some((10 << 20) + 512),
+                storage: None,
             },
         )
         .is_some());
@@ -609,6 +610,7 @@ fn log_sense_of_a_fully_provisioned_lu_lists_no_provisioning_page() {
         store_api::Space {
             allocated: 1 << 20,
             available: Some(10 << 20),
+            storage: None,
         },
     );
     let r = rig.run(&log_sense(0x00, 0, 0, 255), &[]);

@@ -43,6 +43,7 @@ fn free(rig: &Rig, bytes: u64) -> Option<ThresholdNews> {
         store_api::Space {
             allocated: MIB,
             available: Some(bytes),
+            storage: None,
         },
     )
 }
@@ -257,7 +258,8 @@ fn free_space_at_the_threshold_is_a_unit_attention_for_every_nexus_once() {
             9,
             store_api::Space {
                 allocated: 0,
-                available: Some(0)
+                available: Some(0),
+                storage: None
             }
         ),
         None

@@ -662,6 +662,10 @@ pub struct Space {
     /// Bytes still free for it on its storage (the file system's or the volume's, shared
     /// with everything else there); `None` where that is not a thing (memory).
     pub available: Option<u64>,
+    /// Which storage `available` is of: the same for every store of this process on the
+    /// same file system or Gluster volume (so their LUNs can be summed against it), not
+    /// kept across restarts; `None` where not known.
+    pub storage: Option<u64>,
 }
 
 /// Who takes a metadata lock: one gateway (one daemon exporting the LUN), named by the
