@@ -260,6 +260,67 @@ fn the_space_of_each_luns_storage_is_shown() {
     assert_eq!(row["provisioning"], "full");
 }
 
+/// Thin LUNs on one file system that each fit in its free space but together do not: one
+/// warning names them all, with what they could take together.
+#[test]
+fn the_thin_luns_on_one_file_system_are_summed_against_its_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let first = dir.path().join("first.img");
+    let target = Running::start(
+        &[
+            "--bstype",
+            "file",
+            "--backing-store",
+            first.to_str().unwrap(),
+            "--size",
+            "2M",
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let free = loop {
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(&socket, &["lun", "show", IQN, "0", "--json"])).unwrap();
+        if let Some(free) = shown["storage_available_bytes"].as_u64() {
+            break free;
+        }
+        assert!(Instant::now() < deadline, "no sample: {shown}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Two sparse LUNs of 60% of the free space each, in MiB.
+    let size = format!("{}M", (free / 10 * 6) >> 20);
+    for (lun, name) in [("1", "a.img"), ("2", "b.img")] {
+        let path = dir.path().join(name);
+        ok(
+            &socket,
+            &[
+                "lun",
+                "add",
+                IQN,
+                lun,
+                "--bstype",
+                "file",
+                "--backing-store",
+                path.to_str().unwrap(),
+                "--size",
+                &size,
+            ],
+        );
+    }
+    // The next round (every 15 s) sums them.
+    let line = target.wait_for_log_line_within(
+        &[
+            &format!("the storage of {IQN}/0 (file {}), {IQN}/1", first.display()),
+            "its thin LUNs together could still take",
+        ],
+        Duration::from_secs(40),
+    );
+    assert!(line.contains(&format!("{IQN}/2 (file ")), "{line}");
+}
+
 /// A thin LUN's sampled storage reaches the hosts too: LOG SENSE lists the Logical Block
 /// Provisioning log page (SBC-3 0Ch) once the first round has sampled it, with the
 /// threshold sets (1 MiB) still free on the storage (0001h) and those the LUN uses (0002h).

@@ -72,7 +72,12 @@ impl Running {
 
     /// Waits up to 10 s for a log line containing every one of `needles`; returns it.
     pub fn wait_for_log_line(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_log_line_within(needles, Duration::from_secs(10))
+    }
+
+    /// [`Running::wait_for_log_line`] for up to `patience`.
+    pub fn wait_for_log_line_within(&self, needles: &[&str], patience: Duration) -> String {
+        let deadline = Instant::now() + patience;
         loop {
             let log = self.log();
             if let Some(line) = log
