@@ -919,13 +919,22 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 .and_then(|t| t.scsi.space(l.lun))
                 .unwrap_or((None, None));
             let shown = |b: Option<u64>| b.map_or("-".into(), units::format_human);
-            // A fully provisioned LUN never runs short: it has none.
+            // A fully provisioned LUN never runs short: it has none. Reached: its storage
+            // has no more free than the threshold (the hosts were told).
+            let threshold_now = live.as_ref().and_then(|t| t.scsi.soft_threshold(l.lun));
+            let reached = threshold_now.map(|(_, reached)| reached);
             let soft_threshold = if l.provisioning.as_deref() == Some("full") {
                 "-".to_string()
             } else {
-                l.soft_threshold
+                let set = l
+                    .soft_threshold
                     .clone()
-                    .unwrap_or_else(|| crate::space::SoftThreshold::default().to_string())
+                    .unwrap_or_else(|| crate::space::SoftThreshold::default().to_string());
+                if reached == Some(true) {
+                    format!("{set} (reached)")
+                } else {
+                    set
+                }
             };
             let block_size = geometry.map(|g| g.block_size);
             let row = vec![
@@ -951,7 +960,11 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "block_size": block_size,
                 "read_only": l.read_only,
                 "provisioning": l.provisioning.as_deref().unwrap_or("thin"),
-                "soft_threshold": soft_threshold,
+                "soft_threshold": l.soft_threshold.clone().unwrap_or_else(|| {
+                    crate::space::SoftThreshold::default().to_string()
+                }),
+                "soft_threshold_bytes": threshold_now.map(|(bytes, _)| bytes),
+                "soft_threshold_reached": reached,
                 "allocated_bytes": allocated,
                 "storage_available_bytes": available,
             });

@@ -186,6 +186,7 @@ pub struct Metrics {
     in_flight: Family<LunLabels, Gauge>,
     allocated: Family<LunLabels, Gauge>,
     available: Family<LunLabels, Gauge>,
+    soft_threshold_reached: Family<LunLabels, Gauge>,
     sessions: Family<TargetLabels, Gauge>,
     logins: Family<TargetLabels, Counter>,
     login_failures: Family<LoginFailureLabels, Counter>,
@@ -241,6 +242,7 @@ impl Metrics {
         let statuses = Family::default();
         let in_flight = Family::default();
         let allocated = Family::default();
+        let soft_threshold_reached = Family::default();
         let available = Family::default();
         let sessions = Family::default();
         let logins = Family::default();
@@ -299,6 +301,13 @@ impl Metrics {
              its file), shared with everything else there; sampled every 15 s",
             prometheus_client::registry::Unit::Bytes,
             available.clone(),
+        );
+        registry.register(
+            "lun_soft_threshold_reached",
+            "1 while a thin LUN's storage has no more free than its soft threshold (its \
+             hosts were told THIN PROVISIONING SOFT THRESHOLD REACHED), else 0; a LUN \
+             without one has no series",
+            soft_threshold_reached.clone(),
         );
         registry.register(
             "target_sessions",
@@ -379,6 +388,7 @@ impl Metrics {
             in_flight,
             allocated,
             available,
+            soft_threshold_reached,
             sessions,
             logins,
             login_failures,
@@ -588,7 +598,12 @@ impl Metrics {
                 status: status_label(status),
             });
         }
-        for family in [&self.in_flight, &self.allocated, &self.available] {
+        for family in [
+            &self.in_flight,
+            &self.allocated,
+            &self.available,
+            &self.soft_threshold_reached,
+        ] {
             family.remove(&LunLabels {
                 target: target.clone(),
                 lun,
@@ -648,6 +663,24 @@ impl Metrics {
             }
             None => {
                 self.available.remove(&labels);
+            }
+        }
+    }
+
+    /// Whether LUN `lun` of `target` is at its soft threshold (`None`: it has none).
+    pub fn lun_soft_threshold(&self, target: &str, lun: u64, reached: Option<bool>) {
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        match reached {
+            Some(r) => {
+                self.soft_threshold_reached
+                    .get_or_create(&labels)
+                    .set(i64::from(r));
+            }
+            None => {
+                self.soft_threshold_reached.remove(&labels);
             }
         }
     }

@@ -184,8 +184,12 @@ pub fn round(targets: &Targets, short: &mut HashSet<StorageKey>) {
         };
         if let Some(space) = sample(&target, lun, &*store, || served().is_some()) {
             // For LOG SENSE's Logical Block Provisioning page, and the soft threshold.
-            if let (Some(t), Ok(lun)) = (served(), u16::try_from(lun)) {
-                told(&target, lun, &*store, space, t.scsi.set_space(lun, space));
+            if let (Some(t), Ok(n)) = (served(), u16::try_from(lun)) {
+                told(&target, n, &*store, space, t.scsi.set_space(n, space));
+                if let Some(m) = crate::metrics::global() {
+                    let reached = t.scsi.soft_threshold(n).map(|(_, reached)| reached);
+                    m.lun_soft_threshold(&target, lun, reached);
+                }
             }
             samples.push(Sampled {
                 size: store.geometry().size_bytes(),

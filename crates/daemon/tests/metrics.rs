@@ -389,10 +389,23 @@ fn a_thin_luns_hosts_are_told_when_its_storage_falls_to_the_soft_threshold() {
             "1P",
             "--control-socket",
             socket.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
         ],
         &[],
     );
     target.wait_for_log_line(&["at or below the LUN's soft threshold"]);
+    let reached = lun_series("lun_soft_threshold_reached", "");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = metrics_address(&target);
+    while sample(&scrape(&addr), &reached) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no {reached} 1 in:\n{}",
+            scrape(&addr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut i = target.connect();
     // MODE SENSE(10), DBD, page 1Ch subpage 02h: the page after the 8-byte header.
     let lbp_page = |i: &mut Initiator| {
@@ -410,6 +423,9 @@ fn a_thin_luns_hosts_are_told_when_its_storage_falls_to_the_soft_threshold() {
     let shown: serde_json::Value =
         serde_json::from_str(&ok(&socket, &["lun", "show", IQN, "0", "--json"])).unwrap();
     assert_eq!(shown["soft_threshold"], "1P", "{shown}");
+    assert_eq!(shown["soft_threshold_bytes"], 1u64 << 50, "{shown}");
+    assert_eq!(shown["soft_threshold_reached"], true, "{shown}");
+    assert!(ok(&socket, &["lun", "list"]).contains("1P (reached)"));
     assert!(ok(&socket, &["export"]).contains("soft_threshold = \"1P\""));
 
     let tur = |i: &mut Initiator| {
@@ -422,6 +438,13 @@ fn a_thin_luns_hosts_are_told_when_its_storage_falls_to_the_soft_threshold() {
     );
     assert_eq!(tur(&mut i), (0x02, 0x06, 0x2A, 0x01));
     assert!(!page_enabled(&lbp_page(&mut i)));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&socket, &["lun", "show", IQN, "0", "--json"])).unwrap();
+    assert_eq!(
+        shown["soft_threshold_reached"],
+        serde_json::Value::Null,
+        "{shown}"
+    );
 
     ok(
         &socket,

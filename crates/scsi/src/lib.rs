@@ -882,6 +882,19 @@ impl ScsiTarget {
         Some(news)
     }
 
+    /// The soft threshold of the thin LU at `lun` now, in bytes of free space, and whether
+    /// it is reached (its hosts were told and the space has not risen above it since);
+    /// `None` without such an LU or an enabled threshold.
+    pub fn soft_threshold(&self, lun: u16) -> Option<(u64, bool)> {
+        let lu = self.lu(lun).filter(|lu| lu.config.capabilities.discard)?;
+        let t = lu.mode.threshold.get();
+        t.enabled.then(|| {
+            let bytes =
+                u64::from(t.count).saturating_mul(commands::threshold::set_bytes(&lu.config));
+            (bytes, lu.mode.threshold.reached())
+        })
+    }
+
     /// What [`ScsiTarget::set_space`] last said of the logical unit at `lun`: the bytes
     /// its storage holds for it and has free (each `None` until known). `None` if there is
     /// no such LU.

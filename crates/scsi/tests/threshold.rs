@@ -214,6 +214,7 @@ fn free_space_at_the_threshold_is_a_unit_attention_for_every_nexus_once() {
     let mut rig = thin(Some(100 * MIB));
     two_nexuses(&mut rig);
     assert_eq!(free(&rig, 200 * MIB), Some(ThresholdNews::Unchanged));
+    assert_eq!(rig.target.soft_threshold(0), Some((100 * MIB, false)));
     assert_eq!(outcome(&rig.run_on(1, 0, &TUR, &[])), GOOD);
     assert_eq!(
         free(&rig, 100 * MIB),
@@ -221,6 +222,7 @@ fn free_space_at_the_threshold_is_a_unit_attention_for_every_nexus_once() {
             threshold: 100 * MIB
         })
     );
+    assert_eq!(rig.target.soft_threshold(0), Some((100 * MIB, true)));
     // UNIT ATTENTION, THIN PROVISIONING SOFT THRESHOLD REACHED, on both nexuses, once.
     for nexus in [1, 2] {
         assert_eq!(
@@ -232,6 +234,7 @@ fn free_space_at_the_threshold_is_a_unit_attention_for_every_nexus_once() {
     // Lower still: not again; back above by a twentieth of it: armed again; then again.
     assert_eq!(free(&rig, 10 * MIB), Some(ThresholdNews::Unchanged));
     assert_eq!(free(&rig, 106 * MIB), Some(ThresholdNews::Rearmed));
+    assert_eq!(rig.target.soft_threshold(0), Some((100 * MIB, false)));
     assert_eq!(outcome(&rig.run_on(1, 0, &TUR, &[])), GOOD);
     assert!(matches!(
         free(&rig, 50 * MIB),
@@ -271,6 +274,8 @@ fn a_disabled_threshold_or_a_fully_provisioned_lu_tells_nothing() {
     let mut rig = thin(None);
     two_nexuses(&mut rig);
     assert_eq!(free(&rig, 0), Some(ThresholdNews::Unchanged));
+    assert_eq!(rig.target.soft_threshold(0), None);
+    assert_eq!(rig_full().target.soft_threshold(0), None);
     assert_eq!(outcome(&rig.run_on(1, 0, &TUR, &[])), GOOD);
     let mut full = rig_full();
     full.target.open_nexus(1, port("iqn.2026-01.test:a"));
