@@ -200,21 +200,32 @@ fn series_of(text: &str, target: &str, lun: Option<u16>) -> Vec<String> {
         .collect()
 }
 
+/// A daemon serving a thin 2 MiB file LUN `name` in `dir`, with `extra` arguments; the
+/// image's path.
+fn file_lun(dir: &std::path::Path, name: &str, extra: &[&str]) -> (Running, std::path::PathBuf) {
+    let image = dir.join(name);
+    let mut args = vec![
+        "--bstype",
+        "file",
+        "--backing-store",
+        image.to_str().unwrap(),
+        "--size",
+        "2M",
+    ];
+    args.extend_from_slice(extra);
+    (Running::start(&args, &[]), image)
+}
+
 /// Every LUN's storage is sampled from the start: what its blocks take on the storage and
 /// what is free there (a fully provisioned file LUN has all its blocks allocated).
 #[test]
 fn the_space_of_each_luns_storage_is_shown() {
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("space.img");
     let socket = dir.path().join("control.sock");
-    let target = Running::start(
+    let (target, _) = file_lun(
+        dir.path(),
+        "space.img",
         &[
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--size",
-            "2M",
             "--provisioning",
             "full",
             "--metrics",
@@ -222,7 +233,6 @@ fn the_space_of_each_luns_storage_is_shown() {
             "--control-socket",
             socket.to_str().unwrap(),
         ],
-        &[],
     );
     let addr = metrics_address(&target);
     let allocated = lun_series("lun_allocated_bytes", "");
@@ -266,19 +276,10 @@ fn the_space_of_each_luns_storage_is_shown() {
 fn the_thin_luns_on_one_file_system_are_summed_against_its_free_space() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
-    let first = dir.path().join("first.img");
-    let target = Running::start(
-        &[
-            "--bstype",
-            "file",
-            "--backing-store",
-            first.to_str().unwrap(),
-            "--size",
-            "2M",
-            "--control-socket",
-            socket.to_str().unwrap(),
-        ],
-        &[],
+    let (target, first) = file_lun(
+        dir.path(),
+        "first.img",
+        &["--control-socket", socket.to_str().unwrap()],
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let free = loop {
@@ -327,18 +328,7 @@ fn the_thin_luns_on_one_file_system_are_summed_against_its_free_space() {
 #[test]
 fn a_thin_luns_storage_is_in_its_logical_block_provisioning_log_page() {
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("thin.img");
-    let target = Running::start(
-        &[
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--size",
-            "2M",
-        ],
-        &[],
-    );
+    let (target, _) = file_lun(dir.path(), "thin.img", &[]);
     let mut i = target.connect();
     i.write10(0, &pattern(4, 64 * BLOCK as usize), BLOCK)
         .unwrap();
@@ -375,16 +365,11 @@ fn a_thin_luns_storage_is_in_its_logical_block_provisioning_log_page() {
 #[test]
 fn a_thin_luns_hosts_are_told_when_its_storage_falls_to_the_soft_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("thin.img");
     let socket = dir.path().join("control.sock");
-    let target = Running::start(
+    let (target, _) = file_lun(
+        dir.path(),
+        "thin.img",
         &[
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--size",
-            "2M",
             "--soft-threshold",
             "1P",
             "--control-socket",
@@ -392,7 +377,6 @@ fn a_thin_luns_hosts_are_told_when_its_storage_falls_to_the_soft_threshold() {
             "--metrics",
             "127.0.0.1:0",
         ],
-        &[],
     );
     target.wait_for_log_line(&["at or below the LUN's soft threshold"]);
     let reached = lun_series("lun_soft_threshold_reached", "");
