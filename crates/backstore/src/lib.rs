@@ -38,6 +38,7 @@ mod memory;
 mod metadata;
 mod observer;
 mod probe;
+pub mod progress;
 mod provision;
 mod sched;
 pub mod spec;

@@ -58,6 +58,9 @@ impl FromStr for Provisioning {
 /// The most one allocation call covers.
 pub const CHUNK: u64 = 1 << 30;
 
+/// At most how often the progress sink is told (`crate::progress`).
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+
 /// How often progress is logged while a large file is allocated.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -126,8 +129,10 @@ fn reason(errno: Option<i32>, done: u64, total: u64) -> String {
     }
 }
 
-/// [`allocate_range`] with its progress in the log: a line when a file larger than
-/// [`CHUNK`] starts, every [`PROGRESS_EVERY`] while it goes on, and when it is done.
+/// [`allocate_range`] with its progress in the log (a line when a file larger than
+/// [`CHUNK`] starts, every [`PROGRESS_EVERY`] while it goes on, and when it is done) and
+/// to this thread's progress sink (`crate::progress`: at the start, after each chunk, at
+/// most every [`REPORT_EVERY`], and at the end).
 pub(crate) fn allocate_logged(
     what: &str,
     start: u64,
@@ -144,7 +149,20 @@ pub(crate) fn allocate_logged(
             units::format_human(total)
         );
     }
+    let report = |done| {
+        crate::progress::report(&crate::progress::Progress {
+            what: format!("{what}: allocating"),
+            done,
+            total,
+        })
+    };
+    report(0);
+    let mut reported = began;
     allocate_range(start, end, allocate, |done, total| {
+        if done == total || reported.elapsed() >= REPORT_EVERY {
+            reported = Instant::now();
+            report(done);
+        }
         if large && done < total && last.elapsed() >= PROGRESS_EVERY {
             last = Instant::now();
             tracing::info!(
@@ -168,6 +186,42 @@ pub(crate) fn allocate_logged(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allocation_reports_its_start_and_end_to_the_threads_progress_sink() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        let total = 3 * CHUNK + 1;
+        crate::progress::with_sink(
+            move |p: &crate::progress::Progress| {
+                s.borrow_mut().push((p.what.clone(), p.done, p.total))
+            },
+            || allocate_logged("file /x", 0, total, |_, _| Ok(())).unwrap(),
+        );
+        let seen = seen.borrow();
+        assert_eq!(
+            seen.first().unwrap(),
+            &("file /x: allocating".into(), 0, total)
+        );
+        assert_eq!(seen.last().unwrap().1, total);
+        assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
+        assert!(seen.iter().all(|(_, _, t)| *t == total));
+        // A failed allocation is an error with its errno.
+        let calls = Rc::new(RefCell::new(0));
+        let c = calls.clone();
+        let err = allocate_logged("file /y", 0, total, move |_, _| {
+            *c.borrow_mut() += 1;
+            if *c.borrow() == 2 {
+                Err(Some(libc::ENOSPC))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.errno, Some(libc::ENOSPC));
+    }
 
     #[test]
     fn names_read_back_and_anything_else_is_refused() {

@@ -2,7 +2,7 @@
 
 use crate::auth::{AclToml, ChapEntry, ConfigSecret};
 use crate::config::LunEntry;
-use crate::control::{LunChanges, Reply, Request};
+use crate::control::{Answer, LunChanges, Progress, Reply, Request};
 use crate::state::ApplyOptions;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -643,11 +643,13 @@ impl AdminArgs {
 }
 
 /// Sends `request` to the daemon at `socket` and returns its reply, giving up after
-/// `timeout` (`None`: never).
+/// `timeout` (`None`: never) of silence: progress reports (each given to `progress`) keep
+/// a long request going.
 pub fn call(
     socket: &std::path::Path,
     request: &Request,
     timeout: Option<std::time::Duration>,
+    mut progress: impl FnMut(&Progress),
 ) -> Result<Reply> {
     let stream = UnixStream::connect(socket).with_context(|| {
         format!(
@@ -662,32 +664,80 @@ pub fn call(
     stream.set_write_timeout(timeout)?;
     let mut line = serde_json::to_string(request)?;
     line.push('\n');
-    let mut reply = String::new();
-    let exchanged = (&stream)
+    (&stream)
         .write_all(line.as_bytes())
-        .and_then(|()| BufReader::new(&stream).read_line(&mut reply));
-    match exchanged {
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            anyhow::bail!(
-                "the daemon at {} did not answer within {} s (stopped, or stuck on a volume \
-                 that does not answer?); a change it was sent is applied whole or not at \
-                 all: see what runs with `glfs-iscsi admin export`; --timeout SECS waits \
-                 longer",
-                socket.display(),
-                timeout.map_or(0, |t| t.as_secs())
-            )
+        .map_err(|e| silent(e, socket, timeout))?;
+    let mut answers = BufReader::new(&stream);
+    loop {
+        let mut line = String::new();
+        answers
+            .read_line(&mut line)
+            .map_err(|e| silent(e, socket, timeout))?;
+        anyhow::ensure!(!line.is_empty(), "the daemon closed the control socket");
+        match serde_json::from_str(&line)? {
+            Answer::Progress { progress: p } => progress(&p),
+            Answer::Reply(reply) => return Ok(reply),
         }
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
     }
-    anyhow::ensure!(!reply.is_empty(), "the daemon closed the control socket");
-    Ok(serde_json::from_str(&reply)?)
+}
+
+/// What a failed exchange with the daemon tells the operator: a time-out says what to do.
+fn silent(
+    e: std::io::Error,
+    socket: &std::path::Path,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Error {
+    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+        anyhow::anyhow!(
+            "the daemon at {} did not answer within {} s (stopped, or stuck on a volume \
+             that does not answer?); a change it was sent is applied whole or not at \
+             all: see what runs with `glfs-iscsi admin export`; --timeout SECS waits \
+             longer",
+            socket.display(),
+            timeout.map_or(0, |t| t.as_secs())
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// A progress bar on the terminal (none when standard error is not one) for the reports
+/// of a long request.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn show(&mut self, p: &Progress) {
+        let bar = self.0.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(p.total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+        bar.set_message(p.what.clone());
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Runs one admin command: prints its output; an error reply is an error.
 pub fn run(args: &AdminArgs) -> Result<()> {
     let timeout = (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout));
-    let reply = call(&args.socket, &args.request()?, timeout)?;
+    let mut bar = Bar(None);
+    let reply = call(&args.socket, &args.request()?, timeout, |p| bar.show(p))?;
+    drop(bar);
     if !reply.ok {
         anyhow::bail!("{}", reply.error);
     }

@@ -1,6 +1,7 @@
 //! The control socket: a Unix socket (owner-only) on which `glfs-iscsi admin` asks the
 //! running daemon to list and change what it serves. One JSON request per line, one JSON
-//! reply per line. Every change goes through [`State`], the one owner of the running state.
+//! reply per line, after it, for long work (allocating a fully provisioned LUN), lines
+//! reporting its progress ([`Answer`]). Every change goes through [`State`], the one owner of the running state.
 
 use crate::auth::{AclToml, ChapEntry};
 use crate::config::{check_iscsi_name, check_lun, ConfigFile, LunEntry, TargetEntry};
@@ -155,6 +156,27 @@ pub struct LunChanges {
     pub force: bool,
 }
 
+/// How far a long request is (a fully provisioned LUN's allocation): lines
+/// `{"progress": {...}}` may come before a request's [`Reply`], as the work goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What is being done.
+    pub what: String,
+    /// Bytes done so far.
+    pub done: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+/// One line the daemon sends: a [`Progress`] report, or the [`Reply`] that ends the
+/// request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Progress { progress: Progress },
+    Reply(Reply),
+}
+
 /// The daemon's answer: `ok` with a table (header first) and the same data as JSON, or
 /// an error of one line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,22 +272,60 @@ async fn serve_client(stream: UnixStream, state: Arc<State>) {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => {
-                let state = state.clone();
-                // Opening a store may block (glfs_init): keep it off the runtime's threads.
-                tokio::task::spawn_blocking(move || handle(&state, request))
-                    .await
-                    .unwrap_or_else(|err| Reply::error(&anyhow::anyhow!("request failed: {err}")))
+        let request = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => request,
+            Err(err) => {
+                let reply = Reply::error(&anyhow::anyhow!("bad request: {err}"));
+                if send(&mut writer, &Answer::Reply(reply)).await.is_err() {
+                    break;
+                }
+                continue;
             }
-            Err(err) => Reply::error(&anyhow::anyhow!("bad request: {err}")),
         };
-        let mut text = serde_json::to_string(&reply).expect("replies serialize");
-        text.push('\n');
-        if writer.write_all(text.as_bytes()).await.is_err() {
+        let state = state.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Opening a store may block (glfs_init): keep it off the runtime's threads. What
+        // it reports of its progress there comes here, and goes out as it comes.
+        let mut job = tokio::task::spawn_blocking(move || {
+            let sink = move |p: &backstore::progress::Progress| {
+                let _ = tx.send(Progress {
+                    what: p.what.clone(),
+                    done: p.done,
+                    total: p.total,
+                });
+            };
+            backstore::progress::with_sink(sink, || handle(&state, request))
+        });
+        let reply = loop {
+            tokio::select! {
+                Some(progress) = rx.recv() => {
+                    // A client gone mid-request: the request still finishes.
+                    let _ = send(&mut writer, &Answer::Progress { progress }).await;
+                }
+                done = &mut job => {
+                    break done.unwrap_or_else(|err| {
+                        Reply::error(&anyhow::anyhow!("request failed: {err}"))
+                    });
+                }
+            }
+        };
+        while let Ok(progress) = rx.try_recv() {
+            let _ = send(&mut writer, &Answer::Progress { progress }).await;
+        }
+        if send(&mut writer, &Answer::Reply(reply)).await.is_err() {
             break;
         }
     }
+}
+
+/// Writes one line of `answer`.
+async fn send(
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    answer: &Answer,
+) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(answer).expect("answers serialize");
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await
 }
 
 /// Carries out one request.

@@ -3,7 +3,7 @@
 
 mod support;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -611,6 +611,72 @@ fn a_fully_provisioned_lun_is_allocated_and_thin_again_on_modify() {
         &["lun", "modify", B, "0", "--provisioning", "thick"],
     );
     assert!(err.contains("thick"), "{err}");
+}
+
+/// A long request reports its progress before its reply: adding a fully provisioned 3 GiB
+/// LUN (three 1 GiB allocation chunks) sends `{"progress": ...}` lines (what, done, total;
+/// from 0 to the whole file, never going back) on the control socket, then the reply.
+#[test]
+fn allocating_a_full_lun_reports_its_progress_on_the_control_socket() {
+    use std::io::{BufRead, Write};
+    let setup = Setup::new();
+    let _daemon = setup.start();
+    ok(&setup.socket, &["target", "add", B]);
+    let image = setup.dir.path().join("full3g.img");
+    let request = json!({"op": "lun-add", "target": B, "entry": {
+        "lun": 0, "bstype": "file", "backing_store": image.to_str().unwrap(),
+        "size": "3G", "provisioning": "full"
+    }});
+    let mut stream = std::os::unix::net::UnixStream::connect(&setup.socket).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    let mut answers = std::io::BufReader::new(&stream);
+    let mut progress = Vec::new();
+    let reply = loop {
+        let mut line = String::new();
+        answers.read_line(&mut line).unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        match answer.get("progress") {
+            Some(p) => progress.push((
+                p["what"].as_str().unwrap().to_string(),
+                p["done"].as_u64().unwrap(),
+                p["total"].as_u64().unwrap(),
+            )),
+            None => break answer,
+        }
+    };
+    assert_eq!(reply["ok"], true, "{reply}");
+    let total = 3u64 << 30;
+    let what = format!("file {}: allocating", image.display());
+    assert_eq!(
+        progress.first(),
+        Some(&(what.clone(), 0, total)),
+        "{progress:?}"
+    );
+    assert_eq!(progress.last().map(|p| p.1), Some(total), "{progress:?}");
+    assert!(progress.iter().all(|p| p.0 == what && p.2 == total));
+    assert!(
+        progress.windows(2).all(|w| w[0].1 <= w[1].1),
+        "{progress:?}"
+    );
+    // The admin command itself shows the same as a bar on a terminal, nothing otherwise:
+    // its output is the change alone.
+    ok(&setup.socket, &["lun", "remove", B, "0"]);
+    let added = ok(
+        &setup.socket,
+        &[
+            "lun",
+            "add",
+            B,
+            "0",
+            "--bstype",
+            "file",
+            "--backing-store",
+            image.to_str().unwrap(),
+            "--provisioning",
+            "full",
+        ],
+    );
+    assert_eq!(added, format!("change\n+ lun {B}/0\n"));
 }
 
 #[test]
