@@ -61,6 +61,11 @@ op = "fallocate"
 errno = "EOPNOTSUPP"
 
 [[rule]]
+path = "/sharded-*"
+op = "fallocate"
+shard = true
+
+[[rule]]
 path = "/growfull-*"
 op = "fallocate"
 offset = [8388608, 8388609]
@@ -1430,6 +1435,28 @@ fn glfs_full_provisioning_without_room_refuses_the_lun_and_says_why() {
     .to_string();
     assert!(err.contains("fallocate is not supported"), "{err}");
     assert!(!root.join(VOLUME).join(&file).exists());
+}
+
+/// On a sharded volume (the shard translator refuses `glfs_fallocate` with KEEP_SIZE:
+/// ENOTSUP), a fully provisioned LUN opens and grows all the same, every block allocated:
+/// the store allocates in mode 0, which within the file's size keeps its size and data.
+#[test]
+fn glfs_full_provisioning_works_on_a_sharded_volume() {
+    let root = fake_root().clone();
+    let file = unique("sharded");
+    let host = root.join(VOLUME).join(&file);
+    sparse_file(&host, &pattern(4096, 3));
+    let store = open_store(&StoreOptions {
+        provisioning: Provisioning::Full,
+        ..fake_glfs("localhost", &file, "", false)
+    })
+    .unwrap();
+    let (blocks, len) = allocated(&host);
+    assert!(blocks >= SIZE && len == SIZE, "{blocks} of {len}");
+    assert_eq!(std::fs::read(&host).unwrap()[..4096], pattern(4096, 3)[..]);
+    store.resize(2 * SIZE).unwrap();
+    let (blocks, len) = allocated(&host);
+    assert!(blocks >= 2 * SIZE && len == 2 * SIZE, "{blocks} of {len}");
 }
 
 /// A fully provisioned LUN's resize whose added blocks cannot be allocated fails as out

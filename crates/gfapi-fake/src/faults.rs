@@ -31,6 +31,9 @@
 //! md_cache_timeout = 60    # the volume's performance.md-cache-timeout for them, in
 //!                          # seconds (0 to 600, default 1; implies md_cache); a mount's
 //!                          # `*-md-cache` `md-cache-timeout` xlator option wins
+//! shard = true             # behaviour: the file is on a sharded volume (features.shard):
+//!                          # glfs_fallocate takes only modes 0, ZERO_RANGE and
+//!                          # KEEP_SIZE|PUNCH_HOLE, others fail ENOTSUP (shard_fallocate)
 //! ```
 
 use serde::Deserialize;
@@ -137,9 +140,27 @@ pub struct Decision {
     /// the timeout; this is the volume's `performance.md-cache-timeout` in seconds, which
     /// the mount's own xlator option overrides (see `crate::fs::Glfs::md_cache_get`).
     pub md_cache: Option<u64>,
+    /// Not a fault but a behaviour: the file is on a sharded volume (`features.shard on`),
+    /// whose shard translator refuses `glfs_fallocate` modes other than 0, ZERO_RANGE and
+    /// KEEP_SIZE|PUNCH_HOLE with ENOTSUP (Gluster 10.3, `shard_fallocate`).
+    pub shard: bool,
 }
 
 impl Decision {
+    /// Adds what another matching rule asks for: delays add up, the first errno, short
+    /// length, sector size and md-cache timeout win, the rest accumulate.
+    fn add(&mut self, e: &Decision) {
+        self.delay += e.delay;
+        self.hang |= e.hang;
+        self.errno = self.errno.or(e.errno);
+        self.short = self.short.or(e.short);
+        self.disconnect |= e.disconnect;
+        self.write_behind |= e.write_behind;
+        self.sector_size = self.sector_size.or(e.sector_size);
+        self.md_cache = self.md_cache.or(e.md_cache);
+        self.shard |= e.shard;
+    }
+
     /// True when no rule fired.
     pub fn is_none(&self) -> bool {
         *self == Decision::default()
@@ -152,6 +173,7 @@ impl Decision {
             write_behind: false,
             sector_size: None,
             md_cache: None,
+            shard: false,
             ..self.clone()
         }
         .is_none()
@@ -193,6 +215,7 @@ struct RuleSpec {
     sector_size: Option<u64>,
     md_cache: Option<bool>,
     md_cache_timeout: Option<u64>,
+    shard: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -442,11 +465,12 @@ impl Rule {
             write_behind: spec.write_behind.unwrap_or(false),
             sector_size: spec.sector_size,
             md_cache,
+            shard: spec.shard.unwrap_or(false),
         };
         if effect.is_none() {
             return Err(format!(
                 "rule {}: no effect (errno, delay_ms, hang, short, disconnect, write_behind, \
-                 sector_size or md_cache)",
+                 sector_size, md_cache or shard)",
                 index + 1
             ));
         }
@@ -658,15 +682,7 @@ impl FaultSource {
             if !rule.matches(ctx) || !rule.fire() {
                 continue;
             }
-            let e = &rule.effect;
-            d.delay += e.delay;
-            d.hang |= e.hang;
-            d.errno = d.errno.or(e.errno);
-            d.short = d.short.or(e.short);
-            d.disconnect |= e.disconnect;
-            d.write_behind |= e.write_behind;
-            d.sector_size = d.sector_size.or(e.sector_size);
-            d.md_cache = d.md_cache.or(e.md_cache);
+            d.add(&rule.effect);
         }
         (d, st.generation)
     }
@@ -726,14 +742,7 @@ mod tests {
                 let mut d = Decision::default();
                 for r in rules.iter_mut() {
                     if r.matches(c) && r.fire() {
-                        d.delay += r.effect.delay;
-                        d.hang |= r.effect.hang;
-                        d.errno = d.errno.or(r.effect.errno);
-                        d.short = d.short.or(r.effect.short);
-                        d.disconnect |= r.effect.disconnect;
-                        d.write_behind |= r.effect.write_behind;
-                        d.sector_size = d.sector_size.or(r.effect.sector_size);
-                        d.md_cache = d.md_cache.or(r.effect.md_cache);
+                        d.add(&r.effect);
                     }
                 }
                 d
@@ -861,6 +870,7 @@ mod tests {
                 write_behind: false,
                 sector_size: None,
                 md_cache: None,
+                shard: false,
             }
         );
     }

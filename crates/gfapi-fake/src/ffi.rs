@@ -586,13 +586,30 @@ pub fn op_ftruncate(fd: &FdInner, len: off_t) -> Res<IoOut> {
     Ok(out)
 }
 
-/// fallocate with `mode` under the fault name `op`.
+/// fallocate with `mode` under the fault name `op`; for `glfs_fallocate` (op
+/// `fallocate`), `mode` is its `keep_size` as given, which the brick's posix translator
+/// makes KEEP_SIZE when not 0. On a sharded volume (a `shard` rule), the shard translator
+/// sees it first and takes only 0, ZERO_RANGE and KEEP_SIZE|PUNCH_HOLE, refusing the rest
+/// with ENOTSUP (Gluster 10.3, `shard_fallocate`).
 pub fn op_fallocate(fd: &FdInner, op: &str, mode: c_int, off: off_t, len: off_t) -> Res<IoOut> {
     require_file(fd)?;
     if off < 0 || len <= 0 {
         return Err(libc::EINVAL);
     }
-    let _ = fd.admit(op, Some(off as u64), len as u64)?;
+    let admit = fd.admit(op, Some(off as u64), len as u64)?;
+    let shard_takes = [
+        0,
+        libc::FALLOC_FL_ZERO_RANGE,
+        libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE,
+    ];
+    if admit.shard && !shard_takes.contains(&mode) {
+        return Err(libc::ENOTSUP);
+    }
+    let mode = match (op, mode) {
+        ("fallocate", 0) => 0,
+        ("fallocate", _) => libc::FALLOC_FL_KEEP_SIZE,
+        _ => mode,
+    };
     crate::locks::check_mandatory(fd, off, len as usize, true)?;
     crate::upcall::before_change(fd);
     let out = with_stats(fd, || {
@@ -1252,13 +1269,8 @@ pub unsafe extern "C" fn glfs_fallocate(
     len: size_t,
 ) -> c_int {
     let len = off_t::try_from(len).unwrap_or(off_t::MAX);
-    let mode = if keep_size != 0 {
-        libc::FALLOC_FL_KEEP_SIZE
-    } else {
-        0
-    };
     sync_io(fd, std::ptr::null_mut(), std::ptr::null_mut(), |f| {
-        op_fallocate(f, "fallocate", mode, offset, len)
+        op_fallocate(f, "fallocate", keep_size, offset, len)
     })
 }
 

@@ -138,6 +138,9 @@ pub struct Admit {
     /// A rule turns the md-cache model on for this path call, with the volume's
     /// `performance.md-cache-timeout` in seconds (see [`Glfs::md_cache_get`]).
     pub md_cache: Option<u64>,
+    /// A rule puts the file on a sharded volume (`glfs_fallocate`'s modes, see
+    /// `crate::ffi::op_fallocate`).
+    pub shard: bool,
 }
 
 impl Admit {
@@ -398,6 +401,7 @@ impl Glfs {
                 write_behind: d.write_behind,
                 sector_size: d.sector_size,
                 md_cache: d.md_cache,
+                shard: d.shard,
             },
         ))
     }

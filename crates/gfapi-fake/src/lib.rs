@@ -36,4 +36,6 @@ mod tests_families;
 #[cfg(test)]
 mod tests_md_cache;
 #[cfg(test)]
+mod tests_shard;
+#[cfg(test)]
 mod tests_write_behind;

@@ -160,6 +160,11 @@ pub struct FaultRule {
     /// model; implies [`FaultRule::md_cache`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub md_cache_timeout: Option<u64>,
+    /// A behaviour, not a fault: matching files are on a sharded volume, whose shard
+    /// translator refuses `glfs_fallocate` modes other than 0, ZERO_RANGE and
+    /// KEEP_SIZE|PUNCH_HOLE with ENOTSUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<bool>,
 }
 
 /// The `errno` of a [`FaultRule`]: written to the rules file as a name (`errno = "EIO"`)
@@ -300,6 +305,13 @@ impl FaultRule {
     pub fn md_cache_timeout(mut self, secs: u64) -> Self {
         self.md_cache = Some(true);
         self.md_cache_timeout = Some(secs);
+        self
+    }
+
+    /// A sharded volume (`features.shard on`) under the files it matches: give it
+    /// `on(&["fallocate"])`.
+    pub fn shard(mut self) -> Self {
+        self.shard = Some(true);
         self
     }
 }
@@ -534,6 +546,7 @@ mod tests {
             sector_size: Some(4096),
             md_cache: Some(true),
             md_cache_timeout: Some(600),
+            shard: Some(true),
         };
         let text = render_rules(
             9,
