@@ -810,4 +810,17 @@ fn live_glfs_full_provisioning_on_a_sharded_volume() {
     store.resize(22 << 20).unwrap();
     let space = store.space().unwrap();
     assert!(space.allocated >= 22 << 20, "{space:?}");
+    // The removal at the end (RemoveOnDrop) deletes the shards in the background, which
+    // glfs_fini must not cut short (gfapi::shard_settle): the mount knows the volume is
+    // sharded (its /.shard refused to clients); one on the plain volume knows it is not.
+    let (volume, host) = spec.split_once('@').unwrap();
+    let lib = gfapi::Gfapi::load(None).unwrap();
+    let vol = gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4).unwrap();
+    assert!(vol.is_sharded());
+    if let Ok(plain) = std::env::var("GLUSTER_TEST_VOLUME") {
+        let (volume, host) = plain.split_once('@').unwrap();
+        let vol =
+            gfapi::Volume::connect(&lib, volume, &[gfapi::Server::tcp(host)], None, 4).unwrap();
+        assert!(!vol.is_sharded());
+    }
 }

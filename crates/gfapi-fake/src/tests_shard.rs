@@ -41,7 +41,10 @@ fn a_sharded_volume_refuses_the_fallocate_modes_shard_does_not_take() {
     assert_eq!(fallocate(fd, libc::FALLOC_FL_ZERO_RANGE, 0, 4096), Ok(()));
     let punch = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
     assert_eq!(fallocate(fd, punch, 0, 8192), Ok(()));
-    assert_eq!(std::fs::read(env.host("/sh-lun")).unwrap()[..4096], [7u8; 4096]);
+    assert_eq!(
+        std::fs::read(env.host("/sh-lun")).unwrap()[..4096],
+        [7u8; 4096]
+    );
     // A file the rule does not name takes KEEP_SIZE.
     let plain = env.creat("/plain-lun");
     assert_eq!(fallocate(plain, libc::FALLOC_FL_KEEP_SIZE, 0, 4096), Ok(()));
