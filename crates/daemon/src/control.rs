@@ -983,18 +983,14 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
             // has no more free than the threshold (the hosts were told).
             let threshold_now = live.as_ref().and_then(|t| t.scsi.soft_threshold(l.lun));
             let reached = threshold_now.map(|(_, reached)| reached);
-            let soft_threshold = if l.provisioning.as_deref() == Some("full") {
-                "-".to_string()
-            } else {
-                let set = l
-                    .soft_threshold
-                    .clone()
-                    .unwrap_or_else(|| crate::space::SoftThreshold::default().to_string());
-                if reached == Some(true) {
-                    format!("{set} (reached)")
-                } else {
-                    set
-                }
+            let configured = l
+                .soft_threshold
+                .clone()
+                .unwrap_or_else(|| crate::space::SoftThreshold::default().to_string());
+            let soft_threshold = match (l.provisioning.as_deref(), reached) {
+                (Some("full"), _) => "-".to_string(),
+                (_, Some(true)) => format!("{configured} (reached)"),
+                _ => configured.clone(),
             };
             let block_size = geometry.map(|g| g.block_size);
             let row = vec![
@@ -1020,9 +1016,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "block_size": block_size,
                 "read_only": l.read_only,
                 "provisioning": l.provisioning.as_deref().unwrap_or("thin"),
-                "soft_threshold": l.soft_threshold.clone().unwrap_or_else(|| {
-                    crate::space::SoftThreshold::default().to_string()
-                }),
+                "soft_threshold": configured,
                 "soft_threshold_bytes": threshold_now.map(|(bytes, _)| bytes),
                 "soft_threshold_reached": reached,
                 "allocated_bytes": allocated,
