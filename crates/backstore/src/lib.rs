@@ -41,6 +41,7 @@ mod probe;
 pub mod progress;
 mod provision;
 mod sched;
+pub mod snapshot;
 pub mod spec;
 mod trim;
 
@@ -105,11 +106,77 @@ pub enum OpenError {
 
 /// Opens the store described by `opts`.
 pub fn open_store(opts: &StoreOptions) -> Result<Arc<dyn BlockStore>, OpenError> {
+    open_with(opts, Existing::Open)
+}
+
+/// Creates the backing file `opts` names, of `opts.create_size` bytes (sparse), and opens
+/// it as [`open_store`] does; a file that is already there is refused, never opened or
+/// overwritten (the destination of a copy, `snapshot`). Memory stores are always new.
+pub fn create_store(opts: &StoreOptions) -> Result<Arc<dyn BlockStore>, OpenError> {
+    if opts.create_size.is_none() {
+        return Err(OpenError::BadOptions {
+            opts: String::new(),
+            reason: "a new store needs a create size".into(),
+        });
+    }
+    open_with(opts, Existing::Refuse)
+}
+
+/// Removes the backing file of a file or glfs store (one [`create_store`] made and that
+/// is no longer wanted: an unfinished copy). Nothing to do for memory.
+pub fn remove_store_file(opts: &StoreOptions) -> Result<(), OpenError> {
+    match opts.bstype.as_str() {
+        "memory" => Ok(()),
+        "file" | "rdwr" => std::fs::remove_file(&opts.backing_store).map_err(|e| OpenError::Open {
+            what: format!("file {}", opts.backing_store),
+            reason: format!("cannot remove it: {e}"),
+        }),
+        "glfs" => {
+            let spec = GlfsSpec::parse(&opts.backing_store)?;
+            let gopts = GlfsOptions::parse(&opts.bsopts)?;
+            let what = format!("glfs {}", opts.backing_store);
+            let mount = mount_glfs(opts, &spec, &gopts, &what)?;
+            let removed = match mount.volume() {
+                Some((vol, _)) => vol.unlink(&spec.path).map_err(|e| OpenError::Open {
+                    what: what.clone(),
+                    reason: format!("cannot remove it: {e}"),
+                }),
+                None => Err(OpenError::Open {
+                    what: what.clone(),
+                    reason: "cannot remove it: the volume is not mounted".into(),
+                }),
+            };
+            glfs::idle(mount, std::time::Duration::from_secs(gopts.linger_secs));
+            removed
+        }
+        other => Err(OpenError::UnknownType(other.to_string())),
+    }
+}
+
+/// What opening does with a backing file that is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Opens it (a missing one is created when there is a create size).
+    Open,
+    /// Refuses it: the file is created, or nothing is.
+    Refuse,
+}
+
+impl Existing {
+    fn refused(self, what: &str) -> OpenError {
+        OpenError::Open {
+            what: what.to_string(),
+            reason: "it already exists (a new file is made, never one overwritten)".into(),
+        }
+    }
+}
+
+fn open_with(opts: &StoreOptions, existing: Existing) -> Result<Arc<dyn BlockStore>, OpenError> {
     let block_size = block_size(opts)?;
     match opts.bstype.as_str() {
         "memory" => open_memory(opts, block_size),
-        "file" | "rdwr" => open_file(opts, block_size),
-        "glfs" => Ok(open_glfs(opts, block_size)?),
+        "file" | "rdwr" => open_file(opts, block_size, existing),
+        "glfs" => Ok(open_glfs(opts, block_size, existing)?),
         other => Err(OpenError::UnknownType(other.to_string())),
     }
 }
@@ -178,7 +245,11 @@ fn open_memory(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStor
     ))
 }
 
-fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>, OpenError> {
+fn open_file(
+    opts: &StoreOptions,
+    block_size: u32,
+    existing: Existing,
+) -> Result<Arc<dyn BlockStore>, OpenError> {
     let mut threads = file::DEFAULT_THREADS;
     for (key, value) in split_options(&opts.bsopts)? {
         match key {
@@ -214,11 +285,14 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
     };
     // Whether this open created the file (it is removed again if it cannot be served).
     let mut created = false;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
+    let opened = match existing {
+        Existing::Open => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path),
+        Existing::Refuse => Err(std::io::ErrorKind::NotFound.into()),
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match opts.create_size {
             Some(size) => {
@@ -229,7 +303,12 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
                     .write(true)
                     .create_new(true)
                     .open(path)
-                    .map_err(open_err)?;
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists if existing == Existing::Refuse => {
+                            existing.refused(&format!("file {path}"))
+                        }
+                        _ => open_err(e),
+                    })?;
                 // A file that cannot be given its size (the disk is full) is not left
                 // behind empty for the next open to fail on: it was created here.
                 if let Err(e) = f.set_len(size) {
@@ -274,13 +353,16 @@ fn open_file(opts: &StoreOptions, block_size: u32) -> Result<Arc<dyn BlockStore>
 /// Opens a `glfs` store like [`open_store`] (whatever `opts.bstype` says), returning the
 /// concrete [`GlfsStore`] so its connection state can be watched.
 pub fn open_glfs_store(opts: &StoreOptions) -> Result<Arc<GlfsStore>, OpenError> {
-    open_glfs(opts, block_size(opts)?)
+    open_glfs(opts, block_size(opts)?, Existing::Open)
 }
 
-fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, OpenError> {
-    let spec = GlfsSpec::parse(&opts.backing_store)?;
-    let gopts = GlfsOptions::parse(&opts.bsopts)?;
-    let coherent = coherent::wanted(opts.shared, gopts.coherent, &opts.bsopts)?;
+/// The shared mount of the volume `spec` names (mounted now, or one already up).
+fn mount_glfs(
+    opts: &StoreOptions,
+    spec: &GlfsSpec,
+    gopts: &GlfsOptions,
+    what: &str,
+) -> Result<Arc<glfs::Mount>, OpenError> {
     let library = opts.gfapi_library.clone().or_else(|| {
         std::env::var_os(GFAPI_LIBRARY_ENV)
             .filter(|v| !v.is_empty())
@@ -297,19 +379,18 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
             port: gopts.port,
         })
         .collect();
-    let what = format!("glfs {}", opts.backing_store);
     let open_err = |e: gfapi::Error| OpenError::Open {
-        what: what.clone(),
+        what: what.to_string(),
         reason: e.to_string(),
     };
     let timed_out = || OpenError::Open {
-        what: what.clone(),
+        what: what.to_string(),
         reason: format!(
             "volume mount (glfs_init) did not finish within {} s",
             gopts.timeout_secs
         ),
     };
-    let mount = glfs::mount(glfs::MountParams {
+    glfs::mount(glfs::MountParams {
         lib,
         volume: spec.volume.clone(),
         servers,
@@ -335,7 +416,30 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
     .map_err(|e| match e {
         Some(e) => open_err(e),
         None => timed_out(),
-    })?;
+    })
+}
+
+fn open_glfs(
+    opts: &StoreOptions,
+    block_size: u32,
+    existing: Existing,
+) -> Result<Arc<GlfsStore>, OpenError> {
+    let spec = GlfsSpec::parse(&opts.backing_store)?;
+    let gopts = GlfsOptions::parse(&opts.bsopts)?;
+    let coherent = coherent::wanted(opts.shared, gopts.coherent, &opts.bsopts)?;
+    let what = format!("glfs {}", opts.backing_store);
+    let mount = mount_glfs(opts, &spec, &gopts, &what)?;
+    let open_err = |e: gfapi::Error| OpenError::Open {
+        what: what.clone(),
+        reason: e.to_string(),
+    };
+    let timed_out = || OpenError::Open {
+        what: what.clone(),
+        reason: format!(
+            "volume mount (glfs_init) did not finish within {} s",
+            gopts.timeout_secs
+        ),
+    };
     let linger = std::time::Duration::from_secs(gopts.linger_secs);
     let opened = (|| -> Result<Arc<GlfsStore>, OpenError> {
         let lost = |e: &gfapi::Error| {
@@ -347,13 +451,21 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
         let flags = coherent::open_flags(coherent);
         // Waits (up to the timeout) if the shared mount is being reconnected.
         let (mut vol, mut generation) = mount.volume().ok_or_else(timed_out)?;
-        let mut opened = gfapi::File::open(&vol, &spec.path, flags);
+        // Refused, an existing file is not opened: it is found by the create (O_EXCL).
+        let open = |vol: &Arc<gfapi::Volume>| match existing {
+            Existing::Open => gfapi::File::open(vol, &spec.path, flags),
+            Existing::Refuse => Err(gfapi::Error::Call {
+                call: "glfs_open",
+                errno: libc::ENOENT,
+            }),
+        };
+        let mut opened = open(&vol);
         if opened.as_ref().is_err_and(lost) {
             // A mount nobody used for a while (one left idle by its last LUN, lingering) may
             // have lost its connection unnoticed: reconnect it and try once more.
             mount.lost(generation, None);
             (vol, generation) = mount.volume().ok_or_else(timed_out)?;
-            opened = gfapi::File::open(&vol, &spec.path, flags);
+            opened = open(&vol);
         }
         // A file operation that finds the connection lost starts the mount's reconnect.
         let fail = |e: gfapi::Error| {
@@ -371,7 +483,12 @@ fn open_glfs(opts: &StoreOptions, block_size: u32) -> Result<Arc<GlfsStore>, Ope
                     // A size that cannot be served creates nothing.
                     geometry(&what, size, block_size)?;
                     let f = gfapi::File::create(&vol, &spec.path, flags | libc::O_EXCL, 0o600)
-                        .map_err(fail)?;
+                        .map_err(|e| match e.errno() {
+                            Some(libc::EEXIST) if existing == Existing::Refuse => {
+                                existing.refused(&what)
+                            }
+                            _ => fail(e),
+                        })?;
                     // A file that cannot be given its size (the volume is full, a quota) is not
                     // left behind empty for the next open to fail on: it was created here
                     // (O_EXCL), and no gateway can have served it at size 0.

@@ -1504,3 +1504,107 @@ fn space_follows_what_the_store_holds(#[values(Kind::Memory, Kind::File, Kind::G
         assert_eq!(full.storage, after.storage);
     }
 }
+
+/// Options for a new store of [`SIZE`] bytes of `kind` that does not exist yet, the path
+/// of its bytes on this machine, and what keeps that path (a temporary directory).
+fn new_store_options(
+    kind: Kind,
+    name: &str,
+) -> (StoreOptions, Option<PathBuf>, Option<tempfile::TempDir>) {
+    match kind {
+        Kind::Memory => (
+            StoreOptions {
+                bstype: "memory".into(),
+                create_size: Some(SIZE),
+                ..Default::default()
+            },
+            None,
+            None,
+        ),
+        Kind::File => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(name);
+            let opts = StoreOptions {
+                bstype: "file".into(),
+                backing_store: path.to_str().unwrap().into(),
+                create_size: Some(SIZE),
+                ..Default::default()
+            };
+            (opts, Some(path), Some(dir))
+        }
+        Kind::Glfs => {
+            let file = unique(name);
+            let path = fake_root().join(VOLUME).join(&file);
+            (fake_glfs("localhost", &file, "", false), Some(path), None)
+        }
+    }
+}
+
+/// `admin lun clone`'s copy on every backend: the destination is a store
+/// `create_store` makes new (one already there is refused and left as it was); the
+/// snapshot's copy is the source as it was when it began, while writes sent through the
+/// snapshot during the copy (one held before the copy starts, others as it runs) reach
+/// the source only; `remove_store_file` takes an unwanted copy's file away.
+#[rstest]
+fn a_snapshot_is_copied_into_a_new_store_while_the_source_is_written(
+    #[values(Kind::Memory, Kind::File, Kind::Glfs)] kind: Kind,
+) {
+    use backstore::snapshot::{Snapshot, CHUNK};
+    use backstore::{create_store, remove_store_file};
+    use store_api::BlockStore;
+    let source = open(kind, "snapshot-source").store;
+    let before = pattern(SIZE as usize, 41);
+    write(&*source, 0, &before);
+    let (opts, path, _keep) = new_store_options(kind, "snapshot-copy");
+    let dest = create_store(&opts).unwrap();
+    let snapshot = Snapshot::new(source.clone(), dest.clone());
+    let through: std::sync::Arc<dyn BlockStore> = snapshot.clone();
+    // Held before the copy starts: chunk 5 is not copied yet.
+    let (tx, held) = std::sync::mpsc::channel();
+    through.submit(
+        common::write_in(5 * CHUNK + 7, &[0xA5; 3000], 1, false),
+        store_api::Completion::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    assert!(
+        held.try_recv().is_err(),
+        "a write over an uncopied chunk was not held"
+    );
+    let copier = {
+        let snapshot = snapshot.clone();
+        std::thread::spawn(move || snapshot.run("suite"))
+    };
+    for c in 0..SIZE / CHUNK {
+        write(&*through, c * CHUNK + 8192, &[c as u8 + 1; 1024]);
+    }
+    let copied = copier.join().unwrap().unwrap();
+    assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
+    assert_eq!(copied.bytes, SIZE);
+    assert!(copied.held >= 1, "{copied:?}");
+    let copy = read(&*dest, 0, SIZE as u32);
+    let differs = copy.iter().zip(&before).position(|(a, b)| a != b);
+    assert_eq!(differs, None, "the copy is not the source as it was");
+    let now = read(&*source, 0, SIZE as u32);
+    assert!(now[5 * CHUNK as usize + 7..][..3000] == [0xA5; 3000]);
+    for c in 0..SIZE / CHUNK {
+        let at = (c * CHUNK + 8192) as usize;
+        assert!(now[at..][..1024] == [c as u8 + 1; 1024], "chunk {c}");
+    }
+    drop((through, snapshot, dest));
+    let Some(path) = path else {
+        return; // memory: always new, no file
+    };
+    let on_disk = std::fs::read(&path).unwrap();
+    let err = create_store(&opts)
+        .err()
+        .expect("an existing file is refused");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        on_disk,
+        "the refused file was changed"
+    );
+    remove_store_file(&opts).unwrap();
+    assert!(!path.exists(), "{} is still there", path.display());
+}

@@ -1,0 +1,645 @@
+//! A point-in-time copy of a store that keeps serving (`admin lun clone`): copy before
+//! write.
+//!
+//! A [`Snapshot`] stands in front of a store (the source) while [`Snapshot::run`] copies
+//! its data, chunk by chunk of [`CHUNK`] bytes, into a new store of the same size (the
+//! destination). Reads pass through at once, as does a request that changes data (a
+//! write, a write of zeroes, a discard, a copy into the store) whose chunks are all
+//! copied. A changing request that touches a chunk not yet copied is held: its chunks go
+//! to the front of the copy, and it goes on to the source once they are copied. So the
+//! destination holds the source as it was when the snapshot began: every write completed
+//! before then, none begun after. A write still in flight at that moment may be in the
+//! copy in part, as it may be on the disk after a crash (crash-consistent).
+//!
+//! Invariant: no request that changes data reaches the source over a chunk that is not
+//! copied, and the copy of a chunk reads it only while no such request can. Chunks that
+//! read back as zeroes are not written: the destination is created sparse and stays so
+//! there.
+//!
+//! The snapshot stands in the data path only for the copy (the daemon's `handover::Lane`
+//! sends the LUN's requests through it, and back once [`Snapshot::run`] returns); every
+//! other call goes to the source. When the copy fails, everything held goes on to the
+//! source and the snapshot passes everything from then on: the source never pays for a
+//! failed copy.
+
+use crate::progress::{report, Progress};
+use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store_api::{
+    BlockStore, Capabilities, Completion, CopySource, Geometry, IoReply, IoRequest, LockError,
+    LockMode, LockOwner, LockWait, MetadataLock, Op, Segments, Space, StoreError,
+};
+
+/// Bytes copied as one piece: the unit a held write waits for.
+pub const CHUNK: u64 = 1 << 20;
+/// Chunks read (then written) at once by the copy.
+const BATCH: usize = 4;
+/// How often the copy reports its progress (`crate::progress`) at most.
+const REPORT_EVERY: Duration = Duration::from_millis(250);
+/// How often a long copy says how far it is in the log.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Not copied; no held request waits for it.
+    Pending,
+    /// Not copied; a held request waits for it (it is in `urgent`).
+    Wanted,
+    /// Being read from the source and written to the destination.
+    Copying,
+    /// In the destination: requests over it pass.
+    Copied,
+}
+
+struct Held {
+    first: usize,
+    last: usize,
+    request: IoRequest,
+    done: Completion,
+}
+
+struct State {
+    chunks: Vec<Chunk>,
+    /// The next chunk the sequential copy looks at.
+    cursor: usize,
+    /// Chunks held requests wait for, in the order they were asked for.
+    urgent: VecDeque<usize>,
+    held: Vec<Held>,
+    /// The copy has ended (done or failed): every request passes.
+    ended: bool,
+    /// Requests that were held, over the whole copy.
+    held_count: u64,
+}
+
+/// What a finished copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Bytes copied: the source's size when the snapshot began.
+    pub bytes: u64,
+    /// Bytes written to the destination (chunks that were not all zeroes).
+    pub written: u64,
+    /// Requests that waited for their chunks to be copied first.
+    pub held: u64,
+    pub took: Duration,
+}
+
+/// Copy before write from `source` to `dest`; see the module docs.
+pub struct Snapshot {
+    source: Arc<dyn BlockStore>,
+    dest: Arc<dyn BlockStore>,
+    /// The source's size when the snapshot began: what is copied.
+    size: u64,
+    state: Mutex<State>,
+}
+
+impl Snapshot {
+    /// A snapshot of `source` as it is now, to be copied into `dest` (a new store at least
+    /// as large, which nothing else writes) by [`Snapshot::run`]. From now on the caller
+    /// sends the source's requests through the snapshot.
+    pub fn new(source: Arc<dyn BlockStore>, dest: Arc<dyn BlockStore>) -> Arc<Snapshot> {
+        let size = source.geometry().size_bytes();
+        let chunks = size.div_ceil(CHUNK) as usize;
+        Arc::new(Snapshot {
+            source,
+            dest,
+            size,
+            state: Mutex::new(State {
+                chunks: vec![Chunk::Pending; chunks],
+                cursor: 0,
+                urgent: VecDeque::new(),
+                held: Vec::new(),
+                ended: false,
+                held_count: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The chunks a request that changes data touches (first and last), or `None` when it
+    /// changes nothing the copy has to keep (a read, a flush, an empty range, a range past
+    /// the snapshot's end, which the source refuses or that was not there to copy).
+    fn chunks_changed(&self, req: &IoRequest) -> Option<(usize, usize)> {
+        let (offset, len) = match req {
+            IoRequest::Write { .. }
+            | IoRequest::WriteZeroes { .. }
+            | IoRequest::Discard { .. }
+            | IoRequest::Copy { .. } => req.range()?,
+            IoRequest::Read { .. } | IoRequest::Flush | IoRequest::Allocation { .. } => {
+                return None
+            }
+        };
+        if len == 0 || offset >= self.size {
+            return None;
+        }
+        let end = offset.saturating_add(len).min(self.size);
+        Some(((offset / CHUNK) as usize, ((end - 1) / CHUNK) as usize))
+    }
+
+    /// Passes `req` to the source, or holds it until its chunks are copied.
+    fn admit(&self, req: IoRequest, done: Completion) {
+        if let Some((first, last)) = self.chunks_changed(&req) {
+            let mut state = self.lock();
+            let copied = state.chunks[first..=last]
+                .iter()
+                .all(|c| *c == Chunk::Copied);
+            if !state.ended && !copied {
+                for c in first..=last {
+                    if state.chunks[c] == Chunk::Pending {
+                        state.chunks[c] = Chunk::Wanted;
+                        state.urgent.push_back(c);
+                    }
+                }
+                state.held_count += 1;
+                state.held.push(Held {
+                    first,
+                    last,
+                    request: req,
+                    done,
+                });
+                return;
+            }
+        }
+        self.source.submit(req, done);
+    }
+
+    /// The next chunks to copy: those held requests wait for first, then in order.
+    fn next_batch(&self) -> Vec<usize> {
+        let mut state = self.lock();
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH {
+            let Some(c) = state.urgent.pop_front() else {
+                break;
+            };
+            if state.chunks[c] == Chunk::Wanted {
+                state.chunks[c] = Chunk::Copying;
+                batch.push(c);
+            }
+        }
+        while batch.len() < BATCH && state.cursor < state.chunks.len() {
+            let c = state.cursor;
+            state.cursor += 1;
+            if matches!(state.chunks[c], Chunk::Pending | Chunk::Wanted) {
+                state.chunks[c] = Chunk::Copying;
+                batch.push(c);
+            }
+        }
+        batch
+    }
+
+    /// Marks `batch` copied and sends on the held requests that waited only for copied
+    /// chunks, in the order they came.
+    fn copied(&self, batch: &[usize]) {
+        let released = {
+            let mut state = self.lock();
+            for &c in batch {
+                state.chunks[c] = Chunk::Copied;
+            }
+            let held = std::mem::take(&mut state.held);
+            let (ready, waiting): (Vec<_>, Vec<_>) = held.into_iter().partition(|h| {
+                state.chunks[h.first..=h.last]
+                    .iter()
+                    .all(|c| *c == Chunk::Copied)
+            });
+            state.held = waiting;
+            ready
+        };
+        for h in released {
+            self.source.submit(h.request, h.done);
+        }
+    }
+
+    /// Ends the copy: from now on every request passes, and the held ones go on now.
+    fn end(&self) -> u64 {
+        let (held, count) = {
+            let mut state = self.lock();
+            state.ended = true;
+            (std::mem::take(&mut state.held), state.held_count)
+        };
+        for h in held {
+            self.source.submit(h.request, h.done);
+        }
+        count
+    }
+
+    /// Copies every chunk (those held requests wait for first), then flushes the
+    /// destination; reports progress as "`what`: copying" through `crate::progress` and
+    /// in the log. On an error of either store the copy ends there: the held requests go
+    /// on to the source, and the error is returned (the destination is then incomplete).
+    pub fn run(&self, what: &str) -> Result<Copied, StoreError> {
+        let began = Instant::now();
+        let progress = |done| {
+            report(&Progress {
+                what: format!("{what}: copying"),
+                done,
+                total: self.size,
+            })
+        };
+        progress(0);
+        let (mut done, mut written) = (0u64, 0u64);
+        let (mut reported, mut logged) = (began, began);
+        let result = loop {
+            let batch = self.next_batch();
+            if batch.is_empty() {
+                break self.flush_dest();
+            }
+            match self.copy_batch(&batch) {
+                Ok(w) => written += w,
+                Err(e) => break Err(e),
+            }
+            self.copied(&batch);
+            done += batch.iter().map(|&c| self.chunk_len(c)).sum::<u64>();
+            if done == self.size || reported.elapsed() >= REPORT_EVERY {
+                reported = Instant::now();
+                progress(done);
+            }
+            if logged.elapsed() >= LOG_EVERY {
+                logged = Instant::now();
+                tracing::info!(
+                    "{what}: copied {} of {} ({}%)",
+                    units::format_human(done),
+                    units::format_human(self.size),
+                    done * 100 / self.size.max(1)
+                );
+            }
+        };
+        let held = self.end();
+        result.map(|()| Copied {
+            bytes: self.size,
+            written,
+            held,
+            took: began.elapsed(),
+        })
+    }
+
+    fn chunk_len(&self, c: usize) -> u64 {
+        let start = c as u64 * CHUNK;
+        CHUNK.min(self.size - start)
+    }
+
+    /// Reads the chunks of `batch` from the source and writes those that are not all
+    /// zeroes to the destination; returns the bytes written.
+    fn copy_batch(&self, batch: &[usize]) -> Result<u64, StoreError> {
+        let reads = batch.iter().map(|&c| IoRequest::Read {
+            offset: c as u64 * CHUNK,
+            len: self.chunk_len(c) as u32,
+        });
+        let data = wait_all(&*self.source, reads.collect())?;
+        let mut writes = Vec::new();
+        let mut written = 0;
+        for (&c, reply) in batch.iter().zip(data) {
+            let IoReply::Data(bytes) = reply else {
+                return Err(StoreError::new(
+                    Op::Read,
+                    store_api::ErrorKind::ShortTransfer,
+                ));
+            };
+            if all_zeroes(&bytes) {
+                continue;
+            }
+            written += bytes.len() as u64;
+            writes.push(IoRequest::Write {
+                offset: c as u64 * CHUNK,
+                data: Segments::from(bytes),
+                fua: false,
+            });
+        }
+        wait_all(&*self.dest, writes)?;
+        Ok(written)
+    }
+
+    fn flush_dest(&self) -> Result<(), StoreError> {
+        wait_all(&*self.dest, vec![IoRequest::Flush]).map(drop)
+    }
+}
+
+/// Submits `requests` to `store` at once and waits for all of them; their replies in
+/// order, or the first error (by position) once all have answered.
+fn wait_all(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Result<Vec<IoReply>, StoreError> {
+    let n = requests.len();
+    let (tx, rx) = mpsc::channel();
+    for (i, req) in requests.into_iter().enumerate() {
+        let tx = tx.clone();
+        store.submit(
+            req,
+            Completion::new(move |result| {
+                let _ = tx.send((i, result));
+            }),
+        );
+    }
+    drop(tx);
+    let mut replies: Vec<Option<Result<IoReply, StoreError>>> = vec![None; n];
+    for _ in 0..n {
+        // A completion is called exactly once, also when dropped (as an error).
+        let (i, result) = rx
+            .recv()
+            .map_err(|_| StoreError::new(Op::Read, store_api::ErrorKind::Io))?;
+        replies[i] = Some(result);
+    }
+    replies
+        .into_iter()
+        .map(|r| r.expect("every request answered"))
+        .collect()
+}
+
+fn all_zeroes(data: &[u8]) -> bool {
+    const ZEROES: [u8; 4096] = [0; 4096];
+    data.chunks(ZEROES.len()).all(|c| c == &ZEROES[..c.len()])
+}
+
+/// The source's store, with requests that change data held as the module docs say.
+impl BlockStore for Snapshot {
+    fn geometry(&self) -> Geometry {
+        self.source.geometry()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.source.capabilities()
+    }
+
+    fn submit(&self, req: IoRequest, done: Completion) {
+        self.admit(req, done);
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (being copied)", self.source.describe())
+    }
+
+    fn copy_source(&self) -> Option<CopySource> {
+        self.source.copy_source()
+    }
+
+    fn read_metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.source.read_metadata(name)
+    }
+
+    fn write_metadata(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.source.write_metadata(name, data)
+    }
+
+    fn lock_metadata(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        mode: LockMode,
+        wait: LockWait,
+    ) -> Result<MetadataLock, LockError> {
+        self.source.lock_metadata(name, owner, mode, wait)
+    }
+
+    fn fence_data(&self, owner: &LockOwner, wait: LockWait) -> Result<MetadataLock, LockError> {
+        self.source.fence_data(owner, wait)
+    }
+
+    fn clear_lock(&self, name: &str) -> Result<bool, StoreError> {
+        self.source.clear_lock(name)
+    }
+
+    fn take_lock_over(
+        &self,
+        name: &str,
+        owner: &LockOwner,
+        wait: Duration,
+    ) -> Result<MetadataLock, LockError> {
+        self.source.take_lock_over(name, owner, wait)
+    }
+
+    fn clear_write_locks(&self, names: &[&'static str]) -> Result<u32, StoreError> {
+        self.source.clear_write_locks(names)
+    }
+
+    /// Refused while the copy runs (the copy is of the size the snapshot began with).
+    fn resize(&self, _size_bytes: u64) -> Result<Geometry, StoreError> {
+        Err(StoreError::new(
+            Op::Write,
+            store_api::ErrorKind::Unsupported,
+        ))
+    }
+
+    fn space(&self) -> Result<Space, StoreError> {
+        self.source.space()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use bytes::Bytes;
+
+    fn memory(bytes: u64) -> Arc<dyn BlockStore> {
+        Arc::new(MemoryStore::new(Geometry {
+            block_size: 512,
+            num_blocks: bytes / 512,
+        }))
+    }
+
+    fn write(offset: u64, data: &[u8]) -> IoRequest {
+        IoRequest::Write {
+            offset,
+            data: Segments::from(Bytes::copy_from_slice(data)),
+            fua: false,
+        }
+    }
+
+    fn read(store: &dyn BlockStore, offset: u64, len: u32) -> Vec<u8> {
+        match wait_all(store, vec![IoRequest::Read { offset, len }]) {
+            Ok(mut r) => match r.pop() {
+                Some(IoReply::Data(b)) => b.to_vec(),
+                other => panic!("{other:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A request sent through the snapshot, and whether it has been answered.
+    fn send(s: &Snapshot, req: IoRequest) -> mpsc::Receiver<Result<IoReply, StoreError>> {
+        let (tx, rx) = mpsc::channel();
+        s.submit(
+            req,
+            Completion::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
+
+    #[test]
+    fn chunks_touched_are_those_of_the_changed_bytes_within_the_snapshot() {
+        let s = Snapshot::new(memory(3 * CHUNK + 4096), memory(3 * CHUNK + 4096));
+        let w = |offset, len| IoRequest::WriteZeroes { offset, len };
+        assert_eq!(s.chunks_changed(&w(0, 1)), Some((0, 0)));
+        assert_eq!(s.chunks_changed(&w(CHUNK - 1, 2)), Some((0, 1)));
+        assert_eq!(s.chunks_changed(&w(CHUNK, CHUNK)), Some((1, 1)));
+        assert_eq!(s.chunks_changed(&w(3 * CHUNK, 1 << 40)), Some((3, 3)));
+        assert_eq!(s.chunks_changed(&w(0, 0)), None);
+        assert_eq!(s.chunks_changed(&w(4 * CHUNK, 512)), None);
+        let discard = IoRequest::Discard {
+            offset: 0,
+            len: 512,
+        };
+        assert_eq!(s.chunks_changed(&discard), Some((0, 0)));
+        assert_eq!(s.chunks_changed(&write(2 * CHUNK, &[1; 512])), Some((2, 2)));
+        assert_eq!(
+            s.chunks_changed(&IoRequest::Read {
+                offset: 0,
+                len: 512
+            }),
+            None
+        );
+        assert_eq!(s.chunks_changed(&IoRequest::Flush), None);
+    }
+
+    /// A write over chunks not yet copied waits for them: the copy takes them first and
+    /// keeps their old bytes; a read, and a write over copied chunks, pass at once.
+    #[test]
+    fn a_write_over_an_uncopied_chunk_waits_and_the_copy_keeps_the_old_bytes() {
+        let source = memory(8 * CHUNK);
+        let dest = memory(8 * CHUNK);
+        wait_all(&*source, vec![write(0, &vec![0x11; 8 * CHUNK as usize])]).unwrap();
+        let s = Snapshot::new(source.clone(), dest.clone());
+        // Chunks 6 and 7 (a write across their boundary) are held.
+        let held = send(&s, write(7 * CHUNK - 512, &[0x22; 1024]));
+        assert!(
+            held.try_recv().is_err(),
+            "answered before its chunks were copied"
+        );
+        assert_eq!(read(&*source, 7 * CHUNK - 512, 1024), vec![0x11; 1024]);
+        // A read passes (and sees the old bytes: the write has not reached the source).
+        assert_eq!(
+            send(
+                &s,
+                IoRequest::Read {
+                    offset: 7 * CHUNK - 512,
+                    len: 512
+                }
+            )
+            .recv()
+            .unwrap(),
+            Ok(IoReply::Data(Bytes::from(vec![0x11; 512])))
+        );
+        // The first batch is the held write's chunks, then the sequential start.
+        let batch = s.next_batch();
+        assert_eq!(batch, vec![6, 7, 0, 1]);
+        s.copy_batch(&batch).unwrap();
+        assert!(
+            held.try_recv().is_err(),
+            "answered before its chunks were marked copied"
+        );
+        s.copied(&batch);
+        assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
+        assert_eq!(read(&*source, 7 * CHUNK - 512, 1024), vec![0x22; 1024]);
+        // Chunk 0 is copied: a write there passes at once.
+        assert_eq!(
+            send(&s, write(0, &[0x33; 512])).recv().unwrap(),
+            Ok(IoReply::Done)
+        );
+        // Chunk 2 is not: held until the copy reaches it in order.
+        let later = send(
+            &s,
+            IoRequest::Discard {
+                offset: 2 * CHUNK,
+                len: 4096,
+            },
+        );
+        assert!(later.try_recv().is_err());
+        let copied = s.run("test").unwrap();
+        assert_eq!(later.recv().unwrap(), Ok(IoReply::Done));
+        assert_eq!(copied.bytes, 8 * CHUNK);
+        assert_eq!(copied.held, 2);
+        // The copy is the source as it was; the source has the writes.
+        assert_eq!(
+            read(&*dest, 0, 8 * CHUNK as u32),
+            vec![0x11; 8 * CHUNK as usize]
+        );
+        assert_eq!(read(&*source, 0, 512), vec![0x33; 512]);
+        assert_eq!(read(&*source, 2 * CHUNK, 4096), vec![0; 4096]);
+        // Ended: everything passes.
+        assert_eq!(
+            send(&s, write(5 * CHUNK, &[0x44; 512])).recv().unwrap(),
+            Ok(IoReply::Done)
+        );
+    }
+
+    /// Chunks of zeroes are not written to the destination (it stays sparse there), and
+    /// a last chunk shorter than [`CHUNK`] is copied whole.
+    #[test]
+    fn zero_chunks_are_skipped_and_a_short_last_chunk_is_copied() {
+        let size = 3 * CHUNK + 8192;
+        let source = memory(size);
+        let dest = memory(size);
+        wait_all(
+            &*source,
+            vec![write(CHUNK + 100, &[7; 300]), write(size - 512, &[9; 512])],
+        )
+        .unwrap();
+        let copied = Snapshot::new(source.clone(), dest.clone())
+            .run("test")
+            .unwrap();
+        assert_eq!(copied.written, CHUNK + 8192);
+        assert_eq!(read(&*dest, 0, size as u32), read(&*source, 0, size as u32));
+        let allocated = dest.space().unwrap().allocated;
+        assert!(allocated <= CHUNK + 8192 + 64 * 1024, "{allocated}");
+    }
+
+    /// A store that fails every write.
+    struct Failing(Arc<dyn BlockStore>);
+    impl BlockStore for Failing {
+        fn geometry(&self) -> Geometry {
+            self.0.geometry()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn submit(&self, req: IoRequest, done: Completion) {
+            match req {
+                IoRequest::Write { .. } => {
+                    done.complete(Err(StoreError::from_errno(Op::Write, libc::ENOSPC)))
+                }
+                other => self.0.submit(other, done),
+            }
+        }
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    /// When the destination fails, the copy ends with its error and the held requests go
+    /// on to the source; from then on nothing is held.
+    #[test]
+    fn a_failed_copy_releases_what_it_held_and_holds_nothing_more() {
+        let source = memory(4 * CHUNK);
+        wait_all(&*source, vec![write(0, &vec![5; 4 * CHUNK as usize])]).unwrap();
+        let s = Snapshot::new(source.clone(), Arc::new(Failing(memory(4 * CHUNK))));
+        let held = send(&s, write(3 * CHUNK, &[6; 512]));
+        assert!(held.try_recv().is_err());
+        let err = s.run("test").unwrap_err();
+        assert_eq!(err.kind, store_api::ErrorKind::NoSpace);
+        assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
+        assert_eq!(read(&*source, 3 * CHUNK, 512), vec![6; 512]);
+        assert_eq!(
+            send(&s, write(2 * CHUNK, &[6; 512])).recv().unwrap(),
+            Ok(IoReply::Done)
+        );
+    }
+
+    /// The copy reports from 0 to the whole size through the thread's progress sink.
+    #[test]
+    fn the_copy_reports_its_progress() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let snap = Snapshot::new(memory(2 * CHUNK), memory(2 * CHUNK));
+        crate::progress::with_sink(
+            move |p: &Progress| s.lock().unwrap().push((p.what.clone(), p.done, p.total)),
+            || snap.run("lun t/0").unwrap(),
+        );
+        let seen = seen.lock().unwrap();
+        let what = "lun t/0: copying".to_string();
+        assert_eq!(seen.first(), Some(&(what.clone(), 0, 2 * CHUNK)));
+        assert_eq!(seen.last(), Some(&(what, 2 * CHUNK, 2 * CHUNK)));
+    }
+}
