@@ -28,6 +28,20 @@ fn bad_opts(opts: &str, reason: impl Into<String>) -> OpenError {
 }
 
 impl GlfsSpec {
+    /// The spec of file `path` on the same volume through the same servers, written as
+    /// [`GlfsSpec::parse`] reads it (IPv6 hosts in brackets).
+    pub fn with_path(&self, path: &str) -> String {
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| match h.contains(':') {
+                true => format!("[{h}]"),
+                false => h.clone(),
+            })
+            .collect();
+        format!("{}@{}:{path}", self.volume, hosts.join(","))
+    }
+
     /// Parses `volume@host[,host...]:path`. Hosts are separated by `,`; an IPv6 address is
     /// written in brackets (`vol@[fe80::1]:disk`). Everything after the `:` that ends the
     /// host list is the path, which may itself contain `:`.

@@ -29,6 +29,20 @@ fn good_glfs_specs(
     );
 }
 
+/// Another file on the same volume and servers, written so that it parses back.
+#[rstest]
+#[case::one_host("vol1@gprfs010:disk1", "clones/c1.img", "vol1@gprfs010:clones/c1.img")]
+#[case::several_hosts("v@h1,h2:d", "/c", "v@h1,h2:/c")]
+#[case::ipv6_and_name("v@[fe80::1],gl2.example:d", "c:1", "v@[fe80::1],gl2.example:c:1")]
+fn a_glfs_spec_with_another_path(#[case] spec: &str, #[case] path: &str, #[case] want: &str) {
+    let parsed = GlfsSpec::parse(spec).unwrap();
+    let other = parsed.with_path(path);
+    assert_eq!(other, want);
+    let back = GlfsSpec::parse(&other).unwrap();
+    assert_eq!((back.volume, back.hosts), (parsed.volume, parsed.hosts));
+    assert_eq!(back.path, path);
+}
+
 #[rstest]
 #[case::no_at(
     "vol1gprfs010:disk1",

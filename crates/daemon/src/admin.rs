@@ -189,6 +189,18 @@ pub enum LunVerb {
         #[arg(value_parser = units::parse_size)]
         size: u64,
     },
+    /// Copy the LUN as it is now into a new file while it keeps serving (a point-in-time,
+    /// crash-consistent copy: a write over data not yet copied waits for that data's
+    /// copy). The file must not exist; it is made sparse. Serve it with `lun add`.
+    Clone {
+        target: String,
+        #[arg(value_parser = crate::cli::parse_lun)]
+        lun: u16,
+        /// The new file: a path (for a glfs LUN, on the LUN's volume), or for a glfs LUN
+        /// a whole volume@host:path.
+        #[arg(long)]
+        to: String,
+    },
     List {
         /// Only this target's LUNs.
         #[arg(long)]
@@ -537,6 +549,11 @@ impl AdminArgs {
                     target: target.clone(),
                     lun: *lun,
                     size: *size,
+                },
+                LunVerb::Clone { target, lun, to } => Request::LunClone {
+                    target: target.clone(),
+                    lun: *lun,
+                    to: to.clone(),
                 },
                 LunVerb::List { target } => Request::LunList {
                     target: target.clone(),

@@ -62,6 +62,13 @@ pub enum Request {
         lun: u16,
         size: u64,
     },
+    /// Copies the LUN as it is now into the new backing file `to` while it keeps serving
+    /// (`State::clone_lun`).
+    LunClone {
+        target: String,
+        lun: u16,
+        to: String,
+    },
     /// ACL entries of one target or all.
     AclList {
         target: Option<String>,
@@ -432,6 +439,31 @@ fn run(state: &State, request: Request) -> Result<Reply> {
         Request::LunResize { target, lun, size } => {
             check_lun(lun).with_context(|| format!("target {target}"))?;
             Reply::changes(state.resize(&target, lun, size)?)
+        }
+        Request::LunClone { target, lun, to } => {
+            check_lun(lun).with_context(|| format!("target {target}"))?;
+            let cloned = state.clone_lun(&target, lun, &to)?;
+            let c = &cloned.copied;
+            let table = vec![
+                ["clone", "size", "written", "writes held", "took"]
+                    .map(String::from)
+                    .to_vec(),
+                vec![
+                    cloned.to.clone(),
+                    units::format_human(c.bytes),
+                    units::format_human(c.written),
+                    c.held.to_string(),
+                    format!("{:.1} s", c.took.as_secs_f64()),
+                ],
+            ];
+            let data = json!({
+                "to": cloned.to,
+                "bytes": c.bytes,
+                "written": c.written,
+                "held": c.held,
+                "took_secs": c.took.as_secs_f64(),
+            });
+            Reply::table(table, data)
         }
         Request::AclList { target } => acl_table(state, target.as_deref(), None)?,
         Request::AclShow { target, index } => acl_table(state, Some(&target), Some(index))?,

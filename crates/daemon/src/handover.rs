@@ -33,6 +33,11 @@ pub struct Lane {
     successor: OnceLock<(Arc<Lane>, Arc<dyn BlockStore>)>,
     state: Mutex<Waiting>,
     idle: Condvar,
+    /// Whether `diversion` is set (the fast path reads only this).
+    diverted: AtomicBool,
+    /// Where the lane's requests go instead of the store they were sent to, while set
+    /// ([`Lane::divert`]).
+    diversion: Mutex<Option<Arc<dyn BlockStore>>>,
 }
 
 type Queued = (Arc<dyn BlockStore>, IoRequest, Completion);
@@ -89,7 +94,33 @@ impl Lane {
                 queued: Vec::new(),
             }),
             idle: Condvar::new(),
+            diverted: AtomicBool::new(false),
+            diversion: Mutex::new(None),
         })
+    }
+
+    /// Sends the lane's requests to `to` from now on, instead of the store each was sent
+    /// to (a LUN being copied, `admin lun clone`: `to` is a `backstore::snapshot::Snapshot`
+    /// in front of the lane's store); `None` ends that. Requests already at a store stay
+    /// there.
+    pub fn divert(&self, to: Option<Arc<dyn BlockStore>>) {
+        let mut diversion = self.diversion.lock().unwrap_or_else(|e| e.into_inner());
+        self.diverted.store(to.is_some(), Ordering::Release);
+        *diversion = to;
+    }
+
+    /// Where a request sent to `store` goes: the diversion while one is set.
+    fn route<'a>(
+        &self,
+        store: &'a Arc<dyn BlockStore>,
+    ) -> std::borrow::Cow<'a, Arc<dyn BlockStore>> {
+        if self.diverted.load(Ordering::Acquire) {
+            let diversion = self.diversion.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(to) = &*diversion {
+                return std::borrow::Cow::Owned(to.clone());
+            }
+        }
+        std::borrow::Cow::Borrowed(store)
     }
 
     /// Counts one request in flight until the ticket is dropped; take it before
@@ -139,7 +170,7 @@ impl Lane {
                 return;
             }
         }
-        store.submit(request, done);
+        self.route(store).submit(request, done);
     }
 
     /// Sends the requests of `batch` (left empty) to `store` with
@@ -159,7 +190,7 @@ impl Lane {
                 return;
             }
         }
-        store.submit_batch(batch);
+        self.route(store).submit_batch(batch);
     }
 
     /// Opens the lane: the requests that waited go to their store, in their order.
@@ -171,7 +202,7 @@ impl Lane {
             std::mem::take(&mut waiting.queued)
         };
         for (store, request, done) in queued {
-            store.submit(request, done);
+            self.route(&store).submit(request, done);
         }
     }
 
@@ -464,5 +495,66 @@ mod tests {
             },
         );
         assert!(matches!(again.recv().unwrap(), Ok(IoReply::Data(d)) if d[..] == [0; 512]));
+    }
+
+    /// A diverted lane sends what it gets, one by one, in a batch or released from a
+    /// closed lane, to the diversion instead of the store it was sent to; ended, to that
+    /// store again.
+    #[test]
+    fn a_diverted_lane_sends_its_requests_to_the_diversion_until_it_ends() {
+        let memory = || -> Arc<dyn BlockStore> {
+            Arc::new(backstore::MemoryStore::new(Geometry {
+                block_size: 512,
+                num_blocks: 8,
+            }))
+        };
+        let write = |offset: u64| IoRequest::Write {
+            offset,
+            data: store_api::Segments::from(vec![0xAB; 512]),
+            fua: false,
+        };
+        let byte_at = |store: &Arc<dyn BlockStore>, offset: u64| {
+            let (tx, rx) = mpsc::channel();
+            store.submit(
+                IoRequest::Read { offset, len: 1 },
+                Completion::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            match rx.recv().unwrap() {
+                Ok(IoReply::Data(b)) => b[0],
+                other => panic!("{other:?}"),
+            }
+        };
+        let (own, other) = (memory(), memory());
+        let lane = Lane::open();
+        lane.divert(Some(other.clone()));
+        assert_eq!(
+            send(&lane, &own, write(0)).recv().unwrap(),
+            Ok(IoReply::Done)
+        );
+        let (tx, rx) = mpsc::channel();
+        let mut batch = vec![(
+            write(512),
+            Completion::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )];
+        lane.submit_batch(&own, &mut batch);
+        assert_eq!(rx.recv().unwrap(), Ok(IoReply::Done));
+        let closed = Lane::closed();
+        closed.divert(Some(other.clone()));
+        let queued = send(&closed, &own, write(1024));
+        closed.release();
+        assert_eq!(queued.recv().unwrap(), Ok(IoReply::Done));
+        for offset in [0, 512, 1024] {
+            assert_eq!((byte_at(&other, offset), byte_at(&own, offset)), (0xAB, 0));
+        }
+        lane.divert(None);
+        assert_eq!(
+            send(&lane, &own, write(2048)).recv().unwrap(),
+            Ok(IoReply::Done)
+        );
+        assert_eq!((byte_at(&own, 2048), byte_at(&other, 2048)), (0xAB, 0));
     }
 }

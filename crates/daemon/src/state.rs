@@ -11,7 +11,7 @@ use crate::config::ConfigFile;
 use crate::targets::{LunSpec, Target, Targets};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -89,6 +89,30 @@ pub struct State {
     /// keys are then not in effect, and a state changes live only by
     /// [`State::set_alua_state`], until the next start.
     cli_alua: bool,
+    /// The LUNs (target, LUN) being copied by [`State::clone_lun`]: a change to one of
+    /// them (its store, size, removal) is refused until the copy is done.
+    clones: Mutex<HashSet<(String, u16)>>,
+}
+
+/// What [`State::clone_lun`] made.
+#[derive(Debug, Clone)]
+pub struct Cloned {
+    /// The new backing store (as a LUN of the same type names it).
+    pub to: String,
+    pub copied: backstore::snapshot::Copied,
+}
+
+/// A LUN in [`State::clones`] for as long as this lives.
+struct CloneBusy<'a> {
+    state: &'a State,
+    key: (String, u16),
+}
+
+impl Drop for CloneBusy<'_> {
+    fn drop(&mut self) {
+        let mut clones = self.state.clones.lock().unwrap_or_else(|e| e.into_inner());
+        clones.remove(&self.key);
+    }
 }
 
 impl State {
@@ -108,6 +132,7 @@ impl State {
             main_portal: None,
             base_server: None,
             cli_alua: false,
+            clones: Mutex::new(HashSet::new()),
         }
     }
 
@@ -382,6 +407,23 @@ impl State {
                 rebuild.push(spec);
             }
         }
+        // A LUN being copied keeps its store and size until the copy is done (forced too:
+        // the copy would no longer be of what the LUN serves).
+        {
+            let clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
+            for (target, lun) in clones.iter() {
+                let lun_changed = changes.iter().any(|c| {
+                    c.object == format!("lun {target}/{lun}")
+                        || (c.action == "remove" && c.object == format!("target {target}"))
+                });
+                if lun_changed {
+                    bail!(
+                        "lun {target}/{lun}: it is being cloned (admin lun clone); change it \
+                         once the copy is done"
+                    );
+                }
+            }
+        }
         // Refuse to pull LUNs or portals from under sessions unless forced.
         if !options.force {
             for change in &changes {
@@ -639,6 +681,94 @@ impl State {
             );
         }
         Ok(Some(bytes))
+    }
+
+    /// `admin lun clone`: copies LUN `target`/`lun` as it is now into a new backing file
+    /// `to`, while the LUN goes on serving (`backstore::snapshot`: a write over data not
+    /// yet copied waits for that data's copy). For a glfs LUN `to` is a path on the LUN's
+    /// volume, or a whole `volume@host:path`; for a file LUN a path. The file must not
+    /// exist; it is created sparse, and where the copy fails it is removed again. The
+    /// LUN cannot be changed, resized or removed meanwhile; the configuration does not
+    /// change (the copy is not served: `admin lun add` serves it). Blocking, with
+    /// progress through `backstore::progress`.
+    pub fn clone_lun(&self, target: &str, lun: u16, to: &str) -> Result<Cloned> {
+        let what = format!("lun {target}/{lun}");
+        let (source, store, lane, busy) = {
+            let config = self.config.lock().expect("state lock");
+            let specs = config.target_specs(self.gfapi_library.as_ref())?;
+            let spec = specs
+                .iter()
+                .find(|t| t.name == target)
+                .and_then(|t| t.luns.iter().find(|l| l.lun == lun))
+                .with_context(|| format!("{what}: no such LUN"))?;
+            let running = self.targets.get(target);
+            let at = |t: &Target| {
+                let store = t.store(u64::from(lun))?.clone();
+                Some((store, t.lane(u64::from(lun))?.clone()))
+            };
+            let (store, lane) = running
+                .as_deref()
+                .and_then(at)
+                .with_context(|| format!("{what}: not served"))?;
+            let key = (target.to_string(), lun);
+            let mut clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
+            if !clones.insert(key.clone()) {
+                bail!("{what}: it is being cloned already");
+            }
+            let busy = CloneBusy { state: self, key };
+            (spec.store.clone(), store, lane, busy)
+        };
+        let to = match source.bstype.as_str() {
+            "memory" => {
+                bail!("{what}: a memory LUN has no file to copy (file and glfs LUNs can be cloned)")
+            }
+            "glfs" if !to.contains('@') => {
+                backstore::spec::GlfsSpec::parse(&source.backing_store)?.with_path(to)
+            }
+            _ => to.to_string(),
+        };
+        if to.is_empty() {
+            bail!("{what}: the clone needs a file name");
+        }
+        let size = store.geometry().size_bytes();
+        let dest_opts = backstore::StoreOptions {
+            backing_store: to.clone(),
+            create_size: Some(size),
+            provisioning: backstore::Provisioning::Thin,
+            shared: false,
+            ..source
+        };
+        let dest = backstore::create_store(&dest_opts)
+            .with_context(|| format!("{what}: cannot create the clone"))?;
+        let what = format!("{what}: clone to {to}");
+        tracing::info!("{what}: copying {}", units::format_human(size));
+        let snapshot = backstore::snapshot::Snapshot::new(store, dest.clone());
+        lane.divert(Some(snapshot.clone()));
+        let copied = snapshot.run(&what);
+        lane.divert(None);
+        drop((snapshot, dest));
+        drop(busy);
+        match copied {
+            Ok(copied) => {
+                tracing::info!(
+                    "{what}: done, {} copied ({} written, the rest left sparse) in {:.1} s; \
+                     {} write(s) waited for their data's copy",
+                    units::format_human(copied.bytes),
+                    units::format_human(copied.written),
+                    copied.took.as_secs_f64(),
+                    copied.held
+                );
+                Ok(Cloned { to, copied })
+            }
+            Err(err) => {
+                let removed = match backstore::remove_store_file(&dest_opts) {
+                    Ok(()) => "the unfinished copy was removed".to_string(),
+                    Err(e) => format!("the unfinished copy is still there: {e}"),
+                };
+                tracing::error!("{what}: failed: {err}; {removed}; the LUN is unchanged");
+                bail!("{what}: failed: {err}; {removed}; the LUN is unchanged")
+            }
+        }
     }
 
     /// `admin lun resize`: grows LUN `target`/`lun` to `bytes` through its store, live;

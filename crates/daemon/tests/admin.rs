@@ -1348,3 +1348,239 @@ fn a_volumes_only_lun_removed_and_added_again_mounts_the_volume_once() {
         .is_some_and(|s| s.success()));
     assert_eq!(counts(), (1, 1), "the idle mount is unmounted at shutdown");
 }
+
+/// Sends `request` on a fresh connection to the control socket; the connection, for
+/// [`next_answer`].
+fn request_raw(
+    socket: &Path,
+    request: &Value,
+) -> std::io::BufReader<std::os::unix::net::UnixStream> {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    std::io::BufReader::new(stream)
+}
+
+/// The next line the daemon answers on `answers`.
+fn next_answer(answers: &mut std::io::BufReader<std::os::unix::net::UnixStream>) -> Value {
+    use std::io::BufRead;
+    let mut line = String::new();
+    answers.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Answers on `answers` until the reply (progress lines skipped).
+fn reply_of(answers: &mut std::io::BufReader<std::os::unix::net::UnixStream>) -> Value {
+    loop {
+        let answer = next_answer(answers);
+        if answer.get("progress").is_none() {
+            return answer;
+        }
+    }
+}
+
+/// `admin lun clone` on a file LUN: the new file holds the LUN as it was when the clone
+/// began (its first progress line, when the copy stands in the LUN's path) while a host
+/// goes on writing the LUN; the file is sparse where the LUN never had data, and serves
+/// as a LUN of its own once added. A file already there is refused and left as it was;
+/// a memory LUN has no file to copy.
+#[test]
+fn a_lun_is_cloned_as_it_was_while_a_host_writes_it() {
+    const MIB: u64 = 1 << 20;
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    ok(socket, &["target", "add", B]);
+    let image = setup.dir.path().join("disk.img");
+    add_file_lun(socket, B, &image, "16M");
+    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
+    let _ = host.test_unit_ready();
+    let lba = |at: u64| at / u64::from(BLOCK);
+    // Before: 64 KiB of data at the start of every other MiB.
+    for m in (0..16).step_by(2) {
+        host.write10(lba(m * MIB), &pattern(m as u8, 64 << 10), BLOCK)
+            .unwrap();
+    }
+    let clone = setup.dir.path().join("disk-clone.img");
+    let to = clone.to_str().unwrap();
+    let request = json!({"op": "lun-clone", "target": B, "lun": 0, "to": to});
+    let mut answers = request_raw(socket, &request);
+    let first = next_answer(&mut answers);
+    assert_eq!(first["progress"]["done"], 0, "{first}");
+    assert_eq!(first["progress"]["total"], 16 * MIB, "{first}");
+    // After the clone began: 4 KiB over the start of every MiB.
+    for m in 0..16 {
+        host.write10(lba(m * MIB), &[0xEE; 4096], BLOCK).unwrap();
+    }
+    let reply = reply_of(&mut answers);
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["data"]["to"], to);
+    assert_eq!(reply["data"]["bytes"], 16 * MIB);
+    assert_eq!(
+        reply["data"]["written"],
+        8 * MIB,
+        "the MiBs with data, no others"
+    );
+
+    let copy = std::fs::read(&clone).unwrap();
+    assert_eq!(copy.len() as u64, 16 * MIB);
+    for m in 0..16u64 {
+        let at = (m * MIB) as usize;
+        let want = match m % 2 {
+            0 => pattern(m as u8, 64 << 10),
+            _ => vec![0; 64 << 10],
+        };
+        assert!(
+            copy[at..at + (64 << 10)] == want[..],
+            "MiB {m} of the clone"
+        );
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        let allocated = std::fs::metadata(&clone).unwrap().blocks() * 512;
+        assert!(
+            allocated <= 8 * MIB + (1 << 20),
+            "allocated: {allocated} bytes"
+        );
+    }
+    // The LUN has the host's later writes.
+    for m in 0..16 {
+        assert_eq!(
+            host.read10(lba(m * MIB), 8, BLOCK).unwrap(),
+            vec![0xEE; 4096]
+        );
+    }
+    // Served as a LUN of its own, it reads back as the LUN was.
+    let args = [
+        "lun",
+        "add",
+        B,
+        "1",
+        "--bstype",
+        "file",
+        "--backing-store",
+        to,
+    ];
+    assert_eq!(ok(socket, &args), format!("change\n+ lun {B}/1\n"));
+    let mut on_clone = Initiator::connect(&daemon.portal(), B, 1).unwrap();
+    let _ = on_clone.test_unit_ready();
+    assert_eq!(
+        on_clone.read10(lba(2 * MIB), 128, BLOCK).unwrap(),
+        pattern(2, 64 << 10)
+    );
+
+    // A file already there is refused, untouched; so is a LUN with no file.
+    let err = refused(socket, &["lun", "clone", B, "0", "--to", to]);
+    assert!(err.contains("already exists"), "{err}");
+    assert!(std::fs::read(&clone).unwrap() == copy);
+    let other = setup.dir.path().join("memory-clone.img");
+    let err = refused(
+        socket,
+        &["lun", "clone", A, "0", "--to", other.to_str().unwrap()],
+    );
+    assert!(err.contains("memory LUN"), "{err}");
+    assert!(!other.exists());
+    let err = refused(
+        socket,
+        &["lun", "clone", B, "7", "--to", other.to_str().unwrap()],
+    );
+    assert!(err.contains("no such LUN"), "{err}");
+}
+
+/// While a glfs LUN is being cloned (the fake's clone writes hang until the rules
+/// change) the LUN keeps its store: changing, resizing or cloning it again is refused,
+/// and a host's write over data not yet copied waits for that data's copy. A clone that
+/// fails (the volume is full) is removed and leaves the LUN as it was.
+#[test]
+fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
+    use testkit::fake::FaultRule;
+    const MIB: u64 = 1 << 20;
+    let root = testkit::fake::FakeRoot::new();
+    root.create_volume("vol");
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start_on_fake(&root);
+    ok(socket, &["target", "add", B]);
+    let glfs = [
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+    ];
+    ok(
+        socket,
+        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", "8M"]].concat(),
+    );
+    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
+    let _ = host.test_unit_ready();
+    let lba = |at: u64| at / u64::from(BLOCK);
+    host.write10(0, &pattern(1, 4096), BLOCK).unwrap();
+    host.write10(lba(6 * MIB), &pattern(6, 4096), BLOCK)
+        .unwrap();
+
+    root.set_rules(&[FaultRule::on(&["write"]).path("/clone-*").hang()]);
+    let request = json!({"op": "lun-clone", "target": B, "lun": 0, "to": "clone-1.img"});
+    let mut answers = request_raw(socket, &request);
+    let first = next_answer(&mut answers);
+    assert_eq!(first["progress"]["done"], 0, "{first}");
+    for args in [
+        &["lun", "modify", B, "0", "--read-only", "true"][..],
+        &["lun", "resize", B, "0", "16M"][..],
+        &["lun", "remove", B, "0", "--force"][..],
+    ] {
+        let err = refused(socket, args);
+        assert!(err.contains("it is being cloned"), "{args:?}: {err}");
+    }
+    let err = refused(socket, &["lun", "clone", B, "0", "--to", "clone-2.img"]);
+    assert!(err.contains("being cloned already"), "{err}");
+    assert!(!root.file_path("vol", "clone-2.img").exists());
+
+    // The copy hangs in its first chunks; MiB 6 is not copied, so a write there waits
+    // until the copy goes on (the rules change, half a second from now).
+    let released = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            root.set_rules(&[]);
+        });
+        let began = std::time::Instant::now();
+        host.write10(lba(6 * MIB), &[0xEE; 4096], BLOCK).unwrap();
+        began.elapsed()
+    });
+    assert!(
+        released >= std::time::Duration::from_millis(400),
+        "the write over uncopied data was answered after {released:?}, before the copy went on"
+    );
+    let reply = reply_of(&mut answers);
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["data"]["to"], "vol@127.0.0.2:clone-1.img");
+    assert!(reply["data"]["held"].as_u64().unwrap() >= 1, "{reply}");
+    let copy = std::fs::read(root.file_path("vol", "clone-1.img")).unwrap();
+    assert_eq!(copy.len() as u64, 8 * MIB);
+    assert!(copy[..4096] == pattern(1, 4096)[..]);
+    assert!(
+        copy[6 * MIB as usize..][..4096] == pattern(6, 4096)[..],
+        "the clone has MiB 6 as it was"
+    );
+    assert_eq!(
+        host.read10(lba(6 * MIB), 8, BLOCK).unwrap(),
+        vec![0xEE; 4096]
+    );
+    // Done: the LUN changes again.
+    ok(socket, &["lun", "resize", B, "0", "16M"]);
+
+    // A volume without room: the unfinished clone is removed, the LUN serves on.
+    root.set_rules(&[FaultRule::on(&["write"]).path("/full-*").errno("ENOSPC")]);
+    let err = refused(socket, &["lun", "clone", B, "0", "--to", "full-1.img"]);
+    assert!(err.contains("the unfinished copy was removed"), "{err}");
+    assert!(err.contains("the LUN is unchanged"), "{err}");
+    assert!(!root.file_path("vol", "full-1.img").exists());
+    // (The grown capacity, and the soft threshold that follows it, are unit attentions
+    // first.)
+    let ready = (0..4).any(|_| host.test_unit_ready().is_ok());
+    assert!(ready, "the unit attentions did not end");
+    host.write10(lba(7 * MIB), &[0x77; 512], BLOCK).unwrap();
+    assert_eq!(
+        host.read10(lba(7 * MIB), 1, BLOCK).unwrap(),
+        vec![0x77; 512]
+    );
+}
