@@ -356,6 +356,17 @@ pub fn open_glfs_store(opts: &StoreOptions) -> Result<Arc<GlfsStore>, OpenError>
     open_glfs(opts, block_size(opts)?, Existing::Open)
 }
 
+/// A volume mount that did not finish in time, for `what`.
+fn mount_timed_out(what: &str, gopts: &GlfsOptions) -> OpenError {
+    OpenError::Open {
+        what: what.to_string(),
+        reason: format!(
+            "volume mount (glfs_init) did not finish within {} s",
+            gopts.timeout_secs
+        ),
+    }
+}
+
 /// The shared mount of the volume `spec` names (mounted now, or one already up).
 fn mount_glfs(
     opts: &StoreOptions,
@@ -383,13 +394,7 @@ fn mount_glfs(
         what: what.to_string(),
         reason: e.to_string(),
     };
-    let timed_out = || OpenError::Open {
-        what: what.to_string(),
-        reason: format!(
-            "volume mount (glfs_init) did not finish within {} s",
-            gopts.timeout_secs
-        ),
-    };
+    let timed_out = || mount_timed_out(what, gopts);
     glfs::mount(glfs::MountParams {
         lib,
         volume: spec.volume.clone(),
@@ -433,13 +438,7 @@ fn open_glfs(
         what: what.clone(),
         reason: e.to_string(),
     };
-    let timed_out = || OpenError::Open {
-        what: what.clone(),
-        reason: format!(
-            "volume mount (glfs_init) did not finish within {} s",
-            gopts.timeout_secs
-        ),
-    };
+    let timed_out = || mount_timed_out(&what, &gopts);
     let linger = std::time::Duration::from_secs(gopts.linger_secs);
     let opened = (|| -> Result<Arc<GlfsStore>, OpenError> {
         let lost = |e: &gfapi::Error| {

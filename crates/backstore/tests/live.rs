@@ -291,6 +291,70 @@ fn full_provisioning_allocates_on_the_volume(_: common::Open<'_>) {
     );
 }
 
+/// `admin lun clone`'s copy on the live volume: `create_store` makes the new file
+/// (O_EXCL through the real libgfapi; one already there is refused), the snapshot copies
+/// the source as it was while a write through it waits for its chunk, only the chunks
+/// with data are written (the copy stays sparse on the bricks), and `remove_store_file`
+/// unlinks it through the store's mount.
+fn snapshot_copies_into_a_new_file_on_the_volume(open: common::Open<'_>) {
+    use backstore::snapshot::{Snapshot, CHUNK};
+    use store_api::{BlockStore, IoReply};
+    let source = open("snapshot-source");
+    let before = common::pattern(CHUNK as usize, 51);
+    common::write(&*source.store, 2 * CHUNK, &before);
+    let (volume, host) = live_volume();
+    let path = format!("backstore-live-clone-{}.img", std::process::id());
+    let _remove = Remover(path.clone());
+    let opts = StoreOptions {
+        bstype: "glfs".into(),
+        backing_store: format!("{volume}@{host}:{path}"),
+        create_size: Some(SIZE),
+        gfapi_library: Some(gfapi_sys::DEFAULT_LIBRARY.into()),
+        ..Default::default()
+    };
+    let dest = backstore::create_store(&opts).unwrap();
+    let snapshot = Snapshot::new(source.store.clone(), dest.clone());
+    let through: std::sync::Arc<dyn BlockStore> = snapshot.clone();
+    let (tx, held) = std::sync::mpsc::channel();
+    through.submit(
+        common::write_in(2 * CHUNK + 4096, &[0xEE; 4096], 1, false),
+        store_api::Completion::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    assert!(
+        held.try_recv().is_err(),
+        "the write over an uncopied chunk was not held"
+    );
+    let copied = snapshot.run("live").unwrap();
+    assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
+    assert_eq!(
+        (copied.bytes, copied.written, copied.held),
+        (SIZE, CHUNK, 1)
+    );
+    drop((through, snapshot, dest));
+    let copy = raw().read_file(&path);
+    assert_eq!(copy.len() as u64, SIZE);
+    assert!(copy[2 * CHUNK as usize..][..CHUNK as usize] == before[..]);
+    assert!(copy[..2 * CHUNK as usize].iter().all(|&b| b == 0));
+    let (blocks, _) = raw().allocated(&path);
+    assert!(
+        blocks < SIZE / 2,
+        "sparse: {blocks} bytes allocated of {SIZE}"
+    );
+    assert_eq!(
+        common::read(&*source.store, 2 * CHUNK + 4096, 4096),
+        vec![0xEE; 4096]
+    );
+    let err = backstore::create_store(&opts)
+        .err()
+        .expect("an existing file is refused");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    backstore::remove_store_file(&opts).unwrap();
+    let gone = raw().unlink(&path).unwrap_err();
+    assert_eq!(gone.kind(), std::io::ErrorKind::NotFound, "{gone}");
+}
+
 #[test]
 #[ignore = "needs a live Gluster volume: cargo xtask test-gluster"]
 fn live_glfs_store_suite() {
@@ -304,6 +368,10 @@ fn live_glfs_store_suite() {
         (
             "full_provisioning_allocates_on_the_volume",
             full_provisioning_allocates_on_the_volume,
+        ),
+        (
+            "snapshot_copies_into_a_new_file_on_the_volume",
+            snapshot_copies_into_a_new_file_on_the_volume,
         ),
     ];
     // Stores on one volume share its mount, which lingers (bsopt `linger`, default 60 s)

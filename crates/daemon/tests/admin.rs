@@ -23,11 +23,22 @@ fn refused(socket: &Path, args: &[&str]) -> String {
 
 /// `admin lun add TARGET 0` over the file `image`, created with `size` when missing.
 fn add_file_lun(socket: &Path, target: &str, image: &Path, size: &str) -> String {
+    add_file_lun_with(socket, target, "0", image, &["--size", size])
+}
+
+/// `admin lun add TARGET LUN` over the file `image`, then `extra` arguments.
+fn add_file_lun_with(
+    socket: &Path,
+    target: &str,
+    lun: &str,
+    image: &Path,
+    extra: &[&str],
+) -> String {
     let image = image.to_str().unwrap();
-    let args = ["lun", "add", target, "0", "--bstype", "file"];
+    let args = ["lun", "add", target, lun, "--bstype", "file"];
     ok(
         socket,
-        &[&args[..], &["--backing-store", image, "--size", size]].concat(),
+        &[&args[..], &["--backing-store", image], extra].concat(),
     )
 }
 
@@ -553,23 +564,12 @@ fn a_fully_provisioned_lun_is_allocated_and_thin_again_on_modify() {
     let daemon = setup.start();
     ok(socket, &["target", "add", B]);
     let image = setup.dir.path().join("full.img");
-    let path = image.to_str().unwrap();
-    let added = ok(
+    let added = add_file_lun_with(
         socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            path,
-            "--size",
-            "4M",
-            "--provisioning",
-            "full",
-        ],
+        B,
+        "0",
+        &image,
+        &["--size", "4M", "--provisioning", "full"],
     );
     assert_eq!(added, format!("change\n+ lun {B}/0\n"));
     let meta = std::fs::metadata(&image).unwrap();
@@ -663,21 +663,7 @@ fn allocating_a_full_lun_reports_its_progress_on_the_control_socket() {
     // The admin command itself shows the same as a bar on a terminal, nothing otherwise:
     // its output is the change alone.
     ok(&setup.socket, &["lun", "remove", B, "0"]);
-    let added = ok(
-        &setup.socket,
-        &[
-            "lun",
-            "add",
-            B,
-            "0",
-            "--bstype",
-            "file",
-            "--backing-store",
-            image.to_str().unwrap(),
-            "--provisioning",
-            "full",
-        ],
-    );
+    let added = add_file_lun_with(&setup.socket, B, "0", &image, &["--provisioning", "full"]);
     assert_eq!(added, format!("change\n+ lun {B}/0\n"));
 }
 
@@ -1451,17 +1437,8 @@ fn a_lun_is_cloned_as_it_was_while_a_host_writes_it() {
         );
     }
     // Served as a LUN of its own, it reads back as the LUN was.
-    let args = [
-        "lun",
-        "add",
-        B,
-        "1",
-        "--bstype",
-        "file",
-        "--backing-store",
-        to,
-    ];
-    assert_eq!(ok(socket, &args), format!("change\n+ lun {B}/1\n"));
+    let added = add_file_lun_with(socket, B, "1", &clone, &[]);
+    assert_eq!(added, format!("change\n+ lun {B}/1\n"));
     let mut on_clone = Initiator::connect(&daemon.portal(), B, 1).unwrap();
     let _ = on_clone.test_unit_ready();
     assert_eq!(

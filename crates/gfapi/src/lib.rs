@@ -1760,19 +1760,17 @@ fn count_of(answer: &str, what: &str) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_removed_sharded_file_keeps_its_mount_a_second_and_a_millisecond_per_shard() {
         use std::time::Duration;
-        assert_eq!(super::shard_settle(None), Duration::from_secs(1));
+        assert_eq!(shard_settle(None), Duration::from_secs(1));
         // 22 MiB: five whole 4 MiB shards.
-        assert_eq!(
-            super::shard_settle(Some(22 << 20)),
-            Duration::from_millis(1005)
-        );
+        assert_eq!(shard_settle(Some(22 << 20)), Duration::from_millis(1005));
         // 1 TiB: 262144 shards, capped at 30 s in all.
-        assert_eq!(super::shard_settle(Some(1 << 40)), Duration::from_secs(30));
+        assert_eq!(shard_settle(Some(1 << 40)), Duration::from_secs(30));
     }
-    use super::*;
 
     /// Whether glibc serves the allocation at `p` from a mapping of its own (the
     /// IS_MMAPPED bit of the chunk's size word, just before the pointer).
