@@ -24,6 +24,7 @@
 
 use crate::progress::{report, Progress};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,6 +93,8 @@ pub struct Snapshot {
     /// The source's size when the snapshot began: what is copied.
     size: u64,
     state: Mutex<State>,
+    /// Bytes copied so far ([`Snapshot::progress`]).
+    done: AtomicU64,
 }
 
 impl Snapshot {
@@ -113,7 +116,13 @@ impl Snapshot {
                 ended: false,
                 held_count: 0,
             }),
+            done: AtomicU64::new(0),
         })
+    }
+
+    /// Bytes copied so far, and in all.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.done.load(Ordering::Relaxed), self.size)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -199,6 +208,8 @@ impl Snapshot {
             for &c in batch {
                 state.chunks[c] = Chunk::Copied;
             }
+            let bytes = batch.iter().map(|&c| self.chunk_len(c)).sum::<u64>();
+            self.done.fetch_add(bytes, Ordering::Relaxed);
             let held = std::mem::take(&mut state.held);
             let (ready, waiting): (Vec<_>, Vec<_>) = held.into_iter().partition(|h| {
                 state.chunks[h.first..=h.last]
@@ -240,7 +251,7 @@ impl Snapshot {
             })
         };
         progress(0);
-        let (mut done, mut written) = (0u64, 0u64);
+        let mut written = 0u64;
         let (mut reported, mut logged) = (began, began);
         let result = loop {
             let batch = self.next_batch();
@@ -252,7 +263,7 @@ impl Snapshot {
                 Err(e) => break Err(e),
             }
             self.copied(&batch);
-            done += batch.iter().map(|&c| self.chunk_len(c)).sum::<u64>();
+            let done = self.done.load(Ordering::Relaxed);
             if done == self.size || reported.elapsed() >= REPORT_EVERY {
                 reported = Instant::now();
                 progress(done);
@@ -502,6 +513,7 @@ mod tests {
         let dest = memory(8 * CHUNK);
         wait_all(&*source, vec![write(0, &vec![0x11; 8 * CHUNK as usize])]).unwrap();
         let s = Snapshot::new(source.clone(), dest.clone());
+        assert_eq!(s.progress(), (0, 8 * CHUNK));
         // Chunks 6 and 7 (a write across their boundary) are held.
         let held = send(&s, write(7 * CHUNK - 512, &[0x22; 1024]));
         assert!(
@@ -551,6 +563,7 @@ mod tests {
         assert_eq!(later.recv().unwrap(), Ok(IoReply::Done));
         assert_eq!(copied.bytes, 8 * CHUNK);
         assert_eq!(copied.held, 2);
+        assert_eq!(s.progress(), (8 * CHUNK, 8 * CHUNK));
         // The copy is the source as it was; the source has the writes.
         assert_eq!(
             read(&*dest, 0, 8 * CHUNK as u32),

@@ -992,6 +992,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "soft threshold",
         "allocated",
         "free on storage",
+        "clone",
     ];
     let mut listing = Listing::new(&header);
     for t in selected(&config, target)? {
@@ -1025,6 +1026,11 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 _ => configured.clone(),
             };
             let block_size = geometry.map(|g| g.block_size);
+            // A copy `lun clone` is making of it.
+            let clone = state.clone_progress(&t.name, l.lun);
+            let clone_shown = clone.as_ref().map_or("-".into(), |(to, done, total)| {
+                format!("to {to}: {}%", done * 100 / (*total).max(1))
+            });
             let row = vec![
                 t.name.clone(),
                 l.lun.to_string(),
@@ -1037,6 +1043,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 soft_threshold.clone(),
                 shown(allocated),
                 shown(available),
+                clone_shown,
             ];
             let value = json!({
                 "target": t.name,
@@ -1053,6 +1060,9 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "soft_threshold_reached": reached,
                 "allocated_bytes": allocated,
                 "storage_available_bytes": available,
+                "clone": clone.map(|(to, done, total)| json!({
+                    "to": to, "done_bytes": done, "total_bytes": total,
+                })),
             });
             listing.push(row, value);
         }

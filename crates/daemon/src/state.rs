@@ -11,7 +11,7 @@ use crate::config::ConfigFile;
 use crate::targets::{LunSpec, Target, Targets};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,14 @@ pub struct State {
     cli_alua: bool,
     /// The LUNs (target, LUN) being copied by [`State::clone_lun`]: a change to one of
     /// them (its store, size, removal) is refused until the copy is done.
-    clones: Mutex<HashSet<(String, u16)>>,
+    clones: Mutex<HashMap<(String, u16), Option<Copying>>>,
+}
+
+/// A copy [`State::clone_lun`] is making: where to, and the snapshot doing it.
+#[derive(Clone)]
+struct Copying {
+    to: String,
+    snapshot: Arc<backstore::snapshot::Snapshot>,
 }
 
 /// What [`State::clone_lun`] made.
@@ -132,7 +139,7 @@ impl State {
             main_portal: None,
             base_server: None,
             cli_alua: false,
-            clones: Mutex::new(HashSet::new()),
+            clones: Mutex::new(HashMap::new()),
         }
     }
 
@@ -411,7 +418,7 @@ impl State {
         // the copy would no longer be of what the LUN serves).
         {
             let clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
-            for (target, lun) in clones.iter() {
+            for (target, lun) in clones.keys() {
                 let lun_changed = changes.iter().any(|c| {
                     c.object == format!("lun {target}/{lun}")
                         || (c.action == "remove" && c.object == format!("target {target}"))
@@ -712,9 +719,10 @@ impl State {
                 .with_context(|| format!("{what}: not served"))?;
             let key = (target.to_string(), lun);
             let mut clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
-            if !clones.insert(key.clone()) {
+            if clones.contains_key(&key) {
                 bail!("{what}: it is being cloned already");
             }
+            clones.insert(key.clone(), None);
             let busy = CloneBusy { state: self, key };
             (spec.store.clone(), store, lane, busy)
         };
@@ -743,6 +751,17 @@ impl State {
         let what = format!("{what}: clone to {to}");
         tracing::info!("{what}: copying {}", units::format_human(size));
         let snapshot = backstore::snapshot::Snapshot::new(store, dest.clone());
+        if let Some(entry) = self
+            .clones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&busy.key)
+        {
+            *entry = Some(Copying {
+                to: to.clone(),
+                snapshot: snapshot.clone(),
+            });
+        }
         lane.divert(Some(snapshot.clone()));
         let copied = snapshot.run(&what);
         lane.divert(None);
@@ -769,6 +788,15 @@ impl State {
                 bail!("{what}: failed: {err}; {removed}; the LUN is unchanged")
             }
         }
+    }
+
+    /// The copy `admin lun clone` is making of LUN `target`/`lun`: where to, bytes copied
+    /// and bytes in all; `None` when none is being made.
+    pub fn clone_progress(&self, target: &str, lun: u16) -> Option<(String, u64, u64)> {
+        let clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
+        let copying = clones.get(&(target.to_string(), lun))?.as_ref()?;
+        let (done, total) = copying.snapshot.progress();
+        Some((copying.to.clone(), done, total))
     }
 
     /// `admin lun resize`: grows LUN `target`/`lun` to `bytes` through its store, live;

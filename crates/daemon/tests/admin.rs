@@ -1510,6 +1510,14 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
     }
     let err = refused(socket, &["lun", "clone", B, "0", "--to", "clone-2.img"]);
     assert!(err.contains("being cloned already"), "{err}");
+    // `lun show` tells where the copy goes and how far it is (hung in its first chunks).
+    let shown = json(socket, &["lun", "show", B, "0"]);
+    let clone = &shown["clone"];
+    assert_eq!(clone["to"], "vol@127.0.0.2:clone-1.img", "{shown}");
+    assert_eq!(clone["total_bytes"], 8 * MIB, "{shown}");
+    assert!(clone["done_bytes"].as_u64().unwrap() < 8 * MIB, "{shown}");
+    let table = ok(socket, &["lun", "show", B, "0"]);
+    assert!(table.contains("to vol@127.0.0.2:clone-1.img: "), "{table}");
     assert!(!root.file_path("vol", "clone-2.img").exists());
 
     // The copy hangs in its first chunks; MiB 6 is not copied, so a write there waits
@@ -1543,6 +1551,7 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
         vec![0xEE; 4096]
     );
     // Done: the LUN changes again.
+    assert_eq!(json(socket, &["lun", "show", B, "0"])["clone"], Value::Null);
     ok(socket, &["lun", "resize", B, "0", "16M"]);
 
     // A volume without room: the unfinished clone is removed, the LUN serves on.
