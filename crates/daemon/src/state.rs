@@ -738,6 +738,13 @@ impl State {
         if to.is_empty() {
             bail!("{what}: the clone needs a file name");
         }
+        if let Some(gateway) = crate::gateways::gateway() {
+            bail!(
+                "{what}: this gateway ({gateway}) exports its LUNs with others \
+                 (--gateway-id); a copy made here would not hold back the writes that come \
+                 through them, so it would not be of one point in time"
+            );
+        }
         let size = store.geometry().size_bytes();
         let dest_opts = backstore::StoreOptions {
             backing_store: to.clone(),

@@ -1570,3 +1570,22 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
         vec![0x77; 512]
     );
 }
+
+/// A gateway among several (`--gateway-id`) refuses `lun clone`: the writes that come
+/// through the other gateways would not wait for the copy.
+#[test]
+fn a_gateway_among_several_refuses_to_clone() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let _daemon = Running::start(&setup.args(&["--gateway-id", "gw-a"]), &[]);
+    ok(socket, &["target", "add", B]);
+    let image = setup.dir.path().join("shared.img");
+    add_file_lun(socket, B, &image, "4M");
+    let to = setup.dir.path().join("shared-clone.img");
+    let err = refused(
+        socket,
+        &["lun", "clone", B, "0", "--to", to.to_str().unwrap()],
+    );
+    assert!(err.contains("exports its LUNs with others"), "{err}");
+    assert!(!to.exists());
+}
