@@ -24,7 +24,7 @@
 
 use crate::progress::{report, Progress};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,6 +95,19 @@ pub struct Snapshot {
     state: Mutex<State>,
     /// Bytes copied so far ([`Snapshot::progress`]).
     done: AtomicU64,
+    /// [`Snapshot::cancel`] was called.
+    cancelled: AtomicBool,
+}
+
+/// Why a copy did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyError {
+    /// Reading the source or writing the destination failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// [`Snapshot::cancel`] stopped it.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Snapshot {
@@ -117,7 +130,14 @@ impl Snapshot {
                 held_count: 0,
             }),
             done: AtomicU64::new(0),
+            cancelled: AtomicBool::new(false),
         })
+    }
+
+    /// Stops the copy at its next chunks (those being copied finish first): [`Snapshot::run`]
+    /// returns [`CopyError::Cancelled`], and what it held goes on to the source.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 
     /// Bytes copied so far, and in all.
@@ -241,7 +261,7 @@ impl Snapshot {
     /// destination; reports progress as "`what`: copying" through `crate::progress` and
     /// in the log. On an error of either store the copy ends there: the held requests go
     /// on to the source, and the error is returned (the destination is then incomplete).
-    pub fn run(&self, what: &str) -> Result<Copied, StoreError> {
+    pub fn run(&self, what: &str) -> Result<Copied, CopyError> {
         let began = Instant::now();
         let progress = |done| {
             report(&Progress {
@@ -254,13 +274,16 @@ impl Snapshot {
         let mut written = 0u64;
         let (mut reported, mut logged) = (began, began);
         let result = loop {
+            if self.cancelled.load(Ordering::Relaxed) {
+                break Err(CopyError::Cancelled);
+            }
             let batch = self.next_batch();
             if batch.is_empty() {
-                break self.flush_dest();
+                break self.flush_dest().map_err(CopyError::from);
             }
             match self.copy_batch(&batch) {
                 Ok(w) => written += w,
-                Err(e) => break Err(e),
+                Err(e) => break Err(e.into()),
             }
             self.copied(&batch);
             let done = self.done.load(Ordering::Relaxed);
@@ -631,6 +654,9 @@ mod tests {
         let held = send(&s, write(3 * CHUNK, &[6; 512]));
         assert!(held.try_recv().is_err());
         let err = s.run("test").unwrap_err();
+        let CopyError::Store(err) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(err.kind, store_api::ErrorKind::NoSpace);
         assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
         assert_eq!(read(&*source, 3 * CHUNK, 512), vec![6; 512]);
@@ -638,6 +664,20 @@ mod tests {
             send(&s, write(2 * CHUNK, &[6; 512])).recv().unwrap(),
             Ok(IoReply::Done)
         );
+    }
+
+    /// A cancelled copy stops before its next chunks and lets what it held go on.
+    #[test]
+    fn a_cancelled_copy_stops_and_releases_what_it_held() {
+        let source = memory(4 * CHUNK);
+        let s = Snapshot::new(source.clone(), memory(4 * CHUNK));
+        let held = send(&s, write(CHUNK, &[6; 512]));
+        assert!(held.try_recv().is_err());
+        s.cancel();
+        assert_eq!(s.run("test"), Err(CopyError::Cancelled));
+        assert_eq!(s.progress(), (0, 4 * CHUNK));
+        assert_eq!(held.recv().unwrap(), Ok(IoReply::Done));
+        assert_eq!(read(&*source, CHUNK, 512), vec![6; 512]);
     }
 
     /// The copy reports from 0 to the whole size through the thread's progress sink.

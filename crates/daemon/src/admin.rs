@@ -198,8 +198,11 @@ pub enum LunVerb {
         lun: u16,
         /// The new file: a path (for a glfs LUN, on the LUN's volume), or for a glfs LUN
         /// a whole volume@host:path.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "cancel")]
+        to: Option<String>,
+        /// Stop the copy being made instead (its file is removed).
+        #[arg(long, conflicts_with = "to")]
+        cancel: bool,
     },
     List {
         /// Only this target's LUNs.
@@ -550,10 +553,21 @@ impl AdminArgs {
                     lun: *lun,
                     size: *size,
                 },
-                LunVerb::Clone { target, lun, to } => Request::LunClone {
+                LunVerb::Clone {
+                    target,
+                    lun,
+                    cancel: true,
+                    ..
+                } => Request::LunCloneCancel {
                     target: target.clone(),
                     lun: *lun,
-                    to: to.clone(),
+                },
+                LunVerb::Clone {
+                    target, lun, to, ..
+                } => Request::LunClone {
+                    target: target.clone(),
+                    lun: *lun,
+                    to: to.clone().unwrap_or_default(),
                 },
                 LunVerb::List { target } => Request::LunList {
                     target: target.clone(),

@@ -69,6 +69,11 @@ pub enum Request {
         lun: u16,
         to: String,
     },
+    /// Stops the copy being made of the LUN; its clone request fails and removes the file.
+    LunCloneCancel {
+        target: String,
+        lun: u16,
+    },
     /// ACL entries of one target or all.
     AclList {
         target: Option<String>,
@@ -464,6 +469,14 @@ fn run(state: &State, request: Request) -> Result<Reply> {
                 "took_secs": c.took.as_secs_f64(),
             });
             Reply::table(table, data)
+        }
+        Request::LunCloneCancel { target, lun } => {
+            let to = state.cancel_clone(&target, lun)?;
+            let table = vec![
+                vec!["cancelled".to_string()],
+                vec![format!("clone to {to}")],
+            ];
+            Reply::table(table, json!({ "cancelled": to }))
         }
         Request::AclList { target } => acl_table(state, target.as_deref(), None)?,
         Request::AclShow { target, index } => acl_table(state, Some(&target), Some(index))?,

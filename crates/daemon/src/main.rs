@@ -237,9 +237,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         daemon::service::ready(&format!("serving on {listening}"));
         let at = signalled.clone();
+        let stopping = state.clone();
         let signal = async move {
             shutdown_signal().await;
             let _ = at.set(Instant::now());
+            // A LUN being cloned stops copying (its unfinished file removed), so the
+            // runtime's end does not wait for the whole copy.
+            stopping.cancel_clones();
             daemon::service::stopping();
             // No new connection on any portal while the sessions drain.
             portals.close_all();

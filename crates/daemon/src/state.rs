@@ -791,9 +791,37 @@ impl State {
                     Ok(()) => "the unfinished copy was removed".to_string(),
                     Err(e) => format!("the unfinished copy is still there: {e}"),
                 };
-                tracing::error!("{what}: failed: {err}; {removed}; the LUN is unchanged");
-                bail!("{what}: failed: {err}; {removed}; the LUN is unchanged")
+                let how = match err {
+                    backstore::snapshot::CopyError::Cancelled => "cancelled".to_string(),
+                    err => format!("failed: {err}"),
+                };
+                tracing::error!("{what}: {how}; {removed}; the LUN is unchanged");
+                bail!("{what}: {how}; {removed}; the LUN is unchanged")
             }
+        }
+    }
+
+    /// `admin lun clone --cancel`: stops the copy being made of LUN `target`/`lun` at its
+    /// next chunks; the clone request then fails and removes the unfinished file. Returns
+    /// where the copy was going.
+    pub fn cancel_clone(&self, target: &str, lun: u16) -> Result<String> {
+        let clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
+        match clones.get(&(target.to_string(), lun)) {
+            Some(Some(copying)) => {
+                copying.snapshot.cancel();
+                Ok(copying.to.clone())
+            }
+            Some(None) => bail!("lun {target}/{lun}: its clone is being created; try again"),
+            None => bail!("lun {target}/{lun}: no clone of it is being made"),
+        }
+    }
+
+    /// Cancels every copy being made (the daemon is stopping): each stops at its next
+    /// chunks and removes its unfinished file, so shutdown does not wait for whole copies.
+    pub fn cancel_clones(&self) {
+        let clones = self.clones.lock().unwrap_or_else(|e| e.into_inner());
+        for copying in clones.values().flatten() {
+            copying.snapshot.cancel();
         }
     }
 

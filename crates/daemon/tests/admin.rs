@@ -1569,6 +1569,28 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
         host.read10(lba(7 * MIB), 1, BLOCK).unwrap(),
         vec![0x77; 512]
     );
+
+    // Cancelled: the copy stops at its next chunks, the request fails, the file goes.
+    root.set_rules(&[FaultRule::on(&["write"]).path("/clone-*").hang()]);
+    let request = json!({"op": "lun-clone", "target": B, "lun": 0, "to": "clone-3.img"});
+    let mut answers = request_raw(socket, &request);
+    assert_eq!(next_answer(&mut answers)["progress"]["done"], 0);
+    let cancelled = ok(socket, &["lun", "clone", B, "0", "--cancel"]);
+    assert!(
+        cancelled.contains("clone to vol@127.0.0.2:clone-3.img"),
+        "{cancelled}"
+    );
+    root.set_rules(&[]);
+    let reply = reply_of(&mut answers);
+    assert_eq!(reply["ok"], false, "{reply}");
+    let err = reply["error"].as_str().unwrap();
+    assert!(
+        err.contains("cancelled; the unfinished copy was removed"),
+        "{err}"
+    );
+    assert!(!root.file_path("vol", "clone-3.img").exists());
+    let err = refused(socket, &["lun", "clone", B, "0", "--cancel"]);
+    assert!(err.contains("no clone of it is being made"), "{err}");
 }
 
 /// A gateway among several (`--gateway-id`) refuses `lun clone`: the writes that come
@@ -1588,4 +1610,49 @@ fn a_gateway_among_several_refuses_to_clone() {
     );
     assert!(err.contains("exports its LUNs with others"), "{err}");
     assert!(!to.exists());
+}
+
+/// A daemon told to stop while a LUN is being cloned does not wait for the whole copy: the
+/// copy stops at its next chunks and its unfinished file is removed.
+#[test]
+fn stopping_the_daemon_cancels_a_clone_and_removes_its_file() {
+    use testkit::fake::FaultRule;
+    let root = testkit::fake::FakeRoot::new();
+    root.create_volume("vol");
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let mut daemon = setup.start_on_fake(&root);
+    ok(socket, &["target", "add", B]);
+    let glfs = [
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+    ];
+    ok(
+        socket,
+        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", "64M"]].concat(),
+    );
+    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
+    let _ = host.test_unit_ready();
+    for m in 0..64u64 {
+        host.write10(m * 2048, &pattern(m as u8, 4096), BLOCK)
+            .unwrap();
+    }
+    drop(host);
+    root.set_rules(&[FaultRule::on(&["write"]).path("/clone-*").hang()]);
+    let request = json!({"op": "lun-clone", "target": B, "lun": 0, "to": "clone-stop.img"});
+    let mut answers = request_raw(socket, &request);
+    assert_eq!(next_answer(&mut answers)["progress"]["done"], 0);
+    assert!(root.file_path("vol", "clone-stop.img").exists());
+    daemon.terminate();
+    // The copy is in its first chunks' writes, hung until the rules change.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    root.set_rules(&[]);
+    let status = daemon.wait_exit(std::time::Duration::from_secs(30));
+    assert!(status.is_some(), "the daemon did not stop");
+    assert!(
+        !root.file_path("vol", "clone-stop.img").exists(),
+        "the unfinished copy is still there"
+    );
 }
