@@ -171,29 +171,42 @@ impl Snapshot {
 
     /// Passes `req` to the source, or holds it until its chunks are copied.
     fn admit(&self, req: IoRequest, done: Completion) {
-        if let Some((first, last)) = self.chunks_changed(&req) {
-            let mut state = self.lock();
-            let copied = state.chunks[first..=last]
-                .iter()
-                .all(|c| *c == Chunk::Copied);
-            if !state.ended && !copied {
-                for c in first..=last {
-                    if state.chunks[c] == Chunk::Pending {
-                        state.chunks[c] = Chunk::Wanted;
-                        state.urgent.push_back(c);
-                    }
-                }
-                state.held_count += 1;
-                state.held.push(Held {
-                    first,
-                    last,
-                    request: req,
-                    done,
-                });
-                return;
+        if let Some((req, done)) = self.hold(&mut self.lock(), req, done) {
+            self.source.submit(req, done);
+        }
+    }
+
+    /// Holds `req` when it changes a chunk not yet copied (and the copy goes on); else
+    /// gives it back, to be passed on.
+    fn hold(
+        &self,
+        state: &mut State,
+        req: IoRequest,
+        done: Completion,
+    ) -> Option<(IoRequest, Completion)> {
+        let Some((first, last)) = self.chunks_changed(&req) else {
+            return Some((req, done));
+        };
+        let copied = state.chunks[first..=last]
+            .iter()
+            .all(|c| *c == Chunk::Copied);
+        if state.ended || copied {
+            return Some((req, done));
+        }
+        for c in first..=last {
+            if state.chunks[c] == Chunk::Pending {
+                state.chunks[c] = Chunk::Wanted;
+                state.urgent.push_back(c);
             }
         }
-        self.source.submit(req, done);
+        state.held_count += 1;
+        state.held.push(Held {
+            first,
+            last,
+            request: req,
+            done,
+        });
+        None
     }
 
     /// The next chunks to copy: those held requests wait for first, then in order.
@@ -399,6 +412,27 @@ impl BlockStore for Snapshot {
         self.admit(req, done);
     }
 
+    /// What is not held goes on to the source as one batch, in its order (so a store
+    /// that joins writes still joins them during the copy).
+    fn submit_batch(&self, batch: &mut Vec<(IoRequest, Completion)>) {
+        let mut passed = Vec::with_capacity(batch.len());
+        {
+            let mut state = self.lock();
+            for (req, done) in batch.drain(..) {
+                passed.extend(self.hold(&mut state, req, done));
+            }
+        }
+        self.source.submit_batch(&mut passed);
+    }
+
+    fn joins_writes(&self) -> bool {
+        self.source.joins_writes()
+    }
+
+    fn joins_reads(&self) -> bool {
+        self.source.joins_reads()
+    }
+
     fn describe(&self) -> String {
         format!("{} (being copied)", self.source.describe())
     }
@@ -598,6 +632,52 @@ mod tests {
         assert_eq!(
             send(&s, write(5 * CHUNK, &[0x44; 512])).recv().unwrap(),
             Ok(IoReply::Done)
+        );
+    }
+
+    /// A batch passes on as a batch what it need not hold, in its order, and holds the
+    /// rest.
+    #[test]
+    fn a_batch_holds_what_touches_uncopied_chunks_and_passes_the_rest() {
+        let source = memory(4 * CHUNK);
+        let s = Snapshot::new(source.clone(), memory(4 * CHUNK));
+        let batch = s.next_batch();
+        assert_eq!(batch, vec![0, 1, 2, 3]);
+        s.copy_batch(&batch[..1]).unwrap();
+        s.copied(&batch[..1]);
+        let (tx, rx) = mpsc::channel();
+        let mut requests: Vec<(IoRequest, Completion)> = [
+            write(0, &[1; 512]),
+            write(CHUNK, &[2; 512]),
+            IoRequest::Read {
+                offset: CHUNK,
+                len: 512,
+            },
+            write(512, &[3; 512]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| {
+            let tx = tx.clone();
+            (
+                req,
+                Completion::new(move |r| {
+                    let _ = tx.send((i, r));
+                }),
+            )
+        })
+        .collect();
+        s.submit_batch(&mut requests);
+        assert!(requests.is_empty());
+        let mut answered: Vec<usize> = (0..3).map(|_| rx.recv().unwrap().0).collect();
+        answered.sort();
+        assert_eq!(answered, vec![0, 2, 3], "the write over chunk 1 is held");
+        assert!(rx.try_recv().is_err());
+        s.copied(&batch[1..]);
+        assert_eq!(rx.recv().unwrap(), (1, Ok(IoReply::Done)));
+        assert_eq!(
+            read(&*source, 0, 1024),
+            [vec![1; 512], vec![3; 512]].concat()
         );
     }
 
