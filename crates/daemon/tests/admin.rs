@@ -1550,6 +1550,16 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
         host.read10(lba(6 * MIB), 8, BLOCK).unwrap(),
         vec![0xEE; 4096]
     );
+    // Another volume, named whole, takes a clone too.
+    root.create_volume("vol2");
+    let cloned = ok(
+        socket,
+        &["lun", "clone", B, "0", "--to", "vol2@127.0.0.2:copy.img"],
+    );
+    assert!(cloned.contains("vol2@127.0.0.2:copy.img"), "{cloned}");
+    let other = std::fs::read(root.file_path("vol2", "copy.img")).unwrap();
+    assert_eq!(other.len() as u64, 8 * MIB);
+    assert!(other[6 * MIB as usize..][..4096] == [0xEE; 4096]);
     // Done: the LUN changes again.
     assert_eq!(json(socket, &["lun", "show", B, "0"])["clone"], Value::Null);
     ok(socket, &["lun", "resize", B, "0", "16M"]);
