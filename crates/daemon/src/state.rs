@@ -700,7 +700,7 @@ impl State {
     /// progress through `backstore::progress`.
     pub fn clone_lun(&self, target: &str, lun: u16, to: &str) -> Result<Cloned> {
         let what = format!("lun {target}/{lun}");
-        let (source, store, lane, busy) = {
+        let (source, store, lane, busy, own_state) = {
             let config = self.config.lock().expect("state lock");
             let specs = config.target_specs(self.gfapi_library.as_ref())?;
             let spec = specs
@@ -724,7 +724,12 @@ impl State {
             }
             clones.insert(key.clone(), None);
             let busy = CloneBusy { state: self, key };
-            (spec.store.clone(), store, lane, busy)
+            // This gateway's ALUA state for the LUN, where it reports one.
+            let own_state = running
+                .as_deref()
+                .and_then(|t| t.scsi.lu_alua(lun))
+                .map(|alua| alua.own.state);
+            (spec.store.clone(), store, lane, busy, own_state)
         };
         let to = match source.bstype.as_str() {
             "memory" => {
@@ -738,12 +743,25 @@ impl State {
         if to.is_empty() {
             bail!("{what}: the clone needs a file name");
         }
+        // Among several gateways the copy is of one point in time only where no other
+        // gateway can write: with --alua-failover, on the LUN's active gateway (it holds
+        // the data fence, so the bricks refuse the others' writes; should it lose the
+        // fence, the copy's own reads are refused and the copy fails).
         if let Some(gateway) = crate::gateways::gateway() {
-            bail!(
-                "{what}: this gateway ({gateway}) exports its LUNs with others \
-                 (--gateway-id); a copy made here would not hold back the writes that come \
-                 through them, so it would not be of one point in time"
-            );
+            if !crate::failover::enabled() {
+                bail!(
+                    "{what}: this gateway ({gateway}) exports its LUNs with others \
+                     (--gateway-id) and any of them may write; a copy made here would not \
+                     hold back the writes that come through them, so it would not be of one \
+                     point in time (with --alua-failover, clone on the LUN's active gateway)"
+                );
+            }
+            if own_state != Some(scsi::AccessState::ActiveOptimized) {
+                bail!(
+                    "{what}: this gateway ({gateway}) is not the LUN's active gateway; clone \
+                     it on the active one, which alone writes it"
+                );
+            }
         }
         let size = store.geometry().size_bytes();
         let dest_opts = backstore::StoreOptions {

@@ -1669,6 +1669,32 @@ fn a_planned_handover_moves_the_active_role_to_the_named_gateway(storage: Storag
     assert_eq!(value(&gw_b, "alua_active", ""), 1.0);
 }
 
+/// `admin lun clone` among failover gateways: the LUN's active gateway (the only one the
+/// storage lets write) makes the copy, holding what its host wrote; the standby gateway
+/// refuses (a copy there would not hold back the active gateway's writes).
+#[test]
+fn a_lun_is_cloned_on_its_active_glfs_gateway_and_refused_on_the_standby() {
+    let storage = Storage::glfs();
+    let control = tempfile::tempdir().unwrap();
+    let (sock_a, sock_b) = (control.path().join("a.sock"), control.path().join("b.sock"));
+    let (gw_a, _gw_b, mut a, _b) =
+        failover_pair_with_hosts(&storage, [Some(&sock_a), Some(&sock_b)]);
+    assert_eq!(write_numbered(&mut a, 5), (0, 0, 0, 0), "{}", gw_a.log());
+    let (done, _, err) = admin(&sock_b, &["lun", "clone", IQN, "0", "--to", "b-clone.img"]);
+    assert!(
+        !done && err.contains("not the LUN's active gateway"),
+        "{err}"
+    );
+    let beside = |name: &str| storage.lun_file().with_file_name(name);
+    assert!(!beside("b-clone.img").exists());
+    let cloned = ok(&sock_a, &["lun", "clone", IQN, "0", "--to", "a-clone.img"]);
+    assert!(cloned.contains("a-clone.img"), "{cloned}");
+    let copy = std::fs::read(beside("a-clone.img")).unwrap();
+    let at = FENCED_LBA as usize * 512;
+    assert_eq!(copy[at..at + 4], 5u32.to_be_bytes());
+    assert_eq!(copy.len(), std::fs::read(storage.lun_file()).unwrap().len());
+}
+
 #[test]
 fn a_planned_handover_moves_the_active_role_to_the_named_glfs_gateway() {
     a_planned_handover_moves_the_active_role_to_the_named_gateway(Storage::glfs());
