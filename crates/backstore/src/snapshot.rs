@@ -286,32 +286,47 @@ impl Snapshot {
         progress(0);
         let mut written = 0u64;
         let (mut reported, mut logged) = (began, began);
+        // One batch's writes are in flight while the next batch is read: the batch is
+        // marked copied (and the requests it held go on) once its writes are done.
+        let mut writing: Option<(Vec<usize>, Pending)> = None;
         let result = loop {
-            if self.cancelled.load(Ordering::Relaxed) {
-                break Err(CopyError::Cancelled);
+            let next = match self.cancelled.load(Ordering::Relaxed) {
+                true => Vec::new(),
+                false => self.next_batch(),
+            };
+            let reads = (!next.is_empty()).then(|| self.read_batch(&next));
+            if let Some((batch, writes)) = writing.take() {
+                if let Err(e) = writes.wait() {
+                    break Err(e.into());
+                }
+                self.copied(&batch);
+                let done = self.done.load(Ordering::Relaxed);
+                if done == self.size || reported.elapsed() >= REPORT_EVERY {
+                    reported = Instant::now();
+                    progress(done);
+                }
+                if logged.elapsed() >= LOG_EVERY {
+                    logged = Instant::now();
+                    tracing::info!(
+                        "{what}: copied {} of {} ({}%)",
+                        units::format_human(done),
+                        units::format_human(self.size),
+                        done * 100 / self.size.max(1)
+                    );
+                }
             }
-            let batch = self.next_batch();
-            if batch.is_empty() {
+            let Some(reads) = reads else {
+                if self.cancelled.load(Ordering::Relaxed) {
+                    break Err(CopyError::Cancelled);
+                }
                 break self.flush_dest().map_err(CopyError::from);
-            }
-            match self.copy_batch(&batch) {
-                Ok(w) => written += w,
+            };
+            match self.write_batch(&next, reads) {
+                Ok((writes, w)) => {
+                    written += w;
+                    writing = Some((next, writes));
+                }
                 Err(e) => break Err(e.into()),
-            }
-            self.copied(&batch);
-            let done = self.done.load(Ordering::Relaxed);
-            if done == self.size || reported.elapsed() >= REPORT_EVERY {
-                reported = Instant::now();
-                progress(done);
-            }
-            if logged.elapsed() >= LOG_EVERY {
-                logged = Instant::now();
-                tracing::info!(
-                    "{what}: copied {} of {} ({}%)",
-                    units::format_human(done),
-                    units::format_human(self.size),
-                    done * 100 / self.size.max(1)
-                );
             }
         };
         let held = self.end();
@@ -329,13 +344,27 @@ impl Snapshot {
     }
 
     /// Reads the chunks of `batch` from the source and writes those that are not all
-    /// zeroes to the destination; returns the bytes written.
+    /// zeroes to the destination; returns the bytes written (the tests' step by step).
+    #[cfg(test)]
     fn copy_batch(&self, batch: &[usize]) -> Result<u64, StoreError> {
+        let (writes, written) = self.write_batch(batch, self.read_batch(batch))?;
+        writes.wait()?;
+        Ok(written)
+    }
+
+    /// Starts reading the chunks of `batch` from the source.
+    fn read_batch(&self, batch: &[usize]) -> Pending {
         let reads = batch.iter().map(|&c| IoRequest::Read {
             offset: c as u64 * CHUNK,
             len: self.chunk_len(c) as u32,
         });
-        let data = wait_all(&*self.source, reads.collect())?;
+        submit_all(&*self.source, reads.collect())
+    }
+
+    /// Waits for the reads of `batch` and starts writing the chunks that are not all
+    /// zeroes to the destination; the writes, and the bytes they write.
+    fn write_batch(&self, batch: &[usize], reads: Pending) -> Result<(Pending, u64), StoreError> {
+        let data = reads.wait()?;
         let mut writes = Vec::new();
         let mut written = 0;
         for (&c, reply) in batch.iter().zip(data) {
@@ -355,8 +384,7 @@ impl Snapshot {
                 fua: false,
             });
         }
-        wait_all(&*self.dest, writes)?;
-        Ok(written)
+        Ok((submit_all(&*self.dest, writes), written))
     }
 
     fn flush_dest(&self) -> Result<(), StoreError> {
@@ -364,11 +392,16 @@ impl Snapshot {
     }
 }
 
-/// Submits `requests` to `store` at once and waits for all of them; their replies in
-/// order, or the first error (by position) once all have answered.
-fn wait_all(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Result<Vec<IoReply>, StoreError> {
+/// Requests submitted together ([`submit_all`]), to be waited for.
+struct Pending {
+    n: usize,
+    answers: mpsc::Receiver<(usize, Result<IoReply, StoreError>)>,
+}
+
+/// Submits `requests` to `store` at once, without waiting.
+fn submit_all(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Pending {
     let n = requests.len();
-    let (tx, rx) = mpsc::channel();
+    let (tx, answers) = mpsc::channel();
     for (i, req) in requests.into_iter().enumerate() {
         let tx = tx.clone();
         store.submit(
@@ -378,19 +411,32 @@ fn wait_all(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Result<Vec<IoRe
             }),
         );
     }
-    drop(tx);
-    let mut replies: Vec<Option<Result<IoReply, StoreError>>> = vec![None; n];
-    for _ in 0..n {
-        // A completion is called exactly once, also when dropped (as an error).
-        let (i, result) = rx
-            .recv()
-            .map_err(|_| StoreError::new(Op::Read, store_api::ErrorKind::Io))?;
-        replies[i] = Some(result);
+    Pending { n, answers }
+}
+
+impl Pending {
+    /// Waits for every request; their replies in order, or the first error (by position)
+    /// once all have answered.
+    fn wait(self) -> Result<Vec<IoReply>, StoreError> {
+        let mut replies: Vec<Option<Result<IoReply, StoreError>>> = vec![None; self.n];
+        for _ in 0..self.n {
+            // A completion is called exactly once, also when dropped (as an error).
+            let (i, result) = self
+                .answers
+                .recv()
+                .map_err(|_| StoreError::new(Op::Read, store_api::ErrorKind::Io))?;
+            replies[i] = Some(result);
+        }
+        replies
+            .into_iter()
+            .map(|r| r.expect("every request answered"))
+            .collect()
     }
-    replies
-        .into_iter()
-        .map(|r| r.expect("every request answered"))
-        .collect()
+}
+
+/// Submits `requests` to `store` at once and waits for all of them ([`Pending::wait`]).
+fn wait_all(store: &dyn BlockStore, requests: Vec<IoRequest>) -> Result<Vec<IoReply>, StoreError> {
+    submit_all(store, requests).wait()
 }
 
 fn all_zeroes(data: &[u8]) -> bool {
