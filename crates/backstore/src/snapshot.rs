@@ -275,6 +275,15 @@ impl Snapshot {
     /// in the log. On an error of either store the copy ends there: the held requests go
     /// on to the source, and the error is returned (the destination is then incomplete).
     pub fn run(&self, what: &str) -> Result<Copied, CopyError> {
+        self.run_observed(what, |_| {})
+    }
+
+    /// [`Snapshot::run`], telling `observe` the bytes copied so far as each batch is done.
+    pub fn run_observed(
+        &self,
+        what: &str,
+        mut observe: impl FnMut(u64),
+    ) -> Result<Copied, CopyError> {
         let began = Instant::now();
         let progress = |done| {
             report(&Progress {
@@ -301,6 +310,7 @@ impl Snapshot {
                 }
                 self.copied(&batch);
                 let done = self.done.load(Ordering::Relaxed);
+                observe(done);
                 if done == self.size || reported.elapsed() >= REPORT_EVERY {
                     reported = Instant::now();
                     progress(done);

@@ -8,6 +8,8 @@
 //! | `glfs_iscsi_lun_errors_total` | target, lun, sense_key | CHECK CONDITION answers by sense key |
 //! | `glfs_iscsi_lun_responses_total` | target, lun, status | commands answered, by SCSI status (good, check_condition, busy, reservation_conflict, task_set_full, ...) |
 //! | `glfs_iscsi_lun_commands_in_flight` | target, lun | commands started and not yet answered or aborted |
+//! | `glfs_iscsi_lun_clone_copied_bytes` | target, lun | while `admin lun clone` copies the LUN: bytes copied so far |
+//! | `glfs_iscsi_lun_clone_total_bytes` | target, lun | while `admin lun clone` copies the LUN: bytes to copy in all |
 //! | `glfs_iscsi_target_sessions` | target | normal sessions logged in now |
 //! | `glfs_iscsi_target_logins_total` | target | normal logins that reached full feature phase |
 //! | `glfs_iscsi_login_failures_total` | target, reason | failed logins by login status (target "" if not a configured one) |
@@ -187,6 +189,8 @@ pub struct Metrics {
     allocated: Family<LunLabels, Gauge>,
     available: Family<LunLabels, Gauge>,
     soft_threshold_reached: Family<LunLabels, Gauge>,
+    clone_copied: Family<LunLabels, Gauge>,
+    clone_total: Family<LunLabels, Gauge>,
     sessions: Family<TargetLabels, Gauge>,
     logins: Family<TargetLabels, Counter>,
     login_failures: Family<LoginFailureLabels, Counter>,
@@ -243,6 +247,8 @@ impl Metrics {
         let in_flight = Family::default();
         let allocated = Family::default();
         let soft_threshold_reached = Family::default();
+        let clone_copied = Family::default();
+        let clone_total = Family::default();
         let available = Family::default();
         let sessions = Family::default();
         let logins = Family::default();
@@ -308,6 +314,18 @@ impl Metrics {
              hosts were told THIN PROVISIONING SOFT THRESHOLD REACHED), else 0; a LUN \
              without one has no series",
             soft_threshold_reached.clone(),
+        );
+        registry.register_with_unit(
+            "lun_clone_copied",
+            "While admin lun clone copies the LUN: what it has copied so far",
+            prometheus_client::registry::Unit::Bytes,
+            clone_copied.clone(),
+        );
+        registry.register_with_unit(
+            "lun_clone_total",
+            "While admin lun clone copies the LUN: what it copies in all",
+            prometheus_client::registry::Unit::Bytes,
+            clone_total.clone(),
         );
         registry.register(
             "target_sessions",
@@ -389,6 +407,8 @@ impl Metrics {
             allocated,
             available,
             soft_threshold_reached,
+            clone_copied,
+            clone_total,
             sessions,
             logins,
             login_failures,
@@ -603,6 +623,8 @@ impl Metrics {
             &self.allocated,
             &self.available,
             &self.soft_threshold_reached,
+            &self.clone_copied,
+            &self.clone_total,
         ] {
             family.remove(&LunLabels {
                 target: target.clone(),
@@ -681,6 +703,26 @@ impl Metrics {
             }
             None => {
                 self.soft_threshold_reached.remove(&labels);
+            }
+        }
+    }
+
+    /// How far the copy `admin lun clone` makes of LUN `lun` of `target` is: bytes copied
+    /// and in all; `None`: no copy (the series go).
+    pub fn lun_clone(&self, target: &str, lun: u64, progress: Option<(u64, u64)>) {
+        let labels = LunLabels {
+            target: target.to_string(),
+            lun,
+        };
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        match progress {
+            Some((done, total)) => {
+                self.clone_copied.get_or_create(&labels).set(bytes(done));
+                self.clone_total.get_or_create(&labels).set(bytes(total));
+            }
+            None => {
+                self.clone_copied.remove(&labels);
+                self.clone_total.remove(&labels);
             }
         }
     }

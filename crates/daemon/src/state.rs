@@ -788,8 +788,19 @@ impl State {
             });
         }
         lane.divert(Some(snapshot.clone()));
-        let copied = snapshot.run(&what);
+        let metrics = crate::metrics::global();
+        let series = (target, u64::from(lun));
+        let observe = |done| {
+            if let Some(m) = metrics {
+                m.lun_clone(series.0, series.1, Some((done, size)));
+            }
+        };
+        observe(0);
+        let copied = snapshot.run_observed(&what, observe);
         lane.divert(None);
+        if let Some(m) = metrics {
+            m.lun_clone(target, u64::from(lun), None);
+        }
         drop((snapshot, dest));
         drop(busy);
         match copied {

@@ -91,9 +91,15 @@ impl Setup {
 
     /// The daemon with the fake libgfapi, its volumes under `root`.
     fn start_on_fake(&self, root: &testkit::fake::FakeRoot) -> Running {
+        self.start_on_fake_with(root, &[])
+    }
+
+    /// [`Setup::start_on_fake`] with `extra` arguments.
+    fn start_on_fake_with(&self, root: &testkit::fake::FakeRoot, extra: &[&str]) -> Running {
         let library = fake_library();
+        let own = ["--gfapi-library", library.to_str().unwrap()];
         Running::start(
-            &self.args(&["--gfapi-library", library.to_str().unwrap()]),
+            &self.args(&[&own[..], extra].concat()),
             &[("GFAPI_FAKE_ROOT", root.path())],
         )
     }
@@ -1476,7 +1482,7 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
     root.create_volume("vol");
     let setup = Setup::new();
     let socket = &setup.socket;
-    let daemon = setup.start_on_fake(&root);
+    let daemon = setup.start_on_fake_with(&root, &["--metrics", "127.0.0.1:0"]);
     ok(socket, &["target", "add", B]);
     let glfs = [
         "--bstype",
@@ -1518,6 +1524,17 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
     assert!(clone["done_bytes"].as_u64().unwrap() < 8 * MIB, "{shown}");
     let table = ok(socket, &["lun", "show", B, "0"]);
     assert!(table.contains("to vol@127.0.0.2:clone-1.img: "), "{table}");
+    // So do the metrics.
+    let series =
+        |name: &str| format!("glfs_iscsi_lun_clone_{name}_bytes{{target=\"{B}\",lun=\"0\"}}");
+    let text = scrape_metrics(&daemon);
+    assert_eq!(
+        metric_sample(&text, &series("total")),
+        Some((8 * MIB) as f64),
+        "{text}"
+    );
+    let copied = metric_sample(&text, &series("copied")).expect("copied bytes");
+    assert!(copied < (8 * MIB) as f64, "{copied}");
     assert!(!root.file_path("vol", "clone-2.img").exists());
 
     // The copy hangs in its first chunks; MiB 6 is not copied, so a write there waits
@@ -1560,8 +1577,10 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
     let other = std::fs::read(root.file_path("vol2", "copy.img")).unwrap();
     assert_eq!(other.len() as u64, 8 * MIB);
     assert!(other[6 * MIB as usize..][..4096] == [0xEE; 4096]);
-    // Done: the LUN changes again.
+    // Done: the LUN changes again, and the clone's series are gone.
     assert_eq!(json(socket, &["lun", "show", B, "0"])["clone"], Value::Null);
+    let text = scrape_metrics(&daemon);
+    assert_eq!(metric_sample(&text, &series("total")), None, "{text}");
     ok(socket, &["lun", "resize", B, "0", "16M"]);
 
     // A volume without room: the unfinished clone is removed, the LUN serves on.
