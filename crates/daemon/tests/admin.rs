@@ -1341,6 +1341,32 @@ fn a_volumes_only_lun_removed_and_added_again_mounts_the_volume_once() {
     assert_eq!(counts(), (1, 1), "the idle mount is unmounted at shutdown");
 }
 
+/// The daemon on the fake (with `extra` arguments) serving target B with LUN 0 on
+/// `vol@127.0.0.2:lun.img` of `size`, and a host logged in to it.
+fn glfs_lun_on_fake(
+    setup: &Setup,
+    root: &testkit::fake::FakeRoot,
+    size: &str,
+    extra: &[&str],
+) -> (Running, Initiator) {
+    let daemon = setup.start_on_fake_with(root, extra);
+    let socket = &setup.socket;
+    ok(socket, &["target", "add", B]);
+    let glfs = [
+        "--bstype",
+        "glfs",
+        "--backing-store",
+        "vol@127.0.0.2:lun.img",
+    ];
+    ok(
+        socket,
+        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", size]].concat(),
+    );
+    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
+    let _ = host.test_unit_ready();
+    (daemon, host)
+}
+
 /// Sends `request` on a fresh connection to the control socket; the connection, for
 /// [`next_answer`].
 fn request_raw(
@@ -1482,20 +1508,7 @@ fn a_lun_being_cloned_is_held_as_it_is_and_a_failed_clone_leaves_nothing() {
     root.create_volume("vol");
     let setup = Setup::new();
     let socket = &setup.socket;
-    let daemon = setup.start_on_fake_with(&root, &["--metrics", "127.0.0.1:0"]);
-    ok(socket, &["target", "add", B]);
-    let glfs = [
-        "--bstype",
-        "glfs",
-        "--backing-store",
-        "vol@127.0.0.2:lun.img",
-    ];
-    ok(
-        socket,
-        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", "8M"]].concat(),
-    );
-    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
-    let _ = host.test_unit_ready();
+    let (daemon, mut host) = glfs_lun_on_fake(&setup, &root, "8M", &["--metrics", "127.0.0.1:0"]);
     let lba = |at: u64| at / u64::from(BLOCK);
     host.write10(0, &pattern(1, 4096), BLOCK).unwrap();
     host.write10(lba(6 * MIB), &pattern(6, 4096), BLOCK)
@@ -1650,20 +1663,7 @@ fn stopping_the_daemon_cancels_a_clone_and_removes_its_file() {
     root.create_volume("vol");
     let setup = Setup::new();
     let socket = &setup.socket;
-    let mut daemon = setup.start_on_fake(&root);
-    ok(socket, &["target", "add", B]);
-    let glfs = [
-        "--bstype",
-        "glfs",
-        "--backing-store",
-        "vol@127.0.0.2:lun.img",
-    ];
-    ok(
-        socket,
-        &[&["lun", "add", B, "0"][..], &glfs[..], &["--size", "64M"]].concat(),
-    );
-    let mut host = Initiator::connect(&daemon.portal(), B, 0).unwrap();
-    let _ = host.test_unit_ready();
+    let (mut daemon, mut host) = glfs_lun_on_fake(&setup, &root, "64M", &[]);
     for m in 0..64u64 {
         host.write10(m * 2048, &pattern(m as u8, 4096), BLOCK)
             .unwrap();
