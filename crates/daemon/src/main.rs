@@ -254,9 +254,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         anyhow::Ok(targets)
     })?;
-    // Dropping the runtime ends the tasks still holding the targets (control socket,
-    // SIGHUP reloads), so the stores' last references are the ones closed below.
-    drop(runtime);
+    // Shutting the runtime down ends the tasks still holding the targets (control socket,
+    // SIGHUP reloads), so the stores' last references are the ones closed below. An admin
+    // request still at work on a blocking thread (a fully provisioned LUN's allocation, a
+    // volume mount that does not answer) is waited for only within the grace time: past
+    // it the process goes on to close the stores and exits, ending that work with it.
+    let since = signalled.get().map_or(Duration::ZERO, Instant::elapsed);
+    runtime.shutdown_timeout(grace.saturating_sub(since).max(CLOSE_AT_LEAST));
     // Flush and close the stores in what is left of the grace time (at least
     // CLOSE_AT_LEAST), never waiting for a hung volume past it.
     let since = signalled.get().map_or(Duration::ZERO, Instant::elapsed);

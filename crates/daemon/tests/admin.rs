@@ -1685,3 +1685,39 @@ fn stopping_the_daemon_cancels_a_clone_and_removes_its_file() {
         "the unfinished copy is still there"
     );
 }
+
+/// A daemon told to stop while an admin request is still at work (a fully provisioned
+/// LUN's allocation on a volume that does not answer: the fake's fallocate hangs) stops
+/// within its grace time instead of waiting for that work.
+#[test]
+fn stopping_the_daemon_does_not_wait_for_admin_work_past_the_grace_time() {
+    use testkit::fake::FaultRule;
+    let root = testkit::fake::FakeRoot::new();
+    root.create_volume("vol");
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let mut daemon = setup.start_on_fake_with(&root, &["--shutdown-grace", "2"]);
+    ok(socket, &["target", "add", B]);
+    root.set_rules(&[FaultRule::on(&["fallocate"]).path("/full-*").hang()]);
+    let request = json!({"op": "lun-add", "target": B, "entry": {
+        "lun": 0, "bstype": "glfs", "backing_store": "vol@127.0.0.2:full-1.img",
+        "size": "64M", "provisioning": "full"
+    }});
+    let mut answers = request_raw(socket, &request);
+    // The allocation has begun (and hangs in its first fallocate).
+    assert_eq!(next_answer(&mut answers)["progress"]["done"], 0);
+    let asked = std::time::Instant::now();
+    daemon.terminate();
+    let status = daemon.wait_exit(std::time::Duration::from_secs(30));
+    let took = asked.elapsed();
+    root.set_rules(&[]);
+    assert!(
+        status.is_some(),
+        "the daemon did not stop: {}",
+        daemon.log()
+    );
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "stopped after {took:?}"
+    );
+}
