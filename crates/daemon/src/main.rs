@@ -218,6 +218,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         // The space of every LUN's storage: metrics, and a warning before a thin LUN's
         // volume runs full.
         tokio::spawn(daemon::space::watch(targets.clone()));
+        // ROD tokens (POPULATE TOKEN) expire after their inactivity timeout.
+        tokio::spawn(targets.clone().expire_rod_tokens());
         if let Some(owner) = &gateway_id {
             tokio::spawn(daemon::gateways::refresh(
                 targets.clone(),

@@ -546,6 +546,23 @@ impl Targets {
         Ok(())
     }
 
+    /// Tells every target's copy manager the time, every `scsi::ROD_TOKEN_TICK`, for as
+    /// long as the daemon runs: ROD tokens left unused for their inactivity timeout expire
+    /// (`scsi::ScsiTarget::expire_rod_tokens`).
+    pub async fn expire_rod_tokens(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(scsi::ROD_TOKEN_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::time::Instant::now();
+            for name in self.names() {
+                if let Some(target) = self.get(&name) {
+                    target.scsi.expire_rod_tokens(now);
+                }
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Target>> {
         self.targets
             .read()

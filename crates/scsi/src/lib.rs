@@ -540,6 +540,8 @@ pub struct ScsiTarget {
     /// The target's iSCSI name, once told ([`ScsiTarget::set_target_name`]): the Device
     /// Identification page then names this target port. Shared with the successors.
     name: Arc<std::sync::OnceLock<String>>,
+    /// The ROD tokens POPULATE TOKEN made (`commands::token`). Shared with the successors.
+    rod_tokens: Arc<commands::RodTokens>,
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -556,6 +558,8 @@ struct Lu {
     reservations: Arc<Reservations>,
     /// Results of EXTENDED COPY commands kept for RECEIVE COPY RESULTS.
     copies: Arc<commands::CopyResults>,
+    /// Results of POPULATE TOKEN and WRITE USING TOKEN for RECEIVE ROD TOKEN INFORMATION.
+    token_results: Arc<commands::TokenResults>,
     /// A SANITIZE in progress, or failed.
     sanitize: Arc<commands::SanitizeState>,
     /// This LU's own asymmetric access states, once set ([`ScsiTarget::set_lu_alua`]:
@@ -578,6 +582,9 @@ impl Lu {
         }
     }
 }
+
+/// How often the driver should call [`ScsiTarget::expire_rod_tokens`].
+pub const ROD_TOKEN_TICK: Duration = Duration::from_secs(1);
 
 /// The highest LUN number this target addresses (flat space addressing, 14 bits).
 pub const MAX_LUN: u16 = 16383;
@@ -625,6 +632,7 @@ impl ScsiTarget {
             nexuses: self.nexuses.clone(),
             alua: self.alua.clone(),
             name: self.name.clone(),
+            rod_tokens: self.rod_tokens.clone(),
         }
     }
 
@@ -668,12 +676,14 @@ impl ScsiTarget {
         if self.luns.len() <= idx {
             self.luns.resize(idx + 1, None);
         }
+        self.rod_tokens.revoke_lun(lun);
         self.luns[idx] = Some(Lu {
             mode: Arc::new(commands::ModeState::new(&config)),
             interlock: Arc::default(),
             stopped: Arc::default(),
             reservations: Arc::default(),
             copies: Arc::default(),
+            token_results: Arc::default(),
             sanitize: Arc::default(),
             alua: Arc::default(),
             blocks: Arc::new(config.geometry.num_blocks.into()),
@@ -684,6 +694,7 @@ impl ScsiTarget {
 
     /// Removes the logical unit at `lun`, returning its configuration.
     pub fn remove_lun(&mut self, lun: u16) -> Option<LuConfig> {
+        self.rod_tokens.revoke_lun(lun);
         self.luns
             .get_mut(usize::from(lun))
             .and_then(Option::take)
@@ -704,6 +715,8 @@ impl ScsiTarget {
         let Some(lu) = self.luns.get_mut(usize::from(lun)).and_then(Option::as_mut) else {
             return false;
         };
+        // What the LU's tokens stood for may be another store's blocks now.
+        self.rod_tokens.revoke_lun(lun);
         let before = lu.geometry();
         let old = std::mem::replace(&mut lu.config, config);
         let new = &lu.config;
@@ -1156,6 +1169,19 @@ impl ScsiTarget {
                 .renew_lease(read_started, RESERVATIONS_LEASE);
             lu.interlock.set_fenced(false);
         }
+    }
+
+    /// Tells the copy manager the time: ROD tokens left unused for their inactivity
+    /// timeout expire (`commands::token`). A token's timeout starts at the first call
+    /// that finds it idle, so the driver calls this about every second
+    /// ([`ROD_TOKEN_TICK`]); a token lives its timeout plus up to one tick.
+    pub fn expire_rod_tokens(&self, now: Instant) {
+        self.rod_tokens.expire(now);
+    }
+
+    /// ROD tokens of this target (and its successors) that may still be used.
+    pub fn rod_tokens_valid(&self) -> usize {
+        self.rod_tokens.valid()
     }
 
     /// Told the time: every shared logical unit whose lease has run out at `now` admits

@@ -98,6 +98,10 @@ impl Asc {
     pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x31, 0x03);
     /// INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x44, 0x00);
+    /// OPERATION IN PROGRESS.
+    pub const OPERATION_IN_PROGRESS: Asc = Asc(0x00, 0x16);
+    /// INSUFFICIENT RESOURCES TO CREATE ROD TOKEN.
+    pub const INSUFFICIENT_RESOURCES_TO_CREATE_ROD_TOKEN: Asc = Asc(0x55, 0x0D);
 }
 
 /// Where in the CDB (or parameter list) an invalid field lies: the sense-key specific

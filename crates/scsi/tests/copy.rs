@@ -82,22 +82,6 @@ fn naa0() -> [u8; 16] {
     config(Capabilities::default()).naa_id
 }
 
-fn naa1() -> [u8; 16] {
-    let mut n = naa0();
-    n[15] ^= 0xFF;
-    n
-}
-
-/// A rig with LUN 0 and LUN 1 (its own NAA designator and store).
-fn two_luns() -> Rig {
-    let mut rig = Rig::new(Capabilities::default());
-    let mut cfg = config(Capabilities::default());
-    cfg.naa_id = naa1();
-    cfg.serial = "SN0002".into();
-    rig.add_lun(1, cfg);
-    rig
-}
-
 fn xcopy(rig: &mut Rig, p: &[u8]) -> scsi::Response {
     rig.run(&xcopy_cdb(p.len() as u32), p)
 }
@@ -322,9 +306,11 @@ fn third_party_copy_vpd_known_answer() {
     let r = rig.run(&[0x12, 0x01, 0x8F, 0x04, 0x00, 0x00], &[]);
     assert_eq!(outcome(&r), GOOD);
     let mut want = vec![0x00, 0x8F, 0, 0];
-    // Supported Commands (0001h): list length 7; 83h with SA 00h, 84h with SAs 00h and 03h.
+    // Supported Commands (0001h): list length 10; 83h with SAs 00h (EXTENDED COPY), 10h
+    // (POPULATE TOKEN) and 11h (WRITE USING TOKEN), 84h with SAs 00h, 03h and 07h (RECEIVE
+    // ROD TOKEN INFORMATION); padded to 4.
     want.extend([
-        0x00, 0x01, 0x00, 0x08, 7, 0x83, 1, 0x00, 0x84, 2, 0x00, 0x03,
+        0x00, 0x01, 0x00, 0x0C, 10, 0x83, 3, 0x00, 0x10, 0x11, 0x84, 3, 0x00, 0x03, 0x07, 0,
     ]);
     // Parameter Data (0004h), length 1Ch: reserved (4), MAXIMUM CSCD DESCRIPTOR COUNT,
     // MAXIMUM SEGMENT DESCRIPTOR COUNT, MAXIMUM DESCRIPTOR LIST LENGTH, MAXIMUM INLINE DATA
@@ -346,6 +332,45 @@ fn third_party_copy_vpd_known_answer() {
     want.extend((65535u32 * BS).to_be_bytes());
     want.extend([9, 0]);
     want.extend([0; 14]);
+    // Block Device ROD Token Limits (0000h, SBC-3 table 216), length 20h: reserved (6),
+    // MAXIMUM RANGE DESCRIPTORS 64, MAXIMUM INACTIVITY TIMEOUT 600 s, DEFAULT INACTIVITY
+    // TIMEOUT 60 s, MAXIMUM TOKEN TRANSFER SIZE 2^24 blocks, OPTIMAL TRANSFER COUNT 256 MiB
+    // in blocks.
+    want.extend([0x00, 0x00, 0x00, 0x20, 0, 0, 0, 0, 0, 0]);
+    want.extend(64u16.to_be_bytes());
+    want.extend(600u32.to_be_bytes());
+    want.extend(60u32.to_be_bytes());
+    want.extend((1u64 << 24).to_be_bytes());
+    want.extend(((256u64 << 20) / u64::from(BS)).to_be_bytes());
+    // ROD Token Features (0106h, SPC-4 table 594), length 5Ch: REMOTE TOKENS 0, reserved
+    // (11), MINIMUM TOKEN LIFETIME 1 s, MAXIMUM TOKEN LIFETIME FFFFFFFFh, MAXIMUM TOKEN
+    // INACTIVITY TIMEOUT 600 s, reserved (18), ROD DEVICE TYPE SPECIFIC FEATURES
+    // DESCRIPTORS LENGTH 30h, and the block device one (table 595): type 00h, length 2Ch,
+    // reserved (2), OPTIMAL BLOCK ROD LENGTH GRANULARITY 1, MAXIMUM BYTES IN BLOCK ROD,
+    // OPTIMAL BYTES IN BLOCK ROD TRANSFER, OPTIMAL BYTES TO and FROM TOKEN PER SEGMENT,
+    // reserved (8).
+    want.extend([0x01, 0x06, 0x00, 0x5C]);
+    want.extend([0; 12]);
+    want.extend(1u32.to_be_bytes());
+    want.extend(u32::MAX.to_be_bytes());
+    want.extend(600u32.to_be_bytes());
+    want.extend([0; 18]);
+    want.extend(48u16.to_be_bytes());
+    want.extend([0x00, 0, 0x00, 0x2C, 0, 0, 0x00, 0x01]);
+    want.extend(((1u64 << 24) * u64::from(BS)).to_be_bytes());
+    for _ in 0..3 {
+        want.extend((256u64 << 20).to_be_bytes());
+    }
+    want.extend([0; 8]);
+    // Supported ROD Token and ROD Types (0108h, SPC-4 table 597), length 84h: reserved
+    // (2), ROD TYPE DESCRIPTORS LENGTH 80h, then two 64-byte descriptors (table 598): ROD
+    // TYPE, flags (TOKEN IN 02h, TOKEN OUT 01h), reserved, PREFERENCE INDICATOR, reserved:
+    // access upon reference (00800000h) in and out, block device zero (FFFF0001h) in.
+    want.extend([0x01, 0x08, 0x00, 0x84, 0, 0, 0x00, 0x80]);
+    want.extend([0x00, 0x80, 0x00, 0x00, 0x03]);
+    want.extend([0; 59]);
+    want.extend([0xFF, 0xFF, 0x00, 0x01, 0x02]);
+    want.extend([0; 59]);
     let len = (want.len() - 4) as u16;
     want[2..4].copy_from_slice(&len.to_be_bytes());
     assert_eq!(&r.data_in[..], &want[..]);

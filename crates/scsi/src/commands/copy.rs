@@ -118,7 +118,7 @@ impl ScsiCommand for ExtendedCopy {
 
 /// One block-to-block segment, resolved to logical units and byte ranges.
 #[derive(Debug, Clone)]
-struct Segment {
+pub(super) struct Segment {
     source_lun: u16,
     lun: u16,
     source_offset: u64,
@@ -129,6 +129,45 @@ struct Segment {
     bounce: bool,
     /// Chunks from the end backwards (overlap with the destination after the source).
     backwards: bool,
+    /// No source: the destination range is written with zeroes (the block device zero ROD
+    /// token of WRITE USING TOKEN), by WriteZeroes when its store has it (`Some(true)`),
+    /// else by writes of zeroes.
+    zero: Option<bool>,
+}
+
+impl Segment {
+    /// `len` bytes from `source_offset` of logical unit `source_lun` to `offset` of `lun`;
+    /// overlapping ranges of one logical unit are read and written, backwards when the
+    /// destination lies after the source.
+    pub(super) fn new(
+        source_lun: u16,
+        lun: u16,
+        source_offset: u64,
+        offset: u64,
+        len: u64,
+    ) -> Self {
+        let overlap =
+            source_lun == lun && source_offset < offset + len && offset < source_offset + len;
+        Segment {
+            source_lun,
+            lun,
+            source_offset,
+            offset,
+            len,
+            bounce: overlap,
+            backwards: overlap && offset > source_offset,
+            zero: None,
+        }
+    }
+
+    /// `len` bytes of zeroes written at `offset` of `lun`, with WriteZeroes when
+    /// `write_zeroes` (its store has it).
+    pub(super) fn zeroes(lun: u16, offset: u64, len: u64, write_zeroes: bool) -> Self {
+        Segment {
+            zero: Some(write_zeroes),
+            ..Segment::new(lun, lun, offset, offset, len)
+        }
+    }
 }
 
 /// A checked parameter list.
@@ -310,27 +349,37 @@ impl Plan {
         {
             return Err(copy_aborted(Asc::NO_ADDITIONAL));
         }
-        let (source_offset, offset) = (src_lba * sbs, dst_lba * dbs);
-        let overlap =
-            source_lun == lun && source_offset < offset + len && offset < source_offset + len;
-        Ok(Segment {
+        Ok(Segment::new(
             source_lun,
             lun,
-            source_offset,
-            offset,
+            src_lba * sbs,
+            dst_lba * dbs,
             len,
-            bounce: overlap,
-            backwards: overlap && offset > source_offset,
-        })
+        ))
     }
 
-    /// Checks what the copy manager may do on the logical units involved, holds the
-    /// destination ranges and starts the first segment.
     fn start(self, ctx: &Ctx<'_>, param_len: u32) -> Start {
+        let record = self
+            .hold_results
+            .then(|| Record::Lid1(Arc::clone(&ctx.lu.copies), ctx.nexus, self.list_id));
+        start_copy(ctx, self.segments, record, param_len)
+    }
+}
+
+/// Checks what the copy manager may do on the logical units the `segments` involve, holds
+/// the destination ranges and starts the first segment; the outcome is kept in `record`,
+/// and the final GOOD carries `transfer_len`.
+pub(super) fn start_copy(
+    ctx: &Ctx<'_>,
+    segments: Vec<Segment>,
+    record: Option<Record>,
+    transfer_len: u32,
+) -> Start {
+    {
         let target = ctx.target;
         let mut guards = Vec::new();
         let mut flush = Vec::new();
-        for s in &self.segments {
+        for s in &segments {
             for (n, writes) in [(s.source_lun, false), (s.lun, true)] {
                 let lu = target.luns[usize::from(n)].as_ref().expect("resolved");
                 if lu.stopped.load(std::sync::atomic::Ordering::Relaxed) {
@@ -375,11 +424,8 @@ impl Plan {
                 }
             }
         }
-        let record = self
-            .hold_results
-            .then(|| (Arc::clone(&ctx.lu.copies), ctx.nexus, self.list_id));
         let run = CopyRun {
-            segments: self.segments.into_iter().filter(|s| s.len > 0).collect(),
+            segments: segments.into_iter().filter(|s| s.len > 0).collect(),
             next: 0,
             done_in_segment: 0,
             phase: Phase::Idle,
@@ -387,10 +433,20 @@ impl Plan {
             _guards: guards,
             record,
             flush,
-            transfer_len: param_len,
+            transfer_len,
         };
         Box::new(run).issue()
     }
+}
+
+/// Where a copy's outcome is kept: RECEIVE COPY RESULTS (EXTENDED COPY with a held list
+/// identifier), or RECEIVE ROD TOKEN INFORMATION (WRITE USING TOKEN).
+#[derive(Debug)]
+pub(super) enum Record {
+    /// The logical unit's results, the nexus and the LID1 list identifier.
+    Lid1(Arc<CopyResults>, NexusId, u8),
+    /// A WRITE USING TOKEN's own record (it also holds the token in use until it ends).
+    Token(super::token::WriteRecord),
 }
 
 /// Where a running copy stands.
@@ -429,8 +485,8 @@ pub(crate) struct CopyRun {
     moved: u64,
     /// The destination ranges, held until the command ends.
     _guards: Vec<RangeGuard>,
-    /// Where to keep the outcome for RECEIVE COPY RESULTS: results, nexus, list id.
-    record: Option<(Arc<CopyResults>, NexusId, u8)>,
+    /// Where to keep the outcome (RECEIVE COPY RESULTS, RECEIVE ROD TOKEN INFORMATION).
+    record: Option<Record>,
     /// Destinations with the write cache off: flushed before GOOD.
     flush: Vec<u16>,
     transfer_len: u32,
@@ -461,7 +517,7 @@ impl CopyRun {
             return self.flush_from(0);
         };
         let left = s.len - self.done_in_segment;
-        let chunk = left.min(if s.bounce {
+        let chunk = left.min(if s.bounce || s.zero == Some(false) {
             u64::from(MAX_TRANSFER_BYTES)
         } else {
             OFFLOAD_CHUNK
@@ -471,6 +527,20 @@ impl CopyRun {
         } else {
             self.done_in_segment
         };
+        if let Some(write_zeroes) = s.zero {
+            self.phase = Phase::Write { len: chunk };
+            let offset = s.offset + pos;
+            let request = if write_zeroes {
+                IoRequest::WriteZeroes { offset, len: chunk }
+            } else {
+                IoRequest::Write {
+                    offset,
+                    data: Bytes::from(vec![0u8; chunk as usize]).into(),
+                    fua: false,
+                }
+            };
+            return io(s.lun, request, State::Copy(self));
+        }
         if s.bounce {
             self.phase = Phase::Read { pos, len: chunk };
             let request = IoRequest::Read {
@@ -497,32 +567,36 @@ impl CopyRun {
                 io(lun, IoRequest::Flush, State::Copy(self))
             }
             None => {
-                self.keep(0x01);
+                self.keep(0x01, None);
                 done(Response::good(Bytes::new(), self.transfer_len))
             }
         }
     }
 
-    /// Keeps the outcome (COPY MANAGER STATUS `status`) for RECEIVE COPY RESULTS.
-    fn keep(&self, status: u8) {
-        if let Some((results, nexus, list_id)) = &self.record {
-            // Completed segments (all of them once the copy succeeded).
-            let processed = self.next;
-            results.put(
+    /// Keeps the outcome (COPY MANAGER STATUS `status`: 01h done, 02h failed with
+    /// `sense`) where the command asked.
+    fn keep(&self, status: u8, sense: Option<&Sense>) {
+        // Completed segments (all of them once the copy succeeded).
+        let processed = self.next.min(usize::from(u16::MAX)) as u16;
+        match &self.record {
+            Some(Record::Lid1(results, nexus, list_id)) => results.put(
                 *nexus,
                 *list_id,
                 CopyStatus {
                     status,
-                    segments: processed.min(usize::from(u16::MAX)) as u16,
+                    segments: processed,
                     bytes: self.moved,
                 },
-            );
+            ),
+            Some(Record::Token(record)) => record.finish(status, self.moved, processed, sense),
+            None => {}
         }
     }
 
     fn failed(&self, e: &StoreError) -> Start {
-        self.keep(0x02);
-        fail(copy_aborted(sense::from_store_error(e).asc))
+        let sense = copy_aborted(sense::from_store_error(e).asc);
+        self.keep(0x02, Some(&sense));
+        fail(sense)
     }
 
     /// Goes on with the result of the request in flight.
@@ -646,9 +720,11 @@ impl ScsiCommand for ReceiveCopyResults {
 }
 
 /// The descriptors of the Third-party Copy VPD page (SPC-4 7.8.17) for this copy manager
-/// (EXTENDED COPY LID1 only, no ROD tokens): Supported Commands (0001h), Parameter Data
-/// (0004h), Supported Descriptors (0008h) and General Copy Operations (8001h), each with
-/// its 2-byte type and length (a multiple of 4).
+/// (EXTENDED COPY LID1, and the ROD tokens of `token`): Supported Commands (0001h),
+/// Parameter Data (0004h), Supported Descriptors (0008h), General Copy Operations
+/// (8001h), then Block Device ROD Token Limits (0000h), ROD Token Features (0106h) and
+/// Supported ROD Token and ROD Types (0108h), each with its 2-byte type and length (a
+/// multiple of 4).
 pub(crate) fn third_party_copy_vpd(lu: &crate::LuConfig, d: &mut Vec<u8>) {
     let mut descriptor = |kind: u16, mut body: Vec<u8>| {
         body.resize(body.len().next_multiple_of(4), 0);
@@ -659,12 +735,15 @@ pub(crate) fn third_party_copy_vpd(lu: &crate::LuConfig, d: &mut Vec<u8>) {
     // Supported Commands: each OPERATION CODE with its SERVICE ACTIONs.
     let commands = [
         op::EXTENDED_COPY,
-        1,
+        3,
         0x00,
+        0x10, // POPULATE TOKEN
+        0x11, // WRITE USING TOKEN
         op::RECEIVE_COPY_RESULTS,
-        2,
+        3,
         COPY_STATUS as u8,
         OPERATING_PARAMETERS as u8,
+        super::token::RECEIVE_ROD_TOKEN_INFORMATION as u8,
     ];
     let mut body = vec![commands.len() as u8];
     body.extend_from_slice(&commands);
@@ -686,6 +765,8 @@ pub(crate) fn third_party_copy_vpd(lu: &crate::LuConfig, d: &mut Vec<u8>) {
     body[8..12].copy_from_slice(&max_segment_length(bs).to_be_bytes());
     body[12] = bs.max(1).trailing_zeros() as u8; // DATA SEGMENT GRANULARITY (log2)
     descriptor(0x8001, body);
+    // The ROD token descriptors (POPULATE TOKEN, WRITE USING TOKEN).
+    super::token::vpd_descriptors(bs, descriptor);
 }
 
 /// MAXIMUM SEGMENT LENGTH in bytes: the most a 02h segment can name (65535 blocks).

@@ -39,6 +39,7 @@ mod rw;
 mod sanitize;
 mod supported;
 pub(crate) mod threshold;
+mod token;
 mod unit;
 
 pub(crate) use copy::CopyResults;
@@ -47,6 +48,7 @@ pub(crate) use log::SpaceCell;
 pub(crate) use mode::ModeState;
 pub(crate) use sanitize::SanitizeState;
 pub(crate) use threshold::Threshold;
+pub(crate) use token::{RodTokens, TokenResults};
 
 /// Every family's commands. A new family is one more line here.
 const FAMILIES: &[&[CommandDef]] = &[
@@ -60,6 +62,7 @@ const FAMILIES: &[&[CommandDef]] = &[
     cache::COMMANDS,
     provisioning::COMMANDS,
     copy::COMMANDS,
+    token::COMMANDS,
     sanitize::COMMANDS,
     crate::reservations::COMMANDS,
     alua::COMMANDS,

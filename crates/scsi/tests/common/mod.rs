@@ -236,6 +236,23 @@ impl Rig {
     }
 }
 
+/// The NAA designator of a second logical unit: [`config`]'s with the last byte flipped.
+pub fn naa1() -> [u8; 16] {
+    let mut n = config(Capabilities::default()).naa_id;
+    n[15] ^= 0xFF;
+    n
+}
+
+/// A rig with LUN 0 and LUN 1 (its own NAA designator, serial number and store).
+pub fn two_luns() -> Rig {
+    let mut rig = Rig::new(Capabilities::default());
+    let mut cfg = config(Capabilities::default());
+    cfg.naa_id = naa1();
+    cfg.serial = "SN0002".into();
+    rig.add_lun(1, cfg);
+    rig
+}
+
 /// Status, sense key, ASC, ASCQ of a response (sense fields 0 when GOOD).
 pub fn outcome(r: &Response) -> (Status, u8, u8, u8) {
     match &r.sense {
