@@ -411,6 +411,43 @@ fn removing_the_source_logical_unit_revokes_its_tokens() {
 }
 
 #[test]
+fn under_write_exclusive_another_host_may_make_a_token_but_not_write_with_one() {
+    let mut rig = Rig::new(Capabilities::default());
+    for n in [1u64, 2] {
+        let port = scsi::InitiatorPort {
+            name: format!("iqn.2026-01.test:host{n}"),
+            isid: [0x80, 0, 0, 0, 0, n as u8],
+        };
+        rig.target.open_nexus(n, port);
+        rig.run_on(n, 0, &[0; 6], &[]); // TEST UNIT READY takes the POWER ON condition
+    }
+    // Host 1 registers key 1 and reserves Write Exclusive (PERSISTENT RESERVE OUT, SPC-4
+    // table 169: SA, SCOPE|TYPE, PARAMETER LIST LENGTH; table 171: RESERVATION KEY, SERVICE
+    // ACTION RESERVATION KEY).
+    let prout = |rig: &mut Rig, sa: u8, kind: u8, key: u64, sa_key: u64| {
+        let mut p = vec![0u8; 24];
+        p[0..8].copy_from_slice(&key.to_be_bytes());
+        p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+        let r = rig.run_on(1, 0, &[0x5F, sa, kind, 0, 0, 0, 0, 0, 24, 0], &p);
+        assert_eq!(outcome(&r), GOOD);
+    };
+    prout(&mut rig, 0x00, 0, 0, 1);
+    prout(&mut rig, 0x01, 0x01, 1, 0);
+    // Host 2 may read, so it may make a token (SBC-3: POPULATE TOKEN is allowed under
+    // Write Exclusive); it may not write, with a token either.
+    let p = pt_list(0, None, &[(0, 4)]);
+    let r = rig.run_on(2, 0, &token_cdb(0x10, 1, p.len()), &p);
+    assert_eq!(outcome(&r), GOOD);
+    let r = rig.run_on(2, 0, &rrti_cdb(1, 4096), &[]);
+    let token = info(&r.data_in).token.unwrap();
+    let p = wut_list(&token, 0, false, &[(100, 4)]);
+    let r = rig.run_on(2, 0, &token_cdb(0x11, 2, p.len()), &p);
+    assert_eq!(r.status, Status::ReservationConflict);
+    let r = rig.run_on(1, 0, &token_cdb(0x11, 2, p.len()), &p);
+    assert_eq!(outcome(&r), GOOD, "the holder may");
+}
+
+#[test]
 fn results_belong_to_the_nexus_and_list_identifier_that_made_them() {
     let mut rig = Rig::new(Capabilities::default());
     let p = pt_list(0, None, &[(0, 1)]);

@@ -219,6 +219,9 @@ fn access(cdb: &[u8]) -> Access {
         | PRE_FETCH_10 | PRE_FETCH_16 | MODE_SENSE_6 | MODE_SENSE_10 | SERVICE_ACTION_IN_16
         | 0x37 /* READ DEFECT DATA(10) */ | 0xB7 /* READ DEFECT DATA(12) */
         | 0x84 /* RECEIVE COPY RESULTS */ | 0x3C /* READ BUFFER */ => Access::Read,
+        // POPULATE TOKEN reads the blocks it makes a token of (SBC-3 table 15: allowed
+        // under Write Exclusive); WRITE USING TOKEN and EXTENDED COPY write.
+        0x83 if sa == 0x10 => Access::Read,
         _ => Access::Other,
     }
 }
