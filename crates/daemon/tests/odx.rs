@@ -7,6 +7,7 @@
 mod support;
 
 use support::*;
+use testkit::fake::FakeRoot;
 use testkit::initiator::Initiator;
 
 const TARGET: &str = "iqn.2026-11.io.glfs-iscsi:odx";
@@ -67,29 +68,90 @@ fn rrti(host: &mut Initiator, list_id: u32) -> (u8, u8, u64, Option<Vec<u8>>) {
     (d[4] & 0x1F, d[5] & 0x7F, count, token)
 }
 
-fn lun_file(dir: &std::path::Path, name: &str, fill: impl Fn(usize) -> u8) -> String {
-    let path = dir.join(name);
-    let bytes: Vec<u8> = (0..SIZE as usize).map(fill).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_string()
+fn image(fill: impl Fn(usize) -> u8) -> Vec<u8> {
+    (0..SIZE as usize).map(fill).collect()
+}
+
+/// Where the two LUNs' images live, and the daemon serving them as LUN 0 and 1.
+struct Luns {
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    daemon: Running,
+    _dir: tempfile::TempDir,
+    _root: Option<FakeRoot>,
+}
+
+/// Two file LUNs: copies between them go through `copy_file_range`.
+fn file_luns() -> Luns {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    std::fs::write(&a, image(|i| (i % 251) as u8)).unwrap();
+    std::fs::write(&b, image(|_| 0xEE)).unwrap();
+    let luns = format!(
+        "[[target.lun]]\nlun = 0\nbstype = \"file\"\nbacking_store = \"{}\"\n\
+         [[target.lun]]\nlun = 1\nbstype = \"file\"\nbacking_store = \"{}\"\n",
+        a.display(),
+        b.display()
+    );
+    let daemon = start(dir.path(), "", &luns, &[]);
+    Luns {
+        a,
+        b,
+        daemon,
+        _dir: dir,
+        _root: None,
+    }
+}
+
+/// Two glfs LUNs on the fake volume: the glfs store copies by reads and writes inside the
+/// gateway (`copy-offload` is off by default).
+fn glfs_luns() -> Luns {
+    let dir = tempfile::tempdir().unwrap();
+    let root = FakeRoot::new();
+    root.create_volume("vol");
+    let (a, b) = (root.path().join("vol/a.img"), root.path().join("vol/b.img"));
+    std::fs::write(&a, image(|i| (i % 251) as u8)).unwrap();
+    std::fs::write(&b, image(|_| 0xEE)).unwrap();
+    let top = format!("gfapi_library = \"{}\"\n", fake_library().display());
+    let luns = "[[target.lun]]\nlun = 0\nbstype = \"glfs\"\nbacking_store = \"vol@127.0.0.2:a.img\"\n\
+                [[target.lun]]\nlun = 1\nbstype = \"glfs\"\nbacking_store = \"vol@127.0.0.2:b.img\"\n";
+    let daemon = start(dir.path(), &top, luns, &[("GFAPI_FAKE_ROOT", root.path())]);
+    Luns {
+        a,
+        b,
+        daemon,
+        _dir: dir,
+        _root: Some(root),
+    }
+}
+
+fn start(
+    dir: &std::path::Path,
+    top: &str,
+    luns: &str,
+    env: &[(&str, &std::path::Path)],
+) -> Running {
+    let config = dir.join("glfs-iscsi.toml");
+    std::fs::write(
+        &config,
+        format!("{top}[[target]]\nname = \"{TARGET}\"\n{luns}"),
+    )
+    .unwrap();
+    Running::start(&["--config", config.to_str().unwrap()], env)
 }
 
 #[test]
-fn a_token_made_by_one_host_copies_blocks_into_another_hosts_lun() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = lun_file(dir.path(), "a.img", |i| (i % 251) as u8);
-    let b = lun_file(dir.path(), "b.img", |_| 0xEE);
-    let config = dir.path().join("glfs-iscsi.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[target]]\nname = \"{TARGET}\"\n\
-             [[target.lun]]\nlun = 0\nbstype = \"file\"\nbacking_store = \"{a}\"\n\
-             [[target.lun]]\nlun = 1\nbstype = \"file\"\nbacking_store = \"{b}\"\n"
-        ),
-    )
-    .unwrap();
-    let daemon = Running::start(&["--config", config.to_str().unwrap()], &[]);
+fn a_token_made_by_one_host_copies_blocks_into_another_hosts_file_lun() {
+    a_token_made_by_one_host_copies_blocks_into_another_hosts_lun(file_luns());
+}
+
+#[test]
+fn a_token_made_by_one_host_copies_blocks_into_another_hosts_glfs_lun() {
+    a_token_made_by_one_host_copies_blocks_into_another_hosts_lun(glfs_luns());
+}
+
+fn a_token_made_by_one_host_copies_blocks_into_another_hosts_lun(luns: Luns) {
+    let daemon = &luns.daemon;
     let opts = |name: &str| login_opts(&format!("iqn.2026-11.test:{name}"), None);
     let mut source_host = Initiator::connect_with(&daemon.portal(), TARGET, 0, &opts("a")).unwrap();
     let mut dest_host = Initiator::connect_with(&daemon.portal(), TARGET, 1, &opts("b")).unwrap();
@@ -115,8 +177,8 @@ fn a_token_made_by_one_host_copies_blocks_into_another_hosts_lun() {
 
     // The ROD is LUN 0's blocks 100..164 then 300..332; from its block 16 on that is
     // 116..164 (48 blocks) then 300..332.
-    let a = std::fs::read(dir.path().join("a.img")).unwrap();
-    let b = std::fs::read(dir.path().join("b.img")).unwrap();
+    let a = std::fs::read(&luns.a).unwrap();
+    let b = std::fs::read(&luns.b).unwrap();
     let blocks = |img: &[u8], lba: usize, n: usize| img[lba * BLOCK..(lba + n) * BLOCK].to_vec();
     assert_eq!(blocks(&b, 2000, 48), blocks(&a, 116, 48));
     assert_eq!(blocks(&b, 3000, 32), blocks(&a, 300, 32));
@@ -139,7 +201,7 @@ fn a_token_made_by_one_host_copies_blocks_into_another_hosts_lun() {
         .raw_command(&token_cdb(0x11, 10, p.len()), &p, 0)
         .unwrap();
     assert!(out.is_good(), "WRITE USING TOKEN (zero): {out:?}");
-    let b = std::fs::read(dir.path().join("b.img")).unwrap();
+    let b = std::fs::read(&luns.b).unwrap();
     assert!(blocks(&b, 10, 10).iter().all(|&x| x == 0));
     assert!(blocks(&b, 20, 1).iter().all(|&x| x == 0xEE));
 }
