@@ -448,6 +448,43 @@ fn under_write_exclusive_another_host_may_make_a_token_but_not_write_with_one() 
 }
 
 #[test]
+fn a_write_in_flight_is_reported_in_progress_and_its_list_identifier_is_busy() {
+    let mut rig = two_luns();
+    rig.offload = false;
+    let token = token_of(&mut rig, 0, &[(0, 4)]);
+    let p = wut_list(&token, 0, false, &[(0, 4)]);
+    // Started but not driven: its first read waits at LUN 0's store.
+    let start = rig.target.start(scsi::Command {
+        nexus: 1,
+        lun: wire(1),
+        cdb: bytes::Bytes::copy_from_slice(&token_cdb(0x11, 4, p.len())),
+        data_out: bytes::Bytes::from(p.clone()).into(),
+        expected_len: p.len() as u32,
+    });
+    assert!(matches!(
+        start,
+        scsi::Start::Copy(_) | scsi::Start::Io { .. }
+    ));
+    // COPY OPERATION STATUS 11h: in progress, in the foreground.
+    assert_eq!(rrti(&mut rig, 1, 4).status, 0x11);
+    // The same list identifier again: ILLEGAL REQUEST, OPERATION IN PROGRESS (00h/16h).
+    let r = write_using(&mut rig, 1, 4, &p);
+    assert_eq!(
+        outcome(&r),
+        (Status::CheckCondition, ILLEGAL_REQUEST, 0x00, 0x16)
+    );
+    // The command goes away unfinished (aborted): completed with errors, nothing written.
+    drop(start);
+    let i = rrti(&mut rig, 1, 4);
+    assert_eq!((i.status, i.transfer_count), (0x02, 0));
+    assert_eq!(
+        outcome(&write_using(&mut rig, 1, 4, &p)),
+        GOOD,
+        "free again"
+    );
+}
+
+#[test]
 fn results_belong_to_the_nexus_and_list_identifier_that_made_them() {
     let mut rig = Rig::new(Capabilities::default());
     let p = pt_list(0, None, &[(0, 1)]);

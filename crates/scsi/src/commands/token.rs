@@ -98,7 +98,8 @@ const WUT_TOKEN: usize = 16;
 const COMPLETED: u8 = 0x01;
 const COMPLETED_WITH_ERRORS: u8 = 0x02;
 const COMPLETED_PARTIAL: u8 = 0x03;
-const IN_PROGRESS: u8 = 0x10;
+/// Operation in progress, in the foreground (status comes with the command).
+const IN_PROGRESS: u8 = 0x11;
 
 fn token_sense(ascq: u8) -> Sense {
     Sense::new(SenseKey::IllegalRequest, Asc(0x23, ascq))
