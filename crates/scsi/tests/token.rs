@@ -485,6 +485,32 @@ fn a_write_in_flight_is_reported_in_progress_and_its_list_identifier_is_busy() {
 }
 
 #[test]
+fn immed_is_refused_for_a_write_and_no_parameter_data_is_no_operation() {
+    let mut rig = two_luns();
+    let mut p = wut_list(&zero_token(), 0, false, &[(0, 1)]);
+    p[2] |= 0x01; // IMMED
+    rig.store(1).data[..B].fill(9);
+    let r = write_using(&mut rig, 1, 1, &p);
+    // INVALID FIELD IN PARAMETER LIST at byte 2, bit 0: sense-key specific bytes 15..18
+    // are SKSV|C/D 0|BPV|BIT POINTER 0 (88h), FIELD POINTER 0002h.
+    assert_eq!(
+        outcome(&r),
+        (Status::CheckCondition, ILLEGAL_REQUEST, 0x26, 0x00)
+    );
+    assert_eq!(&r.sense.unwrap()[15..18], &[0x88, 0x00, 0x02]);
+    assert!(
+        rig.store(1).data[..B].iter().all(|&x| x == 9),
+        "nothing written"
+    );
+    // PARAMETER LIST LENGTH 0: no data, nothing done, GOOD (SBC-3).
+    for sa in [0x10, 0x11] {
+        let r = rig.run_lun(wire(1), &token_cdb(sa, 1, 0), &[]);
+        assert_eq!(outcome(&r), GOOD);
+    }
+    assert_eq!(rig.target.rod_tokens_valid(), 0);
+}
+
+#[test]
 fn results_belong_to_the_nexus_and_list_identifier_that_made_them() {
     let mut rig = Rig::new(Capabilities::default());
     let p = pt_list(0, None, &[(0, 1)]);

@@ -23,8 +23,9 @@
 //!
 //! Not supported: ROD types other than these two (RTV with another type is INVALID FIELD
 //! IN PARAMETER LIST), source and destination of different block sizes, remote tokens,
-//! REPORT ALL ROD TOKENS. IMMED is accepted, but status comes once the copy is done (a
-//! RECEIVE ROD TOKEN INFORMATION after it then reports the operation completed).
+//! REPORT ALL ROD TOKENS, and WRITE USING TOKEN with IMMED (status before the copy is
+//! done; INVALID FIELD IN PARAMETER LIST, as Microsoft's own copy provider for virtual disks
+//! answers it; Windows sends IMMED 0). POPULATE TOKEN with IMMED is done at once anyway.
 
 use super::copy::{start_copy, Record, Segment};
 use super::exec::{done, fail};
@@ -209,6 +210,10 @@ impl ScsiCommand for PopulateToken {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        if self.param_len == 0 {
+            // SBC-3 5.9: no parameter data, nothing to do; not an error.
+            return done(Response::good(Bytes::new(), 0));
+        }
         match self.populate(&ctx) {
             Ok(()) => done(Response::good(Bytes::new(), self.param_len)),
             Err(sense) => fail(sense),
@@ -314,6 +319,10 @@ impl ScsiCommand for WriteUsingToken {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        if self.param_len == 0 {
+            // SBC-3 5.30: no parameter data, nothing to do; not an error.
+            return done(Response::good(Bytes::new(), 0));
+        }
         let results = &ctx.lu.token_results;
         if let Err(sense) = results.refuse_in_progress(ctx.nexus, self.list_id) {
             return fail(sense);
@@ -356,6 +365,18 @@ impl WriteUsingToken {
         let p = parameter_list(ctx, self.param_len, WUT_RANGES + RANGE_LEN)?;
         // Parameter list (SBC-3 table 106): DATA LENGTH (2), DEL_TKN and IMMED (byte 2),
         // OFFSET INTO ROD (8..16), ROD TOKEN (16..528), range descriptors from 536.
+        if p[2] & 0x01 != 0 {
+            // IMMED: status before the copy is done is not offered (as Microsoft's own
+            // copy provider for virtual disks refuses it); the host copies without it.
+            return Err(Sense {
+                field: Some(crate::sense::FieldPointer {
+                    in_cdb: false,
+                    byte: 2,
+                    bit: Some(0),
+                }),
+                ..Sense::invalid_field_in_parameter_list(2)
+            });
+        }
         let delete = p[2] & 0x02 != 0;
         let offset = be64(&p, 8);
         let token = &p[WUT_TOKEN..WUT_TOKEN + TOKEN_LEN];
