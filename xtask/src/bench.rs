@@ -158,6 +158,46 @@ fn machine_cpu() -> Option<(u64, u64)> {
     report::parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
+/// The whole machine now: /proc/stat's totals and every process's CPU ticks.
+fn proc_snapshot() -> Option<report::ProcSnapshot> {
+    let (total, steal) =
+        report::parse_proc_stat_parts(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // gone meanwhile
+        };
+        if let Some((name, ticks)) = report::parse_pid_stat_name(&stat) {
+            procs.push((pid, name, ticks));
+        }
+    }
+    Some(report::ProcSnapshot {
+        total,
+        steal,
+        procs,
+    })
+}
+
+/// Process `pid` and its children (fio's job process), for excluding them.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            pids.extend(report::parse_children(&children));
+        }
+    }
+    pids
+}
+
 fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -986,7 +1026,7 @@ const SLACK: Duration = Duration::from_secs(90);
 const RAMP_SECS: u32 = 1;
 
 /// What a sampler saw of the target during the measured window.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct TargetSample {
     /// CPU clock ticks used inside the window, and the window's length.
     cpu: Option<(u64, f64)>,
@@ -998,6 +1038,8 @@ struct TargetSample {
     /// CPU clock ticks the load generator's processes (it and its children: fio's job
     /// process with gfapi's threads) used inside the window, and the window's length.
     load_cpu: Option<(u64, f64)>,
+    /// Where the other processes' CPU went, busiest first.
+    others_top: Vec<report::OtherCpu>,
 }
 
 /// What the window sampler reads at one instant: the target's and the load
@@ -1038,7 +1080,7 @@ impl Bench<'_> {
             }
         };
         self.progress.line(&format!(
-            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}  others {}{}  ({:.0} s)",
+            "[bench] {label:<46} {:>8} IOPS {:>7.1} MiB/s  p50 {:>6.0} p99 {:>6.0} p99.9 {:>6.0} us  target {:>4} {}  others {}{}{}  ({:.0} s)",
             report::iops(n.iops),
             n.mib_per_s,
             n.lat_us_p50,
@@ -1047,6 +1089,10 @@ impl Bench<'_> {
             pct(n.target_cpu_pct),
             n.target_cpu_us_per_cmd.map_or(String::new(), |us| format!("{us:.1} us/cmd")),
             pct(n.others_cpu_pct),
+            match report::others_text(&n.others_top) {
+                t if t.is_empty() => String::new(),
+                t => format!(" ({t})"),
+            },
             if n.errors > 0 {
                 format!("  {} ERRORS", n.errors)
             } else {
@@ -1163,6 +1209,7 @@ impl Bench<'_> {
             n.load_cpu_pct = Some(ticks as f64 / clock_ticks_per_second() / secs * 100.0);
         }
         n.others_cpu_pct = sample.others_cpu_pct;
+        n.others_top = sample.others_top;
         Ok(n)
     }
 
@@ -1414,6 +1461,7 @@ impl Bench<'_> {
         }
         n.peak_rss_kib = sample.peak_rss_kib;
         n.others_cpu_pct = sample.others_cpu_pct;
+        n.others_top = sample.others_top.clone();
         if let (Some(a), Some(b)) = (store_before, store_after) {
             n.store_us_per_cmd = report::store_us_per_cmd(a, b);
         }
@@ -1794,9 +1842,24 @@ fn run_bounded(
     let load_pid = child.id();
     let mut first: Option<WindowSample> = None;
     let mut last: Option<WindowSample> = None;
+    // Every process's CPU at the window's start and end, for who the others were.
+    let mut procs: (Option<report::ProcSnapshot>, Option<report::ProcSnapshot>) = (None, None);
+    let mut exclude: Vec<u32> = target.into_iter().collect();
     loop {
         if let Some(status) = child.try_wait()? {
             let mut sample = TargetSample::default();
+            if procs.0.is_some() && procs.1.is_none() {
+                // The load generator ended before a pass saw the window close.
+                procs.1 = proc_snapshot();
+            }
+            if let (Some(a), Some(b)) = &procs {
+                sample.others_top = report::busiest_others(
+                    a,
+                    b,
+                    &exclude,
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                );
+            }
             if let Some(pid) = target {
                 sample.peak_rss_kib = peak_rss_kib(pid);
             }
@@ -1835,6 +1898,13 @@ fn run_bounded(
         }
         if let Some((from, to)) = window {
             let at = now - started;
+            if at > to && procs.0.is_some() && procs.1.is_none() {
+                exclude.extend(process_tree(load_pid));
+                procs.1 = proc_snapshot();
+            }
+            if at >= from && at <= to && procs.0.is_none() {
+                procs.0 = proc_snapshot();
+            }
             if at >= from && at <= to {
                 // Without a target (fio, which is its own gfapi client) only the load
                 // generator is sampled.

@@ -4,6 +4,7 @@
 
 use super::rounds::{self, Comparison, Ratio, Round, Verdict};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Ours over the gfapi ceiling, on every glfs workload.
@@ -134,6 +135,9 @@ pub struct Numbers {
     /// target nor the load generator; with Gluster, the brick counts here), % of one
     /// core: a measurement that ran while the machine was busy shows it.
     pub others_cpu_pct: Option<f64>,
+    /// Where most of that went, busiest first ([`busiest_others`]): processes, the
+    /// kernel's interrupt work no process is charged for, and time the host took.
+    pub others_top: Vec<OtherCpu>,
     /// `[percentile, microseconds]`, ascending.
     pub percentiles: Vec<[f64; 2]>,
     /// Ours only: the mean time, microseconds, from the SCSI layer's start of a command
@@ -336,6 +340,103 @@ pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v[3] + v[4];
     Some((total - idle, total))
+}
+
+/// One consumer of the machine's CPU beside the measured processes, % of one core.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OtherCpu {
+    /// A process's name (kernel threads without their CPU suffix: `ksoftirqd`), or
+    /// [`STEAL`].
+    pub name: String,
+    pub pct: f64,
+}
+
+/// Steal time (/proc/stat's `steal`): the host ran something else while this VM's CPU
+/// wanted to run.
+pub const STEAL: &str = "steal (host)";
+
+/// The whole machine at one instant: /proc/stat's all-core total and steal ticks, and
+/// every process's (pid, name, utime+stime).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcSnapshot {
+    pub total: u64,
+    pub steal: u64,
+    pub procs: Vec<(u32, String, u64)>,
+}
+
+/// /proc/stat's `cpu` line: (all-core total, steal) ticks. (Its irq and softirq ticks are
+/// not shown apart: a tick in an interrupt is charged to the process it interrupted too.)
+pub fn parse_proc_stat_parts(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    Some((v.iter().take(8).sum(), v[7]))
+}
+
+/// The name (`comm`) and utime + stime of a /proc/PID/stat line; a kernel thread's
+/// per-CPU suffix is dropped (`ksoftirqd/1` and `kworker/0:1H-kblockd` count as
+/// `ksoftirqd` and `kworker`).
+pub fn parse_pid_stat_name(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let name = comm.split('/').next().unwrap_or(comm).to_string();
+    Some((name, parse_pid_stat_ticks(stat)?))
+}
+
+/// The most the machine spent beside the processes in `exclude` between snapshots `a`
+/// and `b`, per process name (a process that started in between counts whole) and the
+/// host's steal, % of one core of `cores`: the three busiest of at least 3%.
+pub fn busiest_others(
+    a: &ProcSnapshot,
+    b: &ProcSnapshot,
+    exclude: &[u32],
+    cores: usize,
+) -> Vec<OtherCpu> {
+    let Some(total) = b.total.checked_sub(a.total).filter(|&t| t > 0) else {
+        return Vec::new();
+    };
+    let per_core = total as f64 / cores.max(1) as f64;
+    let before: HashMap<u32, u64> = a.procs.iter().map(|(p, _, t)| (*p, *t)).collect();
+    let mut by_name: HashMap<&str, u64> = HashMap::new();
+    for (pid, name, ticks) in &b.procs {
+        if exclude.contains(pid) {
+            continue;
+        }
+        let used = ticks.saturating_sub(before.get(pid).copied().unwrap_or(0));
+        *by_name.entry(name.as_str()).or_default() += used;
+    }
+    by_name.insert(STEAL, b.steal.saturating_sub(a.steal));
+    let mut out: Vec<OtherCpu> = by_name
+        .into_iter()
+        .map(|(name, ticks)| OtherCpu {
+            name: name.to_string(),
+            pct: ticks as f64 / per_core * 100.0,
+        })
+        .filter(|o| o.pct >= 3.0)
+        .collect();
+    out.sort_by(|x, y| y.pct.total_cmp(&x.pct).then_with(|| x.name.cmp(&y.name)));
+    out.truncate(3);
+    out
+}
+
+/// The busiest others of a round's busiest measurement, as [`others_text`] shows them.
+fn report_others(round: &Round) -> String {
+    others_text(&round.others_top)
+}
+
+/// `name pct` of each, comma-separated (`glusterfsd 41, steal (host) 12`); empty for none.
+pub fn others_text(top: &[OtherCpu]) -> String {
+    top.iter()
+        .map(|o| format!("{} {:.0}", o.name, o.pct))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// CPU % of one core that processes other than the measured ones took between two
@@ -841,7 +942,10 @@ impl Report {
                         .iter()
                         .map(|&c| round_ratio(w.ratio(c).per_round.get(i).copied().flatten())),
                 );
-                row.push(opt(round.others_cpu_pct_max, 0));
+                row.push(match report_others(round) {
+                    t if t.is_empty() => opt(round.others_cpu_pct_max, 0),
+                    t => format!("{} ({t})", opt(round.others_cpu_pct_max, 0)),
+                });
                 row.push(format!("{:.2}", round.loadavg));
                 rows.push(row);
             }
@@ -1152,9 +1256,10 @@ impl Report {
             "## Rounds\n\n\
              Each round's ratios, in the order run (the sides of odd rounds in the order \
              given above, of even rounds reversed). \"others' CPU %\" is the most the machine's other \
-             processes took in one measurement of the round, in % of one core, and the load \
-             average is /proc/loadavg's 1-minute value when the round began: a noisy round \
-             shows here. Every glfs side gets a fresh daemon (and fio a fresh client) per \
+             processes took in one measurement of the round, in % of one core, with where it \
+             went then (the busiest processes by name, and `steal (host)`: time the host \
+             gave this VM's CPUs to something else), and the load average is \
+             /proc/loadavg's 1-minute value when the round began: a noisy round shows here. Every glfs side gets a fresh daemon (and fio a fresh client) per \
              measurement: on a live volume the ceiling's runs set the volume's \
              client-io-threads off and put it back, which a running client would take in as \
              a new graph in the middle of the next side's run (the FUSE mount of tgt's rdwr \
@@ -1311,6 +1416,20 @@ mod tests {
         m
     }
 
+    /// `m` with where the others' CPU went.
+    fn with_others(mut m: Measured, top: &[(&str, f64)]) -> Measured {
+        if let Measured::Ok(n) = &mut m {
+            n.others_top = top
+                .iter()
+                .map(|&(name, pct)| OtherCpu {
+                    name: name.into(),
+                    pct,
+                })
+                .collect();
+        }
+        m
+    }
+
     /// `m` with ours' time past the iSCSI layer per command.
     fn past_iscsi(mut m: Measured, us: f64) -> Measured {
         if let Measured::Ok(n) = &mut m {
@@ -1346,7 +1465,13 @@ mod tests {
                 round(
                     6.5,
                     vec![
-                        (OursMemory, busy(90000.0, 140.0)),
+                        (
+                            OursMemory,
+                            with_others(
+                                busy(90000.0, 140.0),
+                                &[(STEAL, 95.0), ("glusterfsd", 30.0)],
+                            ),
+                        ),
                         (TgtNull, ok(60000.0)),
                         (TgtFuse, fuse()),
                         (TgtGlfs, ok(6000.0)),
@@ -1623,6 +1748,70 @@ mod tests {
             Some("on")
         );
         assert_eq!(parse_volume_get(get, "performance.io-cache"), None);
+    }
+
+    #[test]
+    fn the_busiest_others_are_named_with_the_hosts_steal_per_core() {
+        // /proc/stat's cpu line: user nice system idle iowait irq softirq steal.
+        let stat = "cpu  100 5 50 800 45 3 10 7 0 0\n";
+        assert_eq!(parse_proc_stat_parts(stat), Some((1020, 7)));
+        assert_eq!(parse_proc_stat_parts("cpu  1 2 3 4\n"), None);
+        // comm may hold spaces and parentheses; a kernel thread's CPU suffix goes.
+        let line = |comm: &str, utime: u64, stime: u64| {
+            format!("42 ({comm}) S 1 1 1 0 -1 4194304 0 0 0 0 {utime} {stime} 0 0 20 0 1 0")
+        };
+        assert_eq!(
+            parse_pid_stat_name(&line("glusterfsd", 30, 12)),
+            Some(("glusterfsd".into(), 42))
+        );
+        assert_eq!(
+            parse_pid_stat_name(&line("a (b) c", 1, 1)),
+            Some(("a (b) c".into(), 2))
+        );
+        assert_eq!(
+            parse_pid_stat_name(&line("ksoftirqd/1", 5, 0)),
+            Some(("ksoftirqd".into(), 5))
+        );
+        // 2 cores, 400 ticks in all between the snapshots: 200 are one core's.
+        let a = ProcSnapshot {
+            total: 1000,
+            steal: 10,
+            procs: vec![
+                (1, "target".into(), 500),
+                (2, "load".into(), 300),
+                (3, "glusterfsd".into(), 100),
+                (4, "ksoftirqd".into(), 10),
+                (5, "ksoftirqd".into(), 20),
+                (6, "idle-ish".into(), 7),
+                (8, "gone".into(), 50),
+            ],
+        };
+        let b = ProcSnapshot {
+            total: 1400,
+            steal: 90,
+            procs: vec![
+                (1, "target".into(), 700),
+                (2, "load".into(), 400),
+                (3, "glusterfsd".into(), 160),
+                (4, "ksoftirqd".into(), 14),
+                (5, "ksoftirqd".into(), 22),
+                (6, "idle-ish".into(), 9),
+                // Started between the snapshots: all of its ticks are in the window.
+                (7, "sh".into(), 8),
+            ],
+        };
+        let top = busiest_others(&a, &b, &[1, 2], 2);
+        let named: Vec<(&str, f64)> = top.iter().map(|o| (o.name.as_str(), o.pct)).collect();
+        // steal 80 ticks = 40%, glusterfsd 60 = 30%, sh 8 = 4%; the two ksoftirqd
+        // threads 6 = 3% come fourth; idle-ish 2 = 1% is under 3%; the excluded target
+        // and load generator, and a process gone by the end, count nowhere.
+        assert_eq!(
+            named,
+            [("steal (host)", 40.0), ("glusterfsd", 30.0), ("sh", 4.0)]
+        );
+        assert_eq!(others_text(&top), "steal (host) 40, glusterfsd 30, sh 4");
+        assert!(busiest_others(&b, &b, &[], 2).is_empty(), "no time between");
+        assert_eq!(others_text(&[]), "");
     }
 
     #[test]

@@ -58,19 +58,26 @@ pub struct Round {
     /// (neither the target nor the load generator; a Gluster brick counts), % of one
     /// core: a noisy round shows here.
     pub others_cpu_pct_max: Option<f64>,
+    /// Where the others' CPU went in that measurement, busiest first (processes, the
+    /// kernel's interrupt work, time the host took).
+    pub others_top: Vec<report::OtherCpu>,
     /// Each side in the order it ran, with what it gave.
     pub runs: Vec<(Side, Measured)>,
 }
 
 impl Round {
     pub fn new(loadavg: f64, runs: Vec<(Side, Measured)>) -> Round {
-        let others_cpu_pct_max = runs
+        let busiest = runs
             .iter()
-            .filter_map(|(_, m)| m.numbers()?.others_cpu_pct)
-            .reduce(f64::max);
+            .filter_map(|(_, m)| {
+                let n = m.numbers()?;
+                Some((n.others_cpu_pct?, &n.others_top))
+            })
+            .reduce(|a, b| if b.0 > a.0 { b } else { a });
         Round {
             loadavg,
-            others_cpu_pct_max,
+            others_cpu_pct_max: busiest.map(|(pct, _)| pct),
+            others_top: busiest.map(|(_, top)| top.clone()).unwrap_or_default(),
             runs,
         }
     }
@@ -391,6 +398,10 @@ mod tests {
             Measured::Ok(Numbers {
                 iops,
                 others_cpu_pct: others,
+                others_top: vec![report::OtherCpu {
+                    name: format!("busy at {}", others.unwrap_or(0.0)),
+                    pct: others.unwrap_or(0.0) / 2.0,
+                }],
                 ..Numbers::default()
             })
         };
@@ -404,6 +415,8 @@ mod tests {
             ],
         );
         assert_eq!(r.others_cpu_pct_max, Some(80.0));
+        // Who the others were: those of that noisiest measurement.
+        assert_eq!(report::others_text(&r.others_top), "busy at 80 40");
         assert_eq!(r.loadavg, 3.5);
         assert_eq!(r.over(Side::OursMemory, Side::TgtNull), Some(2.0));
         assert_eq!(r.over(Side::OursGlfs, Side::TgtGlfs), None);
@@ -416,6 +429,7 @@ mod tests {
             Measured::NotRun
         );
         assert_eq!(Round::new(0.0, vec![]).others_cpu_pct_max, None);
+        assert!(Round::new(0.0, vec![]).others_top.is_empty());
     }
 
     #[test]
