@@ -2,7 +2,7 @@
 //!
 //! | metric | labels | what |
 //! | --- | --- | --- |
-//! | `glfs_iscsi_lun_commands_total` | target, lun, kind | SCSI commands answered (kind: read, write, other) |
+//! | `glfs_iscsi_lun_commands_total` | target, lun, kind | SCSI commands answered (kind: read, write, copy: the third-party copy commands EXTENDED COPY, POPULATE TOKEN and WRITE USING TOKEN, whose data moves inside the gateway; other) |
 //! | `glfs_iscsi_lun_bytes_total` | target, lun, direction | bytes of good READ/WRITE commands (direction: read, write) |
 //! | `glfs_iscsi_lun_command_duration_seconds` | target, lun, kind | histogram: from command start to its answer |
 //! | `glfs_iscsi_lun_errors_total` | target, lun, sense_key | CHECK CONDITION answers by sense key |
@@ -839,21 +839,24 @@ fn status_label(status: u8) -> &'static str {
 pub enum Kind {
     Read,
     Write,
+    Copy,
     Other,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Read, Kind::Write, Kind::Other];
+    const ALL: [Kind; 4] = [Kind::Read, Kind::Write, Kind::Copy, Kind::Other];
 
     fn label(self) -> &'static str {
         match self {
             Kind::Read => "read",
             Kind::Write => "write",
+            Kind::Copy => "copy",
             Kind::Other => "other",
         }
     }
 
     /// READ (6, 10, 12, 16) are reads; WRITE and WRITE AND VERIFY (6, 10, 12, 16) writes;
+    /// operation code 83h (EXTENDED COPY, POPULATE TOKEN, WRITE USING TOKEN) copies;
     /// everything else is other.
     pub fn of(cdb: &[u8]) -> Kind {
         use scsi::cdb::opcode::*;
@@ -863,6 +866,7 @@ impl Kind {
                 WRITE_6 | WRITE_10 | WRITE_12 | WRITE_16 | WRITE_AND_VERIFY_10
                 | WRITE_AND_VERIFY_12 | WRITE_AND_VERIFY_16,
             ) => Kind::Write,
+            Some(EXTENDED_COPY) => Kind::Copy,
             _ => Kind::Other,
         }
     }
@@ -874,8 +878,8 @@ impl Kind {
 
 /// One LUN's metric handles: atomics shared with the registry.
 pub struct LunMetrics {
-    commands: [Counter; 3],
-    latency: [AtomicHistogram; 3],
+    commands: [Counter; 4],
+    latency: [AtomicHistogram; 4],
     bytes_read: Counter,
     bytes_written: Counter,
     in_flight: Gauge,
@@ -927,7 +931,7 @@ impl LunMetrics {
             match kind {
                 Kind::Read => self.bytes_read.inc_by(bytes),
                 Kind::Write => self.bytes_written.inc_by(bytes),
-                Kind::Other => 0,
+                Kind::Copy | Kind::Other => 0,
             };
             return;
         }
@@ -1435,6 +1439,12 @@ mod tests {
         assert_eq!(Kind::of(&[0x2e]), Kind::Write);
         assert_eq!(Kind::of(&[0x00]), Kind::Other);
         assert_eq!(Kind::of(&[0x12]), Kind::Other);
+        // EXTENDED COPY, POPULATE TOKEN, WRITE USING TOKEN (83h, SAs 00h, 10h, 11h).
+        for sa in [0x00, 0x10, 0x11] {
+            assert_eq!(Kind::of(&[0x83, sa]), Kind::Copy);
+        }
+        // RECEIVE COPY RESULTS / ROD TOKEN INFORMATION only report: other.
+        assert_eq!(Kind::of(&[0x84, 0x07]), Kind::Other);
         assert_eq!(Kind::of(&[]), Kind::Other);
     }
 
