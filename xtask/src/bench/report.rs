@@ -310,6 +310,37 @@ fn bound_note(w: &WorkloadResult, r: &Ratio) -> String {
         })
 }
 
+/// The host's steal at or above which a round's runs count as taken by the host, % of
+/// one core.
+pub const STEAL_NOTED_PCT: f64 = 20.0;
+
+/// `; the host's steal reached 20% of a core or more in round(s) 1, 2 (at most 82%)` when
+/// it did in either side's run of those rounds, else nothing: the rounds to discount.
+fn steal_note(w: &WorkloadResult, r: &Ratio) -> String {
+    let (a, b) = r.comparison.sides();
+    let steal = |m: &Measured| {
+        m.numbers()
+            .and_then(|n| n.others_top.iter().find(|o| o.name == STEAL))
+            .map_or(0.0, |o| o.pct)
+    };
+    let noted: Vec<(usize, f64)> = w
+        .rounds
+        .iter()
+        .enumerate()
+        .map(|(i, round)| (i + 1, steal(round.get(a)).max(steal(round.get(b)))))
+        .filter(|&(_, pct)| pct >= STEAL_NOTED_PCT)
+        .collect();
+    let Some(most) = noted.iter().map(|&(_, pct)| pct).reduce(f64::max) else {
+        return String::new();
+    };
+    let list: Vec<String> = noted.iter().map(|(i, _)| i.to_string()).collect();
+    format!(
+        "; the host's steal reached {STEAL_NOTED_PCT:.0}% of a core or more in round{} {} (at most {most:.0}%)",
+        if noted.len() > 1 { "s" } else { "" },
+        list.join(", ")
+    )
+}
+
 /// The mean of the commands between two readings of ours' command-duration histogram,
 /// each `(count, seconds summed)`, in microseconds; `None` when none completed between.
 pub fn store_us_per_cmd(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
@@ -772,12 +803,13 @@ impl Report {
             for r in &w.ratios {
                 if let (Some(m), Some(false)) = (r.median, r.median_met) {
                     out.push(format!(
-                        "{}: {} {}{}{}",
+                        "{}: {} {}{}{}{}",
                         w.label,
                         r.comparison.name(),
                         floor2(m),
                         rounds_note(r),
-                        bound_note(w, r)
+                        bound_note(w, r),
+                        steal_note(w, r)
                     ));
                 }
             }
@@ -816,12 +848,13 @@ impl Report {
                 if let (Some(Verdict::Unsettled), Some(m), Some(g)) = (r.verdict, r.median, r.goal)
                 {
                     out.push(format!(
-                        "{}: {} median {}{} straddles the goal {g}x{}",
+                        "{}: {} median {}{} straddles the goal {g}x{}{}",
                         w.label,
                         r.comparison.name(),
                         floor2(m),
                         rounds_note(r),
-                        bound_note(w, r)
+                        bound_note(w, r),
+                        steal_note(w, r)
                     ));
                 }
             }
@@ -1358,7 +1391,10 @@ impl Report {
              line that says \"bound by the initiator\" is a row where `iscsi-load`, which \
              drives a session from one thread, ran at {LOAD_BOUND_PCT:.0}% or more of a core \
              in ours' median run: there the load generator, not our target, set ours' IOPS \
-             (the load generator's CPU per side is in the latency table).\n"
+             (the load generator's CPU per side is in the latency table). A line that names \
+             rounds where \"the host's steal reached\" {STEAL_NOTED_PCT:.0}% of a core is a \
+             row where the host ran something else on this VM's CPUs for that long in either \
+             side's run of those rounds: their ratios are the host's as much as ours.\n"
         );
         if unmet.is_empty() {
             let _ = writeln!(s, "Every goal measured in this run is met.");
@@ -1883,6 +1919,54 @@ mod tests {
             n.load_cpu_pct = Some(load);
         }
         m
+    }
+
+    #[test]
+    fn a_goal_missed_in_rounds_the_host_took_says_which() {
+        let mut r = report();
+        let steal = |runs: &mut Vec<(Side, Measured)>, side: Side, pct: f64| {
+            for (s, m) in runs.iter_mut() {
+                if let (true, Measured::Ok(n)) = (*s == side, m) {
+                    n.others_top = vec![
+                        OtherCpu {
+                            name: STEAL.into(),
+                            pct,
+                        },
+                        OtherCpu {
+                            name: "glusterfsd".into(),
+                            pct: 90.0,
+                        },
+                    ];
+                }
+            }
+        };
+        // 64k reads, memory 1.25x of tgt null (not met): the host took 45% of a core in
+        // round 1's tgt null run, 19% (under the mark) in round 2's ours memory run.
+        steal(&mut r.workloads[1].rounds[0].runs, Side::TgtNull, 45.0);
+        steal(&mut r.workloads[1].rounds[1].runs, Side::OursMemory, 19.0);
+        let unmet = r.unmet_goals();
+        assert!(
+            unmet.contains(
+                &"64k read QD16: ours memory/tgt null 1.25 (rounds 1.20..1.25); the host's \
+                  steal reached 20% of a core or more in round 1 (at most 45%)"
+                    .to_string()
+            ),
+            "{unmet:#?}"
+        );
+        // The ours/ceiling row's sides ran clean: nothing said.
+        assert!(
+            unmet.contains(&"64k read QD16: ours/ceiling 0.78 (rounds 0.66..0.90)".to_string()),
+            "{unmet:#?}"
+        );
+        // Two rounds taken: both named, with the most.
+        steal(&mut r.workloads[1].rounds[1].runs, Side::OursMemory, 70.0);
+        assert!(
+            r.unmet_goals().iter().any(|l| l.ends_with(
+                "; the host's steal reached 20% of a core or more in rounds 1, 2 (at most 70%)"
+            )),
+            "{:#?}",
+            r.unmet_goals()
+        );
     }
 
     #[test]
