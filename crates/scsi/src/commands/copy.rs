@@ -375,68 +375,66 @@ pub(super) fn start_copy(
     record: Option<Record>,
     transfer_len: u32,
 ) -> Start {
-    {
-        let target = ctx.target;
-        let mut guards = Vec::new();
-        let mut flush = Vec::new();
-        for s in &segments {
-            for (n, writes) in [(s.source_lun, false), (s.lun, true)] {
-                let lu = target.luns[usize::from(n)].as_ref().expect("resolved");
-                if lu.stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    return fail(Sense::new(
-                        SenseKey::NotReady,
-                        Asc::LU_NOT_READY_INIT_REQUIRED,
-                    ));
-                }
-                // The copy reads and writes the other logical units as this nexus would.
-                let cdb: &[u8] = if writes {
-                    &[op::WRITE_16]
-                } else {
-                    &[op::READ_16]
-                };
-                // With failover per LU another LU may be standby here (another gateway
-                // holds its data fence): not read or written through this port.
-                if n != ctx.lun {
-                    if let Some(sense) = target.alua_refusal(lu, cdb) {
-                        return fail(sense);
-                    }
-                }
-                let own_port = target.alua.port_id();
-                if n != ctx.lun
-                    && lu
-                        .reservations
-                        .conflict(ctx.nexus, &target.nexuses, own_port, cdb)
-                {
-                    return done(crate::reservations::conflict_response());
-                }
-                if writes && (lu.config.read_only || lu.mode.software_write_protect()) {
-                    return fail(Sense::WRITE_PROTECTED);
-                }
-                if writes && !lu.mode.write_cache() && !flush.contains(&n) {
-                    flush.push(n);
+    let target = ctx.target;
+    let mut guards = Vec::new();
+    let mut flush = Vec::new();
+    for s in &segments {
+        for (n, writes) in [(s.source_lun, false), (s.lun, true)] {
+            let lu = target.luns[usize::from(n)].as_ref().expect("resolved");
+            if lu.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                return fail(Sense::new(
+                    SenseKey::NotReady,
+                    Asc::LU_NOT_READY_INIT_REQUIRED,
+                ));
+            }
+            // The copy reads and writes the other logical units as this nexus would.
+            let cdb: &[u8] = if writes {
+                &[op::WRITE_16]
+            } else {
+                &[op::READ_16]
+            };
+            // With failover per LU another LU may be standby here (another gateway
+            // holds its data fence): not read or written through this port.
+            if n != ctx.lun {
+                if let Some(sense) = target.alua_refusal(lu, cdb) {
+                    return fail(sense);
                 }
             }
-            if s.len > 0 {
-                let lu = target.luns[usize::from(s.lun)].as_ref().expect("resolved");
-                match lu.interlock.try_lock(s.offset, s.len, false) {
-                    Some(g) => guards.push(g),
-                    None => return busy(),
-                }
+            let own_port = target.alua.port_id();
+            if n != ctx.lun
+                && lu
+                    .reservations
+                    .conflict(ctx.nexus, &target.nexuses, own_port, cdb)
+            {
+                return done(crate::reservations::conflict_response());
+            }
+            if writes && (lu.config.read_only || lu.mode.software_write_protect()) {
+                return fail(Sense::WRITE_PROTECTED);
+            }
+            if writes && !lu.mode.write_cache() && !flush.contains(&n) {
+                flush.push(n);
             }
         }
-        let run = CopyRun {
-            segments: segments.into_iter().filter(|s| s.len > 0).collect(),
-            next: 0,
-            done_in_segment: 0,
-            phase: Phase::Idle,
-            moved: 0,
-            _guards: guards,
-            record,
-            flush,
-            transfer_len,
-        };
-        Box::new(run).issue()
+        if s.len > 0 {
+            let lu = target.luns[usize::from(s.lun)].as_ref().expect("resolved");
+            match lu.interlock.try_lock(s.offset, s.len, false) {
+                Some(g) => guards.push(g),
+                None => return busy(),
+            }
+        }
     }
+    let run = CopyRun {
+        segments: segments.into_iter().filter(|s| s.len > 0).collect(),
+        next: 0,
+        done_in_segment: 0,
+        phase: Phase::Idle,
+        moved: 0,
+        _guards: guards,
+        record,
+        flush,
+        transfer_len,
+    };
+    Box::new(run).issue()
 }
 
 /// Where a copy's outcome is kept: RECEIVE COPY RESULTS (EXTENDED COPY with a held list
