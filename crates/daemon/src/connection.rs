@@ -688,8 +688,13 @@ impl Session {
             }
             Start::Copy(step) => {
                 // The source store's copy handle; the step becomes a copy request on the
-                // destination's store, or reads and writes without one.
-                let source = target
+                // destination's store, or reads and writes without one. The source may be
+                // another target's LU (a copy between targets).
+                let owner = step
+                    .source_peer
+                    .as_ref()
+                    .map_or(target, crate::targets::peer_target);
+                let source = owner
                     .store(step.source_lun)
                     .and_then(|store| store.copy_source());
                 let next = step.with_source(source);
@@ -699,6 +704,7 @@ impl Session {
                 lun,
                 request,
                 pending,
+                peer,
             } => {
                 if let Some(cmd) = self.in_flight.get_mut(&itt) {
                     if cmd.op.is_none() {
@@ -708,7 +714,9 @@ impl Session {
                     }
                     cmd.op = Some(request.op());
                 }
-                let Some(store) = target.store(lun) else {
+                // Another target's LU for a copy between targets: its store and lane.
+                let owner = peer.as_ref().map_or(target, crate::targets::peer_target);
+                let Some(store) = owner.store(lun) else {
                     // The SCSI layer only asks for I/O on LUNs it knows, which all have stores.
                     tracing::error!(lun, "storage request for a LUN without a store");
                     let next = pending.finish(Err(store_api::StoreError::new(
@@ -724,7 +732,7 @@ impl Session {
                 // takes its data in parts, which go out as Data-In as they come.
                 // Writes (and reads, for a store that joins them) wait for the end of
                 // the batch and go to their store together (`crate::batch`).
-                let lane = target.lane(lun).cloned().unwrap_or_else(Lane::open);
+                let lane = owner.lane(lun).cloned().unwrap_or_else(Lane::open);
                 let ticket = lane.enter();
                 if let Some((lane, store)) = ticket.moved_to() {
                     // This target version's store was handed over since it was looked up.

@@ -65,6 +65,51 @@ pub struct Target {
     handovers: std::sync::Mutex<Vec<Handover>>,
 }
 
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("luns", &self.luns())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A target as another target's copy manager sees it (copies between targets).
+impl scsi::PeerTarget for Target {
+    fn scsi(&self) -> &ScsiTarget {
+        &self.scsi
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+/// The driver's side of a [`scsi::Peer`]: the target it stands for.
+pub fn peer_target(peer: &scsi::Peer) -> &Target {
+    peer.as_any()
+        .downcast_ref::<Target>()
+        .expect("the daemon's peers are its targets")
+}
+
+/// Every target served, as a target's copy manager reaches them (`scsi::CopyPeers`).
+/// Weak: the targets hold it.
+#[derive(Debug)]
+struct Directory(std::sync::Weak<RwLock<HashMap<String, Arc<Target>>>>);
+
+impl scsi::CopyPeers for Directory {
+    fn peers(&self) -> Vec<scsi::Peer> {
+        let Some(targets) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let targets = targets.read().expect("targets lock");
+        targets
+            .values()
+            .map(|t| Arc::clone(t) as scsi::Peer)
+            .collect()
+    }
+}
+
 /// A LUN's old lane and store, and the new lane that waits for them.
 struct Handover {
     old: Arc<Lane>,
@@ -275,8 +320,9 @@ pub struct Targets {
     portal: RwLock<SocketAddr>,
     /// The portals added beside `portal` (`crate::portals`), sorted.
     added_portals: RwLock<Vec<SocketAddr>>,
-    /// Looked up at login and when a session's target has gone stale, never per command.
-    targets: RwLock<HashMap<String, Arc<Target>>>,
+    /// Looked up at login and when a session's target has gone stale, never per command
+    /// (but by a copy between targets, `Directory`).
+    targets: Arc<RwLock<HashMap<String, Arc<Target>>>>,
     /// The access policy new connections get; replaceable while serving
     /// ([`Targets::replace_access`]).
     access: RwLock<Arc<AccessPolicy>>,
@@ -334,13 +380,19 @@ impl Targets {
             PORTAL_GROUP_TAG,
         ));
         let access = RwLock::new(iscsi.access.clone());
+        let by_name = Arc::new(RwLock::new(by_name));
+        for target in by_name.read().expect("targets lock").values() {
+            target
+                .scsi
+                .set_copy_peers(Arc::new(Directory(Arc::downgrade(&by_name))));
+        }
         Ok(Targets {
             iscsi: RwLock::new(iscsi),
             limits: RwLock::new(limits),
             connection_limits: RwLock::new(None),
             portal: RwLock::new(portal),
             added_portals: RwLock::new(Vec::new()),
-            targets: RwLock::new(by_name),
+            targets: by_name,
             access,
             sessions: Default::default(),
             registry: Default::default(),
@@ -433,6 +485,11 @@ impl Targets {
             if !new.scsi.has_alua() {
                 new.scsi.set_alua(alua);
             }
+        }
+        if let Some(new) = &new {
+            // A successor has them already.
+            new.scsi
+                .set_copy_peers(Arc::new(Directory(Arc::downgrade(&self.targets))));
         }
         let old = match &new {
             Some(target) => targets.insert(name.to_string(), target.clone()),

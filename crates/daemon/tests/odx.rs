@@ -205,3 +205,130 @@ fn a_token_made_by_one_host_copies_blocks_into_another_hosts_lun(luns: Luns) {
     assert!(blocks(&b, 10, 10).iter().all(|&x| x == 0));
     assert!(blocks(&b, 20, 1).iter().all(|&x| x == 0xEE));
 }
+
+/// The NAA designator (SPC-4 7.8.6.6: designator type 3, association 0) of the LU in the
+/// Device Identification VPD page (83h) it answers.
+fn naa_designator(host: &mut Initiator) -> Vec<u8> {
+    let out = host
+        .raw_command(&[0x12, 0x01, 0x83, 0x01, 0x00, 0x00], &[], 256)
+        .unwrap();
+    assert!(out.is_good(), "INQUIRY: {out:?}");
+    let page = out.data;
+    let mut at = 4;
+    while at + 4 <= page.len() {
+        let len = usize::from(page[at + 3]);
+        if page[at + 1] & 0x3F == 0x03 {
+            return page[at + 4..at + 4 + len].to_vec();
+        }
+        at += 4 + len;
+    }
+    panic!("no NAA designator in {page:02x?}");
+}
+
+/// EXTENDED COPY(LID1) (SPC-4 6.4): two identification CSCD descriptors (E4h, the NAA
+/// designators, DISK BLOCK LENGTH 512) and one block-to-block segment (02h) of `blocks`
+/// from descriptor 0's `src_lba` to descriptor 1's `dst_lba`.
+fn xcopy_list(src: &[u8], dst: &[u8], blocks: u16, src_lba: u64, dst_lba: u64) -> Vec<u8> {
+    let cscd = |naa: &[u8]| {
+        let mut d = vec![0xE4, 0x00, 0, 0, 0x01, 0x03, 0, naa.len() as u8];
+        d.extend(naa);
+        d.resize(29, 0);
+        d.extend(&(BLOCK as u32).to_be_bytes()[1..]);
+        d
+    };
+    let mut p = vec![0x01, 0b10 << 3, 0, 64, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 0];
+    p.extend(cscd(src));
+    p.extend(cscd(dst));
+    p.extend([0x02, 0x00, 0x00, 0x18, 0, 0, 0, 1, 0, 0]);
+    p.extend(blocks.to_be_bytes());
+    p.extend(src_lba.to_be_bytes());
+    p.extend(dst_lba.to_be_bytes());
+    p
+}
+
+/// One target per disk (as gluster-block lays them out): a token made through one target
+/// writes into the other's LU, and EXTENDED COPY sent to one copies from the other, the
+/// second target added live.
+#[test]
+fn copies_go_between_the_luns_of_two_targets_one_added_live() {
+    const OTHER: &str = "iqn.2026-11.io.glfs-iscsi:odx-other";
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    std::fs::write(&a, image(|i| (i % 253) as u8)).unwrap();
+    std::fs::write(&b, image(|_| 0xEE)).unwrap();
+    let socket = dir.path().join("control.sock");
+    let config = dir.path().join("glfs-iscsi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[target]]\nname = \"{TARGET}\"\n[[target.lun]]\nlun = 0\nbstype = \"file\"\n\
+             backing_store = \"{}\"\n",
+            a.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Running::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ],
+        &[],
+    );
+    ok(&socket, &["target", "add", OTHER]);
+    let b_path = b.to_str().unwrap();
+    ok(
+        &socket,
+        &[
+            "lun",
+            "add",
+            OTHER,
+            "0",
+            "--bstype",
+            "file",
+            "--backing-store",
+            b_path,
+        ],
+    );
+    let opts = |name: &str| login_opts(&format!("iqn.2026-11.test:{name}"), None);
+    let mut host_a = Initiator::connect_with(&daemon.portal(), TARGET, 0, &opts("a")).unwrap();
+    let mut host_b = Initiator::connect_with(&daemon.portal(), OTHER, 0, &opts("b")).unwrap();
+    let blocks = |img: &[u8], lba: usize, n: usize| img[lba * BLOCK..(lba + n) * BLOCK].to_vec();
+
+    // A token of the first target's blocks 40..72, written through the other at 700.
+    let p = populate_list(&[(40, 32)]);
+    let out = host_a
+        .raw_command(&token_cdb(0x10, 3, p.len()), &p, 0)
+        .unwrap();
+    assert!(out.is_good(), "POPULATE TOKEN: {out:?}");
+    let token = rrti(&mut host_a, 3).3.expect("a ROD token");
+    let p = write_list(&token, 0, &[(700, 32)]);
+    let out = host_b
+        .raw_command(&token_cdb(0x11, 4, p.len()), &p, 0)
+        .unwrap();
+    assert!(
+        out.is_good(),
+        "WRITE USING TOKEN on the other target: {out:?}"
+    );
+    let (sa, status, count, _) = rrti(&mut host_b, 4);
+    assert_eq!((sa, status, count), (0x11, 0x01, 32));
+    let (img_a, img_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(blocks(&img_b, 700, 32), blocks(&img_a, 40, 32));
+
+    // EXTENDED COPY sent to the other target: the first target's blocks 1000..1016 to 20.
+    let (naa_a, naa_b) = (naa_designator(&mut host_a), naa_designator(&mut host_b));
+    assert_ne!(naa_a, naa_b);
+    let p = xcopy_list(&naa_a, &naa_b, 16, 1000, 20);
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x83;
+    cdb[10..14].copy_from_slice(&(p.len() as u32).to_be_bytes());
+    let out = host_b.raw_command(&cdb, &p, 0).unwrap();
+    assert!(out.is_good(), "EXTENDED COPY across targets: {out:?}");
+    let img_b = std::fs::read(&b).unwrap();
+    assert_eq!(blocks(&img_b, 20, 16), blocks(&img_a, 1000, 16));
+    assert!(
+        blocks(&img_b, 36, 600).iter().all(|&x| x == 0xEE),
+        "nothing else"
+    );
+}

@@ -173,6 +173,10 @@ pub enum Start {
         request: IoRequest,
         /// The command, to be continued with the request's result.
         pending: Pending,
+        /// Set when the LUN is another target's (a copy between targets,
+        /// [`ScsiTarget::set_copy_peers`]): `lun` is that target's LUN, and its store runs
+        /// the request.
+        peer: Option<Peer>,
     },
     /// A PERSISTENT RESERVE OUT changed reservations that persist through power loss
     /// (APTPL): take [`ScsiTarget::reservation_metadata`] for `lun` and write it with LUN
@@ -332,6 +336,10 @@ pub struct CopyStep {
     pub lun: u64,
     /// The LUN copied from.
     pub source_lun: u64,
+    /// The target of `lun` when it is another target's ([`Peer`]).
+    pub peer: Option<Peer>,
+    /// The target of `source_lun` when it is another target's.
+    pub source_peer: Option<Peer>,
     /// Byte offset in the source.
     pub source_offset: u64,
     /// Byte offset in the destination.
@@ -359,6 +367,7 @@ impl CopyStep {
                     len: self.len,
                 },
                 pending: self.pending,
+                peer: self.peer,
             },
             None => self.pending.finish(Err(store_api::StoreError::new(
                 store_api::Op::Copy,
@@ -542,6 +551,30 @@ pub struct ScsiTarget {
     name: Arc<std::sync::OnceLock<String>>,
     /// The ROD tokens POPULATE TOKEN made (`commands::token`). Shared with the successors.
     rod_tokens: Arc<commands::RodTokens>,
+    /// The other targets copies reach, once told ([`ScsiTarget::set_copy_peers`]).
+    /// Shared with the successors.
+    peers: Arc<std::sync::OnceLock<Arc<dyn CopyPeers>>>,
+}
+
+/// Another target whose logical units a copy may read and write (EXTENDED COPY, WRITE
+/// USING TOKEN): the driver's handle on one of its targets, which it gets back in
+/// [`Start::Io`] and [`CopyStep`] to find that target's stores.
+pub trait PeerTarget: Send + Sync + std::fmt::Debug {
+    /// Its SCSI core now.
+    fn scsi(&self) -> &ScsiTarget;
+    /// The handle as the driver's own type.
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync);
+}
+
+/// A handle on another target ([`PeerTarget`]).
+pub type Peer = Arc<dyn PeerTarget>;
+
+/// The targets a copy manager reaches besides its own (the driver's other targets): a
+/// third-party copy command names logical units by their NAA designators, which are
+/// looked for in its own target first, then in these.
+pub trait CopyPeers: Send + Sync + std::fmt::Debug {
+    /// Every target served now (the asking one may be among them; it is skipped).
+    fn peers(&self) -> Vec<Peer>;
 }
 
 /// One logical unit: its configuration and the little state commands share.
@@ -633,7 +666,26 @@ impl ScsiTarget {
             alua: self.alua.clone(),
             name: self.name.clone(),
             rod_tokens: self.rod_tokens.clone(),
+            peers: self.peers.clone(),
         }
+    }
+
+    /// Tells the target, once, which other targets its copy manager reaches: EXTENDED
+    /// COPY and WRITE USING TOKEN then copy from and to their logical units too (a ROD
+    /// token made through one target is good on every other). A second call changes
+    /// nothing; successors share the first.
+    pub fn set_copy_peers(&self, peers: Arc<dyn CopyPeers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// The other targets copies reach now, without this one.
+    pub(crate) fn copy_peers(&self) -> Vec<Peer> {
+        let Some(peers) = self.peers.get() else {
+            return Vec::new();
+        };
+        let mut all = peers.peers();
+        all.retain(|p| !p.scsi().shares_nexuses_with(self));
+        all
     }
 
     /// Tells the target its iSCSI name (`iqn.…`), once: the Device Identification VPD

@@ -420,3 +420,77 @@ fn a_copy_touching_a_logical_unit_in_standby_here_is_refused() {
     let at = 20 * BS as usize;
     assert_eq!(&rig.mem.data[at..at + data.len()], &data[..]);
 }
+
+/// RESERVE(6) (SPC-2 7.21.1): 16h, the rest zero.
+const RESERVE6: [u8; 6] = [0x16, 0, 0, 0, 0, 0];
+
+/// A copy between the LUs of two targets of one gateway (a layout of one target per LU):
+/// sent to target 1, from target 0's LU 0 into its own, and the other way.
+#[rstest]
+#[case::offloaded(true)]
+#[case::read_and_written(false)]
+fn copies_between_the_logical_units_of_two_targets(#[case] offload: bool) {
+    let mut gw = Gateway::new(2, true);
+    gw.offload = offload;
+    let data = pattern(32 * BS as usize, 11);
+    gw.mem(0).data[..data.len()].copy_from_slice(&data);
+    let cscds = [cscd(&naa_of(0), BS), cscd(&naa_of(1), BS)];
+    let p = list(1, 0b10, &cscds, &[segment(0, 1, 32, 0, 500)]);
+    let r = gw.run(1, &xcopy_cdb(p.len() as u32), &p);
+    assert_eq!(outcome(&r), GOOD);
+    let at = 500 * BS as usize;
+    assert_eq!(&gw.mem(1).data[at..at + data.len()], &data[..]);
+    // Target 1's copy manager writes into target 0's LU just as well.
+    let p = list(2, 0b10, &cscds, &[segment(1, 0, 8, 500, 1000)]);
+    let r = gw.run(1, &xcopy_cdb(p.len() as u32), &p);
+    assert_eq!(outcome(&r), GOOD);
+    let at = 1000 * BS as usize;
+    assert_eq!(
+        &gw.mem(0).data[at..at + 8 * BS as usize],
+        &data[..8 * BS as usize]
+    );
+}
+
+#[test]
+fn a_target_whose_copy_manager_knows_no_other_targets_cannot_reach_their_logical_units() {
+    let gw = Gateway::new(2, false);
+    let p = list(
+        1,
+        0b10,
+        &[cscd(&naa_of(0), BS), cscd(&naa_of(1), BS)],
+        &[segment(0, 1, 1, 0, 1)],
+    );
+    let r = gw.run(1, &xcopy_cdb(p.len() as u32), &p);
+    // COPY ABORTED, UNREACHABLE COPY TARGET (SPC-4 table 74: 08h/04h).
+    assert_eq!(
+        outcome(&r),
+        (Status::CheckCondition, COPY_ABORTED, 0x08, 0x04)
+    );
+    assert!(gw.mem(1).log.is_empty(), "nothing was written");
+}
+
+/// Another target's LU under a reservation is neither read nor written by the copy
+/// manager: the command's I_T nexus is not one of that target's.
+#[rstest]
+#[case::as_source(0, 1)]
+#[case::as_destination(1, 0)]
+fn another_targets_reserved_logical_unit_is_not_copied(#[case] from: u16, #[case] to: u16) {
+    let gw = Gateway::new(2, true);
+    assert_eq!(outcome(&gw.run(0, &RESERVE6, &[])), GOOD);
+    let p = list(
+        1,
+        0b10,
+        &[cscd(&naa_of(0), BS), cscd(&naa_of(1), BS)],
+        &[segment(from, to, 4, 0, 64)],
+    );
+    let r = gw.run(1, &xcopy_cdb(p.len() as u32), &p);
+    assert_eq!(r.status, Status::ReservationConflict);
+    assert!(
+        gw.mem(0).log.is_empty() && gw.mem(1).log.is_empty(),
+        "no store was asked for anything"
+    );
+    // Released, the copy goes through.
+    let release6 = [0x17, 0, 0, 0, 0, 0];
+    assert_eq!(outcome(&gw.run(0, &release6, &[])), GOOD);
+    assert_eq!(outcome(&gw.run(1, &xcopy_cdb(p.len() as u32), &p)), GOOD);
+}

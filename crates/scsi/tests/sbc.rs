@@ -30,6 +30,7 @@ fn read_data_is_the_stores_buffer_passed_through() {
         lun,
         request,
         pending,
+        ..
     } = target.start(cmd(0, &cdb10(0x28, 0, 4, 2), &[]))
     else {
         panic!("expected I/O")

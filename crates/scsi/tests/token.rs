@@ -651,3 +651,51 @@ fn report_supported_operation_codes_lists_the_token_commands() {
         assert_eq!(r.data_in[1] & 0x07, 0b011, "{op:02x}/{sa:02x} supported");
     }
 }
+
+/// Windows copying between two disks of one gateway that are LUs of different targets: the
+/// token made through one target is good on the other.
+#[rstest]
+#[case::offloaded(true)]
+#[case::read_and_written(false)]
+fn a_token_made_through_one_target_copies_into_another_targets_logical_unit(#[case] offload: bool) {
+    let mut gw = Gateway::new(2, true);
+    gw.offload = offload;
+    let data = pattern(24 * B, 8);
+    gw.mem(0).data[200 * B..224 * B].copy_from_slice(&data);
+    let p = pt_list(0, None, &[(200, 24)]);
+    assert_eq!(outcome(&gw.run(0, &token_cdb(0x10, 4, p.len()), &p)), GOOD);
+    let r = gw.run(0, &rrti_cdb(4, 4096), &[]);
+    let token = info(&r.data_in).token.expect("a token");
+    let p = wut_list(&token, 4, true, &[(10, 20)]);
+    let r = gw.run(1, &token_cdb(0x11, 5, p.len()), &p);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(&gw.mem(1).data[10 * B..30 * B], &data[4 * B..]);
+    let i = info(&gw.run(1, &rrti_cdb(5, 4096), &[]).data_in);
+    assert_eq!(
+        (i.service_action, i.status, i.transfer_count),
+        (0x11, 0x01, 20)
+    );
+    // DEL_TKN was set: the token is gone for every target.
+    let r = gw.run(1, &token_cdb(0x11, 6, p.len()), &p);
+    assert_eq!(
+        outcome(&r),
+        (Status::CheckCondition, ILLEGAL_REQUEST, 0x23, 0x09),
+        "INVALID TOKEN OPERATION, TOKEN DELETED"
+    );
+}
+
+#[test]
+fn a_token_of_a_target_the_copy_manager_does_not_reach_is_unknown() {
+    let gw = Gateway::new(2, false);
+    let p = pt_list(0, None, &[(0, 8)]);
+    assert_eq!(outcome(&gw.run(0, &token_cdb(0x10, 1, p.len()), &p)), GOOD);
+    let token = info(&gw.run(0, &rrti_cdb(1, 4096), &[]).data_in)
+        .token
+        .expect("a token");
+    let p = wut_list(&token, 0, false, &[(0, 8)]);
+    assert_eq!(
+        outcome(&gw.run(1, &token_cdb(0x11, 2, p.len()), &p)),
+        (Status::CheckCondition, ILLEGAL_REQUEST, 0x23, 0x04),
+        "INVALID TOKEN OPERATION, TOKEN UNKNOWN"
+    );
+}

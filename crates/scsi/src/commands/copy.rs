@@ -1,9 +1,12 @@
 //! Third-party copy, LID1 (SPC-4 5.17, 6.4 EXTENDED COPY, 6.18 RECEIVE COPY RESULTS): the
-//! copy manager moves blocks between the logical units of this target (or inside one)
-//! without the data passing through the initiator, VMware's full-copy offload (VAAI XCOPY).
+//! copy manager moves blocks between logical units (or inside one) without the data
+//! passing through the initiator, VMware's full-copy offload (VAAI XCOPY). It reaches the
+//! logical units of this target and of the other targets the driver named
+//! ([`crate::ScsiTarget::set_copy_peers`]: every target of the gateway), so a layout of one
+//! target per LU copies offloaded too.
 //!
-//! Supported: identification CSCD descriptors (E4h) naming a logical unit of this target by
-//! one of its Device Identification designators (VPD page 83h), and block-to-block segment
+//! Supported: identification CSCD descriptors (E4h) naming a logical unit by one of its
+//! Device Identification designators (VPD page 83h), and block-to-block segment
 //! descriptors (02h). Each segment is copied inside the storage where the stores can
 //! ([`Start::Copy`]: copy_file_range on files, glfs_copy_file_range on Gluster, memcpy in
 //! memory) and read and written through us where they cannot (stores of different kinds
@@ -12,13 +15,13 @@
 //! RECEIVE COPY RESULTS answers COPY STATUS for copies whose LIST ID USAGE asked the copy
 //! manager to hold their results, and OPERATING PARAMETERS.
 
-use super::exec::{busy, done, fail, io, State, MAX_TRANSFER_BYTES};
+use super::exec::{busy, done, fail, io_at, State, MAX_TRANSFER_BYTES};
 use super::inquiry::vpd_page;
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, be64, opcode as op, reserved};
 use crate::commands::RangeGuard;
 use crate::sense::{self, Asc, Sense, SenseKey};
-use crate::{CopyStep, Lu, NexusId, Pending, Response, Start};
+use crate::{CopyStep, Lu, NexusId, Peer, Pending, Response, ScsiTarget, Start};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -116,11 +119,52 @@ impl ScsiCommand for ExtendedCopy {
     }
 }
 
+/// A logical unit a copy reads or writes: LUN `lun` of the command's own target, or of
+/// another target (`peer`).
+#[derive(Debug, Clone)]
+pub(super) struct Unit {
+    pub peer: Option<Peer>,
+    pub lun: u16,
+}
+
+impl Unit {
+    /// LUN `lun` of the command's own target.
+    pub(super) fn own(lun: u16) -> Self {
+        Unit { peer: None, lun }
+    }
+
+    /// The logical unit, as the target it belongs to has it now (`own` is the command's
+    /// target).
+    pub(super) fn lu<'a>(&'a self, own: &'a ScsiTarget) -> Option<&'a Lu> {
+        let target = self.target(own);
+        target.luns.get(usize::from(self.lun))?.as_ref()
+    }
+
+    /// The target the logical unit belongs to.
+    pub(super) fn target<'a>(&'a self, own: &'a ScsiTarget) -> &'a ScsiTarget {
+        match &self.peer {
+            Some(peer) => peer.scsi(),
+            None => own,
+        }
+    }
+}
+
+impl PartialEq for Unit {
+    fn eq(&self, other: &Self) -> bool {
+        self.lun == other.lun
+            && match (&self.peer, &other.peer) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
 /// One block-to-block segment, resolved to logical units and byte ranges.
 #[derive(Debug, Clone)]
 pub(super) struct Segment {
-    source_lun: u16,
-    lun: u16,
+    source: Unit,
+    dest: Unit,
     source_offset: u64,
     offset: u64,
     len: u64,
@@ -136,21 +180,15 @@ pub(super) struct Segment {
 }
 
 impl Segment {
-    /// `len` bytes from `source_offset` of logical unit `source_lun` to `offset` of `lun`;
+    /// `len` bytes from `source_offset` of logical unit `source` to `offset` of `dest`;
     /// overlapping ranges of one logical unit are read and written, backwards when the
     /// destination lies after the source.
-    pub(super) fn new(
-        source_lun: u16,
-        lun: u16,
-        source_offset: u64,
-        offset: u64,
-        len: u64,
-    ) -> Self {
+    pub(super) fn new(source: Unit, dest: Unit, source_offset: u64, offset: u64, len: u64) -> Self {
         let overlap =
-            source_lun == lun && source_offset < offset + len && offset < source_offset + len;
+            source == dest && source_offset < offset + len && offset < source_offset + len;
         Segment {
-            source_lun,
-            lun,
+            source,
+            dest,
             source_offset,
             offset,
             len,
@@ -165,7 +203,7 @@ impl Segment {
     pub(super) fn zeroes(lun: u16, offset: u64, len: u64, write_zeroes: bool) -> Self {
         Segment {
             zero: Some(write_zeroes),
-            ..Segment::new(lun, lun, offset, offset, len)
+            ..Segment::new(Unit::own(lun), Unit::own(lun), offset, offset, len)
         }
     }
 }
@@ -210,7 +248,7 @@ fn designators(lu: &crate::LuConfig) -> Vec<Designator> {
 }
 
 /// A CSCD descriptor resolved: the logical unit it names, or why it names none.
-type Resolved = Result<u16, Sense>;
+type Resolved = Result<Unit, Sense>;
 
 impl Plan {
     fn parse(ctx: &Ctx<'_>, p: &[u8]) -> Result<Plan, Sense> {
@@ -284,9 +322,10 @@ impl Plan {
         })
     }
 
-    /// The logical unit an identification CSCD descriptor (SPC-4 6.4.5.3) names. The LU ID
-    /// TYPE, NUL (obsolete) and RELATIVE INITIATOR PORT IDENTIFIER are ignored: the copy
-    /// manager reaches only the logical units of this target, through itself.
+    /// The logical unit an identification CSCD descriptor (SPC-4 6.4.5.3) names, in this
+    /// target or another the driver named. The LU ID TYPE, NUL (obsolete) and RELATIVE
+    /// INITIATOR PORT IDENTIFIER are ignored: the copy manager reaches the logical units
+    /// through itself.
     fn resolve(ctx: &Ctx<'_>, d: &[u8]) -> Resolved {
         let unreachable = copy_aborted(Asc::UNREACHABLE_COPY_TARGET);
         if d[1] & 0x1F != 0 {
@@ -304,33 +343,53 @@ impl Plan {
             value: d[8..8 + len].to_vec(),
         };
         let block_len = u32::from_be_bytes([0, d[29], d[30], d[31]]);
-        let target = ctx.target;
-        for (n, lu) in target.luns.iter().enumerate() {
-            let Some(lu) = lu else { continue };
-            if want.association == 0 && designators(&lu.config).contains(&want) {
-                if block_len != lu.config.geometry.block_size {
-                    return Err(copy_aborted(Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE));
-                }
-                return Ok(n as u16);
-            }
+        if want.association != 0 {
+            return Err(unreachable);
         }
-        Err(unreachable)
+        let found = |target: &ScsiTarget| {
+            target.luns.iter().enumerate().find_map(|(n, lu)| {
+                let lu = lu.as_ref()?;
+                designators(&lu.config)
+                    .contains(&want)
+                    .then_some((n as u16, lu.config.geometry.block_size))
+            })
+        };
+        let (unit, block_size) = match found(ctx.target) {
+            Some((lun, bs)) => (Unit::own(lun), bs),
+            None => ctx
+                .target
+                .copy_peers()
+                .into_iter()
+                .find_map(|peer| {
+                    let (lun, bs) = found(peer.scsi())?;
+                    Some((
+                        Unit {
+                            peer: Some(peer),
+                            lun,
+                        },
+                        bs,
+                    ))
+                })
+                .ok_or(unreachable)?,
+        };
+        if block_len != block_size {
+            return Err(copy_aborted(Asc::INCORRECT_COPY_TARGET_DEVICE_TYPE));
+        }
+        Ok(unit)
     }
 
     /// A block device to block device segment descriptor (SPC-4 6.4.6.5).
     fn segment(ctx: &Ctx<'_>, cscds: &[Resolved], d: &[u8]) -> Result<Segment, Sense> {
-        let target = |index: u16| -> Result<(u16, &Lu), Sense> {
-            let lun = cscds
+        let unreachable = || copy_aborted(Asc::UNREACHABLE_COPY_TARGET);
+        let unit = |index: u16| -> Result<Unit, Sense> {
+            cscds
                 .get(usize::from(index))
                 .cloned()
-                .unwrap_or(Err(copy_aborted(Asc::UNREACHABLE_COPY_TARGET)))?;
-            let lu = ctx.target.luns[usize::from(lun)]
-                .as_ref()
-                .ok_or(copy_aborted(Asc::UNREACHABLE_COPY_TARGET))?;
-            Ok((lun, lu))
+                .unwrap_or(Err(unreachable()))
         };
-        let (source_lun, source) = target(be16(d, 4))?;
-        let (lun, dest) = target(be16(d, 6))?;
+        let (source_unit, dest_unit) = (unit(be16(d, 4))?, unit(be16(d, 6))?);
+        let source = source_unit.lu(ctx.target).ok_or_else(unreachable)?;
+        let dest = dest_unit.lu(ctx.target).ok_or_else(unreachable)?;
         let blocks = u64::from(be16(d, 10));
         let (src_lba, dst_lba) = (be64(d, 12), be64(d, 20));
         let (sbs, dbs) = (
@@ -350,8 +409,8 @@ impl Plan {
             return Err(copy_aborted(Asc::NO_ADDITIONAL));
         }
         Ok(Segment::new(
-            source_lun,
-            lun,
+            source_unit.clone(),
+            dest_unit.clone(),
             src_lba * sbs,
             dst_lba * dbs,
             len,
@@ -376,11 +435,15 @@ pub(super) fn start_copy(
     transfer_len: u32,
 ) -> Start {
     let target = ctx.target;
+    let own = Unit::own(ctx.lun);
     let mut guards = Vec::new();
-    let mut flush = Vec::new();
+    let mut flush: Vec<Unit> = Vec::new();
     for s in &segments {
-        for (n, writes) in [(s.source_lun, false), (s.lun, true)] {
-            let lu = target.luns[usize::from(n)].as_ref().expect("resolved");
+        for (unit, writes) in [(&s.source, false), (&s.dest, true)] {
+            // A peer's LU may have gone since it was resolved.
+            let Some(lu) = unit.lu(target) else {
+                return fail(copy_aborted(Asc::UNREACHABLE_COPY_TARGET));
+            };
             if lu.stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 return fail(Sense::new(
                     SenseKey::NotReady,
@@ -395,28 +458,35 @@ pub(super) fn start_copy(
             };
             // With failover per LU another LU may be standby here (another gateway
             // holds its data fence): not read or written through this port.
-            if n != ctx.lun {
-                if let Some(sense) = target.alua_refusal(lu, cdb) {
+            if *unit != own {
+                if let Some(sense) = unit.target(target).alua_refusal(lu, cdb) {
                     return fail(sense);
                 }
             }
             let own_port = target.alua.port_id();
-            if n != ctx.lun
-                && lu
-                    .reservations
-                    .conflict(ctx.nexus, &target.nexuses, own_port, cdb)
-            {
+            let conflict = match &unit.peer {
+                // Another target's LU: the nexus is not one of that target's ports, so
+                // under a reservation (whoever holds it) the copy manager keeps out.
+                Some(_) => lu.reservations.reserved(),
+                None => {
+                    *unit != own
+                        && lu
+                            .reservations
+                            .conflict(ctx.nexus, &target.nexuses, own_port, cdb)
+                }
+            };
+            if conflict {
                 return done(crate::reservations::conflict_response());
             }
             if writes && (lu.config.read_only || lu.mode.software_write_protect()) {
                 return fail(Sense::WRITE_PROTECTED);
             }
-            if writes && !lu.mode.write_cache() && !flush.contains(&n) {
-                flush.push(n);
+            if writes && !lu.mode.write_cache() && !flush.contains(unit) {
+                flush.push(unit.clone());
             }
         }
         if s.len > 0 {
-            let lu = target.luns[usize::from(s.lun)].as_ref().expect("resolved");
+            let lu = s.dest.lu(target).expect("checked above");
             match lu.interlock.try_lock(s.offset, s.len, false) {
                 Some(g) => guards.push(g),
                 None => return busy(),
@@ -486,7 +556,7 @@ pub(crate) struct CopyRun {
     /// Where to keep the outcome (RECEIVE COPY RESULTS, RECEIVE ROD TOKEN INFORMATION).
     record: Option<Record>,
     /// Destinations with the write cache off: flushed before GOOD.
-    flush: Vec<u16>,
+    flush: Vec<Unit>,
     transfer_len: u32,
 }
 
@@ -537,7 +607,7 @@ impl CopyRun {
                     fua: false,
                 }
             };
-            return io(s.lun, request, State::Copy(self));
+            return io_at(s.dest.peer, s.dest.lun, request, State::Copy(self));
         }
         if s.bounce {
             self.phase = Phase::Read { pos, len: chunk };
@@ -545,24 +615,26 @@ impl CopyRun {
                 offset: s.source_offset + pos,
                 len: chunk as u32,
             };
-            return io(s.source_lun, request, State::Copy(self));
+            return io_at(s.source.peer, s.source.lun, request, State::Copy(self));
         }
         self.phase = Phase::Offload { len: chunk };
         Start::Copy(CopyStep {
-            lun: u64::from(s.lun),
-            source_lun: u64::from(s.source_lun),
+            lun: u64::from(s.dest.lun),
+            source_lun: u64::from(s.source.lun),
+            peer: s.dest.peer,
+            source_peer: s.source.peer,
             source_offset: s.source_offset + pos,
             offset: s.offset + pos,
             len: chunk,
-            pending: self.pending(s.lun),
+            pending: self.pending(s.dest.lun),
         })
     }
 
     fn flush_from(mut self: Box<Self>, i: usize) -> Start {
-        match self.flush.get(i).copied() {
-            Some(lun) => {
+        match self.flush.get(i).cloned() {
+            Some(unit) => {
                 self.phase = Phase::Flush { i };
-                io(lun, IoRequest::Flush, State::Copy(self))
+                io_at(unit.peer, unit.lun, IoRequest::Flush, State::Copy(self))
             }
             None => {
                 self.keep(0x01, None);
@@ -605,10 +677,10 @@ impl CopyRun {
                 // and the later ones between the same two logical units.
                 let (from, to) = {
                     let s = &self.segments[self.next];
-                    (s.source_lun, s.lun)
+                    (s.source.clone(), s.dest.clone())
                 };
                 for s in &mut self.segments[self.next..] {
-                    if s.source_lun == from && s.lun == to {
+                    if s.source == from && s.dest == to {
                         s.bounce = true;
                     }
                 }
@@ -622,14 +694,14 @@ impl CopyRun {
             }
             (Phase::Read { pos, len }, Ok(IoReply::Data(data))) if data.len() as u64 == len => {
                 let s = &self.segments[self.next];
-                let (lun, offset) = (s.lun, s.offset + pos);
+                let (dest, offset) = (s.dest.clone(), s.offset + pos);
                 self.phase = Phase::Write { len };
                 let request = IoRequest::Write {
                     offset,
                     data: data.into(),
                     fua: false,
                 };
-                io(lun, request, State::Copy(self))
+                io_at(dest.peer, dest.lun, request, State::Copy(self))
             }
             (Phase::Read { .. }, Ok(_)) => self.failed(&StoreError::new(
                 store_api::Op::Read,

@@ -106,6 +106,16 @@ pub(crate) fn fail(sense: Sense) -> Start {
 }
 
 pub(crate) fn io(lun: u16, request: IoRequest, state: State) -> Start {
+    io_at(None, lun, request, state)
+}
+
+/// [`io`] on LUN `lun` of another target when `peer` is set (a copy between targets).
+pub(crate) fn io_at(
+    peer: Option<crate::Peer>,
+    lun: u16,
+    request: IoRequest,
+    state: State,
+) -> Start {
     Start::Io {
         lun: u64::from(lun),
         request,
@@ -116,6 +126,7 @@ pub(crate) fn io(lun: u16, request: IoRequest, state: State) -> Start {
             flush_before_good: false,
             range: None,
         },
+        peer,
     }
 }
 

@@ -5,10 +5,11 @@
 //! POPULATE TOKEN names block ranges of the logical unit it is sent to; the copy manager
 //! answers with a 512-byte ROD token (fetched with RECEIVE ROD TOKEN INFORMATION) that
 //! stands for those blocks. WRITE USING TOKEN, sent to any logical unit of the same target
-//! (by the same or another host), writes the blocks the token stands for into its own
-//! ranges, starting OFFSET INTO ROD blocks into them; the data moves inside the gateway
-//! (the EXTENDED COPY engine, `copy::start_copy`: in-storage copies where the stores can,
-//! reads and writes otherwise), never through the host.
+//! or of another the copy manager reaches ([`crate::ScsiTarget::set_copy_peers`]: every
+//! target of the gateway), by the same or another host, writes the blocks the token
+//! stands for into its own ranges, starting OFFSET INTO ROD blocks into them; the data
+//! moves inside the gateway (the EXTENDED COPY engine, `copy::start_copy`: in-storage
+//! copies where the stores can, reads and writes otherwise), never through the host.
 //!
 //! The tokens are of ROD type "access upon reference" (00800000h, SPC-4 table 115): a
 //! token stands for the ranges, and a write through it copies what they hold when it
@@ -27,7 +28,7 @@
 //! done; INVALID FIELD IN PARAMETER LIST, as Microsoft's own copy provider for virtual disks
 //! answers it; Windows sends IMMED 0). POPULATE TOKEN with IMMED is done at once anyway.
 
-use super::copy::{start_copy, Record, Segment};
+use super::copy::{start_copy, Record, Segment, Unit};
 use super::exec::{done, fail};
 use super::{CommandDef, Ctx, ScsiCommand};
 use crate::cdb::{be16, be32, be64, opcode as op, reserved};
@@ -401,15 +402,36 @@ impl WriteUsingToken {
         if rod_type != ROD_ACCESS_UPON_REFERENCE {
             return Err(token_sense(UNSUPPORTED_TOKEN_TYPE));
         }
-        let used = ctx.target.rod_tokens.take(token, delete)?;
-        let (source_lun, source_ranges) = (used.lun, used.ranges.clone());
+        // The token of this target, or of another the copy manager reaches.
+        let (used, source_unit) = match ctx.target.rod_tokens.take(token, delete) {
+            Err(e) if e.asc == Asc(0x23, TOKEN_UNKNOWN) => ctx
+                .target
+                .copy_peers()
+                .into_iter()
+                .find_map(|peer| {
+                    let r = peer.scsi().rod_tokens.take(token, delete);
+                    (!matches!(&r, Err(e) if e.asc == Asc(0x23, TOKEN_UNKNOWN))).then(|| {
+                        r.map(|used| {
+                            let unit = Unit {
+                                lun: used.lun,
+                                peer: Some(peer),
+                            };
+                            (used, unit)
+                        })
+                    })
+                })
+                .unwrap_or(Err(e))?,
+            r => {
+                let used = r?;
+                let unit = Unit::own(used.lun);
+                (used, unit)
+            }
+        };
+        let source_ranges = used.ranges.clone();
         let source_block_size = used.block_size;
         record._token = Some(used);
-        let source = ctx
-            .target
-            .luns
-            .get(usize::from(source_lun))
-            .and_then(Option::as_ref)
+        let source = source_unit
+            .lu(ctx.target)
             .ok_or(token_sense(TOKEN_REVOKED))?;
         if u64::from(source_block_size) != bs {
             return Err(token_sense(CAUSE_NOT_REPORTABLE));
@@ -450,8 +472,8 @@ impl WriteUsingToken {
                 };
                 let n = left.min(s_n);
                 segments.push(Segment::new(
-                    source_lun,
-                    ctx.lun,
+                    source_unit.clone(),
+                    Unit::own(ctx.lun),
                     s_lba * bs,
                     lba * bs,
                     n * bs,

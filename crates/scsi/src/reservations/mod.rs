@@ -265,6 +265,15 @@ impl Reservations {
         self.update_active(&locked);
     }
 
+    /// Whether a reservation is held (persistent, or RESERVE(6/10)), by anyone.
+    pub(crate) fn reserved(&self) -> bool {
+        if !self.active.load(Ordering::Acquire) {
+            return false;
+        }
+        let locked = self.lock();
+        locked.legacy_reserved() || locked.pr.reservation.is_some()
+    }
+
     /// Whether APTPL is set: the state is to persist across power loss.
     pub(crate) fn persists(&self) -> bool {
         self.lock().pr.aptpl

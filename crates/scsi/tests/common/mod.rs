@@ -188,7 +188,9 @@ impl Rig {
                     lun,
                     request,
                     pending,
+                    peer,
                 } => {
+                    assert!(peer.is_none(), "one target here");
                     steps += 1;
                     assert!(steps < 10_000, "runaway command");
                     step = pending.finish(self.store(lun).exec(request));
@@ -251,6 +253,143 @@ pub fn two_luns() -> Rig {
     cfg.serial = "SN0002".into();
     rig.add_lun(1, cfg);
     rig
+}
+
+/// One target of a [`Gateway`]: LUN 0 and its memory store.
+pub struct Node {
+    pub target: ScsiTarget,
+    pub mem: std::sync::Mutex<Mem>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl scsi::PeerTarget for Node {
+    fn scsi(&self) -> &ScsiTarget {
+        &self.target
+    }
+
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+/// The targets a gateway serves, as its copy managers reach them (weak: they hold it).
+#[derive(Debug)]
+struct Directory(Vec<std::sync::Weak<Node>>);
+
+impl scsi::CopyPeers for Directory {
+    fn peers(&self) -> Vec<scsi::Peer> {
+        self.0
+            .iter()
+            .filter_map(|n| n.upgrade().map(|n| n as scsi::Peer))
+            .collect()
+    }
+}
+
+/// Several targets of one gateway, a LUN 0 each (NAA designators [`naa_of`]), whose copy
+/// managers reach each other's logical units, as the daemon's targets do.
+pub struct Gateway {
+    pub nodes: Vec<std::sync::Arc<Node>>,
+    /// Copies between stores are done by the stores (see [`Rig::offload`]).
+    pub offload: bool,
+}
+
+/// The NAA designator of target `i`'s LUN 0 in a [`Gateway`].
+pub fn naa_of(i: usize) -> [u8; 16] {
+    let mut n = config(Capabilities::default()).naa_id;
+    n[15] = 0xA0 + i as u8;
+    n
+}
+
+impl Gateway {
+    /// `n` targets; their copy managers reach each other when `peers`.
+    pub fn new(n: usize, peers: bool) -> Self {
+        let nodes: Vec<_> = (0..n)
+            .map(|i| {
+                let mut cfg = config(Capabilities::default());
+                cfg.naa_id = naa_of(i);
+                cfg.serial = format!("SN1{i:03}");
+                let size = cfg.geometry.size_bytes() as usize;
+                let mut target = ScsiTarget::new();
+                target.add_lun(0, cfg);
+                std::sync::Arc::new(Node {
+                    target,
+                    mem: std::sync::Mutex::new(Mem::new(size)),
+                })
+            })
+            .collect();
+        if peers {
+            for node in &nodes {
+                let all = nodes.iter().map(std::sync::Arc::downgrade).collect();
+                node.target
+                    .set_copy_peers(std::sync::Arc::new(Directory(all)));
+            }
+        }
+        Gateway {
+            nodes,
+            offload: true,
+        }
+    }
+
+    /// Target `i`'s store.
+    pub fn mem(&self, i: usize) -> std::sync::MutexGuard<'_, Mem> {
+        self.nodes[i].mem.lock().unwrap()
+    }
+
+    /// Runs a command from I_T nexus 1 on target `i`'s LUN 0 through to its response; a
+    /// request for another target's LU goes to that target's store.
+    pub fn run(&self, i: usize, cdb: &[u8], data_out: &[u8]) -> Response {
+        let own: &Node = &self.nodes[i];
+        fn node<'a>(own: &'a Node, peer: &'a Option<scsi::Peer>) -> &'a Node {
+            match peer {
+                Some(p) => p.as_any().downcast_ref::<Node>().expect("a node"),
+                None => own,
+            }
+        }
+        let cmd = Command {
+            nexus: 1,
+            lun: 0,
+            cdb: Bytes::copy_from_slice(cdb),
+            data_out: Bytes::copy_from_slice(data_out).into(),
+            expected_len: data_out.len() as u32,
+        };
+        let mut step = own.target.start(cmd);
+        for _ in 0..10_000 {
+            step = match step {
+                Start::Done(r) => return r,
+                Start::Io {
+                    lun,
+                    request,
+                    pending,
+                    peer,
+                } => {
+                    assert_eq!(lun, 0, "one LUN per target here");
+                    let result = node(own, &peer).mem.lock().unwrap().exec(request);
+                    pending.finish(result)
+                }
+                Start::Copy(copy) if self.offload => {
+                    let (from, to, len) = (
+                        copy.source_offset as usize,
+                        copy.offset as usize,
+                        copy.len as usize,
+                    );
+                    let bytes = node(own, &copy.source_peer).mem.lock().unwrap().data
+                        [from..from + len]
+                        .to_vec();
+                    node(own, &copy.peer).mem.lock().unwrap().data[to..to + len]
+                        .copy_from_slice(&bytes);
+                    copy.finish(Ok(IoReply::Done))
+                }
+                Start::Copy(copy) => copy.with_source(None),
+                other => panic!("no reservations are saved here: {other:?}"),
+            };
+        }
+        panic!("runaway command");
+    }
 }
 
 /// Status, sense key, ASC, ASCQ of a response (sense fields 0 when GOOD).
