@@ -672,7 +672,10 @@ impl Session {
                 self.dispatch_aborts(conn, target);
             }
             Start::SaveReservations { lun, pending } => {
-                self.save_reservations(done_tx, itt, seq, lun, pending);
+                self.save_metadata(done_tx, itt, seq, lun, pending, Saved::Reservations);
+            }
+            Start::SaveModePages { lun, pending } => {
+                self.save_metadata(done_tx, itt, seq, lun, pending, Saved::ModePages);
             }
             Start::SharedReservations(shared) => {
                 let (run, pending) = shared.into_parts();
@@ -747,15 +750,17 @@ impl Session {
         }
     }
 
-    /// Saves LUN `lun`'s reservations (APTPL) on a blocking thread, then continues the
-    /// command with the outcome, as a store completion would.
-    fn save_reservations(
+    /// Saves LUN `lun`'s reservations (APTPL) or mode pages (MODE SELECT with SP) on a
+    /// blocking thread, then continues the command with the outcome, as a store
+    /// completion would.
+    fn save_metadata(
         &self,
         done_tx: &Arc<Completions>,
         itt: u32,
         seq: u64,
         lun: u64,
         pending: Pending,
+        what: Saved,
     ) {
         let Some(target) = self.target.clone() else {
             return;
@@ -764,21 +769,27 @@ impl Session {
         tokio::task::spawn_blocking(move || {
             let result = match target.store(lun) {
                 Some(store) => {
+                    // One save at a time, so the last one written holds the latest state.
                     let _one_at_a_time = target
                         .reservation_saves
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    let state = target
-                        .scsi
-                        .reservation_metadata(lun as u16)
-                        .unwrap_or_default();
-                    store.write_metadata(scsi::RESERVATIONS_METADATA, &state)
+                    let (name, state) = match what {
+                        Saved::Reservations => (
+                            scsi::RESERVATIONS_METADATA,
+                            target.scsi.reservation_metadata(lun as u16),
+                        ),
+                        Saved::ModePages => (
+                            scsi::MODE_PAGES_METADATA,
+                            target.scsi.mode_pages_metadata(lun as u16),
+                        ),
+                    };
+                    store.write_metadata(name, &state.unwrap_or_default())
                 }
                 None => Err(StoreError::new(Op::Write, ErrorKind::Io)),
             };
             if let Err(err) = &result {
-                tracing::error!(target = %target.name, lun, %err,
-                    "cannot save persistent reservations (APTPL)");
+                tracing::error!(target = %target.name, lun, %err, "cannot save {}", what.name());
             }
             done.complete(result.map(|()| store_api::IoReply::Done));
         });
@@ -1075,6 +1086,24 @@ fn send_task_abort(target: &Target, abort: scsi::TaskAbort) {
     if let Some(to) = to {
         // A connection that is gone has no tasks left to abort.
         let _ = to.send(Control::AbortTasks(abort.lun));
+    }
+}
+
+/// What a command saves on its LU's store beside the data.
+#[derive(Debug, Clone, Copy)]
+enum Saved {
+    /// Persistent reservations (APTPL).
+    Reservations,
+    /// Mode pages (MODE SELECT with SP).
+    ModePages,
+}
+
+impl Saved {
+    fn name(self) -> &'static str {
+        match self {
+            Saved::Reservations => "persistent reservations (APTPL)",
+            Saved::ModePages => "mode pages (MODE SELECT with SP)",
+        }
     }
 }
 

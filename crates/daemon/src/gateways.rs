@@ -641,9 +641,29 @@ pub fn refresh_target(target: &Target, owner: &LockOwner, now: Instant) {
             now,
             LockWait::NoWait,
         );
+        refresh_mode_pages(&target.scsi, &target.name, lun, &**store);
     }
     release_reserves_of_gone_gateways(target, owner, now);
     crate::connection::send_task_aborts(target);
+}
+
+/// Loads the mode pages another gateway may have saved (MODE SELECT with SP through it):
+/// a LU's mode parameters are one for every path, so its write cache, write protection
+/// and sense format follow within a round.
+fn refresh_mode_pages(scsi: &scsi::ScsiTarget, target: &str, lun: u16, store: &dyn BlockStore) {
+    match store.read_metadata(scsi::MODE_PAGES_METADATA) {
+        Ok(Some(kept)) => match scsi.refresh_mode_pages(lun, &kept) {
+            Ok(true) => tracing::info!(target = %target, lun,
+                "mode pages saved through another gateway loaded"),
+            Ok(false) => {}
+            Err(_) => tracing::warn!(target = %target, lun,
+                "the saved mode pages on the volume are not in our format"),
+        },
+        Ok(None) => {}
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => {}
+        Err(err) => tracing::warn!(target = %target, lun, %err,
+            "cannot read the saved mode pages"),
+    }
 }
 
 /// For each shared LUN whose RESERVE(6/10) is held through another gateway: when that

@@ -240,6 +240,7 @@ impl Target {
                 let config = lu_config(&name, &lun, store.as_ref());
                 if scsi.lun(lun.lun) != Some(&config) {
                     carry_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                    carry_mode_pages(&scsi, &name, lun.lun, store.as_ref())?;
                     if let (true, Some(owner)) = (
                         scsi.reservations_shared(lun.lun),
                         crate::gateways::gateway(),
@@ -270,6 +271,7 @@ impl Target {
                     scsi.share_reservations(lun.lun, owner.as_str());
                 }
                 restore_reservations(&scsi, &name, lun.lun, store.as_ref())?;
+                load_mode_pages(&scsi, &name, lun.lun, store.as_ref())?;
                 if let Some(owner) = crate::gateways::gateway() {
                     // Listed among the gateways and given a lease before it serves.
                     crate::gateways::refresh_lun(
@@ -720,6 +722,54 @@ fn restore_reservations(
         Err(e) => Err(e).with_context(|| {
             format!("target {target} LUN {lun}: cannot read saved persistent reservations")
         }),
+    }
+}
+
+/// Makes a new LUN's caching and control mode pages saveable on a store that keeps
+/// metadata, with the values it keeps ([`scsi::MODE_PAGES_METADATA`], saved by a MODE
+/// SELECT with SP here or through another gateway), which are the LUN's from the start. A
+/// store without metadata (memory) saves none; one that cannot be read, or holds something
+/// else, stops the LUN from opening: serving it with the defaults could turn a write cache
+/// a host switched off back on.
+fn load_mode_pages(
+    scsi: &ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+) -> Result<()> {
+    let what = || format!("target {target} LUN {lun}: saved mode pages");
+    let kept = match store.read_metadata(scsi::MODE_PAGES_METADATA) {
+        Ok(kept) => kept,
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read them", what())),
+    };
+    scsi.load_mode_pages(lun, kept.as_deref())
+        .with_context(what)?;
+    if kept.is_some() {
+        tracing::info!(target = %target, lun, "saved mode pages loaded");
+    }
+    Ok(())
+}
+
+/// Writes a kept logical unit's saved mode pages to the store it moves to, unless that
+/// store holds them already.
+fn carry_mode_pages(
+    scsi: &ScsiTarget,
+    target: &str,
+    lun: u16,
+    store: &dyn BlockStore,
+) -> Result<()> {
+    let Some(saved) = scsi.mode_pages_metadata(lun) else {
+        return Ok(());
+    };
+    let what = || format!("target {target} LUN {lun}: saved mode pages");
+    match store.read_metadata(scsi::MODE_PAGES_METADATA) {
+        Ok(existing) if existing.as_deref() == Some(&saved[..]) => Ok(()),
+        Ok(_) => store
+            .write_metadata(scsi::MODE_PAGES_METADATA, &saved)
+            .with_context(|| format!("{}: cannot write them to the new store", what())),
+        Err(e) if e.kind == store_api::ErrorKind::Unsupported => Ok(()),
+        Err(e) => Err(e).with_context(what),
     }
 }
 

@@ -77,7 +77,8 @@ impl Storage {
         // The LUN, its reservations, the gateways' acknowledgements and the ALUA record,
         // and the temporary files of metadata writes a gateway killed between write and
         // rename left (each write's name is its own: found on the brick).
-        let made = ["", ".pr", ".pr-lu", ".pr-acks", ".alua"].map(|s| format!("{file}{s}"));
+        let made =
+            ["", ".pr", ".pr-lu", ".pr-acks", ".alua", ".mode"].map(|s| format!("{file}{s}"));
         let remove = testkit::gluster::RemoveOnDrop::new(&volume, made).with_matching(
             Path::new(&brick),
             &format!("{file}."),
@@ -428,6 +429,79 @@ fn a_reset_through_one_gateway_reaches_the_other(storage: Storage) {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(tur_outcome(&mut b), (0, 0, 0, 0));
     assert!(write_status(&mut b) == 0);
+}
+
+/// The caching mode page (SBC-3 table 188) through `ini`, current values (PC 00b), after
+/// the 4-byte MODE SENSE(6) header; `None` while a condition is reported instead.
+fn caching_page(ini: &mut Initiator) -> Option<Vec<u8>> {
+    let out = ini
+        .raw_command(&[0x1A, 0x08, 0x08, 0, 255, 0], &[], 255)
+        .unwrap();
+    (out.status == 0).then(|| out.data[4..].to_vec())
+}
+
+/// MODE SELECT(6) with SP (SPC-4 6.9: PF and SP in byte 1) of the caching page with WCE
+/// off (byte 2 bit 2), as Linux and Windows send it where the page is saveable: the write
+/// cache switched off through one gateway is off through the other within a refresh round
+/// (a host gets MODE PARAMETERS CHANGED there) and after both restart, from `<lun>.mode`.
+fn a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(storage: Storage) {
+    let quiet = ["--nop-in-interval", "0"];
+    let gw_a = storage.gateway_with("gateway-a", &quiet);
+    let gw_b = storage.gateway_with("gateway-b", &quiet);
+    let mut a = host(&gw_a, "host-a");
+    let mut b = host(&gw_b, "host-b");
+    assert_eq!(tur_outcome(&mut b), (0, 0, 0, 0));
+    let page = caching_page(&mut a).expect("MODE SENSE");
+    assert_eq!(page[0], 0x88, "caching page, PS: saveable");
+    assert_eq!(page[2] & 0x04, 0x04, "WCE on by default");
+
+    let mut list = vec![0u8, 0, 0, 0];
+    list.extend(&page);
+    list[4] &= 0x7F; // PS is reserved in MODE SELECT
+    list[4 + 2] &= !0x04;
+    let out = a
+        .raw_command(&[0x15, 0x11, 0, 0, list.len() as u8, 0], &list, 0)
+        .unwrap();
+    assert!(out.is_good(), "MODE SELECT with SP: {out:?}");
+    let mut kept = storage.lun_file().into_os_string();
+    kept.push(".mode");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        "glfs-iscsi-mode 1\nwce 0\nswp 0\nd_sense 0\n"
+    );
+
+    assert_eq!(
+        first_condition(&mut b).map(|(first, _)| first),
+        Some((0x02, 0x06, 0x2A, 0x01)),
+        "MODE PARAMETERS CHANGED through gateway B: {}",
+        gw_b.log()
+    );
+    assert_eq!(
+        caching_page(&mut b).expect("MODE SENSE")[2] & 0x04,
+        0,
+        "WCE off on B"
+    );
+
+    drop((a, b, gw_a, gw_b));
+    let gw_c = storage.gateway_with("gateway-c", &quiet);
+    let mut c = host(&gw_c, "host-c");
+    tur_outcome(&mut c);
+    let page = caching_page(&mut c).expect("MODE SENSE");
+    assert_eq!(
+        (page[0], page[2] & 0x04),
+        (0x88, 0),
+        "kept across the restart"
+    );
+}
+
+#[test]
+fn a_write_cache_saved_off_through_one_file_gateway_is_off_through_every_one() {
+    a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(Storage::file());
+}
+
+#[test]
+fn a_write_cache_saved_off_through_one_glfs_gateway_is_off_through_every_one() {
+    a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(Storage::glfs());
 }
 
 #[test]

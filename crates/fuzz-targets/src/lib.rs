@@ -460,7 +460,8 @@ pub fn scsi(data: &[u8]) {
                     store.submit(request, Completion::new(move |r| tx.send(r).unwrap()));
                     step = pending.finish(rx.recv().expect("the memory store completes inline"));
                 }
-                scsi::Start::SaveReservations { pending, .. } => {
+                scsi::Start::SaveReservations { pending, .. }
+                | scsi::Start::SaveModePages { pending, .. } => {
                     step = pending.finish(Ok(IoReply::Done));
                 }
                 scsi::Start::SharedReservations(shared) => {

@@ -189,6 +189,17 @@ pub enum Start {
         /// The command, answered GOOD once the state is saved.
         pending: Pending,
     },
+    /// A MODE SELECT with SP saved the mode pages of logical unit `lun`
+    /// ([`ScsiTarget::load_mode_pages`] made them saveable): take
+    /// [`ScsiTarget::mode_pages_metadata`] for `lun` and write it with LUN `lun`'s store
+    /// as metadata object [`MODE_PAGES_METADATA`], off the I/O path and one save at a time
+    /// per LUN, then call `pending.finish` with `Ok(IoReply::Done)` or the store's error.
+    SaveModePages {
+        /// The LUN whose pages are saved (plain LUN number).
+        lun: u64,
+        /// The command, answered GOOD once they are written.
+        pending: Pending,
+    },
     /// Copy bytes from one LUN's store to another's (or within one), inside the storage if
     /// the stores can: see [`CopyStep`].
     Copy(CopyStep),
@@ -392,6 +403,11 @@ pub struct TaskAbort {
 /// `store_api::BlockStore::write_metadata`).
 pub const RESERVATIONS_METADATA: &str = "pr";
 
+/// Name of the metadata object holding a logical unit's saved mode pages (MODE SELECT
+/// with SP): the caching page's WCE, the control page's SWP and D_SENSE
+/// ([`ScsiTarget::mode_pages_metadata`], [`ScsiTarget::load_mode_pages`]).
+pub const MODE_PAGES_METADATA: &str = "mode";
+
 /// How often a gateway loads the reservations other gateways keep on the volume for a
 /// shared logical unit ([`ScsiTarget::reservations_due`]).
 pub const RESERVATIONS_REFRESH: Duration = Duration::from_secs(1);
@@ -446,7 +462,7 @@ pub fn join_reservation_state(
 /// Saved reservation state that is not in the form [`ScsiTarget::reservation_metadata`]
 /// writes, or for a LUN that is not there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not saved reservation state of this target (glfs-iscsi-pr 1 or 2)")]
+#[error("not a saved state of this target (glfs-iscsi-pr 1 or 2, glfs-iscsi-mode 1)")]
 pub struct BadMetadata;
 
 /// A command waiting for a storage request.
@@ -465,9 +481,15 @@ pub struct Pending {
 impl Pending {
     /// The continuation of a command whose last step is saving reservations.
     pub(crate) fn after_save(lun: u16) -> Pending {
+        Self::after_save_with(lun, 0)
+    }
+
+    /// The continuation of a command whose last step is saving metadata, answered GOOD
+    /// with `transfer_len` once it is written.
+    pub(crate) fn after_save_with(lun: u16, transfer_len: u32) -> Pending {
         Pending {
             lun,
-            state: exec::State::Final { transfer_len: 0 },
+            state: exec::State::Final { transfer_len },
             descriptor_sense: false,
             flush_before_good: false,
             range: None,
@@ -523,6 +545,10 @@ fn with_sense_format(start: Start, descriptor: bool) -> Start {
         Start::SaveReservations { lun, mut pending } => {
             pending.descriptor_sense = true;
             Start::SaveReservations { lun, pending }
+        }
+        Start::SaveModePages { lun, mut pending } => {
+            pending.descriptor_sense = true;
+            Start::SaveModePages { lun, pending }
         }
         Start::Copy(mut step) => {
             step.pending.descriptor_sense = true;
@@ -1060,6 +1086,37 @@ impl ScsiTarget {
             .get(usize::from(lun))
             .and_then(Option::as_ref)
             .is_some_and(|lu| lu.reservations.persists())
+    }
+
+    /// Makes logical unit `lun`'s caching and control mode pages saveable (MODE SENSE
+    /// reports PS, MODE SELECT takes SP and asks for [`Start::SaveModePages`]), as its
+    /// store opens, with what the store keeps as [`MODE_PAGES_METADATA`] (`None`: nothing
+    /// saved yet), which becomes the current values. Call it for stores that keep
+    /// metadata, when the LU is added (not for a kept one: its current values stay).
+    pub fn load_mode_pages(&self, lun: u16, kept: Option<&[u8]>) -> Result<(), BadMetadata> {
+        let lu = self.lu(lun).ok_or(BadMetadata)?;
+        lu.mode.load(kept)?;
+        Ok(())
+    }
+
+    /// Loads what another gateway exporting logical unit `lun` may have saved since
+    /// (`kept`, read from the store): when it is not what this gateway last loaded or
+    /// saved, it becomes the saved and current values, and every nexus gets MODE
+    /// PARAMETERS CHANGED when a current value changed. Returns whether one did.
+    pub fn refresh_mode_pages(&self, lun: u16, kept: &[u8]) -> Result<bool, BadMetadata> {
+        let lu = self.lu(lun).ok_or(BadMetadata)?;
+        let changed = lu.mode.refresh(kept)?;
+        if changed {
+            self.nexuses
+                .raise(lun, UnitAttention::ModeParametersChanged, UaScope::All);
+        }
+        Ok(changed)
+    }
+
+    /// Logical unit `lun`'s saved mode pages, as the store keeps them
+    /// ([`MODE_PAGES_METADATA`]), once they are saveable.
+    pub fn mode_pages_metadata(&self, lun: u16) -> Option<Vec<u8>> {
+        self.lu(lun)?.mode.saved_form()
     }
 
     /// Restores logical unit `lun`'s persistent reservations from `saved` (what

@@ -138,7 +138,7 @@ fn random_cdbs_and_data_never_panic_and_keep_the_answer_invariants() {
                     }
                     step = pending.finish(rig.mem.exec(request));
                 }
-                Start::SaveReservations { pending, .. } => {
+                Start::SaveReservations { pending, .. } | Start::SaveModePages { pending, .. } => {
                     step = pending.finish(Ok(store_api::IoReply::Done));
                 }
                 Start::SharedReservations(shared) => {

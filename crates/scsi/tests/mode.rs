@@ -125,7 +125,6 @@ fn mode_select10_with_a_block_descriptor() {
 #[case::descriptor_block_size(mode_select6(false, 12).to_vec(), vec![0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x10, 0x00], (0x26, [0x80, 0, 9]))]
 #[case::descriptor_capacity(mode_select6(false, 12).to_vec(), vec![0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0x02, 0x00], (0x26, [0x80, 0, 4]))]
 #[case::unknown_page(mode_select6(false, 6).to_vec(), vec![0, 0, 0, 0, 0x19, 0], (0x26, [0x80, 0, 4]))]
-#[case::ps_set(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[4] |= 0x80; d }, (0x26, [0x80, 0, 4]))]
 #[case::wrong_page_length(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[5] = 0x0B; d }, (0x26, [0x80, 0, 5]))]
 #[case::not_changeable_tst_shared_task_set(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[6] &= !0xE0; d }, (0x26, [0x80, 0, 6]))]
 #[case::not_changeable_qam(mode_select6(false, 16).to_vec(), { let mut d = list6(&[control(false, true)]); d[7] = 0x00; d }, (0x26, [0x80, 0, 7]))]
@@ -270,4 +269,153 @@ fn a_change_is_a_unit_attention_for_the_other_nexuses() {
         (Status::CheckCondition, 0x06, 0x2A, 0x01)
     );
     assert_eq!(outcome(&rig.run_on(2, 0, &tur, &[])), GOOD, "reported once");
+}
+
+/// The saved form of the mode pages as the store keeps it (`<lun>.mode`).
+fn saved_form(wce: bool, swp: bool, d_sense: bool) -> Vec<u8> {
+    format!(
+        "glfs-iscsi-mode 1\nwce {}\nswp {}\nd_sense {}\n",
+        u8::from(wce),
+        u8::from(swp),
+        u8::from(d_sense)
+    )
+    .into_bytes()
+}
+
+/// MODE SENSE(6) of one page with page control `pc` (SPC-4 table 96: 0 current, 3
+/// saved): the page, after the 4-byte header.
+fn page(rig: &mut Rig, pc: u8, code: u8) -> Vec<u8> {
+    let r = rig.run(&mode_sense6(true, pc, code, 0, 255), &[]);
+    assert_eq!(outcome(&r), GOOD, "MODE SENSE PC {pc} page {code:02x}h");
+    r.data_in[4..].to_vec()
+}
+
+/// A LU whose store keeps metadata: the caching and control pages report PS (SPC-4 7.5.7,
+/// bit 7 of byte 0), MODE SELECT with SP saves every saveable page's current values, and
+/// MODE SENSE with PC 11b reports them; a change without SP leaves them.
+#[test]
+fn pages_saved_with_sp_are_what_mode_sense_reports_as_saved() {
+    let mut rig = rig();
+    rig.target.load_mode_pages(0, None).unwrap();
+    let mut want = caching(true);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x08), want, "PS on the caching page");
+    let mut want = control(false, false);
+    want[0] |= 0x80;
+    assert_eq!(
+        page(&mut rig, 3, 0x0A),
+        want,
+        "saved = current until a save"
+    );
+
+    let data = list6(&[caching(false)]);
+    let r = rig.run(&mode_select6(true, data.len() as u8), &data);
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(
+        rig.mem.saved_mode_pages.as_deref(),
+        Some(&saved_form(false, false, false)[..]),
+        "the store was asked to keep them"
+    );
+    let mut want = caching(false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 3, 0x08), want);
+
+    // Without SP only the current values change.
+    assert_eq!(select6(&mut rig, &list6(&[control(true, false)])), GOOD);
+    let mut want = control(false, false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 3, 0x0A), want);
+    let mut want = control(true, false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x0A), want);
+}
+
+/// What the store kept is the LU's current and saved values from the start (a restart).
+#[test]
+fn saved_pages_are_the_current_ones_after_a_restart() {
+    let mut rig = rig();
+    rig.target
+        .load_mode_pages(0, Some(&saved_form(false, true, false)))
+        .unwrap();
+    let mut want = caching(false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x08), want);
+    let mut want = control(false, true);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x0A), want);
+    // SWP: writes are refused (DATA PROTECT, WRITE PROTECTED 27h/00h).
+    let r = rig.run(&cdb10(0x2A, 0, 0, 1), &[0u8; 512]);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x07, 0x27, 0x00));
+    assert!(rig
+        .target
+        .load_mode_pages(0, Some(b"glfs-iscsi-mode 1\nwce 2\n"))
+        .is_err());
+    assert!(rig
+        .target
+        .load_mode_pages(
+            0,
+            Some(b"glfs-iscsi-mode 1\nwce 1\nwce 0\nswp 0\nd_sense 0\n")
+        )
+        .is_err());
+}
+
+/// Where nothing can be saved (a memory LU), SP is INVALID FIELD IN CDB (SPC-4 6.9: byte
+/// 1, bit 0) and PC 11b SAVING PARAMETERS NOT SUPPORTED (39h/00h), and PS is 0.
+#[test]
+fn nothing_is_saved_where_the_store_keeps_no_metadata() {
+    let mut rig = rig();
+    let data = list6(&[caching(false)]);
+    let r = rig.run(&mode_select6(true, data.len() as u8), &data);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x24, 0x00));
+    assert_eq!(r.sense.as_ref().unwrap()[15..18], [0xC8, 0x00, 0x01]);
+    assert_eq!(page(&mut rig, 0, 0x08), caching(true), "unchanged, PS 0");
+    let r = rig.run(&mode_sense6(true, 3, 0x08, 0, 255), &[]);
+    assert_eq!(outcome(&r), (Status::CheckCondition, 0x05, 0x39, 0x00));
+}
+
+/// Another gateway's save, read from the volume, becomes this gateway's saved and current
+/// values, and every nexus gets MODE PARAMETERS CHANGED (2Ah/01h); the same form again
+/// changes nothing.
+#[test]
+fn another_gateways_save_becomes_current_with_a_unit_attention() {
+    let mut rig = rig();
+    rig.target.open_nexus(
+        1,
+        scsi::InitiatorPort {
+            name: "iqn.2026-01.test:a".into(),
+            isid: [0x40, 0, 0, 0, 0, 1],
+        },
+    );
+    let tur = [0u8; 6];
+    rig.run_on(1, 0, &tur, &[]);
+    rig.target.load_mode_pages(0, None).unwrap();
+    let other = saved_form(false, false, false);
+    assert_eq!(rig.target.refresh_mode_pages(0, &other), Ok(true));
+    assert_eq!(
+        outcome(&rig.run_on(1, 0, &tur, &[])),
+        (Status::CheckCondition, 0x06, 0x2A, 0x01)
+    );
+    let mut want = caching(false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x08), want);
+    assert_eq!(rig.target.refresh_mode_pages(0, &other), Ok(false));
+    // A change made here without SP is not undone by the next refresh of the same form.
+    assert_eq!(select6(&mut rig, &list6(&[caching(true)])), GOOD);
+    assert_eq!(rig.target.refresh_mode_pages(0, &other), Ok(false));
+    let mut want = caching(true);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x08), want);
+    assert!(rig.target.refresh_mode_pages(0, b"not ours").is_err());
+}
+
+/// PS is reserved in MODE SELECT (SPC-4 7.5.7) and a page sent back as MODE SENSE gave it,
+/// PS set, is taken as it is.
+#[test]
+fn a_page_sent_back_with_ps_set_is_taken() {
+    let mut rig = rig();
+    rig.target.load_mode_pages(0, None).unwrap();
+    let mut swp = control(false, true);
+    swp[0] |= 0x80;
+    assert_eq!(select6(&mut rig, &list6(&[swp.clone()])), GOOD);
+    assert_eq!(page(&mut rig, 0, 0x0A), swp);
 }

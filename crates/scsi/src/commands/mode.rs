@@ -75,6 +75,8 @@ impl ScsiCommand for ModeSense {
 pub(crate) struct ModeSelect {
     /// MODE SELECT(10).
     pub long: bool,
+    /// SP: save the saveable pages once changed.
+    pub save: bool,
     /// PARAMETER LIST LENGTH.
     pub param_len: u16,
 }
@@ -82,17 +84,15 @@ pub(crate) struct ModeSelect {
 impl ScsiCommand for ModeSelect {
     fn parse(cdb: &[u8]) -> Result<Self, Sense> {
         // Byte 1: reserved(7:5) PF(4) reserved(3:1) SP(0). Pages are in the format SPC-4
-        // defines (PF 1); nothing can be saved (SP 0).
+        // defines (PF 1); SP saves the saveable pages (refused when the LU saves none).
         reserved(cdb, 1, 0xEE)?;
         if cdb[1] & 0x10 == 0 {
             return Err(Sense::invalid_field_in_cdb(1, Some(4)));
         }
-        if cdb[1] & 0x01 != 0 {
-            return Err(Sense::invalid_field_in_cdb(1, Some(0)));
-        }
         let long = cdb[0] == op::MODE_SELECT_10;
         Ok(ModeSelect {
             long,
+            save: cdb[1] & 0x01 != 0,
             param_len: if long {
                 be16(cdb, 7)
             } else {
@@ -102,9 +102,13 @@ impl ScsiCommand for ModeSelect {
     }
 
     fn execute(self, ctx: Ctx<'_>) -> Start {
+        if self.save && !ctx.lu.mode.saveable() {
+            // SPC-4 6.9: SP set where no page can be saved.
+            return fail(Sense::invalid_field_in_cdb(1, Some(0)));
+        }
         let len = usize::from(self.param_len);
         if len == 0 {
-            return done(Response::good(Bytes::new(), 0));
+            return self.saved(&ctx);
         }
         if ctx.data_out.len() < len {
             return fail(Sense::PARAMETER_LIST_LENGTH);
@@ -136,7 +140,23 @@ impl ScsiCommand for ModeSelect {
                 UaScope::AllBut(ctx.nexus),
             );
         }
-        done(Response::good(Bytes::new(), u32::from(self.param_len)))
+        self.saved(&ctx)
+    }
+}
+
+impl ModeSelect {
+    /// GOOD, once the saveable pages' current values are saved when SP asked for it
+    /// (SPC-4 6.9: every saveable page, those sent and the others).
+    fn saved(&self, ctx: &Ctx<'_>) -> Start {
+        let transfer = u32::from(self.param_len);
+        if !self.save {
+            return done(Response::good(Bytes::new(), transfer));
+        }
+        ctx.lu.mode.save_current();
+        Start::SaveModePages {
+            lun: u64::from(ctx.lun),
+            pending: crate::Pending::after_save_with(ctx.lun, transfer),
+        }
     }
 }
 
@@ -212,11 +232,9 @@ fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<Vec<Change>, Se
         if d.len() < at + 2 {
             return Err(Sense::PARAMETER_LIST_LENGTH);
         }
-        // PS is reserved in MODE SELECT. SPF: the page has a subpage and a 4-byte header
-        // (SPC-4 7.5).
-        if d[at] & 0x80 != 0 {
-            return Err(bad(at));
-        }
+        // PS is reserved in MODE SELECT and not checked: hosts send a page back as MODE
+        // SENSE gave it, PS included (libiscsi does). SPF: the page has a subpage and a
+        // 4-byte header (SPC-4 7.5).
         let subpage_format = d[at] & 0x40 != 0;
         let which = match (d[at] & 0x3F, subpage_format) {
             (0x08, false) => CACHING,
@@ -272,9 +290,13 @@ fn parse_parameter_list(lu: &Lu, long: bool, d: &[u8]) -> Result<Vec<Change>, Se
 const PC_CURRENT: u8 = 0;
 const PC_CHANGEABLE: u8 = 1;
 const PC_DEFAULT: u8 = 2;
+const PC_SAVED: u8 = 3;
 
 /// The mode parameters a MODE SELECT can change, shared by every nexus of the logical unit.
-/// Nothing is saved: a restart brings back the defaults.
+/// The caching and control pages' values can be saved once the driver has said where
+/// ([`ModeState::load`]: the LU's store keeps them as metadata object
+/// [`crate::MODE_PAGES_METADATA`]); until then, and for the other pages, a restart brings
+/// back the defaults.
 #[derive(Debug)]
 pub(crate) struct ModeState {
     /// Caching page WCE: writes may complete before they are durable.
@@ -285,17 +307,155 @@ pub(crate) struct ModeState {
     d_sense: AtomicBool,
     /// Logical Block Provisioning page: the soft threshold (a thin provisioned LU's).
     pub(crate) threshold: ThresholdCell,
+    /// The saved values, once the LU can save them; and the saved form last loaded or
+    /// saved (another gateway's save is one that differs from it).
+    saved: std::sync::Mutex<Option<(Saved, Vec<u8>)>>,
+}
+
+/// The values of the saveable pages: caching WCE, control SWP and D_SENSE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Saved {
+    wce: bool,
+    swp: bool,
+    d_sense: bool,
+}
+
+impl Saved {
+    /// The saved form (`<lun>.mode`): a first line `glfs-iscsi-mode 1`, then `wce`,
+    /// `swp` and `d_sense`, each with 0 or 1.
+    fn encode(&self) -> Vec<u8> {
+        format!(
+            "glfs-iscsi-mode 1\nwce {}\nswp {}\nd_sense {}\n",
+            u8::from(self.wce),
+            u8::from(self.swp),
+            u8::from(self.d_sense)
+        )
+        .into_bytes()
+    }
+
+    /// Reads the saved form back; `None` when it is not one (each value exactly once).
+    fn decode(bytes: &[u8]) -> Option<Saved> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "glfs-iscsi-mode 1" {
+            return None;
+        }
+        let (mut wce, mut swp, mut d_sense) = (None, None, None);
+        for line in lines {
+            let (key, value) = line.split_once(' ')?;
+            let value = match value {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            };
+            let slot = match key {
+                "wce" => &mut wce,
+                "swp" => &mut swp,
+                "d_sense" => &mut d_sense,
+                _ => return None,
+            };
+            if slot.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(Saved {
+            wce: wce?,
+            swp: swp?,
+            d_sense: d_sense?,
+        })
+    }
 }
 
 impl ModeState {
-    /// The default values: WCE from the configuration, SWP and D_SENSE off.
+    /// The default values: WCE from the configuration, SWP and D_SENSE off; nothing can
+    /// be saved yet.
     pub fn new(config: &LuConfig) -> Self {
         ModeState {
             wce: AtomicBool::new(config.write_cache),
             swp: AtomicBool::new(false),
             d_sense: AtomicBool::new(false),
             threshold: ThresholdCell::new(config),
+            saved: std::sync::Mutex::new(None),
         }
+    }
+
+    fn lock_saved(&self) -> std::sync::MutexGuard<'_, Option<(Saved, Vec<u8>)>> {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current(&self) -> Saved {
+        Saved {
+            wce: self.write_cache(),
+            swp: self.software_write_protect(),
+            d_sense: self.descriptor_sense(),
+        }
+    }
+
+    /// Sets the current values to `s`; whether any changed.
+    fn set_current(&self, s: Saved) -> bool {
+        let mut changed = false;
+        for (flag, on) in [
+            (&self.wce, s.wce),
+            (&self.swp, s.swp),
+            (&self.d_sense, s.d_sense),
+        ] {
+            changed |= flag.swap(on, Ordering::Relaxed) != on;
+        }
+        changed
+    }
+
+    /// Whether the caching and control pages can be saved (PS).
+    pub(crate) fn saveable(&self) -> bool {
+        self.lock_saved().is_some()
+    }
+
+    /// The values MODE SENSE reports as saved: those last saved, else the defaults.
+    fn saved_values(&self) -> Option<Saved> {
+        self.lock_saved().as_ref().map(|(s, _)| *s)
+    }
+
+    /// Makes the pages saveable, with what the store keeps (`None`: nothing saved yet,
+    /// the saved values are the current ones), which becomes current too. Returns whether
+    /// a current value changed; `Err` when `kept` is not a saved form.
+    pub(crate) fn load(&self, kept: Option<&[u8]>) -> Result<bool, crate::BadMetadata> {
+        let saved = match kept {
+            Some(bytes) => Saved::decode(bytes).ok_or(crate::BadMetadata)?,
+            None => self.current(),
+        };
+        let form = kept.map(<[u8]>::to_vec).unwrap_or_default();
+        *self.lock_saved() = Some((saved, form));
+        Ok(kept.is_some() && self.set_current(saved))
+    }
+
+    /// What another gateway may have saved since (`kept`, read from the store): when it
+    /// differs from the form last loaded or saved here, it becomes the saved and current
+    /// values. Returns whether a current value changed.
+    pub(crate) fn refresh(&self, kept: &[u8]) -> Result<bool, crate::BadMetadata> {
+        let mut slot = self.lock_saved();
+        let Some((saved, form)) = slot.as_mut() else {
+            return Ok(false);
+        };
+        if form.as_slice() == kept {
+            return Ok(false);
+        }
+        let new = Saved::decode(kept).ok_or(crate::BadMetadata)?;
+        *saved = new;
+        *form = kept.to_vec();
+        drop(slot);
+        Ok(self.set_current(new))
+    }
+
+    /// Saves the current values (MODE SELECT with SP).
+    fn save_current(&self) {
+        let now = self.current();
+        if let Some(slot) = self.lock_saved().as_mut() {
+            *slot = (now, now.encode());
+        }
+    }
+
+    /// The saved form to write to the store, once the pages are saveable.
+    pub(crate) fn saved_form(&self) -> Option<Vec<u8>> {
+        self.lock_saved().as_ref().map(|(s, _)| s.encode())
     }
 
     /// WCE: when clear, every write is durable before its status (as with FUA).
@@ -360,32 +520,40 @@ fn mode_page(lu: &Lu, (code, len): (u8, u8), pc: u8) -> Vec<u8> {
         return lbp_page(lu, pc);
     }
     let mut p = vec![0u8; 2 + usize::from(len)];
-    p[0] = code;
+    let m = &lu.mode;
+    // PS (SPC-4 7.5.7): the page can be saved.
+    p[0] = code | if m.saveable() { 0x80 } else { 0 };
     p[1] = len;
     let mut set = |(byte, bit): (usize, u8), on: bool| {
         if on {
             p[byte] |= bit;
         }
     };
-    let m = &lu.mode;
-    match (code, pc) {
-        (0x08, PC_CURRENT) => set(WCE, m.write_cache()),
-        (0x08, PC_DEFAULT) => set(WCE, lu.config.write_cache),
-        (0x08, _) => set(WCE, true),
-        (_, PC_CURRENT) => {
-            set(D_SENSE, m.descriptor_sense());
-            set(TST_PER_NEXUS, true);
-            set(QAM_UNRESTRICTED, true);
-            set(SWP, m.software_write_protect());
+    // The values a page control shows: None for the changeable mask.
+    let values = match pc {
+        PC_CURRENT => Some(m.current()),
+        PC_SAVED => m.saved_values(),
+        PC_DEFAULT => None,
+        _ => {
+            // Changeable: WCE, D_SENSE and SWP.
+            set(WCE, code == 0x08);
+            set(D_SENSE, code == 0x0A);
+            set(SWP, code == 0x0A);
+            return p;
         }
-        (_, PC_DEFAULT) => {
-            set(TST_PER_NEXUS, true);
-            set(QAM_UNRESTRICTED, true);
-        }
-        (_, _) => {
-            set(D_SENSE, true);
-            set(SWP, true);
-        }
+    };
+    let v = values.unwrap_or(Saved {
+        wce: lu.config.write_cache,
+        swp: false,
+        d_sense: false,
+    });
+    if code == 0x08 {
+        set(WCE, v.wce);
+    } else {
+        set(D_SENSE, v.d_sense);
+        set(TST_PER_NEXUS, true);
+        set(QAM_UNRESTRICTED, true);
+        set(SWP, v.swp);
     }
     p
 }
@@ -399,9 +567,10 @@ fn lbp_page(lu: &Lu, pc: u8) -> Vec<u8> {
     p[0] = 0x40 | code; // SPF
     p[1] = LBP_SUBPAGE;
     p[2..4].copy_from_slice(&u16::from(len).to_be_bytes());
+    // Not saveable (PS 0): its saved values are the defaults.
     let threshold = match pc {
         PC_CURRENT => Some(lu.mode.threshold.get()),
-        PC_DEFAULT => Some(Threshold::of(&lu.config, lu.geometry())),
+        PC_DEFAULT | PC_SAVED => Some(Threshold::of(&lu.config, lu.geometry())),
         _ => None,
     };
     match threshold {
@@ -430,10 +599,9 @@ fn mode_sense(
     page: u8,
     subpage: u8,
 ) -> Result<Vec<u8>, Sense> {
-    if pc == 3 {
+    if pc == PC_SAVED && !lu.mode.saveable() {
         return Err(Sense::SAVING_NOT_SUPPORTED);
     }
-    debug_assert!(pc == PC_CURRENT || pc == PC_CHANGEABLE || pc == PC_DEFAULT);
     let mut pages = Vec::new();
     match (page, subpage) {
         (0x08, 0x00) => pages.extend(mode_page(lu, CACHING, pc)),

@@ -36,6 +36,8 @@ pub struct Mem {
     pub data: Vec<u8>,
     /// The last reservation state saved for APTPL (`Start::SaveReservations`).
     pub saved_reservations: Option<Vec<u8>>,
+    /// The mode pages last saved (`Start::SaveModePages`).
+    pub saved_mode_pages: Option<Vec<u8>>,
     pub log: Vec<IoRequest>,
     /// Fail requests of this kind of operation with this error kind.
     pub fail: Option<(store_api::Op, ErrorKind)>,
@@ -48,6 +50,7 @@ impl Mem {
         Mem {
             data: vec![0; size],
             saved_reservations: None,
+            saved_mode_pages: None,
             log: Vec::new(),
             fail: None,
             holes: Vec::new(),
@@ -211,6 +214,10 @@ impl Rig {
                 Start::Copy(copy) => step = copy.with_source(None),
                 Start::SaveReservations { lun, pending } => {
                     self.mem.saved_reservations = self.target.reservation_metadata(lun as u16);
+                    step = pending.finish(Ok(IoReply::Done));
+                }
+                Start::SaveModePages { lun, pending } => {
+                    self.store(lun).saved_mode_pages = self.target.mode_pages_metadata(lun as u16);
                     step = pending.finish(Ok(IoReply::Done));
                 }
                 Start::SharedReservations(shared) => {
