@@ -784,7 +784,12 @@ impl Session {
                             target.scsi.mode_pages_metadata(lun as u16),
                         ),
                     };
-                    store.write_metadata(name, &state.unwrap_or_default())
+                    let state = state.unwrap_or_default();
+                    let written = store.write_metadata(name, &state);
+                    if written.is_ok() && matches!(what, Saved::ModePages) {
+                        target.scsi.mode_pages_written(lun as u16, &state);
+                    }
+                    written
                 }
                 None => Err(StoreError::new(Op::Write, ErrorKind::Io)),
             };

@@ -505,6 +505,12 @@ fn a_write_cache_saved_off_through_one_glfs_gateway_is_off_through_every_one() {
 }
 
 #[test]
+#[ignore = "live: needs GLUSTER_TEST_VOLUME and GLUSTER_TEST_BRICK (cargo xtask test-gluster)"]
+fn live_a_write_cache_saved_off_through_one_gluster_gateway_is_off_through_every_one() {
+    a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(Storage::live());
+}
+
+#[test]
 fn a_reset_through_one_file_gateway_reaches_the_other() {
     a_reset_through_one_gateway_reaches_the_other(Storage::file());
 }

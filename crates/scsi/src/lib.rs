@@ -1119,6 +1119,15 @@ impl ScsiTarget {
         self.lu(lun)?.mode.saved_form()
     }
 
+    /// The driver wrote `form` (what [`ScsiTarget::mode_pages_metadata`] gave) as logical
+    /// unit `lun`'s saved mode pages: [`ScsiTarget::refresh_mode_pages`] compares with it
+    /// from now on (until then a read of the former form is no news).
+    pub fn mode_pages_written(&self, lun: u16, form: &[u8]) {
+        if let Some(lu) = self.lu(lun) {
+            lu.mode.written(form);
+        }
+    }
+
     /// Restores logical unit `lun`'s persistent reservations from `saved` (what
     /// [`ScsiTarget::reservation_metadata`] gave before a restart), as the LUN opens.
     pub fn restore_reservations(&self, lun: u16, saved: &[u8]) -> Result<(), BadMetadata> {

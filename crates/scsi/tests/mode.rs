@@ -419,3 +419,38 @@ fn a_page_sent_back_with_ps_set_is_taken() {
     assert_eq!(select6(&mut rig, &list6(&[swp.clone()])), GOOD);
     assert_eq!(page(&mut rig, 0, 0x0A), swp);
 }
+
+/// A refresh round that reads the store while this gateway's own save is not written yet
+/// finds the form it last knew there: no change, the new values stay current; once
+/// written, the new form is no news either.
+#[test]
+fn a_refresh_before_the_save_is_written_does_not_undo_it() {
+    let mut rig = rig();
+    let before = saved_form(true, false, false);
+    rig.target.load_mode_pages(0, Some(&before)).unwrap();
+    let data = list6(&[caching(false)]);
+    let step = rig.target.start(scsi::Command {
+        nexus: 1,
+        lun: 0,
+        cdb: bytes::Bytes::copy_from_slice(&mode_select6(true, data.len() as u8)),
+        data_out: bytes::Bytes::from(data).into(),
+        expected_len: 24,
+    });
+    let scsi::Start::SaveModePages { lun, pending } = step else {
+        panic!("a save: {step:?}")
+    };
+    assert_eq!(rig.target.refresh_mode_pages(0, &before), Ok(false));
+    let mut want = caching(false);
+    want[0] |= 0x80;
+    assert_eq!(page(&mut rig, 0, 0x08), want, "still off");
+    let form = rig.target.mode_pages_metadata(lun as u16).unwrap();
+    assert_eq!(form, saved_form(false, false, false));
+    rig.target.mode_pages_written(0, &form);
+    let r = match pending.finish(Ok(store_api::IoReply::Done)) {
+        scsi::Start::Done(r) => r,
+        other => panic!("done: {other:?}"),
+    };
+    assert_eq!(outcome(&r), GOOD);
+    assert_eq!(rig.target.refresh_mode_pages(0, &form), Ok(false));
+    assert_eq!(page(&mut rig, 0, 0x08), want);
+}

@@ -307,8 +307,8 @@ pub(crate) struct ModeState {
     d_sense: AtomicBool,
     /// Logical Block Provisioning page: the soft threshold (a thin provisioned LU's).
     pub(crate) threshold: ThresholdCell,
-    /// The saved values, once the LU can save them; and the saved form last loaded or
-    /// saved (another gateway's save is one that differs from it).
+    /// The saved values, once the LU can save them; and the saved form last loaded from
+    /// or written to the store (another gateway's save is one that differs from it).
     saved: std::sync::Mutex<Option<(Saved, Vec<u8>)>>,
 }
 
@@ -428,8 +428,9 @@ impl ModeState {
     }
 
     /// What another gateway may have saved since (`kept`, read from the store): when it
-    /// differs from the form last loaded or saved here, it becomes the saved and current
-    /// values. Returns whether a current value changed.
+    /// differs from the form last loaded or written here, it becomes the saved and current
+    /// values. Returns whether a current value changed. A save of this gateway's that is
+    /// not written yet leaves the store's form as last known: no change.
     pub(crate) fn refresh(&self, kept: &[u8]) -> Result<bool, crate::BadMetadata> {
         let mut slot = self.lock_saved();
         let Some((saved, form)) = slot.as_mut() else {
@@ -445,11 +446,19 @@ impl ModeState {
         Ok(self.set_current(new))
     }
 
-    /// Saves the current values (MODE SELECT with SP).
+    /// Saves the current values (MODE SELECT with SP); the store's form is known once
+    /// the driver has written them ([`ModeState::written`]).
     fn save_current(&self) {
         let now = self.current();
-        if let Some(slot) = self.lock_saved().as_mut() {
-            *slot = (now, now.encode());
+        if let Some((saved, _)) = self.lock_saved().as_mut() {
+            *saved = now;
+        }
+    }
+
+    /// The driver wrote `form` to the store.
+    pub(crate) fn written(&self, form: &[u8]) {
+        if let Some((_, kept)) = self.lock_saved().as_mut() {
+            *kept = form.to_vec();
         }
     }
 

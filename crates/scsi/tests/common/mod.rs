@@ -217,7 +217,11 @@ impl Rig {
                     step = pending.finish(Ok(IoReply::Done));
                 }
                 Start::SaveModePages { lun, pending } => {
-                    self.store(lun).saved_mode_pages = self.target.mode_pages_metadata(lun as u16);
+                    let form = self.target.mode_pages_metadata(lun as u16);
+                    if let Some(form) = &form {
+                        self.target.mode_pages_written(lun as u16, form);
+                    }
+                    self.store(lun).saved_mode_pages = form;
                     step = pending.finish(Ok(IoReply::Done));
                 }
                 Start::SharedReservations(shared) => {
