@@ -1005,6 +1005,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
         "soft threshold",
         "allocated",
         "free on storage",
+        "write cache",
         "clone",
     ];
     let mut listing = Listing::new(&header);
@@ -1039,6 +1040,9 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 _ => configured.clone(),
             };
             let block_size = geometry.map(|g| g.block_size);
+            // As the hosts set it (MODE SELECT): off, every write is durable before its
+            // status, which costs a flush per write.
+            let write_cache = live.as_ref().and_then(|t| t.scsi.write_cache(l.lun));
             // A copy `lun clone` is making of it.
             let clone = state.clone_progress(&t.name, l.lun);
             let clone_shown = clone.as_ref().map_or("-".into(), |(to, done, total)| {
@@ -1056,6 +1060,9 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 soft_threshold.clone(),
                 shown(allocated),
                 shown(available),
+                write_cache
+                    .map_or("-", |on| if on { "on" } else { "off" })
+                    .into(),
                 clone_shown,
             ];
             let value = json!({
@@ -1073,6 +1080,7 @@ fn lun_table(state: &State, target: Option<&str>, only: Option<u16>) -> Result<R
                 "soft_threshold_reached": reached,
                 "allocated_bytes": allocated,
                 "storage_available_bytes": available,
+                "write_cache": write_cache,
                 "clone": clone.map(|(to, done, total)| json!({
                     "to": to, "done_bytes": done, "total_bytes": total,
                 })),

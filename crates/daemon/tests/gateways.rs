@@ -446,8 +446,22 @@ fn caching_page(ini: &mut Initiator) -> Option<Vec<u8>> {
 /// (a host gets MODE PARAMETERS CHANGED there) and after both restart, from `<lun>.mode`.
 fn a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(storage: Storage) {
     let quiet = ["--nop-in-interval", "0"];
-    let gw_a = storage.gateway_with("gateway-a", &quiet);
-    let gw_b = storage.gateway_with("gateway-b", &quiet);
+    let control = tempfile::tempdir().unwrap();
+    let sockets = ["a", "b"].map(|g| control.path().join(format!("{g}.sock")));
+    let with_socket = |i: usize| {
+        let mut args = quiet.to_vec();
+        args.extend(["--control-socket", sockets[i].to_str().unwrap()]);
+        args
+    };
+    let gw_a = storage.gateway_with("gateway-a", &with_socket(0));
+    let gw_b = storage.gateway_with("gateway-b", &with_socket(1));
+    // What `admin lun show` says of the write cache on each gateway.
+    let shown = |socket: &std::path::Path| {
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(socket, &["lun", "show", IQN, "0", "--json"])).unwrap();
+        shown["write_cache"].clone()
+    };
+    assert_eq!(shown(&sockets[1]), true);
     let mut a = host(&gw_a, "host-a");
     let mut b = host(&gw_b, "host-b");
     assert_eq!(tur_outcome(&mut b), (0, 0, 0, 0));
@@ -481,6 +495,9 @@ fn a_write_cache_saved_off_through_one_gateway_is_off_through_every_one(storage:
         0,
         "WCE off on B"
     );
+    for socket in &sockets {
+        assert_eq!(shown(socket), false, "admin lun show through {socket:?}");
+    }
 
     drop((a, b, gw_a, gw_b));
     let gw_c = storage.gateway_with("gateway-c", &quiet);

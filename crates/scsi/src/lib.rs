@@ -1119,6 +1119,12 @@ impl ScsiTarget {
         self.lu(lun)?.mode.saved_form()
     }
 
+    /// Whether logical unit `lun`'s write cache is on now (the caching page's WCE, as
+    /// hosts set it with MODE SELECT).
+    pub fn write_cache(&self, lun: u16) -> Option<bool> {
+        Some(self.lu(lun)?.mode.write_cache())
+    }
+
     /// The driver wrote `form` (what [`ScsiTarget::mode_pages_metadata`] gave) as logical
     /// unit `lun`'s saved mode pages: [`ScsiTarget::refresh_mode_pages`] compares with it
     /// from now on (until then a read of the former form is no news).
