@@ -23,10 +23,12 @@
 //! copies between hosts of a cluster this way).
 //!
 //! Not supported: ROD types other than these two (RTV with another type is INVALID FIELD
-//! IN PARAMETER LIST), source and destination of different block sizes, remote tokens,
-//! REPORT ALL ROD TOKENS, and WRITE USING TOKEN with IMMED (status before the copy is
-//! done; INVALID FIELD IN PARAMETER LIST, as Microsoft's own copy provider for virtual disks
-//! answers it; Windows sends IMMED 0). POPULATE TOKEN with IMMED is done at once anyway.
+//! IN PARAMETER LIST), source and destination of different block sizes, remote tokens
+//! (another gateway's copy manager's; the ROD Token Features descriptor says REMOTE
+//! TOKENS 0), REPORT ALL ROD TOKENS, and WRITE USING TOKEN with IMMED (status before the
+//! copy is done; INVALID FIELD IN PARAMETER LIST, as Microsoft's own copy provider for
+//! virtual disks answers it; Windows sends IMMED 0). POPULATE TOKEN with IMMED is done at
+//! once anyway.
 
 use super::copy::{start_copy, Record, Segment, Unit};
 use super::exec::{done, fail};
