@@ -40,9 +40,14 @@
 //!   old file stay owned by the request until its callback. The old `glfs_t` is dropped
 //!   (`glfs_close`, `glfs_fini`, which can take seconds) on a thread of its own, never on
 //!   gfapi's callback thread.
+//! * Writes gfapi acknowledged (write-behind) but no flush covered when the connection
+//!   went may never reach the volume, and the old fd that would report it is dropped
+//!   with the old mount: the store's next flush fails with a medium error instead
+//!   (`crate::unflushed`), so a host's SYNCHRONIZE CACHE never vouches for them.
 //! * [`GlfsStore::connection_state`], [`GlfsStore::generation`] and
 //!   [`GlfsStore::reconnect_attempts`] show where a store stands.
 
+use crate::unflushed::Unflushed;
 use bytes::Bytes;
 use gfapi::{File, Gfapi, IoError, Server, Volume};
 use std::collections::{HashMap, VecDeque};
@@ -266,6 +271,9 @@ struct Link {
     open_flags: i32,
     /// `None` while disconnected. The lock is held only to clone or replace the handle.
     current: RwLock<Option<Handle>>,
+    /// Acknowledged writes not yet covered by a flush (`crate::unflushed`); `None` in
+    /// coherent mode, where gfapi caches no write.
+    unflushed: Option<Arc<Unflushed>>,
     /// How long a request may wait for a reconnect (zero: not at all).
     hold: Duration,
     /// How long the mount stays up, idle, when this store was the last on it (bsopt
@@ -353,6 +361,7 @@ impl Link {
             path,
             open_flags,
             current: RwLock::new(None),
+            unflushed: (open_flags & libc::O_DIRECT == 0).then(Default::default),
             hold,
             linger,
             fenced_on: AtomicU64::new(NEVER_FENCED),
@@ -676,6 +685,20 @@ impl Mount {
         for l in st.links.iter().filter_map(Weak::upgrade) {
             if l.handle().is_some_and(|h| h.generation == generation) {
                 old.extend(l.set(None));
+                if l.unflushed
+                    .as_ref()
+                    .is_some_and(|u| u.connection_lost(generation))
+                {
+                    l.span.in_scope(|| {
+                        tracing::error!(
+                            generation,
+                            "writes acknowledged since the last cache flush may not have \
+                             reached the volume (gfapi's write-behind held them when the \
+                             connection went): the next SYNCHRONIZE CACHE fails with a \
+                             medium error"
+                        )
+                    });
+                }
             }
             links.push(l);
         }
@@ -857,6 +880,28 @@ fn start_io(
         });
         return done.complete(Err(StoreError::new(req.op(), ErrorKind::Fenced)));
     }
+    let done = match (&req, &link.unflushed) {
+        (IoRequest::Flush, Some(unflushed)) => match unflushed.begin_flush() {
+            Ok(start) => {
+                let unflushed = unflushed.clone();
+                Completion::new(move |r| {
+                    if r.is_ok() {
+                        unflushed.flushed(start);
+                    }
+                    done.complete(r)
+                })
+            }
+            Err(()) => {
+                span.in_scope(|| {
+                    tracing::warn!(volume = %link.mount.params.volume, path = %link.path,
+                        "cache flush failed: writes acknowledged before the connection to \
+                         the volume was lost may not have reached it")
+                });
+                return done.complete(Err(StoreError::new(Op::Flush, ErrorKind::Io)));
+            }
+        },
+        _ => done,
+    };
     let finish = Finish::new(link, generation, &req, done, deadline, span);
     submit_to(h.file, req, finish);
 }
@@ -1048,6 +1093,8 @@ impl JoinedRead {
 struct Finish {
     link: Weak<Link>,
     retry: Option<IoRequest>,
+    /// For a write without FUA on a store that counts them: told when it is acknowledged.
+    unflushed: Option<Arc<Unflushed>>,
     generation: u64,
     deadline: Instant,
     done: Completion,
@@ -1071,6 +1118,10 @@ impl Finish {
             // A second owner of the request's buffer (a reference count, not a copy) so
             // that it can be sent again after a reconnect; only kept when holding is on.
             retry: (!link.hold.is_zero()).then(|| req.clone()),
+            unflushed: match req {
+                IoRequest::Write { fua: false, .. } => link.unflushed.clone(),
+                _ => None,
+            },
             generation,
             deadline,
             done,
@@ -1082,11 +1133,15 @@ impl Finish {
         let Finish {
             link,
             retry,
+            unflushed,
             generation,
             deadline,
             done,
             span,
         } = self;
+        if let (Ok(_), Some(unflushed)) = (&r, unflushed) {
+            unflushed.acknowledged(generation);
+        }
         if matches!(&r, Err(e) if e.kind == ErrorKind::NotConnected) {
             if let Some(link) = link.upgrade() {
                 link.mount.lost(generation, Some((&span, &link.path)));

@@ -44,6 +44,7 @@ mod sched;
 pub mod snapshot;
 pub mod spec;
 mod trim;
+mod unflushed;
 
 pub use file::FileStore;
 pub use glfs::{

@@ -223,6 +223,9 @@ fn lost_connection_reports_not_connected_then_reconnects_with_data_intact() {
     let before = pattern(8192, 1);
     write(&*s, 0, &before);
     write(&*s, 1 << 20, &before);
+    // Flushed before the outage: nothing acknowledged is at risk when the connection goes
+    // (see `a_flush_after_an_outage_fails_when_acknowledged_writes_were_not_flushed`).
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
 
     // Every operation on the volume, glfs_init included, now finds the server gone.
     env.disconnect("r1");
@@ -452,6 +455,11 @@ fn held_requests_survive_a_short_outage_without_errors() {
     let s = env.open("h1", "lun.img", "hold=30");
     let before = pattern(8192, 11);
     write(&*s, 0, &before);
+    assert_eq!(
+        run(&*s, IoRequest::Flush),
+        Ok(IoReply::Done),
+        "nothing left at risk"
+    );
 
     // The volume goes away: the first request finds the connection lost on its way.
     env.disconnect("h1");
@@ -710,4 +718,122 @@ fn a_lun_opened_on_an_idle_mount_that_lost_its_connection_reconnects_it_and_open
     );
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert_eq!(log.matches("volume mounted from").count(), 2, "{log}");
+}
+
+/// Writes to `vol`'s `lun.img` are kept in the writing mount's write-behind cache, as
+/// Gluster's client does (the fake's opt-in model).
+fn write_behind(vol: &str) -> FaultRule {
+    FaultRule::on(&["write"])
+        .volume(vol)
+        .path("lun.img")
+        .write_behind()
+}
+
+/// Gluster's write-behind acknowledges a write before the brick has it; when the
+/// connection goes first the write is lost, and the old fd that would report it goes
+/// with the old mount. The store's next flush must not vouch for it (docs/reliability.md).
+#[test]
+fn a_flush_after_an_outage_fails_when_acknowledged_writes_were_not_flushed() {
+    let env = Env::new();
+    let s = env.open("u1", "lun.img", "hold=0");
+    env.root.set_rules(&[write_behind("u1")]);
+    let kept = pattern(4096, 31);
+    write(&*s, 0, &kept);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+    let lost = pattern(4096, 32);
+    write(&*s, 8192, &lost); // acknowledged, in the mount's cache
+
+    env.root
+        .set_rules(&[write_behind("u1"), disconnect_io("u1")]);
+    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
+    env.root.set_rules(&[write_behind("u1")]);
+    wait_reconnected(&s);
+
+    // The host's SYNCHRONIZE CACHE learns that a write it was told was done may be gone:
+    // a medium error (SBC: 03h/0Ch/00h), not NOT READY, which it would retry until the
+    // retry succeeds.
+    let failed = run(&*s, IoRequest::Flush).unwrap_err();
+    assert_eq!((failed.op, failed.kind), (Op::Flush, ErrorKind::Io));
+    assert_eq!(
+        env.log_count("cached writes lost with the connection"),
+        1,
+        "the fake lost the write"
+    );
+    assert_eq!(read(&*s, 8192, 4096), vec![0u8; 4096], "it is gone indeed");
+    assert_eq!(read(&*s, 0, 4096), kept, "what a flush covered is there");
+    // Said once; the writes since are flushed as usual.
+    let again = pattern(4096, 33);
+    write(&*s, 8192, &again);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+    let host = std::fs::read(env.root.file_path("u1", "lun.img")).unwrap();
+    assert_eq!(&host[8192..12288], &again[..]);
+}
+
+/// A flush the host sent during the outage, held until the reconnect, is the one that
+/// reports the loss.
+#[test]
+fn a_flush_held_across_the_outage_reports_writes_the_outage_lost() {
+    let env = Env::new();
+    let s = env.open("u2", "lun.img", "hold=30");
+    env.root.set_rules(&[write_behind("u2")]);
+    write(&*s, 4096, &pattern(4096, 41));
+
+    env.root
+        .set_rules(&[write_behind("u2"), disconnect_io("u2")]);
+    let flush = submit(&*s, IoRequest::Flush);
+    wait_for(Duration::from_secs(10), "the outage noticed", || {
+        s.connection_state() == ConnectionState::Reconnecting
+    });
+    env.root.set_rules(&[write_behind("u2")]);
+    let failed = wait_result(&flush).unwrap_err();
+    assert_eq!((failed.op, failed.kind), (Op::Flush, ErrorKind::Io));
+    assert_eq!(s.connection_state(), ConnectionState::Connected);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+}
+
+/// In coherent mode gfapi caches no write (`O_DIRECT` past write-behind): an outage puts
+/// nothing acknowledged at risk, and the flush after it succeeds.
+#[test]
+fn a_coherent_store_has_nothing_at_risk_after_an_outage() {
+    let env = Env::new();
+    let s = env.open("u3", "lun.img", "hold=0;coherent=on");
+    assert!(s.is_coherent());
+    env.root.set_rules(&[write_behind("u3")]);
+    let data = pattern(4096, 51);
+    write(&*s, 4096, &data);
+
+    env.root
+        .set_rules(&[write_behind("u3"), disconnect_io("u3")]);
+    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
+    env.root.set_rules(&[write_behind("u3")]);
+    wait_reconnected(&s);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+    assert_eq!(read(&*s, 4096, 4096), data);
+}
+
+/// FUA writes are synced before they are acknowledged: an outage after them puts nothing
+/// at risk.
+#[test]
+fn fua_writes_leave_nothing_at_risk() {
+    let env = Env::new();
+    let s = env.open("u4", "lun.img", "hold=0");
+    env.root.set_rules(&[write_behind("u4")]);
+    let data = pattern(4096, 61);
+    let written = run(
+        &*s,
+        IoRequest::Write {
+            offset: 0,
+            data: Bytes::copy_from_slice(&data).into(),
+            fua: true,
+        },
+    );
+    assert_eq!(written, Ok(IoReply::Done));
+
+    env.root
+        .set_rules(&[write_behind("u4"), disconnect_io("u4")]);
+    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
+    env.root.set_rules(&[write_behind("u4")]);
+    wait_reconnected(&s);
+    assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
+    assert_eq!(read(&*s, 0, 4096), data);
 }

@@ -389,6 +389,8 @@ impl Glfs {
             if src.refresh() == generation {
                 st.disconnected = Some(generation);
             }
+            drop(st);
+            self.lose_behind();
             return Err(libc::ENOTCONN);
         }
         if let Some(e) = d.errno {
@@ -666,7 +668,8 @@ impl Glfs {
     /// stat, seek), a read through this mount that overlaps a cached write (Gluster holds
     /// such a read until the write is wound), a write that passes write-behind by, and
     /// glfs_fini. A write the backing file refuses at the flush is reported, once, by
-    /// the next fsync/fdatasync of the inode through this mount.
+    /// the next fsync/fdatasync of the inode through this mount; so are the cached writes
+    /// a lost connection loses (`Glfs::lose_behind`).
     pub fn write_behind(&self, inode: Inode, offset: i64, data: Vec<u8>, file: std::fs::File) {
         lock(&self.wb).writes.push(CachedWrite {
             inode,
@@ -713,6 +716,32 @@ impl Glfs {
                 }
             }
         }
+    }
+
+    /// The connection went: the cached writes never reach the brick. Gluster's
+    /// write-behind winds a cached write to the client translator, which fails it with
+    /// ENOTCONN while the brick is away, and keeps the failure for the inode's next sync
+    /// (`wb_fulfill_err`); the data is gone, although the write was acknowledged.
+    fn lose_behind(&self) {
+        let mut wb = lock(&self.wb);
+        let lost = std::mem::take(&mut wb.writes);
+        if lost.is_empty() {
+            return;
+        }
+        for w in &lost {
+            if !wb.errors.iter().any(|(i, _)| *i == w.inode) {
+                wb.errors.push((w.inode, libc::ENOTCONN));
+            }
+        }
+        drop(wb);
+        self.log(
+            level::WARNING,
+            &format!(
+                "write-behind: {} cached writes lost with the connection: \
+                 reported at the next fsync/fdatasync",
+                lost.len()
+            ),
+        );
     }
 
     /// Flushes `inode` when a cached write of it overlaps `[offset, offset + len)`.
@@ -914,13 +943,17 @@ impl FdInner {
     }
 
     /// Admits an fd operation; fails with EBADF after glfs_fini. Every operation but
-    /// reads, writes, locks and leases first flushes the inode's cached writes (see
-    /// [`Glfs::write_behind`]).
+    /// reads, writes, locks and leases flushes the inode's cached writes before it is
+    /// done (see [`Glfs::write_behind`]); one that finds the connection gone finds them
+    /// lost with it instead.
     pub fn admit(&self, op: &str, offset: Option<u64>, len: u64) -> Res<Admit> {
-        if !matches!(op, "read" | "write" | "lock" | "lease") {
+        let admitted = self.glfs.admit(op, &self.path, offset, len);
+        if !matches!(op, "read" | "write" | "lock" | "lease")
+            && !matches!(admitted, Err(libc::ENOTCONN))
+        {
             self.flush_behind();
         }
-        match self.glfs.admit(op, &self.path, offset, len) {
+        match admitted {
             Ok((_, a)) => Ok(a),
             Err(libc::EINVAL) if !self.glfs.is_mounted() => Err(libc::EBADF),
             Err(e) => Err(e),

@@ -182,3 +182,32 @@ fn fini_flushes_the_cache() {
     }
     assert_eq!(std::fs::read(env.host("/wb-lun")).unwrap(), vec![6u8; 512]);
 }
+
+#[test]
+fn a_lost_connection_loses_the_cached_writes_and_the_next_sync_says_so() {
+    let env = Env::new();
+    env.rules(RULES);
+    let fd = env.creat("/wb-lun");
+    unsafe {
+        assert_eq!(pwrite(fd, &[1u8; 512], 0), 512);
+        sync(fd).unwrap();
+        assert_eq!(pwrite(fd, &[2u8; 512], 0), 512, "acknowledged, cached");
+        assert_eq!(pwrite(fd, &[3u8; 512], 512), 512, "acknowledged, cached");
+        // The brick goes away before write-behind has wound them.
+        env.rules(&format!(
+            "{RULES}[[rule]]\nop = \"fstat\"\ndisconnect = true\ncount = 1\n"
+        ));
+        let mut st: libc::stat = std::mem::zeroed();
+        assert_eq!(glfs_fstat(fd, &mut st), -1);
+        assert_eq!(errno(), libc::ENOTCONN);
+        // Back (the rules file changed): the writes never reached the brick, and the
+        // first sync of the inode through this mount reports it, once.
+        env.rules(&format!("reconnect = 1\n{RULES}"));
+        assert_eq!(pread(fd, 1024, 0).unwrap(), vec![1u8; 512]);
+        assert_eq!(std::fs::read(env.host("/wb-lun")).unwrap(), vec![1u8; 512]);
+        assert_eq!(sync(fd), Err(libc::ENOTCONN));
+        assert_eq!(sync(fd), Ok(()));
+        glfs_close(fd);
+    }
+    assert_eq!(std::fs::read(env.host("/wb-lun")).unwrap(), vec![1u8; 512]);
+}
