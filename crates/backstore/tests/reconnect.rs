@@ -729,6 +729,15 @@ fn write_behind(vol: &str) -> FaultRule {
         .write_behind()
 }
 
+/// The connection to `vol` goes (a read finds it gone) and comes back, its writes still
+/// kept by write-behind.
+fn outage(env: &Env, s: &GlfsStore, vol: &str) {
+    env.root.set_rules(&[write_behind(vol), disconnect_io(vol)]);
+    assert_not_connected(run(s, read_req(0, 512)), Op::Read);
+    env.root.set_rules(&[write_behind(vol)]);
+    wait_reconnected(s);
+}
+
 /// Gluster's write-behind acknowledges a write before the brick has it; when the
 /// connection goes first the write is lost, and the old fd that would report it goes
 /// with the old mount. The store's next flush must not vouch for it (docs/reliability.md).
@@ -743,11 +752,7 @@ fn a_flush_after_an_outage_fails_when_acknowledged_writes_were_not_flushed() {
     let lost = pattern(4096, 32);
     write(&*s, 8192, &lost); // acknowledged, in the mount's cache
 
-    env.root
-        .set_rules(&[write_behind("u1"), disconnect_io("u1")]);
-    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
-    env.root.set_rules(&[write_behind("u1")]);
-    wait_reconnected(&s);
+    outage(&env, &s, "u1");
 
     // The host's SYNCHRONIZE CACHE learns that a write it was told was done may be gone:
     // a medium error (SBC: 03h/0Ch/00h), not NOT READY, which it would retry until the
@@ -802,11 +807,7 @@ fn a_coherent_store_has_nothing_at_risk_after_an_outage() {
     let data = pattern(4096, 51);
     write(&*s, 4096, &data);
 
-    env.root
-        .set_rules(&[write_behind("u3"), disconnect_io("u3")]);
-    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
-    env.root.set_rules(&[write_behind("u3")]);
-    wait_reconnected(&s);
+    outage(&env, &s, "u3");
     assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
     assert_eq!(read(&*s, 4096, 4096), data);
 }
@@ -829,11 +830,7 @@ fn fua_writes_leave_nothing_at_risk() {
     );
     assert_eq!(written, Ok(IoReply::Done));
 
-    env.root
-        .set_rules(&[write_behind("u4"), disconnect_io("u4")]);
-    assert_not_connected(run(&*s, read_req(0, 512)), Op::Read);
-    env.root.set_rules(&[write_behind("u4")]);
-    wait_reconnected(&s);
+    outage(&env, &s, "u4");
     assert_eq!(run(&*s, IoRequest::Flush), Ok(IoReply::Done));
     assert_eq!(read(&*s, 0, 4096), data);
 }
