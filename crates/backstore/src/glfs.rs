@@ -689,6 +689,9 @@ impl Mount {
                     .as_ref()
                     .is_some_and(|u| u.connection_lost(generation))
                 {
+                    if let Some(observer) = crate::observer::volume_observer() {
+                        observer.unflushed_writes_at_risk(&self.params.volume);
+                    }
                     l.span.in_scope(|| {
                         tracing::error!(
                             generation,

@@ -13,6 +13,10 @@ pub trait VolumeObserver: Send + Sync {
     fn connection_lost(&self, volume: &str);
     /// `volume` is back, `took` after its loss was found.
     fn reconnected(&self, volume: &str, took: Duration);
+    /// A store on `volume` had writes gfapi acknowledged and no flush covered when the
+    /// connection went: they may be lost, and the store's next flush fails
+    /// (`crate::unflushed`). Once per store and loss.
+    fn unflushed_writes_at_risk(&self, _volume: &str) {}
 }
 
 static OBSERVER: OnceLock<Arc<dyn VolumeObserver>> = OnceLock::new();

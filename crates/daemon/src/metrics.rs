@@ -16,6 +16,7 @@
 //! | `glfs_iscsi_gluster_connection_losses_total` | volume | connections to a volume found lost |
 //! | `glfs_iscsi_gluster_reconnects_total` | volume | reconnects that brought a volume back |
 //! | `glfs_iscsi_gluster_reconnect_duration_seconds` | volume | histogram: from the loss to the volume's return |
+//! | `glfs_iscsi_gluster_unflushed_write_losses_total` | volume | LUNs that had writes gfapi acknowledged and no flush covered when a connection went (they may be lost; each such LUN's next SYNCHRONIZE CACHE fails) |
 //! | `glfs_iscsi_alua_active` | target, lun | 1 while this gateway is the LUN's active gateway, else 0 (`--alua-failover`) |
 //! | `glfs_iscsi_alua_takeovers_total` | target, lun, reason | times this gateway became the LUN's active gateway ([`TAKEOVER_REASONS`]) |
 //! | `glfs_iscsi_alua_stepdowns_total` | target, lun, reason | times it stopped being it ([`STEPDOWN_REASONS`]) |
@@ -67,6 +68,14 @@ impl backstore::VolumeObserver for VolumeObserver {
     fn connection_lost(&self, volume: &str) {
         if let Some(m) = global() {
             m.volume_losses.get_or_create(&volume_labels(volume)).inc();
+        }
+    }
+
+    fn unflushed_writes_at_risk(&self, volume: &str) {
+        if let Some(m) = global() {
+            m.volume_unflushed_losses
+                .get_or_create(&volume_labels(volume))
+                .inc();
         }
     }
 
@@ -195,6 +204,7 @@ pub struct Metrics {
     logins: Family<TargetLabels, Counter>,
     login_failures: Family<LoginFailureLabels, Counter>,
     volume_losses: Family<VolumeLabels, Counter>,
+    volume_unflushed_losses: Family<VolumeLabels, Counter>,
     volume_reconnects: Family<VolumeLabels, Counter>,
     volume_reconnect_seconds: HistogramFamily<VolumeLabels>,
     alua_active: Family<LunLabels, Gauge>,
@@ -254,6 +264,7 @@ impl Metrics {
         let logins = Family::default();
         let login_failures = Family::default();
         let volume_losses = Family::default();
+        let volume_unflushed_losses = Family::default();
         let volume_reconnects = Family::default();
         let volume_reconnect_seconds: HistogramFamily<VolumeLabels> =
             Family::new_with_constructor(reconnect_histogram);
@@ -348,6 +359,11 @@ impl Metrics {
             volume_losses.clone(),
         );
         registry.register(
+            "gluster_unflushed_write_losses",
+            "LUNs with writes acknowledged and not flushed when a connection to the volume went",
+            volume_unflushed_losses.clone(),
+        );
+        registry.register(
             "gluster_reconnects",
             "Reconnects that brought a Gluster volume back",
             volume_reconnects.clone(),
@@ -413,6 +429,7 @@ impl Metrics {
             logins,
             login_failures,
             volume_losses,
+            volume_unflushed_losses,
             volume_reconnects,
             volume_reconnect_seconds,
             alua_active,

@@ -509,3 +509,67 @@ fn adjacent_reads_of_one_read_are_one_gfapi_read() {
     // SenseLength (2 bytes), then fixed-format sense: the key in byte 2 (SPC-4 4.5.3)
     assert_eq!(sense[2 + 2] & 0x0f, MEDIUM_ERROR);
 }
+
+/// gfapi's write-behind acknowledged a write the brick never got, and the connection went:
+/// the host's next SYNCHRONIZE CACHE must not vouch for it (docs/reliability.md). The fake's
+/// write-behind model loses its cached writes with the connection, as Gluster's client
+/// fails them as it winds them.
+#[test]
+fn a_synchronize_cache_after_an_outage_fails_when_acknowledged_writes_were_not_flushed() {
+    let root = FakeRoot::new();
+    let target = glfs_target(&root, &["--bsopts", "hold=0", "--metrics", "127.0.0.1:0"]);
+    let addr = metrics_address(&target);
+    let mut init = target.connect();
+    let write_behind = || FaultRule::on(&["write"]).path("lun.img").write_behind();
+    root.set_rules(&[write_behind()]);
+    init.write10(8, &pattern(10, 512), BLOCK).unwrap();
+    init.synchronize_cache().unwrap();
+    init.write10(9, &pattern(11, 512), BLOCK).unwrap(); // acknowledged, not flushed
+
+    root.set_rules(&[write_behind(), FaultRule::any().volume("vol").disconnect()]);
+    let err = init.read10(8, 1, BLOCK).unwrap_err();
+    assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01));
+    root.set_rules(&[write_behind()]);
+    // Back by itself (reads meanwhile meet the reconnect: NOT READY, retried).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read = loop {
+        match init.read10(8, 1, BLOCK) {
+            Ok(data) => break data,
+            Err(err) => assert_eq!(sense_of(err), (NOT_READY, 0x04, 0x01)),
+        }
+        assert!(Instant::now() < deadline, "never reconnected");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(read, pattern(10, 512), "flushed before the outage: kept");
+
+    // MEDIUM ERROR, WRITE ERROR (0Ch/00h), not NOT READY: a host would retry that until
+    // it succeeded and take the write for stored.
+    let err = init.synchronize_cache().unwrap_err();
+    assert_eq!(sense_of(err), (MEDIUM_ERROR, 0x0c, 0x00));
+    assert_eq!(
+        init.read10(9, 1, BLOCK).unwrap(),
+        vec![0u8; 512],
+        "lost indeed"
+    );
+    // Told once; what is written now is flushed as usual.
+    init.write10(9, &pattern(12, 512), BLOCK).unwrap();
+    init.synchronize_cache().unwrap();
+    assert_eq!(init.read10(9, 1, BLOCK).unwrap(), pattern(12, 512));
+
+    let text = scrape_metrics_at(&addr);
+    let v = "{volume=\"vol\"}";
+    assert_eq!(
+        testkit::metrics::sample(
+            &text,
+            &format!("glfs_iscsi_gluster_unflushed_write_losses_total{v}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        target
+            .log()
+            .contains("the next SYNCHRONIZE CACHE fails with a medium error"),
+        "the operator is told"
+    );
+}
