@@ -670,13 +670,59 @@ impl Glfs {
     /// glfs_fini. A write the backing file refuses at the flush is reported, once, by
     /// the next fsync/fdatasync of the inode through this mount; so are the cached writes
     /// a lost connection loses (`Glfs::lose_behind`).
+    ///
+    /// As Gluster's `__wb_pick_unwinds`, a write is acknowledged early only while the
+    /// inode's writes not yet on the brick fit the translator's window (option
+    /// `cache-size`, alias `window-size`, 1 MB by default: [`Glfs::write_behind_window`]):
+    /// past it, the oldest of them reach the backing file first.
     pub fn write_behind(&self, inode: Inode, offset: i64, data: Vec<u8>, file: std::fs::File) {
-        lock(&self.wb).writes.push(CachedWrite {
+        let window = self.write_behind_window();
+        let mut wb = lock(&self.wb);
+        let mut cached: usize = wb
+            .writes
+            .iter()
+            .filter(|w| w.inode == inode)
+            .map(|w| w.data.len())
+            .sum();
+        if cached > window {
+            let mut landed = Vec::new();
+            let mut kept = Vec::new();
+            for w in std::mem::take(&mut wb.writes) {
+                if cached > window && w.inode == inode {
+                    cached -= w.data.len();
+                    landed.push(w);
+                } else {
+                    kept.push(w);
+                }
+            }
+            wb.writes = kept;
+            for w in landed {
+                self.land(&mut wb, w);
+            }
+        }
+        wb.writes.push(CachedWrite {
             inode,
             offset,
             data,
             file,
         });
+    }
+
+    /// The write-behind window of this mount's volume in bytes: the last
+    /// `cache-size`/`window-size` set for `*-write-behind` or `<volume>-write-behind`
+    /// (Gluster's units: KB, MB, GB are powers of 1024), at least 512 KiB as Gluster
+    /// allows; 1 MiB when none is set or it does not parse.
+    pub fn write_behind_window(&self) -> usize {
+        let own = format!("{}-write-behind", self.volname);
+        let set = lock(&self.xlator_options)
+            .iter()
+            .rev()
+            .find(|(x, k, _)| {
+                (k.eq_ignore_ascii_case("cache-size") || k.eq_ignore_ascii_case("window-size"))
+                    && faults::glob_match(x, &own)
+            })
+            .and_then(|(_, _, v)| parse_size(v));
+        set.map_or(1 << 20, |n| n.max(512 << 10))
     }
 
     /// Whether anything waits in the write-behind cache.
@@ -693,27 +739,33 @@ impl Glfs {
             .partition(|w| inode.is_none_or(|i| w.inode == i));
         wb.writes = keep;
         for w in flush {
-            use std::os::unix::fs::FileExt;
-            let done = match u64::try_from(w.offset) {
-                Ok(off) => w
-                    .file
-                    .write_all_at(&w.data, off)
-                    .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-                Err(_) => Err(libc::EINVAL),
-            };
-            if let Err(e) = done {
-                self.log(
-                    level::WARNING,
-                    &format!(
-                        "write-behind: cached write of {} bytes at {} failed at its flush ({e}): \
-                         reported at the next fsync/fdatasync",
-                        w.data.len(),
-                        w.offset
-                    ),
-                );
-                if !wb.errors.iter().any(|(i, _)| *i == w.inode) {
-                    wb.errors.push((w.inode, e));
-                }
+            self.land(&mut wb, w);
+        }
+    }
+
+    /// Writes one cached write to its backing file; a failure is kept for the inode's
+    /// next sync.
+    fn land(&self, wb: &mut WriteBehind, w: CachedWrite) {
+        use std::os::unix::fs::FileExt;
+        let done = match u64::try_from(w.offset) {
+            Ok(off) => w
+                .file
+                .write_all_at(&w.data, off)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+            Err(_) => Err(libc::EINVAL),
+        };
+        if let Err(e) = done {
+            self.log(
+                level::WARNING,
+                &format!(
+                    "write-behind: cached write of {} bytes at {} failed at its flush ({e}): \
+                     reported at the next fsync/fdatasync",
+                    w.data.len(),
+                    w.offset
+                ),
+            );
+            if !wb.errors.iter().any(|(i, _)| *i == w.inode) {
+                wb.errors.push((w.inode, e));
             }
         }
     }
@@ -1107,4 +1159,18 @@ mod tests {
             "registries share the counter"
         );
     }
+}
+
+/// A Gluster size option (`1MB`, `512KB`, `4194304`; units are powers of 1024, case
+/// ignored, a trailing `B` optional); None when it does not parse.
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim().to_ascii_uppercase();
+    let v = v.strip_suffix('B').unwrap_or(&v);
+    let (digits, shift) = match v.chars().last()? {
+        'K' => (&v[..v.len() - 1], 10),
+        'M' => (&v[..v.len() - 1], 20),
+        'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    digits.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
 }

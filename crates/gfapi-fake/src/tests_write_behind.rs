@@ -211,3 +211,76 @@ fn a_lost_connection_loses_the_cached_writes_and_the_next_sync_says_so() {
     }
     assert_eq!(std::fs::read(env.host("/wb-lun")).unwrap(), vec![1u8; 512]);
 }
+
+#[test]
+fn writes_past_the_window_send_the_oldest_to_the_brick() {
+    let env = Env::new();
+    env.rules(RULES);
+    let fd = env.creat("/wb-lun");
+    let piece = 256 << 10;
+    let on_brick = || std::fs::metadata(env.host("/wb-lun")).unwrap().len();
+    unsafe {
+        // Gluster's default window is 1 MB: four 256 KiB writes fit, a fifth is still
+        // acknowledged early (the window was not exceeded before it) ...
+        for i in 0..5u8 {
+            assert_eq!(
+                pwrite(fd, &vec![i + 1; piece], i as i64 * piece as i64),
+                piece as isize
+            );
+        }
+        assert_eq!(on_brick(), 0, "all five cached");
+        // ... and the sixth finds 1.25 MB waiting: the oldest goes to the brick first.
+        assert_eq!(
+            pwrite(fd, &vec![6; piece], 5 * piece as i64),
+            piece as isize
+        );
+        let host = std::fs::read(env.host("/wb-lun")).unwrap();
+        assert_eq!(host, vec![1u8; piece], "only the oldest landed");
+        sync(fd).unwrap();
+        assert_eq!(on_brick(), 6 * piece as u64);
+        glfs_close(fd);
+    }
+}
+
+#[test]
+fn the_window_follows_the_translators_cache_size() {
+    let env = Env::new();
+    env.rules(RULES);
+    let m = mount_of(env.fs).unwrap();
+    assert_eq!(m.write_behind_window(), 1 << 20, "Gluster's default");
+    m.set_xlator_option("*-write-behind", "cache-size", "512KB");
+    assert_eq!(m.write_behind_window(), 512 << 10);
+    m.set_xlator_option("vol-write-behind", "window-size", "4MB");
+    assert_eq!(
+        m.write_behind_window(),
+        4 << 20,
+        "the alias, the last setting"
+    );
+    m.set_xlator_option("vol-write-behind", "cache-size", "100KB");
+    assert_eq!(m.write_behind_window(), 512 << 10, "Gluster's minimum");
+    m.set_xlator_option("vol-write-behind", "cache-size", "lots");
+    assert_eq!(m.write_behind_window(), 1 << 20, "not a size: the default");
+    m.set_xlator_option("*-write-behind", "cache-size", "655360");
+    assert_eq!(m.write_behind_window(), 655360);
+
+    let fd = env.creat("/wb-lun");
+    let piece = 256 << 10;
+    unsafe {
+        for i in 0..3u8 {
+            assert_eq!(
+                pwrite(fd, &vec![i + 1; piece], i as i64 * piece as i64),
+                piece as isize
+            );
+        }
+        // 768 KiB cached before it is more than the 640 KiB window: the oldest lands.
+        assert_eq!(
+            pwrite(fd, &vec![4; piece], 3 * piece as i64),
+            piece as isize
+        );
+        assert_eq!(
+            std::fs::read(env.host("/wb-lun")).unwrap(),
+            vec![1u8; piece]
+        );
+        glfs_close(fd);
+    }
+}
