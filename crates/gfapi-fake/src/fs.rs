@@ -1095,8 +1095,35 @@ pub fn cpath(p: &Path) -> Res<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
 }
 
+/// A Gluster size option (`1MB`, `512KB`, `4194304`; units are powers of 1024, case
+/// ignored, a trailing `B` optional); None when it does not parse.
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim().to_ascii_uppercase();
+    let v = v.strip_suffix('B').unwrap_or(&v);
+    let (digits, shift) = match v.chars().last()? {
+        'K' => (&v[..v.len() - 1], 10),
+        'M' => (&v[..v.len() - 1], 20),
+        'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    digits.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_as_gluster_writes_them() {
+        use super::parse_size;
+        assert_eq!(parse_size("1MB"), Some(1 << 20));
+        assert_eq!(parse_size("512kb"), Some(512 << 10));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("4194304"), Some(4 << 20));
+        assert_eq!(parse_size(" 64 KB "), Some(64 << 10));
+        for bad in ["", "MB", "lots", "-1MB", "1.5MB"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
     use rstest::rstest;
 
@@ -1159,18 +1186,4 @@ mod tests {
             "registries share the counter"
         );
     }
-}
-
-/// A Gluster size option (`1MB`, `512KB`, `4194304`; units are powers of 1024, case
-/// ignored, a trailing `B` optional); None when it does not parse.
-fn parse_size(v: &str) -> Option<usize> {
-    let v = v.trim().to_ascii_uppercase();
-    let v = v.strip_suffix('B').unwrap_or(&v);
-    let (digits, shift) = match v.chars().last()? {
-        'K' => (&v[..v.len() - 1], 10),
-        'M' => (&v[..v.len() - 1], 20),
-        'G' => (&v[..v.len() - 1], 30),
-        _ => (v, 0),
-    };
-    digits.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
 }
