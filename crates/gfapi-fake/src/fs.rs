@@ -685,20 +685,13 @@ impl Glfs {
             .map(|w| w.data.len())
             .sum();
         if cached > window {
-            let mut landed = Vec::new();
-            let mut kept = Vec::new();
-            for w in std::mem::take(&mut wb.writes) {
-                if cached > window && w.inode == inode {
+            self.land_where(&mut wb, |w| {
+                let oldest = cached > window && w.inode == inode;
+                if oldest {
                     cached -= w.data.len();
-                    landed.push(w);
-                } else {
-                    kept.push(w);
                 }
-            }
-            wb.writes = kept;
-            for w in landed {
-                self.land(&mut wb, w);
-            }
+                oldest
+            });
         }
         wb.writes.push(CachedWrite {
             inode,
@@ -734,12 +727,17 @@ impl Glfs {
     /// oldest first.
     pub fn flush_behind(&self, inode: Option<Inode>) {
         let mut wb = lock(&self.wb);
-        let (flush, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut wb.writes)
-            .into_iter()
-            .partition(|w| inode.is_none_or(|i| w.inode == i));
-        wb.writes = keep;
-        for w in flush {
-            self.land(&mut wb, w);
+        self.land_where(&mut wb, |w| inode.is_none_or(|i| w.inode == i));
+    }
+
+    /// Writes the cached writes `pick` chooses (asked oldest first) to their backing
+    /// files, in order, and keeps the others cached.
+    fn land_where(&self, wb: &mut WriteBehind, pick: impl FnMut(&CachedWrite) -> bool) {
+        let (landing, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut wb.writes).into_iter().partition(pick);
+        wb.writes = kept;
+        for w in landing {
+            self.land(wb, w);
         }
     }
 
