@@ -703,8 +703,8 @@ impl Glfs {
 
     /// The write-behind window of this mount's volume in bytes: the last
     /// `cache-size`/`window-size` set for `*-write-behind` or `<volume>-write-behind`
-    /// (Gluster's units: KB, MB, GB are powers of 1024), at least 512 KiB as Gluster
-    /// allows; 1 MiB when none is set or it does not parse.
+    /// (read by `units::parse_size`: KB, MB, GB are powers of 1024, as Gluster's), at
+    /// least 512 KiB as Gluster allows; 1 MiB when none is set or it does not parse.
     pub fn write_behind_window(&self) -> usize {
         let own = format!("{}-write-behind", self.volname);
         let set = lock(&self.xlator_options)
@@ -714,7 +714,8 @@ impl Glfs {
                 (k.eq_ignore_ascii_case("cache-size") || k.eq_ignore_ascii_case("window-size"))
                     && faults::glob_match(x, &own)
             })
-            .and_then(|(_, _, v)| parse_size(v));
+            .and_then(|(_, _, v)| units::parse_size(v).ok())
+            .and_then(|n| usize::try_from(n).ok());
         set.map_or(1 << 20, |n| n.max(512 << 10))
     }
 
@@ -1093,34 +1094,8 @@ pub fn cpath(p: &Path) -> Res<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
 }
 
-/// A Gluster size option (`1MB`, `512KB`, `4194304`; units are powers of 1024, case
-/// ignored, a trailing `B` optional); None when it does not parse.
-fn parse_size(v: &str) -> Option<usize> {
-    let v = v.trim().to_ascii_uppercase();
-    let v = v.strip_suffix('B').unwrap_or(&v);
-    let (digits, shift) = match v.chars().last()? {
-        'K' => (&v[..v.len() - 1], 10),
-        'M' => (&v[..v.len() - 1], 20),
-        'G' => (&v[..v.len() - 1], 30),
-        _ => (v, 0),
-    };
-    digits.trim().parse::<usize>().ok()?.checked_mul(1 << shift)
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sizes_read_as_gluster_writes_them() {
-        use super::parse_size;
-        assert_eq!(parse_size("1MB"), Some(1 << 20));
-        assert_eq!(parse_size("512kb"), Some(512 << 10));
-        assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("4194304"), Some(4 << 20));
-        assert_eq!(parse_size(" 64 KB "), Some(64 << 10));
-        for bad in ["", "MB", "lots", "-1MB", "1.5MB"] {
-            assert_eq!(parse_size(bad), None, "{bad:?}");
-        }
-    }
 
     use super::*;
     use rstest::rstest;
