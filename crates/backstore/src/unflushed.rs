@@ -16,7 +16,9 @@
 //! * the next flush ([`Unflushed::begin_flush`]) then fails instead of reaching gfapi,
 //!   and the store answers it with a medium error, so the host learns that what it
 //!   wrote since its last good flush may be gone; the flush after that goes on as
-//!   usual (as Linux reports a failed writeback to the next fsync, once).
+//!   usual (as Linux reports a failed writeback to the next fsync, once). That failure
+//!   reports every write acknowledged before it, so another loss before the host's
+//!   next good flush puts only the writes acknowledged since at risk.
 //!
 //! Not kept by stores whose writes gfapi does not cache: coherent mode (`O_DIRECT` past
 //! write-behind, `crate::coherent`) and FUA writes, which are synced before they are
@@ -65,8 +67,18 @@ impl Unflushed {
 
     /// A flush is about to be sent. `Err(())` when acknowledged writes were put at risk
     /// since the last flush that began: this flush must fail (and the next may go on).
+    ///
+    /// The failure is the host's report of every write acknowledged before the flush
+    /// began, as a failed fsync is of the writes before it: they count as covered, so a
+    /// second loss before the host's next good flush reports only writes acknowledged
+    /// after this one began (one of a lost mount acknowledged later still puts itself at
+    /// risk, [`Unflushed::acknowledged`]).
     pub(crate) fn begin_flush(&self) -> Result<FlushStart, ()> {
+        // Read before the check: a write acknowledged while this flush fails is not
+        // among those it reports.
+        let before = self.acknowledged.load(SeqCst);
         if self.at_risk.swap(false, SeqCst) {
+            self.flushed.fetch_max(before, SeqCst);
             return Err(());
         }
         Ok(FlushStart(self.acknowledged.load(SeqCst)))
@@ -114,6 +126,40 @@ mod tests {
         let f = u.begin_flush().unwrap();
         u.flushed(f);
         assert!(!u.connection_lost(1));
+    }
+
+    #[test]
+    fn a_second_loss_before_a_good_flush_reports_only_writes_since_the_failed_one() {
+        let u = Unflushed::default();
+        u.acknowledged(0);
+        assert!(u.connection_lost(0));
+        assert_eq!(u.begin_flush(), Err(()), "the host is told of the write");
+        // The mount of generation 1 goes too before the host flushes again: the write
+        // was reported, nothing was acknowledged since.
+        assert!(!u.connection_lost(1), "reported once, not again");
+        assert!(u.begin_flush().is_ok());
+
+        // A write acknowledged after the report is at risk when its mount goes.
+        let u = Unflushed::default();
+        u.acknowledged(0);
+        assert!(u.connection_lost(0));
+        assert_eq!(u.begin_flush(), Err(()));
+        u.acknowledged(1);
+        assert!(u.connection_lost(1));
+        assert_eq!(u.begin_flush(), Err(()));
+    }
+
+    #[test]
+    fn a_write_of_a_lost_mount_acknowledged_after_the_report_is_reported_again() {
+        let u = Unflushed::default();
+        u.acknowledged(0);
+        assert!(u.connection_lost(0));
+        assert_eq!(u.begin_flush(), Err(()));
+        // Write-behind of the lost mount acknowledges one more write it held.
+        u.acknowledged(0);
+        assert!(u.is_at_risk());
+        assert_eq!(u.begin_flush(), Err(()));
+        assert!(u.begin_flush().is_ok());
     }
 
     #[test]

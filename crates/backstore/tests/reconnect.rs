@@ -774,6 +774,33 @@ fn a_flush_after_an_outage_fails_when_acknowledged_writes_were_not_flushed() {
     assert_eq!(&host[8192..12288], &again[..]);
 }
 
+/// The failed flush reported the writes before it: another outage before the host's
+/// next flush does not report them again, but one after a new write reports that write.
+#[test]
+fn a_second_outage_reports_only_writes_acknowledged_since_the_failed_flush() {
+    let env = Env::new();
+    let s = env.open("u5", "lun.img", "hold=0");
+    env.root.set_rules(&[write_behind("u5")]);
+    write(&*s, 0, &pattern(4096, 71));
+    outage(&env, &s, "u5");
+    let failed = run(&*s, IoRequest::Flush).unwrap_err();
+    assert_eq!((failed.op, failed.kind), (Op::Flush, ErrorKind::Io));
+
+    outage(&env, &s, "u5");
+    assert_eq!(
+        run(&*s, IoRequest::Flush),
+        Ok(IoReply::Done),
+        "nothing acknowledged since the report"
+    );
+
+    let lost = pattern(4096, 72);
+    write(&*s, 4096, &lost);
+    outage(&env, &s, "u5");
+    let failed = run(&*s, IoRequest::Flush).unwrap_err();
+    assert_eq!((failed.op, failed.kind), (Op::Flush, ErrorKind::Io));
+    assert_eq!(read(&*s, 4096, 4096), vec![0u8; 4096], "the write was lost");
+}
+
 /// A flush the host sent during the outage, held until the reconnect, is the one that
 /// reports the loss.
 #[test]
