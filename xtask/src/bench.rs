@@ -36,6 +36,7 @@
 mod charts;
 mod report;
 mod rounds;
+mod tcp;
 
 pub use report::{Measured, Numbers, Side, Spec, WORKLOADS};
 
@@ -60,6 +61,8 @@ const CLIENT_IO_THREADS: &str = "performance.client-io-threads";
 /// The file (in the bench's output directory) that notes a volume option the bench has
 /// set, until it is put back ([`VolumeOption`]).
 const OPTION_JOURNAL: &str = "volume-option.json";
+/// Where the TCP congestion control set for a run is noted while it is (`bench::tcp`).
+const TCP_JOURNAL: &str = "tcp-congestion.json";
 /// fio's default percentile list, asked for explicitly so both sides give the
 /// same points (iscsi-load reports the same list).
 const PERCENTILE_LIST: &str = "1:5:10:20:30:40:50:60:70:80:90:95:99:99.5:99.9:99.95:99.99";
@@ -126,6 +129,13 @@ pub struct BenchOptions {
     /// Also write docs/benchmarks.md and docs/bench/ (charts and JSON).
     #[arg(long)]
     pub docs: bool,
+    /// TCP congestion control for every connection of the run (the default of the
+    /// network namespace, set for the run and put back after; see `bench/tcp.rs`):
+    /// a name the kernel offers, or `keep` to measure with the machine's own. A pacing
+    /// one (bbr) on loopback costs every send timers and holds large sends back, and
+    /// ours crosses two loopback hops to the ceiling's one.
+    #[arg(long, default_value = "cubic")]
+    pub tcp_congestion: String,
     /// Fail when a goal is not met, judged on the median of the rounds (an unsettled row
     /// whose median meets its goal passes); by default only a failed measurement fails.
     #[arg(long)]
@@ -229,6 +239,11 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
 
     let out_dir = util::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
+    // Before any connection is made (each takes the default as it is made): a bench
+    // killed with another set put it back first, then this run's is set.
+    let tcp_journal = out_dir.join(TCP_JOURNAL);
+    let restored_tcp = tcp::restore_interrupted(&tcp_journal)?;
+    let congestion = tcp::Congestion::set(&opts.tcp_congestion, tcp::Files::kernel(tcp_journal))?;
     let need_ours = want(Side::OursGlfs) || want(Side::OursMemory) || !opts.sessions.is_empty();
     let bins = Binaries::get(&opts, need_ours)?;
     let volume = Volume::prepare(opts.volume, &out_dir, bins.fake_lib.as_deref())?;
@@ -254,6 +269,10 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         opts.rounds,
         total
     ));
+    if let Some(done) = restored_tcp {
+        progress.line(&format!("[bench] {done}"));
+    }
+    progress.line(&format!("[bench] TCP congestion control: {}", congestion.describe()));
     // A bench killed while the ceiling's option was set left it so: put back first, before
     // anything runs on the volume.
     let journal = out_dir.join(OPTION_JOURNAL);
@@ -411,6 +430,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
             ),
         },
         ceiling_graph,
+        tcp_congestion: congestion.describe(),
         seconds: opts.seconds,
         ramp_seconds: RAMP_SECS,
         rounds: opts.rounds,

@@ -744,6 +744,8 @@ pub struct Report {
     pub versions: Vec<(String, String)>,
     pub volume: String,
     pub ceiling_graph: String,
+    /// The TCP congestion control the run's connections had (`bench::tcp`).
+    pub tcp_congestion: String,
     pub seconds: u32,
     pub ramp_seconds: u32,
     pub file_mib: u64,
@@ -1281,7 +1283,8 @@ impl Report {
             self.rounds,
             if self.rounds == 1 { "" } else { "s" }
         );
-        let _ = writeln!(s, "- ceiling: {}\n", self.ceiling_graph);
+        let _ = writeln!(s, "- ceiling: {}", self.ceiling_graph);
+        let _ = writeln!(s, "- TCP congestion control: {}\n", self.tcp_congestion);
         let _ = writeln!(s, "## IOPS\n\n{}", self.iops_tables());
         let _ = writeln!(s, "![IOPS side by side]({chart_dir}/iops.png)\n");
         let _ = writeln!(
@@ -1566,6 +1569,7 @@ mod tests {
             versions: vec![("fio".into(), "3.33".into())],
             volume: "live".into(),
             ceiling_graph: "client-io-threads off".into(),
+            tcp_congestion: "cubic for every connection of the run (the machine's default bbr set aside for it and put back after)".into(),
             seconds: 10,
             ramp_seconds: 1,
             file_mib: 256,
