@@ -272,7 +272,10 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     if let Some(done) = restored_tcp {
         progress.line(&format!("[bench] {done}"));
     }
-    progress.line(&format!("[bench] TCP congestion control: {}", congestion.describe()));
+    progress.line(&format!(
+        "[bench] TCP congestion control: {}",
+        congestion.describe()
+    ));
     // A bench killed while the ceiling's option was set left it so: put back first, before
     // anything runs on the volume.
     let journal = out_dir.join(OPTION_JOURNAL);
@@ -744,17 +747,26 @@ impl OptionJournal {
     }
 }
 
-/// Puts back a volume option that a bench killed while it was set left in `journal`, and
-/// says what it did; `None` when there was nothing to do. A journal that cannot be read
-/// or an option that cannot be put back is an error (the journal stays, for the next try).
-fn restore_interrupted(cli: GlusterCli, journal: &Path) -> Result<Option<String>> {
+/// A setting's journal a bench killed while the setting was changed left at `journal`
+/// (`what` names the kind in the error); `None` when there is none.
+fn read_journal<J: serde::de::DeserializeOwned>(journal: &Path, what: &str) -> Result<Option<J>> {
     let text = match std::fs::read_to_string(journal) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => bail!("{}: {e}", journal.display()),
     };
-    let j: OptionJournal = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a bench's option journal", journal.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{} is not a bench's {what} journal", journal.display()))
+}
+
+/// Puts back a volume option that a bench killed while it was set left in `journal`, and
+/// says what it did; `None` when there was nothing to do. A journal that cannot be read
+/// or an option that cannot be put back is an error (the journal stays, for the next try).
+fn restore_interrupted(cli: GlusterCli, journal: &Path) -> Result<Option<String>> {
+    let Some(j) = read_journal::<OptionJournal>(journal, "option")? else {
+        return Ok(None);
+    };
     j.put_back(cli).with_context(|| {
         format!(
             "a bench interrupted earlier left {} of {} set; putting it back failed",

@@ -60,13 +60,9 @@ fn read_trimmed(path: &Path) -> Result<String> {
 /// Puts back a default a bench killed while it was set left in `journal`, and says
 /// what it did; `None` when there was nothing to do.
 pub fn restore_interrupted(journal: &Path) -> Result<Option<String>> {
-    let text = match std::fs::read_to_string(journal) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => bail!("{}: {e}", journal.display()),
+    let Some(j) = super::read_journal::<Journal>(journal, "TCP")? else {
+        return Ok(None);
     };
-    let j: Journal = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a bench's TCP journal", journal.display()))?;
     std::fs::write(&j.sysctl, &j.old).with_context(|| {
         format!(
             "a bench interrupted earlier left {} changed; putting back {} failed",
@@ -213,7 +209,10 @@ mod tests {
         }
         let f = files(dir.path(), "bbr");
         let c = Congestion::set(KEEP, f.clone()).unwrap();
-        assert_eq!((c.running.as_str(), read(&f.sysctl).as_str()), ("bbr", "bbr"));
+        assert_eq!(
+            (c.running.as_str(), read(&f.sysctl).as_str()),
+            ("bbr", "bbr")
+        );
     }
 
     #[test]
@@ -238,7 +237,9 @@ mod tests {
         let why = c.not_set.clone().expect("not set");
         assert!(why.starts_with("/proc/version: "), "{why}");
         assert_eq!(c.running, machine);
-        assert!(c.describe().contains("the machine's (another could not be set"));
+        assert!(c
+            .describe()
+            .contains("the machine's (another could not be set"));
         assert!(!f.journal.exists(), "nothing to put back");
         assert_eq!(read(&f.sysctl), machine);
     }
@@ -254,7 +255,11 @@ mod tests {
         assert!(said.ends_with("put back to bbr"), "{said}");
         assert_eq!(read(&f.sysctl), "bbr");
         assert!(!f.journal.exists());
-        assert_eq!(restore_interrupted(&f.journal).unwrap(), None, "nothing left");
+        assert_eq!(
+            restore_interrupted(&f.journal).unwrap(),
+            None,
+            "nothing left"
+        );
     }
 
     #[test]
