@@ -122,7 +122,9 @@ impl Congestion {
             let _ = std::fs::remove_file(&files.journal);
             return Ok(keep(Some(format!("{}: {e}", files.sysctl.display()))));
         }
-        let now = read_trimmed(&files.sysctl)?;
+        // From here on the value returned puts the machine's back when dropped, so no
+        // early return: what the kernel reads back names the run's, else what was written.
+        let now = read_trimmed(&files.sysctl).unwrap_or_else(|_| wanted.to_string());
         Ok(Congestion {
             running: now,
             set_over: Some(machine),
