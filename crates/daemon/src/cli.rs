@@ -93,6 +93,11 @@ pub struct Args {
     /// runtime).
     #[arg(long, default_value_t = crate::server::default_io_threads(), value_parser = parse_io_threads)]
     pub io_threads: usize,
+    /// TCP congestion control of the iSCSI connections (the target's sends: Data-In, R2T,
+    /// responses), e.g. cubic or dctcp; default: the kernel's
+    /// (net.ipv4.tcp_congestion_control). Checked against the kernel at start.
+    #[arg(long, value_name = "NAME", value_parser = crate::tcp::parse_congestion)]
+    pub tcp_congestion: Option<crate::tcp::Congestion>,
     /// Load libgfapi from this path instead of the system's libgfapi.so.0.
     #[arg(long, env = "GFAPI_LIBRARY")]
     pub gfapi_library: Option<PathBuf>,
@@ -373,6 +378,7 @@ impl Args {
         server.connection.command_timeout = (self.command_timeout > 0)
             .then(|| std::time::Duration::from_secs(self.command_timeout));
         server.io_threads = self.io_threads;
+        server.connection.tcp_congestion = self.tcp_congestion;
         server.drain_timeout = std::time::Duration::from_secs(shutdown_grace);
         server.require_digests = iscsi::Digests {
             header: self.require_header_digest,
@@ -429,6 +435,11 @@ pub fn with_file_settings(mut server: crate::Server, config: &ConfigFile) -> Res
     if let Some(size) = &config.unsolicited_data_budget {
         bounds.unsolicited_data_budget =
             units::parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
+    }
+    if let Some(name) = &config.tcp_congestion {
+        let cc = crate::tcp::parse_congestion(name)
+            .map_err(|e| anyhow::anyhow!("tcp_congestion: {e}"))?;
+        server.connection.tcp_congestion = Some(cc);
     }
     server.require_digests.header |= config.require_header_digest;
     server.require_digests.data |= config.require_data_digest;

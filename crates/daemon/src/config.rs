@@ -10,6 +10,8 @@
 //! max_outstanding_r2t = 4        # optional login keys: 1 to 65535,
 //! immediate_data = true          # Yes/No offered (ANDed with the initiator's),
 //! initial_r2t = false            # Yes/No asked for (ORed with the initiator's)
+//! tcp_congestion = "cubic"       # optional; else --tcp-congestion, else the kernel's
+//!                                # (checked against the kernel; new connections)
 //! gateway_id = "gateway-a"       # optional; else --gateway-id (read at start only)
 //! alua_group = 1                 # optional; else --alua-group, with alua_state and
 //! alua_state = "standby"         # alua_peer as --alua-state, --alua-peer (states live)
@@ -88,6 +90,9 @@ pub struct ConfigFile {
     /// Normal sessions must negotiate DataDigest=CRC32C (`--require-data-digest`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_data_digest: bool,
+    /// TCP congestion control of the iSCSI connections (`--tcp-congestion`), e.g.
+    /// "cubic"; checked against the kernel at start and at a reload.
+    pub tcp_congestion: Option<String>,
     pub gfapi_library: Option<PathBuf>,
     /// This gateway's name among several exporting the same LUNs (`--gateway-id`); read
     /// at start only, the command line's wins.
@@ -238,6 +243,10 @@ impl ConfigFile {
         }
         if let Some(size) = &config.unsolicited_data_budget {
             parse_size(size).map_err(|e| anyhow::anyhow!("unsolicited_data_budget: {e}"))?;
+        }
+        if let Some(name) = &config.tcp_congestion {
+            name.parse::<crate::tcp::Congestion>()
+                .map_err(|e| anyhow::anyhow!("tcp_congestion: {e}"))?;
         }
         config.gateway()?;
         Ok(config)

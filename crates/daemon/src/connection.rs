@@ -95,6 +95,9 @@ pub struct ConnectionLimits {
     pub timers: iscsi::Timers,
     /// Bounds a login is admitted against.
     pub bounds: crate::sessions::Bounds,
+    /// The TCP congestion control the connection's socket gets (`--tcp-congestion`);
+    /// `None`: the kernel's default.
+    pub tcp_congestion: Option<crate::tcp::Congestion>,
 }
 
 impl Default for ConnectionLimits {
@@ -105,6 +108,7 @@ impl Default for ConnectionLimits {
             command_timeout: Some(Duration::from_secs(25)),
             timers: iscsi::Timers::default(),
             bounds: crate::sessions::Bounds::default(),
+            tcp_congestion: None,
         }
     }
 }
@@ -130,6 +134,12 @@ async fn serve_in_span(
     limits: ConnectionLimits,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    if let Some(cc) = limits.tcp_congestion {
+        // Checked when it was configured; a module unloaded since costs only this.
+        if let Err(err) = cc.apply(&stream) {
+            tracing::warn!(%err, tcp_congestion = %cc, "the connection keeps the kernel's default TCP congestion control");
+        }
+    }
     let local = stream.local_addr().ok();
     let config = match local {
         Some(local) => targets.iscsi_config_for(local),

@@ -1024,6 +1024,7 @@ fn settings_changes(
             old.command_timeout != new.command_timeout,
         ),
         ("gfapi_library", old.gfapi_library != new.gfapi_library),
+        ("tcp_congestion", old.tcp_congestion != new.tcp_congestion),
         ("gateway_id", old.gateway_id != new.gateway_id),
         ("alua_group", old.alua_group != new.alua_group),
         ("alua_state", old.alua_state != new.alua_state),
@@ -1087,6 +1088,8 @@ fn settings_changes(
                 "applied (hosts get ASYMMETRIC ACCESS STATE CHANGED)"
             } else if at_start.contains(&key) {
                 "takes effect at the next start"
+            } else if key == "tcp_congestion" {
+                "applies to new connections"
             } else {
                 "applies to new logins"
             };

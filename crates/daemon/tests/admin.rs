@@ -1721,3 +1721,47 @@ fn stopping_the_daemon_does_not_wait_for_admin_work_past_the_grace_time() {
         "stopped after {took:?}"
     );
 }
+
+/// `tcp_congestion` changed live: new connections get it, connections from before keep
+/// theirs; a name the kernel lacks is refused with nothing changed.
+#[test]
+fn tcp_congestion_changed_live_applies_to_new_connections() {
+    let setup = Setup::new();
+    let socket = &setup.socket;
+    let daemon = setup.start();
+    let default = default_congestion();
+    let wanted = congestion_other_than_default();
+    // Each its own initiator: a second session of one initiator and ISID would
+    // reinstate (end) the first.
+    let (old, _) = raw_session_as(daemon.portal, A, "iqn.2026-12.test:old");
+    assert_eq!(target_side_congestion(&old), default);
+
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let bad = setup.dir.path().join("bad.toml");
+    std::fs::write(&bad, format!("tcp_congestion = \"no_such_cc\"\n{text}")).unwrap();
+    let err = refused(socket, &["apply", bad.to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "tcp_congestion: tcp congestion control no_such_cc: this kernel does not offer it"
+        ),
+        "{err}"
+    );
+    let (unchanged, _) = raw_session_as(daemon.portal, A, "iqn.2026-12.test:unchanged");
+    assert_eq!(target_side_congestion(&unchanged), default);
+
+    let changed = setup.dir.path().join("changed.toml");
+    std::fs::write(&changed, format!("tcp_congestion = \"{wanted}\"\n{text}")).unwrap();
+    let out = ok(socket, &["apply", changed.to_str().unwrap()]);
+    assert!(
+        out.contains("~ tcp_congestion (applies to new connections)"),
+        "{out}"
+    );
+    let (new, _) = raw_session_as(daemon.portal, A, "iqn.2026-12.test:new");
+    assert_eq!(target_side_congestion(&new), wanted);
+    assert_eq!(target_side_congestion(&old), default);
+    let saved = std::fs::read_to_string(&setup.config).unwrap();
+    assert!(
+        saved.contains(&format!("tcp_congestion = \"{wanted}\"")),
+        "{saved}"
+    );
+}

@@ -575,3 +575,46 @@ fn a_bad_data_digest_fails_only_its_command_and_a_bad_header_digest_only_its_con
     let (nop_in, _) = recv_digested(&mut b);
     assert_eq!((nop_in[0] & 0x3f, be32(&nop_in[16..])), (0x20, 0x41));
 }
+
+/// `--tcp-congestion`: the target's end of every connection gets the algorithm, while the
+/// kernel's default stays as it was (the initiator's end keeps it).
+#[test]
+fn the_targets_connections_get_the_congestion_control_asked_for() {
+    let wanted = congestion_other_than_default();
+    let default = default_congestion();
+    let target = memory_target("16M", &["--tcp-congestion", wanted]);
+    let (stream, _) = raw_session(target.portal, IQN);
+    assert_eq!(target_side_congestion(&stream), wanted);
+    // The initiator's end is the test's own socket: the kernel's default.
+    assert_eq!(our_side_congestion(&stream), default);
+}
+
+/// Without the option the target's connections keep the kernel's default.
+#[test]
+fn without_the_option_connections_keep_the_kernels_default() {
+    let target = memory_target("16M", &[]);
+    let (stream, _) = raw_session(target.portal, IQN);
+    assert_eq!(target_side_congestion(&stream), default_congestion());
+}
+
+/// A name the kernel does not offer stops the start with the kernel's list.
+#[test]
+fn an_unknown_congestion_control_is_refused_at_start() {
+    let out = run_to_exit(&[
+        "--bstype",
+        "memory",
+        "--size",
+        "16M",
+        "--tcp-congestion",
+        "no_such_cc",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "tcp congestion control no_such_cc: this kernel does not offer it (available: "
+        ),
+        "{err}"
+    );
+    assert!(err.contains("reno"), "the kernel's list: {err}");
+}

@@ -573,3 +573,64 @@ pub fn scrape_metrics_at(addr: &str) -> String {
 pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
     testkit::metrics::sample(text, series)
 }
+
+/// The TCP congestion control of the target's end of `stream` (a connection the test
+/// made to a daemon on this machine), as the kernel reports it (`ss -ti`, iproute2).
+pub fn target_side_congestion(stream: &TcpStream) -> String {
+    socket_congestion(stream.peer_addr().unwrap(), stream.local_addr().unwrap())
+}
+
+/// The TCP congestion control of the test's own end of `stream`.
+pub fn our_side_congestion(stream: &TcpStream) -> String {
+    socket_congestion(stream.local_addr().unwrap(), stream.peer_addr().unwrap())
+}
+
+/// The algorithm of the established socket bound to `local` and connected to `remote`.
+fn socket_congestion(local: SocketAddr, remote: SocketAddr) -> String {
+    let filter = format!(
+        "( sport = :{} and dport = :{} )",
+        local.port(),
+        remote.port()
+    );
+    let out = Command::new("ss")
+        .args(["-H", "-t", "-i", "-n", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Its details name the algorithm as a bare word among the options (ts, sack, ...):
+    // the one word the kernel lists as available.
+    let available =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap();
+    let names: Vec<&str> = available.split_whitespace().collect();
+    let found: Vec<&str> = text
+        .split_whitespace()
+        .filter(|t| names.contains(t))
+        .collect();
+    assert_eq!(found.len(), 1, "one socket with one algorithm in: {text}");
+    found[0].to_string()
+}
+
+/// An algorithm other than the kernel's default that the kernel offers (`reno` is built
+/// into every kernel; `cubic` where `reno` is the default), so a test that sets it sees
+/// a change.
+pub fn congestion_other_than_default() -> &'static str {
+    let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    if default.trim() == "reno" {
+        "cubic"
+    } else {
+        "reno"
+    }
+}
+
+/// The kernel's default TCP congestion control.
+pub fn default_congestion() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .unwrap()
+        .trim()
+        .to_string()
+}
