@@ -12,6 +12,7 @@ packages=(
   libglusterfs-dev    # glfs.h: the C program test of the fake builds against Debian's header
   gdb                 # the gateway-stall-in-write and -mid-write scenarios hold a gateway inside a write
   attr                # getfattr: the failover scenarios log each brick copy's AFR changelog
+  iproute2            # ss: the daemon's tests read the congestion control of the sockets it accepts
 )
 
 missing=()
