@@ -34,6 +34,7 @@
 //! measurements end, on errors too.
 
 mod charts;
+mod memcopy;
 mod report;
 mod rounds;
 mod tcp;
@@ -276,6 +277,16 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         "[bench] TCP congestion control: {}",
         congestion.describe()
     ));
+    // The memory store's reads copy its bytes out of memory, tgt null's do not: the
+    // floor of that copy on this machine, measured on a buffer the size of the memory LUN
+    // (at most 1 GiB) before anything else runs (the report names it on the rows it
+    // weighs on).
+    let memory_copy = want(Side::OursMemory).then(|| {
+        let len = usize::try_from(size.min(1 << 30)).expect("1 GiB fits a usize");
+        let copy = memcopy::MemoryCopy::measure(len, 3);
+        progress.line(&format!("[bench] memory: {}", copy.describe()));
+        copy
+    });
     // A bench killed while the ceiling's option was set left it so: put back first, before
     // anything runs on the volume.
     let journal = out_dir.join(OPTION_JOURNAL);
@@ -434,6 +445,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         },
         ceiling_graph,
         tcp_congestion: congestion.describe(),
+        memory_copy,
         seconds: opts.seconds,
         ramp_seconds: RAMP_SECS,
         rounds: opts.rounds,
