@@ -132,11 +132,12 @@ pub struct BenchOptions {
     pub docs: bool,
     /// TCP congestion control for every connection of the run (the default of the
     /// network namespace, set for the run and put back after; see `bench/tcp.rs`):
-    /// a name the kernel offers, or `keep` to measure with the machine's own. A pacing
-    /// one (bbr) on loopback costs every send timers and holds large sends back, and
-    /// ours crosses two loopback hops to the ceiling's one.
-    #[arg(long, default_value = "cubic")]
-    pub tcp_congestion: String,
+    /// a name the kernel offers, or `keep` to measure with the machine's own; without
+    /// it, cubic where the kernel offers it. A pacing one (bbr) on loopback costs every
+    /// send timers and holds large sends back, and ours crosses two loopback hops to the
+    /// ceiling's one.
+    #[arg(long, value_name = "NAME|keep")]
+    pub tcp_congestion: Option<String>,
     /// Fail when a goal is not met, judged on the median of the rounds (an unsettled row
     /// whose median meets its goal passes); by default only a failed measurement fails.
     #[arg(long)]
@@ -244,7 +245,11 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
     // killed with another set put it back first, then this run's is set.
     let tcp_journal = out_dir.join(TCP_JOURNAL);
     let restored_tcp = tcp::restore_interrupted(&tcp_journal)?;
-    let congestion = tcp::Congestion::set(&opts.tcp_congestion, tcp::Files::kernel(tcp_journal))?;
+    let files = tcp::Files::kernel(tcp_journal);
+    let congestion = match &opts.tcp_congestion {
+        Some(name) => tcp::Congestion::set(name, files)?,
+        None => tcp::Congestion::set_default(files)?,
+    };
     let need_ours = want(Side::OursGlfs) || want(Side::OursMemory) || !opts.sessions.is_empty();
     let bins = Binaries::get(&opts, need_ours)?;
     let volume = Volume::prepare(opts.volume, &out_dir, bins.fake_lib.as_deref())?;

@@ -23,6 +23,9 @@ pub const SYSCTL: &str = "/proc/sys/net/ipv4/tcp_congestion_control";
 pub const AVAILABLE: &str = "/proc/sys/net/ipv4/tcp_available_congestion_control";
 /// `--tcp-congestion` for "the machine's own, unchanged".
 pub const KEEP: &str = "keep";
+/// The run's congestion control when none is asked for: not pacing, in every kernel
+/// the project has met (where it is not, the machine's is kept and the report says so).
+pub const DEFAULT: &str = "cubic";
 
 /// Where a set default's old value is kept while it is set (the journal).
 #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -95,6 +98,16 @@ impl Congestion {
     /// runs); a default that cannot be written (not root, a read-only /proc) leaves the
     /// machine's, and says why.
     pub fn set(wanted: &str, files: Files) -> Result<Congestion> {
+        Congestion::set_or(wanted, files, true)
+    }
+
+    /// [`Congestion::set`] for the bench's own choice ([`DEFAULT`], no option given): a
+    /// kernel that does not offer it leaves the machine's, and the report says so.
+    pub fn set_default(files: Files) -> Result<Congestion> {
+        Congestion::set_or(DEFAULT, files, false)
+    }
+
+    fn set_or(wanted: &str, files: Files, asked: bool) -> Result<Congestion> {
         let machine = read_trimmed(&files.sysctl)?;
         let keep = |not_set| Congestion {
             running: machine.clone(),
@@ -107,6 +120,11 @@ impl Congestion {
         }
         let available = read_trimmed(&files.available)?;
         if !available.split_whitespace().any(|n| n == wanted) {
+            if !asked {
+                return Ok(keep(Some(format!(
+                    "this kernel does not offer {wanted}, only {available}"
+                ))));
+            }
             bail!(
                 "--tcp-congestion {wanted}: this kernel offers {available} (or `{KEEP}` for the machine's own)"
             );
@@ -226,6 +244,30 @@ mod tests {
         assert!(e.contains("reno bbr cubic"), "{e}");
         assert_eq!(read(&f.sysctl), "bbr");
         assert!(!f.journal.exists());
+    }
+
+    #[test]
+    fn without_the_option_a_kernel_without_cubic_keeps_the_machine_s_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = files(dir.path(), "bbr");
+        std::fs::write(&f.available, "reno bbr\n").unwrap();
+        let c = Congestion::set_default(f.clone()).unwrap();
+        assert_eq!(c.running, "bbr");
+        assert_eq!(
+            c.describe(),
+            "bbr, the machine's (another could not be set: this kernel does not offer cubic, \
+             only reno bbr)"
+        );
+        assert_eq!(read(&f.sysctl), "bbr");
+        assert!(!f.journal.exists());
+        // Asked for by name, the same is an error.
+        assert!(Congestion::set(DEFAULT, f.clone()).is_err());
+        // Where it is offered, the default sets it like the option.
+        std::fs::write(&f.available, "reno bbr cubic\n").unwrap();
+        let c = Congestion::set_default(f.clone()).unwrap();
+        assert_eq!(c.running, "cubic");
+        drop(c);
+        assert_eq!(read(&f.sysctl), "bbr");
     }
 
     #[test]
