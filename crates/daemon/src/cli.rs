@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long, default_value_t = crate::server::default_io_threads(), value_parser = parse_io_threads)]
     pub io_threads: usize,
     /// TCP congestion control of the iSCSI connections (the target's sends: Data-In, R2T,
-    /// responses), e.g. cubic or dctcp; default: the kernel's
+    /// responses), e.g. cubic; default: the kernel's
     /// (net.ipv4.tcp_congestion_control). Checked against the kernel at start.
     #[arg(long, value_name = "NAME", value_parser = crate::tcp::parse_congestion)]
     pub tcp_congestion: Option<crate::tcp::Congestion>,
