@@ -2107,8 +2107,7 @@ mod tests {
                     }
                 }
             }
-            w = WorkloadResult::from_rounds(w.spec, w.rounds);
-            w
+            WorkloadResult::from_rounds(w.spec, w.rounds)
         };
         // 6.6 us of 26 us is 25%: named; of 27 us, under 25%: not.
         let w = with_cpu(26.0);

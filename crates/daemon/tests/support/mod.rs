@@ -619,8 +619,7 @@ fn socket_congestion(local: SocketAddr, remote: SocketAddr) -> String {
 /// into every kernel; `cubic` where `reno` is the default), so a test that sets it sees
 /// a change.
 pub fn congestion_other_than_default() -> &'static str {
-    let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
-    if default.trim() == "reno" {
+    if default_congestion() == "reno" {
         "cubic"
     } else {
         "reno"
