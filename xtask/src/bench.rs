@@ -138,6 +138,11 @@ pub struct BenchOptions {
     /// ceiling's one.
     #[arg(long, value_name = "NAME|keep")]
     pub tcp_congestion: Option<String>,
+    /// Let `iscsi-load` send each write command's header and data by two sends, two TCP
+    /// segments, as libiscsi does by itself (its `--split-writes`); by default they go
+    /// out corked as one, as Linux's initiator sends a PDU.
+    #[arg(long)]
+    pub split_writes: bool,
     /// Fail when a goal is not met, judged on the median of the rounds (an unsettled row
     /// whose median meets its goal passes); by default only a failed measurement fails.
     #[arg(long)]
@@ -450,6 +455,7 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         },
         ceiling_graph,
         tcp_congestion: congestion.describe(),
+        initiator: report::describe_initiator(opts.split_writes),
         memory_copy,
         seconds: opts.seconds,
         ramp_seconds: RAMP_SECS,
@@ -1482,6 +1488,9 @@ impl Bench<'_> {
         }
         if header_digest {
             cmd.arg("--header-digest");
+        }
+        if self.opts.split_writes {
+            cmd.arg("--split-writes");
         }
         // The window iscsi-load measures, give or take its login: sample inside it.
         let window = (

@@ -127,6 +127,65 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// TCP segments carrying data sent so far on `fd` (the kernel's `tcpi_data_segs_out`,
+/// a 32-bit counter: a run sends far fewer), or `None` where the kernel does not say.
+fn data_segments_out(fd: c_int) -> Option<u32> {
+    // SAFETY: an all-zero tcp_info is valid; getsockopt writes at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_data_segs_out) + 4;
+    (rc == 0 && len as usize >= end).then_some(info.tcpi_data_segs_out)
+}
+
+/// Sets or clears `TCP_CORK` on `fd`: while set, what is sent waits to fill a segment;
+/// clearing it sends what waits.
+fn cork(fd: c_int, on: bool) -> std::io::Result<()> {
+    let value = c_int::from(on);
+    // SAFETY: a valid int option of its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const c_int).cast(),
+            std::mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sends what libiscsi has queued now, as few segments as it fits in (see
+/// [`Workload::split_writes`]): corked, written, uncorked.
+///
+/// # Safety
+/// `ctx` is a live, logged-in context, used by this thread only.
+unsafe fn send_corked(ctx: *mut sys::iscsi_context) -> Result<(), String> {
+    let fd = sys::iscsi_get_fd(ctx);
+    cork(fd, true).map_err(|e| format!("cannot cork the socket: {e}"))?;
+    // Only POLLOUT: libiscsi writes its queue and reads nothing; the one callback it may
+    // run, a timed-out command's, records into `done`, which nobody holds borrowed here.
+    let written = sys::iscsi_service(ctx, c_int::from(libc::POLLOUT));
+    let uncorked = cork(fd, false);
+    if written < 0 {
+        return Err(format!("connection failed: {}", last_error(ctx)));
+    }
+    uncorked.map_err(|e| format!("cannot uncork the socket: {e}"))
+}
+
 /// Counters of the measured window.
 #[derive(Default)]
 struct Tally {
@@ -334,14 +393,30 @@ pub fn run_verified(
     let mut measuring = workload.ramp.is_zero();
     let mut window_start = t0;
     let mut window_cpu = cpu_time();
+    // SAFETY: ctx is live.
+    let fd = || unsafe { sys::iscsi_get_fd(ctx) };
+    // The socket and its count at the window's start (a reconnect opens another).
+    let mut window_segments = (fd(), data_segments_out(fd()));
     let mut last_completion = t0;
     let mut in_flight = 0usize;
     let mut fatal: Option<String> = None;
     let mut batch: Vec<Done> = Vec::with_capacity(qd);
 
+    let send_now = |slots: &[Slot], slot: usize| -> Result<(), String> {
+        if workload.split_writes || !slots[slot].write {
+            return Ok(());
+        }
+        // SAFETY: ctx is live and logged in; this thread is its only user.
+        unsafe { send_corked(ctx) }
+    };
     for slot in 0..qd {
         if submit(slot, &mut slots, &mut picker, &mut verifier) {
             in_flight += 1;
+            if let Err(e) = send_now(&slots, slot) {
+                // Commands are in flight: the loop below cancels them and ends.
+                fatal = Some(e);
+                break;
+            }
         } else {
             tally.error(format!("cannot queue a command: {}", last_error(ctx)));
         }
@@ -357,6 +432,7 @@ pub fn run_verified(
             measuring = true;
             window_start = now;
             window_cpu = cpu_time();
+            window_segments = (fd(), data_segments_out(fd()));
             tally = Tally::default();
         }
         if now >= stop_at && in_flight == 0 {
@@ -456,6 +532,9 @@ pub fn run_verified(
             if now < stop_at && fatal.is_none() {
                 if submit(d.slot, &mut slots, &mut picker, &mut verifier) {
                     in_flight += 1;
+                    if let Err(e) = send_now(&slots, d.slot) {
+                        fatal = Some(e);
+                    }
                 } else {
                     tally.error(format!("cannot queue a command: {}", last_error(ctx)));
                 }
@@ -504,7 +583,16 @@ pub fn run_verified(
         elapsed,
         &tally.hist,
     )
-    .with_cpu(cpu_time().saturating_sub(window_cpu), elapsed);
+    .with_cpu(cpu_time().saturating_sub(window_cpu), elapsed)
+    .with_segments_out(match window_segments {
+        (start_fd, Some(start)) if start_fd == fd() => {
+            // Fewer than at the start: another socket got the same number.
+            data_segments_out(start_fd)
+                .and_then(|end| end.checked_sub(start))
+                .map(u64::from)
+        }
+        _ => None,
+    });
     if in_flight == 0 {
         // Nothing is in flight: libiscsi holds no pointer into these any more.
         drop(iovs);

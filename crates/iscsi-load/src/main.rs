@@ -73,6 +73,11 @@ struct Args {
     /// flight, each initiator name with `-s<N>` appended; the result sums them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     sessions: u32,
+    /// Send each write command's header and data by two sends, two TCP segments, as
+    /// libiscsi does by itself (by default they go out corked as one, as Linux's
+    /// initiator sends a PDU).
+    #[arg(long)]
+    split_writes: bool,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration> {
@@ -104,6 +109,7 @@ fn main_inner(args: Args) -> Result<bool> {
         lba_start: args.lba_start,
         lba_count: args.lba_count,
         seed: args.seed,
+        split_writes: args.split_writes,
         ..Workload::default()
     };
     if args.sessions > 1 {

@@ -117,6 +117,7 @@ pub fn combine(outcomes: &[Outcome]) -> Outcome {
         .map(|o| o.report.cpu_pct)
         .fold(0.0, f64::max);
     report.sessions = outcomes.len() as u32;
+    report.segments_out = outcomes.iter().map(|o| o.report.segments_out).sum();
     Outcome {
         report,
         error_messages: messages,
@@ -144,6 +145,7 @@ mod tests {
             &h,
         );
         report.cpu_pct = cpu;
+        report.segments_out = Some(reads + 2);
         Outcome {
             report,
             error_messages: vec![format!("e{reads}")],
@@ -163,7 +165,16 @@ mod tests {
         assert_eq!(all.latency.quantile_ns(0.75), 10);
         assert_eq!(all.latency.quantile_ns(0.76), 50);
         assert_eq!(all.report.cpu_pct, 55.0);
+        assert_eq!(all.report.segments_out, Some(302 + 102));
         assert_eq!(all.error_messages, ["e300", "e100"]);
+    }
+
+    #[test]
+    fn a_session_without_a_segment_count_leaves_the_sum_unknown() {
+        let mut unknown = outcome(100, 50, 1, 55.0);
+        unknown.report.segments_out = None;
+        let all = combine(&[outcome(300, 10, 1, 40.0), unknown]);
+        assert_eq!(all.report.segments_out, None);
     }
 
     #[test]

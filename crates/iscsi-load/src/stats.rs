@@ -144,6 +144,11 @@ pub struct Report {
     pub cpu_pct: f64,
     /// Sessions the load ran on (the counts are their sums).
     pub sessions: u32,
+    /// TCP segments carrying data this initiator sent during the measured window
+    /// (the kernel's count, `tcpi_data_segs_out`; absent where it does not say):
+    /// over [`Report::ios`], what the target had to receive per command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments_out: Option<u64>,
     /// `[percentile, microseconds]` at each of [`PERCENTILES`].
     pub lat_percentiles_us: Vec<[f64; 2]>,
 }
@@ -181,6 +186,7 @@ impl Report {
             qd,
             cpu_pct: 0.0,
             sessions: 1,
+            segments_out: None,
             lat_percentiles_us: PERCENTILES
                 .iter()
                 .map(|&p| [p, round2(hist.quantile_ns(p / 100.0) as f64 / 1000.0)])
@@ -196,6 +202,12 @@ impl Report {
         } else {
             0.0
         };
+        self
+    }
+
+    /// Sets [`Report::segments_out`].
+    pub fn with_segments_out(mut self, segments: Option<u64>) -> Report {
+        self.segments_out = segments;
         self
     }
 
@@ -321,10 +333,27 @@ mod tests {
             &h,
         );
         // 1.5 s of CPU in 2 s: 75 % of a core.
-        let r = r.with_cpu(Duration::from_millis(1500), Duration::from_secs(2));
+        let r = r
+            .with_cpu(Duration::from_millis(1500), Duration::from_secs(2))
+            .with_segments_out(Some(40_012));
         assert_eq!(r.cpu_pct, 75.0);
         assert_eq!(r.iops, 20_000.0);
         assert_eq!(r.mib_per_s, 78.13);
         insta::assert_snapshot!(r.to_json());
+    }
+
+    #[test]
+    fn a_report_without_a_segment_count_has_no_such_field() {
+        let r = Report::new(
+            Rw::Read,
+            4096,
+            1,
+            1,
+            0,
+            0,
+            Duration::from_secs(1),
+            &Histogram::default(),
+        );
+        assert!(!r.to_json().contains("segments_out"), "{}", r.to_json());
     }
 }

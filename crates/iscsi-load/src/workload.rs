@@ -82,6 +82,13 @@ pub struct Workload {
     /// How long to wait for commands still in flight once the duration is over
     /// before giving up on them (counted as errors).
     pub drain_timeout: Duration,
+    /// Send a write command as libiscsi does by itself: its header and its immediate
+    /// data by two system calls, so two TCP segments under libiscsi's `TCP_NODELAY`.
+    /// Off (the default), each write command goes out as soon as it is queued, both
+    /// sends corked into one segment, as Linux's initiator sends a PDU (its header
+    /// with `MSG_MORE`): the target and this initiator then pay for one segment per
+    /// write, not two. Reads are one send either way.
+    pub split_writes: bool,
 }
 
 impl Default for Workload {
@@ -97,6 +104,7 @@ impl Default for Workload {
             lba_count: None,
             seed: 0x5eed_1234_abcd_0001,
             drain_timeout: Duration::from_secs(10),
+            split_writes: false,
         }
     }
 }

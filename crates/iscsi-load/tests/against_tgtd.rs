@@ -173,6 +173,49 @@ fn writes_land_only_inside_the_lba_range() {
         .all(|c| c.iter().all(|&b| b == 0) || c.iter().filter(|&&b| b == 0).count() < 64));
 }
 
+/// How many TCP segments a write command costs the target: libiscsi sends its header
+/// and its immediate data by two sends under `TCP_NODELAY`, two segments; by default
+/// iscsi-load corks them into one (as Linux's initiator sends a PDU), and the report
+/// counts the segments (the kernel's own count, `tcpi_data_segs_out`).
+#[rstest]
+#[case::one_segment(false, 1.0)]
+#[case::split(true, 2.0)]
+fn a_write_command_costs_the_segments_its_sends_make(
+    #[case] split_writes: bool,
+    #[case] per_write: f64,
+) {
+    let Some(tgtd) = Tgtd::start_or_skip("a_write_command_costs_the_segments_its_sends_make")
+    else {
+        return;
+    };
+    let session = Session::connect(&null_lun(&tgtd), INITIATOR).unwrap();
+    let outcome = run(
+        &session,
+        &Workload {
+            rw: Rw::RandWrite,
+            queue_depth: 8,
+            duration: Duration::from_millis(700),
+            split_writes,
+            ..Workload::default()
+        },
+    )
+    .unwrap();
+    drop(session);
+    let r = &outcome.report;
+    assert_eq!(r.errors, 0, "{:?}", outcome.error_messages);
+    assert!(r.writes > 500, "{} writes", r.writes);
+    // No ramp: the window holds every command sent, each answered. 48 header bytes and
+    // 4096 data bytes fit one loopback segment; a send that found the socket's buffer
+    // full may split one, and writes queued together may share one: a few percent.
+    let segments = r.segments_out.expect("Linux counts the segments sent") as f64;
+    let measured = segments / r.writes as f64;
+    assert!(
+        (measured - per_write).abs() <= 0.05 * per_write,
+        "{segments} segments for {} writes: {measured:.3} each, not {per_write}",
+        r.writes
+    );
+}
+
 #[test]
 fn a_target_that_dies_ends_the_run_with_errors() {
     let Some(mut tgtd) = Tgtd::start_or_skip("a_target_that_dies_ends_the_run_with_errors") else {

@@ -778,6 +778,18 @@ pub fn cpu_us_both(n: &Numbers) -> Option<f64> {
     Some(n.target_cpu_us_per_cmd? + n.load_cpu_pct? / 100.0 * 1e6 / n.iops)
 }
 
+/// How `iscsi-load` sent write commands in the run (its `--split-writes`, the bench's).
+pub fn describe_initiator(split_writes: bool) -> String {
+    let how = if split_writes {
+        "each write command's header and data by two sends, two TCP segments (as \
+         libiscsi does by itself; `--split-writes`)"
+    } else {
+        "each write command's header and data corked into one TCP segment, as Linux's \
+         initiator sends a PDU (libiscsi by itself sends two: `--split-writes`)"
+    };
+    format!("`iscsi-load` (libiscsi, one thread per session): {how}")
+}
+
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -788,6 +800,8 @@ pub struct Report {
     pub ceiling_graph: String,
     /// The TCP congestion control the run's connections had (`bench::tcp`).
     pub tcp_congestion: String,
+    /// How `iscsi-load` sent its commands ([`describe_initiator`]).
+    pub initiator: String,
     /// How fast one core copies out of memory (`bench::memcopy`).
     pub memory_copy: Option<MemoryCopy>,
     pub seconds: u32,
@@ -1331,6 +1345,7 @@ impl Report {
         );
         let _ = writeln!(s, "- ceiling: {}", self.ceiling_graph);
         let _ = writeln!(s, "- TCP congestion control: {}", self.tcp_congestion);
+        let _ = writeln!(s, "- initiator: {}", self.initiator);
         if let Some(copy) = &self.memory_copy {
             let _ = writeln!(s, "- memory: {}", copy.describe());
         }
@@ -1625,6 +1640,7 @@ mod tests {
             volume: "live".into(),
             ceiling_graph: "client-io-threads off".into(),
             tcp_congestion: "cubic for every connection of the run (the machine's default bbr set aside for it and put back after)".into(),
+            initiator: describe_initiator(false),
             memory_copy: Some(MemoryCopy {
                 bytes_per_s: 10.0e9,
                 buffer_bytes: 256 << 20,
