@@ -543,11 +543,13 @@ pub fn run_verified(
         if last_round {
             break;
         }
-        if in_flight == 0 && Instant::now() < stop_at {
-            bail!(
+        if in_flight == 0 && Instant::now() < stop_at && fatal.is_none() {
+            // Commands went out before this (writes may have landed): the run ends with
+            // its report, so that a verified one still says what each slot may hold.
+            fatal = Some(format!(
                 "every command slot failed to queue: {}",
                 tally.messages.last().cloned().unwrap_or_default()
-            );
+            ));
         }
     }
 

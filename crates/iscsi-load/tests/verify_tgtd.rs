@@ -147,3 +147,118 @@ fn verified_load_with_synchronize_cache_every_few_writes() {
         }
     }
 }
+
+/// What a crash test relies on: a verified run whose target dies under it still ends with
+/// its report and its expectations (`--expect-out`), and every block of the run on the
+/// LUN's file is one the expectations account for. Writes were on the wire before the
+/// end; a run that stopped without saying what it sent would leave blocks nobody
+/// expects (which a later check would call another run's).
+#[rstest::rstest]
+#[case::one_segment(&[])]
+#[case::split(&["--split-writes"])]
+fn a_verified_run_cut_by_the_targets_death_still_says_what_each_slot_may_hold(
+    #[case] extra: &[&str],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lun.img");
+    let size = 4u64 << 20;
+    std::fs::File::create(&file).unwrap().set_len(size).unwrap();
+    let Some(mut tgtd) = Tgtd::start_or_skip(
+        "a_verified_run_cut_by_the_targets_death_still_says_what_each_slot_may_hold",
+    ) else {
+        return;
+    };
+    let url = tgtd
+        .add_lun(
+            "iqn.2026-11.io.glfs-iscsi:cut",
+            "rdwr",
+            file.to_str().unwrap(),
+        )
+        .unwrap();
+    let expect = dir.path().join("expect.jsonl");
+    let run_id: u64 = 0x0c07_0001;
+    let args: Vec<String> = [
+        "--url",
+        url.as_str(),
+        "--initiator",
+        INITIATOR,
+        "--rw",
+        "randwrite",
+        "--qd",
+        "8",
+        "--seconds",
+        "20",
+        "--lba-count",
+        "2048",
+        "--verify",
+        "--fua",
+        "--run-id",
+        &run_id.to_string(),
+        "--expect-out",
+        expect.to_str().unwrap(),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    let load = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_iscsi-load"))
+            .args(&args)
+            .output()
+            .expect("run iscsi-load")
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    tgtd.kill();
+    let out = load.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no report: {stderr}")),
+    )
+    .unwrap();
+    assert!(report["errors"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["writes"].as_u64().unwrap() > 0, "{report}");
+
+    let text = std::fs::read_to_string(&expect)
+        .unwrap_or_else(|e| panic!("no expectations ({e}): {stderr}"));
+    let mut lines = text.lines();
+    let head: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(head["run_id"].as_u64(), Some(run_id));
+    let expected: std::collections::HashMap<u64, iscsi_load::verify::Expectation> = lines
+        .map(|l| {
+            let e: iscsi_load::verify::Expectation = serde_json::from_str(l).unwrap();
+            (e.lba, e)
+        })
+        .collect();
+    assert!(!expected.is_empty(), "{text}");
+
+    let data = std::fs::read(&file).unwrap();
+    let mut ours = 0;
+    for slot in 0..2048 / 8 {
+        let first = slot * 8;
+        for at in first..first + 8 {
+            let block = &data[(at * 512) as usize..][..512];
+            let check = check_block(block, at, run_id, &[]);
+            match expected.get(&first) {
+                // Written, or maybe: one of the generations, or (or_earlier) what was
+                // there before, zeroes here.
+                Some(e) => {
+                    let now = check_block(block, at, run_id, &e.generations);
+                    let before = e.or_earlier && block.iter().all(|&b| b == 0);
+                    assert!(
+                        now == BlockCheck::Good || before,
+                        "lba {at}: {now:?} against {e:?}"
+                    );
+                    ours += usize::from(now == BlockCheck::Good);
+                }
+                // Never sent: untouched.
+                None => assert_eq!(check, BlockCheck::Foreign, "lba {at} unexpected"),
+            }
+        }
+    }
+    assert!(ours > 0, "no block of the run on the file");
+}
