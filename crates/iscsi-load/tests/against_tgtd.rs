@@ -5,7 +5,7 @@
 //! Each test skips (with a `[skip]` line) when tgtd cannot run here (tgt not
 //! installed, or not root); under CI (`CI=true`) that fails instead.
 
-use iscsi_load::{run, Rw, Session, Workload};
+use iscsi_load::{run, Report, Rw, Session, Workload};
 use rstest::rstest;
 use serde_json::Value;
 use std::process::Command;
@@ -31,6 +31,25 @@ fn load(args: &[&str]) -> (i32, Option<Value>, String) {
         .last()
         .and_then(|l| serde_json::from_str(l).ok());
     (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+/// `workload` as 0.7 s of random writes on `session` (closed after), which must end
+/// without an error and with more than 500 writes done.
+fn short_clean_writes(session: Session, workload: Workload) -> Report {
+    let outcome = run(
+        &session,
+        &Workload {
+            rw: Rw::RandWrite,
+            duration: Duration::from_millis(700),
+            ..workload
+        },
+    )
+    .unwrap();
+    drop(session);
+    let r = outcome.report;
+    assert_eq!(r.errors, 0, "{:?}", outcome.error_messages);
+    assert!(r.writes > 500, "{} writes", r.writes);
+    r
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -137,22 +156,15 @@ fn writes_land_only_inside_the_lba_range() {
     assert_eq!(session.block_size(), 512);
     assert_eq!(session.num_blocks(), size / 512);
     let half = size / 512 / 2;
-    let outcome = run(
-        &session,
-        &Workload {
-            rw: Rw::RandWrite,
+    let r = short_clean_writes(
+        session,
+        Workload {
             queue_depth: 16,
-            duration: Duration::from_millis(700),
             lba_start: half,
             lba_count: Some(half),
             ..Workload::default()
         },
-    )
-    .unwrap();
-    drop(session);
-    let r = &outcome.report;
-    assert_eq!(r.errors, 0, "{:?}", outcome.error_messages);
-    assert!(r.writes > 500, "{} writes", r.writes);
+    );
     assert_eq!(r.reads, 0);
     // tgt's rdwr store writes through to the file (page cache is enough to read it).
     let data = std::fs::read(&file).unwrap();
@@ -188,22 +200,14 @@ fn a_write_command_costs_the_segments_its_sends_make(
     else {
         return;
     };
-    let session = Session::connect(&null_lun(&tgtd), INITIATOR).unwrap();
-    let outcome = run(
-        &session,
-        &Workload {
-            rw: Rw::RandWrite,
+    let r = short_clean_writes(
+        Session::connect(&null_lun(&tgtd), INITIATOR).unwrap(),
+        Workload {
             queue_depth: 8,
-            duration: Duration::from_millis(700),
             split_writes,
             ..Workload::default()
         },
-    )
-    .unwrap();
-    drop(session);
-    let r = &outcome.report;
-    assert_eq!(r.errors, 0, "{:?}", outcome.error_messages);
-    assert!(r.writes > 500, "{} writes", r.writes);
+    );
     // No ramp: the window holds every command sent, each answered. 48 header bytes and
     // 4096 data bytes fit one loopback segment; a send that found the socket's buffer
     // full may split one, and writes queued together may share one: a few percent.
