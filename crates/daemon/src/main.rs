@@ -237,6 +237,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             ));
             tokio::spawn(daemon::metrics::serve(listener, metrics));
         }
+        if let Some(cc) = plan.server.connection.tcp_congestion {
+            daemon::logging::notice(&format!(
+                "connections to the portals get TCP congestion control {cc}"
+            ));
+        }
         daemon::service::ready(&format!("serving on {listening}"));
         let at = signalled.clone();
         let stopping = state.clone();

@@ -587,6 +587,9 @@ fn the_targets_connections_get_the_congestion_control_asked_for() {
     assert_eq!(target_side_congestion(&stream), wanted);
     // The initiator's end is the test's own socket: the kernel's default.
     assert_eq!(our_side_congestion(&stream), default);
+    // The log says it once, at start.
+    let said = format!("connections to the portals get TCP congestion control {wanted}");
+    assert_eq!(target.log().matches(&said).count(), 1, "{}", target.log());
 }
 
 /// Without the option the target's connections keep the kernel's default.
@@ -595,6 +598,11 @@ fn without_the_option_connections_keep_the_kernels_default() {
     let target = memory_target("16M", &[]);
     let (stream, _) = raw_session(target.portal, IQN);
     assert_eq!(target_side_congestion(&stream), default_congestion());
+    assert!(
+        !target.log().contains("TCP congestion control"),
+        "{}",
+        target.log()
+    );
 }
 
 /// A name the kernel does not offer stops the start with the kernel's list.
