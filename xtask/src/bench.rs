@@ -14,15 +14,18 @@
 //!
 //! and, for the protocol path alone, tgt's `null` store against our `memory` store,
 //! on the same workloads and with 1, 8 and 64 sessions at once (aggregate IOPS and the
-//! daemon's peak resident memory, a fresh daemon per count).
+//! daemon's peak resident memory, a fresh daemon per count); beside them on the same
+//! workloads tgt's rdwr store on a sparse file in tmpfs (`/dev/shm`), a tgt store that
+//! holds its bytes in memory as ours does (tgt null holds none: its reads send a buffer
+//! it never fills, so only the memory store pays the copy of stored bytes).
 //!
 //! Each workload runs in `--rounds` rounds: every side once per round, back to back,
 //! in an order that is reversed from one round to the next (`bench/rounds.rs`), so the
 //! machine's drift hits both sides of a ratio alike; a row shows the median of the
 //! rounds' ratios with their min..max, judges its goal on the median and is "unsettled"
 //! when the rounds straddle the goal. The glfs sides get a fresh daemon per measurement
-//! (the ceiling's client-io-threads setting comes and goes between them); tgt null and
-//! ours memory one daemon each for the run.
+//! (the ceiling's client-io-threads setting comes and goes between them); tgt null,
+//! ours memory and tgt on tmpfs one daemon each for the run.
 //!
 //! Per side: IOPS, latency p50/p99/p99.9 and fio's percentile list, and the target's
 //! CPU time per command (utime+stime from /proc/<pid>/stat over the measured window);
@@ -87,13 +90,13 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 5)]
     pub seconds: u32,
     /// Rounds per workload (1-99): each round measures every side once, one right after
-    /// the other (ceiling, ours, tgt, tgt on FUSE, tgt null, ours memory), reversed in the
-    /// next round, so a change of the machine's speed hits both sides of a ratio alike
-    /// and neither always runs first. A ratio is the median of
-    /// the rounds' ratios, shown with their min..max, and a row whose rounds fall on both
-    /// sides of its goal is "unsettled". The defaults (3 rounds of 5 s) take about 20
+    /// the other (ceiling, ours, tgt, tgt on FUSE, tgt null, ours memory, tgt on
+    /// tmpfs), reversed in the next round, so a change of the machine's speed hits both
+    /// sides of a ratio alike and neither always runs first. A ratio is the median of the
+    /// rounds' ratios, shown with their min..max, and a row whose rounds fall on both
+    /// sides of its goal is "unsettled". The defaults (3 rounds of 5 s) take about 22
     /// minutes on a 2-core machine with a live volume and every side (tgt and FUSE
-    /// included), about 15 on the fake volume (no FUSE side).
+    /// included), about 17 on the fake volume (no FUSE side).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
     pub rounds: u32,
     /// Workloads to run (randread-4k, randwrite-4k, read-64k, write-64k, read-1m,
@@ -305,9 +308,14 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
             progress.line(&format!("[bench] {done}"));
         }
     }
+    let tmpfs = want(Side::TgtTmpfs).then(|| TmpfsFile::create(size));
     let bench = Bench {
         opts: &opts,
         size,
+        tmpfs: match &tmpfs {
+            Some(Ok(f)) => Some(&f.path),
+            _ => None,
+        },
         bins: &bins,
         volume: &volume,
         out_dir: &out_dir,
@@ -331,10 +339,18 @@ pub fn run(mut opts: BenchOptions) -> Result<()> {
         ));
         skipped.push((Side::TgtFuse, why.clone()));
     }
-    // tgt null and ours memory: one daemon each for the whole run (a fresh memory store
-    // would pay its first touch of every page inside the measurements).
+    if let Some(Err(why)) = &tmpfs {
+        progress.line(&format!(
+            "[bench] {:<46} skipped: {why}",
+            Side::TgtTmpfs.name()
+        ));
+        skipped.push((Side::TgtTmpfs, why.clone()));
+    }
+    // tgt null, ours memory and tgt on tmpfs: one daemon each for the whole run (a fresh
+    // memory store would pay its first touch of every page inside the measurements).
     let memory_daemons: Vec<(Side, LongLived)> = memory_sides
         .iter()
+        .filter(|side| !skipped.iter().any(|(s, _)| s == *side))
         .map(|&side| (side, bench.long_lived(side)))
         .collect();
     let mut results: Vec<WorkloadResult> = Vec::new();
@@ -1010,6 +1026,55 @@ fn round_summary(w: &WorkloadResult, count: u32) -> String {
     )
 }
 
+/// The file tgt's rdwr store serves from tmpfs (the "tgt rdwr on tmpfs" side): one name,
+/// so a bench killed before it removed its file has it replaced by the next.
+const TMPFS_FILE: &str = "/dev/shm/glfs-iscsi-bench.img";
+
+/// Whether `/proc/mounts` (`mounts`) has a tmpfs mounted on `dir`.
+fn tmpfs_mounted_on(mounts: &str, dir: &str) -> bool {
+    mounts.lines().any(|line| {
+        let mut f = line.split_whitespace();
+        let (_, at, fstype) = (f.next(), f.next(), f.next());
+        at == Some(dir) && fstype == Some("tmpfs")
+    })
+}
+
+/// A sparse file of the memory LUN's size in tmpfs, removed on drop: like the memory
+/// store it starts unwritten (its holes read as the kernel's zero page) and holds what the
+/// workloads write.
+struct TmpfsFile {
+    path: PathBuf,
+}
+
+impl TmpfsFile {
+    /// Creates it, or says why not (the reason the side is skipped by).
+    fn create(size: u64) -> Result<TmpfsFile, String> {
+        let path = PathBuf::from(TMPFS_FILE);
+        let dir = path
+            .parent()
+            .expect("an absolute path")
+            .display()
+            .to_string();
+        let mounts = std::fs::read_to_string("/proc/mounts")
+            .map_err(|e| format!("cannot read /proc/mounts: {e}"))?;
+        if !tmpfs_mounted_on(&mounts, &dir) {
+            return Err(format!("no tmpfs is mounted on {dir}"));
+        }
+        let _ = std::fs::remove_file(&path);
+        let file = TmpfsFile { path };
+        std::fs::File::create(&file.path)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| format!("{}: {e}", file.path.display()))?;
+        Ok(file)
+    }
+}
+
+impl Drop for TmpfsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A FUSE mount of the live volume, unmounted on drop.
 struct FuseMount {
     dir: PathBuf,
@@ -1069,6 +1134,8 @@ impl Drop for FuseMount {
 struct Bench<'a> {
     opts: &'a BenchOptions,
     size: u64,
+    /// The tgt rdwr on tmpfs side's file, when that side runs and it could be made.
+    tmpfs: Option<&'a Path>,
     bins: &'a Binaries,
     volume: &'a Volume,
     out_dir: &'a Path,
@@ -1428,6 +1495,10 @@ impl Bench<'_> {
                 )?
             }
             Side::TgtNull => Daemon::tgtd(&log, &[], "null", "/dev/null", &[])?,
+            Side::TgtTmpfs => {
+                let file = self.tmpfs.context("no file in tmpfs")?;
+                Daemon::tgtd(&log, &[], "rdwr", &file.display().to_string(), &[])?
+            }
             Side::OursGlfs | Side::OursMemory => {
                 let binary = self.bins.ours.clone().map_err(anyhow::Error::msg)?;
                 let mut args: Vec<String> = Vec::new();
@@ -2006,6 +2077,19 @@ fn need(bin: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// /proc/mounts lines: device, mount point, type, options, dump, pass.
+    #[test]
+    fn the_tmpfs_side_wants_a_tmpfs_on_its_directory() {
+        let mounts = "sysfs /sys sysfs rw,nosuid 0 0\n\
+                      tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n\
+                      /dev/sda1 /srv ext4 rw 0 0\n";
+        assert!(tmpfs_mounted_on(mounts, "/dev/shm"));
+        assert!(!tmpfs_mounted_on(mounts, "/srv"), "ext4 is not tmpfs");
+        assert!(!tmpfs_mounted_on(mounts, "/dev"), "only the directory itself");
+        assert!(!tmpfs_mounted_on("shm /dev/shm ramfs rw 0 0\n", "/dev/shm"));
+        assert!(!tmpfs_mounted_on("", "/dev/shm"));
+    }
 
     /// The parts of fio 3.33's JSON output we read (`--lat_percentiles=1`), for a
     /// job with reads and writes reported separately.

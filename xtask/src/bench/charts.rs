@@ -47,6 +47,7 @@ fn color(side: Side) -> RGBColor {
         Side::OursGlfs => RGBColor(30, 110, 200),
         Side::TgtNull => RGBColor(200, 80, 60),
         Side::OursMemory => RGBColor(40, 160, 90),
+        Side::TgtTmpfs => RGBColor(150, 90, 170),
     }
 }
 

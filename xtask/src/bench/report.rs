@@ -105,13 +105,17 @@ pub enum Side {
     /// glfs-iscsi with its memory store.
     #[value(name = "ours-memory")]
     OursMemory,
+    /// tgtd with its rdwr store on a file in tmpfs (`/dev/shm`): a tgt store that holds
+    /// the bytes in memory, as ours memory does (tgt null holds none).
+    #[value(name = "tgt-tmpfs")]
+    TgtTmpfs,
 }
 
 impl Side {
     /// The glfs sides, in column order.
     pub const GLFS: [Side; 4] = [Side::Ceiling, Side::TgtGlfs, Side::TgtFuse, Side::OursGlfs];
     /// The protocol-only sides, in column order.
-    pub const MEMORY: [Side; 2] = [Side::TgtNull, Side::OursMemory];
+    pub const MEMORY: [Side; 3] = [Side::TgtNull, Side::OursMemory, Side::TgtTmpfs];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -121,6 +125,7 @@ impl Side {
             Side::OursGlfs => "ours glfs",
             Side::TgtNull => "tgt null",
             Side::OursMemory => "ours memory",
+            Side::TgtTmpfs => "tgt rdwr on tmpfs",
         }
     }
 }
@@ -1000,7 +1005,9 @@ impl Report {
                     w.label.clone(),
                     w.get(Side::TgtNull).cell(),
                     w.get(Side::OursMemory).cell(),
+                    w.get(Side::TgtTmpfs).cell(),
                     ratio_cell(r),
+                    ratio_cell(w.ratio(Comparison::MemoryOverTgtTmpfs)),
                     verdict_cell(r),
                 ]
             })
@@ -1010,8 +1017,10 @@ impl Report {
                 &format!("protocol only (IOPS, {})", self.of_rounds()),
                 "tgt null",
                 "ours memory",
-                &format!("ours/tgt{spread}"),
-                ">= 1.5x?",
+                "tgt rdwr on tmpfs",
+                &format!("ours/tgt null{spread}"),
+                &format!("ours/tgt tmpfs{spread}"),
+                ">= 1.5x? (of tgt null)",
             ],
             &rows,
         ));
@@ -1365,8 +1374,10 @@ impl Report {
              client-io-threads off and put it back, which a running client would take in as \
              a new graph in the middle of the next side's run (the FUSE mount of tgt's rdwr \
              side stays mounted: it switches graphs on its first request after a change, when \
-             tgt opens the file, before the measurement). tgt null and ours memory run \
-             one daemon each for the whole bench, idle while the others are measured.\n\n{}",
+             tgt opens the file, before the measurement). tgt null, ours memory and tgt \
+             rdwr on tmpfs (a sparse file in `/dev/shm`: like the memory LUN it starts \
+             unwritten and holds what the workloads write) run one daemon each for the \
+             whole bench, idle while the others are measured.\n\n{}",
             self.rounds_table()
         );
         let _ = writeln!(
@@ -1611,11 +1622,13 @@ mod tests {
                         (OursGlfs, Measured::Failed("daemon died".into())),
                         (TgtNull, ok(20000.0)),
                         (OursMemory, ok(25000.0)),
+                        (TgtTmpfs, ok(8000.0)),
                     ],
                 ),
                 round(
                     2.0,
                     vec![
+                        (TgtTmpfs, ok(9000.0)),
                         (OursMemory, ok(24000.0)),
                         (TgtNull, ok(20000.0)),
                         (OursGlfs, ok(9000.0)),
@@ -1629,6 +1642,7 @@ mod tests {
                         (OursGlfs, ok(8000.0)),
                         (TgtNull, ok(21000.0)),
                         (OursMemory, ok(26250.0)),
+                        (TgtTmpfs, ok(7500.0)),
                     ],
                 ),
             ],
@@ -2169,7 +2183,12 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("| 4k randread QD32 | 50.0k | 110.0k | 2.20x | yes |"),
+            t.contains("| 4k randread QD32 | 50.0k | 110.0k | - | 2.20x | - | yes |"),
+            "{t}"
+        );
+        // tgt on tmpfs: 25000 / 8000 in the one round, and no goal of its own.
+        assert!(
+            t.contains("| 64k read QD16 | 20.0k | 25.0k | 8.00k | 1.25x | 3.12x | **NO** |"),
             "{t}"
         );
         assert!(

@@ -13,15 +13,16 @@ use super::report::{self, Measured, Numbers, Side};
 use serde::Serialize;
 
 /// The column order, which is also the order of round 1: each ratio's two sides are
-/// neighbours (ceiling next to ours, ours next to tgt bs_glfs, tgt null next to ours
-/// memory), so whatever the order of a round, they run back to back.
-pub const ROUND_ORDER: [Side; 6] = [
+/// neighbours (ceiling next to ours, ours next to tgt bs_glfs, ours memory between tgt null
+/// and tgt on tmpfs), so whatever the order of a round, they run back to back.
+pub const ROUND_ORDER: [Side; 7] = [
     Side::Ceiling,
     Side::OursGlfs,
     Side::TgtGlfs,
     Side::TgtFuse,
     Side::TgtNull,
     Side::OursMemory,
+    Side::TgtTmpfs,
 ];
 
 /// The order the `sides` asked for run in round `round` (0-based): [`ROUND_ORDER`] in
@@ -103,13 +104,16 @@ pub enum Comparison {
     OursOverTgt,
     /// Ours (memory) over tgt null; goal 1.5x.
     MemoryOverTgtNull,
+    /// Ours (memory) over tgt rdwr on tmpfs, a tgt store that holds the bytes; no goal.
+    MemoryOverTgtTmpfs,
 }
 
 impl Comparison {
-    pub const ALL: [Comparison; 3] = [
+    pub const ALL: [Comparison; 4] = [
         Comparison::OursOverCeiling,
         Comparison::OursOverTgt,
         Comparison::MemoryOverTgtNull,
+        Comparison::MemoryOverTgtTmpfs,
     ];
 
     /// (numerator, denominator).
@@ -118,6 +122,7 @@ impl Comparison {
             Comparison::OursOverCeiling => (Side::OursGlfs, Side::Ceiling),
             Comparison::OursOverTgt => (Side::OursGlfs, Side::TgtGlfs),
             Comparison::MemoryOverTgtNull => (Side::OursMemory, Side::TgtNull),
+            Comparison::MemoryOverTgtTmpfs => (Side::OursMemory, Side::TgtTmpfs),
         }
     }
 
@@ -126,6 +131,7 @@ impl Comparison {
             Comparison::OursOverCeiling => Some(super::report::GOAL_OVER_CEILING),
             Comparison::OursOverTgt => None,
             Comparison::MemoryOverTgtNull => Some(super::report::GOAL_OVER_TGT_NULL),
+            Comparison::MemoryOverTgtTmpfs => None,
         }
     }
 
@@ -134,6 +140,7 @@ impl Comparison {
             Comparison::OursOverCeiling => "ours/ceiling",
             Comparison::OursOverTgt => "ours/tgt",
             Comparison::MemoryOverTgtNull => "ours memory/tgt null",
+            Comparison::MemoryOverTgtTmpfs => "ours memory/tgt tmpfs",
         }
     }
 }
@@ -264,11 +271,11 @@ mod tests {
         use Side::*;
         assert_eq!(
             order(&all, 0),
-            [Ceiling, OursGlfs, TgtGlfs, TgtFuse, TgtNull, OursMemory]
+            [Ceiling, OursGlfs, TgtGlfs, TgtFuse, TgtNull, OursMemory, TgtTmpfs]
         );
         assert_eq!(
             order(&all, 1),
-            [OursMemory, TgtNull, TgtFuse, TgtGlfs, OursGlfs, Ceiling]
+            [TgtTmpfs, OursMemory, TgtNull, TgtFuse, TgtGlfs, OursGlfs, Ceiling]
         );
         assert_eq!(order(&all, 2), order(&all, 0));
         assert_eq!(order(&all, 3), order(&all, 1));
@@ -312,7 +319,7 @@ mod tests {
             ]
         );
         // Each side once per round: workloads x rounds x sides measurements.
-        assert_eq!(schedule(7, &ROUND_ORDER, 3).len(), 7 * 3 * 6);
+        assert_eq!(schedule(7, &ROUND_ORDER, 3).len(), 7 * 3 * 7);
         assert!(schedule(7, &ROUND_ORDER, 0).is_empty());
     }
 
