@@ -11,7 +11,8 @@ use crate::metrics::{self, LunMetrics};
 use crate::sessions::Control;
 use crate::targets::{Target, Targets};
 use iscsi::{
-    CommandResponse, Event, ScsiCommand, SessionType, TaskFunction, TaskScope, TmfResponse,
+    CommandResponse, Event, ScsiCommand, SessionType, TaskAttr, TaskFunction, TaskScope,
+    TmfResponse,
 };
 use scsi::{Command, NexusId, Pending, Response, Start};
 use std::collections::{HashMap, VecDeque};
@@ -175,6 +176,7 @@ async fn serve_in_span(
         registration: None,
         local,
         batch: crate::batch::Batch::default(),
+        order: crate::task_order::TaskOrder::default(),
     };
 
     // One timer for the connection's time limits (login, NOP-In) and the commands'
@@ -296,6 +298,9 @@ async fn serve_in_span(
                     write_transmit(&mut writer, &mut buffers.output).await?;
                 }
             }
+            // Commands an ORDERED one held back whose turn came with this round's
+            // completions, aborts or time-outs.
+            session.start_held(&mut conn, &done_tx);
             // Not once this round has something to send (the R2T for a large write's
             // next burst, or answers a store gave inline): see `SocketBuffers::read_on`.
             if !reading || !buffers.read_on(conn.has_transmit() || done_tx.any_ready()) {
@@ -330,7 +335,9 @@ async fn serve_in_span(
         // The batch is worked through: its writes go to their stores, together.
         session.batch.send();
         if let Some(registration) = &session.registration {
-            registration.entry.set_in_flight(session.in_flight.len());
+            registration
+                .entry
+                .set_in_flight(session.in_flight.len() + session.order.held());
         }
         conn.poll_transmit(&mut buffers.output);
         if !buffers.output.is_empty() {
@@ -457,6 +464,8 @@ struct Session {
     local: Option<SocketAddr>,
     /// Writes waiting for the end of the batch.
     batch: crate::batch::Batch,
+    /// Commands an ORDERED one holds back, per LU (task attributes: `crate::task_order`).
+    order: crate::task_order::TaskOrder<ScsiCommand>,
 }
 
 /// Completes when the administrator ends the session; never without a registration.
@@ -612,9 +621,51 @@ impl Session {
             conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
             return;
         }
+        // SIMPLE commands while nothing ORDERED runs or waits (the usual case) start at
+        // once; otherwise the task attributes decide (`crate::task_order`).
+        let cmd = if self.order.is_idle() && cmd.attr != TaskAttr::Ordered {
+            cmd
+        } else {
+            let (lun, attr) = (cmd.lun, cmd.attr);
+            let in_flight = &self.in_flight;
+            match self
+                .order
+                .admit(lun, itt, attr, cmd, || running_on(in_flight, lun))
+            {
+                Some(cmd) => cmd,
+                None => return,
+            }
+        };
+        self.run_command(conn, done_tx, &target, cmd);
+    }
+
+    /// Starts the commands ORDERED ones held back whose turn has come (after commands
+    /// ended), in the order received.
+    fn start_held(&mut self, conn: &mut iscsi::Connection, done_tx: &Arc<Completions>) {
+        while !self.order.is_idle() {
+            let in_flight = &self.in_flight;
+            let Some(cmd) = self.order.next_ready(|lun| running_on(in_flight, lun)) else {
+                break;
+            };
+            let Some(target) = self.target.clone() else {
+                return;
+            };
+            self.run_command(conn, done_tx, &target, cmd);
+        }
+    }
+
+    /// Hands a command whose turn it is to the SCSI layer.
+    fn run_command(
+        &mut self,
+        conn: &mut iscsi::Connection,
+        done_tx: &Arc<Completions>,
+        target: &Arc<Target>,
+        cmd: ScsiCommand,
+    ) {
+        let itt = cmd.itt;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let metrics = self.lun_metrics(&target, cmd.lun).map(|lun| {
+        let metrics = self.lun_metrics(target, cmd.lun).map(|lun| {
             lun.started();
             CommandMetrics {
                 lun,
@@ -638,7 +689,7 @@ impl Session {
             data_out: cmd.data_out,
             expected_len: cmd.expected_len,
         });
-        self.advance(conn, done_tx, &target, itt, seq, start);
+        self.advance(conn, done_tx, target, itt, seq, start);
     }
 
     fn io_done(&mut self, conn: &mut iscsi::Connection, done_tx: &Arc<Completions>, done: IoDone) {
@@ -820,7 +871,9 @@ impl Session {
         // one session per I_T nexus, so no other nexus's tasks are visible here.
         match tmf.function.scope() {
             TaskScope::Task(referenced_itt) => {
-                if self.forget(referenced_itt).is_some() {
+                if self.forget(referenced_itt).is_some()
+                    || self.order.remove(referenced_itt).is_some()
+                {
                     conn.abort_command(referenced_itt);
                     TmfResponse::FunctionComplete
                 } else {
@@ -845,6 +898,9 @@ impl Session {
                     .collect();
                 for itt in doomed {
                     self.forget(itt);
+                    conn.abort_command(itt);
+                }
+                for (itt, _) in self.order.remove_on(|wire| wire == lun) {
                     conn.abort_command(itt);
                 }
                 TmfResponse::FunctionComplete
@@ -916,7 +972,13 @@ impl Session {
             self.forget(itt);
             conn.abort_command(itt);
         }
-        collecting + doomed.len()
+        let held = self
+            .order
+            .remove_on(|wire| scsi::decode_lun(wire) == Some(lun));
+        for &(itt, _) in &held {
+            conn.abort_command(itt);
+        }
+        collecting + doomed.len() + held.len()
     }
 
     /// Sends the task aborts a reset from this nexus queued (and any other) to the
@@ -974,12 +1036,19 @@ impl Session {
             self.deadlines.finish(cmd.seq);
             conn.abort_command(itt);
         }
+        for (itt, _) in self.order.remove_on(|_| true) {
+            conn.abort_command(itt);
+        }
+        self.order = crate::task_order::TaskOrder::default();
     }
 
     /// Takes a command out of flight (answered or aborted), with its time limit.
     fn forget(&mut self, itt: u32) -> Option<InFlightCommand> {
         let cmd = self.in_flight.remove(&itt)?;
         self.deadlines.finish(cmd.seq);
+        if !self.order.is_idle() {
+            self.order.left(cmd.lun, itt);
+        }
         Some(cmd)
     }
 
@@ -991,6 +1060,9 @@ impl Session {
                 continue;
             }
             let mut cmd = self.in_flight.remove(&itt).expect("checked above");
+            if !self.order.is_idle() {
+                self.order.left(cmd.lun, itt);
+            }
             let op = cmd.op.unwrap_or(Op::Read);
             tracing::warn!(itt, lun = cmd.lun, %op, limit = ?self.limits.command_timeout,
                 "storage request exceeded the command time limit; answering ABORTED COMMAND");
@@ -1070,6 +1142,11 @@ impl Deadlines {
     fn len(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// How many of the nexus's commands on wire LUN `lun` have started and not ended.
+fn running_on(in_flight: &foldhash::HashMap<u32, InFlightCommand>, lun: u64) -> usize {
+    in_flight.values().filter(|cmd| cmd.lun == lun).count()
 }
 
 fn to_iscsi(response: Response) -> CommandResponse {

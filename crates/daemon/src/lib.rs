@@ -32,6 +32,7 @@ pub mod space;
 pub mod stall;
 pub mod state;
 pub mod targets;
+pub mod task_order;
 pub mod tcp;
 
 pub use connection::ConnectionLimits;

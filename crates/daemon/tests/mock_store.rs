@@ -426,3 +426,167 @@ fn preempt_and_abort_aborts_the_preempted_hosts_commands_in_flight() {
     let sense = &data[2..];
     assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x06, 0x2A, 0x05));
 }
+
+/// Requests the store holds until the test lets them go: (write?, LBA, completion).
+type HeldIo = Arc<Mutex<Vec<(bool, u64, store_api::Completion)>>>;
+
+/// A store that holds every read and write until the test completes it.
+fn holding_store() -> (Arc<dyn BlockStore>, HeldIo) {
+    let held: HeldIo = Arc::default();
+    let store = {
+        let held = held.clone();
+        mock_store(move |req, done| match req {
+            IoRequest::Read { offset, .. } => {
+                held.lock().unwrap().push((false, offset / 512, done))
+            }
+            IoRequest::Write { offset, .. } => {
+                held.lock().unwrap().push((true, offset / 512, done))
+            }
+            _ => done.complete(Ok(IoReply::Done)),
+        })
+    };
+    (store, held)
+}
+
+/// What the store holds now: (write?, LBA), in the order it got them.
+fn holding(held: &HeldIo) -> Vec<(bool, u64)> {
+    held.lock()
+        .unwrap()
+        .iter()
+        .map(|(w, lba, _)| (*w, *lba))
+        .collect()
+}
+
+/// Waits until the store holds the read or write of `lba`, and lets it finish (a read with
+/// 512 bytes of `lba`'s low byte).
+fn finish(held: &HeldIo, write: bool, lba: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut h = held.lock().unwrap();
+        if let Some(i) = h.iter().position(|(w, l, _)| (*w, *l) == (write, lba)) {
+            let (_, _, done) = h.remove(i);
+            drop(h);
+            let reply = if write {
+                IoReply::Done
+            } else {
+                IoReply::Data(Bytes::from(vec![lba as u8; 512]))
+            };
+            done.complete(Ok(reply));
+            return;
+        }
+        drop(h);
+        assert!(
+            Instant::now() < deadline,
+            "LBA {lba} never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A SCSI Command header with task attribute `attr` (RFC 7143 11.3.1: ATTR, byte 1 bits
+/// 0-2; SAM-5: 1 SIMPLE, 2 ORDERED, 3 HEAD OF QUEUE).
+fn with_attr(mut bhs: [u8; 48], attr: u8) -> [u8; 48] {
+    bhs[1] = (bhs[1] & !0x07) | attr;
+    bhs
+}
+
+/// The next command's answer: (task tag, status, data-in), from its Data-In PDUs and the
+/// SCSI Response or the final Data-In with status (S bit, byte 1 bit 0; status in byte 3).
+fn answer(stream: &mut std::net::TcpStream) -> (u32, u8, Vec<u8>) {
+    let mut data_in = Vec::new();
+    loop {
+        let (bhs, data) = recv_pdu(stream);
+        match bhs[0] & 0x3f {
+            0x21 => return (be32(&bhs[16..]), bhs[3], data_in),
+            0x25 => {
+                data_in.extend_from_slice(&data);
+                if bhs[1] & 0x01 != 0 {
+                    return (be32(&bhs[16..]), bhs[3], data_in);
+                }
+            }
+            op => panic!("a SCSI Response or Data-In expected, got opcode {op:#x}"),
+        }
+    }
+}
+
+#[test]
+fn an_ordered_command_waits_for_the_commands_before_it_and_holds_those_after() {
+    const SIMPLE: u8 = 1;
+    const ORDERED: u8 = 2;
+    const HEAD_OF_QUEUE: u8 = 3;
+    let (store, held) = holding_store();
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    let (mut s, exp) = raw_session(target.portal, IQN);
+    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    let write = |lba: u8| [0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+
+    // A SIMPLE write of LBA 1 reaches the store and stays there.
+    let cmd = scsi_command(&write(1), 1, 1, exp, 512, true);
+    send_pdu(&mut s, with_attr(cmd, SIMPLE), &[0x11; 512]);
+    // An ORDERED read of LBA 2 must wait for it; a SIMPLE read of LBA 3 after the ORDERED
+    // one must wait for that.
+    let cmd = scsi_command(&read(2), 2, 2, exp, 512, false);
+    send_pdu(&mut s, with_attr(cmd, ORDERED), &[]);
+    let cmd = scsi_command(&read(3), 3, 3, exp, 512, false);
+    send_pdu(&mut s, with_attr(cmd, SIMPLE), &[]);
+    // HEAD OF QUEUE starts at once. Its reaching the store also shows the commands sent
+    // before it were taken in, so what the store holds then is what started.
+    let cmd = scsi_command(&read(4), 4, 4, exp, 512, false);
+    send_pdu(&mut s, with_attr(cmd, HEAD_OF_QUEUE), &[]);
+    finish(&held, false, 4);
+    assert_eq!(answer(&mut s), (4, 0, vec![4; 512]));
+    assert_eq!(
+        holding(&held),
+        [(true, 1)],
+        "only the write before the ORDERED read"
+    );
+
+    // The write ends: the ORDERED read starts (before the write's answer goes out), the
+    // SIMPLE read behind it still waits.
+    finish(&held, true, 1);
+    assert_eq!(answer(&mut s), (1, 0, vec![]));
+    assert_eq!(holding(&held), [(false, 2)]);
+    finish(&held, false, 2);
+    assert_eq!(answer(&mut s), (2, 0, vec![2; 512]));
+    assert_eq!(holding(&held), [(false, 3)]);
+    finish(&held, false, 3);
+    assert_eq!(answer(&mut s), (3, 0, vec![3; 512]));
+}
+
+#[test]
+fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
+    const ORDERED: u8 = 2;
+    let (store, held) = holding_store();
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    let (mut s, exp) = raw_session(target.portal, IQN);
+
+    // A SIMPLE write of LBA 1 held by the store; an ORDERED read of LBA 2 behind it.
+    let write = [0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0];
+    send_pdu(
+        &mut s,
+        scsi_command(&write, 1, 1, exp, 512, true),
+        &[0x11; 512],
+    );
+    let read = [0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0];
+    send_pdu(
+        &mut s,
+        with_attr(scsi_command(&read, 2, 2, exp, 512, false), ORDERED),
+        &[],
+    );
+    // ABORT TASK (function 1) of the read: it existed, so FUNCTION COMPLETE (0).
+    send_pdu(&mut s, tmf_request(1, 0, 0x10, 2, 3, exp, 2), &[]);
+    let (resp, _) = recv_pdu(&mut s);
+    assert_eq!(resp[0] & 0x3f, 0x22, "Task Management Function Response");
+    assert_eq!((be32(&resp[16..]), resp[2]), (0x10, 0));
+    assert_eq!(holding(&held), [(true, 1)]);
+
+    // The write ends; TEST UNIT READY after it. No answer and no store request for the
+    // aborted read, ever.
+    finish(&held, true, 1);
+    send_pdu(&mut s, scsi_command(&[0; 6], 3, 3, exp, 0, false), &[]);
+    // Both SIMPLE: their answers may come in either order.
+    let mut answers = [answer(&mut s), answer(&mut s)];
+    answers.sort();
+    assert_eq!(answers, [(1, 0, vec![]), (3, 0, vec![])]);
+    assert!(holding(&held).is_empty());
+}
