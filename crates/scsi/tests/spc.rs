@@ -55,14 +55,14 @@ fn vpd_supported_pages_known_answer() {
     let d = rig().run(&inquiry(true, 0x00, 255), &[]).data_in;
     assert_eq!(
         &d[..],
-        &[0x00, 0x00, 0x00, 0x06, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1]
+        &[0x00, 0x00, 0x00, 0x07, 0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1]
     );
     let d = Rig::new(discard_caps())
         .run(&inquiry(true, 0x00, 255), &[])
         .data_in;
     assert_eq!(
         &d[..],
-        &[0x00, 0x00, 0x00, 0x07, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
+        &[0x00, 0x00, 0x00, 0x08, 0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2]
     );
 }
 
@@ -109,6 +109,22 @@ fn vpd_block_limits_known_answer() {
 }
 
 #[test]
+fn vpd_extended_inquiry_known_answer() {
+    let d = rig().run(&inquiry(true, 0x86, 255), &[]).data_in;
+    // SPC-4 7.8.7: PAGE LENGTH 003Ch.
+    let mut want = [0u8; 64];
+    want[1] = 0x86;
+    want[3] = 0x3C;
+    // Byte 4: ACTIVATE MICROCODE, SPT, GRD_CHK, APP_CHK, REF_CHK all 0 (no protection).
+    // Byte 5, bits 2..0: HEADSUP, ORDSUP, SIMPSUP.
+    want[5] = 0b0000_0111;
+    // Byte 6, bit 0: V_SUP (a volatile cache); bit 1 NV_SUP 0.
+    want[6] = 0b0000_0001;
+    assert_eq!(&d[..], &want[..]);
+    insta::assert_snapshot!(hex(&d));
+}
+
+#[test]
 fn vpd_block_device_characteristics_and_provisioning() {
     let mut rig = Rig::new(discard_caps());
     let d = rig.run(&inquiry(true, 0xB1, 255), &[]).data_in;
@@ -125,7 +141,7 @@ fn vpd_block_device_characteristics_and_provisioning() {
 
 #[rstest]
 #[case::no_discard(Capabilities::default(), 0xB2)]
-#[case::unknown(discard_caps(), 0x86)]
+#[case::unknown(discard_caps(), 0x87)]
 fn unsupported_vpd_page_is_invalid_field(#[case] caps: Capabilities, #[case] page: u8) {
     let r = Rig::new(caps).run(&inquiry(true, page, 255), &[]);
     assert_eq!(outcome(&r), INVALID_FIELD);

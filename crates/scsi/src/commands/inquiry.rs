@@ -124,9 +124,9 @@ pub(crate) fn standard_inquiry(lu: Option<&LuConfig>) -> Vec<u8> {
 /// The VPD pages this logical unit supports, ascending.
 fn supported_vpd_pages(lu: &LuConfig) -> &'static [u8] {
     if lu.capabilities.discard {
-        &[0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
+        &[0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1, 0xB2]
     } else {
-        &[0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1]
+        &[0x00, 0x80, 0x83, 0x86, 0x8F, 0xB0, 0xB1]
     }
 }
 
@@ -158,6 +158,15 @@ pub(crate) fn vpd_page_of_port(
             if let Some(alua) = alua {
                 super::alua::port_designators(alua, &mut d);
             }
+        }
+        0x86 => {
+            // Extended INQUIRY Data (SPC-4 7.8.7): no protection information (byte 4);
+            // the task attributes the daemon honours (`daemon::task_order`): HEADSUP,
+            // ORDSUP, SIMPSUP (byte 5); a volatile cache, which the caching mode page's
+            // WCE turns on and off, and no non-volatile one: V_SUP (byte 6). The rest
+            // (referrals, microcode, self-test, sense length) not reported.
+            d.extend_from_slice(&[0x00, 0x07, 0x01]);
+            d.resize(64, 0);
         }
         0x8F => super::copy::third_party_copy_vpd(lu, &mut d),
         0xB0 => block_limits(lu, &mut d),
