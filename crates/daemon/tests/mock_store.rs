@@ -590,3 +590,38 @@ fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
     assert_eq!(answers, [(1, 0, vec![]), (3, 0, vec![])]);
     assert!(holding(&held).is_empty());
 }
+
+#[test]
+fn abort_task_set_takes_the_commands_waiting_behind_an_ordered_one_too() {
+    const ORDERED: u8 = 2;
+    let (store, held) = holding_store();
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    let (mut s, exp) = raw_session(target.portal, IQN);
+
+    // A write held by the store, an ORDERED read waiting for it, a SIMPLE read behind that.
+    let write = [0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0];
+    send_pdu(
+        &mut s,
+        scsi_command(&write, 1, 1, exp, 512, true),
+        &[0x11; 512],
+    );
+    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    send_pdu(
+        &mut s,
+        with_attr(scsi_command(&read(2), 2, 2, exp, 512, false), ORDERED),
+        &[],
+    );
+    send_pdu(&mut s, scsi_command(&read(3), 3, 3, exp, 512, false), &[]);
+    // ABORT TASK SET (function 2) on LUN 0: FUNCTION COMPLETE (0).
+    send_pdu(&mut s, tmf_request(2, 0, 0x10, 0xffff_ffff, 4, exp, 0), &[]);
+    let (resp, _) = recv_pdu(&mut s);
+    assert_eq!(resp[0] & 0x3f, 0x22, "Task Management Function Response");
+    assert_eq!((be32(&resp[16..]), resp[2]), (0x10, 0));
+
+    // The write finishes late: nothing answers it, nor the two reads, which never reach
+    // the store. The next command is answered.
+    finish(&held, true, 1);
+    send_pdu(&mut s, scsi_command(&[0; 6], 4, 4, exp, 0, false), &[]);
+    assert_eq!(answer(&mut s), (4, 0, vec![]));
+    assert!(holding(&held).is_empty());
+}
