@@ -2086,7 +2086,10 @@ mod tests {
                       /dev/sda1 /srv ext4 rw 0 0\n";
         assert!(tmpfs_mounted_on(mounts, "/dev/shm"));
         assert!(!tmpfs_mounted_on(mounts, "/srv"), "ext4 is not tmpfs");
-        assert!(!tmpfs_mounted_on(mounts, "/dev"), "only the directory itself");
+        assert!(
+            !tmpfs_mounted_on(mounts, "/dev"),
+            "only the directory itself"
+        );
         assert!(!tmpfs_mounted_on("shm /dev/shm ramfs rw 0 0\n", "/dev/shm"));
         assert!(!tmpfs_mounted_on("", "/dev/shm"));
     }
