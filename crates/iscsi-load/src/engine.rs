@@ -493,6 +493,14 @@ pub fn run_verified(
 
         std::mem::swap(&mut *done.borrow_mut(), &mut batch);
         let now = Instant::now();
+        // Writes queued again in this round and not sent yet: while the round has queued
+        // no read they wait, to go out together, corked, once the round's completions
+        // are worked through (one flush instead of one per write, as a kernel initiator
+        // under load coalesces its sends). A read sends them with itself at once, and
+        // the rest of that round's writes go one by one: a read held back to the end of
+        // the round would make the two ends take turns (twenty-fourth round).
+        let mut deferred = false;
+        let mut read_seen = false;
         for d in batch.drain(..) {
             let slot = slots[d.slot];
             if !slot.busy {
@@ -532,12 +540,33 @@ pub fn run_verified(
             if now < stop_at && fatal.is_none() {
                 if submit(d.slot, &mut slots, &mut picker, &mut verifier) {
                     in_flight += 1;
-                    if let Err(e) = send_now(&slots, d.slot) {
+                    let write = slots[d.slot].write;
+                    let r = if workload.split_writes || read_seen {
+                        send_now(&slots, d.slot)
+                    } else if write {
+                        deferred = true;
+                        Ok(())
+                    } else {
+                        read_seen = true;
+                        if std::mem::take(&mut deferred) {
+                            // SAFETY: ctx is live and logged in; this thread is its only user.
+                            unsafe { send_corked(ctx) }
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = r {
                         fatal = Some(e);
                     }
                 } else {
                     tally.error(format!("cannot queue a command: {}", last_error(ctx)));
                 }
+            }
+        }
+        if deferred {
+            // SAFETY: ctx is live and logged in; this thread is its only user.
+            if let Err(e) = unsafe { send_corked(ctx) } {
+                fatal = Some(e);
             }
         }
         if last_round {

@@ -75,7 +75,7 @@ struct Args {
     sessions: u32,
     /// Send each write command's header and data by two sends, two TCP segments, as
     /// libiscsi does by itself (by default they go out corked as one, as Linux's
-    /// initiator sends a PDU).
+    /// initiator sends a PDU, and a round's writes together).
     #[arg(long)]
     split_writes: bool,
 }

@@ -84,10 +84,13 @@ pub struct Workload {
     pub drain_timeout: Duration,
     /// Send a write command as libiscsi does by itself: its header and its immediate
     /// data by two system calls, so two TCP segments under libiscsi's `TCP_NODELAY`.
-    /// Off (the default), each write command goes out as soon as it is queued, both
-    /// sends corked into one segment, as Linux's initiator sends a PDU (its header
-    /// with `MSG_MORE`): the target and this initiator then pay for one segment per
-    /// write, not two. Reads are one send either way.
+    /// Off (the default), a write's two sends are corked (`TCP_CORK`) into one
+    /// segment, as Linux's initiator sends a PDU (its header with `MSG_MORE`), and the
+    /// writes queued again in one round of completions go out together, corked, at the
+    /// round's end, unless the round queued a read: then they go with the read at once
+    /// and the round's later writes one by one. The target and this initiator then pay
+    /// for at most one segment per write, not two, and the initiator for one flush per
+    /// round of writes. Reads are one send either way.
     pub split_writes: bool,
 }
 

@@ -807,7 +807,8 @@ pub fn describe_initiator(split_writes: bool) -> String {
          libiscsi does by itself; `--split-writes`)"
     } else {
         "each write command's header and data corked into one TCP segment, as Linux's \
-         initiator sends a PDU (libiscsi by itself sends two: `--split-writes`)"
+         initiator sends a PDU, and the writes of one round of completions corked together \
+         (libiscsi by itself sends two segments per write: `--split-writes`)"
     };
     format!("`iscsi-load` (libiscsi, one thread per session): {how}")
 }
