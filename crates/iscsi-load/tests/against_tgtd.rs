@@ -226,6 +226,7 @@ fn a_write_command_costs_the_segments_its_sends_make(#[case] split_writes: bool)
     }
 }
 
+#[test]
 fn a_target_that_dies_ends_the_run_with_errors() {
     let Some(mut tgtd) = Tgtd::start_or_skip("a_target_that_dies_ends_the_run_with_errors") else {
         return;
