@@ -38,6 +38,7 @@
 
 mod charts;
 mod memcopy;
+mod pin;
 mod report;
 mod rounds;
 mod tcp;
@@ -123,9 +124,10 @@ pub struct BenchOptions {
     /// HeaderDigest).
     #[arg(long)]
     pub no_digests: bool,
-    /// Pairs of runs (without and with HeaderDigest, side by side at the same time) for
-    /// the digest cost; its verdict is the median over the pairs.
-    #[arg(long, default_value_t = 5)]
+    /// Pairs of runs (without and with HeaderDigest, side by side at the same time, each
+    /// side on a core of its own) for the digest cost; its verdict is the median over the
+    /// pairs.
+    #[arg(long, default_value_t = 7)]
     pub digest_pairs: u32,
     /// Use the release binaries already built instead of building them.
     #[arg(long)]
@@ -1360,11 +1362,13 @@ impl Bench<'_> {
     /// time (which side's daemon starts first alternating from pair to pair). Run one after
     /// the other, the two sides of a pair met different load from the other processes on
     /// a shared machine, which moved CPU per command by more than the digests do (pairs
-    /// 0.33..1.48 in one run); side by side, every burst hits both alike. The verdict is
-    /// the median pair.
+    /// 0.33..1.48 in one run); side by side, every burst hits both alike. With two cores
+    /// or more, each side's daemon and session are bound to a core of their own ([`pin`]),
+    /// the cores swapped from pair to pair. The verdict is the median pair.
     fn digests(&self) -> DigestResult {
         let spec = WORKLOADS[0];
         let pairs = self.opts.digest_pairs.max(1);
+        let cores = pin::two_cores();
         let mut runs: Vec<(Measured, Measured)> = Vec::new();
         for pair in 0..pairs {
             let label = format!(
@@ -1374,7 +1378,7 @@ impl Bench<'_> {
             );
             self.progress.start(&label);
             let started = Instant::now();
-            let (without, with) = self.digest_pair(&spec, pair % 2 == 1);
+            let (without, with) = self.digest_pair(&spec, pair % 2 == 1, cores);
             let side = |m: &Measured| match m {
                 Measured::Ok(n) => format!(
                     "{:>8} IOPS {} us/cmd",
@@ -1416,37 +1420,26 @@ impl Bench<'_> {
             without,
             with,
             pairs,
+            cores,
         }
     }
 
     /// One digest pair: a daemon and a session without digests and another with
     /// HeaderDigest, started together (the barrier) and measured over the same window.
-    fn digest_pair(&self, spec: &Spec, digest_side_first: bool) -> (Measured, Measured) {
+    /// With two cores or more, each side's daemon and session run on one core of their
+    /// own ([`pin`]), the digest side on the second core when it starts first.
+    fn digest_pair(
+        &self,
+        spec: &Spec,
+        digest_side_first: bool,
+        cores: Option<[usize; 2]>,
+    ) -> (Measured, Measured) {
         let barrier = std::sync::Barrier::new(2);
         let side = |digest: bool| -> Measured {
-            let tag = format!("oursmemory-digest{}", u8::from(digest));
-            let daemon = if digest == digest_side_first {
-                let d = self.start_daemon_tagged(Side::OursMemory, None, &tag);
-                barrier.wait();
-                d
-            } else {
-                barrier.wait();
-                self.start_daemon_tagged(Side::OursMemory, None, &tag)
-            };
-            // Both sessions start once both daemons are up.
-            barrier.wait();
-            let run = || -> Result<Numbers> {
-                let mut d = daemon?.into_inner();
-                let r = self.load(&d, spec, Side::OursMemory, 1, digest);
-                if !d.is_running() {
-                    bail!("the daemon died: {}", tail(&d.log));
-                }
-                r
-            };
-            match run() {
-                Ok(n) => Measured::Ok(n),
-                Err(e) => Measured::Failed(format!("{e:#}")),
-            }
+            let core = cores.map(|c| c[usize::from(digest == digest_side_first)]);
+            pin::on_core(core, || {
+                self.digest_side(spec, digest, digest_side_first, &barrier)
+            })
         };
         std::thread::scope(|s| {
             let with = s.spawn(|| side(true));
@@ -1456,6 +1449,39 @@ impl Bench<'_> {
                 .unwrap_or_else(|_| Measured::Failed("the measuring thread panicked".into()));
             (without, with)
         })
+    }
+
+    /// One side of a digest pair, on the calling thread's cores.
+    fn digest_side(
+        &self,
+        spec: &Spec,
+        digest: bool,
+        digest_side_first: bool,
+        barrier: &std::sync::Barrier,
+    ) -> Measured {
+        let tag = format!("oursmemory-digest{}", u8::from(digest));
+        let daemon = if digest == digest_side_first {
+            let d = self.start_daemon_tagged(Side::OursMemory, None, &tag);
+            barrier.wait();
+            d
+        } else {
+            barrier.wait();
+            self.start_daemon_tagged(Side::OursMemory, None, &tag)
+        };
+        // Both sessions start once both daemons are up.
+        barrier.wait();
+        let run = || -> Result<Numbers> {
+            let mut d = daemon?.into_inner();
+            let r = self.load(&d, spec, Side::OursMemory, 1, digest);
+            if !d.is_running() {
+                bail!("the daemon died: {}", tail(&d.log));
+            }
+            r
+        };
+        match run() {
+            Ok(n) => Measured::Ok(n),
+            Err(e) => Measured::Failed(format!("{e:#}")),
+        }
     }
 
     fn start_daemon(

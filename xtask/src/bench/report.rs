@@ -707,6 +707,9 @@ pub struct DigestResult {
     pub with: Measured,
     /// Every pair's ratios, in the order run; empty when only `without` and `with` were run.
     pub pairs: Vec<DigestPair>,
+    /// The two CPUs each pair's sides were bound to, one side on each (swapped from pair
+    /// to pair); `None` when they shared the machine's cores unbound.
+    pub cores: Option<[usize; 2]>,
 }
 
 /// One pair of runs, without and with digests, side by side at the same time on two
@@ -1465,10 +1468,21 @@ impl Report {
                 s,
                 "## Digests\n\nPairs of runs side by side: in each pair two fresh daemons, one \
                  session each, one without and one with HeaderDigest, measured over the same \
-                 window, so the other processes' load hits both alike. The goal (at most \
+                 window, so the other processes' load hits both alike{}. The goal (at most \
                  10% cost) is judged on the median over the pairs of CPU per command of both \
                  ends (the IOPS of a pair also show how the two sessions shared the cores); \
                  the IOPS and CPU columns show the median pair.\n\n{}",
+                match self.digests.as_ref().and_then(|d| d.cores) {
+                    Some([a, b]) => format!(
+                        "; each side's daemon and initiator bound to one core of its own \
+                         (CPUs {a} and {b}, swapped from pair to pair), so that neither side \
+                         shares a core with the other's processes or moves between cores \
+                         (left to the scheduler, four busy processes on two cores shared \
+                         them differently from pair to pair, which moved a pair's ratio by \
+                         more than the digests cost)"
+                    ),
+                    None => String::new(),
+                },
                 self.digest_table()
             );
         }
@@ -1703,6 +1717,7 @@ mod tests {
                 without: ok(100_000.0),
                 with: ok(85_000.0),
                 pairs: vec![],
+                cores: None,
             }),
             notes: vec![],
         }
@@ -2239,6 +2254,7 @@ mod tests {
             without: run(100_000.0, 4.0, 50.0),
             with: run(60_000.0, 4.2, 30.0),
             pairs: vec![],
+            cores: None,
         };
         assert!((cpu_us_both(busy.without.numbers().unwrap()).unwrap() - 9.0).abs() < 1e-9);
         assert!((busy.cpu_ratio().unwrap() - 9.0 / 9.2).abs() < 1e-9);
@@ -2253,6 +2269,7 @@ mod tests {
             without: run(100_000.0, 4.0, 50.0),
             with: run(100_000.0, 5.8, 50.0),
             pairs: vec![],
+            cores: None,
         };
         assert_eq!(costly.goal(), Some(false));
         // Without CPU numbers the IOPS decide.
@@ -2260,6 +2277,7 @@ mod tests {
             without: ok(100_000.0),
             with: ok(95_000.0),
             pairs: vec![],
+            cores: None,
         };
         assert_eq!(bare.cpu_ratio(), None);
         assert_eq!(bare.goal(), Some(true));
@@ -2288,6 +2306,7 @@ mod tests {
             without: pairs[0].0.clone(),
             with: pairs[0].1.clone(),
             pairs: pairs.iter().map(|(a, b)| DigestPair::of(a, b)).collect(),
+            cores: None,
         };
         assert!((d.cpu_ratio().unwrap() - 5.0 / 5.1).abs() < 1e-9);
         assert!((d.ratio().unwrap() - 0.98).abs() < 1e-9);
@@ -2301,6 +2320,22 @@ mod tests {
         );
         assert_eq!(median_of([Some(1.0), None, Some(3.0)]), Some(2.0));
         assert_eq!(median_of([None]), None);
+    }
+
+    #[test]
+    fn the_digest_section_says_which_cores_the_sides_were_bound_to() {
+        let mut r = report();
+        let unbound = r.markdown("bench");
+        assert!(unbound.contains("## Digests"));
+        assert!(!unbound.contains("bound to one core"));
+        r.digests.as_mut().unwrap().cores = Some([0, 1]);
+        let bound = r.markdown("bench");
+        assert!(bound.contains(
+            "each side's daemon and initiator bound to one core of its own (CPUs 0 and 1, \
+             swapped from pair to pair)"
+        ));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["digests"]["cores"], serde_json::json!([0, 1]));
     }
 
     #[test]
