@@ -553,14 +553,14 @@ fn an_ordered_command_waits_for_the_commands_before_it_and_holds_those_after() {
     assert_eq!(answer(&mut s), (3, 0, vec![3; 512]));
 }
 
-#[test]
-fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
+/// A session on a store that holds its requests ([`holding_store`]), with a SIMPLE write of
+/// LBA 1 (task tag 1) held by the store and an ORDERED read of LBA 2 (tag 2) sent behind
+/// it; CmdSN 3 is next.
+fn a_write_held_and_an_ordered_read_behind_it() -> (InProcess, HeldIo, std::net::TcpStream, u32) {
     const ORDERED: u8 = 2;
     let (store, held) = holding_store();
     let target = InProcess::serve(store, Some(Duration::from_secs(60)));
     let (mut s, exp) = raw_session(target.portal, IQN);
-
-    // A SIMPLE write of LBA 1 held by the store; an ORDERED read of LBA 2 behind it.
     let write = [0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0];
     send_pdu(
         &mut s,
@@ -573,6 +573,12 @@ fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
         with_attr(scsi_command(&read, 2, 2, exp, 512, false), ORDERED),
         &[],
     );
+    (target, held, s, exp)
+}
+
+#[test]
+fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
+    let (_target, held, mut s, exp) = a_write_held_and_an_ordered_read_behind_it();
     // ABORT TASK (function 1) of the read: it existed, so FUNCTION COMPLETE (0).
     send_pdu(&mut s, tmf_request(1, 0, 0x10, 2, 3, exp, 2), &[]);
     let (resp, _) = recv_pdu(&mut s);
@@ -593,25 +599,10 @@ fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
 
 #[test]
 fn abort_task_set_takes_the_commands_waiting_behind_an_ordered_one_too() {
-    const ORDERED: u8 = 2;
-    let (store, held) = holding_store();
-    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
-    let (mut s, exp) = raw_session(target.portal, IQN);
-
     // A write held by the store, an ORDERED read waiting for it, a SIMPLE read behind that.
-    let write = [0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0];
-    send_pdu(
-        &mut s,
-        scsi_command(&write, 1, 1, exp, 512, true),
-        &[0x11; 512],
-    );
-    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
-    send_pdu(
-        &mut s,
-        with_attr(scsi_command(&read(2), 2, 2, exp, 512, false), ORDERED),
-        &[],
-    );
-    send_pdu(&mut s, scsi_command(&read(3), 3, 3, exp, 512, false), &[]);
+    let (_target, held, mut s, exp) = a_write_held_and_an_ordered_read_behind_it();
+    let read = [0x28, 0, 0, 0, 0, 3, 0, 0, 1, 0];
+    send_pdu(&mut s, scsi_command(&read, 3, 3, exp, 512, false), &[]);
     // ABORT TASK SET (function 2) on LUN 0: FUNCTION COMPLETE (0).
     send_pdu(&mut s, tmf_request(2, 0, 0x10, 0xffff_ffff, 4, exp, 0), &[]);
     let (resp, _) = recv_pdu(&mut s);
