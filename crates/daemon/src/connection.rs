@@ -283,12 +283,13 @@ async fn serve_in_span(
                 }
                 session.handle_event(&mut conn, &done_tx, &targets, peer, event);
                 let (reads, bytes) = done_tx.ready_data();
-                if buffers.send_now(reads, bytes) {
-                    // Read data is ready (a store that answers inline, the memory store,
-                    // reads while the commands start): a large batch of it, or the first
-                    // few reads of the round. Sent before the next command is worked on,
-                    // so the initiator takes in the first responses while the next are
-                    // read, instead of both ends taking turns over the whole batch.
+                if buffers.send_now(reads, bytes, done_tx.ready_count()) {
+                    // Answers are ready (a store that answers inline, the memory store,
+                    // reads and writes while the commands start): a large batch of read
+                    // data, or the first few answers of the round. Sent before the next
+                    // command is worked on, so the initiator takes in the first responses
+                    // and sends its next commands while the rest are worked on, instead
+                    // of both ends taking turns over the whole batch.
                     done_tx.take(&mut ready);
                     for done in ready.drain(..) {
                         session.io_done(&mut conn, &done_tx, done);
