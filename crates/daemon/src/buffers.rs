@@ -356,16 +356,21 @@ mod tests {
         assert!(b.capacity() <= SocketBuffers::KEEP);
     }
 
-    /// A round that answers `reads` reads of `size` bytes inline, one after the other:
-    /// after which of them (1-based) it sends what is ready.
-    fn sends_in_a_round(b: &mut SocketBuffers, reads: usize, size: usize) -> Vec<usize> {
+    /// A round that answers `n` commands inline, one after the other (reads of `size`
+    /// bytes each, or writes for `None`): after which of them (1-based) it sends what is
+    /// ready.
+    fn sends_in_a_round(b: &mut SocketBuffers, n: usize, size: Option<usize>) -> Vec<usize> {
         b.begin_round();
         let mut ready = 0;
         let mut sent = Vec::new();
-        for n in 1..=reads {
+        for i in 1..=n {
             ready += 1;
-            if b.send_now(ready, ready * size, ready) {
-                sent.push(n);
+            let (reads, bytes) = match size {
+                Some(size) => (ready, ready * size),
+                None => (0, 0),
+            };
+            if b.send_now(reads, bytes, ready) {
+                sent.push(i);
                 ready = 0;
             }
         }
@@ -377,33 +382,20 @@ mod tests {
     #[test]
     fn a_round_sends_its_first_small_reads_early_and_large_batches_as_they_fill() {
         let mut b = SocketBuffers::default();
-        assert_eq!(sends_in_a_round(&mut b, 13, 4096), [4]);
+        assert_eq!(sends_in_a_round(&mut b, 13, Some(4096)), [4]);
         // A new round sends early again.
-        assert_eq!(sends_in_a_round(&mut b, 13, 4096), [4]);
+        assert_eq!(sends_in_a_round(&mut b, 13, Some(4096)), [4]);
         // A round of three small reads sends them all at its end.
-        assert_eq!(sends_in_a_round(&mut b, 3, 4096), Vec::<usize>::new());
-        assert_eq!(sends_in_a_round(&mut b, 16, 64 * 1024), [4, 8, 12, 16]);
-        assert_eq!(sends_in_a_round(&mut b, 6, 1024 * 1024), [2, 4, 6]);
+        assert_eq!(sends_in_a_round(&mut b, 3, Some(4096)), Vec::<usize>::new());
+        assert_eq!(
+            sends_in_a_round(&mut b, 16, Some(64 * 1024)),
+            [4, 8, 12, 16]
+        );
+        assert_eq!(sends_in_a_round(&mut b, 6, Some(1024 * 1024)), [2, 4, 6]);
         // After a large batch went out, small answers wait for the round's end.
         b.begin_round();
         assert!(b.send_now(4, 256 * 1024, 4));
         assert!(!b.send_now(4, 4 * 4096, 4));
-    }
-
-    /// A round that answers `writes` writes inline, one after the other: after which of
-    /// them (1-based) it sends what is ready.
-    fn write_sends_in_a_round(b: &mut SocketBuffers, writes: usize) -> Vec<usize> {
-        b.begin_round();
-        let mut ready = 0;
-        let mut sent = Vec::new();
-        for n in 1..=writes {
-            ready += 1;
-            if b.send_now(0, 0, ready) {
-                sent.push(n);
-                ready = 0;
-            }
-        }
-        sent
     }
 
     /// Writes answered inline: the first eight of a round go out early, once per round,
@@ -411,9 +403,9 @@ mod tests {
     #[test]
     fn a_round_sends_its_first_eight_write_answers_early() {
         let mut b = SocketBuffers::default();
-        assert_eq!(write_sends_in_a_round(&mut b, 32), [8]);
-        assert_eq!(write_sends_in_a_round(&mut b, 32), [8], "every round");
-        assert_eq!(write_sends_in_a_round(&mut b, 7), Vec::<usize>::new());
+        assert_eq!(sends_in_a_round(&mut b, 32, None), [8]);
+        assert_eq!(sends_in_a_round(&mut b, 32, None), [8], "every round");
+        assert_eq!(sends_in_a_round(&mut b, 7, None), Vec::<usize>::new());
         // A round that already sent its first reads early sends no write answers early.
         b.begin_round();
         assert!(b.send_now(4, 4 * 4096, 4));
