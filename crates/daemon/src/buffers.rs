@@ -148,12 +148,12 @@ impl SocketBuffers {
 
     /// While a round works through its input, after each event: whether the answers
     /// ready now (`answers` of them, `reads` of those with read data, `bytes` of it) go
-    /// out before the next command is worked on. True once a large batch of data is ready (two reads and
-    /// [`Self::FLUSH_AT`] bytes: 64 KiB reads every fourth), so the initiator takes in the
-    /// first responses while the next are read, instead of both ends taking turns over
-    /// the whole batch; and once in a round for the first [`Self::FIRST_SEND_READS`]
-    /// small reads, so the initiator wakes and starts its next commands while this
-    /// round answers the rest. A round of 4 KiB reads from a store that answers inline
+    /// out before the next command is worked on. True once a large batch of data is
+    /// ready (two reads and [`Self::FLUSH_AT`] bytes: 64 KiB reads every fourth), so the
+    /// initiator takes in the first responses while the next are read, instead of both
+    /// ends taking turns over the whole batch; and once in a round for the first
+    /// [`Self::FIRST_SEND_READS`] small reads, so the initiator wakes and starts its next
+    /// commands while this round answers the rest. A round of 4 KiB reads from a store that answers inline
     /// (the memory store) holds a dozen or more; sent together at its end, the initiator
     /// slept through the round and woke only then, on a core that had gone idle, and
     /// both ends ended up idle a third of the time (docs/performance.md, fourteenth

@@ -156,15 +156,15 @@ impl Completions {
         )
     }
 
-    /// Whether any completion waits for the connection task (a relaxed load, no lock, as
-    /// [`Completions::ready_data`]): the connection stops reading on in a round once
-    /// answers are ready, so they are not held back behind more input.
     /// How many completions wait for the connection task, of any kind (a relaxed load, no
     /// lock, as [`Completions::ready_data`]).
     pub fn ready_count(&self) -> usize {
         self.ready_all.load(Ordering::Relaxed)
     }
 
+    /// Whether any completion waits for the connection task (a relaxed load, no lock, as
+    /// [`Completions::ready_data`]): the connection stops reading on in a round once
+    /// answers are ready, so they are not held back behind more input.
     pub fn any_ready(&self) -> bool {
         self.ready_all.load(Ordering::Relaxed) > 0
     }
