@@ -606,6 +606,11 @@ impl Session {
             return;
         };
         let itt = cmd.itt;
+        if let Some(sense) = crate::task_order::refusal(cmd.attr) {
+            tracing::debug!(itt, attr = ?cmd.attr, "task attribute refused");
+            conn.complete_command(itt, to_iscsi(Response::check_condition(sense)));
+            return;
+        }
         if cmd.data_out_discarded {
             // A write over the iSCSI per-command data limit arrives without its data: fail
             // it as the SCSI layer fails a transfer above its maximum, never run it as a

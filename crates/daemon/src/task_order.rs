@@ -10,8 +10,11 @@
 //! * **ORDERED**: starts once every command the nexus sent the LU before it has ended,
 //!   and every command sent after it (but HEAD OF QUEUE) waits until it has ended;
 //! * **HEAD OF QUEUE**: starts at once, ahead of any command waiting here;
-//! * SIMPLE, untagged (iSCSI: as SIMPLE) and ACA (no ACA condition is ever established,
-//!   NormACA=0) run at once unless an ORDERED command ahead of them holds them.
+//! * SIMPLE and untagged (iSCSI: as SIMPLE) run at once unless an ORDERED command ahead
+//!   of them holds them;
+//! * **ACA** is refused ([`refusal`]): the standard INQUIRY data says NormACA=0, which
+//!   SPC-4 (6.6.2) reads as "the ACA task attribute is not supported", and no ACA
+//!   condition is ever established for such a command to run in.
 //!
 //! Pure bookkeeping, no I/O: the connection asks [`TaskOrder::admit`] for each command,
 //! tells [`TaskOrder::left`] of each that ends (answered, aborted or timed out), and
@@ -21,7 +24,22 @@
 //! by the session's command window (MaxCmdSN), as every command is.
 
 use iscsi::TaskAttr;
+use scsi::sense::{Asc, Sense, SenseKey};
 use std::collections::VecDeque;
+
+/// The sense a command with task attribute `attr` is ended with at once, before it is
+/// admitted, if it is refused: ACA, which this device server does not support (NormACA=0),
+/// with CHECK CONDITION, ILLEGAL REQUEST, INVALID MESSAGE ERROR (49h/00h), the answer to a
+/// task attribute the task manager does not take.
+pub fn refusal(attr: TaskAttr) -> Option<Sense> {
+    match attr {
+        TaskAttr::Aca => Some(Sense::new(
+            SenseKey::IllegalRequest,
+            Asc::INVALID_MESSAGE_ERROR,
+        )),
+        TaskAttr::Simple | TaskAttr::Untagged | TaskAttr::Ordered | TaskAttr::HeadOfQueue => None,
+    }
+}
 
 /// One nexus's waiting and ordered commands, per LU; `C` is the command itself.
 #[derive(Debug)]
@@ -78,6 +96,7 @@ impl<C> TaskOrder<C> {
         let ordered = match attr {
             TaskAttr::HeadOfQueue => return Some(command),
             TaskAttr::Ordered => true,
+            // ACA never gets here (`refusal`); were it to, it would run as SIMPLE.
             TaskAttr::Simple | TaskAttr::Untagged | TaskAttr::Aca => false,
         };
         if let Some(gate) = self.gates.iter_mut().find(|g| g.lun == lun) {

@@ -553,6 +553,42 @@ fn an_ordered_command_waits_for_the_commands_before_it_and_holds_those_after() {
     assert_eq!(answer(&mut s), (3, 0, vec![3; 512]));
 }
 
+#[test]
+fn an_aca_command_is_refused_and_never_reaches_the_store() {
+    // SAM-5 8.6: ATTR 4 is ACA. The standard INQUIRY data says NormACA=0 (SPC-4 6.6.2: the
+    // ACA task attribute is not supported), so such a command ends at once with CHECK
+    // CONDITION (02h), ILLEGAL REQUEST (5h), INVALID MESSAGE ERROR (49h/00h).
+    const SIMPLE: u8 = 1;
+    const ACA: u8 = 4;
+    let (store, held) = holding_store();
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    let (mut s, exp) = raw_session(target.portal, IQN);
+    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    let write = |lba: u8| [0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+
+    // A write with its data (immediate) and a read, both ACA.
+    let cmd = scsi_command(&write(1), 1, 1, exp, 512, true);
+    send_pdu(&mut s, with_attr(cmd, ACA), &[0x11; 512]);
+    let cmd = scsi_command(&read(2), 2, 2, exp, 512, false);
+    send_pdu(&mut s, with_attr(cmd, ACA), &[]);
+    for tag in [1, 2] {
+        let (resp, data) = recv_pdu(&mut s);
+        assert_eq!(resp[0] & 0x3f, 0x21, "SCSI Response");
+        assert_eq!(be32(&resp[16..]), tag);
+        assert_eq!(resp[3], 0x02, "CHECK CONDITION");
+        // Data segment: SenseLength (2 bytes), then fixed-format sense (SPC-4 table 50).
+        let sense = &data[2..];
+        assert_eq!((sense[2] & 0x0f, sense[12], sense[13]), (0x05, 0x49, 0x00));
+    }
+
+    // The session goes on: a SIMPLE read after them is the first request the store sees.
+    let cmd = scsi_command(&read(3), 3, 3, exp, 512, false);
+    send_pdu(&mut s, with_attr(cmd, SIMPLE), &[]);
+    finish(&held, false, 3);
+    assert_eq!(answer(&mut s), (3, 0, vec![3; 512]));
+    assert!(holding(&held).is_empty(), "nothing else reached the store");
+}
+
 /// A session on a store that holds its requests ([`holding_store`]), with a SIMPLE write of
 /// LBA 1 (task tag 1) held by the store and an ORDERED read of LBA 2 (tag 2) sent behind
 /// it; CmdSN 3 is next.
