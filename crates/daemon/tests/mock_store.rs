@@ -483,11 +483,34 @@ fn finish(held: &HeldIo, write: bool, lba: u64) {
     }
 }
 
-/// A SCSI Command header with task attribute `attr` (RFC 7143 11.3.1: ATTR, byte 1 bits
-/// 0-2; SAM-5: 1 SIMPLE, 2 ORDERED, 3 HEAD OF QUEUE).
+/// Task attributes, the ATTR field of a SCSI Command (RFC 7143 11.3.1: byte 1 bits 0-2;
+/// SAM-5 8.6).
+const SIMPLE: u8 = 1;
+const ORDERED: u8 = 2;
+const HEAD_OF_QUEUE: u8 = 3;
+const ACA: u8 = 4;
+
+/// A SCSI Command header with task attribute `attr`.
 fn with_attr(mut bhs: [u8; 48], attr: u8) -> [u8; 48] {
     bhs[1] = (bhs[1] & !0x07) | attr;
     bhs
+}
+
+/// READ (10) and WRITE (10) of one block at `lba` (SBC-3 5.11, 5.32).
+fn read10(lba: u8) -> [u8; 10] {
+    [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0]
+}
+fn write10(lba: u8) -> [u8; 10] {
+    [0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0]
+}
+
+/// A logged-in raw session on a store that holds its requests ([`holding_store`]): the
+/// target, the held requests, the stream and the next ExpStatSN.
+fn holding_session() -> (InProcess, HeldIo, std::net::TcpStream, u32) {
+    let (store, held) = holding_store();
+    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
+    let (s, exp) = raw_session(target.portal, IQN);
+    (target, held, s, exp)
 }
 
 /// The next command's answer: (task tag, status, data-in), from its Data-In PDUs and the
@@ -511,27 +534,20 @@ fn answer(stream: &mut std::net::TcpStream) -> (u32, u8, Vec<u8>) {
 
 #[test]
 fn an_ordered_command_waits_for_the_commands_before_it_and_holds_those_after() {
-    const SIMPLE: u8 = 1;
-    const ORDERED: u8 = 2;
-    const HEAD_OF_QUEUE: u8 = 3;
-    let (store, held) = holding_store();
-    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
-    let (mut s, exp) = raw_session(target.portal, IQN);
-    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
-    let write = |lba: u8| [0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    let (_target, held, mut s, exp) = holding_session();
 
     // A SIMPLE write of LBA 1 reaches the store and stays there.
-    let cmd = scsi_command(&write(1), 1, 1, exp, 512, true);
+    let cmd = scsi_command(&write10(1), 1, 1, exp, 512, true);
     send_pdu(&mut s, with_attr(cmd, SIMPLE), &[0x11; 512]);
     // An ORDERED read of LBA 2 must wait for it; a SIMPLE read of LBA 3 after the ORDERED
     // one must wait for that.
-    let cmd = scsi_command(&read(2), 2, 2, exp, 512, false);
+    let cmd = scsi_command(&read10(2), 2, 2, exp, 512, false);
     send_pdu(&mut s, with_attr(cmd, ORDERED), &[]);
-    let cmd = scsi_command(&read(3), 3, 3, exp, 512, false);
+    let cmd = scsi_command(&read10(3), 3, 3, exp, 512, false);
     send_pdu(&mut s, with_attr(cmd, SIMPLE), &[]);
     // HEAD OF QUEUE starts at once. Its reaching the store also shows the commands sent
     // before it were taken in, so what the store holds then is what started.
-    let cmd = scsi_command(&read(4), 4, 4, exp, 512, false);
+    let cmd = scsi_command(&read10(4), 4, 4, exp, 512, false);
     send_pdu(&mut s, with_attr(cmd, HEAD_OF_QUEUE), &[]);
     finish(&held, false, 4);
     assert_eq!(answer(&mut s), (4, 0, vec![4; 512]));
@@ -558,18 +574,12 @@ fn an_aca_command_is_refused_and_never_reaches_the_store() {
     // SAM-5 8.6: ATTR 4 is ACA. The standard INQUIRY data says NormACA=0 (SPC-4 6.6.2: the
     // ACA task attribute is not supported), so such a command ends at once with CHECK
     // CONDITION (02h), ILLEGAL REQUEST (5h), INVALID MESSAGE ERROR (49h/00h).
-    const SIMPLE: u8 = 1;
-    const ACA: u8 = 4;
-    let (store, held) = holding_store();
-    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
-    let (mut s, exp) = raw_session(target.portal, IQN);
-    let read = |lba: u8| [0x28, 0, 0, 0, 0, lba, 0, 0, 1, 0];
-    let write = |lba: u8| [0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0];
+    let (_target, held, mut s, exp) = holding_session();
 
     // A write with its data (immediate) and a read, both ACA.
-    let cmd = scsi_command(&write(1), 1, 1, exp, 512, true);
+    let cmd = scsi_command(&write10(1), 1, 1, exp, 512, true);
     send_pdu(&mut s, with_attr(cmd, ACA), &[0x11; 512]);
-    let cmd = scsi_command(&read(2), 2, 2, exp, 512, false);
+    let cmd = scsi_command(&read10(2), 2, 2, exp, 512, false);
     send_pdu(&mut s, with_attr(cmd, ACA), &[]);
     for tag in [1, 2] {
         let (resp, data) = recv_pdu(&mut s);
@@ -582,7 +592,7 @@ fn an_aca_command_is_refused_and_never_reaches_the_store() {
     }
 
     // The session goes on: a SIMPLE read after them is the first request the store sees.
-    let cmd = scsi_command(&read(3), 3, 3, exp, 512, false);
+    let cmd = scsi_command(&read10(3), 3, 3, exp, 512, false);
     send_pdu(&mut s, with_attr(cmd, SIMPLE), &[]);
     finish(&held, false, 3);
     assert_eq!(answer(&mut s), (3, 0, vec![3; 512]));
@@ -593,20 +603,15 @@ fn an_aca_command_is_refused_and_never_reaches_the_store() {
 /// LBA 1 (task tag 1) held by the store and an ORDERED read of LBA 2 (tag 2) sent behind
 /// it; CmdSN 3 is next.
 fn a_write_held_and_an_ordered_read_behind_it() -> (InProcess, HeldIo, std::net::TcpStream, u32) {
-    const ORDERED: u8 = 2;
-    let (store, held) = holding_store();
-    let target = InProcess::serve(store, Some(Duration::from_secs(60)));
-    let (mut s, exp) = raw_session(target.portal, IQN);
-    let write = [0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0];
+    let (target, held, mut s, exp) = holding_session();
     send_pdu(
         &mut s,
-        scsi_command(&write, 1, 1, exp, 512, true),
+        scsi_command(&write10(1), 1, 1, exp, 512, true),
         &[0x11; 512],
     );
-    let read = [0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0];
     send_pdu(
         &mut s,
-        with_attr(scsi_command(&read, 2, 2, exp, 512, false), ORDERED),
+        with_attr(scsi_command(&read10(2), 2, 2, exp, 512, false), ORDERED),
         &[],
     );
     (target, held, s, exp)
@@ -637,8 +642,7 @@ fn a_command_waiting_behind_an_ordered_one_can_be_aborted_and_never_runs() {
 fn abort_task_set_takes_the_commands_waiting_behind_an_ordered_one_too() {
     // A write held by the store, an ORDERED read waiting for it, a SIMPLE read behind that.
     let (_target, held, mut s, exp) = a_write_held_and_an_ordered_read_behind_it();
-    let read = [0x28, 0, 0, 0, 0, 3, 0, 0, 1, 0];
-    send_pdu(&mut s, scsi_command(&read, 3, 3, exp, 512, false), &[]);
+    send_pdu(&mut s, scsi_command(&read10(3), 3, 3, exp, 512, false), &[]);
     // ABORT TASK SET (function 2) on LUN 0: FUNCTION COMPLETE (0).
     send_pdu(&mut s, tmf_request(2, 0, 0x10, 0xffff_ffff, 4, exp, 0), &[]);
     let (resp, _) = recv_pdu(&mut s);
