@@ -14,7 +14,12 @@
 //! Invariant: no request that changes data reaches the source over a chunk that is not
 //! copied, and the copy of a chunk reads it only while no such request can. Chunks that
 //! read back as zeroes are not written: the destination is created sparse and stays so
-//! there.
+//! there. Holes of the source are not even read: the copy asks the source where its
+//! allocated data lies ([`IoRequest::Allocation`], SEEK_DATA/SEEK_HOLE) and takes a chunk
+//! that is all hole as copied; a thin LU of a terabyte with a few gigabytes in it is
+//! read for those gigabytes. It asks while the chunks asked about are held as if being
+//! copied, so the answer holds until they are marked; where the data is dense it asks
+//! less and less often (see [`Holes`]), and a source that cannot tell is read whole.
 //!
 //! The snapshot stands in the data path only for the copy (the daemon's `handover::Lane`
 //! sends the LUN's requests through it, and back once [`Snapshot::run`] returns); every
@@ -41,6 +46,10 @@ const BATCH: usize = 4;
 const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// How often a long copy says how far it is in the log.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Chunks one question about the source's holes covers at most (1 GiB).
+const HOLES_ASKED: usize = 1024;
+/// After answers of data, chunks read before asking again, at most (64 MiB).
+const HOLES_BACKOFF: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -79,6 +88,8 @@ struct State {
 pub struct Copied {
     /// Bytes copied: the source's size when the snapshot began.
     pub bytes: u64,
+    /// Bytes read from the source (the chunks that were not holes there).
+    pub read: u64,
     /// Bytes written to the destination (chunks that were not all zeroes).
     pub written: u64,
     /// Requests that waited for their chunks to be copied first.
@@ -108,6 +119,31 @@ pub enum CopyError {
     /// [`Snapshot::cancel`] stopped it.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Where the copy stands with the source's holes: whether to ask, and from which chunk.
+/// Each answer of data makes the copy read more chunks before it asks again (doubling up
+/// to [`HOLES_BACKOFF`]), each hole starts over at one, so a source dense with data is
+/// asked about once per 64 MiB at most, and a sparse one skips each hole with one question.
+#[derive(Debug)]
+struct Holes {
+    /// The source answers (off after it could not).
+    ask: bool,
+    /// The first chunk the next question may be about.
+    next: usize,
+    /// Chunks to read after the next answer of data.
+    backoff: usize,
+}
+
+impl Holes {
+    fn new(source: &dyn BlockStore) -> Holes {
+        Holes {
+            // A store that never deallocates (fully provisioned) has no holes to find.
+            ask: source.capabilities().discard_zeroes,
+            next: 0,
+            backoff: 1,
+        }
+    }
 }
 
 impl Snapshot {
@@ -209,8 +245,9 @@ impl Snapshot {
         None
     }
 
-    /// The next chunks to copy: those held requests wait for first, then in order.
-    fn next_batch(&self) -> Vec<usize> {
+    /// The next chunks to copy: those held requests wait for first, then in order, these
+    /// below chunk `until` but the first (the holes past it are yet to be asked about).
+    fn next_batch(&self, until: usize) -> Vec<usize> {
         let mut state = self.lock();
         let mut batch = Vec::with_capacity(BATCH);
         while batch.len() < BATCH {
@@ -224,6 +261,9 @@ impl Snapshot {
         }
         while batch.len() < BATCH && state.cursor < state.chunks.len() {
             let c = state.cursor;
+            if c >= until && !batch.is_empty() {
+                break;
+            }
             state.cursor += 1;
             if matches!(state.chunks[c], Chunk::Pending | Chunk::Wanted) {
                 state.chunks[c] = Chunk::Copying;
@@ -255,6 +295,103 @@ impl Snapshot {
         for h in released {
             self.source.submit(h.request, h.done);
         }
+    }
+
+    /// Asks the source about the chunks from the copy's cursor on (up to [`HOLES_ASKED`]
+    /// not yet copied nor wanted) and marks those that are all hole copied, unread: the
+    /// destination, new and sparse, reads zeroes there as the hole does. The chunks asked
+    /// about are held as if being copied until the answer is applied, so no change
+    /// reaches them in between; those that hold data go back to be copied (first, if a
+    /// request waits for them). Returns the bytes skipped.
+    fn skip_holes(&self, holes: &mut Holes) -> u64 {
+        let range = {
+            let mut state = self.lock();
+            let first = state.cursor.max(holes.next).min(state.chunks.len());
+            let pending = state.chunks[first..]
+                .iter()
+                .take(HOLES_ASKED)
+                .take_while(|c| **c == Chunk::Pending)
+                .count();
+            for c in &mut state.chunks[first..first + pending] {
+                *c = Chunk::Copying;
+            }
+            first..first + pending
+        };
+        if range.is_empty() {
+            return 0;
+        }
+        let start = range.start as u64 * CHUNK;
+        let end = (range.end as u64 * CHUNK).min(self.size);
+        let answer = wait_all(
+            &*self.source,
+            vec![IoRequest::Allocation {
+                offset: start,
+                len: end - start,
+            }],
+        );
+        // The chunks wholly inside a hole from the range's start, and those the data from
+        // there reaches into.
+        let (hole_chunks, data_chunks) = match answer.as_deref() {
+            Ok([IoReply::Allocation { mapped: false, len }]) => {
+                let hole_end = start + len;
+                let whole = range
+                    .clone()
+                    .take_while(|&c| (c as u64 * CHUNK + self.chunk_len(c)) <= hole_end)
+                    .count();
+                (whole, 1)
+            }
+            Ok([IoReply::Allocation { mapped: true, len }]) => (0, len.div_ceil(CHUNK) as usize),
+            other => {
+                tracing::debug!(
+                    "the source cannot tell its holes ({other:?}); the copy reads them"
+                );
+                holes.ask = false;
+                (0, 0)
+            }
+        };
+        if hole_chunks == range.len() {
+            // All hole: ask on from where the range stopped.
+            holes.next = range.end;
+            holes.backoff = 1;
+        } else if hole_chunks > 0 {
+            // The chunk the hole ends in holds data: read it without asking.
+            holes.next = range.start + hole_chunks + 1;
+            holes.backoff = 1;
+        } else if holes.ask {
+            // Data in the first chunk: read on without asking, longer each time.
+            holes.next = range.start + data_chunks.max(holes.backoff);
+            holes.backoff = (holes.backoff * 2).min(HOLES_BACKOFF);
+        }
+        let skipped = range.start..range.start + hole_chunks;
+        {
+            // What holds data goes back; a request held over it meanwhile makes it wanted.
+            let mut state = self.lock();
+            let rest = skipped.end..range.end;
+            let State {
+                chunks,
+                urgent,
+                held,
+                ..
+            } = &mut *state;
+            for c in rest.clone() {
+                chunks[c] = Chunk::Pending;
+            }
+            for h in held.iter().filter(|_| !rest.is_empty()) {
+                let first = h.first.max(rest.start);
+                let Some(span) = chunks.get_mut(first..=h.last.min(rest.end - 1)) else {
+                    continue;
+                };
+                for (i, chunk) in span.iter_mut().enumerate() {
+                    if *chunk == Chunk::Pending {
+                        *chunk = Chunk::Wanted;
+                        urgent.push_back(first + i);
+                    }
+                }
+            }
+        }
+        let skipped: Vec<usize> = skipped.collect();
+        self.copied(&skipped);
+        skipped.iter().map(|&c| self.chunk_len(c)).sum()
     }
 
     /// Ends the copy: from now on every request passes, and the held ones go on now.
@@ -295,13 +432,40 @@ impl Snapshot {
         progress(0);
         let mut written = 0u64;
         let (mut reported, mut logged) = (began, began);
+        // Told the bytes copied so far each time more are (by a batch or a hole).
+        let mut tell = |done: u64| {
+            observe(done);
+            if done == self.size || reported.elapsed() >= REPORT_EVERY {
+                reported = Instant::now();
+                progress(done);
+            }
+            if logged.elapsed() >= LOG_EVERY {
+                logged = Instant::now();
+                tracing::info!(
+                    "{what}: copied {} of {} ({}%)",
+                    units::format_human(done),
+                    units::format_human(self.size),
+                    done * 100 / self.size.max(1)
+                );
+            }
+        };
         // One batch's writes are in flight while the next batch is read: the batch is
         // marked copied (and the requests it held go on) once its writes are done.
         let mut writing: Option<(Vec<usize>, Pending)> = None;
+        let mut holes = Holes::new(&*self.source);
+        let mut skipped = 0u64;
         let result = loop {
-            let next = match self.cancelled.load(Ordering::Relaxed) {
+            let cancelled = self.cancelled.load(Ordering::Relaxed);
+            if holes.ask && !cancelled {
+                let holes_skipped = self.skip_holes(&mut holes);
+                if holes_skipped > 0 {
+                    skipped += holes_skipped;
+                    tell(self.done.load(Ordering::Relaxed));
+                }
+            }
+            let next = match cancelled {
                 true => Vec::new(),
-                false => self.next_batch(),
+                false => self.next_batch(if holes.ask { holes.next } else { usize::MAX }),
             };
             let reads = (!next.is_empty()).then(|| self.read_batch(&next));
             if let Some((batch, writes)) = writing.take() {
@@ -309,21 +473,7 @@ impl Snapshot {
                     break Err(e.into());
                 }
                 self.copied(&batch);
-                let done = self.done.load(Ordering::Relaxed);
-                observe(done);
-                if done == self.size || reported.elapsed() >= REPORT_EVERY {
-                    reported = Instant::now();
-                    progress(done);
-                }
-                if logged.elapsed() >= LOG_EVERY {
-                    logged = Instant::now();
-                    tracing::info!(
-                        "{what}: copied {} of {} ({}%)",
-                        units::format_human(done),
-                        units::format_human(self.size),
-                        done * 100 / self.size.max(1)
-                    );
-                }
+                tell(self.done.load(Ordering::Relaxed));
             }
             let Some(reads) = reads else {
                 if self.cancelled.load(Ordering::Relaxed) {
@@ -342,6 +492,7 @@ impl Snapshot {
         let held = self.end();
         result.map(|()| Copied {
             bytes: self.size,
+            read: self.size - skipped,
             written,
             held,
             took: began.elapsed(),
@@ -648,7 +799,7 @@ mod tests {
             Ok(IoReply::Data(Bytes::from(vec![0x11; 512])))
         );
         // The first batch is the held write's chunks, then the sequential start.
-        let batch = s.next_batch();
+        let batch = s.next_batch(usize::MAX);
         assert_eq!(batch, vec![6, 7, 0, 1]);
         s.copy_batch(&batch).unwrap();
         assert!(
@@ -697,7 +848,7 @@ mod tests {
     fn a_batch_holds_what_touches_uncopied_chunks_and_passes_the_rest() {
         let source = memory(4 * CHUNK);
         let s = Snapshot::new(source.clone(), memory(4 * CHUNK));
-        let batch = s.next_batch();
+        let batch = s.next_batch(usize::MAX);
         assert_eq!(batch, vec![0, 1, 2, 3]);
         s.copy_batch(&batch[..1]).unwrap();
         s.copied(&batch[..1]);
@@ -756,6 +907,181 @@ mod tests {
         assert_eq!(read(&*dest, 0, size as u32), read(&*source, 0, size as u32));
         let allocated = dest.space().unwrap().allocated;
         assert!(allocated <= CHUNK + 8192 + 64 * 1024, "{allocated}");
+    }
+
+    /// A source that counts the bytes read from it and the questions about its holes, and
+    /// runs `on_question` (once) as the first question comes, before answering it.
+    struct Counting {
+        inner: Arc<dyn BlockStore>,
+        read: AtomicU64,
+        questions: AtomicU64,
+        on_question: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+    impl Counting {
+        fn new(inner: Arc<dyn BlockStore>) -> Arc<Counting> {
+            Arc::new(Counting {
+                inner,
+                read: AtomicU64::new(0),
+                questions: AtomicU64::new(0),
+                on_question: Mutex::new(None),
+            })
+        }
+    }
+    impl BlockStore for Counting {
+        fn geometry(&self) -> Geometry {
+            self.inner.geometry()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        fn submit(&self, req: IoRequest, done: Completion) {
+            match req {
+                IoRequest::Read { len, .. } => {
+                    self.read.fetch_add(u64::from(len), Ordering::Relaxed);
+                }
+                IoRequest::Allocation { .. } => {
+                    self.questions.fetch_add(1, Ordering::Relaxed);
+                    if let Some(f) = self.on_question.lock().unwrap().take() {
+                        f();
+                    }
+                }
+                _ => {}
+            }
+            self.inner.submit(req, done)
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    /// A sparse source is read only where it holds data: one question per hole, each
+    /// chunk of a hole taken as copied unread, and the copy equal to the source.
+    #[test]
+    fn holes_of_the_source_are_neither_read_nor_written() {
+        let size = 64 * CHUNK + 4096;
+        let inner = memory(size);
+        wait_all(
+            &*inner,
+            vec![
+                write(3 * CHUNK, &vec![0x33; CHUNK as usize]),
+                write(40 * CHUNK + 100, &[0x40; 300]),
+                write(size - 512, &[0x64; 512]),
+            ],
+        )
+        .unwrap();
+        let source = Counting::new(inner.clone());
+        let dest = memory(size);
+        let s = Snapshot::new(source.clone(), dest.clone());
+        let copied = s.run("test").unwrap();
+        assert!(
+            read(&*dest, 0, size as u32) == read(&*inner, 0, size as u32),
+            "the copy differs"
+        );
+        // Chunks 3 and 40 and the short last one (4096 bytes) hold data.
+        let data = 2 * CHUNK + 4096;
+        assert_eq!(source.read.load(Ordering::Relaxed), data);
+        assert_eq!(
+            (copied.bytes, copied.read, copied.written),
+            (size, data, data)
+        );
+        assert_eq!(s.progress(), (size, size));
+        // At 0 (a hole up to chunk 3), at 4 (up to 40), at 41 (up to the last chunk).
+        assert_eq!(source.questions.load(Ordering::Relaxed), 3);
+    }
+
+    /// A source all data is read whole, after one question per gigabyte at most.
+    #[test]
+    fn a_source_full_of_data_is_read_whole_after_one_question() {
+        let size = 8 * CHUNK;
+        let inner = memory(size);
+        wait_all(&*inner, vec![write(0, &vec![0x5A; size as usize])]).unwrap();
+        let source = Counting::new(inner.clone());
+        let dest = memory(size);
+        let copied = Snapshot::new(source.clone(), dest.clone())
+            .run("test")
+            .unwrap();
+        assert!(read(&*dest, 0, size as u32) == vec![0x5A; size as usize]);
+        assert_eq!((copied.read, copied.written), (size, size));
+        assert_eq!(source.read.load(Ordering::Relaxed), size);
+        assert_eq!(source.questions.load(Ordering::Relaxed), 1);
+    }
+
+    /// Where every chunk holds some data the copy asks less and less often: after 1, 2, 4,
+    /// ... chunks read, up to 64 between questions.
+    #[test]
+    fn a_source_with_data_in_every_chunk_is_asked_about_less_and_less() {
+        let chunks = 200;
+        let size = chunks * CHUNK;
+        let inner = memory(size);
+        let writes = (0..chunks)
+            .map(|c| write(c * CHUNK, &[0x77; 512]))
+            .collect();
+        wait_all(&*inner, writes).unwrap();
+        let source = Counting::new(inner.clone());
+        let copied = Snapshot::new(source.clone(), memory(size))
+            .run("test")
+            .unwrap();
+        assert_eq!((copied.read, copied.written), (size, size));
+        // At chunks 0, 1, 3, 7, 15, 31, 63, 127 and 191.
+        assert_eq!(source.questions.load(Ordering::Relaxed), 9);
+    }
+
+    /// Writes that come while the copy asks about their chunks wait as for a chunk being
+    /// copied: over a hole, until it is taken as copied; over data, until that chunk,
+    /// wanted now, is copied first. The copy keeps the old bytes of both.
+    #[test]
+    fn writes_during_a_question_wait_and_the_copy_keeps_the_old_bytes() {
+        let size = 8 * CHUNK;
+        let inner = memory(size);
+        wait_all(&*inner, vec![write(2 * CHUNK, &vec![0x22; CHUNK as usize])]).unwrap();
+        let source = Counting::new(inner.clone());
+        let dest = memory(size);
+        let s = Snapshot::new(source.clone(), dest.clone());
+        let (tx, answered) = mpsc::channel();
+        {
+            let s = s.clone();
+            *source.on_question.lock().unwrap() = Some(Box::new(move || {
+                // Chunk 1 is a hole, chunk 6 is past the hole that starts the source
+                // (the question's answer), chunk 2 holds data.
+                for (i, offset) in [(1, CHUNK), (6, 6 * CHUNK), (2, 2 * CHUNK)] {
+                    let tx = tx.clone();
+                    s.submit(
+                        write(offset, &[0xEE; 512]),
+                        Completion::new(move |r| {
+                            let _ = tx.send((i, r));
+                        }),
+                    );
+                }
+            }));
+        }
+        let mut holes = Holes::new(&*s.source);
+        assert_eq!(s.skip_holes(&mut holes), 2 * CHUNK, "chunks 0 and 1");
+        // The write over chunk 1 went on once its chunk was taken as copied.
+        assert_eq!(answered.recv().unwrap(), (1, Ok(IoReply::Done)));
+        assert!(answered.try_recv().is_err(), "the others wait");
+        // The chunks of the waiting writes go first, in the order the writes came; once
+        // copied, the writes go on.
+        let batch = s.next_batch(usize::MAX);
+        assert_eq!(batch, vec![6, 2, 3, 4]);
+        s.copy_batch(&batch).unwrap();
+        assert!(
+            answered.try_recv().is_err(),
+            "answered before marked copied"
+        );
+        s.copied(&batch);
+        let mut rest: Vec<_> = (0..2).map(|_| answered.recv().unwrap()).collect();
+        rest.sort_by_key(|(i, _)| *i);
+        assert_eq!(rest, [(2, Ok(IoReply::Done)), (6, Ok(IoReply::Done))]);
+        let copied = s.run("test").unwrap();
+        assert_eq!(copied.held, 3);
+        // The copy is the source as it was: chunk 2's data, zeroes elsewhere; the source
+        // has the writes.
+        let mut before = vec![0; size as usize];
+        before[2 * CHUNK as usize..3 * CHUNK as usize].fill(0x22);
+        assert!(read(&*dest, 0, size as u32) == before, "the copy differs");
+        for chunk in [1, 2, 6] {
+            assert_eq!(read(&*inner, chunk * CHUNK, 512), vec![0xEE; 512]);
+        }
     }
 
     /// A store that fails every write.

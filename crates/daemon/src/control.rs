@@ -450,12 +450,13 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             let cloned = state.clone_lun(&target, lun, &to)?;
             let c = &cloned.copied;
             let table = vec![
-                ["clone", "size", "written", "writes held", "took"]
+                ["clone", "size", "read", "written", "writes held", "took"]
                     .map(String::from)
                     .to_vec(),
                 vec![
                     cloned.to.clone(),
                     units::format_human(c.bytes),
+                    units::format_human(c.read),
                     units::format_human(c.written),
                     c.held.to_string(),
                     format!("{:.1} s", c.took.as_secs_f64()),
@@ -464,6 +465,7 @@ fn run(state: &State, request: Request) -> Result<Reply> {
             let data = json!({
                 "to": cloned.to,
                 "bytes": c.bytes,
+                "read": c.read,
                 "written": c.written,
                 "held": c.held,
                 "took_secs": c.took.as_secs_f64(),

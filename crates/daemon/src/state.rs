@@ -806,9 +806,10 @@ impl State {
         match copied {
             Ok(copied) => {
                 tracing::info!(
-                    "{what}: done, {} copied ({} written, the rest left sparse) in {:.1} s; \
-                     {} write(s) waited for their data's copy",
+                    "{what}: done, {} copied ({} read, the rest holes; {} written, the rest \
+                     left sparse) in {:.1} s; {} write(s) waited for their data's copy",
                     units::format_human(copied.bytes),
+                    units::format_human(copied.read),
                     units::format_human(copied.written),
                     copied.took.as_secs_f64(),
                     copied.held

@@ -1439,6 +1439,10 @@ fn a_lun_is_cloned_as_it_was_while_a_host_writes_it() {
         8 * MIB,
         "the MiBs with data, no others"
     );
+    // The MiBs with data were read; of the holes, those a write came for before the copy
+    // asked about them (a write waits for its chunk's copy, which then reads it).
+    let read = reply["data"]["read"].as_u64().unwrap();
+    assert!((8 * MIB..=16 * MIB).contains(&read), "{reply}");
 
     let copy = std::fs::read(&clone).unwrap();
     assert_eq!(copy.len() as u64, 16 * MIB);
