@@ -29,11 +29,17 @@ pub const BACKENDS: &[&str] = &["memory", "file", "glfs-fake"];
 /// each run.
 pub const LIVE_BACKEND: &str = "glfs-live";
 
-/// Tests we fail on purpose, with the reason (written next to them in the snapshots). None
-/// today: SCSI.WriteSame16.Unmap, which wrote 65536 blocks in one WRITE(16) above our
-/// MAXIMUM TRANSFER LENGTH, now sees a MAXIMUM WRITE SAME LENGTH below 65536 blocks and checks
-/// that the longer WRITE SAME is refused instead.
-pub const EXPECTED_FAILURES: &[(&str, &str)] = &[];
+/// Tests we fail on purpose, with the reason (written next to them in the snapshots).
+/// (SCSI.WriteSame16.Unmap, which wrote 65536 blocks in one WRITE(16) above our MAXIMUM
+/// TRANSFER LENGTH, now sees a MAXIMUM WRITE SAME LENGTH below 65536 blocks and checks that
+/// the longer WRITE SAME is refused instead.)
+pub const EXPECTED_FAILURES: &[(&str, &str)] = &[(
+    "SCSI.Sanitize.Reset",
+    "expects a SANITIZE OVERWRITE still running 3 s after it was sent and going on through \
+     ABORT TASK, the resets and a new login; ours of the 64 MiB LU ends within milliseconds, \
+     and one aborted ends in sanitize failure mode (a sanitize that goes on through resets, \
+     with IMMED, is not implemented)",
+)];
 
 /// Per-suite time limit.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -243,9 +249,10 @@ fn run_suite(tool: &Path, url: &str, suite: &str) -> Result<SuiteOutput> {
     let out = Command::new("timeout")
         .arg(SUITE_TIMEOUT.as_secs().to_string())
         .arg(tool)
-        // The same URL twice: a second session to the same LU (iscsi-test-cu's multipath
-        // device list, checked by it to name one LU).
-        .args(["--dataloss", "--test", suite, url, url])
+        // Destructive tests and SANITIZE's (the LU is a scratch one). The same URL twice: a
+        // second session to the same LU (iscsi-test-cu's multipath device list, checked by
+        // it to name one LU).
+        .args(["--dataloss", "--allow-sanitize", "--test", suite, url, url])
         .output()
         .context("cannot run iscsi-test-cu under timeout(1)")?;
     Ok(SuiteOutput {

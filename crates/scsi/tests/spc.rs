@@ -131,6 +131,15 @@ fn vpd_block_device_characteristics_and_provisioning() {
     let mut want = [0u8; 64];
     want[1] = 0xB1;
     want[3] = 0x3C;
+    // SBC-4 6.6.2, byte 7 bits 7-6: WABEREQ 01b, a read after SANITIZE BLOCK ERASE
+    // (offered: the store discards) completes with GOOD status.
+    want[7] = 0b0100_0000;
+    assert_eq!(&d[..], &want[..]);
+    // Without discard no BLOCK ERASE, and WABEREQ 00b (not specified).
+    let d = Rig::new(Capabilities::default())
+        .run(&inquiry(true, 0xB1, 255), &[])
+        .data_in;
+    want[7] = 0;
     assert_eq!(&d[..], &want[..]);
     let d = rig.run(&inquiry(true, 0xB2, 255), &[]).data_in;
     // THRESHOLD EXPONENT 11 (thresholds supported: sets of 2^11 512-byte blocks), LBPU |

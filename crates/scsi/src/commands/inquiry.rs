@@ -171,9 +171,14 @@ pub(crate) fn vpd_page_of_port(
         0x8F => super::copy::third_party_copy_vpd(lu, &mut d),
         0xB0 => block_limits(lu, &mut d),
         0xB1 => {
-            // Block Device Characteristics (SBC-3 6.5.2): rotation rate and form factor
-            // not reported.
+            // Block Device Characteristics (SBC-4 6.6.2): rotation rate, product type and
+            // form factor not reported. WABEREQ (byte 7, bits 7-6) 01b where SANITIZE BLOCK
+            // ERASE is offered: a read after it completes with GOOD (the blocks read as
+            // zeroes, deallocated); WACEREQ 00b (no CRYPTOGRAPHIC ERASE).
             d.resize(64, 0);
+            if super::sanitize::erases(lu) {
+                d[7] = 0b01 << 6;
+            }
         }
         0xB2 => {
             // Logical Block Provisioning (SBC-3 6.5.4).

@@ -31,7 +31,8 @@ const EXIT_FAILURE_MODE: u16 = 0x1F;
 
 const F: u8 = 0xFF;
 
-fn erases(lu: &LuConfig) -> bool {
+/// BLOCK ERASE is offered: the store deallocates.
+pub(super) fn erases(lu: &LuConfig) -> bool {
     lu.capabilities.discard
 }
 
