@@ -782,155 +782,43 @@ mod layout_tests {
         fn libiscsi_sys_layout_entry(i: size_t) -> size_t;
     }
 
+    /// `sizeof(T)` then `T.field`'s offset for each field, as the probe names them, for
+    /// each struct `T { field, ... }` in turn.
+    macro_rules! layout {
+        ($($ty:ident { $($field:ident),* $(,)? })*) => {
+            [$(
+                vec![(concat!("sizeof(", stringify!($ty), ")"), size_of::<$ty>())],
+                vec![$(
+                    (concat!(stringify!($ty), ".", stringify!($field)), offset_of!($ty, $field))
+                ),*],
+            )*]
+            .concat()
+        };
+    }
+
     /// The Rust view of every entry of `csrc/layout_probe.c`'s table, same order.
     fn rust_layout() -> Vec<(&'static str, usize)> {
-        vec![
-            ("sizeof(scsi_task)", size_of::<scsi_task>()),
-            ("scsi_task.status", offset_of!(scsi_task, status)),
-            ("scsi_task.cdb_size", offset_of!(scsi_task, cdb_size)),
-            ("scsi_task.xfer_dir", offset_of!(scsi_task, xfer_dir)),
-            ("scsi_task.expxferlen", offset_of!(scsi_task, expxferlen)),
-            ("scsi_task.cdb", offset_of!(scsi_task, cdb)),
-            (
-                "scsi_task.residual_status",
-                offset_of!(scsi_task, residual_status),
-            ),
-            ("scsi_task.residual", offset_of!(scsi_task, residual)),
-            ("scsi_task.sense", offset_of!(scsi_task, sense)),
-            ("scsi_task.datain", offset_of!(scsi_task, datain)),
-            ("scsi_task.mem", offset_of!(scsi_task, mem)),
-            ("scsi_task.ptr", offset_of!(scsi_task, ptr)),
-            ("scsi_task.itt", offset_of!(scsi_task, itt)),
-            ("scsi_task.cmdsn", offset_of!(scsi_task, cmdsn)),
-            ("scsi_task.lun", offset_of!(scsi_task, lun)),
-            ("scsi_task.iovector_in", offset_of!(scsi_task, iovector_in)),
-            (
-                "scsi_task.iovector_out",
-                offset_of!(scsi_task, iovector_out),
-            ),
-            ("sizeof(scsi_sense)", size_of::<scsi_sense>()),
-            ("scsi_sense.error_type", offset_of!(scsi_sense, error_type)),
-            ("scsi_sense.key", offset_of!(scsi_sense, key)),
-            ("scsi_sense.ascq", offset_of!(scsi_sense, ascq)),
-            (
-                "scsi_sense.bit_pointer",
-                offset_of!(scsi_sense, bit_pointer),
-            ),
-            (
-                "scsi_sense.field_pointer",
-                offset_of!(scsi_sense, field_pointer),
-            ),
-            ("sizeof(scsi_data)", size_of::<scsi_data>()),
-            ("scsi_data.size", offset_of!(scsi_data, size)),
-            ("scsi_data.data", offset_of!(scsi_data, data)),
-            ("sizeof(scsi_iovector)", size_of::<scsi_iovector>()),
-            ("scsi_iovector.iov", offset_of!(scsi_iovector, iov)),
-            ("scsi_iovector.niov", offset_of!(scsi_iovector, niov)),
-            ("scsi_iovector.nalloc", offset_of!(scsi_iovector, nalloc)),
-            ("scsi_iovector.offset", offset_of!(scsi_iovector, offset)),
-            (
-                "scsi_iovector.consumed",
-                offset_of!(scsi_iovector, consumed),
-            ),
-            ("sizeof(scsi_iovec)", size_of::<scsi_iovec>()),
-            ("scsi_iovec.iov_base", offset_of!(scsi_iovec, iov_base)),
-            ("scsi_iovec.iov_len", offset_of!(scsi_iovec, iov_len)),
-            ("sizeof(iscsi_data)", size_of::<iscsi_data>()),
-            ("iscsi_data.size", offset_of!(iscsi_data, size)),
-            ("iscsi_data.data", offset_of!(iscsi_data, data)),
-            ("sizeof(iscsi_url)", size_of::<iscsi_url>()),
-            ("iscsi_url.portal", offset_of!(iscsi_url, portal)),
-            ("iscsi_url.target", offset_of!(iscsi_url, target)),
-            ("iscsi_url.user", offset_of!(iscsi_url, user)),
-            ("iscsi_url.passwd", offset_of!(iscsi_url, passwd)),
-            ("iscsi_url.target_user", offset_of!(iscsi_url, target_user)),
-            (
-                "iscsi_url.target_passwd",
-                offset_of!(iscsi_url, target_passwd),
-            ),
-            ("iscsi_url.lun", offset_of!(iscsi_url, lun)),
-            ("iscsi_url.iscsi", offset_of!(iscsi_url, iscsi)),
-            ("iscsi_url.transport", offset_of!(iscsi_url, transport)),
-            (
-                "sizeof(iscsi_target_portal)",
-                size_of::<iscsi_target_portal>(),
-            ),
-            (
-                "iscsi_target_portal.next",
-                offset_of!(iscsi_target_portal, next),
-            ),
-            (
-                "iscsi_target_portal.portal",
-                offset_of!(iscsi_target_portal, portal),
-            ),
-            (
-                "sizeof(iscsi_discovery_address)",
-                size_of::<iscsi_discovery_address>(),
-            ),
-            (
-                "iscsi_discovery_address.next",
-                offset_of!(iscsi_discovery_address, next),
-            ),
-            (
-                "iscsi_discovery_address.target_name",
-                offset_of!(iscsi_discovery_address, target_name),
-            ),
-            (
-                "iscsi_discovery_address.portals",
-                offset_of!(iscsi_discovery_address, portals),
-            ),
-            (
-                "sizeof(scsi_readcapacity10)",
-                size_of::<scsi_readcapacity10>(),
-            ),
-            (
-                "scsi_readcapacity10.lba",
-                offset_of!(scsi_readcapacity10, lba),
-            ),
-            (
-                "scsi_readcapacity10.block_size",
-                offset_of!(scsi_readcapacity10, block_size),
-            ),
-            (
-                "sizeof(scsi_readcapacity16)",
-                size_of::<scsi_readcapacity16>(),
-            ),
-            (
-                "scsi_readcapacity16.returned_lba",
-                offset_of!(scsi_readcapacity16, returned_lba),
-            ),
-            (
-                "scsi_readcapacity16.block_length",
-                offset_of!(scsi_readcapacity16, block_length),
-            ),
-            (
-                "scsi_readcapacity16.p_type",
-                offset_of!(scsi_readcapacity16, p_type),
-            ),
-            (
-                "scsi_readcapacity16.prot_en",
-                offset_of!(scsi_readcapacity16, prot_en),
-            ),
-            (
-                "scsi_readcapacity16.p_i_exp",
-                offset_of!(scsi_readcapacity16, p_i_exp),
-            ),
-            (
-                "scsi_readcapacity16.lbppbe",
-                offset_of!(scsi_readcapacity16, lbppbe),
-            ),
-            (
-                "scsi_readcapacity16.lbpme",
-                offset_of!(scsi_readcapacity16, lbpme),
-            ),
-            (
-                "scsi_readcapacity16.lbprz",
-                offset_of!(scsi_readcapacity16, lbprz),
-            ),
-            (
-                "scsi_readcapacity16.lalba",
-                offset_of!(scsi_readcapacity16, lalba),
-            ),
+        let mut table = layout! {
+            scsi_task {
+                status, cdb_size, xfer_dir, expxferlen, cdb, residual_status, residual, sense,
+                datain, mem, ptr, itt, cmdsn, lun, iovector_in, iovector_out,
+            }
+            scsi_sense { error_type, key, ascq, bit_pointer, field_pointer }
+            scsi_data { size, data }
+            scsi_iovector { iov, niov, nalloc, offset, consumed }
+            scsi_iovec { iov_base, iov_len }
+            iscsi_data { size, data }
+            iscsi_url {
+                portal, target, user, passwd, target_user, target_passwd, lun, iscsi, transport,
+            }
+            iscsi_target_portal { next, portal }
+            iscsi_discovery_address { next, target_name, portals }
+            scsi_readcapacity10 { lba, block_size }
+            scsi_readcapacity16 {
+                returned_lba, block_length, p_type, prot_en, p_i_exp, lbppbe, lbpme, lbprz, lalba,
+            }
+        };
+        table.extend([
             ("sizeof(enum scsi_residual)", size_of::<c_int>()),
             ("sizeof(enum scsi_sense_key)", size_of::<c_int>()),
             ("sizeof(enum iscsi_session_type)", size_of::<c_int>()),
@@ -943,7 +831,8 @@ mod layout_tests {
             ("POLLOUT", ISCSI_POLLOUT as usize),
             ("POLLERR", ISCSI_POLLERR as usize),
             ("POLLHUP", ISCSI_POLLHUP as usize),
-        ]
+        ]);
+        table
     }
 
     #[test]
