@@ -7,6 +7,9 @@
 //! nexuses, logged in with iscsi-test-cu's two initiator names) to the same logical unit, as
 //! a multipath host has them; the SCSI.MultipathIO suite needs that second path.
 //!
+//! SCSI.ReadOnly runs last, on a target of its own that exports the LU read-only (its tests
+//! skip on a writable one).
+//!
 //! Each suite runs in its own iscsi-test-cu process under a time limit, so a hang is recorded
 //! as `hung` for the tests that had not finished, and the task goes on. A target that died is
 //! restarted and the death recorded.
@@ -157,9 +160,10 @@ fn run_backend(
 ) -> Result<Results> {
     // The files made on a live volume, removed after the target below stopped.
     let remove = live.map(|v| std::cell::RefCell::new(crate::gluster::RemoveOnDrop::new(v, [])));
-    let start = || -> Result<TargetProcess> {
+    // The LU each start serves: a fresh one (also after a target died).
+    let lun = || -> Result<LunSetup> {
         match backend {
-            "glfs-fake" => TargetProcess::on_fake_volume(binary, fake_lib),
+            "glfs-fake" => TargetProcess::fake_volume_lun(fake_lib),
             LIVE_BACKEND => {
                 let Some(volume) = live else {
                     bail!("the {LIVE_BACKEND} backend needs a live volume (--live-volume VOLUME@HOST)");
@@ -174,70 +178,82 @@ fn run_backend(
                 if let Some(remove) = &remove {
                     remove.borrow_mut().push(file.clone());
                 }
-                TargetProcess::start(
-                    binary,
-                    LunSetup {
-                        bstype: "glfs".into(),
-                        backing_store: format!("{volume}:{file}"),
-                        local_file: None,
-                        library: None,
-                        env: vec![],
-                        log_dir: dir,
-                    },
-                )
+                Ok(LunSetup {
+                    bstype: "glfs".into(),
+                    backing_store: format!("{volume}:{file}"),
+                    local_file: None,
+                    library: None,
+                    env: vec![],
+                    log_dir: dir,
+                })
             }
             "memory" | "file" => {
                 let dir = util::target_dir().join(format!("conformance-{backend}"));
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir)?;
                 let file = dir.join("lun0.img");
-                TargetProcess::start(
-                    binary,
-                    LunSetup {
-                        bstype: backend.into(),
-                        backing_store: if backend == "file" {
-                            file.display().to_string()
-                        } else {
-                            String::new()
-                        },
-                        local_file: (backend == "file").then_some(file),
-                        library: None,
-                        env: vec![],
-                        log_dir: dir,
+                Ok(LunSetup {
+                    bstype: backend.into(),
+                    backing_store: if backend == "file" {
+                        file.display().to_string()
+                    } else {
+                        String::new()
                     },
-                )
+                    local_file: (backend == "file").then_some(file),
+                    library: None,
+                    env: vec![],
+                    log_dir: dir,
+                })
             }
             other => {
                 bail!("unknown backend {other:?} (expected one of {BACKENDS:?} or {LIVE_BACKEND})")
             }
         }
     };
-    let mut target = start()?;
     let mut results = Results::new();
-    for suite in suites {
-        progress.start(&format!("{backend} {suite}"));
-        let out = run_suite(tool, &target.url(), suite)?;
-        let suite_results = parse_results(suite, &out.text, out.timed_out);
-        let count = |o: Outcome| suite_results.values().filter(|r| **r == o).count();
-        progress.line(&format!(
-            "  {backend} {suite}: {} passed, {} skipped, {} failed{}",
-            count(Outcome::Passed),
-            count(Outcome::Skipped),
-            count(Outcome::Failed) + count(Outcome::Hung),
-            if out.timed_out { " (timed out)" } else { "" }
-        ));
-        progress.done();
-        results.extend(suite_results);
-        if !target.is_running() {
-            progress.line(&format!("  the target died during {suite}; restarting it"));
-            results.insert(format!("{suite}.<target survived>"), Outcome::Failed);
-            target = start()?;
+    // The suites that need the LU exported read-only run last, on a target of their own.
+    let (read_only, writable): (Vec<&String>, Vec<&String>) =
+        suites.iter().partition(|s| needs_read_only(s));
+    for (suites, args) in [
+        (writable, &[][..]),
+        (read_only, &["--read-only".to_string()][..]),
+    ] {
+        if suites.is_empty() {
+            continue;
         }
+        let start = || TargetProcess::start_with(binary, lun()?, args);
+        let mut target = start()?;
+        for suite in suites {
+            progress.start(&format!("{backend} {suite}"));
+            let out = run_suite(tool, &target.url(), suite)?;
+            let suite_results = parse_results(suite, &out.text, out.timed_out);
+            let count = |o: Outcome| suite_results.values().filter(|r| **r == o).count();
+            progress.line(&format!(
+                "  {backend} {suite}: {} passed, {} skipped, {} failed{}",
+                count(Outcome::Passed),
+                count(Outcome::Skipped),
+                count(Outcome::Failed) + count(Outcome::Hung),
+                if out.timed_out { " (timed out)" } else { "" }
+            ));
+            progress.done();
+            results.extend(suite_results);
+            if !target.is_running() {
+                progress.line(&format!("  the target died during {suite}; restarting it"));
+                results.insert(format!("{suite}.<target survived>"), Outcome::Failed);
+                target = start()?;
+            }
+        }
+        target
+            .stop()
+            .context("stopping the target after the conformance run")?;
     }
-    target
-        .stop()
-        .context("stopping the target after the conformance run")?;
     Ok(results)
+}
+
+/// Suites whose tests check a LU exported read-only (`--read-only`; on a writable one
+/// they skip): SCSI.ReadOnly.
+fn needs_read_only(suite: &str) -> bool {
+    suite.starts_with("SCSI.ReadOnly")
 }
 
 struct SuiteOutput {

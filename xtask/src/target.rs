@@ -41,20 +41,23 @@ pub struct LunSetup {
 impl TargetProcess {
     /// Starts the target on a fresh fake volume under the target directory.
     pub fn on_fake_volume(binary: &Path, fake_lib: &Path) -> Result<Self> {
+        Self::start(binary, Self::fake_volume_lun(fake_lib)?)
+    }
+
+    /// The LUN of [`TargetProcess::on_fake_volume`]: a fresh fake volume under the target
+    /// directory (made here).
+    pub fn fake_volume_lun(fake_lib: &Path) -> Result<LunSetup> {
         let root = util::target_dir().join("offline-fixture");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join(VOLUME))?;
-        Self::start(
-            binary,
-            LunSetup {
-                bstype: "glfs".into(),
-                backing_store: format!("{VOLUME}@127.0.0.2:{LUN_FILE}"),
-                local_file: Some(root.join(VOLUME).join(LUN_FILE)),
-                library: Some(fake_lib.to_path_buf()),
-                env: vec![("GFAPI_FAKE_ROOT".into(), root.clone())],
-                log_dir: root,
-            },
-        )
+        Ok(LunSetup {
+            bstype: "glfs".into(),
+            backing_store: format!("{VOLUME}@127.0.0.2:{LUN_FILE}"),
+            local_file: Some(root.join(VOLUME).join(LUN_FILE)),
+            library: Some(fake_lib.to_path_buf()),
+            env: vec![("GFAPI_FAKE_ROOT".into(), root.clone())],
+            log_dir: root,
+        })
     }
 
     pub fn start(binary: &Path, lun: LunSetup) -> Result<Self> {
