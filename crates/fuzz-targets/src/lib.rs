@@ -232,11 +232,10 @@ pub fn chap_run(data: &[u8]) -> bool {
     exchange.is_done()
 }
 
+/// A byte written as an RFC 7143 number (decimal, `0x` or `0X` hex), by the target's own
+/// parser of the grammar.
 fn parse_u8(text: &str) -> Option<u8> {
-    match text.strip_prefix("0x") {
-        Some(h) => u8::from_str_radix(h, 16).ok(),
-        None => text.parse().ok(),
-    }
+    iscsi::negotiation::parse_number(text).and_then(|n| u8::try_from(n).ok())
 }
 
 /// The whole sans-IO connection: login, negotiation, full feature phase, commands

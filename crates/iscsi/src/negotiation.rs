@@ -104,10 +104,11 @@ pub const PROPOSED_KEYS: [&str; 4] = [
     "FirstBurstLength",
 ];
 
-/// Parses an RFC 7143 numerical value (decimal, or hex with `0x`).
+/// Parses an RFC 7143 numerical value (5.1: decimal, or hex after `0x` or `0X`); the one
+/// parser of the grammar (negotiation and CHAP alike).
 pub fn parse_number(v: &str) -> Option<u64> {
     if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        if h.is_empty() || h.len() > 16 {
+        if h.is_empty() || h.len() > 16 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u64::from_str_radix(h, 16).ok()

@@ -15,6 +15,7 @@
 //! at construction, so the exchange is deterministic and can be driven by a fuzzer.
 
 use super::access::ChapCredentials;
+use crate::negotiation::parse_number;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
@@ -228,7 +229,11 @@ impl ChapExchange {
                 };
                 let offered: Vec<Algorithm> = offer
                     .split(',')
-                    .filter_map(|a| parse_number(a).and_then(Algorithm::from_code))
+                    .filter_map(|a| {
+                        parse_number(a)
+                            .and_then(|a| u32::try_from(a).ok())
+                            .and_then(Algorithm::from_code)
+                    })
                     .collect();
                 let algorithm = Algorithm::STRONGEST_FIRST
                     .into_iter()
@@ -313,15 +318,6 @@ impl ChapExchange {
                 Ok(answer)
             }
         }
-    }
-}
-
-/// A numerical value: decimal, or hex with `0x` (RFC 7143 5.1).
-fn parse_number(text: &str) -> Option<u32> {
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
-        None => None,
     }
 }
 

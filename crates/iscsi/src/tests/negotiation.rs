@@ -148,6 +148,8 @@ fn irrelevant_in_discovery(#[case] key: &str) {
 #[case("0X1f", Some(31))]
 #[case("", None)]
 #[case("0x", None)]
+#[case("0x+1f", None)]
+#[case("+5", None)]
 #[case("-1", None)]
 #[case("1e3", None)]
 #[case("99999999999999999999999", None)]
